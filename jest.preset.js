@@ -1,0 +1,34 @@
+// Shared jest settings: TypeScript through SWC (fast, no type checking; the
+// `typecheck` target does that), @trellis/* resolved like tsconfig.base.json.
+const path = require('node:path');
+
+const root = __dirname;
+
+module.exports = function preset(projectDir, displayName) {
+  return {
+    displayName,
+    rootDir: projectDir,
+    testEnvironment: 'node',
+    testMatch: ['<rootDir>/src/**/*.test.ts', '<rootDir>/test/**/*.test.ts'],
+    transform: {
+      '^.+\\.(t|j|mj)s$': [
+        '@swc/jest',
+        {
+          jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
+          module: { type: 'commonjs' },
+          sourceMaps: 'inline',
+        },
+      ],
+    },
+    // jose 6 ships ESM only; let SWC turn it into CommonJS for jest's runtime.
+    transformIgnorePatterns: ['/node_modules/(?!jose/)'],
+    moduleNameMapper: {
+      '^@trellis/envoy-types$': path.join(root, 'libs/envoy-types/src/index.ts'),
+      '^@trellis/envoy-types/(.*)$': path.join(root, 'libs/envoy-types/src/generated/$1'),
+      '^@trellis/mesh-schema$': path.join(root, 'libs/mesh-schema/src/index.ts'),
+      '^@trellis/runtime$': path.join(root, 'libs/runtime/src/index.ts'),
+      '^@trellis/testing$': path.join(root, 'libs/testing/src/index.ts'),
+    },
+    testTimeout: 30_000,
+  };
+};

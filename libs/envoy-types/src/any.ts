@@ -1,0 +1,34 @@
+import type { Any } from './generated/google/protobuf/any';
+import { messageTypeRegistry, type MessageType, type UnknownMessage } from './generated/typeRegistry';
+
+const TYPE_URL_PREFIX = 'type.googleapis.com/';
+
+/** The type URL Envoy expects for a message type, e.g. `type.googleapis.com/envoy.config.cluster.v3.Cluster`. */
+export function typeUrlOf(type: { readonly $type?: string | undefined }): string {
+  if (!type.$type) throw new Error('typeUrlOf: message type has no $type (generate with outputTypeAnnotations)');
+  return TYPE_URL_PREFIX + type.$type;
+}
+
+/** Packs a message into `google.protobuf.Any` with its Envoy type URL. */
+export function packAny<M extends UnknownMessage>(type: MessageType<M>, message: M): Any {
+  const bytes = type.encode(message).finish();
+  return { $type: 'google.protobuf.Any', typeUrl: typeUrlOf(type), value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+/**
+ * Unpacks an `Any` through the generated type registry. The module defining the
+ * message must have been imported (importing it registers the type).
+ */
+export function unpackAny(any: Any): { typeName: string; message: UnknownMessage } {
+  const typeName = any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
+  const type = messageTypeRegistry.get(typeName);
+  if (!type) throw new Error(`unpackAny: no generated type registered for ${any.typeUrl}`);
+  return { typeName, message: type.decode(any.value) };
+}
+
+/** Unpacks an `Any` that must hold the given type; throws on a different type URL. */
+export function unpackAnyAs<M extends UnknownMessage>(type: MessageType<M>, any: Any): M {
+  const expected = typeUrlOf(type);
+  if (any.typeUrl !== expected) throw new Error(`unpackAnyAs: expected ${expected}, got ${any.typeUrl}`);
+  return type.decode(any.value);
+}

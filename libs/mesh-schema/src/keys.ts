@@ -1,0 +1,103 @@
+// The etcd key layout, under one prefix (default `/trellis/`). Every key Trellis
+// reads or writes is built here and nowhere else.
+import { DNS_LABEL } from './records';
+
+export const DEFAULT_PREFIX = '/trellis/';
+
+export type RecordKind = 'service' | 'instance' | 'history' | 'meshSettings' | 'authzKey' | 'proxyStatus';
+
+export interface ParsedKey {
+  kind: RecordKind;
+  /** Service name for service, instance, history and proxy keys. */
+  service?: string;
+  /** Instance id, history generation or proxy node id; key id for authz keys. */
+  id?: string;
+}
+
+const GENERATION_WIDTH = 10;
+
+export class KeyLayout {
+  readonly prefix: string;
+
+  constructor(prefix: string = DEFAULT_PREFIX) {
+    if (!prefix.startsWith('/') || !prefix.endsWith('/') || prefix.includes('//')) {
+      throw new Error(`etcd key prefix must start and end with "/" and have no empty segment, got "${prefix}"`);
+    }
+    this.prefix = prefix;
+  }
+
+  // Records.
+  service(name: string): string {
+    return `${this.prefix}services/${segment(name)}`;
+  }
+  instance(service: string, id: string): string {
+    return `${this.instancesOf(service)}${segment(id)}`;
+  }
+  history(service: string, generation: number): string {
+    return `${this.historyOf(service)}${String(generation).padStart(GENERATION_WIDTH, '0')}`;
+  }
+  meshSettings(): string {
+    return `${this.prefix}mesh/settings`;
+  }
+  authzKey(kid: string): string {
+    return `${this.authzKeys()}${segment(kid)}`;
+  }
+  proxyStatus(service: string, nodeId: string): string {
+    // Node ids are free-form (Envoy accepts any string): encode so they stay one segment.
+    return `${this.proxyStatusesOf(service)}${encodeURIComponent(nodeId)}`;
+  }
+
+  // Ranges (prefixes to list or watch).
+  services(): string {
+    return `${this.prefix}services/`;
+  }
+  instances(): string {
+    return `${this.prefix}instances/`;
+  }
+  instancesOf(service: string): string {
+    return `${this.instances()}${segment(service)}/`;
+  }
+  historyOf(service: string): string {
+    return `${this.prefix}history/${segment(service)}/`;
+  }
+  authzKeys(): string {
+    return `${this.prefix}authz/keys/`;
+  }
+  proxyStatuses(): string {
+    return `${this.prefix}proxies/`;
+  }
+  proxyStatusesOf(service: string): string {
+    return `${this.proxyStatuses()}${segment(service)}/`;
+  }
+
+  /** What a key under the prefix names; undefined for keys Trellis does not own. */
+  parse(key: string): ParsedKey | undefined {
+    if (!key.startsWith(this.prefix)) return undefined;
+    const parts = key.slice(this.prefix.length).split('/');
+    switch (parts[0]) {
+      case 'services':
+        return parts.length === 2 && DNS_LABEL.test(parts[1]!) ? { kind: 'service', service: parts[1]! } : undefined;
+      case 'instances':
+        return parts.length === 3 ? { kind: 'instance', service: parts[1]!, id: parts[2]! } : undefined;
+      case 'history':
+        return parts.length === 3 ? { kind: 'history', service: parts[1]!, id: parts[2]! } : undefined;
+      case 'mesh':
+        return parts.length === 2 && parts[1] === 'settings' ? { kind: 'meshSettings' } : undefined;
+      case 'authz':
+        return parts.length === 3 && parts[1] === 'keys' ? { kind: 'authzKey', id: parts[2]! } : undefined;
+      case 'proxies':
+        return parts.length === 3 ? { kind: 'proxyStatus', service: parts[1]!, id: decodeURIComponent(parts[2]!) } : undefined;
+      default:
+        return undefined;
+    }
+  }
+}
+
+/** Refuses anything that could escape its key segment, as a last line behind the zod schemas. */
+function segment(value: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what we refuse
+  if (value.length === 0 || value.includes('/') || value === '.' || value === '..' || /[\x00-\x1f\x7f]/.test(value)) {
+    throw new Error(`not a valid etcd key segment: ${JSON.stringify(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,317 @@
+// The records Trellis stores in etcd. Every value read from etcd is parsed with
+// these schemas before use; every value written was produced by them.
+import { z } from 'zod';
+
+/** DNS label (RFC 1123): lower-case, digits and '-', 1-63 chars. It can never escape its etcd key. */
+export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** DNS name: dot-separated labels, up to 253 chars. */
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+export const ServiceName = z
+  .string()
+  .regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and "-", 1-63 characters, starting and ending with a letter or digit');
+export type ServiceName = z.infer<typeof ServiceName>;
+
+export const TeamName = ServiceName.describe('owning team, a DNS label');
+
+/** Instance ids come from pods and VMs (pod names, hostnames, uuids): a safe key segment. */
+export const InstanceId = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/i, 'must be 1-128 characters of letters, digits, ".", "_" and "-"')
+  .refine((id) => !id.includes('..'), 'must not contain ".."');
+export type InstanceId = z.infer<typeof InstanceId>;
+
+const LabelKey = z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,61}[a-zA-Z0-9])?$/, 'label keys are 1-63 characters of letters, digits, ".", "_", "-" and "/"');
+const LabelValue = z.string().regex(/^[a-zA-Z0-9._-]{0,63}$/, 'label values are 0-63 characters of letters, digits, ".", "_" and "-"');
+export const Labels = z
+  .record(LabelKey, LabelValue)
+  .refine((labels) => Object.keys(labels).length <= 32, 'at most 32 labels');
+
+export const Protocol = z.enum(['http', 'http2', 'grpc', 'tcp']);
+export type Protocol = z.infer<typeof Protocol>;
+
+const Millis = (max: number) => z.number().int().positive().max(max);
+
+export const RetryOn = z.enum([
+  '5xx',
+  'gateway-error',
+  'reset',
+  'connect-failure',
+  'retriable-4xx',
+  'refused-stream',
+  'cancelled',
+  'deadline-exceeded',
+  'resource-exhausted',
+  'unavailable',
+]);
+
+export const RetryPolicy = z
+  .object({
+    attempts: z.number().int().min(0).max(10),
+    perTryTimeoutMs: Millis(600_000).optional(),
+    retryOn: z.array(RetryOn).min(1).max(10).default(['connect-failure', 'refused-stream', 'unavailable']),
+  })
+  .strict();
+
+export const CircuitBreaker = z
+  .object({
+    maxConnections: z.number().int().min(1).max(1_000_000).optional(),
+    maxPendingRequests: z.number().int().min(1).max(1_000_000).optional(),
+    maxRequests: z.number().int().min(1).max(1_000_000).optional(),
+    maxRetries: z.number().int().min(0).max(1_000_000).optional(),
+  })
+  .strict();
+
+export const OutlierDetection = z
+  .object({
+    consecutive5xx: z.number().int().min(1).max(1000).default(5),
+    intervalMs: Millis(3_600_000).default(10_000),
+    baseEjectionTimeMs: Millis(3_600_000).default(30_000),
+    maxEjectionPercent: z.number().int().min(0).max(100).default(10),
+  })
+  .strict();
+
+export const HealthCheck = z
+  .object({
+    /** HTTP path to probe; absent means a TCP connect check (or gRPC health for grpc services). */
+    path: z.string().regex(/^\/[\x21-\x7e]{0,255}$/, 'must be an absolute path of printable ASCII').optional(),
+    intervalMs: Millis(3_600_000).default(10_000),
+    timeoutMs: Millis(60_000).default(1_000),
+    unhealthyThreshold: z.number().int().min(1).max(100).default(3),
+    healthyThreshold: z.number().int().min(1).max(100).default(1),
+  })
+  .strict();
+
+export const LoadBalancing = z.enum(['round_robin', 'least_request', 'ring_hash', 'random']);
+
+export const LocalRateLimit = z
+  .object({
+    /** Token bucket: `maxTokens` burst, refilled with `tokensPerFill` every `fillIntervalMs`. */
+    maxTokens: z.number().int().min(1).max(1_000_000),
+    tokensPerFill: z.number().int().min(1).max(1_000_000),
+    fillIntervalMs: z.number().int().min(50).max(3_600_000),
+  })
+  .strict();
+
+export const TrafficPolicy = z
+  .object({
+    timeoutMs: Millis(3_600_000).optional(),
+    retries: RetryPolicy.optional(),
+    circuitBreaker: CircuitBreaker.optional(),
+    outlierDetection: OutlierDetection.optional(),
+    healthCheck: HealthCheck.optional(),
+    loadBalancing: LoadBalancing.optional(),
+    rateLimit: LocalRateLimit.optional(),
+  })
+  .strict();
+export type TrafficPolicy = z.infer<typeof TrafficPolicy>;
+
+export const Dependency = z
+  .object({
+    service: ServiceName,
+    /** Overrides the callee's own policy for this caller's calls. */
+    policy: TrafficPolicy.optional(),
+  })
+  .strict();
+export type Dependency = z.infer<typeof Dependency>;
+
+export const TrafficSubset = z
+  .object({
+    name: ServiceName.describe('subset name, a DNS label'),
+    /** Instances whose labels include all of these belong to the subset. */
+    labels: Labels,
+    weight: z.number().int().min(0).max(100),
+  })
+  .strict();
+export type TrafficSubset = z.infer<typeof TrafficSubset>;
+
+export const TrafficSplit = z
+  .array(TrafficSubset)
+  .min(1)
+  .max(16)
+  .superRefine((subsets, ctx) => {
+    const total = subsets.reduce((sum, s) => sum + s.weight, 0);
+    if (total !== 100) ctx.addIssue({ code: 'custom', message: `subset weights must add up to 100 (they add up to ${total})` });
+    const seen = new Set<string>();
+    subsets.forEach((s, i) => {
+      if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate subset "${s.name}"` });
+      seen.add(s.name);
+    });
+  });
+export type TrafficSplit = z.infer<typeof TrafficSplit>;
+
+export const Ingress = z
+  .object({
+    host: z.string().max(253).regex(DNS_NAME, 'must be a DNS name'),
+    pathPrefix: z.string().regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,255}$/, 'must start with "/" and contain only URL path characters').default('/'),
+    /** Cloudflare Access application that fronts this route; absent means the edge does not require Access. */
+    cloudflareAccess: z
+      .object({
+        teamDomain: z.string().max(253).regex(DNS_NAME, 'must be a DNS name such as myteam.cloudflareaccess.com'),
+        audience: z.string().regex(/^[a-f0-9]{16,128}$/i, 'must be the Access application AUD tag (hex)'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type Ingress = z.infer<typeof Ingress>;
+
+/** What an engineer declares: the body of `PUT /api/v1/services/{name}`. */
+export const ServiceSpec = z
+  .object({
+    name: ServiceName,
+    team: TeamName,
+    description: z.string().max(1024).default(''),
+    protocol: Protocol,
+    port: z.number().int().min(1).max(65535),
+    dependencies: z.array(Dependency).max(256).default([]),
+    policy: TrafficPolicy.default({}),
+    trafficSplit: TrafficSplit.optional(),
+    ingress: Ingress.optional(),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const seen = new Set<string>();
+    spec.dependencies.forEach((dep, i) => {
+      if (dep.service === spec.name) ctx.addIssue({ code: 'custom', path: ['dependencies', i, 'service'], message: 'a service cannot depend on itself' });
+      if (seen.has(dep.service)) ctx.addIssue({ code: 'custom', path: ['dependencies', i, 'service'], message: `duplicate dependency "${dep.service}"` });
+      seen.add(dep.service);
+    });
+  });
+export type ServiceSpec = z.infer<typeof ServiceSpec>;
+export type ServiceSpecInput = z.input<typeof ServiceSpec>;
+
+export const ChangeMetadata = z
+  .object({
+    /** Who made the change: a team, `admin`, or a token subject. */
+    actor: z.string().max(256),
+    at: z.iso.datetime(),
+  })
+  .strict();
+
+/** Stored at `services/<name>`. `generation` counts changes; history entries are keyed by it. */
+export const ServiceRecord = z
+  .object({
+    spec: ServiceSpec,
+    generation: z.number().int().min(1),
+    created: ChangeMetadata,
+    updated: ChangeMetadata,
+  })
+  .strict();
+export type ServiceRecord = z.infer<typeof ServiceRecord>;
+
+export const HistoryAction = z.enum(['create', 'update', 'delete', 'rollback']);
+
+/** Stored at `history/<service>/<generation>`: every change, kept with who made it and when. */
+export const HistoryEntry = z
+  .object({
+    service: ServiceName,
+    generation: z.number().int().min(1),
+    action: HistoryAction,
+    actor: z.string().max(256),
+    at: z.iso.datetime(),
+    /** The definition after the change; null for a delete. */
+    spec: ServiceSpec.nullable(),
+    /** For a rollback: the generation whose definition was restored. */
+    restoredGeneration: z.number().int().min(1).optional(),
+  })
+  .strict();
+export type HistoryEntry = z.infer<typeof HistoryEntry>;
+
+export const Locality = z
+  .object({
+    region: z.string().max(128).regex(/^[a-zA-Z0-9._-]*$/).default(''),
+    zone: z.string().max(128).regex(/^[a-zA-Z0-9._-]*$/).default(''),
+    subZone: z.string().max(128).regex(/^[a-zA-Z0-9._-]*$/).default(''),
+  })
+  .strict();
+export type Locality = z.infer<typeof Locality>;
+
+/** Stored at `instances/<service>/<id>`, bound to a lease: it disappears when its heartbeats stop. */
+export const InstanceRecord = z
+  .object({
+    service: ServiceName,
+    id: InstanceId,
+    /** IP literal (v4 or v6); proxyless gRPC clients require IP endpoints. */
+    address: z.union([z.ipv4(), z.ipv6()]),
+    port: z.number().int().min(1).max(65535),
+    labels: Labels.default({}),
+    locality: Locality.default({ region: '', zone: '', subZone: '' }),
+    platform: z.enum(['vm', 'k8s']),
+    weight: z.number().int().min(1).max(128).default(1),
+    registeredAt: z.iso.datetime(),
+  })
+  .strict();
+export type InstanceRecord = z.infer<typeof InstanceRecord>;
+export type InstanceRecordInput = z.input<typeof InstanceRecord>;
+
+/** Stored at `mesh/settings`: mesh-wide values every component agrees on. */
+export const MeshSettings = z
+  .object({
+    /** `iss` of mesh tokens (authz mints, sidecars validate). */
+    tokenIssuer: z.string().min(1).max(256),
+    /** Leeway validators allow for clock skew. */
+    clockSkewSeconds: z.number().int().min(0).max(300).default(30),
+  })
+  .strict();
+export type MeshSettings = z.infer<typeof MeshSettings>;
+
+const PublicJwk = z
+  .object({
+    kty: z.enum(['RSA', 'EC']),
+    kid: z.string().min(1).max(128),
+    alg: z.enum(['RS256', 'ES256']),
+    use: z.literal('sig').default('sig'),
+    n: z.string().max(2048).optional(),
+    e: z.string().max(16).optional(),
+    crv: z.string().max(16).optional(),
+    x: z.string().max(128).optional(),
+    y: z.string().max(128).optional(),
+  })
+  .strict();
+export type PublicJwk = z.infer<typeof PublicJwk>;
+
+/**
+ * Stored at `authz/keys/<kid>`: a public key mesh tokens may be signed with.
+ * Published before it signs (`activeFrom`); kept until every token it signed expired (`retireAfter`).
+ */
+export const AuthzPublicKey = z
+  .object({
+    kid: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/),
+    jwk: PublicJwk,
+    publishedAt: z.iso.datetime(),
+    activeFrom: z.iso.datetime(),
+    retireAfter: z.iso.datetime().optional(),
+  })
+  .strict();
+export type AuthzPublicKey = z.infer<typeof AuthzPublicKey>;
+
+const XdsTypeStatus = z
+  .object({
+    lastSentVersion: z.string().max(128).optional(),
+    lastAckedVersion: z.string().max(128).optional(),
+    lastNack: z
+      .object({
+        version: z.string().max(128),
+        error: z.string().max(4096),
+        at: z.iso.datetime(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+/** Stored at `proxies/<service>/<nodeId>` by the control plane replica serving it, under that replica's lease. */
+export const ProxyStatus = z
+  .object({
+    service: ServiceName,
+    nodeId: z.string().min(1).max(256),
+    controlPlane: z.string().max(256),
+    connectedAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+    /** The mesh revision the last pushed config was built from; ties a NACK to the change that caused it. */
+    meshRevision: z.string().max(32).optional(),
+    types: z.record(z.enum(['lds', 'rds', 'cds', 'eds', 'sds']), XdsTypeStatus),
+  })
+  .strict();
+export type ProxyStatus = z.infer<typeof ProxyStatus>;

@@ -1,0 +1,59 @@
+// Configuration comes from TRELLIS_* environment variables, validated with zod
+// at start. A bad value stops the process with a message naming the variable.
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses `env` with a schema whose keys are the variable names (e.g. `TRELLIS_HTTP_PORT`). */
+export function loadConfig<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const relevant: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') relevant[key] = value;
+  }
+  const result = schema.safeParse(relevant);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`));
+  }
+  return result.data;
+}
+
+/** Field helpers for env values (all strings). */
+export const env = {
+  port: (defaultPort: number) => z.coerce.number().int().min(0).max(65535).default(defaultPort),
+  int: (defaultValue: number, min = 0, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max).default(defaultValue),
+  bool: (defaultValue: boolean) =>
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no'])
+      .default(defaultValue ? 'true' : 'false')
+      .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  list: (defaultValue: string) =>
+    z
+      .string()
+      .default(defaultValue)
+      .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
+  host: (defaultValue: string) => z.string().min(1).default(defaultValue),
+  logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+};
+
+/** Variables every app that talks to etcd accepts. */
+export const etcdEnvSchema = z.object({
+  TRELLIS_ETCD_ENDPOINTS: env
+    .list('http://127.0.0.1:2379')
+    .pipe(z.array(z.url({ protocol: /^https?$/, error: 'each endpoint must be an http:// or https:// URL' })).min(1)),
+  TRELLIS_ETCD_PREFIX: z
+    .string()
+    .regex(/^\/([^/]+\/)*$/, 'must start and end with "/"')
+    .default('/trellis/'),
+  TRELLIS_ETCD_CA_FILE: z.string().optional(),
+  TRELLIS_ETCD_CERT_FILE: z.string().optional(),
+  TRELLIS_ETCD_KEY_FILE: z.string().optional(),
+  TRELLIS_ETCD_USERNAME: z.string().optional(),
+  TRELLIS_ETCD_PASSWORD_FILE: z.string().optional(),
+});
+export type EtcdEnv = z.infer<typeof etcdEnvSchema>;

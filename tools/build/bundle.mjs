@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// `nx build <app>`: bundles apps/<app>/src/main.ts and the workspace libs it uses
+// into dist/apps/<app>/main.js, started with `node dist/apps/<app>/main.js`.
+// npm packages stay external (several load .proto files or workers at run time);
+// a package.json listing exactly the ones the bundle imports is written beside it,
+// so an image installs only those (`npm install --omit=dev` in dist/apps/<app>).
+import { build } from 'esbuild';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const app = process.argv[2];
+if (!app) {
+  console.error('usage: bundle.mjs <app>');
+  process.exit(2);
+}
+const outDir = join(root, 'dist/apps', app);
+const rootPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+
+const result = await build({
+  entryPoints: [join(root, 'apps', app, 'src/main.ts')],
+  outfile: join(outDir, 'main.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: true,
+  packages: 'external',
+  tsconfig: join(root, 'tsconfig.base.json'),
+  metafile: true,
+  logLevel: 'warning',
+});
+
+const used = new Set();
+for (const input of Object.values(result.metafile.inputs)) {
+  for (const imp of input.imports) {
+    if (!imp.external || imp.path.startsWith('node:')) continue;
+    const parts = imp.path.split('/');
+    used.add(imp.path.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]);
+  }
+}
+const dependencies = {};
+for (const name of [...used].sort()) {
+  const version = rootPackage.dependencies?.[name];
+  if (version) dependencies[name] = version;
+  else if (!rootPackage.devDependencies?.[name] && !isBuiltin(name)) throw new Error(`${app} imports ${name}, which package.json does not list`);
+}
+writeFileSync(
+  join(outDir, 'package.json'),
+  JSON.stringify({ name: `@trellis/${app}`, version: rootPackage.version, private: true, main: 'main.js', dependencies }, null, 2) + '\n',
+);
+console.log(`built dist/apps/${app}/main.js (${Object.keys(dependencies).length} runtime dependencies)`);
+
+function isBuiltin(name) {
+  return ['fs', 'path', 'os', 'http', 'https', 'http2', 'net', 'tls', 'crypto', 'events', 'stream', 'url', 'util', 'zlib', 'child_process', 'dns', 'assert', 'buffer', 'timers', 'worker_threads', 'perf_hooks', 'readline', 'querystring', 'string_decoder', 'async_hooks', 'v8', 'vm', 'module', 'process', 'diagnostics_channel', 'tty', 'cluster', 'dgram'].includes(name.split('/')[0]);
+}
