@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Generates libs/envoy-types/src/generated from the Envoy / xds / googleapis /
-// protoc-gen-validate protos shipped inside the pinned @grpc/grpc-js-xds package.
+// protoc-gen-validate protos shipped inside the pinned @grpc/grpc-js-xds package,
+// and from Trellis's own protos in proto/trellis.
 // Nothing this script writes is committed: it runs as the `envoy-types:generate`
 // nx target (cached on its inputs) before build, typecheck and test.
 import { execFileSync } from 'node:child_process';
@@ -40,6 +41,8 @@ export const ENTRY_PROTOS = [
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/service/secret/v3/sds.proto',
   'envoy/service/auth/v3/external_auth.proto',
+  // Trellis's own (proto/trellis).
+  'trellis/demo/v1/hop.proto',
 ];
 
 // Options that compile cleanly under `strict` (see libs/envoy-types/README.md).
@@ -66,6 +69,7 @@ function stageProtos() {
   ]) {
     for (const dir of dirs) cpSync(join(deps, from, dir), join(stagingDir, dir), { recursive: true });
   }
+  cpSync(join(root, 'proto/trellis'), join(stagingDir, 'trellis'), { recursive: true });
   // The shipped validate.proto predates the envoy-api it ships with: Envoy's
   // protos use StringRules.ignore_empty, which this copy lacks.
   const validateProto = join(stagingDir, 'validate/validate.proto');
