@@ -1,0 +1,62 @@
+// The contract between translation (model → Envoy resources) and the xDS side
+// (cache → streams). Translation produces a ResourceSet per proxy identity; the
+// xDS cache shares resources across identities by `hash` and derives versions
+// from it, so equal content always means an equal version.
+import { createHash } from 'node:crypto';
+import { packAny, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
+import type { MessageType, UnknownMessage } from '@trellis/envoy-types/typeRegistry';
+
+export interface XdsResource {
+  name: string;
+  typeUrl: XdsTypeUrl;
+  any: Any;
+  /** sha256 of the encoded resource, hex */
+  hash: string;
+}
+
+/** Every xDS type is present (possibly empty); within a type, keys are resource names. */
+export type ResourceSet = Map<XdsTypeUrl, Map<string, XdsResource>>;
+
+export type ProxyKind = 'envoy' | 'proxyless';
+
+/** What a proxy's config depends on: its service (`node.cluster`) and whether it is an Envoy. */
+export interface ProxyIdentity {
+  service: string;
+  kind: ProxyKind;
+}
+
+/** proxyless when `node.user_agent_name` is not "envoy" (grpc-js-xds sends "gRPC Node"). */
+export function proxyKindOf(userAgentName: string | undefined): ProxyKind {
+  return userAgentName === 'envoy' ? 'envoy' : 'proxyless';
+}
+
+/** Encodes a message once and wraps it as an XdsResource. */
+export function makeResource<M extends UnknownMessage>(typeUrl: XdsTypeUrl, type: MessageType<M>, name: string, message: M): XdsResource {
+  const any = packAny(type, message);
+  if (any.typeUrl !== typeUrl) throw new Error(`makeResource: ${name} is ${any.typeUrl}, expected ${typeUrl}`);
+  return { name, typeUrl, any, hash: createHash('sha256').update(any.value).digest('hex') };
+}
+
+/** An empty ResourceSet with every type present, in push order. */
+export function emptyResourceSet(): ResourceSet {
+  return new Map<XdsTypeUrl, Map<string, XdsResource>>([
+    [TypeUrl.Secret, new Map()],
+    [TypeUrl.Cluster, new Map()],
+    [TypeUrl.ClusterLoadAssignment, new Map()],
+    [TypeUrl.Listener, new Map()],
+    [TypeUrl.RouteConfiguration, new Map()],
+  ]);
+}
+
+/** Builds a ResourceSet from resources in any order; each type's map is sorted by name. Duplicate names are a bug. */
+export function toResourceSet(resources: readonly XdsResource[]): ResourceSet {
+  const set = emptyResourceSet();
+  const sorted = [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const resource of sorted) {
+    const byName = set.get(resource.typeUrl)!;
+    if (byName.has(resource.name)) throw new Error(`duplicate ${resource.typeUrl} resource "${resource.name}"`);
+    byName.set(resource.name, resource);
+  }
+  return set;
+}
