@@ -1,0 +1,83 @@
+// grpc-js interceptors that give proxyless services the guarantees a sidecar gives:
+// outbound calls carry an A→B mesh token; inbound calls are refused without a valid one.
+import {
+  InterceptingCall,
+  Metadata,
+  ServerInterceptingCall,
+  status,
+  type Interceptor,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+} from '@grpc/grpc-js';
+import type { MeshTokenClient } from './token-client';
+import { MeshTokenRejected, type MeshTokenVerifier, type VerifiedCaller } from './token-verifier';
+
+/** Metadata key under which the server interceptor hands the verified caller to handlers. */
+export const CALLER_METADATA_KEY = 'x-trellis-caller';
+export const CALLER_KEY_ID_METADATA_KEY = 'x-trellis-caller-kid';
+
+/** Client interceptor: attaches `authorization: Bearer <A→B token>` to every call to `audience`. */
+export function meshTokenInterceptor(tokens: MeshTokenClient, audience: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        tokens.getToken(audience).then(
+          (token) => {
+            metadata.set('authorization', `Bearer ${token}`);
+            next(metadata, listener);
+          },
+          (err: unknown) => {
+            // Fail closed: no token, no call. The caller sees PERMISSION_DENIED with the reason.
+            listener.onReceiveStatus({
+              code: status.PERMISSION_DENIED,
+              details: err instanceof Error ? err.message : 'no mesh token',
+              metadata: new Metadata(),
+            });
+          },
+        );
+      },
+    });
+}
+
+/**
+ * Server interceptor: verifies the caller's mesh token before the handler runs.
+ * Messages that arrive while the token is being checked are held, then delivered
+ * or dropped; a rejected call ends with UNAUTHENTICATED and the reason.
+ */
+export function meshServerInterceptor(verifier: MeshTokenVerifier, onRejected?: (reason: string) => void): ServerInterceptor {
+  return (_method, call: ServerInterceptingCallInterface) => {
+    let verified: Promise<VerifiedCaller | undefined> = Promise.resolve(undefined);
+    return new ServerInterceptingCall(call, {
+      start(next) {
+        next({
+          onReceiveMetadata(metadata, mdNext) {
+            const header = metadata.get('authorization')[0];
+            // Nothing the caller sent may claim an identity: only the verifier sets these.
+            metadata.remove(CALLER_METADATA_KEY);
+            metadata.remove(CALLER_KEY_ID_METADATA_KEY);
+            verified = verifier.verify(typeof header === 'string' ? header : undefined).then(
+              (caller) => {
+                metadata.set(CALLER_METADATA_KEY, caller.caller);
+                if (caller.keyId) metadata.set(CALLER_KEY_ID_METADATA_KEY, caller.keyId);
+                mdNext(metadata);
+                return caller;
+              },
+              (err: unknown) => {
+                const reason = err instanceof MeshTokenRejected ? err.reason : 'token check failed';
+                onRejected?.(reason);
+                call.sendStatus({ code: status.UNAUTHENTICATED, details: reason });
+                return undefined;
+              },
+            );
+          },
+          onReceiveMessage(message, msgNext) {
+            void verified.then((caller) => caller && msgNext(message));
+          },
+          onReceiveHalfClose(halfCloseNext) {
+            void verified.then((caller) => caller && halfCloseNext());
+          },
+        });
+      },
+    });
+  };
+}

@@ -1,0 +1,165 @@
+// The SDK against real servers on loopback: a real grpc-js server and client with
+// the interceptors, and an HTTP server that plays authz's token endpoint and JWKS
+// (signing with jose exactly as authz does).
+import { credentials, Metadata, Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
+import { CallReply, HopClient, HopService, type CallRequest } from '@trellis/envoy-types/trellis/demo/v1/hop';
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CALLER_METADATA_KEY, meshServerInterceptor, meshTokenInterceptor, MeshTokenClient, MeshTokenError, MeshTokenVerifier } from '../src';
+
+const ISSUER = 'trellis-test';
+
+interface FakeAuthz {
+  url: string;
+  mints: number;
+  sign(claims: { sub: string; aud: string; iss?: string; expiresIn?: string }): Promise<string>;
+  close(): Promise<void>;
+}
+
+async function startTokenEndpoint(declared: Record<string, string[]>, secrets: Record<string, string>): Promise<FakeAuthz> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256');
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+  const sign = (c: { sub: string; aud: string; iss?: string; expiresIn?: string }) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setIssuer(c.iss ?? ISSUER)
+      .setSubject(c.sub)
+      .setAudience(c.aud)
+      .setIssuedAt()
+      .setExpirationTime(c.expiresIn ?? '15m')
+      .sign(privateKey);
+  const state = { mints: 0 };
+  const server: HttpServer = createServer((req, res) => {
+    if (req.url === '/.well-known/jwks.json') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ keys: [jwk] }));
+      return;
+    }
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const [service, secret] = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString().split(':');
+      const { audience } = JSON.parse(body || '{}') as { audience?: string };
+      if (!service || secrets[service] !== secret) return void res.writeHead(401).end();
+      if (!audience || !declared[service]?.includes(audience)) return void res.writeHead(403).end('not declared');
+      state.mints++;
+      // Answer slowly, so concurrent getToken calls overlap.
+      setTimeout(() => void sign({ sub: service, aud: audience }).then((token) => res.end(JSON.stringify({ token }))), 20);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get mints() {
+      return state.mints;
+    },
+    sign,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('MeshTokenClient', () => {
+  let authz: FakeAuthz;
+  beforeAll(async () => {
+    authz = await startTokenEndpoint({ a: ['b'] }, { a: 's3cret' });
+  });
+  afterAll(() => authz.close());
+
+  it('fetches once for concurrent requests and serves the cached token after', async () => {
+    const client = new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 's3cret' });
+    const before = authz.mints;
+    const tokens = await Promise.all([client.getToken('b'), client.getToken('b'), client.getToken('b')]);
+    expect(new Set(tokens).size).toBe(1);
+    expect(await client.getToken('b')).toBe(tokens[0]);
+    expect(authz.mints - before).toBe(1);
+  });
+
+  it('renews a token before it gets close to expiry', async () => {
+    let now = Date.now();
+    const client = new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 's3cret', renewBeforeSeconds: 60, now: () => now });
+    const before = authz.mints;
+    await client.getToken('b');
+    now += 14 * 60 * 1000 + 1000; // 15-minute token, 60 s margin: renew after 14 minutes
+    await client.getToken('b');
+    expect(authz.mints - before).toBe(2);
+  });
+
+  it('fails with the status when authz refuses an undeclared pair or a bad secret', async () => {
+    await expect(new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 's3cret' }).getToken('c')).rejects.toMatchObject({ status: 403 });
+    await expect(new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 'wrong' }).getToken('b')).rejects.toBeInstanceOf(MeshTokenError);
+  });
+});
+
+describe('grpc interceptors', () => {
+  let authz: FakeAuthz;
+  let server: Server;
+  let port: number;
+  const rejections: string[] = [];
+
+  beforeAll(async () => {
+    authz = await startTokenEndpoint({ a: ['b'], c: ['b'], x: ['z'] }, { a: 'sa', c: 'sc', x: 'sx' });
+    const verifier = new MeshTokenVerifier({
+      service: 'b',
+      issuer: ISSUER,
+      keys: `${authz.url}/.well-known/jwks.json`,
+      isAllowedCaller: (caller) => caller === 'a',
+    });
+    server = new Server({ interceptors: [meshServerInterceptor(verifier, (reason) => rejections.push(reason))] });
+    server.addService(HopService, {
+      call: (call: { request: CallRequest; metadata: Metadata }, callback: (err: null, reply: CallReply) => void) => {
+        callback(null, CallReply.fromPartial({ hops: [{ service: 'b', caller: String(call.metadata.get(CALLER_METADATA_KEY)[0] ?? '') }] }));
+      },
+    });
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+  });
+  afterAll(async () => {
+    server.forceShutdown();
+    await authz.close();
+  });
+
+  const call = (client: HopClient, metadata = new Metadata()) =>
+    new Promise<CallReply>((resolve, reject) => client.call({ origin: 'test' }, metadata, (err, reply) => (err ? reject(err) : resolve(reply!))));
+
+  it('a declared caller reaches the handler, which sees the verified caller', async () => {
+    const tokens = new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 'sa' });
+    const client = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure(), { interceptors: [meshTokenInterceptor(tokens, 'b')] });
+    const reply = await call(client);
+    expect(reply.hops[0]).toMatchObject({ service: 'b', caller: 'a' });
+    client.close();
+  });
+
+  it('a call without a token is refused with UNAUTHENTICATED, and a forged caller header is ignored', async () => {
+    const client = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const md = new Metadata();
+    md.set(CALLER_METADATA_KEY, 'a');
+    await expect(call(client, md)).rejects.toMatchObject({ code: status.UNAUTHENTICATED, details: 'missing bearer token' });
+    client.close();
+  });
+
+  it('tokens for another audience, another issuer, expired ones and undeclared callers are refused', async () => {
+    const client = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const withToken = (token: string) => {
+      const md = new Metadata();
+      md.set('authorization', `Bearer ${token}`);
+      return call(client, md);
+    };
+    await expect(withToken(await authz.sign({ sub: 'a', aud: 'z' }))).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(withToken(await authz.sign({ sub: 'a', aud: 'b', iss: 'elsewhere' }))).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(withToken(await authz.sign({ sub: 'a', aud: 'b', expiresIn: '-2m' }))).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    const undeclared = (await withToken(await authz.sign({ sub: 'c', aud: 'b' })).catch((e: ServiceError) => e)) as ServiceError;
+    expect(undeclared.code).toBe(status.UNAUTHENTICATED);
+    expect(undeclared.details).toMatch(/c has not declared b/);
+    expect(rejections.length).toBeGreaterThanOrEqual(4);
+    client.close();
+  });
+
+  it('the client fails closed with PERMISSION_DENIED when authz refuses the token', async () => {
+    const tokens = new MeshTokenClient({ authzUrl: authz.url, service: 'x', secret: 'sx' });
+    const client = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure(), { interceptors: [meshTokenInterceptor(tokens, 'b')] });
+    await expect(call(client)).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
+    client.close();
+  });
+});
