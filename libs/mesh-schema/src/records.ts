@@ -311,7 +311,8 @@ export const ProxyStatus = z
     updatedAt: z.iso.datetime(),
     /** The mesh revision the last pushed config was built from; ties a NACK to the change that caused it. */
     meshRevision: z.string().max(32).optional(),
-    types: z.record(z.enum(['lds', 'rds', 'cds', 'eds', 'sds']), XdsTypeStatus),
+    /** Per xDS type; a proxy that never asked for a type has no entry (zod 4's record over an enum would demand all five). */
+    types: z.partialRecord(z.enum(['lds', 'rds', 'cds', 'eds', 'sds']), XdsTypeStatus),
   })
   .strict();
 export type ProxyStatus = z.infer<typeof ProxyStatus>;

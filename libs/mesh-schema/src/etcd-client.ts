@@ -1,0 +1,120 @@
+// One way to connect to etcd, with a fault policy chosen on purpose (etcd3's
+// default 5 s host circuit breaker keeps failing calls after etcd is back).
+import { readFileSync } from 'node:fs';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IKeyValue, type IOptions } from 'etcd3';
+import type { EtcdEnv } from '@trellis/runtime';
+
+export interface EtcdConnectionOptions {
+  /** `http://` or `https://` client URLs; calls spread over them and fail over. */
+  endpoints: string[];
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  auth?: { username: string; password: string };
+  /** Deadline of each unary call (streams have none). Default 5 s. */
+  callTimeoutMs?: number;
+  /** Largest response accepted. Default 64 MiB; ranges are paginated well below it anyway. */
+  maxReceiveMessageBytes?: number;
+}
+
+const DEFAULT_CALL_TIMEOUT_MS = 5_000;
+const DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+
+export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
+  if (opts.endpoints.length === 0) throw new Error('at least one etcd endpoint is required');
+  const callTimeoutMs = opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  const multiHost = opts.endpoints.length > 1;
+  const options: IOptions = {
+    hosts: opts.endpoints,
+    dialTimeout: callTimeoutMs,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    grpcOptions: {
+      'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_BYTES,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    },
+    faultHandling: {
+      // A few quick retries ride out a leader election or a restart; each retry
+      // picks another endpoint. Past that the caller sees the error at once.
+      global: retry(handleWhen(isRecoverableError), {
+        maxAttempts: multiHost ? Math.max(3, opts.endpoints.length) : 3,
+        backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }),
+      }),
+      // With several endpoints, skip a dead one briefly; with one there is nowhere
+      // else to go, so a breaker would only delay noticing that etcd is back.
+      host: () =>
+        multiHost ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }) : noop,
+      // Watch streams reconnect quickly (0.1 s … 2 s), not after etcd3's default up to 30 s.
+      // etcd3 calls `.next()` on this to (re)start the sequence, as with its own
+      // default (an ExponentialBackoff); its type asks for a started backoff.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }) as unknown as IBackoff<unknown>,
+    },
+  };
+  if (opts.tls) {
+    // grpc-js accepts a null root certificate (system roots) though etcd3's type says Buffer.
+    options.credentials = { rootCertificate: (opts.tls.ca ?? null) as Buffer, privateKey: opts.tls.key, certChain: opts.tls.cert };
+  }
+  if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
+  return new Etcd3(options);
+}
+
+/** Connection options from `etcdEnvSchema` values: reads the TLS and password files. */
+export function etcdOptionsFromEnv(env: EtcdEnv): EtcdConnectionOptions {
+  const read = (variable: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new Error(`${variable}: cannot read ${path}: ${(err as Error).message}`);
+    }
+  };
+  const opts: EtcdConnectionOptions = { endpoints: env.TRELLIS_ETCD_ENDPOINTS };
+  const { TRELLIS_ETCD_CA_FILE: ca, TRELLIS_ETCD_CERT_FILE: cert, TRELLIS_ETCD_KEY_FILE: key } = env;
+  if (Boolean(cert) !== Boolean(key)) throw new Error('TRELLIS_ETCD_CERT_FILE and TRELLIS_ETCD_KEY_FILE must be set together');
+  if (ca || cert || env.TRELLIS_ETCD_ENDPOINTS.some((e) => e.startsWith('https://'))) {
+    opts.tls = {
+      ca: ca ? read('TRELLIS_ETCD_CA_FILE', ca) : undefined,
+      cert: cert ? read('TRELLIS_ETCD_CERT_FILE', cert) : undefined,
+      key: key ? read('TRELLIS_ETCD_KEY_FILE', key) : undefined,
+    };
+  }
+  if (env.TRELLIS_ETCD_USERNAME) {
+    if (!env.TRELLIS_ETCD_PASSWORD_FILE) throw new Error('TRELLIS_ETCD_USERNAME is set but TRELLIS_ETCD_PASSWORD_FILE is not');
+    opts.auth = { username: env.TRELLIS_ETCD_USERNAME, password: read('TRELLIS_ETCD_PASSWORD_FILE', env.TRELLIS_ETCD_PASSWORD_FILE).toString('utf8').trim() };
+  }
+  return opts;
+}
+
+/** Keys per page when listing: keeps every response far below gRPC's message limit. */
+export const RANGE_PAGE_SIZE = 500;
+
+/** Smallest key after every key starting with `prefix` (etcd's prefix range end). */
+export function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i] = end[i]! + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+/**
+ * Every key under `prefix`, read page by page at one revision (the first page's
+ * unless `revision` is given), so the result is a consistent snapshot.
+ */
+export async function rangePrefix(client: Etcd3, prefix: string, revision?: string): Promise<{ revision: string; kvs: IKeyValue[] }> {
+  const rangeEnd = prefixEnd(prefix);
+  const kvs: IKeyValue[] = [];
+  let key = Buffer.from(prefix);
+  let atRevision = revision;
+  for (;;) {
+    const res = await client.kv.range({ key, range_end: rangeEnd, limit: RANGE_PAGE_SIZE, revision: atRevision ?? 0 });
+    atRevision ??= res.header.revision;
+    kvs.push(...res.kvs);
+    if (!res.more || res.kvs.length === 0) break;
+    // Next page starts right after the last key: append a zero byte.
+    key = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+  }
+  return { revision: atRevision, kvs };
+}

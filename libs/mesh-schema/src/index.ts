@@ -1,0 +1,6 @@
+export * from './records';
+export * from './keys';
+export * from './errors';
+export { type Versioned, describeIssues } from './codec';
+export { connectEtcd, etcdOptionsFromEnv, prefixEnd, rangePrefix, RANGE_PAGE_SIZE, type EtcdConnectionOptions } from './etcd-client';
+export { MeshStore, type MeshStoreOptions, type RegisterInstanceInput, type UpdateServiceOptions } from './store';

@@ -1,0 +1,325 @@
+// MeshStore: typed, validated reads and conditional writes of every Trellis
+// record in etcd. Service changes and their history entry commit in one txn.
+import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
+import type { z } from 'zod';
+import type { Logger } from '@trellis/runtime';
+import { decodeKv, decodeValue, encodeValue, type Versioned } from './codec';
+import { prefixEnd, rangePrefix } from './etcd-client';
+import { AlreadyExistsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from './errors';
+import type { KeyLayout } from './keys';
+import {
+  AuthzPublicKey,
+  HistoryEntry,
+  InstanceRecord,
+  MeshSettings,
+  ProxyStatus,
+  ServiceRecord,
+  ServiceSpec,
+  type HistoryAction,
+  type InstanceRecordInput,
+  type ServiceSpecInput,
+} from './records';
+
+export interface UpdateServiceOptions {
+  /** Write only if the record's modRevision is still this (the ETag the caller read). */
+  ifModRevision?: string;
+  action?: Extract<z.infer<typeof HistoryAction>, 'update' | 'rollback'>;
+  /** For a rollback: the generation whose spec is being restored. */
+  restoredGeneration?: number;
+}
+
+export interface MeshStoreOptions {
+  /** Where skipped invalid records are reported. */
+  logger?: Pick<Logger, 'warn'>;
+  /** Clock for change timestamps. */
+  now?: () => Date;
+}
+
+/** An instance to register; `registeredAt` defaults to now. */
+export type RegisterInstanceInput = Omit<InstanceRecordInput, 'registeredAt'> & { registeredAt?: string };
+
+/** Attempts of an unconditional read-modify-write before giving up on a contended key. */
+const MAX_RACE_RETRIES = 10;
+
+const put = (key: string, value: Buffer, lease?: string): IRequestOp => ({
+  request_put: { key: Buffer.from(key), value, ...(lease ? { lease } : {}) },
+});
+const modRevisionIs = (key: string, revision: string): ICompare => ({
+  key: Buffer.from(key),
+  target: 'Mod',
+  result: 'Equal',
+  mod_revision: revision,
+});
+const absent = (key: string): ICompare => ({ key: Buffer.from(key), target: 'Create', result: 'Equal', create_revision: 0 });
+
+export class MeshStore {
+  private readonly logger: Pick<Logger, 'warn'> | undefined;
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly layout: KeyLayout,
+    opts: MeshStoreOptions = {},
+  ) {
+    this.logger = opts.logger;
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  // ---- services -------------------------------------------------------------
+
+  async getService(name: string): Promise<Versioned<ServiceRecord> | undefined> {
+    const kv = await this.getKv(this.layout.service(name));
+    return kv ? decodeKv(ServiceRecord, kv) : undefined;
+  }
+
+  async listServices(): Promise<Versioned<ServiceRecord>[]> {
+    return this.listVersioned(ServiceRecord, this.layout.services());
+  }
+
+  /** Creates generation 1 (or the next generation after a deleted predecessor's history). */
+  async createService(spec: ServiceSpecInput, actor: string): Promise<Versioned<ServiceRecord>> {
+    const key = this.layout.service(spec.name);
+    const at = this.now().toISOString();
+    for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
+      const generation = (await this.lastGeneration(spec.name)) + 1;
+      const record = encodeValue(ServiceRecord, key, {
+        spec: encodeValue(ServiceSpec, key, spec).value,
+        generation,
+        created: { actor, at },
+        updated: { actor, at },
+      });
+      const historyKey = this.layout.history(spec.name, generation);
+      const history = this.historyEntry(historyKey, { service: spec.name, generation, action: 'create', actor, at, spec: record.value.spec });
+      const res = await this.client.kv.txn({
+        compare: [absent(key), absent(historyKey)],
+        success: [put(key, record.bytes), put(historyKey, history)],
+      });
+      if (res.succeeded) return { value: record.value, modRevision: res.header.revision, createRevision: res.header.revision };
+      if (await this.getKv(key)) throw new AlreadyExistsError(key, `service "${spec.name}"`);
+      // Another writer took this generation's history slot; read again.
+    }
+    throw new Error(`createService(${spec.name}): gave up after ${MAX_RACE_RETRIES} conflicting attempts`);
+  }
+
+  async updateService(spec: ServiceSpecInput, actor: string, opts: UpdateServiceOptions = {}): Promise<Versioned<ServiceRecord>> {
+    const key = this.layout.service(spec.name);
+    const validSpec = encodeValue(ServiceSpec, key, spec).value;
+    return this.changeService(spec.name, opts.ifModRevision, async (current, at) => {
+      const generation = current.value.generation + 1;
+      const record = encodeValue(ServiceRecord, key, { spec: validSpec, generation, created: current.value.created, updated: { actor, at } });
+      const historyKey = this.layout.history(spec.name, generation);
+      const history = this.historyEntry(historyKey, {
+        service: spec.name,
+        generation,
+        action: opts.action ?? 'update',
+        actor,
+        at,
+        spec: validSpec,
+        ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
+      });
+      return { ops: [put(key, record.bytes), put(historyKey, history)], result: record.value };
+    }).then(({ result, revision, current }) => ({ value: result, modRevision: revision, createRevision: current.createRevision }));
+  }
+
+  /** Deletes the service and records a `delete` history entry; its instances stay until their leases expire. */
+  async deleteService(name: string, actor: string, opts: { ifModRevision?: string } = {}): Promise<void> {
+    const key = this.layout.service(name);
+    await this.changeService(name, opts.ifModRevision, async (current, at) => {
+      const generation = current.value.generation + 1;
+      const historyKey = this.layout.history(name, generation);
+      const history = this.historyEntry(historyKey, { service: name, generation, action: 'delete', actor, at, spec: null });
+      return { ops: [{ request_delete_range: { key: Buffer.from(key) } }, put(historyKey, history)], result: undefined };
+    });
+  }
+
+  async listHistory(name: string): Promise<HistoryEntry[]> {
+    const entries = await this.listVersioned(HistoryEntry, this.layout.historyOf(name));
+    return entries.map((e) => e.value).sort((a, b) => a.generation - b.generation);
+  }
+
+  async getHistory(name: string, generation: number): Promise<HistoryEntry | undefined> {
+    const kv = await this.getKv(this.layout.history(name, generation));
+    return kv ? decodeKv(HistoryEntry, kv).value : undefined;
+  }
+
+  // ---- instances ------------------------------------------------------------
+
+  /** Puts the instance under a fresh lease of `ttlSeconds`; it disappears unless heartbeats refresh that lease. */
+  async registerInstance(input: RegisterInstanceInput, ttlSeconds: number): Promise<{ record: InstanceRecord; leaseId: string }> {
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
+    const key = this.layout.instance(input.service, input.id);
+    const record = encodeValue(InstanceRecord, key, { ...input, registeredAt: input.registeredAt ?? this.now().toISOString() });
+    const lease = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+    try {
+      await this.client.kv.put({ key: Buffer.from(key), value: record.bytes, lease: lease.ID });
+    } catch (err) {
+      await this.revokeLease(lease.ID);
+      throw err;
+    }
+    return { record: record.value, leaseId: lease.ID };
+  }
+
+  /** Refreshes the lease the instance's key is bound to; false when the instance (or its lease) is gone. */
+  async heartbeatInstance(service: string, id: string): Promise<boolean> {
+    const kv = await this.getKv(this.layout.instance(service, id));
+    if (!kv) return false;
+    if (kv.lease === '0') return true; // not leased: nothing can expire
+    return this.keepAliveOnce(kv.lease);
+  }
+
+  /** Deletes the instance and revokes its lease; false when it was already gone. */
+  async deregisterInstance(service: string, id: string): Promise<boolean> {
+    const res = await this.client.kv.deleteRange({ key: Buffer.from(this.layout.instance(service, id)), prev_kv: true });
+    const prev = res.prev_kvs[0];
+    if (!prev) return false;
+    if (prev.lease !== '0') await this.revokeLease(prev.lease);
+    return true;
+  }
+
+  async listInstances(service?: string): Promise<InstanceRecord[]> {
+    const prefix = service === undefined ? this.layout.instances() : this.layout.instancesOf(service);
+    return (await this.listVersioned(InstanceRecord, prefix)).map((v) => v.value);
+  }
+
+  // ---- mesh settings and authz keys ------------------------------------------
+
+  async getMeshSettings(): Promise<MeshSettings | undefined> {
+    const kv = await this.getKv(this.layout.meshSettings());
+    return kv ? decodeKv(MeshSettings, kv).value : undefined;
+  }
+
+  /** Writes `defaults` only if no settings exist yet; returns what is stored either way. */
+  async ensureMeshSettings(defaults: MeshSettings): Promise<MeshSettings> {
+    const key = this.layout.meshSettings();
+    const encoded = encodeValue(MeshSettings, key, defaults);
+    const res = await this.client.kv.txn({
+      compare: [absent(key)],
+      success: [put(key, encoded.bytes)],
+      failure: [{ request_range: { key: Buffer.from(key) } }],
+    });
+    if (res.succeeded) return encoded.value;
+    const kv = res.responses[0]?.response_range.kvs[0];
+    if (!kv) return this.ensureMeshSettings(defaults); // deleted in between: try again
+    return decodeKv(MeshSettings, kv).value;
+  }
+
+  async listAuthzKeys(): Promise<AuthzPublicKey[]> {
+    return (await this.listVersioned(AuthzPublicKey, this.layout.authzKeys())).map((v) => v.value);
+  }
+
+  async putAuthzKey(key: AuthzPublicKey): Promise<void> {
+    const etcdKey = this.layout.authzKey(key.kid);
+    await this.client.kv.put({ key: Buffer.from(etcdKey), value: encodeValue(AuthzPublicKey, etcdKey, key).bytes });
+  }
+
+  async deleteAuthzKey(kid: string): Promise<void> {
+    await this.client.kv.deleteRange({ key: Buffer.from(this.layout.authzKey(kid)) });
+  }
+
+  // ---- proxy status ----------------------------------------------------------
+
+  /** Writes a proxy's xDS status under the control plane replica's lease (gone when the replica is). */
+  async putProxyStatus(status: ProxyStatus, leaseId: string): Promise<void> {
+    const key = this.layout.proxyStatus(status.service, status.nodeId);
+    await this.client.kv.put({ key: Buffer.from(key), value: encodeValue(ProxyStatus, key, status).bytes, lease: leaseId });
+  }
+
+  async listProxyStatuses(service?: string): Promise<ProxyStatus[]> {
+    const prefix = service === undefined ? this.layout.proxyStatuses() : this.layout.proxyStatusesOf(service);
+    return (await this.listVersioned(ProxyStatus, prefix)).map((v) => v.value);
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  private async getKv(key: string): Promise<IKeyValue | undefined> {
+    const res = await this.client.kv.range({ key: Buffer.from(key) });
+    return res.kvs[0];
+  }
+
+  /** Every valid record under `prefix`; invalid ones are logged and skipped so one bad key cannot hide the rest. */
+  private async listVersioned<S extends z.ZodType>(schema: S, prefix: string): Promise<Versioned<z.output<S>>[]> {
+    const { kvs } = await rangePrefix(this.client, prefix);
+    const out: Versioned<z.output<S>>[] = [];
+    for (const kv of kvs) {
+      try {
+        out.push(decodeKv(schema, kv));
+      } catch (err) {
+        if (!(err instanceof InvalidRecordError)) throw err;
+        this.logger?.warn({ key: err.key, issues: err.issues }, 'skipping invalid record in etcd');
+      }
+    }
+    return out;
+  }
+
+  private historyEntry(key: string, entry: z.input<typeof HistoryEntry>): Buffer {
+    return encodeValue(HistoryEntry, key, entry).bytes;
+  }
+
+  /** Highest generation in the service's history (0 when it never existed). */
+  private async lastGeneration(name: string): Promise<number> {
+    const prefix = this.layout.historyOf(name);
+    const res = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: 1, sort_order: 'Descend', sort_target: 'Key' });
+    const kv = res.kvs[0];
+    if (!kv) return 0;
+    const key = kv.key.toString('utf8');
+    return decodeValue(HistoryEntry, key, kv.value).generation;
+  }
+
+  /**
+   * Read-modify-write of a service record in one txn guarded by its modRevision:
+   * the caller's ETag when given (a mismatch is the caller's conflict), else the
+   * revision just read (a race is ours to retry).
+   */
+  private async changeService<R>(
+    name: string,
+    ifModRevision: string | undefined,
+    build: (current: Versioned<ServiceRecord>, at: string) => Promise<{ ops: IRequestOp[]; result: R }>,
+  ): Promise<{ result: R; revision: string; current: Versioned<ServiceRecord> }> {
+    const key = this.layout.service(name);
+    for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
+      const kv = await this.getKv(key);
+      if (!kv) {
+        if (ifModRevision !== undefined) throw new RevisionMismatchError(key, ifModRevision, undefined);
+        throw new NotFoundError(key, `service "${name}"`);
+      }
+      if (ifModRevision !== undefined && kv.mod_revision !== ifModRevision) throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
+      const current = decodeKv(ServiceRecord, kv);
+      const { ops, result } = await build(current, this.now().toISOString());
+      const res = await this.client.kv.txn({
+        compare: [modRevisionIs(key, current.modRevision)],
+        success: ops,
+        failure: [{ request_range: { key: Buffer.from(key) } }],
+      });
+      if (res.succeeded) return { result, revision: res.header.revision, current };
+      if (ifModRevision !== undefined) {
+        const now = res.responses[0]?.response_range.kvs[0];
+        throw new RevisionMismatchError(key, ifModRevision, now?.mod_revision);
+      }
+    }
+    throw new Error(`service "${name}": gave up after ${MAX_RACE_RETRIES} conflicting writes`);
+  }
+
+  private async keepAliveOnce(leaseId: string): Promise<boolean> {
+    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + 5_000 });
+    try {
+      const res = await new Promise<{ TTL: string }>((resolve, reject) => {
+        stream.on('data', resolve);
+        stream.on('error', reject);
+        stream.on('end', () => reject(new Error(`lease keep-alive stream for ${leaseId} ended without a reply`)));
+        stream.write({ ID: leaseId });
+      });
+      return Number(res.TTL) > 0;
+    } finally {
+      stream.end();
+    }
+  }
+
+  private async revokeLease(leaseId: string): Promise<void> {
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: leaseId });
+    } catch (err) {
+      // Already expired or revoked: the outcome we wanted.
+      if (!/lease not found/i.test((err as Error).message)) throw err;
+    }
+  }
+}

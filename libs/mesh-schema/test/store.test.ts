@@ -1,0 +1,176 @@
+// MeshStore against a real etcd (see @trellis/testing for how it is chosen).
+import type { Etcd3 } from 'etcd3';
+import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { AlreadyExistsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from '../src/errors';
+import { KeyLayout } from '../src/keys';
+import { MeshStore } from '../src/store';
+import { aService, anInstance } from './fixtures';
+
+let etcd: TestEtcd;
+let client: Etcd3;
+let layout: KeyLayout;
+let store: MeshStore;
+const warnings: unknown[] = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  client = etcd.client();
+  layout = new KeyLayout(etcd.prefix);
+  store = new MeshStore(client, layout, { logger: { warn: (obj: unknown) => warnings.push(obj) } as never });
+});
+afterAll(async () => {
+  await etcd?.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('services', () => {
+  it('creates generation 1 with a create history entry, and refuses a second create', async () => {
+    const created = await store.createService(aService('checkout'), 'team-a');
+    expect(created.value.generation).toBe(1);
+    expect(created.value.spec).toMatchObject({ name: 'checkout', dependencies: [], policy: {}, description: '' });
+    expect(created.modRevision).toBe(created.createRevision);
+
+    await expect(store.createService(aService('checkout'), 'team-b')).rejects.toBeInstanceOf(AlreadyExistsError);
+    const history = await store.listHistory('checkout');
+    expect(history.map((h) => [h.generation, h.action, h.actor])).toEqual([[1, 'create', 'team-a']]);
+    expect(await store.getService('checkout')).toEqual(created);
+  });
+
+  it('lets exactly one of two concurrent updates with the same ETag win', async () => {
+    const created = await store.createService(aService('cart'), 'team-a');
+    const results = await Promise.allSettled([
+      store.updateService(aService('cart', { port: 9001 }), 'alice', { ifModRevision: created.modRevision }),
+      store.updateService(aService('cart', { port: 9002 }), 'bob', { ifModRevision: created.modRevision }),
+    ]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.reason).toBeInstanceOf(RevisionMismatchError);
+    const current = await store.getService('cart');
+    expect((lost[0]!.reason as RevisionMismatchError).actualModRevision).toBe(current!.modRevision);
+    expect(current!.value.generation).toBe(2);
+    expect(await store.listHistory('cart')).toHaveLength(2);
+  });
+
+  it('retries an unconditional update that races another writer instead of failing', async () => {
+    await store.createService(aService('search'), 'team-a');
+    const updates = await Promise.all([1, 2, 3, 4].map((i) => store.updateService(aService('search', { port: 9000 + i }), `writer-${i}`)));
+    expect(updates.map((u) => u.value.generation).sort()).toEqual([2, 3, 4, 5]);
+    const history = await store.listHistory('search');
+    expect(history.map((h) => h.generation)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('keeps history through update, rollback, delete and re-create', async () => {
+    await store.createService(aService('orders', { port: 1000 }), 'a');
+    const v2 = await store.updateService(aService('orders', { port: 2000 }), 'b');
+    const first = await store.getHistory('orders', 1);
+    const v3 = await store.updateService(first!.spec!, 'c', { ifModRevision: v2.modRevision, action: 'rollback', restoredGeneration: 1 });
+    expect(v3.value.spec.port).toBe(1000);
+    expect(v3.value.created.actor).toBe('a');
+    expect(v3.value.updated.actor).toBe('c');
+
+    await expect(store.deleteService('orders', 'd', { ifModRevision: v2.modRevision })).rejects.toBeInstanceOf(RevisionMismatchError);
+    await store.deleteService('orders', 'd', { ifModRevision: v3.modRevision });
+    expect(await store.getService('orders')).toBeUndefined();
+    await expect(store.deleteService('orders', 'd')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(store.updateService(aService('orders'), 'd')).rejects.toBeInstanceOf(NotFoundError);
+
+    const again = await store.createService(aService('orders', { port: 3000 }), 'e');
+    expect(again.value.generation).toBe(5);
+    const history = await store.listHistory('orders');
+    expect(history.map((h) => [h.generation, h.action, h.spec?.port ?? null, h.restoredGeneration])).toEqual([
+      [1, 'create', 1000, undefined],
+      [2, 'update', 2000, undefined],
+      [3, 'rollback', 1000, 1],
+      [4, 'delete', null, undefined],
+      [5, 'create', 3000, undefined],
+    ]);
+  });
+
+  it('refuses invalid specs without writing, naming the field', async () => {
+    const bad = store.createService(aService('loop', { dependencies: [{ service: 'loop' }] }), 'a');
+    await expect(bad).rejects.toBeInstanceOf(InvalidRecordError);
+    await expect(bad).rejects.toThrow(/dependencies\.0\.service: a service cannot depend on itself/);
+    expect(await store.getService('loop')).toBeUndefined();
+  });
+
+  it('names the key of a corrupt stored record, and list calls skip it with a warning', async () => {
+    await client.put(layout.service('corrupt')).value('{"spec": 42}');
+    await expect(store.getService('corrupt')).rejects.toThrow(layout.service('corrupt'));
+    const names = (await store.listServices()).map((s) => s.value.spec.name);
+    expect(names).not.toContain('corrupt');
+    expect(names).toEqual(expect.arrayContaining(['checkout', 'cart']));
+    expect(warnings).toContainEqual(expect.objectContaining({ key: layout.service('corrupt') }));
+    await client.delete().key(layout.service('corrupt'));
+  });
+});
+
+describe('instances', () => {
+  it('expires an instance whose heartbeats stop, and keeps one that heartbeats', async () => {
+    await store.registerInstance(anInstance('pay', 'silent'), 1);
+    await store.registerInstance(anInstance('pay', 'alive', { address: '10.0.0.2' }), 1);
+    for (let i = 0; i < 6; i++) {
+      await sleep(400);
+      expect(await store.heartbeatInstance('pay', 'alive')).toBe(true);
+    }
+    const ids = (await store.listInstances('pay')).map((i) => i.id);
+    expect(ids).toEqual(['alive']);
+    expect(await store.heartbeatInstance('pay', 'silent')).toBe(false);
+  });
+
+  it('deregisters: deletes the key and revokes the lease', async () => {
+    const { leaseId } = await store.registerInstance(anInstance('ship', 'vm-1'), 30);
+    expect(await store.deregisterInstance('ship', 'vm-1')).toBe(true);
+    expect(await store.listInstances('ship')).toEqual([]);
+    const ttl = await client.leaseClient.leaseTimeToLive({ ID: leaseId });
+    expect(Number(ttl.TTL)).toBe(-1); // etcd's answer for a lease that no longer exists
+    expect(await store.deregisterInstance('ship', 'vm-1')).toBe(false);
+  });
+
+  it('validates instance records and fills defaults', async () => {
+    await expect(store.registerInstance(anInstance('ship', 'x', { address: 'not-an-ip' }), 5)).rejects.toThrow(/address/);
+    const { record } = await store.registerInstance(anInstance('ship', 'k8s-pod-1', { platform: 'k8s' }), 5);
+    expect(record).toMatchObject({ weight: 1, labels: {}, locality: { region: '', zone: '', subZone: '' } });
+    expect(Date.parse(record.registeredAt)).not.toBeNaN();
+    expect(await store.listInstances()).toContainEqual(record);
+  });
+});
+
+describe('mesh settings, authz keys and proxy status', () => {
+  it('writes mesh settings only once', async () => {
+    expect(await store.getMeshSettings()).toBeUndefined();
+    expect(await store.ensureMeshSettings({ tokenIssuer: 'trellis', clockSkewSeconds: 30 })).toEqual({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
+    expect(await store.ensureMeshSettings({ tokenIssuer: 'other', clockSkewSeconds: 5 })).toEqual({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
+  });
+
+  it('puts, lists and deletes authz keys', async () => {
+    const key = {
+      kid: 'k1',
+      jwk: { kty: 'RSA' as const, kid: 'k1', alg: 'RS256' as const, use: 'sig' as const, n: 'abc', e: 'AQAB' },
+      publishedAt: '2026-01-01T00:00:00Z',
+      activeFrom: '2026-01-01T00:05:00Z',
+    };
+    await store.putAuthzKey(key);
+    expect(await store.listAuthzKeys()).toEqual([key]);
+    await store.deleteAuthzKey('k1');
+    expect(await store.listAuthzKeys()).toEqual([]);
+  });
+
+  it('stores proxy statuses under the given lease', async () => {
+    const lease = await client.leaseClient.leaseGrant({ TTL: 30 });
+    const status = {
+      service: 'checkout',
+      nodeId: 'checkout/pod-1.ns',
+      controlPlane: 'cp-0',
+      connectedAt: '2026-01-01T00:00:00Z',
+      updatedAt: '2026-01-01T00:00:01Z',
+      types: { cds: { lastSentVersion: '3', lastAckedVersion: '3' } },
+    };
+    await store.putProxyStatus(status, lease.ID);
+    expect(await store.listProxyStatuses('checkout')).toEqual([status]);
+    await client.leaseClient.leaseRevoke({ ID: lease.ID });
+    expect(await store.listProxyStatuses()).toEqual([]);
+  });
+});

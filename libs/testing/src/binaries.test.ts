@@ -1,0 +1,36 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findBinary, requireBinary } from './binaries';
+import { freePort } from './ports';
+
+describe('findBinary', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'trellis-bin-'));
+    await writeFile(join(dir, 'fake-etcd'), '#!/bin/sh\n');
+    await chmod(join(dir, 'fake-etcd'), 0o755);
+    await writeFile(join(dir, 'not-executable'), '');
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('finds an executable on PATH', () => {
+    expect(findBinary('fake-etcd', dir)).toBe(join(dir, 'fake-etcd'));
+  });
+
+  it('ignores files that are not executable', () => {
+    expect(findBinary('not-executable', dir)).toBeUndefined();
+  });
+
+  it('fails with the install command when a binary is missing', () => {
+    expect(() => requireBinary('trellis-no-such-binary')).toThrow(/sudo apt-get install etcd-server redis-server/);
+  });
+});
+
+describe('freePort', () => {
+  it('returns distinct usable loopback ports', async () => {
+    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    for (const p of ports) expect(p).toBeGreaterThan(0);
+    expect(new Set(ports).size).toBe(3);
+  });
+});

@@ -1,0 +1,76 @@
+// A server process owned by a test suite: started, stopped and restarted on
+// demand, and always killed when the test process exits so nothing leaks.
+import { spawn, type ChildProcess } from 'node:child_process';
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
+
+export class ManagedProcess {
+  private child: ChildProcess | undefined;
+  private output = '';
+
+  constructor(
+    readonly name: string,
+    private readonly command: string,
+    private readonly args: string[],
+  ) {}
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /** The last few KiB of the process's output, for error messages. */
+  recentOutput(): string {
+    return this.output.slice(-4096);
+  }
+
+  start(): void {
+    if (this.child) return;
+    installExitHook();
+    const child = spawn(this.command, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const collect = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString('utf8')).slice(-16_384);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    child.once('exit', () => {
+      running.delete(child);
+      if (this.child === child) this.child = undefined;
+    });
+    child.once('error', (err) => {
+      this.output += `\nspawn error: ${err.message}`;
+    });
+    running.add(child);
+    this.child = child;
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  async stop(graceMs = 5_000): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `probe` until it returns true; fails with the process output after `timeoutMs`. */
+export async function waitUntil(what: string, probe: () => Promise<boolean>, proc: ManagedProcess, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await probe().catch(() => false)) return;
+    if (!proc.running) throw new Error(`${what}: ${proc.name} exited before it became ready. Output:\n${proc.recentOutput()}`);
+    if (Date.now() > deadline) throw new Error(`${what}: ${proc.name} not ready after ${timeoutMs} ms. Output:\n${proc.recentOutput()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

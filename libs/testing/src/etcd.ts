@@ -1,0 +1,168 @@
+// startEtcd(): a real etcd for integration tests, picked by environment:
+// TRELLIS_TEST_ETCD_ENDPOINTS (shared etcd, own key prefix) > Docker
+// (testcontainers) > the local `etcd` binary on free loopback ports.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import { connectEtcd } from '@trellis/mesh-schema';
+import { requireBinary } from './binaries';
+import { ManagedProcess, waitUntil } from './child-process';
+import { dockerAvailable } from './docker';
+import { freePort } from './ports';
+
+export interface TestEtcd {
+  /** Client URLs, e.g. `http://127.0.0.1:40123`. */
+  readonly endpoints: string[];
+  /** A key prefix (`/trellis-test/<random>/`) no other suite uses: pass it to `new KeyLayout(prefix)`. */
+  readonly prefix: string;
+  /** Whether stop/start/restart work (false against a shared etcd or a container). */
+  readonly canRestart: boolean;
+  /** A new client with the production connection policy; closed by `close()` if still open. */
+  client(): Etcd3;
+  /** Compacts history up to `revision` (default: the current revision); returns the revision compacted at. */
+  compact(revision?: string): Promise<string>;
+  /** Stops the server, keeping its port and data. */
+  stop(): Promise<void>;
+  /** Starts a stopped server again on the same port with the same data. */
+  start(): Promise<void>;
+  restart(): Promise<void>;
+  /** Closes clients, deletes this suite's keys or the whole server and its data. */
+  close(): Promise<void>;
+}
+
+export interface StartEtcdOptions {
+  /** Milliseconds to wait for the server to become healthy. */
+  startTimeoutMs?: number;
+}
+
+const ETCD_IMAGE = 'quay.io/coreos/etcd:v3.5.17';
+
+export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> {
+  const prefix = `/trellis-test/${randomBytes(6).toString('hex')}/`;
+  const shared = process.env['TRELLIS_TEST_ETCD_ENDPOINTS'];
+  if (shared) return sharedEtcd(shared.split(',').map((s) => s.trim()).filter(Boolean), prefix);
+  if (await dockerAvailable()) return containerEtcd(prefix);
+  return localEtcd(prefix, opts.startTimeoutMs ?? 15_000);
+}
+
+/** What every mode shares: client bookkeeping and compaction. */
+function baseHandle(endpoints: string[]) {
+  const clients = new Set<Etcd3>();
+  const client = (): Etcd3 => {
+    const c = connectEtcd({ endpoints });
+    clients.add(c);
+    return c;
+  };
+  let admin: Etcd3 | undefined;
+  const adminClient = () => (admin ??= client());
+  const compact = async (revision?: string): Promise<string> => {
+    const etcd = adminClient();
+    const target = revision ?? (await etcd.kv.range({ key: Buffer.from('\0'), limit: 1 })).header.revision;
+    await etcd.kv.compact({ revision: target, physical: true });
+    return target;
+  };
+  const closeClients = () => {
+    for (const c of clients) c.close();
+    clients.clear();
+    admin = undefined;
+  };
+  return { client, adminClient, compact, closeClients };
+}
+
+function unsupported(what: string, why: string): () => Promise<never> {
+  return () => Promise.reject(new Error(`${what} is not supported ${why}; check \`canRestart\` and skip fault tests`));
+}
+
+function sharedEtcd(endpoints: string[], prefix: string): TestEtcd {
+  const base = baseHandle(endpoints);
+  const why = 'against TRELLIS_TEST_ETCD_ENDPOINTS (a shared etcd)';
+  return {
+    endpoints,
+    prefix,
+    canRestart: false,
+    client: base.client,
+    compact: base.compact,
+    stop: unsupported('stop()', why),
+    start: unsupported('start()', why),
+    restart: unsupported('restart()', why),
+    async close() {
+      await base.adminClient().delete().prefix(prefix);
+      base.closeClients();
+    },
+  };
+}
+
+async function containerEtcd(prefix: string): Promise<TestEtcd> {
+  const { EtcdContainer } = await import('@testcontainers/etcd');
+  const container = await new EtcdContainer(ETCD_IMAGE).start();
+  const endpoints = [container.getClientEndpoint()];
+  const base = baseHandle(endpoints);
+  const why = 'for a testcontainers etcd (its mapped port changes on restart)';
+  return {
+    endpoints,
+    prefix,
+    canRestart: false,
+    client: base.client,
+    compact: base.compact,
+    stop: unsupported('stop()', why),
+    start: unsupported('start()', why),
+    restart: unsupported('restart()', why),
+    async close() {
+      base.closeClients();
+      await container.stop();
+    },
+  };
+}
+
+async function localEtcd(prefix: string, startTimeoutMs: number): Promise<TestEtcd> {
+  const binary = requireBinary('etcd');
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const dataDir = await mkdtemp(join(tmpdir(), 'trellis-etcd-'));
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const proc = new ManagedProcess(`etcd on ${clientUrl}`, binary, [
+    '--name=trellis-test',
+    `--data-dir=${dataDir}`,
+    `--listen-client-urls=${clientUrl}`,
+    `--advertise-client-urls=${clientUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=trellis-test=${peerUrl}`,
+    '--initial-cluster-state=new',
+    // Small and quick: tests write little, and nothing here must survive a power cut.
+    '--snapshot-count=5000',
+    '--quota-backend-bytes=268435456',
+    '--logger=zap',
+    '--log-level=error',
+  ]);
+  const healthy = async () => {
+    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1_000) });
+    return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+  };
+  const start = async () => {
+    proc.start();
+    await waitUntil('etcd', healthy, proc, startTimeoutMs);
+  };
+  await start();
+  const base = baseHandle([clientUrl]);
+  return {
+    endpoints: [clientUrl],
+    prefix,
+    canRestart: true,
+    client: base.client,
+    compact: base.compact,
+    stop: () => proc.stop(),
+    start,
+    async restart() {
+      await proc.stop();
+      await start();
+    },
+    async close() {
+      base.closeClients();
+      await proc.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

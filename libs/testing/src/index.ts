@@ -1,0 +1,4 @@
+export { findBinary, INSTALL_HINT } from './binaries';
+export { startEtcd, type StartEtcdOptions, type TestEtcd } from './etcd';
+export { freePort } from './ports';
+export { startRedis, type StartRedisOptions, type TestRedis } from './redis';
