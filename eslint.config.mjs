@@ -22,6 +22,7 @@ export default tseslint.config(
           allow: [],
           depConstraints: [
             { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:data-access', 'type:util', 'type:generated', 'type:sdk'] },
+            { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:data-access', 'type:util', 'type:generated', 'type:sdk'] },
             { sourceTag: 'type:sdk', onlyDependOnLibsWithTags: ['type:util', 'type:generated'] },
             { sourceTag: 'type:data-access', onlyDependOnLibsWithTags: ['type:util', 'type:generated'] },
             { sourceTag: 'type:util', onlyDependOnLibsWithTags: ['type:util', 'type:generated', 'type:data-access'] },

@@ -1,0 +1,30 @@
+// The demo topology: the classic front → service-a → service-b, service-c.
+export interface DemoService {
+  name: string;
+  team: string;
+  dependencies: string[];
+  /** Instances to run; each gets its own process and port. */
+  instances: number;
+  /** The entry point takes traffic from outside the mesh (the edge), without a mesh token. */
+  public?: boolean;
+}
+
+export const DEMO_TOPOLOGY: DemoService[] = [
+  { name: 'front', team: 'web', dependencies: ['service-a'], instances: 1, public: true },
+  { name: 'service-a', team: 'payments', dependencies: ['service-b', 'service-c'], instances: 1 },
+  { name: 'service-b', team: 'payments', dependencies: [], instances: 2 },
+  { name: 'service-c', team: 'search', dependencies: [], instances: 1 },
+];
+
+/** The ServiceSpec the local mesh registers for a demo service (PUT /api/v1/services/{name}). */
+export function demoServiceSpec(service: DemoService, port: number) {
+  return {
+    name: service.name,
+    team: service.team,
+    description: `demo: ${service.dependencies.length ? `calls ${service.dependencies.join(', ')}` : 'a leaf service'}`,
+    protocol: 'grpc',
+    port,
+    dependencies: service.dependencies.map((name) => ({ service: name })),
+    policy: { timeoutMs: 2_000, retries: { attempts: 2, retryOn: ['unavailable'] } },
+  };
+}

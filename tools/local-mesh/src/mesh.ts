@@ -1,0 +1,134 @@
+// The local mesh: etcd, Redis and the three deployables, each as its own process
+// started from its build output exactly as on a VM (`node dist/apps/<app>/main.js`
+// with TRELLIS_* variables). `npm start` and the end-to-end suite both use this.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { startInfra } from './infra';
+import { freePort } from './ports';
+import { httpOk, startProcess, waitUntil, type ManagedProcess, type StartOptions } from './processes';
+
+export const WORKSPACE_ROOT = resolve(__dirname, '../../..');
+
+export interface LocalMeshOptions {
+  /** Data folder (etcd, Redis, authz keys); `.trellis/` for `npm start`, a temp dir in tests. */
+  dataDir: string;
+  /** Use the conventional ports where free (npm start); any free port otherwise (tests). */
+  preferConventionalPorts: boolean;
+  onLine?: StartOptions['onLine'];
+  /** Extra environment per app, e.g. a stand-in Cloudflare certs URL in tests. */
+  appEnv?: Partial<Record<AppName, NodeJS.ProcessEnv>>;
+}
+
+export type AppName = 'registry' | 'control-plane' | 'authz';
+
+export interface LocalMesh {
+  etcdEndpoint: string;
+  redisUrl: string;
+  adminToken: string;
+  registryUrl: string;
+  controlPlane: { xdsAddress: string; httpUrl: string };
+  authz: { grpcAddress: string; httpUrl: string };
+  processes: ManagedProcess[];
+  stop(): Promise<void>;
+}
+
+export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMesh> {
+  const port = (conventional: number) => freePort(options.preferConventionalPorts ? conventional : 0);
+  mkdirSync(options.dataDir, { recursive: true });
+  const started: ManagedProcess[] = [];
+  const stop = async () => {
+    // Apps first (they drain), then the stores they use.
+    for (const p of [...started].reverse()) await p.stop();
+  };
+
+  try {
+    const infra = await startInfra({
+      dataDir: options.dataDir,
+      etcdPort: await port(2379),
+      etcdPeerPort: await port(2380),
+      redisPort: await port(6379),
+      onLine: options.onLine,
+    });
+    started.push(...infra.processes);
+
+    const ports = {
+      registryHttp: await port(8080),
+      xds: await port(18000),
+      controlPlaneHttp: await port(18080),
+      authzGrpc: await port(9191),
+      authzHttp: await port(8181),
+    };
+    const adminToken = randomBytes(24).toString('base64url');
+    const common = { TRELLIS_ETCD_ENDPOINTS: infra.etcdEndpoint, TRELLIS_HOST: '127.0.0.1', TRELLIS_LOG_LEVEL: process.env['TRELLIS_LOG_LEVEL'] ?? 'info' };
+    const keysDir = ensureSigningKey(join(options.dataDir, 'authz-keys'));
+
+    const apps: Array<{ app: AppName; env: NodeJS.ProcessEnv; readyUrl: string }> = [
+      {
+        app: 'authz',
+        env: {
+          TRELLIS_GRPC_PORT: String(ports.authzGrpc),
+          TRELLIS_HTTP_PORT: String(ports.authzHttp),
+          TRELLIS_REDIS_URL: infra.redisUrl,
+          TRELLIS_SIGNING_KEYS_DIR: keysDir,
+          TRELLIS_ADMIN_TOKEN: adminToken,
+        },
+        readyUrl: `http://127.0.0.1:${ports.authzHttp}/readyz`,
+      },
+      {
+        app: 'control-plane',
+        env: {
+          TRELLIS_XDS_PORT: String(ports.xds),
+          TRELLIS_HTTP_PORT: String(ports.controlPlaneHttp),
+          TRELLIS_AUTHZ_ADDRESS: `127.0.0.1:${ports.authzGrpc}`,
+          // The dev mesh's proxyless clients (grpc-js-xds) cannot present credentials.
+          TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
+        },
+        readyUrl: `http://127.0.0.1:${ports.controlPlaneHttp}/readyz`,
+      },
+      {
+        app: 'registry',
+        env: { TRELLIS_HTTP_PORT: String(ports.registryHttp), TRELLIS_ADMIN_TOKEN: adminToken, TRELLIS_CSRF_SECRET: randomBytes(32).toString('hex') },
+        readyUrl: `http://127.0.0.1:${ports.registryHttp}/readyz`,
+      },
+    ];
+    for (const { app, env, readyUrl } of apps) {
+      const main = join(WORKSPACE_ROOT, 'dist/apps', app, 'main.js');
+      if (!existsSync(main)) throw new Error(`${main} is missing: build it with \`npx nx run-many -t build -p registry control-plane authz\``);
+      const proc = startProcess({
+        name: app,
+        command: process.execPath,
+        args: ['--enable-source-maps', main],
+        env: { ...common, ...env, ...options.appEnv?.[app] },
+        onLine: options.onLine,
+      });
+      started.push(proc);
+      await waitUntil(`${app} /readyz`, () => httpOk(readyUrl), { process: proc, timeoutMs: 30_000 });
+    }
+
+    return {
+      etcdEndpoint: infra.etcdEndpoint,
+      redisUrl: infra.redisUrl,
+      adminToken,
+      registryUrl: `http://127.0.0.1:${ports.registryHttp}`,
+      controlPlane: { xdsAddress: `127.0.0.1:${ports.xds}`, httpUrl: `http://127.0.0.1:${ports.controlPlaneHttp}` },
+      authz: { grpcAddress: `127.0.0.1:${ports.authzGrpc}`, httpUrl: `http://127.0.0.1:${ports.authzHttp}` },
+      processes: started,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The dev mesh's RSA signing key; production mounts one from a Secret or systemd credential. */
+function ensureSigningKey(dir: string): string {
+  const file = join(dir, 'signing-key.pem');
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  }
+  return dir;
+}

@@ -1,0 +1,89 @@
+// Child processes of the local mesh: started with their own environment, their
+// output prefixed and kept, stopped with SIGTERM (then SIGKILL after a grace period).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** The last lines it printed, for error messages and tests. */
+  readonly recentOutput: string[];
+  readonly exited: Promise<number | null>;
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  name: string;
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Where each output line goes; defaults to stdout with a `[name]` prefix. */
+  onLine?: (name: string, line: string) => void;
+}
+
+const KEEP_LINES = 200;
+
+export function startProcess(options: StartOptions): ManagedProcess {
+  const child = spawn(options.command, options.args, {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const recentOutput: string[] = [];
+  const onLine = options.onLine ?? ((name, line) => process.stdout.write(`[${name}] ${line}\n`));
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream! }).on('line', (line) => {
+      recentOutput.push(line);
+      if (recentOutput.length > KEEP_LINES) recentOutput.shift();
+      onLine(options.name, line);
+    });
+  }
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => resolve(code));
+    child.once('error', (err) => {
+      recentOutput.push(`failed to start ${options.command}: ${err.message}`);
+      resolve(-1);
+    });
+  });
+
+  return {
+    name: options.name,
+    child,
+    recentOutput,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** Polls `check` until it resolves true; fails early if the process exits. */
+export async function waitUntil(
+  what: string,
+  check: () => Promise<boolean>,
+  options: { process?: ManagedProcess; timeoutMs?: number; intervalMs?: number } = {},
+): Promise<void> {
+  const { timeoutMs = 30_000, intervalMs = 100 } = options;
+  const deadline = Date.now() + timeoutMs;
+  let exitCode: number | null | undefined;
+  void options.process?.exited.then((code) => (exitCode = code));
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) {
+      throw new Error(`${what}: ${options.process!.name} exited with ${exitCode}:\n${options.process!.recentOutput.slice(-20).join('\n')}`);
+    }
+    if (await check().catch(() => false)) return;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  const output = options.process ? `\n${options.process.recentOutput.slice(-20).join('\n')}` : '';
+  throw new Error(`${what}: not ready after ${timeoutMs} ms${output}`);
+}
+
+export async function httpOk(url: string): Promise<boolean> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+  return res.ok;
+}
