@@ -1,0 +1,163 @@
+// The Aggregated Discovery Service on @grpc/grpc-js: stream setup (first request,
+// node identity, credentials), then a protocol session per stream fed by the
+// snapshot cache. Protocol rules live in the sessions, not here.
+import { status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import type {
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  DiscoveryRequest,
+  DiscoveryResponse,
+} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import type { AggregatedDiscoveryServiceServer } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import type { Logger } from '@trellis/runtime';
+import { proxyKindOf, type ProxyIdentity } from '../envoy/resources';
+import type { StreamInfo, XdsCallbacks, XdsProtocol } from './callbacks';
+import { DeltaSession } from './delta-session';
+import type { SnapshotCache } from './snapshot-cache';
+import { SotwSession } from './sotw-session';
+import type { StreamAuthenticator } from './stream-auth';
+
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export interface AdsServerOptions {
+  cache: SnapshotCache<unknown>;
+  callbacks: Required<XdsCallbacks>;
+  authenticate: StreamAuthenticator;
+  controlPlaneId: string;
+  logger: Logger;
+}
+
+/** A live stream, as the debug endpoints and shutdown see it. */
+export interface ActiveStream {
+  info: StreamInfo;
+  close(): void;
+}
+
+export class AdsServer {
+  private nextStreamId = 1;
+  private readonly active = new Map<number, ActiveStream>();
+
+  constructor(private readonly options: AdsServerOptions) {}
+
+  /** The grpc-js service implementation to add to a `grpc.Server`. */
+  implementation(): AggregatedDiscoveryServiceServer {
+    return {
+      streamAggregatedResources: (call) => this.serve('sotw', call),
+      deltaAggregatedResources: (call) => this.serve('delta', call),
+    };
+  }
+
+  streams(): ActiveStream[] {
+    return [...this.active.values()];
+  }
+
+  /** Ends every stream with UNAVAILABLE so proxies reconnect to another replica. */
+  closeAll(): void {
+    for (const stream of this.active.values()) stream.close();
+  }
+
+  private serve(protocol: 'sotw', call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void;
+  private serve(protocol: 'delta', call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void;
+  private serve(
+    protocol: XdsProtocol,
+    call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse> | ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+  ): void {
+    const { cache, callbacks, logger } = this.options;
+    const streamId = this.nextStreamId++;
+    let session: SotwSession | DeltaSession | undefined;
+    let info: StreamInfo | undefined;
+    let cancelWatch: (() => void) | undefined;
+    let starting = false;
+    const queued: (DiscoveryRequest | DeltaDiscoveryRequest)[] = [];
+    let finished = false;
+
+    const fail = (code: GrpcStatus, reason: string): void => {
+      if (finished) return;
+      finished = true;
+      callbacks.onStreamRejected(reason);
+      logger.warn({ streamId, protocol, code: GrpcStatus[code], reason, peer: call.getPeer() }, 'xds stream refused');
+      call.emit('error', { code, details: reason });
+    };
+
+    const cleanup = (): void => {
+      if (finished && !info) return;
+      finished = true;
+      cancelWatch?.();
+      session?.close();
+      if (info) {
+        this.active.delete(streamId);
+        callbacks.onStreamClosed(info);
+        info = undefined;
+      }
+    };
+
+    const start = async (first: DiscoveryRequest | DeltaDiscoveryRequest): Promise<void> => {
+      const identity = identityOf(first.node);
+      if (typeof identity === 'string') return fail(GrpcStatus.INVALID_ARGUMENT, identity);
+      const auth = await this.options.authenticate(call.metadata, identity.service);
+      if (!auth.admitted) return fail(GrpcStatus.UNAUTHENTICATED, auth.reason);
+      if (finished) return;
+      info = { streamId, nodeId: first.node!.id, identity, protocol, connectedAt: new Date() };
+      const send = (response: DiscoveryResponse | DeltaDiscoveryResponse): boolean => (call as ServerDuplexStream<unknown, unknown>).write(response);
+      session =
+        protocol === 'sotw'
+          ? new SotwSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated)
+          : new DeltaSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated);
+      const activeInfo = info;
+      this.active.set(streamId, {
+        info: activeInfo,
+        close: () => {
+          fail(GrpcStatus.UNAVAILABLE, 'control plane shutting down');
+          cleanup();
+        },
+      });
+      callbacks.onStreamOpen(activeInfo);
+      logger.info({ streamId, protocol, nodeId: activeInfo.nodeId, service: identity.service, kind: identity.kind, auth: auth.method }, 'xds stream opened');
+      const watch = cache.watch(identity, (snapshot) => session!.setSnapshot(snapshot));
+      cancelWatch = watch.cancel;
+      if (watch.snapshot) session.setSnapshot(watch.snapshot);
+      for (const request of queued.splice(0)) this.handle(session, request);
+    };
+
+    call.on('data', (request: DiscoveryRequest | DeltaDiscoveryRequest) => {
+      if (finished) return;
+      if (session) return this.handle(session, request);
+      queued.push(request);
+      if (queued.length > 64) return fail(GrpcStatus.RESOURCE_EXHAUSTED, 'too many requests before the stream was set up');
+      if (starting) return;
+      starting = true;
+      start(request).catch((err: unknown) => {
+        logger.error({ err, streamId }, 'xds stream setup failed');
+        fail(GrpcStatus.INTERNAL, 'stream setup failed');
+      });
+    });
+    call.on('drain', () => session?.drained());
+    call.on('end', () => {
+      cleanup();
+      if (!call.writableEnded) call.end();
+    });
+    call.on('cancelled', cleanup);
+    call.on('close', cleanup);
+    call.on('error', (err: Error) => {
+      logger.debug({ err, streamId }, 'xds stream error');
+      cleanup();
+    });
+  }
+
+  private handle(session: SotwSession | DeltaSession, request: DiscoveryRequest | DeltaDiscoveryRequest): void {
+    const known = session instanceof SotwSession ? session.handleRequest(request as DiscoveryRequest) : session.handleRequest(request as DeltaDiscoveryRequest);
+    if (!known) {
+      // Envoy asks only for types its bootstrap configures; an unknown one is a bootstrap mistake worth surfacing.
+      this.options.logger.warn({ typeUrl: request.typeUrl }, 'xds request for a type this control plane does not serve; ignored');
+    }
+  }
+}
+
+/** The proxy identity from a stream's first request, or why it cannot be used. */
+export function identityOf(node: Node | undefined): ProxyIdentity | string {
+  if (!node) return 'the first request on a stream must carry node';
+  if (!node.id) return 'node.id is required (a unique instance id)';
+  if (!SERVICE_NAME.test(node.cluster)) return `node.cluster must be the proxy's service name (a DNS label), got ${JSON.stringify(node.cluster)}`;
+  return { service: node.cluster, kind: proxyKindOf(node.userAgentName) };
+}

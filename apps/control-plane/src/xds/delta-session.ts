@@ -1,0 +1,244 @@
+// One incremental (Delta) ADS stream's protocol state. Same rules as the
+// state-of-the-world session (stale nonces ignored, one unanswered response per
+// type, NACKed content never resent, make-before-break order), but per resource:
+// the server tracks which version of each resource the client holds and sends
+// only what differs, plus the names that went away.
+import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import type { XdsResource } from '../envoy/resources';
+import type { StreamInfo, XdsCallbacks } from './callbacks';
+import type { ProxySnapshot } from './snapshot-cache';
+import { isXdsTypeUrl } from './sotw-session';
+
+const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
+
+/** A resource's version in Delta xDS: its content hash, shortened. */
+export function resourceVersion(resource: XdsResource): string {
+  return resource.hash.slice(0, 16);
+}
+
+interface Pending {
+  nonce: string;
+  upserts: Map<string, string>;
+  removals: string[];
+  systemVersion: string;
+  changedAt: number;
+}
+
+interface TypeState {
+  wildcard: boolean;
+  names: Set<string>;
+  /** Resource versions the client holds (acknowledged). */
+  client: Map<string, string>;
+  /** Versions the client rejected: not resent until the resource's content changes. */
+  rejected: Map<string, string>;
+  rejectedRemovals: Set<string>;
+  /** Explicitly subscribed names we have told the client do not exist. */
+  toldMissing: Set<string>;
+  pending: Pending | undefined;
+}
+
+interface Changes {
+  upserts: XdsResource[];
+  removals: string[];
+}
+
+export class DeltaSession {
+  private readonly types = new Map<XdsTypeUrl, TypeState>();
+  private snapshot: ProxySnapshot | undefined;
+  private blocked = false;
+  private closed = false;
+  private nonces = 0;
+  private pumpScheduled: NodeJS.Immediate | undefined;
+
+  constructor(
+    private readonly stream: StreamInfo,
+    private readonly send: (response: DeltaDiscoveryResponse) => boolean,
+    private readonly callbacks: Required<XdsCallbacks>,
+    private readonly controlPlaneId: string,
+    private readonly secretsAllowed: boolean,
+  ) {}
+
+  setSnapshot(snapshot: ProxySnapshot): void {
+    if (this.snapshot) {
+      for (const [typeUrl, state] of this.types) {
+        if (this.snapshot.types.get(typeUrl)?.version !== snapshot.types.get(typeUrl)?.version) state.rejectedRemovals.clear();
+      }
+    }
+    this.snapshot = snapshot;
+    this.pump();
+  }
+
+  handleRequest(request: DeltaDiscoveryRequest): boolean {
+    if (!isXdsTypeUrl(request.typeUrl)) return false;
+    const typeUrl = request.typeUrl;
+    let state = this.types.get(typeUrl);
+
+    if (request.responseNonce !== '') {
+      const pending = state?.pending;
+      if (!state || !pending || pending.nonce !== request.responseNonce) {
+        this.callbacks.onStaleRequest(this.stream, typeUrl);
+        // A stale ACK may still carry subscription changes; those are applied below.
+        if (!state) return true;
+      } else {
+        state.pending = undefined;
+        if (request.errorDetail) {
+          for (const [name, version] of pending.upserts) state.rejected.set(name, version);
+          for (const name of pending.removals) state.rejectedRemovals.add(name);
+          this.callbacks.onNack(this.stream, typeUrl, pending.systemVersion, request.errorDetail.message || `code ${request.errorDetail.code}`);
+        } else {
+          for (const [name, version] of pending.upserts) state.client.set(name, version);
+          for (const name of pending.removals) state.client.delete(name);
+          this.callbacks.onAck(this.stream, typeUrl, pending.systemVersion, pending.changedAt);
+        }
+      }
+    }
+
+    if (!state) {
+      state = {
+        wildcard: request.resourceNamesSubscribe.length === 0 && WILDCARD_TYPES.has(typeUrl),
+        names: new Set(),
+        client: new Map(Object.entries(request.initialResourceVersions)),
+        rejected: new Map(),
+        rejectedRemovals: new Set(),
+        toldMissing: new Set(),
+        pending: undefined,
+      };
+      this.types.set(typeUrl, state);
+    }
+    for (const name of request.resourceNamesSubscribe) {
+      if (name === '*') state.wildcard = true;
+      else state.names.add(name);
+    }
+    for (const name of request.resourceNamesUnsubscribe) {
+      if (name === '*') state.wildcard = false;
+      else {
+        state.names.delete(name);
+        state.toldMissing.delete(name);
+        if (!state.wildcard) state.client.delete(name);
+      }
+    }
+    this.schedulePump();
+    return true;
+  }
+
+  drained(): void {
+    this.blocked = false;
+    this.pump();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.pumpScheduled) clearImmediate(this.pumpScheduled);
+  }
+
+  /**
+   * Requests that arrive together (an ACK and the subscription it triggers, e.g. a
+   * CDS ACK followed by the EDS request for the new clusters) are all read before
+   * deciding what to send next.
+   */
+  private schedulePump(): void {
+    this.pumpScheduled ??= setImmediate(() => {
+      this.pumpScheduled = undefined;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const snapshot = this.snapshot;
+    if (!snapshot || this.closed) return;
+    for (const typeUrl of ADS_PUSH_ORDER) {
+      if (this.blocked) return;
+      const state = this.types.get(typeUrl);
+      if (!state || state.pending) continue;
+      if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
+      if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight()) continue;
+      const changes = this.changes(typeUrl, state, snapshot);
+      if (changes.upserts.length === 0 && changes.removals.length === 0) continue;
+      this.respond(typeUrl, state, changes, snapshot);
+    }
+  }
+
+  private respond(typeUrl: XdsTypeUrl, state: TypeState, changes: Changes, snapshot: ProxySnapshot): void {
+    const nonce = (++this.nonces).toString(36);
+    const systemVersion = snapshot.types.get(typeUrl)!.version;
+    const upserts = new Map(changes.upserts.map((r) => [r.name, resourceVersion(r)]));
+    for (const name of changes.removals) if (!state.client.has(name)) state.toldMissing.add(name);
+    state.pending = { nonce, upserts, removals: changes.removals, systemVersion, changedAt: snapshot.changedAt };
+    const ok = this.send({
+      systemVersionInfo: systemVersion,
+      resources: changes.upserts.map((r) => ({
+        name: r.name,
+        resourceName: undefined,
+        aliases: [],
+        version: resourceVersion(r),
+        resource: r.any,
+        ttl: undefined,
+        cacheControl: undefined,
+        metadata: undefined,
+      })),
+      typeUrl,
+      removedResources: changes.removals,
+      removedResourceNames: [],
+      nonce,
+      controlPlane: { identifier: this.controlPlaneId },
+    });
+    this.callbacks.onResponse(this.stream, {
+      typeUrl,
+      version: systemVersion,
+      nonce,
+      resources: changes.upserts.length,
+      bytes: changes.upserts.reduce((sum, r) => sum + r.any.value.length, 0),
+      meshRevision: snapshot.meshRevision,
+    });
+    if (!ok) this.blocked = true;
+  }
+
+  private clustersInFlight(): boolean {
+    return Boolean(this.types.get(TypeUrl.Cluster)?.pending || this.types.get(TypeUrl.ClusterLoadAssignment)?.pending);
+  }
+
+  private changes(typeUrl: XdsTypeUrl, state: TypeState, snapshot: ProxySnapshot): Changes {
+    const available = snapshot.types.get(typeUrl)!.resources;
+    const upserts: XdsResource[] = [];
+    const removals: string[] = [];
+    const consider = (resource: XdsResource): void => {
+      const version = resourceVersion(resource);
+      if (state.client.get(resource.name) !== version && state.rejected.get(resource.name) !== version) upserts.push(resource);
+    };
+    if (state.wildcard) for (const resource of available.values()) consider(resource);
+    for (const name of state.names) {
+      const resource = available.get(name);
+      if (resource) {
+        if (!state.wildcard) consider(resource);
+      } else if (!state.client.has(name) && !state.toldMissing.has(name)) {
+        removals.push(name);
+      }
+    }
+    // Clusters that go away stay until listeners and routes no longer point at them.
+    const removeGone = typeUrl !== TypeUrl.Cluster || this.routingSettled(snapshot);
+    if (removeGone) {
+      for (const name of state.client.keys()) {
+        const subscribed = state.wildcard || state.names.has(name);
+        if (subscribed && !available.has(name) && !state.rejectedRemovals.has(name)) removals.push(name);
+      }
+    }
+    upserts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { upserts, removals: [...new Set(removals)].sort() };
+  }
+
+  private routingSettled(snapshot: ProxySnapshot): boolean {
+    for (const typeUrl of [TypeUrl.Listener, TypeUrl.RouteConfiguration] as const) {
+      const state = this.types.get(typeUrl);
+      if (!state) continue;
+      if (state.pending) return false;
+      const changes = this.changes(typeUrl, state, snapshot);
+      if (changes.upserts.length > 0 || changes.removals.length > 0) return false;
+      for (const [name, version] of state.rejected) {
+        // A rejected listener or route means the proxy still runs its older config.
+        if (snapshot.types.get(typeUrl)!.resources.get(name) && resourceVersion(snapshot.types.get(typeUrl)!.resources.get(name)!) === version) return false;
+      }
+    }
+    return true;
+  }
+}

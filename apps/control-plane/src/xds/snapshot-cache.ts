@@ -1,0 +1,196 @@
+// What each proxy identity should have (cf. go-control-plane pkg/cache): one
+// snapshot per identity that has a connected proxy, rebuilt only when the model
+// change touches its service. Streams subscribe and are told when theirs changes.
+import { ADS_PUSH_ORDER, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { ProxyIdentity, ResourceSet, XdsResource } from '../envoy/resources';
+import { versionOf } from './versions';
+
+export interface TypeSnapshot {
+  readonly version: string;
+  /** Sorted by name. */
+  readonly resources: ReadonlyMap<string, XdsResource>;
+}
+
+export interface ProxySnapshot {
+  readonly identity: ProxyIdentity;
+  /** The etcd revision of the mesh state this snapshot was built from. */
+  readonly meshRevision: string;
+  /** When the change that produced this snapshot was first seen (ms since epoch), for convergence time. */
+  readonly changedAt: number;
+  readonly types: ReadonlyMap<XdsTypeUrl, TypeSnapshot>;
+}
+
+export interface ModelMeta {
+  revision: string;
+  changedAt: number;
+}
+
+export type Translate<M> = (model: M, identity: ProxyIdentity) => ResourceSet;
+export type SnapshotListener = (snapshot: ProxySnapshot) => void;
+
+export interface CacheUpdateResult {
+  /** Identities whose resources were recomputed. */
+  rebuilt: number;
+  /** Identities whose snapshot actually changed (and whose streams were told). */
+  changed: number;
+}
+
+interface Entry {
+  identity: ProxyIdentity;
+  snapshot: ProxySnapshot | undefined;
+  listeners: Set<SnapshotListener>;
+}
+
+interface Pooled {
+  resource: XdsResource;
+  refs: number;
+}
+
+export function identityKey(identity: ProxyIdentity): string {
+  return `${identity.kind}/${identity.service}`;
+}
+
+export class SnapshotCache<M> {
+  private model: M | undefined;
+  private meta: ModelMeta = { revision: '0', changedAt: 0 };
+  private readonly entries = new Map<string, Entry>();
+  /** Encoded resources shared by every snapshot that holds the same content. */
+  private readonly pool = new Map<string, Pooled>();
+
+  constructor(
+    private readonly translate: Translate<M>,
+    private readonly onTranslateError: (identity: ProxyIdentity, err: unknown) => void = () => {},
+  ) {}
+
+  get ready(): boolean {
+    return this.model !== undefined;
+  }
+
+  get revision(): string {
+    return this.meta.revision;
+  }
+
+  /**
+   * Installs a new model. Only watched identities whose service is in `affected`
+   * are recomputed; listeners hear about a snapshot only when a version changed.
+   */
+  setModel(model: M, affected: ReadonlySet<string> | 'all', meta: ModelMeta): CacheUpdateResult {
+    this.model = model;
+    this.meta = meta;
+    const changed: Entry[] = [];
+    let rebuilt = 0;
+    for (const entry of this.entries.values()) {
+      if (affected !== 'all' && !affected.has(entry.identity.service) && entry.snapshot) continue;
+      rebuilt++;
+      if (this.rebuild(entry)) changed.push(entry);
+    }
+    for (const entry of changed) {
+      for (const listener of entry.listeners) listener(entry.snapshot!);
+    }
+    return { rebuilt, changed: changed.length };
+  }
+
+  /** Subscribes to an identity's snapshot; the first watcher builds it. */
+  watch(identity: ProxyIdentity, listener: SnapshotListener): { snapshot: ProxySnapshot | undefined; cancel: () => void } {
+    const key = identityKey(identity);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { identity, snapshot: undefined, listeners: new Set() };
+      this.entries.set(key, entry);
+      if (this.model !== undefined) this.rebuild(entry);
+    }
+    entry.listeners.add(listener);
+    const owned = entry;
+    return {
+      snapshot: entry.snapshot,
+      cancel: () => {
+        owned.listeners.delete(listener);
+        if (owned.listeners.size === 0 && this.entries.get(key) === owned) {
+          // Nobody connected with this identity: free its snapshot (memory follows connected proxies).
+          if (owned.snapshot) this.release(owned.snapshot);
+          this.entries.delete(key);
+        }
+      },
+    };
+  }
+
+  snapshotOf(identity: ProxyIdentity): ProxySnapshot | undefined {
+    return this.entries.get(identityKey(identity))?.snapshot;
+  }
+
+  /** Builds a snapshot for an identity without keeping it (debug endpoints). */
+  peek(identity: ProxyIdentity): ProxySnapshot | undefined {
+    const kept = this.snapshotOf(identity);
+    if (kept || this.model === undefined) return kept;
+    return this.toSnapshot(identity, this.translate(this.model, identity));
+  }
+
+  stats(): { identities: number; streams: number; pooledResources: number; pooledBytes: number } {
+    let streams = 0;
+    for (const entry of this.entries.values()) streams += entry.listeners.size;
+    let pooledBytes = 0;
+    for (const { resource } of this.pool.values()) pooledBytes += resource.any.value.length;
+    return { identities: this.entries.size, streams, pooledResources: this.pool.size, pooledBytes };
+  }
+
+  /** Returns true when the entry's snapshot changed. */
+  private rebuild(entry: Entry): boolean {
+    let set: ResourceSet;
+    try {
+      set = this.translate(this.model as M, entry.identity);
+    } catch (err) {
+      // Keep serving the last good snapshot; the error is reported by the owner.
+      this.onTranslateError(entry.identity, err);
+      return false;
+    }
+    const next = this.toSnapshot(entry.identity, set, true);
+    const prev = entry.snapshot;
+    if (prev && sameVersions(prev, next)) {
+      this.release(next);
+      return false;
+    }
+    entry.snapshot = next;
+    if (prev) this.release(prev);
+    return true;
+  }
+
+  private toSnapshot(identity: ProxyIdentity, set: ResourceSet, pooled = false): ProxySnapshot {
+    const types = new Map<XdsTypeUrl, TypeSnapshot>();
+    for (const typeUrl of ADS_PUSH_ORDER) {
+      const resources = new Map<string, XdsResource>();
+      for (const resource of set.get(typeUrl)?.values() ?? []) {
+        resources.set(resource.name, pooled ? this.intern(resource) : resource);
+      }
+      types.set(typeUrl, { version: versionOf(resources.values()), resources });
+    }
+    return { identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
+  }
+
+  private intern(resource: XdsResource): XdsResource {
+    const key = `${resource.hash}/${resource.name}`;
+    const pooled = this.pool.get(key);
+    if (pooled) {
+      pooled.refs++;
+      return pooled.resource;
+    }
+    this.pool.set(key, { resource, refs: 1 });
+    return resource;
+  }
+
+  private release(snapshot: ProxySnapshot): void {
+    for (const type of snapshot.types.values()) {
+      for (const resource of type.resources.values()) {
+        const key = `${resource.hash}/${resource.name}`;
+        const pooled = this.pool.get(key);
+        if (pooled && --pooled.refs <= 0) this.pool.delete(key);
+      }
+    }
+  }
+}
+
+function sameVersions(a: ProxySnapshot, b: ProxySnapshot): boolean {
+  for (const [typeUrl, type] of a.types) {
+    if (b.types.get(typeUrl)?.version !== type.version) return false;
+  }
+  return true;
+}

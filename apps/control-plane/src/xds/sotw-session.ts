@@ -1,0 +1,239 @@
+// One state-of-the-world ADS stream's protocol state (transport-agnostic: the
+// server hands it requests and a `send`). Rules it keeps:
+// - a request whose nonce is not the latest one sent for its type is stale and ignored;
+// - at most one unanswered response per type; newer config waits for the ACK/NACK
+//   and then only the latest is sent (bursts coalesce, memory stays bounded);
+// - a NACKed version is never resent: the type stays quiet until its content changes
+//   (no resend loop, cf. go-control-plane issue 962);
+// - make-before-break: clusters and endpoints are answered before listeners and
+//   routes change, and clusters that disappear stay until listeners and routes
+//   that could still reference them are acknowledged;
+// - nothing is sent when the version a proxy holds is already the current one.
+import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import type { XdsResource } from '../envoy/resources';
+import type { StreamInfo, XdsCallbacks } from './callbacks';
+import type { ProxySnapshot } from './snapshot-cache';
+import { versionOf } from './versions';
+
+const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
+/** Types where an empty subscription means "everything" (legacy wildcard). */
+const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
+/** How long listeners and routes wait for a client to ask for a new cluster's endpoints. */
+export const ENDPOINT_WAIT_MS = 2000;
+
+interface Sent {
+  version: string;
+  nonce: string;
+  resources: ReadonlyMap<string, XdsResource>;
+  changedAt: number;
+  /** Sent and not yet answered by an ACK or NACK. */
+  inFlight: boolean;
+}
+
+interface TypeState {
+  wildcard: boolean;
+  names: Set<string>;
+  /** The last response sent, or what the client said it holds when it reconnected. */
+  sent: Sent | undefined;
+  ackedVersion: string | undefined;
+  ackedAt?: number;
+}
+
+interface Desired {
+  version: string;
+  resources: ReadonlyMap<string, XdsResource>;
+}
+
+export function isXdsTypeUrl(typeUrl: string): typeUrl is XdsTypeUrl {
+  return KNOWN_TYPES.has(typeUrl);
+}
+
+export class SotwSession {
+  private readonly types = new Map<XdsTypeUrl, TypeState>();
+  private snapshot: ProxySnapshot | undefined;
+  private blocked = false;
+  private closed = false;
+  private nonces = 0;
+  private pumpScheduled: NodeJS.Immediate | undefined;
+  private pumpTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly stream: StreamInfo,
+    private readonly send: (response: DiscoveryResponse) => boolean,
+    private readonly callbacks: Required<XdsCallbacks>,
+    private readonly controlPlaneId: string,
+    /** False for clients admitted without credentials: they never receive secrets. */
+    private readonly secretsAllowed: boolean,
+  ) {}
+
+  setSnapshot(snapshot: ProxySnapshot): void {
+    this.snapshot = snapshot;
+    this.pump();
+  }
+
+  /** Returns false when the request names a type this server does not serve. */
+  handleRequest(request: DiscoveryRequest): boolean {
+    if (!isXdsTypeUrl(request.typeUrl)) return false;
+    const typeUrl = request.typeUrl;
+    let state = this.types.get(typeUrl);
+
+    if (request.responseNonce !== '') {
+      if (!state?.sent || state.sent.nonce !== request.responseNonce) {
+        this.callbacks.onStaleRequest(this.stream, typeUrl);
+        return true;
+      }
+      const sent = state.sent;
+      if (sent.inFlight) {
+        sent.inFlight = false;
+        if (request.errorDetail) {
+          this.callbacks.onNack(this.stream, typeUrl, sent.version, request.errorDetail.message || `code ${request.errorDetail.code}`);
+        } else {
+          state.ackedVersion = sent.version;
+          state.ackedAt = Date.now();
+          this.callbacks.onAck(this.stream, typeUrl, sent.version, sent.changedAt);
+        }
+      }
+    }
+
+    if (!state) {
+      state = { wildcard: request.resourceNames.length === 0 && WILDCARD_TYPES.has(typeUrl), names: new Set(), sent: undefined, ackedVersion: undefined };
+      if (request.versionInfo !== '') {
+        // Reconnect: the client already holds this version; send only if ours differs.
+        state.sent = { version: request.versionInfo, nonce: '', resources: new Map(), changedAt: 0, inFlight: false };
+        state.ackedVersion = request.versionInfo;
+      }
+      this.types.set(typeUrl, state);
+    }
+    if (request.resourceNames.includes('*')) state.wildcard = true;
+    else if (request.resourceNames.length > 0) state.wildcard = false;
+    state.names = new Set(request.resourceNames.filter((name) => name !== '*'));
+
+    this.schedulePump();
+    return true;
+  }
+
+  /** The transport has room again after `send` returned false. */
+  drained(): void {
+    this.blocked = false;
+    this.pump();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.pumpScheduled) clearImmediate(this.pumpScheduled);
+    if (this.pumpTimer) clearTimeout(this.pumpTimer);
+  }
+
+  /**
+   * Requests that arrive together (an ACK and the subscription it triggers, e.g. a
+   * CDS ACK followed by the EDS request for the new clusters) are all read before
+   * deciding what to send next.
+   */
+  private schedulePump(): void {
+    this.pumpScheduled ??= setImmediate(() => {
+      this.pumpScheduled = undefined;
+      this.pump();
+    });
+  }
+
+  /** Sends, in make-before-break order, every type whose current version differs from what the client has. */
+  private pump(): void {
+    const snapshot = this.snapshot;
+    if (!snapshot || this.closed) return;
+    for (const typeUrl of ADS_PUSH_ORDER) {
+      if (this.blocked) return;
+      const state = this.types.get(typeUrl);
+      if (!state || state.sent?.inFlight) continue;
+      if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
+      if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight(snapshot)) continue;
+      const desired = this.desired(typeUrl, state, snapshot);
+      if (state.sent && state.sent.version === desired.version) continue;
+      // A first answer for named resources we do not have would only tell the client "nothing yet".
+      if (!state.sent && !state.wildcard && desired.resources.size === 0) continue;
+      this.respond(typeUrl, state, desired, snapshot);
+    }
+  }
+
+  private respond(typeUrl: XdsTypeUrl, state: TypeState, desired: Desired, snapshot: ProxySnapshot): void {
+    const nonce = (++this.nonces).toString(36);
+    const resources = [...desired.resources.values()];
+    state.sent = { version: desired.version, nonce, resources: desired.resources, changedAt: snapshot.changedAt, inFlight: true };
+    const ok = this.send({
+      versionInfo: desired.version,
+      resources: resources.map((r) => r.any),
+      canary: false,
+      typeUrl,
+      nonce,
+      controlPlane: { identifier: this.controlPlaneId },
+    });
+    this.callbacks.onResponse(this.stream, {
+      typeUrl,
+      version: desired.version,
+      nonce,
+      resources: resources.length,
+      bytes: resources.reduce((sum, r) => sum + r.any.value.length, 0),
+      meshRevision: snapshot.meshRevision,
+    });
+    if (!ok) this.blocked = true;
+  }
+
+  /**
+   * Listeners and routes wait while clusters or endpoints are unanswered, and
+   * while a cluster the proxy just accepted has endpoints it has not asked for
+   * yet (its EDS request follows the CDS ACK). A client that never asks is waited
+   * for at most ENDPOINT_WAIT_MS.
+   */
+  private clustersInFlight(snapshot: ProxySnapshot): boolean {
+    const cds = this.types.get(TypeUrl.Cluster);
+    const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
+    if (cds?.sent?.inFlight || eds?.sent?.inFlight) return true;
+    if (!cds?.sent || cds.ackedAt === undefined) return false;
+    const waited = Date.now() - cds.ackedAt;
+    if (waited >= ENDPOINT_WAIT_MS) return false;
+    const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
+    for (const name of cds.sent.resources.keys()) {
+      if (!endpoints.has(name)) continue;
+      if (!eds || !(eds.wildcard || eds.names.has(name)) || !eds.sent?.resources.has(name)) {
+        this.pumpTimer ??= setTimeout(() => {
+          this.pumpTimer = undefined;
+          this.pump();
+        }, ENDPOINT_WAIT_MS - waited);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private desired(typeUrl: XdsTypeUrl, state: TypeState, snapshot: ProxySnapshot): Desired {
+    const type = snapshot.types.get(typeUrl)!;
+    let desired: Desired;
+    if (state.wildcard) {
+      desired = type;
+    } else {
+      const picked = [...state.names].filter((name) => type.resources.has(name)).sort();
+      const resources = new Map(picked.map((name) => [name, type.resources.get(name)!]));
+      desired = { version: versionOf(resources.values()), resources };
+    }
+    if (typeUrl === TypeUrl.Cluster && state.sent && !this.routingSettled(snapshot)) {
+      // Keep clusters that are going away until no listener or route can still point at them.
+      const kept = [...state.sent.resources.values()].filter((r) => !desired.resources.has(r.name));
+      if (kept.length > 0) {
+        const resources = new Map([...desired.resources, ...kept.map((r) => [r.name, r] as const)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+        desired = { version: versionOf(resources.values()), resources };
+      }
+    }
+    return desired;
+  }
+
+  /** Listeners and routes are acknowledged at their current versions. */
+  private routingSettled(snapshot: ProxySnapshot): boolean {
+    for (const typeUrl of [TypeUrl.Listener, TypeUrl.RouteConfiguration] as const) {
+      const state = this.types.get(typeUrl);
+      if (!state) continue;
+      if (!state.sent || state.sent.inFlight || state.ackedVersion !== state.sent.version) return false;
+      if (this.desired(typeUrl, state, snapshot).version !== state.sent.version) return false;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,52 @@
+// Who may open an xDS stream for a service. A proxy proves its service with a
+// mesh token (RS256, issued by authz, `aud` = XDS_TOKEN_AUDIENCE, `sub` = the
+// service) in the `authorization: Bearer …` metadata — Envoy sends it through
+// the ADS grpc_service `initial_metadata`. A token naming another service than
+// `node.cluster` is refused. Clients that present nothing (grpc-js-xds bootstraps
+// only know insecure channel credentials) are admitted only when the operator
+// allows it (TRELLIS_XDS_ALLOW_INSECURE_CLIENTS), and never receive secrets.
+import type { Metadata } from '@grpc/grpc-js';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
+import type { AuthzPublicKey, MeshSettings } from '@trellis/mesh-schema';
+
+export const XDS_TOKEN_AUDIENCE = 'trellis-xds';
+
+export type StreamAuthResult =
+  | { admitted: true; authenticated: boolean; method: 'token' | 'insecure' }
+  | { admitted: false; reason: string };
+
+export interface TokenKeys {
+  authzKeys: ReadonlyMap<string, AuthzPublicKey>;
+  meshSettings?: MeshSettings | undefined;
+}
+
+export type StreamAuthenticator = (metadata: Metadata, service: string) => Promise<StreamAuthResult>;
+
+export function createStreamAuthenticator(options: { allowInsecure: boolean; keys: () => TokenKeys }): StreamAuthenticator {
+  return async (metadata, service) => {
+    const header = metadata.get('authorization')[0];
+    if (header === undefined) {
+      return options.allowInsecure
+        ? { admitted: true, authenticated: false, method: 'insecure' }
+        : { admitted: false, reason: 'no credentials: present a mesh token in "authorization: Bearer <token>" (insecure clients are not allowed)' };
+    }
+    const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(String(header));
+    if (!match) return { admitted: false, reason: 'malformed authorization metadata: expected "Bearer <token>"' };
+    const { authzKeys, meshSettings } = options.keys();
+    if (!meshSettings) return { admitted: false, reason: 'mesh settings not loaded: cannot check the token issuer' };
+    const jwks: JSONWebKeySet = { keys: [...authzKeys.values()].map((k) => ({ ...k.jwk }) as JWK) };
+    if (jwks.keys.length === 0) return { admitted: false, reason: 'no authz public keys published: cannot verify tokens' };
+    try {
+      const { payload } = await jwtVerify(match[1]!, createLocalJWKSet(jwks), {
+        issuer: meshSettings.tokenIssuer,
+        audience: XDS_TOKEN_AUDIENCE,
+        algorithms: ['RS256', 'ES256'],
+        clockTolerance: meshSettings.clockSkewSeconds,
+      });
+      if (payload.sub !== service) return { admitted: false, reason: `token subject does not match node.cluster "${service}"` };
+      return { admitted: true, authenticated: true, method: 'token' };
+    } catch (err) {
+      return { admitted: false, reason: `invalid token: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  };
+}

@@ -1,0 +1,161 @@
+// State-of-the-world ADS against the real gRPC server with a raw client.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { TypeUrl } from '@trellis/envoy-types';
+import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import type { DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { versionOf } from '../src/xds/versions';
+import { AdsTestClient, testNode } from './support/ads-client';
+import { startAdsHarness, type AdsHarness } from './support/ads-harness';
+import { fakeModel, makeCluster, makeEndpoints, makeListener, makeRoute } from './support/resources';
+
+const base = () =>
+  fakeModel({
+    a: [makeCluster('b'), makeEndpoints('b', '10.0.0.1:80'), makeListener('outbound'), makeRoute('outbound', 'b')],
+    other: [makeCluster('x')],
+  });
+
+const names = (r: DiscoveryResponse) => r.resources.map((any) => Cluster.decode(any.value).name);
+
+describe('SotW ADS', () => {
+  let harness: AdsHarness;
+  let client: AdsTestClient<'sotw'>;
+
+  beforeEach(async () => {
+    harness = await startAdsHarness(base());
+    client = AdsTestClient.open(harness.address, 'sotw');
+  });
+  afterEach(async () => {
+    client.close();
+    await harness.stop();
+  });
+
+  /** Subscribes to CDS+EDS+LDS+RDS and ACKs everything; returns the last response per type. */
+  async function subscribeAll(): Promise<Map<string, DiscoveryResponse>> {
+    const last = new Map<string, DiscoveryResponse>();
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+    const cds = await client.next();
+    last.set(cds.typeUrl, cds);
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'] });
+    const eds = await client.next();
+    last.set(eds.typeUrl, eds);
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
+    client.send({ typeUrl: TypeUrl.Listener });
+    const lds = await client.next();
+    last.set(lds.typeUrl, lds);
+    client.send({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce });
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'] });
+    const rds = await client.next();
+    last.set(rds.typeUrl, rds);
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'], versionInfo: rds.versionInfo, responseNonce: rds.nonce });
+    return last;
+  }
+
+  it('answers each type with a content-derived version and stays quiet after the ACK', async () => {
+    const last = await subscribeAll();
+    const cds = last.get(TypeUrl.Cluster)!;
+    expect(names(cds)).toEqual(['b']);
+    expect(cds.versionInfo).toBe(versionOf([makeCluster('b')]));
+    expect(cds.controlPlane?.identifier).toBe('test-cp');
+    expect(await client.drain()).toEqual([]);
+    expect(harness.events.filter((e) => e.event === 'onAck')).toHaveLength(4);
+  });
+
+  it('sends nothing to a proxy whose service the change does not touch', async () => {
+    await subscribeAll();
+    const model = base();
+    model.set('other', fakeModel({ other: [makeCluster('y')] }).get('other')!);
+    harness.setModel(model, ['other']);
+    expect(await client.drain()).toEqual([]);
+  });
+
+  it('ignores a request that answers a stale nonce', async () => {
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+    const first = await client.next();
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: first.nonce });
+    harness.setModel(fakeModel({ a: [makeCluster('b', 9)] }));
+    const second = await client.next();
+    expect(second.nonce).not.toBe(first.nonce);
+    // A late request with the first nonce (and an error) must not count as a NACK of the second.
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: first.nonce, errorDetail: { code: 3, message: 'late' } });
+    expect(await client.drain()).toEqual([]);
+    expect(harness.events.some((e) => e.event === 'onStaleRequest')).toBe(true);
+    expect(harness.events.some((e) => e.event === 'onNack')).toBe(false);
+  });
+
+  it('does not resend a NACKed version and sends the next good one when inputs change', async () => {
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+    const good = await client.next();
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: good.versionInfo, responseNonce: good.nonce });
+    harness.setModel(fakeModel({ a: [makeCluster('b', 7)] }));
+    const bad = await client.next();
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: good.versionInfo, responseNonce: bad.nonce, errorDetail: { code: 3, message: 'rejected: bad timeout' } });
+    // The same inputs again (another replica's rebuild, an unrelated push): still nothing.
+    harness.setModel(fakeModel({ a: [makeCluster('b', 7)] }));
+    expect(await client.drain(500)).toEqual([]);
+    const nack = harness.events.find((e) => e.event === 'onNack')!;
+    expect(nack.args.slice(1)).toEqual([TypeUrl.Cluster, bad.versionInfo, 'rejected: bad timeout']);
+
+    harness.setModel(fakeModel({ a: [makeCluster('b', 8)] }));
+    const next = await client.next();
+    expect(next.versionInfo).toBe(versionOf([makeCluster('b', 8)]));
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: next.versionInfo, responseNonce: next.nonce });
+    expect(await client.drain()).toEqual([]);
+  });
+
+  it('sends nothing new to a reconnecting proxy that already holds the current versions', async () => {
+    const last = await subscribeAll();
+    client.close();
+    client = AdsTestClient.open(harness.address, 'sotw');
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster, versionInfo: last.get(TypeUrl.Cluster)!.versionInfo });
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: last.get(TypeUrl.ClusterLoadAssignment)!.versionInfo });
+    client.send({ typeUrl: TypeUrl.Listener, versionInfo: last.get(TypeUrl.Listener)!.versionInfo });
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'], versionInfo: last.get(TypeUrl.RouteConfiguration)!.versionInfo });
+    expect(await client.drain(500)).toEqual([]);
+  });
+
+  it('pushes make-before-break: clusters and endpoints, then listeners and routes, then removes what is gone', async () => {
+    await subscribeAll();
+    harness.setModel(
+      fakeModel({ a: [makeCluster('c'), makeEndpoints('b', '10.0.0.1:80'), makeEndpoints('c', '10.0.0.2:80'), makeListener('outbound', 10001), makeRoute('outbound', 'c')] }),
+    );
+    const cds = await client.next();
+    expect(cds.typeUrl).toBe(TypeUrl.Cluster);
+    expect(names(cds)).toEqual(['b', 'c']); // b still referenced by the acknowledged route
+    // Listeners and routes wait until the clusters are acknowledged.
+    expect(await client.drain()).toEqual([]);
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b', 'c'], versionInfo: '', responseNonce: '' });
+    const eds = await client.next();
+    expect(eds.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b', 'c'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
+    const lds = await client.next();
+    const rds = await client.next();
+    expect([lds.typeUrl, rds.typeUrl]).toEqual([TypeUrl.Listener, TypeUrl.RouteConfiguration]);
+    client.send({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce });
+    expect(await client.drain()).toEqual([]); // route not yet acknowledged: b stays
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'], versionInfo: rds.versionInfo, responseNonce: rds.nonce });
+    const removal = await client.next();
+    expect(removal.typeUrl).toBe(TypeUrl.Cluster);
+    expect(names(removal)).toEqual(['c']);
+  });
+
+  it('refuses a stream whose first request has no usable node', async () => {
+    client.send({ typeUrl: TypeUrl.Cluster });
+    const closed = await client.closedWith();
+    expect(closed.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(closed.details).toMatch(/node/);
+  });
+
+  it('never sends secrets to a client admitted without credentials', async () => {
+    await harness.stop();
+    harness = await startAdsHarness(base(), async () => ({ admitted: true, authenticated: false, method: 'insecure' }));
+    client.close();
+    client = AdsTestClient.open(harness.address, 'sotw');
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Secret });
+    client.send({ typeUrl: TypeUrl.Cluster });
+    const first = await client.next();
+    expect(first.typeUrl).toBe(TypeUrl.Cluster);
+    expect(await client.drain()).toEqual([]);
+  });
+});

@@ -1,0 +1,98 @@
+// A raw ADS client over @grpc/grpc-js for protocol tests: send requests by hand,
+// read responses in order, assert on silence.
+import type { status as GrpcStatus} from '@grpc/grpc-js';
+import { credentials, Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import {
+  DeltaDiscoveryRequest,
+  DiscoveryRequest,
+  type DeltaDiscoveryResponse,
+  type DiscoveryResponse,
+} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+
+type Protocol = 'sotw' | 'delta';
+type Res<P extends Protocol> = P extends 'sotw' ? DiscoveryResponse : DeltaDiscoveryResponse;
+type Req<P extends Protocol> = P extends 'sotw' ? DiscoveryRequest : DeltaDiscoveryRequest;
+type PartialReq<P extends Protocol> = P extends 'sotw' ? Parameters<typeof DiscoveryRequest.fromPartial>[0] : Parameters<typeof DeltaDiscoveryRequest.fromPartial>[0];
+
+export function testNode(service: string, id = `${service}-1`, userAgentName = 'envoy'): Node {
+  return Node.fromPartial({ id, cluster: service, userAgentName });
+}
+
+export class AdsTestClient<P extends Protocol> {
+  private readonly responses: Res<P>[] = [];
+  private waiters: ((r: Res<P>) => void)[] = [];
+  private ended: ServiceError | undefined;
+  private endWaiters: ((e: ServiceError) => void)[] = [];
+
+  private constructor(
+    private readonly client: AggregatedDiscoveryServiceClient,
+    private readonly call: ClientDuplexStream<Req<P>, Res<P>>,
+    private readonly protocol: P,
+  ) {
+    call.on('data', (response: Res<P>) => {
+      const waiter = this.waiters.shift();
+      if (waiter) waiter(response);
+      else this.responses.push(response);
+    });
+    call.on('error', (err: ServiceError) => {
+      this.ended = err;
+      for (const w of this.endWaiters.splice(0)) w(err);
+    });
+  }
+
+  static open<P extends Protocol>(address: string, protocol: P, metadata = new Metadata()): AdsTestClient<P> {
+    const client = new AggregatedDiscoveryServiceClient(address, credentials.createInsecure());
+    const call = (protocol === 'sotw' ? client.streamAggregatedResources(metadata) : client.deltaAggregatedResources(metadata)) as unknown as ClientDuplexStream<
+      Req<P>,
+      Res<P>
+    >;
+    return new AdsTestClient(client, call, protocol);
+  }
+
+  send(request: PartialReq<P>): void {
+    const full = this.protocol === 'sotw' ? DiscoveryRequest.fromPartial(request as PartialReq<'sotw'>) : DeltaDiscoveryRequest.fromPartial(request as PartialReq<'delta'>);
+    this.call.write(full as Req<P>);
+  }
+
+  /** The next response, failing after `timeoutMs`. */
+  next(timeoutMs = 3000): Promise<Res<P>> {
+    const queued = this.responses.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`no response within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = (r: Res<P>): void => {
+        clearTimeout(timer);
+        resolve(r);
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Resolves with the responses that arrived within `ms` (expected: none). */
+  async drain(ms = 300): Promise<Res<P>[]> {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return this.responses.splice(0);
+  }
+
+  /** The status the server ended the stream with. */
+  closedWith(timeoutMs = 3000): Promise<{ code: GrpcStatus; details: string }> {
+    if (this.ended) return Promise.resolve(this.ended);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('stream still open')), timeoutMs);
+      this.endWaiters.push((e) => {
+        clearTimeout(timer);
+        resolve(e);
+      });
+    });
+  }
+
+  close(): void {
+    this.call.cancel();
+    this.client.close();
+  }
+}
