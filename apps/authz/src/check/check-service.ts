@@ -1,0 +1,146 @@
+// The ext_authz Check: reads which way the request goes from the per-route
+// context extensions the control plane (or Contour) set — never from headers
+// the application could send — and decides. Every path returns a Decision;
+// an unexpected error becomes a denial, never a failed RPC.
+import type { Logger } from '@trellis/runtime';
+import type { CheckRequest, CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { DNS_LABEL } from '@trellis/mesh-schema';
+import { accessTokenFrom, type CloudflareAccessVerifier } from '../edge/cloudflare-access';
+import type { KeyRing } from '../keys/key-ring';
+import type { AuthzMetrics, Direction } from '../metrics';
+import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
+import { verifyMeshToken } from '../tokens/verify';
+import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavailable, type Decision } from './decision';
+import type { MeshPolicy } from './mesh-policy';
+
+export const CONTEXT_SOURCE = 'trellis.source';
+export const CONTEXT_DESTINATION = 'trellis.destination';
+export const CONTEXT_DIRECTION = 'trellis.direction';
+
+/** Headers authz sets upstream; incoming copies are removed so nobody can forge them. */
+export const CALLER_HEADER = 'x-trellis-caller';
+export const ACCESS_EMAIL_HEADER = 'x-trellis-access-email';
+export const ACCESS_SERVICE_TOKEN_HEADER = 'x-trellis-access-service-token';
+
+export interface CheckSettings {
+  issuer: () => string;
+  clockSkewSeconds: number;
+  tokenTtlSeconds: number;
+}
+
+export class CheckService {
+  constructor(
+    private readonly policy: MeshPolicy,
+    private readonly tokens: MeshTokenIssuer,
+    private readonly keyRing: KeyRing,
+    private readonly access: CloudflareAccessVerifier,
+    private readonly settings: CheckSettings,
+    private readonly metrics: AuthzMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  async check(request: CheckRequest): Promise<CheckResponse> {
+    const started = process.hrtime.bigint();
+    const context = request.attributes?.contextExtensions ?? {};
+    const direction = directionOf(context[CONTEXT_DIRECTION]);
+    let decision: Decision;
+    try {
+      decision = await this.decide(direction, request);
+    } catch (err) {
+      this.logger.error({ err, direction }, 'check failed unexpectedly; denying');
+      decision = unavailable('internal-error', 'authz could not decide');
+    }
+    const result = decision.allow ? 'ok' : 'denied';
+    this.metrics.checks.inc({ direction, result, reason: decision.reason });
+    this.metrics.checkDuration.observe({ direction }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (!decision.allow) {
+      this.logger.info({ direction, reason: decision.reason, source: context[CONTEXT_SOURCE], destination: context[CONTEXT_DESTINATION] }, 'request denied');
+    }
+    return toCheckResponse(decision);
+  }
+
+  private decide(direction: Direction, request: CheckRequest): Promise<Decision> | Decision {
+    // Fail closed until the first registry snapshot is loaded.
+    if (!this.policy.ready) return unavailable('not-ready', 'the registry snapshot is not loaded yet');
+    const context = request.attributes?.contextExtensions ?? {};
+    switch (direction) {
+      case 'outbound':
+        return this.outbound(context[CONTEXT_SOURCE], context[CONTEXT_DESTINATION]);
+      case 'inbound':
+        return this.inbound(context[CONTEXT_DESTINATION], request.attributes?.request?.http?.headers ?? {});
+      case 'edge':
+        return this.edge(request);
+      default:
+        return misconfigured('missing-context', `the route does not set a valid ${CONTEXT_DIRECTION} context extension`);
+    }
+  }
+
+  /** At A's sidecar: may A call B? If so, the A→B token to add upstream. */
+  private async outbound(source: string | undefined, destination: string | undefined): Promise<Decision> {
+    if (!isServiceName(source) || !isServiceName(destination)) {
+      return misconfigured('missing-context', `outbound checks need ${CONTEXT_SOURCE} and ${CONTEXT_DESTINATION} service names`);
+    }
+    const call = this.policy.allowsCall(source, destination);
+    if (!call.allowed) return forbid(call.reason, `${source} has not declared a dependency on ${destination}`);
+    try {
+      const { token } = await this.tokens.tokenFor(source, destination);
+      return allow({ authorization: `Bearer ${token}` });
+    } catch (err) {
+      if (err instanceof NoSigningKeyError) return unavailable('no-signing-key', 'no signing key is active');
+      throw err;
+    }
+  }
+
+  /** At B's sidecar, for proxies that validate through ext_authz rather than jwt_authn. */
+  private async inbound(destination: string | undefined, headers: Readonly<Record<string, string>>): Promise<Decision> {
+    if (!isServiceName(destination)) return misconfigured('missing-context', `inbound checks need a ${CONTEXT_DESTINATION} service name`);
+    const token = bearerToken(headers['authorization']);
+    const result = await verifyMeshToken(token, (kid) => this.keyRing.verificationKey(kid), {
+      issuer: this.settings.issuer(),
+      audience: destination,
+      clockSkewSeconds: this.settings.clockSkewSeconds,
+      maxLifetimeSeconds: this.settings.tokenTtlSeconds,
+    });
+    if (!result.valid) return unauthenticated(`token-${result.reason}`, result.detail);
+    // A valid token from a caller that has since dropped the dependency is refused too.
+    const call = this.policy.allowsCall(result.subject, destination);
+    if (!call.allowed) return forbid(call.reason, `${result.subject} has not declared a dependency on ${destination}`);
+    return allow({ [CALLER_HEADER]: result.subject });
+  }
+
+  /** At the edge (Contour): the Cloudflare Access JWT of the ingress's Access application. */
+  private async edge(request: CheckRequest): Promise<Decision> {
+    const http = request.attributes?.request?.http;
+    if (!http) return misconfigured('missing-context', 'edge checks need the HTTP request attributes');
+    const match = this.policy.ingressFor(http.host, http.path);
+    if (!match) return forbid('no-ingress', 'no ingress serves this host and path');
+    const stripIdentity = [ACCESS_EMAIL_HEADER, ACCESS_SERVICE_TOKEN_HEADER];
+    const app = match.ingress.cloudflareAccess;
+    // An ingress without an Access application is public by declaration.
+    if (!app) return allow({}, stripIdentity);
+    const result = await this.access.verify(accessTokenFrom(http.headers), app);
+    if (!result.valid) {
+      return result.reason === 'certs-unavailable'
+        ? unavailable('access-certs-unavailable', `could not fetch the signing keys of ${app.teamDomain}`)
+        : unauthenticated(`access-${result.reason}`, 'Cloudflare Access token rejected');
+    }
+    const { email, serviceTokenId } = result.identity;
+    const headers: Record<string, string> = {};
+    if (email) headers[ACCESS_EMAIL_HEADER] = email;
+    if (serviceTokenId) headers[ACCESS_SERVICE_TOKEN_HEADER] = serviceTokenId;
+    return allow(headers, stripIdentity.filter((name) => !(name in headers)));
+  }
+}
+
+function directionOf(value: string | undefined): Direction {
+  return value === 'outbound' || value === 'inbound' || value === 'edge' ? value : 'unknown';
+}
+
+function isServiceName(value: string | undefined): value is string {
+  return value !== undefined && DNS_LABEL.test(value);
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  const match = header?.match(/^Bearer +([^ ]+)$/i);
+  return match?.[1];
+}

@@ -1,0 +1,64 @@
+// A Check decision and its translation into the ext_authz CheckResponse.
+// A denial is a successful RPC whose status is not OK and which carries a
+// denied_response: failing the RPC itself would hand the decision to the
+// proxy's failure_mode_allow, so that is never how authz says no.
+import { HeaderValueOption_HeaderAppendAction } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import type { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+export type Decision =
+  | { allow: true; reason: 'allowed'; headers: Readonly<Record<string, string>>; removeHeaders?: readonly string[] }
+  | { allow: false; reason: string; grpcCode: GrpcStatus; httpStatus: number; message: string };
+
+export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = []): Decision => ({ allow: true, reason: 'allowed', headers, removeHeaders });
+
+/** 403: the caller is known and not allowed. */
+export const forbid = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.PERMISSION_DENIED, httpStatus: 403, message });
+
+/** 401: no credential, or one that does not verify. */
+export const unauthenticated = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.UNAUTHENTICATED, httpStatus: 401, message });
+
+/** 503: authz cannot decide yet (no registry snapshot, no signing key, certs unreachable) and so refuses. */
+export const unavailable = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.UNAVAILABLE, httpStatus: 503, message });
+
+/** 400/403: the proxy's configuration does not say what to check. */
+export const misconfigured = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.INVALID_ARGUMENT, httpStatus: 403, message });
+
+const header = (key: string, value: string) => ({
+  header: { key, value, rawValue: Buffer.alloc(0) },
+  append: undefined,
+  appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+  keepEmptyValue: false,
+});
+
+export function toCheckResponse(decision: Decision): CheckResponse {
+  if (decision.allow) {
+    return {
+      status: { code: GrpcStatus.OK, message: '', details: [] },
+      httpResponse: {
+        $case: 'okResponse',
+        value: {
+          headers: Object.entries(decision.headers).map(([key, value]) => header(key, value)),
+          headersToRemove: [...(decision.removeHeaders ?? [])],
+          dynamicMetadata: undefined,
+          responseHeadersToAdd: [],
+          queryParametersToSet: [],
+          queryParametersToRemove: [],
+        },
+      },
+      dynamicMetadata: undefined,
+    };
+  }
+  return {
+    status: { code: decision.grpcCode, message: `${decision.reason}: ${decision.message}`, details: [] },
+    httpResponse: {
+      $case: 'deniedResponse',
+      value: {
+        status: { code: decision.httpStatus },
+        headers: [header('content-type', 'application/json'), header('x-trellis-authz-reason', decision.reason)],
+        body: JSON.stringify({ error: decision.httpStatus === 401 ? 'unauthenticated' : decision.httpStatus === 503 ? 'unavailable' : 'forbidden', reason: decision.reason, message: decision.message }),
+      },
+    },
+    dynamicMetadata: undefined,
+  };
+}

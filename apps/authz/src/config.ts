@@ -1,0 +1,54 @@
+// authz configuration: TRELLIS_* environment variables, validated at start.
+import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
+import { z } from 'zod';
+
+export const authzEnvSchema = etcdEnvSchema
+  .extend({
+    TRELLIS_HOST: env.host('0.0.0.0'),
+    TRELLIS_GRPC_PORT: env.port(9191),
+    TRELLIS_HTTP_PORT: env.port(8181),
+    TRELLIS_LOG_LEVEL: env.logLevel(),
+    TRELLIS_REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).default('redis://127.0.0.1:6379'),
+    TRELLIS_REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/).default('trellis:authz:'),
+    /** Each Redis command gives up after this; a Check must answer within Envoy's ext_authz timeout (200 ms by default). */
+    TRELLIS_REDIS_COMMAND_TIMEOUT_MS: env.int(50, 1, 5_000),
+    TRELLIS_TOKEN_ISSUER: z.string().min(1).max(256).default('trellis'),
+    TRELLIS_TOKEN_TTL_SECONDS: env.int(900, 60, 86_400),
+    TRELLIS_TOKEN_CACHE_TTL_SECONDS: env.int(870, 1, 86_400),
+    TRELLIS_CLOCK_SKEW_SECONDS: env.int(30, 0, 300),
+    /** Directory of PEM private keys (a mounted Kubernetes Secret); `$CREDENTIALS_DIRECTORY` (systemd LoadCredential=) is used when unset. */
+    TRELLIS_SIGNING_KEYS_DIR: z.string().min(1).optional(),
+    /** Set by systemd for `LoadCredential=`: the key files live there. */
+    CREDENTIALS_DIRECTORY: z.string().min(1).optional(),
+    /** One PEM private key in the environment, for setups without files. */
+    TRELLIS_SIGNING_KEY: z.string().min(1).optional(),
+    /** Local development only: sign with a key generated at start (replicas then do not share it). */
+    TRELLIS_SIGNING_KEY_EPHEMERAL: env.bool(false),
+    /** How long a new key is published (JWKS, etcd) before it signs, so every validator has it first. */
+    TRELLIS_KEY_PUBLISH_LEAD_SECONDS: env.int(300, 0, 86_400),
+    /** How often the key directory is re-read to pick up a rotated Secret. */
+    TRELLIS_KEY_RELOAD_SECONDS: env.int(60, 1, 3_600),
+    /** File of `service:secret` lines (or a directory of files named by service) that authenticate `POST /v1/token`. */
+    TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: z.string().min(1).optional(),
+    /** Where a Cloudflare Access team publishes its signing keys; `{teamDomain}` is replaced. */
+    TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: z
+      .string()
+      .refine((v) => v.includes('{teamDomain}') && /^https?:\/\//.test(v), 'must be an http(s) URL containing {teamDomain}')
+      .default('https://{teamDomain}/cdn-cgi/access/certs'),
+  })
+  .superRefine((cfg, ctx) => {
+    // A cached token must keep at least the validators' clock skew of validity when handed out.
+    if (cfg.TRELLIS_TOKEN_CACHE_TTL_SECONDS > cfg.TRELLIS_TOKEN_TTL_SECONDS - cfg.TRELLIS_CLOCK_SKEW_SECONDS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TRELLIS_TOKEN_CACHE_TTL_SECONDS'],
+        message: `must be at most TRELLIS_TOKEN_TTL_SECONDS - TRELLIS_CLOCK_SKEW_SECONDS (${cfg.TRELLIS_TOKEN_TTL_SECONDS - cfg.TRELLIS_CLOCK_SKEW_SECONDS})`,
+      });
+    }
+  });
+
+export type AuthzConfig = z.infer<typeof authzEnvSchema>;
+
+export function loadAuthzConfig(source: NodeJS.ProcessEnv = process.env): AuthzConfig {
+  return loadConfig(authzEnvSchema, source);
+}

@@ -1,0 +1,116 @@
+// North-south: validating the Cloudflare Access JWT Contour forwards for public
+// routes. Keys come from the team's certs endpoint (cached by jose, refetched on
+// an unknown kid after a cooldown, which is how Cloudflare's key rotation lands);
+// iss must be the team domain and aud the Access application's tag.
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
+import type { AuthzMetrics } from '../metrics';
+
+export interface AccessApplication {
+  teamDomain: string;
+  audience: string;
+}
+
+export interface AccessIdentity {
+  /** A user's email, for interactive logins. */
+  email?: string;
+  /** The service token's Client ID, for machine callers. */
+  serviceTokenId?: string;
+  subject: string;
+}
+
+export type AccessVerification =
+  | { valid: true; identity: AccessIdentity }
+  | { valid: false; reason: 'missing' | 'oversized' | 'malformed' | 'unknown-kid' | 'bad-signature' | 'expired' | 'not-yet-valid' | 'wrong-audience' | 'wrong-issuer' | 'no-identity' | 'certs-unavailable' };
+
+export interface CloudflareAccessOptions {
+  /** `https://{teamDomain}/cdn-cgi/access/certs` in production; tests point it at a local server. */
+  certsUrlTemplate: string;
+  clockSkewSeconds: number;
+  /** Minimum time between refetches on an unknown kid. */
+  cooldownMs?: number;
+  /** Refetch the certs at least this often. */
+  cacheMaxAgeMs?: number;
+  fetchTimeoutMs?: number;
+}
+
+const MAX_TOKEN_LENGTH = 8192;
+
+export class CloudflareAccessVerifier {
+  private readonly keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+
+  constructor(
+    private readonly options: CloudflareAccessOptions,
+    private readonly metrics: AuthzMetrics,
+  ) {}
+
+  async verify(token: string | undefined, app: AccessApplication): Promise<AccessVerification> {
+    if (!token) return { valid: false, reason: 'missing' };
+    if (token.length > MAX_TOKEN_LENGTH) return { valid: false, reason: 'oversized' };
+    try {
+      const { payload } = await jwtVerify(token, this.keySetFor(app.teamDomain), {
+        algorithms: ['RS256'],
+        issuer: `https://${app.teamDomain}`,
+        audience: app.audience,
+        clockTolerance: this.options.clockSkewSeconds,
+        requiredClaims: ['exp', 'iat'],
+      });
+      const identity = identityOf(payload);
+      return identity ? { valid: true, identity } : { valid: false, reason: 'no-identity' };
+    } catch (err) {
+      return { valid: false, reason: this.reasonOf(err) };
+    }
+  }
+
+  private keySetFor(teamDomain: string): ReturnType<typeof createRemoteJWKSet> {
+    let keySet = this.keySets.get(teamDomain);
+    if (!keySet) {
+      const url = new URL(this.options.certsUrlTemplate.replace('{teamDomain}', teamDomain));
+      keySet = createRemoteJWKSet(url, {
+        cooldownDuration: this.options.cooldownMs ?? 30_000,
+        cacheMaxAge: this.options.cacheMaxAgeMs ?? 10 * 60_000,
+        timeoutDuration: this.options.fetchTimeoutMs ?? 2_000,
+      });
+      this.keySets.set(teamDomain, keySet);
+    }
+    return keySet;
+  }
+
+  private reasonOf(err: unknown): Extract<AccessVerification, { valid: false }>['reason'] {
+    if (err instanceof errors.JWTExpired) return 'expired';
+    if (err instanceof errors.JWTClaimValidationFailed) {
+      if (err.claim === 'aud') return 'wrong-audience';
+      if (err.claim === 'iss') return 'wrong-issuer';
+      if (err.claim === 'nbf' || err.claim === 'iat') return 'not-yet-valid';
+      return 'malformed';
+    }
+    if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return 'unknown-kid';
+    if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad-signature';
+    if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || !(err instanceof errors.JOSEError) || err.code === 'ERR_JOSE_GENERIC') {
+      // The certs endpoint failed (network, HTTP status, bad document): fail closed, loudly.
+      this.metrics.edgeJwksFetchErrors.inc();
+      return 'certs-unavailable';
+    }
+    return 'malformed';
+  }
+}
+
+function identityOf(payload: JWTPayload): AccessIdentity | undefined {
+  const subject = typeof payload.sub === 'string' ? payload.sub : '';
+  if (typeof payload['email'] === 'string' && payload['email'].length > 0) return { email: payload['email'], subject };
+  // Service tokens carry the Client ID in common_name and an empty sub.
+  if (typeof payload['common_name'] === 'string' && payload['common_name'].length > 0) return { serviceTokenId: payload['common_name'], subject };
+  return undefined;
+}
+
+/** The Access JWT from the `Cf-Access-Jwt-Assertion` header, else the `CF_Authorization` cookie. */
+export function accessTokenFrom(headers: Readonly<Record<string, string>>): string | undefined {
+  const header = headers['cf-access-jwt-assertion'];
+  if (header) return header.trim();
+  const cookie = headers['cookie'];
+  if (!cookie) return undefined;
+  for (const part of cookie.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === 'CF_Authorization') return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}

@@ -1,0 +1,94 @@
+// The HTTP side: JWKS for validators, the token endpoint for callers outside
+// Envoy, and the ops endpoints.
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { opsRouter, type Health, type Logger } from '@trellis/runtime';
+import { ServiceName } from '@trellis/mesh-schema';
+import type { MeshPolicy } from '../check/mesh-policy';
+import type { KeyRing } from '../keys/key-ring';
+import type { AuthzMetrics } from '../metrics';
+import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
+import type { CallerCredentials } from './caller-credentials';
+
+export interface HttpAppDeps {
+  health: Health;
+  registry: Registry;
+  keyRing: KeyRing;
+  policy: MeshPolicy;
+  tokens: MeshTokenIssuer;
+  /** Undefined: the token endpoint is disabled. */
+  credentials: CallerCredentials | undefined;
+  metrics: AuthzMetrics;
+  logger: Logger;
+}
+
+const TokenRequest = z.object({ audience: ServiceName }).strict();
+
+export function createHttpApp(deps: HttpAppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(opsRouter(deps.health, deps.registry));
+
+  app.get('/.well-known/jwks.json', (_req, res) => {
+    // Short max-age: a new key appears here a full publish lead time before it signs.
+    res.set('Cache-Control', 'public, max-age=60').json(deps.keyRing.jwks());
+  });
+
+  app.post('/v1/token', express.json({ limit: '4kb' }), async (req: Request, res: Response) => {
+    const { metrics } = deps;
+    if (!deps.credentials) {
+      metrics.tokenEndpointRequests.inc({ result: 'disabled' });
+      return problem(res, 404, 'Token endpoint disabled', 'no caller credentials are configured (TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)');
+    }
+    const caller = deps.credentials.authenticate(req.get('authorization'));
+    if (!caller) {
+      metrics.tokenEndpointRequests.inc({ result: 'unauthenticated' });
+      res.set('WWW-Authenticate', 'Basic realm="trellis-authz", charset="UTF-8"');
+      return problem(res, 401, 'Unauthenticated', 'send Authorization: Basic base64(service:secret)');
+    }
+    const body = TokenRequest.safeParse(req.body ?? {});
+    if (!body.success) {
+      metrics.tokenEndpointRequests.inc({ result: 'invalid' });
+      const issue = body.error.issues[0]!;
+      return problem(res, 400, 'Invalid request', `${issue.path.join('.') || 'body'}: ${issue.message}`, { field: issue.path.join('.') || 'body' });
+    }
+    if (!deps.policy.ready) {
+      metrics.tokenEndpointRequests.inc({ result: 'not-ready' });
+      return problem(res, 503, 'Not ready', 'the registry snapshot is not loaded yet');
+    }
+    const { audience } = body.data;
+    const call = deps.policy.allowsCall(caller, audience);
+    if (!call.allowed) {
+      metrics.tokenEndpointRequests.inc({ result: 'denied' });
+      return problem(res, 403, 'Forbidden', `${caller} has not declared a dependency on ${audience}`, { reason: call.reason });
+    }
+    try {
+      const minted = await deps.tokens.tokenFor(caller, audience);
+      metrics.tokenEndpointRequests.inc({ result: 'ok' });
+      res.set('Cache-Control', 'no-store').json({
+        token: minted.token,
+        tokenType: 'Bearer',
+        expiresAt: new Date(minted.expiresAt * 1000).toISOString(),
+        expiresIn: Math.max(0, minted.expiresAt - Math.floor(Date.now() / 1000)),
+      });
+    } catch (err) {
+      if (!(err instanceof NoSigningKeyError)) deps.logger.error({ err }, 'token endpoint failed');
+      metrics.tokenEndpointRequests.inc({ result: 'error' });
+      problem(res, 503, 'Unavailable', 'no token can be issued right now');
+    }
+  });
+
+  app.use((req: Request, res: Response) => problem(res, 404, 'Not found', `${req.method} ${req.path} does not exist`));
+  // Body parser errors (bad JSON, too large) end here.
+  app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
+    const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
+    if (status === 500) deps.logger.error({ err }, 'unhandled HTTP error');
+    problem(res, status, status === 500 ? 'Internal error' : 'Bad request', status === 500 ? 'unexpected error' : err.message, status === 500 ? {} : { field: 'body' });
+  });
+  return app;
+}
+
+function problem(res: Response, status: number, title: string, detail: string, extra: Record<string, unknown> = {}): void {
+  res.status(status).type('application/problem+json').send(JSON.stringify({ type: 'about:blank', title, status, detail, ...extra }));
+}

@@ -1,0 +1,131 @@
+// The key ring: the private keys this replica holds, the public keys published
+// in etcd (shared by every replica), and which key signs right now.
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { AuthzPublicKey, PublicJwk } from '@trellis/mesh-schema';
+import type { Logger } from '@trellis/runtime';
+import type { AuthzMetrics } from '../metrics';
+import { isRetired, keyState, planKeySchedule, selectSigner, type KeyScheduleOptions } from './key-schedule';
+import type { SigningAlg, SigningKey } from './signing-key';
+
+/** The part of MeshStore the key ring writes through. */
+export interface AuthzKeyStore {
+  listAuthzKeys(): Promise<AuthzPublicKey[]>;
+  putAuthzKey(key: AuthzPublicKey): Promise<void>;
+  deleteAuthzKey(kid: string): Promise<void>;
+}
+
+export interface VerificationKey {
+  kid: string;
+  alg: SigningAlg;
+  key: KeyObject;
+}
+
+export class KeyRing {
+  private local = new Map<string, SigningKey>();
+  private published = new Map<string, AuthzPublicKey>();
+  private readonly publicKeyCache = new Map<string, VerificationKey>();
+  private reconciling: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: AuthzKeyStore,
+    private readonly options: KeyScheduleOptions,
+    private readonly logger: Logger,
+    private readonly metrics: AuthzMetrics,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** Replaces the local keys (a reload of the key directory) and publishes what is new. */
+  async setLocalKeys(keys: readonly SigningKey[]): Promise<void> {
+    const before = new Set(this.local.keys());
+    this.local = new Map(keys.map((key) => [key.kid, key]));
+    for (const key of keys) if (!before.has(key.kid)) this.logger.info({ kid: key.kid, alg: key.alg, source: key.source }, 'signing key loaded');
+    for (const kid of before) if (!this.local.has(kid)) this.logger.info({ kid }, 'signing key removed from the key source');
+    await this.reconcile();
+  }
+
+  /**
+   * Reads the published keys, writes what the schedule says (new keys, retirements,
+   * deletions) and only then lets the result be used: a key never signs before
+   * etcd holds its public half. Concurrent calls share one run.
+   */
+  reconcile(): Promise<void> {
+    this.reconciling ??= this.runReconcile().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  private async runReconcile(): Promise<void> {
+    const now = this.clock();
+    const published = await this.store.listAuthzKeys();
+    const plan = planKeySchedule([...this.local.values()], published, now, this.options);
+    const next = new Map(published.map((record) => [record.kid, record]));
+    for (const record of plan.puts) {
+      try {
+        await this.store.putAuthzKey(record);
+        next.set(record.kid, record);
+        this.logger.info({ kid: record.kid, activeFrom: record.activeFrom, retireAfter: record.retireAfter }, 'public key published');
+      } catch (err) {
+        this.metrics.keyPublishErrors.inc();
+        this.logger.error({ err, kid: record.kid }, 'could not publish public key; it will not sign until it is published');
+      }
+    }
+    for (const kid of plan.deletes) {
+      try {
+        await this.store.deleteAuthzKey(kid);
+        next.delete(kid);
+        this.logger.info({ kid }, 'retired public key removed');
+      } catch (err) {
+        this.logger.warn({ err, kid }, 'could not remove retired public key');
+      }
+    }
+    this.published = next;
+    this.updateGauges(now);
+    if (!this.signer() && this.local.size > 0) {
+      const pending = [...next.values()].filter((r) => this.local.has(r.kid) && keyState(r, now) === 'pending');
+      this.logger.error({ pendingUntil: pending.map((r) => r.activeFrom) }, 'no signing key is active: outbound checks are denied until one is');
+    }
+  }
+
+  /** The key that signs now, or undefined (then nothing is minted). */
+  signer(): SigningKey | undefined {
+    const record = selectSigner(new Set(this.local.keys()), this.published.values(), this.clock());
+    return record ? this.local.get(record.kid) : undefined;
+  }
+
+  /** Keys tokens may be verified with: every published key not yet retired. */
+  verificationKey(kid: string): VerificationKey | undefined {
+    const record = this.published.get(kid);
+    if (!record || isRetired(record, this.clock())) return undefined;
+    let cached = this.publicKeyCache.get(kid);
+    if (!cached) {
+      cached = { kid, alg: record.jwk.alg, key: this.local.get(kid)?.publicKey ?? createPublicKey({ key: jwkForImport(record.jwk), format: 'jwk' }) };
+      this.publicKeyCache.set(kid, cached);
+    }
+    return cached;
+  }
+
+  /** The JWKS document: pending, active and retiring keys, sorted for stable output. */
+  jwks(): { keys: PublicJwk[] } {
+    const now = this.clock();
+    const keys = [...this.published.values()]
+      .filter((record) => !isRetired(record, now))
+      .sort((a, b) => a.kid.localeCompare(b.kid))
+      .map((record) => record.jwk);
+    return { keys };
+  }
+
+  get localKeyCount(): number {
+    return this.local.size;
+  }
+
+  private updateGauges(now: number): void {
+    const counts = { pending: 0, active: 0, retiring: 0 };
+    for (const record of this.published.values()) if (!isRetired(record, now)) counts[keyState(record, now)] += 1;
+    for (const [state, count] of Object.entries(counts)) this.metrics.signingKeys.set({ state }, count);
+  }
+}
+
+function jwkForImport(jwk: PublicJwk): JsonWebKey {
+  return jwk.kty === 'RSA' ? { kty: 'RSA', n: jwk.n, e: jwk.e } : { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y };
+}

@@ -1,0 +1,89 @@
+// Every metric authz exports, in one place. Labels are bounded enums: never a
+// service pair, node id or token subject.
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export type Direction = 'outbound' | 'inbound' | 'edge' | 'unknown';
+export type CacheLayer = 'memory' | 'redis';
+export type CacheResult = 'hit' | 'miss' | 'error' | 'skipped';
+
+export class AuthzMetrics {
+  readonly checks: Counter<'direction' | 'result' | 'reason'>;
+  readonly checkDuration: Histogram<'direction'>;
+  readonly tokenCache: Counter<'layer' | 'result'>;
+  readonly tokensMinted: Counter<'alg'>;
+  readonly mintDuration: Histogram;
+  readonly redisErrors: Counter<'operation'>;
+  readonly redisBreakerOpen: Gauge;
+  readonly signingKeys: Gauge<'state'>;
+  readonly keyPublishErrors: Counter;
+  readonly tokenEndpointRequests: Counter<'result'>;
+  readonly edgeJwksFetchErrors: Counter;
+
+  constructor(readonly registry: Registry) {
+    const registers = [registry];
+    this.checks = new Counter({
+      name: 'trellis_authz_checks_total',
+      help: 'ext_authz Check decisions by direction, result (ok, denied, error) and reason',
+      labelNames: ['direction', 'result', 'reason'],
+      registers,
+    });
+    this.checkDuration = new Histogram({
+      name: 'trellis_authz_check_duration_seconds',
+      help: 'Time to decide a Check, from request to response',
+      labelNames: ['direction'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5],
+      registers,
+    });
+    this.tokenCache = new Counter({
+      name: 'trellis_authz_token_cache_total',
+      help: 'Mesh token cache lookups by layer (memory, redis) and result (hit, miss, error, skipped while Redis is unavailable)',
+      labelNames: ['layer', 'result'],
+      registers,
+    });
+    this.tokensMinted = new Counter({
+      name: 'trellis_authz_tokens_minted_total',
+      help: 'Mesh tokens signed by this replica',
+      labelNames: ['alg'],
+      registers,
+    });
+    this.mintDuration = new Histogram({
+      name: 'trellis_authz_token_mint_duration_seconds',
+      help: 'Time to sign one mesh token',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.redisErrors = new Counter({
+      name: 'trellis_authz_redis_errors_total',
+      help: 'Redis commands that failed or timed out; authz then mints locally',
+      labelNames: ['operation'],
+      registers,
+    });
+    this.redisBreakerOpen = new Gauge({
+      name: 'trellis_authz_redis_breaker_open',
+      help: '1 while the Redis circuit breaker is open and the shared cache is bypassed',
+      registers,
+    });
+    this.signingKeys = new Gauge({
+      name: 'trellis_authz_signing_keys',
+      help: 'Keys in the key ring by state (pending: published, not yet signing; active; retiring: still verifying)',
+      labelNames: ['state'],
+      registers,
+    });
+    this.keyPublishErrors = new Counter({
+      name: 'trellis_authz_key_publish_errors_total',
+      help: 'Failed writes of public keys to etcd; a key is never used to sign before it is published',
+      registers,
+    });
+    this.tokenEndpointRequests = new Counter({
+      name: 'trellis_authz_token_endpoint_requests_total',
+      help: 'POST /v1/token requests by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.edgeJwksFetchErrors = new Counter({
+      name: 'trellis_authz_edge_jwks_errors_total',
+      help: 'Failures to fetch a Cloudflare Access team certs document',
+      registers,
+    });
+  }
+}

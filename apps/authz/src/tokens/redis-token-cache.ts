@@ -1,0 +1,74 @@
+// The cache shared by authz replicas, in Redis. Fail-fast by construction: the
+// client has no offline queue and a tight command timeout, and a breaker stops
+// asking a Redis that keeps failing. Callers treat every failure as a miss and
+// mint locally, so a slow or dead Redis costs a signature, never a decision.
+import type { Redis } from 'ioredis';
+import type { Logger } from '@trellis/runtime';
+import type { AuthzMetrics } from '../metrics';
+import { CircuitBreaker } from './circuit-breaker';
+
+export type SharedLookup = { result: 'hit'; token: string } | { result: 'miss' } | { result: 'error' } | { result: 'skipped' };
+
+export interface SharedTokenCache {
+  get(key: string): Promise<SharedLookup>;
+  /** Best effort: failures are counted, never thrown. */
+  set(key: string, token: string, ttlMs: number): void;
+}
+
+export interface RedisTokenCacheOptions {
+  keyPrefix: string;
+  failureThreshold?: number;
+  cooldownMs?: number;
+}
+
+export class RedisTokenCache implements SharedTokenCache {
+  private readonly breaker: CircuitBreaker;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: RedisTokenCacheOptions,
+    private readonly metrics: AuthzMetrics,
+    private readonly logger: Logger,
+  ) {
+    this.breaker = new CircuitBreaker({
+      failureThreshold: options.failureThreshold ?? 3,
+      cooldownMs: options.cooldownMs ?? 2_000,
+      onStateChange: (state) => {
+        metrics.redisBreakerOpen.set(state === 'open' ? 1 : 0);
+        if (state === 'open') logger.warn('Redis token cache unavailable: bypassing it and minting locally');
+        else if (state === 'closed') logger.info('Redis token cache available again');
+      },
+    });
+    metrics.redisBreakerOpen.set(0);
+  }
+
+  get breakerState(): string {
+    return this.breaker.state;
+  }
+
+  async get(key: string): Promise<SharedLookup> {
+    if (!this.breaker.allow()) return { result: 'skipped' };
+    try {
+      const token = await this.redis.get(this.options.keyPrefix + key);
+      this.breaker.success();
+      return token === null ? { result: 'miss' } : { result: 'hit', token };
+    } catch (err) {
+      this.failed('get', err);
+      return { result: 'error' };
+    }
+  }
+
+  set(key: string, token: string, ttlMs: number): void {
+    if (ttlMs <= 0 || !this.breaker.allow()) return;
+    this.redis.set(this.options.keyPrefix + key, token, 'PX', ttlMs).then(
+      () => this.breaker.success(),
+      (err: unknown) => this.failed('set', err),
+    );
+  }
+
+  private failed(operation: string, err: unknown): void {
+    this.breaker.failure();
+    this.metrics.redisErrors.inc({ operation });
+    this.logger.debug({ err, operation }, 'Redis command failed');
+  }
+}

@@ -1,0 +1,113 @@
+// Where a Check gets its A→B token: in-process cache, then Redis, then a fresh
+// signature — the last two behind single-flight so concurrent misses for one
+// pair mint once. Keyed by (A, B, kid): a key rotation starts new entries.
+import type { Logger } from '@trellis/runtime';
+import { decodeJwt } from 'jose';
+import type { KeyRing } from '../keys/key-ring';
+import type { AuthzMetrics } from '../metrics';
+import { mintMeshToken, type MintedToken } from './mint';
+import type { SharedTokenCache } from './redis-token-cache';
+import { SingleFlight } from './single-flight';
+
+export interface TokenIssuerOptions {
+  ttlSeconds: number;
+  /** How long a token is handed out after it was signed; the rest of its life is margin for validators' clock skew. */
+  cacheTtlSeconds: number;
+  /** Bound on in-process entries (service pairs × keys); the oldest go first. */
+  maxMemoryEntries?: number;
+}
+
+interface CachedToken extends MintedToken {
+  issuer: string;
+  /** Epoch ms after which it is no longer handed out. */
+  useUntil: number;
+}
+
+export class NoSigningKeyError extends Error {
+  constructor() {
+    super('no signing key is active');
+    this.name = 'NoSigningKeyError';
+  }
+}
+
+export class MeshTokenIssuer {
+  private readonly memory = new Map<string, CachedToken>();
+  private readonly flights = new SingleFlight<CachedToken>();
+  private readonly maxMemoryEntries: number;
+  private readonly marginMs: number;
+
+  constructor(
+    private readonly keyRing: KeyRing,
+    private readonly shared: SharedTokenCache | undefined,
+    private readonly issuer: () => string,
+    private readonly options: TokenIssuerOptions,
+    private readonly metrics: AuthzMetrics,
+    private readonly logger: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.maxMemoryEntries = options.maxMemoryEntries ?? 10_000;
+    this.marginMs = (options.ttlSeconds - options.cacheTtlSeconds) * 1000;
+  }
+
+  /** A token for `source` calling `destination`; throws NoSigningKeyError when nothing may sign. */
+  async tokenFor(source: string, destination: string): Promise<MintedToken> {
+    const signer = this.keyRing.signer();
+    if (!signer) throw new NoSigningKeyError();
+    const issuer = this.issuer();
+    const key = `${source}:${destination}:${signer.kid}`;
+    const cached = this.memory.get(key);
+    if (cached && cached.issuer === issuer && cached.useUntil > this.clock()) {
+      this.metrics.tokenCache.inc({ layer: 'memory', result: 'hit' });
+      return cached;
+    }
+    this.metrics.tokenCache.inc({ layer: 'memory', result: 'miss' });
+    return this.flights.run(key, async () => {
+      const entry = (await this.fromShared(key, source, destination, signer.kid, issuer)) ?? (await this.mint(key, source, destination, issuer));
+      this.remember(key, entry);
+      return entry;
+    });
+  }
+
+  private async fromShared(key: string, source: string, destination: string, kid: string, issuer: string): Promise<CachedToken | undefined> {
+    if (!this.shared) return undefined;
+    const lookup = await this.shared.get(key);
+    this.metrics.tokenCache.inc({ layer: 'redis', result: lookup.result });
+    if (lookup.result !== 'hit') return undefined;
+    // Redis is shared storage, not a signer: take only a token that is what this key names.
+    const entry = this.describe(lookup.token, source, destination, kid, issuer);
+    if (!entry || entry.useUntil <= this.clock()) return undefined;
+    return entry;
+  }
+
+  private async mint(key: string, source: string, destination: string, issuer: string): Promise<CachedToken> {
+    const signer = this.keyRing.signer();
+    if (!signer) throw new NoSigningKeyError();
+    const started = process.hrtime.bigint();
+    const minted = await mintMeshToken(signer, { issuer, subject: source, audience: destination, ttlSeconds: this.options.ttlSeconds }, this.clock());
+    this.metrics.mintDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    this.metrics.tokensMinted.inc({ alg: signer.alg });
+    this.logger.debug({ source, destination, kid: minted.kid }, 'mesh token minted');
+    const entry: CachedToken = { ...minted, issuer, useUntil: minted.expiresAt * 1000 - this.marginMs };
+    this.shared?.set(key, minted.token, entry.useUntil - this.clock());
+    return entry;
+  }
+
+  private describe(token: string, source: string, destination: string, kid: string, issuer: string): CachedToken | undefined {
+    try {
+      const [headerPart] = token.split('.', 1);
+      const header = JSON.parse(Buffer.from(headerPart!, 'base64url').toString('utf8')) as { kid?: unknown };
+      const claims = decodeJwt(token);
+      if (header.kid !== kid || claims.sub !== source || claims.aud !== destination || claims.iss !== issuer) return undefined;
+      if (typeof claims.exp !== 'number' || typeof claims.iat !== 'number') return undefined;
+      return { token, kid, issuedAt: claims.iat, expiresAt: claims.exp, issuer, useUntil: claims.exp * 1000 - this.marginMs };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private remember(key: string, entry: CachedToken): void {
+    this.memory.delete(key);
+    this.memory.set(key, entry);
+    if (this.memory.size > this.maxMemoryEntries) this.memory.delete(this.memory.keys().next().value!);
+  }
+}

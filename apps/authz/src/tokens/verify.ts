@@ -1,0 +1,103 @@
+// Validating a mesh token: size and shape first, then kid and alg against the
+// published keys, then signature and claims. Every rejection has a reason.
+import { decodeProtectedHeader, jwtVerify, errors } from 'jose';
+import type { VerificationKey } from '../keys/key-ring';
+
+export type TokenRejection =
+  | 'missing'
+  | 'oversized'
+  | 'malformed'
+  | 'alg-not-allowed'
+  | 'unknown-kid'
+  | 'bad-signature'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'wrong-audience'
+  | 'wrong-issuer'
+  | 'invalid-claims';
+
+export type TokenVerification =
+  | { valid: true; subject: string; audience: string; expiresAt: number; kid: string }
+  | { valid: false; reason: TokenRejection; detail: string };
+
+export interface TokenExpectations {
+  issuer: string;
+  audience: string;
+  clockSkewSeconds: number;
+  /** Upper bound on exp - iat: a token claiming a longer life was not minted by us. */
+  maxLifetimeSeconds: number;
+}
+
+export const ALLOWED_ALGS = ['RS256', 'ES256'] as const;
+const MAX_TOKEN_LENGTH = 4096;
+const MAX_HEADER_SEGMENT_LENGTH = 512;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+export async function verifyMeshToken(
+  token: string | undefined,
+  lookupKey: (kid: string) => VerificationKey | undefined,
+  expected: TokenExpectations,
+  now: number = Date.now(),
+): Promise<TokenVerification> {
+  if (!token) return reject('missing', 'no token');
+  if (token.length > MAX_TOKEN_LENGTH) return reject('oversized', `token longer than ${MAX_TOKEN_LENGTH} characters`);
+  if (!COMPACT_JWS.test(token)) return reject('malformed', 'not a signed compact JWT');
+  if (token.indexOf('.') > MAX_HEADER_SEGMENT_LENGTH) return reject('oversized', 'protected header too large');
+
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    return reject('malformed', 'protected header is not JSON');
+  }
+  if (typeof header.alg !== 'string' || !(ALLOWED_ALGS as readonly string[]).includes(header.alg)) {
+    return reject('alg-not-allowed', `alg ${String(header.alg)} is not allowed`);
+  }
+  if (typeof header.kid !== 'string') return reject('unknown-kid', 'no kid in the header');
+  const key = lookupKey(header.kid);
+  if (!key) return reject('unknown-kid', 'kid is not a published key');
+  if (key.alg !== header.alg) return reject('alg-not-allowed', `key ${key.kid} signs ${key.alg}, token says ${header.alg}`);
+
+  try {
+    const { payload } = await jwtVerify(token, key.key, {
+      algorithms: [key.alg],
+      issuer: expected.issuer,
+      audience: expected.audience,
+      clockTolerance: expected.clockSkewSeconds,
+      maxTokenAge: expected.maxLifetimeSeconds + expected.clockSkewSeconds,
+      requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat'],
+      currentDate: new Date(now),
+    });
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0) return reject('invalid-claims', 'sub must be a service name');
+    if (payload.exp! - payload.iat! > expected.maxLifetimeSeconds) return reject('invalid-claims', 'lifetime longer than the mesh allows');
+    return { valid: true, subject: payload.sub, audience: expected.audience, expiresAt: payload.exp!, kid: key.kid };
+  } catch (err) {
+    return rejectionOf(err);
+  }
+}
+
+function reject(reason: TokenRejection, detail: string): TokenVerification {
+  return { valid: false, reason, detail };
+}
+
+/** Maps jose's errors onto our reasons; anything unexpected counts as malformed. */
+export function rejectionOf(err: unknown): TokenVerification {
+  if (err instanceof errors.JWTExpired) return reject('expired', 'token expired');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case 'aud':
+        return reject('wrong-audience', 'token is for another audience');
+      case 'iss':
+        return reject('wrong-issuer', 'token is from another issuer');
+      case 'nbf':
+        return reject('not-yet-valid', 'token is not valid yet');
+      case 'iat':
+        return reject('not-yet-valid', 'token was issued in the future');
+      default:
+        return reject('invalid-claims', `${err.claim}: ${err.message}`);
+    }
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return reject('bad-signature', 'signature does not verify');
+  if (err instanceof errors.JOSEAlgNotAllowed) return reject('alg-not-allowed', 'algorithm not allowed');
+  return reject('malformed', err instanceof Error ? err.message : 'unreadable token');
+}
