@@ -1,0 +1,126 @@
+// Mesh model → Cluster and ClusterLoadAssignment.
+import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { RoutingPriority } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { HealthCheck, HealthCheck_GrpcHealthCheck, HealthCheck_HttpHealthCheck, HealthCheck_TcpHealthCheck } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
+import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
+import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
+import type { LocalityEndpoints } from '../model';
+import { adsConfigSource, duration, http2ProtocolOptions, socketAddress } from './common';
+import { AUTHZ_CLUSTER_NAME } from './names';
+
+const LB_POLICY: Record<NonNullable<TrafficPolicy['loadBalancing']>, Cluster_LbPolicy> = {
+  round_robin: Cluster_LbPolicy.ROUND_ROBIN,
+  least_request: Cluster_LbPolicy.LEAST_REQUEST,
+  ring_hash: Cluster_LbPolicy.RING_HASH,
+  random: Cluster_LbPolicy.RANDOM,
+};
+
+export interface ClusterInput {
+  name: string;
+  protocol: Protocol;
+  policy: TrafficPolicy;
+  connectTimeoutMs: number;
+}
+
+/** An EDS cluster for an Envoy sidecar, carrying the callee's (or overridden) traffic policy. */
+export function sidecarCluster({ name, protocol, policy, connectTimeoutMs }: ClusterInput): Cluster {
+  const breaker = policy.circuitBreaker;
+  const outlier = policy.outlierDetection;
+  const check = policy.healthCheck;
+  return Cluster.fromPartial({
+    name,
+    clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
+    edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: name },
+    connectTimeout: duration(connectTimeoutMs),
+    lbPolicy: LB_POLICY[policy.loadBalancing ?? 'round_robin'],
+    typedExtensionProtocolOptions: protocol === 'grpc' || protocol === 'http2' ? http2ProtocolOptions() : {},
+    ...(breaker
+      ? {
+          circuitBreakers: {
+            thresholds: [
+              {
+                priority: RoutingPriority.DEFAULT,
+                maxConnections: breaker.maxConnections,
+                maxPendingRequests: breaker.maxPendingRequests,
+                maxRequests: breaker.maxRequests,
+                maxRetries: breaker.maxRetries,
+              },
+            ],
+          },
+        }
+      : {}),
+    ...(outlier
+      ? {
+          outlierDetection: {
+            consecutive5xx: outlier.consecutive5xx,
+            interval: duration(outlier.intervalMs),
+            baseEjectionTime: duration(outlier.baseEjectionTimeMs),
+            maxEjectionPercent: outlier.maxEjectionPercent,
+          },
+        }
+      : {}),
+    healthChecks: check ? [healthCheck(protocol, check)] : [],
+  });
+}
+
+function healthCheck(protocol: Protocol, check: NonNullable<TrafficPolicy['healthCheck']>): HealthCheck {
+  const healthChecker: HealthCheck['healthChecker'] =
+    check.path !== undefined && protocol !== 'tcp'
+      ? { $case: 'httpHealthCheck', value: HealthCheck_HttpHealthCheck.fromPartial({ path: check.path }) }
+      : protocol === 'grpc'
+        ? { $case: 'grpcHealthCheck', value: HealthCheck_GrpcHealthCheck.fromPartial({}) }
+        : { $case: 'tcpHealthCheck', value: HealthCheck_TcpHealthCheck.fromPartial({}) };
+  return HealthCheck.fromPartial({
+    timeout: duration(check.timeoutMs),
+    interval: duration(check.intervalMs),
+    unhealthyThreshold: check.unhealthyThreshold,
+    healthyThreshold: check.healthyThreshold,
+    healthChecker,
+  });
+}
+
+/**
+ * The cluster a proxyless gRPC client gets: only what grpc-js-xds implements
+ * (EDS over ADS, ROUND_ROBIN or RING_HASH, max_requests), so it never NACKs.
+ */
+export function proxylessCluster({ name, policy }: ClusterInput): Cluster {
+  const maxRequests = policy.circuitBreaker?.maxRequests;
+  return Cluster.fromPartial({
+    name,
+    clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
+    edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: name },
+    lbPolicy: policy.loadBalancing === 'ring_hash' ? Cluster_LbPolicy.RING_HASH : Cluster_LbPolicy.ROUND_ROBIN,
+    ...(maxRequests !== undefined ? { circuitBreakers: { thresholds: [{ priority: RoutingPriority.DEFAULT, maxRequests }] } } : {}),
+  });
+}
+
+/** Endpoints by locality, each locality weighted by the sum of its endpoints' weights. */
+export function loadAssignment(clusterName: string, localities: readonly LocalityEndpoints[]): ClusterLoadAssignment {
+  return ClusterLoadAssignment.fromPartial({
+    clusterName,
+    endpoints: localities.map((group) => ({
+      locality: group.locality,
+      loadBalancingWeight: group.weight,
+      priority: 0,
+      lbEndpoints: group.endpoints.map((endpoint) => ({
+        hostIdentifier: { $case: 'endpoint', value: { address: socketAddress(endpoint.address, endpoint.port) } },
+        loadBalancingWeight: endpoint.weight,
+      })),
+    })),
+  });
+}
+
+/** The ext_authz gRPC upstream: a DNS name is resolved by Envoy, an IP literal is used as is. */
+export function authzCluster(host: string, port: number, connectTimeoutMs: number): Cluster {
+  const isIp = /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+  return Cluster.fromPartial({
+    name: AUTHZ_CLUSTER_NAME,
+    clusterDiscoveryType: { $case: 'type', value: isIp ? Cluster_DiscoveryType.STATIC : Cluster_DiscoveryType.STRICT_DNS },
+    connectTimeout: duration(connectTimeoutMs),
+    lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
+    typedExtensionProtocolOptions: http2ProtocolOptions(),
+    loadAssignment: loadAssignment(AUTHZ_CLUSTER_NAME, [
+      { locality: { region: '', zone: '', subZone: '' }, weight: 1, endpoints: [{ instanceId: 'authz', address: host, port, weight: 1 }] },
+    ]),
+  });
+}

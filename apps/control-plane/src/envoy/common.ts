@@ -1,0 +1,63 @@
+// Small builders shared by the translation functions.
+import { packAny } from '@trellis/envoy-types';
+import { Address } from '@trellis/envoy-types/envoy/config/core/v3/address';
+import { ApiVersion, ConfigSource } from '@trellis/envoy-types/envoy/config/core/v3/config_source';
+import { AccessLog } from '@trellis/envoy-types/envoy/config/accesslog/v3/accesslog';
+import { StdoutAccessLog } from '@trellis/envoy-types/envoy/extensions/access_loggers/stream/v3/stream';
+import { HttpProtocolOptions } from '@trellis/envoy-types/envoy/extensions/upstreams/http/v3/http_protocol_options';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
+import type { Duration } from '@trellis/envoy-types/google/protobuf/duration';
+
+export function duration(ms: number): Duration {
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+export function socketAddress(address: string, port: number): Address {
+  return Address.fromPartial({
+    address: { $case: 'socketAddress', value: { address, portSpecifier: { $case: 'portValue', value: port } } },
+  });
+}
+
+/** Resources on the ADS stream itself (grpc-js-xds accepts `ads` or `self` only). */
+export function adsConfigSource(): ConfigSource {
+  return ConfigSource.fromPartial({ resourceApiVersion: ApiVersion.V3, configSourceSpecifier: { $case: 'ads', value: {} } });
+}
+
+/** One JSON line per request on stdout, tagged with where in the mesh it was logged. */
+export function stdoutJsonAccessLog(tags: Record<string, string>): AccessLog {
+  const jsonFormat: Record<string, string> = {
+    ...tags,
+    start_time: '%START_TIME%',
+    method: '%REQ(:METHOD)%',
+    authority: '%REQ(:AUTHORITY)%',
+    path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
+    protocol: '%PROTOCOL%',
+    response_code: '%RESPONSE_CODE%',
+    grpc_status: '%GRPC_STATUS%',
+    response_flags: '%RESPONSE_FLAGS%',
+    bytes_received: '%BYTES_RECEIVED%',
+    bytes_sent: '%BYTES_SENT%',
+    duration_ms: '%DURATION%',
+    upstream_cluster: '%UPSTREAM_CLUSTER%',
+    upstream_host: '%UPSTREAM_HOST%',
+    downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%',
+    request_id: '%REQ(X-REQUEST-ID)%',
+  };
+  return AccessLog.fromPartial({
+    name: 'envoy.access_loggers.stdout',
+    configType: {
+      $case: 'typedConfig',
+      value: packAny(StdoutAccessLog, StdoutAccessLog.fromPartial({ accessLogFormat: { $case: 'logFormat', value: { format: { $case: 'jsonFormat', value: jsonFormat } } } })),
+    },
+  });
+}
+
+/** Upstream protocol options: HTTP/2 to grpc and http2 services, HTTP/1.1 otherwise. */
+export function http2ProtocolOptions(): Record<string, Any> {
+  return {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': packAny(
+      HttpProtocolOptions,
+      HttpProtocolOptions.fromPartial({ upstreamProtocolOptions: { $case: 'explicitHttpConfig', value: { protocolConfig: { $case: 'http2ProtocolOptions', value: {} } } } }),
+    ),
+  };
+}

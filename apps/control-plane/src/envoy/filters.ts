@@ -1,0 +1,153 @@
+// HTTP filters of the sidecar listeners, and their per-route settings.
+import { packAny } from '@trellis/envoy-types';
+import { ApiVersion } from '@trellis/envoy-types/envoy/config/core/v3/config_source';
+import { Policy, Principal, RBAC_Action } from '@trellis/envoy-types/envoy/config/rbac/v3/rbac';
+import { ExtAuthz, ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import { JwtAuthentication, type JwtRequirement } from '@trellis/envoy-types/envoy/extensions/filters/http/jwt_authn/v3/config';
+import { LocalRateLimit } from '@trellis/envoy-types/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
+import { RBAC } from '@trellis/envoy-types/envoy/extensions/filters/http/rbac/v3/rbac';
+import { Router } from '@trellis/envoy-types/envoy/extensions/filters/http/router/v3/router';
+import { HttpFilter } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
+import { FractionalPercent_DenominatorType } from '@trellis/envoy-types/envoy/type/v3/percent';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
+import type { TrafficPolicy } from '@trellis/mesh-schema';
+import type { MeshTokens } from '../model';
+import { duration } from './common';
+import { AUTHZ_CLUSTER_NAME, CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE, FILTER, MESH_TOKEN_METADATA_KEY, MESH_TOKEN_PROVIDER } from './names';
+
+type RateLimit = NonNullable<TrafficPolicy['rateLimit']>;
+
+function httpFilter(name: string, typedConfig: Any, isOptional = false): HttpFilter {
+  return HttpFilter.fromPartial({ name, configType: { $case: 'typedConfig', value: typedConfig }, isOptional });
+}
+
+export function routerFilter(): HttpFilter {
+  return httpFilter(FILTER.router, packAny(Router, Router.fromPartial({})));
+}
+
+/** ext_authz to authz over gRPC; no answer in time means the request is refused (fail closed). */
+export function extAuthzFilter(timeoutMs: number): HttpFilter {
+  return httpFilter(
+    FILTER.extAuthz,
+    packAny(
+      ExtAuthz,
+      ExtAuthz.fromPartial({
+        transportApiVersion: ApiVersion.V3,
+        failureModeAllow: false,
+        services: {
+          $case: 'grpcService',
+          value: { targetSpecifier: { $case: 'envoyGrpc', value: { clusterName: AUTHZ_CLUSTER_NAME } }, timeout: duration(timeoutMs) },
+        },
+      }),
+    ),
+  );
+}
+
+export type AuthzDirection = 'outbound' | 'inbound';
+
+/** Tells authz who calls whom, per route: the only place authz learns the caller from. */
+export function extAuthzContext(direction: AuthzDirection, destination: string, source?: string): Any {
+  const contextExtensions: Record<string, string> = { [CONTEXT_DIRECTION]: direction, [CONTEXT_DESTINATION]: destination };
+  if (source !== undefined) contextExtensions[CONTEXT_SOURCE] = source;
+  return packAny(ExtAuthzPerRoute, ExtAuthzPerRoute.fromPartial({ override: { $case: 'checkSettings', value: { contextExtensions } } }));
+}
+
+export function extAuthzDisabled(): Any {
+  return packAny(ExtAuthzPerRoute, ExtAuthzPerRoute.fromPartial({ override: { $case: 'disabled', value: true } }));
+}
+
+/**
+ * Validates mesh tokens (`Authorization: Bearer`) for `audience` against the
+ * inlined authz keys; the verified payload goes to dynamic metadata for RBAC.
+ * `allowMissing`: public services also take edge requests, which carry no mesh
+ * token (ext_authz checks those); a token that is present must still verify.
+ */
+export function jwtAuthnFilter(tokens: MeshTokens, audience: string, allowMissing: boolean): HttpFilter {
+  const provider: JwtRequirement = { requiresType: { $case: 'providerName', value: MESH_TOKEN_PROVIDER } };
+  const requirement: JwtRequirement = allowMissing
+    ? { requiresType: { $case: 'requiresAny', value: { requirements: [provider, { requiresType: { $case: 'allowMissing', value: {} } }] } } }
+    : provider;
+  return httpFilter(
+    FILTER.jwtAuthn,
+    packAny(
+      JwtAuthentication,
+      JwtAuthentication.fromPartial({
+        providers: {
+          [MESH_TOKEN_PROVIDER]: {
+            issuer: tokens.issuer,
+            audiences: [audience],
+            jwksSourceSpecifier: { $case: 'localJwks', value: { specifier: { $case: 'inlineString', value: tokens.jwks } } },
+            fromHeaders: [{ name: 'authorization', valuePrefix: 'Bearer ' }],
+            forward: false,
+            payloadInMetadata: MESH_TOKEN_METADATA_KEY,
+            clockSkewSeconds: tokens.clockSkewSeconds,
+          },
+        },
+        rules: [{ match: { pathSpecifier: { $case: 'prefix', value: '/' } }, requirementType: { $case: 'requires', value: requirement } }],
+      }),
+    ),
+  );
+}
+
+/**
+ * Admits mesh callers whose verified token subject is a service that declared
+ * this one as a dependency; with `admitEdge`, also requests without a mesh token
+ * (they passed ext_authz). No policy at all denies everything (fail closed).
+ */
+export function rbacFilter(callers: readonly string[], admitEdge: boolean): HttpFilter {
+  const meshToken = (...keys: string[]) => ({
+    filter: FILTER.jwtAuthn,
+    path: [MESH_TOKEN_METADATA_KEY, ...keys].map((key) => ({ segment: { $case: 'key' as const, value: key } })),
+  });
+  const policies: Record<string, Policy> = {};
+  if (callers.length > 0) {
+    policies['mesh-callers'] = Policy.fromPartial({
+      permissions: [{ rule: { $case: 'any', value: true } }],
+      principals: callers.map((sub) =>
+        Principal.fromPartial({
+          identifier: {
+            $case: 'metadata',
+            value: { ...meshToken('sub'), value: { matchPattern: { $case: 'stringMatch', value: { matchPattern: { $case: 'exact', value: sub } } } } },
+          },
+        }),
+      ),
+    });
+  }
+  if (admitEdge) {
+    const hasMeshToken = Principal.fromPartial({
+      identifier: { $case: 'metadata', value: { ...meshToken(), value: { matchPattern: { $case: 'presentMatch', value: true } } } },
+    });
+    policies['edge'] = Policy.fromPartial({
+      permissions: [{ rule: { $case: 'any', value: true } }],
+      principals: [{ identifier: { $case: 'notId', value: hasMeshToken } }],
+    });
+  }
+  return httpFilter(FILTER.rbac, packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } })));
+}
+
+function tokenBucket(limit: RateLimit) {
+  return { maxTokens: limit.maxTokens, tokensPerFill: limit.tokensPerFill, fillInterval: duration(limit.fillIntervalMs) };
+}
+
+const ALWAYS = { defaultValue: { numerator: 100, denominator: FractionalPercent_DenominatorType.HUNDRED }, runtimeKey: '' };
+
+/** Listener-wide local rate limit, or (no `limit`) the filter alone, enabled per route. */
+export function localRateLimitFilter(statPrefix: string, limit?: RateLimit): HttpFilter {
+  return httpFilter(FILTER.localRateLimit, localRateLimitConfig(statPrefix, limit));
+}
+
+export function localRateLimitConfig(statPrefix: string, limit?: RateLimit): Any {
+  return packAny(
+    LocalRateLimit,
+    LocalRateLimit.fromPartial(
+      limit
+        ? {
+            statPrefix,
+            tokenBucket: tokenBucket(limit),
+            filterEnabled: { ...ALWAYS, runtimeKey: `${statPrefix}_enabled` },
+            filterEnforced: { ...ALWAYS, runtimeKey: `${statPrefix}_enforced` },
+          }
+        : { statPrefix },
+    ),
+  );
+}

@@ -1,0 +1,4 @@
+export { buildProxyResources } from './proxy-resources';
+export * from './names';
+export * from './resources';
+export type { TranslatorSettings } from '../model';

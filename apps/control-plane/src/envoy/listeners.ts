@@ -1,0 +1,112 @@
+// Mesh model → Listener.
+import { packAny } from '@trellis/envoy-types';
+import { TrafficDirection } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
+import {
+  HttpConnectionManager,
+  HttpConnectionManager_CodecType,
+  type HttpFilter,
+} from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
+import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy';
+import type { MeshTokens, ServiceModel, TranslatorSettings } from '../model';
+import { adsConfigSource, socketAddress, stdoutJsonAccessLog } from './common';
+import { extAuthzFilter, jwtAuthnFilter, localRateLimitFilter, rbacFilter, routerFilter } from './filters';
+import {
+  FILTER,
+  inboundListenerName,
+  LOCAL_APP_CLUSTER_NAME,
+  OUTBOUND_HTTP_NAME,
+  outboundClusterName,
+  outboundTcpListenerName,
+  proxylessListenerName,
+  proxylessRouteName,
+  statPrefix,
+} from './names';
+
+function httpConnectionManager(name: string, routeName: string, httpFilters: HttpFilter[], logTags: Record<string, string>) {
+  return packAny(
+    HttpConnectionManager,
+    HttpConnectionManager.fromPartial({
+      statPrefix: statPrefix(name),
+      codecType: HttpConnectionManager_CodecType.AUTO,
+      routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: routeName } },
+      httpFilters,
+      accessLog: [stdoutJsonAccessLog(logTags)],
+    }),
+  );
+}
+
+function tcpProxy(name: string, cluster: string, logTags: Record<string, string>) {
+  return packAny(
+    TcpProxy,
+    TcpProxy.fromPartial({ statPrefix: statPrefix(name), clusterSpecifier: { $case: 'cluster', value: cluster }, accessLog: [stdoutJsonAccessLog(logTags)] }),
+  );
+}
+
+/**
+ * Calls into the service on its registered port: mesh tokens verified against
+ * the inlined authz keys, RBAC admitting only declared callers, ext_authz for
+ * edge traffic when the service is public. TCP services get a plain TCP proxy.
+ */
+export function inboundListener(service: ServiceModel, tokens: MeshTokens, settings: TranslatorSettings): Listener {
+  const name = inboundListenerName(service.name);
+  const logTags = { trellis_direction: 'inbound', trellis_service: service.name };
+  const isPublic = service.ingress !== undefined;
+  let filter;
+  if (service.protocol === 'tcp') {
+    filter = { name: FILTER.tcpProxy, configType: { $case: 'typedConfig' as const, value: tcpProxy(name, LOCAL_APP_CLUSTER_NAME, logTags) } };
+  } else {
+    const httpFilters: HttpFilter[] = [];
+    // Without any published key no token can verify: RBAC alone then refuses mesh callers.
+    if (tokens.keyIds.length > 0) httpFilters.push(jwtAuthnFilter(tokens, service.name, isPublic));
+    if (isPublic) httpFilters.push(extAuthzFilter(settings.authzTimeoutMs));
+    httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic));
+    if (service.policy.rateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${name}_ratelimit`), service.policy.rateLimit));
+    httpFilters.push(routerFilter());
+    filter = { name: FILTER.httpConnectionManager, configType: { $case: 'typedConfig' as const, value: httpConnectionManager(name, name, httpFilters, logTags) } };
+  }
+  return Listener.fromPartial({
+    name,
+    address: socketAddress('0.0.0.0', service.port),
+    trafficDirection: TrafficDirection.INBOUND,
+    filterChains: [{ name, filters: [filter] }],
+  });
+}
+
+/** The app's single HTTP egress point, 127.0.0.1:<outboundPort>; routes pick the dependency by Host. */
+export function outboundHttpListener(source: ServiceModel, settings: TranslatorSettings, perRouteRateLimit: boolean): Listener {
+  const httpFilters = [extAuthzFilter(settings.authzTimeoutMs)];
+  if (perRouteRateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${OUTBOUND_HTTP_NAME}_ratelimit`)));
+  httpFilters.push(routerFilter());
+  const logTags = { trellis_direction: 'outbound', trellis_service: source.name };
+  return Listener.fromPartial({
+    name: OUTBOUND_HTTP_NAME,
+    address: socketAddress('127.0.0.1', settings.outboundPort),
+    trafficDirection: TrafficDirection.OUTBOUND,
+    filterChains: [
+      { name: OUTBOUND_HTTP_NAME, filters: [{ name: FILTER.httpConnectionManager, configType: { $case: 'typedConfig', value: httpConnectionManager(OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags) } }] },
+    ],
+  });
+}
+
+/** A TCP dependency on 127.0.0.1:<its port>. No token travels over raw TCP. */
+export function outboundTcpListener(source: ServiceModel, callee: ServiceModel): Listener {
+  const name = outboundTcpListenerName(callee.name);
+  const logTags = { trellis_direction: 'outbound', trellis_service: source.name, trellis_destination: callee.name };
+  return Listener.fromPartial({
+    name,
+    address: socketAddress('127.0.0.1', callee.port),
+    trafficDirection: TrafficDirection.OUTBOUND,
+    filterChains: [{ name, filters: [{ name: FILTER.tcpProxy, configType: { $case: 'typedConfig', value: tcpProxy(name, outboundClusterName(callee.name), logTags) } }] }],
+  });
+}
+
+/** What `xds:///<callee>` resolves to in a proxyless gRPC client: an API listener with only the router. */
+export function proxylessApiListener(callee: ServiceModel): Listener {
+  const hcm = HttpConnectionManager.fromPartial({
+    statPrefix: statPrefix(callee.name),
+    routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: proxylessRouteName(callee.name) } },
+    httpFilters: [routerFilter()],
+  });
+  return Listener.fromPartial({ name: proxylessListenerName(callee.name), apiListener: { apiListener: packAny(HttpConnectionManager, hcm) } });
+}

@@ -1,0 +1,59 @@
+// Every resource name and fixed port the translation emits, in one place.
+// apps/control-plane/README.md documents them for operators.
+
+/** EDS cluster for a whole service, or for one traffic-split subset of it. */
+export function outboundClusterName(service: string, subset?: string): string {
+  return subset === undefined ? `outbound|${service}` : `outbound|${service}|${subset}`;
+}
+
+/** The sidecar's listener (and its route configuration) for calls into its own service. */
+export function inboundListenerName(service: string): string {
+  return `inbound|${service}`;
+}
+
+/** One outbound HTTP listener per sidecar, routing by Host/:authority to a virtual host per dependency. */
+export const OUTBOUND_HTTP_NAME = 'outbound|http';
+
+/** TCP dependencies cannot be routed by Host: each gets a listener on 127.0.0.1:<its port>. */
+export function outboundTcpListenerName(service: string): string {
+  return `outbound|tcp|${service}`;
+}
+
+/** Proxyless clients dial `xds:///<service>`: the API listener's name must be exactly the target. */
+export function proxylessListenerName(service: string): string {
+  return service;
+}
+
+export function proxylessRouteName(service: string): string {
+  return `proxyless|${service}`;
+}
+
+/** The ext_authz gRPC cluster every sidecar carries. */
+export const AUTHZ_CLUSTER_NAME = 'trellis-authz';
+
+/** The local application, defined statically by the bootstrap (its port is per node, not per service). */
+export const LOCAL_APP_CLUSTER_NAME = 'local-app';
+
+/** jwt_authn provider name and the dynamic-metadata key the verified payload lands under. */
+export const MESH_TOKEN_PROVIDER = 'trellis-mesh';
+export const MESH_TOKEN_METADATA_KEY = 'mesh_token';
+
+/** ext_authz context_extensions keys authz reads (never x-envoy-downstream-service-cluster). */
+export const CONTEXT_SOURCE = 'trellis.source';
+export const CONTEXT_DESTINATION = 'trellis.destination';
+export const CONTEXT_DIRECTION = 'trellis.direction';
+
+export const FILTER = {
+  httpConnectionManager: 'envoy.filters.network.http_connection_manager',
+  tcpProxy: 'envoy.filters.network.tcp_proxy',
+  extAuthz: 'envoy.filters.http.ext_authz',
+  jwtAuthn: 'envoy.filters.http.jwt_authn',
+  rbac: 'envoy.filters.http.rbac',
+  localRateLimit: 'envoy.filters.http.local_ratelimit',
+  router: 'envoy.filters.http.router',
+} as const;
+
+/** Envoy stat prefixes: no '|' so they stay one stats segment each. */
+export function statPrefix(name: string): string {
+  return name.replace(/[^a-zA-Z0-9_-]/g, '_');
+}

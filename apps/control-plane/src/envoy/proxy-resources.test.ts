@@ -1,0 +1,157 @@
+import { TypeUrl, unpackAnyAs, type XdsTypeUrl } from '@trellis/envoy-types';
+import { Cluster, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
+import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
+import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
+import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import { RBAC } from '@trellis/envoy-types/envoy/extensions/filters/http/rbac/v3/rbac';
+import { JwtAuthentication } from '@trellis/envoy-types/envoy/extensions/filters/http/jwt_authn/v3/config';
+import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
+import { MeshFixture } from '../model/mesh-fixture';
+import { buildProxyResources } from './proxy-resources';
+import type { ProxyIdentity, ResourceSet } from './resources';
+
+const proxyless = (service: string): ProxyIdentity => ({ service, kind: 'proxyless' });
+const envoy = (service: string): ProxyIdentity => ({ service, kind: 'envoy' });
+
+function names(set: ResourceSet, type: XdsTypeUrl): string[] {
+  return [...set.get(type)!.keys()];
+}
+function get<T>(set: ResourceSet, type: XdsTypeUrl, name: string, decoder: { decode(b: Uint8Array): T; $type?: string }): T {
+  const resource = set.get(type)!.get(name);
+  if (!resource) throw new Error(`no ${type} named ${name}; have ${names(set, type).join(', ')}`);
+  return unpackAnyAs(decoder as never, resource.any) as T;
+}
+function hcmOf(listener: Listener): HttpConnectionManager {
+  if (listener.apiListener) return unpackAnyAs(HttpConnectionManager, listener.apiListener.apiListener!);
+  const filter = listener.filterChains[0]!.filters[0]!;
+  if (filter.configType?.$case !== 'typedConfig') throw new Error('no typed config');
+  return unpackAnyAs(HttpConnectionManager, filter.configType.value);
+}
+
+function filterConfig(hcm: HttpConnectionManager, index: number): Any {
+  const config = hcm.httpFilters[index]!.configType;
+  if (config?.$case !== 'typedConfig') throw new Error(`filter ${index} has no typed config`);
+  return config.value;
+}
+
+const twoInstances = () =>
+  new MeshFixture()
+    .service('b', { port: 9000 })
+    .service('a', { dependencies: [{ service: 'b' }] })
+    .service('c')
+    .instance('b', 'b-1', '10.0.0.1', 9000, { locality: { region: 'eu', zone: 'eu-1' } })
+    .instance('b', 'b-2', '10.0.0.2', 9000, { locality: { region: 'eu', zone: 'eu-2' }, weight: 2 })
+    .key('k1');
+
+describe('buildProxyResources for proxyless gRPC clients', () => {
+  it('gives an API listener named after the target, its route, an EDS cluster and weighted localities', () => {
+    const set = buildProxyResources(twoInstances().model(), proxyless('a'));
+    expect(names(set, TypeUrl.Listener)).toEqual(['b']);
+    expect(names(set, TypeUrl.RouteConfiguration)).toEqual(['proxyless|b']);
+    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b']);
+    expect(names(set, TypeUrl.ClusterLoadAssignment)).toEqual(['outbound|b']);
+    expect(names(set, TypeUrl.Secret)).toEqual([]);
+
+    const hcm = hcmOf(get(set, TypeUrl.Listener, 'b', Listener));
+    expect(hcm.routeSpecifier).toMatchObject({ $case: 'rds', value: { routeConfigName: 'proxyless|b', configSource: { configSourceSpecifier: { $case: 'ads' } } } });
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.router']);
+
+    const routes = get(set, TypeUrl.RouteConfiguration, 'proxyless|b', RouteConfiguration);
+    expect(routes.virtualHosts[0]!.domains).toEqual(['b']);
+    expect(routes.virtualHosts[0]!.routes[0]!.action).toMatchObject({ $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: 'outbound|b' } } });
+
+    const cluster = get(set, TypeUrl.Cluster, 'outbound|b', Cluster);
+    expect(cluster.lbPolicy).toBe(Cluster_LbPolicy.ROUND_ROBIN);
+    expect(cluster.edsClusterConfig).toMatchObject({ serviceName: 'outbound|b', edsConfig: { configSourceSpecifier: { $case: 'ads' } } });
+
+    const cla = get(set, TypeUrl.ClusterLoadAssignment, 'outbound|b', ClusterLoadAssignment);
+    expect(
+      cla.endpoints.map((l) => [
+        l.locality!.zone,
+        l.loadBalancingWeight,
+        l.lbEndpoints.map((e) => (e.hostIdentifier?.$case === 'endpoint' ? e.hostIdentifier.value.address!.address : undefined)),
+      ]),
+    ).toEqual([
+      ['eu-1', 1, [{ $case: 'socketAddress', value: expect.objectContaining({ address: '10.0.0.1', portSpecifier: { $case: 'portValue', value: 9000 } }) }]],
+      ['eu-2', 2, [{ $case: 'socketAddress', value: expect.objectContaining({ address: '10.0.0.2' }) }]],
+    ]);
+  });
+
+  it('splits by weight across subset clusters when the callee declares a traffic split', () => {
+    const mesh = twoInstances().service('b', {
+      port: 9000,
+      trafficSplit: [
+        { name: 'stable', labels: {}, weight: 80 },
+        { name: 'canary', labels: { track: 'canary' }, weight: 20 },
+      ],
+    });
+    const set = buildProxyResources(mesh.model(), proxyless('a'));
+    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b|canary', 'outbound|b|stable']);
+    const action = get(set, TypeUrl.RouteConfiguration, 'proxyless|b', RouteConfiguration).virtualHosts[0]!.routes[0]!.action;
+    if (action?.$case !== 'route' || action.value.clusterSpecifier?.$case !== 'weightedClusters') throw new Error('expected weighted clusters');
+    expect(action.value.clusterSpecifier.value.clusters.map((c) => [c.name, c.weight])).toEqual([
+      ['outbound|b|canary', 20],
+      ['outbound|b|stable', 80],
+    ]);
+  });
+
+  it('gives nothing for services the client did not declare, and nothing at all to an unknown service', () => {
+    const model = twoInstances().model();
+    const set = buildProxyResources(model, proxyless('c'));
+    for (const type of Object.values(TypeUrl)) expect(names(set, type)).toEqual([]);
+    expect([...buildProxyResources(model, proxyless('nobody')).values()].every((m) => m.size === 0)).toBe(true);
+  });
+
+  it('is deterministic: the same model gives byte-identical resources', () => {
+    const first = buildProxyResources(twoInstances().model(), proxyless('a'));
+    const second = buildProxyResources(twoInstances().model(), proxyless('a'));
+    const hashes = (set: ResourceSet) => [...set.values()].flatMap((m) => [...m.values()].map((r) => `${r.name}:${r.hash}`));
+    expect(hashes(second)).toEqual(hashes(first));
+  });
+});
+
+describe('buildProxyResources for Envoy sidecars', () => {
+  it('gives an inbound listener verifying mesh tokens, with RBAC admitting exactly the declared callers', () => {
+    const set = buildProxyResources(twoInstances().model(), envoy('b'));
+    expect(names(set, TypeUrl.Listener)).toEqual(['inbound|b']);
+    const listener = get(set, TypeUrl.Listener, 'inbound|b', Listener);
+    expect(listener.address?.address).toMatchObject({ $case: 'socketAddress', value: { address: '0.0.0.0', portSpecifier: { value: 9000 } } });
+    const hcm = hcmOf(listener);
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.jwt_authn', 'envoy.filters.http.rbac', 'envoy.filters.http.router']);
+    expect(hcm.accessLog.map((l) => l.name)).toEqual(['envoy.access_loggers.stdout']);
+
+    const jwt = unpackAnyAs(JwtAuthentication, filterConfig(hcm, 0));
+    expect(jwt.providers['trellis-mesh']).toMatchObject({ issuer: 'trellis', audiences: ['b'], payloadInMetadata: 'mesh_token' });
+    const rbac = unpackAnyAs(RBAC, filterConfig(hcm, 1));
+    expect(Object.keys(rbac.rules!.policies)).toEqual(['mesh-callers']);
+    expect(JSON.stringify(rbac.rules!.policies['mesh-callers']!.principals)).toContain('"value":"a"');
+    expect(rbac.rules!.policies['mesh-callers']!.principals).toHaveLength(1);
+  });
+
+  it('refuses every mesh caller when no authz key is published (fail closed)', () => {
+    const mesh = twoInstances();
+    mesh.authzKeys.clear();
+    const hcm = hcmOf(get(buildProxyResources(mesh.model(), envoy('b')), TypeUrl.Listener, 'inbound|b', Listener));
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.rbac', 'envoy.filters.http.router']);
+    const rbac = unpackAnyAs(RBAC, filterConfig(hcm, 0));
+    expect(rbac.rules!.policies).toEqual({});
+  });
+
+  it('routes outbound calls by Host to each declared dependency, telling authz who calls whom', () => {
+    const set = buildProxyResources(twoInstances().model(), envoy('a'));
+    expect(names(set, TypeUrl.Listener)).toEqual(['inbound|a', 'outbound|http']);
+    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b', 'trellis-authz']);
+    const routes = get(set, TypeUrl.RouteConfiguration, 'outbound|http', RouteConfiguration);
+    expect(routes.virtualHosts.map((v) => [v.name, v.domains])).toEqual([
+      ['b', ['b', 'b:9000']],
+      ['undeclared', ['*']],
+    ]);
+    const perRoute = unpackAnyAs(ExtAuthzPerRoute, routes.virtualHosts[0]!.routes[0]!.typedPerFilterConfig['envoy.filters.http.ext_authz']!);
+    expect(perRoute.override).toEqual({
+      $case: 'checkSettings',
+      value: expect.objectContaining({ contextExtensions: { 'trellis.source': 'a', 'trellis.destination': 'b', 'trellis.direction': 'outbound' } }),
+    });
+  });
+});

@@ -1,0 +1,130 @@
+// Mesh model → RouteConfiguration.
+import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
+import { RetryPolicy, RouteAction, VirtualHost, WeightedCluster } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
+import type { TrafficPolicy } from '@trellis/mesh-schema';
+import type { DependencyModel, ServiceModel } from '../model';
+import { duration } from './common';
+import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
+import { FILTER, inboundListenerName, LOCAL_APP_CLUSTER_NAME, OUTBOUND_HTTP_NAME, outboundClusterName, proxylessRouteName, statPrefix } from './names';
+
+/** gRPC status names grpc-js-xds retries on; the HTTP-level conditions do not apply to it. */
+const GRPC_RETRY_ON = new Set(['cancelled', 'deadline-exceeded', 'resource-exhausted', 'unavailable', 'internal']);
+
+/** Where a route sends traffic: the service's cluster, or its weighted subsets. */
+function clusterSpecifier(callee: ServiceModel): RouteAction['clusterSpecifier'] {
+  if (callee.upstreams.length === 1 && callee.upstreams[0]!.subset === undefined) {
+    return { $case: 'cluster', value: outboundClusterName(callee.name) };
+  }
+  return {
+    $case: 'weightedClusters',
+    value: WeightedCluster.fromPartial({ clusters: callee.upstreams.map((u) => ({ name: outboundClusterName(callee.name, u.subset), weight: u.weight })) }),
+  };
+}
+
+function retryPolicy(retries: NonNullable<TrafficPolicy['retries']>, proxyless: boolean): RetryPolicy | undefined {
+  const retryOn = proxyless ? retries.retryOn.filter((r) => GRPC_RETRY_ON.has(r)) : retries.retryOn;
+  if (retries.attempts === 0 || retryOn.length === 0) return undefined;
+  return RetryPolicy.fromPartial({
+    retryOn: retryOn.join(','),
+    numRetries: retries.attempts,
+    ...(retries.perTryTimeoutMs !== undefined && !proxyless ? { perTryTimeout: duration(retries.perTryTimeoutMs) } : {}),
+  });
+}
+
+function routeAction(callee: ServiceModel, policy: TrafficPolicy, proxyless: boolean): RouteAction {
+  const retry = policy.retries ? retryPolicy(policy.retries, proxyless) : undefined;
+  return RouteAction.fromPartial({
+    clusterSpecifier: clusterSpecifier(callee),
+    // grpc-js-xds reads deadlines from max_stream_duration, Envoy from timeout.
+    ...(policy.timeoutMs !== undefined
+      ? proxyless
+        ? { maxStreamDuration: { maxStreamDuration: duration(policy.timeoutMs) } }
+        : { timeout: duration(policy.timeoutMs) }
+      : {}),
+    ...(retry ? { retryPolicy: retry } : {}),
+  });
+}
+
+/** Host names a caller may use for a dependency: `b` and `b:<port>`. */
+function domainsOf(callee: ServiceModel): string[] {
+  return [callee.name, `${callee.name}:${callee.port}`];
+}
+
+/**
+ * The sidecar's outbound HTTP routes: one virtual host per declared HTTP-like
+ * dependency, each route telling authz who calls whom; anything else gets a 404
+ * naming the cause, without a call to authz.
+ */
+export function outboundRouteConfig(source: ServiceModel, deps: ReadonlyArray<{ dep: DependencyModel; callee: ServiceModel }>): RouteConfiguration {
+  const virtualHosts = deps.map(({ dep, callee }) => {
+    const typedPerFilterConfig: Record<string, Any> = { [FILTER.extAuthz]: extAuthzContext('outbound', callee.name, source.name) };
+    if (dep.override?.rateLimit) {
+      typedPerFilterConfig[FILTER.localRateLimit] = localRateLimitConfig(statPrefix(`outbound_${callee.name}_ratelimit`), dep.override.rateLimit);
+    }
+    return VirtualHost.fromPartial({
+      name: callee.name,
+      domains: domainsOf(callee),
+      routes: [{ name: callee.name, match: { pathSpecifier: { $case: 'prefix', value: '/' } }, action: { $case: 'route', value: routeAction(callee, dep.policy, false) }, typedPerFilterConfig }],
+    });
+  });
+  virtualHosts.push(
+    VirtualHost.fromPartial({
+      name: 'undeclared',
+      domains: ['*'],
+      routes: [
+        {
+          name: 'undeclared',
+          match: { pathSpecifier: { $case: 'prefix', value: '/' } },
+          action: {
+            $case: 'directResponse',
+            value: { status: 404, body: { specifier: { $case: 'inlineString', value: `trellis: ${source.name} has not declared a dependency on this host\n` } } },
+          },
+          typedPerFilterConfig: { [FILTER.extAuthz]: extAuthzDisabled() },
+        },
+      ],
+    }),
+  );
+  return RouteConfiguration.fromPartial({ name: OUTBOUND_HTTP_NAME, virtualHosts, validateClusters: false });
+}
+
+/** Calls into the service, handed to the local app; authz gets the inbound context where ext_authz runs. */
+export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
+  const name = inboundListenerName(service.name);
+  return RouteConfiguration.fromPartial({
+    name,
+    virtualHosts: [
+      {
+        name: service.name,
+        domains: ['*'],
+        routes: [
+          {
+            name: service.name,
+            match: { pathSpecifier: { $case: 'prefix', value: '/' } },
+            action: {
+              $case: 'route',
+              value: { clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME }, ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}) },
+            },
+            typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('inbound', service.name) } : {},
+          },
+        ],
+      },
+    ],
+    // local-app comes from the bootstrap, not CDS.
+    validateClusters: false,
+  });
+}
+
+/** A proxyless client's route to one dependency: the virtual host's domain is the xds:/// target. */
+export function proxylessRouteConfig(dep: DependencyModel, callee: ServiceModel): RouteConfiguration {
+  return RouteConfiguration.fromPartial({
+    name: proxylessRouteName(callee.name),
+    virtualHosts: [
+      {
+        name: callee.name,
+        domains: [callee.name],
+        routes: [{ name: callee.name, match: { pathSpecifier: { $case: 'prefix', value: '' } }, action: { $case: 'route', value: routeAction(callee, dep.policy, true) } }],
+      },
+    ],
+  });
+}

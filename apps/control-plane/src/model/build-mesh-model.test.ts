@@ -1,0 +1,126 @@
+import { DEFAULT_TRANSLATOR_SETTINGS } from './mesh-model';
+import { buildMeshModel, mergePolicy, servicesAffected } from './build-mesh-model';
+import { MeshFixture } from './mesh-fixture';
+
+describe('buildMeshModel', () => {
+  it('resolves who calls whom, sorted, and drops dependencies on unregistered services with a reason', () => {
+    const mesh = new MeshFixture()
+      .service('b')
+      .service('a', { dependencies: [{ service: 'b' }, { service: 'ghost' }] })
+      .service('c', { dependencies: [{ service: 'b' }] });
+    const model = mesh.model();
+    expect(model.services.get('b')!.callers).toEqual(['a', 'c']);
+    expect(model.services.get('a')!.dependencies.map((d) => d.service)).toEqual(['b']);
+    expect(model.dropped).toEqual([{ kind: 'dependency', name: 'a→ghost', reason: 'service "ghost" is not registered' }]);
+  });
+
+  it("applies a caller's override over the callee's policy field by field", () => {
+    const model = new MeshFixture()
+      .service('b', { policy: { timeoutMs: 1000, retries: { attempts: 2 } } })
+      .service('a', { dependencies: [{ service: 'b', policy: { timeoutMs: 250 } }] })
+      .model();
+    const dep = model.services.get('a')!.dependencies[0]!;
+    expect(dep.policy.timeoutMs).toBe(250);
+    expect(dep.policy.retries?.attempts).toBe(2);
+    expect(dep.override).toEqual({ timeoutMs: 250 });
+    expect(mergePolicy({ timeoutMs: 1 }, undefined)).toEqual({ timeoutMs: 1 });
+  });
+
+  it('groups instances by locality with summed weights, and selects subsets by labels', () => {
+    const model = new MeshFixture()
+      .service('b', {
+        trafficSplit: [
+          { name: 'stable', labels: { track: 'stable' }, weight: 90 },
+          { name: 'canary', labels: { track: 'canary' }, weight: 10 },
+        ],
+      })
+      .instance('b', 'b-2', '10.0.0.2', 8080, { labels: { track: 'stable' }, locality: { region: 'eu', zone: 'eu-1' }, weight: 3 })
+      .instance('b', 'b-1', '10.0.0.1', 8080, { labels: { track: 'stable' }, locality: { region: 'eu', zone: 'eu-1' } })
+      .instance('b', 'b-3', '10.0.0.3', 8080, { labels: { track: 'canary' }, locality: { region: 'us', zone: 'us-1' } })
+      .model();
+    const b = model.services.get('b')!;
+    expect(b.localities.map((l) => [l.locality.zone, l.weight, l.endpoints.map((e) => e.instanceId)])).toEqual([
+      ['eu-1', 4, ['b-1', 'b-2']],
+      ['us-1', 1, ['b-3']],
+    ]);
+    expect(b.upstreams.map((u) => [u.subset, u.weight, u.localities.flatMap((l) => l.endpoints.map((e) => e.instanceId))])).toEqual([
+      ['canary', 10, ['b-3']],
+      ['stable', 90, ['b-1', 'b-2']],
+    ]);
+  });
+
+  it('leaves zero-weight subsets out of the upstreams', () => {
+    const model = new MeshFixture()
+      .service('b', { trafficSplit: [{ name: 'stable', labels: {}, weight: 100 }, { name: 'canary', labels: { track: 'canary' }, weight: 0 }] })
+      .model();
+    expect(model.services.get('b')!.upstreams.map((u) => u.subset)).toEqual(['stable']);
+  });
+
+  it('drops a TCP dependency whose port is taken in the caller sidecar', () => {
+    const model = new MeshFixture()
+      .service('db', { protocol: 'tcp', port: 5432 })
+      .service('cache', { protocol: 'tcp', port: 5432 })
+      .service('a', { port: 8080, dependencies: [{ service: 'db' }, { service: 'cache' }] })
+      .model();
+    expect(model.services.get('a')!.dependencies.map((d) => d.service)).toEqual(['cache']);
+    expect(model.dropped).toEqual([{ kind: 'dependency', name: 'a→db', reason: "TCP port 5432 is already taken in a's sidecar" }]);
+  });
+
+  it('inlines published keys as a JWKS and takes the issuer from mesh settings, falling back to the default', () => {
+    const mesh = new MeshFixture().service('a').key('k2').key('k1');
+    const model = mesh.model();
+    expect(model.tokens.keyIds).toEqual(['k1', 'k2']);
+    const jwks = JSON.parse(model.tokens.jwks) as { keys: Array<{ kid: string; kty: string; e: string }> };
+    expect(jwks.keys.map((k) => [k.kid, k.kty, k.e])).toEqual([
+      ['k1', 'RSA', 'AQAB'],
+      ['k2', 'RSA', 'AQAB'],
+    ]);
+    mesh.meshSettings = undefined;
+    expect(buildMeshModel(mesh.state(), { ...DEFAULT_TRANSLATOR_SETTINGS, defaultTokenIssuer: 'fallback' }).tokens.issuer).toBe('fallback');
+  });
+});
+
+describe('servicesAffected', () => {
+  const base = () =>
+    new MeshFixture()
+      .service('b')
+      .service('a', { dependencies: [{ service: 'b' }] })
+      .service('c')
+      .service('d', { dependencies: [{ service: 'c' }] })
+      .instance('b', 'b-1', '10.0.0.1');
+
+  it('is every service for the first model and nothing for an identical one', () => {
+    const mesh = base();
+    const first = mesh.model();
+    expect([...servicesAffected(undefined, first)].sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(servicesAffected(first, mesh.model())).toEqual(new Set());
+  });
+
+  it('is the callers of a service whose instances changed, not the service itself nor strangers', () => {
+    const mesh = base();
+    const before = mesh.model();
+    mesh.instance('b', 'b-2', '10.0.0.2');
+    expect(servicesAffected(before, mesh.model())).toEqual(new Set(['a']));
+  });
+
+  it('is the caller and the callee when a dependency is added (the callee admits a new caller)', () => {
+    const mesh = base();
+    const before = mesh.model();
+    mesh.service('a', { dependencies: [{ service: 'b' }, { service: 'c' }] });
+    expect(servicesAffected(before, mesh.model())).toEqual(new Set(['a', 'c']));
+  });
+
+  it('is a removed service and its callers', () => {
+    const mesh = base();
+    const before = mesh.model();
+    mesh.withoutService('c');
+    expect(servicesAffected(before, mesh.model())).toEqual(new Set(['c', 'd']));
+  });
+
+  it('is everything when the keys rotate', () => {
+    const mesh = base();
+    const before = mesh.model();
+    mesh.key('k1');
+    expect(servicesAffected(before, mesh.model()).size).toBe(4);
+  });
+});

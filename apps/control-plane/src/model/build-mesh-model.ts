@@ -1,0 +1,229 @@
+// Registry records → mesh model. Pure: the same state and settings always give
+// the same model, sorted by name, so everything derived from it is deterministic.
+import { createHash } from 'node:crypto';
+import type { AuthzPublicKey, InstanceRecord, Locality, MeshSettings, ServiceRecord, TrafficPolicy } from '@trellis/mesh-schema';
+import type {
+  DependencyModel,
+  DroppedInput,
+  LocalityEndpoints,
+  MeshModel,
+  MeshTokens,
+  ServiceModel,
+  TranslatorSettings,
+  UpstreamModel,
+} from './mesh-model';
+
+/**
+ * The part of the watcher's MeshState the model reads. MeshWatcher.state
+ * satisfies it structurally; tests build it by hand.
+ */
+export interface MeshStateView {
+  revision: string;
+  services: ReadonlyMap<string, { value: ServiceRecord; modRevision: string }>;
+  instances: ReadonlyMap<string, ReadonlyMap<string, InstanceRecord>>;
+  meshSettings?: MeshSettings | undefined;
+  authzKeys: ReadonlyMap<string, AuthzPublicKey>;
+}
+
+export function buildMeshModel(state: MeshStateView, settings: TranslatorSettings): MeshModel {
+  const dropped: DroppedInput[] = [];
+  const names = [...state.services.keys()].sort();
+
+  const callers = new Map<string, string[]>();
+  for (const name of names) {
+    for (const dep of state.services.get(name)!.value.spec.dependencies) {
+      if (!state.services.has(dep.service)) {
+        dropped.push({ kind: 'dependency', name: `${name}→${dep.service}`, reason: `service "${dep.service}" is not registered` });
+        continue;
+      }
+      let list = callers.get(dep.service);
+      if (!list) callers.set(dep.service, (list = []));
+      list.push(name); // names are visited in order, so each list stays sorted
+    }
+  }
+
+  for (const service of state.instances.keys()) {
+    if (!state.services.has(service)) {
+      dropped.push({ kind: 'instance', name: service, reason: `instances of unregistered service "${service}" are ignored` });
+    }
+  }
+
+  const services = new Map<string, ServiceModel>();
+  for (const name of names) {
+    const { value: record, modRevision } = state.services.get(name)!;
+    const spec = record.spec;
+    if (spec.name !== name) {
+      dropped.push({ kind: 'service', name, reason: `record names "${spec.name}" but is stored as "${name}"` });
+      continue;
+    }
+    const instances = sortedInstances(state.instances.get(name));
+    const localities = groupByLocality(instances);
+    services.set(name, {
+      name,
+      team: spec.team,
+      protocol: spec.protocol,
+      port: spec.port,
+      policy: spec.policy,
+      ...(spec.ingress ? { ingress: spec.ingress } : {}),
+      dependencies: [],
+      callers: callers.get(name) ?? [],
+      upstreams: upstreamsOf(record, instances, localities, dropped),
+      localities,
+      modRevision,
+    });
+  }
+
+  // Dependencies second: they need the callee's resolved policy.
+  for (const service of services.values()) {
+    const deps = [...state.services.get(service.name)!.value.spec.dependencies].sort((a, b) => compare(a.service, b.service));
+    // A TCP dependency is reached on 127.0.0.1:<its port>, so that port must be free in the caller's sidecar.
+    const portsInUse = new Set([settings.outboundPort, service.port]);
+    service.dependencies = deps.flatMap((dep): DependencyModel[] => {
+      const callee = services.get(dep.service);
+      if (!callee) return [];
+      if (callee.protocol === 'tcp') {
+        if (portsInUse.has(callee.port)) {
+          dropped.push({ kind: 'dependency', name: `${service.name}→${callee.name}`, reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar` });
+          return [];
+        }
+        portsInUse.add(callee.port);
+      }
+      return [{ service: dep.service, policy: mergePolicy(callee.policy, dep.policy), ...(dep.policy ? { override: dep.policy } : {}) }];
+    });
+  }
+
+  const tokens = tokensOf(state, settings, dropped);
+  return {
+    revision: state.revision,
+    settings,
+    services,
+    tokens,
+    dropped,
+    identityFingerprints: fingerprints(services, tokens, settings),
+  };
+}
+
+/** Identities (service names) whose proxies' config may differ between two models. */
+export function servicesAffected(prev: MeshModel | undefined, next: MeshModel): Set<string> {
+  const affected = new Set<string>();
+  for (const [name, digest] of next.identityFingerprints) {
+    if (prev?.identityFingerprints.get(name) !== digest) affected.add(name);
+  }
+  if (prev) {
+    for (const name of prev.identityFingerprints.keys()) {
+      if (!next.identityFingerprints.has(name)) affected.add(name);
+    }
+  }
+  return affected;
+}
+
+/** Field-by-field: what the caller set wins, the rest comes from the callee. */
+export function mergePolicy(callee: TrafficPolicy, override: TrafficPolicy | undefined): TrafficPolicy {
+  if (!override) return callee;
+  const merged: TrafficPolicy = { ...callee };
+  for (const [key, value] of Object.entries(override)) {
+    if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
+  }
+  return merged;
+}
+
+function sortedInstances(byId: ReadonlyMap<string, InstanceRecord> | undefined): InstanceRecord[] {
+  if (!byId) return [];
+  return [...byId.values()].sort((a, b) => compare(a.id, b.id));
+}
+
+function localityKey(l: Locality): string {
+  return `${l.region}/${l.zone}/${l.subZone}`;
+}
+
+export function groupByLocality(instances: readonly InstanceRecord[]): LocalityEndpoints[] {
+  const groups = new Map<string, LocalityEndpoints>();
+  for (const instance of instances) {
+    const key = localityKey(instance.locality);
+    let group = groups.get(key);
+    if (!group) {
+      const { region, zone, subZone } = instance.locality;
+      groups.set(key, (group = { locality: { region, zone, subZone }, weight: 0, endpoints: [] }));
+    }
+    group.endpoints.push({ instanceId: instance.id, address: instance.address, port: instance.port, weight: instance.weight });
+    group.weight += instance.weight;
+  }
+  return [...groups.entries()].sort(([a], [b]) => compare(a, b)).map(([, group]) => group);
+}
+
+function upstreamsOf(
+  record: ServiceRecord,
+  instances: readonly InstanceRecord[],
+  localities: LocalityEndpoints[],
+  dropped: DroppedInput[],
+): UpstreamModel[] {
+  const split = record.spec.trafficSplit;
+  if (!split) return [{ weight: 100, localities }];
+  const upstreams = split
+    .filter((subset) => subset.weight > 0)
+    .map((subset) => ({
+      subset: subset.name,
+      weight: subset.weight,
+      localities: groupByLocality(instances.filter((i) => Object.entries(subset.labels).every(([k, v]) => i.labels[k] === v))),
+    }))
+    .sort((a, b) => compare(a.subset, b.subset));
+  if (upstreams.length === 0) {
+    // The schema requires weights adding up to 100, so this is a record written around it.
+    dropped.push({ kind: 'trafficSplit', name: record.spec.name, reason: 'no subset has a weight above 0; routing to every instance' });
+    return [{ weight: 100, localities }];
+  }
+  return upstreams;
+}
+
+function tokensOf(state: MeshStateView, settings: TranslatorSettings, dropped: DroppedInput[]): MeshTokens {
+  const keys = [...state.authzKeys.values()].sort((a, b) => compare(a.kid, b.kid));
+  const jwks = keys.flatMap((key) => {
+    if (key.jwk.kid !== key.kid) {
+      dropped.push({ kind: 'authzKey', name: key.kid, reason: `JWK kid "${key.jwk.kid}" differs from the record's kid` });
+      return [];
+    }
+    const { kty, kid, alg, use, n, e, crv, x, y } = key.jwk;
+    const complete = kty === 'RSA' ? n !== undefined && e !== undefined : crv !== undefined && x !== undefined && y !== undefined;
+    if (!complete) {
+      dropped.push({ kind: 'authzKey', name: key.kid, reason: `${kty} JWK lacks its public parameters` });
+      return [];
+    }
+    return [kty === 'RSA' ? { kty, kid, alg, use, n, e } : { kty, kid, alg, use, crv, x, y }];
+  });
+  return {
+    issuer: state.meshSettings?.tokenIssuer ?? settings.defaultTokenIssuer,
+    clockSkewSeconds: state.meshSettings?.clockSkewSeconds ?? 30,
+    jwks: JSON.stringify({ keys: jwks }),
+    keyIds: jwks.map((k) => k.kid),
+  };
+}
+
+/**
+ * A proxy of service S is built from: S itself (spec and callers), what each of
+ * its dependencies exposes to callers (port, protocol, policy, endpoints), the
+ * mesh tokens and the settings. Hash exactly those, per service.
+ */
+function fingerprints(services: ReadonlyMap<string, ServiceModel>, tokens: MeshTokens, settings: TranslatorSettings): Map<string, string> {
+  const shared = digest(JSON.stringify([tokens, settings]));
+  const exposed = new Map<string, string>();
+  for (const s of services.values()) {
+    exposed.set(s.name, digest(JSON.stringify([s.protocol, s.port, s.policy, s.upstreams])));
+  }
+  const result = new Map<string, string>();
+  for (const s of services.values()) {
+    const own = JSON.stringify([s.protocol, s.port, s.policy, s.ingress ?? null, s.callers, s.dependencies.map((d) => [d.service, d.override ?? null])]);
+    const deps = s.dependencies.map((d) => exposed.get(d.service)!).join(',');
+    result.set(s.name, digest(`${shared}|${own}|${deps}`));
+  }
+  return result;
+}
+
+function digest(text: string): string {
+  return createHash('sha1').update(text).digest('base64');
+}
+
+function compare(a: string | undefined, b: string | undefined): number {
+  const x = a ?? '';
+  const y = b ?? '';
+  return x < y ? -1 : x > y ? 1 : 0;
+}

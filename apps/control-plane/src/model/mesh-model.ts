@@ -1,0 +1,102 @@
+// The intermediate mesh model: who calls whom, with which policy, reaching which
+// endpoints. Built from the registry's records (buildMeshModel), consumed by the
+// Envoy translation (../envoy). Plain data, never mutated after it is built.
+import type { Ingress, Locality, Protocol, TrafficPolicy } from '@trellis/mesh-schema';
+
+export interface TranslatorSettings {
+  /** Where sidecars reach authz's ext_authz gRPC service. */
+  authzCluster: { host: string; port: number };
+  /** ext_authz call timeout; when it passes the request is refused (fail closed). */
+  authzTimeoutMs: number;
+  /** Port of the outbound HTTP listener on 127.0.0.1 in every sidecar. */
+  outboundPort: number;
+  /** Upstream connect timeout of every cluster. */
+  connectTimeoutMs: number;
+  /** Mesh token issuer used until `mesh/settings` exists (authz writes it at start). */
+  defaultTokenIssuer: string;
+}
+
+export const DEFAULT_TRANSLATOR_SETTINGS: TranslatorSettings = {
+  authzCluster: { host: '127.0.0.1', port: 9191 },
+  authzTimeoutMs: 500,
+  outboundPort: 15001,
+  connectTimeoutMs: 1000,
+  defaultTokenIssuer: 'trellis',
+};
+
+export interface EndpointModel {
+  instanceId: string;
+  address: string;
+  port: number;
+  weight: number;
+}
+
+export interface LocalityEndpoints {
+  locality: Locality;
+  /** Sum of the endpoint weights (grpc-js-xds drops a locality without a weight). */
+  weight: number;
+  endpoints: EndpointModel[];
+}
+
+/** A set of endpoints callers route to: the whole service, or one traffic-split subset. */
+export interface UpstreamModel {
+  /** Subset name; undefined for the whole service. */
+  subset?: string;
+  /** Share of traffic (0-100) when the service splits traffic; 100 otherwise. */
+  weight: number;
+  localities: LocalityEndpoints[];
+}
+
+export interface DependencyModel {
+  service: string;
+  /** The callee's policy with the caller's per-dependency override applied field by field. */
+  policy: TrafficPolicy;
+  /** Only what the caller set itself; a local rate limit here limits this caller's outbound calls. */
+  override?: TrafficPolicy;
+}
+
+export interface ServiceModel {
+  name: string;
+  team: string;
+  protocol: Protocol;
+  port: number;
+  policy: TrafficPolicy;
+  /** Reachable from the edge: the inbound side runs ext_authz for requests without a mesh token. */
+  ingress?: Ingress;
+  /** Dependencies that exist, sorted by service name. */
+  dependencies: DependencyModel[];
+  /** Services that declared this one as a dependency, sorted: the only mesh callers RBAC admits. */
+  callers: string[];
+  /** What callers route to: one upstream for the whole service, or one per weighted subset (weight > 0). */
+  upstreams: UpstreamModel[];
+  /** Every live instance, by locality (the whole-service cluster). */
+  localities: LocalityEndpoints[];
+  /** etcd mod revision of the service record. */
+  modRevision: string;
+}
+
+export interface MeshTokens {
+  issuer: string;
+  clockSkewSeconds: number;
+  /** JWKS JSON of every published authz key, sorted by kid; inlined into jwt_authn. */
+  jwks: string;
+  keyIds: string[];
+}
+
+export interface DroppedInput {
+  kind: 'service' | 'dependency' | 'instance' | 'authzKey' | 'trafficSplit';
+  name: string;
+  reason: string;
+}
+
+export interface MeshModel {
+  /** etcd revision the model was built at. */
+  revision: string;
+  settings: TranslatorSettings;
+  services: ReadonlyMap<string, ServiceModel>;
+  tokens: MeshTokens;
+  /** Inputs left out of the model, each with why (shown in logs and /debug). */
+  dropped: DroppedInput[];
+  /** Per service: a digest of everything its proxies' config is built from. Equal digest, equal config. */
+  identityFingerprints: ReadonlyMap<string, string>;
+}
