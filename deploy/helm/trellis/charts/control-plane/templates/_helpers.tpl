@@ -1,0 +1,149 @@
+{{/*
+Named templates are global across the umbrella chart and its subcharts, so every
+name here starts with "trellis-control-plane.".
+*/}}
+
+{{/* The chart name. */}}
+{{- define "trellis-control-plane.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified name: <release>-control-plane, or the release name if it already contains it. */}}
+{{- define "trellis-control-plane.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trellis-control-plane.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trellis-control-plane.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trellis-control-plane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "trellis-control-plane.labels" -}}
+helm.sh/chart: {{ include "trellis-control-plane.chart" . }}
+{{ include "trellis-control-plane.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: control-plane
+app.kubernetes.io/part-of: trellis
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "trellis-control-plane.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trellis-control-plane.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository[:tag][@digest], with global.imageRegistry in front when set. */}}
+{{- define "trellis-control-plane.image" -}}
+{{- $imageRegistry := (.Values.global).imageRegistry | default "" }}
+{{- $repository := ternary (printf "%s/%s" $imageRegistry .Values.image.repository) .Values.image.repository (ne $imageRegistry "") }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+etcd settings: this chart's `etcd` values, falling back to `global.etcd`, then to
+the defaults every Trellis app uses. Rendered as YAML; read with fromYaml.
+*/}}
+{{- define "trellis-control-plane.etcd" -}}
+{{- $global := (.Values.global).etcd | default dict }}
+{{- $local := .Values.etcd | default dict }}
+{{- $tls := mergeOverwrite (deepCopy ($global.tls | default dict)) ($local.tls | default dict) }}
+{{- $auth := mergeOverwrite (deepCopy ($global.auth | default dict)) ($local.auth | default dict) }}
+endpoints: {{ $local.endpoints | default $global.endpoints | default (list "http://etcd:2379") | toJson }}
+prefix: {{ $local.prefix | default $global.prefix | default "/trellis/" | quote }}
+tlsSecret: {{ $tls.existingSecret | default "" | quote }}
+username: {{ $auth.username | default "" | quote }}
+passwordSecret: {{ $auth.existingSecret | default "" | quote }}
+passwordKey: {{ $auth.passwordKey | default "password" | quote }}
+{{- end }}
+
+{{/* The etcd environment variables (TLS and password files under /etc/trellis/etcd-*). */}}
+{{- define "trellis-control-plane.etcdEnv" -}}
+{{- $etcd := include "trellis-control-plane.etcd" . | fromYaml }}
+- name: TRELLIS_ETCD_ENDPOINTS
+  value: {{ join "," $etcd.endpoints | quote }}
+- name: TRELLIS_ETCD_PREFIX
+  value: {{ $etcd.prefix | quote }}
+{{- if $etcd.tlsSecret }}
+- name: TRELLIS_ETCD_CA_FILE
+  value: /etc/trellis/etcd-tls/ca.crt
+- name: TRELLIS_ETCD_CERT_FILE
+  value: /etc/trellis/etcd-tls/tls.crt
+- name: TRELLIS_ETCD_KEY_FILE
+  value: /etc/trellis/etcd-tls/tls.key
+{{- end }}
+{{- if $etcd.username }}
+- name: TRELLIS_ETCD_USERNAME
+  value: {{ $etcd.username | quote }}
+{{- end }}
+{{- if $etcd.passwordSecret }}
+- name: TRELLIS_ETCD_PASSWORD_FILE
+  value: /etc/trellis/etcd-auth/password
+{{- end }}
+{{- end }}
+
+{{- define "trellis-control-plane.etcdVolumeMounts" -}}
+{{- $etcd := include "trellis-control-plane.etcd" . | fromYaml }}
+{{- if $etcd.tlsSecret }}
+- name: etcd-tls
+  mountPath: /etc/trellis/etcd-tls
+  readOnly: true
+{{- end }}
+{{- if $etcd.passwordSecret }}
+- name: etcd-auth
+  mountPath: /etc/trellis/etcd-auth
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "trellis-control-plane.etcdVolumes" -}}
+{{- $etcd := include "trellis-control-plane.etcd" . | fromYaml }}
+{{- if $etcd.tlsSecret }}
+- name: etcd-tls
+  secret:
+    secretName: {{ $etcd.tlsSecret }}
+    defaultMode: 0440
+    items:
+      - { key: ca.crt, path: ca.crt }
+      - { key: tls.crt, path: tls.crt }
+      - { key: tls.key, path: tls.key }
+{{- end }}
+{{- if $etcd.passwordSecret }}
+- name: etcd-auth
+  secret:
+    secretName: {{ $etcd.passwordSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $etcd.passwordKey }}
+        path: password
+{{- end }}
+{{- end }}
+
+{{/* Where sidecars' ext_authz filters reach authz: the value, or the umbrella chart's authz Service. */}}
+{{- define "trellis-control-plane.authzAddress" -}}
+{{- default (printf "%s-authz.%s.svc:9191" .Release.Name .Release.Namespace) .Values.authz.address }}
+{{- end }}
+
+{{/* The xDS address rendered into sidecar bootstraps: the value, or this chart's Service. */}}
+{{- define "trellis-control-plane.xdsAdvertiseAddress" -}}
+{{- default (printf "%s.%s.svc:%v" (include "trellis-control-plane.fullname" .) .Release.Namespace .Values.service.xdsPort) .Values.xds.advertiseAddress }}
+{{- end }}

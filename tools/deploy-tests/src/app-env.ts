@@ -1,0 +1,28 @@
+// The TRELLIS_* variables each app accepts, read from its zod config schema
+// (apps/<app>/src/config.ts plus the shared etcd variables), so deploy files that
+// set a variable the app does not know fail a test instead of being silently ignored.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { type AppName, WORKSPACE_ROOT, readWorkspaceFile } from './workspace';
+
+const VARIABLE_KEY = /^\s*(TRELLIS_[A-Z0-9_]+)\s*:/gm;
+
+/** Variable names declared as object keys in a TypeScript source (the zod env schemas). */
+export function declaredVariables(source: string): Set<string> {
+  return new Set([...source.matchAll(VARIABLE_KEY)].map((m) => m[1]!));
+}
+
+export function appVariables(app: AppName): Set<string> {
+  const configPath = join('apps', app, 'src/config.ts');
+  if (!existsSync(join(WORKSPACE_ROOT, configPath)))
+    throw new Error(`${configPath} is missing: the deploy files cannot be checked against it`);
+  return new Set([
+    ...declaredVariables(readWorkspaceFile('libs/runtime/src/config.ts')),
+    ...declaredVariables(readWorkspaceFile(configPath)),
+  ]);
+}
+
+/** Every TRELLIS_* name mentioned anywhere in a deploy file (set, templated or in a comment). */
+export function mentionedVariables(text: string): Set<string> {
+  return new Set(text.match(/\bTRELLIS_[A-Z0-9_]+/g) ?? []);
+}

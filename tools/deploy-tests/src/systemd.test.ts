@@ -1,0 +1,115 @@
+// The systemd units under deploy/systemd: systemd-analyze verify accepts them as
+// installed (drop-ins included) without a single warning, their sandbox scores "OK"
+// or better, they follow the hardening policy, and the env files set only variables
+// the apps know.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { appVariables, mentionedVariables } from './app-env';
+import { createVerifyRoot, exposureLevel, systemdAnalyze, verifyUnit, type VerifyRoot } from './systemd-analyze';
+import { directiveValues, executables, parseUnit } from './systemd-unit';
+import { APPS, DEPLOY_DIR } from './workspace';
+
+const SYSTEMD_DIR = join(DEPLOY_DIR, 'systemd');
+const unitFiles = readdirSync(SYSTEMD_DIR).filter((f) => f.endsWith('.service'));
+const read = (name: string) => readFileSync(join(SYSTEMD_DIR, name), 'utf8');
+const appUnits = APPS.map((app) => ({ app, file: `trellis-${app}.service` }));
+
+describe('systemd units', () => {
+  it('has a unit per app and the Envoy sidecar template', () => {
+    expect(unitFiles.sort()).toEqual([
+      'trellis-authz.service',
+      'trellis-control-plane.service',
+      'trellis-envoy@.service',
+      'trellis-registry.service',
+    ]);
+  });
+
+  describe('systemd-analyze verify', () => {
+    let root: VerifyRoot;
+    beforeAll(() => {
+      systemdAnalyze(); // fails with the install command when systemd-analyze is missing
+      const units = Object.fromEntries(unitFiles.map((f) => [f, read(f)]));
+      root = createVerifyRoot({
+        units,
+        dropIns: { 'trellis-registry.service': { 'etcd-tls.conf': read('etcd-tls.conf') } },
+        binaries: [...new Set(unitFiles.flatMap((f) => executables(parseUnit(read(f)))))],
+      });
+    });
+    afterAll(() => root?.remove());
+
+    it.each(['trellis-registry.service', 'trellis-control-plane.service', 'trellis-authz.service', 'trellis-envoy@orders.service'])(
+      '%s verifies with no warning',
+      (unit) => {
+        const result = verifyUnit(root, unit);
+        expect(result.output).toBe('');
+        expect(result.status).toBe(0);
+      },
+    );
+
+    it('catches a mistake (so an empty output above means something)', () => {
+      const broken = createVerifyRoot({
+        units: { 'trellis-broken.service': read('trellis-registry.service').replace('ProtectSystem=strict', 'ProtectSystm=strict') },
+        binaries: ['/usr/bin/node'],
+      });
+      try {
+        expect(verifyUnit(broken, 'trellis-broken.service').output).toMatch(/Unknown key 'ProtectSystm'/);
+      } finally {
+        broken.remove();
+      }
+    });
+  });
+
+  it.each(unitFiles)('%s scores 2.0 or better in systemd-analyze security', (file) => {
+    expect(exposureLevel(join(SYSTEMD_DIR, file))).toBeLessThanOrEqual(2.0);
+  });
+
+  it.each(unitFiles)('%s follows the hardening policy', (file) => {
+    const unit = parseUnit(read(file));
+    const one = (key: string) => directiveValues(unit, 'Service', key);
+    expect(one('Type')).toEqual(['exec']);
+    expect(one('DynamicUser')).toEqual(['yes']);
+    expect(one('NoNewPrivileges')).toEqual(['yes']);
+    expect(one('ProtectSystem')).toEqual(['strict']);
+    expect(one('CapabilityBoundingSet')).toEqual(['']);
+    expect(one('SystemCallFilter')).toContain('@system-service');
+    expect(one('RestrictAddressFamilies')).toHaveLength(1);
+    expect(directiveValues(unit, 'Install', 'WantedBy')).toEqual(['multi-user.target']);
+  });
+
+  it.each(appUnits)('$file runs the app under /usr/bin/node without MemoryDenyWriteExecute (V8 JIT)', ({ app, file }) => {
+    const unit = parseUnit(read(file));
+    expect(directiveValues(unit, 'Service', 'ExecStart')).toEqual([`/usr/bin/node --enable-source-maps /opt/trellis/${app}/main.js`]);
+    expect(directiveValues(unit, 'Service', 'EnvironmentFile')).toEqual([`/etc/trellis/${app}.env`]);
+    expect(directiveValues(unit, 'Service', 'MemoryDenyWriteExecute')).toEqual([]);
+  });
+
+  it('authz loads its signing key as a credential', () => {
+    const unit = parseUnit(read('trellis-authz.service'));
+    expect(directiveValues(unit, 'Service', 'LoadCredential')).toEqual(['signing-key.pem:/etc/trellis/credentials/authz-signing-key.pem']);
+  });
+
+  it('the etcd TLS drop-in passes credentials by path inside the credentials directory', () => {
+    const dropIn = parseUnit(read('etcd-tls.conf'));
+    const ids = directiveValues(dropIn, 'Service', 'LoadCredential').map((v) => v.split(':')[0]);
+    const env = directiveValues(dropIn, 'Service', 'Environment');
+    expect(env).toEqual(ids.map((id) => expect.stringMatching(new RegExp(`^TRELLIS_ETCD_[A-Z_]+_FILE=%d/${id!.replace('.', '\\.')}$`))));
+    for (const line of env) expect(appVariables('registry')).toContain(line.split('=')[0]);
+  });
+
+  it('the Envoy sidecar fetches its bootstrap from the control plane, named after the service', () => {
+    const unit = parseUnit(read('trellis-envoy@.service'));
+    expect(directiveValues(unit, 'Service', 'ExecStartPre')[0]).toContain('${TRELLIS_CONTROL_PLANE_URL}/bootstrap/%i');
+    expect(directiveValues(unit, 'Service', 'ExecStart')[0]).toMatch(
+      /^\/usr\/bin\/envoy --config-path %t\/trellis-envoy\/%i\/bootstrap\.json /,
+    );
+    expect(directiveValues(unit, 'Service', 'RuntimeDirectory')).toEqual(['trellis-envoy/%i']);
+  });
+
+  it.each([...APPS])('%s.env sets only variables the app accepts', (app) => {
+    const text = read(`${app}.env`);
+    const known = appVariables(app);
+    const unknown = [...mentionedVariables(text)].filter((v) => !known.has(v));
+    expect(unknown).toEqual([]);
+    expect(text).toMatch(/^TRELLIS_ETCD_ENDPOINTS=/m);
+  });
+});
