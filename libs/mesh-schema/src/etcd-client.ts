@@ -32,6 +32,9 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
+      // Reconnect to a returning etcd within seconds, not grpc's default of up to 2 minutes.
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 5_000,
     },
     faultHandling: {
       // A few quick retries ride out a leader election or a restart; each retry

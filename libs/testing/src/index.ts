@@ -2,3 +2,4 @@ export { findBinary, INSTALL_HINT } from './binaries';
 export { startEtcd, type StartEtcdOptions, type TestEtcd } from './etcd';
 export { freePort } from './ports';
 export { startRedis, type StartRedisOptions, type TestRedis } from './redis';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy';

@@ -1,0 +1,124 @@
+// The in-memory mirror of the records the control plane and authz act on, and
+// the pure functions that build it from a snapshot and apply watch events to it.
+// A key whose value is invalid is absent from the mirror, exactly as a fresh
+// snapshot would leave it, so replaying events and re-reading always agree.
+import type { z } from 'zod';
+import { decodeValue, type Versioned } from './codec';
+import { InvalidRecordError } from './errors';
+import type { KeyLayout } from './keys';
+import { AuthzPublicKey, InstanceRecord, MeshSettings, ServiceRecord } from './records';
+
+export interface MeshState {
+  /** The etcd revision the mirror reflects (snapshot revision, then the last applied event's). */
+  revision: string;
+  services: Map<string, Versioned<ServiceRecord>>;
+  /** service name → instance id → instance. A service with no instances has no entry. */
+  instances: Map<string, Map<string, InstanceRecord>>;
+  meshSettings?: MeshSettings;
+  authzKeys: Map<string, AuthzPublicKey>;
+}
+
+export type MeshChangeKind = 'service' | 'instance' | 'meshSettings' | 'authzKey';
+
+export interface MeshChange {
+  kind: MeshChangeKind;
+  type: 'put' | 'delete';
+  /** For service and instance changes. */
+  service?: string;
+  /** Instance id, or the kid of an authz key. */
+  id?: string;
+  modRevision: string;
+}
+
+/** One key-value change, as read from a snapshot (always `put`) or a watch event. */
+export interface KvEvent {
+  type: 'put' | 'delete';
+  key: string;
+  value: Buffer;
+  modRevision: string;
+  createRevision: string;
+}
+
+export type InvalidRecordHandler = (error: InvalidRecordError) => void;
+
+export function emptyMeshState(revision = '0'): MeshState {
+  return { revision, services: new Map(), instances: new Map(), authzKeys: new Map() };
+}
+
+/** Builds a mirror from every key of a consistent snapshot. */
+export function buildMeshState(layout: KeyLayout, revision: string, kvs: KvEvent[], onInvalid: InvalidRecordHandler): MeshState {
+  const state = emptyMeshState(revision);
+  for (const kv of kvs) applyKvEvent(state, layout, kv, onInvalid);
+  state.revision = revision;
+  return state;
+}
+
+/**
+ * Applies one event to `state` in place. Returns what changed in the mirror, or
+ * undefined for keys it does not hold (history, proxy status, foreign keys) and
+ * for events that leave it as it was (an invalid value for an absent key).
+ */
+export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, onInvalid: InvalidRecordHandler): MeshChange | undefined {
+  const parsed = layout.parse(ev.key);
+  if (!parsed) return undefined;
+  const { modRevision } = ev;
+  switch (parsed.kind) {
+    case 'service': {
+      const name = parsed.service!;
+      const value = ev.type === 'put' ? decodeOwned(ServiceRecord, ev, onInvalid, (r) => r.spec.name === name, 'spec.name must match the key') : undefined;
+      const had = state.services.delete(name);
+      if (value) state.services.set(name, { value, modRevision, createRevision: ev.createRevision });
+      return value || had ? { kind: 'service', type: value ? 'put' : 'delete', service: name, modRevision } : undefined;
+    }
+    case 'instance': {
+      const service = parsed.service!;
+      const id = parsed.id!;
+      const value =
+        ev.type === 'put' ? decodeOwned(InstanceRecord, ev, onInvalid, (r) => r.service === service && r.id === id, 'service and id must match the key') : undefined;
+      const ofService = state.instances.get(service);
+      const had = ofService?.delete(id) ?? false;
+      if (value) {
+        if (ofService) ofService.set(id, value);
+        else state.instances.set(service, new Map([[id, value]]));
+      } else if (ofService && ofService.size === 0) {
+        state.instances.delete(service);
+      }
+      return value || had ? { kind: 'instance', type: value ? 'put' : 'delete', service, id, modRevision } : undefined;
+    }
+    case 'meshSettings': {
+      const value = ev.type === 'put' ? decodeOwned(MeshSettings, ev, onInvalid) : undefined;
+      const had = state.meshSettings !== undefined;
+      if (value) state.meshSettings = value;
+      else delete state.meshSettings;
+      return value || had ? { kind: 'meshSettings', type: value ? 'put' : 'delete', modRevision } : undefined;
+    }
+    case 'authzKey': {
+      const kid = parsed.id!;
+      const value = ev.type === 'put' ? decodeOwned(AuthzPublicKey, ev, onInvalid, (k) => k.kid === kid, 'kid must match the key') : undefined;
+      const had = state.authzKeys.delete(kid);
+      if (value) state.authzKeys.set(kid, value);
+      return value || had ? { kind: 'authzKey', type: value ? 'put' : 'delete', id: kid, modRevision } : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Decodes a value and checks it names the key it is stored at; reports and drops it otherwise. */
+function decodeOwned<S extends z.ZodType>(
+  schema: S,
+  ev: KvEvent,
+  onInvalid: InvalidRecordHandler,
+  matchesKey?: (value: z.output<S>) => boolean,
+  mismatch = 'value does not match its key',
+): z.output<S> | undefined {
+  try {
+    const value = decodeValue(schema, ev.key, ev.value);
+    if (matchesKey && !matchesKey(value)) throw new InvalidRecordError(ev.key, [mismatch]);
+    return value;
+  } catch (err) {
+    if (!(err instanceof InvalidRecordError)) throw err;
+    onInvalid(err);
+    return undefined;
+  }
+}

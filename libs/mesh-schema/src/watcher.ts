@@ -1,0 +1,211 @@
+// MeshWatcher: a consistent snapshot of the mesh at one etcd revision, then
+// every later change in order, exactly once. It owns its resume point: etcd3's
+// Watcher resumes from the last *header* revision, which can run ahead of the
+// events actually delivered, so we rewrite the start revision on every
+// (re)connect and drop any event at or below what we already applied.
+import { EventEmitter } from 'node:events';
+import type { Etcd3, IWatchResponse, Watcher } from 'etcd3';
+import type { Logger } from '@trellis/runtime';
+import { rangePrefix } from './etcd-client';
+import type { InvalidRecordError } from './errors';
+import type { KeyLayout } from './keys';
+import { applyKvEvent, buildMeshState, emptyMeshState, type KvEvent, type MeshChange, type MeshState } from './state';
+
+export interface MeshUpdate {
+  /** The revision `state` now reflects. */
+  revision: string;
+  /** True when `state` was replaced wholesale (first snapshot, compaction recovery): rebuild everything; `changes` is empty. */
+  reset: boolean;
+  changes: MeshChange[];
+}
+
+export interface MeshWatcherOptions {
+  logger?: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+}
+
+export interface MeshWatcherEvents {
+  update: [MeshUpdate];
+  status: [{ live: boolean }];
+}
+
+/** Snapshot retry delays: quick at first, then every 2 s while etcd stays away. */
+const RETRY_INITIAL_MS = 100;
+const RETRY_MAX_MS = 2_000;
+
+export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
+  private currentState: MeshState = emptyMeshState();
+  private isReady = false;
+  private isLive = false;
+  private closed = false;
+  private watcher: Watcher | undefined;
+  private readonly readyPromise: Promise<void>;
+  private resolveReady!: () => void;
+  private rejectReady!: (err: Error) => void;
+  private readonly logger: MeshWatcherOptions['logger'];
+
+  private constructor(
+    private readonly client: Etcd3,
+    private readonly layout: KeyLayout,
+    opts: MeshWatcherOptions,
+  ) {
+    super();
+    this.logger = opts.logger;
+    this.readyPromise = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    // Callers that only listen to events must not see an unhandled rejection on close().
+    this.readyPromise.catch(() => undefined);
+  }
+
+  static start(client: Etcd3, layout: KeyLayout, opts: MeshWatcherOptions = {}): MeshWatcher {
+    const w = new MeshWatcher(client, layout, opts);
+    void w.resync('initial snapshot');
+    return w;
+  }
+
+  /** The mirror; replaced (not mutated) on a reset, mutated in place by ordinary changes. */
+  get state(): MeshState {
+    return this.currentState;
+  }
+  /** The first snapshot is loaded. */
+  get ready(): boolean {
+    return this.isReady;
+  }
+  /** The watch stream is connected (changes are flowing). */
+  get live(): boolean {
+    return this.isLive;
+  }
+
+  whenReady(): Promise<void> {
+    return this.readyPromise;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.rejectReady(new Error('mesh watcher closed before its first snapshot'));
+    await this.dropWatch();
+    this.setLive(false);
+  }
+
+  /** Loads a fresh snapshot (retrying until etcd answers), publishes it as a reset, then watches from it. */
+  private async resync(reason: string): Promise<void> {
+    await this.dropWatch();
+    this.setLive(false);
+    let delay = RETRY_INITIAL_MS;
+    while (!this.closed) {
+      try {
+        const state = await this.loadSnapshot();
+        if (this.closed) return;
+        this.currentState = state;
+        this.logger?.info({ revision: state.revision, services: state.services.size, reason }, 'mesh snapshot loaded');
+        this.startWatch();
+        this.emit('update', { revision: state.revision, reset: true, changes: [] });
+        if (!this.isReady) {
+          this.isReady = true;
+          this.resolveReady();
+        }
+        return;
+      } catch (err) {
+        this.logger?.warn({ err, retryInMs: delay, reason }, 'mesh snapshot failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, RETRY_MAX_MS);
+      }
+    }
+  }
+
+  /** Every record the mirror holds, read range by range at one revision. */
+  private async loadSnapshot(): Promise<MeshState> {
+    const first = await rangePrefix(this.client, this.layout.services());
+    const revision = first.revision;
+    const rest = await Promise.all(
+      [this.layout.instances(), this.layout.meshSettings(), this.layout.authzKeys()].map((p) => rangePrefix(this.client, p, revision)),
+    );
+    const kvs: KvEvent[] = [first, ...rest].flatMap((r) =>
+      r.kvs.map((kv) => ({ type: 'put' as const, key: kv.key.toString('utf8'), value: kv.value, modRevision: kv.mod_revision, createRevision: kv.create_revision })),
+    );
+    return buildMeshState(this.layout, revision, kvs, this.onInvalid);
+  }
+
+  private startWatch(): void {
+    const resumeFrom = () => (BigInt(this.currentState.revision) + 1n).toString();
+    const watcher = this.client.watch().prefix(this.layout.prefix).withPreviousKV().startRevision(resumeFrom()).watcher();
+    this.watcher = watcher;
+    const current = () => this.watcher === watcher && !this.closed;
+    // etcd3 would resume from its own (header) revision; resume from ours instead.
+    // 'connecting' carries the create request just before it is written (not in etcd3's typings).
+    (watcher as EventEmitter).on('connecting', (req: { start_revision?: string | number }) => {
+      if (current()) req.start_revision = resumeFrom();
+    });
+    watcher
+      .on('connected', () => {
+        if (current()) this.setLive(true);
+      })
+      .on('disconnected', (err: Error) => {
+        if (!current()) return;
+        this.logger?.warn({ err: err.message, resumeFrom: resumeFrom() }, 'mesh watch disconnected; reconnecting');
+        this.setLive(false);
+      })
+      .on('data', (res: IWatchResponse) => {
+        if (current()) this.applyResponse(res);
+      })
+      // etcd cancels a watch whose start revision was compacted; etcd3 then only
+      // emits this bare error and forgets the watcher. Recover from a snapshot.
+      .on('error', (err: Error) => {
+        if (!current()) return;
+        this.logger?.warn({ err: err.message, resumeFrom: resumeFrom() }, 'mesh watch canceled by etcd (compacted?); reloading snapshot');
+        this.watcher = undefined;
+        void this.resync('watch canceled');
+      });
+  }
+
+  private applyResponse(res: IWatchResponse): void {
+    const applied = BigInt(this.currentState.revision);
+    const changes: MeshChange[] = [];
+    let last = applied;
+    for (const ev of res.events) {
+      const rev = BigInt(ev.kv.mod_revision);
+      if (rev <= applied) continue; // replayed after a reconnect: already applied
+      const change = applyKvEvent(
+        this.currentState,
+        this.layout,
+        {
+          type: ev.type === 'Put' ? 'put' : 'delete',
+          key: ev.kv.key.toString('utf8'),
+          value: ev.kv.value,
+          modRevision: ev.kv.mod_revision,
+          createRevision: ev.kv.create_revision,
+        },
+        this.onInvalid,
+      );
+      if (change) changes.push(change);
+      if (rev > last) last = rev;
+    }
+    if (last === applied) return;
+    this.currentState.revision = last.toString();
+    if (changes.length > 0) this.emit('update', { revision: this.currentState.revision, reset: false, changes });
+  }
+
+  private readonly onInvalid = (err: InvalidRecordError): void => {
+    this.logger?.error({ key: err.key, issues: err.issues }, 'invalid record in etcd ignored by the mesh mirror');
+  };
+
+  private setLive(live: boolean): void {
+    if (this.isLive === live) return;
+    this.isLive = live;
+    this.emit('status', { live });
+  }
+
+  private async dropWatch(): Promise<void> {
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    if (!watcher) return;
+    try {
+      // etcd3 waits for the cancel to be acknowledged; never let a dead stream hold up close().
+      await Promise.race([watcher.cancel(), new Promise((r) => setTimeout(r, 2_000).unref())]);
+    } catch (err) {
+      this.logger?.debug({ err }, 'cancelling the mesh watch failed (stream already gone)');
+    }
+  }
+}

@@ -1,0 +1,228 @@
+// MeshWatcher against a real etcd: every change exactly once and in order,
+// across connection loss, an etcd restart, and a compaction of its resume point.
+import type { Etcd3 } from 'etcd3';
+import { startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
+import { connectEtcd } from '../src/etcd-client';
+import { KeyLayout } from '../src/keys';
+import type { MeshChange } from '../src/state';
+import { MeshStore } from '../src/store';
+import { MeshWatcher, type MeshUpdate } from '../src/watcher';
+import { aService, anInstance } from './fixtures';
+
+let etcd: TestEtcd;
+let writer: Etcd3;
+let layout: KeyLayout;
+let store: MeshStore;
+let proxy: TcpProxy;
+let watchClient: Etcd3;
+const watchers: MeshWatcher[] = [];
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  writer = etcd.client();
+  layout = new KeyLayout(etcd.prefix);
+  store = new MeshStore(writer, layout);
+  const target = new URL(etcd.endpoints[0]!);
+  proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
+  watchClient = connectEtcd({ endpoints: [`http://${proxy.host}:${proxy.port}`] });
+});
+afterEach(async () => {
+  await Promise.all(watchers.splice(0).map((w) => w.close()));
+  proxy.resume();
+  await writer.delete().prefix(etcd.prefix);
+});
+afterAll(async () => {
+  watchClient?.close();
+  await proxy?.close();
+  await etcd?.close();
+});
+
+/** Starts a watcher and records every update it emits. */
+function watch(client: Etcd3 = watchClient) {
+  const invalidKeys: string[] = [];
+  const logger = { debug() {}, info() {}, warn() {}, error: (o: { key?: string }) => void (o.key && invalidKeys.push(o.key)) };
+  const watcher = MeshWatcher.start(client, layout, { logger });
+  watchers.push(watcher);
+  const updates: MeshUpdate[] = [];
+  const statuses: boolean[] = [];
+  watcher.on('update', (u) => updates.push(u));
+  watcher.on('status', (s) => statuses.push(s.live));
+  const changes = () => updates.filter((u) => !u.reset).flatMap((u) => u.changes);
+  return { watcher, updates, statuses, changes, invalidKeys };
+}
+
+async function eventually(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// Raw writes that return their revision, so the expected change sequence comes from etcd itself.
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+const now = '2026-01-01T00:00:00.000Z';
+async function putService(name: string, port: number): Promise<MeshChange> {
+  const record = { spec: { ...aService(name), port, description: '', dependencies: [], policy: {} }, generation: 1, created: { actor: 't', at: now }, updated: { actor: 't', at: now } };
+  const res = await writer.kv.put({ key: Buffer.from(layout.service(name)), value: json(record) });
+  return { kind: 'service', type: 'put', service: name, modRevision: res.header.revision };
+}
+async function putInstance(service: string, id: string): Promise<MeshChange> {
+  const record = { ...anInstance(service, id), labels: {}, locality: { region: '', zone: '', subZone: '' }, weight: 1, registeredAt: now };
+  const res = await writer.kv.put({ key: Buffer.from(layout.instance(service, id)), value: json(record) });
+  return { kind: 'instance', type: 'put', service, id, modRevision: res.header.revision };
+}
+async function deleteKey(key: string, change: Omit<MeshChange, 'modRevision' | 'type'>): Promise<MeshChange> {
+  const res = await writer.kv.deleteRange({ key: Buffer.from(key) });
+  return { ...change, type: 'delete', modRevision: res.header.revision };
+}
+
+/** A mixed burst of n changes: services, instances, deletes. */
+async function writeBurst(tag: string, n: number): Promise<MeshChange[]> {
+  const out: MeshChange[] = [];
+  for (let i = 0; i < n; i++) {
+    const svc = `${tag}-${i % 3}`;
+    switch (i % 4) {
+      case 0:
+        out.push(await putService(svc, 1000 + i));
+        break;
+      case 1:
+        out.push(await putInstance(svc, `vm-${i}`));
+        break;
+      case 2: {
+        const prev = `${tag}-${(i - 1) % 3}`; // the instance put by the previous step
+        out.push(await deleteKey(layout.instance(prev, `vm-${i - 1}`), { kind: 'instance', service: prev, id: `vm-${i - 1}` }));
+        break;
+      }
+      default:
+        out.push(await putService(svc, 2000 + i));
+    }
+  }
+  return out;
+}
+
+/** What a watcher started now would hold. */
+async function freshState() {
+  const fresh = watch(writer);
+  await fresh.watcher.whenReady();
+  return fresh.watcher.state;
+}
+
+it('loads a snapshot, then emits every change once and in order', async () => {
+  await store.createService(aService('before'), 'a');
+  await store.registerInstance(anInstance('before', 'vm-0'), 30);
+  const w = watch();
+  await w.watcher.whenReady();
+  expect(w.updates[0]).toMatchObject({ reset: true, changes: [] });
+  expect(w.watcher.state.services.get('before')?.value.generation).toBe(1);
+  expect([...(w.watcher.state.instances.get('before')?.keys() ?? [])]).toEqual(['vm-0']);
+  await eventually('watch connected', () => w.watcher.live);
+
+  const expected = await writeBurst('burst', 40);
+  await eventually('all changes', () => w.changes().length >= expected.length);
+  expect(w.changes()).toEqual(expected);
+  expect(w.watcher.state.revision).toBe(expected.at(-1)!.modRevision);
+  expect(w.watcher.state).toEqual(await freshState());
+});
+
+it('ignores history and proxy keys, and skips invalid values without stopping', async () => {
+  const w = watch();
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  const created = await store.createService(aService('svc'), 'a'); // service + history in one txn
+  await writer.put(layout.service('broken')).value('{"not":"a record"}');
+  await writer.put(layout.instance('svc', 'mismatch')).value(JSON.stringify({ ...anInstance('other', 'mismatch'), registeredAt: now }));
+  const after = await putService('after', 1);
+  await eventually('change after the bad ones', () => w.changes().some((c) => c.service === 'after'));
+  expect(w.changes()).toEqual([{ kind: 'service', type: 'put', service: 'svc', modRevision: created.modRevision }, after]);
+  expect([...w.watcher.state.services.keys()].sort()).toEqual(['after', 'svc']);
+  expect(w.watcher.state.instances.size).toBe(0);
+  expect(w.invalidKeys).toEqual([layout.service('broken'), layout.instance('svc', 'mismatch')]);
+});
+
+it('resumes after losing its connection without missing or repeating a change', async () => {
+  const w = watch();
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  const before = await writeBurst('a', 10);
+  await eventually('first burst', () => w.changes().length >= before.length);
+
+  proxy.pause();
+  await eventually('watcher notices the cut', () => !w.watcher.live);
+  const during = await writeBurst('b', 12);
+  proxy.resume();
+  await eventually('watch back', () => w.watcher.live);
+  const after = await writeBurst('c', 8);
+
+  const expected = [...before, ...during, ...after];
+  await eventually('every change', () => w.changes().length >= expected.length);
+  expect(w.changes()).toEqual(expected);
+  expect(w.updates.filter((u) => u.reset)).toHaveLength(1);
+  expect(w.statuses).toEqual([true, false, true]);
+  expect(w.watcher.state).toEqual(await freshState());
+});
+
+it('resumes across an etcd stop/start', async () => {
+  if (!etcd.canRestart) {
+    console.warn('skipped: this etcd cannot be restarted (TRELLIS_TEST_ETCD_ENDPOINTS or a container)');
+    return;
+  }
+  const w = watch(etcd.client());
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  const before = await writeBurst('a', 10);
+  await eventually('first burst', () => w.changes().length >= before.length);
+
+  await etcd.stop();
+  await eventually('watcher notices etcd is gone', () => !w.watcher.live);
+  await etcd.start();
+  const after = await writeBurst('b', 10); // usually lands before the watcher has reconnected
+
+  const expected = [...before, ...after];
+  await eventually('every change', () => w.changes().length >= expected.length);
+  expect(w.changes()).toEqual(expected);
+  expect(w.updates.filter((u) => u.reset)).toHaveLength(1);
+  expect(w.watcher.state).toEqual(await freshState());
+});
+
+it('recovers with a fresh snapshot when its resume revision was compacted', async () => {
+  const w = watch();
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  const before = await writeBurst('a', 6);
+  await eventually('first burst', () => w.changes().length >= before.length);
+
+  proxy.pause();
+  await eventually('watcher notices the cut', () => !w.watcher.live);
+  await writeBurst('b', 12);
+  await deleteKey(layout.service('a-0'), { kind: 'service', service: 'a-0' });
+  await etcd.compact();
+  proxy.resume();
+
+  await eventually('a reset after compaction', () => w.updates.filter((u) => u.reset).length === 2);
+  const reset = w.updates.filter((u) => u.reset)[1]!;
+  expect(reset.changes).toEqual([]);
+  expect(w.watcher.state.services.has('a-0')).toBe(false);
+  expect(w.watcher.state).toEqual(await freshState());
+
+  // And it keeps watching after the recovery.
+  await eventually('watch back', () => w.watcher.live);
+  const later = await putService('later', 1);
+  await eventually('change after recovery', () => w.changes().some((c) => c.service === 'later'));
+  expect(w.changes().at(-1)).toEqual(later);
+});
+
+it('waits for etcd at start and rejects whenReady on close', async () => {
+  proxy.pause();
+  const w = watch();
+  await new Promise((r) => setTimeout(r, 300));
+  expect(w.watcher.ready).toBe(false);
+  proxy.resume();
+  await w.watcher.whenReady();
+  expect(w.watcher.ready).toBe(true);
+
+  proxy.pause();
+  const never = watch();
+  await never.watcher.close();
+  await expect(never.watcher.whenReady()).rejects.toThrow(/closed before its first snapshot/);
+});
