@@ -74,6 +74,7 @@ export class KeyLayout {
   parse(key: string): ParsedKey | undefined {
     if (!key.startsWith(this.prefix)) return undefined;
     const parts = key.slice(this.prefix.length).split('/');
+    if (parts.some((p) => p === '')) return undefined; // `a//b` or a trailing `/`: never one of ours
     switch (parts[0]) {
       case 'services':
         return parts.length === 2 && DNS_LABEL.test(parts[1]!) ? { kind: 'service', service: parts[1]! } : undefined;

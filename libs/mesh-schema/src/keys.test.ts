@@ -1,0 +1,64 @@
+import { DEFAULT_PREFIX, KeyLayout } from './keys';
+
+describe('KeyLayout', () => {
+  const layout = new KeyLayout('/mesh/');
+
+  it('defaults to /trellis/', () => {
+    expect(new KeyLayout().prefix).toBe(DEFAULT_PREFIX);
+    expect(new KeyLayout().service('a')).toBe('/trellis/services/a');
+  });
+
+  it.each(['', 'trellis/', '/trellis', '//', '/a//b/'])('refuses the prefix %j', (prefix) => {
+    expect(() => new KeyLayout(prefix)).toThrow(/prefix/);
+  });
+
+  it.each([
+    ['service', layout.service('cart'), { kind: 'service', service: 'cart' }],
+    ['instance', layout.instance('cart', 'vm-1.eu'), { kind: 'instance', service: 'cart', id: 'vm-1.eu' }],
+    ['history', layout.history('cart', 12), { kind: 'history', service: 'cart', id: '0000000012' }],
+    ['mesh settings', layout.meshSettings(), { kind: 'meshSettings' }],
+    ['authz key', layout.authzKey('2026-01-k1'), { kind: 'authzKey', id: '2026-01-k1' }],
+    ['proxy status', layout.proxyStatus('cart', 'sidecar~10.0.0.1~cart/pod.ns'), { kind: 'proxyStatus', service: 'cart', id: 'sidecar~10.0.0.1~cart/pod.ns' }],
+  ])('round-trips a %s key through parse', (_what, key, parsed) => {
+    expect(key.startsWith('/mesh/')).toBe(true);
+    expect(layout.parse(key)).toEqual(parsed);
+  });
+
+  it('pads history generations so keys sort in generation order', () => {
+    const keys = [1, 2, 10, 100, 9].map((g) => layout.history('cart', g)).sort();
+    expect(keys.map((k) => Number(k.split('/').pop()))).toEqual([1, 2, 9, 10, 100]);
+  });
+
+  it('keeps every record inside its range prefix', () => {
+    expect(layout.service('a').startsWith(layout.services())).toBe(true);
+    expect(layout.instance('a', 'i').startsWith(layout.instancesOf('a'))).toBe(true);
+    expect(layout.instancesOf('a').startsWith(layout.instances())).toBe(true);
+    expect(layout.history('a', 1).startsWith(layout.historyOf('a'))).toBe(true);
+    expect(layout.authzKey('k').startsWith(layout.authzKeys())).toBe(true);
+    expect(layout.proxyStatus('a', 'n').startsWith(layout.proxyStatusesOf('a'))).toBe(true);
+  });
+
+  it.each(['', 'a/b', '..', '.', 'a\u0000', 'a\nb', 'a\u007f'])('refuses the segment %j', (bad) => {
+    expect(() => layout.service(bad)).toThrow(/not a valid etcd key segment/);
+    expect(() => layout.instance('cart', bad)).toThrow(/not a valid etcd key segment/);
+    expect(() => layout.authzKey(bad)).toThrow(/not a valid etcd key segment/);
+  });
+
+  it('does not claim keys outside its layout', () => {
+    for (const key of [
+      '/other/services/a',
+      '/mesh/services/A',
+      '/mesh/services/a/b',
+      '/mesh/instances/a',
+      '/mesh/instances/a/b/c',
+      '/mesh/instances/a/',
+      '/mesh/proxies//n',
+      '/mesh/mesh/other',
+      '/mesh/authz/other/k',
+      '/mesh/unknown/a',
+      '/mesh/',
+    ]) {
+      expect(layout.parse(key)).toBeUndefined();
+    }
+  });
+});

@@ -1,0 +1,126 @@
+import {
+  AuthzPublicKey,
+  InstanceId,
+  InstanceRecord,
+  MeshSettings,
+  ProxyStatus,
+  ServiceName,
+  ServiceSpec,
+  TrafficSplit,
+  type ServiceSpecInput,
+} from './records';
+
+const spec = (overrides: Partial<ServiceSpecInput> = {}): ServiceSpecInput => ({ name: 'checkout', team: 'payments', protocol: 'http', port: 8080, ...overrides });
+const issues = (result: { success: boolean; error?: { issues: { path: PropertyKey[]; message: string }[] } }) =>
+  (result.error?.issues ?? []).map((i) => `${i.path.join('.')}: ${i.message}`);
+
+describe('ServiceName', () => {
+  it.each(['a', 'checkout', 'a-b-1', '0abc', 'a'.repeat(63)])('accepts %j', (name) => {
+    expect(ServiceName.safeParse(name).success).toBe(true);
+  });
+  it.each(['', 'A', 'Checkout', '-a', 'a-', 'a_b', 'a.b', 'a/b', '..', '.', 'a'.repeat(64), 'café', 'a\u0000b', 'a\nb', ' a'])('refuses %j', (name) => {
+    expect(ServiceName.safeParse(name).success).toBe(false);
+  });
+});
+
+describe('InstanceId', () => {
+  it.each(['pod-7d9f-abc12', 'vm01.eu-west.example', 'A_b-1', '550e8400-e29b-41d4-a716-446655440000'])('accepts %j', (id) => {
+    expect(InstanceId.safeParse(id).success).toBe(true);
+  });
+  it.each(['', 'a/b', '..', 'a..b', '.a', 'a.', 'ünïcode', 'tab\there', 'x'.repeat(129)])('refuses %j', (id) => {
+    expect(InstanceId.safeParse(id).success).toBe(false);
+  });
+});
+
+describe('ServiceSpec', () => {
+  it('fills defaults', () => {
+    expect(ServiceSpec.parse(spec())).toEqual({ ...spec(), description: '', dependencies: [], policy: {} });
+  });
+
+  it('refuses a dependency on itself and duplicate dependencies, naming the field', () => {
+    const result = ServiceSpec.safeParse(spec({ dependencies: [{ service: 'checkout' }, { service: 'cart' }, { service: 'cart' }] }));
+    expect(issues(result)).toEqual(['dependencies.0.service: a service cannot depend on itself', 'dependencies.2.service: duplicate dependency "cart"']);
+  });
+
+  it('refuses unknown fields at every level', () => {
+    expect(ServiceSpec.safeParse({ ...spec(), owner: 'x' }).success).toBe(false);
+    expect(ServiceSpec.safeParse(spec({ policy: { timeoutMs: 100, extra: 1 } as never })).success).toBe(false);
+    expect(ServiceSpec.safeParse(spec({ dependencies: [{ service: 'cart', weight: 1 } as never] })).success).toBe(false);
+  });
+
+  it.each([0, 65536, 1.5, -1])('refuses port %j', (port) => {
+    expect(issues(ServiceSpec.safeParse(spec({ port })))[0]).toMatch(/^port: /);
+  });
+
+  it('refuses a description over 1 KiB and control characters in health check paths', () => {
+    expect(ServiceSpec.safeParse(spec({ description: 'x'.repeat(1025) })).success).toBe(false);
+    expect(ServiceSpec.safeParse(spec({ policy: { healthCheck: { path: '/health\n' } } })).success).toBe(false);
+    expect(ServiceSpec.safeParse(spec({ policy: { healthCheck: { path: '/healthz' } } })).success).toBe(true);
+  });
+
+  it('checks ingress hosts and Access audiences', () => {
+    expect(ServiceSpec.safeParse(spec({ ingress: { host: 'shop.example.com' } })).success).toBe(true);
+    expect(ServiceSpec.safeParse(spec({ ingress: { host: 'Shop.example.com' } })).success).toBe(false);
+    expect(ServiceSpec.safeParse(spec({ ingress: { host: 'shop.example.com', pathPrefix: 'no-slash' } })).success).toBe(false);
+    expect(
+      ServiceSpec.safeParse(spec({ ingress: { host: 'a.example.com', cloudflareAccess: { teamDomain: 'team.cloudflareaccess.com', audience: 'not hex' } } })).success,
+    ).toBe(false);
+  });
+});
+
+describe('TrafficSplit', () => {
+  const subset = (name: string, weight: number) => ({ name, labels: { version: name }, weight });
+  it('accepts weights that add up to 100', () => {
+    expect(TrafficSplit.safeParse([subset('v1', 90), subset('v2', 10)]).success).toBe(true);
+    expect(TrafficSplit.safeParse([subset('v1', 100), subset('v2', 0)]).success).toBe(true);
+  });
+  it('refuses weights that do not, saying what they add up to', () => {
+    expect(issues(TrafficSplit.safeParse([subset('v1', 50), subset('v2', 40)]))).toEqual([': subset weights must add up to 100 (they add up to 90)']);
+  });
+  it('refuses duplicate subsets, out-of-range weights and an empty split', () => {
+    expect(issues(TrafficSplit.safeParse([subset('v1', 50), subset('v1', 50)]))).toEqual(['1.name: duplicate subset "v1"']);
+    expect(TrafficSplit.safeParse([subset('v1', 101)]).success).toBe(false);
+    expect(TrafficSplit.safeParse([subset('v1', -1), subset('v2', 101)]).success).toBe(false);
+    expect(TrafficSplit.safeParse([]).success).toBe(false);
+  });
+});
+
+describe('InstanceRecord', () => {
+  const instance = { service: 'cart', id: 'vm-1', address: '10.1.2.3', port: 80, platform: 'vm', registeredAt: '2026-01-01T00:00:00Z' };
+  it('accepts IPv4 and IPv6 literals only', () => {
+    expect(InstanceRecord.safeParse(instance).success).toBe(true);
+    expect(InstanceRecord.safeParse({ ...instance, address: 'fd00::1' }).success).toBe(true);
+    expect(InstanceRecord.safeParse({ ...instance, address: 'cart.internal' }).success).toBe(false);
+    expect(InstanceRecord.safeParse({ ...instance, address: '10.1.2.300' }).success).toBe(false);
+  });
+  it('limits labels and weights', () => {
+    const labels = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v']));
+    expect(InstanceRecord.safeParse({ ...instance, labels }).success).toBe(false);
+    expect(InstanceRecord.safeParse({ ...instance, labels: { 'app.kubernetes.io/version': 'v1.2' } }).success).toBe(true);
+    expect(InstanceRecord.safeParse({ ...instance, labels: { k: 'has space' } }).success).toBe(false);
+    expect(InstanceRecord.safeParse({ ...instance, weight: 0 }).success).toBe(false);
+    expect(InstanceRecord.safeParse({ ...instance, weight: 129 }).success).toBe(false);
+  });
+});
+
+describe('other records', () => {
+  it('MeshSettings requires an issuer and bounds the clock skew', () => {
+    expect(MeshSettings.parse({ tokenIssuer: 'trellis' })).toEqual({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
+    expect(MeshSettings.safeParse({ tokenIssuer: '' }).success).toBe(false);
+    expect(MeshSettings.safeParse({ tokenIssuer: 't', clockSkewSeconds: 301 }).success).toBe(false);
+  });
+
+  it('AuthzPublicKey refuses a kid that could leave its key segment', () => {
+    const key = { kid: 'k1', jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: 'x', e: 'AQAB' }, publishedAt: '2026-01-01T00:00:00Z', activeFrom: '2026-01-01T00:00:00Z' };
+    expect(AuthzPublicKey.safeParse(key).success).toBe(true);
+    expect(AuthzPublicKey.safeParse({ ...key, kid: '../x' }).success).toBe(false);
+    expect(AuthzPublicKey.safeParse({ ...key, jwk: { ...key.jwk, d: 'private!' } }).success).toBe(false);
+  });
+
+  it('ProxyStatus holds only the xDS types a proxy asked for', () => {
+    const status = { service: 'cart', nodeId: 'n1', controlPlane: 'cp-0', connectedAt: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:00Z' };
+    expect(ProxyStatus.safeParse({ ...status, types: {} }).success).toBe(true);
+    expect(ProxyStatus.safeParse({ ...status, types: { cds: { lastAckedVersion: '1' } } }).success).toBe(true);
+    expect(ProxyStatus.safeParse({ ...status, types: { xyz: {} } }).success).toBe(false);
+  });
+});
