@@ -18,6 +18,13 @@ import type { SnapshotCache } from './snapshot-cache';
 import { SotwSession } from './sotw-session';
 import type { StreamAuthenticator } from './stream-auth';
 
+const REJECTION_CODES = new Map<GrpcStatus, 'invalid_argument' | 'unauthenticated' | 'resource_exhausted' | 'internal'>([
+  [GrpcStatus.INVALID_ARGUMENT, 'invalid_argument'],
+  [GrpcStatus.UNAUTHENTICATED, 'unauthenticated'],
+  [GrpcStatus.RESOURCE_EXHAUSTED, 'resource_exhausted'],
+  [GrpcStatus.INTERNAL, 'internal'],
+]);
+
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export interface AdsServerOptions {
@@ -75,7 +82,8 @@ export class AdsServer {
     const fail = (code: GrpcStatus, reason: string): void => {
       if (finished) return;
       finished = true;
-      callbacks.onStreamRejected(reason);
+      const rejected = REJECTION_CODES.get(code);
+      if (rejected) callbacks.onStreamRejected(rejected, reason);
       logger.warn({ streamId, protocol, code: GrpcStatus[code], reason, peer: call.getPeer() }, 'xds stream refused');
       call.emit('error', { code, details: reason });
     };

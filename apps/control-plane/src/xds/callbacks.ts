@@ -28,7 +28,7 @@ export interface XdsCallbacks {
   onStreamOpen?(stream: StreamInfo): void;
   onStreamClosed?(stream: StreamInfo): void;
   /** A stream refused before it started: bad first request or credentials. */
-  onStreamRejected?(reason: string): void;
+  onStreamRejected?(code: 'invalid_argument' | 'unauthenticated' | 'resource_exhausted' | 'internal', reason: string): void;
   onResponse?(stream: StreamInfo, response: SentResponse): void;
   /** `changedAt`: when the change behind the acknowledged response was first seen (ms since epoch). */
   onAck?(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, changedAt: number): void;

@@ -1,0 +1,47 @@
+// The control plane's configuration: TRELLIS_* variables, validated at start.
+import { hostname } from 'node:os';
+import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
+import { z } from 'zod';
+
+const HostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port')
+  .transform((value) => {
+    const i = value.lastIndexOf(':');
+    return { host: value.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(value.slice(i + 1)) };
+  })
+  .refine((hp) => hp.port >= 1 && hp.port <= 65535, 'port must be 1-65535');
+
+export const controlPlaneEnvSchema = etcdEnvSchema.extend({
+  TRELLIS_HOST: env.host('0.0.0.0'),
+  /** xDS gRPC (ADS, SotW and Delta). */
+  TRELLIS_XDS_PORT: env.port(18000),
+  /** /healthz, /readyz, /metrics, /debug/config_dump, /bootstrap/{service}. */
+  TRELLIS_HTTP_PORT: env.port(18080),
+  TRELLIS_LOG_LEVEL: env.logLevel(),
+  /** authz's ext_authz gRPC address as sidecars reach it. */
+  TRELLIS_AUTHZ_ADDRESS: HostPort.default({ host: '127.0.0.1', port: 9191 }),
+  /** Address sidecars use to reach this control plane's xDS port (rendered into /bootstrap); default 127.0.0.1:<xds port>. */
+  TRELLIS_XDS_ADVERTISE_ADDRESS: HostPort.optional(),
+  /**
+   * Admit xDS clients that present no credentials (today's grpc-js-xds bootstraps
+   * only know insecure channels). They never receive secrets. Off by default; the
+   * local dev mesh turns it on.
+   */
+  TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: env.bool(false),
+  /** This replica's name in proxy status records. */
+  TRELLIS_CONTROL_PLANE_ID: z.string().min(1).max(256).default(`${hostname()}-${process.pid}`),
+  /** Debounce of registry changes: wait this long after the last change… */
+  TRELLIS_XDS_DEBOUNCE_MS: env.int(100, 0, 10_000),
+  /** …but never longer than this after the first one. */
+  TRELLIS_XDS_DEBOUNCE_MAX_MS: env.int(500, 0, 60_000),
+  /** How often proxy statuses are written to etcd, and how many per round. */
+  TRELLIS_PROXY_STATUS_INTERVAL_MS: env.int(1000, 100, 60_000),
+  TRELLIS_PROXY_STATUS_MAX_WRITES: env.int(200, 1, 10_000),
+});
+
+export type ControlPlaneConfig = z.infer<typeof controlPlaneEnvSchema>;
+
+export function loadControlPlaneConfig(source: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
+  return loadConfig(controlPlaneEnvSchema, source);
+}

@@ -1,0 +1,209 @@
+// The control plane as an embeddable unit: etcd watch → debounce → mesh model →
+// per-identity snapshots → ADS streams, plus the HTTP side. main.ts reads the
+// configuration and calls startControlPlane; tests start it on port 0.
+import type { AddressInfo } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import type { Etcd3 } from 'etcd3';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Registry } from 'prom-client';
+import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import { MeshStore, MeshWatcher, type KeyLayout } from '@trellis/mesh-schema';
+import { createMetricsRegistry, Health, type Logger } from '@trellis/runtime';
+import type { ControlPlaneConfig } from './config';
+import { Debouncer } from './debounce';
+import { buildProxyResources } from './envoy';
+import { createHttpApp } from './http/app';
+import { createControlPlaneMetrics } from './metrics';
+import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
+import { AdsServer } from './xds/ads-server';
+import { composeCallbacks, type XdsCallbacks } from './xds/callbacks';
+import { ProxyStatusWriter } from './xds/proxy-status-writer';
+import { SnapshotCache } from './xds/snapshot-cache';
+import { createStreamAuthenticator } from './xds/stream-auth';
+
+export type ControlPlaneOptions = Pick<
+  ControlPlaneConfig,
+  | 'TRELLIS_HOST'
+  | 'TRELLIS_XDS_PORT'
+  | 'TRELLIS_HTTP_PORT'
+  | 'TRELLIS_AUTHZ_ADDRESS'
+  | 'TRELLIS_XDS_ADVERTISE_ADDRESS'
+  | 'TRELLIS_XDS_ALLOW_INSECURE_CLIENTS'
+  | 'TRELLIS_CONTROL_PLANE_ID'
+  | 'TRELLIS_XDS_DEBOUNCE_MS'
+  | 'TRELLIS_XDS_DEBOUNCE_MAX_MS'
+  | 'TRELLIS_PROXY_STATUS_INTERVAL_MS'
+  | 'TRELLIS_PROXY_STATUS_MAX_WRITES'
+>;
+
+export interface ControlPlaneDeps {
+  config: ControlPlaneOptions;
+  etcd: Etcd3;
+  layout: KeyLayout;
+  logger: Logger;
+  registry?: Registry;
+  /** Extra stream observers (tests). */
+  callbacks?: XdsCallbacks;
+}
+
+export interface ControlPlane {
+  readonly xdsPort: number;
+  readonly httpPort: number;
+  readonly health: Health;
+  readonly registry: Registry;
+  readonly cache: SnapshotCache<MeshModel>;
+  readonly ads: AdsServer;
+  readonly watcher: MeshWatcher;
+  readonly statusWriter: ProxyStatusWriter;
+  /** The model being served (undefined before the first snapshot). */
+  model(): MeshModel | undefined;
+  /** Stops accepting, ends streams (proxies reconnect elsewhere), revokes the status lease. Does not close `etcd`. */
+  close(): Promise<void>;
+}
+
+export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
+  const { config, etcd, layout, logger } = deps;
+  const registry = deps.registry ?? createMetricsRegistry('control-plane');
+  const metrics = createControlPlaneMetrics(registry);
+  const health = new Health();
+  const settings: TranslatorSettings = { ...DEFAULT_TRANSLATOR_SETTINGS, authzCluster: config.TRELLIS_AUTHZ_ADDRESS };
+
+  const watcher = MeshWatcher.start(etcd, layout, { logger });
+  const cache = new SnapshotCache<MeshModel>(buildProxyResources, (identity, err) => {
+    metrics.translateErrors.inc();
+    logger.error({ err, service: identity.service, kind: identity.kind }, 'translation failed; proxies keep their last good config');
+  });
+  let model: MeshModel | undefined;
+
+  const rebuild = (firstChangeAt: number, reset: boolean): void => {
+    const started = process.hrtime.bigint();
+    const next = buildMeshModel(watcher.state, settings);
+    const affected = reset || !model ? 'all' : servicesAffected(model, next);
+    const prev = model;
+    model = next;
+    const result = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    metrics.observeRebuild(seconds, { ...result, reset });
+    metrics.droppedInputs.set(next.dropped.length);
+    metrics.meshRevision.set(Number(next.revision));
+    const stats = cache.stats();
+    metrics.cacheIdentities.set(stats.identities);
+    metrics.cacheResources.set(stats.pooledResources);
+    metrics.cacheBytes.set(stats.pooledBytes);
+    if (next.dropped.length > 0 && next.dropped !== prev?.dropped) logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
+    logger.debug({ revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 }, 'mesh rebuilt');
+  };
+
+  let pendingReset = false;
+  const debouncer = new Debouncer(
+    (firstChangeAt) => {
+      const reset = pendingReset;
+      pendingReset = false;
+      rebuild(firstChangeAt, reset);
+    },
+    config.TRELLIS_XDS_DEBOUNCE_MS,
+    config.TRELLIS_XDS_DEBOUNCE_MAX_MS,
+    (err) => logger.error({ err }, 'mesh rebuild failed; serving the previous model'),
+  );
+  watcher.on('update', (update) => {
+    if (update.reset) pendingReset = true;
+    debouncer.trigger();
+  });
+  watcher.on('status', ({ live }) => logger.info({ live }, live ? 'etcd watch live' : 'etcd watch down; serving the last known mesh'));
+
+  const statusWriter = new ProxyStatusWriter({
+    client: etcd,
+    store: new MeshStore(etcd, layout, { logger }),
+    layout,
+    controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID,
+    logger,
+    intervalMs: config.TRELLIS_PROXY_STATUS_INTERVAL_MS,
+    maxWritesPerFlush: config.TRELLIS_PROXY_STATUS_MAX_WRITES,
+    onWrite: (result) => metrics.statusWrites.inc({ result }),
+  });
+  statusWriter.start();
+
+  const streamLog: XdsCallbacks = {
+    onNack: (s, typeUrl, version, error) =>
+      logger.warn({ nodeId: s.nodeId, service: s.identity.service, typeUrl, version, error }, 'proxy rejected config (NACK); holding that version back'),
+    onStreamClosed: (s) => logger.info({ nodeId: s.nodeId, service: s.identity.service, streamId: s.streamId }, 'xds stream closed'),
+  };
+  const ads = new AdsServer({
+    cache: cache as SnapshotCache<unknown>,
+    callbacks: composeCallbacks(metrics.callbacks, statusWriter, streamLog, deps.callbacks ?? {}),
+    authenticate: createStreamAuthenticator({
+      allowInsecure: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS,
+      keys: () => watcher.state,
+    }),
+    controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID,
+    logger,
+  });
+
+  const grpcHealth = new HealthImplementation({ '': 'NOT_SERVING', 'envoy.service.discovery.v3.AggregatedDiscoveryService': 'NOT_SERVING' });
+  const grpcServer = new GrpcServer({
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
+  grpcServer.addService(AggregatedDiscoveryServiceService, ads.implementation());
+  grpcHealth.addToServer(grpcServer);
+  const xdsPort = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync(`${config.TRELLIS_HOST}:${config.TRELLIS_XDS_PORT}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
+
+  health.addCheck('etcd_watch', () => watcher.live);
+  health.addCheck('mesh_snapshot', () => watcher.ready && cache.ready);
+  const setServing = (): void => {
+    const serving = watcher.ready && cache.ready && !health.isDraining ? 'SERVING' : 'NOT_SERVING';
+    grpcHealth.setStatus('', serving);
+    grpcHealth.setStatus('envoy.service.discovery.v3.AggregatedDiscoveryService', serving);
+  };
+  watcher.on('update', () => setImmediate(setServing));
+
+  const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? { host: '127.0.0.1', port: xdsPort };
+  const app = createHttpApp({ health, registry, cache, ads, model: () => model, xdsAddress: advertise, logger });
+  const httpServer: HttpServer = await new Promise((resolve, reject) => {
+    const server = app.listen(config.TRELLIS_HTTP_PORT, config.TRELLIS_HOST, () => resolve(server));
+    server.once('error', reject);
+  });
+  const httpPort = (httpServer.address() as AddressInfo).port;
+  logger.info({ xdsPort, httpPort, controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID, allowInsecureClients: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS }, 'control plane listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    xdsPort,
+    httpPort,
+    health,
+    registry,
+    cache,
+    ads,
+    watcher,
+    statusWriter,
+    model: () => model,
+    close: () =>
+      (closing ??= (async () => {
+        health.startDraining();
+        setServing();
+        debouncer.close();
+        ads.closeAll();
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            grpcServer.forceShutdown();
+            resolve();
+          }, 5_000);
+          grpcServer.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+        await new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeAllConnections();
+        });
+        await statusWriter.close();
+        await watcher.close();
+      })()),
+  };
+}

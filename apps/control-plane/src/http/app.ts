@@ -1,0 +1,67 @@
+// The control plane's HTTP side: health and metrics, what a proxy is being
+// served (/debug/config_dump), the model's dropped inputs (/debug/model).
+import express, { type Express, type Request, type Response } from 'express';
+import type { Registry } from 'prom-client';
+import { ServiceName } from '@trellis/mesh-schema';
+import { opsRouter, type Health, type Logger } from '@trellis/runtime';
+import type { ProxyKind } from '../envoy/resources';
+import type { MeshModel } from '../model';
+import type { AdsServer } from '../xds/ads-server';
+import type { SnapshotCache } from '../xds/snapshot-cache';
+import { configDump } from './config-dump';
+import { sendProblem } from './problem';
+
+export interface HttpAppDeps {
+  health: Health;
+  registry: Registry;
+  cache: SnapshotCache<MeshModel>;
+  ads: AdsServer;
+  model: () => MeshModel | undefined;
+  /** Where sidecars reach the xDS port (for rendered bootstraps). */
+  xdsAddress: { host: string; port: number };
+  logger: Logger;
+}
+
+export function createHttpApp(deps: HttpAppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(opsRouter(deps.health, deps.registry));
+
+  /**
+   * `?node=<node id>`: what that connected proxy is being served.
+   * `?service=<name>&kind=envoy|proxyless`: what a proxy of that service would get.
+   */
+  app.get('/debug/config_dump', (req: Request, res: Response) => {
+    const node = typeof req.query['node'] === 'string' ? req.query['node'] : undefined;
+    const service = typeof req.query['service'] === 'string' ? req.query['service'] : undefined;
+    if (node !== undefined) {
+      const stream = deps.ads.streams().find((s) => s.info.nodeId === node);
+      if (!stream) return sendProblem(res, 404, 'Proxy not connected', `no xDS stream from node "${node}" on this replica`, { field: 'node' });
+      const snapshot = deps.cache.snapshotOf(stream.info.identity);
+      if (!snapshot) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
+      return void res.json({ nodeId: node, protocol: stream.info.protocol, connectedAt: stream.info.connectedAt, ...configDump(snapshot) });
+    }
+    if (service !== undefined) {
+      if (!ServiceName.safeParse(service).success) return sendProblem(res, 400, 'Invalid query', 'service must be a DNS label', { field: 'service' });
+      const kind = req.query['kind'] ?? 'envoy';
+      if (kind !== 'envoy' && kind !== 'proxyless') return sendProblem(res, 400, 'Invalid query', 'kind must be "envoy" or "proxyless"', { field: 'kind' });
+      const snapshot = deps.cache.peek({ service, kind: kind as ProxyKind });
+      if (!snapshot) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
+      return void res.json(configDump(snapshot));
+    }
+    sendProblem(res, 400, 'Missing query', 'pass node=<node id> or service=<name>', { field: 'node' });
+  });
+
+  app.get('/debug/streams', (_req: Request, res: Response) => {
+    res.json({ streams: deps.ads.streams().map((s) => ({ ...s.info, connectedAt: s.info.connectedAt.toISOString() })), cache: deps.cache.stats() });
+  });
+
+  app.get('/debug/model', (_req: Request, res: Response) => {
+    const model = deps.model();
+    if (!model) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
+    res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped });
+  });
+
+  app.use((_req: Request, res: Response) => sendProblem(res, 404, 'Not found', 'no such endpoint'));
+  return app;
+}

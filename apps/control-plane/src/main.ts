@@ -1,0 +1,21 @@
+// Reads the configuration, connects to etcd and starts the control plane.
+import { connectEtcd, etcdOptionsFromEnv, KeyLayout } from '@trellis/mesh-schema';
+import { createLogger, installShutdown, runMain } from '@trellis/runtime';
+import { loadControlPlaneConfig } from './config';
+import { startControlPlane } from './control-plane';
+
+runMain('control-plane', async () => {
+  const config = loadControlPlaneConfig();
+  const logger = createLogger('control-plane', config.TRELLIS_LOG_LEVEL);
+  const etcd = connectEtcd(etcdOptionsFromEnv(config));
+  const controlPlane = await startControlPlane({ config, etcd, layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX), logger });
+  installShutdown({
+    logger,
+    health: controlPlane.health,
+    drainMs: 2_000,
+    steps: [
+      { name: 'control plane', run: () => controlPlane.close() },
+      { name: 'etcd client', run: () => etcd.close() },
+    ],
+  });
+});

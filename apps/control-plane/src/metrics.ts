@@ -1,0 +1,93 @@
+// Every control-plane metric, in one place. Names follow trellis_control_plane_…
+// with _total/_seconds suffixes; labels are bounded (xDS type, protocol, proxy
+// kind, result) — never a node id or service name.
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { XdsCallbacks } from './xds/callbacks';
+
+const P = 'trellis_control_plane_';
+
+export interface ControlPlaneMetrics {
+  callbacks: XdsCallbacks;
+  /** One debounced rebuild: model + affected snapshots. */
+  observeRebuild(seconds: number, result: { rebuilt: number; changed: number; reset: boolean }): void;
+  translateErrors: Counter;
+  droppedInputs: Gauge;
+  cacheIdentities: Gauge;
+  cacheResources: Gauge;
+  cacheBytes: Gauge;
+  statusWrites: Counter<'result'>;
+  meshRevision: Gauge;
+}
+
+export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
+  const registers = [registry];
+  const connected = new Gauge({ name: `${P}xds_connected_proxies`, help: 'Open xDS streams', labelNames: ['protocol', 'kind'], registers });
+  const pushes = new Counter({ name: `${P}xds_pushes_total`, help: 'xDS responses sent (cf. pilot_xds_pushes)', labelNames: ['type'], registers });
+  const acks = new Counter({ name: `${P}xds_acks_total`, help: 'xDS responses acknowledged', labelNames: ['type'], registers });
+  const rejects = new Counter({ name: `${P}xds_rejects_total`, help: 'xDS responses rejected by a proxy (NACK; cf. pilot_total_xds_rejects)', labelNames: ['type'], registers });
+  const stale = new Counter({ name: `${P}xds_stale_requests_total`, help: 'Requests answering an old nonce (ignored)', labelNames: ['type'], registers });
+  const refused = new Counter({ name: `${P}xds_streams_refused_total`, help: 'Streams refused at setup (bad node, credentials)', labelNames: ['reason'], registers });
+  const convergence = new Histogram({
+    name: `${P}proxy_convergence_seconds`,
+    help: 'From the etcd change being seen to the proxy ACKing the config built from it (cf. pilot_proxy_convergence_time)',
+    labelNames: ['type'],
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const resources = new Histogram({
+    name: `${P}xds_response_resources`,
+    help: 'Resources per xDS response',
+    labelNames: ['type'],
+    buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000],
+    registers,
+  });
+  const bytes = new Histogram({
+    name: `${P}xds_response_bytes`,
+    help: 'Encoded resource bytes per xDS response',
+    labelNames: ['type'],
+    buckets: [256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304],
+    registers,
+  });
+  const rebuild = new Histogram({
+    name: `${P}rebuild_seconds`,
+    help: 'Debounced rebuild: mesh model, affected snapshots',
+    labelNames: ['reset'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const rebuiltIdentities = new Counter({ name: `${P}snapshots_rebuilt_total`, help: 'Proxy identity snapshots recomputed', registers });
+  const changedIdentities = new Counter({ name: `${P}snapshots_changed_total`, help: 'Proxy identity snapshots whose content changed', registers });
+
+  const type = (typeUrl: XdsTypeUrl) => TYPE_SHORT_NAME[typeUrl];
+  return {
+    callbacks: {
+      onStreamOpen: (s) => connected.inc({ protocol: s.protocol, kind: s.identity.kind }),
+      onStreamClosed: (s) => connected.dec({ protocol: s.protocol, kind: s.identity.kind }),
+      onStreamRejected: (code) => refused.inc({ reason: code }),
+      onResponse: (_s, r) => {
+        pushes.inc({ type: type(r.typeUrl) });
+        resources.observe({ type: type(r.typeUrl) }, r.resources);
+        bytes.observe({ type: type(r.typeUrl) }, r.bytes);
+      },
+      onAck: (_s, typeUrl, _version, changedAt) => {
+        acks.inc({ type: type(typeUrl) });
+        if (changedAt > 0) convergence.observe({ type: type(typeUrl) }, Math.max(0, Date.now() - changedAt) / 1000);
+      },
+      onNack: (_s, typeUrl) => rejects.inc({ type: type(typeUrl) }),
+      onStaleRequest: (_s, typeUrl) => stale.inc({ type: type(typeUrl) }),
+    },
+    observeRebuild(seconds, result) {
+      rebuild.observe({ reset: String(result.reset) }, seconds);
+      rebuiltIdentities.inc(result.rebuilt);
+      changedIdentities.inc(result.changed);
+    },
+    translateErrors: new Counter({ name: `${P}translate_errors_total`, help: 'Proxy identities whose translation threw (last good snapshot kept)', registers }),
+    droppedInputs: new Gauge({ name: `${P}model_dropped_inputs`, help: 'Registry inputs left out of the mesh model (see /debug/model)', registers }),
+    cacheIdentities: new Gauge({ name: `${P}snapshot_identities`, help: 'Proxy identities with a cached snapshot', registers }),
+    cacheResources: new Gauge({ name: `${P}snapshot_shared_resources`, help: 'Distinct encoded resources shared by the snapshots', registers }),
+    cacheBytes: new Gauge({ name: `${P}snapshot_shared_resource_bytes`, help: 'Bytes of distinct encoded resources held', registers }),
+    statusWrites: new Counter({ name: `${P}proxy_status_writes_total`, help: 'Proxy status writes to etcd', labelNames: ['result'], registers }),
+    meshRevision: new Gauge({ name: `${P}mesh_revision`, help: 'etcd revision of the mesh model being served', registers }),
+  };
+}

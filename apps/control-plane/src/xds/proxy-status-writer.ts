@@ -1,0 +1,178 @@
+// Writes each connected proxy's xDS status (last sent, last ACKed, last NACK with
+// its error) to etcd at proxies/<service>/<nodeId>, under this replica's lease so
+// the records vanish with the replica. Bounded and rate-limited: changes only mark
+// a record dirty; a flush every `intervalMs` writes at most `maxWritesPerFlush`.
+import type { Etcd3, Lease } from 'etcd3';
+import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { KeyLayout, MeshStore, ProxyStatus } from '@trellis/mesh-schema';
+import type { Logger } from '@trellis/runtime';
+import type { StreamInfo, XdsCallbacks } from './callbacks';
+
+const MAX_ERROR_CHARS = 4096;
+
+export interface ProxyStatusWriterOptions {
+  client: Etcd3;
+  store: MeshStore;
+  layout: KeyLayout;
+  controlPlaneId: string;
+  logger: Logger;
+  intervalMs?: number;
+  maxWritesPerFlush?: number;
+  leaseTtlSeconds?: number;
+  onWrite?: (result: 'ok' | 'error') => void;
+}
+
+interface Tracked {
+  streamId: number;
+  status: ProxyStatus;
+}
+
+export class ProxyStatusWriter implements XdsCallbacks {
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly dirty = new Set<string>();
+  /** Keys whose stream closed; deleted at the next flush unless a new stream took them. */
+  private readonly gone = new Set<string>();
+  private lease: Lease | undefined;
+  private leaseId: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing = false;
+  private closed = false;
+
+  constructor(private readonly options: ProxyStatusWriterOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.options.intervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  onStreamOpen(stream: StreamInfo): void {
+    const key = this.key(stream);
+    const now = new Date().toISOString();
+    this.tracked.set(key, {
+      streamId: stream.streamId,
+      status: {
+        service: stream.identity.service,
+        nodeId: stream.nodeId.slice(0, 256),
+        controlPlane: this.options.controlPlaneId.slice(0, 256),
+        connectedAt: stream.connectedAt.toISOString(),
+        updatedAt: now,
+        types: {},
+      },
+    });
+    this.gone.delete(key);
+    this.dirty.add(key);
+  }
+
+  onStreamClosed(stream: StreamInfo): void {
+    const key = this.key(stream);
+    if (this.tracked.get(key)?.streamId !== stream.streamId) return; // a newer stream of the same node owns it
+    this.tracked.delete(key);
+    this.dirty.delete(key);
+    this.gone.add(key);
+  }
+
+  onResponse(stream: StreamInfo, response: { typeUrl: XdsTypeUrl; version: string; meshRevision: string }): void {
+    this.update(stream, response.typeUrl, (t, status) => {
+      t.lastSentVersion = response.version;
+      status.meshRevision = response.meshRevision.slice(0, 32);
+    });
+  }
+
+  onAck(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string): void {
+    this.update(stream, typeUrl, (t) => {
+      t.lastAckedVersion = version;
+    });
+  }
+
+  onNack(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, error: string): void {
+    this.update(stream, typeUrl, (t) => {
+      t.lastNack = { version, error: error.slice(0, MAX_ERROR_CHARS), at: new Date().toISOString() };
+    });
+  }
+
+  /** Writes what is dirty now (also called by tests). */
+  async flush(): Promise<void> {
+    if (this.flushing || this.closed) return;
+    this.flushing = true;
+    try {
+      const budget = this.options.maxWritesPerFlush ?? 200;
+      let writes = 0;
+      if (this.dirty.size > 0) {
+        const leaseId = await this.ensureLease();
+        for (const key of [...this.dirty]) {
+          if (writes++ >= budget) break;
+          this.dirty.delete(key);
+          const tracked = this.tracked.get(key);
+          if (!tracked) continue;
+          await this.write(() => this.options.store.putProxyStatus(tracked.status, leaseId), key);
+        }
+      }
+      for (const key of [...this.gone]) {
+        if (writes++ >= budget) break;
+        this.gone.delete(key);
+        if (this.tracked.has(key)) continue;
+        await this.write(() => this.options.client.delete().key(key).exec(), key);
+      }
+    } catch (err) {
+      this.options.logger.warn({ err }, 'proxy status flush failed; will retry');
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Revokes the lease: every status this replica wrote disappears at once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    const lease = this.lease;
+    this.lease = undefined;
+    if (lease) await lease.revoke().catch((err: unknown) => this.options.logger.warn({ err }, 'proxy status lease revoke failed'));
+  }
+
+  private key(stream: StreamInfo): string {
+    return this.options.layout.proxyStatus(stream.identity.service, stream.nodeId.slice(0, 256));
+  }
+
+  private update(stream: StreamInfo, typeUrl: XdsTypeUrl, change: (t: NonNullable<ProxyStatus['types']['lds']>, status: ProxyStatus) => void): void {
+    const key = this.key(stream);
+    const tracked = this.tracked.get(key);
+    if (!tracked || tracked.streamId !== stream.streamId) return;
+    const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
+    const type = (tracked.status.types[short] ??= {});
+    change(type, tracked.status);
+    tracked.status.updatedAt = new Date().toISOString();
+    this.dirty.add(key);
+  }
+
+  private async write(op: () => Promise<unknown>, key: string): Promise<void> {
+    try {
+      await op();
+      this.options.onWrite?.('ok');
+    } catch (err) {
+      this.options.onWrite?.('error');
+      if (this.tracked.has(key)) this.dirty.add(key);
+      throw err;
+    }
+  }
+
+  private async ensureLease(): Promise<string> {
+    if (this.lease && this.leaseId) return this.leaseId;
+    const lease = this.options.client.lease(this.options.leaseTtlSeconds ?? 30, { autoKeepAlive: true });
+    lease.on('lost', (err) => {
+      if (this.lease !== lease) return;
+      // etcd forgot the lease (long outage): start a new one and write every status again.
+      this.options.logger.warn({ err }, 'proxy status lease lost; re-registering all statuses');
+      this.lease = undefined;
+      this.leaseId = undefined;
+      for (const key of this.tracked.keys()) this.dirty.add(key);
+    });
+    this.lease = lease;
+    try {
+      this.leaseId = await lease.grant();
+    } catch (err) {
+      this.lease = undefined;
+      throw err;
+    }
+    return this.leaseId;
+  }
+}

@@ -1,0 +1,74 @@
+// A real control plane (startControlPlane on port 0) over a real etcd, plus the
+// registry's store to make changes with.
+import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { createLogger } from '@trellis/runtime';
+import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../src/control-plane';
+import type { XdsCallbacks } from '../../src/xds/callbacks';
+
+export interface ControlPlaneHarness {
+  etcd: TestEtcd;
+  layout: KeyLayout;
+  store: MeshStore;
+  cp: ControlPlane;
+  xdsAddress: string;
+  httpUrl: string;
+  stop(): Promise<void>;
+}
+
+export const TEST_CONTROL_PLANE_OPTIONS: ControlPlaneOptions = {
+  TRELLIS_HOST: '127.0.0.1',
+  TRELLIS_XDS_PORT: 0,
+  TRELLIS_HTTP_PORT: 0,
+  TRELLIS_AUTHZ_ADDRESS: { host: '127.0.0.1', port: 9191 },
+  TRELLIS_XDS_ADVERTISE_ADDRESS: undefined,
+  TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: true,
+  TRELLIS_CONTROL_PLANE_ID: 'cp-test',
+  TRELLIS_XDS_DEBOUNCE_MS: 100,
+  TRELLIS_XDS_DEBOUNCE_MAX_MS: 500,
+  TRELLIS_PROXY_STATUS_INTERVAL_MS: 200,
+  TRELLIS_PROXY_STATUS_MAX_WRITES: 200,
+};
+
+export async function startControlPlaneHarness(
+  overrides: Partial<ControlPlaneOptions> = {},
+  callbacks?: XdsCallbacks,
+  etcd?: TestEtcd,
+): Promise<ControlPlaneHarness> {
+  const ownEtcd = !etcd;
+  const testEtcd = etcd ?? (await startEtcd());
+  const layout = new KeyLayout(testEtcd.prefix);
+  const store = new MeshStore(testEtcd.client(), layout);
+  await store.ensureMeshSettings({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
+  const cp = await startControlPlane({
+    config: { ...TEST_CONTROL_PLANE_OPTIONS, ...overrides },
+    etcd: testEtcd.client(),
+    layout,
+    logger: createLogger('control-plane', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent'),
+    ...(callbacks ? { callbacks } : {}),
+  });
+  await cp.watcher.whenReady();
+  return {
+    etcd: testEtcd,
+    layout,
+    store,
+    cp,
+    xdsAddress: `127.0.0.1:${cp.xdsPort}`,
+    httpUrl: `http://127.0.0.1:${cp.httpPort}`,
+    async stop() {
+      await cp.close();
+      if (ownEtcd) await testEtcd.close();
+    },
+  };
+}
+
+/** Resolves once `predicate` holds, polling every 20 ms. */
+export async function eventually<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
