@@ -1,0 +1,63 @@
+// apps/*/Dockerfile: without a Docker engine here, the images are checked by reading
+// them: two stages from the nx build output, runtime packages installed against the
+// workspace lockfile, a distroless non-root final stage that exposes the app's ports.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { argDefault, parseDockerfile, type Stage } from './dockerfile';
+import { APPS, WORKSPACE_ROOT, readWorkspaceFile } from './workspace';
+
+const PORTS: Record<(typeof APPS)[number], string[]> = {
+  registry: ['8080'],
+  'control-plane': ['18000', '18080'],
+  authz: ['9191', '8181'],
+};
+
+const all = (stage: Stage, keyword: string) => stage.instructions.filter((i) => i.keyword === keyword).map((i) => i.args);
+
+describe.each([...APPS])('apps/%s/Dockerfile', (app) => {
+  const { args, stages } = parseDockerfile(readWorkspaceFile('apps', app, 'Dockerfile'));
+  const [deps, runtime] = stages as [Stage, Stage];
+
+  it('has a dependency stage and a final runtime stage', () => {
+    expect(stages).toHaveLength(2);
+    expect(deps.name).toBe('deps');
+  });
+
+  it("installs only the bundle's runtime packages, pinned by the workspace lockfile", () => {
+    expect(all(deps, 'COPY')).toEqual([`dist/apps/${app}/package.json ./package.json`, 'package-lock.json ./package-lock.json']);
+    expect(all(deps, 'RUN')).toEqual([expect.stringMatching(/^npm install --omit=dev --ignore-scripts\b/)]);
+  });
+
+  it('runs on distroless node as a numeric non-root user', () => {
+    const image = runtime.from.replace(/^\$\{(\w+)\}$/, (_m, name: string) => argDefault(args, name) ?? '');
+    expect(image).toMatch(/^gcr\.io\/distroless\/nodejs20-debian12:nonroot$/);
+    expect(argDefault(args, 'NODE_BUILD_IMAGE')).toMatch(/^node:20-/);
+    const [user] = all(runtime, 'USER');
+    expect(user).toMatch(/^[1-9][0-9]*:[1-9][0-9]*$/);
+  });
+
+  it('copies the build output and the installed packages, and starts main.js', () => {
+    expect(all(runtime, 'COPY')).toEqual([`--from=deps --chown=0:0 /app/node_modules ./node_modules`, `--chown=0:0 dist/apps/${app}/ ./`]);
+    expect(all(runtime, 'CMD')).toEqual(['["--enable-source-maps", "main.js"]']);
+    expect(all(runtime, 'WORKDIR')).toEqual(['/app']);
+  });
+
+  it(`exposes ${PORTS[app].join(' and ')}`, () => {
+    expect(all(runtime, 'EXPOSE').flatMap((e) => e.split(/\s+/))).toEqual(PORTS[app]);
+  });
+
+  it('keeps the build context to the build output and the lockfile', () => {
+    const ignore = join(WORKSPACE_ROOT, 'apps', app, 'Dockerfile.dockerignore');
+    expect(existsSync(ignore)).toBe(true);
+    const rules = readWorkspaceFile('apps', app, 'Dockerfile.dockerignore')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'));
+    expect(rules).toEqual(['*', `!dist/apps/${app}/`, '!package-lock.json']);
+  });
+
+  it('builds from what tools/build/bundle.mjs writes (main.js and package.json in dist/apps/<app>)', () => {
+    const bundler = readWorkspaceFile('tools/build/bundle.mjs');
+    expect(bundler).toContain("join(root, 'dist/apps', app)");
+    expect(bundler).toMatch(/writeFileSync\(\s*join\(outDir, 'package\.json'\)/);
+  });
+});
