@@ -1,0 +1,1 @@
+export { ProtoValidator, type ProtoValidatorOptions, type Violation } from './proto-validator';
