@@ -19,6 +19,10 @@ export class AuthzMetrics {
   readonly tokenEndpointRequests: Counter<'result'>;
   readonly edgeJwksFetchErrors: Counter;
 
+  // Bound label sets for the per-Check series (the label combinations are few and fixed).
+  private readonly checkCounters = new Map<string, { inc(): void }>();
+  private readonly checkTimers = new Map<string, { observe(value: number): void }>();
+
   constructor(readonly registry: Registry) {
     const registers = [registry];
     this.checks = new Counter({
@@ -85,5 +89,24 @@ export class AuthzMetrics {
       help: 'Failures to fetch a Cloudflare Access team certs document',
       registers,
     });
+  }
+
+  countCheck(direction: Direction, result: 'ok' | 'denied', reason: string): void {
+    const key = `${direction}/${result}/${reason}`;
+    let child = this.checkCounters.get(key);
+    if (!child) {
+      child = this.checks.labels(direction, result, reason);
+      this.checkCounters.set(key, child);
+    }
+    child.inc();
+  }
+
+  observeCheckDuration(direction: Direction, seconds: number): void {
+    let child = this.checkTimers.get(direction);
+    if (!child) {
+      child = this.checkDuration.labels(direction);
+      this.checkTimers.set(direction, child);
+    }
+    child.observe(seconds);
   }
 }

@@ -2,14 +2,20 @@
 // context extensions the control plane (or Contour) set — never from headers
 // the application could send — and decides. Every path returns a Decision;
 // an unexpected error becomes a denial, never a failed RPC.
+//
+// The request path is built for the cache hit: the wire bytes are read only as
+// far as needed (check-attributes.ts), a cached token is found synchronously,
+// and its encoded response is reused.
 import type { Logger } from '@trellis/runtime';
-import type { CheckRequest, CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { DNS_LABEL } from '@trellis/mesh-schema';
 import { accessTokenFrom, type CloudflareAccessVerifier } from '../edge/cloudflare-access';
 import type { KeyRing } from '../keys/key-ring';
 import type { AuthzMetrics, Direction } from '../metrics';
+import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
 import { verifyMeshToken } from '../tokens/verify';
+import type { CheckAttributes } from './check-attributes';
 import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavailable, type Decision } from './decision';
 import type { MeshPolicy } from './mesh-policy';
 
@@ -29,6 +35,9 @@ export interface CheckSettings {
 }
 
 export class CheckService {
+  // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.
+  private readonly encodedResponses = new WeakMap<MintedToken, Buffer>();
+
   constructor(
     private readonly policy: MeshPolicy,
     private readonly tokens: MeshTokenIssuer,
@@ -39,56 +48,78 @@ export class CheckService {
     private readonly logger: Logger,
   ) {}
 
-  async check(request: CheckRequest): Promise<CheckResponse> {
+  /** The encoded CheckResponse; synchronous when the answer is at hand (a cached token, a denial). Never rejects. */
+  check(attributes: CheckAttributes): Buffer | Promise<Buffer> {
     const started = process.hrtime.bigint();
-    const context = request.attributes?.contextExtensions ?? {};
-    const direction = directionOf(context[CONTEXT_DIRECTION]);
-    let decision: Decision;
+    const direction = directionOf(attributes.contextExtensions[CONTEXT_DIRECTION]);
+    let decision: Decision | Promise<Decision>;
     try {
-      decision = await this.decide(direction, request);
+      decision = this.decide(direction, attributes);
     } catch (err) {
-      this.logger.error({ err, direction }, 'check failed unexpectedly; denying');
-      decision = unavailable('internal-error', 'authz could not decide');
+      decision = this.internalError(err, direction);
     }
-    const result = decision.allow ? 'ok' : 'denied';
-    this.metrics.checks.inc({ direction, result, reason: decision.reason });
-    this.metrics.checkDuration.observe({ direction }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (!decision.allow) {
-      this.logger.info({ direction, reason: decision.reason, source: context[CONTEXT_SOURCE], destination: context[CONTEXT_DESTINATION] }, 'request denied');
+    if (decision instanceof Promise) {
+      return decision.catch((err: unknown) => this.internalError(err, direction)).then((d) => this.respond(d, direction, attributes, started));
     }
-    return toCheckResponse(decision);
+    return this.respond(decision, direction, attributes, started);
   }
 
-  private decide(direction: Direction, request: CheckRequest): Promise<Decision> | Decision {
+  private respond(decision: Decision, direction: Direction, attributes: CheckAttributes, started: bigint): Buffer {
+    this.metrics.countCheck(direction, decision.allow ? 'ok' : 'denied', decision.reason);
+    if (!decision.allow) {
+      const context = attributes.contextExtensions;
+      this.logger.info({ direction, reason: decision.reason, source: context[CONTEXT_SOURCE], destination: context[CONTEXT_DESTINATION] }, 'request denied');
+    }
+    const bytes = this.encode(decision);
+    this.metrics.observeCheckDuration(direction, Number(process.hrtime.bigint() - started) / 1e9);
+    return bytes;
+  }
+
+  private encode(decision: Decision): Buffer {
+    const memo = decision.allow ? (decision.memo as MintedToken | undefined) : undefined;
+    const cached = memo && this.encodedResponses.get(memo);
+    if (cached) return cached;
+    const written = CheckResponse.encode(toCheckResponse(decision)).finish();
+    const bytes = Buffer.from(written.buffer, written.byteOffset, written.byteLength);
+    if (memo) this.encodedResponses.set(memo, bytes);
+    return bytes;
+  }
+
+  private internalError(err: unknown, direction: Direction): Decision {
+    this.logger.error({ err, direction }, 'check failed unexpectedly; denying');
+    return unavailable('internal-error', 'authz could not decide');
+  }
+
+  private decide(direction: Direction, attributes: CheckAttributes): Decision | Promise<Decision> {
+    if (attributes.malformed) return misconfigured('malformed-request', 'the CheckRequest could not be decoded');
     // Fail closed until the first registry snapshot is loaded.
     if (!this.policy.ready) return unavailable('not-ready', 'the registry snapshot is not loaded yet');
-    const context = request.attributes?.contextExtensions ?? {};
+    const context = attributes.contextExtensions;
     switch (direction) {
       case 'outbound':
         return this.outbound(context[CONTEXT_SOURCE], context[CONTEXT_DESTINATION]);
       case 'inbound':
-        return this.inbound(context[CONTEXT_DESTINATION], request.attributes?.request?.http?.headers ?? {});
+        return this.inbound(context[CONTEXT_DESTINATION], attributes.http()?.headers ?? {});
       case 'edge':
-        return this.edge(request);
+        return this.edge(attributes);
       default:
         return misconfigured('missing-context', `the route does not set a valid ${CONTEXT_DIRECTION} context extension`);
     }
   }
 
   /** At A's sidecar: may A call B? If so, the A→B token to add upstream. */
-  private async outbound(source: string | undefined, destination: string | undefined): Promise<Decision> {
+  private outbound(source: string | undefined, destination: string | undefined): Decision | Promise<Decision> {
     if (!isServiceName(source) || !isServiceName(destination)) {
       return misconfigured('missing-context', `outbound checks need ${CONTEXT_SOURCE} and ${CONTEXT_DESTINATION} service names`);
     }
     const call = this.policy.allowsCall(source, destination);
     if (!call.allowed) return forbid(call.reason, `${source} has not declared a dependency on ${destination}`);
-    try {
-      const { token } = await this.tokens.tokenFor(source, destination);
-      return allow({ authorization: `Bearer ${token}` });
-    } catch (err) {
+    const cached = this.tokens.cachedToken(source, destination);
+    if (cached) return withToken(cached);
+    return this.tokens.tokenFor(source, destination).then(withToken, (err: unknown) => {
       if (err instanceof NoSigningKeyError) return unavailable('no-signing-key', 'no signing key is active');
       throw err;
-    }
+    });
   }
 
   /** At B's sidecar, for proxies that validate through ext_authz rather than jwt_authn. */
@@ -109,8 +140,8 @@ export class CheckService {
   }
 
   /** At the edge (Contour): the Cloudflare Access JWT of the ingress's Access application. */
-  private async edge(request: CheckRequest): Promise<Decision> {
-    const http = request.attributes?.request?.http;
+  private async edge(attributes: CheckAttributes): Promise<Decision> {
+    const http = attributes.http();
     if (!http) return misconfigured('missing-context', 'edge checks need the HTTP request attributes');
     const match = this.policy.ingressFor(http.host, http.path);
     if (!match) return forbid('no-ingress', 'no ingress serves this host and path');
@@ -131,6 +162,8 @@ export class CheckService {
     return allow(headers, stripIdentity.filter((name) => !(name in headers)));
   }
 }
+
+const withToken = (minted: MintedToken): Decision => allow({ authorization: `Bearer ${minted.token}` }, [], minted);
 
 function directionOf(value: string | undefined): Direction {
   return value === 'outbound' || value === 'inbound' || value === 'edge' ? value : 'unknown';

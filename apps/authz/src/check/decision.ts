@@ -7,10 +7,17 @@ import type { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/e
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
 export type Decision =
-  | { allow: true; reason: 'allowed'; headers: Readonly<Record<string, string>>; removeHeaders?: readonly string[] }
+  | {
+      allow: true;
+      reason: 'allowed';
+      headers: Readonly<Record<string, string>>;
+      removeHeaders?: readonly string[];
+      /** An object that lives exactly as long as this decision stays the same (the cached token): its wire encoding is reused. */
+      memo?: object;
+    }
   | { allow: false; reason: string; grpcCode: GrpcStatus; httpStatus: number; message: string };
 
-export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = []): Decision => ({ allow: true, reason: 'allowed', headers, removeHeaders });
+export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = [], memo?: object): Decision => ({ allow: true, reason: 'allowed', headers, removeHeaders, memo });
 
 /** 403: the caller is known and not allowed. */
 export const forbid = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.PERMISSION_DENIED, httpStatus: 403, message });

@@ -1,11 +1,25 @@
 // The gRPC side: envoy.service.auth.v3.Authorization and the standard gRPC
 // health service (for Kubernetes gRPC probes and Envoy health checks).
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { AuthorizationService, type AuthorizationServer } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { AuthorizationService, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { HealthImplementation } from 'grpc-health-check';
+import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
 
 export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization';
+
+/**
+ * The generated service definition with the wire handled by CheckService: requests
+ * are read only as far as a Check needs (decodeCheckAttributes, which never throws,
+ * so a bad request is a denial, not a failed RPC) and responses arrive encoded.
+ */
+const AUTHORIZATION_SERVICE_ON_THE_WIRE = {
+  check: {
+    ...AuthorizationService.check,
+    requestDeserialize: (bytes: Buffer): CheckAttributes => decodeCheckAttributes(bytes),
+    responseSerialize: (value: Buffer | CheckResponse): Buffer => (Buffer.isBuffer(value) ? value : AuthorizationService.check.responseSerialize(value)),
+  },
+} as const;
 
 export interface AuthzGrpcServer {
   server: Server;
@@ -20,13 +34,14 @@ export async function startGrpcServer(checks: CheckService, host: string, port: 
     'grpc.keepalive_timeout_ms': 20_000,
     'grpc.max_receive_message_length': 1024 * 1024,
   });
-  const implementation: AuthorizationServer = {
-    check: (call, callback) => {
+  server.addService(AUTHORIZATION_SERVICE_ON_THE_WIRE, {
+    check: (call: ServerUnaryCall<CheckAttributes, Buffer>, callback: sendUnaryData<Buffer>) => {
       // check() never rejects: every failure is already a denial.
-      void checks.check(call.request).then((response) => callback(null, response));
+      const response = checks.check(call.request);
+      if (Buffer.isBuffer(response)) callback(null, response);
+      else void response.then((bytes) => callback(null, bytes));
     },
-  };
-  server.addService(AuthorizationService, implementation);
+  });
   const health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const boundPort = await new Promise<number>((resolve, reject) => {

@@ -25,6 +25,8 @@ export class KeyRing {
   private published = new Map<string, AuthzPublicKey>();
   private readonly publicKeyCache = new Map<string, VerificationKey>();
   private reconciling: Promise<void> | undefined;
+  // signer() runs on every Check: its answer only changes when the records do or a pending key's activeFrom passes.
+  private signerMemo: { key: SigningKey | undefined; until: number } | undefined;
 
   constructor(
     private readonly store: AuthzKeyStore,
@@ -38,6 +40,7 @@ export class KeyRing {
   async setLocalKeys(keys: readonly SigningKey[]): Promise<void> {
     const before = new Set(this.local.keys());
     this.local = new Map(keys.map((key) => [key.kid, key]));
+    this.signerMemo = undefined;
     for (const key of keys) if (!before.has(key.kid)) this.logger.info({ kid: key.kid, alg: key.alg, source: key.source }, 'signing key loaded');
     for (const kid of before) if (!this.local.has(kid)) this.logger.info({ kid }, 'signing key removed from the key source');
     await this.reconcile();
@@ -80,6 +83,7 @@ export class KeyRing {
       }
     }
     this.published = next;
+    this.signerMemo = undefined;
     this.updateGauges(now);
     if (!this.signer() && this.local.size > 0) {
       const pending = [...next.values()].filter((r) => this.local.has(r.kid) && keyState(r, now) === 'pending');
@@ -89,8 +93,12 @@ export class KeyRing {
 
   /** The key that signs now, or undefined (then nothing is minted). */
   signer(): SigningKey | undefined {
-    const record = selectSigner(new Set(this.local.keys()), this.published.values(), this.clock());
-    return record ? this.local.get(record.kid) : undefined;
+    const now = this.clock();
+    if (this.signerMemo && now < this.signerMemo.until) return this.signerMemo.key;
+    const record = selectSigner(new Set(this.local.keys()), this.published.values(), now);
+    const nextActivation = Math.min(...[...this.published.values()].map((r) => Date.parse(r.activeFrom)).filter((t) => t > now));
+    this.signerMemo = { key: record ? this.local.get(record.kid) : undefined, until: nextActivation };
+    return this.signerMemo.key;
   }
 
   /** Keys tokens may be verified with: every published key not yet retired. */

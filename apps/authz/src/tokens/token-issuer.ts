@@ -35,6 +35,8 @@ export class MeshTokenIssuer {
   private readonly flights = new SingleFlight<CachedToken>();
   private readonly maxMemoryEntries: number;
   private readonly marginMs: number;
+  private readonly memoryHits: { inc(): void };
+  private readonly memoryMisses: { inc(): void };
 
   constructor(
     private readonly keyRing: KeyRing,
@@ -47,20 +49,31 @@ export class MeshTokenIssuer {
   ) {
     this.maxMemoryEntries = options.maxMemoryEntries ?? 10_000;
     this.marginMs = (options.ttlSeconds - options.cacheTtlSeconds) * 1000;
+    this.memoryHits = metrics.tokenCache.labels('memory', 'hit');
+    this.memoryMisses = metrics.tokenCache.labels('memory', 'miss');
+  }
+
+  /** The in-process cache alone, synchronously: the hot path of a Check. Undefined on a miss. */
+  cachedToken(source: string, destination: string): MintedToken | undefined {
+    const signer = this.keyRing.signer();
+    if (!signer) return undefined;
+    const cached = this.memory.get(`${source}:${destination}:${signer.kid}`);
+    if (cached && cached.issuer === this.issuer() && cached.useUntil > this.clock()) {
+      this.memoryHits.inc();
+      return cached;
+    }
+    return undefined;
   }
 
   /** A token for `source` calling `destination`; throws NoSigningKeyError when nothing may sign. */
   async tokenFor(source: string, destination: string): Promise<MintedToken> {
+    const hit = this.cachedToken(source, destination);
+    if (hit) return hit;
     const signer = this.keyRing.signer();
     if (!signer) throw new NoSigningKeyError();
     const issuer = this.issuer();
     const key = `${source}:${destination}:${signer.kid}`;
-    const cached = this.memory.get(key);
-    if (cached && cached.issuer === issuer && cached.useUntil > this.clock()) {
-      this.metrics.tokenCache.inc({ layer: 'memory', result: 'hit' });
-      return cached;
-    }
-    this.metrics.tokenCache.inc({ layer: 'memory', result: 'miss' });
+    this.memoryMisses.inc();
     return this.flights.run(key, async () => {
       const entry = (await this.fromShared(key, source, destination, signer.kid, issuer)) ?? (await this.mint(key, source, destination, issuer));
       this.remember(key, entry);

@@ -1,0 +1,222 @@
+// startAuthz: the whole service wired together — embeddable, so tests start it
+// on port 0 against real etcd and Redis, and main.ts only reads config.
+import type { Server as HttpServer } from 'node:http';
+import type { Etcd3 } from 'etcd3';
+import { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import { KeyLayout, MeshStore, MeshWatcher } from '@trellis/mesh-schema';
+import { createMetricsRegistry, Health, type Logger, type ShutdownStep } from '@trellis/runtime';
+import { CheckService } from './check/check-service';
+import { MeshPolicy } from './check/mesh-policy';
+import type { AuthzConfig } from './config';
+import { CloudflareAccessVerifier, type CloudflareAccessOptions } from './edge/cloudflare-access';
+import { AUTHORIZATION_SERVICE_NAME, startGrpcServer, stopGrpcServer } from './grpc/grpc-server';
+import { CallerCredentials } from './http/caller-credentials';
+import { createHttpApp } from './http/http-app';
+import { KeyRing } from './keys/key-ring';
+import { loadSigningKeys } from './keys/load-signing-keys';
+import { generateSigningKey, type SigningKey } from './keys/signing-key';
+import { AuthzMetrics } from './metrics';
+import { RedisTokenCache } from './tokens/redis-token-cache';
+import { MeshTokenIssuer } from './tokens/token-issuer';
+
+export interface AuthzDeps {
+  config: AuthzConfig;
+  logger: Logger;
+  /** The caller owns the client and closes it after `close()`. */
+  etcd: Etcd3;
+  /** Keys to sign with instead of reading them from the configured source (tests). */
+  signingKeys?: () => Promise<SigningKey[]>;
+  /** Overrides for the Cloudflare Access verifier (tests shorten the refetch cooldown). */
+  edge?: Partial<CloudflareAccessOptions>;
+  clock?: () => number;
+}
+
+export interface Authz {
+  grpcPort: number;
+  httpPort: number;
+  health: Health;
+  registry: Registry;
+  metrics: AuthzMetrics;
+  keyRing: KeyRing;
+  /** Re-reads the key source and publishes/retires keys (also runs on a timer). */
+  reloadKeys(): Promise<void>;
+  /** Resolves when the first registry snapshot is loaded and a key can sign. */
+  whenReady(): Promise<void>;
+  /** Shutdown in order: not ready, drain gRPC, close HTTP, stop the watch, close Redis. */
+  shutdownSteps: ShutdownStep[];
+  close(): Promise<void>;
+}
+
+const GRPC_DRAIN_MS = 5_000;
+
+export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
+  const { config, logger } = deps;
+  const clock = deps.clock ?? Date.now;
+  const registry = createMetricsRegistry('authz');
+  const metrics = new AuthzMetrics(registry);
+  const health = new Health();
+  const layout = new KeyLayout(config.TRELLIS_ETCD_PREFIX);
+  const store = new MeshStore(deps.etcd, layout);
+
+  // Mesh-wide settings: the first replica writes them, everyone follows what is stored.
+  const settings = await store.ensureMeshSettings({ tokenIssuer: config.TRELLIS_TOKEN_ISSUER, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS });
+
+  const keyRing = new KeyRing(
+    store,
+    { publishLeadSeconds: config.TRELLIS_KEY_PUBLISH_LEAD_SECONDS, tokenTtlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS },
+    logger,
+    metrics,
+    clock,
+  );
+  const readKeys = deps.signingKeys ?? signingKeySource(config, logger);
+  const reloadKeys = async () => keyRing.setLocalKeys(await readKeys());
+  await reloadKeys();
+
+  const watcher = MeshWatcher.start(deps.etcd, layout, { logger });
+  const policy = new MeshPolicy(watcher);
+  watcher.on('update', (update) => {
+    policy.invalidate();
+    // Another replica published or retired a key: take its view (a re-list, not the event, so the schedule sees everything).
+    if (update.reset || update.changes.some((change) => change.kind === 'authzKey')) {
+      keyRing.reconcile().catch((err: unknown) => logger.warn({ err }, 'key reconcile after a watch update failed'));
+    }
+  });
+  const issuer = () => watcher.state.meshSettings?.tokenIssuer ?? settings.tokenIssuer;
+
+  const redis = new Redis(config.TRELLIS_REDIS_URL, {
+    // Fail fast: no queueing while disconnected, no retries per command, a tight timeout.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: config.TRELLIS_REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeout: 2_000,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+  });
+  watchRedisConnection(redis, logger);
+  const sharedCache = new RedisTokenCache(redis, { keyPrefix: config.TRELLIS_REDIS_KEY_PREFIX }, metrics, logger);
+  const tokens = new MeshTokenIssuer(
+    keyRing,
+    sharedCache,
+    issuer,
+    { ttlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS, cacheTtlSeconds: config.TRELLIS_TOKEN_CACHE_TTL_SECONDS },
+    metrics,
+    logger,
+    clock,
+  );
+  const access = new CloudflareAccessVerifier(
+    { certsUrlTemplate: config.TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS, ...deps.edge },
+    metrics,
+  );
+  const checks = new CheckService(
+    policy,
+    tokens,
+    keyRing,
+    access,
+    { issuer, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS, tokenTtlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },
+    metrics,
+    logger,
+  );
+
+  const credentials = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS ? await CallerCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS) : undefined;
+  if (!credentials) logger.info('POST /v1/token is disabled: TRELLIS_TOKEN_ENDPOINT_CREDENTIALS is not set');
+
+  health.addCheck('registry', () => watcher.ready);
+  health.addCheck('signingKey', () => keyRing.signer() !== undefined);
+
+  const grpc = await startGrpcServer(checks, config.TRELLIS_HOST, config.TRELLIS_GRPC_PORT);
+  const http = createHttpApp({ health, registry, keyRing, policy, tokens, credentials, metrics, logger });
+  const httpServer = await new Promise<HttpServer>((resolve, reject) => {
+    const server = http.listen(config.TRELLIS_HTTP_PORT, config.TRELLIS_HOST, () => resolve(server)).once('error', reject);
+  });
+  const httpPort = (httpServer.address() as { port: number }).port;
+  // Outlive the idle timeouts of scrapers and load balancers, so they never reuse a socket we just closed.
+  httpServer.keepAliveTimeout = 65_000;
+  httpServer.headersTimeout = 66_000;
+
+  // gRPC health follows readiness (probes and Envoy health checks read it).
+  const syncGrpcHealth = async () => {
+    const status = (await health.readiness()).ready ? 'SERVING' : 'NOT_SERVING';
+    grpc.health.setStatus('', status);
+    grpc.health.setStatus(AUTHORIZATION_SERVICE_NAME, status);
+  };
+  const healthTimer = setInterval(() => void syncGrpcHealth(), 1_000);
+  healthTimer.unref();
+  watcher.on('status', () => void syncGrpcHealth());
+  const keyTimer = setInterval(() => {
+    reloadKeys().catch((err: unknown) => logger.error({ err }, 'reloading signing keys failed; keeping the current ones'));
+  }, config.TRELLIS_KEY_RELOAD_SECONDS * 1000);
+  keyTimer.unref();
+  void watcher.whenReady().then(syncGrpcHealth);
+
+  logger.info({ grpcPort: grpc.port, httpPort, issuer: settings.tokenIssuer }, 'authz listening');
+
+  const shutdownSteps: ShutdownStep[] = [
+    {
+      name: 'stop gRPC',
+      run: async () => {
+        clearInterval(healthTimer);
+        clearInterval(keyTimer);
+        grpc.health.setStatus('', 'NOT_SERVING');
+        grpc.health.setStatus(AUTHORIZATION_SERVICE_NAME, 'NOT_SERVING');
+        await stopGrpcServer(grpc.server, GRPC_DRAIN_MS);
+      },
+    },
+    { name: 'close HTTP', run: () => new Promise<void>((resolve) => httpServer.close(() => resolve()).closeAllConnections()) },
+    { name: 'stop etcd watch', run: () => watcher.close() },
+    { name: 'close Redis', run: () => void redis.disconnect() },
+  ];
+  let closing: Promise<void> | undefined;
+
+  return {
+    grpcPort: grpc.port,
+    httpPort,
+    health,
+    registry,
+    metrics,
+    keyRing,
+    reloadKeys,
+    async whenReady() {
+      await watcher.whenReady();
+      while (!(await health.readiness()).ready) await new Promise((resolve) => setTimeout(resolve, 50));
+    },
+    shutdownSteps,
+    close() {
+      closing ??= (async () => {
+        health.startDraining();
+        for (const step of shutdownSteps) await step.run();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Keys from the configured source; an ephemeral key only when asked for (local development). */
+function signingKeySource(config: AuthzConfig, logger: Logger): () => Promise<SigningKey[]> {
+  const dir = config.TRELLIS_SIGNING_KEYS_DIR ?? config.CREDENTIALS_DIRECTORY;
+  let ephemeral: Promise<SigningKey> | undefined;
+  return async () => {
+    const keys = await loadSigningKeys({ dir, pem: config.TRELLIS_SIGNING_KEY });
+    if (keys.length > 0) return keys;
+    if (config.TRELLIS_SIGNING_KEY_EPHEMERAL) {
+      if (!ephemeral) {
+        logger.warn('signing with an ephemeral key generated at start: tokens die with this process and replicas do not share it');
+        ephemeral = generateSigningKey('RS256', 'ephemeral');
+      }
+      return [await ephemeral];
+    }
+    throw new Error('no signing key: set TRELLIS_SIGNING_KEYS_DIR, TRELLIS_SIGNING_KEY or systemd LoadCredential= (CREDENTIALS_DIRECTORY)');
+  };
+}
+
+/** Logs Redis connectivity once per change, not once per reconnect attempt. */
+function watchRedisConnection(redis: Redis, logger: Logger): void {
+  let healthy: boolean | undefined;
+  redis.on('ready', () => {
+    if (healthy !== true) logger.info('Redis connected');
+    healthy = true;
+  });
+  redis.on('error', (err: Error) => {
+    if (healthy !== false) logger.warn({ err: { message: err.message } }, 'Redis unavailable: tokens are minted locally until it is back');
+    healthy = false;
+  });
+}

@@ -1,0 +1,20 @@
+// authz: Envoy ext_authz for the mesh. Reads configuration, starts, and shuts
+// down gracefully on SIGTERM; everything else lives in startAuthz.
+import { connectEtcd, etcdOptionsFromEnv } from '@trellis/mesh-schema';
+import { createLogger, installShutdown, runMain } from '@trellis/runtime';
+import { startAuthz } from './authz';
+import { loadAuthzConfig } from './config';
+
+runMain('authz', async () => {
+  const config = loadAuthzConfig();
+  const logger = createLogger('authz', config.TRELLIS_LOG_LEVEL);
+  const etcd = connectEtcd(etcdOptionsFromEnv(config));
+  const authz = await startAuthz({ config, logger, etcd });
+  installShutdown({
+    logger,
+    health: authz.health,
+    // Give Envoy and load balancers a moment to see not-ready before the listeners close.
+    drainMs: 2_000,
+    steps: [...authz.shutdownSteps, { name: 'close etcd', run: () => etcd.close() }],
+  });
+});

@@ -1,0 +1,283 @@
+// authz end to end against a real etcd and a real Redis: the east-west Check,
+// the shared cache, Redis failure, key rotation, inbound validation, the edge,
+// the token endpoint and the ops endpoints.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { FakeCloudflareTeam } from './support/cloudflare-team';
+import { counterValue, deniedReason, KeyDir, okHeaders, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
+
+const ACCESS_AUD = 'a1'.repeat(16);
+
+describe('authz', () => {
+  let etcd: TestEtcd;
+  let redis: TestRedis;
+  let keys: KeyDir;
+  let store: MeshStore;
+  let team: FakeCloudflareTeam;
+  let credsDir: string;
+  let a: StartedAuthz;
+
+  const http = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${a.authz.httpPort}${path}`, init);
+  const jwks = async () => createLocalJWKSet((await (await http('/.well-known/jwks.json')).json()) as JSONWebKeySet);
+  const bearer = (headers: Record<string, string>) => headers['authorization']!.replace(/^Bearer /, '');
+
+  beforeAll(async () => {
+    [etcd, redis, keys, team] = await Promise.all([startEtcd(), startRedis(), KeyDir.create(), FakeCloudflareTeam.start()]);
+    await keys.addKey('first');
+    store = new MeshStore(etcd.client(), new KeyLayout(etcd.prefix));
+    const base = { team: 'shop', protocol: 'http' as const, port: 8080 };
+    await store.createService({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }, { service: 'payments' }, { service: 'stock' }] }, 'test');
+    await store.createService({ ...base, name: 'orders', dependencies: [{ service: 'stock' }] }, 'test');
+    await store.createService({ ...base, name: 'payments' }, 'test');
+    await store.createService({ ...base, name: 'stock' }, 'test');
+    await store.createService({ ...base, name: 'web', ingress: { host: 'shop.example.com', pathPrefix: '/' } }, 'test');
+    await store.createService(
+      { ...base, name: 'admin', ingress: { host: 'shop.example.com', pathPrefix: '/admin', cloudflareAccess: { teamDomain: team.teamDomain, audience: ACCESS_AUD } } },
+      'test',
+    );
+    credsDir = await mkdtemp(join(tmpdir(), 'authz-callers-'));
+    await writeFile(join(credsDir, 'callers'), 'checkout:checkout-secret-0123456789\n');
+    a = await startTestAuthz(
+      etcd,
+      redis,
+      keys,
+      { TRELLIS_KEY_PUBLISH_LEAD_SECONDS: '1', TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(credsDir, 'callers'), TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: team.certsUrlTemplate },
+      { edge: { cooldownMs: 0 } },
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    await Promise.all([etcd?.close(), redis?.close(), keys?.remove(), team?.close(), credsDir && rm(credsDir, { recursive: true, force: true })]);
+  });
+
+  describe('east-west, outbound at the caller', () => {
+    it('allows a declared pair with an A→B token that verifies against the JWKS', async () => {
+      const response = await a.check(outbound('checkout', 'orders'));
+      expect(response.status?.code).toBe(status.OK);
+      const token = bearer(okHeaders(response));
+      const { payload, protectedHeader } = await jwtVerify(token, await jwks(), { issuer: 'trellis', audience: 'orders', algorithms: ['RS256'] });
+      expect(payload.sub).toBe('checkout');
+      expect(payload.exp! - payload.iat!).toBe(900);
+      expect(protectedHeader.kid).toEqual(expect.any(String));
+    });
+
+    it('denies an undeclared pair with a reason, as a successful RPC', async () => {
+      expect(deniedReason(await a.check(outbound('payments', 'orders')))).toEqual({ code: status.PERMISSION_DENIED, http: 403, reason: 'undeclared' });
+      expect(deniedReason(await a.check(outbound('ghost', 'orders')))).toMatchObject({ reason: 'unknown-source' });
+      expect(await counterValue(a.authz, 'trellis_authz_checks_total', { direction: 'outbound', result: 'denied', reason: 'undeclared' })).toBe(1);
+    });
+
+    it('denies when the route carries no trusted context, whatever headers say', async () => {
+      const spoofed = await a.check({ headers: { 'x-envoy-downstream-service-cluster': 'checkout' }, context: { 'trellis.destination': 'orders' } });
+      expect(deniedReason(spoofed)).toMatchObject({ code: status.INVALID_ARGUMENT, reason: 'missing-context' });
+    });
+
+    it('serves the second call from the in-process cache and mints once for concurrent misses', async () => {
+      await a.check(outbound('checkout', 'payments'));
+      const minted = await counterValue(a.authz, 'trellis_authz_tokens_minted_total');
+      const first = okHeaders(await a.check(outbound('checkout', 'payments')));
+      expect(await counterValue(a.authz, 'trellis_authz_tokens_minted_total')).toBe(minted);
+      expect(await counterValue(a.authz, 'trellis_authz_token_cache_total', { layer: 'memory', result: 'hit' })).toBeGreaterThanOrEqual(1);
+
+      const burst = await Promise.all(Array.from({ length: 20 }, () => a.check(outbound('orders', 'stock'))));
+      expect(new Set(burst.map((r) => okHeaders(r)['authorization'])).size).toBe(1);
+      expect(await counterValue(a.authz, 'trellis_authz_tokens_minted_total')).toBe(minted + 1);
+      expect(first['authorization']).toMatch(/^Bearer /);
+    });
+
+    it('a second replica takes the token from Redis instead of signing again', async () => {
+      const first = okHeaders(await a.check(outbound('checkout', 'stock')));
+      const replica = await startTestAuthz(etcd, redis, keys);
+      try {
+        const second = okHeaders(await replica.check(outbound('checkout', 'stock')));
+        expect(second['authorization']).toBe(first['authorization']);
+        expect(await counterValue(replica.authz, 'trellis_authz_tokens_minted_total')).toBe(0);
+        expect(await counterValue(replica.authz, 'trellis_authz_token_cache_total', { layer: 'redis', result: 'hit' })).toBe(1);
+      } finally {
+        await replica.stop();
+      }
+    });
+
+    it('a memory miss whose Redis entry has been tampered with mints instead of trusting it', async () => {
+      const replica = await startTestAuthz(etcd, redis, keys, { TRELLIS_REDIS_KEY_PREFIX: 'tamper:' });
+      try {
+        const signer = a.authz.keyRing.signer()!;
+        // A token for another pair planted under this pair's key: not used.
+        const planted = bearer(okHeaders(await a.check(outbound('checkout', 'orders'))));
+        const { Redis } = await import('ioredis');
+        const raw = new Redis(redis.url);
+        await raw.set(`tamper:payments:stock:${signer.kid}`, planted, 'PX', 60_000);
+        raw.disconnect();
+        await store.updateService({ team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }] }, 'test');
+        await waitFor(async () => (await replica.check(outbound('payments', 'stock'))).status?.code === status.OK);
+        const token = bearer(okHeaders(await replica.check(outbound('payments', 'stock'))));
+        expect(token).not.toBe(planted);
+        expect((await jwtVerify(token, await jwks(), { audience: 'stock' })).payload.sub).toBe('payments');
+      } finally {
+        await replica.stop();
+      }
+    });
+  });
+
+  describe('Redis failure', () => {
+    it('keeps answering within the ext_authz timeout while Redis is down, and says so in metrics', async () => {
+      if (!redis.canRestart) return;
+      await a.check(outbound('checkout', 'orders')); // cached in memory
+      await redis.stop();
+      try {
+        for (const pair of [['checkout', 'orders'], ['orders', 'stock'], ['checkout', 'payments']] as const) {
+          const started = performance.now();
+          expect((await a.check(outbound(pair[0], pair[1]))).status?.code).toBe(status.OK);
+          expect(performance.now() - started).toBeLessThan(200);
+        }
+        // A pair never cached: Redis is consulted, fails fast, authz mints locally.
+        await store.updateService({ team: 'shop', protocol: 'http', port: 8080, name: 'stock', dependencies: [{ service: 'payments' }] }, 'test');
+        await waitFor(async () => (await a.check(outbound('stock', 'payments'))).status?.code === status.OK);
+        const started = performance.now();
+        const fresh = await a.check(outbound('stock', 'payments'));
+        expect(fresh.status?.code).toBe(status.OK);
+        expect(performance.now() - started).toBeLessThan(200);
+        expect(await counterValue(a.authz, 'trellis_authz_redis_errors_total')).toBeGreaterThan(0);
+        // Undeclared pairs stay denied: the decision never depends on Redis.
+        expect(deniedReason(await a.check(outbound('payments', 'orders'))).reason).toBe('undeclared');
+      } finally {
+        await redis.start();
+      }
+    });
+  });
+
+  describe('inbound validation at the callee', () => {
+    it('accepts a mesh token for this destination from a declared caller, and names the caller', async () => {
+      const token = bearer(okHeaders(await a.check(outbound('checkout', 'orders'))));
+      const response = await a.check({ context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' }, headers: { authorization: `Bearer ${token}` } });
+      expect(okHeaders(response)).toEqual({ 'x-trellis-caller': 'checkout' });
+    });
+
+    it('rejects a token for another destination, a missing token and garbage', async () => {
+      const token = bearer(okHeaders(await a.check(outbound('checkout', 'orders'))));
+      const inbound = (authorization?: string) =>
+        a.check({ context: { 'trellis.direction': 'inbound', 'trellis.destination': 'payments' }, headers: authorization ? { authorization } : {} });
+      expect(deniedReason(await inbound(`Bearer ${token}`))).toEqual({ code: status.UNAUTHENTICATED, http: 401, reason: 'token-wrong-audience' });
+      expect(deniedReason(await inbound())).toMatchObject({ reason: 'token-missing' });
+      expect(deniedReason(await inbound('Bearer a.b.c'))).toMatchObject({ reason: 'token-malformed' });
+    });
+  });
+
+  describe('north-south at the edge', () => {
+    const edge = (path: string, headers: Record<string, string> = {}) =>
+      a.check({ context: { 'trellis.direction': 'edge' }, host: 'shop.example.com', path, headers: { ...headers, 'x-trellis-access-email': 'forged@example.com' } });
+
+    it('passes the Access identity upstream for a valid Cloudflare Access JWT, from the header or the cookie', async () => {
+      const token = await team.sign(ACCESS_AUD, { email: 'ada@example.com' });
+      const viaHeader = await edge('/admin/users', { 'cf-access-jwt-assertion': token });
+      expect(okHeaders(viaHeader)).toEqual({ 'x-trellis-access-email': 'ada@example.com' });
+      const viaCookie = await edge('/admin', { cookie: `CF_Authorization=${await team.sign(ACCESS_AUD, { commonName: 'ci.access' })}` });
+      expect(okHeaders(viaCookie)).toEqual({ 'x-trellis-access-service-token': 'ci.access' });
+      expect(viaCookie.httpResponse?.$case === 'okResponse' && viaCookie.httpResponse.value.headersToRemove).toEqual(['x-trellis-access-email']);
+    });
+
+    it('denies a missing or misdirected Access JWT and follows a key rotation at the team', async () => {
+      expect(deniedReason(await edge('/admin'))).toMatchObject({ http: 401, reason: 'access-missing' });
+      expect(deniedReason(await edge('/admin', { 'cf-access-jwt-assertion': await team.sign('b2'.repeat(16)) }))).toMatchObject({ reason: 'access-wrong-audience' });
+      const kid = await team.rotate({ dropOld: true });
+      expect((await edge('/admin', { 'cf-access-jwt-assertion': await team.sign(ACCESS_AUD, { kid }) })).status?.code).toBe(status.OK);
+    });
+
+    it('lets public ingress routes through with forged identity headers removed, and denies unknown hosts', async () => {
+      const response = await edge('/shop');
+      expect(response.status?.code).toBe(status.OK);
+      expect(response.httpResponse?.$case === 'okResponse' && response.httpResponse.value.headersToRemove).toEqual(['x-trellis-access-email', 'x-trellis-access-service-token']);
+      const unknown = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'evil.example.com', path: '/' });
+      expect(deniedReason(unknown)).toMatchObject({ http: 403, reason: 'no-ingress' });
+    });
+  });
+
+  describe('POST /v1/token for callers outside Envoy', () => {
+    const basic = (secret: string) => `Basic ${Buffer.from(`checkout:${secret}`).toString('base64')}`;
+    const request = (body: unknown, secret = 'checkout-secret-0123456789') =>
+      http('/v1/token', { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic(secret) }, body: JSON.stringify(body) });
+
+    it('issues a token to an authenticated caller for a declared dependency', async () => {
+      const res = await request({ audience: 'payments' });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { token: string; tokenType: string; expiresIn: number };
+      expect(body.tokenType).toBe('Bearer');
+      expect(body.expiresIn).toBeGreaterThan(800);
+      expect((await jwtVerify(body.token, await jwks(), { issuer: 'trellis', audience: 'payments' })).payload.sub).toBe('checkout');
+    });
+
+    it('answers problem+json naming what is wrong', async () => {
+      const unauthenticated = await request({ audience: 'payments' }, 'wrong-secret-00000000');
+      expect(unauthenticated.status).toBe(401);
+      expect(unauthenticated.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(unauthenticated.headers.get('www-authenticate')).toMatch(/^Basic/);
+      const invalid = await request({ audience: 'Not A Service' });
+      expect(invalid.status).toBe(400);
+      expect(await invalid.json()).toMatchObject({ field: 'audience' });
+      const forbidden = await request({ audience: 'web' });
+      expect(forbidden.status).toBe(403);
+      expect(await forbidden.json()).toMatchObject({ reason: 'undeclared' });
+    });
+  });
+
+  describe('ops', () => {
+    it('answers /healthz, /readyz and /metrics with trellis_authz_* series', async () => {
+      expect((await http('/healthz')).status).toBe(200);
+      const ready = await http('/readyz');
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({ checks: { registry: true, signingKey: true } });
+      const metrics = await (await http('/metrics')).text();
+      for (const name of ['trellis_authz_checks_total', 'trellis_authz_check_duration_seconds_bucket', 'trellis_authz_token_cache_total', 'trellis_authz_tokens_minted_total', 'trellis_authz_redis_errors_total']) {
+        expect(metrics).toContain(name);
+      }
+      expect(metrics).not.toMatch(/checkout|orders/); // no label per service or subject
+    });
+  });
+
+  // Last: it changes which key signs.
+  describe('key rotation', () => {
+    it('publishes the new key before it signs; old tokens stay valid; new tokens use the new key', async () => {
+      const oldKid = a.authz.keyRing.signer()!.kid;
+      const oldToken = bearer(okHeaders(await a.check(outbound('checkout', 'orders'))));
+
+      await keys.addKey('second');
+      await a.authz.reloadKeys();
+      const published = await store.listAuthzKeys();
+      expect(published).toHaveLength(2);
+      const newKid = published.find((k) => k.kid !== oldKid)!.kid;
+      // Published (etcd and JWKS) but not yet signing.
+      const served = (await (await http('/.well-known/jwks.json')).json()) as JSONWebKeySet;
+      expect(served.keys.map((k) => k.kid).sort()).toEqual([oldKid, newKid].sort());
+      expect(decodeProtectedHeader(bearer(okHeaders(await a.check(outbound('checkout', 'payments'))))).kid).toBe(oldKid);
+
+      // After the lead time the new key signs (a new cache entry: the cache is keyed by kid).
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const newToken = bearer(okHeaders(await a.check(outbound('checkout', 'orders'))));
+      expect(decodeProtectedHeader(newToken).kid).toBe(newKid);
+
+      // The old key is retiring, not gone: tokens it signed verify until they expired.
+      await a.authz.reloadKeys();
+      const old = (await store.listAuthzKeys()).find((k) => k.kid === oldKid)!;
+      expect(Date.parse(old.retireAfter!)).toBeGreaterThanOrEqual(Date.parse(old.activeFrom) + 900_000);
+      for (const token of [oldToken, newToken]) {
+        const inbound = await a.check({ context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' }, headers: { authorization: `Bearer ${token}` } });
+        expect(inbound.status?.code).toBe(status.OK);
+        await expect(jwtVerify(token, await jwks(), { audience: 'orders' })).resolves.toBeDefined();
+      }
+    });
+  });
+});
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
