@@ -54,7 +54,7 @@ describe('docker compose demo', () => {
 
     it("sidecar shares the app's network namespace and starts only from the fetched bootstrap", () => {
       expect(envoy.network_mode).toBe(`service:${service}`);
-      expect(envoy.command).toEqual(['--config-path', '/etc/trellis-envoy/bootstrap.json', '--log-level', 'info', '--disable-hot-restart']);
+      expect(envoy.command).toEqual(['--config-path', '/etc/trellis-envoy/bootstrap.yaml', '--log-level', 'info', '--disable-hot-restart']);
       expect(envoy.volumes).toEqual([`${service}-bootstrap:/etc/trellis-envoy:ro`]);
       expect(envoy.depends_on?.[`${service}-bootstrap`]).toEqual({ condition: 'service_completed_successfully' });
     });

@@ -100,7 +100,7 @@ describe('systemd units', () => {
     const unit = parseUnit(read('trellis-envoy@.service'));
     expect(directiveValues(unit, 'Service', 'ExecStartPre')[0]).toContain('${TRELLIS_CONTROL_PLANE_URL}/bootstrap/%i');
     expect(directiveValues(unit, 'Service', 'ExecStart')[0]).toMatch(
-      /^\/usr\/bin\/envoy --config-path %t\/trellis-envoy\/%i\/bootstrap\.json /,
+      /^\/usr\/bin\/envoy --config-path %t\/trellis-envoy\/%i\/bootstrap\.yaml /,
     );
     expect(directiveValues(unit, 'Service', 'RuntimeDirectory')).toEqual(['trellis-envoy/%i']);
   });

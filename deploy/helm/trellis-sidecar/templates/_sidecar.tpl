@@ -23,7 +23,13 @@ init container, so it is up before the application starts and stops after it.
   "nativeSidecar" true
   "resources" (dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "256Mi"))
 }}
-{{- mergeOverwrite $defaults (.sidecar | default dict) | toYaml }}
+{{- $given := .sidecar | default dict }}
+{{- $settings := mergeOverwrite $defaults $given }}
+{{- /* mergeOverwrite never lets false override true: copy the switch as given. */}}
+{{- if hasKey $given "nativeSidecar" }}
+{{- $_ := set $settings "nativeSidecar" $given.nativeSidecar }}
+{{- end }}
+{{- toYaml $settings }}
 {{- end }}
 
 {{- define "trellis-sidecar.securityContext" -}}
@@ -45,7 +51,7 @@ name: envoy
 image: {{ $s.envoyImage }}
 args:
   - --config-path
-  - /etc/trellis-envoy/bootstrap.json
+  - /etc/trellis-envoy/bootstrap.yaml
   - --log-level
   - {{ $s.logLevel }}
   # One Envoy per pod: no hot-restart shared memory needed.
@@ -79,7 +85,7 @@ volumeMounts:
     - --max-time
     - "10"
     - --output
-    - /etc/trellis-envoy/bootstrap.json
+    - /etc/trellis-envoy/bootstrap.yaml
     - {{ printf "%s/bootstrap/%s?node=$(POD_NAME)&appPort=%v" $s.controlPlaneUrl .service .appPort | quote }}
   env:
     - name: POD_NAME
