@@ -1,0 +1,81 @@
+import { parse } from 'yaml';
+import type protobuf from 'protobufjs';
+import { ProtoValidator } from '@trellis/envoy-types';
+import { buildBootstrap, renderBootstrap, type BootstrapInput } from './render-bootstrap';
+
+const input: BootstrapInput = {
+  service: 'orders',
+  nodeId: 'orders-7d9f-abc',
+  appPort: 8081,
+  appProtocol: 'grpc',
+  xds: { host: 'control-plane.trellis.svc', port: 18000 },
+  locality: { region: 'eu-west', zone: 'eu-west-1a' },
+};
+
+let root: protobuf.Root;
+beforeAll(() => {
+  root = ProtoValidator.load({
+    files: ['envoy/config/bootstrap/v3/bootstrap.proto', 'envoy/extensions/upstreams/http/v3/http_protocol_options.proto', 'envoy/extensions/transport_sockets/tls/v3/tls.proto'],
+  }).root;
+});
+
+/** Every key of a proto-JSON object names a field of its message type (Any followed through "@type"). */
+function unknownFields(type: protobuf.Type, value: Record<string, unknown>, path = ''): string[] {
+  const errors: string[] = [];
+  for (const [key, child] of Object.entries(value)) {
+    if (key === '@type') continue;
+    const field = type.fields[key];
+    if (!field) {
+      errors.push(`${path}${key} is not a field of ${type.fullName}`);
+      continue;
+    }
+    const resolved = field.resolve().resolvedType;
+    if (!resolved || !('fields' in resolved) || resolved.fullName.startsWith('.google.protobuf.') && resolved.fullName !== '.google.protobuf.Any') continue;
+    const items = field.repeated ? (child as unknown[]) : field.map ? Object.values(child as object) : [child];
+    items.forEach((item, i) => {
+      const obj = item as Record<string, unknown>;
+      const itemType = resolved.fullName === '.google.protobuf.Any' ? root.lookupType(String(obj['@type']).split('/').pop()!) : (resolved as protobuf.Type);
+      errors.push(...unknownFields(itemType, obj, `${path}${key}${field.repeated || field.map ? `[${i}]` : ''}.`));
+    });
+  }
+  return errors;
+}
+
+describe('renderBootstrap', () => {
+  it('names the node after its service and instance, with locality and the app port in metadata', () => {
+    const bootstrap = parse(renderBootstrap(input)) as ReturnType<typeof buildBootstrap>;
+    expect(bootstrap['node']).toEqual({
+      id: 'orders-7d9f-abc',
+      cluster: 'orders',
+      locality: { region: 'eu-west', zone: 'eu-west-1a', sub_zone: '' },
+      metadata: { 'trellis.app_port': 8081 },
+    });
+    expect(bootstrap['admin']).toEqual({ address: { socket_address: { address: '127.0.0.1', port_value: 15000 } } });
+  });
+
+  it('gets everything over ADS from the control plane, reached by DNS name over HTTP/2', () => {
+    const bootstrap = buildBootstrap(input) as { dynamic_resources: Record<string, unknown>; static_resources: { clusters: Array<Record<string, unknown>> } };
+    expect(bootstrap.dynamic_resources['cds_config']).toEqual({ ads: {}, resource_api_version: 'V3' });
+    expect(bootstrap.dynamic_resources['lds_config']).toEqual({ ads: {}, resource_api_version: 'V3' });
+    const [xds, app] = bootstrap.static_resources.clusters;
+    expect(xds).toMatchObject({ name: 'trellis-xds', type: 'STRICT_DNS' });
+    expect(xds!['typed_extension_protocol_options']).toBeDefined();
+    expect(app).toMatchObject({ name: 'local-app', type: 'STATIC', load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 8081 } } } }] }] } });
+  });
+
+  it('presents the xDS credential as initial metadata and verifies the control plane over TLS when asked', () => {
+    const bootstrap = buildBootstrap({ ...input, xdsToken: '${TRELLIS_XDS_TOKEN}', xdsTls: { caFile: '/etc/trellis/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' } });
+    expect(JSON.stringify(bootstrap)).toContain('{"key":"authorization","value":"Bearer ${TRELLIS_XDS_TOKEN}"}');
+    expect(JSON.stringify(bootstrap)).toContain('"trusted_ca":{"filename":"/etc/trellis/ca.pem"}');
+    expect(JSON.stringify(buildBootstrap(input))).not.toContain('initial_metadata');
+  });
+
+  it("uses only fields of Envoy's Bootstrap proto, in YAML and in JSON", () => {
+    const type = root.lookupType('envoy.config.bootstrap.v3.Bootstrap');
+    const full = { ...input, xdsToken: 't', xdsTls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' } };
+    expect(unknownFields(type, parse(renderBootstrap(full, 'yaml')) as Record<string, unknown>)).toEqual([]);
+    expect(unknownFields(type, JSON.parse(renderBootstrap(full, 'json')) as Record<string, unknown>)).toEqual([]);
+    // …and the check itself notices a misspelt field.
+    expect(unknownFields(type, { node: { idd: 'x' } })).toEqual(['node.idd is not a field of .envoy.config.core.v3.Node']);
+  });
+});

@@ -1,0 +1,119 @@
+// The Envoy bootstrap a VM or pod sidecar starts with (GET /bootstrap/{service}).
+// Pure: everything else the sidecar runs arrives over ADS. The only static
+// pieces are the xDS cluster and the local app, whose port is per node.
+import { stringify } from 'yaml';
+import type { Locality, Protocol } from '@trellis/mesh-schema';
+import { LOCAL_APP_CLUSTER_NAME } from '../envoy/names';
+
+export const XDS_CLUSTER_NAME = 'trellis-xds';
+export const DEFAULT_ADMIN_PORT = 15000;
+
+export interface BootstrapInput {
+  /** node.cluster: the service this sidecar fronts. */
+  service: string;
+  /** node.id: unique per instance (pod name, hostname). */
+  nodeId: string;
+  /** The application's port on 127.0.0.1 (the `local-app` cluster); also node metadata `trellis.app_port`. */
+  appPort: number;
+  /** The application's protocol: grpc and http2 apps are reached over HTTP/2. */
+  appProtocol: Protocol;
+  /** The control plane's xDS address as this sidecar reaches it. */
+  xds: { host: string; port: number };
+  /**
+   * Credential for the ADS stream, sent as `authorization` initial metadata.
+   * A literal `${VAR}` placeholder is fine: the start script substitutes it.
+   */
+  xdsToken?: string;
+  /** TLS to the control plane: CA to verify it, and optionally a client certificate (mTLS). */
+  xdsTls?: { caFile: string; certFile?: string; keyFile?: string; serverName?: string };
+  locality?: Partial<Locality>;
+  /** Admin interface, always on 127.0.0.1. */
+  adminPort?: number;
+}
+
+const V3 = 'V3';
+const HTTP2_OPTIONS = {
+  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+    '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+    explicit_http_config: { http2_protocol_options: {} },
+  },
+};
+
+function isIpLiteral(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
+
+function staticCluster(name: string, host: string, port: number, http2: boolean) {
+  return {
+    name,
+    type: isIpLiteral(host) ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: '1s',
+    ...(http2 ? { typed_extension_protocol_options: HTTP2_OPTIONS } : {}),
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+    },
+  };
+}
+
+/** The bootstrap as a plain object in Envoy's proto-JSON field names. */
+export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
+  const adsSource = { ads: {}, resource_api_version: V3 };
+  const xdsCluster = staticCluster(XDS_CLUSTER_NAME, input.xds.host, input.xds.port, true);
+  const tls = input.xdsTls;
+  const xdsClusterWithTls = tls
+    ? {
+        ...xdsCluster,
+        transport_socket: {
+          name: 'envoy.transport_sockets.tls',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+            sni: tls.serverName ?? input.xds.host,
+            common_tls_context: {
+              validation_context: { trusted_ca: { filename: tls.caFile } },
+              ...(tls.certFile && tls.keyFile
+                ? { tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }] }
+                : {}),
+            },
+          },
+        },
+      }
+    : xdsCluster;
+  const http2App = input.appProtocol === 'grpc' || input.appProtocol === 'http2';
+  return {
+    node: {
+      id: input.nodeId,
+      cluster: input.service,
+      locality: { region: input.locality?.region ?? '', zone: input.locality?.zone ?? '', sub_zone: input.locality?.subZone ?? '' },
+      metadata: { 'trellis.app_port': input.appPort },
+    },
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: input.adminPort ?? DEFAULT_ADMIN_PORT } } },
+    dynamic_resources: {
+      ads_config: {
+        api_type: 'GRPC',
+        transport_api_version: V3,
+        set_node_on_first_message_only: true,
+        grpc_services: [
+          {
+            envoy_grpc: { cluster_name: XDS_CLUSTER_NAME },
+            ...(input.xdsToken !== undefined ? { initial_metadata: [{ key: 'authorization', value: `Bearer ${input.xdsToken}` }] } : {}),
+          },
+        ],
+      },
+      cds_config: adsSource,
+      lds_config: adsSource,
+    },
+    static_resources: {
+      clusters: [xdsClusterWithTls, staticCluster(LOCAL_APP_CLUSTER_NAME, '127.0.0.1', input.appPort, http2App)],
+    },
+  };
+}
+
+export type BootstrapFormat = 'yaml' | 'json';
+
+/** YAML for a `.yaml` config path, JSON for a `.json` one (Envoy picks the parser by extension). */
+export function renderBootstrap(input: BootstrapInput, format: BootstrapFormat = 'yaml'): string {
+  const bootstrap = buildBootstrap(input);
+  const header = `# Envoy bootstrap for a ${input.service} sidecar (node ${input.nodeId}), rendered by the Trellis control plane.\n`;
+  return format === 'json' ? `${JSON.stringify(bootstrap, null, 2)}\n` : header + stringify(bootstrap, { lineWidth: 0 });
+}
