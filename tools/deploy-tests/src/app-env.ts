@@ -26,3 +26,32 @@ export function appVariables(app: AppName): Set<string> {
 export function mentionedVariables(text: string): Set<string> {
   return new Set(text.match(/\bTRELLIS_[A-Z0-9_]+/g) ?? []);
 }
+
+/**
+ * Runs the app's own config loader (`load…Config` in apps/<app>/src/config.ts) on
+ * `env`, so deploy files are checked with the very schema the app starts with. The
+ * path is computed: this project reads the apps' sources, it does not depend on them.
+ */
+export function loadAppConfig(app: AppName, env: Record<string, string>): unknown {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a module chosen at run time
+  const config = require(join(WORKSPACE_ROOT, 'apps', app, 'src/config.ts')) as Record<string, unknown>;
+  const loaders = Object.entries(config).filter(([name, value]) => /^load\w*Config$/.test(name) && typeof value === 'function');
+  if (loaders.length !== 1)
+    throw new Error(
+      `apps/${app}/src/config.ts should export one load…Config function, found ${loaders.map(([n]) => n).join(', ') || 'none'}`,
+    );
+  return (loaders[0]![1] as (source: NodeJS.ProcessEnv) => unknown)(env);
+}
+
+/** `KEY=value` lines of an env file (systemd EnvironmentFile= syntax, without quoting), comments skipped. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const eq = trimmed.indexOf('=');
+    if (eq <= 0) throw new Error(`not a KEY=value line: ${JSON.stringify(trimmed)}`);
+    env[trimmed.slice(0, eq)] = trimmed.slice(eq + 1);
+  }
+  return env;
+}

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { appVariables } from './app-env';
+import { appVariables, loadAppConfig } from './app-env';
 import { APPS, DEPLOY_DIR, WORKSPACE_ROOT, readWorkspaceFile } from './workspace';
 
 interface ComposeService {
@@ -36,9 +36,11 @@ describe('docker compose demo', () => {
     }
   });
 
-  it.each([...APPS])('%s gets only variables it accepts', (app) => {
+  it.each([...APPS])('%s gets only variables it accepts, with values its config schema accepts', (app) => {
     const known = appVariables(app);
-    expect(Object.keys(services[app]!.environment ?? {}).filter((v) => !known.has(v))).toEqual([]);
+    const env = services[app]!.environment ?? {};
+    expect(Object.keys(env).filter((v) => !known.has(v))).toEqual([]);
+    expect(() => loadAppConfig(app, env)).not.toThrow();
   });
 
   it('has a front Envoy and sidecars for three more services', () => {

@@ -4,7 +4,7 @@
 // the apps know.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { appVariables, mentionedVariables } from './app-env';
+import { appVariables, loadAppConfig, mentionedVariables, parseEnvFile } from './app-env';
 import { createVerifyRoot, exposureLevel, systemdAnalyze, verifyUnit, type VerifyRoot } from './systemd-analyze';
 import { directiveValues, executables, parseUnit } from './systemd-unit';
 import { APPS, DEPLOY_DIR } from './workspace';
@@ -111,5 +111,12 @@ describe('systemd units', () => {
     const unknown = [...mentionedVariables(text)].filter((v) => !known.has(v));
     expect(unknown).toEqual([]);
     expect(text).toMatch(/^TRELLIS_ETCD_ENDPOINTS=/m);
+  });
+
+  it.each([...APPS])("%s.env is accepted by the app's own config schema", (app) => {
+    const env = parseEnvFile(read(`${app}.env`));
+    expect(() => loadAppConfig(app, env)).not.toThrow();
+    // The loader really judges: a wrong value in the same file is refused, naming it.
+    expect(() => loadAppConfig(app, { ...env, TRELLIS_ETCD_ENDPOINTS: 'etcd:2379' })).toThrow(/TRELLIS_ETCD_ENDPOINTS/);
   });
 });
