@@ -1,0 +1,176 @@
+// The assembled control plane over a real etcd, driven by a raw ADS client:
+// NACK handling as people see it (etcd status, metrics), replica determinism,
+// stream authentication and the HTTP side.
+import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { TypeUrl } from '@trellis/envoy-types';
+import { XDS_TOKEN_AUDIENCE } from '../src/xds/stream-auth';
+import { AdsTestClient, testNode } from './support/ads-client';
+import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
+
+jest.setTimeout(60_000);
+
+describe('control plane over etcd', () => {
+  let h: ControlPlaneHarness;
+  const clients: AdsTestClient<'sotw'>[] = [];
+  const open = (address: string, metadata?: Metadata) => {
+    const c = AdsTestClient.open(address, 'sotw', metadata);
+    clients.push(c);
+    return c;
+  };
+
+  beforeAll(async () => {
+    h = await startControlPlaneHarness();
+    await h.store.createService({ name: 'b', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    await h.store.createService({ name: 'c', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'b' }] }, 'test');
+    await h.store.registerInstance({ service: 'b', id: 'b-1', address: '10.0.0.1', port: 8080, platform: 'vm' }, 30);
+  });
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  const metric = async (name: string): Promise<string> => {
+    const text = await (await fetch(`${h.httpUrl}/metrics`)).text();
+    return text.split('\n').filter((l) => l.startsWith(name)).join('\n');
+  };
+
+  it('holds a NACKed version back, records the rejection, and sends the next good version', async () => {
+    const client = open(h.xdsAddress);
+    client.send({ node: testNode('a', 'a-envoy-nack'), typeUrl: TypeUrl.Cluster });
+    const cds = await client.next();
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: '', responseNonce: cds.nonce, errorDetail: { code: 3, message: 'Proto constraint validation failed (test)' } });
+    // No resend storm: nothing at all within the next seconds, even across an unrelated rebuild.
+    await h.store.registerInstance({ service: 'c', id: 'c-1', address: '10.0.0.3', port: 8080, platform: 'vm' }, 30);
+    expect(await client.drain(1500)).toEqual([]);
+
+    const status = await eventually('NACK in the proxy status', async () => {
+      const [s] = await h.store.listProxyStatuses('a');
+      return s?.types.cds?.lastNack ? s : undefined;
+    });
+    expect(status.types.cds!.lastNack).toMatchObject({ version: cds.versionInfo, error: 'Proto constraint validation failed (test)' });
+    expect(status.meshRevision).toBeDefined();
+    expect(await metric('trellis_control_plane_xds_rejects_total{type="cds"}')).toMatch(/ 1$/);
+
+    // A change that touches a's config: the new version goes out.
+    const a = (await h.store.getService('a'))!.value.spec;
+    await h.store.updateService({ ...a, dependencies: [{ service: 'b' }, { service: 'c' }] }, 'test');
+    const next = await client.next(5000);
+    expect(next.typeUrl).toBe(TypeUrl.Cluster);
+    expect(next.versionInfo).not.toBe(cds.versionInfo);
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: next.versionInfo, responseNonce: next.nonce });
+    await eventually('ACK in the proxy status', async () => {
+      const [s] = await h.store.listProxyStatuses('a');
+      return s?.types.cds?.lastAckedVersion === next.versionInfo ? s : undefined;
+    });
+    expect(await metric('trellis_control_plane_proxy_convergence_seconds_count{type="cds"}')).toMatch(/ [1-9]\d*$/);
+  });
+
+  it('gives a proxy the same versions on another replica, so moving over sends nothing', async () => {
+    const first = open(h.xdsAddress);
+    first.send({ node: testNode('a', 'a-envoy-move'), typeUrl: TypeUrl.Cluster });
+    const cds = await first.next();
+    first.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    first.send({ typeUrl: TypeUrl.Listener });
+    const lds = await first.next();
+
+    const replica = await startControlPlaneHarness({ TRELLIS_CONTROL_PLANE_ID: 'cp-replica' }, undefined, h.etcd);
+    try {
+      await eventually('replica snapshot', () => replica.cp.cache.ready || undefined);
+      const moved = open(replica.xdsAddress);
+      moved.send({ node: testNode('a', 'a-envoy-move'), typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo });
+      moved.send({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo });
+      expect(await moved.drain(600)).toEqual([]);
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  describe('stream authentication (insecure clients not allowed)', () => {
+    let secure: ControlPlaneHarness;
+    let sign: (claims: { sub: string; aud?: string }) => Promise<string>;
+
+    beforeAll(async () => {
+      const { privateKey, publicKey } = await generateKeyPair('RS256');
+      const jwk = await exportJWK(publicKey);
+      const now = new Date().toISOString();
+      await h.store.putAuthzKey({ kid: 'k1', jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', use: 'sig', n: jwk.n!, e: jwk.e! }, publishedAt: now, activeFrom: now });
+      sign = ({ sub, aud = XDS_TOKEN_AUDIENCE }) =>
+        new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuer('trellis').setSubject(sub).setAudience(aud).setIssuedAt().setExpirationTime('15m').sign(privateKey);
+      secure = await startControlPlaneHarness({ TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure' }, undefined, h.etcd);
+      await eventually('authz key mirrored', () => secure.cp.watcher.state.authzKeys.has('k1') || undefined);
+    });
+    afterAll(async () => {
+      await secure?.stop();
+    });
+
+    const bearer = (token: string) => {
+      const md = new Metadata();
+      md.set('authorization', `Bearer ${token}`);
+      return md;
+    };
+
+    it('refuses a client without credentials', async () => {
+      const client = open(secure.xdsAddress);
+      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+      const closed = await client.closedWith();
+      expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
+      expect(closed.details).toMatch(/no credentials/);
+    });
+
+    it('refuses a token issued to another service than node.cluster', async () => {
+      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'b' })));
+      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+      expect((await client.closedWith()).details).toMatch(/does not match node.cluster "a"/);
+    });
+
+    it('refuses a token for another audience', async () => {
+      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a', aud: 'b' })));
+      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+      expect((await client.closedWith()).details).toMatch(/invalid token/);
+    });
+
+    it('serves a client whose token names its service', async () => {
+      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a' })));
+      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+      expect((await client.next()).typeUrl).toBe(TypeUrl.Cluster);
+    });
+  });
+
+  describe('HTTP side', () => {
+    it('is ready once the etcd watch is live and the snapshot is loaded', async () => {
+      const res = await fetch(`${h.httpUrl}/readyz`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ checks: { etcd_watch: true, mesh_snapshot: true } });
+    });
+
+    it('dumps the config a connected proxy is served, decoded', async () => {
+      const client = open(h.xdsAddress);
+      client.send({ node: testNode('a', 'a-envoy-dump'), typeUrl: TypeUrl.Cluster });
+      await client.next();
+      const res = await fetch(`${h.httpUrl}/debug/config_dump?node=a-envoy-dump`);
+      expect(res.status).toBe(200);
+      const dump = (await res.json()) as { service: string; types: Record<string, { resources: { name: string }[] }> };
+      expect(dump.service).toBe('a');
+      expect(dump.types['cds']!.resources.map((r) => r.name)).toContain('outbound|b');
+    });
+
+    it('answers a bad query with problem+json naming the field', async () => {
+      const res = await fetch(`${h.httpUrl}/debug/config_dump?service=Not_A_Label`);
+      expect(res.status).toBe(400);
+      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      expect(await res.json()).toMatchObject({ field: 'service' });
+      expect((await fetch(`${h.httpUrl}/debug/config_dump?node=nobody`)).status).toBe(404);
+    });
+
+    it('exposes the xDS metrics without per-node labels', async () => {
+      const text = await (await fetch(`${h.httpUrl}/metrics`)).text();
+      expect(text).toMatch(/trellis_control_plane_xds_connected_proxies\{protocol="sotw",kind="envoy"\}/);
+      expect(text).toMatch(/trellis_control_plane_xds_pushes_total\{type="cds"\}/);
+      expect(text).not.toMatch(/a-envoy-dump/);
+    });
+  });
+});
