@@ -163,7 +163,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   watcher.on('update', () => setImmediate(setServing));
 
   const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? { host: '127.0.0.1', port: xdsPort };
-  const app = createHttpApp({ health, registry, cache, ads, model: () => model, xdsAddress: advertise, logger });
+  const app = createHttpApp({ health, registry, cache, ads, model: () => model, xdsAddress: advertise, requireXdsToken: !config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS, logger });
   const httpServer: HttpServer = await new Promise((resolve, reject) => {
     const server = app.listen(config.TRELLIS_HTTP_PORT, config.TRELLIS_HOST, () => resolve(server));
     server.once('error', reject);

@@ -166,6 +166,20 @@ describe('control plane over etcd', () => {
       expect((await fetch(`${h.httpUrl}/debug/config_dump?node=nobody`)).status).toBe(404);
     });
 
+    it('renders the Envoy bootstrap a sidecar of a service starts with', async () => {
+      const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-vm-1&zone=z1&format=json`);
+      expect(res.status).toBe(200);
+      const bootstrap = (await res.json()) as { node: { id: string; cluster: string }; static_resources: { clusters: { name: string; load_assignment: unknown }[] } };
+      expect(bootstrap.node).toMatchObject({ id: 'a-vm-1', cluster: 'a' });
+      expect(JSON.stringify(bootstrap.static_resources.clusters)).toContain(String(h.cp.xdsPort));
+      const yaml = await (await fetch(`${h.httpUrl}/bootstrap/a`)).text();
+      expect(yaml).toMatch(/cluster: a/);
+      expect((await fetch(`${h.httpUrl}/bootstrap/nope`)).status).toBe(404);
+      const bad = await fetch(`${h.httpUrl}/bootstrap/a?app_port=99999`);
+      expect(bad.status).toBe(400);
+      expect(await bad.json()).toMatchObject({ field: 'app_port' });
+    });
+
     it('exposes the xDS metrics without per-node labels', async () => {
       const text = await (await fetch(`${h.httpUrl}/metrics`)).text();
       expect(text).toMatch(/trellis_control_plane_xds_connected_proxies\{protocol="sotw",kind="envoy"\}/);

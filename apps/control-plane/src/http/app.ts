@@ -1,5 +1,6 @@
 // The control plane's HTTP side: health and metrics, what a proxy is being
-// served (/debug/config_dump), the model's dropped inputs (/debug/model).
+// served (/debug/config_dump), the model's dropped inputs (/debug/model), and
+// the bootstrap a sidecar starts with (/bootstrap/{service}).
 import express, { type Express, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { ServiceName } from '@trellis/mesh-schema';
@@ -8,6 +9,7 @@ import type { ProxyKind } from '../envoy/resources';
 import type { MeshModel } from '../model';
 import type { AdsServer } from '../xds/ads-server';
 import type { SnapshotCache } from '../xds/snapshot-cache';
+import { bootstrapHandler } from './bootstrap-route';
 import { configDump } from './config-dump';
 import { sendProblem } from './problem';
 
@@ -19,6 +21,8 @@ export interface HttpAppDeps {
   model: () => MeshModel | undefined;
   /** Where sidecars reach the xDS port (for rendered bootstraps). */
   xdsAddress: { host: string; port: number };
+  /** Rendered bootstraps carry an xDS token placeholder when insecure clients are not admitted. */
+  requireXdsToken: boolean;
   logger: Logger;
 }
 
@@ -61,6 +65,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     if (!model) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
     res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped });
   });
+
+  app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddress: deps.xdsAddress, requireToken: deps.requireXdsToken }));
 
   app.use((_req: Request, res: Response) => sendProblem(res, 404, 'Not found', 'no such endpoint'));
   return app;

@@ -48,6 +48,7 @@ export async function startControlPlaneHarness(
     ...(callbacks ? { callbacks } : {}),
   });
   await cp.watcher.whenReady();
+  await eventually('the first mesh snapshot served', () => (cp.cache.ready && cp.watcher.live) || undefined);
   return {
     etcd: testEtcd,
     layout,
