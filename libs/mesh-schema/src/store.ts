@@ -38,6 +38,15 @@ export interface MeshStoreOptions {
 /** An instance to register; `registeredAt` defaults to now. */
 export type RegisterInstanceInput = Omit<InstanceRecordInput, 'registeredAt'> & { registeredAt?: string };
 
+/** What a change needs to know about the record it replaces. */
+interface CurrentService {
+  generation: number;
+  /** Absent when the stored record no longer parses. */
+  created?: ServiceRecord['created'];
+  modRevision: string;
+  createRevision: string;
+}
+
 /** Attempts of an unconditional read-modify-write before giving up on a contended key. */
 const MAX_RACE_RETRIES = 10;
 
@@ -105,8 +114,10 @@ export class MeshStore {
     const key = this.layout.service(spec.name);
     const validSpec = encodeValue(ServiceSpec, key, spec).value;
     return this.changeService(spec.name, opts.ifModRevision, async (current, at) => {
-      const generation = current.value.generation + 1;
-      const record = encodeValue(ServiceRecord, key, { spec: validSpec, generation, created: current.value.created, updated: { actor, at } });
+      const generation = current.generation + 1;
+      // A corrupt record lost its creation metadata; this change becomes its creation.
+      const created = current.created ?? { actor, at };
+      const record = encodeValue(ServiceRecord, key, { spec: validSpec, generation, created, updated: { actor, at } });
       const historyKey = this.layout.history(spec.name, generation);
       const history = this.historyEntry(historyKey, {
         service: spec.name,
@@ -125,7 +136,7 @@ export class MeshStore {
   async deleteService(name: string, actor: string, opts: { ifModRevision?: string } = {}): Promise<void> {
     const key = this.layout.service(name);
     await this.changeService(name, opts.ifModRevision, async (current, at) => {
-      const generation = current.value.generation + 1;
+      const generation = current.generation + 1;
       const historyKey = this.layout.history(name, generation);
       const history = this.historyEntry(historyKey, { service: name, generation, action: 'delete', actor, at, spec: null });
       return { ops: [{ request_delete_range: { key: Buffer.from(key) } }, put(historyKey, history)], result: undefined };
@@ -150,12 +161,17 @@ export class MeshStore {
     const key = this.layout.instance(input.service, input.id);
     const record = encodeValue(InstanceRecord, key, { ...input, registeredAt: input.registeredAt ?? this.now().toISOString() });
     const lease = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+    let previousLease: string | undefined;
     try {
-      await this.client.kv.put({ key: Buffer.from(key), value: record.bytes, lease: lease.ID });
+      const res = await this.client.kv.put({ key: Buffer.from(key), value: record.bytes, lease: lease.ID, prev_kv: true });
+      previousLease = res.prev_kv?.lease;
     } catch (err) {
       await this.revokeLease(lease.ID);
       throw err;
     }
+    // Registering again (a restarted VM, a re-sent registration) moves the key to the
+    // new lease; the old one holds nothing of ours any more, so do not leave it to idle out.
+    if (previousLease && previousLease !== '0' && previousLease !== lease.ID) await this.revokeLease(previousLease);
     return { record: record.value, leaseId: lease.ID };
   }
 
@@ -268,13 +284,15 @@ export class MeshStore {
   /**
    * Read-modify-write of a service record in one txn guarded by its modRevision:
    * the caller's ETag when given (a mismatch is the caller's conflict), else the
-   * revision just read (a race is ours to retry).
+   * revision just read (a race is ours to retry). A record that no longer parses
+   * can still be replaced or deleted (its generation then comes from history),
+   * so an operator can always repair it through the API.
    */
   private async changeService<R>(
     name: string,
     ifModRevision: string | undefined,
-    build: (current: Versioned<ServiceRecord>, at: string) => Promise<{ ops: IRequestOp[]; result: R }>,
-  ): Promise<{ result: R; revision: string; current: Versioned<ServiceRecord> }> {
+    build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R }>,
+  ): Promise<{ result: R; revision: string; current: CurrentService }> {
     const key = this.layout.service(name);
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
       const kv = await this.getKv(key);
@@ -283,7 +301,7 @@ export class MeshStore {
         throw new NotFoundError(key, `service "${name}"`);
       }
       if (ifModRevision !== undefined && kv.mod_revision !== ifModRevision) throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
-      const current = decodeKv(ServiceRecord, kv);
+      const current = await this.currentService(name, kv);
       const { ops, result } = await build(current, this.now().toISOString());
       const res = await this.client.kv.txn({
         compare: [modRevisionIs(key, current.modRevision)],
@@ -297,6 +315,18 @@ export class MeshStore {
       }
     }
     throw new Error(`service "${name}": gave up after ${MAX_RACE_RETRIES} conflicting writes`);
+  }
+
+  private async currentService(name: string, kv: IKeyValue): Promise<CurrentService> {
+    const base = { modRevision: kv.mod_revision, createRevision: kv.create_revision };
+    try {
+      const { value } = decodeKv(ServiceRecord, kv);
+      return { ...base, generation: value.generation, created: value.created };
+    } catch (err) {
+      if (!(err instanceof InvalidRecordError)) throw err;
+      this.logger?.warn({ key: err.key, issues: err.issues }, 'replacing a service record that no longer parses');
+      return { ...base, generation: Math.max(await this.lastGeneration(name), 0) };
+    }
   }
 
   private async keepAliveOnce(leaseId: string): Promise<boolean> {

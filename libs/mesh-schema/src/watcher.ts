@@ -38,6 +38,8 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   private isLive = false;
   private closed = false;
   private watcher: Watcher | undefined;
+  /** Watch cancellations since events last flowed; a cancel that keeps coming back (not a compaction) must not spin. */
+  private cancelsInARow = 0;
   private readonly readyPromise: Promise<void>;
   private resolveReady!: () => void;
   private rejectReady!: (err: Error) => void;
@@ -90,9 +92,10 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   }
 
   /** Loads a fresh snapshot (retrying until etcd answers), publishes it as a reset, then watches from it. */
-  private async resync(reason: string): Promise<void> {
+  private async resync(reason: string, delayMs = 0): Promise<void> {
     await this.dropWatch();
     this.setLive(false);
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
     let delay = RETRY_INITIAL_MS;
     while (!this.closed) {
       try {
@@ -154,9 +157,11 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       // emits this bare error and forgets the watcher. Recover from a snapshot.
       .on('error', (err: Error) => {
         if (!current()) return;
-        this.logger?.warn({ err: err.message, resumeFrom: resumeFrom() }, 'mesh watch canceled by etcd (compacted?); reloading snapshot');
+        this.cancelsInARow += 1;
+        const delayMs = this.cancelsInARow === 1 ? 0 : Math.min(RETRY_INITIAL_MS * 2 ** this.cancelsInARow, RETRY_MAX_MS);
+        this.logger?.warn({ err: err.message, resumeFrom: resumeFrom(), delayMs }, 'mesh watch canceled by etcd (compacted?); reloading snapshot');
         this.watcher = undefined;
-        void this.resync('watch canceled');
+        void this.resync('watch canceled', delayMs);
       });
   }
 
@@ -183,6 +188,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       if (rev > last) last = rev;
     }
     if (last === applied) return;
+    this.cancelsInARow = 0;
     this.currentState.revision = last.toString();
     if (changes.length > 0) this.emit('update', { revision: this.currentState.revision, reset: false, changes });
   }

@@ -105,6 +105,19 @@ describe('services', () => {
     expect(warnings).toContainEqual(expect.objectContaining({ key: layout.service('corrupt') }));
     await client.delete().key(layout.service('corrupt'));
   });
+
+  it('can repair or delete a record that no longer parses, continuing its generations', async () => {
+    await store.createService(aService('mangled'), 'a');
+    await store.updateService(aService('mangled', { port: 81 }), 'a');
+    await client.put(layout.service('mangled')).value('{"broken":');
+    const repaired = await store.updateService(aService('mangled', { port: 82 }), 'ops');
+    expect(repaired.value).toMatchObject({ generation: 3, created: { actor: 'ops' }, spec: { port: 82 } });
+
+    await client.put(layout.service('mangled')).value('not json');
+    await store.deleteService('mangled', 'ops');
+    expect(await store.getService('mangled')).toBeUndefined();
+    expect((await store.listHistory('mangled')).map((h) => h.action)).toEqual(['create', 'update', 'update', 'delete']);
+  });
 });
 
 describe('instances', () => {
@@ -127,6 +140,16 @@ describe('instances', () => {
     const ttl = await client.leaseClient.leaseTimeToLive({ ID: leaseId });
     expect(Number(ttl.TTL)).toBe(-1); // etcd's answer for a lease that no longer exists
     expect(await store.deregisterInstance('ship', 'vm-1')).toBe(false);
+  });
+
+  it('moves a re-registered instance to its new lease and revokes the old one', async () => {
+    const first = await store.registerInstance(anInstance('ship', 'vm-2'), 30);
+    const second = await store.registerInstance(anInstance('ship', 'vm-2', { port: 9090 }), 30);
+    expect(second.leaseId).not.toBe(first.leaseId);
+    expect(Number((await client.leaseClient.leaseTimeToLive({ ID: first.leaseId })).TTL)).toBe(-1);
+    expect(await store.listInstances('ship')).toEqual([second.record]);
+    expect(await store.heartbeatInstance('ship', 'vm-2')).toBe(true);
+    await store.deregisterInstance('ship', 'vm-2');
   });
 
   it('validates instance records and fills defaults', async () => {

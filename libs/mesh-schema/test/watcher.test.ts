@@ -167,7 +167,8 @@ it('resumes across an etcd stop/start', async () => {
     console.warn('skipped: this etcd cannot be restarted (TRELLIS_TEST_ETCD_ENDPOINTS or a container)');
     return;
   }
-  const w = watch(etcd.client());
+  const direct = connectEtcd({ endpoints: etcd.endpoints }); // the production policy, straight to etcd
+  const w = watch(direct);
   await w.watcher.whenReady();
   await eventually('watch connected', () => w.watcher.live);
   const before = await writeBurst('a', 10);
@@ -183,6 +184,8 @@ it('resumes across an etcd stop/start', async () => {
   expect(w.changes()).toEqual(expected);
   expect(w.updates.filter((u) => u.reset)).toHaveLength(1);
   expect(w.watcher.state).toEqual(await freshState());
+  await w.watcher.close();
+  direct.close();
 });
 
 it('recovers with a fresh snapshot when its resume revision was compacted', async () => {

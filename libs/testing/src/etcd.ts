@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Etcd3 } from 'etcd3';
-import { connectEtcd } from '@trellis/mesh-schema';
+import { ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
+import { Etcd3, isRecoverableError } from 'etcd3';
 import { requireBinary } from './binaries';
 import { ManagedProcess, waitUntil } from './child-process';
 import { dockerAvailable } from './docker';
@@ -19,7 +19,10 @@ export interface TestEtcd {
   readonly prefix: string;
   /** Whether stop/start/restart work (false against a shared etcd or a container). */
   readonly canRestart: boolean;
-  /** A new client with the production connection policy; closed by `close()` if still open. */
+  /**
+   * A new client that rides out restarts (retries, no circuit breaker); closed by `close()`.
+   * Code under test should connect with `connectEtcd({ endpoints })` from @trellis/mesh-schema instead.
+   */
   client(): Etcd3;
   /** Compacts history up to `revision` (default: the current revision); returns the revision compacted at. */
   compact(revision?: string): Promise<string>;
@@ -47,11 +50,31 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
   return localEtcd(prefix, opts.startTimeoutMs ?? 15_000);
 }
 
+/**
+ * A client for test setup and assertions. Kept independent of @trellis/mesh-schema
+ * (whose own tests use this harness); like its connectEtcd it never holds a
+ * breaker open after etcd returns, so fault tests can write right after start().
+ */
+function testClient(endpoints: string[]): Etcd3 {
+  return new Etcd3({
+    hosts: endpoints,
+    dialTimeout: 5_000,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }),
+    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1_000 },
+    faultHandling: {
+      host: () => noop,
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: 5, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }) }),
+      // etcd3 calls `.next()` on this itself, as on its own default.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1_000 }) as unknown as IBackoff<unknown>,
+    },
+  });
+}
+
 /** What every mode shares: client bookkeeping and compaction. */
 function baseHandle(endpoints: string[]) {
   const clients = new Set<Etcd3>();
   const client = (): Etcd3 => {
-    const c = connectEtcd({ endpoints });
+    const c = testClient(endpoints);
     clients.add(c);
     return c;
   };
