@@ -124,3 +124,34 @@ describe('servicesAffected', () => {
     expect(servicesAffected(before, mesh.model()).size).toBe(4);
   });
 });
+
+describe('buildMeshModel with the previous model', () => {
+  it('gives exactly what a full build gives, through a sequence of changes', () => {
+    const mesh = new MeshFixture()
+      .key('k1')
+      .service('b', { trafficSplit: [{ name: 'v1', labels: { v: '1' }, weight: 50 }, { name: 'v2', labels: { v: '2' }, weight: 50 }] })
+      .service('a', { dependencies: [{ service: 'b' }, { service: 'x' }] })
+      .service('c', { dependencies: [{ service: 'a' }] })
+      .instance('b', 'b-1', '10.0.0.1', 8080, { labels: { v: '1' } });
+    const changes: Array<(m: MeshFixture) => unknown> = [
+      (m) => m.instance('b', 'b-2', '10.0.0.2', 8080, { labels: { v: '2' } }),
+      (m) => m.service('x'),
+      (m) => m.withoutInstance('b', 'b-1'),
+      (m) => m.service('b', { policy: { timeoutMs: 5 } }),
+      (m) => m.key('k2'),
+      (m) => m.service('c'),
+      (m) => m.withoutService('a'),
+    ];
+    let previous = buildMeshModel(mesh.state(), DEFAULT_TRANSLATOR_SETTINGS);
+    for (const change of changes) {
+      change(mesh);
+      const state = mesh.state();
+      const incremental = buildMeshModel(state, DEFAULT_TRANSLATOR_SETTINGS, previous);
+      const full = buildMeshModel(state, DEFAULT_TRANSLATOR_SETTINGS);
+      expect(incremental.identityFingerprints).toEqual(full.identityFingerprints);
+      expect(incremental.services).toEqual(full.services);
+      expect(incremental.dropped).toEqual(full.dropped);
+      previous = incremental;
+    }
+  });
+});

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type { AuthzPublicKey, InstanceRecord, Locality, MeshSettings, ServiceRecord, TrafficPolicy } from '@trellis/mesh-schema';
 import type {
   DependencyModel,
+  ServiceMemo,
   DroppedInput,
   LocalityEndpoints,
   MeshModel,
@@ -25,7 +26,14 @@ export interface MeshStateView {
   authzKeys: ReadonlyMap<string, AuthzPublicKey>;
 }
 
-export function buildMeshModel(state: MeshStateView, settings: TranslatorSettings): MeshModel {
+/**
+ * `previous` (optional) is the model built before this one: per-service parts
+ * whose inputs are the very same records (records are immutable values; a
+ * changed key gets a new one) are reused instead of rebuilt, which keeps a
+ * one-instance change in a 10,000-service mesh cheap. Without it everything
+ * is computed; the result is the same either way.
+ */
+export function buildMeshModel(state: MeshStateView, settings: TranslatorSettings, previous?: MeshModel): MeshModel {
   const dropped: DroppedInput[] = [];
   const names = [...state.services.keys()].sort();
 
@@ -49,6 +57,7 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
   }
 
   const services = new Map<string, ServiceModel>();
+  const memo = new Map<string, ServiceMemo>();
   for (const name of names) {
     const { value: record, modRevision } = state.services.get(name)!;
     const spec = record.spec;
@@ -56,8 +65,29 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       dropped.push({ kind: 'service', name, reason: `record names "${spec.name}" but is stored as "${name}"` });
       continue;
     }
-    const instances = sortedInstances(state.instances.get(name));
-    const localities = groupByLocality(instances);
+    const byId = state.instances.get(name);
+    const reused = previous?.memo.get(name);
+    let entry: ServiceMemo;
+    if (reused && reused.record === record && sameInstances(reused.instances, byId)) {
+      entry = reused;
+      dropped.push(...reused.dropped);
+    } else {
+      const instances = sortedInstances(byId);
+      const localities = groupByLocality(instances);
+      const ownDropped: DroppedInput[] = [];
+      const upstreams = upstreamsOf(record, instances, localities, ownDropped);
+      dropped.push(...ownDropped);
+      entry = {
+        record,
+        instances: new Map(byId ?? []),
+        localities,
+        upstreams,
+        dropped: ownDropped,
+        exposedDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, upstreams])),
+        specDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies])),
+      };
+    }
+    memo.set(name, entry);
     services.set(name, {
       name,
       team: spec.team,
@@ -67,15 +97,25 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       ...(spec.ingress ? { ingress: spec.ingress } : {}),
       dependencies: [],
       callers: callers.get(name) ?? [],
-      upstreams: upstreamsOf(record, instances, localities, dropped),
-      localities,
+      upstreams: entry.upstreams,
+      localities: entry.localities,
       modRevision,
     });
   }
 
   // Dependencies second: they need the callee's resolved policy.
   for (const service of services.values()) {
-    const deps = [...state.services.get(service.name)!.value.spec.dependencies].sort((a, b) => compare(a.service, b.service));
+    const entry = memo.get(service.name)!;
+    const calleeRecords = entry.record.spec.dependencies.map((dep) => memo.get(dep.service)?.record);
+    const reused = previous?.memo.get(service.name);
+    if (reused?.record === entry.record && reused.dependencies && sameRefs(reused.dependencies.calleeRecords, calleeRecords)) {
+      entry.dependencies = reused.dependencies;
+      service.dependencies = reused.dependencies.models;
+      dropped.push(...reused.dependencies.dropped);
+      continue;
+    }
+    const depDropped: DroppedInput[] = [];
+    const deps = [...entry.record.spec.dependencies].sort((a, b) => compare(a.service, b.service));
     // A TCP dependency is reached on 127.0.0.1:<its port>, so that port must be free in the caller's sidecar.
     const portsInUse = new Set([settings.outboundPort, service.port]);
     service.dependencies = deps.flatMap((dep): DependencyModel[] => {
@@ -83,23 +123,28 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       if (!callee) return [];
       if (callee.protocol === 'tcp') {
         if (portsInUse.has(callee.port)) {
-          dropped.push({ kind: 'dependency', name: `${service.name}→${callee.name}`, reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar` });
+          depDropped.push({ kind: 'dependency', name: `${service.name}→${callee.name}`, reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar` });
           return [];
         }
         portsInUse.add(callee.port);
       }
       return [{ service: dep.service, policy: mergePolicy(callee.policy, dep.policy), ...(dep.policy ? { override: dep.policy } : {}) }];
     });
+    dropped.push(...depDropped);
+    entry.dependencies = { calleeRecords, models: service.dependencies, dropped: depDropped };
   }
 
   const tokens = tokensOf(state, settings, dropped);
+  const sharedDigest = digest(JSON.stringify([tokens, settings]));
   return {
+    sharedDigest,
     revision: state.revision,
     settings,
     services,
     tokens,
     dropped,
-    identityFingerprints: fingerprints(services, tokens, settings),
+    identityFingerprints: fingerprints(services, memo, sharedDigest, previous),
+    memo,
   };
 }
 
@@ -199,23 +244,45 @@ function tokensOf(state: MeshStateView, settings: TranslatorSettings, dropped: D
 }
 
 /**
- * A proxy of service S is built from: S itself (spec and callers), what each of
+ * A proxy of service S is built from: S's own spec, its callers, what each of
  * its dependencies exposes to callers (port, protocol, policy, endpoints), the
- * mesh tokens and the settings. Hash exactly those, per service.
+ * mesh tokens and the settings. The fingerprint joins digests of exactly those.
  */
-function fingerprints(services: ReadonlyMap<string, ServiceModel>, tokens: MeshTokens, settings: TranslatorSettings): Map<string, string> {
-  const shared = digest(JSON.stringify([tokens, settings]));
-  const exposed = new Map<string, string>();
-  for (const s of services.values()) {
-    exposed.set(s.name, digest(JSON.stringify([s.protocol, s.port, s.policy, s.upstreams])));
-  }
+function fingerprints(
+  services: ReadonlyMap<string, ServiceModel>,
+  memo: ReadonlyMap<string, ServiceMemo>,
+  shared: string,
+  previous: MeshModel | undefined,
+): Map<string, string> {
+  const sharedUnchanged = previous !== undefined && previous.sharedDigest === shared;
   const result = new Map<string, string>();
   for (const s of services.values()) {
-    const own = JSON.stringify([s.protocol, s.port, s.policy, s.ingress ?? null, s.callers, s.dependencies.map((d) => [d.service, d.override ?? null])]);
-    const deps = s.dependencies.map((d) => exposed.get(d.service)!).join(',');
-    result.set(s.name, digest(`${shared}|${own}|${deps}`));
+    const entry = memo.get(s.name)!;
+    // Same memo objects mean the same digests: skip re-hashing the unchanged majority.
+    if (sharedUnchanged && previous.memo.get(s.name) === entry) {
+      const before = previous.services.get(s.name)!;
+      const unchanged =
+        sameRefs(before.callers, s.callers) && s.dependencies.every((d) => previous.memo.get(d.service) === memo.get(d.service));
+      if (unchanged) {
+        result.set(s.name, previous.identityFingerprints.get(s.name)!);
+        continue;
+      }
+    }
+    const deps = s.dependencies.map((d) => `${d.service}=${memo.get(d.service)!.exposedDigest}`).join(',');
+    result.set(s.name, digest(`${shared}|${entry.specDigest}|${s.callers.join(',')}|${deps}`));
   }
   return result;
+}
+
+function sameRefs(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function sameInstances(before: ReadonlyMap<string, InstanceRecord>, now: ReadonlyMap<string, InstanceRecord> | undefined): boolean {
+  if (!now) return before.size === 0;
+  if (now.size !== before.size) return false;
+  for (const [id, record] of now) if (before.get(id) !== record) return false;
+  return true;
 }
 
 function digest(text: string): string {

@@ -1,7 +1,7 @@
 // The intermediate mesh model: who calls whom, with which policy, reaching which
 // endpoints. Built from the registry's records (buildMeshModel), consumed by the
 // Envoy translation (../envoy). Plain data, never mutated after it is built.
-import type { Ingress, Locality, Protocol, TrafficPolicy } from '@trellis/mesh-schema';
+import type { Ingress, InstanceRecord, Locality, Protocol, ServiceRecord, TrafficPolicy } from '@trellis/mesh-schema';
 
 export interface TranslatorSettings {
   /** Where sidecars reach authz's ext_authz gRPC service. */
@@ -99,4 +99,23 @@ export interface MeshModel {
   dropped: DroppedInput[];
   /** Per service: a digest of everything its proxies' config is built from. Equal digest, equal config. */
   identityFingerprints: ReadonlyMap<string, string>;
+  /** Digest of what every proxy shares: mesh tokens and translator settings. */
+  sharedDigest: string;
+  /** Per-service parts with the exact records they were built from, for reuse by the next build. */
+  memo: ReadonlyMap<string, ServiceMemo>;
+}
+
+/** What buildMeshModel may reuse for a service whose record and instance records are unchanged. */
+export interface ServiceMemo {
+  record: ServiceRecord;
+  instances: ReadonlyMap<string, InstanceRecord>;
+  localities: LocalityEndpoints[];
+  upstreams: UpstreamModel[];
+  dropped: DroppedInput[];
+  /** Digest of what callers see: protocol, port, policy, endpoints. */
+  exposedDigest: string;
+  /** Digest of the service's own spec as its proxies use it. */
+  specDigest: string;
+  /** Resolved dependencies and the callee records they were resolved against (set once per build). */
+  dependencies?: { calleeRecords: ReadonlyArray<ServiceRecord | undefined>; models: DependencyModel[]; dropped: DroppedInput[] };
 }
