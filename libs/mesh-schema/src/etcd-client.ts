@@ -106,13 +106,18 @@ export function prefixEnd(prefix: string): Buffer {
  * Every key under `prefix`, read page by page at one revision (the first page's
  * unless `revision` is given), so the result is a consistent snapshot.
  */
-export async function rangePrefix(client: Etcd3, prefix: string, revision?: string): Promise<{ revision: string; kvs: IKeyValue[] }> {
+export async function rangePrefix(
+  client: Etcd3,
+  prefix: string,
+  revision?: string,
+  pageSize: number = RANGE_PAGE_SIZE,
+): Promise<{ revision: string; kvs: IKeyValue[] }> {
   const rangeEnd = prefixEnd(prefix);
   const kvs: IKeyValue[] = [];
   let key = Buffer.from(prefix);
   let atRevision = revision;
   for (;;) {
-    const res = await client.kv.range({ key, range_end: rangeEnd, limit: RANGE_PAGE_SIZE, revision: atRevision ?? 0 });
+    const res = await client.kv.range({ key, range_end: rangeEnd, limit: pageSize, revision: atRevision ?? 0 });
     atRevision ??= res.header.revision;
     kvs.push(...res.kvs);
     if (!res.more || res.kvs.length === 0) break;
