@@ -66,6 +66,8 @@ describe('docker compose demo', () => {
       expect(new URL(url).pathname).toBe(`/bootstrap/${service}`);
       expect(new URL(url).host).toBe('control-plane:18080');
       expect(new URL(url).searchParams.get('node')).toBe(app.environment!['INSTANCE_ID']);
+      // The app listens on 127.0.0.1:9000 (its default); the sidecar's inbound listener owns 8080.
+      expect(new URL(url).searchParams.get('app_port')).toBe('9000');
       expect(fetcher.volumes).toEqual([`${service}-bootstrap:/etc/trellis-envoy`]);
     });
 

@@ -98,7 +98,10 @@ describe('systemd units', () => {
 
   it('the Envoy sidecar fetches its bootstrap from the control plane, named after the service', () => {
     const unit = parseUnit(read('trellis-envoy@.service'));
-    expect(directiveValues(unit, 'Service', 'ExecStartPre')[0]).toContain('${TRELLIS_CONTROL_PLANE_URL}/bootstrap/%i');
+    expect(directiveValues(unit, 'Service', 'ExecStartPre')).toEqual([
+      '/usr/local/libexec/trellis-envoy-bootstrap %i %t/trellis-envoy/%i/bootstrap.yaml',
+    ]);
+    expect(directiveValues(unit, 'Service', 'Environment')).toContain('TRELLIS_NODE_ID=%i.%H');
     expect(directiveValues(unit, 'Service', 'ExecStart')[0]).toMatch(
       /^\/usr\/bin\/envoy --config-path %t\/trellis-envoy\/%i\/bootstrap\.yaml /,
     );

@@ -21,6 +21,7 @@ init container, so it is up before the application starts and stops after it.
   "bootstrapImage" "curlimages/curl:8.11.1"
   "logLevel" "info"
   "nativeSidecar" true
+  "xdsTokenSecret" ""
   "resources" (dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "256Mi"))
 }}
 {{- $given := .sidecar | default dict }}
@@ -73,25 +74,40 @@ volumeMounts:
 {{- if not .appPort }}{{ fail "trellis-sidecar: pass the application's port as \"appPort\"" }}{{ end }}
 - name: trellis-bootstrap
   image: {{ $s.bootstrapImage }}
-  args:
-    - --fail
-    - --silent
-    - --show-error
-    - --retry
-    - "30"
-    - --retry-connrefused
-    - --retry-delay
-    - "2"
-    - --max-time
-    - "10"
-    - --output
-    - /etc/trellis-envoy/bootstrap.yaml
-    - {{ printf "%s/bootstrap/%s?node=$(POD_NAME)&appPort=%v" $s.controlPlaneUrl .service .appPort | quote }}
+  # Fetch this pod's bootstrap; when the control plane wants an xDS token, the bootstrap
+  # carries a ${TRELLIS_XDS_TOKEN} placeholder, filled from xdsTokenSecret or refused here.
+  command:
+    - /bin/sh
+    - -ec
+    - |
+      url="$TRELLIS_CONTROL_PLANE_URL/bootstrap/$TRELLIS_SERVICE?node=$POD_NAME&app_port=$TRELLIS_APP_PORT"
+      curl --fail-with-body --silent --show-error --retry 30 --retry-connrefused --retry-delay 2 --max-time 10 \
+        --output /etc/trellis-envoy/bootstrap.tmp "$url" || { cat /etc/trellis-envoy/bootstrap.tmp >&2; exit 1; }
+      if grep -q '${TRELLIS_XDS_TOKEN}' /etc/trellis-envoy/bootstrap.tmp; then
+        [ -n "${TRELLIS_XDS_TOKEN:-}" ] || { echo "the control plane requires an xDS token: set xdsTokenSecret" >&2; exit 1; }
+        sed "s|\${TRELLIS_XDS_TOKEN}|$TRELLIS_XDS_TOKEN|g" /etc/trellis-envoy/bootstrap.tmp > /etc/trellis-envoy/bootstrap.yaml
+      else
+        mv /etc/trellis-envoy/bootstrap.tmp /etc/trellis-envoy/bootstrap.yaml
+      fi
+      rm -f /etc/trellis-envoy/bootstrap.tmp
   env:
+    - name: TRELLIS_CONTROL_PLANE_URL
+      value: {{ $s.controlPlaneUrl | quote }}
+    - name: TRELLIS_SERVICE
+      value: {{ .service | quote }}
+    - name: TRELLIS_APP_PORT
+      value: {{ .appPort | quote }}
     - name: POD_NAME
       valueFrom:
         fieldRef:
           fieldPath: metadata.name
+    {{- with $s.xdsTokenSecret }}
+    - name: TRELLIS_XDS_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: token
+    {{- end }}
   resources:
     requests: { cpu: 10m, memory: 16Mi }
     limits: { memory: 32Mi }

@@ -1,0 +1,172 @@
+// deploy/systemd/trellis-envoy-bootstrap, run with the real curl and sh against a
+// local HTTP server that serves bootstraps rendered by the control plane's own
+// renderer (with the xDS-token placeholder when the control plane wants a token).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WORKSPACE_ROOT } from './workspace';
+
+type Render = (input: Record<string, unknown>, format?: 'yaml' | 'json') => string;
+// The renderer is read by path: this project checks the apps' outputs without depending on them.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { renderBootstrap } = require(join(WORKSPACE_ROOT, 'apps/control-plane/src/bootstrap/render-bootstrap.ts')) as {
+  renderBootstrap: Render;
+};
+
+const SCRIPT = join(WORKSPACE_ROOT, 'deploy/systemd/trellis-envoy-bootstrap');
+
+/** The trellis-sidecar init container's script (the `- |` block after `-ec`), with its volume path moved to `dir`. */
+function sidecarInitScript(dir: string): string {
+  const template = readFileSync(join(WORKSPACE_ROOT, 'deploy/helm/trellis-sidecar/templates/_sidecar.tpl'), 'utf8');
+  const match = /- -ec\n(\s+)- \|\n((?:\1 {2}.*\n)+)/.exec(template);
+  if (!match) throw new Error('no init container script found in _sidecar.tpl');
+  const indent = `${match[1]}  `;
+  return match[2]!
+    .split('\n')
+    .map((line) => line.slice(indent.length))
+    .join('\n')
+    .replaceAll('/etc/trellis-envoy', dir);
+}
+
+describe('trellis-envoy-bootstrap', () => {
+  let server: Server;
+  let baseUrl: string;
+  let requireToken = false;
+  const requests: string[] = [];
+  let dir: string;
+
+  beforeAll(async () => {
+    for (const binary of ['curl', 'sh', 'sed', 'grep']) {
+      if (spawnSync('sh', ['-c', `command -v ${binary}`]).status !== 0)
+        throw new Error(`${binary} is missing: install the Debian package "${binary === 'curl' ? 'curl' : 'coreutils'}"`);
+    }
+    server = createServer((req, res) => {
+      requests.push(req.url!);
+      const url = new URL(req.url!, 'http://x');
+      const service = url.pathname.split('/')[2]!;
+      if (service !== 'orders') {
+        res
+          .writeHead(404, { 'content-type': 'application/problem+json' })
+          .end(JSON.stringify({ title: 'Unknown service', detail: `service "${service}" is not registered` }));
+        return;
+      }
+      const body = renderBootstrap({
+        service,
+        nodeId: url.searchParams.get('node') ?? '${NODE_ID}',
+        appPort: Number(url.searchParams.get('app_port') ?? 8080),
+        appProtocol: 'http',
+        xds: { host: 'control-plane.internal', port: 18000 },
+        ...(requireToken ? { xdsToken: '${TRELLIS_XDS_TOKEN}' } : {}),
+      });
+      res.writeHead(200, { 'content-type': 'application/yaml' }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'trellis-bootstrap-'));
+    requests.length = 0;
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  // spawnSync would block the event loop the fake control plane answers on: run it async.
+  function run(service: string, env: Record<string, string>) {
+    return runShell([SCRIPT, service, join(dir, 'bootstrap.yaml')], env);
+  }
+
+  /** Runs `sh args…`; both scripts write dir/bootstrap.yaml. */
+  function runShell(args: string[], env: Record<string, string>) {
+    const output = join(dir, 'bootstrap.yaml');
+    return new Promise<{ status: number | null; stderr: string; output: string }>((resolve) => {
+      const child = spawn('sh', args, {
+        env: { PATH: process.env['PATH']!, TRELLIS_CONTROL_PLANE_URL: baseUrl, ...env },
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('close', (status) => resolve({ status, stderr, output }));
+    });
+  }
+
+  it('writes the bootstrap for the node and app port it is given', async () => {
+    const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', TRELLIS_APP_PORT: '9000' });
+    expect(result.status).toBe(0);
+    expect(requests).toEqual(['/bootstrap/orders?node=orders.vm-1&app_port=9000']);
+    const text = readFileSync(result.output, 'utf8');
+    expect(text).toMatch(/id: orders\.vm-1/);
+    expect(text).toMatch(/port_value: 9000/);
+    expect(existsSync(`${result.output}.tmp`)).toBe(false);
+  });
+
+  it('fills in the xDS token from the xds-token credential when the control plane wants one', async () => {
+    requireToken = true;
+    try {
+      const credentials = join(dir, 'credentials');
+      mkdirSync(credentials);
+      writeFileSync(join(credentials, 'xds-token'), 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcmRlcnMifQ.c2ln\n');
+      const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', CREDENTIALS_DIRECTORY: credentials });
+      expect(result.status).toBe(0);
+      const text = readFileSync(result.output, 'utf8');
+      expect(text).toContain('Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcmRlcnMifQ.c2ln');
+      expect(text).not.toContain('${TRELLIS_XDS_TOKEN}');
+    } finally {
+      requireToken = false;
+    }
+  });
+
+  it('fails, saying why, when a token is needed and none is loaded', async () => {
+    requireToken = true;
+    try {
+      const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1' });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/requires an xDS token, and no xds-token credential is loaded/);
+      expect(existsSync(result.output)).toBe(false);
+    } finally {
+      requireToken = false;
+    }
+  });
+
+  it("fails with the control plane's explanation for an unknown service", async () => {
+    const result = await run('payments', { TRELLIS_NODE_ID: 'payments.vm-1' });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('service \\"payments\\" is not registered');
+    expect(existsSync(result.output)).toBe(false);
+  });
+
+  describe('the trellis-sidecar init container script', () => {
+    const runInit = (env: Record<string, string>) =>
+      runShell(['-ec', sidecarInitScript(dir)], {
+        TRELLIS_SERVICE: 'orders',
+        POD_NAME: 'orders-7d9f-abcde',
+        TRELLIS_APP_PORT: '8080',
+        ...env,
+      });
+
+    it("writes the pod's bootstrap, named after the pod", async () => {
+      const result = await runInit({});
+      expect(result.status).toBe(0);
+      expect(requests).toEqual(['/bootstrap/orders?node=orders-7d9f-abcde&app_port=8080']);
+      expect(readFileSync(result.output, 'utf8')).toMatch(/id: orders-7d9f-abcde/);
+    });
+
+    it('fills in the token from xdsTokenSecret, or refuses without one', async () => {
+      requireToken = true;
+      try {
+        const refused = await runInit({});
+        expect(refused.status).toBe(1);
+        expect(refused.stderr).toMatch(/requires an xDS token: set xdsTokenSecret/);
+        expect(existsSync(refused.output)).toBe(false);
+        const filled = await runInit({ TRELLIS_XDS_TOKEN: 'aaa.bbb.ccc' });
+        expect(filled.status).toBe(0);
+        expect(readFileSync(filled.output, 'utf8')).toContain('Bearer aaa.bbb.ccc');
+      } finally {
+        requireToken = false;
+      }
+    });
+  });
+});
