@@ -25,6 +25,7 @@ describe('control plane over etcd', () => {
     await h.store.createService({ name: 'c', team: 'core', protocol: 'http', port: 8080 }, 'test');
     await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'b' }] }, 'test');
     await h.store.registerInstance({ service: 'b', id: 'b-1', address: '10.0.0.1', port: 8080, platform: 'vm' }, 30);
+    await eventually('the model to hold the setup', () => (h.cp.model()?.services.get('b')?.localities.length ? true : undefined));
   });
   afterEach(() => {
     for (const c of clients.splice(0)) c.close();

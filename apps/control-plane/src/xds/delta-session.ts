@@ -8,6 +8,7 @@ import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/env
 import type { XdsResource } from '../envoy/resources';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
 import type { ProxySnapshot } from './snapshot-cache';
+import { convergenceStart, ENDPOINT_WAIT_MS, endpointsPending } from './push-order';
 import { isXdsTypeUrl } from './sotw-session';
 
 const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
@@ -36,6 +37,7 @@ interface TypeState {
   /** Explicitly subscribed names we have told the client do not exist. */
   toldMissing: Set<string>;
   pending: Pending | undefined;
+  ackedAt?: number;
 }
 
 interface Changes {
@@ -50,6 +52,7 @@ export class DeltaSession {
   private closed = false;
   private nonces = 0;
   private pumpScheduled: NodeJS.Immediate | undefined;
+  private pumpTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly stream: StreamInfo,
@@ -89,6 +92,7 @@ export class DeltaSession {
         } else {
           for (const [name, version] of pending.upserts) state.client.set(name, version);
           for (const name of pending.removals) state.client.delete(name);
+          state.ackedAt = Date.now();
           this.callbacks.onAck(this.stream, typeUrl, pending.systemVersion, pending.changedAt);
         }
       }
@@ -130,6 +134,7 @@ export class DeltaSession {
   close(): void {
     this.closed = true;
     if (this.pumpScheduled) clearImmediate(this.pumpScheduled);
+    if (this.pumpTimer) clearTimeout(this.pumpTimer);
   }
 
   /**
@@ -152,7 +157,7 @@ export class DeltaSession {
       const state = this.types.get(typeUrl);
       if (!state || state.pending) continue;
       if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
-      if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight()) continue;
+      if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight(snapshot)) continue;
       const changes = this.changes(typeUrl, state, snapshot);
       if (changes.upserts.length === 0 && changes.removals.length === 0) continue;
       this.respond(typeUrl, state, changes, snapshot);
@@ -164,7 +169,7 @@ export class DeltaSession {
     const systemVersion = snapshot.types.get(typeUrl)!.version;
     const upserts = new Map(changes.upserts.map((r) => [r.name, resourceVersion(r)]));
     for (const name of changes.removals) if (!state.client.has(name)) state.toldMissing.add(name);
-    state.pending = { nonce, upserts, removals: changes.removals, systemVersion, changedAt: snapshot.changedAt };
+    state.pending = { nonce, upserts, removals: changes.removals, systemVersion, changedAt: convergenceStart(snapshot, this.stream) };
     const ok = this.send({
       systemVersionInfo: systemVersion,
       resources: changes.upserts.map((r) => ({
@@ -194,8 +199,21 @@ export class DeltaSession {
     if (!ok) this.blocked = true;
   }
 
-  private clustersInFlight(): boolean {
-    return Boolean(this.types.get(TypeUrl.Cluster)?.pending || this.types.get(TypeUrl.ClusterLoadAssignment)?.pending);
+  /** Listeners and routes wait for unanswered clusters/endpoints and, briefly, for endpoints of new clusters. */
+  private clustersInFlight(snapshot: ProxySnapshot): boolean {
+    const cds = this.types.get(TypeUrl.Cluster);
+    const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
+    if (cds?.pending || eds?.pending) return true;
+    if (!cds || cds.ackedAt === undefined) return false;
+    const waited = Date.now() - cds.ackedAt;
+    if (waited >= ENDPOINT_WAIT_MS) return false;
+    const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
+    if (!endpointsPending(cds.client.keys(), endpoints, (name) => Boolean(eds?.client.has(name)))) return false;
+    this.pumpTimer ??= setTimeout(() => {
+      this.pumpTimer = undefined;
+      this.pump();
+    }, ENDPOINT_WAIT_MS - waited);
+    return true;
   }
 
   private changes(typeUrl: XdsTypeUrl, state: TypeState, snapshot: ProxySnapshot): Changes {

@@ -13,14 +13,14 @@ import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../envoy/resources';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
+import { convergenceStart, ENDPOINT_WAIT_MS, endpointsPending } from './push-order';
 import type { ProxySnapshot } from './snapshot-cache';
 import { versionOf } from './versions';
 
 const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
 /** Types where an empty subscription means "everything" (legacy wildcard). */
 const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
-/** How long listeners and routes wait for a client to ask for a new cluster's endpoints. */
-export const ENDPOINT_WAIT_MS = 2000;
+
 
 interface Sent {
   version: string;
@@ -158,7 +158,7 @@ export class SotwSession {
   private respond(typeUrl: XdsTypeUrl, state: TypeState, desired: Desired, snapshot: ProxySnapshot): void {
     const nonce = (++this.nonces).toString(36);
     const resources = [...desired.resources.values()];
-    state.sent = { version: desired.version, nonce, resources: desired.resources, changedAt: snapshot.changedAt, inFlight: true };
+    state.sent = { version: desired.version, nonce, resources: desired.resources, changedAt: convergenceStart(snapshot, this.stream), inFlight: true };
     const ok = this.send({
       versionInfo: desired.version,
       resources: resources.map((r) => r.any),
@@ -192,17 +192,13 @@ export class SotwSession {
     const waited = Date.now() - cds.ackedAt;
     if (waited >= ENDPOINT_WAIT_MS) return false;
     const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
-    for (const name of cds.sent.resources.keys()) {
-      if (!endpoints.has(name)) continue;
-      if (!eds || !(eds.wildcard || eds.names.has(name)) || !eds.sent?.resources.has(name)) {
-        this.pumpTimer ??= setTimeout(() => {
-          this.pumpTimer = undefined;
-          this.pump();
-        }, ENDPOINT_WAIT_MS - waited);
-        return true;
-      }
-    }
-    return false;
+    const pending = endpointsPending(cds.sent.resources.keys(), endpoints, (name) => Boolean(eds && (eds.wildcard || eds.names.has(name)) && eds.sent?.resources.has(name)));
+    if (!pending) return false;
+    this.pumpTimer ??= setTimeout(() => {
+      this.pumpTimer = undefined;
+      this.pump();
+    }, ENDPOINT_WAIT_MS - waited);
+    return true;
   }
 
   private desired(typeUrl: XdsTypeUrl, state: TypeState, snapshot: ProxySnapshot): Desired {

@@ -1,0 +1,55 @@
+// Session logic without a transport: backpressure, unknown types, content versions.
+import { TypeUrl } from '@trellis/envoy-types';
+import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { toResourceSet } from '../envoy/resources';
+import { fakeModel, makeCluster, makeListener, translateFake } from '../../test/support/resources';
+import { composeCallbacks, type StreamInfo } from './callbacks';
+import { SnapshotCache } from './snapshot-cache';
+import { SotwSession } from './sotw-session';
+
+const stream: StreamInfo = { streamId: 1, nodeId: 'a-1', identity: { service: 'a', kind: 'envoy' }, protocol: 'sotw', connectedAt: new Date() };
+const tick = () => new Promise((r) => setImmediate(r));
+
+function setup(writable: () => boolean) {
+  const sent: DiscoveryResponse[] = [];
+  const cache = new SnapshotCache(translateFake);
+  cache.setModel(fakeModel({ a: [makeCluster('b'), makeListener('l')] }), 'all', { revision: '1', changedAt: Date.now() });
+  const session = new SotwSession(stream, (r) => (sent.push(r), writable()), composeCallbacks(), 'cp', true);
+  session.setSnapshot(cache.watch({ service: 'a', kind: 'envoy' }, () => {}).snapshot!);
+  return { sent, session };
+}
+
+describe('SotwSession', () => {
+  it('stops writing when the transport is full and resumes on drain', async () => {
+    let room = false;
+    const { sent, session } = setup(() => room);
+    session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster }));
+    session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Listener }));
+    await tick();
+    expect(sent.map((r) => r.typeUrl)).toEqual([TypeUrl.Cluster]); // listeners wait for the cluster ACK
+    session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, versionInfo: sent[0]!.versionInfo, responseNonce: sent[0]!.nonce }));
+    await tick();
+    expect(sent).toHaveLength(1); // the listener may go now, but the stream is full
+    room = true;
+    session.drained();
+    expect(sent.map((r) => r.typeUrl)).toEqual([TypeUrl.Cluster, TypeUrl.Listener]);
+    session.close();
+  });
+
+  it('answers an unknown type URL with false and sends nothing', () => {
+    const { sent, session } = setup(() => true);
+    expect(session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig' }))).toBe(false);
+    expect(sent).toEqual([]);
+    session.close();
+  });
+
+  it('derives versions only from content', () => {
+    const a = new SnapshotCache(translateFake);
+    a.setModel(fakeModel({ a: [makeCluster('b')] }), 'all', { revision: '5', changedAt: 1 });
+    const b = new SnapshotCache(translateFake);
+    b.setModel(new Map([['a', toResourceSet([makeCluster('b')])]]), 'all', { revision: '9', changedAt: 2 });
+    const va = a.peek({ service: 'a', kind: 'envoy' })!.types.get(TypeUrl.Cluster)!.version;
+    const vb = b.peek({ service: 'a', kind: 'envoy' })!.types.get(TypeUrl.Cluster)!.version;
+    expect(va).toBe(vb);
+  });
+});
