@@ -24,6 +24,7 @@ module.exports = function preset(projectDir, displayName) {
     transformIgnorePatterns: ['/node_modules/(?!jose/)'],
     moduleNameMapper: {
       '^@trellis/envoy-types$': path.join(root, 'libs/envoy-types/src/index.ts'),
+      '^@trellis/envoy-types/validation$': path.join(root, 'libs/envoy-types/src/validation/index.ts'),
       '^@trellis/envoy-types/(.*)$': path.join(root, 'libs/envoy-types/src/generated/$1'),
       '^@trellis/mesh-schema$': path.join(root, 'libs/mesh-schema/src/index.ts'),
       '^@trellis/runtime$': path.join(root, 'libs/runtime/src/index.ts'),

@@ -1,6 +1,6 @@
 import { parse } from 'yaml';
 import type protobuf from 'protobufjs';
-import { ProtoValidator } from '@trellis/envoy-types';
+import { ProtoValidator } from '@trellis/envoy-types/validation';
 import { buildBootstrap, renderBootstrap, type BootstrapInput } from './render-bootstrap';
 
 const input: BootstrapInput = {

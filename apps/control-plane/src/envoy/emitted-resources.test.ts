@@ -1,7 +1,8 @@
 // Table test over a mesh that uses every feature: each resource emitted for
 // each identity decodes with the generated types and meets Envoy's own
 // validate.rules constraints (read from the protos by ProtoValidator).
-import { ProtoValidator, TypeUrl, unpackAny } from '@trellis/envoy-types';
+import { TypeUrl, unpackAny } from '@trellis/envoy-types';
+import { ProtoValidator } from '@trellis/envoy-types/validation';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from './proxy-resources';
 import type { ProxyKind } from './resources';
