@@ -1,0 +1,85 @@
+// The registry's express app, built from its dependencies so tests can start
+// it on port 0 against a real etcd.
+import express from 'express';
+import type { RequestHandler } from 'express';
+import helmet from 'helmet';
+import type { MeshStore } from '@trellis/mesh-schema';
+import type { Health, Logger } from '@trellis/runtime';
+import { opsRouter } from '@trellis/runtime';
+import type { Registry } from 'prom-client';
+import { apiV1Router } from './api';
+import type { Authenticator } from './auth';
+import { requireBearer } from './auth';
+import { ServiceCatalog } from './catalog';
+import { jsonBody, notFoundHandler, problemErrorHandler, requestMetrics } from './http';
+import type { RegistryMetrics } from './metrics';
+import { buildOpenApiDocument } from './openapi';
+import { instrumentStore } from './store';
+import { apiDocsPage } from './ui/api-docs';
+import { uiRouter } from './ui/router';
+import { UiSessions } from './ui/session';
+import { randomBytes } from 'node:crypto';
+
+export interface AppOptions {
+  store: MeshStore;
+  authenticator: Authenticator;
+  health: Health;
+  metricsRegistry: Registry;
+  metrics: RegistryMetrics;
+  logger: Logger;
+  readsRequireAuth?: boolean;
+  maxBodyBytes?: number;
+  /** Signs CSRF tokens; a random one is made when absent (fine for one replica). */
+  csrfSecret?: string;
+  secureCookies?: boolean;
+}
+
+export function createApp(options: AppOptions): express.Express {
+  const { authenticator, health, metricsRegistry, metrics, logger } = options;
+  const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
+  const catalog = new ServiceCatalog(instrumentStore(options.store, metrics), metrics);
+  const sessions = new UiSessions(options.csrfSecret ? Buffer.from(options.csrfSecret) : randomBytes(32), options.secureCookies ?? false);
+  const openApiDocument = buildOpenApiDocument();
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.set('query parser', 'simple');
+  app.use(requestMetrics(metrics, logger));
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        directives: {
+          defaultSrc: ["'none'"],
+          styleSrc: ["'self'"],
+          imgSrc: ["'self'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+          baseUri: ["'none'"],
+        },
+      },
+    }),
+  );
+
+  app.use(opsRouter(health, metricsRegistry));
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument);
+  });
+
+  const authenticate = requireBearer(authenticator, metrics, logger);
+  const pass: RequestHandler = (_req, _res, next) => next();
+  const guards = {
+    read: [options.readsRequireAuth ? authenticate : pass],
+    write: [authenticate],
+    json: jsonBody(maxBodyBytes),
+  };
+  app.use('/api/v1', apiV1Router(catalog, guards));
+  app.use(uiRouter({ catalog, authenticator, sessions, metrics, logger, readsRequireAuth: options.readsRequireAuth ?? false, maxBodyBytes }));
+  app.get('/docs', (req, res) => {
+    res.type('html').send(apiDocsPage({ csrfToken: sessions.csrfToken(req, res) }, openApiDocument));
+  });
+
+  app.use(notFoundHandler);
+  app.use(problemErrorHandler(logger));
+  return app;
+}

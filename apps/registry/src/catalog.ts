@@ -1,0 +1,200 @@
+// The registry's operations on services and instances, shared by the REST API
+// and the web UI: ownership checks, optimistic concurrency, dependents checks,
+// rollback. Throws ProblemErrors; knows nothing about HTTP requests.
+import { AlreadyExistsError, NotFoundError, RevisionMismatchError } from '@trellis/mesh-schema';
+import type { HistoryEntry, InstanceRecord, MeshStore, ProxyStatus, ServiceRecord, ServiceSpec, Versioned } from '@trellis/mesh-schema';
+import type { Principal } from './auth';
+import { assertCanChange } from './auth';
+import type { RegistryMetrics } from './metrics';
+import { problems } from './problem';
+import type { InstanceRegistration, ServiceListQuery } from './api/schemas';
+import { buildTopology } from './topology';
+import type { Topology } from './topology';
+
+export class ServiceCatalog {
+  constructor(
+    private readonly store: MeshStore,
+    private readonly metrics: RegistryMetrics,
+  ) {}
+
+  async list(query: ServiceListQuery = {}): Promise<Versioned<ServiceRecord>[]> {
+    const needle = query.q?.toLowerCase();
+    const all = await this.store.listServices();
+    return all
+      .filter(({ value: { spec } }) => {
+        if (query.team && spec.team !== query.team) return false;
+        if (query.protocol && spec.protocol !== query.protocol) return false;
+        if (query.dependsOn && !spec.dependencies.some((d) => d.service === query.dependsOn)) return false;
+        if (needle && !spec.name.includes(needle) && !spec.description.toLowerCase().includes(needle)) return false;
+        return true;
+      })
+      .sort((a, b) => a.value.spec.name.localeCompare(b.value.spec.name));
+  }
+
+  async get(name: string): Promise<Versioned<ServiceRecord>> {
+    const found = await this.store.getService(name);
+    if (!found) throw problems.notFound(`service "${name}" is not registered`);
+    return found;
+  }
+
+  async find(name: string): Promise<Versioned<ServiceRecord> | undefined> {
+    return this.store.getService(name);
+  }
+
+  async create(principal: Principal, spec: ServiceSpec): Promise<Versioned<ServiceRecord>> {
+    assertCanChange(principal, [spec.team], `service "${spec.name}"`);
+    try {
+      const created = await this.store.createService(spec, principal.actor);
+      this.metrics.serviceChanges.inc({ action: 'create' });
+      return created;
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) throw problems.conflict(`service "${spec.name}" already exists; replace it with PUT and If-Match`);
+      throw err;
+    }
+  }
+
+  /**
+   * Creates the service when absent; replaces it when `ifMatch` names its current
+   * revision. Replacing without `ifMatch` is refused (428) so no change is lost.
+   */
+  async put(principal: Principal, spec: ServiceSpec, ifMatch: string | undefined): Promise<{ created: boolean; service: Versioned<ServiceRecord> }> {
+    const current = await this.store.getService(spec.name);
+    if (!current) {
+      if (ifMatch !== undefined) throw problems.preconditionFailed(`service "${spec.name}" does not exist, so it cannot match ${ifMatch}`);
+      try {
+        return { created: true, service: await this.create(principal, spec) };
+      } catch (err) {
+        if (isConflict(err)) throw problems.preconditionRequired(`service "${spec.name}" was created concurrently; fetch it and retry with If-Match`);
+        throw err;
+      }
+    }
+    assertCanChange(principal, [current.value.spec.team, spec.team], `service "${spec.name}"`);
+    if (ifMatch === undefined) {
+      throw problems.preconditionRequired(`service "${spec.name}" exists; send If-Match: "${current.modRevision}" (its ETag) to replace it`);
+    }
+    return { created: false, service: await this.update(principal, spec, ifMatch, 'update') };
+  }
+
+  async delete(principal: Principal, name: string, ifMatch: string | undefined): Promise<void> {
+    const current = await this.get(name);
+    assertCanChange(principal, [current.value.spec.team], `service "${name}"`);
+    const dependents = (await this.store.listServices())
+      .filter(({ value: { spec } }) => spec.dependencies.some((d) => d.service === name))
+      .map(({ value: { spec } }) => spec.name)
+      .sort();
+    if (dependents.length > 0) {
+      throw problems.conflict(`service "${name}" is still called by ${dependents.map((d) => `"${d}"`).join(', ')}; remove those dependencies first`, {
+        dependents,
+      });
+    }
+    try {
+      await this.store.deleteService(name, principal.actor, ifMatch !== undefined ? { ifModRevision: ifMatch } : {});
+      this.metrics.serviceChanges.inc({ action: 'delete' });
+    } catch (err) {
+      throw mapRevisionErrors(err, name);
+    }
+  }
+
+  async history(name: string): Promise<HistoryEntry[]> {
+    const entries = await this.store.listHistory(name);
+    if (entries.length === 0) throw problems.notFound(`service "${name}" has no history`);
+    return entries.sort((a, b) => b.generation - a.generation);
+  }
+
+  async historyEntry(name: string, generation: number): Promise<HistoryEntry> {
+    const entry = await this.store.getHistory(name, generation);
+    if (!entry) throw problems.notFound(`service "${name}" has no generation ${generation}`);
+    return entry;
+  }
+
+  /** Restores the definition a previous generation had, as a new generation. */
+  async rollback(principal: Principal, name: string, generation: number, ifMatch: string | undefined): Promise<Versioned<ServiceRecord>> {
+    const current = await this.get(name);
+    const target = await this.store.getHistory(name, generation);
+    if (!target) {
+      throw problems.validation([{ field: 'generation', message: `service "${name}" has no generation ${generation}` }], 'no such generation');
+    }
+    if (!target.spec) {
+      throw problems.validation([{ field: 'generation', message: `generation ${generation} is a deletion; choose a generation with a definition` }]);
+    }
+    assertCanChange(principal, [current.value.spec.team, target.spec.team], `service "${name}"`);
+    const restored = await this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation);
+    return restored;
+  }
+
+  async instances(service: string): Promise<InstanceRecord[]> {
+    return (await this.store.listInstances(service)).sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** Instances belong to a registered service; only its team (or admin) may register them. */
+  async registerInstance(principal: Principal, service: string, input: InstanceRegistration): Promise<InstanceRecord> {
+    const owner = await this.get(service);
+    assertCanChange(principal, [owner.value.spec.team], `instances of service "${service}"`);
+    const { ttlSeconds, ...rest } = input;
+    const { record } = await this.store.registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds);
+    return record;
+  }
+
+  async heartbeatInstance(principal: Principal, service: string, id: string): Promise<void> {
+    await this.assertOwnsInstances(principal, service);
+    if (!(await this.store.heartbeatInstance(service, id))) throw problems.notFound(`instance "${id}" of service "${service}" is not registered (its lease may have expired)`);
+  }
+
+  async deregisterInstance(principal: Principal, service: string, id: string): Promise<void> {
+    await this.assertOwnsInstances(principal, service);
+    if (!(await this.store.deregisterInstance(service, id))) throw problems.notFound(`instance "${id}" of service "${service}" is not registered`);
+  }
+
+  async proxies(service: string): Promise<ProxyStatus[]> {
+    return (await this.store.listProxyStatuses(service)).sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+  }
+
+  async topology(): Promise<Topology> {
+    const [services, instances] = await Promise.all([this.store.listServices(), this.store.listInstances()]);
+    return buildTopology(
+      services.map((s) => s.value),
+      instances,
+    );
+  }
+
+  private async assertOwnsInstances(principal: Principal, service: string): Promise<void> {
+    if (principal.kind === 'admin') return;
+    // A deleted service's leftover instances can still be removed by admin only.
+    const owner = await this.get(service);
+    assertCanChange(principal, [owner.value.spec.team], `instances of service "${service}"`);
+  }
+
+  private async update(
+    principal: Principal,
+    spec: ServiceSpec,
+    ifModRevision: string,
+    action: 'update' | 'rollback',
+    restoredGeneration?: number,
+  ): Promise<Versioned<ServiceRecord>> {
+    try {
+      const updated = await this.store.updateService(spec, principal.actor, {
+        ifModRevision,
+        action,
+        ...(restoredGeneration !== undefined ? { restoredGeneration } : {}),
+      });
+      this.metrics.serviceChanges.inc({ action });
+      return updated;
+    } catch (err) {
+      throw mapRevisionErrors(err, spec.name);
+    }
+  }
+}
+
+function mapRevisionErrors(err: unknown, name: string): unknown {
+  if (err instanceof RevisionMismatchError) {
+    return problems.preconditionFailed(`service "${name}" changed since the revision you sent; it is now at "${err.actualModRevision}"`, {
+      currentETag: `"${err.actualModRevision}"`,
+    });
+  }
+  if (err instanceof NotFoundError) return problems.notFound(`service "${name}" is not registered`);
+  return err;
+}
+
+function isConflict(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { status?: number }).status === 409;
+}

@@ -1,0 +1,27 @@
+// The registry's configuration: TRELLIS_* variables, validated at start.
+import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
+import { z } from 'zod';
+
+export const registryEnvSchema = etcdEnvSchema.extend({
+  TRELLIS_HTTP_PORT: env.port(8080),
+  TRELLIS_HOST: env.host('0.0.0.0'),
+  TRELLIS_LOG_LEVEL: env.logLevel(),
+  /** Bootstrap/automation token with every right; unset means no admin token is accepted. */
+  TRELLIS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** JWKS that verifies team tokens (JWTs carrying a `team` claim). Unset: only the admin token can write. */
+  TRELLIS_AUTH_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  TRELLIS_AUTH_ISSUER: z.string().min(1).optional(),
+  TRELLIS_AUTH_AUDIENCE: z.string().min(1).default('trellis-registry'),
+  /** Signs the web form's CSRF tokens; unset, a random per-process secret is used (forms break across replicas). */
+  TRELLIS_CSRF_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  TRELLIS_READS_REQUIRE_AUTH: env.bool(false),
+  TRELLIS_MAX_BODY_BYTES: env.int(64 * 1024, 1024, 16 * 1024 * 1024),
+  /** Set when the UI is served over HTTPS so session cookies get the Secure flag. */
+  TRELLIS_SECURE_COOKIES: env.bool(false),
+});
+
+export type RegistryEnv = z.infer<typeof registryEnvSchema>;
+
+export function loadRegistryConfig(source: NodeJS.ProcessEnv = process.env): RegistryEnv {
+  return loadConfig(registryEnvSchema, source);
+}

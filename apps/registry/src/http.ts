@@ -1,0 +1,141 @@
+// HTTP plumbing shared by the API and the UI: body parsing with clear errors,
+// request metrics and logs, and the one error handler that emits problems.
+import express from 'express';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Logger } from '@trellis/runtime';
+import { InvalidRecordError, MeshStoreError } from '@trellis/mesh-schema';
+import type { z } from 'zod';
+import type { RegistryMetrics } from './metrics';
+import { EtcdUnavailableError } from './store';
+import { ProblemError, problems, sendProblem, zodFieldErrors } from './problem';
+
+/** JSON bodies only, up to `limit` bytes; other content types are refused with 415. */
+export function jsonBody(limit: number): RequestHandler[] {
+  const requireJson: RequestHandler = (req, _res, next) => {
+    if (!req.headers['content-type'] && !hasBody(req)) return next();
+    if (!req.is('application/json') && !req.is('application/*+json')) {
+      return next(problems.unsupportedMediaType(`send the body as application/json (got ${req.headers['content-type'] ?? 'no Content-Type'})`));
+    }
+    next();
+  };
+  return [requireJson, express.json({ limit, strict: true, type: ['application/json', 'application/*+json'] })];
+}
+
+function hasBody(req: Request): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/** Parses `input` with `schema` or throws a 400 problem naming every bad field. */
+export function parseWith<S extends z.ZodType>(schema: S, input: unknown, root = ''): z.infer<S> {
+  if (input === undefined) throw problems.validation([{ field: '(body)', message: 'a JSON body is required' }]);
+  const result = schema.safeParse(input);
+  if (!result.success) throw problems.validation(zodFieldErrors(result.error, root));
+  return result.data;
+}
+
+/** Parses a path parameter; a bad value is a 400 naming the parameter. */
+export function parseParam<S extends z.ZodType>(schema: S, value: unknown, name: string): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    throw problems.validation(
+      result.error.issues.map((issue) => ({ field: name, message: issue.message })),
+      `path parameter "${name}" is not valid`,
+    );
+  }
+  return result.data;
+}
+
+/** The route template a request matched (`/api/v1/services/:name`), never the raw path. */
+export function routeLabel(req: Request): string {
+  const route = (req.route as { path?: unknown } | undefined)?.path;
+  return typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched';
+}
+
+export function requestMetrics(metrics: RegistryMetrics, logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const labels = { route: routeLabel(req), method: req.method, status: String(res.statusCode) };
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.httpRequests.inc(labels);
+      metrics.httpDuration.observe(labels, seconds);
+      if (labels.route !== '/healthz' && labels.route !== '/readyz' && labels.route !== '/metrics') {
+        logger.debug({ method: req.method, route: labels.route, status: res.statusCode, seconds }, 'request');
+      }
+    });
+    next();
+  };
+}
+
+/** Wraps an async handler so rejections reach the error handler. */
+export function handle(fn: (req: Request, res: Response, next: NextFunction) => Promise<unknown>): RequestHandler {
+  return (req, res, next) => {
+    fn(req, res, next).catch(next);
+  };
+}
+
+export const notFoundHandler: RequestHandler = (req, _res, next) => {
+  next(problems.notFound(`no route for ${req.method} ${req.path}`));
+};
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  limit?: number;
+  message?: string;
+}
+
+/** Turns any error into a problem response; unexpected errors are logged, their details never leak. */
+export function problemErrorHandler(logger: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    if (res.headersSent) return next(err);
+    const problem = toProblemError(err, logger);
+    if (problem.status === 401) res.set('WWW-Authenticate', 'Bearer realm="trellis-registry"');
+    sendProblem(res, problem.toProblem(req.originalUrl));
+  };
+}
+
+function toProblemError(err: unknown, logger: Logger): ProblemError {
+  if (err instanceof ProblemError) return err;
+  const bodyError = err as BodyParserError;
+  switch (bodyError?.type) {
+    case 'entity.too.large':
+      return problems.tooLarge(bodyError.limit ?? 0);
+    case 'entity.parse.failed':
+      return problems.malformedJson('the body is not valid JSON');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return problems.unsupportedMediaType(bodyError.message ?? 'unsupported encoding');
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+      return problems.validation([{ field: '(body)', message: bodyError.message ?? 'the body could not be read' }], 'the body could not be read');
+  }
+  if (err instanceof InvalidRecordError) {
+    return problems.validation(err.issues.map((message) => ({ field: '(body)', message })), 'the record is not valid');
+  }
+  if (err instanceof MeshStoreError) {
+    // Store errors the routes did not map are still the caller's business, not ours.
+    logger.warn({ err }, 'unmapped store error');
+    return new ProblemError(409, 'conflict', 'Conflict', err.message);
+  }
+  if (err instanceof EtcdUnavailableError) {
+    logger.error({ err: err.cause, operation: err.operation }, 'etcd operation failed');
+    return problems.unavailable('the registry cannot reach etcd; retry later');
+  }
+  logger.error({ err }, 'unhandled error');
+  return problems.internal();
+}
+
+
+/** `If-Match: "42"` → `42`; absent → undefined; anything else is a 400 naming the header. */
+export function parseIfMatch(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const match = /^\s*"(\d{1,20})"\s*$/.exec(header);
+  if (!match) throw problems.validation([{ field: 'If-Match', message: 'must be one strong ETag as returned by GET, e.g. "42"' }], 'bad If-Match header');
+  return match[1];
+}
+
+export function etagOf(modRevision: string): string {
+  return `"${modRevision}"`;
+}

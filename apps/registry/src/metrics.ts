@@ -1,0 +1,47 @@
+// Every metric the registry exports, in one place.
+import { Counter, Histogram } from 'prom-client';
+import type { Registry } from 'prom-client';
+
+export interface RegistryMetrics {
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  httpDuration: Histogram<'route' | 'method' | 'status'>;
+  etcdErrors: Counter<'operation'>;
+  authFailures: Counter<'reason'>;
+  serviceChanges: Counter<'action'>;
+}
+
+export function createRegistryMetrics(registry: Registry): RegistryMetrics {
+  return {
+    httpRequests: new Counter({
+      name: 'trellis_registry_http_requests_total',
+      help: 'HTTP requests handled, by route template, method and status code.',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'trellis_registry_http_request_duration_seconds',
+      help: 'HTTP request latency, by route template, method and status code.',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    etcdErrors: new Counter({
+      name: 'trellis_registry_etcd_errors_total',
+      help: 'etcd operations that failed (unreachable, timeout, unexpected error), by operation.',
+      labelNames: ['operation'],
+      registers: [registry],
+    }),
+    authFailures: new Counter({
+      name: 'trellis_registry_auth_failures_total',
+      help: 'Requests refused by authentication or authorisation, by reason.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    serviceChanges: new Counter({
+      name: 'trellis_registry_service_changes_total',
+      help: 'Service definition changes written, by action (create, update, delete, rollback).',
+      labelNames: ['action'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,130 @@
+// A real registry for integration tests: a real etcd (one per test file), the
+// real app on 127.0.0.1:0, and a real JWKS endpoint serving the key that signs
+// the team tokens the tests use.
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import type { Etcd3 } from 'etcd3';
+import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { createLogger, createMetricsRegistry, Health } from '@trellis/runtime';
+import { startEtcd } from '@trellis/testing';
+import type { TestEtcd } from '@trellis/testing';
+import { createApp } from '../src/app';
+import { Authenticator } from '../src/auth';
+import { createRegistryMetrics } from '../src/metrics';
+import type { ServiceSpecInput } from '@trellis/mesh-schema';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+export const AUDIENCE = 'trellis-registry';
+export const ISSUER = 'https://idp.test';
+
+export interface TestRegistry {
+  url: string;
+  etcd: TestEtcd;
+  client: Etcd3;
+  layout: KeyLayout;
+  store: MeshStore;
+  /** A team JWT signed by the key the JWKS endpoint serves. */
+  teamToken(team: string, opts?: { expiresIn?: string; audience?: string }): Promise<string>;
+  /** Every key under this suite's prefix with its value: "etcd unchanged" means this is equal before and after. */
+  snapshot(): Promise<Record<string, string>>;
+  close(): Promise<void>;
+}
+
+export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyBytes?: number } = {}): Promise<TestRegistry> {
+  const etcd = await startEtcd();
+  const client = etcd.client();
+  const layout = new KeyLayout(etcd.prefix);
+  const store = new MeshStore(client, layout);
+
+  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'test-key', alg: 'RS256', use: 'sig' };
+  const jwksServer = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+  });
+  jwksServer.listen(0, '127.0.0.1');
+  await once(jwksServer, 'listening');
+  const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json`;
+
+  const logger = createLogger('registry', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent');
+  const metricsRegistry = createMetricsRegistry('registry');
+  const app = createApp({
+    store,
+    authenticator: Authenticator.fromConfig({ TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN, TRELLIS_AUTH_JWKS_URL: jwksUrl, TRELLIS_AUTH_ISSUER: ISSUER, TRELLIS_AUTH_AUDIENCE: AUDIENCE }),
+    health: new Health(),
+    metricsRegistry,
+    metrics: createRegistryMetrics(metricsRegistry),
+    logger,
+    readsRequireAuth: opts.readsRequireAuth ?? false,
+    maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,
+    csrfSecret: 'test-csrf-secret-0123456789abcdef0123456789',
+  });
+  const server: Server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url,
+    etcd,
+    client,
+    layout,
+    store,
+    teamToken: (team, tokenOpts = {}) =>
+      new SignJWT({ team })
+        .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })
+        .setSubject(`ci-${team}`)
+        .setIssuer(ISSUER)
+        .setAudience(tokenOpts.audience ?? AUDIENCE)
+        .setIssuedAt()
+        .setExpirationTime(tokenOpts.expiresIn ?? '5m')
+        .sign(privateKey),
+    async snapshot() {
+      const all = await client.getAll().prefix(etcd.prefix).strings();
+      return all;
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => jwksServer.close(() => resolve()));
+      await etcd.close();
+    },
+  };
+}
+
+export function spec(name: string, overrides: Partial<ServiceSpecInput> = {}): ServiceSpecInput {
+  return { name, team: 'payments', protocol: 'http', port: 8080, ...overrides };
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- tests inspect arbitrary JSON
+  text: string;
+}
+
+/** fetch with JSON in and out; `token` becomes a bearer header. */
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  opts: { token?: string; json?: unknown; body?: string; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.token) headers['authorization'] = `Bearer ${opts.token}`;
+  let body: string | undefined = opts.body;
+  if (opts.json !== undefined) {
+    body = JSON.stringify(opts.json);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(base + path, { method, headers, body, redirect: 'manual' });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: parsed, text };
+}
