@@ -13,6 +13,25 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * 'exit' hooks do not run when the test process is killed (a jest worker gets
+ * SIGTERM or SIGKILL). A tiny shell reading a pipe from us sees EOF when we die
+ * however we die, and kills the server then; it is killed itself when the server exits.
+ */
+function watchOverParent(child: ChildProcess): void {
+  // `read` is a shell builtin: it returns only at EOF (we never write), so no extra process.
+  const watchdog = spawn('/bin/sh', ['-c', 'read -r _; kill -KILL "$0" 2>/dev/null', String(child.pid)], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  watchdog.on('error', () => undefined); // no /bin/sh: the exit hook still covers normal exits
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  child.once('exit', () => {
+    watchdog.kill('SIGKILL');
+    watchdog.stdin?.destroy();
+  });
+}
+
 export class ManagedProcess {
   private child: ChildProcess | undefined;
   private output = '';
@@ -50,6 +69,7 @@ export class ManagedProcess {
     });
     running.add(child);
     this.child = child;
+    if (child.pid !== undefined) watchOverParent(child);
   }
 
   /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */

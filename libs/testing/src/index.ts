@@ -3,3 +3,4 @@ export { startEtcd, type StartEtcdOptions, type TestEtcd } from './etcd';
 export { freePort } from './ports';
 export { startRedis, type StartRedisOptions, type TestRedis } from './redis';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy';
+export { dockerAvailable } from './docker';

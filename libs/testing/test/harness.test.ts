@@ -1,5 +1,10 @@
 // The harness itself against the real servers it starts: data survives
 // stop/start, ports stay, and close leaves nothing behind.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
 import { startEtcd, startRedis } from '../src';
 import { redisCommands } from '../src/resp';
 
@@ -35,6 +40,48 @@ describe('startRedis', () => {
       expect(await redisCommands(redis.url, [['SELECT', String(redis.db)], ['GET', 'k']])).toEqual(['OK', 'v']);
     } finally {
       await redis.close();
+    }
+  });
+});
+
+describe('leak protection', () => {
+  it('kills the server when the test process dies without running exit hooks', async () => {
+    // A separate node process starts etcd through the harness, prints its endpoint, and is then SIGKILLed.
+    const dir = await mkdtemp(join(tmpdir(), 'trellis-leak-'));
+    const bundle = join(dir, 'start-and-hang.js');
+    await build({
+      entryPoints: [join(__dirname, 'fixtures', 'start-and-hang.ts')],
+      outfile: bundle,
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      packages: 'external',
+      logLevel: 'silent',
+    });
+    const workspace = join(__dirname, '..', '..', '..');
+    const child = spawn(process.execPath, [bundle], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, NODE_PATH: join(workspace, 'node_modules') }, // the bundle lives in a temp dir
+    });
+    try {
+      const endpoint = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (c: Buffer) => {
+          out += c.toString();
+          const m = /ENDPOINT (\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.once('exit', (code) => reject(new Error(`fixture exited early with ${code}`)));
+      });
+      const healthy = () => fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(500) }).then((r) => r.ok, () => false);
+      expect(await healthy()).toBe(true);
+      child.kill('SIGKILL');
+      const deadline = Date.now() + 5_000;
+      while ((await healthy()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await healthy()).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
