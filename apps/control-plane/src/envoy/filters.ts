@@ -25,8 +25,21 @@ export function routerFilter(): HttpFilter {
   return httpFilter(FILTER.router, packAny(Router, Router.fromPartial({})));
 }
 
-/** ext_authz to authz over gRPC; no answer in time means the request is refused (fail closed). */
-export function extAuthzFilter(timeoutMs: number): HttpFilter {
+/** Matches requests whose mesh token jwt_authn verified (its payload is in dynamic metadata). */
+function meshTokenVerified() {
+  return {
+    filter: FILTER.jwtAuthn,
+    path: [{ segment: { $case: 'key' as const, value: MESH_TOKEN_METADATA_KEY } }],
+    value: { matchPattern: { $case: 'presentMatch' as const, value: true } },
+  };
+}
+
+/**
+ * ext_authz to authz over gRPC; no answer in time means the request is refused
+ * (fail closed). `skipVerifiedMeshCalls`: on a public service's inbound side,
+ * only requests without a verified mesh token (edge traffic) are sent to authz.
+ */
+export function extAuthzFilter(timeoutMs: number, skipVerifiedMeshCalls = false): HttpFilter {
   return httpFilter(
     FILTER.extAuthz,
     packAny(
@@ -38,12 +51,14 @@ export function extAuthzFilter(timeoutMs: number): HttpFilter {
           $case: 'grpcService',
           value: { targetSpecifier: { $case: 'envoyGrpc', value: { clusterName: AUTHZ_CLUSTER_NAME } }, timeout: duration(timeoutMs) },
         },
+        ...(skipVerifiedMeshCalls ? { filterEnabledMetadata: { ...meshTokenVerified(), invert: true } } : {}),
       }),
     ),
   );
 }
 
-export type AuthzDirection = 'outbound' | 'inbound';
+/** `edge`: a request reaching a public service from outside, checked like Contour checks it (host + path → ingress). */
+export type AuthzDirection = 'outbound' | 'inbound' | 'edge';
 
 /** Tells authz who calls whom, per route: the only place authz learns the caller from. */
 export function extAuthzContext(direction: AuthzDirection, destination: string, source?: string): Any {
@@ -59,13 +74,14 @@ export function extAuthzDisabled(): Any {
 /**
  * Validates mesh tokens (`Authorization: Bearer`) for `audience` against the
  * inlined authz keys; the verified payload goes to dynamic metadata for RBAC.
- * `allowMissing`: public services also take edge requests, which carry no mesh
- * token (ext_authz checks those); a token that is present must still verify.
+ * `edgeToo`: a public service also takes edge requests, which carry no mesh
+ * token or a token of their own; those pass on unverified to ext_authz's edge
+ * check, and RBAC admits them only as edge traffic.
  */
-export function jwtAuthnFilter(tokens: MeshTokens, audience: string, allowMissing: boolean): HttpFilter {
+export function jwtAuthnFilter(tokens: MeshTokens, audience: string, edgeToo: boolean): HttpFilter {
   const provider: JwtRequirement = { requiresType: { $case: 'providerName', value: MESH_TOKEN_PROVIDER } };
-  const requirement: JwtRequirement = allowMissing
-    ? { requiresType: { $case: 'requiresAny', value: { requirements: [provider, { requiresType: { $case: 'allowMissing', value: {} } }] } } }
+  const requirement: JwtRequirement = edgeToo
+    ? { requiresType: { $case: 'requiresAny', value: { requirements: [provider, { requiresType: { $case: 'allowMissingOrFailed', value: {} } }] } } }
     : provider;
   return httpFilter(
     FILTER.jwtAuthn,
@@ -91,8 +107,8 @@ export function jwtAuthnFilter(tokens: MeshTokens, audience: string, allowMissin
 
 /**
  * Admits mesh callers whose verified token subject is a service that declared
- * this one as a dependency; with `admitEdge`, also requests without a mesh token
- * (they passed ext_authz). No policy at all denies everything (fail closed).
+ * this one as a dependency; with `admitEdge`, also requests without a verified
+ * mesh token (they passed ext_authz's edge check). No policy at all denies everything (fail closed).
  */
 export function rbacFilter(callers: readonly string[], admitEdge: boolean): HttpFilter {
   const meshToken = (...keys: string[]) => ({
@@ -114,9 +130,7 @@ export function rbacFilter(callers: readonly string[], admitEdge: boolean): Http
     });
   }
   if (admitEdge) {
-    const hasMeshToken = Principal.fromPartial({
-      identifier: { $case: 'metadata', value: { ...meshToken(), value: { matchPattern: { $case: 'presentMatch', value: true } } } },
-    });
+    const hasMeshToken = Principal.fromPartial({ identifier: { $case: 'metadata', value: meshTokenVerified() } });
     policies['edge'] = Policy.fromPartial({
       permissions: [{ rule: { $case: 'any', value: true } }],
       principals: [{ identifier: { $case: 'notId', value: hasMeshToken } }],

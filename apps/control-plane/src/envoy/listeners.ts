@@ -45,8 +45,9 @@ function tcpProxy(name: string, cluster: string, logTags: Record<string, string>
 
 /**
  * Calls into the service on its registered port: mesh tokens verified against
- * the inlined authz keys, RBAC admitting only declared callers, ext_authz for
- * edge traffic when the service is public. TCP services get a plain TCP proxy.
+ * the inlined authz keys, RBAC admitting only declared callers, and for a
+ * public service ext_authz's edge check on requests without a verified mesh
+ * token. TCP services get a plain TCP proxy.
  */
 export function inboundListener(service: ServiceModel, tokens: MeshTokens, settings: TranslatorSettings): Listener {
   const name = inboundListenerName(service.name);
@@ -59,7 +60,7 @@ export function inboundListener(service: ServiceModel, tokens: MeshTokens, setti
     const httpFilters: HttpFilter[] = [];
     // Without any published key no token can verify: RBAC alone then refuses mesh callers.
     if (tokens.keyIds.length > 0) httpFilters.push(jwtAuthnFilter(tokens, service.name, isPublic));
-    if (isPublic) httpFilters.push(extAuthzFilter(settings.authzTimeoutMs));
+    if (isPublic) httpFilters.push(extAuthzFilter(settings.authzTimeoutMs, true));
     httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic));
     if (service.policy.rateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${name}_ratelimit`), service.policy.rateLimit));
     httpFilters.push(routerFilter());

@@ -3,7 +3,7 @@ import { Cluster, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/clu
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
-import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import { ExtAuthz, ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
 import { RBAC } from '@trellis/envoy-types/envoy/extensions/filters/http/rbac/v3/rbac';
 import { JwtAuthentication } from '@trellis/envoy-types/envoy/extensions/filters/http/jwt_authn/v3/config';
 import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
@@ -153,5 +153,43 @@ describe('buildProxyResources for Envoy sidecars', () => {
       $case: 'checkSettings',
       value: expect.objectContaining({ contextExtensions: { 'trellis.source': 'a', 'trellis.destination': 'b', 'trellis.direction': 'outbound' } }),
     });
+  });
+
+  it('sends only edge requests of a public service to authz, and RBAC admits them only as edge traffic', () => {
+    const mesh = twoInstances().service('b', { port: 9000, ingress: { host: 'b.example.com' }, policy: { rateLimit: { maxTokens: 10, tokensPerFill: 10, fillIntervalMs: 1000 } } });
+    const set = buildProxyResources(mesh.model(), envoy('b'));
+    const hcm = hcmOf(get(set, TypeUrl.Listener, 'inbound|b', Listener));
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual([
+      'envoy.filters.http.jwt_authn',
+      'envoy.filters.http.ext_authz',
+      'envoy.filters.http.rbac',
+      'envoy.filters.http.local_ratelimit',
+      'envoy.filters.http.router',
+    ]);
+    const jwt = unpackAnyAs(JwtAuthentication, filterConfig(hcm, 0));
+    expect(JSON.stringify(jwt.rules[0]!.requirementType)).toContain('allowMissingOrFailed');
+    const extAuthz = unpackAnyAs(ExtAuthz, filterConfig(hcm, 1));
+    expect(extAuthz.failureModeAllow).toBe(false);
+    expect(extAuthz.filterEnabledMetadata).toMatchObject({ filter: 'envoy.filters.http.jwt_authn', invert: true });
+    const rbac = unpackAnyAs(RBAC, filterConfig(hcm, 2));
+    expect(Object.keys(rbac.rules!.policies).sort()).toEqual(['edge', 'mesh-callers']);
+    expect(rbac.rules!.policies['edge']!.principals[0]!.identifier?.$case).toBe('notId');
+
+    const route = get(set, TypeUrl.RouteConfiguration, 'inbound|b', RouteConfiguration).virtualHosts[0]!.routes[0]!;
+    const perRoute = unpackAnyAs(ExtAuthzPerRoute, route.typedPerFilterConfig['envoy.filters.http.ext_authz']!);
+    expect(perRoute.override).toMatchObject({ $case: 'checkSettings', value: { contextExtensions: { 'trellis.direction': 'edge', 'trellis.destination': 'b' } } });
+    expect(names(set, TypeUrl.Cluster)).toEqual(['trellis-authz']);
+  });
+
+  it('gives a TCP dependency its own listener on its port, and TCP services a plain inbound proxy', () => {
+    const mesh = twoInstances().service('db', { protocol: 'tcp', port: 5432 }).service('a', { dependencies: [{ service: 'db' }] });
+    const set = buildProxyResources(mesh.model(), envoy('a'));
+    expect(names(set, TypeUrl.Listener)).toEqual(['inbound|a', 'outbound|tcp|db']);
+    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|db']);
+    const listener = get(set, TypeUrl.Listener, 'outbound|tcp|db', Listener);
+    expect(listener.address?.address).toMatchObject({ value: { address: '127.0.0.1', portSpecifier: { value: 5432 } } });
+    const db = buildProxyResources(mesh.model(), envoy('db'));
+    expect(get(db, TypeUrl.Listener, 'inbound|db', Listener).filterChains[0]!.filters.map((f) => f.name)).toEqual(['envoy.filters.network.tcp_proxy']);
+    expect(names(db, TypeUrl.RouteConfiguration)).toEqual([]);
   });
 });

@@ -88,7 +88,7 @@ export function outboundRouteConfig(source: ServiceModel, deps: ReadonlyArray<{ 
   return RouteConfiguration.fromPartial({ name: OUTBOUND_HTTP_NAME, virtualHosts, validateClusters: false });
 }
 
-/** Calls into the service, handed to the local app; authz gets the inbound context where ext_authz runs. */
+/** Calls into the service, handed to the local app; a public service's edge requests get the edge context for authz. */
 export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
   const name = inboundListenerName(service.name);
   return RouteConfiguration.fromPartial({
@@ -105,7 +105,7 @@ export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
               $case: 'route',
               value: { clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME }, ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}) },
             },
-            typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('inbound', service.name) } : {},
+            typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', service.name) } : {},
           },
         ],
       },
