@@ -14,8 +14,16 @@ const headers = { authorization: `Bearer ${token}`, 'content-type': 'application
 
 for (const spec of [...services].reverse()) {
   let res = await fetch(`${registry}/api/v1/services`, { method: 'POST', headers, body: JSON.stringify(spec) });
-  if (res.status === 409)
-    res = await fetch(`${registry}/api/v1/services/${spec.name}`, { method: 'PUT', headers, body: JSON.stringify(spec) });
+  if (res.status === 409) {
+    // Already there (a re-run): replace it, naming the revision replaced (If-Match, as the API requires).
+    const current = await fetch(`${registry}/api/v1/services/${spec.name}`, { headers });
+    const etag = current.headers.get('etag') ?? '*';
+    res = await fetch(`${registry}/api/v1/services/${spec.name}`, {
+      method: 'PUT',
+      headers: { ...headers, 'if-match': etag },
+      body: JSON.stringify(spec),
+    });
+  }
   if (!res.ok) {
     console.error(`seed: ${spec.name}: HTTP ${res.status} ${await res.text()}`);
     process.exit(1);
