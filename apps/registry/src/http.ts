@@ -111,6 +111,11 @@ function toProblemError(err: unknown, logger: Logger): ProblemError {
     case 'stream.encoding.set':
       return problems.validation([{ field: '(body)', message: bodyError.message ?? 'the body could not be read' }], 'the body could not be read');
   }
+  // Other client errors from express itself (e.g. a path parameter that is not valid percent-encoding).
+  if (typeof bodyError?.status === 'number' && bodyError.status >= 400 && bodyError.status < 500) {
+    const detail = bodyError.message ?? 'the request is not valid';
+    return new ProblemError(bodyError.status, 'bad-request', 'Bad request', detail, [{ field: '(request)', message: detail }]);
+  }
   if (err instanceof InvalidRecordError) {
     return problems.validation(err.issues.map((message) => ({ field: '(body)', message })), 'the record is not valid');
   }

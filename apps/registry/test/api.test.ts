@@ -63,6 +63,13 @@ describe('services', () => {
     expect(mismatch.body.errors).toEqual([{ field: 'name', message: 'must match the path ("checkout")' }]);
   });
 
+  it('accepts dependency cycles, which are legal', async () => {
+    expect((await call(url, 'PUT', '/api/v1/services/ping', { ...admin, json: spec('ping', { dependencies: [{ service: 'pong' }] }) })).status).toBe(201);
+    expect((await call(url, 'PUT', '/api/v1/services/pong', { ...admin, json: spec('pong', { dependencies: [{ service: 'ping' }] }) })).status).toBe(201);
+    const topology = await call(url, 'GET', '/api/v1/topology');
+    expect(topology.body.edges).toEqual(expect.arrayContaining([{ from: 'ping', to: 'pong' }, { from: 'pong', to: 'ping' }]));
+  });
+
   it('lets exactly one of two concurrent updates win; the other gets 412', async () => {
     const created = await call(url, 'PUT', '/api/v1/services/race', { ...admin, json: spec('race') });
     expect(created.status).toBe(201);
