@@ -11,36 +11,48 @@ import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessAp
 import { outboundClusterName } from './names';
 import { emptyResourceSet, makeResource, toResourceSet, type ProxyIdentity, type ResourceSet, type XdsResource } from './resources';
 import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig } from './routes';
+import type { TranslationMemo } from './translation-memo';
 
 /**
  * A proxy of an unregistered service gets an empty set (every type present):
- * it serves nothing until its service is registered.
+ * it serves nothing until its service is registered. `memo` (optional) shares
+ * encoded resources across identities; the result is the same without it.
  */
-export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity): ResourceSet {
+export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo?: TranslationMemo): ResourceSet {
   const service = model.services.get(proxy.service);
   if (!service) return emptyResourceSet();
+  const shared: Shared = memo ? (key, build) => memo.use(model).get(key, build) : (_key, build) => build();
   const deps = service.dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }));
-  return toResourceSet(proxy.kind === 'envoy' ? sidecarResources(model, service, deps) : proxylessResources(deps));
+  return toResourceSet(proxy.kind === 'envoy' ? sidecarResources(model, service, deps, shared) : proxylessResources(model, deps, shared));
 }
 
 type Dep = { dep: DependencyModel; callee: ServiceModel };
+/** Builds a resource, or takes it from the memo under a key naming everything it is built from. */
+type Shared = (key: string, build: () => XdsResource) => XdsResource;
 
 /** Clusters and endpoints of one dependency: one per upstream (the whole service, or each weighted subset). */
-function upstreamResources({ dep, callee }: Dep, proxyless: boolean, connectTimeoutMs: number): XdsResource[] {
+function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: boolean, shared: Shared): XdsResource[] {
+  const connectTimeoutMs = model.settings.connectTimeoutMs;
+  // Endpoints change with the callee's instances; its memo digest covers them.
+  const endpointsDigest = model.memo.get(callee.name)?.exposedDigest ?? JSON.stringify(callee.upstreams);
+  const policyKey = JSON.stringify(dep.policy);
   // A TCP listener cannot split by weight here: it always uses the whole service.
   const upstreams = callee.protocol === 'tcp' ? [{ subset: undefined, localities: callee.localities }] : callee.upstreams;
   return upstreams.flatMap((upstream) => {
     const name = outboundClusterName(callee.name, upstream.subset);
     const input = { name, protocol: callee.protocol, policy: dep.policy, connectTimeoutMs };
-    const cluster = proxyless ? proxylessCluster(input) : sidecarCluster(input);
     return [
-      makeResource(TypeUrl.Cluster, Cluster, name, cluster),
-      makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, name, loadAssignment(name, upstream.localities)),
+      shared(`cds|${proxyless ? 'proxyless' : 'envoy'}|${name}|${callee.protocol}|${connectTimeoutMs}|${policyKey}`, () =>
+        makeResource(TypeUrl.Cluster, Cluster, name, proxyless ? proxylessCluster(input) : sidecarCluster(input)),
+      ),
+      shared(`eds|${name}|${callee.protocol}|${endpointsDigest}`, () =>
+        makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, name, loadAssignment(name, upstream.localities)),
+      ),
     ];
   });
 }
 
-function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[]): XdsResource[] {
+function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], shared: Shared): XdsResource[] {
   const { settings, tokens } = model;
   const resources: XdsResource[] = [];
   const inbound = inboundListener(service, tokens, settings);
@@ -62,27 +74,37 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[]):
       const listener = outboundTcpListener(service, d.callee);
       resources.push(makeResource(TypeUrl.Listener, Listener, listener.name, listener));
     }
-    resources.push(...upstreamResources(d, false, settings.connectTimeoutMs));
+    resources.push(...upstreamResources(model, d, false, shared));
   }
   // ext_authz runs on the outbound listener and on a public service's inbound one.
   if (httpDeps.length > 0 || (service.ingress && service.protocol !== 'tcp')) {
-    const cluster = authzCluster(settings.authzCluster.host, settings.authzCluster.port, settings.connectTimeoutMs);
-    resources.push(makeResource(TypeUrl.Cluster, Cluster, cluster.name, cluster));
+    const { host, port } = settings.authzCluster;
+    resources.push(
+      shared(`cds|authz|${host}|${port}|${settings.connectTimeoutMs}`, () => {
+        const cluster = authzCluster(host, port, settings.connectTimeoutMs);
+        return makeResource(TypeUrl.Cluster, Cluster, cluster.name, cluster);
+      }),
+    );
   }
   return resources;
 }
 
 /** A gRPC client without a sidecar: an API listener per gRPC-capable dependency, nothing secret. */
-function proxylessResources(deps: Dep[]): XdsResource[] {
+function proxylessResources(model: MeshModel, deps: Dep[], shared: Shared): XdsResource[] {
   return deps
     .filter((d) => d.callee.protocol !== 'tcp')
     .flatMap((d) => {
-      const listener = proxylessApiListener(d.callee);
-      const routes = proxylessRouteConfig(d.dep, d.callee);
+      const splits = JSON.stringify(d.callee.upstreams.map((u) => [u.subset, u.weight]));
       return [
-        makeResource(TypeUrl.Listener, Listener, listener.name, listener),
-        makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes),
-        ...upstreamResources(d, true, 0),
+        shared(`lds|proxyless|${d.callee.name}`, () => {
+          const listener = proxylessApiListener(d.callee);
+          return makeResource(TypeUrl.Listener, Listener, listener.name, listener);
+        }),
+        shared(`rds|proxyless|${d.callee.name}|${splits}|${JSON.stringify(d.dep.policy)}`, () => {
+          const routes = proxylessRouteConfig(d.dep, d.callee);
+          return makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes);
+        }),
+        ...upstreamResources(model, d, true, shared),
       ];
     });
 }

@@ -83,7 +83,7 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
         localities,
         upstreams,
         dropped: ownDropped,
-        exposedDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, upstreams])),
+        exposedDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, upstreams, upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities])),
         specDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies])),
       };
     }

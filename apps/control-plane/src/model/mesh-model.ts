@@ -112,7 +112,7 @@ export interface ServiceMemo {
   localities: LocalityEndpoints[];
   upstreams: UpstreamModel[];
   dropped: DroppedInput[];
-  /** Digest of what callers see: protocol, port, policy, endpoints. */
+  /** Digest of what callers see: protocol, port, policy, upstreams and (when they are subsets) every endpoint. */
   exposedDigest: string;
   /** Digest of the service's own spec as its proxies use it. */
   specDigest: string;

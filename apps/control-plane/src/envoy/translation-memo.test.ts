@@ -1,0 +1,58 @@
+import { TypeUrl } from '@trellis/envoy-types';
+import { MeshFixture } from '../model/mesh-fixture';
+import { buildMeshModel } from '../model';
+import { buildProxyResources } from './proxy-resources';
+import type { ProxyIdentity, ResourceSet } from './resources';
+import { TranslationMemo } from './translation-memo';
+
+const flat = (set: ResourceSet) => [...set.values()].flatMap((m) => [...m.values()].map((r) => `${r.typeUrl} ${r.name} ${r.hash}`));
+
+function mesh(): MeshFixture {
+  const m = new MeshFixture().key('k1').service('b', { port: 9000, trafficSplit: [{ name: 'v1', labels: { v: '1' }, weight: 70 }, { name: 'v2', labels: { v: '2' }, weight: 30 }] });
+  m.service('db', { protocol: 'tcp', port: 5432 });
+  for (const caller of ['a1', 'a2', 'a3']) m.service(caller, { dependencies: [{ service: 'b' }, { service: 'db' }] });
+  m.service('a4', { dependencies: [{ service: 'b', policy: { timeoutMs: 10 } }] });
+  return m.instance('b', 'b-1', '10.0.0.1', 9000, { labels: { v: '1' } }).instance('b', 'b-2', '10.0.0.2', 9000, { labels: { v: '2' } }).instance('db', 'db-1', '10.0.1.1', 5432);
+}
+
+const identities: ProxyIdentity[] = ['a1', 'a2', 'a3', 'a4', 'b', 'db'].flatMap((service) => [
+  { service, kind: 'envoy' as const },
+  { service, kind: 'proxyless' as const },
+]);
+
+describe('TranslationMemo', () => {
+  it('gives exactly what building without it gives, across model changes', () => {
+    const fixture = mesh();
+    const memo = new TranslationMemo();
+    const changes: Array<(m: MeshFixture) => unknown> = [
+      () => undefined,
+      (m) => m.instance('b', 'b-3', '10.0.0.3', 9000, { labels: { v: '2' } }),
+      (m) => m.instance('db', 'db-2', '10.0.1.2', 5432),
+      (m) => m.service('b', { port: 9000, policy: { timeoutMs: 99 }, trafficSplit: [{ name: 'v1', labels: { v: '1' }, weight: 100 }] }),
+      (m) => m.key('k2'),
+    ];
+    let previous;
+    for (const change of changes) {
+      change(fixture);
+      const model = buildMeshModel(fixture.state(), mesh().model().settings, previous);
+      for (const identity of identities) {
+        expect(flat(buildProxyResources(model, identity, memo))).toEqual(flat(buildProxyResources(model, identity)));
+      }
+      previous = model;
+    }
+  });
+
+  it('encodes a shared cluster once for all its callers, and forgets what two models no longer use', () => {
+    const memo = new TranslationMemo();
+    const model = mesh().model();
+    for (const service of ['a1', 'a2', 'a3']) buildProxyResources(model, { service, kind: 'envoy' }, memo);
+    // b's two subset clusters, their endpoints, db's cluster and endpoints, the authz cluster: built once, then hit twice.
+    expect(memo.misses).toBe(7);
+    expect(memo.hits).toBe(14);
+    const other = new MeshFixture().service('z').model();
+    memo.use(other);
+    memo.use(new MeshFixture().service('y').model());
+    expect(memo.size).toBe(0);
+    expect(buildProxyResources(model, { service: 'a1', kind: 'envoy' }, memo).get(TypeUrl.Cluster)!.size).toBe(4);
+  });
+});
