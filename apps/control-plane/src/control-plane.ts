@@ -78,7 +78,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   const rebuild = (firstChangeAt: number, reset: boolean): void => {
     const started = process.hrtime.bigint();
-    const next = buildMeshModel(watcher.state, settings);
+    // The previous model lets unchanged services be reused instead of re-digested.
+    const next = buildMeshModel(watcher.state, settings, reset ? undefined : model);
     const affected = reset || !model ? 'all' : servicesAffected(model, next);
     const prev = model;
     model = next;
