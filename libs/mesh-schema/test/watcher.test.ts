@@ -162,6 +162,40 @@ it('resumes after losing its connection without missing or repeating a change', 
   expect(w.watcher.state).toEqual(await freshState());
 });
 
+it('resumes from what it applied, not from the revision stamped on a partial catch-up', async () => {
+  // etcd replays a backlog in batches of at most 1000 revisions, each stamped with
+  // the *current* revision. Cut the connection right after the first batch: a
+  // watcher resuming from that stamp (etcd3's own behaviour) would lose the rest.
+  const w = watch();
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+
+  proxy.pause();
+  await eventually('watcher notices the cut', () => !w.watcher.live);
+  const backlog: MeshChange[] = [];
+  for (let batch = 0; batch < 30; batch++) {
+    backlog.push(...(await Promise.all(Array.from({ length: 50 }, (_, i) => putService(`bulk-${batch}-${i}`, 1 + i)))));
+  }
+  backlog.sort((a, b) => Number(BigInt(a.modRevision) - BigInt(b.modRevision)));
+
+  let cutAgain = false;
+  w.watcher.on('update', (u) => {
+    if (!u.reset && !cutAgain) {
+      cutAgain = true;
+      proxy.pause(); // synchronously, between etcd's batches
+    }
+  });
+  proxy.resume();
+  await eventually('first catch-up batch', () => cutAgain);
+  expect(w.changes().length).toBeLessThan(backlog.length);
+  await eventually('watcher notices the second cut', () => !w.watcher.live);
+  proxy.resume();
+
+  await eventually('the whole backlog', () => w.changes().length >= backlog.length, 30_000);
+  expect(w.changes()).toEqual(backlog);
+  expect(w.updates.filter((u) => u.reset)).toHaveLength(1);
+}, 60_000);
+
 it('resumes across an etcd stop/start', async () => {
   if (!etcd.canRestart) {
     console.warn('skipped: this etcd cannot be restarted (TRELLIS_TEST_ETCD_ENDPOINTS or a container)');
