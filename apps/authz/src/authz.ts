@@ -5,7 +5,7 @@ import type { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { KeyLayout, MeshStore, MeshWatcher } from '@trellis/mesh-schema';
-import { createMetricsRegistry, Health, type Logger, type ShutdownStep } from '@trellis/runtime';
+import { ConfigError, createMetricsRegistry, Health, type Logger, type ShutdownStep } from '@trellis/runtime';
 import { CheckService } from './check/check-service';
 import { MeshPolicy } from './check/mesh-policy';
 import type { AuthzConfig } from './config';
@@ -204,7 +204,9 @@ function signingKeySource(config: AuthzConfig, logger: Logger): () => Promise<Si
       }
       return [await ephemeral];
     }
-    throw new Error('no signing key: set TRELLIS_SIGNING_KEYS_DIR, TRELLIS_SIGNING_KEY or systemd LoadCredential= (CREDENTIALS_DIRECTORY)');
+    throw new ConfigError([
+      `TRELLIS_SIGNING_KEYS_DIR: no signing key found${dir ? ` in ${dir}` : ''}; set TRELLIS_SIGNING_KEYS_DIR, TRELLIS_SIGNING_KEY or systemd LoadCredential= (CREDENTIALS_DIRECTORY)`,
+    ]);
   };
 }
 

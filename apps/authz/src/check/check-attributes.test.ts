@@ -31,3 +31,19 @@ describe('decodeCheckAttributes', () => {
     expect(decodeCheckAttributes(CheckRequest.encode(checkRequest({})).finish()).malformed).toBe(false);
   });
 });
+
+describe('decodeCheckAttributes on hostile bytes', () => {
+  it('never throws on truncated or random input', () => {
+    const valid = Buffer.from(CheckRequest.encode(checkRequest({ context: { 'trellis.direction': 'inbound' }, headers: { authorization: 'Bearer x' } })).finish());
+    for (let cut = 0; cut < valid.length; cut++) {
+      const lean = decodeCheckAttributes(valid.subarray(0, cut));
+      expect(() => lean.http()).not.toThrow();
+    }
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 0xff;
+    for (let i = 0; i < 500; i++) {
+      const bytes = Buffer.from(Array.from({ length: 1 + (i % 64) }, random));
+      expect(() => decodeCheckAttributes(bytes).http()).not.toThrow();
+    }
+  });
+});

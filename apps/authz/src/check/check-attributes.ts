@@ -2,11 +2,11 @@
 //
 // A full decode of CheckRequest builds the whole AttributeContext (peers,
 // every header, metadata) on each call; an outbound Check needs only the
-// per-route context extensions. This reader walks the protobuf once, keeps the
-// context extensions, and decodes the HTTP request attributes only when asked
-// (inbound and edge Checks). Field numbers are those of
-// envoy/service/auth/v3/{external_auth,attribute_context}.proto.
-import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+// per-route context extensions. This reader walks the protobuf bytes by
+// offset — no sub-views, no intermediate messages, nothing for the GC but the
+// strings it returns — keeps the context extensions, and reads the HTTP request
+// attributes only when asked (inbound and edge Checks). Field numbers are those
+// of envoy/service/auth/v3/{external_auth,attribute_context}.proto.
 
 export interface HttpAttributes {
   host: string;
@@ -30,31 +30,94 @@ const REQUEST_HTTP = 2;
 const HTTP_HEADERS = 3;
 const HTTP_PATH = 4;
 const HTTP_HOST = 5;
-const MAP_KEY = 1;
-const MAP_VALUE = 2;
+
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH_DELIMITED = 2;
+const FIXED32 = 5;
+
+class MalformedError extends Error {}
+
+/** A cursor over one message's bytes [pos, end). */
+class Cursor {
+  field = 0;
+  wireType = 0;
+  /** For length-delimited fields: where the payload starts and ends. */
+  start = 0;
+  end = 0;
+
+  constructor(
+    private readonly buf: Buffer,
+    public pos: number,
+    private readonly limit: number,
+  ) {}
+
+  /** Advances to the next field; false at the end of the message. */
+  next(): boolean {
+    if (this.pos >= this.limit) return false;
+    const tag = this.varint();
+    this.field = tag >>> 3;
+    this.wireType = tag & 7;
+    if (this.field === 0) throw new MalformedError('field number 0');
+    switch (this.wireType) {
+      case VARINT:
+        this.varint();
+        break;
+      case FIXED64:
+        this.pos += 8;
+        break;
+      case LENGTH_DELIMITED: {
+        const length = this.varint();
+        this.start = this.pos;
+        this.end = this.pos + length;
+        this.pos = this.end;
+        break;
+      }
+      case FIXED32:
+        this.pos += 4;
+        break;
+      default:
+        throw new MalformedError(`unsupported wire type ${this.wireType}`);
+    }
+    if (this.pos > this.limit) throw new MalformedError('field runs past the end of its message');
+    return true;
+  }
+
+  string(): string {
+    return this.buf.toString('utf8', this.start, this.end);
+  }
+
+  child(): Cursor {
+    return new Cursor(this.buf, this.start, this.end);
+  }
+
+  private varint(): number {
+    let result = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (this.pos >= this.limit) throw new MalformedError('truncated varint');
+      const byte = this.buf[this.pos++]!;
+      result |= (byte & 0x7f) << shift;
+      if (byte < 0x80) return result >>> 0;
+    }
+    // Lengths and tags fit in 32 bits; skip the rest of a longer (int64) varint.
+    for (let i = 0; i < 5; i++) if (this.buf[this.pos++]! < 0x80) return result >>> 0;
+    throw new MalformedError('varint too long');
+  }
+}
 
 export function decodeCheckAttributes(bytes: Uint8Array): CheckAttributes {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const contextExtensions: Record<string, string> = {};
-  let request: Uint8Array | undefined;
+  let request: { start: number; end: number } | undefined;
   try {
-    const outer = new BinaryReader(bytes);
-    while (outer.pos < outer.len) {
-      const [field, wireType] = outer.tag();
-      if (field !== CHECK_REQUEST_ATTRIBUTES || wireType !== WireType.LengthDelimited) {
-        outer.skip(wireType, field);
-        continue;
-      }
-      const attributes = new BinaryReader(outer.bytes());
-      while (attributes.pos < attributes.len) {
-        const [attrField, attrWire] = attributes.tag();
-        if (attrField === ATTRIBUTES_CONTEXT_EXTENSIONS && attrWire === WireType.LengthDelimited) {
-          const [key, value] = readMapEntry(attributes.bytes());
-          contextExtensions[key] = value;
-        } else if (attrField === ATTRIBUTES_REQUEST && attrWire === WireType.LengthDelimited) {
-          request = attributes.bytes();
-        } else {
-          attributes.skip(attrWire, attrField);
-        }
+    const outer = new Cursor(buf, 0, buf.length);
+    while (outer.next()) {
+      if (outer.field !== CHECK_REQUEST_ATTRIBUTES || outer.wireType !== LENGTH_DELIMITED) continue;
+      const attributes = outer.child();
+      while (attributes.next()) {
+        if (attributes.wireType !== LENGTH_DELIMITED) continue;
+        if (attributes.field === ATTRIBUTES_CONTEXT_EXTENSIONS) readMapEntry(attributes.child(), contextExtensions);
+        else if (attributes.field === ATTRIBUTES_REQUEST) request = { start: attributes.start, end: attributes.end };
       }
     }
   } catch {
@@ -67,7 +130,7 @@ export function decodeCheckAttributes(bytes: Uint8Array): CheckAttributes {
     http() {
       if (http === null) {
         try {
-          http = request ? readHttp(request) : undefined;
+          http = request ? readHttp(new Cursor(buf, request.start, request.end)) : undefined;
         } catch {
           http = undefined;
         }
@@ -77,44 +140,28 @@ export function decodeCheckAttributes(bytes: Uint8Array): CheckAttributes {
   };
 }
 
-function readHttp(requestBytes: Uint8Array): HttpAttributes | undefined {
-  const request = new BinaryReader(requestBytes);
-  let httpBytes: Uint8Array | undefined;
-  while (request.pos < request.len) {
-    const [field, wireType] = request.tag();
-    if (field === REQUEST_HTTP && wireType === WireType.LengthDelimited) httpBytes = request.bytes();
-    else request.skip(wireType, field);
-  }
-  if (!httpBytes) return undefined;
+function readHttp(request: Cursor): HttpAttributes | undefined {
+  let http: Cursor | undefined;
+  while (request.next()) if (request.field === REQUEST_HTTP && request.wireType === LENGTH_DELIMITED) http = request.child();
+  if (!http) return undefined;
   const result: HttpAttributes = { host: '', path: '', headers: {} };
-  const http = new BinaryReader(httpBytes);
-  while (http.pos < http.len) {
-    const [field, wireType] = http.tag();
-    if (wireType !== WireType.LengthDelimited) {
-      http.skip(wireType, field);
-    } else if (field === HTTP_HEADERS) {
-      const [key, value] = readMapEntry(http.bytes());
-      result.headers[key] = value;
-    } else if (field === HTTP_PATH) {
-      result.path = http.string();
-    } else if (field === HTTP_HOST) {
-      result.host = http.string();
-    } else {
-      http.skip(wireType, field);
-    }
+  while (http.next()) {
+    if (http.wireType !== LENGTH_DELIMITED) continue;
+    if (http.field === HTTP_HEADERS) readMapEntry(http.child(), result.headers);
+    else if (http.field === HTTP_PATH) result.path = http.string();
+    else if (http.field === HTTP_HOST) result.host = http.string();
   }
   return result;
 }
 
-function readMapEntry(entryBytes: Uint8Array): [string, string] {
-  const entry = new BinaryReader(entryBytes);
+/** A map<string, string> entry: key = 1, value = 2. */
+function readMapEntry(entry: Cursor, into: Record<string, string>): void {
   let key = '';
   let value = '';
-  while (entry.pos < entry.len) {
-    const [field, wireType] = entry.tag();
-    if (field === MAP_KEY && wireType === WireType.LengthDelimited) key = entry.string();
-    else if (field === MAP_VALUE && wireType === WireType.LengthDelimited) value = entry.string();
-    else entry.skip(wireType, field);
+  while (entry.next()) {
+    if (entry.wireType !== LENGTH_DELIMITED) continue;
+    if (entry.field === 1) key = entry.string();
+    else if (entry.field === 2) value = entry.string();
   }
-  return [key, value];
+  into[key] = value;
 }
