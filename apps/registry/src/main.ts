@@ -7,6 +7,7 @@ import { createApp } from './app';
 import { Authenticator } from './auth';
 import { loadRegistryConfig } from './config';
 import { createRegistryMetrics } from './metrics';
+import { addEtcdReadiness } from './readiness';
 
 const APP = 'registry';
 
@@ -20,16 +21,7 @@ async function main(): Promise<void> {
   const etcd = connectEtcd(etcdOptionsFromEnv(config));
   const layout = new KeyLayout(config.TRELLIS_ETCD_PREFIX);
   const store = new MeshStore(etcd, layout, { logger });
-  health.addCheck('etcd', async () => {
-    try {
-      await etcd.maintenance.status();
-      return true;
-    } catch (err) {
-      metrics.etcdErrors.inc({ operation: 'status' });
-      logger.warn({ err }, 'etcd status check failed');
-      return false;
-    }
-  });
+  addEtcdReadiness(health, etcd, metrics, logger);
 
   const authenticator = Authenticator.fromConfig(config);
   if (!authenticator.acceptsAnyToken) logger.warn('neither TRELLIS_ADMIN_TOKEN nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');

@@ -14,6 +14,7 @@ import type { TestEtcd } from '@trellis/testing';
 import { createApp } from '../src/app';
 import { Authenticator } from '../src/auth';
 import { createRegistryMetrics } from '../src/metrics';
+import { addEtcdReadiness } from '../src/readiness';
 import type { ServiceSpecInput } from '@trellis/mesh-schema';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
@@ -50,12 +51,15 @@ export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyB
 
   const logger = createLogger('registry', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent');
   const metricsRegistry = createMetricsRegistry('registry');
+  const metrics = createRegistryMetrics(metricsRegistry);
+  const health = new Health();
+  addEtcdReadiness(health, client, metrics, logger);
   const app = createApp({
     store,
     authenticator: Authenticator.fromConfig({ TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN, TRELLIS_AUTH_JWKS_URL: jwksUrl, TRELLIS_AUTH_ISSUER: ISSUER, TRELLIS_AUTH_AUDIENCE: AUDIENCE }),
-    health: new Health(),
+    health,
     metricsRegistry,
-    metrics: createRegistryMetrics(metricsRegistry),
+    metrics,
     logger,
     readsRequireAuth: opts.readsRequireAuth ?? false,
     maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,

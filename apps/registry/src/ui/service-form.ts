@@ -39,6 +39,7 @@ export function readForm(body: unknown): FormValues {
   const values = emptyForm();
   if (body && typeof body === 'object') {
     for (const field of FORM_FIELDS) {
+      if (!Object.hasOwn(body, field)) continue;
       const raw = (body as Record<string, unknown>)[field];
       if (typeof raw === 'string') values[field] = raw;
     }

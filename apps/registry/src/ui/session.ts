@@ -22,6 +22,7 @@ export function parseCookies(header: string | undefined): Map<string, string> {
     const eq = pair.indexOf('=');
     if (eq <= 0) continue;
     const name = pair.slice(0, eq).trim();
+    if (!name) continue;
     let value = pair.slice(eq + 1).trim();
     if (value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
     try {

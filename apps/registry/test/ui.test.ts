@@ -1,0 +1,142 @@
+// The web UI over plain HTTP: CSRF, escaping, security headers, sessions.
+import { ADMIN_TOKEN, call, spec, startRegistry } from './harness';
+import type { TestRegistry } from './harness';
+
+let registry: TestRegistry;
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  await call(registry.url, 'PUT', '/api/v1/services/xss', {
+    token: ADMIN_TOKEN,
+    json: spec('xss', { description: '<script>alert("pwned")</script><img src=x onerror=alert(1)>' }),
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await registry?.close();
+});
+
+/** A browser-like session: keeps cookies, reads the CSRF token from the last page. */
+class Session {
+  private readonly cookies = new Map<string, string>();
+  csrf = '';
+
+  async get(path: string): Promise<{ status: number; text: string; headers: Headers }> {
+    const res = await fetch(registry.url + path, { headers: { cookie: this.cookieHeader() }, redirect: 'manual' });
+    this.keep(res);
+    const text = await res.text();
+    this.csrf = /name="_csrf" value="([^"]+)"/.exec(text)?.[1] ?? this.csrf;
+    return { status: res.status, text, headers: res.headers };
+  }
+
+  async post(path: string, form: Record<string, string>, headers: Record<string, string> = {}): Promise<{ status: number; text: string; location: string | null }> {
+    const res = await fetch(registry.url + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookieHeader(), ...headers },
+      body: new URLSearchParams(form).toString(),
+      redirect: 'manual',
+    });
+    this.keep(res);
+    return { status: res.status, text: await res.text(), location: res.headers.get('location') };
+  }
+
+  private keep(res: Response): void {
+    for (const header of res.headers.getSetCookie()) {
+      const [pair] = header.split(';');
+      const [name, value] = pair!.split('=');
+      if (value === '') this.cookies.delete(name!);
+      else this.cookies.set(name!, value!);
+    }
+  }
+
+  private cookieHeader(): string {
+    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+}
+
+async function signedIn(): Promise<Session> {
+  const session = new Session();
+  await session.get('/ui/login');
+  const res = await session.post('/ui/login', { _csrf: session.csrf, token: ADMIN_TOKEN, next: '/ui/services' });
+  expect(res.status).toBe(303);
+  await session.get('/ui/services/new');
+  return session;
+}
+
+it('escapes user text on every page', async () => {
+  const session = new Session();
+  for (const path of ['/ui/services', '/ui/services/xss', '/ui/services/xss/history']) {
+    const page = await session.get(path);
+    expect(page.status).toBe(200);
+    expect(page.text).not.toContain('<script>alert');
+    expect(page.text).not.toContain('<img src=x');
+  }
+  expect((await session.get('/ui/services/xss')).text).toContain('&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;');
+});
+
+it('sends a strict content security policy and no inline scripts', async () => {
+  const page = await new Session().get('/ui/services');
+  const csp = page.headers.get('content-security-policy') ?? '';
+  expect(csp).toContain("default-src 'none'");
+  expect(csp).toContain("form-action 'self'");
+  expect(csp).not.toContain('unsafe-inline');
+  expect(page.text).not.toMatch(/<script/i);
+  expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+});
+
+it('refuses form posts without a valid CSRF token or from another origin, changing nothing', async () => {
+  const session = await signedIn();
+  const before = await registry.snapshot();
+  const form = { name: 'forged', team: 'web', protocol: 'http', port: '80' };
+  expect((await session.post('/ui/services', form)).status).toBe(403);
+  expect((await session.post('/ui/services', { ...form, _csrf: 'A'.repeat(43) })).status).toBe(403);
+  expect((await session.post('/ui/services', { ...form, _csrf: session.csrf }, { origin: 'https://evil.example' })).status).toBe(403);
+  expect((await session.post('/ui/services/xss/delete', { _csrf: 'nope' })).status).toBe(403);
+  expect(await registry.snapshot()).toEqual(before);
+
+  const ok = await session.post('/ui/services', { ...form, _csrf: session.csrf });
+  expect(ok.status).toBe(303);
+  expect(ok.location).toBe('/ui/services/forged');
+});
+
+it('requires signing in to change anything and refuses a bad token', async () => {
+  const anonymous = new Session();
+  expect((await anonymous.get('/ui/services/new')).status).toBe(303);
+  await anonymous.get('/ui/login');
+  const before = await registry.snapshot();
+  const refused = await anonymous.post('/ui/services', { _csrf: anonymous.csrf, name: 'anon', team: 'web', protocol: 'http', port: '80' });
+  expect(refused.status).toBe(401);
+  const badLogin = await anonymous.post('/ui/login', { _csrf: anonymous.csrf, token: 'wrong' });
+  expect(badLogin.status).toBe(401);
+  expect(badLogin.text).toContain('Sign-in failed');
+  expect(await registry.snapshot()).toEqual(before);
+});
+
+it('does not redirect off-site after signing in', async () => {
+  const session = new Session();
+  await session.get('/ui/login');
+  const res = await session.post('/ui/login', { _csrf: session.csrf, token: ADMIN_TOKEN, next: '//evil.example/ui' });
+  expect(res.location).toBe('/ui/services');
+});
+
+it('refuses deleting a service others call and says who', async () => {
+  const session = await signedIn();
+  await call(registry.url, 'PUT', '/api/v1/services/caller', { token: ADMIN_TOKEN, json: spec('caller', { dependencies: [{ service: 'xss' }] }) });
+  await session.get('/ui/services/xss');
+  const res = await session.post('/ui/services/xss/delete', { _csrf: session.csrf });
+  expect(res.status).toBe(409);
+  expect(res.text).toContain('still called by &quot;caller&quot;');
+});
+
+it('shows proxies with a rejected config next to the change before it', async () => {
+  const lease = await registry.client.leaseClient.leaseGrant({ TTL: 30 });
+  const at = new Date(Date.now() + 1000).toISOString();
+  await registry.store.putProxyStatus(
+    { service: 'xss', nodeId: 'xss-1', controlPlane: 'cp-a', connectedAt: at, updatedAt: at, meshRevision: '7', types: { rds: { lastAckedVersion: '6', lastNack: { version: '7', error: 'route: bad <regex>', at } } } },
+    lease.ID,
+  );
+  const page = await new Session().get('/ui/services/xss');
+  expect(page.text).toContain('version 7 rejected');
+  expect(page.text).toContain('route: bad &lt;regex&gt;');
+  expect(page.text).toMatch(/latest change before it: <a href="\/ui\/services\/xss\/history">generation 1<\/a>/);
+});
