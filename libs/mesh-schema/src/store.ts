@@ -3,7 +3,7 @@
 import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
 import type { z } from 'zod';
 import type { Logger } from '@trellis/runtime';
-import { decodeKv, decodeValue, encodeValue, type Versioned } from './codec';
+import { decodeKv, encodeValue, type Versioned } from './codec';
 import { prefixEnd, rangePrefix } from './etcd-client';
 import { AlreadyExistsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from './errors';
 import type { KeyLayout } from './keys';
@@ -277,8 +277,11 @@ export class MeshStore {
     const res = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: 1, sort_order: 'Descend', sort_target: 'Key' });
     const kv = res.kvs[0];
     if (!kv) return 0;
+    // The key carries the generation, so even a corrupt last entry cannot stall new changes.
     const key = kv.key.toString('utf8');
-    return decodeValue(HistoryEntry, key, kv.value).generation;
+    const generation = Number(this.layout.parse(key)?.id);
+    if (!Number.isSafeInteger(generation) || generation < 1) throw new InvalidRecordError(key, ['history key does not end in a generation number']);
+    return generation;
   }
 
   /**
@@ -325,7 +328,7 @@ export class MeshStore {
     } catch (err) {
       if (!(err instanceof InvalidRecordError)) throw err;
       this.logger?.warn({ key: err.key, issues: err.issues }, 'replacing a service record that no longer parses');
-      return { ...base, generation: Math.max(await this.lastGeneration(name), 0) };
+      return { ...base, generation: await this.lastGeneration(name) };
     }
   }
 

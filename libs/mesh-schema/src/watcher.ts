@@ -98,23 +98,26 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
     let delay = RETRY_INITIAL_MS;
     while (!this.closed) {
+      let state: MeshState;
       try {
-        const state = await this.loadSnapshot();
-        if (this.closed) return;
-        this.currentState = state;
-        this.logger?.info({ revision: state.revision, services: state.services.size, reason }, 'mesh snapshot loaded');
-        this.startWatch();
-        this.emit('update', { revision: state.revision, reset: true, changes: [] });
-        if (!this.isReady) {
-          this.isReady = true;
-          this.resolveReady();
-        }
-        return;
+        state = await this.loadSnapshot();
       } catch (err) {
         this.logger?.warn({ err, retryInMs: delay, reason }, 'mesh snapshot failed; retrying');
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, RETRY_MAX_MS);
+        continue;
       }
+      if (this.closed) return;
+      this.currentState = state;
+      this.logger?.info({ revision: state.revision, services: state.services.size, reason }, 'mesh snapshot loaded');
+      this.startWatch();
+      if (!this.isReady) {
+        this.isReady = true;
+        this.resolveReady();
+      }
+      // Outside the retry: a throwing listener is the listener's bug, not a reason to reload.
+      this.emit('update', { revision: state.revision, reset: true, changes: [] });
+      return;
     }
   }
 
