@@ -1,3 +1,6 @@
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { packAny } from '../any';
 import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '../generated/envoy/config/cluster/v3/cluster';
 import { OutlierDetection } from '../generated/envoy/config/cluster/v3/outlier_detection';
@@ -6,6 +9,7 @@ import { RouteConfiguration } from '../generated/envoy/config/route/v3/route';
 import { HttpConnectionManager } from '../generated/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import { ProtoValidator, type Violation } from './proto-validator';
 
+const REPO_ROOT = resolve(__dirname, '../../../..');
 let validator: ProtoValidator;
 beforeAll(() => {
   validator = ProtoValidator.load();
@@ -66,5 +70,39 @@ describe('ProtoValidator', () => {
   it('says so when an Any holds a type whose proto is not loaded', () => {
     const listener = Listener.fromPartial({ name: 'l', apiListener: { apiListener: { typeUrl: 'type.googleapis.com/example.Unknown', value: Buffer.alloc(0) } } });
     expect(rules(validator.validateMessage(Listener, listener))).toEqual(['api_listener.api_listener<Unknown> any.type']);
+  });
+
+  it('checks string formats (no Envoy proto we load uses them, so on a proto of our own)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgv-'));
+    try {
+      mkdirSync(join(dir, 'validate'));
+      mkdirSync(join(dir, 'example'));
+      copyFileSync(join(REPO_ROOT, 'node_modules/.cache/trellis-envoy-protos/validate/validate.proto'), join(dir, 'validate/validate.proto'));
+      writeFileSync(
+        join(dir, 'example/formats.proto'),
+        `syntax = "proto3";
+package example;
+import "validate/validate.proto";
+message Formats {
+  string host = 1 [(validate.rules).string = {hostname: true}];
+  string addr = 2 [(validate.rules).string = {address: true}];
+  string uri = 3 [(validate.rules).string = {uri: true}];
+  string ip6 = 4 [(validate.rules).string = {ipv6: true}];
+}
+`,
+      );
+      const custom = ProtoValidator.load({ protoDir: dir, files: ['example/formats.proto'] });
+      const type = custom.root.lookupType('example.Formats');
+      const check = (value: Record<string, string>) => rules(custom.validateBytes('example.Formats', type.encode(type.fromObject(value)).finish()));
+      expect(check({ host: 'a.example.com', addr: '10.0.0.1', uri: 'https://example.com/x', ip6: 'fd00::1' })).toEqual([]);
+      expect(check({ host: '-bad-.example', addr: 'not an address', uri: 'relative/path', ip6: '10.0.0.1' })).toEqual([
+        'host string.hostname',
+        'addr string.address',
+        'uri string.uri',
+        'ip6 string.ipv6',
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

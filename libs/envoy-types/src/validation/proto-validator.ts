@@ -3,6 +3,7 @@
 // Envoy's own .proto files, read with protobufjs. The constraints come from the
 // protos; only their meaning (what `min_len` or `gt` checks) is written here.
 import { existsSync, readdirSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import protobuf from 'protobufjs';
 import type { Any } from '../generated/google/protobuf/any';
@@ -49,6 +50,32 @@ const HEADER_NAME = /^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$/;
 const HEADER_VALUE_STRICT = /^[^\u0000-\u0008\u000A-\u001F\u007F]*$/;
 // eslint-disable-next-line no-control-regex
 const HEADER_VALUE_LOOSE = /^[^\u0000\u000A\u000D]*$/;
+
+function isHostname(value: string): boolean {
+  const name = value.endsWith('.') ? value.slice(0, -1) : value;
+  return name.length > 0 && name.length <= 253 && name.split('.').every((label) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label));
+}
+
+function isAbsoluteUri(value: string): boolean {
+  try {
+    return /^[A-Za-z][A-Za-z0-9+.-]*:/.test(value) && new URL(value).protocol.length > 1;
+  } catch {
+    return false;
+  }
+}
+
+/** protoc-gen-validate's string formats (`string = {hostname: true}` and the like). */
+const FORMAT_RULES: ReadonlyArray<readonly [string, (value: string) => boolean, string]> = [
+  ['hostname', isHostname, 'a hostname'],
+  ['ip', (v) => isIP(v) !== 0, 'an IP address'],
+  ['ipv4', (v) => isIP(v) === 4, 'an IPv4 address'],
+  ['ipv6', (v) => isIP(v) === 6, 'an IPv6 address'],
+  ['address', (v) => isIP(v) !== 0 || isHostname(v), 'an IP address or hostname'],
+  ['uri', isAbsoluteUri, 'an absolute URI'],
+  ['uri_ref', (v) => !/\s/.test(v), 'a URI reference'],
+  ['email', (v) => /^[^@\s]+@[^@\s]+$/.test(v) && isHostname(v.slice(v.lastIndexOf('@') + 1)), 'an email address'],
+  ['uuid', (v) => /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(v), 'a UUID'],
+];
 
 export class ProtoValidator {
   private readonly plans = new Map<protobuf.Type, TypePlan>();
@@ -252,6 +279,9 @@ export class ProtoValidator {
       if (rules['strict'] !== false ? !HEADER_NAME.test(value) : !HEADER_VALUE_LOOSE.test(value)) fail('well_known_regex', 'must be a valid HTTP header name');
     } else if (wellKnown === 'HTTP_HEADER_VALUE' || wellKnown === 2) {
       if (!(rules['strict'] !== false ? HEADER_VALUE_STRICT : HEADER_VALUE_LOOSE).test(value)) fail('well_known_regex', 'must be a valid HTTP header value');
+    }
+    for (const [rule, accepts, what] of FORMAT_RULES) {
+      if (rules[rule] === true && !accepts(value)) fail(rule, `must be ${what}`);
     }
     this.checkInNotIn(rules, value, 'string', path, out);
   }
