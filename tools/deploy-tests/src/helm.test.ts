@@ -4,6 +4,10 @@
 // `helm template` run too where Helm is installed (deploy/README.md).
 import Ajv from 'ajv';
 import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
 import { appVariables, mentionedVariables } from './app-env';
 import { findCharts, type Chart } from './helm-charts';
 import { lintTemplates } from './helm-template-lint';
@@ -21,6 +25,20 @@ function validator(chart: Chart) {
 function errorsFor(chart: Chart, values: unknown): string[] {
   const validate = validator(chart);
   return validate(values) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`);
+}
+
+/** The parts of rendered manifests these tests look into. */
+interface Container {
+  name: string;
+  env?: Array<{ name: string }>;
+}
+interface Manifest {
+  kind: string;
+  metadata: { name: string };
+  spec: {
+    template?: { spec: { containers: Container[]; initContainers?: Container[]; volumes?: unknown[] } };
+    virtualhost?: { authorization?: unknown };
+  };
 }
 
 /** The keys of an app chart's values.yaml these tests look into. */
@@ -144,16 +162,121 @@ describe('Helm charts', () => {
       expect(defined).toContain(`define "${name}"`);
   });
 
-  const helm = spawnSync('sh', ['-c', 'command -v helm'], { encoding: 'utf8' }).stdout.trim();
-  (helm ? it : it.skip)('helm lint and helm template pass (only where Helm is installed)', () => {
-    for (const chart of charts.filter((c) => c.meta.type !== 'library')) {
-      const lint = spawnSync(helm, ['lint', '--strict', chart.dir], { encoding: 'utf8' });
-      expect({ chart: chart.path, output: lint.status === 0 ? 'ok' : lint.stdout + lint.stderr }).toEqual({
-        chart: chart.path,
-        output: 'ok',
-      });
-      const render = spawnSync(helm, ['template', 'trellis', chart.dir], { encoding: 'utf8' });
-      expect({ chart: chart.path, output: render.status === 0 ? 'ok' : render.stderr }).toEqual({ chart: chart.path, output: 'ok' });
+  it("ci/all-features-values.yaml satisfies the umbrella's and every subchart's schema", () => {
+    const umbrella = byPath.get('trellis')!;
+    const values = parse(readFileSync(join(umbrella.dir, 'ci/all-features-values.yaml'), 'utf8')) as Record<string, object>;
+    expect(errorsFor(umbrella, values)).toEqual([]);
+    for (const { app, chart } of appCharts) {
+      const section = { ...chart.values, ...values[app], global: { ...(chart.values['global'] as object), ...values['global'] } };
+      expect({ app, errors: errorsFor(chart, section) }).toEqual({ app, errors: [] });
     }
+  });
+
+  // The real thing where Helm is installed (TRELLIS_HELM, or helm on PATH); deploy/README.md
+  // shows the same commands. Rendering targets Kubernetes 1.30 (the charts need 1.27+).
+  const helm = process.env['TRELLIS_HELM'] ?? spawnSync('sh', ['-c', 'command -v helm'], { encoding: 'utf8' }).stdout.trim();
+  const withHelm = helm ? describe : describe.skip;
+  withHelm('with Helm (skipped where it is not installed)', () => {
+    const run = (args: string[]) => {
+      const result = spawnSync(helm, args, { encoding: 'utf8' });
+      return { ok: result.status === 0, stdout: result.stdout, output: `${result.stdout}${result.stderr}` };
+    };
+    const render = (args: string[]) => {
+      const result = run(['template', 'trellis', '--kube-version', '1.30.0', ...args]);
+      expect(result.ok ? 'ok' : result.output).toBe('ok');
+      return parseAllDocuments(result.stdout)
+        .map((doc) => {
+          expect(doc.errors.map(String)).toEqual([]);
+          return doc.toJS() as Manifest;
+        })
+        .filter(Boolean);
+    };
+    const kinds = (docs: Array<{ kind: string }>) => docs.map((d) => d.kind).sort();
+
+    it.each(charts.filter((c) => c.meta.type !== 'library').map((c) => c.path))('helm lint --strict %s', (path) => {
+      const result = run(['lint', '--strict', byPath.get(path)!.dir]);
+      expect(result.ok ? 'ok' : result.output).toBe('ok');
+    });
+
+    it('the umbrella renders every app with its defaults', () => {
+      expect(kinds(render([byPath.get('trellis')!.dir]))).toEqual([
+        'Deployment',
+        'Deployment',
+        'Deployment',
+        'PodDisruptionBudget',
+        'PodDisruptionBudget',
+        'PodDisruptionBudget',
+        'Secret',
+        'Secret',
+        'Service',
+        'Service',
+        'Service',
+        'ServiceAccount',
+        'ServiceAccount',
+        'ServiceAccount',
+      ]);
+    });
+
+    it('every optional part renders, with etcd TLS and auth from global reaching each app', () => {
+      const umbrella = byPath.get('trellis')!;
+      const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]);
+      expect(new Set(kinds(docs))).toEqual(
+        new Set([
+          'Deployment',
+          'ExtensionService',
+          'HTTPProxy',
+          'HorizontalPodAutoscaler',
+          'PodDisruptionBudget',
+          'Service',
+          'ServiceAccount',
+          'ServiceMonitor',
+        ]),
+      );
+      for (const deployment of docs.filter((d) => d.kind === 'Deployment')) {
+        const env = deployment.spec.template!.spec.containers[0]!.env ?? [];
+        expect({
+          name: deployment.metadata.name,
+          env: env
+            .map((e) => e.name)
+            .filter((n) => n.startsWith('TRELLIS_ETCD_'))
+            .sort(),
+        }).toEqual({
+          name: deployment.metadata.name,
+          env: [
+            'TRELLIS_ETCD_CA_FILE',
+            'TRELLIS_ETCD_CERT_FILE',
+            'TRELLIS_ETCD_ENDPOINTS',
+            'TRELLIS_ETCD_KEY_FILE',
+            'TRELLIS_ETCD_PASSWORD_FILE',
+            'TRELLIS_ETCD_PREFIX',
+            'TRELLIS_ETCD_USERNAME',
+          ],
+        });
+      }
+      const proxy = docs.find((d) => d.kind === 'HTTPProxy')!;
+      expect(proxy.spec.virtualhost!.authorization).toMatchObject({
+        extensionRef: { name: 'trellis-authz' },
+        failOpen: false,
+        authPolicy: { context: { 'trellis.direction': 'edge' } },
+      });
+    });
+
+    it.each([
+      ['native sidecar', [], ['trellis-bootstrap', 'envoy'], ['orders']],
+      ['classic sidecar', ['--set', 'trellisSidecar.nativeSidecar=false'], ['trellis-bootstrap'], ['orders', 'envoy']],
+    ])('a workload adopting trellis-sidecar renders a %s', (_name, args, initContainers, containers) => {
+      const dir = mkdtempSync(join(tmpdir(), 'trellis-sidecar-consumer-'));
+      try {
+        cpSync(join(__dirname, '../fixtures/sidecar-consumer'), dir, { recursive: true });
+        cpSync(byPath.get('trellis-sidecar')!.dir, join(dir, 'charts/trellis-sidecar'), { recursive: true });
+        const [deployment] = render([dir, ...(args as string[])]);
+        const pod = deployment!.spec.template!.spec;
+        expect(pod.initContainers?.map((c) => c.name)).toEqual(initContainers);
+        expect(pod.containers.map((c) => c.name)).toEqual(containers);
+        expect(pod.volumes).toEqual([{ name: 'trellis-envoy-bootstrap', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 });

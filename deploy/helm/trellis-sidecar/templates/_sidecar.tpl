@@ -47,7 +47,7 @@ seccompProfile:
 {{- end }}
 
 {{- define "trellis-sidecar.envoy" -}}
-{{- $s := include "trellis-sidecar.settings" . | fromYaml }}
+{{- $s := include "trellis-sidecar.settings" . | fromYaml -}}
 name: envoy
 image: {{ $s.envoyImage }}
 args:
@@ -71,7 +71,7 @@ volumeMounts:
 {{- define "trellis-sidecar.initContainers" -}}
 {{- $s := include "trellis-sidecar.settings" . | fromYaml }}
 {{- if not .service }}{{ fail "trellis-sidecar: pass the mesh service name as \"service\"" }}{{ end }}
-{{- if not .appPort }}{{ fail "trellis-sidecar: pass the application's port as \"appPort\"" }}{{ end }}
+{{- if not .appPort }}{{ fail "trellis-sidecar: pass the application's port as \"appPort\"" }}{{ end -}}
 - name: trellis-bootstrap
   image: {{ $s.bootstrapImage }}
   # Fetch this pod's bootstrap; when the control plane wants an xDS token, the bootstrap
@@ -124,8 +124,8 @@ volumeMounts:
 
 {{/* Regular containers: Envoy here only without nativeSidecar (Kubernetes before 1.29). */}}
 {{- define "trellis-sidecar.containers" -}}
-{{- $s := include "trellis-sidecar.settings" . | fromYaml }}
-{{- if not $s.nativeSidecar }}
+{{- $s := include "trellis-sidecar.settings" . | fromYaml -}}
+{{- if not $s.nativeSidecar -}}
 - {{- include "trellis-sidecar.envoy" . | nindent 2 }}
 {{- end }}
 {{- end }}

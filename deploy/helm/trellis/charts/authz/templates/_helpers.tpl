@@ -66,14 +66,12 @@ the defaults every Trellis app uses. Rendered as YAML; read with fromYaml.
 {{- define "trellis-authz.etcd" -}}
 {{- $global := (.Values.global).etcd | default dict }}
 {{- $local := .Values.etcd | default dict }}
-{{- $tls := mergeOverwrite (deepCopy ($global.tls | default dict)) ($local.tls | default dict) }}
-{{- $auth := mergeOverwrite (deepCopy ($global.auth | default dict)) ($local.auth | default dict) }}
 endpoints: {{ $local.endpoints | default $global.endpoints | default (list "http://etcd:2379") | toJson }}
 prefix: {{ $local.prefix | default $global.prefix | default "/trellis/" | quote }}
-tlsSecret: {{ $tls.existingSecret | default "" | quote }}
-username: {{ $auth.username | default "" | quote }}
-passwordSecret: {{ $auth.existingSecret | default "" | quote }}
-passwordKey: {{ $auth.passwordKey | default "password" | quote }}
+tlsSecret: {{ dig "tls" "existingSecret" "" $local | default (dig "tls" "existingSecret" "" $global) | quote }}
+username: {{ dig "auth" "username" "" $local | default (dig "auth" "username" "" $global) | quote }}
+passwordSecret: {{ dig "auth" "existingSecret" "" $local | default (dig "auth" "existingSecret" "" $global) | quote }}
+passwordKey: {{ dig "auth" "passwordKey" "" $local | default (dig "auth" "passwordKey" "" $global) | default "password" | quote }}
 {{- end }}
 
 {{/* The etcd environment variables (TLS and password files under /etc/trellis/etcd-*). */}}
