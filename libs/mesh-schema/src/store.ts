@@ -47,6 +47,14 @@ interface CurrentService {
   createRevision: string;
 }
 
+/**
+ * Schema check before any key is built from the value, so a bad name is reported
+ * as an InvalidRecordError naming the field rather than as a refused key segment.
+ */
+function validateFirst<S extends z.ZodType>(schema: S, what: string, value: z.input<S>): z.output<S> {
+  return encodeValue(schema, what, value).value;
+}
+
 /** Attempts of an unconditional read-modify-write before giving up on a contended key. */
 const MAX_RACE_RETRIES = 10;
 
@@ -87,12 +95,13 @@ export class MeshStore {
 
   /** Creates generation 1 (or the next generation after a deleted predecessor's history). */
   async createService(spec: ServiceSpecInput, actor: string): Promise<Versioned<ServiceRecord>> {
-    const key = this.layout.service(spec.name);
+    const validSpec = validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
+    const key = this.layout.service(validSpec.name);
     const at = this.now().toISOString();
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
       const generation = (await this.lastGeneration(spec.name)) + 1;
       const record = encodeValue(ServiceRecord, key, {
-        spec: encodeValue(ServiceSpec, key, spec).value,
+        spec: validSpec,
         generation,
         created: { actor, at },
         updated: { actor, at },
@@ -111,8 +120,8 @@ export class MeshStore {
   }
 
   async updateService(spec: ServiceSpecInput, actor: string, opts: UpdateServiceOptions = {}): Promise<Versioned<ServiceRecord>> {
-    const key = this.layout.service(spec.name);
-    const validSpec = encodeValue(ServiceSpec, key, spec).value;
+    const validSpec = validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
+    const key = this.layout.service(validSpec.name);
     return this.changeService(spec.name, opts.ifModRevision, async (current, at) => {
       const generation = current.generation + 1;
       // A corrupt record lost its creation metadata; this change becomes its creation.
@@ -158,8 +167,12 @@ export class MeshStore {
   /** Puts the instance under a fresh lease of `ttlSeconds`; it disappears unless heartbeats refresh that lease. */
   async registerInstance(input: RegisterInstanceInput, ttlSeconds: number): Promise<{ record: InstanceRecord; leaseId: string }> {
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
-    const key = this.layout.instance(input.service, input.id);
-    const record = encodeValue(InstanceRecord, key, { ...input, registeredAt: input.registeredAt ?? this.now().toISOString() });
+    const valid = validateFirst(InstanceRecord, `instance ${JSON.stringify(`${input.service}/${input.id}`)}`, {
+      ...input,
+      registeredAt: input.registeredAt ?? this.now().toISOString(),
+    });
+    const key = this.layout.instance(valid.service, valid.id);
+    const record = encodeValue(InstanceRecord, key, valid);
     const lease = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
     let previousLease: string | undefined;
     try {
@@ -224,7 +237,7 @@ export class MeshStore {
   }
 
   async putAuthzKey(key: AuthzPublicKey): Promise<void> {
-    const etcdKey = this.layout.authzKey(key.kid);
+    const etcdKey = this.layout.authzKey(validateFirst(AuthzPublicKey, `authz key ${JSON.stringify(key.kid)}`, key).kid);
     await this.client.kv.put({ key: Buffer.from(etcdKey), value: encodeValue(AuthzPublicKey, etcdKey, key).bytes });
   }
 
@@ -236,7 +249,8 @@ export class MeshStore {
 
   /** Writes a proxy's xDS status under the control plane replica's lease (gone when the replica is). */
   async putProxyStatus(status: ProxyStatus, leaseId: string): Promise<void> {
-    const key = this.layout.proxyStatus(status.service, status.nodeId);
+    const valid = validateFirst(ProxyStatus, `proxy status ${JSON.stringify(`${status.service}/${status.nodeId}`)}`, status);
+    const key = this.layout.proxyStatus(valid.service, valid.nodeId);
     await this.client.kv.put({ key: Buffer.from(key), value: encodeValue(ProxyStatus, key, status).bytes, lease: leaseId });
   }
 

@@ -94,6 +94,8 @@ describe('services', () => {
     await expect(bad).rejects.toBeInstanceOf(InvalidRecordError);
     await expect(bad).rejects.toThrow(/dependencies\.0\.service: a service cannot depend on itself/);
     expect(await store.getService('loop')).toBeUndefined();
+    await expect(store.createService(aService('a/b'), 'a')).rejects.toThrow(/invalid record at service "a\/b": name: must be a DNS label/);
+    await expect(store.registerInstance(anInstance('ship', '../x'), 5)).rejects.toBeInstanceOf(InvalidRecordError);
   });
 
   it('names the key of a corrupt stored record, and list calls skip it with a warning', async () => {
