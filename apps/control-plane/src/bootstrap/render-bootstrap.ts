@@ -4,9 +4,11 @@
 import { stringify } from 'yaml';
 import type { Locality, Protocol } from '@trellis/mesh-schema';
 import { LOCAL_APP_CLUSTER_NAME } from '../envoy/names';
+import { DEFAULT_TRANSLATOR_SETTINGS } from '../model/mesh-model';
 
 export const XDS_CLUSTER_NAME = 'trellis-xds';
-export const DEFAULT_ADMIN_PORT = 15000;
+/** Where the translation expects it (TranslatorSettings.adminPort keeps TCP dependencies off it). */
+export const DEFAULT_ADMIN_PORT = DEFAULT_TRANSLATOR_SETTINGS.adminPort;
 
 export interface BootstrapInput {
   /** node.cluster: the service this sidecar fronts. */

@@ -192,4 +192,10 @@ describe('buildProxyResources for Envoy sidecars', () => {
     expect(get(db, TypeUrl.Listener, 'inbound|db', Listener).filterChains[0]!.filters.map((f) => f.name)).toEqual(['envoy.filters.network.tcp_proxy']);
     expect(names(db, TypeUrl.RouteConfiguration)).toEqual([]);
   });
+
+  it('leaves out the inbound listener of a service registered on a reserved sidecar port', () => {
+    const set = buildProxyResources(twoInstances().service('a', { port: 15000, dependencies: [{ service: 'b' }] }).model(), envoy('a'));
+    expect(names(set, TypeUrl.Listener)).toEqual(['outbound|http']);
+    expect(names(set, TypeUrl.RouteConfiguration)).toEqual(['outbound|http']);
+  });
 });

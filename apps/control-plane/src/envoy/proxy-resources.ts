@@ -55,9 +55,11 @@ function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: bo
 function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], shared: Shared): XdsResource[] {
   const { settings, tokens } = model;
   const resources: XdsResource[] = [];
-  const inbound = inboundListener(service, tokens, settings);
-  resources.push(makeResource(TypeUrl.Listener, Listener, inbound.name, inbound));
-  if (service.protocol !== 'tcp') {
+  if (service.inbound) {
+    const inbound = inboundListener(service, tokens, settings);
+    resources.push(makeResource(TypeUrl.Listener, Listener, inbound.name, inbound));
+  }
+  if (service.inbound && service.protocol !== 'tcp') {
     const routes = inboundRouteConfig(service);
     resources.push(makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes));
   }
@@ -77,7 +79,7 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
     resources.push(...upstreamResources(model, d, false, shared));
   }
   // ext_authz runs on the outbound listener and on a public service's inbound one.
-  if (httpDeps.length > 0 || (service.ingress && service.protocol !== 'tcp')) {
+  if (httpDeps.length > 0 || (service.inbound && service.ingress && service.protocol !== 'tcp')) {
     const { host, port } = settings.authzCluster;
     resources.push(
       shared(`cds|authz|${host}|${port}|${settings.connectTimeoutMs}`, () => {

@@ -155,3 +155,14 @@ describe('buildMeshModel with the previous model', () => {
     }
   });
 });
+
+describe('reserved sidecar ports', () => {
+  it('gives no inbound listener to a service registered on the outbound or admin port, and says why', () => {
+    const model = new MeshFixture().service('odd', { port: 15001 }).service('ok', { port: 8080 }).model();
+    expect(model.services.get('odd')!.inbound).toBe(false);
+    expect(model.services.get('ok')!.inbound).toBe(true);
+    expect(model.dropped).toEqual([
+      { kind: 'service', name: 'odd', reason: 'port 15001 is reserved in sidecars (outbound 15001, admin 15000): its sidecars get no inbound listener' },
+    ]);
+  });
+});

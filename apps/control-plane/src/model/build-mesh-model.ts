@@ -33,7 +33,9 @@ export interface MeshStateView {
  * one-instance change in a 10,000-service mesh cheap. Without it everything
  * is computed; the result is the same either way.
  */
-export function buildMeshModel(state: MeshStateView, settings: TranslatorSettings, previous?: MeshModel): MeshModel {
+export function buildMeshModel(state: MeshStateView, settings: TranslatorSettings, previousModel?: MeshModel): MeshModel {
+  // Reused parts assume the same settings (ports decide which TCP dependencies fit).
+  const previous = previousModel && sameSettings(previousModel.settings, settings) ? previousModel : undefined;
   const dropped: DroppedInput[] = [];
   const names = [...state.services.keys()].sort();
 
@@ -88,6 +90,10 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       };
     }
     memo.set(name, entry);
+    const reserved = spec.port === settings.outboundPort || spec.port === settings.adminPort;
+    if (reserved) {
+      dropped.push({ kind: 'service', name, reason: `port ${spec.port} is reserved in sidecars (outbound ${settings.outboundPort}, admin ${settings.adminPort}): its sidecars get no inbound listener` });
+    }
     services.set(name, {
       name,
       team: spec.team,
@@ -95,6 +101,7 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       port: spec.port,
       policy: spec.policy,
       ...(spec.ingress ? { ingress: spec.ingress } : {}),
+      inbound: !reserved,
       dependencies: [],
       callers: callers.get(name) ?? [],
       upstreams: entry.upstreams,
@@ -117,7 +124,7 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
     const depDropped: DroppedInput[] = [];
     const deps = [...entry.record.spec.dependencies].sort((a, b) => compare(a.service, b.service));
     // A TCP dependency is reached on 127.0.0.1:<its port>, so that port must be free in the caller's sidecar.
-    const portsInUse = new Set([settings.outboundPort, service.port]);
+    const portsInUse = new Set([settings.outboundPort, settings.adminPort, service.port]);
     service.dependencies = deps.flatMap((dep): DependencyModel[] => {
       const callee = services.get(dep.service);
       if (!callee) return [];
@@ -272,6 +279,10 @@ function fingerprints(
     result.set(s.name, digest(`${shared}|${entry.specDigest}|${s.callers.join(',')}|${deps}`));
   }
   return result;
+}
+
+function sameSettings(a: TranslatorSettings, b: TranslatorSettings): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
 function sameRefs(a: readonly unknown[], b: readonly unknown[]): boolean {

@@ -10,6 +10,8 @@ export interface TranslatorSettings {
   authzTimeoutMs: number;
   /** Port of the outbound HTTP listener on 127.0.0.1 in every sidecar. */
   outboundPort: number;
+  /** Envoy's admin port on 127.0.0.1 in every sidecar (the bootstrap puts it there). */
+  adminPort: number;
   /** Upstream connect timeout of every cluster. */
   connectTimeoutMs: number;
   /** Mesh token issuer used until `mesh/settings` exists (authz writes it at start). */
@@ -20,6 +22,7 @@ export const DEFAULT_TRANSLATOR_SETTINGS: TranslatorSettings = {
   authzCluster: { host: '127.0.0.1', port: 9191 },
   authzTimeoutMs: 500,
   outboundPort: 15001,
+  adminPort: 15000,
   connectTimeoutMs: 1000,
   defaultTokenIssuer: 'trellis',
 };
@@ -63,6 +66,11 @@ export interface ServiceModel {
   policy: TrafficPolicy;
   /** Reachable from the edge: the inbound side runs ext_authz for requests without a mesh token. */
   ingress?: Ingress;
+  /**
+   * False when the service's port is one its sidecars reserve (outbound or
+   * admin): they then get no inbound listener rather than one Envoy cannot bind.
+   */
+  inbound: boolean;
   /** Dependencies that exist, sorted by service name. */
   dependencies: DependencyModel[];
   /** Services that declared this one as a dependency, sorted: the only mesh callers RBAC admits. */
