@@ -14,7 +14,7 @@ import { AUTHORIZATION_SERVICE_NAME, startGrpcServer, stopGrpcServer } from './g
 import { CallerCredentials } from './http/caller-credentials';
 import { createHttpApp } from './http/http-app';
 import { KeyRing } from './keys/key-ring';
-import { loadSigningKeys } from './keys/load-signing-keys';
+import { CREDENTIAL_NAME_PREFIX, loadSigningKeys } from './keys/load-signing-keys';
 import { generateSigningKey, type SigningKey } from './keys/signing-key';
 import { AuthzMetrics } from './metrics';
 import { RedisTokenCache } from './tokens/redis-token-cache';
@@ -192,10 +192,14 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
 
 /** Keys from the configured source; an ephemeral key only when asked for (local development). */
 function signingKeySource(config: AuthzConfig, logger: Logger): () => Promise<SigningKey[]> {
+  // A dedicated directory holds only signing keys; systemd's credentials directory holds
+  // every credential of the unit, of which the signing keys are those named signing-key*.
   const dir = config.TRELLIS_SIGNING_KEYS_DIR ?? config.CREDENTIALS_DIRECTORY;
+  const namePrefix = config.TRELLIS_SIGNING_KEYS_DIR ? undefined : CREDENTIAL_NAME_PREFIX;
+  const exclude = config.TRELLIS_ETCD_KEY_FILE ? [config.TRELLIS_ETCD_KEY_FILE] : [];
   let ephemeral: Promise<SigningKey> | undefined;
   return async () => {
-    const keys = await loadSigningKeys({ dir, pem: config.TRELLIS_SIGNING_KEY });
+    const keys = await loadSigningKeys({ dir, namePrefix, exclude, pem: config.TRELLIS_SIGNING_KEY });
     if (keys.length > 0) return keys;
     if (config.TRELLIS_SIGNING_KEY_EPHEMERAL) {
       if (!ephemeral) {

@@ -29,6 +29,14 @@ describe('loadSigningKeys', () => {
     for (const key of keys) expect(key.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 
+  it('in a systemd credentials directory, reads only signing-key* and never the etcd client key', async () => {
+    await writeFile(join(dir, 'signing-key.pem'), pem('rsa'));
+    await writeFile(join(dir, 'signing-key-next.pem'), pem('ec'));
+    await writeFile(join(dir, 'etcd-client-key.pem'), pem('rsa'));
+    const keys = await loadSigningKeys({ dir, namePrefix: 'signing-key', exclude: [join(dir, 'signing-key-next.pem')] });
+    expect(keys.map((k) => k.source)).toEqual(['signing-key.pem']);
+  });
+
   it('refuses weak or unreadable keys without quoting them', async () => {
     await writeFile(join(dir, 'weak.pem'), pem('rsa', 1024));
     await expect(loadSigningKeys({ dir })).rejects.toThrow(new InvalidSigningKeyError('weak.pem', 'RSA keys must have at least 2048 bits'));

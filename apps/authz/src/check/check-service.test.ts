@@ -1,0 +1,89 @@
+// CheckService decisions with in-memory fakes for the registry view and the key
+// store (pure logic; the real etcd/Redis path is covered in test/authz.test.ts).
+import { status } from '@grpc/grpc-js';
+import { CheckRequest, CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import type { AuthzPublicKey, ServiceRecord, ServiceSpecInput } from '@trellis/mesh-schema';
+import { ServiceSpec } from '@trellis/mesh-schema';
+import { createLogger } from '@trellis/runtime';
+import { Registry } from 'prom-client';
+import { checkRequest, outbound } from '../../test/support/harness';
+import { CloudflareAccessVerifier } from '../edge/cloudflare-access';
+import { KeyRing, type AuthzKeyStore } from '../keys/key-ring';
+import { generateSigningKey } from '../keys/signing-key';
+import { AuthzMetrics } from '../metrics';
+import { MeshTokenIssuer } from '../tokens/token-issuer';
+import { decodeCheckAttributes } from './check-attributes';
+import { CheckService } from './check-service';
+import { MeshPolicy, type MeshView } from './mesh-policy';
+
+class MemoryKeyStore implements AuthzKeyStore {
+  readonly keys = new Map<string, AuthzPublicKey>();
+  async listAuthzKeys() {
+    return [...this.keys.values()];
+  }
+  async putAuthzKey(key: AuthzPublicKey) {
+    this.keys.set(key.kid, key);
+  }
+  async deleteAuthzKey(kid: string) {
+    this.keys.delete(kid);
+  }
+}
+
+const record = (spec: ServiceSpecInput): { value: ServiceRecord } => {
+  const at = new Date(0).toISOString();
+  return { value: { spec: ServiceSpec.parse(spec), generation: 1, created: { actor: 't', at }, updated: { actor: 't', at } } };
+};
+
+describe('CheckService', () => {
+  const logger = createLogger('authz', 'silent');
+  let metrics: AuthzMetrics;
+  let view: { ready: boolean; state: MeshView['state'] };
+  let keyRing: KeyRing;
+  let service: CheckService;
+
+  const wire = (request: Parameters<typeof checkRequest>[0]) => CheckRequest.encode(checkRequest(request)).finish();
+  const run = async (request: Parameters<typeof checkRequest>[0]) => CheckResponse.decode(await service.check(decodeCheckAttributes(wire(request))));
+
+  beforeEach(async () => {
+    metrics = new AuthzMetrics(new Registry());
+    const base = { team: 't', protocol: 'http' as const, port: 80 };
+    view = {
+      ready: true,
+      state: { services: new Map([['a', record({ ...base, name: 'a', dependencies: [{ service: 'b' }] })], ['b', record({ ...base, name: 'b' })]]), authzKeys: new Map() },
+    };
+    keyRing = new KeyRing(new MemoryKeyStore(), { publishLeadSeconds: 60, tokenTtlSeconds: 900, clockSkewSeconds: 30 }, logger, metrics);
+    await keyRing.setLocalKeys([await generateSigningKey()]);
+    const tokens = new MeshTokenIssuer(keyRing, undefined, () => 'trellis', { ttlSeconds: 900, cacheTtlSeconds: 870 }, metrics, logger);
+    const access = new CloudflareAccessVerifier({ certsUrlTemplate: 'http://127.0.0.1:9/{teamDomain}', clockSkewSeconds: 30 }, metrics);
+    service = new CheckService(new MeshPolicy(view), tokens, keyRing, access, { issuer: () => 'trellis', clockSkewSeconds: 30, tokenTtlSeconds: 900 }, metrics, logger);
+  });
+
+  it('fails closed before the first registry snapshot', async () => {
+    view.ready = false;
+    const response = await run(outbound('a', 'b'));
+    expect(response.status?.code).toBe(status.UNAVAILABLE);
+    expect(response.httpResponse?.$case === 'deniedResponse' && response.httpResponse.value.status?.code).toBe(503);
+  });
+
+  it('answers a cache hit synchronously with the same encoded bytes', async () => {
+    const attributes = decodeCheckAttributes(wire(outbound('a', 'b')));
+    const first = await service.check(attributes);
+    const second = service.check(attributes);
+    expect(Buffer.isBuffer(second)).toBe(true);
+    expect(second).toBe(first);
+    expect(CheckResponse.decode(first).status?.code).toBe(status.OK);
+  });
+
+  it('denies with a reason for a malformed request, a missing direction and bad service names', async () => {
+    const malformed = CheckResponse.decode(await service.check(decodeCheckAttributes(Buffer.from([0x0a, 0x05, 0x01]))));
+    expect(malformed.status?.message).toMatch(/^malformed-request/);
+    expect((await run({ context: { 'trellis.source': 'a', 'trellis.destination': 'b' } })).status?.message).toMatch(/^missing-context/);
+    expect((await run(outbound('A_B', 'b'))).status?.message).toMatch(/^missing-context/);
+  });
+
+  it('denies with 503 when no key may sign yet, never with a failed RPC', async () => {
+    await keyRing.setLocalKeys([]);
+    const response = await run(outbound('a', 'b'));
+    expect(response.status).toMatchObject({ code: status.UNAVAILABLE, message: expect.stringMatching(/^no-signing-key/) });
+  });
+});
