@@ -1,5 +1,6 @@
 // The registry's express app, built from its dependencies so tests can start
 // it on port 0 against a real etcd.
+import { randomBytes } from 'node:crypto';
 import express from 'express';
 import type { RequestHandler } from 'express';
 import helmet from 'helmet';
@@ -18,7 +19,6 @@ import { instrumentStore } from './store';
 import { apiDocsPage } from './ui/api-docs';
 import { uiRouter } from './ui/router';
 import { UiSessions } from './ui/session';
-import { randomBytes } from 'node:crypto';
 
 export interface AppOptions {
   store: MeshStore;
@@ -31,6 +31,7 @@ export interface AppOptions {
   maxBodyBytes?: number;
   /** Signs CSRF tokens; a random one is made when absent (fine for one replica). */
   csrfSecret?: string;
+  /** The UI is reached over HTTPS: Secure cookies, HSTS, upgrade-insecure-requests. */
   secureCookies?: boolean;
 }
 
@@ -46,10 +47,14 @@ export function createApp(options: AppOptions): express.Express {
   app.set('trust proxy', false);
   app.set('query parser', 'simple');
   app.use(requestMetrics(metrics, logger));
+  const https = options.secureCookies ?? false;
   app.use(
     helmet({
+      // Over plain HTTP (local meshes, behind a TLS-terminating proxy that says so) upgrading would break the forms.
+      strictTransportSecurity: https,
       contentSecurityPolicy: {
         directives: {
+          upgradeInsecureRequests: https ? [] : null,
           defaultSrc: ["'none'"],
           styleSrc: ["'self'"],
           imgSrc: ["'self'"],

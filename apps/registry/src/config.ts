@@ -16,7 +16,7 @@ export const registryEnvSchema = etcdEnvSchema.extend({
   TRELLIS_CSRF_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   TRELLIS_READS_REQUIRE_AUTH: env.bool(false),
   TRELLIS_MAX_BODY_BYTES: env.int(64 * 1024, 1024, 16 * 1024 * 1024),
-  /** Set when the UI is served over HTTPS so session cookies get the Secure flag. */
+  /** Set when browsers reach the UI over HTTPS: Secure cookies, HSTS and upgrade-insecure-requests. */
   TRELLIS_SECURE_COOKIES: env.bool(false),
 });
 

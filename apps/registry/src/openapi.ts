@@ -111,6 +111,13 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     responses: { 200: json(z.object({ items: z.array(history) }), 'history'), 404: errors[404] },
   });
   registry.registerPath({
+    method: 'get',
+    path: '/api/v1/services/{name}/history/{generation}',
+    summary: 'One generation of a service',
+    request: { params: z.object({ name: ServiceName, generation: z.coerce.number().int().min(1) }) },
+    responses: { 200: json(history, 'the history entry'), 400: errors[400], 404: errors[404] },
+  });
+  registry.registerPath({
     method: 'post',
     path: '/api/v1/services/{name}/rollback',
     summary: 'Restore the definition of a previous generation',
