@@ -94,3 +94,17 @@ export async function waitUntil(what: string, probe: () => Promise<boolean>, pro
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * A port from freePort() can be taken by another process before the server
+ * binds it (suites start servers in parallel): start again on fresh ports.
+ */
+export async function withPortRetry<T>(startOnFreshPorts: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreshPorts();
+    } catch (err) {
+      if (attempt >= attempts || !/address already in use/i.test((err as Error).message)) throw err;
+    }
+  }
+}

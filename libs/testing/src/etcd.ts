@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { ExponentialBackoff, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import { requireBinary } from './binaries';
-import { ManagedProcess, waitUntil } from './child-process';
+import { ManagedProcess, waitUntil, withPortRetry } from './child-process';
 import { dockerAvailable } from './docker';
 import { freePort } from './ports';
 
@@ -47,7 +47,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
   const shared = process.env['TRELLIS_TEST_ETCD_ENDPOINTS'];
   if (shared) return sharedEtcd(shared.split(',').map((s) => s.trim()).filter(Boolean), prefix);
   if (await dockerAvailable()) return containerEtcd(prefix);
-  return localEtcd(prefix, opts.startTimeoutMs ?? 15_000);
+  return withPortRetry(() => localEtcd(prefix, opts.startTimeoutMs ?? 15_000));
 }
 
 /**
@@ -168,7 +168,13 @@ async function localEtcd(prefix: string, startTimeoutMs: number): Promise<TestEt
     proc.start();
     await waitUntil('etcd', healthy, proc, startTimeoutMs);
   };
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    await proc.stop();
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const base = baseHandle([clientUrl]);
   return {
     endpoints: [clientUrl],

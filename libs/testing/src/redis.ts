@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireBinary } from './binaries';
-import { ManagedProcess, waitUntil } from './child-process';
+import { ManagedProcess, waitUntil, withPortRetry } from './child-process';
 import { dockerAvailable } from './docker';
 import { freePort } from './ports';
 import { redisCommands } from './resp';
@@ -38,7 +38,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
   const shared = process.env['TRELLIS_TEST_REDIS_URL'];
   if (shared) return sharedRedis(shared);
   if (await dockerAvailable()) return containerRedis();
-  return localRedis(opts.startTimeoutMs ?? 15_000);
+  return withPortRetry(() => localRedis(opts.startTimeoutMs ?? 15_000));
 }
 
 function withDb(url: string, db: number): string {
@@ -113,7 +113,13 @@ async function localRedis(startTimeoutMs: number): Promise<TestRedis> {
     proc.start();
     await waitUntil('redis-server', async () => (await redisCommands(url, [['PING']], 500))[0] === 'PONG', proc, startTimeoutMs);
   };
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    await proc.stop();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     url,
     db: 0,
