@@ -21,6 +21,7 @@ const REQUIREMENTS = [
     : [
         { binary: 'chromium', apt: 'chromium', brew: null, why: 'the registry browser test', paths: ['/usr/bin/chromium'] },
         { binary: 'systemd-analyze', apt: 'systemd', brew: null, why: 'verifying the systemd units' },
+        { binary: 'curl', apt: 'curl', brew: 'curl', why: 'testing the VM sidecar bootstrap script' },
       ]),
 ];
 
