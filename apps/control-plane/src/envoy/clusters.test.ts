@@ -1,0 +1,97 @@
+import { Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
+import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster } from './clusters';
+
+const base = { name: 'outbound|b', connectTimeoutMs: 1500 };
+
+describe('sidecarCluster', () => {
+  it.each<[string, TrafficPolicy['loadBalancing'], Cluster_LbPolicy]>([
+    ['default', undefined, Cluster_LbPolicy.ROUND_ROBIN],
+    ['least_request', 'least_request', Cluster_LbPolicy.LEAST_REQUEST],
+    ['ring_hash', 'ring_hash', Cluster_LbPolicy.RING_HASH],
+    ['random', 'random', Cluster_LbPolicy.RANDOM],
+  ])('maps load balancing %s', (_name, loadBalancing, expected) => {
+    expect(sidecarCluster({ ...base, protocol: 'http', policy: loadBalancing ? { loadBalancing } : {} }).lbPolicy).toBe(expected);
+  });
+
+  it.each<[Protocol, boolean]>([
+    ['grpc', true],
+    ['http2', true],
+    ['http', false],
+    ['tcp', false],
+  ])('speaks HTTP/2 upstream to %s services: %s', (protocol, http2) => {
+    const cluster = sidecarCluster({ ...base, protocol, policy: {} });
+    expect(Object.keys(cluster.typedExtensionProtocolOptions).length > 0).toBe(http2);
+  });
+
+  it('is an EDS cluster over ADS named after itself, with the connect timeout', () => {
+    const cluster = sidecarCluster({ ...base, protocol: 'http', policy: {} });
+    expect(cluster.clusterDiscoveryType).toEqual({ $case: 'type', value: Cluster_DiscoveryType.EDS });
+    expect(cluster.edsClusterConfig).toMatchObject({ serviceName: 'outbound|b', edsConfig: { configSourceSpecifier: { $case: 'ads' } } });
+    expect(cluster.connectTimeout).toMatchObject({ seconds: '1', nanos: 500_000_000 });
+    expect(cluster.circuitBreakers).toBeUndefined();
+    expect(cluster.outlierDetection).toBeUndefined();
+    expect(cluster.healthChecks).toEqual([]);
+  });
+
+  it('carries circuit breakers and outlier detection from the policy', () => {
+    const cluster = sidecarCluster({
+      ...base,
+      protocol: 'http',
+      policy: {
+        circuitBreaker: { maxConnections: 10, maxPendingRequests: 5, maxRequests: 20, maxRetries: 2 },
+        outlierDetection: { consecutive5xx: 3, intervalMs: 2000, baseEjectionTimeMs: 15_000, maxEjectionPercent: 50 },
+      },
+    });
+    expect(cluster.circuitBreakers!.thresholds[0]).toMatchObject({ maxConnections: 10, maxPendingRequests: 5, maxRequests: 20, maxRetries: 2 });
+    expect(cluster.outlierDetection).toMatchObject({
+      consecutive5xx: 3,
+      interval: { seconds: '2', nanos: 0 },
+      baseEjectionTime: { seconds: '15', nanos: 0 },
+      maxEjectionPercent: 50,
+    });
+  });
+
+  it.each<[string, Protocol, string | undefined, string]>([
+    ['an HTTP path', 'http', '/healthz', 'httpHealthCheck'],
+    ['gRPC health for grpc without a path', 'grpc', undefined, 'grpcHealthCheck'],
+    ['a TCP connect for http without a path', 'http', undefined, 'tcpHealthCheck'],
+    ['a TCP connect for tcp even with a path', 'tcp', '/x', 'tcpHealthCheck'],
+  ])('health-checks with %s', (_name, protocol, path, expected) => {
+    const check = { intervalMs: 5000, timeoutMs: 250, unhealthyThreshold: 2, healthyThreshold: 1, ...(path ? { path } : {}) };
+    const [healthCheck] = sidecarCluster({ ...base, protocol, policy: { healthCheck: check } }).healthChecks;
+    expect(healthCheck!.healthChecker?.$case).toBe(expected);
+    expect(healthCheck).toMatchObject({ interval: { seconds: '5', nanos: 0 }, timeout: { seconds: '0', nanos: 250_000_000 }, unhealthyThreshold: 2, healthyThreshold: 1 });
+  });
+});
+
+describe('proxylessCluster', () => {
+  it('keeps only what grpc-js-xds implements', () => {
+    const cluster = proxylessCluster({
+      ...base,
+      protocol: 'grpc',
+      policy: { loadBalancing: 'least_request', circuitBreaker: { maxConnections: 1, maxRequests: 7 }, outlierDetection: {} as never, healthCheck: {} as never },
+    });
+    expect(cluster.lbPolicy).toBe(Cluster_LbPolicy.ROUND_ROBIN);
+    expect(cluster.circuitBreakers!.thresholds).toEqual([expect.objectContaining({ maxRequests: 7, maxConnections: undefined })]);
+    expect(cluster.outlierDetection).toBeUndefined();
+    expect(cluster.healthChecks).toEqual([]);
+    expect(proxylessCluster({ ...base, protocol: 'grpc', policy: { loadBalancing: 'ring_hash' } }).lbPolicy).toBe(Cluster_LbPolicy.RING_HASH);
+  });
+});
+
+describe('loadAssignment and authzCluster', () => {
+  it('weights localities and endpoints', () => {
+    const cla = loadAssignment('outbound|b', [
+      { locality: { region: 'eu', zone: 'a', subZone: '' }, weight: 3, endpoints: [{ instanceId: 'x', address: 'fd00::1', port: 80, weight: 3 }] },
+    ]);
+    expect(cla.endpoints[0]).toMatchObject({ loadBalancingWeight: 3, priority: 0, locality: { region: 'eu', zone: 'a' } });
+    expect(cla.endpoints[0]!.lbEndpoints[0]).toMatchObject({ loadBalancingWeight: 3 });
+  });
+
+  it('resolves a DNS name with STRICT_DNS and uses an IP literal as is', () => {
+    expect(authzCluster('authz.trellis.svc', 9191, 1000).clusterDiscoveryType).toEqual({ $case: 'type', value: Cluster_DiscoveryType.STRICT_DNS });
+    expect(authzCluster('10.0.0.9', 9191, 1000).clusterDiscoveryType).toEqual({ $case: 'type', value: Cluster_DiscoveryType.STATIC });
+    expect(authzCluster('::1', 9191, 1000).clusterDiscoveryType).toEqual({ $case: 'type', value: Cluster_DiscoveryType.STATIC });
+  });
+});

@@ -1,0 +1,74 @@
+import { unpackAnyAs } from '@trellis/envoy-types';
+import type { RouteAction } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
+import type { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
+import { LocalRateLimit } from '@trellis/envoy-types/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
+import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import { MeshFixture } from '../model/mesh-fixture';
+import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig } from './routes';
+
+function actionOf(routes: RouteConfiguration, vhost = 0): RouteAction {
+  const action = routes.virtualHosts[vhost]!.routes[0]!.action;
+  if (action?.$case !== 'route') throw new Error(`expected a route action, got ${action?.$case}`);
+  return action.value;
+}
+
+const model = new MeshFixture()
+  .service('b', { port: 9000, policy: { timeoutMs: 2500, retries: { attempts: 3, perTryTimeoutMs: 800, retryOn: ['5xx', 'unavailable', 'reset'] } } })
+  .service('c', { protocol: 'http', port: 7000, trafficSplit: [{ name: 'blue', labels: {}, weight: 75 }, { name: 'green', labels: {}, weight: 25 }] })
+  .service('a', {
+    dependencies: [{ service: 'b' }, { service: 'c', policy: { retries: { attempts: 0 }, rateLimit: { maxTokens: 3, tokensPerFill: 1, fillIntervalMs: 500 } } }],
+  })
+  .model();
+const a = model.services.get('a')!;
+const deps = a.dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }));
+
+describe('outboundRouteConfig', () => {
+  const routes = outboundRouteConfig(a, deps);
+
+  it('carries timeout and retries of the effective policy', () => {
+    const action = actionOf(routes, 0);
+    expect(action.clusterSpecifier).toEqual({ $case: 'cluster', value: 'outbound|b' });
+    expect(action.timeout).toMatchObject({ seconds: '2', nanos: 500_000_000 });
+    expect(action.retryPolicy).toMatchObject({ retryOn: '5xx,unavailable,reset', numRetries: 3, perTryTimeout: { seconds: '0', nanos: 800_000_000 } });
+  });
+
+  it('splits by weight, drops retries set to zero attempts, and rate-limits where the caller asked', () => {
+    const action = actionOf(routes, 1);
+    if (action.clusterSpecifier?.$case !== 'weightedClusters') throw new Error('expected weighted clusters');
+    expect(action.clusterSpecifier.value.clusters.map((c) => [c.name, c.weight])).toEqual([
+      ['outbound|c|blue', 75],
+      ['outbound|c|green', 25],
+    ]);
+    expect(action.retryPolicy).toBeUndefined();
+    const limit = unpackAnyAs(LocalRateLimit, routes.virtualHosts[1]!.routes[0]!.typedPerFilterConfig['envoy.filters.http.local_ratelimit']!);
+    expect(limit.tokenBucket).toMatchObject({ maxTokens: 3, tokensPerFill: 1, fillInterval: { seconds: '0', nanos: 500_000_000 } });
+    expect(limit.filterEnforced?.defaultValue?.numerator).toBe(100);
+  });
+
+  it('answers undeclared hosts with 404 and without asking authz', () => {
+    const last = routes.virtualHosts.at(-1)!;
+    expect(last.domains).toEqual(['*']);
+    expect(last.routes[0]!.action).toMatchObject({ $case: 'directResponse', value: { status: 404 } });
+    expect(unpackAnyAs(ExtAuthzPerRoute, last.routes[0]!.typedPerFilterConfig['envoy.filters.http.ext_authz']!).override).toEqual({ $case: 'disabled', value: true });
+  });
+});
+
+describe('proxylessRouteConfig', () => {
+  it('uses max_stream_duration for the deadline and keeps only gRPC retry conditions', () => {
+    const routes = proxylessRouteConfig(deps[0]!.dep, deps[0]!.callee);
+    expect(routes.virtualHosts[0]!.domains).toEqual(['b']);
+    const action = actionOf(routes);
+    expect(action.timeout).toBeUndefined();
+    expect(action.maxStreamDuration?.maxStreamDuration).toMatchObject({ seconds: '2', nanos: 500_000_000 });
+    expect(action.retryPolicy).toMatchObject({ retryOn: 'unavailable', numRetries: 3 });
+    expect(action.retryPolicy!.perTryTimeout).toBeUndefined();
+  });
+});
+
+describe('inboundRouteConfig', () => {
+  it('hands calls to the local app with the service timeout, with no authz context unless public', () => {
+    const routes = inboundRouteConfig(model.services.get('b')!);
+    expect(actionOf(routes)).toMatchObject({ clusterSpecifier: { $case: 'cluster', value: 'local-app' }, timeout: { seconds: '2' } });
+    expect(routes.virtualHosts[0]!.routes[0]!.typedPerFilterConfig).toEqual({});
+  });
+});
