@@ -124,10 +124,10 @@ describe('services', () => {
 
 describe('instances', () => {
   it('expires an instance whose heartbeats stop, and keeps one that heartbeats', async () => {
-    // etcd rounds TTLs up to its minimum (about 2 s with default election settings).
+    // etcd rounds TTLs up to its minimum (1.5 election timeouts: about 2 s with default settings).
+    const started = Date.now();
     await store.registerInstance(anInstance('pay', 'silent'), 1);
     await store.registerInstance(anInstance('pay', 'alive', { address: '10.0.0.2' }), 2);
-    const started = Date.now();
     let ids: string[] = [];
     do {
       await sleep(250);

@@ -156,6 +156,9 @@ async function localEtcd(prefix: string, startTimeoutMs: number): Promise<TestEt
     '--initial-cluster-state=new',
     // Small and quick: tests write little, and nothing here must survive a power cut.
     '--snapshot-count=5000',
+    // One member, no peers to lose: a short election timeout makes (re)starts elect at once.
+    '--heartbeat-interval=10',
+    '--election-timeout=100',
     '--quota-backend-bytes=268435456',
     '--logger=zap',
     '--log-level=error',
