@@ -178,6 +178,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     async whenReady() {
       await watcher.whenReady();
       while (!(await health.readiness()).ready) await new Promise((resolve) => setTimeout(resolve, 50));
+      await syncGrpcHealth();
     },
     shutdownSteps,
     close() {

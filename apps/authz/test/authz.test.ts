@@ -4,7 +4,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
@@ -237,6 +238,21 @@ describe('authz', () => {
         expect(metrics).toContain(name);
       }
       expect(metrics).not.toMatch(/checkout|orders/); // no label per service or subject
+    });
+
+    it('answers the standard gRPC health check for the Authorization service', async () => {
+      const Health = makeGenericClientConstructor(healthService, 'grpc.health.v1.Health');
+      const client = new Health(`127.0.0.1:${a.authz.grpcPort}`, credentials.createInsecure()) as unknown as {
+        Check(req: { service: string }, cb: (err: Error | null, res: { status: string }) => void): void;
+        close(): void;
+      };
+      const check = (service: string) => new Promise<string>((resolve, reject) => client.Check({ service }, (err, res) => (err ? reject(err) : resolve(res.status))));
+      try {
+        expect(await check('envoy.service.auth.v3.Authorization')).toBe('SERVING');
+        expect(await check('')).toBe('SERVING');
+      } finally {
+        client.close();
+      }
     });
   });
 
