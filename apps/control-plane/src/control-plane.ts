@@ -12,7 +12,7 @@ import { MeshStore, MeshWatcher, type KeyLayout } from '@trellis/mesh-schema';
 import { createMetricsRegistry, Health, type Logger } from '@trellis/runtime';
 import type { ControlPlaneConfig } from './config';
 import { Debouncer } from './debounce';
-import { buildProxyResources } from './envoy';
+import { buildProxyResources, TranslationMemo } from './envoy';
 import { createHttpApp } from './http/app';
 import { createControlPlaneMetrics } from './metrics';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
@@ -70,7 +70,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const settings: TranslatorSettings = { ...DEFAULT_TRANSLATOR_SETTINGS, authzCluster: config.TRELLIS_AUTHZ_ADDRESS };
 
   const watcher = MeshWatcher.start(etcd, layout, { logger });
-  const cache = new SnapshotCache<MeshModel>(buildProxyResources, (identity, err) => {
+  // Resources many identities share (a callee's clusters and endpoints) are encoded once per model.
+  const memo = new TranslationMemo();
+  const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), (identity, err) => {
     metrics.translateErrors.inc();
     logger.error({ err, service: identity.service, kind: identity.kind }, 'translation failed; proxies keep their last good config');
   });

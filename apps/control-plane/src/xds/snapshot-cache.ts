@@ -143,8 +143,8 @@ export class SnapshotCache<M> {
       this.onTranslateError(entry.identity, err);
       return false;
     }
-    const next = this.toSnapshot(entry.identity, set, true);
     const prev = entry.snapshot;
+    const next = this.toSnapshot(entry.identity, set, true, prev);
     if (prev && sameVersions(prev, next)) {
       this.release(next);
       return false;
@@ -154,38 +154,49 @@ export class SnapshotCache<M> {
     return true;
   }
 
-  private toSnapshot(identity: ProxyIdentity, set: ResourceSet, pooled = false): ProxySnapshot {
+  private toSnapshot(identity: ProxyIdentity, set: ResourceSet, pooled = false, prev?: ProxySnapshot): ProxySnapshot {
     const types = new Map<XdsTypeUrl, TypeSnapshot>();
     for (const typeUrl of ADS_PUSH_ORDER) {
       const resources = new Map<string, XdsResource>();
       for (const resource of set.get(typeUrl)?.values() ?? []) {
         resources.set(resource.name, pooled ? this.intern(resource) : resource);
       }
-      types.set(typeUrl, { version: versionOf(resources.values()), resources });
+      // Most types of a rebuilt identity are unchanged: keep their version instead of hashing again.
+      const before = prev?.types.get(typeUrl);
+      const version = before && sameContent(before.resources, resources) ? before.version : versionOf(resources.values());
+      types.set(typeUrl, { version, resources });
     }
     return { identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
   }
 
+  /** The pooled copy of a resource with the same content; the hash covers the name, which Envoy encodes in every resource. */
   private intern(resource: XdsResource): XdsResource {
-    const key = `${resource.hash}/${resource.name}`;
-    const pooled = this.pool.get(key);
-    if (pooled) {
-      pooled.refs++;
-      return pooled.resource;
+    const pooled = this.pool.get(resource.hash);
+    if (!pooled) {
+      this.pool.set(resource.hash, { resource, refs: 1 });
+      return resource;
     }
-    this.pool.set(key, { resource, refs: 1 });
-    return resource;
+    if (pooled.resource.name !== resource.name) return resource; // never expected; then simply not shared
+    pooled.refs++;
+    return pooled.resource;
   }
 
   private release(snapshot: ProxySnapshot): void {
     for (const type of snapshot.types.values()) {
       for (const resource of type.resources.values()) {
-        const key = `${resource.hash}/${resource.name}`;
-        const pooled = this.pool.get(key);
-        if (pooled && --pooled.refs <= 0) this.pool.delete(key);
+        const pooled = this.pool.get(resource.hash);
+        if (pooled?.resource === resource && --pooled.refs <= 0) this.pool.delete(resource.hash);
       }
     }
   }
+}
+
+function sameContent(a: ReadonlyMap<string, XdsResource>, b: ReadonlyMap<string, XdsResource>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, resource] of b) {
+    if (a.get(name)?.hash !== resource.hash) return false;
+  }
+  return true;
 }
 
 function sameVersions(a: ProxySnapshot, b: ProxySnapshot): boolean {
