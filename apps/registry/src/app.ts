@@ -38,7 +38,7 @@ export interface AppOptions {
 export function createApp(options: AppOptions): express.Express {
   const { authenticator, health, metricsRegistry, metrics, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
-  const catalog = new ServiceCatalog(instrumentStore(options.store, metrics), metrics);
+  const catalog = new ServiceCatalog(instrumentStore(options.store, metrics), metrics, logger);
   const sessions = new UiSessions(options.csrfSecret ? Buffer.from(options.csrfSecret) : randomBytes(32), options.secureCookies ?? false);
   const openApiDocument = buildOpenApiDocument();
 

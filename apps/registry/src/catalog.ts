@@ -3,6 +3,7 @@
 // rollback. Throws ProblemErrors; knows nothing about HTTP requests.
 import { AlreadyExistsError, NotFoundError, RevisionMismatchError } from '@trellis/mesh-schema';
 import type { HistoryEntry, InstanceRecord, MeshStore, ProxyStatus, ServiceRecord, ServiceSpec, Versioned } from '@trellis/mesh-schema';
+import type { Logger } from '@trellis/runtime';
 import type { Principal } from './auth';
 import { assertCanChange } from './auth';
 import type { RegistryMetrics } from './metrics';
@@ -15,6 +16,7 @@ export class ServiceCatalog {
   constructor(
     private readonly store: MeshStore,
     private readonly metrics: RegistryMetrics,
+    private readonly logger: Logger,
   ) {}
 
   async list(query: ServiceListQuery = {}): Promise<Versioned<ServiceRecord>[]> {
@@ -42,11 +44,8 @@ export class ServiceCatalog {
   }
 
   async create(principal: Principal, spec: ServiceSpec): Promise<Versioned<ServiceRecord>> {
-    assertCanChange(principal, [spec.team], `service "${spec.name}"`);
     try {
-      const created = await this.store.createService(spec, principal.actor);
-      this.metrics.serviceChanges.inc({ action: 'create' });
-      return created;
+      return await this.createRecord(principal, spec);
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw problems.conflict(`service "${spec.name}" already exists; replace it with PUT and If-Match`);
       throw err;
@@ -62,13 +61,13 @@ export class ServiceCatalog {
     if (!current) {
       if (ifMatch !== undefined) throw problems.preconditionFailed(`service "${spec.name}" does not exist, so it cannot match ${ifMatch}`);
       try {
-        return { created: true, service: await this.create(principal, spec) };
+        return { created: true, service: await this.createRecord(principal, spec) };
       } catch (err) {
-        if (isConflict(err)) throw problems.preconditionRequired(`service "${spec.name}" was created concurrently; fetch it and retry with If-Match`);
+        if (err instanceof AlreadyExistsError) throw problems.preconditionRequired(`service "${spec.name}" was created concurrently; fetch it and retry with If-Match`);
         throw err;
       }
     }
-    assertCanChange(principal, [current.value.spec.team, spec.team], `service "${spec.name}"`);
+    this.authorize(principal, [current.value.spec.team, spec.team], `service "${spec.name}"`);
     if (ifMatch === undefined) {
       throw problems.preconditionRequired(`service "${spec.name}" exists; send If-Match: "${current.modRevision}" (its ETag) to replace it`);
     }
@@ -77,7 +76,7 @@ export class ServiceCatalog {
 
   async delete(principal: Principal, name: string, ifMatch: string | undefined): Promise<void> {
     const current = await this.get(name);
-    assertCanChange(principal, [current.value.spec.team], `service "${name}"`);
+    this.authorize(principal, [current.value.spec.team], `service "${name}"`);
     const dependents = (await this.store.listServices())
       .filter(({ value: { spec } }) => spec.dependencies.some((d) => d.service === name))
       .map(({ value: { spec } }) => spec.name)
@@ -117,7 +116,7 @@ export class ServiceCatalog {
     if (!target.spec) {
       throw problems.validation([{ field: 'generation', message: `generation ${generation} is a deletion; choose a generation with a definition` }]);
     }
-    assertCanChange(principal, [current.value.spec.team, target.spec.team], `service "${name}"`);
+    this.authorize(principal, [current.value.spec.team, target.spec.team], `service "${name}"`);
     const restored = await this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation);
     return restored;
   }
@@ -129,7 +128,7 @@ export class ServiceCatalog {
   /** Instances belong to a registered service; only its team (or admin) may register them. */
   async registerInstance(principal: Principal, service: string, input: InstanceRegistration): Promise<InstanceRecord> {
     const owner = await this.get(service);
-    assertCanChange(principal, [owner.value.spec.team], `instances of service "${service}"`);
+    this.authorize(principal, [owner.value.spec.team], `instances of service "${service}"`);
     const { ttlSeconds, ...rest } = input;
     const { record } = await this.store.registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds);
     return record;
@@ -161,7 +160,25 @@ export class ServiceCatalog {
     if (principal.kind === 'admin') return;
     // A deleted service's leftover instances can still be removed by admin only.
     const owner = await this.get(service);
-    assertCanChange(principal, [owner.value.spec.team], `instances of service "${service}"`);
+    this.authorize(principal, [owner.value.spec.team], `instances of service "${service}"`);
+  }
+
+  /** Ownership check; a refusal is counted and logged before it reaches the caller. */
+  private authorize(principal: Principal, teams: ReadonlyArray<string>, what: string): void {
+    try {
+      assertCanChange(principal, teams, what);
+    } catch (err) {
+      this.metrics.authFailures.inc({ reason: 'forbidden' });
+      this.logger.warn({ actor: principal.actor, owners: [...new Set(teams)], what }, 'refused change: not the owner');
+      throw err;
+    }
+  }
+
+  private async createRecord(principal: Principal, spec: ServiceSpec): Promise<Versioned<ServiceRecord>> {
+    this.authorize(principal, [spec.team], `service "${spec.name}"`);
+    const created = await this.store.createService(spec, principal.actor);
+    this.metrics.serviceChanges.inc({ action: 'create' });
+    return created;
   }
 
   private async update(
@@ -193,8 +210,4 @@ function mapRevisionErrors(err: unknown, name: string): unknown {
   }
   if (err instanceof NotFoundError) return problems.notFound(`service "${name}" is not registered`);
   return err;
-}
-
-function isConflict(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { status?: number }).status === 409;
 }

@@ -1,7 +1,7 @@
 // HTTP plumbing shared by the API and the UI: body parsing with clear errors,
 // request metrics and logs, and the one error handler that emits problems.
 import express from 'express';
-import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import type { Logger } from '@trellis/runtime';
 import { InvalidRecordError, MeshStoreError } from '@trellis/mesh-schema';
 import type { z } from 'zod';
@@ -64,13 +64,6 @@ export function requestMetrics(metrics: RegistryMetrics, logger: Logger): Reques
       }
     });
     next();
-  };
-}
-
-/** Wraps an async handler so rejections reach the error handler. */
-export function handle(fn: (req: Request, res: Response, next: NextFunction) => Promise<unknown>): RequestHandler {
-  return (req, res, next) => {
-    fn(req, res, next).catch(next);
   };
 }
 

@@ -275,7 +275,9 @@ describe('documents and operations', () => {
     const metrics = await call(url, 'GET', '/metrics');
     expect(metrics.text).toMatch(/trellis_registry_http_requests_total\{route="\/api\/v1\/services\/:name",method="PUT",status="201"\} \d+/);
     expect(metrics.text).toContain('trellis_registry_http_request_duration_seconds_bucket');
-    expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="missing"\} \d+/);
+    expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="missing"\} [1-9]/);
+    expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="forbidden"\} [1-9]/);
+    expect(metrics.text).toMatch(/trellis_registry_service_changes_total\{action="rollback"\} 1/);
   });
 
   it('answers unknown routes with a 404 problem', async () => {

@@ -6,7 +6,7 @@ import type { RequestHandler } from 'express';
 import { InstanceId, ServiceName } from '@trellis/mesh-schema';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { handle, parseParam, parseWith } from '../http';
+import { parseParam, parseWith } from '../http';
 import { InstanceRegistration } from './schemas';
 
 export function instancesRouter(catalog: ServiceCatalog, guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] }): Router {
@@ -16,17 +16,17 @@ export function instancesRouter(catalog: ServiceCatalog, guards: { read: Request
   router.get(
     '/services/:name/instances',
     ...read,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       res.json({ items: await catalog.instances(name) });
-    }),
+    },
   );
 
   router.post(
     '/services/:name/instances',
     ...write,
     ...json,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       const registration = parseWith(InstanceRegistration, req.body);
       const record = await catalog.registerInstance(principalOf(res), name, registration);
@@ -34,29 +34,29 @@ export function instancesRouter(catalog: ServiceCatalog, guards: { read: Request
         .status(201)
         .location(`/api/v1/services/${name}/instances/${record.id}`)
         .json({ ...record, ttlSeconds: registration.ttlSeconds, heartbeat: `/api/v1/services/${name}/instances/${record.id}/heartbeat` });
-    }),
+    },
   );
 
   router.put(
     '/services/:name/instances/:id/heartbeat',
     ...write,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       const id = parseParam(InstanceId, req.params['id'], 'id');
       await catalog.heartbeatInstance(principalOf(res), name, id);
       res.status(204).end();
-    }),
+    },
   );
 
   router.delete(
     '/services/:name/instances/:id',
     ...write,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       const id = parseParam(InstanceId, req.params['id'], 'id');
       await catalog.deregisterInstance(principalOf(res), name, id);
       res.status(204).end();
-    }),
+    },
   );
 
   return router;

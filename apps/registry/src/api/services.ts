@@ -6,7 +6,7 @@ import type { ServiceRecord, Versioned } from '@trellis/mesh-schema';
 import { z } from 'zod';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { etagOf, handle, parseIfMatch, parseParam, parseWith } from '../http';
+import { etagOf, parseIfMatch, parseParam, parseWith } from '../http';
 import { problems } from '../problem';
 import { RollbackRequest, ServiceListQuery } from './schemas';
 
@@ -25,39 +25,39 @@ export function servicesRouter(catalog: ServiceCatalog, guards: { read: RequestH
   router.get(
     '/services',
     ...read,
-    handle(async (req, res) => {
+    async (req, res) => {
       const query = parseWith(ServiceListQuery, { ...req.query });
       const items = await catalog.list(query);
       res.json({ items: items.map(serviceResource) });
-    }),
+    },
   );
 
   router.post(
     '/services',
     ...write,
     ...json,
-    handle(async (req, res) => {
+    async (req, res) => {
       const spec = parseWith(ServiceSpec, req.body);
       const created = await catalog.create(principalOf(res), spec);
       res.location(`/api/v1/services/${spec.name}`);
       sendService(res, 201, created);
-    }),
+    },
   );
 
   router.get(
     '/services/:name',
     ...read,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       sendService(res, 200, await catalog.get(name));
-    }),
+    },
   );
 
   router.put(
     '/services/:name',
     ...write,
     ...json,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       const ifMatch = parseIfMatch(req.get('If-Match'));
       const body: unknown = req.body;
@@ -68,64 +68,64 @@ export function servicesRouter(catalog: ServiceCatalog, guards: { read: RequestH
       const { created, service } = await catalog.put(principalOf(res), spec, ifMatch);
       if (created) res.location(`/api/v1/services/${name}`);
       sendService(res, created ? 201 : 200, service);
-    }),
+    },
   );
 
   router.delete(
     '/services/:name',
     ...write,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       await catalog.delete(principalOf(res), name, parseIfMatch(req.get('If-Match')));
       res.status(204).end();
-    }),
+    },
   );
 
   router.get(
     '/services/:name/history',
     ...read,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       res.json({ items: await catalog.history(name) });
-    }),
+    },
   );
 
   router.get(
     '/services/:name/history/:generation',
     ...read,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       const generation = parseParam(z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER), req.params['generation'], 'generation');
       res.json(await catalog.historyEntry(name, generation));
-    }),
+    },
   );
 
   router.post(
     '/services/:name/rollback',
     ...write,
     ...json,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       const { generation } = parseWith(RollbackRequest, req.body);
       sendService(res, 200, await catalog.rollback(principalOf(res), name, generation, parseIfMatch(req.get('If-Match'))));
-    }),
+    },
   );
 
   router.get(
     '/services/:name/proxies',
     ...read,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = parseParam(ServiceName, req.params['name'], 'name');
       res.json({ items: await catalog.proxies(name) });
-    }),
+    },
   );
 
   router.get(
     '/topology',
     ...read,
-    handle(async (_req, res) => {
+    async (_req, res) => {
       res.json(await catalog.topology());
-    }),
+    },
   );
 
   return router;

@@ -8,7 +8,6 @@ import type { Logger } from '@trellis/runtime';
 import { z } from 'zod';
 import type { Authenticator, Principal } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { handle } from '../http';
 import type { RegistryMetrics } from '../metrics';
 import { ProblemError } from '../problem';
 import { neighbours } from '../topology';
@@ -85,7 +84,7 @@ export function uiRouter(options: UiOptions): Router {
   router.post(
     '/ui/login',
     ...post,
-    handle(async (req, res) => {
+    async (req, res) => {
       const body = req.body as Record<string, unknown>;
       const token = typeof body['token'] === 'string' ? body['token'].trim() : '';
       const result = await authenticator.verify(token);
@@ -95,7 +94,7 @@ export function uiRouter(options: UiOptions): Router {
       }
       sessions.signIn(res, token);
       res.redirect(303, safeNext(body['next']));
-    }),
+    },
   );
   router.post('/ui/logout', ...post, (_req, res) => {
     sessions.signOut(res);
@@ -106,10 +105,10 @@ export function uiRouter(options: UiOptions): Router {
     '/ui/services',
     context,
     requireReader,
-    handle(async (req, res) => {
+    async (req, res) => {
       const q = typeof req.query['q'] === 'string' ? req.query['q'].slice(0, 128) : '';
       send(res, 200, serviceListPage(page(res), await catalog.list(q ? { q } : {}), q));
-    }),
+    },
   );
 
   router.get('/ui/services/new', context, requireSignIn, (_req, res) => {
@@ -122,7 +121,7 @@ export function uiRouter(options: UiOptions): Router {
     '/ui/services',
     ...post,
     requireSignIn,
-    handle(async (req, res) => {
+    async (req, res) => {
       const values = readForm(req.body);
       const result = formToSpec(values);
       if (!result.ok) return send(res, 400, serviceFormPage(page(res), { mode: 'create', values, errors: result.errors }));
@@ -133,23 +132,23 @@ export function uiRouter(options: UiOptions): Router {
         throw err;
       }
       res.redirect(303, serviceUrl(result.spec.name));
-    }),
+    },
   );
 
   router.get(
     '/ui/topology',
     context,
     requireReader,
-    handle(async (_req, res) => {
+    async (_req, res) => {
       send(res, 200, topologyPage(page(res), await catalog.topology()));
-    }),
+    },
   );
 
   router.get(
     '/ui/services/:name',
     context,
     requireReader,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = uiParam(ServiceName, req.params['name']);
       const service = await catalog.find(name);
       if (!service) return send(res, 404, messagePage(page(res), 'Not found', `Service "${name}" is not registered.`));
@@ -168,24 +167,24 @@ export function uiRouter(options: UiOptions): Router {
           changeBefore: (at) => history.find((entry) => entry.at <= at),
         }),
       );
-    }),
+    },
   );
 
   router.get(
     '/ui/services/:name/edit',
     context,
     requireSignIn,
-    handle(async (req, res) => {
+    async (req, res) => {
       const service = await catalog.get(uiParam(ServiceName, req.params['name']));
       send(res, 200, serviceFormPage(page(res), { mode: 'edit', values: specToForm(service.value.spec), modRevision: service.modRevision }));
-    }),
+    },
   );
 
   router.post(
     '/ui/services/:name',
     ...post,
     requireSignIn,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = uiParam(ServiceName, req.params['name']);
       const current = await catalog.get(name);
       const values = { ...readForm(req.body), name };
@@ -213,42 +212,42 @@ export function uiRouter(options: UiOptions): Router {
         throw err;
       }
       res.redirect(303, serviceUrl(name));
-    }),
+    },
   );
 
   router.post(
     '/ui/services/:name/delete',
     ...post,
     requireSignIn,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = uiParam(ServiceName, req.params['name']);
       const modRevision = ModRevision.safeParse((req.body as Record<string, unknown>)['modRevision']);
       await catalog.delete(page(res).principal!, name, modRevision.success ? modRevision.data : undefined);
       res.redirect(303, '/ui/services');
-    }),
+    },
   );
 
   router.get(
     '/ui/services/:name/history',
     context,
     requireReader,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = uiParam(ServiceName, req.params['name']);
       const [entries, current] = await Promise.all([catalog.history(name), catalog.find(name)]);
       send(res, 200, historyPage(page(res), name, entries, current?.value.generation));
-    }),
+    },
   );
 
   router.post(
     '/ui/services/:name/rollback',
     ...post,
     requireSignIn,
-    handle(async (req, res) => {
+    async (req, res) => {
       const name = uiParam(ServiceName, req.params['name']);
       const generation = uiParam(Generation, (req.body as Record<string, unknown>)['generation']);
       await catalog.rollback(page(res).principal!, name, generation, undefined);
       res.redirect(303, serviceUrl(name));
-    }),
+    },
   );
 
   // Problems raised by UI handlers become HTML pages, not JSON.
