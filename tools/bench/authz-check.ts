@@ -164,6 +164,8 @@ async function orchestrate(): Promise<void> {
   const [echo, authz] = [await startRole('echo'), await startRole('authz')];
   const best = { echo: 0, authz: 0 };
   const perCpu = { echo: [] as number[], authz: [] as number[] };
+  // Other work on the machine changes from minute to minute: compare each authz run with the echo run just before it.
+  const roundRatios: number[] = [];
   try {
     const okBefore = await okChecks(authz.ports.httpPort!);
     // Warm up both (JIT, connection setup) and mint the one token the run needs.
@@ -172,11 +174,14 @@ async function orchestrate(): Promise<void> {
     const mintedAfterWarmup = await minted(authz.ports.httpPort!);
     let measured = 0;
     for (let round = 1; round <= rounds; round++) {
+      let echoRps = 0;
       for (const [name, server] of [['echo', echo], ['authz', authz]] as const) {
         const result = h2load(server, bodyFile, requests);
         if (name === 'authz') measured += result.succeeded;
         if (result.failed > 0) throw new Error(`${name}: ${result.failed} requests failed`);
         best[name] = Math.max(best[name], result.rps);
+        if (name === 'echo') echoRps = result.rps;
+        else roundRatios.push(result.rps / echoRps);
         perCpu[name].push(result.rpsPerCpu);
         console.log(
           `round ${round} ${name.padEnd(5)} ${result.rps.toFixed(0).padStart(7)} req/s  ${result.rpsPerCpu.toFixed(0).padStart(7)} req/CPU-s  mean ${result.meanLatencyMs.toFixed(2)} ms  ${result.succeeded} ok`,
@@ -189,6 +194,7 @@ async function orchestrate(): Promise<void> {
     console.log(`authz: ${okAfter - okBefore} Checks allowed (${measured} measured + warm-up), tokens minted during measurement: ${mintedAtEnd - mintedAfterWarmup}`);
     if (mintedAtEnd !== mintedAfterWarmup) throw new Error('the measured run minted tokens: not a cache-hit benchmark');
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    console.log(`wall clock, per round (authz / the echo run before it): median ${(100 * median(roundRatios)).toFixed(1)}% of [${roundRatios.map((r) => (100 * r).toFixed(0)).join(', ')}]`);
     console.log(`wall clock: best echo ${best.echo.toFixed(0)} req/s, best authz ${best.authz.toFixed(0)} req/s, ratio ${((100 * best.authz) / best.echo).toFixed(1)}%`);
     console.log(
       `server CPU: median echo ${median(perCpu.echo).toFixed(0)} req/CPU-s, median authz ${median(perCpu.authz).toFixed(0)} req/CPU-s, ratio ${((100 * median(perCpu.authz)) / median(perCpu.echo)).toFixed(1)}%`,
