@@ -88,7 +88,7 @@ export class ServiceCatalog {
     }
     try {
       await this.store.deleteService(name, principal.actor, ifMatch !== undefined ? { ifModRevision: ifMatch } : {});
-      this.metrics.serviceChanges.inc({ action: 'delete' });
+      this.recordChange('delete', principal, name, current.value.generation + 1);
     } catch (err) {
       throw mapRevisionErrors(err, name);
     }
@@ -163,6 +163,12 @@ export class ServiceCatalog {
     this.authorize(principal, [owner.value.spec.team], `instances of service "${service}"`);
   }
 
+  /** Every change is also in the service's history; the log line is for operators following along. */
+  private recordChange(action: 'create' | 'update' | 'delete' | 'rollback', principal: Principal, service: string, generation: number): void {
+    this.metrics.serviceChanges.inc({ action });
+    this.logger.info({ action, service, generation, actor: principal.actor }, 'service changed');
+  }
+
   /** Ownership check; a refusal is counted and logged before it reaches the caller. */
   private authorize(principal: Principal, teams: ReadonlyArray<string>, what: string): void {
     try {
@@ -177,7 +183,7 @@ export class ServiceCatalog {
   private async createRecord(principal: Principal, spec: ServiceSpec): Promise<Versioned<ServiceRecord>> {
     this.authorize(principal, [spec.team], `service "${spec.name}"`);
     const created = await this.store.createService(spec, principal.actor);
-    this.metrics.serviceChanges.inc({ action: 'create' });
+    this.recordChange('create', principal, spec.name, created.value.generation);
     return created;
   }
 
@@ -194,7 +200,7 @@ export class ServiceCatalog {
         action,
         ...(restoredGeneration !== undefined ? { restoredGeneration } : {}),
       });
-      this.metrics.serviceChanges.inc({ action });
+      this.recordChange(action, principal, spec.name, updated.value.generation);
       return updated;
     } catch (err) {
       throw mapRevisionErrors(err, spec.name);

@@ -143,3 +143,13 @@ it('shows proxies with a rejected config next to the change before it', async ()
   expect(page.text).toContain('route: bad &lt;regex&gt;');
   expect(page.text).toMatch(/latest change before it: <a href="\/ui\/services\/xss\/history">generation 1<\/a>/);
 });
+
+it('answers unknown UI pages with an HTML 404 and points /topology at the picture', async () => {
+  const missing = await new Session().get('/ui/no-such-page');
+  expect(missing.status).toBe(404);
+  expect(missing.headers.get('content-type')).toMatch(/^text\/html/);
+  expect(missing.text).toContain('There is no page at /ui/no-such-page');
+  const topology = await fetch(`${registry.url}/topology`, { redirect: 'manual' });
+  expect(topology.status).toBe(302);
+  expect(topology.headers.get('location')).toBe('/ui/topology');
+});

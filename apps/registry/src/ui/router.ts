@@ -77,6 +77,7 @@ export function uiRouter(options: UiOptions): Router {
   });
   router.get('/', (_req, res) => res.redirect(302, '/ui/services'));
   router.get('/ui', (_req, res) => res.redirect(302, '/ui/services'));
+  router.get('/topology', (_req, res) => res.redirect(302, '/ui/topology'));
 
   router.get('/ui/login', context, (req, res) => {
     send(res, 200, loginPage(page(res), undefined, safeNext(req.query['next'])));
@@ -249,6 +250,10 @@ export function uiRouter(options: UiOptions): Router {
       res.redirect(303, serviceUrl(name));
     },
   );
+
+  router.use('/ui', context, (req, res) => {
+    send(res, 404, messagePage(page(res), 'Not found', `There is no page at ${req.originalUrl}.`));
+  });
 
   // Problems raised by UI handlers become HTML pages, not JSON.
   router.use('/ui', ((err, req, res, next) => {
