@@ -17,6 +17,7 @@ import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer'
 import { verifyMeshToken } from '../tokens/verify';
 import type { CheckAttributes } from './check-attributes';
 import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavailable, type Decision } from './decision';
+import { DenialLog } from './denial-log';
 import type { MeshPolicy } from './mesh-policy';
 
 export const CONTEXT_SOURCE = 'trellis.source';
@@ -37,6 +38,7 @@ export interface CheckSettings {
 export class CheckService {
   // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.
   private readonly encodedResponses = new WeakMap<MintedToken, Buffer>();
+  private readonly denials: DenialLog;
 
   constructor(
     private readonly policy: MeshPolicy,
@@ -46,7 +48,9 @@ export class CheckService {
     private readonly settings: CheckSettings,
     private readonly metrics: AuthzMetrics,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.denials = new DenialLog(logger);
+  }
 
   /** The encoded CheckResponse; synchronous when the answer is at hand (a cached token, a denial). Never rejects. */
   check(attributes: CheckAttributes): Buffer | Promise<Buffer> {
@@ -68,7 +72,7 @@ export class CheckService {
     this.metrics.countCheck(direction, decision.allow ? 'ok' : 'denied', decision.reason);
     if (!decision.allow) {
       const context = attributes.contextExtensions;
-      this.logger.info({ direction, reason: decision.reason, source: context[CONTEXT_SOURCE], destination: context[CONTEXT_DESTINATION] }, 'request denied');
+      this.denials.denied(decision.reason, { direction, source: context[CONTEXT_SOURCE], destination: context[CONTEXT_DESTINATION] });
     }
     const bytes = this.encode(decision);
     this.metrics.observeCheckDuration(direction, (performance.now() - started) / 1000);

@@ -1,0 +1,31 @@
+// Denials are logged, but a flood of them (a misbehaving client, an attack) must
+// not turn logging into the bottleneck: per reason, at most `perSecond` lines a
+// second; the next line says how many were left out. Metrics count every one.
+import type { Logger } from '@trellis/runtime';
+
+export class DenialLog {
+  private readonly windows = new Map<string, { start: number; logged: number; suppressed: number }>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly perSecond = 10,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  denied(reason: string, fields: Record<string, unknown>): void {
+    const now = this.clock();
+    let window = this.windows.get(reason);
+    if (!window || now - window.start >= 1000) {
+      const suppressed = window?.suppressed ?? 0;
+      window = { start: now, logged: 0, suppressed: 0 };
+      this.windows.set(reason, window);
+      if (suppressed > 0) fields = { ...fields, suppressedSinceLastLine: suppressed };
+    }
+    if (window.logged >= this.perSecond) {
+      window.suppressed += 1;
+      return;
+    }
+    window.logged += 1;
+    this.logger.info({ ...fields, reason }, 'request denied');
+  }
+}
