@@ -38,6 +38,12 @@ export const LOCAL_APP_CLUSTER_NAME = 'local-app';
 export const MESH_TOKEN_PROVIDER = 'trellis-mesh';
 export const MESH_TOKEN_METADATA_KEY = 'mesh_token';
 
+/**
+ * The verified caller, set by the inbound route for the app (the same header
+ * authz sets when it verifies for a sidecar); whatever a client sent is removed first.
+ */
+export const CALLER_HEADER = 'x-trellis-caller';
+
 /** ext_authz context_extensions keys authz reads (never x-envoy-downstream-service-cluster). */
 export const CONTEXT_SOURCE = 'trellis.source';
 export const CONTEXT_DESTINATION = 'trellis.destination';

@@ -71,4 +71,12 @@ describe('inboundRouteConfig', () => {
     expect(actionOf(routes)).toMatchObject({ clusterSpecifier: { $case: 'cluster', value: 'local-app' }, timeout: { seconds: '2' } });
     expect(routes.virtualHosts[0]!.routes[0]!.typedPerFilterConfig).toEqual({});
   });
+
+  it('tells the app the verified caller, never a value the client sent', () => {
+    const route = inboundRouteConfig(model.services.get('b')!).virtualHosts[0]!.routes[0]!;
+    expect(route.requestHeadersToRemove).toEqual(['x-trellis-caller']);
+    expect(route.requestHeadersToAdd).toEqual([
+      expect.objectContaining({ header: expect.objectContaining({ key: 'x-trellis-caller', value: '%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:mesh_token:sub)%' }) }),
+    ]);
+  });
 });

@@ -1,4 +1,5 @@
 // Mesh model → RouteConfiguration.
+import { HeaderValueOption_HeaderAppendAction } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
 import { RetryPolicy, RouteAction, VirtualHost, WeightedCluster } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
@@ -6,7 +7,7 @@ import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { DependencyModel, ServiceModel } from '../model';
 import { duration } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
-import { FILTER, inboundListenerName, LOCAL_APP_CLUSTER_NAME, OUTBOUND_HTTP_NAME, outboundClusterName, proxylessRouteName, statPrefix } from './names';
+import { CALLER_HEADER, FILTER, inboundListenerName, LOCAL_APP_CLUSTER_NAME, MESH_TOKEN_METADATA_KEY, OUTBOUND_HTTP_NAME, outboundClusterName, proxylessRouteName, statPrefix } from './names';
 
 /** gRPC status names grpc-js-xds retries on; the HTTP-level conditions do not apply to it. */
 const GRPC_RETRY_ON = new Set(['cancelled', 'deadline-exceeded', 'resource-exhausted', 'unavailable', 'internal']);
@@ -88,7 +89,10 @@ export function outboundRouteConfig(source: ServiceModel, deps: ReadonlyArray<{ 
   return RouteConfiguration.fromPartial({ name: OUTBOUND_HTTP_NAME, virtualHosts, validateClusters: false });
 }
 
-/** Calls into the service, handed to the local app; a public service's edge requests get the edge context for authz. */
+/**
+ * Calls into the service, handed to the local app with the verified caller in
+ * `x-trellis-caller`; a public service's edge requests get the edge context for authz.
+ */
 export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
   const name = inboundListenerName(service.name);
   return RouteConfiguration.fromPartial({
@@ -106,6 +110,15 @@ export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
               value: { clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME }, ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}) },
             },
             typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', service.name) } : {},
+            // Removal runs before addition, so a client cannot pass its own value through; without a verified token the header is absent.
+            requestHeadersToRemove: [CALLER_HEADER],
+            requestHeadersToAdd: [
+              {
+                header: { key: CALLER_HEADER, value: `%DYNAMIC_METADATA(${FILTER.jwtAuthn}:${MESH_TOKEN_METADATA_KEY}:sub)%` },
+                appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+                keepEmptyValue: false,
+              },
+            ],
           },
         ],
       },
