@@ -197,6 +197,14 @@ describe('authz', () => {
       const unknown = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'evil.example.com', path: '/' });
       expect(deniedReason(unknown)).toMatchObject({ http: 403, reason: 'no-ingress' });
     });
+
+    it("at a public service's own sidecar, takes the ingress the route names, whatever the host", async () => {
+      const atSidecar = (destination: string, headers: Record<string, string> = {}) =>
+        a.check({ context: { 'trellis.direction': 'edge', 'trellis.destination': destination }, host: 'admin.internal:8080', path: '/', headers });
+      expect(deniedReason(await atSidecar('admin'))).toMatchObject({ reason: 'access-missing' });
+      expect((await atSidecar('admin', { 'cf-access-jwt-assertion': await team.sign(ACCESS_AUD) })).status?.code).toBe(status.OK);
+      expect(deniedReason(await atSidecar('orders'))).toMatchObject({ reason: 'no-ingress' });
+    });
   });
 
   describe('POST /v1/token for callers outside Envoy', () => {

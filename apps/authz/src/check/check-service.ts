@@ -105,7 +105,7 @@ export class CheckService {
       case 'inbound':
         return this.inbound(context[CONTEXT_DESTINATION], attributes.http()?.headers ?? {});
       case 'edge':
-        return this.edge(attributes);
+        return this.edge(attributes, context[CONTEXT_DESTINATION]);
       default:
         return misconfigured('missing-context', `the route does not set a valid ${CONTEXT_DIRECTION} context extension`);
     }
@@ -143,11 +143,16 @@ export class CheckService {
     return allow({ [CALLER_HEADER]: result.subject });
   }
 
-  /** At the edge (Contour): the Cloudflare Access JWT of the ingress's Access application. */
-  private async edge(attributes: CheckAttributes): Promise<Decision> {
+  /**
+   * At the edge: the Cloudflare Access JWT of the ingress's Access application.
+   * Contour's routes name no service, so host and path find the ingress; a public
+   * service's own sidecar names it in trellis.destination.
+   */
+  private async edge(attributes: CheckAttributes, destination: string | undefined): Promise<Decision> {
     const http = attributes.http();
     if (!http) return misconfigured('missing-context', 'edge checks need the HTTP request attributes');
-    const match = this.policy.ingressFor(http.host, http.path);
+    if (destination !== undefined && !isServiceName(destination)) return misconfigured('missing-context', `${CONTEXT_DESTINATION} is not a service name`);
+    const match = destination ? this.policy.ingressOf(destination) : this.policy.ingressFor(http.host, http.path);
     if (!match) return forbid('no-ingress', 'no ingress serves this host and path');
     const stripIdentity = [ACCESS_EMAIL_HEADER, ACCESS_SERVICE_TOKEN_HEADER];
     const app = match.ingress.cloudflareAccess;

@@ -51,6 +51,12 @@ export class MeshPolicy {
     return candidates.find(({ ingress }) => pathMatchesPrefix(pathOnly, ingress.pathPrefix));
   }
 
+  /** The ingress of one service (when the route already says which service it fronts). */
+  ingressOf(service: string): IngressMatch | undefined {
+    const ingress = this.view.state.services.get(service)?.value.spec.ingress;
+    return ingress ? { service, ingress } : undefined;
+  }
+
   private dependenciesOf(record: ServiceRecord): ReadonlySet<string> {
     let set = this.dependencySets.get(record);
     if (!set) {
