@@ -40,6 +40,11 @@ describe('Authenticator', () => {
     expect(result).toMatchObject({ ok: false, reason });
   });
 
+  it('refuses, saying why, when the JWKS cannot be fetched', async () => {
+    const unreachable = Authenticator.fromConfig({ TRELLIS_AUTH_JWKS_URL: 'http://127.0.0.1:1/jwks.json', TRELLIS_AUTH_AUDIENCE: 'registry' });
+    await expect(unreachable.verify(await sign({ team: 'payments' }))).resolves.toMatchObject({ ok: false, reason: 'jwks-unavailable' });
+  });
+
   it('refuses everything when neither an admin token nor a JWKS is configured', async () => {
     const closed = new Authenticator({ audience: 'registry' });
     expect(closed.acceptsAnyToken).toBe(false);

@@ -16,7 +16,9 @@ import { problems } from './problem';
 
 export type Principal = { kind: 'admin'; actor: 'admin' } | { kind: 'team'; team: string; subject: string; actor: string };
 
-export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: 'missing' | 'invalid' | 'expired' | 'no-team' | 'unconfigured'; detail: string };
+export type AuthFailureReason = 'missing' | 'invalid' | 'expired' | 'no-team' | 'unconfigured' | 'jwks-unavailable';
+
+export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: AuthFailureReason; detail: string };
 
 export interface AuthenticatorOptions {
   adminToken?: string;
@@ -69,6 +71,10 @@ export class Authenticator {
       return { ok: true, principal: { kind: 'team', team: team.data, subject, actor: `team:${team.data}` } };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: 'expired', detail: 'the token has expired' };
+      // Our failure, not the caller's: the key set could not be fetched. Still refused.
+      if (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) {
+        return { ok: false, reason: 'jwks-unavailable', detail: 'the key set that verifies tokens cannot be fetched; retry later' };
+      }
       return { ok: false, reason: 'invalid', detail: 'the token is not valid' };
     }
   }
@@ -102,6 +108,10 @@ export function requireBearer(authenticator: Authenticator, metrics: RegistryMet
       .then((result) => {
         if (!result.ok) {
           metrics.authFailures.inc({ reason: result.reason });
+          if (result.reason === 'jwks-unavailable') {
+            logger.error({ method: req.method, path: req.path }, 'refused request: the JWKS cannot be fetched');
+            return next(problems.unavailable(result.detail));
+          }
           logger.warn({ reason: result.reason, method: req.method, path: req.path }, 'refused unauthenticated request');
           return next(problems.unauthenticated(result.detail));
         }

@@ -47,6 +47,12 @@ export function uiRouter(options: UiOptions): Router {
       .verify(token)
       .then((result) => {
         if (result.ok) return done(result.principal);
+        if (result.reason === 'jwks-unavailable') {
+          // Not the session's fault: treat this request as signed out, keep the cookie.
+          metrics.authFailures.inc({ reason: result.reason });
+          logger.error({ path: req.path }, 'cannot verify the UI session: the JWKS cannot be fetched');
+          return done();
+        }
         // A stale session cookie is dropped rather than trusted.
         sessions.signOut(res);
         done();
