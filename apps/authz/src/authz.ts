@@ -61,6 +61,14 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
 
   // Mesh-wide settings: the first replica writes them, everyone follows what is stored.
   const settings = await store.ensureMeshSettings({ tokenIssuer: config.TRELLIS_TOKEN_ISSUER, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS });
+  if (settings.tokenIssuer !== config.TRELLIS_TOKEN_ISSUER) {
+    logger.warn({ stored: settings.tokenIssuer, configured: config.TRELLIS_TOKEN_ISSUER }, 'mesh/settings names another token issuer; using the stored one');
+  }
+  // Validators allow the mesh-wide skew: never hand out a token with less validity left than that.
+  const cacheTtlSeconds = Math.min(config.TRELLIS_TOKEN_CACHE_TTL_SECONDS, config.TRELLIS_TOKEN_TTL_SECONDS - settings.clockSkewSeconds);
+  if (cacheTtlSeconds < config.TRELLIS_TOKEN_CACHE_TTL_SECONDS) {
+    logger.warn({ cacheTtlSeconds, meshClockSkewSeconds: settings.clockSkewSeconds }, 'token cache TTL shortened to keep the mesh clock skew of validity');
+  }
 
   const keyRing = new KeyRing(
     store,
@@ -98,7 +106,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     keyRing,
     sharedCache,
     issuer,
-    { ttlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS, cacheTtlSeconds: config.TRELLIS_TOKEN_CACHE_TTL_SECONDS },
+    { ttlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS, cacheTtlSeconds },
     metrics,
     logger,
     clock,
