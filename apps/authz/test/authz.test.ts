@@ -264,6 +264,24 @@ describe('authz', () => {
     });
   });
 
+  describe('etcd failure', () => {
+    it('keeps deciding from the last snapshot while etcd is down and follows changes after it is back', async () => {
+      if (!etcd.canRestart) return;
+      await etcd.stop();
+      try {
+        expect((await a.check(outbound('checkout', 'orders'))).status?.code).toBe(status.OK);
+        expect(deniedReason(await a.check(outbound('payments', 'orders'))).reason).toBe('undeclared');
+        // A key reload cannot reach etcd: it keeps the current keys and says so; signing goes on.
+        await expect(a.authz.reloadKeys()).rejects.toThrow();
+        expect(a.authz.keyRing.signer()).toBeDefined();
+      } finally {
+        await etcd.start();
+      }
+      await store.updateService({ team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }, { service: 'orders' }] }, 'test');
+      await waitFor(async () => (await a.check(outbound('payments', 'orders'))).status?.code === status.OK, 15_000);
+    }, 30_000);
+  });
+
   // Last: it changes which key signs.
   describe('key rotation', () => {
     it('publishes the new key before it signs; old tokens stay valid; new tokens use the new key', async () => {
