@@ -133,15 +133,26 @@ it('refuses deleting a service others call and says who', async () => {
 
 it('shows proxies with a rejected config next to the change before it', async () => {
   const lease = await registry.client.leaseClient.leaseGrant({ TTL: 30 });
-  const at = new Date(Date.now() + 1000).toISOString();
+  // Stamped a minute ahead so the changes below still come "before" it.
+  const at = new Date(Date.now() + 60_000).toISOString();
   await registry.store.putProxyStatus(
     { service: 'xss', nodeId: 'xss-1', controlPlane: 'cp-a', connectedAt: at, updatedAt: at, meshRevision: '7', types: { rds: { lastAckedVersion: '6', lastNack: { version: '7', error: 'route: bad <regex>', at } } } },
     lease.ID,
   );
-  const page = await new Session().get('/ui/services/xss');
+  let page = await new Session().get('/ui/services/xss');
   expect(page.text).toContain('version 7 rejected');
   expect(page.text).toContain('route: bad &lt;regex&gt;');
-  expect(page.text).toMatch(/latest change before it: <a href="\/ui\/services\/xss\/history">generation 1<\/a>/);
+  expect(page.text).toMatch(/latest change before it: <a href="\/ui\/services\/xss\/history">xss generation 1<\/a>/);
+
+  // A change to a service it calls, made before the rejection, is the more likely cause.
+  const calls = spec('xss', { description: 'now calls helper', dependencies: [{ service: 'helper' }] });
+  await call(registry.url, 'PUT', '/api/v1/services/helper', { token: ADMIN_TOKEN, json: spec('helper') });
+  const current = await call(registry.url, 'GET', '/api/v1/services/xss');
+  await call(registry.url, 'PUT', '/api/v1/services/xss', { token: ADMIN_TOKEN, json: calls, headers: { 'if-match': current.headers.get('etag')! } });
+  const helper = await call(registry.url, 'GET', '/api/v1/services/helper');
+  await call(registry.url, 'PUT', '/api/v1/services/helper', { token: ADMIN_TOKEN, json: spec('helper', { port: 9999 }), headers: { 'if-match': helper.headers.get('etag')! } });
+  page = await new Session().get('/ui/services/xss');
+  expect(page.text).toMatch(/latest change before it: <a href="\/ui\/services\/helper\/history">helper generation 2<\/a>/);
 });
 
 it('answers unknown UI pages with an HTML 404 and points /topology at the picture', async () => {

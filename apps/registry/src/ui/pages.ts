@@ -58,7 +58,7 @@ export interface ServicePageData {
   callers: string[];
   callees: Array<{ name: string; registered: boolean }>;
   proxies: ProxyStatus[];
-  /** The newest change to this service at or before a time: what a rejected config most likely came from. */
+  /** The newest change to this service or its callees at or before a time: what a rejected config most likely came from. */
   changeBefore: (at: string) => HistoryEntry | undefined;
 }
 
@@ -82,7 +82,7 @@ export function servicePage(ctx: PageContext, data: ServicePageData): string {
           return html`<tr><td>${p.nodeId}</td><td>${p.controlPlane}</td><td>${type}</td><td>${status.lastAckedVersion ?? '—'}</td><td>${
             status.lastNack
               ? html`<span class="nack">version ${status.lastNack.version} rejected at ${status.lastNack.at}${p.meshRevision ? ` (mesh revision ${p.meshRevision})` : ''}: ${status.lastNack.error}</span>${
-                  cause ? html` <span class="cause">latest change before it: <a href="${serviceUrl(cause.service)}/history">generation ${cause.generation}</a> (${cause.action} by ${cause.actor} at ${cause.at})</span>` : ''
+                  cause ? html` <span class="cause">latest change before it: <a href="${serviceUrl(cause.service)}/history">${cause.service} generation ${cause.generation}</a> (${cause.action} by ${cause.actor} at ${cause.at})</span>` : ''
                 }`
               : '—'
           }</td></tr>`;

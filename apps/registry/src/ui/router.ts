@@ -159,9 +159,13 @@ export function uiRouter(options: UiOptions): Router {
       const name = uiParam(ServiceName, req.params['name']);
       const service = await catalog.find(name);
       if (!service) return send(res, 404, messagePage(page(res), 'Not found', `Service "${name}" is not registered.`));
-      const [instances, topology, proxies, history] = await Promise.all([catalog.instances(name), catalog.topology(), catalog.proxies(name), catalog.history(name).catch(() => [])]);
+      const [instances, topology, proxies] = await Promise.all([catalog.instances(name), catalog.topology(), catalog.proxies(name)]);
       const { callers, callees } = neighbours(topology, name);
       const registered = new Set(topology.nodes.filter((n) => n.registered).map((n) => n.name));
+      // A proxy's config is built from its own service and the services it calls: a rejected
+      // config most likely came from the latest change to one of them.
+      const related = proxies.some((p) => Object.values(p.types).some((t) => t.lastNack)) ? [name, ...callees.filter((c) => registered.has(c))] : [];
+      const changes = (await Promise.all(related.map((service) => catalog.history(service).catch(() => [])))).flat().sort((a, b) => b.at.localeCompare(a.at));
       send(
         res,
         200,
@@ -171,7 +175,7 @@ export function uiRouter(options: UiOptions): Router {
           callers,
           callees: callees.map((c) => ({ name: c, registered: registered.has(c) })),
           proxies,
-          changeBefore: (at) => history.find((entry) => entry.at <= at),
+          changeBefore: (at) => changes.find((entry) => entry.at <= at),
         }),
       );
     },
