@@ -55,26 +55,48 @@ function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: bo
 function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], shared: Shared): XdsResource[] {
   const { settings, tokens } = model;
   const resources: XdsResource[] = [];
+  // What the service's own resources are built from: its spec and the settings; only the inbound listener adds the tokens.
+  const own = `${service.name}|${model.memo.get(service.name)?.specDigest ?? JSON.stringify(service)}|${JSON.stringify(settings)}`;
   if (service.inbound) {
-    const inbound = inboundListener(service, tokens, settings);
-    resources.push(makeResource(TypeUrl.Listener, Listener, inbound.name, inbound));
+    resources.push(
+      shared(`lds|inbound|${own}|${service.callers.join(',')}|${model.sharedDigest}`, () => {
+        const inbound = inboundListener(service, tokens, settings);
+        return makeResource(TypeUrl.Listener, Listener, inbound.name, inbound);
+      }),
+    );
   }
   if (service.inbound && service.protocol !== 'tcp') {
-    const routes = inboundRouteConfig(service);
-    resources.push(makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes));
+    resources.push(
+      shared(`rds|inbound|${own}`, () => {
+        const routes = inboundRouteConfig(service);
+        return makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes);
+      }),
+    );
   }
 
   const httpDeps = deps.filter((d) => d.callee.protocol !== 'tcp');
   if (httpDeps.length > 0) {
-    const listener = outboundHttpListener(service, settings, httpDeps.some((d) => d.dep.override?.rateLimit !== undefined));
-    const routes = outboundRouteConfig(service, httpDeps);
-    resources.push(makeResource(TypeUrl.Listener, Listener, listener.name, listener));
-    resources.push(makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes));
+    const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
+    const calleesKey = httpDeps.map((d) => `${d.callee.name}=${model.memo.get(d.callee.name)?.exposedDigest ?? JSON.stringify(d.callee)}`).join(',');
+    resources.push(
+      shared(`lds|outbound|${service.name}|${perRouteRateLimit}|${JSON.stringify(settings)}`, () => {
+        const listener = outboundHttpListener(service, settings, perRouteRateLimit);
+        return makeResource(TypeUrl.Listener, Listener, listener.name, listener);
+      }),
+      shared(`rds|outbound|${own}|${calleesKey}`, () => {
+        const routes = outboundRouteConfig(service, httpDeps);
+        return makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes);
+      }),
+    );
   }
   for (const d of deps) {
     if (d.callee.protocol === 'tcp') {
-      const listener = outboundTcpListener(service, d.callee);
-      resources.push(makeResource(TypeUrl.Listener, Listener, listener.name, listener));
+      resources.push(
+        shared(`lds|tcp|${service.name}|${d.callee.name}|${d.callee.port}`, () => {
+          const listener = outboundTcpListener(service, d.callee);
+          return makeResource(TypeUrl.Listener, Listener, listener.name, listener);
+        }),
+      );
     }
     resources.push(...upstreamResources(model, d, false, shared));
   }

@@ -30,6 +30,9 @@ describe('TranslationMemo', () => {
       (m) => m.instance('db', 'db-2', '10.0.1.2', 5432),
       (m) => m.service('b', { port: 9000, policy: { timeoutMs: 99 }, trafficSplit: [{ name: 'v1', labels: { v: '1' }, weight: 100 }] }),
       (m) => m.key('k2'),
+      (m) => m.service('a5', { dependencies: [{ service: 'a1' }] }),
+      (m) => m.service('a2', { ingress: { host: 'a2.example.com' }, dependencies: [{ service: 'b', policy: { rateLimit: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 100 } } }] }),
+      (m) => m.service('db', { protocol: 'tcp', port: 5433 }),
     ];
     let previous;
     for (const change of changes) {
@@ -46,9 +49,16 @@ describe('TranslationMemo', () => {
     const memo = new TranslationMemo();
     const model = mesh().model();
     for (const service of ['a1', 'a2', 'a3']) buildProxyResources(model, { service, kind: 'envoy' }, memo);
-    // b's two subset clusters, their endpoints, db's cluster and endpoints, the authz cluster: built once, then hit twice.
-    expect(memo.misses).toBe(7);
-    expect(memo.hits).toBe(14);
+    // Shared: b's two subset clusters, their endpoints, db's cluster and endpoints, the authz cluster — built once, hit twice.
+    // Per identity: inbound listener and routes, outbound listener and routes, db's TCP listener — built once each.
+    expect(memo.misses).toBe(7 + 3 * 5);
+    expect(memo.hits).toBe(7 * 2);
+    // The next model after an endpoint change of b rebuilds only b's endpoints and the routes that name b's endpoints digest.
+    const before = memo.misses;
+    const changed = mesh().instance('b', 'b-9', '10.0.0.9', 9000, { labels: { v: '1' } });
+    const next = buildMeshModel(changed.state(), model.settings, model);
+    for (const service of ['a1', 'a2', 'a3']) buildProxyResources(next, { service, kind: 'envoy' }, memo);
+    expect(memo.misses - before).toBe(2 + 3);
     const other = new MeshFixture().service('z').model();
     memo.use(other);
     memo.use(new MeshFixture().service('y').model());
