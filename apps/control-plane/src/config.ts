@@ -1,6 +1,6 @@
 // The control plane's configuration: TRELLIS_* variables, validated at start.
 import { hostname } from 'node:os';
-import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
+import { ConfigError, env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
 const HostPort = z
@@ -29,6 +29,13 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
    * local dev mesh turns it on.
    */
   TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: env.bool(false),
+  /**
+   * TLS on the xDS port: certificate and key files. With a client CA as well,
+   * every xDS client must present a certificate naming its service (mTLS).
+   */
+  TRELLIS_XDS_TLS_CERT_FILE: z.string().min(1).optional(),
+  TRELLIS_XDS_TLS_KEY_FILE: z.string().min(1).optional(),
+  TRELLIS_XDS_TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
   /** This replica's name in proxy status records. */
   TRELLIS_CONTROL_PLANE_ID: z.string().min(1).max(256).default(`${hostname()}-${process.pid}`),
   /** Debounce of registry changes: wait this long after the last change… */
@@ -42,6 +49,15 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
 
 export type ControlPlaneConfig = z.infer<typeof controlPlaneEnvSchema>;
 
+/** Cross-field rules zod's object shape cannot say. */
+function checkTls(config: ControlPlaneConfig): ControlPlaneConfig {
+  const cert = config.TRELLIS_XDS_TLS_CERT_FILE !== undefined;
+  const key = config.TRELLIS_XDS_TLS_KEY_FILE !== undefined;
+  if (cert !== key) throw new ConfigError([`${cert ? 'TRELLIS_XDS_TLS_KEY_FILE' : 'TRELLIS_XDS_TLS_CERT_FILE'}: required when ${cert ? 'TRELLIS_XDS_TLS_CERT_FILE' : 'TRELLIS_XDS_TLS_KEY_FILE'} is set`]);
+  if (config.TRELLIS_XDS_TLS_CLIENT_CA_FILE !== undefined && !cert) throw new ConfigError(['TRELLIS_XDS_TLS_CLIENT_CA_FILE: requires TRELLIS_XDS_TLS_CERT_FILE and TRELLIS_XDS_TLS_KEY_FILE']);
+  return config;
+}
+
 export function loadControlPlaneConfig(source: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
-  return loadConfig(controlPlaneEnvSchema, source);
+  return checkTls(loadConfig(controlPlaneEnvSchema, source));
 }

@@ -3,7 +3,7 @@
 // configuration and calls startControlPlane; tests start it on port 0.
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
-import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Registry } from 'prom-client';
@@ -19,6 +19,7 @@ import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type Mes
 import { AdsServer } from './xds/ads-server';
 import { composeCallbacks, type XdsCallbacks } from './xds/callbacks';
 import { ProxyStatusWriter } from './xds/proxy-status-writer';
+import { xdsServerCredentials } from './xds/server-credentials';
 import { SnapshotCache } from './xds/snapshot-cache';
 import { createStreamAuthenticator } from './xds/stream-auth';
 
@@ -35,6 +36,9 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_DEBOUNCE_MAX_MS'
   | 'TRELLIS_PROXY_STATUS_INTERVAL_MS'
   | 'TRELLIS_PROXY_STATUS_MAX_WRITES'
+  | 'TRELLIS_XDS_TLS_CERT_FILE'
+  | 'TRELLIS_XDS_TLS_KEY_FILE'
+  | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 >;
 
 export interface ControlPlaneDeps {
@@ -143,6 +147,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     logger,
   });
 
+  const credentials = xdsServerCredentials({
+    certFile: config.TRELLIS_XDS_TLS_CERT_FILE,
+    keyFile: config.TRELLIS_XDS_TLS_KEY_FILE,
+    clientCaFile: config.TRELLIS_XDS_TLS_CLIENT_CA_FILE,
+  });
   const grpcHealth = new HealthImplementation({ '': 'NOT_SERVING', 'envoy.service.discovery.v3.AggregatedDiscoveryService': 'NOT_SERVING' });
   const grpcServer = new GrpcServer({
     'grpc.keepalive_time_ms': 30_000,
@@ -153,7 +162,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   grpcServer.addService(AggregatedDiscoveryServiceService, ads.implementation());
   grpcHealth.addToServer(grpcServer);
   const xdsPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${config.TRELLIS_HOST}:${config.TRELLIS_XDS_PORT}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+    grpcServer.bindAsync(`${config.TRELLIS_HOST}:${config.TRELLIS_XDS_PORT}`, credentials, (err, port) => (err ? reject(err) : resolve(port))),
   );
 
   health.addCheck('etcd_watch', () => watcher.live);
@@ -172,7 +181,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     server.once('error', reject);
   });
   const httpPort = (httpServer.address() as AddressInfo).port;
-  logger.info({ xdsPort, httpPort, controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID, allowInsecureClients: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS }, 'control plane listening');
+  logger.info({ xdsPort, httpPort, controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID, allowInsecureClients: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS, tls: Boolean(config.TRELLIS_XDS_TLS_CERT_FILE), mtls: Boolean(config.TRELLIS_XDS_TLS_CLIENT_CA_FILE) }, 'control plane listening');
 
   let closing: Promise<void> | undefined;
   return {

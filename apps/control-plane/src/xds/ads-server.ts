@@ -103,7 +103,7 @@ export class AdsServer {
     const start = async (first: DiscoveryRequest | DeltaDiscoveryRequest): Promise<void> => {
       const identity = identityOf(first.node);
       if (typeof identity === 'string') return fail(GrpcStatus.INVALID_ARGUMENT, identity);
-      const auth = await this.options.authenticate(call.metadata, identity.service);
+      const auth = await this.options.authenticate(call.metadata, identity.service, call.getAuthContext().sslPeerCertificate);
       if (!auth.admitted) return fail(GrpcStatus.UNAUTHENTICATED, auth.reason);
       if (finished) return;
       info = { streamId, nodeId: first.node!.id, identity, protocol, connectedAt: new Date() };

@@ -1,10 +1,12 @@
 // Who may open an xDS stream for a service. A proxy proves its service with a
-// mesh token (RS256, issued by authz, `aud` = XDS_TOKEN_AUDIENCE, `sub` = the
+// client certificate (mTLS: a URI SAN spiffe://<trust domain>/service/<name>, or
+// the subject CN), or with a mesh token (RS256, issued by authz, `aud` = XDS_TOKEN_AUDIENCE, `sub` = the
 // service) in the `authorization: Bearer …` metadata — Envoy sends it through
 // the ADS grpc_service `initial_metadata`. A token naming another service than
 // `node.cluster` is refused. Clients that present nothing (grpc-js-xds bootstraps
 // only know insecure channel credentials) are admitted only when the operator
 // allows it (TRELLIS_XDS_ALLOW_INSECURE_CLIENTS), and never receive secrets.
+import type { PeerCertificate } from 'node:tls';
 import type { Metadata } from '@grpc/grpc-js';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
 import type { AuthzPublicKey, MeshSettings } from '@trellis/mesh-schema';
@@ -12,7 +14,7 @@ import type { AuthzPublicKey, MeshSettings } from '@trellis/mesh-schema';
 export const XDS_TOKEN_AUDIENCE = 'trellis-xds';
 
 export type StreamAuthResult =
-  | { admitted: true; authenticated: boolean; method: 'token' | 'insecure' }
+  | { admitted: true; authenticated: boolean; method: 'certificate' | 'token' | 'insecure' }
   | { admitted: false; reason: string };
 
 export interface TokenKeys {
@@ -20,11 +22,27 @@ export interface TokenKeys {
   meshSettings?: MeshSettings | undefined;
 }
 
-export type StreamAuthenticator = (metadata: Metadata, service: string) => Promise<StreamAuthResult>;
+export type StreamAuthenticator = (metadata: Metadata, service: string, peerCertificate?: PeerCertificate) => Promise<StreamAuthResult>;
+
+/** The service a verified client certificate names: URI SAN spiffe://…/service/<name>, else the subject CN. */
+export function serviceOfCertificate(certificate: PeerCertificate): string | undefined {
+  for (const san of (certificate.subjectaltname ?? '').split(/,\s*/)) {
+    const match = /^URI:spiffe:\/\/[^/]+\/service\/([a-z0-9-]+)$/.exec(san);
+    if (match) return match[1];
+  }
+  const cn = certificate.subject?.CN;
+  return typeof cn === 'string' ? cn : undefined;
+}
 
 export function createStreamAuthenticator(options: { allowInsecure: boolean; keys: () => TokenKeys }): StreamAuthenticator {
-  return async (metadata, service) => {
+  return async (metadata, service, peerCertificate) => {
     const header = metadata.get('authorization')[0];
+    if (peerCertificate) {
+      // The TLS layer verified the chain (the server requires client certificates when it has a client CA).
+      const named = serviceOfCertificate(peerCertificate);
+      if (named !== service) return { admitted: false, reason: `client certificate names service ${JSON.stringify(named ?? '')}, not node.cluster "${service}"` };
+      if (header === undefined) return { admitted: true, authenticated: true, method: 'certificate' };
+    }
     if (header === undefined) {
       return options.allowInsecure
         ? { admitted: true, authenticated: false, method: 'insecure' }

@@ -1,7 +1,7 @@
 // A raw ADS client over @grpc/grpc-js for protocol tests: send requests by hand,
 // read responses in order, assert on silence.
 import type { status as GrpcStatus} from '@grpc/grpc-js';
-import { credentials, Metadata, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import {
@@ -42,8 +42,8 @@ export class AdsTestClient<P extends Protocol> {
     });
   }
 
-  static open<P extends Protocol>(address: string, protocol: P, metadata = new Metadata()): AdsTestClient<P> {
-    const client = new AggregatedDiscoveryServiceClient(address, credentials.createInsecure());
+  static open<P extends Protocol>(address: string, protocol: P, metadata = new Metadata(), channel: ChannelCredentials = credentials.createInsecure()): AdsTestClient<P> {
+    const client = new AggregatedDiscoveryServiceClient(address, channel);
     const call = (protocol === 'sotw' ? client.streamAggregatedResources(metadata) : client.deltaAggregatedResources(metadata)) as unknown as ClientDuplexStream<
       Req<P>,
       Res<P>

@@ -1,0 +1,31 @@
+import { ConfigError } from '@trellis/runtime';
+import { loadControlPlaneConfig } from './config';
+
+describe('loadControlPlaneConfig', () => {
+  it('has the documented defaults', () => {
+    const config = loadControlPlaneConfig({});
+    expect(config).toMatchObject({
+      TRELLIS_XDS_PORT: 18000,
+      TRELLIS_HTTP_PORT: 18080,
+      TRELLIS_HOST: '0.0.0.0',
+      TRELLIS_AUTHZ_ADDRESS: { host: '127.0.0.1', port: 9191 },
+      TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false,
+      TRELLIS_XDS_DEBOUNCE_MS: 100,
+      TRELLIS_XDS_DEBOUNCE_MAX_MS: 500,
+    });
+    expect(config.TRELLIS_CONTROL_PLANE_ID).toMatch(/-\d+$/);
+  });
+
+  it('parses host:port addresses, IPv6 included', () => {
+    expect(loadControlPlaneConfig({ TRELLIS_AUTHZ_ADDRESS: 'authz.mesh.svc:9191' }).TRELLIS_AUTHZ_ADDRESS).toEqual({ host: 'authz.mesh.svc', port: 9191 });
+    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: '[::1]:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual({ host: '::1', port: 18000 });
+  });
+
+  it('names the variable that is wrong', () => {
+    expect(() => loadControlPlaneConfig({ TRELLIS_AUTHZ_ADDRESS: 'no-port' })).toThrow(/TRELLIS_AUTHZ_ADDRESS: must be host:port/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'maybe' })).toThrow(/TRELLIS_XDS_ALLOW_INSECURE_CLIENTS/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_XDS_TLS_CERT_FILE: '/x.crt' })).toThrow(ConfigError);
+    expect(() => loadControlPlaneConfig({ TRELLIS_XDS_TLS_CERT_FILE: '/x.crt' })).toThrow(/TRELLIS_XDS_TLS_KEY_FILE: required/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_XDS_TLS_CLIENT_CA_FILE: '/ca.crt' })).toThrow(/TRELLIS_XDS_TLS_CLIENT_CA_FILE/);
+  });
+});
