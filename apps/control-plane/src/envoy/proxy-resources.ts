@@ -1,5 +1,6 @@
 // Mesh model + proxy identity → everything that proxy receives. Pure and
 // deterministic: equal inputs give byte-identical resources, sorted by name.
+import { createHash } from 'node:crypto';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
@@ -27,6 +28,10 @@ export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo
 }
 
 type Dep = { dep: DependencyModel; callee: ServiceModel };
+
+function keyDigest(text: string): string {
+  return createHash('sha1').update(text).digest('base64');
+}
 /** Builds a resource, or takes it from the memo under a key naming everything it is built from. */
 type Shared = (key: string, build: () => XdsResource) => XdsResource;
 
@@ -56,10 +61,11 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   const { settings, tokens } = model;
   const resources: XdsResource[] = [];
   // What the service's own resources are built from: its spec and the settings; only the inbound listener adds the tokens.
-  const own = `${service.name}|${model.memo.get(service.name)?.specDigest ?? JSON.stringify(service)}|${JSON.stringify(settings)}`;
+  // Keys are digests so a service with many callers or dependencies does not make long keys.
+  const own = keyDigest(`${model.memo.get(service.name)?.specDigest ?? JSON.stringify(service)}|${JSON.stringify(settings)}`);
   if (service.inbound) {
     resources.push(
-      shared(`lds|inbound|${own}|${service.callers.join(',')}|${model.sharedDigest}`, () => {
+      shared(`lds|inbound|${service.name}|${keyDigest(`${own}|${service.callers.join(',')}|${model.sharedDigest}`)}`, () => {
         const inbound = inboundListener(service, tokens, settings);
         return makeResource(TypeUrl.Listener, Listener, inbound.name, inbound);
       }),
@@ -67,7 +73,7 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   }
   if (service.inbound && service.protocol !== 'tcp') {
     resources.push(
-      shared(`rds|inbound|${own}`, () => {
+      shared(`rds|inbound|${service.name}|${own}`, () => {
         const routes = inboundRouteConfig(service);
         return makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes);
       }),
@@ -79,11 +85,11 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
     const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
     const calleesKey = httpDeps.map((d) => `${d.callee.name}=${model.memo.get(d.callee.name)?.exposedDigest ?? JSON.stringify(d.callee)}`).join(',');
     resources.push(
-      shared(`lds|outbound|${service.name}|${perRouteRateLimit}|${JSON.stringify(settings)}`, () => {
+      shared(`lds|outbound|${service.name}|${perRouteRateLimit}|${own}`, () => {
         const listener = outboundHttpListener(service, settings, perRouteRateLimit);
         return makeResource(TypeUrl.Listener, Listener, listener.name, listener);
       }),
-      shared(`rds|outbound|${own}|${calleesKey}`, () => {
+      shared(`rds|outbound|${service.name}|${keyDigest(`${own}|${calleesKey}`)}`, () => {
         const routes = outboundRouteConfig(service, httpDeps);
         return makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes);
       }),
