@@ -34,7 +34,13 @@ async function echoServer(): Promise<void> {
   // The same server options as authz, so the difference measured is the Check itself.
   const server = new Server(GRPC_SERVER_OPTIONS);
   const identity = (b: Buffer) => b;
-  server.register(CHECK_PATH, (call: { request: Buffer }, callback: (e: null, r: Buffer) => void) => callback(null, call.request), identity, identity, 'unary');
+  server.register(
+    CHECK_PATH,
+    (call: { request: Buffer }, callback: (e: null, r: Buffer) => void) => callback(null, call.request),
+    identity,
+    identity,
+    'unary',
+  );
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
@@ -46,7 +52,10 @@ async function echoServer(): Promise<void> {
 async function authzServer(): Promise<void> {
   const [etcd, redis] = await Promise.all([startEtcd(), startRedis()]);
   const keysDir = mkdtempSync(join(tmpdir(), 'bench-keys-'));
-  writeFileSync(join(keysDir, 'key.pem'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(
+    join(keysDir, 'key.pem'),
+    generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+  );
   const client = etcd.client();
   const store = new MeshStore(client, new KeyLayout(etcd.prefix));
   const base = { team: 'bench', protocol: 'grpc' as const, port: 8080 };
@@ -123,7 +132,23 @@ function h2load(server: Started, bodyFile: string, requests: number): LoadResult
   const cpuBefore = cpuSeconds(server.child.pid!);
   const run = spawnSync(
     'h2load',
-    ['-n', String(requests), '-c', args.clients!, '-m', args.streams!, '-t', '1', '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', bodyFile, `http://127.0.0.1:${port}${CHECK_PATH}`],
+    [
+      '-n',
+      String(requests),
+      '-c',
+      args.clients!,
+      '-m',
+      args.streams!,
+      '-t',
+      '1',
+      '-H',
+      'content-type: application/grpc',
+      '-H',
+      'te: trailers',
+      '-d',
+      bodyFile,
+      `http://127.0.0.1:${port}${CHECK_PATH}`,
+    ],
     { encoding: 'utf8' },
   );
   if (run.error) throw new Error(`h2load: ${run.error.message} (Debian: apt-get install nghttp2-client)`);
@@ -154,13 +179,19 @@ async function orchestrate(): Promise<void> {
   const bodyFile = join(dir, 'check.bin');
   // One gRPC message: a 5-byte prefix (uncompressed, length) and a realistic outbound CheckRequest.
   const message = CheckRequest.encode(
-    checkRequest({ ...outbound('checkout', 'orders'), headers: { ':method': 'GET', ':path': '/orders/42', 'user-agent': 'bench', 'x-request-id': 'b7a2c1d0-0000-4000-8000-000000000000' }, path: '/orders/42' }),
+    checkRequest({
+      ...outbound('checkout', 'orders'),
+      headers: { ':method': 'GET', ':path': '/orders/42', 'user-agent': 'bench', 'x-request-id': 'b7a2c1d0-0000-4000-8000-000000000000' },
+      path: '/orders/42',
+    }),
   ).finish();
   const prefix = Buffer.alloc(5);
   prefix.writeUInt32BE(message.length, 1);
   writeFileSync(bodyFile, Buffer.concat([prefix, message]));
 
-  console.log(`h2load -n ${requests} -c ${args.clients} -m ${args.streams} -t 1, ${rounds} round(s) each, CheckRequest ${message.length} bytes`);
+  console.log(
+    `h2load -n ${requests} -c ${args.clients} -m ${args.streams} -t 1, ${rounds} round(s) each, CheckRequest ${message.length} bytes`,
+  );
   const [echo, authz] = [await startRole('echo'), await startRole('authz')];
   const best = { echo: 0, authz: 0 };
   const perCpu = { echo: [] as number[], authz: [] as number[] };
@@ -175,7 +206,10 @@ async function orchestrate(): Promise<void> {
     let measured = 0;
     for (let round = 1; round <= rounds; round++) {
       let echoRps = 0;
-      for (const [name, server] of [['echo', echo], ['authz', authz]] as const) {
+      for (const [name, server] of [
+        ['echo', echo],
+        ['authz', authz],
+      ] as const) {
         const result = h2load(server, bodyFile, requests);
         if (name === 'authz') measured += result.succeeded;
         if (result.failed > 0) throw new Error(`${name}: ${result.failed} requests failed`);
@@ -191,11 +225,17 @@ async function orchestrate(): Promise<void> {
     // Every measured authz request must have been an allowed Check served from cache.
     const okAfter = await okChecks(authz.ports.httpPort!);
     const mintedAtEnd = await minted(authz.ports.httpPort!);
-    console.log(`authz: ${okAfter - okBefore} Checks allowed (${measured} measured + warm-up), tokens minted during measurement: ${mintedAtEnd - mintedAfterWarmup}`);
+    console.log(
+      `authz: ${okAfter - okBefore} Checks allowed (${measured} measured + warm-up), tokens minted during measurement: ${mintedAtEnd - mintedAfterWarmup}`,
+    );
     if (mintedAtEnd !== mintedAfterWarmup) throw new Error('the measured run minted tokens: not a cache-hit benchmark');
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-    console.log(`wall clock, per round (authz / the echo run before it): median ${(100 * median(roundRatios)).toFixed(1)}% of [${roundRatios.map((r) => (100 * r).toFixed(0)).join(', ')}]`);
-    console.log(`wall clock: best echo ${best.echo.toFixed(0)} req/s, best authz ${best.authz.toFixed(0)} req/s, ratio ${((100 * best.authz) / best.echo).toFixed(1)}%`);
+    console.log(
+      `wall clock, per round (authz / the echo run before it): median ${(100 * median(roundRatios)).toFixed(1)}% of [${roundRatios.map((r) => (100 * r).toFixed(0)).join(', ')}]`,
+    );
+    console.log(
+      `wall clock: best echo ${best.echo.toFixed(0)} req/s, best authz ${best.authz.toFixed(0)} req/s, ratio ${((100 * best.authz) / best.echo).toFixed(1)}%`,
+    );
     console.log(
       `server CPU: median echo ${median(perCpu.echo).toFixed(0)} req/CPU-s, median authz ${median(perCpu.authz).toFixed(0)} req/CPU-s, ratio ${((100 * median(perCpu.authz)) / median(perCpu.echo)).toFixed(1)}%`,
     );

@@ -19,6 +19,7 @@ import { generateSigningKey, type SigningKey } from './keys/signing-key';
 import { AuthzMetrics } from './metrics';
 import { RedisTokenCache } from './tokens/redis-token-cache';
 import { MeshTokenIssuer } from './tokens/token-issuer';
+import { MeshTokenVerifier } from './tokens/token-verifier';
 
 export interface AuthzDeps {
   config: AuthzConfig;
@@ -60,19 +61,32 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const store = new MeshStore(deps.etcd, layout);
 
   // Mesh-wide settings: the first replica writes them, everyone follows what is stored.
-  const settings = await store.ensureMeshSettings({ tokenIssuer: config.TRELLIS_TOKEN_ISSUER, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS });
+  const settings = await store.ensureMeshSettings({
+    tokenIssuer: config.TRELLIS_TOKEN_ISSUER,
+    clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS,
+  });
   if (settings.tokenIssuer !== config.TRELLIS_TOKEN_ISSUER) {
-    logger.warn({ stored: settings.tokenIssuer, configured: config.TRELLIS_TOKEN_ISSUER }, 'mesh/settings names another token issuer; using the stored one');
+    logger.warn(
+      { stored: settings.tokenIssuer, configured: config.TRELLIS_TOKEN_ISSUER },
+      'mesh/settings names another token issuer; using the stored one',
+    );
   }
   // Validators allow the mesh-wide skew: never hand out a token with less validity left than that.
   const cacheTtlSeconds = Math.min(config.TRELLIS_TOKEN_CACHE_TTL_SECONDS, config.TRELLIS_TOKEN_TTL_SECONDS - settings.clockSkewSeconds);
   if (cacheTtlSeconds < config.TRELLIS_TOKEN_CACHE_TTL_SECONDS) {
-    logger.warn({ cacheTtlSeconds, meshClockSkewSeconds: settings.clockSkewSeconds }, 'token cache TTL shortened to keep the mesh clock skew of validity');
+    logger.warn(
+      { cacheTtlSeconds, meshClockSkewSeconds: settings.clockSkewSeconds },
+      'token cache TTL shortened to keep the mesh clock skew of validity',
+    );
   }
 
   const keyRing = new KeyRing(
     store,
-    { publishLeadSeconds: config.TRELLIS_KEY_PUBLISH_LEAD_SECONDS, tokenTtlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS },
+    {
+      publishLeadSeconds: config.TRELLIS_KEY_PUBLISH_LEAD_SECONDS,
+      tokenTtlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS,
+      clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS,
+    },
     logger,
     metrics,
     clock,
@@ -115,17 +129,16 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     { certsUrlTemplate: config.TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS, ...deps.edge },
     metrics,
   );
-  const checks = new CheckService(
-    policy,
-    tokens,
+  const verifier = new MeshTokenVerifier(
     keyRing,
-    access,
-    { issuer, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS, tokenTtlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },
-    metrics,
-    logger,
+    { issuer, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS, maxLifetimeSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },
+    clock,
   );
+  const checks = new CheckService(policy, tokens, verifier, access, metrics, logger);
 
-  const credentials = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS ? await CallerCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS) : undefined;
+  const credentials = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS
+    ? await CallerCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)
+    : undefined;
   if (!credentials) logger.info('POST /v1/token is disabled: TRELLIS_TOKEN_ENDPOINT_CREDENTIALS is not set');
 
   health.addCheck('registry', () => watcher.ready);

@@ -9,7 +9,10 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_HTTP_PORT: env.port(8181),
     TRELLIS_LOG_LEVEL: env.logLevel(),
     TRELLIS_REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).default('redis://127.0.0.1:6379'),
-    TRELLIS_REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,64}$/).default('trellis:authz:'),
+    TRELLIS_REDIS_KEY_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9:_-]{1,64}$/)
+      .default('trellis:authz:'),
     /** Each Redis command gives up after this; a Check must answer within Envoy's ext_authz timeout (200 ms by default). */
     TRELLIS_REDIS_COMMAND_TIMEOUT_MS: env.int(50, 1, 5_000),
     TRELLIS_TOKEN_ISSUER: z.string().min(1).max(256).default('trellis'),

@@ -32,13 +32,24 @@ describe('authz', () => {
     await keys.addKey('first');
     store = new MeshStore(etcd.client(), new KeyLayout(etcd.prefix));
     const base = { team: 'shop', protocol: 'http' as const, port: 8080 };
-    await store.createService({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }, { service: 'payments' }, { service: 'stock' }] }, 'test');
+    await store.createService(
+      { ...base, name: 'checkout', dependencies: [{ service: 'orders' }, { service: 'payments' }, { service: 'stock' }] },
+      'test',
+    );
     await store.createService({ ...base, name: 'orders', dependencies: [{ service: 'stock' }] }, 'test');
     await store.createService({ ...base, name: 'payments' }, 'test');
     await store.createService({ ...base, name: 'stock' }, 'test');
     await store.createService({ ...base, name: 'web', ingress: { host: 'shop.example.com', pathPrefix: '/' } }, 'test');
     await store.createService(
-      { ...base, name: 'admin', ingress: { host: 'shop.example.com', pathPrefix: '/admin', cloudflareAccess: { teamDomain: team.teamDomain, audience: ACCESS_AUD } } },
+      {
+        ...base,
+        name: 'admin',
+        ingress: {
+          host: 'shop.example.com',
+          pathPrefix: '/admin',
+          cloudflareAccess: { teamDomain: team.teamDomain, audience: ACCESS_AUD },
+        },
+      },
       'test',
     );
     credsDir = await mkdtemp(join(tmpdir(), 'authz-callers-'));
@@ -47,14 +58,24 @@ describe('authz', () => {
       etcd,
       redis,
       keys,
-      { TRELLIS_KEY_PUBLISH_LEAD_SECONDS: '1', TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(credsDir, 'callers'), TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: team.certsUrlTemplate },
+      {
+        TRELLIS_KEY_PUBLISH_LEAD_SECONDS: '1',
+        TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(credsDir, 'callers'),
+        TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: team.certsUrlTemplate,
+      },
       { edge: { cooldownMs: 0 } },
     );
   }, 60_000);
 
   afterAll(async () => {
     await a?.stop();
-    await Promise.all([etcd?.close(), redis?.close(), keys?.remove(), team?.close(), credsDir && rm(credsDir, { recursive: true, force: true })]);
+    await Promise.all([
+      etcd?.close(),
+      redis?.close(),
+      keys?.remove(),
+      team?.close(),
+      credsDir && rm(credsDir, { recursive: true, force: true }),
+    ]);
   });
 
   describe('east-west, outbound at the caller', () => {
@@ -62,20 +83,33 @@ describe('authz', () => {
       const response = await a.check(outbound('checkout', 'orders'));
       expect(response.status?.code).toBe(status.OK);
       const token = bearer(okHeaders(response));
-      const { payload, protectedHeader } = await jwtVerify(token, await jwks(), { issuer: 'trellis', audience: 'orders', algorithms: ['RS256'] });
+      const { payload, protectedHeader } = await jwtVerify(token, await jwks(), {
+        issuer: 'trellis',
+        audience: 'orders',
+        algorithms: ['RS256'],
+      });
       expect(payload.sub).toBe('checkout');
       expect(payload.exp! - payload.iat!).toBe(900);
       expect(protectedHeader.kid).toEqual(expect.any(String));
     });
 
     it('denies an undeclared pair with a reason, as a successful RPC', async () => {
-      expect(deniedReason(await a.check(outbound('payments', 'orders')))).toEqual({ code: status.PERMISSION_DENIED, http: 403, reason: 'undeclared' });
+      expect(deniedReason(await a.check(outbound('payments', 'orders')))).toEqual({
+        code: status.PERMISSION_DENIED,
+        http: 403,
+        reason: 'undeclared',
+      });
       expect(deniedReason(await a.check(outbound('ghost', 'orders')))).toMatchObject({ reason: 'unknown-source' });
-      expect(await counterValue(a.authz, 'trellis_authz_checks_total', { direction: 'outbound', result: 'denied', reason: 'undeclared' })).toBe(1);
+      expect(
+        await counterValue(a.authz, 'trellis_authz_checks_total', { direction: 'outbound', result: 'denied', reason: 'undeclared' }),
+      ).toBe(1);
     });
 
     it('denies when the route carries no trusted context, whatever headers say', async () => {
-      const spoofed = await a.check({ headers: { 'x-envoy-downstream-service-cluster': 'checkout' }, context: { 'trellis.destination': 'orders' } });
+      const spoofed = await a.check({
+        headers: { 'x-envoy-downstream-service-cluster': 'checkout' },
+        context: { 'trellis.destination': 'orders' },
+      });
       expect(deniedReason(spoofed)).toMatchObject({ code: status.INVALID_ARGUMENT, reason: 'missing-context' });
     });
 
@@ -115,7 +149,10 @@ describe('authz', () => {
         const raw = new Redis(redis.url);
         await raw.set(`tamper:payments:stock:${signer.kid}`, planted, 'PX', 60_000);
         raw.disconnect();
-        await store.updateService({ team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }] }, 'test');
+        await store.updateService(
+          { team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }] },
+          'test',
+        );
         await waitFor(async () => (await replica.check(outbound('payments', 'stock'))).status?.code === status.OK);
         const token = bearer(okHeaders(await replica.check(outbound('payments', 'stock'))));
         expect(token).not.toBe(planted);
@@ -132,13 +169,20 @@ describe('authz', () => {
       await a.check(outbound('checkout', 'orders')); // cached in memory
       await redis.stop();
       try {
-        for (const pair of [['checkout', 'orders'], ['orders', 'stock'], ['checkout', 'payments']] as const) {
+        for (const pair of [
+          ['checkout', 'orders'],
+          ['orders', 'stock'],
+          ['checkout', 'payments'],
+        ] as const) {
           const started = performance.now();
           expect((await a.check(outbound(pair[0], pair[1]))).status?.code).toBe(status.OK);
           expect(performance.now() - started).toBeLessThan(200);
         }
         // A pair never cached: Redis is consulted, fails fast, authz mints locally.
-        await store.updateService({ team: 'shop', protocol: 'http', port: 8080, name: 'stock', dependencies: [{ service: 'payments' }] }, 'test');
+        await store.updateService(
+          { team: 'shop', protocol: 'http', port: 8080, name: 'stock', dependencies: [{ service: 'payments' }] },
+          'test',
+        );
         await waitFor(async () => (await a.check(outbound('stock', 'payments'))).status?.code === status.OK);
         const started = performance.now();
         const fresh = await a.check(outbound('stock', 'payments'));
@@ -156,15 +200,25 @@ describe('authz', () => {
   describe('inbound validation at the callee', () => {
     it('accepts a mesh token for this destination from a declared caller, and names the caller', async () => {
       const token = bearer(okHeaders(await a.check(outbound('checkout', 'orders'))));
-      const response = await a.check({ context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' }, headers: { authorization: `Bearer ${token}` } });
+      const response = await a.check({
+        context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' },
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(okHeaders(response)).toEqual({ 'x-trellis-caller': 'checkout' });
     });
 
     it('rejects a token for another destination, a missing token and garbage', async () => {
       const token = bearer(okHeaders(await a.check(outbound('checkout', 'orders'))));
       const inbound = (authorization?: string) =>
-        a.check({ context: { 'trellis.direction': 'inbound', 'trellis.destination': 'payments' }, headers: authorization ? { authorization } : {} });
-      expect(deniedReason(await inbound(`Bearer ${token}`))).toEqual({ code: status.UNAUTHENTICATED, http: 401, reason: 'token-wrong-audience' });
+        a.check({
+          context: { 'trellis.direction': 'inbound', 'trellis.destination': 'payments' },
+          headers: authorization ? { authorization } : {},
+        });
+      expect(deniedReason(await inbound(`Bearer ${token}`))).toEqual({
+        code: status.UNAUTHENTICATED,
+        http: 401,
+        reason: 'token-wrong-audience',
+      });
       expect(deniedReason(await inbound())).toMatchObject({ reason: 'token-missing' });
       expect(deniedReason(await inbound('Bearer a.b.c'))).toMatchObject({ reason: 'token-malformed' });
     });
@@ -172,7 +226,12 @@ describe('authz', () => {
 
   describe('north-south at the edge', () => {
     const edge = (path: string, headers: Record<string, string> = {}) =>
-      a.check({ context: { 'trellis.direction': 'edge' }, host: 'shop.example.com', path, headers: { ...headers, 'x-trellis-access-email': 'forged@example.com' } });
+      a.check({
+        context: { 'trellis.direction': 'edge' },
+        host: 'shop.example.com',
+        path,
+        headers: { ...headers, 'x-trellis-access-email': 'forged@example.com' },
+      });
 
     it('passes the Access identity upstream for a valid Cloudflare Access JWT, from the header or the cookie', async () => {
       const token = await team.sign(ACCESS_AUD, { email: 'ada@example.com' });
@@ -180,12 +239,16 @@ describe('authz', () => {
       expect(okHeaders(viaHeader)).toEqual({ 'x-trellis-access-email': 'ada@example.com' });
       const viaCookie = await edge('/admin', { cookie: `CF_Authorization=${await team.sign(ACCESS_AUD, { commonName: 'ci.access' })}` });
       expect(okHeaders(viaCookie)).toEqual({ 'x-trellis-access-service-token': 'ci.access' });
-      expect(viaCookie.httpResponse?.$case === 'okResponse' && viaCookie.httpResponse.value.headersToRemove).toEqual(['x-trellis-access-email']);
+      expect(viaCookie.httpResponse?.$case === 'okResponse' && viaCookie.httpResponse.value.headersToRemove).toEqual([
+        'x-trellis-access-email',
+      ]);
     });
 
     it('denies a missing or misdirected Access JWT and follows a key rotation at the team', async () => {
       expect(deniedReason(await edge('/admin'))).toMatchObject({ http: 401, reason: 'access-missing' });
-      expect(deniedReason(await edge('/admin', { 'cf-access-jwt-assertion': await team.sign('b2'.repeat(16)) }))).toMatchObject({ reason: 'access-wrong-audience' });
+      expect(deniedReason(await edge('/admin', { 'cf-access-jwt-assertion': await team.sign('b2'.repeat(16)) }))).toMatchObject({
+        reason: 'access-wrong-audience',
+      });
       const kid = await team.rotate({ dropOld: true });
       expect((await edge('/admin', { 'cf-access-jwt-assertion': await team.sign(ACCESS_AUD, { kid }) })).status?.code).toBe(status.OK);
     });
@@ -193,14 +256,22 @@ describe('authz', () => {
     it('lets public ingress routes through with forged identity headers removed, and denies unknown hosts', async () => {
       const response = await edge('/shop');
       expect(response.status?.code).toBe(status.OK);
-      expect(response.httpResponse?.$case === 'okResponse' && response.httpResponse.value.headersToRemove).toEqual(['x-trellis-access-email', 'x-trellis-access-service-token']);
+      expect(response.httpResponse?.$case === 'okResponse' && response.httpResponse.value.headersToRemove).toEqual([
+        'x-trellis-access-email',
+        'x-trellis-access-service-token',
+      ]);
       const unknown = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'evil.example.com', path: '/' });
       expect(deniedReason(unknown)).toMatchObject({ http: 403, reason: 'no-ingress' });
     });
 
     it("at a public service's own sidecar, takes the ingress the route names, whatever the host", async () => {
       const atSidecar = (destination: string, headers: Record<string, string> = {}) =>
-        a.check({ context: { 'trellis.direction': 'edge', 'trellis.destination': destination }, host: 'admin.internal:8080', path: '/', headers });
+        a.check({
+          context: { 'trellis.direction': 'edge', 'trellis.destination': destination },
+          host: 'admin.internal:8080',
+          path: '/',
+          headers,
+        });
       expect(deniedReason(await atSidecar('admin'))).toMatchObject({ reason: 'access-missing' });
       expect((await atSidecar('admin', { 'cf-access-jwt-assertion': await team.sign(ACCESS_AUD) })).status?.code).toBe(status.OK);
       expect(deniedReason(await atSidecar('orders'))).toMatchObject({ reason: 'no-ingress' });
@@ -210,7 +281,11 @@ describe('authz', () => {
   describe('POST /v1/token for callers outside Envoy', () => {
     const basic = (secret: string) => `Basic ${Buffer.from(`checkout:${secret}`).toString('base64')}`;
     const request = (body: unknown, secret = 'checkout-secret-0123456789') =>
-      http('/v1/token', { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic(secret) }, body: JSON.stringify(body) });
+      http('/v1/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: basic(secret) },
+        body: JSON.stringify(body),
+      });
 
     it('issues a token to an authenticated caller for a declared dependency', async () => {
       const res = await request({ audience: 'payments' });
@@ -242,7 +317,13 @@ describe('authz', () => {
       expect(ready.status).toBe(200);
       expect(await ready.json()).toMatchObject({ checks: { registry: true, signingKey: true } });
       const metrics = await (await http('/metrics')).text();
-      for (const name of ['trellis_authz_checks_total', 'trellis_authz_check_duration_seconds_bucket', 'trellis_authz_token_cache_total', 'trellis_authz_tokens_minted_total', 'trellis_authz_redis_errors_total']) {
+      for (const name of [
+        'trellis_authz_checks_total',
+        'trellis_authz_check_duration_seconds_bucket',
+        'trellis_authz_token_cache_total',
+        'trellis_authz_tokens_minted_total',
+        'trellis_authz_redis_errors_total',
+      ]) {
         expect(metrics).toContain(name);
       }
       expect(metrics).not.toMatch(/checkout|orders/); // no label per service or subject
@@ -254,7 +335,8 @@ describe('authz', () => {
         Check(req: { service: string }, cb: (err: Error | null, res: { status: string }) => void): void;
         close(): void;
       };
-      const check = (service: string) => new Promise<string>((resolve, reject) => client.Check({ service }, (err, res) => (err ? reject(err) : resolve(res.status))));
+      const check = (service: string) =>
+        new Promise<string>((resolve, reject) => client.Check({ service }, (err, res) => (err ? reject(err) : resolve(res.status))));
       try {
         expect(await check('envoy.service.auth.v3.Authorization')).toBe('SERVING');
         expect(await check('')).toBe('SERVING');
@@ -277,7 +359,10 @@ describe('authz', () => {
       } finally {
         await etcd.start();
       }
-      await store.updateService({ team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }, { service: 'orders' }] }, 'test');
+      await store.updateService(
+        { team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }, { service: 'orders' }] },
+        'test',
+      );
       await waitFor(async () => (await a.check(outbound('payments', 'orders'))).status?.code === status.OK, 15_000);
     }, 30_000);
   });
@@ -308,7 +393,10 @@ describe('authz', () => {
       const old = (await store.listAuthzKeys()).find((k) => k.kid === oldKid)!;
       expect(Date.parse(old.retireAfter!)).toBeGreaterThanOrEqual(Date.parse(old.activeFrom) + 900_000);
       for (const token of [oldToken, newToken]) {
-        const inbound = await a.check({ context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' }, headers: { authorization: `Bearer ${token}` } });
+        const inbound = await a.check({
+          context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' },
+          headers: { authorization: `Bearer ${token}` },
+        });
         expect(inbound.status?.code).toBe(status.OK);
         await expect(jwtVerify(token, await jwks(), { audience: 'orders' })).resolves.toBeDefined();
       }

@@ -15,7 +15,11 @@ describe('decodeCheckAttributes', () => {
     const full = CheckRequest.decode(bytes);
     const lean = decodeCheckAttributes(bytes);
     expect(lean.contextExtensions).toEqual(full.attributes!.contextExtensions);
-    expect(lean.http()).toEqual({ host: full.attributes!.request!.http!.host, path: full.attributes!.request!.http!.path, headers: full.attributes!.request!.http!.headers });
+    expect(lean.http()).toEqual({
+      host: full.attributes!.request!.http!.host,
+      path: full.attributes!.request!.http!.path,
+      headers: full.attributes!.request!.http!.headers,
+    });
   });
 
   it('has no HTTP attributes and no context for an empty request', () => {
@@ -34,7 +38,9 @@ describe('decodeCheckAttributes', () => {
 
 describe('decodeCheckAttributes on hostile bytes', () => {
   it('never throws on truncated or random input', () => {
-    const valid = Buffer.from(CheckRequest.encode(checkRequest({ context: { 'trellis.direction': 'inbound' }, headers: { authorization: 'Bearer x' } })).finish());
+    const valid = Buffer.from(
+      CheckRequest.encode(checkRequest({ context: { 'trellis.direction': 'inbound' }, headers: { authorization: 'Bearer x' } })).finish(),
+    );
     for (let cut = 0; cut < valid.length; cut++) {
       const lean = decodeCheckAttributes(valid.subarray(0, cut));
       expect(() => lean.http()).not.toThrow();

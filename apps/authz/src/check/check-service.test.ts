@@ -12,6 +12,7 @@ import { KeyRing, type AuthzKeyStore } from '../keys/key-ring';
 import { generateSigningKey } from '../keys/signing-key';
 import { AuthzMetrics } from '../metrics';
 import { MeshTokenIssuer } from '../tokens/token-issuer';
+import { MeshTokenVerifier } from '../tokens/token-verifier';
 import { decodeCheckAttributes } from './check-attributes';
 import { CheckService } from './check-service';
 import { MeshPolicy, type MeshView } from './mesh-policy';
@@ -42,20 +43,28 @@ describe('CheckService', () => {
   let service: CheckService;
 
   const wire = (request: Parameters<typeof checkRequest>[0]) => CheckRequest.encode(checkRequest(request)).finish();
-  const run = async (request: Parameters<typeof checkRequest>[0]) => CheckResponse.decode(await service.check(decodeCheckAttributes(wire(request))));
+  const run = async (request: Parameters<typeof checkRequest>[0]) =>
+    CheckResponse.decode(await service.check(decodeCheckAttributes(wire(request))));
 
   beforeEach(async () => {
     metrics = new AuthzMetrics(new Registry());
     const base = { team: 't', protocol: 'http' as const, port: 80 };
     view = {
       ready: true,
-      state: { services: new Map([['a', record({ ...base, name: 'a', dependencies: [{ service: 'b' }] })], ['b', record({ ...base, name: 'b' })]]), authzKeys: new Map() },
+      state: {
+        services: new Map([
+          ['a', record({ ...base, name: 'a', dependencies: [{ service: 'b' }] })],
+          ['b', record({ ...base, name: 'b' })],
+        ]),
+        authzKeys: new Map(),
+      },
     };
     keyRing = new KeyRing(new MemoryKeyStore(), { publishLeadSeconds: 60, tokenTtlSeconds: 900, clockSkewSeconds: 30 }, logger, metrics);
     await keyRing.setLocalKeys([await generateSigningKey()]);
     const tokens = new MeshTokenIssuer(keyRing, undefined, () => 'trellis', { ttlSeconds: 900, cacheTtlSeconds: 870 }, metrics, logger);
     const access = new CloudflareAccessVerifier({ certsUrlTemplate: 'http://127.0.0.1:9/{teamDomain}', clockSkewSeconds: 30 }, metrics);
-    service = new CheckService(new MeshPolicy(view), tokens, keyRing, access, { issuer: () => 'trellis', clockSkewSeconds: 30, tokenTtlSeconds: 900 }, metrics, logger);
+    const verifier = new MeshTokenVerifier(keyRing, { issuer: () => 'trellis', clockSkewSeconds: 30, maxLifetimeSeconds: 900 });
+    service = new CheckService(new MeshPolicy(view), tokens, verifier, access, metrics, logger);
   });
 
   it('fails closed before the first registry snapshot', async () => {

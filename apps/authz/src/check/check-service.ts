@@ -10,11 +10,10 @@ import type { Logger } from '@trellis/runtime';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { DNS_LABEL } from '@trellis/mesh-schema';
 import { accessTokenFrom, type CloudflareAccessVerifier } from '../edge/cloudflare-access';
-import type { KeyRing } from '../keys/key-ring';
 import type { AuthzMetrics, Direction } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
-import { verifyMeshToken } from '../tokens/verify';
+import type { MeshTokenVerifier } from '../tokens/token-verifier';
 import type { CheckAttributes } from './check-attributes';
 import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavailable, type Decision } from './decision';
 import { DenialLog } from './denial-log';
@@ -29,12 +28,6 @@ export const CALLER_HEADER = 'x-trellis-caller';
 export const ACCESS_EMAIL_HEADER = 'x-trellis-access-email';
 export const ACCESS_SERVICE_TOKEN_HEADER = 'x-trellis-access-service-token';
 
-export interface CheckSettings {
-  issuer: () => string;
-  clockSkewSeconds: number;
-  tokenTtlSeconds: number;
-}
-
 export class CheckService {
   // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.
   private readonly encodedResponses = new WeakMap<MintedToken, Buffer>();
@@ -43,9 +36,8 @@ export class CheckService {
   constructor(
     private readonly policy: MeshPolicy,
     private readonly tokens: MeshTokenIssuer,
-    private readonly keyRing: KeyRing,
+    private readonly verifier: MeshTokenVerifier,
     private readonly access: CloudflareAccessVerifier,
-    private readonly settings: CheckSettings,
     private readonly metrics: AuthzMetrics,
     private readonly logger: Logger,
   ) {
@@ -63,7 +55,9 @@ export class CheckService {
       decision = this.internalError(err, direction);
     }
     if (decision instanceof Promise) {
-      return decision.catch((err: unknown) => this.internalError(err, direction)).then((d) => this.respond(d, direction, attributes, started));
+      return decision
+        .catch((err: unknown) => this.internalError(err, direction))
+        .then((d) => this.respond(d, direction, attributes, started));
     }
     return this.respond(decision, direction, attributes, started);
   }
@@ -129,13 +123,7 @@ export class CheckService {
   /** At B's sidecar, for proxies that validate through ext_authz rather than jwt_authn. */
   private async inbound(destination: string | undefined, headers: Readonly<Record<string, string>>): Promise<Decision> {
     if (!isServiceName(destination)) return misconfigured('missing-context', `inbound checks need a ${CONTEXT_DESTINATION} service name`);
-    const token = bearerToken(headers['authorization']);
-    const result = await verifyMeshToken(token, (kid) => this.keyRing.verificationKey(kid), {
-      issuer: this.settings.issuer(),
-      audience: destination,
-      clockSkewSeconds: this.settings.clockSkewSeconds,
-      maxLifetimeSeconds: this.settings.tokenTtlSeconds,
-    });
+    const result = await this.verifier.verify(bearerToken(headers['authorization']), destination);
     if (!result.valid) return unauthenticated(`token-${result.reason}`, result.detail);
     // A valid token from a caller that has since dropped the dependency is refused too.
     const call = this.policy.allowsCall(result.subject, destination);
@@ -151,7 +139,8 @@ export class CheckService {
   private async edge(attributes: CheckAttributes, destination: string | undefined): Promise<Decision> {
     const http = attributes.http();
     if (!http) return misconfigured('missing-context', 'edge checks need the HTTP request attributes');
-    if (destination !== undefined && !isServiceName(destination)) return misconfigured('missing-context', `${CONTEXT_DESTINATION} is not a service name`);
+    if (destination !== undefined && !isServiceName(destination))
+      return misconfigured('missing-context', `${CONTEXT_DESTINATION} is not a service name`);
     const match = destination ? this.policy.ingressOf(destination) : this.policy.ingressFor(http.host, http.path);
     if (!match) return forbid('no-ingress', 'no ingress serves this host and path');
     const stripIdentity = [ACCESS_EMAIL_HEADER, ACCESS_SERVICE_TOKEN_HEADER];
@@ -168,7 +157,10 @@ export class CheckService {
     const headers: Record<string, string> = {};
     if (email) headers[ACCESS_EMAIL_HEADER] = email;
     if (serviceTokenId) headers[ACCESS_SERVICE_TOKEN_HEADER] = serviceTokenId;
-    return allow(headers, stripIdentity.filter((name) => !(name in headers)));
+    return allow(
+      headers,
+      stripIdentity.filter((name) => !(name in headers)),
+    );
   }
 }
 

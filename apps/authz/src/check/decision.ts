@@ -17,19 +17,49 @@ export type Decision =
     }
   | { allow: false; reason: string; grpcCode: GrpcStatus; httpStatus: number; message: string };
 
-export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = [], memo?: object): Decision => ({ allow: true, reason: 'allowed', headers, removeHeaders, memo });
+export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = [], memo?: object): Decision => ({
+  allow: true,
+  reason: 'allowed',
+  headers,
+  removeHeaders,
+  memo,
+});
 
 /** 403: the caller is known and not allowed. */
-export const forbid = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.PERMISSION_DENIED, httpStatus: 403, message });
+export const forbid = (reason: string, message: string): Decision => ({
+  allow: false,
+  reason,
+  grpcCode: GrpcStatus.PERMISSION_DENIED,
+  httpStatus: 403,
+  message,
+});
 
 /** 401: no credential, or one that does not verify. */
-export const unauthenticated = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.UNAUTHENTICATED, httpStatus: 401, message });
+export const unauthenticated = (reason: string, message: string): Decision => ({
+  allow: false,
+  reason,
+  grpcCode: GrpcStatus.UNAUTHENTICATED,
+  httpStatus: 401,
+  message,
+});
 
 /** 503: authz cannot decide yet (no registry snapshot, no signing key, certs unreachable) and so refuses. */
-export const unavailable = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.UNAVAILABLE, httpStatus: 503, message });
+export const unavailable = (reason: string, message: string): Decision => ({
+  allow: false,
+  reason,
+  grpcCode: GrpcStatus.UNAVAILABLE,
+  httpStatus: 503,
+  message,
+});
 
 /** 400/403: the proxy's configuration does not say what to check. */
-export const misconfigured = (reason: string, message: string): Decision => ({ allow: false, reason, grpcCode: GrpcStatus.INVALID_ARGUMENT, httpStatus: 403, message });
+export const misconfigured = (reason: string, message: string): Decision => ({
+  allow: false,
+  reason,
+  grpcCode: GrpcStatus.INVALID_ARGUMENT,
+  httpStatus: 403,
+  message,
+});
 
 const header = (key: string, value: string) => ({
   header: { key, value, rawValue: Buffer.alloc(0) },
@@ -63,7 +93,11 @@ export function toCheckResponse(decision: Decision): CheckResponse {
       value: {
         status: { code: decision.httpStatus },
         headers: [header('content-type', 'application/json'), header('x-trellis-authz-reason', decision.reason)],
-        body: JSON.stringify({ error: decision.httpStatus === 401 ? 'unauthenticated' : decision.httpStatus === 503 ? 'unavailable' : 'forbidden', reason: decision.reason, message: decision.message }),
+        body: JSON.stringify({
+          error: decision.httpStatus === 401 ? 'unauthenticated' : decision.httpStatus === 503 ? 'unavailable' : 'forbidden',
+          reason: decision.reason,
+          message: decision.message,
+        }),
       },
     },
     dynamicMetadata: undefined,

@@ -31,7 +31,10 @@ describe('MeshPolicy', () => {
   });
 
   it('sees a changed record at once (a new record object)', () => {
-    const mesh = view([{ ...base, name: 'checkout' }, { ...base, name: 'orders' }]);
+    const mesh = view([
+      { ...base, name: 'checkout' },
+      { ...base, name: 'orders' },
+    ]);
     const policy = new MeshPolicy(mesh);
     expect(policy.allowsCall('checkout', 'orders').allowed).toBe(false);
     mesh.services.set('checkout', record({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }] }));

@@ -76,7 +76,8 @@ export class MeshPolicy {
       index.set(host, [...(index.get(host) ?? []), { service, ingress }]);
     }
     // Longest prefix first; ties by service name so the answer is deterministic.
-    for (const list of index.values()) list.sort((a, b) => b.ingress.pathPrefix.length - a.ingress.pathPrefix.length || a.service.localeCompare(b.service));
+    for (const list of index.values())
+      list.sort((a, b) => b.ingress.pathPrefix.length - a.ingress.pathPrefix.length || a.service.localeCompare(b.service));
     this.ingressIndex = index;
     return index;
   }

@@ -17,14 +17,23 @@ describe('CloudflareAccessVerifier', () => {
   beforeEach(async () => {
     team = await FakeCloudflareTeam.start();
     metrics = new AuthzMetrics(new Registry());
-    verifier = new CloudflareAccessVerifier({ certsUrlTemplate: team.certsUrlTemplate, clockSkewSeconds: 30, cooldownMs: 0, fetchTimeoutMs: 1_000 }, metrics);
+    verifier = new CloudflareAccessVerifier(
+      { certsUrlTemplate: team.certsUrlTemplate, clockSkewSeconds: 30, cooldownMs: 0, fetchTimeoutMs: 1_000 },
+      metrics,
+    );
     app = { teamDomain: team.teamDomain, audience: AUD };
   });
   afterEach(() => team.close());
 
   it('accepts a user token and a service token, and reports who it is', async () => {
-    await expect(verifier.verify(await team.sign(AUD, { email: 'ada@example.com' }), app)).resolves.toMatchObject({ valid: true, identity: { email: 'ada@example.com' } });
-    await expect(verifier.verify(await team.sign(AUD, { commonName: 'abc123.access' }), app)).resolves.toMatchObject({ valid: true, identity: { serviceTokenId: 'abc123.access' } });
+    await expect(verifier.verify(await team.sign(AUD, { email: 'ada@example.com' }), app)).resolves.toMatchObject({
+      valid: true,
+      identity: { email: 'ada@example.com' },
+    });
+    await expect(verifier.verify(await team.sign(AUD, { commonName: 'abc123.access' }), app)).resolves.toMatchObject({
+      valid: true,
+      identity: { serviceTokenId: 'abc123.access' },
+    });
     expect(team.certsRequests).toBe(1); // cached between calls
   });
 
@@ -36,7 +45,9 @@ describe('CloudflareAccessVerifier', () => {
     expect(await reasons(await team.sign('0'.repeat(64)))).toBe('wrong-audience');
     expect(await reasons(await team.sign(AUD, { issuer: 'https://evil.cloudflareaccess.com' }))).toBe('wrong-issuer');
     expect(await reasons(await team.sign(AUD, { expiresInSeconds: -120 }))).toBe('expired');
-    expect(await reasons(await team.sign(AUD, { key: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey }))).toBe('bad-signature');
+    expect(await reasons(await team.sign(AUD, { key: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey }))).toBe(
+      'bad-signature',
+    );
     expect(await reasons('garbage')).toBe('malformed');
     expect(await reasons(undefined)).toBe('missing');
   });

@@ -20,7 +20,21 @@ export interface AccessIdentity {
 
 export type AccessVerification =
   | { valid: true; identity: AccessIdentity }
-  | { valid: false; reason: 'missing' | 'oversized' | 'malformed' | 'unknown-kid' | 'bad-signature' | 'expired' | 'not-yet-valid' | 'wrong-audience' | 'wrong-issuer' | 'no-identity' | 'certs-unavailable' };
+  | {
+      valid: false;
+      reason:
+        | 'missing'
+        | 'oversized'
+        | 'malformed'
+        | 'unknown-kid'
+        | 'bad-signature'
+        | 'expired'
+        | 'not-yet-valid'
+        | 'wrong-audience'
+        | 'wrong-issuer'
+        | 'no-identity'
+        | 'certs-unavailable';
+    };
 
 export interface CloudflareAccessOptions {
   /** `https://{teamDomain}/cdn-cgi/access/certs` in production; tests point it at a local server. */
@@ -85,7 +99,12 @@ export class CloudflareAccessVerifier {
     }
     if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return 'unknown-kid';
     if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad-signature';
-    if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || !(err instanceof errors.JOSEError) || err.code === 'ERR_JOSE_GENERIC') {
+    if (
+      err instanceof errors.JWKSTimeout ||
+      err instanceof errors.JWKSInvalid ||
+      !(err instanceof errors.JOSEError) ||
+      err.code === 'ERR_JOSE_GENERIC'
+    ) {
       // The certs endpoint failed (network, HTTP status, bad document): fail closed, loudly.
       this.metrics.edgeJwksFetchErrors.inc();
       return 'certs-unavailable';
@@ -98,7 +117,8 @@ function identityOf(payload: JWTPayload): AccessIdentity | undefined {
   const subject = typeof payload.sub === 'string' ? payload.sub : '';
   if (typeof payload['email'] === 'string' && payload['email'].length > 0) return { email: payload['email'], subject };
   // Service tokens carry the Client ID in common_name and an empty sub.
-  if (typeof payload['common_name'] === 'string' && payload['common_name'].length > 0) return { serviceTokenId: payload['common_name'], subject };
+  if (typeof payload['common_name'] === 'string' && payload['common_name'].length > 0)
+    return { serviceTokenId: payload['common_name'], subject };
   return undefined;
 }
 

@@ -17,7 +17,8 @@ const AUTHORIZATION_SERVICE_ON_THE_WIRE = {
   check: {
     ...AuthorizationService.check,
     requestDeserialize: (bytes: Buffer): CheckAttributes => decodeCheckAttributes(bytes),
-    responseSerialize: (value: Buffer | CheckResponse): Buffer => (Buffer.isBuffer(value) ? value : AuthorizationService.check.responseSerialize(value)),
+    responseSerialize: (value: Buffer | CheckResponse): Buffer =>
+      Buffer.isBuffer(value) ? value : AuthorizationService.check.responseSerialize(value),
   },
 } as const;
 
@@ -50,7 +51,9 @@ export async function startGrpcServer(checks: CheckService, host: string, port: 
   const health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    );
   });
   return { server, health, port: boundPort };
 }

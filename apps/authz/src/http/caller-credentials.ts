@@ -16,7 +16,8 @@ export class CallerCredentials {
     const digests = new Map<string, Buffer>();
     for (const [service, secret] of entries) {
       if (!DNS_LABEL.test(service)) throw new Error(`token endpoint credentials: "${service}" is not a service name`);
-      if (secret.length < MIN_SECRET_LENGTH) throw new Error(`token endpoint credentials: the secret of ${service} is shorter than ${MIN_SECRET_LENGTH} characters`);
+      if (secret.length < MIN_SECRET_LENGTH)
+        throw new Error(`token endpoint credentials: the secret of ${service} is shorter than ${MIN_SECRET_LENGTH} characters`);
       digests.set(service, digest(secret));
     }
     return new CallerCredentials(digests);

@@ -51,7 +51,9 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     if (!body.success) {
       metrics.tokenEndpointRequests.inc({ result: 'invalid' });
       const issue = body.error.issues[0]!;
-      return problem(res, 400, 'Invalid request', `${issue.path.join('.') || 'body'}: ${issue.message}`, { field: issue.path.join('.') || 'body' });
+      return problem(res, 400, 'Invalid request', `${issue.path.join('.') || 'body'}: ${issue.message}`, {
+        field: issue.path.join('.') || 'body',
+      });
     }
     if (!deps.policy.ready) {
       metrics.tokenEndpointRequests.inc({ result: 'not-ready' });
@@ -84,11 +86,20 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
     const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
     if (status === 500) deps.logger.error({ err }, 'unhandled HTTP error');
-    problem(res, status, status === 500 ? 'Internal error' : 'Bad request', status === 500 ? 'unexpected error' : err.message, status === 500 ? {} : { field: 'body' });
+    problem(
+      res,
+      status,
+      status === 500 ? 'Internal error' : 'Bad request',
+      status === 500 ? 'unexpected error' : err.message,
+      status === 500 ? {} : { field: 'body' },
+    );
   });
   return app;
 }
 
 function problem(res: Response, status: number, title: string, detail: string, extra: Record<string, unknown> = {}): void {
-  res.status(status).type('application/problem+json').send(JSON.stringify({ type: 'about:blank', title, status, detail, ...extra }));
+  res
+    .status(status)
+    .type('application/problem+json')
+    .send(JSON.stringify({ type: 'about:blank', title, status, detail, ...extra }));
 }

@@ -41,7 +41,8 @@ export class KeyRing {
     const before = new Set(this.local.keys());
     this.local = new Map(keys.map((key) => [key.kid, key]));
     this.signerMemo = undefined;
-    for (const key of keys) if (!before.has(key.kid)) this.logger.info({ kid: key.kid, alg: key.alg, source: key.source }, 'signing key loaded');
+    for (const key of keys)
+      if (!before.has(key.kid)) this.logger.info({ kid: key.kid, alg: key.alg, source: key.source }, 'signing key loaded');
     for (const kid of before) if (!this.local.has(kid)) this.logger.info({ kid }, 'signing key removed from the key source');
     await this.reconcile();
   }
@@ -87,7 +88,10 @@ export class KeyRing {
     this.updateGauges(now);
     if (!this.signer() && this.local.size > 0) {
       const pending = [...next.values()].filter((r) => this.local.has(r.kid) && keyState(r, now) === 'pending');
-      this.logger.error({ pendingUntil: pending.map((r) => r.activeFrom) }, 'no signing key is active: outbound checks are denied until one is');
+      this.logger.error(
+        { pendingUntil: pending.map((r) => r.activeFrom) },
+        'no signing key is active: outbound checks are denied until one is',
+      );
     }
   }
 
@@ -107,7 +111,11 @@ export class KeyRing {
     if (!record || isRetired(record, this.clock())) return undefined;
     let cached = this.publicKeyCache.get(kid);
     if (!cached) {
-      cached = { kid, alg: record.jwk.alg, key: this.local.get(kid)?.publicKey ?? createPublicKey({ key: jwkForImport(record.jwk), format: 'jwk' }) };
+      cached = {
+        kid,
+        alg: record.jwk.alg,
+        key: this.local.get(kid)?.publicKey ?? createPublicKey({ key: jwkForImport(record.jwk), format: 'jwk' }),
+      };
       this.publicKeyCache.set(kid, cached);
     }
     return cached;

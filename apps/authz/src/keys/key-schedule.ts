@@ -28,7 +28,12 @@ export function isRetired(record: AuthzPublicKey, now: number): boolean {
 }
 
 /** What to write to etcd so the published records match the local keys and the clock. */
-export function planKeySchedule(local: readonly SigningKey[], published: readonly AuthzPublicKey[], now: number, options: KeyScheduleOptions): KeyPlan {
+export function planKeySchedule(
+  local: readonly SigningKey[],
+  published: readonly AuthzPublicKey[],
+  now: number,
+  options: KeyScheduleOptions,
+): KeyPlan {
   const effective = new Map(published.map((record) => [record.kid, record]));
   const changed = new Map<string, AuthzPublicKey>();
   const live = published.filter((record) => !isRetired(record, now));
@@ -44,7 +49,9 @@ export function planKeySchedule(local: readonly SigningKey[], published: readonl
   }
 
   // Superseded keys: keep verifying until the last token they could have signed expired.
-  const active = [...effective.values()].filter((record) => ms(record.activeFrom) <= now).sort((a, b) => ms(a.activeFrom) - ms(b.activeFrom));
+  const active = [...effective.values()]
+    .filter((record) => ms(record.activeFrom) <= now)
+    .sort((a, b) => ms(a.activeFrom) - ms(b.activeFrom));
   for (const record of active) {
     if (record.retireAfter !== undefined) continue;
     const successor = active.find((other) => ms(other.activeFrom) > ms(record.activeFrom));
@@ -69,7 +76,8 @@ export function selectSigner(localKids: ReadonlySet<string>, published: Iterable
   let best: AuthzPublicKey | undefined;
   for (const record of published) {
     if (!localKids.has(record.kid) || record.retireAfter !== undefined || ms(record.activeFrom) > now) continue;
-    if (!best || ms(record.activeFrom) > ms(best.activeFrom) || (record.activeFrom === best.activeFrom && record.kid > best.kid)) best = record;
+    if (!best || ms(record.activeFrom) > ms(best.activeFrom) || (record.activeFrom === best.activeFrom && record.kid > best.kid))
+      best = record;
   }
   return best;
 }

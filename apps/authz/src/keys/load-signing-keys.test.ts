@@ -6,7 +6,10 @@ import { loadSigningKeys } from './load-signing-keys';
 import { InvalidSigningKeyError } from './signing-key';
 
 const pem = (type: 'rsa' | 'ec', bits = 2048) =>
-  (type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: bits }) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' })).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  (type === 'rsa'
+    ? generateKeyPairSync('rsa', { modulusLength: bits })
+    : generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+  ).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
 
 describe('loadSigningKeys', () => {
   let dir: string;

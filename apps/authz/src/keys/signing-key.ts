@@ -41,7 +41,8 @@ export async function signingKeyFromKeyObject(privateKey: KeyObject, source: str
   const details = privateKey.asymmetricKeyDetails ?? {};
   let alg: SigningAlg;
   if (privateKey.asymmetricKeyType === 'rsa') {
-    if ((details.modulusLength ?? 0) < MIN_RSA_BITS) throw new InvalidSigningKeyError(source, `RSA keys must have at least ${MIN_RSA_BITS} bits`);
+    if ((details.modulusLength ?? 0) < MIN_RSA_BITS)
+      throw new InvalidSigningKeyError(source, `RSA keys must have at least ${MIN_RSA_BITS} bits`);
     alg = 'RS256';
   } else if (privateKey.asymmetricKeyType === 'ec' && details.namedCurve === 'prime256v1') {
     alg = 'ES256';

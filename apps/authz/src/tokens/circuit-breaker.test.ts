@@ -3,7 +3,8 @@ import { CircuitBreaker, type BreakerState } from './circuit-breaker';
 describe('CircuitBreaker', () => {
   let now = 0;
   const transitions: BreakerState[] = [];
-  const breaker = () => new CircuitBreaker({ failureThreshold: 3, cooldownMs: 1_000, clock: () => now, onStateChange: (s) => transitions.push(s) });
+  const breaker = () =>
+    new CircuitBreaker({ failureThreshold: 3, cooldownMs: 1_000, clock: () => now, onStateChange: (s) => transitions.push(s) });
 
   beforeEach(() => {
     now = 0;

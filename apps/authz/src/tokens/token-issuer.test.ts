@@ -51,9 +51,23 @@ describe('MeshTokenIssuer', () => {
     now = T0;
     metrics = new AuthzMetrics(new Registry());
     shared = new MemoryShared();
-    keyRing = new KeyRing(new MemoryKeyStore(), { publishLeadSeconds: 60, tokenTtlSeconds: 900, clockSkewSeconds: 30 }, logger, metrics, () => now);
+    keyRing = new KeyRing(
+      new MemoryKeyStore(),
+      { publishLeadSeconds: 60, tokenTtlSeconds: 900, clockSkewSeconds: 30 },
+      logger,
+      metrics,
+      () => now,
+    );
     await keyRing.setLocalKeys([await generateSigningKey()]);
-    issuer = new MeshTokenIssuer(keyRing, shared, () => 'trellis', { ttlSeconds: 900, cacheTtlSeconds: 870 }, metrics, logger, () => now);
+    issuer = new MeshTokenIssuer(
+      keyRing,
+      shared,
+      () => 'trellis',
+      { ttlSeconds: 900, cacheTtlSeconds: 870 },
+      metrics,
+      logger,
+      () => now,
+    );
   });
 
   it('mints once, stores it in Redis for the cache TTL, then serves it from memory', async () => {

@@ -75,13 +75,20 @@ export class MeshTokenIssuer {
     const key = `${source}:${destination}:${signer.kid}`;
     this.memoryMisses.inc();
     return this.flights.run(key, async () => {
-      const entry = (await this.fromShared(key, source, destination, signer.kid, issuer)) ?? (await this.mint(key, source, destination, issuer));
+      const entry =
+        (await this.fromShared(key, source, destination, signer.kid, issuer)) ?? (await this.mint(key, source, destination, issuer));
       this.remember(key, entry);
       return entry;
     });
   }
 
-  private async fromShared(key: string, source: string, destination: string, kid: string, issuer: string): Promise<CachedToken | undefined> {
+  private async fromShared(
+    key: string,
+    source: string,
+    destination: string,
+    kid: string,
+    issuer: string,
+  ): Promise<CachedToken | undefined> {
     if (!this.shared) return undefined;
     const lookup = await this.shared.get(key);
     this.metrics.tokenCache.inc({ layer: 'redis', result: lookup.result });
@@ -96,7 +103,11 @@ export class MeshTokenIssuer {
     const signer = this.keyRing.signer();
     if (!signer) throw new NoSigningKeyError();
     const started = process.hrtime.bigint();
-    const minted = await mintMeshToken(signer, { issuer, subject: source, audience: destination, ttlSeconds: this.options.ttlSeconds }, this.clock());
+    const minted = await mintMeshToken(
+      signer,
+      { issuer, subject: source, audience: destination, ttlSeconds: this.options.ttlSeconds },
+      this.clock(),
+    );
     this.metrics.mintDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     this.metrics.tokensMinted.inc({ alg: signer.alg });
     this.logger.debug({ source, destination, kid: minted.kid }, 'mesh token minted');

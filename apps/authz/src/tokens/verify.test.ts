@@ -24,7 +24,10 @@ describe('verifyMeshToken', () => {
     for (const key of [rsa, ec]) keys.set(key.kid, { kid: key.kid, alg: key.alg, key: key.publicKey });
   });
 
-  const mint = (key: SigningKey, overrides: Partial<{ iss: string; sub: string; aud: string; iat: number; nbf: number; exp: number }> = {}) =>
+  const mint = (
+    key: SigningKey,
+    overrides: Partial<{ iss: string; sub: string; aud: string; iat: number; nbf: number; exp: number }> = {},
+  ) =>
     new SignJWT({})
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
       .setIssuer(overrides.iss ?? 'trellis')
@@ -60,15 +63,24 @@ describe('verifyMeshToken', () => {
   it('rejects alg none, with or without a signature segment', async () => {
     const header = b64({ alg: 'none', kid: rsa.kid, typ: 'JWT' });
     const payload = b64({ iss: 'trellis', sub: 'checkout', aud: 'orders', iat: nowSeconds, exp: nowSeconds + 900 });
-    await expect(verifyMeshToken(`${header}.${payload}.`, lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'malformed' });
-    await expect(verifyMeshToken(`${header}.${payload}.${b64('x')}`, lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'alg-not-allowed' });
+    await expect(verifyMeshToken(`${header}.${payload}.`, lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'malformed',
+    });
+    await expect(verifyMeshToken(`${header}.${payload}.${b64('x')}`, lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'alg-not-allowed',
+    });
   });
 
   it('rejects HS256 signed with the public key as the HMAC secret', async () => {
     const pem = rsa.publicKey.export({ type: 'spki', format: 'pem' });
     const signingInput = `${b64({ alg: 'HS256', kid: rsa.kid, typ: 'JWT' })}.${b64({ iss: 'trellis', sub: 'checkout', aud: 'orders', iat: nowSeconds, exp: nowSeconds + 900 })}`;
     const signature = createHmac('sha256', pem).update(signingInput).digest('base64url');
-    await expect(verifyMeshToken(`${signingInput}.${signature}`, lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'alg-not-allowed' });
+    await expect(verifyMeshToken(`${signingInput}.${signature}`, lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'alg-not-allowed',
+    });
   });
 
   it('rejects a header alg that differs from the key it names', async () => {
@@ -84,8 +96,17 @@ describe('verifyMeshToken', () => {
   });
 
   it('rejects an unknown kid and a missing kid', async () => {
-    await expect(verifyMeshToken(await mint(stranger), lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'unknown-kid' });
-    const noKid = await new SignJWT({ sub: 'checkout' }).setProtectedHeader({ alg: 'RS256' }).setIssuer('trellis').setAudience('orders').setIssuedAt(nowSeconds).setExpirationTime(nowSeconds + 900).sign(rsa.privateKey);
+    await expect(verifyMeshToken(await mint(stranger), lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'unknown-kid',
+    });
+    const noKid = await new SignJWT({ sub: 'checkout' })
+      .setProtectedHeader({ alg: 'RS256' })
+      .setIssuer('trellis')
+      .setAudience('orders')
+      .setIssuedAt(nowSeconds)
+      .setExpirationTime(nowSeconds + 900)
+      .sign(rsa.privateKey);
     await expect(verifyMeshToken(noKid, lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'unknown-kid' });
   });
 
@@ -117,19 +138,33 @@ describe('verifyMeshToken', () => {
   });
 
   it('rejects the wrong audience and the wrong issuer', async () => {
-    await expect(verifyMeshToken(await mint(rsa, { aud: 'payments' }), lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'wrong-audience' });
-    await expect(verifyMeshToken(await mint(rsa, { iss: 'someone-else' }), lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'wrong-issuer' });
+    await expect(verifyMeshToken(await mint(rsa, { aud: 'payments' }), lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'wrong-audience',
+    });
+    await expect(verifyMeshToken(await mint(rsa, { iss: 'someone-else' }), lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'wrong-issuer',
+    });
   });
 
   it('rejects a tampered payload', async () => {
     const [header, , signature] = (await mint(rsa)).split('.');
     const payload = b64({ iss: 'trellis', sub: 'admin', aud: 'orders', iat: nowSeconds, exp: nowSeconds + 900 });
-    await expect(verifyMeshToken(`${header}.${payload}.${signature}`, lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'bad-signature' });
+    await expect(verifyMeshToken(`${header}.${payload}.${signature}`, lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'bad-signature',
+    });
   });
 
   it('rejects an oversized header and an oversized token before parsing them', async () => {
     const bigHeader = b64({ alg: 'RS256', kid: rsa.kid, pad: 'x'.repeat(1000) });
-    await expect(verifyMeshToken(`${bigHeader}.${b64({})}.${b64('s')}`, lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'oversized' });
-    await expect(verifyMeshToken(`${b64({ alg: 'RS256' })}.${'A'.repeat(5000)}.${b64('s')}`, lookup, expected, now)).resolves.toMatchObject({ valid: false, reason: 'oversized' });
+    await expect(verifyMeshToken(`${bigHeader}.${b64({})}.${b64('s')}`, lookup, expected, now)).resolves.toMatchObject({
+      valid: false,
+      reason: 'oversized',
+    });
+    await expect(verifyMeshToken(`${b64({ alg: 'RS256' })}.${'A'.repeat(5000)}.${b64('s')}`, lookup, expected, now)).resolves.toMatchObject(
+      { valid: false, reason: 'oversized' },
+    );
   });
 });

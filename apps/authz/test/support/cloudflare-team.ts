@@ -49,10 +49,15 @@ export class FakeCloudflareTeam {
   }
 
   /** A user's Access JWT (or a service token's, with `commonName`). */
-  sign(audience: string, opts: { email?: string; commonName?: string; issuer?: string; expiresInSeconds?: number; kid?: string; key?: KeyObject } = {}): Promise<string> {
+  sign(
+    audience: string,
+    opts: { email?: string; commonName?: string; issuer?: string; expiresInSeconds?: number; kid?: string; key?: KeyObject } = {},
+  ): Promise<string> {
     const key = opts.kid ? this.keys.find((k) => k.kid === opts.kid)! : this.keys[this.keys.length - 1]!;
     const now = Math.floor(Date.now() / 1000);
-    const claims: Record<string, unknown> = opts.commonName ? { common_name: opts.commonName, type: 'app' } : { email: opts.email ?? 'ada@example.com', type: 'app', identity_nonce: 'n' };
+    const claims: Record<string, unknown> = opts.commonName
+      ? { common_name: opts.commonName, type: 'app' }
+      : { email: opts.email ?? 'ada@example.com', type: 'app', identity_nonce: 'n' };
     return new SignJWT(claims)
       .setProtectedHeader({ alg: 'RS256', kid: key.kid })
       .setIssuer(opts.issuer ?? `https://${this.teamDomain}`)

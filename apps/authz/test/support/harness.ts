@@ -62,7 +62,12 @@ export async function startTestAuthz(
     ...env,
   });
   const etcdClient = etcd.client();
-  const authz = await startAuthz({ config, logger: createLogger('authz', process.env['TRELLIS_LOG_LEVEL'] ?? 'silent'), etcd: etcdClient, ...extra });
+  const authz = await startAuthz({
+    config,
+    logger: createLogger('authz', process.env['TRELLIS_LOG_LEVEL'] ?? 'silent'),
+    etcd: etcdClient,
+    ...extra,
+  });
   await authz.whenReady();
   const client = new AuthorizationClient(`127.0.0.1:${authz.grpcPort}`, credentials.createInsecure());
   return {
@@ -87,7 +92,21 @@ export function checkRequest({ context = {}, headers = {}, host = 'orders', path
     destination: undefined,
     request: {
       time: undefined,
-      http: { id: '1', method: 'GET', headers, headerMap: undefined, path, host, scheme: 'http', query: '', fragment: '', size: '0', protocol: 'HTTP/1.1', body: '', rawBody: Buffer.alloc(0) },
+      http: {
+        id: '1',
+        method: 'GET',
+        headers,
+        headerMap: undefined,
+        path,
+        host,
+        scheme: 'http',
+        query: '',
+        fragment: '',
+        size: '0',
+        protocol: 'HTTP/1.1',
+        body: '',
+        rawBody: Buffer.alloc(0),
+      },
     },
     contextExtensions: context,
     metadataContext: undefined,
@@ -102,14 +121,19 @@ export const outbound = (source: string, destination: string): DeepCheck => ({
 });
 
 export function okHeaders(response: CheckResponse): Record<string, string> {
-  if (response.httpResponse?.$case !== 'okResponse') throw new Error(`expected OK, got status ${response.status?.code}: ${response.status?.message}`);
+  if (response.httpResponse?.$case !== 'okResponse')
+    throw new Error(`expected OK, got status ${response.status?.code}: ${response.status?.message}`);
   return Object.fromEntries(response.httpResponse.value.headers.map((h) => [h.header!.key, h.header!.value]));
 }
 
 export function deniedReason(response: CheckResponse): { code: number | undefined; http: number | undefined; reason: string | undefined } {
   if (response.httpResponse?.$case !== 'deniedResponse') throw new Error('expected a denial');
   const denied = response.httpResponse.value;
-  return { code: response.status?.code, http: denied.status?.code, reason: denied.headers.find((h) => h.header?.key === 'x-trellis-authz-reason')?.header?.value };
+  return {
+    code: response.status?.code,
+    http: denied.status?.code,
+    reason: denied.headers.find((h) => h.header?.key === 'x-trellis-authz-reason')?.header?.value,
+  };
 }
 
 /** The value of one series of a counter, 0 when absent. */
