@@ -6,6 +6,7 @@ import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '../generated/e
 import { OutlierDetection } from '../generated/envoy/config/cluster/v3/outlier_detection';
 import { Listener } from '../generated/envoy/config/listener/v3/listener';
 import { RouteConfiguration } from '../generated/envoy/config/route/v3/route';
+import { LocalRateLimit } from '../generated/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
 import { HttpConnectionManager } from '../generated/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import { ProtoValidator, type Violation } from './proto-validator';
 
@@ -65,6 +66,22 @@ describe('ProtoValidator', () => {
       apiListener: { apiListener: packAny(HttpConnectionManager, hcm) },
     });
     expect(rules(validator.validateAny(packAny(Listener, listener)))).toEqual(['api_listener.api_listener<HttpConnectionManager>.stat_prefix string.min_len']);
+  });
+
+  it('follows Any values inside maps (typed_per_filter_config) deep in a route configuration', () => {
+    const routes = RouteConfiguration.fromPartial({
+      name: 'r',
+      virtualHosts: [
+        {
+          name: 'v',
+          domains: ['*'],
+          typedPerFilterConfig: { 'envoy.filters.http.local_ratelimit': packAny(LocalRateLimit, LocalRateLimit.fromPartial({ statPrefix: '' })) },
+        },
+      ],
+    });
+    expect(rules(validator.validateMessage(RouteConfiguration, routes))).toEqual([
+      'virtual_hosts[0].typed_per_filter_config["envoy.filters.http.local_ratelimit"]<LocalRateLimit>.stat_prefix string.min_len',
+    ]);
   });
 
   it('says so when an Any holds a type whose proto is not loaded', () => {
