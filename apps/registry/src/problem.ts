@@ -54,6 +54,8 @@ export const problems = {
   unauthenticated: (detail: string) => new ProblemError(401, 'unauthenticated', 'Authentication required', detail),
   forbidden: (detail: string) => new ProblemError(403, 'forbidden', 'Not allowed', detail),
   notFound: (detail: string) => new ProblemError(404, 'not-found', 'Not found', detail),
+  methodNotAllowed: (method: string, allowed: ReadonlyArray<string>) =>
+    new ProblemError(405, 'method-not-allowed', 'Method not allowed', `${method} is not allowed here; use ${allowed.join(', ')}`, undefined, { allow: allowed }),
   conflict: (detail: string, extensions: Record<string, unknown> = {}) => new ProblemError(409, 'conflict', 'Conflict', detail, undefined, extensions),
   preconditionFailed: (detail: string, extensions: Record<string, unknown> = {}) =>
     new ProblemError(412, 'precondition-failed', 'Precondition failed', detail, [{ field: 'If-Match', message: detail }], extensions),

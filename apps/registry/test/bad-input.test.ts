@@ -177,6 +177,19 @@ describe('instance bodies', () => {
   });
 });
 
+describe('methods', () => {
+  it.each([
+    ['PATCH', '/api/v1/services/target', 'GET, PUT, DELETE, HEAD'],
+    ['DELETE', '/api/v1/services', 'GET, POST, HEAD'],
+    ['GET', '/api/v1/services/target/rollback', 'POST'],
+    ['POST', '/api/v1/topology', 'GET, HEAD'],
+  ])('answers %s %s with 405 and Allow', async (method, path, allow) => {
+    const res = method === 'GET' ? await rawRequest(method, path) : await rawRequest(method, path, '{}', { 'content-type': 'application/json' });
+    expectProblem(res, 405);
+    expect(res.headers.get('allow')).toBe(allow);
+  });
+});
+
 describe('queries', () => {
   it('refuses unknown and malformed filters', async () => {
     expectProblem(await call(registry.url, 'GET', '/api/v1/services?owner=me'), 400, 'owner');
