@@ -23,7 +23,8 @@ import {
   statPrefix,
 } from './names';
 
-function httpConnectionManager(name: string, routeName: string, httpFilters: HttpFilter[], logTags: Record<string, string>) {
+/** `explicitProxy`: also accept absolute-form requests, so an app can use the listener as its HTTP_PROXY. */
+function httpConnectionManager(name: string, routeName: string, httpFilters: HttpFilter[], logTags: Record<string, string>, explicitProxy = false) {
   return packAny(
     HttpConnectionManager,
     HttpConnectionManager.fromPartial({
@@ -32,6 +33,7 @@ function httpConnectionManager(name: string, routeName: string, httpFilters: Htt
       routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: routeName } },
       httpFilters,
       accessLog: [stdoutJsonAccessLog(logTags)],
+      ...(explicitProxy ? { httpProtocolOptions: { allowAbsoluteUrl: true } } : {}),
     }),
   );
 }
@@ -85,7 +87,7 @@ export function outboundHttpListener(source: ServiceModel, settings: TranslatorS
     address: socketAddress('127.0.0.1', settings.outboundPort),
     trafficDirection: TrafficDirection.OUTBOUND,
     filterChains: [
-      { name: OUTBOUND_HTTP_NAME, filters: [{ name: FILTER.httpConnectionManager, configType: { $case: 'typedConfig', value: httpConnectionManager(OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags) } }] },
+      { name: OUTBOUND_HTTP_NAME, filters: [{ name: FILTER.httpConnectionManager, configType: { $case: 'typedConfig', value: httpConnectionManager(OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true) } }] },
     ],
   });
 }

@@ -143,6 +143,9 @@ describe('buildProxyResources for Envoy sidecars', () => {
     const set = buildProxyResources(twoInstances().model(), envoy('a'));
     expect(names(set, TypeUrl.Listener)).toEqual(['inbound|a', 'outbound|http']);
     expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b', 'trellis-authz']);
+    const outbound = hcmOf(get(set, TypeUrl.Listener, 'outbound|http', Listener));
+    expect(outbound.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+    expect(outbound.httpProtocolOptions?.allowAbsoluteUrl).toBe(true);
     const routes = get(set, TypeUrl.RouteConfiguration, 'outbound|http', RouteConfiguration);
     expect(routes.virtualHosts.map((v) => [v.name, v.domains])).toEqual([
       ['b', ['b', 'b:9000']],
