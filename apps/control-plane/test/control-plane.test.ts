@@ -90,6 +90,11 @@ describe('control plane over etcd', () => {
     }
   });
 
+  it('sent only resources that decode with the generated types and satisfy validate.rules', () => {
+    expect(h.emitted.checked).toBeGreaterThan(3);
+    expect(h.emitted.problems).toEqual([]);
+  });
+
   describe('stream authentication (insecure clients not allowed)', () => {
     let secure: ControlPlaneHarness;
     let sign: (claims: { sub: string; aud?: string }) => Promise<string>;

@@ -89,4 +89,9 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
     expect(statuses[0]).toMatchObject({ service: 'a', nodeId: 'a-proxyless-1', controlPlane: 'cp-test' });
     for (const [, ms] of timings.slice(1)) expect(ms).toBeLessThan(5_000);
   });
+
+  it('sent only resources that decode with the generated types and satisfy validate.rules', () => {
+    expect(h.emitted.checked).toBeGreaterThan(5);
+    expect(h.emitted.problems).toEqual([]);
+  });
 });

@@ -2,7 +2,7 @@
 // OnStreamOpen/OnStreamRequest/OnStreamResponse), so metrics, logs and the
 // status writer stay out of the protocol code.
 import type { XdsTypeUrl } from '@trellis/envoy-types';
-import type { ProxyIdentity } from '../envoy/resources';
+import type { ProxyIdentity, XdsResource } from '../envoy/resources';
 
 export type XdsProtocol = 'sotw' | 'delta';
 
@@ -19,6 +19,8 @@ export interface SentResponse {
   version: string;
   nonce: string;
   resources: number;
+  /** The resources themselves (shared, never copied), for observers that inspect what went out. */
+  sent: readonly XdsResource[];
   /** Encoded size of the resources in this response. */
   bytes: number;
   meshRevision: string;

@@ -193,6 +193,7 @@ export class DeltaSession {
       version: systemVersion,
       nonce,
       resources: changes.upserts.length,
+      sent: changes.upserts,
       bytes: changes.upserts.reduce((sum, r) => sum + r.any.value.length, 0),
       meshRevision: snapshot.meshRevision,
     });

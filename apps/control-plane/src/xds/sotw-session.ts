@@ -172,6 +172,7 @@ export class SotwSession {
       version: desired.version,
       nonce,
       resources: resources.length,
+      sent: resources,
       bytes: resources.reduce((sum, r) => sum + r.any.value.length, 0),
       meshRevision: snapshot.meshRevision,
     });

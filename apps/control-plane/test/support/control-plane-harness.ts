@@ -4,9 +4,28 @@ import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../src/control-plane';
-import type { XdsCallbacks } from '../../src/xds/callbacks';
+import { unpackAny } from '@trellis/envoy-types';
+import { ProtoValidator } from '@trellis/envoy-types/validation';
+// Importing the resource modules registers their types for unpackAny.
+import '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
+import '@trellis/envoy-types/envoy/config/listener/v3/listener';
+import '@trellis/envoy-types/envoy/config/route/v3/route';
+import { composeCallbacks, type XdsCallbacks } from '../../src/xds/callbacks';
+
+let sharedValidator: ProtoValidator | undefined;
+/** validate.rules from Envoy's protos, loaded once per test file. */
+const validator = (): ProtoValidator => (sharedValidator ??= ProtoValidator.load());
+
+/** Every distinct resource the control plane sent that does not decode or breaks a validate.rules constraint. */
+export interface EmittedCheck {
+  checked: number;
+  problems: { resource: string; typeUrl: string; violations: unknown }[];
+}
 
 export interface ControlPlaneHarness {
+  /** What the wire tap found in every resource sent so far. */
+  emitted: EmittedCheck;
   etcd: TestEtcd;
   layout: KeyLayout;
   store: MeshStore;
@@ -40,16 +59,35 @@ export async function startControlPlaneHarness(
   const layout = new KeyLayout(testEtcd.prefix);
   const store = new MeshStore(testEtcd.client(), layout);
   await store.ensureMeshSettings({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
+  const emitted: EmittedCheck = { checked: 0, problems: [] };
+  const seen = new Set<string>();
+  const tap: XdsCallbacks = {
+    onResponse: (_stream, response) => {
+      for (const resource of response.sent) {
+        if (seen.has(resource.hash)) continue;
+        seen.add(resource.hash);
+        emitted.checked++;
+        try {
+          unpackAny(resource.any);
+          const violations = validator().validateAny(resource.any);
+          if (violations.length > 0) emitted.problems.push({ resource: resource.name, typeUrl: resource.typeUrl, violations });
+        } catch (err) {
+          emitted.problems.push({ resource: resource.name, typeUrl: resource.typeUrl, violations: String(err) });
+        }
+      }
+    },
+  };
   const cp = await startControlPlane({
     config: { ...TEST_CONTROL_PLANE_OPTIONS, ...overrides },
     etcd: testEtcd.client(),
     layout,
     logger: createLogger('control-plane', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent'),
-    ...(callbacks ? { callbacks } : {}),
+    callbacks: callbacks ? composeCallbacks(tap, callbacks) : tap,
   });
   await cp.watcher.whenReady();
   await eventually('the first mesh snapshot served', () => (cp.cache.ready && cp.watcher.live) || undefined);
   return {
+    emitted,
     etcd: testEtcd,
     layout,
     store,
