@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '8' },
     streams: { type: 'string', default: '32' },
     rounds: { type: 'string', default: '2' },
+    // Answer with this many bytes instead of the request (e.g. the size of authz's OK response, to separate the cost of the bigger reply).
+    'echo-response-bytes': { type: 'string', default: '0' },
   },
 });
 
@@ -34,9 +36,10 @@ async function echoServer(): Promise<void> {
   // The same server options as authz, so the difference measured is the Check itself.
   const server = new Server(GRPC_SERVER_OPTIONS);
   const identity = (b: Buffer) => b;
+  const fixed = Number(args['echo-response-bytes']) > 0 ? Buffer.alloc(Number(args['echo-response-bytes']), 0x61) : undefined;
   server.register(
     CHECK_PATH,
-    (call: { request: Buffer }, callback: (e: null, r: Buffer) => void) => callback(null, call.request),
+    (call: { request: Buffer }, callback: (e: null, r: Buffer) => void) => callback(null, fixed ?? call.request),
     identity,
     identity,
     'unary',
@@ -94,7 +97,8 @@ interface Started {
 }
 
 function startRole(role: string): Promise<Started> {
-  const child = spawn(process.execPath, [process.argv[1]!, '--role', role], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!];
+  const child = spawn(process.execPath, [process.argv[1]!, ...roleArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -190,7 +194,7 @@ async function orchestrate(): Promise<void> {
   writeFileSync(bodyFile, Buffer.concat([prefix, message]));
 
   console.log(
-    `h2load -n ${requests} -c ${args.clients} -m ${args.streams} -t 1, ${rounds} round(s) each, CheckRequest ${message.length} bytes`,
+    `h2load -n ${requests} -c ${args.clients} -m ${args.streams} -t 1, ${rounds} round(s) each, CheckRequest ${message.length} bytes, echo answers ${Number(args['echo-response-bytes']) > 0 ? `${args['echo-response-bytes']} bytes` : 'with the request'}`,
   );
   const [echo, authz] = [await startRole('echo'), await startRole('authz')];
   const best = { echo: 0, authz: 0 };
