@@ -24,7 +24,8 @@ export class KeyRing {
   private local = new Map<string, SigningKey>();
   private published = new Map<string, AuthzPublicKey>();
   private readonly publicKeyCache = new Map<string, VerificationKey>();
-  private reconciling: Promise<void> | undefined;
+  private lastRun: Promise<void> = Promise.resolve();
+  private queuedRun: Promise<void> | undefined;
   // signer() runs on every Check: its answer only changes when the records do or a pending key's activeFrom passes.
   private signerMemo: { key: SigningKey | undefined; until: number } | undefined;
 
@@ -50,13 +51,20 @@ export class KeyRing {
   /**
    * Reads the published keys, writes what the schedule says (new keys, retirements,
    * deletions) and only then lets the result be used: a key never signs before
-   * etcd holds its public half. Concurrent calls share one run.
+   * etcd holds its public half. Runs never overlap: a call during a run queues
+   * one more (shared by every call until it starts), so it sees the latest keys.
    */
   reconcile(): Promise<void> {
-    this.reconciling ??= this.runReconcile().finally(() => {
-      this.reconciling = undefined;
-    });
-    return this.reconciling;
+    if (this.queuedRun) return this.queuedRun;
+    const run = this.lastRun
+      .catch(() => undefined)
+      .then(() => {
+        this.queuedRun = undefined;
+        return this.runReconcile();
+      });
+    this.queuedRun = run;
+    this.lastRun = run;
+    return run;
   }
 
   private async runReconcile(): Promise<void> {
@@ -85,6 +93,7 @@ export class KeyRing {
     }
     this.published = next;
     this.signerMemo = undefined;
+    for (const kid of this.publicKeyCache.keys()) if (!next.has(kid)) this.publicKeyCache.delete(kid);
     this.updateGauges(now);
     if (!this.signer() && this.local.size > 0) {
       const pending = [...next.values()].filter((r) => this.local.has(r.kid) && keyState(r, now) === 'pending');
