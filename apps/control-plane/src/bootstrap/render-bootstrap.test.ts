@@ -70,6 +70,12 @@ describe('renderBootstrap', () => {
     expect(JSON.stringify(buildBootstrap(input))).not.toContain('initial_metadata');
   });
 
+  it('writes plain YAML, without anchors or aliases', () => {
+    const yaml = renderBootstrap(input);
+    expect(yaml).not.toMatch(/[&*]a\d/);
+    expect(yaml.startsWith('# Envoy bootstrap of a sidecar of service orders (node orders-7d9f-abc)')).toBe(true);
+  });
+
   it("uses only fields of Envoy's Bootstrap proto, in YAML and in JSON", () => {
     const type = root.lookupType('envoy.config.bootstrap.v3.Bootstrap');
     const full = { ...input, xdsToken: 't', xdsTls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' } };

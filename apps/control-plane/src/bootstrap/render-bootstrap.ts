@@ -116,6 +116,7 @@ export type BootstrapFormat = 'yaml' | 'json';
 /** YAML for a `.yaml` config path, JSON for a `.json` one (Envoy picks the parser by extension). */
 export function renderBootstrap(input: BootstrapInput, format: BootstrapFormat = 'yaml'): string {
   const bootstrap = buildBootstrap(input);
-  const header = `# Envoy bootstrap for a ${input.service} sidecar (node ${input.nodeId}), rendered by the Trellis control plane.\n`;
-  return format === 'json' ? `${JSON.stringify(bootstrap, null, 2)}\n` : header + stringify(bootstrap, { lineWidth: 0 });
+  const header = `# Envoy bootstrap of a sidecar of service ${input.service} (node ${input.nodeId}), rendered by the Trellis control plane.\n`;
+  // No anchors/aliases: plain YAML that envsubst-style start scripts and every YAML reader handle.
+  return format === 'json' ? `${JSON.stringify(bootstrap, null, 2)}\n` : header + stringify(bootstrap, { lineWidth: 0, aliasDuplicateObjects: false });
 }
