@@ -1,0 +1,91 @@
+// What proxyless clients receive, decoded and validated by grpc-js-xds itself
+// (the code that would NACK it), for a mesh using every feature. Complements
+// the end-to-end test, which exercises only the basic shapes.
+import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import { ClusterResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/cluster-resource-type';
+import { EndpointResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/endpoint-resource-type';
+import { ListenerResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/listener-resource-type';
+import { RouteConfigurationResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/route-config-resource-type';
+import type { XdsDecodeContext, XdsResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/xds-resource-type';
+import { register } from '@grpc/grpc-js-xds';
+import { MeshFixture } from '../model/mesh-fixture';
+import { buildProxyResources } from './proxy-resources';
+
+const DECODERS: Partial<Record<XdsTypeUrl, XdsResourceType>> = {
+  [TypeUrl.Listener]: ListenerResourceType.get(),
+  [TypeUrl.RouteConfiguration]: RouteConfigurationResourceType.get(),
+  [TypeUrl.Cluster]: ClusterResourceType.get(),
+  [TypeUrl.ClusterLoadAssignment]: EndpointResourceType.get(),
+};
+
+// Only what the decoders read: no TLS certificate providers, no LRS server.
+const context = { server: {}, bootstrap: { certificateProviders: {} } } as unknown as XdsDecodeContext;
+
+beforeAll(() => {
+  // Registers grpc-js-xds's HTTP filters and LB policies, which listener and cluster validation look up.
+  register();
+});
+
+function featureMesh(): MeshFixture {
+  return new MeshFixture()
+    .key('k1')
+    .service('payments', {
+      protocol: 'grpc',
+      port: 9000,
+      policy: {
+        timeoutMs: 750,
+        retries: { attempts: 3, perTryTimeoutMs: 200, retryOn: ['unavailable', 'cancelled', '5xx', 'reset'] },
+        circuitBreaker: { maxRequests: 64, maxConnections: 10 },
+        outlierDetection: {},
+        healthCheck: {},
+        loadBalancing: 'least_request',
+        rateLimit: { maxTokens: 10, tokensPerFill: 10, fillIntervalMs: 1000 },
+      },
+      trafficSplit: [
+        { name: 'stable', labels: { track: 'stable' }, weight: 95 },
+        { name: 'canary', labels: { track: 'canary' }, weight: 5 },
+      ],
+      ingress: { host: 'pay.example.com' },
+    })
+    .service('search', { protocol: 'grpc', port: 9100, policy: { loadBalancing: 'ring_hash' } })
+    .service('ledger', { protocol: 'http2', port: 9200 })
+    .service('db', { protocol: 'tcp', port: 5432 })
+    .service('checkout', {
+      protocol: 'grpc',
+      port: 9300,
+      dependencies: [{ service: 'payments', policy: { timeoutMs: 300 } }, { service: 'search' }, { service: 'ledger' }, { service: 'db' }],
+    })
+    .instance('payments', 'p-1', '10.0.0.1', 9000, { labels: { track: 'stable' }, locality: { region: 'eu', zone: 'eu-1' } })
+    .instance('payments', 'p-2', 'fd00::2', 9000, { labels: { track: 'canary' }, locality: { region: 'eu', zone: 'eu-2', subZone: 'r1' }, weight: 4 })
+    .instance('search', 's-1', '10.0.1.1', 9100)
+    .instance('ledger', 'l-1', '10.0.2.1', 9200);
+}
+
+describe('proxyless resources through grpc-js-xds validation', () => {
+  it('are all accepted, with the expected routing', () => {
+    const set = buildProxyResources(featureMesh().model(), { service: 'checkout', kind: 'proxyless' });
+    const decoded = new Map<string, object>();
+    for (const [typeUrl, byName] of set) {
+      for (const resource of byName.values()) {
+        const decoder = DECODERS[typeUrl];
+        if (!decoder) throw new Error(`proxyless clients were sent ${typeUrl}`);
+        const result = decoder.decode(context, { type_url: resource.any.typeUrl, value: resource.any.value });
+        expect({ name: resource.name, error: result.error }).toEqual({ name: resource.name, error: undefined });
+        expect(result.name).toBe(resource.name);
+        decoded.set(`${typeUrl} ${resource.name}`, result.value!);
+      }
+    }
+    expect([...set.get(TypeUrl.Listener)!.keys()]).toEqual(['ledger', 'payments', 'search']);
+    expect([...set.get(TypeUrl.Cluster)!.keys()]).toEqual(['outbound|ledger', 'outbound|payments|canary', 'outbound|payments|stable', 'outbound|search']);
+    const routes = JSON.stringify(decoded.get(`${TypeUrl.RouteConfiguration} proxyless|payments`));
+    expect(routes).toContain('outbound|payments|canary');
+    expect(routes).toContain('"num_retries"');
+  });
+
+  it('would reject what only sidecars get (the check is not a rubber stamp)', () => {
+    const sidecar = buildProxyResources(featureMesh().model(), { service: 'checkout', kind: 'envoy' });
+    const inbound = sidecar.get(TypeUrl.Listener)!.get('inbound|checkout')!;
+    const result = ListenerResourceType.get().decode(context, { type_url: inbound.any.typeUrl, value: inbound.any.value });
+    expect(result.error).toEqual(expect.any(String));
+  });
+});
