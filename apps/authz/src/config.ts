@@ -17,7 +17,8 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_REDIS_COMMAND_TIMEOUT_MS: env.int(50, 1, 5_000),
     TRELLIS_TOKEN_ISSUER: z.string().min(1).max(256).default('trellis'),
     TRELLIS_TOKEN_TTL_SECONDS: env.int(900, 60, 86_400),
-    TRELLIS_TOKEN_CACHE_TTL_SECONDS: env.int(870, 1, 86_400),
+    /** Default: TTL − clock skew (870 s of 900). */
+    TRELLIS_TOKEN_CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
     TRELLIS_CLOCK_SKEW_SECONDS: env.int(30, 0, 300),
     /** Directory of PEM private keys (a mounted Kubernetes Secret); `$CREDENTIALS_DIRECTORY` (systemd LoadCredential=) is used when unset. */
     TRELLIS_SIGNING_KEYS_DIR: z.string().min(1).optional(),
@@ -40,8 +41,14 @@ export const authzEnvSchema = etcdEnvSchema
       .default('https://{teamDomain}/cdn-cgi/access/certs'),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.TRELLIS_CLOCK_SKEW_SECONDS * 2 > cfg.TRELLIS_TOKEN_TTL_SECONDS) {
+      ctx.addIssue({ code: 'custom', path: ['TRELLIS_CLOCK_SKEW_SECONDS'], message: 'must be at most half of TRELLIS_TOKEN_TTL_SECONDS' });
+    }
     // A cached token must keep at least the validators' clock skew of validity when handed out.
-    if (cfg.TRELLIS_TOKEN_CACHE_TTL_SECONDS > cfg.TRELLIS_TOKEN_TTL_SECONDS - cfg.TRELLIS_CLOCK_SKEW_SECONDS) {
+    if (
+      cfg.TRELLIS_TOKEN_CACHE_TTL_SECONDS !== undefined &&
+      cfg.TRELLIS_TOKEN_CACHE_TTL_SECONDS > cfg.TRELLIS_TOKEN_TTL_SECONDS - cfg.TRELLIS_CLOCK_SKEW_SECONDS
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['TRELLIS_TOKEN_CACHE_TTL_SECONDS'],
@@ -50,8 +57,13 @@ export const authzEnvSchema = etcdEnvSchema
     }
   });
 
-export type AuthzConfig = z.infer<typeof authzEnvSchema>;
+export type AuthzConfig = z.infer<typeof authzEnvSchema> & { TRELLIS_TOKEN_CACHE_TTL_SECONDS: number };
 
 export function loadAuthzConfig(source: NodeJS.ProcessEnv = process.env): AuthzConfig {
-  return loadConfig(authzEnvSchema, source);
+  const config = loadConfig(authzEnvSchema, source);
+  return {
+    ...config,
+    TRELLIS_TOKEN_CACHE_TTL_SECONDS:
+      config.TRELLIS_TOKEN_CACHE_TTL_SECONDS ?? config.TRELLIS_TOKEN_TTL_SECONDS - config.TRELLIS_CLOCK_SKEW_SECONDS,
+  };
 }

@@ -1,0 +1,50 @@
+import { ConfigError } from '@trellis/runtime';
+import { loadAuthzConfig } from './config';
+
+describe('loadAuthzConfig', () => {
+  it('has the documented defaults', () => {
+    expect(loadAuthzConfig({})).toMatchObject({
+      TRELLIS_GRPC_PORT: 9191,
+      TRELLIS_HTTP_PORT: 8181,
+      TRELLIS_HOST: '0.0.0.0',
+      TRELLIS_REDIS_URL: 'redis://127.0.0.1:6379',
+      TRELLIS_TOKEN_TTL_SECONDS: 900,
+      TRELLIS_TOKEN_CACHE_TTL_SECONDS: 870,
+      TRELLIS_TOKEN_ISSUER: 'trellis',
+      TRELLIS_CLOCK_SKEW_SECONDS: 30,
+      TRELLIS_ETCD_PREFIX: '/trellis/',
+      TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: 'https://{teamDomain}/cdn-cgi/access/certs',
+    });
+  });
+
+  it.each([
+    [{ TRELLIS_GRPC_PORT: 'abc' }, 'TRELLIS_GRPC_PORT'],
+    [{ TRELLIS_REDIS_URL: 'http://redis:6379' }, 'TRELLIS_REDIS_URL'],
+    [{ TRELLIS_TOKEN_CACHE_TTL_SECONDS: '880' }, 'TRELLIS_TOKEN_CACHE_TTL_SECONDS'],
+    [{ TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: 'https://example.com/certs' }, 'TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE'],
+    [{ TRELLIS_SIGNING_KEY_EPHEMERAL: 'maybe' }, 'TRELLIS_SIGNING_KEY_EPHEMERAL'],
+    [{ TRELLIS_TOKEN_TTL_SECONDS: '120', TRELLIS_CLOCK_SKEW_SECONDS: '90' }, 'TRELLIS_CLOCK_SKEW_SECONDS'],
+  ])('names the variable of a bad value: %j', (env, variable) => {
+    let error: unknown;
+    try {
+      loadAuthzConfig(env);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(variable);
+  });
+
+  it('derives the cache TTL from the token TTL and the clock skew unless set', () => {
+    expect(loadAuthzConfig({ TRELLIS_TOKEN_TTL_SECONDS: '300' }).TRELLIS_TOKEN_CACHE_TTL_SECONDS).toBe(270);
+    expect(loadAuthzConfig({ TRELLIS_TOKEN_TTL_SECONDS: '300', TRELLIS_CLOCK_SKEW_SECONDS: '60' }).TRELLIS_TOKEN_CACHE_TTL_SECONDS).toBe(
+      240,
+    );
+  });
+
+  it('accepts a cache TTL that leaves exactly the clock skew', () => {
+    expect(
+      loadAuthzConfig({ TRELLIS_TOKEN_TTL_SECONDS: '600', TRELLIS_TOKEN_CACHE_TTL_SECONDS: '570' }).TRELLIS_TOKEN_CACHE_TTL_SECONDS,
+    ).toBe(570);
+  });
+});
