@@ -82,6 +82,14 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   });
   let model: MeshModel | undefined;
 
+  // The gRPC health answer follows /readyz: watch live, first snapshot served, not draining.
+  const grpcHealth = new HealthImplementation({ '': 'NOT_SERVING', 'envoy.service.discovery.v3.AggregatedDiscoveryService': 'NOT_SERVING' });
+  const setServing = (): void => {
+    const serving = watcher.ready && watcher.live && cache.ready && !health.isDraining ? 'SERVING' : 'NOT_SERVING';
+    grpcHealth.setStatus('', serving);
+    grpcHealth.setStatus('envoy.service.discovery.v3.AggregatedDiscoveryService', serving);
+  };
+
   const rebuild = (firstChangeAt: number, reset: boolean): void => {
     const started = process.hrtime.bigint();
     // The previous model lets unchanged services be reused instead of re-digested.
@@ -99,6 +107,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     metrics.cacheResources.set(stats.pooledResources);
     metrics.cacheBytes.set(stats.pooledBytes);
     if (next.dropped.length > 0 && next.dropped !== prev?.dropped) logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
+    setServing();
     logger.debug({ revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 }, 'mesh rebuilt');
   };
 
@@ -117,7 +126,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     if (update.reset) pendingReset = true;
     debouncer.trigger();
   });
-  watcher.on('status', ({ live }) => logger.info({ live }, live ? 'etcd watch live' : 'etcd watch down; serving the last known mesh'));
+  watcher.on('status', ({ live }) => {
+    setServing();
+    logger.info({ live }, live ? 'etcd watch live' : 'etcd watch down; serving the last known mesh');
+  });
 
   const statusWriter = new ProxyStatusWriter({
     client: etcd,
@@ -152,7 +164,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     keyFile: config.TRELLIS_XDS_TLS_KEY_FILE,
     clientCaFile: config.TRELLIS_XDS_TLS_CLIENT_CA_FILE,
   });
-  const grpcHealth = new HealthImplementation({ '': 'NOT_SERVING', 'envoy.service.discovery.v3.AggregatedDiscoveryService': 'NOT_SERVING' });
   const grpcServer = new GrpcServer({
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
@@ -167,12 +178,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   health.addCheck('etcd_watch', () => watcher.live);
   health.addCheck('mesh_snapshot', () => watcher.ready && cache.ready);
-  const setServing = (): void => {
-    const serving = watcher.ready && cache.ready && !health.isDraining ? 'SERVING' : 'NOT_SERVING';
-    grpcHealth.setStatus('', serving);
-    grpcHealth.setStatus('envoy.service.discovery.v3.AggregatedDiscoveryService', serving);
-  };
-  watcher.on('update', () => setImmediate(setServing));
 
   const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? { host: '127.0.0.1', port: xdsPort };
   const app = createHttpApp({ health, registry, cache, ads, model: () => model, xdsAddress: advertise, requireXdsToken: !config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS, logger });

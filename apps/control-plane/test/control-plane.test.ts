@@ -1,7 +1,8 @@
 // The assembled control plane over a real etcd, driven by a raw ADS client:
 // NACK handling as people see it (etcd status, metrics), replica determinism,
 // stream authentication and the HTTP side.
-import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, status as GrpcStatus, type ServiceDefinition } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { TypeUrl } from '@trellis/envoy-types';
 import { XDS_TOKEN_AUDIENCE } from '../src/xds/stream-auth';
@@ -151,6 +152,19 @@ describe('control plane over etcd', () => {
       const res = await fetch(`${h.httpUrl}/readyz`);
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({ checks: { etcd_watch: true, mesh_snapshot: true } });
+    });
+
+    it('answers the standard gRPC health check on the xDS port', async () => {
+      const Health = makeGenericClientConstructor(healthService as unknown as ServiceDefinition, 'Health');
+      const client = new Health(h.xdsAddress, credentials.createInsecure()) as unknown as {
+        check(req: { service: string }, cb: (err: Error | null, res: { status: string }) => void): void;
+        close(): void;
+      };
+      const res = await new Promise<{ status: string }>((resolve, reject) =>
+        client.check({ service: 'envoy.service.discovery.v3.AggregatedDiscoveryService' }, (err, r) => (err ? reject(err) : resolve(r))),
+      );
+      client.close();
+      expect(res.status).toBe('SERVING');
     });
 
     it('dumps the config a connected proxy is served, decoded', async () => {
