@@ -50,6 +50,7 @@ export interface Authz {
 }
 
 const GRPC_DRAIN_MS = 5_000;
+const HTTP_DRAIN_MS = 5_000;
 
 export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const { config, logger } = deps;
@@ -182,7 +183,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         await stopGrpcServer(grpc.server, GRPC_DRAIN_MS);
       },
     },
-    { name: 'close HTTP', run: () => new Promise<void>((resolve) => httpServer.close(() => resolve()).closeAllConnections()) },
+    { name: 'close HTTP', run: () => closeHttpServer(httpServer, HTTP_DRAIN_MS) },
     { name: 'stop etcd watch', run: () => watcher.close() },
     { name: 'close Redis', run: () => void redis.disconnect() },
   ];
@@ -234,6 +235,18 @@ function signingKeySource(config: AuthzConfig, logger: Logger): () => Promise<Si
       `TRELLIS_SIGNING_KEYS_DIR: no signing key found${dir ? ` in ${dir}` : ''}; set TRELLIS_SIGNING_KEYS_DIR, TRELLIS_SIGNING_KEY or systemd LoadCredential= (CREDENTIALS_DIRECTORY)`,
     ]);
   };
+}
+
+/** Stops accepting, lets in-flight requests finish for up to `graceMs`, then cuts what is left. */
+function closeHttpServer(server: HttpServer, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
 }
 
 /** Logs Redis connectivity once per change, not once per reconnect attempt. */

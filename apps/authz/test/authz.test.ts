@@ -346,6 +346,20 @@ describe('authz', () => {
     });
   });
 
+  describe('shutdown', () => {
+    it('reports not ready first, then stops serving and closes cleanly', async () => {
+      const replica = await startTestAuthz(etcd, redis, keys);
+      const readyz = () => fetch(`http://127.0.0.1:${replica.authz.httpPort}/readyz`).then((r) => r.status);
+      expect(await readyz()).toBe(200);
+      replica.authz.health.startDraining();
+      expect(await readyz()).toBe(503);
+      // Still deciding while draining: Envoy moves away on its own schedule.
+      expect((await replica.check(outbound('checkout', 'orders'))).status?.code).toBe(status.OK);
+      await replica.stop();
+      await expect(readyz()).rejects.toThrow();
+    });
+  });
+
   describe('etcd failure', () => {
     it('keeps deciding from the last snapshot while etcd is down and follows changes after it is back', async () => {
       if (!etcd.canRestart) return;
