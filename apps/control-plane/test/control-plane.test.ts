@@ -91,6 +91,28 @@ describe('control plane over etcd', () => {
     }
   });
 
+  it('serves Delta xDS from the same snapshots, resource by resource', async () => {
+    const delta = AdsTestClient.open(h.xdsAddress, 'delta');
+    try {
+      delta.send({ node: testNode('a', 'a-envoy-delta'), typeUrl: TypeUrl.Cluster });
+      const cds = await delta.next();
+      expect(cds.resources.map((r) => r.name)).toEqual(expect.arrayContaining(['outbound|b']));
+      delta.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
+      delta.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNamesSubscribe: ['outbound|b'] });
+      const eds = await delta.next();
+      expect(eds.resources.map((r) => r.name)).toEqual(['outbound|b']);
+      delta.send({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: eds.nonce });
+      // An endpoint change sends just that one resource.
+      await h.store.registerInstance({ service: 'b', id: 'b-2', address: '10.0.0.2', port: 8080, platform: 'vm' }, 30);
+      const update = await delta.next(5000);
+      expect(update.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
+      expect(update.resources.map((r) => r.name)).toEqual(['outbound|b']);
+      expect(update.resources[0]!.version).not.toBe(eds.resources[0]!.version);
+    } finally {
+      delta.close();
+    }
+  });
+
   it('sent only resources that decode with the generated types and satisfy validate.rules', () => {
     expect(h.emitted.checked).toBeGreaterThan(3);
     expect(h.emitted.problems).toEqual([]);
