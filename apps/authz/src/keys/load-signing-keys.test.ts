@@ -40,6 +40,13 @@ describe('loadSigningKeys', () => {
     expect(keys.map((k) => k.source)).toEqual(['signing-key.pem']);
   });
 
+  it('reads a PEM from the environment whose line breaks are escaped', async () => {
+    const escaped = pem('ec').trim().replace(/\n/g, '\\n');
+    expect(escaped).not.toContain('\n');
+    const [key] = await loadSigningKeys({ pem: escaped });
+    expect(key?.alg).toBe('ES256');
+  });
+
   it('refuses weak or unreadable keys without quoting them', async () => {
     await writeFile(join(dir, 'weak.pem'), pem('rsa', 1024));
     await expect(loadSigningKeys({ dir })).rejects.toThrow(new InvalidSigningKeyError('weak.pem', 'RSA keys must have at least 2048 bits'));

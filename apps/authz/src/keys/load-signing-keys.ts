@@ -25,7 +25,9 @@ const MAX_KEY_FILE_BYTES = 64 * 1024;
  */
 export async function loadSigningKeys(source: SigningKeySource): Promise<SigningKey[]> {
   const keys: SigningKey[] = [];
-  if (source.pem) keys.push(await signingKeyFromPem(source.pem, 'TRELLIS_SIGNING_KEY'));
+  // Environment values often carry a PEM with its line breaks escaped as "\n".
+  if (source.pem)
+    keys.push(await signingKeyFromPem(source.pem.includes('\n') ? source.pem : source.pem.replace(/\\n/g, '\n'), 'TRELLIS_SIGNING_KEY'));
   if (source.dir) {
     const excluded = new Set((source.exclude ?? []).map((path) => resolve(path)));
     const names = (await readdir(source.dir)).filter((name) => !name.startsWith('.') && name.startsWith(source.namePrefix ?? '')).sort();
