@@ -72,13 +72,12 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
       'mesh/settings names another token issuer; using the stored one',
     );
   }
-  // Validators allow the mesh-wide skew: never hand out a token with less validity left than that.
-  const cacheTtlSeconds = Math.min(config.TRELLIS_TOKEN_CACHE_TTL_SECONDS, config.TRELLIS_TOKEN_TTL_SECONDS - settings.clockSkewSeconds);
+  // Validators allow the mesh-wide skew: never hand out a token with less validity left than
+  // that, and keep a retired key published for at least that long past its last token.
+  const skewSeconds = Math.max(config.TRELLIS_CLOCK_SKEW_SECONDS, settings.clockSkewSeconds);
+  const cacheTtlSeconds = Math.min(config.TRELLIS_TOKEN_CACHE_TTL_SECONDS, config.TRELLIS_TOKEN_TTL_SECONDS - skewSeconds);
   if (cacheTtlSeconds < config.TRELLIS_TOKEN_CACHE_TTL_SECONDS) {
-    logger.warn(
-      { cacheTtlSeconds, meshClockSkewSeconds: settings.clockSkewSeconds },
-      'token cache TTL shortened to keep the mesh clock skew of validity',
-    );
+    logger.warn({ cacheTtlSeconds, clockSkewSeconds: skewSeconds }, 'token cache TTL shortened to keep the mesh clock skew of validity');
   }
 
   const keyRing = new KeyRing(
@@ -86,7 +85,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     {
       publishLeadSeconds: config.TRELLIS_KEY_PUBLISH_LEAD_SECONDS,
       tokenTtlSeconds: config.TRELLIS_TOKEN_TTL_SECONDS,
-      clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS,
+      clockSkewSeconds: skewSeconds,
     },
     logger,
     metrics,
@@ -127,12 +126,12 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     clock,
   );
   const access = new CloudflareAccessVerifier(
-    { certsUrlTemplate: config.TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS, ...deps.edge },
+    { certsUrlTemplate: config.TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE, clockSkewSeconds: skewSeconds, ...deps.edge },
     metrics,
   );
   const verifier = new MeshTokenVerifier(
     keyRing,
-    { issuer, clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS, maxLifetimeSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },
+    { issuer, clockSkewSeconds: skewSeconds, maxLifetimeSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },
     clock,
   );
   const checks = new CheckService(policy, tokens, verifier, access, metrics, logger);
