@@ -116,7 +116,8 @@ export class AdsServer {
       this.active.set(streamId, {
         info: activeInfo,
         close: () => {
-          fail(GrpcStatus.UNAVAILABLE, 'control plane shutting down');
+          // Not a refusal: the proxy reconnects (to another replica) and keeps its config meanwhile.
+          call.emit('error', { code: GrpcStatus.UNAVAILABLE, details: 'control plane shutting down' });
           cleanup();
         },
       });
