@@ -196,9 +196,21 @@ export const ServiceRecord = z
     generation: z.number().int().min(1),
     created: ChangeMetadata,
     updated: ChangeMetadata,
+    /**
+     * Per declared dependency: the generation since which it has been declared without a
+     * break. Kept by MeshStore (absent on records written before it existed: read as 1).
+     * A dependency removed and declared again gets a new value, which lets the control
+     * plane give proxyless clients fresh resource names for it.
+     */
+    dependencySince: z.record(ServiceName, z.number().int().min(1)).optional(),
   })
   .strict();
 export type ServiceRecord = z.infer<typeof ServiceRecord>;
+
+/** The generation since which `record` has declared `dependency` without a break. */
+export function dependencySince(record: Pick<ServiceRecord, 'dependencySince'>, dependency: string): number {
+  return record.dependencySince?.[dependency] ?? 1;
+}
 
 export const HistoryAction = z.enum(['create', 'update', 'delete', 'rollback']);
 

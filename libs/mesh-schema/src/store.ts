@@ -9,6 +9,7 @@ import { AlreadyExistsError, InvalidRecordError, NotFoundError, RevisionMismatch
 import type { KeyLayout } from './keys';
 import {
   AuthzPublicKey,
+  dependencySince,
   HistoryEntry,
   InstanceRecord,
   MeshSettings,
@@ -43,6 +44,8 @@ interface CurrentService {
   generation: number;
   /** Absent when the stored record no longer parses. */
   created?: ServiceRecord['created'];
+  /** The stored record, when it parses. */
+  record?: ServiceRecord;
   modRevision: string;
   createRevision: string;
 }
@@ -105,6 +108,7 @@ export class MeshStore {
         generation,
         created: { actor, at },
         updated: { actor, at },
+        dependencySince: nextDependencySince(validSpec, generation, undefined),
       });
       const historyKey = this.layout.history(spec.name, generation);
       const history = this.historyEntry(historyKey, { service: spec.name, generation, action: 'create', actor, at, spec: record.value.spec });
@@ -126,7 +130,13 @@ export class MeshStore {
       const generation = current.generation + 1;
       // A corrupt record lost its creation metadata; this change becomes its creation.
       const created = current.created ?? { actor, at };
-      const record = encodeValue(ServiceRecord, key, { spec: validSpec, generation, created, updated: { actor, at } });
+      const record = encodeValue(ServiceRecord, key, {
+        spec: validSpec,
+        generation,
+        created,
+        updated: { actor, at },
+        dependencySince: nextDependencySince(validSpec, generation, current.record),
+      });
       const historyKey = this.layout.history(spec.name, generation);
       const history = this.historyEntry(historyKey, {
         service: spec.name,
@@ -338,7 +348,7 @@ export class MeshStore {
     const base = { modRevision: kv.mod_revision, createRevision: kv.create_revision };
     try {
       const { value } = decodeKv(ServiceRecord, kv);
-      return { ...base, generation: value.generation, created: value.created };
+      return { ...base, generation: value.generation, created: value.created, record: value };
     } catch (err) {
       if (!(err instanceof InvalidRecordError)) throw err;
       this.logger?.warn({ key: err.key, issues: err.issues }, 'replacing a service record that no longer parses');
@@ -369,4 +379,12 @@ export class MeshStore {
       if (!/lease not found/i.test((err as Error).message)) throw err;
     }
   }
+}
+
+/** Keeps each still-declared dependency's `since`; a newly declared one starts at this generation. */
+function nextDependencySince(spec: ServiceSpec, generation: number, previous: ServiceRecord | undefined): Record<string, number> {
+  const before = new Set(previous?.spec.dependencies.map((d) => d.service) ?? []);
+  return Object.fromEntries(
+    spec.dependencies.map((d) => [d.service, previous && before.has(d.service) ? dependencySince(previous, d.service) : generation]),
+  );
 }

@@ -89,6 +89,18 @@ describe('services', () => {
     ]);
   });
 
+  it('records since which generation each dependency has been declared without a break', async () => {
+    const deps = (...names: string[]) => names.map((service) => ({ service }));
+    await store.createService({ ...aService('caller'), dependencies: deps('ledger', 'search') }, 't');
+    expect((await store.getService('caller'))!.value.dependencySince).toEqual({ ledger: 1, search: 1 });
+    await store.updateService({ ...aService('caller'), dependencies: deps('ledger') }, 't'); // generation 2 drops search
+    await store.updateService({ ...aService('caller'), dependencies: deps('ledger', 'search'), port: 9999 }, 't'); // 3 declares it again
+    const record = (await store.getService('caller'))!.value;
+    expect(record.generation).toBe(3);
+    // ledger was never dropped; search came back at generation 3.
+    expect(record.dependencySince).toEqual({ ledger: 1, search: 3 });
+  });
+
   it('refuses invalid specs without writing, naming the field', async () => {
     const bad = store.createService(aService('loop', { dependencies: [{ service: 'loop' }] }), 'a');
     await expect(bad).rejects.toBeInstanceOf(InvalidRecordError);

@@ -17,6 +17,8 @@ const LB_POLICY: Record<NonNullable<TrafficPolicy['loadBalancing']>, Cluster_LbP
 
 export interface ClusterInput {
   name: string;
+  /** The ClusterLoadAssignment's name, when it differs from the cluster's (proxyless clusters). */
+  edsServiceName?: string;
   protocol: Protocol;
   policy: TrafficPolicy;
   connectTimeoutMs: number;
@@ -83,12 +85,12 @@ function healthCheck(protocol: Protocol, check: NonNullable<TrafficPolicy['healt
  * The cluster a proxyless gRPC client gets: only what grpc-js-xds implements
  * (EDS over ADS, ROUND_ROBIN or RING_HASH, max_requests), so it never NACKs.
  */
-export function proxylessCluster({ name, policy }: ClusterInput): Cluster {
+export function proxylessCluster({ name, edsServiceName = name, policy }: ClusterInput): Cluster {
   const maxRequests = policy.circuitBreaker?.maxRequests;
   return Cluster.fromPartial({
     name,
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
-    edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: name },
+    edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: edsServiceName },
     lbPolicy: policy.loadBalancing === 'ring_hash' ? Cluster_LbPolicy.RING_HASH : Cluster_LbPolicy.ROUND_ROBIN,
     ...(maxRequests !== undefined ? { circuitBreakers: { thresholds: [{ priority: RoutingPriority.DEFAULT, maxRequests }] } } : {}),
   });

@@ -76,12 +76,15 @@ describe.each(cases)('resources for %s (%s)', (service, kind) => {
   it('reference only clusters and routes that exist in the same set (or the bootstrap)', () => {
     const clusters = new Set([...set.get(TypeUrl.Cluster)!.keys(), 'local-app']);
     const loads = new Set(set.get(TypeUrl.ClusterLoadAssignment)!.keys());
-    for (const name of set.get(TypeUrl.Cluster)!.keys()) {
-      if (name !== 'trellis-authz') expect(loads.has(name)).toBe(true);
+    for (const resource of set.get(TypeUrl.Cluster)!.values()) {
+      if (resource.name === 'trellis-authz') continue;
+      const cluster = unpackAny(resource.any).message as { edsClusterConfig?: { serviceName?: string } };
+      expect(loads.has(cluster.edsClusterConfig?.serviceName || resource.name)).toBe(true);
     }
     const text = resources.map((r) => JSON.stringify(unpackAny(r.any).message)).join('\n');
     for (const [, clusterName] of text.matchAll(/"(?:cluster|clusterName|name)":"(outbound\|[^"]+|local-app|trellis-authz)"/g)) {
-      expect(clusters.has(clusterName!) || set.get(TypeUrl.Listener)!.has(clusterName!) || set.get(TypeUrl.RouteConfiguration)!.has(clusterName!)).toBe(true);
+      const known = [clusters, loads, set.get(TypeUrl.Listener)!, set.get(TypeUrl.RouteConfiguration)!];
+      expect({ clusterName, known: known.some((names) => names.has(clusterName!)) }).toEqual({ clusterName, known: true });
     }
     for (const [, routeName] of text.matchAll(/"routeConfigName":"([^"]+)"/g)) {
       expect(set.get(TypeUrl.RouteConfiguration)!.has(routeName!)).toBe(true);

@@ -105,9 +105,11 @@ export function outboundTcpListener(source: ServiceModel, callee: ServiceModel):
 }
 
 /** What `xds:///<callee>` resolves to in a proxyless gRPC client: an API listener with only the router. */
-export function proxylessApiListener(callee: ServiceModel): Listener {
+export function proxylessApiListener(callee: ServiceModel, since: number): Listener {
   const hcm = HttpConnectionManager.fromPartial({
-    statPrefix: statPrefix(callee.name),
+    // Carries the declaration epoch: grpc-js-xds 1.14 ignores a listener that comes back
+    // unchanged after a removal (see proxylessClusterName).
+    statPrefix: statPrefix(`${callee.name}_${since}`),
     routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: proxylessRouteName(callee.name) } },
     httpFilters: [routerFilter()],
   });

@@ -6,6 +6,17 @@ export function outboundClusterName(service: string, subset?: string): string {
   return subset === undefined ? `outbound|${service}` : `outbound|${service}|${subset}`;
 }
 
+/**
+ * A proxyless client's cluster for a dependency carries the caller's declaration epoch
+ * (DependencyModel.since). grpc-js-xds 1.14 keeps a removed cluster cached and ignores it
+ * when it comes back unchanged (fixed upstream in grpc/grpc-node#3074, not yet released),
+ * so a dependency declared again must arrive under a new cluster name. Its endpoints
+ * (EDS) keep the shared outbound name.
+ */
+export function proxylessClusterName(service: string, subset: string | undefined, since: number): string {
+  return `${outboundClusterName(service, subset)}~${since}`;
+}
+
 /** The sidecar's listener (and its route configuration) for calls into its own service. */
 export function inboundListenerName(service: string): string {
   return `inbound|${service}`;

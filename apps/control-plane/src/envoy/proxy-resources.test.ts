@@ -50,7 +50,8 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
     const set = buildProxyResources(twoInstances().model(), proxyless('a'));
     expect(names(set, TypeUrl.Listener)).toEqual(['b']);
     expect(names(set, TypeUrl.RouteConfiguration)).toEqual(['proxyless|b']);
-    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b']);
+    // The cluster carries a's declaration epoch for b (generation 1); the endpoints keep the shared name.
+    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b~1']);
     expect(names(set, TypeUrl.ClusterLoadAssignment)).toEqual(['outbound|b']);
     expect(names(set, TypeUrl.Secret)).toEqual([]);
 
@@ -60,9 +61,9 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
 
     const routes = get(set, TypeUrl.RouteConfiguration, 'proxyless|b', RouteConfiguration);
     expect(routes.virtualHosts[0]!.domains).toEqual(['b']);
-    expect(routes.virtualHosts[0]!.routes[0]!.action).toMatchObject({ $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: 'outbound|b' } } });
+    expect(routes.virtualHosts[0]!.routes[0]!.action).toMatchObject({ $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: 'outbound|b~1' } } });
 
-    const cluster = get(set, TypeUrl.Cluster, 'outbound|b', Cluster);
+    const cluster = get(set, TypeUrl.Cluster, 'outbound|b~1', Cluster);
     expect(cluster.lbPolicy).toBe(Cluster_LbPolicy.ROUND_ROBIN);
     expect(cluster.edsClusterConfig).toMatchObject({ serviceName: 'outbound|b', edsConfig: { configSourceSpecifier: { $case: 'ads' } } });
 
@@ -88,13 +89,24 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
       ],
     });
     const set = buildProxyResources(mesh.model(), proxyless('a'));
-    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b|canary', 'outbound|b|stable']);
+    expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b|canary~1', 'outbound|b|stable~1']);
     const action = get(set, TypeUrl.RouteConfiguration, 'proxyless|b', RouteConfiguration).virtualHosts[0]!.routes[0]!.action;
     if (action?.$case !== 'route' || action.value.clusterSpecifier?.$case !== 'weightedClusters') throw new Error('expected weighted clusters');
     expect(action.value.clusterSpecifier.value.clusters.map((c) => [c.name, c.weight])).toEqual([
-      ['outbound|b|canary', 20],
-      ['outbound|b|stable', 80],
+      ['outbound|b|canary~1', 20],
+      ['outbound|b|stable~1', 80],
     ]);
+  });
+
+  it('gives a dependency declared again a new listener and cluster, so grpc-js-xds notices it came back', () => {
+    const before = buildProxyResources(twoInstances().model(), proxyless('a'));
+    const redeclared = twoInstances().service('a', { dependencies: [{ service: 'b' }] }, { dependencySince: { b: 3 } });
+    const after = buildProxyResources(redeclared.model(), proxyless('a'));
+    expect(names(after, TypeUrl.Cluster)).toEqual(['outbound|b~3']);
+    expect(get(after, TypeUrl.Cluster, 'outbound|b~3', Cluster).edsClusterConfig?.serviceName).toBe('outbound|b');
+    expect(after.get(TypeUrl.Listener)!.get('b')!.hash).not.toBe(before.get(TypeUrl.Listener)!.get('b')!.hash);
+    // Endpoints are shared by content and do not depend on the caller's epoch.
+    expect(after.get(TypeUrl.ClusterLoadAssignment)!.get('outbound|b')!.hash).toBe(before.get(TypeUrl.ClusterLoadAssignment)!.get('outbound|b')!.hash);
   });
 
   it('gives nothing for services the client did not declare, and nothing at all to an unknown service', () => {

@@ -9,7 +9,7 @@ import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/r
 import type { DependencyModel, MeshModel, ServiceModel } from '../model';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster } from './clusters';
 import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener } from './listeners';
-import { outboundClusterName } from './names';
+import { outboundClusterName, proxylessClusterName } from './names';
 import { emptyResourceSet, makeResource, toResourceSet, type ProxyIdentity, type ResourceSet, type XdsResource } from './resources';
 import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig } from './routes';
 import type { TranslationMemo } from './translation-memo';
@@ -44,14 +44,15 @@ function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: bo
   // A TCP listener cannot split by weight here: it always uses the whole service.
   const upstreams = callee.protocol === 'tcp' ? [{ subset: undefined, localities: callee.localities }] : callee.upstreams;
   return upstreams.flatMap((upstream) => {
-    const name = outboundClusterName(callee.name, upstream.subset);
-    const input = { name, protocol: callee.protocol, policy: dep.policy, connectTimeoutMs };
+    const edsName = outboundClusterName(callee.name, upstream.subset);
+    const name = proxyless ? proxylessClusterName(callee.name, upstream.subset, dep.since) : edsName;
+    const input = { name, edsServiceName: edsName, protocol: callee.protocol, policy: dep.policy, connectTimeoutMs };
     return [
       shared(`cds|${proxyless ? 'proxyless' : 'envoy'}|${name}|${callee.protocol}|${connectTimeoutMs}|${policyKey}`, () =>
         makeResource(TypeUrl.Cluster, Cluster, name, proxyless ? proxylessCluster(input) : sidecarCluster(input)),
       ),
-      shared(`eds|${name}|${callee.protocol}|${endpointsDigest}`, () =>
-        makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, name, loadAssignment(name, upstream.localities)),
+      shared(`eds|${edsName}|${callee.protocol}|${endpointsDigest}`, () =>
+        makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, edsName, loadAssignment(edsName, upstream.localities)),
       ),
     ];
   });
@@ -126,11 +127,11 @@ function proxylessResources(model: MeshModel, deps: Dep[], shared: Shared): XdsR
     .flatMap((d) => {
       const splits = JSON.stringify(d.callee.upstreams.map((u) => [u.subset, u.weight]));
       return [
-        shared(`lds|proxyless|${d.callee.name}`, () => {
-          const listener = proxylessApiListener(d.callee);
+        shared(`lds|proxyless|${d.callee.name}|${d.dep.since}`, () => {
+          const listener = proxylessApiListener(d.callee, d.dep.since);
           return makeResource(TypeUrl.Listener, Listener, listener.name, listener);
         }),
-        shared(`rds|proxyless|${d.callee.name}|${splits}|${JSON.stringify(d.dep.policy)}`, () => {
+        shared(`rds|proxyless|${d.callee.name}|${d.dep.since}|${splits}|${JSON.stringify(d.dep.policy)}`, () => {
           const routes = proxylessRouteConfig(d.dep, d.callee);
           return makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, routes.name, routes);
         }),

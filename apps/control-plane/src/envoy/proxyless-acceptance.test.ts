@@ -76,7 +76,7 @@ describe('proxyless resources through grpc-js-xds validation', () => {
       }
     }
     expect([...set.get(TypeUrl.Listener)!.keys()]).toEqual(['ledger', 'payments', 'search']);
-    expect([...set.get(TypeUrl.Cluster)!.keys()]).toEqual(['outbound|ledger', 'outbound|payments|canary', 'outbound|payments|stable', 'outbound|search']);
+    expect([...set.get(TypeUrl.Cluster)!.keys()]).toEqual(['outbound|ledger~1', 'outbound|payments|canary~1', 'outbound|payments|stable~1', 'outbound|search~1']);
     const routes = JSON.stringify(decoded.get(`${TypeUrl.RouteConfiguration} proxyless|payments`));
     expect(routes).toContain('outbound|payments|canary');
     expect(routes).toContain('"num_retries"');

@@ -7,19 +7,22 @@ import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { DependencyModel, ServiceModel } from '../model';
 import { duration } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
-import { CALLER_HEADER, FILTER, inboundListenerName, LOCAL_APP_CLUSTER_NAME, MESH_TOKEN_METADATA_KEY, OUTBOUND_HTTP_NAME, outboundClusterName, proxylessRouteName, statPrefix } from './names';
+import { CALLER_HEADER, FILTER, inboundListenerName, LOCAL_APP_CLUSTER_NAME, MESH_TOKEN_METADATA_KEY, OUTBOUND_HTTP_NAME, outboundClusterName, proxylessClusterName, proxylessRouteName, statPrefix } from './names';
 
 /** gRPC status names grpc-js-xds retries on; the HTTP-level conditions do not apply to it. */
 const GRPC_RETRY_ON = new Set(['cancelled', 'deadline-exceeded', 'resource-exhausted', 'unavailable', 'internal']);
 
 /** Where a route sends traffic: the service's cluster, or its weighted subsets. */
-function clusterSpecifier(callee: ServiceModel): RouteAction['clusterSpecifier'] {
+/** Names the cluster of one upstream (the whole service when `subset` is undefined). */
+type ClusterNamer = (service: string, subset?: string) => string;
+
+function clusterSpecifier(callee: ServiceModel, clusterName: ClusterNamer): RouteAction['clusterSpecifier'] {
   if (callee.upstreams.length === 1 && callee.upstreams[0]!.subset === undefined) {
-    return { $case: 'cluster', value: outboundClusterName(callee.name) };
+    return { $case: 'cluster', value: clusterName(callee.name) };
   }
   return {
     $case: 'weightedClusters',
-    value: WeightedCluster.fromPartial({ clusters: callee.upstreams.map((u) => ({ name: outboundClusterName(callee.name, u.subset), weight: u.weight })) }),
+    value: WeightedCluster.fromPartial({ clusters: callee.upstreams.map((u) => ({ name: clusterName(callee.name, u.subset), weight: u.weight })) }),
   };
 }
 
@@ -33,10 +36,10 @@ function retryPolicy(retries: NonNullable<TrafficPolicy['retries']>, proxyless: 
   });
 }
 
-function routeAction(callee: ServiceModel, policy: TrafficPolicy, proxyless: boolean): RouteAction {
+function routeAction(callee: ServiceModel, policy: TrafficPolicy, proxyless: boolean, clusterName: ClusterNamer = outboundClusterName): RouteAction {
   const retry = policy.retries ? retryPolicy(policy.retries, proxyless) : undefined;
   return RouteAction.fromPartial({
-    clusterSpecifier: clusterSpecifier(callee),
+    clusterSpecifier: clusterSpecifier(callee, clusterName),
     // grpc-js-xds reads deadlines from max_stream_duration, Envoy from timeout.
     ...(policy.timeoutMs !== undefined
       ? proxyless
@@ -136,7 +139,7 @@ export function proxylessRouteConfig(dep: DependencyModel, callee: ServiceModel)
       {
         name: callee.name,
         domains: [callee.name],
-        routes: [{ name: callee.name, match: { pathSpecifier: { $case: 'prefix', value: '' } }, action: { $case: 'route', value: routeAction(callee, dep.policy, true) } }],
+        routes: [{ name: callee.name, match: { pathSpecifier: { $case: 'prefix', value: '' } }, action: { $case: 'route', value: routeAction(callee, dep.policy, true, (service, subset) => proxylessClusterName(service, subset, dep.since)) } }],
       },
     ],
   });

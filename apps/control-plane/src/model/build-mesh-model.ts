@@ -1,7 +1,7 @@
 // Registry records → mesh model. Pure: the same state and settings always give
 // the same model, sorted by name, so everything derived from it is deterministic.
 import { createHash } from 'node:crypto';
-import type { AuthzPublicKey, InstanceRecord, Locality, MeshSettings, ServiceRecord, TrafficPolicy } from '@trellis/mesh-schema';
+import { dependencySince, type AuthzPublicKey, type InstanceRecord, type Locality, type MeshSettings, type ServiceRecord, type TrafficPolicy } from '@trellis/mesh-schema';
 import type {
   DependencyModel,
   ServiceMemo,
@@ -135,7 +135,14 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
         }
         portsInUse.add(callee.port);
       }
-      return [{ service: dep.service, policy: mergePolicy(callee.policy, dep.policy), ...(dep.policy ? { override: dep.policy } : {}) }];
+      return [
+        {
+          service: dep.service,
+          policy: mergePolicy(callee.policy, dep.policy),
+          ...(dep.policy ? { override: dep.policy } : {}),
+          since: dependencySince(entry.record, dep.service),
+        },
+      ];
     });
     dropped.push(...depDropped);
     entry.dependencies = { calleeRecords, models: service.dependencies, dropped: depDropped };

@@ -22,12 +22,14 @@ export class MeshFixture {
   readonly authzKeys = new Map<string, AuthzPublicKey>();
   meshSettings: MeshSettings | undefined = { tokenIssuer: 'trellis', clockSkewSeconds: 30 };
 
-  service(name: string, spec: Partial<ServiceSpecInput> = {}): this {
+  /** `record` sets stored bookkeeping such as `generation` and `dependencySince`. */
+  service(name: string, spec: Partial<ServiceSpecInput> = {}, record: Partial<Pick<ServiceRecord, 'generation' | 'dependencySince'>> = {}): this {
     const value = ServiceRecord.parse({
       spec: { name, team: 'team-a', protocol: 'grpc', port: 8080, ...spec },
       generation: 1,
       created: { actor: 'test', at: AT },
       updated: { actor: 'test', at: AT },
+      ...record,
     });
     this.services.set(name, { value, modRevision: String(++this.revision) });
     return this;

@@ -56,6 +56,8 @@ export interface DependencyModel {
   policy: TrafficPolicy;
   /** Only what the caller set itself; a local rate limit here limits this caller's outbound calls. */
   override?: TrafficPolicy;
+  /** The caller's generation since which it has declared this dependency without a break (ServiceRecord.dependencySince). */
+  since: number;
 }
 
 export interface ServiceModel {
