@@ -1,0 +1,236 @@
+// End-to-end: every deployable as its own process, started exactly as `npm start`
+// starts them (startLocalMesh + startDemo), with real etcd, Redis, gRPC and
+// grpc-js-xds clients. Each step prints how long the mesh took to converge.
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { MeshTokenClient } from '@trellis/sdk-node';
+import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { HopClient, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
+import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from '../src/mesh';
+
+jest.setTimeout(120_000);
+
+const TEAM_DOMAIN = 'trellis-demo.cloudflareaccess.com';
+const ACCESS_AUD = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+
+let dataDir: string;
+let mesh: LocalMesh;
+let demo: Demo;
+let creds: DemoCredentials;
+let cloudflare: { server: Server; key: CryptoKey; kid: string };
+const log: string[] = [];
+
+/** Polls `attempt` until it returns a value (not throwing); returns it with the time it took. */
+async function converge<T>(what: string, attempt: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const started = Date.now();
+  let last: unknown;
+  while (Date.now() - started < timeoutMs) {
+    try {
+      const value = await attempt();
+      const line = `${what}: ${Date.now() - started} ms`;
+      log.push(line);
+      process.stdout.write(`[e2e] ${line}\n`);
+      return value;
+    } catch (err) {
+      last = err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`${what}: not converged after ${timeoutMs} ms; last error: ${last instanceof Error ? last.message : String(last)}`);
+}
+
+async function registry(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${mesh.registryUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${mesh.adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}), ...headers },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+}
+
+/** Replaces a service definition with `change` applied, honouring the ETag. */
+async function editService(name: string, change: (spec: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
+  const current = await registry('GET', `/api/v1/services/${name}`);
+  expect(current.status).toBe(200);
+  const etag = current.headers.get('etag')!;
+  const body = (await current.json()) as { spec?: Record<string, unknown> } & Record<string, unknown>;
+  const spec = body.spec ?? body;
+  const res = await registry('PUT', `/api/v1/services/${name}`, change(spec), { 'if-match': etag });
+  if (!res.ok) throw new Error(`PUT ${name}: ${res.status} ${await res.text()}`);
+}
+
+function check(request: Parameters<typeof CheckRequest.fromPartial>[0]): Promise<CheckResponse> {
+  const client = new AuthorizationClient(mesh.authz.grpcAddress, credentials.createInsecure());
+  return new Promise((resolve, reject) =>
+    client.check(CheckRequest.fromPartial(request), (err, res) => {
+      client.close();
+      return err ? reject(err) : resolve(res!);
+    }),
+  );
+}
+
+async function startCloudflareStandIn(): Promise<{ server: Server; key: CryptoKey; kid: string; port: number }> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256');
+  const kid = 'cf-e2e-1';
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
+  const server = createServer((req, res) => {
+    if (req.url === `/${TEAM_DOMAIN}/cdn-cgi/access/certs`) {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ keys: [jwk], public_cert: { kid }, public_certs: [] }));
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, key: privateKey, kid, port: (server.address() as AddressInfo).port };
+}
+
+beforeAll(async () => {
+  for (const app of ['registry', 'control-plane', 'authz']) {
+    execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
+  }
+  const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT }).toString().trim();
+  const cf = await startCloudflareStandIn();
+  cloudflare = cf;
+  dataDir = mkdtempSync(join(tmpdir(), 'trellis-e2e-'));
+  creds = writeDemoCredentials(dataDir);
+  const quiet = process.env['E2E_VERBOSE'] ? (name: string, line: string) => process.stdout.write(`[${name}] ${line}\n`) : () => undefined;
+  mesh = await startLocalMesh({
+    dataDir,
+    preferConventionalPorts: false,
+    onLine: quiet,
+    appEnv: {
+      authz: {
+        TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: creds.file,
+        TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: `http://127.0.0.1:${cf.port}/{teamDomain}/cdn-cgi/access/certs`,
+      },
+    },
+  });
+  demo = await startDemo(mesh, creds, { demoServiceScript: join(outDir, 'demo-service.js'), onLine: quiet });
+});
+
+afterAll(async () => {
+  await demo?.stop();
+  await mesh?.stop();
+  cloudflare?.server.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  if (log.length) process.stdout.write(`[e2e] convergence:\n  ${log.join('\n  ')}\n`);
+});
+
+describe('east-west', () => {
+  it('edge → front → service-a → service-b, service-c, every hop carrying an A→B token', async () => {
+    const hops = await converge('demo traffic flows end to end', () => demo.callEntry());
+    const byService = new Map(hops.map((h) => [h.service, h]));
+    expect(byService.get('front')).toMatchObject({ caller: '' });
+    expect(byService.get('service-a')).toMatchObject({ caller: 'front', tokenAudience: 'service-a' });
+    expect(byService.get('service-b')).toMatchObject({ caller: 'service-a', tokenAudience: 'service-b' });
+    expect(byService.get('service-c')).toMatchObject({ caller: 'service-a', tokenAudience: 'service-c' });
+    for (const hop of hops.filter((h) => h.caller)) expect(hop.tokenKeyId).not.toBe('');
+  });
+
+  it('spreads calls across both service-b instances', async () => {
+    const seen = new Set<string>();
+    await converge('both service-b instances answer', async () => {
+      const hops: HopRecord[] = await demo.callEntry();
+      for (const h of hops) if (h.service === 'service-b') seen.add(h.instance);
+      if (seen.size < 2) throw new Error(`only ${[...seen].join(', ')} so far`);
+    });
+    expect([...seen].sort()).toEqual(['service-b-1', 'service-b-2']);
+  });
+
+  it('denies an undeclared call: no token from authz, a denying Check, and the callee refuses a call without a token', async () => {
+    // service-c declared nothing, so it may not call service-b.
+    const tokens = new MeshTokenClient({ authzUrl: mesh.authz.httpUrl, service: 'service-c', secret: creds.secrets.get('service-c')! });
+    await expect(tokens.getToken('service-b')).rejects.toMatchObject({ status: 403 });
+
+    const denied = await check({
+      attributes: { contextExtensions: { 'trellis.source': 'service-c', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' } },
+    });
+    expect(denied.status?.code).toBe(status.PERMISSION_DENIED);
+    expect(denied.httpResponse?.$case).toBe('deniedResponse');
+
+    const allowed = await check({
+      attributes: { contextExtensions: { 'trellis.source': 'service-a', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' } },
+    });
+    expect(allowed.status?.code).toBe(status.OK);
+    const headers = allowed.httpResponse?.$case === 'okResponse' ? allowed.httpResponse.value.headers : [];
+    expect(headers.find((h) => h.header?.key === 'authorization')?.header?.value).toMatch(/^Bearer ey/);
+
+    // Straight to a service-b instance without a token: its server interceptor refuses.
+    const instances = (await (await registry('GET', '/api/v1/services/service-b/instances')).json()) as
+      | Array<{ address: string; port: number }>
+      | { items: Array<{ address: string; port: number }> };
+    const first = Array.isArray(instances) ? instances[0]! : instances.items[0]!;
+    const direct = new HopClient(`${first.address}:${first.port}`, credentials.createInsecure());
+    const err = await new Promise<ServiceError>((resolve) => direct.call({ origin: 'intruder' }, new Metadata(), (e) => resolve(e!)));
+    direct.close();
+    expect(err.code).toBe(status.UNAUTHENTICATED);
+  });
+});
+
+describe('registry changes reach the mesh', () => {
+  it('removing a dependency stops the caller reaching it; declaring it again restores the call', async () => {
+    await converge('baseline traffic', () => demo.callEntry());
+    await editService('service-a', (spec) => ({ ...spec, dependencies: [{ service: 'service-b' }] }));
+    await converge('service-a loses service-c after the registry write', async () => {
+      const outcome = await demo.callEntry().then(
+        () => 'ok',
+        (e: Error) => e.message,
+      );
+      if (!/service-c/.test(outcome)) throw new Error(`still reachable: ${outcome}`);
+    });
+    await editService('service-a', (spec) => ({ ...spec, dependencies: [{ service: 'service-b' }, { service: 'service-c' }] }));
+    const hops = await converge('service-a reaches service-c again after the registry write', () => demo.callEntry());
+    expect(hops.map((h) => h.service)).toContain('service-c');
+  });
+});
+
+describe('north-south', () => {
+  const signAccessToken = (claims: { aud: string; email: string; iss?: string }) =>
+    new SignJWT({ email: claims.email, type: 'app' })
+      .setProtectedHeader({ alg: 'RS256', kid: cloudflare.kid })
+      .setIssuer(claims.iss ?? `https://${TEAM_DOMAIN}`)
+      .setAudience([claims.aud])
+      .setSubject('user-1')
+      .setIssuedAt()
+      .setExpirationTime('10m')
+      .sign(cloudflare.key);
+
+  const edgeCheck = (token: string) =>
+    check({
+      attributes: {
+        contextExtensions: { 'trellis.direction': 'edge' },
+        request: { http: { host: 'front.example.com', path: '/checkout', method: 'GET', headers: { 'cf-access-jwt-assertion': token } } },
+      },
+    });
+
+  it('admits a valid Cloudflare Access token for a public service and passes the identity upstream; refuses others', async () => {
+    await editService('front', (spec) => ({
+      ...spec,
+      ingress: { host: 'front.example.com', pathPrefix: '/', cloudflareAccess: { teamDomain: TEAM_DOMAIN, audience: ACCESS_AUD } },
+    }));
+    const good = await signAccessToken({ aud: ACCESS_AUD, email: 'ada@example.com' });
+    const ok = await converge('edge Check admits after the ingress is registered', async () => {
+      const res = await edgeCheck(good);
+      if (res.status?.code !== status.OK) throw new Error(`denied: ${JSON.stringify(res.status)}`);
+      return res;
+    });
+    const headers = ok.httpResponse?.$case === 'okResponse' ? ok.httpResponse.value.headers : [];
+    expect(headers.find((h) => h.header?.key === 'x-trellis-access-email')?.header?.value).toBe('ada@example.com');
+
+    // A token that is not valid for this application is an authentication failure (401 at the edge).
+    const refusals = [
+      await edgeCheck(await signAccessToken({ aud: 'ffffffffffffffffffffffffffffffff', email: 'ada@example.com' })),
+      await edgeCheck(await signAccessToken({ aud: ACCESS_AUD, email: 'ada@example.com', iss: 'https://evil.cloudflareaccess.com' })),
+      await edgeCheck('not-a-jwt'),
+    ];
+    for (const refused of refusals) {
+      expect(refused.status?.code).toBe(status.UNAUTHENTICATED);
+      expect(refused.httpResponse?.$case).toBe('deniedResponse');
+    }
+  });
+});
