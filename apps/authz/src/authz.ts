@@ -129,6 +129,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     { certsUrlTemplate: config.TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE, clockSkewSeconds: skewSeconds, ...deps.edge },
     metrics,
   );
+  // Fetch the certs of Access teams as soon as an ingress names them.
+  const prefetchAccessCerts = () => void access.prefetch(policy.accessTeamDomains());
+  watcher.on('update', (update) => {
+    if (update.reset || update.changes.some((change) => change.kind === 'service')) prefetchAccessCerts();
+  });
   const verifier = new MeshTokenVerifier(
     keyRing,
     { issuer, clockSkewSeconds: skewSeconds, maxLifetimeSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },

@@ -53,6 +53,8 @@ describe('MeshPolicy', () => {
     expect(policy.ingressFor('shop.example.com', '/api')?.service).toBe('api');
     expect(policy.ingressFor('shop.example.com', '/apiary')?.service).toBe('web');
     expect(policy.ingressFor('other.example.com', '/')).toBeUndefined();
+    expect(policy.accessTeamDomains()).toEqual(['acme.cloudflareaccess.com']);
+    expect(policy.ingressOf('web')?.ingress.host).toBe('shop.example.com');
   });
 
   it('pathMatchesPrefix', () => {

@@ -51,6 +51,16 @@ export class MeshPolicy {
     return candidates.find(({ ingress }) => pathMatchesPrefix(pathOnly, ingress.pathPrefix));
   }
 
+  /** Cloudflare Access team domains named by any ingress. */
+  accessTeamDomains(): string[] {
+    const domains = new Set<string>();
+    for (const { value } of this.view.state.services.values()) {
+      const teamDomain = value.spec.ingress?.cloudflareAccess?.teamDomain;
+      if (teamDomain) domains.add(teamDomain);
+    }
+    return [...domains].sort();
+  }
+
   /** The ingress of one service (when the route already says which service it fronts). */
   ingressOf(service: string): IngressMatch | undefined {
     const ingress = this.view.state.services.get(service)?.value.spec.ingress;

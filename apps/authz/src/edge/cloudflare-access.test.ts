@@ -59,6 +59,17 @@ describe('CloudflareAccessVerifier', () => {
     expect(team.certsRequests).toBe(2);
   });
 
+  it('prefetches the certs of a team once, and counts a failed prefetch', async () => {
+    await verifier.prefetch([team.teamDomain, team.teamDomain]);
+    expect(team.certsRequests).toBe(1);
+    await verifier.prefetch([team.teamDomain]);
+    expect(team.certsRequests).toBe(1);
+    await expect(verifier.verify(await team.sign(AUD), app)).resolves.toMatchObject({ valid: true });
+    expect(team.certsRequests).toBe(1);
+    await verifier.prefetch(['unreachable.cloudflareaccess.com']);
+    expect((await metrics.edgeJwksFetchErrors.get()).values[0]?.value).toBe(1);
+  });
+
   it('fails closed, and counts it, when the certs endpoint is down', async () => {
     team.failWith = 500;
     await expect(verifier.verify(await team.sign(AUD), app)).resolves.toEqual({ valid: false, reason: 'certs-unavailable' });

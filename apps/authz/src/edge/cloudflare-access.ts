@@ -75,6 +75,21 @@ export class CloudflareAccessVerifier {
     }
   }
 
+  /**
+   * Fetches the certs of teams not seen yet, so the first edge request of a new
+   * ingress does not wait for them (a failure is counted; requests retry later).
+   */
+  async prefetch(teamDomains: Iterable<string>): Promise<void> {
+    const fresh = [...new Set(teamDomains)].filter((teamDomain) => !this.keySets.has(teamDomain));
+    await Promise.all(
+      fresh.map((teamDomain) =>
+        this.keySetFor(teamDomain)
+          .reload()
+          .catch(() => this.metrics.edgeJwksFetchErrors.inc()),
+      ),
+    );
+  }
+
   private keySetFor(teamDomain: string): ReturnType<typeof createRemoteJWKSet> {
     let keySet = this.keySets.get(teamDomain);
     if (!keySet) {
