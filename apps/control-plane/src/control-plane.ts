@@ -149,7 +149,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     onStreamClosed: (s) => logger.info({ nodeId: s.nodeId, service: s.identity.service, streamId: s.streamId }, 'xds stream closed'),
   };
   const ads = new AdsServer({
-    cache: cache as SnapshotCache<unknown>,
+    cache,
     callbacks: composeCallbacks(metrics.callbacks, statusWriter, streamLog, deps.callbacks ?? {}),
     authenticate: createStreamAuthenticator({
       allowInsecure: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS,

@@ -14,7 +14,7 @@ import type { Logger } from '@trellis/runtime';
 import { proxyKindOf, type ProxyIdentity } from '../envoy/resources';
 import type { StreamInfo, XdsCallbacks, XdsProtocol } from './callbacks';
 import { DeltaSession } from './delta-session';
-import type { SnapshotCache } from './snapshot-cache';
+import type { SnapshotSource } from './snapshot-cache';
 import { SotwSession } from './sotw-session';
 import type { StreamAuthenticator } from './stream-auth';
 
@@ -28,7 +28,7 @@ const REJECTION_CODES = new Map<GrpcStatus, 'invalid_argument' | 'unauthenticate
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export interface AdsServerOptions {
-  cache: SnapshotCache<unknown>;
+  cache: SnapshotSource;
   callbacks: Required<XdsCallbacks>;
   authenticate: StreamAuthenticator;
   controlPlaneId: string;

@@ -46,11 +46,16 @@ interface Pooled {
   refs: number;
 }
 
+/** What a stream needs from the cache: its identity's snapshot now and whenever it changes. */
+export interface SnapshotSource {
+  watch(identity: ProxyIdentity, listener: SnapshotListener): { snapshot: ProxySnapshot | undefined; cancel: () => void };
+}
+
 export function identityKey(identity: ProxyIdentity): string {
   return `${identity.kind}/${identity.service}`;
 }
 
-export class SnapshotCache<M> {
+export class SnapshotCache<M> implements SnapshotSource {
   private model: M | undefined;
   private meta: ModelMeta = { revision: '0', changedAt: 0 };
   private readonly entries = new Map<string, Entry>();

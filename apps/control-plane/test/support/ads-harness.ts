@@ -29,7 +29,7 @@ export async function startAdsHarness(model: FakeModel, authenticate: StreamAuth
     { get: (_t, event: string) => (...args: unknown[]) => events.push({ event, args }) },
   );
   const ads = new AdsServer({
-    cache: cache as SnapshotCache<unknown>,
+    cache,
     callbacks: composeCallbacks(recorder),
     authenticate,
     controlPlaneId: 'test-cp',
