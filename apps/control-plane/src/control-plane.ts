@@ -16,12 +16,7 @@ import { buildProxyResources, TranslationMemo } from './envoy';
 import { createHttpApp } from './http/app';
 import { createControlPlaneMetrics } from './metrics';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
-import { AdsServer } from './xds/ads-server';
-import { composeCallbacks, type XdsCallbacks } from './xds/callbacks';
-import { ProxyStatusWriter } from './xds/proxy-status-writer';
-import { xdsServerCredentials } from './xds/server-credentials';
-import { SnapshotCache } from './xds/snapshot-cache';
-import { createStreamAuthenticator } from './xds/stream-auth';
+import { AdsServer, composeCallbacks, createStreamAuthenticator, ProxyStatusWriter, SnapshotCache, xdsServerCredentials, type XdsCallbacks } from './xds';
 
 export type ControlPlaneOptions = Pick<
   ControlPlaneConfig,

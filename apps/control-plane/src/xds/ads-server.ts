@@ -44,6 +44,7 @@ export interface ActiveStream {
 export class AdsServer {
   private nextStreamId = 1;
   private readonly active = new Map<number, ActiveStream>();
+  private readonly unknownTypesLogged = new Set<string>();
 
   constructor(private readonly options: AdsServerOptions) {}
 
@@ -156,8 +157,9 @@ export class AdsServer {
 
   private handle(session: SotwSession | DeltaSession, request: DiscoveryRequest | DeltaDiscoveryRequest): void {
     const known = session instanceof SotwSession ? session.handleRequest(request as DiscoveryRequest) : session.handleRequest(request as DeltaDiscoveryRequest);
-    if (!known) {
-      // Envoy asks only for types its bootstrap configures; an unknown one is a bootstrap mistake worth surfacing.
+    if (!known && !this.unknownTypesLogged.has(request.typeUrl) && this.unknownTypesLogged.size < 32) {
+      // Envoy asks only for types its bootstrap configures; an unknown one is a bootstrap mistake worth surfacing (once).
+      this.unknownTypesLogged.add(request.typeUrl);
       this.options.logger.warn({ typeUrl: request.typeUrl }, 'xds request for a type this control plane does not serve; ignored');
     }
   }

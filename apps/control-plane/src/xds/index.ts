@@ -1,0 +1,9 @@
+// The serving side: per-identity snapshots, the ADS server (SotW and Delta),
+// stream authentication and the proxy status writer.
+export { AdsServer, identityOf, type ActiveStream, type AdsServerOptions } from './ads-server';
+export { composeCallbacks, type SentResponse, type StreamInfo, type XdsCallbacks, type XdsProtocol } from './callbacks';
+export { ProxyStatusWriter, type ProxyStatusWriterOptions } from './proxy-status-writer';
+export { xdsServerCredentials, type XdsTlsFiles } from './server-credentials';
+export { SnapshotCache, identityKey, type ProxySnapshot, type SnapshotSource, type TypeSnapshot } from './snapshot-cache';
+export { createStreamAuthenticator, serviceOfCertificate, XDS_TOKEN_AUDIENCE, type StreamAuthenticator, type StreamAuthResult } from './stream-auth';
+export { versionOf } from './versions';
