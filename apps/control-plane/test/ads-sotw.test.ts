@@ -140,6 +140,25 @@ describe('SotW ADS', () => {
     expect(names(removal)).toEqual(['c']);
   });
 
+  it('answers an endpoint re-request after a cluster change, even with an unchanged version (Envoy re-creates the cluster)', async () => {
+    const last = await subscribeAll();
+    const eds = last.get(TypeUrl.ClusterLoadAssignment)!;
+    // Without a cluster change, a repeated request gets nothing.
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
+    expect(await client.drain()).toEqual([]);
+
+    harness.setModel(fakeModel({ a: [makeCluster('b', 9), makeEndpoints('b', '10.0.0.1:80'), makeListener('outbound'), makeRoute('outbound', 'b')] }));
+    const cds = await client.next();
+    expect(cds.typeUrl).toBe(TypeUrl.Cluster);
+    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
+    const again = await client.next();
+    expect(again).toMatchObject({ typeUrl: TypeUrl.ClusterLoadAssignment, versionInfo: eds.versionInfo });
+    expect(again.nonce).not.toBe(eds.nonce);
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: again.versionInfo, responseNonce: again.nonce });
+    expect(await client.drain()).toEqual([]);
+  });
+
   it('refuses a stream whose first request has no usable node', async () => {
     client.send({ typeUrl: TypeUrl.Cluster });
     const closed = await client.closedWith();

@@ -38,6 +38,8 @@ interface TypeState {
   sent: Sent | undefined;
   ackedVersion: string | undefined;
   ackedAt?: number;
+  /** Answer the next time even if the version is unchanged (see clustersReplaced). */
+  resend?: boolean;
 }
 
 interface Desired {
@@ -57,6 +59,13 @@ export class SotwSession {
   private nonces = 0;
   private pumpScheduled: NodeJS.Immediate | undefined;
   private pumpTimer: NodeJS.Timeout | undefined;
+  /**
+   * The proxy accepted changed clusters. Envoy re-creates a changed EDS cluster and
+   * asks for its endpoints again with the version it already has; without an answer
+   * (and without Envoy's EDS cache) the cluster would stay warming. So the next EDS
+   * request that is not an ACK is answered even when nothing changed.
+   */
+  private clustersReplaced = false;
 
   constructor(
     private readonly stream: StreamInfo,
@@ -84,11 +93,13 @@ export class SotwSession {
         return true;
       }
       const sent = state.sent;
+      if (!sent.inFlight && typeUrl === TypeUrl.ClusterLoadAssignment && this.clustersReplaced) state.resend = true;
       if (sent.inFlight) {
         sent.inFlight = false;
         if (request.errorDetail) {
           this.callbacks.onNack(this.stream, typeUrl, sent.version, request.errorDetail.message || `code ${request.errorDetail.code}`);
         } else {
+          if (typeUrl === TypeUrl.Cluster && state.ackedVersion !== sent.version) this.clustersReplaced = true;
           state.ackedVersion = sent.version;
           state.ackedAt = Date.now();
           this.callbacks.onAck(this.stream, typeUrl, sent.version, sent.changedAt);
@@ -148,7 +159,7 @@ export class SotwSession {
       if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
       if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight(snapshot)) continue;
       const desired = this.desired(typeUrl, state, snapshot);
-      if (state.sent && state.sent.version === desired.version) continue;
+      if (state.sent && state.sent.version === desired.version && !state.resend) continue;
       // A first answer for named resources we do not have would only tell the client "nothing yet".
       if (!state.sent && !state.wildcard && desired.resources.size === 0) continue;
       this.respond(typeUrl, state, desired, snapshot);
@@ -158,6 +169,8 @@ export class SotwSession {
   private respond(typeUrl: XdsTypeUrl, state: TypeState, desired: Desired, snapshot: ProxySnapshot): void {
     const nonce = (++this.nonces).toString(36);
     const resources = [...desired.resources.values()];
+    state.resend = false;
+    if (typeUrl === TypeUrl.ClusterLoadAssignment) this.clustersReplaced = false;
     state.sent = { version: desired.version, nonce, resources: desired.resources, changedAt: convergenceStart(snapshot, this.stream), inFlight: true };
     const ok = this.send({
       versionInfo: desired.version,
