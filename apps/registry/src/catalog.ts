@@ -1,7 +1,7 @@
 // The registry's operations on services and instances, shared by the REST API
 // and the web UI: ownership checks, optimistic concurrency, dependents checks,
 // rollback. Throws ProblemErrors; knows nothing about HTTP requests.
-import { AlreadyExistsError, NotFoundError, RevisionMismatchError } from '@trellis/mesh-schema';
+import { AlreadyExistsError, HasDependentsError, NotFoundError, RevisionMismatchError } from '@trellis/mesh-schema';
 import type { HistoryEntry, InstanceRecord, MeshStore, ProxyStatus, ServiceRecord, ServiceSpec, Versioned } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { Principal } from './auth';
@@ -77,19 +77,17 @@ export class ServiceCatalog {
   async delete(principal: Principal, name: string, ifMatch: string | undefined): Promise<void> {
     const current = await this.get(name);
     this.authorize(principal, [current.value.spec.team], `service "${name}"`);
-    const dependents = (await this.store.listServices())
-      .filter(({ value: { spec } }) => spec.dependencies.some((d) => d.service === name))
-      .map(({ value: { spec } }) => spec.name)
-      .sort();
-    if (dependents.length > 0) {
-      throw problems.conflict(`service "${name}" is still called by ${dependents.map((d) => `"${d}"`).join(', ')}; remove those dependencies first`, {
-        dependents,
-      });
-    }
     try {
-      await this.store.deleteService(name, principal.actor, ifMatch !== undefined ? { ifModRevision: ifMatch } : {});
+      // The store checks for dependents and deletes in one txn, so a dependency declared meanwhile is not missed.
+      await this.store.deleteService(name, principal.actor, { refuseIfDepended: true, ...(ifMatch !== undefined ? { ifModRevision: ifMatch } : {}) });
       this.recordChange('delete', principal, name, current.value.generation + 1);
     } catch (err) {
+      if (err instanceof HasDependentsError) {
+        const { dependents } = err;
+        throw problems.conflict(`service "${name}" is still called by ${dependents.map((d) => `"${d}"`).join(', ')}; remove those dependencies first`, {
+          dependents,
+        });
+      }
       throw mapRevisionErrors(err, name);
     }
   }

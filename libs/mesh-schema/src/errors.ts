@@ -33,6 +33,17 @@ export class RevisionMismatchError extends MeshStoreError {
   }
 }
 
+/** A delete refused because other services still declare this one as a dependency (HTTP 409). */
+export class HasDependentsError extends MeshStoreError {
+  constructor(
+    readonly key: string,
+    /** The services that still depend on it, sorted. */
+    readonly dependents: string[],
+  ) {
+    super(`${key} is still a dependency of ${dependents.join(', ')}`);
+  }
+}
+
 /** A stored value or a value to store does not satisfy its schema. */
 export class InvalidRecordError extends MeshStoreError {
   constructor(

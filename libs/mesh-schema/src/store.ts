@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import type { Logger } from '@trellis/runtime';
 import { decodeKv, encodeValue, type Versioned } from './codec';
 import { prefixEnd, rangePrefix } from './etcd-client';
-import { AlreadyExistsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from './errors';
+import { AlreadyExistsError, HasDependentsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from './errors';
 import type { KeyLayout } from './keys';
 import {
   AuthzPublicKey,
@@ -69,6 +69,14 @@ const modRevisionIs = (key: string, revision: string): ICompare => ({
   target: 'Mod',
   result: 'Equal',
   mod_revision: revision,
+});
+/** No key under `prefix` was written after `revision` (etcd compares every key in the range). */
+const rangeUnchangedSince = (prefix: string, revision: string): ICompare => ({
+  key: Buffer.from(prefix),
+  range_end: Buffer.from(prefixEnd(prefix)),
+  target: 'Mod',
+  result: 'Less',
+  mod_revision: (BigInt(revision) + 1n).toString(),
 });
 const absent = (key: string): ICompare => ({ key: Buffer.from(key), target: 'Create', result: 'Equal', create_revision: 0 });
 
@@ -152,13 +160,36 @@ export class MeshStore {
   }
 
   /** Deletes the service and records a `delete` history entry; its instances stay until their leases expire. */
-  async deleteService(name: string, actor: string, opts: { ifModRevision?: string } = {}): Promise<void> {
+  /**
+   * Deletes the service and records a `delete` history entry; its instances stay until
+   * their leases expire. With `refuseIfDepended`, a service that others still declare is
+   * not deleted (HasDependentsError naming them), and the check and the delete are one
+   * txn: it fails and retries if any service record changed after the check read them.
+   */
+  async deleteService(name: string, actor: string, opts: { ifModRevision?: string; refuseIfDepended?: boolean } = {}): Promise<void> {
     const key = this.layout.service(name);
     await this.changeService(name, opts.ifModRevision, async (current, at) => {
+      const guards: ICompare[] = [];
+      if (opts.refuseIfDepended) {
+        const { revision, kvs } = await rangePrefix(this.client, this.layout.services());
+        const dependents = kvs
+          .flatMap((kv) => {
+            try {
+              return [decodeKv(ServiceRecord, kv).value.spec];
+            } catch {
+              return []; // a record that no longer parses declares nothing
+            }
+          })
+          .filter((spec) => spec.name !== name && spec.dependencies.some((d) => d.service === name))
+          .map((spec) => spec.name)
+          .sort();
+        if (dependents.length > 0) throw new HasDependentsError(key, dependents);
+        guards.push(rangeUnchangedSince(this.layout.services(), revision));
+      }
       const generation = current.generation + 1;
       const historyKey = this.layout.history(name, generation);
       const history = this.historyEntry(historyKey, { service: name, generation, action: 'delete', actor, at, spec: null });
-      return { ops: [{ request_delete_range: { key: Buffer.from(key) } }, put(historyKey, history)], result: undefined };
+      return { ops: [{ request_delete_range: { key: Buffer.from(key) } }, put(historyKey, history)], result: undefined, guards };
     });
   }
 
@@ -318,7 +349,8 @@ export class MeshStore {
   private async changeService<R>(
     name: string,
     ifModRevision: string | undefined,
-    build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R }>,
+    /** `guards`: further txn conditions; when one fails the change is read and built again. */
+    build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R; guards?: ICompare[] }>,
   ): Promise<{ result: R; revision: string; current: CurrentService }> {
     const key = this.layout.service(name);
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
@@ -329,14 +361,15 @@ export class MeshStore {
       }
       if (ifModRevision !== undefined && kv.mod_revision !== ifModRevision) throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
       const current = await this.currentService(name, kv);
-      const { ops, result } = await build(current, this.now().toISOString());
+      const { ops, result, guards = [] } = await build(current, this.now().toISOString());
       const res = await this.client.kv.txn({
-        compare: [modRevisionIs(key, current.modRevision)],
+        compare: [modRevisionIs(key, current.modRevision), ...guards],
         success: ops,
         failure: [{ request_range: { key: Buffer.from(key) } }],
       });
       if (res.succeeded) return { result, revision: res.header.revision, current };
-      if (ifModRevision !== undefined) {
+      const recordChanged = res.responses[0]?.response_range.kvs[0]?.mod_revision !== current.modRevision;
+      if (ifModRevision !== undefined && recordChanged) {
         const now = res.responses[0]?.response_range.kvs[0];
         throw new RevisionMismatchError(key, ifModRevision, now?.mod_revision);
       }

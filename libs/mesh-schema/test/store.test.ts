@@ -1,7 +1,7 @@
 // MeshStore against a real etcd (see @trellis/testing for how it is chosen).
 import type { Etcd3 } from 'etcd3';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
-import { AlreadyExistsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from '../src/errors';
+import { AlreadyExistsError, HasDependentsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from '../src/errors';
 import { KeyLayout } from '../src/keys';
 import { MeshStore } from '../src/store';
 import { aService, anInstance } from './fixtures';
@@ -99,6 +99,21 @@ describe('services', () => {
     expect(record.generation).toBe(3);
     // ledger was never dropped; search came back at generation 3.
     expect(record.dependencySince).toEqual({ ledger: 1, search: 3 });
+  });
+
+  it('refuses to delete a service others still depend on, naming them, in the same txn as the check', async () => {
+    await store.createService(aService('inventory'), 't');
+    await store.createService({ ...aService('shop'), dependencies: [{ service: 'inventory' }] }, 't');
+    await store.createService({ ...aService('admin-ui'), dependencies: [{ service: 'inventory' }] }, 't');
+    const refused = await store.deleteService('inventory', 't', { refuseIfDepended: true }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(HasDependentsError);
+    expect((refused as HasDependentsError).dependents).toEqual(['admin-ui', 'shop']);
+    expect(await store.getService('inventory')).toBeDefined();
+
+    await store.deleteService('shop', 't');
+    await store.deleteService('admin-ui', 't');
+    await store.deleteService('inventory', 't', { refuseIfDepended: true });
+    expect(await store.getService('inventory')).toBeUndefined();
   });
 
   it('refuses invalid specs without writing, naming the field', async () => {
