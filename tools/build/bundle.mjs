@@ -1,15 +1,14 @@
 #!/usr/bin/env node
 // `nx build <app>`: bundles apps/<app>/src/main.ts and the workspace libs it uses
 // into dist/apps/<app>/main.js, started with `node dist/apps/<app>/main.js`.
-// npm packages stay external (several load .proto files or workers at run time);
-// a package.json listing exactly the ones the bundle imports is written beside it,
-// so an image installs only those (`npm install --omit=dev` in dist/apps/<app>).
+// npm packages stay external; a package.json listing exactly the ones the bundle
+// imports is written beside it, so an image installs only those
+// (`npm install --omit=dev` in dist/apps/<app>).
 import { build } from 'esbuild';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { nodeBundleOptions, WORKSPACE_ROOT as root } from './node-bundle.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const app = process.argv[2];
 if (!app) {
   console.error('usage: bundle.mjs <app>');
@@ -18,19 +17,9 @@ if (!app) {
 const outDir = join(root, 'dist/apps', app);
 const rootPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
-const result = await build({
-  entryPoints: [join(root, 'apps', app, 'src/main.ts')],
-  outfile: join(outDir, 'main.js'),
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  sourcemap: true,
-  packages: 'external',
-  tsconfig: join(root, 'tsconfig.base.json'),
-  metafile: true,
-  logLevel: 'warning',
-});
+const result = await build(
+  nodeBundleOptions({ entryPoints: [join(root, 'apps', app, 'src/main.ts')], outfile: join(outDir, 'main.js'), metafile: true }),
+);
 
 // What the emitted bundle requires (after tree-shaking), not every import of every input.
 const used = new Set();

@@ -2,23 +2,17 @@
 import { build } from 'esbuild';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeBundleOptions, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
 
 export async function bundleLocalMesh() {
-  const outDir = join(root, 'dist/tools/local-mesh');
-  await build({
-    entryPoints: { main: join(here, 'src/main.ts'), 'demo-service': join(here, 'src/demo/demo-service.ts') },
-    outdir: outDir,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    sourcemap: true,
-    packages: 'external',
-    tsconfig: join(root, 'tsconfig.base.json'),
-    logLevel: 'warning',
-  });
-  return outDir;
+  const outdir = join(WORKSPACE_ROOT, 'dist/tools/local-mesh');
+  await build(nodeBundleOptions({ entryPoints: { main: join(here, 'src/main.ts'), 'demo-service': join(here, 'src/demo/demo-service.ts') }, outdir }));
+  return outdir;
+}
+
+// Run directly (the end-to-end suite does): bundle and print the folder.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  console.log(await bundleLocalMesh());
 }

@@ -1,0 +1,22 @@
+// The one set of esbuild settings for everything Trellis runs with `node`: the apps
+// (tools/build/bundle.mjs) and the local-mesh tool. npm packages stay external
+// (several load .proto files or workers at run time); workspace libs are bundled.
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const WORKSPACE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** esbuild options for a Node 20 CommonJS bundle; `extra` names the entry points and output. */
+export function nodeBundleOptions(extra) {
+  return {
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    sourcemap: true,
+    packages: 'external',
+    tsconfig: join(WORKSPACE_ROOT, 'tsconfig.base.json'),
+    logLevel: 'warning',
+    ...extra,
+  };
+}
