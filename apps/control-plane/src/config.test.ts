@@ -17,8 +17,14 @@ describe('loadControlPlaneConfig', () => {
   });
 
   it('parses host:port addresses, IPv6 included', () => {
-    expect(loadControlPlaneConfig({ TRELLIS_AUTHZ_ADDRESS: 'authz.mesh.svc:9191' }).TRELLIS_AUTHZ_ADDRESS).toEqual({ host: 'authz.mesh.svc', port: 9191 });
-    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: '[::1]:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual({ host: '::1', port: 18000 });
+    expect(loadControlPlaneConfig({ TRELLIS_AUTHZ_ADDRESS: 'authz.mesh.svc:9191' }).TRELLIS_AUTHZ_ADDRESS).toEqual({
+      host: 'authz.mesh.svc',
+      port: 9191,
+    });
+    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: '[::1]:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual({
+      host: '::1',
+      port: 18000,
+    });
   });
 
   it('names the variable that is wrong', () => {

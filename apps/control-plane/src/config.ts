@@ -53,8 +53,12 @@ export type ControlPlaneConfig = z.infer<typeof controlPlaneEnvSchema>;
 function checkTls(config: ControlPlaneConfig): ControlPlaneConfig {
   const cert = config.TRELLIS_XDS_TLS_CERT_FILE !== undefined;
   const key = config.TRELLIS_XDS_TLS_KEY_FILE !== undefined;
-  if (cert !== key) throw new ConfigError([`${cert ? 'TRELLIS_XDS_TLS_KEY_FILE' : 'TRELLIS_XDS_TLS_CERT_FILE'}: required when ${cert ? 'TRELLIS_XDS_TLS_CERT_FILE' : 'TRELLIS_XDS_TLS_KEY_FILE'} is set`]);
-  if (config.TRELLIS_XDS_TLS_CLIENT_CA_FILE !== undefined && !cert) throw new ConfigError(['TRELLIS_XDS_TLS_CLIENT_CA_FILE: requires TRELLIS_XDS_TLS_CERT_FILE and TRELLIS_XDS_TLS_KEY_FILE']);
+  if (cert !== key)
+    throw new ConfigError([
+      `${cert ? 'TRELLIS_XDS_TLS_KEY_FILE' : 'TRELLIS_XDS_TLS_CERT_FILE'}: required when ${cert ? 'TRELLIS_XDS_TLS_CERT_FILE' : 'TRELLIS_XDS_TLS_KEY_FILE'} is set`,
+    ]);
+  if (config.TRELLIS_XDS_TLS_CLIENT_CA_FILE !== undefined && !cert)
+    throw new ConfigError(['TRELLIS_XDS_TLS_CLIENT_CA_FILE: requires TRELLIS_XDS_TLS_CERT_FILE and TRELLIS_XDS_TLS_KEY_FILE']);
   return config;
 }
 

@@ -16,7 +16,15 @@ import { buildProxyResources, TranslationMemo } from './envoy';
 import { createHttpApp } from './http/app';
 import { createControlPlaneMetrics } from './metrics';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
-import { AdsServer, composeCallbacks, createStreamAuthenticator, ProxyStatusWriter, SnapshotCache, xdsServerCredentials, type XdsCallbacks } from './xds';
+import {
+  AdsServer,
+  composeCallbacks,
+  createStreamAuthenticator,
+  ProxyStatusWriter,
+  SnapshotCache,
+  xdsServerCredentials,
+  type XdsCallbacks,
+} from './xds';
 
 export type ControlPlaneOptions = Pick<
   ControlPlaneConfig,
@@ -71,14 +79,20 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const watcher = MeshWatcher.start(etcd, layout, { logger });
   // Resources many identities share (a callee's clusters and endpoints) are encoded once per model.
   const memo = new TranslationMemo();
-  const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), (identity, err) => {
-    metrics.translateErrors.inc();
-    logger.error({ err, service: identity.service, kind: identity.kind }, 'translation failed; proxies keep their last good config');
-  });
+  const cache = new SnapshotCache<MeshModel>(
+    (m, identity) => buildProxyResources(m, identity, memo),
+    (identity, err) => {
+      metrics.translateErrors.inc();
+      logger.error({ err, service: identity.service, kind: identity.kind }, 'translation failed; proxies keep their last good config');
+    },
+  );
   let model: MeshModel | undefined;
 
   // The gRPC health answer follows /readyz: watch live, first snapshot served, not draining.
-  const grpcHealth = new HealthImplementation({ '': 'NOT_SERVING', 'envoy.service.discovery.v3.AggregatedDiscoveryService': 'NOT_SERVING' });
+  const grpcHealth = new HealthImplementation({
+    '': 'NOT_SERVING',
+    'envoy.service.discovery.v3.AggregatedDiscoveryService': 'NOT_SERVING',
+  });
   const setServing = (): void => {
     const serving = watcher.ready && watcher.live && cache.ready && !health.isDraining ? 'SERVING' : 'NOT_SERVING';
     grpcHealth.setStatus('', serving);
@@ -101,9 +115,13 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     metrics.cacheIdentities.set(stats.identities);
     metrics.cacheResources.set(stats.pooledResources);
     metrics.cacheBytes.set(stats.pooledBytes);
-    if (next.dropped.length > 0 && next.dropped !== prev?.dropped) logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
+    if (next.dropped.length > 0 && next.dropped !== prev?.dropped)
+      logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
     setServing();
-    logger.debug({ revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 }, 'mesh rebuilt');
+    logger.debug(
+      { revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 },
+      'mesh rebuilt',
+    );
   };
 
   let pendingReset = false;
@@ -140,7 +158,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
 
   const streamLog: XdsCallbacks = {
     onNack: (s, typeUrl, version, error) =>
-      logger.warn({ nodeId: s.nodeId, service: s.identity.service, typeUrl, version, error }, 'proxy rejected config (NACK); holding that version back'),
+      logger.warn(
+        { nodeId: s.nodeId, service: s.identity.service, typeUrl, version, error },
+        'proxy rejected config (NACK); holding that version back',
+      ),
     onStreamClosed: (s) => logger.info({ nodeId: s.nodeId, service: s.identity.service, streamId: s.streamId }, 'xds stream closed'),
   };
   const ads = new AdsServer({
@@ -168,20 +189,41 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   grpcServer.addService(AggregatedDiscoveryServiceService, ads.implementation());
   grpcHealth.addToServer(grpcServer);
   const xdsPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${config.TRELLIS_HOST}:${config.TRELLIS_XDS_PORT}`, credentials, (err, port) => (err ? reject(err) : resolve(port))),
+    grpcServer.bindAsync(`${config.TRELLIS_HOST}:${config.TRELLIS_XDS_PORT}`, credentials, (err, port) =>
+      err ? reject(err) : resolve(port),
+    ),
   );
 
   health.addCheck('etcd_watch', () => watcher.live);
   health.addCheck('mesh_snapshot', () => watcher.ready && cache.ready);
 
   const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? { host: '127.0.0.1', port: xdsPort };
-  const app = createHttpApp({ health, registry, cache, ads, model: () => model, xdsAddress: advertise, requireXdsToken: !config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS, logger });
+  const app = createHttpApp({
+    health,
+    registry,
+    cache,
+    ads,
+    model: () => model,
+    xdsAddress: advertise,
+    requireXdsToken: !config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS,
+    logger,
+  });
   const httpServer: HttpServer = await new Promise((resolve, reject) => {
     const server = app.listen(config.TRELLIS_HTTP_PORT, config.TRELLIS_HOST, () => resolve(server));
     server.once('error', reject);
   });
   const httpPort = (httpServer.address() as AddressInfo).port;
-  logger.info({ xdsPort, httpPort, controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID, allowInsecureClients: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS, tls: Boolean(config.TRELLIS_XDS_TLS_CERT_FILE), mtls: Boolean(config.TRELLIS_XDS_TLS_CLIENT_CA_FILE) }, 'control plane listening');
+  logger.info(
+    {
+      xdsPort,
+      httpPort,
+      controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID,
+      allowInsecureClients: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS,
+      tls: Boolean(config.TRELLIS_XDS_TLS_CERT_FILE),
+      mtls: Boolean(config.TRELLIS_XDS_TLS_CLIENT_CA_FILE),
+    },
+    'control plane listening',
+  );
 
   let closing: Promise<void> | undefined;
   return {

@@ -6,7 +6,12 @@ describe('Debouncer', () => {
 
   it('runs once after a quiet hold-off, reporting when the burst began', async () => {
     const runs: number[] = [];
-    const d = new Debouncer((first) => void runs.push(first), 100, 500, () => {});
+    const d = new Debouncer(
+      (first) => void runs.push(first),
+      100,
+      500,
+      () => {},
+    );
     d.trigger(1000);
     jest.advanceTimersByTime(50);
     d.trigger(1050);
@@ -18,7 +23,12 @@ describe('Debouncer', () => {
 
   it('never waits longer than the maximum under a steady stream of changes', async () => {
     const runs: number[] = [];
-    const d = new Debouncer(() => void runs.push(Date.now()), 100, 500, () => {});
+    const d = new Debouncer(
+      () => void runs.push(Date.now()),
+      100,
+      500,
+      () => {},
+    );
     const start = Date.now();
     for (let t = 0; t < 700; t += 50) {
       d.trigger();

@@ -23,11 +23,31 @@ export interface ControlPlaneMetrics {
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
   const registers = [registry];
   const connected = new Gauge({ name: `${P}xds_connected_proxies`, help: 'Open xDS streams', labelNames: ['protocol', 'kind'], registers });
-  const pushes = new Counter({ name: `${P}xds_pushes_total`, help: 'xDS responses sent (cf. pilot_xds_pushes)', labelNames: ['type'], registers });
+  const pushes = new Counter({
+    name: `${P}xds_pushes_total`,
+    help: 'xDS responses sent (cf. pilot_xds_pushes)',
+    labelNames: ['type'],
+    registers,
+  });
   const acks = new Counter({ name: `${P}xds_acks_total`, help: 'xDS responses acknowledged', labelNames: ['type'], registers });
-  const rejects = new Counter({ name: `${P}xds_rejects_total`, help: 'xDS responses rejected by a proxy (NACK; cf. pilot_total_xds_rejects)', labelNames: ['type'], registers });
-  const stale = new Counter({ name: `${P}xds_stale_requests_total`, help: 'Requests answering an old nonce (ignored)', labelNames: ['type'], registers });
-  const refused = new Counter({ name: `${P}xds_streams_refused_total`, help: 'Streams refused at setup (bad node, credentials)', labelNames: ['reason'], registers });
+  const rejects = new Counter({
+    name: `${P}xds_rejects_total`,
+    help: 'xDS responses rejected by a proxy (NACK; cf. pilot_total_xds_rejects)',
+    labelNames: ['type'],
+    registers,
+  });
+  const stale = new Counter({
+    name: `${P}xds_stale_requests_total`,
+    help: 'Requests answering an old nonce (ignored)',
+    labelNames: ['type'],
+    registers,
+  });
+  const refused = new Counter({
+    name: `${P}xds_streams_refused_total`,
+    help: 'Streams refused at setup (bad node, credentials)',
+    labelNames: ['reason'],
+    registers,
+  });
   const convergence = new Histogram({
     name: `${P}proxy_convergence_seconds`,
     help: 'From the etcd change being seen to the proxy ACKing the config built from it (cf. pilot_proxy_convergence_time)',
@@ -57,7 +77,11 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     registers,
   });
   const rebuiltIdentities = new Counter({ name: `${P}snapshots_rebuilt_total`, help: 'Proxy identity snapshots recomputed', registers });
-  const changedIdentities = new Counter({ name: `${P}snapshots_changed_total`, help: 'Proxy identity snapshots whose content changed', registers });
+  const changedIdentities = new Counter({
+    name: `${P}snapshots_changed_total`,
+    help: 'Proxy identity snapshots whose content changed',
+    registers,
+  });
 
   const type = (typeUrl: XdsTypeUrl) => TYPE_SHORT_NAME[typeUrl];
   return {
@@ -82,12 +106,29 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       rebuiltIdentities.inc(result.rebuilt);
       changedIdentities.inc(result.changed);
     },
-    translateErrors: new Counter({ name: `${P}translate_errors_total`, help: 'Proxy identities whose translation threw (last good snapshot kept)', registers }),
-    droppedInputs: new Gauge({ name: `${P}model_dropped_inputs`, help: 'Registry inputs left out of the mesh model (see /debug/model)', registers }),
+    translateErrors: new Counter({
+      name: `${P}translate_errors_total`,
+      help: 'Proxy identities whose translation threw (last good snapshot kept)',
+      registers,
+    }),
+    droppedInputs: new Gauge({
+      name: `${P}model_dropped_inputs`,
+      help: 'Registry inputs left out of the mesh model (see /debug/model)',
+      registers,
+    }),
     cacheIdentities: new Gauge({ name: `${P}snapshot_identities`, help: 'Proxy identities with a cached snapshot', registers }),
-    cacheResources: new Gauge({ name: `${P}snapshot_shared_resources`, help: 'Distinct encoded resources shared by the snapshots', registers }),
+    cacheResources: new Gauge({
+      name: `${P}snapshot_shared_resources`,
+      help: 'Distinct encoded resources shared by the snapshots',
+      registers,
+    }),
     cacheBytes: new Gauge({ name: `${P}snapshot_shared_resource_bytes`, help: 'Bytes of distinct encoded resources held', registers }),
-    statusWrites: new Counter({ name: `${P}proxy_status_writes_total`, help: 'Proxy status writes to etcd', labelNames: ['result'], registers }),
+    statusWrites: new Counter({
+      name: `${P}proxy_status_writes_total`,
+      help: 'Proxy status writes to etcd',
+      labelNames: ['result'],
+      registers,
+    }),
     meshRevision: new Gauge({ name: `${P}mesh_revision`, help: 'etcd revision of the mesh model being served', registers }),
   };
 }

@@ -47,7 +47,12 @@ describe('SotW ADS', () => {
     client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'] });
     const rds = await client.next();
     last.set(rds.typeUrl, rds);
-    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'], versionInfo: rds.versionInfo, responseNonce: rds.nonce });
+    client.send({
+      typeUrl: TypeUrl.RouteConfiguration,
+      resourceNames: ['outbound'],
+      versionInfo: rds.versionInfo,
+      responseNonce: rds.nonce,
+    });
     return last;
   }
 
@@ -77,7 +82,12 @@ describe('SotW ADS', () => {
     const second = await client.next();
     expect(second.nonce).not.toBe(first.nonce);
     // A late request with the first nonce (and an error) must not count as a NACK of the second.
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: first.nonce, errorDetail: { code: 3, message: 'late' } });
+    client.send({
+      typeUrl: TypeUrl.Cluster,
+      versionInfo: first.versionInfo,
+      responseNonce: first.nonce,
+      errorDetail: { code: 3, message: 'late' },
+    });
     expect(await client.drain()).toEqual([]);
     expect(harness.events.some((e) => e.event === 'onStaleRequest')).toBe(true);
     expect(harness.events.some((e) => e.event === 'onNack')).toBe(false);
@@ -89,7 +99,12 @@ describe('SotW ADS', () => {
     client.send({ typeUrl: TypeUrl.Cluster, versionInfo: good.versionInfo, responseNonce: good.nonce });
     harness.setModel(fakeModel({ a: [makeCluster('b', 7)] }));
     const bad = await client.next();
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: good.versionInfo, responseNonce: bad.nonce, errorDetail: { code: 3, message: 'rejected: bad timeout' } });
+    client.send({
+      typeUrl: TypeUrl.Cluster,
+      versionInfo: good.versionInfo,
+      responseNonce: bad.nonce,
+      errorDetail: { code: 3, message: 'rejected: bad timeout' },
+    });
     // The same inputs again (another replica's rebuild, an unrelated push): still nothing.
     harness.setModel(fakeModel({ a: [makeCluster('b', 7)] }));
     expect(await client.drain(500)).toEqual([]);
@@ -108,16 +123,32 @@ describe('SotW ADS', () => {
     client.close();
     client = AdsTestClient.open(harness.address, 'sotw');
     client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster, versionInfo: last.get(TypeUrl.Cluster)!.versionInfo });
-    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: last.get(TypeUrl.ClusterLoadAssignment)!.versionInfo });
+    client.send({
+      typeUrl: TypeUrl.ClusterLoadAssignment,
+      resourceNames: ['b'],
+      versionInfo: last.get(TypeUrl.ClusterLoadAssignment)!.versionInfo,
+    });
     client.send({ typeUrl: TypeUrl.Listener, versionInfo: last.get(TypeUrl.Listener)!.versionInfo });
-    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'], versionInfo: last.get(TypeUrl.RouteConfiguration)!.versionInfo });
+    client.send({
+      typeUrl: TypeUrl.RouteConfiguration,
+      resourceNames: ['outbound'],
+      versionInfo: last.get(TypeUrl.RouteConfiguration)!.versionInfo,
+    });
     expect(await client.drain(500)).toEqual([]);
   });
 
   it('pushes make-before-break: clusters and endpoints, then listeners and routes, then removes what is gone', async () => {
     await subscribeAll();
     harness.setModel(
-      fakeModel({ a: [makeCluster('c'), makeEndpoints('b', '10.0.0.1:80'), makeEndpoints('c', '10.0.0.2:80'), makeListener('outbound', 10001), makeRoute('outbound', 'c')] }),
+      fakeModel({
+        a: [
+          makeCluster('c'),
+          makeEndpoints('b', '10.0.0.1:80'),
+          makeEndpoints('c', '10.0.0.2:80'),
+          makeListener('outbound', 10001),
+          makeRoute('outbound', 'c'),
+        ],
+      }),
     );
     const cds = await client.next();
     expect(cds.typeUrl).toBe(TypeUrl.Cluster);
@@ -128,13 +159,23 @@ describe('SotW ADS', () => {
     client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b', 'c'], versionInfo: '', responseNonce: '' });
     const eds = await client.next();
     expect(eds.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
-    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b', 'c'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
+    client.send({
+      typeUrl: TypeUrl.ClusterLoadAssignment,
+      resourceNames: ['b', 'c'],
+      versionInfo: eds.versionInfo,
+      responseNonce: eds.nonce,
+    });
     const lds = await client.next();
     const rds = await client.next();
     expect([lds.typeUrl, rds.typeUrl]).toEqual([TypeUrl.Listener, TypeUrl.RouteConfiguration]);
     client.send({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce });
     expect(await client.drain()).toEqual([]); // route not yet acknowledged: b stays
-    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'], versionInfo: rds.versionInfo, responseNonce: rds.nonce });
+    client.send({
+      typeUrl: TypeUrl.RouteConfiguration,
+      resourceNames: ['outbound'],
+      versionInfo: rds.versionInfo,
+      responseNonce: rds.nonce,
+    });
     const removal = await client.next();
     expect(removal.typeUrl).toBe(TypeUrl.Cluster);
     expect(names(removal)).toEqual(['c']);
@@ -147,7 +188,9 @@ describe('SotW ADS', () => {
     client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
     expect(await client.drain()).toEqual([]);
 
-    harness.setModel(fakeModel({ a: [makeCluster('b', 9), makeEndpoints('b', '10.0.0.1:80'), makeListener('outbound'), makeRoute('outbound', 'b')] }));
+    harness.setModel(
+      fakeModel({ a: [makeCluster('b', 9), makeEndpoints('b', '10.0.0.1:80'), makeListener('outbound'), makeRoute('outbound', 'b')] }),
+    );
     const cds = await client.next();
     expect(cds.typeUrl).toBe(TypeUrl.Cluster);
     client.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
@@ -155,7 +198,12 @@ describe('SotW ADS', () => {
     const again = await client.next();
     expect(again).toMatchObject({ typeUrl: TypeUrl.ClusterLoadAssignment, versionInfo: eds.versionInfo });
     expect(again.nonce).not.toBe(eds.nonce);
-    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: again.versionInfo, responseNonce: again.nonce });
+    client.send({
+      typeUrl: TypeUrl.ClusterLoadAssignment,
+      resourceNames: ['b'],
+      versionInfo: again.versionInfo,
+      responseNonce: again.nonce,
+    });
     expect(await client.drain()).toEqual([]);
   });
 

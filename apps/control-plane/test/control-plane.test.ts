@@ -37,14 +37,22 @@ describe('control plane over etcd', () => {
 
   const metric = async (name: string): Promise<string> => {
     const text = await (await fetch(`${h.httpUrl}/metrics`)).text();
-    return text.split('\n').filter((l) => l.startsWith(name)).join('\n');
+    return text
+      .split('\n')
+      .filter((l) => l.startsWith(name))
+      .join('\n');
   };
 
   it('holds a NACKed version back, records the rejection, and sends the next good version', async () => {
     const client = open(h.xdsAddress);
     client.send({ node: testNode('a', 'a-envoy-nack'), typeUrl: TypeUrl.Cluster });
     const cds = await client.next();
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: '', responseNonce: cds.nonce, errorDetail: { code: 3, message: 'Proto constraint validation failed (test)' } });
+    client.send({
+      typeUrl: TypeUrl.Cluster,
+      versionInfo: '',
+      responseNonce: cds.nonce,
+      errorDetail: { code: 3, message: 'Proto constraint validation failed (test)' },
+    });
     // No resend storm: nothing at all within the next seconds, even across an unrelated rebuild.
     await h.store.registerInstance({ service: 'c', id: 'c-1', address: '10.0.0.3', port: 8080, platform: 'vm' }, 30);
     expect(await client.drain(1500)).toEqual([]);
@@ -126,10 +134,26 @@ describe('control plane over etcd', () => {
       const { privateKey, publicKey } = await generateKeyPair('RS256');
       const jwk = await exportJWK(publicKey);
       const now = new Date().toISOString();
-      await h.store.putAuthzKey({ kid: 'k1', jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', use: 'sig', n: jwk.n!, e: jwk.e! }, publishedAt: now, activeFrom: now });
+      await h.store.putAuthzKey({
+        kid: 'k1',
+        jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', use: 'sig', n: jwk.n!, e: jwk.e! },
+        publishedAt: now,
+        activeFrom: now,
+      });
       sign = ({ sub, aud = XDS_TOKEN_AUDIENCE }) =>
-        new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setIssuer('trellis').setSubject(sub).setAudience(aud).setIssuedAt().setExpirationTime('15m').sign(privateKey);
-      secure = await startControlPlaneHarness({ TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure' }, undefined, h.etcd);
+        new SignJWT({})
+          .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+          .setIssuer('trellis')
+          .setSubject(sub)
+          .setAudience(aud)
+          .setIssuedAt()
+          .setExpirationTime('15m')
+          .sign(privateKey);
+      secure = await startControlPlaneHarness(
+        { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure' },
+        undefined,
+        h.etcd,
+      );
       await eventually('authz key mirrored', () => secure.cp.watcher.state.authzKeys.has('k1') || undefined);
     });
     afterAll(async () => {
@@ -211,7 +235,10 @@ describe('control plane over etcd', () => {
     it('renders the Envoy bootstrap a sidecar of a service starts with', async () => {
       const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-vm-1&zone=z1&format=json`);
       expect(res.status).toBe(200);
-      const bootstrap = (await res.json()) as { node: { id: string; cluster: string }; static_resources: { clusters: { name: string; load_assignment: unknown }[] } };
+      const bootstrap = (await res.json()) as {
+        node: { id: string; cluster: string };
+        static_resources: { clusters: { name: string; load_assignment: unknown }[] };
+      };
       expect(bootstrap.node).toMatchObject({ id: 'a-vm-1', cluster: 'a' });
       expect(JSON.stringify(bootstrap.static_resources.clusters)).toContain(String(h.cp.xdsPort));
       const yaml = await (await fetch(`${h.httpUrl}/bootstrap/a`)).text();

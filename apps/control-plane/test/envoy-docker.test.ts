@@ -12,7 +12,9 @@ import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from '
 const ENVOY_IMAGE = process.env['TRELLIS_TEST_ENVOY_IMAGE'] ?? 'envoyproxy/envoy:v1.32-latest';
 const dockerConfigured = Boolean(process.env['DOCKER_HOST']) || existsSync('/var/run/docker.sock');
 if (!dockerConfigured) {
-  console.warn('envoy-docker.test.ts skipped: no Docker engine (no DOCKER_HOST, no /var/run/docker.sock). It runs envoyproxy/envoy against the control plane where Docker exists.');
+  console.warn(
+    'envoy-docker.test.ts skipped: no Docker engine (no DOCKER_HOST, no /var/run/docker.sock). It runs envoyproxy/envoy against the control plane where Docker exists.',
+  );
 }
 
 (dockerConfigured ? describe : describe.skip)('Envoy (docker) against the control plane', () => {
@@ -25,7 +27,8 @@ if (!dockerConfigured) {
   const admin = async (path: string) => (await fetch(`http://127.0.0.1:${adminPort}${path}`)).text();
 
   beforeAll(async () => {
-    if (!(await dockerAvailable(10_000))) throw new Error('a Docker socket exists but no engine answers; start Docker or unset DOCKER_HOST');
+    if (!(await dockerAvailable(10_000)))
+      throw new Error('a Docker socket exists but no engine answers; start Docker or unset DOCKER_HOST');
     // Loaded only here: the undici that testcontainers bundles does not load on every Node version (zstd on Node 20).
     const { GenericContainer, Wait } = await import('testcontainers').catch((err: unknown) => {
       throw new Error(`testcontainers failed to load on Node ${process.version}: ${err instanceof Error ? err.message : String(err)}`);
@@ -36,12 +39,17 @@ if (!dockerConfigured) {
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     await h.store.createService({ name: 'b', team: 'core', protocol: 'http', port: 8080 }, 'test');
     await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'b' }] }, 'test');
-    await h.store.registerInstance({ service: 'b', id: 'b-1', address: '127.0.0.1', port: (upstream.address() as AddressInfo).port, platform: 'vm' }, 60);
+    await h.store.registerInstance(
+      { service: 'b', id: 'b-1', address: '127.0.0.1', port: (upstream.address() as AddressInfo).port, platform: 'vm' },
+      60,
+    );
     await eventually('model with a and b', () => (h.cp.model()?.services.get('a')?.dependencies.length ? true : undefined));
 
     adminPort = await freePort();
     const appPort = await freePort();
-    const bootstrap = await (await fetch(`${h.httpUrl}/bootstrap/a?node=a-envoy-docker&app_port=${appPort}&admin_port=${adminPort}&zone=z1`)).text();
+    const bootstrap = await (
+      await fetch(`${h.httpUrl}/bootstrap/a?node=a-envoy-docker&app_port=${appPort}&admin_port=${adminPort}&zone=z1`)
+    ).text();
     envoy = await new GenericContainer(ENVOY_IMAGE)
       .withNetworkMode('host')
       .withCopyContentToContainer([{ content: bootstrap, target: '/etc/envoy/trellis.yaml' }])
@@ -58,10 +66,14 @@ if (!dockerConfigured) {
   });
 
   it('accepts every resource the control plane sends', async () => {
-    await eventually('Envoy to ACK listeners and clusters', async () => {
-      const dump = await admin('/config_dump');
-      return dump.includes('outbound|b') && dump.includes('dynamic_listeners') ? dump : undefined;
-    }, 60_000);
+    await eventually(
+      'Envoy to ACK listeners and clusters',
+      async () => {
+        const dump = await admin('/config_dump');
+        return dump.includes('outbound|b') && dump.includes('dynamic_listeners') ? dump : undefined;
+      },
+      60_000,
+    );
     const stats = await admin('/stats?filter=update_rejected');
     for (const line of stats.trim().split('\n')) expect(line).toMatch(/: 0$/);
     const status = await eventually('the proxy status in etcd', async () => {

@@ -41,7 +41,10 @@ describe('etcd outage', () => {
     await eventually('readyz to recover', async () => ((await fetch(`${h.httpUrl}/readyz`)).status === 200 ? true : undefined), 30_000);
     const t0 = Date.now();
     await h.store.createService({ name: 'c', team: 'core', protocol: 'http', port: 8080 }, 'test');
-    await h.store.updateService({ name: 'a', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'b' }, { service: 'c' }] }, 'test');
+    await h.store.updateService(
+      { name: 'a', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'b' }, { service: 'c' }] },
+      'test',
+    );
     const after = await client.next(15_000);
     expect(after.versionInfo).not.toBe(before.versionInfo);
     console.log(`after etcd came back: registry write → proxy update in ${Date.now() - t0} ms`);

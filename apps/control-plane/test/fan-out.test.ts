@@ -23,7 +23,10 @@ describe(`fan-out: ${SERVICES} services, ${PROXIES} connected proxies`, () => {
     await h.store.createService({ name: 'hub', team: 'core', protocol: 'http', port: 8080 }, 'test');
     for (let i = 0; i < SERVICES; i++) {
       const dependency = callsHub(i) ? 'hub' : `svc-${(i + 1) % SERVICES}`;
-      await h.store.createService({ name: `svc-${i}`, team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: dependency }] }, 'test');
+      await h.store.createService(
+        { name: `svc-${i}`, team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: dependency }] },
+        'test',
+      );
     }
     await eventually('the model to hold every service', () => (h.cp.model()?.services.size === SERVICES + 1 ? true : undefined), 30_000);
     for (let p = 0; p < PROXIES; p++) {
@@ -47,7 +50,10 @@ describe(`fan-out: ${SERVICES} services, ${PROXIES} connected proxies`, () => {
     const affected = proxies.filter((p) => callsHub(Number(p.service.slice(4))));
     const unaffected = proxies.filter((p) => !callsHub(Number(p.service.slice(4))));
     const t0 = Date.now();
-    await h.store.updateService({ name: 'hub', team: 'core', protocol: 'http', port: 8080, policy: { circuitBreaker: { maxConnections: 77 } } }, 'test');
+    await h.store.updateService(
+      { name: 'hub', team: 'core', protocol: 'http', port: 8080, policy: { circuitBreaker: { maxConnections: 77 } } },
+      'test',
+    );
     const latencies = await Promise.all(
       affected.map(async (p) => {
         const res = await p.client.next(10_000);
@@ -60,7 +66,9 @@ describe(`fan-out: ${SERVICES} services, ${PROXIES} connected proxies`, () => {
     expect(quiet.flat()).toEqual([]);
     latencies.sort((a, b) => a - b);
     const pct = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-    console.log(`hub change → ${affected.length} affected proxies: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${latencies.at(-1)} ms; ${unaffected.length} unaffected proxies got nothing`);
+    console.log(
+      `hub change → ${affected.length} affected proxies: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${latencies.at(-1)} ms; ${unaffected.length} unaffected proxies got nothing`,
+    );
     expect(pct(0.99)).toBeLessThan(1000 + 500); // 1 s target plus the 100-500 ms debounce on a shared 2-core machine
   });
 });

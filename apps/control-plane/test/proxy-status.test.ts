@@ -27,15 +27,21 @@ describe('proxy status in etcd', () => {
     }
     await Promise.all(clients.map((c) => c.next()));
     // One write per 300 ms flush: the third record lands two flushes after the first.
-    const first = await eventually('a first status', async () => ((await h.store.listProxyStatuses('a')).length >= 1 ? Date.now() : undefined));
-    const all = await eventually('three statuses', async () => ((await h.store.listProxyStatuses('a')).length === 3 ? Date.now() : undefined));
+    const first = await eventually('a first status', async () =>
+      (await h.store.listProxyStatuses('a')).length >= 1 ? Date.now() : undefined,
+    );
+    const all = await eventually('three statuses', async () =>
+      (await h.store.listProxyStatuses('a')).length === 3 ? Date.now() : undefined,
+    );
     expect(all - first).toBeGreaterThanOrEqual(450);
     const statuses = await h.store.listProxyStatuses('a');
     expect(statuses.map((s) => s.nodeId).sort()).toEqual(['a-status-0', 'a-status-1', 'a-status-2']);
     expect(statuses.every((s) => s.controlPlane === 'cp-test' && s.types.cds?.lastSentVersion)).toBe(true);
 
     clients.shift()!.close();
-    await eventually('the closed stream’s status gone', async () => ((await h.store.listProxyStatuses('a')).length === 2 ? true : undefined));
+    await eventually('the closed stream’s status gone', async () =>
+      (await h.store.listProxyStatuses('a')).length === 2 ? true : undefined,
+    );
 
     await h.cp.close();
     expect(await h.store.listProxyStatuses('a')).toEqual([]);

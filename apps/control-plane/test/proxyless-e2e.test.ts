@@ -19,7 +19,18 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
     return { id, port: server.port, version };
   };
   const register = (i: { id: string; port: number; version: string }) =>
-    h.store.registerInstance({ service: 'b', id: i.id, address: '127.0.0.1', port: i.port, platform: 'vm', labels: { version: i.version }, locality: { region: 'local', zone: 'z1', subZone: '' } }, 30);
+    h.store.registerInstance(
+      {
+        service: 'b',
+        id: i.id,
+        address: '127.0.0.1',
+        port: i.port,
+        platform: 'vm',
+        labels: { version: i.version },
+        locality: { region: 'local', zone: 'z1', subZone: '' },
+      },
+      30,
+    );
 
   beforeAll(async () => {
     h = await startControlPlaneHarness();
@@ -30,7 +41,9 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
     await h?.stop();
     if (timings.length > 0) {
       // The measured convergence, one line per step (kept in the test output on purpose).
-      console.log(`registry write → grpc-js-xds client behaviour:\n${timings.map(([step, ms]) => `  ${step.padEnd(44)} ${ms} ms`).join('\n')}`);
+      console.log(
+        `registry write → grpc-js-xds client behaviour:\n${timings.map(([step, ms]) => `  ${step.padEnd(44)} ${ms} ms`).join('\n')}`,
+      );
     }
   });
 
@@ -55,28 +68,71 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
     const b3 = await instance('b-3', 'v2');
     t0 = Date.now();
     await register(b3);
-    timings.push(['register b-3 → first call to b-3', (await client.waitFor('a call to b-3', t0, (rs) => rs.find((r) => r.instance === 'b-3'))) - t0]);
+    timings.push([
+      'register b-3 → first call to b-3',
+      (await client.waitFor('a call to b-3', t0, (rs) => rs.find((r) => r.instance === 'b-3'))) - t0,
+    ]);
 
     // A deregistered instance stops receiving traffic.
     t0 = Date.now();
     await h.store.deregisterInstance('b', 'b-1');
-    const lastB1 = await client.waitFor('40 calls without b-1', t0, streakOf(40, (r) => r.ok && r.instance !== 'b-1'));
+    const lastB1 = await client.waitFor(
+      '40 calls without b-1',
+      t0,
+      streakOf(40, (r) => r.ok && r.instance !== 'b-1'),
+    );
     timings.push(['deregister b-1 → calls stop reaching it', lastB1 - t0]);
 
     // A traffic split moves all traffic to the v2 subset, then back.
     const spec = (await h.store.getService('b'))!.value.spec;
     t0 = Date.now();
-    await h.store.updateService({ ...spec, trafficSplit: [{ name: 'v1', labels: { version: 'v1' }, weight: 0 }, { name: 'v2', labels: { version: 'v2' }, weight: 100 }] }, 'test');
-    timings.push(['split v1 0 / v2 100 → only b-3', (await client.waitFor('20 calls only to b-3', t0, streakOf(20, (r) => r.instance === 'b-3'))) - t0]);
+    await h.store.updateService(
+      {
+        ...spec,
+        trafficSplit: [
+          { name: 'v1', labels: { version: 'v1' }, weight: 0 },
+          { name: 'v2', labels: { version: 'v2' }, weight: 100 },
+        ],
+      },
+      'test',
+    );
+    timings.push([
+      'split v1 0 / v2 100 → only b-3',
+      (await client.waitFor(
+        '20 calls only to b-3',
+        t0,
+        streakOf(20, (r) => r.instance === 'b-3'),
+      )) - t0,
+    ]);
     t0 = Date.now();
-    await h.store.updateService({ ...spec, trafficSplit: [{ name: 'v1', labels: { version: 'v1' }, weight: 100 }, { name: 'v2', labels: { version: 'v2' }, weight: 0 }] }, 'test');
-    timings.push(['split v1 100 / v2 0 → only b-2', (await client.waitFor('20 calls only to b-2', t0, streakOf(20, (r) => r.instance === 'b-2'))) - t0]);
+    await h.store.updateService(
+      {
+        ...spec,
+        trafficSplit: [
+          { name: 'v1', labels: { version: 'v1' }, weight: 100 },
+          { name: 'v2', labels: { version: 'v2' }, weight: 0 },
+        ],
+      },
+      'test',
+    );
+    timings.push([
+      'split v1 100 / v2 0 → only b-2',
+      (await client.waitFor(
+        '20 calls only to b-2',
+        t0,
+        streakOf(20, (r) => r.instance === 'b-2'),
+      )) - t0,
+    ]);
 
     // Without the dependency, A's client can no longer resolve B.
     const a = (await h.store.getService('a'))!.value.spec;
     t0 = Date.now();
     await h.store.updateService({ ...a, dependencies: [] }, 'test');
-    const failing = await client.waitFor('calls to fail', t0, streakOf(5, (r) => !r.ok));
+    const failing = await client.waitFor(
+      'calls to fail',
+      t0,
+      streakOf(5, (r) => !r.ok),
+    );
     timings.push(['remove dependency → calls fail', failing - t0]);
     const failure = client.results.find((r) => r.t >= failing)!;
     expect(failure.ok).toBe(false);

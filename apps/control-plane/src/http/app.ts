@@ -40,15 +40,18 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     const service = typeof req.query['service'] === 'string' ? req.query['service'] : undefined;
     if (node !== undefined) {
       const stream = deps.ads.streams().find((s) => s.info.nodeId === node);
-      if (!stream) return sendProblem(res, 404, 'Proxy not connected', `no xDS stream from node "${node}" on this replica`, { field: 'node' });
+      if (!stream)
+        return sendProblem(res, 404, 'Proxy not connected', `no xDS stream from node "${node}" on this replica`, { field: 'node' });
       const snapshot = deps.cache.snapshotOf(stream.info.identity);
       if (!snapshot) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
       return void res.json({ nodeId: node, protocol: stream.info.protocol, connectedAt: stream.info.connectedAt, ...configDump(snapshot) });
     }
     if (service !== undefined) {
-      if (!ServiceName.safeParse(service).success) return sendProblem(res, 400, 'Invalid query', 'service must be a DNS label', { field: 'service' });
+      if (!ServiceName.safeParse(service).success)
+        return sendProblem(res, 400, 'Invalid query', 'service must be a DNS label', { field: 'service' });
       const kind = req.query['kind'] ?? 'envoy';
-      if (kind !== 'envoy' && kind !== 'proxyless') return sendProblem(res, 400, 'Invalid query', 'kind must be "envoy" or "proxyless"', { field: 'kind' });
+      if (kind !== 'envoy' && kind !== 'proxyless')
+        return sendProblem(res, 400, 'Invalid query', 'kind must be "envoy" or "proxyless"', { field: 'kind' });
       const snapshot = deps.cache.peek({ service, kind: kind as ProxyKind });
       if (!snapshot) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
       return void res.json(configDump(snapshot));
@@ -57,7 +60,10 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   });
 
   app.get('/debug/streams', (_req: Request, res: Response) => {
-    res.json({ streams: deps.ads.streams().map((s) => ({ ...s.info, connectedAt: s.info.connectedAt.toISOString() })), cache: deps.cache.stats() });
+    res.json({
+      streams: deps.ads.streams().map((s) => ({ ...s.info, connectedAt: s.info.connectedAt.toISOString() })),
+      cache: deps.cache.stats(),
+    });
   });
 
   app.get('/debug/model', (_req: Request, res: Response) => {

@@ -10,10 +10,18 @@ import { renderBootstrap, type BootstrapInput } from '../bootstrap';
 import type { MeshModel } from '../model';
 import { sendProblem } from './problem';
 
-const Segment = z.string().max(128).regex(/^[a-zA-Z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only');
+const Segment = z
+  .string()
+  .max(128)
+  .regex(/^[a-zA-Z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only');
 const Query = z
   .object({
-    node: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
+    node: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+      .optional(),
     app_port: z.coerce.number().int().min(1).max(65535).optional(),
     admin_port: z.coerce.number().int().min(1).max(65535).optional(),
     region: Segment.optional(),
@@ -23,7 +31,11 @@ const Query = z
   })
   .strict();
 
-export function bootstrapHandler(deps: { model: () => MeshModel | undefined; xdsAddress: { host: string; port: number }; requireToken: boolean }) {
+export function bootstrapHandler(deps: {
+  model: () => MeshModel | undefined;
+  xdsAddress: { host: string; port: number };
+  requireToken: boolean;
+}) {
   return (req: Request, res: Response): void => {
     const service = ServiceName.safeParse(req.params['service']);
     if (!service.success) return sendProblem(res, 400, 'Invalid service name', service.error.issues[0]!.message, { field: 'service' });

@@ -108,7 +108,8 @@ export class AdsServer {
       if (!auth.admitted) return fail(GrpcStatus.UNAUTHENTICATED, auth.reason);
       if (finished) return;
       info = { streamId, nodeId: first.node!.id, identity, protocol, connectedAt: new Date() };
-      const send = (response: DiscoveryResponse | DeltaDiscoveryResponse): boolean => (call as ServerDuplexStream<unknown, unknown>).write(response);
+      const send = (response: DiscoveryResponse | DeltaDiscoveryResponse): boolean =>
+        (call as ServerDuplexStream<unknown, unknown>).write(response);
       session =
         protocol === 'sotw'
           ? new SotwSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated)
@@ -123,7 +124,10 @@ export class AdsServer {
         },
       });
       callbacks.onStreamOpen(activeInfo);
-      logger.info({ streamId, protocol, nodeId: activeInfo.nodeId, service: identity.service, kind: identity.kind, auth: auth.method }, 'xds stream opened');
+      logger.info(
+        { streamId, protocol, nodeId: activeInfo.nodeId, service: identity.service, kind: identity.kind, auth: auth.method },
+        'xds stream opened',
+      );
       const watch = cache.watch(identity, (snapshot) => session!.setSnapshot(snapshot));
       cancelWatch = watch.cancel;
       if (watch.snapshot) session.setSnapshot(watch.snapshot);
@@ -156,7 +160,10 @@ export class AdsServer {
   }
 
   private handle(session: SotwSession | DeltaSession, request: DiscoveryRequest | DeltaDiscoveryRequest): void {
-    const known = session instanceof SotwSession ? session.handleRequest(request as DiscoveryRequest) : session.handleRequest(request as DeltaDiscoveryRequest);
+    const known =
+      session instanceof SotwSession
+        ? session.handleRequest(request as DiscoveryRequest)
+        : session.handleRequest(request as DeltaDiscoveryRequest);
     if (!known && !this.unknownTypesLogged.has(request.typeUrl) && this.unknownTypesLogged.size < 32) {
       // Envoy asks only for types its bootstrap configures; an unknown one is a bootstrap mistake worth surfacing (once).
       this.unknownTypesLogged.add(request.typeUrl);
@@ -169,6 +176,7 @@ export class AdsServer {
 export function identityOf(node: Node | undefined): ProxyIdentity | string {
   if (!node) return 'the first request on a stream must carry node';
   if (!node.id) return 'node.id is required (a unique instance id)';
-  if (!SERVICE_NAME.test(node.cluster)) return `node.cluster must be the proxy's service name (a DNS label), got ${JSON.stringify(node.cluster)}`;
+  if (!SERVICE_NAME.test(node.cluster))
+    return `node.cluster must be the proxy's service name (a DNS label), got ${JSON.stringify(node.cluster)}`;
   return { service: node.cluster, kind: proxyKindOf(node.userAgentName) };
 }

@@ -88,7 +88,12 @@ export class DeltaSession {
         if (request.errorDetail) {
           for (const [name, version] of pending.upserts) state.rejected.set(name, version);
           for (const name of pending.removals) state.rejectedRemovals.add(name);
-          this.callbacks.onNack(this.stream, typeUrl, pending.systemVersion, request.errorDetail.message || `code ${request.errorDetail.code}`);
+          this.callbacks.onNack(
+            this.stream,
+            typeUrl,
+            pending.systemVersion,
+            request.errorDetail.message || `code ${request.errorDetail.code}`,
+          );
         } else {
           for (const [name, version] of pending.upserts) state.client.set(name, version);
           for (const name of pending.removals) state.client.delete(name);
@@ -255,7 +260,11 @@ export class DeltaSession {
       if (changes.upserts.length > 0 || changes.removals.length > 0) return false;
       for (const [name, version] of state.rejected) {
         // A rejected listener or route means the proxy still runs its older config.
-        if (snapshot.types.get(typeUrl)!.resources.get(name) && resourceVersion(snapshot.types.get(typeUrl)!.resources.get(name)!) === version) return false;
+        if (
+          snapshot.types.get(typeUrl)!.resources.get(name) &&
+          resourceVersion(snapshot.types.get(typeUrl)!.resources.get(name)!) === version
+        )
+          return false;
       }
     }
     return true;

@@ -133,7 +133,11 @@ export class ProxyStatusWriter implements XdsCallbacks {
     return this.options.layout.proxyStatus(stream.identity.service, stream.nodeId.slice(0, 256));
   }
 
-  private update(stream: StreamInfo, typeUrl: XdsTypeUrl, change: (t: NonNullable<ProxyStatus['types']['lds']>, status: ProxyStatus) => void): void {
+  private update(
+    stream: StreamInfo,
+    typeUrl: XdsTypeUrl,
+    change: (t: NonNullable<ProxyStatus['types']['lds']>, status: ProxyStatus) => void,
+  ): void {
     const key = this.key(stream);
     const tracked = this.tracked.get(key);
     if (!tracked || tracked.streamId !== stream.streamId) return;

@@ -12,5 +12,9 @@ export interface XdsTlsFiles {
 export function xdsServerCredentials(files: XdsTlsFiles): ServerCredentials {
   if (!files.certFile || !files.keyFile) return ServerCredentials.createInsecure();
   const ca = files.clientCaFile ? readFileSync(files.clientCaFile) : null;
-  return ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(files.certFile), private_key: readFileSync(files.keyFile) }], ca !== null);
+  return ServerCredentials.createSsl(
+    ca,
+    [{ cert_chain: readFileSync(files.certFile), private_key: readFileSync(files.keyFile) }],
+    ca !== null,
+  );
 }

@@ -22,7 +22,10 @@ describe('SnapshotCache', () => {
     expect(seenB).toEqual([]);
 
     // Same content again: rebuilt, but nobody is told.
-    expect(cache.setModel(fakeModel({ a: [makeCluster('x', 9)], b: [makeCluster('y')] }), 'all', meta('3'))).toEqual({ rebuilt: 2, changed: 0 });
+    expect(cache.setModel(fakeModel({ a: [makeCluster('x', 9)], b: [makeCluster('y')] }), 'all', meta('3'))).toEqual({
+      rebuilt: 2,
+      changed: 0,
+    });
     expect(seenA).toEqual(['2']);
   });
 

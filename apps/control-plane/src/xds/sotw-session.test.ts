@@ -7,7 +7,13 @@ import { composeCallbacks, type StreamInfo } from './callbacks';
 import { SnapshotCache } from './snapshot-cache';
 import { SotwSession } from './sotw-session';
 
-const stream: StreamInfo = { streamId: 1, nodeId: 'a-1', identity: { service: 'a', kind: 'envoy' }, protocol: 'sotw', connectedAt: new Date() };
+const stream: StreamInfo = {
+  streamId: 1,
+  nodeId: 'a-1',
+  identity: { service: 'a', kind: 'envoy' },
+  protocol: 'sotw',
+  connectedAt: new Date(),
+};
 const tick = () => new Promise((r) => setImmediate(r));
 
 function setup(writable: () => boolean) {
@@ -27,7 +33,9 @@ describe('SotwSession', () => {
     session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Listener }));
     await tick();
     expect(sent.map((r) => r.typeUrl)).toEqual([TypeUrl.Cluster]); // listeners wait for the cluster ACK
-    session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, versionInfo: sent[0]!.versionInfo, responseNonce: sent[0]!.nonce }));
+    session.handleRequest(
+      DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, versionInfo: sent[0]!.versionInfo, responseNonce: sent[0]!.nonce }),
+    );
     await tick();
     expect(sent).toHaveLength(1); // the listener may go now, but the stream is full
     room = true;
@@ -38,7 +46,9 @@ describe('SotwSession', () => {
 
   it('answers an unknown type URL with false and sends nothing', () => {
     const { sent, session } = setup(() => true);
-    expect(session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig' }))).toBe(false);
+    expect(
+      session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig' })),
+    ).toBe(false);
     expect(sent).toEqual([]);
     session.close();
   });

@@ -21,7 +21,6 @@ const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
 /** Types where an empty subscription means "everything" (legacy wildcard). */
 const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
 
-
 interface Sent {
   version: string;
   nonce: string;
@@ -108,7 +107,12 @@ export class SotwSession {
     }
 
     if (!state) {
-      state = { wildcard: request.resourceNames.length === 0 && WILDCARD_TYPES.has(typeUrl), names: new Set(), sent: undefined, ackedVersion: undefined };
+      state = {
+        wildcard: request.resourceNames.length === 0 && WILDCARD_TYPES.has(typeUrl),
+        names: new Set(),
+        sent: undefined,
+        ackedVersion: undefined,
+      };
       if (request.versionInfo !== '') {
         // Reconnect: the client already holds this version; send only if ours differs.
         state.sent = { version: request.versionInfo, nonce: '', resources: new Map(), changedAt: 0, inFlight: false };
@@ -171,7 +175,13 @@ export class SotwSession {
     const resources = [...desired.resources.values()];
     state.resend = false;
     if (typeUrl === TypeUrl.ClusterLoadAssignment) this.clustersReplaced = false;
-    state.sent = { version: desired.version, nonce, resources: desired.resources, changedAt: convergenceStart(snapshot, this.stream), inFlight: true };
+    state.sent = {
+      version: desired.version,
+      nonce,
+      resources: desired.resources,
+      changedAt: convergenceStart(snapshot, this.stream),
+      inFlight: true,
+    };
     const ok = this.send({
       versionInfo: desired.version,
       resources: resources.map((r) => r.any),
@@ -206,7 +216,9 @@ export class SotwSession {
     const waited = Date.now() - cds.ackedAt;
     if (waited >= ENDPOINT_WAIT_MS) return false;
     const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
-    const pending = endpointsPending(cds.sent.resources.keys(), endpoints, (name) => Boolean(eds && (eds.wildcard || eds.names.has(name)) && eds.sent?.resources.has(name)));
+    const pending = endpointsPending(cds.sent.resources.keys(), endpoints, (name) =>
+      Boolean(eds && (eds.wildcard || eds.names.has(name)) && eds.sent?.resources.has(name)),
+    );
     if (!pending) return false;
     this.pumpTimer ??= setTimeout(() => {
       this.pumpTimer = undefined;
@@ -229,7 +241,9 @@ export class SotwSession {
       // Keep clusters that are going away until no listener or route can still point at them.
       const kept = [...state.sent.resources.values()].filter((r) => !desired.resources.has(r.name));
       if (kept.length > 0) {
-        const resources = new Map([...desired.resources, ...kept.map((r) => [r.name, r] as const)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+        const resources = new Map(
+          [...desired.resources, ...kept.map((r) => [r.name, r] as const)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        );
         desired = { version: versionOf(resources.values()), resources };
       }
     }

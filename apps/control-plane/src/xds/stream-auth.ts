@@ -14,8 +14,7 @@ import type { AuthzPublicKey, MeshSettings } from '@trellis/mesh-schema';
 export const XDS_TOKEN_AUDIENCE = 'trellis-xds';
 
 export type StreamAuthResult =
-  | { admitted: true; authenticated: boolean; method: 'certificate' | 'token' | 'insecure' }
-  | { admitted: false; reason: string };
+  { admitted: true; authenticated: boolean; method: 'certificate' | 'token' | 'insecure' } | { admitted: false; reason: string };
 
 export interface TokenKeys {
   authzKeys: ReadonlyMap<string, AuthzPublicKey>;
@@ -40,13 +39,20 @@ export function createStreamAuthenticator(options: { allowInsecure: boolean; key
     if (peerCertificate) {
       // The TLS layer verified the chain (the server requires client certificates when it has a client CA).
       const named = serviceOfCertificate(peerCertificate);
-      if (named !== service) return { admitted: false, reason: `client certificate names service ${JSON.stringify(named ?? '')}, not node.cluster "${service}"` };
+      if (named !== service)
+        return {
+          admitted: false,
+          reason: `client certificate names service ${JSON.stringify(named ?? '')}, not node.cluster "${service}"`,
+        };
       if (header === undefined) return { admitted: true, authenticated: true, method: 'certificate' };
     }
     if (header === undefined) {
       return options.allowInsecure
         ? { admitted: true, authenticated: false, method: 'insecure' }
-        : { admitted: false, reason: 'no credentials: present a mesh token in "authorization: Bearer <token>" (insecure clients are not allowed)' };
+        : {
+            admitted: false,
+            reason: 'no credentials: present a mesh token in "authorization: Bearer <token>" (insecure clients are not allowed)',
+          };
     }
     const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(String(header));
     if (!match) return { admitted: false, reason: 'malformed authorization metadata: expected "Bearer <token>"' };

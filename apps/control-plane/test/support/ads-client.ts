@@ -1,6 +1,6 @@
 // A raw ADS client over @grpc/grpc-js for protocol tests: send requests by hand,
 // read responses in order, assert on silence.
-import type { status as GrpcStatus} from '@grpc/grpc-js';
+import type { status as GrpcStatus } from '@grpc/grpc-js';
 import { credentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
@@ -14,7 +14,9 @@ import {
 type Protocol = 'sotw' | 'delta';
 type Res<P extends Protocol> = P extends 'sotw' ? DiscoveryResponse : DeltaDiscoveryResponse;
 type Req<P extends Protocol> = P extends 'sotw' ? DiscoveryRequest : DeltaDiscoveryRequest;
-type PartialReq<P extends Protocol> = P extends 'sotw' ? Parameters<typeof DiscoveryRequest.fromPartial>[0] : Parameters<typeof DeltaDiscoveryRequest.fromPartial>[0];
+type PartialReq<P extends Protocol> = P extends 'sotw'
+  ? Parameters<typeof DiscoveryRequest.fromPartial>[0]
+  : Parameters<typeof DeltaDiscoveryRequest.fromPartial>[0];
 
 export function testNode(service: string, id = `${service}-1`, userAgentName = 'envoy'): Node {
   return Node.fromPartial({ id, cluster: service, userAgentName });
@@ -42,17 +44,24 @@ export class AdsTestClient<P extends Protocol> {
     });
   }
 
-  static open<P extends Protocol>(address: string, protocol: P, metadata = new Metadata(), channel: ChannelCredentials = credentials.createInsecure()): AdsTestClient<P> {
+  static open<P extends Protocol>(
+    address: string,
+    protocol: P,
+    metadata = new Metadata(),
+    channel: ChannelCredentials = credentials.createInsecure(),
+  ): AdsTestClient<P> {
     const client = new AggregatedDiscoveryServiceClient(address, channel);
-    const call = (protocol === 'sotw' ? client.streamAggregatedResources(metadata) : client.deltaAggregatedResources(metadata)) as unknown as ClientDuplexStream<
-      Req<P>,
-      Res<P>
-    >;
+    const call = (protocol === 'sotw'
+      ? client.streamAggregatedResources(metadata)
+      : client.deltaAggregatedResources(metadata)) as unknown as ClientDuplexStream<Req<P>, Res<P>>;
     return new AdsTestClient(client, call, protocol);
   }
 
   send(request: PartialReq<P>): void {
-    const full = this.protocol === 'sotw' ? DiscoveryRequest.fromPartial(request as PartialReq<'sotw'>) : DeltaDiscoveryRequest.fromPartial(request as PartialReq<'delta'>);
+    const full =
+      this.protocol === 'sotw'
+        ? DiscoveryRequest.fromPartial(request as PartialReq<'sotw'>)
+        : DeltaDiscoveryRequest.fromPartial(request as PartialReq<'delta'>);
     this.call.write(full as Req<P>);
   }
 

@@ -26,7 +26,12 @@ export async function startAdsHarness(model: FakeModel, authenticate: StreamAuth
   const events: AdsHarness['events'] = [];
   const recorder: XdsCallbacks = new Proxy(
     {},
-    { get: (_t, event: string) => (...args: unknown[]) => events.push({ event, args }) },
+    {
+      get:
+        (_t, event: string) =>
+        (...args: unknown[]) =>
+          events.push({ event, args }),
+    },
   );
   const ads = new AdsServer({
     cache,

@@ -37,7 +37,14 @@ export function makeEndpoints(cluster: string, ...addresses: string[]): XdsResou
             return {
               hostIdentifier: {
                 $case: 'endpoint' as const,
-                value: { address: { address: { $case: 'socketAddress' as const, value: { address: host!, portSpecifier: { $case: 'portValue' as const, value: Number(port) } } } } },
+                value: {
+                  address: {
+                    address: {
+                      $case: 'socketAddress' as const,
+                      value: { address: host!, portSpecifier: { $case: 'portValue' as const, value: Number(port) } },
+                    },
+                  },
+                },
               },
             };
           }),
@@ -70,7 +77,12 @@ export function makeRoute(name: string, cluster: string): XdsResource {
         {
           name,
           domains: ['*'],
-          routes: [{ match: { pathSpecifier: { $case: 'prefix', value: '/' } }, action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: cluster } } } }],
+          routes: [
+            {
+              match: { pathSpecifier: { $case: 'prefix', value: '/' } },
+              action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: cluster } } },
+            },
+          ],
         },
       ],
     }),

@@ -14,7 +14,16 @@ function bundle(): Promise<string> {
   return (bundled ??= (async () => {
     mkdirSync(OUT_DIR, { recursive: true });
     const outfile = join(OUT_DIR, 'xds-call-loop.js');
-    await build({ entryPoints: [join(__dirname, 'xds-call-loop.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20', packages: 'external', outfile, logLevel: 'error' });
+    await build({
+      entryPoints: [join(__dirname, 'xds-call-loop.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      packages: 'external',
+      outfile,
+      logLevel: 'error',
+    });
     return outfile;
   })());
 }
@@ -44,7 +53,14 @@ export class XdsClientProcess {
     });
   }
 
-  static async start(opts: { xdsAddress: string; service: string; nodeId: string; target: string; intervalMs?: number; zone?: string }): Promise<XdsClientProcess> {
+  static async start(opts: {
+    xdsAddress: string;
+    service: string;
+    nodeId: string;
+    target: string;
+    intervalMs?: number;
+    zone?: string;
+  }): Promise<XdsClientProcess> {
     const script = await bundle();
     const bootstrap = {
       xds_servers: [{ server_uri: opts.xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
@@ -62,7 +78,12 @@ export class XdsClientProcess {
    * Waits until the results after `since` satisfy `condition` and returns the
    * time of the call that first satisfied it.
    */
-  async waitFor(what: string, since: number, condition: (after: CallResult[]) => CallResult | undefined, timeoutMs = 15_000): Promise<number> {
+  async waitFor(
+    what: string,
+    since: number,
+    condition: (after: CallResult[]) => CallResult | undefined,
+    timeoutMs = 15_000,
+  ): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = condition(this.results.filter((r) => r.t >= since));
