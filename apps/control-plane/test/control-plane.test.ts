@@ -224,6 +224,21 @@ describe('control plane over etcd', () => {
       expect(dump.types['cds']!.resources.map((r) => r.name)).toContain('outbound|b');
     });
 
+    it('lists connected streams and the model’s dropped inputs', async () => {
+      const client = open(h.xdsAddress);
+      client.send({ node: testNode('a', 'a-envoy-listed'), typeUrl: TypeUrl.Cluster });
+      await client.next();
+      const streams = (await (await fetch(`${h.httpUrl}/debug/streams`)).json()) as {
+        streams: { nodeId: string; identity: { service: string } }[];
+      };
+      expect(streams.streams).toEqual(
+        expect.arrayContaining([expect.objectContaining({ nodeId: 'a-envoy-listed', identity: { service: 'a', kind: 'envoy' } })]),
+      );
+      const model = (await (await fetch(`${h.httpUrl}/debug/model`)).json()) as { services: number; dropped: unknown[] };
+      expect(model.services).toBeGreaterThanOrEqual(3);
+      expect(Array.isArray(model.dropped)).toBe(true);
+    });
+
     it('answers a bad query with problem+json naming the field', async () => {
       const res = await fetch(`${h.httpUrl}/debug/config_dump?service=Not_A_Label`);
       expect(res.status).toBe(400);
