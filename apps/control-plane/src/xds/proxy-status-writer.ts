@@ -97,21 +97,30 @@ export class ProxyStatusWriter implements XdsCallbacks {
     try {
       const budget = this.options.maxWritesPerFlush ?? 200;
       let writes = 0;
-      if (this.dirty.size > 0) {
+      // Deletions first: a closed stream's record must not outlive it behind a backlog of updates.
+      for (const key of [...this.gone]) {
+        if (writes >= budget) break;
+        writes++;
+        this.gone.delete(key);
+        if (this.tracked.has(key)) continue;
+        await this.write(
+          () => this.options.client.delete().key(key).exec(),
+          () => this.gone.add(key),
+        );
+      }
+      if (this.dirty.size > 0 && writes < budget) {
         const leaseId = await this.ensureLease();
         for (const key of [...this.dirty]) {
-          if (writes++ >= budget) break;
+          if (writes >= budget) break;
+          writes++;
           this.dirty.delete(key);
           const tracked = this.tracked.get(key);
           if (!tracked) continue;
-          await this.write(() => this.options.store.putProxyStatus(tracked.status, leaseId), key);
+          await this.write(
+            () => this.options.store.putProxyStatus(tracked.status, leaseId),
+            () => this.tracked.has(key) && this.dirty.add(key),
+          );
         }
-      }
-      for (const key of [...this.gone]) {
-        if (writes++ >= budget) break;
-        this.gone.delete(key);
-        if (this.tracked.has(key)) continue;
-        await this.write(() => this.options.client.delete().key(key).exec(), key);
       }
     } catch (err) {
       this.options.logger.warn({ err }, 'proxy status flush failed; will retry');
@@ -148,13 +157,14 @@ export class ProxyStatusWriter implements XdsCallbacks {
     this.dirty.add(key);
   }
 
-  private async write(op: () => Promise<unknown>, key: string): Promise<void> {
+  /** One etcd operation; on failure the key is queued again and the flush stops (etcd is likely away). */
+  private async write(op: () => Promise<unknown>, requeue: () => unknown): Promise<void> {
     try {
       await op();
       this.options.onWrite?.('ok');
     } catch (err) {
       this.options.onWrite?.('error');
-      if (this.tracked.has(key)) this.dirty.add(key);
+      requeue();
       throw err;
     }
   }
