@@ -137,6 +137,21 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
     const failure = client.results.find((r) => r.t >= failing)!;
     expect(failure.ok).toBe(false);
 
+    // A target the service never declared does not resolve: calls fail, none reaches anything.
+    t0 = Date.now();
+    const undeclared = await XdsClientProcess.start({ xdsAddress: h.xdsAddress, service: 'a', nodeId: 'a-proxyless-2', target: 'c' });
+    try {
+      const failed = await undeclared.waitFor(
+        'calls to an undeclared service to fail',
+        t0,
+        streakOf(3, (r) => !r.ok),
+      );
+      timings.push(['undeclared target → calls fail', failed - t0]);
+      expect(undeclared.results.filter((r) => r.ok)).toEqual([]);
+    } finally {
+      await undeclared.stop();
+    }
+
     // The proxy's status reached etcd for the registry to show.
     const statuses = await eventually('proxy status in etcd', async () => {
       const list = await h.store.listProxyStatuses('a');

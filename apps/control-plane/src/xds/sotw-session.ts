@@ -18,7 +18,7 @@ import type { ProxySnapshot } from './snapshot-cache';
 import { versionOf } from './versions';
 
 const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
-/** Types where an empty subscription means "everything" (legacy wildcard). */
+/** Types where an empty subscription means "everything" (legacy wildcard) and absence means deletion. */
 const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
 
 interface Sent {
@@ -164,8 +164,9 @@ export class SotwSession {
       if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight(snapshot)) continue;
       const desired = this.desired(typeUrl, state, snapshot);
       if (state.sent && state.sent.version === desired.version && !state.resend) continue;
-      // A first answer for named resources we do not have would only tell the client "nothing yet".
-      if (!state.sent && !state.wildcard && desired.resources.size === 0) continue;
+      // Listeners and clusters absent from a response do not exist (SotW), so a client asking for a
+      // missing one learns that at once; for routes and endpoints an empty first answer would say nothing.
+      if (!state.sent && !state.wildcard && desired.resources.size === 0 && !WILDCARD_TYPES.has(typeUrl)) continue;
       this.respond(typeUrl, state, desired, snapshot);
     }
   }
