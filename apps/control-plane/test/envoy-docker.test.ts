@@ -37,8 +37,9 @@ if (!dockerConfigured) {
     h = await startControlPlaneHarness({ TRELLIS_HOST: '0.0.0.0' });
     upstream = createServer((_req, res) => res.end('b-1'));
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    await h.store.createService({ name: 'b', team: 'core', protocol: 'http', port: 8080 }, 'test');
-    await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'b' }] }, 'test');
+    // Host networking: the sidecar's inbound port is a real host port, so pick a free one.
+    await h.store.createService({ name: 'b', team: 'core', protocol: 'http', port: await freePort() }, 'test');
+    await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: await freePort(), dependencies: [{ service: 'b' }] }, 'test');
     await h.store.registerInstance(
       { service: 'b', id: 'b-1', address: '127.0.0.1', port: (upstream.address() as AddressInfo).port, platform: 'vm' },
       60,
