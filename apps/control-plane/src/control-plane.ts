@@ -115,7 +115,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     metrics.cacheIdentities.set(stats.identities);
     metrics.cacheResources.set(stats.pooledResources);
     metrics.cacheBytes.set(stats.pooledBytes);
-    if (next.dropped.length > 0 && next.dropped !== prev?.dropped)
+    // Logged when the set of dropped inputs changes, not on every rebuild.
+    if (next.dropped.length > 0 && JSON.stringify(next.dropped) !== JSON.stringify(prev?.dropped ?? []))
       logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
     setServing();
     logger.debug(
