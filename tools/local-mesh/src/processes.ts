@@ -9,6 +9,8 @@ export interface ManagedProcess {
   /** The last lines it printed, for error messages and tests. */
   readonly recentOutput: string[];
   readonly exited: Promise<number | null>;
+  /** Resolves with the first matching line (already printed or to come); rejects if the process exits first or time runs out. */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -31,12 +33,14 @@ export function startProcess(options: StartOptions): ManagedProcess {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const recentOutput: string[] = [];
+  const lineWatchers = new Set<(line: string) => void>();
   const onLine = options.onLine ?? ((name, line) => process.stdout.write(`[${name}] ${line}\n`));
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream! }).on('line', (line) => {
       recentOutput.push(line);
       if (recentOutput.length > KEEP_LINES) recentOutput.shift();
       onLine(options.name, line);
+      for (const watch of lineWatchers) watch(line);
     });
   }
   const exited = new Promise<number | null>((resolve) => {
@@ -47,11 +51,30 @@ export function startProcess(options: StartOptions): ManagedProcess {
     });
   });
 
+  const waitForLine = (pattern: RegExp, timeoutMs = 30_000) =>
+    new Promise<string>((resolve, reject) => {
+      const printed = recentOutput.find((line) => pattern.test(line));
+      if (printed !== undefined) return resolve(printed);
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        lineWatchers.delete(watch);
+        settle();
+      };
+      const watch = (line: string) => pattern.test(line) && done(() => resolve(line));
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`${options.name}: no line matching ${pattern} after ${timeoutMs} ms:\n${recentOutput.slice(-20).join('\n')}`))),
+        timeoutMs,
+      );
+      lineWatchers.add(watch);
+      void exited.then((code) => done(() => reject(new Error(`${options.name} exited with ${code}:\n${recentOutput.slice(-20).join('\n')}`))));
+    });
+
   return {
     name: options.name,
     child,
     recentOutput,
     exited,
+    waitForLine,
     async stop(graceMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

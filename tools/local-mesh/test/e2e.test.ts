@@ -43,7 +43,12 @@ async function converge<T>(what: string, attempt: () => Promise<T>, timeoutMs = 
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-  throw new Error(`${what}: not converged after ${timeoutMs} ms; last error: ${last instanceof Error ? last.message : String(last)}`);
+  throw new Error(`${what}: not converged after ${timeoutMs} ms; last error: ${last instanceof Error ? last.message : String(last)}\n${recentOutput()}`);
+}
+
+/** The last lines every process printed, for a failure message (their output is quiet otherwise). */
+function recentOutput(): string {
+  return [...(mesh?.processes ?? []), ...(demo?.processes ?? [])].map((p) => `--- ${p.name}\n${p.recentOutput.slice(-8).join('\n')}`).join('\n');
 }
 
 async function registry(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {

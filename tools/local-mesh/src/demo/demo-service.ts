@@ -9,7 +9,8 @@ import { CallReply, HopClient, HopService, type CallRequest, type HopRecord } fr
 const cfg = {
   service: required('DEMO_SERVICE'),
   instanceId: required('DEMO_INSTANCE_ID'),
-  port: Number(required('DEMO_PORT')),
+  /** 0: the OS picks (several instances share this host); the chosen port is registered and logged. */
+  port: Number(process.env['DEMO_PORT'] ?? 0),
   dependencies: (process.env['DEMO_DEPENDENCIES'] ?? '').split(',').filter(Boolean),
   isPublic: process.env['DEMO_PUBLIC'] === 'true',
   registryUrl: required('TRELLIS_REGISTRY_URL'),
@@ -84,21 +85,21 @@ async function main(): Promise<void> {
       );
     },
   });
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${cfg.port}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`127.0.0.1:${cfg.port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
   );
 
   const registered = await registry('POST', `/api/v1/services/${cfg.service}/instances`, {
     id: cfg.instanceId,
     address: '127.0.0.1',
-    port: cfg.port,
+    port,
     platform: 'vm',
     labels: { version: 'v1' },
     locality: { zone: 'local' },
     ttlSeconds: 10,
   });
   if (!registered.ok) throw new Error(`registering the instance failed: ${registered.status} ${await registered.text()}`);
-  log('serving and registered', { port: cfg.port, dependencies: cfg.dependencies });
+  log('serving and registered', { port, dependencies: cfg.dependencies });
 
   const heartbeat = setInterval(() => {
     registry('PUT', `/api/v1/services/${cfg.service}/instances/${cfg.instanceId}/heartbeat`).then(

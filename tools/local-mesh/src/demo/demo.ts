@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LocalMesh } from '../mesh';
-import { freePort } from '../ports';
 import { startProcess, type ManagedProcess, type StartOptions } from '../processes';
 import { DEMO_TOPOLOGY, demoServiceSpec, type DemoService } from './topology';
 
@@ -40,35 +39,29 @@ export async function startDemo(
   options: { demoServiceScript: string; onLine?: StartOptions['onLine']; topology?: DemoService[] },
 ): Promise<Demo> {
   const topology = options.topology ?? DEMO_TOPOLOGY;
-  const ports = new Map<string, number[]>();
-  for (const service of topology) {
-    const list: number[] = [];
-    for (let i = 0; i < service.instances; i++) list.push(await freePort(0));
-    ports.set(service.name, list);
-  }
-
   for (const service of topology) {
     const res = await fetch(`${mesh.registryUrl}/api/v1/services/${service.name}`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${mesh.adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(demoServiceSpec(service, ports.get(service.name)![0]!)),
+      body: JSON.stringify(demoServiceSpec(service)),
     });
     // 412/428 means it exists from an earlier run (data persists in .trellis/); keep it.
     if (!res.ok && res.status !== 412 && res.status !== 428) throw new Error(`registering ${service.name}: ${res.status} ${await res.text()}`);
   }
 
   const processes: ManagedProcess[] = [];
-  for (const service of topology) {
-    ports.get(service.name)!.forEach((port, i) => {
-      processes.push(
-        startProcess({
+  const ports = new Map<string, number>();
+  const stopAll = () => Promise.all(processes.map((p) => p.stop()));
+  try {
+    const started = topology.flatMap((service) =>
+      Array.from({ length: service.instances }, (_, i) => {
+        const proc = startProcess({
           name: `${service.name}-${i + 1}`,
           command: process.execPath,
           args: ['--enable-source-maps', options.demoServiceScript],
           env: {
             DEMO_SERVICE: service.name,
             DEMO_INSTANCE_ID: `${service.name}-${i + 1}`,
-            DEMO_PORT: String(port),
             DEMO_DEPENDENCIES: service.dependencies.join(','),
             DEMO_PUBLIC: String(Boolean(service.public)),
             TRELLIS_REGISTRY_URL: mesh.registryUrl,
@@ -78,13 +71,23 @@ export async function startDemo(
             TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress,
           },
           onLine: options.onLine,
-        }),
-      );
-    });
+        });
+        processes.push(proc);
+        return proc;
+      }),
+    );
+    // Each instance says where it serves once it is registered; a crash fails the start with its output.
+    for (const proc of started) {
+      const line = await proc.waitForLine(/"msg":"serving and registered"/, 30_000);
+      ports.set(proc.name, (JSON.parse(line) as { port: number }).port);
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
   }
 
   const entry = topology.find((s) => s.public) ?? topology[0]!;
-  const entryClient = new HopClient(`127.0.0.1:${ports.get(entry.name)![0]}`, credentials.createInsecure());
+  const entryClient = new HopClient(`127.0.0.1:${ports.get(`${entry.name}-1`)}`, credentials.createInsecure());
   return {
     processes,
     callEntry: () =>
@@ -95,7 +98,7 @@ export async function startDemo(
       ),
     async stop() {
       entryClient.close();
-      await Promise.all(processes.map((p) => p.stop()));
+      await stopAll();
     },
   };
 }

@@ -16,8 +16,15 @@ export const DEMO_TOPOLOGY: DemoService[] = [
   { name: 'service-c', team: 'search', dependencies: [], instances: 1 },
 ];
 
+/**
+ * The port a demo service declares. Proxyless clients dial the registered instances'
+ * own ports (every demo instance shares this host, so each binds its own); the
+ * service port is what a sidecar would listen on.
+ */
+export const DEMO_SERVICE_PORT = 50051;
+
 /** The ServiceSpec the local mesh registers for a demo service (PUT /api/v1/services/{name}). */
-export function demoServiceSpec(service: DemoService, port: number) {
+export function demoServiceSpec(service: DemoService, port = DEMO_SERVICE_PORT) {
   return {
     name: service.name,
     team: service.team,
