@@ -7,7 +7,6 @@ import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Registry } from 'prom-client';
-import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { MeshStore, MeshWatcher, type KeyLayout } from '@trellis/mesh-schema';
 import { createMetricsRegistry, Health, type Logger } from '@trellis/runtime';
 import type { ControlPlaneConfig } from './config';
@@ -18,6 +17,7 @@ import { createControlPlaneMetrics } from './metrics';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
 import {
   AdsServer,
+  AdsServiceDefinition,
   composeCallbacks,
   createStreamAuthenticator,
   ProxyStatusWriter,
@@ -187,7 +187,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
-  grpcServer.addService(AggregatedDiscoveryServiceService, ads.implementation());
+  grpcServer.addService(AdsServiceDefinition, ads.implementation());
   grpcHealth.addToServer(grpcServer);
   const xdsPort = await new Promise<number>((resolve, reject) =>
     grpcServer.bindAsync(`${config.TRELLIS_HOST}:${config.TRELLIS_XDS_PORT}`, credentials, (err, port) =>

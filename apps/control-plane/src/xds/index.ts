@@ -13,3 +13,4 @@ export {
   type StreamAuthResult,
 } from './stream-auth';
 export { versionOf } from './versions';
+export { AdsServiceDefinition, encodeDiscoveryResponse } from './wire';

@@ -1,8 +1,8 @@
 // The real ADS server on 127.0.0.1:0 over a snapshot cache fed with a fake model.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { createLogger } from '@trellis/runtime';
 import { AdsServer } from '../../src/xds/ads-server';
+import { AdsServiceDefinition } from '../../src/xds/wire';
 import { composeCallbacks, type XdsCallbacks } from '../../src/xds/callbacks';
 import { SnapshotCache } from '../../src/xds/snapshot-cache';
 import type { StreamAuthenticator } from '../../src/xds/stream-auth';
@@ -41,7 +41,7 @@ export async function startAdsHarness(model: FakeModel, authenticate: StreamAuth
     logger: createLogger('control-plane', 'silent'),
   });
   const server = new Server();
-  server.addService(AggregatedDiscoveryServiceService, ads.implementation());
+  server.addService(AdsServiceDefinition, ads.implementation());
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
