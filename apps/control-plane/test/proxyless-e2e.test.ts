@@ -137,6 +137,18 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
     const failure = client.results.find((r) => r.t >= failing)!;
     expect(failure.ok).toBe(false);
 
+    // Declared again: the same client resolves B again (grpc-js-xds keeps a removed listener cached).
+    t0 = Date.now();
+    await h.store.updateService({ ...a, dependencies: [{ service: 'b' }] }, 'test');
+    timings.push([
+      'declare again → calls reach b',
+      (await client.waitFor(
+        'calls to reach b again',
+        t0,
+        streakOf(5, (r) => r.ok),
+      )) - t0,
+    ]);
+
     // A target the service never declared does not resolve: calls fail, none reaches anything.
     t0 = Date.now();
     const undeclared = await XdsClientProcess.start({ xdsAddress: h.xdsAddress, service: 'a', nodeId: 'a-proxyless-2', target: 'c' });
