@@ -29,7 +29,7 @@ if (!dockerConfigured) {
   beforeAll(async () => {
     if (!(await dockerAvailable(10_000)))
       throw new Error('a Docker socket exists but no engine answers; start Docker or unset DOCKER_HOST');
-    // Loaded only here: the undici that testcontainers bundles does not load on every Node version (zstd on Node 20).
+    // Loaded only when Docker answers, so machines without it never pay for testcontainers.
     const { GenericContainer, Wait } = await import('testcontainers').catch((err: unknown) => {
       throw new Error(`testcontainers failed to load on Node ${process.version}: ${err instanceof Error ? err.message : String(err)}`);
     });

@@ -118,9 +118,15 @@ function sharedEtcd(endpoints: string[], prefix: string): TestEtcd {
 }
 
 async function containerEtcd(prefix: string): Promise<TestEtcd> {
-  const { EtcdContainer } = await import('@testcontainers/etcd');
-  const container = await new EtcdContainer(ETCD_IMAGE).start();
-  const endpoints = [container.getClientEndpoint()];
+  // A plain GenericContainer: @testcontainers/etcd exists only for testcontainers 12,
+  // whose HTTP client (undici 8) needs Node 22; Trellis supports Node 20.
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const container = await new GenericContainer(ETCD_IMAGE)
+    .withCommand(['etcd', '--listen-client-urls=http://0.0.0.0:2379', '--advertise-client-urls=http://0.0.0.0:2379'])
+    .withExposedPorts(2379)
+    .withWaitStrategy(Wait.forHttp('/health', 2379))
+    .start();
+  const endpoints = [`http://${container.getHost()}:${container.getMappedPort(2379)}`];
   const base = baseHandle(endpoints);
   const why = 'for a testcontainers etcd (its mapped port changes on restart)';
   return {
