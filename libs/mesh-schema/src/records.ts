@@ -1,18 +1,23 @@
 // The records Trellis stores in etcd. Every value read from etcd is parsed with
 // these schemas before use; every value written was produced by them.
 import { z } from 'zod';
+import { RESERVED_SERVICE_NAMES } from './conventions';
 
 /** DNS label (RFC 1123): lower-case, digits and '-', 1-63 chars. It can never escape its etcd key. */
 export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** DNS name: dot-separated labels, up to 253 chars. */
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
-export const ServiceName = z
+const DnsLabel = z
   .string()
   .regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and "-", 1-63 characters, starting and ending with a letter or digit');
+
+export const ServiceName = DnsLabel.refine((name) => !RESERVED_SERVICE_NAMES.has(name), {
+  message: `is reserved for Trellis itself (${[...RESERVED_SERVICE_NAMES].join(', ')}); choose another service name`,
+});
 export type ServiceName = z.infer<typeof ServiceName>;
 
-export const TeamName = ServiceName.describe('owning team, a DNS label');
+export const TeamName = DnsLabel.describe('owning team, a DNS label');
 
 /** Instance ids come from pods and VMs (pod names, hostnames, uuids): a safe key segment. */
 export const InstanceId = z
@@ -117,7 +122,7 @@ export type Dependency = z.infer<typeof Dependency>;
 
 export const TrafficSubset = z
   .object({
-    name: ServiceName.describe('subset name, a DNS label'),
+    name: DnsLabel.describe('subset name, a DNS label'),
     /** Instances whose labels include all of these belong to the subset. */
     labels: Labels,
     weight: z.number().int().min(0).max(100),
@@ -298,6 +303,9 @@ export const AuthzPublicKey = z
   .strict();
 export type AuthzPublicKey = z.infer<typeof AuthzPublicKey>;
 
+/** An etcd revision as etcd3 reports it: a decimal int64 in a string. */
+const EtcdRevision = z.string().regex(/^[0-9]{1,19}$/, 'an etcd revision: decimal digits');
+
 const XdsTypeStatus = z
   .object({
     lastSentVersion: z.string().max(128).optional(),
@@ -307,6 +315,11 @@ const XdsTypeStatus = z
         version: z.string().max(128),
         error: z.string().max(4096),
         at: z.iso.datetime(),
+        /**
+         * The etcd revision of the mesh model the rejected config was built from: the
+         * newest change at or before it is the one that caused it. Absent in older records.
+         */
+        meshRevision: EtcdRevision.optional(),
       })
       .strict()
       .optional(),

@@ -194,8 +194,17 @@ export class MeshStore {
   }
 
   async listHistory(name: string): Promise<HistoryEntry[]> {
+    return (await this.listHistoryVersioned(name)).map((e) => e.value);
+  }
+
+  /**
+   * The history by generation, each entry with its etcd revisions. An entry is written
+   * in the same txn as the change it records, so its modRevision is the mesh revision
+   * of that change: what a proxy's rejected config (`lastNack.meshRevision`) compares to.
+   */
+  async listHistoryVersioned(name: string): Promise<Versioned<HistoryEntry>[]> {
     const entries = await this.listVersioned(HistoryEntry, this.layout.historyOf(name));
-    return entries.map((e) => e.value).sort((a, b) => a.generation - b.generation);
+    return entries.sort((a, b) => a.value.generation - b.value.generation);
   }
 
   async getHistory(name: string, generation: number): Promise<HistoryEntry | undefined> {
@@ -293,6 +302,11 @@ export class MeshStore {
     const valid = validateFirst(ProxyStatus, `proxy status ${JSON.stringify(`${status.service}/${status.nodeId}`)}`, status);
     const key = this.layout.proxyStatus(valid.service, valid.nodeId);
     await this.client.kv.put({ key: Buffer.from(key), value: encodeValue(ProxyStatus, key, status).bytes, lease: leaseId });
+  }
+
+  /** Removes a proxy's status (its stream closed); a status that is already gone is fine. */
+  async deleteProxyStatus(service: string, nodeId: string): Promise<void> {
+    await this.client.kv.deleteRange({ key: Buffer.from(this.layout.proxyStatus(service, nodeId)) });
   }
 
   async listProxyStatuses(service?: string): Promise<ProxyStatus[]> {

@@ -37,6 +37,23 @@ describe('services', () => {
     expect(await store.getService('checkout')).toEqual(created);
   });
 
+  it('lists history with the etcd revision of each change', async () => {
+    const created = await store.createService(aService('billing'), 'team-a');
+    const updated = await store.updateService(aService('billing', { port: 9100 }), 'alice');
+    await store.deleteService('billing', 'bob');
+    const history = await store.listHistoryVersioned('billing');
+    expect(history.map((h) => [h.value.generation, h.value.action])).toEqual([
+      [1, 'create'],
+      [2, 'update'],
+      [3, 'delete'],
+    ]);
+    // Written in the service change's own txn: the same revision as the service record.
+    expect(history[0]!.modRevision).toBe(created.modRevision);
+    expect(history[1]!.modRevision).toBe(updated.modRevision);
+    expect(BigInt(history[2]!.modRevision)).toBeGreaterThan(BigInt(updated.modRevision));
+    expect(await store.listHistory('billing')).toEqual(history.map((h) => h.value));
+  });
+
   it('lets exactly one of two concurrent updates with the same ETag win', async () => {
     const created = await store.createService(aService('cart'), 'team-a');
     const results = await Promise.allSettled([
@@ -228,5 +245,27 @@ describe('mesh settings, authz keys and proxy status', () => {
     expect(await store.listProxyStatuses('checkout')).toEqual([status]);
     await client.leaseClient.leaseRevoke({ ID: lease.ID });
     expect(await store.listProxyStatuses()).toEqual([]);
+  });
+
+  it('deletes one proxy status and keeps a rejected config’s mesh revision', async () => {
+    const lease = await client.leaseClient.leaseGrant({ TTL: 30 });
+    const at = '2026-01-01T00:00:00Z';
+    const status = (nodeId: string) => ({
+      service: 'ledger',
+      nodeId,
+      controlPlane: 'cp-0',
+      connectedAt: at,
+      updatedAt: at,
+      types: { rds: { lastSentVersion: 'v2', lastNack: { version: 'v2', error: 'bad regex', at, meshRevision: '41' } } },
+    });
+    await store.putProxyStatus(status('ledger/pod-1'), lease.ID);
+    await store.putProxyStatus(status('ledger/pod-2'), lease.ID);
+    await store.deleteProxyStatus('ledger', 'ledger/pod-1');
+    await store.deleteProxyStatus('ledger', 'ledger/pod-1'); // already gone: no error
+    expect(await store.listProxyStatuses('ledger')).toEqual([status('ledger/pod-2')]);
+    await expect(
+      store.putProxyStatus({ ...status('ledger/pod-3'), types: { rds: { lastNack: { version: 'v2', error: 'x', at, meshRevision: 'latest' } } } }, lease.ID),
+    ).rejects.toBeInstanceOf(InvalidRecordError);
+    await client.leaseClient.leaseRevoke({ ID: lease.ID });
   });
 });
