@@ -98,6 +98,7 @@ describe('names in paths', () => {
     ['upper case', '/api/v1/services/Target', 400, 'name'],
     ['too long', `/api/v1/services/${'a'.repeat(64)}`, 400, 'name'],
     ['leading dash', '/api/v1/services/-a', 400, 'name'],
+    ['the reserved name', '/api/v1/services/trellis-xds', 400, 'name'],
     ['bad percent-encoding', '/api/v1/services/%E0%A4%A', 400, '(request)'],
   ])('refuses a service name with %s', async (_label, path, status, field) => {
     const res = await rawRequest('PUT', path, JSON.stringify({ team: 'payments', protocol: 'http', port: 80 }), { 'content-type': 'application/json' });
@@ -127,6 +128,8 @@ describe('service bodies', () => {
     ['name with a slash', spec('a/b'), 'name'],
     ['name with unicode', spec('sérvice'), 'name'],
     ['name with a control character', spec('a\u0000b'), 'name'],
+    ['the reserved name trellis-xds (the xDS token audience)', spec('trellis-xds'), 'name'],
+    ['a dependency on the reserved name', spec('svc', { dependencies: [{ service: 'trellis-xds' }] }), 'dependencies[0].service'],
     ['dependencies as a string', { ...spec('svc'), dependencies: 'ledger' }, 'dependencies'],
     ['dependency name with ..', spec('svc', { dependencies: [{ service: '..' }] }), 'dependencies[0].service'],
     ['self-dependency', spec('svc', { dependencies: [{ service: 'svc' }] }), 'dependencies[0].service'],

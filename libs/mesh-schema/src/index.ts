@@ -1,3 +1,4 @@
+export * from './conventions';
 export * from './records';
 export * from './keys';
 export * from './errors';

@@ -9,6 +9,7 @@ import {
   TrafficSplit,
   type ServiceSpecInput,
 } from './records';
+import { XDS_TOKEN_AUDIENCE } from './conventions';
 
 const spec = (overrides: Partial<ServiceSpecInput> = {}): ServiceSpecInput => ({ name: 'checkout', team: 'payments', protocol: 'http', port: 8080, ...overrides });
 const issues = (result: { success: boolean; error?: { issues: { path: PropertyKey[]; message: string }[] } }) =>
@@ -20,6 +21,9 @@ describe('ServiceName', () => {
   });
   it.each(['', 'A', 'Checkout', '-a', 'a-', 'a_b', 'a.b', 'a/b', '..', '.', 'a'.repeat(64), 'café', 'a\u0000b', 'a\nb', ' a'])('refuses %j', (name) => {
     expect(ServiceName.safeParse(name).success).toBe(false);
+  });
+  it('refuses the xDS token audience, saying it is reserved', () => {
+    expect(issues(ServiceName.safeParse(XDS_TOKEN_AUDIENCE))).toEqual([expect.stringMatching(/^: is reserved for Trellis itself \(trellis-xds\)/)]);
   });
 });
 
@@ -35,6 +39,15 @@ describe('InstanceId', () => {
 describe('ServiceSpec', () => {
   it('fills defaults', () => {
     expect(ServiceSpec.parse(spec())).toEqual({ ...spec(), description: '', dependencies: [], policy: {} });
+  });
+
+  it('refuses the reserved name as its name and as a dependency, naming the field', () => {
+    expect(issues(ServiceSpec.safeParse(spec({ name: 'trellis-xds' })))).toEqual([expect.stringMatching(/^name: is reserved/)]);
+    expect(issues(ServiceSpec.safeParse(spec({ dependencies: [{ service: 'trellis-xds' }] })))).toEqual([
+      expect.stringMatching(/^dependencies.0.service: is reserved/),
+    ]);
+    // Teams and subsets are other namespaces: the name is fine there.
+    expect(ServiceSpec.safeParse(spec({ team: 'trellis-xds' })).success).toBe(true);
   });
 
   it('refuses a dependency on itself and duplicate dependencies, naming the field', () => {

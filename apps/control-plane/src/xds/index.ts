@@ -8,7 +8,6 @@ export { SnapshotCache, identityKey, type ProxySnapshot, type SnapshotSource, ty
 export {
   createStreamAuthenticator,
   serviceOfCertificate,
-  XDS_TOKEN_AUDIENCE,
   type StreamAuthenticator,
   type StreamAuthResult,
 } from './stream-auth';
