@@ -1,11 +1,12 @@
 // The assembled control plane over a real etcd, driven by a raw ADS client:
 // NACK handling as people see it (etcd status, metrics), replica determinism,
 // stream authentication and the HTTP side.
+import { randomUUID } from 'node:crypto';
 import { credentials, makeGenericClientConstructor, Metadata, status as GrpcStatus, type ServiceDefinition } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { TypeUrl } from '@trellis/envoy-types';
-import { XDS_TOKEN_AUDIENCE } from '../src/xds/stream-auth';
+import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 
@@ -128,7 +129,7 @@ describe('control plane over etcd', () => {
 
   describe('stream authentication (insecure clients not allowed)', () => {
     let secure: ControlPlaneHarness;
-    let sign: (claims: { sub: string; aud?: string }) => Promise<string>;
+    let sign: (claims: { sub: string; aud?: string; issuedAt?: number }) => Promise<string>;
 
     beforeAll(async () => {
       const { privateKey, publicKey } = await generateKeyPair('RS256');
@@ -140,14 +141,17 @@ describe('control plane over etcd', () => {
         publishedAt: now,
         activeFrom: now,
       });
-      sign = ({ sub, aud = XDS_TOKEN_AUDIENCE }) =>
+      // Shaped as authz's POST /v1/token {"audience":"trellis-xds"} mints it (authz's own tests cover that side).
+      sign = ({ sub, aud = XDS_TOKEN_AUDIENCE, issuedAt = Math.floor(Date.now() / 1000) }) =>
         new SignJWT({})
-          .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+          .setProtectedHeader({ alg: 'RS256', kid: 'k1', typ: 'JWT' })
           .setIssuer('trellis')
           .setSubject(sub)
           .setAudience(aud)
-          .setIssuedAt()
-          .setExpirationTime('15m')
+          .setIssuedAt(issuedAt)
+          .setNotBefore(issuedAt)
+          .setExpirationTime(issuedAt + 900)
+          .setJti(randomUUID())
           .sign(privateKey);
       secure = await startControlPlaneHarness(
         { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure' },
@@ -174,22 +178,34 @@ describe('control plane over etcd', () => {
       expect(closed.details).toMatch(/no credentials/);
     });
 
-    it('refuses a token issued to another service than node.cluster', async () => {
-      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'b' })));
-      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
-      expect((await client.closedWith()).details).toMatch(/does not match node.cluster "a"/);
+    it('refuses an xDS token of a presented on a stream whose node.cluster is b', async () => {
+      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a' })));
+      client.send({ node: testNode('b'), typeUrl: TypeUrl.Cluster });
+      const closed = await client.closedWith();
+      expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
+      expect(closed.details).toMatch(/does not match node.cluster "b"/);
     });
 
-    it('refuses a token for another audience', async () => {
+    it('refuses a mesh token (a calling b), which is not an xDS token', async () => {
       const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a', aud: 'b' })));
       client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
-      expect((await client.closedWith()).details).toMatch(/invalid token/);
+      const closed = await client.closedWith();
+      expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
+      expect(closed.details).toMatch(/invalid token: unexpected "aud" claim value/);
     });
 
-    it('serves a client whose token names its service', async () => {
-      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a' })));
+    it('refuses an xDS token past its lifetime: a reconnect needs a fresh one', async () => {
+      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a', issuedAt: Math.floor(Date.now() / 1000) - 1000 })));
       client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
-      expect((await client.next()).typeUrl).toBe(TypeUrl.Cluster);
+      expect((await client.closedWith()).details).toMatch(/invalid token: "exp" claim timestamp check failed/);
+    });
+
+    it('serves a client whose xDS token names its service', async () => {
+      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a' })));
+      client.send({ node: testNode('a', 'a-envoy-token'), typeUrl: TypeUrl.Cluster });
+      const cds = await client.next();
+      expect(cds.typeUrl).toBe(TypeUrl.Cluster);
+      expect(cds.resources.length).toBeGreaterThan(0);
     });
   });
 

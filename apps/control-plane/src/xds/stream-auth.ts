@@ -9,9 +9,7 @@
 import type { PeerCertificate } from 'node:tls';
 import type { Metadata } from '@grpc/grpc-js';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
-import type { AuthzPublicKey, MeshSettings } from '@trellis/mesh-schema';
-
-export const XDS_TOKEN_AUDIENCE = 'trellis-xds';
+import { XDS_TOKEN_AUDIENCE, type AuthzPublicKey, type MeshSettings } from '@trellis/mesh-schema';
 
 export type StreamAuthResult =
   { admitted: true; authenticated: boolean; method: 'certificate' | 'token' | 'insecure' } | { admitted: false; reason: string };
