@@ -15,7 +15,8 @@ const require = createRequire(import.meta.url);
 const xdsPackage = dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
 const deps = join(xdsPackage, 'deps');
 
-const stagingDir = join(root, 'node_modules/.cache/trellis-envoy-protos');
+// Kept (gitignored) beside the output: ProtoValidator reads the same protos for validate.rules.
+const stagingDir = join(root, 'libs/envoy-types/protos');
 const outDir = join(root, 'libs/envoy-types/src/generated');
 
 // The entry points we use; their imports come along through --include-imports.

@@ -94,7 +94,7 @@ describe('ProtoValidator', () => {
     try {
       mkdirSync(join(dir, 'validate'));
       mkdirSync(join(dir, 'example'));
-      copyFileSync(join(REPO_ROOT, 'node_modules/.cache/trellis-envoy-protos/validate/validate.proto'), join(dir, 'validate/validate.proto'));
+      copyFileSync(join(REPO_ROOT, 'libs/envoy-types/protos/validate/validate.proto'), join(dir, 'validate/validate.proto'));
       writeFileSync(
         join(dir, 'example/formats.proto'),
         `syntax = "proto3";

@@ -40,7 +40,7 @@ interface TypePlan {
 }
 
 const REPO_ROOT = resolve(__dirname, '../../../..');
-const DEFAULT_PROTO_DIR = join(REPO_ROOT, 'node_modules/.cache/trellis-envoy-protos');
+const DEFAULT_PROTO_DIR = join(REPO_ROOT, 'libs/envoy-types/protos');
 const GENERATED_DIR = resolve(__dirname, '../generated');
 const WRAPPERS = new Set(['DoubleValue', 'FloatValue', 'Int64Value', 'UInt64Value', 'Int32Value', 'UInt32Value', 'BoolValue', 'StringValue', 'BytesValue'].map((n) => `google.protobuf.${n}`));
 
