@@ -5,12 +5,14 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export type Direction = 'outbound' | 'inbound' | 'edge' | 'unknown';
 export type CacheLayer = 'memory' | 'redis';
 export type CacheResult = 'hit' | 'miss' | 'error' | 'skipped';
+/** mesh: A→B tokens for calls; xds: a sidecar's credential for its xDS stream. */
+export type MintedKind = 'mesh' | 'xds';
 
 export class AuthzMetrics {
   readonly checks: Counter<'direction' | 'result' | 'reason'>;
   readonly checkDuration: Histogram<'direction'>;
   readonly tokenCache: Counter<'layer' | 'result'>;
-  readonly tokensMinted: Counter<'alg'>;
+  readonly tokensMinted: Counter<'alg' | 'kind'>;
   readonly mintDuration: Histogram;
   readonly redisErrors: Counter<'operation'>;
   readonly redisBreakerOpen: Gauge;
@@ -56,8 +58,8 @@ export class AuthzMetrics {
     });
     this.tokensMinted = new Counter({
       name: 'trellis_authz_tokens_minted_total',
-      help: 'Mesh tokens signed by this replica',
-      labelNames: ['alg'],
+      help: 'Tokens signed by this replica, by alg and kind (mesh: A→B calls; xds: xDS stream credentials)',
+      labelNames: ['alg', 'kind'],
       registers,
     });
     this.mintDuration = new Histogram({
@@ -90,7 +92,7 @@ export class AuthzMetrics {
     });
     this.tokenEndpointRequests = new Counter({
       name: 'trellis_authz_token_endpoint_requests_total',
-      help: 'POST /v1/token requests by result',
+      help: 'POST /v1/token requests by result (ok: a mesh token; xds-ok: an xDS token; disabled, unauthenticated, invalid, not-ready, denied, error)',
       labelNames: ['result'],
       registers,
     });

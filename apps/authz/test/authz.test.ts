@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
-import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { KeyLayout, MeshStore, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { FakeCloudflareTeam } from './support/cloudflare-team';
 import { counterValue, deniedReason, KeyDir, okHeaders, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
@@ -294,6 +294,39 @@ describe('authz', () => {
       expect(body.tokenType).toBe('Bearer');
       expect(body.expiresIn).toBeGreaterThan(800);
       expect((await jwtVerify(body.token, await jwks(), { issuer: 'trellis', audience: 'payments' })).payload.sub).toBe('checkout');
+    });
+
+    it('issues the caller its own xDS token without a dependency check, each one fresh', async () => {
+      const before = await counterValue(a.authz, 'trellis_authz_token_endpoint_requests_total', { result: 'xds-ok' });
+      const res = await request({ audience: XDS_TOKEN_AUDIENCE });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('cache-control')).toBe('no-store');
+      const body = (await res.json()) as { token: string; tokenType: string; expiresIn: number };
+      expect(body.tokenType).toBe('Bearer');
+      expect(body.expiresIn).toBeGreaterThan(890);
+      // What the control plane checks: published key, mesh issuer, aud trellis-xds, sub = the caller.
+      const { payload, protectedHeader } = await jwtVerify(body.token, await jwks(), {
+        issuer: 'trellis',
+        audience: XDS_TOKEN_AUDIENCE,
+        algorithms: ['RS256', 'ES256'],
+      });
+      expect(payload.sub).toBe('checkout');
+      expect((await store.listAuthzKeys()).map((k) => k.kid)).toContain(protectedHeader.kid);
+      // Lifetime = the mesh tokens' (TRELLIS_TOKEN_TTL_SECONDS), which key retirement is computed from.
+      const mesh = (await (await request({ audience: 'payments' })).json()) as { token: string };
+      const meshClaims = (await jwtVerify(mesh.token, await jwks(), { audience: 'payments' })).payload;
+      expect(payload.exp! - payload.iat!).toBe(meshClaims.exp! - meshClaims.iat!);
+      // Not the pair cache: a second request is a new token with its own full lifetime.
+      const again = (await (await request({ audience: XDS_TOKEN_AUDIENCE })).json()) as { token: string };
+      expect(again.token).not.toBe(body.token);
+      expect(await counterValue(a.authz, 'trellis_authz_token_endpoint_requests_total', { result: 'xds-ok' })).toBe(before + 2);
+      expect(await counterValue(a.authz, 'trellis_authz_tokens_minted_total', { kind: 'xds' })).toBeGreaterThanOrEqual(2);
+    });
+
+    it('refuses an xDS token to a caller without the service credential', async () => {
+      const res = await request({ audience: XDS_TOKEN_AUDIENCE }, 'wrong-secret-00000000');
+      expect(res.status).toBe(401);
+      expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     });
 
     it('answers problem+json naming what is wrong', async () => {

@@ -4,10 +4,11 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { opsRouter, type Health, type Logger } from '@trellis/runtime';
-import { ServiceName } from '@trellis/mesh-schema';
+import { DNS_LABEL, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import type { MeshPolicy } from '../check/mesh-policy';
 import type { KeyRing } from '../keys/key-ring';
 import type { AuthzMetrics } from '../metrics';
+import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
 import type { CallerCredentials } from './caller-credentials';
 
@@ -23,7 +24,11 @@ export interface HttpAppDeps {
   logger: Logger;
 }
 
-const TokenRequest = z.object({ audience: ServiceName }).strict();
+// A service to call, or XDS_TOKEN_AUDIENCE (a reserved name, never a service) for the
+// caller's own xDS stream credential.
+const TokenRequest = z
+  .object({ audience: z.string().regex(DNS_LABEL, `must be a service name (a DNS label) or "${XDS_TOKEN_AUDIENCE}"`) })
+  .strict();
 
 export function createHttpApp(deps: HttpAppDeps): Express {
   const app = express();
@@ -55,19 +60,27 @@ export function createHttpApp(deps: HttpAppDeps): Express {
         field: issue.path.join('.') || 'body',
       });
     }
+    const { audience } = body.data;
+    if (audience === XDS_TOKEN_AUDIENCE) {
+      // No dependency to check: holding the service's credential is the proof of being it.
+      return issue(res, () => deps.tokens.xdsTokenFor(caller), 'xds-ok');
+    }
     if (!deps.policy.ready) {
       metrics.tokenEndpointRequests.inc({ result: 'not-ready' });
       return problem(res, 503, 'Not ready', 'the registry snapshot is not loaded yet');
     }
-    const { audience } = body.data;
     const call = deps.policy.allowsCall(caller, audience);
     if (!call.allowed) {
       metrics.tokenEndpointRequests.inc({ result: 'denied' });
       return problem(res, 403, 'Forbidden', `${caller} has not declared a dependency on ${audience}`, { reason: call.reason });
     }
+    return issue(res, () => deps.tokens.tokenFor(caller, audience), 'ok');
+  });
+
+  async function issue(res: Response, mint: () => Promise<MintedToken>, result: 'ok' | 'xds-ok'): Promise<void> {
     try {
-      const minted = await deps.tokens.tokenFor(caller, audience);
-      metrics.tokenEndpointRequests.inc({ result: 'ok' });
+      const minted = await mint();
+      deps.metrics.tokenEndpointRequests.inc({ result });
       res.set('Cache-Control', 'no-store').json({
         token: minted.token,
         tokenType: 'Bearer',
@@ -76,10 +89,10 @@ export function createHttpApp(deps: HttpAppDeps): Express {
       });
     } catch (err) {
       if (!(err instanceof NoSigningKeyError)) deps.logger.error({ err }, 'token endpoint failed');
-      metrics.tokenEndpointRequests.inc({ result: 'error' });
+      deps.metrics.tokenEndpointRequests.inc({ result: 'error' });
       problem(res, 503, 'Unavailable', 'no token can be issued right now');
     }
-  });
+  }
 
   app.use((req: Request, res: Response) => problem(res, 404, 'Not found', `${req.method} ${req.path} does not exist`));
   // Body parser errors (bad JSON, too large) end here.

@@ -113,8 +113,29 @@ describe('MeshTokenIssuer', () => {
     expect(redis).toEqual([expect.objectContaining({ labels: { layer: 'redis', result: 'error' }, value: 1 })]);
   });
 
+  it('signs every xDS token fresh, for the full mesh token lifetime, outside the pair cache', async () => {
+    await issuer.tokenFor('a', 'b');
+    now = T0 + 600_000;
+    const first = await issuer.xdsTokenFor('a');
+    expect(decodeJwt(first.token)).toMatchObject({ iss: 'trellis', sub: 'a', aud: 'trellis-xds', exp: (T0 + 600_000) / 1000 + 900 });
+    const second = await issuer.xdsTokenFor('a');
+    expect(second.token).not.toBe(first.token);
+    // Neither cache holds it, and the A→B entry is untouched.
+    expect(shared.entries.size).toBe(1);
+    expect(issuer.cachedToken('a', 'trellis-xds')).toBeUndefined();
+    expect(decodeJwt(issuer.cachedToken('a', 'b')!.token).aud).toBe('b');
+    const byKind = (await metrics.tokensMinted.get()).values.map((v) => [v.labels['kind'], v.value]);
+    expect(byKind).toEqual(
+      expect.arrayContaining([
+        ['mesh', 1],
+        ['xds', 2],
+      ]),
+    );
+  });
+
   it('refuses to mint without an active key', async () => {
     await keyRing.setLocalKeys([]);
     await expect(issuer.tokenFor('a', 'b')).rejects.toBeInstanceOf(NoSigningKeyError);
+    await expect(issuer.xdsTokenFor('a')).rejects.toBeInstanceOf(NoSigningKeyError);
   });
 });

@@ -1,10 +1,13 @@
 // Where a Check gets its A→B token: in-process cache, then Redis, then a fresh
 // signature — the last two behind single-flight so concurrent misses for one
 // pair mint once. Keyed by (A, B, kid): a key rotation starts new entries.
+// xDS tokens (aud = XDS_TOKEN_AUDIENCE) are signed fresh each time instead.
+import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import { decodeJwt } from 'jose';
 import type { KeyRing } from '../keys/key-ring';
-import type { AuthzMetrics } from '../metrics';
+import type { SigningKey } from '../keys/signing-key';
+import type { AuthzMetrics, MintedKind } from '../metrics';
 import { mintMeshToken, type MintedToken } from './mint';
 import type { SharedTokenCache } from './redis-token-cache';
 import { SingleFlight } from './single-flight';
@@ -82,6 +85,19 @@ export class MeshTokenIssuer {
     });
   }
 
+  /**
+   * A freshly signed xDS token for `service` (`sub` = service, `aud` = XDS_TOKEN_AUDIENCE).
+   * Not cached: a sidecar presents it only when its xDS stream (re)connects, so it should
+   * get the whole lifetime, not what is left of a cached one. The lifetime is the mesh
+   * tokens' one, which the key schedule's retirement (old keys stay published until
+   * every token they signed expired) is computed from.
+   */
+  async xdsTokenFor(service: string): Promise<MintedToken> {
+    const signer = this.keyRing.signer();
+    if (!signer) throw new NoSigningKeyError();
+    return this.sign(signer, service, XDS_TOKEN_AUDIENCE, this.issuer(), 'xds');
+  }
+
   private async fromShared(
     key: string,
     source: string,
@@ -102,18 +118,19 @@ export class MeshTokenIssuer {
   private async mint(key: string, source: string, destination: string, issuer: string): Promise<CachedToken> {
     const signer = this.keyRing.signer();
     if (!signer) throw new NoSigningKeyError();
-    const started = process.hrtime.bigint();
-    const minted = await mintMeshToken(
-      signer,
-      { issuer, subject: source, audience: destination, ttlSeconds: this.options.ttlSeconds },
-      this.clock(),
-    );
-    this.metrics.mintDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    this.metrics.tokensMinted.inc({ alg: signer.alg });
-    this.logger.debug({ source, destination, kid: minted.kid }, 'mesh token minted');
+    const minted = await this.sign(signer, source, destination, issuer, 'mesh');
     const entry: CachedToken = { ...minted, issuer, useUntil: minted.expiresAt * 1000 - this.marginMs };
     this.shared?.set(key, minted.token, entry.useUntil - this.clock());
     return entry;
+  }
+
+  private async sign(signer: SigningKey, subject: string, audience: string, issuer: string, kind: MintedKind): Promise<MintedToken> {
+    const started = process.hrtime.bigint();
+    const minted = await mintMeshToken(signer, { issuer, subject, audience, ttlSeconds: this.options.ttlSeconds }, this.clock());
+    this.metrics.mintDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    this.metrics.tokensMinted.inc({ alg: signer.alg, kind });
+    this.logger.debug({ subject, audience, kid: minted.kid, kind }, 'token minted');
+    return minted;
   }
 
   private describe(token: string, source: string, destination: string, kid: string, issuer: string): CachedToken | undefined {
