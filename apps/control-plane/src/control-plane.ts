@@ -148,7 +148,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const statusWriter = new ProxyStatusWriter({
     client: etcd,
     store: new MeshStore(etcd, layout, { logger }),
-    layout,
     controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID,
     logger,
     intervalMs: config.TRELLIS_PROXY_STATUS_INTERVAL_MS,
@@ -158,9 +157,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   statusWriter.start();
 
   const streamLog: XdsCallbacks = {
-    onNack: (s, typeUrl, version, error) =>
+    onNack: (s, typeUrl, version, error, meshRevision) =>
       logger.warn(
-        { nodeId: s.nodeId, service: s.identity.service, typeUrl, version, error },
+        { nodeId: s.nodeId, service: s.identity.service, typeUrl, version, meshRevision, error },
         'proxy rejected config (NACK); holding that version back',
       ),
     onStreamClosed: (s) => logger.info({ nodeId: s.nodeId, service: s.identity.service, streamId: s.streamId }, 'xds stream closed'),

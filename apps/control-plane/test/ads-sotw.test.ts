@@ -109,7 +109,8 @@ describe('SotW ADS', () => {
     harness.setModel(fakeModel({ a: [makeCluster('b', 7)] }));
     expect(await client.drain(500)).toEqual([]);
     const nack = harness.events.find((e) => e.event === 'onNack')!;
-    expect(nack.args.slice(1)).toEqual([TypeUrl.Cluster, bad.versionInfo, 'rejected: bad timeout']);
+    // The harness's model revisions: 1 at start, 2 for the change that was rejected, 3 for the repeat.
+    expect(nack.args.slice(1)).toEqual([TypeUrl.Cluster, bad.versionInfo, 'rejected: bad timeout', '2']);
 
     harness.setModel(fakeModel({ a: [makeCluster('b', 8)] }));
     const next = await client.next();

@@ -19,6 +19,49 @@ describe('proxy status in etcd', () => {
     await h?.stop();
   });
 
+  it('records a NACK with the mesh revision of the change that produced the rejected config', async () => {
+    await h.store.createService({ name: 'api', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    await h.store.createService({ name: 'db', team: 'core', protocol: 'http', port: 5432 }, 'test');
+    const web = await h.store.createService({ name: 'web', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    const c = AdsTestClient.open(h.xdsAddress, 'sotw');
+    clients.push(c);
+    c.send({ node: testNode('web', 'web-nack'), typeUrl: TypeUrl.Cluster });
+    const first = await c.next();
+    c.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: first.nonce });
+
+    const rejectedChange = await h.store.updateService({ ...web.value.spec, dependencies: [{ service: 'api' }] }, 'alice');
+    const rejected = await c.next();
+    c.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: rejected.nonce, errorDetail: { code: 3, message: 'cluster api: bad' } });
+    // A later accepted change moves the record's meshRevision on; the NACK keeps its own.
+    const acceptedChange = await h.store.updateService({ ...web.value.spec, dependencies: [{ service: 'api' }, { service: 'db' }] }, 'bob');
+    const accepted = await c.next();
+    c.send({ typeUrl: TypeUrl.Cluster, versionInfo: accepted.versionInfo, responseNonce: accepted.nonce });
+
+    const status = await eventually('the accepted push recorded after the NACK', async () => {
+      const [s] = await h.store.listProxyStatuses('web');
+      return s?.types.cds?.lastAckedVersion === accepted.versionInfo ? s : undefined;
+    });
+    const nack = status.types.cds?.lastNack;
+    expect(nack).toEqual({ version: rejected.versionInfo, error: 'cluster api: bad', at: expect.any(String), meshRevision: expect.any(String) });
+    // The model's revision is the newest key it has seen under the prefix (status writes count too):
+    // at or after the rejected change, before the accepted one.
+    const revision = BigInt(nack!.meshRevision!);
+    expect(revision).toBeGreaterThanOrEqual(BigInt(rejectedChange.modRevision));
+    expect(revision).toBeLessThan(BigInt(acceptedChange.modRevision));
+    expect(BigInt(status.meshRevision!)).toBeGreaterThanOrEqual(BigInt(acceptedChange.modRevision));
+    // History entries commit with their change, so the newest one at or before it is the cause.
+    const history = await h.store.listHistoryVersioned('web');
+    const cause = history.filter((e) => BigInt(e.modRevision) <= revision).at(-1);
+    expect(cause?.modRevision).toBe(rejectedChange.modRevision);
+    expect(cause?.value).toMatchObject({ generation: 2, actor: 'alice', action: 'update' });
+
+    c.close();
+    clients.splice(clients.indexOf(c), 1);
+    await eventually('the closed stream’s status deleted through the store', async () =>
+      (await h.store.listProxyStatuses('web')).length === 0 ? true : undefined,
+    );
+  });
+
   it('writes within the budget, deletes on disconnect, and vanishes with the replica', async () => {
     for (let i = 0; i < 3; i++) {
       const c = AdsTestClient.open(h.xdsAddress, 'sotw');

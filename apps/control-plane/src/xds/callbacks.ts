@@ -34,7 +34,8 @@ export interface XdsCallbacks {
   onResponse?(stream: StreamInfo, response: SentResponse): void;
   /** `changedAt`: when the change behind the acknowledged response was first seen (ms since epoch). */
   onAck?(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, changedAt: number): void;
-  onNack?(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, error: string): void;
+  /** `meshRevision`: the mesh revision the rejected response was built from (not the one current now). */
+  onNack?(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, error: string, meshRevision: string): void;
   /** A request answering an older nonce: ignored. */
   onStaleRequest?(stream: StreamInfo, typeUrl: XdsTypeUrl): void;
 }

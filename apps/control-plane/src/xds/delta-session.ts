@@ -24,6 +24,8 @@ interface Pending {
   removals: string[];
   systemVersion: string;
   changedAt: number;
+  /** The mesh revision the response was built from: a NACK names it, whatever is current by then. */
+  meshRevision: string;
 }
 
 interface TypeState {
@@ -93,6 +95,7 @@ export class DeltaSession {
             typeUrl,
             pending.systemVersion,
             request.errorDetail.message || `code ${request.errorDetail.code}`,
+            pending.meshRevision,
           );
         } else {
           for (const [name, version] of pending.upserts) state.client.set(name, version);
@@ -174,7 +177,14 @@ export class DeltaSession {
     const systemVersion = snapshot.types.get(typeUrl)!.version;
     const upserts = new Map(changes.upserts.map((r) => [r.name, resourceVersion(r)]));
     for (const name of changes.removals) if (!state.client.has(name)) state.toldMissing.add(name);
-    state.pending = { nonce, upserts, removals: changes.removals, systemVersion, changedAt: convergenceStart(snapshot, this.stream) };
+    state.pending = {
+      nonce,
+      upserts,
+      removals: changes.removals,
+      systemVersion,
+      changedAt: convergenceStart(snapshot, this.stream),
+      meshRevision: snapshot.meshRevision,
+    };
     const ok = this.send({
       systemVersionInfo: systemVersion,
       resources: changes.upserts.map((r) => ({

@@ -4,7 +4,7 @@
 // a record dirty; a flush every `intervalMs` writes at most `maxWritesPerFlush`.
 import type { Etcd3, Lease } from 'etcd3';
 import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
-import type { KeyLayout, MeshStore, ProxyStatus } from '@trellis/mesh-schema';
+import type { MeshStore, ProxyStatus } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
 
@@ -13,7 +13,6 @@ const MAX_ERROR_CHARS = 4096;
 export interface ProxyStatusWriterOptions {
   client: Etcd3;
   store: MeshStore;
-  layout: KeyLayout;
   controlPlaneId: string;
   logger: Logger;
   intervalMs?: number;
@@ -27,11 +26,17 @@ interface Tracked {
   status: ProxyStatus;
 }
 
+/** Which proxy a record is about: the etcd key is the store's business. */
+interface ProxyRef {
+  service: string;
+  nodeId: string;
+}
+
 export class ProxyStatusWriter implements XdsCallbacks {
   private readonly tracked = new Map<string, Tracked>();
   private readonly dirty = new Set<string>();
-  /** Keys whose stream closed; deleted at the next flush unless a new stream took them. */
-  private readonly gone = new Set<string>();
+  /** Proxies whose stream closed; their records are deleted at the next flush unless a new stream took them. */
+  private readonly gone = new Map<string, ProxyRef>();
   private lease: Lease | undefined;
   private leaseId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -65,10 +70,11 @@ export class ProxyStatusWriter implements XdsCallbacks {
 
   onStreamClosed(stream: StreamInfo): void {
     const key = this.key(stream);
-    if (this.tracked.get(key)?.streamId !== stream.streamId) return; // a newer stream of the same node owns it
+    const tracked = this.tracked.get(key);
+    if (tracked?.streamId !== stream.streamId) return; // a newer stream of the same node owns it
     this.tracked.delete(key);
     this.dirty.delete(key);
-    this.gone.add(key);
+    this.gone.set(key, { service: tracked.status.service, nodeId: tracked.status.nodeId });
   }
 
   onResponse(stream: StreamInfo, response: { typeUrl: XdsTypeUrl; version: string; meshRevision: string }): void {
@@ -84,9 +90,15 @@ export class ProxyStatusWriter implements XdsCallbacks {
     });
   }
 
-  onNack(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, error: string): void {
+  onNack(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, error: string, meshRevision: string): void {
     this.update(stream, typeUrl, (t) => {
-      t.lastNack = { version, error: error.slice(0, MAX_ERROR_CHARS), at: new Date().toISOString() };
+      t.lastNack = {
+        version,
+        error: error.slice(0, MAX_ERROR_CHARS),
+        at: new Date().toISOString(),
+        // Kept here because the record-level meshRevision moves on with the next push.
+        ...(meshRevision ? { meshRevision } : {}),
+      };
     });
   }
 
@@ -98,14 +110,14 @@ export class ProxyStatusWriter implements XdsCallbacks {
       const budget = this.options.maxWritesPerFlush ?? 200;
       let writes = 0;
       // Deletions first: a closed stream's record must not outlive it behind a backlog of updates.
-      for (const key of [...this.gone]) {
+      for (const [key, proxy] of [...this.gone]) {
         if (writes >= budget) break;
         writes++;
         this.gone.delete(key);
         if (this.tracked.has(key)) continue;
         await this.write(
-          () => this.options.client.delete().key(key).exec(),
-          () => this.gone.add(key),
+          () => this.options.store.deleteProxyStatus(proxy.service, proxy.nodeId),
+          () => this.gone.set(key, proxy),
         );
       }
       if (this.dirty.size > 0 && writes < budget) {
@@ -138,8 +150,9 @@ export class ProxyStatusWriter implements XdsCallbacks {
     if (lease) await lease.revoke().catch((err: unknown) => this.options.logger.warn({ err }, 'proxy status lease revoke failed'));
   }
 
+  /** One entry per proxy (service names hold no '/'); a reconnecting node takes over its entry. */
   private key(stream: StreamInfo): string {
-    return this.options.layout.proxyStatus(stream.identity.service, stream.nodeId.slice(0, 256));
+    return `${stream.identity.service}/${stream.nodeId.slice(0, 256)}`;
   }
 
   private update(

@@ -1,9 +1,15 @@
 // Session logic without a transport: backpressure, unknown types, content versions.
 import { TypeUrl } from '@trellis/envoy-types';
-import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import {
+  DeltaDiscoveryRequest,
+  DiscoveryRequest,
+  type DeltaDiscoveryResponse,
+  type DiscoveryResponse,
+} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { toResourceSet } from '../envoy/resources';
 import { fakeModel, makeCluster, makeListener, translateFake } from '../../test/support/resources';
 import { composeCallbacks, type StreamInfo } from './callbacks';
+import { DeltaSession } from './delta-session';
 import { SnapshotCache } from './snapshot-cache';
 import { SotwSession } from './sotw-session';
 
@@ -61,5 +67,43 @@ describe('SotwSession', () => {
     const va = a.peek({ service: 'a', kind: 'envoy' })!.types.get(TypeUrl.Cluster)!.version;
     const vb = b.peek({ service: 'a', kind: 'envoy' })!.types.get(TypeUrl.Cluster)!.version;
     expect(va).toBe(vb);
+  });
+
+  it('names the mesh revision a NACKed response was built from, not the one current when the NACK arrives', async () => {
+    const nacks: unknown[][] = [];
+    const callbacks = composeCallbacks({ onNack: (...args) => nacks.push(args) });
+    const cache = new SnapshotCache(translateFake);
+    const identity = { service: 'a', kind: 'envoy' } as const;
+    cache.setModel(fakeModel({ a: [makeCluster('b')] }), 'all', { revision: '10', changedAt: Date.now() });
+
+    const sent: DiscoveryResponse[] = [];
+    const sotw = new SotwSession(stream, (r) => (sent.push(r), true), callbacks, 'cp', true);
+    const deltaSent: DeltaDiscoveryResponse[] = [];
+    const delta = new DeltaSession({ ...stream, streamId: 2, protocol: 'delta' }, (r) => (deltaSent.push(r), true), callbacks, 'cp', true);
+    const watches = [sotw, delta].map((session) => cache.watch(identity, (snapshot) => session.setSnapshot(snapshot)));
+    for (const [i, session] of [sotw, delta].entries()) session.setSnapshot(watches[i]!.snapshot!);
+    sotw.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster }));
+    delta.handleRequest(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster }));
+    await tick();
+    sotw.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, versionInfo: sent[0]!.versionInfo, responseNonce: sent[0]!.nonce }));
+    delta.handleRequest(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, responseNonce: deltaSent[0]!.nonce }));
+    await tick();
+
+    // Revision 11 changes the cluster (the change that will be rejected); 12 and 13 change listeners while it is in flight.
+    cache.setModel(fakeModel({ a: [makeCluster('b', 7)] }), 'all', { revision: '11', changedAt: Date.now() });
+    cache.setModel(fakeModel({ a: [makeCluster('b', 7), makeListener('l')] }), 'all', { revision: '12', changedAt: Date.now() });
+    expect([sent.length, deltaSent.length]).toEqual([2, 2]);
+    cache.setModel(fakeModel({ a: [makeCluster('b', 7), makeListener('l', 10001)] }), 'all', { revision: '13', changedAt: Date.now() });
+    const rejected = { code: 3, message: 'cluster b: bad timeout' };
+    sotw.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, responseNonce: sent[1]!.nonce, errorDetail: rejected }));
+    delta.handleRequest(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, responseNonce: deltaSent[1]!.nonce, errorDetail: rejected }));
+
+    expect(nacks.map(([s, typeUrl, version, error, meshRevision]) => [(s as StreamInfo).protocol, typeUrl, version, error, meshRevision])).toEqual([
+      ['sotw', TypeUrl.Cluster, sent[1]!.versionInfo, 'cluster b: bad timeout', '11'],
+      ['delta', TypeUrl.Cluster, deltaSent[1]!.systemVersionInfo, 'cluster b: bad timeout', '11'],
+    ]);
+    for (const w of watches) w.cancel();
+    sotw.close();
+    delta.close();
   });
 });

@@ -26,6 +26,8 @@ interface Sent {
   nonce: string;
   resources: ReadonlyMap<string, XdsResource>;
   changedAt: number;
+  /** The mesh revision the response was built from: a NACK names it, whatever is current by then. */
+  meshRevision: string;
   /** Sent and not yet answered by an ACK or NACK. */
   inFlight: boolean;
 }
@@ -96,7 +98,8 @@ export class SotwSession {
       if (sent.inFlight) {
         sent.inFlight = false;
         if (request.errorDetail) {
-          this.callbacks.onNack(this.stream, typeUrl, sent.version, request.errorDetail.message || `code ${request.errorDetail.code}`);
+          const error = request.errorDetail.message || `code ${request.errorDetail.code}`;
+          this.callbacks.onNack(this.stream, typeUrl, sent.version, error, sent.meshRevision);
         } else {
           if (typeUrl === TypeUrl.Cluster && state.ackedVersion !== sent.version) this.clustersReplaced = true;
           state.ackedVersion = sent.version;
@@ -115,7 +118,7 @@ export class SotwSession {
       };
       if (request.versionInfo !== '') {
         // Reconnect: the client already holds this version; send only if ours differs.
-        state.sent = { version: request.versionInfo, nonce: '', resources: new Map(), changedAt: 0, inFlight: false };
+        state.sent = { version: request.versionInfo, nonce: '', resources: new Map(), changedAt: 0, meshRevision: '', inFlight: false };
         state.ackedVersion = request.versionInfo;
       }
       this.types.set(typeUrl, state);
@@ -181,6 +184,7 @@ export class SotwSession {
       nonce,
       resources: desired.resources,
       changedAt: convergenceStart(snapshot, this.stream),
+      meshRevision: snapshot.meshRevision,
       inFlight: true,
     };
     const ok = this.send({
