@@ -98,6 +98,11 @@ export class ServiceCatalog {
     return entries.sort((a, b) => b.generation - a.generation);
   }
 
+  /** Every change to the service with its etcd revision, oldest first; empty when it never existed. */
+  async changes(name: string): Promise<Versioned<HistoryEntry>[]> {
+    return this.store.listHistoryVersioned(name);
+  }
+
   async historyEntry(name: string, generation: number): Promise<HistoryEntry> {
     const entry = await this.store.getHistory(name, generation);
     if (!entry) throw problems.notFound(`service "${name}" has no generation ${generation}`);

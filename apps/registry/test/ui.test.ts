@@ -155,6 +155,36 @@ it('shows proxies with a rejected config next to the change before it', async ()
   expect(page.text).toMatch(/latest change before it: <a href="\/ui\/services\/helper\/history">helper generation 2<\/a>/);
 });
 
+it('links a rejected config to the exact change its mesh revision includes, not the latest one before it', async () => {
+  const { store } = registry;
+  await store.createService(spec('pay'), 'erin');
+  const shop = await store.createService(spec('shop', { dependencies: [{ service: 'pay' }] }), 'erin');
+  const cause = await store.updateService(spec('pay', { port: 9090 }), 'carol'); // pay generation 2: the rejected config's change
+  await store.updateService({ ...shop.value.spec, description: 'later' }, 'dave'); // newer, and before the rejection in time
+  await store.updateService(spec('pay', { port: 9191 }), 'frank');
+  const lease = await registry.client.leaseClient.leaseGrant({ TTL: 30 });
+  const at = new Date(Date.now() + 60_000).toISOString();
+  const meshRevision = cause.modRevision;
+  await store.putProxyStatus(
+    { service: 'shop', nodeId: 'shop-1', controlPlane: 'cp-a', connectedAt: at, updatedAt: at, types: { cds: { lastNack: { version: 'c9', error: 'cluster pay: bad', at, meshRevision } } } },
+    lease.ID,
+  );
+
+  const page = await new Session().get('/ui/services/shop');
+  expect(page.text).toContain('version c9 rejected');
+  expect(page.text).toContain(
+    `built from mesh revision ${meshRevision}, whose newest change is <a href="/ui/services/pay/history#generation-2">pay generation 2</a> (update by carol at ${cause.value.updated.at})`,
+  );
+  expect(page.text).not.toContain('latest change before it');
+  // The link lands on that change's diff.
+  const history = await new Session().get('/ui/services/pay/history');
+  const entry = /<li class="entry" id="generation-2"[^>]*>([\s\S]*?)<\/li>/.exec(history.text)?.[1] ?? '';
+  expect(entry).toContain('by carol');
+  expect(entry).toContain('<span class="removed">-   &quot;port&quot;: 8080,</span>');
+  expect(entry).toContain('<span class="added">+   &quot;port&quot;: 9090,</span>');
+  await registry.client.leaseClient.leaseRevoke({ ID: lease.ID });
+});
+
 it('answers unknown UI pages with an HTML 404 and points /topology at the picture', async () => {
   const missing = await new Session().get('/ui/no-such-page');
   expect(missing.status).toBe(404);

@@ -6,6 +6,7 @@ import type { Topology } from '../topology';
 import { canonicalJson, diffLines } from './diff';
 import { html, join } from './html';
 import type { Html } from './html';
+import type { LastNack, NackCause } from './nack-cause';
 import type { FormErrors, FormField, FormValues } from './service-form';
 import { CSRF_FIELD } from './session';
 import { renderTopologySvg } from './topology-svg';
@@ -58,8 +59,21 @@ export interface ServicePageData {
   callers: string[];
   callees: Array<{ name: string; registered: boolean }>;
   proxies: ProxyStatus[];
-  /** The newest change to this service or its callees at or before a time: what a rejected config most likely came from. */
-  changeBefore: (at: string) => HistoryEntry | undefined;
+  /** The change to this service or a service it calls that a rejected config came from. */
+  nackCause: (nack: LastNack) => NackCause | undefined;
+}
+
+/** Where a change's diff is shown: its entry on the service's history page. */
+export const changeUrl = (change: Pick<HistoryEntry, 'service' | 'generation'>): string => `${serviceUrl(change.service)}/history#generation-${change.generation}`;
+
+function nackCause(cause: NackCause | undefined): Html | string {
+  if (!cause) return '';
+  const { change } = cause;
+  const who = `(${change.action} by ${change.actor} at ${change.at})`;
+  if (cause.basis === 'revision') {
+    return html` <span class="cause">built from mesh revision ${cause.meshRevision}, whose newest change is <a href="${changeUrl(change)}">${change.service} generation ${change.generation}</a> ${who}</span>`;
+  }
+  return html` <span class="cause">latest change before it: <a href="${serviceUrl(change.service)}/history">${change.service} generation ${change.generation}</a> ${who}</span>`;
 }
 
 export function servicePage(ctx: PageContext, data: ServicePageData): string {
@@ -78,13 +92,9 @@ export function servicePage(ctx: PageContext, data: ServicePageData): string {
   const proxies = data.proxies.length
     ? html`<table class="proxies"><thead><tr><th>Node</th><th>Control plane</th><th>Type</th><th>Last ACKed</th><th>Rejected config</th></tr></thead><tbody>${data.proxies.flatMap((p) =>
         Object.entries(p.types).map(([type, status]) => {
-          const cause = status.lastNack ? data.changeBefore(status.lastNack.at) : undefined;
+          const nack = status.lastNack;
           return html`<tr><td>${p.nodeId}</td><td>${p.controlPlane}</td><td>${type}</td><td>${status.lastAckedVersion ?? '—'}</td><td>${
-            status.lastNack
-              ? html`<span class="nack">version ${status.lastNack.version} rejected at ${status.lastNack.at}${p.meshRevision ? ` (mesh revision ${p.meshRevision})` : ''}: ${status.lastNack.error}</span>${
-                  cause ? html` <span class="cause">latest change before it: <a href="${serviceUrl(cause.service)}/history">${cause.service} generation ${cause.generation}</a> (${cause.action} by ${cause.actor} at ${cause.at})</span>` : ''
-                }`
-              : '—'
+            nack ? html`<span class="nack">version ${nack.version} rejected at ${nack.at}: ${nack.error}</span>${nackCause(data.nackCause(nack))}` : '—'
           }</td></tr>`;
         }),
       )}</tbody></table>`
@@ -173,7 +183,7 @@ export function historyPage(ctx: PageContext, name: string, entries: HistoryEntr
     const diff = diffLines(previous?.spec ? canonicalJson(previous.spec) : '', entry.spec ? canonicalJson(entry.spec) : '');
     const lines = diff.map((line) => html`<span class="${line.op}">${line.op === 'added' ? '+ ' : line.op === 'removed' ? '- ' : '  '}${line.text}</span>\n`);
     const canRestore = entry.spec !== null && currentGeneration !== undefined && entry.generation !== currentGeneration;
-    return html`<li class="entry" data-generation="${entry.generation}"><h2>Generation ${entry.generation}: ${entry.action}${
+    return html`<li class="entry" id="generation-${entry.generation}" data-generation="${entry.generation}"><h2>Generation ${entry.generation}: ${entry.action}${
       entry.restoredGeneration ? ` of generation ${entry.restoredGeneration}` : ''
     }</h2><p class="meta">by ${entry.actor} at ${entry.at}</p><pre class="diff">${lines}</pre>${
       canRestore

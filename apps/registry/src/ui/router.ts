@@ -12,6 +12,7 @@ import type { RegistryMetrics } from '../metrics';
 import { ProblemError } from '../problem';
 import { neighbours } from '../topology';
 import { emptyForm, formToSpec, problemToFormErrors, readForm, specToForm } from './service-form';
+import { findNackCause } from './nack-cause';
 import type { PageContext } from './pages';
 import { historyPage, loginPage, messagePage, serviceFormPage, serviceListPage, servicePage, serviceUrl, STYLESHEET, topologyPage } from './pages';
 import type { UiSessions } from './session';
@@ -162,10 +163,10 @@ export function uiRouter(options: UiOptions): Router {
       const [instances, topology, proxies] = await Promise.all([catalog.instances(name), catalog.topology(), catalog.proxies(name)]);
       const { callers, callees } = neighbours(topology, name);
       const registered = new Set(topology.nodes.filter((n) => n.registered).map((n) => n.name));
-      // A proxy's config is built from its own service and the services it calls: a rejected
-      // config most likely came from the latest change to one of them.
-      const related = proxies.some((p) => Object.values(p.types).some((t) => t.lastNack)) ? [name, ...callees.filter((c) => registered.has(c))] : [];
-      const changes = (await Promise.all(related.map((service) => catalog.history(service).catch(() => [])))).flat().sort((a, b) => b.at.localeCompare(a.at));
+      // A proxy's config is built from its own service and the services it calls (a callee
+      // deleted since still has its history): a rejected config came from a change to one of them.
+      const related = proxies.some((p) => Object.values(p.types).some((t) => t.lastNack)) ? [name, ...callees] : [];
+      const changes = (await Promise.all(related.map((service) => catalog.changes(service)))).flat();
       send(
         res,
         200,
@@ -175,7 +176,7 @@ export function uiRouter(options: UiOptions): Router {
           callers,
           callees: callees.map((c) => ({ name: c, registered: registered.has(c) })),
           proxies,
-          changeBefore: (at) => changes.find((entry) => entry.at <= at),
+          nackCause: (nack) => findNackCause(changes, nack),
         }),
       );
     },
