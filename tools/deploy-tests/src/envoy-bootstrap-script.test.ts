@@ -36,6 +36,9 @@ describe('trellis-envoy-bootstrap', () => {
   let baseUrl: string;
   let requireToken = false;
   const requests: string[] = [];
+  const tokenRequests: { authorization?: string; contentType?: string; body: string }[] = [];
+  const AUTHZ_SECRET = 'orders-secret-0123456789';
+  const ISSUED_TOKEN = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcmRlcnMiLCJhdWQiOiJ0cmVsbGlzLXhkcyJ9.ZnJlc2g';
   let dir: string;
 
   beforeAll(async () => {
@@ -44,8 +47,24 @@ describe('trellis-envoy-bootstrap', () => {
         throw new Error(`${binary} is missing: install the Debian package "${binary === 'curl' ? 'curl' : 'coreutils'}"`);
     }
     server = createServer((req, res) => {
-      requests.push(req.url!);
       const url = new URL(req.url!, 'http://x');
+      if (req.method === 'POST' && url.pathname === '/v1/token') {
+        // authz's token endpoint, as far as the script sees it.
+        let body = '';
+        req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        req.on('end', () => {
+          tokenRequests.push({ authorization: req.headers.authorization, contentType: req.headers['content-type'], body });
+          if (req.headers.authorization !== `Basic ${Buffer.from(`orders:${AUTHZ_SECRET}`).toString('base64')}`) {
+            res.writeHead(401, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ title: 'Unauthenticated' }));
+            return;
+          }
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ token: ISSUED_TOKEN, tokenType: 'Bearer', expiresAt: '2026-01-01T00:15:00.000Z', expiresIn: 900 }));
+        });
+        return;
+      }
+      requests.push(req.url!);
       const service = url.pathname.split('/')[2]!;
       if (service !== 'orders') {
         res
@@ -72,6 +91,7 @@ describe('trellis-envoy-bootstrap', () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'trellis-bootstrap-'));
     requests.length = 0;
+    tokenRequests.length = 0;
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -124,11 +144,80 @@ describe('trellis-envoy-bootstrap', () => {
     try {
       const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1' });
       expect(result.status).toBe(1);
-      expect(result.stderr).toMatch(/requires an xDS token, and no xds-token credential is loaded/);
+      expect(result.stderr).toMatch(/requires an xDS token, and neither authz .* issued one nor is an xds-token credential loaded/);
       expect(existsSync(result.output)).toBe(false);
     } finally {
       requireToken = false;
     }
+  });
+
+  describe('with authz configured (TRELLIS_AUTHZ_URL + the authz-secret credential)', () => {
+    const credentialsWith = (files: Record<string, string>) => {
+      const credentials = join(dir, 'credentials');
+      mkdirSync(credentials);
+      for (const [name, content] of Object.entries(files)) writeFileSync(join(credentials, name), content);
+      return credentials;
+    };
+    beforeEach(() => (requireToken = true));
+    afterEach(() => (requireToken = false));
+
+    it('fetches a fresh xDS token as the service, preferring it to a static one', async () => {
+      const credentials = credentialsWith({ 'authz-secret': `${AUTHZ_SECRET}\n`, 'xds-token': 'static.static.static\n' });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(tokenRequests).toEqual([
+        {
+          authorization: `Basic ${Buffer.from(`orders:${AUTHZ_SECRET}`).toString('base64')}`,
+          contentType: 'application/json',
+          body: '{"audience":"trellis-xds"}',
+        },
+      ]);
+      const text = readFileSync(result.output, 'utf8');
+      expect(text).toContain(`Bearer ${ISSUED_TOKEN}`);
+      expect(text).not.toContain('static.static.static');
+      expect(existsSync(`${result.output}.tmp.token`)).toBe(false);
+    });
+
+    it('falls back to the static xds-token, saying why, when authz refuses', async () => {
+      const credentials = credentialsWith({ 'authz-secret': 'not-the-secret-000000\n', 'xds-token': 'static.static.static\n' });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
+      expect(result.status).toBe(0);
+      expect(result.stderr).toMatch(/authz at .* issued no xDS token for orders; trying the xds-token credential/);
+      expect(readFileSync(result.output, 'utf8')).toContain('Bearer static.static.static');
+    });
+
+    it('fails, naming both ways, when authz refuses and no static token is loaded', async () => {
+      const credentials = credentialsWith({ 'authz-secret': 'not-the-secret-000000\n' });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/LoadCredential=authz-secret:.*LoadCredential=xds-token:/);
+      expect(existsSync(result.output)).toBe(false);
+    });
+
+    it('says so when TRELLIS_AUTHZ_URL is set but the authz-secret credential is not loaded', async () => {
+      const credentials = credentialsWith({ 'xds-token': 'static.static.static\n' });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
+      expect(result.status).toBe(0);
+      expect(result.stderr).toMatch(/TRELLIS_AUTHZ_URL is set but no authz-secret credential is loaded/);
+      expect(tokenRequests).toEqual([]);
+    });
   });
 
   it("fails with the control plane's explanation for an unknown service", async () => {
