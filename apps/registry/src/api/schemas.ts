@@ -1,11 +1,11 @@
 // Request and response shapes of the REST API that are not records themselves.
 // The records (ServiceSpec, InstanceRecord, …) come from @trellis/mesh-schema.
-import { InstanceRecord, Protocol, ServiceName, ServiceRecord } from '@trellis/mesh-schema';
+import { InstanceRecord, Protocol, ServiceName, ServiceRecord, TeamName } from '@trellis/mesh-schema';
 import { z } from 'zod';
 
 export const ServiceListQuery = z
   .object({
-    team: ServiceName.optional(),
+    team: TeamName.optional(),
     protocol: Protocol.optional(),
     /** Substring of the name or description. */
     q: z.string().max(128).optional(),
