@@ -10,3 +10,21 @@ export const XDS_TOKEN_AUDIENCE = 'trellis-xds';
 
 /** Service names that stand for a Trellis component, never a registered service. */
 export const RESERVED_SERVICE_NAMES: ReadonlySet<string> = new Set([XDS_TOKEN_AUDIENCE]);
+
+/**
+ * ext_authz per-route `context_extensions`: the control plane sets them on each
+ * route, authz reads them. They say who calls whom in a way the application cannot
+ * forge (never `x-envoy-downstream-service-cluster`, which any client can send).
+ */
+export const CONTEXT_SOURCE = 'trellis.source';
+export const CONTEXT_DESTINATION = 'trellis.destination';
+/** `outbound` (A's sidecar asks for A→B), `inbound` (B's sidecar validates), `edge` (Contour or a public service's sidecar). */
+export const CONTEXT_DIRECTION = 'trellis.direction';
+
+/**
+ * Headers the mesh sets for the upstream application after verifying them; any
+ * copy a client sent is removed first. The proxyless SDK uses the same names.
+ */
+export const CALLER_HEADER = 'x-trellis-caller';
+export const ACCESS_EMAIL_HEADER = 'x-trellis-access-email';
+export const ACCESS_SERVICE_TOKEN_HEADER = 'x-trellis-access-service-token';

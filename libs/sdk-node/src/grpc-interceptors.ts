@@ -12,7 +12,7 @@ import {
 import type { MeshTokenClient } from './token-client';
 import { MeshTokenRejected, type MeshTokenVerifier, type VerifiedCaller } from './token-verifier';
 
-/** Metadata key under which the server interceptor hands the verified caller to handlers. */
+/** Metadata key under which the server interceptor hands the verified caller to handlers (the sidecar's CALLER_HEADER). */
 export const CALLER_METADATA_KEY = 'x-trellis-caller';
 export const CALLER_KEY_ID_METADATA_KEY = 'x-trellis-caller-kid';
 

@@ -8,7 +8,7 @@
 // and its encoded response is reused.
 import type { Logger } from '@trellis/runtime';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
-import { DNS_LABEL } from '@trellis/mesh-schema';
+import { ACCESS_EMAIL_HEADER, ACCESS_SERVICE_TOKEN_HEADER, CALLER_HEADER, CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE, DNS_LABEL } from '@trellis/mesh-schema';
 import { accessTokenFrom, type CloudflareAccessVerifier } from '../edge/cloudflare-access';
 import type { AuthzMetrics, Direction } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
@@ -19,14 +19,6 @@ import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavail
 import { DenialLog } from './denial-log';
 import type { MeshPolicy } from './mesh-policy';
 
-export const CONTEXT_SOURCE = 'trellis.source';
-export const CONTEXT_DESTINATION = 'trellis.destination';
-export const CONTEXT_DIRECTION = 'trellis.direction';
-
-/** Headers authz sets upstream; incoming copies are removed so nobody can forge them. */
-export const CALLER_HEADER = 'x-trellis-caller';
-export const ACCESS_EMAIL_HEADER = 'x-trellis-access-email';
-export const ACCESS_SERVICE_TOKEN_HEADER = 'x-trellis-access-service-token';
 
 export class CheckService {
   // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.

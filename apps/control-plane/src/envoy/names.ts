@@ -49,16 +49,9 @@ export const LOCAL_APP_CLUSTER_NAME = 'local-app';
 export const MESH_TOKEN_PROVIDER = 'trellis-mesh';
 export const MESH_TOKEN_METADATA_KEY = 'mesh_token';
 
-/**
- * The verified caller, set by the inbound route for the app (the same header
- * authz sets when it verifies for a sidecar); whatever a client sent is removed first.
- */
-export const CALLER_HEADER = 'x-trellis-caller';
-
-/** ext_authz context_extensions keys authz reads (never x-envoy-downstream-service-cluster). */
-export const CONTEXT_SOURCE = 'trellis.source';
-export const CONTEXT_DESTINATION = 'trellis.destination';
-export const CONTEXT_DIRECTION = 'trellis.direction';
+// Shared with authz and the SDK (see @trellis/mesh-schema conventions): the verified
+// caller header the inbound route sets for the app, and the ext_authz context keys.
+export { CALLER_HEADER, CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE } from '@trellis/mesh-schema';
 
 export const FILTER = {
   httpConnectionManager: 'envoy.filters.network.http_connection_manager',
