@@ -67,6 +67,84 @@ describe('Delta ADS', () => {
     expect(await client.drain()).toEqual([]);
   });
 
+  /** Clusters (wildcard) and the endpoints of b, both acknowledged; routing too when the model has it. */
+  async function subscribeClustersAndEndpoints(): Promise<void> {
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+    const cds = await client.next();
+    client.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNamesSubscribe: ['b'] });
+    const eds = await client.next();
+    expect(eds.resources.map((r) => r.name)).toEqual(['b']);
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: eds.nonce });
+    expect(await client.drain()).toEqual([]);
+  }
+
+  it('resends the endpoints of a changed cluster after the CDS ACK, at their unchanged version, before routing moves on', async () => {
+    harness.setModel(fakeModel({ a: [makeCluster('b'), makeCluster('c'), makeEndpoints('b', '10.0.0.1:80'), makeRoute('r', 'b')] }));
+    await subscribeClustersAndEndpoints();
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNamesSubscribe: ['r'] });
+    const rds = await client.next();
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, responseNonce: rds.nonce });
+    expect(await client.drain()).toEqual([]);
+
+    // Envoy re-creates b and, on a Delta stream, does not ask again: it waits warming for b's endpoints.
+    harness.setModel(fakeModel({ a: [makeCluster('b', 9), makeCluster('c'), makeEndpoints('b', '10.0.0.1:80'), makeRoute('r', 'c')] }));
+    const cds = await client.next();
+    expect(cds).toMatchObject({ typeUrl: TypeUrl.Cluster, removedResources: [] });
+    expect(cds.resources.map((r) => r.name)).toEqual(['b']);
+    expect(await client.drain()).toEqual([]); // nothing else while the cluster change is unanswered
+    client.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
+    const eds = await client.next();
+    expect(eds.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
+    expect(eds.resources.map((r) => [r.name, r.version])).toEqual([['b', resourceVersion(makeEndpoints('b', '10.0.0.1:80'))]]);
+    expect(await client.drain()).toEqual([]); // the route waits for the endpoints' ACK (make-before-break)
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: eds.nonce });
+    const route = await client.next();
+    expect(route.typeUrl).toBe(TypeUrl.RouteConfiguration);
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, responseNonce: route.nonce });
+    expect(await client.drain()).toEqual([]);
+  });
+
+  it('does not resend endpoints when the clusters that changed do not use them', async () => {
+    await subscribeClustersAndEndpoints();
+    harness.setModel(fakeModel({ a: [makeCluster('b'), makeCluster('c', 9), makeEndpoints('b', '10.0.0.1:80')] }));
+    const cds = await client.next();
+    expect(cds.resources.map((r) => r.name)).toEqual(['c']);
+    client.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
+    expect(await client.drain()).toEqual([]);
+  });
+
+  it('does not resend endpoints the client rejected when their cluster changes', async () => {
+    await subscribeClustersAndEndpoints();
+    harness.setModel(fakeModel({ a: [makeCluster('b'), makeCluster('c'), makeEndpoints('b', '10.0.0.2:80')] }));
+    const bad = await client.next();
+    expect(bad.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: bad.nonce, errorDetail: { code: 3, message: 'bad endpoints b' } });
+    harness.setModel(fakeModel({ a: [makeCluster('b', 9), makeCluster('c'), makeEndpoints('b', '10.0.0.2:80')] }));
+    const cds = await client.next();
+    expect(cds.typeUrl).toBe(TypeUrl.Cluster);
+    client.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
+    expect(await client.drain(500)).toEqual([]);
+  });
+
+  it('answers a re-subscription to a resource the client already holds, once', async () => {
+    await subscribeClustersAndEndpoints();
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNamesSubscribe: ['b'] });
+    const again = await client.next();
+    expect(again.resources.map((r) => [r.name, r.version])).toEqual([['b', resourceVersion(makeEndpoints('b', '10.0.0.1:80'))]]);
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: again.nonce });
+    expect(await client.drain()).toEqual([]);
+  });
+
+  it('answers a re-subscription to a missing resource with its removal again', async () => {
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.ClusterLoadAssignment, resourceNamesSubscribe: ['nope'] });
+    const first = await client.next();
+    expect(first.removedResources).toEqual(['nope']);
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: first.nonce, resourceNamesSubscribe: ['nope'] });
+    const again = await client.next();
+    expect(again).toMatchObject({ resources: [], removedResources: ['nope'] });
+  });
+
   it('keeps a removed cluster until listeners and routes that may use it are acknowledged', async () => {
     harness.setModel(fakeModel({ a: [makeCluster('b'), makeCluster('c'), makeListener('l'), makeRoute('r', 'c')] }));
     client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });

@@ -2,13 +2,16 @@
 // state-of-the-world session (stale nonces ignored, one unanswered response per
 // type, NACKed content never resent, make-before-break order), but per resource:
 // the server tracks which version of each resource the client holds and sends
-// only what differs, plus the names that went away.
+// only what differs, plus the names that went away. Envoy does not ask again
+// on a Delta stream for what it is already subscribed to, so two things are sent
+// although the client holds them: a resource it subscribes to again, and the
+// endpoints of a cluster it just re-created (it waits, warming, for them).
 import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../envoy/resources';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
 import type { ProxySnapshot } from './snapshot-cache';
-import { convergenceStart, ENDPOINT_WAIT_MS, endpointsPending } from './push-order';
+import { convergenceStart, ENDPOINT_WAIT_MS, endpointsNameOf, endpointsPending } from './push-order';
 import { isXdsTypeUrl } from './sotw-session';
 
 const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
@@ -20,7 +23,7 @@ export function resourceVersion(resource: XdsResource): string {
 
 interface Pending {
   nonce: string;
-  upserts: Map<string, string>;
+  upserts: ReadonlyMap<string, XdsResource>;
   removals: string[];
   systemVersion: string;
   changedAt: number;
@@ -38,6 +41,8 @@ interface TypeState {
   rejectedRemovals: Set<string>;
   /** Explicitly subscribed names we have told the client do not exist. */
   toldMissing: Set<string>;
+  /** Names to send even though the client holds their current version (see the header). */
+  resend: Set<string>;
   pending: Pending | undefined;
   ackedAt?: number;
 }
@@ -88,7 +93,7 @@ export class DeltaSession {
       } else {
         state.pending = undefined;
         if (request.errorDetail) {
-          for (const [name, version] of pending.upserts) state.rejected.set(name, version);
+          for (const [name, resource] of pending.upserts) state.rejected.set(name, resourceVersion(resource));
           for (const name of pending.removals) state.rejectedRemovals.add(name);
           this.callbacks.onNack(
             this.stream,
@@ -98,8 +103,9 @@ export class DeltaSession {
             pending.meshRevision,
           );
         } else {
-          for (const [name, version] of pending.upserts) state.client.set(name, version);
+          for (const [name, resource] of pending.upserts) state.client.set(name, resourceVersion(resource));
           for (const name of pending.removals) state.client.delete(name);
+          if (typeUrl === TypeUrl.Cluster) this.resendEndpointsOf(pending.upserts.values());
           state.ackedAt = Date.now();
           this.callbacks.onAck(this.stream, typeUrl, pending.systemVersion, pending.changedAt);
         }
@@ -114,24 +120,43 @@ export class DeltaSession {
         rejected: new Map(),
         rejectedRemovals: new Set(),
         toldMissing: new Set(),
+        resend: new Set(),
         pending: undefined,
       };
       this.types.set(typeUrl, state);
     }
     for (const name of request.resourceNamesSubscribe) {
       if (name === '*') state.wildcard = true;
-      else state.names.add(name);
+      else if (state.names.has(name)) {
+        // A re-subscription is answered, whatever the client holds (cf. go-control-plane issue 583).
+        state.resend.add(name);
+        state.toldMissing.delete(name);
+      } else state.names.add(name);
     }
     for (const name of request.resourceNamesUnsubscribe) {
       if (name === '*') state.wildcard = false;
       else {
         state.names.delete(name);
         state.toldMissing.delete(name);
+        state.resend.delete(name);
         if (!state.wildcard) state.client.delete(name);
       }
     }
     this.schedulePump();
     return true;
+  }
+
+  /**
+   * The client accepted these clusters, so Envoy (re)created them; each waits,
+   * warming, for the endpoints it uses, which Envoy will not ask for again.
+   */
+  private resendEndpointsOf(clusters: Iterable<XdsResource>): void {
+    const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
+    if (!eds) return;
+    for (const cluster of clusters) {
+      const endpoints = endpointsNameOf(cluster);
+      if (endpoints !== undefined && eds.client.has(endpoints)) eds.resend.add(endpoints);
+    }
   }
 
   drained(): void {
@@ -175,8 +200,10 @@ export class DeltaSession {
   private respond(typeUrl: XdsTypeUrl, state: TypeState, changes: Changes, snapshot: ProxySnapshot): void {
     const nonce = (++this.nonces).toString(36);
     const systemVersion = snapshot.types.get(typeUrl)!.version;
-    const upserts = new Map(changes.upserts.map((r) => [r.name, resourceVersion(r)]));
+    const upserts = new Map(changes.upserts.map((r) => [r.name, r]));
     for (const name of changes.removals) if (!state.client.has(name)) state.toldMissing.add(name);
+    // Every resend that could go out is in this response; the others were rejected versions.
+    state.resend.clear();
     state.pending = {
       nonce,
       upserts,
@@ -238,7 +265,8 @@ export class DeltaSession {
     const removals: string[] = [];
     const consider = (resource: XdsResource): void => {
       const version = resourceVersion(resource);
-      if (state.client.get(resource.name) !== version && state.rejected.get(resource.name) !== version) upserts.push(resource);
+      const outdated = state.client.get(resource.name) !== version || state.resend.has(resource.name);
+      if (outdated && state.rejected.get(resource.name) !== version) upserts.push(resource);
     };
     if (state.wildcard) for (const resource of available.values()) consider(resource);
     for (const name of state.names) {

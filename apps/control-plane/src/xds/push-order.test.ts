@@ -1,0 +1,38 @@
+import { TypeUrl } from '@trellis/envoy-types';
+import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { makeResource } from '../envoy/resources';
+import { endpointsNameOf, endpointsPending } from './push-order';
+
+function cluster(name: string, fields: Parameters<typeof Cluster.fromPartial>[0]) {
+  return makeResource(TypeUrl.Cluster, Cluster, name, Cluster.fromPartial({ name, ...fields }));
+}
+
+describe('endpointsNameOf', () => {
+  const eds = { $case: 'type', value: Cluster_DiscoveryType.EDS } as const;
+
+  it('is the EDS service name when the cluster names one', () => {
+    expect(endpointsNameOf(cluster('outbound|b~3', { clusterDiscoveryType: eds, edsClusterConfig: { serviceName: 'outbound|b' } }))).toBe(
+      'outbound|b',
+    );
+  });
+
+  it("is the cluster's own name when the EDS service name is empty", () => {
+    expect(endpointsNameOf(cluster('outbound|b', { clusterDiscoveryType: eds, edsClusterConfig: { serviceName: '' } }))).toBe('outbound|b');
+  });
+
+  it('is undefined for clusters that do not use EDS', () => {
+    const dns = cluster('authz', { clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.STRICT_DNS } });
+    expect(endpointsNameOf(dns)).toBeUndefined();
+    expect(endpointsNameOf(dns)).toBeUndefined(); // and again from the per-resource cache
+  });
+});
+
+describe('endpointsPending', () => {
+  const endpoints = new Map([['b', cluster('b', {})]]);
+
+  it('is true while a cluster the client holds has endpoints the client lacks', () => {
+    expect(endpointsPending(['b', 'c'], endpoints, () => false)).toBe(true);
+    expect(endpointsPending(['b', 'c'], endpoints, (name) => name === 'b')).toBe(false);
+    expect(endpointsPending(['c'], endpoints, () => false)).toBe(false);
+  });
+});
