@@ -61,3 +61,34 @@ describe.each([...APPS])('apps/%s/Dockerfile', (app) => {
     expect(bundler).toMatch(/writeFileSync\(\s*join\(outDir, 'package\.json'\)/);
   });
 });
+
+// The Helm sidecar's init container image: the VMs' bootstrap script on a curl base.
+describe('deploy/envoy-bootstrap/Dockerfile', () => {
+  const { args, stages } = parseDockerfile(readWorkspaceFile('deploy/envoy-bootstrap/Dockerfile'));
+  const [stage] = stages as [Stage];
+  const sidecarTemplate = readWorkspaceFile('deploy/helm/trellis-sidecar/templates/_sidecar.tpl');
+
+  it('ships deploy/systemd/trellis-envoy-bootstrap itself, at the path the chart runs', () => {
+    expect(stages).toHaveLength(1);
+    expect(all(stage, 'COPY')).toEqual([
+      '--chown=0:0 --chmod=0755 deploy/systemd/trellis-envoy-bootstrap /usr/local/bin/trellis-envoy-bootstrap',
+    ]);
+    expect(all(stage, 'ENTRYPOINT')).toEqual(['["/usr/local/bin/trellis-envoy-bootstrap"]']);
+    expect(sidecarTemplate).toMatch(/command:\n\s+- \/usr\/local\/bin\/trellis-envoy-bootstrap\n/);
+  });
+
+  it("is the chart's default bootstrapImage, on a pinned curl base, as a numeric non-root user", () => {
+    const [, tag] = /-t (trellis\/envoy-bootstrap:\S+)/.exec(readWorkspaceFile('deploy/envoy-bootstrap/Dockerfile')) ?? [];
+    expect(sidecarTemplate).toContain(`"bootstrapImage" "${tag}"`);
+    expect(stage.from).toBe('${CURL_IMAGE}');
+    expect(argDefault(args, 'CURL_IMAGE')).toMatch(/^curlimages\/curl:\d+\.\d+\.\d+$/);
+    expect(all(stage, 'USER')).toEqual(['65532:65532']);
+  });
+
+  it('keeps the build context to the script', () => {
+    const rules = readWorkspaceFile('deploy/envoy-bootstrap/Dockerfile.dockerignore')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'));
+    expect(rules).toEqual(['*', '!deploy/systemd/trellis-envoy-bootstrap']);
+  });
+});

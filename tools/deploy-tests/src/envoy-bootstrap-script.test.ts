@@ -1,6 +1,8 @@
 // deploy/systemd/trellis-envoy-bootstrap, run with the real curl and sh against a
 // local HTTP server that serves bootstraps rendered by the control plane's own
 // renderer (with the xDS-token placeholder when the control plane wants a token).
+// The same script is the Helm sidecar's init container: it runs here configured as
+// the chart configures it (helm.test.ts checks the chart renders that configuration).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -17,19 +19,6 @@ const { renderBootstrap } = require(join(WORKSPACE_ROOT, 'apps/control-plane/src
 };
 
 const SCRIPT = join(WORKSPACE_ROOT, 'deploy/systemd/trellis-envoy-bootstrap');
-
-/** The trellis-sidecar init container's script (the `- |` block after `-ec`), with its volume path moved to `dir`. */
-function sidecarInitScript(dir: string): string {
-  const template = readFileSync(join(WORKSPACE_ROOT, 'deploy/helm/trellis-sidecar/templates/_sidecar.tpl'), 'utf8');
-  const match = /- -ec\n(\s+)- \|\n((?:\1 {2}.*\n)+)/.exec(template);
-  if (!match) throw new Error('no init container script found in _sidecar.tpl');
-  const indent = `${match[1]}  `;
-  return match[2]!
-    .split('\n')
-    .map((line) => line.slice(indent.length))
-    .join('\n')
-    .replaceAll('/etc/trellis-envoy', dir);
-}
 
 describe('trellis-envoy-bootstrap', () => {
   let server: Server;
@@ -227,35 +216,82 @@ describe('trellis-envoy-bootstrap', () => {
     expect(existsSync(result.output)).toBe(false);
   });
 
-  describe('the trellis-sidecar init container script', () => {
-    const runInit = (env: Record<string, string>) =>
-      runShell(['-ec', sidecarInitScript(dir)], {
-        TRELLIS_SERVICE: 'orders',
-        POD_NAME: 'orders-7d9f-abcde',
+  describe('as the trellis-sidecar init container', () => {
+    const POD = 'orders-7d9f-abcde';
+    /** The chart's env and its Secrets mounted as $CREDENTIALS_DIRECTORY files (authz-secret, xds-token). */
+    const runInit = (secrets: { authzSecret?: string; xdsToken?: string }, hints: Record<string, string>) => {
+      const credentials = join(dir, 'credentials');
+      mkdirSync(credentials);
+      if (secrets.authzSecret !== undefined) writeFileSync(join(credentials, 'authz-secret'), secrets.authzSecret);
+      if (secrets.xdsToken !== undefined) writeFileSync(join(credentials, 'xds-token'), secrets.xdsToken);
+      return run('orders', {
         TRELLIS_APP_PORT: '8080',
-        ...env,
+        TRELLIS_NODE_ID: POD,
+        ...(secrets.authzSecret !== undefined ? { TRELLIS_AUTHZ_URL: baseUrl } : {}),
+        CREDENTIALS_DIRECTORY: credentials,
+        ...hints,
       });
+    };
+    const UNSET_HINTS = {
+      TRELLIS_AUTHZ_SECRET_HINT: "set authzSecret: a Secret holding the service's authz token-endpoint secret",
+      TRELLIS_XDS_TOKEN_HINT: 'set xdsTokenSecret: a Secret whose key token holds an xDS token',
+    };
+    beforeEach(() => (requireToken = true));
+    afterEach(() => (requireToken = false));
 
-    it("writes the pod's bootstrap, named after the pod", async () => {
-      const result = await runInit({});
+    it("fetches the pod's bootstrap, named after the pod, with a fresh token from authz", async () => {
+      const result = await runInit(
+        { authzSecret: AUTHZ_SECRET },
+        { ...UNSET_HINTS, TRELLIS_AUTHZ_SECRET_HINT: 'authzSecret: Secret orders-authz, key secret' },
+      );
+      expect(result.stderr).toBe('');
       expect(result.status).toBe(0);
-      expect(requests).toEqual(['/bootstrap/orders?node=orders-7d9f-abcde&app_port=8080']);
-      expect(readFileSync(result.output, 'utf8')).toMatch(/id: orders-7d9f-abcde/);
+      expect(requests).toEqual([`/bootstrap/orders?node=${POD}&app_port=8080`]);
+      expect(tokenRequests.map((r) => r.authorization)).toEqual([`Basic ${Buffer.from(`orders:${AUTHZ_SECRET}`).toString('base64')}`]);
+      const text = readFileSync(result.output, 'utf8');
+      expect(text).toMatch(/id: orders-7d9f-abcde/);
+      expect(text).toContain(`Bearer ${ISSUED_TOKEN}`);
     });
 
-    it('fills in the token from xdsTokenSecret, or refuses without one', async () => {
-      requireToken = true;
-      try {
-        const refused = await runInit({});
-        expect(refused.status).toBe(1);
-        expect(refused.stderr).toMatch(/requires an xDS token: set xdsTokenSecret/);
-        expect(existsSync(refused.output)).toBe(false);
-        const filled = await runInit({ TRELLIS_XDS_TOKEN: 'aaa.bbb.ccc' });
-        expect(filled.status).toBe(0);
-        expect(readFileSync(filled.output, 'utf8')).toContain('Bearer aaa.bbb.ccc');
-      } finally {
-        requireToken = false;
-      }
+    it('falls back to xdsTokenSecret, saying why, when authz refuses', async () => {
+      const result = await runInit(
+        { authzSecret: 'not-the-secret-000000', xdsToken: 'aaa.bbb.ccc' },
+        {
+          TRELLIS_AUTHZ_SECRET_HINT: 'authzSecret: Secret orders-authz, key secret',
+          TRELLIS_XDS_TOKEN_HINT: 'xdsTokenSecret: Secret orders-xds, key token',
+        },
+      );
+      expect(result.status).toBe(0);
+      expect(result.stderr).toMatch(/authz at .* issued no xDS token for orders; trying the xds-token credential/);
+      expect(readFileSync(result.output, 'utf8')).toContain('Bearer aaa.bbb.ccc');
+    });
+
+    it('uses xdsTokenSecret alone, without asking authz', async () => {
+      const result = await runInit(
+        { xdsToken: 'aaa.bbb.ccc\n' },
+        { ...UNSET_HINTS, TRELLIS_XDS_TOKEN_HINT: 'xdsTokenSecret: Secret orders-xds, key token' },
+      );
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(tokenRequests).toEqual([]);
+      expect(readFileSync(result.output, 'utf8')).toContain('Bearer aaa.bbb.ccc');
+    });
+
+    it('stops, naming both chart values, when neither is configured', async () => {
+      const result = await runInit({}, UNSET_HINTS);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(
+        "requires an xDS token, and neither authz (TRELLIS_AUTHZ_URL + set authzSecret: a Secret holding the service's authz token-endpoint secret) issued one nor is an xds-token credential loaded (set xdsTokenSecret: a Secret whose key token holds an xDS token)",
+      );
+      expect(result.stderr).not.toContain('LoadCredential');
+      expect(existsSync(result.output)).toBe(false);
+    });
+
+    it('needs no credentials when the control plane admits insecure clients', async () => {
+      requireToken = false;
+      const result = await runInit({}, UNSET_HINTS);
+      expect(result.status).toBe(0);
+      expect(readFileSync(result.output, 'utf8')).not.toContain('TRELLIS_XDS_TOKEN');
     });
   });
 });

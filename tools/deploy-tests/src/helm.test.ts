@@ -30,7 +30,9 @@ function errorsFor(chart: Chart, values: unknown): string[] {
 /** The parts of rendered manifests these tests look into. */
 interface Container {
   name: string;
-  env?: Array<{ name: string }>;
+  command?: string[];
+  env?: Array<{ name: string; value?: string; valueFrom?: object }>;
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
 }
 interface Manifest {
   kind: string;
@@ -162,6 +164,44 @@ describe('Helm charts', () => {
       expect(defined).toContain(`define "${name}"`);
   });
 
+  it("the sidecar library's values.schema.json describes the settings: the fixture's and every default pass, bad ones fail", () => {
+    const library = byPath.get('trellis-sidecar')!;
+    const fixture = parse(readFileSync(join(__dirname, '../fixtures/sidecar-consumer/values.yaml'), 'utf8')) as {
+      trellisSidecar: Record<string, unknown>;
+    };
+    expect(errorsFor(library, fixture.trellisSidecar)).toEqual([]);
+    // Every default the templates merge the settings into (a YAML dict in _sidecar.tpl).
+    const defaults = /"trellis-sidecar\.settings" -\}\}\n\{\{- \$defaults := dict\n((?: {2}".*\n)+)\}\}/.exec(
+      library.templates['_sidecar.tpl']!,
+    );
+    expect(defaults).not.toBeNull();
+    const names = [...defaults![1]!.matchAll(/^ {2}"(\w+)"/gm)].map((m) => m[1]);
+    expect(names.sort()).toEqual(
+      Object.keys((library.schema!['properties'] as object) ?? {})
+        .filter((n) => n !== 'global')
+        .sort(),
+    );
+    const all = {
+      controlPlaneUrl: 'https://cp.example:18080',
+      authzUrl: 'http://trellis-authz.trellis.svc:8181',
+      authzSecret: { name: 'orders-authz', key: 'secret' },
+      xdsTokenSecret: 'orders-xds',
+      envoyImage: 'envoyproxy/envoy:distroless-v1.32.3',
+      bootstrapImage: 'trellis/envoy-bootstrap:0.1.0',
+      logLevel: 'debug',
+      nativeSidecar: false,
+      resources: { limits: { memory: '128Mi' } },
+    };
+    expect(errorsFor(library, all)).toEqual([]);
+    expect(errorsFor(library, { authzSecret: 'orders-authz' })).toEqual(['/authzSecret must be object']);
+    expect(errorsFor(library, { authzSecret: { name: 'Orders_Authz' } })).toEqual([
+      expect.stringMatching(/^\/authzSecret\/name must match pattern/),
+    ]);
+    expect(errorsFor(library, { authzSecret: { secret: 'x' } })).toEqual(['/authzSecret must NOT have additional properties']);
+    expect(errorsFor(library, { authzUrl: 'trellis-authz:8181' })).toEqual([expect.stringMatching(/^\/authzUrl must match pattern/)]);
+    expect(errorsFor(library, { xdsToken: 'aaa.bbb.ccc' })).toEqual(['/ must NOT have additional properties']);
+  });
+
   it("ci/all-features-values.yaml satisfies the umbrella's and every subchart's schema", () => {
     const umbrella = byPath.get('trellis')!;
     const values = parse(readFileSync(join(umbrella.dir, 'ci/all-features-values.yaml'), 'utf8')) as Record<string, object>;
@@ -261,22 +301,113 @@ describe('Helm charts', () => {
       });
     });
 
-    it.each([
-      ['native sidecar', [], ['trellis-bootstrap', 'envoy'], ['orders']],
-      ['classic sidecar', ['--set', 'trellisSidecar.nativeSidecar=false'], ['trellis-bootstrap'], ['orders', 'envoy']],
-    ])('a workload adopting trellis-sidecar renders a %s', (_name, args, initContainers, containers) => {
+    /** Runs `use` on a copy of tools/deploy-tests/fixtures/sidecar-consumer with the library copied in. */
+    const withConsumer = <T>(use: (dir: string) => T): T => {
       const dir = mkdtempSync(join(tmpdir(), 'trellis-sidecar-consumer-'));
       try {
         cpSync(join(__dirname, '../fixtures/sidecar-consumer'), dir, { recursive: true });
         cpSync(byPath.get('trellis-sidecar')!.dir, join(dir, 'charts/trellis-sidecar'), { recursive: true });
-        const [deployment] = render([dir, ...(args as string[])]);
-        const pod = deployment!.spec.template!.spec;
-        expect(pod.initContainers?.map((c) => c.name)).toEqual(initContainers);
-        expect(pod.containers.map((c) => c.name)).toEqual(containers);
-        expect(pod.volumes).toEqual([{ name: 'trellis-envoy-bootstrap', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }]);
+        return use(dir);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    };
+    const renderConsumer = (args: string[]) =>
+      withConsumer((dir) => {
+        const [deployment] = render([dir, ...args]);
+        return deployment!.spec.template!.spec;
+      });
+    const BOOTSTRAP_VOLUME = { name: 'trellis-envoy-bootstrap', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } };
+
+    it.each([
+      ['native sidecar', [], ['trellis-bootstrap', 'envoy'], ['orders']],
+      ['classic sidecar', ['--set', 'trellisSidecar.nativeSidecar=false'], ['trellis-bootstrap'], ['orders', 'envoy']],
+    ])('a workload adopting trellis-sidecar renders a %s', (_name, args, initContainers, containers) => {
+      const pod = renderConsumer(args as string[]);
+      expect(pod.initContainers?.map((c) => c.name)).toEqual(initContainers);
+      expect(pod.containers.map((c) => c.name)).toEqual(containers);
+      expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME]);
+    });
+
+    describe('the bootstrap init container', () => {
+      const initContainer = (args: string[]) => {
+        const pod = renderConsumer(args);
+        const init = pod.initContainers!.find((c) => c.name === 'trellis-bootstrap')!;
+        const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
+        return { pod, init, env };
+      };
+      const CREDENTIALS_MOUNT = { name: 'trellis-credentials', mountPath: '/run/trellis-credentials', readOnly: true };
+      const authzSource = { secret: { name: 'orders-authz', items: [{ key: 'client-secret', path: 'authz-secret' }] } };
+      const xdsTokenSource = { secret: { name: 'orders-xds', items: [{ key: 'token', path: 'xds-token' }] } };
+
+      it("runs the VMs' script from the bootstrap image, named after the pod, with no credentials by default", () => {
+        const { pod, init, env } = initContainer([]);
+        expect(init.command).toEqual(['/usr/local/bin/trellis-envoy-bootstrap', 'orders', '/etc/trellis-envoy/bootstrap.yaml']);
+        expect(env).toEqual({
+          TRELLIS_CONTROL_PLANE_URL: 'http://trellis-control-plane.trellis.svc:18080',
+          TRELLIS_APP_PORT: '8080',
+          POD_NAME: { fieldRef: { fieldPath: 'metadata.name' } },
+          TRELLIS_NODE_ID: '$(POD_NAME)',
+          TRELLIS_AUTHZ_SECRET_HINT: "set authzSecret: a Secret holding the service's authz token-endpoint secret",
+          TRELLIS_XDS_TOKEN_HINT: 'set xdsTokenSecret: a Secret whose key token holds an xDS token',
+        });
+        expect(init.volumeMounts).toEqual([{ name: 'trellis-envoy-bootstrap', mountPath: '/etc/trellis-envoy' }]);
+        expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME]);
+      });
+
+      it('with authzSecret: the authz URL, and the Secret mounted as the authz-secret credential', () => {
+        const { pod, init, env } = initContainer([
+          '--set',
+          'trellisSidecar.authzSecret.name=orders-authz',
+          '--set',
+          'trellisSidecar.authzSecret.key=client-secret',
+          '--set',
+          'trellisSidecar.authzUrl=http://authz.mesh.svc:8181',
+        ]);
+        expect(env).toMatchObject({
+          TRELLIS_AUTHZ_URL: 'http://authz.mesh.svc:8181',
+          CREDENTIALS_DIRECTORY: '/run/trellis-credentials',
+          TRELLIS_AUTHZ_SECRET_HINT: 'authzSecret: Secret orders-authz, key client-secret',
+        });
+        expect(init.volumeMounts).toContainEqual(CREDENTIALS_MOUNT);
+        expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, { name: 'trellis-credentials', projected: { sources: [authzSource] } }]);
+        // Only the init container sees the credentials.
+        const envoy = pod.initContainers!.find((c) => c.name === 'envoy')!;
+        expect(envoy.volumeMounts!.map((m) => m.name)).toEqual(['trellis-envoy-bootstrap']);
+      });
+
+      it('with authzSecret and xdsTokenSecret: both mounted, the static token as the fallback', () => {
+        const { pod, env } = initContainer([
+          '--set',
+          'trellisSidecar.authzSecret.name=orders-authz',
+          '--set',
+          'trellisSidecar.authzSecret.key=client-secret',
+          '--set',
+          'trellisSidecar.xdsTokenSecret=orders-xds',
+        ]);
+        expect(env['TRELLIS_AUTHZ_URL']).toBe('http://trellis-authz.trellis.svc:8181');
+        expect(env['TRELLIS_XDS_TOKEN_HINT']).toBe('xdsTokenSecret: Secret orders-xds, key token');
+        expect(pod.volumes).toEqual([
+          BOOTSTRAP_VOLUME,
+          { name: 'trellis-credentials', projected: { sources: [authzSource, xdsTokenSource] } },
+        ]);
+      });
+
+      it('with xdsTokenSecret alone: the static token, and no authz URL', () => {
+        const { pod, init, env } = initContainer(['--set', 'trellisSidecar.xdsTokenSecret=orders-xds']);
+        expect(env['TRELLIS_AUTHZ_URL']).toBeUndefined();
+        expect(env['CREDENTIALS_DIRECTORY']).toBe('/run/trellis-credentials');
+        expect(init.volumeMounts).toContainEqual(CREDENTIALS_MOUNT);
+        expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, { name: 'trellis-credentials', projected: { sources: [xdsTokenSource] } }]);
+      });
+
+      it('refuses an authzSecret that is not a {name, key} map', () => {
+        const result = withConsumer((dir) =>
+          run(['template', 'trellis', '--kube-version', '1.30.0', dir, '--set', 'trellisSidecar.authzSecret=orders-authz']),
+        );
+        expect(result.ok).toBe(false);
+        expect(result.output).toContain('trellis-sidecar: authzSecret is a map: {name: <Secret name>, key: <key holding the secret>}');
+      });
     });
   });
 });

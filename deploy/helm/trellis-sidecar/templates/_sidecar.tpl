@@ -13,24 +13,35 @@ and secret over xDS. With nativeSidecar (Kubernetes 1.29+) Envoy runs as a resta
 init container, so it is up before the application starts and stops after it.
 */}}
 
-{{/* Defaults, overridden by the caller's "sidecar" dict. */}}
+{{/* Defaults, overridden by the caller's "sidecar" dict (values.schema.json describes them). */}}
 {{- define "trellis-sidecar.settings" -}}
 {{- $defaults := dict
   "controlPlaneUrl" "http://trellis-control-plane.trellis.svc:18080"
+  "authzUrl" "http://trellis-authz.trellis.svc:8181"
+  "authzSecret" (dict "name" "" "key" "secret")
   "envoyImage" "envoyproxy/envoy:distroless-v1.32.3"
-  "bootstrapImage" "curlimages/curl:8.11.1"
+  "bootstrapImage" "trellis/envoy-bootstrap:0.1.0"
   "logLevel" "info"
   "nativeSidecar" true
   "xdsTokenSecret" ""
   "resources" (dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "256Mi"))
 }}
 {{- $given := .sidecar | default dict }}
+{{- /* mergeOverwrite silently keeps the default map when given a string: refuse it. */}}
+{{- if and (hasKey $given "authzSecret") (not (kindIs "map" $given.authzSecret)) }}
+{{- fail "trellis-sidecar: authzSecret is a map: {name: <Secret name>, key: <key holding the secret>}" }}
+{{- end }}
 {{- $settings := mergeOverwrite $defaults $given }}
 {{- /* mergeOverwrite never lets false override true: copy the switch as given. */}}
 {{- if hasKey $given "nativeSidecar" }}
 {{- $_ := set $settings "nativeSidecar" $given.nativeSidecar }}
 {{- end }}
 {{- toYaml $settings }}
+{{- end }}
+
+{{/* Where the init container finds its credentials: the layout of systemd's $CREDENTIALS_DIRECTORY. */}}
+{{- define "trellis-sidecar.credentialsDir" -}}
+/run/trellis-credentials
 {{- end }}
 
 {{- define "trellis-sidecar.securityContext" -}}
@@ -72,42 +83,40 @@ volumeMounts:
 {{- $s := include "trellis-sidecar.settings" . | fromYaml }}
 {{- if not .service }}{{ fail "trellis-sidecar: pass the mesh service name as \"service\"" }}{{ end }}
 {{- if not .appPort }}{{ fail "trellis-sidecar: pass the application's port as \"appPort\"" }}{{ end -}}
+{{- $authz := $s.authzSecret }}
 - name: trellis-bootstrap
   image: {{ $s.bootstrapImage }}
-  # Fetch this pod's bootstrap; when the control plane wants an xDS token, the bootstrap
-  # carries a ${TRELLIS_XDS_TOKEN} placeholder, filled from xdsTokenSecret or refused here.
+  # deploy/systemd/trellis-envoy-bootstrap, the script VMs run: it fetches this pod's
+  # bootstrap and, when the control plane wants an xDS token, fills one in: fresh from
+  # authz (authzSecret), else the static xdsTokenSecret; with neither it stops here.
   command:
-    - /bin/sh
-    - -ec
-    - |
-      url="$TRELLIS_CONTROL_PLANE_URL/bootstrap/$TRELLIS_SERVICE?node=$POD_NAME&app_port=$TRELLIS_APP_PORT"
-      curl --fail-with-body --silent --show-error --retry 30 --retry-connrefused --retry-delay 2 --max-time 10 \
-        --output /etc/trellis-envoy/bootstrap.tmp "$url" || { cat /etc/trellis-envoy/bootstrap.tmp >&2; exit 1; }
-      if grep -q '${TRELLIS_XDS_TOKEN}' /etc/trellis-envoy/bootstrap.tmp; then
-        [ -n "${TRELLIS_XDS_TOKEN:-}" ] || { echo "the control plane requires an xDS token: set xdsTokenSecret" >&2; exit 1; }
-        sed "s|\${TRELLIS_XDS_TOKEN}|$TRELLIS_XDS_TOKEN|g" /etc/trellis-envoy/bootstrap.tmp > /etc/trellis-envoy/bootstrap.yaml
-      else
-        mv /etc/trellis-envoy/bootstrap.tmp /etc/trellis-envoy/bootstrap.yaml
-      fi
-      rm -f /etc/trellis-envoy/bootstrap.tmp
+    - /usr/local/bin/trellis-envoy-bootstrap
+    - {{ .service | quote }}
+    - /etc/trellis-envoy/bootstrap.yaml
   env:
     - name: TRELLIS_CONTROL_PLANE_URL
       value: {{ $s.controlPlaneUrl | quote }}
-    - name: TRELLIS_SERVICE
-      value: {{ .service | quote }}
     - name: TRELLIS_APP_PORT
       value: {{ .appPort | quote }}
     - name: POD_NAME
       valueFrom:
         fieldRef:
           fieldPath: metadata.name
-    {{- with $s.xdsTokenSecret }}
-    - name: TRELLIS_XDS_TOKEN
-      valueFrom:
-        secretKeyRef:
-          name: {{ . }}
-          key: token
+    - name: TRELLIS_NODE_ID
+      value: $(POD_NAME)
+    {{- if $authz.name }}
+    - name: TRELLIS_AUTHZ_URL
+      value: {{ $s.authzUrl | quote }}
     {{- end }}
+    {{- if or $authz.name $s.xdsTokenSecret }}
+    - name: CREDENTIALS_DIRECTORY
+      value: {{ include "trellis-sidecar.credentialsDir" . }}
+    {{- end }}
+    # How each credential is configured here, for the script's messages.
+    - name: TRELLIS_AUTHZ_SECRET_HINT
+      value: {{ ternary (printf "authzSecret: Secret %s, key %s" $authz.name $authz.key) "set authzSecret: a Secret holding the service's authz token-endpoint secret" (not (empty $authz.name)) | quote }}
+    - name: TRELLIS_XDS_TOKEN_HINT
+      value: {{ ternary (printf "xdsTokenSecret: Secret %s, key token" $s.xdsTokenSecret) "set xdsTokenSecret: a Secret whose key token holds an xDS token" (not (empty $s.xdsTokenSecret)) | quote }}
   resources:
     requests: { cpu: 10m, memory: 16Mi }
     limits: { memory: 32Mi }
@@ -116,6 +125,11 @@ volumeMounts:
   volumeMounts:
     - name: trellis-envoy-bootstrap
       mountPath: /etc/trellis-envoy
+    {{- if or $authz.name $s.xdsTokenSecret }}
+    - name: trellis-credentials
+      mountPath: {{ include "trellis-sidecar.credentialsDir" . }}
+      readOnly: true
+    {{- end }}
 {{- if $s.nativeSidecar }}
 - restartPolicy: Always
   {{- include "trellis-sidecar.envoy" . | nindent 2 }}
@@ -131,8 +145,29 @@ volumeMounts:
 {{- end }}
 
 {{- define "trellis-sidecar.volumes" -}}
+{{- $s := include "trellis-sidecar.settings" . | fromYaml -}}
 - name: trellis-envoy-bootstrap
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
+{{- if or $s.authzSecret.name $s.xdsTokenSecret }}
+# Only the init container mounts these, under the names the script reads.
+- name: trellis-credentials
+  projected:
+    sources:
+      {{- with $s.authzSecret.name }}
+      - secret:
+          name: {{ . }}
+          items:
+            - key: {{ $s.authzSecret.key }}
+              path: authz-secret
+      {{- end }}
+      {{- with $s.xdsTokenSecret }}
+      - secret:
+          name: {{ . }}
+          items:
+            - key: token
+              path: xds-token
+      {{- end }}
+{{- end }}
 {{- end }}
