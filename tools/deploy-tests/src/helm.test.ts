@@ -4,7 +4,7 @@
 // `helm template` run too where Helm is installed (deploy/README.md).
 import Ajv from 'ajv';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
@@ -327,6 +327,20 @@ describe('Helm charts', () => {
       expect(pod.initContainers?.map((c) => c.name)).toEqual(initContainers);
       expect(pod.containers.map((c) => c.name)).toEqual(containers);
       expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME]);
+    });
+
+    it("the library's schema, copied under trellisSidecar as its README says, makes Helm check a workload's settings", () => {
+      const library = byPath.get('trellis-sidecar')!;
+      const template = (dir: string, args: string[]) => {
+        const schema = { type: 'object', properties: { trellisSidecar: library.schema } };
+        writeFileSync(join(dir, 'values.schema.json'), JSON.stringify(schema));
+        return run(['template', 'trellis', '--kube-version', '1.30.0', dir, ...args]);
+      };
+      const good = withConsumer((dir) => template(dir, ['--set', 'trellisSidecar.authzSecret.name=orders-authz']));
+      expect(good.ok ? 'ok' : good.output).toBe('ok');
+      const typo = withConsumer((dir) => template(dir, ['--set', 'trellisSidecar.authzSecret.nmae=orders-authz']));
+      expect(typo.ok).toBe(false);
+      expect(typo.output).toMatch(/trellisSidecar\/authzSecret.*nmae|nmae.*not allowed/i);
     });
 
     describe('the bootstrap init container', () => {
