@@ -10,11 +10,9 @@ import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../envoy/resources';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
+import { convergenceStart, endpointsNameOf, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
+import { isXdsTypeUrl, nackReason, PumpScheduler, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot } from './snapshot-cache';
-import { convergenceStart, ENDPOINT_WAIT_MS, endpointsNameOf, endpointsPending } from './push-order';
-import { isXdsTypeUrl } from './sotw-session';
-
-const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
 
 /** A resource's version in Delta xDS: its content hash, shortened. */
 export function resourceVersion(resource: XdsResource): string {
@@ -58,8 +56,7 @@ export class DeltaSession {
   private blocked = false;
   private closed = false;
   private nonces = 0;
-  private pumpScheduled: NodeJS.Immediate | undefined;
-  private pumpTimer: NodeJS.Timeout | undefined;
+  private readonly pumps = new PumpScheduler(() => this.pump());
 
   constructor(
     private readonly stream: StreamInfo,
@@ -95,13 +92,7 @@ export class DeltaSession {
         if (request.errorDetail) {
           for (const [name, resource] of pending.upserts) state.rejected.set(name, resourceVersion(resource));
           for (const name of pending.removals) state.rejectedRemovals.add(name);
-          this.callbacks.onNack(
-            this.stream,
-            typeUrl,
-            pending.systemVersion,
-            request.errorDetail.message || `code ${request.errorDetail.code}`,
-            pending.meshRevision,
-          );
+          this.callbacks.onNack(this.stream, typeUrl, pending.systemVersion, nackReason(request.errorDetail), pending.meshRevision);
         } else {
           for (const [name, resource] of pending.upserts) state.client.set(name, resourceVersion(resource));
           for (const name of pending.removals) state.client.delete(name);
@@ -142,7 +133,7 @@ export class DeltaSession {
         if (!state.wildcard) state.client.delete(name);
       }
     }
-    this.schedulePump();
+    this.pumps.soon();
     return true;
   }
 
@@ -166,20 +157,7 @@ export class DeltaSession {
 
   close(): void {
     this.closed = true;
-    if (this.pumpScheduled) clearImmediate(this.pumpScheduled);
-    if (this.pumpTimer) clearTimeout(this.pumpTimer);
-  }
-
-  /**
-   * Requests that arrive together (an ACK and the subscription it triggers, e.g. a
-   * CDS ACK followed by the EDS request for the new clusters) are all read before
-   * deciding what to send next.
-   */
-  private schedulePump(): void {
-    this.pumpScheduled ??= setImmediate(() => {
-      this.pumpScheduled = undefined;
-      this.pump();
-    });
+    this.pumps.close();
   }
 
   private pump(): void {
@@ -190,7 +168,7 @@ export class DeltaSession {
       const state = this.types.get(typeUrl);
       if (!state || state.pending) continue;
       if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
-      if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight(snapshot)) continue;
+      if (ROUTING_TYPES.has(typeUrl) && this.clustersInFlight(snapshot)) continue;
       const changes = this.changes(typeUrl, state, snapshot);
       if (changes.upserts.length === 0 && changes.removals.length === 0) continue;
       this.respond(typeUrl, state, changes, snapshot);
@@ -230,15 +208,7 @@ export class DeltaSession {
       nonce,
       controlPlane: { identifier: this.controlPlaneId },
     });
-    this.callbacks.onResponse(this.stream, {
-      typeUrl,
-      version: systemVersion,
-      nonce,
-      resources: changes.upserts.length,
-      sent: changes.upserts,
-      bytes: changes.upserts.reduce((sum, r) => sum + r.any.value.length, 0),
-      meshRevision: snapshot.meshRevision,
-    });
+    this.callbacks.onResponse(this.stream, sentResponse(typeUrl, systemVersion, nonce, changes.upserts, snapshot.meshRevision));
     if (!ok) this.blocked = true;
   }
 
@@ -247,15 +217,11 @@ export class DeltaSession {
     const cds = this.types.get(TypeUrl.Cluster);
     const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
     if (cds?.pending || eds?.pending) return true;
-    if (!cds || cds.ackedAt === undefined) return false;
-    const waited = Date.now() - cds.ackedAt;
-    if (waited >= ENDPOINT_WAIT_MS) return false;
+    if (!cds) return false;
     const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
-    if (!endpointsPending(cds.client.keys(), endpoints, (name) => Boolean(eds?.client.has(name)))) return false;
-    this.pumpTimer ??= setTimeout(() => {
-      this.pumpTimer = undefined;
-      this.pump();
-    }, ENDPOINT_WAIT_MS - waited);
+    const wait = endpointWaitMs(cds.ackedAt, () => endpointsPending(cds.client.keys(), endpoints, (name) => Boolean(eds?.client.has(name))));
+    if (wait === 0) return false;
+    this.pumps.after(wait);
     return true;
   }
 
@@ -290,7 +256,7 @@ export class DeltaSession {
   }
 
   private routingSettled(snapshot: ProxySnapshot): boolean {
-    for (const typeUrl of [TypeUrl.Listener, TypeUrl.RouteConfiguration] as const) {
+    for (const typeUrl of ROUTING_TYPES) {
       const state = this.types.get(typeUrl);
       if (!state) continue;
       if (state.pending) return false;
@@ -298,11 +264,8 @@ export class DeltaSession {
       if (changes.upserts.length > 0 || changes.removals.length > 0) return false;
       for (const [name, version] of state.rejected) {
         // A rejected listener or route means the proxy still runs its older config.
-        if (
-          snapshot.types.get(typeUrl)!.resources.get(name) &&
-          resourceVersion(snapshot.types.get(typeUrl)!.resources.get(name)!) === version
-        )
-          return false;
+        const current = snapshot.types.get(typeUrl)!.resources.get(name);
+        if (current && resourceVersion(current) === version) return false;
       }
     }
     return true;

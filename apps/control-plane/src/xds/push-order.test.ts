@@ -1,7 +1,7 @@
 import { TypeUrl } from '@trellis/envoy-types';
 import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { makeResource } from '../envoy/resources';
-import { endpointsNameOf, endpointsPending } from './push-order';
+import { ENDPOINT_WAIT_MS, endpointsNameOf, endpointsPending, endpointWaitMs } from './push-order';
 
 function cluster(name: string, fields: Parameters<typeof Cluster.fromPartial>[0]) {
   return makeResource(TypeUrl.Cluster, Cluster, name, Cluster.fromPartial({ name, ...fields }));
@@ -34,5 +34,19 @@ describe('endpointsPending', () => {
     expect(endpointsPending(['b', 'c'], endpoints, () => false)).toBe(true);
     expect(endpointsPending(['b', 'c'], endpoints, (name) => name === 'b')).toBe(false);
     expect(endpointsPending(['c'], endpoints, () => false)).toBe(false);
+  });
+});
+
+describe('endpointWaitMs', () => {
+  const now = 1_000_000;
+
+  it('waits out the rest of ENDPOINT_WAIT_MS while endpoints are pending', () => {
+    expect(endpointWaitMs(now - 500, () => true, now)).toBe(ENDPOINT_WAIT_MS - 500);
+  });
+
+  it('goes on at once when nothing is pending, no clusters were accepted, or the wait is over', () => {
+    expect(endpointWaitMs(now - 500, () => false, now)).toBe(0);
+    expect(endpointWaitMs(undefined, () => true, now)).toBe(0);
+    expect(endpointWaitMs(now - ENDPOINT_WAIT_MS, () => true, now)).toBe(0);
   });
 });

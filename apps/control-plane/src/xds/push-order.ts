@@ -1,6 +1,7 @@
 // Make-before-break rules both ADS sessions share (Envoy's "eventual consistency
 // considerations"): clusters before the endpoints they use, both before the
 // listeners and routes that point at them, and removals last.
+import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import type { XdsResource } from '../envoy/resources';
 import type { StreamInfo } from './callbacks';
@@ -8,6 +9,21 @@ import type { ProxySnapshot } from './snapshot-cache';
 
 /** How long listeners and routes wait for a client to ask for a new cluster's endpoints. */
 export const ENDPOINT_WAIT_MS = 2000;
+
+/** Listeners and routes: they point at clusters, so they change after them. */
+export const ROUTING_TYPES: ReadonlySet<XdsTypeUrl> = new Set([TypeUrl.Listener, TypeUrl.RouteConfiguration]);
+
+/**
+ * How much longer listeners and routes wait, after the client accepted clusters
+ * at `clustersAckedAt`, for endpoints it has not received yet; 0 means go on (a
+ * client that never asks is waited for at most ENDPOINT_WAIT_MS).
+ */
+export function endpointWaitMs(clustersAckedAt: number | undefined, endpointsStillPending: () => boolean, now = Date.now()): number {
+  if (clustersAckedAt === undefined) return 0;
+  const waited = now - clustersAckedAt;
+  if (waited >= ENDPOINT_WAIT_MS || !endpointsStillPending()) return 0;
+  return ENDPOINT_WAIT_MS - waited;
+}
 
 /**
  * Whether some cluster the client holds has endpoints in the snapshot that the

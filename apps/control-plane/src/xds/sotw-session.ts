@@ -13,13 +13,10 @@ import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../envoy/resources';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
-import { convergenceStart, ENDPOINT_WAIT_MS, endpointsPending } from './push-order';
+import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
+import { isXdsTypeUrl, nackReason, PumpScheduler, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot } from './snapshot-cache';
 import { versionOf } from './versions';
-
-const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
-/** Types where an empty subscription means "everything" (legacy wildcard) and absence means deletion. */
-const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
 
 interface Sent {
   version: string;
@@ -48,18 +45,13 @@ interface Desired {
   resources: ReadonlyMap<string, XdsResource>;
 }
 
-export function isXdsTypeUrl(typeUrl: string): typeUrl is XdsTypeUrl {
-  return KNOWN_TYPES.has(typeUrl);
-}
-
 export class SotwSession {
   private readonly types = new Map<XdsTypeUrl, TypeState>();
   private snapshot: ProxySnapshot | undefined;
   private blocked = false;
   private closed = false;
   private nonces = 0;
-  private pumpScheduled: NodeJS.Immediate | undefined;
-  private pumpTimer: NodeJS.Timeout | undefined;
+  private readonly pumps = new PumpScheduler(() => this.pump());
   /**
    * The proxy accepted changed clusters. Envoy re-creates a changed EDS cluster and
    * asks for its endpoints again with the version it already has; without an answer
@@ -98,8 +90,7 @@ export class SotwSession {
       if (sent.inFlight) {
         sent.inFlight = false;
         if (request.errorDetail) {
-          const error = request.errorDetail.message || `code ${request.errorDetail.code}`;
-          this.callbacks.onNack(this.stream, typeUrl, sent.version, error, sent.meshRevision);
+          this.callbacks.onNack(this.stream, typeUrl, sent.version, nackReason(request.errorDetail), sent.meshRevision);
         } else {
           if (typeUrl === TypeUrl.Cluster && state.ackedVersion !== sent.version) this.clustersReplaced = true;
           state.ackedVersion = sent.version;
@@ -127,7 +118,7 @@ export class SotwSession {
     else if (request.resourceNames.length > 0) state.wildcard = false;
     state.names = new Set(request.resourceNames.filter((name) => name !== '*'));
 
-    this.schedulePump();
+    this.pumps.soon();
     return true;
   }
 
@@ -139,20 +130,7 @@ export class SotwSession {
 
   close(): void {
     this.closed = true;
-    if (this.pumpScheduled) clearImmediate(this.pumpScheduled);
-    if (this.pumpTimer) clearTimeout(this.pumpTimer);
-  }
-
-  /**
-   * Requests that arrive together (an ACK and the subscription it triggers, e.g. a
-   * CDS ACK followed by the EDS request for the new clusters) are all read before
-   * deciding what to send next.
-   */
-  private schedulePump(): void {
-    this.pumpScheduled ??= setImmediate(() => {
-      this.pumpScheduled = undefined;
-      this.pump();
-    });
+    this.pumps.close();
   }
 
   /** Sends, in make-before-break order, every type whose current version differs from what the client has. */
@@ -164,7 +142,7 @@ export class SotwSession {
       const state = this.types.get(typeUrl);
       if (!state || state.sent?.inFlight) continue;
       if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
-      if ((typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration) && this.clustersInFlight(snapshot)) continue;
+      if (ROUTING_TYPES.has(typeUrl) && this.clustersInFlight(snapshot)) continue;
       const desired = this.desired(typeUrl, state, snapshot);
       if (state.sent && state.sent.version === desired.version && !state.resend) continue;
       // Listeners and clusters absent from a response do not exist (SotW), so a client asking for a
@@ -195,40 +173,29 @@ export class SotwSession {
       nonce,
       controlPlane: { identifier: this.controlPlaneId },
     });
-    this.callbacks.onResponse(this.stream, {
-      typeUrl,
-      version: desired.version,
-      nonce,
-      resources: resources.length,
-      sent: resources,
-      bytes: resources.reduce((sum, r) => sum + r.any.value.length, 0),
-      meshRevision: snapshot.meshRevision,
-    });
+    this.callbacks.onResponse(this.stream, sentResponse(typeUrl, desired.version, nonce, resources, snapshot.meshRevision));
     if (!ok) this.blocked = true;
   }
 
   /**
    * Listeners and routes wait while clusters or endpoints are unanswered, and
    * while a cluster the proxy just accepted has endpoints it has not asked for
-   * yet (its EDS request follows the CDS ACK). A client that never asks is waited
-   * for at most ENDPOINT_WAIT_MS.
+   * yet (its EDS request follows the CDS ACK), for at most ENDPOINT_WAIT_MS.
    */
   private clustersInFlight(snapshot: ProxySnapshot): boolean {
     const cds = this.types.get(TypeUrl.Cluster);
     const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
     if (cds?.sent?.inFlight || eds?.sent?.inFlight) return true;
-    if (!cds?.sent || cds.ackedAt === undefined) return false;
-    const waited = Date.now() - cds.ackedAt;
-    if (waited >= ENDPOINT_WAIT_MS) return false;
+    const clusters = cds?.sent?.resources;
+    if (!clusters) return false;
     const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
-    const pending = endpointsPending(cds.sent.resources.keys(), endpoints, (name) =>
-      Boolean(eds && (eds.wildcard || eds.names.has(name)) && eds.sent?.resources.has(name)),
+    const wait = endpointWaitMs(cds.ackedAt, () =>
+      endpointsPending(clusters.keys(), endpoints, (name) =>
+        Boolean(eds && (eds.wildcard || eds.names.has(name)) && eds.sent?.resources.has(name)),
+      ),
     );
-    if (!pending) return false;
-    this.pumpTimer ??= setTimeout(() => {
-      this.pumpTimer = undefined;
-      this.pump();
-    }, ENDPOINT_WAIT_MS - waited);
+    if (wait === 0) return false;
+    this.pumps.after(wait);
     return true;
   }
 
@@ -257,7 +224,7 @@ export class SotwSession {
 
   /** Listeners and routes are acknowledged at their current versions. */
   private routingSettled(snapshot: ProxySnapshot): boolean {
-    for (const typeUrl of [TypeUrl.Listener, TypeUrl.RouteConfiguration] as const) {
+    for (const typeUrl of ROUTING_TYPES) {
       const state = this.types.get(typeUrl);
       if (!state) continue;
       if (!state.sent || state.sent.inFlight || state.ackedVersion !== state.sent.version) return false;

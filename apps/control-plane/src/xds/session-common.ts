@@ -1,0 +1,69 @@
+// What the SotW and Delta ADS sessions do the same way: which types they serve,
+// which may be subscribed as a wildcard, when their pump runs, how a NACK reads
+// and what observers are told about a response. Make-before-break rules live
+// in push-order.ts.
+import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { XdsResource } from '../envoy/resources';
+import type { SentResponse } from './callbacks';
+
+const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
+
+/**
+ * Types where an empty first subscription means "everything" (legacy wildcard);
+ * in SotW a listener or cluster absent from a response no longer exists.
+ */
+export const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
+
+export function isXdsTypeUrl(typeUrl: string): typeUrl is XdsTypeUrl {
+  return KNOWN_TYPES.has(typeUrl);
+}
+
+/** The reason a NACK gives, for logs and the proxy status. */
+export function nackReason(errorDetail: { code: number; message: string }): string {
+  return errorDetail.message || `code ${errorDetail.code}`;
+}
+
+/** What observers learn about a response (resources shared, never copied). */
+export function sentResponse(
+  typeUrl: XdsTypeUrl,
+  version: string,
+  nonce: string,
+  resources: readonly XdsResource[],
+  meshRevision: string,
+): SentResponse {
+  const bytes = resources.reduce((sum, r) => sum + r.any.value.length, 0);
+  return { typeUrl, version, nonce, resources: resources.length, sent: resources, bytes, meshRevision };
+}
+
+/** When a session's pump runs besides right away: soon, or after a wait; never after close. */
+export class PumpScheduler {
+  private immediate: NodeJS.Immediate | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly pump: () => void) {}
+
+  /**
+   * After the requests that arrived together are all read (an ACK and the
+   * subscription it triggers, e.g. a CDS ACK and the EDS request for the new
+   * clusters), so the next response is decided once.
+   */
+  soon(): void {
+    this.immediate ??= setImmediate(() => {
+      this.immediate = undefined;
+      this.pump();
+    });
+  }
+
+  /** In `ms`, unless a later run is already due. */
+  after(ms: number): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, ms);
+  }
+
+  close(): void {
+    if (this.immediate) clearImmediate(this.immediate);
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
