@@ -1,17 +1,18 @@
-// One incremental (Delta) ADS stream's protocol state. Same rules as the
-// state-of-the-world session (stale nonces ignored, one unanswered response per
-// type, NACKed content never resent, make-before-break order), but per resource:
+// One incremental (Delta) ADS stream's protocol state (pump and push order:
+// ads-session.ts). Same rules as the state-of-the-world session (stale nonces
+// ignored, one unanswered response per type, NACKed content never resent,
+// make-before-break order), but per resource:
 // the server tracks which version of each resource the client holds and sends
 // only what differs, plus the names that went away. Envoy does not ask again
 // on a Delta stream for what it is already subscribed to, so two things are sent
 // although the client holds them: a resource it subscribes to again, and the
 // endpoints of a cluster it just re-created (it waits, warming, for them).
-import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../envoy/resources';
-import type { StreamInfo, XdsCallbacks } from './callbacks';
+import { AdsSession } from './ads-session';
 import { convergenceStart, endpointsNameOf, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
-import { isXdsTypeUrl, nackReason, PumpScheduler, sentResponse, WILDCARD_TYPES } from './session-common';
+import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot } from './snapshot-cache';
 
 /** A resource's version in Delta xDS: its content hash, shortened. */
@@ -50,30 +51,17 @@ interface Changes {
   removals: string[];
 }
 
-export class DeltaSession {
+export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
   private readonly types = new Map<XdsTypeUrl, TypeState>();
-  private snapshot: ProxySnapshot | undefined;
-  private blocked = false;
-  private closed = false;
-  private nonces = 0;
-  private readonly pumps = new PumpScheduler(() => this.pump());
 
-  constructor(
-    private readonly stream: StreamInfo,
-    private readonly send: (response: DeltaDiscoveryResponse) => boolean,
-    private readonly callbacks: Required<XdsCallbacks>,
-    private readonly controlPlaneId: string,
-    private readonly secretsAllowed: boolean,
-  ) {}
-
-  setSnapshot(snapshot: ProxySnapshot): void {
+  override setSnapshot(snapshot: ProxySnapshot): void {
+    // A rejected removal is tried again once the type's content changed.
     if (this.snapshot) {
       for (const [typeUrl, state] of this.types) {
         if (this.snapshot.types.get(typeUrl)?.version !== snapshot.types.get(typeUrl)?.version) state.rejectedRemovals.clear();
       }
     }
-    this.snapshot = snapshot;
-    this.pump();
+    super.setSnapshot(snapshot);
   }
 
   handleRequest(request: DeltaDiscoveryRequest): boolean {
@@ -133,7 +121,7 @@ export class DeltaSession {
         if (!state.wildcard) state.client.delete(name);
       }
     }
-    this.pumps.soon();
+    this.pumpSoon();
     return true;
   }
 
@@ -150,33 +138,17 @@ export class DeltaSession {
     }
   }
 
-  drained(): void {
-    this.blocked = false;
-    this.pump();
-  }
-
-  close(): void {
-    this.closed = true;
-    this.pumps.close();
-  }
-
-  private pump(): void {
-    const snapshot = this.snapshot;
-    if (!snapshot || this.closed) return;
-    for (const typeUrl of ADS_PUSH_ORDER) {
-      if (this.blocked) return;
-      const state = this.types.get(typeUrl);
-      if (!state || state.pending) continue;
-      if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
-      if (ROUTING_TYPES.has(typeUrl) && this.clustersInFlight(snapshot)) continue;
-      const changes = this.changes(typeUrl, state, snapshot);
-      if (changes.upserts.length === 0 && changes.removals.length === 0) continue;
-      this.respond(typeUrl, state, changes, snapshot);
-    }
+  /** Sends the type's resources the client does not hold at their current version, and the names that went away. */
+  protected pushType(typeUrl: XdsTypeUrl, snapshot: ProxySnapshot): void {
+    const state = this.types.get(typeUrl);
+    if (!state || state.pending) return;
+    const changes = this.changes(typeUrl, state, snapshot);
+    if (changes.upserts.length === 0 && changes.removals.length === 0) return;
+    this.respond(typeUrl, state, changes, snapshot);
   }
 
   private respond(typeUrl: XdsTypeUrl, state: TypeState, changes: Changes, snapshot: ProxySnapshot): void {
-    const nonce = (++this.nonces).toString(36);
+    const nonce = this.nextNonce();
     const systemVersion = snapshot.types.get(typeUrl)!.version;
     const upserts = new Map(changes.upserts.map((r) => [r.name, r]));
     for (const name of changes.removals) if (!state.client.has(name)) state.toldMissing.add(name);
@@ -190,38 +162,41 @@ export class DeltaSession {
       changedAt: convergenceStart(snapshot, this.stream),
       meshRevision: snapshot.meshRevision,
     };
-    const ok = this.send({
-      systemVersionInfo: systemVersion,
-      resources: changes.upserts.map((r) => ({
-        name: r.name,
-        resourceName: undefined,
-        aliases: [],
-        version: resourceVersion(r),
-        resource: r.any,
-        ttl: undefined,
-        cacheControl: undefined,
-        metadata: undefined,
-      })),
-      typeUrl,
-      removedResources: changes.removals,
-      removedResourceNames: [],
-      nonce,
-      controlPlane: { identifier: this.controlPlaneId },
-    });
-    this.callbacks.onResponse(this.stream, sentResponse(typeUrl, systemVersion, nonce, changes.upserts, snapshot.meshRevision));
-    if (!ok) this.blocked = true;
+    this.transmit(
+      {
+        systemVersionInfo: systemVersion,
+        resources: changes.upserts.map((r) => ({
+          name: r.name,
+          resourceName: undefined,
+          aliases: [],
+          version: resourceVersion(r),
+          resource: r.any,
+          ttl: undefined,
+          cacheControl: undefined,
+          metadata: undefined,
+        })),
+        typeUrl,
+        removedResources: changes.removals,
+        removedResourceNames: [],
+        nonce,
+        controlPlane: { identifier: this.controlPlaneId },
+      },
+      sentResponse(typeUrl, systemVersion, nonce, changes.upserts, snapshot.meshRevision),
+    );
   }
 
   /** Listeners and routes wait for unanswered clusters/endpoints and, briefly, for endpoints of new clusters. */
-  private clustersInFlight(snapshot: ProxySnapshot): boolean {
+  protected clustersInFlight(snapshot: ProxySnapshot): boolean {
     const cds = this.types.get(TypeUrl.Cluster);
     const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
     if (cds?.pending || eds?.pending) return true;
     if (!cds) return false;
     const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
-    const wait = endpointWaitMs(cds.ackedAt, () => endpointsPending(cds.client.keys(), endpoints, (name) => Boolean(eds?.client.has(name))));
+    const wait = endpointWaitMs(cds.ackedAt, () =>
+      endpointsPending(cds.client.keys(), endpoints, (name) => Boolean(eds?.client.has(name))),
+    );
     if (wait === 0) return false;
-    this.pumps.after(wait);
+    this.pumpAfter(wait);
     return true;
   }
 

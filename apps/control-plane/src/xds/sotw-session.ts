@@ -1,5 +1,6 @@
 // One state-of-the-world ADS stream's protocol state (transport-agnostic: the
-// server hands it requests and a `send`). Rules it keeps:
+// server hands it requests and a `send`; when it pushes and in which order is
+// ads-session.ts). Rules it keeps:
 // - a request whose nonce is not the latest one sent for its type is stale and ignored;
 // - at most one unanswered response per type; newer config waits for the ACK/NACK
 //   and then only the latest is sent (bursts coalesce, memory stays bounded);
@@ -9,12 +10,12 @@
 //   routes change, and clusters that disappear stay until listeners and routes
 //   that could still reference them are acknowledged;
 // - nothing is sent when the version a proxy holds is already the current one.
-import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../envoy/resources';
-import type { StreamInfo, XdsCallbacks } from './callbacks';
+import { AdsSession } from './ads-session';
 import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
-import { isXdsTypeUrl, nackReason, PumpScheduler, sentResponse, WILDCARD_TYPES } from './session-common';
+import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot } from './snapshot-cache';
 import { versionOf } from './versions';
 
@@ -45,13 +46,8 @@ interface Desired {
   resources: ReadonlyMap<string, XdsResource>;
 }
 
-export class SotwSession {
+export class SotwSession extends AdsSession<DiscoveryResponse> {
   private readonly types = new Map<XdsTypeUrl, TypeState>();
-  private snapshot: ProxySnapshot | undefined;
-  private blocked = false;
-  private closed = false;
-  private nonces = 0;
-  private readonly pumps = new PumpScheduler(() => this.pump());
   /**
    * The proxy accepted changed clusters. Envoy re-creates a changed EDS cluster and
    * asks for its endpoints again with the version it already has; without an answer
@@ -59,20 +55,6 @@ export class SotwSession {
    * request that is not an ACK is answered even when nothing changed.
    */
   private clustersReplaced = false;
-
-  constructor(
-    private readonly stream: StreamInfo,
-    private readonly send: (response: DiscoveryResponse) => boolean,
-    private readonly callbacks: Required<XdsCallbacks>,
-    private readonly controlPlaneId: string,
-    /** False for clients admitted without credentials: they never receive secrets. */
-    private readonly secretsAllowed: boolean,
-  ) {}
-
-  setSnapshot(snapshot: ProxySnapshot): void {
-    this.snapshot = snapshot;
-    this.pump();
-  }
 
   /** Returns false when the request names a type this server does not serve. */
   handleRequest(request: DiscoveryRequest): boolean {
@@ -118,42 +100,24 @@ export class SotwSession {
     else if (request.resourceNames.length > 0) state.wildcard = false;
     state.names = new Set(request.resourceNames.filter((name) => name !== '*'));
 
-    this.pumps.soon();
+    this.pumpSoon();
     return true;
   }
 
-  /** The transport has room again after `send` returned false. */
-  drained(): void {
-    this.blocked = false;
-    this.pump();
-  }
-
-  close(): void {
-    this.closed = true;
-    this.pumps.close();
-  }
-
-  /** Sends, in make-before-break order, every type whose current version differs from what the client has. */
-  private pump(): void {
-    const snapshot = this.snapshot;
-    if (!snapshot || this.closed) return;
-    for (const typeUrl of ADS_PUSH_ORDER) {
-      if (this.blocked) return;
-      const state = this.types.get(typeUrl);
-      if (!state || state.sent?.inFlight) continue;
-      if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
-      if (ROUTING_TYPES.has(typeUrl) && this.clustersInFlight(snapshot)) continue;
-      const desired = this.desired(typeUrl, state, snapshot);
-      if (state.sent && state.sent.version === desired.version && !state.resend) continue;
-      // Listeners and clusters absent from a response do not exist (SotW), so a client asking for a
-      // missing one learns that at once; for routes and endpoints an empty first answer would say nothing.
-      if (!state.sent && !state.wildcard && desired.resources.size === 0 && !WILDCARD_TYPES.has(typeUrl)) continue;
-      this.respond(typeUrl, state, desired, snapshot);
-    }
+  /** Sends the type when its current version differs from what the client has. */
+  protected pushType(typeUrl: XdsTypeUrl, snapshot: ProxySnapshot): void {
+    const state = this.types.get(typeUrl);
+    if (!state || state.sent?.inFlight) return;
+    const desired = this.desired(typeUrl, state, snapshot);
+    if (state.sent && state.sent.version === desired.version && !state.resend) return;
+    // Listeners and clusters absent from a response do not exist (SotW), so a client asking for a
+    // missing one learns that at once; for routes and endpoints an empty first answer would say nothing.
+    if (!state.sent && !state.wildcard && desired.resources.size === 0 && !WILDCARD_TYPES.has(typeUrl)) return;
+    this.respond(typeUrl, state, desired, snapshot);
   }
 
   private respond(typeUrl: XdsTypeUrl, state: TypeState, desired: Desired, snapshot: ProxySnapshot): void {
-    const nonce = (++this.nonces).toString(36);
+    const nonce = this.nextNonce();
     const resources = [...desired.resources.values()];
     state.resend = false;
     if (typeUrl === TypeUrl.ClusterLoadAssignment) this.clustersReplaced = false;
@@ -165,16 +129,17 @@ export class SotwSession {
       meshRevision: snapshot.meshRevision,
       inFlight: true,
     };
-    const ok = this.send({
-      versionInfo: desired.version,
-      resources: resources.map((r) => r.any),
-      canary: false,
-      typeUrl,
-      nonce,
-      controlPlane: { identifier: this.controlPlaneId },
-    });
-    this.callbacks.onResponse(this.stream, sentResponse(typeUrl, desired.version, nonce, resources, snapshot.meshRevision));
-    if (!ok) this.blocked = true;
+    this.transmit(
+      {
+        versionInfo: desired.version,
+        resources: resources.map((r) => r.any),
+        canary: false,
+        typeUrl,
+        nonce,
+        controlPlane: { identifier: this.controlPlaneId },
+      },
+      sentResponse(typeUrl, desired.version, nonce, resources, snapshot.meshRevision),
+    );
   }
 
   /**
@@ -182,7 +147,7 @@ export class SotwSession {
    * while a cluster the proxy just accepted has endpoints it has not asked for
    * yet (its EDS request follows the CDS ACK), for at most ENDPOINT_WAIT_MS.
    */
-  private clustersInFlight(snapshot: ProxySnapshot): boolean {
+  protected clustersInFlight(snapshot: ProxySnapshot): boolean {
     const cds = this.types.get(TypeUrl.Cluster);
     const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
     if (cds?.sent?.inFlight || eds?.sent?.inFlight) return true;
@@ -195,7 +160,7 @@ export class SotwSession {
       ),
     );
     if (wait === 0) return false;
-    this.pumps.after(wait);
+    this.pumpAfter(wait);
     return true;
   }
 
