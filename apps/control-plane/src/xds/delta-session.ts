@@ -192,9 +192,9 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
     if (cds?.pending || eds?.pending) return true;
     if (!cds) return false;
     const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
-    const wait = endpointWaitMs(cds.ackedAt, () =>
-      endpointsPending(cds.client.keys(), endpoints, (name) => Boolean(eds?.client.has(name))),
-    );
+    const clusters = snapshot.types.get(TypeUrl.Cluster)!.resources;
+    const held = [...cds.client.keys()].flatMap((name) => clusters.get(name) ?? []);
+    const wait = endpointWaitMs(cds.ackedAt, () => endpointsPending(held, endpoints, (name) => Boolean(eds?.client.has(name))));
     if (wait === 0) return false;
     this.pumpAfter(wait);
     return true;

@@ -1,5 +1,6 @@
 import { TypeUrl } from '@trellis/envoy-types';
 import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { makeResource } from '../envoy/resources';
 import { ENDPOINT_WAIT_MS, endpointsNameOf, endpointsPending, endpointWaitMs } from './push-order';
 
@@ -28,12 +29,24 @@ describe('endpointsNameOf', () => {
 });
 
 describe('endpointsPending', () => {
-  const endpoints = new Map([['b', cluster('b', {})]]);
+  const eds = { $case: 'type', value: Cluster_DiscoveryType.EDS } as const;
+  const b = cluster('b', { clusterDiscoveryType: eds });
+  const c = cluster('c', { clusterDiscoveryType: eds });
+  const split = cluster('b~3', { clusterDiscoveryType: eds, edsClusterConfig: { serviceName: 'b' } });
+  const endpoints = new Map([
+    ['b', makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, 'b', ClusterLoadAssignment.fromPartial({ clusterName: 'b' }))],
+  ]);
 
   it('is true while a cluster the client holds has endpoints the client lacks', () => {
-    expect(endpointsPending(['b', 'c'], endpoints, () => false)).toBe(true);
-    expect(endpointsPending(['b', 'c'], endpoints, (name) => name === 'b')).toBe(false);
-    expect(endpointsPending(['c'], endpoints, () => false)).toBe(false);
+    expect(endpointsPending([b, c], endpoints, () => false)).toBe(true);
+    expect(endpointsPending([b, c], endpoints, (name) => name === 'b')).toBe(false);
+    expect(endpointsPending([c], endpoints, () => false)).toBe(false);
+  });
+
+  it('looks for the endpoints a cluster names, not its own name', () => {
+    const asked: string[] = [];
+    expect(endpointsPending([split], endpoints, (name) => (asked.push(name), false))).toBe(true);
+    expect(asked).toEqual(['b']);
   });
 });
 

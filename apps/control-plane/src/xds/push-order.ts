@@ -30,12 +30,13 @@ export function endpointWaitMs(clustersAckedAt: number | undefined, endpointsSti
  * client has not received yet (its EDS request follows the CDS ACK).
  */
 export function endpointsPending(
-  clusterNames: Iterable<string>,
+  clusters: Iterable<XdsResource>,
   endpoints: ReadonlyMap<string, XdsResource>,
-  clientHasEndpoints: (cluster: string) => boolean,
+  clientHasEndpoints: (name: string) => boolean,
 ): boolean {
-  for (const name of clusterNames) {
-    if (endpoints.has(name) && !clientHasEndpoints(name)) return true;
+  for (const cluster of clusters) {
+    const name = endpointsNameOf(cluster);
+    if (name !== undefined && endpoints.has(name) && !clientHasEndpoints(name)) return true;
   }
   return false;
 }

@@ -155,7 +155,7 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
     if (!clusters) return false;
     const endpoints = snapshot.types.get(TypeUrl.ClusterLoadAssignment)!.resources;
     const wait = endpointWaitMs(cds.ackedAt, () =>
-      endpointsPending(clusters.keys(), endpoints, (name) =>
+      endpointsPending(clusters.values(), endpoints, (name) =>
         Boolean(eds && (eds.wildcard || eds.names.has(name)) && eds.sent?.resources.has(name)),
       ),
     );
