@@ -34,7 +34,8 @@ const dependencies = {};
 for (const name of [...used].sort()) {
   const version = rootPackage.dependencies?.[name];
   if (version) dependencies[name] = version;
-  else if (!rootPackage.devDependencies?.[name] && !isBuiltin(name)) throw new Error(`${app} imports ${name}, which package.json does not list`);
+  else if (!rootPackage.devDependencies?.[name] && !isBuiltin(name))
+    throw new Error(`${app} imports ${name}, which package.json does not list`);
 }
 writeFileSync(
   join(outDir, 'package.json'),
@@ -43,5 +44,39 @@ writeFileSync(
 console.log(`built dist/apps/${app}/main.js (${Object.keys(dependencies).length} runtime dependencies)`);
 
 function isBuiltin(name) {
-  return ['fs', 'path', 'os', 'http', 'https', 'http2', 'net', 'tls', 'crypto', 'events', 'stream', 'url', 'util', 'zlib', 'child_process', 'dns', 'assert', 'buffer', 'timers', 'worker_threads', 'perf_hooks', 'readline', 'querystring', 'string_decoder', 'async_hooks', 'v8', 'vm', 'module', 'process', 'diagnostics_channel', 'tty', 'cluster', 'dgram'].includes(name.split('/')[0]);
+  return [
+    'fs',
+    'path',
+    'os',
+    'http',
+    'https',
+    'http2',
+    'net',
+    'tls',
+    'crypto',
+    'events',
+    'stream',
+    'url',
+    'util',
+    'zlib',
+    'child_process',
+    'dns',
+    'assert',
+    'buffer',
+    'timers',
+    'worker_threads',
+    'perf_hooks',
+    'readline',
+    'querystring',
+    'string_decoder',
+    'async_hooks',
+    'v8',
+    'vm',
+    'module',
+    'process',
+    'diagnostics_channel',
+    'tty',
+    'cluster',
+    'dgram',
+  ].includes(name.split('/')[0]);
 }

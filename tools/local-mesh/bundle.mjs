@@ -8,7 +8,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export async function bundleLocalMesh() {
   const outdir = join(WORKSPACE_ROOT, 'dist/tools/local-mesh');
-  await build(nodeBundleOptions({ entryPoints: { main: join(here, 'src/main.ts'), 'demo-service': join(here, 'src/demo/demo-service.ts') }, outdir }));
+  await build(
+    nodeBundleOptions({ entryPoints: { main: join(here, 'src/main.ts'), 'demo-service': join(here, 'src/demo/demo-service.ts') }, outdir }),
+  );
   return outdir;
 }
 

@@ -7,11 +7,15 @@ import { bundleLocalMesh } from './bundle.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const env = { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' };
-const built = spawnSync(join(root, 'node_modules/.bin/nx'), ['run-many', '-t', 'build', '-p', 'registry', 'control-plane', 'authz', '--output-style=stream'], {
-  cwd: root,
-  env,
-  stdio: 'inherit',
-});
+const built = spawnSync(
+  join(root, 'node_modules/.bin/nx'),
+  ['run-many', '-t', 'build', '-p', 'registry', 'control-plane', 'authz', '--output-style=stream'],
+  {
+    cwd: root,
+    env,
+    stdio: 'inherit',
+  },
+);
 if (built.status !== 0) process.exit(built.status ?? 1);
 const outDir = await bundleLocalMesh();
 const run = spawnSync(process.execPath, ['--enable-source-maps', join(outDir, 'main.js')], { cwd: root, env, stdio: 'inherit' });

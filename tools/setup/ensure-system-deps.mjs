@@ -59,7 +59,8 @@ if (canApt) console.error(`Install them with:\n  sudo apt-get install -y ${packa
 else if (platform() === 'darwin') {
   const brew = missing.filter((m) => m.brew).map((m) => m.brew);
   if (brew.length) console.error(`Install them with:\n  brew install ${brew.join(' ')}`);
-  for (const m of missing.filter((m) => !m.brew)) console.error(`  ${m.binary} has no Homebrew formula; run the suites that need it in CI or a Debian container`);
+  for (const m of missing.filter((m) => !m.brew))
+    console.error(`  ${m.binary} has no Homebrew formula; run the suites that need it in CI or a Debian container`);
 } else console.error(`Install the equivalents of the Debian packages: ${packages.join(' ')}`);
 console.error('Or point the suites at running servers: TRELLIS_TEST_ETCD_ENDPOINTS and TRELLIS_TEST_REDIS_URL.');
 process.exit(1);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: generate the Envoy types, type-check and lint every project, then run
+// `npm test`: generate the Envoy types, type-check, lint and format-check every project, then run
 // every jest suite (unit, integration against real etcd/Redis/gRPC, browser, e2e) in
 // one jest run. Ends with the totals line CI reads: `N passed, N failed`, where the
 // static checks count one each next to the jest tests.
@@ -8,7 +8,13 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const env = { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false', FORCE_COLOR: process.env.CI ? '0' : process.env.FORCE_COLOR };
+const env = {
+  ...process.env,
+  NX_DAEMON: 'false',
+  NX_NO_CLOUD: 'true',
+  NX_TUI: 'false',
+  FORCE_COLOR: process.env.CI ? '0' : process.env.FORCE_COLOR,
+};
 const bin = (name) => resolve(root, 'node_modules/.bin', name);
 
 function run(label, cmd, args) {
@@ -18,6 +24,9 @@ function run(label, cmd, args) {
   console.log(`◀ ${label}: ${result.status === 0 ? 'ok' : 'FAILED'} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   return result.status === 0;
 }
+
+/** What prettier keeps formatted (see .prettierrc.json; .prettierignore leaves out generated code). */
+const FORMATTED = ['apps/**/*.{ts,js}', 'libs/**/*.{ts,js}', 'tools/**/*.{ts,mjs,js}', '*.{js,mjs,json}'];
 
 let staticPassed = 0;
 let staticFailed = 0;
@@ -29,6 +38,7 @@ if (!run('generate Envoy types', bin('nx'), ['run', 'envoy-types:generate', '--o
 }
 count(run('typecheck', bin('tsc'), ['-p', 'tsconfig.check.json']));
 count(run('lint', bin('nx'), ['run-many', '-t', 'lint', '--output-style=stream', '--parallel=2']));
+count(run('format (prettier --check)', bin('prettier'), ['--check', '--log-level=warn', ...FORMATTED]));
 
 // The jest totals reporter writes its line to this file as well, so the summary can add both.
 const totalsFile = resolve(root, 'tmp/jest-totals.json');

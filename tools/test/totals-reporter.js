@@ -14,7 +14,9 @@ class TotalsReporter {
     const file = path.resolve(__dirname, '../../tmp/jest-totals.json');
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, JSON.stringify(totals));
-    process.stdout.write(`\njest: ${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}\n`);
+    process.stdout.write(
+      `\njest: ${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}\n`,
+    );
   }
 }
 module.exports = TotalsReporter;

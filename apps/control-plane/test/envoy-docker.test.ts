@@ -39,7 +39,10 @@ if (!dockerConfigured) {
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     // Host networking: the sidecar's inbound port is a real host port, so pick a free one.
     await h.store.createService({ name: 'b', team: 'core', protocol: 'http', port: await freePort() }, 'test');
-    await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: await freePort(), dependencies: [{ service: 'b' }] }, 'test');
+    await h.store.createService(
+      { name: 'a', team: 'core', protocol: 'http', port: await freePort(), dependencies: [{ service: 'b' }] },
+      'test',
+    );
     await h.store.registerInstance(
       { service: 'b', id: 'b-1', address: '127.0.0.1', port: (upstream.address() as AddressInfo).port, platform: 'vm' },
       60,

@@ -31,7 +31,12 @@ describe('proxy status in etcd', () => {
 
     const rejectedChange = await h.store.updateService({ ...web.value.spec, dependencies: [{ service: 'api' }] }, 'alice');
     const rejected = await c.next();
-    c.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: rejected.nonce, errorDetail: { code: 3, message: 'cluster api: bad' } });
+    c.send({
+      typeUrl: TypeUrl.Cluster,
+      versionInfo: first.versionInfo,
+      responseNonce: rejected.nonce,
+      errorDetail: { code: 3, message: 'cluster api: bad' },
+    });
     // A later accepted change moves the record's meshRevision on; the NACK keeps its own.
     const acceptedChange = await h.store.updateService({ ...web.value.spec, dependencies: [{ service: 'api' }, { service: 'db' }] }, 'bob');
     const accepted = await c.next();
@@ -42,7 +47,12 @@ describe('proxy status in etcd', () => {
       return s?.types.cds?.lastAckedVersion === accepted.versionInfo ? s : undefined;
     });
     const nack = status.types.cds?.lastNack;
-    expect(nack).toEqual({ version: rejected.versionInfo, error: 'cluster api: bad', at: expect.any(String), meshRevision: expect.any(String) });
+    expect(nack).toEqual({
+      version: rejected.versionInfo,
+      error: 'cluster api: bad',
+      at: expect.any(String),
+      meshRevision: expect.any(String),
+    });
     // The model's revision is the newest key it has seen under the prefix (status writes count too):
     // at or after the rejected change, before the accepted one.
     const revision = BigInt(nack!.meshRevision!);

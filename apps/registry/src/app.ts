@@ -79,7 +79,9 @@ export function createApp(options: AppOptions): express.Express {
     json: jsonBody(maxBodyBytes),
   };
   app.use('/api/v1', apiV1Router(catalog, guards));
-  app.use(uiRouter({ catalog, authenticator, sessions, metrics, logger, readsRequireAuth: options.readsRequireAuth ?? false, maxBodyBytes }));
+  app.use(
+    uiRouter({ catalog, authenticator, sessions, metrics, logger, readsRequireAuth: options.readsRequireAuth ?? false, maxBodyBytes }),
+  );
   app.get('/docs', (req, res) => {
     res.type('html').send(apiDocsPage({ csrfToken: sessions.csrfToken(req, res) }, openApiDocument));
   });

@@ -20,7 +20,10 @@ describe('Authenticator', () => {
   });
 
   it('accepts the admin token', async () => {
-    await expect(authenticator.verify('admin-token-0123456789')).resolves.toEqual({ ok: true, principal: { kind: 'admin', actor: 'admin' } });
+    await expect(authenticator.verify('admin-token-0123456789')).resolves.toEqual({
+      ok: true,
+      principal: { kind: 'admin', actor: 'admin' },
+    });
   });
 
   it('accepts a team token and names the team', async () => {
@@ -41,7 +44,10 @@ describe('Authenticator', () => {
   });
 
   it('refuses, saying why, when the JWKS cannot be fetched', async () => {
-    const unreachable = Authenticator.fromConfig({ TRELLIS_AUTH_JWKS_URL: 'http://127.0.0.1:1/jwks.json', TRELLIS_AUTH_AUDIENCE: 'registry' });
+    const unreachable = Authenticator.fromConfig({
+      TRELLIS_AUTH_JWKS_URL: 'http://127.0.0.1:1/jwks.json',
+      TRELLIS_AUTH_AUDIENCE: 'registry',
+    });
     await expect(unreachable.verify(await sign({ team: 'payments' }))).resolves.toMatchObject({ ok: false, reason: 'jwks-unavailable' });
   });
 

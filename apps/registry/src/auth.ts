@@ -35,7 +35,12 @@ export class Authenticator {
     if (options.adminToken) this.adminDigest = digest(options.adminToken);
   }
 
-  static fromConfig(config: { TRELLIS_ADMIN_TOKEN?: string; TRELLIS_AUTH_JWKS_URL?: string; TRELLIS_AUTH_ISSUER?: string; TRELLIS_AUTH_AUDIENCE: string }): Authenticator {
+  static fromConfig(config: {
+    TRELLIS_ADMIN_TOKEN?: string;
+    TRELLIS_AUTH_JWKS_URL?: string;
+    TRELLIS_AUTH_ISSUER?: string;
+    TRELLIS_AUTH_AUDIENCE: string;
+  }): Authenticator {
     return new Authenticator({
       adminToken: config.TRELLIS_ADMIN_TOKEN,
       jwks: config.TRELLIS_AUTH_JWKS_URL ? createRemoteJWKSet(new URL(config.TRELLIS_AUTH_JWKS_URL)) : undefined,
@@ -52,7 +57,8 @@ export class Authenticator {
   async verify(token: string | undefined): Promise<AuthResult> {
     if (!token) return { ok: false, reason: 'missing', detail: 'a bearer token is required' };
     // Compare digests so the comparison takes the same time whatever the token length.
-    if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest)) return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
+    if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest))
+      return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
     if (!this.options.jwks) {
       return this.adminDigest
         ? { ok: false, reason: 'invalid', detail: 'the token is not valid' }

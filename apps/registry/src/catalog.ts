@@ -47,7 +47,8 @@ export class ServiceCatalog {
     try {
       return await this.createRecord(principal, spec);
     } catch (err) {
-      if (err instanceof AlreadyExistsError) throw problems.conflict(`service "${spec.name}" already exists; replace it with PUT and If-Match`);
+      if (err instanceof AlreadyExistsError)
+        throw problems.conflict(`service "${spec.name}" already exists; replace it with PUT and If-Match`);
       throw err;
     }
   }
@@ -56,20 +57,27 @@ export class ServiceCatalog {
    * Creates the service when absent; replaces it when `ifMatch` names its current
    * revision. Replacing without `ifMatch` is refused (428) so no change is lost.
    */
-  async put(principal: Principal, spec: ServiceSpec, ifMatch: string | undefined): Promise<{ created: boolean; service: Versioned<ServiceRecord> }> {
+  async put(
+    principal: Principal,
+    spec: ServiceSpec,
+    ifMatch: string | undefined,
+  ): Promise<{ created: boolean; service: Versioned<ServiceRecord> }> {
     const current = await this.store.getService(spec.name);
     if (!current) {
       if (ifMatch !== undefined) throw problems.preconditionFailed(`service "${spec.name}" does not exist, so it cannot match ${ifMatch}`);
       try {
         return { created: true, service: await this.createRecord(principal, spec) };
       } catch (err) {
-        if (err instanceof AlreadyExistsError) throw problems.preconditionRequired(`service "${spec.name}" was created concurrently; fetch it and retry with If-Match`);
+        if (err instanceof AlreadyExistsError)
+          throw problems.preconditionRequired(`service "${spec.name}" was created concurrently; fetch it and retry with If-Match`);
         throw err;
       }
     }
     this.authorize(principal, [current.value.spec.team, spec.team], `service "${spec.name}"`);
     if (ifMatch === undefined) {
-      throw problems.preconditionRequired(`service "${spec.name}" exists; send If-Match: "${current.modRevision}" (its ETag) to replace it`);
+      throw problems.preconditionRequired(
+        `service "${spec.name}" exists; send If-Match: "${current.modRevision}" (its ETag) to replace it`,
+      );
     }
     return { created: false, service: await this.update(principal, spec, ifMatch, 'update') };
   }
@@ -79,14 +87,20 @@ export class ServiceCatalog {
     this.authorize(principal, [current.value.spec.team], `service "${name}"`);
     try {
       // The store checks for dependents and deletes in one txn, so a dependency declared meanwhile is not missed.
-      await this.store.deleteService(name, principal.actor, { refuseIfDepended: true, ...(ifMatch !== undefined ? { ifModRevision: ifMatch } : {}) });
+      await this.store.deleteService(name, principal.actor, {
+        refuseIfDepended: true,
+        ...(ifMatch !== undefined ? { ifModRevision: ifMatch } : {}),
+      });
       this.recordChange('delete', principal, name, current.value.generation + 1);
     } catch (err) {
       if (err instanceof HasDependentsError) {
         const { dependents } = err;
-        throw problems.conflict(`service "${name}" is still called by ${dependents.map((d) => `"${d}"`).join(', ')}; remove those dependencies first`, {
-          dependents,
-        });
+        throw problems.conflict(
+          `service "${name}" is still called by ${dependents.map((d) => `"${d}"`).join(', ')}; remove those dependencies first`,
+          {
+            dependents,
+          },
+        );
       }
       throw mapRevisionErrors(err, name);
     }
@@ -114,10 +128,15 @@ export class ServiceCatalog {
     const current = await this.get(name);
     const target = await this.store.getHistory(name, generation);
     if (!target) {
-      throw problems.validation([{ field: 'generation', message: `service "${name}" has no generation ${generation}` }], 'no such generation');
+      throw problems.validation(
+        [{ field: 'generation', message: `service "${name}" has no generation ${generation}` }],
+        'no such generation',
+      );
     }
     if (!target.spec) {
-      throw problems.validation([{ field: 'generation', message: `generation ${generation} is a deletion; choose a generation with a definition` }]);
+      throw problems.validation([
+        { field: 'generation', message: `generation ${generation} is a deletion; choose a generation with a definition` },
+      ]);
     }
     this.authorize(principal, [current.value.spec.team, target.spec.team], `service "${name}"`);
     const restored = await this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation);
@@ -139,12 +158,14 @@ export class ServiceCatalog {
 
   async heartbeatInstance(principal: Principal, service: string, id: string): Promise<void> {
     await this.assertOwnsInstances(principal, service);
-    if (!(await this.store.heartbeatInstance(service, id))) throw problems.notFound(`instance "${id}" of service "${service}" is not registered (its lease may have expired)`);
+    if (!(await this.store.heartbeatInstance(service, id)))
+      throw problems.notFound(`instance "${id}" of service "${service}" is not registered (its lease may have expired)`);
   }
 
   async deregisterInstance(principal: Principal, service: string, id: string): Promise<void> {
     await this.assertOwnsInstances(principal, service);
-    if (!(await this.store.deregisterInstance(service, id))) throw problems.notFound(`instance "${id}" of service "${service}" is not registered`);
+    if (!(await this.store.deregisterInstance(service, id)))
+      throw problems.notFound(`instance "${id}" of service "${service}" is not registered`);
   }
 
   async proxies(service: string): Promise<ProxyStatus[]> {
@@ -167,7 +188,12 @@ export class ServiceCatalog {
   }
 
   /** Every change is also in the service's history; the log line is for operators following along. */
-  private recordChange(action: 'create' | 'update' | 'delete' | 'rollback', principal: Principal, service: string, generation: number): void {
+  private recordChange(
+    action: 'create' | 'update' | 'delete' | 'rollback',
+    principal: Principal,
+    service: string,
+    generation: number,
+  ): void {
     this.metrics.serviceChanges.inc({ action });
     this.logger.info({ action, service, generation, actor: principal.actor }, 'service changed');
   }

@@ -14,7 +14,9 @@ export function jsonBody(limit: number): RequestHandler[] {
   const requireJson: RequestHandler = (req, _res, next) => {
     if (!req.headers['content-type'] && !hasBody(req)) return next();
     if (!req.is('application/json') && !req.is('application/*+json')) {
-      return next(problems.unsupportedMediaType(`send the body as application/json (got ${req.headers['content-type'] ?? 'no Content-Type'})`));
+      return next(
+        problems.unsupportedMediaType(`send the body as application/json (got ${req.headers['content-type'] ?? 'no Content-Type'})`),
+      );
     }
     next();
   };
@@ -102,7 +104,10 @@ function toProblemError(err: unknown, logger: Logger): ProblemError {
     case 'request.aborted':
     case 'request.size.invalid':
     case 'stream.encoding.set':
-      return problems.validation([{ field: '(body)', message: bodyError.message ?? 'the body could not be read' }], 'the body could not be read');
+      return problems.validation(
+        [{ field: '(body)', message: bodyError.message ?? 'the body could not be read' }],
+        'the body could not be read',
+      );
   }
   // Other client errors from express itself (e.g. a path parameter that is not valid percent-encoding).
   if (typeof bodyError?.status === 'number' && bodyError.status >= 400 && bodyError.status < 500) {
@@ -110,7 +115,10 @@ function toProblemError(err: unknown, logger: Logger): ProblemError {
     return new ProblemError(bodyError.status, 'bad-request', 'Bad request', detail, [{ field: '(request)', message: detail }]);
   }
   if (err instanceof InvalidRecordError) {
-    return problems.validation(err.issues.map((message) => ({ field: '(body)', message })), 'the record is not valid');
+    return problems.validation(
+      err.issues.map((message) => ({ field: '(body)', message })),
+      'the record is not valid',
+    );
   }
   if (err instanceof MeshStoreError) {
     // Store errors the routes did not map are still the caller's business, not ours.
@@ -125,12 +133,15 @@ function toProblemError(err: unknown, logger: Logger): ProblemError {
   return problems.internal();
 }
 
-
 /** `If-Match: "42"` → `42`; absent → undefined; anything else is a 400 naming the header. */
 export function parseIfMatch(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   const match = /^\s*"(\d{1,20})"\s*$/.exec(header);
-  if (!match) throw problems.validation([{ field: 'If-Match', message: 'must be one strong ETag as returned by GET, e.g. "42"' }], 'bad If-Match header');
+  if (!match)
+    throw problems.validation(
+      [{ field: 'If-Match', message: 'must be one strong ETag as returned by GET, e.g. "42"' }],
+      'bad If-Match header',
+    );
   return match[1];
 }
 

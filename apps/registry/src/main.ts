@@ -24,9 +24,12 @@ async function main(): Promise<void> {
   addEtcdReadiness(health, etcd, metrics, logger);
 
   const authenticator = Authenticator.fromConfig(config);
-  if (!authenticator.acceptsAnyToken) logger.warn('neither TRELLIS_ADMIN_TOKEN nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
-  if (config.TRELLIS_AUTH_JWKS_URL && !config.TRELLIS_AUTH_ISSUER) logger.warn('TRELLIS_AUTH_ISSUER is not set: team tokens from any issuer the JWKS verifies are accepted');
-  if (!config.TRELLIS_CSRF_SECRET) logger.warn('TRELLIS_CSRF_SECRET is not set: using a per-process secret, so web forms fail across replicas and restarts');
+  if (!authenticator.acceptsAnyToken)
+    logger.warn('neither TRELLIS_ADMIN_TOKEN nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
+  if (config.TRELLIS_AUTH_JWKS_URL && !config.TRELLIS_AUTH_ISSUER)
+    logger.warn('TRELLIS_AUTH_ISSUER is not set: team tokens from any issuer the JWKS verifies are accepted');
+  if (!config.TRELLIS_CSRF_SECRET)
+    logger.warn('TRELLIS_CSRF_SECRET is not set: using a per-process secret, so web forms fail across replicas and restarts');
 
   const app = createApp({
     store,

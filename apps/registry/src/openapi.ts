@@ -20,7 +20,15 @@ const ProblemSchema = z.object({
 });
 
 const TopologySchema = z.object({
-  nodes: z.array(z.object({ name: z.string(), team: z.string().optional(), protocol: z.string().optional(), registered: z.boolean(), instances: z.number().int() })),
+  nodes: z.array(
+    z.object({
+      name: z.string(),
+      team: z.string().optional(),
+      protocol: z.string().optional(),
+      registered: z.boolean(),
+      instances: z.number().int(),
+    }),
+  ),
   edges: z.array(z.object({ from: z.string(), to: z.string() })),
 });
 
@@ -34,12 +42,24 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   const security = [{ [bearer.name]: [] }];
 
   // `.meta()` clones: the record schemas were built before zod was extended, their clones know `.openapi()`.
-  const spec = registry.register('ServiceSpec', ServiceSpec.meta({ description: 'A service definition: the body of PUT /api/v1/services/{name}.' }));
+  const spec = registry.register(
+    'ServiceSpec',
+    ServiceSpec.meta({ description: 'A service definition: the body of PUT /api/v1/services/{name}.' }),
+  );
   const service = registry.register('Service', ServiceResource.meta({ description: 'A stored service; modRevision is its ETag.' }));
   const instance = registry.register('Instance', InstanceRecord.meta({ description: 'A live instance, bound to an etcd lease.' }));
-  const history = registry.register('HistoryEntry', HistoryEntry.meta({ description: 'One change to a service: who, when, and the definition after it.' }));
-  const proxy = registry.register('ProxyStatus', ProxyStatus.meta({ description: 'xDS status of one proxy, written by the control plane.' }));
-  const problem = registry.register('Problem', ProblemSchema.meta({ description: 'RFC 9457 problem details; errors names each bad field.' }));
+  const history = registry.register(
+    'HistoryEntry',
+    HistoryEntry.meta({ description: 'One change to a service: who, when, and the definition after it.' }),
+  );
+  const proxy = registry.register(
+    'ProxyStatus',
+    ProxyStatus.meta({ description: 'xDS status of one proxy, written by the control plane.' }),
+  );
+  const problem = registry.register(
+    'Problem',
+    ProblemSchema.meta({ description: 'RFC 9457 problem details; errors names each bad field.' }),
+  );
 
   const problemResponse = (description: string) => ({ description, content: { 'application/problem+json': { schema: problem } } });
   const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
@@ -50,7 +70,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   const errors = {
     400: problemResponse('invalid request; `errors` names each bad field'),
     401: problemResponse('no valid bearer token'),
-    403: problemResponse('the token\'s team does not own the service'),
+    403: problemResponse("the token's team does not own the service"),
     404: problemResponse('not found'),
     413: problemResponse('body too large'),
     415: problemResponse('body is not application/json'),
@@ -83,7 +103,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     method: 'put',
     path: '/api/v1/services/{name}',
     summary: 'Create or replace a service',
-    description: 'Creates the service when absent. Replacing requires If-Match with the current ETag: 428 without it, 412 when it is stale.',
+    description:
+      'Creates the service when absent. Replacing requires If-Match with the current ETag: 428 without it, 412 when it is stale.',
     security,
     request: { params: nameParams, headers: ifMatch, body: { required: true, content: { 'application/json': { schema: spec } } } },
     responses: {
@@ -101,7 +122,12 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     description: 'Refused with 409 while other services depend on it; `dependents` names them.',
     security,
     request: { params: nameParams, headers: ifMatch },
-    responses: { 204: { description: 'deleted' }, 409: problemResponse('still depended on'), 412: problemResponse('stale If-Match'), ...errors },
+    responses: {
+      204: { description: 'deleted' },
+      409: problemResponse('still depended on'),
+      412: problemResponse('stale If-Match'),
+      ...errors,
+    },
   });
   registry.registerPath({
     method: 'get',
@@ -122,13 +148,21 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     path: '/api/v1/services/{name}/rollback',
     summary: 'Restore the definition of a previous generation',
     security,
-    request: { params: nameParams, headers: ifMatch, body: { required: true, content: { 'application/json': { schema: RollbackRequest } } } },
-    responses: { 200: { ...json(service, 'restored as a new generation'), headers: etag }, 412: problemResponse('stale If-Match'), ...errors },
+    request: {
+      params: nameParams,
+      headers: ifMatch,
+      body: { required: true, content: { 'application/json': { schema: RollbackRequest } } },
+    },
+    responses: {
+      200: { ...json(service, 'restored as a new generation'), headers: etag },
+      412: problemResponse('stale If-Match'),
+      ...errors,
+    },
   });
   registry.registerPath({
     method: 'get',
     path: '/api/v1/services/{name}/proxies',
-    summary: 'xDS status of the service\'s proxies, as the control plane records it',
+    summary: "xDS status of the service's proxies, as the control plane records it",
     request: { params: nameParams },
     responses: { 200: json(z.object({ items: z.array(proxy) }), 'proxy statuses') },
   });
@@ -143,7 +177,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     method: 'post',
     path: '/api/v1/services/{name}/instances',
     summary: 'Register an instance with a lease TTL',
-    description: 'The instance disappears `ttlSeconds` after its last heartbeat. Needs the owning team\'s token or the admin token.',
+    description: "The instance disappears `ttlSeconds` after its last heartbeat. Needs the owning team's token or the admin token.",
     security,
     request: { params: nameParams, body: { required: true, content: { 'application/json': { schema: InstanceRegistration } } } },
     responses: { 201: json(InstanceResource, 'registered'), ...errors },

@@ -15,7 +15,11 @@ describe('zodFieldErrors', () => {
     const result = schema.safeParse({ a: { b: 'x', c: 1 }, d: 2 });
     expect(result.success).toBe(false);
     if (result.success) return;
-    expect(zodFieldErrors(result.error).map((e) => e.field).sort()).toEqual(['a.b', 'a.c', 'd']);
+    expect(
+      zodFieldErrors(result.error)
+        .map((e) => e.field)
+        .sort(),
+    ).toEqual(['a.b', 'a.c', 'd']);
   });
 });
 

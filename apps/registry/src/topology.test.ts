@@ -9,7 +9,10 @@ const record = (name: string, team: string, deps: string[] = []): ServiceRecord 
 });
 
 describe('buildTopology', () => {
-  const topology = buildTopology([record('web', 'edge', ['orders', 'ghost']), record('orders', 'shop', ['web'])], [{ service: 'orders' }, { service: 'orders' }, { service: 'ghost' }]);
+  const topology = buildTopology(
+    [record('web', 'edge', ['orders', 'ghost']), record('orders', 'shop', ['web'])],
+    [{ service: 'orders' }, { service: 'orders' }, { service: 'ghost' }],
+  );
 
   it('lists registered services and marks undeclared dependencies missing, sorted by name', () => {
     expect(topology.nodes).toEqual([

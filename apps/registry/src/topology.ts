@@ -28,13 +28,20 @@ export function buildTopology(services: ReadonlyArray<ServiceRecord>, instances:
 
   const nodes = new Map<string, TopologyNode>();
   for (const { spec } of services) {
-    nodes.set(spec.name, { name: spec.name, team: spec.team, protocol: spec.protocol, registered: true, instances: instanceCounts.get(spec.name) ?? 0 });
+    nodes.set(spec.name, {
+      name: spec.name,
+      team: spec.team,
+      protocol: spec.protocol,
+      registered: true,
+      instances: instanceCounts.get(spec.name) ?? 0,
+    });
   }
   const edges: TopologyEdge[] = [];
   for (const { spec } of services) {
     for (const dep of spec.dependencies) {
       edges.push({ from: spec.name, to: dep.service });
-      if (!nodes.has(dep.service)) nodes.set(dep.service, { name: dep.service, registered: false, instances: instanceCounts.get(dep.service) ?? 0 });
+      if (!nodes.has(dep.service))
+        nodes.set(dep.service, { name: dep.service, registered: false, instances: instanceCounts.get(dep.service) ?? 0 });
     }
   }
   return {

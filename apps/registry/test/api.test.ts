@@ -19,12 +19,19 @@ const admin = { token: ADMIN_TOKEN };
 
 describe('services', () => {
   it('creates, reads, lists with filters and replaces with If-Match', async () => {
-    const created = await call(url, 'POST', '/api/v1/services', { ...admin, json: spec('checkout', { dependencies: [{ service: 'ledger' }], description: 'Checkout flow' }) });
+    const created = await call(url, 'POST', '/api/v1/services', {
+      ...admin,
+      json: spec('checkout', { dependencies: [{ service: 'ledger' }], description: 'Checkout flow' }),
+    });
     expect(created.status).toBe(201);
     expect(created.headers.get('location')).toBe('/api/v1/services/checkout');
     const etag = created.headers.get('etag')!;
     expect(etag).toBe(`"${created.body.modRevision}"`);
-    expect(created.body).toMatchObject({ generation: 1, spec: { name: 'checkout', team: 'payments', dependencies: [{ service: 'ledger' }] }, created: { actor: 'admin' } });
+    expect(created.body).toMatchObject({
+      generation: 1,
+      spec: { name: 'checkout', team: 'payments', dependencies: [{ service: 'ledger' }] },
+      created: { actor: 'admin' },
+    });
 
     const again = await call(url, 'POST', '/api/v1/services', { ...admin, json: spec('checkout') });
     expect(again.status).toBe(409);
@@ -34,7 +41,10 @@ describe('services', () => {
     expect(got.status).toBe(200);
     expect(got.headers.get('etag')).toBe(etag);
 
-    await call(url, 'PUT', '/api/v1/services/ledger', { ...admin, json: spec('ledger', { team: 'finance', protocol: 'grpc', port: 9000 }) });
+    await call(url, 'PUT', '/api/v1/services/ledger', {
+      ...admin,
+      json: spec('ledger', { team: 'finance', protocol: 'grpc', port: 9000 }),
+    });
     const byTeam = await call(url, 'GET', '/api/v1/services?team=finance');
     expect(byTeam.body.items.map((s: { spec: { name: string } }) => s.spec.name)).toEqual(['ledger']);
     const byProtocol = await call(url, 'GET', '/api/v1/services?protocol=http');
@@ -50,24 +60,45 @@ describe('services', () => {
 
     const noIfMatch = await call(url, 'PUT', '/api/v1/services/checkout', { ...admin, json: spec('checkout', { port: 8081 }) });
     expect(noIfMatch.status).toBe(428);
-    const replaced = await call(url, 'PUT', '/api/v1/services/checkout', { ...admin, json: spec('checkout', { port: 8081 }), headers: { 'if-match': etag } });
+    const replaced = await call(url, 'PUT', '/api/v1/services/checkout', {
+      ...admin,
+      json: spec('checkout', { port: 8081 }),
+      headers: { 'if-match': etag },
+    });
     expect(replaced.status).toBe(200);
     expect(replaced.body).toMatchObject({ generation: 2, spec: { port: 8081 } });
-    const stale = await call(url, 'PUT', '/api/v1/services/checkout', { ...admin, json: spec('checkout', { port: 8082 }), headers: { 'if-match': etag } });
+    const stale = await call(url, 'PUT', '/api/v1/services/checkout', {
+      ...admin,
+      json: spec('checkout', { port: 8082 }),
+      headers: { 'if-match': etag },
+    });
     expect(stale.status).toBe(412);
     expect(stale.body.currentETag).toBe(replaced.headers.get('etag'));
     expect((await call(url, 'GET', '/api/v1/services/checkout')).body.spec.port).toBe(8081);
 
-    const mismatch = await call(url, 'PUT', '/api/v1/services/checkout', { ...admin, json: spec('other'), headers: { 'if-match': replaced.headers.get('etag')! } });
+    const mismatch = await call(url, 'PUT', '/api/v1/services/checkout', {
+      ...admin,
+      json: spec('other'),
+      headers: { 'if-match': replaced.headers.get('etag')! },
+    });
     expect(mismatch.status).toBe(400);
     expect(mismatch.body.errors).toEqual([{ field: 'name', message: 'must match the path ("checkout")' }]);
   });
 
   it('accepts dependency cycles, which are legal', async () => {
-    expect((await call(url, 'PUT', '/api/v1/services/ping', { ...admin, json: spec('ping', { dependencies: [{ service: 'pong' }] }) })).status).toBe(201);
-    expect((await call(url, 'PUT', '/api/v1/services/pong', { ...admin, json: spec('pong', { dependencies: [{ service: 'ping' }] }) })).status).toBe(201);
+    expect(
+      (await call(url, 'PUT', '/api/v1/services/ping', { ...admin, json: spec('ping', { dependencies: [{ service: 'pong' }] }) })).status,
+    ).toBe(201);
+    expect(
+      (await call(url, 'PUT', '/api/v1/services/pong', { ...admin, json: spec('pong', { dependencies: [{ service: 'ping' }] }) })).status,
+    ).toBe(201);
     const topology = await call(url, 'GET', '/api/v1/topology');
-    expect(topology.body.edges).toEqual(expect.arrayContaining([{ from: 'ping', to: 'pong' }, { from: 'pong', to: 'ping' }]));
+    expect(topology.body.edges).toEqual(
+      expect.arrayContaining([
+        { from: 'ping', to: 'pong' },
+        { from: 'pong', to: 'ping' },
+      ]),
+    );
   });
 
   it('lets exactly one of two concurrent updates win; the other gets 412', async () => {
@@ -75,7 +106,9 @@ describe('services', () => {
     expect(created.status).toBe(201);
     const etag = created.headers.get('etag')!;
     const results = await Promise.all(
-      [9001, 9002, 9003].map((port) => call(url, 'PUT', '/api/v1/services/race', { ...admin, json: spec('race', { port }), headers: { 'if-match': etag } })),
+      [9001, 9002, 9003].map((port) =>
+        call(url, 'PUT', '/api/v1/services/race', { ...admin, json: spec('race', { port }), headers: { 'if-match': etag } }),
+      ),
     );
     const statuses = results.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 412, 412]);
@@ -116,10 +149,12 @@ describe('services', () => {
     expect(v2.status).toBe(200);
 
     const history = await call(url, 'GET', '/api/v1/services/pricing/history');
-    expect(history.body.items.map((e: { generation: number; action: string; actor: string }) => [e.generation, e.action, e.actor])).toEqual([
-      [2, 'update', 'admin'],
-      [1, 'create', 'admin'],
-    ]);
+    expect(history.body.items.map((e: { generation: number; action: string; actor: string }) => [e.generation, e.action, e.actor])).toEqual(
+      [
+        [2, 'update', 'admin'],
+        [1, 'create', 'admin'],
+      ],
+    );
     const one = await call(url, 'GET', '/api/v1/services/pricing/history/1');
     expect(one.body.spec.policy).toEqual({ timeoutMs: 1000 });
 
@@ -133,7 +168,11 @@ describe('services', () => {
     const missing = await call(url, 'POST', '/api/v1/services/pricing/rollback', { ...admin, json: { generation: 99 } });
     expect(missing.status).toBe(400);
     expect(missing.body.errors[0].field).toBe('generation');
-    const stale = await call(url, 'POST', '/api/v1/services/pricing/rollback', { ...admin, json: { generation: 2 }, headers: { 'if-match': v1.headers.get('etag')! } });
+    const stale = await call(url, 'POST', '/api/v1/services/pricing/rollback', {
+      ...admin,
+      json: { generation: 2 },
+      headers: { 'if-match': v1.headers.get('etag')! },
+    });
     expect(stale.status).toBe(412);
   });
 });
@@ -146,10 +185,24 @@ describe('instances', () => {
   it('registers, heartbeats, lists and deregisters', async () => {
     const registered = await call(url, 'POST', '/api/v1/services/orders/instances', {
       ...admin,
-      json: { id: 'vm-1', address: '10.0.0.5', port: 8080, labels: { version: 'v2' }, locality: { zone: 'eu-west-1a' }, platform: 'vm', ttlSeconds: 30 },
+      json: {
+        id: 'vm-1',
+        address: '10.0.0.5',
+        port: 8080,
+        labels: { version: 'v2' },
+        locality: { zone: 'eu-west-1a' },
+        platform: 'vm',
+        ttlSeconds: 30,
+      },
     });
     expect(registered.status).toBe(201);
-    expect(registered.body).toMatchObject({ service: 'orders', id: 'vm-1', labels: { version: 'v2' }, locality: { zone: 'eu-west-1a' }, ttlSeconds: 30 });
+    expect(registered.body).toMatchObject({
+      service: 'orders',
+      id: 'vm-1',
+      labels: { version: 'v2' },
+      locality: { zone: 'eu-west-1a' },
+      ttlSeconds: 30,
+    });
 
     expect((await call(url, 'PUT', '/api/v1/services/orders/instances/vm-1/heartbeat', admin)).status).toBe(204);
     const list = await call(url, 'GET', '/api/v1/services/orders/instances');
@@ -166,9 +219,14 @@ describe('instances', () => {
     const own = await call(url, 'POST', '/api/v1/services/orders/instances', { token: await registry.teamToken('fulfilment'), json: body });
     expect(own.status).toBe(201);
     const before = await registry.snapshot();
-    const other = await call(url, 'POST', '/api/v1/services/orders/instances', { token: await registry.teamToken('payments'), json: { ...body, id: 'pod-b' } });
+    const other = await call(url, 'POST', '/api/v1/services/orders/instances', {
+      token: await registry.teamToken('payments'),
+      json: { ...body, id: 'pod-b' },
+    });
     expect(other.status).toBe(403);
-    expect((await call(url, 'DELETE', '/api/v1/services/orders/instances/pod-a', { token: await registry.teamToken('payments') })).status).toBe(403);
+    expect(
+      (await call(url, 'DELETE', '/api/v1/services/orders/instances/pod-a', { token: await registry.teamToken('payments') })).status,
+    ).toBe(403);
     expect(await registry.snapshot()).toEqual(before);
     const unknown = await call(url, 'POST', '/api/v1/services/nope/instances', { ...admin, json: body });
     expect(unknown.status).toBe(404);
@@ -193,10 +251,18 @@ describe('instances', () => {
 
 describe('topology and proxies', () => {
   it('returns nodes and edges, marking dependencies nobody registered', async () => {
-    await call(url, 'PUT', '/api/v1/services/gateway', { ...admin, json: spec('gateway', { team: 'edge', dependencies: [{ service: 'orders' }, { service: 'ghost' }] }) });
+    await call(url, 'PUT', '/api/v1/services/gateway', {
+      ...admin,
+      json: spec('gateway', { team: 'edge', dependencies: [{ service: 'orders' }, { service: 'ghost' }] }),
+    });
     const topology = await call(url, 'GET', '/api/v1/topology');
     expect(topology.status).toBe(200);
-    expect(topology.body.edges).toEqual(expect.arrayContaining([{ from: 'gateway', to: 'orders' }, { from: 'gateway', to: 'ghost' }]));
+    expect(topology.body.edges).toEqual(
+      expect.arrayContaining([
+        { from: 'gateway', to: 'orders' },
+        { from: 'gateway', to: 'ghost' },
+      ]),
+    );
     const node = (name: string) => topology.body.nodes.find((n: { name: string }) => n.name === name);
     expect(node('ghost')).toEqual({ name: 'ghost', registered: false, instances: 0 });
     expect(node('gateway')).toMatchObject({ name: 'gateway', team: 'edge', registered: true });
@@ -213,14 +279,20 @@ describe('topology and proxies', () => {
         connectedAt: now,
         updatedAt: now,
         meshRevision: '42',
-        types: { lds: { lastAckedVersion: 'v1' }, cds: { lastSentVersion: 'v2', lastNack: { version: 'v2', error: 'cluster ghost: no endpoints', at: now } } },
+        types: {
+          lds: { lastAckedVersion: 'v1' },
+          cds: { lastSentVersion: 'v2', lastNack: { version: 'v2', error: 'cluster ghost: no endpoints', at: now } },
+        },
       },
       lease.ID,
     );
     const proxies = await call(url, 'GET', '/api/v1/services/gateway/proxies');
     expect(proxies.status).toBe(200);
     expect(proxies.body.items).toHaveLength(1);
-    expect(proxies.body.items[0]).toMatchObject({ nodeId: 'gateway-7f9c', types: { cds: { lastNack: { error: 'cluster ghost: no endpoints' } } } });
+    expect(proxies.body.items[0]).toMatchObject({
+      nodeId: 'gateway-7f9c',
+      types: { cds: { lastNack: { error: 'cluster ghost: no endpoints' } } },
+    });
   });
 });
 
@@ -232,8 +304,22 @@ describe('authorisation', () => {
     expect(anonymous.headers.get('www-authenticate')).toMatch(/^Bearer/);
     expect(anonymous.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect((await call(url, 'PUT', '/api/v1/services/intruder', { token: 'not-a-token', json: spec('intruder') })).status).toBe(401);
-    expect((await call(url, 'PUT', '/api/v1/services/intruder', { token: await registry.teamToken('payments', { expiresIn: '-1m' }), json: spec('intruder') })).status).toBe(401);
-    expect((await call(url, 'PUT', '/api/v1/services/intruder', { token: await registry.teamToken('payments', { audience: 'someone-else' }), json: spec('intruder') })).status).toBe(401);
+    expect(
+      (
+        await call(url, 'PUT', '/api/v1/services/intruder', {
+          token: await registry.teamToken('payments', { expiresIn: '-1m' }),
+          json: spec('intruder'),
+        })
+      ).status,
+    ).toBe(401);
+    expect(
+      (
+        await call(url, 'PUT', '/api/v1/services/intruder', {
+          token: await registry.teamToken('payments', { audience: 'someone-else' }),
+          json: spec('intruder'),
+        })
+      ).status,
+    ).toBe(401);
     expect((await call(url, 'DELETE', '/api/v1/services/checkout')).status).toBe(401);
     expect((await call(url, 'POST', '/api/v1/services/pricing/rollback', { json: { generation: 1 } })).status).toBe(401);
     expect(await registry.snapshot()).toEqual(before);
@@ -246,7 +332,11 @@ describe('authorisation', () => {
     expect(foreign.status).toBe(403);
     expect(foreign.body.detail).toContain('logistics');
     const current = await call(url, 'GET', '/api/v1/services/ledger');
-    const steal = await call(url, 'PUT', '/api/v1/services/ledger', { token: payments, json: spec('ledger', { team: 'payments' }), headers: { 'if-match': current.headers.get('etag')! } });
+    const steal = await call(url, 'PUT', '/api/v1/services/ledger', {
+      token: payments,
+      json: spec('ledger', { team: 'payments' }),
+      headers: { 'if-match': current.headers.get('etag')! },
+    });
     expect(steal.status).toBe(403);
     expect((await call(url, 'DELETE', '/api/v1/services/ledger', { token: payments })).status).toBe(403);
     expect(await registry.snapshot()).toEqual(before);
@@ -262,7 +352,9 @@ describe('documents and operations', () => {
     const doc = await call(url, 'GET', '/openapi.json');
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/api/v1/services', '/api/v1/services/{name}', '/api/v1/topology', '/api/v1/services/{name}/rollback']));
+    expect(Object.keys(doc.body.paths)).toEqual(
+      expect.arrayContaining(['/api/v1/services', '/api/v1/services/{name}', '/api/v1/topology', '/api/v1/services/{name}/rollback']),
+    );
     expect(doc.body.components.schemas.ServiceSpec.properties.port).toMatchObject({ type: 'integer', minimum: 1, maximum: 65535 });
     const page = await call(url, 'GET', '/docs');
     expect(page.status).toBe(200);
@@ -273,7 +365,9 @@ describe('documents and operations', () => {
     expect((await call(url, 'GET', '/healthz')).status).toBe(200);
     expect((await call(url, 'GET', '/readyz')).status).toBe(200);
     const metrics = await call(url, 'GET', '/metrics');
-    expect(metrics.text).toMatch(/trellis_registry_http_requests_total\{route="\/api\/v1\/services\/:name",method="PUT",status="201"\} \d+/);
+    expect(metrics.text).toMatch(
+      /trellis_registry_http_requests_total\{route="\/api\/v1\/services\/:name",method="PUT",status="201"\} \d+/,
+    );
     expect(metrics.text).toContain('trellis_registry_http_request_duration_seconds_bucket');
     expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="missing"\} [1-9]/);
     expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="forbidden"\} [1-9]/);

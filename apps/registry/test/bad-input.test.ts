@@ -34,20 +34,23 @@ function rawRequest(method: string, path: string, body?: string, headers: Record
   const { hostname, port } = new URL(registry.url);
   return new Promise((resolve, reject) => {
     // A fresh connection each time: a refused request's unread body must not poison the next one.
-    const req = request({ host: hostname, port, method, path, agent: false, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          parsed = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: new Headers(res.headers as Record<string, string>), body: parsed, text });
-      });
-    });
+    const req = request(
+      { host: hostname, port, method, path, agent: false, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: new Headers(res.headers as Record<string, string>), body: parsed, text });
+        });
+      },
+    );
     req.on('error', reject);
     if (body !== undefined) req.write(body);
     req.end();
@@ -63,7 +66,11 @@ function expectProblem(res: Reply, status: number, field?: string): void {
 
 describe('body framing', () => {
   it('refuses malformed JSON with 400', async () => {
-    expectProblem(await rawRequest('PUT', '/api/v1/services/target', '{"name": "target",', { 'content-type': 'application/json' }), 400, '(body)');
+    expectProblem(
+      await rawRequest('PUT', '/api/v1/services/target', '{"name": "target",', { 'content-type': 'application/json' }),
+      400,
+      '(body)',
+    );
     expectProblem(await rawRequest('POST', '/api/v1/services', '"just a string"', { 'content-type': 'application/json' }), 400);
   });
 
@@ -73,7 +80,11 @@ describe('body framing', () => {
   });
 
   it('refuses other content types with 415', async () => {
-    expectProblem(await rawRequest('POST', '/api/v1/services', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'Content-Type');
+    expectProblem(
+      await rawRequest('POST', '/api/v1/services', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'Content-Type',
+    );
     expectProblem(await rawRequest('POST', '/api/v1/services', JSON.stringify(spec('plain')), { 'content-type': 'text/plain' }), 415);
     expectProblem(await rawRequest('POST', '/api/v1/services', JSON.stringify(spec('nohdr'))), 415);
   });
@@ -101,7 +112,9 @@ describe('names in paths', () => {
     ['the reserved name', '/api/v1/services/trellis-xds', 400, 'name'],
     ['bad percent-encoding', '/api/v1/services/%E0%A4%A', 400, '(request)'],
   ])('refuses a service name with %s', async (_label, path, status, field) => {
-    const res = await rawRequest('PUT', path, JSON.stringify({ team: 'payments', protocol: 'http', port: 80 }), { 'content-type': 'application/json' });
+    const res = await rawRequest('PUT', path, JSON.stringify({ team: 'payments', protocol: 'http', port: 80 }), {
+      'content-type': 'application/json',
+    });
     expectProblem(res, status, field);
   });
 
@@ -136,28 +149,59 @@ describe('service bodies', () => {
     ['duplicate dependency', spec('svc', { dependencies: [{ service: 'a' }, { service: 'a' }] }), 'dependencies[1].service'],
     ['unknown top-level field', { ...spec('svc'), replicas: 3 }, 'replicas'],
     ['unknown nested field', spec('svc', { policy: { timeoutMs: 100, bogus: true } as object }), 'policy.bogus'],
-    ['unknown field in a dependency', spec('svc', { dependencies: [{ service: 'a', weight: 1 } as { service: string }] }), 'dependencies[0].weight'],
+    [
+      'unknown field in a dependency',
+      spec('svc', { dependencies: [{ service: 'a', weight: 1 } as { service: string }] }),
+      'dependencies[0].weight',
+    ],
     ['negative timeout', spec('svc', { policy: { timeoutMs: -5 } }), 'policy.timeoutMs'],
     ['too many retries', spec('svc', { policy: { retries: { attempts: 1000 } } }), 'policy.retries.attempts'],
     [
       'traffic split not adding up to 100',
-      spec('svc', { trafficSplit: [{ name: 'v1', labels: { version: 'v1' }, weight: 50 }, { name: 'v2', labels: { version: 'v2' }, weight: 20 }] }),
+      spec('svc', {
+        trafficSplit: [
+          { name: 'v1', labels: { version: 'v1' }, weight: 50 },
+          { name: 'v2', labels: { version: 'v2' }, weight: 20 },
+        ],
+      }),
       'trafficSplit',
     ],
     ['ingress host with a path', spec('svc', { ingress: { host: 'shop.example.com/admin' } }), 'ingress.host'],
-    ['Access audience that is not hex', spec('svc', { ingress: { host: 'shop.example.com', cloudflareAccess: { teamDomain: 'acme.cloudflareaccess.com', audience: '<script>' } } }), 'ingress.cloudflareAccess.audience'],
+    [
+      'Access audience that is not hex',
+      spec('svc', {
+        ingress: { host: 'shop.example.com', cloudflareAccess: { teamDomain: 'acme.cloudflareaccess.com', audience: '<script>' } },
+      }),
+      'ingress.cloudflareAccess.audience',
+    ],
     ['description too long', spec('svc', { description: 'x'.repeat(2000) }), 'description'],
   ])('refuses %s, naming the field', async (_label, body, field) => {
     expectProblem(await call(registry.url, 'POST', '/api/v1/services', { token: ADMIN_TOKEN, json: body }), 400, field);
   });
 
   it('refuses a malformed If-Match header', async () => {
-    expectProblem(await call(registry.url, 'PUT', '/api/v1/services/target', { token: ADMIN_TOKEN, json: spec('target', { port: 1 }), headers: { 'if-match': 'abc' } }), 400, 'If-Match');
+    expectProblem(
+      await call(registry.url, 'PUT', '/api/v1/services/target', {
+        token: ADMIN_TOKEN,
+        json: spec('target', { port: 1 }),
+        headers: { 'if-match': 'abc' },
+      }),
+      400,
+      'If-Match',
+    );
   });
 
   it('refuses bad rollback requests', async () => {
-    expectProblem(await call(registry.url, 'POST', '/api/v1/services/target/rollback', { token: ADMIN_TOKEN, json: { generation: '1' } }), 400, 'generation');
-    expectProblem(await call(registry.url, 'POST', '/api/v1/services/target/rollback', { token: ADMIN_TOKEN, json: { generation: 1, force: true } }), 400, 'force');
+    expectProblem(
+      await call(registry.url, 'POST', '/api/v1/services/target/rollback', { token: ADMIN_TOKEN, json: { generation: '1' } }),
+      400,
+      'generation',
+    );
+    expectProblem(
+      await call(registry.url, 'POST', '/api/v1/services/target/rollback', { token: ADMIN_TOKEN, json: { generation: 1, force: true } }),
+      400,
+      'force',
+    );
     expectProblem(await call(registry.url, 'GET', '/api/v1/services/target/history/abc'), 400, 'generation');
   });
 });

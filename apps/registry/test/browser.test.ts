@@ -15,12 +15,23 @@ let page: Page;
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: install it with \`node tools/setup/ensure-system-deps.mjs\` (or \`apt-get install chromium\`), or point TRELLIS_CHROMIUM at a Chromium binary`);
+    throw new Error(
+      `${CHROMIUM} is missing: install it with \`node tools/setup/ensure-system-deps.mjs\` (or \`apt-get install chromium\`), or point TRELLIS_CHROMIUM at a Chromium binary`,
+    );
   }
   registry = await startRegistry();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   // Nothing in the UI needs JavaScript: prove it by turning it off.
   page = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
@@ -42,7 +53,15 @@ it('registers a service through the form and shows it in the list and the topolo
   await page.fill('#token', ADMIN_TOKEN);
   await Promise.all([page.waitForURL('**/ui/services/new'), page.click('button[type=submit]:has-text("Sign in")')]);
 
-  await fill({ name: 'storefront', team: 'web', description: 'The shop <b>front</b>', port: '8080', dependencies: 'catalog\nbasket', timeoutMs: '1500', retries: '2' });
+  await fill({
+    name: 'storefront',
+    team: 'web',
+    description: 'The shop <b>front</b>',
+    port: '8080',
+    dependencies: 'catalog\nbasket',
+    timeoutMs: '1500',
+    retries: '2',
+  });
   await page.selectOption('#protocol', 'http');
   await Promise.all([page.waitForURL('**/ui/services/storefront'), page.click('button:has-text("Save")')]);
   await expect(page.locator('h1').textContent()).resolves.toBe('storefront');
@@ -51,7 +70,12 @@ it('registers a service through the form and shows it in the list and the topolo
   await expect(page.locator('.neighbours').textContent()).resolves.toContain('catalog (missing)');
 
   const stored = await registry.store.getService('storefront');
-  expect(stored?.value.spec).toMatchObject({ team: 'web', port: 8080, policy: { timeoutMs: 1500, retries: { attempts: 2 } }, dependencies: [{ service: 'catalog' }, { service: 'basket' }] });
+  expect(stored?.value.spec).toMatchObject({
+    team: 'web',
+    port: 8080,
+    policy: { timeoutMs: 1500, retries: { attempts: 2 } },
+    dependencies: [{ service: 'catalog' }, { service: 'basket' }],
+  });
 
   await page.goto(`${registry.url}/ui/services?q=store`);
   await expect(page.locator('table.services a', { hasText: 'storefront' }).count()).resolves.toBe(1);

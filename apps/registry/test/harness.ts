@@ -56,7 +56,12 @@ export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyB
   addEtcdReadiness(health, client, metrics, logger);
   const app = createApp({
     store,
-    authenticator: Authenticator.fromConfig({ TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN, TRELLIS_AUTH_JWKS_URL: jwksUrl, TRELLIS_AUTH_ISSUER: ISSUER, TRELLIS_AUTH_AUDIENCE: AUDIENCE }),
+    authenticator: Authenticator.fromConfig({
+      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      TRELLIS_AUTH_JWKS_URL: jwksUrl,
+      TRELLIS_AUTH_ISSUER: ISSUER,
+      TRELLIS_AUTH_AUDIENCE: AUDIENCE,
+    }),
     health,
     metricsRegistry,
     metrics,

@@ -29,7 +29,11 @@ class Session {
     return { status: res.status, text, headers: res.headers };
   }
 
-  async post(path: string, form: Record<string, string>, headers: Record<string, string> = {}): Promise<{ status: number; text: string; location: string | null }> {
+  async post(
+    path: string,
+    form: Record<string, string>,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; text: string; location: string | null }> {
     const res = await fetch(registry.url + path, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookieHeader(), ...headers },
@@ -124,7 +128,10 @@ it('does not redirect off-site after signing in', async () => {
 
 it('refuses deleting a service others call and says who', async () => {
   const session = await signedIn();
-  await call(registry.url, 'PUT', '/api/v1/services/caller', { token: ADMIN_TOKEN, json: spec('caller', { dependencies: [{ service: 'xss' }] }) });
+  await call(registry.url, 'PUT', '/api/v1/services/caller', {
+    token: ADMIN_TOKEN,
+    json: spec('caller', { dependencies: [{ service: 'xss' }] }),
+  });
   await session.get('/ui/services/xss');
   const res = await session.post('/ui/services/xss/delete', { _csrf: session.csrf });
   expect(res.status).toBe(409);
@@ -136,7 +143,15 @@ it('shows proxies with a rejected config next to the change before it', async ()
   // Stamped a minute ahead so the changes below still come "before" it.
   const at = new Date(Date.now() + 60_000).toISOString();
   await registry.store.putProxyStatus(
-    { service: 'xss', nodeId: 'xss-1', controlPlane: 'cp-a', connectedAt: at, updatedAt: at, meshRevision: '7', types: { rds: { lastAckedVersion: '6', lastNack: { version: '7', error: 'route: bad <regex>', at } } } },
+    {
+      service: 'xss',
+      nodeId: 'xss-1',
+      controlPlane: 'cp-a',
+      connectedAt: at,
+      updatedAt: at,
+      meshRevision: '7',
+      types: { rds: { lastAckedVersion: '6', lastNack: { version: '7', error: 'route: bad <regex>', at } } },
+    },
     lease.ID,
   );
   let page = await new Session().get('/ui/services/xss');
@@ -148,9 +163,17 @@ it('shows proxies with a rejected config next to the change before it', async ()
   const calls = spec('xss', { description: 'now calls helper', dependencies: [{ service: 'helper' }] });
   await call(registry.url, 'PUT', '/api/v1/services/helper', { token: ADMIN_TOKEN, json: spec('helper') });
   const current = await call(registry.url, 'GET', '/api/v1/services/xss');
-  await call(registry.url, 'PUT', '/api/v1/services/xss', { token: ADMIN_TOKEN, json: calls, headers: { 'if-match': current.headers.get('etag')! } });
+  await call(registry.url, 'PUT', '/api/v1/services/xss', {
+    token: ADMIN_TOKEN,
+    json: calls,
+    headers: { 'if-match': current.headers.get('etag')! },
+  });
   const helper = await call(registry.url, 'GET', '/api/v1/services/helper');
-  await call(registry.url, 'PUT', '/api/v1/services/helper', { token: ADMIN_TOKEN, json: spec('helper', { port: 9999 }), headers: { 'if-match': helper.headers.get('etag')! } });
+  await call(registry.url, 'PUT', '/api/v1/services/helper', {
+    token: ADMIN_TOKEN,
+    json: spec('helper', { port: 9999 }),
+    headers: { 'if-match': helper.headers.get('etag')! },
+  });
   page = await new Session().get('/ui/services/xss');
   expect(page.text).toMatch(/latest change before it: <a href="\/ui\/services\/helper\/history">helper generation 2<\/a>/);
 });
@@ -166,7 +189,14 @@ it('links a rejected config to the exact change its mesh revision includes, not 
   const at = new Date(Date.now() + 60_000).toISOString();
   const meshRevision = cause.modRevision;
   await store.putProxyStatus(
-    { service: 'shop', nodeId: 'shop-1', controlPlane: 'cp-a', connectedAt: at, updatedAt: at, types: { cds: { lastNack: { version: 'c9', error: 'cluster pay: bad', at, meshRevision } } } },
+    {
+      service: 'shop',
+      nodeId: 'shop-1',
+      controlPlane: 'cp-a',
+      connectedAt: at,
+      updatedAt: at,
+      types: { cds: { lastNack: { version: 'c9', error: 'cluster pay: bad', at, meshRevision } } },
+    },
     lease.ID,
   );
 

@@ -10,13 +10,29 @@ describe('generated Envoy types', () => {
   it('round-trips a Listener whose HTTP connection manager is packed in Any', () => {
     const hcm = HttpConnectionManager.fromPartial({
       statPrefix: 'outbound_b',
-      routeSpecifier: { $case: 'rds', value: { routeConfigName: 'b', configSource: { configSourceSpecifier: { $case: 'ads', value: {} }, resourceApiVersion: 2 } } },
-      httpFilters: [{ name: 'envoy.filters.http.router', configType: { $case: 'typedConfig', value: packAny(Router, Router.fromPartial({})) } }],
+      routeSpecifier: {
+        $case: 'rds',
+        value: { routeConfigName: 'b', configSource: { configSourceSpecifier: { $case: 'ads', value: {} }, resourceApiVersion: 2 } },
+      },
+      httpFilters: [
+        { name: 'envoy.filters.http.router', configType: { $case: 'typedConfig', value: packAny(Router, Router.fromPartial({})) } },
+      ],
     });
     const listener = Listener.fromPartial({
       name: 'outbound|b',
-      address: { address: { $case: 'socketAddress', value: { address: '127.0.0.1', portSpecifier: { $case: 'portValue', value: 15001 } } } },
-      filterChains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', configType: { $case: 'typedConfig', value: packAny(HttpConnectionManager, hcm) } }] }],
+      address: {
+        address: { $case: 'socketAddress', value: { address: '127.0.0.1', portSpecifier: { $case: 'portValue', value: 15001 } } },
+      },
+      filterChains: [
+        {
+          filters: [
+            {
+              name: 'envoy.filters.network.http_connection_manager',
+              configType: { $case: 'typedConfig', value: packAny(HttpConnectionManager, hcm) },
+            },
+          ],
+        },
+      ],
     });
     const decoded = Listener.decode(Listener.encode(listener).finish());
     expect(decoded.name).toBe('outbound|b');
@@ -44,7 +60,18 @@ describe('generated Envoy types', () => {
         {
           locality: { zone: 'z1' },
           loadBalancingWeight: 1,
-          lbEndpoints: [{ hostIdentifier: { $case: 'endpoint', value: { address: { address: { $case: 'socketAddress', value: { address: '10.0.0.1', portSpecifier: { $case: 'portValue', value: 8080 } } } } } } }],
+          lbEndpoints: [
+            {
+              hostIdentifier: {
+                $case: 'endpoint',
+                value: {
+                  address: {
+                    address: { $case: 'socketAddress', value: { address: '10.0.0.1', portSpecifier: { $case: 'portValue', value: 8080 } } },
+                  },
+                },
+              },
+            },
+          ],
         },
       ],
     });
@@ -52,7 +79,18 @@ describe('generated Envoy types', () => {
 
     const routes = RouteConfiguration.fromPartial({
       name: 'b',
-      virtualHosts: [{ name: 'b', domains: ['b'], routes: [{ match: { pathSpecifier: { $case: 'prefix', value: '/' } }, action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: 'b' } } } }] }],
+      virtualHosts: [
+        {
+          name: 'b',
+          domains: ['b'],
+          routes: [
+            {
+              match: { pathSpecifier: { $case: 'prefix', value: '/' } },
+              action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: 'b' } } },
+            },
+          ],
+        },
+      ],
     });
     expect(RouteConfiguration.decode(RouteConfiguration.encode(routes).finish())).toEqual(routes);
   });

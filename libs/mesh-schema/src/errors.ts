@@ -9,14 +9,20 @@ export class MeshStoreError extends Error {
 
 /** The record does not exist (HTTP 404). */
 export class NotFoundError extends MeshStoreError {
-  constructor(readonly key: string, what: string) {
+  constructor(
+    readonly key: string,
+    what: string,
+  ) {
     super(`${what} not found`);
   }
 }
 
 /** A create found the record already there (HTTP 409). */
 export class AlreadyExistsError extends MeshStoreError {
-  constructor(readonly key: string, what: string) {
+  constructor(
+    readonly key: string,
+    what: string,
+  ) {
     super(`${what} already exists`);
   }
 }

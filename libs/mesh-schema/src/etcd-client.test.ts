@@ -40,12 +40,20 @@ describe('etcdOptionsFromEnv', () => {
   });
 
   it('uses TLS with system roots for https endpoints without a CA file', () => {
-    expect(etcdOptionsFromEnv({ ...base, TRELLIS_ETCD_ENDPOINTS: ['https://etcd.example:2379'] }).tls).toEqual({ ca: undefined, cert: undefined, key: undefined });
+    expect(etcdOptionsFromEnv({ ...base, TRELLIS_ETCD_ENDPOINTS: ['https://etcd.example:2379'] }).tls).toEqual({
+      ca: undefined,
+      cert: undefined,
+      key: undefined,
+    });
   });
 
   it('names the variable whose file cannot be read, and refuses half-configured pairs', () => {
-    expect(() => etcdOptionsFromEnv({ ...base, TRELLIS_ETCD_CA_FILE: join(dir, 'missing.pem') })).toThrow(/^TRELLIS_ETCD_CA_FILE: cannot read/);
-    expect(() => etcdOptionsFromEnv({ ...base, TRELLIS_ETCD_CERT_FILE: join(dir, 'cert.pem') })).toThrow(/TRELLIS_ETCD_CERT_FILE and TRELLIS_ETCD_KEY_FILE/);
+    expect(() => etcdOptionsFromEnv({ ...base, TRELLIS_ETCD_CA_FILE: join(dir, 'missing.pem') })).toThrow(
+      /^TRELLIS_ETCD_CA_FILE: cannot read/,
+    );
+    expect(() => etcdOptionsFromEnv({ ...base, TRELLIS_ETCD_CERT_FILE: join(dir, 'cert.pem') })).toThrow(
+      /TRELLIS_ETCD_CERT_FILE and TRELLIS_ETCD_KEY_FILE/,
+    );
     expect(() => etcdOptionsFromEnv({ ...base, TRELLIS_ETCD_USERNAME: 'u' })).toThrow(/TRELLIS_ETCD_PASSWORD_FILE/);
   });
 });

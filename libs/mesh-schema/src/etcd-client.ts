@@ -82,7 +82,10 @@ export function etcdOptionsFromEnv(env: EtcdEnv): EtcdConnectionOptions {
   }
   if (env.TRELLIS_ETCD_USERNAME) {
     if (!env.TRELLIS_ETCD_PASSWORD_FILE) throw new Error('TRELLIS_ETCD_USERNAME is set but TRELLIS_ETCD_PASSWORD_FILE is not');
-    opts.auth = { username: env.TRELLIS_ETCD_USERNAME, password: read('TRELLIS_ETCD_PASSWORD_FILE', env.TRELLIS_ETCD_PASSWORD_FILE).toString('utf8').trim() };
+    opts.auth = {
+      username: env.TRELLIS_ETCD_USERNAME,
+      password: read('TRELLIS_ETCD_PASSWORD_FILE', env.TRELLIS_ETCD_PASSWORD_FILE).toString('utf8').trim(),
+    };
   }
   return opts;
 }

@@ -18,7 +18,11 @@ describe('KeyLayout', () => {
     ['history', layout.history('cart', 12), { kind: 'history', service: 'cart', id: '0000000012' }],
     ['mesh settings', layout.meshSettings(), { kind: 'meshSettings' }],
     ['authz key', layout.authzKey('2026-01-k1'), { kind: 'authzKey', id: '2026-01-k1' }],
-    ['proxy status', layout.proxyStatus('cart', 'sidecar~10.0.0.1~cart/pod.ns'), { kind: 'proxyStatus', service: 'cart', id: 'sidecar~10.0.0.1~cart/pod.ns' }],
+    [
+      'proxy status',
+      layout.proxyStatus('cart', 'sidecar~10.0.0.1~cart/pod.ns'),
+      { kind: 'proxyStatus', service: 'cart', id: 'sidecar~10.0.0.1~cart/pod.ns' },
+    ],
   ])('round-trips a %s key through parse', (_what, key, parsed) => {
     expect(key.startsWith('/mesh/')).toBe(true);
     expect(layout.parse(key)).toEqual(parsed);

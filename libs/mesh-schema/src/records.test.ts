@@ -11,7 +11,13 @@ import {
 } from './records';
 import { XDS_TOKEN_AUDIENCE } from './conventions';
 
-const spec = (overrides: Partial<ServiceSpecInput> = {}): ServiceSpecInput => ({ name: 'checkout', team: 'payments', protocol: 'http', port: 8080, ...overrides });
+const spec = (overrides: Partial<ServiceSpecInput> = {}): ServiceSpecInput => ({
+  name: 'checkout',
+  team: 'payments',
+  protocol: 'http',
+  port: 8080,
+  ...overrides,
+});
 const issues = (result: { success: boolean; error?: { issues: { path: PropertyKey[]; message: string }[] } }) =>
   (result.error?.issues ?? []).map((i) => `${i.path.join('.')}: ${i.message}`);
 
@@ -19,11 +25,16 @@ describe('ServiceName', () => {
   it.each(['a', 'checkout', 'a-b-1', '0abc', 'a'.repeat(63)])('accepts %j', (name) => {
     expect(ServiceName.safeParse(name).success).toBe(true);
   });
-  it.each(['', 'A', 'Checkout', '-a', 'a-', 'a_b', 'a.b', 'a/b', '..', '.', 'a'.repeat(64), 'café', 'a\u0000b', 'a\nb', ' a'])('refuses %j', (name) => {
-    expect(ServiceName.safeParse(name).success).toBe(false);
-  });
+  it.each(['', 'A', 'Checkout', '-a', 'a-', 'a_b', 'a.b', 'a/b', '..', '.', 'a'.repeat(64), 'café', 'a\u0000b', 'a\nb', ' a'])(
+    'refuses %j',
+    (name) => {
+      expect(ServiceName.safeParse(name).success).toBe(false);
+    },
+  );
   it('refuses the xDS token audience, saying it is reserved', () => {
-    expect(issues(ServiceName.safeParse(XDS_TOKEN_AUDIENCE))).toEqual([expect.stringMatching(/^: is reserved for Trellis itself \(trellis-xds\)/)]);
+    expect(issues(ServiceName.safeParse(XDS_TOKEN_AUDIENCE))).toEqual([
+      expect.stringMatching(/^: is reserved for Trellis itself \(trellis-xds\)/),
+    ]);
   });
 });
 
@@ -52,7 +63,10 @@ describe('ServiceSpec', () => {
 
   it('refuses a dependency on itself and duplicate dependencies, naming the field', () => {
     const result = ServiceSpec.safeParse(spec({ dependencies: [{ service: 'checkout' }, { service: 'cart' }, { service: 'cart' }] }));
-    expect(issues(result)).toEqual(['dependencies.0.service: a service cannot depend on itself', 'dependencies.2.service: duplicate dependency "cart"']);
+    expect(issues(result)).toEqual([
+      'dependencies.0.service: a service cannot depend on itself',
+      'dependencies.2.service: duplicate dependency "cart"',
+    ]);
   });
 
   it('refuses unknown fields at every level', () => {
@@ -76,7 +90,9 @@ describe('ServiceSpec', () => {
     expect(ServiceSpec.safeParse(spec({ ingress: { host: 'Shop.example.com' } })).success).toBe(false);
     expect(ServiceSpec.safeParse(spec({ ingress: { host: 'shop.example.com', pathPrefix: 'no-slash' } })).success).toBe(false);
     expect(
-      ServiceSpec.safeParse(spec({ ingress: { host: 'a.example.com', cloudflareAccess: { teamDomain: 'team.cloudflareaccess.com', audience: 'not hex' } } })).success,
+      ServiceSpec.safeParse(
+        spec({ ingress: { host: 'a.example.com', cloudflareAccess: { teamDomain: 'team.cloudflareaccess.com', audience: 'not hex' } } }),
+      ).success,
     ).toBe(false);
   });
 });
@@ -88,7 +104,9 @@ describe('TrafficSplit', () => {
     expect(TrafficSplit.safeParse([subset('v1', 100), subset('v2', 0)]).success).toBe(true);
   });
   it('refuses weights that do not, saying what they add up to', () => {
-    expect(issues(TrafficSplit.safeParse([subset('v1', 50), subset('v2', 40)]))).toEqual([': subset weights must add up to 100 (they add up to 90)']);
+    expect(issues(TrafficSplit.safeParse([subset('v1', 50), subset('v2', 40)]))).toEqual([
+      ': subset weights must add up to 100 (they add up to 90)',
+    ]);
   });
   it('refuses duplicate subsets, out-of-range weights and an empty split', () => {
     expect(issues(TrafficSplit.safeParse([subset('v1', 50), subset('v1', 50)]))).toEqual(['1.name: duplicate subset "v1"']);
@@ -124,14 +142,25 @@ describe('other records', () => {
   });
 
   it('AuthzPublicKey refuses a kid that could leave its key segment', () => {
-    const key = { kid: 'k1', jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: 'x', e: 'AQAB' }, publishedAt: '2026-01-01T00:00:00Z', activeFrom: '2026-01-01T00:00:00Z' };
+    const key = {
+      kid: 'k1',
+      jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: 'x', e: 'AQAB' },
+      publishedAt: '2026-01-01T00:00:00Z',
+      activeFrom: '2026-01-01T00:00:00Z',
+    };
     expect(AuthzPublicKey.safeParse(key).success).toBe(true);
     expect(AuthzPublicKey.safeParse({ ...key, kid: '../x' }).success).toBe(false);
     expect(AuthzPublicKey.safeParse({ ...key, jwk: { ...key.jwk, d: 'private!' } }).success).toBe(false);
   });
 
   it('ProxyStatus holds only the xDS types a proxy asked for', () => {
-    const status = { service: 'cart', nodeId: 'n1', controlPlane: 'cp-0', connectedAt: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:00Z' };
+    const status = {
+      service: 'cart',
+      nodeId: 'n1',
+      controlPlane: 'cp-0',
+      connectedAt: '2026-01-01T00:00:00Z',
+      updatedAt: '2026-01-01T00:00:00Z',
+    };
     expect(ProxyStatus.safeParse({ ...status, types: {} }).success).toBe(true);
     expect(ProxyStatus.safeParse({ ...status, types: { cds: { lastAckedVersion: '1' } } }).success).toBe(true);
     expect(ProxyStatus.safeParse({ ...status, types: { xyz: {} } }).success).toBe(false);

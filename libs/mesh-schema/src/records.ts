@@ -26,11 +26,11 @@ export const InstanceId = z
   .refine((id) => !id.includes('..'), 'must not contain ".."');
 export type InstanceId = z.infer<typeof InstanceId>;
 
-const LabelKey = z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,61}[a-zA-Z0-9])?$/, 'label keys are 1-63 characters of letters, digits, ".", "_", "-" and "/"');
+const LabelKey = z
+  .string()
+  .regex(/^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,61}[a-zA-Z0-9])?$/, 'label keys are 1-63 characters of letters, digits, ".", "_", "-" and "/"');
 const LabelValue = z.string().regex(/^[a-zA-Z0-9._-]{0,63}$/, 'label values are 0-63 characters of letters, digits, ".", "_" and "-"');
-export const Labels = z
-  .record(LabelKey, LabelValue)
-  .refine((labels) => Object.keys(labels).length <= 32, 'at most 32 labels');
+export const Labels = z.record(LabelKey, LabelValue).refine((labels) => Object.keys(labels).length <= 32, 'at most 32 labels');
 
 export const Protocol = z.enum(['http', 'http2', 'grpc', 'tcp']);
 export type Protocol = z.infer<typeof Protocol>;
@@ -79,7 +79,10 @@ export const OutlierDetection = z
 export const HealthCheck = z
   .object({
     /** HTTP path to probe; absent means a TCP connect check (or gRPC health for grpc services). */
-    path: z.string().regex(/^\/[\x21-\x7e]{0,255}$/, 'must be an absolute path of printable ASCII').optional(),
+    path: z
+      .string()
+      .regex(/^\/[\x21-\x7e]{0,255}$/, 'must be an absolute path of printable ASCII')
+      .optional(),
     intervalMs: Millis(3_600_000).default(10_000),
     timeoutMs: Millis(60_000).default(1_000),
     unhealthyThreshold: z.number().int().min(1).max(100).default(3),
@@ -148,7 +151,10 @@ export type TrafficSplit = z.infer<typeof TrafficSplit>;
 export const Ingress = z
   .object({
     host: z.string().max(253).regex(DNS_NAME, 'must be a DNS name'),
-    pathPrefix: z.string().regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,255}$/, 'must start with "/" and contain only URL path characters').default('/'),
+    pathPrefix: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,255}$/, 'must start with "/" and contain only URL path characters')
+      .default('/'),
     /** Cloudflare Access application that fronts this route; absent means the edge does not require Access. */
     cloudflareAccess: z
       .object({
@@ -178,8 +184,10 @@ export const ServiceSpec = z
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();
     spec.dependencies.forEach((dep, i) => {
-      if (dep.service === spec.name) ctx.addIssue({ code: 'custom', path: ['dependencies', i, 'service'], message: 'a service cannot depend on itself' });
-      if (seen.has(dep.service)) ctx.addIssue({ code: 'custom', path: ['dependencies', i, 'service'], message: `duplicate dependency "${dep.service}"` });
+      if (dep.service === spec.name)
+        ctx.addIssue({ code: 'custom', path: ['dependencies', i, 'service'], message: 'a service cannot depend on itself' });
+      if (seen.has(dep.service))
+        ctx.addIssue({ code: 'custom', path: ['dependencies', i, 'service'], message: `duplicate dependency "${dep.service}"` });
       seen.add(dep.service);
     });
   });
@@ -237,9 +245,21 @@ export type HistoryEntry = z.infer<typeof HistoryEntry>;
 
 export const Locality = z
   .object({
-    region: z.string().max(128).regex(/^[a-zA-Z0-9._-]*$/).default(''),
-    zone: z.string().max(128).regex(/^[a-zA-Z0-9._-]*$/).default(''),
-    subZone: z.string().max(128).regex(/^[a-zA-Z0-9._-]*$/).default(''),
+    region: z
+      .string()
+      .max(128)
+      .regex(/^[a-zA-Z0-9._-]*$/)
+      .default(''),
+    zone: z
+      .string()
+      .max(128)
+      .regex(/^[a-zA-Z0-9._-]*$/)
+      .default(''),
+    subZone: z
+      .string()
+      .max(128)
+      .regex(/^[a-zA-Z0-9._-]*$/)
+      .default(''),
   })
   .strict();
 export type Locality = z.infer<typeof Locality>;

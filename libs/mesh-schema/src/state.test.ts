@@ -7,7 +7,13 @@ const at = '2026-01-01T00:00:00Z';
 let rev = 100;
 const put = (key: string, value: unknown): KvEvent => {
   rev += 1;
-  return { type: 'put', key, value: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)), modRevision: String(rev), createRevision: '5' };
+  return {
+    type: 'put',
+    key,
+    value: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)),
+    modRevision: String(rev),
+    createRevision: '5',
+  };
 };
 const del = (key: string): KvEvent => {
   rev += 1;
@@ -31,10 +37,20 @@ describe('applyKvEvent', () => {
     const state = emptyMeshState();
     const { onInvalid } = collect();
     const p = put(layout.service('cart'), service('cart'));
-    expect(applyKvEvent(state, layout, p, onInvalid)).toEqual({ kind: 'service', type: 'put', service: 'cart', modRevision: p.modRevision });
+    expect(applyKvEvent(state, layout, p, onInvalid)).toEqual({
+      kind: 'service',
+      type: 'put',
+      service: 'cart',
+      modRevision: p.modRevision,
+    });
     expect(state.services.get('cart')).toEqual({ value: service('cart'), modRevision: p.modRevision, createRevision: '5' });
     const d = del(layout.service('cart'));
-    expect(applyKvEvent(state, layout, d, onInvalid)).toEqual({ kind: 'service', type: 'delete', service: 'cart', modRevision: d.modRevision });
+    expect(applyKvEvent(state, layout, d, onInvalid)).toEqual({
+      kind: 'service',
+      type: 'delete',
+      service: 'cart',
+      modRevision: d.modRevision,
+    });
     expect(state.services.size).toBe(0);
   });
 
@@ -44,7 +60,11 @@ describe('applyKvEvent', () => {
     applyKvEvent(state, layout, put(layout.instance('cart', 'a'), instance('cart', 'a')), onInvalid);
     applyKvEvent(state, layout, put(layout.instance('cart', 'b'), instance('cart', 'b')), onInvalid);
     expect([...state.instances.get('cart')!.keys()]).toEqual(['a', 'b']);
-    expect(applyKvEvent(state, layout, del(layout.instance('cart', 'a')), onInvalid)).toMatchObject({ kind: 'instance', type: 'delete', id: 'a' });
+    expect(applyKvEvent(state, layout, del(layout.instance('cart', 'a')), onInvalid)).toMatchObject({
+      kind: 'instance',
+      type: 'delete',
+      id: 'a',
+    });
     applyKvEvent(state, layout, del(layout.instance('cart', 'b')), onInvalid);
     expect(state.instances.has('cart')).toBe(false);
   });
@@ -64,7 +84,12 @@ describe('applyKvEvent', () => {
     const { onInvalid, invalid } = collect();
     applyKvEvent(state, layout, put(layout.service('cart'), service('cart')), onInvalid);
     const bad = put(layout.service('cart'), '{"spec":');
-    expect(applyKvEvent(state, layout, bad, onInvalid)).toEqual({ kind: 'service', type: 'delete', service: 'cart', modRevision: bad.modRevision });
+    expect(applyKvEvent(state, layout, bad, onInvalid)).toEqual({
+      kind: 'service',
+      type: 'delete',
+      service: 'cart',
+      modRevision: bad.modRevision,
+    });
     expect(state.services.has('cart')).toBe(false);
     expect(invalid.map((e) => e.key)).toEqual([layout.service('cart')]);
     // Invalid again while absent: nothing changed.
@@ -85,7 +110,11 @@ describe('applyKvEvent', () => {
     applyKvEvent(state, layout, put(layout.meshSettings(), { tokenIssuer: 'trellis' }), onInvalid);
     expect(state.meshSettings).toEqual({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
     const key = { kid: 'k1', jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: 'x', e: 'AQAB' }, publishedAt: at, activeFrom: at };
-    expect(applyKvEvent(state, layout, put(layout.authzKey('k1'), key), onInvalid)).toMatchObject({ kind: 'authzKey', type: 'put', id: 'k1' });
+    expect(applyKvEvent(state, layout, put(layout.authzKey('k1'), key), onInvalid)).toMatchObject({
+      kind: 'authzKey',
+      type: 'put',
+      id: 'k1',
+    });
     expect(state.authzKeys.get('k1')?.jwk.use).toBe('sig');
     applyKvEvent(state, layout, del(layout.meshSettings()), onInvalid);
     expect(state.meshSettings).toBeUndefined();
@@ -95,7 +124,11 @@ describe('applyKvEvent', () => {
 describe('buildMeshState', () => {
   it('equals replaying the same keys as events, at the snapshot revision', () => {
     const { onInvalid } = collect();
-    const kvs = [put(layout.service('a'), service('a')), put(layout.instance('a', 'i'), instance('a', 'i')), put(layout.service('bad'), 'x')];
+    const kvs = [
+      put(layout.service('a'), service('a')),
+      put(layout.instance('a', 'i'), instance('a', 'i')),
+      put(layout.service('bad'), 'x'),
+    ];
     const built = buildMeshState(layout, '42', kvs, onInvalid);
     const replayed = emptyMeshState('42');
     for (const kv of kvs) applyKvEvent(replayed, layout, kv, onInvalid);

@@ -65,7 +65,10 @@ export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, o
   switch (parsed.kind) {
     case 'service': {
       const name = parsed.service!;
-      const value = ev.type === 'put' ? decodeOwned(ServiceRecord, ev, onInvalid, (r) => r.spec.name === name, 'spec.name must match the key') : undefined;
+      const value =
+        ev.type === 'put'
+          ? decodeOwned(ServiceRecord, ev, onInvalid, (r) => r.spec.name === name, 'spec.name must match the key')
+          : undefined;
       const had = state.services.delete(name);
       if (value) state.services.set(name, { value, modRevision, createRevision: ev.createRevision });
       return value || had ? { kind: 'service', type: value ? 'put' : 'delete', service: name, modRevision } : undefined;
@@ -74,7 +77,9 @@ export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, o
       const service = parsed.service!;
       const id = parsed.id!;
       const value =
-        ev.type === 'put' ? decodeOwned(InstanceRecord, ev, onInvalid, (r) => r.service === service && r.id === id, 'service and id must match the key') : undefined;
+        ev.type === 'put'
+          ? decodeOwned(InstanceRecord, ev, onInvalid, (r) => r.service === service && r.id === id, 'service and id must match the key')
+          : undefined;
       const ofService = state.instances.get(service);
       const had = ofService?.delete(id) ?? false;
       if (value) {
@@ -94,7 +99,8 @@ export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, o
     }
     case 'authzKey': {
       const kid = parsed.id!;
-      const value = ev.type === 'put' ? decodeOwned(AuthzPublicKey, ev, onInvalid, (k) => k.kid === kid, 'kid must match the key') : undefined;
+      const value =
+        ev.type === 'put' ? decodeOwned(AuthzPublicKey, ev, onInvalid, (k) => k.kid === kid, 'kid must match the key') : undefined;
       const had = state.authzKeys.delete(kid);
       if (value) state.authzKeys.set(kid, value);
       return value || had ? { kind: 'authzKey', type: value ? 'put' : 'delete', id: kid, modRevision } : undefined;

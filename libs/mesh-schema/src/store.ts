@@ -119,7 +119,14 @@ export class MeshStore {
         dependencySince: nextDependencySince(validSpec, generation, undefined),
       });
       const historyKey = this.layout.history(spec.name, generation);
-      const history = this.historyEntry(historyKey, { service: spec.name, generation, action: 'create', actor, at, spec: record.value.spec });
+      const history = this.historyEntry(historyKey, {
+        service: spec.name,
+        generation,
+        action: 'create',
+        actor,
+        at,
+        spec: record.value.spec,
+      });
       const res = await this.client.kv.txn({
         compare: [absent(key), absent(historyKey)],
         success: [put(key, record.bytes), put(historyKey, history)],
@@ -216,7 +223,8 @@ export class MeshStore {
 
   /** Puts the instance under a fresh lease of `ttlSeconds`; it disappears unless heartbeats refresh that lease. */
   async registerInstance(input: RegisterInstanceInput, ttlSeconds: number): Promise<{ record: InstanceRecord; leaseId: string }> {
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1)
+      throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
     const valid = validateFirst(InstanceRecord, `instance ${JSON.stringify(`${input.service}/${input.id}`)}`, {
       ...input,
       registeredAt: input.registeredAt ?? this.now().toISOString(),
@@ -343,13 +351,20 @@ export class MeshStore {
   /** Highest generation in the service's history (0 when it never existed). */
   private async lastGeneration(name: string): Promise<number> {
     const prefix = this.layout.historyOf(name);
-    const res = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: 1, sort_order: 'Descend', sort_target: 'Key' });
+    const res = await this.client.kv.range({
+      key: Buffer.from(prefix),
+      range_end: prefixEnd(prefix),
+      limit: 1,
+      sort_order: 'Descend',
+      sort_target: 'Key',
+    });
     const kv = res.kvs[0];
     if (!kv) return 0;
     // The key carries the generation, so even a corrupt last entry cannot stall new changes.
     const key = kv.key.toString('utf8');
     const generation = Number(this.layout.parse(key)?.id);
-    if (!Number.isSafeInteger(generation) || generation < 1) throw new InvalidRecordError(key, ['history key does not end in a generation number']);
+    if (!Number.isSafeInteger(generation) || generation < 1)
+      throw new InvalidRecordError(key, ['history key does not end in a generation number']);
     return generation;
   }
 
@@ -373,7 +388,8 @@ export class MeshStore {
         if (ifModRevision !== undefined) throw new RevisionMismatchError(key, ifModRevision, undefined);
         throw new NotFoundError(key, `service "${name}"`);
       }
-      if (ifModRevision !== undefined && kv.mod_revision !== ifModRevision) throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
+      if (ifModRevision !== undefined && kv.mod_revision !== ifModRevision)
+        throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
       const current = await this.currentService(name, kv);
       const { ops, result, guards = [] } = await build(current, this.now().toISOString());
       const res = await this.client.kv.txn({

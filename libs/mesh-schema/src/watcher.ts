@@ -129,7 +129,13 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       [this.layout.instances(), this.layout.meshSettings(), this.layout.authzKeys()].map((p) => rangePrefix(this.client, p, revision)),
     );
     const kvs: KvEvent[] = [first, ...rest].flatMap((r) =>
-      r.kvs.map((kv) => ({ type: 'put' as const, key: kv.key.toString('utf8'), value: kv.value, modRevision: kv.mod_revision, createRevision: kv.create_revision })),
+      r.kvs.map((kv) => ({
+        type: 'put' as const,
+        key: kv.key.toString('utf8'),
+        value: kv.value,
+        modRevision: kv.mod_revision,
+        createRevision: kv.create_revision,
+      })),
     );
     return buildMeshState(this.layout, revision, kvs, this.onInvalid);
   }
@@ -162,7 +168,10 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
         if (!current()) return;
         this.cancelsInARow += 1;
         const delayMs = this.cancelsInARow === 1 ? 0 : Math.min(RETRY_INITIAL_MS * 2 ** this.cancelsInARow, RETRY_MAX_MS);
-        this.logger?.warn({ err: err.message, resumeFrom: resumeFrom(), delayMs }, 'mesh watch canceled by etcd (compacted?); reloading snapshot');
+        this.logger?.warn(
+          { err: err.message, resumeFrom: resumeFrom(), delayMs },
+          'mesh watch canceled by etcd (compacted?); reloading snapshot',
+        );
         this.watcher = undefined;
         void this.resync('watch canceled', delayMs);
       });

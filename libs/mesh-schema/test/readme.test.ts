@@ -6,7 +6,11 @@ import { KeyLayout } from '../src/keys';
 import * as records from '../src/records';
 
 const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
-const examples = [...readme.matchAll(/^### `([^`]+)` — `(\w+)`[\s\S]*?```json\n([\s\S]*?)```/gm)].map(([, key, schema, json]) => ({ key: key!, schema: schema!, json: json! }));
+const examples = [...readme.matchAll(/^### `([^`]+)` — `(\w+)`[\s\S]*?```json\n([\s\S]*?)```/gm)].map(([, key, schema, json]) => ({
+  key: key!,
+  schema: schema!,
+  json: json!,
+}));
 const kindOf: Record<string, string> = {
   ServiceRecord: 'service',
   HistoryEntry: 'history',

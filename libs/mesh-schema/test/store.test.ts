@@ -214,8 +214,14 @@ describe('instances', () => {
 describe('mesh settings, authz keys and proxy status', () => {
   it('writes mesh settings only once', async () => {
     expect(await store.getMeshSettings()).toBeUndefined();
-    expect(await store.ensureMeshSettings({ tokenIssuer: 'trellis', clockSkewSeconds: 30 })).toEqual({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
-    expect(await store.ensureMeshSettings({ tokenIssuer: 'other', clockSkewSeconds: 5 })).toEqual({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
+    expect(await store.ensureMeshSettings({ tokenIssuer: 'trellis', clockSkewSeconds: 30 })).toEqual({
+      tokenIssuer: 'trellis',
+      clockSkewSeconds: 30,
+    });
+    expect(await store.ensureMeshSettings({ tokenIssuer: 'other', clockSkewSeconds: 5 })).toEqual({
+      tokenIssuer: 'trellis',
+      clockSkewSeconds: 30,
+    });
   });
 
   it('puts, lists and deletes authz keys', async () => {
@@ -264,7 +270,10 @@ describe('mesh settings, authz keys and proxy status', () => {
     await store.deleteProxyStatus('ledger', 'ledger/pod-1'); // already gone: no error
     expect(await store.listProxyStatuses('ledger')).toEqual([status('ledger/pod-2')]);
     await expect(
-      store.putProxyStatus({ ...status('ledger/pod-3'), types: { rds: { lastNack: { version: 'v2', error: 'x', at, meshRevision: 'latest' } } } }, lease.ID),
+      store.putProxyStatus(
+        { ...status('ledger/pod-3'), types: { rds: { lastNack: { version: 'v2', error: 'x', at, meshRevision: 'latest' } } } },
+        lease.ID,
+      ),
     ).rejects.toBeInstanceOf(InvalidRecordError);
     await client.leaseClient.leaseRevoke({ ID: lease.ID });
   });

@@ -63,7 +63,12 @@ async function eventually(what: string, check: () => boolean, timeoutMs = 15_000
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 const now = '2026-01-01T00:00:00.000Z';
 async function putService(name: string, port: number): Promise<MeshChange> {
-  const record = { spec: { ...aService(name), port, description: '', dependencies: [], policy: {} }, generation: 1, created: { actor: 't', at: now }, updated: { actor: 't', at: now } };
+  const record = {
+    spec: { ...aService(name), port, description: '', dependencies: [], policy: {} },
+    generation: 1,
+    created: { actor: 't', at: now },
+    updated: { actor: 't', at: now },
+  };
   const res = await writer.kv.put({ key: Buffer.from(layout.service(name)), value: json(record) });
   return { kind: 'service', type: 'put', service: name, modRevision: res.header.revision };
 }

@@ -36,7 +36,12 @@ export const env = {
     z
       .string()
       .default(defaultValue)
-      .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
+      .transform((v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
   host: (defaultValue: string) => z.string().min(1).default(defaultValue),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 };

@@ -65,7 +65,10 @@ export class MeshTokenClient {
     });
     if (!res.ok) {
       const detail = await res.text().catch(() => '');
-      throw new MeshTokenError(`authz refused a token for ${this.options.service}→${audience}: ${res.status} ${detail.slice(0, 300)}`, res.status);
+      throw new MeshTokenError(
+        `authz refused a token for ${this.options.service}→${audience}: ${res.status} ${detail.slice(0, 300)}`,
+        res.status,
+      );
     }
     const body = (await res.json()) as { token?: unknown };
     if (typeof body.token !== 'string') throw new MeshTokenError('authz answered without a token');

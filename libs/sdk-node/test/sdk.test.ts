@@ -6,7 +6,14 @@ import { CallReply, HopClient, HopService, type CallRequest } from '@trellis/env
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CALLER_METADATA_KEY, meshServerInterceptor, meshTokenInterceptor, MeshTokenClient, MeshTokenError, MeshTokenVerifier } from '../src';
+import {
+  CALLER_METADATA_KEY,
+  meshServerInterceptor,
+  meshTokenInterceptor,
+  MeshTokenClient,
+  MeshTokenError,
+  MeshTokenVerifier,
+} from '../src';
 
 const ISSUER = 'trellis-test';
 
@@ -39,7 +46,9 @@ async function startTokenEndpoint(declared: Record<string, string[]>, secrets: R
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
-      const [service, secret] = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString().split(':');
+      const [service, secret] = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64')
+        .toString()
+        .split(':');
       const { audience } = JSON.parse(body || '{}') as { audience?: string };
       if (!service || secrets[service] !== secret) return void res.writeHead(401).end();
       if (!audience || !declared[service]?.includes(audience)) return void res.writeHead(403).end('not declared');
@@ -86,8 +95,12 @@ describe('MeshTokenClient', () => {
   });
 
   it('fails with the status when authz refuses an undeclared pair or a bad secret', async () => {
-    await expect(new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 's3cret' }).getToken('c')).rejects.toMatchObject({ status: 403 });
-    await expect(new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 'wrong' }).getToken('b')).rejects.toBeInstanceOf(MeshTokenError);
+    await expect(new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 's3cret' }).getToken('c')).rejects.toMatchObject({
+      status: 403,
+    });
+    await expect(new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 'wrong' }).getToken('b')).rejects.toBeInstanceOf(
+      MeshTokenError,
+    );
   });
 });
 
@@ -108,7 +121,10 @@ describe('grpc interceptors', () => {
     server = new Server({ interceptors: [meshServerInterceptor(verifier, (reason) => rejections.push(reason))] });
     server.addService(HopService, {
       call: (call: { request: CallRequest; metadata: Metadata }, callback: (err: null, reply: CallReply) => void) => {
-        callback(null, CallReply.fromPartial({ hops: [{ service: 'b', caller: String(call.metadata.get(CALLER_METADATA_KEY)[0] ?? '') }] }));
+        callback(
+          null,
+          CallReply.fromPartial({ hops: [{ service: 'b', caller: String(call.metadata.get(CALLER_METADATA_KEY)[0] ?? '') }] }),
+        );
       },
     });
     port = await new Promise<number>((resolve, reject) =>
@@ -121,7 +137,9 @@ describe('grpc interceptors', () => {
   });
 
   const call = (client: HopClient, metadata = new Metadata()) =>
-    new Promise<CallReply>((resolve, reject) => client.call({ origin: 'test' }, metadata, (err, reply) => (err ? reject(err) : resolve(reply!))));
+    new Promise<CallReply>((resolve, reject) =>
+      client.call({ origin: 'test' }, metadata, (err, reply) => (err ? reject(err) : resolve(reply!))),
+    );
 
   it('a declared caller reaches the handler, which sees the verified caller', async () => {
     const tokens = new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 'sa' });
@@ -147,8 +165,12 @@ describe('grpc interceptors', () => {
       return call(client, md);
     };
     await expect(withToken(await authz.sign({ sub: 'a', aud: 'z' }))).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
-    await expect(withToken(await authz.sign({ sub: 'a', aud: 'b', iss: 'elsewhere' }))).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
-    await expect(withToken(await authz.sign({ sub: 'a', aud: 'b', expiresIn: '-2m' }))).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(withToken(await authz.sign({ sub: 'a', aud: 'b', iss: 'elsewhere' }))).rejects.toMatchObject({
+      code: status.UNAUTHENTICATED,
+    });
+    await expect(withToken(await authz.sign({ sub: 'a', aud: 'b', expiresIn: '-2m' }))).rejects.toMatchObject({
+      code: status.UNAUTHENTICATED,
+    });
     const undeclared = (await withToken(await authz.sign({ sub: 'c', aud: 'b' })).catch((e: ServiceError) => e)) as ServiceError;
     expect(undeclared.code).toBe(status.UNAUTHENTICATED);
     expect(undeclared.details).toMatch(/c has not declared b/);

@@ -1,7 +1,8 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-export const INSTALL_HINT = 'install it with `sudo apt-get install etcd-server redis-server` (or `node tools/setup/ensure-system-deps.mjs`)';
+export const INSTALL_HINT =
+  'install it with `sudo apt-get install etcd-server redis-server` (or `node tools/setup/ensure-system-deps.mjs`)';
 
 const SYSTEM_DIRS = ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin'];
 

@@ -45,7 +45,14 @@ const ETCD_IMAGE = 'quay.io/coreos/etcd:v3.5.17';
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> {
   const prefix = `/trellis-test/${randomBytes(6).toString('hex')}/`;
   const shared = process.env['TRELLIS_TEST_ETCD_ENDPOINTS'];
-  if (shared) return sharedEtcd(shared.split(',').map((s) => s.trim()).filter(Boolean), prefix);
+  if (shared)
+    return sharedEtcd(
+      shared
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+      prefix,
+    );
   if (await dockerAvailable()) return containerEtcd(prefix);
   return withPortRetry(() => localEtcd(prefix, opts.startTimeoutMs ?? 15_000));
 }
@@ -63,7 +70,10 @@ function testClient(endpoints: string[]): Etcd3 {
     grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1_000 },
     faultHandling: {
       host: () => noop,
-      global: retry(handleWhen(isRecoverableError), { maxAttempts: 5, backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }) }),
+      global: retry(handleWhen(isRecoverableError), {
+        maxAttempts: 5,
+        backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }),
+      }),
       // etcd3 calls `.next()` on this itself, as on its own default.
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1_000 }) as unknown as IBackoff<unknown>,
     },

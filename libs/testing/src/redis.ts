@@ -59,7 +59,10 @@ async function sharedRedis(serverUrl: string): Promise<TestRedis> {
   const offset = randomInt(SHARED_DBS);
   for (let i = 0; i < SHARED_DBS && db === undefined; i++) {
     const candidate = ((offset + i) % SHARED_DBS) + 1;
-    const [claimed] = await redisCommands(serverUrl, [['SELECT', '0'], ['SET', claimKey(candidate), token, 'NX', 'EX', String(CLAIM_TTL_SECONDS)]]).then((r) => r.slice(1));
+    const [claimed] = await redisCommands(serverUrl, [
+      ['SELECT', '0'],
+      ['SET', claimKey(candidate), token, 'NX', 'EX', String(CLAIM_TTL_SECONDS)],
+    ]).then((r) => r.slice(1));
     if (claimed === 'OK') db = candidate;
   }
   if (db === undefined) throw new Error(`all ${SHARED_DBS} test databases on TRELLIS_TEST_REDIS_URL are claimed by other suites`);
@@ -100,14 +103,21 @@ async function localRedis(startTimeoutMs: number): Promise<TestRedis> {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-redis-'));
   const url = `redis://127.0.0.1:${port}/0`;
   const proc = new ManagedProcess(`redis-server on 127.0.0.1:${port}`, binary, [
-    '--bind', '127.0.0.1',
-    '--port', String(port),
-    '--dir', dir,
+    '--bind',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--dir',
+    dir,
     // An RDB save on shutdown (SIGTERM) keeps data across stop()/start(); nothing else touches disk.
-    '--save', '3600 1',
-    '--appendonly', 'no',
-    '--daemonize', 'no',
-    '--loglevel', 'warning',
+    '--save',
+    '3600 1',
+    '--appendonly',
+    'no',
+    '--daemonize',
+    'no',
+    '--loglevel',
+    'warning',
   ]);
   const start = async () => {
     proc.start();

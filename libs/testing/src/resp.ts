@@ -54,7 +54,11 @@ export function parseReply(buf: string, start = 0): { reply: RespReply | RespErr
 export async function redisCommands(url: string, commands: string[][], timeoutMs = 2_000): Promise<RespReply[]> {
   const parsed = new URL(url);
   const auth: string[][] = parsed.password
-    ? [parsed.username ? ['AUTH', decodeURIComponent(parsed.username), decodeURIComponent(parsed.password)] : ['AUTH', decodeURIComponent(parsed.password)]]
+    ? [
+        parsed.username
+          ? ['AUTH', decodeURIComponent(parsed.username), decodeURIComponent(parsed.password)]
+          : ['AUTH', decodeURIComponent(parsed.password)],
+      ]
     : [];
   const all = [...auth, ...commands];
   return new Promise((resolve, reject) => {

@@ -20,7 +20,9 @@ describe('startEtcd', () => {
         expect(await client.get(`${etcd.prefix}a`).string()).toBe('1');
       }
       const compactedAt = await etcd.compact();
-      await expect(client.kv.range({ key: Buffer.from(`${etcd.prefix}a`), revision: Number(compactedAt) - 1 })).rejects.toThrow(/compacted/);
+      await expect(client.kv.range({ key: Buffer.from(`${etcd.prefix}a`), revision: Number(compactedAt) - 1 })).rejects.toThrow(
+        /compacted/,
+      );
     } finally {
       await etcd.close();
     }
@@ -32,12 +34,20 @@ describe('startRedis', () => {
     const redis = await startRedis();
     try {
       expect(redis.url).toMatch(new RegExp(`/${redis.db}$`));
-      await redisCommands(redis.url, [['SELECT', String(redis.db)], ['SET', 'k', 'v']]);
+      await redisCommands(redis.url, [
+        ['SELECT', String(redis.db)],
+        ['SET', 'k', 'v'],
+      ]);
       if (redis.canRestart) {
         await redis.stop();
         await redis.start();
       }
-      expect(await redisCommands(redis.url, [['SELECT', String(redis.db)], ['GET', 'k']])).toEqual(['OK', 'v']);
+      expect(
+        await redisCommands(redis.url, [
+          ['SELECT', String(redis.db)],
+          ['GET', 'k'],
+        ]),
+      ).toEqual(['OK', 'v']);
     } finally {
       await redis.close();
     }
@@ -73,7 +83,11 @@ describe('leak protection', () => {
         });
         child.once('exit', (code) => reject(new Error(`fixture exited early with ${code}`)));
       });
-      const healthy = () => fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(500) }).then((r) => r.ok, () => false);
+      const healthy = () =>
+        fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(500) }).then(
+          (r) => r.ok,
+          () => false,
+        );
       expect(await healthy()).toBe(true);
       child.kill('SIGKILL');
       const deadline = Date.now() + 5_000;

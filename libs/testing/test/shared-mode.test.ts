@@ -34,7 +34,10 @@ it('shared etcd: a prefix per call, deleted on close, no restarts', async () => 
 
 it('shared Redis: a claimed database per call, flushed at start and close', async () => {
   const server = redisServer.url.replace(/\/\d+$/, '');
-  await redisCommands(server, [['SELECT', '3'], ['SET', 'leftover', '1']]);
+  await redisCommands(server, [
+    ['SELECT', '3'],
+    ['SET', 'leftover', '1'],
+  ]);
   process.env['TRELLIS_TEST_REDIS_URL'] = server;
   const suites = await Promise.all([startRedis(), startRedis(), startRedis()]);
   const dbs = suites.map((s) => s.db);
@@ -45,8 +48,16 @@ it('shared Redis: a claimed database per call, flushed at start and close', asyn
     expect(s.canRestart).toBe(false);
     expect(await redisCommands(server, [['SELECT', String(s.db)], ['DBSIZE']])).toEqual(['OK', 0]);
   }
-  await redisCommands(server, [['SELECT', String(dbs[0])], ['SET', 'k', 'v']]);
+  await redisCommands(server, [
+    ['SELECT', String(dbs[0])],
+    ['SET', 'k', 'v'],
+  ]);
   await Promise.all(suites.map((s) => s.close()));
   expect(await redisCommands(server, [['SELECT', String(dbs[0])], ['DBSIZE']])).toEqual(['OK', 0]);
-  expect(await redisCommands(server, [['SELECT', '0'], ['KEYS', 'trellis-test:*']])).toEqual(['OK', []]);
+  expect(
+    await redisCommands(server, [
+      ['SELECT', '0'],
+      ['KEYS', 'trellis-test:*'],
+    ]),
+  ).toEqual(['OK', []]);
 });

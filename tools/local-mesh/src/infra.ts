@@ -15,7 +15,9 @@ export function findBinary(name: string): string {
     const candidate = join(dir, name);
     if (dir && existsSync(candidate)) return candidate;
   }
-  throw new Error(`${name} not found: run \`node tools/setup/ensure-system-deps.mjs --for=start\` (Debian: apt-get install etcd-server redis-server)`);
+  throw new Error(
+    `${name} not found: run \`node tools/setup/ensure-system-deps.mjs --for=start\` (Debian: apt-get install etcd-server redis-server)`,
+  );
 }
 
 export async function startInfra(options: {
@@ -35,21 +37,42 @@ export async function startInfra(options: {
     name: 'etcd',
     command: findBinary('etcd'),
     args: [
-      '--name', 'trellis-local',
-      '--data-dir', etcdDir,
-      '--listen-client-urls', etcdEndpoint,
-      '--advertise-client-urls', etcdEndpoint,
-      '--listen-peer-urls', `http://127.0.0.1:${options.etcdPeerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${options.etcdPeerPort}`,
-      '--initial-cluster', `trellis-local=http://127.0.0.1:${options.etcdPeerPort}`,
-      '--log-level', 'warn',
+      '--name',
+      'trellis-local',
+      '--data-dir',
+      etcdDir,
+      '--listen-client-urls',
+      etcdEndpoint,
+      '--advertise-client-urls',
+      etcdEndpoint,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${options.etcdPeerPort}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${options.etcdPeerPort}`,
+      '--initial-cluster',
+      `trellis-local=http://127.0.0.1:${options.etcdPeerPort}`,
+      '--log-level',
+      'warn',
     ],
     onLine: options.onLine,
   });
   const redis = startProcess({
     name: 'redis',
     command: findBinary('redis-server'),
-    args: ['--port', String(options.redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'],
+    args: [
+      '--port',
+      String(options.redisPort),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      redisDir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--loglevel',
+      'warning',
+    ],
     onLine: options.onLine,
   });
   await waitUntil('etcd', () => httpOk(`${etcdEndpoint}/health`), { process: etcd });

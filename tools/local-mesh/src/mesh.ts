@@ -60,7 +60,11 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
       authzHttp: await port(8181),
     };
     const adminToken = randomBytes(24).toString('base64url');
-    const common = { TRELLIS_ETCD_ENDPOINTS: infra.etcdEndpoint, TRELLIS_HOST: '127.0.0.1', TRELLIS_LOG_LEVEL: process.env['TRELLIS_LOG_LEVEL'] ?? 'info' };
+    const common = {
+      TRELLIS_ETCD_ENDPOINTS: infra.etcdEndpoint,
+      TRELLIS_HOST: '127.0.0.1',
+      TRELLIS_LOG_LEVEL: process.env['TRELLIS_LOG_LEVEL'] ?? 'info',
+    };
     const keysDir = ensureSigningKey(join(options.dataDir, 'authz-keys'));
 
     const apps: Array<{ app: AppName; env: NodeJS.ProcessEnv; readyUrl: string }> = [
@@ -88,13 +92,18 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
       },
       {
         app: 'registry',
-        env: { TRELLIS_HTTP_PORT: String(ports.registryHttp), TRELLIS_ADMIN_TOKEN: adminToken, TRELLIS_CSRF_SECRET: randomBytes(32).toString('hex') },
+        env: {
+          TRELLIS_HTTP_PORT: String(ports.registryHttp),
+          TRELLIS_ADMIN_TOKEN: adminToken,
+          TRELLIS_CSRF_SECRET: randomBytes(32).toString('hex'),
+        },
         readyUrl: `http://127.0.0.1:${ports.registryHttp}/readyz`,
       },
     ];
     for (const { app, env, readyUrl } of apps) {
       const main = join(WORKSPACE_ROOT, 'dist/apps', app, 'main.js');
-      if (!existsSync(main)) throw new Error(`${main} is missing: build it with \`npx nx run-many -t build -p registry control-plane authz\``);
+      if (!existsSync(main))
+        throw new Error(`${main} is missing: build it with \`npx nx run-many -t build -p registry control-plane authz\``);
       const proc = startProcess({
         name: app,
         command: process.execPath,

@@ -62,11 +62,16 @@ export function startProcess(options: StartOptions): ManagedProcess {
       };
       const watch = (line: string) => pattern.test(line) && done(() => resolve(line));
       const timer = setTimeout(
-        () => done(() => reject(new Error(`${options.name}: no line matching ${pattern} after ${timeoutMs} ms:\n${recentOutput.slice(-20).join('\n')}`))),
+        () =>
+          done(() =>
+            reject(new Error(`${options.name}: no line matching ${pattern} after ${timeoutMs} ms:\n${recentOutput.slice(-20).join('\n')}`)),
+          ),
         timeoutMs,
       );
       lineWatchers.add(watch);
-      void exited.then((code) => done(() => reject(new Error(`${options.name} exited with ${code}:\n${recentOutput.slice(-20).join('\n')}`))));
+      void exited.then((code) =>
+        done(() => reject(new Error(`${options.name} exited with ${code}:\n${recentOutput.slice(-20).join('\n')}`))),
+      );
     });
 
   return {

@@ -43,12 +43,16 @@ async function converge<T>(what: string, attempt: () => Promise<T>, timeoutMs = 
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-  throw new Error(`${what}: not converged after ${timeoutMs} ms; last error: ${last instanceof Error ? last.message : String(last)}\n${recentOutput()}`);
+  throw new Error(
+    `${what}: not converged after ${timeoutMs} ms; last error: ${last instanceof Error ? last.message : String(last)}\n${recentOutput()}`,
+  );
 }
 
 /** The last lines every process printed, for a failure message (their output is quiet otherwise). */
 function recentOutput(): string {
-  return [...(mesh?.processes ?? []), ...(demo?.processes ?? [])].map((p) => `--- ${p.name}\n${p.recentOutput.slice(-8).join('\n')}`).join('\n');
+  return [...(mesh?.processes ?? []), ...(demo?.processes ?? [])]
+    .map((p) => `--- ${p.name}\n${p.recentOutput.slice(-8).join('\n')}`)
+    .join('\n');
 }
 
 async function registry(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
@@ -98,7 +102,9 @@ beforeAll(async () => {
   for (const app of ['registry', 'control-plane', 'authz']) {
     execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
   }
-  const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT }).toString().trim();
+  const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
+    .toString()
+    .trim();
   const cf = await startCloudflareStandIn();
   cloudflare = cf;
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-e2e-'));
@@ -153,13 +159,17 @@ describe('east-west', () => {
     await expect(tokens.getToken('service-b')).rejects.toMatchObject({ status: 403 });
 
     const denied = await check({
-      attributes: { contextExtensions: { 'trellis.source': 'service-c', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' } },
+      attributes: {
+        contextExtensions: { 'trellis.source': 'service-c', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' },
+      },
     });
     expect(denied.status?.code).toBe(status.PERMISSION_DENIED);
     expect(denied.httpResponse?.$case).toBe('deniedResponse');
 
     const allowed = await check({
-      attributes: { contextExtensions: { 'trellis.source': 'service-a', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' } },
+      attributes: {
+        contextExtensions: { 'trellis.source': 'service-a', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' },
+      },
     });
     expect(allowed.status?.code).toBe(status.OK);
     const headers = allowed.httpResponse?.$case === 'okResponse' ? allowed.httpResponse.value.headers : [];
@@ -167,8 +177,7 @@ describe('east-west', () => {
 
     // Straight to a service-b instance without a token: its server interceptor refuses.
     const instances = (await (await registry('GET', '/api/v1/services/service-b/instances')).json()) as
-      | Array<{ address: string; port: number }>
-      | { items: Array<{ address: string; port: number }> };
+      Array<{ address: string; port: number }> | { items: Array<{ address: string; port: number }> };
     const first = Array.isArray(instances) ? instances[0]! : instances.items[0]!;
     const direct = new HopClient(`${first.address}:${first.port}`, credentials.createInsecure());
     const err = await new Promise<ServiceError>((resolve) => direct.call({ origin: 'intruder' }, new Metadata(), (e) => resolve(e!)));

@@ -8,7 +8,15 @@
 // and its encoded response is reused.
 import type { Logger } from '@trellis/runtime';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
-import { ACCESS_EMAIL_HEADER, ACCESS_SERVICE_TOKEN_HEADER, CALLER_HEADER, CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE, DNS_LABEL } from '@trellis/mesh-schema';
+import {
+  ACCESS_EMAIL_HEADER,
+  ACCESS_SERVICE_TOKEN_HEADER,
+  CALLER_HEADER,
+  CONTEXT_DESTINATION,
+  CONTEXT_DIRECTION,
+  CONTEXT_SOURCE,
+  DNS_LABEL,
+} from '@trellis/mesh-schema';
 import { accessTokenFrom, type CloudflareAccessVerifier } from '../edge/cloudflare-access';
 import type { AuthzMetrics, Direction } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
@@ -18,7 +26,6 @@ import type { CheckAttributes } from './check-attributes';
 import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavailable, type Decision } from './decision';
 import { DenialLog } from './denial-log';
 import type { MeshPolicy } from './mesh-policy';
-
 
 export class CheckService {
   // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.

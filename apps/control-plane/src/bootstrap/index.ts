@@ -1,1 +1,8 @@
-export { buildBootstrap, DEFAULT_ADMIN_PORT, renderBootstrap, XDS_CLUSTER_NAME, type BootstrapFormat, type BootstrapInput } from './render-bootstrap';
+export {
+  buildBootstrap,
+  DEFAULT_ADMIN_PORT,
+  renderBootstrap,
+  XDS_CLUSTER_NAME,
+  type BootstrapFormat,
+  type BootstrapInput,
+} from './render-bootstrap';

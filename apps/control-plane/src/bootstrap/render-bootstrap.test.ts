@@ -15,7 +15,11 @@ const input: BootstrapInput = {
 let root: protobuf.Root;
 beforeAll(() => {
   root = ProtoValidator.load({
-    files: ['envoy/config/bootstrap/v3/bootstrap.proto', 'envoy/extensions/upstreams/http/v3/http_protocol_options.proto', 'envoy/extensions/transport_sockets/tls/v3/tls.proto'],
+    files: [
+      'envoy/config/bootstrap/v3/bootstrap.proto',
+      'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+      'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+    ],
   }).root;
 });
 
@@ -30,11 +34,19 @@ function unknownFields(type: protobuf.Type, value: Record<string, unknown>, path
       continue;
     }
     const resolved = field.resolve().resolvedType;
-    if (!resolved || !('fields' in resolved) || resolved.fullName.startsWith('.google.protobuf.') && resolved.fullName !== '.google.protobuf.Any') continue;
+    if (
+      !resolved ||
+      !('fields' in resolved) ||
+      (resolved.fullName.startsWith('.google.protobuf.') && resolved.fullName !== '.google.protobuf.Any')
+    )
+      continue;
     const items = field.repeated ? (child as unknown[]) : field.map ? Object.values(child as object) : [child];
     items.forEach((item, i) => {
       const obj = item as Record<string, unknown>;
-      const itemType = resolved.fullName === '.google.protobuf.Any' ? root.lookupType(String(obj['@type']).split('/').pop()!) : (resolved as protobuf.Type);
+      const itemType =
+        resolved.fullName === '.google.protobuf.Any'
+          ? root.lookupType(String(obj['@type']).split('/').pop()!)
+          : (resolved as protobuf.Type);
       errors.push(...unknownFields(itemType, obj, `${path}${key}${field.repeated || field.map ? `[${i}]` : ''}.`));
     });
   }
@@ -54,17 +66,30 @@ describe('renderBootstrap', () => {
   });
 
   it('gets everything over ADS from the control plane, reached by DNS name over HTTP/2', () => {
-    const bootstrap = buildBootstrap(input) as { dynamic_resources: Record<string, unknown>; static_resources: { clusters: Array<Record<string, unknown>> } };
+    const bootstrap = buildBootstrap(input) as {
+      dynamic_resources: Record<string, unknown>;
+      static_resources: { clusters: Array<Record<string, unknown>> };
+    };
     expect(bootstrap.dynamic_resources['cds_config']).toEqual({ ads: {}, resource_api_version: 'V3' });
     expect(bootstrap.dynamic_resources['lds_config']).toEqual({ ads: {}, resource_api_version: 'V3' });
     const [xds, app] = bootstrap.static_resources.clusters;
     expect(xds).toMatchObject({ name: 'trellis-xds', type: 'STRICT_DNS' });
     expect(xds!['typed_extension_protocol_options']).toBeDefined();
-    expect(app).toMatchObject({ name: 'local-app', type: 'STATIC', load_assignment: { endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 8081 } } } }] }] } });
+    expect(app).toMatchObject({
+      name: 'local-app',
+      type: 'STATIC',
+      load_assignment: {
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 8081 } } } }] }],
+      },
+    });
   });
 
   it('presents the xDS credential as initial metadata and verifies the control plane over TLS when asked', () => {
-    const bootstrap = buildBootstrap({ ...input, xdsToken: '${TRELLIS_XDS_TOKEN}', xdsTls: { caFile: '/etc/trellis/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' } });
+    const bootstrap = buildBootstrap({
+      ...input,
+      xdsToken: '${TRELLIS_XDS_TOKEN}',
+      xdsTls: { caFile: '/etc/trellis/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' },
+    });
     expect(JSON.stringify(bootstrap)).toContain('{"key":"authorization","value":"Bearer ${TRELLIS_XDS_TOKEN}"}');
     expect(JSON.stringify(bootstrap)).toContain('"trusted_ca":{"filename":"/etc/trellis/ca.pem"}');
     expect(JSON.stringify(buildBootstrap(input))).not.toContain('initial_metadata');

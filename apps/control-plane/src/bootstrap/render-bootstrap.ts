@@ -118,5 +118,7 @@ export function renderBootstrap(input: BootstrapInput, format: BootstrapFormat =
   const bootstrap = buildBootstrap(input);
   const header = `# Envoy bootstrap of a sidecar of service ${input.service} (node ${input.nodeId}), rendered by the Trellis control plane.\n`;
   // No anchors/aliases: plain YAML that envsubst-style start scripts and every YAML reader handle.
-  return format === 'json' ? `${JSON.stringify(bootstrap, null, 2)}\n` : header + stringify(bootstrap, { lineWidth: 0, aliasDuplicateObjects: false });
+  return format === 'json'
+    ? `${JSON.stringify(bootstrap, null, 2)}\n`
+    : header + stringify(bootstrap, { lineWidth: 0, aliasDuplicateObjects: false });
 }

@@ -43,7 +43,12 @@ describe('sidecarCluster', () => {
         outlierDetection: { consecutive5xx: 3, intervalMs: 2000, baseEjectionTimeMs: 15_000, maxEjectionPercent: 50 },
       },
     });
-    expect(cluster.circuitBreakers!.thresholds[0]).toMatchObject({ maxConnections: 10, maxPendingRequests: 5, maxRequests: 20, maxRetries: 2 });
+    expect(cluster.circuitBreakers!.thresholds[0]).toMatchObject({
+      maxConnections: 10,
+      maxPendingRequests: 5,
+      maxRequests: 20,
+      maxRetries: 2,
+    });
     expect(cluster.outlierDetection).toMatchObject({
       consecutive5xx: 3,
       interval: { seconds: '2', nanos: 0 },
@@ -61,7 +66,12 @@ describe('sidecarCluster', () => {
     const check = { intervalMs: 5000, timeoutMs: 250, unhealthyThreshold: 2, healthyThreshold: 1, ...(path ? { path } : {}) };
     const [healthCheck] = sidecarCluster({ ...base, protocol, policy: { healthCheck: check } }).healthChecks;
     expect(healthCheck!.healthChecker?.$case).toBe(expected);
-    expect(healthCheck).toMatchObject({ interval: { seconds: '5', nanos: 0 }, timeout: { seconds: '0', nanos: 250_000_000 }, unhealthyThreshold: 2, healthyThreshold: 1 });
+    expect(healthCheck).toMatchObject({
+      interval: { seconds: '5', nanos: 0 },
+      timeout: { seconds: '0', nanos: 250_000_000 },
+      unhealthyThreshold: 2,
+      healthyThreshold: 1,
+    });
   });
 });
 
@@ -70,27 +80,41 @@ describe('proxylessCluster', () => {
     const cluster = proxylessCluster({
       ...base,
       protocol: 'grpc',
-      policy: { loadBalancing: 'least_request', circuitBreaker: { maxConnections: 1, maxRequests: 7 }, outlierDetection: {} as never, healthCheck: {} as never },
+      policy: {
+        loadBalancing: 'least_request',
+        circuitBreaker: { maxConnections: 1, maxRequests: 7 },
+        outlierDetection: {} as never,
+        healthCheck: {} as never,
+      },
     });
     expect(cluster.lbPolicy).toBe(Cluster_LbPolicy.ROUND_ROBIN);
     expect(cluster.circuitBreakers!.thresholds).toEqual([expect.objectContaining({ maxRequests: 7, maxConnections: undefined })]);
     expect(cluster.outlierDetection).toBeUndefined();
     expect(cluster.healthChecks).toEqual([]);
-    expect(proxylessCluster({ ...base, protocol: 'grpc', policy: { loadBalancing: 'ring_hash' } }).lbPolicy).toBe(Cluster_LbPolicy.RING_HASH);
+    expect(proxylessCluster({ ...base, protocol: 'grpc', policy: { loadBalancing: 'ring_hash' } }).lbPolicy).toBe(
+      Cluster_LbPolicy.RING_HASH,
+    );
   });
 });
 
 describe('loadAssignment and authzCluster', () => {
   it('weights localities and endpoints', () => {
     const cla = loadAssignment('outbound|b', [
-      { locality: { region: 'eu', zone: 'a', subZone: '' }, weight: 3, endpoints: [{ instanceId: 'x', address: 'fd00::1', port: 80, weight: 3 }] },
+      {
+        locality: { region: 'eu', zone: 'a', subZone: '' },
+        weight: 3,
+        endpoints: [{ instanceId: 'x', address: 'fd00::1', port: 80, weight: 3 }],
+      },
     ]);
     expect(cla.endpoints[0]).toMatchObject({ loadBalancingWeight: 3, priority: 0, locality: { region: 'eu', zone: 'a' } });
     expect(cla.endpoints[0]!.lbEndpoints[0]).toMatchObject({ loadBalancingWeight: 3 });
   });
 
   it('resolves a DNS name with STRICT_DNS and uses an IP literal as is', () => {
-    expect(authzCluster('authz.trellis.svc', 9191, 1000).clusterDiscoveryType).toEqual({ $case: 'type', value: Cluster_DiscoveryType.STRICT_DNS });
+    expect(authzCluster('authz.trellis.svc', 9191, 1000).clusterDiscoveryType).toEqual({
+      $case: 'type',
+      value: Cluster_DiscoveryType.STRICT_DNS,
+    });
     expect(authzCluster('10.0.0.9', 9191, 1000).clusterDiscoveryType).toEqual({ $case: 'type', value: Cluster_DiscoveryType.STATIC });
     expect(authzCluster('::1', 9191, 1000).clusterDiscoveryType).toEqual({ $case: 'type', value: Cluster_DiscoveryType.STATIC });
   });

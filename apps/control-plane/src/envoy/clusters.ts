@@ -1,7 +1,12 @@
 // Mesh model → Cluster and ClusterLoadAssignment.
 import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { RoutingPriority } from '@trellis/envoy-types/envoy/config/core/v3/base';
-import { HealthCheck, HealthCheck_GrpcHealthCheck, HealthCheck_HttpHealthCheck, HealthCheck_TcpHealthCheck } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
+import {
+  HealthCheck,
+  HealthCheck_GrpcHealthCheck,
+  HealthCheck_HttpHealthCheck,
+  HealthCheck_TcpHealthCheck,
+} from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
 import type { LocalityEndpoints } from '../model';

@@ -47,7 +47,12 @@ export function stdoutJsonAccessLog(tags: Record<string, string>): AccessLog {
     name: 'envoy.access_loggers.stdout',
     configType: {
       $case: 'typedConfig',
-      value: packAny(StdoutAccessLog, StdoutAccessLog.fromPartial({ accessLogFormat: { $case: 'logFormat', value: { format: { $case: 'jsonFormat', value: jsonFormat } } } })),
+      value: packAny(
+        StdoutAccessLog,
+        StdoutAccessLog.fromPartial({
+          accessLogFormat: { $case: 'logFormat', value: { format: { $case: 'jsonFormat', value: jsonFormat } } },
+        }),
+      ),
     },
   });
 }
@@ -57,7 +62,9 @@ export function http2ProtocolOptions(): Record<string, Any> {
   return {
     'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': packAny(
       HttpProtocolOptions,
-      HttpProtocolOptions.fromPartial({ upstreamProtocolOptions: { $case: 'explicitHttpConfig', value: { protocolConfig: { $case: 'http2ProtocolOptions', value: {} } } } }),
+      HttpProtocolOptions.fromPartial({
+        upstreamProtocolOptions: { $case: 'explicitHttpConfig', value: { protocolConfig: { $case: 'http2ProtocolOptions', value: {} } } },
+      }),
     ),
   };
 }

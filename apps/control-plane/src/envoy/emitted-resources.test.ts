@@ -19,7 +19,11 @@ function richMesh(): MeshFixture {
     .service('orders', {
       protocol: 'http',
       port: 8080,
-      ingress: { host: 'shop.example.com', pathPrefix: '/orders', cloudflareAccess: { teamDomain: 'team.cloudflareaccess.com', audience: 'abcdef0123456789' } },
+      ingress: {
+        host: 'shop.example.com',
+        pathPrefix: '/orders',
+        cloudflareAccess: { teamDomain: 'team.cloudflareaccess.com', audience: 'abcdef0123456789' },
+      },
       policy: {
         timeoutMs: 1500,
         retries: { attempts: 2, perTryTimeoutMs: 500, retryOn: ['5xx', 'connect-failure'] },
@@ -38,7 +42,12 @@ function richMesh(): MeshFixture {
     .service('payments', {
       protocol: 'grpc',
       port: 9000,
-      policy: { healthCheck: {}, loadBalancing: 'ring_hash', retries: { attempts: 3, retryOn: ['unavailable', 'reset'] }, circuitBreaker: { maxRequests: 50 } },
+      policy: {
+        healthCheck: {},
+        loadBalancing: 'ring_hash',
+        retries: { attempts: 3, retryOn: ['unavailable', 'reset'] },
+        circuitBreaker: { maxRequests: 50 },
+      },
       trafficSplit: [
         { name: 'stable', labels: { track: 'stable' }, weight: 90 },
         { name: 'canary', labels: { track: 'canary' }, weight: 10 },
@@ -47,8 +56,15 @@ function richMesh(): MeshFixture {
     .service('inventory', { protocol: 'http2', port: 9100, policy: { loadBalancing: 'random', healthCheck: { path: '/ready' } } })
     .service('db', { protocol: 'tcp', port: 5432, policy: { healthCheck: {} } })
     .service('frontend', { protocol: 'http', port: 3000, dependencies: [{ service: 'orders' }] })
-    .instance('payments', 'payments-1', '10.0.1.1', 9000, { labels: { track: 'stable' }, locality: { region: 'eu', zone: 'eu-1', subZone: 'rack-1' } })
-    .instance('payments', 'payments-2', '10.0.1.2', 9000, { labels: { track: 'canary' }, locality: { region: 'eu', zone: 'eu-2' }, weight: 5 })
+    .instance('payments', 'payments-1', '10.0.1.1', 9000, {
+      labels: { track: 'stable' },
+      locality: { region: 'eu', zone: 'eu-1', subZone: 'rack-1' },
+    })
+    .instance('payments', 'payments-2', '10.0.1.2', 9000, {
+      labels: { track: 'canary' },
+      locality: { region: 'eu', zone: 'eu-2' },
+      weight: 5,
+    })
     .instance('inventory', 'inventory-1', 'fd00::1', 9100, { platform: 'k8s' })
     .instance('orders', 'orders-1', '10.0.2.1', 8080)
     .instance('db', 'db-1', '10.0.3.1', 5432);
@@ -69,7 +85,10 @@ describe.each(cases)('resources for %s (%s)', (service, kind) => {
       const { typeName } = unpackAny(resource.any);
       expect(resource.any.typeUrl).toBe(resource.typeUrl);
       expect(`type.googleapis.com/${typeName}`).toBe(resource.typeUrl);
-      expect({ resource: resource.name, violations: validator.validateAny(resource.any) }).toEqual({ resource: resource.name, violations: [] });
+      expect({ resource: resource.name, violations: validator.validateAny(resource.any) }).toEqual({
+        resource: resource.name,
+        violations: [],
+      });
     }
   });
 

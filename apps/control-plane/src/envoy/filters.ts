@@ -13,7 +13,15 @@ import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { MeshTokens } from '../model';
 import { duration } from './common';
-import { AUTHZ_CLUSTER_NAME, CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE, FILTER, MESH_TOKEN_METADATA_KEY, MESH_TOKEN_PROVIDER } from './names';
+import {
+  AUTHZ_CLUSTER_NAME,
+  CONTEXT_DESTINATION,
+  CONTEXT_DIRECTION,
+  CONTEXT_SOURCE,
+  FILTER,
+  MESH_TOKEN_METADATA_KEY,
+  MESH_TOKEN_PROVIDER,
+} from './names';
 
 type RateLimit = NonNullable<TrafficPolicy['rateLimit']>;
 
@@ -81,7 +89,12 @@ export function extAuthzDisabled(): Any {
 export function jwtAuthnFilter(tokens: MeshTokens, audience: string, edgeToo: boolean): HttpFilter {
   const provider: JwtRequirement = { requiresType: { $case: 'providerName', value: MESH_TOKEN_PROVIDER } };
   const requirement: JwtRequirement = edgeToo
-    ? { requiresType: { $case: 'requiresAny', value: { requirements: [provider, { requiresType: { $case: 'allowMissingOrFailed', value: {} } }] } } }
+    ? {
+        requiresType: {
+          $case: 'requiresAny',
+          value: { requirements: [provider, { requiresType: { $case: 'allowMissingOrFailed', value: {} } }] },
+        },
+      }
     : provider;
   return httpFilter(
     FILTER.jwtAuthn,
@@ -123,7 +136,10 @@ export function rbacFilter(callers: readonly string[], admitEdge: boolean): Http
         Principal.fromPartial({
           identifier: {
             $case: 'metadata',
-            value: { ...meshToken('sub'), value: { matchPattern: { $case: 'stringMatch', value: { matchPattern: { $case: 'exact', value: sub } } } } },
+            value: {
+              ...meshToken('sub'),
+              value: { matchPattern: { $case: 'stringMatch', value: { matchPattern: { $case: 'exact', value: sub } } } },
+            },
           },
         }),
       ),

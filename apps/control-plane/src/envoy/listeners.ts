@@ -24,7 +24,13 @@ import {
 } from './names';
 
 /** `explicitProxy`: also accept absolute-form requests, so an app can use the listener as its HTTP_PROXY. */
-function httpConnectionManager(name: string, routeName: string, httpFilters: HttpFilter[], logTags: Record<string, string>, explicitProxy = false) {
+function httpConnectionManager(
+  name: string,
+  routeName: string,
+  httpFilters: HttpFilter[],
+  logTags: Record<string, string>,
+  explicitProxy = false,
+) {
   return packAny(
     HttpConnectionManager,
     HttpConnectionManager.fromPartial({
@@ -41,7 +47,11 @@ function httpConnectionManager(name: string, routeName: string, httpFilters: Htt
 function tcpProxy(name: string, cluster: string, logTags: Record<string, string>) {
   return packAny(
     TcpProxy,
-    TcpProxy.fromPartial({ statPrefix: statPrefix(name), clusterSpecifier: { $case: 'cluster', value: cluster }, accessLog: [stdoutJsonAccessLog(logTags)] }),
+    TcpProxy.fromPartial({
+      statPrefix: statPrefix(name),
+      clusterSpecifier: { $case: 'cluster', value: cluster },
+      accessLog: [stdoutJsonAccessLog(logTags)],
+    }),
   );
 }
 
@@ -57,7 +67,10 @@ export function inboundListener(service: ServiceModel, tokens: MeshTokens, setti
   const isPublic = service.ingress !== undefined;
   let filter;
   if (service.protocol === 'tcp') {
-    filter = { name: FILTER.tcpProxy, configType: { $case: 'typedConfig' as const, value: tcpProxy(name, LOCAL_APP_CLUSTER_NAME, logTags) } };
+    filter = {
+      name: FILTER.tcpProxy,
+      configType: { $case: 'typedConfig' as const, value: tcpProxy(name, LOCAL_APP_CLUSTER_NAME, logTags) },
+    };
   } else {
     const httpFilters: HttpFilter[] = [];
     // Without any published key no token can verify: RBAC alone then refuses mesh callers.
@@ -66,7 +79,10 @@ export function inboundListener(service: ServiceModel, tokens: MeshTokens, setti
     httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic));
     if (service.policy.rateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${name}_ratelimit`), service.policy.rateLimit));
     httpFilters.push(routerFilter());
-    filter = { name: FILTER.httpConnectionManager, configType: { $case: 'typedConfig' as const, value: httpConnectionManager(name, name, httpFilters, logTags) } };
+    filter = {
+      name: FILTER.httpConnectionManager,
+      configType: { $case: 'typedConfig' as const, value: httpConnectionManager(name, name, httpFilters, logTags) },
+    };
   }
   return Listener.fromPartial({
     name,
@@ -87,7 +103,18 @@ export function outboundHttpListener(source: ServiceModel, settings: TranslatorS
     address: socketAddress('127.0.0.1', settings.outboundPort),
     trafficDirection: TrafficDirection.OUTBOUND,
     filterChains: [
-      { name: OUTBOUND_HTTP_NAME, filters: [{ name: FILTER.httpConnectionManager, configType: { $case: 'typedConfig', value: httpConnectionManager(OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true) } }] },
+      {
+        name: OUTBOUND_HTTP_NAME,
+        filters: [
+          {
+            name: FILTER.httpConnectionManager,
+            configType: {
+              $case: 'typedConfig',
+              value: httpConnectionManager(OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true),
+            },
+          },
+        ],
+      },
     ],
   });
 }
@@ -100,7 +127,14 @@ export function outboundTcpListener(source: ServiceModel, callee: ServiceModel):
     name,
     address: socketAddress('127.0.0.1', callee.port),
     trafficDirection: TrafficDirection.OUTBOUND,
-    filterChains: [{ name, filters: [{ name: FILTER.tcpProxy, configType: { $case: 'typedConfig', value: tcpProxy(name, outboundClusterName(callee.name), logTags) } }] }],
+    filterChains: [
+      {
+        name,
+        filters: [
+          { name: FILTER.tcpProxy, configType: { $case: 'typedConfig', value: tcpProxy(name, outboundClusterName(callee.name), logTags) } },
+        ],
+      },
+    ],
   });
 }
 
@@ -113,5 +147,8 @@ export function proxylessApiListener(callee: ServiceModel, since: number): Liste
     routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: proxylessRouteName(callee.name) } },
     httpFilters: [routerFilter()],
   });
-  return Listener.fromPartial({ name: proxylessListenerName(callee.name), apiListener: { apiListener: packAny(HttpConnectionManager, hcm) } });
+  return Listener.fromPartial({
+    name: proxylessListenerName(callee.name),
+    apiListener: { apiListener: packAny(HttpConnectionManager, hcm) },
+  });
 }

@@ -56,12 +56,18 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
     expect(names(set, TypeUrl.Secret)).toEqual([]);
 
     const hcm = hcmOf(get(set, TypeUrl.Listener, 'b', Listener));
-    expect(hcm.routeSpecifier).toMatchObject({ $case: 'rds', value: { routeConfigName: 'proxyless|b', configSource: { configSourceSpecifier: { $case: 'ads' } } } });
+    expect(hcm.routeSpecifier).toMatchObject({
+      $case: 'rds',
+      value: { routeConfigName: 'proxyless|b', configSource: { configSourceSpecifier: { $case: 'ads' } } },
+    });
     expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.router']);
 
     const routes = get(set, TypeUrl.RouteConfiguration, 'proxyless|b', RouteConfiguration);
     expect(routes.virtualHosts[0]!.domains).toEqual(['b']);
-    expect(routes.virtualHosts[0]!.routes[0]!.action).toMatchObject({ $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: 'outbound|b~1' } } });
+    expect(routes.virtualHosts[0]!.routes[0]!.action).toMatchObject({
+      $case: 'route',
+      value: { clusterSpecifier: { $case: 'cluster', value: 'outbound|b~1' } },
+    });
 
     const cluster = get(set, TypeUrl.Cluster, 'outbound|b~1', Cluster);
     expect(cluster.lbPolicy).toBe(Cluster_LbPolicy.ROUND_ROBIN);
@@ -75,7 +81,16 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
         l.lbEndpoints.map((e) => (e.hostIdentifier?.$case === 'endpoint' ? e.hostIdentifier.value.address!.address : undefined)),
       ]),
     ).toEqual([
-      ['eu-1', 1, [{ $case: 'socketAddress', value: expect.objectContaining({ address: '10.0.0.1', portSpecifier: { $case: 'portValue', value: 9000 } }) }]],
+      [
+        'eu-1',
+        1,
+        [
+          {
+            $case: 'socketAddress',
+            value: expect.objectContaining({ address: '10.0.0.1', portSpecifier: { $case: 'portValue', value: 9000 } }),
+          },
+        ],
+      ],
       ['eu-2', 2, [{ $case: 'socketAddress', value: expect.objectContaining({ address: '10.0.0.2' }) }]],
     ]);
   });
@@ -91,7 +106,8 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
     const set = buildProxyResources(mesh.model(), proxyless('a'));
     expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b|canary~1', 'outbound|b|stable~1']);
     const action = get(set, TypeUrl.RouteConfiguration, 'proxyless|b', RouteConfiguration).virtualHosts[0]!.routes[0]!.action;
-    if (action?.$case !== 'route' || action.value.clusterSpecifier?.$case !== 'weightedClusters') throw new Error('expected weighted clusters');
+    if (action?.$case !== 'route' || action.value.clusterSpecifier?.$case !== 'weightedClusters')
+      throw new Error('expected weighted clusters');
     expect(action.value.clusterSpecifier.value.clusters.map((c) => [c.name, c.weight])).toEqual([
       ['outbound|b|canary~1', 20],
       ['outbound|b|stable~1', 80],
@@ -106,7 +122,9 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
     expect(get(after, TypeUrl.Cluster, 'outbound|b~3', Cluster).edsClusterConfig?.serviceName).toBe('outbound|b');
     expect(after.get(TypeUrl.Listener)!.get('b')!.hash).not.toBe(before.get(TypeUrl.Listener)!.get('b')!.hash);
     // Endpoints are shared by content and do not depend on the caller's epoch.
-    expect(after.get(TypeUrl.ClusterLoadAssignment)!.get('outbound|b')!.hash).toBe(before.get(TypeUrl.ClusterLoadAssignment)!.get('outbound|b')!.hash);
+    expect(after.get(TypeUrl.ClusterLoadAssignment)!.get('outbound|b')!.hash).toBe(
+      before.get(TypeUrl.ClusterLoadAssignment)!.get('outbound|b')!.hash,
+    );
   });
 
   it('gives nothing for services the client did not declare, and nothing at all to an unknown service', () => {
@@ -129,9 +147,16 @@ describe('buildProxyResources for Envoy sidecars', () => {
     const set = buildProxyResources(twoInstances().model(), envoy('b'));
     expect(names(set, TypeUrl.Listener)).toEqual(['inbound|b']);
     const listener = get(set, TypeUrl.Listener, 'inbound|b', Listener);
-    expect(listener.address?.address).toMatchObject({ $case: 'socketAddress', value: { address: '0.0.0.0', portSpecifier: { value: 9000 } } });
+    expect(listener.address?.address).toMatchObject({
+      $case: 'socketAddress',
+      value: { address: '0.0.0.0', portSpecifier: { value: 9000 } },
+    });
     const hcm = hcmOf(listener);
-    expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.jwt_authn', 'envoy.filters.http.rbac', 'envoy.filters.http.router']);
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual([
+      'envoy.filters.http.jwt_authn',
+      'envoy.filters.http.rbac',
+      'envoy.filters.http.router',
+    ]);
     expect(hcm.accessLog.map((l) => l.name)).toEqual(['envoy.access_loggers.stdout']);
 
     const jwt = unpackAnyAs(JwtAuthentication, filterConfig(hcm, 0));
@@ -163,15 +188,24 @@ describe('buildProxyResources for Envoy sidecars', () => {
       ['b', ['b', 'b:9000']],
       ['undeclared', ['*']],
     ]);
-    const perRoute = unpackAnyAs(ExtAuthzPerRoute, routes.virtualHosts[0]!.routes[0]!.typedPerFilterConfig['envoy.filters.http.ext_authz']!);
+    const perRoute = unpackAnyAs(
+      ExtAuthzPerRoute,
+      routes.virtualHosts[0]!.routes[0]!.typedPerFilterConfig['envoy.filters.http.ext_authz']!,
+    );
     expect(perRoute.override).toEqual({
       $case: 'checkSettings',
-      value: expect.objectContaining({ contextExtensions: { 'trellis.source': 'a', 'trellis.destination': 'b', 'trellis.direction': 'outbound' } }),
+      value: expect.objectContaining({
+        contextExtensions: { 'trellis.source': 'a', 'trellis.destination': 'b', 'trellis.direction': 'outbound' },
+      }),
     });
   });
 
   it('sends only edge requests of a public service to authz, and RBAC admits them only as edge traffic', () => {
-    const mesh = twoInstances().service('b', { port: 9000, ingress: { host: 'b.example.com' }, policy: { rateLimit: { maxTokens: 10, tokensPerFill: 10, fillIntervalMs: 1000 } } });
+    const mesh = twoInstances().service('b', {
+      port: 9000,
+      ingress: { host: 'b.example.com' },
+      policy: { rateLimit: { maxTokens: 10, tokensPerFill: 10, fillIntervalMs: 1000 } },
+    });
     const set = buildProxyResources(mesh.model(), envoy('b'));
     const hcm = hcmOf(get(set, TypeUrl.Listener, 'inbound|b', Listener));
     expect(hcm.httpFilters.map((f) => f.name)).toEqual([
@@ -192,24 +226,36 @@ describe('buildProxyResources for Envoy sidecars', () => {
 
     const route = get(set, TypeUrl.RouteConfiguration, 'inbound|b', RouteConfiguration).virtualHosts[0]!.routes[0]!;
     const perRoute = unpackAnyAs(ExtAuthzPerRoute, route.typedPerFilterConfig['envoy.filters.http.ext_authz']!);
-    expect(perRoute.override).toMatchObject({ $case: 'checkSettings', value: { contextExtensions: { 'trellis.direction': 'edge', 'trellis.destination': 'b' } } });
+    expect(perRoute.override).toMatchObject({
+      $case: 'checkSettings',
+      value: { contextExtensions: { 'trellis.direction': 'edge', 'trellis.destination': 'b' } },
+    });
     expect(names(set, TypeUrl.Cluster)).toEqual(['trellis-authz']);
   });
 
   it('gives a TCP dependency its own listener on its port, and TCP services a plain inbound proxy', () => {
-    const mesh = twoInstances().service('db', { protocol: 'tcp', port: 5432 }).service('a', { dependencies: [{ service: 'db' }] });
+    const mesh = twoInstances()
+      .service('db', { protocol: 'tcp', port: 5432 })
+      .service('a', { dependencies: [{ service: 'db' }] });
     const set = buildProxyResources(mesh.model(), envoy('a'));
     expect(names(set, TypeUrl.Listener)).toEqual(['inbound|a', 'outbound|tcp|db']);
     expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|db']);
     const listener = get(set, TypeUrl.Listener, 'outbound|tcp|db', Listener);
     expect(listener.address?.address).toMatchObject({ value: { address: '127.0.0.1', portSpecifier: { value: 5432 } } });
     const db = buildProxyResources(mesh.model(), envoy('db'));
-    expect(get(db, TypeUrl.Listener, 'inbound|db', Listener).filterChains[0]!.filters.map((f) => f.name)).toEqual(['envoy.filters.network.tcp_proxy']);
+    expect(get(db, TypeUrl.Listener, 'inbound|db', Listener).filterChains[0]!.filters.map((f) => f.name)).toEqual([
+      'envoy.filters.network.tcp_proxy',
+    ]);
     expect(names(db, TypeUrl.RouteConfiguration)).toEqual([]);
   });
 
   it('leaves out the inbound listener of a service registered on a reserved sidecar port', () => {
-    const set = buildProxyResources(twoInstances().service('a', { port: 15000, dependencies: [{ service: 'b' }] }).model(), envoy('a'));
+    const set = buildProxyResources(
+      twoInstances()
+        .service('a', { port: 15000, dependencies: [{ service: 'b' }] })
+        .model(),
+      envoy('a'),
+    );
     expect(names(set, TypeUrl.Listener)).toEqual(['outbound|http']);
     expect(names(set, TypeUrl.RouteConfiguration)).toEqual(['outbound|http']);
   });

@@ -84,7 +84,9 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   const httpDeps = deps.filter((d) => d.callee.protocol !== 'tcp');
   if (httpDeps.length > 0) {
     const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
-    const calleesKey = httpDeps.map((d) => `${d.callee.name}=${model.memo.get(d.callee.name)?.exposedDigest ?? JSON.stringify(d.callee)}`).join(',');
+    const calleesKey = httpDeps
+      .map((d) => `${d.callee.name}=${model.memo.get(d.callee.name)?.exposedDigest ?? JSON.stringify(d.callee)}`)
+      .join(',');
     resources.push(
       shared(`lds|outbound|${service.name}|${perRouteRateLimit}|${own}`, () => {
         const listener = outboundHttpListener(service, settings, perRouteRateLimit);

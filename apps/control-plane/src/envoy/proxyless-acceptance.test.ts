@@ -56,7 +56,11 @@ function featureMesh(): MeshFixture {
       dependencies: [{ service: 'payments', policy: { timeoutMs: 300 } }, { service: 'search' }, { service: 'ledger' }, { service: 'db' }],
     })
     .instance('payments', 'p-1', '10.0.0.1', 9000, { labels: { track: 'stable' }, locality: { region: 'eu', zone: 'eu-1' } })
-    .instance('payments', 'p-2', 'fd00::2', 9000, { labels: { track: 'canary' }, locality: { region: 'eu', zone: 'eu-2', subZone: 'r1' }, weight: 4 })
+    .instance('payments', 'p-2', 'fd00::2', 9000, {
+      labels: { track: 'canary' },
+      locality: { region: 'eu', zone: 'eu-2', subZone: 'r1' },
+      weight: 4,
+    })
     .instance('search', 's-1', '10.0.1.1', 9100)
     .instance('ledger', 'l-1', '10.0.2.1', 9200);
 }
@@ -76,7 +80,12 @@ describe('proxyless resources through grpc-js-xds validation', () => {
       }
     }
     expect([...set.get(TypeUrl.Listener)!.keys()]).toEqual(['ledger', 'payments', 'search']);
-    expect([...set.get(TypeUrl.Cluster)!.keys()]).toEqual(['outbound|ledger~1', 'outbound|payments|canary~1', 'outbound|payments|stable~1', 'outbound|search~1']);
+    expect([...set.get(TypeUrl.Cluster)!.keys()]).toEqual([
+      'outbound|ledger~1',
+      'outbound|payments|canary~1',
+      'outbound|payments|stable~1',
+      'outbound|search~1',
+    ]);
     const routes = JSON.stringify(decoded.get(`${TypeUrl.RouteConfiguration} proxyless|payments`));
     expect(routes).toContain('outbound|payments|canary');
     expect(routes).toContain('"num_retries"');

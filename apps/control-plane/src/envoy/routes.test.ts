@@ -13,10 +13,23 @@ function actionOf(routes: RouteConfiguration, vhost = 0): RouteAction {
 }
 
 const model = new MeshFixture()
-  .service('b', { port: 9000, policy: { timeoutMs: 2500, retries: { attempts: 3, perTryTimeoutMs: 800, retryOn: ['5xx', 'unavailable', 'reset'] } } })
-  .service('c', { protocol: 'http', port: 7000, trafficSplit: [{ name: 'blue', labels: {}, weight: 75 }, { name: 'green', labels: {}, weight: 25 }] })
+  .service('b', {
+    port: 9000,
+    policy: { timeoutMs: 2500, retries: { attempts: 3, perTryTimeoutMs: 800, retryOn: ['5xx', 'unavailable', 'reset'] } },
+  })
+  .service('c', {
+    protocol: 'http',
+    port: 7000,
+    trafficSplit: [
+      { name: 'blue', labels: {}, weight: 75 },
+      { name: 'green', labels: {}, weight: 25 },
+    ],
+  })
   .service('a', {
-    dependencies: [{ service: 'b' }, { service: 'c', policy: { retries: { attempts: 0 }, rateLimit: { maxTokens: 3, tokensPerFill: 1, fillIntervalMs: 500 } } }],
+    dependencies: [
+      { service: 'b' },
+      { service: 'c', policy: { retries: { attempts: 0 }, rateLimit: { maxTokens: 3, tokensPerFill: 1, fillIntervalMs: 500 } } },
+    ],
   })
   .model();
 const a = model.services.get('a')!;
@@ -29,7 +42,11 @@ describe('outboundRouteConfig', () => {
     const action = actionOf(routes, 0);
     expect(action.clusterSpecifier).toEqual({ $case: 'cluster', value: 'outbound|b' });
     expect(action.timeout).toMatchObject({ seconds: '2', nanos: 500_000_000 });
-    expect(action.retryPolicy).toMatchObject({ retryOn: '5xx,unavailable,reset', numRetries: 3, perTryTimeout: { seconds: '0', nanos: 800_000_000 } });
+    expect(action.retryPolicy).toMatchObject({
+      retryOn: '5xx,unavailable,reset',
+      numRetries: 3,
+      perTryTimeout: { seconds: '0', nanos: 800_000_000 },
+    });
   });
 
   it('splits by weight, drops retries set to zero attempts, and rate-limits where the caller asked', () => {
@@ -40,7 +57,10 @@ describe('outboundRouteConfig', () => {
       ['outbound|c|green', 25],
     ]);
     expect(action.retryPolicy).toBeUndefined();
-    const limit = unpackAnyAs(LocalRateLimit, routes.virtualHosts[1]!.routes[0]!.typedPerFilterConfig['envoy.filters.http.local_ratelimit']!);
+    const limit = unpackAnyAs(
+      LocalRateLimit,
+      routes.virtualHosts[1]!.routes[0]!.typedPerFilterConfig['envoy.filters.http.local_ratelimit']!,
+    );
     expect(limit.tokenBucket).toMatchObject({ maxTokens: 3, tokensPerFill: 1, fillInterval: { seconds: '0', nanos: 500_000_000 } });
     expect(limit.filterEnforced?.defaultValue?.numerator).toBe(100);
   });
@@ -49,7 +69,10 @@ describe('outboundRouteConfig', () => {
     const last = routes.virtualHosts.at(-1)!;
     expect(last.domains).toEqual(['*']);
     expect(last.routes[0]!.action).toMatchObject({ $case: 'directResponse', value: { status: 404 } });
-    expect(unpackAnyAs(ExtAuthzPerRoute, last.routes[0]!.typedPerFilterConfig['envoy.filters.http.ext_authz']!).override).toEqual({ $case: 'disabled', value: true });
+    expect(unpackAnyAs(ExtAuthzPerRoute, last.routes[0]!.typedPerFilterConfig['envoy.filters.http.ext_authz']!).override).toEqual({
+      $case: 'disabled',
+      value: true,
+    });
   });
 });
 
@@ -76,7 +99,12 @@ describe('inboundRouteConfig', () => {
     const route = inboundRouteConfig(model.services.get('b')!).virtualHosts[0]!.routes[0]!;
     expect(route.requestHeadersToRemove).toEqual(['x-trellis-caller']);
     expect(route.requestHeadersToAdd).toEqual([
-      expect.objectContaining({ header: expect.objectContaining({ key: 'x-trellis-caller', value: '%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:mesh_token:sub)%' }) }),
+      expect.objectContaining({
+        header: expect.objectContaining({
+          key: 'x-trellis-caller',
+          value: '%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:mesh_token:sub)%',
+        }),
+      }),
     ]);
   });
 });

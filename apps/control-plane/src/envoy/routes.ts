@@ -7,7 +7,18 @@ import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { DependencyModel, ServiceModel } from '../model';
 import { duration } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
-import { CALLER_HEADER, FILTER, inboundListenerName, LOCAL_APP_CLUSTER_NAME, MESH_TOKEN_METADATA_KEY, OUTBOUND_HTTP_NAME, outboundClusterName, proxylessClusterName, proxylessRouteName, statPrefix } from './names';
+import {
+  CALLER_HEADER,
+  FILTER,
+  inboundListenerName,
+  LOCAL_APP_CLUSTER_NAME,
+  MESH_TOKEN_METADATA_KEY,
+  OUTBOUND_HTTP_NAME,
+  outboundClusterName,
+  proxylessClusterName,
+  proxylessRouteName,
+  statPrefix,
+} from './names';
 
 /** gRPC status names grpc-js-xds retries on; the HTTP-level conditions do not apply to it. */
 const GRPC_RETRY_ON = new Set(['cancelled', 'deadline-exceeded', 'resource-exhausted', 'unavailable', 'internal']);
@@ -22,7 +33,9 @@ function clusterSpecifier(callee: ServiceModel, clusterName: ClusterNamer): Rout
   }
   return {
     $case: 'weightedClusters',
-    value: WeightedCluster.fromPartial({ clusters: callee.upstreams.map((u) => ({ name: clusterName(callee.name, u.subset), weight: u.weight })) }),
+    value: WeightedCluster.fromPartial({
+      clusters: callee.upstreams.map((u) => ({ name: clusterName(callee.name, u.subset), weight: u.weight })),
+    }),
   };
 }
 
@@ -36,7 +49,12 @@ function retryPolicy(retries: NonNullable<TrafficPolicy['retries']>, proxyless: 
   });
 }
 
-function routeAction(callee: ServiceModel, policy: TrafficPolicy, proxyless: boolean, clusterName: ClusterNamer = outboundClusterName): RouteAction {
+function routeAction(
+  callee: ServiceModel,
+  policy: TrafficPolicy,
+  proxyless: boolean,
+  clusterName: ClusterNamer = outboundClusterName,
+): RouteAction {
   const retry = policy.retries ? retryPolicy(policy.retries, proxyless) : undefined;
   return RouteAction.fromPartial({
     clusterSpecifier: clusterSpecifier(callee, clusterName),
@@ -60,16 +78,29 @@ function domainsOf(callee: ServiceModel): string[] {
  * dependency, each route telling authz who calls whom; anything else gets a 404
  * naming the cause, without a call to authz.
  */
-export function outboundRouteConfig(source: ServiceModel, deps: ReadonlyArray<{ dep: DependencyModel; callee: ServiceModel }>): RouteConfiguration {
+export function outboundRouteConfig(
+  source: ServiceModel,
+  deps: ReadonlyArray<{ dep: DependencyModel; callee: ServiceModel }>,
+): RouteConfiguration {
   const virtualHosts = deps.map(({ dep, callee }) => {
     const typedPerFilterConfig: Record<string, Any> = { [FILTER.extAuthz]: extAuthzContext('outbound', callee.name, source.name) };
     if (dep.override?.rateLimit) {
-      typedPerFilterConfig[FILTER.localRateLimit] = localRateLimitConfig(statPrefix(`outbound_${callee.name}_ratelimit`), dep.override.rateLimit);
+      typedPerFilterConfig[FILTER.localRateLimit] = localRateLimitConfig(
+        statPrefix(`outbound_${callee.name}_ratelimit`),
+        dep.override.rateLimit,
+      );
     }
     return VirtualHost.fromPartial({
       name: callee.name,
       domains: domainsOf(callee),
-      routes: [{ name: callee.name, match: { pathSpecifier: { $case: 'prefix', value: '/' } }, action: { $case: 'route', value: routeAction(callee, dep.policy, false) }, typedPerFilterConfig }],
+      routes: [
+        {
+          name: callee.name,
+          match: { pathSpecifier: { $case: 'prefix', value: '/' } },
+          action: { $case: 'route', value: routeAction(callee, dep.policy, false) },
+          typedPerFilterConfig,
+        },
+      ],
     });
   });
   virtualHosts.push(
@@ -82,7 +113,10 @@ export function outboundRouteConfig(source: ServiceModel, deps: ReadonlyArray<{ 
           match: { pathSpecifier: { $case: 'prefix', value: '/' } },
           action: {
             $case: 'directResponse',
-            value: { status: 404, body: { specifier: { $case: 'inlineString', value: `trellis: ${source.name} has not declared a dependency on this host\n` } } },
+            value: {
+              status: 404,
+              body: { specifier: { $case: 'inlineString', value: `trellis: ${source.name} has not declared a dependency on this host\n` } },
+            },
           },
           typedPerFilterConfig: { [FILTER.extAuthz]: extAuthzDisabled() },
         },
@@ -110,7 +144,10 @@ export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
             match: { pathSpecifier: { $case: 'prefix', value: '/' } },
             action: {
               $case: 'route',
-              value: { clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME }, ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}) },
+              value: {
+                clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME },
+                ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}),
+              },
             },
             typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', service.name) } : {},
             // Removal runs before addition, so a client cannot pass its own value through; without a verified token the header is absent.
@@ -139,7 +176,16 @@ export function proxylessRouteConfig(dep: DependencyModel, callee: ServiceModel)
       {
         name: callee.name,
         domains: [callee.name],
-        routes: [{ name: callee.name, match: { pathSpecifier: { $case: 'prefix', value: '' } }, action: { $case: 'route', value: routeAction(callee, dep.policy, true, (service, subset) => proxylessClusterName(service, subset, dep.since)) } }],
+        routes: [
+          {
+            name: callee.name,
+            match: { pathSpecifier: { $case: 'prefix', value: '' } },
+            action: {
+              $case: 'route',
+              value: routeAction(callee, dep.policy, true, (service, subset) => proxylessClusterName(service, subset, dep.since)),
+            },
+          },
+        ],
       },
     ],
   });

@@ -8,11 +8,20 @@ import { TranslationMemo } from './translation-memo';
 const flat = (set: ResourceSet) => [...set.values()].flatMap((m) => [...m.values()].map((r) => `${r.typeUrl} ${r.name} ${r.hash}`));
 
 function mesh(): MeshFixture {
-  const m = new MeshFixture().key('k1').service('b', { port: 9000, trafficSplit: [{ name: 'v1', labels: { v: '1' }, weight: 70 }, { name: 'v2', labels: { v: '2' }, weight: 30 }] });
+  const m = new MeshFixture().key('k1').service('b', {
+    port: 9000,
+    trafficSplit: [
+      { name: 'v1', labels: { v: '1' }, weight: 70 },
+      { name: 'v2', labels: { v: '2' }, weight: 30 },
+    ],
+  });
   m.service('db', { protocol: 'tcp', port: 5432 });
   for (const caller of ['a1', 'a2', 'a3']) m.service(caller, { dependencies: [{ service: 'b' }, { service: 'db' }] });
   m.service('a4', { dependencies: [{ service: 'b', policy: { timeoutMs: 10 } }] });
-  return m.instance('b', 'b-1', '10.0.0.1', 9000, { labels: { v: '1' } }).instance('b', 'b-2', '10.0.0.2', 9000, { labels: { v: '2' } }).instance('db', 'db-1', '10.0.1.1', 5432);
+  return m
+    .instance('b', 'b-1', '10.0.0.1', 9000, { labels: { v: '1' } })
+    .instance('b', 'b-2', '10.0.0.2', 9000, { labels: { v: '2' } })
+    .instance('db', 'db-1', '10.0.1.1', 5432);
 }
 
 const identities: ProxyIdentity[] = ['a1', 'a2', 'a3', 'a4', 'b', 'db'].flatMap((service) => [
@@ -31,7 +40,11 @@ describe('TranslationMemo', () => {
       (m) => m.service('b', { port: 9000, policy: { timeoutMs: 99 }, trafficSplit: [{ name: 'v1', labels: { v: '1' }, weight: 100 }] }),
       (m) => m.key('k2'),
       (m) => m.service('a5', { dependencies: [{ service: 'a1' }] }),
-      (m) => m.service('a2', { ingress: { host: 'a2.example.com' }, dependencies: [{ service: 'b', policy: { rateLimit: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 100 } } }] }),
+      (m) =>
+        m.service('a2', {
+          ingress: { host: 'a2.example.com' },
+          dependencies: [{ service: 'b', policy: { rateLimit: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 100 } } }],
+        }),
       (m) => m.service('db', { protocol: 'tcp', port: 5433 }),
     ];
     let previous;

@@ -51,7 +51,12 @@ describe('buildMeshModel', () => {
 
   it('leaves zero-weight subsets out of the upstreams', () => {
     const model = new MeshFixture()
-      .service('b', { trafficSplit: [{ name: 'stable', labels: {}, weight: 100 }, { name: 'canary', labels: { track: 'canary' }, weight: 0 }] })
+      .service('b', {
+        trafficSplit: [
+          { name: 'stable', labels: {}, weight: 100 },
+          { name: 'canary', labels: { track: 'canary' }, weight: 0 },
+        ],
+      })
       .model();
     expect(model.services.get('b')!.upstreams.map((u) => u.subset)).toEqual(['stable']);
   });
@@ -129,7 +134,12 @@ describe('buildMeshModel with the previous model', () => {
   it('gives exactly what a full build gives, through a sequence of changes', () => {
     const mesh = new MeshFixture()
       .key('k1')
-      .service('b', { trafficSplit: [{ name: 'v1', labels: { v: '1' }, weight: 50 }, { name: 'v2', labels: { v: '2' }, weight: 50 }] })
+      .service('b', {
+        trafficSplit: [
+          { name: 'v1', labels: { v: '1' }, weight: 50 },
+          { name: 'v2', labels: { v: '2' }, weight: 50 },
+        ],
+      })
       .service('a', { dependencies: [{ service: 'b' }, { service: 'x' }] })
       .service('c', { dependencies: [{ service: 'a' }] })
       .instance('b', 'b-1', '10.0.0.1', 8080, { labels: { v: '1' } });
@@ -162,7 +172,11 @@ describe('reserved sidecar ports', () => {
     expect(model.services.get('odd')!.inbound).toBe(false);
     expect(model.services.get('ok')!.inbound).toBe(true);
     expect(model.dropped).toEqual([
-      { kind: 'service', name: 'odd', reason: 'port 15001 is reserved in sidecars (outbound 15001, admin 15000): its sidecars get no inbound listener' },
+      {
+        kind: 'service',
+        name: 'odd',
+        reason: 'port 15001 is reserved in sidecars (outbound 15001, admin 15000): its sidecars get no inbound listener',
+      },
     ]);
   });
 });

@@ -1,7 +1,15 @@
 // Registry records → mesh model. Pure: the same state and settings always give
 // the same model, sorted by name, so everything derived from it is deterministic.
 import { createHash } from 'node:crypto';
-import { dependencySince, type AuthzPublicKey, type InstanceRecord, type Locality, type MeshSettings, type ServiceRecord, type TrafficPolicy } from '@trellis/mesh-schema';
+import {
+  dependencySince,
+  type AuthzPublicKey,
+  type InstanceRecord,
+  type Locality,
+  type MeshSettings,
+  type ServiceRecord,
+  type TrafficPolicy,
+} from '@trellis/mesh-schema';
 import type {
   DependencyModel,
   ServiceMemo,
@@ -85,14 +93,26 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
         localities,
         upstreams,
         dropped: ownDropped,
-        exposedDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, upstreams, upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities])),
+        exposedDigest: digest(
+          JSON.stringify([
+            spec.protocol,
+            spec.port,
+            spec.policy,
+            upstreams,
+            upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
+          ]),
+        ),
         specDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies])),
       };
     }
     memo.set(name, entry);
     const reserved = spec.port === settings.outboundPort || spec.port === settings.adminPort;
     if (reserved) {
-      dropped.push({ kind: 'service', name, reason: `port ${spec.port} is reserved in sidecars (outbound ${settings.outboundPort}, admin ${settings.adminPort}): its sidecars get no inbound listener` });
+      dropped.push({
+        kind: 'service',
+        name,
+        reason: `port ${spec.port} is reserved in sidecars (outbound ${settings.outboundPort}, admin ${settings.adminPort}): its sidecars get no inbound listener`,
+      });
     }
     services.set(name, {
       name,
@@ -130,7 +150,11 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       if (!callee) return [];
       if (callee.protocol === 'tcp') {
         if (portsInUse.has(callee.port)) {
-          depDropped.push({ kind: 'dependency', name: `${service.name}→${callee.name}`, reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar` });
+          depDropped.push({
+            kind: 'dependency',
+            name: `${service.name}→${callee.name}`,
+            reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar`,
+          });
           return [];
         }
         portsInUse.add(callee.port);

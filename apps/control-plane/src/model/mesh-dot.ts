@@ -8,10 +8,17 @@ function quote(text: string): string {
 }
 
 export function meshModelToDot(model: MeshModel): string {
-  const lines = [`digraph mesh {`, `  label=${quote(`trellis mesh @ revision ${model.revision}`)};`, '  rankdir=LR;', '  node [shape=box, fontname="sans-serif"];'];
+  const lines = [
+    `digraph mesh {`,
+    `  label=${quote(`trellis mesh @ revision ${model.revision}`)};`,
+    '  rankdir=LR;',
+    '  node [shape=box, fontname="sans-serif"];',
+  ];
   for (const s of model.services.values()) {
     const endpoints = s.localities.reduce((n, l) => n + l.endpoints.length, 0);
-    const split = s.upstreams.some((u) => u.subset !== undefined) ? `\\nsplit ${s.upstreams.map((u) => `${u.subset}=${u.weight}`).join(' ')}` : '';
+    const split = s.upstreams.some((u) => u.subset !== undefined)
+      ? `\\nsplit ${s.upstreams.map((u) => `${u.subset}=${u.weight}`).join(' ')}`
+      : '';
     const attrs = [`label=${quote(`${s.name}\\n${s.protocol}:${s.port} · ${endpoints} endpoint${endpoints === 1 ? '' : 's'}${split}`)}`];
     if (s.ingress) attrs.push('peripheries=2');
     if (endpoints === 0) attrs.push('style=dashed');

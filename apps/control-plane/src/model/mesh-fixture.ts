@@ -1,7 +1,14 @@
 // A fluent builder of registry state for tests (cf. contour's fixture.NewService).
 // Records go through the real zod schemas, so defaults match what etcd holds.
 import { generateKeyPairSync } from 'node:crypto';
-import { AuthzPublicKey, InstanceRecord, ServiceRecord, type InstanceRecordInput, type MeshSettings, type ServiceSpecInput } from '@trellis/mesh-schema';
+import {
+  AuthzPublicKey,
+  InstanceRecord,
+  ServiceRecord,
+  type InstanceRecordInput,
+  type MeshSettings,
+  type ServiceSpecInput,
+} from '@trellis/mesh-schema';
 import { buildMeshModel, type MeshStateView } from './build-mesh-model';
 import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel, type TranslatorSettings } from './mesh-model';
 
@@ -23,7 +30,11 @@ export class MeshFixture {
   meshSettings: MeshSettings | undefined = { tokenIssuer: 'trellis', clockSkewSeconds: 30 };
 
   /** `record` sets stored bookkeeping such as `generation` and `dependencySince`. */
-  service(name: string, spec: Partial<ServiceSpecInput> = {}, record: Partial<Pick<ServiceRecord, 'generation' | 'dependencySince'>> = {}): this {
+  service(
+    name: string,
+    spec: Partial<ServiceSpecInput> = {},
+    record: Partial<Pick<ServiceRecord, 'generation' | 'dependencySince'>> = {},
+  ): this {
     const value = ServiceRecord.parse({
       spec: { name, team: 'team-a', protocol: 'grpc', port: 8080, ...spec },
       generation: 1,
@@ -59,7 +70,12 @@ export class MeshFixture {
   key(kid: string): this {
     this.authzKeys.set(
       kid,
-      AuthzPublicKey.parse({ kid, jwk: { kty: 'RSA', kid, alg: 'RS256', n: testRsaModulus(), e: 'AQAB' }, publishedAt: AT, activeFrom: AT }),
+      AuthzPublicKey.parse({
+        kid,
+        jwk: { kty: 'RSA', kid, alg: 'RS256', n: testRsaModulus(), e: 'AQAB' },
+        publishedAt: AT,
+        activeFrom: AT,
+      }),
     );
     this.revision++;
     return this;

@@ -85,7 +85,9 @@ describe('SotwSession', () => {
     sotw.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster }));
     delta.handleRequest(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster }));
     await tick();
-    sotw.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, versionInfo: sent[0]!.versionInfo, responseNonce: sent[0]!.nonce }));
+    sotw.handleRequest(
+      DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, versionInfo: sent[0]!.versionInfo, responseNonce: sent[0]!.nonce }),
+    );
     delta.handleRequest(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, responseNonce: deltaSent[0]!.nonce }));
     await tick();
 
@@ -96,9 +98,13 @@ describe('SotwSession', () => {
     cache.setModel(fakeModel({ a: [makeCluster('b', 7), makeListener('l', 10001)] }), 'all', { revision: '13', changedAt: Date.now() });
     const rejected = { code: 3, message: 'cluster b: bad timeout' };
     sotw.handleRequest(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, responseNonce: sent[1]!.nonce, errorDetail: rejected }));
-    delta.handleRequest(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, responseNonce: deltaSent[1]!.nonce, errorDetail: rejected }));
+    delta.handleRequest(
+      DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster, responseNonce: deltaSent[1]!.nonce, errorDetail: rejected }),
+    );
 
-    expect(nacks.map(([s, typeUrl, version, error, meshRevision]) => [(s as StreamInfo).protocol, typeUrl, version, error, meshRevision])).toEqual([
+    expect(
+      nacks.map(([s, typeUrl, version, error, meshRevision]) => [(s as StreamInfo).protocol, typeUrl, version, error, meshRevision]),
+    ).toEqual([
       ['sotw', TypeUrl.Cluster, sent[1]!.versionInfo, 'cluster b: bad timeout', '11'],
       ['delta', TypeUrl.Cluster, deltaSent[1]!.systemVersionInfo, 'cluster b: bad timeout', '11'],
     ]);

@@ -20,7 +20,10 @@ const ALLOWED_METHODS: ReadonlyArray<[string, string[]]> = [
   ['/topology', ['GET']],
 ];
 
-export function apiV1Router(catalog: ServiceCatalog, guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] }): Router {
+export function apiV1Router(
+  catalog: ServiceCatalog,
+  guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] },
+): Router {
   const router = Router();
   router.use(servicesRouter(catalog, guards));
   router.use(instancesRouter(catalog, guards));

@@ -9,55 +9,41 @@ import type { ServiceCatalog } from '../catalog';
 import { parseParam, parseWith } from '../http';
 import { InstanceRegistration } from './schemas';
 
-export function instancesRouter(catalog: ServiceCatalog, guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] }): Router {
+export function instancesRouter(
+  catalog: ServiceCatalog,
+  guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] },
+): Router {
   const router = Router();
   const { read, write, json } = guards;
 
-  router.get(
-    '/services/:name/instances',
-    ...read,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      res.json({ items: await catalog.instances(name) });
-    },
-  );
+  router.get('/services/:name/instances', ...read, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    res.json({ items: await catalog.instances(name) });
+  });
 
-  router.post(
-    '/services/:name/instances',
-    ...write,
-    ...json,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      const registration = parseWith(InstanceRegistration, req.body);
-      const record = await catalog.registerInstance(principalOf(res), name, registration);
-      res
-        .status(201)
-        .location(`/api/v1/services/${name}/instances/${record.id}`)
-        .json({ ...record, ttlSeconds: registration.ttlSeconds, heartbeat: `/api/v1/services/${name}/instances/${record.id}/heartbeat` });
-    },
-  );
+  router.post('/services/:name/instances', ...write, ...json, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    const registration = parseWith(InstanceRegistration, req.body);
+    const record = await catalog.registerInstance(principalOf(res), name, registration);
+    res
+      .status(201)
+      .location(`/api/v1/services/${name}/instances/${record.id}`)
+      .json({ ...record, ttlSeconds: registration.ttlSeconds, heartbeat: `/api/v1/services/${name}/instances/${record.id}/heartbeat` });
+  });
 
-  router.put(
-    '/services/:name/instances/:id/heartbeat',
-    ...write,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      const id = parseParam(InstanceId, req.params['id'], 'id');
-      await catalog.heartbeatInstance(principalOf(res), name, id);
-      res.status(204).end();
-    },
-  );
+  router.put('/services/:name/instances/:id/heartbeat', ...write, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    const id = parseParam(InstanceId, req.params['id'], 'id');
+    await catalog.heartbeatInstance(principalOf(res), name, id);
+    res.status(204).end();
+  });
 
-  router.delete(
-    '/services/:name/instances/:id',
-    ...write,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      const id = parseParam(InstanceId, req.params['id'], 'id');
-      await catalog.deregisterInstance(principalOf(res), name, id);
-      res.status(204).end();
-    },
-  );
+  router.delete('/services/:name/instances/:id', ...write, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    const id = parseParam(InstanceId, req.params['id'], 'id');
+    await catalog.deregisterInstance(principalOf(res), name, id);
+    res.status(204).end();
+  });
 
   return router;
 }

@@ -18,115 +18,75 @@ function sendService(res: Response, status: number, service: Versioned<ServiceRe
   res.status(status).set('ETag', etagOf(service.modRevision)).json(serviceResource(service));
 }
 
-export function servicesRouter(catalog: ServiceCatalog, guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] }): Router {
+export function servicesRouter(
+  catalog: ServiceCatalog,
+  guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] },
+): Router {
   const router = Router();
   const { read, write, json } = guards;
 
-  router.get(
-    '/services',
-    ...read,
-    async (req, res) => {
-      const query = parseWith(ServiceListQuery, { ...req.query });
-      const items = await catalog.list(query);
-      res.json({ items: items.map(serviceResource) });
-    },
-  );
+  router.get('/services', ...read, async (req, res) => {
+    const query = parseWith(ServiceListQuery, { ...req.query });
+    const items = await catalog.list(query);
+    res.json({ items: items.map(serviceResource) });
+  });
 
-  router.post(
-    '/services',
-    ...write,
-    ...json,
-    async (req, res) => {
-      const spec = parseWith(ServiceSpec, req.body);
-      const created = await catalog.create(principalOf(res), spec);
-      res.location(`/api/v1/services/${spec.name}`);
-      sendService(res, 201, created);
-    },
-  );
+  router.post('/services', ...write, ...json, async (req, res) => {
+    const spec = parseWith(ServiceSpec, req.body);
+    const created = await catalog.create(principalOf(res), spec);
+    res.location(`/api/v1/services/${spec.name}`);
+    sendService(res, 201, created);
+  });
 
-  router.get(
-    '/services/:name',
-    ...read,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      sendService(res, 200, await catalog.get(name));
-    },
-  );
+  router.get('/services/:name', ...read, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    sendService(res, 200, await catalog.get(name));
+  });
 
-  router.put(
-    '/services/:name',
-    ...write,
-    ...json,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      const ifMatch = parseIfMatch(req.get('If-Match'));
-      const body: unknown = req.body;
-      // The name may be left out of the body; when given it must match the path.
-      const withName = isObject(body) && !('name' in body) ? { ...body, name } : body;
-      const spec = parseWith(ServiceSpec, withName);
-      if (spec.name !== name) throw problems.validation([{ field: 'name', message: `must match the path ("${name}")` }]);
-      const { created, service } = await catalog.put(principalOf(res), spec, ifMatch);
-      if (created) res.location(`/api/v1/services/${name}`);
-      sendService(res, created ? 201 : 200, service);
-    },
-  );
+  router.put('/services/:name', ...write, ...json, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    const ifMatch = parseIfMatch(req.get('If-Match'));
+    const body: unknown = req.body;
+    // The name may be left out of the body; when given it must match the path.
+    const withName = isObject(body) && !('name' in body) ? { ...body, name } : body;
+    const spec = parseWith(ServiceSpec, withName);
+    if (spec.name !== name) throw problems.validation([{ field: 'name', message: `must match the path ("${name}")` }]);
+    const { created, service } = await catalog.put(principalOf(res), spec, ifMatch);
+    if (created) res.location(`/api/v1/services/${name}`);
+    sendService(res, created ? 201 : 200, service);
+  });
 
-  router.delete(
-    '/services/:name',
-    ...write,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      await catalog.delete(principalOf(res), name, parseIfMatch(req.get('If-Match')));
-      res.status(204).end();
-    },
-  );
+  router.delete('/services/:name', ...write, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    await catalog.delete(principalOf(res), name, parseIfMatch(req.get('If-Match')));
+    res.status(204).end();
+  });
 
-  router.get(
-    '/services/:name/history',
-    ...read,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      res.json({ items: await catalog.history(name) });
-    },
-  );
+  router.get('/services/:name/history', ...read, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    res.json({ items: await catalog.history(name) });
+  });
 
-  router.get(
-    '/services/:name/history/:generation',
-    ...read,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      const generation = parseParam(z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER), req.params['generation'], 'generation');
-      res.json(await catalog.historyEntry(name, generation));
-    },
-  );
+  router.get('/services/:name/history/:generation', ...read, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    const generation = parseParam(z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER), req.params['generation'], 'generation');
+    res.json(await catalog.historyEntry(name, generation));
+  });
 
-  router.post(
-    '/services/:name/rollback',
-    ...write,
-    ...json,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      const { generation } = parseWith(RollbackRequest, req.body);
-      sendService(res, 200, await catalog.rollback(principalOf(res), name, generation, parseIfMatch(req.get('If-Match'))));
-    },
-  );
+  router.post('/services/:name/rollback', ...write, ...json, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    const { generation } = parseWith(RollbackRequest, req.body);
+    sendService(res, 200, await catalog.rollback(principalOf(res), name, generation, parseIfMatch(req.get('If-Match'))));
+  });
 
-  router.get(
-    '/services/:name/proxies',
-    ...read,
-    async (req, res) => {
-      const name = parseParam(ServiceName, req.params['name'], 'name');
-      res.json({ items: await catalog.proxies(name) });
-    },
-  );
+  router.get('/services/:name/proxies', ...read, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    res.json({ items: await catalog.proxies(name) });
+  });
 
-  router.get(
-    '/topology',
-    ...read,
-    async (_req, res) => {
-      res.json(await catalog.topology());
-    },
-  );
+  router.get('/topology', ...read, async (_req, res) => {
+    res.json(await catalog.topology());
+  });
 
   return router;
 }

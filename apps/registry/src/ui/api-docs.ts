@@ -32,7 +32,8 @@ ${body ? html`<details><summary>Request body</summary><pre>${JSON.stringify(body
       }),
   );
   const schemas = Object.entries(doc.components?.schemas ?? {}).map(
-    ([name, schema]) => html`<details id="schema-${name}"><summary>${name}</summary><pre>${JSON.stringify(schema, null, 2)}</pre></details>`,
+    ([name, schema]) =>
+      html`<details id="schema-${name}"><summary>${name}</summary><pre>${JSON.stringify(schema, null, 2)}</pre></details>`,
   );
   return layout(
     ctx,

@@ -19,7 +19,11 @@ const changes = [
 describe('findNackCause', () => {
   it('picks the newest change at or below the rejected config’s mesh revision', () => {
     const nack = { version: 'v', error: 'e', at: '2026-11-27T12:00:00.000Z' };
-    expect(findNackCause(changes, { ...nack, meshRevision: '11' })).toEqual({ basis: 'revision', change: changes[2]!.value, meshRevision: '11' });
+    expect(findNackCause(changes, { ...nack, meshRevision: '11' })).toEqual({
+      basis: 'revision',
+      change: changes[2]!.value,
+      meshRevision: '11',
+    });
     expect(findNackCause(changes, { ...nack, meshRevision: '12' })?.change).toBe(changes[3]!.value);
     expect(findNackCause(changes, { ...nack, meshRevision: '9' })?.change).toBe(changes[1]!.value);
   });
@@ -29,7 +33,10 @@ describe('findNackCause', () => {
   });
 
   it('falls back to the newest change before the rejection time for records without a revision', () => {
-    expect(findNackCause(changes, { version: 'v', error: 'e', at: '2026-11-27T10:06:00.000Z' })).toEqual({ basis: 'time', change: changes[1]!.value });
+    expect(findNackCause(changes, { version: 'v', error: 'e', at: '2026-11-27T10:06:00.000Z' })).toEqual({
+      basis: 'time',
+      change: changes[1]!.value,
+    });
     expect(findNackCause(changes, { version: 'v', error: 'e', at: '2026-11-27T09:00:00.000Z' })).toBeUndefined();
   });
 });

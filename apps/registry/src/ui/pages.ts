@@ -64,7 +64,8 @@ export interface ServicePageData {
 }
 
 /** Where a change's diff is shown: its entry on the service's history page. */
-export const changeUrl = (change: Pick<HistoryEntry, 'service' | 'generation'>): string => `${serviceUrl(change.service)}/history#generation-${change.generation}`;
+export const changeUrl = (change: Pick<HistoryEntry, 'service' | 'generation'>): string =>
+  `${serviceUrl(change.service)}/history#generation-${change.generation}`;
 
 function nackCause(cause: NackCause | undefined): Html | string {
   if (!cause) return '';
@@ -78,7 +79,8 @@ function nackCause(cause: NackCause | undefined): Html | string {
 
 export function servicePage(ctx: PageContext, data: ServicePageData): string {
   const { spec, generation, updated, created } = data.service.value;
-  const link = (name: string, registered = true) => (registered ? html`<a href="${serviceUrl(name)}">${name}</a>` : html`<span class="missing">${name} (missing)</span>`);
+  const link = (name: string, registered = true) =>
+    registered ? html`<a href="${serviceUrl(name)}">${name}</a>` : html`<span class="missing">${name} (missing)</span>`;
   const instances = data.instances.length
     ? html`<table class="instances"><thead><tr><th>Id</th><th>Address</th><th>Platform</th><th>Locality</th><th>Labels</th><th>Registered</th></tr></thead><tbody>${data.instances.map(
         (i) =>
@@ -90,13 +92,16 @@ export function servicePage(ctx: PageContext, data: ServicePageData): string {
       )}</tbody></table>`
     : html`<p class="empty">No live instances.</p>`;
   const proxies = data.proxies.length
-    ? html`<table class="proxies"><thead><tr><th>Node</th><th>Control plane</th><th>Type</th><th>Last ACKed</th><th>Rejected config</th></tr></thead><tbody>${data.proxies.flatMap((p) =>
-        Object.entries(p.types).map(([type, status]) => {
-          const nack = status.lastNack;
-          return html`<tr><td>${p.nodeId}</td><td>${p.controlPlane}</td><td>${type}</td><td>${status.lastAckedVersion ?? '—'}</td><td>${
-            nack ? html`<span class="nack">version ${nack.version} rejected at ${nack.at}: ${nack.error}</span>${nackCause(data.nackCause(nack))}` : '—'
-          }</td></tr>`;
-        }),
+    ? html`<table class="proxies"><thead><tr><th>Node</th><th>Control plane</th><th>Type</th><th>Last ACKed</th><th>Rejected config</th></tr></thead><tbody>${data.proxies.flatMap(
+        (p) =>
+          Object.entries(p.types).map(([type, status]) => {
+            const nack = status.lastNack;
+            return html`<tr><td>${p.nodeId}</td><td>${p.controlPlane}</td><td>${type}</td><td>${status.lastAckedVersion ?? '—'}</td><td>${
+              nack
+                ? html`<span class="nack">version ${nack.version} rejected at ${nack.at}: ${nack.error}</span>${nackCause(data.nackCause(nack))}`
+                : '—'
+            }</td></tr>`;
+          }),
       )}</tbody></table>`
     : html`<p class="empty">No proxy has connected to the control plane for this service.</p>`;
   return layout(
@@ -145,8 +150,13 @@ export function serviceFormPage(
     )}</div>`;
   };
   const input = (name: FormField, attrs: Html = html``) =>
-    field(name, html`<input id="${name}" name="${name}" value="${values[name]}" ${attrs}${errors[name] ? html` aria-invalid="true" aria-describedby="${name}-error"` : ''}>`);
-  const protocols = ['http', 'http2', 'grpc', 'tcp'].map((p) => html`<option value="${p}"${values.protocol === p ? html` selected` : ''}>${p}</option>`);
+    field(
+      name,
+      html`<input id="${name}" name="${name}" value="${values[name]}" ${attrs}${errors[name] ? html` aria-invalid="true" aria-describedby="${name}-error"` : ''}>`,
+    );
+  const protocols = ['http', 'http2', 'grpc', 'tcp'].map(
+    (p) => html`<option value="${p}"${values.protocol === p ? html` selected` : ''}>${p}</option>`,
+  );
   const action = options.mode === 'create' ? '/ui/services' : serviceUrl(values.name);
   return layout(
     ctx,
@@ -181,7 +191,9 @@ export function historyPage(ctx: PageContext, name: string, entries: HistoryEntr
   const items = entries.map((entry, index) => {
     const previous = entries[index + 1];
     const diff = diffLines(previous?.spec ? canonicalJson(previous.spec) : '', entry.spec ? canonicalJson(entry.spec) : '');
-    const lines = diff.map((line) => html`<span class="${line.op}">${line.op === 'added' ? '+ ' : line.op === 'removed' ? '- ' : '  '}${line.text}</span>\n`);
+    const lines = diff.map(
+      (line) => html`<span class="${line.op}">${line.op === 'added' ? '+ ' : line.op === 'removed' ? '- ' : '  '}${line.text}</span>\n`,
+    );
     const canRestore = entry.spec !== null && currentGeneration !== undefined && entry.generation !== currentGeneration;
     return html`<li class="entry" id="generation-${entry.generation}" data-generation="${entry.generation}"><h2>Generation ${entry.generation}: ${entry.action}${
       entry.restoredGeneration ? ` of generation ${entry.restoredGeneration}` : ''
@@ -191,7 +203,11 @@ export function historyPage(ctx: PageContext, name: string, entries: HistoryEntr
         : ''
     }</li>`;
   });
-  return layout(ctx, `History of ${name}`, html`<h1>History of <a href="${serviceUrl(name)}">${name}</a></h1><ol class="history">${items}</ol>`);
+  return layout(
+    ctx,
+    `History of ${name}`,
+    html`<h1>History of <a href="${serviceUrl(name)}">${name}</a></h1><ol class="history">${items}</ol>`,
+  );
 }
 
 export function topologyPage(ctx: PageContext, topology: Topology): string {
@@ -201,7 +217,14 @@ export function topologyPage(ctx: PageContext, topology: Topology): string {
     'Topology',
     html`<h1>Topology</h1><p>Arrows point from a caller to the service it calls. Dashed red boxes are dependencies nobody registered.</p>
 <div class="topology-frame">${renderTopologySvg(topology, serviceUrl)}</div>
-${missing.length ? html`<p class="missing">Missing: ${join(missing.map((n) => html`<span>${n.name}</span>`), ', ')}</p>` : ''}`,
+${
+  missing.length
+    ? html`<p class="missing">Missing: ${join(
+        missing.map((n) => html`<span>${n.name}</span>`),
+        ', ',
+      )}</p>`
+    : ''
+}`,
   );
 }
 

@@ -7,7 +7,14 @@ const form = (overrides: Partial<FormValues>): FormValues => ({ ...emptyForm(), 
 describe('formToSpec', () => {
   it('builds a spec from the fields an engineer fills', () => {
     const result = formToSpec(
-      form({ dependencies: 'catalog, basket\n\nsearch', timeoutMs: '1500', retries: '2', ingressHost: 'shop.example.com', accessTeamDomain: 'acme.cloudflareaccess.com', accessAudience: 'ab'.repeat(16) }),
+      form({
+        dependencies: 'catalog, basket\n\nsearch',
+        timeoutMs: '1500',
+        retries: '2',
+        ingressHost: 'shop.example.com',
+        accessTeamDomain: 'acme.cloudflareaccess.com',
+        accessAudience: 'ab'.repeat(16),
+      }),
     );
     expect(result).toEqual({
       ok: true,
@@ -19,7 +26,11 @@ describe('formToSpec', () => {
         port: 8080,
         dependencies: [{ service: 'catalog' }, { service: 'basket' }, { service: 'search' }],
         policy: { timeoutMs: 1500, retries: { attempts: 2, retryOn: ['connect-failure', 'refused-stream', 'unavailable'] } },
-        ingress: { host: 'shop.example.com', pathPrefix: '/', cloudflareAccess: { teamDomain: 'acme.cloudflareaccess.com', audience: 'ab'.repeat(16) } },
+        ingress: {
+          host: 'shop.example.com',
+          pathPrefix: '/',
+          cloudflareAccess: { teamDomain: 'acme.cloudflareaccess.com', audience: 'ab'.repeat(16) },
+        },
       },
     });
   });

@@ -33,7 +33,9 @@ describe('UiSessions CSRF', () => {
     const token = sessions.csrfToken(request({}), res as never);
     const cookie = `${CSRF_COOKIE}=${cookies[CSRF_COOKIE]}`;
     expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080' }, {}))).toMatchObject({ ok: false });
-    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${'x'.repeat(43)}`, host: 'r:8080' }, { _csrf: token }))).toMatchObject({ ok: false });
+    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${'x'.repeat(43)}`, host: 'r:8080' }, { _csrf: token }))).toMatchObject({
+      ok: false,
+    });
     expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'https://evil.example' }, { _csrf: token }))).toMatchObject({
       ok: false,
       reason: 'cross-origin form post from https://evil.example',

@@ -45,7 +45,13 @@ export class UiSessions {
   }
 
   signIn(res: Response, token: string): void {
-    res.cookie(SESSION_COOKIE, token, { httpOnly: true, sameSite: 'strict', secure: this.secureCookies, path: '/', maxAge: SESSION_MAX_AGE_MS });
+    res.cookie(SESSION_COOKIE, token, {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: this.secureCookies,
+      path: '/',
+      maxAge: SESSION_MAX_AGE_MS,
+    });
   }
 
   signOut(res: Response): void {

@@ -51,7 +51,9 @@ export function layoutTopology(topology: Topology): TopologyLayout {
         x: position.x,
         y: position.y,
         registered: node.registered,
-        subtitle: node.registered ? `${node.team ?? ''} · ${node.instances} instance${node.instances === 1 ? '' : 's'}` : 'missing: not registered',
+        subtitle: node.registered
+          ? `${node.team ?? ''} · ${node.instances} instance${node.instances === 1 ? '' : 's'}`
+          : 'missing: not registered',
       };
     }),
     edges: topology.edges.map((edge) => ({ from: edge.from, to: edge.to, points: graph.edge({ v: edge.from, w: edge.to })?.points ?? [] })),

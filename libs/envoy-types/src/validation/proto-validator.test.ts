@@ -33,7 +33,11 @@ describe('ProtoValidator', () => {
 
   it('checks string.min_len, enum.defined_only and duration.gt from the protos', () => {
     const cluster = { ...goodCluster(), name: '', lbPolicy: 42 as Cluster_LbPolicy, connectTimeout: { seconds: '0', nanos: 0 } };
-    expect(rules(validator.validateMessage(Cluster, cluster))).toEqual(['name string.min_len', 'connect_timeout duration.gt', 'lb_policy enum.defined_only']);
+    expect(rules(validator.validateMessage(Cluster, cluster))).toEqual([
+      'name string.min_len',
+      'connect_timeout duration.gt',
+      'lb_policy enum.defined_only',
+    ]);
   });
 
   it('applies scalar rules to wrapper types (uint32 lte on a UInt32Value)', () => {
@@ -51,7 +55,10 @@ describe('ProtoValidator', () => {
   it('checks repeated.min_items and well-known header regexes (non-strict here, as the proto says) on items', () => {
     const routes = RouteConfiguration.fromPartial({
       name: 'r',
-      virtualHosts: [{ name: 'v', domains: [] }, { name: 'w', domains: ['*'], requestHeadersToRemove: ['x-ok', 'bad\nheader'] }],
+      virtualHosts: [
+        { name: 'v', domains: [] },
+        { name: 'w', domains: ['*'], requestHeadersToRemove: ['x-ok', 'bad\nheader'] },
+      ],
     });
     expect(rules(validator.validateMessage(RouteConfiguration, routes))).toEqual([
       'virtual_hosts[0].domains repeated.min_items',
@@ -60,12 +67,20 @@ describe('ProtoValidator', () => {
   });
 
   it('follows google.protobuf.Any into the packed message', () => {
-    const hcm = HttpConnectionManager.fromPartial({ statPrefix: '', routeSpecifier: { $case: 'rds', value: { routeConfigName: 'r', configSource: { configSourceSpecifier: { $case: 'ads', value: {} } } } } });
+    const hcm = HttpConnectionManager.fromPartial({
+      statPrefix: '',
+      routeSpecifier: {
+        $case: 'rds',
+        value: { routeConfigName: 'r', configSource: { configSourceSpecifier: { $case: 'ads', value: {} } } },
+      },
+    });
     const listener = Listener.fromPartial({
       name: 'l',
       apiListener: { apiListener: packAny(HttpConnectionManager, hcm) },
     });
-    expect(rules(validator.validateAny(packAny(Listener, listener)))).toEqual(['api_listener.api_listener<HttpConnectionManager>.stat_prefix string.min_len']);
+    expect(rules(validator.validateAny(packAny(Listener, listener)))).toEqual([
+      'api_listener.api_listener<HttpConnectionManager>.stat_prefix string.min_len',
+    ]);
   });
 
   it('follows Any values inside maps (typed_per_filter_config) deep in a route configuration', () => {
@@ -75,7 +90,9 @@ describe('ProtoValidator', () => {
         {
           name: 'v',
           domains: ['*'],
-          typedPerFilterConfig: { 'envoy.filters.http.local_ratelimit': packAny(LocalRateLimit, LocalRateLimit.fromPartial({ statPrefix: '' })) },
+          typedPerFilterConfig: {
+            'envoy.filters.http.local_ratelimit': packAny(LocalRateLimit, LocalRateLimit.fromPartial({ statPrefix: '' })),
+          },
         },
       ],
     });
@@ -85,7 +102,10 @@ describe('ProtoValidator', () => {
   });
 
   it('says so when an Any holds a type whose proto is not loaded', () => {
-    const listener = Listener.fromPartial({ name: 'l', apiListener: { apiListener: { typeUrl: 'type.googleapis.com/example.Unknown', value: Buffer.alloc(0) } } });
+    const listener = Listener.fromPartial({
+      name: 'l',
+      apiListener: { apiListener: { typeUrl: 'type.googleapis.com/example.Unknown', value: Buffer.alloc(0) } },
+    });
     expect(rules(validator.validateMessage(Listener, listener))).toEqual(['api_listener.api_listener<Unknown> any.type']);
   });
 
@@ -110,7 +130,8 @@ message Formats {
       );
       const custom = ProtoValidator.load({ protoDir: dir, files: ['example/formats.proto'] });
       const type = custom.root.lookupType('example.Formats');
-      const check = (value: Record<string, string>) => rules(custom.validateBytes('example.Formats', type.encode(type.fromObject(value)).finish()));
+      const check = (value: Record<string, string>) =>
+        rules(custom.validateBytes('example.Formats', type.encode(type.fromObject(value)).finish()));
       expect(check({ host: 'a.example.com', addr: '10.0.0.1', uri: 'https://example.com/x', ip6: 'fd00::1' })).toEqual([]);
       expect(check({ host: '-bad-.example', addr: 'not an address', uri: 'relative/path', ip6: '10.0.0.1' })).toEqual([
         'host string.hostname',

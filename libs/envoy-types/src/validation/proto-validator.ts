@@ -42,7 +42,11 @@ interface TypePlan {
 const REPO_ROOT = resolve(__dirname, '../../../..');
 const DEFAULT_PROTO_DIR = join(REPO_ROOT, 'libs/envoy-types/protos');
 const GENERATED_DIR = resolve(__dirname, '../generated');
-const WRAPPERS = new Set(['DoubleValue', 'FloatValue', 'Int64Value', 'UInt64Value', 'Int32Value', 'UInt32Value', 'BoolValue', 'StringValue', 'BytesValue'].map((n) => `google.protobuf.${n}`));
+const WRAPPERS = new Set(
+  ['DoubleValue', 'FloatValue', 'Int64Value', 'UInt64Value', 'Int32Value', 'UInt32Value', 'BoolValue', 'StringValue', 'BytesValue'].map(
+    (n) => `google.protobuf.${n}`,
+  ),
+);
 
 // protoc-gen-validate's well-known regexes (validate.proto, KnownRegex).
 const HEADER_NAME = /^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$/;
@@ -53,7 +57,9 @@ const HEADER_VALUE_LOOSE = /^[^\u0000\u000A\u000D]*$/;
 
 function isHostname(value: string): boolean {
   const name = value.endsWith('.') ? value.slice(0, -1) : value;
-  return name.length > 0 && name.length <= 253 && name.split('.').every((label) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label));
+  return (
+    name.length > 0 && name.length <= 253 && name.split('.').every((label) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label))
+  );
 }
 
 function isAbsoluteUri(value: string): boolean {
@@ -153,14 +159,20 @@ export class ProtoValidator {
 
   private checkMessage(type: protobuf.Type, msg: Msg, path: string, out: Violation[]): void {
     if (type.fullName === '.google.protobuf.Any') {
-      if (msg['type_url']) this.checkAny(msg['type_url'] as string, msg['value'] as Uint8Array, `${path}<${shortName(msg['type_url'] as string)}>`, out);
+      if (msg['type_url'])
+        this.checkAny(msg['type_url'] as string, msg['value'] as Uint8Array, `${path}<${shortName(msg['type_url'] as string)}>`, out);
       return;
     }
     const plan = this.plan(type);
     if (plan.disabled) return;
     for (const name of plan.requiredOneofs) {
       const set = type.oneofs[name]!.oneof.some((member) => isPresent(msg, member));
-      if (!set) out.push({ path: join2(path, name), rule: 'oneof.required', message: `exactly one of ${type.oneofs[name]!.oneof.join(', ')} must be set` });
+      if (!set)
+        out.push({
+          path: join2(path, name),
+          rule: 'oneof.required',
+          message: `exactly one of ${type.oneofs[name]!.oneof.join(', ')} must be set`,
+        });
     }
     for (const { field, rules, oneof } of plan.fields) {
       if (oneof !== undefined && !isPresent(msg, field.name)) continue;
@@ -168,13 +180,22 @@ export class ProtoValidator {
     }
   }
 
-  private checkField(field: protobuf.Field, value: unknown, present: boolean, rules: Rules | undefined, path: string, out: Violation[]): void {
+  private checkField(
+    field: protobuf.Field,
+    value: unknown,
+    present: boolean,
+    rules: Rules | undefined,
+    path: string,
+    out: Violation[],
+  ): void {
     if (field.map) {
       const entries = Object.entries((value ?? {}) as Record<string, unknown>);
       const mapRules = rules?.['map'] as Rules | undefined;
       if (mapRules && !(mapRules['ignore_empty'] && entries.length === 0)) {
-        if (mapRules['min_pairs'] !== undefined && entries.length < num(mapRules['min_pairs'])) out.push({ path, rule: 'map.min_pairs', message: `needs at least ${num(mapRules['min_pairs'])} entries, has ${entries.length}` });
-        if (mapRules['max_pairs'] !== undefined && entries.length > num(mapRules['max_pairs'])) out.push({ path, rule: 'map.max_pairs', message: `allows at most ${num(mapRules['max_pairs'])} entries, has ${entries.length}` });
+        if (mapRules['min_pairs'] !== undefined && entries.length < num(mapRules['min_pairs']))
+          out.push({ path, rule: 'map.min_pairs', message: `needs at least ${num(mapRules['min_pairs'])} entries, has ${entries.length}` });
+        if (mapRules['max_pairs'] !== undefined && entries.length > num(mapRules['max_pairs']))
+          out.push({ path, rule: 'map.max_pairs', message: `allows at most ${num(mapRules['max_pairs'])} entries, has ${entries.length}` });
       }
       const keyRules = (mapRules?.['keys'] as Rules | undefined) ?? undefined;
       const valueRules = (mapRules?.['values'] as Rules | undefined) ?? undefined;
@@ -188,9 +209,20 @@ export class ProtoValidator {
       const items = (value ?? []) as unknown[];
       const repeated = rules?.['repeated'] as Rules | undefined;
       if (repeated && !(repeated['ignore_empty'] && items.length === 0)) {
-        if (repeated['min_items'] !== undefined && items.length < num(repeated['min_items'])) out.push({ path, rule: 'repeated.min_items', message: `needs at least ${num(repeated['min_items'])} items, has ${items.length}` });
-        if (repeated['max_items'] !== undefined && items.length > num(repeated['max_items'])) out.push({ path, rule: 'repeated.max_items', message: `allows at most ${num(repeated['max_items'])} items, has ${items.length}` });
-        if (repeated['unique'] === true && new Set(items.map((i) => JSON.stringify(i))).size !== items.length) out.push({ path, rule: 'repeated.unique', message: 'items must be unique' });
+        if (repeated['min_items'] !== undefined && items.length < num(repeated['min_items']))
+          out.push({
+            path,
+            rule: 'repeated.min_items',
+            message: `needs at least ${num(repeated['min_items'])} items, has ${items.length}`,
+          });
+        if (repeated['max_items'] !== undefined && items.length > num(repeated['max_items']))
+          out.push({
+            path,
+            rule: 'repeated.max_items',
+            message: `allows at most ${num(repeated['max_items'])} items, has ${items.length}`,
+          });
+        if (repeated['unique'] === true && new Set(items.map((i) => JSON.stringify(i))).size !== items.length)
+          out.push({ path, rule: 'repeated.unique', message: 'items must be unique' });
       }
       const itemRules = repeated?.['items'] as Rules | undefined;
       items.forEach((item, i) => this.checkSingle(field, item, true, itemRules, `${path}[${i}]`, out));
@@ -200,13 +232,24 @@ export class ProtoValidator {
   }
 
   /** One value of a field (the field itself, a repeated item or a map value). */
-  private checkSingle(field: protobuf.Field, value: unknown, present: boolean, rules: Rules | undefined, path: string, out: Violation[]): void {
+  private checkSingle(
+    field: protobuf.Field,
+    value: unknown,
+    present: boolean,
+    rules: Rules | undefined,
+    path: string,
+    out: Violation[],
+  ): void {
     const resolved = field.resolvedType;
     if (resolved instanceof protobuf.Type) {
       const fullName = resolved.fullName.slice(1);
       const has = present && value !== null && value !== undefined;
       const messageRules = rules?.['message'] as Rules | undefined;
-      const required = messageRules?.['required'] === true || (rules?.['duration'] as Rules | undefined)?.['required'] === true || (rules?.['any'] as Rules | undefined)?.['required'] === true || (rules?.['timestamp'] as Rules | undefined)?.['required'] === true;
+      const required =
+        messageRules?.['required'] === true ||
+        (rules?.['duration'] as Rules | undefined)?.['required'] === true ||
+        (rules?.['any'] as Rules | undefined)?.['required'] === true ||
+        (rules?.['timestamp'] as Rules | undefined)?.['required'] === true;
       if (!has) {
         if (required) out.push({ path, rule: 'message.required', message: 'is required' });
         return;
@@ -226,9 +269,11 @@ export class ProtoValidator {
       const enumRules = rules?.['enum'] as Rules | undefined;
       if (!enumRules) return;
       const v = value as number;
-      if (enumRules['defined_only'] === true && resolved.valuesById[v] === undefined) out.push({ path, rule: 'enum.defined_only', message: `${v} is not a defined ${resolved.name} value` });
+      if (enumRules['defined_only'] === true && resolved.valuesById[v] === undefined)
+        out.push({ path, rule: 'enum.defined_only', message: `${v} is not a defined ${resolved.name} value` });
       this.checkInNotIn(enumRules, v, 'enum', path, out);
-      if (enumRules['const'] !== undefined && v !== num(enumRules['const'])) out.push({ path, rule: 'enum.const', message: `must be ${num(enumRules['const'])}` });
+      if (enumRules['const'] !== undefined && v !== num(enumRules['const']))
+        out.push({ path, rule: 'enum.const', message: `must be ${num(enumRules['const'])}` });
       return;
     }
     if (!rules) return;
@@ -241,17 +286,21 @@ export class ProtoValidator {
     if (kind === 'bytes') {
       const length = (value as Uint8Array | undefined)?.length ?? 0;
       if (rules['ignore_empty'] && length === 0) return;
-      if (rules['min_len'] !== undefined && length < num(rules['min_len'])) out.push({ path, rule: 'bytes.min_len', message: `needs at least ${num(rules['min_len'])} bytes` });
-      if (rules['max_len'] !== undefined && length > num(rules['max_len'])) out.push({ path, rule: 'bytes.max_len', message: `allows at most ${num(rules['max_len'])} bytes` });
+      if (rules['min_len'] !== undefined && length < num(rules['min_len']))
+        out.push({ path, rule: 'bytes.min_len', message: `needs at least ${num(rules['min_len'])} bytes` });
+      if (rules['max_len'] !== undefined && length > num(rules['max_len']))
+        out.push({ path, rule: 'bytes.max_len', message: `allows at most ${num(rules['max_len'])} bytes` });
       return;
     }
     if (kind === 'bool') {
-      if (rules['const'] !== undefined && Boolean(value) !== rules['const']) out.push({ path, rule: 'bool.const', message: `must be ${String(rules['const'])}` });
+      if (rules['const'] !== undefined && Boolean(value) !== rules['const'])
+        out.push({ path, rule: 'bool.const', message: `must be ${String(rules['const'])}` });
       return;
     }
     const v = num(value ?? 0);
     if (rules['ignore_empty'] && v === 0) return;
-    if (rules['const'] !== undefined && v !== num(rules['const'])) out.push({ path, rule: `${kind}.const`, message: `must be ${num(rules['const'])}` });
+    if (rules['const'] !== undefined && v !== num(rules['const']))
+      out.push({ path, rule: `${kind}.const`, message: `must be ${num(rules['const'])}` });
     this.checkRange(v, rules, kind, path, out, String);
     this.checkInNotIn(rules, v, kind, path, out);
   }
@@ -260,25 +309,40 @@ export class ProtoValidator {
     if (rules['ignore_empty'] && value === '') return;
     const chars = [...value].length;
     const bytes = Buffer.byteLength(value);
-    const fail = (rule: string, message: string) => out.push({ path, rule: `string.${rule}`, message: `${message} (got ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)})` });
+    const fail = (rule: string, message: string) =>
+      out.push({
+        path,
+        rule: `string.${rule}`,
+        message: `${message} (got ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)})`,
+      });
     if (rules['len'] !== undefined && chars !== num(rules['len'])) fail('len', `must be ${num(rules['len'])} characters`);
-    if (rules['min_len'] !== undefined && chars < num(rules['min_len'])) fail('min_len', `needs at least ${num(rules['min_len'])} characters`);
-    if (rules['max_len'] !== undefined && chars > num(rules['max_len'])) fail('max_len', `allows at most ${num(rules['max_len'])} characters`);
-    if (rules['min_bytes'] !== undefined && bytes < num(rules['min_bytes'])) fail('min_bytes', `needs at least ${num(rules['min_bytes'])} bytes`);
-    if (rules['max_bytes'] !== undefined && bytes > num(rules['max_bytes'])) fail('max_bytes', `allows at most ${num(rules['max_bytes'])} bytes`);
-    if (typeof rules['prefix'] === 'string' && !value.startsWith(rules['prefix'])) fail('prefix', `must start with ${JSON.stringify(rules['prefix'])}`);
-    if (typeof rules['suffix'] === 'string' && !value.endsWith(rules['suffix'])) fail('suffix', `must end with ${JSON.stringify(rules['suffix'])}`);
-    if (typeof rules['contains'] === 'string' && !value.includes(rules['contains'])) fail('contains', `must contain ${JSON.stringify(rules['contains'])}`);
-    if (typeof rules['not_contains'] === 'string' && value.includes(rules['not_contains'])) fail('not_contains', `must not contain ${JSON.stringify(rules['not_contains'])}`);
+    if (rules['min_len'] !== undefined && chars < num(rules['min_len']))
+      fail('min_len', `needs at least ${num(rules['min_len'])} characters`);
+    if (rules['max_len'] !== undefined && chars > num(rules['max_len']))
+      fail('max_len', `allows at most ${num(rules['max_len'])} characters`);
+    if (rules['min_bytes'] !== undefined && bytes < num(rules['min_bytes']))
+      fail('min_bytes', `needs at least ${num(rules['min_bytes'])} bytes`);
+    if (rules['max_bytes'] !== undefined && bytes > num(rules['max_bytes']))
+      fail('max_bytes', `allows at most ${num(rules['max_bytes'])} bytes`);
+    if (typeof rules['prefix'] === 'string' && !value.startsWith(rules['prefix']))
+      fail('prefix', `must start with ${JSON.stringify(rules['prefix'])}`);
+    if (typeof rules['suffix'] === 'string' && !value.endsWith(rules['suffix']))
+      fail('suffix', `must end with ${JSON.stringify(rules['suffix'])}`);
+    if (typeof rules['contains'] === 'string' && !value.includes(rules['contains']))
+      fail('contains', `must contain ${JSON.stringify(rules['contains'])}`);
+    if (typeof rules['not_contains'] === 'string' && value.includes(rules['not_contains']))
+      fail('not_contains', `must not contain ${JSON.stringify(rules['not_contains'])}`);
     if (typeof rules['pattern'] === 'string') {
       const re = this.pattern(rules['pattern']);
       if (re && !re.test(value)) fail('pattern', `must match ${rules['pattern']}`);
     }
     const wellKnown = rules['well_known_regex'];
     if (wellKnown === 'HTTP_HEADER_NAME' || wellKnown === 1) {
-      if (rules['strict'] !== false ? !HEADER_NAME.test(value) : !HEADER_VALUE_LOOSE.test(value)) fail('well_known_regex', 'must be a valid HTTP header name');
+      if (rules['strict'] !== false ? !HEADER_NAME.test(value) : !HEADER_VALUE_LOOSE.test(value))
+        fail('well_known_regex', 'must be a valid HTTP header name');
     } else if (wellKnown === 'HTTP_HEADER_VALUE' || wellKnown === 2) {
-      if (!(rules['strict'] !== false ? HEADER_VALUE_STRICT : HEADER_VALUE_LOOSE).test(value)) fail('well_known_regex', 'must be a valid HTTP header value');
+      if (!(rules['strict'] !== false ? HEADER_VALUE_STRICT : HEADER_VALUE_LOOSE).test(value))
+        fail('well_known_regex', 'must be a valid HTTP header value');
     }
     for (const [rule, accepts, what] of FORMAT_RULES) {
       if (rules[rule] === true && !accepts(value)) fail(rule, `must be ${what}`);
@@ -289,14 +353,24 @@ export class ProtoValidator {
   private checkDuration(msg: Msg, rules: Rules, path: string, out: Violation[]): void {
     const nanos = durationNanos(msg);
     const describe = (d: unknown) => `${durationNanos(d as Msg) / 1e9}s`;
-    if (rules['const'] !== undefined && nanos !== durationNanos(rules['const'] as Msg)) out.push({ path, rule: 'duration.const', message: `must be ${describe(rules['const'])}` });
-    this.checkRange(nanos, rules, 'duration', path, out, (bound) => describe(bound), (bound) => durationNanos(bound as Msg));
+    if (rules['const'] !== undefined && nanos !== durationNanos(rules['const'] as Msg))
+      out.push({ path, rule: 'duration.const', message: `must be ${describe(rules['const'])}` });
+    this.checkRange(
+      nanos,
+      rules,
+      'duration',
+      path,
+      out,
+      (bound) => describe(bound),
+      (bound) => durationNanos(bound as Msg),
+    );
   }
 
   private checkAnyRules(msg: Msg, rules: Rules, path: string, out: Violation[]): void {
     const typeUrl = msg['type_url'] as string;
     const allowed = listOf(rules['in']) as string[] | undefined;
-    if (allowed?.length && !allowed.includes(typeUrl)) out.push({ path, rule: 'any.in', message: `${typeUrl} is not one of ${allowed.join(', ')}` });
+    if (allowed?.length && !allowed.includes(typeUrl))
+      out.push({ path, rule: 'any.in', message: `${typeUrl} is not one of ${allowed.join(', ')}` });
     const refused = listOf(rules['not_in']) as string[] | undefined;
     if (refused?.includes(typeUrl)) out.push({ path, rule: 'any.not_in', message: `${typeUrl} is not allowed` });
   }
@@ -312,13 +386,22 @@ export class ProtoValidator {
     toNumber: (bound: unknown) => number = num,
   ): void {
     const has = (k: string) => rules[k] !== undefined && rules[k] !== null;
-    const lower = has('gt') ? { bound: toNumber(rules['gt']), inclusive: false, key: 'gt' } : has('gte') ? { bound: toNumber(rules['gte']), inclusive: true, key: 'gte' } : undefined;
-    const upper = has('lt') ? { bound: toNumber(rules['lt']), inclusive: false, key: 'lt' } : has('lte') ? { bound: toNumber(rules['lte']), inclusive: true, key: 'lte' } : undefined;
+    const lower = has('gt')
+      ? { bound: toNumber(rules['gt']), inclusive: false, key: 'gt' }
+      : has('gte')
+        ? { bound: toNumber(rules['gte']), inclusive: true, key: 'gte' }
+        : undefined;
+    const upper = has('lt')
+      ? { bound: toNumber(rules['lt']), inclusive: false, key: 'lt' }
+      : has('lte')
+        ? { bound: toNumber(rules['lte']), inclusive: true, key: 'lte' }
+        : undefined;
     const aboveLower = lower ? (lower.inclusive ? v >= lower.bound : v > lower.bound) : true;
     const belowUpper = upper ? (upper.inclusive ? v <= upper.bound : v < upper.bound) : true;
     const text = (b: { key: string }) => `${b.key} ${describe(rules[b.key])}`;
     if (lower && upper && upper.bound < lower.bound) {
-      if (!(aboveLower || belowUpper)) out.push({ path, rule: `${kind}.${lower.key}`, message: `must be ${text(lower)} or ${text(upper)}` });
+      if (!(aboveLower || belowUpper))
+        out.push({ path, rule: `${kind}.${lower.key}`, message: `must be ${text(lower)} or ${text(upper)}` });
       return;
     }
     if (!aboveLower) out.push({ path, rule: `${kind}.${lower!.key}`, message: `must be ${text(lower!)}, got ${describe(v)}` });
@@ -328,7 +411,8 @@ export class ProtoValidator {
   private checkInNotIn(rules: Rules, v: string | number, kind: string, path: string, out: Violation[]): void {
     const norm = (x: unknown) => (typeof v === 'number' ? num(x) : String(x));
     const allowed = listOf(rules['in']);
-    if (allowed?.length && !allowed.map(norm).includes(v)) out.push({ path, rule: `${kind}.in`, message: `${v} is not one of ${allowed.join(', ')}` });
+    if (allowed?.length && !allowed.map(norm).includes(v))
+      out.push({ path, rule: `${kind}.in`, message: `${v} is not one of ${allowed.join(', ')}` });
     const refused = listOf(rules['not_in']);
     if (refused?.map(norm).includes(v)) out.push({ path, rule: `${kind}.not_in`, message: `${v} is not allowed` });
   }
@@ -355,7 +439,8 @@ function generatedProtoFiles(): string[] {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const full = join(dir, entry.name);
       if (entry.isDirectory()) walk(full);
-      else if (entry.name.endsWith('.ts') && !full.includes(`${join(GENERATED_DIR, 'google')}`)) files.push(relative(GENERATED_DIR, full).replace(/\.ts$/, '.proto'));
+      else if (entry.name.endsWith('.ts') && !full.includes(`${join(GENERATED_DIR, 'google')}`))
+        files.push(relative(GENERATED_DIR, full).replace(/\.ts$/, '.proto'));
     }
   };
   if (existsSync(GENERATED_DIR)) walk(GENERATED_DIR);
@@ -378,7 +463,8 @@ function mergedRules(parsed: ParsedOptions): Rules | undefined {
 function deepMerge(a: Rules, b: Rules): Rules {
   const out: Rules = { ...a };
   for (const [k, v] of Object.entries(b)) {
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' ? deepMerge(out[k] as Rules, v as Rules) : v;
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' ? deepMerge(out[k] as Rules, v as Rules) : v;
   }
   return out;
 }

@@ -3,7 +3,14 @@
 // callers, registers itself with the registry and heartbeats, and answers each
 // call by first calling, through the mesh, every service it declared.
 import { credentials, Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { CALLER_KEY_ID_METADATA_KEY, CALLER_METADATA_KEY, meshServerInterceptor, meshTokenInterceptor, MeshTokenClient, MeshTokenVerifier } from '@trellis/sdk-node';
+import {
+  CALLER_KEY_ID_METADATA_KEY,
+  CALLER_METADATA_KEY,
+  meshServerInterceptor,
+  meshTokenInterceptor,
+  MeshTokenClient,
+  MeshTokenVerifier,
+} from '@trellis/sdk-node';
 import { CallReply, HopClient, HopService, type CallRequest, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
 
 const cfg = {
@@ -31,7 +38,9 @@ function required(name: string): string {
 }
 
 function log(msg: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), service: cfg.service, instance: cfg.instanceId, msg, ...fields })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ time: new Date().toISOString(), service: cfg.service, instance: cfg.instanceId, msg, ...fields })}\n`,
+  );
 }
 
 async function registry(method: string, path: string, body?: unknown): Promise<Response> {
@@ -54,12 +63,20 @@ async function main(): Promise<void> {
 
   const tokens = new MeshTokenClient({ authzUrl: cfg.authzUrl, service: cfg.service, secret: cfg.serviceSecret });
   const downstream = new Map(
-    cfg.dependencies.map((dep) => [dep, new HopClient(`xds:///${dep}`, credentials.createInsecure(), { interceptors: [meshTokenInterceptor(tokens, dep)] })]),
+    cfg.dependencies.map((dep) => [
+      dep,
+      new HopClient(`xds:///${dep}`, credentials.createInsecure(), { interceptors: [meshTokenInterceptor(tokens, dep)] }),
+    ]),
   );
 
   const interceptors = cfg.isPublic
     ? []
-    : [meshServerInterceptor(new MeshTokenVerifier({ service: cfg.service, issuer: cfg.issuer, keys: `${cfg.authzUrl}/.well-known/jwks.json` }), (reason) => log('refused a call', { reason }))];
+    : [
+        meshServerInterceptor(
+          new MeshTokenVerifier({ service: cfg.service, issuer: cfg.issuer, keys: `${cfg.authzUrl}/.well-known/jwks.json` }),
+          (reason) => log('refused a call', { reason }),
+        ),
+      ];
   const server = new Server({ interceptors });
   server.addService(HopService, {
     call: (call: ServerUnaryCall<CallRequest, CallReply>, callback: sendUnaryData<CallReply>) => {

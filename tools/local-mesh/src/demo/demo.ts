@@ -46,7 +46,8 @@ export async function startDemo(
       body: JSON.stringify(demoServiceSpec(service)),
     });
     // 412/428 means it exists from an earlier run (data persists in .trellis/); keep it.
-    if (!res.ok && res.status !== 412 && res.status !== 428) throw new Error(`registering ${service.name}: ${res.status} ${await res.text()}`);
+    if (!res.ok && res.status !== 412 && res.status !== 428)
+      throw new Error(`registering ${service.name}: ${res.status} ${await res.text()}`);
   }
 
   const processes: ManagedProcess[] = [];
@@ -107,7 +108,9 @@ export async function startDemo(
 export function describeHops(hops: HopRecord[]): string {
   return hops
     .map((h) =>
-      h.caller ? `${h.caller} → ${h.service} [${h.instance}] token sub=${h.caller} aud=${h.tokenAudience} kid=${h.tokenKeyId.slice(0, 8)}…` : `edge → ${h.service} [${h.instance}]`,
+      h.caller
+        ? `${h.caller} → ${h.service} [${h.instance}] token sub=${h.caller} aud=${h.tokenAudience} kid=${h.tokenKeyId.slice(0, 8)}…`
+        : `edge → ${h.service} [${h.instance}]`,
     )
     .join('\n    ');
 }
