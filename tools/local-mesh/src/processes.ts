@@ -26,12 +26,23 @@ export interface StartOptions {
 
 const KEEP_LINES = 200;
 
+/** Children still running; killed if this process exits without stopping them (a crash, process.exit). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export function startProcess(options: StartOptions): ManagedProcess {
   const child = spawn(options.command, options.args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group: a terminal's Ctrl-C reaches only the local mesh, which then
+    // stops the apps before the stores they use, instead of every process at once.
+    detached: true,
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const recentOutput: string[] = [];
   const lineWatchers = new Set<(line: string) => void>();
   const onLine = options.onLine ?? ((name, line) => process.stdout.write(`[${name}] ${line}\n`));
