@@ -11,6 +11,7 @@ import { requireBinary } from './binaries';
 import { ManagedProcess, waitUntil, withPortRetry } from './child-process';
 import { dockerAvailable } from './docker';
 import { freePort } from './ports';
+import { unsupported } from './unsupported';
 
 export interface TestEtcd {
   /** Client URLs, e.g. `http://127.0.0.1:40123`. */
@@ -104,13 +105,14 @@ function baseHandle(endpoints: string[]) {
   return { client, adminClient, compact, closeClients };
 }
 
-function unsupported(what: string, why: string): () => Promise<never> {
-  return () => Promise.reject(new Error(`${what} is not supported ${why}; check \`canRestart\` and skip fault tests`));
-}
-
-function sharedEtcd(endpoints: string[], prefix: string): TestEtcd {
+/** An etcd this suite cannot stop or start (shared, or a container); `close` releases it. */
+function unownedEtcd(
+  endpoints: string[],
+  prefix: string,
+  why: string,
+  close: (base: ReturnType<typeof baseHandle>) => Promise<void>,
+): TestEtcd {
   const base = baseHandle(endpoints);
-  const why = 'against TRELLIS_TEST_ETCD_ENDPOINTS (a shared etcd)';
   return {
     endpoints,
     prefix,
@@ -120,11 +122,15 @@ function sharedEtcd(endpoints: string[], prefix: string): TestEtcd {
     stop: unsupported('stop()', why),
     start: unsupported('start()', why),
     restart: unsupported('restart()', why),
-    async close() {
-      await base.adminClient().delete().prefix(prefix);
-      base.closeClients();
-    },
+    close: () => close(base),
   };
+}
+
+function sharedEtcd(endpoints: string[], prefix: string): TestEtcd {
+  return unownedEtcd(endpoints, prefix, 'against TRELLIS_TEST_ETCD_ENDPOINTS (a shared etcd)', async (base) => {
+    await base.adminClient().delete().prefix(prefix);
+    base.closeClients();
+  });
 }
 
 async function containerEtcd(prefix: string): Promise<TestEtcd> {
@@ -137,22 +143,10 @@ async function containerEtcd(prefix: string): Promise<TestEtcd> {
     .withWaitStrategy(Wait.forHttp('/health', 2379))
     .start();
   const endpoints = [`http://${container.getHost()}:${container.getMappedPort(2379)}`];
-  const base = baseHandle(endpoints);
-  const why = 'for a testcontainers etcd (its mapped port changes on restart)';
-  return {
-    endpoints,
-    prefix,
-    canRestart: false,
-    client: base.client,
-    compact: base.compact,
-    stop: unsupported('stop()', why),
-    start: unsupported('start()', why),
-    restart: unsupported('restart()', why),
-    async close() {
-      base.closeClients();
-      await container.stop();
-    },
-  };
+  return unownedEtcd(endpoints, prefix, 'for a testcontainers etcd (its mapped port changes on restart)', async (base) => {
+    base.closeClients();
+    await container.stop();
+  });
 }
 
 async function localEtcd(prefix: string, startTimeoutMs: number): Promise<TestEtcd> {

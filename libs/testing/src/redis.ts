@@ -10,6 +10,7 @@ import { ManagedProcess, waitUntil, withPortRetry } from './child-process';
 import { dockerAvailable } from './docker';
 import { freePort } from './ports';
 import { redisCommands } from './resp';
+import { unsupported } from './unsupported';
 
 export interface TestRedis {
   /** `redis://host:port/<db>`: ioredis and node-redis both select `db` from the path. */
@@ -45,10 +46,6 @@ function withDb(url: string, db: number): string {
   const u = new URL(url);
   u.pathname = `/${db}`;
   return u.toString();
-}
-
-function unsupported(what: string, why: string): () => Promise<never> {
-  return () => Promise.reject(new Error(`${what} is not supported ${why}; check \`canRestart\` and skip fault tests`));
 }
 
 async function sharedRedis(serverUrl: string): Promise<TestRedis> {
