@@ -2,13 +2,14 @@
 // store (pure logic; the real etcd/Redis path is covered in test/authz.test.ts).
 import { status } from '@grpc/grpc-js';
 import { CheckRequest, CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
-import type { AuthzPublicKey, ServiceRecord, ServiceSpecInput } from '@trellis/mesh-schema';
+import type { ServiceRecord, ServiceSpecInput } from '@trellis/mesh-schema';
 import { ServiceSpec } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { Registry } from 'prom-client';
 import { checkRequest, outbound } from '../../test/support/harness';
+import { MemoryKeyStore } from '../../test/support/memory-key-store';
 import { CloudflareAccessVerifier } from '../edge/cloudflare-access';
-import { KeyRing, type AuthzKeyStore } from '../keys/key-ring';
+import { KeyRing } from '../keys/key-ring';
 import { generateSigningKey } from '../keys/signing-key';
 import { AuthzMetrics } from '../metrics';
 import { MeshTokenIssuer } from '../tokens/token-issuer';
@@ -16,19 +17,6 @@ import { MeshTokenVerifier } from '../tokens/token-verifier';
 import { decodeCheckAttributes } from './check-attributes';
 import { CheckService } from './check-service';
 import { MeshPolicy, type MeshView } from './mesh-policy';
-
-class MemoryKeyStore implements AuthzKeyStore {
-  readonly keys = new Map<string, AuthzPublicKey>();
-  async listAuthzKeys() {
-    return [...this.keys.values()];
-  }
-  async putAuthzKey(key: AuthzPublicKey) {
-    this.keys.set(key.kid, key);
-  }
-  async deleteAuthzKey(kid: string) {
-    this.keys.delete(kid);
-  }
-}
 
 const record = (spec: ServiceSpecInput): { value: ServiceRecord } => {
   const at = new Date(0).toISOString();

@@ -3,9 +3,9 @@
 import { createLogger } from '@trellis/runtime';
 import { decodeJwt } from 'jose';
 import { Registry } from 'prom-client';
-import { KeyRing, type AuthzKeyStore } from '../keys/key-ring';
+import { MemoryKeyStore } from '../../test/support/memory-key-store';
+import { KeyRing } from '../keys/key-ring';
 import { generateSigningKey } from '../keys/signing-key';
-import type { AuthzPublicKey } from '@trellis/mesh-schema';
 import { AuthzMetrics } from '../metrics';
 import { mintMeshToken } from './mint';
 import type { SharedLookup, SharedTokenCache } from './redis-token-cache';
@@ -21,19 +21,6 @@ class MemoryShared implements SharedTokenCache {
   }
   set(key: string, token: string, ttlMs: number): void {
     if (!this.down) this.entries.set(key, { token, ttlMs });
-  }
-}
-
-class MemoryKeyStore implements AuthzKeyStore {
-  readonly keys = new Map<string, AuthzPublicKey>();
-  async listAuthzKeys() {
-    return [...this.keys.values()];
-  }
-  async putAuthzKey(key: AuthzPublicKey) {
-    this.keys.set(key.kid, key);
-  }
-  async deleteAuthzKey(kid: string) {
-    this.keys.delete(kid);
   }
 }
 

@@ -1,24 +1,11 @@
-import type { AuthzPublicKey } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { Registry } from 'prom-client';
-import { KeyRing, type AuthzKeyStore } from '../keys/key-ring';
+import { MemoryKeyStore } from '../../test/support/memory-key-store';
+import { KeyRing } from '../keys/key-ring';
 import { generateSigningKey, type SigningKey } from '../keys/signing-key';
 import { AuthzMetrics } from '../metrics';
 import { mintMeshToken } from './mint';
 import { MeshTokenVerifier } from './token-verifier';
-
-class MemoryKeyStore implements AuthzKeyStore {
-  readonly keys = new Map<string, AuthzPublicKey>();
-  async listAuthzKeys() {
-    return [...this.keys.values()];
-  }
-  async putAuthzKey(key: AuthzPublicKey) {
-    this.keys.set(key.kid, key);
-  }
-  async deleteAuthzKey(kid: string) {
-    this.keys.delete(kid);
-  }
-}
 
 describe('MeshTokenVerifier', () => {
   const T0 = Date.UTC(2026, 0, 1);
