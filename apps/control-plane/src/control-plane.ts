@@ -13,6 +13,7 @@ import type { ControlPlaneConfig } from './config';
 import { Debouncer } from './debounce';
 import { buildProxyResources, TranslationMemo } from './envoy';
 import { createHttpApp } from './http/app';
+import type { XdsTransport } from './http/bootstrap-route';
 import { createControlPlaneMetrics } from './metrics';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
 import {
@@ -205,7 +206,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     ads,
     model: () => model,
     xdsAddress: advertise,
-    requireXdsToken: !config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS,
+    xdsTransport: xdsTransportOf(config),
     logger,
   });
   const httpServer: HttpServer = await new Promise((resolve, reject) => {
@@ -260,4 +261,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         await watcher.close();
       })()),
   };
+}
+
+/**
+ * What a sidecar needs to reach this control plane: with a client CA configured the
+ * client certificate is its credential; otherwise a token, unless insecure clients
+ * are admitted.
+ */
+function xdsTransportOf(config: ControlPlaneOptions): XdsTransport {
+  const clientCertificates = config.TRELLIS_XDS_TLS_CLIENT_CA_FILE !== undefined;
+  const requireToken = !clientCertificates && !config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS;
+  return config.TRELLIS_XDS_TLS_CERT_FILE !== undefined ? { tls: true, clientCertificates, requireToken } : { tls: false, requireToken };
 }

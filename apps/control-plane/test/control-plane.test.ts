@@ -264,7 +264,7 @@ describe('control plane over etcd', () => {
     });
 
     it('renders the Envoy bootstrap a sidecar of a service starts with', async () => {
-      const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-vm-1&zone=z1&format=json`);
+      const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-vm-1&zone=z1&app_port=18081&format=json`);
       expect(res.status).toBe(200);
       const bootstrap = (await res.json()) as {
         node: { id: string; cluster: string };
@@ -272,12 +272,18 @@ describe('control plane over etcd', () => {
       };
       expect(bootstrap.node).toMatchObject({ id: 'a-vm-1', cluster: 'a' });
       expect(JSON.stringify(bootstrap.static_resources.clusters)).toContain(String(h.cp.xdsPort));
-      const yaml = await (await fetch(`${h.httpUrl}/bootstrap/a`)).text();
+      const yaml = await (await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081`)).text();
       expect(yaml).toMatch(/cluster: a/);
-      expect((await fetch(`${h.httpUrl}/bootstrap/nope`)).status).toBe(404);
-      const bad = await fetch(`${h.httpUrl}/bootstrap/a?app_port=99999`);
-      expect(bad.status).toBe(400);
-      expect(await bad.json()).toMatchObject({ field: 'app_port' });
+      // No TLS on this control plane: the bootstrap carries no TLS transport socket.
+      expect(yaml).not.toMatch(/UpstreamTlsContext/);
+      expect((await fetch(`${h.httpUrl}/bootstrap/nope?app_port=18081`)).status).toBe(404);
+      // Out of range, missing, and the service port itself (the inbound listener's) are refused.
+      const servicePort = (await h.store.getService('a'))!.value.spec.port;
+      for (const query of ['app_port=99999', '', `app_port=${servicePort}`]) {
+        const bad = await fetch(`${h.httpUrl}/bootstrap/a?${query}`);
+        expect(bad.status).toBe(400);
+        expect(await bad.json()).toMatchObject({ field: 'app_port' });
+      }
     });
 
     it('exposes the xDS metrics without per-node labels', async () => {

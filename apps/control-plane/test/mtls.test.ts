@@ -55,4 +55,24 @@ describe('xDS over mTLS', () => {
     client.send({ node: testNode('a', 'a-nocert'), typeUrl: TypeUrl.Cluster });
     expect((await client.closedWith(10_000)).code).toBe(GrpcStatus.UNAVAILABLE);
   });
+
+  it("renders bootstraps that reach xDS over TLS with the sidecar's certificate, and no token", async () => {
+    const res = await fetch(
+      `${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&cert_file=/run/creds/a.crt&key_file=/run/creds/a.key&format=json`,
+    );
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const tls = JSON.parse(text).static_resources.clusters.find((c: { name: string }) => c.name === 'trellis-xds').transport_socket;
+    expect(tls.typed_config).toMatchObject({
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      common_tls_context: {
+        validation_context: { trusted_ca: { filename: '/etc/trellis/xds/ca.crt' } },
+        tls_certificates: [{ certificate_chain: { filename: '/run/creds/a.crt' }, private_key: { filename: '/run/creds/a.key' } }],
+      },
+    });
+    expect(text).not.toContain('TRELLIS_XDS_TOKEN');
+    const relative = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=creds/a.crt`);
+    expect(relative.status).toBe(400);
+    expect(await relative.json()).toMatchObject({ field: 'cert_file' });
+  });
 });

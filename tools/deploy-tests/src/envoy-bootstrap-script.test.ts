@@ -94,7 +94,7 @@ describe('trellis-envoy-bootstrap', () => {
     const output = join(dir, 'bootstrap.yaml');
     return new Promise<{ status: number | null; stderr: string; output: string }>((resolve) => {
       const child = spawn('sh', args, {
-        env: { PATH: process.env['PATH']!, TRELLIS_CONTROL_PLANE_URL: baseUrl, ...env },
+        env: { PATH: process.env['PATH']!, TRELLIS_CONTROL_PLANE_URL: baseUrl, TRELLIS_APP_PORT: '9000', ...env },
       });
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -110,6 +110,24 @@ describe('trellis-envoy-bootstrap', () => {
     expect(text).toMatch(/id: orders\.vm-1/);
     expect(text).toMatch(/port_value: 9000/);
     expect(existsSync(`${result.output}.tmp`)).toBe(false);
+  });
+
+  it('refuses to start without the application port, and passes where this host keeps its xDS TLS files', async () => {
+    const missing = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', TRELLIS_APP_PORT: '' });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toMatch(/TRELLIS_APP_PORT is not set/);
+    expect(requests).toEqual([]);
+
+    const tls = await run('orders', {
+      TRELLIS_NODE_ID: 'orders.vm-1',
+      TRELLIS_XDS_CA_FILE: '/etc/trellis/xds/ca.crt',
+      TRELLIS_XDS_CERT_FILE: '/run/credentials/orders.crt',
+      TRELLIS_XDS_KEY_FILE: '/run/credentials/orders.key',
+    });
+    expect(tls.status).toBe(0);
+    expect(requests).toEqual([
+      '/bootstrap/orders?node=orders.vm-1&app_port=9000&ca_file=/etc/trellis/xds/ca.crt&cert_file=/run/credentials/orders.crt&key_file=/run/credentials/orders.key',
+    ]);
   });
 
   it('fills in the xDS token from the xds-token credential when the control plane wants one', async () => {

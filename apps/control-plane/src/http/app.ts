@@ -9,7 +9,7 @@ import type { ProxyKind } from '../envoy/resources';
 import type { MeshModel } from '../model';
 import type { AdsServer } from '../xds/ads-server';
 import type { SnapshotCache } from '../xds/snapshot-cache';
-import { bootstrapHandler } from './bootstrap-route';
+import { bootstrapHandler, type XdsTransport } from './bootstrap-route';
 import { configDump } from './config-dump';
 import { sendProblem } from './problem';
 
@@ -21,8 +21,8 @@ export interface HttpAppDeps {
   model: () => MeshModel | undefined;
   /** Where sidecars reach the xDS port (for rendered bootstraps). */
   xdsAddress: { host: string; port: number };
-  /** Rendered bootstraps carry an xDS token placeholder when insecure clients are not admitted. */
-  requireXdsToken: boolean;
+  /** How rendered bootstraps reach xDS: TLS (with client certificates), or an xDS token placeholder. */
+  xdsTransport: XdsTransport;
   logger: Logger;
 }
 
@@ -72,7 +72,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped });
   });
 
-  app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddress: deps.xdsAddress, requireToken: deps.requireXdsToken }));
+  app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddress: deps.xdsAddress, transport: deps.xdsTransport }));
 
   app.use((_req: Request, res: Response) => sendProblem(res, 404, 'Not found', 'no such endpoint'));
   return app;

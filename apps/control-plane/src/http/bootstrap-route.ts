@@ -1,8 +1,11 @@
 // GET /bootstrap/{service}: the Envoy bootstrap a VM or pod sidecar starts with.
 // Query: node (node.id, default the literal "${NODE_ID}" for the start script to
-// substitute), app_port (default the service's registered port), region/zone/
-// sub_zone, admin_port, format=yaml|json. The ADS credential is the literal
-// "${TRELLIS_XDS_TOKEN}" unless this control plane admits insecure clients.
+// substitute), app_port (required: where the application listens on 127.0.0.1 —
+// never the service port, which the sidecar's inbound listener takes), region/zone/
+// sub_zone, admin_port, format=yaml|json, and where this control plane serves xDS
+// over TLS: ca_file (and with client certificates cert_file, key_file) — paths on the
+// sidecar's host. The ADS credential is then the client certificate; otherwise it is
+// the literal "${TRELLIS_XDS_TOKEN}" unless this control plane admits insecure clients.
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { ServiceName } from '@trellis/mesh-schema';
@@ -14,6 +17,10 @@ const Segment = z
   .string()
   .max(128)
   .regex(/^[a-zA-Z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only');
+const HostPath = z
+  .string()
+  .max(1024)
+  .regex(/^\/[\x21-\x7e]*$/, 'an absolute path of printable ASCII without spaces');
 const Query = z
   .object({
     node: z
@@ -22,19 +29,30 @@ const Query = z
       .max(256)
       .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
       .optional(),
-    app_port: z.coerce.number().int().min(1).max(65535).optional(),
+    app_port: z.coerce.number().int().min(1).max(65535),
     admin_port: z.coerce.number().int().min(1).max(65535).optional(),
     region: Segment.optional(),
     zone: Segment.optional(),
     sub_zone: Segment.optional(),
     format: z.enum(['yaml', 'json']).default('yaml'),
+    ca_file: HostPath.default('/etc/trellis/xds/ca.crt'),
+    cert_file: HostPath.default('/etc/trellis/xds/tls.crt'),
+    key_file: HostPath.default('/etc/trellis/xds/tls.key'),
+    server_name: z
+      .string()
+      .max(253)
+      .regex(/^[a-zA-Z0-9.-]+$/, 'a DNS name')
+      .optional(),
   })
   .strict();
+
+/** How sidecars reach this control plane's xDS port. */
+export type XdsTransport = { tls: false; requireToken: boolean } | { tls: true; clientCertificates: boolean; requireToken: boolean };
 
 export function bootstrapHandler(deps: {
   model: () => MeshModel | undefined;
   xdsAddress: { host: string; port: number };
-  requireToken: boolean;
+  transport: XdsTransport;
 }) {
   return (req: Request, res: Response): void => {
     const service = ServiceName.safeParse(req.params['service']);
@@ -50,14 +68,33 @@ export function bootstrapHandler(deps: {
     const known = model.services.get(service.data);
     if (!known) return sendProblem(res, 404, 'Unknown service', `service "${service.data}" is not registered`, { field: 'service' });
     const q = query.data;
+    if (known.inbound && q.app_port === known.port) {
+      return sendProblem(
+        res,
+        400,
+        'Invalid query',
+        `app_port: the sidecar's inbound listener takes port ${known.port} (the service port); give the port the application listens on at 127.0.0.1`,
+        { field: 'app_port' },
+      );
+    }
+    const { transport } = deps;
     const input: BootstrapInput = {
       service: known.name,
       nodeId: q.node ?? '${NODE_ID}',
-      appPort: q.app_port ?? known.port,
+      appPort: q.app_port,
       appProtocol: known.protocol,
       xds: deps.xdsAddress,
       locality: { region: q.region ?? '', zone: q.zone ?? '', subZone: q.sub_zone ?? '' },
-      ...(deps.requireToken ? { xdsToken: '${TRELLIS_XDS_TOKEN}' } : {}),
+      ...(transport.requireToken ? { xdsToken: '${TRELLIS_XDS_TOKEN}' } : {}),
+      ...(transport.tls
+        ? {
+            xdsTls: {
+              caFile: q.ca_file,
+              ...(transport.clientCertificates ? { certFile: q.cert_file, keyFile: q.key_file } : {}),
+              ...(q.server_name ? { serverName: q.server_name } : {}),
+            },
+          }
+        : {}),
       ...(q.admin_port ? { adminPort: q.admin_port } : {}),
     };
     res.type(q.format === 'json' ? 'application/json' : 'application/yaml').send(renderBootstrap(input, q.format));
