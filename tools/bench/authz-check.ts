@@ -3,7 +3,6 @@
 //   --role echo    a bare grpc-js server (authz's server options) answering the Check path with the request bytes
 //   --role authz   authz (startAuthz) against a real etcd and Redis, A→B declared, token cached
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +15,7 @@ import { startEtcd, startRedis } from '@trellis/testing';
 import { startAuthz } from '../../apps/authz/src/authz';
 import { loadAuthzConfig } from '../../apps/authz/src/config';
 import { GRPC_SERVER_OPTIONS } from '../../apps/authz/src/grpc/grpc-server';
-import { checkRequest, outbound } from '../../apps/authz/test/support/harness';
+import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../apps/authz/test/support/harness';
 
 const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
@@ -54,25 +53,14 @@ async function echoServer(): Promise<void> {
 
 async function authzServer(): Promise<void> {
   const [etcd, redis] = await Promise.all([startEtcd(), startRedis()]);
-  const keysDir = mkdtempSync(join(tmpdir(), 'bench-keys-'));
-  writeFileSync(
-    join(keysDir, 'key.pem'),
-    generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
-  );
+  const keys = await KeyDir.create();
+  await keys.addKey('key');
   const client = etcd.client();
   const store = new MeshStore(client, new KeyLayout(etcd.prefix));
   const base = { team: 'bench', protocol: 'grpc' as const, port: 8080 };
   await store.createService({ ...base, name: 'orders' }, 'bench');
   await store.createService({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }] }, 'bench');
-  const config = loadAuthzConfig({
-    TRELLIS_HOST: '127.0.0.1',
-    TRELLIS_GRPC_PORT: '0',
-    TRELLIS_HTTP_PORT: '0',
-    TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
-    TRELLIS_ETCD_PREFIX: etcd.prefix,
-    TRELLIS_REDIS_URL: redis.url,
-    TRELLIS_SIGNING_KEYS_DIR: keysDir,
-  });
+  const config = loadAuthzConfig(authzTestEnv(etcd, redis, keys));
   const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
   await authz.whenReady();
   announce({ grpcPort: authz.grpcPort, httpPort: authz.httpPort });
@@ -80,7 +68,7 @@ async function authzServer(): Promise<void> {
   await authz.close();
   client.close();
   await Promise.all([etcd.close(), redis.close()]);
-  rmSync(keysDir, { recursive: true, force: true });
+  await keys.remove();
 }
 
 function announce(ports: Record<string, number>): void {

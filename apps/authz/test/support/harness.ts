@@ -44,14 +44,9 @@ export interface DeepCheck {
   path?: string;
 }
 
-export async function startTestAuthz(
-  etcd: TestEtcd,
-  redis: TestRedis,
-  keys: KeyDir,
-  env: Record<string, string> = {},
-  extra: Partial<Pick<AuthzDeps, 'edge'>> = {},
-): Promise<StartedAuthz> {
-  const config = loadAuthzConfig({
+/** authz's environment for a test etcd and Redis: loopback, ephemeral ports, the given key directory. */
+export function authzTestEnv(etcd: TestEtcd, redis: TestRedis, keys: KeyDir): Record<string, string> {
+  return {
     TRELLIS_HOST: '127.0.0.1',
     TRELLIS_GRPC_PORT: '0',
     TRELLIS_HTTP_PORT: '0',
@@ -59,8 +54,17 @@ export async function startTestAuthz(
     TRELLIS_ETCD_PREFIX: etcd.prefix,
     TRELLIS_REDIS_URL: redis.url,
     TRELLIS_SIGNING_KEYS_DIR: keys.path,
-    ...env,
-  });
+  };
+}
+
+export async function startTestAuthz(
+  etcd: TestEtcd,
+  redis: TestRedis,
+  keys: KeyDir,
+  env: Record<string, string> = {},
+  extra: Partial<Pick<AuthzDeps, 'edge'>> = {},
+): Promise<StartedAuthz> {
+  const config = loadAuthzConfig({ ...authzTestEnv(etcd, redis, keys), ...env });
   const etcdClient = etcd.client();
   const authz = await startAuthz({
     config,
