@@ -124,9 +124,11 @@ export class ServiceCatalog {
   }
 
   /** Restores the definition a previous generation had, as a new generation. */
+  /** Restores the definition of `generation` as a new generation; a deleted service comes back. */
   async rollback(principal: Principal, name: string, generation: number, ifMatch: string | undefined): Promise<Versioned<ServiceRecord>> {
-    const current = await this.get(name);
+    const current = await this.find(name);
     const target = await this.store.getHistory(name, generation);
+    if (!current && !target) throw problems.notFound(`service "${name}" is not registered and has no history`);
     if (!target) {
       throw problems.validation(
         [{ field: 'generation', message: `service "${name}" has no generation ${generation}` }],
@@ -138,9 +140,21 @@ export class ServiceCatalog {
         { field: 'generation', message: `generation ${generation} is a deletion; choose a generation with a definition` },
       ]);
     }
+    if (!current) {
+      // Deleted: restoring re-creates it (an If-Match cannot match a record that does not exist).
+      if (ifMatch !== undefined)
+        throw problems.preconditionFailed(`service "${name}" does not exist; roll back without If-Match to restore it`);
+      this.authorize(principal, [target.spec.team], `service "${name}"`);
+      try {
+        const restored = await this.store.createService(target.spec, principal.actor, { restoredGeneration: generation });
+        this.recordChange('rollback', principal, name, restored.value.generation);
+        return restored;
+      } catch (err) {
+        throw mapRevisionErrors(err, name);
+      }
+    }
     this.authorize(principal, [current.value.spec.team, target.spec.team], `service "${name}"`);
-    const restored = await this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation);
-    return restored;
+    return this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation);
   }
 
   async instances(service: string): Promise<InstanceRecord[]> {

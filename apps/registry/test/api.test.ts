@@ -175,6 +175,34 @@ describe('services', () => {
     });
     expect(stale.status).toBe(412);
   });
+
+  it('restores a deleted service by rolling back to a generation before the delete', async () => {
+    await call(url, 'PUT', '/api/v1/services/coupons', { ...admin, json: spec('coupons', { port: 7070 }) });
+    expect((await call(url, 'DELETE', '/api/v1/services/coupons', admin)).status).toBe(204);
+    expect((await call(url, 'GET', '/api/v1/services/coupons')).status).toBe(404);
+
+    const deletion = await call(url, 'POST', '/api/v1/services/coupons/rollback', { ...admin, json: { generation: 2 } });
+    expect(deletion.status).toBe(400); // generation 2 is the deletion itself
+    const withEtag = await call(url, 'POST', '/api/v1/services/coupons/rollback', {
+      ...admin,
+      json: { generation: 1 },
+      headers: { 'if-match': '"1"' },
+    });
+    expect(withEtag.status).toBe(412);
+    expect((await call(url, 'POST', '/api/v1/services/nothing-here/rollback', { ...admin, json: { generation: 1 } })).status).toBe(404);
+
+    const restored = await call(url, 'POST', '/api/v1/services/coupons/rollback', { ...admin, json: { generation: 1 } });
+    expect(restored.status).toBe(200);
+    expect(restored.body).toMatchObject({ generation: 3, spec: { name: 'coupons', port: 7070 } });
+    expect((await call(url, 'GET', '/api/v1/services/coupons')).status).toBe(200);
+    const history = (await call(url, 'GET', '/api/v1/services/coupons/history')).body.items;
+    expect(history.map((e: { generation: number; action: string }) => [e.generation, e.action])).toEqual([
+      [3, 'rollback'],
+      [2, 'delete'],
+      [1, 'create'],
+    ]);
+    expect(history[0]).toMatchObject({ restoredGeneration: 1 });
+  });
 });
 
 describe('instances', () => {
@@ -371,7 +399,7 @@ describe('documents and operations', () => {
     expect(metrics.text).toContain('trellis_registry_http_request_duration_seconds_bucket');
     expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="missing"\} [1-9]/);
     expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="forbidden"\} [1-9]/);
-    expect(metrics.text).toMatch(/trellis_registry_service_changes_total\{action="rollback"\} 1/);
+    expect(metrics.text).toMatch(/trellis_registry_service_changes_total\{action="rollback"\} 2/); // pricing and coupons
   });
 
   it('answers unknown routes with a 404 problem', async () => {

@@ -105,7 +105,15 @@ export class MeshStore {
   }
 
   /** Creates generation 1 (or the next generation after a deleted predecessor's history). */
-  async createService(spec: ServiceSpecInput, actor: string): Promise<Versioned<ServiceRecord>> {
+  /**
+   * `opts.restoredGeneration`: the create restores a deleted service's definition from
+   * that generation (a rollback past a delete), and history records it as a rollback.
+   */
+  async createService(
+    spec: ServiceSpecInput,
+    actor: string,
+    opts: { restoredGeneration?: number } = {},
+  ): Promise<Versioned<ServiceRecord>> {
     const validSpec = validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
     const key = this.layout.service(validSpec.name);
     const at = this.now().toISOString();
@@ -122,10 +130,11 @@ export class MeshStore {
       const history = this.historyEntry(historyKey, {
         service: spec.name,
         generation,
-        action: 'create',
+        action: opts.restoredGeneration !== undefined ? 'rollback' : 'create',
         actor,
         at,
         spec: record.value.spec,
+        ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
       });
       const res = await this.client.kv.txn({
         compare: [absent(key), absent(historyKey)],
