@@ -35,7 +35,7 @@ describe('SotW ADS', () => {
     client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
     const cds = await client.next();
     last.set(cds.typeUrl, cds);
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    client.ack(TypeUrl.Cluster, cds);
     client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'] });
     const eds = await client.next();
     last.set(eds.typeUrl, eds);
@@ -43,7 +43,7 @@ describe('SotW ADS', () => {
     client.send({ typeUrl: TypeUrl.Listener });
     const lds = await client.next();
     last.set(lds.typeUrl, lds);
-    client.send({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce });
+    client.ack(TypeUrl.Listener, lds);
     client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'] });
     const rds = await client.next();
     last.set(rds.typeUrl, rds);
@@ -77,17 +77,12 @@ describe('SotW ADS', () => {
   it('ignores a request that answers a stale nonce', async () => {
     client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
     const first = await client.next();
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: first.nonce });
+    client.ack(TypeUrl.Cluster, first);
     harness.setModel(fakeModel({ a: [makeCluster('b', 9)] }));
     const second = await client.next();
     expect(second.nonce).not.toBe(first.nonce);
     // A late request with the first nonce (and an error) must not count as a NACK of the second.
-    client.send({
-      typeUrl: TypeUrl.Cluster,
-      versionInfo: first.versionInfo,
-      responseNonce: first.nonce,
-      errorDetail: { code: 3, message: 'late' },
-    });
+    client.nack(TypeUrl.Cluster, first, first.versionInfo, 'late');
     expect(await client.drain()).toEqual([]);
     expect(harness.events.some((e) => e.event === 'onStaleRequest')).toBe(true);
     expect(harness.events.some((e) => e.event === 'onNack')).toBe(false);
@@ -96,15 +91,10 @@ describe('SotW ADS', () => {
   it('does not resend a NACKed version and sends the next good one when inputs change', async () => {
     client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
     const good = await client.next();
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: good.versionInfo, responseNonce: good.nonce });
+    client.ack(TypeUrl.Cluster, good);
     harness.setModel(fakeModel({ a: [makeCluster('b', 7)] }));
     const bad = await client.next();
-    client.send({
-      typeUrl: TypeUrl.Cluster,
-      versionInfo: good.versionInfo,
-      responseNonce: bad.nonce,
-      errorDetail: { code: 3, message: 'rejected: bad timeout' },
-    });
+    client.nack(TypeUrl.Cluster, bad, good.versionInfo, 'rejected: bad timeout');
     // The same inputs again (another replica's rebuild, an unrelated push): still nothing.
     harness.setModel(fakeModel({ a: [makeCluster('b', 7)] }));
     expect(await client.drain(500)).toEqual([]);
@@ -115,7 +105,7 @@ describe('SotW ADS', () => {
     harness.setModel(fakeModel({ a: [makeCluster('b', 8)] }));
     const next = await client.next();
     expect(next.versionInfo).toBe(versionOf([makeCluster('b', 8)]));
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: next.versionInfo, responseNonce: next.nonce });
+    client.ack(TypeUrl.Cluster, next);
     expect(await client.drain()).toEqual([]);
   });
 
@@ -156,7 +146,7 @@ describe('SotW ADS', () => {
     expect(names(cds)).toEqual(['b', 'c']); // b still referenced by the acknowledged route
     // Listeners and routes wait until the clusters are acknowledged.
     expect(await client.drain()).toEqual([]);
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    client.ack(TypeUrl.Cluster, cds);
     client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b', 'c'], versionInfo: '', responseNonce: '' });
     const eds = await client.next();
     expect(eds.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
@@ -169,7 +159,7 @@ describe('SotW ADS', () => {
     const lds = await client.next();
     const rds = await client.next();
     expect([lds.typeUrl, rds.typeUrl]).toEqual([TypeUrl.Listener, TypeUrl.RouteConfiguration]);
-    client.send({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce });
+    client.ack(TypeUrl.Listener, lds);
     expect(await client.drain()).toEqual([]); // route not yet acknowledged: b stays
     client.send({
       typeUrl: TypeUrl.RouteConfiguration,
@@ -194,7 +184,7 @@ describe('SotW ADS', () => {
     );
     const cds = await client.next();
     expect(cds.typeUrl).toBe(TypeUrl.Cluster);
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    client.ack(TypeUrl.Cluster, cds);
     client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: eds.versionInfo, responseNonce: eds.nonce });
     const again = await client.next();
     expect(again).toMatchObject({ typeUrl: TypeUrl.ClusterLoadAssignment, versionInfo: eds.versionInfo });

@@ -26,7 +26,7 @@ describe('etcd outage', () => {
     client = AdsTestClient.open(h.xdsAddress, 'sotw');
     client.send({ node: testNode('a', 'a-outage'), typeUrl: TypeUrl.Cluster });
     const before = await client.next();
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: before.versionInfo, responseNonce: before.nonce });
+    client.ack(TypeUrl.Cluster, before);
 
     await h.etcd.stop();
     await eventually('readyz to fail', async () => ((await fetch(`${h.httpUrl}/readyz`)).status === 503 ? true : undefined), 20_000);

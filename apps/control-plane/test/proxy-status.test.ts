@@ -27,20 +27,15 @@ describe('proxy status in etcd', () => {
     clients.push(c);
     c.send({ node: testNode('web', 'web-nack'), typeUrl: TypeUrl.Cluster });
     const first = await c.next();
-    c.send({ typeUrl: TypeUrl.Cluster, versionInfo: first.versionInfo, responseNonce: first.nonce });
+    c.ack(TypeUrl.Cluster, first);
 
     const rejectedChange = await h.store.updateService({ ...web.value.spec, dependencies: [{ service: 'api' }] }, 'alice');
     const rejected = await c.next();
-    c.send({
-      typeUrl: TypeUrl.Cluster,
-      versionInfo: first.versionInfo,
-      responseNonce: rejected.nonce,
-      errorDetail: { code: 3, message: 'cluster api: bad' },
-    });
+    c.nack(TypeUrl.Cluster, rejected, first.versionInfo, 'cluster api: bad');
     // A later accepted change moves the record's meshRevision on; the NACK keeps its own.
     const acceptedChange = await h.store.updateService({ ...web.value.spec, dependencies: [{ service: 'api' }, { service: 'db' }] }, 'bob');
     const accepted = await c.next();
-    c.send({ typeUrl: TypeUrl.Cluster, versionInfo: accepted.versionInfo, responseNonce: accepted.nonce });
+    c.ack(TypeUrl.Cluster, accepted);
 
     const status = await eventually('the accepted push recorded after the NACK', async () => {
       const [s] = await h.store.listProxyStatuses('web');

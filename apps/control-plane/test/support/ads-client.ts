@@ -65,6 +65,16 @@ export class AdsTestClient<P extends Protocol> {
     this.call.write(full as Req<P>);
   }
 
+  /** SotW ACK: the response's own version and nonce. */
+  ack(this: AdsTestClient<'sotw'>, typeUrl: string, response: DiscoveryResponse): void {
+    this.send({ typeUrl, versionInfo: response.versionInfo, responseNonce: response.nonce });
+  }
+
+  /** SotW NACK of `response`, as Envoy sends it: the version it keeps, the nonce rejected, INVALID_ARGUMENT. */
+  nack(this: AdsTestClient<'sotw'>, typeUrl: string, response: DiscoveryResponse, keptVersion: string, message: string): void {
+    this.send({ typeUrl, versionInfo: keptVersion, responseNonce: response.nonce, errorDetail: { code: 3, message } });
+  }
+
   /** The next response, failing after `timeoutMs`. */
   next(timeoutMs = 3000): Promise<Res<P>> {
     const queued = this.responses.shift();
