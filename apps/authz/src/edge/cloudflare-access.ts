@@ -4,6 +4,7 @@
 // iss must be the team domain and aud the Access application's tag.
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { AuthzMetrics } from '../metrics';
+import type { JwtRejection } from '../tokens/verify';
 
 export interface AccessApplication {
   teamDomain: string;
@@ -19,22 +20,7 @@ export interface AccessIdentity {
 }
 
 export type AccessVerification =
-  | { valid: true; identity: AccessIdentity }
-  | {
-      valid: false;
-      reason:
-        | 'missing'
-        | 'oversized'
-        | 'malformed'
-        | 'unknown-kid'
-        | 'bad-signature'
-        | 'expired'
-        | 'not-yet-valid'
-        | 'wrong-audience'
-        | 'wrong-issuer'
-        | 'no-identity'
-        | 'certs-unavailable';
-    };
+  { valid: true; identity: AccessIdentity } | { valid: false; reason: JwtRejection | 'no-identity' | 'certs-unavailable' };
 
 export interface CloudflareAccessOptions {
   /** `https://{teamDomain}/cdn-cgi/access/certs` in production; tests point it at a local server. */

@@ -3,18 +3,11 @@
 import { decodeProtectedHeader, jwtVerify, errors } from 'jose';
 import type { VerificationKey } from '../keys/key-ring';
 
-export type TokenRejection =
-  | 'missing'
-  | 'oversized'
-  | 'malformed'
-  | 'alg-not-allowed'
-  | 'unknown-kid'
-  | 'bad-signature'
-  | 'expired'
-  | 'not-yet-valid'
-  | 'wrong-audience'
-  | 'wrong-issuer'
-  | 'invalid-claims';
+/** Why a signed JWT is refused, whoever minted it (the mesh here, Cloudflare Access at the edge). */
+export type JwtRejection =
+  'missing' | 'oversized' | 'malformed' | 'unknown-kid' | 'bad-signature' | 'expired' | 'not-yet-valid' | 'wrong-audience' | 'wrong-issuer';
+
+export type TokenRejection = JwtRejection | 'alg-not-allowed' | 'invalid-claims';
 
 export type TokenVerification =
   | { valid: true; subject: string; audience: string; expiresAt: number; kid: string }
