@@ -9,6 +9,16 @@ import type { RegistryMetrics } from './metrics';
 import { EtcdUnavailableError } from './store';
 import { ProblemError, problems, sendProblem, zodFieldErrors } from './problem';
 
+/** The middleware every API route puts in front of its handler, built once by the app. */
+export interface RouteGuards {
+  /** Before reads: authentication when reads require it, else nothing. */
+  read: RequestHandler[];
+  /** Before writes: authentication. */
+  write: RequestHandler[];
+  /** Before handlers that take a body: `jsonBody`. */
+  json: RequestHandler[];
+}
+
 /** JSON bodies only, up to `limit` bytes; other content types are refused with 415. */
 export function jsonBody(limit: number): RequestHandler[] {
   const requireJson: RequestHandler = (req, _res, next) => {

@@ -1,7 +1,7 @@
 // /api/v1: the versioned REST API.
 import { Router } from 'express';
-import type { RequestHandler } from 'express';
 import type { ServiceCatalog } from '../catalog';
+import type { RouteGuards } from '../http';
 import { problems } from '../problem';
 import { instancesRouter } from './instances';
 import { servicesRouter } from './services';
@@ -20,10 +20,7 @@ const ALLOWED_METHODS: ReadonlyArray<[string, string[]]> = [
   ['/topology', ['GET']],
 ];
 
-export function apiV1Router(
-  catalog: ServiceCatalog,
-  guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] },
-): Router {
+export function apiV1Router(catalog: ServiceCatalog, guards: RouteGuards): Router {
   const router = Router();
   router.use(servicesRouter(catalog, guards));
   router.use(instancesRouter(catalog, guards));

@@ -2,17 +2,13 @@
 // lease) and keep it alive with heartbeats; when they stop, the lease expires
 // and the instance disappears.
 import { Router } from 'express';
-import type { RequestHandler } from 'express';
 import { InstanceId, ServiceName } from '@trellis/mesh-schema';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { parseParam, parseWith } from '../http';
+import { parseParam, parseWith, type RouteGuards } from '../http';
 import { InstanceRegistration } from './schemas';
 
-export function instancesRouter(
-  catalog: ServiceCatalog,
-  guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] },
-): Router {
+export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): Router {
   const router = Router();
   const { read, write, json } = guards;
 

@@ -1,12 +1,12 @@
 // /api/v1/services: the service definitions, their history and rollback.
 import { Router } from 'express';
-import type { RequestHandler, Response } from 'express';
+import type { Response } from 'express';
 import { ServiceName, ServiceSpec } from '@trellis/mesh-schema';
 import type { ServiceRecord, Versioned } from '@trellis/mesh-schema';
 import { z } from 'zod';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { etagOf, parseIfMatch, parseParam, parseWith } from '../http';
+import { etagOf, parseIfMatch, parseParam, parseWith, type RouteGuards } from '../http';
 import { problems } from '../problem';
 import { RollbackRequest, ServiceListQuery } from './schemas';
 
@@ -18,10 +18,7 @@ function sendService(res: Response, status: number, service: Versioned<ServiceRe
   res.status(status).set('ETag', etagOf(service.modRevision)).json(serviceResource(service));
 }
 
-export function servicesRouter(
-  catalog: ServiceCatalog,
-  guards: { read: RequestHandler[]; write: RequestHandler[]; json: RequestHandler[] },
-): Router {
+export function servicesRouter(catalog: ServiceCatalog, guards: RouteGuards): Router {
   const router = Router();
   const { read, write, json } = guards;
 
