@@ -85,17 +85,19 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
 
     // A traffic split moves all traffic to the v2 subset, then back.
     const spec = (await h.store.getService('b'))!.value.spec;
+    const splitV1V2 = (v1: number, v2: number) =>
+      h.store.updateService(
+        {
+          ...spec,
+          trafficSplit: [
+            { name: 'v1', labels: { version: 'v1' }, weight: v1 },
+            { name: 'v2', labels: { version: 'v2' }, weight: v2 },
+          ],
+        },
+        'test',
+      );
     t0 = Date.now();
-    await h.store.updateService(
-      {
-        ...spec,
-        trafficSplit: [
-          { name: 'v1', labels: { version: 'v1' }, weight: 0 },
-          { name: 'v2', labels: { version: 'v2' }, weight: 100 },
-        ],
-      },
-      'test',
-    );
+    await splitV1V2(0, 100);
     timings.push([
       'split v1 0 / v2 100 → only b-3',
       (await client.waitFor(
@@ -105,16 +107,7 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
       )) - t0,
     ]);
     t0 = Date.now();
-    await h.store.updateService(
-      {
-        ...spec,
-        trafficSplit: [
-          { name: 'v1', labels: { version: 'v1' }, weight: 100 },
-          { name: 'v2', labels: { version: 'v2' }, weight: 0 },
-        ],
-      },
-      'test',
-    );
+    await splitV1V2(100, 0);
     timings.push([
       'split v1 100 / v2 0 → only b-2',
       (await client.waitFor(
