@@ -48,12 +48,7 @@ describe('control plane over etcd', () => {
     const client = open(h.xdsAddress);
     client.send({ node: testNode('a', 'a-envoy-nack'), typeUrl: TypeUrl.Cluster });
     const cds = await client.next();
-    client.send({
-      typeUrl: TypeUrl.Cluster,
-      versionInfo: '',
-      responseNonce: cds.nonce,
-      errorDetail: { code: 3, message: 'Proto constraint validation failed (test)' },
-    });
+    client.nack(TypeUrl.Cluster, cds, '', 'Proto constraint validation failed (test)');
     // No resend storm: nothing at all within the next seconds, even across an unrelated rebuild.
     await h.store.registerInstance({ service: 'c', id: 'c-1', address: '10.0.0.3', port: 8080, platform: 'vm' }, 30);
     expect(await client.drain(1500)).toEqual([]);
@@ -72,7 +67,7 @@ describe('control plane over etcd', () => {
     const next = await client.next(5000);
     expect(next.typeUrl).toBe(TypeUrl.Cluster);
     expect(next.versionInfo).not.toBe(cds.versionInfo);
-    client.send({ typeUrl: TypeUrl.Cluster, versionInfo: next.versionInfo, responseNonce: next.nonce });
+    client.ack(TypeUrl.Cluster, next);
     await eventually('ACK in the proxy status', async () => {
       const [s] = await h.store.listProxyStatuses('a');
       return s?.types.cds?.lastAckedVersion === next.versionInfo ? s : undefined;
@@ -84,7 +79,7 @@ describe('control plane over etcd', () => {
     const first = open(h.xdsAddress);
     first.send({ node: testNode('a', 'a-envoy-move'), typeUrl: TypeUrl.Cluster });
     const cds = await first.next();
-    first.send({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce });
+    first.ack(TypeUrl.Cluster, cds);
     first.send({ typeUrl: TypeUrl.Listener });
     const lds = await first.next();
 
