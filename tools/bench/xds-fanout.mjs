@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// Control-plane fan-out: the time from the etcd write of one change to `hub` until
+// each affected SotW ADS stream has its new version, against a bare grpc-js
+// bidi-stream server that pushes one small message per affected stream on the same
+// etcd watch event (the floor), measured in the same run, ratio printed.
+//   node tools/bench/xds-fanout.mjs [--services 10000] [--proxies 5000] [--rounds 5] [--hub-every 3] [--connections 50] [--debounce-ms 100]
+// Needs etcd. Bundles src/xds-fanout.ts with esbuild (it imports startControlPlane
+// and @trellis/testing) and runs it; exits non-zero only if a push is missing or extra.
+import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { nodeBundleOptions, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const outfile = join(WORKSPACE_ROOT, 'dist/tools/bench/xds-fanout.js');
+await build(nodeBundleOptions({ entryPoints: [join(here, 'src/xds-fanout.ts')], outfile }));
+const { status } = spawnSync(process.execPath, ['--enable-source-maps', outfile, ...process.argv.slice(2)], { stdio: 'inherit' });
+process.exit(status ?? 1);
