@@ -276,17 +276,32 @@ class Child {
   async next<T extends { type: string }>(type: T['type'], timeoutMs: number): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const queued = this.inbox.shift();
-      const message =
-        queued ??
-        (await Promise.race([
-          new Promise((resolve) => this.waiters.push(resolve)),
-          this.exited.then((code) => Promise.reject(new Error(`${this.name} exited with ${code}`))),
-          sleep(Math.max(0, deadline - Date.now())).then(() => TIMEOUT),
-        ]));
+      const message = this.inbox.shift() ?? (await this.receive(deadline - Date.now()));
       if (message === TIMEOUT) throw new Error(`${this.name}: no '${type}' within ${timeoutMs} ms`);
       if ((message as { type: string }).type === type) return message as T;
     }
+  }
+
+  /** The next message to arrive; a timed-out wait takes its waiter back so no later message is lost to it. */
+  private receive(timeoutMs: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const waiter = (m: unknown): void => {
+        clearTimeout(timer);
+        resolve(m);
+      };
+      const timer = setTimeout(
+        () => {
+          this.waiters.splice(this.waiters.indexOf(waiter), 1);
+          resolve(TIMEOUT);
+        },
+        Math.max(0, timeoutMs),
+      );
+      this.waiters.push(waiter);
+      void this.exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`${this.name} exited with ${code}`));
+      });
+    });
   }
 
   async stop(): Promise<void> {
@@ -354,7 +369,7 @@ async function runPhase(name: string, grpcPort: number, store: MeshStore, firstM
     }
     return { name, connectMs, rounds };
   } finally {
-    clients.send({ type: 'close' });
+    if (clients.process.connected) clients.send({ type: 'close' });
     await clients.exited;
   }
 }
