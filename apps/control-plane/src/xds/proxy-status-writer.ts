@@ -40,7 +40,8 @@ export class ProxyStatusWriter implements XdsCallbacks {
   private lease: Lease | undefined;
   private leaseId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private flushing = false;
+  /** The flush under way; close() waits for it so no write races the lease revocation or the etcd client closing. */
+  private inFlight: Promise<void> | undefined;
   private closed = false;
 
   constructor(private readonly options: ProxyStatusWriterOptions) {}
@@ -102,16 +103,20 @@ export class ProxyStatusWriter implements XdsCallbacks {
     });
   }
 
-  /** Writes what is dirty now (also called by tests). */
-  async flush(): Promise<void> {
-    if (this.flushing || this.closed) return;
-    this.flushing = true;
+  /** Writes what is dirty now (also called by tests); while a flush runs, waits for that one. */
+  flush(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.inFlight ??= this.flushOnce().finally(() => (this.inFlight = undefined));
+    return this.inFlight;
+  }
+
+  private async flushOnce(): Promise<void> {
     try {
       const budget = this.options.maxWritesPerFlush ?? 200;
       let writes = 0;
       // Deletions first: a closed stream's record must not outlive it behind a backlog of updates.
       for (const [key, proxy] of [...this.gone]) {
-        if (writes >= budget) break;
+        if (writes >= budget || this.closed) break;
         writes++;
         this.gone.delete(key);
         if (this.tracked.has(key)) continue;
@@ -123,7 +128,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
       if (this.dirty.size > 0 && writes < budget) {
         const leaseId = await this.ensureLease();
         for (const key of [...this.dirty]) {
-          if (writes >= budget) break;
+          if (writes >= budget || this.closed) break;
           writes++;
           this.dirty.delete(key);
           const tracked = this.tracked.get(key);
@@ -136,8 +141,6 @@ export class ProxyStatusWriter implements XdsCallbacks {
       }
     } catch (err) {
       this.options.logger.warn({ err }, 'proxy status flush failed; will retry');
-    } finally {
-      this.flushing = false;
     }
   }
 
@@ -145,6 +148,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    await this.inFlight;
     const lease = this.lease;
     this.lease = undefined;
     if (lease) await lease.revoke().catch((err: unknown) => this.options.logger.warn({ err }, 'proxy status lease revoke failed'));
