@@ -3,7 +3,7 @@
 // measured in the same run with the same load (h2load), ratio printed.
 //   node tools/bench/authz-check.mjs [--requests 100000] [--clients 8] [--streams 32] [--rounds 2]
 // Needs h2load (Debian: nghttp2-client), etcd and redis-server. Bundles
-// authz-check.ts with esbuild (it imports startAuthz and the test harness) and runs it.
+// src/authz-check.ts with esbuild (it imports startAuthz and the test harness) and runs it.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
@@ -13,7 +13,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
 const outfile = join(root, 'dist/tools/bench/authz-check.js');
 await build({
-  entryPoints: [join(here, 'authz-check.ts')],
+  entryPoints: [join(here, 'src/authz-check.ts')],
   outfile,
   bundle: true,
   platform: 'node',

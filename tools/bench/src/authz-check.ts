@@ -12,10 +12,10 @@ import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/externa
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, startRedis } from '@trellis/testing';
-import { startAuthz } from '../../apps/authz/src/authz';
-import { loadAuthzConfig } from '../../apps/authz/src/config';
-import { GRPC_SERVER_OPTIONS } from '../../apps/authz/src/grpc/grpc-server';
-import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../apps/authz/test/support/harness';
+import { startAuthz } from '../../../apps/authz/src/authz';
+import { loadAuthzConfig } from '../../../apps/authz/src/config';
+import { GRPC_SERVER_OPTIONS } from '../../../apps/authz/src/grpc/grpc-server';
+import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../../apps/authz/test/support/harness';
 
 const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
