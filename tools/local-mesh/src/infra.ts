@@ -1,7 +1,8 @@
 // etcd and Redis for the local mesh: the Debian binaries, data under the mesh's
 // data folder (gitignored `.trellis/`), so a restart keeps what was registered.
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { findBinary } from '@trellis/testing';
 import { httpOk, startProcess, waitUntil, type ManagedProcess, type StartOptions } from './processes';
 
 export interface Infra {
@@ -10,14 +11,15 @@ export interface Infra {
   processes: ManagedProcess[];
 }
 
-export function findBinary(name: string): string {
-  for (const dir of (process.env['PATH'] ?? '').split(':').concat(['/usr/bin', '/usr/sbin', '/usr/local/bin'])) {
-    const candidate = join(dir, name);
-    if (dir && existsSync(candidate)) return candidate;
+/** The executable, found the way the test harness finds it; a clear install hint when missing. */
+function requireBinary(name: string): string {
+  const path = findBinary(name);
+  if (!path) {
+    throw new Error(
+      `${name} not found: run \`node tools/setup/ensure-system-deps.mjs --for=start\` (Debian: apt-get install etcd-server redis-server)`,
+    );
   }
-  throw new Error(
-    `${name} not found: run \`node tools/setup/ensure-system-deps.mjs --for=start\` (Debian: apt-get install etcd-server redis-server)`,
-  );
+  return path;
 }
 
 export async function startInfra(options: {
@@ -35,7 +37,7 @@ export async function startInfra(options: {
   const etcdEndpoint = `http://127.0.0.1:${options.etcdPort}`;
   const etcd = startProcess({
     name: 'etcd',
-    command: findBinary('etcd'),
+    command: requireBinary('etcd'),
     args: [
       '--name',
       'trellis-local',
@@ -58,7 +60,7 @@ export async function startInfra(options: {
   });
   const redis = startProcess({
     name: 'redis',
-    command: findBinary('redis-server'),
+    command: requireBinary('redis-server'),
     args: [
       '--port',
       String(options.redisPort),
