@@ -4,14 +4,13 @@ import type { Server as HttpServer } from 'node:http';
 import type { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
-import { KeyLayout, MeshStore, MeshWatcher } from '@trellis/mesh-schema';
+import { KeyLayout, MeshStore, MeshWatcher, ServiceCredentials } from '@trellis/mesh-schema';
 import { ConfigError, createMetricsRegistry, Health, type Logger, type ShutdownStep } from '@trellis/runtime';
 import { CheckService } from './check/check-service';
 import { MeshPolicy } from './check/mesh-policy';
 import type { AuthzConfig } from './config';
 import { CloudflareAccessVerifier, type CloudflareAccessOptions } from './edge/cloudflare-access';
 import { AUTHORIZATION_SERVICE_NAME, startGrpcServer, stopGrpcServer } from './grpc/grpc-server';
-import { CallerCredentials } from './http/caller-credentials';
 import { createHttpApp } from './http/http-app';
 import { KeyRing } from './keys/key-ring';
 import { CREDENTIAL_NAME_PREFIX, loadSigningKeys } from './keys/load-signing-keys';
@@ -142,7 +141,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const checks = new CheckService(policy, tokens, verifier, access, metrics, logger);
 
   const credentials = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS
-    ? await CallerCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)
+    ? await ServiceCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)
     : undefined;
   if (!credentials) logger.info('POST /v1/token is disabled: TRELLIS_TOKEN_ENDPOINT_CREDENTIALS is not set');
 

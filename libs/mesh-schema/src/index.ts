@@ -7,3 +7,4 @@ export { connectEtcd, etcdOptionsFromEnv, prefixEnd, rangePrefix, RANGE_PAGE_SIZ
 export { MeshStore, type MeshStoreOptions, type RegisterInstanceInput, type UpdateServiceOptions } from './store';
 export { applyKvEvent, buildMeshState, emptyMeshState, type KvEvent, type MeshChange, type MeshChangeKind, type MeshState } from './state';
 export { MeshWatcher, type MeshUpdate, type MeshWatcherOptions } from './watcher';
+export { ServiceCredentials } from './service-credentials';

@@ -277,6 +277,11 @@ export const InstanceRecord = z
     platform: z.enum(['vm', 'k8s']),
     weight: z.number().int().min(1).max(128).default(1),
     registeredAt: z.iso.datetime(),
+    /**
+     * Set when the instance started draining (its agent got SIGTERM): it finishes the calls
+     * it has but gets no new ones; the control plane sends it as EDS `DRAINING`.
+     */
+    drainingSince: z.iso.datetime().optional(),
   })
   .strict();
 export type InstanceRecord = z.infer<typeof InstanceRecord>;

@@ -263,6 +263,27 @@ export class MeshStore {
     return this.keepAliveOnce(kv.lease);
   }
 
+  /**
+   * Marks the instance draining, keeping its lease (a draining instance still expires if
+   * its heartbeats stop). Idempotent: an instance already draining keeps its first
+   * `drainingSince`. Undefined when the instance is gone.
+   */
+  async drainInstance(service: string, id: string): Promise<InstanceRecord | undefined> {
+    const key = this.layout.instance(service, id);
+    for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
+      const kv = await this.getKv(key);
+      if (!kv) return undefined;
+      const current = decodeKv(InstanceRecord, kv).value;
+      if (current.drainingSince) return current;
+      const drained = encodeValue(InstanceRecord, key, { ...current, drainingSince: this.now().toISOString() });
+      const lease = kv.lease === '0' ? undefined : kv.lease;
+      // Conditional on the record not having changed (a re-registration moves it to a new lease).
+      const res = await this.client.kv.txn({ compare: [modRevisionIs(key, kv.mod_revision)], success: [put(key, drained.bytes, lease)] });
+      if (res.succeeded) return drained.value;
+    }
+    throw new Error(`instance "${service}/${id}": gave up after ${MAX_RACE_RETRIES} conflicting writes`);
+  }
+
   /** Deletes the instance and revokes its lease; false when it was already gone. */
   async deregisterInstance(service: string, id: string): Promise<boolean> {
     const res = await this.client.kv.deleteRange({ key: Buffer.from(this.layout.instance(service, id)), prev_kv: true });

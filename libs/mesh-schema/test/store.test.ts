@@ -202,6 +202,20 @@ describe('instances', () => {
     await store.deregisterInstance('ship', 'vm-2');
   });
 
+  it('drains an instance on its own lease, once, and a re-registration serves again', async () => {
+    const { leaseId } = await store.registerInstance(anInstance('ship', 'vm-3'), 30);
+    const drained = await store.drainInstance('ship', 'vm-3');
+    expect(drained?.drainingSince).toBeDefined();
+    const kv = await client.get(layout.instance('ship', 'vm-3')).exec();
+    expect(kv.kvs[0]?.lease).toBe(leaseId); // still expires if its heartbeats stop
+    expect((await store.drainInstance('ship', 'vm-3'))?.drainingSince).toBe(drained?.drainingSince);
+    expect(await store.heartbeatInstance('ship', 'vm-3')).toBe(true);
+    const again = await store.registerInstance(anInstance('ship', 'vm-3'), 30);
+    expect(again.record.drainingSince).toBeUndefined();
+    await store.deregisterInstance('ship', 'vm-3');
+    expect(await store.drainInstance('ship', 'vm-3')).toBeUndefined();
+  });
+
   it('validates instance records and fills defaults', async () => {
     await expect(store.registerInstance(anInstance('ship', 'x', { address: 'not-an-ip' }), 5)).rejects.toThrow(/address/);
     const { record } = await store.registerInstance(anInstance('ship', 'k8s-pod-1', { platform: 'k8s' }), 5);

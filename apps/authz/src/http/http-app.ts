@@ -4,13 +4,12 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { opsRouter, type Health, type Logger } from '@trellis/runtime';
-import { DNS_LABEL, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
+import { DNS_LABEL, XDS_TOKEN_AUDIENCE, type ServiceCredentials } from '@trellis/mesh-schema';
 import type { MeshPolicy } from '../check/mesh-policy';
 import type { KeyRing } from '../keys/key-ring';
 import type { AuthzMetrics } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
-import type { CallerCredentials } from './caller-credentials';
 
 export interface HttpAppDeps {
   health: Health;
@@ -19,7 +18,7 @@ export interface HttpAppDeps {
   policy: MeshPolicy;
   tokens: MeshTokenIssuer;
   /** Undefined: the token endpoint is disabled. */
-  credentials: CallerCredentials | undefined;
+  credentials: ServiceCredentials | undefined;
   metrics: AuthzMetrics;
   logger: Logger;
 }

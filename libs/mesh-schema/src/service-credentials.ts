@@ -1,29 +1,30 @@
-// Credentials of callers outside Envoy for `POST /v1/token`: one secret per
-// service, from a file of `service:secret` lines or a directory of files named
-// by service (a mounted Secret). Only SHA-256 digests are kept in memory and
-// compared in constant time.
+// Per-service credentials for callers outside Envoy: one secret per service, from
+// a file of `service:secret` lines or a directory of files named by service (a
+// mounted Secret). authz takes them on `POST /v1/token`, the registry for an
+// instance agent's writes to its own service's instances. Only SHA-256 digests
+// are kept in memory and compared in constant time.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DNS_LABEL } from '@trellis/mesh-schema';
+import { DNS_LABEL } from './records';
 
 const MIN_SECRET_LENGTH = 16;
 
-export class CallerCredentials {
+export class ServiceCredentials {
   private constructor(private readonly digests: ReadonlyMap<string, Buffer>) {}
 
-  static fromEntries(entries: Iterable<[service: string, secret: string]>): CallerCredentials {
+  static fromEntries(entries: Iterable<[service: string, secret: string]>): ServiceCredentials {
     const digests = new Map<string, Buffer>();
     for (const [service, secret] of entries) {
-      if (!DNS_LABEL.test(service)) throw new Error(`token endpoint credentials: "${service}" is not a service name`);
+      if (!DNS_LABEL.test(service)) throw new Error(`service credentials: "${service}" is not a service name`);
       if (secret.length < MIN_SECRET_LENGTH)
-        throw new Error(`token endpoint credentials: the secret of ${service} is shorter than ${MIN_SECRET_LENGTH} characters`);
+        throw new Error(`service credentials: the secret of ${service} is shorter than ${MIN_SECRET_LENGTH} characters`);
       digests.set(service, digest(secret));
     }
-    return new CallerCredentials(digests);
+    return new ServiceCredentials(digests);
   }
 
-  static async load(path: string): Promise<CallerCredentials> {
+  static async load(path: string): Promise<ServiceCredentials> {
     const info = await stat(path);
     const entries: [string, string][] = [];
     if (info.isDirectory()) {
@@ -37,11 +38,11 @@ export class CallerCredentials {
         const line = raw.trim();
         if (!line || line.startsWith('#')) return;
         const colon = line.indexOf(':');
-        if (colon <= 0) throw new Error(`token endpoint credentials: line ${index + 1} is not "service:secret"`);
+        if (colon <= 0) throw new Error(`service credentials: line ${index + 1} is not "service:secret"`);
         entries.push([line.slice(0, colon), line.slice(colon + 1)]);
       });
     }
-    return CallerCredentials.fromEntries(entries);
+    return ServiceCredentials.fromEntries(entries);
   }
 
   get size(): number {
