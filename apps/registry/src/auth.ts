@@ -1,20 +1,28 @@
 // Who is calling, and what they may change.
 //
-// Writes need a bearer token: either the admin token (TRELLIS_ADMIN_TOKEN, for
-// bootstrap and automation) or a team JWT verified against the configured JWKS
-// whose `team` claim names the caller's team. A team may change only services
-// it owns, and only the instances of those services — so a VM agent or pod
-// registers itself with its team's token. Anything unverifiable is refused.
+// Writes need a credential: the admin token (TRELLIS_ADMIN_TOKEN, for bootstrap
+// and automation), a team JWT verified against the configured JWKS whose `team`
+// claim names the caller's team, or — for instance agents — a service's own
+// credential (`Basic base64(service:secret)`, the same per-service secret authz
+// takes on `POST /v1/token`, from TRELLIS_SERVICE_CREDENTIALS). A team may change
+// only services it owns and their instances; a service credential may only
+// register, heartbeat, drain and deregister that one service's instances, so a
+// leaked agent secret cannot touch definitions or other services. Anything
+// unverifiable is refused.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTVerifyGetKey } from 'jose';
-import { TeamName } from '@trellis/mesh-schema';
+import { TeamName, type ServiceCredentials } from '@trellis/mesh-schema';
 import type { RequestHandler, Response } from 'express';
 import type { Logger } from '@trellis/runtime';
 import type { RegistryMetrics } from './metrics';
 import { problems } from './problem';
 
-export type Principal = { kind: 'admin'; actor: 'admin' } | { kind: 'team'; team: string; subject: string; actor: string };
+export type Principal =
+  | { kind: 'admin'; actor: 'admin' }
+  | { kind: 'team'; team: string; subject: string; actor: string }
+  /** An instance agent holding its service's credential: that service's instances, nothing else. */
+  | { kind: 'service'; service: string; actor: string };
 
 export type AuthFailureReason = 'missing' | 'invalid' | 'expired' | 'no-team' | 'unconfigured' | 'jwks-unavailable';
 
@@ -26,6 +34,8 @@ export interface AuthenticatorOptions {
   jwks?: JWTVerifyGetKey;
   issuer?: string;
   audience: string;
+  /** Per-service secrets instance agents present; absent means service credentials are not accepted. */
+  serviceCredentials?: ServiceCredentials;
 }
 
 export class Authenticator {
@@ -35,22 +45,42 @@ export class Authenticator {
     if (options.adminToken) this.adminDigest = digest(options.adminToken);
   }
 
-  static fromConfig(config: {
-    TRELLIS_ADMIN_TOKEN?: string;
-    TRELLIS_AUTH_JWKS_URL?: string;
-    TRELLIS_AUTH_ISSUER?: string;
-    TRELLIS_AUTH_AUDIENCE: string;
-  }): Authenticator {
+  static fromConfig(
+    config: {
+      TRELLIS_ADMIN_TOKEN?: string;
+      TRELLIS_AUTH_JWKS_URL?: string;
+      TRELLIS_AUTH_ISSUER?: string;
+      TRELLIS_AUTH_AUDIENCE: string;
+    },
+    serviceCredentials?: ServiceCredentials,
+  ): Authenticator {
     return new Authenticator({
       adminToken: config.TRELLIS_ADMIN_TOKEN,
       jwks: config.TRELLIS_AUTH_JWKS_URL ? createRemoteJWKSet(new URL(config.TRELLIS_AUTH_JWKS_URL)) : undefined,
       issuer: config.TRELLIS_AUTH_ISSUER,
       audience: config.TRELLIS_AUTH_AUDIENCE,
+      serviceCredentials,
     });
   }
 
   get acceptsAnyToken(): boolean {
     return this.adminDigest !== undefined || this.options.jwks !== undefined;
+  }
+
+  /**
+   * Verifies an API request's Authorization header: `Bearer <token>` (admin or team), or
+   * `Basic base64(service:secret)` when service credentials are configured.
+   */
+  async verifyAuthorization(header: string | undefined): Promise<AuthResult> {
+    if (header && /^Basic /i.test(header)) {
+      if (!this.options.serviceCredentials)
+        return { ok: false, reason: 'invalid', detail: 'service credentials are not accepted here (TRELLIS_SERVICE_CREDENTIALS is unset)' };
+      const service = this.options.serviceCredentials.authenticate(header);
+      return service
+        ? { ok: true, principal: { kind: 'service', service, actor: `service:${service}` } }
+        : { ok: false, reason: 'invalid', detail: 'the service credential is not valid' };
+    }
+    return this.verify(bearerToken(header));
   }
 
   /** Verifies a raw token (from an Authorization header or the UI session cookie). */
@@ -96,6 +126,8 @@ export function bearerToken(header: string | undefined): string | undefined {
 /** Throws a 403 problem unless the principal may change services owned by every one of `teams`. */
 export function assertCanChange(principal: Principal, teams: ReadonlyArray<string>, what: string): void {
   if (principal.kind === 'admin') return;
+  if (principal.kind === 'service')
+    throw problems.forbidden(`the credential of service "${principal.service}" may only change that service's instances, not ${what}`);
   const foreign = teams.find((team) => team !== principal.team);
   if (foreign !== undefined) {
     throw problems.forbidden(`team "${principal.team}" may not change ${what}: it belongs to team "${foreign}"`);
@@ -106,11 +138,14 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();
 }
 
-/** API authentication: a bearer token in the Authorization header (cookies are never read here, so no CSRF). */
+/**
+ * API authentication: the Authorization header, a bearer token or a service credential
+ * (cookies are never read here, so no CSRF).
+ */
 export function requireBearer(authenticator: Authenticator, metrics: RegistryMetrics, logger: Logger): RequestHandler {
   return (req, res, next) => {
     authenticator
-      .verify(bearerToken(req.headers.authorization))
+      .verifyAuthorization(req.headers.authorization)
       .then((result) => {
         if (!result.ok) {
           metrics.authFailures.inc({ reason: result.reason });

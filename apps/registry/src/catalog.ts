@@ -161,10 +161,11 @@ export class ServiceCatalog {
     return (await this.store.listInstances(service)).sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  /** Instances belong to a registered service; only its team (or admin) may register them. */
+  /** Instances belong to a registered service; only its team, its own credential (or admin) may register them. */
   async registerInstance(principal: Principal, service: string, input: InstanceRegistration): Promise<InstanceRecord> {
+    this.authorizeInstances(principal, service);
     const owner = await this.get(service);
-    this.authorize(principal, [owner.value.spec.team], `instances of service "${service}"`);
+    this.authorizeInstances(principal, service, owner.value.spec.team);
     const { ttlSeconds, ...rest } = input;
     const { record } = await this.store.registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds);
     return record;
@@ -174,6 +175,14 @@ export class ServiceCatalog {
     await this.assertOwnsInstances(principal, service);
     if (!(await this.store.heartbeatInstance(service, id)))
       throw problems.notFound(`instance "${id}" of service "${service}" is not registered (its lease may have expired)`);
+  }
+
+  /** Marks the instance draining: the control plane stops sending it new calls; its lease still runs. */
+  async drainInstance(principal: Principal, service: string, id: string): Promise<InstanceRecord> {
+    await this.assertOwnsInstances(principal, service);
+    const drained = await this.store.drainInstance(service, id);
+    if (!drained) throw problems.notFound(`instance "${id}" of service "${service}" is not registered (its lease may have expired)`);
+    return drained;
   }
 
   async deregisterInstance(principal: Principal, service: string, id: string): Promise<void> {
@@ -196,9 +205,28 @@ export class ServiceCatalog {
 
   private async assertOwnsInstances(principal: Principal, service: string): Promise<void> {
     if (principal.kind === 'admin') return;
+    // Checked before any read, so a credential learns nothing about other services.
+    this.authorizeInstances(principal, service);
+    if (principal.kind === 'service') return;
     // A deleted service's leftover instances can still be removed by admin only.
     const owner = await this.get(service);
-    this.authorize(principal, [owner.value.spec.team], `instances of service "${service}"`);
+    this.authorizeInstances(principal, service, owner.value.spec.team);
+  }
+
+  /**
+   * Instances of `service` may be changed by admin, by the team owning it (`owner`, once
+   * known) and by that service's own credential; a service credential for any other
+   * service is refused.
+   */
+  private authorizeInstances(principal: Principal, service: string, owner?: string): void {
+    const what = `instances of service "${service}"`;
+    if (principal.kind === 'service') {
+      if (principal.service === service) return;
+      this.metrics.authFailures.inc({ reason: 'forbidden' });
+      this.logger.warn({ actor: principal.actor, what }, "refused change: another service's credential");
+      throw problems.forbidden(`the credential of service "${principal.service}" may not change ${what}`);
+    }
+    if (owner !== undefined) this.authorize(principal, [owner], what);
   }
 
   /** Every change is also in the service's history; the log line is for operators following along. */

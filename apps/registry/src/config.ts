@@ -12,6 +12,12 @@ export const registryEnvSchema = etcdEnvSchema.extend({
   TRELLIS_AUTH_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   TRELLIS_AUTH_ISSUER: z.string().min(1).optional(),
   TRELLIS_AUTH_AUDIENCE: z.string().min(1).default('trellis-registry'),
+  /**
+   * Instance agents' credentials: a file of `service:secret` lines or a directory of files
+   * named by service — the same secrets authz takes on POST /v1/token. Each lets its
+   * service's agent register, heartbeat, drain and deregister that service's instances only.
+   */
+  TRELLIS_SERVICE_CREDENTIALS: z.string().min(1).optional(),
   /** Signs the web form's CSRF tokens; unset, a random per-process secret is used (forms break across replicas). */
   TRELLIS_CSRF_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   TRELLIS_READS_REQUIRE_AUTH: env.bool(false),

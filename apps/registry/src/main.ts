@@ -1,8 +1,8 @@
 // registry: config → etcd → store → app → listen → shutdown.
 import { once } from 'node:events';
 import type { Server } from 'node:http';
-import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore } from '@trellis/mesh-schema';
-import { createLogger, createMetricsRegistry, Health, installShutdown, runMain } from '@trellis/runtime';
+import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore, ServiceCredentials } from '@trellis/mesh-schema';
+import { ConfigError, createLogger, createMetricsRegistry, Health, installShutdown, runMain } from '@trellis/runtime';
 import { createApp } from './app';
 import { Authenticator } from './auth';
 import { loadRegistryConfig } from './config';
@@ -23,7 +23,12 @@ async function main(): Promise<void> {
   const store = new MeshStore(etcd, layout, { logger });
   addEtcdReadiness(health, etcd, metrics, logger);
 
-  const authenticator = Authenticator.fromConfig(config);
+  const serviceCredentials = config.TRELLIS_SERVICE_CREDENTIALS
+    ? await ServiceCredentials.load(config.TRELLIS_SERVICE_CREDENTIALS).catch((err: Error) => {
+        throw new ConfigError([`TRELLIS_SERVICE_CREDENTIALS: ${err.message}`]);
+      })
+    : undefined;
+  const authenticator = Authenticator.fromConfig(config, serviceCredentials);
   if (!authenticator.acceptsAnyToken)
     logger.warn('neither TRELLIS_ADMIN_TOKEN nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
   if (config.TRELLIS_AUTH_JWKS_URL && !config.TRELLIS_AUTH_ISSUER)

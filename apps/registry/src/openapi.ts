@@ -39,7 +39,13 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     scheme: 'bearer',
     description: 'A team JWT (claim `team`) verified against the configured JWKS, or the admin token.',
   });
+  const serviceCredential = registry.registerComponent('securitySchemes', 'serviceCredential', {
+    type: 'http',
+    scheme: 'basic',
+    description: "An instance agent's service credential, `service:secret` (TRELLIS_SERVICE_CREDENTIALS): that service's instances only.",
+  });
   const security = [{ [bearer.name]: [] }];
+  const instanceSecurity = [{ [bearer.name]: [] }, { [serviceCredential.name]: [] }];
 
   // `.meta()` clones: the record schemas were built before zod was extended, their clones know `.openapi()`.
   const spec = registry.register(
@@ -177,8 +183,9 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     method: 'post',
     path: '/api/v1/services/{name}/instances',
     summary: 'Register an instance with a lease TTL',
-    description: "The instance disappears `ttlSeconds` after its last heartbeat. Needs the owning team's token or the admin token.",
-    security,
+    description:
+      "The instance disappears `ttlSeconds` after its last heartbeat. Needs the service's own credential, the owning team's token or the admin token.",
+    security: instanceSecurity,
     request: { params: nameParams, body: { required: true, content: { 'application/json': { schema: InstanceRegistration } } } },
     responses: { 201: json(InstanceResource, 'registered'), ...errors },
   });
@@ -186,15 +193,24 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     method: 'put',
     path: '/api/v1/services/{name}/instances/{id}/heartbeat',
     summary: 'Keep an instance alive (refreshes its lease)',
-    security,
+    security: instanceSecurity,
     request: { params: instanceParams },
     responses: { 204: { description: 'lease refreshed' }, ...errors },
+  });
+  registry.registerPath({
+    method: 'put',
+    path: '/api/v1/services/{name}/instances/{id}/drain',
+    summary: 'Drain an instance: it keeps its lease and its calls in flight, but proxies send it no new calls',
+    description: 'Idempotent; registering the instance again serves it again.',
+    security: instanceSecurity,
+    request: { params: instanceParams },
+    responses: { 200: json(instance, 'draining'), ...errors },
   });
   registry.registerPath({
     method: 'delete',
     path: '/api/v1/services/{name}/instances/{id}',
     summary: 'Deregister an instance',
-    security,
+    security: instanceSecurity,
     request: { params: instanceParams },
     responses: { 204: { description: 'deregistered' }, ...errors },
   });

@@ -1,6 +1,6 @@
 // The REST API against a real etcd: every endpoint, optimistic concurrency,
 // dependents, history and rollback, instance leases, authorisation.
-import { ADMIN_TOKEN, call, spec, startRegistry } from './harness';
+import { ADMIN_TOKEN, call, serviceCredential, spec, startRegistry } from './harness';
 import type { TestRegistry } from './harness';
 
 let registry: TestRegistry;
@@ -258,6 +258,44 @@ describe('instances', () => {
     expect(await registry.snapshot()).toEqual(before);
     const unknown = await call(url, 'POST', '/api/v1/services/nope/instances', { ...admin, json: body });
     expect(unknown.status).toBe(404);
+  });
+
+  it("takes a service's own credential for that service's instances only", async () => {
+    await call(url, 'PUT', '/api/v1/services/billing', { ...admin, json: spec('billing', { team: 'fulfilment' }) });
+    const body = { id: 'agent-1', address: '10.0.0.9', port: 8080, platform: 'vm', ttlSeconds: 30 };
+    const orders = { headers: serviceCredential('orders') };
+    const base = '/api/v1/services/orders/instances/agent-1';
+    expect((await call(url, 'POST', '/api/v1/services/orders/instances', { ...orders, json: body })).status).toBe(201);
+    expect((await call(url, 'PUT', `${base}/heartbeat`, orders)).status).toBe(204);
+    const drained = await call(url, 'PUT', `${base}/drain`, orders);
+    expect(drained.status).toBe(200);
+    expect(drained.body).toMatchObject({ id: 'agent-1', drainingSince: expect.any(String) });
+    expect((await call(url, 'GET', '/api/v1/services/orders/instances')).body.items).toContainEqual(
+      expect.objectContaining({ id: 'agent-1', drainingSince: drained.body.drainingSince }),
+    );
+
+    // The attack: billing's agent (a valid credential) goes after orders' instances and definition.
+    await call(url, 'POST', '/api/v1/services/billing/instances', { ...admin, json: { ...body, id: 'b-1' } });
+    const before = await registry.snapshot();
+    const billing = { headers: serviceCredential('billing') };
+    expect((await call(url, 'POST', '/api/v1/services/orders/instances', { ...billing, json: { ...body, id: 'evil' } })).status).toBe(403);
+    expect((await call(url, 'PUT', `${base}/heartbeat`, billing)).status).toBe(403);
+    expect((await call(url, 'PUT', `${base}/drain`, billing)).status).toBe(403);
+    expect((await call(url, 'DELETE', base, billing)).status).toBe(403);
+    // Its own service's definition is not its to change either, nor another service's instances.
+    expect((await call(url, 'PUT', '/api/v1/services/billing', { ...billing, json: spec('billing', { team: 'fulfilment' }) })).status).toBe(
+      403,
+    );
+    expect((await call(url, 'DELETE', '/api/v1/services/billing/instances/b-1', orders)).status).toBe(403);
+    // A wrong secret, or a service with no credential, is not authenticated.
+    expect((await call(url, 'PUT', `${base}/heartbeat`, { headers: serviceCredential('orders', 'wrong-secret-0123456789') })).status).toBe(
+      401,
+    );
+    expect((await call(url, 'PUT', `${base}/heartbeat`, { headers: serviceCredential('ghost', 'whatever-secret-0123') })).status).toBe(401);
+    expect(await registry.snapshot()).toEqual(before);
+
+    expect((await call(url, 'DELETE', base, orders)).status).toBe(204);
+    expect((await call(url, 'PUT', `${base}/drain`, orders)).status).toBe(404);
   });
 
   it('removes an instance when its lease expires without heartbeats', async () => {

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { Etcd3 } from 'etcd3';
-import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { KeyLayout, MeshStore, ServiceCredentials } from '@trellis/mesh-schema';
 import { createLogger, createMetricsRegistry, Health } from '@trellis/runtime';
 import { startEtcd } from '@trellis/testing';
 import type { TestEtcd } from '@trellis/testing';
@@ -20,6 +20,16 @@ import type { ServiceSpecInput } from '@trellis/mesh-schema';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const AUDIENCE = 'trellis-registry';
 export const ISSUER = 'https://idp.test';
+/** Instance-agent credentials the test registry accepts (TRELLIS_SERVICE_CREDENTIALS). */
+export const SERVICE_SECRETS: Readonly<Record<string, string>> = {
+  orders: 'orders-agent-secret-0123456789',
+  billing: 'billing-agent-secret-0123456789',
+};
+
+/** `Authorization` header of a service credential. */
+export function serviceCredential(service: string, secret = SERVICE_SECRETS[service]!): Record<string, string> {
+  return { authorization: `Basic ${Buffer.from(`${service}:${secret}`).toString('base64')}` };
+}
 
 export interface TestRegistry {
   url: string;
@@ -56,12 +66,15 @@ export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyB
   addEtcdReadiness(health, client, metrics, logger);
   const app = createApp({
     store,
-    authenticator: Authenticator.fromConfig({
-      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
-      TRELLIS_AUTH_JWKS_URL: jwksUrl,
-      TRELLIS_AUTH_ISSUER: ISSUER,
-      TRELLIS_AUTH_AUDIENCE: AUDIENCE,
-    }),
+    authenticator: Authenticator.fromConfig(
+      {
+        TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+        TRELLIS_AUTH_JWKS_URL: jwksUrl,
+        TRELLIS_AUTH_ISSUER: ISSUER,
+        TRELLIS_AUTH_AUDIENCE: AUDIENCE,
+      },
+      ServiceCredentials.fromEntries(Object.entries(SERVICE_SECRETS)),
+    ),
     health,
     metricsRegistry,
     metrics,

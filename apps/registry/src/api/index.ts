@@ -17,6 +17,7 @@ const ALLOWED_METHODS: ReadonlyArray<[string, string[]]> = [
   ['/services/:name/instances', ['GET', 'POST']],
   ['/services/:name/instances/:id', ['DELETE']],
   ['/services/:name/instances/:id/heartbeat', ['PUT']],
+  ['/services/:name/instances/:id/drain', ['PUT']],
   ['/topology', ['GET']],
 ];
 

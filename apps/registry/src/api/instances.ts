@@ -1,6 +1,6 @@
 // /api/v1/services/{name}/instances: instances register with a TTL (an etcd
 // lease) and keep it alive with heartbeats; when they stop, the lease expires
-// and the instance disappears.
+// and the instance disappears. An agent stopping its instance drains it first.
 import { Router } from 'express';
 import { InstanceId, ServiceName } from '@trellis/mesh-schema';
 import { principalOf } from '../auth';
@@ -32,6 +32,13 @@ export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): R
     const id = parseParam(InstanceId, req.params['id'], 'id');
     await catalog.heartbeatInstance(principalOf(res), name, id);
     res.status(204).end();
+  });
+
+  // Draining: the instance keeps its calls in flight but gets no new ones (EDS DRAINING).
+  router.put('/services/:name/instances/:id/drain', ...write, async (req, res) => {
+    const name = parseParam(ServiceName, req.params['name'], 'name');
+    const id = parseParam(InstanceId, req.params['id'], 'id');
+    res.json(await catalog.drainInstance(principalOf(res), name, id));
   });
 
   router.delete('/services/:name/instances/:id', ...write, async (req, res) => {

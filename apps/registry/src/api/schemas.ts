@@ -20,7 +20,8 @@ export const ServiceResource = ServiceRecord.extend({ modRevision: z.string() })
 
 export const ServiceList = z.object({ items: z.array(ServiceResource), revision: z.string().optional() });
 
-export const InstanceRegistration = InstanceRecord.omit({ service: true, registeredAt: true })
+/** A registration always starts serving: draining is set through `/drain`, and registering again clears it. */
+export const InstanceRegistration = InstanceRecord.omit({ service: true, registeredAt: true, drainingSince: true })
   .extend({
     /** Lease TTL: the instance disappears this long after its last heartbeat. */
     ttlSeconds: z.number().int().min(5).max(3600),

@@ -20,7 +20,7 @@ export const serviceUrl = (name: string): string => `/ui/services/${encodeURICom
 
 export function layout(ctx: PageContext, title: string, body: Html): string {
   const who = ctx.principal
-    ? html`<form method="post" action="/ui/logout" class="inline">${csrf(ctx)}<span class="who">signed in as ${ctx.principal.kind === 'admin' ? 'admin' : `team ${ctx.principal.team}`}</span> <button type="submit">Sign out</button></form>`
+    ? html`<form method="post" action="/ui/logout" class="inline">${csrf(ctx)}<span class="who">signed in as ${ctx.principal.actor.replace(/^team:/, 'team ')}</span> <button type="submit">Sign out</button></form>`
     : html`<a href="/ui/login">Sign in</a>`;
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
