@@ -1,4 +1,5 @@
 import { Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { HealthStatus } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster } from './clusters';
 
@@ -108,6 +109,20 @@ describe('loadAssignment and authzCluster', () => {
     ]);
     expect(cla.endpoints[0]).toMatchObject({ loadBalancingWeight: 3, priority: 0, locality: { region: 'eu', zone: 'a' } });
     expect(cla.endpoints[0]!.lbEndpoints[0]).toMatchObject({ loadBalancingWeight: 3 });
+  });
+
+  it('sends a draining endpoint as DRAINING and a serving one with no status (UNKNOWN)', () => {
+    const cla = loadAssignment('outbound|b', [
+      {
+        locality: { region: '', zone: 'a', subZone: '' },
+        weight: 1,
+        endpoints: [
+          { instanceId: 'x', address: '10.0.0.1', port: 80, weight: 1 },
+          { instanceId: 'y', address: '10.0.0.2', port: 80, weight: 1, draining: true },
+        ],
+      },
+    ]);
+    expect(cla.endpoints[0]!.lbEndpoints.map((e) => e.healthStatus)).toEqual([HealthStatus.UNKNOWN, HealthStatus.DRAINING]);
   });
 
   it('resolves a DNS name with STRICT_DNS and uses an IP literal as is', () => {

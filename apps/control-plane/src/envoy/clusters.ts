@@ -1,6 +1,7 @@
 // Mesh model → Cluster and ClusterLoadAssignment.
 import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { RoutingPriority } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { HealthStatus } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import {
   HealthCheck,
   HealthCheck_GrpcHealthCheck,
@@ -101,7 +102,7 @@ export function proxylessCluster({ name, edsServiceName = name, policy }: Cluste
   });
 }
 
-/** Endpoints by locality, each locality weighted by the sum of its endpoints' weights. */
+/** Endpoints by locality, each locality weighted by the sum of its serving endpoints' weights. */
 export function loadAssignment(clusterName: string, localities: readonly LocalityEndpoints[]): ClusterLoadAssignment {
   return ClusterLoadAssignment.fromPartial({
     clusterName,
@@ -111,6 +112,8 @@ export function loadAssignment(clusterName: string, localities: readonly Localit
       priority: 0,
       lbEndpoints: group.endpoints.map((endpoint) => ({
         hostIdentifier: { $case: 'endpoint', value: { address: socketAddress(endpoint.address, endpoint.port) } },
+        // grpc-js-xds uses only UNKNOWN and HEALTHY endpoints; Envoy sends a DRAINING host no new requests.
+        ...(endpoint.draining ? { healthStatus: HealthStatus.DRAINING } : {}),
         loadBalancingWeight: endpoint.weight,
       })),
     })),

@@ -49,6 +49,28 @@ describe('buildMeshModel', () => {
     ]);
   });
 
+  it('keeps draining instances as draining endpoints that add no locality weight', () => {
+    const drainingSince = '2026-01-01T00:00:00.000Z';
+    const b = new MeshFixture()
+      .service('b')
+      .instance('b', 'b-1', '10.0.0.1', 8080, { locality: { zone: 'z1' }, weight: 2 })
+      .instance('b', 'b-2', '10.0.0.2', 8080, { locality: { zone: 'z1' }, drainingSince })
+      .instance('b', 'b-3', '10.0.0.3', 8080, { locality: { zone: 'z2' }, weight: 5, drainingSince })
+      .model()
+      .services.get('b')!;
+    expect(b.localities.map((l) => [l.locality.zone, l.weight, l.endpoints.map((e) => [e.instanceId, e.draining ?? false])])).toEqual([
+      [
+        'z1',
+        2,
+        [
+          ['b-1', false],
+          ['b-2', true],
+        ],
+      ],
+      ['z2', 1, [['b-3', true]]],
+    ]);
+  });
+
   it('leaves zero-weight subsets out of the upstreams', () => {
     const model = new MeshFixture()
       .service('b', {

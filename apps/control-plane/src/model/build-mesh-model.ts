@@ -228,9 +228,12 @@ export function groupByLocality(instances: readonly InstanceRecord[]): LocalityE
       const { region, zone, subZone } = instance.locality;
       groups.set(key, (group = { locality: { region, zone, subZone }, weight: 0, endpoints: [] }));
     }
-    group.endpoints.push({ instanceId: instance.id, address: instance.address, port: instance.port, weight: instance.weight });
-    group.weight += instance.weight;
+    const { id: instanceId, address, port, weight } = instance;
+    group.endpoints.push({ instanceId, address, port, weight, ...(instance.drainingSince ? { draining: true as const } : {}) });
+    if (!instance.drainingSince) group.weight += instance.weight;
   }
+  // A locality whose instances all drain keeps a weight (xDS requires >= 1); it has no endpoint to pick.
+  for (const group of groups.values()) if (group.weight === 0) group.weight = 1;
   return [...groups.entries()].sort(([a], [b]) => compare(a, b)).map(([, group]) => group);
 }
 

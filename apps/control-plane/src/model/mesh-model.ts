@@ -32,6 +32,8 @@ export interface EndpointModel {
   address: string;
   port: number;
   weight: number;
+  /** The instance is draining: sent as EDS DRAINING, so proxies and proxyless clients pick it no more. */
+  draining?: true;
 }
 
 export interface LocalityEndpoints {
