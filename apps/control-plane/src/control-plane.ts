@@ -11,11 +11,12 @@ import { MeshStore, MeshWatcher, type KeyLayout } from '@trellis/mesh-schema';
 import { createMetricsRegistry, Health, type Logger } from '@trellis/runtime';
 import type { ControlPlaneConfig } from './config';
 import { Debouncer } from './debounce';
-import { buildProxyResources, TranslationMemo } from './envoy';
+import { buildProxyResources } from './envoy';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
 import { createControlPlaneMetrics } from './metrics';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
+import { snapshotInconsistencies, TranslationMemo } from './resource';
 import {
   AdsServer,
   AdsServiceDefinition,
@@ -80,13 +81,21 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const watcher = MeshWatcher.start(etcd, layout, { logger });
   // Resources many identities share (a callee's clusters and endpoints) are encoded once per model.
   const memo = new TranslationMemo();
-  const cache = new SnapshotCache<MeshModel>(
-    (m, identity) => buildProxyResources(m, identity, memo),
-    (identity, err) => {
+  const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), {
+    onTranslateError: (identity, err) => {
       metrics.translateErrors.inc();
       logger.error({ err, service: identity.service, kind: identity.kind }, 'translation failed; proxies keep their last good config');
     },
-  );
+    // A set that names a resource it does not hold is a translation bug: never publish it.
+    check: snapshotInconsistencies,
+    onInconsistent: (identity, problems) => {
+      metrics.inconsistentSnapshots.inc();
+      logger.error(
+        { service: identity.service, kind: identity.kind, problems: problems.slice(0, 20) },
+        'translation produced an inconsistent snapshot; proxies keep their last good config',
+      );
+    },
+  });
   let model: MeshModel | undefined;
 
   // The gRPC health answer follows /readyz: watch live, first snapshot served, not draining.

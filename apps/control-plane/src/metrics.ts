@@ -12,6 +12,7 @@ export interface ControlPlaneMetrics {
   /** One debounced rebuild: model + affected snapshots. */
   observeRebuild(seconds: number, result: { rebuilt: number; changed: number; reset: boolean }): void;
   translateErrors: Counter;
+  inconsistentSnapshots: Counter;
   droppedInputs: Gauge;
   cacheIdentities: Gauge;
   cacheResources: Gauge;
@@ -109,6 +110,11 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     translateErrors: new Counter({
       name: `${P}translate_errors_total`,
       help: 'Proxy identities whose translation threw (last good snapshot kept)',
+      registers,
+    }),
+    inconsistentSnapshots: new Counter({
+      name: `${P}snapshots_inconsistent_total`,
+      help: 'Translated proxy identity snapshots refused before publishing: a missing RDS/EDS name or a listener address bound twice (last good snapshot kept)',
       registers,
     }),
     droppedInputs: new Gauge({

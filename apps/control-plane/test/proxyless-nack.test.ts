@@ -2,7 +2,7 @@
 // storm), the NACK is recorded, and the next good config reaches the client.
 import { TypeUrl } from '@trellis/envoy-types';
 import { buildProxyResources } from '../src/envoy';
-import { toResourceSet } from '../src/envoy/resources';
+import { toResourceSet } from '../src/resource';
 import { MeshFixture } from '../src/model/mesh-fixture';
 import { startAdsHarness, type AdsHarness } from './support/ads-harness';
 import { makeListener, type FakeModel } from './support/resources';

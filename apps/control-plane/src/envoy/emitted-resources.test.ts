@@ -5,7 +5,7 @@ import { TypeUrl, unpackAny } from '@trellis/envoy-types';
 import { ProtoValidator } from '@trellis/envoy-types/validation';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from './proxy-resources';
-import type { ProxyKind } from './resources';
+import { snapshotInconsistencies, type ProxyKind } from '../resource';
 
 let validator: ProtoValidator;
 beforeAll(() => {
@@ -92,21 +92,17 @@ describe.each(cases)('resources for %s (%s)', (service, kind) => {
     }
   });
 
-  it('reference only clusters and routes that exist in the same set (or the bootstrap)', () => {
+  it('pass the check every snapshot passes before it is published (RDS and EDS names present, no address bound twice)', () => {
+    expect(snapshotInconsistencies(set)).toEqual([]);
+  });
+
+  it('route only to clusters that exist in the same set (or the bootstrap)', () => {
     const clusters = new Set([...set.get(TypeUrl.Cluster)!.keys(), 'local-app']);
     const loads = new Set(set.get(TypeUrl.ClusterLoadAssignment)!.keys());
-    for (const resource of set.get(TypeUrl.Cluster)!.values()) {
-      if (resource.name === 'trellis-authz') continue;
-      const cluster = unpackAny(resource.any).message as { edsClusterConfig?: { serviceName?: string } };
-      expect(loads.has(cluster.edsClusterConfig?.serviceName || resource.name)).toBe(true);
-    }
     const text = resources.map((r) => JSON.stringify(unpackAny(r.any).message)).join('\n');
     for (const [, clusterName] of text.matchAll(/"(?:cluster|clusterName|name)":"(outbound\|[^"]+|local-app|trellis-authz)"/g)) {
       const known = [clusters, loads, set.get(TypeUrl.Listener)!, set.get(TypeUrl.RouteConfiguration)!];
       expect({ clusterName, known: known.some((names) => names.has(clusterName!)) }).toEqual({ clusterName, known: true });
-    }
-    for (const [, routeName] of text.matchAll(/"routeConfigName":"([^"]+)"/g)) {
-      expect(set.get(TypeUrl.RouteConfiguration)!.has(routeName!)).toBe(true);
     }
   });
 });

@@ -1,5 +1,5 @@
 export { buildProxyResources } from './proxy-resources';
-export { TranslationMemo } from './translation-memo';
 export * from './names';
-export * from './resources';
 export type { TranslatorSettings } from '../model';
+// Moved to ../resource (shared with the xDS side); re-exported so existing imports keep working.
+export * from '../resource';

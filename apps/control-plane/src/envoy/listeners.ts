@@ -61,7 +61,11 @@ function tcpProxy(name: string, cluster: string, logTags: Record<string, string>
  * public service ext_authz's edge check on requests without a verified mesh
  * token. TCP services get a plain TCP proxy.
  */
-export function inboundListener(service: ServiceModel, tokens: MeshTokens, settings: TranslatorSettings): Listener {
+export function inboundListener(
+  service: Pick<ServiceModel, 'name' | 'protocol' | 'port' | 'ingress' | 'callers' | 'policy'>,
+  tokens: MeshTokens,
+  settings: Pick<TranslatorSettings, 'authzTimeoutMs'>,
+): Listener {
   const name = inboundListenerName(service.name);
   const logTags = { trellis_direction: 'inbound', trellis_service: service.name };
   const isPublic = service.ingress !== undefined;
@@ -93,7 +97,11 @@ export function inboundListener(service: ServiceModel, tokens: MeshTokens, setti
 }
 
 /** The app's single HTTP egress point, 127.0.0.1:<outboundPort>; routes pick the dependency by Host. */
-export function outboundHttpListener(source: ServiceModel, settings: TranslatorSettings, perRouteRateLimit: boolean): Listener {
+export function outboundHttpListener(
+  source: Pick<ServiceModel, 'name'>,
+  settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'outboundPort'>,
+  perRouteRateLimit: boolean,
+): Listener {
   const httpFilters = [extAuthzFilter(settings.authzTimeoutMs)];
   if (perRouteRateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${OUTBOUND_HTTP_NAME}_ratelimit`)));
   httpFilters.push(routerFilter());
@@ -120,7 +128,7 @@ export function outboundHttpListener(source: ServiceModel, settings: TranslatorS
 }
 
 /** A TCP dependency on 127.0.0.1:<its port>. No token travels over raw TCP. */
-export function outboundTcpListener(source: ServiceModel, callee: ServiceModel): Listener {
+export function outboundTcpListener(source: Pick<ServiceModel, 'name'>, callee: Pick<ServiceModel, 'name' | 'port'>): Listener {
   const name = outboundTcpListenerName(callee.name);
   const logTags = { trellis_direction: 'outbound', trellis_service: source.name, trellis_destination: callee.name };
   return Listener.fromPartial({
@@ -139,7 +147,7 @@ export function outboundTcpListener(source: ServiceModel, callee: ServiceModel):
 }
 
 /** What `xds:///<callee>` resolves to in a proxyless gRPC client: an API listener with only the router. */
-export function proxylessApiListener(callee: ServiceModel, since: number): Listener {
+export function proxylessApiListener(callee: Pick<ServiceModel, 'name'>, since: number): Listener {
   const hcm = HttpConnectionManager.fromPartial({
     // Carries the declaration epoch: grpc-js-xds 1.14 ignores a listener that comes back
     // unchanged after a removal (see proxylessClusterName).

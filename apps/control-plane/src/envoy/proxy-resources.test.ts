@@ -10,7 +10,7 @@ import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/fil
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from './proxy-resources';
-import type { ProxyIdentity, ResourceSet } from './resources';
+import type { ProxyIdentity, ResourceSet } from '../resource';
 
 const proxyless = (service: string): ProxyIdentity => ({ service, kind: 'proxyless' });
 const envoy = (service: string): ProxyIdentity => ({ service, kind: 'envoy' });

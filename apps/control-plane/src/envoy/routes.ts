@@ -4,7 +4,7 @@ import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/r
 import { RetryPolicy, RouteAction, VirtualHost, WeightedCluster } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
-import type { DependencyModel, ServiceModel } from '../model';
+import type { DependencyModel, ServiceModel, UpstreamModel } from '../model';
 import { duration } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
 import {
@@ -23,11 +23,18 @@ import {
 /** gRPC status names grpc-js-xds retries on; the HTTP-level conditions do not apply to it. */
 const GRPC_RETRY_ON = new Set(['cancelled', 'deadline-exceeded', 'resource-exhausted', 'unavailable', 'internal']);
 
-/** Where a route sends traffic: the service's cluster, or its weighted subsets. */
+/** What a route needs of the callee: its name, port and how it splits traffic — not its endpoints. */
+export interface RouteTarget {
+  name: string;
+  port: number;
+  upstreams: ReadonlyArray<Pick<UpstreamModel, 'subset' | 'weight'>>;
+}
+
 /** Names the cluster of one upstream (the whole service when `subset` is undefined). */
 type ClusterNamer = (service: string, subset?: string) => string;
 
-function clusterSpecifier(callee: ServiceModel, clusterName: ClusterNamer): RouteAction['clusterSpecifier'] {
+/** Where a route sends traffic: the service's cluster, or its weighted subsets. */
+function clusterSpecifier(callee: RouteTarget, clusterName: ClusterNamer): RouteAction['clusterSpecifier'] {
   if (callee.upstreams.length === 1 && callee.upstreams[0]!.subset === undefined) {
     return { $case: 'cluster', value: clusterName(callee.name) };
   }
@@ -50,7 +57,7 @@ function retryPolicy(retries: NonNullable<TrafficPolicy['retries']>, proxyless: 
 }
 
 function routeAction(
-  callee: ServiceModel,
+  callee: RouteTarget,
   policy: TrafficPolicy,
   proxyless: boolean,
   clusterName: ClusterNamer = outboundClusterName,
@@ -69,7 +76,7 @@ function routeAction(
 }
 
 /** Host names a caller may use for a dependency: `b` and `b:<port>`. */
-function domainsOf(callee: ServiceModel): string[] {
+function domainsOf(callee: RouteTarget): string[] {
   return [callee.name, `${callee.name}:${callee.port}`];
 }
 
@@ -79,8 +86,8 @@ function domainsOf(callee: ServiceModel): string[] {
  * naming the cause, without a call to authz.
  */
 export function outboundRouteConfig(
-  source: ServiceModel,
-  deps: ReadonlyArray<{ dep: DependencyModel; callee: ServiceModel }>,
+  source: Pick<ServiceModel, 'name'>,
+  deps: ReadonlyArray<{ dep: Pick<DependencyModel, 'policy' | 'override'>; callee: RouteTarget }>,
 ): RouteConfiguration {
   const virtualHosts = deps.map(({ dep, callee }) => {
     const typedPerFilterConfig: Record<string, Any> = { [FILTER.extAuthz]: extAuthzContext('outbound', callee.name, source.name) };
@@ -130,7 +137,7 @@ export function outboundRouteConfig(
  * Calls into the service, handed to the local app with the verified caller in
  * `x-trellis-caller`; a public service's edge requests get the edge context for authz.
  */
-export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
+export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy' | 'ingress'>): RouteConfiguration {
   const name = inboundListenerName(service.name);
   return RouteConfiguration.fromPartial({
     name,
@@ -169,7 +176,7 @@ export function inboundRouteConfig(service: ServiceModel): RouteConfiguration {
 }
 
 /** A proxyless client's route to one dependency: the virtual host's domain is the xds:/// target. */
-export function proxylessRouteConfig(dep: DependencyModel, callee: ServiceModel): RouteConfiguration {
+export function proxylessRouteConfig(dep: Pick<DependencyModel, 'policy' | 'since'>, callee: RouteTarget): RouteConfiguration {
   return RouteConfiguration.fromPartial({
     name: proxylessRouteName(callee.name),
     virtualHosts: [

@@ -5,7 +5,7 @@ import express, { type Express, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { ServiceName } from '@trellis/mesh-schema';
 import { opsRouter, type Health, type Logger } from '@trellis/runtime';
-import type { ProxyKind } from '../envoy/resources';
+import type { ProxyKind } from '../resource';
 import type { MeshModel } from '../model';
 import type { AdsServer } from '../xds/ads-server';
 import type { SnapshotCache } from '../xds/snapshot-cache';

@@ -11,7 +11,7 @@ import type {
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { AggregatedDiscoveryServiceServer } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import type { Logger } from '@trellis/runtime';
-import { proxyKindOf, type ProxyIdentity } from '../envoy/resources';
+import { proxyKindOf, type ProxyIdentity } from '../resource';
 import type { StreamInfo, XdsCallbacks, XdsProtocol } from './callbacks';
 import { DeltaSession } from './delta-session';
 import type { SnapshotSource } from './snapshot-cache';

@@ -2,7 +2,7 @@
 // OnStreamOpen/OnStreamRequest/OnStreamResponse), so metrics, logs and the
 // status writer stay out of the protocol code.
 import type { XdsTypeUrl } from '@trellis/envoy-types';
-import type { ProxyIdentity, XdsResource } from '../envoy/resources';
+import type { ProxyIdentity, XdsResource } from '../resource';
 
 export type XdsProtocol = 'sotw' | 'delta';
 

@@ -9,9 +9,9 @@
 // endpoints of a cluster it just re-created (it waits, warming, for them).
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
-import type { XdsResource } from '../envoy/resources';
+import { endpointsNameOf, type XdsResource } from '../resource';
 import { AdsSession } from './ads-session';
-import { convergenceStart, endpointsNameOf, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
+import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
 import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot } from './snapshot-cache';
 

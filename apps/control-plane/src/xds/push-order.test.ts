@@ -1,8 +1,8 @@
 import { TypeUrl } from '@trellis/envoy-types';
 import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
-import { makeResource } from '../envoy/resources';
-import { ENDPOINT_WAIT_MS, endpointsNameOf, endpointsPending, endpointWaitMs } from './push-order';
+import { endpointsNameOf, makeResource } from '../resource';
+import { ENDPOINT_WAIT_MS, endpointsPending, endpointWaitMs } from './push-order';
 
 function cluster(name: string, fields: Parameters<typeof Cluster.fromPartial>[0]) {
   return makeResource(TypeUrl.Cluster, Cluster, name, Cluster.fromPartial({ name, ...fields }));

@@ -2,8 +2,7 @@
 // considerations"): clusters before the endpoints they use, both before the
 // listeners and routes that point at them, and removals last.
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
-import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
-import type { XdsResource } from '../envoy/resources';
+import { endpointsNameOf, type XdsResource } from '../resource';
 import type { StreamInfo } from './callbacks';
 import type { ProxySnapshot } from './snapshot-cache';
 
@@ -39,25 +38,6 @@ export function endpointsPending(
     if (name !== undefined && endpoints.has(name) && !clientHasEndpoints(name)) return true;
   }
   return false;
-}
-
-const endpointsNames = new WeakMap<XdsResource, string | undefined>();
-
-/**
- * The ClusterLoadAssignment an EDS cluster uses (`eds_cluster_config.service_name`,
- * else the cluster's own name); undefined for clusters of other discovery types.
- * Resources are shared and immutable, so each is decoded once.
- */
-export function endpointsNameOf(cluster: XdsResource): string | undefined {
-  if (endpointsNames.has(cluster)) return endpointsNames.get(cluster);
-  const decoded = Cluster.decode(cluster.any.value);
-  const discovery = decoded.clusterDiscoveryType;
-  const name =
-    discovery?.$case === 'type' && discovery.value === Cluster_DiscoveryType.EDS
-      ? decoded.edsClusterConfig?.serviceName || decoded.name
-      : undefined;
-  endpointsNames.set(cluster, name);
-  return name;
 }
 
 /**

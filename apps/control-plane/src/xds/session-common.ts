@@ -3,7 +3,7 @@
 // and what observers are told about a response. Make-before-break rules live
 // in push-order.ts.
 import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
-import type { XdsResource } from '../envoy/resources';
+import type { XdsResource } from '../resource';
 import type { SentResponse } from './callbacks';
 
 const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);

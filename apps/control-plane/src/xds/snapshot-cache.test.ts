@@ -1,5 +1,14 @@
 import { TypeUrl } from '@trellis/envoy-types';
-import { fakeModel, makeCluster, translateFake, type FakeModel } from '../../test/support/resources';
+import {
+  fakeModel,
+  makeCluster,
+  makeEndpoints,
+  makeListener,
+  makeRoute,
+  translateFake,
+  type FakeModel,
+} from '../../test/support/resources';
+import { snapshotInconsistencies } from '../resource';
 import { SnapshotCache } from './snapshot-cache';
 
 const meta = (revision: string) => ({ revision, changedAt: Date.now() });
@@ -59,5 +68,35 @@ describe('SnapshotCache', () => {
     cache.setModel(fakeModel({ a: [makeCluster('y')] }), 'all', meta('2'));
     expect(errors).toHaveLength(1);
     expect(cache.snapshotOf({ service: 'a', kind: 'envoy' })).toBe(w.snapshot);
+  });
+
+  it('publishes only consistent sets: an inconsistent one is reported and the last good snapshot stays', () => {
+    const reported: string[][] = [];
+    const cache = new SnapshotCache<FakeModel>(translateFake, {
+      check: snapshotInconsistencies,
+      onInconsistent: (_identity, problems) => reported.push(problems),
+    });
+    const good = [makeCluster('c'), makeEndpoints('c', '10.0.0.1:80'), makeListener('l', 8080)];
+    cache.setModel(fakeModel({ a: good }), 'all', meta('1'));
+    const seen: string[] = [];
+    const w = cache.watch({ service: 'a', kind: 'envoy' }, (s) => seen.push(s.meshRevision));
+    expect(w.snapshot?.meshRevision).toBe('1');
+
+    // Endpoints missing for cluster "c", and two listeners on one address.
+    const result = cache.setModel(
+      fakeModel({ a: [makeCluster('c', 9), makeListener('l', 8080), makeListener('m', 8080)] }),
+      'all',
+      meta('2'),
+    );
+    expect(result).toEqual({ rebuilt: 1, changed: 0 });
+    expect(reported).toEqual([
+      ['listeners "l" and "m" both bind tcp 127.0.0.1:8080', 'cluster "c" uses endpoints "c", which are not in the snapshot'],
+    ]);
+    expect(cache.snapshotOf({ service: 'a', kind: 'envoy' })).toBe(w.snapshot);
+    expect(seen).toEqual([]);
+
+    // Consistent again: published.
+    cache.setModel(fakeModel({ a: [...good, makeRoute('r', 'c')] }), 'all', meta('3'));
+    expect(seen).toEqual(['3']);
   });
 });

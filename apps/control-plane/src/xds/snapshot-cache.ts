@@ -2,7 +2,7 @@
 // snapshot per identity that has a connected proxy, rebuilt only when the model
 // change touches its service. Streams subscribe and are told when theirs changes.
 import { ADS_PUSH_ORDER, type XdsTypeUrl } from '@trellis/envoy-types';
-import type { ProxyIdentity, ResourceSet, XdsResource } from '../envoy/resources';
+import type { ProxyIdentity, ResourceSet, XdsResource } from '../resource';
 import { versionOf } from './versions';
 
 export interface TypeSnapshot {
@@ -26,6 +26,19 @@ export interface ModelMeta {
 }
 
 export type Translate<M> = (model: M, identity: ProxyIdentity) => ResourceSet;
+
+export interface SnapshotCacheOptions {
+  /** Translation threw: the identity keeps its last good snapshot. */
+  onTranslateError?: (identity: ProxyIdentity, err: unknown) => void;
+  /**
+   * Run on every translated set before it is published; a non-empty answer
+   * (one sentence per problem) keeps the last good snapshot instead. The control
+   * plane passes `snapshotInconsistencies`; protocol tests that serve hand-built
+   * partial sets leave it out.
+   */
+  check?: (set: ResourceSet) => string[];
+  onInconsistent?: (identity: ProxyIdentity, problems: string[]) => void;
+}
 export type SnapshotListener = (snapshot: ProxySnapshot) => void;
 
 export interface CacheUpdateResult {
@@ -62,10 +75,15 @@ export class SnapshotCache<M> implements SnapshotSource {
   /** Encoded resources shared by every snapshot that holds the same content. */
   private readonly pool = new Map<string, Pooled>();
 
+  private readonly options: SnapshotCacheOptions;
+
+  /** The second argument may be `onTranslateError` alone (the earlier signature). */
   constructor(
     private readonly translate: Translate<M>,
-    private readonly onTranslateError: (identity: ProxyIdentity, err: unknown) => void = () => {},
-  ) {}
+    options: SnapshotCacheOptions | NonNullable<SnapshotCacheOptions['onTranslateError']> = {},
+  ) {
+    this.options = typeof options === 'function' ? { onTranslateError: options } : options;
+  }
 
   get ready(): boolean {
     return this.model !== undefined;
@@ -145,7 +163,12 @@ export class SnapshotCache<M> implements SnapshotSource {
       set = this.translate(this.model as M, entry.identity);
     } catch (err) {
       // Keep serving the last good snapshot; the error is reported by the owner.
-      this.onTranslateError(entry.identity, err);
+      this.options.onTranslateError?.(entry.identity, err);
+      return false;
+    }
+    const problems = this.options.check?.(set) ?? [];
+    if (problems.length > 0) {
+      this.options.onInconsistent?.(entry.identity, problems);
       return false;
     }
     const prev = entry.snapshot;

@@ -6,7 +6,7 @@ import {
   type DeltaDiscoveryResponse,
   type DiscoveryResponse,
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
-import { toResourceSet } from '../envoy/resources';
+import { toResourceSet } from '../resource';
 import { fakeModel, makeCluster, makeListener, translateFake } from '../../test/support/resources';
 import { composeCallbacks, type StreamInfo } from './callbacks';
 import { DeltaSession } from './delta-session';

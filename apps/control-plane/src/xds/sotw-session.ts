@@ -12,7 +12,7 @@
 // - nothing is sent when the version a proxy holds is already the current one.
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
-import type { XdsResource } from '../envoy/resources';
+import type { XdsResource } from '../resource';
 import { AdsSession } from './ads-session';
 import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
 import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';

@@ -1,5 +1,5 @@
 import { TypeUrl } from '@trellis/envoy-types';
-import type { XdsResource } from '../envoy/resources';
+import type { XdsResource } from '../resource';
 import { versionOf } from './versions';
 
 const res = (name: string, hash: string): XdsResource => ({

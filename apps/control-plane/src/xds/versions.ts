@@ -2,7 +2,7 @@
 // on every replica and after every restart, so a reconnecting proxy that
 // already holds the config is sent nothing.
 import { createHash } from 'node:crypto';
-import type { XdsResource } from '../envoy/resources';
+import type { XdsResource } from '../resource';
 
 /** Version of a set of resources: a hash over their names and content hashes, in name order. */
 export function versionOf(resources: Iterable<XdsResource>): string {

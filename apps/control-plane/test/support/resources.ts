@@ -6,7 +6,7 @@ import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
-import { makeResource, toResourceSet, type ResourceSet, type XdsResource } from '../../src/envoy/resources';
+import { makeResource, toResourceSet, type ResourceSet, type XdsResource } from '../../src/resource';
 
 export function makeCluster(name: string, timeoutSeconds = 5): XdsResource {
   return makeResource(

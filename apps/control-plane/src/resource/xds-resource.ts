@@ -1,7 +1,7 @@
-// The contract between translation (model → Envoy resources) and the xDS side
-// (cache → streams). Translation produces a ResourceSet per proxy identity; the
-// xDS cache shares resources across identities by `hash` and derives versions
-// from it, so equal content always means an equal version.
+// What translation produces and the xDS cache serves: an encoded resource, a
+// proxy identity, and a ResourceSet per identity. The cache shares resources
+// across identities by `hash` and derives versions from it, so equal content
+// always means an equal version.
 import { createHash } from 'node:crypto';
 import { packAny, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';

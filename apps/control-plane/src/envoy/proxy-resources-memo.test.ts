@@ -2,8 +2,8 @@ import { TypeUrl } from '@trellis/envoy-types';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildMeshModel } from '../model';
 import { buildProxyResources } from './proxy-resources';
-import type { ProxyIdentity, ResourceSet } from './resources';
-import { TranslationMemo } from './translation-memo';
+import type { ProxyIdentity, ResourceSet } from '../resource';
+import { TranslationMemo } from '../resource';
 
 const flat = (set: ResourceSet) => [...set.values()].flatMap((m) => [...m.values()].map((r) => `${r.typeUrl} ${r.name} ${r.hash}`));
 
@@ -29,7 +29,7 @@ const identities: ProxyIdentity[] = ['a1', 'a2', 'a3', 'a4', 'b', 'db'].flatMap(
   { service, kind: 'proxyless' as const },
 ]);
 
-describe('TranslationMemo', () => {
+describe('buildProxyResources with a TranslationMemo', () => {
   it('gives exactly what building without it gives, across model changes', () => {
     const fixture = mesh();
     const memo = new TranslationMemo();
@@ -66,12 +66,13 @@ describe('TranslationMemo', () => {
     // Per identity: inbound listener and routes, outbound listener and routes, db's TCP listener — built once each.
     expect(memo.misses).toBe(7 + 3 * 5);
     expect(memo.hits).toBe(7 * 2);
-    // The next model after an endpoint change of b rebuilds only b's endpoints and the routes that name b's endpoints digest.
+    // The next model after a new endpoint in b's v1 subset rebuilds only that subset's endpoints:
+    // routes are keyed by b's subsets and weights, not its endpoints.
     const before = memo.misses;
     const changed = mesh().instance('b', 'b-9', '10.0.0.9', 9000, { labels: { v: '1' } });
     const next = buildMeshModel(changed.state(), model.settings, model);
     for (const service of ['a1', 'a2', 'a3']) buildProxyResources(next, { service, kind: 'envoy' }, memo);
-    expect(memo.misses - before).toBe(2 + 3);
+    expect(memo.misses - before).toBe(1);
     const other = new MeshFixture().service('z').model();
     memo.use(other);
     memo.use(new MeshFixture().service('y').model());
