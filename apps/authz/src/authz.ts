@@ -4,13 +4,17 @@ import type { Server as HttpServer } from 'node:http';
 import type { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
-import { KeyLayout, MeshStore, MeshWatcher, ServiceCredentials } from '@trellis/mesh-schema';
+import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials } from '@trellis/mesh-schema';
+import { MeshCa } from '@trellis/pki';
 import { ConfigError, createMetricsRegistry, Health, type Logger, type ShutdownStep } from '@trellis/runtime';
+import { caSourceFromConfig, ReloadingCa } from './ca/ca-source';
+import { KubernetesIdentity } from './ca/kubernetes-identity';
 import { CheckService } from './check/check-service';
 import { MeshPolicy } from './check/mesh-policy';
 import type { AuthzConfig } from './config';
 import { CloudflareAccessVerifier, type CloudflareAccessOptions } from './edge/cloudflare-access';
 import { AUTHORIZATION_SERVICE_NAME, startGrpcServer, stopGrpcServer } from './grpc/grpc-server';
+import { certificateRouter } from './http/certificate-route';
 import { createHttpApp } from './http/http-app';
 import { KeyRing } from './keys/key-ring';
 import { CREDENTIAL_NAME_PREFIX, loadSigningKeys } from './keys/load-signing-keys';
@@ -39,6 +43,8 @@ export interface Authz {
   registry: Registry;
   metrics: AuthzMetrics;
   keyRing: KeyRing;
+  /** The mesh CA when one is configured; `reload()` re-reads its files (also runs on the key timer). */
+  ca: ReloadingCa | undefined;
   /** Re-reads the key source and publishes/retires keys (also runs on a timer). */
   reloadKeys(): Promise<void>;
   /** Resolves when the first registry snapshot is loaded and a key can sign. */
@@ -64,6 +70,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const settings = await store.ensureMeshSettings({
     tokenIssuer: config.TRELLIS_TOKEN_ISSUER,
     clockSkewSeconds: config.TRELLIS_CLOCK_SKEW_SECONDS,
+    trustDomain: config.TRELLIS_TRUST_DOMAIN,
   });
   if (settings.tokenIssuer !== config.TRELLIS_TOKEN_ISSUER) {
     logger.warn(
@@ -145,11 +152,45 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     : undefined;
   if (!credentials) logger.info('POST /v1/token is disabled: TRELLIS_TOKEN_ENDPOINT_CREDENTIALS is not set');
 
+  // The mesh CA, when one is configured (never generated silently: see ca/ca-source.ts).
+  const trustDomain = settings.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  if (trustDomain !== config.TRELLIS_TRUST_DOMAIN)
+    logger.warn(
+      { stored: trustDomain, configured: config.TRELLIS_TRUST_DOMAIN },
+      'mesh/settings names another trust domain; using the stored one',
+    );
+  const caSource = await caSourceFromConfig(config, logger);
+  const ca = caSource
+    ? await ReloadingCa.start(
+        caSource,
+        (material) => MeshCa.load(material, { trustDomain, lifetimeSeconds: config.TRELLIS_WORKLOAD_CERT_TTL_SECONDS }),
+        logger,
+      )
+    : undefined;
+  if (!ca) logger.info('the mesh CA is off: no TRELLIS_CA_CERT_FILE / TRELLIS_CA_KEY_FILE, ca.crt credential or dev root');
+  const kubernetes =
+    config.TRELLIS_K8S_TOKEN_ISSUER && config.TRELLIS_K8S_JWKS_URL
+      ? new KubernetesIdentity({
+          issuer: config.TRELLIS_K8S_TOKEN_ISSUER,
+          jwks: new URL(config.TRELLIS_K8S_JWKS_URL),
+          audience: config.TRELLIS_K8S_TOKEN_AUDIENCE,
+          clockSkewSeconds: skewSeconds,
+        })
+      : undefined;
+  const certificates = certificateRouter({
+    ca: () => ca?.ca,
+    credentials,
+    kubernetes,
+    services: () => watcher.state.services,
+    metrics,
+    logger,
+  });
+
   health.addCheck('registry', () => watcher.ready);
   health.addCheck('signingKey', () => keyRing.signer() !== undefined);
 
   const grpc = await startGrpcServer(checks, config.TRELLIS_HOST, config.TRELLIS_GRPC_PORT);
-  const http = createHttpApp({ health, registry, keyRing, policy, tokens, credentials, metrics, logger });
+  const http = createHttpApp({ health, registry, keyRing, policy, tokens, credentials, certificates, metrics, logger });
   const httpServer = await new Promise<HttpServer>((resolve, reject) => {
     const server = http.listen(config.TRELLIS_HTTP_PORT, config.TRELLIS_HOST, () => resolve(server)).once('error', reject);
   });
@@ -169,6 +210,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   watcher.on('status', () => void syncGrpcHealth());
   const keyTimer = setInterval(() => {
     reloadKeys().catch((err: unknown) => logger.error({ err }, 'reloading signing keys failed; keeping the current ones'));
+    void ca?.reload();
   }, config.TRELLIS_KEY_RELOAD_SECONDS * 1000);
   keyTimer.unref();
   void watcher.whenReady().then(syncGrpcHealth);
@@ -199,6 +241,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     registry,
     metrics,
     keyRing,
+    ca,
     reloadKeys,
     async whenReady() {
       await watcher.whenReady();

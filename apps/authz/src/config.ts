@@ -34,6 +34,25 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_KEY_RELOAD_SECONDS: env.int(60, 1, 3_600),
     /** File of `service:secret` lines (or a directory of files named by service) that authenticate `POST /v1/token`. */
     TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: z.string().min(1).optional(),
+    /** SPIFFE trust domain of workload certificates (written to mesh/settings if absent; the stored value wins). */
+    TRELLIS_TRUST_DOMAIN: z
+      .string()
+      .max(253)
+      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/, 'must be a DNS name')
+      .default('trellis.local'),
+    /** The mesh CA: a root or intermediate certificate (PEM, optionally followed by its intermediates) and its key. */
+    TRELLIS_CA_CERT_FILE: z.string().min(1).optional(),
+    TRELLIS_CA_KEY_FILE: z.string().min(1).optional(),
+    /** The roots workloads trust (one, or two during a CA rotation); default: the CA certificate when it is a root. */
+    TRELLIS_CA_TRUST_BUNDLE_FILE: z.string().min(1).optional(),
+    /** Local development only: generate (once) and use a dev root in this directory. */
+    TRELLIS_CA_DEV_ROOT_DIR: z.string().min(1).optional(),
+    /** Lifetime of workload certificates; agents renew at half-life. */
+    TRELLIS_WORKLOAD_CERT_TTL_SECONDS: env.int(86_400, 300, 30 * 86_400),
+    /** Kubernetes ServiceAccount tokens as proof of identity: the cluster's issuer and JWKS URL, and the audience tokens must carry. */
+    TRELLIS_K8S_TOKEN_ISSUER: z.string().min(1).optional(),
+    TRELLIS_K8S_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+    TRELLIS_K8S_TOKEN_AUDIENCE: z.string().min(1).max(256).default('trellis-ca'),
     /** Where a Cloudflare Access team publishes its signing keys; `{teamDomain}` is replaced. */
     TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: z
       .string()
@@ -41,6 +60,16 @@ export const authzEnvSchema = etcdEnvSchema
       .default('https://{teamDomain}/cdn-cgi/access/certs'),
   })
   .superRefine((cfg, ctx) => {
+    if ((cfg.TRELLIS_CA_CERT_FILE === undefined) !== (cfg.TRELLIS_CA_KEY_FILE === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['TRELLIS_CA_KEY_FILE'], message: 'TRELLIS_CA_CERT_FILE and TRELLIS_CA_KEY_FILE go together' });
+    }
+    if ((cfg.TRELLIS_K8S_TOKEN_ISSUER === undefined) !== (cfg.TRELLIS_K8S_JWKS_URL === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TRELLIS_K8S_JWKS_URL'],
+        message: 'TRELLIS_K8S_TOKEN_ISSUER and TRELLIS_K8S_JWKS_URL go together',
+      });
+    }
     if (cfg.TRELLIS_CLOCK_SKEW_SECONDS * 2 > cfg.TRELLIS_TOKEN_TTL_SECONDS) {
       ctx.addIssue({ code: 'custom', path: ['TRELLIS_CLOCK_SKEW_SECONDS'], message: 'must be at most half of TRELLIS_TOKEN_TTL_SECONDS' });
     }

@@ -20,6 +20,8 @@ export class AuthzMetrics {
   readonly keyPublishErrors: Counter;
   readonly tokenEndpointRequests: Counter<'result'>;
   readonly edgeJwksFetchErrors: Counter;
+  readonly certificateRequests: Counter<'result'>;
+  readonly certificatesIssued: Counter<'method'>;
 
   // Per-Check counts are tallied in plain numbers and handed to prom-client at
   // scrape time: prom-client hashes the label set on every inc(), which costs more
@@ -99,6 +101,18 @@ export class AuthzMetrics {
     this.edgeJwksFetchErrors = new Counter({
       name: 'trellis_authz_edge_jwks_errors_total',
       help: 'Failures to fetch a Cloudflare Access team certs document',
+      registers,
+    });
+    this.certificateRequests = new Counter({
+      name: 'trellis_authz_certificate_requests_total',
+      help: 'POST /v1/certificate requests by result (ok, disabled, invalid, unauthenticated, denied, error)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.certificatesIssued = new Counter({
+      name: 'trellis_authz_certificates_issued_total',
+      help: 'Workload certificates signed, by how the caller proved its service (credential: a VM credential; kubernetes: a ServiceAccount token)',
+      labelNames: ['method'],
       registers,
     });
   }

@@ -28,3 +28,22 @@ export const CONTEXT_DIRECTION = 'trellis.direction';
 export const CALLER_HEADER = 'x-trellis-caller';
 export const ACCESS_EMAIL_HEADER = 'x-trellis-access-email';
 export const ACCESS_SERVICE_TOKEN_HEADER = 'x-trellis-access-service-token';
+
+/**
+ * Workload identities are SPIFFE IDs in a certificate's URI SAN:
+ * `spiffe://<trust domain>/svc/<service>`. The trust domain is `mesh/settings.trustDomain`
+ * (authz writes it); records written before it existed mean this default.
+ */
+export const DEFAULT_TRUST_DOMAIN = 'trellis.local';
+
+export function spiffeIdOf(trustDomain: string, service: string): string {
+  return `spiffe://${trustDomain}/svc/${service}`;
+}
+
+/** The service a SPIFFE ID names in `trustDomain`, or undefined for any other URI (another domain, another path). */
+export function serviceOfSpiffeId(uri: string, trustDomain: string): string | undefined {
+  const prefix = `spiffe://${trustDomain}/svc/`;
+  if (!uri.startsWith(prefix)) return undefined;
+  const service = uri.slice(prefix.length);
+  return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service) ? service : undefined;
+}

@@ -167,6 +167,27 @@ export const Ingress = z
   .strict();
 export type Ingress = z.infer<typeof Ingress>;
 
+/**
+ * How a service's inbound side treats transport security (adopted service by service):
+ * `off` plaintext; `permissive` TLS and plaintext both accepted (callers that can, use
+ * TLS with their workload certificate); `strict` only mTLS from a declared caller's
+ * certificate. Absent means `off`.
+ */
+export const MtlsMode = z.enum(['off', 'permissive', 'strict']);
+export type MtlsMode = z.infer<typeof MtlsMode>;
+
+/** A Kubernetes ServiceAccount whose projected token may obtain this service's workload certificate. */
+export const KubernetesServiceAccount = z
+  .object({ namespace: DnsLabel.describe('namespace, a DNS label'), serviceAccount: z.string().max(253).regex(DNS_NAME, 'must be a DNS name') })
+  .strict();
+export type KubernetesServiceAccount = z.infer<typeof KubernetesServiceAccount>;
+
+/** Who may prove to be this service to the mesh CA (besides the service's own VM credential). */
+export const WorkloadIdentity = z
+  .object({ kubernetes: z.array(KubernetesServiceAccount).max(16).default([]) })
+  .strict();
+export type WorkloadIdentity = z.infer<typeof WorkloadIdentity>;
+
 /** What an engineer declares: the body of `PUT /api/v1/services/{name}`. */
 export const ServiceSpec = z
   .object({
@@ -179,6 +200,8 @@ export const ServiceSpec = z
     policy: TrafficPolicy.default({}),
     trafficSplit: TrafficSplit.optional(),
     ingress: Ingress.optional(),
+    mtls: MtlsMode.optional(),
+    workloadIdentity: WorkloadIdentity.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -294,6 +317,8 @@ export const MeshSettings = z
     tokenIssuer: z.string().min(1).max(256),
     /** Leeway validators allow for clock skew. */
     clockSkewSeconds: z.number().int().min(0).max(300).default(30),
+    /** SPIFFE trust domain of workload certificates; absent means DEFAULT_TRUST_DOMAIN. */
+    trustDomain: z.string().max(253).regex(DNS_NAME, 'must be a DNS name').optional(),
   })
   .strict();
 export type MeshSettings = z.infer<typeof MeshSettings>;

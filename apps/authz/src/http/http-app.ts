@@ -1,6 +1,6 @@
 // The HTTP side: JWKS for validators, the token endpoint for callers outside
 // Envoy, and the ops endpoints.
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { opsRouter, type Health, type Logger } from '@trellis/runtime';
@@ -10,6 +10,7 @@ import type { KeyRing } from '../keys/key-ring';
 import type { AuthzMetrics } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
+import { problem } from './problem';
 
 export interface HttpAppDeps {
   health: Health;
@@ -19,6 +20,8 @@ export interface HttpAppDeps {
   tokens: MeshTokenIssuer;
   /** Undefined: the token endpoint is disabled. */
   credentials: ServiceCredentials | undefined;
+  /** The mesh CA's endpoints (certificate-route.ts). */
+  certificates: Router;
   metrics: AuthzMetrics;
   logger: Logger;
 }
@@ -93,6 +96,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     }
   }
 
+  app.use(deps.certificates);
+
   app.use((req: Request, res: Response) => problem(res, 404, 'Not found', `${req.method} ${req.path} does not exist`));
   // Body parser errors (bad JSON, too large) end here.
   app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
@@ -107,11 +112,4 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     );
   });
   return app;
-}
-
-function problem(res: Response, status: number, title: string, detail: string, extra: Record<string, unknown> = {}): void {
-  res
-    .status(status)
-    .type('application/problem+json')
-    .send(JSON.stringify({ type: 'about:blank', title, status, detail, ...extra }));
 }

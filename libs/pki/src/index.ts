@@ -1,0 +1,5 @@
+export { CaMaterialError, CsrError, MeshCa, type CaMaterial, type IssuedCertificate, type MeshCaOptions } from './mesh-ca';
+export { serviceOfPeerCertificate, uriSans } from './peer-identity';
+export { generateRootCa, loadOrCreateDevRoot, type RootCa } from './root-ca';
+export { generateWorkloadKey, toPem, type WorkloadKey } from './workload-key';
+export { pemCertificates } from './x509';
