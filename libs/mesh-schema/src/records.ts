@@ -178,14 +178,15 @@ export type MtlsMode = z.infer<typeof MtlsMode>;
 
 /** A Kubernetes ServiceAccount whose projected token may obtain this service's workload certificate. */
 export const KubernetesServiceAccount = z
-  .object({ namespace: DnsLabel.describe('namespace, a DNS label'), serviceAccount: z.string().max(253).regex(DNS_NAME, 'must be a DNS name') })
+  .object({
+    namespace: DnsLabel.describe('namespace, a DNS label'),
+    serviceAccount: z.string().max(253).regex(DNS_NAME, 'must be a DNS name'),
+  })
   .strict();
 export type KubernetesServiceAccount = z.infer<typeof KubernetesServiceAccount>;
 
 /** Who may prove to be this service to the mesh CA (besides the service's own VM credential). */
-export const WorkloadIdentity = z
-  .object({ kubernetes: z.array(KubernetesServiceAccount).max(16).default([]) })
-  .strict();
+export const WorkloadIdentity = z.object({ kubernetes: z.array(KubernetesServiceAccount).max(16).default([]) }).strict();
 export type WorkloadIdentity = z.infer<typeof WorkloadIdentity>;
 
 /** What an engineer declares: the body of `PUT /api/v1/services/{name}`. */
