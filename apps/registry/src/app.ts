@@ -16,7 +16,7 @@ import { jsonBody, notFoundHandler, problemErrorHandler, requestMetrics } from '
 import type { RegistryMetrics } from './metrics';
 import { buildOpenApiDocument } from './openapi';
 import { instrumentStore } from './store';
-import { apiDocsPage } from './ui/api-docs';
+import { apiDocsRouter } from './ui/api-docs';
 import { uiRouter } from './ui/router';
 import { UiSessions } from './ui/session';
 
@@ -82,9 +82,7 @@ export function createApp(options: AppOptions): express.Express {
   app.use(
     uiRouter({ catalog, authenticator, sessions, metrics, logger, readsRequireAuth: options.readsRequireAuth ?? false, maxBodyBytes }),
   );
-  app.get('/docs', (req, res) => {
-    res.type('html').send(apiDocsPage({ csrfToken: sessions.csrfToken(req, res) }, openApiDocument));
-  });
+  app.use(apiDocsRouter());
 
   app.use(notFoundHandler);
   app.use(problemErrorHandler(logger));

@@ -46,6 +46,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   });
   const security = [{ [bearer.name]: [] }];
   const instanceSecurity = [{ [bearer.name]: [] }, { [serviceCredential.name]: [] }];
+  // `{}`: anonymous reads are allowed unless the registry runs with TRELLIS_READS_REQUIRE_AUTH=true.
+  const readSecurity = [{}, { [bearer.name]: [] }];
 
   // `.meta()` clones: the record schemas were built before zod was extended, their clones know `.openapi()`.
   const spec = registry.register(
@@ -86,6 +88,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/services',
+    operationId: 'listServices',
+    security: readSecurity,
     summary: 'List services',
     request: { query: ServiceListQuery },
     responses: { 200: json(ServiceList, 'services, sorted by name'), 400: errors[400] },
@@ -93,6 +97,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'post',
     path: '/api/v1/services',
+    operationId: 'createService',
     summary: 'Register a service',
     security,
     request: { body: { required: true, content: { 'application/json': { schema: spec } } } },
@@ -101,6 +106,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/services/{name}',
+    operationId: 'getService',
+    security: readSecurity,
     summary: 'Get a service',
     request: { params: nameParams },
     responses: { 200: { ...json(service, 'the service'), headers: etag }, 404: errors[404] },
@@ -108,6 +115,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'put',
     path: '/api/v1/services/{name}',
+    operationId: 'putService',
     summary: 'Create or replace a service',
     description:
       'Creates the service when absent. Replacing requires If-Match with the current ETag: 428 without it, 412 when it is stale.',
@@ -124,6 +132,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'delete',
     path: '/api/v1/services/{name}',
+    operationId: 'deleteService',
     summary: 'Delete a service',
     description: 'Refused with 409 while other services depend on it; `dependents` names them.',
     security,
@@ -138,6 +147,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/services/{name}/history',
+    operationId: 'listServiceHistory',
+    security: readSecurity,
     summary: 'Every change to a service, newest first',
     request: { params: nameParams },
     responses: { 200: json(z.object({ items: z.array(history) }), 'history'), 404: errors[404] },
@@ -145,6 +156,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/services/{name}/history/{generation}',
+    operationId: 'getServiceGeneration',
+    security: readSecurity,
     summary: 'One generation of a service',
     request: { params: z.object({ name: ServiceName, generation: z.coerce.number().int().min(1) }) },
     responses: { 200: json(history, 'the history entry'), 400: errors[400], 404: errors[404] },
@@ -152,6 +165,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'post',
     path: '/api/v1/services/{name}/rollback',
+    operationId: 'rollbackService',
     summary: 'Restore the definition of a previous generation',
     security,
     request: {
@@ -168,6 +182,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/services/{name}/proxies',
+    operationId: 'listServiceProxies',
+    security: readSecurity,
     summary: "xDS status of the service's proxies, as the control plane records it",
     request: { params: nameParams },
     responses: { 200: json(z.object({ items: z.array(proxy) }), 'proxy statuses') },
@@ -175,6 +191,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/services/{name}/instances',
+    operationId: 'listInstances',
+    security: readSecurity,
     summary: 'Live instances of a service',
     request: { params: nameParams },
     responses: { 200: json(z.object({ items: z.array(instance) }), 'instances') },
@@ -182,6 +200,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'post',
     path: '/api/v1/services/{name}/instances',
+    operationId: 'registerInstance',
     summary: 'Register an instance with a lease TTL',
     description:
       "The instance disappears `ttlSeconds` after its last heartbeat. Needs the service's own credential, the owning team's token or the admin token.",
@@ -192,6 +211,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'put',
     path: '/api/v1/services/{name}/instances/{id}/heartbeat',
+    operationId: 'heartbeatInstance',
     summary: 'Keep an instance alive (refreshes its lease)',
     security: instanceSecurity,
     request: { params: instanceParams },
@@ -200,6 +220,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'put',
     path: '/api/v1/services/{name}/instances/{id}/drain',
+    operationId: 'drainInstance',
     summary: 'Drain an instance: it keeps its lease and its calls in flight, but proxies send it no new calls',
     description: 'Idempotent; registering the instance again serves it again.',
     security: instanceSecurity,
@@ -209,6 +230,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'delete',
     path: '/api/v1/services/{name}/instances/{id}',
+    operationId: 'deregisterInstance',
     summary: 'Deregister an instance',
     security: instanceSecurity,
     request: { params: instanceParams },
@@ -217,6 +239,8 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/topology',
+    operationId: 'getTopology',
+    security: readSecurity,
     summary: 'Who calls whom: services as nodes (unregistered dependencies marked), dependencies as edges',
     responses: { 200: json(TopologySchema, 'the topology') },
   });
@@ -227,6 +251,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
       title: 'Trellis registry',
       version: '1.0.0',
       description: 'Declare services, what they call, and their instances. Errors are application/problem+json (RFC 9457).',
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
     servers: [{ url: '/' }],
   });

@@ -422,9 +422,19 @@ describe('documents and operations', () => {
       expect.arrayContaining(['/api/v1/services', '/api/v1/services/{name}', '/api/v1/topology', '/api/v1/services/{name}/rollback']),
     );
     expect(doc.body.components.schemas.ServiceSpec.properties.port).toMatchObject({ type: 'integer', minimum: 1, maximum: 65535 });
+  });
+
+  it('serves Swagger UI at /docs from its own assets, scripts from self only', async () => {
     const page = await call(url, 'GET', '/docs');
     expect(page.status).toBe(200);
-    expect(page.text).toContain('PUT /api/v1/services/{name}');
+    expect(page.text).toContain('<script src="/docs/swagger-ui-bundle.js"></script>');
+    expect(page.text).not.toMatch(/https?:\/\//);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self';");
+    for (const asset of ['/docs/swagger-ui-bundle.js', '/docs/swagger-ui.css', '/docs/init.js']) {
+      const res = await call(url, 'GET', asset);
+      expect({ asset, status: res.status, size: res.text.length > 20 }).toEqual({ asset, status: 200, size: true });
+    }
+    expect((await call(url, 'GET', '/docs/package.json')).status).toBe(404);
   });
 
   it('answers health, readiness and metrics', async () => {

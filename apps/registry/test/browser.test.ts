@@ -112,3 +112,23 @@ it('edits a service with its current values and keeps history for rollback', asy
   const restored = await registry.store.getService('storefront');
   expect(restored?.value).toMatchObject({ generation: 3, spec: { port: 8080 }, updated: { actor: 'admin' } });
 }, 60_000);
+
+it('renders the interactive API reference at /docs from its own assets, within its CSP', async () => {
+  const context = await browser.newContext({ javaScriptEnabled: true });
+  const docs = await context.newPage();
+  const problems: string[] = [];
+  docs.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
+  docs.on('pageerror', (error) => problems.push(error.message));
+  const origins = new Set<string>();
+  docs.on('request', (request) => origins.add(new URL(request.url()).origin));
+  try {
+    await docs.goto(`${registry.url}/docs`);
+    // Swagger UI fetched /openapi.json and rendered an operation from it.
+    await docs.waitForSelector('#operations-services-putService, [id$="-putService"]', { timeout: 30_000 });
+    await expect(docs.locator('.info .title').textContent()).resolves.toContain('Trellis registry');
+    expect(problems).toEqual([]);
+    expect([...origins]).toEqual([registry.url]);
+  } finally {
+    await context.close();
+  }
+}, 60_000);

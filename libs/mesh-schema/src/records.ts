@@ -22,8 +22,10 @@ export const TeamName = DnsLabel.describe('owning team, a DNS label');
 /** Instance ids come from pods and VMs (pod names, hostnames, uuids): a safe key segment. */
 export const InstanceId = z
   .string()
-  .regex(/^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/i, 'must be 1-128 characters of letters, digits, ".", "_" and "-"')
-  .refine((id) => !id.includes('..'), 'must not contain ".."');
+  // No `/i`: the pattern is published in the OpenAPI document, where JSON Schema has no flags.
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$/, 'must be 1-128 characters of letters, digits, ".", "_" and "-"')
+  .refine((id) => !id.includes('..'), 'must not contain ".."')
+  .meta({ example: 'payments-7d4b9c-x2x9z' });
 export type InstanceId = z.infer<typeof InstanceId>;
 
 const LabelKey = z
@@ -159,7 +161,10 @@ export const Ingress = z
     cloudflareAccess: z
       .object({
         teamDomain: z.string().max(253).regex(DNS_NAME, 'must be a DNS name such as myteam.cloudflareaccess.com'),
-        audience: z.string().regex(/^[a-f0-9]{16,128}$/i, 'must be the Access application AUD tag (hex)'),
+        audience: z
+          .string()
+          .regex(/^[A-Fa-f0-9]{16,128}$/, 'must be the Access application AUD tag (hex)')
+          .meta({ example: '4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2' }),
       })
       .strict()
       .optional(),
@@ -294,7 +299,7 @@ export const InstanceRecord = z
     service: ServiceName,
     id: InstanceId,
     /** IP literal (v4 or v6); proxyless gRPC clients require IP endpoints. */
-    address: z.union([z.ipv4(), z.ipv6()]),
+    address: z.union([z.ipv4().meta({ format: 'ipv4', example: '10.0.3.7' }), z.ipv6().meta({ format: 'ipv6', example: 'fd00::7' })]),
     port: z.number().int().min(1).max(65535),
     labels: Labels.default({}),
     locality: Locality.default({ region: '', zone: '', subZone: '' }),

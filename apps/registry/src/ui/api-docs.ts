@@ -1,43 +1,64 @@
-// A rendered page of the OpenAPI document, built on the server (the registry
-// may run offline, so no CDN-hosted viewer).
-import type { buildOpenApiDocument } from '../openapi';
-import { html } from './html';
-import type { PageContext } from './pages';
-import { layout } from './pages';
+// The interactive API reference at /docs: Swagger UI from the swagger-ui-dist package,
+// served by the registry itself. No CDN: the registry may run offline, and its CSP
+// allows scripts from 'self' only.
+import { Router } from 'express';
+import { join } from 'node:path';
+import getSwaggerUiDir from 'swagger-ui-dist/absolute-path.js';
 
-type OpenApiDocument = ReturnType<typeof buildOpenApiDocument>;
+/** The only files of swagger-ui-dist the page loads. */
+const ASSETS = ['swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png'] as const;
 
-interface Operation {
-  summary?: string;
-  description?: string;
-  security?: unknown[];
-  parameters?: Array<{ name?: string; in?: string; required?: boolean }>;
-  requestBody?: { content?: Record<string, { schema?: unknown }> };
-  responses?: Record<string, { description?: string }>;
-}
+const PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Trellis registry API</title>
+<link rel="icon" type="image/png" href="/docs/favicon-32x32.png">
+<link rel="stylesheet" href="/docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"><noscript>The machine-readable document is <a href="/openapi.json">/openapi.json</a>.</noscript></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script>
+</body>
+</html>
+`;
 
-export function apiDocsPage(ctx: PageContext, doc: OpenApiDocument): string {
-  const paths = Object.entries(doc.paths ?? {});
-  const operations = paths.flatMap(([path, item]) =>
-    (['get', 'post', 'put', 'delete'] as const)
-      .filter((method) => (item as Record<string, unknown>)[method])
-      .map((method) => {
-        const op = (item as Record<string, Operation>)[method]!;
-        const body = op.requestBody?.content?.['application/json']?.schema;
-        return html`<section class="operation" id="${method}-${path}"><h2><code>${method.toUpperCase()} ${path}</code></h2>
-<p>${op.summary ?? ''}${op.security?.length ? ' · requires a bearer token' : ''}</p>${op.description ? html`<p>${op.description}</p>` : ''}
-${op.parameters?.length ? html`<p>Parameters: ${op.parameters.map((p) => `${p.name} (${p.in}${p.required ? ', required' : ''})`).join('; ')}</p>` : ''}
-${body ? html`<details><summary>Request body</summary><pre>${JSON.stringify(body, null, 2)}</pre></details>` : ''}
-<ul>${Object.entries(op.responses ?? {}).map(([status, response]) => html`<li><strong>${status}</strong> ${response.description ?? ''}</li>`)}</ul></section>`;
-      }),
-  );
-  const schemas = Object.entries(doc.components?.schemas ?? {}).map(
-    ([name, schema]) =>
-      html`<details id="schema-${name}"><summary>${name}</summary><pre>${JSON.stringify(schema, null, 2)}</pre></details>`,
-  );
-  return layout(
-    ctx,
-    'API',
-    html`<h1>${doc.info.title} API ${doc.info.version}</h1><p>${doc.info.description ?? ''}</p><p>Machine-readable: <a href="/openapi.json">/openapi.json</a></p>${operations}<h2>Schemas</h2>${schemas}`,
-  );
+// A file, not an inline script, so the CSP needs no 'unsafe-inline' for scripts.
+const INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true });\n`;
+
+/**
+ * Swagger UI's React components set inline styles, so /docs alone allows inline styles;
+ * scripts stay 'self' only, and "Try it out" may call only this origin.
+ */
+const DOCS_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+].join('; ');
+
+export function apiDocsRouter(): Router {
+  const dir = getSwaggerUiDir();
+  const router = Router();
+  router.use('/docs', (_req, res, next) => {
+    res.setHeader('Content-Security-Policy', DOCS_CSP);
+    next();
+  });
+  router.get('/docs', (_req, res) => {
+    res.type('html').send(PAGE);
+  });
+  router.get('/docs/init.js', (_req, res) => {
+    res.type('js').send(INIT);
+  });
+  for (const asset of ASSETS)
+    router.get(`/docs/${asset}`, (_req, res, next) => {
+      res.sendFile(join(dir, asset), { maxAge: '1h' }, (error) => error && next(error));
+    });
+  return router;
 }
