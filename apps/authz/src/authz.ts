@@ -104,7 +104,6 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const watcher = MeshWatcher.start(deps.etcd, layout, { logger });
   const policy = new MeshPolicy(watcher);
   watcher.on('update', (update) => {
-    policy.invalidate();
     // Another replica published or retired a key: take its view (a re-list, not the event, so the schedule sees everything).
     if (update.reset || update.changes.some((change) => change.kind === 'authzKey')) {
       keyRing.reconcile().catch((err: unknown) => logger.warn({ err }, 'key reconcile after a watch update failed'));

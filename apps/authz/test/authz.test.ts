@@ -225,9 +225,10 @@ describe('authz', () => {
   });
 
   describe('north-south at the edge', () => {
-    const edge = (path: string, headers: Record<string, string> = {}) =>
+    // As Contour sends it: the HTTPProxy's authPolicy.context names the service it routes to.
+    const edge = (path: string, headers: Record<string, string> = {}, destination = path.startsWith('/admin') ? 'admin' : 'web') =>
       a.check({
-        context: { 'trellis.direction': 'edge' },
+        context: { 'trellis.direction': 'edge', 'trellis.destination': destination },
         host: 'shop.example.com',
         path,
         headers: { ...headers, 'x-trellis-access-email': 'forged@example.com' },
@@ -253,16 +254,35 @@ describe('authz', () => {
       expect((await edge('/admin', { 'cf-access-jwt-assertion': await team.sign(ACCESS_AUD, { kid }) })).status?.code).toBe(status.OK);
     });
 
-    it('lets public ingress routes through with forged identity headers removed, and denies unknown hosts', async () => {
+    it('lets public ingress routes through with forged identity headers removed, and denies services without an ingress', async () => {
       const response = await edge('/shop');
       expect(response.status?.code).toBe(status.OK);
       expect(response.httpResponse?.$case === 'okResponse' && response.httpResponse.value.headersToRemove).toEqual([
         'x-trellis-access-email',
         'x-trellis-access-service-token',
       ]);
-      const unknown = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'evil.example.com', path: '/' });
-      expect(deniedReason(unknown)).toMatchObject({ http: 403, reason: 'no-ingress' });
+      expect(deniedReason(await edge('/', {}, 'orders'))).toMatchObject({ http: 403, reason: 'no-ingress' });
     });
+
+    it('attack: a same-host ingress without Access that sorts first does not open the Access-protected route', async () => {
+      // The old resolver took the longest matching prefix across services and broke ties by name.
+      await store.createService(
+        { team: 'shop', protocol: 'http', port: 8080, name: 'aaa-hijack', ingress: { host: 'shop.example.com', pathPrefix: '/admin' } },
+        'test',
+      );
+      await waitFor(async () => (await edge('/admin/x', {}, 'aaa-hijack')).status?.code === status.OK, 30_000);
+      expect(deniedReason(await edge('/admin/users'))).toMatchObject({ http: 401, reason: 'access-missing' });
+      // A route that names no destination is not guessed from host and path.
+      const unnamed = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'shop.example.com', path: '/admin' });
+      expect(deniedReason(unnamed)).toMatchObject({ http: 403, reason: 'missing-context' });
+    });
+
+    it.each(['//admin', '/%61dmin', '/./admin', '/admin;x', '/x/../admin', '/admin%2fusers'])(
+      'attack: the path %s, which Envoy would route differently from how it reads, is refused',
+      async (path) => {
+        expect(deniedReason(await edge(path, {}, 'web'))).toMatchObject({ http: 403, reason: 'non-canonical-path' });
+      },
+    );
 
     it("at a public service's own sidecar, takes the ingress the route names, whatever the host", async () => {
       const atSidecar = (destination: string, headers: Record<string, string> = {}) =>

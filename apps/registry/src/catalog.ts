@@ -1,8 +1,17 @@
 // The registry's operations on services and instances, shared by the REST API
 // and the web UI: ownership checks, optimistic concurrency, dependents checks,
 // rollback. Throws ProblemErrors; knows nothing about HTTP requests.
-import { AlreadyExistsError, HasDependentsError, NotFoundError, RevisionMismatchError } from '@trellis/mesh-schema';
-import type { HistoryEntry, InstanceRecord, MeshStore, ProxyStatus, ServiceRecord, ServiceSpec, Versioned } from '@trellis/mesh-schema';
+import { AlreadyExistsError, HasDependentsError, HostOwnedError, NotFoundError, RevisionMismatchError } from '@trellis/mesh-schema';
+import type {
+  HistoryEntry,
+  HostClaim,
+  InstanceRecord,
+  MeshStore,
+  ProxyStatus,
+  ServiceRecord,
+  ServiceSpec,
+  Versioned,
+} from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { Principal } from './auth';
 import { assertCanChange } from './auth';
@@ -49,7 +58,7 @@ export class ServiceCatalog {
     } catch (err) {
       if (err instanceof AlreadyExistsError)
         throw problems.conflict(`service "${spec.name}" already exists; replace it with PUT and If-Match`);
-      throw err;
+      throw mapRevisionErrors(err, spec.name);
     }
   }
 
@@ -70,7 +79,7 @@ export class ServiceCatalog {
       } catch (err) {
         if (err instanceof AlreadyExistsError)
           throw problems.preconditionRequired(`service "${spec.name}" was created concurrently; fetch it and retry with If-Match`);
-        throw err;
+        throw mapRevisionErrors(err, spec.name);
       }
     }
     this.authorize(principal, [current.value.spec.team, spec.team], `service "${spec.name}"`);
@@ -155,6 +164,22 @@ export class ServiceCatalog {
     }
     this.authorize(principal, [current.value.spec.team, target.spec.team], `service "${name}"`);
     return this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation);
+  }
+
+  async hosts(): Promise<HostClaim[]> {
+    return (await this.store.listHostClaims()).sort((a, b) => a.host.localeCompare(b.host));
+  }
+
+  /** Only an admin moves an ingress host to another team; the first claim otherwise stands. */
+  async assignHost(principal: Principal, host: string, team: string): Promise<HostClaim> {
+    if (principal.kind !== 'admin') {
+      this.metrics.authFailures.inc({ reason: 'forbidden' });
+      this.logger.warn({ actor: principal.actor, host }, 'refused host assignment: not an admin');
+      throw problems.forbidden(`only an admin may assign ingress host "${host}" to a team`);
+    }
+    const claim = await this.store.assignHost(host, team, principal.actor);
+    this.logger.info({ host, team, actor: principal.actor }, 'ingress host assigned');
+    return claim;
   }
 
   async instances(service: string): Promise<InstanceRecord[]> {
@@ -286,5 +311,11 @@ function mapRevisionErrors(err: unknown, name: string): unknown {
     });
   }
   if (err instanceof NotFoundError) return problems.notFound(`service "${name}" is not registered`);
+  if (err instanceof HostOwnedError) {
+    return problems.conflict(
+      `ingress host "${err.host}" belongs to team "${err.owner}"; an admin can assign it with PUT /api/v1/hosts/${err.host}`,
+      { host: err.host, owner: err.owner },
+    );
+  }
   return err;
 }

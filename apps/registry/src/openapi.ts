@@ -1,9 +1,26 @@
 // The OpenAPI 3.1 document of /api/v1, generated from the same zod schemas the
 // handlers validate with, so the document cannot drift from the behaviour.
 import { extendZodWithOpenApi, OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
-import { HistoryEntry, InstanceId, InstanceRecord, ProxyStatus, ServiceName, ServiceSpec } from '@trellis/mesh-schema';
+import {
+  HistoryEntry,
+  HostClaim,
+  IngressHost,
+  InstanceId,
+  InstanceRecord,
+  ProxyStatus,
+  ServiceName,
+  ServiceSpec,
+} from '@trellis/mesh-schema';
 import { z } from 'zod';
-import { InstanceRegistration, InstanceResource, RollbackRequest, ServiceList, ServiceListQuery, ServiceResource } from './api/schemas';
+import {
+  HostAssignment,
+  InstanceRegistration,
+  InstanceResource,
+  RollbackRequest,
+  ServiceList,
+  ServiceListQuery,
+  ServiceResource,
+} from './api/schemas';
 
 // Registering schemas needs zod to know `.openapi()`; idempotent.
 extendZodWithOpenApi(z);
@@ -17,6 +34,8 @@ const ProblemSchema = z.object({
   errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
   dependents: z.array(z.string()).optional(),
   currentETag: z.string().optional(),
+  host: z.string().optional(),
+  owner: z.string().optional(),
 });
 
 const TopologySchema = z.object({
@@ -124,6 +143,7 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     responses: {
       200: { ...json(service, 'replaced'), headers: etag },
       201: { ...json(service, 'created'), headers: etag },
+      409: problemResponse('the ingress host belongs to another team; `owner` names it'),
       412: problemResponse('If-Match is stale: someone else changed the service'),
       428: problemResponse('If-Match is required to replace'),
       ...errors,
@@ -235,6 +255,26 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
     security: instanceSecurity,
     request: { params: instanceParams },
     responses: { 204: { description: 'deregistered' }, ...errors },
+  });
+  const hostClaim = registry.register('HostClaim', HostClaim.meta({ description: 'The team that owns an ingress host.' }));
+  registry.registerPath({
+    method: 'get',
+    path: '/api/v1/hosts',
+    summary: 'Ingress hosts and the team that owns each',
+    responses: { 200: json(z.object({ items: z.array(hostClaim) }), 'host claims') },
+  });
+  registry.registerPath({
+    method: 'put',
+    path: '/api/v1/hosts/{host}',
+    summary: 'Assign an ingress host to a team (admin only)',
+    description:
+      "The first service that declares an ingress host fixes its owning team; another team's service with that host gets 409 until an admin assigns the host to it.",
+    security,
+    request: {
+      params: z.object({ host: IngressHost }),
+      body: { required: true, content: { 'application/json': { schema: HostAssignment } } },
+    },
+    responses: { 200: json(hostClaim, 'assigned'), ...errors },
   });
   registry.registerPath({
     method: 'get',

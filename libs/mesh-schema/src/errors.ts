@@ -59,3 +59,15 @@ export class InvalidRecordError extends MeshStoreError {
     super(`invalid record at ${key}: ${issues.join('; ')}`);
   }
 }
+
+/** A service claimed an ingress host that another team owns (HTTP 409); an admin may assign it. */
+export class HostOwnedError extends MeshStoreError {
+  constructor(
+    readonly key: string,
+    readonly host: string,
+    /** The team that owns the host. */
+    readonly owner: string,
+  ) {
+    super(`ingress host ${host} belongs to team ${owner}`);
+  }
+}

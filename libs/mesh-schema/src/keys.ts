@@ -4,13 +4,13 @@ import { DNS_LABEL } from './records';
 
 export const DEFAULT_PREFIX = '/trellis/';
 
-export type RecordKind = 'service' | 'instance' | 'history' | 'meshSettings' | 'authzKey' | 'proxyStatus';
+export type RecordKind = 'service' | 'instance' | 'history' | 'meshSettings' | 'authzKey' | 'proxyStatus' | 'hostClaim';
 
 export interface ParsedKey {
   kind: RecordKind;
   /** Service name for service, instance, history and proxy keys. */
   service?: string;
-  /** Instance id, history generation or proxy node id; key id for authz keys. */
+  /** Instance id, history generation or proxy node id; key id for authz keys; the host of a host claim. */
   id?: string;
 }
 
@@ -42,6 +42,9 @@ export class KeyLayout {
   authzKey(kid: string): string {
     return `${this.authzKeys()}${segment(kid)}`;
   }
+  hostClaim(host: string): string {
+    return `${this.hostClaims()}${segment(host)}`;
+  }
   proxyStatus(service: string, nodeId: string): string {
     // Node ids are free-form (Envoy accepts any string): encode so they stay one segment.
     return `${this.proxyStatusesOf(service)}${encodeURIComponent(nodeId)}`;
@@ -62,6 +65,9 @@ export class KeyLayout {
   }
   authzKeys(): string {
     return `${this.prefix}authz/keys/`;
+  }
+  hostClaims(): string {
+    return `${this.prefix}hosts/`;
   }
   proxyStatuses(): string {
     return `${this.prefix}proxies/`;
@@ -86,6 +92,8 @@ export class KeyLayout {
         return parts.length === 2 && parts[1] === 'settings' ? { kind: 'meshSettings' } : undefined;
       case 'authz':
         return parts.length === 3 && parts[1] === 'keys' ? { kind: 'authzKey', id: parts[2]! } : undefined;
+      case 'hosts':
+        return parts.length === 2 ? { kind: 'hostClaim', id: parts[1]! } : undefined;
       case 'proxies':
         return parts.length === 3 ? { kind: 'proxyStatus', service: parts[1]!, id: decodeURIComponent(parts[2]!) } : undefined;
       default:

@@ -19,6 +19,9 @@ export type ServiceName = z.infer<typeof ServiceName>;
 
 export const TeamName = DnsLabel.describe('owning team, a DNS label');
 
+/** An ingress host name as stored: lower-case, no port, no trailing dot. */
+export const IngressHost = z.string().max(253).regex(DNS_NAME, 'must be a DNS name');
+
 /** Instance ids come from pods and VMs (pod names, hostnames, uuids): a safe key segment. */
 export const InstanceId = z
   .string()
@@ -152,7 +155,7 @@ export type TrafficSplit = z.infer<typeof TrafficSplit>;
 
 export const Ingress = z
   .object({
-    host: z.string().max(253).regex(DNS_NAME, 'must be a DNS name'),
+    host: IngressHost,
     pathPrefix: z
       .string()
       .regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,255}$/, 'must start with "/" and contain only URL path characters')
@@ -193,6 +196,24 @@ export type KubernetesServiceAccount = z.infer<typeof KubernetesServiceAccount>;
 /** Who may prove to be this service to the mesh CA (besides the service's own VM credential). */
 export const WorkloadIdentity = z.object({ kubernetes: z.array(KubernetesServiceAccount).max(16).default([]) }).strict();
 export type WorkloadIdentity = z.infer<typeof WorkloadIdentity>;
+
+/**
+ * Stored at `hosts/<host>`: the team that owns an ingress host. The first service that
+ * claims a host fixes its owner (in the same txn as that service's write); only an
+ * admin assigns it to another team. Deleting the services does not release it.
+ */
+export const HostClaim = z
+  .object({
+    host: IngressHost,
+    team: TeamName,
+    /** Who fixed the owner: the actor of the first claiming write, or the admin who assigned it. */
+    claimedBy: z.string().max(256),
+    at: z.iso.datetime(),
+    /** Set when an admin assigned the host rather than a first service claiming it. */
+    assigned: z.boolean().default(false),
+  })
+  .strict();
+export type HostClaim = z.infer<typeof HostClaim>;
 
 /** What an engineer declares: the body of `PUT /api/v1/services/{name}`. */
 export const ServiceSpec = z

@@ -5,12 +5,13 @@ import type { z } from 'zod';
 import type { Logger } from '@trellis/runtime';
 import { decodeKv, encodeValue, type Versioned } from './codec';
 import { prefixEnd, rangePrefix } from './etcd-client';
-import { AlreadyExistsError, HasDependentsError, InvalidRecordError, NotFoundError, RevisionMismatchError } from './errors';
+import { AlreadyExistsError, HasDependentsError, HostOwnedError, InvalidRecordError, NotFoundError, RevisionMismatchError } from './errors';
 import type { KeyLayout } from './keys';
 import {
   AuthzPublicKey,
   dependencySince,
   HistoryEntry,
+  HostClaim,
   InstanceRecord,
   MeshSettings,
   ProxyStatus,
@@ -136,13 +137,14 @@ export class MeshStore {
         spec: record.value.spec,
         ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
       });
+      const host = await this.hostClaimGuard(validSpec, actor, at);
       const res = await this.client.kv.txn({
-        compare: [absent(key), absent(historyKey)],
-        success: [put(key, record.bytes), put(historyKey, history)],
+        compare: [absent(key), absent(historyKey), ...host.guards],
+        success: [put(key, record.bytes), put(historyKey, history), ...host.ops],
       });
       if (res.succeeded) return { value: record.value, modRevision: res.header.revision, createRevision: res.header.revision };
       if (await this.getKv(key)) throw new AlreadyExistsError(key, `service "${spec.name}"`);
-      // Another writer took this generation's history slot; read again.
+      // Another writer took this generation's history slot, or the host's claim changed; read again.
     }
     throw new Error(`createService(${spec.name}): gave up after ${MAX_RACE_RETRIES} conflicting attempts`);
   }
@@ -171,7 +173,8 @@ export class MeshStore {
         spec: validSpec,
         ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
       });
-      return { ops: [put(key, record.bytes), put(historyKey, history)], result: record.value };
+      const host = await this.hostClaimGuard(validSpec, actor, at);
+      return { ops: [put(key, record.bytes), put(historyKey, history), ...host.ops], result: record.value, guards: host.guards };
     }).then(({ result, revision, current }) => ({ value: result, modRevision: revision, createRevision: current.createRevision }));
   }
 
@@ -333,6 +336,31 @@ export class MeshStore {
     await this.client.kv.deleteRange({ key: Buffer.from(this.layout.authzKey(kid)) });
   }
 
+  // ---- ingress host ownership -------------------------------------------------
+
+  async getHostClaim(host: string): Promise<HostClaim | undefined> {
+    const kv = await this.getKv(this.layout.hostClaim(host));
+    return kv ? decodeKv(HostClaim, kv).value : undefined;
+  }
+
+  async listHostClaims(): Promise<HostClaim[]> {
+    return (await this.listVersioned(HostClaim, this.layout.hostClaims())).map((v) => v.value);
+  }
+
+  /** An admin's decision: `host` now belongs to `team`, whoever claimed it first. */
+  async assignHost(host: string, team: string, actor: string): Promise<HostClaim> {
+    const valid = validateFirst(HostClaim, `host claim ${JSON.stringify(host)}`, {
+      host,
+      team,
+      claimedBy: actor,
+      at: this.now().toISOString(),
+      assigned: true,
+    });
+    const key = this.layout.hostClaim(valid.host);
+    await this.client.kv.put({ key: Buffer.from(key), value: encodeValue(HostClaim, key, valid).bytes });
+    return valid;
+  }
+
   // ---- proxy status ----------------------------------------------------------
 
   /** Writes a proxy's xDS status under the control plane replica's lease (gone when the replica is). */
@@ -372,6 +400,32 @@ export class MeshStore {
       }
     }
     return out;
+  }
+
+  /**
+   * The txn conditions and writes that make a service's ingress host its team's: an
+   * unclaimed host is claimed in the same txn (and the txn fails if someone claims it
+   * first); a host the team owns must still be owned when the txn commits; another
+   * team's host is refused here. A claim that no longer parses is treated as owned by
+   * nobody we can name, so only an admin assignment repairs it.
+   */
+  private async hostClaimGuard(spec: ServiceSpec, actor: string, at: string): Promise<{ guards: ICompare[]; ops: IRequestOp[] }> {
+    if (!spec.ingress) return { guards: [], ops: [] };
+    const key = this.layout.hostClaim(spec.ingress.host);
+    const kv = await this.getKv(key);
+    if (!kv) {
+      const claim = encodeValue(HostClaim, key, { host: spec.ingress.host, team: spec.team, claimedBy: actor, at, assigned: false });
+      return { guards: [absent(key)], ops: [put(key, claim.bytes)] };
+    }
+    let owner: string;
+    try {
+      owner = decodeKv(HostClaim, kv).value.team;
+    } catch (err) {
+      if (!(err instanceof InvalidRecordError)) throw err;
+      owner = '(unreadable claim)';
+    }
+    if (owner !== spec.team) throw new HostOwnedError(key, spec.ingress.host, owner);
+    return { guards: [modRevisionIs(key, kv.mod_revision)], ops: [] };
   }
 
   private historyEntry(key: string, entry: z.input<typeof HistoryEntry>): Buffer {

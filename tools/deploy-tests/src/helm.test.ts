@@ -435,12 +435,25 @@ describe('Helm charts', () => {
           ],
         });
       }
-      const proxy = docs.find((d) => d.kind === 'HTTPProxy')!;
-      expect(proxy.spec.virtualhost!.authorization).toMatchObject({
-        extensionRef: { name: 'trellis-authz' },
-        failOpen: false,
-        authPolicy: { context: { 'trellis.direction': 'edge' } },
-      });
+      // Each HTTPProxy names the mesh service it routes to, so authz checks that service's ingress.
+      const proxies = docs.filter((d) => d.kind === 'HTTPProxy');
+      expect(proxies.map((p) => [p.metadata.name, p.spec.virtualhost!.authorization])).toEqual([
+        [
+          'shop',
+          expect.objectContaining({
+            failOpen: false,
+            authPolicy: { context: { 'trellis.direction': 'edge', 'trellis.destination': 'front' } },
+          }),
+        ],
+        [
+          'api',
+          expect.objectContaining({
+            failOpen: false,
+            authPolicy: { context: { 'trellis.direction': 'edge', 'trellis.destination': 'api' } },
+          }),
+        ],
+      ]);
+      expect(proxies[0]!.spec.virtualhost!.authorization).toMatchObject({ extensionRef: { name: 'trellis-authz' } });
     });
 
     /** Runs `use` on a copy of tools/deploy-tests/fixtures/sidecar-consumer with the library copied in. */

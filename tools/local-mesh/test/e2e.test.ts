@@ -217,7 +217,7 @@ describe('north-south', () => {
   const edgeCheck = (token: string) =>
     check({
       attributes: {
-        contextExtensions: { 'trellis.direction': 'edge' },
+        contextExtensions: { 'trellis.direction': 'edge', 'trellis.destination': 'front' },
         request: { http: { host: 'front.example.com', path: '/checkout', method: 'GET', headers: { 'cf-access-jwt-assertion': token } } },
       },
     });

@@ -18,6 +18,7 @@ import {
   DNS_LABEL,
 } from '@trellis/mesh-schema';
 import { accessTokenFrom, type CloudflareAccessVerifier } from '../edge/cloudflare-access';
+import { checkRequestPath } from '../edge/request-path';
 import type { AuthzMetrics, Direction } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
@@ -131,17 +132,21 @@ export class CheckService {
   }
 
   /**
-   * At the edge: the Cloudflare Access JWT of the ingress's Access application.
-   * Contour's routes name no service, so host and path find the ingress; a public
-   * service's own sidecar names it in trellis.destination.
+   * At the edge: the Cloudflare Access JWT of the destination's ingress. The
+   * destination comes from the route (the HTTPProxy's authPolicy.context, or a
+   * public service's own sidecar) — the service Contour routes to — never from a
+   * guess over host and path, which another team's ingress could win. The path
+   * must already be in the form Envoy routes by.
    */
   private async edge(attributes: CheckAttributes, destination: string | undefined): Promise<Decision> {
     const http = attributes.http();
     if (!http) return misconfigured('missing-context', 'edge checks need the HTTP request attributes');
-    if (destination !== undefined && !isServiceName(destination))
-      return misconfigured('missing-context', `${CONTEXT_DESTINATION} is not a service name`);
-    const match = destination ? this.policy.ingressOf(destination) : this.policy.ingressFor(http.host, http.path);
-    if (!match) return forbid('no-ingress', 'no ingress serves this host and path');
+    if (!isServiceName(destination))
+      return misconfigured('missing-context', `edge checks need a ${CONTEXT_DESTINATION} service name from the route`);
+    const path = checkRequestPath(http.path);
+    if (!path.canonical) return forbid('non-canonical-path', `${path.why}; send the normalised path`);
+    const match = this.policy.ingressOf(destination);
+    if (!match) return forbid('no-ingress', `${destination} has no ingress`);
     const stripIdentity = [ACCESS_EMAIL_HEADER, ACCESS_SERVICE_TOKEN_HEADER];
     const app = match.ingress.cloudflareAccess;
     // An ingress without an Access application is public by declaration.

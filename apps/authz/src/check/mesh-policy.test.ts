@@ -1,6 +1,6 @@
 import type { ServiceRecord, ServiceSpecInput } from '@trellis/mesh-schema';
 import { ServiceSpec } from '@trellis/mesh-schema';
-import { MeshPolicy, pathMatchesPrefix, type MeshView } from './mesh-policy';
+import { MeshPolicy, type MeshView } from './mesh-policy';
 
 const record = (spec: ServiceSpecInput): { value: ServiceRecord } => {
   const at = new Date(0).toISOString();
@@ -41,26 +41,18 @@ describe('MeshPolicy', () => {
     expect(policy.allowsCall('checkout', 'orders').allowed).toBe(true);
   });
 
-  it('finds the ingress by host (any case, any port) and the longest path prefix on segment boundaries', () => {
+  it("names a service's ingress and the Access team domains", () => {
     const access = { teamDomain: 'acme.cloudflareaccess.com', audience: 'a'.repeat(32) };
     const policy = new MeshPolicy(
       view([
         { ...base, name: 'web', ingress: { host: 'shop.example.com' } },
         { ...base, name: 'api', ingress: { host: 'shop.example.com', pathPrefix: '/api', cloudflareAccess: access } },
+        { ...base, name: 'orders' },
       ]),
     );
-    expect(policy.ingressFor('Shop.Example.com:443', '/api/orders?x=1')?.service).toBe('api');
-    expect(policy.ingressFor('shop.example.com', '/api')?.service).toBe('api');
-    expect(policy.ingressFor('shop.example.com', '/apiary')?.service).toBe('web');
-    expect(policy.ingressFor('other.example.com', '/')).toBeUndefined();
     expect(policy.accessTeamDomains()).toEqual(['acme.cloudflareaccess.com']);
     expect(policy.ingressOf('web')?.ingress.host).toBe('shop.example.com');
-  });
-
-  it('pathMatchesPrefix', () => {
-    expect(pathMatchesPrefix('/a/b', '/a')).toBe(true);
-    expect(pathMatchesPrefix('/a/b', '/a/')).toBe(true);
-    expect(pathMatchesPrefix('/ab', '/a')).toBe(false);
-    expect(pathMatchesPrefix('/anything', '/')).toBe(true);
+    expect(policy.ingressOf('api')?.ingress.cloudflareAccess).toEqual(access);
+    expect(policy.ingressOf('orders')).toBeUndefined();
   });
 });

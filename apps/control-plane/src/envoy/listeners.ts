@@ -5,6 +5,7 @@ import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener
 import {
   HttpConnectionManager,
   HttpConnectionManager_CodecType,
+  HttpConnectionManager_PathWithEscapedSlashesAction,
   type HttpFilter,
 } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy';
@@ -39,6 +40,11 @@ function httpConnectionManager(
       routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: routeName } },
       httpFilters,
       accessLog: [stdoutJsonAccessLog(logTags)],
+      // Filters (ext_authz, RBAC) and routes see the path the app will: RFC 3986 normalised,
+      // slashes merged, escaped slashes refused. authz refuses any other form at the edge.
+      normalizePath: true,
+      mergeSlashes: true,
+      pathWithEscapedSlashesAction: HttpConnectionManager_PathWithEscapedSlashesAction.REJECT_REQUEST,
       ...(explicitProxy ? { httpProtocolOptions: { allowAbsoluteUrl: true } } : {}),
     }),
   );

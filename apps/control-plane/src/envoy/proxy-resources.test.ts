@@ -223,6 +223,8 @@ describe('buildProxyResources for Envoy sidecars', () => {
     const rbac = unpackAnyAs(RBAC, filterConfig(hcm, 2));
     expect(Object.keys(rbac.rules!.policies).sort()).toEqual(['edge', 'mesh-callers']);
     expect(rbac.rules!.policies['edge']!.principals[0]!.identifier?.$case).toBe('notId');
+    // ext_authz's edge check and RBAC see the path the app will route: normalised, slashes merged, %2F refused.
+    expect(hcm).toMatchObject({ normalizePath: true, mergeSlashes: true, pathWithEscapedSlashesAction: 2 });
 
     const route = get(set, TypeUrl.RouteConfiguration, 'inbound|b', RouteConfiguration).virtualHosts[0]!.routes[0]!;
     const perRoute = unpackAnyAs(ExtAuthzPerRoute, route.typedPerFilterConfig['envoy.filters.http.ext_authz']!);

@@ -3,6 +3,7 @@ import { Router } from 'express';
 import type { ServiceCatalog } from '../catalog';
 import type { RouteGuards } from '../http';
 import { problems } from '../problem';
+import { hostsRouter } from './hosts';
 import { instancesRouter } from './instances';
 import { servicesRouter } from './services';
 
@@ -19,12 +20,15 @@ const ALLOWED_METHODS: ReadonlyArray<[string, string[]]> = [
   ['/services/:name/instances/:id/heartbeat', ['PUT']],
   ['/services/:name/instances/:id/drain', ['PUT']],
   ['/topology', ['GET']],
+  ['/hosts', ['GET']],
+  ['/hosts/:host', ['PUT']],
 ];
 
 export function apiV1Router(catalog: ServiceCatalog, guards: RouteGuards): Router {
   const router = Router();
   router.use(servicesRouter(catalog, guards));
   router.use(instancesRouter(catalog, guards));
+  router.use(hostsRouter(catalog, guards));
   for (const [path, methods] of ALLOWED_METHODS) {
     const allowed = methods.includes('GET') ? [...methods, 'HEAD'] : methods;
     router.all(path, (req, res, next) => {

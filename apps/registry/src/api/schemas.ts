@@ -34,3 +34,6 @@ export const InstanceResource = InstanceRecord.extend({ ttlSeconds: z.number().i
 export const RollbackRequest = z.object({ generation: z.number().int().min(1) }).strict();
 
 export const DependentsConflict = z.object({ dependents: z.array(ServiceName) });
+
+/** Body of `PUT /api/v1/hosts/{host}`: the team an admin assigns the ingress host to. */
+export const HostAssignment = z.object({ team: TeamName }).strict();

@@ -1,0 +1,87 @@
+// Attacks on the registry, performed against the real app and a real etcd, each
+// asserting it is refused (docs/security.md lists them).
+import { call, ADMIN_TOKEN, spec, startRegistry, type TestRegistry } from './harness';
+
+describe('registry attacks', () => {
+  let r: TestRegistry;
+
+  beforeAll(async () => {
+    r = await startRegistry();
+  }, 60_000);
+  afterAll(async () => {
+    await r?.close();
+  });
+
+  describe('edge takeover: another team claims an ingress host', () => {
+    const portal = spec('portal', {
+      team: 'web',
+      ingress: {
+        host: 'portal.example.com',
+        pathPrefix: '/',
+        cloudflareAccess: { teamDomain: 'web.cloudflareaccess.com', audience: 'a1'.repeat(16) },
+      },
+    });
+
+    it("refuses another team's service on a host the first service claimed, without changing etcd", async () => {
+      const web = await r.teamToken('web');
+      const search = await r.teamToken('search');
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: web, json: portal })).status).toBe(201);
+
+      const before = await r.snapshot();
+      const hijack = spec('aaa-hijack', { team: 'search', ingress: { host: 'portal.example.com', pathPrefix: '/admin' } });
+      const refused = await call(r.url, 'POST', '/api/v1/services', { token: search, json: hijack });
+      expect(refused.status).toBe(409);
+      expect(refused.body).toMatchObject({ host: 'portal.example.com', owner: 'web' });
+      // PUT (create) and moving an existing service onto the host are refused too.
+      expect((await call(r.url, 'PUT', '/api/v1/services/aaa-hijack', { token: search, json: hijack })).status).toBe(409);
+      expect(await r.snapshot()).toEqual(before);
+
+      const own = spec('search-ui', { team: 'search', ingress: { host: 'search.example.com' } });
+      const created = await call(r.url, 'POST', '/api/v1/services', { token: search, json: own });
+      expect(created.status).toBe(201);
+      const moved = await call(r.url, 'PUT', '/api/v1/services/search-ui', {
+        token: search,
+        json: { ...own, ingress: { host: 'portal.example.com', pathPrefix: '/admin' } },
+        headers: { 'if-match': created.headers.get('etag')! },
+      });
+      expect(moved.status).toBe(409);
+    });
+
+    it('keeps the owner after the last service on the host is deleted, and lets the owning team add more', async () => {
+      const web = await r.teamToken('web');
+      const more = spec('portal-api', { team: 'web', ingress: { host: 'portal.example.com', pathPrefix: '/api' } });
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: web, json: more })).status).toBe(201);
+      for (const name of ['portal-api', 'portal'])
+        expect((await call(r.url, 'DELETE', `/api/v1/services/${name}`, { token: web })).status).toBe(204);
+      const search = await r.teamToken('search');
+      const hijack = spec('aaa-hijack', { team: 'search', ingress: { host: 'portal.example.com' } });
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: search, json: hijack })).status).toBe(409);
+    });
+
+    it('only an admin assigns a host to another team', async () => {
+      const search = await r.teamToken('search');
+      const selfAssign = await call(r.url, 'PUT', '/api/v1/hosts/portal.example.com', { token: search, json: { team: 'search' } });
+      expect(selfAssign.status).toBe(403);
+      const assigned = await call(r.url, 'PUT', '/api/v1/hosts/portal.example.com', { token: ADMIN_TOKEN, json: { team: 'search' } });
+      expect(assigned.status).toBe(200);
+      expect(assigned.body).toMatchObject({ host: 'portal.example.com', team: 'search', assigned: true, claimedBy: 'admin' });
+      const hijack = spec('aaa-hijack', { team: 'search', ingress: { host: 'portal.example.com' } });
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: search, json: hijack })).status).toBe(201);
+      const hosts = await call(r.url, 'GET', '/api/v1/hosts');
+      expect(hosts.body.items).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ host: 'portal.example.com', team: 'search' }),
+          expect.objectContaining({ host: 'search.example.com', team: 'search' }),
+        ]),
+      );
+    });
+
+    it('lets only one of two teams racing for a new host win', async () => {
+      const [a, b] = await Promise.all([r.teamToken('team-a'), r.teamToken('team-b')]);
+      const claim = (token: string, name: string, team: string) =>
+        call(r.url, 'POST', '/api/v1/services', { token, json: spec(name, { team, ingress: { host: 'race.example.com' } }) });
+      const results = await Promise.all([claim(a, 'race-a', 'team-a'), claim(b, 'race-b', 'team-b')]);
+      expect(results.map((res) => res.status).sort()).toEqual([201, 409]);
+    });
+  });
+});
