@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm start`: build the three apps (nx, cached) and the local-mesh tool, then run it.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleLocalMesh } from './bundle.mjs';
@@ -18,5 +18,8 @@ const built = spawnSync(
 );
 if (built.status !== 0) process.exit(built.status ?? 1);
 const outDir = await bundleLocalMesh();
-const run = spawnSync(process.execPath, ['--enable-source-maps', join(outDir, 'main.js')], { cwd: root, env, stdio: 'inherit' });
-process.exit(run.status ?? 0);
+const mesh = spawn(process.execPath, ['--enable-source-maps', join(outDir, 'main.js')], { cwd: root, env, stdio: 'inherit' });
+// A signal to this process alone (a supervisor's SIGTERM) reaches the mesh too, which stops
+// everything it started; a second copy (Ctrl-C signals the whole group) is ignored there.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => mesh.kill(signal));
+mesh.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -2,8 +2,29 @@
 // plane, authz — plus the demo services, with traffic flowing every two seconds.
 // Ctrl-C stops everything.
 import { join } from 'node:path';
-import { describeHops, startDemo, writeDemoCredentials } from './demo/demo';
-import { startLocalMesh, WORKSPACE_ROOT } from './mesh';
+import { describeHops, startDemo, writeDemoCredentials, type Demo } from './demo/demo';
+import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from './mesh';
+import { stopAllProcesses } from './processes';
+
+// Installed before anything starts: SIGINT or SIGTERM at any moment, startup included,
+// stops every process the mesh started (they are detached, so only we can stop them).
+let stopping = false;
+let traffic: NodeJS.Timeout | undefined;
+let mesh: LocalMesh | undefined;
+let demo: Demo | undefined;
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log('\nStopping…');
+  clearInterval(traffic);
+  await demo?.stop();
+  await mesh?.stop();
+  await stopAllProcesses(); // whatever a startup under way had already started
+  console.log('Stopped.');
+  process.exit(0);
+}
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());
 
 async function main(): Promise<void> {
   const dataDir = process.env['TRELLIS_LOCAL_DATA_DIR'] ?? join(WORKSPACE_ROOT, '.trellis');
@@ -15,27 +36,14 @@ async function main(): Promise<void> {
   };
 
   console.log('Starting the Trellis local mesh (data in %s)…', dataDir);
-  const mesh = await startLocalMesh({
+  mesh = await startLocalMesh({
     dataDir,
     preferConventionalPorts: true,
+    adminToken: process.env['TRELLIS_ADMIN_TOKEN'] || undefined,
     onLine,
     appEnv: { authz: { TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: creds.file } },
   });
-  const demo = await startDemo(mesh, creds, { demoServiceScript: join(__dirname, 'demo-service.js'), onLine });
-
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    console.log('\nStopping…');
-    clearInterval(traffic);
-    await demo.stop();
-    await mesh.stop();
-    console.log('Stopped.');
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop());
-  process.on('SIGTERM', () => void stop());
+  demo = await startDemo(mesh, creds, { demoServiceScript: join(__dirname, 'demo-service.js'), onLine });
 
   console.log(`
 Trellis is up.
@@ -49,8 +57,9 @@ Trellis is up.
 Demo traffic (edge → front → service-a → service-b, service-c) every 2 s; Ctrl-C stops everything.
 `);
 
-  const traffic = setInterval(() => {
-    demo.callEntry().then(
+  const running = demo;
+  traffic = setInterval(() => {
+    running.callEntry().then(
       (hops) => console.log(`✔ ${new Date().toISOString()}\n    ${describeHops(hops)}`),
       (err: Error) => console.log(`✘ ${new Date().toISOString()} ${err.message}`),
     );
@@ -58,6 +67,7 @@ Demo traffic (edge → front → service-a → service-b, service-c) every 2 s; 
 }
 
 main().catch((err: Error) => {
+  if (stopping) return; // a signal stopped the startup; stop() exits
   console.error(`local mesh failed: ${err.message}`);
   process.exit(1);
 });

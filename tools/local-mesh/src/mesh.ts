@@ -15,6 +15,8 @@ export interface LocalMeshOptions {
   dataDir: string;
   /** Use the conventional ports where free (npm start); any free port otherwise (tests). */
   preferConventionalPorts: boolean;
+  /** The registry's and authz's admin token (`npm start` passes TRELLIS_ADMIN_TOKEN); random when absent. */
+  adminToken?: string;
   onLine?: StartOptions['onLine'];
   /** Extra environment per app, e.g. a stand-in Cloudflare certs URL in tests. */
   appEnv?: Partial<Record<AppName, NodeJS.ProcessEnv>>;
@@ -59,7 +61,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
       authzGrpc: await port(9191),
       authzHttp: await port(8181),
     };
-    const adminToken = randomBytes(24).toString('base64url');
+    const adminToken = options.adminToken ?? randomBytes(24).toString('base64url');
     const common = {
       TRELLIS_ETCD_ENDPOINTS: infra.etcdEndpoint,
       TRELLIS_HOST: '127.0.0.1',

@@ -26,13 +26,28 @@ export interface StartOptions {
 
 const KEEP_LINES = 200;
 
-/** Children still running; killed if this process exits without stopping them (a crash, process.exit). */
-const running = new Set<ChildProcess>();
+/** Children still running, oldest first; killed if this process exits without stopping them (a crash, process.exit). */
+const running = new Map<ChildProcess, ManagedProcess>();
 process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
+  for (const child of running.keys()) child.kill('SIGKILL');
 });
 
+let stoppingAll: Promise<void> | undefined;
+
+/**
+ * Stops every child still running, newest first (apps before the stores they use), and
+ * refuses to start more: a signal during startup must not leave a half-started mesh behind,
+ * and the children are detached, so a signal to our process group never reaches them.
+ */
+export function stopAllProcesses(): Promise<void> {
+  stoppingAll ??= (async () => {
+    for (const managed of [...running.values()].reverse()) await managed.stop();
+  })();
+  return stoppingAll;
+}
+
 export function startProcess(options: StartOptions): ManagedProcess {
+  if (stoppingAll) throw new Error(`not starting ${options.name}: the local mesh is stopping`);
   const child = spawn(options.command, options.args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
@@ -41,7 +56,6 @@ export function startProcess(options: StartOptions): ManagedProcess {
     // stops the apps before the stores they use, instead of every process at once.
     detached: true,
   });
-  running.add(child);
   child.once('exit', () => running.delete(child));
   const recentOutput: string[] = [];
   const lineWatchers = new Set<(line: string) => void>();
@@ -85,7 +99,7 @@ export function startProcess(options: StartOptions): ManagedProcess {
       );
     });
 
-  return {
+  const managed: ManagedProcess = {
     name: options.name,
     child,
     recentOutput,
@@ -99,6 +113,8 @@ export function startProcess(options: StartOptions): ManagedProcess {
       clearTimeout(killer);
     },
   };
+  if (child.exitCode === null) running.set(child, managed);
+  return managed;
 }
 
 /** Polls `check` until it resolves true; fails early if the process exits. */

@@ -5,8 +5,8 @@ import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
 import { MeshTokenClient } from '@trellis/sdk-node';
 import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { HopClient, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,8 @@ let mesh: LocalMesh;
 let demo: Demo;
 let creds: DemoCredentials;
 let cloudflare: { server: Server; key: CryptoKey; kid: string };
+/** Where the bundled `npm start` entry (main.js) is. */
+let localMeshDir: string;
 const log: string[] = [];
 
 /** Polls `attempt` until it returns a value (not throwing); returns it with the time it took. */
@@ -105,6 +107,7 @@ beforeAll(async () => {
   const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
     .toString()
     .trim();
+  localMeshDir = outDir;
   const cf = await startCloudflareStandIn();
   cloudflare = cf;
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-e2e-'));
@@ -245,6 +248,71 @@ describe('north-south', () => {
     for (const refused of refusals) {
       expect(refused.status?.code).toBe(status.UNAUTHENTICATED);
       expect(refused.httpResponse?.$case).toBe('deniedResponse');
+    }
+  });
+});
+
+/** Processes (pid → command line) whose environment carries `marker`: everything one `npm start` started, however detached. */
+function processesWith(marker: string): Map<number, string> {
+  const found = new Map<number, string>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (!readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(marker)) continue;
+      found.set(Number(entry), readFileSync(`/proc/${entry}/cmdline`, 'latin1').split('\0').join(' ').trim());
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return found;
+}
+
+describe('npm start and signals', () => {
+  it('SIGTERM to its process group during startup stops every process it started; TRELLIS_ADMIN_TOKEN is the admin token', async () => {
+    const data = mkdtempSync(join(tmpdir(), 'trellis-start-signal-'));
+    const marker = `TRELLIS_LOCAL_DATA_DIR=${data}`;
+    const adminToken = 'local-admin-token-from-the-environment';
+    // As `npm start` runs in a terminal: its own process group.
+    const start = spawn(process.execPath, [join(localMeshDir, 'main.js')], {
+      env: { ...process.env, TRELLIS_LOCAL_DATA_DIR: data, TRELLIS_ADMIN_TOKEN: adminToken },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let output = '';
+    start.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+    start.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise<number | null>((resolve) => start.once('exit', (code) => resolve(code)));
+    try {
+      // Mid-startup: etcd, Redis and authz are running, the rest of the mesh is still to come.
+      const authz = await converge(
+        'authz starts under npm start',
+        async () => {
+          const pid = [...processesWith(marker)].find(([, cmd]) => cmd.includes('dist/apps/authz/main.js'))?.[0];
+          if (!pid) throw new Error(`authz not started yet:\n${output}`);
+          return pid;
+        },
+        60_000,
+      );
+      expect(output).not.toContain('Trellis is up');
+      expect(readFileSync(`/proc/${authz}/environ`, 'latin1').split('\0')).toContain(`TRELLIS_ADMIN_TOKEN=${adminToken}`);
+      const started = processesWith(marker);
+      expect([...started.values()].some((cmd) => /\betcd\b/.test(cmd))).toBe(true);
+
+      process.kill(-start.pid!, 'SIGTERM');
+      expect(await exited).toBe(0);
+      await converge(
+        'every process npm start started is gone',
+        async () => {
+          const left = processesWith(marker);
+          if (left.size > 0) throw new Error(`still running: ${[...left.values()].join(' | ')}`);
+        },
+        30_000,
+      );
+      expect(output).toContain('Stopped.');
+    } finally {
+      if (start.exitCode === null) process.kill(-start.pid!, 'SIGKILL');
+      for (const pid of processesWith(marker).keys()) process.kill(pid, 'SIGKILL');
+      rmSync(data, { recursive: true, force: true });
     }
   });
 });
