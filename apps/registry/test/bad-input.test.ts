@@ -174,6 +174,14 @@ describe('service bodies', () => {
       }),
       'ingress.cloudflareAccess.audience',
     ],
+    [
+      'Access team domain new URL cannot take (the m.3 crash)',
+      spec('svc', {
+        ingress: { host: 'shop.example.com', cloudflareAccess: { teamDomain: 'm.3', audience: 'ab'.repeat(16) } },
+      }),
+      'ingress.cloudflareAccess.teamDomain',
+    ],
+    ['ingress host ending in a numeric label', spec('svc', { ingress: { host: 'shop.3' } }), 'ingress.host'],
     ['description too long', spec('svc', { description: 'x'.repeat(2000) }), 'description'],
   ])('refuses %s, naming the field', async (_label, body, field) => {
     expectProblem(await call(registry.url, 'POST', '/api/v1/services', { token: ADMIN_TOKEN, json: body }), 400, field);

@@ -2,6 +2,7 @@ import {
   AuthzPublicKey,
   InstanceId,
   InstanceRecord,
+  isUrlHostName,
   MeshSettings,
   ProxyStatus,
   ServiceName,
@@ -164,5 +165,29 @@ describe('other records', () => {
     expect(ProxyStatus.safeParse({ ...status, types: {} }).success).toBe(true);
     expect(ProxyStatus.safeParse({ ...status, types: { cds: { lastAckedVersion: '1' } } }).success).toBe(true);
     expect(ProxyStatus.safeParse({ ...status, types: { xyz: {} } }).success).toBe(false);
+  });
+});
+
+describe('host names consumers put in URLs', () => {
+  const ingress = (host: string, teamDomain = 'acme.cloudflareaccess.com') =>
+    ServiceSpec.safeParse(spec({ ingress: { host, cloudflareAccess: { teamDomain, audience: 'ab'.repeat(16) } } }));
+
+  it.each(['m.3', 'a.0x1f', 'cloudflareaccess', '1.2.3.4', 'a.b-', 'x.-y', 'A.example.com', 'a..b', 'a.b.'])(
+    'refuses the team domain %j (new URL cannot take it, or it is not a name)',
+    (teamDomain) => {
+      expect(issues(ingress('shop.example.com', teamDomain))).toEqual([
+        expect.stringMatching(/^ingress\.cloudflareAccess\.teamDomain: must be a DNS name of two or more labels/),
+      ]);
+      expect(isUrlHostName(teamDomain)).toBe(false);
+    },
+  );
+
+  it('refuses the same for an ingress host', () => {
+    expect(issues(ingress('shop.3'))).toEqual([expect.stringMatching(/^ingress\.host: must be a DNS name/)]);
+  });
+
+  it.each(['acme.cloudflareaccess.com', 'a-b.x9', 'xn--bcher-kva.example'])('accepts %j, and new URL keeps it as it is', (name) => {
+    expect(ingress(name, name).success).toBe(true);
+    expect(new URL(`https://${name}/cdn-cgi/access/certs`).hostname).toBe(name);
   });
 });

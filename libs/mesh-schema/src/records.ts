@@ -8,6 +8,27 @@ export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** DNS name: dot-separated labels, up to 253 chars. */
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
+/**
+ * A host name every consumer can put in a URL: a DNS name of two or more labels
+ * whose last label starts with a letter. WHATWG URL parsing (Node's `new URL`)
+ * reads a host whose last label is numeric ("m.3", "a.0x1f") as an IPv4 address
+ * and throws when the rest is not one, so such names are refused.
+ */
+const HOST_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** What the schema's host rule promises, checked the way consumers use it: `new URL` keeps the name as it is. */
+export function isUrlHostName(name: string): boolean {
+  if (!HOST_NAME.test(name)) return false;
+  try {
+    return new URL(`https://${name}/`).hostname === name;
+  } catch {
+    return false;
+  }
+}
+
+const HostName = (example: string) =>
+  z.string().max(253).regex(HOST_NAME, `must be a DNS name of two or more labels, the last starting with a letter, such as ${example}`);
+
 const DnsLabel = z
   .string()
   .regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and "-", 1-63 characters, starting and ending with a letter or digit');
@@ -20,7 +41,7 @@ export type ServiceName = z.infer<typeof ServiceName>;
 export const TeamName = DnsLabel.describe('owning team, a DNS label');
 
 /** An ingress host name as stored: lower-case, no port, no trailing dot. */
-export const IngressHost = z.string().max(253).regex(DNS_NAME, 'must be a DNS name');
+export const IngressHost = HostName('api.example.com');
 
 /** Instance ids come from pods and VMs (pod names, hostnames, uuids): a safe key segment. */
 export const InstanceId = z
@@ -163,7 +184,7 @@ export const Ingress = z
     /** Cloudflare Access application that fronts this route; absent means the edge does not require Access. */
     cloudflareAccess: z
       .object({
-        teamDomain: z.string().max(253).regex(DNS_NAME, 'must be a DNS name such as myteam.cloudflareaccess.com'),
+        teamDomain: HostName('myteam.cloudflareaccess.com'),
         audience: z
           .string()
           .regex(/^[A-Fa-f0-9]{16,128}$/, 'must be the Access application AUD tag (hex)')
