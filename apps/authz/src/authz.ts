@@ -101,7 +101,10 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const reloadKeys = async () => keyRing.setLocalKeys(await readKeys());
   await reloadKeys();
 
-  const watcher = MeshWatcher.start(deps.etcd, layout, { logger });
+  const watcher = MeshWatcher.start(deps.etcd, layout, {
+    logger,
+    onInvalid: (record) => metrics.recordsDropped.inc({ kind: record.kind }),
+  });
   const policy = new MeshPolicy(watcher);
   watcher.on('update', (update) => {
     // Another replica published or retired a key: take its view (a re-list, not the event, so the schedule sees everything).
@@ -133,9 +136,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const access = new CloudflareAccessVerifier(
     { certsUrlTemplate: config.TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE, clockSkewSeconds: skewSeconds, ...deps.edge },
     metrics,
+    logger,
   );
   // Fetch the certs of Access teams as soon as an ingress names them.
-  const prefetchAccessCerts = () => void access.prefetch(policy.accessTeamDomains());
+  const prefetchAccessCerts = () =>
+    access.prefetch(policy.accessTeamDomains()).catch((err: unknown) => logger.warn({ err }, 'prefetching Access certs failed'));
   watcher.on('update', (update) => {
     if (update.reset || update.changes.some((change) => change.kind === 'service')) prefetchAccessCerts();
   });

@@ -22,6 +22,7 @@ export class AuthzMetrics {
   readonly edgeJwksFetchErrors: Counter;
   readonly certificateRequests: Counter<'result'>;
   readonly certificatesIssued: Counter<'method'>;
+  readonly recordsDropped: Counter<'kind'>;
 
   // Per-Check counts are tallied in plain numbers and handed to prom-client at
   // scrape time: prom-client hashes the label set on every inc(), which costs more
@@ -113,6 +114,12 @@ export class AuthzMetrics {
       name: 'trellis_authz_certificates_issued_total',
       help: 'Workload certificates signed, by how the caller proved its service (credential: a VM credential; kubernetes: a ServiceAccount token)',
       labelNames: ['method'],
+      registers,
+    });
+    this.recordsDropped = new Counter({
+      name: 'trellis_authz_records_dropped_total',
+      help: 'etcd records (or parts of them) authz cannot use and leaves out, by kind (service, instance, meshSettings, authzKey, accessTeamDomain)',
+      labelNames: ['kind'],
       registers,
     });
   }

@@ -298,6 +298,45 @@ describe('authz', () => {
     });
   });
 
+  describe('records written around the registry', () => {
+    const writer = () => etcd.client();
+    const layout = () => new KeyLayout(etcd.prefix);
+    const stored = (name: string, spec: Record<string, unknown>) =>
+      JSON.stringify({
+        spec: { team: 'shop', description: '', protocol: 'http', port: 8080, dependencies: [], policy: {}, name, ...spec },
+        generation: 1,
+        created: { actor: 't', at: new Date().toISOString() },
+        updated: { actor: 't', at: new Date().toISOString() },
+      });
+
+    it('keeps serving when a service names the Access team domain "m.3", and counts what it dropped', async () => {
+      const client = writer();
+      const before = await counterValue(a.authz, 'trellis_authz_records_dropped_total', { kind: 'service' });
+      try {
+        await client
+          .put(layout().service('poison'))
+          .value(
+            stored('poison', { ingress: { host: 'poison.example.com', cloudflareAccess: { teamDomain: 'm.3', audience: ACCESS_AUD } } }),
+          );
+        await client.put(layout().service('garbage')).value('{"spec":');
+        const deadline = Date.now() + 30_000;
+        while ((await counterValue(a.authz, 'trellis_authz_records_dropped_total', { kind: 'service' })) < before + 2) {
+          if (Date.now() > deadline) throw new Error('authz never counted the two poison records');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        // Still serving: the mesh Check, the edge Check for other hosts, readiness.
+        expect((await a.check(outbound('checkout', 'orders'))).status?.code).toBe(status.OK);
+        const edge = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'poison.example.com', path: '/' });
+        expect(deniedReason(edge)).toMatchObject({ http: 403, reason: 'no-ingress' });
+        expect((await http('/readyz')).status).toBe(200);
+      } finally {
+        await client.delete().key(layout().service('poison'));
+        await client.delete().key(layout().service('garbage'));
+        client.close();
+      }
+    });
+  });
+
   describe('POST /v1/token for callers outside Envoy', () => {
     const basic = (secret: string) => `Basic ${Buffer.from(`checkout:${secret}`).toString('base64')}`;
     const request = (body: unknown, secret = 'checkout-secret-0123456789') =>

@@ -78,7 +78,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const health = new Health();
   const settings: TranslatorSettings = { ...DEFAULT_TRANSLATOR_SETTINGS, authzCluster: config.TRELLIS_AUTHZ_ADDRESS };
 
-  const watcher = MeshWatcher.start(etcd, layout, { logger });
+  const watcher = MeshWatcher.start(etcd, layout, { logger, onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }) });
   // Resources many identities share (a callee's clusters and endpoints) are encoded once per model.
   const memo = new TranslationMemo();
   const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), {

@@ -14,6 +14,7 @@ export interface ControlPlaneMetrics {
   translateErrors: Counter;
   inconsistentSnapshots: Counter;
   droppedInputs: Gauge;
+  invalidRecords: Counter<'kind'>;
   cacheIdentities: Gauge;
   cacheResources: Gauge;
   cacheBytes: Gauge;
@@ -120,6 +121,12 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     droppedInputs: new Gauge({
       name: `${P}model_dropped_inputs`,
       help: 'Registry inputs left out of the mesh model (see /debug/model)',
+      registers,
+    }),
+    invalidRecords: new Counter({
+      name: `${P}invalid_records_total`,
+      help: 'Unusable values read from etcd, each counted once, by kind (service, instance, meshSettings, authzKey); left out of the model',
+      labelNames: ['kind'],
       registers,
     }),
     cacheIdentities: new Gauge({ name: `${P}snapshot_identities`, help: 'Proxy identities with a cached snapshot', registers }),

@@ -5,6 +5,15 @@ export * from './errors';
 export { type Versioned, describeIssues } from './codec';
 export { connectEtcd, etcdOptionsFromEnv, prefixEnd, rangePrefix, RANGE_PAGE_SIZE, type EtcdConnectionOptions } from './etcd-client';
 export { MeshStore, type MeshStoreOptions, type RegisterInstanceInput, type UpdateServiceOptions } from './store';
-export { applyKvEvent, buildMeshState, emptyMeshState, type KvEvent, type MeshChange, type MeshChangeKind, type MeshState } from './state';
+export {
+  applyKvEvent,
+  buildMeshState,
+  emptyMeshState,
+  type InvalidRecord,
+  type KvEvent,
+  type MeshChange,
+  type MeshChangeKind,
+  type MeshState,
+} from './state';
 export { MeshWatcher, type MeshUpdate, type MeshWatcherOptions } from './watcher';
 export { ServiceCredentials } from './service-credentials';

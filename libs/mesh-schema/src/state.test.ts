@@ -1,6 +1,5 @@
-import type { InvalidRecordError } from './errors';
 import { KeyLayout } from './keys';
-import { applyKvEvent, buildMeshState, emptyMeshState, type KvEvent } from './state';
+import { applyKvEvent, buildMeshState, emptyMeshState, type InvalidRecord, type KvEvent } from './state';
 
 const layout = new KeyLayout('/t/');
 const at = '2026-01-01T00:00:00Z';
@@ -28,8 +27,8 @@ const service = (name: string, port = 80) => ({
 const instance = (svc: string, id: string) => ({ service: svc, id, address: '10.0.0.1', port: 80, platform: 'vm', registeredAt: at });
 
 function collect() {
-  const invalid: InvalidRecordError[] = [];
-  return { invalid, onInvalid: (e: InvalidRecordError) => invalid.push(e) };
+  const invalid: InvalidRecord[] = [];
+  return { invalid, onInvalid: (e: InvalidRecord) => invalid.push(e) };
 }
 
 describe('applyKvEvent', () => {
@@ -92,15 +91,35 @@ describe('applyKvEvent', () => {
     });
     expect(state.services.has('cart')).toBe(false);
     expect(invalid.map((e) => e.key)).toEqual([layout.service('cart')]);
-    // Invalid again while absent: nothing changed.
-    expect(applyKvEvent(state, layout, put(layout.service('cart'), '{}'), onInvalid)).toBeUndefined();
+    expect(state.invalid.get(layout.service('cart'))).toMatchObject({ kind: 'service', name: 'cart', modRevision: bad.modRevision });
+    // Invalid again while absent: only the list of unusable records changed.
+    const worse = put(layout.service('cart'), '{}');
+    expect(applyKvEvent(state, layout, worse, onInvalid)).toMatchObject({ kind: 'invalid', modRevision: worse.modRevision });
+    expect(state.invalid.get(layout.service('cart'))?.modRevision).toBe(worse.modRevision);
+    // Repaired: back in the mirror, off the list.
+    applyKvEvent(state, layout, put(layout.service('cart'), service('cart')), onInvalid);
+    expect(state.services.has('cart')).toBe(true);
+    expect(state.invalid.size).toBe(0);
+  });
+
+  it('lists an unusable value that was never valid, and forgets it when the key is deleted', () => {
+    const state = emptyMeshState();
+    const { onInvalid } = collect();
+    const bad = put(layout.instance('cart', 'a'), { ...instance('cart', 'a'), address: 'not-an-ip' });
+    expect(applyKvEvent(state, layout, bad, onInvalid)).toMatchObject({ kind: 'invalid', modRevision: bad.modRevision });
+    expect(state.invalid.get(layout.instance('cart', 'a'))).toMatchObject({ kind: 'instance', name: 'cart/a' });
+    const gone = del(layout.instance('cart', 'a'));
+    expect(applyKvEvent(state, layout, gone, onInvalid)).toMatchObject({ kind: 'invalid', modRevision: gone.modRevision });
+    expect(state.invalid.size).toBe(0);
   });
 
   it('refuses a record stored under another name', () => {
     const state = emptyMeshState();
     const { onInvalid, invalid } = collect();
-    expect(applyKvEvent(state, layout, put(layout.service('cart'), service('search')), onInvalid)).toBeUndefined();
-    expect(applyKvEvent(state, layout, put(layout.instance('cart', 'a'), instance('cart', 'b')), onInvalid)).toBeUndefined();
+    expect(applyKvEvent(state, layout, put(layout.service('cart'), service('search')), onInvalid)).toMatchObject({ kind: 'invalid' });
+    expect(applyKvEvent(state, layout, put(layout.instance('cart', 'a'), instance('cart', 'b')), onInvalid)).toMatchObject({
+      kind: 'invalid',
+    });
     expect(invalid.map((e) => e.issues)).toEqual([['spec.name must match the key'], ['service and id must match the key']]);
   });
 

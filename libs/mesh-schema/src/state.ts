@@ -16,9 +16,22 @@ export interface MeshState {
   instances: Map<string, Map<string, InstanceRecord>>;
   meshSettings?: MeshSettings;
   authzKeys: Map<string, AuthzPublicKey>;
+  /** Keys the mirror holds no value for because what is stored there is unusable, by key. */
+  invalid: Map<string, InvalidRecord>;
 }
 
-export type MeshChangeKind = 'service' | 'instance' | 'meshSettings' | 'authzKey';
+/** A stored value left out of the mirror, with why; consumers show these beside what they drop themselves. */
+export interface InvalidRecord {
+  key: string;
+  kind: 'service' | 'instance' | 'meshSettings' | 'authzKey';
+  /** The service name, `service/id` of an instance, or the kid of an authz key. */
+  name: string;
+  issues: string[];
+  modRevision: string;
+}
+
+/** `invalid`: only the set of unusable records changed (the mirror's values did not). */
+export type MeshChangeKind = 'service' | 'instance' | 'meshSettings' | 'authzKey' | 'invalid';
 
 export interface MeshChange {
   kind: MeshChangeKind;
@@ -39,10 +52,10 @@ export interface KvEvent {
   createRevision: string;
 }
 
-export type InvalidRecordHandler = (error: InvalidRecordError) => void;
+export type InvalidRecordHandler = (record: InvalidRecord) => void;
 
 export function emptyMeshState(revision = '0'): MeshState {
-  return { revision, services: new Map(), instances: new Map(), authzKeys: new Map() };
+  return { revision, services: new Map(), instances: new Map(), authzKeys: new Map(), invalid: new Map() };
 }
 
 /** Builds a mirror from every key of a consistent snapshot. */
@@ -60,7 +73,34 @@ export function buildMeshState(layout: KeyLayout, revision: string, kvs: KvEvent
  */
 export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, onInvalid: InvalidRecordHandler): MeshChange | undefined {
   const parsed = layout.parse(ev.key);
-  if (!parsed) return undefined;
+  const kind = parsed?.kind;
+  if (!parsed || !kind || !isMirrored(kind)) return undefined;
+  const wasInvalid = state.invalid.delete(ev.key);
+  const found: InvalidRecord[] = [];
+  const record = (error: InvalidRecordError) => {
+    const name = kind === 'instance' ? `${parsed.service}/${parsed.id}` : (parsed.service ?? parsed.id ?? kind);
+    const invalid: InvalidRecord = { key: ev.key, kind, name, issues: error.issues, modRevision: ev.modRevision };
+    state.invalid.set(ev.key, invalid);
+    found.push(invalid);
+  };
+  const change = applyValue(state, { ...parsed, kind }, ev, record);
+  for (const invalid of found) onInvalid(invalid);
+  if (change) return change;
+  return wasInvalid || found.length > 0 ? { kind: 'invalid', type: ev.type, modRevision: ev.modRevision } : undefined;
+}
+
+type MirroredKind = InvalidRecord['kind'];
+const MIRRORED: ReadonlySet<string> = new Set<MirroredKind>(['service', 'instance', 'meshSettings', 'authzKey']);
+function isMirrored(kind: string): kind is MirroredKind {
+  return MIRRORED.has(kind);
+}
+
+function applyValue(
+  state: MeshState,
+  parsed: { kind: MirroredKind; service?: string; id?: string },
+  ev: KvEvent,
+  onInvalid: (error: InvalidRecordError) => void,
+): MeshChange | undefined {
   const { modRevision } = ev;
   switch (parsed.kind) {
     case 'service': {
@@ -114,7 +154,7 @@ export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, o
 function decodeOwned<S extends z.ZodType>(
   schema: S,
   ev: KvEvent,
-  onInvalid: InvalidRecordHandler,
+  onInvalid: (error: InvalidRecordError) => void,
   matchesKey?: (value: z.output<S>) => boolean,
   mismatch = 'value does not match its key',
 ): z.output<S> | undefined {

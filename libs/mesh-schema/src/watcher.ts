@@ -7,9 +7,8 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3, IWatchResponse, Watcher } from 'etcd3';
 import type { Logger } from '@trellis/runtime';
 import { rangePrefix } from './etcd-client';
-import type { InvalidRecordError } from './errors';
 import type { KeyLayout } from './keys';
-import { applyKvEvent, buildMeshState, emptyMeshState, type KvEvent, type MeshChange, type MeshState } from './state';
+import { applyKvEvent, buildMeshState, emptyMeshState, type InvalidRecord, type KvEvent, type MeshChange, type MeshState } from './state';
 
 export interface MeshUpdate {
   /** The revision `state` now reflects. */
@@ -21,6 +20,12 @@ export interface MeshUpdate {
 
 export interface MeshWatcherOptions {
   logger?: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+  /**
+   * Called once per unusable stored value (per key and mod revision, also across
+   * snapshot reloads), after it is logged: apps count it in a metric. The value is
+   * left out of the mirror (`state.invalid` lists it) and the watch goes on.
+   */
+  onInvalid?: (record: InvalidRecord) => void;
 }
 
 export interface MeshWatcherEvents {
@@ -44,6 +49,9 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   private resolveReady!: () => void;
   private rejectReady!: (err: Error) => void;
   private readonly logger: MeshWatcherOptions['logger'];
+  private readonly onInvalidRecord: MeshWatcherOptions['onInvalid'];
+  /** key → mod revision of the unusable values already reported, so each is logged and counted once. */
+  private readonly reported = new Map<string, string>();
 
   private constructor(
     private readonly client: Etcd3,
@@ -52,6 +60,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   ) {
     super();
     this.logger = opts.logger;
+    this.onInvalidRecord = opts.onInvalid;
     this.readyPromise = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -109,6 +118,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       }
       if (this.closed) return;
       this.currentState = state;
+      this.forgetRepaired();
       this.logger?.info({ revision: state.revision, services: state.services.size, reason }, 'mesh snapshot loaded');
       this.startWatch();
       if (!this.isReady) {
@@ -116,7 +126,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
         this.resolveReady();
       }
       // Outside the retry: a throwing listener is the listener's bug, not a reason to reload.
-      this.emit('update', { revision: state.revision, reset: true, changes: [] });
+      this.publish({ revision: state.revision, reset: true, changes: [] });
       return;
     }
   }
@@ -202,12 +212,44 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     if (last === applied) return;
     this.cancelsInARow = 0;
     this.currentState.revision = last.toString();
-    if (changes.length > 0) this.emit('update', { revision: this.currentState.revision, reset: false, changes });
+    if (changes.length === 0) return;
+    if (changes.some((change) => change.kind === 'invalid')) this.forgetRepaired();
+    this.publish({ revision: this.currentState.revision, reset: false, changes });
   }
 
-  private readonly onInvalid = (err: InvalidRecordError): void => {
-    this.logger?.error({ key: err.key, issues: err.issues }, 'invalid record in etcd ignored by the mesh mirror');
+  /**
+   * Listeners run inside etcd3's stream callbacks and our own async resync: an
+   * exception there would end the process or the watch. A listener that throws is
+   * logged; the watch and the other listeners go on.
+   */
+  private publish(update: MeshUpdate): void {
+    for (const listener of this.listeners('update')) {
+      try {
+        listener.call(this, update);
+      } catch (err) {
+        this.logger?.error({ err, revision: update.revision }, 'a mesh update listener failed; the watch goes on');
+      }
+    }
+  }
+
+  private readonly onInvalid = (record: InvalidRecord): void => {
+    if (this.reported.get(record.key) === record.modRevision) return;
+    this.reported.set(record.key, record.modRevision);
+    this.logger?.error(
+      { key: record.key, kind: record.kind, issues: record.issues, modRevision: record.modRevision },
+      'invalid record in etcd ignored by the mesh mirror',
+    );
+    try {
+      this.onInvalidRecord?.(record);
+    } catch (err) {
+      this.logger?.error({ err }, 'the invalid-record callback failed');
+    }
   };
+
+  /** Keys repaired or deleted since they were reported may be reported again when they break again. */
+  private forgetRepaired(): void {
+    for (const key of this.reported.keys()) if (!this.currentState.invalid.has(key)) this.reported.delete(key);
+  }
 
   private setLive(live: boolean): void {
     if (this.isLive === live) return;

@@ -40,15 +40,22 @@ afterAll(async () => {
 /** Starts a watcher and records every update it emits. */
 function watch(client: Etcd3 = watchClient) {
   const invalidKeys: string[] = [];
-  const logger = { debug() {}, info() {}, warn() {}, error: (o: { key?: string }) => void (o.key && invalidKeys.push(o.key)) };
-  const watcher = MeshWatcher.start(client, layout, { logger });
+  const reported: string[] = [];
+  const errors: unknown[] = [];
+  const logger = {
+    debug() {},
+    info() {},
+    warn() {},
+    error: (o: { key?: string; err?: unknown }) => void (o.key ? invalidKeys.push(o.key) : errors.push(o.err)),
+  };
+  const watcher = MeshWatcher.start(client, layout, { logger, onInvalid: (record) => reported.push(record.key) });
   watchers.push(watcher);
   const updates: MeshUpdate[] = [];
   const statuses: boolean[] = [];
   watcher.on('update', (u) => updates.push(u));
   watcher.on('status', (s) => statuses.push(s.live));
   const changes = () => updates.filter((u) => !u.reset).flatMap((u) => u.changes);
-  return { watcher, updates, statuses, changes, invalidKeys };
+  return { watcher, updates, statuses, changes, invalidKeys, reported, errors };
 }
 
 async function eventually(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
@@ -139,10 +146,40 @@ it('ignores history and proxy keys, and skips invalid values without stopping', 
   await writer.put(layout.instance('svc', 'mismatch')).value(JSON.stringify({ ...anInstance('other', 'mismatch'), registeredAt: now }));
   const after = await putService('after', 1);
   await eventually('change after the bad ones', () => w.changes().some((c) => c.service === 'after'));
-  expect(w.changes()).toEqual([{ kind: 'service', type: 'put', service: 'svc', modRevision: created.modRevision }, after]);
+  expect(w.changes().filter((c) => c.kind !== 'invalid')).toEqual([
+    { kind: 'service', type: 'put', service: 'svc', modRevision: created.modRevision },
+    after,
+  ]);
   expect([...w.watcher.state.services.keys()].sort()).toEqual(['after', 'svc']);
   expect(w.watcher.state.instances.size).toBe(0);
-  expect(w.invalidKeys).toEqual([layout.service('broken'), layout.instance('svc', 'mismatch')]);
+  const bad = [layout.service('broken'), layout.instance('svc', 'mismatch')];
+  expect(w.invalidKeys).toEqual(bad);
+  expect(w.reported).toEqual(bad);
+  expect([...w.watcher.state.invalid.keys()].sort()).toEqual([...bad].sort());
+});
+
+it('keeps watching when an update listener throws, and reports an unusable value once across reloads', async () => {
+  const w = watch();
+  w.watcher.on('update', () => {
+    throw new Error('a consumer bug');
+  });
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  await writer.put(layout.service('poison')).value('{"spec":');
+  const first = await putService('first', 1);
+  await eventually('a change after the throw', () => w.changes().some((c) => c.service === 'first'));
+  const second = await putService('second', 1);
+  await eventually('and the next one', () => w.changes().some((c) => c.service === 'second'));
+  expect(w.changes().filter((c) => c.kind === 'service')).toEqual([first, second]);
+  expect(w.errors.length).toBeGreaterThanOrEqual(3);
+  expect(w.reported).toEqual([layout.service('poison')]);
+  // A second watcher (a restart) reads the same bad value once too; repairing it clears the list.
+  const again = watch();
+  await again.watcher.whenReady();
+  expect(again.reported).toEqual([layout.service('poison')]);
+  await putService('poison', 1);
+  await eventually('repaired', () => again.watcher.state.services.has('poison'));
+  expect(again.watcher.state.invalid.size).toBe(0);
 });
 
 it('resumes after losing its connection without missing or repeating a change', async () => {

@@ -153,6 +153,8 @@ export class CheckService {
     if (!app) return allow({}, stripIdentity);
     const result = await this.access.verify(accessTokenFrom(http.headers), app);
     if (!result.valid) {
+      if (result.reason === 'unusable-team-domain')
+        return misconfigured('access-unusable-team-domain', `the ingress names a Cloudflare Access team domain no URL can be built for`);
       return result.reason === 'certs-unavailable'
         ? unavailable('access-certs-unavailable', `could not fetch the signing keys of ${app.teamDomain}`)
         : unauthenticated(`access-${result.reason}`, 'Cloudflare Access token rejected');

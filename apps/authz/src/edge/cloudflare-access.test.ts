@@ -70,6 +70,26 @@ describe('CloudflareAccessVerifier', () => {
     expect((await metrics.edgeJwksFetchErrors.get()).values[0]?.value).toBe(1);
   });
 
+  it('drops a team domain no URL can be built for (the m.3 crash): prefetch resolves, verify refuses, counted and logged once', async () => {
+    const warnings: unknown[] = [];
+    const production = new CloudflareAccessVerifier(
+      { certsUrlTemplate: 'https://{teamDomain}/cdn-cgi/access/certs', clockSkewSeconds: 30 },
+      metrics,
+      { warn: (obj: unknown) => void warnings.push(obj) },
+    );
+    // new URL('https://m.3/…') throws: the last label is numeric, so it must be an IPv4 address.
+    await expect(production.prefetch(['m.3', 'a.0x1f'])).resolves.toBeUndefined();
+    const bad = { teamDomain: 'm.3', audience: AUD };
+    await expect(production.verify(await team.sign(AUD), bad)).resolves.toEqual({ valid: false, reason: 'unusable-team-domain' });
+    await production.prefetch(['m.3']);
+    expect((await metrics.recordsDropped.get()).values).toEqual([
+      expect.objectContaining({ labels: { kind: 'accessTeamDomain' }, value: 2 }),
+    ]);
+    expect(warnings).toEqual([expect.objectContaining({ teamDomain: 'm.3' }), expect.objectContaining({ teamDomain: 'a.0x1f' })]);
+    // Other teams are unaffected.
+    await expect(verifier.verify(await team.sign(AUD), app)).resolves.toMatchObject({ valid: true });
+  });
+
   it('fails closed, and counts it, when the certs endpoint is down', async () => {
     team.failWith = 500;
     await expect(verifier.verify(await team.sign(AUD), app)).resolves.toEqual({ valid: false, reason: 'certs-unavailable' });

@@ -3,6 +3,7 @@
 // an unknown kid after a cooldown, which is how Cloudflare's key rotation lands);
 // iss must be the team domain and aud the Access application's tag.
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
+import type { Logger } from '@trellis/runtime';
 import type { AuthzMetrics } from '../metrics';
 import type { JwtRejection } from '../tokens/verify';
 
@@ -20,7 +21,8 @@ export interface AccessIdentity {
 }
 
 export type AccessVerification =
-  { valid: true; identity: AccessIdentity } | { valid: false; reason: JwtRejection | 'no-identity' | 'certs-unavailable' };
+  | { valid: true; identity: AccessIdentity }
+  | { valid: false; reason: JwtRejection | 'no-identity' | 'certs-unavailable' | 'unusable-team-domain' };
 
 export interface CloudflareAccessOptions {
   /** `https://{teamDomain}/cdn-cgi/access/certs` in production; tests point it at a local server. */
@@ -35,19 +37,26 @@ export interface CloudflareAccessOptions {
 
 const MAX_TOKEN_LENGTH = 8192;
 
+type KeySet = ReturnType<typeof createRemoteJWKSet>;
+
 export class CloudflareAccessVerifier {
-  private readonly keySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+  private readonly keySets = new Map<string, KeySet>();
+  /** Team domains no certs URL can be built for (a record written around the registry's validation): each logged once. */
+  private readonly unusable = new Set<string>();
 
   constructor(
     private readonly options: CloudflareAccessOptions,
     private readonly metrics: AuthzMetrics,
+    private readonly logger?: Pick<Logger, 'warn'>,
   ) {}
 
   async verify(token: string | undefined, app: AccessApplication): Promise<AccessVerification> {
     if (!token) return { valid: false, reason: 'missing' };
     if (token.length > MAX_TOKEN_LENGTH) return { valid: false, reason: 'oversized' };
+    const keySet = this.keySetFor(app.teamDomain);
+    if (!keySet) return { valid: false, reason: 'unusable-team-domain' };
     try {
-      const { payload } = await jwtVerify(token, this.keySetFor(app.teamDomain), {
+      const { payload } = await jwtVerify(token, keySet, {
         algorithms: ['RS256'],
         issuer: `https://${app.teamDomain}`,
         audience: app.audience,
@@ -64,22 +73,27 @@ export class CloudflareAccessVerifier {
   /**
    * Fetches the certs of teams not seen yet, so the first edge request of a new
    * ingress does not wait for them (a failure is counted; requests retry later).
+   * Never rejects: each team is fetched on its own, and one that cannot be is skipped.
    */
   async prefetch(teamDomains: Iterable<string>): Promise<void> {
     const fresh = [...new Set(teamDomains)].filter((teamDomain) => !this.keySets.has(teamDomain));
     await Promise.all(
-      fresh.map((teamDomain) =>
-        this.keySetFor(teamDomain)
-          .reload()
-          .catch(() => this.metrics.edgeJwksFetchErrors.inc()),
-      ),
+      fresh.map(async (teamDomain) => {
+        try {
+          await this.keySetFor(teamDomain)?.reload();
+        } catch {
+          this.metrics.edgeJwksFetchErrors.inc();
+        }
+      }),
     );
   }
 
-  private keySetFor(teamDomain: string): ReturnType<typeof createRemoteJWKSet> {
+  /** The team's key set; undefined (logged once, counted) when the domain makes no certs URL. */
+  private keySetFor(teamDomain: string): KeySet | undefined {
     let keySet = this.keySets.get(teamDomain);
     if (!keySet) {
-      const url = new URL(this.options.certsUrlTemplate.replace('{teamDomain}', teamDomain));
+      const url = this.certsUrlOf(teamDomain);
+      if (!url) return undefined;
       keySet = createRemoteJWKSet(url, {
         cooldownDuration: this.options.cooldownMs ?? 30_000,
         cacheMaxAge: this.options.cacheMaxAgeMs ?? 10 * 60_000,
@@ -88,6 +102,22 @@ export class CloudflareAccessVerifier {
       this.keySets.set(teamDomain, keySet);
     }
     return keySet;
+  }
+
+  private certsUrlOf(teamDomain: string): URL | undefined {
+    try {
+      return new URL(this.options.certsUrlTemplate.replace('{teamDomain}', teamDomain));
+    } catch (err) {
+      if (!this.unusable.has(teamDomain)) {
+        this.unusable.add(teamDomain);
+        this.metrics.recordsDropped.inc({ kind: 'accessTeamDomain' });
+        this.logger?.warn(
+          { teamDomain, err: (err as Error).message },
+          'Cloudflare Access team domain makes no certs URL; its edge requests are refused',
+        );
+      }
+      return undefined;
+    }
   }
 
   private reasonOf(err: unknown): Extract<AccessVerification, { valid: false }>['reason'] {

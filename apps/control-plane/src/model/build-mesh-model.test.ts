@@ -14,6 +14,32 @@ describe('buildMeshModel', () => {
     expect(model.dropped).toEqual([{ kind: 'dependency', name: 'a→ghost', reason: 'service "ghost" is not registered' }]);
   });
 
+  it('lists the records the watcher could not use among the dropped inputs, first, by key', () => {
+    const state = new MeshFixture().service('a').state();
+    const invalid = (key: string, kind: 'service' | 'instance', name: string) => ({
+      key,
+      kind,
+      name,
+      issues: ['x: bad'],
+      modRevision: '9',
+    });
+    const model = buildMeshModel(
+      {
+        ...state,
+        invalid: new Map([
+          ['/t/services/z', invalid('/t/services/z', 'service', 'z')],
+          ['/t/instances/a/i', invalid('/t/instances/a/i', 'instance', 'a/i')],
+        ]),
+      },
+      DEFAULT_TRANSLATOR_SETTINGS,
+    );
+    expect(model.dropped).toEqual([
+      { kind: 'instance', name: 'a/i', reason: 'unusable record at /t/instances/a/i: x: bad' },
+      { kind: 'service', name: 'z', reason: 'unusable record at /t/services/z: x: bad' },
+    ]);
+    expect([...model.services.keys()]).toEqual(['a']);
+  });
+
   it("applies a caller's override over the callee's policy field by field", () => {
     const model = new MeshFixture()
       .service('b', { policy: { timeoutMs: 1000, retries: { attempts: 2 } } })

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import {
   dependencySince,
   type AuthzPublicKey,
+  type InvalidRecord,
   type InstanceRecord,
   type Locality,
   type MeshSettings,
@@ -32,6 +33,8 @@ export interface MeshStateView {
   instances: ReadonlyMap<string, ReadonlyMap<string, InstanceRecord>>;
   meshSettings?: MeshSettings | undefined;
   authzKeys: ReadonlyMap<string, AuthzPublicKey>;
+  /** Stored values the watcher could not use; each becomes a dropped input. */
+  invalid?: ReadonlyMap<string, InvalidRecord>;
 }
 
 /**
@@ -44,7 +47,9 @@ export interface MeshStateView {
 export function buildMeshModel(state: MeshStateView, settings: TranslatorSettings, previousModel?: MeshModel): MeshModel {
   // Reused parts assume the same settings (ports decide which TCP dependencies fit).
   const previous = previousModel && sameSettings(previousModel.settings, settings) ? previousModel : undefined;
-  const dropped: DroppedInput[] = [];
+  const dropped: DroppedInput[] = [...(state.invalid?.values() ?? [])]
+    .sort((a, b) => compare(a.key, b.key))
+    .map((r) => ({ kind: r.kind, name: r.name, reason: `unusable record at ${r.key}: ${r.issues.join('; ')}` }));
   const names = [...state.services.keys()].sort();
 
   const callers = new Map<string, string[]>();
