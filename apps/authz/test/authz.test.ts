@@ -326,7 +326,11 @@ describe('authz', () => {
         }
         // Still serving: the mesh Check, the edge Check for other hosts, readiness.
         expect((await a.check(outbound('checkout', 'orders'))).status?.code).toBe(status.OK);
-        const edge = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'poison.example.com', path: '/' });
+        const edge = await a.check({
+          context: { 'trellis.direction': 'edge', 'trellis.destination': 'poison' },
+          host: 'poison.example.com',
+          path: '/',
+        });
         expect(deniedReason(edge)).toMatchObject({ http: 403, reason: 'no-ingress' });
         expect((await http('/readyz')).status).toBe(200);
       } finally {
