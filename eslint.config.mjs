@@ -6,7 +6,16 @@ import nx from '@nx/eslint-plugin';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'libs/envoy-types/src/generated/**', '**/coverage/**', '.nx/**'] },
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      'libs/envoy-types/src/generated/**',
+      'apps/cli/src/generated/**',
+      '**/coverage/**',
+      '.nx/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -33,6 +42,9 @@ export default tseslint.config(
             { sourceTag: 'scope:registry', bannedExternalImports: ['ioredis', '@grpc/grpc-js-xds'] },
             { sourceTag: 'scope:xds', bannedExternalImports: ['ioredis', 'express-session'] },
             { sourceTag: 'type:generated', bannedExternalImports: ['etcd3', 'ioredis', 'express'] },
+            // The CLI and agent reach the mesh through the registry and control plane APIs only.
+            { sourceTag: 'scope:cli', onlyDependOnLibsWithTags: ['scope:shared'] },
+            { sourceTag: 'scope:cli', bannedExternalImports: ['etcd3', 'ioredis', 'express-session'] },
           ],
         },
       ],

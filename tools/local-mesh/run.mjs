@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm start`: build the three apps (nx, cached) and the local-mesh tool, then run it.
+// `npm start`: build the three apps and the trellis CLI (nx, cached) and the local-mesh tool, then run it.
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const env = { ...process.env, NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_TUI: 'false' };
 const built = spawnSync(
   join(root, 'node_modules/.bin/nx'),
-  ['run-many', '-t', 'build', '-p', 'registry', 'control-plane', 'authz', '--output-style=stream'],
+  ['run-many', '-t', 'build', '-p', 'registry', 'control-plane', 'authz', 'cli', '--output-style=stream'],
   {
     cwd: root,
     env,

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: generate the Envoy types, type-check, lint and format-check every project, then run
+// `npm test`: generate the Envoy types and registry client, type-check, lint and format-check every project, then run
 // every jest suite (unit, integration against real etcd/Redis/gRPC, browser, e2e) in
 // one jest run. Ends with the totals line CI reads: `N passed, N failed`, where the
 // static checks count one each next to the jest tests.
@@ -32,11 +32,13 @@ let staticPassed = 0;
 let staticFailed = 0;
 const count = (ok) => (ok ? staticPassed++ : staticFailed++);
 
-if (!run('generate Envoy types', bin('nx'), ['run', 'envoy-types:generate', '--output-style=stream'])) {
+// Generated code first: the Envoy types and the CLI's registry client (from the registry's OpenAPI document).
+if (!run('generate Envoy types and the registry client', bin('nx'), ['run-many', '-t', 'generate', '--output-style=stream'])) {
   console.log('\n0 passed, 1 failed');
   process.exit(1);
 }
 count(run('typecheck', bin('tsc'), ['-p', 'tsconfig.check.json']));
+count(run('typecheck (cli)', bin('tsc'), ['-p', 'apps/cli/tsconfig.json']));
 count(run('lint', bin('nx'), ['run-many', '-t', 'lint', '--output-style=stream', '--parallel=2']));
 count(run('format (prettier --check)', bin('prettier'), ['--check', '--log-level=warn', ...FORMATTED]));
 

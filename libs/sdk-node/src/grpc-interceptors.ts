@@ -40,12 +40,20 @@ export function meshTokenInterceptor(tokens: MeshTokenClient, audience: string):
 }
 
 /**
+ * The standard gRPC health service answers without a token: its callers are the
+ * instance's own agent and the kubelet's gRPC probes, and it tells nothing but
+ * SERVING or NOT_SERVING (as a sidecar's inbound health check path would).
+ */
+const UNAUTHENTICATED_PREFIX = '/grpc.health.v1.Health/';
+
+/**
  * Server interceptor: verifies the caller's mesh token before the handler runs.
  * Messages that arrive while the token is being checked are held, then delivered
  * or dropped; a rejected call ends with UNAUTHENTICATED and the reason.
  */
 export function meshServerInterceptor(verifier: MeshTokenVerifier, onRejected?: (reason: string) => void): ServerInterceptor {
-  return (_method, call: ServerInterceptingCallInterface) => {
+  return (method, call: ServerInterceptingCallInterface) => {
+    if (method.path.startsWith(UNAUTHENTICATED_PREFIX)) return new ServerInterceptingCall(call);
     let verified: Promise<VerifiedCaller | undefined> = Promise.resolve(undefined);
     return new ServerInterceptingCall(call, {
       start(next) {

@@ -1,7 +1,8 @@
 // The SDK against real servers on loopback: a real grpc-js server and client with
 // the interceptors, and an HTTP server that plays authz's token endpoint and JWKS
 // (signing with jose exactly as authz does).
-import { credentials, Metadata, Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
+import { HealthImplementation, service as healthService } from 'grpc-health-check';
 import { CallReply, HopClient, HopService, type CallRequest } from '@trellis/envoy-types/trellis/demo/v1/hop';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { createServer, type Server as HttpServer } from 'node:http';
@@ -119,6 +120,7 @@ describe('grpc interceptors', () => {
       isAllowedCaller: (caller) => caller === 'a',
     });
     server = new Server({ interceptors: [meshServerInterceptor(verifier, (reason) => rejections.push(reason))] });
+    new HealthImplementation({ '': 'SERVING' }).addToServer(server);
     server.addService(HopService, {
       call: (call: { request: CallRequest; metadata: Metadata }, callback: (err: null, reply: CallReply) => void) => {
         callback(
@@ -154,6 +156,19 @@ describe('grpc interceptors', () => {
     const md = new Metadata();
     md.set(CALLER_METADATA_KEY, 'a');
     await expect(call(client, md)).rejects.toMatchObject({ code: status.UNAUTHENTICATED, details: 'missing bearer token' });
+    client.close();
+  });
+
+  it('answers the standard gRPC health check without a token (the agent and kubelet probes have none)', async () => {
+    const Health = makeGenericClientConstructor(healthService, 'grpc.health.v1.Health');
+    const client = new Health(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as {
+      Check(req: { service: string }, cb: (err: Error | null, res?: { status: string }) => void): void;
+      close(): void;
+    };
+    const status = await new Promise<string | undefined>((resolve, reject) =>
+      client.Check({ service: '' }, (err, res) => (err ? reject(err) : resolve(res?.status))),
+    );
+    expect(status).toBe('SERVING');
     client.close();
   });
 

@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     preferConventionalPorts: true,
     adminToken: process.env['TRELLIS_ADMIN_TOKEN'] || undefined,
     onLine,
-    appEnv: { authz: { TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: creds.file } },
+    serviceCredentials: creds.file,
   });
   demo = await startDemo(mesh, creds, { demoServiceScript: join(__dirname, 'demo-service.js'), onLine });
 

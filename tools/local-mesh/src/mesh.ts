@@ -18,6 +18,11 @@ export interface LocalMeshOptions {
   /** The registry's and authz's admin token (`npm start` passes TRELLIS_ADMIN_TOKEN); random when absent. */
   adminToken?: string;
   onLine?: StartOptions['onLine'];
+  /**
+   * File of `service:secret` lines: authz takes them on POST /v1/token, the registry from
+   * instance agents (each for its own service's instances).
+   */
+  serviceCredentials?: string;
   /** Extra environment per app, e.g. a stand-in Cloudflare certs URL in tests. */
   appEnv?: Partial<Record<AppName, NodeJS.ProcessEnv>>;
 }
@@ -78,6 +83,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           TRELLIS_REDIS_URL: infra.redisUrl,
           TRELLIS_SIGNING_KEYS_DIR: keysDir,
           TRELLIS_ADMIN_TOKEN: adminToken,
+          ...(options.serviceCredentials ? { TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: options.serviceCredentials } : {}),
         },
         readyUrl: `http://127.0.0.1:${ports.authzHttp}/readyz`,
       },
@@ -98,6 +104,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           TRELLIS_HTTP_PORT: String(ports.registryHttp),
           TRELLIS_ADMIN_TOKEN: adminToken,
           TRELLIS_CSRF_SECRET: randomBytes(32).toString('hex'),
+          ...(options.serviceCredentials ? { TRELLIS_SERVICE_CREDENTIALS: options.serviceCredentials } : {}),
         },
         readyUrl: `http://127.0.0.1:${ports.registryHttp}/readyz`,
       },

@@ -101,7 +101,7 @@ async function startCloudflareStandIn(): Promise<{ server: Server; key: CryptoKe
 }
 
 beforeAll(async () => {
-  for (const app of ['registry', 'control-plane', 'authz']) {
+  for (const app of ['registry', 'control-plane', 'authz', 'cli']) {
     execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
   }
   const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
@@ -117,9 +117,9 @@ beforeAll(async () => {
     dataDir,
     preferConventionalPorts: false,
     onLine: quiet,
+    serviceCredentials: creds.file,
     appEnv: {
       authz: {
-        TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: creds.file,
         TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: `http://127.0.0.1:${cf.port}/{teamDomain}/cdn-cgi/access/certs`,
       },
     },

@@ -1,7 +1,8 @@
 // One instance of a demo service, run as its own process (grpc-js-xds reads its
-// bootstrap once per process): a gRPC server that requires a mesh token from its
-// callers, registers itself with the registry and heartbeats, and answers each
-// call by first calling, through the mesh, every service it declared.
+// bootstrap once per process) under `trellis agent`, which registers it once its
+// gRPC health check answers SERVING, heartbeats, and drains it on SIGTERM. The
+// service itself is a gRPC server that requires a mesh token from its callers and
+// answers each call by first calling, through the mesh, every service it declared.
 import { credentials, Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import {
   CALLER_KEY_ID_METADATA_KEY,
@@ -11,17 +12,16 @@ import {
   MeshTokenClient,
   MeshTokenVerifier,
 } from '@trellis/sdk-node';
+import { HealthImplementation } from 'grpc-health-check';
 import { CallReply, HopClient, HopService, type CallRequest, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
 
 const cfg = {
   service: required('DEMO_SERVICE'),
   instanceId: required('DEMO_INSTANCE_ID'),
-  /** 0: the OS picks (several instances share this host); the chosen port is registered and logged. */
-  port: Number(process.env['DEMO_PORT'] ?? 0),
+  /** Chosen by the local mesh (several instances share this host); the agent registers the same port. */
+  port: Number(required('DEMO_PORT')),
   dependencies: (process.env['DEMO_DEPENDENCIES'] ?? '').split(',').filter(Boolean),
   isPublic: process.env['DEMO_PUBLIC'] === 'true',
-  registryUrl: required('TRELLIS_REGISTRY_URL'),
-  adminToken: required('TRELLIS_ADMIN_TOKEN'),
   authzUrl: required('TRELLIS_AUTHZ_URL'),
   serviceSecret: required('TRELLIS_SERVICE_SECRET'),
   xdsServer: required('TRELLIS_XDS_SERVER'),
@@ -41,15 +41,6 @@ function log(msg: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(
     `${JSON.stringify({ time: new Date().toISOString(), service: cfg.service, instance: cfg.instanceId, msg, ...fields })}\n`,
   );
-}
-
-async function registry(method: string, path: string, body?: unknown): Promise<Response> {
-  return fetch(`${cfg.registryUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${cfg.adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-    signal: AbortSignal.timeout(3_000),
-  });
 }
 
 async function main(): Promise<void> {
@@ -102,32 +93,17 @@ async function main(): Promise<void> {
       );
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
+  // The agent registers this instance once the standard gRPC health check answers SERVING.
+  const health = new HealthImplementation({ '': 'SERVING' });
+  health.addToServer(server);
+  await new Promise<number>((resolve, reject) =>
     server.bindAsync(`127.0.0.1:${cfg.port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
   );
+  log('serving', { port: cfg.port, dependencies: cfg.dependencies });
 
-  const registered = await registry('POST', `/api/v1/services/${cfg.service}/instances`, {
-    id: cfg.instanceId,
-    address: '127.0.0.1',
-    port,
-    platform: 'vm',
-    labels: { version: 'v1' },
-    locality: { zone: 'local' },
-    ttlSeconds: 10,
-  });
-  if (!registered.ok) throw new Error(`registering the instance failed: ${registered.status} ${await registered.text()}`);
-  log('serving and registered', { port, dependencies: cfg.dependencies });
-
-  const heartbeat = setInterval(() => {
-    registry('PUT', `/api/v1/services/${cfg.service}/instances/${cfg.instanceId}/heartbeat`).then(
-      (res) => res.ok || log('heartbeat refused', { status: res.status }),
-      (err: Error) => log('heartbeat failed', { error: err.message }),
-    );
-  }, 3_000);
-
+  // The agent has already drained and deregistered this instance when the SIGTERM comes.
   const shutdown = async () => {
-    clearInterval(heartbeat);
-    await registry('DELETE', `/api/v1/services/${cfg.service}/instances/${cfg.instanceId}`).catch(() => undefined);
+    health.setStatus('', 'NOT_SERVING');
     for (const client of downstream.values()) client.close();
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     process.exit(0);

@@ -1,17 +1,22 @@
 // Runs the demo topology on a local mesh: registers the services through the
 // registry's REST API (as an engineer or CI would), starts each instance as a
-// proxyless gRPC process, and calls the entry point as the edge would.
+// proxyless gRPC process under `trellis agent` (which registers it once healthy,
+// heartbeats and drains it), and calls the entry point as the edge would.
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { HopClient, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LocalMesh } from '../mesh';
+import { WORKSPACE_ROOT, type LocalMesh } from '../mesh';
+import { freePort } from '../ports';
 import { startProcess, type ManagedProcess, type StartOptions } from '../processes';
 import { DEMO_TOPOLOGY, demoServiceSpec, type DemoService } from './topology';
 
 export interface DemoCredentials {
-  /** The file authz reads (TRELLIS_TOKEN_ENDPOINT_CREDENTIALS): `service:secret` per line. */
+  /**
+   * `service:secret` per line: authz takes them on POST /v1/token (TRELLIS_TOKEN_ENDPOINT_CREDENTIALS),
+   * the registry from each service's agent (TRELLIS_SERVICE_CREDENTIALS).
+   */
   file: string;
   secrets: Map<string, string>;
 }
@@ -50,38 +55,24 @@ export async function startDemo(
       throw new Error(`registering ${service.name}: ${res.status} ${await res.text()}`);
   }
 
+  const cli = join(WORKSPACE_ROOT, 'dist/apps/cli/main.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: build it with \`npx nx build cli\``);
   const processes: ManagedProcess[] = [];
   const ports = new Map<string, number>();
   const stopAll = () => Promise.all(processes.map((p) => p.stop()));
   try {
-    const started = topology.flatMap((service) =>
-      Array.from({ length: service.instances }, (_, i) => {
-        const proc = startProcess({
-          name: `${service.name}-${i + 1}`,
-          command: process.execPath,
-          args: ['--enable-source-maps', options.demoServiceScript],
-          env: {
-            DEMO_SERVICE: service.name,
-            DEMO_INSTANCE_ID: `${service.name}-${i + 1}`,
-            DEMO_DEPENDENCIES: service.dependencies.join(','),
-            DEMO_PUBLIC: String(Boolean(service.public)),
-            TRELLIS_REGISTRY_URL: mesh.registryUrl,
-            TRELLIS_ADMIN_TOKEN: mesh.adminToken,
-            TRELLIS_AUTHZ_URL: mesh.authz.httpUrl,
-            TRELLIS_SERVICE_SECRET: creds.secrets.get(service.name)!,
-            TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress,
-          },
-          onLine: options.onLine,
-        });
-        processes.push(proc);
-        return proc;
-      }),
-    );
-    // Each instance says where it serves once it is registered; a crash fails the start with its output.
-    for (const proc of started) {
-      const line = await proc.waitForLine(/"msg":"serving and registered"/, 30_000);
-      ports.set(proc.name, (JSON.parse(line) as { port: number }).port);
+    for (const service of topology) {
+      for (let i = 1; i <= service.instances; i++) {
+        const name = `${service.name}-${i}`;
+        const port = await freePort();
+        ports.set(name, port);
+        processes.push(
+          startDemoInstance(mesh, creds, { service, name, port, script: options.demoServiceScript, cli, onLine: options.onLine }),
+        );
+      }
     }
+    // The agent says when its instance is registered (after its health check passed); a crash fails the start with its output.
+    for (const proc of processes) await proc.waitForLine(/"msg":"instance registered"/, 30_000);
   } catch (err) {
     await stopAll();
     throw err;
@@ -102,6 +93,74 @@ export async function startDemo(
       await stopAll();
     },
   };
+}
+
+/**
+ * `trellis agent … -- node demo-service.js`: the agent registers the instance with its
+ * service's credential once the gRPC health check passes, and drains it on SIGTERM
+ * before stopping the app.
+ */
+export function startDemoInstance(
+  mesh: LocalMesh,
+  creds: DemoCredentials,
+  instance: {
+    service: DemoService;
+    name: string;
+    port: number;
+    script: string;
+    cli: string;
+    onLine?: StartOptions['onLine'];
+    env?: NodeJS.ProcessEnv;
+  },
+): ManagedProcess {
+  const { service, name, port } = instance;
+  return startProcess({
+    name,
+    command: process.execPath,
+    args: [
+      '--enable-source-maps',
+      instance.cli,
+      'agent',
+      '--service',
+      service.name,
+      '--instance-id',
+      name,
+      '--address',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--zone',
+      'local',
+      '--label',
+      'version=v1',
+      '--health-check',
+      `grpc://127.0.0.1:${port}`,
+      '--http-port',
+      '0',
+      '--http-host',
+      '127.0.0.1',
+      '--',
+      process.execPath,
+      '--enable-source-maps',
+      instance.script,
+    ],
+    env: {
+      TRELLIS_REGISTRY_URL: mesh.registryUrl,
+      TRELLIS_SERVICE_SECRET: creds.secrets.get(service.name)!,
+      TRELLIS_TTL_SECONDS: '10',
+      TRELLIS_DRAIN: '2s',
+      TRELLIS_HEALTH_INTERVAL: '1s',
+      DEMO_SERVICE: service.name,
+      DEMO_INSTANCE_ID: name,
+      DEMO_PORT: String(port),
+      DEMO_DEPENDENCIES: service.dependencies.join(','),
+      DEMO_PUBLIC: String(Boolean(service.public)),
+      TRELLIS_AUTHZ_URL: mesh.authz.httpUrl,
+      TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress,
+      ...instance.env,
+    },
+    onLine: instance.onLine,
+  });
 }
 
 /** `edge → front(front-1) → service-a(service-a-1, token front→service-a kid …) …` */

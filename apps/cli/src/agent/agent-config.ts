@@ -1,0 +1,229 @@
+// `trellis agent` settings: flags, else TRELLIS_* environment (in Kubernetes filled
+// from the downward API), checked up front so a bad value stops the agent with a
+// message naming it instead of a registration the registry refuses forever.
+import { readFileSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { InstanceId, Labels, ServiceName } from '@trellis/mesh-schema';
+import { parseHealthCheck, type HealthCheckSpec } from './health-probe';
+import type { Registration } from './registrar';
+
+/** What commander hands over (strings as typed); every field may also come from the environment. */
+export interface AgentFlags {
+  service?: string;
+  instanceId?: string;
+  address?: string;
+  port?: string;
+  region?: string;
+  zone?: string;
+  subZone?: string;
+  label?: string[];
+  platform?: string;
+  weight?: string;
+  registry?: string;
+  credentialFile?: string;
+  healthCheck?: string;
+  healthInterval?: string;
+  healthTimeout?: string;
+  failureThreshold?: string;
+  successThreshold?: string;
+  ttl?: string;
+  drain?: string;
+  httpHost?: string;
+  httpPort?: string;
+  logLevel?: string;
+  envoyBootstrap?: string;
+  appPort?: string;
+  controlPlane?: string;
+  authz?: string;
+  xdsTokenFile?: string;
+}
+
+export interface AgentConfig {
+  service: string;
+  registration: Registration;
+  registryUrl: string;
+  /** The service's secret (the one authz takes on POST /v1/token). */
+  secret: string;
+  health: HealthCheckSpec;
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
+  failureThreshold: number;
+  successThreshold: number;
+  heartbeatIntervalMs: number;
+  drainMs: number;
+  http: { host: string; port: number } | undefined;
+  logLevel: string;
+  envoy?: { bootstrapPath: string; appPort: number; controlPlaneUrl: string; authzUrl?: string; staticTokenFile?: string };
+}
+
+export class AgentConfigError extends Error {}
+
+/** Flags first, then the environment, then defaults. */
+export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const problems: string[] = [];
+  const pick = (flag: string | undefined, name: string) => flag ?? (env[name] || undefined);
+  const need = (flag: string | undefined, name: string, what: string): string => {
+    const value = pick(flag, name);
+    if (!value) problems.push(`${what} is required (--${kebab(what)} or ${name})`);
+    return value ?? '';
+  };
+  const int = (flag: string | undefined, name: string, fallback: number, min: number, max: number, what: string): number => {
+    const raw = pick(flag, name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max)
+      problems.push(`${what} (${name}) must be a whole number from ${min} to ${max}, got "${raw}"`);
+    return value;
+  };
+  const seconds = (flag: string | undefined, name: string, fallback: number, what: string): number => {
+    const raw = pick(flag, name);
+    if (raw === undefined) return fallback * 1000;
+    const value = parseDuration(raw);
+    if (value === undefined) problems.push(`${what} (${name}) must be a duration such as 10s, 500ms or 2m, got "${raw}"`);
+    return value ?? 0;
+  };
+
+  const service = need(flags.service, 'TRELLIS_SERVICE', 'service');
+  if (service && !ServiceName.safeParse(service).success) problems.push(`service "${service}" is not a service name (a DNS label)`);
+  const instanceId = pick(flags.instanceId, 'TRELLIS_INSTANCE_ID') ?? hostname();
+  if (!InstanceId.safeParse(instanceId).success)
+    problems.push(`instance id "${instanceId}" (TRELLIS_INSTANCE_ID) is not a valid instance id`);
+  const address = pick(flags.address, 'TRELLIS_ADDRESS') ?? defaultAddress();
+  const port = int(flags.port, 'TRELLIS_PORT', 0, 1, 65535, 'port');
+  if (!pick(flags.port, 'TRELLIS_PORT')) problems.push('port is required (--port or TRELLIS_PORT): where callers reach this instance');
+  const platform = pick(flags.platform, 'TRELLIS_PLATFORM') ?? (env['KUBERNETES_SERVICE_HOST'] ? 'k8s' : 'vm');
+  if (platform !== 'vm' && platform !== 'k8s') problems.push(`platform must be vm or k8s, got "${platform}"`);
+  const labels = parseLabels([...(env['TRELLIS_LABELS']?.split(',').filter(Boolean) ?? []), ...(flags.label ?? [])], problems);
+  const ttlSeconds = int(flags.ttl, 'TRELLIS_TTL_SECONDS', 15, 5, 3600, 'ttl');
+  const registryUrl = need(flags.registry, 'TRELLIS_REGISTRY_URL', 'registry');
+
+  let health: HealthCheckSpec = { kind: 'none' };
+  const healthCheck = pick(flags.healthCheck, 'TRELLIS_HEALTH_CHECK') ?? (port ? `tcp://127.0.0.1:${port}` : 'none');
+  try {
+    health = parseHealthCheck(healthCheck);
+  } catch (err) {
+    problems.push(`health check (TRELLIS_HEALTH_CHECK): ${(err as Error).message}`);
+  }
+
+  const secret = readSecret(flags.credentialFile, env, problems);
+  const httpPortRaw = pick(flags.httpPort, 'TRELLIS_AGENT_HTTP_PORT') ?? '15020';
+  const http =
+    httpPortRaw === 'off'
+      ? undefined
+      : { host: pick(flags.httpHost, 'TRELLIS_AGENT_HTTP_HOST') ?? '0.0.0.0', port: int(httpPortRaw, '-', 15020, 0, 65535, 'http port') };
+
+  let envoy: AgentConfig['envoy'];
+  const bootstrapPath = pick(flags.envoyBootstrap, 'TRELLIS_ENVOY_BOOTSTRAP');
+  if (bootstrapPath) {
+    const appPort = int(flags.appPort, 'TRELLIS_APP_PORT', 0, 1, 65535, 'app port');
+    if (!appPort)
+      problems.push('--envoy-bootstrap needs the app port (--app-port or TRELLIS_APP_PORT): where the app listens on 127.0.0.1');
+    const controlPlaneUrl = need(flags.controlPlane, 'TRELLIS_CONTROL_PLANE_URL', 'control-plane');
+    const authzUrl = pick(flags.authz, 'TRELLIS_AUTHZ_URL');
+    const staticTokenFile = pick(flags.xdsTokenFile, 'TRELLIS_XDS_TOKEN_FILE') ?? credentialPath(env, 'xds-token');
+    envoy = { bootstrapPath, appPort, controlPlaneUrl, ...(authzUrl ? { authzUrl } : {}), ...(staticTokenFile ? { staticTokenFile } : {}) };
+  }
+
+  const config: AgentConfig = {
+    service,
+    registration: {
+      id: instanceId,
+      address,
+      port,
+      labels,
+      locality: {
+        region: pick(flags.region, 'TRELLIS_REGION') ?? '',
+        zone: pick(flags.zone, 'TRELLIS_ZONE') ?? '',
+        subZone: pick(flags.subZone, 'TRELLIS_SUB_ZONE') ?? '',
+      },
+      platform: platform as 'vm' | 'k8s',
+      weight: int(flags.weight, 'TRELLIS_WEIGHT', 1, 1, 128, 'weight'),
+      ttlSeconds,
+    },
+    registryUrl,
+    secret,
+    health,
+    healthIntervalMs: seconds(flags.healthInterval, 'TRELLIS_HEALTH_INTERVAL', 2, 'health interval'),
+    healthTimeoutMs: seconds(flags.healthTimeout, 'TRELLIS_HEALTH_TIMEOUT', 1, 'health timeout'),
+    failureThreshold: int(flags.failureThreshold, 'TRELLIS_HEALTH_FAILURE_THRESHOLD', 3, 1, 100, 'failure threshold'),
+    successThreshold: int(flags.successThreshold, 'TRELLIS_HEALTH_SUCCESS_THRESHOLD', 1, 1, 100, 'success threshold'),
+    // Three heartbeats per TTL: one lost heartbeat never costs the lease.
+    heartbeatIntervalMs: Math.max(1000, Math.floor((ttlSeconds * 1000) / 3)),
+    drainMs: seconds(flags.drain, 'TRELLIS_DRAIN', 10, 'drain period'),
+    http,
+    logLevel: pick(flags.logLevel, 'TRELLIS_LOG_LEVEL') ?? 'info',
+    ...(envoy ? { envoy } : {}),
+  };
+  if (problems.length) throw new AgentConfigError(`invalid agent configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  return config;
+}
+
+/** `10s`, `500ms`, `2m`, or a bare number of seconds. */
+export function parseDuration(value: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!match) return undefined;
+  const n = Number(match[1]);
+  return Math.round(match[2] === 'ms' ? n : match[2] === 'm' ? n * 60_000 : n * 1000);
+}
+
+function parseLabels(pairs: string[], problems: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) {
+      problems.push(`label "${pair}" is not key=value`);
+      continue;
+    }
+    labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  const parsed = Labels.safeParse(labels);
+  if (!parsed.success) problems.push(`labels: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return labels;
+}
+
+/**
+ * The service secret: --credential-file / TRELLIS_SERVICE_SECRET_FILE, else systemd's
+ * $CREDENTIALS_DIRECTORY/service-secret (LoadCredential=), else TRELLIS_SERVICE_SECRET.
+ */
+function readSecret(flag: string | undefined, env: NodeJS.ProcessEnv, problems: string[]): string {
+  const file = flag ?? env['TRELLIS_SERVICE_SECRET_FILE'] ?? credentialPath(env, 'service-secret');
+  if (file) {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      problems.push(`the service secret file ${file} cannot be read: ${(err as Error).message}`);
+      return '';
+    }
+  }
+  const secret = env['TRELLIS_SERVICE_SECRET'];
+  if (!secret)
+    problems.push(
+      "the service's credential is required: --credential-file, TRELLIS_SERVICE_SECRET_FILE, a systemd credential named service-secret, or TRELLIS_SERVICE_SECRET",
+    );
+  return secret ?? '';
+}
+
+function credentialPath(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const dir = env['CREDENTIALS_DIRECTORY'];
+  if (!dir) return undefined;
+  const path = join(dir, name);
+  try {
+    readFileSync(path);
+    return path;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first non-internal IPv4 address (a VM's own), else loopback. */
+function defaultAddress(): string {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+function kebab(what: string): string {
+  return what.replace(/ /g, '-');
+}

@@ -1,0 +1,44 @@
+// The agent's Prometheus metrics (trellis_agent_…), all defined here.
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+export interface AgentMetrics {
+  registered: Gauge;
+  draining: Gauge;
+  healthChecks: Counter<'result'>;
+  withdrawals: Counter;
+  leasesLost: Counter;
+  registryErrors: Counter<'kind'>;
+}
+
+export function createAgentMetrics(registry: Registry): AgentMetrics {
+  return {
+    registered: new Gauge({ name: 'trellis_agent_registered', help: '1 while the instance is registered', registers: [registry] }),
+    draining: new Gauge({
+      name: 'trellis_agent_draining',
+      help: '1 while the instance drains before deregistering',
+      registers: [registry],
+    }),
+    healthChecks: new Counter({
+      name: 'trellis_agent_health_checks_total',
+      help: "The app's local health checks by result (pass, fail)",
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    withdrawals: new Counter({
+      name: 'trellis_agent_withdrawals_total',
+      help: 'Times the instance was withdrawn because its health check failed',
+      registers: [registry],
+    }),
+    leasesLost: new Counter({
+      name: 'trellis_agent_leases_lost_total',
+      help: 'Heartbeats that found the lease gone, after which the instance was registered again',
+      registers: [registry],
+    }),
+    registryErrors: new Counter({
+      name: 'trellis_agent_registry_errors_total',
+      help: 'Failed registry calls by kind (transient: unreachable or 5xx; refused: 4xx), each retried with backoff',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,170 @@
+// Runs `trellis agent`: the agent, its own /healthz /readyz /metrics, the Envoy
+// bootstrap when asked, and — after `--` — the app itself as a child process, so one
+// SIGTERM drains the instance before the app is told to stop.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { createLogger, createMetricsRegistry, Health, opsRouter, type Logger } from '@trellis/runtime';
+import { basicCredential, renderEnvoyBootstrap, writeAtomically } from '../bootstrap/envoy-bootstrap';
+import { createRegistryClient } from '../registry/registry-client';
+import { Agent } from './agent';
+import type { AgentConfig } from './agent-config';
+import { createHealthProbe } from './health-probe';
+import { createAgentMetrics } from './metrics';
+import { registryRegistrar } from './registrar';
+
+/** How long the app gets to exit after the agent has deregistered it, before SIGKILL. */
+const APP_STOP_GRACE_MS = 20_000;
+
+export async function runAgent(config: AgentConfig, command: string[]): Promise<number> {
+  const logger = createLogger('agent', config.logLevel).child({ service: config.service, instance: config.registration.id });
+  const metricsRegistry = createMetricsRegistry('agent');
+  const metrics = createAgentMetrics(metricsRegistry);
+  const health = new Health();
+
+  const client = createRegistryClient({ baseUrl: config.registryUrl, authorization: basicCredential(config.service, config.secret) });
+  const agent = new Agent({
+    service: config.service,
+    instanceId: config.registration.id,
+    registrar: registryRegistrar(client, config.service, config.registration),
+    probe: createHealthProbe(config.health),
+    health: {
+      intervalMs: config.healthIntervalMs,
+      timeoutMs: config.healthTimeoutMs,
+      failureThreshold: config.failureThreshold,
+      successThreshold: config.successThreshold,
+    },
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    drainMs: config.drainMs,
+    retry: { baseMs: 500, maxMs: 30_000 },
+    logger,
+    metrics,
+  });
+  health.addCheck('registered', () => agent.serving);
+
+  let server: ReturnType<express.Express['listen']> | undefined;
+  if (config.http) {
+    const app = express();
+    app.disable('x-powered-by');
+    app.use(opsRouter(health, metricsRegistry));
+    server = app.listen(config.http.port, config.http.host);
+    await once(server, 'listening');
+    logger.info({ host: config.http.host, port: (server.address() as AddressInfo).port }, 'agent health and metrics listening');
+  }
+
+  const bootstrap = config.envoy ? keepBootstrapFresh(config, logger) : undefined;
+  if (bootstrap) await bootstrap.first;
+
+  const child = command.length ? startApp(command, logger) : undefined;
+  agent.start();
+
+  const exitCode = await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping');
+      health.startDraining();
+      void (async () => {
+        await agent.drain();
+        if (child) resolve(await stopApp(child, logger));
+        else resolve(0);
+      })();
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    // The app went away by itself: nothing is left to drain; take the instance out now.
+    child?.once('exit', (code, signal) => {
+      if (stopping) return;
+      stopping = true;
+      logger.warn({ code, signal }, 'the app exited; deregistering');
+      void agent.drain({ immediate: true }).then(() => resolve(code ?? 1));
+    });
+  });
+
+  bootstrap?.stop();
+  if (server) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server!.close(resolve));
+  }
+  logger.info({ exitCode }, 'agent stopped');
+  return exitCode;
+}
+
+function startApp(command: string[], logger: Logger): ChildProcess {
+  const [file, ...args] = command;
+  const child = spawn(file!, args, { stdio: 'inherit' });
+  child.once('error', (err) => logger.error({ err: err.message, command: file }, 'the app could not be started'));
+  logger.info({ command: file, pid: child.pid }, 'started the app');
+  return child;
+}
+
+async function stopApp(child: ChildProcess, logger: Logger): Promise<number> {
+  if (child.exitCode !== null || child.signalCode !== null) return 0;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const killer = setTimeout(() => {
+    logger.warn({ graceMs: APP_STOP_GRACE_MS }, 'the app did not stop in time; killing it');
+    child.kill('SIGKILL');
+  }, APP_STOP_GRACE_MS);
+  const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
+  clearTimeout(killer);
+  logger.info({ code, signal }, 'the app stopped');
+  // Stopped on request: a clean stop whatever the app's own exit status on SIGTERM.
+  return 0;
+}
+
+/**
+ * Renders the Envoy bootstrap now (retrying until it works: Envoy cannot start
+ * without it) and again before the xDS token in it expires, so an Envoy restart
+ * always finds a valid token.
+ */
+function keepBootstrapFresh(config: AgentConfig, logger: Logger): { first: Promise<void>; stop(): void } {
+  const envoy = config.envoy!;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const render = async (): Promise<void> => {
+    let delay = 1000;
+    for (;;) {
+      try {
+        const staticToken = envoy.staticTokenFile ? await readFile(envoy.staticTokenFile, 'utf8') : undefined;
+        const rendered = await renderEnvoyBootstrap(
+          {
+            controlPlaneUrl: envoy.controlPlaneUrl,
+            service: config.service,
+            nodeId: config.registration.id,
+            appPort: envoy.appPort,
+            locality: config.registration.locality,
+          },
+          {
+            ...(envoy.authzUrl ? { authz: { url: envoy.authzUrl, secret: config.secret } } : {}),
+            ...(staticToken ? { staticToken } : {}),
+          },
+        );
+        if (await writeAtomically(envoy.bootstrapPath, rendered.text))
+          logger.info({ path: envoy.bootstrapPath, tokenExpiresAt: rendered.tokenExpiresAt }, 'wrote the Envoy bootstrap');
+        if (rendered.tokenExpiresAt && !stopped) {
+          // Again at two thirds of the token's remaining life.
+          const refreshIn = Math.max(10_000, ((rendered.tokenExpiresAt.getTime() - Date.now()) * 2) / 3);
+          timer = setTimeout(() => void render(), refreshIn);
+          timer.unref();
+        }
+        return;
+      } catch (err) {
+        if (stopped) return;
+        logger.warn({ err: (err as Error).message, retryInMs: delay }, 'could not render the Envoy bootstrap; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  };
+  return {
+    first: render(),
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,103 @@
+// `trellis bootstrap SERVICE`: an Envoy sidecar's bootstrap, printed or written to a
+// file — what systemd's ExecStartPre= and the Helm init container run.
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { renderEnvoyBootstrap, writeAtomically } from '../bootstrap/envoy-bootstrap';
+import { resolveContext } from '../context';
+import { CliError } from '../output';
+
+interface BootstrapFlags {
+  appPort: string;
+  node?: string;
+  out?: string;
+  format: 'yaml' | 'json';
+  region?: string;
+  zone?: string;
+  subZone?: string;
+  adminPort?: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  authz?: string;
+  credentialFile?: string;
+  xdsTokenFile?: string;
+}
+
+export function registerBootstrapCommand(program: Command): void {
+  program
+    .command('bootstrap')
+    .summary("render an Envoy sidecar's bootstrap (fills in its xDS token)")
+    .description(
+      [
+        "Fetches SERVICE's Envoy bootstrap from the control plane (GET /bootstrap/SERVICE). When the control plane",
+        'admits only authenticated proxies, fills in an xDS token: a fresh one from authz (--authz and the',
+        "service's secret), else a static one (--xds-token-file). Writes it atomically with --out.",
+      ]
+        .join(' ')
+        .replace(/ ?\n ?/g, '\n\n'),
+    )
+    .argument('<service>', 'mesh service of the sidecar')
+    .addOption(
+      new Option('--app-port <port>', 'where the app listens on 127.0.0.1 (not the service port)')
+        .env('TRELLIS_APP_PORT')
+        .makeOptionMandatory(),
+    )
+    .addOption(new Option('--node <id>', 'node id (default SERVICE.HOSTNAME)').env('TRELLIS_NODE_ID'))
+    .addOption(new Option('--out <file>', 'write here instead of stdout'))
+    .addOption(new Option('--format <format>', 'yaml or json').choices(['yaml', 'json']).default('yaml'))
+    .addOption(new Option('--region <region>').env('TRELLIS_REGION'))
+    .addOption(new Option('--zone <zone>').env('TRELLIS_ZONE'))
+    .addOption(new Option('--sub-zone <subZone>').env('TRELLIS_SUB_ZONE'))
+    .addOption(new Option('--admin-port <port>', "Envoy's admin port"))
+    .addOption(new Option('--ca-file <path>', 'xDS over TLS: the CA file on the sidecar host').env('TRELLIS_XDS_CA_FILE'))
+    .addOption(new Option('--cert-file <path>', 'xDS over TLS: the client certificate').env('TRELLIS_XDS_CERT_FILE'))
+    .addOption(new Option('--key-file <path>', 'xDS over TLS: the client key').env('TRELLIS_XDS_KEY_FILE'))
+    .addOption(new Option('--authz <url>', "authz's HTTP URL, for a fresh xDS token").env('TRELLIS_AUTHZ_URL'))
+    .addOption(
+      new Option('--credential-file <path>', "the service's secret (default: $CREDENTIALS_DIRECTORY/service-secret)").env(
+        'TRELLIS_SERVICE_SECRET_FILE',
+      ),
+    )
+    .addOption(
+      new Option('--xds-token-file <path>', 'a static xDS token (default: $CREDENTIALS_DIRECTORY/xds-token)').env('TRELLIS_XDS_TOKEN_FILE'),
+    )
+    .action(async (service: string, flags: BootstrapFlags, cmd: Command) => {
+      const context = resolveContext(cmd.optsWithGlobals());
+      const appPort = Number(flags.appPort);
+      if (!Number.isInteger(appPort) || appPort < 1 || appPort > 65535)
+        throw new CliError(`--app-port must be a port, got "${flags.appPort}"`, 2);
+      const credentials = process.env['CREDENTIALS_DIRECTORY'];
+      const secretFile = flags.credentialFile ?? (credentials ? join(credentials, 'service-secret') : undefined);
+      const tokenFile = flags.xdsTokenFile ?? (credentials ? join(credentials, 'xds-token') : undefined);
+      const secret = secretFile
+        ? await readFile(secretFile, 'utf8').then(
+            (s) => s.trim(),
+            () => undefined,
+          )
+        : process.env['TRELLIS_SERVICE_SECRET'];
+      const staticToken = tokenFile ? await readFile(tokenFile, 'utf8').catch(() => undefined) : undefined;
+      if (flags.authz && !secret)
+        process.stderr.write(`trellis: --authz is set but no service secret is readable (${secretFile ?? 'no --credential-file'})\n`);
+      const rendered = await renderEnvoyBootstrap(
+        {
+          controlPlaneUrl: context.controlPlaneUrl,
+          service,
+          nodeId: flags.node ?? `${service}.${hostname()}`,
+          appPort,
+          format: flags.format,
+          locality: { region: flags.region, zone: flags.zone, subZone: flags.subZone },
+          ...(flags.adminPort ? { adminPort: Number(flags.adminPort) } : {}),
+          tls: { caFile: flags.caFile, certFile: flags.certFile, keyFile: flags.keyFile },
+        },
+        { ...(flags.authz && secret ? { authz: { url: flags.authz, secret } } : {}), ...(staticToken ? { staticToken } : {}) },
+      ).catch((err: Error) => {
+        throw new CliError(`bootstrap of ${service}: ${err.message}`);
+      });
+      if (!flags.out) return void process.stdout.write(rendered.text);
+      await writeAtomically(flags.out, rendered.text);
+      process.stderr.write(`trellis: ${service} bootstrap written to ${flags.out}\n`);
+    });
+}
