@@ -2,7 +2,6 @@
 // on port 0 against real etcd and Redis, and main.ts only reads config.
 import type { Server as HttpServer } from 'node:http';
 import type { Etcd3 } from 'etcd3';
-import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials } from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
@@ -20,6 +19,7 @@ import { KeyRing } from './keys/key-ring';
 import { CREDENTIAL_NAME_PREFIX, loadSigningKeys } from './keys/load-signing-keys';
 import { generateSigningKey, type SigningKey } from './keys/signing-key';
 import { AuthzMetrics } from './metrics';
+import { createRedisClient, type RedisClient } from './tokens/redis-client';
 import { RedisTokenCache } from './tokens/redis-token-cache';
 import { MeshTokenIssuer } from './tokens/token-issuer';
 import { MeshTokenVerifier } from './tokens/token-verifier';
@@ -43,6 +43,8 @@ export interface Authz {
   registry: Registry;
   metrics: AuthzMetrics;
   keyRing: KeyRing;
+  /** The shared token cache's client (tests wait for it to connect; the decision never does). */
+  redis: RedisClient;
   /** The mesh CA when one is configured; `reload()` re-reads its files (also runs on the key timer). */
   ca: ReloadingCa | undefined;
   /** Re-reads the key source and publishes/retires keys (also runs on a timer). */
@@ -114,14 +116,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   });
   const issuer = () => watcher.state.meshSettings?.tokenIssuer ?? settings.tokenIssuer;
 
-  const redis = new Redis(config.TRELLIS_REDIS_URL, {
-    // Fail fast: no queueing while disconnected, no retries per command, a tight timeout.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: config.TRELLIS_REDIS_COMMAND_TIMEOUT_MS,
-    connectTimeout: 2_000,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-  });
+  const redis = createRedisClient(config);
   watchRedisConnection(redis, logger);
   const sharedCache = new RedisTokenCache(redis, { keyPrefix: config.TRELLIS_REDIS_KEY_PREFIX }, metrics, logger);
   const tokens = new MeshTokenIssuer(
@@ -245,6 +240,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     registry,
     metrics,
     keyRing,
+    redis,
     ca,
     reloadKeys,
     async whenReady() {
@@ -300,7 +296,7 @@ function closeHttpServer(server: HttpServer, graceMs: number): Promise<void> {
 }
 
 /** Logs Redis connectivity once per change, not once per reconnect attempt. */
-function watchRedisConnection(redis: Redis, logger: Logger): void {
+function watchRedisConnection(redis: RedisClient, logger: Logger): void {
   let healthy: boolean | undefined;
   redis.on('ready', () => {
     if (healthy !== true) logger.info('Redis connected');

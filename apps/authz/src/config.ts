@@ -2,6 +2,27 @@
 import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
+/** `host:port,host:port`, as ioredis takes Sentinel and Cluster nodes. */
+const redisNodeList = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z
+      .array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'each node must be host:port'))
+      .min(1)
+      .transform((nodes) =>
+        nodes.map((node) => {
+          const at = node.lastIndexOf(':');
+          return { host: node.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(node.slice(at + 1)) };
+        }),
+      ),
+  );
+
 export const authzEnvSchema = etcdEnvSchema
   .extend({
     TRELLIS_HOST: env.host('0.0.0.0'),
@@ -9,6 +30,18 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_HTTP_PORT: env.port(8181),
     TRELLIS_LOG_LEVEL: env.logLevel(),
     TRELLIS_REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).default('redis://127.0.0.1:6379'),
+    /** ACL user and its password (a file, e.g. a mounted Secret); override the URL's userinfo. */
+    TRELLIS_REDIS_USERNAME: z.string().min(1).max(256).optional(),
+    TRELLIS_REDIS_PASSWORD_FILE: z.string().min(1).optional(),
+    /** TLS (implied by rediss://): roots that verify the server, and an optional client certificate. */
+    TRELLIS_REDIS_TLS_CA_FILE: z.string().min(1).optional(),
+    TRELLIS_REDIS_TLS_CERT_FILE: z.string().min(1).optional(),
+    TRELLIS_REDIS_TLS_KEY_FILE: z.string().min(1).optional(),
+    /** Redis Sentinel: `host:port` of each sentinel and the master's name; the URL then gives only credentials, TLS and db. */
+    TRELLIS_REDIS_SENTINELS: redisNodeList.optional(),
+    TRELLIS_REDIS_SENTINEL_MASTER: z.string().min(1).max(256).optional(),
+    /** Redis Cluster: `host:port` of some nodes (the rest are discovered). */
+    TRELLIS_REDIS_CLUSTER_NODES: redisNodeList.optional(),
     TRELLIS_REDIS_KEY_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9:_-]{1,64}$/)
@@ -60,6 +93,23 @@ export const authzEnvSchema = etcdEnvSchema
       .default('https://{teamDomain}/cdn-cgi/access/certs'),
   })
   .superRefine((cfg, ctx) => {
+    if ((cfg.TRELLIS_REDIS_SENTINELS === undefined) !== (cfg.TRELLIS_REDIS_SENTINEL_MASTER === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TRELLIS_REDIS_SENTINEL_MASTER'],
+        message: 'TRELLIS_REDIS_SENTINELS and TRELLIS_REDIS_SENTINEL_MASTER go together',
+      });
+    }
+    if (cfg.TRELLIS_REDIS_SENTINELS !== undefined && cfg.TRELLIS_REDIS_CLUSTER_NODES !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['TRELLIS_REDIS_CLUSTER_NODES'], message: 'use either Sentinel or Cluster, not both' });
+    }
+    if ((cfg.TRELLIS_REDIS_TLS_CERT_FILE === undefined) !== (cfg.TRELLIS_REDIS_TLS_KEY_FILE === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TRELLIS_REDIS_TLS_KEY_FILE'],
+        message: 'TRELLIS_REDIS_TLS_CERT_FILE and TRELLIS_REDIS_TLS_KEY_FILE go together',
+      });
+    }
     if ((cfg.TRELLIS_CA_CERT_FILE === undefined) !== (cfg.TRELLIS_CA_KEY_FILE === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['TRELLIS_CA_KEY_FILE'], message: 'TRELLIS_CA_CERT_FILE and TRELLIS_CA_KEY_FILE go together' });
     }

@@ -55,7 +55,7 @@ export class AuthzMetrics {
     });
     this.tokenCache = new Counter({
       name: 'trellis_authz_token_cache_total',
-      help: 'Mesh token cache lookups by layer (memory, redis) and result (hit, miss, error, skipped while Redis is unavailable)',
+      help: 'Mesh token cache lookups by layer (memory, redis) and result (hit, miss, error, skipped while Redis is unavailable, rejected: a Redis token that did not verify)',
       labelNames: ['layer', 'result'],
       registers,
     });

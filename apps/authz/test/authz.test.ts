@@ -10,7 +10,16 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet
 import { KeyLayout, MeshStore, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { FakeCloudflareTeam } from './support/cloudflare-team';
-import { counterValue, deniedReason, KeyDir, okHeaders, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
+import {
+  counterValue,
+  deniedReason,
+  KeyDir,
+  okHeaders,
+  outbound,
+  redisConnected,
+  startTestAuthz,
+  type StartedAuthz,
+} from './support/harness';
 
 const ACCESS_AUD = 'a1'.repeat(16);
 
@@ -130,6 +139,7 @@ describe('authz', () => {
       const first = okHeaders(await a.check(outbound('checkout', 'stock')));
       const replica = await startTestAuthz(etcd, redis, keys);
       try {
+        await redisConnected(replica.authz);
         const second = okHeaders(await replica.check(outbound('checkout', 'stock')));
         expect(second['authorization']).toBe(first['authorization']);
         expect(await counterValue(replica.authz, 'trellis_authz_tokens_minted_total')).toBe(0);
@@ -159,6 +169,75 @@ describe('authz', () => {
         expect((await jwtVerify(token, await jwks(), { audience: 'stock' })).payload.sub).toBe('payments');
       } finally {
         await replica.stop();
+      }
+    });
+  });
+
+  describe('attack: Redis cache poisoning', () => {
+    it('a token planted in Redis under the signing kid but signed by another key is deleted, counted and never handed out', async () => {
+      const replica = await startTestAuthz(etcd, redis, keys, { TRELLIS_REDIS_KEY_PREFIX: 'poison:' });
+      const { Redis } = await import('ioredis');
+      const raw = new Redis(redis.url);
+      try {
+        const signer = replica.authz.keyRing.signer()!;
+        const { generateKeyPair, SignJWT } = await import('jose');
+        const attacker = await generateKeyPair('RS256');
+        const now = Math.floor(Date.now() / 1000);
+        const forged = await new SignJWT({})
+          .setProtectedHeader({ alg: 'RS256', kid: signer.kid, typ: 'JWT' })
+          .setIssuer('trellis')
+          .setSubject('checkout')
+          .setAudience('stock')
+          .setIssuedAt(now)
+          .setExpirationTime(now + 900)
+          .sign(attacker.privateKey);
+        const redisKey = `poison:checkout:stock:${signer.kid}`;
+        await raw.set(redisKey, forged, 'PX', 600_000);
+        await redisConnected(replica.authz);
+
+        const token = bearer(okHeaders(await replica.check(outbound('checkout', 'stock'))));
+        expect(token).not.toBe(forged);
+        expect((await jwtVerify(token, await jwks(), { audience: 'stock' })).payload.sub).toBe('checkout');
+        expect(await counterValue(replica.authz, 'trellis_authz_token_cache_total', { layer: 'redis', result: 'rejected' })).toBe(1);
+        // The forged entry is gone (replaced by the token authz minted), and memory never held it.
+        await waitFor(async () => (await raw.get(redisKey)) !== forged, 30_000);
+        await raw.del(redisKey);
+        expect(bearer(okHeaders(await replica.check(outbound('checkout', 'stock'))))).toBe(token);
+      } finally {
+        raw.disconnect();
+        await replica.stop();
+      }
+    });
+  });
+
+  describe('Redis with an ACL user', () => {
+    it('authenticates as the configured ACL user (password from a file); wrong credentials cost Redis, never a decision', async () => {
+      const { Redis } = await import('ioredis');
+      const raw = new Redis(redis.url);
+      const user = `trellis-authz-${process.pid}`;
+      const passwordFile = join(credsDir, 'redis-password');
+      await writeFile(passwordFile, 'acl-secret-0123456789\n');
+      await raw.call('ACL', 'SETUSER', user, 'on', '>acl-secret-0123456789', '~acl:*', '+@all');
+      const url = new URL(redis.url);
+      const env = { TRELLIS_REDIS_USERNAME: user, TRELLIS_REDIS_PASSWORD_FILE: passwordFile, TRELLIS_REDIS_KEY_PREFIX: 'acl:' };
+      const good = await startTestAuthz(etcd, redis, keys, env);
+      try {
+        await redisConnected(good.authz);
+        expect((await good.check(outbound('checkout', 'payments'))).status?.code).toBe(status.OK);
+        const kid = good.authz.keyRing.signer()!.kid;
+        await waitFor(async () => (await raw.get(`acl:checkout:payments:${kid}`)) !== null, 30_000);
+      } finally {
+        await good.stop();
+      }
+      await writeFile(passwordFile, 'wrong-password\n');
+      const bad = await startTestAuthz(etcd, redis, keys, { ...env, TRELLIS_REDIS_URL: url.toString() });
+      try {
+        expect((await bad.check(outbound('checkout', 'stock'))).status?.code).toBe(status.OK);
+        expect(await counterValue(bad.authz, 'trellis_authz_redis_errors_total')).toBeGreaterThan(0);
+      } finally {
+        await bad.stop();
+        await raw.call('ACL', 'DELUSER', user);
+        raw.disconnect();
       }
     });
   });

@@ -435,6 +435,22 @@ describe('Helm charts', () => {
           ],
         });
       }
+      // Redis: an ACL user whose password is a mounted file, TLS roots, Sentinel.
+      const authz = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'trellis-authz')!.spec.template!.spec;
+      const authzEnv = Object.fromEntries((authz.containers[0]!.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
+      expect(authzEnv).toMatchObject({
+        TRELLIS_REDIS_USERNAME: 'trellis-authz',
+        TRELLIS_REDIS_PASSWORD_FILE: '/etc/trellis/redis-auth/password',
+        TRELLIS_REDIS_TLS_CA_FILE: '/etc/trellis/redis-tls/ca.crt',
+        TRELLIS_REDIS_SENTINELS: 'redis-s1:26379,redis-s2:26379',
+        TRELLIS_REDIS_SENTINEL_MASTER: 'trellis',
+      });
+      expect(authz.volumes).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ name: 'redis-auth', secret: expect.objectContaining({ secretName: 'redis-auth' }) }),
+          expect.objectContaining({ name: 'redis-tls', secret: expect.objectContaining({ secretName: 'redis-ca' }) }),
+        ]),
+      );
       // Each HTTPProxy names the mesh service it routes to, so authz checks that service's ingress.
       const proxies = docs.filter((d) => d.kind === 'HTTPProxy');
       expect(proxies.map((p) => [p.metadata.name, p.spec.virtualhost!.authorization])).toEqual([

@@ -2,7 +2,7 @@
 // client has no offline queue and a tight command timeout, and a breaker stops
 // asking a Redis that keeps failing. Callers treat every failure as a miss and
 // mint locally, so a slow or dead Redis costs a signature, never a decision.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-client';
 import type { Logger } from '@trellis/runtime';
 import type { AuthzMetrics } from '../metrics';
 import { CircuitBreaker } from './circuit-breaker';
@@ -13,7 +13,13 @@ export interface SharedTokenCache {
   get(key: string): Promise<SharedLookup>;
   /** Best effort: failures are counted, never thrown. */
   set(key: string, token: string, ttlMs: number): void;
+  /** Removes `key` if it still holds `token` (a replica may have replaced it meanwhile); best effort. */
+  delete(key: string, token: string): void;
 }
+
+// Compare-and-delete in one step, so a good token written by another replica after the
+// bad one was read is not removed with it.
+const DELETE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 export interface RedisTokenCacheOptions {
   keyPrefix: string;
@@ -25,7 +31,7 @@ export class RedisTokenCache implements SharedTokenCache {
   private readonly breaker: CircuitBreaker;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: RedisTokenCacheOptions,
     private readonly metrics: AuthzMetrics,
     private readonly logger: Logger,
@@ -63,6 +69,14 @@ export class RedisTokenCache implements SharedTokenCache {
     this.redis.set(this.options.keyPrefix + key, token, 'PX', ttlMs).then(
       () => this.breaker.success(),
       (err: unknown) => this.failed('set', err),
+    );
+  }
+
+  delete(key: string, token: string): void {
+    if (!this.breaker.allow()) return;
+    this.redis.eval(DELETE_IF_EQUAL, 1, this.options.keyPrefix + key, token).then(
+      () => this.breaker.success(),
+      (err: unknown) => this.failed('delete', err),
     );
   }
 

@@ -22,6 +22,9 @@ class MemoryShared implements SharedTokenCache {
   set(key: string, token: string, ttlMs: number): void {
     if (!this.down) this.entries.set(key, { token, ttlMs });
   }
+  delete(key: string, token: string): void {
+    if (this.entries.get(key)?.token === token) this.entries.delete(key);
+  }
 }
 
 describe('MeshTokenIssuer', () => {

@@ -4,13 +4,13 @@
 // xDS tokens (aud = XDS_TOKEN_AUDIENCE) are signed fresh each time instead.
 import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
-import { decodeJwt } from 'jose';
 import type { KeyRing } from '../keys/key-ring';
 import type { SigningKey } from '../keys/signing-key';
 import type { AuthzMetrics, MintedKind } from '../metrics';
 import { mintMeshToken, type MintedToken } from './mint';
 import type { SharedTokenCache } from './redis-token-cache';
 import { SingleFlight } from './single-flight';
+import { verifyMeshToken } from './verify';
 
 export interface TokenIssuerOptions {
   ttlSeconds: number;
@@ -79,7 +79,7 @@ export class MeshTokenIssuer {
     this.memoryMisses.inc();
     return this.flights.run(key, async () => {
       const entry =
-        (await this.fromShared(key, source, destination, signer.kid, issuer)) ?? (await this.mint(key, source, destination, issuer));
+        (await this.fromShared(key, source, destination, signer, issuer)) ?? (await this.mint(key, source, destination, issuer));
       this.remember(key, entry);
       return entry;
     });
@@ -98,20 +98,54 @@ export class MeshTokenIssuer {
     return this.sign(signer, service, XDS_TOKEN_AUDIENCE, this.issuer(), 'xds');
   }
 
+  /**
+   * Redis is shared storage anyone who reaches it can write, not a signer: a token read
+   * from it is verified like an inbound one — signature by this very key, iss, sub, aud,
+   * exp, a lifetime no longer than ours — before it is handed out or kept in memory. A
+   * token that fails is deleted from Redis and counted (`result="rejected"`).
+   */
   private async fromShared(
     key: string,
     source: string,
     destination: string,
-    kid: string,
+    signer: SigningKey,
     issuer: string,
   ): Promise<CachedToken | undefined> {
     if (!this.shared) return undefined;
     const lookup = await this.shared.get(key);
-    this.metrics.tokenCache.inc({ layer: 'redis', result: lookup.result });
-    if (lookup.result !== 'hit') return undefined;
-    // Redis is shared storage, not a signer: take only a token that is what this key names.
-    const entry = this.describe(lookup.token, source, destination, kid, issuer);
-    if (!entry || entry.useUntil <= this.clock()) return undefined;
+    if (lookup.result !== 'hit') {
+      this.metrics.tokenCache.inc({ layer: 'redis', result: lookup.result });
+      return undefined;
+    }
+    const verified = await verifyMeshToken(
+      lookup.token,
+      (kid) => (kid === signer.kid ? { kid, alg: signer.alg, key: signer.publicKey } : undefined),
+      { issuer, audience: destination, clockSkewSeconds: this.marginMs / 1000, maxLifetimeSeconds: this.options.ttlSeconds },
+      this.clock(),
+    );
+    if (!verified.valid || verified.subject !== source) {
+      this.metrics.tokenCache.inc({ layer: 'redis', result: 'rejected' });
+      this.logger.warn(
+        { source, destination, reason: verified.valid ? 'wrong-subject' : verified.reason },
+        'token in Redis does not verify; deleted it and minting instead',
+      );
+      this.shared.delete(key, lookup.token);
+      return undefined;
+    }
+    const { iat } = decodeClaims(lookup.token);
+    const entry: CachedToken = {
+      token: lookup.token,
+      kid: signer.kid,
+      issuedAt: iat,
+      expiresAt: verified.expiresAt,
+      issuer,
+      useUntil: verified.expiresAt * 1000 - this.marginMs,
+    };
+    if (entry.useUntil <= this.clock()) {
+      this.metrics.tokenCache.inc({ layer: 'redis', result: 'miss' });
+      return undefined;
+    }
+    this.metrics.tokenCache.inc({ layer: 'redis', result: 'hit' });
     return entry;
   }
 
@@ -133,22 +167,15 @@ export class MeshTokenIssuer {
     return minted;
   }
 
-  private describe(token: string, source: string, destination: string, kid: string, issuer: string): CachedToken | undefined {
-    try {
-      const [headerPart] = token.split('.', 1);
-      const header = JSON.parse(Buffer.from(headerPart!, 'base64url').toString('utf8')) as { kid?: unknown };
-      const claims = decodeJwt(token);
-      if (header.kid !== kid || claims.sub !== source || claims.aud !== destination || claims.iss !== issuer) return undefined;
-      if (typeof claims.exp !== 'number' || typeof claims.iat !== 'number') return undefined;
-      return { token, kid, issuedAt: claims.iat, expiresAt: claims.exp, issuer, useUntil: claims.exp * 1000 - this.marginMs };
-    } catch {
-      return undefined;
-    }
-  }
-
   private remember(key: string, entry: CachedToken): void {
     this.memory.delete(key);
     this.memory.set(key, entry);
     if (this.memory.size > this.maxMemoryEntries) this.memory.delete(this.memory.keys().next().value!);
   }
+}
+
+/** The claims of a token that has already been verified. */
+function decodeClaims(token: string): { iat: number } {
+  const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { iat: number };
+  return { iat: payload.iat };
 }

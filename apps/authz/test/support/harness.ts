@@ -147,3 +147,12 @@ export async function counterValue(authz: Authz, name: string, labels: Record<st
   const { values } = await metric.get();
   return values.filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((sum, v) => sum + v.value, 0);
 }
+
+/** Resolves once authz's Redis client is connected: a Check before that mints instead of asking Redis (on purpose). */
+export async function redisConnected(authz: Authz): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (authz.redis.status !== 'ready') {
+    if (Date.now() > deadline) throw new Error(`authz's Redis client is still ${authz.redis.status} after 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

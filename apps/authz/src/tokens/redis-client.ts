@@ -1,0 +1,98 @@
+// The Redis client of the shared token cache: one Redis, Sentinel or Cluster, all
+// through ioredis's own options, with ACL credentials and TLS. The cache is never
+// trusted (tokens read from it are verified), but a Redis that anyone on the
+// network can write to is still a denial-of-service lever, so production setups
+// should use an ACL user and TLS.
+import { readFileSync } from 'node:fs';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { AuthzConfig } from '../config';
+
+export type RedisClient = Redis | Cluster;
+
+type RedisConfig = Pick<
+  AuthzConfig,
+  | 'TRELLIS_REDIS_URL'
+  | 'TRELLIS_REDIS_USERNAME'
+  | 'TRELLIS_REDIS_PASSWORD_FILE'
+  | 'TRELLIS_REDIS_TLS_CA_FILE'
+  | 'TRELLIS_REDIS_TLS_CERT_FILE'
+  | 'TRELLIS_REDIS_TLS_KEY_FILE'
+  | 'TRELLIS_REDIS_SENTINELS'
+  | 'TRELLIS_REDIS_SENTINEL_MASTER'
+  | 'TRELLIS_REDIS_CLUSTER_NODES'
+  | 'TRELLIS_REDIS_COMMAND_TIMEOUT_MS'
+>;
+
+export type RedisConnection =
+  | { mode: 'standalone'; options: RedisOptions }
+  | { mode: 'sentinel'; options: RedisOptions }
+  | { mode: 'cluster'; nodes: { host: string; port: number }[]; options: ClusterOptions };
+
+/** Pure: what ioredis is given for this configuration (files are read through `readFile`). */
+export function redisConnection(config: RedisConfig, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): RedisConnection {
+  const url = new URL(config.TRELLIS_REDIS_URL);
+  const tls = url.protocol === 'rediss:' || config.TRELLIS_REDIS_TLS_CA_FILE !== undefined;
+  const username = config.TRELLIS_REDIS_USERNAME ?? (url.username ? decodeURIComponent(url.username) : undefined);
+  const password =
+    config.TRELLIS_REDIS_PASSWORD_FILE !== undefined
+      ? readFile(config.TRELLIS_REDIS_PASSWORD_FILE).trim()
+      : url.password
+        ? decodeURIComponent(url.password)
+        : undefined;
+  const node: RedisOptions = {
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(tls
+      ? {
+          tls: {
+            // Verify the server against these roots (default: the system's), and its name.
+            ...(config.TRELLIS_REDIS_TLS_CA_FILE !== undefined ? { ca: readFile(config.TRELLIS_REDIS_TLS_CA_FILE) } : {}),
+            ...(config.TRELLIS_REDIS_TLS_CERT_FILE !== undefined ? { cert: readFile(config.TRELLIS_REDIS_TLS_CERT_FILE) } : {}),
+            ...(config.TRELLIS_REDIS_TLS_KEY_FILE !== undefined ? { key: readFile(config.TRELLIS_REDIS_TLS_KEY_FILE) } : {}),
+          },
+        }
+      : {}),
+    // Fail fast: no queueing while disconnected, no retries per command, a tight timeout.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: config.TRELLIS_REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeout: 2_000,
+    retryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
+  };
+  if (config.TRELLIS_REDIS_CLUSTER_NODES) {
+    return {
+      mode: 'cluster',
+      nodes: config.TRELLIS_REDIS_CLUSTER_NODES,
+      options: {
+        redisOptions: node,
+        enableOfflineQueue: false,
+        clusterRetryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
+        // Nodes announce their own names; TLS must verify against those, not the seed list.
+        ...(tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+      },
+    };
+  }
+  const db = Number(url.pathname.slice(1) || '0');
+  if (config.TRELLIS_REDIS_SENTINELS) {
+    return {
+      mode: 'sentinel',
+      options: {
+        ...node,
+        db,
+        name: config.TRELLIS_REDIS_SENTINEL_MASTER!,
+        sentinels: config.TRELLIS_REDIS_SENTINELS,
+        // Sentinels take the same ACL user and TLS as the data nodes.
+        ...(username !== undefined ? { sentinelUsername: username } : {}),
+        ...(password !== undefined ? { sentinelPassword: password } : {}),
+        ...(tls ? { enableTLSForSentinelMode: true, sentinelTLS: node.tls } : {}),
+        sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
+      },
+    };
+  }
+  return { mode: 'standalone', options: { ...node, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379), db } };
+}
+
+export function createRedisClient(config: RedisConfig): RedisClient {
+  const connection = redisConnection(config);
+  return connection.mode === 'cluster' ? new Cluster(connection.nodes, connection.options) : new Redis(connection.options);
+}
