@@ -42,6 +42,14 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   TRELLIS_XDS_DEBOUNCE_MS: env.int(100, 0, 10_000),
   /** …but never longer than this after the first one. */
   TRELLIS_XDS_DEBOUNCE_MAX_MS: env.int(500, 0, 60_000),
+  /**
+   * Endpoint retention (src/model/endpoint-retention.ts): endpoints lost to a
+   * mass lease expiry — more than this share of a service's endpoints within the
+   * window, or all of them — are kept this many seconds (0 turns it off).
+   */
+  TRELLIS_ENDPOINT_RETENTION_SECONDS: env.int(60, 0, 3_600),
+  TRELLIS_ENDPOINT_RETENTION_SHARE: z.coerce.number().min(0).max(1).default(0.5),
+  TRELLIS_ENDPOINT_RETENTION_WINDOW_MS: env.int(10_000, 0, 600_000),
   /** How often proxy statuses are written to etcd, and how many per round. */
   TRELLIS_PROXY_STATUS_INTERVAL_MS: env.int(1000, 100, 60_000),
   TRELLIS_PROXY_STATUS_MAX_WRITES: env.int(200, 1, 10_000),

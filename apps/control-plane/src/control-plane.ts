@@ -15,7 +15,14 @@ import { buildProxyResources } from './envoy';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
 import { createControlPlaneMetrics } from './metrics';
-import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, servicesAffected, type MeshModel, type TranslatorSettings } from './model';
+import {
+  buildMeshModel,
+  DEFAULT_TRANSLATOR_SETTINGS,
+  EndpointRetention,
+  servicesAffected,
+  type MeshModel,
+  type TranslatorSettings,
+} from './model';
 import { snapshotInconsistencies, TranslationMemo } from './resource';
 import {
   AdsServer,
@@ -41,6 +48,9 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_DEBOUNCE_MAX_MS'
   | 'TRELLIS_PROXY_STATUS_INTERVAL_MS'
   | 'TRELLIS_PROXY_STATUS_MAX_WRITES'
+  | 'TRELLIS_ENDPOINT_RETENTION_SECONDS'
+  | 'TRELLIS_ENDPOINT_RETENTION_SHARE'
+  | 'TRELLIS_ENDPOINT_RETENTION_WINDOW_MS'
   | 'TRELLIS_XDS_TLS_CERT_FILE'
   | 'TRELLIS_XDS_TLS_KEY_FILE'
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
@@ -109,10 +119,44 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     grpcHealth.setStatus('envoy.service.discovery.v3.AggregatedDiscoveryService', serving);
   };
 
+  // Endpoints lost to a mass lease expiry (an etcd stall) stay for a grace period.
+  const retention = new EndpointRetention({
+    graceMs: config.TRELLIS_ENDPOINT_RETENTION_SECONDS * 1000,
+    share: config.TRELLIS_ENDPOINT_RETENTION_SHARE,
+    windowMs: config.TRELLIS_ENDPOINT_RETENTION_WINDOW_MS,
+  });
+  /** Services with instance changes since the last rebuild ('all' after a reset). */
+  let instancesChanged: Set<string> | 'all' = 'all';
+  let retentionTimer: NodeJS.Timeout | undefined;
+
+  const observeRetention = (): void => {
+    const changed = instancesChanged;
+    instancesChanged = new Set();
+    const state = watcher.state;
+    const result = retention.observe(state, changed, Date.now());
+    for (const e of result.engaged) {
+      metrics.retentionsEngaged.inc();
+      logger.warn(
+        { service: e.service, expired: e.expired, live: e.live, graceSeconds: config.TRELLIS_ENDPOINT_RETENTION_SECONDS },
+        'most endpoints of a service expired at once (etcd stall?); keeping them for the grace period',
+      );
+    }
+    const retained = retention.list();
+    metrics.retainedEndpoints.set(retained.length);
+    if (result.released > 0) logger.info({ released: result.released, stillRetained: retained.length }, 'retained endpoints released');
+    clearTimeout(retentionTimer);
+    const deadline = retention.nextDeadline();
+    // A grace period ends without any etcd change: rebuild then.
+    if (deadline !== undefined) retentionTimer = setTimeout(() => debouncer.trigger(), Math.max(0, deadline - Date.now()) + 1).unref();
+  };
+
   const rebuild = (firstChangeAt: number, reset: boolean): void => {
     const started = process.hrtime.bigint();
+    observeRetention();
+    const state = watcher.state;
+    const view = { ...state, instances: retention.overlay(state.instances) };
     // The previous model lets unchanged services be reused instead of re-digested.
-    const next = buildMeshModel(watcher.state, settings, reset ? undefined : model);
+    const next = buildMeshModel(view, settings, reset ? undefined : model);
     const affected = reset || !model ? 'all' : servicesAffected(model, next);
     const prev = model;
     model = next;
@@ -148,6 +192,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   );
   watcher.on('update', (update) => {
     if (update.reset) pendingReset = true;
+    if (update.reset) instancesChanged = 'all';
+    else if (instancesChanged !== 'all')
+      for (const c of update.changes) if ((c.kind === 'instance' || c.kind === 'service') && c.service) instancesChanged.add(c.service);
     debouncer.trigger();
   });
   watcher.on('status', ({ live }) => {
@@ -214,6 +261,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     cache,
     ads,
     model: () => model,
+    retained: () => retention.list(),
     xdsAddress: advertise,
     xdsTransport: xdsTransportOf(config),
     logger,
@@ -251,6 +299,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         health.startDraining();
         setServing();
         debouncer.close();
+        clearTimeout(retentionTimer);
         ads.closeAll();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {

@@ -20,6 +20,8 @@ export interface ControlPlaneMetrics {
   cacheBytes: Gauge;
   statusWrites: Counter<'result'>;
   meshRevision: Gauge;
+  retainedEndpoints: Gauge;
+  retentionsEngaged: Counter;
 }
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
@@ -143,5 +145,15 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       registers,
     }),
     meshRevision: new Gauge({ name: `${P}mesh_revision`, help: 'etcd revision of the mesh model being served', registers }),
+    retainedEndpoints: new Gauge({
+      name: `${P}retained_endpoints`,
+      help: 'Endpoints whose lease expired in a mass expiry, still served for the grace period (see /debug/model)',
+      registers,
+    }),
+    retentionsEngaged: new Counter({
+      name: `${P}endpoint_retentions_total`,
+      help: 'Times a service lost most of its endpoints to lease expiry at once and retention kept them',
+      registers,
+    }),
   };
 }

@@ -4,7 +4,7 @@ import { DNS_LABEL } from './records';
 
 export const DEFAULT_PREFIX = '/trellis/';
 
-export type RecordKind = 'service' | 'instance' | 'history' | 'meshSettings' | 'authzKey' | 'proxyStatus' | 'hostClaim';
+export type RecordKind = 'service' | 'instance' | 'deregistration' | 'history' | 'meshSettings' | 'authzKey' | 'proxyStatus' | 'hostClaim';
 
 export interface ParsedKey {
   kind: RecordKind;
@@ -33,6 +33,10 @@ export class KeyLayout {
   instance(service: string, id: string): string {
     return `${this.instancesOf(service)}${segment(id)}`;
   }
+  /** The tombstone of an instance deregistered on purpose (see InstanceDeregistration). */
+  deregistration(service: string, id: string): string {
+    return `${this.deregistrations()}${segment(service)}/${segment(id)}`;
+  }
   history(service: string, generation: number): string {
     return `${this.historyOf(service)}${String(generation).padStart(GENERATION_WIDTH, '0')}`;
   }
@@ -60,6 +64,9 @@ export class KeyLayout {
   instancesOf(service: string): string {
     return `${this.instances()}${segment(service)}/`;
   }
+  deregistrations(): string {
+    return `${this.prefix}deregistered/`;
+  }
   historyOf(service: string): string {
     return `${this.prefix}history/${segment(service)}/`;
   }
@@ -86,6 +93,8 @@ export class KeyLayout {
         return parts.length === 2 && DNS_LABEL.test(parts[1]!) ? { kind: 'service', service: parts[1]! } : undefined;
       case 'instances':
         return parts.length === 3 ? { kind: 'instance', service: parts[1]!, id: parts[2]! } : undefined;
+      case 'deregistered':
+        return parts.length === 3 ? { kind: 'deregistration', service: parts[1]!, id: parts[2]! } : undefined;
       case 'history':
         return parts.length === 3 ? { kind: 'history', service: parts[1]!, id: parts[2]! } : undefined;
       case 'mesh':

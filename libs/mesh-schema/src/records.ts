@@ -358,6 +358,24 @@ export const InstanceRecord = z
 export type InstanceRecord = z.infer<typeof InstanceRecord>;
 export type InstanceRecordInput = z.input<typeof InstanceRecord>;
 
+/**
+ * Stored at `deregistered/<service>/<id>` in the same txn that deletes an
+ * instance on purpose, under a lease of its own (DEREGISTRATION_TTL_SECONDS).
+ * etcd reports a lease expiry and a delete as the same DELETE event; this
+ * tombstone is how readers tell an instance that was taken away from one whose
+ * lease lapsed (the control plane retains endpoints lost to a mass expiry).
+ */
+export const InstanceDeregistration = z
+  .object({
+    service: ServiceName,
+    id: InstanceId,
+    at: z.iso.datetime(),
+  })
+  .strict();
+export type InstanceDeregistration = z.infer<typeof InstanceDeregistration>;
+/** How long a deregistration tombstone lives: longer than any endpoint retention grace period. */
+export const DEREGISTRATION_TTL_SECONDS = 600;
+
 /** Stored at `mesh/settings`: mesh-wide values every component agrees on. */
 export const MeshSettings = z
   .object({

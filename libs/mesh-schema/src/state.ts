@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { decodeValue, type Versioned } from './codec';
 import { InvalidRecordError } from './errors';
 import type { KeyLayout } from './keys';
-import { AuthzPublicKey, InstanceRecord, MeshSettings, ServiceRecord } from './records';
+import { AuthzPublicKey, InstanceDeregistration, InstanceRecord, MeshSettings, ServiceRecord } from './records';
 
 export interface MeshState {
   /** The etcd revision the mirror reflects (snapshot revision, then the last applied event's). */
@@ -14,6 +14,8 @@ export interface MeshState {
   services: Map<string, Versioned<ServiceRecord>>;
   /** service name → instance id → instance. A service with no instances has no entry. */
   instances: Map<string, Map<string, InstanceRecord>>;
+  /** service name → ids with a live deregistration tombstone: deleted on purpose, not expired. */
+  deregistered: Map<string, Set<string>>;
   meshSettings?: MeshSettings;
   authzKeys: Map<string, AuthzPublicKey>;
   /** Keys the mirror holds no value for because what is stored there is unusable, by key. */
@@ -23,8 +25,8 @@ export interface MeshState {
 /** A stored value left out of the mirror, with why; consumers show these beside what they drop themselves. */
 export interface InvalidRecord {
   key: string;
-  kind: 'service' | 'instance' | 'meshSettings' | 'authzKey';
-  /** The service name, `service/id` of an instance, or the kid of an authz key. */
+  kind: 'service' | 'instance' | 'deregistration' | 'meshSettings' | 'authzKey';
+  /** The service name, `service/id` of an instance or its tombstone, or the kid of an authz key. */
   name: string;
   issues: string[];
   modRevision: string;
@@ -55,7 +57,7 @@ export interface KvEvent {
 export type InvalidRecordHandler = (record: InvalidRecord) => void;
 
 export function emptyMeshState(revision = '0'): MeshState {
-  return { revision, services: new Map(), instances: new Map(), authzKeys: new Map(), invalid: new Map() };
+  return { revision, services: new Map(), instances: new Map(), deregistered: new Map(), authzKeys: new Map(), invalid: new Map() };
 }
 
 /** Builds a mirror from every key of a consistent snapshot. */
@@ -78,7 +80,8 @@ export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, o
   const wasInvalid = state.invalid.delete(ev.key);
   const found: InvalidRecord[] = [];
   const record = (error: InvalidRecordError) => {
-    const name = kind === 'instance' ? `${parsed.service}/${parsed.id}` : (parsed.service ?? parsed.id ?? kind);
+    const name =
+      kind === 'instance' || kind === 'deregistration' ? `${parsed.service}/${parsed.id}` : (parsed.service ?? parsed.id ?? kind);
     const invalid: InvalidRecord = { key: ev.key, kind, name, issues: error.issues, modRevision: ev.modRevision };
     state.invalid.set(ev.key, invalid);
     found.push(invalid);
@@ -90,7 +93,7 @@ export function applyKvEvent(state: MeshState, layout: KeyLayout, ev: KvEvent, o
 }
 
 type MirroredKind = InvalidRecord['kind'];
-const MIRRORED: ReadonlySet<string> = new Set<MirroredKind>(['service', 'instance', 'meshSettings', 'authzKey']);
+const MIRRORED: ReadonlySet<string> = new Set<MirroredKind>(['service', 'instance', 'deregistration', 'meshSettings', 'authzKey']);
 function isMirrored(kind: string): kind is MirroredKind {
   return MIRRORED.has(kind);
 }
@@ -129,6 +132,30 @@ function applyValue(
         state.instances.delete(service);
       }
       return value || had ? { kind: 'instance', type: value ? 'put' : 'delete', service, id, modRevision } : undefined;
+    }
+    case 'deregistration': {
+      // Tombstones change no record the model reads; they only say why an instance left.
+      const service = parsed.service!;
+      const id = parsed.id!;
+      const value =
+        ev.type === 'put'
+          ? decodeOwned(
+              InstanceDeregistration,
+              ev,
+              onInvalid,
+              (r) => r.service === service && r.id === id,
+              'service and id must match the key',
+            )
+          : undefined;
+      const ids = state.deregistered.get(service);
+      if (value) {
+        if (ids) ids.add(id);
+        else state.deregistered.set(service, new Set([id]));
+      } else if (ids) {
+        ids.delete(id);
+        if (ids.size === 0) state.deregistered.delete(service);
+      }
+      return undefined;
     }
     case 'meshSettings': {
       const value = ev.type === 'put' ? decodeOwned(MeshSettings, ev, onInvalid) : undefined;

@@ -10,8 +10,10 @@ import type { KeyLayout } from './keys';
 import {
   AuthzPublicKey,
   dependencySince,
+  DEREGISTRATION_TTL_SECONDS,
   HistoryEntry,
   HostClaim,
+  InstanceDeregistration,
   InstanceRecord,
   MeshSettings,
   ProxyStatus,
@@ -246,8 +248,17 @@ export class MeshStore {
     const lease = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
     let previousLease: string | undefined;
     try {
-      const res = await this.client.kv.put({ key: Buffer.from(key), value: record.bytes, lease: lease.ID, prev_kv: true });
-      previousLease = res.prev_kv?.lease;
+      // The tombstone of an earlier deregistration goes with it: this registration's
+      // lease may lapse later, and that must read as an expiry, not a deregistration.
+      const res = await this.client.kv.txn({
+        compare: [],
+        success: [
+          { request_put: { key: Buffer.from(key), value: record.bytes, lease: lease.ID, prev_kv: true } },
+          { request_delete_range: { key: Buffer.from(this.layout.deregistration(valid.service, valid.id)) } },
+        ],
+        failure: [],
+      });
+      previousLease = res.responses[0]?.response_put?.prev_kv?.lease;
     } catch (err) {
       await this.revokeLease(lease.ID);
       throw err;
@@ -287,11 +298,32 @@ export class MeshStore {
     throw new Error(`instance "${service}/${id}": gave up after ${MAX_RACE_RETRIES} conflicting writes`);
   }
 
-  /** Deletes the instance and revokes its lease; false when it was already gone. */
+  /**
+   * Deletes the instance and revokes its lease; false when it was already gone.
+   * The delete commits with a tombstone (`deregistered/<service>/<id>`, own lease)
+   * so readers can tell it from a lease expiry, which etcd reports the same way.
+   */
   async deregisterInstance(service: string, id: string): Promise<boolean> {
-    const res = await this.client.kv.deleteRange({ key: Buffer.from(this.layout.instance(service, id)), prev_kv: true });
-    const prev = res.prev_kvs[0];
-    if (!prev) return false;
+    const key = this.layout.instance(service, id);
+    const tombstoneKey = this.layout.deregistration(service, id);
+    const tombstone = encodeValue(InstanceDeregistration, tombstoneKey, { service, id, at: this.now().toISOString() });
+    const lease = await this.client.leaseClient.leaseGrant({ TTL: DEREGISTRATION_TTL_SECONDS });
+    let prev: IKeyValue | undefined;
+    try {
+      const res = await this.client.kv.txn({
+        compare: [{ key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 }],
+        success: [{ request_delete_range: { key: Buffer.from(key), prev_kv: true } }, put(tombstoneKey, tombstone.bytes, lease.ID)],
+        failure: [],
+      });
+      prev = res.succeeded ? res.responses[0]?.response_delete_range?.prev_kvs[0] : undefined;
+    } catch (err) {
+      await this.revokeLease(lease.ID);
+      throw err;
+    }
+    if (!prev) {
+      await this.revokeLease(lease.ID);
+      return false;
+    }
     if (prev.lease !== '0') await this.revokeLease(prev.lease);
     return true;
   }

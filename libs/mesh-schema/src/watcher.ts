@@ -136,7 +136,9 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     const first = await rangePrefix(this.client, this.layout.services());
     const revision = first.revision;
     const rest = await Promise.all(
-      [this.layout.instances(), this.layout.meshSettings(), this.layout.authzKeys()].map((p) => rangePrefix(this.client, p, revision)),
+      [this.layout.instances(), this.layout.deregistrations(), this.layout.meshSettings(), this.layout.authzKeys()].map((p) =>
+        rangePrefix(this.client, p, revision),
+      ),
     );
     const kvs: KvEvent[] = [first, ...rest].flatMap((r) =>
       r.kvs.map((kv) => ({

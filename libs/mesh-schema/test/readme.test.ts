@@ -15,6 +15,7 @@ const kindOf: Record<string, string> = {
   ServiceRecord: 'service',
   HistoryEntry: 'history',
   InstanceRecord: 'instance',
+  InstanceDeregistration: 'deregistration',
   MeshSettings: 'meshSettings',
   AuthzPublicKey: 'authzKey',
   ProxyStatus: 'proxyStatus',

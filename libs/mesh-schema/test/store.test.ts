@@ -192,6 +192,19 @@ describe('instances', () => {
     expect(await store.deregisterInstance('ship', 'vm-1')).toBe(false);
   });
 
+  it('leaves a tombstone under its own lease when deregistering, and registering again removes it', async () => {
+    await store.registerInstance(anInstance('ship', 'vm-3'), 30);
+    expect(await store.deregisterInstance('ship', 'vm-3')).toBe(true);
+    const tombstone = await client.kv.range({ key: Buffer.from(layout.deregistration('ship', 'vm-3')) });
+    expect(JSON.parse(tombstone.kvs[0]!.value.toString())).toMatchObject({ service: 'ship', id: 'vm-3' });
+    const ttl = Number((await client.leaseClient.leaseTimeToLive({ ID: tombstone.kvs[0]!.lease })).TTL);
+    expect(ttl).toBeGreaterThan(60); // outlives any endpoint retention grace period
+    // A lease expiry of the next registration must not read as a deregistration.
+    await store.registerInstance(anInstance('ship', 'vm-3'), 30);
+    expect((await client.kv.range({ key: Buffer.from(layout.deregistration('ship', 'vm-3')) })).kvs).toEqual([]);
+    await store.deregisterInstance('ship', 'vm-3');
+  });
+
   it('moves a re-registered instance to its new lease and revokes the old one', async () => {
     const first = await store.registerInstance(anInstance('ship', 'vm-2'), 30);
     const second = await store.registerInstance(anInstance('ship', 'vm-2', { port: 9090 }), 30);

@@ -137,6 +137,21 @@ it('loads a snapshot, then emits every change once and in order', async () => {
   expect(w.watcher.state).toEqual(await freshState());
 });
 
+it('mirrors deregistration tombstones, so a deleted instance can be told from an expired one', async () => {
+  const w = watch();
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  await store.createService(aService('tomb'), 'a');
+  await store.registerInstance(anInstance('tomb', 'gone'), 30);
+  await store.registerInstance(anInstance('tomb', 'stays', { address: '10.0.0.9' }), 30);
+  await store.deregisterInstance('tomb', 'gone');
+  await eventually('the delete', () => w.changes().some((c) => c.kind === 'instance' && c.type === 'delete' && c.id === 'gone'));
+  expect([...(w.watcher.state.deregistered.get('tomb') ?? [])]).toEqual(['gone']);
+  expect((await freshState()).deregistered).toEqual(w.watcher.state.deregistered);
+  await store.registerInstance(anInstance('tomb', 'gone'), 30);
+  await eventually('the tombstone removed', () => !w.watcher.state.deregistered.has('tomb'));
+});
+
 it('ignores history and proxy keys, and skips invalid values without stopping', async () => {
   const w = watch();
   await w.watcher.whenReady();

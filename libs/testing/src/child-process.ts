@@ -72,6 +72,11 @@ export class ManagedProcess {
     if (child.pid !== undefined) watchOverParent(child);
   }
 
+  /** Sends `signal` (SIGSTOP/SIGCONT freeze and thaw it); false when it is not running. */
+  signal(signal: NodeJS.Signals): boolean {
+    return this.child?.kill(signal) ?? false;
+  }
+
   /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
   async stop(graceMs = 5_000): Promise<void> {
     const child = this.child;

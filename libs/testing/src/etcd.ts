@@ -32,6 +32,13 @@ export interface TestEtcd {
   /** Starts a stopped server again on the same port with the same data. */
   start(): Promise<void>;
   restart(): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP) as a stalled disk or a paused VM would: its
+   * sockets stay open and nothing answers. `resume()` (SIGCONT) thaws it; then
+   * every lease whose TTL passed meanwhile expires at once.
+   */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   /** Closes clients, deletes this suite's keys or the whole server and its data. */
   close(): Promise<void>;
 }
@@ -122,6 +129,8 @@ function unownedEtcd(
     stop: unsupported('stop()', why),
     start: unsupported('start()', why),
     restart: unsupported('restart()', why),
+    pause: unsupported('pause()', why),
+    resume: unsupported('resume()', why),
     close: () => close(base),
   };
 }
@@ -201,8 +210,15 @@ async function localEtcd(prefix: string, startTimeoutMs: number): Promise<TestEt
       await proc.stop();
       await start();
     },
+    async pause() {
+      if (!proc.signal('SIGSTOP')) throw new Error('etcd is not running');
+    },
+    async resume() {
+      if (!proc.signal('SIGCONT')) throw new Error('etcd is not running');
+    },
     async close() {
       base.closeClients();
+      proc.signal('SIGCONT'); // a frozen process would not act on SIGTERM until thawed
       await proc.stop();
       await rm(dataDir, { recursive: true, force: true });
     },

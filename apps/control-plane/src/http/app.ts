@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import { ServiceName } from '@trellis/mesh-schema';
 import { opsRouter, type Health, type Logger } from '@trellis/runtime';
 import type { ProxyKind } from '../resource';
-import type { MeshModel } from '../model';
+import type { MeshModel, RetainedEndpoint } from '../model';
 import type { AdsServer } from '../xds/ads-server';
 import type { SnapshotCache } from '../xds/snapshot-cache';
 import { bootstrapHandler, type XdsTransport } from './bootstrap-route';
@@ -19,6 +19,8 @@ export interface HttpAppDeps {
   cache: SnapshotCache<MeshModel>;
   ads: AdsServer;
   model: () => MeshModel | undefined;
+  /** Endpoints kept after a mass lease expiry (shown with the model). */
+  retained?: () => RetainedEndpoint[];
   /** Where sidecars reach the xDS port (for rendered bootstraps). */
   xdsAddress: { host: string; port: number };
   /** How rendered bootstraps reach xDS: TLS (with client certificates), or an xDS token placeholder. */
@@ -69,7 +71,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.get('/debug/model', (_req: Request, res: Response) => {
     const model = deps.model();
     if (!model) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
-    res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped });
+    res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped, retained: deps.retained?.() ?? [] });
   });
 
   app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddress: deps.xdsAddress, transport: deps.xdsTransport }));

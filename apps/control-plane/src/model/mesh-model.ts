@@ -96,7 +96,7 @@ export interface MeshTokens {
 }
 
 export interface DroppedInput {
-  kind: 'service' | 'dependency' | 'instance' | 'authzKey' | 'meshSettings' | 'trafficSplit';
+  kind: 'service' | 'dependency' | 'instance' | 'deregistration' | 'authzKey' | 'meshSettings' | 'trafficSplit';
   name: string;
   reason: string;
 }
