@@ -34,13 +34,28 @@ describe('Delta ADS', () => {
     expect(second.removedResources).toEqual(['c']);
   });
 
-  it('sends nothing to a reconnecting client whose initial_resource_versions are current', async () => {
+  it('sends nothing new to a reconnecting client whose initial_resource_versions are current: one empty answer', async () => {
     client.send({
       node: testNode('a'),
       typeUrl: TypeUrl.Cluster,
       initialResourceVersions: { b: resourceVersion(makeCluster('b')), c: resourceVersion(makeCluster('c')) },
     });
+    const answer = await client.next();
+    expect(answer).toMatchObject({ resources: [], removedResources: [] });
+    client.send({ typeUrl: TypeUrl.Cluster, responseNonce: answer.nonce });
     expect(await client.drain(400)).toEqual([]);
+  });
+
+  it('answers the first request of each type even when there is nothing to send, then only changes', async () => {
+    client.send({ node: testNode('nobody'), typeUrl: TypeUrl.Cluster });
+    const cds = await client.next();
+    expect(cds).toMatchObject({ typeUrl: TypeUrl.Cluster, resources: [], removedResources: [] });
+    client.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
+    client.send({ typeUrl: TypeUrl.Listener });
+    const lds = await client.next();
+    expect(lds).toMatchObject({ typeUrl: TypeUrl.Listener, resources: [], removedResources: [] });
+    client.send({ typeUrl: TypeUrl.Listener, responseNonce: lds.nonce });
+    expect(await client.drain()).toEqual([]);
   });
 
   it('does not resend a NACKed resource version; the next content change goes out', async () => {

@@ -117,6 +117,33 @@ describe('control plane over etcd', () => {
     }
   });
 
+  it('answers the first Delta CDS and LDS request of a sidecar whose service has no dependencies, at once', async () => {
+    // What Envoy does at start on a Delta ADS stream: wildcard CDS, and LDS only once CDS is
+    // answered (its cluster manager initialises first); without an answer it waits out
+    // initial_fetch_timeout (15 s) per type. Service c calls nothing: no cluster at all.
+    const delta = AdsTestClient.open(h.xdsAddress, 'delta');
+    try {
+      delta.send({ node: testNode('c', 'c-envoy-delta'), typeUrl: TypeUrl.Cluster });
+      const cds = await delta.next(10_000);
+      expect(cds).toMatchObject({ typeUrl: TypeUrl.Cluster, resources: [], removedResources: [] });
+      expect(cds.nonce).not.toBe('');
+      delta.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
+      delta.send({ typeUrl: TypeUrl.Listener });
+      const lds = await delta.next(10_000);
+      expect(lds.typeUrl).toBe(TypeUrl.Listener);
+      expect(lds.resources.map((r) => r.name)).toEqual(['inbound|c']);
+      delta.send({ typeUrl: TypeUrl.Listener, responseNonce: lds.nonce });
+      delta.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNamesSubscribe: ['inbound|c'] });
+      const rds = await delta.next(10_000);
+      expect(rds.resources.map((r) => r.name)).toEqual(['inbound|c']);
+      delta.send({ typeUrl: TypeUrl.RouteConfiguration, responseNonce: rds.nonce });
+      // Answered once; an ACKed empty type stays quiet.
+      expect(await delta.drain(500)).toEqual([]);
+    } finally {
+      delta.close();
+    }
+  });
+
   it('sent only resources that decode with the generated types and satisfy validate.rules', () => {
     expect(h.emitted.checked).toBeGreaterThan(3);
     expect(h.emitted.problems).toEqual([]);

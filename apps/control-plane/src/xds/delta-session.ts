@@ -43,6 +43,13 @@ interface TypeState {
   /** Names to send even though the client holds their current version (see the header). */
   resend: Set<string>;
   pending: Pending | undefined;
+  /**
+   * A response of this type went out on this stream. Envoy does not finish
+   * initialising until it has an answer to its first CDS and LDS requests, so the
+   * first request is answered even when there is nothing to send (as
+   * go-control-plane does); later, an empty diff sends nothing.
+   */
+  answered: boolean;
   ackedAt?: number;
 }
 
@@ -101,6 +108,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
         toldMissing: new Set(),
         resend: new Set(),
         pending: undefined,
+        answered: false,
       };
       this.types.set(typeUrl, state);
     }
@@ -143,7 +151,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
     const state = this.types.get(typeUrl);
     if (!state || state.pending) return;
     const changes = this.changes(typeUrl, state, snapshot);
-    if (changes.upserts.length === 0 && changes.removals.length === 0) return;
+    if (state.answered && changes.upserts.length === 0 && changes.removals.length === 0) return;
     this.respond(typeUrl, state, changes, snapshot);
   }
 
@@ -154,6 +162,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
     for (const name of changes.removals) if (!state.client.has(name)) state.toldMissing.add(name);
     // Every resend that could go out is in this response; the others were rejected versions.
     state.resend.clear();
+    state.answered = true;
     state.pending = {
       nonce,
       upserts,
