@@ -5,8 +5,8 @@ import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
 import { MeshTokenClient } from '@trellis/sdk-node';
 import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { HopClient, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -250,6 +250,23 @@ describe('north-south', () => {
       expect(refused.httpResponse?.$case).toBe('deniedResponse');
     }
   });
+});
+
+// promtool comes from Debian's prometheus package (tools/setup/ensure-system-deps.mjs installs it).
+const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((path) => existsSync(path));
+(promtool ? describe : describe.skip)('metrics (skipped where promtool is not installed)', () => {
+  it.each(['registry', 'control-plane', 'authz'] as const)(
+    "%s's /metrics passes promtool check metrics, with the standard process metrics",
+    async (app) => {
+      const url = { registry: mesh.registryUrl, 'control-plane': mesh.controlPlane.httpUrl, authz: mesh.authz.httpUrl }[app];
+      const text = await (await fetch(`${url}/metrics`)).text();
+      expect(text).toMatch(/^process_cpu_seconds_total \d/m);
+      expect(text).toMatch(/^nodejs_heap_size_used_bytes \d/m);
+      expect(text).toMatch(new RegExp(`^trellis_${app.replace('-', '_')}_\\w+`, 'm'));
+      const checked = spawnSync(promtool!, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      expect(checked.status === 0 ? 'ok' : `${checked.stdout}${checked.stderr}`).toBe('ok');
+    },
+  );
 });
 
 /** Processes (pid → command line) whose environment carries `marker`: everything one `npm start` started, however detached. */
