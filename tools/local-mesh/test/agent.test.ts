@@ -1,0 +1,251 @@
+// `trellis agent` end to end against the real local mesh (etcd, registry, control
+// plane, authz as processes): a plain gRPC app with no SDK runs under the agent, and a
+// proxyless grpc-js-xds caller calls it 25 times a second through the mesh. Short TTLs
+// and generous deadlines; nothing here asserts how long anything took.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeDemoCredentials, type DemoCredentials } from '../src/demo/demo';
+import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from '../src/mesh';
+import { freePort } from '../src/ports';
+import { startProcess, type ManagedProcess } from '../src/processes';
+
+jest.setTimeout(180_000);
+
+interface CallWindow {
+  ok: number;
+  failed: number;
+  instances: Record<string, number>;
+  errors: string[];
+}
+
+let dataDir: string;
+let outDir: string;
+let mesh: LocalMesh;
+let creds: DemoCredentials;
+let caller: ManagedProcess;
+const windows: CallWindow[] = [];
+const agents = new Map<string, ManagedProcess>();
+const verbose = process.env['E2E_VERBOSE'] ? (name: string, line: string) => process.stdout.write(`[${name}] ${line}\n`) : () => undefined;
+
+async function eventually<T>(what: string, attempt: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await attempt().catch(() => undefined);
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms\n${recentOutput()}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function recentOutput(): string {
+  return [...mesh.processes, caller, ...agents.values()]
+    .filter(Boolean)
+    .map((p) => `--- ${p.name}\n${p.recentOutput.slice(-10).join('\n')}`)
+    .join('\n');
+}
+
+async function registryPut(path: string, body: unknown): Promise<void> {
+  const res = await fetch(`${mesh.registryUrl}${path}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${mesh.adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`PUT ${path}: ${res.status} ${await res.text()}`);
+}
+
+async function instances(): Promise<Array<{ id: string; drainingSince?: string }>> {
+  const res = await fetch(`${mesh.registryUrl}/api/v1/services/echo/instances`, { signal: AbortSignal.timeout(5_000) });
+  return ((await res.json()) as { items: Array<{ id: string; drainingSince?: string }> }).items;
+}
+
+const hasInstance = async (id: string) => (await instances()).some((i) => i.id === id);
+
+/** Calls answered by `instance` in the caller windows from `since` on. */
+const answeredBy = (instance: string, since: number) => windows.slice(since).some((w) => (w.instances[instance] ?? 0) > 0);
+
+async function startAgent(id: string, unhealthyFile: string): Promise<ManagedProcess> {
+  const port = await freePort();
+  const agent = startProcess({
+    name: id,
+    command: process.execPath,
+    args: [
+      join(WORKSPACE_ROOT, 'dist/apps/cli/main.js'),
+      'agent',
+      '--service=echo',
+      `--instance-id=${id}`,
+      '--address=127.0.0.1',
+      `--port=${port}`,
+      '--zone=local',
+      `--health-check=grpc://127.0.0.1:${port}`,
+      '--health-interval=500ms',
+      '--failure-threshold=2',
+      '--ttl=5',
+      '--drain=5s',
+      '--http-host=127.0.0.1',
+      '--http-port=0',
+      '--',
+      process.execPath,
+      join(outDir, 'plain-app.js'),
+    ],
+    env: {
+      TRELLIS_REGISTRY_URL: mesh.registryUrl,
+      TRELLIS_SERVICE_SECRET: creds.secrets.get('echo')!,
+      PLAIN_APP_SERVICE: 'echo',
+      PLAIN_APP_INSTANCE: id,
+      PLAIN_APP_PORT: String(port),
+      PLAIN_APP_UNHEALTHY_FILE: unhealthyFile,
+    },
+    onLine: verbose,
+  });
+  agents.set(id, agent);
+  return agent;
+}
+
+/** The app the agent started (its pid is in the agent's log), killed in afterAll if still running. */
+const appPids: number[] = [];
+async function appPidOf(agent: ManagedProcess): Promise<number> {
+  const line = await agent.waitForLine(/"msg":"started the app"/, 30_000);
+  const pid = (JSON.parse(line) as { pid: number }).pid;
+  appPids.push(pid);
+  return pid;
+}
+
+beforeAll(async () => {
+  for (const app of ['registry', 'control-plane', 'authz', 'cli']) {
+    execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
+  }
+  outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
+    .toString()
+    .trim();
+  dataDir = mkdtempSync(join(tmpdir(), 'trellis-agent-e2e-'));
+  const services = [
+    { name: 'echo', team: 'echo', dependencies: [], instances: 0 },
+    { name: 'caller', team: 'echo', dependencies: ['echo'], instances: 0 },
+  ];
+  creds = writeDemoCredentials(dataDir, services);
+  mesh = await startLocalMesh({ dataDir, preferConventionalPorts: false, onLine: verbose, serviceCredentials: creds.file });
+  for (const s of services) {
+    await registryPut(`/api/v1/services/${s.name}`, {
+      name: s.name,
+      team: s.team,
+      protocol: 'grpc',
+      port: 50051,
+      dependencies: s.dependencies.map((service) => ({ service })),
+    });
+  }
+  caller = startProcess({
+    name: 'caller',
+    command: process.execPath,
+    args: [join(outDir, 'proxyless-caller.js')],
+    env: { CALLER_SERVICE: 'caller', CALLER_TARGET: 'echo', CALLER_RATE: '25', TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress },
+    onLine: (name, line) => {
+      verbose(name, line);
+      if (line.includes('"msg":"calls"')) windows.push(JSON.parse(line) as CallWindow);
+    },
+  });
+});
+
+afterAll(async () => {
+  await Promise.all([...agents.values()].map((a) => a.stop()));
+  for (const pid of appPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await caller?.stop();
+  await mesh?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('trellis agent', () => {
+  let echo1: ManagedProcess;
+  let unhealthy1: string;
+
+  it('registers the instance only once its health check passes; proxyless calls then reach it', async () => {
+    unhealthy1 = join(dataDir, 'echo-1.unhealthy');
+    writeFileSync(unhealthy1, '');
+    echo1 = await startAgent('echo-1', unhealthy1);
+    await appPidOf(echo1);
+    await echo1.waitForLine(/does not pass its health check yet/, 30_000);
+    expect(await hasInstance('echo-1')).toBe(false);
+
+    unlinkSync(unhealthy1);
+    await eventually('echo-1 registered', () => hasInstance('echo-1'));
+    const since = windows.length;
+    await eventually('the caller reaches echo-1', async () => answeredBy('echo-1', since));
+  });
+
+  it('withdraws the instance when its health check fails and registers it again when it recovers', async () => {
+    writeFileSync(unhealthy1, '');
+    await eventually('echo-1 withdrawn', async () => !(await hasInstance('echo-1')));
+    expect(echo1.child.exitCode).toBeNull();
+
+    unlinkSync(unhealthy1);
+    await eventually('echo-1 registered again', () => hasInstance('echo-1'));
+    const since = windows.length;
+    await eventually('the caller reaches echo-1 again', async () => answeredBy('echo-1', since));
+  });
+
+  it('drains on SIGTERM under steady traffic: not one call fails, then the instance is gone and the agent exits 0', async () => {
+    const echo2 = await startAgent('echo-2', join(dataDir, 'echo-2.unhealthy'));
+    await appPidOf(echo2);
+    await eventually('echo-2 registered', () => hasInstance('echo-2'));
+    let since = windows.length;
+    await eventually('the caller reaches both instances', async () => answeredBy('echo-1', since) && answeredBy('echo-2', since));
+
+    since = windows.length;
+    let sawDraining = false;
+    const watchDraining = setInterval(() => {
+      void instances().then(
+        (items) => (sawDraining ||= items.some((i) => i.id === 'echo-1' && i.drainingSince)),
+        () => undefined,
+      );
+    }, 200);
+    echo1.child.kill('SIGTERM');
+    const code = await echo1.exited;
+    clearInterval(watchDraining);
+    expect(code).toBe(0);
+    expect(sawDraining).toBe(true);
+    expect(await hasInstance('echo-1')).toBe(false);
+    // Two more whole windows after the app stopped.
+    const end = windows.length + 2;
+    await eventually('two more call windows', async () => windows.length >= end);
+
+    const during = windows.slice(since);
+    const calls = during.reduce((sum, w) => sum + w.ok + w.failed, 0);
+    const failed = during.reduce((sum, w) => sum + w.failed, 0);
+    process.stdout.write(`[agent-e2e] SIGTERM under load: ${calls} calls over ${during.length} s, ${failed} failed\n`);
+    expect(during.flatMap((w) => w.errors)).toEqual([]);
+    expect(failed).toBe(0);
+    expect(calls).toBeGreaterThan(0);
+  });
+
+  it('an agent killed with SIGKILL leaves no instance behind once its lease runs out', async () => {
+    const echo2 = agents.get('echo-2')!;
+    echo2.child.kill('SIGKILL');
+    await echo2.exited;
+    await eventually('echo-2 gone (its 5 s lease expired)', async () => !(await hasInstance('echo-2')));
+  });
+
+  it('keeps running while etcd is stopped for 30 s, and the instance is registered again once etcd is back', async () => {
+    const echo3 = await startAgent('echo-3', join(dataDir, 'echo-3.unhealthy'));
+    await appPidOf(echo3);
+    await eventually('echo-3 registered', () => hasInstance('echo-3'));
+
+    const etcd = mesh.processes.find((p) => p.name === 'etcd')!;
+    etcd.child.kill('SIGSTOP');
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 30_000));
+      expect(echo3.child.exitCode).toBeNull();
+    } finally {
+      etcd.child.kill('SIGCONT');
+    }
+    await echo3.waitForLine(/registry unreachable; retrying|the registry refused/, 5_000);
+    await eventually('echo-3 registered after the outage', () => hasInstance('echo-3'), 90_000);
+    expect(echo3.child.exitCode).toBeNull();
+  });
+});
