@@ -1,9 +1,8 @@
 // startAuthz: the whole service wired together — embeddable, so tests start it
 // on port 0 against real etcd and Redis, and main.ts only reads config.
 import type { Server as HttpServer } from 'node:http';
-import type { Etcd3 } from 'etcd3';
 import type { Registry } from 'prom-client';
-import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials } from '@trellis/mesh-schema';
+import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
 import { ConfigError, createMetricsRegistry, Health, type Logger, type ShutdownStep } from '@trellis/runtime';
 import { caSourceFromConfig, ReloadingCa } from './ca/ca-source';
@@ -28,7 +27,7 @@ export interface AuthzDeps {
   config: AuthzConfig;
   logger: Logger;
   /** The caller owns the client and closes it after `close()`. */
-  etcd: Etcd3;
+  etcd: EtcdClient;
   /** Keys to sign with instead of reading them from the configured source (tests). */
   signingKeys?: () => Promise<SigningKey[]>;
   /** Overrides for the Cloudflare Access verifier (tests shorten the refetch cooldown). */

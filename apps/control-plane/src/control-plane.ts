@@ -4,10 +4,9 @@
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { Server as GrpcServer } from '@grpc/grpc-js';
-import type { Etcd3 } from 'etcd3';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Registry } from 'prom-client';
-import { MeshStore, MeshWatcher, type KeyLayout } from '@trellis/mesh-schema';
+import { MeshStore, MeshWatcher, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import { createMetricsRegistry, Health, type Logger } from '@trellis/runtime';
 import type { ControlPlaneConfig } from './config';
 import { Debouncer } from './debounce';
@@ -58,7 +57,7 @@ export type ControlPlaneOptions = Pick<
 
 export interface ControlPlaneDeps {
   config: ControlPlaneOptions;
-  etcd: Etcd3;
+  etcd: EtcdClient;
   layout: KeyLayout;
   logger: Logger;
   registry?: Registry;

@@ -1,12 +1,12 @@
 // Readiness: the registry is ready when etcd answers.
-import type { Etcd3 } from 'etcd3';
+import { etcdStatus, type EtcdClient } from '@trellis/mesh-schema';
 import type { Health, Logger } from '@trellis/runtime';
 import type { RegistryMetrics } from './metrics';
 
-export function addEtcdReadiness(health: Health, etcd: Etcd3, metrics: RegistryMetrics, logger: Logger): void {
+export function addEtcdReadiness(health: Health, etcd: EtcdClient, metrics: RegistryMetrics, logger: Logger): void {
   health.addCheck('etcd', async () => {
     try {
-      await etcd.maintenance.status();
+      await etcdStatus(etcd);
       return true;
     } catch (err) {
       metrics.etcdErrors.inc({ operation: 'status' });

@@ -6,8 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import type { Etcd3 } from 'etcd3';
-import { KeyLayout, MeshStore, ServiceCredentials } from '@trellis/mesh-schema';
+import { KeyLayout, MeshStore, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
 import { createLogger, createMetricsRegistry, Health } from '@trellis/runtime';
 import { startEtcd } from '@trellis/testing';
 import type { TestEtcd } from '@trellis/testing';
@@ -34,7 +33,7 @@ export function serviceCredential(service: string, secret = SERVICE_SECRETS[serv
 export interface TestRegistry {
   url: string;
   etcd: TestEtcd;
-  client: Etcd3;
+  client: EtcdClient;
   layout: KeyLayout;
   store: MeshStore;
   /** A team JWT signed by the key the JWKS endpoint serves. */

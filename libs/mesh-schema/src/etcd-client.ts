@@ -129,3 +129,28 @@ export async function rangePrefix(
   }
   return { revision: atRevision, kvs };
 }
+
+/**
+ * The etcd client the apps hold and pass around. Only this library calls etcd
+ * (store, watcher, leases, readiness); lint keeps `etcd3` out of every other project.
+ */
+export type EtcdClient = Etcd3;
+
+/** A lease that keeps itself alive in the background until revoked. */
+export interface KeptAliveLease {
+  /** Resolves with the lease id once etcd granted it. */
+  grant(): Promise<string>;
+  revoke(): Promise<void>;
+  /** etcd forgot the lease (for example after a long outage): whatever it held is gone. */
+  on(event: 'lost', listener: (err: Error) => void): unknown;
+}
+
+/** A replica's lease: what is written under it disappears when the replica stops renewing it. */
+export function keptAliveLease(client: EtcdClient, ttlSeconds: number): KeptAliveLease {
+  return client.lease(ttlSeconds, { autoKeepAlive: true });
+}
+
+/** Resolves when etcd answers a status call; rejects with the reason otherwise (readiness checks). */
+export async function etcdStatus(client: EtcdClient): Promise<void> {
+  await client.maintenance.status();
+}

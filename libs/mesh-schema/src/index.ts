@@ -3,7 +3,18 @@ export * from './records';
 export * from './keys';
 export * from './errors';
 export { type Versioned, describeIssues } from './codec';
-export { connectEtcd, etcdOptionsFromEnv, prefixEnd, rangePrefix, RANGE_PAGE_SIZE, type EtcdConnectionOptions } from './etcd-client';
+export {
+  connectEtcd,
+  etcdOptionsFromEnv,
+  etcdStatus,
+  keptAliveLease,
+  prefixEnd,
+  rangePrefix,
+  RANGE_PAGE_SIZE,
+  type EtcdClient,
+  type EtcdConnectionOptions,
+  type KeptAliveLease,
+} from './etcd-client';
 export { MeshStore, type MeshStoreOptions, type RegisterInstanceInput, type UpdateServiceOptions } from './store';
 export {
   applyKvEvent,

@@ -3,6 +3,10 @@
 // set a variable the app does not know fail a test instead of being silently ignored.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+// Apps are imported only through the entry points eslint.config.mjs lists for tools.
+import { loadAuthzConfig } from '../../../apps/authz/src/config';
+import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
+import { loadRegistryConfig } from '../../../apps/registry/src/config';
 import { type AppName, WORKSPACE_ROOT, readWorkspaceFile } from './workspace';
 
 const VARIABLE_KEY = /^\s*(TRELLIS_[A-Z0-9_]+)\s*:/gm;
@@ -27,20 +31,15 @@ export function mentionedVariables(text: string): Set<string> {
   return new Set(text.match(/\bTRELLIS_[A-Z0-9_]+/g) ?? []);
 }
 
-/**
- * Runs the app's own config loader (`load…Config` in apps/<app>/src/config.ts) on
- * `env`, so deploy files are checked with the very schema the app starts with. The
- * path is computed: this project reads the apps' sources, it does not depend on them.
- */
+/** Each app's own config loader: deploy files are checked with the very schema the app starts with. */
+const CONFIG_LOADERS: Record<AppName, (env: NodeJS.ProcessEnv) => unknown> = {
+  registry: loadRegistryConfig,
+  'control-plane': loadControlPlaneConfig,
+  authz: loadAuthzConfig,
+};
+
 export function loadAppConfig(app: AppName, env: Record<string, string>): unknown {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a module chosen at run time
-  const config = require(join(WORKSPACE_ROOT, 'apps', app, 'src/config.ts')) as Record<string, unknown>;
-  const loaders = Object.entries(config).filter(([name, value]) => /^load\w*Config$/.test(name) && typeof value === 'function');
-  if (loaders.length !== 1)
-    throw new Error(
-      `apps/${app}/src/config.ts should export one load…Config function, found ${loaders.map(([n]) => n).join(', ') || 'none'}`,
-    );
-  return (loaders[0]![1] as (source: NodeJS.ProcessEnv) => unknown)(env);
+  return CONFIG_LOADERS[app](env);
 }
 
 /** `KEY=value` lines of an env file (systemd EnvironmentFile= syntax, without quoting), comments skipped. */

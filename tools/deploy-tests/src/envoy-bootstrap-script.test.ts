@@ -9,14 +9,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { renderBootstrap } from '../../../apps/control-plane/src/bootstrap';
 import { WORKSPACE_ROOT } from './workspace';
-
-type Render = (input: Record<string, unknown>, format?: 'yaml' | 'json') => string;
-// The renderer is read by path: this project checks the apps' outputs without depending on them.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { renderBootstrap } = require(join(WORKSPACE_ROOT, 'apps/control-plane/src/bootstrap/render-bootstrap.ts')) as {
-  renderBootstrap: Render;
-};
 
 const SCRIPT = join(WORKSPACE_ROOT, 'deploy/systemd/trellis-envoy-bootstrap');
 

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { appVariables, loadAppConfig, mentionedVariables, parseEnvFile } from './app-env';
 import { createVerifyRoot, exposureLevel, systemdAnalyze, verifyUnit, type VerifyRoot } from './systemd-analyze';
 import { directiveValues, executables, parseUnit } from './systemd-unit';
-import { APPS, DEPLOY_DIR, WORKSPACE_ROOT } from './workspace';
+import { CREDENTIAL_NAME_PREFIX } from '../../../apps/authz/src/keys/load-signing-keys';
+import { APPS, DEPLOY_DIR } from './workspace';
 
 const SYSTEMD_DIR = join(DEPLOY_DIR, 'systemd');
 const unitFiles = readdirSync(SYSTEMD_DIR).filter((f) => f.endsWith('.service'));
@@ -87,10 +88,6 @@ describe('systemd units', () => {
     const unit = parseUnit(read('trellis-authz.service'));
     expect(directiveValues(unit, 'Service', 'LoadCredential')).toEqual(['signing-key.pem:/etc/trellis/credentials/authz-signing-key.pem']);
     // authz takes only signing-key* from $CREDENTIALS_DIRECTORY; the etcd drop-in's ids must not match.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- read by path: this project does not depend on apps
-    const { CREDENTIAL_NAME_PREFIX } = require(join(WORKSPACE_ROOT, 'apps/authz/src/keys/load-signing-keys.ts')) as {
-      CREDENTIAL_NAME_PREFIX: string;
-    };
     expect('signing-key.pem'.startsWith(CREDENTIAL_NAME_PREFIX)).toBe(true);
     const etcdIds = directiveValues(parseUnit(read('etcd-tls.conf')), 'Service', 'LoadCredential').map((v) => v.split(':')[0]!);
     expect(etcdIds.filter((id) => id.startsWith(CREDENTIAL_NAME_PREFIX))).toEqual([]);

@@ -1,13 +1,12 @@
 // ProxyStatusWriter against a real etcd: closing while a flush is under way must not
 // leave a lease (and the records written under it) behind.
-import { connectEtcd, KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { connectEtcd, KeyLayout, MeshStore, type EtcdClient } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
-import type { Etcd3 } from 'etcd3';
 import { ProxyStatusWriter } from './proxy-status-writer';
 
 let etcd: TestEtcd;
-let client: Etcd3;
+let client: EtcdClient;
 
 beforeAll(async () => {
   etcd = await startEtcd();

@@ -2,16 +2,15 @@
 // its error) to etcd at proxies/<service>/<nodeId>, under this replica's lease so
 // the records vanish with the replica. Bounded and rate-limited: changes only mark
 // a record dirty; a flush every `intervalMs` writes at most `maxWritesPerFlush`.
-import type { Etcd3, Lease } from 'etcd3';
 import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
-import type { MeshStore, ProxyStatus } from '@trellis/mesh-schema';
+import { keptAliveLease, type EtcdClient, type KeptAliveLease, type MeshStore, type ProxyStatus } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
 
 const MAX_ERROR_CHARS = 4096;
 
 export interface ProxyStatusWriterOptions {
-  client: Etcd3;
+  client: EtcdClient;
   store: MeshStore;
   controlPlaneId: string;
   logger: Logger;
@@ -37,7 +36,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
   private readonly dirty = new Set<string>();
   /** Proxies whose stream closed; their records are deleted at the next flush unless a new stream took them. */
   private readonly gone = new Map<string, ProxyRef>();
-  private lease: Lease | undefined;
+  private lease: KeptAliveLease | undefined;
   private leaseId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** The flush under way; close() waits for it so no write races the lease revocation or the etcd client closing. */
@@ -188,7 +187,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
 
   private async ensureLease(): Promise<string> {
     if (this.lease && this.leaseId) return this.leaseId;
-    const lease = this.options.client.lease(this.options.leaseTtlSeconds ?? 30, { autoKeepAlive: true });
+    const lease = keptAliveLease(this.options.client, this.options.leaseTtlSeconds ?? 30);
     lease.on('lost', (err) => {
       if (this.lease !== lease) return;
       // etcd forgot the lease (long outage): start a new one and write every status again.
