@@ -1,4 +1,5 @@
-export * from './conventions';
+// Names and rules shared beyond etcd live in @trellis/mesh-contracts; re-exported so imports from here keep working.
+export * from '@trellis/mesh-contracts';
 export * from './records';
 export * from './keys';
 export * from './errors';

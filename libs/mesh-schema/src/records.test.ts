@@ -10,7 +10,7 @@ import {
   TrafficSplit,
   type ServiceSpecInput,
 } from './records';
-import { XDS_TOKEN_AUDIENCE } from './conventions';
+import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-contracts';
 
 const spec = (overrides: Partial<ServiceSpecInput> = {}): ServiceSpecInput => ({
   name: 'checkout',

@@ -1,7 +1,7 @@
 // The records Trellis stores in etcd. Every value read from etcd is parsed with
 // these schemas before use; every value written was produced by them.
 import { z } from 'zod';
-import { RESERVED_SERVICE_NAMES } from './conventions';
+import { RESERVED_SERVICE_NAMES } from '@trellis/mesh-contracts';
 
 /** DNS label (RFC 1123): lower-case, digits and '-', 1-63 chars. It can never escape its etcd key. */
 export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;

@@ -5,7 +5,7 @@
 // is used. The trust bundle (one root, two during a CA rotation) goes out with
 // every certificate, so agents pick up a new root with their next renewal.
 import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import { spiffeIdOf } from '@trellis/mesh-schema';
+import { spiffeIdOf } from '@trellis/mesh-contracts';
 import { pemCertificates, signingAlgorithmOf, x509, type CryptoKey } from './x509';
 
 export interface CaMaterial {

@@ -2,7 +2,7 @@
 // mesh's trust domain count: a certificate from another domain, or one whose
 // identity is only in its subject, names no service.
 import type { PeerCertificate } from 'node:tls';
-import { serviceOfSpiffeId } from '@trellis/mesh-schema';
+import { serviceOfSpiffeId } from '@trellis/mesh-contracts';
 
 /** The URI SANs of a certificate as Node reports them (`subjectaltname`: "URI:…, DNS:…"). */
 export function uriSans(subjectAltName: string | undefined): string[] {
