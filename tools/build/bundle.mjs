@@ -6,15 +6,16 @@
 // (`npm install --omit=dev` in dist/apps/<app>).
 import { build } from 'esbuild';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { nodeBundleOptions, WORKSPACE_ROOT as root } from './node-bundle.mjs';
+import { pruneLockfile } from './prune-lockfile.mjs';
 
-const app = process.argv[2];
+const [app, outArg] = process.argv.slice(2);
 if (!app) {
-  console.error('usage: bundle.mjs <app>');
+  console.error('usage: bundle.mjs <app> [out-dir]   (default out-dir: dist/apps/<app>)');
   process.exit(2);
 }
-const outDir = join(root, 'dist/apps', app);
+const outDir = outArg ? resolve(outArg) : join(root, 'dist/apps', app);
 const rootPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 const result = await build(
@@ -37,11 +38,12 @@ for (const name of [...used].sort()) {
   else if (!rootPackage.devDependencies?.[name] && !isBuiltin(name))
     throw new Error(`${app} imports ${name}, which package.json does not list`);
 }
-writeFileSync(
-  join(outDir, 'package.json'),
-  JSON.stringify({ name: `@trellis/${app}`, version: rootPackage.version, private: true, main: 'main.js', dependencies }, null, 2) + '\n',
-);
-console.log(`built dist/apps/${app}/main.js (${Object.keys(dependencies).length} runtime dependencies)`);
+const bundlePackage = { name: `@trellis/${app}`, version: rootPackage.version, private: true, main: 'main.js', dependencies };
+writeFileSync(join(outDir, 'package.json'), JSON.stringify(bundlePackage, null, 2) + '\n');
+// The image installs with `npm ci` from this: the workspace's pins, only what the bundle needs.
+const rootLock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8'));
+writeFileSync(join(outDir, 'package-lock.json'), JSON.stringify(pruneLockfile(rootLock, bundlePackage), null, 2) + '\n');
+console.log(`built ${join(outDir, 'main.js')} (${Object.keys(dependencies).length} runtime dependencies)`);
 
 function isBuiltin(name) {
   return [

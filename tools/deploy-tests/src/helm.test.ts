@@ -206,7 +206,7 @@ describe('Helm charts', () => {
       authzUrl: 'http://trellis-authz.trellis.svc:8181',
       authzSecret: { name: 'orders-authz', key: 'secret' },
       xdsTokenSecret: 'orders-xds',
-      envoyImage: 'envoyproxy/envoy:distroless-v1.32.3',
+      envoyImage: 'envoyproxy/envoy:distroless-v1.37.6',
       bootstrapImage: 'trellis/envoy-bootstrap:0.1.0',
       logLevel: 'debug',
       nativeSidecar: false,

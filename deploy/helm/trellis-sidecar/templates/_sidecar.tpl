@@ -19,7 +19,7 @@ init container, so it is up before the application starts and stops after it.
   "controlPlaneUrl" "http://trellis-control-plane.trellis.svc:18080"
   "authzUrl" "http://trellis-authz.trellis.svc:8181"
   "authzSecret" (dict "name" "" "key" "secret")
-  "envoyImage" "envoyproxy/envoy:distroless-v1.32.3"
+  "envoyImage" "envoyproxy/envoy:distroless-v1.37.6"
   "bootstrapImage" "trellis/envoy-bootstrap:0.1.0"
   "logLevel" "info"
   "nativeSidecar" true
