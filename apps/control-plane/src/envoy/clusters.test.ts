@@ -1,5 +1,6 @@
 import { Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { HealthStatus } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
+import { CodecClientType } from '@trellis/envoy-types/envoy/type/v3/http';
 import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster } from './clusters';
 
@@ -73,6 +74,16 @@ describe('sidecarCluster', () => {
       unhealthyThreshold: 2,
       healthyThreshold: 1,
     });
+  });
+
+  it.each<[Protocol, CodecClientType]>([
+    ['http', CodecClientType.HTTP1],
+    ['http2', CodecClientType.HTTP2],
+    ['grpc', CodecClientType.HTTP2],
+  ])('sends HTTP health checks on a %s cluster with the codec its sidecar speaks', (protocol, codec) => {
+    const check = { intervalMs: 5000, timeoutMs: 250, unhealthyThreshold: 2, healthyThreshold: 1, path: '/healthz' };
+    const [healthCheck] = sidecarCluster({ ...base, protocol, policy: { healthCheck: check } }).healthChecks;
+    expect(healthCheck!.healthChecker).toMatchObject({ $case: 'httpHealthCheck', value: { path: '/healthz', codecClientType: codec } });
   });
 });
 

@@ -9,6 +9,7 @@ import {
   HealthCheck_TcpHealthCheck,
 } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
+import { CodecClientType } from '@trellis/envoy-types/envoy/type/v3/http';
 import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
 import type { LocalityEndpoints } from '../model';
 import { adsConfigSource, duration, http2ProtocolOptions, socketAddress } from './common';
@@ -74,7 +75,14 @@ export function sidecarCluster({ name, protocol, policy, connectTimeoutMs }: Clu
 function healthCheck(protocol: Protocol, check: NonNullable<TrafficPolicy['healthCheck']>): HealthCheck {
   const healthChecker: HealthCheck['healthChecker'] =
     check.path !== undefined && protocol !== 'tcp'
-      ? { $case: 'httpHealthCheck', value: HealthCheck_HttpHealthCheck.fromPartial({ path: check.path }) }
+      ? {
+          $case: 'httpHealthCheck',
+          value: HealthCheck_HttpHealthCheck.fromPartial({
+            path: check.path,
+            // The callee's sidecar speaks only HTTP/2 to an HTTP/2 or gRPC cluster's callers; HTTP/1.1 probes would fail.
+            codecClientType: protocol === 'grpc' || protocol === 'http2' ? CodecClientType.HTTP2 : CodecClientType.HTTP1,
+          }),
+        }
       : protocol === 'grpc'
         ? { $case: 'grpcHealthCheck', value: HealthCheck_GrpcHealthCheck.fromPartial({}) }
         : { $case: 'tcpHealthCheck', value: HealthCheck_TcpHealthCheck.fromPartial({}) };

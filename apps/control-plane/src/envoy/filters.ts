@@ -13,6 +13,7 @@ import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { MeshTokens } from '../model';
 import { duration } from './common';
+import { probeRouteMatch, type HealthProbe } from './health-probe';
 import {
   AUTHZ_CLUSTER_NAME,
   CONTEXT_DESTINATION,
@@ -85,8 +86,9 @@ export function extAuthzDisabled(): Any {
  * `edgeToo`: a public service also takes edge requests, which carry no mesh
  * token or a token of their own; those pass on unverified to ext_authz's edge
  * check, and RBAC admits them only as edge traffic.
+ * `probe`: the service's own health-check request needs no token (first rule wins).
  */
-export function jwtAuthnFilter(tokens: MeshTokens, audience: string, edgeToo: boolean): HttpFilter {
+export function jwtAuthnFilter(tokens: MeshTokens, audience: string, edgeToo: boolean, probe?: HealthProbe): HttpFilter {
   const provider: JwtRequirement = { requiresType: { $case: 'providerName', value: MESH_TOKEN_PROVIDER } };
   const requirement: JwtRequirement = edgeToo
     ? {
@@ -112,7 +114,11 @@ export function jwtAuthnFilter(tokens: MeshTokens, audience: string, edgeToo: bo
             clockSkewSeconds: tokens.clockSkewSeconds,
           },
         },
-        rules: [{ match: { pathSpecifier: { $case: 'prefix', value: '/' } }, requirementType: { $case: 'requires', value: requirement } }],
+        rules: [
+          // A rule without a requirement verifies nothing: the request goes on without a token.
+          ...(probe ? [{ match: probeRouteMatch(probe) }] : []),
+          { match: { pathSpecifier: { $case: 'prefix', value: '/' } }, requirementType: { $case: 'requires', value: requirement } },
+        ],
       }),
     ),
   );
@@ -121,9 +127,10 @@ export function jwtAuthnFilter(tokens: MeshTokens, audience: string, edgeToo: bo
 /**
  * Admits mesh callers whose verified token subject is a service that declared
  * this one as a dependency; with `admitEdge`, also requests without a verified
- * mesh token (they passed ext_authz's edge check). No policy at all denies everything (fail closed).
+ * mesh token (they passed ext_authz's edge check); with `probe`, anyone's exact
+ * health-check request (that path and method only). No policy at all denies everything (fail closed).
  */
-export function rbacFilter(callers: readonly string[], admitEdge: boolean): HttpFilter {
+export function rbacFilter(callers: readonly string[], admitEdge: boolean, probe?: HealthProbe): HttpFilter {
   const meshToken = (...keys: string[]) => ({
     filter: FILTER.jwtAuthn,
     path: [MESH_TOKEN_METADATA_KEY, ...keys].map((key) => ({ segment: { $case: 'key' as const, value: key } })),
@@ -150,6 +157,31 @@ export function rbacFilter(callers: readonly string[], admitEdge: boolean): Http
     policies['edge'] = Policy.fromPartial({
       permissions: [{ rule: { $case: 'any', value: true } }],
       principals: [{ identifier: { $case: 'notId', value: hasMeshToken } }],
+    });
+  }
+  if (probe) {
+    const { headers, pathSpecifier } = probeRouteMatch(probe);
+    policies['health-check'] = Policy.fromPartial({
+      permissions: [
+        {
+          rule: {
+            $case: 'andRules',
+            value: {
+              rules: [
+                // url_path ignores the query string, as the route and jwt_authn matches do.
+                {
+                  rule: {
+                    $case: 'urlPath',
+                    value: { rule: { $case: 'path', value: { matchPattern: { $case: 'exact', value: pathSpecifier.value } } } },
+                  },
+                },
+                { rule: { $case: 'header', value: headers[0]! } },
+              ],
+            },
+          },
+        },
+      ],
+      principals: [{ identifier: { $case: 'any', value: true } }],
     });
   }
   return httpFilter(FILTER.rbac, packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } })));

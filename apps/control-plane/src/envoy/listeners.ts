@@ -12,6 +12,7 @@ import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/
 import type { MeshTokens, ServiceModel, TranslatorSettings } from '../model';
 import { adsConfigSource, socketAddress, stdoutJsonAccessLog } from './common';
 import { extAuthzFilter, jwtAuthnFilter, localRateLimitFilter, rbacFilter, routerFilter } from './filters';
+import { healthProbeOf } from './health-probe';
 import {
   FILTER,
   inboundListenerName,
@@ -83,10 +84,12 @@ export function inboundListener(
     };
   } else {
     const httpFilters: HttpFilter[] = [];
+    const probe = healthProbeOf(service);
     // Without any published key no token can verify: RBAC alone then refuses mesh callers.
-    if (tokens.keyIds.length > 0) httpFilters.push(jwtAuthnFilter(tokens, service.name, isPublic));
+    if (tokens.keyIds.length > 0) httpFilters.push(jwtAuthnFilter(tokens, service.name, isPublic, probe));
+    // The health-check route disables it per route (routes.ts).
     if (isPublic) httpFilters.push(extAuthzFilter(settings.authzTimeoutMs, true));
-    httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic));
+    httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic, probe));
     if (service.policy.rateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${name}_ratelimit`), service.policy.rateLimit));
     httpFilters.push(routerFilter());
     filter = {

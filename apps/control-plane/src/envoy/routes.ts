@@ -7,6 +7,7 @@ import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { DependencyModel, ServiceModel, UpstreamModel } from '../model';
 import { duration } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
+import { healthProbeOf, probeRouteMatch } from './health-probe';
 import {
   CALLER_HEADER,
   FILTER,
@@ -136,9 +137,12 @@ export function outboundRouteConfig(
 /**
  * Calls into the service, handed to the local app with the verified caller in
  * `x-trellis-caller`; a public service's edge requests get the edge context for authz.
+ * The service's own health-check request comes first: to the app, with no caller
+ * header and no edge check (jwt_authn and RBAC let exactly that request through).
  */
-export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy' | 'ingress'>): RouteConfiguration {
+export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy' | 'ingress' | 'protocol'>): RouteConfiguration {
   const name = inboundListenerName(service.name);
+  const probe = healthProbeOf(service);
   return RouteConfiguration.fromPartial({
     name,
     virtualHosts: [
@@ -146,6 +150,20 @@ export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy'
         name: service.name,
         domains: ['*'],
         routes: [
+          ...(probe
+            ? [
+                {
+                  name: `${service.name}-health`,
+                  match: probeRouteMatch(probe),
+                  action: {
+                    $case: 'route' as const,
+                    value: { clusterSpecifier: { $case: 'cluster' as const, value: LOCAL_APP_CLUSTER_NAME } },
+                  },
+                  typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzDisabled() } : {},
+                  requestHeadersToRemove: [CALLER_HEADER],
+                },
+              ]
+            : []),
           {
             name: service.name,
             match: { pathSpecifier: { $case: 'prefix', value: '/' } },
