@@ -1,6 +1,6 @@
 import { createLocalJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { assertCanChange, Authenticator, bearerToken } from './auth';
-import { ProblemError } from './problem';
+import { ProblemError } from '@trellis/runtime';
 
 describe('Authenticator', () => {
   let sign: (claims: Record<string, unknown>, opts?: { exp?: string; aud?: string }) => Promise<string>;

@@ -2,12 +2,12 @@
 // request metrics and logs, and the one error handler that emits problems.
 import express from 'express';
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
-import type { Logger } from '@trellis/runtime';
+import { ProblemError, sendProblem, zodFieldErrors, type Logger } from '@trellis/runtime';
 import { InvalidRecordError, MeshStoreError } from '@trellis/mesh-schema';
 import type { z } from 'zod';
 import type { RegistryMetrics } from './metrics';
 import { EtcdUnavailableError } from './store';
-import { ProblemError, problems, sendProblem, zodFieldErrors } from './problem';
+import { problems } from './problem';
 
 /** The middleware every API route puts in front of its handler, built once by the app. */
 export interface RouteGuards {
@@ -96,7 +96,7 @@ export function problemErrorHandler(logger: Logger): ErrorRequestHandler {
     if (res.headersSent) return next(err);
     const problem = toProblemError(err, logger);
     if (problem.status === 401) res.set('WWW-Authenticate', 'Bearer realm="trellis-registry"');
-    sendProblem(res, problem.toProblem(req.originalUrl));
+    sendProblem(res, problem, req.originalUrl);
   };
 }
 

@@ -1,6 +1,10 @@
+// The lifecycle kit every app shares. The gRPC half is `@trellis/runtime/grpc`, so an app
+// without gRPC (the registry) does not bundle grpc-js.
 export { ConfigError, env, etcdEnvSchema, loadConfig, type EtcdEnv } from './config';
-export { Health, opsRouter, type ReadinessCheck } from './health';
+export { Health, opsRouter, type ReadinessCheck, type ReadinessListener } from './health';
+export { closeHttpServer, listenHttp, type ListeningHttpServer } from './http-server';
 export { createLogger, type Logger } from './logger';
 export { causeChain, installProcessGuards, runMain } from './main';
 export { createMetricsRegistry } from './metrics';
-export { installShutdown, type ShutdownStep } from './shutdown';
+export { fieldPath, PROBLEM_TYPE_BASE, ProblemError, sendProblem, zodFieldErrors, type FieldError, type Problem } from './problem';
+export { closeInOrder, installShutdown, runShutdownSteps, type ShutdownStep } from './shutdown';

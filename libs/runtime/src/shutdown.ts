@@ -1,9 +1,46 @@
 import type { Logger } from 'pino';
 import type { Health } from './health';
 
+/** One thing to stop on shutdown; an app's `startX` returns its steps in the order they run. */
 export interface ShutdownStep {
   name: string;
   run: () => Promise<void> | void;
+}
+
+/** Runs `steps` in order; a failing step is reported and the rest still run. Returns the failures. */
+export async function runShutdownSteps(
+  steps: readonly ShutdownStep[],
+  report: (step: ShutdownStep, err?: unknown) => void = () => undefined,
+): Promise<{ step: string; err: unknown }[]> {
+  const failures: { step: string; err: unknown }[] = [];
+  for (const step of steps) {
+    try {
+      await step.run();
+      report(step);
+    } catch (err) {
+      failures.push({ step: step.name, err });
+      report(step, err);
+    }
+  }
+  return failures;
+}
+
+/**
+ * An app's `close()`: readiness goes false, then the steps run once, in order
+ * (later calls share the first run). Rejects naming the steps that failed.
+ */
+export function closeInOrder(health: Health, steps: readonly ShutdownStep[]): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () =>
+    (closing ??= (async () => {
+      health.startDraining();
+      const failures = await runShutdownSteps(steps);
+      if (failures.length > 0)
+        throw new AggregateError(
+          failures.map((f) => f.err),
+          `shutdown steps failed: ${failures.map((f) => f.step).join(', ')}`,
+        );
+    })());
 }
 
 /**
@@ -33,19 +70,14 @@ export function installShutdown(options: {
         exit(1);
       }, timeoutMs);
       deadline.unref();
-      let code = 0;
-      for (const step of steps) {
-        try {
-          await step.run();
-          logger.info({ step: step.name }, 'shutdown step done');
-        } catch (err) {
-          code = 1;
-          logger.error({ err, step: step.name }, 'shutdown step failed');
-        }
-      }
+      const failures = await runShutdownSteps(steps, (step, err) =>
+        err === undefined
+          ? logger.info({ step: step.name }, 'shutdown step done')
+          : logger.error({ err, step: step.name }, 'shutdown step failed'),
+      );
       clearTimeout(deadline);
       logger.info('shutdown complete');
-      exit(code);
+      exit(failures.length > 0 ? 1 : 0);
     })();
     return shuttingDown;
   };

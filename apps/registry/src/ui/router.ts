@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { Authenticator, Principal } from '../auth';
 import type { ServiceCatalog } from '../catalog';
 import type { RegistryMetrics } from '../metrics';
-import { ProblemError } from '../problem';
+import { ProblemError } from '@trellis/runtime';
 import { neighbours } from '../topology';
 import { emptyForm, formToSpec, problemToFormErrors, readForm, specToForm } from './service-form';
 import { findNackCause } from './nack-cause';

@@ -4,8 +4,8 @@
 // carried over untouched when the form saves.
 import { ServiceSpec } from '@trellis/mesh-schema';
 import type { Dependency } from '@trellis/mesh-schema';
-import type { FieldError } from '../problem';
-import { zodFieldErrors } from '../problem';
+import type { FieldError } from '@trellis/runtime';
+import { zodFieldErrors } from '@trellis/runtime';
 
 export const FORM_FIELDS = [
   'name',

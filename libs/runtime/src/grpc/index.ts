@@ -1,0 +1,1 @@
+export { bindGrpcServer, serveGrpcHealth, stopGrpcServer } from './grpc-server';

@@ -1,0 +1,75 @@
+import { Agent, request } from 'node:http';
+import { closeHttpServer, listenHttp } from './http-server';
+
+/** A GET through `agent` that resolves with the status, or the error when the connection is cut. */
+function get(port: number, path: string, agent?: Agent): Promise<number | Error> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', resolve);
+    req.end();
+  });
+}
+
+describe('listenHttp', () => {
+  it('reports the bound port and rejects a port already taken', async () => {
+    const first = await listenHttp((_req, res) => res.end('ok'), '127.0.0.1', 0);
+    try {
+      expect(first.port).toBeGreaterThan(0);
+      expect(await get(first.port, '/')).toBe(200);
+      await expect(listenHttp((_req, res) => res.end(), '127.0.0.1', first.port)).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    } finally {
+      await closeHttpServer(first.server, 1_000);
+    }
+  });
+});
+
+describe('closeHttpServer', () => {
+  it('lets an in-flight request finish, closes idle keep-alive sockets, and stops accepting', async () => {
+    let release: () => void = () => undefined;
+    let arrived: () => void = () => undefined;
+    const inFlight = new Promise<void>((resolve) => (arrived = resolve));
+    const { server, port } = await listenHttp(
+      (req, res) => {
+        if (req.url === '/slow') {
+          arrived();
+          release = () => res.end('done');
+        } else res.end('fast');
+      },
+      '127.0.0.1',
+      0,
+    );
+    const agent = new Agent({ keepAlive: true });
+    try {
+      expect(await get(port, '/fast', agent)).toBe(200); // leaves an idle keep-alive socket behind
+      const slow = get(port, '/slow');
+      await inFlight;
+      // A grace far beyond the test's timeout: only a clean drain lets this resolve.
+      const closed = closeHttpServer(server, 10 * 60_000);
+      release();
+      expect(await slow).toBe(200);
+      await closed;
+      expect(await get(port, '/fast')).toMatchObject({ code: 'ECONNREFUSED' });
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('cuts a request still running when the grace period ends', async () => {
+    const { server, port } = await listenHttp(() => undefined, '127.0.0.1', 0); // never answers
+    let arrived: () => void = () => undefined;
+    server.once('request', () => arrived());
+    const hung = get(port, '/hang');
+    await new Promise<void>((resolve) => (arrived = resolve));
+    await closeHttpServer(server, 50);
+    expect(await hung).toMatchObject({ code: 'ECONNRESET' });
+  });
+
+  it('is a no-op on a server that is not listening', async () => {
+    const { server } = await listenHttp(() => undefined, '127.0.0.1', 0);
+    await closeHttpServer(server, 1_000);
+    await closeHttpServer(server, 1_000);
+  });
+});
