@@ -1,27 +1,19 @@
-// The control plane as an embeddable unit: etcd watch → debounce → mesh model →
-// per-identity snapshots → ADS streams, plus the HTTP side. main.ts reads the
-// configuration and calls startControlPlane; tests start it on port 0.
-import type { AddressInfo } from 'node:net';
-import type { Server as HttpServer } from 'node:http';
+// The control plane as an embeddable unit: etcd watch → rebuild loop (debounce →
+// mesh model → per-identity snapshots) → ADS streams, plus the HTTP side. main.ts
+// reads the configuration, calls startControlPlane and runs the shutdown steps it
+// returns; tests start it on port 0.
 import { Server as GrpcServer } from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
 import type { Registry } from 'prom-client';
 import { MeshStore, MeshWatcher, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
-import { createMetricsRegistry, Health, type Logger } from '@trellis/runtime';
+import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
+import { bindGrpcServer, serveGrpcHealth, stopGrpcServer } from '@trellis/runtime/grpc';
 import type { ControlPlaneConfig } from './config';
-import { Debouncer } from './debounce';
 import { buildProxyResources } from './envoy';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
 import { createControlPlaneMetrics } from './metrics';
-import {
-  buildMeshModel,
-  DEFAULT_TRANSLATOR_SETTINGS,
-  EndpointRetention,
-  servicesAffected,
-  type MeshModel,
-  type TranslatorSettings,
-} from './model';
+import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel, type TranslatorSettings } from './model';
+import { RebuildLoop } from './rebuild-loop';
 import { snapshotInconsistencies, TranslationMemo } from './resource';
 import {
   AdsServer,
@@ -76,9 +68,15 @@ export interface ControlPlane {
   readonly statusWriter: ProxyStatusWriter;
   /** The model being served (undefined before the first snapshot). */
   model(): MeshModel | undefined;
-  /** Stops accepting, ends streams (proxies reconnect elsewhere), revokes the status lease. Does not close `etcd`. */
+  /** In order: stop rebuilding, end streams (proxies reconnect elsewhere) and stop gRPC, close HTTP, revoke the status lease, stop the watch. Not `etcd`. */
+  readonly shutdownSteps: ShutdownStep[];
+  /** Readiness goes false, then the shutdown steps run once. */
   close(): Promise<void>;
 }
+
+const ADS_SERVICE_NAME = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+const GRPC_DRAIN_MS = 5_000;
+const HTTP_DRAIN_MS = 5_000;
 
 export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
   const { config, etcd, layout, logger } = deps;
@@ -105,99 +103,26 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       );
     },
   });
-  let model: MeshModel | undefined;
-
-  // The gRPC health answer follows /readyz: watch live, first snapshot served, not draining.
-  const grpcHealth = new HealthImplementation({
-    '': 'NOT_SERVING',
-    'envoy.service.discovery.v3.AggregatedDiscoveryService': 'NOT_SERVING',
-  });
-  const setServing = (): void => {
-    const serving = watcher.ready && watcher.live && cache.ready && !health.isDraining ? 'SERVING' : 'NOT_SERVING';
-    grpcHealth.setStatus('', serving);
-    grpcHealth.setStatus('envoy.service.discovery.v3.AggregatedDiscoveryService', serving);
-  };
-
-  // Endpoints lost to a mass lease expiry (an etcd stall) stay for a grace period.
-  const retention = new EndpointRetention({
-    graceMs: config.TRELLIS_ENDPOINT_RETENTION_SECONDS * 1000,
-    share: config.TRELLIS_ENDPOINT_RETENTION_SHARE,
-    windowMs: config.TRELLIS_ENDPOINT_RETENTION_WINDOW_MS,
-  });
-  /** Services with instance changes since the last rebuild ('all' after a reset). */
-  let instancesChanged: Set<string> | 'all' = 'all';
-  let retentionTimer: NodeJS.Timeout | undefined;
-
-  const observeRetention = (): void => {
-    const changed = instancesChanged;
-    instancesChanged = new Set();
-    const state = watcher.state;
-    const result = retention.observe(state, changed, Date.now());
-    for (const e of result.engaged) {
-      metrics.retentionsEngaged.inc();
-      logger.warn(
-        { service: e.service, expired: e.expired, live: e.live, graceSeconds: config.TRELLIS_ENDPOINT_RETENTION_SECONDS },
-        'most endpoints of a service expired at once (etcd stall?); keeping them for the grace period',
-      );
-    }
-    const retained = retention.list();
-    metrics.retainedEndpoints.set(retained.length);
-    if (result.released > 0) logger.info({ released: result.released, stillRetained: retained.length }, 'retained endpoints released');
-    clearTimeout(retentionTimer);
-    const deadline = retention.nextDeadline();
-    // A grace period ends without any etcd change: rebuild then.
-    if (deadline !== undefined) retentionTimer = setTimeout(() => debouncer.trigger(), Math.max(0, deadline - Date.now()) + 1).unref();
-  };
-
-  const rebuild = (firstChangeAt: number, reset: boolean): void => {
-    const started = process.hrtime.bigint();
-    observeRetention();
-    const state = watcher.state;
-    const view = { ...state, instances: retention.overlay(state.instances) };
-    // The previous model lets unchanged services be reused instead of re-digested.
-    const next = buildMeshModel(view, settings, reset ? undefined : model);
-    const affected = reset || !model ? 'all' : servicesAffected(model, next);
-    const prev = model;
-    model = next;
-    const result = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    metrics.observeRebuild(seconds, { ...result, reset });
-    metrics.droppedInputs.set(next.dropped.length);
-    metrics.meshRevision.set(Number(next.revision));
-    const stats = cache.stats();
-    metrics.cacheIdentities.set(stats.identities);
-    metrics.cacheResources.set(stats.pooledResources);
-    metrics.cacheBytes.set(stats.pooledBytes);
-    // Logged when the set of dropped inputs changes, not on every rebuild.
-    if (next.dropped.length > 0 && JSON.stringify(next.dropped) !== JSON.stringify(prev?.dropped ?? []))
-      logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
-    setServing();
-    logger.debug(
-      { revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 },
-      'mesh rebuilt',
-    );
-  };
-
-  let pendingReset = false;
-  const debouncer = new Debouncer(
-    (firstChangeAt) => {
-      const reset = pendingReset;
-      pendingReset = false;
-      rebuild(firstChangeAt, reset);
+  // Ready (and gRPC SERVING) once the watch is live and the first snapshot is served; rechecked on each change of either.
+  health.addCheck('etcd_watch', () => watcher.live);
+  health.addCheck('mesh_snapshot', () => watcher.ready && cache.ready);
+  const rebuilds = new RebuildLoop({
+    watcher,
+    cache,
+    settings,
+    metrics,
+    logger,
+    debounceMs: config.TRELLIS_XDS_DEBOUNCE_MS,
+    debounceMaxMs: config.TRELLIS_XDS_DEBOUNCE_MAX_MS,
+    retention: {
+      graceSeconds: config.TRELLIS_ENDPOINT_RETENTION_SECONDS,
+      share: config.TRELLIS_ENDPOINT_RETENTION_SHARE,
+      windowMs: config.TRELLIS_ENDPOINT_RETENTION_WINDOW_MS,
     },
-    config.TRELLIS_XDS_DEBOUNCE_MS,
-    config.TRELLIS_XDS_DEBOUNCE_MAX_MS,
-    (err) => logger.error({ err }, 'mesh rebuild failed; serving the previous model'),
-  );
-  watcher.on('update', (update) => {
-    if (update.reset) pendingReset = true;
-    if (update.reset) instancesChanged = 'all';
-    else if (instancesChanged !== 'all')
-      for (const c of update.changes) if ((c.kind === 'instance' || c.kind === 'service') && c.service) instancesChanged.add(c.service);
-    debouncer.trigger();
+    onRebuilt: () => void health.recheck(),
   });
   watcher.on('status', ({ live }) => {
-    setServing();
+    void health.recheck();
     logger.info({ live }, live ? 'etcd watch live' : 'etcd watch down; serving the last known mesh');
   });
 
@@ -243,15 +168,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
   grpcServer.addService(AdsServiceDefinition, ads.implementation());
-  grpcHealth.addToServer(grpcServer);
-  const xdsPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${config.TRELLIS_HOST}:${config.TRELLIS_XDS_PORT}`, credentials, (err, port) =>
-      err ? reject(err) : resolve(port),
-    ),
-  );
-
-  health.addCheck('etcd_watch', () => watcher.live);
-  health.addCheck('mesh_snapshot', () => watcher.ready && cache.ready);
+  serveGrpcHealth(grpcServer, health, [ADS_SERVICE_NAME]);
+  const xdsPort = await bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials);
 
   const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? { host: '127.0.0.1', port: xdsPort };
   const app = createHttpApp({
@@ -259,17 +177,13 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     registry,
     cache,
     ads,
-    model: () => model,
-    retained: () => retention.list(),
+    model: () => rebuilds.model,
+    retained: () => rebuilds.retained(),
     xdsAddress: advertise,
     xdsTransport: xdsTransportOf(config),
     logger,
   });
-  const httpServer: HttpServer = await new Promise((resolve, reject) => {
-    const server = app.listen(config.TRELLIS_HTTP_PORT, config.TRELLIS_HOST, () => resolve(server));
-    server.once('error', reject);
-  });
-  const httpPort = (httpServer.address() as AddressInfo).port;
+  const { server: httpServer, port: httpPort } = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT);
   logger.info(
     {
       xdsPort,
@@ -282,7 +196,20 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'control plane listening',
   );
 
-  let closing: Promise<void> | undefined;
+  const shutdownSteps: ShutdownStep[] = [
+    { name: 'stop rebuilding', run: () => rebuilds.close() },
+    {
+      // Streams never end on their own: end them (proxies reconnect to another replica), then drain unary calls.
+      name: 'end xDS streams and stop gRPC',
+      run: async () => {
+        ads.closeAll();
+        await stopGrpcServer(grpcServer, GRPC_DRAIN_MS);
+      },
+    },
+    { name: 'close HTTP', run: () => closeHttpServer(httpServer, HTTP_DRAIN_MS) },
+    { name: 'flush proxy status and revoke its lease', run: () => statusWriter.close() },
+    { name: 'stop etcd watch', run: () => watcher.close() },
+  ];
   return {
     xdsPort,
     httpPort,
@@ -292,31 +219,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     ads,
     watcher,
     statusWriter,
-    model: () => model,
-    close: () =>
-      (closing ??= (async () => {
-        health.startDraining();
-        setServing();
-        debouncer.close();
-        clearTimeout(retentionTimer);
-        ads.closeAll();
-        await new Promise<void>((resolve) => {
-          const force = setTimeout(() => {
-            grpcServer.forceShutdown();
-            resolve();
-          }, 5_000);
-          grpcServer.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        });
-        await new Promise<void>((resolve) => {
-          httpServer.close(() => resolve());
-          httpServer.closeAllConnections();
-        });
-        await statusWriter.close();
-        await watcher.close();
-      })()),
+    model: () => rebuilds.model,
+    shutdownSteps,
+    close: closeInOrder(health, shutdownSteps),
   };
 }
 

@@ -13,9 +13,6 @@ runMain('control-plane', async () => {
     logger,
     health: controlPlane.health,
     drainMs: 2_000,
-    steps: [
-      { name: 'control plane', run: () => controlPlane.close() },
-      { name: 'etcd client', run: () => etcd.close() },
-    ],
+    steps: [...controlPlane.shutdownSteps, { name: 'close etcd client', run: () => etcd.close() }],
   });
 });

@@ -281,7 +281,7 @@ describe('control plane over etcd', () => {
       const res = await fetch(`${h.httpUrl}/debug/config_dump?service=Not_A_Label`);
       expect(res.status).toBe(400);
       expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
-      expect(await res.json()).toMatchObject({ field: 'service' });
+      expect(await res.json()).toMatchObject({ errors: [{ field: 'service' }] });
       expect((await fetch(`${h.httpUrl}/debug/config_dump?node=nobody`)).status).toBe(404);
     });
 
@@ -304,7 +304,7 @@ describe('control plane over etcd', () => {
       for (const query of ['app_port=99999', '', `app_port=${servicePort}`]) {
         const bad = await fetch(`${h.httpUrl}/bootstrap/a?${query}`);
         expect(bad.status).toBe(400);
-        expect(await bad.json()).toMatchObject({ field: 'app_port' });
+        expect(await bad.json()).toMatchObject({ errors: [{ field: 'app_port' }] });
       }
     });
 

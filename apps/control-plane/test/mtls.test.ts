@@ -73,6 +73,6 @@ describe('xDS over mTLS', () => {
     expect(text).not.toContain('TRELLIS_XDS_TOKEN');
     const relative = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=creds/a.crt`);
     expect(relative.status).toBe(400);
-    expect(await relative.json()).toMatchObject({ field: 'cert_file' });
+    expect(await relative.json()).toMatchObject({ errors: [{ field: 'cert_file' }] });
   });
 });

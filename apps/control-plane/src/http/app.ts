@@ -4,14 +4,14 @@
 import express, { type Express, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { ServiceName } from '@trellis/mesh-schema';
-import { opsRouter, type Health, type Logger } from '@trellis/runtime';
+import { opsRouter, sendProblem, type Health, type Logger } from '@trellis/runtime';
 import type { ProxyKind } from '../resource';
 import type { MeshModel, RetainedEndpoint } from '../model';
 import type { AdsServer } from '../xds/ads-server';
 import type { SnapshotCache } from '../xds/snapshot-cache';
 import { bootstrapHandler, type XdsTransport } from './bootstrap-route';
 import { configDump } from './config-dump';
-import { sendProblem } from './problem';
+import { problems } from './problem';
 
 export interface HttpAppDeps {
   health: Health;
@@ -42,23 +42,21 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     const service = typeof req.query['service'] === 'string' ? req.query['service'] : undefined;
     if (node !== undefined) {
       const stream = deps.ads.streams().find((s) => s.info.nodeId === node);
-      if (!stream)
-        return sendProblem(res, 404, 'Proxy not connected', `no xDS stream from node "${node}" on this replica`, { field: 'node' });
+      if (!stream) return sendProblem(res, problems.proxyNotConnected(node));
       const snapshot = deps.cache.snapshotOf(stream.info.identity);
-      if (!snapshot) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
+      if (!snapshot) return sendProblem(res, problems.notReady());
       return void res.json({ nodeId: node, protocol: stream.info.protocol, connectedAt: stream.info.connectedAt, ...configDump(snapshot) });
     }
     if (service !== undefined) {
-      if (!ServiceName.safeParse(service).success)
-        return sendProblem(res, 400, 'Invalid query', 'service must be a DNS label', { field: 'service' });
+      if (!ServiceName.safeParse(service).success) return sendProblem(res, problems.invalidParameter('service', 'must be a DNS label'));
       const kind = req.query['kind'] ?? 'envoy';
       if (kind !== 'envoy' && kind !== 'proxyless')
-        return sendProblem(res, 400, 'Invalid query', 'kind must be "envoy" or "proxyless"', { field: 'kind' });
+        return sendProblem(res, problems.invalidParameter('kind', 'must be "envoy" or "proxyless"'));
       const snapshot = deps.cache.peek({ service, kind: kind as ProxyKind });
-      if (!snapshot) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
+      if (!snapshot) return sendProblem(res, problems.notReady());
       return void res.json(configDump(snapshot));
     }
-    sendProblem(res, 400, 'Missing query', 'pass node=<node id> or service=<name>', { field: 'node' });
+    sendProblem(res, problems.invalidParameter('node', 'pass node=<node id> or service=<name>'));
   });
 
   app.get('/debug/streams', (_req: Request, res: Response) => {
@@ -70,12 +68,12 @@ export function createHttpApp(deps: HttpAppDeps): Express {
 
   app.get('/debug/model', (_req: Request, res: Response) => {
     const model = deps.model();
-    if (!model) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
+    if (!model) return sendProblem(res, problems.notReady());
     res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped, retained: deps.retained?.() ?? [] });
   });
 
   app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddress: deps.xdsAddress, transport: deps.xdsTransport }));
 
-  app.use((_req: Request, res: Response) => sendProblem(res, 404, 'Not found', 'no such endpoint'));
+  app.use((_req: Request, res: Response) => sendProblem(res, problems.notFound()));
   return app;
 }

@@ -9,9 +9,10 @@
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { ServiceName } from '@trellis/mesh-schema';
+import { sendProblem } from '@trellis/runtime';
 import { renderBootstrap, type BootstrapInput } from '../bootstrap';
 import type { MeshModel } from '../model';
-import { sendProblem } from './problem';
+import { problems } from './problem';
 
 const Segment = z
   .string()
@@ -56,25 +57,25 @@ export function bootstrapHandler(deps: {
 }) {
   return (req: Request, res: Response): void => {
     const service = ServiceName.safeParse(req.params['service']);
-    if (!service.success) return sendProblem(res, 400, 'Invalid service name', service.error.issues[0]!.message, { field: 'service' });
+    if (!service.success) return sendProblem(res, problems.invalidParameter('service', service.error.issues[0]!.message));
     const query = Query.safeParse(req.query);
     if (!query.success) {
       const issue = query.error.issues[0]!;
       const field = issue.path.join('.') || String((issue as { keys?: string[] }).keys?.[0] ?? 'query');
-      return sendProblem(res, 400, 'Invalid query', `${field}: ${issue.message}`, { field });
+      return sendProblem(res, problems.invalidParameter(field, `${field}: ${issue.message}`));
     }
     const model = deps.model();
-    if (!model) return sendProblem(res, 503, 'Not ready', 'the mesh snapshot is not loaded yet');
+    if (!model) return sendProblem(res, problems.notReady());
     const known = model.services.get(service.data);
-    if (!known) return sendProblem(res, 404, 'Unknown service', `service "${service.data}" is not registered`, { field: 'service' });
+    if (!known) return sendProblem(res, problems.unknownService(service.data));
     const q = query.data;
     if (known.inbound && q.app_port === known.port) {
       return sendProblem(
         res,
-        400,
-        'Invalid query',
-        `app_port: the sidecar's inbound listener takes port ${known.port} (the service port); give the port the application listens on at 127.0.0.1`,
-        { field: 'app_port' },
+        problems.invalidParameter(
+          'app_port',
+          `app_port: the sidecar's inbound listener takes port ${known.port} (the service port); give the port the application listens on at 127.0.0.1`,
+        ),
       );
     }
     const { transport } = deps;

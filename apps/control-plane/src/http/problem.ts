@@ -1,9 +1,12 @@
-import type { Response } from 'express';
+// The control plane's HTTP problems (RFC 9457, written by @trellis/runtime's sendProblem).
+import { ProblemError } from '@trellis/runtime';
 
-/** RFC 9457 problem details naming what was wrong. */
-export function sendProblem(res: Response, status: number, title: string, detail: string, extra: Record<string, unknown> = {}): void {
-  res
-    .status(status)
-    .type('application/problem+json')
-    .send(JSON.stringify({ type: 'about:blank', title, status, detail, ...extra }));
-}
+export const problems = {
+  invalidParameter: (field: string, message: string) => ProblemError.field(400, 'invalid-parameter', 'Invalid parameter', field, message),
+  notReady: () => new ProblemError(503, 'not-ready', 'Not ready', 'the mesh snapshot is not loaded yet'),
+  proxyNotConnected: (node: string) =>
+    ProblemError.field(404, 'proxy-not-connected', 'Proxy not connected', 'node', `no xDS stream from node "${node}" on this replica`),
+  unknownService: (service: string) =>
+    ProblemError.field(404, 'unknown-service', 'Unknown service', 'service', `service "${service}" is not registered`),
+  notFound: () => new ProblemError(404, 'not-found', 'Not found', 'no such endpoint'),
+};

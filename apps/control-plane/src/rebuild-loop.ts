@@ -1,0 +1,141 @@
+// The rebuild loop: etcd watch updates → debounce → mesh model → snapshot cache.
+// Each rebuild reuses the previous model where services did not change and tells
+// the cache which identities are affected; a watch reset rebuilds everything.
+// Endpoints lost to a mass lease expiry (an etcd stall) are overlaid for a grace
+// period, and the end of that period triggers a rebuild of its own.
+import type { MeshUpdate, MeshWatcher } from '@trellis/mesh-schema';
+import type { Logger } from '@trellis/runtime';
+import { Debouncer } from './debounce';
+import type { ControlPlaneMetrics } from './metrics';
+import {
+  buildMeshModel,
+  EndpointRetention,
+  servicesAffected,
+  type MeshModel,
+  type RetainedEndpoint,
+  type TranslatorSettings,
+} from './model';
+import type { SnapshotCache } from './xds';
+
+export interface RebuildLoopDeps {
+  watcher: MeshWatcher;
+  cache: SnapshotCache<MeshModel>;
+  settings: TranslatorSettings;
+  metrics: ControlPlaneMetrics;
+  logger: Logger;
+  debounceMs: number;
+  debounceMaxMs: number;
+  /** Endpoint retention after a mass lease expiry: how long, what share of a service's endpoints, within what window. */
+  retention: { graceSeconds: number; share: number; windowMs: number };
+  /** After each rebuild (readiness may have changed). */
+  onRebuilt: () => void;
+}
+
+export class RebuildLoop {
+  private current: MeshModel | undefined;
+  // A watch reset since the last rebuild: build from scratch, not from the previous model.
+  private pendingReset = false;
+  private readonly debouncer: Debouncer;
+  private readonly retention: EndpointRetention;
+  /** Services with instance changes since the last rebuild ('all' after a reset). */
+  private instancesChanged: Set<string> | 'all' = 'all';
+  private retentionTimer: NodeJS.Timeout | undefined;
+  private readonly onUpdate = (update: MeshUpdate): void => {
+    if (update.reset) {
+      this.pendingReset = true;
+      this.instancesChanged = 'all';
+    } else if (this.instancesChanged !== 'all') {
+      for (const c of update.changes)
+        if ((c.kind === 'instance' || c.kind === 'service') && c.service) this.instancesChanged.add(c.service);
+    }
+    this.debouncer.trigger();
+  };
+
+  constructor(private readonly deps: RebuildLoopDeps) {
+    this.debouncer = new Debouncer(
+      (firstChangeAt) => {
+        const reset = this.pendingReset;
+        this.pendingReset = false;
+        this.rebuild(firstChangeAt, reset);
+      },
+      deps.debounceMs,
+      deps.debounceMaxMs,
+      (err) => deps.logger.error({ err }, 'mesh rebuild failed; serving the previous model'),
+    );
+    this.retention = new EndpointRetention({
+      graceMs: deps.retention.graceSeconds * 1000,
+      share: deps.retention.share,
+      windowMs: deps.retention.windowMs,
+    });
+    deps.watcher.on('update', this.onUpdate);
+  }
+
+  /** Endpoints kept after a mass lease expiry (shown at /debug/model). */
+  retained(): RetainedEndpoint[] {
+    return this.retention.list();
+  }
+
+  /** The model being served (undefined before the first rebuild). */
+  get model(): MeshModel | undefined {
+    return this.current;
+  }
+
+  /** Stops rebuilding; the cache keeps serving the last model. */
+  close(): void {
+    this.deps.watcher.off('update', this.onUpdate);
+    this.debouncer.close();
+    clearTimeout(this.retentionTimer);
+  }
+
+  private rebuild(firstChangeAt: number, reset: boolean): void {
+    const { watcher, cache, settings, metrics, logger } = this.deps;
+    const started = process.hrtime.bigint();
+    this.observeRetention();
+    const state = watcher.state;
+    const view = { ...state, instances: this.retention.overlay(state.instances) };
+    const prev = this.current;
+    // The previous model lets unchanged services be reused instead of re-digested.
+    const next = buildMeshModel(view, settings, reset ? undefined : prev);
+    const affected = reset || !prev ? 'all' : servicesAffected(prev, next);
+    this.current = next;
+    const result = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    metrics.observeRebuild(seconds, { ...result, reset });
+    metrics.droppedInputs.set(next.dropped.length);
+    metrics.meshRevision.set(Number(next.revision));
+    const stats = cache.stats();
+    metrics.cacheIdentities.set(stats.identities);
+    metrics.cacheResources.set(stats.pooledResources);
+    metrics.cacheBytes.set(stats.pooledBytes);
+    // Logged when the set of dropped inputs changes, not on every rebuild.
+    if (next.dropped.length > 0 && JSON.stringify(next.dropped) !== JSON.stringify(prev?.dropped ?? []))
+      logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
+    this.deps.onRebuilt();
+    logger.debug(
+      { revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 },
+      'mesh rebuilt',
+    );
+  }
+
+  private observeRetention(): void {
+    const { watcher, metrics, logger } = this.deps;
+    const changed = this.instancesChanged;
+    this.instancesChanged = new Set();
+    const result = this.retention.observe(watcher.state, changed, Date.now());
+    for (const e of result.engaged) {
+      metrics.retentionsEngaged.inc();
+      logger.warn(
+        { service: e.service, expired: e.expired, live: e.live, graceSeconds: this.deps.retention.graceSeconds },
+        'most endpoints of a service expired at once (etcd stall?); keeping them for the grace period',
+      );
+    }
+    const retained = this.retention.list();
+    metrics.retainedEndpoints.set(retained.length);
+    if (result.released > 0) logger.info({ released: result.released, stillRetained: retained.length }, 'retained endpoints released');
+    clearTimeout(this.retentionTimer);
+    const deadline = this.retention.nextDeadline();
+    // A grace period ends without any etcd change: rebuild then.
+    if (deadline !== undefined)
+      this.retentionTimer = setTimeout(() => this.debouncer.trigger(), Math.max(0, deadline - Date.now()) + 1).unref();
+  }
+}
