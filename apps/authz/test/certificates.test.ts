@@ -138,9 +138,9 @@ describe('authz mesh CA: POST /v1/certificate', () => {
     const bad = await post({ csr: 'garbage' }, basic('orders', 'orders-secret-0123456789'));
     expect(bad.status).toBe(400);
     expect(bad.headers.get('content-type')).toContain('application/problem+json');
-    expect(((await bad.json()) as { field: string }).field).toBe('csr');
+    expect(await bad.json()).toMatchObject({ type: 'https://trellis.dev/problems/validation', errors: [{ field: 'csr' }] });
     const missing = await post({}, basic('orders', 'orders-secret-0123456789'));
-    expect(((await missing.json()) as { field: string }).field).toBe('csr');
+    expect(await missing.json()).toMatchObject({ errors: [{ field: 'csr' }] });
   });
 
   it('issues a pod its certificate for a ServiceAccount token the service record names', async () => {

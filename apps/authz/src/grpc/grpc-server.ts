@@ -1,8 +1,10 @@
 // The gRPC side: envoy.service.auth.v3.Authorization and the standard gRPC
-// health service (for Kubernetes gRPC probes and Envoy health checks).
-import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+// health service (for Kubernetes gRPC probes and Envoy health checks), which
+// follows readiness.
+import { Server, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { AuthorizationService, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
-import { HealthImplementation } from 'grpc-health-check';
+import type { Health } from '@trellis/runtime';
+import { bindGrpcServer, serveGrpcHealth } from '@trellis/runtime/grpc';
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
 
@@ -33,11 +35,11 @@ export const GRPC_SERVER_OPTIONS = {
 
 export interface AuthzGrpcServer {
   server: Server;
-  health: HealthImplementation;
   port: number;
 }
 
-export async function startGrpcServer(checks: CheckService, host: string, port: number): Promise<AuthzGrpcServer> {
+/** The Authorization service and the gRPC health service (following `health`), bound to `host:port`. */
+export async function startGrpcServer(checks: CheckService, health: Health, host: string, port: number): Promise<AuthzGrpcServer> {
   const server = new Server(GRPC_SERVER_OPTIONS);
 
   server.addService(AUTHORIZATION_SERVICE_ON_THE_WIRE, {
@@ -48,26 +50,6 @@ export async function startGrpcServer(checks: CheckService, host: string, port: 
       else void response.then((bytes) => callback(null, bytes));
     },
   });
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE_NAME]: 'NOT_SERVING' });
-  health.addToServer(server);
-  const boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, bound) =>
-      err ? reject(err) : resolve(bound),
-    );
-  });
-  return { server, health, port: boundPort };
-}
-
-/** Stops accepting calls, lets in-flight ones finish for up to `graceMs`, then cuts the rest. */
-export function stopGrpcServer(server: Server, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const force = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, graceMs);
-    server.tryShutdown(() => {
-      clearTimeout(force);
-      resolve();
-    });
-  });
+  serveGrpcHealth(server, health, [AUTHORIZATION_SERVICE_NAME]);
+  return { server, port: await bindGrpcServer(server, host, port) };
 }

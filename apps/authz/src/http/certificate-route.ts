@@ -8,10 +8,10 @@ import express, { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { DNS_LABEL, type ServiceCredentials, type ServiceRecord } from '@trellis/mesh-schema';
 import { CsrError, type MeshCa } from '@trellis/pki';
-import type { Logger } from '@trellis/runtime';
+import { sendProblem, type Logger } from '@trellis/runtime';
 import type { KubernetesIdentity } from '../ca/kubernetes-identity';
 import type { AuthzMetrics } from '../metrics';
-import { problem } from './problem';
+import { problems } from './problem';
 
 export interface CertificateRouteDeps {
   /** Undefined: no CA is configured and both endpoints answer 404. */
@@ -38,7 +38,7 @@ export function certificateRouter(deps: CertificateRouteDeps): Router {
 
   router.get('/v1/trust-bundle', (_req, res) => {
     const ca = deps.ca();
-    if (!ca) return problem(res, 404, 'CA disabled', 'no mesh CA is configured');
+    if (!ca) return sendProblem(res, problems.caDisabled());
     res.set('Cache-Control', 'public, max-age=60').type('application/x-pem-file').send(ca.trustBundlePem);
   });
 
@@ -46,21 +46,21 @@ export function certificateRouter(deps: CertificateRouteDeps): Router {
     const ca = deps.ca();
     if (!ca) {
       count('disabled');
-      return problem(res, 404, 'CA disabled', 'no mesh CA is configured (TRELLIS_CA_CERT_FILE / TRELLIS_CA_KEY_FILE)');
+      return sendProblem(res, problems.caDisabled());
     }
     const body = CertificateRequest.safeParse(req.body ?? {});
     if (!body.success) {
       count('invalid');
       const issue = body.error.issues[0]!;
       const field = issue.path.join('.') || 'body';
-      return problem(res, 400, 'Invalid request', `${field}: ${issue.message}`, { field });
+      return sendProblem(res, problems.invalid(field, `${field}: ${issue.message}`));
     }
     const proof = await proveService(req.get('authorization'), body.data.service);
     if (!proof.ok) {
       count(proof.status === 401 ? 'unauthenticated' : 'denied');
       if (proof.status === 401) res.set('WWW-Authenticate', 'Basic realm="trellis-authz", Bearer');
       deps.logger.warn({ reason: proof.reason, service: body.data.service }, 'certificate request refused');
-      return problem(res, proof.status, proof.status === 401 ? 'Unauthenticated' : 'Forbidden', proof.reason);
+      return sendProblem(res, proof.status === 401 ? problems.unauthenticated(proof.reason) : problems.forbidden(proof.reason));
     }
     try {
       const issued = await ca.issue(body.data.csr, proof.service);
@@ -80,11 +80,11 @@ export function certificateRouter(deps: CertificateRouteDeps): Router {
     } catch (err) {
       if (err instanceof CsrError) {
         count('invalid');
-        return problem(res, 400, 'Invalid request', err.message, { field: 'csr' });
+        return sendProblem(res, problems.invalid('csr', err.message));
       }
       deps.logger.error({ err }, 'signing a workload certificate failed');
       count('error');
-      problem(res, 503, 'Unavailable', 'no certificate can be issued right now');
+      sendProblem(res, problems.unavailable('certificate'));
     }
   });
 

@@ -3,14 +3,14 @@
 import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { opsRouter, type Health, type Logger } from '@trellis/runtime';
+import { opsRouter, ProblemError, sendProblem, type Health, type Logger } from '@trellis/runtime';
 import { DNS_LABEL, XDS_TOKEN_AUDIENCE, type ServiceCredentials } from '@trellis/mesh-schema';
 import type { MeshPolicy } from '../check/mesh-policy';
 import type { KeyRing } from '../keys/key-ring';
 import type { AuthzMetrics } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
-import { problem } from './problem';
+import { problems } from './problem';
 
 export interface HttpAppDeps {
   health: Health;
@@ -46,21 +46,20 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     const { metrics } = deps;
     if (!deps.credentials) {
       metrics.tokenEndpointRequests.inc({ result: 'disabled' });
-      return problem(res, 404, 'Token endpoint disabled', 'no caller credentials are configured (TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)');
+      return sendProblem(res, problems.tokenEndpointDisabled());
     }
     const caller = deps.credentials.authenticate(req.get('authorization'));
     if (!caller) {
       metrics.tokenEndpointRequests.inc({ result: 'unauthenticated' });
       res.set('WWW-Authenticate', 'Basic realm="trellis-authz", charset="UTF-8"');
-      return problem(res, 401, 'Unauthenticated', 'send Authorization: Basic base64(service:secret)');
+      return sendProblem(res, problems.unauthenticated());
     }
     const body = TokenRequest.safeParse(req.body ?? {});
     if (!body.success) {
       metrics.tokenEndpointRequests.inc({ result: 'invalid' });
       const issue = body.error.issues[0]!;
-      return problem(res, 400, 'Invalid request', `${issue.path.join('.') || 'body'}: ${issue.message}`, {
-        field: issue.path.join('.') || 'body',
-      });
+      const field = issue.path.join('.') || String((issue as { keys?: string[] }).keys?.[0] ?? '(body)');
+      return sendProblem(res, problems.invalid(field, `${field}: ${issue.message}`));
     }
     const { audience } = body.data;
     if (audience === XDS_TOKEN_AUDIENCE) {
@@ -69,12 +68,12 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     }
     if (!deps.policy.ready) {
       metrics.tokenEndpointRequests.inc({ result: 'not-ready' });
-      return problem(res, 503, 'Not ready', 'the registry snapshot is not loaded yet');
+      return sendProblem(res, problems.notReady());
     }
     const call = deps.policy.allowsCall(caller, audience);
     if (!call.allowed) {
       metrics.tokenEndpointRequests.inc({ result: 'denied' });
-      return problem(res, 403, 'Forbidden', `${caller} has not declared a dependency on ${audience}`, { reason: call.reason });
+      return sendProblem(res, problems.undeclared(caller, audience, call.reason));
     }
     return issue(res, () => deps.tokens.tokenFor(caller, audience), 'ok');
   });
@@ -92,23 +91,20 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     } catch (err) {
       if (!(err instanceof NoSigningKeyError)) deps.logger.error({ err }, 'token endpoint failed');
       deps.metrics.tokenEndpointRequests.inc({ result: 'error' });
-      problem(res, 503, 'Unavailable', 'no token can be issued right now');
+      sendProblem(res, problems.unavailable('token'));
     }
   }
 
   app.use(deps.certificates);
 
-  app.use((req: Request, res: Response) => problem(res, 404, 'Not found', `${req.method} ${req.path} does not exist`));
+  app.use((req: Request, res: Response) => sendProblem(res, problems.notFound(req.method, req.path)));
   // Body parser errors (bad JSON, too large) end here.
   app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
     const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
     if (status === 500) deps.logger.error({ err }, 'unhandled HTTP error');
-    problem(
+    sendProblem(
       res,
-      status,
-      status === 500 ? 'Internal error' : 'Bad request',
-      status === 500 ? 'unexpected error' : err.message,
-      status === 500 ? {} : { field: 'body' },
+      status === 500 ? problems.internal() : ProblemError.field(status, 'malformed-body', 'Bad request', '(body)', err.message),
     );
   });
   return app;

@@ -114,6 +114,13 @@ export class KeyRing {
     return this.signerMemo.key;
   }
 
+  /** When a pending key becomes the signer (epoch ms), if one is scheduled: readiness may change then. */
+  nextActivationAt(): number | undefined {
+    const now = this.clock();
+    const times = [...this.published.values()].map((r) => Date.parse(r.activeFrom)).filter((t) => t > now);
+    return times.length > 0 ? Math.min(...times) : undefined;
+  }
+
   /** Keys tokens may be verified with: every published key not yet retired. */
   verificationKey(kid: string): VerificationKey | undefined {
     const record = this.published.get(kid);

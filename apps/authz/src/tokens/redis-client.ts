@@ -5,6 +5,7 @@
 // should use an ACL user and TLS.
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Logger, ShutdownStep } from '@trellis/runtime';
 import type { AuthzConfig } from '../config';
 
 export type RedisClient = Redis | Cluster;
@@ -95,4 +96,24 @@ export function redisConnection(config: RedisConfig, readFile: (path: string) =>
 export function createRedisClient(config: RedisConfig): RedisClient {
   const connection = redisConnection(config);
   return connection.mode === 'cluster' ? new Cluster(connection.nodes, connection.options) : new Redis(connection.options);
+}
+
+/** The client authz runs with: connectivity logged once per change, closed by its shutdown step. */
+export function startRedis(config: RedisConfig, logger: Logger): { client: RedisClient; shutdownStep: ShutdownStep } {
+  const client = createRedisClient(config);
+  logConnectivity(client, logger);
+  return { client, shutdownStep: { name: 'close Redis', run: () => void client.disconnect() } };
+}
+
+/** Logs Redis connectivity once per change, not once per reconnect attempt (tokens are minted locally meanwhile). */
+function logConnectivity(redis: RedisClient, logger: Logger): void {
+  let healthy: boolean | undefined;
+  redis.on('ready', () => {
+    if (healthy !== true) logger.info('Redis connected');
+    healthy = true;
+  });
+  redis.on('error', (err: Error) => {
+    if (healthy !== false) logger.warn({ err: { message: err.message } }, 'Redis unavailable: tokens are minted locally until it is back');
+    healthy = false;
+  });
 }

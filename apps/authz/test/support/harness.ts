@@ -54,6 +54,8 @@ export function authzTestEnv(etcd: TestEtcd, redis: TestRedis, keys: KeyDir): Re
     TRELLIS_ETCD_PREFIX: etcd.prefix,
     TRELLIS_REDIS_URL: redis.url,
     TRELLIS_SIGNING_KEYS_DIR: keys.path,
+    // Production's 50 ms is a latency budget; on a loaded test machine a slow GET would read as a miss.
+    TRELLIS_REDIS_COMMAND_TIMEOUT_MS: '5000',
   };
 }
 
@@ -72,7 +74,8 @@ export async function startTestAuthz(
     etcd: etcdClient,
     ...extra,
   });
-  await authz.whenReady();
+  // Redis too: the tests that read the shared cache must not race its connection.
+  await Promise.all([authz.whenReady(), redisConnected(authz)]);
   const client = new AuthorizationClient(`127.0.0.1:${authz.grpcPort}`, credentials.createInsecure());
   return {
     authz,
