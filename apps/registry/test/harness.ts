@@ -1,19 +1,15 @@
 // A real registry for integration tests: a real etcd (one per test file), the
-// real app on 127.0.0.1:0, and a real JWKS endpoint serving the key that signs
-// the team tokens the tests use.
+// registry started as main.ts starts it (startRegistry) on 127.0.0.1:0, and a
+// real JWKS endpoint serving the key that signs the team tokens the tests use.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { KeyLayout, MeshStore, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
-import { createLogger, createMetricsRegistry, Health } from '@trellis/runtime';
+import { createLogger } from '@trellis/runtime';
 import { startEtcd } from '@trellis/testing';
 import type { TestEtcd } from '@trellis/testing';
-import { createApp } from '../src/app';
-import { Authenticator } from '../src/auth';
-import { createRegistryMetrics } from '../src/metrics';
-import { addEtcdReadiness } from '../src/readiness';
+import { startRegistry as startRegistryApp } from '../src/registry';
 import type { ServiceSpecInput } from '@trellis/mesh-schema';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
@@ -58,33 +54,26 @@ export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyB
   await once(jwksServer, 'listening');
   const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json`;
 
-  const logger = createLogger('registry', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent');
-  const metricsRegistry = createMetricsRegistry('registry');
-  const metrics = createRegistryMetrics(metricsRegistry);
-  const health = new Health();
-  addEtcdReadiness(health, client, metrics, logger);
-  const app = createApp({
-    store,
-    authenticator: Authenticator.fromConfig(
-      {
-        TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
-        TRELLIS_AUTH_JWKS_URL: jwksUrl,
-        TRELLIS_AUTH_ISSUER: ISSUER,
-        TRELLIS_AUTH_AUDIENCE: AUDIENCE,
-      },
-      ServiceCredentials.fromEntries(Object.entries(SERVICE_SECRETS)),
-    ),
-    health,
-    metricsRegistry,
-    metrics,
-    logger,
-    readsRequireAuth: opts.readsRequireAuth ?? false,
-    maxBodyBytes: opts.maxBodyBytes ?? 64 * 1024,
-    csrfSecret: 'test-csrf-secret-0123456789abcdef0123456789',
+  const registry = await startRegistryApp({
+    config: {
+      TRELLIS_HOST: '127.0.0.1',
+      TRELLIS_HTTP_PORT: 0,
+      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      TRELLIS_AUTH_JWKS_URL: jwksUrl,
+      TRELLIS_AUTH_ISSUER: ISSUER,
+      TRELLIS_AUTH_AUDIENCE: AUDIENCE,
+      TRELLIS_SERVICE_CREDENTIALS: undefined,
+      TRELLIS_CSRF_SECRET: 'test-csrf-secret-0123456789abcdef0123456789',
+      TRELLIS_READS_REQUIRE_AUTH: opts.readsRequireAuth ?? false,
+      TRELLIS_MAX_BODY_BYTES: opts.maxBodyBytes ?? 64 * 1024,
+      TRELLIS_SECURE_COOKIES: false,
+    },
+    etcd: client,
+    layout,
+    logger: createLogger('registry', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent'),
+    serviceCredentials: ServiceCredentials.fromEntries(Object.entries(SERVICE_SECRETS)),
   });
-  const server: Server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `http://127.0.0.1:${registry.httpPort}`;
 
   return {
     url,
@@ -106,8 +95,7 @@ export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyB
       return all;
     },
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await registry.close();
       await new Promise<void>((resolve) => jwksServer.close(() => resolve()));
       await etcd.close();
     },

@@ -1,0 +1,109 @@
+// startRegistry: the registry wired together — embeddable like startControlPlane
+// and startAuthz, so tests start it on port 0 against a real etcd and main.ts
+// only reads config and runs the shutdown steps it returns.
+import type { Registry as MetricsRegistry } from 'prom-client';
+import { MeshStore, ServiceCredentials, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import {
+  closeHttpServer,
+  closeInOrder,
+  ConfigError,
+  createMetricsRegistry,
+  Health,
+  listenHttp,
+  type Logger,
+  type ShutdownStep,
+} from '@trellis/runtime';
+import { createApp } from './app';
+import { Authenticator } from './auth';
+import type { RegistryEnv } from './config';
+import { createRegistryMetrics } from './metrics';
+import { addEtcdReadiness } from './readiness';
+
+export type RegistryOptions = Pick<
+  RegistryEnv,
+  | 'TRELLIS_HOST'
+  | 'TRELLIS_HTTP_PORT'
+  | 'TRELLIS_ADMIN_TOKEN'
+  | 'TRELLIS_AUTH_JWKS_URL'
+  | 'TRELLIS_AUTH_ISSUER'
+  | 'TRELLIS_AUTH_AUDIENCE'
+  | 'TRELLIS_SERVICE_CREDENTIALS'
+  | 'TRELLIS_CSRF_SECRET'
+  | 'TRELLIS_READS_REQUIRE_AUTH'
+  | 'TRELLIS_MAX_BODY_BYTES'
+  | 'TRELLIS_SECURE_COOKIES'
+>;
+
+export interface RegistryDeps {
+  config: RegistryOptions;
+  /** The caller owns the client and closes it after `close()`. */
+  etcd: EtcdClient;
+  layout: KeyLayout;
+  logger: Logger;
+  /** Instance-agent credentials instead of reading TRELLIS_SERVICE_CREDENTIALS (tests). */
+  serviceCredentials?: ServiceCredentials;
+}
+
+export interface RegistryService {
+  httpPort: number;
+  health: Health;
+  metricsRegistry: MetricsRegistry;
+  store: MeshStore;
+  /** Shutdown in order: close HTTP (in-flight requests finish). Not `etcd`. */
+  shutdownSteps: ShutdownStep[];
+  /** Readiness goes false, then the shutdown steps run once. */
+  close(): Promise<void>;
+}
+
+const HTTP_DRAIN_MS = 5_000;
+
+export async function startRegistry(deps: RegistryDeps): Promise<RegistryService> {
+  const { config, etcd, layout, logger } = deps;
+  const metricsRegistry = createMetricsRegistry('registry');
+  const metrics = createRegistryMetrics(metricsRegistry);
+  // Ready while etcd answers: evaluated on each /readyz (the registry has no gRPC health to push to).
+  const health = new Health();
+  const store = new MeshStore(etcd, layout, { logger });
+  addEtcdReadiness(health, etcd, metrics, logger);
+
+  const serviceCredentials = deps.serviceCredentials ?? (await loadServiceCredentials(config.TRELLIS_SERVICE_CREDENTIALS));
+  const authenticator = Authenticator.fromConfig(config, serviceCredentials);
+  if (!authenticator.acceptsAnyToken)
+    logger.warn('neither TRELLIS_ADMIN_TOKEN nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
+  if (config.TRELLIS_AUTH_JWKS_URL && !config.TRELLIS_AUTH_ISSUER)
+    logger.warn('TRELLIS_AUTH_ISSUER is not set: team tokens from any issuer the JWKS verifies are accepted');
+  if (!config.TRELLIS_CSRF_SECRET)
+    logger.warn('TRELLIS_CSRF_SECRET is not set: using a per-process secret, so web forms fail across replicas and restarts');
+
+  const app = createApp({
+    store,
+    authenticator,
+    health,
+    metricsRegistry,
+    metrics,
+    logger,
+    readsRequireAuth: config.TRELLIS_READS_REQUIRE_AUTH,
+    maxBodyBytes: config.TRELLIS_MAX_BODY_BYTES,
+    csrfSecret: config.TRELLIS_CSRF_SECRET,
+    secureCookies: config.TRELLIS_SECURE_COOKIES,
+  });
+  const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT);
+  logger.info({ host: config.TRELLIS_HOST, port: http.port, etcdPrefix: layout.prefix }, 'registry listening');
+
+  const shutdownSteps: ShutdownStep[] = [{ name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) }];
+  return {
+    httpPort: http.port,
+    health,
+    metricsRegistry,
+    store,
+    shutdownSteps,
+    close: closeInOrder(health, shutdownSteps),
+  };
+}
+
+async function loadServiceCredentials(source: string | undefined): Promise<ServiceCredentials | undefined> {
+  if (!source) return undefined;
+  return ServiceCredentials.load(source).catch((err: Error) => {
+    throw new ConfigError([`TRELLIS_SERVICE_CREDENTIALS: ${err.message}`]);
+  });
+}
