@@ -34,6 +34,7 @@ module.exports = function preset(projectDir, displayName) {
       '^@trellis/sdk-node$': path.join(root, 'libs/sdk-node/src/index.ts'),
       '^@trellis/testing$': path.join(root, 'libs/testing/src/index.ts'),
     },
-    testTimeout: 30_000,
+    // Generous: on a loaded machine a correct test is slow, not failing; each wait inside has its own deadline.
+    testTimeout: 120_000,
   };
 };

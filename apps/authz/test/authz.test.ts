@@ -74,7 +74,7 @@ describe('authz', () => {
       },
       { edge: { cooldownMs: 0 } },
     );
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await a?.stop();
@@ -550,7 +550,7 @@ describe('authz', () => {
         'test',
       );
       await waitFor(async () => (await a.check(outbound('payments', 'orders'))).status?.code === status.OK, 15_000);
-    }, 30_000);
+    }, 120_000);
   });
 
   // Last: it changes which key signs.
@@ -590,7 +590,7 @@ describe('authz', () => {
   });
 });
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');

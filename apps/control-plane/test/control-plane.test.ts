@@ -10,7 +10,7 @@ import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 
-jest.setTimeout(60_000);
+jest.setTimeout(120_000);
 
 describe('control plane over etcd', () => {
   let h: ControlPlaneHarness;
@@ -64,7 +64,7 @@ describe('control plane over etcd', () => {
     // A change that touches a's config: the new version goes out.
     const a = (await h.store.getService('a'))!.value.spec;
     await h.store.updateService({ ...a, dependencies: [{ service: 'b' }, { service: 'c' }] }, 'test');
-    const next = await client.next(5000);
+    const next = await client.next();
     expect(next.typeUrl).toBe(TypeUrl.Cluster);
     expect(next.versionInfo).not.toBe(cds.versionInfo);
     client.ack(TypeUrl.Cluster, next);
@@ -108,7 +108,7 @@ describe('control plane over etcd', () => {
       delta.send({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: eds.nonce });
       // An endpoint change sends just that one resource.
       await h.store.registerInstance({ service: 'b', id: 'b-2', address: '10.0.0.2', port: 8080, platform: 'vm' }, 30);
-      const update = await delta.next(5000);
+      const update = await delta.next();
       expect(update.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
       expect(update.resources.map((r) => r.name)).toEqual(['outbound|b']);
       expect(update.resources[0]!.version).not.toBe(eds.resources[0]!.version);

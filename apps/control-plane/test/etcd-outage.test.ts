@@ -4,7 +4,7 @@ import { TypeUrl } from '@trellis/envoy-types';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 
-jest.setTimeout(90_000);
+jest.setTimeout(120_000);
 
 describe('etcd outage', () => {
   let h: ControlPlaneHarness;

@@ -4,7 +4,7 @@ import { TypeUrl } from '@trellis/envoy-types';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 
-jest.setTimeout(60_000);
+jest.setTimeout(120_000);
 
 describe('proxy status in etcd', () => {
   let h: ControlPlaneHarness;

@@ -9,7 +9,7 @@ import { makeListener, type FakeModel } from './support/resources';
 import { startWhoServer } from './support/who-service';
 import { streakOf, XdsClientProcess } from './support/xds-client-process';
 
-jest.setTimeout(60_000);
+jest.setTimeout(120_000);
 
 describe('grpc-js-xds NACK', () => {
   let harness: AdsHarness;

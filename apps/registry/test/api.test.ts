@@ -9,7 +9,7 @@ let url: string;
 beforeAll(async () => {
   registry = await startRegistry();
   url = registry.url;
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await registry?.close();
@@ -306,13 +306,14 @@ describe('instances', () => {
     expect(registered.status).toBe(201);
     const ids = async () => (await call(url, 'GET', '/api/v1/services/orders/instances')).body.items.map((i: { id: string }) => i.id);
     expect(await ids()).toContain('short-lived');
-    const deadline = Date.now() + 15_000;
+    // Generous: etcd expires the lease on its own clock, and a loaded machine is slow, not wrong.
+    const deadline = Date.now() + 60_000;
     while ((await ids()).includes('short-lived')) {
-      if (Date.now() > deadline) throw new Error('instance still registered 15 s after its 5 s lease');
+      if (Date.now() > deadline) throw new Error('instance still registered 60 s after its 5 s lease');
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     expect((await call(url, 'PUT', '/api/v1/services/orders/instances/short-lived/heartbeat', admin)).status).toBe(404);
-  }, 30_000);
+  }, 120_000);
 });
 
 describe('topology and proxies', () => {

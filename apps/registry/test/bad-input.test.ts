@@ -19,7 +19,7 @@ beforeAll(async () => {
   });
   expect(instance.status).toBe(201);
   before = await registry.snapshot();
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await registry?.close();

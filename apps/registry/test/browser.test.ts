@@ -35,7 +35,7 @@ beforeAll(async () => {
   });
   // Nothing in the UI needs JavaScript: prove it by turning it off.
   page = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
-}, 90_000);
+}, 180_000);
 
 afterAll(async () => {
   await browser?.close();
@@ -84,7 +84,7 @@ it('registers a service through the form and shows it in the list and the topolo
   await expect(page.locator('svg.topology path.edge[data-from="storefront"][data-to="catalog"]').count()).resolves.toBe(1);
   await expect(page.locator('svg.topology g.node.missing[data-service="catalog"]').count()).resolves.toBe(1);
   await expect(page.locator('svg.topology g.node[data-service="storefront"][data-registered="true"]').count()).resolves.toBe(1);
-}, 60_000);
+}, 120_000);
 
 it('shows a field error next to a bad value and saves nothing', async () => {
   const before = await registry.snapshot();
@@ -96,7 +96,7 @@ it('shows a field error next to a bad value and saves nothing', async () => {
   // The form keeps what was typed.
   await expect(page.inputValue('#name')).resolves.toBe('Bad Name!');
   expect(await registry.snapshot()).toEqual(before);
-}, 60_000);
+}, 120_000);
 
 it('edits a service with its current values and keeps history for rollback', async () => {
   await page.goto(`${registry.url}/ui/services/storefront/edit`);
@@ -111,7 +111,7 @@ it('edits a service with its current values and keeps history for rollback', asy
   await Promise.all([page.waitForURL('**/ui/services/storefront'), page.click('button:has-text("Roll back to generation 1")')]);
   const restored = await registry.store.getService('storefront');
   expect(restored?.value).toMatchObject({ generation: 3, spec: { port: 8080 }, updated: { actor: 'admin' } });
-}, 60_000);
+}, 120_000);
 
 it('renders the interactive API reference at /docs from its own assets, within its CSP', async () => {
   const context = await browser.newContext({ javaScriptEnabled: true });
@@ -131,4 +131,4 @@ it('renders the interactive API reference at /docs from its own assets, within i
   } finally {
     await context.close();
   }
-}, 60_000);
+}, 120_000);

@@ -10,7 +10,7 @@ beforeAll(async () => {
     token: ADMIN_TOKEN,
     json: spec('xss', { description: '<script>alert("pwned")</script><img src=x onerror=alert(1)>' }),
   });
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await registry?.close();

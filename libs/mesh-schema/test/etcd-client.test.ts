@@ -44,10 +44,9 @@ it('works again as soon as etcd is back (no circuit breaker held open)', async (
     await expect(client.get(`${etcd.prefix}k`).string()).rejects.toThrow();
     await expect(client.get(`${etcd.prefix}k`).string()).rejects.toThrow();
     await etcd.start();
-    const started = Date.now();
+    // etcd3's default policy would refuse every call for 5 s after those failures (a
+    // BrokenCircuitError at once): the first call after the restart must reach etcd.
     expect(await client.get(`${etcd.prefix}k`).string()).toBe('1');
-    // etcd3's default policy would refuse every call for 5 s after those failures.
-    expect(Date.now() - started).toBeLessThan(4_000);
   } finally {
     client.close();
   }

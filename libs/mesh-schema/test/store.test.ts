@@ -177,7 +177,7 @@ describe('instances', () => {
       await sleep(250);
       expect(await store.heartbeatInstance('pay', 'alive')).toBe(true);
       ids = (await store.listInstances('pay')).map((i) => i.id);
-    } while (ids.includes('silent') && Date.now() - started < 10_000);
+    } while (ids.includes('silent') && Date.now() - started < 60_000);
     expect(ids).toEqual(['alive']);
     expect(Date.now() - started).toBeGreaterThanOrEqual(900); // not gone before its TTL
     expect(await store.heartbeatInstance('pay', 'silent')).toBe(false);

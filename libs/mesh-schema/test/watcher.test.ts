@@ -251,7 +251,7 @@ it('resumes from what it applied, not from the revision stamped on a partial cat
   await eventually('the whole backlog', () => w.changes().length >= backlog.length, 30_000);
   expect(w.changes()).toEqual(backlog);
   expect(w.updates.filter((u) => u.reset)).toHaveLength(1);
-}, 60_000);
+}, 120_000);
 
 it('resumes across an etcd stop/start', async () => {
   if (!etcd.canRestart) {

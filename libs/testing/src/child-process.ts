@@ -89,8 +89,8 @@ export class ManagedProcess {
   }
 }
 
-/** Polls `probe` until it returns true; fails with the process output after `timeoutMs`. */
-export async function waitUntil(what: string, probe: () => Promise<boolean>, proc: ManagedProcess, timeoutMs = 15_000): Promise<void> {
+/** Polls `probe` until it returns true; fails with the process output after `timeoutMs` (generous: a loaded machine starts servers slowly; an exit fails at once). */
+export async function waitUntil(what: string, probe: () => Promise<boolean>, proc: ManagedProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await probe().catch(() => false)) return;

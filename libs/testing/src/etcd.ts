@@ -62,7 +62,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
       prefix,
     );
   if (await dockerAvailable()) return containerEtcd(prefix);
-  return withPortRetry(() => localEtcd(prefix, opts.startTimeoutMs ?? 15_000));
+  return withPortRetry(() => localEtcd(prefix, opts.startTimeoutMs ?? 60_000));
 }
 
 /**

@@ -39,7 +39,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
   const shared = process.env['TRELLIS_TEST_REDIS_URL'];
   if (shared) return sharedRedis(shared);
   if (await dockerAvailable()) return containerRedis();
-  return withPortRetry(() => localRedis(opts.startTimeoutMs ?? 15_000));
+  return withPortRetry(() => localRedis(opts.startTimeoutMs ?? 60_000));
 }
 
 function withDb(url: string, db: number): string {

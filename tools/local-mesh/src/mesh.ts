@@ -121,7 +121,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
         onLine: options.onLine,
       });
       started.push(proc);
-      await waitUntil(`${app} /readyz`, () => httpOk(readyUrl), { process: proc, timeoutMs: 30_000 });
+      await waitUntil(`${app} /readyz`, () => httpOk(readyUrl), { process: proc, timeoutMs: 60_000 });
     }
 
     return {

@@ -76,7 +76,7 @@ export function startProcess(options: StartOptions): ManagedProcess {
     });
   });
 
-  const waitForLine = (pattern: RegExp, timeoutMs = 30_000) =>
+  const waitForLine = (pattern: RegExp, timeoutMs = 60_000) =>
     new Promise<string>((resolve, reject) => {
       const printed = recentOutput.find((line) => pattern.test(line));
       if (printed !== undefined) return resolve(printed);
@@ -123,7 +123,8 @@ export async function waitUntil(
   check: () => Promise<boolean>,
   options: { process?: ManagedProcess; timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<void> {
-  const { timeoutMs = 30_000, intervalMs = 100 } = options;
+  // Generous: a process that exits fails the wait at once; a slow (loaded) machine should not.
+  const { timeoutMs = 60_000, intervalMs = 100 } = options;
   const deadline = Date.now() + timeoutMs;
   let exitCode: number | null | undefined;
   void options.process?.exited.then((code) => (exitCode = code));

@@ -15,7 +15,8 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
 import { startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
 import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from '../src/mesh';
 
-jest.setTimeout(120_000);
+// Generous: the whole mesh starts as processes, and a loaded machine is slow, not wrong.
+jest.setTimeout(300_000);
 
 const TEAM_DOMAIN = 'trellis-demo.cloudflareaccess.com';
 const ACCESS_AUD = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
@@ -30,7 +31,7 @@ let localMeshDir: string;
 const log: string[] = [];
 
 /** Polls `attempt` until it returns a value (not throwing); returns it with the time it took. */
-async function converge<T>(what: string, attempt: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+async function converge<T>(what: string, attempt: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
   const started = Date.now();
   let last: unknown;
   while (Date.now() - started < timeoutMs) {

@@ -75,8 +75,8 @@ export class AdsTestClient<P extends Protocol> {
     this.send({ typeUrl, versionInfo: keptVersion, responseNonce: response.nonce, errorDetail: { code: 3, message } });
   }
 
-  /** The next response, failing after `timeoutMs`. */
-  next(timeoutMs = 3000): Promise<Res<P>> {
+  /** The next response, failing after `timeoutMs` (generous: a loaded machine is slow, not wrong). */
+  next(timeoutMs = 30_000): Promise<Res<P>> {
     const queued = this.responses.shift();
     if (queued) return Promise.resolve(queued);
     return new Promise((resolve, reject) => {
@@ -99,7 +99,7 @@ export class AdsTestClient<P extends Protocol> {
   }
 
   /** The status the server ended the stream with. */
-  closedWith(timeoutMs = 3000): Promise<{ code: GrpcStatus; details: string }> {
+  closedWith(timeoutMs = 30_000): Promise<{ code: GrpcStatus; details: string }> {
     if (this.ended) return Promise.resolve(this.ended);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('stream still open')), timeoutMs);

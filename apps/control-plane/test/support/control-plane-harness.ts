@@ -104,8 +104,8 @@ export async function startControlPlaneHarness(
   };
 }
 
-/** Resolves once `predicate` holds, polling every 20 ms. */
-export async function eventually<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+/** Resolves once `predicate` holds, polling every 20 ms; the deadline is generous so a loaded machine is slow, not failing. */
+export async function eventually<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

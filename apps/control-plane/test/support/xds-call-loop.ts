@@ -13,7 +13,7 @@ const client = new Client(`xds:///${target}`, credentials.createInsecure()) as u
 };
 
 const loop = (): void => {
-  client.who(Buffer.alloc(0), { deadline: Date.now() + 1000 }, (err, res) => {
+  client.who(Buffer.alloc(0), { deadline: Date.now() + 10_000 }, (err, res) => {
     const line = err
       ? { t: Date.now(), ok: false, code: err.code, details: err.details }
       : { t: Date.now(), ok: true, instance: res!.toString() };

@@ -82,7 +82,7 @@ export class XdsClientProcess {
     what: string,
     since: number,
     condition: (after: CallResult[]) => CallResult | undefined,
-    timeoutMs = 15_000,
+    timeoutMs = 60_000,
   ): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
