@@ -74,8 +74,7 @@ export async function startTestAuthz(
     etcd: etcdClient,
     ...extra,
   });
-  // Redis too: the tests that read the shared cache must not race its connection.
-  await Promise.all([authz.whenReady(), redisConnected(authz)]);
+  await authz.whenReady();
   const client = new AuthorizationClient(`127.0.0.1:${authz.grpcPort}`, credentials.createInsecure());
   return {
     authz,
