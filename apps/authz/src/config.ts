@@ -1,4 +1,5 @@
 // authz configuration: TRELLIS_* environment variables, validated at start.
+import { MAX_MESH_TOKEN_LIFETIME_SECONDS } from '@trellis/mesh-contracts';
 import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
@@ -49,7 +50,7 @@ export const authzEnvSchema = etcdEnvSchema
     /** Each Redis command gives up after this; a Check must answer within Envoy's ext_authz timeout (200 ms by default). */
     TRELLIS_REDIS_COMMAND_TIMEOUT_MS: env.int(50, 1, 5_000),
     TRELLIS_TOKEN_ISSUER: z.string().min(1).max(256).default('trellis'),
-    TRELLIS_TOKEN_TTL_SECONDS: env.int(900, 60, 86_400),
+    TRELLIS_TOKEN_TTL_SECONDS: env.int(900, 60, MAX_MESH_TOKEN_LIFETIME_SECONDS),
     /** Default: TTL − clock skew (870 s of 900). */
     TRELLIS_TOKEN_CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
     TRELLIS_CLOCK_SKEW_SECONDS: env.int(30, 0, 300),

@@ -1,3 +1,4 @@
 // What the deployables agree on that is not stored in etcd: fixed names, and the
 // rules each side must apply the same way. @trellis/mesh-schema re-exports it.
 export * from './conventions';
+export * from './mesh-token';

@@ -2,7 +2,10 @@
 // with jwt_authn: RS256/ES256 signature against authz's published keys, `iss` =
 // the mesh, `aud` = this service, `exp`/`nbf` with a small leeway, and a caller
 // (`sub`) that declared this service as a dependency.
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
+// The token rules themselves are @trellis/mesh-contracts' verifyMeshToken, the
+// same function authz applies.
+import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
+import { MAX_MESH_TOKEN_LIFETIME_SECONDS, verifyMeshToken, type MeshTokenKeyLookup, type TokenRejection } from '@trellis/mesh-contracts';
 
 export interface MeshTokenVerifierOptions {
   /** This service's name: tokens must carry it as `aud`. */
@@ -11,6 +14,8 @@ export interface MeshTokenVerifierOptions {
   /** authz's JWKS, e.g. http://authz.trellis:8181/.well-known/jwks.json; or a key getter (tests, etcd-fed keys). */
   keys: string | JWTVerifyGetKey;
   clockSkewSeconds?: number;
+  /** Longest token life accepted (exp - iat); default and ceiling MAX_MESH_TOKEN_LIFETIME_SECONDS. */
+  maxLifetimeSeconds?: number;
   /** Callers allowed right now (those that declared this service); absent means any holder of a valid token. */
   isAllowedCaller?: (caller: string) => boolean;
 }
@@ -22,43 +27,50 @@ export interface VerifiedCaller {
 }
 
 export class MeshTokenRejected extends Error {
-  constructor(readonly reason: string) {
+  /** `reason` explains; `code` is the bounded rejection kind (undeclared callers: 'undeclared-caller'). */
+  constructor(
+    readonly reason: string,
+    readonly code: TokenRejection | 'undeclared-caller' = 'malformed',
+  ) {
     super(`mesh token rejected: ${reason}`);
     this.name = 'MeshTokenRejected';
   }
 }
 
-const MAX_TOKEN_LENGTH = 8 * 1024;
-
 export class MeshTokenVerifier {
-  private readonly getKey: JWTVerifyGetKey;
+  private readonly lookupKey: MeshTokenKeyLookup;
 
   constructor(private readonly options: MeshTokenVerifierOptions) {
-    this.getKey = typeof options.keys === 'string' ? createRemoteJWKSet(new URL(options.keys), { cooldownDuration: 5_000 }) : options.keys;
+    const getKey = typeof options.keys === 'string' ? createRemoteJWKSet(new URL(options.keys), { cooldownDuration: 5_000 }) : options.keys;
+    this.lookupKey = keyLookup(getKey);
   }
 
   /** Verifies an `authorization` header value; throws MeshTokenRejected with the reason. */
   async verify(authorization: string | undefined): Promise<VerifiedCaller> {
-    const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization ?? '');
-    if (!match) throw new MeshTokenRejected('missing bearer token');
-    const token = match[1]!;
-    if (token.length > MAX_TOKEN_LENGTH) throw new MeshTokenRejected('token too large');
-    let result;
-    try {
-      result = await jwtVerify(token, this.getKey, {
-        issuer: this.options.issuer,
-        audience: this.options.service,
-        algorithms: ['RS256', 'ES256'],
-        clockTolerance: this.options.clockSkewSeconds ?? 30,
-        requiredClaims: ['sub', 'exp', 'iat'],
-      });
-    } catch (err) {
-      throw new MeshTokenRejected(err instanceof Error ? err.message : 'invalid token');
-    }
-    const caller = result.payload.sub!;
+    const match = /^Bearer (\S+)$/.exec(authorization ?? '');
+    if (!match) throw new MeshTokenRejected('missing bearer token', 'missing');
+    const result = await verifyMeshToken(match[1], this.lookupKey, {
+      issuer: this.options.issuer,
+      audience: this.options.service,
+      clockSkewSeconds: this.options.clockSkewSeconds ?? 30,
+      maxLifetimeSeconds: this.options.maxLifetimeSeconds ?? MAX_MESH_TOKEN_LIFETIME_SECONDS,
+    });
+    if (!result.valid) throw new MeshTokenRejected(result.detail, result.reason);
+    const caller = result.subject;
     if (this.options.isAllowedCaller && !this.options.isAllowedCaller(caller)) {
-      throw new MeshTokenRejected(`caller ${caller} has not declared ${this.options.service} as a dependency`);
+      throw new MeshTokenRejected(`caller ${caller} has not declared ${this.options.service} as a dependency`, 'undeclared-caller');
     }
-    return { caller, keyId: result.protectedHeader.kid, expiresAt: result.payload.exp! };
+    return { caller, keyId: result.kid, expiresAt: result.expiresAt };
   }
+}
+
+/** A JWKS getter (remote, or a test's) as the contract's key lookup: a kid it cannot resolve is an unknown kid. */
+function keyLookup(getKey: JWTVerifyGetKey): MeshTokenKeyLookup {
+  return async (kid, alg) => {
+    try {
+      return { kid, alg, key: await getKey({ kid, alg }, { payload: '', signature: '' }) };
+    } catch {
+      return undefined;
+    }
+  };
 }

@@ -5,7 +5,7 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { Logger } from '@trellis/runtime';
 import type { AuthzMetrics } from '../metrics';
-import type { JwtRejection } from '../tokens/verify';
+import type { JwtRejection } from '@trellis/mesh-contracts';
 
 export interface AccessApplication {
   teamDomain: string;

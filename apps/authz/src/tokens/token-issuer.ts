@@ -10,7 +10,7 @@ import type { AuthzMetrics, MintedKind } from '../metrics';
 import { mintMeshToken, type MintedToken } from './mint';
 import type { SharedTokenCache } from './redis-token-cache';
 import { SingleFlight } from './single-flight';
-import { verifyMeshToken } from './verify';
+import { verifyMeshToken } from '@trellis/mesh-contracts';
 
 export interface TokenIssuerOptions {
   ttlSeconds: number;

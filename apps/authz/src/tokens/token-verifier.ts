@@ -3,7 +3,7 @@
 // destination suffices. A hit still re-checks what can change: the key must still
 // be published and not retired, the issuer the same, the token not expired.
 import type { KeyRing } from '../keys/key-ring';
-import { verifyMeshToken, type TokenVerification } from './verify';
+import { verifyMeshToken, type TokenVerification } from '@trellis/mesh-contracts';
 
 export interface TokenVerifierOptions {
   issuer: () => string;

@@ -5,7 +5,7 @@ import { SignJWT } from 'jose';
 import type { VerificationKey } from '../keys/key-ring';
 import { generateSigningKey, type SigningKey } from '../keys/signing-key';
 import { mintMeshToken } from './mint';
-import { verifyMeshToken, type TokenExpectations } from './verify';
+import { verifyMeshToken, type TokenExpectations } from '@trellis/mesh-contracts';
 
 const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 

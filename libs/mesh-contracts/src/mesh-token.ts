@@ -1,7 +1,7 @@
-// Validating a mesh token: size and shape first, then kid and alg against the
-// published keys, then signature and claims. Every rejection has a reason.
-import { decodeProtectedHeader, jwtVerify, errors } from 'jose';
-import type { VerificationKey } from '../keys/key-ring';
+// The one definition of a valid mesh token, for every verifier (authz, the
+// proxyless SDK): size and shape first, then kid and alg against the published
+// keys, then signature and claims. Every rejection has a reason.
+import { decodeProtectedHeader, jwtVerify, errors, type KeyInput } from 'jose';
 
 /** Why a signed JWT is refused, whoever minted it (the mesh here, Cloudflare Access at the edge). */
 export type JwtRejection =
@@ -17,21 +17,37 @@ export interface TokenExpectations {
   issuer: string;
   audience: string;
   clockSkewSeconds: number;
-  /** Upper bound on exp - iat: a token claiming a longer life was not minted by us. */
+  /** Upper bound on exp - iat (at most MAX_MESH_TOKEN_LIFETIME_SECONDS): a token claiming a longer life was not minted by us. */
   maxLifetimeSeconds: number;
 }
 
 export const ALLOWED_ALGS = ['RS256', 'ES256'] as const;
+export type MeshTokenAlg = (typeof ALLOWED_ALGS)[number];
+
+/** The longest life a mesh token may claim (exp - iat); authz's TRELLIS_TOKEN_TTL_SECONDS cannot exceed it. */
+export const MAX_MESH_TOKEN_LIFETIME_SECONDS = 86_400;
+
+/** A published verification key. */
+export interface MeshTokenKey {
+  kid: string;
+  alg: string;
+  key: KeyInput;
+}
+
+/** The key a token's `kid` names, or undefined when none is published (or it signs with another alg). */
+export type MeshTokenKeyLookup = (kid: string, alg: MeshTokenAlg) => MeshTokenKey | undefined | Promise<MeshTokenKey | undefined>;
+
 const MAX_TOKEN_LENGTH = 4096;
 const MAX_HEADER_SEGMENT_LENGTH = 512;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 export async function verifyMeshToken(
   token: string | undefined,
-  lookupKey: (kid: string) => VerificationKey | undefined,
+  lookupKey: MeshTokenKeyLookup,
   expected: TokenExpectations,
   now: number = Date.now(),
 ): Promise<TokenVerification> {
+  const maxLifetime = Math.min(expected.maxLifetimeSeconds, MAX_MESH_TOKEN_LIFETIME_SECONDS);
   if (!token) return reject('missing', 'no token');
   if (token.length > MAX_TOKEN_LENGTH) return reject('oversized', `token longer than ${MAX_TOKEN_LENGTH} characters`);
   if (!COMPACT_JWS.test(token)) return reject('malformed', 'not a signed compact JWT');
@@ -47,7 +63,7 @@ export async function verifyMeshToken(
     return reject('alg-not-allowed', `alg ${String(header.alg)} is not allowed`);
   }
   if (typeof header.kid !== 'string') return reject('unknown-kid', 'no kid in the header');
-  const key = lookupKey(header.kid);
+  const key = await lookupKey(header.kid, header.alg as MeshTokenAlg);
   if (!key) return reject('unknown-kid', 'kid is not a published key');
   if (key.alg !== header.alg) return reject('alg-not-allowed', `key ${key.kid} signs ${key.alg}, token says ${header.alg}`);
 
@@ -57,12 +73,12 @@ export async function verifyMeshToken(
       issuer: expected.issuer,
       audience: expected.audience,
       clockTolerance: expected.clockSkewSeconds,
-      maxTokenAge: expected.maxLifetimeSeconds + expected.clockSkewSeconds,
+      maxTokenAge: maxLifetime + expected.clockSkewSeconds,
       requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat'],
       currentDate: new Date(now),
     });
     if (typeof payload.sub !== 'string' || payload.sub.length === 0) return reject('invalid-claims', 'sub must be a service name');
-    if (payload.exp! - payload.iat! > expected.maxLifetimeSeconds) return reject('invalid-claims', 'lifetime longer than the mesh allows');
+    if (payload.exp! - payload.iat! > maxLifetime) return reject('invalid-claims', 'lifetime longer than the mesh allows');
     return { valid: true, subject: payload.sub, audience: expected.audience, expiresAt: payload.exp!, kid: key.kid };
   } catch (err) {
     return rejectionOf(err);
