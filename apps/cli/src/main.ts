@@ -1,7 +1,13 @@
 // `trellis`: the node agent and the operator's view of the mesh, one executable.
 import { Command, Option } from 'commander';
 import { registerAgentCommand } from './commands/agent';
+import { registerApplyCommand } from './commands/apply';
 import { registerBootstrapCommand } from './commands/bootstrap';
+import { registerConfigDumpCommand } from './commands/config-dump';
+import { registerInstancesCommand } from './commands/instances';
+import { registerProxyStatusCommand } from './commands/proxy-status';
+import { registerServicesCommand } from './commands/services';
+import { registerTopologyCommand } from './commands/topology';
 import { CliError } from './output';
 
 const program = new Command('trellis')
@@ -16,8 +22,14 @@ const program = new Command('trellis')
   .showHelpAfterError()
   .configureHelp({ showGlobalOptions: true });
 
-registerAgentCommand(program);
+registerServicesCommand(program);
+registerApplyCommand(program);
+registerInstancesCommand(program);
+registerProxyStatusCommand(program);
+registerConfigDumpCommand(program);
+registerTopologyCommand(program);
 registerBootstrapCommand(program);
+registerAgentCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`trellis: ${err instanceof Error ? err.message : String(err)}\n`);

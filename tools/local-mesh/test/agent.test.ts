@@ -1,9 +1,14 @@
-// `trellis agent` end to end against the real local mesh (etcd, registry, control
-// plane, authz as processes): a plain gRPC app with no SDK runs under the agent, and a
-// proxyless grpc-js-xds caller calls it 25 times a second through the mesh. Short TTLs
-// and generous deadlines; nothing here asserts how long anything took.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+// The `trellis` CLI end to end against the real local mesh (etcd, registry, control
+// plane, authz as processes). The inspection commands, then `trellis agent`: a plain
+// gRPC app with no SDK runs under the agent, and a proxyless grpc-js-xds caller calls
+// it 25 times a second through the mesh. Short TTLs and generous deadlines; nothing
+// here asserts how long anything took.
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { credentials } from '@grpc/grpc-js';
+import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoCredentials, type DemoCredentials } from '../src/demo/demo';
@@ -159,6 +164,96 @@ afterAll(async () => {
   await caller?.stop();
   await mesh?.stop();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Runs the built CLI against this mesh; resolves with its stdout, rejects with its stderr. */
+async function trellis(...args: string[]): Promise<string> {
+  const env = {
+    ...process.env,
+    TRELLIS_REGISTRY_URL: mesh.registryUrl,
+    TRELLIS_CONTROL_PLANE_URL: mesh.controlPlane.httpUrl,
+    TRELLIS_TOKEN: mesh.adminToken,
+    TRELLIS_CONFIG: join(dataDir, 'no-such-config.yaml'),
+  };
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, [join(WORKSPACE_ROOT, 'dist/apps/cli/main.js'), ...args], { env });
+    return stdout;
+  } catch (err) {
+    throw new Error(`trellis ${args.join(' ')}: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);
+  }
+}
+
+describe('trellis CLI', () => {
+  it('apply -f DIR is idempotent: the first run creates, --dry-run shows a diff, a second run changes nothing and says so', async () => {
+    const dir = join(dataDir, 'manifests');
+    mkdirSync(join(dir, 'nested'), { recursive: true });
+    writeFileSync(join(dir, 'ledger.yaml'), 'name: ledger\nteam: echo\nprotocol: grpc\nport: 50051\n');
+    writeFileSync(
+      join(dir, 'nested', 'billing.yml'),
+      'name: billing\nteam: echo\nprotocol: grpc\nport: 50051\ndependencies:\n  - service: ledger\n---\nname: audit\nteam: echo\nprotocol: http\nport: 8080\n',
+    );
+    expect(await trellis('apply', '-f', dir)).toMatch(/service\/ledger created[\s\S]*3 created, 0 changed, 0 unchanged/);
+    expect(await trellis('apply', '-f', dir)).toContain('no changes: 3 services already as declared');
+
+    writeFileSync(join(dir, 'ledger.yaml'), 'name: ledger\nteam: echo\nprotocol: grpc\nport: 50052\n');
+    const dryRun = await trellis('apply', '-f', dir, '--dry-run');
+    expect(dryRun).toContain('service/ledger would be configured');
+    expect(dryRun).toMatch(/- port: 50051\n\s+\+ port: 50052/);
+    expect(JSON.parse(await trellis('services', 'get', 'ledger', '-o', 'json')).spec.port).toBe(50051);
+    expect(await trellis('apply', '-f', dir)).toContain('0 created, 1 changed, 2 unchanged');
+    expect(await trellis('apply', '-f', dir)).toContain('no changes');
+
+    expect(await trellis('services', 'ls')).toMatch(/NAME\s+TEAM[\s\S]*billing\s+echo\s+grpc\s+50051\s+ledger/);
+    expect(await trellis('services', 'history', 'ledger')).toMatch(/2\s+update[\s\S]*1\s+create/);
+    await trellis('services', 'rollback', 'ledger', '--to', '1');
+    expect(JSON.parse(await trellis('services', 'get', 'ledger', '-o', 'json')).spec.port).toBe(50051);
+    expect(await trellis('topology', '-o', 'dot')).toContain('"billing" -> "ledger";');
+  });
+
+  it('proxy-status shows a NACK with its message after a proxy rejects its config', async () => {
+    // A real ADS stream to the real control plane, as a proxy of "caller" that rejects what it gets.
+    const ads = new AggregatedDiscoveryServiceClient(mesh.controlPlane.xdsAddress, credentials.createInsecure());
+    const stream = ads.streamAggregatedResources();
+    const clusterType = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+    const node = { id: 'nacker-1', cluster: 'caller' };
+    try {
+      const first = new Promise<DiscoveryResponse>((resolve, reject) => {
+        stream.once('data', resolve);
+        stream.once('error', reject);
+      });
+      stream.write(DiscoveryRequest.fromPartial({ node, typeUrl: clusterType, resourceNames: [] }));
+      const response = await first;
+      stream.write(
+        DiscoveryRequest.fromPartial({
+          node,
+          typeUrl: clusterType,
+          versionInfo: '',
+          responseNonce: response.nonce,
+          errorDetail: { code: 3, message: 'cluster outbound|echo: rejected by the test proxy' },
+        }),
+      );
+      const table = await eventually('the NACK in proxy-status', async () => {
+        const out = await trellis('proxy-status', 'caller');
+        return out.includes('nacker-1') && out.includes('NACKED') ? out : undefined;
+      });
+      expect(table).toMatch(/NAME\s+SERVICE\s+CONTROL PLANE\s+CDS\s+LDS/);
+      expect(table).toContain('CDS: cluster outbound|echo: rejected by the test proxy');
+      const json = JSON.parse(await trellis('proxy-status', 'caller', '-o', 'json')) as Array<{ nodeId: string; sync: { cds: string } }>;
+      expect(json.find((p) => p.nodeId === 'nacker-1')?.sync.cds).toBe('NACKED');
+    } finally {
+      stream.end();
+      ads.close();
+    }
+  });
+
+  it('config-dump, instances ls and bootstrap read the live mesh', async () => {
+    const dump = JSON.parse(await trellis('config-dump', 'caller-1', '-o', 'json')) as { types: Record<string, unknown> };
+    expect(Object.keys(dump.types)).toEqual(expect.arrayContaining(['cds', 'lds']));
+    expect(await trellis('config-dump', 'caller-1')).toMatch(/TYPE\s+NAME\s+VERSION/);
+    expect(await trellis('instances', 'ls', 'echo')).toMatch(/^ID\s+ADDRESS\s+STATE/);
+    const bootstrap = await trellis('bootstrap', 'echo', '--app-port', '9000', '--node', 'echo-vm-1', '--format', 'json');
+    expect(JSON.parse(bootstrap).node).toMatchObject({ id: 'echo-vm-1', cluster: 'echo' });
+  });
 });
 
 describe('trellis agent', () => {
