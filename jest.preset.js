@@ -27,6 +27,7 @@ module.exports = function preset(projectDir, displayName) {
       '^@trellis/envoy-types/validation$': path.join(root, 'libs/envoy-types/src/validation/index.ts'),
       '^@trellis/envoy-types/(.*)$': path.join(root, 'libs/envoy-types/src/generated/$1'),
       '^@trellis/mesh-schema$': path.join(root, 'libs/mesh-schema/src/index.ts'),
+      '^@trellis/mesh-schema/testing$': path.join(root, 'libs/mesh-schema/src/testing/index.ts'),
       '^@trellis/pki$': path.join(root, 'libs/pki/src/index.ts'),
       '^@trellis/mesh-contracts$': path.join(root, 'libs/mesh-contracts/src/index.ts'),
       '^@trellis/runtime$': path.join(root, 'libs/runtime/src/index.ts'),

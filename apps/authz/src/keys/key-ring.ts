@@ -24,6 +24,8 @@ export class KeyRing {
   private local = new Map<string, SigningKey>();
   private published = new Map<string, AuthzPublicKey>();
   private readonly publicKeyCache = new Map<string, VerificationKey>();
+  /** Published keys (of other replicas or written by hand) whose JWK is no key: never used, each logged and counted once. */
+  private readonly unusable = new Set<string>();
   private lastRun: Promise<void> = Promise.resolve();
   private queuedRun: Promise<void> | undefined;
   // signer() runs on every Check: its answer only changes when the records do or a pending key's activeFrom passes.
@@ -94,6 +96,8 @@ export class KeyRing {
     this.published = next;
     this.signerMemo = undefined;
     for (const kid of this.publicKeyCache.keys()) if (!next.has(kid)) this.publicKeyCache.delete(kid);
+    for (const kid of this.unusable) if (!next.has(kid)) this.unusable.delete(kid);
+    for (const record of next.values()) this.importPublicKey(record);
     this.updateGauges(now);
     if (!this.signer() && this.local.size > 0) {
       const pending = [...next.values()].filter((r) => this.local.has(r.kid) && keyState(r, now) === 'pending');
@@ -121,17 +125,29 @@ export class KeyRing {
     return times.length > 0 ? Math.min(...times) : undefined;
   }
 
-  /** Keys tokens may be verified with: every published key not yet retired. */
+  /** Keys tokens may be verified with: every published, usable key not yet retired. */
   verificationKey(kid: string): VerificationKey | undefined {
     const record = this.published.get(kid);
     if (!record || isRetired(record, this.clock())) return undefined;
+    return this.importPublicKey(record);
+  }
+
+  /** The record's public key, imported once; undefined when its JWK is no key (dropped with a reason). */
+  private importPublicKey(record: AuthzPublicKey): VerificationKey | undefined {
+    const { kid } = record;
+    if (this.unusable.has(kid)) return undefined;
     let cached = this.publicKeyCache.get(kid);
     if (!cached) {
-      cached = {
-        kid,
-        alg: record.jwk.alg,
-        key: this.local.get(kid)?.publicKey ?? createPublicKey({ key: jwkForImport(record.jwk), format: 'jwk' }),
-      };
+      let key: KeyObject;
+      try {
+        key = this.local.get(kid)?.publicKey ?? createPublicKey({ key: jwkForImport(record.jwk), format: 'jwk' });
+      } catch (err) {
+        this.unusable.add(kid);
+        this.metrics.recordsDropped.inc({ kind: 'authzKey' });
+        this.logger.error({ kid, err: (err as Error).message }, 'published key is not a usable public key; tokens it signed are refused');
+        return undefined;
+      }
+      cached = { kid, alg: record.jwk.alg, key };
       this.publicKeyCache.set(kid, cached);
     }
     return cached;
@@ -141,7 +157,7 @@ export class KeyRing {
   jwks(): { keys: PublicJwk[] } {
     const now = this.clock();
     const keys = [...this.published.values()]
-      .filter((record) => !isRetired(record, now))
+      .filter((record) => !isRetired(record, now) && !this.unusable.has(record.kid))
       .sort((a, b) => a.kid.localeCompare(b.kid))
       .map((record) => record.jwk);
     return { keys };
