@@ -124,17 +124,17 @@ describe('control plane over etcd', () => {
     const delta = AdsTestClient.open(h.xdsAddress, 'delta');
     try {
       delta.send({ node: testNode('c', 'c-envoy-delta'), typeUrl: TypeUrl.Cluster });
-      const cds = await delta.next(10_000);
+      const cds = await delta.next();
       expect(cds).toMatchObject({ typeUrl: TypeUrl.Cluster, resources: [], removedResources: [] });
       expect(cds.nonce).not.toBe('');
       delta.send({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce });
       delta.send({ typeUrl: TypeUrl.Listener });
-      const lds = await delta.next(10_000);
+      const lds = await delta.next();
       expect(lds.typeUrl).toBe(TypeUrl.Listener);
       expect(lds.resources.map((r) => r.name)).toEqual(['inbound|c']);
       delta.send({ typeUrl: TypeUrl.Listener, responseNonce: lds.nonce });
       delta.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNamesSubscribe: ['inbound|c'] });
-      const rds = await delta.next(10_000);
+      const rds = await delta.next();
       expect(rds.resources.map((r) => r.name)).toEqual(['inbound|c']);
       delta.send({ typeUrl: TypeUrl.RouteConfiguration, responseNonce: rds.nonce });
       // Answered once; an ACKed empty type stays quiet.

@@ -45,7 +45,7 @@ describe('etcd outage', () => {
       { name: 'a', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'b' }, { service: 'c' }] },
       'test',
     );
-    const after = await client.next(15_000);
+    const after = await client.next();
     expect(after.versionInfo).not.toBe(before.versionInfo);
     console.log(`after etcd came back: registry write → proxy update in ${Date.now() - t0} ms`);
   });

@@ -58,7 +58,7 @@ function watch(client: Etcd3 = watchClient) {
   return { watcher, updates, statuses, changes, invalidKeys, reported, errors };
 }
 
-async function eventually(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+async function eventually(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

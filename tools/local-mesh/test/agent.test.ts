@@ -61,7 +61,7 @@ async function registryPut(path: string, body: unknown): Promise<void> {
 }
 
 async function instances(): Promise<Array<{ id: string; drainingSince?: string }>> {
-  const res = await fetch(`${mesh.registryUrl}/api/v1/services/echo/instances`, { signal: AbortSignal.timeout(5_000) });
+  const res = await fetch(`${mesh.registryUrl}/api/v1/services/echo/instances`, { signal: AbortSignal.timeout(15_000) });
   return ((await res.json()) as { items: Array<{ id: string; drainingSince?: string }> }).items;
 }
 
