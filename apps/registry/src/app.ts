@@ -6,7 +6,7 @@ import type { RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { MeshStore } from '@trellis/mesh-schema';
 import type { Health, Logger } from '@trellis/runtime';
-import { opsRouter } from '@trellis/runtime';
+import { opsRouter, requestIds } from '@trellis/runtime';
 import type { Registry } from 'prom-client';
 import { apiV1Router } from './api';
 import type { Authenticator } from './auth';
@@ -46,6 +46,7 @@ export function createApp(options: AppOptions): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.set('query parser', 'simple');
+  app.use(requestIds(logger));
   app.use(requestMetrics(metrics, logger));
   const https = options.secureCookies ?? false;
   app.use(

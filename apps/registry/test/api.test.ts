@@ -438,6 +438,13 @@ describe('documents and operations', () => {
     expect((await call(url, 'GET', '/docs/package.json')).status).toBe(404);
   });
 
+  it('echoes the caller request id, or makes one', async () => {
+    const given = await call(url, 'GET', '/api/v1/services', { headers: { 'x-request-id': 'edge-req-7' } });
+    expect(given.headers.get('x-request-id')).toBe('edge-req-7');
+    const made = await call(url, 'GET', '/api/v1/services');
+    expect(made.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
   it('answers health, readiness and metrics', async () => {
     expect((await call(url, 'GET', '/healthz')).status).toBe(200);
     expect((await call(url, 'GET', '/readyz')).status).toBe(200);

@@ -3,7 +3,7 @@
 import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import { opsRouter, ProblemError, sendProblem, type Health, type Logger } from '@trellis/runtime';
+import { opsRouter, ProblemError, requestIds, sendProblem, type Health, type Logger } from '@trellis/runtime';
 import { DNS_LABEL, XDS_TOKEN_AUDIENCE, type ServiceCredentials } from '@trellis/mesh-schema';
 import type { MeshPolicy } from '../check/mesh-policy';
 import type { KeyRing } from '../keys/key-ring';
@@ -35,6 +35,7 @@ const TokenRequest = z
 export function createHttpApp(deps: HttpAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.use(requestIds(deps.logger));
   app.use(opsRouter(deps.health, deps.registry));
 
   app.get('/.well-known/jwks.json', (_req, res) => {

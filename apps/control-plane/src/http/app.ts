@@ -4,7 +4,7 @@
 import express, { type Express, type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { ServiceName } from '@trellis/mesh-schema';
-import { opsRouter, sendProblem, type Health, type Logger } from '@trellis/runtime';
+import { opsRouter, requestIds, sendProblem, type Health, type Logger } from '@trellis/runtime';
 import type { ProxyKind } from '../resource';
 import type { MeshModel, RetainedEndpoint } from '../model';
 import type { AdsServer } from '../xds/ads-server';
@@ -31,6 +31,7 @@ export interface HttpAppDeps {
 export function createHttpApp(deps: HttpAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.use(requestIds(deps.logger));
   app.use(opsRouter(deps.health, deps.registry));
 
   /**
