@@ -131,7 +131,7 @@ export class MeshCa {
         await x509.AuthorityKeyIdentifierExtension.create(this.caCert.publicKey, false),
       ],
     });
-    const certificatePem = cert.toString('pem');
+    const certificatePem = `${cert.toString('pem').trim()}\n`; // PEM files end with a newline, so bundles concatenate safely
     return {
       spiffeId,
       certificatePem,

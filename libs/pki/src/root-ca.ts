@@ -33,7 +33,7 @@ export async function generateRootCa(options: { commonName: string; lifetimeDays
     ],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return { certificatePem: cert.toString('pem'), keyPem: toPem(pkcs8, 'PRIVATE KEY') };
+  return { certificatePem: `${cert.toString('pem').trim()}\n`, keyPem: toPem(pkcs8, 'PRIVATE KEY') };
 }
 
 /**

@@ -16,7 +16,7 @@ export async function generateWorkloadKey(service: string): Promise<WorkloadKey>
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: [{ CN: [service] }], keys, signingAlgorithm: algorithm });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return { keyPem: toPem(pkcs8, 'PRIVATE KEY'), csrPem: csr.toString('pem') };
+  return { keyPem: toPem(pkcs8, 'PRIVATE KEY'), csrPem: `${csr.toString('pem').trim()}\n` };
 }
 
 export function toPem(der: Buffer, label: string): string {

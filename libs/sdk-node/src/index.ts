@@ -1,3 +1,18 @@
 export { CALLER_KEY_ID_METADATA_KEY, CALLER_METADATA_KEY, meshServerInterceptor, meshTokenInterceptor } from './grpc-interceptors';
 export { MeshTokenClient, MeshTokenError, type MeshTokenClientOptions } from './token-client';
 export { MeshTokenRejected, MeshTokenVerifier, type MeshTokenVerifierOptions, type VerifiedCaller } from './token-verifier';
+export { certificateFilesIn, writeCertificateFiles, type CertificateFiles, type CertificateMaterial } from './certificate-files';
+export {
+  peerCallerInterceptor,
+  proxylessBootstrap,
+  SERVER_LISTENER_TEMPLATE,
+  WORKLOAD_CERT_PROVIDER,
+  type ProxylessBootstrapOptions,
+} from './proxyless-identity';
+export {
+  WorkloadCertificate,
+  WorkloadCertificateError,
+  type IssuedWorkloadCertificate,
+  type WorkloadCertificateOptions,
+  type WorkloadProof,
+} from './workload-certificate';

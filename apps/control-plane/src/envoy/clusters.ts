@@ -14,6 +14,7 @@ import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
 import type { LocalityEndpoints } from '../model';
 import { adsConfigSource, duration, http2ProtocolOptions, socketAddress } from './common';
 import { AUTHZ_CLUSTER_NAME } from './names';
+import { proxylessUpstreamTls } from './workload-tls';
 
 const LB_POLICY: Record<NonNullable<TrafficPolicy['loadBalancing']>, Cluster_LbPolicy> = {
   round_robin: Cluster_LbPolicy.ROUND_ROBIN,
@@ -29,6 +30,8 @@ export interface ClusterInput {
   protocol: Protocol;
   policy: TrafficPolicy;
   connectTimeoutMs: number;
+  /** The callee's SPIFFE ID when calls to it use mTLS (its mode is permissive or strict). */
+  peerSpiffeId?: string;
 }
 
 /** An EDS cluster for an Envoy sidecar, carrying the callee's (or overridden) traffic policy. */
@@ -99,7 +102,7 @@ function healthCheck(protocol: Protocol, check: NonNullable<TrafficPolicy['healt
  * The cluster a proxyless gRPC client gets: only what grpc-js-xds implements
  * (EDS over ADS, ROUND_ROBIN or RING_HASH, max_requests), so it never NACKs.
  */
-export function proxylessCluster({ name, edsServiceName = name, policy }: ClusterInput): Cluster {
+export function proxylessCluster({ name, edsServiceName = name, policy, peerSpiffeId }: ClusterInput): Cluster {
   const maxRequests = policy.circuitBreaker?.maxRequests;
   return Cluster.fromPartial({
     name,
@@ -107,6 +110,7 @@ export function proxylessCluster({ name, edsServiceName = name, policy }: Cluste
     edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: edsServiceName },
     lbPolicy: policy.loadBalancing === 'ring_hash' ? Cluster_LbPolicy.RING_HASH : Cluster_LbPolicy.ROUND_ROBIN,
     ...(maxRequests !== undefined ? { circuitBreakers: { thresholds: [{ priority: RoutingPriority.DEFAULT, maxRequests }] } } : {}),
+    ...(peerSpiffeId ? { transportSocket: proxylessUpstreamTls(peerSpiffeId) } : {}),
   });
 }
 

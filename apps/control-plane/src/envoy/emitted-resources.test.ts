@@ -52,8 +52,14 @@ function richMesh(): MeshFixture {
         { name: 'stable', labels: { track: 'stable' }, weight: 90 },
         { name: 'canary', labels: { track: 'canary' }, weight: 10 },
       ],
+      mtls: 'strict',
     })
-    .service('inventory', { protocol: 'http2', port: 9100, policy: { loadBalancing: 'random', healthCheck: { path: '/ready' } } })
+    .service('inventory', {
+      protocol: 'http2',
+      port: 9100,
+      policy: { loadBalancing: 'random', healthCheck: { path: '/ready' } },
+      mtls: 'permissive',
+    })
     .service('db', { protocol: 'tcp', port: 5432, policy: { healthCheck: {} } })
     .service('frontend', { protocol: 'http', port: 3000, dependencies: [{ service: 'orders' }] })
     .instance('payments', 'payments-1', '10.0.1.1', 9000, {

@@ -187,6 +187,26 @@ export function rbacFilter(callers: readonly string[], admitEdge: boolean, probe
   return httpFilter(FILTER.rbac, packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } })));
 }
 
+/**
+ * Admits only callers whose verified client certificate carries one of these SPIFFE
+ * IDs (the services that declared this one). No caller: no policy, everything is
+ * denied (fail closed).
+ */
+export function peerCertificateRbacFilter(callerSpiffeIds: readonly string[]): HttpFilter {
+  const policies: Record<string, Policy> = {};
+  if (callerSpiffeIds.length > 0) {
+    policies['mesh-callers'] = Policy.fromPartial({
+      permissions: [{ rule: { $case: 'any', value: true } }],
+      principals: callerSpiffeIds.map((id) =>
+        Principal.fromPartial({
+          identifier: { $case: 'authenticated', value: { principalName: { matchPattern: { $case: 'exact', value: id } } } },
+        }),
+      ),
+    });
+  }
+  return httpFilter(FILTER.rbac, packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } })));
+}
+
 function tokenBucket(limit: RateLimit) {
   return { maxTokens: limit.maxTokens, tokensPerFill: limit.tokensPerFill, fillInterval: duration(limit.fillIntervalMs) };
 }

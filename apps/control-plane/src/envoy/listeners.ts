@@ -9,9 +9,10 @@ import {
   type HttpFilter,
 } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy';
+import { spiffeIdOf } from '@trellis/mesh-schema';
 import type { MeshTokens, ServiceModel, TranslatorSettings } from '../model';
 import { adsConfigSource, socketAddress, stdoutJsonAccessLog } from './common';
-import { extAuthzFilter, jwtAuthnFilter, localRateLimitFilter, rbacFilter, routerFilter } from './filters';
+import { extAuthzFilter, jwtAuthnFilter, localRateLimitFilter, peerCertificateRbacFilter, rbacFilter, routerFilter } from './filters';
 import { healthProbeOf } from './health-probe';
 import {
   FILTER,
@@ -22,8 +23,10 @@ import {
   outboundTcpListenerName,
   proxylessListenerName,
   proxylessRouteName,
+  proxylessServerListenerName,
   statPrefix,
 } from './names';
+import { proxylessDownstreamTls } from './workload-tls';
 
 /** `explicitProxy`: also accept absolute-form requests, so an app can use the listener as its HTTP_PROXY. */
 function httpConnectionManager(
@@ -168,4 +171,56 @@ export function proxylessApiListener(callee: Pick<ServiceModel, 'name'>, since: 
     name: proxylessListenerName(callee.name),
     apiListener: { apiListener: packAny(HttpConnectionManager, hcm) },
   });
+}
+
+/**
+ * What a proxyless server (grpc-js-xds XdsServer) bound to host:port serves with:
+ * every call goes to the application (non-forwarding route); TLS with its workload
+ * certificate unless the service's mTLS mode is off; in strict mode a client
+ * certificate is required and RBAC admits only the SPIFFE IDs of declared callers.
+ */
+export function proxylessServerListener(
+  service: Pick<ServiceModel, 'name' | 'mtls' | 'callers'>,
+  trustDomain: string,
+  host: string,
+  port: number,
+): Listener {
+  const httpFilters = [
+    ...(service.mtls === 'strict' ? [peerCertificateRbacFilter(service.callers.map((caller) => spiffeIdOf(trustDomain, caller)))] : []),
+    routerFilter(),
+  ];
+  const hcm = HttpConnectionManager.fromPartial({
+    statPrefix: statPrefix(inboundListenerName(service.name)),
+    routeSpecifier: {
+      $case: 'routeConfig',
+      value: {
+        name: inboundListenerName(service.name),
+        virtualHosts: [
+          {
+            name: service.name,
+            domains: ['*'],
+            routes: [{ match: { pathSpecifier: { $case: 'prefix', value: '/' } }, action: { $case: 'nonForwardingAction', value: {} } }],
+          },
+        ],
+      },
+    },
+    httpFilters,
+  });
+  return Listener.fromPartial({
+    name: proxylessServerListenerName(host, port),
+    address: socketAddress(host, port),
+    trafficDirection: TrafficDirection.INBOUND,
+    filterChains: [
+      {
+        name: inboundListenerName(service.name),
+        filters: [{ name: FILTER.httpConnectionManager, configType: { $case: 'typedConfig', value: packAny(HttpConnectionManager, hcm) } }],
+        ...(service.mtls === 'off' ? {} : { transportSocket: proxylessDownstreamTls(service.mtls) }),
+      },
+    ],
+  });
+}
+
+/** The same server listener for another bound address (an XdsServer asks by the address it binds). */
+export function rebindProxylessServerListener(template: Listener, host: string, port: number): Listener {
+  return { ...template, name: proxylessServerListenerName(host, port), address: socketAddress(host, port) };
 }

@@ -1,5 +1,6 @@
 // Every resource name and fixed port the translation emits, in one place.
 // apps/control-plane/README.md documents them for operators.
+import { isIP } from 'node:net';
 
 /** EDS cluster for a whole service, or for one traffic-split subset of it. */
 export function outboundClusterName(service: string, subset?: string): string {
@@ -34,6 +35,30 @@ export function outboundTcpListenerName(service: string): string {
 export function proxylessListenerName(service: string): string {
   return service;
 }
+
+/**
+ * A proxyless server (grpc-js-xds XdsServer) asks for the listener of the address it binds,
+ * by the bootstrap's `server_listener_resource_name_template` (gRPC's standard form).
+ */
+export const PROXYLESS_SERVER_LISTENER_PREFIX = 'grpc/server?xds.resource.listening_address=';
+
+export function proxylessServerListenerName(host: string, port: number): string {
+  return `${PROXYLESS_SERVER_LISTENER_PREFIX}${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The IP literal and port a server listener name asks for; undefined for anything else. */
+export function parseProxylessServerListenerName(name: string): { host: string; port: number } | undefined {
+  if (!name.startsWith(PROXYLESS_SERVER_LISTENER_PREFIX)) return undefined;
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(name.slice(PROXYLESS_SERVER_LISTENER_PREFIX.length));
+  if (!match) return undefined;
+  const host = match[1] ?? match[2]!;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535 || isIP(host) === 0) return undefined;
+  return { host, port };
+}
+
+/** The certificate provider instance a proxyless bootstrap defines (file_watcher over the agent's files). */
+export const WORKLOAD_CERT_PROVIDER = 'trellis-workload';
 
 export function proxylessRouteName(service: string): string {
   return `proxyless|${service}`;

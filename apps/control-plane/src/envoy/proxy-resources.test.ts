@@ -45,10 +45,52 @@ const twoInstances = () =>
     .instance('b', 'b-2', '10.0.0.2', 9000, { locality: { region: 'eu', zone: 'eu-2' }, weight: 2 })
     .key('k1');
 
+describe('buildProxyResources for proxyless servers (mTLS modes)', () => {
+  const server = (mtls: 'off' | 'permissive' | 'strict') => {
+    const model = new MeshFixture()
+      .service('b', { port: 9000, mtls })
+      .service('a', { dependencies: [{ service: 'b' }] })
+      .model();
+    const listener = get(
+      buildProxyResources(model, proxyless('b')),
+      TypeUrl.Listener,
+      'grpc/server?xds.resource.listening_address=0.0.0.0:9000',
+      Listener,
+    );
+    const client = get(buildProxyResources(model, proxyless('a')), TypeUrl.Cluster, 'outbound|b~1', Cluster);
+    return { listener, hcm: hcmOf(listener), client };
+  };
+
+  it('off: plaintext both ways, no RBAC', () => {
+    const { listener, hcm, client } = server('off');
+    expect(listener.filterChains[0]!.transportSocket).toBeUndefined();
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.router']);
+    expect(client.transportSocket).toBeUndefined();
+  });
+
+  it('permissive: TLS with an optional client certificate, callers use mTLS naming b', () => {
+    const { listener, hcm, client } = server('permissive');
+    const tls = JSON.stringify(listener.filterChains[0]!.transportSocket);
+    expect(tls).toContain('DownstreamTlsContext');
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.router']);
+    expect(JSON.stringify(client.transportSocket)).toContain('UpstreamTlsContext');
+  });
+
+  it('strict: a client certificate is required and RBAC admits the declared callers by SPIFFE ID', () => {
+    const { hcm } = server('strict');
+    expect(hcm.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.rbac', 'envoy.filters.http.router']);
+    const rbac = unpackAnyAs(RBAC, filterConfig(hcm, 0));
+    const principals = rbac.rules!.policies['mesh-callers']!.principals;
+    expect(
+      principals.map((p) => (p.identifier?.$case === 'authenticated' ? p.identifier.value.principalName?.matchPattern : undefined)),
+    ).toEqual([{ $case: 'exact', value: 'spiffe://trellis.local/svc/a' }]);
+  });
+});
+
 describe('buildProxyResources for proxyless gRPC clients', () => {
   it('gives an API listener named after the target, its route, an EDS cluster and weighted localities', () => {
     const set = buildProxyResources(twoInstances().model(), proxyless('a'));
-    expect(names(set, TypeUrl.Listener)).toEqual(['b']);
+    expect(names(set, TypeUrl.Listener)).toEqual(['b', 'grpc/server?xds.resource.listening_address=0.0.0.0:8080']);
     expect(names(set, TypeUrl.RouteConfiguration)).toEqual(['proxyless|b']);
     // The cluster carries a's declaration epoch for b (generation 1); the endpoints keep the shared name.
     expect(names(set, TypeUrl.Cluster)).toEqual(['outbound|b~1']);
@@ -130,7 +172,9 @@ describe('buildProxyResources for proxyless gRPC clients', () => {
   it('gives nothing for services the client did not declare, and nothing at all to an unknown service', () => {
     const model = twoInstances().model();
     const set = buildProxyResources(model, proxyless('c'));
-    for (const type of Object.values(TypeUrl)) expect(names(set, type)).toEqual([]);
+    // c gets only its own server listener: nothing about any other service.
+    for (const type of Object.values(TypeUrl))
+      expect(names(set, type)).toEqual(type === TypeUrl.Listener ? ['grpc/server?xds.resource.listening_address=0.0.0.0:8080'] : []);
     expect([...buildProxyResources(model, proxyless('nobody')).values()].every((m) => m.size === 0)).toBe(true);
   });
 

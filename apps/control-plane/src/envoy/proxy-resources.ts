@@ -16,8 +16,9 @@ import {
   type TranslationMemo,
   type XdsResource,
 } from '../resource';
+import { spiffeIdOf } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
-import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener } from './listeners';
+import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
 import { outboundClusterName, proxylessClusterName } from './names';
 import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig, type RouteTarget } from './routes';
 
@@ -49,6 +50,8 @@ const build = {
   authzCluster: (i: { host: string; port: number; connectTimeoutMs: number }) => cluster(authzCluster(i.host, i.port, i.connectTimeoutMs)),
   proxylessListener: (i: { callee: string; since: number }) => listener(proxylessApiListener({ name: i.callee }, i.since)),
   proxylessRoutes: (i: { dep: DependencyModel; callee: RouteTarget }) => routes(proxylessRouteConfig(i.dep, i.callee)),
+  proxylessServerListener: (i: { service: Pick<ServiceModel, 'name' | 'mtls' | 'callers'>; trustDomain: string; port: number }) =>
+    listener(proxylessServerListener(i.service, i.trustDomain, '0.0.0.0', i.port)),
 } satisfies Record<string, ResourceBuilder<never>>;
 
 /** Builds a resource, or takes it from the memo when the same builder had an equal input. */
@@ -65,7 +68,9 @@ export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo
   const generation = memo?.use(model);
   const make: Make = generation ? (builder, input) => generation.get(builder, input) : (builder, input) => builder(input);
   const deps = service.dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }));
-  return toResourceSet(proxy.kind === 'envoy' ? sidecarResources(model, service, deps, make) : proxylessResources(model, deps, make));
+  return toResourceSet(
+    proxy.kind === 'envoy' ? sidecarResources(model, service, deps, make) : proxylessResources(model, service, deps, make),
+  );
 }
 
 type Dep = { dep: DependencyModel; callee: ServiceModel };
@@ -91,6 +96,8 @@ function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: bo
     const edsName = outboundClusterName(callee.name, upstream.subset);
     const name = proxyless ? proxylessClusterName(callee.name, upstream.subset, dep.since) : edsName;
     const input: ClusterInput = { name, edsServiceName: edsName, protocol: callee.protocol, policy: dep.policy, connectTimeoutMs };
+    // Proxyless callers speak mTLS to a callee that accepts it; its certificate must name the callee.
+    if (proxyless && callee.mtls !== 'off') input.peerSpiffeId = spiffeIdOf(model.trustDomain, callee.name);
     return [
       make(proxyless ? build.proxylessCluster : build.sidecarCluster, input),
       make(build.endpoints, { clusterName: edsName, localities: upstream.localities }),
@@ -134,13 +141,24 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   return resources;
 }
 
-/** A gRPC client without a sidecar: an API listener per gRPC-capable dependency, nothing secret. */
-function proxylessResources(model: MeshModel, deps: Dep[], make: Make): XdsResource[] {
-  return deps
-    .filter((d) => d.callee.protocol !== 'tcp')
-    .flatMap((d) => [
-      make(build.proxylessListener, { callee: d.callee.name, since: d.dep.since }),
-      make(build.proxylessRoutes, { dep: d.dep, callee: routeTarget(d.callee) }),
-      ...upstreamResources(model, d, true, make),
-    ]);
+/**
+ * A gRPC service without a sidecar: an API listener per gRPC-capable dependency, and
+ * the server listener its XdsServer asks for — built for 0.0.0.0:<service port> and
+ * answered for whatever address it binds (xds/server-listeners.ts). Nothing secret.
+ */
+function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make): XdsResource[] {
+  const { name, mtls, callers } = service;
+  const server =
+    service.inbound && service.protocol !== 'tcp'
+      ? [make(build.proxylessServerListener, { service: { name, mtls, callers }, trustDomain: model.trustDomain, port: service.port })]
+      : [];
+  return server.concat(
+    deps
+      .filter((d) => d.callee.protocol !== 'tcp')
+      .flatMap((d) => [
+        make(build.proxylessListener, { callee: d.callee.name, since: d.dep.since }),
+        make(build.proxylessRoutes, { dep: d.dep, callee: routeTarget(d.callee) }),
+        ...upstreamResources(model, d, true, make),
+      ]),
+  );
 }

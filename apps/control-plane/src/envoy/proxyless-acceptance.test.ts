@@ -1,6 +1,7 @@
 // What proxyless clients receive, decoded and validated by grpc-js-xds itself
 // (the code that would NACK it), for a mesh using every feature. Complements
 // the end-to-end test, which exercises only the basic shapes.
+import './grpc-xds-rbac.test-setup';
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import { ClusterResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/cluster-resource-type';
 import { EndpointResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/endpoint-resource-type';
@@ -9,6 +10,7 @@ import { RouteConfigurationResourceType } from '@grpc/grpc-js-xds/build/src/xds-
 import type { XdsDecodeContext, XdsResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/xds-resource-type';
 import { register } from '@grpc/grpc-js-xds';
 import { MeshFixture } from '../model/mesh-fixture';
+import { WORKLOAD_CERT_PROVIDER } from './names';
 import { buildProxyResources } from './proxy-resources';
 
 const DECODERS: Partial<Record<XdsTypeUrl, XdsResourceType>> = {
@@ -18,8 +20,8 @@ const DECODERS: Partial<Record<XdsTypeUrl, XdsResourceType>> = {
   [TypeUrl.ClusterLoadAssignment]: EndpointResourceType.get(),
 };
 
-// Only what the decoders read: no TLS certificate providers, no LRS server.
-const context = { server: {}, bootstrap: { certificateProviders: {} } } as unknown as XdsDecodeContext;
+// Only what the decoders read: the bootstrap's certificate provider (as proxylessBootstrap in @trellis/sdk-node names it), no LRS server.
+const context = { server: {}, bootstrap: { certificateProviders: { [WORKLOAD_CERT_PROVIDER]: {} } } } as unknown as XdsDecodeContext;
 
 beforeAll(() => {
   // Registers grpc-js-xds's HTTP filters and LB policies, which listener and cluster validation look up.
@@ -46,13 +48,15 @@ function featureMesh(): MeshFixture {
         { name: 'canary', labels: { track: 'canary' }, weight: 5 },
       ],
       ingress: { host: 'pay.example.com' },
+      mtls: 'strict',
     })
-    .service('search', { protocol: 'grpc', port: 9100, policy: { loadBalancing: 'ring_hash' } })
+    .service('search', { protocol: 'grpc', port: 9100, policy: { loadBalancing: 'ring_hash' }, mtls: 'permissive' })
     .service('ledger', { protocol: 'http2', port: 9200 })
     .service('db', { protocol: 'tcp', port: 5432 })
     .service('checkout', {
       protocol: 'grpc',
       port: 9300,
+      mtls: 'strict',
       dependencies: [{ service: 'payments', policy: { timeoutMs: 300 } }, { service: 'search' }, { service: 'ledger' }, { service: 'db' }],
     })
     .instance('payments', 'p-1', '10.0.0.1', 9000, { labels: { track: 'stable' }, locality: { region: 'eu', zone: 'eu-1' } })
@@ -79,7 +83,20 @@ describe('proxyless resources through grpc-js-xds validation', () => {
         decoded.set(`${typeUrl} ${resource.name}`, result.value!);
       }
     }
-    expect([...set.get(TypeUrl.Listener)!.keys()]).toEqual(['ledger', 'payments', 'search']);
+    expect([...set.get(TypeUrl.Listener)!.keys()]).toEqual([
+      'grpc/server?xds.resource.listening_address=0.0.0.0:9300',
+      'ledger',
+      'payments',
+      'search',
+    ]);
+    // checkout's own server (strict): TLS, and RBAC, which grpc-js-xds accepted above.
+    const server = JSON.stringify(decoded.get(`${TypeUrl.Listener} grpc/server?xds.resource.listening_address=0.0.0.0:9300`));
+    expect(server).toContain('envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext');
+    // Calls to payments (strict) and search (permissive) use mTLS naming the callee; ledger (off) stays plaintext.
+    const tls = (cluster: string) => JSON.stringify(decoded.get(`${TypeUrl.Cluster} ${cluster}`));
+    expect(tls('outbound|payments|stable~1')).toContain('spiffe://trellis.local/svc/payments');
+    expect(tls('outbound|search~1')).toContain('spiffe://trellis.local/svc/search');
+    expect(tls('outbound|ledger~1')).not.toContain('spiffe');
     expect([...set.get(TypeUrl.Cluster)!.keys()]).toEqual([
       'outbound|ledger~1',
       'outbound|payments|canary~1',

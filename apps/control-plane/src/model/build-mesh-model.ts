@@ -2,6 +2,7 @@
 // the same model, sorted by name, so everything derived from it is deterministic.
 import { createHash } from 'node:crypto';
 import {
+  DEFAULT_TRUST_DOMAIN,
   dependencySince,
   type AuthzPublicKey,
   type InvalidRecord,
@@ -103,11 +104,14 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
             spec.protocol,
             spec.port,
             spec.policy,
+            spec.mtls ?? 'off',
             upstreams,
             upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
           ]),
         ),
-        specDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies])),
+        specDigest: digest(
+          JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off']),
+        ),
       };
     }
     memo.set(name, entry);
@@ -126,6 +130,7 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       port: spec.port,
       policy: spec.policy,
       ...(spec.ingress ? { ingress: spec.ingress } : {}),
+      mtls: spec.mtls ?? 'off',
       inbound: !reserved,
       dependencies: [],
       callers: callers.get(name) ?? [],
@@ -178,9 +183,11 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
   }
 
   const tokens = tokensOf(state, settings, dropped);
-  const sharedDigest = digest(JSON.stringify([tokens, settings]));
+  const trustDomain = state.meshSettings?.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  const sharedDigest = digest(JSON.stringify([tokens, trustDomain, settings]));
   return {
     sharedDigest,
+    trustDomain,
     revision: state.revision,
     settings,
     services,

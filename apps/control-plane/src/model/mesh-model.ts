@@ -1,7 +1,7 @@
 // The intermediate mesh model: who calls whom, with which policy, reaching which
 // endpoints. Built from the registry's records (buildMeshModel), consumed by the
 // Envoy translation (../envoy). Plain data, never mutated after it is built.
-import type { Ingress, InstanceRecord, Locality, Protocol, ServiceRecord, TrafficPolicy } from '@trellis/mesh-schema';
+import type { Ingress, InstanceRecord, Locality, MtlsMode, Protocol, ServiceRecord, TrafficPolicy } from '@trellis/mesh-schema';
 
 export interface TranslatorSettings {
   /** Where sidecars reach authz's ext_authz gRPC service. */
@@ -70,6 +70,8 @@ export interface ServiceModel {
   policy: TrafficPolicy;
   /** Reachable from the edge: the inbound side runs ext_authz for requests without a mesh token. */
   ingress?: Ingress;
+  /** Transport security of the inbound side (absent in the record: off); callers use TLS unless it is off. */
+  mtls: MtlsMode;
   /**
    * False when the service's port is one its sidecars reserve (outbound or
    * admin): they then get no inbound listener rather than one Envoy cannot bind.
@@ -107,11 +109,13 @@ export interface MeshModel {
   settings: TranslatorSettings;
   services: ReadonlyMap<string, ServiceModel>;
   tokens: MeshTokens;
+  /** SPIFFE trust domain of workload certificates (`mesh/settings.trustDomain`). */
+  trustDomain: string;
   /** Inputs left out of the model, each with why (shown in logs and /debug). */
   dropped: DroppedInput[];
   /** Per service: a digest of everything its proxies' config is built from. Equal digest, equal config. */
   identityFingerprints: ReadonlyMap<string, string>;
-  /** Digest of what every proxy shares: mesh tokens and translator settings. */
+  /** Digest of what every proxy shares: mesh tokens, trust domain and translator settings. */
   sharedDigest: string;
   /** Per-service parts with the exact records they were built from, for reuse by the next build. */
   memo: ReadonlyMap<string, ServiceMemo>;

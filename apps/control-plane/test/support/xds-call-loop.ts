@@ -2,21 +2,31 @@
 // calls xds:///<target> every <interval> ms and prints one JSON line per call.
 //   node xds-call-loop.js <target> <intervalMs>   (bootstrap in GRPC_XDS_BOOTSTRAP_CONFIG)
 import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
-import { register } from '@grpc/grpc-js-xds';
+import { register, XdsChannelCredentials } from '@grpc/grpc-js-xds';
 import { WhoService } from './who-service';
 
 register();
 const [target = '', interval = '25'] = process.argv.slice(2);
 const Client = makeGenericClientConstructor(WhoService, 'Who');
-const client = new Client(`xds:///${target}`, credentials.createInsecure()) as unknown as {
+// With a workload certificate: TLS exactly where the control plane's cluster says so (a callee in
+// permissive or strict mode), plaintext otherwise.
+const channelCredentials =
+  process.env['TRELLIS_TEST_MTLS'] === 'true' ? new XdsChannelCredentials(credentials.createInsecure()) : credentials.createInsecure();
+const client = new Client(`xds:///${target}`, channelCredentials) as unknown as {
   who(req: Buffer, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Buffer) => void): void;
+};
+
+/** "<instance>" from a plain Who server; "<instance>|<verified caller>" from xds-who-server. */
+const answer = (text: string) => {
+  const [instance, caller] = text.split('|');
+  return caller === undefined ? { instance } : { instance, caller };
 };
 
 const loop = (): void => {
   client.who(Buffer.alloc(0), { deadline: Date.now() + 10_000 }, (err, res) => {
     const line = err
       ? { t: Date.now(), ok: false, code: err.code, details: err.details }
-      : { t: Date.now(), ok: true, instance: res!.toString() };
+      : { t: Date.now(), ok: true, ...answer(res!.toString()) };
     process.stdout.write(`${JSON.stringify(line)}\n`);
     setTimeout(loop, Number(interval));
   });

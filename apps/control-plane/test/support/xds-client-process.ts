@@ -4,34 +4,44 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+import { proxylessBootstrap, type CertificateFiles } from '@trellis/sdk-node';
 
 const ROOT = join(__dirname, '../../../..');
 const OUT_DIR = join(ROOT, 'node_modules/.cache/trellis-control-plane-test');
-let bundled: Promise<string> | undefined;
+const bundled = new Map<string, Promise<string>>();
 
-/** Bundles the loop script once (inside the repo so its packages resolve from node_modules). */
-function bundle(): Promise<string> {
-  return (bundled ??= (async () => {
-    mkdirSync(OUT_DIR, { recursive: true });
-    const outfile = join(OUT_DIR, 'xds-call-loop.js');
-    await build({
-      entryPoints: [join(__dirname, 'xds-call-loop.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'cjs',
-      target: 'node20',
-      packages: 'external',
-      outfile,
-      logLevel: 'error',
-    });
-    return outfile;
-  })());
+/** Bundles a child-process script of this directory once (inside the repo so its packages resolve from node_modules). */
+export function bundle(script: 'xds-call-loop' | 'xds-who-server'): Promise<string> {
+  let done = bundled.get(script);
+  if (!done) {
+    done = (async () => {
+      mkdirSync(OUT_DIR, { recursive: true });
+      const outfile = join(OUT_DIR, `${script}.js`);
+      await build({
+        entryPoints: [join(__dirname, `${script}.ts`)],
+        bundle: true,
+        platform: 'node',
+        format: 'cjs',
+        target: 'node20',
+        // npm packages stay external; the workspace libs are bundled (resolved like tsconfig.base.json).
+        packages: 'external',
+        tsconfig: join(ROOT, 'tsconfig.base.json'),
+        outfile,
+        logLevel: 'error',
+      });
+      return outfile;
+    })();
+    bundled.set(script, done);
+  }
+  return done;
 }
 
 export interface CallResult {
   t: number;
   ok: boolean;
   instance?: string;
+  /** The caller the server verified from this client's certificate (xds-who-server). */
+  caller?: string;
   code?: number;
   details?: string;
 }
@@ -60,15 +70,26 @@ export class XdsClientProcess {
     target: string;
     intervalMs?: number;
     zone?: string;
+    /** Workload certificate files: the client then speaks mTLS to callees in permissive or strict mode. */
+    certificates?: CertificateFiles;
   }): Promise<XdsClientProcess> {
-    const script = await bundle();
-    const bootstrap = {
-      xds_servers: [{ server_uri: opts.xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
-      node: { id: opts.nodeId, cluster: opts.service, locality: { region: 'local', zone: opts.zone ?? 'z1' } },
-    };
+    const script = await bundle('xds-call-loop');
+    const bootstrap = proxylessBootstrap({
+      xdsServer: opts.xdsAddress,
+      service: opts.service,
+      nodeId: opts.nodeId,
+      locality: { region: 'local', zone: opts.zone ?? 'z1' },
+      certificates: opts.certificates,
+      refreshIntervalSeconds: 1,
+    });
     const child = spawn(process.execPath, [script, opts.target, String(opts.intervalMs ?? 25)], {
       cwd: ROOT,
-      env: { ...process.env, GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap), GRPC_XDS_EXPERIMENTAL_RBAC: 'true' },
+      env: {
+        ...process.env,
+        GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap),
+        GRPC_XDS_EXPERIMENTAL_RBAC: 'true',
+        ...(opts.certificates ? { TRELLIS_TEST_MTLS: 'true' } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     return new XdsClientProcess(child);
