@@ -9,6 +9,7 @@ import { createVerifyRoot, exposureLevel, systemdAnalyze, verifyUnit, type Verif
 import { directiveValues, executables, parseUnit } from './systemd-unit';
 import { CREDENTIAL_NAME_PREFIX } from '../../../apps/authz/src/keys/load-signing-keys';
 import { APPS, DEPLOY_DIR } from './workspace';
+import { resolveAgentConfig } from '../../../apps/cli/src/agent/agent-config';
 
 const SYSTEMD_DIR = join(DEPLOY_DIR, 'systemd');
 const unitFiles = readdirSync(SYSTEMD_DIR).filter((f) => f.endsWith('.service'));
@@ -18,6 +19,7 @@ const appUnits = APPS.map((app) => ({ app, file: `trellis-${app}.service` }));
 describe('systemd units', () => {
   it('has a unit per app and the Envoy sidecar template', () => {
     expect(unitFiles.sort()).toEqual([
+      'trellis-agent@.service',
       'trellis-authz.service',
       'trellis-control-plane.service',
       'trellis-envoy@.service',
@@ -38,14 +40,17 @@ describe('systemd units', () => {
     });
     afterAll(() => root?.remove());
 
-    it.each(['trellis-registry.service', 'trellis-control-plane.service', 'trellis-authz.service', 'trellis-envoy@orders.service'])(
-      '%s verifies with no warning',
-      (unit) => {
-        const result = verifyUnit(root, unit);
-        expect(result.output).toBe('');
-        expect(result.status).toBe(0);
-      },
-    );
+    it.each([
+      'trellis-registry.service',
+      'trellis-control-plane.service',
+      'trellis-authz.service',
+      'trellis-envoy@orders.service',
+      'trellis-agent@orders.service',
+    ])('%s verifies with no warning', (unit) => {
+      const result = verifyUnit(root, unit);
+      expect(result.output).toBe('');
+      expect(result.status).toBe(0);
+    });
 
     it('catches a mistake (so an empty output above means something)', () => {
       const broken = createVerifyRoot({
@@ -111,6 +116,35 @@ describe('systemd units', () => {
       /^\/usr\/bin\/envoy --config-path %t\/trellis-envoy\/%i\/bootstrap\.yaml /,
     );
     expect(directiveValues(unit, 'Service', 'RuntimeDirectory')).toEqual(['trellis-envoy/%i']);
+  });
+
+  it('the agent runs `trellis agent` beside its app unit, stops before it, and authenticates with the service credential', () => {
+    const unit = parseUnit(read('trellis-agent@.service'));
+    const service = (key: string) => directiveValues(unit, 'Service', key);
+    expect(service('ExecStart')).toEqual(['/usr/bin/node --enable-source-maps /opt/trellis/cli/main.js agent']);
+    expect(service('MemoryDenyWriteExecute')).toEqual([]);
+    // Ordered after the app: systemd stops it first, so it drains while the app still serves.
+    expect(directiveValues(unit, 'Unit', 'After')).toEqual(['network-online.target %i.service']);
+    expect(directiveValues(unit, 'Unit', 'PartOf')).toEqual(['%i.service']);
+    expect(service('LoadCredential')).toEqual(['service-secret:/etc/trellis/credentials/%i-service-secret']);
+    expect(service('Environment')).toEqual(expect.arrayContaining(['TRELLIS_SERVICE=%i', 'TRELLIS_INSTANCE_ID=%i.%H']));
+    expect(service('EnvironmentFile')).toEqual(['/etc/trellis/agent/%i.env']);
+    // Long enough to drain (TRELLIS_DRAIN) before systemd kills it.
+    expect(service('TimeoutStopSec')).toEqual(['60s']);
+  });
+
+  it("agent.env sets only the agent's variables, and the agent accepts it", () => {
+    const env = parseEnvFile(read('agent.env'));
+    for (const name of Object.keys(env)) expect(name).toMatch(/^TRELLIS_/);
+    const config = resolveAgentConfig(
+      {},
+      { ...env, TRELLIS_SERVICE: 'orders', TRELLIS_INSTANCE_ID: 'orders.vm-1', TRELLIS_SERVICE_SECRET: 'x'.repeat(24) },
+    );
+    expect(config.registration).toMatchObject({ port: 8080, locality: { zone: 'eu-west-1a' } });
+    expect(config.health).toEqual({ kind: 'http', url: 'http://127.0.0.1:8080/healthz' });
+    expect(() => resolveAgentConfig({}, { ...env, TRELLIS_SERVICE: 'orders', TRELLIS_SERVICE_SECRET: 'x', TRELLIS_DRAIN: 'soon' })).toThrow(
+      /TRELLIS_DRAIN/,
+    );
   });
 
   it.each([...APPS])('%s.env sets only variables the app accepts', (app) => {

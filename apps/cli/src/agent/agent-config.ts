@@ -6,7 +6,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { InstanceId, Labels, ServiceName } from '@trellis/mesh-schema';
 import { parseHealthCheck, type HealthCheckSpec } from './health-probe';
-import type { Registration } from './registrar';
+import type { Registration } from './registration';
 
 /** What commander hands over (strings as typed); every field may also come from the environment. */
 export interface AgentFlags {

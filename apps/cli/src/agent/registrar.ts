@@ -1,18 +1,7 @@
 // What the agent asks of the registry for its one instance, through the generated
 // client, authenticated with the service's credential.
 import { ok, RegistryError, type Instance, type RegistryClient } from '../registry/registry-client';
-
-/** The body of POST /api/v1/services/{name}/instances. */
-export interface Registration {
-  id: string;
-  address: string;
-  port: number;
-  labels: Record<string, string>;
-  locality: { region: string; zone: string; subZone: string };
-  platform: 'vm' | 'k8s';
-  weight: number;
-  ttlSeconds: number;
-}
+import type { Registration } from './registration';
 
 /** The agent's view of the registry; `lost` means the instance (its lease) is gone and must be registered again. */
 export interface InstanceRegistrar {
