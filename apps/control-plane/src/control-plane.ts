@@ -4,7 +4,7 @@
 // returns; tests start it on port 0.
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { MeshStore, MeshWatcher, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import { EtcdProbe, MeshStore, MeshWatcher, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
 import { bindGrpcServer, serveGrpcHealth, stopGrpcServer } from '@trellis/runtime/grpc';
 import type { ControlPlaneConfig } from './config';
@@ -103,7 +103,19 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       );
     },
   });
-  // Ready (and gRPC SERVING) once the watch is live and the first snapshot is served; rechecked on each change of either.
+  // A frozen etcd keeps the watch stream open until gRPC keepalive gives up (40 s);
+  // a linearizable read with a short deadline, every second, notices within seconds.
+  const etcdProbe = new EtcdProbe(etcd, {
+    key: layout.meshSettings(),
+    onChange: (healthy, err) => {
+      void health.recheck();
+      if (healthy) logger.info('etcd answers the liveness probe again');
+      else logger.warn({ err: err?.message }, 'etcd did not answer the liveness probe; serving the last known mesh');
+    },
+  });
+  void etcdProbe.start();
+  // Ready (and gRPC SERVING) once etcd answers, the watch is live and the first snapshot is served; rechecked on each change.
+  health.addCheck('etcd', () => etcdProbe.check());
   health.addCheck('etcd_watch', () => watcher.live);
   health.addCheck('mesh_snapshot', () => watcher.ready && cache.ready);
   const rebuilds = new RebuildLoop({
@@ -197,7 +209,13 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   );
 
   const shutdownSteps: ShutdownStep[] = [
-    { name: 'stop rebuilding', run: () => rebuilds.close() },
+    {
+      name: 'stop rebuilding',
+      run: () => {
+        etcdProbe.stop();
+        return rebuilds.close();
+      },
+    },
     {
       // Streams never end on their own: end them (proxies reconnect to another replica), then drain unary calls.
       name: 'end xDS streams and stop gRPC',

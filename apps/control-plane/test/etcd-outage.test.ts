@@ -49,4 +49,26 @@ describe('etcd outage', () => {
     expect(after.versionInfo).not.toBe(before.versionInfo);
     console.log(`after etcd came back: registry write → proxy update in ${Date.now() - t0} ms`);
   });
+
+  it('reports not ready while etcd is frozen (SIGSTOP), though the watch stream stays open', async () => {
+    if (!h.etcd.canRestart) return void console.warn('etcd-outage: this etcd cannot be frozen here; nothing to test');
+    await eventually('ready', async () => ((await fetch(`${h.httpUrl}/readyz`)).status === 200 ? true : undefined), 30_000);
+    await h.etcd.pause();
+    const t0 = Date.now();
+    try {
+      const res = await eventually(
+        'readyz to fail',
+        async () => {
+          const r = await fetch(`${h.httpUrl}/readyz`);
+          return r.status === 503 ? ((await r.json()) as { checks: Record<string, boolean> }) : undefined;
+        },
+        20_000,
+      );
+      console.log(`frozen etcd: /readyz 503 after ${Date.now() - t0} ms`);
+      expect(res.checks['etcd']).toBe(false);
+    } finally {
+      await h.etcd.resume();
+    }
+    await eventually('readyz to recover', async () => ((await fetch(`${h.httpUrl}/readyz`)).status === 200 ? true : undefined), 30_000);
+  });
 });

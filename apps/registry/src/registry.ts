@@ -64,7 +64,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   // Ready while etcd answers: evaluated on each /readyz (the registry has no gRPC health to push to).
   const health = new Health();
   const store = new MeshStore(etcd, layout, { logger });
-  addEtcdReadiness(health, etcd, metrics, logger);
+  addEtcdReadiness(health, etcd, layout, metrics, logger);
 
   const serviceCredentials = deps.serviceCredentials ?? (await loadServiceCredentials(config.TRELLIS_SERVICE_CREDENTIALS));
   const authenticator = Authenticator.fromConfig(config, serviceCredentials);

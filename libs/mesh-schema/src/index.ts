@@ -29,3 +29,4 @@ export {
 } from './state';
 export { MeshWatcher, type MeshUpdate, type MeshWatcherOptions } from './watcher';
 export { ServiceCredentials } from './service-credentials';
+export { EtcdProbe, type EtcdProbeOptions } from './etcd-probe';

@@ -1,5 +1,6 @@
 // A server process owned by a test suite: started, stopped and restarted on
 // demand, and always killed when the test process exits so nothing leaks.
+import { readFile } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 
 const running = new Set<ChildProcess>();
@@ -75,6 +76,31 @@ export class ManagedProcess {
   /** Sends `signal` (SIGSTOP/SIGCONT freeze and thaw it); false when it is not running. */
   signal(signal: NodeJS.Signals): boolean {
     return this.child?.kill(signal) ?? false;
+  }
+
+  /**
+   * Freezes the process and resolves once the kernel reports it stopped (a
+   * signal is delivered asynchronously: a request sent right after kill() could
+   * still be answered). Linux reads /proc; elsewhere it waits briefly.
+   */
+  async freeze(): Promise<void> {
+    const pid = this.child?.pid;
+    if (pid === undefined || !this.signal('SIGSTOP')) throw new Error(`${this.name} is not running`);
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      let state: string | undefined;
+      try {
+        // "pid (comm) S …": the state follows the last ')'.
+        const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+        state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        await new Promise((r) => setTimeout(r, 100)); // no /proc: give the signal a moment
+        return;
+      }
+      if (state === 'T' || state === 't') return;
+      if (Date.now() > deadline) throw new Error(`${this.name} did not stop within 5 s of SIGSTOP (state ${state})`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */

@@ -1,0 +1,46 @@
+// EtcdProbe against a real etcd that is frozen (SIGSTOP) and thawed: the watch
+// stream would not notice for 40 s; the probe says so within its deadline.
+import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { connectEtcd } from '../src/etcd-client';
+import { EtcdProbe } from '../src/etcd-probe';
+import { KeyLayout } from '../src/keys';
+
+jest.setTimeout(60_000);
+
+let etcd: TestEtcd;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => {
+  await etcd?.resume().catch(() => undefined);
+  await etcd?.close();
+});
+
+it('fails a check within its deadline while etcd is frozen, and passes again once it is thawed', async () => {
+  if (!etcd.canRestart) return void console.warn('etcd-probe: this etcd cannot be frozen here; nothing to test');
+  const client = connectEtcd({ endpoints: etcd.endpoints });
+  const changes: boolean[] = [];
+  const probe = new EtcdProbe(client, {
+    key: new KeyLayout(etcd.prefix).meshSettings(),
+    timeoutMs: 1_000,
+    onChange: (h) => changes.push(h),
+  });
+  try {
+    expect(await probe.check()).toBe(true);
+    await etcd.pause();
+    const t0 = Date.now();
+    expect(await probe.check()).toBe(false);
+    console.log(`frozen etcd noticed by the probe after ${Date.now() - t0} ms`);
+    await etcd.resume();
+    // Generous: a loaded machine may take a while to schedule the thawed etcd.
+    const deadline = Date.now() + 30_000;
+    while (!(await probe.check())) {
+      if (Date.now() > deadline) throw new Error('etcd still not answering 30 s after it was thawed');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(changes).toEqual([true, false, true]);
+  } finally {
+    probe.stop();
+    client.close();
+  }
+});
