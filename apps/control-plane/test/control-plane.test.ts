@@ -301,11 +301,16 @@ describe('control plane over etcd', () => {
       expect((await fetch(`${h.httpUrl}/bootstrap/nope?app_port=18081`)).status).toBe(404);
       // Out of range, missing, and the service port itself (the inbound listener's) are refused.
       const servicePort = (await h.store.getService('a'))!.value.spec.port;
-      for (const query of ['app_port=99999', '', `app_port=${servicePort}`]) {
+      for (const query of ['app_port=99999', '', `app_port=${servicePort}`, 'app_port=15001', 'app_port=19000&admin_port=19000']) {
         const bad = await fetch(`${h.httpUrl}/bootstrap/a?${query}`);
         expect(bad.status).toBe(400);
         expect(await bad.json()).toMatchObject({ errors: [{ field: 'app_port' }] });
       }
+      // The admin port may not take a port the sidecar binds either.
+      const badAdmin = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&admin_port=${servicePort}`);
+      expect(badAdmin.status).toBe(400);
+      expect(badAdmin.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(await badAdmin.json()).toMatchObject({ errors: [{ field: 'admin_port' }] });
     });
 
     it('exposes the xDS metrics without per-node labels', async () => {

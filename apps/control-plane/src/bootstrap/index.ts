@@ -6,3 +6,4 @@ export {
   type BootstrapFormat,
   type BootstrapInput,
 } from './render-bootstrap';
+export { bootstrapPortCollision, type PortCollision } from './port-collisions';

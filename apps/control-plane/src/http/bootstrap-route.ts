@@ -10,7 +10,7 @@ import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { ServiceName } from '@trellis/mesh-schema';
 import { sendProblem } from '@trellis/runtime';
-import { renderBootstrap, type BootstrapInput } from '../bootstrap';
+import { bootstrapPortCollision, renderBootstrap, type BootstrapInput } from '../bootstrap';
 import type { MeshModel } from '../model';
 import { problems } from './problem';
 
@@ -69,15 +69,9 @@ export function bootstrapHandler(deps: {
     const known = model.services.get(service.data);
     if (!known) return sendProblem(res, problems.unknownService(service.data));
     const q = query.data;
-    if (known.inbound && q.app_port === known.port) {
-      return sendProblem(
-        res,
-        problems.invalidParameter(
-          'app_port',
-          `app_port: the sidecar's inbound listener takes port ${known.port} (the service port); give the port the application listens on at 127.0.0.1`,
-        ),
-      );
-    }
+    // app_port and admin_port must not meet a port the sidecar binds (inbound, outbound, admin, TCP dependencies).
+    const collision = bootstrapPortCollision(model, known, q.app_port, q.admin_port);
+    if (collision) return sendProblem(res, problems.invalidParameter(collision.field, collision.detail));
     const { transport } = deps;
     const input: BootstrapInput = {
       service: known.name,
