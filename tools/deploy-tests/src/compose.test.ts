@@ -71,6 +71,11 @@ describe('docker compose demo', () => {
       expect(fetcher.volumes).toEqual([`${service}-bootstrap:/etc/trellis-envoy`]);
     });
 
+    it('bootstrap is fetched only after the seed step registered the service, retrying any error (a 404 too)', () => {
+      expect(fetcher.depends_on?.['seed']).toEqual({ condition: 'service_completed_successfully' });
+      expect(fetcher.command).toEqual(expect.arrayContaining(['--fail', '--retry', '--retry-all-errors']));
+    });
+
     it('app calls what the topology declares (service-c also tries one undeclared call)', () => {
       const declared = topology.services.find((s) => s.name === service)!.dependencies?.map((d) => d.service) ?? [];
       const calls = (app.environment!['DEPENDENCIES'] ?? '').split(',').filter(Boolean);
