@@ -1,6 +1,6 @@
 // Who may open an xDS stream for a service. A proxy proves its service with a
-// client certificate (mTLS: a URI SAN spiffe://<trust domain>/service/<name>, or
-// the subject CN), or with a mesh token (RS256, issued by authz, `aud` = XDS_TOKEN_AUDIENCE, `sub` = the
+// workload certificate from the mesh CA (mTLS: the one URI SAN
+// spiffe://<trust domain>/svc/<name>, trust domain from mesh/settings), or with a mesh token (RS256, issued by authz, `aud` = XDS_TOKEN_AUDIENCE, `sub` = the
 // service) in the `authorization: Bearer …` metadata — Envoy sends it through
 // the ADS grpc_service `initial_metadata`. A token naming another service than
 // `node.cluster` is refused. Clients that present nothing (grpc-js-xds bootstraps
@@ -9,7 +9,8 @@
 import type { PeerCertificate } from 'node:tls';
 import type { Metadata } from '@grpc/grpc-js';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
-import { XDS_TOKEN_AUDIENCE, type AuthzPublicKey, type MeshSettings } from '@trellis/mesh-schema';
+import { DEFAULT_TRUST_DOMAIN, XDS_TOKEN_AUDIENCE, type AuthzPublicKey, type MeshSettings } from '@trellis/mesh-schema';
+import { serviceOfPeerCertificate } from '@trellis/pki';
 
 export type StreamAuthResult =
   { admitted: true; authenticated: boolean; method: 'certificate' | 'token' | 'insecure' } | { admitted: false; reason: string };
@@ -21,14 +22,12 @@ export interface TokenKeys {
 
 export type StreamAuthenticator = (metadata: Metadata, service: string, peerCertificate?: PeerCertificate) => Promise<StreamAuthResult>;
 
-/** The service a verified client certificate names: URI SAN spiffe://…/service/<name>, else the subject CN. */
-export function serviceOfCertificate(certificate: PeerCertificate): string | undefined {
-  for (const san of (certificate.subjectaltname ?? '').split(/,\s*/)) {
-    const match = /^URI:spiffe:\/\/[^/]+\/service\/([a-z0-9-]+)$/.exec(san);
-    if (match) return match[1];
-  }
-  const cn = certificate.subject?.CN;
-  return typeof cn === 'string' ? cn : undefined;
+/**
+ * The service a verified client certificate proves: its one SPIFFE ID in the mesh's trust
+ * domain. A subject CN proves nothing (any CA-signed certificate could carry any CN).
+ */
+export function serviceOfCertificate(certificate: PeerCertificate, trustDomain: string): string | undefined {
+  return serviceOfPeerCertificate(certificate, trustDomain);
 }
 
 export function createStreamAuthenticator(options: { allowInsecure: boolean; keys: () => TokenKeys }): StreamAuthenticator {
@@ -36,7 +35,7 @@ export function createStreamAuthenticator(options: { allowInsecure: boolean; key
     const header = metadata.get('authorization')[0];
     if (peerCertificate) {
       // The TLS layer verified the chain (the server requires client certificates when it has a client CA).
-      const named = serviceOfCertificate(peerCertificate);
+      const named = serviceOfCertificate(peerCertificate, options.keys().meshSettings?.trustDomain ?? DEFAULT_TRUST_DOMAIN);
       if (named !== service)
         return {
           admitted: false,

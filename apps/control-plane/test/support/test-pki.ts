@@ -1,5 +1,5 @@
 // A throwaway CA, a server certificate for 127.0.0.1 and client certificates
-// naming services (URI SAN spiffe://trellis.test/service/<name>), made with openssl.
+// naming services (URI SAN spiffe://trellis.local/svc/<name>, the default trust domain), made with openssl.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,7 +51,7 @@ export function createTestPki(): TestPki {
     client(service) {
       const name = `client-${service}`;
       if (!issued.has(service)) {
-        issue(name, service, `URI:spiffe://trellis.test/service/${service}`);
+        issue(name, service, `URI:spiffe://trellis.local/svc/${service}`);
         issued.add(service);
       }
       return { cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) };
