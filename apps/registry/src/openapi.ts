@@ -260,12 +260,15 @@ export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generate
   registry.registerPath({
     method: 'get',
     path: '/api/v1/hosts',
+    operationId: 'listHosts',
+    security: readSecurity,
     summary: 'Ingress hosts and the team that owns each',
     responses: { 200: json(z.object({ items: z.array(hostClaim) }), 'host claims') },
   });
   registry.registerPath({
     method: 'put',
     path: '/api/v1/hosts/{host}',
+    operationId: 'assignHost',
     summary: 'Assign an ingress host to a team (admin only)',
     description:
       "The first service that declares an ingress host fixes its owning team; another team's service with that host gets 409 until an admin assigns the host to it.",

@@ -2,5 +2,3 @@
 // rules each side must apply the same way. @trellis/mesh-schema re-exports it.
 export * from './conventions';
 export * from './mesh-token';
-export * from './calls';
-export * from './secrets';

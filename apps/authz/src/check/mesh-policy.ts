@@ -1,7 +1,6 @@
 // What the registry says, as authz needs it: did A declare B, and what ingress a
 // service has. Read from the watched in-memory mirror of etcd
 // (MeshWatcher) — never a round trip on the request path.
-import { mayCall, type CallDecision } from '@trellis/mesh-contracts';
 import type { AuthzPublicKey, Ingress, MeshSettings, ServiceRecord } from '@trellis/mesh-schema';
 
 /** The slice of MeshWatcher authz reads; MeshWatcher satisfies it. */
@@ -14,7 +13,7 @@ export interface MeshView {
   };
 }
 
-export type { CallDecision };
+export type CallDecision = { allowed: true } | { allowed: false; reason: 'unknown-source' | 'unknown-destination' | 'undeclared' };
 
 export interface IngressMatch {
   service: string;
@@ -22,6 +21,9 @@ export interface IngressMatch {
 }
 
 export class MeshPolicy {
+  // Dependencies as sets, memoised per record object: a changed record is a new object.
+  private readonly dependencySets = new WeakMap<object, ReadonlySet<string>>();
+
   constructor(private readonly view: MeshView) {}
 
   get ready(): boolean {
@@ -29,8 +31,10 @@ export class MeshPolicy {
   }
 
   allowsCall(source: string, destination: string): CallDecision {
-    const { services } = this.view.state;
-    return mayCall(services.get(source)?.value.spec, destination, (service) => services.has(service));
+    const caller = this.view.state.services.get(source);
+    if (!caller) return { allowed: false, reason: 'unknown-source' };
+    if (!this.view.state.services.has(destination)) return { allowed: false, reason: 'unknown-destination' };
+    return this.dependenciesOf(caller.value).has(destination) ? { allowed: true } : { allowed: false, reason: 'undeclared' };
   }
 
   /** Cloudflare Access team domains named by any ingress. */
@@ -47,5 +51,14 @@ export class MeshPolicy {
   ingressOf(service: string): IngressMatch | undefined {
     const ingress = this.view.state.services.get(service)?.value.spec.ingress;
     return ingress ? { service, ingress } : undefined;
+  }
+
+  private dependenciesOf(record: ServiceRecord): ReadonlySet<string> {
+    let set = this.dependencySets.get(record);
+    if (!set) {
+      set = new Set(record.spec.dependencies.map((dep) => dep.service));
+      this.dependencySets.set(record, set);
+    }
+    return set;
   }
 }

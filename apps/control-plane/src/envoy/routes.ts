@@ -91,9 +91,7 @@ export function outboundRouteConfig(
   deps: ReadonlyArray<{ dep: Pick<DependencyModel, 'policy' | 'override'>; callee: RouteTarget }>,
 ): RouteConfiguration {
   const virtualHosts = deps.map(({ dep, callee }) => {
-    const typedPerFilterConfig: Record<string, Any> = {
-      [FILTER.extAuthz]: extAuthzContext('outbound', { source: source.name, destination: callee.name }),
-    };
+    const typedPerFilterConfig: Record<string, Any> = { [FILTER.extAuthz]: extAuthzContext('outbound', callee.name, source.name) };
     if (dep.override?.rateLimit) {
       typedPerFilterConfig[FILTER.localRateLimit] = localRateLimitConfig(
         statPrefix(`outbound_${callee.name}_ratelimit`),
@@ -176,7 +174,7 @@ export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy'
                 ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}),
               },
             },
-            typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', { destination: service.name }) } : {},
+            typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', service.name) } : {},
             // Removal runs before addition, so a client cannot pass its own value through; without a verified token the header is absent.
             requestHeadersToRemove: [CALLER_HEADER],
             requestHeadersToAdd: [
