@@ -4,7 +4,7 @@
 // `helm template` run too where Helm is installed (deploy/README.md).
 import Ajv from 'ajv';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
@@ -347,6 +347,31 @@ describe('Helm charts', () => {
       ]);
       expect(result.ok).toBe(false);
       expect(result.output).toContain(`set ${value}`);
+    });
+
+    it('commonLabels reach every resource of the chart but no selector; .helmignore keeps ci/ out of the package', () => {
+      const umbrella = byPath.get('trellis')!;
+      const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]) as unknown as Array<{
+        kind: string;
+        metadata: { name: string; labels?: Record<string, string> };
+        spec: { selector?: { matchLabels?: Record<string, string> } };
+      }>;
+      const registryDocs = docs.filter((d) => d.metadata.labels?.['app.kubernetes.io/component'] === 'registry');
+      expect(registryDocs.length).toBeGreaterThan(3);
+      for (const doc of registryDocs)
+        expect({ kind: doc.kind, team: doc.metadata.labels?.['team'] }).toEqual({ kind: doc.kind, team: 'platform' });
+      const deployment = registryDocs.find((d) => d.kind === 'Deployment')!;
+      expect(deployment.spec.selector?.matchLabels?.['team']).toBeUndefined();
+      const out = mkdtempSync(join(tmpdir(), 'trellis-package-'));
+      try {
+        const packaged = run(['package', umbrella.dir, '--destination', out]);
+        expect(packaged.ok ? 'ok' : packaged.output).toBe('ok');
+        const listing = spawnSync('tar', ['-tzf', join(out, readdirSync(out)[0]!)], { encoding: 'utf8' }).stdout;
+        expect(listing).toContain('trellis/charts/authz/files/ensure-secret.mjs');
+        expect(listing).not.toContain('trellis/ci/');
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
     });
 
     it('a NetworkPolicy per app admits ingress only to the ports its pods listen on', () => {
