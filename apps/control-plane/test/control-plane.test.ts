@@ -260,6 +260,8 @@ describe('control plane over etcd', () => {
       const dump = (await res.json()) as { service: string; types: Record<string, { resources: { name: string }[] }> };
       expect(dump.service).toBe('a');
       expect(dump.types['cds']!.resources.map((r) => r.name)).toContain('outbound|b');
+      // proto3 JSON, as Envoy's admin prints it: Durations are strings.
+      expect(dump.types['cds']!.resources.find((r) => r.name === 'outbound|b')).toMatchObject({ connectTimeout: '1s' });
     });
 
     it('lists connected streams and the model’s dropped inputs', async () => {
