@@ -31,8 +31,12 @@ function errorsFor(chart: Chart, values: unknown): string[] {
 interface Container {
   name: string;
   command?: string[];
+  args?: string[];
   env?: Array<{ name: string; value?: string; valueFrom?: object }>;
   volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+  lifecycle?: unknown;
+  restartPolicy?: string;
+  securityContext?: Record<string, unknown>;
 }
 interface Manifest {
   kind: string;
@@ -537,6 +541,49 @@ describe('Helm charts', () => {
       const typo = withConsumer((dir) => template(dir, ['--set', 'trellisSidecar.authzSecret.nmae=orders-authz']));
       expect(typo.ok).toBe(false);
       expect(typo.output).toMatch(/trellisSidecar\/authzSecret.*nmae|nmae.*not allowed/i);
+    });
+
+    describe('the trellis agent', () => {
+      const withAgent = ['--set', 'trellisSidecar.agent.enabled=true', '--set', 'trellisSidecar.authzSecret.name=orders-authz'];
+
+      it('renders the agent container, registering the pod with its IP, node and zone, and its service credential', () => {
+        const pod = renderConsumer(withAgent);
+        expect(pod.containers.map((c) => c.name)).toEqual(['orders', 'trellis-agent']);
+        const agent = pod.containers.find((c) => c.name === 'trellis-agent')!;
+        expect(agent.args).toEqual(['agent']);
+        const env = Object.fromEntries((agent.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
+        expect(env).toMatchObject({
+          TRELLIS_SERVICE: 'orders',
+          TRELLIS_INSTANCE_ID: { fieldRef: { fieldPath: 'metadata.name' } },
+          TRELLIS_ADDRESS: { fieldRef: { fieldPath: 'status.podIP' } },
+          TRELLIS_SUB_ZONE: { fieldRef: { fieldPath: 'spec.nodeName' } },
+          TRELLIS_ZONE: { fieldRef: { fieldPath: "metadata.labels['topology.kubernetes.io/zone']" } },
+          TRELLIS_PORT: '8080',
+          TRELLIS_PLATFORM: 'k8s',
+          TRELLIS_DRAIN: '10s',
+          TRELLIS_SERVICE_SECRET_FILE: '/run/trellis-credentials/authz-secret',
+        });
+        expect(agent.volumeMounts).toContainEqual({ name: 'trellis-credentials', mountPath: '/run/trellis-credentials', readOnly: true });
+        expect(agent.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true });
+      });
+
+      it('holds the app back with a preStop while the agent drains, so the agent deregisters before the app stops', () => {
+        const pod = renderConsumer([...withAgent, '--set', 'trellisSidecar.agent.drainSeconds=20']);
+        const app = pod.containers.find((c) => c.name === 'orders')!;
+        expect(app.lifecycle).toEqual({ preStop: { sleep: { seconds: 22 } } });
+        // Envoy, a native sidecar, outlives both.
+        expect(pod.initContainers!.find((c) => c.name === 'envoy')!.restartPolicy).toBe('Always');
+        // Without the agent the app gets no preStop.
+        expect(renderConsumer([]).containers.find((c) => c.name === 'orders')!.lifecycle).toBeUndefined();
+      });
+
+      it('refuses the agent without the service credential', () => {
+        const out = withConsumer((dir) =>
+          run(['template', 'trellis', '--kube-version', '1.30.0', dir, '--set', 'trellisSidecar.agent.enabled=true']),
+        );
+        expect(out.ok).toBe(false);
+        expect(out.output).toMatch(/agent.enabled needs authzSecret/);
+      });
     });
 
     describe('the bootstrap init container', () => {

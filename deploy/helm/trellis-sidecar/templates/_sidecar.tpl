@@ -25,6 +25,7 @@ init container, so it is up before the application starts and stops after it.
   "nativeSidecar" true
   "xdsTokenSecret" ""
   "resources" (dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "256Mi"))
+  "agent" (dict "enabled" false "image" "trellis/cli:0.1.0" "registryUrl" "http://trellis-registry.trellis.svc:8080" "port" 0 "healthCheck" "" "drainSeconds" 10 "ttlSeconds" 15)
 }}
 {{- $given := .sidecar | default dict }}
 {{- /* mergeOverwrite silently keeps the default map when given a string: refuse it. */}}
@@ -35,6 +36,9 @@ init container, so it is up before the application starts and stops after it.
 {{- /* mergeOverwrite never lets false override true: copy the switch as given. */}}
 {{- if hasKey $given "nativeSidecar" }}
 {{- $_ := set $settings "nativeSidecar" $given.nativeSidecar }}
+{{- end }}
+{{- if and (hasKey $given "agent") (hasKey $given.agent "enabled") }}
+{{- $_ := set $settings.agent "enabled" $given.agent.enabled }}
 {{- end }}
 {{- toYaml $settings }}
 {{- end }}
@@ -136,10 +140,75 @@ volumeMounts:
 {{- end }}
 {{- end }}
 
-{{/* Regular containers: Envoy here only without nativeSidecar (Kubernetes before 1.29). */}}
+{{/*
+The trellis agent (apps/cli, `trellis agent`), a regular container: on pod termination it
+gets SIGTERM at once and drains the instance — the control plane sends it as EDS
+DRAINING, so no new calls arrive — then deregisters. The app keeps serving meanwhile
+because its preStop (trellis-sidecar.appLifecycle) waits drainSeconds + 2 s; Envoy, a
+native sidecar, stops only after both.
+*/}}
+{{- define "trellis-sidecar.agent" -}}
+{{- $s := include "trellis-sidecar.settings" . | fromYaml -}}
+{{- $a := $s.agent -}}
+{{- if not $s.authzSecret.name }}{{ fail "trellis-sidecar: agent.enabled needs authzSecret, the service's credential the agent registers with" }}{{ end -}}
+name: trellis-agent
+image: {{ $a.image }}
+args: [agent]
+env:
+  - { name: TRELLIS_SERVICE, value: {{ .service | quote }} }
+  - name: TRELLIS_INSTANCE_ID
+    valueFrom: { fieldRef: { fieldPath: metadata.name } }
+  - name: TRELLIS_ADDRESS
+    valueFrom: { fieldRef: { fieldPath: status.podIP } }
+  - { name: TRELLIS_PORT, value: {{ (ternary .appPort $a.port (eq (int $a.port) 0)) | quote }} }
+  - { name: TRELLIS_PLATFORM, value: k8s }
+  # Kubernetes 1.33+ copies the node's zone label onto the pod; empty before that.
+  - name: TRELLIS_ZONE
+    valueFrom: { fieldRef: { fieldPath: "metadata.labels['topology.kubernetes.io/zone']" } }
+  - name: TRELLIS_SUB_ZONE
+    valueFrom: { fieldRef: { fieldPath: spec.nodeName } }
+  - { name: TRELLIS_REGISTRY_URL, value: {{ $a.registryUrl | quote }} }
+  - { name: TRELLIS_HEALTH_CHECK, value: {{ $a.healthCheck | default (printf "tcp://127.0.0.1:%v" .appPort) | quote }} }
+  - { name: TRELLIS_DRAIN, value: {{ printf "%vs" $a.drainSeconds | quote }} }
+  - { name: TRELLIS_TTL_SECONDS, value: {{ $a.ttlSeconds | quote }} }
+  - { name: TRELLIS_SERVICE_SECRET_FILE, value: {{ printf "%s/authz-secret" (include "trellis-sidecar.credentialsDir" .) | quote }} }
+ports:
+  - { name: trellis-agent, containerPort: 15020 }
+readinessProbe:
+  httpGet: { path: /readyz, port: trellis-agent }
+livenessProbe:
+  httpGet: { path: /healthz, port: trellis-agent }
+resources:
+  requests: { cpu: 10m, memory: 48Mi }
+  limits: { memory: 128Mi }
+securityContext:
+  {{- include "trellis-sidecar.securityContext" . | nindent 2 }}
+volumeMounts:
+  - name: trellis-credentials
+    mountPath: {{ include "trellis-sidecar.credentialsDir" . }}
+    readOnly: true
+{{- end }}
+
+{{/*
+For the app container's `lifecycle:` when the agent runs: the app keeps serving while the
+agent drains the instance. Set terminationGracePeriodSeconds above drainSeconds + 2.
+*/}}
+{{- define "trellis-sidecar.appLifecycle" -}}
+{{- $s := include "trellis-sidecar.settings" . | fromYaml -}}
+{{- if $s.agent.enabled -}}
+preStop:
+  sleep:
+    seconds: {{ add (int $s.agent.drainSeconds) 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Regular containers: the agent, and Envoy only without nativeSidecar (Kubernetes before 1.29). */}}
 {{- define "trellis-sidecar.containers" -}}
 {{- $s := include "trellis-sidecar.settings" . | fromYaml -}}
-{{- if not $s.nativeSidecar -}}
+{{- if $s.agent.enabled }}
+- {{- include "trellis-sidecar.agent" . | nindent 2 }}
+{{- end }}
+{{- if not $s.nativeSidecar }}
 - {{- include "trellis-sidecar.envoy" . | nindent 2 }}
 {{- end }}
 {{- end }}
@@ -151,7 +220,7 @@ volumeMounts:
     medium: Memory
     sizeLimit: 1Mi
 {{- if or $s.authzSecret.name $s.xdsTokenSecret }}
-# Only the init container mounts these, under the names the script reads.
+# The init container (and the agent) mount these, under the names they read.
 - name: trellis-credentials
   projected:
     sources:
