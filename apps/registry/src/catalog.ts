@@ -132,7 +132,6 @@ export class ServiceCatalog {
     return entry;
   }
 
-  /** Restores the definition a previous generation had, as a new generation. */
   /** Restores the definition of `generation` as a new generation; a deleted service comes back. */
   async rollback(principal: Principal, name: string, generation: number, ifMatch: string | undefined): Promise<Versioned<ServiceRecord>> {
     const current = await this.find(name);

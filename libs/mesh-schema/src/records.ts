@@ -284,7 +284,8 @@ export const ServiceRecord = z
      * Per declared dependency: the generation since which it has been declared without a
      * break. Kept by MeshStore (absent on records written before it existed: read as 1).
      * A dependency removed and declared again gets a new value, which lets the control
-     * plane give proxyless clients fresh resource names for it.
+     * plane give proxyless clients fresh resource names for it: a workaround for a
+     * grpc-js-xds 1.14 bug, documented with the resource names in apps/control-plane/README.md.
      */
     dependencySince: z.record(ServiceName, z.number().int().min(1)).optional(),
   })

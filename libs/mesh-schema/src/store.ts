@@ -107,8 +107,8 @@ export class MeshStore {
     return this.listVersioned(ServiceRecord, this.layout.services());
   }
 
-  /** Creates generation 1 (or the next generation after a deleted predecessor's history). */
   /**
+   * Creates generation 1 (or the next generation after a deleted predecessor's history).
    * `opts.restoredGeneration`: the create restores a deleted service's definition from
    * that generation (a rollback past a delete), and history records it as a rollback.
    */
@@ -180,7 +180,6 @@ export class MeshStore {
     }).then(({ result, revision, current }) => ({ value: result, modRevision: revision, createRevision: current.createRevision }));
   }
 
-  /** Deletes the service and records a `delete` history entry; its instances stay until their leases expire. */
   /**
    * Deletes the service and records a `delete` history entry; its instances stay until
    * their leases expire. With `refuseIfDepended`, a service that others still declare is

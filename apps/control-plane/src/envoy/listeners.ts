@@ -17,6 +17,7 @@ import { healthProbeOf } from './health-probe';
 import {
   FILTER,
   inboundListenerName,
+  inboundRouteName,
   LOCAL_APP_CLUSTER_NAME,
   OUTBOUND_HTTP_NAME,
   outboundClusterName,
@@ -97,7 +98,10 @@ export function inboundListener(
     httpFilters.push(routerFilter());
     filter = {
       name: FILTER.httpConnectionManager,
-      configType: { $case: 'typedConfig' as const, value: httpConnectionManager(name, name, httpFilters, logTags) },
+      configType: {
+        $case: 'typedConfig' as const,
+        value: httpConnectionManager(name, inboundRouteName(service.name), httpFilters, logTags),
+      },
     };
   }
   return Listener.fromPartial({

@@ -18,9 +18,14 @@ export function proxylessClusterName(service: string, subset: string | undefined
   return `${outboundClusterName(service, subset)}~${since}`;
 }
 
-/** The sidecar's listener (and its route configuration) for calls into its own service. */
+/** The sidecar's listener for calls into its own service. */
 export function inboundListenerName(service: string): string {
   return `inbound|${service}`;
+}
+
+/** The inbound listener's route configuration: the same name, so a config dump pairs them at a glance. */
+export function inboundRouteName(service: string): string {
+  return inboundListenerName(service);
 }
 
 /** One outbound HTTP listener per sidecar, routing by Host/:authority to a virtual host per dependency. */

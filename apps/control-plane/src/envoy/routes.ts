@@ -11,7 +11,7 @@ import { healthProbeOf, probeRouteMatch } from './health-probe';
 import {
   CALLER_HEADER,
   FILTER,
-  inboundListenerName,
+  inboundRouteName,
   LOCAL_APP_CLUSTER_NAME,
   MESH_TOKEN_METADATA_KEY,
   OUTBOUND_HTTP_NAME,
@@ -141,7 +141,7 @@ export function outboundRouteConfig(
  * header and no edge check (jwt_authn and RBAC let exactly that request through).
  */
 export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy' | 'ingress' | 'protocol'>): RouteConfiguration {
-  const name = inboundListenerName(service.name);
+  const name = inboundRouteName(service.name);
   const probe = healthProbeOf(service);
   return RouteConfiguration.fromPartial({
     name,
