@@ -9,7 +9,7 @@ describe('loadAuthzConfig', () => {
       TRELLIS_HOST: '0.0.0.0',
       TRELLIS_REDIS_URL: 'redis://127.0.0.1:6379',
       TRELLIS_TOKEN_TTL_SECONDS: 900,
-      TRELLIS_TOKEN_CACHE_TTL_SECONDS: 870,
+      TRELLIS_TOKEN_CACHE_TTL_SECONDS: 780,
       TRELLIS_TOKEN_ISSUER: 'trellis',
       TRELLIS_CLOCK_SKEW_SECONDS: 30,
       TRELLIS_ETCD_PREFIX: '/trellis/',
@@ -35,10 +35,11 @@ describe('loadAuthzConfig', () => {
     expect((error as ConfigError).message).toContain(variable);
   });
 
-  it('derives the cache TTL from the token TTL and the clock skew unless set', () => {
-    expect(loadAuthzConfig({ TRELLIS_TOKEN_TTL_SECONDS: '300' }).TRELLIS_TOKEN_CACHE_TTL_SECONDS).toBe(270);
-    expect(loadAuthzConfig({ TRELLIS_TOKEN_TTL_SECONDS: '300', TRELLIS_CLOCK_SKEW_SECONDS: '60' }).TRELLIS_TOKEN_CACHE_TTL_SECONDS).toBe(
-      240,
+  it('derives the cache TTL from the token TTL, the SDK renewal window and the clock skew unless set', () => {
+    // Twice MESH_TOKEN_RENEW_BEFORE_SECONDS (60) before exp: a renewing client gets a new token.
+    expect(loadAuthzConfig({ TRELLIS_TOKEN_TTL_SECONDS: '300' }).TRELLIS_TOKEN_CACHE_TTL_SECONDS).toBe(180);
+    expect(loadAuthzConfig({ TRELLIS_TOKEN_TTL_SECONDS: '300', TRELLIS_CLOCK_SKEW_SECONDS: '150' }).TRELLIS_TOKEN_CACHE_TTL_SECONDS).toBe(
+      150,
     );
   });
 

@@ -1,5 +1,5 @@
 // authz configuration: TRELLIS_* environment variables, validated at start.
-import { MAX_MESH_TOKEN_LIFETIME_SECONDS } from '@trellis/mesh-contracts';
+import { MAX_MESH_TOKEN_LIFETIME_SECONDS, MESH_TOKEN_RENEW_BEFORE_SECONDS } from '@trellis/mesh-contracts';
 import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
@@ -51,7 +51,7 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_REDIS_COMMAND_TIMEOUT_MS: env.int(50, 1, 5_000),
     TRELLIS_TOKEN_ISSUER: z.string().min(1).max(256).default('trellis'),
     TRELLIS_TOKEN_TTL_SECONDS: env.int(900, 60, MAX_MESH_TOKEN_LIFETIME_SECONDS),
-    /** Default: TTL − clock skew (870 s of 900). */
+    /** Default: TTL − max(clock skew, 2 × MESH_TOKEN_RENEW_BEFORE_SECONDS) (780 s of 900). */
     TRELLIS_TOKEN_CACHE_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).optional(),
     TRELLIS_CLOCK_SKEW_SECONDS: env.int(30, 0, 300),
     /** Directory of PEM private keys (a mounted Kubernetes Secret); `$CREDENTIALS_DIRECTORY` (systemd LoadCredential=) is used when unset. */
@@ -144,6 +144,16 @@ export function loadAuthzConfig(source: NodeJS.ProcessEnv = process.env): AuthzC
   return {
     ...config,
     TRELLIS_TOKEN_CACHE_TTL_SECONDS:
-      config.TRELLIS_TOKEN_CACHE_TTL_SECONDS ?? config.TRELLIS_TOKEN_TTL_SECONDS - config.TRELLIS_CLOCK_SKEW_SECONDS,
+      config.TRELLIS_TOKEN_CACHE_TTL_SECONDS ?? defaultTokenCacheTtl(config.TRELLIS_TOKEN_TTL_SECONDS, config.TRELLIS_CLOCK_SKEW_SECONDS),
   };
+}
+
+/**
+ * How long a minted token is handed out again from the cache: until twice the
+ * SDK's renewal window (MESH_TOKEN_RENEW_BEFORE_SECONDS) before its exp, so a
+ * client renewing gets a new token, never the one it is replacing; never closer
+ * to exp than the clock skew. 900 s tokens: 780 s.
+ */
+export function defaultTokenCacheTtl(ttlSeconds: number, clockSkewSeconds: number): number {
+  return Math.max(1, ttlSeconds - Math.max(clockSkewSeconds, 2 * MESH_TOKEN_RENEW_BEFORE_SECONDS));
 }

@@ -27,6 +27,14 @@ export type MeshTokenAlg = (typeof ALLOWED_ALGS)[number];
 /** The longest life a mesh token may claim (exp - iat); authz's TRELLIS_TOKEN_TTL_SECONDS cannot exceed it. */
 export const MAX_MESH_TOKEN_LIFETIME_SECONDS = 86_400;
 
+/**
+ * The renewal window of mesh tokens, shared by both sides: a holder (the SDK)
+ * renews a token this long before its `exp`, in the background, still using the
+ * one it holds; authz never hands out a cached token with less than twice this
+ * left, so a renewal always gets a fresh token rather than the one it holds.
+ */
+export const MESH_TOKEN_RENEW_BEFORE_SECONDS = 60;
+
 /** A published verification key. */
 export interface MeshTokenKey {
   kid: string;

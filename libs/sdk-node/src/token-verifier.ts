@@ -4,7 +4,8 @@
 // (`sub`) that declared this service as a dependency.
 // The token rules themselves are @trellis/mesh-contracts' verifyMeshToken, the
 // same function authz applies.
-import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
+import { JwksCache, type JwksCacheOptions } from './jwks-cache';
 import { MAX_MESH_TOKEN_LIFETIME_SECONDS, verifyMeshToken, type MeshTokenKeyLookup, type TokenRejection } from '@trellis/mesh-contracts';
 
 export interface MeshTokenVerifierOptions {
@@ -13,6 +14,8 @@ export interface MeshTokenVerifierOptions {
   issuer: string;
   /** authz's JWKS, e.g. http://authz.trellis:8181/.well-known/jwks.json; or a key getter (tests, etcd-fed keys). */
   keys: string | JWTVerifyGetKey;
+  /** For a JWKS URL: refresh interval, cooldown, and where failed refreshes are reported (the last keys stay in use). */
+  jwks?: JwksCacheOptions;
   clockSkewSeconds?: number;
   /** Longest token life accepted (exp - iat); default and ceiling MAX_MESH_TOKEN_LIFETIME_SECONDS. */
   maxLifetimeSeconds?: number;
@@ -41,7 +44,8 @@ export class MeshTokenVerifier {
   private readonly lookupKey: MeshTokenKeyLookup;
 
   constructor(private readonly options: MeshTokenVerifierOptions) {
-    const getKey = typeof options.keys === 'string' ? createRemoteJWKSet(new URL(options.keys), { cooldownDuration: 5_000 }) : options.keys;
+    // Stale-while-error: an authz outage at a refresh never stops verification with the keys already held.
+    const getKey = typeof options.keys === 'string' ? new JwksCache(new URL(options.keys), options.jwks).getKey : options.keys;
     this.lookupKey = keyLookup(getKey);
   }
 
