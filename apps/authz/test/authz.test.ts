@@ -1,6 +1,7 @@
 // authz end to end against a real etcd and a real Redis: the east-west Check,
 // the shared cache, Redis failure, key rotation, inbound validation, the edge,
 // the token endpoint and the ops endpoints.
+import { createHash, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -281,6 +282,40 @@ describe('authz', () => {
         headers: { authorization: `Bearer ${token}` },
       });
       expect(okHeaders(response)).toEqual({ 'x-trellis-caller': 'checkout' });
+    });
+
+    it('attack: a key with e = 1 written into etcd is dropped, so the "signature" it makes of any token is refused', async () => {
+      // With e = 1, s^e mod n = s: the PKCS#1 v1.5 encoding of the hash is its own signature.
+      const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const jwk = { ...publicKey.export({ format: 'jwk' }), e: 'AQ' };
+      const kid = 'attacker-e1';
+      const now = Math.floor(Date.now() / 1000);
+      const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const signingInput = `${encode({ alg: 'RS256', kid, typ: 'JWT' })}.${encode({ iss: 'trellis', sub: 'checkout', aud: 'orders', iat: now, exp: now + 600 })}`;
+      const digestInfo = Buffer.concat([
+        Buffer.from('3031300d060960864801650304020105000420', 'hex'),
+        createHash('sha256').update(signingInput).digest(),
+      ]);
+      const encoded = Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(256 - 3 - digestInfo.length, 0xff), Buffer.from([0]), digestInfo]);
+      const forged = `${signingInput}.${encoded.toString('base64url')}`;
+      // The forgery is real: a verifier that trusts the key accepts it.
+      const e1Key = createPublicKey({ key: jwk, format: 'jwk' });
+      expect(verify('sha256', Buffer.from(signingInput), e1Key, encoded)).toBe(true);
+
+      const dropped = await counterValue(a.authz, 'trellis_authz_records_dropped_total', { kind: 'authzKey' });
+      const at = new Date(Date.now() - 60_000).toISOString();
+      const record = { kid, jwk: { kty: 'RSA', kid, alg: 'RS256', use: 'sig', n: jwk.n, e: 'AQ' }, publishedAt: at, activeFrom: at };
+      await etcd.client().put(new KeyLayout(etcd.prefix).authzKey(kid)).value(JSON.stringify(record));
+      await waitFor(
+        async () => (await counterValue(a.authz, 'trellis_authz_records_dropped_total', { kind: 'authzKey' })) > dropped,
+        30_000,
+      );
+      const response = await a.check({
+        context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' },
+        headers: { authorization: `Bearer ${forged}` },
+      });
+      expect(deniedReason(response)).toMatchObject({ http: 401, reason: 'token-unknown-kid' });
+      expect(await store.listAuthzKeys()).not.toContainEqual(expect.objectContaining({ kid }));
     });
 
     it('rejects a token for another destination, a missing token and garbage', async () => {

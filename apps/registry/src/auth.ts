@@ -12,9 +12,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTVerifyGetKey } from 'jose';
-import { TeamName, type ServiceCredentials } from '@trellis/mesh-schema';
-import type { RequestHandler, Response } from 'express';
+import { rejectingWeakKeys, TeamName, WeakKeyError, type ServiceCredentials } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
+import type { RequestHandler, Response } from 'express';
 import type { RegistryMetrics } from './metrics';
 import { problems } from './problem';
 
@@ -40,9 +40,12 @@ export interface AuthenticatorOptions {
 
 export class Authenticator {
   private readonly adminDigest?: Buffer;
+  /** The team JWKS, refusing weak keys (RSA e != 65537 or < 2048 bits, odd EC curves). */
+  private readonly teamKeys?: JWTVerifyGetKey;
 
   constructor(private readonly options: AuthenticatorOptions) {
     if (options.adminToken) this.adminDigest = digest(options.adminToken);
+    if (options.jwks) this.teamKeys = rejectingWeakKeys(options.jwks) as JWTVerifyGetKey;
   }
 
   static fromConfig(
@@ -89,13 +92,13 @@ export class Authenticator {
     // Compare digests so the comparison takes the same time whatever the token length.
     if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest))
       return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
-    if (!this.options.jwks) {
+    if (!this.teamKeys) {
       return this.adminDigest
         ? { ok: false, reason: 'invalid', detail: 'the token is not valid' }
         : { ok: false, reason: 'unconfigured', detail: 'no admin token or JWKS is configured, so the registry accepts no writes' };
     }
     try {
-      const { payload } = await jwtVerify(token, this.options.jwks, {
+      const { payload } = await jwtVerify(token, this.teamKeys, {
         audience: this.options.audience,
         ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
         algorithms: ['RS256', 'ES256', 'EdDSA', 'PS256'],
@@ -107,6 +110,8 @@ export class Authenticator {
       return { ok: true, principal: { kind: 'team', team: team.data, subject, actor: `team:${team.data}` } };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: 'expired', detail: 'the token has expired' };
+      if (err instanceof WeakKeyError)
+        return { ok: false, reason: 'invalid', detail: 'the token is signed with a key that is not accepted' };
       // Our failure, not the caller's: the key set could not be fetched. Still refused.
       if (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) {
         return { ok: false, reason: 'jwks-unavailable', detail: 'the key set that verifies tokens cannot be fetched; retry later' };

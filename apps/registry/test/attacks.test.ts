@@ -1,5 +1,11 @@
 // Attacks on the registry, performed against the real app and a real etcd, each
 // asserting it is refused (docs/security.md lists them).
+import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT } from 'jose';
+import { Authenticator } from '../src/auth';
 import { call, ADMIN_TOKEN, spec, startRegistry, type TestRegistry } from './harness';
 
 describe('registry attacks', () => {
@@ -82,6 +88,33 @@ describe('registry attacks', () => {
         call(r.url, 'POST', '/api/v1/services', { token, json: spec(name, { team, ingress: { host: 'race.example.com' } }) });
       const results = await Promise.all([claim(a, 'race-a', 'team-a'), claim(b, 'race-b', 'team-b')]);
       expect(results.map((res) => res.status).sort()).toEqual([201, 409]);
+    });
+  });
+
+  describe('weak keys in the team JWKS', () => {
+    // (jose itself refuses RSA keys under 2048 bits; the exponent is ours to check.)
+    it.each([
+      ['an RSA key with e = 3', { modulusLength: 2048, publicExponent: 3 }],
+      ['an RSA key with e = 17', { modulusLength: 2048, publicExponent: 17 }],
+    ])('refuses a team token signed with %s the JWKS serves', async (_what, params) => {
+      const { privateKey, publicKey } = generateKeyPairSync('rsa', params);
+      const jwks = { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'weak', alg: 'RS256', use: 'sig' }] };
+      const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks)));
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      try {
+        const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+        const authenticator = Authenticator.fromConfig({ TRELLIS_AUTH_JWKS_URL: url, TRELLIS_AUTH_AUDIENCE: 'trellis-registry' });
+        const token = await new SignJWT({ team: 'web' })
+          .setProtectedHeader({ alg: 'RS256', kid: 'weak' })
+          .setAudience('trellis-registry')
+          .setIssuedAt()
+          .setExpirationTime('5m')
+          .sign(privateKey);
+        expect(await authenticator.verify(token)).toMatchObject({ ok: false, reason: 'invalid' });
+      } finally {
+        server.close();
+      }
     });
   });
 });

@@ -2,3 +2,4 @@
 // rules each side must apply the same way. @trellis/mesh-schema re-exports it.
 export * from './conventions';
 export * from './mesh-token';
+export * from './public-keys';

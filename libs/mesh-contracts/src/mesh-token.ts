@@ -2,10 +2,20 @@
 // proxyless SDK): size and shape first, then kid and alg against the published
 // keys, then signature and claims. Every rejection has a reason.
 import { decodeProtectedHeader, jwtVerify, errors, type KeyInput } from 'jose';
+import { weakKeyInputReason } from './public-keys';
 
 /** Why a signed JWT is refused, whoever minted it (the mesh here, Cloudflare Access at the edge). */
 export type JwtRejection =
-  'missing' | 'oversized' | 'malformed' | 'unknown-kid' | 'bad-signature' | 'expired' | 'not-yet-valid' | 'wrong-audience' | 'wrong-issuer';
+  | 'missing'
+  | 'oversized'
+  | 'malformed'
+  | 'unknown-kid'
+  | 'weak-key'
+  | 'bad-signature'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'wrong-audience'
+  | 'wrong-issuer';
 
 export type TokenRejection = JwtRejection | 'alg-not-allowed' | 'invalid-claims';
 
@@ -74,6 +84,8 @@ export async function verifyMeshToken(
   const key = await lookupKey(header.kid, header.alg as MeshTokenAlg);
   if (!key) return reject('unknown-kid', 'kid is not a published key');
   if (key.alg !== header.alg) return reject('alg-not-allowed', `key ${key.kid} signs ${key.alg}, token says ${header.alg}`);
+  const weakness = weakKeyInputReason(key.key);
+  if (weakness) return reject('weak-key', `key ${key.kid} is not accepted: ${weakness}`);
 
   try {
     const { payload } = await jwtVerify(token, key.key, {

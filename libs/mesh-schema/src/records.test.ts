@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import {
   AuthzPublicKey,
   InstanceId,
@@ -11,6 +12,9 @@ import {
   type ServiceSpecInput,
 } from './records';
 import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-contracts';
+
+/** The modulus of a real RSA-2048 key: AuthzPublicKey refuses anything weaker. */
+const TEST_RSA_N = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n!;
 
 const spec = (overrides: Partial<ServiceSpecInput> = {}): ServiceSpecInput => ({
   name: 'checkout',
@@ -145,13 +149,34 @@ describe('other records', () => {
   it('AuthzPublicKey refuses a kid that could leave its key segment', () => {
     const key = {
       kid: 'k1',
-      jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: 'x', e: 'AQAB' },
+      jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: TEST_RSA_N, e: 'AQAB' },
       publishedAt: '2026-01-01T00:00:00Z',
       activeFrom: '2026-01-01T00:00:00Z',
     };
     expect(AuthzPublicKey.safeParse(key).success).toBe(true);
     expect(AuthzPublicKey.safeParse({ ...key, kid: '../x' }).success).toBe(false);
     expect(AuthzPublicKey.safeParse({ ...key, jwk: { ...key.jwk, d: 'private!' } }).success).toBe(false);
+  });
+
+  it('AuthzPublicKey refuses weak keys: RSA e = 1 or 3, a short modulus, a curve other than P-256/P-384', () => {
+    const key = (jwk: object) => ({
+      kid: 'k1',
+      jwk: { kid: 'k1', ...jwk },
+      publishedAt: '2026-01-01T00:00:00Z',
+      activeFrom: '2026-01-01T00:00:00Z',
+    });
+    const issues = (jwk: object) =>
+      AuthzPublicKey.safeParse(key(jwk))
+        .error?.issues.map((i) => i.message)
+        .join('; ');
+    expect(issues({ kty: 'RSA', alg: 'RS256', n: TEST_RSA_N, e: 'AQ' })).toMatch(/exponent 1;/);
+    expect(issues({ kty: 'RSA', alg: 'RS256', n: TEST_RSA_N, e: 'Aw' })).toMatch(/exponent 3;/);
+    const short = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' });
+    expect(issues({ kty: 'RSA', alg: 'RS256', n: short.n, e: short.e })).toMatch(/1024 bits/);
+    const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey.export({ format: 'jwk' });
+    expect(issues({ kty: 'EC', alg: 'ES256', crv: k1.crv, x: k1.x, y: k1.y })).toBeDefined();
+    const p256 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ format: 'jwk' });
+    expect(issues({ kty: 'EC', alg: 'ES256', crv: p256.crv, x: p256.x, y: p256.y })).toBeUndefined();
   });
 
   it('ProxyStatus holds only the xDS types a proxy asked for', () => {

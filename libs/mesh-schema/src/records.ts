@@ -1,7 +1,7 @@
 // The records Trellis stores in etcd. Every value read from etcd is parsed with
 // these schemas before use; every value written was produced by them.
 import { z } from 'zod';
-import { RESERVED_SERVICE_NAMES } from '@trellis/mesh-contracts';
+import { RESERVED_SERVICE_NAMES, weakJwkReason } from '@trellis/mesh-contracts';
 
 /** DNS label (RFC 1123): lower-case, digits and '-', 1-63 chars. It can never escape its etcd key. */
 export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -402,7 +402,13 @@ const PublicJwk = z
     x: z.string().max(128).optional(),
     y: z.string().max(128).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((jwk, ctx) => {
+    // A weak key (RSA e != 65537 or < 2048 bits, an EC curve other than P-256/P-384) is never trusted.
+    const { kty, n, e, crv, x, y } = jwk;
+    const reason = weakJwkReason({ kty, n, e, crv, x, y });
+    if (reason) ctx.addIssue({ code: 'custom', message: reason });
+  });
 export type PublicJwk = z.infer<typeof PublicJwk>;
 
 /**

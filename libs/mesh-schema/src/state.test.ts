@@ -1,5 +1,9 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { KeyLayout } from './keys';
 import { applyKvEvent, buildMeshState, emptyMeshState, type InvalidRecord, type KvEvent } from './state';
+
+/** The modulus of a real RSA-2048 key: AuthzPublicKey refuses anything weaker. */
+const TEST_RSA_N = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n!;
 
 const layout = new KeyLayout('/t/');
 const at = '2026-01-01T00:00:00Z';
@@ -128,7 +132,7 @@ describe('applyKvEvent', () => {
     const { onInvalid } = collect();
     applyKvEvent(state, layout, put(layout.meshSettings(), { tokenIssuer: 'trellis' }), onInvalid);
     expect(state.meshSettings).toEqual({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
-    const key = { kid: 'k1', jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: 'x', e: 'AQAB' }, publishedAt: at, activeFrom: at };
+    const key = { kid: 'k1', jwk: { kty: 'RSA', kid: 'k1', alg: 'RS256', n: TEST_RSA_N, e: 'AQAB' }, publishedAt: at, activeFrom: at };
     expect(applyKvEvent(state, layout, put(layout.authzKey('k1'), key), onInvalid)).toMatchObject({
       kind: 'authzKey',
       type: 'put',

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 // MeshStore against a real etcd (see @trellis/testing for how it is chosen).
 import type { Etcd3 } from 'etcd3';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
@@ -5,6 +6,9 @@ import { AlreadyExistsError, HasDependentsError, InvalidRecordError, NotFoundErr
 import { KeyLayout } from '../src/keys';
 import { MeshStore } from '../src/store';
 import { aService, anInstance } from './fixtures';
+
+/** The modulus of a real RSA-2048 key: AuthzPublicKey refuses anything weaker. */
+const TEST_RSA_N = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n!;
 
 let etcd: TestEtcd;
 let client: Etcd3;
@@ -254,7 +258,7 @@ describe('mesh settings, authz keys and proxy status', () => {
   it('puts, lists and deletes authz keys', async () => {
     const key = {
       kid: 'k1',
-      jwk: { kty: 'RSA' as const, kid: 'k1', alg: 'RS256' as const, use: 'sig' as const, n: 'abc', e: 'AQAB' },
+      jwk: { kty: 'RSA' as const, kid: 'k1', alg: 'RS256' as const, use: 'sig' as const, n: TEST_RSA_N, e: 'AQAB' },
       publishedAt: '2026-01-01T00:00:00Z',
       activeFrom: '2026-01-01T00:05:00Z',
     };

@@ -3,6 +3,7 @@
 // else is refused) verified against the cluster's OIDC JWKS. The service record
 // names which namespace/ServiceAccount may act as the service.
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { rejectingWeakKeys } from '@trellis/mesh-contracts';
 import type { KubernetesServiceAccount } from '@trellis/mesh-schema';
 
 export interface KubernetesIdentityOptions {
@@ -18,8 +19,9 @@ export class KubernetesIdentity {
   private readonly keys: JWTVerifyGetKey;
 
   constructor(private readonly options: KubernetesIdentityOptions) {
-    this.keys =
-      options.jwks instanceof URL ? createRemoteJWKSet(options.jwks, { cooldownDuration: 30_000 }) : createLocalJWKSet(options.jwks);
+    this.keys = rejectingWeakKeys(
+      options.jwks instanceof URL ? createRemoteJWKSet(options.jwks, { cooldownDuration: 30_000 }) : createLocalJWKSet(options.jwks),
+    ) as JWTVerifyGetKey;
   }
 
   /** The ServiceAccount a token proves, or a reason it proves nothing. */

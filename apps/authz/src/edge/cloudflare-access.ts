@@ -3,9 +3,9 @@
 // an unknown kid after a cooldown, which is how Cloudflare's key rotation lands);
 // iss must be the team domain and aud the Access application's tag.
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
-import type { Logger } from '@trellis/runtime';
 import type { AuthzMetrics } from '../metrics';
-import type { JwtRejection } from '@trellis/mesh-contracts';
+import { rejectingWeakKeys, WeakKeyError, type JwtRejection } from '@trellis/mesh-contracts';
+import type { Logger } from '@trellis/runtime';
 
 export interface AccessApplication {
   teamDomain: string;
@@ -56,7 +56,7 @@ export class CloudflareAccessVerifier {
     const keySet = this.keySetFor(app.teamDomain);
     if (!keySet) return { valid: false, reason: 'unusable-team-domain' };
     try {
-      const { payload } = await jwtVerify(token, keySet, {
+      const { payload } = await jwtVerify(token, rejectingWeakKeys(keySet), {
         algorithms: ['RS256'],
         issuer: `https://${app.teamDomain}`,
         audience: app.audience,
@@ -130,6 +130,7 @@ export class CloudflareAccessVerifier {
     }
     if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return 'unknown-kid';
     if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad-signature';
+    if (err instanceof WeakKeyError) return 'weak-key';
     if (
       err instanceof errors.JWKSTimeout ||
       err instanceof errors.JWKSInvalid ||
