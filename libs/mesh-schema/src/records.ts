@@ -118,6 +118,18 @@ export const HealthCheck = z
 
 export const LoadBalancing = z.enum(['round_robin', 'least_request', 'ring_hash', 'random']);
 
+/**
+ * What ring_hash hashes a request on, so one key keeps reaching one host: a
+ * request header, a cookie, or the caller's source IP. Without it a route hashes
+ * nothing and ring_hash picks at random; the translator then hashes the source IP.
+ */
+export const HashOn = z.union([
+  z.object({ header: z.string().regex(/^[a-z0-9-]{1,64}$/, 'a lower-case HTTP header name') }).strict(),
+  z.object({ cookie: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a cookie name') }).strict(),
+  z.object({ sourceIp: z.literal(true) }).strict(),
+]);
+export type HashOn = z.infer<typeof HashOn>;
+
 export const LocalRateLimit = z
   .object({
     /** Token bucket: `maxTokens` burst, refilled with `tokensPerFill` every `fillIntervalMs`. */
@@ -135,6 +147,8 @@ export const TrafficPolicy = z
     outlierDetection: OutlierDetection.optional(),
     healthCheck: HealthCheck.optional(),
     loadBalancing: LoadBalancing.optional(),
+    /** For ring_hash: what requests are hashed on (see HashOn). */
+    hashOn: HashOn.optional(),
     rateLimit: LocalRateLimit.optional(),
   })
   .strict();

@@ -3,6 +3,7 @@ import type { RouteAction } from '@trellis/envoy-types/envoy/config/route/v3/rou
 import type { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
 import { LocalRateLimit } from '@trellis/envoy-types/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
 import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import type { TrafficPolicy } from '@trellis/mesh-schema';
 import { MeshFixture } from '../model/mesh-fixture';
 import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig } from './routes';
 
@@ -106,5 +107,40 @@ describe('inboundRouteConfig', () => {
         }),
       }),
     ]);
+  });
+});
+
+describe('ring_hash routes carry a hash policy', () => {
+  const routeOf = (policy: TrafficPolicy, kind: 'envoy' | 'proxyless' = 'envoy') => {
+    const model = new MeshFixture()
+      .service('b', { protocol: 'grpc', policy })
+      .service('a', { dependencies: [{ service: 'b' }] })
+      .model();
+    const dep = model.services.get('a')!.dependencies[0]!;
+    const callee = model.services.get('b')!;
+    const config = kind === 'envoy' ? outboundRouteConfig({ name: 'a' }, [{ dep, callee }]) : proxylessRouteConfig(dep, callee);
+    const action = config.virtualHosts[0]!.routes[0]!.action;
+    if (action?.$case !== 'route') throw new Error('not a route');
+    return action.value.hashPolicy;
+  };
+
+  it('hashes on the header, cookie or source IP the policy names; the source IP when it names none', () => {
+    expect(routeOf({ loadBalancing: 'ring_hash', hashOn: { header: 'x-user' } })).toMatchObject([
+      { policySpecifier: { $case: 'header', value: { headerName: 'x-user' } } },
+    ]);
+    expect(routeOf({ loadBalancing: 'ring_hash', hashOn: { cookie: 'session' } })).toMatchObject([
+      { policySpecifier: { $case: 'cookie', value: { name: 'session' } } },
+    ]);
+    expect(routeOf({ loadBalancing: 'ring_hash' })).toMatchObject([
+      { policySpecifier: { $case: 'connectionProperties', value: { sourceIp: true } } },
+    ]);
+    expect(routeOf({ loadBalancing: 'round_robin', hashOn: { header: 'x-user' } })).toEqual([]);
+  });
+
+  it('gives proxyless clients only header hashing (what grpc-js-xds implements)', () => {
+    expect(routeOf({ loadBalancing: 'ring_hash', hashOn: { header: 'x-user' } }, 'proxyless')).toMatchObject([
+      { policySpecifier: { $case: 'header' } },
+    ]);
+    expect(routeOf({ loadBalancing: 'ring_hash' }, 'proxyless')).toEqual([]);
   });
 });

@@ -57,6 +57,23 @@ function retryPolicy(retries: NonNullable<TrafficPolicy['retries']>, proxyless: 
   });
 }
 
+/**
+ * ring_hash needs a hash on the route, or every request hashes to a random host.
+ * From the policy's `hashOn`; the source IP when it names none. Proxyless
+ * clients (grpc-js-xds, gRFC A42) hash on headers only.
+ */
+type RouteActionInput = Parameters<typeof RouteAction.fromPartial>[0];
+
+function hashPolicy(policy: TrafficPolicy, proxyless: boolean): RouteActionInput['hashPolicy'] {
+  if (policy.loadBalancing !== 'ring_hash') return [];
+  const on = policy.hashOn ?? { sourceIp: true as const };
+  if ('header' in on) return [{ policySpecifier: { $case: 'header', value: { headerName: on.header } }, terminal: false }];
+  if (proxyless) return [];
+  if ('cookie' in on)
+    return [{ policySpecifier: { $case: 'cookie', value: { name: on.cookie, path: '', attributes: [] } }, terminal: false }];
+  return [{ policySpecifier: { $case: 'connectionProperties', value: { sourceIp: true } }, terminal: false }];
+}
+
 function routeAction(
   callee: RouteTarget,
   policy: TrafficPolicy,
@@ -66,6 +83,7 @@ function routeAction(
   const retry = policy.retries ? retryPolicy(policy.retries, proxyless) : undefined;
   return RouteAction.fromPartial({
     clusterSpecifier: clusterSpecifier(callee, clusterName),
+    hashPolicy: hashPolicy(policy, proxyless) ?? [],
     // grpc-js-xds reads deadlines from max_stream_duration, Envoy from timeout.
     ...(policy.timeoutMs !== undefined
       ? proxyless

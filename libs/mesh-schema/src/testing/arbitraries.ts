@@ -92,6 +92,11 @@ const policy = fc.record(
       { requiredKeys: [] },
     ),
     loadBalancing: fc.constantFrom('round_robin', 'least_request', 'ring_hash', 'random'),
+    hashOn: fc.oneof(
+      fc.record({ header: fc.stringMatching(/^[a-z0-9-]{1,12}$/) }),
+      fc.record({ cookie: fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/) }),
+      fc.constant({ sourceIp: true }),
+    ),
     rateLimit: fc.record({
       maxTokens: fc.integer({ min: 1, max: 1_000_000 }),
       tokensPerFill: fc.integer({ min: 1, max: 1_000_000 }),
