@@ -39,6 +39,9 @@ function call(method, path, body) {
       new URL(path, api),
       {
         method,
+        // A fresh connection per call: generating an RSA key between calls can outlast the
+        // server's keep-alive, and a reused socket it just closed fails with "socket hang up".
+        agent: false,
         ...(secure ? { ca: readFileSync(`${SA}/ca.crt`) } : {}),
         headers: {
           authorization: `Bearer ${token}`,
