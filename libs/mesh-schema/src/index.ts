@@ -30,3 +30,4 @@ export {
 export { MeshWatcher, type MeshUpdate, type MeshWatcherOptions } from './watcher';
 export { ServiceCredentials } from './service-credentials';
 export { EtcdProbe, type EtcdProbeOptions } from './etcd-probe';
+export { applyEtcdRoles, etcdGrants, etcdRoleName, ETCD_APPS, type EtcdApp, type EtcdGrant, type EtcdRolesSetup } from './etcd-roles';

@@ -46,6 +46,8 @@ export interface TestEtcd {
 export interface StartEtcdOptions {
   /** Milliseconds to wait for the server to become healthy. */
   startTimeoutMs?: number;
+  /** A server of this suite's own even when a shared etcd is configured (e.g. to enable auth on it). */
+  exclusive?: boolean;
 }
 
 const ETCD_IMAGE = 'quay.io/coreos/etcd:v3.5.17';
@@ -53,7 +55,7 @@ const ETCD_IMAGE = 'quay.io/coreos/etcd:v3.5.17';
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> {
   const prefix = `/trellis-test/${randomBytes(6).toString('hex')}/`;
   const shared = process.env['TRELLIS_TEST_ETCD_ENDPOINTS'];
-  if (shared)
+  if (shared && !opts.exclusive)
     return sharedEtcd(
       shared
         .split(',')
