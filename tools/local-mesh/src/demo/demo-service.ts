@@ -83,13 +83,14 @@ async function main(): Promise<void> {
           ([dep, client]) =>
             new Promise<HopRecord[]>((resolve, reject) =>
               client.call({ origin: call.request.origin }, new Metadata(), { deadline: Date.now() + 3_000 }, (err, reply) =>
-                err ? reject(new Error(`${dep}: ${err.details || err.message}`)) : resolve(reply!.hops),
+                err ? reject(Object.assign(new Error(`${dep}: ${err.details || err.message}`), { code: err.code })) : resolve(reply!.hops),
               ),
             ),
         ),
       ).then(
         (children) => callback(null, CallReply.fromPartial({ hops: [own, ...children.flat()] })),
-        (err: Error) => callback({ code: 14, details: `${cfg.service} → ${err.message}` }),
+        // The downstream's own status, not UNAVAILABLE for everything: that would make callers retry and hide the fault.
+        (err: Error & { code?: number }) => callback({ code: err.code ?? 13 /* INTERNAL */, details: `${cfg.service} → ${err.message}` }),
       );
     },
   });
