@@ -42,7 +42,7 @@ describe('formToSpec', () => {
     expect(result.errors.port).toEqual(['must be a whole number']);
     expect(result.errors.name?.[0]).toContain('DNS label');
     expect(result.errors.timeoutMs).toHaveLength(1);
-    expect(result.errors.ingressHost).toEqual(['must be a DNS name']);
+    expect(result.errors.ingressHost).toEqual([expect.stringContaining('must be a DNS name')]);
     // "shop" depends on "Shop!"'s cleaned-up name only when the name is valid; here the dependency itself is fine.
     expect(result.errors.dependencies).toBeUndefined();
   });
