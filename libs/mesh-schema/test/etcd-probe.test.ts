@@ -22,7 +22,7 @@ it('fails a check within its deadline while etcd is frozen, and passes again onc
   const changes: boolean[] = [];
   const probe = new EtcdProbe(client, {
     key: new KeyLayout(etcd.prefix).meshSettings(),
-    timeoutMs: 1_000,
+    timeoutMs: 5_000, // long enough for a loaded machine; a frozen etcd misses any deadline
     onChange: (h) => changes.push(h),
   });
   try {
