@@ -197,7 +197,7 @@ describe('host names consumers put in URLs', () => {
   const ingress = (host: string, teamDomain = 'acme.cloudflareaccess.com') =>
     ServiceSpec.safeParse(spec({ ingress: { host, cloudflareAccess: { teamDomain, audience: 'ab'.repeat(16) } } }));
 
-  it.each(['m.3', 'a.0x1f', 'cloudflareaccess', '1.2.3.4', 'a.b-', 'x.-y', 'A.example.com', 'a..b', 'a.b.'])(
+  it.each(['m.3', 'a.0x1f', '0.xn--0', 'xn--0.example', 'cloudflareaccess', '1.2.3.4', 'a.b-', 'x.-y', 'A.example.com', 'a..b', 'a.b.'])(
     'refuses the team domain %j (new URL cannot take it, or it is not a name)',
     (teamDomain) => {
       expect(issues(ingress('shop.example.com', teamDomain))).toEqual([

@@ -26,8 +26,12 @@ export function isUrlHostName(name: string): boolean {
   }
 }
 
+// The regex alone is not enough: an "xn--" label must also be valid punycode, or `new URL` throws ("0.xn--0").
 const HostName = (example: string) =>
-  z.string().max(253).regex(HOST_NAME, `must be a DNS name of two or more labels, the last starting with a letter, such as ${example}`);
+  z
+    .string()
+    .max(253)
+    .refine(isUrlHostName, `must be a DNS name of two or more labels, the last starting with a letter, such as ${example}`);
 
 const DnsLabel = z
   .string()

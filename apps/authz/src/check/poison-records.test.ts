@@ -4,7 +4,7 @@
 // decision. The control plane's side: apps/control-plane/src/envoy/poison-records.test.ts.
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
-import { meshArbitrary, type GeneratedMesh } from '@trellis/mesh-schema/testing';
+import { meshArbitrary, propertyRuns, type GeneratedMesh } from '@trellis/mesh-schema/testing';
 import { createLogger } from '@trellis/runtime';
 import { CloudflareAccessVerifier } from '../edge/cloudflare-access';
 import { KeyRing } from '../keys/key-ring';
@@ -70,7 +70,7 @@ describe('records the registry accepts never break authz', () => {
           await expect(verifier.verify(tokenFor(key.kid, key.jwk.alg), 'b')).resolves.toMatchObject({ valid: false });
         }
       }),
-      { numRuns: 100 },
+      { numRuns: propertyRuns(100) },
     );
   });
 });

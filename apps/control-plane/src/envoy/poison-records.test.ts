@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { unpackAny } from '@trellis/envoy-types';
 import { ProtoValidator } from '@trellis/envoy-types/validation';
-import { meshArbitrary, type GeneratedMesh } from '@trellis/mesh-schema/testing';
+import { meshArbitrary, propertyRuns, type GeneratedMesh } from '@trellis/mesh-schema/testing';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, type MeshStateView } from '../model';
 import { buildProxyResources } from './proxy-resources';
 import { snapshotInconsistencies, TranslationMemo } from '../resource';
@@ -54,7 +54,7 @@ describe('records the registry accepts never break the control plane', () => {
           }
         }
       }),
-      { numRuns: 150 },
+      { numRuns: propertyRuns(150) },
     );
     expect(resources).toBeGreaterThan(500);
   });

@@ -223,3 +223,12 @@ export const meshArbitrary: fc.Arbitrary<GeneratedMesh> = fc
       ...(meshSettings && accepted(MeshSettings, meshSettings) ? { meshSettings: accepted(MeshSettings, meshSettings)! } : {}),
     };
   });
+
+/**
+ * How many cases a property test draws: its default in `npm test`, or
+ * TRELLIS_PROPERTY_RUNS for a deep run (`TRELLIS_PROPERTY_RUNS=20000 npx jest poison`).
+ */
+export function propertyRuns(defaultRuns: number): number {
+  const deep = Number(process.env['TRELLIS_PROPERTY_RUNS']);
+  return Number.isInteger(deep) && deep > 0 ? deep : defaultRuns;
+}
