@@ -1,6 +1,7 @@
 // Every metric authz exports, in one place. Labels are bounded enums: never a
 // service pair, node id or token subject.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { DecisionReason } from './check/decision';
 
 export type Direction = 'outbound' | 'inbound' | 'edge' | 'unknown';
 export type CacheLayer = 'memory' | 'redis';
@@ -27,7 +28,7 @@ export class AuthzMetrics {
   // Per-Check counts are tallied in plain numbers and handed to prom-client at
   // scrape time: prom-client hashes the label set on every inc(), which costs more
   // than the rest of a cache-hit Check's own work.
-  private readonly checkTally = new Map<string, { labels: { direction: Direction; result: string; reason: string }; pending: number }>();
+  private readonly checkTally = new Map<string, { labels: { direction: Direction; result: string; reason: DecisionReason }; pending: number }>();
   private readonly checkTimers = new Map<string, { observe(value: number): void }>();
 
   constructor(readonly registry: Registry) {
@@ -124,7 +125,7 @@ export class AuthzMetrics {
     });
   }
 
-  countCheck(direction: Direction, result: 'ok' | 'denied', reason: string): void {
+  countCheck(direction: Direction, result: 'ok' | 'denied', reason: DecisionReason): void {
     const key = `${direction}/${result}/${reason}`;
     const entry = this.checkTally.get(key);
     if (entry) entry.pending += 1;

@@ -5,19 +5,23 @@ import { decodeProtectedHeader, jwtVerify, errors, type KeyInput } from 'jose';
 import { weakKeyInputReason } from './public-keys';
 
 /** Why a signed JWT is refused, whoever minted it (the mesh here, Cloudflare Access at the edge). */
-export type JwtRejection =
-  | 'missing'
-  | 'oversized'
-  | 'malformed'
-  | 'unknown-kid'
-  | 'weak-key'
-  | 'bad-signature'
-  | 'expired'
-  | 'not-yet-valid'
-  | 'wrong-audience'
-  | 'wrong-issuer';
+export const JWT_REJECTIONS = [
+  'missing',
+  'oversized',
+  'malformed',
+  'unknown-kid',
+  'weak-key',
+  'bad-signature',
+  'expired',
+  'not-yet-valid',
+  'wrong-audience',
+  'wrong-issuer',
+] as const;
+export type JwtRejection = (typeof JWT_REJECTIONS)[number];
 
-export type TokenRejection = JwtRejection | 'alg-not-allowed' | 'invalid-claims';
+/** Why a mesh token is refused: a bounded set, so it can label a metric. */
+export const TOKEN_REJECTIONS = [...JWT_REJECTIONS, 'alg-not-allowed', 'invalid-claims'] as const;
+export type TokenRejection = (typeof TOKEN_REJECTIONS)[number];
 
 export type TokenVerification =
   | { valid: true; subject: string; audience: string; expiresAt: number; kid: string }

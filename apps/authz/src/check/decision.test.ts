@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
-import { allow, forbid, toCheckResponse, unavailable } from './decision';
+import { allow, DENY_REASONS, forbid, toCheckResponse, unavailable } from './decision';
 
 describe('toCheckResponse', () => {
   it('allows with OK and headers that overwrite what the client sent', () => {
@@ -28,5 +28,15 @@ describe('toCheckResponse', () => {
     const response = toCheckResponse(unavailable('not-ready', 'no snapshot'));
     expect(response.status?.code).toBe(status.UNAVAILABLE);
     expect(response.httpResponse?.$case === 'deniedResponse' && response.httpResponse.value.status?.code).toBe(503);
+  });
+});
+
+describe('deny reasons', () => {
+  it('are a closed set of metric-label-safe names, each once', () => {
+    expect(new Set(DENY_REASONS).size).toBe(DENY_REASONS.length);
+    for (const reason of DENY_REASONS) expect(reason).toMatch(/^[a-z][a-z-]*[a-z]$/);
+    // Bounded: the label's cardinality cannot grow with traffic.
+    expect(DENY_REASONS.length).toBeLessThan(64);
+    expect(DENY_REASONS).toEqual(expect.arrayContaining(['undeclared', 'token-expired', 'access-certs-unavailable']));
   });
 });

@@ -5,6 +5,28 @@
 import { HeaderValueOption_HeaderAppendAction } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import type { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import { TOKEN_REJECTIONS } from '@trellis/mesh-contracts';
+import { ACCESS_REJECTIONS } from '../edge/cloudflare-access';
+import { CALL_REFUSALS } from './mesh-policy';
+
+/**
+ * Why a Check is denied. It labels trellis_authz_checks_total, so it is a closed
+ * set: a new reason is added here, never composed from request data.
+ */
+export const DENY_REASONS = [
+  'internal-error',
+  'malformed-request',
+  'not-ready',
+  'missing-context',
+  'no-signing-key',
+  'non-canonical-path',
+  'no-ingress',
+  ...CALL_REFUSALS,
+  ...TOKEN_REJECTIONS.map((r) => `token-${r}` as const),
+  ...ACCESS_REJECTIONS.map((r) => `access-${r}` as const),
+] as const;
+export type DenyReason = (typeof DENY_REASONS)[number];
+export type DecisionReason = 'allowed' | DenyReason;
 
 export type Decision =
   | {
@@ -15,7 +37,7 @@ export type Decision =
       /** An object that lives exactly as long as this decision stays the same (the cached token): its wire encoding is reused. */
       memo?: object;
     }
-  | { allow: false; reason: string; grpcCode: GrpcStatus; httpStatus: number; message: string };
+  | { allow: false; reason: DenyReason; grpcCode: GrpcStatus; httpStatus: number; message: string };
 
 export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = [], memo?: object): Decision => ({
   allow: true,
@@ -26,7 +48,7 @@ export const allow = (headers: Record<string, string> = {}, removeHeaders: strin
 });
 
 /** 403: the caller is known and not allowed. */
-export const forbid = (reason: string, message: string): Decision => ({
+export const forbid = (reason: DenyReason, message: string): Decision => ({
   allow: false,
   reason,
   grpcCode: GrpcStatus.PERMISSION_DENIED,
@@ -35,7 +57,7 @@ export const forbid = (reason: string, message: string): Decision => ({
 });
 
 /** 401: no credential, or one that does not verify. */
-export const unauthenticated = (reason: string, message: string): Decision => ({
+export const unauthenticated = (reason: DenyReason, message: string): Decision => ({
   allow: false,
   reason,
   grpcCode: GrpcStatus.UNAUTHENTICATED,
@@ -44,7 +66,7 @@ export const unauthenticated = (reason: string, message: string): Decision => ({
 });
 
 /** 503: authz cannot decide yet (no registry snapshot, no signing key, certs unreachable) and so refuses. */
-export const unavailable = (reason: string, message: string): Decision => ({
+export const unavailable = (reason: DenyReason, message: string): Decision => ({
   allow: false,
   reason,
   grpcCode: GrpcStatus.UNAVAILABLE,
@@ -53,7 +75,7 @@ export const unavailable = (reason: string, message: string): Decision => ({
 });
 
 /** 400/403: the proxy's configuration does not say what to check. */
-export const misconfigured = (reason: string, message: string): Decision => ({
+export const misconfigured = (reason: DenyReason, message: string): Decision => ({
   allow: false,
   reason,
   grpcCode: GrpcStatus.INVALID_ARGUMENT,

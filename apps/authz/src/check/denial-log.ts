@@ -2,6 +2,7 @@
 // not turn logging into the bottleneck: per reason, at most `perSecond` lines a
 // second; the next line says how many were left out. Metrics count every one.
 import type { Logger } from '@trellis/runtime';
+import type { DenyReason } from './decision';
 
 export class DenialLog {
   private readonly windows = new Map<string, { start: number; logged: number; suppressed: number }>();
@@ -12,7 +13,7 @@ export class DenialLog {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  denied(reason: string, fields: Record<string, unknown>): void {
+  denied(reason: DenyReason, fields: Record<string, unknown>): void {
     const now = this.clock();
     let window = this.windows.get(reason);
     if (!window || now - window.start >= 1000) {

@@ -13,7 +13,9 @@ export interface MeshView {
   };
 }
 
-export type CallDecision = { allowed: true } | { allowed: false; reason: 'unknown-source' | 'unknown-destination' | 'undeclared' };
+/** Why a call between two services is refused. */
+export const CALL_REFUSALS = ['unknown-source', 'unknown-destination', 'undeclared'] as const;
+export type CallDecision = { allowed: true } | { allowed: false; reason: (typeof CALL_REFUSALS)[number] };
 
 export interface IngressMatch {
   service: string;

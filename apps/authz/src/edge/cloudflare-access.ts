@@ -4,7 +4,7 @@
 // iss must be the team domain and aud the Access application's tag.
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { AuthzMetrics } from '../metrics';
-import { rejectingWeakKeys, WeakKeyError, type JwtRejection } from '@trellis/mesh-contracts';
+import { JWT_REJECTIONS, rejectingWeakKeys, WeakKeyError } from '@trellis/mesh-contracts';
 import type { Logger } from '@trellis/runtime';
 
 export interface AccessApplication {
@@ -20,9 +20,11 @@ export interface AccessIdentity {
   subject: string;
 }
 
-export type AccessVerification =
-  | { valid: true; identity: AccessIdentity }
-  | { valid: false; reason: JwtRejection | 'no-identity' | 'certs-unavailable' | 'unusable-team-domain' };
+/** Why a Cloudflare Access JWT is refused: a bounded set, so it can label a metric. */
+export const ACCESS_REJECTIONS = [...JWT_REJECTIONS, 'no-identity', 'certs-unavailable', 'unusable-team-domain'] as const;
+export type AccessRejection = (typeof ACCESS_REJECTIONS)[number];
+
+export type AccessVerification = { valid: true; identity: AccessIdentity } | { valid: false; reason: AccessRejection };
 
 export interface CloudflareAccessOptions {
   /** `https://{teamDomain}/cdn-cgi/access/certs` in production; tests point it at a local server. */
