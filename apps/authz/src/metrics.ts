@@ -28,7 +28,10 @@ export class AuthzMetrics {
   // Per-Check counts are tallied in plain numbers and handed to prom-client at
   // scrape time: prom-client hashes the label set on every inc(), which costs more
   // than the rest of a cache-hit Check's own work.
-  private readonly checkTally = new Map<string, { labels: { direction: Direction; result: string; reason: DecisionReason }; pending: number }>();
+  private readonly checkTally = new Map<
+    string,
+    { labels: { direction: Direction; result: string; reason: DecisionReason }; pending: number }
+  >();
   private readonly checkTimers = new Map<string, { observe(value: number): void }>();
 
   constructor(readonly registry: Registry) {
