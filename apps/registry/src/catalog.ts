@@ -191,7 +191,12 @@ export class ServiceCatalog {
     const owner = await this.get(service);
     this.authorizeInstances(principal, service, owner.value.spec.team);
     const { ttlSeconds, ...rest } = input;
-    const { record } = await this.store.registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds);
+    const { record } = await this.store
+      .registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds, { requireService: true })
+      .catch((err: unknown) => {
+        if (err instanceof NotFoundError) throw problems.notFound(`service "${service}" is not registered`);
+        throw err;
+      });
     return record;
   }
 
@@ -232,7 +237,7 @@ export class ServiceCatalog {
     // Checked before any read, so a credential learns nothing about other services.
     this.authorizeInstances(principal, service);
     if (principal.kind === 'service') return;
-    // A deleted service's leftover instances can still be removed by admin only.
+    // A team proves ownership through the service record (a deleted service's instances went with it).
     const owner = await this.get(service);
     this.authorizeInstances(principal, service, owner.value.spec.team);
   }

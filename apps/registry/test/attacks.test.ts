@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import { Authenticator } from '../src/auth';
-import { call, ADMIN_TOKEN, spec, startRegistry, type TestRegistry } from './harness';
+import { call, ADMIN_TOKEN, serviceCredential, spec, startRegistry, type TestRegistry } from './harness';
 
 describe('registry attacks', () => {
   let r: TestRegistry;
@@ -53,15 +53,21 @@ describe('registry attacks', () => {
       expect(moved.status).toBe(409);
     });
 
-    it('keeps the owner after the last service on the host is deleted, and lets the owning team add more', async () => {
+    it('keeps the owner while a service of its team is on the host, and releases the host with the last one', async () => {
       const web = await r.teamToken('web');
+      const search = await r.teamToken('search');
       const more = spec('portal-api', { team: 'web', ingress: { host: 'portal.example.com', pathPrefix: '/api' } });
       expect((await call(r.url, 'POST', '/api/v1/services', { token: web, json: more })).status).toBe(201);
-      for (const name of ['portal-api', 'portal'])
-        expect((await call(r.url, 'DELETE', `/api/v1/services/${name}`, { token: web })).status).toBe(204);
-      const search = await r.teamToken('search');
       const hijack = spec('aaa-hijack', { team: 'search', ingress: { host: 'portal.example.com' } });
+      expect((await call(r.url, 'DELETE', '/api/v1/services/portal-api', { token: web })).status).toBe(204);
       expect((await call(r.url, 'POST', '/api/v1/services', { token: search, json: hijack })).status).toBe(409);
+      expect((await call(r.url, 'DELETE', '/api/v1/services/portal', { token: web })).status).toBe(204);
+      // Nothing is served on the host any more: the claim went with the last service.
+      expect(await r.store.getHostClaim('portal.example.com')).toBeUndefined();
+      // Re-created by its team, the portal claims the host again.
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: web, json: portal })).status).toBe(201);
+      expect(await r.store.getHostClaim('portal.example.com')).toMatchObject({ team: 'web', assigned: false });
+      expect((await call(r.url, 'DELETE', '/api/v1/services/portal', { token: web })).status).toBe(204);
     });
 
     it('only an admin assigns a host to another team', async () => {
@@ -88,6 +94,44 @@ describe('registry attacks', () => {
         call(r.url, 'POST', '/api/v1/services', { token, json: spec(name, { team, ingress: { host: 'race.example.com' } }) });
       const results = await Promise.all([claim(a, 'race-a', 'team-a'), claim(b, 'race-b', 'team-b')]);
       expect(results.map((res) => res.status).sort()).toEqual([201, 409]);
+    });
+  });
+
+  describe('a deleted service leaves nothing behind (point 10)', () => {
+    it('deletes its instances and revokes their leases with the service: heartbeats fail, a re-created service has none', async () => {
+      const orders = spec('orders', { team: 'payments' });
+      const team = await r.teamToken('payments');
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: team, json: orders })).status).toBe(201);
+      for (const id of ['orders-1', 'orders-2']) {
+        const registered = await call(r.url, 'POST', '/api/v1/services/orders/instances', {
+          headers: serviceCredential('orders'),
+          json: { id, address: '10.0.0.7', port: 8080, platform: 'vm', ttlSeconds: 600 },
+        });
+        expect(registered.status).toBe(201);
+      }
+      const leases = (await r.client.getAll().prefix(r.layout.instancesOf('orders')).exec()).kvs.map((kv) => kv.lease);
+      expect(leases).toHaveLength(2);
+      const heartbeat = () => call(r.url, 'PUT', '/api/v1/services/orders/instances/orders-1/heartbeat', { headers: serviceCredential('orders') });
+      expect((await heartbeat()).status).toBe(204);
+
+      expect((await call(r.url, 'DELETE', '/api/v1/services/orders', { token: team })).status).toBe(204);
+      expect(await r.client.getAll().prefix(r.layout.instancesOf('orders')).keys()).toEqual([]);
+      for (const lease of leases) expect(await leaseTtl(r, lease)).toBe(-1);
+      // The agent keeps heartbeating: refused, and nothing comes back to life.
+      expect((await heartbeat()).status).toBe(404);
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: team, json: orders })).status).toBe(201);
+      expect((await heartbeat()).status).toBe(404);
+      expect((await call(r.url, 'GET', '/api/v1/services/orders/instances')).body.items).toEqual([]);
+      expect((await call(r.url, 'DELETE', '/api/v1/services/orders', { token: team })).status).toBe(204);
+    });
+
+    it('refuses an instance registered for a service that no longer exists', async () => {
+      const registered = await call(r.url, 'POST', '/api/v1/services/billing/instances', {
+        headers: serviceCredential('billing'),
+        json: { id: 'billing-1', address: '10.0.0.8', port: 8080, platform: 'vm', ttlSeconds: 60 },
+      });
+      expect(registered.status).toBe(404);
+      expect(await r.client.getAll().prefix(r.layout.instancesOf('billing')).keys()).toEqual([]);
     });
   });
 
@@ -118,3 +162,9 @@ describe('registry attacks', () => {
     });
   });
 });
+
+/** The remaining TTL etcd reports for a lease: -1 once it has been revoked or has expired. */
+async function leaseTtl(r: TestRegistry, lease: string): Promise<number> {
+  const res = await r.client.leaseClient.leaseTimeToLive({ ID: lease, keys: false });
+  return Number(res.TTL);
+}

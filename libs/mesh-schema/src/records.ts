@@ -239,7 +239,8 @@ export type WorkloadIdentity = z.infer<typeof WorkloadIdentity>;
 /**
  * Stored at `hosts/<host>`: the team that owns an ingress host. The first service that
  * claims a host fixes its owner (in the same txn as that service's write); only an
- * admin assigns it to another team. Deleting the services does not release it.
+ * admin assigns it to another team. Deleting the last service on the host releases a
+ * first claim (not an admin's assignment), in the same txn as the delete.
  */
 export const HostClaim = z
   .object({

@@ -1,6 +1,6 @@
 // MeshStore: typed, validated reads and conditional writes of every Trellis
 // record in etcd. Service changes and their history entry commit in one txn.
-import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
+import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
 import type { z } from 'zod';
 import type { Logger } from '@trellis/runtime';
 import { decodeKv, encodeValue, type Versioned } from './codec';
@@ -181,36 +181,50 @@ export class MeshStore {
   }
 
   /**
-   * Deletes the service and records a `delete` history entry; its instances stay until
-   * their leases expire. With `refuseIfDepended`, a service that others still declare is
-   * not deleted (HasDependentsError naming them), and the check and the delete are one
-   * txn: it fails and retries if any service record changed after the check read them.
+   * Deletes the service, records a `delete` history entry, and deletes its instances in
+   * the same txn (their leases are revoked right after: a heartbeat then finds nothing,
+   * and re-creating the service starts with no instances). The ingress host claim goes
+   * too when no other service declares that host and no admin assigned it. With
+   * `refuseIfDepended`, a service that others still declare is not deleted
+   * (HasDependentsError naming them). Every decision taken from the other services is
+   * guarded in the txn: it fails and retries if any service record changed after the read.
    */
   async deleteService(name: string, actor: string, opts: { ifModRevision?: string; refuseIfDepended?: boolean } = {}): Promise<void> {
     const key = this.layout.service(name);
-    await this.changeService(name, opts.ifModRevision, async (current, at) => {
-      const guards: ICompare[] = [];
+    const instances = this.layout.instancesOf(name);
+    const { responses } = await this.changeService(name, opts.ifModRevision, async (current, at) => {
+      const { revision, kvs } = await rangePrefix(this.client, this.layout.services());
+      const others = kvs
+        .flatMap((kv) => {
+          try {
+            return [decodeKv(ServiceRecord, kv).value.spec];
+          } catch {
+            return []; // a record that no longer parses declares nothing
+          }
+        })
+        .filter((spec) => spec.name !== name);
       if (opts.refuseIfDepended) {
-        const { revision, kvs } = await rangePrefix(this.client, this.layout.services());
-        const dependents = kvs
-          .flatMap((kv) => {
-            try {
-              return [decodeKv(ServiceRecord, kv).value.spec];
-            } catch {
-              return []; // a record that no longer parses declares nothing
-            }
-          })
-          .filter((spec) => spec.name !== name && spec.dependencies.some((d) => d.service === name))
+        const dependents = others
+          .filter((spec) => spec.dependencies.some((d) => d.service === name))
           .map((spec) => spec.name)
           .sort();
         if (dependents.length > 0) throw new HasDependentsError(key, dependents);
-        guards.push(rangeUnchangedSince(this.layout.services(), revision));
       }
+      const host = await this.hostReleaseOnDelete(current.record?.spec, others);
       const generation = current.generation + 1;
       const historyKey = this.layout.history(name, generation);
       const history = this.historyEntry(historyKey, { service: name, generation, action: 'delete', actor, at, spec: null });
-      return { ops: [{ request_delete_range: { key: Buffer.from(key) } }, put(historyKey, history)], result: undefined, guards };
+      const ops: IRequestOp[] = [
+        { request_delete_range: { key: Buffer.from(key) } },
+        put(historyKey, history),
+        // Index 2: its prev_kvs name the leases to revoke.
+        { request_delete_range: { key: Buffer.from(instances), range_end: prefixEnd(instances), prev_kv: true } },
+        ...host.ops,
+      ];
+      return { ops, result: undefined, guards: [rangeUnchangedSince(this.layout.services(), revision), ...host.guards] };
     });
+    const leases = new Set((responses[2]?.response_delete_range?.prev_kvs ?? []).map((kv) => kv.lease).filter((l) => l !== '0'));
+    await Promise.all([...leases].map((lease) => this.revokeLease(lease)));
   }
 
   async listHistory(name: string): Promise<HistoryEntry[]> {
@@ -234,8 +248,17 @@ export class MeshStore {
 
   // ---- instances ------------------------------------------------------------
 
-  /** Puts the instance under a fresh lease of `ttlSeconds`; it disappears unless heartbeats refresh that lease. */
-  async registerInstance(input: RegisterInstanceInput, ttlSeconds: number): Promise<{ record: InstanceRecord; leaseId: string }> {
+  /**
+   * Puts the instance under a fresh lease of `ttlSeconds`; it disappears unless heartbeats
+   * refresh that lease. With `requireService`, the txn also requires the service record to
+   * exist (NotFoundError otherwise), so a registration racing the service's deletion
+   * cannot leave an instance behind it.
+   */
+  async registerInstance(
+    input: RegisterInstanceInput,
+    ttlSeconds: number,
+    opts: { requireService?: boolean } = {},
+  ): Promise<{ record: InstanceRecord; leaseId: string }> {
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1)
       throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
     const valid = validateFirst(InstanceRecord, `instance ${JSON.stringify(`${input.service}/${input.id}`)}`, {
@@ -249,14 +272,16 @@ export class MeshStore {
     try {
       // The tombstone of an earlier deregistration goes with it: this registration's
       // lease may lapse later, and that must read as an expiry, not a deregistration.
+      const serviceKey = this.layout.service(valid.service);
       const res = await this.client.kv.txn({
-        compare: [],
+        compare: opts.requireService ? [{ key: Buffer.from(serviceKey), target: 'Version', result: 'Greater', version: 0 }] : [],
         success: [
           { request_put: { key: Buffer.from(key), value: record.bytes, lease: lease.ID, prev_kv: true } },
           { request_delete_range: { key: Buffer.from(this.layout.deregistration(valid.service, valid.id)) } },
         ],
         failure: [],
       });
+      if (!res.succeeded) throw new NotFoundError(serviceKey, `service "${valid.service}"`);
       previousLease = res.responses[0]?.response_put?.prev_kv?.lease;
     } catch (err) {
       await this.revokeLease(lease.ID);
@@ -459,6 +484,29 @@ export class MeshStore {
     return { guards: [modRevisionIs(key, kv.mod_revision)], ops: [] };
   }
 
+  /**
+   * A deleted service's ingress host is released (its claim deleted, guarded by the
+   * claim's revision) when it was the last service on that host and the claim came from
+   * a first claim, not an admin's assignment, which stands until an admin changes it.
+   */
+  private async hostReleaseOnDelete(
+    spec: ServiceSpec | undefined,
+    others: ServiceSpec[],
+  ): Promise<{ guards: ICompare[]; ops: IRequestOp[] }> {
+    const host = spec?.ingress?.host;
+    if (!host || others.some((o) => o.ingress?.host === host)) return { guards: [], ops: [] };
+    const key = this.layout.hostClaim(host);
+    const kv = await this.getKv(key);
+    if (!kv) return { guards: [], ops: [] };
+    try {
+      if (decodeKv(HostClaim, kv).value.assigned) return { guards: [], ops: [] };
+    } catch (err) {
+      if (!(err instanceof InvalidRecordError)) throw err;
+      return { guards: [], ops: [] }; // an unreadable claim is left for an admin to repair
+    }
+    return { guards: [modRevisionIs(key, kv.mod_revision)], ops: [{ request_delete_range: { key: Buffer.from(key) } }] };
+  }
+
   private historyEntry(key: string, entry: z.input<typeof HistoryEntry>): Buffer {
     return encodeValue(HistoryEntry, key, entry).bytes;
   }
@@ -495,7 +543,7 @@ export class MeshStore {
     ifModRevision: string | undefined,
     /** `guards`: further txn conditions; when one fails the change is read and built again. */
     build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R; guards?: ICompare[] }>,
-  ): Promise<{ result: R; revision: string; current: CurrentService }> {
+  ): Promise<{ result: R; revision: string; current: CurrentService; responses: ITxnResponse['responses'] }> {
     const key = this.layout.service(name);
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
       const kv = await this.getKv(key);
@@ -512,7 +560,7 @@ export class MeshStore {
         success: ops,
         failure: [{ request_range: { key: Buffer.from(key) } }],
       });
-      if (res.succeeded) return { result, revision: res.header.revision, current };
+      if (res.succeeded) return { result, revision: res.header.revision, current, responses: res.responses };
       const recordChanged = res.responses[0]?.response_range.kvs[0]?.mod_revision !== current.modRevision;
       if (ifModRevision !== undefined && recordChanged) {
         const now = res.responses[0]?.response_range.kvs[0];

@@ -170,6 +170,50 @@ describe('services', () => {
   });
 });
 
+describe('deleting a service', () => {
+  const leaseTtl = async (lease: string) => Number((await client.leaseClient.leaseTimeToLive({ ID: lease, keys: false })).TTL);
+
+  it('deletes its instances in the same txn and revokes their leases; a re-created service starts empty', async () => {
+    await store.createService(aService('ledger'), 't');
+    const { leaseId } = await store.registerInstance(anInstance('ledger', 'l-1'), 600);
+    await store.registerInstance(anInstance('ledger', 'l-2'), 600);
+    await store.registerInstance(anInstance('ledger-two', 'x-1'), 600); // a prefix-sharing neighbour survives
+    await store.deleteService('ledger', 't');
+    const deleted = (await store.listHistoryVersioned('ledger')).at(-1)!;
+    expect(await store.listInstances('ledger')).toEqual([]);
+    // The instances went at exactly the revision of the delete's history entry: one txn.
+    const watchedAt = await client.kv.range({ key: Buffer.from(layout.instance('ledger', 'l-1')), revision: String(BigInt(deleted.modRevision) - 1n) });
+    expect(watchedAt.kvs).toHaveLength(1);
+    const atDelete = await client.kv.range({ key: Buffer.from(layout.instance('ledger', 'l-1')), revision: deleted.modRevision });
+    expect(atDelete.kvs).toHaveLength(0);
+    expect(await leaseTtl(leaseId)).toBe(-1);
+    expect(await store.heartbeatInstance('ledger', 'l-1')).toBe(false);
+    await store.createService(aService('ledger'), 't');
+    expect(await store.listInstances('ledger')).toEqual([]);
+    expect((await store.listInstances('ledger-two')).map((i) => i.id)).toEqual(['x-1']);
+  });
+
+  it('refuses a registration that requires the service once it is gone', async () => {
+    await expect(store.registerInstance(anInstance('never-there', 'n-1'), 30, { requireService: true })).rejects.toBeInstanceOf(NotFoundError);
+    expect(await store.listInstances('never-there')).toEqual([]);
+  });
+
+  it("releases a first host claim with the host's last service, never an admin's assignment", async () => {
+    const withHost = (name: string, host: string) => aService(name, { ingress: { host, pathPrefix: `/${name}` } });
+    await store.createService(withHost('shop-a', 'shop.example.com'), 't');
+    await store.createService(withHost('shop-b', 'shop.example.com'), 't');
+    await store.deleteService('shop-a', 't');
+    expect(await store.getHostClaim('shop.example.com')).toMatchObject({ team: 'payments' });
+    await store.deleteService('shop-b', 't');
+    expect(await store.getHostClaim('shop.example.com')).toBeUndefined();
+
+    await store.assignHost('kept.example.com', 'payments', 'admin');
+    await store.createService(withHost('kept', 'kept.example.com'), 't');
+    await store.deleteService('kept', 't');
+    expect(await store.getHostClaim('kept.example.com')).toMatchObject({ team: 'payments', assigned: true });
+  });
+});
+
 describe('instances', () => {
   it('expires an instance whose heartbeats stop, and keeps one that heartbeats', async () => {
     // etcd rounds TTLs up to its minimum (1.5 election timeouts: about 2 s with default settings).
