@@ -111,7 +111,8 @@ describe('registry attacks', () => {
       }
       const leases = (await r.client.getAll().prefix(r.layout.instancesOf('orders')).exec()).kvs.map((kv) => kv.lease);
       expect(leases).toHaveLength(2);
-      const heartbeat = () => call(r.url, 'PUT', '/api/v1/services/orders/instances/orders-1/heartbeat', { headers: serviceCredential('orders') });
+      const heartbeat = () =>
+        call(r.url, 'PUT', '/api/v1/services/orders/instances/orders-1/heartbeat', { headers: serviceCredential('orders') });
       expect((await heartbeat()).status).toBe(204);
 
       expect((await call(r.url, 'DELETE', '/api/v1/services/orders', { token: team })).status).toBe(204);

@@ -182,7 +182,10 @@ describe('deleting a service', () => {
     const deleted = (await store.listHistoryVersioned('ledger')).at(-1)!;
     expect(await store.listInstances('ledger')).toEqual([]);
     // The instances went at exactly the revision of the delete's history entry: one txn.
-    const watchedAt = await client.kv.range({ key: Buffer.from(layout.instance('ledger', 'l-1')), revision: String(BigInt(deleted.modRevision) - 1n) });
+    const watchedAt = await client.kv.range({
+      key: Buffer.from(layout.instance('ledger', 'l-1')),
+      revision: String(BigInt(deleted.modRevision) - 1n),
+    });
     expect(watchedAt.kvs).toHaveLength(1);
     const atDelete = await client.kv.range({ key: Buffer.from(layout.instance('ledger', 'l-1')), revision: deleted.modRevision });
     expect(atDelete.kvs).toHaveLength(0);
@@ -194,7 +197,9 @@ describe('deleting a service', () => {
   });
 
   it('refuses a registration that requires the service once it is gone', async () => {
-    await expect(store.registerInstance(anInstance('never-there', 'n-1'), 30, { requireService: true })).rejects.toBeInstanceOf(NotFoundError);
+    await expect(store.registerInstance(anInstance('never-there', 'n-1'), 30, { requireService: true })).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
     expect(await store.listInstances('never-there')).toEqual([]);
   });
 
