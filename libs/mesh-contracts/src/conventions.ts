@@ -8,6 +8,13 @@
  */
 export const XDS_TOKEN_AUDIENCE = 'trellis-xds';
 
+/**
+ * A service name: a DNS label (lower-case letters, digits and "-", 1-63 characters).
+ * Service names become etcd key segments, SPIFFE IDs, Envoy names, mesh token `sub`s
+ * and the caller header: anything else is refused before it reaches any of them.
+ */
+export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
 /** Service names that stand for a Trellis component, never a registered service. */
 export const RESERVED_SERVICE_NAMES: ReadonlySet<string> = new Set([XDS_TOKEN_AUDIENCE]);
 
@@ -45,5 +52,5 @@ export function serviceOfSpiffeId(uri: string, trustDomain: string): string | un
   const prefix = `spiffe://${trustDomain}/svc/`;
   if (!uri.startsWith(prefix)) return undefined;
   const service = uri.slice(prefix.length);
-  return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service) ? service : undefined;
+  return DNS_LABEL.test(service) ? service : undefined;
 }

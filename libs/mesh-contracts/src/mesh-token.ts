@@ -2,6 +2,7 @@
 // proxyless SDK): size and shape first, then kid and alg against the published
 // keys, then signature and claims. Every rejection has a reason.
 import { decodeProtectedHeader, jwtVerify, errors, type KeyInput } from 'jose';
+import { DNS_LABEL } from './conventions';
 import { weakKeyInputReason } from './public-keys';
 
 /** Why a signed JWT is refused, whoever minted it (the mesh here, Cloudflare Access at the edge). */
@@ -101,7 +102,9 @@ export async function verifyMeshToken(
       requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat'],
       currentDate: new Date(now),
     });
-    if (typeof payload.sub !== 'string' || payload.sub.length === 0) return reject('invalid-claims', 'sub must be a service name');
+    // `sub` becomes the caller header and a metric's context: a validly signed token
+    // naming something that is no service name ("a\nb") is refused, never passed on.
+    if (typeof payload.sub !== 'string' || !DNS_LABEL.test(payload.sub)) return reject('invalid-claims', 'sub must be a service name');
     if (payload.exp! - payload.iat! > maxLifetime) return reject('invalid-claims', 'lifetime longer than the mesh allows');
     return { valid: true, subject: payload.sub, audience: expected.audience, expiresAt: payload.exp!, kid: key.kid };
   } catch (err) {

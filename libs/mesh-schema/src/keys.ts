@@ -1,6 +1,6 @@
 // The etcd key layout, under one prefix (default `/trellis/`). Every key Trellis
 // reads or writes is built here and nowhere else.
-import { DNS_LABEL } from './records';
+import { DNS_LABEL } from '@trellis/mesh-contracts';
 
 export const DEFAULT_PREFIX = '/trellis/';
 

@@ -1,10 +1,8 @@
 // The records Trellis stores in etcd. Every value read from etcd is parsed with
 // these schemas before use; every value written was produced by them.
 import { z } from 'zod';
-import { RESERVED_SERVICE_NAMES, weakJwkReason } from '@trellis/mesh-contracts';
+import { DNS_LABEL, RESERVED_SERVICE_NAMES, weakJwkReason } from '@trellis/mesh-contracts';
 
-/** DNS label (RFC 1123): lower-case, digits and '-', 1-63 chars. It can never escape its etcd key. */
-export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** DNS name: dot-separated labels, up to 253 chars. */
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 

@@ -6,7 +6,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DNS_LABEL } from './records';
+import { DNS_LABEL } from '@trellis/mesh-contracts';
 
 const MIN_SECRET_LENGTH = 16;
 

@@ -5,7 +5,11 @@ import { credentials, makeGenericClientConstructor, Metadata, Server, ServerCred
 import { HealthImplementation, service as healthService } from 'grpc-health-check';
 import { CallReply, HopClient, HopService, type CallRequest } from '@trellis/envoy-types/trellis/demo/v1/hop';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
+import { join } from 'node:path';
+import { build } from 'esbuild';
 import type { AddressInfo } from 'node:net';
 import {
   CALLER_METADATA_KEY,
@@ -201,5 +205,74 @@ describe('grpc interceptors', () => {
     const client = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure(), { interceptors: [meshTokenInterceptor(tokens, 'b')] });
     await expect(call(client)).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
     client.close();
+  });
+});
+
+describe('attack: a validly signed token the serving process cannot carry (#12 point 6)', () => {
+  const ROOT = join(__dirname, '../../..');
+  const OUT = join(ROOT, 'node_modules/.cache/trellis-sdk-node-test/serving-process.js');
+  let authz: FakeAuthz;
+  let child: ChildProcess;
+  let exited: { code: number | null; stderr: string } | undefined;
+  let ports: { strict: number; faulty: number };
+
+  beforeAll(async () => {
+    authz = await startTokenEndpoint({}, {});
+    mkdirSync(join(OUT, '..'), { recursive: true });
+    await build({
+      entryPoints: [join(__dirname, 'fixtures/serving-process.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      external: ['@grpc/grpc-js', 'jose', '@bufbuild/protobuf'],
+      outfile: OUT,
+      logLevel: 'error',
+    });
+    child = spawn(process.execPath, [OUT, `${authz.url}/.well-known/jwks.json`, ISSUER], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('exit', (code) => (exited = { code, stderr }));
+    ports = await new Promise((resolve, reject) => {
+      child.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(d.toString()) as { strict: number; faulty: number }));
+      child.once('exit', () => reject(new Error(`serving process exited before listening: ${stderr}`)));
+    });
+  }, 60_000);
+  afterAll(async () => {
+    child?.kill();
+    await authz?.close();
+  });
+
+  const callWith = async (port: number, token: string) => {
+    const client = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    try {
+      return await new Promise<CallReply>((resolve, reject) =>
+        client.call({ origin: 'attack' }, md, (err, reply) => (err ? reject(err) : resolve(reply!))),
+      );
+    } finally {
+      client.close();
+    }
+  };
+
+  it('refuses a token whose sub is not a service name with UNAUTHENTICATED, and keeps serving', async () => {
+    for (const sub of ['a\nb', 'a\r\nx-injected: 1', 'A', 'a b', '']) {
+      const refused = (await callWith(ports.strict, await authz.sign({ sub, aud: 'b' })).catch((e: ServiceError) => e)) as ServiceError;
+      expect(refused).toMatchObject({ code: status.UNAUTHENTICATED, details: 'sub must be a service name' });
+    }
+    const served = await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b' }));
+    expect(served.hops[0]).toMatchObject({ caller: 'a' });
+    expect(exited).toBeUndefined();
+  });
+
+  it('turns an error thrown around the interceptor into a gRPC status, never an unhandled rejection', async () => {
+    for (let i = 0; i < 3; i++) {
+      const failed = (await callWith(ports.faulty, await authz.sign({ sub: 'a', aud: 'b' })).catch((e: ServiceError) => e)) as ServiceError;
+      expect([status.UNAUTHENTICATED, status.INTERNAL]).toContain(failed.code);
+    }
+    // Still alive: the strict server in the same process answers.
+    expect((await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b' }))).hops[0]).toMatchObject({ caller: 'a' });
+    expect(exited).toBeUndefined();
   });
 });
