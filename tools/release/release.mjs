@@ -9,7 +9,7 @@
 //     pruned lockfile: the images' build contexts;
 //   - trellis-<version>.tgz and trellis-sidecar-<version>.tgz: the Helm charts (helm package);
 //   - trellis-cli-<version>.tgz: the CLI bundle (`node cli/main.js`);
-//   - the images <prefix>{registry,control-plane,authz,envoy-bootstrap}:<version> (docker build;
+//   - the images <prefix>{registry,control-plane,authz,cli}:<version> (docker build;
 //     --no-images skips them where there is no Docker engine);
 //   - SHA256SUMS of the files.
 // Publishing (docker push, helm push, a Git tag) stays a deliberate step for a person.
@@ -75,7 +75,7 @@ function main() {
     );
 
   if (docker) {
-    for (const app of APPS)
+    for (const app of [...APPS, 'cli'])
       step(`docker build ${app}`, () =>
         execFileSync(
           'docker',
@@ -85,15 +85,6 @@ function main() {
           },
         ),
       );
-    step('docker build envoy-bootstrap', () =>
-      execFileSync(
-        'docker',
-        ['build', '-f', join(root, 'deploy/envoy-bootstrap/Dockerfile'), '-t', `${values['image-prefix']}envoy-bootstrap:${version}`, root],
-        {
-          stdio: 'inherit',
-        },
-      ),
-    );
   } else process.stdout.write('release: images skipped (--no-images)\n');
 
   const files = readdirSync(out).filter((f) => statSync(join(out, f)).isFile());

@@ -1,5 +1,5 @@
 // One version for everything a release ships: the images (tagged with it), the Helm charts
-// (version and appVersion, the umbrella's subchart pins, the sidecar's bootstrap image tag)
+// (version and appVersion, the umbrella's subchart pins, the sidecar's CLI image tags)
 // and the CLI (`trellis --version`). The root package.json's version is the source; these
 // are every other place it is written.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -22,8 +22,11 @@ export const VERSIONED = [
   chart('deploy/helm/trellis/charts/control-plane'),
   chart('deploy/helm/trellis/charts/authz'),
   chart('deploy/helm/trellis-sidecar'),
-  { file: 'deploy/helm/trellis-sidecar/templates/_sidecar.tpl', patterns: [new RegExp(`"bootstrapImage" "trellis/envoy-bootstrap:${V}"`)] },
-  { file: 'apps/cli/src/main.ts', patterns: [new RegExp(`\\.version\\('${V}'\\)`)] },
+  {
+    file: 'deploy/helm/trellis-sidecar/templates/_sidecar.tpl',
+    patterns: [new RegExp(`"bootstrapImage" "trellis/cli:${V}"`), new RegExp(`"image" "trellis/cli:${V}"`)],
+  },
+  { file: 'apps/cli/src/program.ts', patterns: [new RegExp(`\\.version\\('${V}'\\)`)] },
   // Where workloads are shown (and tested) pinning the sidecar library.
   { file: 'deploy/helm/trellis-sidecar/README.md', patterns: [new RegExp(`^  - name: trellis-sidecar\\n    version: ${V}$`, 'm')] },
   {

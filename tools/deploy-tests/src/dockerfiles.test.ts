@@ -66,33 +66,41 @@ describe.each([...APPS])('apps/%s/Dockerfile', (app) => {
   });
 });
 
-// The Helm sidecar's init container image: the VMs' bootstrap script on a curl base.
-describe('deploy/envoy-bootstrap/Dockerfile', () => {
-  const { args, stages } = parseDockerfile(readWorkspaceFile('deploy/envoy-bootstrap/Dockerfile'));
-  const [stage] = stages as [Stage];
+// The CLI image: the Helm sidecar's agent container and bootstrap init container pass
+// the CLI's arguments as the container's args, so the entrypoint is the CLI.
+describe('apps/cli/Dockerfile', () => {
+  const { args, stages } = parseDockerfile(readWorkspaceFile('apps/cli/Dockerfile'));
+  const [deps, runtime] = stages as [Stage, Stage];
   const sidecarTemplate = readWorkspaceFile('deploy/helm/trellis-sidecar/templates/_sidecar.tpl');
 
-  it('ships deploy/systemd/trellis-envoy-bootstrap itself, at the path the chart runs', () => {
-    expect(stages).toHaveLength(1);
-    expect(all(stage, 'COPY')).toEqual([
-      '--chown=0:0 --chmod=0755 deploy/systemd/trellis-envoy-bootstrap /usr/local/bin/trellis-envoy-bootstrap',
-    ]);
-    expect(all(stage, 'ENTRYPOINT')).toEqual(['["/usr/local/bin/trellis-envoy-bootstrap"]']);
-    expect(sidecarTemplate).toMatch(/command:\n\s+- \/usr\/local\/bin\/trellis-envoy-bootstrap\n/);
+  it('installs only the bundle\'s runtime packages with npm ci, from the lockfile the build writes', () => {
+    expect(stages).toHaveLength(2);
+    expect(all(deps, 'COPY')).toEqual(['dist/apps/cli/package.json dist/apps/cli/package-lock.json ./']);
+    expect(all(deps, 'RUN')).toEqual([expect.stringMatching(/^npm ci --omit=dev --ignore-scripts\b/)]);
   });
 
-  it("is the chart's default bootstrapImage, on a pinned curl base, as a numeric non-root user", () => {
-    const [, tag] = /-t (trellis\/envoy-bootstrap:\S+)/.exec(readWorkspaceFile('deploy/envoy-bootstrap/Dockerfile')) ?? [];
+  it(`runs the CLI as its entrypoint on distroless Node.js ${SUPPORTED_NODE}, as a numeric non-root user`, () => {
+    const image = runtime.from.replace(/^\$\{(\w+)\}$/, (_m, name: string) => argDefault(args, name) ?? '');
+    expect(image).toBe(`gcr.io/distroless/nodejs${SUPPORTED_NODE}-debian12:nonroot`);
+    expect(all(runtime, 'COPY')).toEqual([`--from=deps --chown=0:0 /app/node_modules ./node_modules`, `--chown=0:0 dist/apps/cli/ ./`]);
+    expect(all(runtime, 'ENTRYPOINT')).toEqual(['["/nodejs/bin/node", "--enable-source-maps", "/app/main.js"]']);
+    expect(all(runtime, 'USER')).toEqual(['65532:65532']);
+    expect(all(runtime, 'EXPOSE')).toEqual(['15020']);
+  });
+
+  it("is the chart's default image for both the bootstrap init container and the agent, which pass CLI arguments", () => {
+    const [, tag] = /-t (trellis\/cli:\S+)/.exec(readWorkspaceFile('apps/cli/Dockerfile')) ?? [];
     expect(sidecarTemplate).toContain(`"bootstrapImage" "${tag}"`);
-    expect(stage.from).toBe('${CURL_IMAGE}');
-    expect(argDefault(args, 'CURL_IMAGE')).toMatch(/^curlimages\/curl:\d+\.\d+\.\d+$/);
-    expect(all(stage, 'USER')).toEqual(['65532:65532']);
+    expect(sidecarTemplate).toContain(`"image" "${tag}"`);
+    expect(sidecarTemplate).toMatch(/args:\n\s+- bootstrap\n/);
+    expect(sidecarTemplate).toContain('args: [agent]');
+    expect(sidecarTemplate).not.toMatch(/^\s*command:/m);
   });
 
-  it('keeps the build context to the script', () => {
-    const rules = readWorkspaceFile('deploy/envoy-bootstrap/Dockerfile.dockerignore')
+  it('keeps the build context to the build output', () => {
+    const rules = readWorkspaceFile('apps/cli/Dockerfile.dockerignore')
       .split('\n')
       .filter((l) => l && !l.startsWith('#'));
-    expect(rules).toEqual(['*', '!deploy/systemd/trellis-envoy-bootstrap']);
+    expect(rules).toEqual(['*', '!dist/apps/cli/']);
   });
 });

@@ -30,6 +30,7 @@ function errorsFor(chart: Chart, values: unknown): string[] {
 /** The parts of rendered manifests these tests look into. */
 interface Container {
   name: string;
+  image?: string;
   command?: string[];
   args?: string[];
   env?: Array<{ name: string; value?: string; valueFrom?: object }>;
@@ -211,7 +212,7 @@ describe('Helm charts', () => {
       authzSecret: { name: 'orders-authz', key: 'secret' },
       xdsTokenSecret: 'orders-xds',
       envoyImage: 'envoyproxy/envoy:distroless-v1.37.6',
-      bootstrapImage: 'trellis/envoy-bootstrap:0.1.0',
+      bootstrapImage: 'trellis/cli:0.1.0',
       logLevel: 'debug',
       nativeSidecar: false,
       resources: { limits: { memory: '128Mi' } },
@@ -597,16 +598,16 @@ describe('Helm charts', () => {
       const authzSource = { secret: { name: 'orders-authz', items: [{ key: 'client-secret', path: 'authz-secret' }] } };
       const xdsTokenSource = { secret: { name: 'orders-xds', items: [{ key: 'token', path: 'xds-token' }] } };
 
-      it("runs the VMs' script from the bootstrap image, named after the pod, with no credentials by default", () => {
+      it('runs `trellis bootstrap` from the CLI image, named after the pod, with no credentials by default', () => {
         const { pod, init, env } = initContainer([]);
-        expect(init.command).toEqual(['/usr/local/bin/trellis-envoy-bootstrap', 'orders', '/etc/trellis-envoy/bootstrap.yaml']);
+        expect(init.image).toBe('trellis/cli:0.1.0');
+        expect(init.command).toBeUndefined();
+        expect(init.args).toEqual(['bootstrap', 'orders', '--out', '/etc/trellis-envoy/bootstrap.yaml']);
         expect(env).toEqual({
           TRELLIS_CONTROL_PLANE_URL: 'http://trellis-control-plane.trellis.svc:18080',
           TRELLIS_APP_PORT: '8080',
           POD_NAME: { fieldRef: { fieldPath: 'metadata.name' } },
           TRELLIS_NODE_ID: '$(POD_NAME)',
-          TRELLIS_AUTHZ_SECRET_HINT: "set authzSecret: a Secret holding the service's authz token-endpoint secret",
-          TRELLIS_XDS_TOKEN_HINT: 'set xdsTokenSecret: a Secret whose key token holds an xDS token',
         });
         expect(init.volumeMounts).toEqual([{ name: 'trellis-envoy-bootstrap', mountPath: '/etc/trellis-envoy' }]);
         expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME]);
@@ -624,7 +625,7 @@ describe('Helm charts', () => {
         expect(env).toMatchObject({
           TRELLIS_AUTHZ_URL: 'http://authz.mesh.svc:8181',
           CREDENTIALS_DIRECTORY: '/run/trellis-credentials',
-          TRELLIS_AUTHZ_SECRET_HINT: 'authzSecret: Secret orders-authz, key client-secret',
+          TRELLIS_SERVICE_SECRET_FILE: '/run/trellis-credentials/authz-secret',
         });
         expect(init.volumeMounts).toContainEqual(CREDENTIALS_MOUNT);
         expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, { name: 'trellis-credentials', projected: { sources: [authzSource] } }]);
@@ -643,7 +644,6 @@ describe('Helm charts', () => {
           'trellisSidecar.xdsTokenSecret=orders-xds',
         ]);
         expect(env['TRELLIS_AUTHZ_URL']).toBe('http://trellis-authz.trellis.svc:8181');
-        expect(env['TRELLIS_XDS_TOKEN_HINT']).toBe('xdsTokenSecret: Secret orders-xds, key token');
         expect(pod.volumes).toEqual([
           BOOTSTRAP_VOLUME,
           { name: 'trellis-credentials', projected: { sources: [authzSource, xdsTokenSource] } },

@@ -105,11 +105,13 @@ describe('systemd units', () => {
     for (const line of env) expect(appVariables('registry')).toContain(line.split('=')[0]);
   });
 
-  it('the Envoy sidecar fetches its bootstrap from the control plane, named after the service', () => {
+  it('the Envoy sidecar fetches its bootstrap with `trellis bootstrap`, named after the service, in a sandbox Node can run in', () => {
     const unit = parseUnit(read('trellis-envoy@.service'));
     expect(directiveValues(unit, 'Service', 'ExecStartPre')).toEqual([
-      '/usr/local/libexec/trellis-envoy-bootstrap %i %t/trellis-envoy/%i/bootstrap.yaml',
+      '/usr/bin/node --enable-source-maps /opt/trellis/cli/main.js bootstrap %i --out %t/trellis-envoy/%i/bootstrap.yaml',
     ]);
+    // ExecStartPre= runs in the unit's sandbox: V8's JIT dies under MemoryDenyWriteExecute=yes.
+    expect(directiveValues(unit, 'Service', 'MemoryDenyWriteExecute')).toEqual([]);
     expect(directiveValues(unit, 'Service', 'Environment')).toContain('TRELLIS_NODE_ID=%i.%H');
     expect(directiveValues(unit, 'Service', 'ExecStart')[0]).toMatch(
       /^\/usr\/bin\/envoy --config-path %t\/trellis-envoy\/%i\/bootstrap\.yaml /,

@@ -6,6 +6,7 @@
 // renders it before registering and again before the token runs out.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
+import { Backoff } from '../agent/backoff';
 
 export const XDS_TOKEN_PLACEHOLDER = '${TRELLIS_XDS_TOKEN}';
 
@@ -48,32 +49,59 @@ export function bootstrapUrl(req: BootstrapRequest): string {
   return `${req.controlPlaneUrl.replace(/\/+$/, '')}/bootstrap/${encodeURIComponent(req.service)}?${query}`;
 }
 
-/** Fetches and fills the bootstrap; throws saying what is missing or who refused. */
+/**
+ * Why a bootstrap could not be rendered. `retryable`: the answer may change by itself —
+ * the control plane is unreachable, not ready, or does not know the service yet (404:
+ * the service is declared after its sidecars start, as a late seed step does).
+ */
+export class BootstrapError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+    this.name = 'BootstrapError';
+  }
+}
+
+/** Statuses worth asking again for: not known yet, not ready, overloaded, a proxy in between failing. */
+const RETRYABLE_STATUS = new Set([404, 408, 425, 429, 500, 502, 503, 504]);
+
+/** Fetches and fills the bootstrap; throws a BootstrapError saying what is missing or who refused. */
 export async function renderEnvoyBootstrap(req: BootstrapRequest, tokens: XdsTokenSource = {}): Promise<RenderedBootstrap> {
   const url = bootstrapUrl(req);
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-  const body = await res.text();
-  if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${problemDetail(body)}`);
+  let res: Response;
+  let body: string;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    body = await res.text();
+  } catch (err) {
+    throw new BootstrapError(`GET ${url}: ${causeOf(err)}`, true);
+  }
+  if (!res.ok) throw new BootstrapError(`GET ${url}: ${res.status} ${problemDetail(body)}`, RETRYABLE_STATUS.has(res.status));
   if (!body.includes(XDS_TOKEN_PLACEHOLDER)) return { text: body };
 
   let token: { token: string; expiresAt?: Date } | undefined;
   let authzError: string | undefined;
+  let authzUnreachable = false;
   if (tokens.authz) {
     try {
       token = await fetchXdsToken(tokens.authz.url, req.service, tokens.authz.secret);
     } catch (err) {
       authzError = (err as Error).message;
+      authzUnreachable = !(err instanceof BootstrapError) || err.retryable;
     }
   }
   if (!token && tokens.staticToken) token = { token: tokens.staticToken.trim() };
   if (!token) {
-    throw new Error(
+    throw new BootstrapError(
       `the control plane requires an xDS token, and ${
         authzError ? `authz issued none (${authzError})` : 'no authz URL and service secret are configured'
       } and no static xDS token is given (--xds-token-file)`,
+      authzUnreachable,
     );
   }
-  if (!/^[A-Za-z0-9._~+/=-]+$/.test(token.token)) throw new Error('the xDS token has characters a bearer token cannot have');
+  if (!/^[A-Za-z0-9._~+/=-]+$/.test(token.token)) throw new BootstrapError('the xDS token has characters a bearer token cannot have', false);
   return { text: body.split(XDS_TOKEN_PLACEHOLDER).join(token.token), ...(token.expiresAt ? { tokenExpiresAt: token.expiresAt } : {}) };
 }
 
@@ -86,10 +114,48 @@ export async function fetchXdsToken(authzUrl: string, service: string, secret: s
     signal: AbortSignal.timeout(10_000),
   });
   const text = await res.text();
-  if (!res.ok) throw new Error(`POST /v1/token: ${res.status} ${problemDetail(text)}`);
+  if (!res.ok) throw new BootstrapError(`POST /v1/token: ${res.status} ${problemDetail(text)}`, RETRYABLE_STATUS.has(res.status) && res.status !== 404);
   const parsed = JSON.parse(text) as { token?: unknown; expiresAt?: unknown };
   if (typeof parsed.token !== 'string' || typeof parsed.expiresAt !== 'string') throw new Error('POST /v1/token answered without a token');
   return { token: parsed.token, expiresAt: new Date(parsed.expiresAt) };
+}
+
+export interface RetryPolicy {
+  /** Give up once this long has passed since the first attempt (0: a single attempt). */
+  retryForMs: number;
+  /** Told before each wait, for a log line. */
+  onRetry?: (err: BootstrapError, delayMs: number) => void;
+  backoff?: Backoff;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * renderEnvoyBootstrap, asked again with exponential backoff and jitter while the
+ * failure is retryable and time is left: a sidecar started before the control plane,
+ * or before its service is declared, waits instead of failing its unit or pod.
+ */
+export async function renderEnvoyBootstrapRetrying(
+  req: BootstrapRequest,
+  tokens: XdsTokenSource,
+  policy: RetryPolicy,
+): Promise<RenderedBootstrap> {
+  const backoff = policy.backoff ?? new Backoff({ baseMs: 500, maxMs: 10_000 });
+  const sleep = policy.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const giveUpAt = Date.now() + policy.retryForMs;
+  for (;;) {
+    try {
+      return await renderEnvoyBootstrap(req, tokens);
+    } catch (err) {
+      const failure = err instanceof BootstrapError ? err : new BootstrapError(causeOf(err), true);
+      const delay = backoff.next();
+      if (!failure.retryable || Date.now() + delay > giveUpAt) {
+        if (!failure.retryable || backoff.failures === 1) throw failure;
+        throw new BootstrapError(`${failure.message} (gave up after ${backoff.failures} attempts)`, false);
+      }
+      policy.onRetry?.(failure, delay);
+      await sleep(delay);
+    }
+  }
 }
 
 /** Writes beside the target and renames, so Envoy never reads half a file. Unchanged content is not rewritten. */
@@ -104,6 +170,12 @@ export async function writeAtomically(path: string, text: string): Promise<boole
 
 export function basicCredential(service: string, secret: string): string {
   return `Basic ${Buffer.from(`${service}:${secret}`, 'utf8').toString('base64')}`;
+}
+
+/** fetch's own message is "fetch failed"; the cause says what (ECONNREFUSED, a timeout). */
+function causeOf(err: unknown): string {
+  const error = err as Error & { cause?: { message?: string; code?: string } };
+  return error.cause?.code ?? error.cause?.message ?? error.message ?? String(err);
 }
 
 function problemDetail(body: string): string {

@@ -5,7 +5,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { renderEnvoyBootstrap, writeAtomically } from '../bootstrap/envoy-bootstrap';
+import { parseDuration } from '../agent/agent-config';
+import { renderEnvoyBootstrapRetrying, writeAtomically } from '../bootstrap/envoy-bootstrap';
 import { resolveContext } from '../context';
 import { CliError } from '../output';
 
@@ -24,6 +25,7 @@ interface BootstrapFlags {
   authz?: string;
   credentialFile?: string;
   xdsTokenFile?: string;
+  retryFor: string;
 }
 
 export function registerBootstrapCommand(program: Command): void {
@@ -35,6 +37,8 @@ export function registerBootstrapCommand(program: Command): void {
         "Fetches SERVICE's Envoy bootstrap from the control plane (GET /bootstrap/SERVICE). When the control plane",
         'admits only authenticated proxies, fills in an xDS token: a fresh one from authz (--authz and the',
         "service's secret), else a static one (--xds-token-file). Writes it atomically with --out.",
+        'While the control plane is unreachable, not ready, or does not know SERVICE yet (404: declared after its',
+        'sidecar starts), it asks again with exponential backoff and jitter for up to --retry-for.',
       ]
         .join(' ')
         .replace(/ ?\n ?/g, '\n\n'),
@@ -64,11 +68,18 @@ export function registerBootstrapCommand(program: Command): void {
     .addOption(
       new Option('--xds-token-file <path>', 'a static xDS token (default: $CREDENTIALS_DIRECTORY/xds-token)').env('TRELLIS_XDS_TOKEN_FILE'),
     )
+    .addOption(
+      new Option('--retry-for <duration>', 'keep retrying a retryable failure this long (0: once)')
+        .env('TRELLIS_BOOTSTRAP_RETRY_FOR')
+        .default('2m'),
+    )
     .action(async (service: string, flags: BootstrapFlags, cmd: Command) => {
       const context = resolveContext(cmd.optsWithGlobals());
       const appPort = Number(flags.appPort);
       if (!Number.isInteger(appPort) || appPort < 1 || appPort > 65535)
         throw new CliError(`--app-port must be a port, got "${flags.appPort}"`, 2);
+      const retryForMs = parseDuration(flags.retryFor);
+      if (retryForMs === undefined) throw new CliError(`--retry-for must be a duration like 90s or 2m, got "${flags.retryFor}"`, 2);
       const credentials = process.env['CREDENTIALS_DIRECTORY'];
       const secretFile = flags.credentialFile ?? (credentials ? join(credentials, 'service-secret') : undefined);
       const tokenFile = flags.xdsTokenFile ?? (credentials ? join(credentials, 'xds-token') : undefined);
@@ -81,7 +92,7 @@ export function registerBootstrapCommand(program: Command): void {
       const staticToken = tokenFile ? await readFile(tokenFile, 'utf8').catch(() => undefined) : undefined;
       if (flags.authz && !secret)
         process.stderr.write(`trellis: --authz is set but no service secret is readable (${secretFile ?? 'no --credential-file'})\n`);
-      const rendered = await renderEnvoyBootstrap(
+      const rendered = await renderEnvoyBootstrapRetrying(
         {
           controlPlaneUrl: context.controlPlaneUrl,
           service,
@@ -93,6 +104,11 @@ export function registerBootstrapCommand(program: Command): void {
           tls: { caFile: flags.caFile, certFile: flags.certFile, keyFile: flags.keyFile },
         },
         { ...(flags.authz && secret ? { authz: { url: flags.authz, secret } } : {}), ...(staticToken ? { staticToken } : {}) },
+        {
+          retryForMs,
+          onRetry: (err, delayMs) =>
+            process.stderr.write(`trellis: bootstrap of ${service}: ${err.message}; retrying in ${(delayMs / 1000).toFixed(1)} s\n`),
+        },
       ).catch((err: Error) => {
         throw new CliError(`bootstrap of ${service}: ${err.message}`);
       });

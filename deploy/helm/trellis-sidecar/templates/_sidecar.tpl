@@ -7,8 +7,8 @@ Trellis Envoy sidecar for a workload chart. Call each template with a dict:
 - appPort: the port the application listens on inside the pod (the bootstrap's local-app cluster).
 - sidecar: optional overrides of the settings in "trellis-sidecar.settings" below.
 
-An init container fetches this pod's bootstrap from the control plane into a memory
-emptyDir; Envoy starts from it and receives every listener, route, cluster, endpoint
+An init container (`trellis bootstrap`, the trellis/cli image) fetches this pod's
+bootstrap from the control plane into a memory emptyDir; Envoy starts from it and receives every listener, route, cluster, endpoint
 and secret over xDS. With nativeSidecar (Kubernetes 1.29+) Envoy runs as a restartable
 init container, so it is up before the application starts and stops after it.
 */}}
@@ -20,7 +20,7 @@ init container, so it is up before the application starts and stops after it.
   "authzUrl" "http://trellis-authz.trellis.svc:8181"
   "authzSecret" (dict "name" "" "key" "secret")
   "envoyImage" "envoyproxy/envoy:distroless-v1.37.6"
-  "bootstrapImage" "trellis/envoy-bootstrap:0.1.0"
+  "bootstrapImage" "trellis/cli:0.1.0"
   "logLevel" "info"
   "nativeSidecar" true
   "xdsTokenSecret" ""
@@ -90,12 +90,14 @@ volumeMounts:
 {{- $authz := $s.authzSecret }}
 - name: trellis-bootstrap
   image: {{ $s.bootstrapImage }}
-  # deploy/systemd/trellis-envoy-bootstrap, the script VMs run: it fetches this pod's
-  # bootstrap and, when the control plane wants an xDS token, fills one in: fresh from
-  # authz (authzSecret), else the static xdsTokenSecret; with neither it stops here.
-  command:
-    - /usr/local/bin/trellis-envoy-bootstrap
+  # `trellis bootstrap`, as VMs run it: fetches this pod's bootstrap (waiting, with
+  # backoff, for a control plane that is not up or does not know the service yet) and,
+  # when the control plane wants an xDS token, fills one in: fresh from authz
+  # (authzSecret), else the static xdsTokenSecret; with neither it stops here.
+  args:
+    - bootstrap
     - {{ .service | quote }}
+    - --out
     - /etc/trellis-envoy/bootstrap.yaml
   env:
     - name: TRELLIS_CONTROL_PLANE_URL
@@ -111,19 +113,16 @@ volumeMounts:
     {{- if $authz.name }}
     - name: TRELLIS_AUTHZ_URL
       value: {{ $s.authzUrl | quote }}
+    - name: TRELLIS_SERVICE_SECRET_FILE
+      value: {{ printf "%s/authz-secret" (include "trellis-sidecar.credentialsDir" .) | quote }}
     {{- end }}
     {{- if or $authz.name $s.xdsTokenSecret }}
     - name: CREDENTIALS_DIRECTORY
       value: {{ include "trellis-sidecar.credentialsDir" . }}
     {{- end }}
-    # How each credential is configured here, for the script's messages.
-    - name: TRELLIS_AUTHZ_SECRET_HINT
-      value: {{ ternary (printf "authzSecret: Secret %s, key %s" $authz.name $authz.key) "set authzSecret: a Secret holding the service's authz token-endpoint secret" (not (empty $authz.name)) | quote }}
-    - name: TRELLIS_XDS_TOKEN_HINT
-      value: {{ ternary (printf "xdsTokenSecret: Secret %s, key token" $s.xdsTokenSecret) "set xdsTokenSecret: a Secret whose key token holds an xDS token" (not (empty $s.xdsTokenSecret)) | quote }}
   resources:
-    requests: { cpu: 10m, memory: 16Mi }
-    limits: { memory: 32Mi }
+    requests: { cpu: 10m, memory: 32Mi }
+    limits: { memory: 128Mi }
   securityContext:
     {{- include "trellis-sidecar.securityContext" . | nindent 4 }}
   volumeMounts:
