@@ -73,7 +73,7 @@ describe('apps/cli/Dockerfile', () => {
   const [deps, runtime] = stages as [Stage, Stage];
   const sidecarTemplate = readWorkspaceFile('deploy/helm/trellis-sidecar/templates/_sidecar.tpl');
 
-  it('installs only the bundle\'s runtime packages with npm ci, from the lockfile the build writes', () => {
+  it("installs only the bundle's runtime packages with npm ci, from the lockfile the build writes", () => {
     expect(stages).toHaveLength(2);
     expect(all(deps, 'COPY')).toEqual(['dist/apps/cli/package.json dist/apps/cli/package-lock.json ./']);
     expect(all(deps, 'RUN')).toEqual([expect.stringMatching(/^npm ci --omit=dev --ignore-scripts\b/)]);

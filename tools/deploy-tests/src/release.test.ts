@@ -43,9 +43,7 @@ describe('one version for images, charts and CLI', () => {
       });
       expect(set.status === 0 ? 'ok' : set.stderr).toBe('ok');
       expect(versions<string[]>(`v.versionMismatches(${JSON.stringify(dir)}, '1.2.3-rc.1')`)).toEqual([]);
-      expect(readFileSync(join(dir, 'deploy/helm/trellis-sidecar/templates/_sidecar.tpl'), 'utf8')).toContain(
-        'trellis/cli:1.2.3-rc.1',
-      );
+      expect(readFileSync(join(dir, 'deploy/helm/trellis-sidecar/templates/_sidecar.tpl'), 'utf8')).toContain('trellis/cli:1.2.3-rc.1');
       expect(readFileSync(join(dir, 'apps/cli/src/program.ts'), 'utf8')).toContain(".version('1.2.3-rc.1')");
 
       const chart = join(dir, 'deploy/helm/trellis/charts/authz/Chart.yaml');

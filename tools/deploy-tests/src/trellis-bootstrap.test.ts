@@ -85,7 +85,8 @@ describe('trellis bootstrap', () => {
   async function run(service: string, env: Record<string, string>, extraArgs: string[] = []): Promise<Run> {
     const output = join(dir, 'bootstrap.yaml');
     const saved = { ...process.env };
-    for (const name of Object.keys(process.env)) if (name.startsWith('TRELLIS_') || name === 'CREDENTIALS_DIRECTORY') delete process.env[name];
+    for (const name of Object.keys(process.env))
+      if (name.startsWith('TRELLIS_') || name === 'CREDENTIALS_DIRECTORY') delete process.env[name];
     Object.assign(process.env, {
       TRELLIS_CONFIG: join(dir, 'no-config.yaml'),
       TRELLIS_CONTROL_PLANE_URL: baseUrl,
@@ -128,7 +129,9 @@ describe('trellis bootstrap', () => {
   it('writes the bootstrap for the node and app port it is given', async () => {
     const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', TRELLIS_APP_PORT: '9000' });
     expect(result.status).toBe(0);
-    expect(requests.map((u) => `${u.pathname}?${u.searchParams}`)).toEqual(['/bootstrap/orders?node=orders.vm-1&app_port=9000&format=yaml']);
+    expect(requests.map((u) => `${u.pathname}?${u.searchParams}`)).toEqual([
+      '/bootstrap/orders?node=orders.vm-1&app_port=9000&format=yaml',
+    ]);
     const text = readFileSync(result.output, 'utf8');
     expect(text).toMatch(/id: orders\.vm-1/);
     expect(text).toMatch(/port_value: 9000/);
@@ -179,7 +182,11 @@ describe('trellis bootstrap', () => {
 
     it('fetches a fresh xDS token as the service, preferring it to a static one', async () => {
       const credentials = credentialsWith({ 'service-secret': `${AUTHZ_SECRET}\n`, 'xds-token': 'static.static.static\n' });
-      const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', CREDENTIALS_DIRECTORY: credentials, TRELLIS_AUTHZ_URL: baseUrl });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
       expect(result.status).toBe(0);
       expect(tokenRequests).toEqual([
         {
@@ -195,7 +202,11 @@ describe('trellis bootstrap', () => {
 
     it('falls back to the static xds-token when authz refuses', async () => {
       const credentials = credentialsWith({ 'service-secret': 'not-the-secret-000000\n', 'xds-token': 'static.static.static\n' });
-      const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', CREDENTIALS_DIRECTORY: credentials, TRELLIS_AUTHZ_URL: baseUrl });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
       expect(result.status).toBe(0);
       expect(tokenRequests).toHaveLength(1);
       expect(readFileSync(result.output, 'utf8')).toContain('Bearer static.static.static');
@@ -203,7 +214,11 @@ describe('trellis bootstrap', () => {
 
     it("fails, naming authz's refusal, when authz refuses and no static token is loaded", async () => {
       const credentials = credentialsWith({ 'service-secret': 'not-the-secret-000000\n' });
-      const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', CREDENTIALS_DIRECTORY: credentials, TRELLIS_AUTHZ_URL: baseUrl });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
       expect(result.status).toBe(1);
       expect(result.stderr).toMatch(/authz issued none \(POST \/v1\/token: 401 Unauthenticated: unknown service credential\)/);
       expect(existsSync(result.output)).toBe(false);
@@ -211,7 +226,11 @@ describe('trellis bootstrap', () => {
 
     it('says so when TRELLIS_AUTHZ_URL is set but the service secret is not loaded', async () => {
       const credentials = credentialsWith({ 'xds-token': 'static.static.static\n' });
-      const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', CREDENTIALS_DIRECTORY: credentials, TRELLIS_AUTHZ_URL: baseUrl });
+      const result = await run('orders', {
+        TRELLIS_NODE_ID: 'orders.vm-1',
+        CREDENTIALS_DIRECTORY: credentials,
+        TRELLIS_AUTHZ_URL: baseUrl,
+      });
       expect(result.status).toBe(0);
       expect(result.stderr).toMatch(/--authz is set but no service secret is readable/);
       expect(tokenRequests).toEqual([]);

@@ -101,7 +101,8 @@ export async function renderEnvoyBootstrap(req: BootstrapRequest, tokens: XdsTok
       authzUnreachable,
     );
   }
-  if (!/^[A-Za-z0-9._~+/=-]+$/.test(token.token)) throw new BootstrapError('the xDS token has characters a bearer token cannot have', false);
+  if (!/^[A-Za-z0-9._~+/=-]+$/.test(token.token))
+    throw new BootstrapError('the xDS token has characters a bearer token cannot have', false);
   return { text: body.split(XDS_TOKEN_PLACEHOLDER).join(token.token), ...(token.expiresAt ? { tokenExpiresAt: token.expiresAt } : {}) };
 }
 
@@ -114,7 +115,11 @@ export async function fetchXdsToken(authzUrl: string, service: string, secret: s
     signal: AbortSignal.timeout(10_000),
   });
   const text = await res.text();
-  if (!res.ok) throw new BootstrapError(`POST /v1/token: ${res.status} ${problemDetail(text)}`, RETRYABLE_STATUS.has(res.status) && res.status !== 404);
+  if (!res.ok)
+    throw new BootstrapError(
+      `POST /v1/token: ${res.status} ${problemDetail(text)}`,
+      RETRYABLE_STATUS.has(res.status) && res.status !== 404,
+    );
   const parsed = JSON.parse(text) as { token?: unknown; expiresAt?: unknown };
   if (typeof parsed.token !== 'string' || typeof parsed.expiresAt !== 'string') throw new Error('POST /v1/token answered without a token');
   return { token: parsed.token, expiresAt: new Date(parsed.expiresAt) };
