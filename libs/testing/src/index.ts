@@ -1,4 +1,5 @@
 export { findBinary, INSTALL_HINT } from './binaries';
+export { ManagedProcess, waitUntil } from './child-process';
 export { startEtcd, type StartEtcdOptions, type TestEtcd } from './etcd';
 export { freePort } from './ports';
 export { startRedis, type StartRedisOptions, type TestRedis } from './redis';

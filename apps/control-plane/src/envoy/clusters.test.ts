@@ -95,7 +95,6 @@ describe('proxylessCluster', () => {
       policy: {
         loadBalancing: 'least_request',
         circuitBreaker: { maxConnections: 1, maxRequests: 7 },
-        outlierDetection: {} as never,
         healthCheck: {} as never,
       },
     });
@@ -106,6 +105,24 @@ describe('proxylessCluster', () => {
     expect(proxylessCluster({ ...base, protocol: 'grpc', policy: { loadBalancing: 'ring_hash' } }).lbPolicy).toBe(
       Cluster_LbPolicy.RING_HASH,
     );
+  });
+
+  it("turns the policy's outlier detection into gRPC's failure-percentage ejection (gRFC A50 has no consecutive 5xx)", () => {
+    const cluster = proxylessCluster({
+      ...base,
+      protocol: 'grpc',
+      policy: { outlierDetection: { consecutive5xx: 4, intervalMs: 1500, baseEjectionTimeMs: 5000, maxEjectionPercent: 50 } },
+    });
+    expect(cluster.outlierDetection).toMatchObject({
+      interval: { seconds: '1', nanos: 500_000_000 },
+      baseEjectionTime: { seconds: '5', nanos: 0 },
+      maxEjectionPercent: 50,
+      enforcingSuccessRate: 0,
+      enforcingFailurePercentage: 100,
+      failurePercentageThreshold: 50,
+      failurePercentageMinimumHosts: 2,
+      failurePercentageRequestVolume: 4,
+    });
   });
 });
 

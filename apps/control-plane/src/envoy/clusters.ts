@@ -1,5 +1,6 @@
 // Mesh model → Cluster and ClusterLoadAssignment.
 import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { OutlierDetection } from '@trellis/envoy-types/envoy/config/cluster/v3/outlier_detection';
 import { RoutingPriority } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { HealthStatus } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import {
@@ -100,7 +101,7 @@ function healthCheck(protocol: Protocol, check: NonNullable<TrafficPolicy['healt
 
 /**
  * The cluster a proxyless gRPC client gets: only what grpc-js-xds implements
- * (EDS over ADS, ROUND_ROBIN or RING_HASH, max_requests), so it never NACKs.
+ * (EDS over ADS, ROUND_ROBIN or RING_HASH, max_requests, outlier detection), so it never NACKs.
  */
 export function proxylessCluster({ name, edsServiceName = name, policy, peerSpiffeId }: ClusterInput): Cluster {
   const maxRequests = policy.circuitBreaker?.maxRequests;
@@ -110,7 +111,28 @@ export function proxylessCluster({ name, edsServiceName = name, policy, peerSpif
     edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: edsServiceName },
     lbPolicy: policy.loadBalancing === 'ring_hash' ? Cluster_LbPolicy.RING_HASH : Cluster_LbPolicy.ROUND_ROBIN,
     ...(maxRequests !== undefined ? { circuitBreakers: { thresholds: [{ priority: RoutingPriority.DEFAULT, maxRequests }] } } : {}),
+    ...(policy.outlierDetection ? { outlierDetection: proxylessOutlierDetection(policy.outlierDetection) } : {}),
     ...(peerSpiffeId ? { transportSocket: proxylessUpstreamTls(peerSpiffeId) } : {}),
+  });
+}
+
+/**
+ * gRPC's outlier detection (gRFC A50) has no consecutive-5xx ejection, only
+ * success-rate and failure-percentage: the policy's "N failures in a row" becomes
+ * "at least N calls in an interval, half of them failed". Success-rate ejection
+ * (on unless switched off) needs five hosts and a statistical spread, so it is off;
+ * two hosts are enough to eject one.
+ */
+function proxylessOutlierDetection(outlier: NonNullable<TrafficPolicy['outlierDetection']>): OutlierDetection {
+  return OutlierDetection.fromPartial({
+    interval: duration(outlier.intervalMs),
+    baseEjectionTime: duration(outlier.baseEjectionTimeMs),
+    maxEjectionPercent: outlier.maxEjectionPercent,
+    enforcingSuccessRate: 0,
+    enforcingFailurePercentage: 100,
+    failurePercentageThreshold: 50,
+    failurePercentageMinimumHosts: 2,
+    failurePercentageRequestVolume: outlier.consecutive5xx,
   });
 }
 

@@ -97,6 +97,12 @@ describe('proxyless resources through grpc-js-xds validation', () => {
     expect(tls('outbound|payments|stable~1')).toContain('spiffe://trellis.local/svc/payments');
     expect(tls('outbound|search~1')).toContain('spiffe://trellis.local/svc/search');
     expect(tls('outbound|ledger~1')).not.toContain('spiffe');
+    // payments' outlier detection reaches grpc-js-xds as failure-percentage ejection, success-rate ejection off.
+    const payments = decoded.get(`${TypeUrl.Cluster} outbound|payments|stable~1`) as { outlierDetectionUpdate?: Record<string, unknown> };
+    expect(payments.outlierDetectionUpdate).toMatchObject({
+      failure_percentage_ejection: { enforcement_percentage: 100, minimum_hosts: 2, request_volume: 5, threshold: 50 },
+      success_rate_ejection: undefined,
+    });
     expect([...set.get(TypeUrl.Cluster)!.keys()]).toEqual([
       'outbound|ledger~1',
       'outbound|payments|canary~1',

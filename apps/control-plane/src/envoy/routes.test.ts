@@ -87,6 +87,18 @@ describe('proxylessRouteConfig', () => {
     expect(action.retryPolicy).toMatchObject({ retryOn: 'unavailable', numRetries: 3 });
     expect(action.retryPolicy!.perTryTimeout).toBeUndefined();
   });
+
+  it('retries UNAVAILABLE twice when the policy names no retries, and not at all when it sets zero attempts', () => {
+    const plain = new MeshFixture()
+      .service('b', { port: 9000 })
+      .service('a', { dependencies: [{ service: 'b' }] })
+      .model();
+    const dep = plain.services.get('a')!.dependencies[0]!;
+    expect(actionOf(proxylessRouteConfig(dep, plain.services.get('b')!)).retryPolicy).toMatchObject({ retryOn: 'unavailable', numRetries: 2 });
+    expect(actionOf(proxylessRouteConfig(deps[1]!.dep, deps[1]!.callee)).retryPolicy).toBeUndefined();
+    // Sidecars keep Envoy's own default (no retry policy unless one is declared).
+    expect(actionOf(outboundRouteConfig(plain.services.get('a')!, [{ dep, callee: plain.services.get('b')! }])).retryPolicy).toBeUndefined();
+  });
 });
 
 describe('inboundRouteConfig', () => {

@@ -74,13 +74,23 @@ function hashPolicy(policy: TrafficPolicy, proxyless: boolean): RouteActionInput
   return [{ policySpecifier: { $case: 'connectionProperties', value: { sourceIp: true } }, terminal: false }];
 }
 
+/**
+ * What a proxyless route retries when the policy names no retries: UNAVAILABLE,
+ * which gRPC guarantees is safe to retry — a refused or dropped connection, or a
+ * transport the client's keepalive found hung (a frozen instance). grpc-js retries
+ * within the call's deadline and only before the response has started, so a
+ * deadline-bound call moves to another instance instead of failing.
+ */
+const PROXYLESS_DEFAULT_RETRIES: NonNullable<TrafficPolicy['retries']> = { attempts: 2, retryOn: ['unavailable'] };
+
 function routeAction(
   callee: RouteTarget,
   policy: TrafficPolicy,
   proxyless: boolean,
   clusterName: ClusterNamer = outboundClusterName,
 ): RouteAction {
-  const retry = policy.retries ? retryPolicy(policy.retries, proxyless) : undefined;
+  const retries = policy.retries ?? (proxyless ? PROXYLESS_DEFAULT_RETRIES : undefined);
+  const retry = retries ? retryPolicy(retries, proxyless) : undefined;
   return RouteAction.fromPartial({
     clusterSpecifier: clusterSpecifier(callee, clusterName),
     hashPolicy: hashPolicy(policy, proxyless) ?? [],

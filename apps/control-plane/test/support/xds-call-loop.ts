@@ -3,6 +3,7 @@
 //   node xds-call-loop.js <target> <intervalMs>   (bootstrap in GRPC_XDS_BOOTSTRAP_CONFIG)
 import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { register, XdsChannelCredentials } from '@grpc/grpc-js-xds';
+import { PROXYLESS_CHANNEL_OPTIONS } from '@trellis/sdk-node';
 import { WhoService } from './who-service';
 
 register();
@@ -12,7 +13,7 @@ const Client = makeGenericClientConstructor(WhoService, 'Who');
 // permissive or strict mode), plaintext otherwise.
 const channelCredentials =
   process.env['TRELLIS_TEST_MTLS'] === 'true' ? new XdsChannelCredentials(credentials.createInsecure()) : credentials.createInsecure();
-const client = new Client(`xds:///${target}`, channelCredentials) as unknown as {
+const client = new Client(`xds:///${target}`, channelCredentials, PROXYLESS_CHANNEL_OPTIONS) as unknown as {
   who(req: Buffer, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Buffer) => void): void;
 };
 

@@ -4,6 +4,7 @@
 // failed, and which instances answered.
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { HopClient } from '@trellis/envoy-types/trellis/demo/v1/hop';
+import { PROXYLESS_CHANNEL_OPTIONS } from '@trellis/sdk-node';
 
 const service = process.env['CALLER_SERVICE']!;
 const target = process.env['CALLER_TARGET']!;
@@ -16,7 +17,7 @@ async function main(): Promise<void> {
   });
   const xds = await import('@grpc/grpc-js-xds');
   xds.register();
-  const client = new HopClient(`xds:///${target}`, credentials.createInsecure());
+  const client = new HopClient(`xds:///${target}`, credentials.createInsecure(), PROXYLESS_CHANNEL_OPTIONS);
 
   let window = { ok: 0, failed: 0, instances: {} as Record<string, number>, errors: [] as string[] };
   setInterval(() => {

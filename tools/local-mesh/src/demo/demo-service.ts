@@ -11,6 +11,7 @@ import {
   meshTokenInterceptor,
   MeshTokenClient,
   MeshTokenVerifier,
+  PROXYLESS_CHANNEL_OPTIONS,
 } from '@trellis/sdk-node';
 import { HealthImplementation } from 'grpc-health-check';
 import { CallReply, HopClient, HopService, type CallRequest, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
@@ -56,7 +57,10 @@ async function main(): Promise<void> {
   const downstream = new Map(
     cfg.dependencies.map((dep) => [
       dep,
-      new HopClient(`xds:///${dep}`, credentials.createInsecure(), { interceptors: [meshTokenInterceptor(tokens, dep)] }),
+      new HopClient(`xds:///${dep}`, credentials.createInsecure(), {
+        ...PROXYLESS_CHANNEL_OPTIONS,
+        interceptors: [meshTokenInterceptor(tokens, dep)],
+      }),
     ]),
   );
 
