@@ -86,7 +86,8 @@ describe('an instance frozen under proxyless traffic', () => {
     const thawedAt = Date.now();
 
     const backAt: number[] = [];
-    for (const c of clients) backAt.push(await c.waitFor('calls reaching b-1 again', thawedAt, (rs) => rs.find((r) => r.instance === 'b-1'), 60_000));
+    for (const c of clients)
+      backAt.push(await c.waitFor('calls reaching b-1 again', thawedAt, (rs) => rs.find((r) => r.instance === 'b-1'), 60_000));
     const settled = Date.now();
     for (const c of clients)
       await c.waitFor(

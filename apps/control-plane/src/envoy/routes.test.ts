@@ -94,10 +94,15 @@ describe('proxylessRouteConfig', () => {
       .service('a', { dependencies: [{ service: 'b' }] })
       .model();
     const dep = plain.services.get('a')!.dependencies[0]!;
-    expect(actionOf(proxylessRouteConfig(dep, plain.services.get('b')!)).retryPolicy).toMatchObject({ retryOn: 'unavailable', numRetries: 2 });
+    expect(actionOf(proxylessRouteConfig(dep, plain.services.get('b')!)).retryPolicy).toMatchObject({
+      retryOn: 'unavailable',
+      numRetries: 2,
+    });
     expect(actionOf(proxylessRouteConfig(deps[1]!.dep, deps[1]!.callee)).retryPolicy).toBeUndefined();
     // Sidecars keep Envoy's own default (no retry policy unless one is declared).
-    expect(actionOf(outboundRouteConfig(plain.services.get('a')!, [{ dep, callee: plain.services.get('b')! }])).retryPolicy).toBeUndefined();
+    expect(
+      actionOf(outboundRouteConfig(plain.services.get('a')!, [{ dep, callee: plain.services.get('b')! }])).retryPolicy,
+    ).toBeUndefined();
   });
 });
 
