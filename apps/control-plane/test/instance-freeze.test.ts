@@ -6,7 +6,7 @@
 // route's default retry sends them to the other instance: no call fails. After
 // SIGCONT the instance gets calls again.
 import { ManagedProcess, waitUntil } from '@trellis/testing';
-import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
+import { startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 import { bundle, streakOf, XdsClientProcess } from './support/xds-client-process';
 
 jest.setTimeout(180_000);
