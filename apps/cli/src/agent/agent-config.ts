@@ -37,6 +37,9 @@ export interface AgentFlags {
   controlPlane?: string;
   authz?: string;
   xdsTokenFile?: string;
+  certificateDir?: string;
+  k8sTokenFile?: string;
+  trustBundleRefresh?: string;
 }
 
 export interface AgentConfig {
@@ -55,6 +58,14 @@ export interface AgentConfig {
   http: { host: string; port: number } | undefined;
   logLevel: string;
   envoy?: { bootstrapPath: string; appPort: number; controlPlaneUrl: string; authzUrl?: string; staticTokenFile?: string };
+  /** The workload certificate from the mesh CA, kept in `dir` (libs/sdk-node's certificate-files layout). */
+  certificate?: {
+    dir: string;
+    authzUrl: string;
+    /** Kubernetes: prove the service with this projected ServiceAccount token instead of the credential. */
+    kubernetesTokenFile?: string;
+    trustBundleRefreshMs: number;
+  };
 }
 
 export class AgentConfigError extends Error {}
@@ -125,6 +136,20 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
     envoy = { bootstrapPath, appPort, controlPlaneUrl, ...(authzUrl ? { authzUrl } : {}), ...(staticTokenFile ? { staticTokenFile } : {}) };
   }
 
+  let certificate: AgentConfig['certificate'];
+  const certificateDir = pick(flags.certificateDir, 'TRELLIS_CERTIFICATE_DIR');
+  if (certificateDir) {
+    const authzUrl = pick(flags.authz, 'TRELLIS_AUTHZ_URL');
+    if (!authzUrl) problems.push("--certificate-dir needs authz's HTTP URL (--authz or TRELLIS_AUTHZ_URL): the mesh CA");
+    const kubernetesTokenFile = pick(flags.k8sTokenFile, 'TRELLIS_K8S_TOKEN_FILE');
+    certificate = {
+      dir: certificateDir,
+      authzUrl: authzUrl ?? '',
+      ...(kubernetesTokenFile ? { kubernetesTokenFile } : {}),
+      trustBundleRefreshMs: seconds(flags.trustBundleRefresh, 'TRELLIS_TRUST_BUNDLE_REFRESH', 300, 'trust bundle refresh'),
+    };
+  }
+
   const config: AgentConfig = {
     service,
     registration: {
@@ -154,6 +179,7 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
     http,
     logLevel: pick(flags.logLevel, 'TRELLIS_LOG_LEVEL') ?? 'info',
     ...(envoy ? { envoy } : {}),
+    ...(certificate ? { certificate } : {}),
   };
   if (problems.length) throw new AgentConfigError(`invalid agent configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   return config;

@@ -8,6 +8,10 @@ export interface AgentMetrics {
   withdrawals: Counter;
   leasesLost: Counter;
   registryErrors: Counter<'kind'>;
+  certificatesIssued: Counter;
+  certificateErrors: Counter<'attempt'>;
+  certificateExpiry: Gauge;
+  trustBundleRoots: Gauge;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -38,6 +42,27 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
       name: 'trellis_agent_registry_errors_total',
       help: 'Failed registry calls by kind (transient: unreachable or 5xx; refused: 4xx), each retried with backoff',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    certificatesIssued: new Counter({
+      name: 'trellis_agent_certificates_issued_total',
+      help: 'Workload certificates obtained from the mesh CA (the first one and each renewal)',
+      registers: [registry],
+    }),
+    certificateErrors: new Counter({
+      name: 'trellis_agent_certificate_errors_total',
+      help: 'Failed mesh CA calls by attempt (certificate, trust-bundle), each retried with backoff',
+      labelNames: ['attempt'],
+      registers: [registry],
+    }),
+    certificateExpiry: new Gauge({
+      name: 'trellis_agent_certificate_expiry_timestamp_seconds',
+      help: 'When the held workload certificate expires (Unix time)',
+      registers: [registry],
+    }),
+    trustBundleRoots: new Gauge({
+      name: 'trellis_agent_trust_bundle_roots',
+      help: 'Roots in the trust bundle on disk (two during a CA rotation)',
       registers: [registry],
     }),
   };

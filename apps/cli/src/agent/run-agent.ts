@@ -14,6 +14,7 @@ import type { AgentConfig } from './agent-config';
 import { createHealthProbe } from './health-probe';
 import { createAgentMetrics } from './metrics';
 import { registryRegistrar } from './registrar';
+import { createWorkloadCertificate } from './workload-identity';
 
 /** How long the app gets to exit after the agent has deregistered it, before SIGKILL. */
 const APP_STOP_GRACE_MS = 20_000;
@@ -54,6 +55,15 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
     logger.info({ host: config.http.host, port: (server.address() as AddressInfo).port }, 'agent health and metrics listening');
   }
 
+  // The app and its sidecar read the certificate files from their start: have them first.
+  const certificate = config.certificate
+    ? createWorkloadCertificate({ ...config, certificate: config.certificate }, logger, metrics)
+    : undefined;
+  if (certificate) {
+    health.addCheck('workload certificate', () => (certificate.certificate?.expiresAt.getTime() ?? 0) > Date.now());
+    await certificate.keepRenewed();
+  }
+
   const bootstrap = config.envoy ? keepBootstrapFresh(config, logger) : undefined;
   if (bootstrap) await bootstrap.first;
 
@@ -85,6 +95,7 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
   });
 
   bootstrap?.stop();
+  certificate?.stop();
   if (server) {
     server.closeAllConnections();
     await new Promise((resolve) => server!.close(resolve));

@@ -75,10 +75,30 @@ export function registerAgentCommand(program: Command): void {
       ),
     )
     .addOption(new Option('--app-port <port>', 'with --envoy-bootstrap: where the app listens on 127.0.0.1').env('TRELLIS_APP_PORT'))
-    .addOption(new Option('--authz <url>', "with --envoy-bootstrap: authz's HTTP URL, for xDS tokens").env('TRELLIS_AUTHZ_URL'))
+    .addOption(
+      new Option('--authz <url>', "authz's HTTP URL: the mesh CA (--certificate-dir), xDS tokens (--envoy-bootstrap)").env(
+        'TRELLIS_AUTHZ_URL',
+      ),
+    )
     .addOption(
       new Option('--xds-token-file <path>', 'with --envoy-bootstrap: a static xDS token, when authz is not used').env(
         'TRELLIS_XDS_TOKEN_FILE',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--certificate-dir <dir>',
+        'obtain the workload certificate from the mesh CA (--authz) and keep key.pem, cert.pem, ca.pem renewed here',
+      ).env('TRELLIS_CERTIFICATE_DIR'),
+    )
+    .addOption(
+      new Option('--k8s-token-file <path>', 'with --certificate-dir: prove the service with this projected ServiceAccount token').env(
+        'TRELLIS_K8S_TOKEN_FILE',
+      ),
+    )
+    .addOption(
+      new Option('--trust-bundle-refresh <duration>', 'with --certificate-dir: how often the trust bundle is fetched (default 5m)').env(
+        'TRELLIS_TRUST_BUNDLE_REFRESH',
       ),
     )
     .addOption(new Option('--log-level <level>', 'pino log level').env('TRELLIS_LOG_LEVEL'))
