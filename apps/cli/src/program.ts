@@ -4,6 +4,7 @@ import { registerAgentCommand } from './commands/agent';
 import { registerApplyCommand } from './commands/apply';
 import { registerBootstrapCommand } from './commands/bootstrap';
 import { registerConfigDumpCommand } from './commands/config-dump';
+import { registerHostsCommand } from './commands/hosts';
 import { registerInstancesCommand } from './commands/instances';
 import { registerProxyStatusCommand } from './commands/proxy-status';
 import { registerServicesCommand } from './commands/services';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerServicesCommand(program);
   registerApplyCommand(program);
   registerInstancesCommand(program);
+  registerHostsCommand(program);
   registerProxyStatusCommand(program);
   registerConfigDumpCommand(program);
   registerTopologyCommand(program);

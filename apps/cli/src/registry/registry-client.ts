@@ -11,6 +11,7 @@ export type Instance = components['schemas']['Instance'];
 export type HistoryEntry = components['schemas']['HistoryEntry'];
 export type ProxyStatus = components['schemas']['ProxyStatus'];
 export type Problem = components['schemas']['Problem'];
+export type HostClaim = components['schemas']['HostClaim'];
 
 export interface RegistryClientOptions {
   baseUrl: string;
