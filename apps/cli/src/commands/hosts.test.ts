@@ -10,7 +10,13 @@ describe('trellis hosts', () => {
   let registry: string;
   const seen: { method: string; url: string; authorization?: string; body: string }[] = [];
   const claims = [
-    { host: 'shop.example.com', team: 'web', claimedBy: 'storefront', at: new Date(Date.now() - 3 * 3600_000).toISOString(), assigned: false },
+    {
+      host: 'shop.example.com',
+      team: 'web',
+      claimedBy: 'storefront',
+      at: new Date(Date.now() - 3 * 3600_000).toISOString(),
+      assigned: false,
+    },
     { host: 'api.example.com', team: 'payments', claimedBy: 'admin', at: new Date().toISOString(), assigned: true },
   ];
 
@@ -26,9 +32,19 @@ describe('trellis hosts', () => {
         const assign = /^\/api\/v1\/hosts\/([^/]+)$/.exec(req.url!);
         if (req.method === 'PUT' && assign) {
           if (req.headers.authorization !== 'Bearer admin-token')
-            return json(403, { title: 'Forbidden', status: 403, detail: 'assigning a host needs the admin token' }, 'application/problem+json');
+            return json(
+              403,
+              { title: 'Forbidden', status: 403, detail: 'assigning a host needs the admin token' },
+              'application/problem+json',
+            );
           const { team } = JSON.parse(body) as { team: string };
-          return json(200, { host: decodeURIComponent(assign[1]!), team, claimedBy: 'admin', at: new Date().toISOString(), assigned: true });
+          return json(200, {
+            host: decodeURIComponent(assign[1]!),
+            team,
+            claimedBy: 'admin',
+            at: new Date().toISOString(),
+            assigned: true,
+          });
         }
         json(404, { title: 'Not found', status: 404 }, 'application/problem+json');
       });
