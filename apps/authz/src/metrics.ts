@@ -1,9 +1,11 @@
 // Every metric authz exports, in one place. Labels are bounded enums: never a
 // service pair, node id or token subject.
+import type { CallDirection } from '@trellis/mesh-contracts';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { DecisionReason } from './check/decision';
 
-export type Direction = 'outbound' | 'inbound' | 'edge' | 'unknown';
+/** The check's direction as a metric label: a CallDirection, or `unknown` when the context named none we know. */
+export type Direction = CallDirection | 'unknown';
 export type CacheLayer = 'memory' | 'redis';
 export type CacheResult = 'hit' | 'miss' | 'error' | 'skipped';
 /** mesh: A→B tokens for calls; xds: a sidecar's credential for its xDS stream. */

@@ -9,7 +9,7 @@
 // register, heartbeat, drain and deregister that one service's instances, so a
 // leaked agent secret cannot touch definitions or other services. Anything
 // unverifiable is refused.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { matchesSecretDigest, secretDigest } from '@trellis/mesh-contracts';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTVerifyGetKey } from 'jose';
 import { rejectingWeakKeys, TeamName, WeakKeyError, type ServiceCredentials } from '@trellis/mesh-schema';
@@ -44,7 +44,7 @@ export class Authenticator {
   private readonly teamKeys?: JWTVerifyGetKey;
 
   constructor(private readonly options: AuthenticatorOptions) {
-    if (options.adminToken) this.adminDigest = digest(options.adminToken);
+    if (options.adminToken) this.adminDigest = secretDigest(options.adminToken);
     if (options.jwks) this.teamKeys = rejectingWeakKeys(options.jwks) as JWTVerifyGetKey;
   }
 
@@ -90,7 +90,7 @@ export class Authenticator {
   async verify(token: string | undefined): Promise<AuthResult> {
     if (!token) return { ok: false, reason: 'missing', detail: 'a bearer token is required' };
     // Compare digests so the comparison takes the same time whatever the token length.
-    if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest))
+    if (this.adminDigest && matchesSecretDigest(token, this.adminDigest))
       return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
     if (!this.teamKeys) {
       return this.adminDigest
@@ -137,10 +137,6 @@ export function assertCanChange(principal: Principal, teams: ReadonlyArray<strin
   if (foreign !== undefined) {
     throw problems.forbidden(`team "${principal.team}" may not change ${what}: it belongs to team "${foreign}"`);
   }
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
 }
 
 /**

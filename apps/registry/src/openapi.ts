@@ -48,7 +48,13 @@ const TopologySchema = z.object({
       instances: z.number().int(),
     }),
   ),
-  edges: z.array(z.object({ from: z.string(), to: z.string() })),
+  edges: z.array(
+    z.object({
+      from: z.string(),
+      to: z.string(),
+      admitted: z.boolean().openapi({ description: 'whether the mesh admits this call now: both services registered and `from` declared `to`' }),
+    }),
+  ),
 });
 
 export function buildOpenApiDocument(): ReturnType<OpenApiGeneratorV31['generateDocument']> {

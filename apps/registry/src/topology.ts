@@ -1,5 +1,6 @@
 // The mesh topology as a graph: who calls whom. Services declared as a
 // dependency but never registered appear as nodes with `registered: false`.
+import { byName, compareStrings, mayCall } from '@trellis/mesh-contracts';
 import type { InstanceRecord, ServiceRecord } from '@trellis/mesh-schema';
 
 export interface TopologyNode {
@@ -14,6 +15,8 @@ export interface TopologyNode {
 export interface TopologyEdge {
   from: string;
   to: string;
+  /** Whether the mesh admits this call now (the shared mayCall rule): false while `to` is not registered. */
+  admitted: boolean;
 }
 
 export interface Topology {
@@ -36,17 +39,19 @@ export function buildTopology(services: ReadonlyArray<ServiceRecord>, instances:
       instances: instanceCounts.get(spec.name) ?? 0,
     });
   }
+  const registered = new Set(services.map(({ spec }) => spec.name));
+  const isRegistered = (service: string) => registered.has(service);
   const edges: TopologyEdge[] = [];
   for (const { spec } of services) {
     for (const dep of spec.dependencies) {
-      edges.push({ from: spec.name, to: dep.service });
+      edges.push({ from: spec.name, to: dep.service, admitted: mayCall(spec, dep.service, isRegistered).allowed });
       if (!nodes.has(dep.service))
         nodes.set(dep.service, { name: dep.service, registered: false, instances: instanceCounts.get(dep.service) ?? 0 });
     }
   }
   return {
-    nodes: [...nodes.values()].sort((a, b) => a.name.localeCompare(b.name)),
-    edges: edges.sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to)),
+    nodes: [...nodes.values()].sort(byName),
+    edges: edges.sort((a, b) => compareStrings(a.from, b.from) || compareStrings(a.to, b.to)),
   };
 }
 

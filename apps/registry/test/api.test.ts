@@ -95,8 +95,8 @@ describe('services', () => {
     const topology = await call(url, 'GET', '/api/v1/topology');
     expect(topology.body.edges).toEqual(
       expect.arrayContaining([
-        { from: 'ping', to: 'pong' },
-        { from: 'pong', to: 'ping' },
+        { from: 'ping', to: 'pong', admitted: true },
+        { from: 'pong', to: 'ping', admitted: true },
       ]),
     );
   });
@@ -326,8 +326,8 @@ describe('topology and proxies', () => {
     expect(topology.status).toBe(200);
     expect(topology.body.edges).toEqual(
       expect.arrayContaining([
-        { from: 'gateway', to: 'orders' },
-        { from: 'gateway', to: 'ghost' },
+        { from: 'gateway', to: 'orders', admitted: true },
+        { from: 'gateway', to: 'ghost', admitted: false },
       ]),
     );
     const node = (name: string) => topology.body.nodes.find((n: { name: string }) => n.name === name);

@@ -2,4 +2,6 @@
 // rules each side must apply the same way. @trellis/mesh-schema re-exports it.
 export * from './conventions';
 export * from './mesh-token';
+export * from './calls';
 export * from './public-keys';
+export * from './secrets';

@@ -3,7 +3,7 @@
 // mounted Secret). authz takes them on `POST /v1/token`, the registry for an
 // instance agent's writes to its own service's instances. Only SHA-256 digests
 // are kept in memory and compared in constant time.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { matchesSecretDigest, secretDigest } from '@trellis/mesh-contracts';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DNS_LABEL } from '@trellis/mesh-contracts';
@@ -19,7 +19,7 @@ export class ServiceCredentials {
       if (!DNS_LABEL.test(service)) throw new Error(`service credentials: "${service}" is not a service name`);
       if (secret.length < MIN_SECRET_LENGTH)
         throw new Error(`service credentials: the secret of ${service} is shorter than ${MIN_SECRET_LENGTH} characters`);
-      digests.set(service, digest(secret));
+      digests.set(service, secretDigest(secret));
     }
     return new ServiceCredentials(digests);
   }
@@ -59,12 +59,7 @@ export class ServiceCredentials {
     const service = decoded.slice(0, colon);
     const expected = this.digests.get(service);
     // Compare against something even for unknown services, so timing does not reveal which exist.
-    const presented = digest(decoded.slice(colon + 1));
-    const ok = timingSafeEqual(presented, expected ?? digest(''));
+    const ok = matchesSecretDigest(decoded.slice(colon + 1), expected ?? secretDigest(''));
     return ok && expected ? service : undefined;
   }
-}
-
-function digest(secret: string): Buffer {
-  return createHash('sha256').update(secret, 'utf8').digest();
 }

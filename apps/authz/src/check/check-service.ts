@@ -6,6 +6,7 @@
 // The request path is built for the cache hit: the wire bytes are read only as
 // far as needed (check-attributes.ts), a cached token is found synchronously,
 // and its encoded response is reused.
+import { isCallDirection } from '@trellis/mesh-contracts';
 import type { Logger } from '@trellis/runtime';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import {
@@ -173,7 +174,7 @@ export class CheckService {
 const withToken = (minted: MintedToken): Decision => allow({ authorization: `Bearer ${minted.token}` }, [], minted);
 
 function directionOf(value: string | undefined): Direction {
-  return value === 'outbound' || value === 'inbound' || value === 'edge' ? value : 'unknown';
+  return isCallDirection(value) ? value : 'unknown';
 }
 
 function isServiceName(value: string | undefined): value is string {

@@ -5,9 +5,8 @@
 import { HeaderValueOption_HeaderAppendAction } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import type { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { TOKEN_REJECTIONS } from '@trellis/mesh-contracts';
+import { CALL_REFUSALS, TOKEN_REJECTIONS } from '@trellis/mesh-contracts';
 import { ACCESS_REJECTIONS } from '../edge/cloudflare-access';
-import { CALL_REFUSALS } from './mesh-policy';
 
 /**
  * Why a Check is denied. It labels trellis_authz_checks_total, so it is a closed

@@ -1,6 +1,7 @@
 // What the registry says, as authz needs it: did A declare B, and what ingress a
 // service has. Read from the watched in-memory mirror of etcd
 // (MeshWatcher) — never a round trip on the request path.
+import { mayCall, type CallDecision } from '@trellis/mesh-contracts';
 import type { AuthzPublicKey, Ingress, MeshSettings, ServiceRecord } from '@trellis/mesh-schema';
 
 /** The slice of MeshWatcher authz reads; MeshWatcher satisfies it. */
@@ -13,9 +14,6 @@ export interface MeshView {
   };
 }
 
-/** Why a call between two services is refused. */
-export const CALL_REFUSALS = ['unknown-source', 'unknown-destination', 'undeclared'] as const;
-export type CallDecision = { allowed: true } | { allowed: false; reason: (typeof CALL_REFUSALS)[number] };
 
 export interface IngressMatch {
   service: string;
@@ -23,9 +21,6 @@ export interface IngressMatch {
 }
 
 export class MeshPolicy {
-  // Dependencies as sets, memoised per record object: a changed record is a new object.
-  private readonly dependencySets = new WeakMap<object, ReadonlySet<string>>();
-
   constructor(private readonly view: MeshView) {}
 
   get ready(): boolean {
@@ -33,10 +28,8 @@ export class MeshPolicy {
   }
 
   allowsCall(source: string, destination: string): CallDecision {
-    const caller = this.view.state.services.get(source);
-    if (!caller) return { allowed: false, reason: 'unknown-source' };
-    if (!this.view.state.services.has(destination)) return { allowed: false, reason: 'unknown-destination' };
-    return this.dependenciesOf(caller.value).has(destination) ? { allowed: true } : { allowed: false, reason: 'undeclared' };
+    const { services } = this.view.state;
+    return mayCall(services.get(source)?.value.spec, destination, (service) => services.has(service));
   }
 
   /** Cloudflare Access team domains named by any ingress. */
@@ -53,14 +46,5 @@ export class MeshPolicy {
   ingressOf(service: string): IngressMatch | undefined {
     const ingress = this.view.state.services.get(service)?.value.spec.ingress;
     return ingress ? { service, ingress } : undefined;
-  }
-
-  private dependenciesOf(record: ServiceRecord): ReadonlySet<string> {
-    let set = this.dependencySets.get(record);
-    if (!set) {
-      set = new Set(record.spec.dependencies.map((dep) => dep.service));
-      this.dependencySets.set(record, set);
-    }
-    return set;
   }
 }

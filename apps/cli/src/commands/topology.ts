@@ -6,10 +6,10 @@ import { registryOf } from './clients';
 
 interface Topology {
   nodes: Array<{ name: string; team?: string; registered: boolean; instances: number }>;
-  edges: Array<{ from: string; to: string }>;
+  edges: Array<{ from: string; to: string; admitted: boolean }>;
 }
 
-/** Graphviz DOT: services as boxes (dashed when declared as a dependency but not registered). */
+/** Graphviz DOT: services as boxes (dashed when declared as a dependency but not registered); calls the mesh refuses dashed red. */
 export function topologyDot(topology: Topology): string {
   const quote = (s: string) => JSON.stringify(s);
   const lines = ['digraph trellis {', '  rankdir=LR;', '  node [shape=box];'];
@@ -17,7 +17,7 @@ export function topologyDot(topology: Topology): string {
     const label = `${n.name}\\n${n.team ?? 'unregistered'} · ${n.instances} instance${n.instances === 1 ? '' : 's'}`;
     lines.push(`  ${quote(n.name)} [label="${label}"${n.registered ? '' : ', style=dashed'}];`);
   }
-  for (const e of topology.edges) lines.push(`  ${quote(e.from)} -> ${quote(e.to)};`);
+  for (const e of topology.edges) lines.push(`  ${quote(e.from)} -> ${quote(e.to)}${e.admitted ? '' : ' [style=dashed, color=red]'};`);
   lines.push('}');
   return lines.join('\n') + '\n';
 }

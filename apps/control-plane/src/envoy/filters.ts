@@ -1,4 +1,5 @@
 // HTTP filters of the sidecar listeners, and their per-route settings.
+import type { CallDirection } from '@trellis/mesh-contracts';
 import { packAny } from '@trellis/envoy-types';
 import { ApiVersion } from '@trellis/envoy-types/envoy/config/core/v3/config_source';
 import { Policy, Principal, RBAC_Action } from '@trellis/envoy-types/envoy/config/rbac/v3/rbac';
@@ -66,11 +67,12 @@ export function extAuthzFilter(timeoutMs: number, skipVerifiedMeshCalls = false)
   );
 }
 
-/** `edge`: a request reaching a public service from outside, checked like Contour checks it (host + path → ingress). */
-export type AuthzDirection = 'outbound' | 'inbound' | 'edge';
-
-/** Tells authz who calls whom, per route: the only place authz learns the caller from. */
-export function extAuthzContext(direction: AuthzDirection, destination: string, source?: string): Any {
+/**
+ * Tells authz who calls whom, per route: the only place authz learns the caller from.
+ * `edge` (no source): a request reaching a public service from outside, checked like
+ * Contour checks it (host + path → ingress).
+ */
+export function extAuthzContext(direction: CallDirection, { source, destination }: { source?: string; destination: string }): Any {
   const contextExtensions: Record<string, string> = { [CONTEXT_DIRECTION]: direction, [CONTEXT_DESTINATION]: destination };
   if (source !== undefined) contextExtensions[CONTEXT_SOURCE] = source;
   return packAny(ExtAuthzPerRoute, ExtAuthzPerRoute.fromPartial({ override: { $case: 'checkSettings', value: { contextExtensions } } }));

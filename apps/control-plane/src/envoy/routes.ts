@@ -119,7 +119,9 @@ export function outboundRouteConfig(
   deps: ReadonlyArray<{ dep: Pick<DependencyModel, 'policy' | 'override'>; callee: RouteTarget }>,
 ): RouteConfiguration {
   const virtualHosts = deps.map(({ dep, callee }) => {
-    const typedPerFilterConfig: Record<string, Any> = { [FILTER.extAuthz]: extAuthzContext('outbound', callee.name, source.name) };
+    const typedPerFilterConfig: Record<string, Any> = {
+      [FILTER.extAuthz]: extAuthzContext('outbound', { source: source.name, destination: callee.name }),
+    };
     if (dep.override?.rateLimit) {
       typedPerFilterConfig[FILTER.localRateLimit] = localRateLimitConfig(
         statPrefix(`outbound_${callee.name}_ratelimit`),
@@ -202,7 +204,7 @@ export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy'
                 ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}),
               },
             },
-            typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', service.name) } : {},
+            typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', { destination: service.name }) } : {},
             // Removal runs before addition, so a client cannot pass its own value through; without a verified token the header is absent.
             requestHeadersToRemove: [CALLER_HEADER],
             requestHeadersToAdd: [

@@ -1,5 +1,6 @@
 // Registry records → mesh model. Pure: the same state and settings always give
 // the same model, sorted by name, so everything derived from it is deterministic.
+import { callersByService, compareStrings } from '@trellis/mesh-contracts';
 import { createHash } from 'node:crypto';
 import {
   DEFAULT_TRUST_DOMAIN,
@@ -53,18 +54,15 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
     .map((r) => ({ kind: r.kind, name: r.name, reason: `unusable record at ${r.key}: ${r.issues.join('; ')}` }));
   const names = [...state.services.keys()].sort();
 
-  const callers = new Map<string, string[]>();
   for (const name of names) {
     for (const dep of state.services.get(name)!.value.spec.dependencies) {
       if (!state.services.has(dep.service)) {
         dropped.push({ kind: 'dependency', name: `${name}→${dep.service}`, reason: `service "${dep.service}" is not registered` });
-        continue;
       }
-      let list = callers.get(dep.service);
-      if (!list) callers.set(dep.service, (list = []));
-      list.push(name); // names are visited in order, so each list stays sorted
     }
   }
+  // Who may call whom: the mesh's one rule (authz's Check applies the same function per call).
+  const callers = callersByService(names.map((name) => state.services.get(name)!.value.spec));
 
   for (const service of state.instances.keys()) {
     if (!state.services.has(service)) {
@@ -346,8 +344,7 @@ function digest(text: string): string {
   return createHash('sha1').update(text).digest('base64');
 }
 
+/** The mesh's string order, with an absent value (the whole-service upstream) first. */
 function compare(a: string | undefined, b: string | undefined): number {
-  const x = a ?? '';
-  const y = b ?? '';
-  return x < y ? -1 : x > y ? 1 : 0;
+  return compareStrings(a ?? '', b ?? '');
 }

@@ -2,6 +2,7 @@
 // proxy identity, and a ResourceSet per identity. The cache shares resources
 // across identities by `hash` and derives versions from it, so equal content
 // always means an equal version.
+import { byName } from '@trellis/mesh-contracts';
 import { createHash } from 'node:crypto';
 import { packAny, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
@@ -52,7 +53,7 @@ export function emptyResourceSet(): ResourceSet {
 /** Builds a ResourceSet from resources in any order; each type's map is sorted by name. Duplicate names are a bug. */
 export function toResourceSet(resources: readonly XdsResource[]): ResourceSet {
   const set = emptyResourceSet();
-  const sorted = [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const sorted = [...resources].sort(byName);
   for (const resource of sorted) {
     const byName = set.get(resource.typeUrl)!;
     if (byName.has(resource.name)) throw new Error(`duplicate ${resource.typeUrl} resource "${resource.name}"`);

@@ -7,6 +7,7 @@
 // on a Delta stream for what it is already subscribed to, so two things are sent
 // although the client holds them: a resource it subscribes to again, and the
 // endpoints of a cluster it just re-created (it waits, warming, for them).
+import { byName } from '@trellis/mesh-contracts';
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { endpointsNameOf, type XdsResource } from '../resource';
@@ -235,7 +236,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
         if (subscribed && !available.has(name) && !state.rejectedRemovals.has(name)) removals.push(name);
       }
     }
-    upserts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    upserts.sort(byName);
     return { upserts, removals: [...new Set(removals)].sort() };
   }
 

@@ -10,6 +10,7 @@
 //   routes change, and clusters that disappear stay until listeners and routes
 //   that could still reference them are acknowledged;
 // - nothing is sent when the version a proxy holds is already the current one.
+import { compareStrings } from '@trellis/mesh-contracts';
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../resource';
@@ -179,7 +180,7 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
       const kept = [...state.sent.resources.values()].filter((r) => !desired.resources.has(r.name));
       if (kept.length > 0) {
         const resources = new Map(
-          [...desired.resources, ...kept.map((r) => [r.name, r] as const)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+          [...desired.resources, ...kept.map((r) => [r.name, r] as const)].sort(([a], [b]) => compareStrings(a, b)),
         );
         desired = { version: versionOf(resources.values()), resources };
       }

@@ -8,8 +8,8 @@ const topology: Topology = {
     { name: 'orders', team: 'shop', protocol: 'grpc', registered: true, instances: 3 },
   ],
   edges: [
-    { from: 'api', to: 'orders' },
-    { from: 'orders', to: 'db' },
+    { from: 'api', to: 'orders', admitted: true },
+    { from: 'orders', to: 'db', admitted: false },
   ],
 };
 
@@ -31,7 +31,10 @@ describe('renderTopologySvg', () => {
     expect(svg).toContain('data-service="db" data-registered="false"');
     expect(svg).toContain('missing: not registered');
     expect(svg).not.toContain('<a href="/ui/services/db">');
-    expect(svg.match(/class="edge"/g)).toHaveLength(2);
+    expect(svg.match(/class="edge/g)).toHaveLength(2);
+    // The call to the unregistered service is drawn as refused, with the reason in its tooltip.
+    expect(svg).toContain('data-from="orders" data-to="db" data-admitted="false"');
+    expect(svg).toContain('orders calls db (refused: db is not registered)');
   });
 
   it('says so when there is nothing to draw', () => {

@@ -21,6 +21,7 @@ export interface PositionedNode {
 export interface PositionedEdge {
   from: string;
   to: string;
+  admitted: boolean;
   points: Array<{ x: number; y: number }>;
 }
 
@@ -56,7 +57,7 @@ export function layoutTopology(topology: Topology): TopologyLayout {
           : 'missing: not registered',
       };
     }),
-    edges: topology.edges.map((edge) => ({ from: edge.from, to: edge.to, points: graph.edge({ v: edge.from, w: edge.to })?.points ?? [] })),
+    edges: topology.edges.map((edge) => ({ from: edge.from, to: edge.to, admitted: edge.admitted, points: graph.edge({ v: edge.from, w: edge.to })?.points ?? [] })),
   };
 }
 
@@ -65,7 +66,7 @@ export function renderTopologySvg(topology: Topology, linkTo: (name: string) => 
   const laid = layoutTopology(topology);
   const edges = laid.edges.map(
     (edge) =>
-      html`<path class="edge" data-from="${edge.from}" data-to="${edge.to}" d="${edge.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${round(p.x)},${round(p.y)}`).join(' ')}" fill="none" stroke="#555" stroke-width="1.5" marker-end="url(#arrow)"><title>${edge.from} calls ${edge.to}</title></path>`,
+      html`<path class="edge${edge.admitted ? '' : ' refused'}" data-from="${edge.from}" data-to="${edge.to}" data-admitted="${String(edge.admitted)}" d="${edge.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${round(p.x)},${round(p.y)}`).join(' ')}" fill="none" stroke="${edge.admitted ? '#555' : '#c0392b'}" stroke-width="1.5"${edge.admitted ? '' : ' stroke-dasharray="5 3"'} marker-end="url(#arrow)"><title>${edge.from} calls ${edge.to}${edge.admitted ? '' : ` (refused: ${edge.to} is not registered)`}</title></path>`,
   );
   const nodes = laid.nodes.map((node) => {
     const x = round(node.x - NODE_WIDTH / 2);
