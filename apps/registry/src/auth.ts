@@ -90,8 +90,7 @@ export class Authenticator {
   async verify(token: string | undefined): Promise<AuthResult> {
     if (!token) return { ok: false, reason: 'missing', detail: 'a bearer token is required' };
     // Compare digests so the comparison takes the same time whatever the token length.
-    if (this.adminDigest && matchesSecretDigest(token, this.adminDigest))
-      return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
+    if (this.adminDigest && matchesSecretDigest(token, this.adminDigest)) return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
     if (!this.teamKeys) {
       return this.adminDigest
         ? { ok: false, reason: 'invalid', detail: 'the token is not valid' }

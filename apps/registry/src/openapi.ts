@@ -52,7 +52,9 @@ const TopologySchema = z.object({
     z.object({
       from: z.string(),
       to: z.string(),
-      admitted: z.boolean().openapi({ description: 'whether the mesh admits this call now: both services registered and `from` declared `to`' }),
+      admitted: z
+        .boolean()
+        .openapi({ description: 'whether the mesh admits this call now: both services registered and `from` declared `to`' }),
     }),
   ),
 });

@@ -14,7 +14,6 @@ export interface MeshView {
   };
 }
 
-
 export interface IngressMatch {
   service: string;
   ingress: Ingress;

@@ -57,7 +57,12 @@ export function layoutTopology(topology: Topology): TopologyLayout {
           : 'missing: not registered',
       };
     }),
-    edges: topology.edges.map((edge) => ({ from: edge.from, to: edge.to, admitted: edge.admitted, points: graph.edge({ v: edge.from, w: edge.to })?.points ?? [] })),
+    edges: topology.edges.map((edge) => ({
+      from: edge.from,
+      to: edge.to,
+      admitted: edge.admitted,
+      points: graph.edge({ v: edge.from, w: edge.to })?.points ?? [],
+    })),
   };
 }
 
