@@ -192,6 +192,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     { name: 'stop gRPC', run: () => stopGrpcServer(grpc.server, GRPC_DRAIN_MS) },
     { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
     { name: 'stop etcd watch', run: () => watcher.close() },
+    { name: 'stop Redis probes', run: () => sharedCache.close() },
     redis.shutdownStep,
   ];
 

@@ -1,6 +1,11 @@
 // A small circuit breaker for Redis: after `failureThreshold` consecutive
 // failures it opens for `cooldownMs`, then lets one trial call through
 // (half-open); success closes it, failure opens it again.
+//
+// With a `probe`, the breaker does not wait for the next call to find out: when
+// the cooldown ends it goes half-open on its own timer and runs the probe as the
+// trial, so its state (and the gauge fed from onStateChange) says "closed" soon
+// after the dependency is back, even when nothing asks.
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 export interface BreakerOptions {
@@ -8,6 +13,8 @@ export interface BreakerOptions {
   cooldownMs: number;
   clock?: () => number;
   onStateChange?: (state: BreakerState) => void;
+  /** The trial the breaker runs itself when a cooldown ends: resolves if the dependency answers. */
+  probe?: () => Promise<unknown>;
 }
 
 export class CircuitBreaker {
@@ -15,6 +22,8 @@ export class CircuitBreaker {
   private openedAt = 0;
   private current: BreakerState = 'closed';
   private trialInFlight = false;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private closed = false;
   private readonly clock: () => number;
 
   constructor(private readonly options: BreakerOptions) {
@@ -49,7 +58,30 @@ export class CircuitBreaker {
     if (this.current === 'half-open' || (this.current === 'closed' && this.failures >= this.options.failureThreshold)) {
       this.openedAt = this.clock();
       this.transition('open');
+      this.scheduleProbe();
     }
+  }
+
+  /** Stops the probe timer (shutdown). */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.probeTimer);
+  }
+
+  private scheduleProbe(): void {
+    const probe = this.options.probe;
+    if (!probe || this.closed) return;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      // A call may have taken the trial already; its outcome decides instead.
+      if (!this.allow()) return;
+      probe().then(
+        () => this.success(),
+        () => this.failure(),
+      );
+    }, this.options.cooldownMs);
+    this.probeTimer.unref();
   }
 
   private transition(state: BreakerState): void {

@@ -39,6 +39,8 @@ export class RedisTokenCache implements SharedTokenCache {
     this.breaker = new CircuitBreaker({
       failureThreshold: options.failureThreshold ?? 3,
       cooldownMs: options.cooldownMs ?? 2_000,
+      // The breaker checks Redis itself when a cooldown ends, so the gauge says "closed" soon after Redis is back, not at the next Check.
+      probe: () => this.redis.ping(),
       onStateChange: (state) => {
         metrics.redisBreakerOpen.set(state === 'open' ? 1 : 0);
         if (state === 'open') logger.warn('Redis token cache unavailable: bypassing it and minting locally');
@@ -46,6 +48,11 @@ export class RedisTokenCache implements SharedTokenCache {
       },
     });
     metrics.redisBreakerOpen.set(0);
+  }
+
+  /** Stops the breaker's probe timer (shutdown). */
+  close(): void {
+    this.breaker.close();
   }
 
   get breakerState(): string {
