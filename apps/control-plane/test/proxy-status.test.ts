@@ -67,6 +67,51 @@ describe('proxy status in etcd', () => {
     );
   });
 
+  it('attack: a second stream claiming a streaming node id neither replaces nor deletes its record; its NACK text is bounded', async () => {
+    await h.store.createService({ name: 'front', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    const real = AdsTestClient.open(h.xdsAddress, 'sotw');
+    clients.push(real);
+    real.send({ node: testNode('front', 'front-1'), typeUrl: TypeUrl.Cluster });
+    real.ack(TypeUrl.Cluster, await real.next());
+    const genuine = await eventually('the real front-1 recorded', async () => {
+      const [s] = await h.store.listProxyStatuses('front');
+      return s?.types.cds?.lastAckedVersion ? s : undefined;
+    });
+
+    const impostor = AdsTestClient.open(h.xdsAddress, 'sotw');
+    impostor.send({ node: testNode('front', 'front-1'), typeUrl: TypeUrl.Cluster });
+    const pushed = await impostor.next();
+    const markup = `<script>alert(1)</script>\u0007${'x'.repeat(1_000_000)}`;
+    impostor.nack(TypeUrl.Cluster, pushed, '', markup);
+    const both = await eventually('the impostor kept apart, with its NACK', async () => {
+      const all = await h.store.listProxyStatuses('front');
+      return all.length === 2 && all.some((s) => s.types.cds?.lastNack) ? all : undefined;
+    });
+    // The genuine record is untouched; the impostor's is its own, and its text is cut.
+    expect(both).toContainEqual(genuine);
+    const stored = both.find((s) => s.stream !== genuine.stream)!;
+    expect(stored.nodeId).toBe('front-1');
+    expect(stored.types.cds!.lastNack!.error.length).toBeLessThanOrEqual(1024);
+    expect(stored.types.cds!.lastNack!.error).not.toContain('\u0007');
+
+    impostor.close();
+    await eventually('only the impostor’s record removed', async () => {
+      const all = await h.store.listProxyStatuses('front');
+      return all.length === 1 && all[0]!.stream === genuine.stream ? true : undefined;
+    });
+    // The real proxy is still served and still recorded.
+    await h.store.createService({ name: 'front-dep', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    await h.store.updateService({ name: 'front', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'front-dep' }] }, 'test');
+    const next = await real.next();
+    real.ack(TypeUrl.Cluster, next);
+    await eventually('the real front-1’s next ACK recorded', async () => {
+      const [s] = await h.store.listProxyStatuses('front');
+      return s?.stream === genuine.stream && s.types.cds?.lastAckedVersion === next.versionInfo ? true : undefined;
+    });
+    real.close();
+    clients.splice(clients.indexOf(real), 1);
+  });
+
   it('writes within the budget, deletes on disconnect, and vanishes with the replica', async () => {
     for (let i = 0; i < 3; i++) {
       const c = AdsTestClient.open(h.xdsAddress, 'sotw');

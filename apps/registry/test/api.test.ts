@@ -343,6 +343,7 @@ describe('topology and proxies', () => {
         service: 'gateway',
         nodeId: 'gateway-7f9c',
         controlPlane: 'cp-0',
+        stream: 'cp-0/1',
         connectedAt: now,
         updatedAt: now,
         meshRevision: '42',

@@ -20,7 +20,7 @@ describe('KeyLayout', () => {
     ['authz key', layout.authzKey('2026-01-k1'), { kind: 'authzKey', id: '2026-01-k1' }],
     [
       'proxy status',
-      layout.proxyStatus('cart', 'sidecar~10.0.0.1~cart/pod.ns'),
+      layout.proxyStatus('cart', 'sidecar~10.0.0.1~cart/pod.ns', 'cp-0/17'),
       { kind: 'proxyStatus', service: 'cart', id: 'sidecar~10.0.0.1~cart/pod.ns' },
     ],
   ])('round-trips a %s key through parse', (_what, key, parsed) => {
@@ -39,7 +39,7 @@ describe('KeyLayout', () => {
     expect(layout.instancesOf('a').startsWith(layout.instances())).toBe(true);
     expect(layout.history('a', 1).startsWith(layout.historyOf('a'))).toBe(true);
     expect(layout.authzKey('k').startsWith(layout.authzKeys())).toBe(true);
-    expect(layout.proxyStatus('a', 'n').startsWith(layout.proxyStatusesOf('a'))).toBe(true);
+    expect(layout.proxyStatus('a', 'n', 's').startsWith(layout.proxyStatusesOf('a'))).toBe(true);
   });
 
   it.each(['', 'a/b', '..', '.', 'a\u0000', 'a\nb', 'a\u007f'])('refuses the segment %j', (bad) => {

@@ -49,9 +49,10 @@ export class KeyLayout {
   hostClaim(host: string): string {
     return `${this.hostClaims()}${segment(host)}`;
   }
-  proxyStatus(service: string, nodeId: string): string {
+  /** One record per xDS stream: two streams claiming the same node id never share a key. */
+  proxyStatus(service: string, nodeId: string, stream: string): string {
     // Node ids are free-form (Envoy accepts any string): encode so they stay one segment.
-    return `${this.proxyStatusesOf(service)}${encodeURIComponent(nodeId)}`;
+    return `${this.proxyStatusesOf(service)}${encodeURIComponent(nodeId)}/${encodeURIComponent(stream)}`;
   }
 
   // Ranges (prefixes to list or watch).
@@ -104,7 +105,10 @@ export class KeyLayout {
       case 'hosts':
         return parts.length === 2 ? { kind: 'hostClaim', id: parts[1]! } : undefined;
       case 'proxies':
-        return parts.length === 3 ? { kind: 'proxyStatus', service: parts[1]!, id: decodeURIComponent(parts[2]!) } : undefined;
+        // Four parts (node id, stream); three in records of older replicas.
+        return parts.length === 3 || parts.length === 4
+          ? { kind: 'proxyStatus', service: parts[1]!, id: decodeURIComponent(parts[2]!) }
+          : undefined;
       default:
         return undefined;
     }

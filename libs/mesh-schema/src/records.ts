@@ -453,6 +453,7 @@ const XdsTypeStatus = z
     lastNack: z
       .object({
         version: z.string().max(128),
+        // Older replicas kept up to 4096 characters; new writes keep MAX_NACK_ERROR_CHARS.
         error: z.string().max(4096),
         at: z.iso.datetime(),
         /**
@@ -466,12 +467,22 @@ const XdsTypeStatus = z
   })
   .strict();
 
-/** Stored at `proxies/<service>/<nodeId>` by the control plane replica serving it, under that replica's lease. */
+/** Longest NACK error kept: enough to name the resource and field, never a page of attacker text. */
+export const MAX_NACK_ERROR_CHARS = 1024;
+
+/**
+ * Stored at `proxies/<service>/<nodeId>/<stream>` by the control plane replica serving
+ * it, under that replica's lease. A record belongs to the stream that wrote it: a
+ * second stream claiming the same node id gets its own record and never replaces or
+ * deletes the first's.
+ */
 export const ProxyStatus = z
   .object({
     service: ServiceName,
     nodeId: z.string().min(1).max(256),
     controlPlane: z.string().max(256),
+    /** The stream that wrote it (`<control plane id>/<stream number>`); absent in records of older replicas. */
+    stream: z.string().min(1).max(300).optional(),
     connectedAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
     /** The mesh revision the last pushed config was built from; ties a NACK to the change that caused it. */

@@ -76,7 +76,7 @@ describe('applyKvEvent', () => {
     const state = emptyMeshState();
     const { onInvalid, invalid } = collect();
     expect(applyKvEvent(state, layout, put(layout.history('cart', 1), { anything: true }), onInvalid)).toBeUndefined();
-    expect(applyKvEvent(state, layout, put(layout.proxyStatus('cart', 'n'), 'not json'), onInvalid)).toBeUndefined();
+    expect(applyKvEvent(state, layout, put(layout.proxyStatus('cart', 'n', 'cp/1'), 'not json'), onInvalid)).toBeUndefined();
     expect(applyKvEvent(state, layout, put('/elsewhere/services/cart', service('cart')), onInvalid)).toBeUndefined();
     expect(invalid).toEqual([]);
     expect(state).toEqual(emptyMeshState());

@@ -419,16 +419,19 @@ export class MeshStore {
 
   // ---- proxy status ----------------------------------------------------------
 
-  /** Writes a proxy's xDS status under the control plane replica's lease (gone when the replica is). */
-  async putProxyStatus(status: ProxyStatus, leaseId: string): Promise<void> {
+  /**
+   * Writes a stream's proxy status under the control plane replica's lease (gone when the
+   * replica is), at a key of its own stream: another stream's record is never touched.
+   */
+  async putProxyStatus(status: ProxyStatus & { stream: string }, leaseId: string): Promise<void> {
     const valid = validateFirst(ProxyStatus, `proxy status ${JSON.stringify(`${status.service}/${status.nodeId}`)}`, status);
-    const key = this.layout.proxyStatus(valid.service, valid.nodeId);
+    const key = this.layout.proxyStatus(valid.service, valid.nodeId, status.stream);
     await this.client.kv.put({ key: Buffer.from(key), value: encodeValue(ProxyStatus, key, status).bytes, lease: leaseId });
   }
 
-  /** Removes a proxy's status (its stream closed); a status that is already gone is fine. */
-  async deleteProxyStatus(service: string, nodeId: string): Promise<void> {
-    await this.client.kv.deleteRange({ key: Buffer.from(this.layout.proxyStatus(service, nodeId)) });
+  /** Removes one stream's proxy status (it closed); a status that is already gone is fine. */
+  async deleteProxyStatus(service: string, nodeId: string, stream: string): Promise<void> {
+    await this.client.kv.deleteRange({ key: Buffer.from(this.layout.proxyStatus(service, nodeId, stream)) });
   }
 
   async listProxyStatuses(service?: string): Promise<ProxyStatus[]> {

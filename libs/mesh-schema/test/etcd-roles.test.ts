@@ -67,7 +67,7 @@ describe('etcd roles (auth enabled)', () => {
     const { client, store } = as('control-plane');
     const lease = await client.leaseClient.leaseGrant({ TTL: 30 });
     await store.putProxyStatus(
-      { service: 'web', nodeId: 'web-1', controlPlane: 'cp', connectedAt: at, updatedAt: at, types: {} },
+      { service: 'web', nodeId: 'web-1', controlPlane: 'cp', stream: 'cp/1', connectedAt: at, updatedAt: at, types: {} },
       lease.ID,
     );
     await expect(store.createService(service('evil'), 'cp')).rejects.toThrow(permissionDenied);

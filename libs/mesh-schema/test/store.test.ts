@@ -323,6 +323,7 @@ describe('mesh settings, authz keys and proxy status', () => {
       service: 'checkout',
       nodeId: 'checkout/pod-1.ns',
       controlPlane: 'cp-0',
+      stream: 'cp-0/1',
       connectedAt: '2026-01-01T00:00:00Z',
       updatedAt: '2026-01-01T00:00:01Z',
       types: { cds: { lastSentVersion: '3', lastAckedVersion: '3' } },
@@ -340,14 +341,15 @@ describe('mesh settings, authz keys and proxy status', () => {
       service: 'ledger',
       nodeId,
       controlPlane: 'cp-0',
+      stream: `cp-0/${nodeId}`,
       connectedAt: at,
       updatedAt: at,
       types: { rds: { lastSentVersion: 'v2', lastNack: { version: 'v2', error: 'bad regex', at, meshRevision: '41' } } },
     });
     await store.putProxyStatus(status('ledger/pod-1'), lease.ID);
     await store.putProxyStatus(status('ledger/pod-2'), lease.ID);
-    await store.deleteProxyStatus('ledger', 'ledger/pod-1');
-    await store.deleteProxyStatus('ledger', 'ledger/pod-1'); // already gone: no error
+    await store.deleteProxyStatus('ledger', 'ledger/pod-1', 'cp-0/ledger/pod-1');
+    await store.deleteProxyStatus('ledger', 'ledger/pod-1', 'cp-0/ledger/pod-1'); // already gone: no error
     expect(await store.listProxyStatuses('ledger')).toEqual([status('ledger/pod-2')]);
     await expect(
       store.putProxyStatus(

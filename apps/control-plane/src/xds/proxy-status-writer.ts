@@ -1,13 +1,14 @@
-// Writes each connected proxy's xDS status (last sent, last ACKed, last NACK with
-// its error) to etcd at proxies/<service>/<nodeId>, under this replica's lease so
-// the records vanish with the replica. Bounded and rate-limited: changes only mark
-// a record dirty; a flush every `intervalMs` writes at most `maxWritesPerFlush`.
+// Writes each xDS stream's status (last sent, last ACKed, last NACK with its error)
+// to etcd at proxies/<service>/<nodeId>/<stream>, under this replica's lease so the
+// records vanish with the replica. A record belongs to the stream that wrote it: a
+// second stream claiming a node id that is already streaming gets its own record,
+// and its updates or its end never touch the first's. Bounded and rate-limited:
+// changes only mark a record dirty; a flush every `intervalMs` writes at most
+// `maxWritesPerFlush`.
 import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
-import { keptAliveLease, type EtcdClient, type KeptAliveLease, type MeshStore, type ProxyStatus } from '@trellis/mesh-schema';
+import { keptAliveLease, MAX_NACK_ERROR_CHARS, type EtcdClient, type KeptAliveLease, type MeshStore, type ProxyStatus } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
-
-const MAX_ERROR_CHARS = 4096;
 
 export interface ProxyStatusWriterOptions {
   client: EtcdClient;
@@ -21,21 +22,22 @@ export interface ProxyStatusWriterOptions {
 }
 
 interface Tracked {
-  streamId: number;
-  status: ProxyStatus;
+  status: ProxyStatus & { stream: string };
 }
 
-/** Which proxy a record is about: the etcd key is the store's business. */
+/** Which stream's record: the etcd key is the store's business. */
 interface ProxyRef {
   service: string;
   nodeId: string;
+  stream: string;
 }
 
 export class ProxyStatusWriter implements XdsCallbacks {
-  private readonly tracked = new Map<string, Tracked>();
-  private readonly dirty = new Set<string>();
-  /** Proxies whose stream closed; their records are deleted at the next flush unless a new stream took them. */
-  private readonly gone = new Map<string, ProxyRef>();
+  /** By stream number: one record per stream. */
+  private readonly tracked = new Map<number, Tracked>();
+  private readonly dirty = new Set<number>();
+  /** Streams that closed; their records are deleted at the next flush. */
+  private readonly gone = new Map<number, ProxyRef>();
   private lease: KeptAliveLease | undefined;
   private leaseId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -51,30 +53,29 @@ export class ProxyStatusWriter implements XdsCallbacks {
   }
 
   onStreamOpen(stream: StreamInfo): void {
-    const key = this.key(stream);
     const now = new Date().toISOString();
-    this.tracked.set(key, {
-      streamId: stream.streamId,
+    const controlPlane = this.options.controlPlaneId.slice(0, 256);
+    this.tracked.set(stream.streamId, {
       status: {
         service: stream.identity.service,
         nodeId: stream.nodeId.slice(0, 256),
-        controlPlane: this.options.controlPlaneId.slice(0, 256),
+        controlPlane,
+        stream: `${controlPlane}/${stream.streamId}`,
         connectedAt: stream.connectedAt.toISOString(),
         updatedAt: now,
         types: {},
       },
     });
-    this.gone.delete(key);
-    this.dirty.add(key);
+    this.dirty.add(stream.streamId);
   }
 
   onStreamClosed(stream: StreamInfo): void {
-    const key = this.key(stream);
-    const tracked = this.tracked.get(key);
-    if (tracked?.streamId !== stream.streamId) return; // a newer stream of the same node owns it
-    this.tracked.delete(key);
-    this.dirty.delete(key);
-    this.gone.set(key, { service: tracked.status.service, nodeId: tracked.status.nodeId });
+    const tracked = this.tracked.get(stream.streamId);
+    if (!tracked) return;
+    this.tracked.delete(stream.streamId);
+    this.dirty.delete(stream.streamId);
+    const { service, nodeId, stream: id } = tracked.status;
+    this.gone.set(stream.streamId, { service, nodeId, stream: id });
   }
 
   onResponse(stream: StreamInfo, response: { typeUrl: XdsTypeUrl; version: string; meshRevision: string }): void {
@@ -94,7 +95,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
     this.update(stream, typeUrl, (t) => {
       t.lastNack = {
         version,
-        error: error.slice(0, MAX_ERROR_CHARS),
+        error: boundedNackError(error),
         at: new Date().toISOString(),
         // Kept here because the record-level meshRevision moves on with the next push.
         ...(meshRevision ? { meshRevision } : {}),
@@ -118,9 +119,8 @@ export class ProxyStatusWriter implements XdsCallbacks {
         if (writes >= budget || this.closed) break;
         writes++;
         this.gone.delete(key);
-        if (this.tracked.has(key)) continue;
         await this.write(
-          () => this.options.store.deleteProxyStatus(proxy.service, proxy.nodeId),
+          () => this.options.store.deleteProxyStatus(proxy.service, proxy.nodeId, proxy.stream),
           () => this.gone.set(key, proxy),
         );
       }
@@ -153,24 +153,18 @@ export class ProxyStatusWriter implements XdsCallbacks {
     if (lease) await lease.revoke().catch((err: unknown) => this.options.logger.warn({ err }, 'proxy status lease revoke failed'));
   }
 
-  /** One entry per proxy (service names hold no '/'); a reconnecting node takes over its entry. */
-  private key(stream: StreamInfo): string {
-    return `${stream.identity.service}/${stream.nodeId.slice(0, 256)}`;
-  }
-
   private update(
     stream: StreamInfo,
     typeUrl: XdsTypeUrl,
     change: (t: NonNullable<ProxyStatus['types']['lds']>, status: ProxyStatus) => void,
   ): void {
-    const key = this.key(stream);
-    const tracked = this.tracked.get(key);
-    if (!tracked || tracked.streamId !== stream.streamId) return;
+    const tracked = this.tracked.get(stream.streamId);
+    if (!tracked) return;
     const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
     const type = (tracked.status.types[short] ??= {});
     change(type, tracked.status);
     tracked.status.updatedAt = new Date().toISOString();
-    this.dirty.add(key);
+    this.dirty.add(stream.streamId);
   }
 
   /** One etcd operation; on failure the key is queued again and the flush stops (etcd is likely away). */
@@ -205,4 +199,14 @@ export class ProxyStatusWriter implements XdsCallbacks {
     }
     return this.leaseId;
   }
+}
+
+/**
+ * A NACK's error as stored: the proxy chose the text, so it is cut to
+ * MAX_NACK_ERROR_CHARS and control characters other than newline and tab become spaces.
+ */
+export function boundedNackError(error: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced
+  const clean = error.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ' ');
+  return clean.length <= MAX_NACK_ERROR_CHARS ? clean : `${clean.slice(0, MAX_NACK_ERROR_CHARS - 1)}…`;
 }
