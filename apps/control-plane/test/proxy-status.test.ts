@@ -101,7 +101,10 @@ describe('proxy status in etcd', () => {
     });
     // The real proxy is still served and still recorded.
     await h.store.createService({ name: 'front-dep', team: 'core', protocol: 'http', port: 8080 }, 'test');
-    await h.store.updateService({ name: 'front', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'front-dep' }] }, 'test');
+    await h.store.updateService(
+      { name: 'front', team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: 'front-dep' }] },
+      'test',
+    );
     const next = await real.next();
     real.ack(TypeUrl.Cluster, next);
     await eventually('the real front-1’s next ACK recorded', async () => {

@@ -6,7 +6,14 @@
 // changes only mark a record dirty; a flush every `intervalMs` writes at most
 // `maxWritesPerFlush`.
 import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
-import { keptAliveLease, MAX_NACK_ERROR_CHARS, type EtcdClient, type KeptAliveLease, type MeshStore, type ProxyStatus } from '@trellis/mesh-schema';
+import {
+  keptAliveLease,
+  MAX_NACK_ERROR_CHARS,
+  type EtcdClient,
+  type KeptAliveLease,
+  type MeshStore,
+  type ProxyStatus,
+} from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
 
