@@ -39,14 +39,26 @@ export class RebuildLoop {
   private readonly retention: EndpointRetention;
   /** Services with instance changes since the last rebuild ('all' after a reset). */
   private instancesChanged: Set<string> | 'all' = 'all';
+  /**
+   * Services whose record or instances changed since the last rebuild, from the
+   * etcd events: the model is updated for these alone. 'unknown' after a change
+   * that names no service (an unusable record, a reset): then the model finds
+   * the changed services itself.
+   */
+  private servicesChanged: Set<string> | 'unknown' = 'unknown';
   private retentionTimer: NodeJS.Timeout | undefined;
   private readonly onUpdate = (update: MeshUpdate): void => {
     if (update.reset) {
       this.pendingReset = true;
       this.instancesChanged = 'all';
-    } else if (this.instancesChanged !== 'all') {
-      for (const c of update.changes)
-        if ((c.kind === 'instance' || c.kind === 'service') && c.service) this.instancesChanged.add(c.service);
+      this.servicesChanged = 'unknown';
+    } else {
+      for (const c of update.changes) {
+        const named = (c.kind === 'instance' || c.kind === 'service') && c.service !== undefined;
+        if (named && this.instancesChanged !== 'all') this.instancesChanged.add(c.service!);
+        if (!named) this.servicesChanged = 'unknown';
+        else if (this.servicesChanged !== 'unknown') this.servicesChanged.add(c.service!);
+      }
     }
     this.debouncer.trigger();
   };
@@ -90,12 +102,23 @@ export class RebuildLoop {
   private rebuild(firstChangeAt: number, reset: boolean): void {
     const { watcher, cache, settings, metrics, logger } = this.deps;
     const started = process.hrtime.bigint();
-    this.observeRetention();
+    const changed = this.servicesChanged;
+    this.servicesChanged = new Set();
+    const retaining = this.observeRetention();
     const state = watcher.state;
     const view = { ...state, instances: this.retention.overlay(state.instances) };
     const prev = this.current;
-    // The previous model lets unchanged services be reused instead of re-digested.
-    const next = buildMeshModel(view, settings, reset ? undefined : prev);
+    // From the previous model and the services the events named, the update touches only what they reach.
+    // Retained endpoints come and go without an event: then the model compares records to find what changed.
+    const hint = changed === 'unknown' || retaining ? undefined : changed;
+    let next: MeshModel;
+    try {
+      next = buildMeshModel(view, settings, reset ? undefined : prev, hint);
+    } catch (err) {
+      // The next rebuild cannot rely on the names this one consumed.
+      this.servicesChanged = 'unknown';
+      throw err;
+    }
     const affected = reset || !prev ? 'all' : servicesAffected(prev, next);
     this.current = next;
     const result = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
@@ -117,7 +140,8 @@ export class RebuildLoop {
     );
   }
 
-  private observeRetention(): void {
+  /** Returns true when endpoints are retained or were released by this observation. */
+  private observeRetention(): boolean {
     const { watcher, metrics, logger } = this.deps;
     const changed = this.instancesChanged;
     this.instancesChanged = new Set();
@@ -137,5 +161,6 @@ export class RebuildLoop {
     // A grace period ends without any etcd change: rebuild then.
     if (deadline !== undefined)
       this.retentionTimer = setTimeout(() => this.debouncer.trigger(), Math.max(0, deadline - Date.now()) + 1).unref();
+    return retained.length > 0 || result.released > 0;
   }
 }

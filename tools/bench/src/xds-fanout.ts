@@ -34,6 +34,8 @@ const { values: args } = parseArgs({
     'settle-ms': { type: 'string', default: '1500' },
     // The control plane's TRELLIS_XDS_DEBOUNCE_MS (its default: 100); 0 shows the cost without the deliberate hold-off.
     'debounce-ms': { type: 'string', default: '100' },
+    // Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).
+    'cpu-prof-dir': { type: 'string' },
     // Set by the orchestrator for the server roles.
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
@@ -96,6 +98,8 @@ async function controlPlaneRole(): Promise<void> {
   await untilTerminated();
   await cp.close();
   etcd.close();
+  // Exit now rather than when the last handle closes (a --cpu-prof profile is written on exit).
+  process.exit(0);
 }
 
 // ---- role: floor ----
@@ -264,8 +268,11 @@ class Child {
     this.exited = new Promise((resolve) => process.once('exit', resolve));
   }
 
-  static fork(name: string, roleArgs: string[]): Child {
-    return new Child(name, fork(process.argv[1]!, roleArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  static fork(name: string, roleArgs: string[], execArgv: string[] = []): Child {
+    return new Child(
+      name,
+      fork(process.argv[1]!, roleArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...execArgv] }),
+    );
   }
 
   send(message: ToClients): void {
@@ -412,7 +419,8 @@ async function orchestrate(): Promise<void> {
     const floorResult = await runPhase('floor', floorReady.grpcPort, store, 2000);
     await floor.stop();
 
-    const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs]);
+    const profile = args['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof-dir']] : [];
+    const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], profile);
     children.push(cp);
     const { grpcPort, httpPort } = await cp.next<FromServer>('ready', 600_000);
     const before = await rebuildSeconds(httpPort!);

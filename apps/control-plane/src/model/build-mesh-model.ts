@@ -15,6 +15,8 @@ import {
 } from '@trellis/mesh-schema';
 import type {
   DependencyModel,
+  MeshIndex,
+  ServiceDrops,
   ServiceMemo,
   DroppedInput,
   LocalityEndpoints,
@@ -40,87 +42,87 @@ export interface MeshStateView {
 }
 
 /**
- * `previous` (optional) is the model built before this one: per-service parts
- * whose inputs are the very same records (records are immutable values; a
- * changed key gets a new one) are reused instead of rebuilt, which keeps a
- * one-instance change in a 10,000-service mesh cheap. Without it everything
- * is computed; the result is the same either way.
+ * `previous` (optional) is the model built before this one; `changed` (optional)
+ * names the services whose record or instances changed since (the rebuild loop
+ * knows them from the etcd events). With both, the work is proportional to the
+ * change: only those services, the services that declare them and the services
+ * whose callers changed are looked at again — no pass over the whole mesh. With
+ * `previous` alone the changed services are found by comparing records (one
+ * reference comparison per service). Without `previous` everything is computed.
+ * The result is the same either way (build-mesh-model.test.ts checks it).
  */
-export function buildMeshModel(state: MeshStateView, settings: TranslatorSettings, previousModel?: MeshModel): MeshModel {
-  // Reused parts assume the same settings (ports decide which TCP dependencies fit).
-  const previous = previousModel && sameSettings(previousModel.settings, settings) ? previousModel : undefined;
-  const dropped: DroppedInput[] = [...(state.invalid?.values() ?? [])]
+export function buildMeshModel(
+  state: MeshStateView,
+  settings: TranslatorSettings,
+  previousModel?: MeshModel,
+  changed?: ReadonlySet<string>,
+): MeshModel {
+  const invalidDropped: DroppedInput[] = [...(state.invalid?.values() ?? [])]
     .sort((a, b) => compare(a.key, b.key))
     .map((r) => ({ kind: r.kind, name: r.name, reason: `unusable record at ${r.key}: ${r.issues.join('; ')}` }));
-  const names = [...state.services.keys()].sort();
+  const tokenDropped: DroppedInput[] = [];
+  const tokens = tokensOf(state, settings, tokenDropped);
+  const trustDomain = state.meshSettings?.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  const sharedDigest = digest(JSON.stringify([tokens, trustDomain, settings]));
+  // What every proxy shares changed: every fingerprint changes, so start over.
+  const previous =
+    previousModel && previousModel.sharedDigest === sharedDigest && sameSettings(previousModel.settings, settings)
+      ? previousModel
+      : undefined;
+  const base = previous?.index ?? EMPTY_INDEX;
+  const dirty = previous ? (changed ?? changedServices(state, base)) : allServiceNames(state);
 
-  for (const name of names) {
-    for (const dep of state.services.get(name)!.value.spec.dependencies) {
-      if (!state.services.has(dep.service)) {
-        dropped.push({ kind: 'dependency', name: `${name}→${dep.service}`, reason: `service "${dep.service}" is not registered` });
-      }
+  const records = new Map(base.records);
+  const instances = new Map(base.instances);
+  const declares = new Map(base.declares);
+  const declaredBy = new Map(base.declaredBy);
+  const memo = new Map(previous?.memo ?? []);
+  const services = new Map(previous?.services ?? []);
+  const identityFingerprints = new Map(previous?.identityFingerprints ?? []);
+  const droppedOf = new Map(base.droppedOf);
+
+  // 1. The changed services' own records, instances and declarations.
+  const callersChanged = new Set<string>();
+  for (const name of dirty) {
+    const stored = state.services.get(name);
+    const record = stored?.value;
+    if (record) records.set(name, record);
+    else records.delete(name);
+    const byId = state.instances.get(name);
+    const before = base.instances.get(name);
+    if (!byId || byId.size === 0) instances.delete(name);
+    else if (!before || !sameInstances(before, byId)) instances.set(name, new Map(byId));
+    const declared = record ? record.spec.dependencies.map((d) => d.service) : [];
+    const declaredBefore = base.declares.get(name) ?? [];
+    if (!sameRefs(declared, declaredBefore)) {
+      for (const callee of declaredBefore) if (!declared.includes(callee)) editSet(declaredBy, callee, (set) => set.delete(name));
+      for (const callee of declared) if (!declaredBefore.includes(callee)) editSet(declaredBy, callee, (set) => set.add(name));
+      for (const callee of new Set([...declared, ...declaredBefore])) callersChanged.add(callee);
     }
-  }
-  // Who may call whom: the mesh's one rule (authz's Check applies the same function per call).
-  const callers = callersByService(names.map((name) => state.services.get(name)!.value.spec));
+    if (record) declares.set(name, declared);
+    else declares.delete(name);
 
-  for (const service of state.instances.keys()) {
-    if (!state.services.has(service)) {
-      dropped.push({ kind: 'instance', name: service, reason: `instances of unregistered service "${service}" are ignored` });
-    }
-  }
-
-  const services = new Map<string, ServiceModel>();
-  const memo = new Map<string, ServiceMemo>();
-  for (const name of names) {
-    const { value: record, modRevision } = state.services.get(name)!;
-    const spec = record.spec;
-    if (spec.name !== name) {
-      dropped.push({ kind: 'service', name, reason: `record names "${spec.name}" but is stored as "${name}"` });
+    if (!record || record.spec.name !== name) {
+      memo.delete(name);
       continue;
     }
-    const byId = state.instances.get(name);
-    const reused = previous?.memo.get(name);
-    let entry: ServiceMemo;
-    if (reused && reused.record === record && sameInstances(reused.instances, byId)) {
-      entry = reused;
-      dropped.push(...reused.dropped);
-    } else {
-      const instances = sortedInstances(byId);
-      const localities = groupByLocality(instances);
-      const ownDropped: DroppedInput[] = [];
-      const upstreams = upstreamsOf(record, instances, localities, ownDropped);
-      dropped.push(...ownDropped);
-      entry = {
-        record,
-        instances: new Map(byId ?? []),
-        localities,
-        upstreams,
-        dropped: ownDropped,
-        exposedDigest: digest(
-          JSON.stringify([
-            spec.protocol,
-            spec.port,
-            spec.policy,
-            spec.mtls ?? 'off',
-            upstreams,
-            upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
-          ]),
-        ),
-        specDigest: digest(
-          JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off']),
-        ),
-      };
+    const reused = memo.get(name);
+    const current = instances.get(name);
+    if (reused && reused.record === record && sameInstances(reused.instances, current)) continue;
+    memo.set(name, serviceMemoOf(record, current));
+  }
+
+  // 2. Service models: the changed services and those whose callers changed.
+  let added = false;
+  for (const name of new Set([...dirty, ...callersChanged])) {
+    const entry = memo.get(name);
+    const stored = state.services.get(name);
+    if (!entry || !stored) {
+      services.delete(name);
+      continue;
     }
-    memo.set(name, entry);
-    const reserved = spec.port === settings.outboundPort || spec.port === settings.adminPort;
-    if (reserved) {
-      dropped.push({
-        kind: 'service',
-        name,
-        reason: `port ${spec.port} is reserved in sidecars (outbound ${settings.outboundPort}, admin ${settings.adminPort}): its sidecars get no inbound listener`,
-      });
-    }
+    if (!services.has(name)) added = true;
+    const spec = entry.record.spec;
     services.set(name, {
       name,
       team: spec.team,
@@ -129,76 +131,92 @@ export function buildMeshModel(state: MeshStateView, settings: TranslatorSetting
       policy: spec.policy,
       ...(spec.ingress ? { ingress: spec.ingress } : {}),
       mtls: spec.mtls ?? 'off',
-      inbound: !reserved,
-      dependencies: [],
-      callers: callers.get(name) ?? [],
+      inbound: spec.port !== settings.outboundPort && spec.port !== settings.adminPort,
+      dependencies: services.get(name)?.dependencies ?? [],
+      callers: callersOf(name, records, declaredBy),
       upstreams: entry.upstreams,
       localities: entry.localities,
-      modRevision,
+      modRevision: stored.modRevision,
     });
   }
 
-  // Dependencies second: they need the callee's resolved policy.
-  for (const service of services.values()) {
-    const entry = memo.get(service.name)!;
+  // 3. Dependencies, resolved against the callee's policy: the changed services and every service that declares one.
+  const reresolve = new Set(dirty);
+  for (const name of dirty) for (const caller of declaredBy.get(name) ?? []) reresolve.add(caller);
+  for (const name of reresolve) {
+    const service = services.get(name);
+    const entry = memo.get(name);
+    if (!service || !entry) continue;
     const calleeRecords = entry.record.spec.dependencies.map((dep) => memo.get(dep.service)?.record);
-    const reused = previous?.memo.get(service.name);
-    if (reused?.record === entry.record && reused.dependencies && sameRefs(reused.dependencies.calleeRecords, calleeRecords)) {
-      entry.dependencies = reused.dependencies;
-      service.dependencies = reused.dependencies.models;
-      dropped.push(...reused.dependencies.dropped);
+    if (entry.dependencies && sameRefs(entry.dependencies.calleeRecords, calleeRecords)) {
+      if (service.dependencies !== entry.dependencies.models) services.set(name, { ...service, dependencies: entry.dependencies.models });
       continue;
     }
-    const depDropped: DroppedInput[] = [];
-    const deps = [...entry.record.spec.dependencies].sort((a, b) => compare(a.service, b.service));
-    // A TCP dependency is reached on 127.0.0.1:<its port>, so that port must be free in the caller's sidecar.
-    const portsInUse = new Set([settings.outboundPort, settings.adminPort, service.port]);
-    service.dependencies = deps.flatMap((dep): DependencyModel[] => {
-      const callee = services.get(dep.service);
-      if (!callee) return [];
-      if (callee.protocol === 'tcp') {
-        if (portsInUse.has(callee.port)) {
-          depDropped.push({
-            kind: 'dependency',
-            name: `${service.name}→${callee.name}`,
-            reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar`,
-          });
-          return [];
-        }
-        portsInUse.add(callee.port);
-      }
-      return [
-        {
-          service: dep.service,
-          policy: mergePolicy(callee.policy, dep.policy),
-          ...(dep.policy ? { override: dep.policy } : {}),
-          since: dependencySince(entry.record, dep.service),
-        },
-      ];
-    });
-    dropped.push(...depDropped);
-    entry.dependencies = { calleeRecords, models: service.dependencies, dropped: depDropped };
+    const resolved = resolveDependencies(entry.record, service, services, settings);
+    memo.set(name, { ...entry, dependencies: { calleeRecords, ...resolved } });
+    services.set(name, { ...service, dependencies: resolved.models });
+  }
+  // A service registered since the previous model goes in its place: the model lists services by name.
+  const sortedServices = added ? new Map([...services].sort(([a], [b]) => compare(a, b))) : services;
+
+  // 4. Fingerprints of every identity whose inputs may have changed.
+  const touched = new Set([...reresolve, ...callersChanged]);
+  for (const name of touched) {
+    const service = sortedServices.get(name);
+    if (!service) {
+      identityFingerprints.delete(name);
+      continue;
+    }
+    const deps = service.dependencies.map((d) => `${d.service}=${memo.get(d.service)!.exposedDigest}`).join(',');
+    identityFingerprints.set(name, digest(`${sharedDigest}|${memo.get(name)!.specDigest}|${service.callers.join(',')}|${deps}`));
   }
 
-  const tokens = tokensOf(state, settings, dropped);
-  const trustDomain = state.meshSettings?.trustDomain ?? DEFAULT_TRUST_DOMAIN;
-  const sharedDigest = digest(JSON.stringify([tokens, trustDomain, settings]));
+  // 5. Dropped inputs, kept per service name so a change re-derives only its own.
+  let dropsChanged = !previous;
+  for (const name of touched) {
+    const drops = dropsOf(name, state, memo.get(name), settings);
+    const before = droppedOf.get(name);
+    if (before ? JSON.stringify(before) === JSON.stringify(drops) : drops === undefined) continue;
+    dropsChanged = true;
+    if (drops) droppedOf.set(name, drops);
+    else droppedOf.delete(name);
+  }
+  const serviceDropped = dropsChanged ? assembleDrops(droppedOf) : base.serviceDropped;
+
   return {
     sharedDigest,
     trustDomain,
     revision: state.revision,
     settings,
-    services,
+    services: sortedServices,
     tokens,
-    dropped,
-    identityFingerprints: fingerprints(services, memo, sharedDigest, previous),
+    dropped: [...invalidDropped, ...serviceDropped, ...tokenDropped],
+    identityFingerprints,
     memo,
+    index: {
+      generation: ++generations,
+      ...(previous ? { touched: { since: base.generation, services: touched } } : {}),
+      records,
+      instances,
+      declares,
+      declaredBy,
+      droppedOf,
+      serviceDropped,
+    },
   };
 }
 
 /** Identities (service names) whose proxies' config may differ between two models. */
 export function servicesAffected(prev: MeshModel | undefined, next: MeshModel): Set<string> {
   const affected = new Set<string>();
+  const touched = next.index.touched;
+  if (prev && touched && touched.since === prev.index.generation) {
+    // Built from `prev`: only the services it looked at again can differ.
+    for (const name of touched.services) {
+      if (prev.identityFingerprints.get(name) !== next.identityFingerprints.get(name)) affected.add(name);
+    }
+    return affected;
+  }
   for (const [name, digest] of next.identityFingerprints) {
     if (prev?.identityFingerprints.get(name) !== digest) affected.add(name);
   }
@@ -208,6 +226,154 @@ export function servicesAffected(prev: MeshModel | undefined, next: MeshModel): 
     }
   }
   return affected;
+}
+
+let generations = 0;
+
+const EMPTY_INDEX: MeshIndex = {
+  generation: 0,
+  records: new Map(),
+  instances: new Map(),
+  declares: new Map(),
+  declaredBy: new Map(),
+  droppedOf: new Map(),
+  serviceDropped: [],
+};
+
+/**
+ * The admitted callers of one registered service: the mesh's one rule
+ * (callersByService, as authz's Check applies it per call), given the service
+ * and exactly the records that declare it.
+ */
+function callersOf(name: string, records: ReadonlyMap<string, ServiceRecord>, declaredBy: ReadonlyMap<string, ReadonlySet<string>>): string[] {
+  const declaring = [...(declaredBy.get(name) ?? [])].map((caller) => records.get(caller)!.spec);
+  return callersByService([records.get(name)!.spec, ...declaring]).get(name) ?? [];
+}
+
+function allServiceNames(state: MeshStateView): Set<string> {
+  return new Set([...state.services.keys(), ...state.instances.keys()]);
+}
+
+/** Services whose record or instances differ from what the index was built from. */
+function changedServices(state: MeshStateView, index: MeshIndex): Set<string> {
+  const changed = new Set<string>();
+  for (const [name, { value }] of state.services) if (index.records.get(name) !== value) changed.add(name);
+  for (const name of index.records.keys()) if (!state.services.has(name)) changed.add(name);
+  for (const [name, byId] of state.instances) {
+    const before = index.instances.get(name);
+    if (before ? !sameInstances(before, byId) : byId.size > 0) changed.add(name);
+  }
+  for (const name of index.instances.keys()) if (!state.instances.has(name)) changed.add(name);
+  return changed;
+}
+
+/** Copy-on-write edit of one set in a map copied from the previous model's (whose sets stay untouched). */
+function editSet(map: Map<string, ReadonlySet<string>>, key: string, edit: (set: Set<string>) => void): void {
+  const set = new Set(map.get(key) ?? []);
+  edit(set);
+  if (set.size > 0) map.set(key, set);
+  else map.delete(key);
+}
+
+function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, InstanceRecord> | undefined): ServiceMemo {
+  const spec = record.spec;
+  const instances = sortedInstances(byId);
+  const localities = groupByLocality(instances);
+  const dropped: DroppedInput[] = [];
+  const upstreams = upstreamsOf(record, instances, localities, dropped);
+  return {
+    record,
+    instances: new Map(byId ?? []),
+    localities,
+    upstreams,
+    dropped,
+    exposedDigest: digest(
+      JSON.stringify([
+        spec.protocol,
+        spec.port,
+        spec.policy,
+        spec.mtls ?? 'off',
+        upstreams,
+        upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
+      ]),
+    ),
+    specDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off'])),
+  };
+}
+
+function resolveDependencies(
+  record: ServiceRecord,
+  service: ServiceModel,
+  services: ReadonlyMap<string, ServiceModel>,
+  settings: TranslatorSettings,
+): { models: DependencyModel[]; dropped: DroppedInput[] } {
+  const dropped: DroppedInput[] = [];
+  const deps = [...record.spec.dependencies].sort((a, b) => compare(a.service, b.service));
+  // A TCP dependency is reached on 127.0.0.1:<its port>, so that port must be free in the caller's sidecar.
+  const portsInUse = new Set([settings.outboundPort, settings.adminPort, service.port]);
+  const models = deps.flatMap((dep): DependencyModel[] => {
+    const callee = services.get(dep.service);
+    if (!callee) return [];
+    if (callee.protocol === 'tcp') {
+      if (portsInUse.has(callee.port)) {
+        dropped.push({
+          kind: 'dependency',
+          name: `${service.name}→${callee.name}`,
+          reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar`,
+        });
+        return [];
+      }
+      portsInUse.add(callee.port);
+    }
+    return [
+      {
+        service: dep.service,
+        policy: mergePolicy(callee.policy, dep.policy),
+        ...(dep.policy ? { override: dep.policy } : {}),
+        since: dependencySince(record, dep.service),
+      },
+    ];
+  });
+  return { models, dropped };
+}
+
+/** What is left out on account of one service name, by the four kinds `dropped` lists in turn; undefined when nothing is. */
+function dropsOf(name: string, state: MeshStateView, entry: ServiceMemo | undefined, settings: TranslatorSettings): ServiceDrops | undefined {
+  const record = state.services.get(name)?.value;
+  const drops: ServiceDrops = { unregisteredDependencies: [], unregisteredInstances: [], own: [], dependencies: [] };
+  for (const dep of record?.spec.dependencies ?? []) {
+    if (!state.services.has(dep.service)) {
+      drops.unregisteredDependencies.push({
+        kind: 'dependency',
+        name: `${name}→${dep.service}`,
+        reason: `service "${dep.service}" is not registered`,
+      });
+    }
+  }
+  if (!record && state.instances.has(name))
+    drops.unregisteredInstances.push({ kind: 'instance', name, reason: `instances of unregistered service "${name}" are ignored` });
+  if (record && record.spec.name !== name) {
+    drops.own.push({ kind: 'service', name, reason: `record names "${record.spec.name}" but is stored as "${name}"` });
+  } else if (record && entry) {
+    drops.own.push(...entry.dropped);
+    const port = record.spec.port;
+    if (port === settings.outboundPort || port === settings.adminPort) {
+      drops.own.push({
+        kind: 'service',
+        name,
+        reason: `port ${port} is reserved in sidecars (outbound ${settings.outboundPort}, admin ${settings.adminPort}): its sidecars get no inbound listener`,
+      });
+    }
+    drops.dependencies.push(...(entry.dependencies?.dropped ?? []));
+  }
+  return Object.values(drops).every((list) => list.length === 0) ? undefined : drops;
+}
+
+/** Unregistered dependencies, orphan instances, services, then dependencies: each kind by service name. */
+function assembleDrops(droppedOf: ReadonlyMap<string, ServiceDrops>): DroppedInput[] {
+  const names = [...droppedOf.keys()].sort(compare);
+  const kinds = ['unregisteredDependencies', 'unregisteredInstances', 'own', 'dependencies'] as const;
+  return kinds.flatMap((kind) => names.flatMap((name) => droppedOf.get(name)![kind]));
 }
 
 /** Field-by-field: what the caller set wins, the rest comes from the callee. */
@@ -292,37 +458,6 @@ function tokensOf(state: MeshStateView, settings: TranslatorSettings, dropped: D
     jwks: JSON.stringify({ keys: jwks }),
     keyIds: jwks.map((k) => k.kid),
   };
-}
-
-/**
- * A proxy of service S is built from: S's own spec, its callers, what each of
- * its dependencies exposes to callers (port, protocol, policy, endpoints), the
- * mesh tokens and the settings. The fingerprint joins digests of exactly those.
- */
-function fingerprints(
-  services: ReadonlyMap<string, ServiceModel>,
-  memo: ReadonlyMap<string, ServiceMemo>,
-  shared: string,
-  previous: MeshModel | undefined,
-): Map<string, string> {
-  const sharedUnchanged = previous !== undefined && previous.sharedDigest === shared;
-  const result = new Map<string, string>();
-  for (const s of services.values()) {
-    const entry = memo.get(s.name)!;
-    // Same memo objects mean the same digests: skip re-hashing the unchanged majority.
-    if (sharedUnchanged && previous.memo.get(s.name) === entry) {
-      const before = previous.services.get(s.name)!;
-      const unchanged =
-        sameRefs(before.callers, s.callers) && s.dependencies.every((d) => previous.memo.get(d.service) === memo.get(d.service));
-      if (unchanged) {
-        result.set(s.name, previous.identityFingerprints.get(s.name)!);
-        continue;
-      }
-    }
-    const deps = s.dependencies.map((d) => `${d.service}=${memo.get(d.service)!.exposedDigest}`).join(',');
-    result.set(s.name, digest(`${shared}|${entry.specDigest}|${s.callers.join(',')}|${deps}`));
-  }
-  return result;
 }
 
 function sameSettings(a: TranslatorSettings, b: TranslatorSettings): boolean {

@@ -119,6 +119,36 @@ export interface MeshModel {
   sharedDigest: string;
   /** Per-service parts with the exact records they were built from, for reuse by the next build. */
   memo: ReadonlyMap<string, ServiceMemo>;
+  /** What lets the next build start from this one instead of from scratch (buildMeshModel). */
+  index: MeshIndex;
+}
+
+/** Bookkeeping of an incremental build; never read by translation. */
+export interface MeshIndex {
+  /** Unique per model, so a model built from another can say from which. */
+  generation: number;
+  /** Set when built from a previous model: the services whose fingerprint may differ from that model's. */
+  touched?: { since: number; services: ReadonlySet<string> };
+  /** Every stored service record by key (also one naming another service), as this model read it. */
+  records: ReadonlyMap<string, ServiceRecord>;
+  /** A copy of the instances of every service name that has some. */
+  instances: ReadonlyMap<string, ReadonlyMap<string, InstanceRecord>>;
+  /** What each stored record declares as its dependencies, in its order. */
+  declares: ReadonlyMap<string, readonly string[]>;
+  /** Who declares each name as a dependency, registered or not. */
+  declaredBy: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Inputs left out on account of each service name (only names with some). */
+  droppedOf: ReadonlyMap<string, ServiceDrops>;
+  /** `droppedOf`, flattened in `dropped` order. */
+  serviceDropped: DroppedInput[];
+}
+
+/** The dropped inputs of one service name, by the kinds `MeshModel.dropped` lists one after the other. */
+export interface ServiceDrops {
+  unregisteredDependencies: DroppedInput[];
+  unregisteredInstances: DroppedInput[];
+  own: DroppedInput[];
+  dependencies: DroppedInput[];
 }
 
 /** What buildMeshModel may reuse for a service whose record and instance records are unchanged. */

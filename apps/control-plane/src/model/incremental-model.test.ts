@@ -1,0 +1,131 @@
+// Property: a model updated from the previous one — with the services the etcd
+// events named, or with the changes found by comparing records — is exactly the
+// model a full build gives, and servicesAffected reports every identity whose
+// fingerprint moved. Meshes come from fast-check (mesh-schema's generator), and
+// a change replaces, removes or adds records and instance sets taken from a
+// second generated mesh over the same service names.
+import fc from 'fast-check';
+import { meshArbitrary, propertyRuns, type GeneratedMesh } from '@trellis/mesh-schema/testing';
+import type { InstanceRecord } from '@trellis/mesh-schema';
+import { buildMeshModel, servicesAffected, type MeshStateView } from './build-mesh-model';
+import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel } from './mesh-model';
+
+function stateOf(mesh: GeneratedMesh): MeshStateView & { instances: Map<string, Map<string, InstanceRecord>> } {
+  const instances = new Map<string, Map<string, InstanceRecord>>();
+  for (const i of mesh.instances) {
+    let byId = instances.get(i.service);
+    if (!byId) instances.set(i.service, (byId = new Map()));
+    byId.set(i.id, i);
+  }
+  return {
+    revision: '7',
+    services: new Map(mesh.services.map((s, n) => [s.spec.name, { value: s, modRevision: String(n + 2) }])),
+    instances,
+    meshSettings: mesh.meshSettings,
+    authzKeys: new Map(mesh.authzKeys.map((k) => [k.kid, k])),
+  };
+}
+
+type Op = 'take-service' | 'drop-service' | 'take-instances' | 'drop-instances';
+const opArbitrary = fc.array(fc.tuple(fc.nat(), fc.constantFrom<Op>('take-service', 'drop-service', 'take-instances', 'drop-instances')), {
+  maxLength: 6,
+});
+
+/** Applies the operations to a copy of `from`, drawing new values from `other`; returns the state and the names touched. */
+function changed(from: MeshStateView, other: MeshStateView, ops: Array<[number, Op]>): { state: MeshStateView; names: Set<string> } {
+  const services = new Map(from.services);
+  const instances = new Map(from.instances);
+  const names = new Set<string>();
+  const pick = <T>(keys: Iterable<T>, n: number): T | undefined => {
+    const list = [...keys];
+    return list.length === 0 ? undefined : list[n % list.length];
+  };
+  for (const [n, op] of ops) {
+    const name =
+      op === 'take-service'
+        ? pick(other.services.keys(), n)
+        : op === 'drop-service'
+          ? pick(services.keys(), n)
+          : op === 'take-instances'
+            ? pick(other.instances.keys(), n)
+            : pick(instances.keys(), n);
+    if (name === undefined) continue;
+    names.add(name);
+    if (op === 'take-service') services.set(name, other.services.get(name)!);
+    else if (op === 'drop-service') services.delete(name);
+    else if (op === 'take-instances') instances.set(name, new Map(other.instances.get(name)!));
+    else instances.delete(name);
+  }
+  return { state: { ...from, revision: '8', services, instances }, names };
+}
+
+function expectSameModel(actual: MeshModel, expected: MeshModel): void {
+  expect([...actual.services.keys()]).toEqual([...expected.services.keys()]);
+  expect(actual.services).toEqual(expected.services);
+  expect(actual.dropped).toEqual(expected.dropped);
+  expect(actual.identityFingerprints).toEqual(expected.identityFingerprints);
+}
+
+/** Every identity whose fingerprint differs, found the slow way. */
+function affectedByComparison(prev: MeshModel, next: MeshModel): Set<string> {
+  const names = new Set([...prev.identityFingerprints.keys(), ...next.identityFingerprints.keys()]);
+  return new Set([...names].filter((name) => prev.identityFingerprints.get(name) !== next.identityFingerprints.get(name)));
+}
+
+describe('the incremental mesh model', () => {
+  it('equals a full build after any change, and names exactly the identities whose config may differ', () => {
+    fc.assert(
+      fc.property(meshArbitrary, meshArbitrary, opArbitrary, opArbitrary, (a, b, first, second) => {
+        const settings = DEFAULT_TRANSLATOR_SETTINGS;
+        const initial = stateOf(a);
+        const other = { ...stateOf(b), meshSettings: initial.meshSettings, authzKeys: initial.authzKeys };
+        let previous = buildMeshModel(initial, settings);
+        let state: MeshStateView = initial;
+        // Two changes in a row: the second starts from an incrementally built model.
+        for (const ops of [first, second]) {
+          const next = changed(state, other, ops);
+          const full = buildMeshModel(next.state, settings);
+          const fromEvents = buildMeshModel(next.state, settings, previous, next.names);
+          const fromComparison = buildMeshModel(next.state, settings, previous);
+          expectSameModel(fromEvents, full);
+          expectSameModel(fromComparison, full);
+          expect(servicesAffected(previous, fromEvents)).toEqual(affectedByComparison(previous, full));
+          expect(servicesAffected(previous, fromComparison)).toEqual(affectedByComparison(previous, full));
+          previous = fromEvents;
+          state = next.state;
+        }
+      }),
+      { numRuns: propertyRuns(200) },
+    );
+  });
+
+  it('looks again only at the changed service and the services that declare it', () => {
+    const state = stateOf({ services: [], instances: [], authzKeys: [], meshSettings: undefined } as unknown as GeneratedMesh);
+    const spec = (name: string, dependencies: string[]) => ({
+      spec: { name, team: 't', protocol: 'http' as const, port: 8080, policy: {}, dependencies: dependencies.map((service) => ({ service })) },
+      generation: 1,
+      created: { actor: 'test', at: '2026-01-01T00:00:00.000Z' },
+      updated: { actor: 'test', at: '2026-01-01T00:00:00.000Z' },
+    });
+    const services = new Map(
+      [spec('hub', []), spec('a', ['hub']), spec('b', ['hub']), spec('c', ['a']), spec('d', [])].map((r, n) => [
+        r.spec.name,
+        { value: r as never, modRevision: String(n + 2) },
+      ]),
+    );
+    const before = buildMeshModel({ ...state, services }, DEFAULT_TRANSLATOR_SETTINGS);
+    const hub = spec('hub', []);
+    (hub.spec.policy as Record<string, unknown>).timeoutMs = 5;
+    const after = buildMeshModel(
+      { ...state, revision: '9', services: new Map([...services, ['hub', { value: hub as never, modRevision: '9' }]]) },
+      DEFAULT_TRANSLATOR_SETTINGS,
+      before,
+      new Set(['hub']),
+    );
+    expect(after.index.touched?.services).toEqual(new Set(['hub', 'a', 'b']));
+    expect(servicesAffected(before, after)).toEqual(new Set(['hub', 'a', 'b']));
+    // Untouched services keep their model objects (and so their memoised digests).
+    expect(after.services.get('c')).toBe(before.services.get('c'));
+    expect(after.services.get('d')).toBe(before.services.get('d'));
+  });
+});
