@@ -245,7 +245,11 @@ const EMPTY_INDEX: MeshIndex = {
  * (callersByService, as authz's Check applies it per call), given the service
  * and exactly the records that declare it.
  */
-function callersOf(name: string, records: ReadonlyMap<string, ServiceRecord>, declaredBy: ReadonlyMap<string, ReadonlySet<string>>): string[] {
+function callersOf(
+  name: string,
+  records: ReadonlyMap<string, ServiceRecord>,
+  declaredBy: ReadonlyMap<string, ReadonlySet<string>>,
+): string[] {
   const declaring = [...(declaredBy.get(name) ?? [])].map((caller) => records.get(caller)!.spec);
   return callersByService([records.get(name)!.spec, ...declaring]).get(name) ?? [];
 }
@@ -297,7 +301,9 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
         upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
       ]),
     ),
-    specDigest: digest(JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off'])),
+    specDigest: digest(
+      JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off']),
+    ),
   };
 }
 
@@ -338,7 +344,12 @@ function resolveDependencies(
 }
 
 /** What is left out on account of one service name, by the four kinds `dropped` lists in turn; undefined when nothing is. */
-function dropsOf(name: string, state: MeshStateView, entry: ServiceMemo | undefined, settings: TranslatorSettings): ServiceDrops | undefined {
+function dropsOf(
+  name: string,
+  state: MeshStateView,
+  entry: ServiceMemo | undefined,
+  settings: TranslatorSettings,
+): ServiceDrops | undefined {
   const record = state.services.get(name)?.value;
   const drops: ServiceDrops = { unregisteredDependencies: [], unregisteredInstances: [], own: [], dependencies: [] };
   for (const dep of record?.spec.dependencies ?? []) {

@@ -102,7 +102,14 @@ describe('the incremental mesh model', () => {
   it('looks again only at the changed service and the services that declare it', () => {
     const state = stateOf({ services: [], instances: [], authzKeys: [], meshSettings: undefined } as unknown as GeneratedMesh);
     const spec = (name: string, dependencies: string[]) => ({
-      spec: { name, team: 't', protocol: 'http' as const, port: 8080, policy: {}, dependencies: dependencies.map((service) => ({ service })) },
+      spec: {
+        name,
+        team: 't',
+        protocol: 'http' as const,
+        port: 8080,
+        policy: {},
+        dependencies: dependencies.map((service) => ({ service })),
+      },
       generation: 1,
       created: { actor: 'test', at: '2026-01-01T00:00:00.000Z' },
       updated: { actor: 'test', at: '2026-01-01T00:00:00.000Z' },
