@@ -15,8 +15,10 @@ import { MeshPolicy } from './check/mesh-policy';
 import type { AuthzConfig } from './config';
 import { CloudflareAccessVerifier, type CloudflareAccessOptions } from './edge/cloudflare-access';
 import { startGrpcServer } from './grpc/grpc-server';
+import { selfIssuedSource, ServingTls, tlsFilesSource, type ServingTlsSource } from './tls/serving-tls';
 import { certificateRouter } from './http/certificate-route';
-import { createHttpApp } from './http/http-app';
+import { createHttpApp, createMtlsApp } from './http/http-app';
+import { listenMtls } from './http/mtls-server';
 import type { KeyRing } from './keys/key-ring';
 import type { SigningKey } from './keys/signing-key';
 import { startSigningKeys } from './keys/signing-keys';
@@ -42,6 +44,8 @@ export interface AuthzDeps {
 export interface Authz {
   grpcPort: number;
   httpPort: number;
+  /** The mTLS port (POST /v1/token with a client certificate); undefined without TLS (local development). */
+  mtlsPort: number | undefined;
   health: Health;
   registry: Registry;
   metrics: AuthzMetrics;
@@ -50,6 +54,8 @@ export interface Authz {
   redis: RedisClient;
   /** The mesh CA when one is configured; `reload()` re-reads its files (also runs on the key reload timer). */
   ca: ReloadingCa | undefined;
+  /** authz's own certificate and client roots (undefined: plaintext, local development); `refresh()` also runs on the timer. */
+  tls: ServingTls | undefined;
   /** Re-reads the key source and publishes/retires keys (also runs on a timer). */
   reloadKeys(): Promise<void>;
   /** Resolves when the first registry snapshot is loaded and a key can sign. */
@@ -129,7 +135,9 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     { issuer, clockSkewSeconds: settings.clockSkewSeconds, maxLifetimeSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },
     clock,
   );
-  const checks = new CheckService(policy, tokens, verifier, access, metrics, logger);
+  const checks = new CheckService(policy, tokens, verifier, access, metrics, logger, {
+    allowInsecureCallers: config.TRELLIS_ALLOW_INSECURE_CALLERS,
+  });
 
   const credentials = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS
     ? await ServiceCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)
@@ -151,10 +159,31 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         logger,
       )
     : undefined;
-  // A rotated Secret updates the CA files too: re-read them on the key reload period.
-  const caReloadTimer = ca ? setInterval(() => void ca.reload(), config.TRELLIS_KEY_RELOAD_SECONDS * 1000) : undefined;
-  caReloadTimer?.unref();
   if (!ca) logger.info('the mesh CA is off: no TRELLIS_CA_CERT_FILE / TRELLIS_CA_KEY_FILE, ca.crt credential or dev root');
+
+  // Callers prove who they are with client certificates: authz needs its own certificate and the roots to verify theirs.
+  const tlsSource = servingTlsSourceOf(config, ca);
+  const tls = tlsSource ? await ServingTls.start(tlsSource, metrics, logger) : undefined;
+  if (!tls) {
+    if (!config.TRELLIS_ALLOW_INSECURE_CALLERS)
+      throw new Error(
+        'authz cannot verify who calls it: configure the mesh CA (TRELLIS_CA_CERT_FILE / TRELLIS_CA_KEY_FILE or the ca.crt credential) ' +
+          'or TRELLIS_TLS_CERT_FILE / TRELLIS_TLS_KEY_FILE with TRELLIS_TLS_CLIENT_CA_FILE; ' +
+          'TRELLIS_ALLOW_INSECURE_CALLERS=true (local development only) serves plaintext instead',
+      );
+    logger.warn(
+      'authz serves plaintext gRPC and decides Checks on what the route says (TRELLIS_ALLOW_INSECURE_CALLERS): never in production',
+    );
+  } else if (config.TRELLIS_ALLOW_INSECURE_CALLERS) {
+    logger.warn('client certificates are optional (TRELLIS_ALLOW_INSECURE_CALLERS): never in production');
+  }
+  // A rotated Secret updates the CA and TLS files too: re-read them on the key reload period, the CA first (authz's
+  // own certificate follows its trust bundle).
+  const tlsReloadTimer =
+    ca || tls
+      ? setInterval(() => void (ca ? ca.reload() : Promise.resolve()).then(() => tls?.refresh()), config.TRELLIS_KEY_RELOAD_SECONDS * 1000)
+      : undefined;
+  tlsReloadTimer?.unref();
   const kubernetes =
     config.TRELLIS_K8S_TOKEN_ISSUER && config.TRELLIS_K8S_JWKS_URL
       ? new KubernetesIdentity({
@@ -176,21 +205,44 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   health.addCheck('registry', () => watcher.ready);
   health.addCheck('signingKey', () => keyRing.signer() !== undefined);
 
-  const grpc = await startGrpcServer(checks, health, config.TRELLIS_HOST, config.TRELLIS_GRPC_PORT);
+  const grpc = await startGrpcServer(checks, health, config.TRELLIS_HOST, config.TRELLIS_GRPC_PORT, {
+    tls,
+    requireClientCertificate: !config.TRELLIS_ALLOW_INSECURE_CALLERS,
+    trustDomain: () => trustDomain,
+  });
   const http = await listenHttp(
-    createHttpApp({ health, registry, keyRing, policy, tokens, credentials, certificates, metrics, logger }),
+    createHttpApp({
+      health,
+      registry,
+      keyRing,
+      policy,
+      tokens,
+      credentials,
+      allowInsecureCallers: config.TRELLIS_ALLOW_INSECURE_CALLERS,
+      certificates,
+      metrics,
+      logger,
+    }),
     config.TRELLIS_HOST,
     config.TRELLIS_HTTP_PORT,
   );
+  const mtls = tls
+    ? await listenMtls(createMtlsApp({ policy, tokens, metrics, logger, trustDomain: () => trustDomain }), tls, {
+        host: config.TRELLIS_HOST,
+        port: config.TRELLIS_MTLS_PORT,
+        requireClientCertificate: !config.TRELLIS_ALLOW_INSECURE_CALLERS,
+      })
+    : undefined;
   recheck();
 
-  logger.info({ grpcPort: grpc.port, httpPort: http.port, issuer: settings.mesh.tokenIssuer }, 'authz listening');
+  logger.info({ grpcPort: grpc.port, httpPort: http.port, mtlsPort: mtls?.port, issuer: settings.mesh.tokenIssuer }, 'authz listening');
 
   const shutdownSteps: ShutdownStep[] = [
     keys.shutdownStep,
-    { name: 'stop CA reloads', run: () => clearInterval(caReloadTimer) },
+    { name: 'stop CA and TLS reloads', run: () => clearInterval(tlsReloadTimer) },
     { name: 'stop gRPC', run: () => stopGrpcServer(grpc.server, GRPC_DRAIN_MS) },
     { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
+    { name: 'close mTLS', run: () => (mtls ? closeHttpServer(mtls.server, HTTP_DRAIN_MS) : undefined) },
     { name: 'stop etcd watch', run: () => watcher.close() },
     { name: 'stop Redis probes', run: () => sharedCache.close() },
     redis.shutdownStep,
@@ -199,12 +251,14 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   return {
     grpcPort: grpc.port,
     httpPort: http.port,
+    mtlsPort: mtls?.port,
     health,
     registry,
     metrics,
     keyRing,
     redis: redis.client,
     ca,
+    tls,
     reloadKeys: keys.reload,
     async whenReady() {
       await watcher.whenReady();
@@ -213,4 +267,12 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     shutdownSteps,
     close: closeInOrder(health, shutdownSteps),
   };
+}
+
+/** Where authz's serving certificate comes from: the operator's files, else its own mesh CA; undefined when neither is configured. */
+function servingTlsSourceOf(config: AuthzConfig, ca: ReloadingCa | undefined): ServingTlsSource | undefined {
+  const meshCa = () => ca?.ca;
+  if (config.TRELLIS_TLS_CERT_FILE && config.TRELLIS_TLS_KEY_FILE)
+    return tlsFilesSource(config.TRELLIS_TLS_CERT_FILE, config.TRELLIS_TLS_KEY_FILE, config.TRELLIS_TLS_CLIENT_CA_FILE ?? meshCa);
+  return ca ? selfIssuedSource(meshCa, config.TRELLIS_TLS_CLIENT_CA_FILE) : undefined;
 }

@@ -29,6 +29,8 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_HOST: env.host('0.0.0.0'),
     TRELLIS_GRPC_PORT: env.port(9191),
     TRELLIS_HTTP_PORT: env.port(8181),
+    /** HTTPS with client certificates: POST /v1/token for callers outside Envoy (the SDK). */
+    TRELLIS_MTLS_PORT: env.port(8443),
     TRELLIS_LOG_LEVEL: env.logLevel(),
     TRELLIS_REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).default('redis://127.0.0.1:6379'),
     /** ACL user and its password (a file, e.g. a mounted Secret); override the URL's userinfo. */
@@ -83,6 +85,19 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_CA_DEV_ROOT_DIR: z.string().min(1).optional(),
     /** Lifetime of workload certificates; agents renew at half-life. */
     TRELLIS_WORKLOAD_CERT_TTL_SECONDS: env.int(86_400, 300, 30 * 86_400),
+    /**
+     * authz's serving certificate on its gRPC and mTLS ports (must carry spiffe://<td>/trellis/authz, which clients pin);
+     * default: one authz issues itself from its mesh CA.
+     */
+    TRELLIS_TLS_CERT_FILE: z.string().min(1).optional(),
+    TRELLIS_TLS_KEY_FILE: z.string().min(1).optional(),
+    /** The roots callers' client certificates must chain to; default: the mesh CA's trust bundle. */
+    TRELLIS_TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
+    /**
+     * Local development only: Checks without a client certificate are decided on the route's context extensions,
+     * and POST /v1/token on the HTTP port accepts the service credential alone.
+     */
+    TRELLIS_ALLOW_INSECURE_CALLERS: env.bool(false),
     /** Kubernetes ServiceAccount tokens as proof of identity: the cluster's issuer and JWKS URL, and the audience tokens must carry. */
     TRELLIS_K8S_TOKEN_ISSUER: z.string().min(1).optional(),
     TRELLIS_K8S_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -113,6 +128,13 @@ export const authzEnvSchema = etcdEnvSchema
     }
     if ((cfg.TRELLIS_CA_CERT_FILE === undefined) !== (cfg.TRELLIS_CA_KEY_FILE === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['TRELLIS_CA_KEY_FILE'], message: 'TRELLIS_CA_CERT_FILE and TRELLIS_CA_KEY_FILE go together' });
+    }
+    if ((cfg.TRELLIS_TLS_CERT_FILE === undefined) !== (cfg.TRELLIS_TLS_KEY_FILE === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TRELLIS_TLS_KEY_FILE'],
+        message: 'TRELLIS_TLS_CERT_FILE and TRELLIS_TLS_KEY_FILE go together',
+      });
     }
     if ((cfg.TRELLIS_K8S_TOKEN_ISSUER === undefined) !== (cfg.TRELLIS_K8S_JWKS_URL === undefined)) {
       ctx.addIssue({

@@ -26,6 +26,8 @@ export class AuthzMetrics {
   readonly certificateRequests: Counter<'result'>;
   readonly certificatesIssued: Counter<'method'>;
   readonly recordsDropped: Counter<'kind'>;
+  readonly callerIdentityDenials: Counter<'direction' | 'reason'>;
+  readonly tlsReloads: Counter<'result'>;
 
   // Per-Check counts are tallied in plain numbers and handed to prom-client at
   // scrape time: prom-client hashes the label set on every inc(), which costs more
@@ -126,6 +128,18 @@ export class AuthzMetrics {
       name: 'trellis_authz_records_dropped_total',
       help: 'etcd records (or parts of them) authz cannot use and leaves out, by kind (service, instance, meshSettings, authzKey, accessTeamDomain)',
       labelNames: ['kind'],
+      registers,
+    });
+    this.callerIdentityDenials = new Counter({
+      name: 'trellis_authz_caller_identity_denials_total',
+      help: 'Checks and token requests refused for who sent them, by direction (outbound, inbound, edge, token) and reason (peer-unauthenticated: no client certificate; peer-unknown-identity; peer-not-a-service; source-mismatch: trellis.source names another service than the certificate; destination-mismatch; edge-peer-not-allowed; credential-only: a service credential without a certificate)',
+      labelNames: ['direction', 'reason'],
+      registers,
+    });
+    this.tlsReloads = new Counter({
+      name: 'trellis_authz_tls_reloads_total',
+      help: "Refreshes of authz's serving certificate and client trust bundle by result (changed, unchanged, error: the previous material stays in use)",
+      labelNames: ['result'],
       registers,
     });
   }

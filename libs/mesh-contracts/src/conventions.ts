@@ -54,3 +54,16 @@ export function serviceOfSpiffeId(uri: string, trustDomain: string): string | un
   const service = uri.slice(prefix.length);
   return DNS_LABEL.test(service) ? service : undefined;
 }
+
+/**
+ * Trellis's own components have identities outside `/svc/`, so no registered service
+ * (whatever its name) can be issued one: `spiffe://<trust domain>/trellis/<component>`.
+ * - `authz`: authz's serving certificate (its ext_authz gRPC port and its mTLS token port);
+ *   clients pin this ID.
+ * - `edge`: the edge proxy (Contour's Envoy) presenting itself to authz for edge Checks.
+ */
+export type TrellisComponent = 'authz' | 'edge';
+
+export function componentSpiffeIdOf(trustDomain: string, component: TrellisComponent): string {
+  return `spiffe://${trustDomain}/trellis/${component}`;
+}

@@ -86,6 +86,19 @@ describe('MeshCa', () => {
     expect(verifiesAgainst(issued.chainPem, issued.trustBundlePem, new Date(now + 2 * 86_400_000))).toBe(false);
   });
 
+  it("issues a Trellis component's identity outside /svc/, so no service name can ever hold it", async () => {
+    const ca = await MeshCa.load({ certificatePem: root.certificatePem, keyPem: root.keyPem }, options);
+    const key = await generateWorkloadKey('authz');
+    const issued = await ca.issueComponent(key.csrPem, 'authz');
+    const cert = new X509Certificate(issued.certificatePem);
+    expect(cert.subjectAltName).toBe('URI:spiffe://mesh.example/trellis/authz');
+    expect(cert.subject).toContain('CN=trellis-authz');
+    expect(cert.checkPrivateKey(createPrivateKey(key.keyPem))).toBe(true);
+    expect(verifiesAgainst(issued.chainPem, issued.trustBundlePem)).toBe(true);
+    const service = await ca.issue((await generateWorkloadKey('authz')).csrPem, 'authz');
+    expect(new X509Certificate(service.certificatePem).subjectAltName).toBe('URI:spiffe://mesh.example/svc/authz');
+  });
+
   it('signs from an intermediate: the chain carries it and verifies against the root only', async () => {
     const intermediate = await intermediateOf(root);
     const ca = await MeshCa.load(

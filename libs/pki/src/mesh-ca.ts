@@ -5,7 +5,7 @@
 // is used. The trust bundle (one root, two during a CA rotation) goes out with
 // every certificate, so agents pick up a new root with their next renewal.
 import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import { spiffeIdOf } from '@trellis/mesh-contracts';
+import { componentSpiffeIdOf, spiffeIdOf, type TrellisComponent } from '@trellis/mesh-contracts';
 import { pemCertificates, signingAlgorithmOf, x509, type CryptoKey } from './x509';
 
 export interface CaMaterial {
@@ -99,8 +99,19 @@ export class MeshCa {
 
   /** Signs a certificate for `service` with the CSR's public key. Throws CsrError for a CSR it refuses. */
   async issue(csrPem: string, service: string, now = Date.now()): Promise<IssuedCertificate> {
-    const publicKey = await verifiedCsrKey(csrPem);
-    const spiffeId = spiffeIdOf(this.options.trustDomain, service);
+    return this.sign(await verifiedCsrKey(csrPem), spiffeIdOf(this.options.trustDomain, service), service, now);
+  }
+
+  /**
+   * Signs a certificate for one of Trellis's own components (authz's serving
+   * certificate), whose SPIFFE ID lies outside `/svc/`. Only code inside authz calls
+   * this; no HTTP endpoint reaches it.
+   */
+  async issueComponent(csrPem: string, component: TrellisComponent, now = Date.now()): Promise<IssuedCertificate> {
+    return this.sign(await verifiedCsrKey(csrPem), componentSpiffeIdOf(this.options.trustDomain, component), `trellis-${component}`, now);
+  }
+
+  private async sign(publicKey: CryptoKey, spiffeId: string, commonName: string, now: number): Promise<IssuedCertificate> {
     const notBefore = new Date(Math.floor(now / 1000) * 1000 - (this.options.backdateSeconds ?? 60) * 1000);
     // Never outlive the CA: a chain with an expired link does not verify. X.509 times have whole seconds.
     const notAfter = new Date(
@@ -115,7 +126,7 @@ export class MeshCa {
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial.toString('hex'),
       // SPIFFE X.509-SVID: the URI SAN is the identity; the subject only helps humans reading it.
-      subject: [{ CN: [service] }, { O: [this.options.trustDomain] }],
+      subject: [{ CN: [commonName] }, { O: [this.options.trustDomain] }],
       issuer: this.caCert.subject,
       notBefore,
       notAfter,

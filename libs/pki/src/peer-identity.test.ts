@@ -1,4 +1,4 @@
-import { serviceOfPeerCertificate } from './peer-identity';
+import { identityOfPeerCertificate, serviceOfPeerCertificate, spiffeServerIdentityCheck } from './peer-identity';
 
 describe('serviceOfPeerCertificate', () => {
   it('takes the service from the one SPIFFE ID of the trust domain', () => {
@@ -14,5 +14,45 @@ describe('serviceOfPeerCertificate', () => {
     ).toBeUndefined();
     expect(serviceOfPeerCertificate({ subjectaltname: 'DNS:a' }, 'mesh.example')).toBeUndefined();
     expect(serviceOfPeerCertificate(undefined, 'mesh.example')).toBeUndefined();
+  });
+});
+
+describe('identityOfPeerCertificate', () => {
+  const td = 'mesh.example';
+  it('tells a service from a Trellis component', () => {
+    expect(identityOfPeerCertificate({ subjectaltname: 'URI:spiffe://mesh.example/svc/authz' }, td)).toEqual({
+      kind: 'service',
+      service: 'authz',
+    });
+    expect(identityOfPeerCertificate({ subjectaltname: 'URI:spiffe://mesh.example/trellis/edge' }, td)).toEqual({
+      kind: 'component',
+      component: 'edge',
+    });
+    expect(identityOfPeerCertificate({ subjectaltname: 'URI:spiffe://mesh.example/trellis/authz' }, td)).toEqual({
+      kind: 'component',
+      component: 'authz',
+    });
+  });
+  it('knows nobody for an unknown component, another domain or two identities', () => {
+    for (const san of [
+      'URI:spiffe://mesh.example/trellis/registry',
+      'URI:spiffe://evil.example/trellis/edge',
+      'URI:spiffe://mesh.example/trellis/edge, URI:spiffe://mesh.example/svc/a',
+      'DNS:edge',
+    ])
+      expect(identityOfPeerCertificate({ subjectaltname: san }, td)).toEqual({ kind: 'unknown' });
+    expect(identityOfPeerCertificate(undefined, td)).toEqual({ kind: 'unknown' });
+  });
+});
+
+describe('spiffeServerIdentityCheck', () => {
+  const check = spiffeServerIdentityCheck('spiffe://mesh.example/trellis/authz');
+  it('accepts only the pinned SPIFFE ID, whatever the host name', () => {
+    expect(check('10.0.0.7', { subjectaltname: 'URI:spiffe://mesh.example/trellis/authz' })).toBeUndefined();
+    expect(check('authz', { subjectaltname: 'DNS:authz, URI:spiffe://mesh.example/svc/authz' })).toBeInstanceOf(Error);
+    expect(check('authz', { subjectaltname: 'DNS:authz' })).toBeInstanceOf(Error);
+    expect(check('authz', { subjectaltname: 'URI:spiffe://mesh.example/trellis/authz, URI:spiffe://mesh.example/svc/a' })).toBeInstanceOf(
+      Error,
+    );
   });
 });

@@ -84,6 +84,8 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           TRELLIS_SIGNING_KEYS_DIR: keysDir,
           TRELLIS_ADMIN_TOKEN: adminToken,
           ...(options.serviceCredentials ? { TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: options.serviceCredentials } : {}),
+          // The dev mesh's callers present no client certificates yet (local development only).
+          TRELLIS_ALLOW_INSECURE_CALLERS: 'true',
         },
         readyUrl: `http://127.0.0.1:${ports.authzHttp}/readyz`,
       },

@@ -3,6 +3,7 @@
 import { status } from '@grpc/grpc-js';
 import { CheckRequest, CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import type { ServiceRecord, ServiceSpecInput } from '@trellis/mesh-schema';
+import type { PeerIdentity } from '@trellis/pki';
 import { ServiceSpec } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { Registry } from 'prom-client';
@@ -31,8 +32,14 @@ describe('CheckService', () => {
   let service: CheckService;
 
   const wire = (request: Parameters<typeof checkRequest>[0]) => CheckRequest.encode(checkRequest(request)).finish();
-  const run = async (request: Parameters<typeof checkRequest>[0]) =>
-    CheckResponse.decode(await service.check(decodeCheckAttributes(wire(request))));
+  // The peer a sidecar's client certificate proves: the source's for outbound, the destination's otherwise.
+  const ownPeer = (request: Parameters<typeof checkRequest>[0]): PeerIdentity => {
+    const context = request.context ?? {};
+    const service = context['trellis.direction'] === 'outbound' ? context['trellis.source'] : context['trellis.destination'];
+    return { kind: 'service', service: service ?? 'a' };
+  };
+  const run = async (request: Parameters<typeof checkRequest>[0], peer: PeerIdentity | 'no certificate' = ownPeer(request)) =>
+    CheckResponse.decode(await service.check(decodeCheckAttributes(wire(request)), peer === 'no certificate' ? undefined : peer));
 
   beforeEach(async () => {
     metrics = new AuthzMetrics(new Registry());
@@ -55,6 +62,22 @@ describe('CheckService', () => {
     service = new CheckService(new MeshPolicy(view), tokens, verifier, access, metrics, logger);
   });
 
+  it('takes the source from the client certificate: another trellis.source is denied and counted', async () => {
+    const impostor = await run(outbound('a', 'b'), { kind: 'service', service: 'b' });
+    expect(impostor.status?.code).toBe(status.PERMISSION_DENIED);
+    expect(impostor.status?.message).toMatch(/^source-mismatch/);
+    const counted = await metrics.callerIdentityDenials.get();
+    expect(counted.values).toEqual([expect.objectContaining({ labels: { direction: 'outbound', reason: 'source-mismatch' }, value: 1 })]);
+    // No certificate at all: refused before anything else is looked at.
+    expect((await run(outbound('a', 'b'), 'no certificate')).status?.message).toMatch(/^peer-unauthenticated/);
+    // The certificate's service is the source even when the route leaves it out.
+    const unnamed = await run(
+      { context: { 'trellis.destination': 'b', 'trellis.direction': 'outbound' } },
+      { kind: 'service', service: 'a' },
+    );
+    expect(unnamed.status?.code).toBe(status.OK);
+  });
+
   it('fails closed before the first registry snapshot', async () => {
     view.ready = false;
     const response = await run(outbound('a', 'b'));
@@ -64,15 +87,16 @@ describe('CheckService', () => {
 
   it('answers a cache hit synchronously with the same encoded bytes', async () => {
     const attributes = decodeCheckAttributes(wire(outbound('a', 'b')));
-    const first = await service.check(attributes);
-    const second = service.check(attributes);
+    const peer: PeerIdentity = { kind: 'service', service: 'a' };
+    const first = await service.check(attributes, peer);
+    const second = service.check(attributes, peer);
     expect(Buffer.isBuffer(second)).toBe(true);
     expect(second).toBe(first);
     expect(CheckResponse.decode(first).status?.code).toBe(status.OK);
   });
 
   it('denies with a reason for a malformed request, a missing direction and bad service names', async () => {
-    const malformed = CheckResponse.decode(await service.check(decodeCheckAttributes(Buffer.from([0x0a, 0x05, 0x01]))));
+    const malformed = CheckResponse.decode(await service.check(decodeCheckAttributes(Buffer.from([0x0a, 0x05, 0x01])), undefined));
     expect(malformed.status?.message).toMatch(/^malformed-request/);
     expect((await run({ context: { 'trellis.source': 'a', 'trellis.destination': 'b' } })).status?.message).toMatch(/^missing-context/);
     expect((await run(outbound('A_B', 'b'))).status?.message).toMatch(/^missing-context/);

@@ -7,6 +7,7 @@
 // far as needed (check-attributes.ts), a cached token is found synchronously,
 // and its encoded response is reused.
 import { isCallDirection } from '@trellis/mesh-contracts';
+import type { PeerIdentity } from '@trellis/pki';
 import type { Logger } from '@trellis/runtime';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import {
@@ -24,6 +25,7 @@ import type { AuthzMetrics, Direction } from '../metrics';
 import type { MintedToken } from '../tokens/mint';
 import { NoSigningKeyError, type MeshTokenIssuer } from '../tokens/token-issuer';
 import type { MeshTokenVerifier } from '../tokens/token-verifier';
+import { authorizeCaller } from './caller-identity';
 import type { CheckAttributes } from './check-attributes';
 import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavailable, type Decision } from './decision';
 import { DenialLog } from './denial-log';
@@ -41,33 +43,48 @@ export class CheckService {
     private readonly access: CloudflareAccessVerifier,
     private readonly metrics: AuthzMetrics,
     private readonly logger: Logger,
+    private readonly options: CheckServiceOptions = { allowInsecureCallers: false },
   ) {
     this.denials = new DenialLog(logger);
   }
 
-  /** The encoded CheckResponse; synchronous when the answer is at hand (a cached token, a denial). Never rejects. */
-  check(attributes: CheckAttributes): Buffer | Promise<Buffer> {
+  /**
+   * The encoded CheckResponse; synchronous when the answer is at hand (a cached token, a denial). Never rejects.
+   * `peer` is the identity of the connection's verified client certificate, undefined without one.
+   */
+  check(attributes: CheckAttributes, peer: PeerIdentity | undefined): Buffer | Promise<Buffer> {
     const started = performance.now();
     const direction = directionOf(attributes.contextExtensions[CONTEXT_DIRECTION]);
     let decision: Decision | Promise<Decision>;
     try {
-      decision = this.decide(direction, attributes);
+      decision = this.decide(direction, attributes, peer);
     } catch (err) {
       decision = this.internalError(err, direction);
     }
     if (decision instanceof Promise) {
       return decision
         .catch((err: unknown) => this.internalError(err, direction))
-        .then((d) => this.respond(d, direction, attributes, started));
+        .then((d) => this.respond(d, direction, attributes, peer, started));
     }
-    return this.respond(decision, direction, attributes, started);
+    return this.respond(decision, direction, attributes, peer, started);
   }
 
-  private respond(decision: Decision, direction: Direction, attributes: CheckAttributes, started: number): Buffer {
+  private respond(
+    decision: Decision,
+    direction: Direction,
+    attributes: CheckAttributes,
+    peer: PeerIdentity | undefined,
+    started: number,
+  ): Buffer {
     this.metrics.countCheck(direction, decision.allow ? 'ok' : 'denied', decision.reason);
     if (!decision.allow) {
       const context = attributes.contextExtensions;
-      this.denials.denied(decision.reason, { direction, source: context[CONTEXT_SOURCE], destination: context[CONTEXT_DESTINATION] });
+      this.denials.denied(decision.reason, {
+        direction,
+        source: context[CONTEXT_SOURCE],
+        destination: context[CONTEXT_DESTINATION],
+        peer: peerName(peer),
+      });
     }
     const bytes = this.encode(decision);
     this.metrics.observeCheckDuration(direction, (performance.now() - started) / 1000);
@@ -89,11 +106,16 @@ export class CheckService {
     return unavailable('internal-error', 'authz could not decide');
   }
 
-  private decide(direction: Direction, attributes: CheckAttributes): Decision | Promise<Decision> {
+  private decide(direction: Direction, attributes: CheckAttributes, peer: PeerIdentity | undefined): Decision | Promise<Decision> {
     if (attributes.malformed) return misconfigured('malformed-request', 'the CheckRequest could not be decoded');
+    const caller = authorizeCaller(direction, attributes.contextExtensions, peer, this.options.allowInsecureCallers);
+    if (!caller.ok) {
+      this.metrics.callerIdentityDenials.inc({ direction, reason: caller.reason });
+      return caller.decision;
+    }
     // Fail closed until the first registry snapshot is loaded.
     if (!this.policy.ready) return unavailable('not-ready', 'the registry snapshot is not loaded yet');
-    const context = attributes.contextExtensions;
+    const context = caller.contextExtensions;
     switch (direction) {
       case 'outbound':
         return this.outbound(context[CONTEXT_SOURCE], context[CONTEXT_DESTINATION]);
@@ -169,6 +191,16 @@ export class CheckService {
       stripIdentity.filter((name) => !(name in headers)),
     );
   }
+}
+
+export interface CheckServiceOptions {
+  /** Local development only: a Check without a client certificate is decided on the route's context extensions alone. */
+  allowInsecureCallers: boolean;
+}
+
+function peerName(peer: PeerIdentity | undefined): string | undefined {
+  if (!peer) return undefined;
+  return peer.kind === 'service' ? peer.service : peer.kind === 'component' ? `trellis/${peer.component}` : 'unknown';
 }
 
 const withToken = (minted: MintedToken): Decision => allow({ authorization: `Bearer ${minted.token}` }, [], minted);

@@ -8,6 +8,17 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { CALL_REFUSALS, TOKEN_REJECTIONS } from '@trellis/mesh-contracts';
 import { ACCESS_REJECTIONS } from '../edge/cloudflare-access';
 
+/** Refusals for who sent a Check (check/caller-identity.ts); they also label trellis_authz_caller_identity_denials_total. */
+export const CALLER_IDENTITY_DENIALS = [
+  'peer-unauthenticated',
+  'peer-unknown-identity',
+  'peer-not-a-service',
+  'source-mismatch',
+  'destination-mismatch',
+  'edge-peer-not-allowed',
+] as const;
+export type CallerIdentityDenial = (typeof CALLER_IDENTITY_DENIALS)[number];
+
 /**
  * Why a Check is denied. It labels trellis_authz_checks_total, so it is a closed
  * set: a new reason is added here, never composed from request data.
@@ -20,6 +31,7 @@ export const DENY_REASONS = [
   'no-signing-key',
   'non-canonical-path',
   'no-ingress',
+  ...CALLER_IDENTITY_DENIALS,
   ...CALL_REFUSALS,
   ...TOKEN_REJECTIONS.map((r) => `token-${r}` as const),
   ...ACCESS_REJECTIONS.map((r) => `access-${r}` as const),

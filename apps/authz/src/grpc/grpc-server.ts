@@ -1,12 +1,17 @@
 // The gRPC side: envoy.service.auth.v3.Authorization and the standard gRPC
 // health service (for Kubernetes gRPC probes and Envoy health checks), which
-// follows readiness.
-import { Server, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+// follows readiness. With TLS material the port speaks mTLS: client
+// certificates are verified against the trust bundle by the TLS layer (required
+// unless insecure callers are allowed), and each Check is decided knowing the
+// identity its certificate proves.
+import { experimental, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { AuthorizationService, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { identityOfPeerCertificate, type PeerIdentity } from '@trellis/pki';
 import type { Health } from '@trellis/runtime';
 import { bindGrpcServer, serveGrpcHealth } from '@trellis/runtime/grpc';
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
+import type { ServingTls } from '../tls/serving-tls';
 
 export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization';
 
@@ -38,18 +43,43 @@ export interface AuthzGrpcServer {
   port: number;
 }
 
+export interface GrpcTransport {
+  /** authz's certificate and client roots; undefined: plaintext (local development only). */
+  tls: ServingTls | undefined;
+  /** Refuse a TLS handshake without a valid client certificate. */
+  requireClientCertificate: boolean;
+  /** The mesh's trust domain, in which a client certificate names a service. */
+  trustDomain: () => string;
+}
+
 /** The Authorization service and the gRPC health service (following `health`), bound to `host:port`. */
-export async function startGrpcServer(checks: CheckService, health: Health, host: string, port: number): Promise<AuthzGrpcServer> {
+export async function startGrpcServer(
+  checks: CheckService,
+  health: Health,
+  host: string,
+  port: number,
+  transport: GrpcTransport,
+): Promise<AuthzGrpcServer> {
   const server = new Server(GRPC_SERVER_OPTIONS);
 
   server.addService(AUTHORIZATION_SERVICE_ON_THE_WIRE, {
     check: (call: ServerUnaryCall<CheckAttributes, Buffer>, callback: sendUnaryData<Buffer>) => {
       // check() never rejects: every failure is already a denial.
-      const response = checks.check(call.request);
+      const response = checks.check(call.request, peerIdentity(call, transport.trustDomain));
       if (Buffer.isBuffer(response)) callback(null, response);
       else void response.then((bytes) => callback(null, bytes));
     },
   });
   serveGrpcHealth(server, health, [AUTHORIZATION_SERVICE_NAME]);
-  return { server, port: await bindGrpcServer(server, host, port) };
+  const credentials = transport.tls
+    ? // One provider for both roles, so grpc-js's argument order cannot mix them up.
+      experimental.createCertificateProviderServerCredentials(transport.tls, transport.tls, transport.requireClientCertificate)
+    : ServerCredentials.createInsecure();
+  return { server, port: await bindGrpcServer(server, host, port, credentials) };
+}
+
+/** The identity of the call's verified client certificate; undefined without one (grpc-js reports only verified peers). */
+function peerIdentity(call: ServerUnaryCall<unknown, unknown>, trustDomain: () => string): PeerIdentity | undefined {
+  const certificate = call.getAuthContext().sslPeerCertificate;
+  return certificate ? identityOfPeerCertificate(certificate, trustDomain()) : undefined;
 }

@@ -7,6 +7,14 @@ export const problems = {
   malformedBody: (message: string) => ProblemError.field(400, 'malformed-body', 'Bad request', '(body)', message),
   unauthenticated: (detail = 'send Authorization: Basic base64(service:secret)') =>
     ProblemError.field(401, 'unauthenticated', 'Unauthenticated', 'Authorization', detail),
+  certificateRequired: () =>
+    ProblemError.field(
+      401,
+      'certificate-required',
+      'Workload certificate required',
+      '(client certificate)',
+      "present this service's workload certificate (mTLS) on authz's mTLS port (TRELLIS_MTLS_PORT); the service credential only buys a certificate (POST /v1/certificate)",
+    ),
   forbidden: (detail: string) => new ProblemError(403, 'forbidden', 'Forbidden', detail),
   undeclared: (caller: string, audience: string, reason: string) =>
     new ProblemError(

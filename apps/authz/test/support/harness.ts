@@ -50,12 +50,16 @@ export function authzTestEnv(etcd: TestEtcd, redis: TestRedis, keys: KeyDir): Re
     TRELLIS_HOST: '127.0.0.1',
     TRELLIS_GRPC_PORT: '0',
     TRELLIS_HTTP_PORT: '0',
+    TRELLIS_MTLS_PORT: '0',
     TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
     TRELLIS_ETCD_PREFIX: etcd.prefix,
     TRELLIS_REDIS_URL: redis.url,
     TRELLIS_SIGNING_KEYS_DIR: keys.path,
     // Production's 50 ms is a latency budget; on a loaded test machine a slow GET would read as a miss.
     TRELLIS_REDIS_COMMAND_TIMEOUT_MS: '5000',
+    // These suites test what authz decides, over plaintext; who may ask at all (client certificates, production
+    // defaults) is test/caller-identity.test.ts, which starts authz without this.
+    TRELLIS_ALLOW_INSECURE_CALLERS: 'true',
   };
 }
 
