@@ -5,3 +5,4 @@ export * from './mesh-token';
 export * from './calls';
 export * from './public-keys';
 export * from './secrets';
+export * from './sidecar-certificates';

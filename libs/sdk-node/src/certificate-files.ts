@@ -6,6 +6,7 @@
 // another's key except across that single rename.
 import { mkdir, readlink, rename, rm, symlink, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { WORKLOAD_CERTIFICATE_FILES } from '@trellis/mesh-contracts';
 
 export interface CertificateFiles {
   dir: string;
@@ -23,7 +24,12 @@ export interface CertificateMaterial {
   trustBundlePem: string;
 }
 
-const NAMES = { certificateFile: 'cert.pem', privateKeyFile: 'key.pem', caCertificateFile: 'ca.pem' } as const;
+// Shared with the Envoy sidecar's SDS files (@trellis/mesh-contracts sidecar-certificates).
+const NAMES = {
+  certificateFile: WORKLOAD_CERTIFICATE_FILES.certificate,
+  privateKeyFile: WORKLOAD_CERTIFICATE_FILES.privateKey,
+  caCertificateFile: WORKLOAD_CERTIFICATE_FILES.trustBundle,
+} as const;
 const DATA_LINK = '..data';
 
 export function certificateFilesIn(dir: string): CertificateFiles {

@@ -15,7 +15,7 @@ import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
 import type { LocalityEndpoints } from '../model';
 import { adsConfigSource, duration, http2ProtocolOptions, socketAddress } from './common';
 import { AUTHZ_CLUSTER_NAME } from './names';
-import { proxylessUpstreamTls } from './workload-tls';
+import { proxylessUpstreamTls, sidecarUpstreamTls } from './workload-tls';
 
 const LB_POLICY: Record<NonNullable<TrafficPolicy['loadBalancing']>, Cluster_LbPolicy> = {
   round_robin: Cluster_LbPolicy.ROUND_ROBIN,
@@ -33,10 +33,15 @@ export interface ClusterInput {
   connectTimeoutMs: number;
   /** The callee's SPIFFE ID when calls to it use mTLS (its mode is permissive or strict). */
   peerSpiffeId?: string;
+  /** With `peerSpiffeId`, the SNI a sidecar sends (names.ts meshSni). */
+  peerSni?: string;
 }
 
-/** An EDS cluster for an Envoy sidecar, carrying the callee's (or overridden) traffic policy. */
-export function sidecarCluster({ name, protocol, policy, connectTimeoutMs }: ClusterInput): Cluster {
+/**
+ * An EDS cluster for an Envoy sidecar, carrying the callee's (or overridden) traffic
+ * policy; mTLS toward a callee that takes it (its health checks ride the same TLS).
+ */
+export function sidecarCluster({ name, protocol, policy, connectTimeoutMs, peerSpiffeId, peerSni }: ClusterInput): Cluster {
   const breaker = policy.circuitBreaker;
   const outlier = policy.outlierDetection;
   const check = policy.healthCheck;
@@ -73,6 +78,7 @@ export function sidecarCluster({ name, protocol, policy, connectTimeoutMs }: Clu
         }
       : {}),
     healthChecks: check ? [healthCheck(protocol, check)] : [],
+    ...(peerSpiffeId ? { transportSocket: sidecarUpstreamTls({ spiffeId: peerSpiffeId, sni: peerSni ?? '', protocol }) } : {}),
   });
 }
 

@@ -37,7 +37,10 @@ function richMesh(): MeshFixture {
         { service: 'payments', policy: { timeoutMs: 300, rateLimit: { maxTokens: 5, tokensPerFill: 5, fillIntervalMs: 1000 } } },
         { service: 'inventory' },
         { service: 'db' },
+        { service: 'cache' },
       ],
+      // A public service in strict mode: the edge must present a mesh certificate.
+      mtls: 'strict',
     })
     .service('payments', {
       protocol: 'grpc',
@@ -60,7 +63,8 @@ function richMesh(): MeshFixture {
       policy: { loadBalancing: 'random', healthCheck: { path: '/ready' } },
       mtls: 'permissive',
     })
-    .service('db', { protocol: 'tcp', port: 5432, policy: { healthCheck: {} } })
+    .service('db', { protocol: 'tcp', port: 5432, policy: { healthCheck: {} }, mtls: 'strict' })
+    .service('cache', { protocol: 'tcp', port: 6379, mtls: 'permissive' })
     .service('frontend', { protocol: 'http', port: 3000, dependencies: [{ service: 'orders' }] })
     .instance('payments', 'payments-1', '10.0.1.1', 9000, {
       labels: { track: 'stable' },
@@ -73,7 +77,8 @@ function richMesh(): MeshFixture {
     })
     .instance('inventory', 'inventory-1', 'fd00::1', 9100, { platform: 'k8s' })
     .instance('orders', 'orders-1', '10.0.2.1', 8080)
-    .instance('db', 'db-1', '10.0.3.1', 5432);
+    .instance('db', 'db-1', '10.0.3.1', 5432)
+    .instance('cache', 'cache-1', '10.0.3.2', 6379);
 }
 
 const model = richMesh().model();

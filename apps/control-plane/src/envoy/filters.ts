@@ -7,6 +7,8 @@ import { ExtAuthz, ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extension
 import { JwtAuthentication, type JwtRequirement } from '@trellis/envoy-types/envoy/extensions/filters/http/jwt_authn/v3/config';
 import { LocalRateLimit } from '@trellis/envoy-types/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
 import { RBAC } from '@trellis/envoy-types/envoy/extensions/filters/http/rbac/v3/rbac';
+import { RBAC as NetworkRBAC } from '@trellis/envoy-types/envoy/extensions/filters/network/rbac/v3/rbac';
+import { Filter } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
 import { Router } from '@trellis/envoy-types/envoy/extensions/filters/http/router/v3/router';
 import { HttpFilter } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import { FractionalPercent_DenominatorType } from '@trellis/envoy-types/envoy/type/v3/percent';
@@ -126,13 +128,27 @@ export function jwtAuthnFilter(tokens: MeshTokens, audience: string, edgeToo: bo
   );
 }
 
+/** The peer whose client certificate (verified by the listener's TLS) carries this SPIFFE ID as its URI SAN. */
+function authenticatedPeer(spiffeId: string): Principal {
+  return Principal.fromPartial({
+    identifier: { $case: 'authenticated', value: { principalName: { matchPattern: { $case: 'exact', value: spiffeId } } } },
+  });
+}
+
 /**
  * Admits mesh callers whose verified token subject is a service that declared
  * this one as a dependency; with `admitEdge`, also requests without a verified
  * mesh token (they passed ext_authz's edge check); with `probe`, anyone's exact
  * health-check request (that path and method only). No policy at all denies everything (fail closed).
+ * `callerSpiffeId` (strict mTLS): a mesh caller must also be the authenticated peer,
+ * the very service its token names — a token replayed by another workload is refused.
  */
-export function rbacFilter(callers: readonly string[], admitEdge: boolean, probe?: HealthProbe): HttpFilter {
+export function rbacFilter(
+  callers: readonly string[],
+  admitEdge: boolean,
+  probe?: HealthProbe,
+  callerSpiffeId?: (caller: string) => string,
+): HttpFilter {
   const meshToken = (...keys: string[]) => ({
     filter: FILTER.jwtAuthn,
     path: [MESH_TOKEN_METADATA_KEY, ...keys].map((key) => ({ segment: { $case: 'key' as const, value: key } })),
@@ -141,8 +157,8 @@ export function rbacFilter(callers: readonly string[], admitEdge: boolean, probe
   if (callers.length > 0) {
     policies['mesh-callers'] = Policy.fromPartial({
       permissions: [{ rule: { $case: 'any', value: true } }],
-      principals: callers.map((sub) =>
-        Principal.fromPartial({
+      principals: callers.map((sub) => {
+        const tokenSubject = Principal.fromPartial({
           identifier: {
             $case: 'metadata',
             value: {
@@ -150,8 +166,12 @@ export function rbacFilter(callers: readonly string[], admitEdge: boolean, probe
               value: { matchPattern: { $case: 'stringMatch', value: { matchPattern: { $case: 'exact', value: sub } } } },
             },
           },
-        }),
-      ),
+        });
+        if (!callerSpiffeId) return tokenSubject;
+        return Principal.fromPartial({
+          identifier: { $case: 'andIds', value: { ids: [authenticatedPeer(callerSpiffeId(sub)), tokenSubject] } },
+        });
+      }),
     });
   }
   if (admitEdge) {
@@ -189,24 +209,44 @@ export function rbacFilter(callers: readonly string[], admitEdge: boolean, probe
   return httpFilter(FILTER.rbac, packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } })));
 }
 
+/** Admits peers whose verified client certificate carries one of these SPIFFE IDs; none: no policy (deny all). */
+function peerPolicies(callerSpiffeIds: readonly string[]): Record<string, Policy> {
+  if (callerSpiffeIds.length === 0) return {};
+  return {
+    'mesh-callers': Policy.fromPartial({
+      permissions: [{ rule: { $case: 'any', value: true } }],
+      principals: callerSpiffeIds.map(authenticatedPeer),
+    }),
+  };
+}
+
 /**
  * Admits only callers whose verified client certificate carries one of these SPIFFE
  * IDs (the services that declared this one). No caller: no policy, everything is
  * denied (fail closed).
  */
 export function peerCertificateRbacFilter(callerSpiffeIds: readonly string[]): HttpFilter {
-  const policies: Record<string, Policy> = {};
-  if (callerSpiffeIds.length > 0) {
-    policies['mesh-callers'] = Policy.fromPartial({
-      permissions: [{ rule: { $case: 'any', value: true } }],
-      principals: callerSpiffeIds.map((id) =>
-        Principal.fromPartial({
-          identifier: { $case: 'authenticated', value: { principalName: { matchPattern: { $case: 'exact', value: id } } } },
-        }),
+  return httpFilter(
+    FILTER.rbac,
+    packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies: peerPolicies(callerSpiffeIds) } })),
+  );
+}
+
+/**
+ * The same for raw TCP (a strict TCP service): the connection is closed unless the
+ * peer's certificate names a declared caller. Runs before tcp_proxy opens anything upstream.
+ */
+export function networkPeerCertificateRbacFilter(statPrefix: string, callerSpiffeIds: readonly string[]): Filter {
+  return Filter.fromPartial({
+    name: FILTER.networkRbac,
+    configType: {
+      $case: 'typedConfig',
+      value: packAny(
+        NetworkRBAC,
+        NetworkRBAC.fromPartial({ statPrefix, rules: { action: RBAC_Action.ALLOW, policies: peerPolicies(callerSpiffeIds) } }),
       ),
-    });
-  }
-  return httpFilter(FILTER.rbac, packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } })));
+    },
+  });
 }
 
 function tokenBucket(limit: RateLimit) {

@@ -2,6 +2,8 @@
 import { packAny } from '@trellis/envoy-types';
 import { TrafficDirection } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
+import type { DeepPartial, Filter, FilterChain } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
+import { TlsInspector } from '@trellis/envoy-types/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector';
 import {
   HttpConnectionManager,
   HttpConnectionManager_CodecType,
@@ -12,10 +14,19 @@ import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/
 import { spiffeIdOf } from '@trellis/mesh-schema';
 import type { MeshTokens, ServiceModel, TranslatorSettings } from '../model';
 import { adsConfigSource, socketAddress, stdoutJsonAccessLog } from './common';
-import { extAuthzFilter, jwtAuthnFilter, localRateLimitFilter, peerCertificateRbacFilter, rbacFilter, routerFilter } from './filters';
+import {
+  extAuthzFilter,
+  jwtAuthnFilter,
+  localRateLimitFilter,
+  networkPeerCertificateRbacFilter,
+  peerCertificateRbacFilter,
+  rbacFilter,
+  routerFilter,
+} from './filters';
 import { healthProbeOf } from './health-probe';
 import {
   FILTER,
+  inboundFilterChainName,
   inboundListenerName,
   inboundRouteName,
   LOCAL_APP_CLUSTER_NAME,
@@ -27,7 +38,7 @@ import {
   proxylessServerListenerName,
   statPrefix,
 } from './names';
-import { proxylessDownstreamTls } from './workload-tls';
+import { proxylessDownstreamTls, sidecarDownstreamTls } from './workload-tls';
 
 /** `explicitProxy`: also accept absolute-form requests, so an app can use the listener as its HTTP_PROXY. */
 function httpConnectionManager(
@@ -70,46 +81,86 @@ function tcpProxy(name: string, cluster: string, logTags: Record<string, string>
  * Calls into the service on its registered port: mesh tokens verified against
  * the inlined authz keys, RBAC admitting only declared callers, and for a
  * public service ext_authz's edge check on requests without a verified mesh
- * token. TCP services get a plain TCP proxy.
+ * token. TCP services get a TCP proxy.
+ *
+ * By the service's mTLS mode: `off` one plaintext chain; `permissive` the
+ * tls_inspector picks a TLS chain (the peer's certificate verified when presented)
+ * or a plaintext one, so callers that already speak mTLS and callers that do not
+ * both get in; `strict` only the TLS chain, a client certificate from the mesh CA
+ * required, and RBAC admits a caller only as the authenticated peer its certificate
+ * names (and, over HTTP, its token must name the same service). Permissive and
+ * strict share the listener filters, so a switch between them changes only the
+ * filter chains and Envoy drains just those.
  */
 export function inboundListener(
-  service: Pick<ServiceModel, 'name' | 'protocol' | 'port' | 'ingress' | 'callers' | 'policy'>,
+  service: Pick<ServiceModel, 'name' | 'protocol' | 'port' | 'ingress' | 'callers' | 'policy' | 'mtls'>,
   tokens: MeshTokens,
   settings: Pick<TranslatorSettings, 'authzTimeoutMs'>,
+  trustDomain: string,
 ): Listener {
   const name = inboundListenerName(service.name);
+  const base = { name, address: socketAddress('0.0.0.0', service.port), trafficDirection: TrafficDirection.INBOUND };
+  if (service.mtls === 'off')
+    return Listener.fromPartial({ ...base, filterChains: [{ name, filters: inboundFilters(service, tokens, settings) }] });
+
+  const strict = service.mtls === 'strict';
+  const peer = strict ? (caller: string) => spiffeIdOf(trustDomain, caller) : undefined;
+  const mtlsChain: DeepPartial<FilterChain> = {
+    name: inboundFilterChainName(service.name, 'mtls'),
+    filterChainMatch: { transportProtocol: 'tls' },
+    transportSocket: sidecarDownstreamTls(service.protocol, strict),
+    filters: inboundFilters(service, tokens, settings, peer),
+  };
+  const plaintextChain: DeepPartial<FilterChain> = {
+    name: inboundFilterChainName(service.name, 'plaintext'),
+    filterChainMatch: { transportProtocol: 'raw_buffer' },
+    filters: inboundFilters(service, tokens, settings),
+  };
+  return Listener.fromPartial({
+    ...base,
+    listenerFilters: [
+      {
+        name: FILTER.tlsInspector,
+        configType: { $case: 'typedConfig', value: packAny(TlsInspector, TlsInspector.fromPartial({})) },
+      },
+    ],
+    filterChains: strict ? [mtlsChain] : [mtlsChain, plaintextChain],
+  });
+}
+
+/** The network filters of one inbound chain; `peer` (strict mTLS) turns a caller into the SPIFFE ID its certificate must carry. */
+function inboundFilters(
+  service: Pick<ServiceModel, 'name' | 'protocol' | 'ingress' | 'callers' | 'policy'>,
+  tokens: MeshTokens,
+  settings: Pick<TranslatorSettings, 'authzTimeoutMs'>,
+  peer?: (caller: string) => string,
+): Array<DeepPartial<Filter>> {
+  const name = inboundListenerName(service.name);
   const logTags = { trellis_direction: 'inbound', trellis_service: service.name };
-  const isPublic = service.ingress !== undefined;
-  let filter;
   if (service.protocol === 'tcp') {
-    filter = {
+    const proxy = {
       name: FILTER.tcpProxy,
       configType: { $case: 'typedConfig' as const, value: tcpProxy(name, LOCAL_APP_CLUSTER_NAME, logTags) },
     };
-  } else {
-    const httpFilters: HttpFilter[] = [];
-    const probe = healthProbeOf(service);
-    // Without any published key no token can verify: RBAC alone then refuses mesh callers.
-    if (tokens.keyIds.length > 0) httpFilters.push(jwtAuthnFilter(tokens, service.name, isPublic, probe));
-    // The health-check route disables it per route (routes.ts).
-    if (isPublic) httpFilters.push(extAuthzFilter(settings.authzTimeoutMs, true));
-    httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic, probe));
-    if (service.policy.rateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${name}_ratelimit`), service.policy.rateLimit));
-    httpFilters.push(routerFilter());
-    filter = {
-      name: FILTER.httpConnectionManager,
-      configType: {
-        $case: 'typedConfig' as const,
-        value: httpConnectionManager(name, inboundRouteName(service.name), httpFilters, logTags),
-      },
-    };
+    // No token travels over raw TCP: in strict mode the certificate is the caller's only proof.
+    return peer ? [networkPeerCertificateRbacFilter(statPrefix(`${name}_rbac`), service.callers.map(peer)), proxy] : [proxy];
   }
-  return Listener.fromPartial({
-    name,
-    address: socketAddress('0.0.0.0', service.port),
-    trafficDirection: TrafficDirection.INBOUND,
-    filterChains: [{ name, filters: [filter] }],
-  });
+  const isPublic = service.ingress !== undefined;
+  const httpFilters: HttpFilter[] = [];
+  const probe = healthProbeOf(service);
+  // Without any published key no token can verify: RBAC alone then refuses mesh callers.
+  if (tokens.keyIds.length > 0) httpFilters.push(jwtAuthnFilter(tokens, service.name, isPublic, probe));
+  // The health-check route disables it per route (routes.ts).
+  if (isPublic) httpFilters.push(extAuthzFilter(settings.authzTimeoutMs, true));
+  httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic, probe, peer));
+  if (service.policy.rateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${name}_ratelimit`), service.policy.rateLimit));
+  httpFilters.push(routerFilter());
+  return [
+    {
+      name: FILTER.httpConnectionManager,
+      configType: { $case: 'typedConfig', value: httpConnectionManager(name, inboundRouteName(service.name), httpFilters, logTags) },
+    },
+  ];
 }
 
 /** The app's single HTTP egress point, 127.0.0.1:<outboundPort>; routes pick the dependency by Host. */

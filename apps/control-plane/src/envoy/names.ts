@@ -23,6 +23,26 @@ export function inboundListenerName(service: string): string {
   return `inbound|${service}`;
 }
 
+/**
+ * Filter chains of an inbound listener whose service takes mTLS: `mtls` (TLS,
+ * matched by the tls_inspector's transport protocol) and, in permissive mode only,
+ * `plaintext`. A service with mTLS off keeps one chain named like the listener.
+ */
+export function inboundFilterChainName(service: string, transport: 'mtls' | 'plaintext'): string {
+  return `${inboundListenerName(service)}|${transport}`;
+}
+
+/**
+ * The SNI a sidecar sends to a callee over mTLS. Nothing routes on it (the callee's
+ * certificate is checked against its SPIFFE ID); it names the callee in the callee's
+ * TLS logs and stats, in the trust domain's namespace like the SPIFFE ID.
+ */
+export function meshSni(service: string, trustDomain: string): string {
+  const sni = `${service}.svc.${trustDomain}`;
+  // A DNS name has at most 253 characters (Envoy's limit is 255 bytes); a trust domain that long leaves the service alone.
+  return sni.length <= 253 ? sni : service;
+}
+
 /** The inbound listener's route configuration: the same name, so a config dump pairs them at a glance. */
 export function inboundRouteName(service: string): string {
   return inboundListenerName(service);
@@ -86,6 +106,8 @@ export { CALLER_HEADER, CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE }
 export const FILTER = {
   httpConnectionManager: 'envoy.filters.network.http_connection_manager',
   tcpProxy: 'envoy.filters.network.tcp_proxy',
+  networkRbac: 'envoy.filters.network.rbac',
+  tlsInspector: 'envoy.filters.listener.tls_inspector',
   extAuthz: 'envoy.filters.http.ext_authz',
   jwtAuthn: 'envoy.filters.http.jwt_authn',
   rbac: 'envoy.filters.http.rbac',

@@ -19,7 +19,7 @@ import {
 import { spiffeIdOf } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
 import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
-import { outboundClusterName, proxylessClusterName } from './names';
+import { meshSni, outboundClusterName, proxylessClusterName } from './names';
 import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig, type RouteTarget } from './routes';
 
 const listener = (l: Listener) => makeResource(TypeUrl.Listener, Listener, l.name, l);
@@ -34,8 +34,8 @@ type InboundService = Parameters<typeof inboundListener>[0] & Parameters<typeof 
 // built from. Inputs hold what the resource needs (a route needs a callee's
 // subsets and weights, not its endpoints), so unrelated changes still hit.
 const build = {
-  inboundListener: (i: { service: InboundService; tokens: MeshTokens; settings: TranslatorSettings }) =>
-    listener(inboundListener(i.service, i.tokens, i.settings)),
+  inboundListener: (i: { service: InboundService; tokens: MeshTokens; settings: TranslatorSettings; trustDomain: string }) =>
+    listener(inboundListener(i.service, i.tokens, i.settings, i.trustDomain)),
   inboundRoutes: (i: { service: InboundService }) => routes(inboundRouteConfig(i.service)),
   outboundListener: (i: { source: string; settings: TranslatorSettings; perRouteRateLimit: boolean }) =>
     listener(outboundHttpListener({ name: i.source }, i.settings, i.perRouteRateLimit)),
@@ -96,8 +96,11 @@ function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: bo
     const edsName = outboundClusterName(callee.name, upstream.subset);
     const name = proxyless ? proxylessClusterName(callee.name, upstream.subset, dep.since) : edsName;
     const input: ClusterInput = { name, edsServiceName: edsName, protocol: callee.protocol, policy: dep.policy, connectTimeoutMs };
-    // Proxyless callers speak mTLS to a callee that accepts it; its certificate must name the callee.
-    if (proxyless && callee.mtls !== 'off') input.peerSpiffeId = spiffeIdOf(model.trustDomain, callee.name);
+    // Callers speak mTLS to a callee that accepts it; its certificate must name the callee.
+    if (callee.mtls !== 'off') {
+      input.peerSpiffeId = spiffeIdOf(model.trustDomain, callee.name);
+      if (!proxyless) input.peerSni = meshSni(callee.name, model.trustDomain);
+    }
     return [
       make(proxyless ? build.proxylessCluster : build.sidecarCluster, input),
       make(build.endpoints, { clusterName: edsName, localities: upstream.localities }),
@@ -115,8 +118,9 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
     ingress: service.ingress,
     callers: service.callers,
     policy: service.policy,
+    mtls: service.mtls,
   };
-  if (service.inbound) resources.push(make(build.inboundListener, { service: own, tokens, settings }));
+  if (service.inbound) resources.push(make(build.inboundListener, { service: own, tokens, settings, trustDomain: model.trustDomain }));
   if (service.inbound && service.protocol !== 'tcp') resources.push(make(build.inboundRoutes, { service: own }));
 
   const httpDeps = deps.filter((d) => d.callee.protocol !== 'tcp');

@@ -141,6 +141,7 @@ const specOf = (name: string) =>
       policy,
       trafficSplit,
       ingress,
+      mtls: fc.constantFrom('off', 'permissive', 'strict'),
     },
     { requiredKeys: ['name', 'team', 'protocol', 'port'] },
   );
@@ -198,7 +199,15 @@ export const meshArbitrary: fc.Arbitrary<GeneratedMesh> = fc
     instances: fc.array(instance, { maxLength: 6 }),
     authzKeys: fc.array(authzKey, { maxLength: 3 }),
     meshSettings: fc.option(
-      fc.record({ tokenIssuer: fc.string({ minLength: 1, maxLength: 40 }), clockSkewSeconds: fc.integer({ min: 0, max: 300 }) }),
+      fc.record(
+        {
+          tokenIssuer: fc.string({ minLength: 1, maxLength: 40 }),
+          clockSkewSeconds: fc.integer({ min: 0, max: 300 }),
+          // Up to the longest DNS name: names derived from it (SNI) must still fit Envoy's limits.
+          trustDomain: fc.oneof(hostish, fc.constant(`${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`)),
+        },
+        { requiredKeys: ['tokenIssuer', 'clockSkewSeconds'] },
+      ),
       {
         nil: undefined,
       },
