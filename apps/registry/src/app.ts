@@ -19,9 +19,11 @@ import { instrumentStore } from './store';
 import { apiDocsRouter } from './ui/api-docs';
 import { uiRouter } from './ui/router';
 import { UiSessions } from './ui/session';
+import type { RegistryView } from './view';
 
 export interface AppOptions {
   store: MeshStore;
+  view: RegistryView;
   authenticator: Authenticator;
   health: Health;
   metricsRegistry: Registry;
@@ -38,7 +40,7 @@ export interface AppOptions {
 export function createApp(options: AppOptions): express.Express {
   const { authenticator, health, metricsRegistry, metrics, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
-  const catalog = new ServiceCatalog(instrumentStore(options.store, metrics), metrics, logger);
+  const catalog = new ServiceCatalog(instrumentStore(options.store, metrics), options.view, metrics, logger);
   const sessions = new UiSessions(options.csrfSecret ? Buffer.from(options.csrfSecret) : randomBytes(32), options.secureCookies ?? false);
   const openApiDocument = buildOpenApiDocument();
 

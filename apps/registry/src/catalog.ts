@@ -18,38 +18,40 @@ import { assertCanChange } from './auth';
 import type { RegistryMetrics } from './metrics';
 import { problems } from './problem';
 import type { InstanceRegistration, ServiceListQuery } from './api/schemas';
-import { buildTopology } from './topology';
+import { storeReads, viewReads, type MeshReads } from './reads';
 import type { Topology } from './topology';
+import type { RegistryView } from './view';
 
 export class ServiceCatalog {
   constructor(
+    /** Writes, and the reads a write decides on (owner, current revision), always go to etcd. */
     private readonly store: MeshStore,
+    private readonly view: RegistryView,
     private readonly metrics: RegistryMetrics,
     private readonly logger: Logger,
   ) {}
 
+  /**
+   * Where this request's reads come from: the in-memory view once it holds every
+   * write this process committed, else (the watch is behind or down) etcd.
+   */
+  async reads(): Promise<MeshReads> {
+    const state = await this.view.caughtUp();
+    if (state) return viewReads(this.view, state);
+    this.metrics.viewFallbacks.inc();
+    return storeReads(this.store);
+  }
+
   async list(query: ServiceListQuery = {}): Promise<Versioned<ServiceRecord>[]> {
-    const needle = query.q?.toLowerCase();
-    const all = await this.store.listServices();
-    return all
-      .filter(({ value: { spec } }) => {
-        if (query.team && spec.team !== query.team) return false;
-        if (query.protocol && spec.protocol !== query.protocol) return false;
-        if (query.dependsOn && !spec.dependencies.some((d) => d.service === query.dependsOn)) return false;
-        if (needle && !spec.name.includes(needle) && !spec.description.toLowerCase().includes(needle)) return false;
-        return true;
-      })
-      .sort((a, b) => a.value.spec.name.localeCompare(b.value.spec.name));
+    return (await this.reads()).services(query);
   }
 
   async get(name: string): Promise<Versioned<ServiceRecord>> {
-    const found = await this.store.getService(name);
-    if (!found) throw problems.notFound(`service "${name}" is not registered`);
-    return found;
+    return found(await (await this.reads()).service(name), name);
   }
 
   async find(name: string): Promise<Versioned<ServiceRecord> | undefined> {
-    return this.store.getService(name);
+    return (await this.reads()).service(name);
   }
 
   async create(principal: Principal, spec: ServiceSpec): Promise<Versioned<ServiceRecord>> {
@@ -92,7 +94,7 @@ export class ServiceCatalog {
   }
 
   async delete(principal: Principal, name: string, ifMatch: string | undefined): Promise<void> {
-    const current = await this.get(name);
+    const current = found(await this.store.getService(name), name);
     this.authorize(principal, [current.value.spec.team], `service "${name}"`);
     try {
       // The store checks for dependents and deletes in one txn, so a dependency declared meanwhile is not missed.
@@ -134,7 +136,7 @@ export class ServiceCatalog {
 
   /** Restores the definition of `generation` as a new generation; a deleted service comes back. */
   async rollback(principal: Principal, name: string, generation: number, ifMatch: string | undefined): Promise<Versioned<ServiceRecord>> {
-    const current = await this.find(name);
+    const current = await this.store.getService(name);
     const target = await this.store.getHistory(name, generation);
     if (!current && !target) throw problems.notFound(`service "${name}" is not registered and has no history`);
     if (!target) {
@@ -182,13 +184,13 @@ export class ServiceCatalog {
   }
 
   async instances(service: string): Promise<InstanceRecord[]> {
-    return (await this.store.listInstances(service)).sort((a, b) => a.id.localeCompare(b.id));
+    return (await this.reads()).instances(service);
   }
 
   /** Instances belong to a registered service; only its team, its own credential (or admin) may register them. */
   async registerInstance(principal: Principal, service: string, input: InstanceRegistration): Promise<InstanceRecord> {
     this.authorizeInstances(principal, service);
-    const owner = await this.get(service);
+    const owner = found(await this.store.getService(service), service);
     this.authorizeInstances(principal, service, owner.value.spec.team);
     const { ttlSeconds, ...rest } = input;
     const { record } = await this.store
@@ -225,11 +227,7 @@ export class ServiceCatalog {
   }
 
   async topology(): Promise<Topology> {
-    const [services, instances] = await Promise.all([this.store.listServices(), this.store.listInstances()]);
-    return buildTopology(
-      services.map((s) => s.value),
-      instances,
-    );
+    return (await this.reads()).topology();
   }
 
   private async assertOwnsInstances(principal: Principal, service: string): Promise<void> {
@@ -238,7 +236,7 @@ export class ServiceCatalog {
     this.authorizeInstances(principal, service);
     if (principal.kind === 'service') return;
     // A team proves ownership through the service record (a deleted service's instances went with it).
-    const owner = await this.get(service);
+    const owner = found(await this.store.getService(service), service);
     this.authorizeInstances(principal, service, owner.value.spec.team);
   }
 
@@ -306,6 +304,11 @@ export class ServiceCatalog {
       throw mapRevisionErrors(err, spec.name);
     }
   }
+}
+
+function found(service: Versioned<ServiceRecord> | undefined, name: string): Versioned<ServiceRecord> {
+  if (!service) throw problems.notFound(`service "${name}" is not registered`);
+  return service;
 }
 
 function mapRevisionErrors(err: unknown, name: string): unknown {

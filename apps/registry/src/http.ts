@@ -1,7 +1,8 @@
 // HTTP plumbing shared by the API and the UI: body parsing with clear errors,
 // request metrics and logs, and the one error handler that emits problems.
+import { createHash } from 'node:crypto';
 import express from 'express';
-import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { ProblemError, sendProblem, zodFieldErrors, type Logger } from '@trellis/runtime';
 import { InvalidRecordError, MeshStoreError } from '@trellis/mesh-schema';
 import type { z } from 'zod';
@@ -157,4 +158,28 @@ export function parseIfMatch(header: string | undefined): string | undefined {
 
 export function etagOf(modRevision: string): string {
   return `"${modRevision}"`;
+}
+
+/** Seconds since the data of a read was known current (0 while the view's etcd watch runs). */
+export const VIEW_AGE_HEADER = 'X-Trellis-View-Age';
+
+export function setViewAge(res: Response, ageSeconds: number): void {
+  res.set(VIEW_AGE_HEADER, ageSeconds.toFixed(3));
+}
+
+const encoded = new WeakMap<object, { body: Buffer; etag: string }>();
+
+/**
+ * Sends a value the view shares between reads (the topology) as JSON, encoded and
+ * hashed once per value rather than per request; a matching If-None-Match gets 304.
+ */
+export function sendSharedJson(res: Response, value: object): void {
+  let cached = encoded.get(value);
+  if (!cached) {
+    // A Buffer: express would otherwise copy a long string into one on every send.
+    const body = Buffer.from(JSON.stringify(value));
+    cached = { body, etag: `"${createHash('sha1').update(body).digest('base64url')}"` };
+    encoded.set(value, cached);
+  }
+  res.set('ETag', cached.etag).type('application/json').send(cached.body);
 }

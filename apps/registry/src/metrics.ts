@@ -1,5 +1,5 @@
 // Every metric the registry exports, in one place.
-import { Counter, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 
 export interface RegistryMetrics {
@@ -8,6 +8,14 @@ export interface RegistryMetrics {
   etcdErrors: Counter<'operation'>;
   authFailures: Counter<'reason'>;
   serviceChanges: Counter<'action'>;
+  viewFallbacks: Counter;
+  invalidRecords: Counter<'kind'>;
+}
+
+/** What the metrics read from the in-memory view at scrape time. */
+export interface ViewGauges {
+  ageSeconds(): number;
+  readonly revision: string;
 }
 
 export function createRegistryMetrics(registry: Registry): RegistryMetrics {
@@ -43,5 +51,36 @@ export function createRegistryMetrics(registry: Registry): RegistryMetrics {
       labelNames: ['action'],
       registers: [registry],
     }),
+    viewFallbacks: new Counter({
+      name: 'trellis_registry_view_fallbacks_total',
+      help: "Reads served from etcd because the in-memory view had not reached this process's last write within the catch-up time.",
+      registers: [registry],
+    }),
+    invalidRecords: new Counter({
+      name: 'trellis_registry_invalid_records_total',
+      help: 'Stored values left out of the in-memory view because they are unusable, by record kind (each counted once per revision).',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
   };
+}
+
+/** Gauges of the view, read when scraped. */
+export function registerViewGauges(registry: Registry, view: ViewGauges): void {
+  new Gauge({
+    name: 'trellis_registry_view_age_seconds',
+    help: 'Seconds since the in-memory view last followed etcd (0 while its watch runs); reads are served from it meanwhile.',
+    registers: [registry],
+    collect() {
+      this.set(view.ageSeconds());
+    },
+  });
+  new Gauge({
+    name: 'trellis_registry_view_revision',
+    help: 'The etcd revision the in-memory view reflects.',
+    registers: [registry],
+    collect() {
+      this.set(Number(view.revision));
+    },
+  });
 }

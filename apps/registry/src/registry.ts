@@ -2,7 +2,7 @@
 // and startAuthz, so tests start it on port 0 against a real etcd and main.ts
 // only reads config and runs the shutdown steps it returns.
 import type { Registry as MetricsRegistry } from 'prom-client';
-import { MeshStore, ServiceCredentials, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import { MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import {
   closeHttpServer,
   closeInOrder,
@@ -16,8 +16,9 @@ import {
 import { createApp } from './app';
 import { Authenticator } from './auth';
 import type { RegistryEnv } from './config';
-import { createRegistryMetrics } from './metrics';
+import { createRegistryMetrics, registerViewGauges } from './metrics';
 import { addEtcdReadiness } from './readiness';
+import { RegistryView } from './view';
 
 export type RegistryOptions = Pick<
   RegistryEnv,
@@ -42,6 +43,10 @@ export interface RegistryDeps {
   logger: Logger;
   /** Instance-agent credentials instead of reading TRELLIS_SERVICE_CREDENTIALS (tests). */
   serviceCredentials?: ServiceCredentials;
+  /** The client the view's watch runs on (default `etcd`); tests cut it off on its own. */
+  watchEtcd?: EtcdClient;
+  /** How long a read waits for the in-memory view to reach this process's last write before reading etcd (default 2 s). */
+  viewCatchUpMs?: number;
 }
 
 export interface RegistryService {
@@ -49,7 +54,9 @@ export interface RegistryService {
   health: Health;
   metricsRegistry: MetricsRegistry;
   store: MeshStore;
-  /** Shutdown in order: close HTTP (in-flight requests finish). Not `etcd`. */
+  /** What GETs of services, instances and topology are served from. */
+  view: RegistryView;
+  /** Shutdown in order: close HTTP (in-flight requests finish), then the view's watch. Not `etcd`. */
   shutdownSteps: ShutdownStep[];
   /** Readiness goes false, then the shutdown steps run once. */
   close(): Promise<void>;
@@ -61,10 +68,15 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const { config, etcd, layout, logger } = deps;
   const metricsRegistry = createMetricsRegistry('registry');
   const metrics = createRegistryMetrics(metricsRegistry);
-  // Ready while etcd answers: evaluated on each /readyz (the registry has no gRPC health to push to).
+  // Ready while etcd answers and the view holds a snapshot: evaluated on each /readyz (no gRPC health to push to).
   const health = new Health();
-  const store = new MeshStore(etcd, layout, { logger });
+  // The same watch the control plane and authz run; the view serves reads from it.
+  const watcher = MeshWatcher.start(deps.watchEtcd ?? etcd, layout, { logger, onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }) });
+  const view = new RegistryView(watcher, deps.viewCatchUpMs !== undefined ? { catchUpMs: deps.viewCatchUpMs } : {});
+  registerViewGauges(metricsRegistry, view);
+  const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision) });
   addEtcdReadiness(health, etcd, layout, metrics, logger);
+  health.addCheck('view', () => view.ready);
 
   const serviceCredentials = deps.serviceCredentials ?? (await loadServiceCredentials(config.TRELLIS_SERVICE_CREDENTIALS));
   const authenticator = Authenticator.fromConfig(config, serviceCredentials);
@@ -77,6 +89,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
 
   const app = createApp({
     store,
+    view,
     authenticator,
     health,
     metricsRegistry,
@@ -90,12 +103,16 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT);
   logger.info({ host: config.TRELLIS_HOST, port: http.port, etcdPrefix: layout.prefix }, 'registry listening');
 
-  const shutdownSteps: ShutdownStep[] = [{ name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) }];
+  const shutdownSteps: ShutdownStep[] = [
+    { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
+    { name: 'close the mesh view', run: () => view.close() },
+  ];
   return {
     httpPort: http.port,
     health,
     metricsRegistry,
     store,
+    view,
     shutdownSteps,
     close: closeInOrder(health, shutdownSteps),
   };

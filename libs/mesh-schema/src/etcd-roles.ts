@@ -23,14 +23,15 @@ export const etcdRoleName = (app: EtcdApp): string => `trellis-${app}`;
 export function etcdGrants(layout: KeyLayout): Record<EtcdApp, EtcdGrant[]> {
   const all = layout.prefix;
   return {
-    // Services, their history, instances and ingress host claims; reads proxy status for its UI.
+    // Writes services, their history, instances and ingress host claims; reads the mesh
+    // (its view watches the whole prefix) and proxy status for its UI.
     registry: [
+      { prefix: all, permission: 'Read' },
       { prefix: layout.services(), permission: 'Readwrite' },
       { prefix: `${all}history/`, permission: 'Readwrite' },
       { prefix: layout.instances(), permission: 'Readwrite' },
       { prefix: layout.deregistrations(), permission: 'Readwrite' },
       { prefix: layout.hostClaims(), permission: 'Readwrite' },
-      { prefix: layout.proxyStatuses(), permission: 'Read' },
     ],
     // Reads everything (the mesh model); writes only proxy status.
     'control-plane': [

@@ -27,7 +27,7 @@ export {
   type MeshChangeKind,
   type MeshState,
 } from './state';
-export { MeshWatcher, type MeshUpdate, type MeshWatcherOptions } from './watcher';
+export { MeshWatcher, type MeshUpdate, type MeshWatcherEvents, type MeshWatcherOptions } from './watcher';
 export { ServiceCredentials } from './service-credentials';
 export { EtcdProbe, type EtcdProbeOptions } from './etcd-probe';
 export { applyEtcdRoles, etcdGrants, etcdRoleName, ETCD_APPS, type EtcdApp, type EtcdGrant, type EtcdRolesSetup } from './etcd-roles';

@@ -1,6 +1,6 @@
 // MeshStore: typed, validated reads and conditional writes of every Trellis
 // record in etcd. Service changes and their history entry commit in one txn.
-import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
+import type { Etcd3, ICompare, IDeleteRangeRequest, IKeyValue, IPutRequest, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
 import type { z } from 'zod';
 import type { Logger } from '@trellis/runtime';
 import { decodeKv, encodeValue, type Versioned } from './codec';
@@ -37,6 +37,12 @@ export interface MeshStoreOptions {
   logger?: Pick<Logger, 'warn'>;
   /** Clock for change timestamps. */
   now?: () => Date;
+  /**
+   * Called with the etcd revision of every write this store commits (a txn that
+   * wrote nothing is not reported): a reader serving from a watch mirror waits
+   * for the mirror to reach it, so a writer reads its own writes.
+   */
+  onCommit?: (revision: string) => void;
 }
 
 /** An instance to register; `registeredAt` defaults to now. */
@@ -86,6 +92,7 @@ const absent = (key: string): ICompare => ({ key: Buffer.from(key), target: 'Cre
 export class MeshStore {
   private readonly logger: Pick<Logger, 'warn'> | undefined;
   private readonly now: () => Date;
+  private readonly onCommit: ((revision: string) => void) | undefined;
 
   constructor(
     private readonly client: Etcd3,
@@ -94,6 +101,7 @@ export class MeshStore {
   ) {
     this.logger = opts.logger;
     this.now = opts.now ?? (() => new Date());
+    this.onCommit = opts.onCommit;
   }
 
   // ---- services -------------------------------------------------------------
@@ -140,7 +148,7 @@ export class MeshStore {
         ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
       });
       const host = await this.hostClaimGuard(validSpec, actor, at);
-      const res = await this.client.kv.txn({
+      const res = await this.txn({
         compare: [absent(key), absent(historyKey), ...host.guards],
         success: [put(key, record.bytes), put(historyKey, history), ...host.ops],
       });
@@ -273,7 +281,7 @@ export class MeshStore {
       // The tombstone of an earlier deregistration goes with it: this registration's
       // lease may lapse later, and that must read as an expiry, not a deregistration.
       const serviceKey = this.layout.service(valid.service);
-      const res = await this.client.kv.txn({
+      const res = await this.txn({
         compare: opts.requireService ? [{ key: Buffer.from(serviceKey), target: 'Version', result: 'Greater', version: 0 }] : [],
         success: [
           { request_put: { key: Buffer.from(key), value: record.bytes, lease: lease.ID, prev_kv: true } },
@@ -316,7 +324,7 @@ export class MeshStore {
       const drained = encodeValue(InstanceRecord, key, { ...current, drainingSince: this.now().toISOString() });
       const lease = kv.lease === '0' ? undefined : kv.lease;
       // Conditional on the record not having changed (a re-registration moves it to a new lease).
-      const res = await this.client.kv.txn({ compare: [modRevisionIs(key, kv.mod_revision)], success: [put(key, drained.bytes, lease)] });
+      const res = await this.txn({ compare: [modRevisionIs(key, kv.mod_revision)], success: [put(key, drained.bytes, lease)] });
       if (res.succeeded) return drained.value;
     }
     throw new Error(`instance "${service}/${id}": gave up after ${MAX_RACE_RETRIES} conflicting writes`);
@@ -334,7 +342,7 @@ export class MeshStore {
     const lease = await this.client.leaseClient.leaseGrant({ TTL: DEREGISTRATION_TTL_SECONDS });
     let prev: IKeyValue | undefined;
     try {
-      const res = await this.client.kv.txn({
+      const res = await this.txn({
         compare: [{ key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 }],
         success: [{ request_delete_range: { key: Buffer.from(key), prev_kv: true } }, put(tombstoneKey, tombstone.bytes, lease.ID)],
         failure: [],
@@ -368,7 +376,7 @@ export class MeshStore {
   async ensureMeshSettings(defaults: MeshSettings): Promise<MeshSettings> {
     const key = this.layout.meshSettings();
     const encoded = encodeValue(MeshSettings, key, defaults);
-    const res = await this.client.kv.txn({
+    const res = await this.txn({
       compare: [absent(key)],
       success: [put(key, encoded.bytes)],
       failure: [{ request_range: { key: Buffer.from(key) } }],
@@ -385,11 +393,11 @@ export class MeshStore {
 
   async putAuthzKey(key: AuthzPublicKey): Promise<void> {
     const etcdKey = this.layout.authzKey(validateFirst(AuthzPublicKey, `authz key ${JSON.stringify(key.kid)}`, key).kid);
-    await this.client.kv.put({ key: Buffer.from(etcdKey), value: encodeValue(AuthzPublicKey, etcdKey, key).bytes });
+    await this.putKv({ key: Buffer.from(etcdKey), value: encodeValue(AuthzPublicKey, etcdKey, key).bytes });
   }
 
   async deleteAuthzKey(kid: string): Promise<void> {
-    await this.client.kv.deleteRange({ key: Buffer.from(this.layout.authzKey(kid)) });
+    await this.deleteKv({ key: Buffer.from(this.layout.authzKey(kid)) });
   }
 
   // ---- ingress host ownership -------------------------------------------------
@@ -413,7 +421,7 @@ export class MeshStore {
       assigned: true,
     });
     const key = this.layout.hostClaim(valid.host);
-    await this.client.kv.put({ key: Buffer.from(key), value: encodeValue(HostClaim, key, valid).bytes });
+    await this.putKv({ key: Buffer.from(key), value: encodeValue(HostClaim, key, valid).bytes });
     return valid;
   }
 
@@ -426,12 +434,12 @@ export class MeshStore {
   async putProxyStatus(status: ProxyStatus & { stream: string }, leaseId: string): Promise<void> {
     const valid = validateFirst(ProxyStatus, `proxy status ${JSON.stringify(`${status.service}/${status.nodeId}`)}`, status);
     const key = this.layout.proxyStatus(valid.service, valid.nodeId, status.stream);
-    await this.client.kv.put({ key: Buffer.from(key), value: encodeValue(ProxyStatus, key, status).bytes, lease: leaseId });
+    await this.putKv({ key: Buffer.from(key), value: encodeValue(ProxyStatus, key, status).bytes, lease: leaseId });
   }
 
   /** Removes one stream's proxy status (it closed); a status that is already gone is fine. */
   async deleteProxyStatus(service: string, nodeId: string, stream: string): Promise<void> {
-    await this.client.kv.deleteRange({ key: Buffer.from(this.layout.proxyStatus(service, nodeId, stream)) });
+    await this.deleteKv({ key: Buffer.from(this.layout.proxyStatus(service, nodeId, stream)) });
   }
 
   async listProxyStatuses(service?: string): Promise<ProxyStatus[]> {
@@ -440,6 +448,24 @@ export class MeshStore {
   }
 
   // ---- internals -------------------------------------------------------------
+
+  // Every write goes through these three, so each committed revision is reported once.
+  private async txn(req: ITxnRequest): Promise<ITxnResponse> {
+    const res = await this.client.kv.txn(req);
+    const wrote = res.responses.some((r) => r.response_put || Number(r.response_delete_range?.deleted ?? 0) > 0);
+    if (res.succeeded && wrote) this.onCommit?.(res.header.revision);
+    return res;
+  }
+
+  private async putKv(req: IPutRequest): Promise<void> {
+    const res = await this.client.kv.put(req);
+    this.onCommit?.(res.header.revision);
+  }
+
+  private async deleteKv(req: IDeleteRangeRequest): Promise<void> {
+    const res = await this.client.kv.deleteRange(req);
+    if (Number(res.deleted) > 0) this.onCommit?.(res.header.revision);
+  }
 
   private async getKv(key: string): Promise<IKeyValue | undefined> {
     const res = await this.client.kv.range({ key: Buffer.from(key) });
@@ -558,7 +584,7 @@ export class MeshStore {
         throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
       const current = await this.currentService(name, kv);
       const { ops, result, guards = [] } = await build(current, this.now().toISOString());
-      const res = await this.client.kv.txn({
+      const res = await this.txn({
         compare: [modRevisionIs(key, current.modRevision), ...guards],
         success: ops,
         failure: [{ request_range: { key: Buffer.from(key) } }],

@@ -31,6 +31,12 @@ export interface MeshWatcherOptions {
 export interface MeshWatcherEvents {
   update: [MeshUpdate];
   status: [{ live: boolean }];
+  /**
+   * The mirror reached this revision. Also for events that change nothing it holds
+   * (history, host claims, proxy status): a reader waiting for its own write's
+   * revision learns the write arrived even when no `update` follows.
+   */
+  revision: [string];
 }
 
 /** Snapshot retry delays: quick at first, then every 2 s while etcd stays away. */
@@ -127,6 +133,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       }
       // Outside the retry: a throwing listener is the listener's bug, not a reason to reload.
       this.publish({ revision: state.revision, reset: true, changes: [] });
+      this.emitRevision();
       return;
     }
   }
@@ -214,9 +221,22 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     if (last === applied) return;
     this.cancelsInARow = 0;
     this.currentState.revision = last.toString();
-    if (changes.length === 0) return;
-    if (changes.some((change) => change.kind === 'invalid')) this.forgetRepaired();
-    this.publish({ revision: this.currentState.revision, reset: false, changes });
+    if (changes.length > 0) {
+      if (changes.some((change) => change.kind === 'invalid')) this.forgetRepaired();
+      this.publish({ revision: this.currentState.revision, reset: false, changes });
+    }
+    this.emitRevision();
+  }
+
+  private emitRevision(): void {
+    const revision = this.currentState.revision;
+    for (const listener of this.listeners('revision')) {
+      try {
+        listener.call(this, revision);
+      } catch (err) {
+        this.logger?.error({ err, revision }, 'a mesh revision listener failed; the watch goes on');
+      }
+    }
   }
 
   /**

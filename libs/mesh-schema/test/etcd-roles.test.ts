@@ -54,13 +54,20 @@ describe('etcd roles (auth enabled)', () => {
     await expect(new MeshStore(anonymous, layout).listServices()).rejects.toThrow(/user name is empty|permission denied|authentication/i);
   });
 
-  it('registry: writes services, history, instances and host claims; cannot publish a key or write proxy status', async () => {
-    const { store } = as('registry');
+  it('registry: writes services, history, instances and host claims; watches the mesh; cannot publish a key or write proxy status', async () => {
+    const { client, store } = as('registry');
     await store.createService({ ...service('web'), ingress: { host: 'web.example.com' } }, 'test');
     await store.registerInstance({ service: 'web', id: 'web-1', address: '10.0.0.1', port: 8080, platform: 'vm' }, 30);
     expect((await store.listServices()).map((s) => s.value.spec.name)).toEqual(['web']);
     await expect(store.putAuthzKey(attackerKey)).rejects.toThrow(permissionDenied);
     await expect(store.ensureMeshSettings({ tokenIssuer: 'evil', clockSkewSeconds: 30 })).rejects.toThrow(permissionDenied);
+    const watcher = MeshWatcher.start(client, layout);
+    try {
+      await watcher.whenReady();
+      expect([...watcher.state.services.keys()]).toEqual(['web']);
+    } finally {
+      await watcher.close();
+    }
   });
 
   it('control plane: reads everything and writes proxy status; cannot write a service or a key', async () => {

@@ -5,7 +5,7 @@ import { Router } from 'express';
 import { InstanceId, ServiceName } from '@trellis/mesh-schema';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { parseParam, parseWith, type RouteGuards } from '../http';
+import { parseParam, parseWith, setViewAge, type RouteGuards } from '../http';
 import { InstanceRegistration } from './schemas';
 
 export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): Router {
@@ -14,7 +14,10 @@ export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): R
 
   router.get('/services/:name/instances', ...read, async (req, res) => {
     const name = parseParam(ServiceName, req.params['name'], 'name');
-    res.json({ items: await catalog.instances(name) });
+    const reads = await catalog.reads();
+    const items = await reads.instances(name);
+    setViewAge(res, reads.ageSeconds);
+    res.json({ items });
   });
 
   router.post('/services/:name/instances', ...write, ...json, async (req, res) => {

@@ -6,7 +6,7 @@ import type { ServiceRecord, Versioned } from '@trellis/mesh-schema';
 import { z } from 'zod';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { etagOf, parseIfMatch, parseParam, parseWith, type RouteGuards } from '../http';
+import { etagOf, parseIfMatch, parseParam, parseWith, sendSharedJson, setViewAge, type RouteGuards } from '../http';
 import { problems } from '../problem';
 import { RollbackRequest, ServiceListQuery } from './schemas';
 
@@ -24,7 +24,9 @@ export function servicesRouter(catalog: ServiceCatalog, guards: RouteGuards): Ro
 
   router.get('/services', ...read, async (req, res) => {
     const query = parseWith(ServiceListQuery, { ...req.query });
-    const items = await catalog.list(query);
+    const reads = await catalog.reads();
+    const items = await reads.services(query);
+    setViewAge(res, reads.ageSeconds);
     res.json({ items: items.map(serviceResource) });
   });
 
@@ -37,7 +39,11 @@ export function servicesRouter(catalog: ServiceCatalog, guards: RouteGuards): Ro
 
   router.get('/services/:name', ...read, async (req, res) => {
     const name = parseParam(ServiceName, req.params['name'], 'name');
-    sendService(res, 200, await catalog.get(name));
+    const reads = await catalog.reads();
+    const service = await reads.service(name);
+    if (!service) throw problems.notFound(`service "${name}" is not registered`);
+    setViewAge(res, reads.ageSeconds);
+    sendService(res, 200, service);
   });
 
   router.put('/services/:name', ...write, ...json, async (req, res) => {
@@ -82,7 +88,10 @@ export function servicesRouter(catalog: ServiceCatalog, guards: RouteGuards): Ro
   });
 
   router.get('/topology', ...read, async (_req, res) => {
-    res.json(await catalog.topology());
+    const reads = await catalog.reads();
+    const topology = await reads.topology();
+    setViewAge(res, reads.ageSeconds);
+    sendSharedJson(res, topology);
   });
 
   return router;
