@@ -71,7 +71,10 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   // Ready while etcd answers and the view holds a snapshot: evaluated on each /readyz (no gRPC health to push to).
   const health = new Health();
   // The same watch the control plane and authz run; the view serves reads from it.
-  const watcher = MeshWatcher.start(deps.watchEtcd ?? etcd, layout, { logger, onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }) });
+  const watcher = MeshWatcher.start(deps.watchEtcd ?? etcd, layout, {
+    logger,
+    onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }),
+  });
   const view = new RegistryView(watcher, deps.viewCatchUpMs !== undefined ? { catchUpMs: deps.viewCatchUpMs } : {});
   registerViewGauges(metricsRegistry, view);
   const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision) });

@@ -145,7 +145,7 @@ describe('a write through another replica', () => {
   });
 });
 
-describe('while the view\'s watch is cut off from etcd', () => {
+describe("while the view's watch is cut off from etcd", () => {
   let proxy: TcpProxy;
   const clients: EtcdClient[] = [];
   const replicas: RegistryService[] = [];
