@@ -63,6 +63,7 @@ describe('trellis agent: the workload certificate from the mesh CA', () => {
       TRELLIS_HOST: '127.0.0.1',
       TRELLIS_GRPC_PORT: '0',
       TRELLIS_HTTP_PORT: String(httpPort),
+      TRELLIS_MTLS_PORT: '0',
       TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
       TRELLIS_ETCD_PREFIX: etcd.prefix,
       TRELLIS_REDIS_URL: redis.url,
