@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 // Control-plane fan-out: the time from the etcd write of one change to `hub` until
-// each affected SotW ADS stream has its new version, against a bare grpc-js
+// each affected ADS stream has its new version, against a bare grpc-js
 // bidi-stream server that pushes one small message per affected stream on the same
-// etcd watch event (the floor), measured in the same run, ratio printed.
-//   node tools/bench/xds-fanout.mjs [--services 10000] [--proxies 5000] [--rounds 5] [--hub-every 3] [--connections 50] [--debounce-ms 100]
+// etcd watch event (the floor), measured in the same run, ratio printed; next to it
+// the first full push to all streams, responses and resource bytes per change, and
+// each server's CPU-seconds per change, peak RSS and event-loop delay.
+//   node tools/bench/xds-fanout.mjs [--profile envoy|clusters|delta[,…]] [--services 10000] [--proxies 5000]
+//        [--rounds 5] [--hub-every 3] [--connections 50] [--debounce-ms 100] [--cpu-prof-dir DIR] [--smoke]
+// Profiles: envoy (SotW sidecars: CDS+LDS, then EDS/RDS, ACKs), clusters (SotW, CDS only), delta
+// (the envoy subscriptions over Delta ADS). --smoke: tiny sizes and every profile, in seconds (npm test runs it).
 // Needs etcd. Bundles src/xds-fanout.ts with esbuild (it imports startControlPlane
-// and @trellis/testing) and runs it; exits non-zero only if a push is missing or extra.
+// and @trellis/testing) and runs it; exits non-zero only if a push is missing, extra or stale.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';

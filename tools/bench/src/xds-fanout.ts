@@ -1,19 +1,30 @@
 // The benchmark proper (see ../xds-fanout.mjs). Four roles in one file, each its own process:
 //   (no role)        orchestrator: etcd, the registry writes, rounds, the table
 //   --role cp        the control plane (startControlPlane) against that etcd
-//   --role floor     a bare grpc-js bidi-stream server: on an etcd watch event for `hub`, one small
-//                    message to each affected stream — the floor for "etcd write → watch → N streams"
-//   --role clients   P SotW ADS streams to one of the two, ACKing every response, timing arrivals
+//   --role floor     a bare grpc-js bidi-stream server: it answers each stream's first request of each
+//                    type, and on an etcd watch event for `hub` writes one small message to each affected
+//                    stream — the floor for "etcd write → watch → N streams"
+//   --role clients   P ADS streams to one of the two, in one of three profiles, timing arrivals:
+//                      clusters  SotW, CDS only (the first version of this benchmark)
+//                      envoy     SotW as an Envoy sidecar: user_agent_name envoy, CDS and LDS, then EDS for
+//                                the clusters and RDS for the listeners it got, ACKs, and after a CDS update
+//                                the EDS request again (Envoy re-creates changed clusters)
+//                      delta     the same subscriptions over Delta ADS
 // Times cross processes as performance.timeOrigin + performance.now() (wall-clock based, sub-ms).
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { credentials, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { AggregatedDiscoveryServiceClient, AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
-import { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import {
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  DiscoveryRequest,
+  DiscoveryResponse,
+} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore, type ServiceSpecInput } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd } from '@trellis/testing';
@@ -23,6 +34,10 @@ import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 const { values: args } = parseArgs({
   options: {
     role: { type: 'string' },
+    // clusters | envoy | delta, or several separated by commas (each runs against the floor and the control plane).
+    profile: { type: 'string', default: 'envoy' },
+    // Seconds, tiny sizes, every profile: what `npm test` runs (tools/bench/src/xds-fanout.smoke.test.ts) so the tool cannot rot.
+    smoke: { type: 'boolean', default: false },
     services: { type: 'string', default: '10000' },
     proxies: { type: 'string', default: '5000' },
     rounds: { type: 'string', default: '5' },
@@ -43,12 +58,33 @@ const { values: args } = parseArgs({
   },
 });
 
+if (args.smoke) {
+  Object.assign(args, {
+    services: '40',
+    proxies: '30',
+    rounds: '2',
+    connections: '3',
+    'settle-ms': '300',
+    profile: 'clusters,envoy,delta',
+  });
+}
+const PROFILES = ['clusters', 'envoy', 'delta'] as const;
+type Profile = (typeof PROFILES)[number];
+const profiles = args.profile!.split(',').map((p) => {
+  if (!(PROFILES as readonly string[]).includes(p)) throw new Error(`--profile: ${p} is not one of ${PROFILES.join(', ')}`);
+  return p as Profile;
+});
 const SERVICES = Number(args.services);
 const PROXIES = Number(args.proxies);
 const ROUNDS = Number(args.rounds);
 const HUB_EVERY = Number(args['hub-every']);
 const CONNECTIONS = Number(args.connections);
 const SETTLE_MS = Number(args['settle-ms']);
+/** The types a profile's streams wait for before they count as connected. */
+const typesOf = (profile: Profile): string[] =>
+  profile === 'clusters'
+    ? [TypeUrl.Cluster]
+    : [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener, TypeUrl.RouteConfiguration];
 const ROUND_TIMEOUT_MS = 60_000;
 
 const now = (): number => performance.timeOrigin + performance.now();
@@ -70,8 +106,48 @@ type FromClients =
   | { type: 'connected'; ms: number }
   | { type: 'armed' }
   | { type: 'all-affected-received' }
-  | { type: 'round'; arrivals: number[]; missing: number; extraToAffected: number; toUnaffected: number; staleVersion: number };
-type FromServer = { type: 'ready'; grpcPort: number; httpPort?: number };
+  | {
+      type: 'round';
+      arrivals: number[];
+      missing: number;
+      extraToAffected: number;
+      toUnaffected: number;
+      staleVersion: number;
+      /** Responses and resource bytes received by all streams since `arm`. */
+      responses: number;
+      bytes: number;
+    };
+type ToServer = { type: 'stats' };
+type FromServer =
+  | { type: 'ready'; grpcPort: number; httpPort?: number }
+  | {
+      type: 'stats';
+      /** Process CPU time (user + system) so far. */
+      cpuSeconds: number;
+      /** Peak resident set so far. */
+      maxRssMiB: number;
+      /** Event-loop delay since the previous `stats`. */
+      loopDelayP99Ms: number;
+      loopDelayMaxMs: number;
+    };
+
+/** Answers the orchestrator's `stats` requests (server roles). */
+function serveStats(): void {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  process.on('message', (message: ToServer) => {
+    if (message.type !== 'stats') return;
+    const cpu = process.cpuUsage();
+    tell({
+      type: 'stats',
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      maxRssMiB: process.resourceUsage().maxRSS / 1024,
+      loopDelayP99Ms: delay.percentile(99) / 1e6,
+      loopDelayMaxMs: delay.max / 1e6,
+    });
+    delay.reset();
+  });
+}
 
 // ---- role: control plane ----
 async function controlPlaneRole(): Promise<void> {
@@ -94,6 +170,7 @@ async function controlPlaneRole(): Promise<void> {
   });
   await cp.watcher.whenReady();
   while (!cp.cache.ready) await sleep(50);
+  serveStats();
   tell({ type: 'ready', grpcPort: cp.xdsPort, httpPort: cp.httpPort } satisfies FromServer);
   await untilTerminated();
   await cp.close();
@@ -106,102 +183,225 @@ async function controlPlaneRole(): Promise<void> {
 async function floorRole(): Promise<void> {
   const layout = new KeyLayout(args['etcd-prefix']!);
   const etcd = connectEtcd({ endpoints: args['etcd-endpoints']!.split(',') });
-  type Stream = ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
-  const affected = new Set<Stream>();
+  type Sotw = ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+  type Delta = ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+  const affectedSotw = new Set<Sotw>();
+  const affectedDelta = new Set<Delta>();
   let nonce = 0;
   const server = new Server();
   server.addService(AggregatedDiscoveryServiceService, {
-    streamAggregatedResources: (call: Stream) => {
+    streamAggregatedResources: (call: Sotw) => {
       call.on('data', (request: DiscoveryRequest) => {
-        // The first request names the proxy; later ones are ACKs.
+        // A subscription's first request carries no nonce; later ones are ACKs.
         if (request.responseNonce !== '') return;
-        if (request.node && callsHub(request.node.cluster)) affected.add(call);
+        if (request.node && callsHub(request.node.cluster)) affectedSotw.add(call);
         call.write(DiscoveryResponse.fromPartial({ versionInfo: '0', typeUrl: request.typeUrl, nonce: String(++nonce) }));
       });
-      call.on('error', () => affected.delete(call));
+      call.on('error', () => affectedSotw.delete(call));
       call.on('end', () => {
-        affected.delete(call);
+        affectedSotw.delete(call);
         call.end();
       });
     },
-    deltaAggregatedResources: (call: ServerDuplexStream<unknown, unknown>) => call.end(),
+    deltaAggregatedResources: (call: Delta) => {
+      call.on('data', (request: DeltaDiscoveryRequest) => {
+        if (request.responseNonce !== '') return;
+        if (request.node && callsHub(request.node.cluster)) affectedDelta.add(call);
+        call.write(DeltaDiscoveryResponse.fromPartial({ systemVersionInfo: '0', typeUrl: request.typeUrl, nonce: String(++nonce) }));
+      });
+      call.on('error', () => affectedDelta.delete(call));
+      call.on('end', () => {
+        affectedDelta.delete(call);
+        call.end();
+      });
+    },
   });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const watcher = await etcd.watch().key(layout.service('hub')).create();
   watcher.on('put', (kv) => {
-    const message = DiscoveryResponse.fromPartial({ versionInfo: kv.mod_revision, typeUrl: TypeUrl.Cluster, nonce: String(++nonce) });
-    for (const call of affected) call.write(message);
+    const version = kv.mod_revision;
+    const sotw = DiscoveryResponse.fromPartial({ versionInfo: version, typeUrl: TypeUrl.Cluster, nonce: String(++nonce) });
+    for (const call of affectedSotw) call.write(sotw);
+    const delta = DeltaDiscoveryResponse.fromPartial({ systemVersionInfo: version, typeUrl: TypeUrl.Cluster, nonce: String(++nonce) });
+    for (const call of affectedDelta) call.write(delta);
   });
+  serveStats();
   tell({ type: 'ready', grpcPort: port } satisfies FromServer);
   await untilTerminated();
   await watcher.cancel();
   server.forceShutdown();
   etcd.close();
+  process.exit(0);
 }
 
 // ---- role: clients ----
+
+/**
+ * The name of an encoded Listener, Cluster, RouteConfiguration or ClusterLoadAssignment: field 1 of each.
+ * Read from the bytes, so the client decodes nothing (its cost would count against both servers alike).
+ */
+function resourceName(bytes: Uint8Array): string {
+  if (bytes[0] !== 0x0a) return '';
+  let length = 0;
+  let shift = 0;
+  let i = 1;
+  for (; i < bytes.length; i++) {
+    length |= (bytes[i]! & 0x7f) << shift;
+    shift += 7;
+    if ((bytes[i]! & 0x80) === 0) break;
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset + i + 1, length).toString('utf8');
+}
+
+interface Proxy {
+  affected: boolean;
+  /** Latest version per type (SotW version_info, Delta system_version_info). */
+  versions: Map<string, string>;
+  /** Cluster versions before the round, for the "got a new version" check. */
+  clusterVersionBefore: string;
+  arrivals: number[];
+  answered: Set<string>;
+}
+
+/** One stream in the profile's shape; calls `received` for every response with its resource bytes. */
+type OpenStream = (proxy: Proxy, node: Node, received: (typeUrl: string, bytes: number) => void) => void;
+
+const sotwStream =
+  (profile: 'clusters' | 'envoy', channelFor: () => AggregatedDiscoveryServiceClient): OpenStream =>
+  (proxy, node, received) => {
+    const call = channelFor().streamAggregatedResources() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+    const subscribed = new Map<string, string[]>();
+    const last = new Map<string, { version: string; nonce: string }>();
+    const request = (typeUrl: string, names: string[], withNode = false): void => {
+      const held = last.get(typeUrl);
+      call.write(
+        DiscoveryRequest.fromPartial({
+          ...(withNode ? { node } : {}),
+          typeUrl,
+          resourceNames: names,
+          versionInfo: held?.version ?? '',
+          responseNonce: held?.nonce ?? '',
+        }),
+      );
+    };
+    call.on('data', (response: DiscoveryResponse) => {
+      const typeUrl = response.typeUrl;
+      last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
+      proxy.versions.set(typeUrl, response.versionInfo);
+      // ACK every response, as Envoy does.
+      request(typeUrl, subscribed.get(typeUrl) ?? []);
+      received(
+        typeUrl,
+        response.resources.reduce((sum, r) => sum + r.value.length, 0),
+      );
+      if (profile !== 'envoy') return;
+      // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
+      // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
+      const follow =
+        typeUrl === TypeUrl.Cluster ? TypeUrl.ClusterLoadAssignment : typeUrl === TypeUrl.Listener ? TypeUrl.RouteConfiguration : undefined;
+      if (!follow) return;
+      const names = response.resources.map((r) => resourceName(r.value)).sort();
+      const before = subscribed.get(follow);
+      if (before && before.join() === names.join() && follow !== TypeUrl.ClusterLoadAssignment) return;
+      subscribed.set(follow, names);
+      request(follow, names);
+    });
+    call.on('error', (err) => {
+      console.error(`${node.id}: stream failed: ${err.message}`);
+      process.exit(2);
+    });
+    subscribed.set(TypeUrl.Cluster, []);
+    request(TypeUrl.Cluster, [], true);
+    if (profile === 'envoy') {
+      subscribed.set(TypeUrl.Listener, []);
+      request(TypeUrl.Listener, []);
+    }
+  };
+
+const deltaStream =
+  (channelFor: () => AggregatedDiscoveryServiceClient): OpenStream =>
+  (proxy, node, received) => {
+    const call = channelFor().deltaAggregatedResources() as ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+    const subscribed = new Map<string, Set<string>>();
+    call.on('data', (response: DeltaDiscoveryResponse) => {
+      const typeUrl = response.typeUrl;
+      proxy.versions.set(typeUrl, response.systemVersionInfo);
+      call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl, responseNonce: response.nonce }));
+      received(
+        typeUrl,
+        response.resources.reduce((sum, r) => sum + (r.resource?.value.length ?? 0), 0),
+      );
+      const follow =
+        typeUrl === TypeUrl.Cluster ? TypeUrl.ClusterLoadAssignment : typeUrl === TypeUrl.Listener ? TypeUrl.RouteConfiguration : undefined;
+      if (!follow) return;
+      // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
+      let names = subscribed.get(follow);
+      const first = !names;
+      if (!names) subscribed.set(follow, (names = new Set()));
+      const added = response.resources.map((r) => r.name).filter((name) => !names.has(name));
+      for (const name of added) names.add(name);
+      if (first || added.length > 0) call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: follow, resourceNamesSubscribe: added }));
+    });
+    call.on('error', (err) => {
+      console.error(`${node.id}: stream failed: ${err.message}`);
+      process.exit(2);
+    });
+    call.write(DeltaDiscoveryRequest.fromPartial({ node, typeUrl: TypeUrl.Cluster }));
+    call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Listener }));
+  };
+
 async function clientsRole(): Promise<void> {
   const target = args.target!;
+  const profile = args.profile as Profile;
   const channels = Array.from(
     { length: Math.max(1, Math.min(CONNECTIONS, PROXIES)) },
     // A local subchannel pool per client gives each its own TCP connection.
     () => new AggregatedDiscoveryServiceClient(target, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
   );
-  interface Proxy {
-    affected: boolean;
-    version: string;
-    /** Arrival times of responses since the round was armed. */
-    arrivals: number[];
-    versions: string[];
-  }
+  let nextChannel = 0;
+  const channelFor = (): AggregatedDiscoveryServiceClient => channels[nextChannel++ % channels.length]!;
+  const open = profile === 'delta' ? deltaStream(channelFor) : sotwStream(profile, channelFor);
+  const connectTypes = typesOf(profile);
   const proxies: Proxy[] = [];
   let armed = false;
   let connected = 0;
   let affectedReceived = 0;
+  let responses = 0;
+  let bytes = 0;
   const affectedCount = Array.from({ length: PROXIES }, (_, p) => callsHub(proxyService(p))).filter(Boolean).length;
   const started = now();
   for (let p = 0; p < PROXIES; p++) {
     const service = proxyService(p);
-    const proxy: Proxy = { affected: callsHub(service), version: '', arrivals: [], versions: [] };
+    const proxy: Proxy = { affected: callsHub(service), versions: new Map(), clusterVersionBefore: '', arrivals: [], answered: new Set() };
     proxies.push(proxy);
-    const call = channels[p % channels.length]!.streamAggregatedResources() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
-    call.on('data', (response: DiscoveryResponse) => {
+    const node = Node.fromPartial({ id: `${service}-${p}`, cluster: service, userAgentName: 'envoy' });
+    open(proxy, node, (typeUrl, size) => {
       const at = now();
-      // ACK every response, as Envoy does.
-      call.write(
-        DiscoveryRequest.fromPartial({ typeUrl: response.typeUrl, versionInfo: response.versionInfo, responseNonce: response.nonce }),
-      );
-      if (proxy.version === '') {
-        proxy.version = response.versionInfo;
-        if (++connected === PROXIES) tell({ type: 'connected', ms: now() - started } satisfies FromClients);
+      if (proxy.answered.size < connectTypes.length) {
+        proxy.answered.add(typeUrl);
+        if (proxy.answered.size === connectTypes.length && ++connected === PROXIES)
+          tell({ type: 'connected', ms: now() - started } satisfies FromClients);
         return;
       }
       if (!armed) return;
+      responses++;
+      bytes += size;
       proxy.arrivals.push(at);
-      proxy.versions.push(response.versionInfo);
       if (proxy.affected && proxy.arrivals.length === 1 && ++affectedReceived === affectedCount)
         tell({ type: 'all-affected-received' } satisfies FromClients);
     });
-    call.on('error', (err) => {
-      console.error(`proxy ${p} (${service}): stream failed: ${err.message}`);
-      process.exit(2);
-    });
-    call.write(
-      DiscoveryRequest.fromPartial({
-        node: Node.fromPartial({ id: `${service}-${p}`, cluster: service, userAgentName: 'envoy' }),
-        typeUrl: TypeUrl.Cluster,
-      }),
-    );
   }
   process.on('message', (message: ToClients) => {
     if (message.type === 'arm') {
       for (const proxy of proxies) {
         proxy.arrivals = [];
-        proxy.versions = [];
+        proxy.clusterVersionBefore = proxy.versions.get(TypeUrl.Cluster) ?? '';
       }
       affectedReceived = 0;
+      responses = 0;
+      bytes = 0;
       armed = true;
       tell({ type: 'armed' } satisfies FromClients);
     } else if (message.type === 'collect') {
@@ -213,6 +413,8 @@ async function clientsRole(): Promise<void> {
         extraToAffected: 0,
         toUnaffected: 0,
         staleVersion: 0,
+        responses,
+        bytes,
       };
       for (const proxy of proxies) {
         if (!proxy.affected) {
@@ -224,9 +426,9 @@ async function clientsRole(): Promise<void> {
           continue;
         }
         result.arrivals.push(proxy.arrivals[0]!);
-        result.extraToAffected += proxy.arrivals.length - 1;
-        if (proxy.versions[0] === proxy.version) result.staleVersion++;
-        proxy.version = proxy.versions.at(-1)!;
+        // The clusters profile gets exactly one response; a sidecar also gets the endpoints of its re-created cluster.
+        if (profile === 'clusters') result.extraToAffected += proxy.arrivals.length - 1;
+        if (proxy.versions.get(TypeUrl.Cluster) === proxy.clusterVersionBefore) result.staleVersion++;
       }
       tell(result);
     } else {
@@ -243,12 +445,22 @@ interface RoundResult {
   extraToAffected: number;
   toUnaffected: number;
   staleVersion: number;
+  responses: number;
+  bytes: number;
 }
 
 interface PhaseResult {
   name: string;
   connectMs: number;
   rounds: RoundResult[];
+  /** Server process CPU-seconds spent during the rounds, per round (one change each). */
+  cpuSecondsPerChange: number;
+  /** Server peak RSS by the end of the rounds (includes the first push). */
+  maxRssMiB: number;
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
+  /** Control plane only: rebuilds during the rounds and their mean duration. */
+  rebuild?: { count: number; meanMs: number };
 }
 
 class Child {
@@ -275,7 +487,7 @@ class Child {
     );
   }
 
-  send(message: ToClients): void {
+  send(message: ToClients | ToServer): void {
     this.process.send(message);
   }
 
@@ -343,18 +555,43 @@ async function rebuildSeconds(httpPort: number): Promise<{ sum: number; count: n
   return { sum: read('sum'), count: read('count') };
 }
 
-async function runPhase(name: string, grpcPort: number, store: MeshStore, firstMaxConnections: number): Promise<PhaseResult> {
-  const clients = Child.fork('clients', ['--role', 'clients', '--target', `127.0.0.1:${grpcPort}`, ...commonArgs()]);
+let hubWrites = 0;
+
+async function runPhase(
+  name: string,
+  profile: Profile,
+  server: Child,
+  ready: Extract<FromServer, { type: 'ready' }>,
+  store: MeshStore,
+): Promise<PhaseResult> {
+  const clients = Child.fork('clients', [
+    '--role',
+    'clients',
+    '--profile',
+    profile,
+    '--target',
+    `127.0.0.1:${ready.grpcPort}`,
+    ...commonArgs(),
+  ]);
+  const stats = async (): Promise<Extract<FromServer, { type: 'stats' }>> => {
+    server.send({ type: 'stats' });
+    return server.next('stats', 30_000);
+  };
   try {
     const { ms: connectMs } = await clients.next<Extract<FromClients, { type: 'connected' }>>('connected', 600_000);
-    console.log(`${name}: ${PROXIES} streams got their first response in ${(connectMs / 1000).toFixed(1)} s`);
+    console.log(
+      `${name} [${profile}]: ${PROXIES} streams had their first full push (${typesOf(profile).length} types) in ${(connectMs / 1000).toFixed(1)} s`,
+    );
+    await sleep(SETTLE_MS);
+    const rebuildBefore = ready.httpPort ? await rebuildSeconds(ready.httpPort) : undefined;
+    const before = await stats();
     const rounds: RoundResult[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      await sleep(SETTLE_MS); // let ACKs and proxy-status writes of the previous round drain
+      if (round > 0) await sleep(SETTLE_MS); // let ACKs and proxy-status writes of the previous round drain
       clients.send({ type: 'arm' });
       await clients.next('armed', 10_000);
       const t0 = now();
-      await store.updateService(hubSpec(firstMaxConnections + round), 'bench');
+      await store.updateService(hubSpec(1000 + ++hubWrites), 'bench');
       await clients
         .next('all-affected-received', ROUND_TIMEOUT_MS)
         .catch((err: Error) => console.error(`${name} round ${round + 1}: ${err.message}`));
@@ -368,13 +605,31 @@ async function runPhase(name: string, grpcPort: number, store: MeshStore, firstM
         extraToAffected: r.extraToAffected,
         toUnaffected: r.toUnaffected,
         staleVersion: r.staleVersion,
+        responses: r.responses,
+        bytes: r.bytes,
       });
       console.log(
-        `${name} round ${round + 1}: p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
-          `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version`,
+        `${name} [${profile}] round ${round + 1}: p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
+          `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version; ` +
+          `${r.responses} responses, ${kib(r.bytes)} of resources`,
       );
     }
-    return { name, connectMs, rounds };
+    const after = await stats();
+    const rebuildAfter = ready.httpPort ? await rebuildSeconds(ready.httpPort) : undefined;
+    const rebuilds =
+      rebuildBefore && rebuildAfter
+        ? { count: rebuildAfter.count - rebuildBefore.count, sum: rebuildAfter.sum - rebuildBefore.sum }
+        : undefined;
+    return {
+      name,
+      connectMs,
+      rounds,
+      cpuSecondsPerChange: (after.cpuSeconds - before.cpuSeconds) / Math.max(1, ROUNDS),
+      maxRssMiB: after.maxRssMiB,
+      loopDelayP99Ms: after.loopDelayP99Ms,
+      loopDelayMaxMs: after.loopDelayMaxMs,
+      ...(rebuilds ? { rebuild: { count: rebuilds.count, meanMs: rebuilds.count > 0 ? (1000 * rebuilds.sum) / rebuilds.count : 0 } } : {}),
+    };
   } finally {
     if (clients.process.connected) clients.send({ type: 'close' });
     await clients.exited;
@@ -415,20 +670,27 @@ async function orchestrate(): Promise<void> {
     // The floor first, then the control plane: both react to every hub write, so they do not run side by side.
     const floor = Child.fork('floor', ['--role', 'floor', ...serverArgs]);
     children.push(floor);
-    const floorReady = await floor.next<FromServer>('ready', 600_000);
-    const floorResult = await runPhase('floor', floorReady.grpcPort, store, 2000);
+    const floorReady = await floor.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
+    const floorResults: PhaseResult[] = [];
+    for (const profile of profiles) floorResults.push(await runPhase('floor', profile, floor, floorReady, store));
     await floor.stop();
 
     const profile = args['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof-dir']] : [];
     const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], profile);
     children.push(cp);
-    const { grpcPort, httpPort } = await cp.next<FromServer>('ready', 600_000);
-    const before = await rebuildSeconds(httpPort!);
-    const cpResult = await runPhase('control plane', grpcPort, store, 3000);
-    const after = await rebuildSeconds(httpPort!);
+    const cpReady = await cp.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
+    const cpResults: PhaseResult[] = [];
+    for (const p of profiles) cpResults.push(await runPhase('control plane', p, cp, cpReady, store));
     await cp.stop();
 
-    failed = report(floorResult, cpResult, { sum: after.sum - before.sum, count: after.count - before.count }, affected);
+    profiles.forEach((p, i) => {
+      failed = report(p, floorResults[i]!, cpResults[i]!, affected) || failed;
+    });
+    console.log(
+      `\nmachine: ${cpus().length} cores, load average now ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}`,
+    );
   } finally {
     await Promise.all(children.map((c) => c.stop()));
     client.close();
@@ -437,12 +699,15 @@ async function orchestrate(): Promise<void> {
   process.exit(failed ? 1 : 0);
 }
 
-/** Prints the table; returns true if a push was missing or extra. */
-function report(floor: PhaseResult, cp: PhaseResult, rebuild: { sum: number; count: number }, affected: number): boolean {
+/** Prints one profile's table; returns true if a push was missing, extra or stale. */
+function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected: number): boolean {
   const all = (phase: PhaseResult) => phase.rounds.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
   const per = (phase: PhaseResult, q: number) => median(phase.rounds.map((r) => pct(r.latenciesMs, q)));
+  const perChange = (phase: PhaseResult, key: 'responses' | 'bytes') =>
+    phase.rounds.reduce((sum, r) => sum + r[key], 0) / Math.max(1, phase.rounds.length);
   const f = all(floor);
   const c = all(cp);
+  const debounce = Number(args['debounce-ms']);
   const rows: [string, string, string, string][] = [
     ['', 'floor (bare grpc-js)', 'control plane', 'control plane / floor'],
     ['p50, all rounds', fmt(pct(f, 0.5)), fmt(pct(c, 0.5)), ratio(pct(c, 0.5), pct(f, 0.5))],
@@ -450,15 +715,37 @@ function report(floor: PhaseResult, cp: PhaseResult, rebuild: { sum: number; cou
     ['max', fmt(f.at(-1)), fmt(c.at(-1)), ratio(c.at(-1), f.at(-1))],
     ['p50, median of rounds', fmt(per(floor, 0.5)), fmt(per(cp, 0.5)), ratio(per(cp, 0.5), per(floor, 0.5))],
     ['p99, median of rounds', fmt(per(floor, 0.99)), fmt(per(cp, 0.99)), ratio(per(cp, 0.99), per(floor, 0.99))],
-    ['first response to all', fmt(floor.connectMs), fmt(cp.connectMs), ratio(cp.connectMs, floor.connectMs)],
   ];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  console.log('\nhub write → push received, ms');
-  for (const row of rows) console.log(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '));
-  console.log(
-    `control plane rebuilds during the rounds: ${rebuild.count}, mean ${rebuild.count > 0 ? ((1000 * rebuild.sum) / rebuild.count).toFixed(1) : '—'} ms ` +
-      `(trellis_control_plane_rebuild_seconds; the debounce window of ${args['debounce-ms']} ms comes before it)`,
+  if (debounce > 0) {
+    const less = (x: number | undefined) => (x === undefined ? undefined : x - debounce);
+    rows.push(['p99, debounce subtracted', fmt(pct(f, 0.99)), fmt(less(pct(c, 0.99))), ratio(less(pct(c, 0.99)), pct(f, 0.99))]);
+  }
+  rows.push(
+    ['first full push to all', fmt(floor.connectMs), fmt(cp.connectMs), ratio(cp.connectMs, floor.connectMs)],
+    ['responses per change', perChange(floor, 'responses').toFixed(0), perChange(cp, 'responses').toFixed(0), '—'],
+    ['resource bytes per change', kib(perChange(floor, 'bytes')), kib(perChange(cp, 'bytes')), '—'],
+    [
+      'server CPU-s per change',
+      floor.cpuSecondsPerChange.toFixed(3),
+      cp.cpuSecondsPerChange.toFixed(3),
+      ratio(cp.cpuSecondsPerChange, floor.cpuSecondsPerChange),
+    ],
+    ['server peak RSS, MiB', floor.maxRssMiB.toFixed(0), cp.maxRssMiB.toFixed(0), ratio(cp.maxRssMiB, floor.maxRssMiB)],
+    [
+      'event-loop delay p99 / max, ms',
+      `${fmt(floor.loopDelayP99Ms)} / ${fmt(floor.loopDelayMaxMs)}`,
+      `${fmt(cp.loopDelayP99Ms)} / ${fmt(cp.loopDelayMaxMs)}`,
+      '—',
+    ],
   );
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  console.log(`\n[${profile}] hub write → push received, ms (debounce ${debounce} ms)`);
+  for (const row of rows) console.log(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '));
+  if (cp.rebuild)
+    console.log(
+      `control plane rebuilds during the rounds: ${cp.rebuild.count}, mean ${cp.rebuild.meanMs.toFixed(1)} ms ` +
+        `(trellis_control_plane_rebuild_seconds; the debounce window of ${debounce} ms comes before it)`,
+    );
   let failed = false;
   for (const phase of [floor, cp]) {
     const totals = phase.rounds.reduce(
@@ -473,12 +760,16 @@ function report(floor: PhaseResult, cp: PhaseResult, rebuild: { sum: number; cou
     );
     const ok = totals.missing === 0 && totals.extra === 0 && totals.unaffected === 0 && totals.stale === 0;
     console.log(
-      `${phase.name}: ${totals.pushed}/${affected * phase.rounds.length} pushes received, ${totals.missing} missing, ${totals.extra} extra to affected, ` +
-        `${totals.unaffected} to unaffected, ${totals.stale} without a new version — ${ok ? 'correct' : 'FAILED'}`,
+      `${phase.name} [${profile}]: ${totals.pushed}/${affected * phase.rounds.length} affected streams reached, ${totals.missing} missing, ` +
+        `${totals.extra} extra to affected, ${totals.unaffected} to unaffected, ${totals.stale} without a new cluster version — ${ok ? 'correct' : 'FAILED'}`,
     );
     failed ||= !ok;
   }
   return failed;
+}
+
+function kib(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
 function pct(sorted: number[], q: number): number | undefined {
