@@ -6,6 +6,6 @@ export {
   uriSans,
   type PeerIdentity,
 } from './peer-identity';
-export { generateRootCa, loadOrCreateDevRoot, type RootCa } from './root-ca';
+export { generateRootCa, issueServerCertificate, loadOrCreateDevRoot, type RootCa } from './root-ca';
 export { generateWorkloadKey, toPem, type WorkloadKey } from './workload-key';
 export { pemCertificates } from './x509';

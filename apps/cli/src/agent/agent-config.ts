@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { InstanceId, Labels, ServiceName } from '@trellis/mesh-schema';
 import { parseHealthCheck, type HealthCheckSpec } from './health-probe';
 import type { Registration } from './registration';
+import { parseRelayAddress, type RelayAddress } from './xds-relay';
 
 /** What commander hands over (strings as typed); every field may also come from the environment. */
 export interface AgentFlags {
@@ -40,6 +41,11 @@ export interface AgentFlags {
   certificateDir?: string;
   k8sTokenFile?: string;
   trustBundleRefresh?: string;
+  xdsRelay?: string;
+  xdsServer?: string;
+  xdsServerCaFile?: string;
+  xdsServerName?: string;
+  grpcBootstrap?: string;
 }
 
 export interface AgentConfig {
@@ -65,6 +71,17 @@ export interface AgentConfig {
     /** Kubernetes: prove the service with this projected ServiceAccount token instead of the credential. */
     kubernetesTokenFile?: string;
     trustBundleRefreshMs: number;
+  };
+  /** The local xDS relay for proxyless apps (needs the certificate: it is the upstream credential). */
+  xdsRelay?: {
+    listen: RelayAddress;
+    /** The control plane's xDS address, host:port. */
+    upstream: string;
+    /** CA of the control plane's serving certificate (default: the mesh trust bundle, ca.pem). */
+    serverCaFile?: string;
+    serverName?: string;
+    /** Where to write the grpc-js-xds bootstrap naming the relay (handed to the app as GRPC_XDS_BOOTSTRAP). */
+    grpcBootstrapPath?: string;
   };
 }
 
@@ -150,6 +167,35 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
     };
   }
 
+  let xdsRelay: AgentConfig['xdsRelay'];
+  const relayAddress = pick(flags.xdsRelay, 'TRELLIS_XDS_RELAY');
+  if (relayAddress) {
+    let listen: RelayAddress | undefined;
+    try {
+      listen = parseRelayAddress(relayAddress);
+    } catch (err) {
+      problems.push(`xDS relay (TRELLIS_XDS_RELAY): ${(err as Error).message}`);
+    }
+    if (!certificate)
+      problems.push('--xds-relay needs --certificate-dir: the relay reaches the control plane with the workload certificate');
+    const upstream = need(flags.xdsServer, 'TRELLIS_XDS_SERVER', 'xds server');
+    if (upstream && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(upstream))
+      problems.push(`xDS server (TRELLIS_XDS_SERVER) must be host:port, got "${upstream}"`);
+    const serverCaFile = pick(flags.xdsServerCaFile, 'TRELLIS_XDS_SERVER_CA_FILE');
+    const serverName = pick(flags.xdsServerName, 'TRELLIS_XDS_SERVER_NAME');
+    const grpcBootstrapPath = pick(flags.grpcBootstrap, 'TRELLIS_GRPC_BOOTSTRAP');
+    if (listen)
+      xdsRelay = {
+        listen,
+        upstream,
+        ...(serverCaFile ? { serverCaFile } : {}),
+        ...(serverName ? { serverName } : {}),
+        ...(grpcBootstrapPath ? { grpcBootstrapPath } : {}),
+      };
+  } else if (pick(flags.grpcBootstrap, 'TRELLIS_GRPC_BOOTSTRAP')) {
+    problems.push('--grpc-bootstrap names the relay: it needs --xds-relay');
+  }
+
   const config: AgentConfig = {
     service,
     registration: {
@@ -180,6 +226,7 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
     logLevel: pick(flags.logLevel, 'TRELLIS_LOG_LEVEL') ?? 'info',
     ...(envoy ? { envoy } : {}),
     ...(certificate ? { certificate } : {}),
+    ...(xdsRelay ? { xdsRelay } : {}),
   };
   if (problems.length) throw new AgentConfigError(`invalid agent configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   return config;

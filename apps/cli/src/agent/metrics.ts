@@ -12,6 +12,8 @@ export interface AgentMetrics {
   certificateErrors: Counter<'attempt'>;
   certificateExpiry: Gauge;
   trustBundleRoots: Gauge;
+  xdsRelayStreams: Gauge<'variant'>;
+  xdsRelayRefused: Counter<'reason'>;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -63,6 +65,18 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     trustBundleRoots: new Gauge({
       name: 'trellis_agent_trust_bundle_roots',
       help: 'Roots in the trust bundle on disk (two during a CA rotation)',
+      registers: [registry],
+    }),
+    xdsRelayStreams: new Gauge({
+      name: 'trellis_agent_xds_relay_streams',
+      help: 'ADS streams the local xDS relay carries now, by variant (sotw, delta)',
+      labelNames: ['variant'],
+      registers: [registry],
+    }),
+    xdsRelayRefused: new Counter({
+      name: 'trellis_agent_xds_relay_refused_total',
+      help: 'Streams the xDS relay refused, by reason (node: another service or no node; not-local; no-certificate)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

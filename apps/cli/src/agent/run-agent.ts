@@ -4,6 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import { credentials } from '@grpc/grpc-js';
+import { certificateFilesIn, proxylessBootstrap } from '@trellis/sdk-node';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { createLogger, createMetricsRegistry, Health, opsRouter, type Logger } from '@trellis/runtime';
@@ -12,9 +14,10 @@ import { createRegistryClient } from '../registry/registry-client';
 import { Agent } from './agent';
 import type { AgentConfig } from './agent-config';
 import { createHealthProbe } from './health-probe';
-import { createAgentMetrics } from './metrics';
+import { createAgentMetrics, type AgentMetrics } from './metrics';
 import { registryRegistrar } from './registrar';
 import { createWorkloadCertificate } from './workload-identity';
+import { XdsRelay } from './xds-relay';
 
 /** How long the app gets to exit after the agent has deregistered it, before SIGKILL. */
 const APP_STOP_GRACE_MS = 20_000;
@@ -56,8 +59,9 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
   }
 
   // The app and its sidecar read the certificate files from their start: have them first.
+  const relay = config.xdsRelay && config.certificate ? createRelay(config, logger, metrics) : undefined;
   const certificate = config.certificate
-    ? createWorkloadCertificate({ ...config, certificate: config.certificate }, logger, metrics)
+    ? createWorkloadCertificate({ ...config, certificate: config.certificate }, logger, metrics, () => relay?.renewCredentials())
     : undefined;
   if (certificate) {
     health.addCheck('workload certificate', () => (certificate.certificate?.expiresAt.getTime() ?? 0) > Date.now());
@@ -67,7 +71,18 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
   const bootstrap = config.envoy ? keepBootstrapFresh(config, logger) : undefined;
   if (bootstrap) await bootstrap.first;
 
-  const child = command.length ? startApp(command, logger) : undefined;
+  const appEnv: NodeJS.ProcessEnv = {};
+  if (relay) {
+    await relay.start();
+    const path = config.xdsRelay?.grpcBootstrapPath;
+    if (path) {
+      await writeAtomically(path, `${JSON.stringify(grpcBootstrap(config, relay.target), null, 2)}\n`);
+      appEnv['GRPC_XDS_BOOTSTRAP'] = path;
+      logger.info({ path, relay: relay.target }, 'wrote the grpc-js-xds bootstrap');
+    }
+  }
+
+  const child = command.length ? startApp(command, logger, appEnv) : undefined;
   agent.start();
 
   const exitCode = await new Promise<number>((resolve) => {
@@ -96,6 +111,7 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
 
   bootstrap?.stop();
   certificate?.stop();
+  await relay?.stop();
   if (server) {
     server.closeAllConnections();
     await new Promise((resolve) => server!.close(resolve));
@@ -104,9 +120,9 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
   return exitCode;
 }
 
-function startApp(command: string[], logger: Logger): ChildProcess {
+function startApp(command: string[], logger: Logger, env: NodeJS.ProcessEnv): ChildProcess {
   const [file, ...args] = command;
-  const child = spawn(file!, args, { stdio: 'inherit' });
+  const child = spawn(file!, args, { stdio: 'inherit', env: { ...process.env, ...env } });
   child.once('error', (err) => logger.error({ err: err.message, command: file }, 'the app could not be started'));
   logger.info({ command: file, pid: child.pid }, 'started the app');
   return child;
@@ -178,4 +194,37 @@ function keepBootstrapFresh(config: AgentConfig, logger: Logger): { first: Promi
       if (timer) clearTimeout(timer);
     },
   };
+}
+
+/** The relay's upstream credential: the workload certificate, re-read for every new channel (after each renewal). */
+function createRelay(config: AgentConfig, logger: Logger, metrics: AgentMetrics): XdsRelay {
+  const relay = config.xdsRelay!;
+  const files = certificateFilesIn(config.certificate!.dir);
+  return new XdsRelay({
+    service: config.service,
+    listen: relay.listen,
+    upstream: relay.upstream,
+    ...(relay.serverName ? { serverName: relay.serverName } : {}),
+    credentials: async () => {
+      const [ca, key, cert] = await Promise.all([
+        readFile(relay.serverCaFile ?? files.caCertificateFile),
+        readFile(files.privateKeyFile),
+        readFile(files.certificateFile),
+      ]);
+      return credentials.createSsl(ca, key, cert);
+    },
+    logger,
+    metrics,
+  });
+}
+
+/** What a proxyless app of this instance starts with: the relay as its xDS server, the agent's certificate files. */
+function grpcBootstrap(config: AgentConfig, relayTarget: string): Record<string, unknown> {
+  return proxylessBootstrap({
+    xdsServer: relayTarget,
+    service: config.service,
+    nodeId: config.registration.id,
+    locality: config.registration.locality,
+    ...(config.certificate ? { certificates: certificateFilesIn(config.certificate.dir) } : {}),
+  });
 }

@@ -14,6 +14,8 @@ export function createWorkloadCertificate(
   config: Pick<AgentConfig, 'service' | 'secret'> & { certificate: NonNullable<AgentConfig['certificate']> },
   logger: Logger,
   metrics: AgentMetrics,
+  /** Called after new files are in place (a certificate or a bundle): TLS users re-read them. */
+  onFilesChanged: () => void = () => undefined,
 ): WorkloadCertificate {
   const { certificate } = config;
   const tokenFile = certificate.kubernetesTokenFile;
@@ -40,11 +42,13 @@ export function createWorkloadCertificate(
         { spiffeId: issued.spiffeId, serial: issued.serialNumber, expiresAt: issued.expiresAt.toISOString(), dir: certificate.dir },
         'workload certificate written',
       );
+      onFilesChanged();
     },
     onTrustBundleChanged: (roots) => {
       metrics.trustBundleRoots.set(roots);
       logger.info({ roots, previousRoots: bundleRoots }, 'trust bundle changed; files rewritten');
       bundleRoots = roots;
+      onFilesChanged();
     },
     onError: (err, { attempt, retryInMs }) => {
       metrics.certificateErrors.inc({ attempt });

@@ -101,6 +101,28 @@ export function registerAgentCommand(program: Command): void {
         'TRELLIS_TRUST_BUNDLE_REFRESH',
       ),
     )
+    .addOption(
+      new Option(
+        '--xds-relay <address>',
+        'serve a local xDS relay for proxyless apps on 127.0.0.1:PORT or unix:/path; it reaches the control plane over mTLS',
+      ).env('TRELLIS_XDS_RELAY'),
+    )
+    .addOption(new Option('--xds-server <host:port>', "with --xds-relay: the control plane's xDS address").env('TRELLIS_XDS_SERVER'))
+    .addOption(
+      new Option('--xds-server-ca-file <path>', "with --xds-relay: CA of the control plane's certificate (default: the mesh ca.pem)").env(
+        'TRELLIS_XDS_SERVER_CA_FILE',
+      ),
+    )
+    .addOption(
+      new Option('--xds-server-name <name>', "with --xds-relay: the name in the control plane's certificate, if not the address").env(
+        'TRELLIS_XDS_SERVER_NAME',
+      ),
+    )
+    .addOption(
+      new Option('--grpc-bootstrap <path>', 'with --xds-relay: write the grpc-js-xds bootstrap here; the app gets GRPC_XDS_BOOTSTRAP').env(
+        'TRELLIS_GRPC_BOOTSTRAP',
+      ),
+    )
     .addOption(new Option('--log-level <level>', 'pino log level').env('TRELLIS_LOG_LEVEL'))
     .argument('[command...]', 'the app to run under the agent (after --)')
     .action(async (command: string[], flags: AgentFlags, cmd: Command) => {

@@ -4,6 +4,7 @@
 // running at once never overwrite each other's.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { build } from 'esbuild';
 import { join, resolve } from 'node:path';
 
 export const WORKSPACE_ROOT = resolve(__dirname, '../../../..');
@@ -19,6 +20,24 @@ export function bundle(app: string): string {
   const main = join(outDir, 'main.js');
   bundled.set(app, main);
   return main;
+}
+
+/** Bundles a script of this directory (a child process's code); npm packages stay external. */
+export async function bundleScript(script: 'xds-caller'): Promise<string> {
+  const outfile = join(WORKSPACE_ROOT, 'tmp/test-bundles', `${script}-${process.pid}`, 'main.js');
+  await build({
+    entryPoints: [join(__dirname, `${script}.ts`)],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    packages: 'external',
+    tsconfig: join(WORKSPACE_ROOT, 'tsconfig.base.json'),
+    outfile,
+    logLevel: 'error',
+  });
+  bundled.set(script, outfile);
+  return outfile;
 }
 
 /** Deletes this file's bundles (afterAll). */

@@ -1,0 +1,271 @@
+// The local xDS relay (what istio-agent does for proxyless gRPC): grpc-js-xds can
+// only speak insecure channel credentials to its xDS server, so the app connects
+// to this relay on loopback or a Unix socket, and the agent holds the mTLS
+// connection to the control plane with the workload certificate. Each
+// downstream ADS stream (SotW or Delta) gets one upstream stream; messages pass
+// byte for byte in both directions. The relay reads one thing: the node in each
+// request, which must name this agent's service — a local process cannot borrow
+// the agent's certificate to get another service's configuration.
+import { chmod, rm } from 'node:fs/promises';
+import {
+  Client,
+  Metadata,
+  Server,
+  ServerCredentials,
+  status,
+  type ChannelCredentials,
+  type ClientDuplexStream,
+  type ServerDuplexStream,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { DeltaDiscoveryRequest, DiscoveryRequest } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import type { Logger } from '@trellis/runtime';
+import type { AgentMetrics } from './metrics';
+
+const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
+export const ADS_METHODS = {
+  sotw: `${ADS}/StreamAggregatedResources`,
+  delta: `${ADS}/DeltaAggregatedResources`,
+} as const;
+type Variant = keyof typeof ADS_METHODS;
+
+const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
+const passThrough = (path: string) => ({
+  path,
+  requestStream: true,
+  responseStream: true,
+  requestSerialize: bytes.serialize,
+  requestDeserialize: bytes.deserialize,
+  responseSerialize: bytes.serialize,
+  responseDeserialize: bytes.deserialize,
+});
+const RELAY_SERVICE: ServiceDefinition = { sotw: passThrough(ADS_METHODS.sotw), delta: passThrough(ADS_METHODS.delta) };
+
+/** Where the relay listens: a loopback host:port or `unix:/path`; anything else is refused. */
+export type RelayAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+export function parseRelayAddress(value: string): RelayAddress {
+  if (value.startsWith('unix:')) {
+    const path = value.slice('unix:'.length).replace(/^\/\//, '');
+    if (!path.startsWith('/')) throw new Error(`"${value}" must be unix:/absolute/path`);
+    return { kind: 'unix', path };
+  }
+  const match = /^(\[::1\]|127(?:\.\d{1,3}){3}|localhost):(\d{1,5})$/.exec(value);
+  if (!match)
+    throw new Error(`"${value}" must be a loopback address (127.0.0.1:PORT, [::1]:PORT) or unix:/path: the relay is for local apps only`);
+  const port = Number(match[2]);
+  if (port > 65535) throw new Error(`"${value}": port must be 0-65535`);
+  return { kind: 'tcp', host: match[1]!, port };
+}
+
+export function relayTarget(address: RelayAddress): string {
+  return address.kind === 'unix' ? `unix:${address.path}` : `${address.host}:${address.port}`;
+}
+
+/** Only a loopback peer is served on TCP (the listener is loopback already; this holds if it is ever not). */
+export function isLocalPeer(peer: string): boolean {
+  const host = peer.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return host === '::1' || /^127\./.test(host) || host === '::ffff:127.0.0.1' || host === 'localhost';
+}
+
+/** Why a request may not pass, or undefined. Each request carrying a node is checked, not only the first. */
+export function refusal(variant: Variant, message: Buffer, service: string, first: boolean): string | undefined {
+  let node: { cluster: string } | undefined;
+  try {
+    node = variant === 'sotw' ? DiscoveryRequest.decode(message).node : DeltaDiscoveryRequest.decode(message).node;
+  } catch (err) {
+    return `the request is not a valid ${variant === 'sotw' ? 'DiscoveryRequest' : 'DeltaDiscoveryRequest'}: ${(err as Error).message}`;
+  }
+  if (!node) return first ? 'the first request of a stream must carry the node' : undefined;
+  if (node.cluster !== service) return `this relay serves service "${service}" only; node.cluster is ${JSON.stringify(node.cluster)}`;
+  return undefined;
+}
+
+export interface XdsRelayOptions {
+  service: string;
+  listen: RelayAddress;
+  /** The control plane's xDS address (host:port). */
+  upstream: string;
+  /** mTLS with the current workload certificate (read when a channel is made). */
+  credentials: () => Promise<ChannelCredentials>;
+  /** TLS name to expect when the address is not in the control plane's certificate. */
+  serverName?: string;
+  logger: Logger;
+  metrics: AgentMetrics;
+}
+
+/** One upstream channel and the streams on it; retired channels close when their last stream ends. */
+interface Upstream {
+  client: Client;
+  streams: number;
+  retired: boolean;
+}
+
+export class XdsRelay {
+  private server: Server | undefined;
+  private upstream: Promise<Upstream> | undefined;
+  private boundTarget = '';
+
+  constructor(private readonly options: XdsRelayOptions) {}
+
+  /** The address apps put in their bootstrap. */
+  get target(): string {
+    return this.boundTarget;
+  }
+
+  async start(): Promise<void> {
+    const server = new Server();
+    server.addService(RELAY_SERVICE, {
+      sotw: (call: ServerDuplexStream<Buffer, Buffer>) => this.relay('sotw', call),
+      delta: (call: ServerDuplexStream<Buffer, Buffer>) => this.relay('delta', call),
+    });
+    const { listen } = this.options;
+    if (listen.kind === 'unix') await rm(listen.path, { force: true });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(relayTarget(listen), ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    // Only the agent's user (and its group: the app's, in a pod or a shared group on a VM) may connect.
+    if (listen.kind === 'unix') await chmod(listen.path, 0o660);
+    this.server = server;
+    this.boundTarget = listen.kind === 'unix' ? relayTarget(listen) : `${listen.host}:${port}`;
+    this.options.logger.info({ relay: this.boundTarget, upstream: this.options.upstream }, 'xDS relay listening');
+  }
+
+  /** New streams use a channel with the current certificate; open ones keep theirs until they end. */
+  renewCredentials(): void {
+    const previous = this.upstream;
+    this.upstream = undefined;
+    void previous?.then((u) => {
+      u.retired = true;
+      if (u.streams === 0) u.client.close();
+    });
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    const upstream = await this.upstream?.catch(() => undefined);
+    upstream?.client.close();
+  }
+
+  private channel(): Promise<Upstream> {
+    this.upstream ??= this.options.credentials().then((creds) => ({
+      client: new Client(this.options.upstream, creds, {
+        ...(this.options.serverName ? { 'grpc.ssl_target_name_override': this.options.serverName } : {}),
+        'grpc.keepalive_time_ms': 30_000,
+        'grpc.keepalive_timeout_ms': 10_000,
+      }),
+      streams: 0,
+      retired: false,
+    }));
+    // A failure to read the certificate is retried by the next stream.
+    this.upstream.catch(() => (this.upstream = undefined));
+    return this.upstream;
+  }
+
+  private relay(variant: Variant, down: ServerDuplexStream<Buffer, Buffer>): void {
+    const { metrics, logger, service } = this.options;
+    const refuse = (code: status, reason: string, details: string) => {
+      metrics.xdsRelayRefused.inc({ reason });
+      logger.warn({ peer: down.getPeer(), variant, reason, details }, 'xDS relay refused a stream');
+      down.emit('error', { code, details } as Partial<ServiceError>);
+    };
+    // On a Unix socket every peer is local (grpc-js reports it as "unknown"); on TCP the peer must be loopback.
+    if (this.options.listen.kind === 'tcp' && !isLocalPeer(down.getPeer()))
+      return refuse(status.PERMISSION_DENIED, 'not-local', 'the xDS relay serves local clients only');
+
+    let up: ClientDuplexStream<Buffer, Buffer> | undefined;
+    let upstream: Upstream | undefined;
+    let finished = false;
+    const pending: Buffer[] = [];
+    let downEnded = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      metrics.xdsRelayStreams.dec({ variant });
+      if (upstream) {
+        upstream.streams--;
+        if (upstream.retired && upstream.streams === 0) upstream.client.close();
+      }
+    };
+    metrics.xdsRelayStreams.inc({ variant });
+
+    let first = true;
+    down.on('data', (message: Buffer) => {
+      const why = refusal(variant, message, service, first);
+      first = false;
+      if (why) {
+        up?.cancel();
+        finish();
+        return refuse(status.PERMISSION_DENIED, 'node', why);
+      }
+      if (up) {
+        if (!up.write(message)) {
+          down.pause();
+          up.once('drain', () => down.resume());
+        }
+        return;
+      }
+      pending.push(message);
+      if (pending.length > 1) return; // the upstream stream is being opened
+      down.pause();
+      this.channel().then(
+        (u) => {
+          if (finished) return;
+          upstream = u;
+          u.streams++;
+          up = u.client.makeBidiStreamRequest(ADS_METHODS[variant], bytes.serialize, bytes.deserialize, new Metadata());
+          this.pipeUpstream(variant, up, down, finish);
+          for (const m of pending.splice(0)) up.write(m);
+          if (downEnded) up.end();
+          down.resume();
+        },
+        (err: Error) => {
+          finish();
+          refuse(status.UNAVAILABLE, 'no-certificate', `the agent has no usable workload certificate: ${err.message}`);
+        },
+      );
+    });
+    down.on('end', () => {
+      downEnded = true;
+      up?.end();
+    });
+    down.on('cancelled', () => {
+      up?.cancel();
+      finish();
+    });
+    down.on('error', () => {
+      up?.cancel();
+      finish();
+    });
+  }
+
+  /** Responses and the final status, from the control plane to the app. */
+  private pipeUpstream(
+    variant: Variant,
+    up: ClientDuplexStream<Buffer, Buffer>,
+    down: ServerDuplexStream<Buffer, Buffer>,
+    finish: () => void,
+  ): void {
+    up.on('data', (message: Buffer) => {
+      if (!down.write(message)) {
+        up.pause();
+        down.once('drain', () => up.resume());
+      }
+    });
+    up.on('error', (err: ServiceError) => {
+      finish();
+      if (err.code !== status.CANCELLED)
+        this.options.logger.info({ variant, code: err.code, details: err.details }, 'the control plane ended an xDS stream');
+      // The app sees the control plane's own status (UNAUTHENTICATED, UNAVAILABLE…) and reconnects.
+      down.emit('error', { code: err.code, details: err.details, metadata: new Metadata() } as Partial<ServiceError>);
+    });
+    up.on('status', (s: { code: status }) => {
+      if (s.code !== status.OK) return;
+      finish();
+      down.end();
+    });
+  }
+}
