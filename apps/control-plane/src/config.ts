@@ -21,6 +21,12 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   TRELLIS_LOG_LEVEL: env.logLevel(),
   /** authz's ext_authz gRPC address as sidecars reach it. */
   TRELLIS_AUTHZ_ADDRESS: HostPort.default({ host: '127.0.0.1', port: 9191 }),
+  /**
+   * Sidecars reach authz over mTLS with their workload certificate, accepting only
+   * spiffe://<trust domain>/trellis/authz. `false` only toward an authz serving plaintext
+   * (TRELLIS_ALLOW_INSECURE_CALLERS without TLS material: local development, the compose demo).
+   */
+  TRELLIS_AUTHZ_TLS: env.bool(true),
   /** Address sidecars use to reach this control plane's xDS port (rendered into /bootstrap); default 127.0.0.1:<xds port>. */
   TRELLIS_XDS_ADVERTISE_ADDRESS: HostPort.optional(),
   /**

@@ -32,6 +32,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_PORT'
   | 'TRELLIS_HTTP_PORT'
   | 'TRELLIS_AUTHZ_ADDRESS'
+  | 'TRELLIS_AUTHZ_TLS'
   | 'TRELLIS_XDS_ADVERTISE_ADDRESS'
   | 'TRELLIS_XDS_ALLOW_INSECURE_CLIENTS'
   | 'TRELLIS_CONTROL_PLANE_ID'
@@ -83,7 +84,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const registry = deps.registry ?? createMetricsRegistry('control-plane');
   const metrics = createControlPlaneMetrics(registry);
   const health = new Health();
-  const settings: TranslatorSettings = { ...DEFAULT_TRANSLATOR_SETTINGS, authzCluster: config.TRELLIS_AUTHZ_ADDRESS };
+  const settings: TranslatorSettings = {
+    ...DEFAULT_TRANSLATOR_SETTINGS,
+    authzCluster: config.TRELLIS_AUTHZ_ADDRESS,
+    authzTls: config.TRELLIS_AUTHZ_TLS,
+  };
 
   const watcher = MeshWatcher.start(etcd, layout, { logger, onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }) });
   // Resources many identities share (a callee's clusters and endpoints) are encoded once per model.

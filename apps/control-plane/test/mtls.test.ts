@@ -2,6 +2,7 @@
 // node.cluster differs is refused, a client without a certificate cannot connect.
 import { credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
+import { SDS_WORKLOAD_CERTIFICATE, SIDECAR_CERTIFICATE_DIR, sidecarSdsPath } from '@trellis/mesh-schema';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 import { createTestPki, type TestPki } from './support/test-pki';
@@ -74,5 +75,26 @@ describe('xDS over mTLS', () => {
     const relative = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=creds/a.crt`);
     expect(relative.status).toBe(400);
     expect(await relative.json()).toMatchObject({ errors: [{ field: 'cert_file' }] });
+    const halfPair = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=/run/creds/a.crt`);
+    expect(halfPair.status).toBe(400);
+    expect(await halfPair.json()).toMatchObject({ errors: [{ field: 'key_file' }] });
+  });
+
+  it('renders bootstraps that present the workload certificate over path-based SDS when no certificate files are named', async () => {
+    const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&format=json`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const tls = JSON.parse(text).static_resources.clusters.find((c: { name: string }) => c.name === 'trellis-xds').transport_socket;
+    expect(tls.typed_config.common_tls_context.tls_certificates).toBeUndefined();
+    expect(tls.typed_config.common_tls_context.tls_certificate_sds_secret_configs).toEqual([
+      {
+        name: SDS_WORKLOAD_CERTIFICATE,
+        sds_config: {
+          path_config_source: { path: sidecarSdsPath(SDS_WORKLOAD_CERTIFICATE), watched_directory: { path: SIDECAR_CERTIFICATE_DIR } },
+          resource_api_version: 'V3',
+        },
+      },
+    ]);
+    expect(text).not.toContain('TRELLIS_XDS_TOKEN');
   });
 });

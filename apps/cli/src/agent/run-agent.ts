@@ -9,7 +9,7 @@ import { certificateFilesIn, proxylessBootstrap } from '@trellis/sdk-node';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { createLogger, createMetricsRegistry, Health, opsRouter, type Logger } from '@trellis/runtime';
-import { basicCredential, renderEnvoyBootstrap, writeAtomically } from '../bootstrap/envoy-bootstrap';
+import { basicCredential, renderEnvoyBootstrap, writeAtomically, writeSidecarSdsFiles } from '../bootstrap/envoy-bootstrap';
 import { createRegistryClient } from '../registry/registry-client';
 import { Agent } from './agent';
 import type { AgentConfig } from './agent-config';
@@ -68,6 +68,11 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
     await certificate.keepRenewed();
   }
 
+  // An Envoy sidecar reads the certificate over path-based SDS: the files naming it sit beside it.
+  if (config.envoy && config.certificate) {
+    const written = await writeSidecarSdsFiles(config.certificate.dir);
+    logger.info({ files: written }, 'wrote the SDS files of the workload certificate');
+  }
   const bootstrap = config.envoy ? keepBootstrapFresh(config, logger) : undefined;
   if (bootstrap) await bootstrap.first;
 

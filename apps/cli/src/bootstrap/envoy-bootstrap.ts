@@ -4,8 +4,9 @@
 // atomically. `trellis bootstrap SERVICE -o FILE` runs it once (systemd
 // ExecStartPre=, the Helm init container); `trellis agent --envoy-bootstrap FILE`
 // renders it before registering and again before the token runs out.
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sidecarSdsFiles, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { Backoff } from '../agent/backoff';
 
 export const XDS_TOKEN_PLACEHOLDER = '${TRELLIS_XDS_TOKEN}';
@@ -164,13 +165,31 @@ export async function renderEnvoyBootstrapRetrying(
 }
 
 /** Writes beside the target and renames, so Envoy never reads half a file. Unchanged content is not rewritten. */
-export async function writeAtomically(path: string, text: string): Promise<boolean> {
+export async function writeAtomically(path: string, text: string, mode = 0o600): Promise<boolean> {
   const current = await readFile(path, 'utf8').catch(() => undefined);
   if (current === text) return false;
   const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, text, { mode: 0o600 });
+  await writeFile(tmp, text, { mode });
   await rename(tmp, path);
   return true;
+}
+
+/**
+ * The SDS files an Envoy sidecar's TLS contexts name (@trellis/mesh-contracts
+ * sidecar-certificates.ts), written into `dir`: this process's view of the directory
+ * where the agent keeps the workload certificate, which Envoy sees at
+ * SIDECAR_CERTIFICATE_DIR. Each is written by rename, a move event Envoy reloads on.
+ * They name files, hold no secret.
+ */
+export async function writeSidecarSdsFiles(dir: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const written: string[] = [];
+  for (const file of sidecarSdsFiles()) {
+    const path = join(dir, file.fileName);
+    await writeAtomically(path, file.text, 0o644);
+    written.push(path);
+  }
+  return written;
 }
 
 export function basicCredential(service: string, secret: string): string {

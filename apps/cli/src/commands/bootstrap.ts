@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { parseDuration } from '../agent/agent-config';
-import { renderEnvoyBootstrapRetrying, writeAtomically } from '../bootstrap/envoy-bootstrap';
+import { SIDECAR_CERTIFICATE_DIR } from '@trellis/mesh-schema';
+import { renderEnvoyBootstrapRetrying, writeAtomically, writeSidecarSdsFiles } from '../bootstrap/envoy-bootstrap';
 import { resolveContext } from '../context';
 import { CliError } from '../output';
 
@@ -25,6 +26,7 @@ interface BootstrapFlags {
   authz?: string;
   credentialFile?: string;
   xdsTokenFile?: string;
+  certificateDir?: string;
   retryFor: string;
 }
 
@@ -67,6 +69,12 @@ export function registerBootstrapCommand(program: Command): void {
     )
     .addOption(
       new Option('--xds-token-file <path>', 'a static xDS token (default: $CREDENTIALS_DIRECTORY/xds-token)').env('TRELLIS_XDS_TOKEN_FILE'),
+    )
+    .addOption(
+      new Option(
+        '--certificate-dir <dir>',
+        `where the agent keeps the workload certificate (Envoy sees it at ${SIDECAR_CERTIFICATE_DIR}): the SDS files for mTLS are written there`,
+      ).env('TRELLIS_CERTIFICATE_DIR'),
     )
     .addOption(
       new Option('--retry-for <duration>', 'keep retrying a retryable failure this long (0: once)')
@@ -112,6 +120,13 @@ export function registerBootstrapCommand(program: Command): void {
       ).catch((err: Error) => {
         throw new CliError(`bootstrap of ${service}: ${err.message}`);
       });
+      // Before the bootstrap: Envoy must find the SDS files its first TLS context names.
+      if (flags.certificateDir) {
+        const written = await writeSidecarSdsFiles(flags.certificateDir).catch((err: Error) => {
+          throw new CliError(`SDS files in --certificate-dir ${flags.certificateDir}: ${err.message}`);
+        });
+        process.stderr.write(`trellis: SDS files written: ${written.join(', ')}\n`);
+      }
       if (!flags.out) return void process.stdout.write(rendered.text);
       await writeAtomically(flags.out, rendered.text);
       process.stderr.write(`trellis: ${service} bootstrap written to ${flags.out}\n`);

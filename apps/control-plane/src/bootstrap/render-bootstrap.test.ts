@@ -95,6 +95,28 @@ describe('renderBootstrap', () => {
     expect(JSON.stringify(buildBootstrap(input))).not.toContain('initial_metadata');
   });
 
+  it('presents the workload certificate to xDS over path-based SDS when no certificate files are given', () => {
+    const bootstrap = buildBootstrap({ ...input, xdsTls: { caFile: '/etc/trellis/ca.pem', workloadCertificate: true } });
+    const xds = (bootstrap['static_resources'] as { clusters: Array<Record<string, unknown>> }).clusters.find(
+      (c) => c['name'] === 'trellis-xds',
+    )!;
+    const common = (xds['transport_socket'] as { typed_config: { common_tls_context: Record<string, unknown> } }).typed_config
+      .common_tls_context;
+    expect(common['tls_certificates']).toBeUndefined();
+    expect(common['tls_certificate_sds_secret_configs']).toEqual([
+      {
+        name: 'trellis-workload-certificate',
+        sds_config: {
+          path_config_source: {
+            path: '/var/run/trellis/workload/trellis-workload-certificate.sds.json',
+            watched_directory: { path: '/var/run/trellis/workload' },
+          },
+          resource_api_version: 'V3',
+        },
+      },
+    ]);
+  });
+
   it('writes plain YAML, without anchors or aliases', () => {
     const yaml = renderBootstrap(input);
     expect(yaml).not.toMatch(/[&*]a\d/);
@@ -104,8 +126,11 @@ describe('renderBootstrap', () => {
   it("uses only fields of Envoy's Bootstrap proto, in YAML and in JSON", () => {
     const type = root.lookupType('envoy.config.bootstrap.v3.Bootstrap');
     const full = { ...input, xdsToken: 't', xdsTls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' } };
-    expect(unknownFields(type, parse(renderBootstrap(full, 'yaml')) as Record<string, unknown>)).toEqual([]);
-    expect(unknownFields(type, JSON.parse(renderBootstrap(full, 'json')) as Record<string, unknown>)).toEqual([]);
+    const workload = { ...input, xdsTls: { caFile: '/ca.pem', workloadCertificate: true } };
+    for (const variant of [full, workload]) {
+      expect(unknownFields(type, parse(renderBootstrap(variant, 'yaml')) as Record<string, unknown>)).toEqual([]);
+      expect(unknownFields(type, JSON.parse(renderBootstrap(variant, 'json')) as Record<string, unknown>)).toEqual([]);
+    }
     // …and the check itself notices a misspelt field.
     expect(unknownFields(type, { node: { idd: 'x' } })).toEqual(['node.idd is not a field of .envoy.config.core.v3.Node']);
   });

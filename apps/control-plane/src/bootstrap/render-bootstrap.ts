@@ -2,7 +2,7 @@
 // Pure: everything else the sidecar runs arrives over ADS. The only static
 // pieces are the xDS cluster and the local app, whose port is per node.
 import { stringify } from 'yaml';
-import type { Locality, Protocol } from '@trellis/mesh-schema';
+import { SDS_WORKLOAD_CERTIFICATE, SIDECAR_CERTIFICATE_DIR, sidecarSdsPath, type Locality, type Protocol } from '@trellis/mesh-schema';
 import { LOCAL_APP_CLUSTER_NAME } from '../envoy/names';
 import { DEFAULT_TRANSLATOR_SETTINGS } from '../model/mesh-model';
 
@@ -26,8 +26,13 @@ export interface BootstrapInput {
    * A literal `${VAR}` placeholder is fine: the start script substitutes it.
    */
   xdsToken?: string;
-  /** TLS to the control plane: CA to verify it, and optionally a client certificate (mTLS). */
-  xdsTls?: { caFile: string; certFile?: string; keyFile?: string; serverName?: string };
+  /**
+   * TLS to the control plane: CA to verify it, and optionally a client certificate (mTLS):
+   * files that stay as they are (`certFile`, `keyFile`), or `workloadCertificate`, the one
+   * the agent keeps renewed, read over path-based SDS like every mesh TLS context, so a
+   * reconnect after a renewal presents the new certificate.
+   */
+  xdsTls?: { caFile: string; certFile?: string; keyFile?: string; workloadCertificate?: boolean; serverName?: string };
   locality?: Partial<Locality>;
   /** Admin interface, always on 127.0.0.1. */
   adminPort?: number;
@@ -58,6 +63,17 @@ function staticCluster(name: string, host: string, port: number, http2: boolean)
   };
 }
 
+/** The same path-based SDS reference the control plane's TLS contexts make (envoy/workload-tls.ts). */
+function sidecarSecretReference(name: typeof SDS_WORKLOAD_CERTIFICATE) {
+  return {
+    name,
+    sds_config: {
+      path_config_source: { path: sidecarSdsPath(name), watched_directory: { path: SIDECAR_CERTIFICATE_DIR } },
+      resource_api_version: V3,
+    },
+  };
+}
+
 /** The bootstrap as a plain object in Envoy's proto-JSON field names. */
 export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
   const adsSource = { ads: {}, resource_api_version: V3 };
@@ -75,7 +91,9 @@ export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
               validation_context: { trusted_ca: { filename: tls.caFile } },
               ...(tls.certFile && tls.keyFile
                 ? { tls_certificates: [{ certificate_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } }] }
-                : {}),
+                : tls.workloadCertificate
+                  ? { tls_certificate_sds_secret_configs: [sidecarSecretReference(SDS_WORKLOAD_CERTIFICATE)] }
+                  : {}),
             },
           },
         },

@@ -160,8 +160,11 @@ export function loadAssignment(clusterName: string, localities: readonly Localit
   });
 }
 
-/** The ext_authz gRPC upstream: a DNS name is resolved by Envoy, an IP literal is used as is. */
-export function authzCluster(host: string, port: number, connectTimeoutMs: number): Cluster {
+/**
+ * The ext_authz gRPC upstream: a DNS name is resolved by Envoy, an IP literal is used as is.
+ * `peer`: mTLS with the workload certificate, accepting only authz's SPIFFE ID.
+ */
+export function authzCluster(host: string, port: number, connectTimeoutMs: number, peer?: { spiffeId: string; sni: string }): Cluster {
   const isIp = /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
   return Cluster.fromPartial({
     name: AUTHZ_CLUSTER_NAME,
@@ -172,5 +175,6 @@ export function authzCluster(host: string, port: number, connectTimeoutMs: numbe
     loadAssignment: loadAssignment(AUTHZ_CLUSTER_NAME, [
       { locality: { region: '', zone: '', subZone: '' }, weight: 1, endpoints: [{ instanceId: 'authz', address: host, port, weight: 1 }] },
     ]),
+    ...(peer ? { transportSocket: sidecarUpstreamTls({ ...peer, protocol: 'grpc' }) } : {}),
   });
 }

@@ -1,5 +1,6 @@
 // Mesh model + proxy identity → everything that proxy receives. Pure and
 // deterministic: equal inputs give byte-identical resources, sorted by name.
+import { isIP } from 'node:net';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
@@ -16,7 +17,7 @@ import {
   type TranslationMemo,
   type XdsResource,
 } from '../resource';
-import { spiffeIdOf } from '@trellis/mesh-schema';
+import { componentSpiffeIdOf, spiffeIdOf } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
 import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
 import { meshSni, outboundClusterName, proxylessClusterName } from './names';
@@ -47,7 +48,8 @@ const build = {
   proxylessCluster: (i: ClusterInput) => cluster(proxylessCluster(i)),
   endpoints: (i: { clusterName: string; localities: readonly LocalityEndpoints[] }) =>
     makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, i.clusterName, loadAssignment(i.clusterName, i.localities)),
-  authzCluster: (i: { host: string; port: number; connectTimeoutMs: number }) => cluster(authzCluster(i.host, i.port, i.connectTimeoutMs)),
+  authzCluster: (i: { host: string; port: number; connectTimeoutMs: number; peer?: { spiffeId: string; sni: string } }) =>
+    cluster(authzCluster(i.host, i.port, i.connectTimeoutMs, i.peer)),
   proxylessListener: (i: { callee: string; since: number }) => listener(proxylessApiListener({ name: i.callee }, i.since)),
   proxylessRoutes: (i: { dep: DependencyModel; callee: RouteTarget }) => routes(proxylessRouteConfig(i.dep, i.callee)),
   proxylessServerListener: (i: { service: Pick<ServiceModel, 'name' | 'mtls' | 'callers'>; trustDomain: string; port: number }) =>
@@ -140,7 +142,11 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   // ext_authz runs on the outbound listener and on a public service's inbound one.
   if (httpDeps.length > 0 || (service.inbound && service.ingress && service.protocol !== 'tcp')) {
     const { host, port } = settings.authzCluster;
-    resources.push(make(build.authzCluster, { host, port, connectTimeoutMs: settings.connectTimeoutMs }));
+    // SNI only when authz is reached by name (an IP literal is no server name).
+    const peer = settings.authzTls
+      ? { spiffeId: componentSpiffeIdOf(model.trustDomain, 'authz'), sni: isIP(host) === 0 && host.length <= 253 ? host : '' }
+      : undefined;
+    resources.push(make(build.authzCluster, { host, port, connectTimeoutMs: settings.connectTimeoutMs, ...(peer ? { peer } : {}) }));
   }
   return resources;
 }

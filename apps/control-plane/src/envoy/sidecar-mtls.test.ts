@@ -25,6 +25,7 @@ import {
   type MtlsMode,
   type Protocol,
 } from '@trellis/mesh-schema';
+import { DEFAULT_TRANSLATOR_SETTINGS, type TranslatorSettings } from '../model';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from './proxy-resources';
 import type { ResourceSet } from '../resource';
@@ -287,5 +288,32 @@ describe('the SDS files beside the certificate', () => {
     if (bundle!.type?.$case !== 'validationContext') throw new Error('no validation_context');
     expect(bundle!.type.value.trustedCa?.specifier).toEqual({ $case: 'filename', value: `${SIDECAR_CERTIFICATE_DIR}/ca.pem` });
     expect(bundle!.type.value.watchedDirectory?.path).toBe(SIDECAR_CERTIFICATE_DIR);
+  });
+});
+
+describe('the ext_authz cluster', () => {
+  const authzOf = (settings: Partial<TranslatorSettings>) => {
+    const model = new MeshFixture()
+      .service('b', { protocol: 'http', port: 9000 })
+      .service('a', { protocol: 'http', dependencies: [{ service: 'b' }] })
+      .model({ ...DEFAULT_TRANSLATOR_SETTINGS, ...settings });
+    return get(buildProxyResources(model, envoy('a')), TypeUrl.Cluster, 'trellis-authz', Cluster);
+  };
+
+  it("presents the workload certificate (authz takes the caller from it) and accepts only authz's own SPIFFE ID", () => {
+    const tls = typed(authzOf({ authzCluster: { host: 'authz.trellis.svc', port: 9191 } }).transportSocket, UpstreamTlsContext);
+    expect(tls.sni).toBe('authz.trellis.svc');
+    expect(tls.commonTlsContext?.alpnProtocols).toEqual(['h2']);
+    expect(expectSidecarSecrets(tls.commonTlsContext).matchTypedSubjectAltNames).toEqual([
+      expect.objectContaining({
+        sanType: SubjectAltNameMatcher_SanType.URI,
+        matcher: expect.objectContaining({ matchPattern: { $case: 'exact', value: 'spiffe://trellis.local/trellis/authz' } }),
+      }),
+    ]);
+  });
+
+  it('sends no SNI to an IP literal, and speaks plaintext only when told authz serves plaintext', () => {
+    expect(typed(authzOf({ authzCluster: { host: '10.0.0.9', port: 9191 } }).transportSocket, UpstreamTlsContext).sni).toBe('');
+    expect(authzOf({ authzTls: false }).transportSocket).toBeUndefined();
   });
 });

@@ -3,8 +3,9 @@
 // substitute), app_port (required: where the application listens on 127.0.0.1 —
 // never the service port, which the sidecar's inbound listener takes), region/zone/
 // sub_zone, admin_port, format=yaml|json, and where this control plane serves xDS
-// over TLS: ca_file (and with client certificates cert_file, key_file) — paths on the
-// sidecar's host. The ADS credential is then the client certificate; otherwise it is
+// over TLS: ca_file (and with client certificates cert_file, key_file — paths on the
+// sidecar's host — or, without them, the workload certificate over path-based SDS).
+// The ADS credential is then the client certificate; otherwise it is
 // the literal "${TRELLIS_XDS_TOKEN}" unless this control plane admits insecure clients.
 import type { Request, Response } from 'express';
 import { z } from 'zod';
@@ -37,8 +38,8 @@ const Query = z
     sub_zone: Segment.optional(),
     format: z.enum(['yaml', 'json']).default('yaml'),
     ca_file: HostPath.default('/etc/trellis/xds/ca.crt'),
-    cert_file: HostPath.default('/etc/trellis/xds/tls.crt'),
-    key_file: HostPath.default('/etc/trellis/xds/tls.key'),
+    cert_file: HostPath.optional(),
+    key_file: HostPath.optional(),
     server_name: z
       .string()
       .max(253)
@@ -72,7 +73,13 @@ export function bootstrapHandler(deps: {
     // app_port and admin_port must not meet a port the sidecar binds (inbound, outbound, admin, TCP dependencies).
     const collision = bootstrapPortCollision(model, known, q.app_port, q.admin_port);
     if (collision) return sendProblem(res, problems.invalidParameter(collision.field, collision.detail));
+    if ((q.cert_file === undefined) !== (q.key_file === undefined)) {
+      const missing = q.cert_file === undefined ? 'cert_file' : 'key_file';
+      return sendProblem(res, problems.invalidParameter(missing, `${missing}: cert_file and key_file go together`));
+    }
     const { transport } = deps;
+    // Without files of its own, the sidecar proves its service to xDS with its workload certificate (kept renewed by the agent).
+    const clientCertificate = q.cert_file && q.key_file ? { certFile: q.cert_file, keyFile: q.key_file } : { workloadCertificate: true };
     const input: BootstrapInput = {
       service: known.name,
       nodeId: q.node ?? '${NODE_ID}',
@@ -85,7 +92,7 @@ export function bootstrapHandler(deps: {
         ? {
             xdsTls: {
               caFile: q.ca_file,
-              ...(transport.clientCertificates ? { certFile: q.cert_file, keyFile: q.key_file } : {}),
+              ...(transport.clientCertificates ? clientCertificate : {}),
               ...(q.server_name ? { serverName: q.server_name } : {}),
             },
           }

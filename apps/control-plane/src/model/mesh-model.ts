@@ -6,6 +6,12 @@ import type { Ingress, InstanceRecord, Locality, MtlsMode, Protocol, ServiceReco
 export interface TranslatorSettings {
   /** Where sidecars reach authz's ext_authz gRPC service. */
   authzCluster: { host: string; port: number };
+  /**
+   * authz serves ext_authz over mTLS (its production setting): sidecars present their
+   * workload certificate, from which authz takes the caller, and accept only authz's
+   * own SPIFFE ID. Off only for an authz that serves plaintext (local development).
+   */
+  authzTls: boolean;
   /** ext_authz call timeout; when it passes the request is refused (fail closed). */
   authzTimeoutMs: number;
   /** Port of the outbound HTTP listener on 127.0.0.1 in every sidecar. */
@@ -20,6 +26,7 @@ export interface TranslatorSettings {
 
 export const DEFAULT_TRANSLATOR_SETTINGS: TranslatorSettings = {
   authzCluster: { host: '127.0.0.1', port: 9191 },
+  authzTls: true,
   authzTimeoutMs: 500,
   outboundPort: 15001,
   adminPort: 15000,
