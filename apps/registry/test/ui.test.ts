@@ -226,3 +226,37 @@ it('answers unknown UI pages with an HTML 404 and points /topology at the pictur
   expect(topology.status).toBe(302);
   expect(topology.headers.get('location')).toBe('/ui/topology');
 });
+
+it("shows each service's mTLS mode, and saving the form keeps the mode and the workload identity", async () => {
+  await call(registry.url, 'PUT', '/api/v1/services/vault', {
+    token: ADMIN_TOKEN,
+    json: spec('vault', { mtls: 'strict', workloadIdentity: { kubernetes: [{ namespace: 'pay', serviceAccount: 'vault' }] } }),
+  });
+  const session = await signedIn();
+  const list = await session.get('/ui/services');
+  expect(list.text).toContain('<th>mTLS</th>');
+  expect(list.text).toMatch(/<a href="\/ui\/services\/vault">vault<\/a>.*?<td class="mtls strict">strict<\/td>/);
+  expect(list.text).toMatch(/<a href="\/ui\/services\/xss">xss<\/a>.*?<td class="mtls off">off<\/td>/);
+  expect((await session.get('/ui/services/vault')).text).toContain('<dt>mTLS</dt><dd class="mtls strict">strict — only callers');
+
+  const edit = await session.get('/ui/services/vault/edit');
+  expect(edit.text).toContain('<option value="strict" selected>');
+  const modRevision = /name="modRevision" value="([^"]+)"/.exec(edit.text)![1]!;
+  const saved = await session.post('/ui/services/vault', {
+    _csrf: session.csrf,
+    modRevision,
+    name: 'vault',
+    team: 'payments',
+    protocol: 'http',
+    port: '8080',
+    mtls: 'strict',
+    description: 'edited in the UI',
+  });
+  expect(saved.status).toBe(303);
+  const stored = await call(registry.url, 'GET', '/api/v1/services/vault', { token: ADMIN_TOKEN });
+  expect(stored.body.spec).toMatchObject({
+    description: 'edited in the UI',
+    mtls: 'strict',
+    workloadIdentity: { kubernetes: [{ namespace: 'pay', serviceAccount: 'vault' }] },
+  });
+});

@@ -4,11 +4,12 @@ import { ok, type HistoryEntry, type Service } from '../registry/registry-client
 import { age, outputOption, print, type Column } from '../output';
 import { registryOf } from './clients';
 
-const serviceColumns: Column<Service>[] = [
+export const serviceColumns: Column<Service>[] = [
   { header: 'NAME', value: (s) => s.spec.name },
   { header: 'TEAM', value: (s) => s.spec.team },
   { header: 'PROTOCOL', value: (s) => s.spec.protocol },
   { header: 'PORT', value: (s) => s.spec.port },
+  { header: 'MTLS', value: (s) => s.spec.mtls ?? 'off' },
   { header: 'CALLS', value: (s) => (s.spec.dependencies ?? []).map((d) => d.service).join(',') },
   { header: 'GENERATION', value: (s) => s.generation },
   { header: 'UPDATED', value: (s) => `${age(s.updated.at)} by ${s.updated.actor}` },

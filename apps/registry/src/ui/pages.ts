@@ -35,10 +35,17 @@ function csrf(ctx: PageContext): Html {
   return html`<input type="hidden" name="${CSRF_FIELD}" value="${ctx.csrfToken}">`;
 }
 
+/** What each mTLS mode means for callers, as the service page and the form say it. */
+const MTLS_MODES = {
+  off: 'off — plaintext',
+  permissive: 'permissive — TLS and plaintext accepted',
+  strict: 'strict — only callers with a workload certificate',
+} as const;
+
 export function serviceListPage(ctx: PageContext, services: Versioned<ServiceRecord>[], q: string): string {
   const rows = services.map(
     ({ value: { spec, updated } }) =>
-      html`<tr><td><a href="${serviceUrl(spec.name)}">${spec.name}</a></td><td>${spec.team}</td><td>${spec.protocol}</td><td>${spec.port}</td><td>${spec.dependencies.map((d) => d.service).join(', ')}</td><td>${updated.at}</td></tr>`,
+      html`<tr><td><a href="${serviceUrl(spec.name)}">${spec.name}</a></td><td>${spec.team}</td><td>${spec.protocol}</td><td>${spec.port}</td><td class="mtls ${spec.mtls ?? 'off'}">${spec.mtls ?? 'off'}</td><td>${spec.dependencies.map((d) => d.service).join(', ')}</td><td>${updated.at}</td></tr>`,
   );
   return layout(
     ctx,
@@ -48,7 +55,7 @@ export function serviceListPage(ctx: PageContext, services: Versioned<ServiceRec
 ${
   services.length === 0
     ? html`<p class="empty">${q ? 'No service matches.' : 'No services registered yet.'} <a href="/ui/services/new">Register one</a>.</p>`
-    : html`<table class="services"><thead><tr><th>Name</th><th>Team</th><th>Protocol</th><th>Port</th><th>Calls</th><th>Updated</th></tr></thead><tbody>${rows}</tbody></table>`
+    : html`<table class="services"><thead><tr><th>Name</th><th>Team</th><th>Protocol</th><th>Port</th><th>mTLS</th><th>Calls</th><th>Updated</th></tr></thead><tbody>${rows}</tbody></table>`
 }`,
   );
 }
@@ -110,6 +117,7 @@ export function servicePage(ctx: PageContext, data: ServicePageData): string {
     html`<h1>${spec.name}</h1>
 <p class="description">${spec.description}</p>
 <dl class="facts"><dt>Team</dt><dd>${spec.team}</dd><dt>Protocol</dt><dd>${spec.protocol}</dd><dt>Port</dt><dd>${spec.port}</dd>
+<dt>mTLS</dt><dd class="mtls ${spec.mtls ?? 'off'}">${MTLS_MODES[spec.mtls ?? 'off']}</dd>
 <dt>Generation</dt><dd>${generation} (revision ${data.service.modRevision})</dd><dt>Created</dt><dd>${created.at} by ${created.actor}</dd><dt>Updated</dt><dd>${updated.at} by ${updated.actor}</dd>
 ${spec.ingress ? html`<dt>Public</dt><dd>${spec.ingress.host}${spec.ingress.pathPrefix}${spec.ingress.cloudflareAccess ? ' (Cloudflare Access)' : ''}</dd>` : ''}</dl>
 <p class="actions"><a href="${serviceUrl(spec.name)}/edit">Edit</a> <a href="${serviceUrl(spec.name)}/history">History</a></p>
@@ -129,6 +137,7 @@ const FIELD_LABELS: Record<FormField, string> = {
   description: 'Description',
   protocol: 'Protocol',
   port: 'Port',
+  mtls: 'mTLS (off → permissive → strict)',
   dependencies: 'Calls (downstream services, one per line)',
   timeoutMs: 'Request timeout (ms)',
   retries: 'Retry attempts',
@@ -157,6 +166,9 @@ export function serviceFormPage(
   const protocols = ['http', 'http2', 'grpc', 'tcp'].map(
     (p) => html`<option value="${p}"${values.protocol === p ? html` selected` : ''}>${p}</option>`,
   );
+  const mtlsModes = (['off', 'permissive', 'strict'] as const).map(
+    (m) => html`<option value="${m}"${values.mtls === m ? html` selected` : ''}>${MTLS_MODES[m]}</option>`,
+  );
   const action = options.mode === 'create' ? '/ui/services' : serviceUrl(values.name);
   return layout(
     ctx,
@@ -171,6 +183,7 @@ ${input('team', html`required`)}
 ${field('description', html`<textarea id="description" name="description" rows="2">${values.description}</textarea>`)}
 ${field('protocol', html`<select id="protocol" name="protocol">${protocols}</select>`)}
 ${input('port', html`inputmode="numeric"`)}
+${field('mtls', html`<select id="mtls" name="mtls">${mtlsModes}</select>`)}
 </fieldset>
 <fieldset><legend>Dependencies</legend>
 ${field('dependencies', html`<textarea id="dependencies" name="dependencies" rows="3">${values.dependencies}</textarea>`)}

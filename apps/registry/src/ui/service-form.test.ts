@@ -65,6 +65,8 @@ describe('formToSpec', () => {
       dependencies: [{ service: 'catalog', policy: { timeoutMs: 200 } }, { service: 'gone' }],
       policy: { timeoutMs: 1000, retries: { attempts: 1, retryOn: ['5xx'] }, circuitBreaker: { maxConnections: 10 } },
       trafficSplit: [{ name: 'stable', labels: { version: 'v1' }, weight: 100 }],
+      mtls: 'strict',
+      workloadIdentity: { kubernetes: [{ namespace: 'shop', serviceAccount: 'shop' }] },
     };
     const result = formToSpec({ ...specToForm(existing), dependencies: 'catalog\nbasket', retries: '3' }, existing);
     expect(result.ok && result.spec).toEqual({
@@ -72,6 +74,19 @@ describe('formToSpec', () => {
       dependencies: [{ service: 'catalog', policy: { timeoutMs: 200 } }, { service: 'basket' }],
       policy: { timeoutMs: 1000, retries: { attempts: 3, retryOn: ['5xx'] }, circuitBreaker: { maxConnections: 10 } },
     });
+  });
+
+  it('sets the mTLS mode, and leaves it unset when an untouched form is saved', () => {
+    const strict = formToSpec(form({ mtls: 'strict' }));
+    expect(strict.ok && strict.spec.mtls).toBe('strict');
+    const untouched = formToSpec(form({}));
+    expect(untouched.ok && 'mtls' in untouched.spec).toBe(false);
+    // Stepping back down is a choice the form keeps.
+    const existing = { ...(strict.ok ? strict.spec : ({} as ServiceSpec)) };
+    const back = formToSpec({ ...specToForm(existing), mtls: 'off' }, existing);
+    expect(back.ok && back.spec.mtls).toBe('off');
+    const bogus = formToSpec(form({ mtls: 'sometimes' }));
+    expect(!bogus.ok && bogus.errors.mtls).toHaveLength(1);
   });
 
   it('round-trips a spec through the form', () => {

@@ -13,6 +13,7 @@ export const FORM_FIELDS = [
   'description',
   'protocol',
   'port',
+  'mtls',
   'dependencies',
   'timeoutMs',
   'retries',
@@ -31,7 +32,8 @@ export type FormErrors = Partial<Record<FormField | '_form', string[]>>;
 export type FormResult = { ok: true; spec: ServiceSpec } | { ok: false; errors: FormErrors };
 
 export function emptyForm(): FormValues {
-  return Object.fromEntries(FORM_FIELDS.map((f) => [f, f === 'protocol' ? 'http' : f === 'ingressPathPrefix' ? '/' : ''])) as FormValues;
+  const defaults: Partial<FormValues> = { protocol: 'http', mtls: 'off', ingressPathPrefix: '/' };
+  return Object.fromEntries(FORM_FIELDS.map((f) => [f, defaults[f] ?? ''])) as FormValues;
 }
 
 /** Reads the known fields from a urlencoded body; anything else is ignored. */
@@ -54,6 +56,7 @@ export function specToForm(spec: ServiceSpec): FormValues {
     description: spec.description,
     protocol: spec.protocol,
     port: String(spec.port),
+    mtls: spec.mtls ?? 'off',
     dependencies: spec.dependencies.map((d) => d.service).join('\n'),
     timeoutMs: spec.policy.timeoutMs !== undefined ? String(spec.policy.timeoutMs) : '',
     retries: spec.policy.retries ? String(spec.policy.retries.attempts) : '',
@@ -120,6 +123,9 @@ export function formToSpec(values: FormValues, existing?: ServiceSpec): FormResu
     policy,
     ...(existing?.trafficSplit ? { trafficSplit: existing.trafficSplit } : {}),
     ...(ingress ? { ingress } : {}),
+    // Absent means off; written only once a mode was chosen, so saving an untouched form changes nothing.
+    ...(values.mtls !== 'off' || existing?.mtls ? { mtls: values.mtls } : {}),
+    ...(existing?.workloadIdentity ? { workloadIdentity: existing.workloadIdentity } : {}),
   };
   const parsed = ServiceSpec.safeParse(input);
   if (!parsed.success) {
