@@ -21,10 +21,15 @@ describe('loadControlPlaneConfig', () => {
       host: 'authz.mesh.svc',
       port: 9191,
     });
-    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: '[::1]:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual({
-      host: '::1',
-      port: 18000,
-    });
+    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: '[::1]:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual([
+      { host: '::1', port: 18000 },
+    ]);
+    // Every replica, comma-separated.
+    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: 'cp-0.cp:18000, cp-1.cp:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual([
+      { host: 'cp-0.cp', port: 18000 },
+      { host: 'cp-1.cp', port: 18000 },
+    ]);
+    expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: 'cp-0:18000,cp-1' })).toThrow(/TRELLIS_XDS_ADVERTISE_ADDRESS/);
   });
 
   it('names the variable that is wrong', () => {

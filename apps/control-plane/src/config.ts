@@ -27,8 +27,16 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
    * (TRELLIS_ALLOW_INSECURE_CALLERS without TLS material: local development, the compose demo).
    */
   TRELLIS_AUTHZ_TLS: env.bool(true),
-  /** Address sidecars use to reach this control plane's xDS port (rendered into /bootstrap); default 127.0.0.1:<xds port>. */
-  TRELLIS_XDS_ADVERTISE_ADDRESS: HostPort.optional(),
+  /**
+   * The xDS addresses of every control-plane replica as sidecars reach them,
+   * comma-separated (rendered into /bootstrap, so a sidecar fails over to another
+   * replica at once); default 127.0.0.1:<xds port>.
+   */
+  TRELLIS_XDS_ADVERTISE_ADDRESS: z
+    .string()
+    .transform((value) => value.split(',').map((a) => a.trim()))
+    .pipe(z.array(HostPort).min(1).max(32))
+    .optional(),
   /**
    * Admit xDS clients that present no credentials (today's grpc-js-xds bootstraps
    * only know insecure channels). They never receive secrets. Off by default; the

@@ -188,7 +188,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   serveGrpcHealth(grpcServer, health, [ADS_SERVICE_NAME]);
   const xdsPort = await bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials);
 
-  const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? { host: '127.0.0.1', port: xdsPort };
+  const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? [{ host: '127.0.0.1', port: xdsPort }];
   const app = createHttpApp({
     health,
     registry,
@@ -196,7 +196,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     ads,
     model: () => rebuilds.model,
     retained: () => rebuilds.retained(),
-    xdsAddress: advertise,
+    xdsAddresses: advertise,
     xdsTransport: xdsTransportOf(config),
     logger,
   });

@@ -8,6 +8,7 @@ export {
   proxylessBootstrap,
   SERVER_LISTENER_TEMPLATE,
   WORKLOAD_CERT_PROVIDER,
+  xdsServerUri,
   type ProxylessBootstrapOptions,
 } from './proxyless-identity';
 export {

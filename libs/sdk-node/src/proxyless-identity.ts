@@ -12,8 +12,11 @@ export const WORKLOAD_CERT_PROVIDER = 'trellis-workload';
 export const SERVER_LISTENER_TEMPLATE = 'grpc/server?xds.resource.listening_address=%s';
 
 export interface ProxylessBootstrapOptions {
-  /** host:port of the xDS server (or the agent's local relay). */
-  xdsServer: string;
+  /**
+   * host:port of the xDS server (or the agent's local relay). Several control-plane
+   * replicas: an array (or a comma-separated list) of IP:port addresses, see xdsServerUri.
+   */
+  xdsServer: string | readonly string[];
   service: string;
   nodeId: string;
   locality?: { region?: string; zone?: string; subZone?: string };
@@ -23,11 +26,34 @@ export interface ProxylessBootstrapOptions {
   refreshIntervalSeconds?: number;
 }
 
+const IPV4_HOST_PORT = /^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/;
+const IPV6_HOST_PORT = /^\[[0-9a-fA-F:.]+\]:\d{1,5}$/;
+
+/**
+ * The xDS server_uri for one or several control-plane replicas. grpc-js-xds talks
+ * only to xds_servers[0], but its target may name several addresses
+ * (`ipv4:10.0.0.5:18000,10.0.0.6:18000`): the channel connects to the first that
+ * answers and, when that replica goes away, to another at once instead of after
+ * a reconnect backoff. Only IP literals can be listed this way; for names, give
+ * one DNS name that resolves to every replica (a headless Kubernetes Service).
+ */
+export function xdsServerUri(addresses: string | readonly string[]): string {
+  const list = (typeof addresses === 'string' ? addresses.split(',') : [...addresses]).map((a) => a.trim()).filter((a) => a !== '');
+  if (list.length === 0) throw new Error('xdsServer: at least one control-plane address is needed');
+  if (list.length === 1) return list[0]!;
+  if (list.every((a) => IPV4_HOST_PORT.test(a))) return `ipv4:${list.join(',')}`;
+  if (list.every((a) => IPV6_HOST_PORT.test(a))) return `ipv6:${list.join(',')}`;
+  throw new Error(
+    `xdsServer: several control-plane addresses must all be IPv4 (a.b.c.d:port) or all IPv6 ([addr]:port) literals; ` +
+      `for names, use one DNS name that resolves to every replica (got ${list.join(', ')})`,
+  );
+}
+
 /** The JSON for GRPC_XDS_BOOTSTRAP_CONFIG: node.cluster = the service, node.id = the instance, like a sidecar. */
 export function proxylessBootstrap(options: ProxylessBootstrapOptions): Record<string, unknown> {
   const { locality = {} } = options;
   return {
-    xds_servers: [{ server_uri: options.xdsServer, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+    xds_servers: [{ server_uri: xdsServerUri(options.xdsServer), channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
     node: {
       id: options.nodeId,
       cluster: options.service,

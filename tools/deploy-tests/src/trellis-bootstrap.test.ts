@@ -61,7 +61,7 @@ describe('trellis bootstrap', () => {
           nodeId: url.searchParams.get('node') ?? '${NODE_ID}',
           appPort: Number(url.searchParams.get('app_port') ?? 8080),
           appProtocol: 'http',
-          xds: { host: 'control-plane.internal', port: 18000 },
+          xds: [{ host: 'control-plane.internal', port: 18000 }],
           ...(requireToken ? { xdsToken: '${TRELLIS_XDS_TOKEN}' } : {}),
         }),
       );

@@ -8,7 +8,7 @@ const input: BootstrapInput = {
   nodeId: 'orders-7d9f-abc',
   appPort: 8081,
   appProtocol: 'grpc',
-  xds: { host: 'control-plane.trellis.svc', port: 18000 },
+  xds: [{ host: 'control-plane.trellis.svc', port: 18000 }],
   locality: { region: 'eu-west', zone: 'eu-west-1a' },
 };
 
@@ -82,6 +82,26 @@ describe('renderBootstrap', () => {
         endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 8081 } } } }] }],
       },
     });
+  });
+
+  it('lists every control-plane replica as an endpoint of the xDS cluster, so a sidecar fails over without a DNS round', () => {
+    const replicas = [
+      { host: '10.0.0.5', port: 18000 },
+      { host: '10.0.0.6', port: 18000 },
+    ];
+    const bootstrap = buildBootstrap({ ...input, xds: replicas }) as { static_resources: { clusters: Array<Record<string, unknown>> } };
+    const [xds] = bootstrap.static_resources.clusters;
+    expect(xds).toMatchObject({
+      type: 'STATIC',
+      load_assignment: {
+        endpoints: [
+          {
+            lb_endpoints: replicas.map((r) => ({ endpoint: { address: { socket_address: { address: r.host, port_value: r.port } } } })),
+          },
+        ],
+      },
+    });
+    expect(() => buildBootstrap({ ...input, xds: [] })).toThrow(/at least one control-plane address/);
   });
 
   it('presents the xDS credential as initial metadata and verifies the control plane over TLS when asked', () => {

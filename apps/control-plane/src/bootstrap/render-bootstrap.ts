@@ -19,8 +19,12 @@ export interface BootstrapInput {
   appPort: number;
   /** The application's protocol: grpc and http2 apps are reached over HTTP/2. */
   appProtocol: Protocol;
-  /** The control plane's xDS address as this sidecar reaches it. */
-  xds: { host: string; port: number };
+  /**
+   * Every control-plane replica's xDS address as this sidecar reaches it. All of
+   * them are endpoints of the xDS cluster, so when the replica a sidecar streams
+   * from goes away it reconnects to another at once, without a DNS round.
+   */
+  xds: ReadonlyArray<{ host: string; port: number }>;
   /**
    * Credential for the ADS stream, sent as `authorization` initial metadata.
    * A literal `${VAR}` placeholder is fine: the start script substitutes it.
@@ -50,15 +54,21 @@ function isIpLiteral(host: string): boolean {
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
 }
 
-function staticCluster(name: string, host: string, port: number, http2: boolean) {
+function staticCluster(name: string, addresses: ReadonlyArray<{ host: string; port: number }>, http2: boolean) {
   return {
     name,
-    type: isIpLiteral(host) ? 'STATIC' : 'STRICT_DNS',
+    type: addresses.every((a) => isIpLiteral(a.host)) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: '1s',
     ...(http2 ? { typed_extension_protocol_options: HTTP2_OPTIONS } : {}),
     load_assignment: {
       cluster_name: name,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+      endpoints: [
+        {
+          lb_endpoints: addresses.map(({ host, port }) => ({
+            endpoint: { address: { socket_address: { address: host, port_value: port } } },
+          })),
+        },
+      ],
     },
   };
 }
@@ -77,7 +87,8 @@ function sidecarSecretReference(name: typeof SDS_WORKLOAD_CERTIFICATE) {
 /** The bootstrap as a plain object in Envoy's proto-JSON field names. */
 export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
   const adsSource = { ads: {}, resource_api_version: V3 };
-  const xdsCluster = staticCluster(XDS_CLUSTER_NAME, input.xds.host, input.xds.port, true);
+  if (input.xds.length === 0) throw new Error('a bootstrap needs at least one control-plane address');
+  const xdsCluster = staticCluster(XDS_CLUSTER_NAME, input.xds, true);
   const tls = input.xdsTls;
   const xdsClusterWithTls = tls
     ? {
@@ -86,7 +97,8 @@ export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
           name: 'envoy.transport_sockets.tls',
           typed_config: {
             '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-            sni: tls.serverName ?? input.xds.host,
+            // One name for every replica: their certificates must all carry it (or set server_name).
+            sni: tls.serverName ?? input.xds[0]!.host,
             common_tls_context: {
               validation_context: { trusted_ca: { filename: tls.caFile } },
               ...(tls.certFile && tls.keyFile
@@ -124,7 +136,7 @@ export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
       lds_config: adsSource,
     },
     static_resources: {
-      clusters: [xdsClusterWithTls, staticCluster(LOCAL_APP_CLUSTER_NAME, '127.0.0.1', input.appPort, http2App)],
+      clusters: [xdsClusterWithTls, staticCluster(LOCAL_APP_CLUSTER_NAME, [{ host: '127.0.0.1', port: input.appPort }], http2App)],
     },
   };
 }

@@ -22,7 +22,7 @@ export interface HttpAppDeps {
   /** Endpoints kept after a mass lease expiry (shown with the model). */
   retained?: () => RetainedEndpoint[];
   /** Where sidecars reach the xDS port (for rendered bootstraps). */
-  xdsAddress: { host: string; port: number };
+  xdsAddresses: ReadonlyArray<{ host: string; port: number }>;
   /** How rendered bootstraps reach xDS: TLS (with client certificates), or an xDS token placeholder. */
   xdsTransport: XdsTransport;
   logger: Logger;
@@ -73,7 +73,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped, retained: deps.retained?.() ?? [] });
   });
 
-  app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddress: deps.xdsAddress, transport: deps.xdsTransport }));
+  app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddresses: deps.xdsAddresses, transport: deps.xdsTransport }));
 
   app.use((_req: Request, res: Response) => sendProblem(res, problems.notFound()));
   return app;

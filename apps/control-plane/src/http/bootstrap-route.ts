@@ -53,7 +53,7 @@ export type XdsTransport = { tls: false; requireToken: boolean } | { tls: true; 
 
 export function bootstrapHandler(deps: {
   model: () => MeshModel | undefined;
-  xdsAddress: { host: string; port: number };
+  xdsAddresses: ReadonlyArray<{ host: string; port: number }>;
   transport: XdsTransport;
 }) {
   return (req: Request, res: Response): void => {
@@ -85,7 +85,7 @@ export function bootstrapHandler(deps: {
       nodeId: q.node ?? '${NODE_ID}',
       appPort: q.app_port,
       appProtocol: known.protocol,
-      xds: deps.xdsAddress,
+      xds: deps.xdsAddresses,
       locality: { region: q.region ?? '', zone: q.zone ?? '', subZone: q.sub_zone ?? '' },
       ...(transport.requireToken ? { xdsToken: '${TRELLIS_XDS_TOKEN}' } : {}),
       ...(transport.tls

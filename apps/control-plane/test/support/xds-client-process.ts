@@ -11,7 +11,7 @@ const OUT_DIR = join(ROOT, 'node_modules/.cache/trellis-control-plane-test');
 const bundled = new Map<string, Promise<string>>();
 
 /** Bundles a child-process script of this directory once (inside the repo so its packages resolve from node_modules). */
-export function bundle(script: 'xds-call-loop' | 'xds-who-server' | 'who-server-process'): Promise<string> {
+export function bundle(script: 'xds-call-loop' | 'xds-who-server' | 'who-server-process' | 'control-plane-process'): Promise<string> {
   let done = bundled.get(script);
   if (!done) {
     done = (async () => {
