@@ -25,10 +25,12 @@ describe('loadControlPlaneConfig', () => {
       { host: '::1', port: 18000 },
     ]);
     // Every replica, comma-separated.
-    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: 'cp-0.cp:18000, cp-1.cp:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual([
-      { host: 'cp-0.cp', port: 18000 },
-      { host: 'cp-1.cp', port: 18000 },
-    ]);
+    expect(loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: 'cp-0.cp:18000, cp-1.cp:18000' }).TRELLIS_XDS_ADVERTISE_ADDRESS).toEqual(
+      [
+        { host: 'cp-0.cp', port: 18000 },
+        { host: 'cp-1.cp', port: 18000 },
+      ],
+    );
     expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: 'cp-0:18000,cp-1' })).toThrow(/TRELLIS_XDS_ADVERTISE_ADDRESS/);
   });
 
