@@ -9,7 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderBootstrap } from '../../../apps/control-plane/src/bootstrap';
+// The CLI is an app without an import path; this test runs its program in-process.
+// eslint-disable-next-line @nx/enforce-module-boundaries
 import { buildProgram } from '../../../apps/cli/src/program';
+// eslint-disable-next-line @nx/enforce-module-boundaries
 import { CliError } from '../../../apps/cli/src/output';
 import type { Command } from 'commander';
 
