@@ -73,7 +73,11 @@ export class ServiceCatalog {
     spec: ServiceSpec,
     ifMatch: string | undefined,
   ): Promise<{ created: boolean; service: Versioned<ServiceRecord> }> {
-    const current = await this.store.getService(spec.name);
+    // The version the caller names, when the view holds it, is the record the write's
+    // modRevision guard will hold it to (a revision names one version of one key), so
+    // ownership can be decided on it: the replace is then one etcd round trip.
+    const seen = ifMatch !== undefined ? this.view.service(spec.name) : undefined;
+    const current = seen && seen.modRevision === ifMatch ? seen : await this.store.getService(spec.name);
     if (!current) {
       if (ifMatch !== undefined) throw problems.preconditionFailed(`service "${spec.name}" does not exist, so it cannot match ${ifMatch}`);
       try {
@@ -90,7 +94,7 @@ export class ServiceCatalog {
         `service "${spec.name}" exists; send If-Match: "${current.modRevision}" (its ETag) to replace it`,
       );
     }
-    return { created: false, service: await this.update(principal, spec, ifMatch, 'update') };
+    return { created: false, service: await this.update(principal, spec, ifMatch, 'update', undefined, current) };
   }
 
   async delete(principal: Principal, name: string, ifMatch: string | undefined): Promise<void> {
@@ -164,7 +168,7 @@ export class ServiceCatalog {
       }
     }
     this.authorize(principal, [current.value.spec.team, target.spec.team], `service "${name}"`);
-    return this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation);
+    return this.update(principal, target.spec, ifMatch ?? current.modRevision, 'rollback', generation, current);
   }
 
   async hosts(): Promise<HostClaim[]> {
@@ -290,12 +294,15 @@ export class ServiceCatalog {
     spec: ServiceSpec,
     ifModRevision: string,
     action: 'update' | 'rollback',
-    restoredGeneration?: number,
+    restoredGeneration: number | undefined,
+    /** The record just read, so the store need not read it again. */
+    known: Versioned<ServiceRecord>,
   ): Promise<Versioned<ServiceRecord>> {
     try {
       const updated = await this.store.updateService(spec, principal.actor, {
         ifModRevision,
         action,
+        known,
         ...(restoredGeneration !== undefined ? { restoredGeneration } : {}),
       });
       this.recordChange(action, principal, spec.name, updated.value.generation);

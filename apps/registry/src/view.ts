@@ -9,7 +9,7 @@
 // wait only for reads that arrive within the one watch delivery (~1 ms) after
 // some write. A read that cannot get there in time (the watch is down) is served
 // from etcd instead, so a 2xx write is never followed by a read that misses it.
-import type { MeshState, MeshWatcherEvents } from '@trellis/mesh-schema';
+import type { MeshState, MeshWatcherEvents, ServiceRecord, Versioned } from '@trellis/mesh-schema';
 
 export interface RegistryViewOptions {
   /** How long a read waits for the mirror to catch up before the caller reads etcd. */
@@ -75,6 +75,11 @@ export class RegistryView {
 
   get revision(): string {
     return this.reached.toString();
+  }
+
+  /** The service as the mirror holds it now, caught up or not (a write checks its revision itself). */
+  service(name: string): Versioned<ServiceRecord> | undefined {
+    return this.watcher.state.services.get(name);
   }
 
   /** Seconds since the mirror was last known to follow etcd: 0 while the watch runs. */

@@ -30,6 +30,12 @@ export interface UpdateServiceOptions {
   action?: Extract<z.infer<typeof HistoryAction>, 'update' | 'rollback'>;
   /** For a rollback: the generation whose spec is being restored. */
   restoredGeneration?: number;
+  /**
+   * The record the caller already holds (a watch mirror's). When its modRevision is
+   * `ifModRevision` the change is built from it without reading etcd first: the txn's
+   * modRevision guard still decides, and a failed guard reads and decides as usual.
+   */
+  known?: Versioned<ServiceRecord>;
 }
 
 export interface MeshStoreOptions {
@@ -162,7 +168,7 @@ export class MeshStore {
   async updateService(spec: ServiceSpecInput, actor: string, opts: UpdateServiceOptions = {}): Promise<Versioned<ServiceRecord>> {
     const validSpec = validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
     const key = this.layout.service(validSpec.name);
-    return this.changeService(spec.name, opts.ifModRevision, async (current, at) => {
+    return this.changeService(spec.name, opts.ifModRevision, opts.known, async (current, at) => {
       const generation = current.generation + 1;
       // A corrupt record lost its creation metadata; this change becomes its creation.
       const created = current.created ?? { actor, at };
@@ -200,7 +206,7 @@ export class MeshStore {
   async deleteService(name: string, actor: string, opts: { ifModRevision?: string; refuseIfDepended?: boolean } = {}): Promise<void> {
     const key = this.layout.service(name);
     const instances = this.layout.instancesOf(name);
-    const { responses } = await this.changeService(name, opts.ifModRevision, async (current, at) => {
+    const { responses } = await this.changeService(name, opts.ifModRevision, undefined, async (current, at) => {
       const { revision, kvs } = await rangePrefix(this.client, this.layout.services());
       const others = kvs
         .flatMap((kv) => {
@@ -570,19 +576,16 @@ export class MeshStore {
   private async changeService<R>(
     name: string,
     ifModRevision: string | undefined,
+    known: Versioned<ServiceRecord> | undefined,
     /** `guards`: further txn conditions; when one fails the change is read and built again. */
     build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R; guards?: ICompare[] }>,
   ): Promise<{ result: R; revision: string; current: CurrentService; responses: ITxnResponse['responses'] }> {
     const key = this.layout.service(name);
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
-      const kv = await this.getKv(key);
-      if (!kv) {
-        if (ifModRevision !== undefined) throw new RevisionMismatchError(key, ifModRevision, undefined);
-        throw new NotFoundError(key, `service "${name}"`);
-      }
-      if (ifModRevision !== undefined && kv.mod_revision !== ifModRevision)
-        throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
-      const current = await this.currentService(name, kv);
+      const current =
+        attempt === 0 && known && known.modRevision === ifModRevision
+          ? knownService(known)
+          : await this.readCurrentService(key, name, ifModRevision);
       const { ops, result, guards = [] } = await build(current, this.now().toISOString());
       const res = await this.txn({
         compare: [modRevisionIs(key, current.modRevision), ...guards],
@@ -597,6 +600,17 @@ export class MeshStore {
       }
     }
     throw new Error(`service "${name}": gave up after ${MAX_RACE_RETRIES} conflicting writes`);
+  }
+
+  private async readCurrentService(key: string, name: string, ifModRevision: string | undefined): Promise<CurrentService> {
+    const kv = await this.getKv(key);
+    if (!kv) {
+      if (ifModRevision !== undefined) throw new RevisionMismatchError(key, ifModRevision, undefined);
+      throw new NotFoundError(key, `service "${name}"`);
+    }
+    if (ifModRevision !== undefined && kv.mod_revision !== ifModRevision)
+      throw new RevisionMismatchError(key, ifModRevision, kv.mod_revision);
+    return this.currentService(name, kv);
   }
 
   private async currentService(name: string, kv: IKeyValue): Promise<CurrentService> {
@@ -634,6 +648,10 @@ export class MeshStore {
       if (!/lease not found/i.test((err as Error).message)) throw err;
     }
   }
+}
+
+function knownService({ value, modRevision, createRevision }: Versioned<ServiceRecord>): CurrentService {
+  return { modRevision, createRevision, generation: value.generation, created: value.created, record: value };
 }
 
 /** Keeps each still-declared dependency's `since`; a newly declared one starts at this generation. */

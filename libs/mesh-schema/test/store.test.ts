@@ -75,6 +75,23 @@ describe('services', () => {
     expect(await store.listHistory('cart')).toHaveLength(2);
   });
 
+  it('builds an update from a record the caller holds, and still refuses it once that record is stale', async () => {
+    const created = await store.createService(aService('journal'), 'team-a');
+    const v2 = await store.updateService(aService('journal', { port: 9001 }), 'alice', { ifModRevision: created.modRevision, known: created });
+    expect(v2.value.generation).toBe(2);
+    expect(v2.value.created).toEqual(created.value.created);
+    // Someone else's write moved the record on; an update built from the old copy must lose.
+    const v3 = await store.updateService(aService('journal', { port: 9002 }), 'bob', { ifModRevision: v2.modRevision });
+    await expect(
+      store.updateService(aService('journal', { port: 9666 }), 'mallory', { ifModRevision: v2.modRevision, known: v2 }),
+    ).rejects.toMatchObject({ actualModRevision: v3.modRevision });
+    // A held copy of another version than the one named is not used: the store reads.
+    const v4 = await store.updateService(aService('journal', { port: 9003 }), 'carol', { ifModRevision: v3.modRevision, known: v2 });
+    expect(v4.value.generation).toBe(4);
+    expect((await store.getService('journal'))!.value.spec.port).toBe(9003);
+    expect((await store.listHistory('journal')).map((h) => h.actor)).toEqual(['team-a', 'alice', 'bob', 'carol']);
+  });
+
   it('retries an unconditional update that races another writer instead of failing', async () => {
     await store.createService(aService('search'), 'team-a');
     const updates = await Promise.all([1, 2, 3, 4].map((i) => store.updateService(aService('search', { port: 9000 + i }), `writer-${i}`)));
