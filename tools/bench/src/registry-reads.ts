@@ -1,0 +1,277 @@
+// The benchmark proper (see ../registry-reads.mjs). Two roles in one file, each its own process:
+//   (no role)         orchestrator: etcd, the seed, autocannon rounds, the etcd put baseline, the table
+//   --role registry   the registry (startRegistry) against that etcd
+// Reads: autocannon against GET /api/v1/services/{name} and /api/v1/topology, and against the same
+// process's /healthz as the floor (same express stack, no data), rounds alternating the three, at a
+// fixed rate and at saturation. Writes: sequential service replacements (PUT with If-Match) against
+// sequential etcd puts from the same process, alternating.
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { cpus, loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { connectEtcd, KeyLayout, MeshStore, type ServiceSpecInput } from '@trellis/mesh-schema';
+import { createLogger } from '@trellis/runtime';
+import { startEtcd } from '@trellis/testing';
+import { startRegistry } from '../../../apps/registry/src/registry';
+
+const { values: args } = parseArgs({
+  options: {
+    role: { type: 'string' },
+    services: { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '3' },
+    // Seconds per autocannon run.
+    duration: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '1000' },
+    connections: { type: 'string', default: '10' },
+    writes: { type: 'string', default: '300' },
+    // Seconds, tiny sizes, one round: what `npm test` runs so the benchmark cannot rot.
+    smoke: { type: 'boolean', default: false },
+    // Directory for a CPU profile of the registry process (node --cpu-prof), written when it exits.
+    'registry-cpu-prof': { type: 'string' },
+    'etcd-endpoints': { type: 'string' },
+    'etcd-prefix': { type: 'string' },
+  },
+});
+
+const SMOKE = args.smoke;
+const SERVICES = SMOKE ? 20 : Number(args.services);
+const ROUNDS = SMOKE ? 1 : Number(args.rounds);
+const DURATION_S = SMOKE ? 1 : Number(args.duration);
+const RATE = SMOKE ? 100 : Number(args.rate);
+const CONNECTIONS = Number(args.connections);
+const WRITES = SMOKE ? 10 : Number(args.writes);
+const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+
+const serviceName = (i: number): string => `svc-${i}`;
+const serviceSpec = (i: number, description = ''): ServiceSpecInput => ({
+  name: serviceName(i),
+  team: `team-${i % 20}`,
+  protocol: 'http',
+  port: 8080,
+  description,
+  dependencies: [{ service: serviceName((i + 1) % SERVICES) }, { service: serviceName((i + 7) % SERVICES) }],
+});
+
+// ---- role: registry ----
+async function registryRole(): Promise<void> {
+  const etcd = connectEtcd({ endpoints: [args['etcd-endpoints']!] });
+  const registry = await startRegistry({
+    config: {
+      TRELLIS_HOST: '127.0.0.1',
+      TRELLIS_HTTP_PORT: 0,
+      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      TRELLIS_AUTH_JWKS_URL: undefined,
+      TRELLIS_AUTH_ISSUER: undefined,
+      TRELLIS_AUTH_AUDIENCE: 'trellis-registry',
+      TRELLIS_SERVICE_CREDENTIALS: undefined,
+      TRELLIS_CSRF_SECRET: 'bench-csrf-secret-0123456789abcdef0123456789',
+      TRELLIS_READS_REQUIRE_AUTH: false,
+      TRELLIS_MAX_BODY_BYTES: 64 * 1024,
+      TRELLIS_SECURE_COOKIES: false,
+    },
+    etcd,
+    layout: new KeyLayout(args['etcd-prefix']!),
+    logger: createLogger('registry', 'warn'),
+  });
+  // Readiness is evaluated on request (no push): ask until etcd answers and the view holds its snapshot.
+  while (!(await registry.health.recheck())) await new Promise((resolve) => setTimeout(resolve, 100));
+  process.send!({ type: 'ready', port: registry.httpPort });
+  await new Promise((resolve) => process.once('SIGTERM', resolve));
+  await registry.close();
+  etcd.close();
+  process.exit(0);
+}
+
+// ---- orchestrator ----
+interface Latencies {
+  p50: number;
+  p99: number;
+  max: number;
+  rps: number;
+  errors: number;
+}
+
+/** One autocannon run; latencies from its per-response times (ms, sub-ms resolution) rather than its whole-ms histogram. */
+async function load(url: string, rate: number | undefined): Promise<Latencies> {
+  const times: number[] = [];
+  let errors = 0;
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
+      { url, connections: CONNECTIONS, duration: DURATION_S, ...(rate ? { overallRate: rate } : {}) },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+    instance.on('response', (_client, status, _bytes, ms) => {
+      if (status !== 200) errors++;
+      times.push(ms);
+    });
+  });
+  return { ...percentiles(times), rps: result.requests.average, errors: errors + result.errors + result.non2xx };
+}
+
+function percentiles(times: number[]): { p50: number; p99: number; max: number } {
+  const sorted = [...times].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+  return { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
+}
+
+async function orchestrate(): Promise<void> {
+  console.log(
+    `registry reads: ${SERVICES} services, ${ROUNDS} round(s) × ${DURATION_S} s per target, ${CONNECTIONS} connections, fixed rate ${RATE} req/s; ` +
+      `${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}${SMOKE ? ' (smoke)' : ''}`,
+  );
+  const etcd = await startEtcd();
+  const client = etcd.client();
+  const layout = new KeyLayout(etcd.prefix);
+  const store = new MeshStore(client, layout);
+  let registry: ChildProcess | undefined;
+  try {
+    // Seed: S services, each calling two others, one instance each (leases that outlive the run).
+    const started = performance.now();
+    for (let i = 0; i < SERVICES; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, SERVICES - i) }, async (_, k) => {
+          const n = i + k;
+          await store.createService(serviceSpec(n), 'bench');
+          await store.registerInstance({ service: serviceName(n), id: `${serviceName(n)}-1`, address: '10.0.0.1', port: 8080, platform: 'vm' }, 3600);
+        }),
+      );
+    }
+    console.log(`seeded ${SERVICES} services and instances in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+    registry = fork(process.argv[1]!, ['--role', 'registry', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: args['registry-cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['registry-cpu-prof']}`] : [],
+    });
+    const [ready] = (await Promise.race([
+      once(registry, 'message'),
+      once(registry, 'exit').then(([code]) => {
+        throw new Error(`the registry exited (${String(code)}) before it was ready`);
+      }),
+    ])) as [{ port: number }];
+    const base = `http://127.0.0.1:${ready.port}`;
+
+    const targets = {
+      '/healthz (floor)': `${base}/healthz`,
+      'GET /api/v1/services/{name}': `${base}/api/v1/services/${serviceName(Math.floor(SERVICES / 2))}`,
+      'GET /api/v1/topology': `${base}/api/v1/topology`,
+    };
+    const topologyBytes = (await (await fetch(targets['GET /api/v1/topology'])).arrayBuffer()).byteLength;
+    console.log(`topology response: ${(topologyBytes / 1024).toFixed(0)} KiB`);
+    // Warm-up: JIT, the view's derived values, keep-alive connections.
+    for (const url of Object.values(targets)) await load(url, undefined);
+
+    const results: Record<string, { fixed: Latencies[]; saturated: Latencies[] }> = {};
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const [name, url] of Object.entries(targets)) {
+        const entry = (results[name] ??= { fixed: [], saturated: [] });
+        entry.fixed.push(await load(url, RATE));
+        entry.saturated.push(await load(url, undefined));
+      }
+      console.log(`round ${round}/${ROUNDS} done`);
+    }
+
+    const writes = await measureWrites(base, client, etcd.prefix);
+
+    const floor = results['/healthz (floor)']!;
+    const med = (xs: Latencies[], key: keyof Latencies) => median(xs.map((x) => x[key]));
+    console.log(`\nreads at ${RATE} req/s (median of ${ROUNDS} round(s); ratio to the floor of the same round, median):`);
+    console.log('| target | p50 | p99 | p99 / floor p99 | errors |');
+    console.log('| --- | --- | --- | --- | --- |');
+    for (const [name, r] of Object.entries(results)) {
+      const ratioP99 = median(r.fixed.map((x, i) => x.p99 / floor.fixed[i]!.p99));
+      console.log(
+        `| ${name} | ${ms(med(r.fixed, 'p50'))} | ${ms(med(r.fixed, 'p99'))} | ${ratioP99.toFixed(2)}× | ${sum(r.fixed.map((x) => x.errors))} |`,
+      );
+    }
+    console.log(`\nreads at saturation (${CONNECTIONS} connections):`);
+    console.log('| target | req/s | req/s / floor | p50 | p99 | errors |');
+    console.log('| --- | --- | --- | --- | --- | --- |');
+    for (const [name, r] of Object.entries(results)) {
+      const ratioRps = median(r.saturated.map((x, i) => x.rps / floor.saturated[i]!.rps));
+      console.log(
+        `| ${name} | ${med(r.saturated, 'rps').toFixed(0)} | ${(ratioRps * 100).toFixed(0)} % | ${ms(med(r.saturated, 'p50'))} | ${ms(med(r.saturated, 'p99'))} | ${sum(r.saturated.map((x) => x.errors))} |`,
+      );
+    }
+    console.log(`\nwrites, sequential, ${WRITES} each (alternating in blocks of 10):`);
+    console.log('| operation | p50 | p99 | p50 / etcd put | p99 / etcd put |');
+    console.log('| --- | --- | --- | --- | --- |');
+    const put = percentiles(writes.etcdPut);
+    for (const [name, times] of Object.entries({
+      'etcd put (floor)': writes.etcdPut,
+      'GET /healthz, one at a time (HTTP round trip)': writes.http,
+      'PUT /api/v1/services/{name} (If-Match)': writes.registry,
+    })) {
+      const p = percentiles(times);
+      console.log(`| ${name} | ${ms(p.p50)} | ${ms(p.p99)} | ${(p.p50 / put.p50).toFixed(2)}× | ${(p.p99 / put.p99).toFixed(2)}× |`);
+    }
+    const readErrors = Object.values(results).flatMap((r) => [...r.fixed, ...r.saturated]).reduce((n, x) => n + x.errors, 0);
+    if (readErrors > 0 || writes.failed > 0) {
+      console.error(`FAILED: ${readErrors} read errors, ${writes.failed} failed writes`);
+      process.exitCode = 1;
+    }
+  } finally {
+    registry?.kill('SIGTERM');
+    if (registry) await once(registry, 'exit');
+    client.close();
+    await etcd.close();
+  }
+}
+
+/**
+ * Sequential service replacements through the registry, bare etcd puts of the same size, and
+ * bare HTTP round trips to the registry (what any write through HTTP pays), alternating in blocks.
+ */
+async function measureWrites(base: string, client: ReturnType<Awaited<ReturnType<typeof startEtcd>>['client']>, prefix: string) {
+  const registry: number[] = [];
+  const etcdPut: number[] = [];
+  const http: number[] = [];
+  let failed = 0;
+  const name = serviceName(0);
+  let etag = (await fetch(`${base}/api/v1/services/${name}`)).headers.get('etag')!;
+  const value = Buffer.from(JSON.stringify(serviceSpec(0, 'x'.repeat(64))));
+  for (let done = 0; done < WRITES; done += 10) {
+    for (let k = 0; k < 10; k++) {
+      const t0 = performance.now();
+      await client.put(`${prefix}bench/put-${k}`).value(value);
+      etcdPut.push(performance.now() - t0);
+    }
+    for (let k = 0; k < 10; k++) {
+      const t0 = performance.now();
+      await (await fetch(`${base}/healthz`)).arrayBuffer();
+      http.push(performance.now() - t0);
+    }
+    for (let k = 0; k < 10; k++) {
+      const t0 = performance.now();
+      const res = await fetch(`${base}/api/v1/services/${name}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', 'if-match': etag },
+        body: JSON.stringify(serviceSpec(0, `write ${done + k}`)),
+      });
+      await res.arrayBuffer();
+      registry.push(performance.now() - t0);
+      if (res.status !== 200) failed++;
+      etag = res.headers.get('etag') ?? etag;
+    }
+  }
+  return { registry, etcdPut, http, failed };
+}
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+function sum(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
+
+function ms(x: number): string {
+  return `${x >= 10 ? x.toFixed(0) : x.toFixed(2)} ms`;
+}
+
+(args.role === 'registry' ? registryRole() : orchestrate()).catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
