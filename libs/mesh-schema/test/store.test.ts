@@ -77,7 +77,10 @@ describe('services', () => {
 
   it('builds an update from a record the caller holds, and still refuses it once that record is stale', async () => {
     const created = await store.createService(aService('journal'), 'team-a');
-    const v2 = await store.updateService(aService('journal', { port: 9001 }), 'alice', { ifModRevision: created.modRevision, known: created });
+    const v2 = await store.updateService(aService('journal', { port: 9001 }), 'alice', {
+      ifModRevision: created.modRevision,
+      known: created,
+    });
     expect(v2.value.generation).toBe(2);
     expect(v2.value.created).toEqual(created.value.created);
     // Someone else's write moved the record on; an update built from the old copy must lose.

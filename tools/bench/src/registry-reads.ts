@@ -134,7 +134,10 @@ async function orchestrate(): Promise<void> {
         Array.from({ length: Math.min(50, SERVICES - i) }, async (_, k) => {
           const n = i + k;
           await store.createService(serviceSpec(n), 'bench');
-          await store.registerInstance({ service: serviceName(n), id: `${serviceName(n)}-1`, address: '10.0.0.1', port: 8080, platform: 'vm' }, 3600);
+          await store.registerInstance(
+            { service: serviceName(n), id: `${serviceName(n)}-1`, address: '10.0.0.1', port: 8080, platform: 'vm' },
+            3600,
+          );
         }),
       );
     }
@@ -206,7 +209,9 @@ async function orchestrate(): Promise<void> {
       const p = percentiles(times);
       console.log(`| ${name} | ${ms(p.p50)} | ${ms(p.p99)} | ${(p.p50 / put.p50).toFixed(2)}× | ${(p.p99 / put.p99).toFixed(2)}× |`);
     }
-    const readErrors = Object.values(results).flatMap((r) => [...r.fixed, ...r.saturated]).reduce((n, x) => n + x.errors, 0);
+    const readErrors = Object.values(results)
+      .flatMap((r) => [...r.fixed, ...r.saturated])
+      .reduce((n, x) => n + x.errors, 0);
     if (readErrors > 0 || writes.failed > 0) {
       console.error(`FAILED: ${readErrors} read errors, ${writes.failed} failed writes`);
       process.exitCode = 1;
