@@ -52,6 +52,7 @@ const APP_ENTRY_POINTS_FOR_TOOLS = [
   'apps/control-plane/src/config',
   'apps/control-plane/src/bootstrap',
   'apps/registry/src/config',
+  'apps/registry/src/registry',
   'apps/authz/src/authz',
   'apps/authz/src/config',
   'apps/authz/src/grpc/grpc-server',
