@@ -225,6 +225,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     }),
     config.TRELLIS_HOST,
     config.TRELLIS_HTTP_PORT,
+    { headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS },
   );
   const mtls = tls
     ? await listenMtls(createMtlsApp({ policy, tokens, metrics, logger, trustDomain: () => trustDomain }), tls, {

@@ -1,6 +1,6 @@
 // authz configuration: TRELLIS_* environment variables, validated at start.
 import { MAX_MESH_TOKEN_LIFETIME_SECONDS, MESH_TOKEN_RENEW_BEFORE_SECONDS } from '@trellis/mesh-contracts';
-import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
+import { env, etcdEnvSchema, httpLimitsEnv, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
 /** `host:port,host:port`, as ioredis takes Sentinel and Cluster nodes. */
@@ -26,6 +26,7 @@ const redisNodeList = z
 
 export const authzEnvSchema = etcdEnvSchema
   .extend({
+    ...httpLimitsEnv,
     TRELLIS_HOST: env.host('0.0.0.0'),
     TRELLIS_GRPC_PORT: env.port(9191),
     TRELLIS_HTTP_PORT: env.port(8181),

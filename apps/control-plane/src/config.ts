@@ -1,6 +1,6 @@
 // The control plane's configuration: TRELLIS_* variables, validated at start.
 import { hostname } from 'node:os';
-import { ConfigError, env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
+import { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
 const HostPort = z
@@ -13,6 +13,7 @@ const HostPort = z
   .refine((hp) => hp.port >= 1 && hp.port <= 65535, 'port must be 1-65535');
 
 export const controlPlaneEnvSchema = etcdEnvSchema.extend({
+  ...httpLimitsEnv,
   TRELLIS_HOST: env.host('0.0.0.0'),
   /** xDS gRPC (ADS, SotW and Delta). */
   TRELLIS_XDS_PORT: env.port(18000),
@@ -64,6 +65,13 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   TRELLIS_ENDPOINT_RETENTION_SECONDS: env.int(60, 0, 3_600),
   TRELLIS_ENDPOINT_RETENTION_SHARE: z.coerce.number().min(0).max(1).default(0.5),
   TRELLIS_ENDPOINT_RETENTION_WINDOW_MS: env.int(10_000, 0, 600_000),
+  /**
+   * Streams one connection may hold open at once (Envoy and grpc-js-xds open one ADS
+   * stream per connection); more are refused with RESOURCE_EXHAUSTED.
+   */
+  TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION: env.int(16, 1, 1_000),
+  /** A stream that sends no first request within this is ended with DEADLINE_EXCEEDED. */
+  TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS: env.int(10_000, 100, 300_000),
   /** How often proxy statuses are written to etcd, and how many per round. */
   TRELLIS_PROXY_STATUS_INTERVAL_MS: env.int(1000, 100, 60_000),
   TRELLIS_PROXY_STATUS_MAX_WRITES: env.int(200, 1, 10_000),

@@ -37,6 +37,10 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_ALLOW_INSECURE_CLIENTS'
   | 'TRELLIS_CONTROL_PLANE_ID'
   | 'TRELLIS_XDS_DEBOUNCE_MS'
+  | 'TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION'
+  | 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS'
+  | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS'
+  | 'TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS'
   | 'TRELLIS_XDS_DEBOUNCE_MAX_MS'
   | 'TRELLIS_PROXY_STATUS_INTERVAL_MS'
   | 'TRELLIS_PROXY_STATUS_MAX_WRITES'
@@ -170,6 +174,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       keys: () => watcher.state,
     }),
     controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID,
+    maxStreamsPerConnection: config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION,
+    firstRequestTimeoutMs: config.TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS,
     logger,
   });
 
@@ -183,6 +189,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
+    // HTTP/2's own ceiling, above the ADS cap so health checks still fit; the ADS server refuses the excess with a status.
+    'grpc.max_concurrent_streams': config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION + 8,
   });
   grpcServer.addService(AdsServiceDefinition, ads.implementation());
   serveGrpcHealth(grpcServer, health, [ADS_SERVICE_NAME]);
@@ -200,7 +208,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     xdsTransport: xdsTransportOf(config),
     logger,
   });
-  const { server: httpServer, port: httpPort } = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT);
+  const { server: httpServer, port: httpPort } = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
+    headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
+  });
   logger.info(
     {
       xdsPort,

@@ -1,8 +1,9 @@
 // The registry's configuration: TRELLIS_* variables, validated at start.
-import { env, etcdEnvSchema, loadConfig } from '@trellis/runtime';
+import { env, etcdEnvSchema, httpLimitsEnv, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
 export const registryEnvSchema = etcdEnvSchema.extend({
+  ...httpLimitsEnv,
   TRELLIS_HTTP_PORT: env.port(8080),
   TRELLIS_HOST: env.host('0.0.0.0'),
   TRELLIS_LOG_LEVEL: env.logLevel(),

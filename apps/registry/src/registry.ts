@@ -33,7 +33,8 @@ export type RegistryOptions = Pick<
   | 'TRELLIS_READS_REQUIRE_AUTH'
   | 'TRELLIS_MAX_BODY_BYTES'
   | 'TRELLIS_SECURE_COOKIES'
->;
+> &
+  Partial<Pick<RegistryEnv, 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS' | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS'>>;
 
 export interface RegistryDeps {
   config: RegistryOptions;
@@ -103,7 +104,10 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     csrfSecret: config.TRELLIS_CSRF_SECRET,
     secureCookies: config.TRELLIS_SECURE_COOKIES,
   });
-  const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT);
+  const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
+    headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
+  });
   logger.info({ host: config.TRELLIS_HOST, port: http.port, etcdPrefix: layout.prefix }, 'registry listening');
 
   const shutdownSteps: ShutdownStep[] = [

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
+import { startSlowLoris } from '@trellis/testing';
 import { Authenticator } from '../src/auth';
 import { call, ADMIN_TOKEN, serviceCredential, spec, startRegistry, type TestRegistry } from './harness';
 
@@ -169,3 +170,27 @@ async function leaseTtl(r: TestRegistry, lease: string): Promise<number> {
   const res = await r.client.leaseClient.leaseTimeToLive({ ID: lease, keys: false });
   return Number(res.TTL);
 }
+
+describe('attack: slow loris against the registry (#12 point 9)', () => {
+  let r: TestRegistry;
+  beforeAll(async () => {
+    r = await startRegistry({ headersTimeoutMs: 1_000, requestTimeoutMs: 2_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await r?.close();
+  });
+
+  it.each(['headers', 'body'] as const)('closes 400 sockets trickling their %s, and keeps serving', async (mode) => {
+    // The sign-in form's handler reads the whole body before anything else.
+    const loris = await startSlowLoris({ port: Number(new URL(r.url).port), sockets: 400, mode, path: '/ui/login' });
+    try {
+      await loris.allClosed(60_000);
+      // Those that got an answer were told why.
+      expect(loris.replies).toContain('HTTP/1.1 408 Request Timeout');
+      expect(loris.replies.filter((line) => line !== '').every((line) => line.startsWith('HTTP/1.1 408'))).toBe(true);
+      expect((await call(r.url, 'GET', '/healthz')).status).toBe(200);
+    } finally {
+      loris.stop();
+    }
+  }, 90_000);
+});

@@ -39,7 +39,9 @@ export interface TestRegistry {
   close(): Promise<void>;
 }
 
-export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyBytes?: number } = {}): Promise<TestRegistry> {
+export async function startRegistry(
+  opts: { readsRequireAuth?: boolean; maxBodyBytes?: number; headersTimeoutMs?: number; requestTimeoutMs?: number } = {},
+): Promise<TestRegistry> {
   const etcd = await startEtcd();
   const client = etcd.client();
   const layout = new KeyLayout(etcd.prefix);
@@ -67,6 +69,8 @@ export async function startRegistry(opts: { readsRequireAuth?: boolean; maxBodyB
       TRELLIS_READS_REQUIRE_AUTH: opts.readsRequireAuth ?? false,
       TRELLIS_MAX_BODY_BYTES: opts.maxBodyBytes ?? 64 * 1024,
       TRELLIS_SECURE_COOKIES: false,
+      TRELLIS_HTTP_HEADERS_TIMEOUT_MS: opts.headersTimeoutMs,
+      TRELLIS_HTTP_REQUEST_TIMEOUT_MS: opts.requestTimeoutMs,
     },
     etcd: client,
     layout,

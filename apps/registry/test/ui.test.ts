@@ -1,4 +1,5 @@
 // The web UI over plain HTTP: CSRF, escaping, security headers, sessions.
+import { CSRF_COOKIE } from '../src/ui/session';
 import { ADMIN_TOKEN, call, spec, startRegistry } from './harness';
 import type { TestRegistry } from './harness';
 
@@ -44,6 +45,15 @@ class Session {
     return { status: res.status, text: await res.text(), location: res.headers.get('location') };
   }
 
+  cookie(name: string): string | undefined {
+    return this.cookies.get(name);
+  }
+
+  /** What a sibling domain can do to a browser: plant a cookie of its choosing. */
+  plantCookie(name: string, value: string): void {
+    this.cookies.set(name, value);
+  }
+
   private keep(res: Response): void {
     for (const header of res.headers.getSetCookie()) {
       const [pair] = header.split(';');
@@ -58,10 +68,10 @@ class Session {
   }
 }
 
-async function signedIn(): Promise<Session> {
+async function signedIn(token = ADMIN_TOKEN): Promise<Session> {
   const session = new Session();
   await session.get('/ui/login');
-  const res = await session.post('/ui/login', { _csrf: session.csrf, token: ADMIN_TOKEN, next: '/ui/services' });
+  const res = await session.post('/ui/login', { _csrf: session.csrf, token, next: '/ui/services' });
   expect(res.status).toBe(303);
   await session.get('/ui/services/new');
   return session;
@@ -104,6 +114,25 @@ it('refuses form posts without a valid CSRF token or from another origin, changi
   const ok = await session.post('/ui/services', { ...form, _csrf: session.csrf });
   expect(ok.status).toBe(303);
   expect(ok.location).toBe('/ui/services/forged');
+});
+
+it('attack: a CSRF token works only in the session it was issued for (#12 point 9)', async () => {
+  const victim = await signedIn(await registry.teamToken('web'));
+  const attacker = await signedIn(await registry.teamToken('search'));
+  const anonymous = new Session();
+  await anonymous.get('/ui/login');
+  const before = await registry.snapshot();
+  const form = { name: 'csrf-forged', team: 'web', protocol: 'http', port: '80' };
+  // Cookie tossing: the attacker's nonce cookie is planted in the victim's browser and the
+  // forged form carries the token the attacker was issued with it — in its own session, or in none.
+  for (const issuer of [attacker, anonymous]) {
+    victim.plantCookie(CSRF_COOKIE, issuer.cookie(CSRF_COOKIE)!);
+    expect((await victim.post('/ui/services', { ...form, _csrf: issuer.csrf })).status).toBe(403);
+  }
+  expect(await registry.snapshot()).toEqual(before);
+  // The victim's own form, read in its session, still works.
+  await victim.get('/ui/services/new');
+  expect((await victim.post('/ui/services', { ...form, _csrf: victim.csrf })).status).toBe(303);
 });
 
 it('requires signing in to change anything and refuses a bad token', async () => {

@@ -46,6 +46,16 @@ export const env = {
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 };
 
+/**
+ * Limits of every app's HTTP listener (spread into its schema): how long a client may
+ * take to send a request's headers, and the whole request. A slow-loris socket that
+ * trickles headers is answered 408 and closed after the first.
+ */
+export const httpLimitsEnv = {
+  TRELLIS_HTTP_HEADERS_TIMEOUT_MS: env.int(10_000, 1_000, 120_000),
+  TRELLIS_HTTP_REQUEST_TIMEOUT_MS: env.int(30_000, 1_000, 600_000),
+};
+
 /** Variables every app that talks to etcd accepts. */
 export const etcdEnvSchema = z.object({
   TRELLIS_ETCD_ENDPOINTS: env

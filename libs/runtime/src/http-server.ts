@@ -8,12 +8,36 @@ export interface ListeningHttpServer {
   port: number;
 }
 
-/** Listens on `host:port`; rejects when the port cannot be bound. */
-export async function listenHttp(handler: RequestListener, host: string, port: number): Promise<ListeningHttpServer> {
-  const server = createServer(handler);
+/** How long a client may take to send a request (see httpLimitsEnv). */
+export interface HttpLimits {
+  /** Until the request's headers are complete, counted from its first byte (or the connection's start). */
+  headersTimeoutMs?: number;
+  /** Until the whole request (headers and body) has arrived. */
+  requestTimeoutMs?: number;
+}
+
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * Listens on `host:port`; rejects when the port cannot be bound. A client slower than
+ * `limits` gets 408 and its socket is closed: open sockets cost the server, so one
+ * that trickles its headers (slow loris) must not hold one for minutes.
+ */
+export async function listenHttp(handler: RequestListener, host: string, port: number, limits: HttpLimits = {}): Promise<ListeningHttpServer> {
+  const headersTimeout = limits.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const server = createServer(
+    {
+      headersTimeout,
+      requestTimeout: Math.max(limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeout),
+      // Node checks the two timeouts on this interval (30 s by default, which would let a slow socket live that much longer).
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+    },
+    handler,
+  );
   // Outlive the idle timeouts of scrapers and load balancers, so they never reuse a socket we just closed.
+  // (An idle keep-alive socket is this timeout's business; headersTimeout counts from a request's first byte.)
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -1,8 +1,8 @@
 // The lifecycle kit every app shares. The gRPC half is `@trellis/runtime/grpc`, so an app
 // without gRPC (the registry) does not bundle grpc-js.
-export { ConfigError, env, etcdEnvSchema, loadConfig, type EtcdEnv } from './config';
+export { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, type EtcdEnv } from './config';
 export { Health, opsRouter, type ReadinessCheck, type ReadinessListener } from './health';
-export { closeHttpServer, listenHttp, type ListeningHttpServer } from './http-server';
+export { closeHttpServer, listenHttp, type HttpLimits, type ListeningHttpServer } from './http-server';
 export { createLogger, type Logger } from './logger';
 export { causeChain, installProcessGuards, runMain } from './main';
 export { createMetricsRegistry } from './metrics';

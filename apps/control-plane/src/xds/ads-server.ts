@@ -12,16 +12,17 @@ import type {
 import type { AggregatedDiscoveryServiceServer } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import type { Logger } from '@trellis/runtime';
 import { proxyKindOf, type ProxyIdentity } from '../resource';
-import type { StreamInfo, XdsCallbacks, XdsProtocol } from './callbacks';
+import type { StreamInfo, StreamRejection, XdsCallbacks, XdsProtocol } from './callbacks';
 import { DeltaSession } from './delta-session';
 import type { SnapshotSource } from './snapshot-cache';
 import { SotwSession } from './sotw-session';
 import type { StreamAuthenticator } from './stream-auth';
 
-const REJECTION_CODES = new Map<GrpcStatus, 'invalid_argument' | 'unauthenticated' | 'resource_exhausted' | 'internal'>([
+const REJECTION_CODES = new Map<GrpcStatus, StreamRejection>([
   [GrpcStatus.INVALID_ARGUMENT, 'invalid_argument'],
   [GrpcStatus.UNAUTHENTICATED, 'unauthenticated'],
   [GrpcStatus.RESOURCE_EXHAUSTED, 'resource_exhausted'],
+  [GrpcStatus.DEADLINE_EXCEEDED, 'deadline_exceeded'],
   [GrpcStatus.INTERNAL, 'internal'],
 ]);
 
@@ -32,6 +33,10 @@ export interface AdsServerOptions {
   callbacks: Required<XdsCallbacks>;
   authenticate: StreamAuthenticator;
   controlPlaneId: string;
+  /** Streams one connection (one peer address) may hold open, set up or not; the next is refused. */
+  maxStreamsPerConnection: number;
+  /** A stream that sends no first request within this is ended (a silent stream holds a slot for nothing). */
+  firstRequestTimeoutMs: number;
   logger: Logger;
 }
 
@@ -44,6 +49,8 @@ export interface ActiveStream {
 export class AdsServer {
   private nextStreamId = 1;
   private readonly active = new Map<number, ActiveStream>();
+  /** Open streams per connection (peer address), counted from the moment they open. */
+  private readonly perConnection = new Map<string, number>();
   private readonly unknownTypesLogged = new Set<string>();
 
   constructor(private readonly options: AdsServerOptions) {}
@@ -80,6 +87,25 @@ export class AdsServer {
     const queued: (DiscoveryRequest | DeltaDiscoveryRequest)[] = [];
     let finished = false;
 
+    // Every stream counts against its connection from the start: silent ones are the attack.
+    const peer = call.getPeer();
+    const open = this.perConnection.get(peer) ?? 0;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      clearTimeout(firstRequestTimer);
+      const left = (this.perConnection.get(peer) ?? 1) - 1;
+      if (left > 0) this.perConnection.set(peer, left);
+      else this.perConnection.delete(peer);
+    };
+    this.perConnection.set(peer, open + 1);
+    const firstRequestTimer = setTimeout(
+      () => fail(GrpcStatus.DEADLINE_EXCEEDED, `no request within ${this.options.firstRequestTimeoutMs} ms of opening the stream`),
+      this.options.firstRequestTimeoutMs,
+    );
+    firstRequestTimer.unref();
+
     const fail = (code: GrpcStatus, reason: string): void => {
       if (finished) return;
       finished = true;
@@ -87,9 +113,11 @@ export class AdsServer {
       if (rejected) callbacks.onStreamRejected(rejected, reason);
       logger.warn({ streamId, protocol, code: GrpcStatus[code], reason, peer: call.getPeer() }, 'xds stream refused');
       call.emit('error', { code, details: reason });
+      release();
     };
 
     const cleanup = (): void => {
+      release();
       if (finished && !info) return;
       finished = true;
       cancelWatch?.();
@@ -136,6 +164,7 @@ export class AdsServer {
 
     call.on('data', (request: DiscoveryRequest | DeltaDiscoveryRequest) => {
       if (finished) return;
+      clearTimeout(firstRequestTimer);
       if (session) return this.handle(session, request);
       queued.push(request);
       if (queued.length > 64) return fail(GrpcStatus.RESOURCE_EXHAUSTED, 'too many requests before the stream was set up');
@@ -157,6 +186,8 @@ export class AdsServer {
       logger.debug({ err, streamId }, 'xds stream error');
       cleanup();
     });
+    if (open >= this.options.maxStreamsPerConnection)
+      fail(GrpcStatus.RESOURCE_EXHAUSTED, `too many xDS streams on one connection (at most ${this.options.maxStreamsPerConnection})`);
   }
 
   private handle(session: SotwSession | DeltaSession, request: DiscoveryRequest | DeltaDiscoveryRequest): void {

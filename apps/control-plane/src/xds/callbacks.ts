@@ -6,6 +6,9 @@ import type { ProxyIdentity, XdsResource } from '../resource';
 
 export type XdsProtocol = 'sotw' | 'delta';
 
+/** Why a stream was refused before it started: a bounded set (a metric label). */
+export type StreamRejection = 'invalid_argument' | 'unauthenticated' | 'resource_exhausted' | 'deadline_exceeded' | 'internal';
+
 export interface StreamInfo {
   readonly streamId: number;
   readonly nodeId: string;
@@ -30,7 +33,7 @@ export interface XdsCallbacks {
   onStreamOpen?(stream: StreamInfo): void;
   onStreamClosed?(stream: StreamInfo): void;
   /** A stream refused before it started: bad first request or credentials. */
-  onStreamRejected?(code: 'invalid_argument' | 'unauthenticated' | 'resource_exhausted' | 'internal', reason: string): void;
+  onStreamRejected?(code: StreamRejection, reason: string): void;
   onResponse?(stream: StreamInfo, response: SentResponse): void;
   /** `changedAt`: when the change behind the acknowledged response was first seen (ms since epoch). */
   onAck?(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, changedAt: number): void;

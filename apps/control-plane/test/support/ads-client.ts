@@ -50,7 +50,8 @@ export class AdsTestClient<P extends Protocol> {
     metadata = new Metadata(),
     channel: ChannelCredentials = credentials.createInsecure(),
   ): AdsTestClient<P> {
-    const client = new AggregatedDiscoveryServiceClient(address, channel);
+    // Its own connection, as each proxy has: the server caps streams per connection.
+    const client = new AggregatedDiscoveryServiceClient(address, channel, { 'grpc.use_local_subchannel_pool': 1 });
     const call = (protocol === 'sotw'
       ? client.streamAggregatedResources(metadata)
       : client.deltaAggregatedResources(metadata)) as unknown as ClientDuplexStream<Req<P>, Res<P>>;

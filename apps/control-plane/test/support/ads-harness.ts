@@ -38,6 +38,8 @@ export async function startAdsHarness(model: FakeModel, authenticate: StreamAuth
     callbacks: composeCallbacks(recorder),
     authenticate,
     controlPlaneId: 'test-cp',
+    maxStreamsPerConnection: 16,
+    firstRequestTimeoutMs: 60_000,
     logger: createLogger('control-plane', 'silent'),
   });
   const server = new Server();

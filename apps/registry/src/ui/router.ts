@@ -48,9 +48,12 @@ export function uiRouter(options: UiOptions): Router {
   /** Resolves the session (if any) and the CSRF token for this response. */
   const context: RequestHandler = (req, res, next) => {
     const token = sessions.sessionToken(req);
-    const csrfToken = sessions.csrfToken(req, res);
     const done = (principal?: Principal) => {
+      // Forms are bound to the session that verified, or to none.
+      const csrfToken = sessions.csrfToken(req, res, principal ? token : undefined);
       res.locals['page'] = { principal, csrfToken } satisfies PageContext;
+      // Kept apart from what pages render: the CSRF check binds to it.
+      res.locals['session'] = principal ? token : undefined;
       next();
     };
     if (!token) return done();
@@ -81,7 +84,7 @@ export function uiRouter(options: UiOptions): Router {
   };
   const requireReader: RequestHandler = options.readsRequireAuth ? requireSignIn : (_req, _res, next) => next();
   const verifyCsrf: RequestHandler = (req, res, next) => {
-    const check = sessions.verifyCsrf(req);
+    const check = sessions.verifyCsrf(req, res.locals['session'] as string | undefined);
     if (check.ok) return next();
     metrics.authFailures.inc({ reason: 'csrf' });
     logger.warn({ reason: check.reason, path: req.path }, 'refused form post: CSRF check failed');
@@ -250,7 +253,7 @@ export function uiRouter(options: UiOptions): Router {
   // Problems raised by UI handlers become HTML pages, not JSON.
   router.use('/ui', ((err, req, res, next) => {
     if (!(err instanceof ProblemError) || res.headersSent) return next(err);
-    const ctx: PageContext = (res.locals['page'] as PageContext | undefined) ?? { csrfToken: sessions.csrfToken(req, res) };
+    const ctx: PageContext = (res.locals['page'] as PageContext | undefined) ?? { csrfToken: sessions.csrfToken(req, res, sessions.sessionToken(req)) };
     send(res, err.status, messagePage(ctx, err.title, err.message));
   }) as express.ErrorRequestHandler);
 

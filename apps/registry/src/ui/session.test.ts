@@ -22,24 +22,34 @@ describe('UiSessions CSRF', () => {
 
   it('issues a nonce cookie and accepts the token signed for it', () => {
     const { cookies, res } = fakeResponse();
-    const token = sessions.csrfToken(request({}), res as never);
+    const token = sessions.csrfToken(request({}), res as never, undefined);
     const nonce = cookies[CSRF_COOKIE]!;
     expect(nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${nonce}`, host: 'r:8080' }, { _csrf: token }))).toEqual({ ok: true });
+    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${nonce}`, host: 'r:8080' }, { _csrf: token }), undefined)).toEqual({ ok: true });
   });
 
   it('refuses a missing or foreign token and a cross-origin post', () => {
     const { cookies, res } = fakeResponse();
-    const token = sessions.csrfToken(request({}), res as never);
+    const token = sessions.csrfToken(request({}), res as never, undefined);
     const cookie = `${CSRF_COOKIE}=${cookies[CSRF_COOKIE]}`;
-    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080' }, {}))).toMatchObject({ ok: false });
-    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${'x'.repeat(43)}`, host: 'r:8080' }, { _csrf: token }))).toMatchObject({
+    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080' }, {}), undefined)).toMatchObject({ ok: false });
+    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${'x'.repeat(43)}`, host: 'r:8080' }, { _csrf: token }), undefined)).toMatchObject({
       ok: false,
     });
-    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'https://evil.example' }, { _csrf: token }))).toMatchObject({
+    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'https://evil.example' }, { _csrf: token }), undefined)).toMatchObject({
       ok: false,
       reason: 'cross-origin form post from https://evil.example',
     });
-    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'http://r:8080' }, { _csrf: token }))).toEqual({ ok: true });
+    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'http://r:8080' }, { _csrf: token }), undefined)).toEqual({ ok: true });
+  });
+
+  it('binds a token to the session it was issued for', () => {
+    const { cookies, res } = fakeResponse();
+    const token = sessions.csrfToken(request({}), res as never, 'session-a');
+    const cookie = `${CSRF_COOKIE}=${cookies[CSRF_COOKIE]}`;
+    const post = (session: string | undefined) => sessions.verifyCsrf(request({ cookie, host: 'r:8080' }, { _csrf: token }), session);
+    expect(post('session-a')).toEqual({ ok: true });
+    expect(post('session-b')).toMatchObject({ ok: false, reason: 'CSRF token does not match' });
+    expect(post(undefined)).toMatchObject({ ok: false });
   });
 });
