@@ -554,20 +554,33 @@ describe('authz', () => {
   });
 
   describe('attack: slow loris against the HTTP port (#12 point 9)', () => {
-    it.each(['headers', 'body'] as const)('closes 400 sockets trickling their %s, and keeps serving', async (mode) => {
-      const replica = await startTestAuthz(etcd, redis, keys, { TRELLIS_HTTP_HEADERS_TIMEOUT_MS: '1000', TRELLIS_HTTP_REQUEST_TIMEOUT_MS: '2000' });
-      // The token endpoint reads the JSON body before anything else.
-      const loris = await startSlowLoris({ port: replica.authz.httpPort, sockets: 400, mode, path: '/v1/token', contentType: 'application/json' });
-      try {
-        await loris.allClosed(60_000);
-        expect(loris.replies).toContain('HTTP/1.1 408 Request Timeout');
-        expect(loris.replies.filter((line) => line !== '').every((line) => line.startsWith('HTTP/1.1 408'))).toBe(true);
-        expect((await fetch(`http://127.0.0.1:${replica.authz.httpPort}/healthz`)).status).toBe(200);
-      } finally {
-        loris.stop();
-        await replica.stop();
-      }
-    }, 90_000);
+    it.each(['headers', 'body'] as const)(
+      'closes 400 sockets trickling their %s, and keeps serving',
+      async (mode) => {
+        const replica = await startTestAuthz(etcd, redis, keys, {
+          TRELLIS_HTTP_HEADERS_TIMEOUT_MS: '1000',
+          TRELLIS_HTTP_REQUEST_TIMEOUT_MS: '2000',
+        });
+        // The token endpoint reads the JSON body before anything else.
+        const loris = await startSlowLoris({
+          port: replica.authz.httpPort,
+          sockets: 400,
+          mode,
+          path: '/v1/token',
+          contentType: 'application/json',
+        });
+        try {
+          await loris.allClosed(60_000);
+          expect(loris.replies).toContain('HTTP/1.1 408 Request Timeout');
+          expect(loris.replies.filter((line) => line !== '').every((line) => line.startsWith('HTTP/1.1 408'))).toBe(true);
+          expect((await fetch(`http://127.0.0.1:${replica.authz.httpPort}/healthz`)).status).toBe(200);
+        } finally {
+          loris.stop();
+          await replica.stop();
+        }
+      },
+      90_000,
+    );
   });
 
   describe('shutdown', () => {

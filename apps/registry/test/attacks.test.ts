@@ -180,17 +180,21 @@ describe('attack: slow loris against the registry (#12 point 9)', () => {
     await r?.close();
   });
 
-  it.each(['headers', 'body'] as const)('closes 400 sockets trickling their %s, and keeps serving', async (mode) => {
-    // The sign-in form's handler reads the whole body before anything else.
-    const loris = await startSlowLoris({ port: Number(new URL(r.url).port), sockets: 400, mode, path: '/ui/login' });
-    try {
-      await loris.allClosed(60_000);
-      // Those that got an answer were told why.
-      expect(loris.replies).toContain('HTTP/1.1 408 Request Timeout');
-      expect(loris.replies.filter((line) => line !== '').every((line) => line.startsWith('HTTP/1.1 408'))).toBe(true);
-      expect((await call(r.url, 'GET', '/healthz')).status).toBe(200);
-    } finally {
-      loris.stop();
-    }
-  }, 90_000);
+  it.each(['headers', 'body'] as const)(
+    'closes 400 sockets trickling their %s, and keeps serving',
+    async (mode) => {
+      // The sign-in form's handler reads the whole body before anything else.
+      const loris = await startSlowLoris({ port: Number(new URL(r.url).port), sockets: 400, mode, path: '/ui/login' });
+      try {
+        await loris.allClosed(60_000);
+        // Those that got an answer were told why.
+        expect(loris.replies).toContain('HTTP/1.1 408 Request Timeout');
+        expect(loris.replies.filter((line) => line !== '').every((line) => line.startsWith('HTTP/1.1 408'))).toBe(true);
+        expect((await call(r.url, 'GET', '/healthz')).status).toBe(200);
+      } finally {
+        loris.stop();
+      }
+    },
+    90_000,
+  );
 });

@@ -24,7 +24,12 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
  * `limits` gets 408 and its socket is closed: open sockets cost the server, so one
  * that trickles its headers (slow loris) must not hold one for minutes.
  */
-export async function listenHttp(handler: RequestListener, host: string, port: number, limits: HttpLimits = {}): Promise<ListeningHttpServer> {
+export async function listenHttp(
+  handler: RequestListener,
+  host: string,
+  port: number,
+  limits: HttpLimits = {},
+): Promise<ListeningHttpServer> {
   const headersTimeout = limits.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const server = createServer(
     {

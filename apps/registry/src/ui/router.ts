@@ -253,7 +253,9 @@ export function uiRouter(options: UiOptions): Router {
   // Problems raised by UI handlers become HTML pages, not JSON.
   router.use('/ui', ((err, req, res, next) => {
     if (!(err instanceof ProblemError) || res.headersSent) return next(err);
-    const ctx: PageContext = (res.locals['page'] as PageContext | undefined) ?? { csrfToken: sessions.csrfToken(req, res, sessions.sessionToken(req)) };
+    const ctx: PageContext = (res.locals['page'] as PageContext | undefined) ?? {
+      csrfToken: sessions.csrfToken(req, res, sessions.sessionToken(req)),
+    };
     send(res, err.status, messagePage(ctx, err.title, err.message));
   }) as express.ErrorRequestHandler);
 

@@ -25,7 +25,9 @@ describe('UiSessions CSRF', () => {
     const token = sessions.csrfToken(request({}), res as never, undefined);
     const nonce = cookies[CSRF_COOKIE]!;
     expect(nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${nonce}`, host: 'r:8080' }, { _csrf: token }), undefined)).toEqual({ ok: true });
+    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${nonce}`, host: 'r:8080' }, { _csrf: token }), undefined)).toEqual({
+      ok: true,
+    });
   });
 
   it('refuses a missing or foreign token and a cross-origin post', () => {
@@ -33,14 +35,20 @@ describe('UiSessions CSRF', () => {
     const token = sessions.csrfToken(request({}), res as never, undefined);
     const cookie = `${CSRF_COOKIE}=${cookies[CSRF_COOKIE]}`;
     expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080' }, {}), undefined)).toMatchObject({ ok: false });
-    expect(sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${'x'.repeat(43)}`, host: 'r:8080' }, { _csrf: token }), undefined)).toMatchObject({
+    expect(
+      sessions.verifyCsrf(request({ cookie: `${CSRF_COOKIE}=${'x'.repeat(43)}`, host: 'r:8080' }, { _csrf: token }), undefined),
+    ).toMatchObject({
       ok: false,
     });
-    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'https://evil.example' }, { _csrf: token }), undefined)).toMatchObject({
+    expect(
+      sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'https://evil.example' }, { _csrf: token }), undefined),
+    ).toMatchObject({
       ok: false,
       reason: 'cross-origin form post from https://evil.example',
     });
-    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'http://r:8080' }, { _csrf: token }), undefined)).toEqual({ ok: true });
+    expect(sessions.verifyCsrf(request({ cookie, host: 'r:8080', origin: 'http://r:8080' }, { _csrf: token }), undefined)).toEqual({
+      ok: true,
+    });
   });
 
   it('binds a token to the session it was issued for', () => {

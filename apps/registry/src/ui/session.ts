@@ -101,6 +101,8 @@ export class UiSessions {
     const bound = createHash('sha256')
       .update(session ?? '')
       .digest('base64url');
-    return createHmac('sha256', this.csrfSecret).update(`${nonce}.${session === undefined ? '-' : bound}`).digest('base64url');
+    return createHmac('sha256', this.csrfSecret)
+      .update(`${nonce}.${session === undefined ? '-' : bound}`)
+      .digest('base64url');
   }
 }
