@@ -7,6 +7,9 @@ import { service as healthService } from 'grpc-health-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { TypeUrl } from '@trellis/envoy-types';
 import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
+import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
+import { OUTBOUND_HTTP_NAME } from '../src/envoy/names';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 
@@ -313,6 +316,47 @@ describe('control plane over etcd', () => {
       expect(badAdmin.status).toBe(400);
       expect(badAdmin.headers.get('content-type')).toMatch(/^application\/problem\+json/);
       expect(await badAdmin.json()).toMatchObject({ errors: [{ field: 'admin_port' }] });
+    });
+
+    // Two sidecars on one VM (issue 14): each bootstrap names its own admin and outbound
+    // ports, and the control plane builds each sidecar's outbound listener on its own.
+    it('gives each sidecar on a host its own admin and outbound port, from the bootstrap to its listener', async () => {
+      const bootstrapOf = async (query: string) => {
+        const res = await fetch(`${h.httpUrl}/bootstrap/a?format=json&${query}`);
+        expect(res.status).toBe(200);
+        return (await res.json()) as {
+          node: { id: string; cluster: string; metadata: Record<string, number> };
+          admin: { address: { socket_address: { port_value: number } } };
+        };
+      };
+      const outboundPortOf = async (node: { id: string; cluster: string; metadata?: Record<string, number> }) => {
+        const client = open(h.xdsAddress);
+        client.send({ node: Node.fromPartial({ ...node, userAgentName: 'envoy' }), typeUrl: TypeUrl.Listener });
+        const lds = await client.next();
+        const outbound = lds.resources.map((r) => Listener.decode(r.value)).find((l) => l.name === OUTBOUND_HTTP_NAME)!;
+        const address = outbound.address!.address!;
+        return address.$case === 'socketAddress' ? address.value.portSpecifier : undefined;
+      };
+      const first = await bootstrapOf('node=a.vm-7&app_port=18081&admin_port=15100&outbound_port=15101');
+      expect(first.node.metadata).toEqual({ 'trellis.app_port': 18081, 'trellis.outbound_port': 15101 });
+      expect(first.admin.address.socket_address.port_value).toBe(15100);
+      const second = await bootstrapOf('node=a.vm-7b&app_port=18082');
+      expect(second.node.metadata).toEqual({ 'trellis.app_port': 18082 });
+      expect(await outboundPortOf(first.node)).toEqual({ $case: 'portValue', value: 15101 });
+      expect(await outboundPortOf(second.node)).toEqual({ $case: 'portValue', value: 15001 });
+
+      // A port the sidecar binds otherwise is refused, naming the field; so is a bad port in node metadata.
+      const taken = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&admin_port=15100&outbound_port=15100`);
+      expect(taken.status).toBe(400);
+      expect(await taken.json()).toMatchObject({ errors: [{ field: 'outbound_port' }] });
+      const bad = open(h.xdsAddress);
+      bad.send({
+        node: Node.fromPartial({ id: 'a.vm-8', cluster: 'a', userAgentName: 'envoy', metadata: { 'trellis.outbound_port': 'x' } }),
+        typeUrl: TypeUrl.Listener,
+      });
+      const refused = await bad.closedWith();
+      expect(refused.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+      expect(refused.details).toMatch(/trellis\.outbound_port.*must be a port number/);
     });
 
     it('exposes the xDS metrics without per-node labels', async () => {

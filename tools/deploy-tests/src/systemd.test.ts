@@ -119,6 +119,15 @@ describe('systemd units', () => {
     expect(directiveValues(unit, 'Service', 'RuntimeDirectory')).toEqual(['trellis-envoy/%i']);
   });
 
+  it("envoy/example.env records the sidecar's own admin and outbound ports, under the names `trellis bootstrap` reads", () => {
+    const source = readFileSync(join(DEPLOY_DIR, '../apps/cli/src/commands/bootstrap.ts'), 'utf8');
+    const known = new Set([...source.matchAll(/'(TRELLIS_[A-Z_]+)'/g)].map((m) => m[1]!));
+    const env = parseEnvFile(read('envoy/example.env'));
+    expect(env).toMatchObject({ TRELLIS_ENVOY_ADMIN_PORT: '15000', TRELLIS_OUTBOUND_PORT: '15001' });
+    // Everything but Envoy's own log level is read by `trellis bootstrap` (the control plane URL is the CLI's global flag).
+    expect(Object.keys(env).filter((n) => !known.has(n) && n !== 'TRELLIS_CONTROL_PLANE_URL' && n !== 'ENVOY_LOG_LEVEL')).toEqual([]);
+  });
+
   it('the agent runs `trellis agent` beside its app unit, stops before it, and authenticates with the service credential', () => {
     const unit = parseUnit(read('trellis-agent@.service'));
     const service = (key: string) => directiveValues(unit, 'Service', key);

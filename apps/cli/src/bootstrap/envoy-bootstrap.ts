@@ -18,6 +18,8 @@ export interface BootstrapRequest {
   appPort: number;
   locality?: { region?: string; zone?: string; subZone?: string };
   adminPort?: number;
+  /** This sidecar's own outbound listener port, when another sidecar on the host takes the mesh-wide one. */
+  outboundPort?: number;
   format?: 'yaml' | 'json';
   /** Where this host keeps the xDS CA and client certificate, when the control plane serves xDS over TLS. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string };
@@ -43,6 +45,7 @@ export function bootstrapUrl(req: BootstrapRequest): string {
   set('zone', req.locality?.zone);
   set('sub_zone', req.locality?.subZone);
   set('admin_port', req.adminPort);
+  set('outbound_port', req.outboundPort);
   set('ca_file', req.tls?.caFile);
   set('cert_file', req.tls?.certFile);
   set('key_file', req.tls?.keyFile);

@@ -20,6 +20,7 @@ interface BootstrapFlags {
   zone?: string;
   subZone?: string;
   adminPort?: string;
+  outboundPort?: string;
   caFile?: string;
   certFile?: string;
   keyFile?: string;
@@ -57,7 +58,16 @@ export function registerBootstrapCommand(program: Command): void {
     .addOption(new Option('--region <region>').env('TRELLIS_REGION'))
     .addOption(new Option('--zone <zone>').env('TRELLIS_ZONE'))
     .addOption(new Option('--sub-zone <subZone>').env('TRELLIS_SUB_ZONE'))
-    .addOption(new Option('--admin-port <port>', "Envoy's admin port"))
+    .addOption(
+      new Option('--admin-port <port>', "Envoy's admin port on 127.0.0.1 (default the mesh's, 15000)").env('TRELLIS_ENVOY_ADMIN_PORT'),
+    )
+    .addOption(
+      new Option(
+        '--outbound-port <port>',
+        "the outbound listener's port on 127.0.0.1, where the app sends its calls (default the mesh's, 15001); " +
+          'each sidecar on one host needs its own admin and outbound port',
+      ).env('TRELLIS_OUTBOUND_PORT'),
+    )
     .addOption(new Option('--ca-file <path>', 'xDS over TLS: the CA file on the sidecar host').env('TRELLIS_XDS_CA_FILE'))
     .addOption(new Option('--cert-file <path>', 'xDS over TLS: the client certificate').env('TRELLIS_XDS_CERT_FILE'))
     .addOption(new Option('--key-file <path>', 'xDS over TLS: the client key').env('TRELLIS_XDS_KEY_FILE'))
@@ -86,6 +96,14 @@ export function registerBootstrapCommand(program: Command): void {
       const appPort = Number(flags.appPort);
       if (!Number.isInteger(appPort) || appPort < 1 || appPort > 65535)
         throw new CliError(`--app-port must be a port, got "${flags.appPort}"`, 2);
+      const port = (flag: string, value: string | undefined): number | undefined => {
+        if (value === undefined || value === '') return undefined;
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1 || n > 65535) throw new CliError(`${flag} must be a port, got "${value}"`, 2);
+        return n;
+      };
+      const adminPort = port('--admin-port', flags.adminPort);
+      const outboundPort = port('--outbound-port', flags.outboundPort);
       const retryForMs = parseDuration(flags.retryFor);
       if (retryForMs === undefined) throw new CliError(`--retry-for must be a duration like 90s or 2m, got "${flags.retryFor}"`, 2);
       const credentials = process.env['CREDENTIALS_DIRECTORY'];
@@ -108,7 +126,8 @@ export function registerBootstrapCommand(program: Command): void {
           appPort,
           format: flags.format,
           locality: { region: flags.region, zone: flags.zone, subZone: flags.subZone },
-          ...(flags.adminPort ? { adminPort: Number(flags.adminPort) } : {}),
+          ...(adminPort ? { adminPort } : {}),
+          ...(outboundPort ? { outboundPort } : {}),
           tls: { caFile: flags.caFile, certFile: flags.certFile, keyFile: flags.keyFile },
         },
         { ...(flags.authz && secret ? { authz: { url: flags.authz, secret } } : {}), ...(staticToken ? { staticToken } : {}) },

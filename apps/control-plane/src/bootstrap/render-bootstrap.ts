@@ -3,7 +3,7 @@
 // pieces are the xDS cluster and the local app, whose port is per node.
 import { stringify } from 'yaml';
 import { SDS_WORKLOAD_CERTIFICATE, SIDECAR_CERTIFICATE_DIR, sidecarSdsPath, type Locality, type Protocol } from '@trellis/mesh-schema';
-import { LOCAL_APP_CLUSTER_NAME } from '../envoy/names';
+import { LOCAL_APP_CLUSTER_NAME, OUTBOUND_PORT_METADATA } from '../envoy/names';
 import { DEFAULT_TRANSLATOR_SETTINGS } from '../model/mesh-model';
 
 export const XDS_CLUSTER_NAME = 'trellis-xds';
@@ -40,6 +40,12 @@ export interface BootstrapInput {
   locality?: Partial<Locality>;
   /** Admin interface, always on 127.0.0.1. */
   adminPort?: number;
+  /**
+   * Where this sidecar's outbound listener binds on 127.0.0.1, when not the mesh-wide port:
+   * node metadata `trellis.outbound_port`, which the control plane builds the listener on.
+   * Two sidecars on one VM need their own.
+   */
+  outboundPort?: number;
 }
 
 const V3 = 'V3';
@@ -117,7 +123,7 @@ export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
       id: input.nodeId,
       cluster: input.service,
       locality: { region: input.locality?.region ?? '', zone: input.locality?.zone ?? '', sub_zone: input.locality?.subZone ?? '' },
-      metadata: { 'trellis.app_port': input.appPort },
+      metadata: { 'trellis.app_port': input.appPort, ...(input.outboundPort ? { [OUTBOUND_PORT_METADATA]: input.outboundPort } : {}) },
     },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: input.adminPort ?? DEFAULT_ADMIN_PORT } } },
     dynamic_resources: {

@@ -94,6 +94,8 @@ export const AUTHZ_CLUSTER_NAME = 'trellis-authz';
 
 /** The local application, defined statically by the bootstrap (its port is per node, not per service). */
 export const LOCAL_APP_CLUSTER_NAME = 'local-app';
+/** Node metadata key of a sidecar's own outbound listener port (set by /bootstrap/{service}?outbound_port=). */
+export const OUTBOUND_PORT_METADATA = 'trellis.outbound_port';
 
 /** jwt_authn provider name and the dynamic-metadata key the verified payload lands under. */
 export const MESH_TOKEN_PROVIDER = 'trellis-mesh';

@@ -71,7 +71,7 @@ export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo
   const make: Make = generation ? (builder, input) => generation.get(builder, input) : (builder, input) => builder(input);
   const deps = service.dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }));
   return toResourceSet(
-    proxy.kind === 'envoy' ? sidecarResources(model, service, deps, make) : proxylessResources(model, service, deps, make),
+    proxy.kind === 'envoy' ? sidecarResources(model, service, deps, make, proxy.outboundPort) : proxylessResources(model, service, deps, make),
   );
 }
 
@@ -110,8 +110,10 @@ function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: bo
   });
 }
 
-function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make): XdsResource[] {
+function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make, outboundPort?: number): XdsResource[] {
   const { settings, tokens } = model;
+  // A sidecar that shares its host with another binds its own outbound port (node metadata).
+  const outboundSettings = outboundPort && outboundPort !== settings.outboundPort ? { ...settings, outboundPort } : settings;
   const resources: XdsResource[] = [];
   const own: InboundService = {
     name: service.name,
@@ -129,7 +131,7 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   if (httpDeps.length > 0) {
     const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
     resources.push(
-      make(build.outboundListener, { source: service.name, settings, perRouteRateLimit }),
+      make(build.outboundListener, { source: service.name, settings: outboundSettings, perRouteRateLimit }),
       make(build.outboundRoutes, { source: service.name, deps: httpDeps.map((d) => ({ dep: d.dep, callee: routeTarget(d.callee) })) }),
     );
   }

@@ -2,7 +2,8 @@
 // Query: node (node.id, default the literal "${NODE_ID}" for the start script to
 // substitute), app_port (required: where the application listens on 127.0.0.1 —
 // never the service port, which the sidecar's inbound listener takes), region/zone/
-// sub_zone, admin_port, format=yaml|json, and where this control plane serves xDS
+// sub_zone, admin_port and outbound_port (per sidecar, so two on one VM do not
+// collide; default the mesh-wide ports), format=yaml|json, and where this control plane serves xDS
 // over TLS: ca_file (and with client certificates cert_file, key_file — paths on the
 // sidecar's host — or, without them, the workload certificate over path-based SDS).
 // The ADS credential is then the client certificate; otherwise it is
@@ -33,6 +34,7 @@ const Query = z
       .optional(),
     app_port: z.coerce.number().int().min(1).max(65535),
     admin_port: z.coerce.number().int().min(1).max(65535).optional(),
+    outbound_port: z.coerce.number().int().min(1).max(65535).optional(),
     region: Segment.optional(),
     zone: Segment.optional(),
     sub_zone: Segment.optional(),
@@ -71,7 +73,11 @@ export function bootstrapHandler(deps: {
     if (!known) return sendProblem(res, problems.unknownService(service.data));
     const q = query.data;
     // app_port and admin_port must not meet a port the sidecar binds (inbound, outbound, admin, TCP dependencies).
-    const collision = bootstrapPortCollision(model, known, q.app_port, q.admin_port);
+    const collision = bootstrapPortCollision(model, known, {
+      appPort: q.app_port,
+      ...(q.admin_port ? { adminPort: q.admin_port } : {}),
+      ...(q.outbound_port ? { outboundPort: q.outbound_port } : {}),
+    });
     if (collision) return sendProblem(res, problems.invalidParameter(collision.field, collision.detail));
     if ((q.cert_file === undefined) !== (q.key_file === undefined)) {
       const missing = q.cert_file === undefined ? 'cert_file' : 'key_file';
@@ -98,6 +104,7 @@ export function bootstrapHandler(deps: {
           }
         : {}),
       ...(q.admin_port ? { adminPort: q.admin_port } : {}),
+      ...(q.outbound_port ? { outboundPort: q.outbound_port } : {}),
     };
     res.type(q.format === 'json' ? 'application/json' : 'application/yaml').send(renderBootstrap(input, q.format));
   };

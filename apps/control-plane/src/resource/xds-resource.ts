@@ -25,6 +25,8 @@ export type ProxyKind = 'envoy' | 'proxyless';
 export interface ProxyIdentity {
   service: string;
   kind: ProxyKind;
+  /** A sidecar's own outbound listener port (node metadata `trellis.outbound_port`); absent: the mesh-wide one. */
+  outboundPort?: number;
 }
 
 /** proxyless when `node.user_agent_name` is not "envoy" (grpc-js-xds sends "gRPC Node"). */

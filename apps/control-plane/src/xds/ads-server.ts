@@ -11,6 +11,7 @@ import type {
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { AggregatedDiscoveryServiceServer } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import type { Logger } from '@trellis/runtime';
+import { OUTBOUND_PORT_METADATA } from '../envoy/names';
 import { proxyKindOf, type ProxyIdentity } from '../resource';
 import type { StreamInfo, StreamRejection, XdsCallbacks, XdsProtocol } from './callbacks';
 import { DeltaSession } from './delta-session';
@@ -209,5 +210,10 @@ export function identityOf(node: Node | undefined): ProxyIdentity | string {
   if (!node.id) return 'node.id is required (a unique instance id)';
   if (!SERVICE_NAME.test(node.cluster))
     return `node.cluster must be the proxy's service name (a DNS label), got ${JSON.stringify(node.cluster)}`;
-  return { service: node.cluster, kind: proxyKindOf(node.userAgentName) };
+  const kind = proxyKindOf(node.userAgentName);
+  const outboundPort: unknown = node.metadata?.[OUTBOUND_PORT_METADATA];
+  if (outboundPort === undefined || kind !== 'envoy') return { service: node.cluster, kind };
+  if (typeof outboundPort !== 'number' || !Number.isInteger(outboundPort) || outboundPort < 1 || outboundPort > 65535)
+    return `node.metadata["${OUTBOUND_PORT_METADATA}"] must be a port number (1-65535), got ${JSON.stringify(outboundPort)}`;
+  return { service: node.cluster, kind, outboundPort };
 }

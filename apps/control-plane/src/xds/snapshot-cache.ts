@@ -66,7 +66,7 @@ export interface SnapshotSource {
 }
 
 export function identityKey(identity: ProxyIdentity): string {
-  return `${identity.kind}/${identity.service}`;
+  return `${identity.kind}/${identity.service}${identity.outboundPort ? `:${identity.outboundPort}` : ''}`;
 }
 
 export class SnapshotCache<M> implements SnapshotSource {
