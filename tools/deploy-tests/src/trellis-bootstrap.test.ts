@@ -162,7 +162,11 @@ describe('trellis bootstrap', () => {
   });
 
   it("passes the sidecar's own admin and outbound ports from its unit's environment file", async () => {
-    const result = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', TRELLIS_ENVOY_ADMIN_PORT: '15100', TRELLIS_OUTBOUND_PORT: '15101' });
+    const result = await run('orders', {
+      TRELLIS_NODE_ID: 'orders.vm-1',
+      TRELLIS_ENVOY_ADMIN_PORT: '15100',
+      TRELLIS_OUTBOUND_PORT: '15101',
+    });
     expect(result.status).toBe(0);
     expect(Object.fromEntries(requests[0]!.searchParams)).toMatchObject({ admin_port: '15100', outbound_port: '15101' });
     const bad = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', TRELLIS_OUTBOUND_PORT: '70000' });

@@ -71,7 +71,9 @@ export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo
   const make: Make = generation ? (builder, input) => generation.get(builder, input) : (builder, input) => builder(input);
   const deps = service.dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }));
   return toResourceSet(
-    proxy.kind === 'envoy' ? sidecarResources(model, service, deps, make, proxy.outboundPort) : proxylessResources(model, service, deps, make),
+    proxy.kind === 'envoy'
+      ? sidecarResources(model, service, deps, make, proxy.outboundPort)
+      : proxylessResources(model, service, deps, make),
   );
 }
 
