@@ -58,6 +58,7 @@ const APP_ENTRY_POINTS_FOR_TOOLS = [
   'apps/authz/src/grpc/grpc-server',
   'apps/authz/src/keys/load-signing-keys',
   'apps/authz/test/support/harness',
+  'apps/cli/src/program',
 ].map((path) => exactly(`../../../${path}`));
 
 const boundaries = (options) => ({ '@nx/enforce-module-boundaries': ['error', { enforceBuildableLibDependency: false, ...options }] });
