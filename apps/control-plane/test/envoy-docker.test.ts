@@ -2,15 +2,18 @@
 // the bootstrap /bootstrap/{service} renders, against the control plane on this
 // host. Checks that Envoy accepts everything (config_dump, no rejected updates)
 // and that traffic takes the configured path. Skipped where no Docker engine is.
-import { existsSync } from 'node:fs';
+// Strict mTLS between two sidecars: envoy-docker-mtls.test.ts.
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
-import { dockerAvailable, freePort } from '@trellis/testing';
+import { generateRootCa, MeshCa } from '@trellis/pki';
+import { freePort } from '@trellis/testing';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
+import { dockerConfigured, requireDocker, startEnvoy, writeSidecarCertificates } from './support/envoy-docker';
 
-const ENVOY_IMAGE = process.env['TRELLIS_TEST_ENVOY_IMAGE'] ?? 'envoyproxy/envoy:v1.32-latest';
-const dockerConfigured = Boolean(process.env['DOCKER_HOST']) || existsSync('/var/run/docker.sock');
 if (!dockerConfigured) {
   console.warn(
     'envoy-docker.test.ts skipped: no Docker engine (no DOCKER_HOST, no /var/run/docker.sock). It runs envoyproxy/envoy against the control plane where Docker exists.',
@@ -23,16 +26,12 @@ if (!dockerConfigured) {
   let envoy: StartedTestContainer;
   let upstream: Server;
   let adminPort: number;
+  let certificates: string;
 
   const admin = async (path: string) => (await fetch(`http://127.0.0.1:${adminPort}${path}`)).text();
 
   beforeAll(async () => {
-    if (!(await dockerAvailable(10_000)))
-      throw new Error('a Docker socket exists but no engine answers; start Docker or unset DOCKER_HOST');
-    // Loaded only when Docker answers, so machines without it never pay for testcontainers.
-    const { GenericContainer, Wait } = await import('testcontainers').catch((err: unknown) => {
-      throw new Error(`testcontainers failed to load on Node ${process.version}: ${err instanceof Error ? err.message : String(err)}`);
-    });
+    const testcontainers = await requireDocker();
     // Host networking: Envoy reaches the control plane and the upstream on 127.0.0.1.
     h = await startControlPlaneHarness({ TRELLIS_HOST: '0.0.0.0' });
     upstream = createServer((_req, res) => res.end('b-1'));
@@ -54,19 +53,21 @@ if (!dockerConfigured) {
     const bootstrap = await (
       await fetch(`${h.httpUrl}/bootstrap/a?node=a-envoy-docker&app_port=${appPort}&admin_port=${adminPort}&zone=z1`)
     ).text();
-    envoy = await new GenericContainer(ENVOY_IMAGE)
-      .withNetworkMode('host')
-      .withCopyContentToContainer([{ content: bootstrap, target: '/etc/envoy/trellis.yaml' }])
-      .withCommand(['envoy', '-c', '/etc/envoy/trellis.yaml', '--log-level', 'info'])
-      .withWaitStrategy(Wait.forLogMessage(/starting main dispatch loop/))
-      .withStartupTimeout(120_000)
-      .start();
+    // The sidecar calls authz over mTLS (TRELLIS_AUTHZ_TLS): it needs its workload certificate, as every sidecar does.
+    certificates = join(await mkdtemp(join(tmpdir(), 'trellis-envoy-docker-')), 'a');
+    const ca = await MeshCa.load(await generateRootCa({ commonName: 'envoy-docker root' }), {
+      trustDomain: 'trellis.local',
+      lifetimeSeconds: 3_600,
+    });
+    await writeSidecarCertificates(certificates, ca, 'a');
+    envoy = await startEnvoy(testcontainers, { bootstrap, bootstrapFormat: 'yaml', certificateDir: certificates, network: { host: true } });
   });
 
   afterAll(async () => {
     await envoy?.stop();
     await h?.stop();
     await new Promise((resolve) => upstream?.close(resolve));
+    if (certificates) await rm(join(certificates, '..'), { recursive: true, force: true });
   });
 
   it('accepts every resource the control plane sends', async () => {
