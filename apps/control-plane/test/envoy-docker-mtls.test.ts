@@ -113,7 +113,7 @@ const tlsExchange = (
     h = await startControlPlaneHarness({
       TRELLIS_HOST: '0.0.0.0',
       TRELLIS_XDS_PORT: xdsPort,
-      TRELLIS_XDS_ADVERTISE_ADDRESS: { host: hostSide.host, port: xdsPort },
+      TRELLIS_XDS_ADVERTISE_ADDRESS: [{ host: hostSide.host, port: xdsPort }],
     });
 
     // b's app, here: it answers each chunk with "b:" + the chunk.
