@@ -51,7 +51,7 @@ Trellis is up.
   registry API       ${mesh.registryUrl}/api/v1/services   OpenAPI: ${mesh.registryUrl}/openapi.json
   topology           ${mesh.registryUrl}/topology
   control plane      xDS ${mesh.controlPlane.xdsAddress}   ${mesh.controlPlane.httpUrl}/debug/config_dump?node=front-1
-  authz              gRPC ${mesh.authz.grpcAddress}   JWKS ${mesh.authz.httpUrl}/.well-known/jwks.json
+  authz              gRPC ${mesh.authz.grpcAddress} and tokens ${mesh.authz.mtlsUrl}/v1/token (mTLS: dev CA in ${join(dataDir, 'ca')})   JWKS ${mesh.authz.httpUrl}/.well-known/jwks.json
   metrics            ${mesh.registryUrl}/metrics  ${mesh.controlPlane.httpUrl}/metrics  ${mesh.authz.httpUrl}/metrics
   etcd ${mesh.etcdEndpoint}   redis ${mesh.redisUrl}
 Demo traffic (edge → front → service-a → service-b, service-c) every 2 s; Ctrl-C stops everything.

@@ -30,12 +30,14 @@ export interface LocalMeshOptions {
 export type AppName = 'registry' | 'control-plane' | 'authz';
 
 export interface LocalMesh {
+  dataDir: string;
   etcdEndpoint: string;
   redisUrl: string;
   adminToken: string;
   registryUrl: string;
   controlPlane: { xdsAddress: string; httpUrl: string };
-  authz: { grpcAddress: string; httpUrl: string };
+  /** grpcAddress and mtlsUrl speak mTLS only: callers present a workload certificate from the dev root (`<dataDir>/ca`). */
+  authz: { grpcAddress: string; httpUrl: string; mtlsUrl: string };
   processes: ManagedProcess[];
   stop(): Promise<void>;
 }
@@ -65,6 +67,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
       controlPlaneHttp: await port(18080),
       authzGrpc: await port(9191),
       authzHttp: await port(8181),
+      authzMtls: await port(8443),
     };
     const adminToken = options.adminToken ?? randomBytes(24).toString('base64url');
     const common = {
@@ -80,12 +83,13 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
         env: {
           TRELLIS_GRPC_PORT: String(ports.authzGrpc),
           TRELLIS_HTTP_PORT: String(ports.authzHttp),
+          TRELLIS_MTLS_PORT: String(ports.authzMtls),
+          // The mesh CA signs with a dev root kept in the data folder; callers prove themselves with its certificates.
+          TRELLIS_CA_DEV_ROOT_DIR: join(options.dataDir, 'ca'),
           TRELLIS_REDIS_URL: infra.redisUrl,
           TRELLIS_SIGNING_KEYS_DIR: keysDir,
           TRELLIS_ADMIN_TOKEN: adminToken,
           ...(options.serviceCredentials ? { TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: options.serviceCredentials } : {}),
-          // The dev mesh's callers present no client certificates yet (local development only).
-          TRELLIS_ALLOW_INSECURE_CALLERS: 'true',
         },
         readyUrl: `http://127.0.0.1:${ports.authzHttp}/readyz`,
       },
@@ -127,12 +131,17 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
     }
 
     return {
+      dataDir: options.dataDir,
       etcdEndpoint: infra.etcdEndpoint,
       redisUrl: infra.redisUrl,
       adminToken,
       registryUrl: `http://127.0.0.1:${ports.registryHttp}`,
       controlPlane: { xdsAddress: `127.0.0.1:${ports.xds}`, httpUrl: `http://127.0.0.1:${ports.controlPlaneHttp}` },
-      authz: { grpcAddress: `127.0.0.1:${ports.authzGrpc}`, httpUrl: `http://127.0.0.1:${ports.authzHttp}` },
+      authz: {
+        grpcAddress: `127.0.0.1:${ports.authzGrpc}`,
+        httpUrl: `http://127.0.0.1:${ports.authzHttp}`,
+        mtlsUrl: `https://127.0.0.1:${ports.authzMtls}`,
+      },
       processes: started,
       stop,
     };

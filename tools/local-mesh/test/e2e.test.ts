@@ -2,18 +2,25 @@
 // starts them (startLocalMesh + startDemo), with real etcd, Redis, gRPC and
 // grpc-js-xds clients. Each step prints how long the mesh took to converge.
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { MeshTokenClient } from '@trellis/sdk-node';
+import { componentSpiffeIdOf, DEFAULT_TRUST_DOMAIN } from '@trellis/mesh-contracts';
+import { spiffeServerIdentityCheck } from '@trellis/pki';
+import { certificateFilesIn, MeshTokenClient, type CertificateFiles } from '@trellis/sdk-node';
 import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { HopClient, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
+import { demoCertificateDir, startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
 import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from '../src/mesh';
+import { freePort } from '../src/ports';
+import { httpOk, startProcess, waitUntil } from '../src/processes';
 
 // Generous: the whole mesh starts as processes, and a loaded machine is slow, not wrong.
 jest.setTimeout(300_000);
@@ -77,10 +84,24 @@ async function editService(name: string, change: (spec: Record<string, unknown>)
   if (!res.ok) throw new Error(`PUT ${name}: ${res.status} ${await res.text()}`);
 }
 
-function check(request: Parameters<typeof CheckRequest.fromPartial>[0]): Promise<CheckResponse> {
-  const client = new AuthorizationClient(mesh.authz.grpcAddress, credentials.createInsecure());
+/** The workload certificate files the demo instance's agent obtained from the mesh CA (its dev root). */
+function instanceCertificate(instance: string): CertificateFiles {
+  return certificateFilesIn(demoCertificateDir(mesh, instance));
+}
+
+/** An ext_authz Check on authz's gRPC port, as `instance`'s proxy (its certificate), or with no client certificate at all. */
+function check(request: Parameters<typeof CheckRequest.fromPartial>[0], as: string | 'no certificate'): Promise<CheckResponse> {
+  const trust = readFileSync(instanceCertificate('front-1').caCertificateFile);
+  const own = as === 'no certificate' ? undefined : instanceCertificate(as);
+  const channel = credentials.createSsl(
+    trust,
+    own ? readFileSync(own.privateKeyFile) : null,
+    own ? readFileSync(own.certificateFile) : null,
+    { checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(DEFAULT_TRUST_DOMAIN, 'authz')) },
+  );
+  const client = new AuthorizationClient(mesh.authz.grpcAddress, channel);
   return new Promise((resolve, reject) =>
-    client.check(CheckRequest.fromPartial(request), (err, res) => {
+    client.check(CheckRequest.fromPartial(request), new Metadata(), { deadline: Date.now() + 30_000 }, (err, res) => {
       client.close();
       return err ? reject(err) : resolve(res!);
     }),
@@ -159,22 +180,32 @@ describe('east-west', () => {
 
   it('denies an undeclared call: no token from authz, a denying Check, and the callee refuses a call without a token', async () => {
     // service-c declared nothing, so it may not call service-b.
-    const tokens = new MeshTokenClient({ authzUrl: mesh.authz.httpUrl, service: 'service-c', secret: creds.secrets.get('service-c')! });
+    const tokens = new MeshTokenClient({
+      authzUrl: mesh.authz.mtlsUrl,
+      service: 'service-c',
+      certificates: instanceCertificate('service-c-1'),
+    });
     await expect(tokens.getToken('service-b')).rejects.toMatchObject({ status: 403 });
 
-    const denied = await check({
-      attributes: {
-        contextExtensions: { 'trellis.source': 'service-c', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' },
+    const denied = await check(
+      {
+        attributes: {
+          contextExtensions: { 'trellis.source': 'service-c', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' },
+        },
       },
-    });
+      'service-c-1',
+    );
     expect(denied.status?.code).toBe(status.PERMISSION_DENIED);
     expect(denied.httpResponse?.$case).toBe('deniedResponse');
 
-    const allowed = await check({
-      attributes: {
-        contextExtensions: { 'trellis.source': 'service-a', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' },
+    const allowed = await check(
+      {
+        attributes: {
+          contextExtensions: { 'trellis.source': 'service-a', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' },
+        },
       },
-    });
+      'service-a-1',
+    );
     expect(allowed.status?.code).toBe(status.OK);
     const headers = allowed.httpResponse?.$case === 'okResponse' ? allowed.httpResponse.value.headers : [];
     expect(headers.find((h) => h.header?.key === 'authorization')?.header?.value).toMatch(/^Bearer ey/);
@@ -187,6 +218,113 @@ describe('east-west', () => {
     const err = await new Promise<ServiceError>((resolve) => direct.call({ origin: 'intruder' }, new Metadata(), (e) => resolve(e!)));
     direct.close();
     expect(err.code).toBe(status.UNAUTHENTICATED);
+  });
+});
+
+describe('Done when (#11): a process without a workload certificate obtains no token from authz and no service config from the control plane (production defaults)', () => {
+  const outboundAtoB = {
+    attributes: {
+      contextExtensions: { 'trellis.source': 'service-a', 'trellis.destination': 'service-b', 'trellis.direction': 'outbound' },
+    },
+  };
+
+  it('authz: no Check answer without a client certificate, and the service credential alone buys no token of any audience', async () => {
+    const noCert = (await check(outboundAtoB, 'no certificate').catch((e: unknown) => e)) as ServiceError;
+    expect(noCert.code).toBe(status.UNAVAILABLE); // the TLS handshake is refused: the Check never runs
+    const plaintext = new AuthorizationClient(mesh.authz.grpcAddress, credentials.createInsecure());
+    const plainErr = await new Promise<ServiceError>((resolve) =>
+      plaintext.check(CheckRequest.fromPartial(outboundAtoB), new Metadata(), { deadline: Date.now() + 30_000 }, (e) => resolve(e!)),
+    );
+    plaintext.close();
+    expect(plainErr.code).toBe(status.UNAVAILABLE);
+
+    // service-a's credential, the proof that buys a certificate, is no longer a way to a token.
+    for (const audience of ['service-b', 'trellis-xds']) {
+      const res = await fetch(`${mesh.authz.httpUrl}/v1/token`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Basic ${Buffer.from(`service-a:${creds.secrets.get('service-a')!}`).toString('base64')}`,
+        },
+        body: JSON.stringify({ audience }),
+      });
+      expect(res.status).toBe(401);
+      expect(await res.json()).toMatchObject({ type: 'https://trellis.dev/problems/certificate-required' });
+    }
+    // The mTLS port without a client certificate: the handshake fails.
+    const trust = readFileSync(instanceCertificate('front-1').caCertificateFile, 'utf8');
+    const handshake = await new Promise<{ status?: number; error?: string }>((resolve) => {
+      const req = httpsRequest(
+        `${mesh.authz.mtlsUrl}/v1/token`,
+        {
+          method: 'POST',
+          ca: trust,
+          checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(DEFAULT_TRUST_DOMAIN, 'authz')),
+          agent: false,
+        },
+        (res) => resolve({ status: res.statusCode ?? 0 }),
+      );
+      req.on('error', (err) => resolve({ error: err.message }));
+      req.end(JSON.stringify({ audience: 'service-b' }));
+    });
+    expect(handshake.status).toBeUndefined();
+    expect(handshake.error).toBeDefined();
+  });
+
+  it("authz: service-c's certificate claiming trellis.source=service-a is denied (source-mismatch) and counted", async () => {
+    const impostor = await check(outboundAtoB, 'service-c-1');
+    expect(impostor.status?.code).toBe(status.PERMISSION_DENIED);
+    expect(impostor.status?.message).toMatch(/^source-mismatch/);
+    const metrics = await (await fetch(`${mesh.authz.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/trellis_authz_caller_identity_denials_total\{direction="outbound",reason="source-mismatch"\} [1-9]/);
+  });
+
+  it('control plane: a stream that presents neither a certificate nor an xDS token is refused by a control plane with production defaults', async () => {
+    // A second control plane process on the same etcd, without the local mesh's TRELLIS_XDS_ALLOW_INSECURE_CLIENTS.
+    const xdsPort = await freePort(0);
+    const httpPort = await freePort(0);
+    const production = startProcess({
+      name: 'control-plane-production-defaults',
+      command: process.execPath,
+      args: [join(WORKSPACE_ROOT, 'dist/apps/control-plane/main.js')],
+      env: {
+        TRELLIS_ETCD_ENDPOINTS: mesh.etcdEndpoint,
+        TRELLIS_HOST: '127.0.0.1',
+        TRELLIS_XDS_PORT: String(xdsPort),
+        TRELLIS_HTTP_PORT: String(httpPort),
+        TRELLIS_LOG_LEVEL: 'warn',
+      },
+    });
+    try {
+      await waitUntil(
+        'the production-defaults control plane /readyz',
+        () => httpOk(`http://127.0.0.1:${httpPort}/readyz`).catch(() => false),
+        {
+          process: production,
+          timeoutMs: 60_000,
+        },
+      );
+      const ads = new AggregatedDiscoveryServiceClient(`127.0.0.1:${xdsPort}`, credentials.createInsecure());
+      const stream = ads.streamAggregatedResources();
+      const outcome = new Promise<{ data?: DiscoveryResponse; error?: ServiceError }>((resolve) => {
+        stream.once('data', (data: DiscoveryResponse) => resolve({ data }));
+        stream.once('error', (error: ServiceError) => resolve({ error }));
+      });
+      stream.write(
+        DiscoveryRequest.fromPartial({
+          node: { id: 'intruder-1', cluster: 'service-a' },
+          typeUrl: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+          resourceNames: [],
+        }),
+      );
+      const { data, error } = await outcome;
+      stream.cancel();
+      ads.close();
+      expect(data).toBeUndefined();
+      expect(error?.code).toBe(status.UNAUTHENTICATED);
+    } finally {
+      await production.stop();
+    }
   });
 });
 
@@ -218,13 +356,17 @@ describe('north-south', () => {
       .setExpirationTime('10m')
       .sign(cloudflare.key);
 
+  // Asked by the public service's own sidecar (front's certificate), which names itself as the destination.
   const edgeCheck = (token: string) =>
-    check({
-      attributes: {
-        contextExtensions: { 'trellis.direction': 'edge', 'trellis.destination': 'front' },
-        request: { http: { host: 'front.example.com', path: '/checkout', method: 'GET', headers: { 'cf-access-jwt-assertion': token } } },
+    check(
+      {
+        attributes: {
+          contextExtensions: { 'trellis.direction': 'edge', 'trellis.destination': 'front' },
+          request: { http: { host: 'front.example.com', path: '/checkout', method: 'GET', headers: { 'cf-access-jwt-assertion': token } } },
+        },
       },
-    });
+      'front-1',
+    );
 
   it('admits a valid Cloudflare Access token for a public service and passes the identity upstream; refuses others', async () => {
     await editService('front', (spec) => ({

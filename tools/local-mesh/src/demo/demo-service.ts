@@ -5,6 +5,7 @@
 // answers each call by first calling, through the mesh, every service it declared.
 import { credentials, Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import {
+  certificateFilesIn,
   CALLER_KEY_ID_METADATA_KEY,
   CALLER_METADATA_KEY,
   meshServerInterceptor,
@@ -24,7 +25,9 @@ const cfg = {
   dependencies: (process.env['DEMO_DEPENDENCIES'] ?? '').split(',').filter(Boolean),
   isPublic: process.env['DEMO_PUBLIC'] === 'true',
   authzUrl: required('TRELLIS_AUTHZ_URL'),
-  serviceSecret: required('TRELLIS_SERVICE_SECRET'),
+  /** The agent's certificate folder and authz's mTLS port: tokens for this instance's workload certificate. */
+  certificateDir: required('TRELLIS_CERTIFICATE_DIR'),
+  authzMtlsUrl: required('TRELLIS_AUTHZ_MTLS_URL'),
   xdsServer: required('TRELLIS_XDS_SERVER'),
   issuer: process.env['TRELLIS_TOKEN_ISSUER'] ?? 'trellis',
 };
@@ -53,7 +56,11 @@ async function main(): Promise<void> {
   const xds = await import('@grpc/grpc-js-xds');
   xds.register();
 
-  const tokens = new MeshTokenClient({ authzUrl: cfg.authzUrl, service: cfg.service, secret: cfg.serviceSecret });
+  const tokens = new MeshTokenClient({
+    authzUrl: cfg.authzMtlsUrl,
+    service: cfg.service,
+    certificates: certificateFilesIn(cfg.certificateDir),
+  });
   const downstream = new Map(
     cfg.dependencies.map((dep) => [
       dep,

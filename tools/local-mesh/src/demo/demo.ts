@@ -156,11 +156,20 @@ export function startDemoInstance(
       DEMO_DEPENDENCIES: service.dependencies.join(','),
       DEMO_PUBLIC: String(Boolean(service.public)),
       TRELLIS_AUTHZ_URL: mesh.authz.httpUrl,
+      // The agent obtains the instance's workload certificate from the mesh CA into this folder before the app
+      // starts, and renews it; the app presents it to authz's mTLS port for its tokens.
+      TRELLIS_CERTIFICATE_DIR: demoCertificateDir(mesh, name),
+      TRELLIS_AUTHZ_MTLS_URL: mesh.authz.mtlsUrl,
       TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress,
       ...instance.env,
     },
     onLine: instance.onLine,
   });
+}
+
+/** Where an instance's agent keeps its workload certificate (sdk-node's certificate-files layout). */
+export function demoCertificateDir(mesh: Pick<LocalMesh, 'dataDir'>, instance: string): string {
+  return join(mesh.dataDir, 'demo', 'certificates', instance);
 }
 
 /** `edge → front(front-1) → service-a(service-a-1, token front→service-a kid …) …` */
