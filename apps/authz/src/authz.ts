@@ -232,6 +232,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         host: config.TRELLIS_HOST,
         port: config.TRELLIS_MTLS_PORT,
         requireClientCertificate: !config.TRELLIS_ALLOW_INSECURE_CALLERS,
+        limits: { headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS },
       })
     : undefined;
   recheck();

@@ -2,7 +2,14 @@
 // without gRPC (the registry) does not bundle grpc-js.
 export { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, type EtcdEnv } from './config';
 export { Health, opsRouter, type ReadinessCheck, type ReadinessListener } from './health';
-export { closeHttpServer, listenHttp, type HttpLimits, type ListeningHttpServer } from './http-server';
+export {
+  closeHttpServer,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  listenHttp,
+  type HttpLimits,
+  type ListeningHttpServer,
+} from './http-server';
 export { createLogger, type Logger } from './logger';
 export { causeChain, installProcessGuards, runMain } from './main';
 export { createMetricsRegistry } from './metrics';

@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
+import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, type HttpLimits } from '@trellis/runtime';
 import type { ServingTls, TlsMaterial } from '../tls/serving-tls';
 
 export interface ListeningMtlsServer {
@@ -21,14 +22,23 @@ const contextOf = (material: TlsMaterial) => ({
 export async function listenMtls(
   handler: RequestListener,
   tls: ServingTls,
-  options: { host: string; port: number; requireClientCertificate: boolean },
+  options: { host: string; port: number; requireClientCertificate: boolean; limits?: HttpLimits },
 ): Promise<ListeningMtlsServer> {
+  // The same slow-client limits as every HTTP listener (@trellis/runtime's listenHttp).
+  const headersTimeout = options.limits?.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const server = createServer(
-    { ...contextOf(tls.material), requestCert: true, rejectUnauthorized: options.requireClientCertificate, minVersion: 'TLSv1.2' },
+    {
+      ...contextOf(tls.material),
+      requestCert: true,
+      rejectUnauthorized: options.requireClientCertificate,
+      minVersion: 'TLSv1.2',
+      headersTimeout,
+      requestTimeout: Math.max(options.limits?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeout),
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+    },
     handler,
   );
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
   tls.onChange((material) => server.setSecureContext(contextOf(material)));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
