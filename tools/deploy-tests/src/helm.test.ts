@@ -428,6 +428,61 @@ describe('Helm charts', () => {
       ]);
     });
 
+    it('extra volumes and containers, ServiceMonitor TLS and relabelings, xDS mTLS and a Redis client certificate come from values', () => {
+      const umbrella = byPath.get('trellis')!;
+      const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]) as unknown as Array<{
+        kind: string;
+        metadata: { name: string };
+        spec: {
+          endpoints?: Array<Record<string, unknown>>;
+          template?: {
+            spec: {
+              initContainers?: Container[];
+              containers: Container[];
+              volumes?: Array<{ name: string; secret?: { secretName: string }; configMap?: { name: string } }>;
+            };
+          };
+        };
+      }>;
+      const pod = (name: string) => docs.find((d) => d.kind === 'Deployment' && d.metadata.name === name)!.spec.template!.spec;
+      const envOf = (c: Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+
+      const registry = pod('trellis-registry');
+      expect(registry.initContainers?.map((c) => c.name)).toEqual(['wait-for-etcd']);
+      expect(registry.containers.map((c) => c.name)).toEqual(['registry', 'log-shipper']);
+      expect(registry.volumes).toContainEqual({ name: 'corp-ca', configMap: { name: 'corp-ca-bundle' } });
+      expect(registry.containers[0]!.volumeMounts).toContainEqual({ name: 'corp-ca', mountPath: '/etc/ssl/corp', readOnly: true });
+
+      const controlPlane = pod('trellis-control-plane');
+      expect(envOf(controlPlane.containers[0]!)).toMatchObject({
+        TRELLIS_XDS_TLS_CERT_FILE: '/etc/trellis/xds-tls/tls.crt',
+        TRELLIS_XDS_TLS_KEY_FILE: '/etc/trellis/xds-tls/tls.key',
+        TRELLIS_XDS_TLS_CLIENT_CA_FILE: '/etc/trellis/xds-tls/ca.crt',
+      });
+      expect(controlPlane.volumes).toContainEqual(expect.objectContaining({ name: 'xds-tls', secret: expect.objectContaining({ secretName: 'xds-tls' }) }));
+      const monitor = docs.find((d) => d.kind === 'ServiceMonitor' && d.metadata.name === 'trellis-control-plane')!;
+      expect(monitor.spec.endpoints![0]).toMatchObject({
+        scheme: 'https',
+        tlsConfig: { serverName: 'trellis-control-plane' },
+        relabelings: [{ sourceLabels: ['__meta_kubernetes_pod_node_name'], targetLabel: 'node' }],
+        metricRelabelings: [{ action: 'drop' }],
+      });
+
+      const authz = pod('trellis-authz');
+      expect(envOf(authz.containers[0]!)).toMatchObject({
+        TRELLIS_REDIS_TLS_CERT_FILE: '/etc/trellis/redis-client-tls/tls.crt',
+        TRELLIS_REDIS_TLS_KEY_FILE: '/etc/trellis/redis-client-tls/tls.key',
+      });
+      expect(authz.volumes).toContainEqual(
+        expect.objectContaining({ name: 'redis-client-tls', secret: expect.objectContaining({ secretName: 'redis-client' }) }),
+      );
+
+      // mTLS without the Secret holding the client CA is refused at render time.
+      const refused = run(['template', 'trellis', '--kube-version', '1.30.0', umbrella.dir, '--set', 'control-plane.xds.tls.requireClientCertificates=true']);
+      expect(refused.ok).toBe(false);
+      expect(refused.output).toContain('xds.tls.requireClientCertificates needs xds.tls.existingSecret');
+    });
+
     it('every optional part renders, with etcd TLS and auth from global reaching each app', () => {
       const umbrella = byPath.get('trellis')!;
       const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]);
