@@ -459,7 +459,9 @@ describe('Helm charts', () => {
         TRELLIS_XDS_TLS_KEY_FILE: '/etc/trellis/xds-tls/tls.key',
         TRELLIS_XDS_TLS_CLIENT_CA_FILE: '/etc/trellis/xds-tls/ca.crt',
       });
-      expect(controlPlane.volumes).toContainEqual(expect.objectContaining({ name: 'xds-tls', secret: expect.objectContaining({ secretName: 'xds-tls' }) }));
+      expect(controlPlane.volumes).toContainEqual(
+        expect.objectContaining({ name: 'xds-tls', secret: expect.objectContaining({ secretName: 'xds-tls' }) }),
+      );
       const monitor = docs.find((d) => d.kind === 'ServiceMonitor' && d.metadata.name === 'trellis-control-plane')!;
       expect(monitor.spec.endpoints![0]).toMatchObject({
         scheme: 'https',
@@ -478,7 +480,15 @@ describe('Helm charts', () => {
       );
 
       // mTLS without the Secret holding the client CA is refused at render time.
-      const refused = run(['template', 'trellis', '--kube-version', '1.30.0', umbrella.dir, '--set', 'control-plane.xds.tls.requireClientCertificates=true']);
+      const refused = run([
+        'template',
+        'trellis',
+        '--kube-version',
+        '1.30.0',
+        umbrella.dir,
+        '--set',
+        'control-plane.xds.tls.requireClientCertificates=true',
+      ]);
       expect(refused.ok).toBe(false);
       expect(refused.output).toContain('xds.tls.requireClientCertificates needs xds.tls.existingSecret');
     });
