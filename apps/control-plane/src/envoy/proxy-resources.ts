@@ -21,7 +21,15 @@ import { componentSpiffeIdOf, spiffeIdOf } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
 import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
 import { meshSni, outboundClusterName, proxylessClusterName } from './names';
-import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig, type RouteTarget } from './routes';
+import {
+  inboundRouteConfig,
+  outboundRouteConfig,
+  proxylessRouteConfig,
+  ROUTE_POLICY_FIELDS,
+  type RouteDependency,
+  type RoutePolicy,
+  type RouteTarget,
+} from './routes';
 
 const listener = (l: Listener) => makeResource(TypeUrl.Listener, Listener, l.name, l);
 const routes = (r: RouteConfiguration) => makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, r.name, r);
@@ -40,7 +48,7 @@ const build = {
   inboundRoutes: (i: { service: InboundService }) => routes(inboundRouteConfig(i.service)),
   outboundListener: (i: { source: string; settings: TranslatorSettings; perRouteRateLimit: boolean }) =>
     listener(outboundHttpListener({ name: i.source }, i.settings, i.perRouteRateLimit)),
-  outboundRoutes: (i: { source: string; deps: Array<{ dep: DependencyModel; callee: RouteTarget }> }) =>
+  outboundRoutes: (i: { source: string; deps: Array<{ dep: RouteDependency; callee: RouteTarget }> }) =>
     routes(outboundRouteConfig({ name: i.source }, i.deps)),
   tcpListener: (i: { source: string; callee: { name: string; port: number } }) =>
     listener(outboundTcpListener({ name: i.source }, i.callee)),
@@ -51,7 +59,8 @@ const build = {
   authzCluster: (i: { host: string; port: number; connectTimeoutMs: number; peer?: { spiffeId: string; sni: string } }) =>
     cluster(authzCluster(i.host, i.port, i.connectTimeoutMs, i.peer)),
   proxylessListener: (i: { callee: string; since: number }) => listener(proxylessApiListener({ name: i.callee }, i.since)),
-  proxylessRoutes: (i: { dep: DependencyModel; callee: RouteTarget }) => routes(proxylessRouteConfig(i.dep, i.callee)),
+  proxylessRoutes: (i: { dep: RouteDependency; since: number; callee: RouteTarget }) =>
+    routes(proxylessRouteConfig({ policy: i.dep.policy, since: i.since }, i.callee)),
   proxylessServerListener: (i: { service: Pick<ServiceModel, 'name' | 'mtls' | 'callers'>; trustDomain: string; port: number }) =>
     listener(proxylessServerListener(i.service, i.trustDomain, '0.0.0.0', i.port)),
 } satisfies Record<string, ResourceBuilder<never>>;
@@ -89,6 +98,22 @@ function routeTarget(callee: ServiceModel): RouteTarget {
     routeTargets.set(callee, target);
   }
   return target;
+}
+
+// What a route reads of a dependency (routes.ts RouteDependency), projected once per
+// dependency model: a change a route does not read (a callee's circuit breaker) then
+// gives an equal input, so every caller's routes stay encoded as they were.
+const routeDependencies = new WeakMap<DependencyModel, RouteDependency>();
+function routeDependency(dep: DependencyModel): RouteDependency {
+  let projected = routeDependencies.get(dep);
+  if (!projected) {
+    const policy: RoutePolicy = {};
+    for (const field of ROUTE_POLICY_FIELDS) if (dep.policy[field] !== undefined) Object.assign(policy, { [field]: dep.policy[field] });
+    const rateLimit = dep.override?.rateLimit;
+    projected = rateLimit !== undefined ? { policy, override: { rateLimit } } : { policy };
+    routeDependencies.set(dep, projected);
+  }
+  return projected;
 }
 
 /** Clusters and endpoints of one dependency: one per upstream (the whole service, or each weighted subset). */
@@ -134,7 +159,10 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
     const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
     resources.push(
       make(build.outboundListener, { source: service.name, settings: outboundSettings, perRouteRateLimit }),
-      make(build.outboundRoutes, { source: service.name, deps: httpDeps.map((d) => ({ dep: d.dep, callee: routeTarget(d.callee) })) }),
+      make(build.outboundRoutes, {
+        source: service.name,
+        deps: httpDeps.map((d) => ({ dep: routeDependency(d.dep), callee: routeTarget(d.callee) })),
+      }),
     );
   }
   for (const d of deps) {
@@ -171,7 +199,7 @@ function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[]
       .filter((d) => d.callee.protocol !== 'tcp')
       .flatMap((d) => [
         make(build.proxylessListener, { callee: d.callee.name, since: d.dep.since }),
-        make(build.proxylessRoutes, { dep: d.dep, callee: routeTarget(d.callee) }),
+        make(build.proxylessRoutes, { dep: routeDependency(d.dep), since: d.dep.since, callee: routeTarget(d.callee) }),
         ...upstreamResources(model, d, true, make),
       ]),
   );

@@ -4,7 +4,7 @@ import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/r
 import { RetryPolicy, RouteAction, VirtualHost, WeightedCluster } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
-import type { DependencyModel, ServiceModel, UpstreamModel } from '../model';
+import type { ServiceModel, UpstreamModel } from '../model';
 import { duration } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
 import { healthProbeOf, probeRouteMatch } from './health-probe';
@@ -29,6 +29,21 @@ export interface RouteTarget {
   name: string;
   port: number;
   upstreams: ReadonlyArray<Pick<UpstreamModel, 'subset' | 'weight'>>;
+}
+
+/**
+ * What a route reads of a dependency's effective policy. Cluster settings (circuit
+ * breakers, outlier detection, health checks) are not in it, so changing them
+ * leaves every caller's routes as they were, unencoded again (the translation memo
+ * keys a route on exactly this).
+ */
+export type RoutePolicy = Pick<TrafficPolicy, 'loadBalancing' | 'hashOn' | 'retries' | 'timeoutMs'>;
+export const ROUTE_POLICY_FIELDS = ['loadBalancing', 'hashOn', 'retries', 'timeoutMs'] as const satisfies ReadonlyArray<keyof RoutePolicy>;
+
+/** What an outbound route reads of a dependency: its route policy and the caller's own rate limit. */
+export interface RouteDependency {
+  policy: RoutePolicy;
+  override?: Pick<TrafficPolicy, 'rateLimit'>;
 }
 
 /** Names the cluster of one upstream (the whole service when `subset` is undefined). */
@@ -64,7 +79,7 @@ function retryPolicy(retries: NonNullable<TrafficPolicy['retries']>, proxyless: 
  */
 type RouteActionInput = Parameters<typeof RouteAction.fromPartial>[0];
 
-function hashPolicy(policy: TrafficPolicy, proxyless: boolean): RouteActionInput['hashPolicy'] {
+function hashPolicy(policy: RoutePolicy, proxyless: boolean): RouteActionInput['hashPolicy'] {
   if (policy.loadBalancing !== 'ring_hash') return [];
   const on = policy.hashOn ?? { sourceIp: true as const };
   if ('header' in on) return [{ policySpecifier: { $case: 'header', value: { headerName: on.header } }, terminal: false }];
@@ -85,7 +100,7 @@ const PROXYLESS_DEFAULT_RETRIES: NonNullable<TrafficPolicy['retries']> = { attem
 
 function routeAction(
   callee: RouteTarget,
-  policy: TrafficPolicy,
+  policy: RoutePolicy,
   proxyless: boolean,
   clusterName: ClusterNamer = outboundClusterName,
 ): RouteAction {
@@ -116,7 +131,7 @@ function domainsOf(callee: RouteTarget): string[] {
  */
 export function outboundRouteConfig(
   source: Pick<ServiceModel, 'name'>,
-  deps: ReadonlyArray<{ dep: Pick<DependencyModel, 'policy' | 'override'>; callee: RouteTarget }>,
+  deps: ReadonlyArray<{ dep: RouteDependency; callee: RouteTarget }>,
 ): RouteConfiguration {
   const virtualHosts = deps.map(({ dep, callee }) => {
     const typedPerFilterConfig: Record<string, Any> = {
@@ -224,7 +239,7 @@ export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy'
 }
 
 /** A proxyless client's route to one dependency: the virtual host's domain is the xds:/// target. */
-export function proxylessRouteConfig(dep: Pick<DependencyModel, 'policy' | 'since'>, callee: RouteTarget): RouteConfiguration {
+export function proxylessRouteConfig(dep: { policy: RoutePolicy; since: number }, callee: RouteTarget): RouteConfiguration {
   return RouteConfiguration.fromPartial({
     name: proxylessRouteName(callee.name),
     virtualHosts: [

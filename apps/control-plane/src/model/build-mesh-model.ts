@@ -83,6 +83,7 @@ export function buildMeshModel(
 
   // 1. The changed services' own records, instances and declarations.
   const callersChanged = new Set<string>();
+  const edit = setEditor(declaredBy);
   for (const name of dirty) {
     const stored = state.services.get(name);
     const record = stored?.value;
@@ -95,8 +96,8 @@ export function buildMeshModel(
     const declared = record ? record.spec.dependencies.map((d) => d.service) : [];
     const declaredBefore = base.declares.get(name) ?? [];
     if (!sameRefs(declared, declaredBefore)) {
-      for (const callee of declaredBefore) if (!declared.includes(callee)) editSet(declaredBy, callee, (set) => set.delete(name));
-      for (const callee of declared) if (!declaredBefore.includes(callee)) editSet(declaredBy, callee, (set) => set.add(name));
+      for (const callee of declaredBefore) if (!declared.includes(callee)) edit(callee).delete(name);
+      for (const callee of declared) if (!declaredBefore.includes(callee)) edit(callee).add(name);
       for (const callee of new Set([...declared, ...declaredBefore])) callersChanged.add(callee);
     }
     if (record) declares.set(name, declared);
@@ -111,6 +112,8 @@ export function buildMeshModel(
     if (reused && reused.record === record && sameInstances(reused.instances, current)) continue;
     memo.set(name, serviceMemoOf(record, current));
   }
+
+  for (const callee of callersChanged) if (declaredBy.get(callee)?.size === 0) declaredBy.delete(callee);
 
   // 2. Service models: the changed services and those whose callers changed.
   let added = false;
@@ -271,12 +274,20 @@ function changedServices(state: MeshStateView, index: MeshIndex): Set<string> {
   return changed;
 }
 
-/** Copy-on-write edit of one set in a map copied from the previous model's (whose sets stay untouched). */
-function editSet(map: Map<string, ReadonlySet<string>>, key: string, edit: (set: Set<string>) => void): void {
-  const set = new Set(map.get(key) ?? []);
-  edit(set);
-  if (set.size > 0) map.set(key, set);
-  else map.delete(key);
+/**
+ * Copy-on-write sets in a map copied from the previous model's: a set is copied
+ * the first time this build edits it (the previous model's stays untouched), then
+ * edited in place. Empty sets are removed at the end of the build by the caller.
+ */
+function setEditor(map: Map<string, ReadonlySet<string>>): (key: string) => Set<string> {
+  const owned = new Set<string>();
+  return (key) => {
+    if (!owned.has(key)) {
+      owned.add(key);
+      map.set(key, new Set(map.get(key) ?? []));
+    }
+    return map.get(key) as Set<string>;
+  };
 }
 
 function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, InstanceRecord> | undefined): ServiceMemo {

@@ -4,6 +4,7 @@
 // by accident. Object keys are sorted, so key order never matters; an absent key
 // and one set to `undefined` differ (a miss at worst, never a wrong hit).
 //
+// Short canonical texts are their own digest; longer ones are hashed (sha256).
 // Digests of objects are remembered by identity. That is sound only for values
 // that are never mutated after they are first digested: the mesh model is built
 // once and never changed, and its unchanged parts are carried over by identity
@@ -13,11 +14,27 @@ import { createHash } from 'node:crypto';
 
 const digests = new WeakMap<object, string>();
 
+/** Canonical texts up to this length are used as they are instead of being hashed. */
+const INLINE_MAX = 96;
+
 export function canonicalDigest(value: unknown): string {
-  return digestOf(value, '$');
+  try {
+    return digestOf(value);
+  } catch (err) {
+    if (err instanceof NotPlainData) throw new TypeError(`canonicalDigest: ${err.what} at $${err.path} is not plain data`);
+    throw err;
+  }
 }
 
-function digestOf(value: unknown, path: string): string {
+/** Thrown inside the walk; each level adds its step to `path` on the way out (no path is built unless it is needed). */
+class NotPlainData extends Error {
+  path = '';
+  constructor(readonly what: string) {
+    super(what);
+  }
+}
+
+function digestOf(value: unknown): string {
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value);
@@ -31,32 +48,39 @@ function digestOf(value: unknown, path: string): string {
       if (value === null) return 'null';
       break;
     default:
-      throw new TypeError(`canonicalDigest: ${typeof value} at ${path} is not plain data`);
+      throw new NotPlainData(typeof value);
   }
   const known = digests.get(value);
   if (known !== undefined) return known;
-  const hash = createHash('sha256');
+  // The canonical text is built in one string and hashed once (one hash update per
+  // field cost more than the hashing itself).
+  let text: string;
   if (Array.isArray(value)) {
-    hash.update('[');
-    value.forEach((item, i) => hash.update(digestOf(item, `${path}[${i}]`)).update(','));
+    text = '[';
+    for (let i = 0; i < value.length; i++) text += within(i, value[i]) + ',';
+    text += ']';
   } else {
     // A plain object's prototype is a root one (Object.prototype of any realm, or null).
     const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== null && Object.getPrototypeOf(proto) !== null) {
-      throw new TypeError(`canonicalDigest: ${value.constructor?.name ?? 'object'} at ${path} is not plain data`);
-    }
-    hash.update('{');
+    if (proto !== null && Object.getPrototypeOf(proto) !== null) throw new NotPlainData(value.constructor?.name ?? 'object');
     const record = value as Record<string, unknown>;
-    for (const key of Object.keys(record).sort()) {
-      hash
-        .update(JSON.stringify(key))
-        .update(':')
-        .update(digestOf(record[key], `${path}.${key}`))
-        .update(',');
-    }
+    text = '{';
+    for (const key of Object.keys(record).sort()) text += `${JSON.stringify(key)}:${within(key, record[key])},`;
+    text += '}';
   }
-  // '#' keeps a nested digest apart from any string or number's canonical text.
-  const digest = `#${hash.digest('base64url')}`;
+  // A short canonical text is its own digest (cheaper than hashing, and as exact);
+  // a long one is hashed. '#' keeps a hash apart from any canonical text.
+  const digest = text.length <= INLINE_MAX ? text : `#${createHash('sha256').update(text).digest('base64url')}`;
   digests.set(value, digest);
   return digest;
+}
+
+/** The digest of an array item (by index) or an object field (by key). */
+function within(step: number | string, value: unknown): string {
+  try {
+    return digestOf(value);
+  } catch (err) {
+    if (err instanceof NotPlainData) err.path = (typeof step === 'number' ? `[${step}]` : `.${step}`) + err.path;
+    throw err;
+  }
 }

@@ -17,7 +17,7 @@ import type { XdsResource } from '../resource';
 import { AdsSession } from './ads-session';
 import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
 import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';
-import type { ProxySnapshot } from './snapshot-cache';
+import type { ProxySnapshot, TypeSnapshot } from './snapshot-cache';
 import { versionOf } from './versions';
 
 interface Sent {
@@ -40,6 +40,8 @@ interface TypeState {
   ackedAt?: number;
   /** Answer the next time even if the version is unchanged (see clustersReplaced). */
   resend?: boolean;
+  /** The subscribed part of the last snapshot's type, kept while neither changes. */
+  picked?: { type: TypeSnapshot; names: Set<string>; desired: Desired };
 }
 
 interface Desired {
@@ -170,10 +172,17 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
     let desired: Desired;
     if (state.wildcard) {
       desired = type;
+    } else if (state.picked?.type === type && state.picked.names === state.names) {
+      // Asked again with the same subscription and snapshot (every pump asks): no new hashing.
+      desired = state.picked.desired;
     } else {
       const picked = [...state.names].filter((name) => type.resources.has(name)).sort();
-      const resources = new Map(picked.map((name) => [name, type.resources.get(name)!]));
-      desired = { version: versionOf(resources.values()), resources };
+      // A subscription to every resource of the type (a sidecar's EDS and RDS, typically) is the type itself, version included.
+      // Not for listeners: a proxyless server's listener answers to names other than its own (server-listeners.ts).
+      const everything = typeUrl !== TypeUrl.Listener && picked.length === type.resources.size;
+      const resources = everything ? type.resources : new Map(picked.map((name) => [name, type.resources.get(name)!]));
+      desired = everything ? type : { version: versionOf(resources.values()), resources };
+      state.picked = { type, names: state.names, desired };
     }
     if (typeUrl === TypeUrl.Cluster && state.sent && !this.routingSettled(snapshot)) {
       // Keep clusters that are going away until no listener or route can still point at them.
