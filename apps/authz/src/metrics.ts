@@ -37,6 +37,8 @@ export class AuthzMetrics {
     { labels: { direction: Direction; result: string; reason: DecisionReason }; pending: number }
   >();
   private readonly checkTimers = new Map<string, { observe(value: number): void }>();
+  /** Token cache lookups on the Check's hot path, tallied the same way. */
+  private readonly cacheTally = new Map<string, { labels: { layer: string; result: string }; pending: number }>();
 
   constructor(readonly registry: Registry) {
     const registers = [registry];
@@ -61,11 +63,19 @@ export class AuthzMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5],
       registers,
     });
+    const cacheTally = this.cacheTally;
     this.tokenCache = new Counter({
       name: 'trellis_authz_token_cache_total',
       help: 'Mesh token cache lookups by layer (memory, redis) and result (hit, miss, error, skipped while Redis is unavailable, rejected: a Redis token that did not verify)',
       labelNames: ['layer', 'result'],
       registers,
+      collect() {
+        for (const entry of cacheTally.values()) {
+          if (entry.pending === 0) continue;
+          this.inc(entry.labels, entry.pending);
+          entry.pending = 0;
+        }
+      },
     });
     this.tokensMinted = new Counter({
       name: 'trellis_authz_tokens_minted_total',
@@ -149,6 +159,22 @@ export class AuthzMetrics {
     const entry = this.checkTally.get(key);
     if (entry) entry.pending += 1;
     else this.checkTally.set(key, { labels: { direction, result, reason }, pending: 1 });
+  }
+
+  /** A counter of token cache lookups for the hot path: a plain number, handed to prom-client when scraped. */
+  tokenCacheCounter(layer: 'memory', result: 'hit' | 'miss'): { inc(): void } {
+    const key = `${layer}/${result}`;
+    let entry = this.cacheTally.get(key);
+    if (!entry) {
+      entry = { labels: { layer, result }, pending: 0 };
+      this.cacheTally.set(key, entry);
+    }
+    const tally = entry;
+    return {
+      inc: () => {
+        tally.pending += 1;
+      },
+    };
   }
 
   observeCheckDuration(direction: Direction, seconds: number): void {

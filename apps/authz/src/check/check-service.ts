@@ -34,6 +34,10 @@ import type { MeshPolicy } from './mesh-policy';
 export class CheckService {
   // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.
   private readonly encodedResponses = new WeakMap<MintedToken, Buffer>();
+  // Wire encodings of denials, by everything they say: a caller refused again and again
+  // (a misconfigured or hostile client) costs a lookup, not an encode. Bounded: the
+  // message names the services, so distinct denials are as many as distinct pairs.
+  private readonly encodedDenials = new Map<string, Buffer>();
   private readonly denials: DenialLog;
 
   constructor(
@@ -92,11 +96,20 @@ export class CheckService {
   }
 
   private encode(decision: Decision): Buffer {
-    const memo = decision.allow ? (decision.memo as MintedToken | undefined) : undefined;
+    if (!decision.allow) {
+      const key = `${decision.grpcCode} ${decision.httpStatus} ${decision.reason} ${decision.message}`;
+      let denial = this.encodedDenials.get(key);
+      if (!denial) {
+        denial = encodeResponse(decision);
+        if (this.encodedDenials.size >= MAX_ENCODED_DENIALS) this.encodedDenials.delete(this.encodedDenials.keys().next().value!);
+        this.encodedDenials.set(key, denial);
+      }
+      return denial;
+    }
+    const memo = decision.memo as MintedToken | undefined;
     const cached = memo && this.encodedResponses.get(memo);
     if (cached) return cached;
-    const written = CheckResponse.encode(toCheckResponse(decision)).finish();
-    const bytes = Buffer.from(written.buffer, written.byteOffset, written.byteLength);
+    const bytes = encodeResponse(decision);
     if (memo) this.encodedResponses.set(memo, bytes);
     return bytes;
   }
@@ -196,6 +209,13 @@ export class CheckService {
 export interface CheckServiceOptions {
   /** Local development only: a Check without a client certificate is decided on the route's context extensions alone. */
   allowInsecureCallers: boolean;
+}
+
+const MAX_ENCODED_DENIALS = 1_024;
+
+function encodeResponse(decision: Decision): Buffer {
+  const written = CheckResponse.encode(toCheckResponse(decision)).finish();
+  return Buffer.from(written.buffer, written.byteOffset, written.byteLength);
 }
 
 function peerName(peer: PeerIdentity | undefined): string | undefined {

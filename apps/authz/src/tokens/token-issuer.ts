@@ -52,8 +52,8 @@ export class MeshTokenIssuer {
   ) {
     this.maxMemoryEntries = options.maxMemoryEntries ?? 10_000;
     this.marginMs = (options.ttlSeconds - options.cacheTtlSeconds) * 1000;
-    this.memoryHits = metrics.tokenCache.labels('memory', 'hit');
-    this.memoryMisses = metrics.tokenCache.labels('memory', 'miss');
+    this.memoryHits = metrics.tokenCacheCounter('memory', 'hit');
+    this.memoryMisses = metrics.tokenCacheCounter('memory', 'miss');
   }
 
   /** The in-process cache alone, synchronously: the hot path of a Check. Undefined on a miss. */
