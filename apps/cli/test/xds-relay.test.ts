@@ -110,6 +110,7 @@ describe('trellis agent --xds-relay: proxyless apps reach an mTLS-only control p
       ...etcdEnv,
       TRELLIS_GRPC_PORT: '0',
       TRELLIS_HTTP_PORT: String(authzHttp),
+      TRELLIS_MTLS_PORT: '0',
       TRELLIS_REDIS_URL: redis.url,
       TRELLIS_SIGNING_KEYS_DIR: keys,
       TRELLIS_TRUST_DOMAIN: TRUST_DOMAIN,
