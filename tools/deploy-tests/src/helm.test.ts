@@ -498,12 +498,14 @@ describe('Helm charts', () => {
       const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]);
       expect(new Set(kinds(docs))).toEqual(
         new Set([
+          'ConfigMap',
           'Deployment',
           'ExtensionService',
           'HTTPProxy',
           'HorizontalPodAutoscaler',
           'NetworkPolicy',
           'PodDisruptionBudget',
+          'PrometheusRule',
           'Service',
           'ServiceAccount',
           'ServiceMonitor',
