@@ -16,6 +16,8 @@ export async function bundleLocalMesh() {
         // The agent end-to-end suite's plain app and proxyless caller.
         'plain-app': join(here, 'src/agent-e2e/plain-app.ts'),
         'proxyless-caller': join(here, 'src/agent-e2e/proxyless-caller.ts'),
+        // The fault suite's steady meshed traffic.
+        'load-caller': join(here, 'src/faults/load-caller.ts'),
       },
       outdir,
     }),

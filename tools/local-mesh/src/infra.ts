@@ -9,6 +9,8 @@ export interface Infra {
   etcdEndpoint: string;
   redisUrl: string;
   processes: ManagedProcess[];
+  /** Starts a stopped etcd or Redis again (same ports, same data) and waits until it answers: the fault suite's restarts. */
+  starters: Record<'etcd' | 'redis', () => Promise<ManagedProcess>>;
 }
 
 /** The executable, found the way the test harness finds it; a clear install hint when missing. */
@@ -35,7 +37,7 @@ export async function startInfra(options: {
   mkdirSync(redisDir, { recursive: true });
 
   const etcdEndpoint = `http://127.0.0.1:${options.etcdPort}`;
-  const etcd = startProcess({
+  const etcdOptions: StartOptions = {
     name: 'etcd',
     command: requireBinary('etcd'),
     args: [
@@ -57,8 +59,8 @@ export async function startInfra(options: {
       'warn',
     ],
     onLine: options.onLine,
-  });
-  const redis = startProcess({
+  };
+  const redisOptions: StartOptions = {
     name: 'redis',
     command: requireBinary('redis-server'),
     args: [
@@ -76,10 +78,21 @@ export async function startInfra(options: {
       'warning',
     ],
     onLine: options.onLine,
-  });
-  await waitUntil('etcd', () => httpOk(`${etcdEndpoint}/health`), { process: etcd });
-  await waitUntil('redis', () => redisPing(options.redisPort), { process: redis });
-  return { etcdEndpoint, redisUrl: `redis://127.0.0.1:${options.redisPort}`, processes: [etcd, redis] };
+  };
+  const starters: Infra['starters'] = {
+    etcd: async () => {
+      const etcd = startProcess(etcdOptions);
+      await waitUntil('etcd', () => httpOk(`${etcdEndpoint}/health`), { process: etcd });
+      return etcd;
+    },
+    redis: async () => {
+      const redis = startProcess(redisOptions);
+      await waitUntil('redis', () => redisPing(options.redisPort), { process: redis });
+      return redis;
+    },
+  };
+  const [etcd, redis] = await Promise.all([starters.etcd(), starters.redis()]);
+  return { etcdEndpoint, redisUrl: `redis://127.0.0.1:${options.redisPort}`, processes: [etcd, redis], starters };
 }
 
 async function redisPing(port: number): Promise<boolean> {

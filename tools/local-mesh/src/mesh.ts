@@ -39,6 +39,12 @@ export interface LocalMesh {
   /** grpcAddress and mtlsUrl speak mTLS only: callers present a workload certificate from the dev root (`<dataDir>/ca`). */
   authz: { grpcAddress: string; httpUrl: string; mtlsUrl: string };
   processes: ManagedProcess[];
+  /**
+   * Starts a process of the mesh again after it was stopped or killed (same
+   * ports, data and environment) and waits until it is ready; it replaces the old
+   * entry of `processes`. For fault injection.
+   */
+  restart(name: AppName | 'etcd' | 'redis'): Promise<ManagedProcess>;
   stop(): Promise<void>;
 }
 
@@ -115,20 +121,39 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
         readyUrl: `http://127.0.0.1:${ports.registryHttp}/readyz`,
       },
     ];
+    const starters = new Map<string, () => Promise<ManagedProcess>>(Object.entries(infra.starters));
     for (const { app, env, readyUrl } of apps) {
       const main = join(WORKSPACE_ROOT, 'dist/apps', app, 'main.js');
       if (!existsSync(main))
         throw new Error(`${main} is missing: build it with \`npx nx run-many -t build -p registry control-plane authz\``);
-      const proc = startProcess({
-        name: app,
-        command: process.execPath,
-        args: ['--enable-source-maps', main],
-        env: { ...common, ...env, ...options.appEnv?.[app] },
-        onLine: options.onLine,
-      });
-      started.push(proc);
-      await waitUntil(`${app} /readyz`, () => httpOk(readyUrl), { process: proc, timeoutMs: 60_000 });
+      const startApp = async () => {
+        const proc = startProcess({
+          name: app,
+          command: process.execPath,
+          args: ['--enable-source-maps', main],
+          env: { ...common, ...env, ...options.appEnv?.[app] },
+          onLine: options.onLine,
+        });
+        started.push(proc);
+        await waitUntil(`${app} /readyz`, () => httpOk(readyUrl), { process: proc, timeoutMs: 60_000 });
+        return proc;
+      };
+      starters.set(app, startApp);
+      await startApp();
     }
+    const restart = async (name: string): Promise<ManagedProcess> => {
+      const start = starters.get(name);
+      if (!start) throw new Error(`no process ${name} in the local mesh`);
+      const old = started.findIndex((p) => p.name === name);
+      if (old >= 0) {
+        await started[old]!.stop();
+        started.splice(old, 1);
+      }
+      const proc = await start();
+      // The stores stay ahead of the apps in `processes`, so stop() still ends them last (apps add themselves).
+      if (name === 'etcd' || name === 'redis') started.unshift(proc);
+      return proc;
+    };
 
     return {
       dataDir: options.dataDir,
@@ -143,6 +168,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
         mtlsUrl: `https://127.0.0.1:${ports.authzMtls}`,
       },
       processes: started,
+      restart,
       stop,
     };
   } catch (err) {
