@@ -4,6 +4,7 @@
 // certificates are verified against the trust bundle by the TLS layer (required
 // unless insecure callers are allowed), and each Check is decided knowing the
 // identity its certificate proves.
+import type { Http2Session } from 'node:http2';
 import { experimental, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { AuthorizationService, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { identityOfPeerCertificate, type PeerIdentity } from '@trellis/pki';
@@ -78,8 +79,31 @@ export async function startGrpcServer(
   return { server, port: await bindGrpcServer(server, host, port, credentials) };
 }
 
-/** The identity of the call's verified client certificate; undefined without one (grpc-js reports only verified peers). */
+/**
+ * The identity of the call's verified client certificate; undefined without one (grpc-js reports only
+ * verified peers). Reading the certificate costs ~40 µs — as much as the rest of a cache-hit Check — and
+ * a connection's certificate never changes, so the answer is kept per HTTP/2 session.
+ */
 function peerIdentity(call: ServerUnaryCall<unknown, unknown>, trustDomain: () => string): PeerIdentity | undefined {
+  const domain = trustDomain();
+  const session = sessionOfCall(call);
+  const cached = session && identitiesBySession.get(session);
+  if (cached && cached.trustDomain === domain) return cached.identity;
   const certificate = call.getAuthContext().sslPeerCertificate;
-  return certificate ? identityOfPeerCertificate(certificate, trustDomain()) : undefined;
+  const identity = certificate ? identityOfPeerCertificate(certificate, domain) : undefined;
+  if (session) identitiesBySession.set(session, { trustDomain: domain, identity });
+  return identity;
+}
+
+const identitiesBySession = new WeakMap<object, { trustDomain: string; identity: PeerIdentity | undefined }>();
+
+/**
+ * The HTTP/2 session (the connection) a unary call rides on. grpc-js has no public
+ * accessor, so this reads where 1.14 keeps it (handler call → its intercepting call →
+ * the http2 stream → session); undefined when that changes, and every Check then
+ * reads the certificate itself (grpc-server.test.ts fails first).
+ */
+export function sessionOfCall(call: ServerUnaryCall<unknown, unknown>): Http2Session | undefined {
+  const session = (call as unknown as { call?: { stream?: { session?: Http2Session } } }).call?.stream?.session;
+  return typeof session === 'object' && session !== null && 'socket' in session ? session : undefined;
 }
