@@ -586,6 +586,9 @@ describe('Helm charts', () => {
         return deployment!.spec.template!.spec;
       });
     const BOOTSTRAP_VOLUME = { name: 'trellis-envoy-bootstrap', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } };
+    // The workload certificate and its SDS files: written by the agent and the init container, read by Envoy.
+    const WORKLOAD_VOLUME = { name: 'trellis-workload', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } };
+    const WORKLOAD_DIR = '/var/run/trellis/workload';
 
     it.each([
       ['native sidecar', [], ['trellis-bootstrap', 'envoy'], ['orders']],
@@ -594,7 +597,7 @@ describe('Helm charts', () => {
       const pod = renderConsumer(args as string[]);
       expect(pod.initContainers?.map((c) => c.name)).toEqual(initContainers);
       expect(pod.containers.map((c) => c.name)).toEqual(containers);
-      expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME]);
+      expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, WORKLOAD_VOLUME]);
     });
 
     it("the library's schema, copied under trellisSidecar as its README says, makes Helm check a workload's settings", () => {
@@ -630,8 +633,12 @@ describe('Helm charts', () => {
           TRELLIS_PLATFORM: 'k8s',
           TRELLIS_DRAIN: '10s',
           TRELLIS_SERVICE_SECRET_FILE: '/run/trellis-credentials/authz-secret',
+          TRELLIS_AUTHZ_URL: 'http://trellis-authz.trellis.svc:8181',
+          TRELLIS_CERTIFICATE_DIR: '/var/run/trellis/workload',
         });
         expect(agent.volumeMounts).toContainEqual({ name: 'trellis-credentials', mountPath: '/run/trellis-credentials', readOnly: true });
+        // It obtains and renews the workload certificate where Envoy reads it.
+        expect(agent.volumeMounts).toContainEqual({ name: 'trellis-workload', mountPath: '/var/run/trellis/workload' });
         expect(agent.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true });
       });
 
@@ -675,9 +682,16 @@ describe('Helm charts', () => {
           TRELLIS_APP_PORT: '8080',
           POD_NAME: { fieldRef: { fieldPath: 'metadata.name' } },
           TRELLIS_NODE_ID: '$(POD_NAME)',
+          TRELLIS_CERTIFICATE_DIR: WORKLOAD_DIR,
         });
-        expect(init.volumeMounts).toEqual([{ name: 'trellis-envoy-bootstrap', mountPath: '/etc/trellis-envoy' }]);
-        expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME]);
+        expect(init.volumeMounts).toEqual([
+          { name: 'trellis-envoy-bootstrap', mountPath: '/etc/trellis-envoy' },
+          { name: 'trellis-workload', mountPath: WORKLOAD_DIR },
+        ]);
+        // Envoy reads the certificate and the SDS files, read-only.
+        const envoy = pod.initContainers!.find((c) => c.name === 'envoy')!;
+        expect(envoy.volumeMounts).toContainEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR, readOnly: true });
+        expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, WORKLOAD_VOLUME]);
       });
 
       it('with authzSecret: the authz URL, and the Secret mounted as the authz-secret credential', () => {
@@ -695,10 +709,14 @@ describe('Helm charts', () => {
           TRELLIS_SERVICE_SECRET_FILE: '/run/trellis-credentials/authz-secret',
         });
         expect(init.volumeMounts).toContainEqual(CREDENTIALS_MOUNT);
-        expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, { name: 'trellis-credentials', projected: { sources: [authzSource] } }]);
+        expect(pod.volumes).toEqual([
+          BOOTSTRAP_VOLUME,
+          WORKLOAD_VOLUME,
+          { name: 'trellis-credentials', projected: { sources: [authzSource] } },
+        ]);
         // Only the init container sees the credentials.
         const envoy = pod.initContainers!.find((c) => c.name === 'envoy')!;
-        expect(envoy.volumeMounts!.map((m) => m.name)).toEqual(['trellis-envoy-bootstrap']);
+        expect(envoy.volumeMounts!.map((m) => m.name)).toEqual(['trellis-envoy-bootstrap', 'trellis-workload']);
       });
 
       it('with authzSecret and xdsTokenSecret: both mounted, the static token as the fallback', () => {
@@ -713,6 +731,7 @@ describe('Helm charts', () => {
         expect(env['TRELLIS_AUTHZ_URL']).toBe('http://trellis-authz.trellis.svc:8181');
         expect(pod.volumes).toEqual([
           BOOTSTRAP_VOLUME,
+          WORKLOAD_VOLUME,
           { name: 'trellis-credentials', projected: { sources: [authzSource, xdsTokenSource] } },
         ]);
       });
@@ -722,7 +741,11 @@ describe('Helm charts', () => {
         expect(env['TRELLIS_AUTHZ_URL']).toBeUndefined();
         expect(env['CREDENTIALS_DIRECTORY']).toBe('/run/trellis-credentials');
         expect(init.volumeMounts).toContainEqual(CREDENTIALS_MOUNT);
-        expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, { name: 'trellis-credentials', projected: { sources: [xdsTokenSource] } }]);
+        expect(pod.volumes).toEqual([
+          BOOTSTRAP_VOLUME,
+          WORKLOAD_VOLUME,
+          { name: 'trellis-credentials', projected: { sources: [xdsTokenSource] } },
+        ]);
       });
 
       it('refuses an authzSecret that is not a {name, key} map', () => {

@@ -43,6 +43,11 @@ init container, so it is up before the application starts and stops after it.
 {{- toYaml $settings }}
 {{- end }}
 
+{{/* Where Envoy reads the workload certificate (@trellis/mesh-contracts SIDECAR_CERTIFICATE_DIR); the agent writes it there. */}}
+{{- define "trellis-sidecar.workloadDir" -}}
+/var/run/trellis/workload
+{{- end }}
+
 {{/* Where the init container finds its credentials: the layout of systemd's $CREDENTIALS_DIRECTORY. */}}
 {{- define "trellis-sidecar.credentialsDir" -}}
 /run/trellis-credentials
@@ -80,6 +85,10 @@ volumeMounts:
   - name: trellis-envoy-bootstrap
     mountPath: /etc/trellis-envoy
     readOnly: true
+  # The workload certificate over path-based SDS: every mesh TLS context names files here.
+  - name: trellis-workload
+    mountPath: {{ include "trellis-sidecar.workloadDir" . }}
+    readOnly: true
 {{- end }}
 
 {{/* Init containers: the bootstrap fetch, then (nativeSidecar) Envoy itself. */}}
@@ -110,6 +119,9 @@ volumeMounts:
           fieldPath: metadata.name
     - name: TRELLIS_NODE_ID
       value: $(POD_NAME)
+    # The SDS files naming the workload certificate, written before Envoy starts.
+    - name: TRELLIS_CERTIFICATE_DIR
+      value: {{ include "trellis-sidecar.workloadDir" . }}
     {{- if $authz.name }}
     - name: TRELLIS_AUTHZ_URL
       value: {{ $s.authzUrl | quote }}
@@ -128,6 +140,8 @@ volumeMounts:
   volumeMounts:
     - name: trellis-envoy-bootstrap
       mountPath: /etc/trellis-envoy
+    - name: trellis-workload
+      mountPath: {{ include "trellis-sidecar.workloadDir" . }}
     {{- if or $authz.name $s.xdsTokenSecret }}
     - name: trellis-credentials
       mountPath: {{ include "trellis-sidecar.credentialsDir" . }}
@@ -171,6 +185,9 @@ env:
   - { name: TRELLIS_DRAIN, value: {{ printf "%vs" $a.drainSeconds | quote }} }
   - { name: TRELLIS_TTL_SECONDS, value: {{ $a.ttlSeconds | quote }} }
   - { name: TRELLIS_SERVICE_SECRET_FILE, value: {{ printf "%s/authz-secret" (include "trellis-sidecar.credentialsDir" .) | quote }} }
+  # The workload certificate from the mesh CA (proven with the service credential), kept renewed where Envoy reads it.
+  - { name: TRELLIS_AUTHZ_URL, value: {{ $s.authzUrl | quote }} }
+  - { name: TRELLIS_CERTIFICATE_DIR, value: {{ include "trellis-sidecar.workloadDir" . }} }
 ports:
   - { name: trellis-agent, containerPort: 15020 }
 readinessProbe:
@@ -186,6 +203,8 @@ volumeMounts:
   - name: trellis-credentials
     mountPath: {{ include "trellis-sidecar.credentialsDir" . }}
     readOnly: true
+  - name: trellis-workload
+    mountPath: {{ include "trellis-sidecar.workloadDir" . }}
 {{- end }}
 
 {{/*
@@ -215,6 +234,11 @@ preStop:
 {{- define "trellis-sidecar.volumes" -}}
 {{- $s := include "trellis-sidecar.settings" . | fromYaml -}}
 - name: trellis-envoy-bootstrap
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+# The workload certificate (the agent writes and renews it) and the SDS files naming it (the init container).
+- name: trellis-workload
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
