@@ -42,6 +42,8 @@ async function main(): Promise<void> {
     adminToken: process.env['TRELLIS_ADMIN_TOKEN'] || undefined,
     onLine,
     serviceCredentials: creds.file,
+    // Workload identity: the agents' certificates from authz's mesh CA, strict mTLS between demo services.
+    mtls: process.env['TRELLIS_LOCAL_MTLS'] !== 'false',
   });
   demo = await startDemo(mesh, creds, { demoServiceScript: join(__dirname, 'demo-service.js'), onLine });
 
@@ -55,6 +57,13 @@ Trellis is up.
   metrics            ${mesh.registryUrl}/metrics  ${mesh.controlPlane.httpUrl}/metrics  ${mesh.authz.httpUrl}/metrics
   etcd ${mesh.etcdEndpoint}   redis ${mesh.redisUrl}
 Demo traffic (edge → front → service-a → service-b, service-c) every 2 s; Ctrl-C stops everything.
+${
+  mesh.mtls
+    ? `mTLS: strict between demo services (front takes the edge in plaintext); certificates from authz's mesh CA (dev root ${mesh.caFile}),
+  kept by each instance's trellis agent in ${join(dataDir, 'demo', 'certificates')}/<instance>; xDS through each agent's local relay.
+  TRELLIS_LOCAL_MTLS=false runs without.`
+    : 'mTLS: off (TRELLIS_LOCAL_MTLS=false).'
+}
 `);
 
   const running = demo;

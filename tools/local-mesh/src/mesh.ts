@@ -4,6 +4,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { issueServerCertificate, loadOrCreateDevRoot } from '@trellis/pki';
 import { startInfra } from './infra';
 import { freePort } from './ports';
 import { httpOk, startProcess, waitUntil, type ManagedProcess, type StartOptions } from './processes';
@@ -25,6 +26,12 @@ export interface LocalMeshOptions {
   serviceCredentials?: string;
   /** Extra environment per app, e.g. a stand-in Cloudflare certs URL in tests. */
   appEnv?: Partial<Record<AppName, NodeJS.ProcessEnv>>;
+  /**
+   * Workload identity on: authz's mesh CA signs with a dev root kept in `<dataDir>/ca`, and the
+   * control plane serves xDS only over mTLS to workload certificates (its production setting).
+   * Proxyless apps then reach it through their agent's xDS relay.
+   */
+  mtls?: boolean;
 }
 
 export type AppName = 'registry' | 'control-plane' | 'authz';
@@ -38,6 +45,10 @@ export interface LocalMesh {
   controlPlane: { xdsAddress: string; httpUrl: string };
   /** grpcAddress and mtlsUrl speak mTLS only: callers present a workload certificate from the dev root (`<dataDir>/ca`). */
   authz: { grpcAddress: string; httpUrl: string; mtlsUrl: string };
+  /** Strict mTLS between services, the control plane admitting only workload certificates (see LocalMeshOptions.mtls). */
+  mtls: boolean;
+  /** The dev root every workload certificate chains to. */
+  caFile: string;
   processes: ManagedProcess[];
   /**
    * Starts a process of the mesh again after it was stopped or killed (same
@@ -82,6 +93,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
       TRELLIS_LOG_LEVEL: process.env['TRELLIS_LOG_LEVEL'] ?? 'info',
     };
     const keysDir = ensureSigningKey(join(options.dataDir, 'authz-keys'));
+    const pki = options.mtls ? await ensureDevPki(options.dataDir) : undefined;
 
     const apps: Array<{ app: AppName; env: NodeJS.ProcessEnv; readyUrl: string }> = [
       {
@@ -105,8 +117,15 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           TRELLIS_XDS_PORT: String(ports.xds),
           TRELLIS_HTTP_PORT: String(ports.controlPlaneHttp),
           TRELLIS_AUTHZ_ADDRESS: `127.0.0.1:${ports.authzGrpc}`,
-          // The dev mesh's proxyless clients (grpc-js-xds) cannot present credentials.
-          TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
+          ...(pki
+            ? {
+                // Production's setting: only workload certificates naming node.cluster (proxyless apps come through their agent).
+                TRELLIS_XDS_TLS_CERT_FILE: pki.xdsCertFile,
+                TRELLIS_XDS_TLS_KEY_FILE: pki.xdsKeyFile,
+                TRELLIS_XDS_TLS_CLIENT_CA_FILE: pki.caFile,
+              }
+            : // Without workload identity, proxyless clients (grpc-js-xds) cannot present credentials.
+              { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true' }),
         },
         readyUrl: `http://127.0.0.1:${ports.controlPlaneHttp}/readyz`,
       },
@@ -167,6 +186,8 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
         httpUrl: `http://127.0.0.1:${ports.authzHttp}`,
         mtlsUrl: `https://127.0.0.1:${ports.authzMtls}`,
       },
+      mtls: pki !== undefined,
+      caFile: join(options.dataDir, 'ca', 'ca.crt'),
       processes: started,
       restart,
       stop,
@@ -186,4 +207,25 @@ function ensureSigningKey(dir: string): string {
     writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   }
   return dir;
+}
+
+/**
+ * The dev root (shared with authz's TRELLIS_CA_DEV_ROOT_DIR, made once and kept) and the
+ * control plane's xDS serving certificate for 127.0.0.1 from it, made on every start.
+ */
+async function ensureDevPki(dataDir: string): Promise<{ caDir: string; caFile: string; xdsCertFile: string; xdsKeyFile: string }> {
+  const caDir = join(dataDir, 'ca');
+  const root = await loadOrCreateDevRoot(caDir);
+  const serving = await issueServerCertificate(root, {
+    commonName: 'trellis-control-plane',
+    ipAddresses: ['127.0.0.1'],
+    dnsNames: ['localhost'],
+  });
+  const dir = join(dataDir, 'control-plane-tls');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const xdsCertFile = join(dir, 'tls.crt');
+  const xdsKeyFile = join(dir, 'tls.key');
+  writeFileSync(xdsCertFile, serving.certificatePem);
+  writeFileSync(xdsKeyFile, serving.keyPem, { mode: 0o600 });
+  return { caDir, caFile: root.certFile, xdsCertFile, xdsKeyFile };
 }

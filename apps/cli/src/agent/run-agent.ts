@@ -3,7 +3,8 @@
 // SIGTERM drains the instance before the app is told to stop.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { certificateFilesIn, proxylessBootstrap } from '@trellis/sdk-node';
 import type { AddressInfo } from 'node:net';
@@ -81,6 +82,7 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
     await relay.start();
     const path = config.xdsRelay?.grpcBootstrapPath;
     if (path) {
+      await mkdir(dirname(path), { recursive: true });
       await writeAtomically(path, `${JSON.stringify(grpcBootstrap(config, relay.target), null, 2)}\n`);
       appEnv['GRPC_XDS_BOOTSTRAP'] = path;
       logger.info({ path, relay: relay.target }, 'wrote the grpc-js-xds bootstrap');

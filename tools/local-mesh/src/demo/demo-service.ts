@@ -3,11 +3,14 @@
 // gRPC health check answers SERVING, heartbeats, and drains it on SIGTERM. The
 // service itself is a gRPC server that requires a mesh token from its callers and
 // answers each call by first calling, through the mesh, every service it declared.
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { credentials, Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { serviceOfPeerCertificate, uriSans } from '@trellis/pki';
 import {
-  certificateFilesIn,
   CALLER_KEY_ID_METADATA_KEY,
   CALLER_METADATA_KEY,
+  certificateFilesIn,
   meshServerInterceptor,
   meshTokenInterceptor,
   MeshTokenClient,
@@ -30,6 +33,13 @@ const cfg = {
   authzMtlsUrl: required('TRELLIS_AUTHZ_MTLS_URL'),
   xdsServer: required('TRELLIS_XDS_SERVER'),
   issuer: process.env['TRELLIS_TOKEN_ISSUER'] ?? 'trellis',
+  /**
+   * mTLS between services (the local mesh's default): the agent hands over GRPC_XDS_BOOTSTRAP
+   * naming its xDS relay and the certificate files; the app's port then speaks what the control
+   * plane says (TLS, RBAC) and the agent probes health on this plaintext port.
+   */
+  mtls: process.env['DEMO_MTLS'] === 'true',
+  healthPort: Number(process.env['DEMO_HEALTH_PORT'] ?? 0),
 };
 
 function required(name: string): string {
@@ -48,23 +58,28 @@ function log(msg: string, fields: Record<string, unknown> = {}): void {
 }
 
 async function main(): Promise<void> {
-  // The proxyless client names itself like a sidecar does: node.cluster = service, node.id = instance.
-  process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
-    xds_servers: [{ server_uri: cfg.xdsServer, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
-    node: { id: cfg.instanceId, cluster: cfg.service, locality: { zone: 'local' } },
-  });
+  const { mtls } = cfg;
+  // With the agent's relay, its bootstrap (GRPC_XDS_BOOTSTRAP) names the relay and the certificate files.
+  if (!process.env['GRPC_XDS_BOOTSTRAP']) {
+    // The proxyless client names itself like a sidecar does: node.cluster = service, node.id = instance.
+    process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
+      xds_servers: [{ server_uri: cfg.xdsServer, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+      node: { id: cfg.instanceId, cluster: cfg.service, locality: { zone: 'local' } },
+    });
+  }
+  process.env['GRPC_XDS_EXPERIMENTAL_RBAC'] = 'true';
   const xds = await import('@grpc/grpc-js-xds');
   xds.register();
 
-  const tokens = new MeshTokenClient({
-    authzUrl: cfg.authzMtlsUrl,
-    service: cfg.service,
-    certificates: certificateFilesIn(cfg.certificateDir),
-  });
+  const files = certificateFilesIn(cfg.certificateDir);
+  const trustDomain = trustDomainOf(files.certificateFile);
+  const tokens = new MeshTokenClient({ authzUrl: cfg.authzMtlsUrl, service: cfg.service, certificates: files });
+  // TLS where the control plane's cluster for the callee says so (permissive or strict), with the agent's certificate.
+  const channelCredentials = mtls ? new xds.XdsChannelCredentials(credentials.createInsecure()) : credentials.createInsecure();
   const downstream = new Map(
     cfg.dependencies.map((dep) => [
       dep,
-      new HopClient(`xds:///${dep}`, credentials.createInsecure(), {
+      new HopClient(`xds:///${dep}`, channelCredentials, {
         ...PROXYLESS_CHANNEL_OPTIONS,
         interceptors: [meshTokenInterceptor(tokens, dep)],
       }),
@@ -79,7 +94,7 @@ async function main(): Promise<void> {
           (reason) => log('refused a call', { reason }),
         ),
       ];
-  const server = new Server({ interceptors });
+  const server = mtls ? new xds.XdsServer({ interceptors }) : new Server({ interceptors });
   server.addService(HopService, {
     call: (call: ServerUnaryCall<CallRequest, CallReply>, callback: sendUnaryData<CallReply>) => {
       const own: HopRecord = {
@@ -88,6 +103,8 @@ async function main(): Promise<void> {
         caller: String(call.metadata.get(CALLER_METADATA_KEY)[0] ?? ''),
         tokenAudience: cfg.isPublic ? '' : cfg.service,
         tokenKeyId: String(call.metadata.get(CALLER_KEY_ID_METADATA_KEY)[0] ?? ''),
+        // Who the TLS handshake proved, apart from what the token says.
+        peerIdentity: mtls ? (serviceOfPeerCertificate(call.getAuthContext().sslPeerCertificate, trustDomain) ?? '') : '',
       };
       Promise.all(
         [...downstream].map(
@@ -107,21 +124,37 @@ async function main(): Promise<void> {
   });
   // The agent registers this instance once the standard gRPC health check answers SERVING.
   const health = new HealthImplementation({ '': 'SERVING' });
-  health.addToServer(server);
-  await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${cfg.port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  // With mTLS the agent (which holds no client certificate for itself) probes a plaintext health port.
+  const healthServer = mtls ? new Server() : server;
+  health.addToServer(healthServer);
+  const bind = (target: Server, port: number, creds: ServerCredentials) =>
+    new Promise<number>((resolve, reject) =>
+      target.bindAsync(`127.0.0.1:${port}`, creds, (err, bound) => (err ? reject(err) : resolve(bound))),
+    );
+  await bind(
+    server,
+    cfg.port,
+    mtls ? new xds.XdsServerCredentials(ServerCredentials.createInsecure()) : ServerCredentials.createInsecure(),
   );
-  log('serving', { port: cfg.port, dependencies: cfg.dependencies });
+  if (healthServer !== server) await bind(healthServer, cfg.healthPort, ServerCredentials.createInsecure());
+  log('serving', { port: cfg.port, dependencies: cfg.dependencies, mtls });
 
   // The agent has already drained and deregistered this instance when the SIGTERM comes.
   const shutdown = async () => {
     health.setStatus('', 'NOT_SERVING');
     for (const client of downstream.values()) client.close();
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    if (healthServer !== server) await new Promise<void>((resolve) => healthServer.tryShutdown(() => resolve()));
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown());
   process.once('SIGINT', () => void shutdown());
+}
+
+/** The trust domain of this workload's own certificate (spiffe://<trust domain>/svc/<service>). */
+function trustDomainOf(certificateFile: string): string {
+  const spiffe = uriSans(new X509Certificate(readFileSync(certificateFile)).subjectAltName).find((uri) => uri.startsWith('spiffe://'));
+  return spiffe ? new URL(spiffe).host : 'trellis.local';
 }
 
 main().catch((err: Error) => {

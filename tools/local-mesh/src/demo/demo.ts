@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { WORKSPACE_ROOT, type LocalMesh } from '../mesh';
 import { freePort } from '../ports';
 import { startProcess, type ManagedProcess, type StartOptions } from '../processes';
-import { DEMO_TOPOLOGY, demoServiceSpec, type DemoService } from './topology';
+import { DEMO_TOPOLOGY, demoMtlsMode, demoServiceSpec, type DemoService } from './topology';
 
 export interface DemoCredentials {
   /**
@@ -44,15 +44,25 @@ export async function startDemo(
   options: { demoServiceScript: string; onLine?: StartOptions['onLine']; topology?: DemoService[] },
 ): Promise<Demo> {
   const topology = options.topology ?? DEMO_TOPOLOGY;
+  const { mtls } = mesh;
   for (const service of topology) {
-    const res = await fetch(`${mesh.registryUrl}/api/v1/services/${service.name}`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${mesh.adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(demoServiceSpec(service)),
-    });
-    // 412/428 means it exists from an earlier run (data persists in .trellis/); keep it.
-    if (!res.ok && res.status !== 412 && res.status !== 428)
-      throw new Error(`registering ${service.name}: ${res.status} ${await res.text()}`);
+    const url = `${mesh.registryUrl}/api/v1/services/${service.name}`;
+    const headers = { authorization: `Bearer ${mesh.adminToken}`, 'content-type': 'application/json' };
+    const res = await fetch(url, { method: 'PUT', headers, body: JSON.stringify(demoServiceSpec(service, undefined, mtls)) });
+    // 412/428 means it exists from an earlier run (data persists in .trellis/); keep it, but in this run's mTLS mode.
+    if (res.status === 412 || res.status === 428) {
+      const current = await fetch(url, { headers });
+      const { spec } = (await current.json()) as { spec: Record<string, unknown> };
+      const mode = demoMtlsMode(service, mtls);
+      if ((spec['mtls'] ?? 'off') !== mode) {
+        const updated = await fetch(url, {
+          method: 'PUT',
+          headers: { ...headers, 'if-match': current.headers.get('etag')! },
+          body: JSON.stringify({ ...spec, mtls: mode }),
+        });
+        if (!updated.ok) throw new Error(`setting ${service.name} to mTLS ${mode}: ${updated.status} ${await updated.text()}`);
+      }
+    } else if (!res.ok) throw new Error(`registering ${service.name}: ${res.status} ${await res.text()}`);
   }
 
   const cli = join(WORKSPACE_ROOT, 'dist/apps/cli/main.js');
@@ -66,8 +76,18 @@ export async function startDemo(
         const name = `${service.name}-${i}`;
         const port = await freePort();
         ports.set(name, port);
+        // With mTLS the app's own port speaks TLS: the agent probes a plaintext health port instead.
+        const relay = mtls ? { healthPort: await freePort(), relayPort: await freePort() } : undefined;
         processes.push(
-          startDemoInstance(mesh, creds, { service, name, port, script: options.demoServiceScript, cli, onLine: options.onLine }),
+          startDemoInstance(mesh, creds, {
+            service,
+            name,
+            port,
+            script: options.demoServiceScript,
+            cli,
+            onLine: options.onLine,
+            ...(relay ? { relay } : {}),
+          }),
         );
       }
     }
@@ -111,9 +131,14 @@ export function startDemoInstance(
     cli: string;
     onLine?: StartOptions['onLine'];
     env?: NodeJS.ProcessEnv;
+    /** mTLS between services: the agent relays the app's xDS on `relayPort` and probes its health on `healthPort`. */
+    relay?: { healthPort: number; relayPort: number };
   },
 ): ManagedProcess {
-  const { service, name, port } = instance;
+  const { service, name, port, relay } = instance;
+  const relayArgs = relay
+    ? ['--xds-relay', `127.0.0.1:${relay.relayPort}`, '--grpc-bootstrap', join(mesh.dataDir, 'demo', 'bootstrap', `${name}.json`)]
+    : [];
   return startProcess({
     name,
     command: process.execPath,
@@ -134,7 +159,8 @@ export function startDemoInstance(
       '--label',
       'version=v1',
       '--health-check',
-      `grpc://127.0.0.1:${port}`,
+      `grpc://127.0.0.1:${relay?.healthPort ?? port}`,
+      ...relayArgs,
       '--http-port',
       '0',
       '--http-host',
@@ -161,6 +187,7 @@ export function startDemoInstance(
       TRELLIS_CERTIFICATE_DIR: demoCertificateDir(mesh, name),
       TRELLIS_AUTHZ_MTLS_URL: mesh.authz.mtlsUrl,
       TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress,
+      ...(relay ? { DEMO_MTLS: 'true', DEMO_HEALTH_PORT: String(relay.healthPort) } : {}),
       ...instance.env,
     },
     onLine: instance.onLine,
@@ -172,13 +199,13 @@ export function demoCertificateDir(mesh: Pick<LocalMesh, 'dataDir'>, instance: s
   return join(mesh.dataDir, 'demo', 'certificates', instance);
 }
 
-/** `edge → front(front-1) → service-a(service-a-1, token front→service-a kid …) …` */
+/** `edge → front [front-1]`, `front → service-a [service-a-1] mTLS peer=front (verified certificate) token sub=front aud=… kid=…` */
 export function describeHops(hops: HopRecord[]): string {
   return hops
-    .map((h) =>
-      h.caller
-        ? `${h.caller} → ${h.service} [${h.instance}] token sub=${h.caller} aud=${h.tokenAudience} kid=${h.tokenKeyId.slice(0, 8)}…`
-        : `edge → ${h.service} [${h.instance}]`,
-    )
+    .map((h) => {
+      if (!h.caller && !h.peerIdentity) return `edge → ${h.service} [${h.instance}] plaintext`;
+      const peer = h.peerIdentity ? `mTLS peer=${h.peerIdentity} (verified certificate)` : 'plaintext';
+      return `${h.caller || h.peerIdentity} → ${h.service} [${h.instance}] ${peer} token sub=${h.caller} aud=${h.tokenAudience} kid=${h.tokenKeyId.slice(0, 8)}…`;
+    })
     .join('\n    ');
 }

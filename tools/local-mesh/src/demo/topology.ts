@@ -23,8 +23,16 @@ export const DEMO_TOPOLOGY: DemoService[] = [
  */
 export const DEMO_SERVICE_PORT = 50051;
 
+/**
+ * The mTLS mode of a demo service: with workload identity on, `strict` for every service but the
+ * entry point, which the edge (outside the mesh) reaches in plaintext.
+ */
+export function demoMtlsMode(service: DemoService, mtls: boolean): 'off' | 'strict' {
+  return mtls && !service.public ? 'strict' : 'off';
+}
+
 /** The ServiceSpec the local mesh registers for a demo service (PUT /api/v1/services/{name}). */
-export function demoServiceSpec(service: DemoService, port = DEMO_SERVICE_PORT) {
+export function demoServiceSpec(service: DemoService, port = DEMO_SERVICE_PORT, mtls = false) {
   return {
     name: service.name,
     team: service.team,
@@ -33,5 +41,6 @@ export function demoServiceSpec(service: DemoService, port = DEMO_SERVICE_PORT) 
     port,
     dependencies: service.dependencies.map((name) => ({ service: name })),
     policy: { timeoutMs: 2_000, retries: { attempts: 2, retryOn: ['unavailable'] } },
+    ...(demoMtlsMode(service, mtls) !== 'off' ? { mtls: demoMtlsMode(service, mtls) } : {}),
   };
 }
