@@ -1,0 +1,60 @@
+import { AgentConfigError, resolveAgentConfig, type AgentFlags } from './agent-config';
+
+const base: NodeJS.ProcessEnv = {
+  TRELLIS_SERVICE: 'orders',
+  TRELLIS_INSTANCE_ID: 'orders-1',
+  TRELLIS_PORT: '8080',
+  TRELLIS_REGISTRY_URL: 'http://registry:8080',
+  TRELLIS_SERVICE_SECRET: 's3cret',
+};
+const resolve = (flags: AgentFlags, env: NodeJS.ProcessEnv = {}) => resolveAgentConfig(flags, { ...base, ...env });
+const problems = (flags: AgentFlags, env: NodeJS.ProcessEnv = {}): string => {
+  try {
+    resolve(flags, env);
+  } catch (err) {
+    if (err instanceof AgentConfigError) return err.message;
+    throw err;
+  }
+  throw new Error('expected the configuration to be refused');
+};
+
+describe('agent configuration: workload certificate and xDS relay', () => {
+  it('keeps the certificate in --certificate-dir from the mesh CA at --authz, proving the service with its credential or a token file', () => {
+    expect(resolve({ certificateDir: '/run/trellis/certs', authz: 'http://authz:8181' }).certificate).toEqual({
+      dir: '/run/trellis/certs',
+      authzUrl: 'http://authz:8181',
+      trustBundleRefreshMs: 300_000,
+    });
+    const k8s = resolve(
+      {},
+      {
+        TRELLIS_CERTIFICATE_DIR: '/var/run/trellis',
+        TRELLIS_AUTHZ_URL: 'http://authz:8181',
+        TRELLIS_K8S_TOKEN_FILE: '/var/run/secrets/tokens/trellis-ca',
+        TRELLIS_TRUST_BUNDLE_REFRESH: '30s',
+      },
+    ).certificate;
+    expect(k8s).toMatchObject({ kubernetesTokenFile: '/var/run/secrets/tokens/trellis-ca', trustBundleRefreshMs: 30_000 });
+    expect(problems({ certificateDir: '/run/trellis/certs' })).toMatch(/--certificate-dir needs authz's HTTP URL/);
+  });
+
+  it('serves the relay on loopback or a Unix socket only, and only with a certificate to reach the control plane', () => {
+    const withCert = { certificateDir: '/run/trellis/certs', authz: 'http://authz:8181', xdsServer: 'cp.internal:18000' };
+    expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', grpcBootstrap: '/run/trellis/grpc.json' }).xdsRelay).toEqual({
+      listen: { kind: 'tcp', host: '127.0.0.1', port: 15010 },
+      upstream: 'cp.internal:18000',
+      grpcBootstrapPath: '/run/trellis/grpc.json',
+    });
+    expect(resolve({ ...withCert, xdsRelay: 'unix:/run/trellis/xds.sock' }).xdsRelay?.listen).toEqual({
+      kind: 'unix',
+      path: '/run/trellis/xds.sock',
+    });
+    expect(problems({ ...withCert, xdsRelay: '0.0.0.0:15010' })).toMatch(/must be a loopback address/);
+    expect(problems({ xdsRelay: '127.0.0.1:15010', xdsServer: 'cp:18000' })).toMatch(/--xds-relay needs --certificate-dir/);
+    expect(problems({ ...withCert, xdsServer: undefined, xdsRelay: '127.0.0.1:15010' })).toMatch(/xds server is required/);
+    expect(problems({ ...withCert, xdsServer: 'http://cp:18000', xdsRelay: '127.0.0.1:15010' })).toMatch(/must be host:port/);
+    expect(problems({ ...withCert, grpcBootstrap: '/run/trellis/grpc.json' })).toMatch(
+      /--grpc-bootstrap names the relay: it needs --xds-relay/,
+    );
+  });
+});
