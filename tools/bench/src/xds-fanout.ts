@@ -160,6 +160,9 @@ async function controlPlaneRole(): Promise<void> {
     TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
     TRELLIS_CONTROL_PLANE_ID: 'cp-bench',
     TRELLIS_XDS_DEBOUNCE_MS: args['debounce-ms'],
+    // The clients multiplex their streams over --connections (a real Envoy opens one connection each);
+    // the floor's grpc-js server takes any number per connection.
+    TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION: String(Math.min(1000, Math.ceil(PROXIES / Math.max(1, Math.min(CONNECTIONS, PROXIES))))),
   });
   const etcd = connectEtcd(etcdOptionsFromEnv(config));
   const cp = await startControlPlane({
