@@ -86,6 +86,8 @@ const typesOf = (profile: Profile): string[] =>
     ? [TypeUrl.Cluster]
     : [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener, TypeUrl.RouteConfiguration];
 const ROUND_TIMEOUT_MS = 60_000;
+/** How long the servers' idle CPU is measured before the rounds. */
+const IDLE_MS = args.smoke ? 500 : 3_000;
 
 const now = (): number => performance.timeOrigin + performance.now();
 const serviceName = (i: number): string => `svc-${i}`;
@@ -458,6 +460,8 @@ interface PhaseResult {
   rounds: RoundResult[];
   /** Server process CPU-seconds spent during the rounds, per round (one change each). */
   cpuSecondsPerChange: number;
+  /** What the server spends per round's duration when nothing changes (measured just before the rounds). */
+  idleCpuSecondsPerChange: number;
   /** Server peak RSS by the end of the rounds (includes the first push). */
   maxRssMiB: number;
   loopDelayP99Ms: number;
@@ -587,7 +591,13 @@ async function runPhase(
     );
     await sleep(SETTLE_MS);
     const rebuildBefore = ready.httpPort ? await rebuildSeconds(ready.httpPort) : undefined;
+    // The server's CPU while nothing changes (keepalives, status flushes, probes), to take out of the per-change figure.
+    const idleStart = await stats();
+    const idleFrom = now();
+    await sleep(IDLE_MS);
     const before = await stats();
+    const idleRate = (before.cpuSeconds - idleStart.cpuSeconds) / ((now() - idleFrom) / 1000);
+    const roundsFrom = now();
     const rounds: RoundResult[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       if (round > 0) await sleep(SETTLE_MS); // let ACKs and proxy-status writes of the previous round drain
@@ -628,6 +638,7 @@ async function runPhase(
       connectMs,
       rounds,
       cpuSecondsPerChange: (after.cpuSeconds - before.cpuSeconds) / Math.max(1, ROUNDS),
+      idleCpuSecondsPerChange: (idleRate * ((now() - roundsFrom) / 1000)) / Math.max(1, ROUNDS),
       maxRssMiB: after.maxRssMiB,
       loopDelayP99Ms: after.loopDelayP99Ms,
       loopDelayMaxMs: after.loopDelayMaxMs,
