@@ -6,6 +6,7 @@
 //                  cached: the hit), payments undeclared (the deny), caller-<i> → orders (the misses)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -184,10 +185,26 @@ function h2load(server: Started, bodyFile: string, requests: number): LoadResult
 
 /** Sums of a metric's series whose labels match `labels` (e.g. `result="ok"`), from authz's /metrics. */
 async function metricSum(httpPort: number, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const text = await getText(`http://127.0.0.1:${httpPort}/metrics`);
   return [...text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\d+)`, 'gm'))]
     .filter((m) => m[1]!.includes(labels))
     .reduce((sum, m) => sum + Number(m[2]), 0);
+}
+
+/**
+ * A GET on a fresh connection: minutes of load pass between two scrapes, and a kept-alive
+ * socket the server has closed meanwhile would fail the next one.
+ */
+function getText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve(body));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
 }
 
 /** One gRPC message on the wire: the 5-byte prefix (uncompressed, length), then the CheckRequest. */
@@ -210,6 +227,19 @@ interface MissResult {
   rps: number;
   p50: number;
   p99: number;
+}
+
+/** The response to one Check, to report what each path sends back. */
+async function oneCheck(port: number, body: Buffer): Promise<Buffer> {
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure());
+  const identity = (b: Buffer) => b;
+  try {
+    return await new Promise<Buffer>((resolve, reject) =>
+      client.makeUnaryRequest(CHECK_PATH, identity, identity, body, (err, res) => (err || !res ? reject(err) : resolve(res))),
+    );
+  } finally {
+    client.close();
+  }
 }
 
 /** `bodies.length` Checks, `concurrency` in flight, from one grpc-js client; per-Check latency in ms. */
@@ -264,6 +294,11 @@ async function orchestrate(): Promise<void> {
     h2load(echo, hitFile, Math.min(20_000, REQUESTS));
     h2load(authz, hitFile, Math.min(20_000, REQUESTS));
     h2load(authz, denyFile, Math.min(20_000, REQUESTS));
+    const [okBytes, denyBytes] = [
+      (await oneCheck(authz.ports.grpcPort, hit.message)).length,
+      (await oneCheck(authz.ports.grpcPort, grpcFrame('checkout', 'payments').message)).length,
+    ];
+    console.log(`authz answers: OK (with the token header) ${okBytes} bytes, deny ${denyBytes} bytes; echo ${Number(args['echo-response-bytes']) || hit.message.length} bytes`);
     const okBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'result="ok"');
     const deniedBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'reason="undeclared"');
     const mintedBefore = await metricSum(httpPort, 'trellis_authz_tokens_minted_total');
