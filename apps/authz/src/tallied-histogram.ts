@@ -59,7 +59,13 @@ export class TalliedHistogram<L extends string> {
   }
 
   /** What prom-client's Histogram.get() returns, for the registry to format. */
-  get(): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> } {
+  get(): {
+    name: string;
+    help: string;
+    type: 'histogram';
+    aggregator: 'sum';
+    values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }>;
+  } {
     const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
     for (const [labelValue, s] of this.series) {
       let cumulative = 0;

@@ -298,7 +298,9 @@ async function orchestrate(): Promise<void> {
       (await oneCheck(authz.ports.grpcPort, hit.message)).length,
       (await oneCheck(authz.ports.grpcPort, grpcFrame('checkout', 'payments').message)).length,
     ];
-    console.log(`authz answers: OK (with the token header) ${okBytes} bytes, deny ${denyBytes} bytes; echo ${Number(args['echo-response-bytes']) || hit.message.length} bytes`);
+    console.log(
+      `authz answers: OK (with the token header) ${okBytes} bytes, deny ${denyBytes} bytes; echo ${Number(args['echo-response-bytes']) || hit.message.length} bytes`,
+    );
     const okBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'result="ok"');
     const deniedBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'reason="undeclared"');
     const mintedBefore = await metricSum(httpPort, 'trellis_authz_tokens_minted_total');
