@@ -10,12 +10,14 @@
 // etcd down 10 s and 60 s, authz down 30 s and 60 s, Redis down 30 s, a 500-write storm).
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
-import { MeshTokenClient } from '@trellis/sdk-node';
+import { componentSpiffeIdOf, DEFAULT_TRUST_DOMAIN } from '@trellis/mesh-contracts';
+import { spiffeServerIdentityCheck } from '@trellis/pki';
+import { certificateFilesIn, MeshTokenClient } from '@trellis/sdk-node';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
+import { demoCertificateDir, startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
 import { startLocalMesh, WORKSPACE_ROOT, type AppName, type LocalMesh } from '../src/mesh';
 import { startProcess, type ManagedProcess } from '../src/processes';
 
@@ -84,14 +86,22 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
 /** Waits for `n` whole seconds of load with no failed call; returns when they began. */
 async function steadyLoad(what: string, n = 3, timeoutMs = 90_000): Promise<number> {
   const since = Date.now();
-  return until(
-    what,
-    async () => {
-      const recent = windows.filter((w) => w.t > since).slice(-n);
-      return recent.length === n && recent.every((w) => w.failed === 0 && w.ok > 0) ? recent[0]!.t : undefined;
-    },
-    timeoutMs,
-  );
+  try {
+    return await until(
+      what,
+      async () => {
+        const recent = windows.filter((w) => w.t > since).slice(-n);
+        return recent.length === n && recent.every((w) => w.failed === 0 && w.ok > 0) ? recent[0]!.t : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    const output = [load, ...(demo?.processes ?? []), ...(mesh?.processes ?? [])]
+      .filter((p) => p !== undefined)
+      .map((p) => `--- ${p.name}\n${p.recentOutput.slice(-6).join('\n')}`)
+      .join('\n');
+    throw new Error(`${(err as Error).message}; last load windows: ${JSON.stringify(windows.slice(-3))}\n${output}`);
+  }
 }
 
 async function registry(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
@@ -121,8 +131,18 @@ async function servedDependencies(service: string): Promise<string[] | undefined
   return ['service-a', 'service-b', 'service-c', 'front'].filter((d) => names.has(d));
 }
 
-function check(request: Parameters<typeof CheckRequest.fromPartial>[0], deadlineMs = 2_000): Promise<CheckResponse> {
-  const client = new AuthorizationClient(mesh.authz.grpcAddress, credentials.createInsecure());
+/** An ext_authz Check on authz's mTLS gRPC port, as `instance`'s proxy (its workload certificate). */
+function check(request: Parameters<typeof CheckRequest.fromPartial>[0], instance: string, deadlineMs: number): Promise<CheckResponse> {
+  const own = certificateFilesIn(demoCertificateDir(mesh, instance));
+  const channel = credentials.createSsl(
+    readFileSync(own.caCertificateFile),
+    readFileSync(own.privateKeyFile),
+    readFileSync(own.certificateFile),
+    {
+      checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(DEFAULT_TRUST_DOMAIN, 'authz')),
+    },
+  );
+  const client = new AuthorizationClient(mesh.authz.grpcAddress, channel);
   return new Promise((resolve, reject) =>
     client.check(CheckRequest.fromPartial(request), new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
       client.close();
@@ -162,8 +182,9 @@ beforeAll(async () => {
       LOAD_TARGET: 'service-a',
       LOAD_RATE: String(LOAD_RATE),
       TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress,
-      TRELLIS_AUTHZ_URL: mesh.authz.httpUrl,
-      TRELLIS_SERVICE_SECRET: creds.secrets.get('front')!,
+      TRELLIS_AUTHZ_MTLS_URL: mesh.authz.mtlsUrl,
+      // front-1's agent keeps front's workload certificate there (and renews it).
+      TRELLIS_CERTIFICATE_DIR: demoCertificateDir(mesh, 'front-1'),
     },
     onLine: (name, line) => {
       if (line.startsWith('{"msg":"calls"')) windows.push({ t: Date.now(), ...JSON.parse(line) });
@@ -241,7 +262,11 @@ describe.each(PLAN.authzDownMs)('authz down for %i ms', (downMs) => {
     const start = Date.now();
     await authz.stop();
     // A caller with no token yet (service-a has declared service-b, but this client never asked): refused, never let through.
-    const fresh = new MeshTokenClient({ authzUrl: mesh.authz.httpUrl, service: 'service-a', secret: creds.secrets.get('service-a')! });
+    const fresh = new MeshTokenClient({
+      authzUrl: mesh.authz.mtlsUrl,
+      service: 'service-a',
+      certificates: certificateFilesIn(demoCertificateDir(mesh, 'service-a-1')),
+    });
     await expect(fresh.getToken('service-b')).rejects.toThrow();
     await sleep(Math.max(0, downMs - (Date.now() - start)));
     await mesh.restart('authz');
@@ -273,9 +298,9 @@ it(`Redis down for ${PLAN.redisDownMs} ms: Checks keep their deadline, nothing u
   let checks = 0;
   while (Date.now() - start < PLAN.redisDownMs) {
     // A 500 ms deadline: Redis's failure must cost a local signature, not the caller's time.
-    const allowed = await check(outbound('service-a', 'service-c'), 500);
+    const allowed = await check(outbound('service-a', 'service-c'), 'service-a-1', 500);
     expect(allowed.status?.code).toBe(status.OK);
-    const denied = await check(outbound('service-c', 'service-a'), 500);
+    const denied = await check(outbound('service-c', 'service-a'), 'service-c-1', 500);
     expect(denied.status?.code).toBe(status.PERMISSION_DENIED);
     checks += 2;
     await sleep(250);

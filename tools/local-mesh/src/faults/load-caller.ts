@@ -5,7 +5,13 @@
 // that second, by gRPC status code.
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { HopClient } from '@trellis/envoy-types/trellis/demo/v1/hop';
-import { MeshTokenClient, meshTokenInterceptor, PROXYLESS_CHANNEL_OPTIONS, proxylessBootstrap } from '@trellis/sdk-node';
+import {
+  certificateFilesIn,
+  MeshTokenClient,
+  meshTokenInterceptor,
+  PROXYLESS_CHANNEL_OPTIONS,
+  proxylessBootstrap,
+} from '@trellis/sdk-node';
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -22,7 +28,12 @@ async function main(): Promise<void> {
   );
   const xds = await import('@grpc/grpc-js-xds');
   xds.register();
-  const tokens = new MeshTokenClient({ authzUrl: env('TRELLIS_AUTHZ_URL'), service, secret: env('TRELLIS_SERVICE_SECRET') });
+  // Tokens on authz's mTLS port, with the workload certificate an instance of this service's agent keeps.
+  const tokens = new MeshTokenClient({
+    authzUrl: env('TRELLIS_AUTHZ_MTLS_URL'),
+    service,
+    certificates: certificateFilesIn(env('TRELLIS_CERTIFICATE_DIR')),
+  });
   const client = new HopClient(`xds:///${target}`, credentials.createInsecure(), {
     ...PROXYLESS_CHANNEL_OPTIONS,
     interceptors: [meshTokenInterceptor(tokens, target)],
