@@ -365,6 +365,18 @@ describe('authz', () => {
       expect((await edge('/admin', { 'cf-access-jwt-assertion': await team.sign(ACCESS_AUD, { kid }) })).status?.code).toBe(status.OK);
     });
 
+    it.each([
+      ['without exp', { omitExp: true }, 'access-malformed'],
+      ['issued 10 years in the future', { issuedInSeconds: 10 * 365 * 86_400 }, 'access-not-yet-valid'],
+      ['valid for 100 years', { expiresInSeconds: 100 * 365 * 86_400 }, 'access-invalid-claims'],
+      ['whose email carries CR/LF (a header injection)', { email: 'ada@example.com\r\nx-trellis-caller: admin' }, 'access-invalid-claims'],
+      ['whose email carries a NUL', { email: 'ada@example.com\u0000' }, 'access-invalid-claims'],
+      ['whose service token id carries a line break', { commonName: 'ci.access\nx: y' }, 'access-invalid-claims'],
+    ])('attack (#12 point 5): refuses a validly signed Access JWT %s', async (_what, opts, reason) => {
+      const token = await team.sign(ACCESS_AUD, opts);
+      expect(deniedReason(await edge('/admin/users', { 'cf-access-jwt-assertion': token }))).toMatchObject({ http: 401, reason });
+    });
+
     it('lets public ingress routes through with forged identity headers removed, and denies services without an ingress', async () => {
       const response = await edge('/shop');
       expect(response.status?.code).toBe(status.OK);

@@ -154,7 +154,7 @@ describe('control plane over etcd', () => {
 
   describe('stream authentication (insecure clients not allowed)', () => {
     let secure: ControlPlaneHarness;
-    let sign: (claims: { sub: string; aud?: string; issuedAt?: number }) => Promise<string>;
+    let sign: (claims: { sub: string; aud?: string; issuedAt?: number; expiresAt?: number | null }) => Promise<string>;
 
     beforeAll(async () => {
       const { privateKey, publicKey } = await generateKeyPair('RS256');
@@ -167,17 +167,16 @@ describe('control plane over etcd', () => {
         activeFrom: now,
       });
       // Shaped as authz's POST /v1/token {"audience":"trellis-xds"} mints it (authz's own tests cover that side).
-      sign = ({ sub, aud = XDS_TOKEN_AUDIENCE, issuedAt = Math.floor(Date.now() / 1000) }) =>
-        new SignJWT({})
+      sign = ({ sub, aud = XDS_TOKEN_AUDIENCE, issuedAt = Math.floor(Date.now() / 1000), expiresAt = issuedAt + 900 }) => {
+        const jwt = new SignJWT({})
           .setProtectedHeader({ alg: 'RS256', kid: 'k1', typ: 'JWT' })
           .setIssuer('trellis')
           .setSubject(sub)
           .setAudience(aud)
           .setIssuedAt(issuedAt)
-          .setNotBefore(issuedAt)
-          .setExpirationTime(issuedAt + 900)
-          .setJti(randomUUID())
-          .sign(privateKey);
+          .setJti(randomUUID());
+        return (expiresAt === null ? jwt : jwt.setExpirationTime(expiresAt)).sign(privateKey);
+      };
       secure = await startControlPlaneHarness(
         { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure' },
         undefined,
@@ -216,13 +215,26 @@ describe('control plane over etcd', () => {
       client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
       const closed = await client.closedWith();
       expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
-      expect(closed.details).toMatch(/invalid token: unexpected "aud" claim value/);
+      expect(closed.details).toMatch(/invalid token: wrong-audience/);
     });
 
     it('refuses an xDS token past its lifetime: a reconnect needs a fresh one', async () => {
       const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a', issuedAt: Math.floor(Date.now() / 1000) - 1000 })));
       client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
-      expect((await client.closedWith()).details).toMatch(/invalid token: "exp" claim timestamp check failed/);
+      expect((await client.closedWith()).details).toMatch(/invalid token: expired/);
+    });
+
+    it.each([
+      ['without exp', { expiresAt: null }, /invalid token: invalid-claims: .*"exp"/],
+      ['issued 10 years in the future', { issuedAt: Math.floor(Date.now() / 1000) + 10 * 365 * 86_400 }, /invalid token: not-yet-valid/],
+      ['valid for 100 years', { expiresAt: Math.floor(Date.now() / 1000) + 100 * 365 * 86_400 }, /invalid token: invalid-claims: lifetime/],
+      ['naming no service ("a\\nb")', { sub: 'a\nb' }, /invalid token: invalid-claims: sub must be a service name/],
+    ])('attack (#12 point 5): refuses an xDS token %s', async (_what, claims, reason) => {
+      const client = open(secure.xdsAddress, bearer(await sign({ sub: 'a', ...claims })));
+      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+      const closed = await client.closedWith();
+      expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
+      expect(closed.details).toMatch(reason);
     });
 
     it('serves a client whose xDS token names its service', async () => {

@@ -9,7 +9,7 @@
 // register, heartbeat, drain and deregister that one service's instances, so a
 // leaked agent secret cannot touch definitions or other services. Anything
 // unverifiable is refused.
-import { matchesSecretDigest, secretDigest } from '@trellis/mesh-contracts';
+import { matchesSecretDigest, secretDigest, tokenTimeProblem } from '@trellis/mesh-contracts';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTVerifyGetKey } from 'jose';
 import { rejectingWeakKeys, TeamName, WeakKeyError, type ServiceCredentials } from '@trellis/mesh-schema';
@@ -36,7 +36,14 @@ export interface AuthenticatorOptions {
   audience: string;
   /** Per-service secrets instance agents present; absent means service credentials are not accepted. */
   serviceCredentials?: ServiceCredentials;
+  /** Longest life (exp - iat) a team token may claim; default DEFAULT_TEAM_TOKEN_MAX_LIFETIME_SECONDS. */
+  maxTokenLifetimeSeconds?: number;
 }
+
+/** A day: what identity providers issue for CI and people; a token claiming years was not minted by one. */
+export const DEFAULT_TEAM_TOKEN_MAX_LIFETIME_SECONDS = 86_400;
+/** Clock skew allowed between the identity provider and the registry. */
+const TEAM_TOKEN_CLOCK_SKEW_SECONDS = 60;
 
 export class Authenticator {
   private readonly adminDigest?: Buffer;
@@ -54,6 +61,7 @@ export class Authenticator {
       TRELLIS_AUTH_JWKS_URL?: string;
       TRELLIS_AUTH_ISSUER?: string;
       TRELLIS_AUTH_AUDIENCE: string;
+      TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS?: number;
     },
     serviceCredentials?: ServiceCredentials,
   ): Authenticator {
@@ -63,6 +71,7 @@ export class Authenticator {
       issuer: config.TRELLIS_AUTH_ISSUER,
       audience: config.TRELLIS_AUTH_AUDIENCE,
       serviceCredentials,
+      maxTokenLifetimeSeconds: config.TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS,
     });
   }
 
@@ -102,7 +111,14 @@ export class Authenticator {
         ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
         algorithms: ['RS256', 'ES256', 'EdDSA', 'PS256'],
         requiredClaims: ['exp'],
+        clockTolerance: TEAM_TOKEN_CLOCK_SKEW_SECONDS,
       });
+      const times = tokenTimeProblem(payload, {
+        clockSkewSeconds: TEAM_TOKEN_CLOCK_SKEW_SECONDS,
+        maxLifetimeSeconds: this.options.maxTokenLifetimeSeconds ?? DEFAULT_TEAM_TOKEN_MAX_LIFETIME_SECONDS,
+      });
+      if (times?.reason === 'expired') return { ok: false, reason: 'expired', detail: 'the token has expired' };
+      if (times) return { ok: false, reason: 'invalid', detail: `the token is not valid: ${times.detail}` };
       const team = TeamName.safeParse(payload['team']);
       if (!team.success) return { ok: false, reason: 'no-team', detail: 'the token has no valid "team" claim' };
       const subject = typeof payload.sub === 'string' ? payload.sub : team.data;

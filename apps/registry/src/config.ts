@@ -13,6 +13,8 @@ export const registryEnvSchema = etcdEnvSchema.extend({
   TRELLIS_AUTH_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   TRELLIS_AUTH_ISSUER: z.string().min(1).optional(),
   TRELLIS_AUTH_AUDIENCE: z.string().min(1).default('trellis-registry'),
+  /** Longest life (exp - iat) a team token may claim; one with a future iat beyond a minute is refused too. */
+  TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS: env.int(86_400, 60, 30 * 86_400),
   /**
    * Instance agents' credentials: a file of `service:secret` lines or a directory of files
    * named by service — the same secrets authz takes on POST /v1/token. Each lets its

@@ -137,6 +137,22 @@ describe('registry attacks', () => {
     });
   });
 
+  describe('team tokens with claims too generous (point 5)', () => {
+    const now = () => Math.floor(Date.now() / 1000);
+    it.each([
+      ['without exp', () => ({ expiresAt: null })],
+      ['issued 10 years in the future', () => ({ issuedAt: now() + 10 * 365 * 86_400, expiresAt: now() + 10 * 365 * 86_400 + 300 })],
+      ['valid for 100 years', () => ({ expiresAt: now() + 100 * 365 * 86_400 })],
+      ['valid for a day and a minute', () => ({ expiresAt: now() + 86_400 + 60 })],
+    ])('refuses a validly signed team token %s, changing nothing', async (_what, claims) => {
+      const before = await r.snapshot();
+      const token = await r.teamToken('web', claims());
+      const refused = await call(r.url, 'POST', '/api/v1/services', { token, json: spec('generous', { team: 'web' }) });
+      expect(refused.status).toBe(401);
+      expect(await r.snapshot()).toEqual(before);
+    });
+  });
+
   describe('weak keys in the team JWKS', () => {
     // (jose itself refuses RSA keys under 2048 bits; the exponent is ours to check.)
     it.each([

@@ -33,7 +33,10 @@ export interface TestRegistry {
   layout: KeyLayout;
   store: MeshStore;
   /** A team JWT signed by the key the JWKS endpoint serves. */
-  teamToken(team: string, opts?: { expiresIn?: string; audience?: string }): Promise<string>;
+  teamToken(
+    team: string,
+    opts?: { expiresIn?: string; audience?: string; /** `iat` (seconds) */ issuedAt?: number; /** `exp` (seconds); null: none */ expiresAt?: number | null },
+  ): Promise<string>;
   /** Every key under this suite's prefix with its value: "etcd unchanged" means this is equal before and after. */
   snapshot(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -85,15 +88,16 @@ export async function startRegistry(
     client,
     layout,
     store,
-    teamToken: (team, tokenOpts = {}) =>
-      new SignJWT({ team })
+    teamToken: (team, tokenOpts = {}) => {
+      const jwt = new SignJWT({ team })
         .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })
         .setSubject(`ci-${team}`)
         .setIssuer(ISSUER)
         .setAudience(tokenOpts.audience ?? AUDIENCE)
-        .setIssuedAt()
-        .setExpirationTime(tokenOpts.expiresIn ?? '5m')
-        .sign(privateKey),
+        .setIssuedAt(tokenOpts.issuedAt);
+      if (tokenOpts.expiresAt === null) return jwt.sign(privateKey);
+      return jwt.setExpirationTime(tokenOpts.expiresAt ?? tokenOpts.expiresIn ?? '5m').sign(privateKey);
+    },
     async snapshot() {
       const all = await client.getAll().prefix(etcd.prefix).strings();
       return all;

@@ -6,3 +6,4 @@ export * from './calls';
 export * from './public-keys';
 export * from './secrets';
 export * from './sidecar-certificates';
+export * from './token-claims';

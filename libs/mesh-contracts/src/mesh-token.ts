@@ -4,6 +4,7 @@
 import { decodeProtectedHeader, jwtVerify, errors, type KeyInput } from 'jose';
 import { DNS_LABEL } from './conventions';
 import { weakKeyInputReason } from './public-keys';
+import { tokenTimeProblem } from './token-claims';
 
 /** Why a signed JWT is refused, whoever minted it (the mesh here, Cloudflare Access at the edge). */
 export const JWT_REJECTIONS = [
@@ -105,7 +106,8 @@ export async function verifyMeshToken(
     // `sub` becomes the caller header and a metric's context: a validly signed token
     // naming something that is no service name ("a\nb") is refused, never passed on.
     if (typeof payload.sub !== 'string' || !DNS_LABEL.test(payload.sub)) return reject('invalid-claims', 'sub must be a service name');
-    if (payload.exp! - payload.iat! > maxLifetime) return reject('invalid-claims', 'lifetime longer than the mesh allows');
+    const times = tokenTimeProblem(payload, { clockSkewSeconds: expected.clockSkewSeconds, maxLifetimeSeconds: maxLifetime }, now);
+    if (times) return reject(times.reason, times.detail);
     return { valid: true, subject: payload.sub, audience: expected.audience, expiresAt: payload.exp!, kid: key.kid };
   } catch (err) {
     return rejectionOf(err);

@@ -22,24 +22,34 @@ import {
 
 const ISSUER = 'trellis-test';
 
+interface Claims {
+  sub: string;
+  aud: string;
+  iss?: string;
+  expiresIn?: string;
+  /** Seconds since the epoch. */
+  issuedAt?: number;
+  expiresAt?: number;
+}
+
 interface FakeAuthz {
   url: string;
   mints: number;
-  sign(claims: { sub: string; aud: string; iss?: string; expiresIn?: string }): Promise<string>;
+  sign(claims: Claims): Promise<string>;
   close(): Promise<void>;
 }
 
 async function startTokenEndpoint(declared: Record<string, string[]>, secrets: Record<string, string>): Promise<FakeAuthz> {
   const { privateKey, publicKey } = await generateKeyPair('RS256');
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
-  const sign = (c: { sub: string; aud: string; iss?: string; expiresIn?: string }) =>
+  const sign = (c: Claims) =>
     new SignJWT({})
       .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
       .setIssuer(c.iss ?? ISSUER)
       .setSubject(c.sub)
       .setAudience(c.aud)
-      .setIssuedAt()
-      .setExpirationTime(c.expiresIn ?? '15m')
+      .setIssuedAt(c.issuedAt)
+      .setExpirationTime(c.expiresAt ?? c.expiresIn ?? '15m')
       .sign(privateKey);
   const state = { mints: 0 };
   const server: HttpServer = createServer((req, res) => {
@@ -263,6 +273,18 @@ describe('attack: a validly signed token the serving process cannot carry (#12 p
     }
     const served = await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b' }));
     expect(served.hops[0]).toMatchObject({ caller: 'a' });
+    expect(exited).toBeUndefined();
+  });
+
+  it('refuses tokens claiming a future iat or a life of years (#12 point 5)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    for (const claims of [
+      { issuedAt: now + 10 * 365 * 86_400, expiresAt: now + 10 * 365 * 86_400 + 900 },
+      { issuedAt: now, expiresAt: now + 100 * 365 * 86_400 },
+    ]) {
+      const refused = (await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b', ...claims })).catch((e: ServiceError) => e)) as ServiceError;
+      expect(refused.code).toBe(status.UNAUTHENTICATED);
+    }
     expect(exited).toBeUndefined();
   });
 

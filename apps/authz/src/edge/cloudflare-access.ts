@@ -4,7 +4,7 @@
 // iss must be the team domain and aud the Access application's tag.
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { AuthzMetrics } from '../metrics';
-import { JWT_REJECTIONS, rejectingWeakKeys, WeakKeyError } from '@trellis/mesh-contracts';
+import { isForwardableClaim, JWT_REJECTIONS, rejectingWeakKeys, tokenTimeProblem, WeakKeyError } from '@trellis/mesh-contracts';
 import type { Logger } from '@trellis/runtime';
 
 export interface AccessApplication {
@@ -21,7 +21,13 @@ export interface AccessIdentity {
 }
 
 /** Why a Cloudflare Access JWT is refused: a bounded set, so it can label a metric. */
-export const ACCESS_REJECTIONS = [...JWT_REJECTIONS, 'no-identity', 'certs-unavailable', 'unusable-team-domain'] as const;
+export const ACCESS_REJECTIONS = [...JWT_REJECTIONS, 'invalid-claims', 'no-identity', 'certs-unavailable', 'unusable-team-domain'] as const;
+
+/**
+ * The longest life an Access JWT may claim (exp - iat): Cloudflare's longest
+ * application session is one month. A token claiming more was not issued by Access.
+ */
+export const ACCESS_MAX_TOKEN_LIFETIME_SECONDS = 31 * 86_400;
 export type AccessRejection = (typeof ACCESS_REJECTIONS)[number];
 
 export type AccessVerification = { valid: true; identity: AccessIdentity } | { valid: false; reason: AccessRejection };
@@ -65,7 +71,13 @@ export class CloudflareAccessVerifier {
         clockTolerance: this.options.clockSkewSeconds,
         requiredClaims: ['exp', 'iat'],
       });
+      const times = tokenTimeProblem(payload, {
+        clockSkewSeconds: this.options.clockSkewSeconds,
+        maxLifetimeSeconds: ACCESS_MAX_TOKEN_LIFETIME_SECONDS,
+      });
+      if (times) return { valid: false, reason: times.reason };
       const identity = identityOf(payload);
+      if (identity === 'unforwardable') return { valid: false, reason: 'invalid-claims' };
       return identity ? { valid: true, identity } : { valid: false, reason: 'no-identity' };
     } catch (err) {
       return { valid: false, reason: this.reasonOf(err) };
@@ -147,12 +159,19 @@ export class CloudflareAccessVerifier {
   }
 }
 
-function identityOf(payload: JWTPayload): AccessIdentity | undefined {
+/**
+ * Who the token names. The email (or service token id) is forwarded upstream as a
+ * header: one with a control character or of absurd length is 'unforwardable' and
+ * the token is refused, never passed on.
+ */
+function identityOf(payload: JWTPayload): AccessIdentity | 'unforwardable' | undefined {
   const subject = typeof payload.sub === 'string' ? payload.sub : '';
-  if (typeof payload['email'] === 'string' && payload['email'].length > 0) return { email: payload['email'], subject };
+  const email = payload['email'];
+  if (typeof email === 'string' && email.length > 0) return isForwardableClaim(email) ? { email, subject } : 'unforwardable';
   // Service tokens carry the Client ID in common_name and an empty sub.
-  if (typeof payload['common_name'] === 'string' && payload['common_name'].length > 0)
-    return { serviceTokenId: payload['common_name'], subject };
+  const commonName = payload['common_name'];
+  if (typeof commonName === 'string' && commonName.length > 0)
+    return isForwardableClaim(commonName) ? { serviceTokenId: commonName, subject } : 'unforwardable';
   return undefined;
 }
 

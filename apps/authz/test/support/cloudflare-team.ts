@@ -51,22 +51,32 @@ export class FakeCloudflareTeam {
   /** A user's Access JWT (or a service token's, with `commonName`). */
   sign(
     audience: string,
-    opts: { email?: string; commonName?: string; issuer?: string; expiresInSeconds?: number; kid?: string; key?: KeyObject } = {},
+    opts: {
+      email?: string;
+      commonName?: string;
+      issuer?: string;
+      expiresInSeconds?: number;
+      /** Seconds from now to put in `iat` (exp counts from it). */
+      issuedInSeconds?: number;
+      omitExp?: boolean;
+      kid?: string;
+      key?: KeyObject;
+    } = {},
   ): Promise<string> {
     const key = opts.kid ? this.keys.find((k) => k.kid === opts.kid)! : this.keys[this.keys.length - 1]!;
     const now = Math.floor(Date.now() / 1000);
+    const iat = now + (opts.issuedInSeconds ?? 0);
     const claims: Record<string, unknown> = opts.commonName
       ? { common_name: opts.commonName, type: 'app' }
       : { email: opts.email ?? 'ada@example.com', type: 'app', identity_nonce: 'n' };
-    return new SignJWT(claims)
+    const jwt = new SignJWT(claims)
       .setProtectedHeader({ alg: 'RS256', kid: key.kid })
       .setIssuer(opts.issuer ?? `https://${this.teamDomain}`)
       .setAudience([audience])
       .setSubject(opts.commonName ? '' : randomUUID())
-      .setIssuedAt(now)
-      .setNotBefore(now)
-      .setExpirationTime(now + (opts.expiresInSeconds ?? 3600))
-      .sign(opts.key ?? key.privateKey);
+      .setIssuedAt(iat)
+      .setNotBefore(now);
+    return (opts.omitExp ? jwt : jwt.setExpirationTime(iat + (opts.expiresInSeconds ?? 3600))).sign(opts.key ?? key.privateKey);
   }
 
   close(): Promise<void> {
