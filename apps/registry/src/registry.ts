@@ -34,7 +34,9 @@ export type RegistryOptions = Pick<
   | 'TRELLIS_MAX_BODY_BYTES'
   | 'TRELLIS_SECURE_COOKIES'
 > &
-  Partial<Pick<RegistryEnv, 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS' | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS' | 'TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS'>>;
+  Partial<
+    Pick<RegistryEnv, 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS' | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS' | 'TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS'>
+  >;
 
 export interface RegistryDeps {
   config: RegistryOptions;

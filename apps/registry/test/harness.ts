@@ -35,7 +35,12 @@ export interface TestRegistry {
   /** A team JWT signed by the key the JWKS endpoint serves. */
   teamToken(
     team: string,
-    opts?: { expiresIn?: string; audience?: string; /** `iat` (seconds) */ issuedAt?: number; /** `exp` (seconds); null: none */ expiresAt?: number | null },
+    opts?: {
+      expiresIn?: string;
+      audience?: string;
+      /** `iat` (seconds) */ issuedAt?: number;
+      /** `exp` (seconds); null: none */ expiresAt?: number | null;
+    },
   ): Promise<string>;
   /** Every key under this suite's prefix with its value: "etcd unchanged" means this is equal before and after. */
   snapshot(): Promise<Record<string, string>>;

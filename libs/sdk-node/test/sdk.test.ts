@@ -282,7 +282,9 @@ describe('attack: a validly signed token the serving process cannot carry (#12 p
       { issuedAt: now + 10 * 365 * 86_400, expiresAt: now + 10 * 365 * 86_400 + 900 },
       { issuedAt: now, expiresAt: now + 100 * 365 * 86_400 },
     ]) {
-      const refused = (await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b', ...claims })).catch((e: ServiceError) => e)) as ServiceError;
+      const refused = (await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b', ...claims })).catch(
+        (e: ServiceError) => e,
+      )) as ServiceError;
       expect(refused.code).toBe(status.UNAUTHENTICATED);
     }
     expect(exited).toBeUndefined();
