@@ -38,6 +38,8 @@ interface Container {
   lifecycle?: unknown;
   restartPolicy?: string;
   securityContext?: Record<string, unknown>;
+  ports?: Array<{ name: string; containerPort: number }>;
+  startupProbe?: Record<string, unknown>;
 }
 interface Manifest {
   kind: string;
@@ -215,6 +217,7 @@ describe('Helm charts', () => {
       bootstrapImage: 'trellis/cli:0.1.0',
       logLevel: 'debug',
       nativeSidecar: false,
+      readyPort: 15021,
       resources: { limits: { memory: '128Mi' } },
     };
     expect(errorsFor(library, all)).toEqual([]);
@@ -600,6 +603,37 @@ describe('Helm charts', () => {
       expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, WORKLOAD_VOLUME]);
     });
 
+    it.each([
+      ['1.28.0', [], ['trellis-bootstrap'], ['orders', 'envoy']],
+      ['1.29.0', [], ['trellis-bootstrap', 'envoy'], ['orders']],
+      ['1.31.2', [], ['trellis-bootstrap', 'envoy'], ['orders']],
+      // An explicit setting wins over the version (e.g. a 1.28 cluster with the SidecarContainers gate on).
+      ['1.28.0', ['--set', 'trellisSidecar.nativeSidecar=true'], ['trellis-bootstrap', 'envoy'], ['orders']],
+      ['1.30.0', ['--set', 'trellisSidecar.nativeSidecar=false'], ['trellis-bootstrap'], ['orders', 'envoy']],
+    ])('on Kubernetes %s %j, Envoy is native only from 1.29', (kubeVersion, args, initContainers, containers) => {
+      const pod = withConsumer((dir) => {
+        const result = run(['template', 'trellis', '--kube-version', kubeVersion, dir, ...(args as string[])]);
+        expect(result.ok ? 'ok' : result.output).toBe('ok');
+        return (parseAllDocuments(result.stdout)[0]!.toJS() as Manifest).spec.template!.spec;
+      });
+      expect(pod.initContainers?.map((c) => c.name)).toEqual(initContainers);
+      expect(pod.containers.map((c) => c.name)).toEqual(containers);
+      const envoy = [...(pod.initContainers ?? []), ...pod.containers].find((c) => c.name === 'envoy')!;
+      expect(envoy.restartPolicy).toBe((initContainers as string[]).includes('envoy') ? 'Always' : undefined);
+    });
+
+    it("Envoy's startup probe waits for GET /ready on the readiness listener the bootstrap renders", () => {
+      const pod = renderConsumer([]);
+      const envoy = pod.initContainers!.find((c) => c.name === 'envoy')!;
+      expect(envoy.ports).toEqual([{ name: 'trellis-ready', containerPort: 15021 }]);
+      expect(envoy.startupProbe).toMatchObject({ httpGet: { path: '/ready', port: 'trellis-ready' }, periodSeconds: 1 });
+      const init = pod.initContainers!.find((c) => c.name === 'trellis-bootstrap')!;
+      expect(init.env).toContainEqual({ name: 'TRELLIS_ENVOY_READY_PORT', value: '15021' });
+      const moved = renderConsumer(['--set', 'trellisSidecar.readyPort=15090']).initContainers!;
+      expect(moved.find((c) => c.name === 'envoy')!.ports).toEqual([{ name: 'trellis-ready', containerPort: 15090 }]);
+      expect(moved.find((c) => c.name === 'trellis-bootstrap')!.env).toContainEqual({ name: 'TRELLIS_ENVOY_READY_PORT', value: '15090' });
+    });
+
     it("the library's schema, copied under trellisSidecar as its README says, makes Helm check a workload's settings", () => {
       const library = byPath.get('trellis-sidecar')!;
       const template = (dir: string, args: string[]) => {
@@ -683,6 +717,7 @@ describe('Helm charts', () => {
           POD_NAME: { fieldRef: { fieldPath: 'metadata.name' } },
           TRELLIS_NODE_ID: '$(POD_NAME)',
           TRELLIS_CERTIFICATE_DIR: WORKLOAD_DIR,
+          TRELLIS_ENVOY_READY_PORT: '15021',
         });
         expect(init.volumeMounts).toEqual([
           { name: 'trellis-envoy-bootstrap', mountPath: '/etc/trellis-envoy' },

@@ -20,6 +20,8 @@ export interface BootstrapRequest {
   adminPort?: number;
   /** This sidecar's own outbound listener port, when another sidecar on the host takes the mesh-wide one. */
   outboundPort?: number;
+  /** A port where GET /ready answers once Envoy has loaded its config (a Kubernetes startup probe). */
+  readyPort?: number;
   format?: 'yaml' | 'json';
   /** Where this host keeps the xDS CA and client certificate, when the control plane serves xDS over TLS. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string };
@@ -46,6 +48,7 @@ export function bootstrapUrl(req: BootstrapRequest): string {
   set('sub_zone', req.locality?.subZone);
   set('admin_port', req.adminPort);
   set('outbound_port', req.outboundPort);
+  set('ready_port', req.readyPort);
   set('ca_file', req.tls?.caFile);
   set('cert_file', req.tls?.certFile);
   set('key_file', req.tls?.keyFile);

@@ -21,6 +21,7 @@ interface BootstrapFlags {
   subZone?: string;
   adminPort?: string;
   outboundPort?: string;
+  readyPort?: string;
   caFile?: string;
   certFile?: string;
   keyFile?: string;
@@ -68,6 +69,12 @@ export function registerBootstrapCommand(program: Command): void {
           'each sidecar on one host needs its own admin and outbound port',
       ).env('TRELLIS_OUTBOUND_PORT'),
     )
+    .addOption(
+      new Option(
+        '--ready-port <port>',
+        'serve GET /ready on this port of every address, answering 200 once Envoy has loaded its listeners (a startup probe)',
+      ).env('TRELLIS_ENVOY_READY_PORT'),
+    )
     .addOption(new Option('--ca-file <path>', 'xDS over TLS: the CA file on the sidecar host').env('TRELLIS_XDS_CA_FILE'))
     .addOption(new Option('--cert-file <path>', 'xDS over TLS: the client certificate').env('TRELLIS_XDS_CERT_FILE'))
     .addOption(new Option('--key-file <path>', 'xDS over TLS: the client key').env('TRELLIS_XDS_KEY_FILE'))
@@ -104,6 +111,7 @@ export function registerBootstrapCommand(program: Command): void {
       };
       const adminPort = port('--admin-port', flags.adminPort);
       const outboundPort = port('--outbound-port', flags.outboundPort);
+      const readyPort = port('--ready-port', flags.readyPort);
       const retryForMs = parseDuration(flags.retryFor);
       if (retryForMs === undefined) throw new CliError(`--retry-for must be a duration like 90s or 2m, got "${flags.retryFor}"`, 2);
       const credentials = process.env['CREDENTIALS_DIRECTORY'];
@@ -128,6 +136,7 @@ export function registerBootstrapCommand(program: Command): void {
           locality: { region: flags.region, zone: flags.zone, subZone: flags.subZone },
           ...(adminPort ? { adminPort } : {}),
           ...(outboundPort ? { outboundPort } : {}),
+          ...(readyPort ? { readyPort } : {}),
           tls: { caFile: flags.caFile, certFile: flags.certFile, keyFile: flags.keyFile },
         },
         { ...(flags.authz && secret ? { authz: { url: flags.authz, secret } } : {}), ...(staticToken ? { staticToken } : {}) },

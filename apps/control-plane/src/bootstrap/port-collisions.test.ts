@@ -55,4 +55,20 @@ describe('bootstrapPortCollision', () => {
   it('refuses an app_port on the outbound port it is given', () => {
     expect(check(15101, 15100, 15101)).toEqual({ field: 'app_port', detail: expect.stringContaining('the outbound listener') });
   });
+
+  it('refuses a ready_port the sidecar binds otherwise, and an app_port on the ready_port', () => {
+    expect(bootstrapPortCollision(model, a, { appPort: 3000, readyPort: 15021 })).toBeUndefined();
+    expect(bootstrapPortCollision(model, a, { appPort: 3000, readyPort: 8080 })).toEqual({
+      field: 'ready_port',
+      detail: expect.stringContaining('the inbound listener'),
+    });
+    expect(bootstrapPortCollision(model, a, { appPort: 3000, readyPort: 15000 })).toEqual({
+      field: 'ready_port',
+      detail: expect.stringContaining('admin'),
+    });
+    expect(bootstrapPortCollision(model, a, { appPort: 15021, readyPort: 15021 })).toEqual({
+      field: 'app_port',
+      detail: expect.stringContaining('the readiness listener'),
+    });
+  });
 });

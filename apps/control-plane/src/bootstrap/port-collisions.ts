@@ -3,7 +3,7 @@
 // meet, so /bootstrap/{service} refuses the request naming the field instead.
 import type { MeshModel, ServiceModel } from '../model';
 
-export type BootstrapPortField = 'app_port' | 'admin_port' | 'outbound_port';
+export type BootstrapPortField = 'app_port' | 'admin_port' | 'outbound_port' | 'ready_port';
 
 export interface PortCollision {
   field: BootstrapPortField;
@@ -15,6 +15,7 @@ export interface BootstrapPorts {
   appPort: number;
   adminPort?: number;
   outboundPort?: number;
+  readyPort?: number;
 }
 
 /** The first collision among the chosen ports and the ports the sidecar binds for the mesh, or undefined. */
@@ -31,7 +32,12 @@ export function bootstrapPortCollision(model: MeshModel, service: ServiceModel, 
   const checks: Array<{ field: BootstrapPortField; port: number | undefined; against: Array<{ port: number; what: string }> }> = [
     { field: 'outbound_port', port: ports.outboundPort, against: [...fixed, admin] },
     { field: 'admin_port', port: ports.adminPort, against: [...fixed, outbound] },
-    { field: 'app_port', port: ports.appPort, against: [...fixed, outbound, admin] },
+    { field: 'ready_port', port: ports.readyPort, against: [...fixed, outbound, admin] },
+    {
+      field: 'app_port',
+      port: ports.appPort,
+      against: [...fixed, outbound, admin, ...(ports.readyPort ? [{ port: ports.readyPort, what: 'the readiness listener' }] : [])],
+    },
   ];
   for (const { field, port, against } of checks) {
     const taken = port === undefined ? undefined : against.find((a) => a.port === port);

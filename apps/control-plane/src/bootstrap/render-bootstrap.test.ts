@@ -19,6 +19,8 @@ beforeAll(() => {
       'envoy/config/bootstrap/v3/bootstrap.proto',
       'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
       'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+      'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+      'envoy/extensions/filters/http/router/v3/router.proto',
     ],
   }).root;
 });
@@ -147,11 +149,46 @@ describe('renderBootstrap', () => {
     const type = root.lookupType('envoy.config.bootstrap.v3.Bootstrap');
     const full = { ...input, xdsToken: 't', xdsTls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' } };
     const workload = { ...input, xdsTls: { caFile: '/ca.pem', workloadCertificate: true } };
-    for (const variant of [full, workload]) {
+    const withReadyPort = { ...input, readyPort: 15021, adminPort: 15100 };
+    for (const variant of [full, workload, withReadyPort]) {
       expect(unknownFields(type, parse(renderBootstrap(variant, 'yaml')) as Record<string, unknown>)).toEqual([]);
       expect(unknownFields(type, JSON.parse(renderBootstrap(variant, 'json')) as Record<string, unknown>)).toEqual([]);
     }
     // …and the check itself notices a misspelt field.
     expect(unknownFields(type, { node: { idd: 'x' } })).toEqual(['node.idd is not a field of .envoy.config.core.v3.Node']);
+  });
+
+  it('with readyPort, proxies GET /ready on every address to the admin interface, and nothing else', () => {
+    const bootstrap = buildBootstrap({ ...input, readyPort: 15021, adminPort: 15100 }) as unknown as {
+      static_resources: {
+        listeners: Array<{
+          name: string;
+          address: unknown;
+          filter_chains: Array<{ filters: Array<{ typed_config: { route_config: unknown } }> }>;
+        }>;
+        clusters: Array<{ name: string; load_assignment: unknown }>;
+      };
+    };
+    const [listener] = bootstrap.static_resources.listeners;
+    expect(listener!.address).toEqual({ socket_address: { address: '0.0.0.0', port_value: 15021 } });
+    expect(listener!.filter_chains[0]!.filters[0]!.typed_config.route_config).toMatchObject({
+      virtual_hosts: [
+        {
+          routes: [
+            {
+              match: { path: '/ready', headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+              route: { cluster: 'trellis-admin' },
+            },
+            { match: { prefix: '/' }, direct_response: { status: 404 } },
+          ],
+        },
+      ],
+    });
+    const admin = bootstrap.static_resources.clusters.find((c) => c.name === 'trellis-admin')!;
+    expect(JSON.stringify(admin.load_assignment)).toContain('"port_value":15100');
+    // Without it: no static listener, no admin cluster.
+    const plain = buildBootstrap(input) as unknown as { static_resources: { listeners?: unknown; clusters: Array<{ name: string }> } };
+    expect(plain.static_resources.listeners).toBeUndefined();
+    expect(plain.static_resources.clusters.map((c) => c.name)).not.toContain('trellis-admin');
   });
 });

@@ -46,6 +46,59 @@ export interface BootstrapInput {
    * Two sidecars on one VM need their own.
    */
   outboundPort?: number;
+  /**
+   * A port on every address where `GET /ready` is proxied to the admin interface's /ready, which
+   * answers 200 only once Envoy is LIVE: its first clusters and listeners from xDS are loaded.
+   * Kubernetes cannot reach the admin interface on 127.0.0.1; a startup probe on this port can,
+   * so the app container starts only when the mesh is ready for it.
+   */
+  readyPort?: number;
+}
+
+export const READY_LISTENER_NAME = 'trellis-ready';
+export const ADMIN_CLUSTER_NAME = 'trellis-admin';
+
+/** The static listener behind `readyPort`: GET /ready only, everything else 404. */
+function readyListener(port: number) {
+  return {
+    name: READY_LISTENER_NAME,
+    address: { socket_address: { address: '0.0.0.0', port_value: port } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+              stat_prefix: 'trellis_ready',
+              route_config: {
+                name: READY_LISTENER_NAME,
+                virtual_hosts: [
+                  {
+                    name: 'ready',
+                    domains: ['*'],
+                    routes: [
+                      {
+                        match: { path: '/ready', headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+                        route: { cluster: ADMIN_CLUSTER_NAME },
+                      },
+                      { match: { prefix: '/' }, direct_response: { status: 404 } },
+                    ],
+                  },
+                ],
+              },
+              http_filters: [
+                {
+                  name: 'envoy.filters.http.router',
+                  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
 }
 
 const V3 = 'V3';
@@ -142,7 +195,14 @@ export function buildBootstrap(input: BootstrapInput): Record<string, unknown> {
       lds_config: adsSource,
     },
     static_resources: {
-      clusters: [xdsClusterWithTls, staticCluster(LOCAL_APP_CLUSTER_NAME, [{ host: '127.0.0.1', port: input.appPort }], http2App)],
+      ...(input.readyPort ? { listeners: [readyListener(input.readyPort)] } : {}),
+      clusters: [
+        xdsClusterWithTls,
+        staticCluster(LOCAL_APP_CLUSTER_NAME, [{ host: '127.0.0.1', port: input.appPort }], http2App),
+        ...(input.readyPort
+          ? [staticCluster(ADMIN_CLUSTER_NAME, [{ host: '127.0.0.1', port: input.adminPort ?? DEFAULT_ADMIN_PORT }], false)]
+          : []),
+      ],
     },
   };
 }

@@ -3,7 +3,8 @@
 // substitute), app_port (required: where the application listens on 127.0.0.1 —
 // never the service port, which the sidecar's inbound listener takes), region/zone/
 // sub_zone, admin_port and outbound_port (per sidecar, so two on one VM do not
-// collide; default the mesh-wide ports), format=yaml|json, and where this control plane serves xDS
+// collide; default the mesh-wide ports), ready_port (GET /ready there answers once
+// Envoy is LIVE, for a startup probe), format=yaml|json, and where this control plane serves xDS
 // over TLS: ca_file (and with client certificates cert_file, key_file — paths on the
 // sidecar's host — or, without them, the workload certificate over path-based SDS).
 // The ADS credential is then the client certificate; otherwise it is
@@ -35,6 +36,7 @@ const Query = z
     app_port: z.coerce.number().int().min(1).max(65535),
     admin_port: z.coerce.number().int().min(1).max(65535).optional(),
     outbound_port: z.coerce.number().int().min(1).max(65535).optional(),
+    ready_port: z.coerce.number().int().min(1).max(65535).optional(),
     region: Segment.optional(),
     zone: Segment.optional(),
     sub_zone: Segment.optional(),
@@ -77,6 +79,7 @@ export function bootstrapHandler(deps: {
       appPort: q.app_port,
       ...(q.admin_port ? { adminPort: q.admin_port } : {}),
       ...(q.outbound_port ? { outboundPort: q.outbound_port } : {}),
+      ...(q.ready_port ? { readyPort: q.ready_port } : {}),
     });
     if (collision) return sendProblem(res, problems.invalidParameter(collision.field, collision.detail));
     if ((q.cert_file === undefined) !== (q.key_file === undefined)) {
@@ -105,6 +108,7 @@ export function bootstrapHandler(deps: {
         : {}),
       ...(q.admin_port ? { adminPort: q.admin_port } : {}),
       ...(q.outbound_port ? { outboundPort: q.outbound_port } : {}),
+      ...(q.ready_port ? { readyPort: q.ready_port } : {}),
     };
     res.type(q.format === 'json' ? 'application/json' : 'application/yaml').send(renderBootstrap(input, q.format));
   };

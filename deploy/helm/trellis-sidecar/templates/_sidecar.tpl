@@ -1,16 +1,19 @@
 {{/*
 Trellis Envoy sidecar for a workload chart. Call each template with a dict:
 
-  (dict "service" "orders" "appPort" 8080 "sidecar" .Values.trellisSidecar)
+  (dict "service" "orders" "appPort" 8080 "sidecar" .Values.trellisSidecar "root" $)
 
 - service: the mesh service name (node.cluster); the pod name becomes node.id.
+- root: the chart's root context ($), so nativeSidecar follows the cluster's version (on from
+  Kubernetes 1.29; the classic container below that). Without it nativeSidecar defaults to on.
 - appPort: the port the application listens on inside the pod (the bootstrap's local-app cluster).
 - sidecar: optional overrides of the settings in "trellis-sidecar.settings" below.
 
 An init container (`trellis bootstrap`, the trellis/cli image) fetches this pod's
 bootstrap from the control plane into a memory emptyDir; Envoy starts from it and receives every listener, route, cluster, endpoint
 and secret over xDS. With nativeSidecar (Kubernetes 1.29+) Envoy runs as a restartable
-init container, so it is up before the application starts and stops after it.
+init container with a startup probe on GET /ready (its listeners loaded), so the
+application starts only once the mesh is ready for it, and stops before Envoy.
 */}}
 
 {{/* Defaults, overridden by the caller's "sidecar" dict (values.schema.json describes them). */}}
@@ -23,6 +26,7 @@ init container, so it is up before the application starts and stops after it.
   "bootstrapImage" "trellis/cli:0.1.0"
   "logLevel" "info"
   "nativeSidecar" true
+  "readyPort" 15021
   "xdsTokenSecret" ""
   "resources" (dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "256Mi"))
   "agent" (dict "enabled" false "image" "trellis/cli:0.1.0" "registryUrl" "http://trellis-registry.trellis.svc:8080" "port" 0 "healthCheck" "" "drainSeconds" 10 "ttlSeconds" 15)
@@ -36,6 +40,9 @@ init container, so it is up before the application starts and stops after it.
 {{- /* mergeOverwrite never lets false override true: copy the switch as given. */}}
 {{- if hasKey $given "nativeSidecar" }}
 {{- $_ := set $settings "nativeSidecar" $given.nativeSidecar }}
+{{- else if .root }}
+{{- /* Restartable init containers (native sidecars) are on by default from Kubernetes 1.29. */}}
+{{- $_ := set $settings "nativeSidecar" (semverCompare ">=1.29-0" .root.Capabilities.KubeVersion.Version) }}
 {{- end }}
 {{- if and (hasKey $given "agent") (hasKey $given.agent "enabled") }}
 {{- $_ := set $settings.agent "enabled" $given.agent.enabled }}
@@ -77,6 +84,23 @@ args:
   - {{ $s.logLevel }}
   # One Envoy per pod: no hot-restart shared memory needed.
   - --disable-hot-restart
+ports:
+  - name: trellis-ready
+    containerPort: {{ $s.readyPort }}
+# GET /ready answers 200 once Envoy is LIVE: its first clusters and listeners from xDS are
+# loaded. As a native sidecar, the app container starts only after this probe passes.
+startupProbe:
+  httpGet:
+    path: /ready
+    port: trellis-ready
+  periodSeconds: 1
+  timeoutSeconds: 1
+  failureThreshold: 300
+readinessProbe:
+  httpGet:
+    path: /ready
+    port: trellis-ready
+  periodSeconds: 5
 resources:
   {{- toYaml $s.resources | nindent 2 }}
 securityContext:
@@ -122,6 +146,9 @@ volumeMounts:
     # The SDS files naming the workload certificate, written before Envoy starts.
     - name: TRELLIS_CERTIFICATE_DIR
       value: {{ include "trellis-sidecar.workloadDir" . }}
+    # The Envoy container's startup probe asks GET /ready here.
+    - name: TRELLIS_ENVOY_READY_PORT
+      value: {{ $s.readyPort | quote }}
     {{- if $authz.name }}
     - name: TRELLIS_AUTHZ_URL
       value: {{ $s.authzUrl | quote }}
