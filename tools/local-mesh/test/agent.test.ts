@@ -203,7 +203,7 @@ describe('trellis CLI', () => {
     expect(await trellis('apply', '-f', dir)).toContain('0 created, 1 changed, 2 unchanged');
     expect(await trellis('apply', '-f', dir)).toContain('no changes');
 
-    expect(await trellis('services', 'ls')).toMatch(/NAME\s+TEAM[\s\S]*billing\s+echo\s+grpc\s+50051\s+ledger/);
+    expect(await trellis('services', 'ls')).toMatch(/NAME\s+TEAM[\s\S]*billing\s+echo\s+grpc\s+50051\s+off\s+ledger/);
     expect(await trellis('services', 'history', 'ledger')).toMatch(/2\s+update[\s\S]*1\s+create/);
     await trellis('services', 'rollback', 'ledger', '--to', '1');
     expect(JSON.parse(await trellis('services', 'get', 'ledger', '-o', 'json')).spec.port).toBe(50051);
