@@ -100,6 +100,21 @@ function routeTarget(callee: ServiceModel): RouteTarget {
   return target;
 }
 
+// A builder input made of the very same parts as last time is the same object as
+// last time, so its memo key (canonicalDigest remembers digests by object) is not
+// computed again for every identity on every rebuild. `make` must build the input
+// from `parts` alone; it is reused only when every part is identical (===).
+const inputs = new WeakMap<object, Map<string, { parts: readonly unknown[]; input: unknown }>>();
+function reused<I>(anchor: object, slot: string, parts: readonly unknown[], make: () => I): I {
+  let slots = inputs.get(anchor);
+  if (!slots) inputs.set(anchor, (slots = new Map()));
+  const known = slots.get(slot);
+  if (known && known.parts.length === parts.length && known.parts.every((part, i) => part === parts[i])) return known.input as I;
+  const input = make();
+  slots.set(slot, { parts, input });
+  return input;
+}
+
 // What a route reads of a dependency (routes.ts RouteDependency), projected once per
 // dependency model: a change a route does not read (a callee's circuit breaker) then
 // gives an equal input, so every caller's routes stay encoded as they were.
@@ -132,7 +147,13 @@ function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: bo
     }
     return [
       make(proxyless ? build.proxylessCluster : build.sidecarCluster, input),
-      make(build.endpoints, { clusterName: edsName, localities: upstream.localities }),
+      make(
+        build.endpoints,
+        reused(upstream.localities, edsName, [edsName, upstream.localities], () => ({
+          clusterName: edsName,
+          localities: upstream.localities,
+        })),
+      ),
     ];
   });
 }
@@ -142,23 +163,48 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   // A sidecar that shares its host with another binds its own outbound port (node metadata).
   const outboundSettings = outboundPort && outboundPort !== settings.outboundPort ? { ...settings, outboundPort } : settings;
   const resources: XdsResource[] = [];
-  const own: InboundService = {
-    name: service.name,
-    protocol: service.protocol,
-    port: service.port,
-    ingress: service.ingress,
-    callers: service.callers,
-    policy: service.policy,
-    mtls: service.mtls,
-  };
-  if (service.inbound) resources.push(make(build.inboundListener, { service: own, tokens, settings, trustDomain: model.trustDomain }));
-  if (service.inbound && service.protocol !== 'tcp') resources.push(make(build.inboundRoutes, { service: own }));
+  const own = reused(
+    service.callers,
+    'inbound',
+    [service.name, service.protocol, service.port, service.ingress, service.callers, service.policy, service.mtls],
+    (): InboundService => ({
+      name: service.name,
+      protocol: service.protocol,
+      port: service.port,
+      ingress: service.ingress,
+      callers: service.callers,
+      policy: service.policy,
+      mtls: service.mtls,
+    }),
+  );
+  const trustDomain = model.trustDomain;
+  if (service.inbound)
+    resources.push(
+      make(
+        build.inboundListener,
+        reused(own, 'listener', [own, tokens, settings, trustDomain], () => ({ service: own, tokens, settings, trustDomain })),
+      ),
+    );
+  if (service.inbound && service.protocol !== 'tcp')
+    resources.push(
+      make(
+        build.inboundRoutes,
+        reused(own, 'routes', [own], () => ({ service: own })),
+      ),
+    );
 
   const httpDeps = deps.filter((d) => d.callee.protocol !== 'tcp');
   if (httpDeps.length > 0) {
     const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
     resources.push(
-      make(build.outboundListener, { source: service.name, settings: outboundSettings, perRouteRateLimit }),
+      make(
+        build.outboundListener,
+        reused(own, `outbound|${perRouteRateLimit}`, [service.name, outboundSettings, perRouteRateLimit], () => ({
+          source: service.name,
+          settings: outboundSettings,
+          perRouteRateLimit,
+        })),
+      ),
       make(build.outboundRoutes, {
         source: service.name,
         deps: httpDeps.map((d) => ({ dep: routeDependency(d.dep), callee: routeTarget(d.callee) })),
@@ -173,12 +219,15 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   }
   // ext_authz runs on the outbound listener and on a public service's inbound one.
   if (httpDeps.length > 0 || (service.inbound && service.ingress && service.protocol !== 'tcp')) {
-    const { host, port } = settings.authzCluster;
-    // SNI only when authz is reached by name (an IP literal is no server name).
-    const peer = settings.authzTls
-      ? { spiffeId: componentSpiffeIdOf(model.trustDomain, 'authz'), sni: isIP(host) === 0 && host.length <= 253 ? host : '' }
-      : undefined;
-    resources.push(make(build.authzCluster, { host, port, connectTimeoutMs: settings.connectTimeoutMs, ...(peer ? { peer } : {}) }));
+    const authzInput = reused(settings, `authz|${trustDomain}`, [settings, trustDomain], () => {
+      const { host, port } = settings.authzCluster;
+      // SNI only when authz is reached by name (an IP literal is no server name).
+      const peer = settings.authzTls
+        ? { spiffeId: componentSpiffeIdOf(trustDomain, 'authz'), sni: isIP(host) === 0 && host.length <= 253 ? host : '' }
+        : undefined;
+      return { host, port, connectTimeoutMs: settings.connectTimeoutMs, ...(peer ? { peer } : {}) };
+    });
+    resources.push(make(build.authzCluster, authzInput));
   }
   return resources;
 }

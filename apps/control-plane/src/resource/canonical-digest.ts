@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 const digests = new WeakMap<object, string>();
 
 /** Canonical texts up to this length are used as they are instead of being hashed. */
-const INLINE_MAX = 96;
+const INLINE_MAX = 256;
 
 export function canonicalDigest(value: unknown): string {
   try {
