@@ -431,6 +431,64 @@ describe('Helm charts', () => {
       ]);
     });
 
+    it("exposes the registry's API and UI through an Ingress or a Contour HTTPProxy, TLS from values, never both", () => {
+      const umbrella = byPath.get('trellis')!;
+      const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]) as unknown as Array<{
+        kind: string;
+        metadata: { name: string; annotations?: Record<string, string> };
+        spec: Record<string, unknown>;
+      }>;
+      const ingress = docs.find((d) => d.kind === 'Ingress')!;
+      expect(ingress.metadata).toMatchObject({
+        name: 'trellis-registry',
+        annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt' },
+      });
+      expect(ingress.spec).toEqual({
+        ingressClassName: 'nginx',
+        tls: [{ hosts: ['registry.example.com'], secretName: 'registry-tls' }],
+        rules: [
+          {
+            host: 'registry.example.com',
+            http: {
+              paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'trellis-registry', port: { name: 'http' } } } }],
+            },
+          },
+        ],
+      });
+      const viaContour = render([
+        umbrella.dir,
+        '--set',
+        'registry.httpProxy.enabled=true',
+        '--set',
+        'registry.httpProxy.host=registry.example.com',
+        '--set',
+        'registry.httpProxy.tlsSecretName=registry-tls',
+      ]) as unknown as Array<{ kind: string; spec: Record<string, unknown> }>;
+      expect(viaContour.find((d) => d.kind === 'HTTPProxy')!.spec).toEqual({
+        virtualhost: { fqdn: 'registry.example.com', tls: { secretName: 'registry-tls' } },
+        routes: [{ conditions: [{ prefix: '/' }], services: [{ name: 'trellis-registry', port: 8080 }] }],
+      });
+      const both = run([
+        'template',
+        'trellis',
+        '--kube-version',
+        '1.30.0',
+        umbrella.dir,
+        '--set',
+        'registry.ingress.enabled=true',
+        '--set',
+        'registry.ingress.host=r.example.com',
+        '--set',
+        'registry.httpProxy.enabled=true',
+        '--set',
+        'registry.httpProxy.host=r.example.com',
+      ]);
+      expect(both.ok).toBe(false);
+      expect(both.output).toContain('choose ingress.enabled or httpProxy.enabled, not both');
+      const noHost = run(['template', 'trellis', '--kube-version', '1.30.0', umbrella.dir, '--set', 'registry.ingress.enabled=true']);
+      expect(noHost.output).toContain('registry: ingress.host is required');
+    });
+
     it('extra volumes and containers, ServiceMonitor TLS and relabelings, xDS mTLS and a Redis client certificate come from values', () => {
       const umbrella = byPath.get('trellis')!;
       const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]) as unknown as Array<{
@@ -506,6 +564,7 @@ describe('Helm charts', () => {
           'ExtensionService',
           'HTTPProxy',
           'HorizontalPodAutoscaler',
+          'Ingress',
           'NetworkPolicy',
           'PodDisruptionBudget',
           'PrometheusRule',
