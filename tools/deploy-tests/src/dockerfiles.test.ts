@@ -9,7 +9,7 @@ import { APPS, WORKSPACE_ROOT, readWorkspaceFile } from './workspace';
 const PORTS: Record<(typeof APPS)[number], string[]> = {
   registry: ['8080'],
   'control-plane': ['18000', '18080'],
-  authz: ['9191', '8181'],
+  authz: ['9191', '8181', '8443'],
 };
 
 /** The Node.js LTS line the images run (deploy/README.md); CI may test on an older Node. */

@@ -261,14 +261,69 @@ describe('Helm charts', () => {
         .filter(Boolean);
     };
     const kinds = (docs: Array<{ kind: string }>) => docs.map((d) => d.kind).sort();
+    // authz has no default mesh CA (the operator's PKI supplies it): every render names one.
+    const meshCa = (path: string) =>
+      path === 'trellis'
+        ? ['--set', 'authz.ca.existingSecret=mesh-ca']
+        : path === 'trellis/charts/authz'
+          ? ['--set', 'ca.existingSecret=mesh-ca']
+          : [];
+    const umbrellaDefaults = () => [byPath.get('trellis')!.dir, ...meshCa('trellis')];
 
     it.each(charts.filter((c) => c.meta.type !== 'library').map((c) => c.path))('helm lint --strict %s', (path) => {
-      const result = run(['lint', '--strict', byPath.get(path)!.dir]);
+      const result = run(['lint', '--strict', byPath.get(path)!.dir, ...meshCa(path)]);
       expect(result.ok ? 'ok' : result.output).toBe('ok');
     });
 
+    it.each([
+      ['the umbrella', 'trellis', '(authz.ca.existingSecret in the umbrella chart)'],
+      ['authz alone', 'trellis/charts/authz', 'set ca.existingSecret'],
+    ])('%s with its defaults fails naming the mesh CA value to set, and generates no CA', (_name, path, value) => {
+      const result = run(['template', 'trellis', '--kube-version', '1.30.0', byPath.get(path)!.dir]);
+      expect(result.ok).toBe(false);
+      expect(result.output).toContain(value);
+      const authz = byPath.get('trellis/charts/authz')!;
+      expect(Object.keys(authz.templates).filter((file) => /\bTRELLIS_CA_DEV_ROOT_DIR\b/.test(authz.templates[file]!))).toEqual([]);
+    });
+
+    it('authz with the mesh CA: the CA Secret mounted as the files authz reads, the mTLS port in the Service, pod and NetworkPolicy', () => {
+      const dir = byPath.get('trellis/charts/authz')!.dir;
+      const docs = render([dir, '--set', 'ca.existingSecret=mesh-ca', '--set', 'ca.trustBundleKey=ca.crt']) as unknown as Array<{
+        kind: string;
+        metadata: { name: string };
+        spec: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      }>;
+      const pod = docs.find((d) => d.kind === 'Deployment')!.spec['template'].spec;
+      const container = pod.containers[0] as Container & { readinessProbe: object };
+      const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+      expect(env).toMatchObject({
+        TRELLIS_MTLS_PORT: '8443',
+        TRELLIS_TRUST_DOMAIN: 'trellis.local',
+        TRELLIS_CA_CERT_FILE: '/etc/trellis/ca/tls.crt',
+        TRELLIS_CA_KEY_FILE: '/etc/trellis/ca/tls.key',
+        TRELLIS_CA_TRUST_BUNDLE_FILE: '/etc/trellis/ca/ca.crt',
+      });
+      expect(env['TRELLIS_ALLOW_INSECURE_CALLERS']).toBeUndefined();
+      expect(container.volumeMounts).toContainEqual({ name: 'mesh-ca', mountPath: '/etc/trellis/ca', readOnly: true });
+      expect(pod.volumes).toContainEqual({ name: 'mesh-ca', secret: expect.objectContaining({ secretName: 'mesh-ca' }) });
+      expect(container.ports).toContainEqual({ name: 'mtls', containerPort: 8443, protocol: 'TCP' });
+      // The kubelet's gRPC probe cannot present a client certificate: readiness is asked on the plain HTTP port.
+      expect(container.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 'http' } });
+      const service = docs.find((d) => d.kind === 'Service')!;
+      expect(service.spec['ports']).toContainEqual({ name: 'mtls', port: 8443, targetPort: 'mtls', protocol: 'TCP', appProtocol: 'https' });
+      const policy = docs.find((d) => d.kind === 'NetworkPolicy')!;
+      expect(policy.spec['ingress'][0].ports).toContainEqual({ port: 'mtls', protocol: 'TCP' });
+      // Without a trust bundle key the CA certificate is its own root; allowInsecureCallers is the only way around a CA.
+      const root = render([dir, '--set', 'ca.existingSecret=mesh-ca']);
+      expect(JSON.stringify(root)).not.toContain('TRELLIS_CA_TRUST_BUNDLE_FILE');
+      const dev = render([dir, '--set', 'allowInsecureCallers=true']);
+      const devEnv = JSON.stringify(dev);
+      expect(devEnv).toContain('{"name":"TRELLIS_ALLOW_INSECURE_CALLERS","value":"true"}');
+      expect(devEnv).not.toContain('TRELLIS_CA_CERT_FILE');
+    });
+
     it('the umbrella renders every app with its defaults', () => {
-      expect(kinds(render([byPath.get('trellis')!.dir]))).toEqual([
+      expect(kinds(render(umbrellaDefaults()))).toEqual([
         'ConfigMap',
         'ConfigMap',
         'Deployment',
@@ -299,7 +354,7 @@ describe('Helm charts', () => {
 
     // GitOps tools (Argo CD, Flux) render on every sync: different bytes would rotate secrets.
     it.each([
-      ['defaults', []],
+      ['defaults', ['--set', 'authz.ca.existingSecret=mesh-ca']],
       ['every option on', ['-f', join(HELM_DIR, 'trellis/ci/all-features-values.yaml')]],
     ])('renders the same bytes twice (%s)', (_name, args) => {
       const template = () => run(['template', 'trellis', '--kube-version', '1.30.0', byPath.get('trellis')!.dir, ...(args as string[])]);
@@ -309,7 +364,7 @@ describe('Helm charts', () => {
     });
 
     it('creates missing Secrets in a pre-install/pre-upgrade hook Job whose pod no app Service selects', () => {
-      const docs = render([byPath.get('trellis')!.dir]) as Array<Manifest & Record<string, never>>;
+      const docs = render(umbrellaDefaults()) as Array<Manifest & Record<string, never>>;
       const services = docs.filter((d) => d.kind === 'Service') as unknown as Array<{ spec: { selector: Record<string, string> } }>;
       const jobs = docs.filter((d) => d.kind === 'Job') as unknown as Array<{
         metadata: { name: string; annotations: Record<string, string> };
@@ -350,6 +405,7 @@ describe('Helm charts', () => {
         '--kube-version',
         '1.30.0',
         byPath.get(`trellis/charts/${app}`)!.dir,
+        ...meshCa(`trellis/charts/${app}`),
         '--set',
         'secretGenerator.enabled=false',
       ]);
@@ -383,7 +439,7 @@ describe('Helm charts', () => {
     });
 
     it('a NetworkPolicy per app admits ingress only to the ports its pods listen on', () => {
-      const docs = render([byPath.get('trellis')!.dir]) as unknown as Array<{
+      const docs = render(umbrellaDefaults()) as unknown as Array<{
         kind: string;
         metadata: { name: string };
         spec: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -598,6 +654,8 @@ describe('Helm charts', () => {
       const authz = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'trellis-authz')!.spec.template!.spec;
       const authzEnv = Object.fromEntries((authz.containers[0]!.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
       expect(authzEnv).toMatchObject({
+        TRELLIS_CA_CERT_FILE: '/etc/trellis/ca/tls.crt',
+        TRELLIS_CA_TRUST_BUNDLE_FILE: '/etc/trellis/ca/ca.crt',
         TRELLIS_REDIS_USERNAME: 'trellis-authz',
         TRELLIS_REDIS_PASSWORD_FILE: '/etc/trellis/redis-auth/password',
         TRELLIS_REDIS_TLS_CA_FILE: '/etc/trellis/redis-tls/ca.crt',

@@ -136,7 +136,11 @@ describe('the umbrella chart renders them', () => {
   const helm = findHelm();
   (helm ? it : it.skip)('as a PrometheusRule holding the rule file and a ConfigMap holding the dashboard, both off by default', () => {
     const template = (...args: string[]) => {
-      const result = spawnSync(helm!, ['template', 'trellis', CHART, '--kube-version', '1.30.0', ...args], { encoding: 'utf8' });
+      const result = spawnSync(
+        helm!,
+        ['template', 'trellis', CHART, '--kube-version', '1.30.0', '--set', 'authz.ca.existingSecret=mesh-ca', ...args],
+        { encoding: 'utf8' },
+      );
       expect(result.status === 0 ? 'ok' : result.stderr).toBe('ok');
       return parseAllDocuments(result.stdout).map(
         (d) => d.toJS() as { kind: string; metadata: { labels: Record<string, string> }; spec?: unknown; data?: Record<string, string> },

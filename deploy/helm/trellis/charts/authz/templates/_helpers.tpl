@@ -143,3 +143,14 @@ passwordKey: {{ dig "auth" "passwordKey" "" $local | default (dig "auth" "passwo
 {{- define "trellis-authz.signingKeysSecretName" -}}
 {{- default (printf "%s-signing-keys" (include "trellis-authz.fullname" .)) .Values.signingKeys.existingSecret }}
 {{- end }}
+
+{{/*
+authz verifies every caller's client certificate against the mesh CA and refuses to start
+without one: fail at render time, naming the value, instead of a crash-looping pod. The chart
+never generates a CA (docs/security.md: the operator's PKI owns the root).
+*/}}
+{{- define "trellis-authz.requireCa" -}}
+{{- if and (not .Values.ca.existingSecret) (not .Values.allowInsecureCallers) -}}
+{{- fail "trellis-authz: set ca.existingSecret (authz.ca.existingSecret in the umbrella chart): a Secret with tls.crt and tls.key, the root or intermediate your PKI issues for the mesh (and trustBundleKey for an intermediate's roots). authz requires client certificates and verifies them against this CA; the chart never generates one. allowInsecureCallers=true is for local development only." -}}
+{{- end -}}
+{{- end }}
