@@ -104,6 +104,20 @@ it('serves the topology with an ETag and answers 304 to a matching If-None-Match
   expect(changed.body.nodes.map((n: { name: string }) => n.name)).toContain('tagged2');
 });
 
+it('leaves an unusable stored record out of the view, counted, and reports the view in /readyz', async () => {
+  // Written past the registry, as a buggy or hostile writer with etcd access would.
+  await registry.client.put(registry.layout.service('mangled')).value('{"spec": "not a service"}');
+  expect((await call(registry.url, 'PUT', '/api/v1/services/after-mangled', { ...admin, json: spec('after-mangled') })).status).toBe(201);
+  // The write after it is visible, so the view has applied the bad record too.
+  expect((await call(registry.url, 'GET', '/api/v1/services/after-mangled')).status).toBe(200);
+  expect((await call(registry.url, 'GET', '/api/v1/services/mangled')).status).toBe(404);
+  const listed = await call(registry.url, 'GET', '/api/v1/services');
+  expect(listed.body.items.map((s: { spec: { name: string } }) => s.spec.name)).not.toContain('mangled');
+  expect((await call(registry.url, 'GET', '/metrics')).text).toMatch(/trellis_registry_invalid_records_total\{kind="service"\} 1\b/);
+  expect((await call(registry.url, 'GET', '/readyz')).body.checks).toMatchObject({ etcd: true, view: true });
+  await registry.client.delete().key(registry.layout.service('mangled'));
+});
+
 describe('a write through another replica', () => {
   let other: RegistryService;
   let otherUrl: string;
