@@ -744,6 +744,7 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
       cp.cpuSecondsPerChange.toFixed(3),
       ratio(cp.cpuSecondsPerChange, floor.cpuSecondsPerChange),
     ],
+    ['  of which idle (same time, no change)', floor.idleCpuSecondsPerChange.toFixed(3), cp.idleCpuSecondsPerChange.toFixed(3), '—'],
     ['server peak RSS, MiB', floor.maxRssMiB.toFixed(0), cp.maxRssMiB.toFixed(0), ratio(cp.maxRssMiB, floor.maxRssMiB)],
     [
       'event-loop delay p99 / max, ms',
