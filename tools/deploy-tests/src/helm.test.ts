@@ -512,7 +512,7 @@ describe('Helm charts', () => {
         ],
       });
       const viaContour = render([
-        umbrella.dir,
+        ...umbrellaDefaults(),
         '--set',
         'registry.httpProxy.enabled=true',
         '--set',
@@ -529,7 +529,7 @@ describe('Helm charts', () => {
         'trellis',
         '--kube-version',
         '1.30.0',
-        umbrella.dir,
+        ...umbrellaDefaults(),
         '--set',
         'registry.ingress.enabled=true',
         '--set',
@@ -541,7 +541,15 @@ describe('Helm charts', () => {
       ]);
       expect(both.ok).toBe(false);
       expect(both.output).toContain('choose ingress.enabled or httpProxy.enabled, not both');
-      const noHost = run(['template', 'trellis', '--kube-version', '1.30.0', umbrella.dir, '--set', 'registry.ingress.enabled=true']);
+      const noHost = run([
+        'template',
+        'trellis',
+        '--kube-version',
+        '1.30.0',
+        ...umbrellaDefaults(),
+        '--set',
+        'registry.ingress.enabled=true',
+      ]);
       expect(noHost.output).toContain('registry: ingress.host is required');
     });
 
@@ -602,7 +610,7 @@ describe('Helm charts', () => {
         'trellis',
         '--kube-version',
         '1.30.0',
-        umbrella.dir,
+        ...umbrellaDefaults(),
         '--set',
         'control-plane.xds.tls.requireClientCertificates=true',
       ]);
@@ -687,6 +695,47 @@ describe('Helm charts', () => {
         ],
       ]);
       expect(proxies[0]!.spec.virtualhost!.authorization).toMatchObject({ extensionRef: { name: 'trellis-authz' } });
+      // Contour's Envoy speaks gRPC over mTLS to authz: TLS validated against the mesh roots and authz's DNS SAN
+      // (Contour matches only DNS SANs, so authz serves the operator's certificate carrying one).
+      const extension = docs.find((d) => d.kind === 'ExtensionService')! as unknown as { spec: Record<string, unknown> };
+      expect(extension.spec).toMatchObject({
+        protocol: 'h2',
+        validation: { caSecret: 'mesh-roots', subjectName: 'trellis-authz.default.svc' },
+        services: [{ name: 'trellis-authz', port: 9191 }],
+      });
+      expect(authzEnv).toMatchObject({
+        TRELLIS_TLS_CERT_FILE: '/etc/trellis/tls/tls.crt',
+        TRELLIS_TLS_KEY_FILE: '/etc/trellis/tls/tls.key',
+      });
+      expect(authz.volumes).toContainEqual(
+        expect.objectContaining({ name: 'serving-tls', secret: expect.objectContaining({ secretName: 'authz-serving-tls' }) }),
+      );
+    });
+
+    it.each([
+      [
+        'without the serving certificate',
+        ['--set', 'ca.existingSecret=mesh-ca', '--set', 'contour.validation.caSecret=mesh-roots'],
+        'contour.enabled needs tls.existingSecret',
+      ],
+      [
+        'without the roots that verify authz',
+        ['--set', 'ca.existingSecret=mesh-ca', '--set', 'tls.existingSecret=authz-tls'],
+        'contour.enabled needs contour.validation.caSecret',
+      ],
+    ])('the Contour ExtensionService is refused %s', (_name, args, message) => {
+      const result = run([
+        'template',
+        'trellis',
+        '--kube-version',
+        '1.30.0',
+        byPath.get('trellis/charts/authz')!.dir,
+        '--set',
+        'contour.enabled=true',
+        ...args,
+      ]);
+      expect(result.ok).toBe(false);
+      expect(result.output).toContain(message);
     });
 
     /** Runs `use` on a copy of tools/deploy-tests/fixtures/sidecar-consumer with the library copied in. */

@@ -153,4 +153,7 @@ never generates a CA (docs/security.md: the operator's PKI owns the root).
 {{- if and (not .Values.ca.existingSecret) (not .Values.allowInsecureCallers) -}}
 {{- fail "trellis-authz: set ca.existingSecret (authz.ca.existingSecret in the umbrella chart): a Secret with tls.crt and tls.key, the root or intermediate your PKI issues for the mesh (and trustBundleKey for an intermediate's roots). authz requires client certificates and verifies them against this CA; the chart never generates one. allowInsecureCallers=true is for local development only." -}}
 {{- end -}}
+{{- if and .Values.contour.enabled (not .Values.tls.existingSecret) -}}
+{{- fail "trellis-authz: contour.enabled needs tls.existingSecret: authz's serving certificate from the mesh CA with the URI SAN spiffe://<trustDomain>/trellis/authz and the DNS SAN in contour.validation.subjectName (Contour validates only DNS SANs; authz's self-issued certificate has none)" -}}
+{{- end -}}
 {{- end }}
