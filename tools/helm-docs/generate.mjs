@@ -7,7 +7,7 @@
 //   node tools/helm-docs/generate.mjs [--check] [chart-dir ...]   (default: every app chart and the umbrella)
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
+import { isMap, isScalar, parseDocument } from 'yaml';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 export const BEGIN = '<!-- values:begin (tools/helm-docs/generate.mjs; do not edit) -->';
