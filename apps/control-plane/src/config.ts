@@ -51,6 +51,11 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   TRELLIS_XDS_TLS_CERT_FILE: z.string().min(1).optional(),
   TRELLIS_XDS_TLS_KEY_FILE: z.string().min(1).optional(),
   TRELLIS_XDS_TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
+  /**
+   * Bearer token for /debug/* and any /bootstrap (the registry's admin token). Unset:
+   * /debug answers loopback only, and a bootstrap needs the service's xDS token.
+   */
+  TRELLIS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** This replica's name in proxy status records. */
   TRELLIS_CONTROL_PLANE_ID: z.string().min(1).max(256).default(`${hostname()}-${process.pid}`),
   /** Debounce of registry changes: wait this long after the last change… */

@@ -4,7 +4,7 @@
 // returns; tests start it on port 0.
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { EtcdProbe, MeshStore, MeshWatcher, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import { EtcdProbe, MeshStore, MeshWatcher, secretDigest, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
 import { bindGrpcServer, serveGrpcHealth, stopGrpcServer } from '@trellis/runtime/grpc';
 import type { ControlPlaneConfig } from './config';
@@ -23,6 +23,7 @@ import {
   ProxyStatusWriter,
   SnapshotCache,
   xdsServerCredentials,
+  xdsTokenRefusal,
   type XdsCallbacks,
 } from './xds';
 
@@ -38,6 +39,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_CONTROL_PLANE_ID'
   | 'TRELLIS_XDS_DEBOUNCE_MS'
   | 'TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION'
+  | 'TRELLIS_ADMIN_TOKEN'
   | 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS'
   | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS'
   | 'TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS'
@@ -206,6 +208,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     retained: () => rebuilds.retained(),
     xdsAddresses: advertise,
     xdsTransport: xdsTransportOf(config),
+    adminDigest: config.TRELLIS_ADMIN_TOKEN ? secretDigest(config.TRELLIS_ADMIN_TOKEN) : undefined,
+    bootstrapOpen: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS && config.TRELLIS_XDS_TLS_CLIENT_CA_FILE === undefined,
+    serviceTokenRefusal: (token, service) => xdsTokenRefusal(token, service, watcher.state),
     logger,
   });
   const { server: httpServer, port: httpPort } = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {

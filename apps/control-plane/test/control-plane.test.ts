@@ -178,7 +178,7 @@ describe('control plane over etcd', () => {
         return (expiresAt === null ? jwt : jwt.setExpirationTime(expiresAt)).sign(privateKey);
       };
       secure = await startControlPlaneHarness(
-        { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure' },
+        { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure', TRELLIS_ADMIN_TOKEN: 'cp-admin-token-0123456789' },
         undefined,
         h.etcd,
       );
@@ -235,6 +235,30 @@ describe('control plane over etcd', () => {
       const closed = await client.closedWith();
       expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
       expect(closed.details).toMatch(reason);
+    });
+
+    it('attack (#12 point 8): the debug endpoints answer only the admin token', async () => {
+      for (const path of ['/debug/config_dump?service=a', '/debug/streams', '/debug/model']) {
+        expect((await fetch(`${secure.httpUrl}${path}`)).status).toBe(401);
+        const wrong = await fetch(`${secure.httpUrl}${path}`, { headers: { authorization: 'Bearer not-the-admin-token-000' } });
+        expect(wrong.status).toBe(401);
+        // Not even a service's own xDS token reads them.
+        const service = await fetch(`${secure.httpUrl}${path}`, { headers: { authorization: `Bearer ${await sign({ sub: 'a' })}` } });
+        expect(service.status).toBe(401);
+        const admin = await fetch(`${secure.httpUrl}${path}`, { headers: { authorization: 'Bearer cp-admin-token-0123456789' } });
+        expect(admin.status).toBe(200);
+      }
+    });
+
+    it("attack (#12 point 8): a bootstrap answers only that service's xDS token or the admin token", async () => {
+      const get = async (token?: string) =>
+        (await fetch(`${secure.httpUrl}/bootstrap/a?app_port=18081`, token ? { headers: { authorization: `Bearer ${token}` } } : {})).status;
+      expect(await get()).toBe(401);
+      expect(await get(await sign({ sub: 'b' }))).toBe(401); // another service's xDS token
+      expect(await get(await sign({ sub: 'a', aud: 'b' }))).toBe(401); // a mesh token, not an xDS token
+      expect(await get(await sign({ sub: 'a', issuedAt: Math.floor(Date.now() / 1000) - 1000 }))).toBe(401); // expired
+      expect(await get(await sign({ sub: 'a' }))).toBe(200);
+      expect(await get('cp-admin-token-0123456789')).toBe(200);
     });
 
     it('serves a client whose xDS token names its service', async () => {

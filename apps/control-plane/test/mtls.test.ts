@@ -9,6 +9,10 @@ import { createTestPki, type TestPki } from './support/test-pki';
 
 jest.setTimeout(120_000);
 
+
+const ADMIN_TOKEN = 'test-admin-token-0123456789';
+/** Bootstraps are not open here (xDS requires certificates): the admin token reads them. */
+const asAdmin = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
 describe('xDS over mTLS', () => {
   let pki: TestPki;
   let h: ControlPlaneHarness;
@@ -28,6 +32,7 @@ describe('xDS over mTLS', () => {
       TRELLIS_XDS_TLS_CERT_FILE: pki.serverCertFile,
       TRELLIS_XDS_TLS_KEY_FILE: pki.serverKeyFile,
       TRELLIS_XDS_TLS_CLIENT_CA_FILE: pki.caFile,
+      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
     });
     await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: 8080 }, 'test');
   });
@@ -58,9 +63,7 @@ describe('xDS over mTLS', () => {
   });
 
   it("renders bootstraps that reach xDS over TLS with the sidecar's certificate, and no token", async () => {
-    const res = await fetch(
-      `${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&cert_file=/run/creds/a.crt&key_file=/run/creds/a.key&format=json`,
-    );
+    const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&cert_file=/run/creds/a.crt&key_file=/run/creds/a.key&format=json`, asAdmin);
     expect(res.status).toBe(200);
     const text = await res.text();
     const tls = JSON.parse(text).static_resources.clusters.find((c: { name: string }) => c.name === 'trellis-xds').transport_socket;
@@ -72,16 +75,16 @@ describe('xDS over mTLS', () => {
       },
     });
     expect(text).not.toContain('TRELLIS_XDS_TOKEN');
-    const relative = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=creds/a.crt`);
+    const relative = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=creds/a.crt`, asAdmin);
     expect(relative.status).toBe(400);
     expect(await relative.json()).toMatchObject({ errors: [{ field: 'cert_file' }] });
-    const halfPair = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=/run/creds/a.crt`);
+    const halfPair = await fetch(`${h.httpUrl}/bootstrap/a?app_port=18081&cert_file=/run/creds/a.crt`, asAdmin);
     expect(halfPair.status).toBe(400);
     expect(await halfPair.json()).toMatchObject({ errors: [{ field: 'key_file' }] });
   });
 
   it('renders bootstraps that present the workload certificate over path-based SDS when no certificate files are named', async () => {
-    const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&format=json`);
+    const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&format=json`, asAdmin);
     expect(res.status).toBe(200);
     const text = await res.text();
     const tls = JSON.parse(text).static_resources.clusters.find((c: { name: string }) => c.name === 'trellis-xds').transport_socket;

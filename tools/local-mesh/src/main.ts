@@ -52,7 +52,7 @@ Trellis is up.
   registry UI        ${mesh.registryUrl}/            (admin token: ${mesh.adminToken})
   registry API       ${mesh.registryUrl}/api/v1/services   OpenAPI: ${mesh.registryUrl}/openapi.json
   topology           ${mesh.registryUrl}/topology
-  control plane      xDS ${mesh.controlPlane.xdsAddress}   ${mesh.controlPlane.httpUrl}/debug/config_dump?node=front-1
+  control plane      xDS ${mesh.controlPlane.xdsAddress}   config dump: TRELLIS_TOKEN=<admin token> npx trellis config-dump front-1  (${mesh.controlPlane.httpUrl}/debug/*: Bearer <admin token>)
   authz              gRPC ${mesh.authz.grpcAddress} and tokens ${mesh.authz.mtlsUrl}/v1/token (mTLS: dev CA in ${join(dataDir, 'ca')})   JWKS ${mesh.authz.httpUrl}/.well-known/jwks.json
   metrics            ${mesh.registryUrl}/metrics  ${mesh.controlPlane.httpUrl}/metrics  ${mesh.authz.httpUrl}/metrics
   etcd ${mesh.etcdEndpoint}   redis ${mesh.redisUrl}

@@ -117,6 +117,8 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           TRELLIS_XDS_PORT: String(ports.xds),
           TRELLIS_HTTP_PORT: String(ports.controlPlaneHttp),
           TRELLIS_AUTHZ_ADDRESS: `127.0.0.1:${ports.authzGrpc}`,
+          // /debug/* and bootstraps answer the admin token (the CLI's TRELLIS_TOKEN), as in production.
+          TRELLIS_ADMIN_TOKEN: adminToken,
           ...(pki
             ? {
                 // Production's setting: only workload certificates naming node.cluster (proxyless apps come through their agent).

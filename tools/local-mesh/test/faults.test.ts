@@ -123,7 +123,9 @@ const serviceSpec = (name: string, dependencies: string[]) => ({
 
 /** The dependencies a proxyless proxy of `service` is configured for by the control plane now (its API listeners). */
 async function servedDependencies(service: string): Promise<string[] | undefined> {
-  const res = await fetch(`${mesh.controlPlane.httpUrl}/debug/config_dump?service=${service}&kind=proxyless`);
+  const res = await fetch(`${mesh.controlPlane.httpUrl}/debug/config_dump?service=${service}&kind=proxyless`, {
+    headers: { authorization: `Bearer ${mesh.adminToken}` },
+  });
   if (!res.ok) return undefined;
   const text = JSON.stringify(await res.json());
   // Listener names are the xds:/// targets; the server listener is the only other one.

@@ -32,6 +32,8 @@ export interface XdsTokenSource {
   authz?: { url: string; secret: string };
   /** A static token (a credential file), used when authz is not configured or cannot issue one. */
   staticToken?: string;
+  /** The admin token (the CLI context's): reads the bootstrap when there is no xDS token; never filled in. */
+  adminToken?: string;
 }
 
 export interface RenderedBootstrap {
@@ -74,20 +76,12 @@ export class BootstrapError extends Error {
 /** Statuses worth asking again for: not known yet, not ready, overloaded, a proxy in between failing. */
 const RETRYABLE_STATUS = new Set([404, 408, 425, 429, 500, 502, 503, 504]);
 
-/** Fetches and fills the bootstrap; throws a BootstrapError saying what is missing or who refused. */
+/**
+ * Fetches and fills the bootstrap; throws a BootstrapError saying what is missing or who
+ * refused. The xDS token is obtained first: it is also what the control plane asks for
+ * before it hands out the service's bootstrap (unless it admits insecure xDS clients).
+ */
 export async function renderEnvoyBootstrap(req: BootstrapRequest, tokens: XdsTokenSource = {}): Promise<RenderedBootstrap> {
-  const url = bootstrapUrl(req);
-  let res: Response;
-  let body: string;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-    body = await res.text();
-  } catch (err) {
-    throw new BootstrapError(`GET ${url}: ${causeOf(err)}`, true);
-  }
-  if (!res.ok) throw new BootstrapError(`GET ${url}: ${res.status} ${problemDetail(body)}`, RETRYABLE_STATUS.has(res.status));
-  if (!body.includes(XDS_TOKEN_PLACEHOLDER)) return { text: body };
-
   let token: { token: string; expiresAt?: Date } | undefined;
   let authzError: string | undefined;
   let authzUnreachable = false;
@@ -100,6 +94,23 @@ export async function renderEnvoyBootstrap(req: BootstrapRequest, tokens: XdsTok
     }
   }
   if (!token && tokens.staticToken) token = { token: tokens.staticToken.trim() };
+  if (token && !/^[A-Za-z0-9._~+/=-]+$/.test(token.token))
+    throw new BootstrapError('the xDS token has characters a bearer token cannot have', false);
+
+  const url = bootstrapUrl(req);
+  let res: Response;
+  let body: string;
+  try {
+    const reader = token?.token ?? tokens.adminToken;
+    res = await fetch(url, { headers: reader ? { authorization: `Bearer ${reader}` } : {}, signal: AbortSignal.timeout(10_000) });
+    body = await res.text();
+  } catch (err) {
+    throw new BootstrapError(`GET ${url}: ${causeOf(err)}`, true);
+  }
+  if (res.status === 401 && !token && authzError)
+    throw new BootstrapError(`GET ${url}: 401, and authz issued no xDS token (${authzError})`, authzUnreachable);
+  if (!res.ok) throw new BootstrapError(`GET ${url}: ${res.status} ${problemDetail(body)}`, RETRYABLE_STATUS.has(res.status));
+  if (!body.includes(XDS_TOKEN_PLACEHOLDER)) return { text: body };
   if (!token) {
     throw new BootstrapError(
       `the control plane requires an xDS token, and ${
@@ -108,8 +119,6 @@ export async function renderEnvoyBootstrap(req: BootstrapRequest, tokens: XdsTok
       authzUnreachable,
     );
   }
-  if (!/^[A-Za-z0-9._~+/=-]+$/.test(token.token))
-    throw new BootstrapError('the xDS token has characters a bearer token cannot have', false);
   return { text: body.split(XDS_TOKEN_PLACEHOLDER).join(token.token), ...(token.expiresAt ? { tokenExpiresAt: token.expiresAt } : {}) };
 }
 

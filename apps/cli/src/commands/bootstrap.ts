@@ -139,7 +139,11 @@ export function registerBootstrapCommand(program: Command): void {
           ...(readyPort ? { readyPort } : {}),
           tls: { caFile: flags.caFile, certFile: flags.certFile, keyFile: flags.keyFile },
         },
-        { ...(flags.authz && secret ? { authz: { url: flags.authz, secret } } : {}), ...(staticToken ? { staticToken } : {}) },
+        {
+          ...(flags.authz && secret ? { authz: { url: flags.authz, secret } } : {}),
+          ...(staticToken ? { staticToken } : {}),
+          ...(context.token ? { adminToken: context.token } : {}),
+        },
         {
           retryForMs,
           onRetry: (err, delayMs) =>

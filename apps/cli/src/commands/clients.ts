@@ -19,9 +19,11 @@ export function registryOf(cmd: Command): RegistryClient {
 
 /** GET on the control plane's HTTP side; a problem answer becomes a CliError naming it. */
 export async function controlPlaneGet(cmd: Command, path: string): Promise<unknown> {
-  const { controlPlaneUrl } = contextOf(cmd);
+  const { controlPlaneUrl, token } = contextOf(cmd);
   const url = `${controlPlaneUrl.replace(/\/+$/, '')}${path}`;
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) }).catch((err: Error) => {
+  // The debug endpoints need the admin token (the registry's) unless asked from the control plane's own host.
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) }).catch((err: Error) => {
     throw new CliError(`GET ${url}: ${(err.cause as Error | undefined)?.message ?? err.message}`);
   });
   const text = await res.text();
@@ -33,7 +35,8 @@ export async function controlPlaneGet(cmd: Command, path: string): Promise<unkno
     } catch {
       // not a problem document
     }
-    throw new CliError(`GET ${url}: ${res.status} ${detail}`);
+    const hint = res.status === 401 ? ' (set TRELLIS_TOKEN or the context token to the admin token)' : '';
+    throw new CliError(`GET ${url}: ${res.status} ${detail}${hint}`);
   }
   return JSON.parse(text) as unknown;
 }

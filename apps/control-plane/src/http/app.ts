@@ -9,6 +9,7 @@ import type { ProxyKind } from '../resource';
 import type { MeshModel, RetainedEndpoint } from '../model';
 import type { AdsServer } from '../xds/ads-server';
 import type { SnapshotCache } from '../xds/snapshot-cache';
+import { bootstrapAccess, debugAccess } from './access';
 import { bootstrapHandler, type XdsTransport } from './bootstrap-route';
 import { configDump } from './config-dump';
 import { problems } from './problem';
@@ -25,6 +26,12 @@ export interface HttpAppDeps {
   xdsAddresses: ReadonlyArray<{ host: string; port: number }>;
   /** How rendered bootstraps reach xDS: TLS (with client certificates), or an xDS token placeholder. */
   xdsTransport: XdsTransport;
+  /** Digest of TRELLIS_ADMIN_TOKEN (see ./access.ts); undefined: /debug answers loopback only. */
+  adminDigest?: Buffer;
+  /** xDS admits clients without credentials (local development): a bootstrap then protects nothing more. */
+  bootstrapOpen: boolean;
+  /** Why an xDS token does not prove a service (for /bootstrap); undefined when it does. */
+  serviceTokenRefusal: (token: string, service: string) => Promise<string | undefined>;
   logger: Logger;
 }
 
@@ -33,6 +40,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.disable('x-powered-by');
   app.use(requestIds(deps.logger));
   app.use(opsRouter(deps.health, deps.registry));
+  const onRefused = (endpoint: 'debug' | 'bootstrap') => deps.logger.warn({ endpoint }, 'refused a request without the credential it needs');
+  app.use('/debug', debugAccess({ adminDigest: deps.adminDigest, onRefused }));
 
   /**
    * `?node=<node id>`: what that connected proxy is being served.
@@ -73,7 +82,16 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.json({ revision: model.revision, services: model.services.size, dropped: model.dropped, retained: deps.retained?.() ?? [] });
   });
 
-  app.get('/bootstrap/:service', bootstrapHandler({ model: deps.model, xdsAddresses: deps.xdsAddresses, transport: deps.xdsTransport }));
+  app.get(
+    '/bootstrap/:service',
+    bootstrapAccess({
+      adminDigest: deps.adminDigest,
+      onRefused,
+      open: deps.bootstrapOpen,
+      serviceTokenRefusal: deps.serviceTokenRefusal,
+    }),
+    bootstrapHandler({ model: deps.model, xdsAddresses: deps.xdsAddresses, transport: deps.xdsTransport }),
+  );
 
   app.use((_req: Request, res: Response) => sendProblem(res, problems.notFound()));
   return app;

@@ -8,5 +8,6 @@ export const problems = {
     ProblemError.field(404, 'proxy-not-connected', 'Proxy not connected', 'node', `no xDS stream from node "${node}" on this replica`),
   unknownService: (service: string) =>
     ProblemError.field(404, 'unknown-service', 'Unknown service', 'service', `service "${service}" is not registered`),
+  unauthorized: (detail: string) => new ProblemError(401, 'unauthorized', 'Unauthorized', detail),
   notFound: () => new ProblemError(404, 'not-found', 'Not found', 'no such endpoint'),
 };

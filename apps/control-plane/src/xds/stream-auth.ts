@@ -61,22 +61,30 @@ export function createStreamAuthenticator(options: { allowInsecure: boolean; key
     }
     const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(String(header));
     if (!match) return { admitted: false, reason: 'malformed authorization metadata: expected "Bearer <token>"' };
-    const { authzKeys, meshSettings } = options.keys();
-    if (!meshSettings) return { admitted: false, reason: 'mesh settings not loaded: cannot check the token issuer' };
-    if (authzKeys.size === 0) return { admitted: false, reason: 'no authz public keys published: cannot verify tokens' };
-    // The mesh's one token rule (as authz and the SDK apply it): alg and key strength,
-    // iss, aud, a required exp and iat, no iat in the future, a bounded lifetime, a sub
-    // that is a service name.
-    const verified = await verifyMeshToken(match[1], keyLookup(authzKeys), {
-      issuer: meshSettings.tokenIssuer,
-      audience: XDS_TOKEN_AUDIENCE,
-      clockSkewSeconds: meshSettings.clockSkewSeconds,
-      maxLifetimeSeconds: MAX_MESH_TOKEN_LIFETIME_SECONDS,
-    });
-    if (!verified.valid) return { admitted: false, reason: `invalid token: ${verified.reason}: ${verified.detail}` };
-    if (verified.subject !== service) return { admitted: false, reason: `token subject does not match node.cluster "${service}"` };
+    const refused = await xdsTokenRefusal(match[1]!, service, options.keys());
+    if (refused) return { admitted: false, reason: refused.replace('does not name the service', 'does not match node.cluster') };
     return { admitted: true, authenticated: true, method: 'token' };
   };
+}
+
+/**
+ * Why `token` does not prove `service` (undefined when it does): an xDS token, checked
+ * by the mesh's one token rule (as authz and the SDK apply it) — alg and key strength,
+ * iss, aud = XDS_TOKEN_AUDIENCE, a required exp and iat, no iat in the future, a
+ * bounded lifetime, a sub that is a service name — whose `sub` is `service`.
+ */
+export async function xdsTokenRefusal(token: string, service: string, { authzKeys, meshSettings }: TokenKeys): Promise<string | undefined> {
+  if (!meshSettings) return 'mesh settings not loaded: cannot check the token issuer';
+  if (authzKeys.size === 0) return 'no authz public keys published: cannot verify tokens';
+  const verified = await verifyMeshToken(token, keyLookup(authzKeys), {
+    issuer: meshSettings.tokenIssuer,
+    audience: XDS_TOKEN_AUDIENCE,
+    clockSkewSeconds: meshSettings.clockSkewSeconds,
+    maxLifetimeSeconds: MAX_MESH_TOKEN_LIFETIME_SECONDS,
+  });
+  if (!verified.valid) return `invalid token: ${verified.reason}: ${verified.detail}`;
+  if (verified.subject !== service) return `token subject does not name the service "${service}"`;
+  return undefined;
 }
 
 /** Published keys by kid, each imported once per record. */
