@@ -1,8 +1,10 @@
 // `registry setup-etcd-roles`: gives each app its own etcd user and role
 // (libs/mesh-schema etcd-roles.ts) and enables etcd auth. Run once per cluster
 // and again after upgrades: by the local mesh, the Helm hook Job, or by hand on
-// a VM. Connects with the usual TRELLIS_ETCD_* variables: without auth the
-// first time, as root (TRELLIS_ETCD_USERNAME=root) afterwards.
+// a VM. Connects with the usual TRELLIS_ETCD_* variables. Without
+// TRELLIS_ETCD_USERNAME it connects as root with the root password, and, when etcd
+// answers that auth is not enabled yet (the first run), without auth: so the same
+// command (the Helm hook Job on every install and upgrade) works before and after.
 import { readFileSync } from 'node:fs';
 import { applyEtcdRoles, connectEtcd, etcdOptionsFromEnv, KeyLayout, type EtcdApp } from '@trellis/mesh-schema';
 import { etcdEnvSchema, loadConfig } from '@trellis/runtime';
@@ -24,14 +26,27 @@ export async function setupEtcdRoles(source: NodeJS.ProcessEnv = process.env): P
     'control-plane': read(config.TRELLIS_ETCD_CONTROL_PLANE_PASSWORD_FILE),
     authz: read(config.TRELLIS_ETCD_AUTHZ_PASSWORD_FILE),
   };
-  const client = connectEtcd(etcdOptionsFromEnv(config));
-  try {
-    await applyEtcdRoles(client, new KeyLayout(config.TRELLIS_ETCD_PREFIX), {
-      rootPassword: read(config.TRELLIS_ETCD_ROOT_PASSWORD_FILE),
-      passwords,
-    });
-  } finally {
-    client.close();
+  const rootPassword = read(config.TRELLIS_ETCD_ROOT_PASSWORD_FILE);
+  const base = etcdOptionsFromEnv(config);
+  const setup = { rootPassword, passwords };
+  const layout = new KeyLayout(config.TRELLIS_ETCD_PREFIX);
+  const apply = async (options: typeof base) => {
+    const client = connectEtcd(options);
+    try {
+      await applyEtcdRoles(client, layout, setup);
+    } finally {
+      client.close();
+    }
+  };
+  if (base.auth) {
+    await apply(base);
+  } else {
+    try {
+      await apply({ ...base, auth: { username: 'root', password: rootPassword } });
+    } catch (err) {
+      if (!/authentication is not enabled/i.test((err as Error).message)) throw err;
+      await apply(base); // the first run: auth is still off
+    }
   }
   process.stdout.write('etcd: users trellis-registry, trellis-control-plane, trellis-authz and their roles are set; auth is enabled\n');
 }

@@ -20,9 +20,12 @@ export function appVariables(app: AppName): Set<string> {
   const configPath = join('apps', app, 'src/config.ts');
   if (!existsSync(join(WORKSPACE_ROOT, configPath)))
     throw new Error(`${configPath} is missing: the deploy files cannot be checked against it`);
+  // The registry's image also runs `main.js setup-etcd-roles` (the Helm hook Job), with its own variables.
+  const commands = app === 'registry' ? ['apps/registry/src/setup-etcd-roles.ts'] : [];
   return new Set([
     ...declaredVariables(readWorkspaceFile('libs/runtime/src/config.ts')),
     ...declaredVariables(readWorkspaceFile(configPath)),
+    ...commands.flatMap((path) => [...declaredVariables(readWorkspaceFile(path))]),
   ]);
 }
 

@@ -395,6 +395,49 @@ describe('Helm charts', () => {
       expect(deployments).toContain('"name":"trellis-registry-auth","key":"csrf-secret"');
     });
 
+    it('etcdRoles: a pre-install/pre-upgrade hook Job runs `main.js setup-etcd-roles` with the four passwords (#12 point 4)', () => {
+      const chart = byPath.get('trellis/charts/registry')!.dir;
+      const docs = render([
+        chart,
+        '--set',
+        'etcdRoles.enabled=true',
+        '--set',
+        'etcdRoles.existingSecret=etcd-passwords',
+        '--set',
+        'etcd.tls.existingSecret=etcd-client',
+      ]) as unknown as Array<{
+        kind: string;
+        metadata: { name: string; annotations?: Record<string, string> };
+        spec: {
+          template: {
+            metadata: { labels: Record<string, string> };
+            spec: { containers: Container[]; volumes: Array<{ name: string; secret?: { secretName: string } }> };
+          };
+        };
+      }>;
+      const job = docs.find((d) => d.kind === 'Job' && d.metadata.name === 'trellis-registry-etcd-roles')!;
+      expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+      const [container] = job.spec.template.spec.containers;
+      expect(container!.args).toEqual(['--enable-source-maps', 'main.js', 'setup-etcd-roles']);
+      const env = Object.fromEntries(container!.env!.map((e) => [e.name, e.value]));
+      expect(env).toMatchObject({
+        TRELLIS_ETCD_ROOT_PASSWORD_FILE: '/etc/trellis/etcd-roles/root-password',
+        TRELLIS_ETCD_REGISTRY_PASSWORD_FILE: '/etc/trellis/etcd-roles/registry-password',
+        TRELLIS_ETCD_CONTROL_PLANE_PASSWORD_FILE: '/etc/trellis/etcd-roles/control-plane-password',
+        TRELLIS_ETCD_AUTHZ_PASSWORD_FILE: '/etc/trellis/etcd-roles/authz-password',
+        TRELLIS_ETCD_CA_FILE: '/etc/trellis/etcd-tls/ca.crt',
+      });
+      // Connects as root itself (or without auth on the first run): no app user is set.
+      expect(env['TRELLIS_ETCD_USERNAME']).toBeUndefined();
+      expect(job.spec.template.spec.volumes.map((v) => v.secret?.secretName)).toEqual(['etcd-passwords', 'etcd-client']);
+      const services = docs.filter((d) => d.kind === 'Service') as unknown as Array<{ spec: { selector: Record<string, string> } }>;
+      for (const service of services)
+        expect(Object.entries(service.spec.selector).every(([k, v]) => job.spec.template.metadata.labels[k] === v)).toBe(false);
+      const refused = run(['template', 'trellis', '--kube-version', '1.30.0', chart, '--set', 'etcdRoles.enabled=true']);
+      expect(refused.ok).toBe(false);
+      expect(refused.output).toContain('etcdRoles.enabled needs etcdRoles.existingSecret');
+    });
+
     it.each([
       ['registry', 'auth.existingSecret'],
       ['authz', 'signingKeys.existingSecret'],
