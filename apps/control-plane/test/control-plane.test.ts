@@ -178,7 +178,11 @@ describe('control plane over etcd', () => {
         return (expiresAt === null ? jwt : jwt.setExpirationTime(expiresAt)).sign(privateKey);
       };
       secure = await startControlPlaneHarness(
-        { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false, TRELLIS_CONTROL_PLANE_ID: 'cp-secure', TRELLIS_ADMIN_TOKEN: 'cp-admin-token-0123456789' },
+        {
+          TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false,
+          TRELLIS_CONTROL_PLANE_ID: 'cp-secure',
+          TRELLIS_ADMIN_TOKEN: 'cp-admin-token-0123456789',
+        },
         undefined,
         h.etcd,
       );
@@ -252,7 +256,8 @@ describe('control plane over etcd', () => {
 
     it("attack (#12 point 8): a bootstrap answers only that service's xDS token or the admin token", async () => {
       const get = async (token?: string) =>
-        (await fetch(`${secure.httpUrl}/bootstrap/a?app_port=18081`, token ? { headers: { authorization: `Bearer ${token}` } } : {})).status;
+        (await fetch(`${secure.httpUrl}/bootstrap/a?app_port=18081`, token ? { headers: { authorization: `Bearer ${token}` } } : {}))
+          .status;
       expect(await get()).toBe(401);
       expect(await get(await sign({ sub: 'b' }))).toBe(401); // another service's xDS token
       expect(await get(await sign({ sub: 'a', aud: 'b' }))).toBe(401); // a mesh token, not an xDS token

@@ -9,7 +9,6 @@ import { createTestPki, type TestPki } from './support/test-pki';
 
 jest.setTimeout(120_000);
 
-
 const ADMIN_TOKEN = 'test-admin-token-0123456789';
 /** Bootstraps are not open here (xDS requires certificates): the admin token reads them. */
 const asAdmin = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
@@ -63,7 +62,10 @@ describe('xDS over mTLS', () => {
   });
 
   it("renders bootstraps that reach xDS over TLS with the sidecar's certificate, and no token", async () => {
-    const res = await fetch(`${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&cert_file=/run/creds/a.crt&key_file=/run/creds/a.key&format=json`, asAdmin);
+    const res = await fetch(
+      `${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&cert_file=/run/creds/a.crt&key_file=/run/creds/a.key&format=json`,
+      asAdmin,
+    );
     expect(res.status).toBe(200);
     const text = await res.text();
     const tls = JSON.parse(text).static_resources.clusters.find((c: { name: string }) => c.name === 'trellis-xds').transport_socket;

@@ -37,7 +37,10 @@ it('enables auth on the first run and, run again the same way, applies the roles
 
   const layout = new KeyLayout(etcd.prefix);
   const anonymous = connectEtcd({ endpoints: etcd.endpoints });
-  const registry = connectEtcd({ endpoints: etcd.endpoints, auth: { username: etcdRoleName('registry'), password: 'registry-etcd-secret-01' } });
+  const registry = connectEtcd({
+    endpoints: etcd.endpoints,
+    auth: { username: etcdRoleName('registry'), password: 'registry-etcd-secret-01' },
+  });
   const authz = connectEtcd({ endpoints: etcd.endpoints, auth: { username: etcdRoleName('authz'), password: 'authz-etcd-secret-03' } });
   try {
     await expect(anonymous.get(layout.service('x'))).rejects.toThrow(/user name is empty|permission denied|invalid auth token/i);

@@ -37,7 +37,9 @@ export function debugAccess(options: AccessOptions): RequestHandler {
       res,
       options.adminDigest
         ? problems.unauthorized('the debug endpoints need the admin token: send "Authorization: Bearer <admin token>"')
-        : problems.unauthorized('the debug endpoints answer loopback only unless TRELLIS_ADMIN_TOKEN is set; then send it as a bearer token'),
+        : problems.unauthorized(
+            'the debug endpoints answer loopback only unless TRELLIS_ADMIN_TOKEN is set; then send it as a bearer token',
+          ),
     );
   };
 }

@@ -40,7 +40,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.disable('x-powered-by');
   app.use(requestIds(deps.logger));
   app.use(opsRouter(deps.health, deps.registry));
-  const onRefused = (endpoint: 'debug' | 'bootstrap') => deps.logger.warn({ endpoint }, 'refused a request without the credential it needs');
+  const onRefused = (endpoint: 'debug' | 'bootstrap') =>
+    deps.logger.warn({ endpoint }, 'refused a request without the credential it needs');
   app.use('/debug', debugAccess({ adminDigest: deps.adminDigest, onRefused }));
 
   /**

@@ -5,6 +5,12 @@ export { composeCallbacks, type SentResponse, type StreamInfo, type XdsCallbacks
 export { ProxyStatusWriter, type ProxyStatusWriterOptions } from './proxy-status-writer';
 export { xdsServerCredentials, type XdsTlsFiles } from './server-credentials';
 export { SnapshotCache, identityKey, type ProxySnapshot, type SnapshotSource, type TypeSnapshot } from './snapshot-cache';
-export { createStreamAuthenticator, serviceOfCertificate, xdsTokenRefusal, type StreamAuthenticator, type StreamAuthResult } from './stream-auth';
+export {
+  createStreamAuthenticator,
+  serviceOfCertificate,
+  xdsTokenRefusal,
+  type StreamAuthenticator,
+  type StreamAuthResult,
+} from './stream-auth';
 export { versionOf } from './versions';
 export { AdsServiceDefinition, encodeDiscoveryResponse } from './wire';
