@@ -88,9 +88,21 @@ describe('systemd units', () => {
     expect(directiveValues(unit, 'Service', 'MemoryDenyWriteExecute')).toEqual([]);
   });
 
-  it('authz loads its signing key as a credential named the way authz looks for it', () => {
+  it('authz loads its signing key and the mesh CA as credentials named the way authz looks for them', () => {
     const unit = parseUnit(read('trellis-authz.service'));
-    expect(directiveValues(unit, 'Service', 'LoadCredential')).toEqual(['signing-key.pem:/etc/trellis/credentials/authz-signing-key.pem']);
+    expect(directiveValues(unit, 'Service', 'LoadCredential')).toEqual([
+      'signing-key.pem:/etc/trellis/credentials/authz-signing-key.pem',
+      'ca.crt:/etc/trellis/credentials/mesh-ca.crt',
+      'ca.key:/etc/trellis/credentials/mesh-ca.key',
+    ]);
+    // The names authz's CA source reads from $CREDENTIALS_DIRECTORY (a module boundary keeps its import out of here).
+    expect(readFileSync(join(__dirname, '../../../apps/authz/src/ca/ca-source.ts'), 'utf8')).toContain(
+      "CA_CREDENTIALS = { cert: 'ca.crt', key: 'ca.key', bundle: 'ca-bundle.crt' }",
+    );
+    // The CA key must never be taken for a token signing key.
+    expect(['ca.crt', 'ca.key', 'ca-bundle.crt'].filter((id) => id.startsWith(CREDENTIAL_NAME_PREFIX))).toEqual([]);
+    // The mTLS token port is set where the sidecars' units look for it.
+    expect(read('authz.env')).toMatch(/^TRELLIS_MTLS_PORT=8443$/m);
     // authz takes only signing-key* from $CREDENTIALS_DIRECTORY; the etcd drop-in's ids must not match.
     expect('signing-key.pem'.startsWith(CREDENTIAL_NAME_PREFIX)).toBe(true);
     const etcdIds = directiveValues(parseUnit(read('etcd-tls.conf')), 'Service', 'LoadCredential').map((v) => v.split(':')[0]!);
