@@ -6,7 +6,7 @@ import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { EtcdProbe, MeshStore, MeshWatcher, secretDigest, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
-import { bindGrpcServer, serveGrpcHealth, stopGrpcServer } from '@trellis/runtime/grpc';
+import { bindGrpcServer, requestIdInterceptor, serveGrpcHealth, stopGrpcServer } from '@trellis/runtime/grpc';
 import type { ControlPlaneConfig } from './config';
 import { buildProxyResources } from './envoy';
 import { createHttpApp } from './http/app';
@@ -193,6 +193,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.max_send_message_length': 64 * 1024 * 1024,
     // HTTP/2's own ceiling, above the ADS cap so health checks still fit; the ADS server refuses the excess with a status.
     'grpc.max_concurrent_streams': config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION + 8,
+    // Every call (an xDS stream, a health check) gets a request id: echoed, and logged when it ends.
+    interceptors: [requestIdInterceptor(logger)],
   });
   grpcServer.addService(AdsServiceDefinition, ads.implementation());
   serveGrpcHealth(grpcServer, health, [ADS_SERVICE_NAME]);
