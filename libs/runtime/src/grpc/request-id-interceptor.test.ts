@@ -66,7 +66,10 @@ describe('requestIdInterceptor', () => {
   });
 
   it('generates one for a call without (or with an unusable) id, and never echoes a bad traceparent', async () => {
-    const headers = await call({ 'x-request-id': 'bad id {forged:log}', traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' });
+    const headers = await call({
+      'x-request-id': 'bad id {forged:log}',
+      traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+    });
     const [id] = headers.get('x-request-id');
     expect(String(id)).toMatch(/^[0-9a-f-]{36}$/);
     expect(headers.get('traceparent')).toEqual([]);
