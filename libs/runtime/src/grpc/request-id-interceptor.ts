@@ -2,7 +2,7 @@
 // metadata when it is a sane token, else the trace id of its W3C traceparent, else a new
 // UUID. Handlers read it from call.metadata (x-request-id, normalised); it is echoed in the
 // response headers (with the traceparent that came in) and logged when the call ends.
-import { Metadata, ServerInterceptingCall, status as GrpcStatus, type ServerInterceptor } from '@grpc/grpc-js';
+import { ServerInterceptingCall, status as GrpcStatus, type Metadata, type ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from '../logger';
 import { parseTraceparent, REQUEST_ID_HEADER, requestIdFor, TRACEPARENT_HEADER } from '../request-id';
 
