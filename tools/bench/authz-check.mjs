@@ -5,24 +5,6 @@
 //   node tools/bench/authz-check.mjs [--requests 100000] [--clients 8] [--streams 32] [--rounds 2] [--misses 2000] [--cpu-prof DIR] [--smoke]
 // Needs h2load (Debian: nghttp2-client), etcd and redis-server. Bundles
 // src/authz-check.ts with esbuild (it imports startAuthz and the test harness) and runs it.
-import { build } from 'esbuild';
-import { spawnSync } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runBundled } from './run-bundled.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
-const outfile = join(root, 'dist/tools/bench/authz-check.js');
-await build({
-  entryPoints: [join(here, 'src/authz-check.ts')],
-  outfile,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  packages: 'external',
-  tsconfig: join(root, 'tsconfig.base.json'),
-  logLevel: 'warning',
-});
-const { status } = spawnSync(process.execPath, [outfile, ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(status ?? 1);
+await runBundled('authz-check');

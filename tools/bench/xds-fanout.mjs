@@ -11,14 +11,6 @@
 // (the envoy subscriptions over Delta ADS). --smoke: tiny sizes and every profile, in seconds (npm test runs it).
 // Needs etcd. Bundles src/xds-fanout.ts with esbuild (it imports startControlPlane
 // and @trellis/testing) and runs it; exits non-zero only if a push is missing, extra or stale.
-import { build } from 'esbuild';
-import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { nodeBundleOptions, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
+import { runBundled } from './run-bundled.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const outfile = join(WORKSPACE_ROOT, 'dist/tools/bench/xds-fanout.js');
-await build(nodeBundleOptions({ entryPoints: [join(here, 'src/xds-fanout.ts')], outfile }));
-const { status } = spawnSync(process.execPath, ['--enable-source-maps', outfile, ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(status ?? 1);
+await runBundled('xds-fanout');

@@ -1,25 +1,11 @@
 // The registry benchmark at tiny sizes (`--smoke`: 20 services, 1 s per load, 10 writes), so
 // the tool cannot rot. It exits non-zero when a read or a write fails; the timings it prints
 // are not looked at.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-
-const ROOT = join(__dirname, '../../..');
-
-function run(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'tools/bench/registry-reads.mjs'), ...args], { cwd: ROOT });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
+import { runBenchmark } from './run-benchmark';
 
 describe('registry-reads benchmark, smoke mode', () => {
   it('loads the view-served reads and the floor, writes through the registry and etcd, and prints every row', async () => {
-    const { code, output } = await run(['--smoke']);
+    const { code, output } = await runBenchmark('registry-reads', ['--smoke']);
     if (code !== 0) throw new Error(`registry-reads --smoke exited with ${code}:\n${output}`);
     for (const row of [
       '/healthz (floor)',

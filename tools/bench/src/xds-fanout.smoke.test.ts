@@ -1,26 +1,12 @@
 // The fan-out benchmark at tiny sizes (`--smoke`: 40 services, 30 streams, 2 rounds, every
 // profile), so the tool cannot rot. It exits non-zero when a push is missing, extra or stale;
 // the timings it prints are not looked at.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-
-const ROOT = join(__dirname, '../../..');
+import { runBenchmark } from './run-benchmark';
 const PROFILES = ['clusters', 'envoy', 'delta'];
-
-function run(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'tools/bench/xds-fanout.mjs'), ...args], { cwd: ROOT });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
 
 describe('xds-fanout benchmark, smoke mode', () => {
   it('reaches every affected stream exactly as it should, in every profile, on the floor and the control plane', async () => {
-    const { code, output } = await run(['--smoke']);
+    const { code, output } = await runBenchmark('xds-fanout', ['--smoke']);
     if (code !== 0) throw new Error(`xds-fanout --smoke exited with ${code}:\n${output}`);
     for (const profile of PROFILES) {
       for (const server of ['floor', 'control plane']) {

@@ -1,0 +1,17 @@
+// How every benchmark starts: bundle its TypeScript entry (src/<name>.ts, which imports the
+// apps' start functions and the test harness) with the apps' esbuild settings, then run it
+// with the caller's arguments and exit with its status.
+import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { nodeBundleOptions, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export async function runBundled(name) {
+  const outfile = join(WORKSPACE_ROOT, `dist/tools/bench/${name}.js`);
+  await build(nodeBundleOptions({ entryPoints: [join(here, `src/${name}.ts`)], outfile }));
+  const { status } = spawnSync(process.execPath, ['--enable-source-maps', outfile, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(status ?? 1);
+}
