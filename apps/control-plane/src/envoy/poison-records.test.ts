@@ -6,8 +6,8 @@
 import fc from 'fast-check';
 import { unpackAny } from '@trellis/envoy-types';
 import { ProtoValidator } from '@trellis/envoy-types/validation';
-import { meshArbitrary, propertyRuns, type GeneratedMesh } from '@trellis/mesh-schema/testing';
-import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, type MeshStateView } from '../model';
+import { meshArbitrary, meshStateOf, propertyRuns } from '@trellis/mesh-schema/testing';
+import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS } from '../model';
 import { buildProxyResources } from './proxy-resources';
 import { snapshotInconsistencies, TranslationMemo } from '../resource';
 
@@ -16,29 +16,13 @@ beforeAll(() => {
   validator = ProtoValidator.load();
 });
 
-function stateOf(mesh: GeneratedMesh): MeshStateView {
-  const instances = new Map<string, Map<string, GeneratedMesh['instances'][number]>>();
-  for (const i of mesh.instances) {
-    let byId = instances.get(i.service);
-    if (!byId) instances.set(i.service, (byId = new Map()));
-    byId.set(i.id, i);
-  }
-  return {
-    revision: '7',
-    services: new Map(mesh.services.map((s, n) => [s.spec.name, { value: s, modRevision: String(n + 2) }])),
-    instances,
-    meshSettings: mesh.meshSettings,
-    authzKeys: new Map(mesh.authzKeys.map((k) => [k.kid, k])),
-  };
-}
-
 describe('records the registry accepts never break the control plane', () => {
   it('builds a model and valid, self-consistent resources for every proxy of every generated mesh', () => {
     const memo = new TranslationMemo();
     let resources = 0;
     fc.assert(
       fc.property(meshArbitrary, (mesh) => {
-        const model = buildMeshModel(stateOf(mesh), DEFAULT_TRANSLATOR_SETTINGS);
+        const model = buildMeshModel(meshStateOf(mesh), DEFAULT_TRANSLATOR_SETTINGS);
         for (const service of [...model.services.keys(), 'unregistered']) {
           for (const kind of ['envoy', 'proxyless'] as const) {
             const set = buildProxyResources(model, { service, kind }, memo);

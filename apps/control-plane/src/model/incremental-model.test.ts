@@ -5,26 +5,9 @@
 // a change replaces, removes or adds records and instance sets taken from a
 // second generated mesh over the same service names.
 import fc from 'fast-check';
-import { meshArbitrary, propertyRuns, type GeneratedMesh } from '@trellis/mesh-schema/testing';
-import type { InstanceRecord } from '@trellis/mesh-schema';
+import { meshArbitrary, meshStateOf, propertyRuns, type GeneratedMesh } from '@trellis/mesh-schema/testing';
 import { buildMeshModel, servicesAffected, type MeshStateView } from './build-mesh-model';
 import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel } from './mesh-model';
-
-function stateOf(mesh: GeneratedMesh): MeshStateView & { instances: Map<string, Map<string, InstanceRecord>> } {
-  const instances = new Map<string, Map<string, InstanceRecord>>();
-  for (const i of mesh.instances) {
-    let byId = instances.get(i.service);
-    if (!byId) instances.set(i.service, (byId = new Map()));
-    byId.set(i.id, i);
-  }
-  return {
-    revision: '7',
-    services: new Map(mesh.services.map((s, n) => [s.spec.name, { value: s, modRevision: String(n + 2) }])),
-    instances,
-    meshSettings: mesh.meshSettings,
-    authzKeys: new Map(mesh.authzKeys.map((k) => [k.kid, k])),
-  };
-}
 
 type Op = 'take-service' | 'drop-service' | 'take-instances' | 'drop-instances';
 const opArbitrary = fc.array(fc.tuple(fc.nat(), fc.constantFrom<Op>('take-service', 'drop-service', 'take-instances', 'drop-instances')), {
@@ -77,8 +60,8 @@ describe('the incremental mesh model', () => {
     fc.assert(
       fc.property(meshArbitrary, meshArbitrary, opArbitrary, opArbitrary, (a, b, first, second) => {
         const settings = DEFAULT_TRANSLATOR_SETTINGS;
-        const initial = stateOf(a);
-        const other = { ...stateOf(b), meshSettings: initial.meshSettings, authzKeys: initial.authzKeys };
+        const initial = meshStateOf(a);
+        const other = { ...meshStateOf(b), meshSettings: initial.meshSettings, authzKeys: initial.authzKeys };
         let previous = buildMeshModel(initial, settings);
         let state: MeshStateView = initial;
         // Two changes in a row: the second starts from an incrementally built model.
@@ -100,7 +83,7 @@ describe('the incremental mesh model', () => {
   });
 
   it('looks again only at the changed service and the services that declare it', () => {
-    const state = stateOf({ services: [], instances: [], authzKeys: [], meshSettings: undefined } as unknown as GeneratedMesh);
+    const state = meshStateOf({ services: [], instances: [], authzKeys: [], meshSettings: undefined } as unknown as GeneratedMesh);
     const spec = (name: string, dependencies: string[]) => ({
       spec: {
         name,

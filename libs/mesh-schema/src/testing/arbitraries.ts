@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import type { z } from 'zod';
 import { AuthzPublicKey, InstanceRecord, MeshSettings, ServiceRecord, ServiceSpec, type ServiceSpecInput } from '../records';
+import type { MeshState } from '../state';
 
 export const RECORD_TIME = '2026-01-01T00:00:00.000Z';
 
@@ -240,4 +241,23 @@ export const meshArbitrary: fc.Arbitrary<GeneratedMesh> = fc
 export function propertyRuns(defaultRuns: number): number {
   const deep = Number(process.env['TRELLIS_PROPERTY_RUNS']);
   return Number.isInteger(deep) && deep > 0 ? deep : defaultRuns;
+}
+
+/** A generated mesh as the watcher would mirror it (revision 7; service n at modRevision n + 2). */
+export function meshStateOf(mesh: GeneratedMesh): MeshState {
+  const instances = new Map<string, Map<string, InstanceRecord>>();
+  for (const i of mesh.instances) {
+    let byId = instances.get(i.service);
+    if (!byId) instances.set(i.service, (byId = new Map()));
+    byId.set(i.id, i);
+  }
+  return {
+    revision: '7',
+    services: new Map(mesh.services.map((s, n) => [s.spec.name, { value: s, modRevision: String(n + 2), createRevision: String(n + 2) }])),
+    instances,
+    deregistered: new Map(),
+    ...(mesh.meshSettings ? { meshSettings: mesh.meshSettings } : {}),
+    authzKeys: new Map(mesh.authzKeys.map((k) => [k.kid, k])),
+    invalid: new Map(),
+  };
 }
