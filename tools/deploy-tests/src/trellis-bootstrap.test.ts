@@ -29,7 +29,9 @@ describe('trellis bootstrap', () => {
   const requests: URL[] = [];
   const tokenRequests: { authorization?: string; contentType?: string; body: string }[] = [];
   const AUTHZ_SECRET = 'orders-secret-0123456789';
-  const ISSUED_TOKEN = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcmRlcnMiLCJhdWQiOiJ0cmVsbGlzLXhkcyJ9.ZnJlc2g';
+  // sub orders, aud trellis-xds, iat/exp in 2100 (a token's exp is what the client renews by).
+  const ISSUED_TOKEN =
+    'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcmRlcnMiLCJhdWQiOiJ0cmVsbGlzLXhkcyIsImlhdCI6NDEwMjQ0NDgwMCwiZXhwIjo0MTAyNDQ1NzAwfQ.ZnJlc2g';
   let dir: string;
 
   beforeAll(async () => {
@@ -46,7 +48,7 @@ describe('trellis bootstrap', () => {
             return problem(401, 'Unauthenticated', 'unknown service credential');
           res
             .writeHead(200, { 'content-type': 'application/json' })
-            .end(JSON.stringify({ token: ISSUED_TOKEN, tokenType: 'Bearer', expiresAt: '2026-01-01T00:15:00.000Z', expiresIn: 900 }));
+            .end(JSON.stringify({ token: ISSUED_TOKEN, tokenType: 'Bearer', expiresAt: '2100-01-01T00:15:00.000Z', expiresIn: 900 }));
         });
         return;
       }
@@ -235,7 +237,9 @@ describe('trellis bootstrap', () => {
         TRELLIS_AUTHZ_URL: baseUrl,
       });
       expect(result.status).toBe(1);
-      expect(result.stderr).toMatch(/authz issued none \(POST \/v1\/token: 401 Unauthenticated: unknown service credential\)/);
+      expect(result.stderr).toMatch(
+        /authz issued none \(POST \/v1\/token: authz refused a token for orders→trellis-xds: 401 .*unknown service credential/,
+      );
       expect(existsSync(result.output)).toBe(false);
     });
 

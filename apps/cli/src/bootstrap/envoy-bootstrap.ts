@@ -6,7 +6,9 @@
 // renders it before registering and again before the token runs out.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { decodeJwt } from 'jose';
 import { sidecarSdsFiles, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
+import { MeshTokenClient, MeshTokenError, type CertificateFiles } from '@trellis/sdk-node';
 import { Backoff } from '../agent/backoff';
 
 export const XDS_TOKEN_PLACEHOLDER = '${TRELLIS_XDS_TOKEN}';
@@ -28,13 +30,19 @@ export interface BootstrapRequest {
 }
 
 export interface XdsTokenSource {
-  /** authz's HTTP side and the service's secret: a fresh token from POST /v1/token. */
-  authz?: { url: string; secret: string };
+  /**
+   * A fresh token from authz's POST /v1/token: authz's mTLS port (https://…:8443) and the workload certificate
+   * the agent keeps (production: authz takes the service from the certificate), or — only an authz run with
+   * TRELLIS_ALLOW_INSECURE_CALLERS — its HTTP port and the service's secret.
+   */
+  authz?: XdsTokenAuthz;
   /** A static token (a credential file), used when authz is not configured or cannot issue one. */
   staticToken?: string;
   /** The admin token (the CLI context's): reads the bootstrap when there is no xDS token; never filled in. */
   adminToken?: string;
 }
+
+export type XdsTokenAuthz = { url: string; certificates: CertificateFiles } | { url: string; secret: string };
 
 export interface RenderedBootstrap {
   text: string;
@@ -87,7 +95,7 @@ export async function renderEnvoyBootstrap(req: BootstrapRequest, tokens: XdsTok
   let authzUnreachable = false;
   if (tokens.authz) {
     try {
-      token = await fetchXdsToken(tokens.authz.url, req.service, tokens.authz.secret);
+      token = await fetchXdsToken(tokens.authz, req.service);
     } catch (err) {
       authzError = (err as Error).message;
       authzUnreachable = !(err instanceof BootstrapError) || err.retryable;
@@ -122,23 +130,28 @@ export async function renderEnvoyBootstrap(req: BootstrapRequest, tokens: XdsTok
   return { text: body.split(XDS_TOKEN_PLACEHOLDER).join(token.token), ...(token.expiresAt ? { tokenExpiresAt: token.expiresAt } : {}) };
 }
 
-/** POST {authz}/v1/token as the service, for the audience reserved for xDS streams. */
-export async function fetchXdsToken(authzUrl: string, service: string, secret: string): Promise<{ token: string; expiresAt: Date }> {
-  const res = await fetch(`${authzUrl.replace(/\/+$/, '')}/v1/token`, {
-    method: 'POST',
-    headers: { authorization: basicCredential(service, secret), 'content-type': 'application/json' },
-    body: JSON.stringify({ audience: XDS_TOKEN_AUDIENCE }),
-    signal: AbortSignal.timeout(10_000),
+/**
+ * POST {authz}/v1/token as the service, for the audience reserved for xDS streams, with sdk-node's
+ * MeshTokenClient: over mTLS with the workload certificate files, or with the service's secret.
+ */
+export async function fetchXdsToken(authz: XdsTokenAuthz, service: string): Promise<{ token: string; expiresAt: Date }> {
+  const client = new MeshTokenClient({
+    authzUrl: authz.url,
+    service,
+    ...('certificates' in authz ? { certificates: authz.certificates } : { secret: authz.secret }),
+    requestTimeoutMs: 10_000,
   });
-  const text = await res.text();
-  if (!res.ok)
-    throw new BootstrapError(
-      `POST /v1/token: ${res.status} ${problemDetail(text)}`,
-      RETRYABLE_STATUS.has(res.status) && res.status !== 404,
-    );
-  const parsed = JSON.parse(text) as { token?: unknown; expiresAt?: unknown };
-  if (typeof parsed.token !== 'string' || typeof parsed.expiresAt !== 'string') throw new Error('POST /v1/token answered without a token');
-  return { token: parsed.token, expiresAt: new Date(parsed.expiresAt) };
+  let token: string;
+  try {
+    token = await client.getToken(XDS_TOKEN_AUDIENCE);
+  } catch (err) {
+    // A refusal is retried only when waiting can fix it; an unreachable authz (no status) is retried.
+    if (err instanceof MeshTokenError && err.status !== undefined)
+      throw new BootstrapError(`POST /v1/token: ${err.message}`, RETRYABLE_STATUS.has(err.status) && err.status !== 404);
+    throw err;
+  }
+  const { exp } = decodeJwt(token);
+  return { token, expiresAt: new Date(exp! * 1000) };
 }
 
 export interface RetryPolicy {

@@ -7,7 +7,8 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { parseDuration } from '../agent/agent-config';
 import { SIDECAR_CERTIFICATE_DIR } from '@trellis/mesh-schema';
-import { renderEnvoyBootstrapRetrying, writeAtomically, writeSidecarSdsFiles } from '../bootstrap/envoy-bootstrap';
+import { certificateFilesIn } from '@trellis/sdk-node';
+import { renderEnvoyBootstrapRetrying, writeAtomically, writeSidecarSdsFiles, type XdsTokenAuthz } from '../bootstrap/envoy-bootstrap';
 import { resolveContext } from '../context';
 import { CliError } from '../output';
 
@@ -78,7 +79,13 @@ export function registerBootstrapCommand(program: Command): void {
     .addOption(new Option('--ca-file <path>', 'xDS over TLS: the CA file on the sidecar host').env('TRELLIS_XDS_CA_FILE'))
     .addOption(new Option('--cert-file <path>', 'xDS over TLS: the client certificate').env('TRELLIS_XDS_CERT_FILE'))
     .addOption(new Option('--key-file <path>', 'xDS over TLS: the client key').env('TRELLIS_XDS_KEY_FILE'))
-    .addOption(new Option('--authz <url>', "authz's HTTP URL, for a fresh xDS token").env('TRELLIS_AUTHZ_URL'))
+    .addOption(
+      new Option(
+        '--authz <url>',
+        "authz's mTLS URL (https://…:8443), for a fresh xDS token asked with the workload certificate in --certificate-dir; " +
+          'an http:// URL with the service secret only for an authz that allows insecure callers (local development)',
+      ).env('TRELLIS_AUTHZ_URL'),
+    )
     .addOption(
       new Option('--credential-file <path>', "the service's secret (default: $CREDENTIALS_DIRECTORY/service-secret)").env(
         'TRELLIS_SERVICE_SECRET_FILE',
@@ -124,8 +131,17 @@ export function registerBootstrapCommand(program: Command): void {
           )
         : process.env['TRELLIS_SERVICE_SECRET'];
       const staticToken = tokenFile ? await readFile(tokenFile, 'utf8').catch(() => undefined) : undefined;
-      if (flags.authz && !secret)
+      let authz: XdsTokenAuthz | undefined;
+      if (flags.authz && new URL(flags.authz).protocol === 'https:') {
+        // Production: authz's mTLS port takes the service from the certificate the agent keeps renewed.
+        if (!flags.certificateDir)
+          throw new CliError("--authz https://… needs --certificate-dir: the workload certificate presented to authz's mTLS port", 2);
+        authz = { url: flags.authz, certificates: certificateFilesIn(flags.certificateDir) };
+      } else if (flags.authz && secret) {
+        authz = { url: flags.authz, secret };
+      } else if (flags.authz) {
         process.stderr.write(`trellis: --authz is set but no service secret is readable (${secretFile ?? 'no --credential-file'})\n`);
+      }
       const rendered = await renderEnvoyBootstrapRetrying(
         {
           controlPlaneUrl: context.controlPlaneUrl,
@@ -140,7 +156,7 @@ export function registerBootstrapCommand(program: Command): void {
           tls: { caFile: flags.caFile, certFile: flags.certFile, keyFile: flags.keyFile },
         },
         {
-          ...(flags.authz && secret ? { authz: { url: flags.authz, secret } } : {}),
+          ...(authz ? { authz } : {}),
           ...(staticToken ? { staticToken } : {}),
           ...(context.token ? { adminToken: context.token } : {}),
         },

@@ -1,0 +1,161 @@
+// `trellis bootstrap --authz https://… --certificate-dir` against the real authz in
+// its production defaults (a mesh CA, no insecure callers): the xDS token is asked
+// on authz's mTLS port with the workload certificate the agent keeps (sdk-node's
+// certificate-files layout), and authz takes the service from the certificate.
+// The plain HTTP port with the service credential alone is refused
+// (certificate-required), and so is a certificate from another CA. The control
+// plane's side is a bootstrap template holding the token placeholder, as
+// GET /bootstrap/{service} answers when it requires xDS tokens.
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
+import { generateRootCa, generateWorkloadKey, MeshCa } from '@trellis/pki';
+import { writeCertificateFiles } from '@trellis/sdk-node';
+import { freePort, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { AppProcess, bundle, eventually, removeBundles } from './support/built-apps';
+
+const TRUST_DOMAIN = 'bootstrap.example';
+const SECRET = 'orders-secret-0123456789';
+
+describe('trellis bootstrap: the xDS token from authz over mTLS with the workload certificate', () => {
+  let etcd: TestEtcd;
+  let redis: TestRedis;
+  let dir: string;
+  let authz: AppProcess;
+  let httpUrl: string;
+  let mtlsUrl: string;
+  let controlPlane: Server;
+  let controlPlaneUrl: string;
+
+  /** The agent's certificate directory, filled the way the agent fills it: a CSR proven with the service credential. */
+  async function agentCertificateDir(name: string): Promise<string> {
+    const key = await generateWorkloadKey('orders');
+    const res = await fetch(`${httpUrl}/v1/certificate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`orders:${SECRET}`).toString('base64')}` },
+      body: JSON.stringify({ csr: key.csrPem }),
+    });
+    expect(res.status).toBe(200);
+    const issued = (await res.json()) as { certificateChain: string; trustBundle: string };
+    const certDir = join(dir, name);
+    await writeCertificateFiles(certDir, {
+      certificateChainPem: issued.certificateChain,
+      privateKeyPem: key.keyPem,
+      trustBundlePem: issued.trustBundle,
+    });
+    return certDir;
+  }
+
+  async function bootstrap(args: string[]): Promise<{ code: number | null; output: string; bootstrap?: string }> {
+    const out = join(dir, `bootstrap-${Math.random().toString(36).slice(2)}.yaml`);
+    const run = AppProcess.start(
+      'bootstrap',
+      bundle('cli'),
+      ['--control-plane', controlPlaneUrl, 'bootstrap', 'orders', '--app-port', '8080', '--retry-for', '0', '--out', out, ...args],
+      {},
+    );
+    const code = await run.exited;
+    return { code, output: run.recentOutput(50), bootstrap: await readFile(out, 'utf8').catch(() => undefined) };
+  }
+
+  beforeAll(async () => {
+    [etcd, redis] = await Promise.all([startEtcd(), startRedis()]);
+    dir = await mkdtemp(join(tmpdir(), 'bootstrap-xds-token-'));
+    const root = await generateRootCa({ commonName: 'mesh root' });
+    await writeFile(join(dir, 'ca.crt'), root.certificatePem);
+    await writeFile(join(dir, 'ca.key'), root.keyPem, { mode: 0o600 });
+    await writeFile(join(dir, 'credentials'), `orders:${SECRET}\n`);
+    await writeFile(join(dir, 'orders.secret'), `${SECRET}\n`);
+    const keys = join(dir, 'keys');
+    await mkdir(keys);
+    await writeFile(
+      join(keys, 'k1.pem'),
+      generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
+    const [httpPort, mtlsPort] = [await freePort(), await freePort()];
+    httpUrl = `http://127.0.0.1:${httpPort}`;
+    mtlsUrl = `https://127.0.0.1:${mtlsPort}`;
+    authz = AppProcess.start('authz', bundle('authz'), [], {
+      TRELLIS_HOST: '127.0.0.1',
+      TRELLIS_GRPC_PORT: '0',
+      TRELLIS_HTTP_PORT: String(httpPort),
+      TRELLIS_MTLS_PORT: String(mtlsPort),
+      TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
+      TRELLIS_ETCD_PREFIX: etcd.prefix,
+      TRELLIS_REDIS_URL: redis.url,
+      TRELLIS_SIGNING_KEYS_DIR: keys,
+      TRELLIS_TRUST_DOMAIN: TRUST_DOMAIN,
+      TRELLIS_CA_CERT_FILE: join(dir, 'ca.crt'),
+      TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
+      TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'credentials'),
+    });
+    await eventually('authz ready', async () => (await fetch(`${httpUrl}/readyz`)).ok || undefined, 60_000, [authz]);
+    controlPlane = createServer((req, res) => {
+      if (req.url?.startsWith('/bootstrap/orders')) {
+        res.setHeader('content-type', 'application/yaml');
+        res.end('node:\n  cluster: orders\n# x-trellis-xds-token: ${TRELLIS_XDS_TOKEN}\n');
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => controlPlane.listen(0, '127.0.0.1', resolve));
+    controlPlaneUrl = `http://127.0.0.1:${(controlPlane.address() as { port: number }).port}`;
+  }, 180_000);
+  afterAll(async () => {
+    await authz?.stop();
+    await new Promise((resolve) => controlPlane?.close(resolve));
+    await Promise.all([etcd?.stop(), redis?.stop()]);
+    if (dir) await rm(dir, { recursive: true, force: true });
+    removeBundles();
+  });
+
+  it('fills in a token for the certificate’s service, signed by authz, for the xDS audience', async () => {
+    const certDir = await agentCertificateDir('certs');
+    const result = await bootstrap(['--authz', mtlsUrl, '--certificate-dir', certDir]);
+    expect(result.code === 0 ? 'ok' : result.output).toBe('ok');
+    const token = /x-trellis-xds-token: (\S+)/.exec(result.bootstrap ?? '')?.[1];
+    expect(token).toBeDefined();
+    const { payload } = await jwtVerify(token!, createRemoteJWKSet(new URL(`${httpUrl}/.well-known/jwks.json`)), {
+      audience: XDS_TOKEN_AUDIENCE,
+    });
+    expect(payload.sub).toBe('orders');
+  }, 120_000);
+
+  it('an https authz URL without the certificate directory is refused before asking anyone', async () => {
+    const result = await bootstrap(['--authz', mtlsUrl]);
+    expect(result.code).toBe(2);
+    expect(result.output).toContain('--authz https://… needs --certificate-dir');
+  }, 120_000);
+
+  it('attack: the service credential alone on the plain port gets no token (certificate required)', async () => {
+    const result = await bootstrap(['--authz', httpUrl, '--credential-file', join(dir, 'orders.secret')]);
+    expect(result.code).not.toBe(0);
+    expect(result.output).toMatch(/authz issued none \(POST \/v1\/token: .*401/);
+    expect(result.bootstrap).toBeUndefined();
+  }, 120_000);
+
+  it('attack: a certificate for orders from another CA is refused by the TLS handshake', async () => {
+    const other = await MeshCa.load(
+      await generateRootCa({ commonName: 'impostor root' }).then((r) => ({ certificatePem: r.certificatePem, keyPem: r.keyPem })),
+      {
+        trustDomain: TRUST_DOMAIN,
+        lifetimeSeconds: 3600,
+      },
+    );
+    const key = await generateWorkloadKey('orders');
+    const issued = await other.issue(key.csrPem, 'orders');
+    const certDir = join(dir, 'impostor');
+    // The impostor trusts authz's real roots, so only authz's verification of the client can stop it.
+    await writeCertificateFiles(certDir, {
+      certificateChainPem: issued.chainPem,
+      privateKeyPem: key.keyPem,
+      trustBundlePem: await readFile(join(dir, 'ca.crt'), 'utf8'),
+    });
+    const result = await bootstrap(['--authz', mtlsUrl, '--certificate-dir', certDir]);
+    expect(result.code).not.toBe(0);
+    expect(result.output).toMatch(/authz issued none/);
+    expect(result.bootstrap).toBeUndefined();
+  }, 120_000);
+});
