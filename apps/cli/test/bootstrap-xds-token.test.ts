@@ -123,6 +123,49 @@ describe('trellis bootstrap: the xDS token from authz over mTLS with the workloa
     expect(payload.sub).toBe('orders');
   }, 120_000);
 
+  it('trellis agent --envoy-bootstrap: obtains the certificate, then the xDS token on the mTLS port with it', async () => {
+    const certDir = join(dir, 'agent-certs');
+    const out = join(dir, 'agent-bootstrap.yaml');
+    // No registry: registering is retried in the background; the bootstrap comes first.
+    const agent = AppProcess.start(
+      'agent',
+      bundle('cli'),
+      [
+        'agent',
+        '--service=orders',
+        '--instance-id=orders-1',
+        '--address=127.0.0.1',
+        '--port=50051',
+        '--health-check=none',
+        '--registry=http://127.0.0.1:9',
+        `--credential-file=${join(dir, 'orders.secret')}`,
+        `--authz=${httpUrl}`,
+        `--authz-mtls=${mtlsUrl}`,
+        `--certificate-dir=${certDir}`,
+        `--envoy-bootstrap=${out}`,
+        '--app-port=8080',
+        `--control-plane=${controlPlaneUrl}`,
+        '--http-host=127.0.0.1',
+        '--http-port=0',
+      ],
+      {},
+    );
+    try {
+      const token = await eventually(
+        'the agent wrote the bootstrap with a token',
+        async () => /x-trellis-xds-token: (\S+)/.exec(await readFile(out, 'utf8').catch(() => ''))?.[1],
+        60_000,
+        [agent, authz],
+      );
+      const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${httpUrl}/.well-known/jwks.json`)), {
+        audience: XDS_TOKEN_AUDIENCE,
+      });
+      expect(payload.sub).toBe('orders');
+    } finally {
+      await agent.stop();
+    }
+  }, 120_000);
+
   it('an https authz URL without the certificate directory is refused before asking anyone', async () => {
     const result = await bootstrap(['--authz', mtlsUrl]);
     expect(result.code).toBe(2);

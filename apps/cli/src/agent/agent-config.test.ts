@@ -38,6 +38,22 @@ describe('agent configuration: workload certificate and xDS relay', () => {
     expect(problems({ certificateDir: '/run/trellis/certs' })).toMatch(/--certificate-dir needs authz's HTTP URL/);
   });
 
+  it("asks the Envoy sidecar's xDS token on authz's mTLS port with the workload certificate", () => {
+    const envoy = { envoyBootstrap: '/run/trellis/envoy.yaml', appPort: '8080', controlPlane: 'http://cp:18080' };
+    const config = resolve({
+      ...envoy,
+      certificateDir: '/run/trellis/certs',
+      authz: 'http://authz:8181',
+      authzMtls: 'https://authz:8443',
+    });
+    expect(config.envoy).toMatchObject({ authzUrl: 'http://authz:8181', authzMtlsUrl: 'https://authz:8443' });
+    expect(config.certificate?.dir).toBe('/run/trellis/certs');
+    expect(problems({ ...envoy, authzMtls: 'https://authz:8443' })).toMatch(/--authz-mtls needs --certificate-dir/);
+    expect(problems({ ...envoy, certificateDir: '/c', authz: 'http://authz:8181', authzMtls: 'http://authz:8443' })).toMatch(
+      /--authz-mtls must be authz's https:\/\/ mTLS URL/,
+    );
+  });
+
   it('serves the relay on loopback or a Unix socket only, and only with a certificate to reach the control plane', () => {
     const withCert = { certificateDir: '/run/trellis/certs', authz: 'http://authz:8181', xdsServer: 'cp.internal:18000' };
     expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', grpcBootstrap: '/run/trellis/grpc.json' }).xdsRelay).toEqual({

@@ -37,6 +37,7 @@ export interface AgentFlags {
   appPort?: string;
   controlPlane?: string;
   authz?: string;
+  authzMtls?: string;
   xdsTokenFile?: string;
   certificateDir?: string;
   k8sTokenFile?: string;
@@ -63,7 +64,16 @@ export interface AgentConfig {
   drainMs: number;
   http: { host: string; port: number } | undefined;
   logLevel: string;
-  envoy?: { bootstrapPath: string; appPort: number; controlPlaneUrl: string; authzUrl?: string; staticTokenFile?: string };
+  envoy?: {
+    bootstrapPath: string;
+    appPort: number;
+    controlPlaneUrl: string;
+    /** authz's HTTP URL: xDS tokens with the service credential, only from an authz that allows insecure callers. */
+    authzUrl?: string;
+    /** authz's mTLS URL: xDS tokens asked with the workload certificate (needs `certificate`). */
+    authzMtlsUrl?: string;
+    staticTokenFile?: string;
+  };
   /** The workload certificate from the mesh CA, kept in `dir` (libs/sdk-node's certificate-files layout). */
   certificate?: {
     dir: string;
@@ -149,8 +159,20 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
       problems.push('--envoy-bootstrap needs the app port (--app-port or TRELLIS_APP_PORT): where the app listens on 127.0.0.1');
     const controlPlaneUrl = need(flags.controlPlane, 'TRELLIS_CONTROL_PLANE_URL', 'control-plane');
     const authzUrl = pick(flags.authz, 'TRELLIS_AUTHZ_URL');
+    const authzMtlsUrl = pick(flags.authzMtls, 'TRELLIS_AUTHZ_MTLS_URL');
+    if (authzMtlsUrl && !/^https:\/\//.test(authzMtlsUrl))
+      problems.push(`--authz-mtls must be authz's https:// mTLS URL (port 8443 by default), got "${authzMtlsUrl}"`);
+    if (authzMtlsUrl && !pick(flags.certificateDir, 'TRELLIS_CERTIFICATE_DIR'))
+      problems.push('--authz-mtls needs --certificate-dir: the workload certificate is what authz takes the service from');
     const staticTokenFile = pick(flags.xdsTokenFile, 'TRELLIS_XDS_TOKEN_FILE') ?? credentialPath(env, 'xds-token');
-    envoy = { bootstrapPath, appPort, controlPlaneUrl, ...(authzUrl ? { authzUrl } : {}), ...(staticTokenFile ? { staticTokenFile } : {}) };
+    envoy = {
+      bootstrapPath,
+      appPort,
+      controlPlaneUrl,
+      ...(authzUrl ? { authzUrl } : {}),
+      ...(authzMtlsUrl ? { authzMtlsUrl } : {}),
+      ...(staticTokenFile ? { staticTokenFile } : {}),
+    };
   }
 
   let certificate: AgentConfig['certificate'];

@@ -173,7 +173,12 @@ function keepBootstrapFresh(config: AgentConfig, logger: Logger): { first: Promi
             locality: config.registration.locality,
           },
           {
-            ...(envoy.authzUrl ? { authz: { url: envoy.authzUrl, secret: config.secret } } : {}),
+            // Production: authz's mTLS port and the workload certificate; the credential only for a local-development authz.
+            ...(envoy.authzMtlsUrl && config.certificate
+              ? { authz: { url: envoy.authzMtlsUrl, certificates: certificateFilesIn(config.certificate.dir) } }
+              : envoy.authzUrl
+                ? { authz: { url: envoy.authzUrl, secret: config.secret } }
+                : {}),
             ...(staticToken ? { staticToken } : {}),
           },
         );

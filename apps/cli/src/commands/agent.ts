@@ -81,6 +81,12 @@ export function registerAgentCommand(program: Command): void {
       ),
     )
     .addOption(
+      new Option(
+        '--authz-mtls <url>',
+        "authz's mTLS URL (https://…:8443): with --envoy-bootstrap and --certificate-dir, xDS tokens asked with the workload certificate",
+      ).env('TRELLIS_AUTHZ_MTLS_URL'),
+    )
+    .addOption(
       new Option('--xds-token-file <path>', 'with --envoy-bootstrap: a static xDS token, when authz is not used').env(
         'TRELLIS_XDS_TOKEN_FILE',
       ),
