@@ -8,6 +8,7 @@ import { appVariables, loadAppConfig, mentionedVariables, parseEnvFile } from '.
 import { createVerifyRoot, exposureLevel, systemdAnalyze, verifyUnit, type VerifyRoot } from './systemd-analyze';
 import { directiveValues, executables, parseUnit } from './systemd-unit';
 import { CREDENTIAL_NAME_PREFIX } from '../../../apps/authz/src/keys/load-signing-keys';
+import { SIDECAR_CERTIFICATE_DIR } from '@trellis/mesh-contracts';
 import { APPS, DEPLOY_DIR } from './workspace';
 
 const SYSTEMD_DIR = join(DEPLOY_DIR, 'systemd');
@@ -138,6 +139,24 @@ describe('systemd units', () => {
     expect(env).toMatchObject({ TRELLIS_ENVOY_ADMIN_PORT: '15000', TRELLIS_OUTBOUND_PORT: '15001' });
     // Everything but Envoy's own log level is read by `trellis bootstrap` (the control plane URL is the CLI's global flag).
     expect(Object.keys(env).filter((n) => !known.has(n) && n !== 'TRELLIS_CONTROL_PLANE_URL' && n !== 'ENVOY_LOG_LEVEL')).toEqual([]);
+  });
+
+  it("the agent and the service's Envoy share a dynamic user and the state directory holding the workload certificate", () => {
+    const agent = parseUnit(read('trellis-agent@.service'));
+    const envoy = parseUnit(read('trellis-envoy@.service'));
+    for (const unit of [agent, envoy]) {
+      expect(directiveValues(unit, 'Service', 'DynamicUser')).toEqual(['yes']);
+      expect(directiveValues(unit, 'Service', 'User')).toEqual(['trellis-%i']);
+      expect(directiveValues(unit, 'Service', 'StateDirectory')).toEqual(['trellis-workload-%i']);
+    }
+    // Envoy reads it where the control plane's path-based SDS resources point.
+    expect(directiveValues(envoy, 'Service', 'BindReadOnlyPaths')).toEqual([
+      `/var/lib/trellis-workload-%i:${SIDECAR_CERTIFICATE_DIR.replace(/^\/var\/run\//, '/run/')}`,
+    ]);
+    // trellis bootstrap asks authz's mTLS port with that directory.
+    expect(read('envoy/example.env')).toContain(
+      '#TRELLIS_AUTHZ_URL=https://authz.internal:8443\n#TRELLIS_CERTIFICATE_DIR=/var/lib/trellis-workload-orders',
+    );
   });
 
   it('the agent runs `trellis agent` beside its app unit, stops before it, and authenticates with the service credential', () => {
