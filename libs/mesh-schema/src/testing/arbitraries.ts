@@ -5,7 +5,7 @@
 // record is one the registry would have written.
 import fc from 'fast-check';
 import type { z } from 'zod';
-import { AuthzPublicKey, InstanceRecord, MeshSettings, ServiceRecord, ServiceSpec, type ServiceSpecInput } from '../records';
+import { AuthzPublicKey, InstanceRecord, MeshSettings, RetryOn, ServiceRecord, ServiceSpec, type ServiceSpecInput } from '../records';
 import type { MeshState } from '../state';
 
 export const RECORD_TIME = '2026-01-01T00:00:00.000Z';
@@ -46,21 +46,7 @@ const policy = fc.record(
       {
         attempts: fc.integer({ min: 0, max: 10 }),
         perTryTimeoutMs: fc.integer({ min: 1, max: 600_000 }),
-        retryOn: fc.subarray(
-          [
-            '5xx',
-            'gateway-error',
-            'reset',
-            'connect-failure',
-            'retriable-4xx',
-            'refused-stream',
-            'cancelled',
-            'deadline-exceeded',
-            'resource-exhausted',
-            'unavailable',
-          ],
-          { minLength: 1 },
-        ),
+        retryOn: fc.subarray([...RetryOn.options], { minLength: 1 }),
       },
       { requiredKeys: ['attempts'] },
     ),
