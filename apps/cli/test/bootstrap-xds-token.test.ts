@@ -6,15 +6,15 @@
 // (certificate-required), and so is a certificate from another CA. The control
 // plane's side is a bootstrap template holding the token placeholder, as
 // GET /bootstrap/{service} answers when it requires xDS tokens.
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, MeshCa } from '@trellis/pki';
-import { writeCertificateFiles } from '@trellis/sdk-node';
+import { certificateFilesIn, writeCertificateFiles } from '@trellis/sdk-node';
 import { freePort, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { AppProcess, bundle, eventually, removeBundles } from './support/built-apps';
 
@@ -165,6 +165,59 @@ describe('trellis bootstrap: the xDS token from authz over mTLS with the workloa
       await agent.stop();
     }
   }, 120_000);
+
+  describe('as the Helm sidecar init container, before any agent: --mesh-ca obtains the certificate first', () => {
+    /** The init container's settings as trellis-sidecar renders them (tools/deploy-tests/src/helm.test.ts checks those). */
+    const initContainer = (certDir: string, secretFile: string) => [
+      '--mesh-ca',
+      httpUrl,
+      '--credential-file',
+      secretFile,
+      '--authz',
+      mtlsUrl,
+      '--certificate-dir',
+      certDir,
+    ];
+
+    it('an empty certificate volume: the certificate from the mesh CA, then the xDS token over mTLS with it, then the SDS files', async () => {
+      const certDir = join(dir, 'pod-volume');
+      const result = await bootstrap(initContainer(certDir, join(dir, 'orders.secret')));
+      expect(result.code === 0 ? 'ok' : result.output).toBe('ok');
+      const token = /x-trellis-xds-token: (\S+)/.exec(result.bootstrap ?? '')?.[1];
+      const { payload } = await jwtVerify(token!, createRemoteJWKSet(new URL(`${httpUrl}/.well-known/jwks.json`)), {
+        audience: XDS_TOKEN_AUDIENCE,
+      });
+      expect(payload.sub).toBe('orders');
+      // What the agent renews later and Envoy reads: the certificate for orders, chaining to the mesh root, and its key.
+      const files = certificateFilesIn(certDir);
+      const leaf = new X509Certificate(await readFile(files.certificateFile, 'utf8'));
+      expect(leaf.subjectAltName).toContain(`URI:spiffe://${TRUST_DOMAIN}/svc/orders`);
+      expect(leaf.verify(new X509Certificate(await readFile(join(dir, 'ca.crt'), 'utf8')).publicKey)).toBe(true);
+      expect(leaf.checkPrivateKey(createPrivateKey(await readFile(files.privateKeyFile, 'utf8')))).toBe(true);
+      expect((await stat(files.privateKeyFile)).mode & 0o077).toBe(0);
+      expect((await readdir(certDir)).filter((f) => f.endsWith('.sds.json')).sort()).toEqual([
+        'trellis-trust-bundle.sds.json',
+        'trellis-workload-certificate.sds.json',
+      ]);
+    }, 120_000);
+
+    it('attack: a wrong service secret gets no certificate, hence no token and no bootstrap, and is not retried', async () => {
+      await writeFile(join(dir, 'wrong.secret'), 'not-the-orders-secret-0000\n');
+      const certDir = join(dir, 'wrong-volume');
+      const result = await bootstrap([...initContainer(certDir, join(dir, 'wrong.secret')), '--retry-for', '2m']);
+      expect(result.code).toBe(1);
+      expect(result.output).toMatch(/workload certificate of orders: the mesh CA refused a certificate for orders: 401/);
+      expect(result.output).not.toMatch(/retrying in/);
+      expect(result.bootstrap).toBeUndefined();
+      await expect(stat(certificateFilesIn(certDir).certificateFile)).rejects.toThrow();
+    }, 120_000);
+
+    it('--mesh-ca without the certificate directory is refused before asking anyone', async () => {
+      const result = await bootstrap(['--mesh-ca', httpUrl, '--credential-file', join(dir, 'orders.secret'), '--authz', mtlsUrl]);
+      expect(result.code).toBe(2);
+      expect(result.output).toContain('--mesh-ca needs --certificate-dir');
+    }, 120_000);
+  });
 
   it('an https authz URL without the certificate directory is refused before asking anyone', async () => {
     const result = await bootstrap(['--authz', mtlsUrl]);

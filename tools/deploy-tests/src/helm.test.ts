@@ -850,11 +850,17 @@ describe('Helm charts', () => {
         writeFileSync(join(dir, 'values.schema.json'), JSON.stringify(schema));
         return run(['template', 'trellis', '--kube-version', '1.30.0', dir, ...args]);
       };
-      const good = withConsumer((dir) => template(dir, ['--set', 'trellisSidecar.authzSecret.name=orders-authz']));
+      const good = withConsumer((dir) =>
+        template(dir, ['--set', 'trellisSidecar.authzSecret.name=orders-authz', '--set', 'trellisSidecar.agent.enabled=true']),
+      );
       expect(good.ok ? 'ok' : good.output).toBe('ok');
       const typo = withConsumer((dir) => template(dir, ['--set', 'trellisSidecar.authzSecret.nmae=orders-authz']));
       expect(typo.ok).toBe(false);
       expect(typo.output).toMatch(/trellisSidecar\/authzSecret.*nmae|nmae.*not allowed/i);
+      // The token is asked on authz's mTLS port: a plain http:// URL there is refused at install.
+      const plain = withConsumer((dir) => template(dir, ['--set', 'trellisSidecar.authzMtlsUrl=http://authz:8443']));
+      expect(plain.ok).toBe(false);
+      expect(plain.output).toMatch(/authzMtlsUrl/);
     });
 
     describe('the trellis agent', () => {
@@ -938,33 +944,92 @@ describe('Helm charts', () => {
         expect(pod.volumes).toEqual([BOOTSTRAP_VOLUME, WORKLOAD_VOLUME]);
       });
 
-      it('with authzSecret: the authz URL, and the Secret mounted as the authz-secret credential', () => {
+      const withAgent = ['--set', 'trellisSidecar.agent.enabled=true'];
+
+      it('with authzSecret: the certificate from the mesh CA first, then the xDS token on the mTLS port, the Secret as authz-secret', () => {
         const { pod, init, env } = initContainer([
+          ...withAgent,
           '--set',
           'trellisSidecar.authzSecret.name=orders-authz',
           '--set',
           'trellisSidecar.authzSecret.key=client-secret',
           '--set',
           'trellisSidecar.authzUrl=http://authz.mesh.svc:8181',
+          '--set',
+          'trellisSidecar.authzMtlsUrl=https://authz.mesh.svc:8443',
         ]);
         expect(env).toMatchObject({
-          TRELLIS_AUTHZ_URL: 'http://authz.mesh.svc:8181',
+          // `trellis bootstrap --mesh-ca`: the init container runs before the agent, so it obtains the certificate itself...
+          TRELLIS_MESH_CA_URL: 'http://authz.mesh.svc:8181',
+          TRELLIS_CERTIFICATE_DIR: WORKLOAD_DIR,
+          // ...and presents it to authz's mTLS port (a production authz refuses the credential on its plain port).
+          TRELLIS_AUTHZ_URL: 'https://authz.mesh.svc:8443',
           CREDENTIALS_DIRECTORY: '/run/trellis-credentials',
           TRELLIS_SERVICE_SECRET_FILE: '/run/trellis-credentials/authz-secret',
         });
+        // It writes the certificate into the volume the agent renews and Envoy reads.
+        expect(init.volumeMounts).toContainEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR });
         expect(init.volumeMounts).toContainEqual(CREDENTIALS_MOUNT);
         expect(pod.volumes).toEqual([
           BOOTSTRAP_VOLUME,
           WORKLOAD_VOLUME,
           { name: 'trellis-credentials', projected: { sources: [authzSource] } },
         ]);
-        // Only the init container sees the credentials.
+        // Envoy never sees the credentials.
         const envoy = pod.initContainers!.find((c) => c.name === 'envoy')!;
         expect(envoy.volumeMounts!.map((m) => m.name)).toEqual(['trellis-envoy-bootstrap', 'trellis-workload']);
       });
 
+      it.each([
+        ['native', [], ['trellis-bootstrap', 'envoy'], ['orders', 'trellis-agent']],
+        ['classic', ['--set', 'trellisSidecar.nativeSidecar=false'], ['trellis-bootstrap'], ['orders', 'trellis-agent', 'envoy']],
+      ])('%s sidecar with the agent: the init container certifies first, the agent renews in the same volume, Envoy reads it', (_form, args, inits, containers) => {
+        const pod = renderConsumer([...withAgent, '--set', 'trellisSidecar.authzSecret.name=orders-authz', ...(args as string[])]);
+        expect(pod.initContainers!.map((c) => c.name)).toEqual(inits);
+        expect(pod.containers.map((c) => c.name)).toEqual(containers);
+        const all = [...pod.initContainers!, ...pod.containers];
+        const workloadMount = (name: string) => all.find((c) => c.name === name)!.volumeMounts!.find((m) => m.name === 'trellis-workload');
+        expect(workloadMount('trellis-bootstrap')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR });
+        expect(workloadMount('trellis-agent')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR });
+        expect(workloadMount('envoy')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR, readOnly: true });
+        const init = all.find((c) => c.name === 'trellis-bootstrap')!;
+        const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, e.value]));
+        expect(env).toMatchObject({
+          TRELLIS_MESH_CA_URL: 'http://trellis-authz.trellis.svc:8181',
+          TRELLIS_AUTHZ_URL: 'https://trellis-authz.trellis.svc:8443',
+        });
+        // The agent proves itself to the same CA with the same credential.
+        const agent = all.find((c) => c.name === 'trellis-agent')!;
+        expect(agent.env).toContainEqual({ name: 'TRELLIS_AUTHZ_URL', value: env['TRELLIS_MESH_CA_URL'] });
+        expect(agent.env).toContainEqual({ name: 'TRELLIS_SERVICE_SECRET_FILE', value: env['TRELLIS_SERVICE_SECRET_FILE'] });
+      });
+
+      it("the default URLs are the umbrella's authz Service: the mesh CA on its http port, the token on its mTLS port", () => {
+        const service = (render([...umbrellaDefaults(), '--namespace', 'trellis']) as unknown as Array<{
+          kind: string;
+          metadata: { name: string };
+          spec: { ports?: Array<{ name: string; port: number }> };
+        }>).find((d) => d.kind === 'Service' && d.metadata.name === 'trellis-authz')!;
+        const { env } = initContainer([...withAgent, '--set', 'trellisSidecar.authzSecret.name=orders-authz']);
+        const ca = new URL(env['TRELLIS_MESH_CA_URL'] as string);
+        const mtls = new URL(env['TRELLIS_AUTHZ_URL'] as string);
+        expect([ca.hostname, mtls.hostname]).toEqual(['trellis-authz.trellis.svc', 'trellis-authz.trellis.svc']);
+        expect(service.spec.ports).toContainEqual(expect.objectContaining({ name: 'http', port: Number(ca.port) }));
+        expect(service.spec.ports).toContainEqual(expect.objectContaining({ name: 'mtls', port: Number(mtls.port) }));
+        expect(mtls.protocol).toBe('https:');
+      });
+
+      it('refuses authzSecret without the agent: nobody would renew the certificate the init container obtains', () => {
+        const result = withConsumer((dir) =>
+          run(['template', 'trellis', '--kube-version', '1.30.0', dir, '--set', 'trellisSidecar.authzSecret.name=orders-authz']),
+        );
+        expect(result.ok).toBe(false);
+        expect(result.output).toContain('trellis-sidecar: authzSecret needs agent.enabled');
+      });
+
       it('with authzSecret and xdsTokenSecret: both mounted, the static token as the fallback', () => {
         const { pod, env } = initContainer([
+          ...withAgent,
           '--set',
           'trellisSidecar.authzSecret.name=orders-authz',
           '--set',
@@ -972,7 +1037,7 @@ describe('Helm charts', () => {
           '--set',
           'trellisSidecar.xdsTokenSecret=orders-xds',
         ]);
-        expect(env['TRELLIS_AUTHZ_URL']).toBe('http://trellis-authz.trellis.svc:8181');
+        expect(env['TRELLIS_AUTHZ_URL']).toBe('https://trellis-authz.trellis.svc:8443');
         expect(pod.volumes).toEqual([
           BOOTSTRAP_VOLUME,
           WORKLOAD_VOLUME,
@@ -983,6 +1048,7 @@ describe('Helm charts', () => {
       it('with xdsTokenSecret alone: the static token, and no authz URL', () => {
         const { pod, init, env } = initContainer(['--set', 'trellisSidecar.xdsTokenSecret=orders-xds']);
         expect(env['TRELLIS_AUTHZ_URL']).toBeUndefined();
+        expect(env['TRELLIS_MESH_CA_URL']).toBeUndefined();
         expect(env['CREDENTIALS_DIRECTORY']).toBe('/run/trellis-credentials');
         expect(init.volumeMounts).toContainEqual(CREDENTIALS_MOUNT);
         expect(pod.volumes).toEqual([

@@ -312,38 +312,28 @@ describe('trellis bootstrap', () => {
   });
 
   describe('as the trellis-sidecar init container', () => {
+    // With authzSecret the init container obtains the workload certificate from the mesh CA first and asks
+    // authz's mTLS port for the token: apps/cli/test/bootstrap-xds-token.test.ts runs that against the real authz.
     const POD = 'orders-7d9f-abcde';
-    /** The chart's env (helm.test.ts checks it renders this) and its Secrets mounted as files. */
-    const runInit = (secrets: { authzSecret?: string; xdsToken?: string }) => {
-      const credentials = credentialsWith({
-        ...(secrets.authzSecret !== undefined ? { 'authz-secret': secrets.authzSecret } : {}),
-        ...(secrets.xdsToken !== undefined ? { 'xds-token': secrets.xdsToken } : {}),
-      });
+    /** The chart's env without authzSecret (helm.test.ts checks it renders this) and its Secret mounted as a file. */
+    const runInit = (secrets: { xdsToken?: string }) => {
+      const credentials = credentialsWith(secrets.xdsToken !== undefined ? { 'xds-token': secrets.xdsToken } : {});
       return run('orders', {
         TRELLIS_APP_PORT: '8080',
         TRELLIS_NODE_ID: POD,
-        ...(secrets.authzSecret !== undefined ? { TRELLIS_AUTHZ_URL: baseUrl } : {}),
         CREDENTIALS_DIRECTORY: credentials,
-        TRELLIS_SERVICE_SECRET_FILE: join(credentials, 'authz-secret'),
       });
     };
     beforeEach(() => (requireToken = true));
 
-    it("fetches the pod's bootstrap, named after the pod, with a fresh token from authz", async () => {
-      const result = await runInit({ authzSecret: AUTHZ_SECRET });
-      expect(result.status).toBe(0);
-      expect(requests.map((u) => u.searchParams.get('node'))).toEqual([POD]);
-      expect(tokenRequests.map((r) => r.authorization)).toEqual([`Basic ${Buffer.from(`orders:${AUTHZ_SECRET}`).toString('base64')}`]);
-      const text = readFileSync(result.output, 'utf8');
-      expect(text).toMatch(/id: orders-7d9f-abcde/);
-      expect(text).toContain(`Bearer ${ISSUED_TOKEN}`);
-    });
-
-    it('uses xdsTokenSecret alone, without asking authz', async () => {
+    it("uses xdsTokenSecret alone, without asking authz, named after the pod", async () => {
       const result = await runInit({ xdsToken: 'aaa.bbb.ccc\n' });
       expect(result.status).toBe(0);
       expect(tokenRequests).toEqual([]);
-      expect(readFileSync(result.output, 'utf8')).toContain('Bearer aaa.bbb.ccc');
+      expect(requests.map((u) => u.searchParams.get('node'))).toEqual([POD]);
+      const text = readFileSync(result.output, 'utf8');
+      expect(text).toMatch(/id: orders-7d9f-abcde/);
+      expect(text).toContain('Bearer aaa.bbb.ccc');
     });
 
     it('needs no credentials when the control plane admits insecure clients', async () => {

@@ -168,17 +168,18 @@ export interface RetryPolicy {
  * failure is retryable and time is left: a sidecar started before the control plane,
  * or before its service is declared, waits instead of failing its unit or pod.
  */
-export async function renderEnvoyBootstrapRetrying(
-  req: BootstrapRequest,
-  tokens: XdsTokenSource,
-  policy: RetryPolicy,
-): Promise<RenderedBootstrap> {
+export function renderEnvoyBootstrapRetrying(req: BootstrapRequest, tokens: XdsTokenSource, policy: RetryPolicy): Promise<RenderedBootstrap> {
+  return retrying(() => renderEnvoyBootstrap(req, tokens), policy);
+}
+
+/** Runs `attempt` until it succeeds, a failure is not retryable, or the policy's time is up. */
+export async function retrying<T>(attempt: () => Promise<T>, policy: RetryPolicy): Promise<T> {
   const backoff = policy.backoff ?? new Backoff({ baseMs: 500, maxMs: 10_000 });
   const sleep = policy.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const giveUpAt = Date.now() + policy.retryForMs;
   for (;;) {
     try {
-      return await renderEnvoyBootstrap(req, tokens);
+      return await attempt();
     } catch (err) {
       const failure = err instanceof BootstrapError ? err : new BootstrapError(causeOf(err), true);
       const delay = backoff.next();
@@ -225,7 +226,7 @@ export function basicCredential(service: string, secret: string): string {
 }
 
 /** fetch's own message is "fetch failed"; the cause says what (ECONNREFUSED, a timeout). */
-function causeOf(err: unknown): string {
+export function causeOf(err: unknown): string {
   const error = err as Error & { cause?: { message?: string; code?: string } };
   return error.cause?.code ?? error.cause?.message ?? error.message ?? String(err);
 }

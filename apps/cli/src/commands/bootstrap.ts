@@ -7,8 +7,9 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { parseDuration } from '../agent/agent-config';
 import { SIDECAR_CERTIFICATE_DIR } from '@trellis/mesh-schema';
-import { certificateFilesIn } from '@trellis/sdk-node';
+import { certificateFilesIn, type WorkloadProof } from '@trellis/sdk-node';
 import { renderEnvoyBootstrapRetrying, writeAtomically, writeSidecarSdsFiles, type XdsTokenAuthz } from '../bootstrap/envoy-bootstrap';
+import { obtainFirstCertificateRetrying } from '../bootstrap/first-certificate';
 import { resolveContext } from '../context';
 import { CliError } from '../output';
 
@@ -30,6 +31,8 @@ interface BootstrapFlags {
   credentialFile?: string;
   xdsTokenFile?: string;
   certificateDir?: string;
+  meshCa?: string;
+  k8sTokenFile?: string;
   retryFor: string;
 }
 
@@ -40,8 +43,9 @@ export function registerBootstrapCommand(program: Command): void {
     .description(
       [
         "Fetches SERVICE's Envoy bootstrap from the control plane (GET /bootstrap/SERVICE). When the control plane",
-        'admits only authenticated proxies, fills in an xDS token: a fresh one from authz (--authz and the',
-        "service's secret), else a static one (--xds-token-file). Writes it atomically with --out.",
+        'admits only authenticated proxies, fills in an xDS token: a fresh one from authz (--authz, its mTLS URL, with',
+        'the workload certificate in --certificate-dir), else a static one (--xds-token-file). Writes it atomically with --out.',
+        'With --mesh-ca it first obtains that certificate itself (a pod\'s init container runs before the agent).',
         'While the control plane is unreachable, not ready, or does not know SERVICE yet (404: declared after its',
         'sidecar starts), it asks again with exponential backoff and jitter for up to --retry-for.',
       ]
@@ -101,6 +105,19 @@ export function registerBootstrapCommand(program: Command): void {
       ).env('TRELLIS_CERTIFICATE_DIR'),
     )
     .addOption(
+      new Option(
+        '--mesh-ca <url>',
+        "authz's HTTP URL (http://…:8181, the mesh CA): first obtain the workload certificate into --certificate-dir, " +
+          "proven with the service's secret or --k8s-token-file, as the agent does — for a pod's init container, which runs before the agent",
+      ).env('TRELLIS_MESH_CA_URL'),
+    )
+    .addOption(
+      new Option(
+        '--k8s-token-file <path>',
+        "with --mesh-ca: prove the service with this projected ServiceAccount token (audience trellis-ca) instead of the service's secret",
+      ).env('TRELLIS_K8S_TOKEN_FILE'),
+    )
+    .addOption(
       new Option('--retry-for <duration>', 'keep retrying a retryable failure this long (0: once)')
         .env('TRELLIS_BOOTSTRAP_RETRY_FOR')
         .default('2m'),
@@ -131,6 +148,29 @@ export function registerBootstrapCommand(program: Command): void {
           )
         : process.env['TRELLIS_SERVICE_SECRET'];
       const staticToken = tokenFile ? await readFile(tokenFile, 'utf8').catch(() => undefined) : undefined;
+      const onRetry = (err: Error, delayMs: number) =>
+        process.stderr.write(`trellis: bootstrap of ${service}: ${err.message}; retrying in ${(delayMs / 1000).toFixed(1)} s\n`);
+      // Before the token: authz's mTLS port takes the service from this certificate, and Envoy's TLS contexts name it.
+      if (flags.meshCa) {
+        if (!flags.certificateDir) throw new CliError('--mesh-ca needs --certificate-dir: where the workload certificate is written', 2);
+        let proof: WorkloadProof;
+        if (flags.k8sTokenFile) {
+          const tokenFile = flags.k8sTokenFile;
+          proof = { kind: 'kubernetes', token: () => readFile(tokenFile, 'utf8') };
+        } else if (secret) proof = { kind: 'credential', secret };
+        else
+          throw new CliError(
+            `--mesh-ca needs a proof of the service: its secret (${secretFile ?? 'no --credential-file'} is not readable) or --k8s-token-file`,
+            2,
+          );
+        const issued = await obtainFirstCertificateRetrying(
+          { caUrl: flags.meshCa, service, proof, dir: flags.certificateDir },
+          { retryForMs, onRetry },
+        ).catch((err: Error) => {
+          throw new CliError(`workload certificate of ${service}: ${err.message}`);
+        });
+        process.stderr.write(`trellis: workload certificate ${issued.spiffeId} (expires ${issued.expiresAt.toISOString()}) written to ${flags.certificateDir}\n`);
+      }
       let authz: XdsTokenAuthz | undefined;
       if (flags.authz && new URL(flags.authz).protocol === 'https:') {
         // Production: authz's mTLS port takes the service from the certificate the agent keeps renewed.
@@ -160,11 +200,7 @@ export function registerBootstrapCommand(program: Command): void {
           ...(staticToken ? { staticToken } : {}),
           ...(context.token ? { adminToken: context.token } : {}),
         },
-        {
-          retryForMs,
-          onRetry: (err, delayMs) =>
-            process.stderr.write(`trellis: bootstrap of ${service}: ${err.message}; retrying in ${(delayMs / 1000).toFixed(1)} s\n`),
-        },
+        { retryForMs, onRetry },
       ).catch((err: Error) => {
         throw new CliError(`bootstrap of ${service}: ${err.message}`);
       });

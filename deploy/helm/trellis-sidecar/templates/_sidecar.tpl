@@ -11,7 +11,9 @@ Trellis Envoy sidecar for a workload chart. Call each template with a dict:
 
 An init container (`trellis bootstrap`, the trellis/cli image) fetches this pod's
 bootstrap from the control plane into a memory emptyDir; Envoy starts from it and receives every listener, route, cluster, endpoint
-and secret over xDS. With nativeSidecar (Kubernetes 1.29+) Envoy runs as a restartable
+and secret over xDS. With authzSecret it first obtains the pod's workload certificate from the mesh CA (the
+agent's proof, the service credential) into the trellis-workload volume, then asks authz's mTLS port for the
+xDS token with it; the agent container keeps that certificate renewed there, where Envoy reads it over SDS. With nativeSidecar (Kubernetes 1.29+) Envoy runs as a restartable
 init container with a startup probe on GET /ready (its listeners loaded), so the
 application starts only once the mesh is ready for it, and stops before Envoy.
 */}}
@@ -21,6 +23,7 @@ application starts only once the mesh is ready for it, and stops before Envoy.
 {{- $defaults := dict
   "controlPlaneUrl" "http://trellis-control-plane.trellis.svc:18080"
   "authzUrl" "http://trellis-authz.trellis.svc:8181"
+  "authzMtlsUrl" "https://trellis-authz.trellis.svc:8443"
   "authzSecret" (dict "name" "" "key" "secret")
   "envoyImage" "envoyproxy/envoy:distroless-v1.37.6"
   "bootstrapImage" "trellis/cli:0.1.0"
@@ -121,12 +124,17 @@ volumeMounts:
 {{- if not .service }}{{ fail "trellis-sidecar: pass the mesh service name as \"service\"" }}{{ end }}
 {{- if not .appPort }}{{ fail "trellis-sidecar: pass the application's port as \"appPort\"" }}{{ end -}}
 {{- $authz := $s.authzSecret }}
+{{- /* The init container's certificate lives 24 h: without the agent nobody renews it, and Envoy's mTLS would stop then. */}}
+{{- if and $authz.name (not $s.agent.enabled) }}{{ fail "trellis-sidecar: authzSecret needs agent.enabled: the init container obtains the workload certificate authz's mTLS port and Envoy need, and only the agent keeps it renewed" }}{{ end }}
 - name: trellis-bootstrap
   image: {{ $s.bootstrapImage }}
   # `trellis bootstrap`, as VMs run it: fetches this pod's bootstrap (waiting, with
   # backoff, for a control plane that is not up or does not know the service yet) and,
-  # when the control plane wants an xDS token, fills one in: fresh from authz
-  # (authzSecret), else the static xdsTokenSecret; with neither it stops here.
+  # when the control plane wants an xDS token, fills one in: fresh from authz's mTLS port
+  # (authzSecret), else the static xdsTokenSecret; with neither it stops here. It runs
+  # before the agent, so with authzSecret it first obtains the workload certificate itself
+  # (--mesh-ca, proven with the service credential as the agent proves itself): a
+  # production authz issues tokens only to a caller presenting one.
   args:
     - bootstrap
     - {{ .service | quote }}
@@ -150,8 +158,12 @@ volumeMounts:
     - name: TRELLIS_ENVOY_READY_PORT
       value: {{ $s.readyPort | quote }}
     {{- if $authz.name }}
-    - name: TRELLIS_AUTHZ_URL
+    # The mesh CA (authz's HTTP port): the first workload certificate, into trellis-workload.
+    - name: TRELLIS_MESH_CA_URL
       value: {{ $s.authzUrl | quote }}
+    # authz's mTLS port: the xDS token, asked with that certificate (authz takes the service from it).
+    - name: TRELLIS_AUTHZ_URL
+      value: {{ $s.authzMtlsUrl | quote }}
     - name: TRELLIS_SERVICE_SECRET_FILE
       value: {{ printf "%s/authz-secret" (include "trellis-sidecar.credentialsDir" .) | quote }}
     {{- end }}
