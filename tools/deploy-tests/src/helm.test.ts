@@ -983,33 +983,39 @@ describe('Helm charts', () => {
       it.each([
         ['native', [], ['trellis-bootstrap', 'envoy'], ['orders', 'trellis-agent']],
         ['classic', ['--set', 'trellisSidecar.nativeSidecar=false'], ['trellis-bootstrap'], ['orders', 'trellis-agent', 'envoy']],
-      ])('%s sidecar with the agent: the init container certifies first, the agent renews in the same volume, Envoy reads it', (_form, args, inits, containers) => {
-        const pod = renderConsumer([...withAgent, '--set', 'trellisSidecar.authzSecret.name=orders-authz', ...(args as string[])]);
-        expect(pod.initContainers!.map((c) => c.name)).toEqual(inits);
-        expect(pod.containers.map((c) => c.name)).toEqual(containers);
-        const all = [...pod.initContainers!, ...pod.containers];
-        const workloadMount = (name: string) => all.find((c) => c.name === name)!.volumeMounts!.find((m) => m.name === 'trellis-workload');
-        expect(workloadMount('trellis-bootstrap')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR });
-        expect(workloadMount('trellis-agent')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR });
-        expect(workloadMount('envoy')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR, readOnly: true });
-        const init = all.find((c) => c.name === 'trellis-bootstrap')!;
-        const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, e.value]));
-        expect(env).toMatchObject({
-          TRELLIS_MESH_CA_URL: 'http://trellis-authz.trellis.svc:8181',
-          TRELLIS_AUTHZ_URL: 'https://trellis-authz.trellis.svc:8443',
-        });
-        // The agent proves itself to the same CA with the same credential.
-        const agent = all.find((c) => c.name === 'trellis-agent')!;
-        expect(agent.env).toContainEqual({ name: 'TRELLIS_AUTHZ_URL', value: env['TRELLIS_MESH_CA_URL'] });
-        expect(agent.env).toContainEqual({ name: 'TRELLIS_SERVICE_SECRET_FILE', value: env['TRELLIS_SERVICE_SECRET_FILE'] });
-      });
+      ])(
+        '%s sidecar with the agent: the init container certifies first, the agent renews in the same volume, Envoy reads it',
+        (_form, args, inits, containers) => {
+          const pod = renderConsumer([...withAgent, '--set', 'trellisSidecar.authzSecret.name=orders-authz', ...(args as string[])]);
+          expect(pod.initContainers!.map((c) => c.name)).toEqual(inits);
+          expect(pod.containers.map((c) => c.name)).toEqual(containers);
+          const all = [...pod.initContainers!, ...pod.containers];
+          const workloadMount = (name: string) =>
+            all.find((c) => c.name === name)!.volumeMounts!.find((m) => m.name === 'trellis-workload');
+          expect(workloadMount('trellis-bootstrap')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR });
+          expect(workloadMount('trellis-agent')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR });
+          expect(workloadMount('envoy')).toEqual({ name: 'trellis-workload', mountPath: WORKLOAD_DIR, readOnly: true });
+          const init = all.find((c) => c.name === 'trellis-bootstrap')!;
+          const env = Object.fromEntries((init.env ?? []).map((e) => [e.name, e.value]));
+          expect(env).toMatchObject({
+            TRELLIS_MESH_CA_URL: 'http://trellis-authz.trellis.svc:8181',
+            TRELLIS_AUTHZ_URL: 'https://trellis-authz.trellis.svc:8443',
+          });
+          // The agent proves itself to the same CA with the same credential.
+          const agent = all.find((c) => c.name === 'trellis-agent')!;
+          expect(agent.env).toContainEqual({ name: 'TRELLIS_AUTHZ_URL', value: env['TRELLIS_MESH_CA_URL'] });
+          expect(agent.env).toContainEqual({ name: 'TRELLIS_SERVICE_SECRET_FILE', value: env['TRELLIS_SERVICE_SECRET_FILE'] });
+        },
+      );
 
       it("the default URLs are the umbrella's authz Service: the mesh CA on its http port, the token on its mTLS port", () => {
-        const service = (render([...umbrellaDefaults(), '--namespace', 'trellis']) as unknown as Array<{
-          kind: string;
-          metadata: { name: string };
-          spec: { ports?: Array<{ name: string; port: number }> };
-        }>).find((d) => d.kind === 'Service' && d.metadata.name === 'trellis-authz')!;
+        const service = (
+          render([...umbrellaDefaults(), '--namespace', 'trellis']) as unknown as Array<{
+            kind: string;
+            metadata: { name: string };
+            spec: { ports?: Array<{ name: string; port: number }> };
+          }>
+        ).find((d) => d.kind === 'Service' && d.metadata.name === 'trellis-authz')!;
         const { env } = initContainer([...withAgent, '--set', 'trellisSidecar.authzSecret.name=orders-authz']);
         const ca = new URL(env['TRELLIS_MESH_CA_URL'] as string);
         const mtls = new URL(env['TRELLIS_AUTHZ_URL'] as string);

@@ -326,7 +326,7 @@ describe('trellis bootstrap', () => {
     };
     beforeEach(() => (requireToken = true));
 
-    it("uses xdsTokenSecret alone, without asking authz, named after the pod", async () => {
+    it('uses xdsTokenSecret alone, without asking authz, named after the pod', async () => {
       const result = await runInit({ xdsToken: 'aaa.bbb.ccc\n' });
       expect(result.status).toBe(0);
       expect(tokenRequests).toEqual([]);

@@ -168,7 +168,11 @@ export interface RetryPolicy {
  * failure is retryable and time is left: a sidecar started before the control plane,
  * or before its service is declared, waits instead of failing its unit or pod.
  */
-export function renderEnvoyBootstrapRetrying(req: BootstrapRequest, tokens: XdsTokenSource, policy: RetryPolicy): Promise<RenderedBootstrap> {
+export function renderEnvoyBootstrapRetrying(
+  req: BootstrapRequest,
+  tokens: XdsTokenSource,
+  policy: RetryPolicy,
+): Promise<RenderedBootstrap> {
   return retrying(() => renderEnvoyBootstrap(req, tokens), policy);
 }
 

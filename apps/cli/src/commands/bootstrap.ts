@@ -45,7 +45,7 @@ export function registerBootstrapCommand(program: Command): void {
         "Fetches SERVICE's Envoy bootstrap from the control plane (GET /bootstrap/SERVICE). When the control plane",
         'admits only authenticated proxies, fills in an xDS token: a fresh one from authz (--authz, its mTLS URL, with',
         'the workload certificate in --certificate-dir), else a static one (--xds-token-file). Writes it atomically with --out.',
-        'With --mesh-ca it first obtains that certificate itself (a pod\'s init container runs before the agent).',
+        "With --mesh-ca it first obtains that certificate itself (a pod's init container runs before the agent).",
         'While the control plane is unreachable, not ready, or does not know SERVICE yet (404: declared after its',
         'sidecar starts), it asks again with exponential backoff and jitter for up to --retry-for.',
       ]
@@ -169,7 +169,9 @@ export function registerBootstrapCommand(program: Command): void {
         ).catch((err: Error) => {
           throw new CliError(`workload certificate of ${service}: ${err.message}`);
         });
-        process.stderr.write(`trellis: workload certificate ${issued.spiffeId} (expires ${issued.expiresAt.toISOString()}) written to ${flags.certificateDir}\n`);
+        process.stderr.write(
+          `trellis: workload certificate ${issued.spiffeId} (expires ${issued.expiresAt.toISOString()}) written to ${flags.certificateDir}\n`,
+        );
       }
       let authz: XdsTokenAuthz | undefined;
       if (flags.authz && new URL(flags.authz).protocol === 'https:') {
