@@ -44,6 +44,8 @@ export const ENTRY_PROTOS = [
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/service/secret/v3/sds.proto',
   'envoy/service/auth/v3/external_auth.proto',
+  // The sidecars' tracer: it injects W3C traceparent (HttpConnectionManager.tracing.provider).
+  'envoy/config/trace/v3/opentelemetry.proto',
   // Trellis's own (proto/trellis).
   'trellis/demo/v1/hop.proto',
 ];

@@ -42,6 +42,7 @@ export function stdoutJsonAccessLog(tags: Record<string, string>): AccessLog {
     upstream_host: '%UPSTREAM_HOST%',
     downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%',
     request_id: '%REQ(X-REQUEST-ID)%',
+    traceparent: '%REQ(TRACEPARENT)%',
   };
   return AccessLog.fromPartial({
     name: 'envoy.access_loggers.stdout',

@@ -24,6 +24,7 @@ import {
   routerFilter,
 } from './filters';
 import { healthProbeOf } from './health-probe';
+import { sidecarTracing } from './tracing';
 import {
   FILTER,
   inboundFilterChainName,
@@ -40,8 +41,12 @@ import {
 } from './names';
 import { proxylessDownstreamTls, sidecarDownstreamTls } from './workload-tls';
 
-/** `explicitProxy`: also accept absolute-form requests, so an app can use the listener as its HTTP_PROXY. */
+/**
+ * A sidecar's HTTP connection manager for `service`'s traffic. `explicitProxy`: also accept absolute-form
+ * requests, so an app can use the listener as its HTTP_PROXY.
+ */
 function httpConnectionManager(
+  service: string,
   name: string,
   routeName: string,
   httpFilters: HttpFilter[],
@@ -56,6 +61,7 @@ function httpConnectionManager(
       routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: routeName } },
       httpFilters,
       accessLog: [stdoutJsonAccessLog(logTags)],
+      tracing: sidecarTracing(service),
       // Filters (ext_authz, RBAC) and routes see the path the app will: RFC 3986 normalised,
       // slashes merged, escaped slashes refused. authz refuses any other form at the edge.
       normalizePath: true,
@@ -158,7 +164,7 @@ function inboundFilters(
   return [
     {
       name: FILTER.httpConnectionManager,
-      configType: { $case: 'typedConfig', value: httpConnectionManager(name, inboundRouteName(service.name), httpFilters, logTags) },
+      configType: { $case: 'typedConfig', value: httpConnectionManager(service.name, name, inboundRouteName(service.name), httpFilters, logTags) },
     },
   ];
 }
@@ -185,7 +191,7 @@ export function outboundHttpListener(
             name: FILTER.httpConnectionManager,
             configType: {
               $case: 'typedConfig',
-              value: httpConnectionManager(OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true),
+              value: httpConnectionManager(source.name, OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true),
             },
           },
         ],

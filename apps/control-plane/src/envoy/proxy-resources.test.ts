@@ -8,6 +8,7 @@ import { RBAC } from '@trellis/envoy-types/envoy/extensions/filters/http/rbac/v3
 import { JwtAuthentication } from '@trellis/envoy-types/envoy/extensions/filters/http/jwt_authn/v3/config';
 import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
+import { OpenTelemetryConfig } from '@trellis/envoy-types/envoy/config/trace/v3/opentelemetry';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from './proxy-resources';
 import type { ProxyIdentity, ResourceSet } from '../resource';
@@ -304,5 +305,42 @@ describe('buildProxyResources for Envoy sidecars', () => {
     );
     expect(names(set, TypeUrl.Listener)).toEqual(['outbound|http']);
     expect(names(set, TypeUrl.RouteConfiguration)).toEqual(['outbound|http']);
+  });
+
+  it('gives every sidecar HTTP connection manager a tracer, so a W3C traceparent is injected (nothing sampled, nothing exported)', () => {
+    const model = twoInstances().service('b', { port: 9000, mtls: 'permissive' }).model();
+    const hcms = (['a', 'b'] as const).flatMap((service) =>
+      [...buildProxyResources(model, envoy(service)).get(TypeUrl.Listener)!.values()].flatMap((resource) =>
+        unpackAnyAs(Listener, resource.any).filterChains.map((chain) => {
+          const config = chain.filters[0]!.configType;
+          if (config?.$case !== 'typedConfig') throw new Error('no typed config');
+          return { service, listener: resource.name, hcm: unpackAnyAs(HttpConnectionManager, config.value) };
+        }),
+      ),
+    );
+    // a's inbound and outbound listeners, b's mTLS and plaintext chains.
+    expect(hcms.map(({ listener }) => listener)).toEqual(['inbound|a', 'outbound|http', 'inbound|b', 'inbound|b']);
+    for (const { service, hcm } of hcms) {
+      const provider = hcm.tracing?.provider;
+      expect(provider?.name).toBe('envoy.tracers.opentelemetry');
+      if (provider?.configType?.$case !== 'typedConfig') throw new Error('tracer without a typed config');
+      const otel = unpackAnyAs(OpenTelemetryConfig, provider.configType.value);
+      expect({ serviceName: otel.serviceName, grpcService: otel.grpcService, httpService: otel.httpService }).toEqual({
+        serviceName: service,
+        grpcService: undefined,
+        httpService: undefined,
+      });
+      expect(hcm.tracing?.randomSampling?.value).toBe(0);
+    }
+  });
+
+  it('gives proxyless clients and servers no tracer (grpc-js-xds has none; the SDK propagates traceparent)', () => {
+    const model = twoInstances().model();
+    const listeners = [
+      ...buildProxyResources(model, proxyless('a')).get(TypeUrl.Listener)!.values(),
+      ...buildProxyResources(model, proxyless('b')).get(TypeUrl.Listener)!.values(),
+    ].map((resource) => unpackAnyAs(Listener, resource.any));
+    expect(listeners.length).toBeGreaterThan(1);
+    for (const listener of listeners) expect(hcmOf(listener).tracing).toBeUndefined();
   });
 });
