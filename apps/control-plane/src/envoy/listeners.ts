@@ -164,7 +164,10 @@ function inboundFilters(
   return [
     {
       name: FILTER.httpConnectionManager,
-      configType: { $case: 'typedConfig', value: httpConnectionManager(service.name, name, inboundRouteName(service.name), httpFilters, logTags) },
+      configType: {
+        $case: 'typedConfig',
+        value: httpConnectionManager(service.name, name, inboundRouteName(service.name), httpFilters, logTags),
+      },
     },
   ];
 }
