@@ -2,7 +2,14 @@
 // default 5 s host circuit breaker keeps failing calls after etcd is back).
 import { readFileSync } from 'node:fs';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
-import { Etcd3, isRecoverableError, type IKeyValue, type IOptions } from 'etcd3';
+import {
+  Etcd3,
+  EtcdInvalidAuthTokenError,
+  EtcdPermissionDeniedError,
+  isRecoverableError,
+  type IKeyValue,
+  type IOptions,
+} from 'etcd3';
 import type { EtcdEnv } from '@trellis/runtime';
 
 export interface EtcdConnectionOptions {
@@ -148,6 +155,27 @@ export interface KeptAliveLease {
 /** A replica's lease: what is written under it disappears when the replica stops renewing it. */
 export function keptAliveLease(client: EtcdClient, ttlSeconds: number): KeptAliveLease {
   return client.lease(ttlSeconds, { autoKeepAlive: true });
+}
+
+/**
+ * etcd refused a watch for the auth token its stream was opened with. etcd reads the
+ * token once, when a stream opens, and checks it for every watch created on that
+ * stream; simple tokens die when etcd restarts (they live in its memory), and both
+ * kinds expire (`--auth-token-ttl`). Servers without etcd-io/etcd#14322 say
+ * "permission denied" instead of "invalid auth token".
+ */
+export function isStaleAuthTokenRefusal(err: unknown): boolean {
+  return err instanceof EtcdInvalidAuthTokenError || err instanceof EtcdPermissionDeniedError;
+}
+
+/**
+ * Makes `client` hold a token etcd accepts: etcd3 re-authenticates when a unary call
+ * meets "invalid auth token" (not when a stream does), and every stream opened
+ * afterwards carries the new token. `readableKey`: any key the client's etcd user may
+ * read. A no-op without auth.
+ */
+export async function refreshAuthToken(client: EtcdClient, readableKey: string): Promise<void> {
+  await client.kv.range({ key: Buffer.from(readableKey), limit: 1, keys_only: true, serializable: true });
 }
 
 /** Resolves when etcd answers a status call; rejects with the reason otherwise (readiness checks). */

@@ -3,10 +3,13 @@
 // Watcher resumes from the last *header* revision, which can run ahead of the
 // events actually delivered, so we rewrite the start revision on every
 // (re)connect and drop any event at or below what we already applied.
+// With etcd auth, a watch also outlives the auth token its stream was opened
+// with (etcd restarted, or the token expired): it re-authenticates and reopens
+// the watch on a new stream.
 import { EventEmitter } from 'node:events';
-import type { Etcd3, IWatchResponse, Watcher } from 'etcd3';
+import type { Etcd3, IWatchResponse, Namespace, Watcher } from 'etcd3';
 import type { Logger } from '@trellis/runtime';
-import { rangePrefix } from './etcd-client';
+import { isStaleAuthTokenRefusal, rangePrefix, refreshAuthToken } from './etcd-client';
 import type { KeyLayout } from './keys';
 import { applyKvEvent, buildMeshState, emptyMeshState, type InvalidRecord, type KvEvent, type MeshChange, type MeshState } from './state';
 
@@ -49,6 +52,15 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   private isLive = false;
   private closed = false;
   private watcher: Watcher | undefined;
+  /**
+   * Where the watch is opened: a namespace of the client's own (no key prefix) owns an
+   * etcd3 watch stream. etcd3 puts every watch on its one stream and reopens it only on
+   * a stream error; a stream whose auth token etcd no longer accepts stays open and
+   * every watch created on it is refused. So after such a refusal the watch moves to a
+   * new namespace, whose stream opens with the refreshed token (the abandoned stream,
+   * watching nothing, ends with its connection).
+   */
+  private watchStreams: Namespace;
   /** Watch cancellations since events last flowed; a cancel that keeps coming back (not a compaction) must not spin. */
   private cancelsInARow = 0;
   private readonly readyPromise: Promise<void>;
@@ -65,6 +77,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     opts: MeshWatcherOptions,
   ) {
     super();
+    this.watchStreams = client.namespace('');
     this.logger = opts.logger;
     this.onInvalidRecord = opts.onInvalid;
     this.readyPromise = new Promise((resolve, reject) => {
@@ -161,7 +174,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
 
   private startWatch(): void {
     const resumeFrom = () => (BigInt(this.currentState.revision) + 1n).toString();
-    const watcher = this.client.watch().prefix(this.layout.prefix).withPreviousKV().startRevision(resumeFrom()).watcher();
+    const watcher = this.watchStreams.watch().prefix(this.layout.prefix).withPreviousKV().startRevision(resumeFrom()).watcher();
     this.watcher = watcher;
     const current = () => this.watcher === watcher && !this.closed;
     // etcd3 would resume from its own (header) revision; resume from ours instead.
@@ -181,19 +194,51 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       .on('data', (res: IWatchResponse) => {
         if (current()) this.applyResponse(res);
       })
-      // etcd cancels a watch whose start revision was compacted; etcd3 then only
-      // emits this bare error and forgets the watcher. Recover from a snapshot.
+      // etcd cancels a watch whose start revision was compacted, or that its stream's
+      // auth token no longer allows; etcd3 then only emits this bare error and
+      // forgets the watcher. Recover with a new token, or from a snapshot.
       .on('error', (err: Error) => {
         if (!current()) return;
         this.cancelsInARow += 1;
         const delayMs = this.cancelsInARow === 1 ? 0 : Math.min(RETRY_INITIAL_MS * 2 ** this.cancelsInARow, RETRY_MAX_MS);
+        this.watcher = undefined;
+        if (isStaleAuthTokenRefusal(err)) {
+          this.logger?.warn(
+            { err: err.message, resumeFrom: resumeFrom(), delayMs },
+            "mesh watch refused for its stream's etcd auth token (etcd restarted?); re-authenticating on a new stream",
+          );
+          void this.rewatchWithFreshToken(delayMs);
+          return;
+        }
         this.logger?.warn(
           { err: err.message, resumeFrom: resumeFrom(), delayMs },
           'mesh watch canceled by etcd (compacted?); reloading snapshot',
         );
-        this.watcher = undefined;
         void this.resync('watch canceled', delayMs);
       });
+  }
+
+  /**
+   * A token etcd accepts, then the same watch from the same resume point on a new
+   * stream. Nothing was missed (the watch resumes where it stopped), so no snapshot.
+   */
+  private async rewatchWithFreshToken(delayMs: number): Promise<void> {
+    this.setLive(false);
+    let delay = delayMs;
+    for (;;) {
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      if (this.closed) return;
+      try {
+        await refreshAuthToken(this.client, this.layout.prefix);
+        break;
+      } catch (err) {
+        delay = Math.min(Math.max(delay * 2, RETRY_INITIAL_MS), RETRY_MAX_MS);
+        this.logger?.warn({ err, retryInMs: delay }, 'etcd re-authentication for the mesh watch failed; retrying');
+      }
+    }
+    if (this.closed) return;
+    this.watchStreams = this.client.namespace('');
+    this.startWatch();
   }
 
   private applyResponse(res: IWatchResponse): void {
