@@ -2,14 +2,7 @@
 // default 5 s host circuit breaker keeps failing calls after etcd is back).
 import { readFileSync } from 'node:fs';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
-import {
-  Etcd3,
-  EtcdInvalidAuthTokenError,
-  EtcdPermissionDeniedError,
-  isRecoverableError,
-  type IKeyValue,
-  type IOptions,
-} from 'etcd3';
+import { Etcd3, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, isRecoverableError, type IKeyValue, type IOptions } from 'etcd3';
 import type { EtcdEnv } from '@trellis/runtime';
 
 export interface EtcdConnectionOptions {
