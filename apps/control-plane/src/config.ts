@@ -25,7 +25,7 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   /**
    * Sidecars reach authz over mTLS with their workload certificate, accepting only
    * spiffe://<trust domain>/trellis/authz. `false` only toward an authz serving plaintext
-   * (TRELLIS_ALLOW_INSECURE_CALLERS without TLS material: local development, the compose demo).
+   * (TRELLIS_ALLOW_INSECURE_CALLERS without TLS material: local development only).
    */
   TRELLIS_AUTHZ_TLS: env.bool(true),
   /**
