@@ -1,3 +1,4 @@
+/* global fetch, AbortSignal -- Node 18+ globals; this script runs on plain node:24 */
 // One demo mesh service behind its Envoy sidecar (they share a network namespace, with
 // the service's trellis agent, which registers the instance and keeps it registered).
 // The app listens on 127.0.0.1:APP_PORT, reachable only through the sidecar. Each

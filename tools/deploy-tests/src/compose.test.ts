@@ -100,7 +100,11 @@ describe('docker compose demo', () => {
       const owned = (owner.volumes ?? []).map((v) => v.split(':')[0]);
       expect(owner.command?.slice(0, 2)).toEqual(['chown', '65532:65532']);
       expect(owner.command?.slice(2)).toEqual((owner.volumes ?? []).map((v) => v.split(':')[1]));
-      expect([...owned].sort()).toEqual(Object.keys(compose.volumes).filter((v) => v !== 'etcd-data').sort());
+      expect([...owned].sort()).toEqual(
+        Object.keys(compose.volumes)
+          .filter((v) => v !== 'etcd-data')
+          .sort(),
+      );
       expect(services['authz']!.depends_on?.['volume-owner']).toEqual({ condition: 'service_completed_successfully' });
     });
   });
