@@ -5,13 +5,15 @@
 // token for another audience or signed by another key, a ServiceAccount the
 // record does not name.
 import { createServer, type Server } from 'node:http';
-import { X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, type RootCa } from '@trellis/pki';
+// After @trellis/pki, which loads the reflect-metadata runtime @peculiar/x509 needs and sets its crypto provider.
+import * as x509 from '@peculiar/x509';
 import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { counterValue, KeyDir, startTestAuthz, type StartedAuthz } from './support/harness';
 
@@ -141,6 +143,26 @@ describe('authz mesh CA: POST /v1/certificate', () => {
     expect(await bad.json()).toMatchObject({ type: 'https://trellis.dev/problems/validation', errors: [{ field: 'csr' }] });
     const missing = await post({}, basic('orders', 'orders-secret-0123456789'));
     expect(await missing.json()).toMatchObject({ errors: [{ field: 'csr' }] });
+  });
+
+  // A certificate for an RSA key with e = 1 could be "signed" by anyone (s^1 = s), one with a small
+  // exponent is weak: the CA certifies only keys every verifier in the mesh would trust.
+  it.each([
+    ['an RSA key with e = 3', { modulusLength: 2048, publicExponent: 3 }],
+    ['a 1024-bit RSA key', { modulusLength: 1024 }],
+  ])('attack: a CSR for %s gets no certificate', async (_what, rsa) => {
+    const pair = generateKeyPairSync('rsa', rsa);
+    const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+    const keys = {
+      privateKey: await webcrypto.subtle.importKey('pkcs8', pair.privateKey.export({ type: 'pkcs8', format: 'der' }), alg, true, ['sign']),
+      publicKey: await webcrypto.subtle.importKey('spki', pair.publicKey.export({ type: 'spki', format: 'der' }), alg, true, ['verify']),
+    };
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=orders', keys, signingAlgorithm: alg });
+    const issuedBefore = await counterValue(a.authz, 'trellis_authz_certificates_issued_total', { method: 'credential' });
+    const res = await post({ csr: csr.toString('pem') }, basic('orders', 'orders-secret-0123456789'));
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ errors: [{ field: 'csr' }] });
+    expect(await counterValue(a.authz, 'trellis_authz_certificates_issued_total', { method: 'credential' })).toBe(issuedBefore);
   });
 
   it('issues a pod its certificate for a ServiceAccount token the service record names', async () => {

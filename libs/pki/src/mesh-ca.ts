@@ -4,8 +4,8 @@
 // spiffe://<trust domain>/svc/<service>; nothing of the CSR but its public key
 // is used. The trust bundle (one root, two during a CA rotation) goes out with
 // every certificate, so agents pick up a new root with their next renewal.
-import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import { componentSpiffeIdOf, spiffeIdOf, type TrellisComponent } from '@trellis/mesh-contracts';
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { componentSpiffeIdOf, spiffeIdOf, weakKeyReason, type TrellisComponent } from '@trellis/mesh-contracts';
 import { pemCertificates, signingAlgorithmOf, x509, type CryptoKey } from './x509';
 
 export interface CaMaterial {
@@ -167,7 +167,8 @@ export class MeshCa {
 async function importSigningKey(key: ReturnType<typeof createPrivateKey>): Promise<CryptoKey> {
   const der = key.export({ type: 'pkcs8', format: 'der' });
   if (key.asymmetricKeyType === 'rsa') {
-    if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new CaMaterialError('the CA key is RSA shorter than 2048 bits');
+    const weakness = weakKeyReason(key);
+    if (weakness) throw new CaMaterialError(`the CA key is not accepted: ${weakness}`);
     return webcrypto.subtle.importKey('pkcs8', der, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['sign']);
   }
   if (key.asymmetricKeyType === 'ec') {
@@ -206,5 +207,8 @@ async function verifiedCsrKey(csrPem: string): Promise<CryptoKey> {
     valid = false;
   }
   if (!valid) throw new CsrError('csr: the signature does not verify with its own public key');
+  // The one rule for trusted keys (e = 65537 too): peers will trust this key in every handshake.
+  const weakness = weakKeyReason(createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' }));
+  if (weakness) throw new CsrError(`csr: ${weakness}`);
   return webcrypto.subtle.importKey('spki', csr.publicKey.rawData, importAlg, true, ['verify']) as Promise<CryptoKey>;
 }

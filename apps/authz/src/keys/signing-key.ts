@@ -2,7 +2,7 @@
 // kid is the RFC 7638 thumbprint, so every replica holding the same key agrees on it.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint } from 'jose';
-import type { PublicJwk } from '@trellis/mesh-schema';
+import { RSA_PUBLIC_EXPONENT, type PublicJwk } from '@trellis/mesh-schema';
 
 export type SigningAlg = 'RS256' | 'ES256';
 
@@ -43,6 +43,9 @@ export async function signingKeyFromKeyObject(privateKey: KeyObject, source: str
   if (privateKey.asymmetricKeyType === 'rsa') {
     if ((details.modulusLength ?? 0) < MIN_RSA_BITS)
       throw new InvalidSigningKeyError(source, `RSA keys must have at least ${MIN_RSA_BITS} bits`);
+    // Its public half would be refused by every verifier (weakKeyReason): say so at start, not as 401s later.
+    if (details.publicExponent !== RSA_PUBLIC_EXPONENT)
+      throw new InvalidSigningKeyError(source, `RSA keys must have the public exponent ${RSA_PUBLIC_EXPONENT}`);
     alg = 'RS256';
   } else if (privateKey.asymmetricKeyType === 'ec' && details.namedCurve === 'prime256v1') {
     alg = 'ES256';
