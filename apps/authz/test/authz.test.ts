@@ -377,6 +377,21 @@ describe('authz', () => {
       expect(deniedReason(await edge('/admin/users', { 'cf-access-jwt-assertion': token }))).toMatchObject({ http: 401, reason });
     });
 
+    // A team whose certs endpoint is compromised or spoofed serves a key every token "verifies" against (e = 1 makes
+    // the signature the padded hash) or a weak one; jose alone checks only the modulus length (it refuses to sign or verify below 2,048 bits).
+    it.each([
+      ['an RSA key with e = 3', { modulusLength: 2048, publicExponent: 3 }],
+      ['an RSA key with e = 17', { modulusLength: 2048, publicExponent: 17 }],
+    ])('attack (#12 point 3): the team certs serve %s; a token it signs is refused', async (_what, rsa) => {
+      const kid = await team.rotate({ rsa });
+      const token = await team.sign(ACCESS_AUD, { kid });
+      expect(deniedReason(await edge('/admin/users', { 'cf-access-jwt-assertion': token }))).toMatchObject({
+        http: 401,
+        reason: 'access-weak-key',
+      });
+      await team.rotate({ dropOld: true });
+    });
+
     it('lets public ingress routes through with forged identity headers removed, and denies services without an ingress', async () => {
       const response = await edge('/shop');
       expect(response.status?.code).toBe(status.OK);

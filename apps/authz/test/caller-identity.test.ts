@@ -14,7 +14,7 @@ import { decodeJwt } from 'jose';
 import { AuthorizationClient, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { componentSpiffeIdOf, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, MeshCa, spiffeServerIdentityCheck, type RootCa } from '@trellis/pki';
-import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
 import {
   checkRequest,
   counterValue,
@@ -247,6 +247,17 @@ describe('authz: the caller is the client certificate (production defaults)', ()
       expect(decodeJwt(String(res.body['token']))).toMatchObject({ sub: 'service-a', aud: 'service-b' });
     });
   });
+
+  it('attack (#12 point 9): 400 sockets trickling a TLS ClientHello at the mTLS token port are closed; tokens are still issued', async () => {
+    // Before any HTTP is read, so only the TLS handshake timeout applies (Node's own default is 120 s).
+    const loris = await startSlowLoris({ port: a.authz.mtlsPort!, sockets: 400, mode: 'tls-handshake' });
+    try {
+      await loris.allClosed(60_000);
+    } finally {
+      loris.stop();
+    }
+    expect((await tokenOverMtls('service-b', await workloadCertificate('service-a'))).status).toBe(200);
+  }, 90_000);
 
   it("edge Checks come from the edge proxy's certificate, or from the destination's own sidecar", async () => {
     const ca = a.authz.ca!.ca;

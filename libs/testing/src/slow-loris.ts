@@ -17,8 +17,11 @@ export interface SlowLorisOptions {
   port: number;
   host?: string;
   sockets: number;
-  /** `headers`: header lines trickle and never end; `body`: headers complete, the announced body trickles. */
-  mode: 'headers' | 'body';
+  /**
+   * `headers`: header lines trickle and never end; `body`: headers complete, the announced body trickles;
+   * `tls-handshake`: a TLS record announcing 512 bytes of ClientHello trickles (a TLS port, before any HTTP).
+   */
+  mode: 'headers' | 'body' | 'tls-handshake';
   /** The request's path: for `body`, one whose handler reads the body (default /healthz). */
   path?: string;
   /** For `body`: the Content-Type announced (default a form); the body announced is 4,000 bytes. */
@@ -37,7 +40,12 @@ export async function startSlowLoris(opts: SlowLorisOptions): Promise<SlowLoris>
   const start =
     opts.mode === 'headers'
       ? `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n`
-      : `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: ${opts.contentType ?? 'application/x-www-form-urlencoded'}\r\nContent-Length: 4000\r\n\r\n`;
+      : opts.mode === 'body'
+        ? `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: ${opts.contentType ?? 'application/x-www-form-urlencoded'}\r\nContent-Length: 4000\r\n\r\n`
+        : // A handshake record (type 22, TLS 1.0 framing) of 512 bytes: TLS reads nothing until the whole record is in.
+          Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]);
+  const trickle = (i: number, n: number): string | Buffer =>
+    opts.mode === 'headers' ? `X-Slow-${i}-${n}: 1\r\n` : opts.mode === 'body' ? 'a' : Buffer.from([0x00]);
 
   await Promise.all(
     Array.from(
@@ -52,7 +60,7 @@ export async function startSlowLoris(opts: SlowLorisOptions): Promise<SlowLoris>
           let reply = '';
           let n = 0;
           const timer = setInterval(() => {
-            if (socket.writable) socket.write(opts.mode === 'headers' ? `X-Slow-${i}-${n++}: 1\r\n` : 'a');
+            if (socket.writable) socket.write(trickle(i, n++));
           }, interval);
           socket.on('data', (d: Buffer) => (reply += d.toString('latin1')));
           socket.on('error', () => undefined); // a reset is one way of being closed

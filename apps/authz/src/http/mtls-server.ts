@@ -32,6 +32,8 @@ export async function listenMtls(
       requestCert: true,
       rejectUnauthorized: options.requireClientCertificate,
       minVersion: 'TLSv1.2',
+      // A client trickling its ClientHello is a slow loris before HTTP starts (Node's default waits 120 s).
+      handshakeTimeout: headersTimeout,
       headersTimeout,
       requestTimeout: Math.max(options.limits?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeout),
       connectionsCheckingInterval: Math.min(1_000, headersTimeout),

@@ -6,6 +6,11 @@ import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from
 import { createServer, type Server } from 'node:http';
 import { exportJWK, SignJWT } from 'jose';
 
+interface RsaShape {
+  modulusLength: number;
+  publicExponent?: number;
+}
+
 interface TeamKey {
   kid: string;
   privateKey: KeyObject;
@@ -39,9 +44,9 @@ export class FakeCloudflareTeam {
     return `http://127.0.0.1:${port}/{teamDomain}/cdn-cgi/access/certs`;
   }
 
-  /** Adds a new current key (and drops the old ones when asked). */
-  async rotate({ dropOld = false } = {}): Promise<string> {
-    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  /** Adds a new current key (and drops the old ones when asked); `rsa` makes it another shape than Cloudflare's. */
+  async rotate({ dropOld = false, rsa = { modulusLength: 2048 } }: { dropOld?: boolean; rsa?: RsaShape } = {}): Promise<string> {
+    const { privateKey } = generateKeyPairSync('rsa', rsa);
     const kid = randomUUID().replace(/-/g, '');
     const publicJwk = { ...(await exportJWK(createPublicKey(privateKey))), kid, alg: 'RS256', use: 'sig' };
     this.keys = [...(dropOld ? [] : this.keys), { kid, privateKey, jwk: publicJwk }];
