@@ -53,7 +53,9 @@ describe('loadSigningKeys', () => {
     await rm(join(dir, 'weak.pem'));
     const smallExponent = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }).privateKey;
     await writeFile(join(dir, 'e3.pem'), smallExponent.export({ type: 'pkcs8', format: 'pem' }) as string);
-    await expect(loadSigningKeys({ dir })).rejects.toThrow(new InvalidSigningKeyError('e3.pem', 'RSA keys must have the public exponent 65537'));
+    await expect(loadSigningKeys({ dir })).rejects.toThrow(
+      new InvalidSigningKeyError('e3.pem', 'RSA keys must have the public exponent 65537'),
+    );
     const broken = '-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWJ1dC1icm9rZW4=\n-----END PRIVATE KEY-----\n';
     const error = await loadSigningKeys({ pem: broken }).catch((err: Error) => err);
     expect(error).toBeInstanceOf(InvalidSigningKeyError);
