@@ -1,11 +1,15 @@
 // End to end: real etcd, the real control plane, and @grpc/grpc-js-xds as the
 // client (in a child process with its own node identity). Each step measures the
 // time from the registry write to the client's changed behaviour.
+import { status } from '@grpc/grpc-js';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 import { startWhoServer } from './support/who-service';
 import { streakOf, XdsClientProcess, type CallResult } from './support/xds-client-process';
 
 jest.setTimeout(120_000);
+
+/** The reason the control plane gives a proxyless client of `a` for a target it did not declare. */
+const UNDECLARED = (target: string) => `a has not declared a dependency on ${target}; declare it in the registry`;
 
 describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => {
   let h: ControlPlaneHarness;
@@ -128,7 +132,8 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
     );
     timings.push(['remove dependency → calls fail', failing - t0]);
     const failure = client.results.find((r) => r.t >= failing)!;
-    expect(failure.ok).toBe(false);
+    // The failure names its cause, as a sidecar's 404 does.
+    expect(failure).toMatchObject({ ok: false, code: status.UNAVAILABLE, details: expect.stringContaining(UNDECLARED('b')) });
 
     // Declared again: the same client resolves B again (grpc-js-xds keeps a removed listener cached).
     t0 = Date.now();
@@ -142,9 +147,17 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
       )) - t0,
     ]);
 
-    // A target the service never declared does not resolve: calls fail, none reaches anything.
+    // A target the service never declared does not resolve: calls fail, none reaches anything, and the
+    // very first call already says why. Its deadline (30 s) outlasts grpc-js-xds's 15 s wait for a missing
+    // listener, so without that answer the first failure would be the anonymous "Listener c does not exist".
     t0 = Date.now();
-    const undeclared = await XdsClientProcess.start({ xdsAddress: h.xdsAddress, service: 'a', nodeId: 'a-proxyless-2', target: 'c' });
+    const undeclared = await XdsClientProcess.start({
+      xdsAddress: h.xdsAddress,
+      service: 'a',
+      nodeId: 'a-proxyless-2',
+      target: 'c',
+      deadlineMs: 30_000,
+    });
     try {
       const failed = await undeclared.waitFor(
         'calls to an undeclared service to fail',
@@ -153,6 +166,7 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
       );
       timings.push(['undeclared target → calls fail', failed - t0]);
       expect(undeclared.results.filter((r) => r.ok)).toEqual([]);
+      expect(undeclared.results[0]).toMatchObject({ ok: false, code: status.UNAVAILABLE, details: expect.stringContaining(UNDECLARED('c')) });
     } finally {
       await undeclared.stop();
     }

@@ -89,6 +89,26 @@ export function proxylessRouteName(service: string): string {
   return `proxyless|${service}`;
 }
 
+/** Cluster and endpoints a proxyless client gets for a target its service did not declare (undeclared-target.ts). */
+export function undeclaredTargetClusterName(target: string): string {
+  return `undeclared|${target}`;
+}
+
+/** The target an undeclared-target cluster name names; undefined for any other name (the target is checked by the caller). */
+export function parseUndeclaredTargetClusterName(name: string): string | undefined {
+  return name.startsWith('undeclared|') ? name.slice('undeclared|'.length) : undefined;
+}
+
+/**
+ * Why a call to a service the caller did not declare fails: the body of a sidecar's 404 and the
+ * reason a proxyless client's channel reports (`target` absent: the sidecar does not know the host).
+ */
+export function undeclaredDependencyReason(caller: string, target?: string): string {
+  return target === undefined
+    ? `trellis: ${caller} has not declared a dependency on this host`
+    : `trellis: ${caller} has not declared a dependency on ${target}; declare it in the registry to call xds:///${target}`;
+}
+
 /** The ext_authz gRPC cluster every sidecar carries. */
 export const AUTHZ_CLUSTER_NAME = 'trellis-authz';
 

@@ -235,7 +235,7 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
 /**
  * A gRPC service without a sidecar: an API listener per gRPC-capable dependency, and
  * the server listener its XdsServer asks for — built for 0.0.0.0:<service port> and
- * answered for whatever address it binds (xds/server-listeners.ts). Nothing secret.
+ * answered for whatever address it binds (xds/derived-resources.ts). Nothing secret.
  */
 function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make): XdsResource[] {
   const { name, mtls, callers } = service;

@@ -9,9 +9,13 @@ import { ListenerResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-t
 import { RouteConfigurationResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/route-config-resource-type';
 import type { XdsDecodeContext, XdsResourceType } from '@grpc/grpc-js-xds/build/src/xds-resource-type/xds-resource-type';
 import { register } from '@grpc/grpc-js-xds';
+import type { Listener__Output } from '@grpc/grpc-js-xds/build/src/generated/envoy/config/listener/v3/Listener';
+import { decodeSingleResource, HTTP_CONNECTION_MANGER_TYPE_URL } from '@grpc/grpc-js-xds/build/src/resources';
+
 import { MeshFixture } from '../model/mesh-fixture';
 import { WORKLOAD_CERT_PROVIDER } from './names';
 import { buildProxyResources } from './proxy-resources';
+import { undeclaredTargetResource } from './undeclared-target';
 
 const DECODERS: Partial<Record<XdsTypeUrl, XdsResourceType>> = {
   [TypeUrl.Listener]: ListenerResourceType.get(),
@@ -112,6 +116,29 @@ describe('proxyless resources through grpc-js-xds validation', () => {
     const routes = JSON.stringify(decoded.get(`${TypeUrl.RouteConfiguration} proxyless|payments`));
     expect(routes).toContain('outbound|payments|canary');
     expect(routes).toContain('"num_retries"');
+  });
+
+  it('accepts what a client dialing an undeclared target gets: a route to a cluster whose endpoints drop every call, naming the cause', () => {
+    const decode = (typeUrl: XdsTypeUrl, name: string) => {
+      const resource = undeclaredTargetResource(typeUrl, 'checkout', name)!;
+      const result = DECODERS[typeUrl]!.decode(context, { type_url: resource.any.typeUrl, value: resource.any.value });
+      expect({ name, error: result.error }).toEqual({ name, error: undefined });
+      return result.value as Record<string, unknown>;
+    };
+    const listener = decode(TypeUrl.Listener, 'payments') as unknown as Listener__Output;
+    const hcm = decodeSingleResource(HTTP_CONNECTION_MANGER_TYPE_URL, listener.api_listener!.api_listener!.value!);
+    expect(JSON.stringify(hcm.route_config)).toContain('"cluster":"undeclared|payments"');
+    expect(decode(TypeUrl.Cluster, 'undeclared|payments')).toMatchObject({ type: 'EDS', edsServiceName: 'undeclared|payments' });
+    expect(decode(TypeUrl.ClusterLoadAssignment, 'undeclared|payments')).toMatchObject({
+      policy: {
+        drop_overloads: [
+          {
+            category: 'trellis: checkout has not declared a dependency on payments; declare it in the registry to call xds:///payments',
+            drop_percentage: { numerator: 100, denominator: 'HUNDRED' },
+          },
+        ],
+      },
+    });
   });
 
   it('would reject what only sidecars get (the check is not a rubber stamp)', () => {

@@ -19,6 +19,7 @@ import {
   proxylessClusterName,
   proxylessRouteName,
   statPrefix,
+  undeclaredDependencyReason,
 } from './names';
 
 /** gRPC status names grpc-js-xds retries on; the HTTP-level conditions do not apply to it. */
@@ -168,7 +169,7 @@ export function outboundRouteConfig(
             $case: 'directResponse',
             value: {
               status: 404,
-              body: { specifier: { $case: 'inlineString', value: `trellis: ${source.name} has not declared a dependency on this host\n` } },
+              body: { specifier: { $case: 'inlineString', value: `${undeclaredDependencyReason(source.name)}\n` } },
             },
           },
           typedPerFilterConfig: { [FILTER.extAuthz]: extAuthzDisabled() },

@@ -1,9 +1,9 @@
 // What each proxy identity should have (cf. go-control-plane pkg/cache): one
 // snapshot per identity that has a connected proxy, rebuilt only when the model
 // change touches its service. Streams subscribe and are told when theirs changes.
-import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import { ADS_PUSH_ORDER, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { ProxyIdentity, ResourceSet, XdsResource } from '../resource';
-import { ListenerResources } from './server-listeners';
+import { DERIVED_TYPES, DerivedResources } from './derived-resources';
 import { versionOf } from './versions';
 
 export interface TypeSnapshot {
@@ -186,8 +186,8 @@ export class SnapshotCache<M> implements SnapshotSource {
   private toSnapshot(identity: ProxyIdentity, set: ResourceSet, pooled = false, prev?: ProxySnapshot): ProxySnapshot {
     const types = new Map<XdsTypeUrl, TypeSnapshot>();
     for (const typeUrl of ADS_PUSH_ORDER) {
-      // Listeners also answer the per-address names of a proxyless server's listener (server-listeners.ts).
-      const resources = typeUrl === TypeUrl.Listener ? new ListenerResources() : new Map<string, XdsResource>();
+      // Also answers names translation does not build: a proxyless server's per-address listener, an undeclared target (derived-resources.ts).
+      const resources = DERIVED_TYPES.has(typeUrl) ? new DerivedResources(typeUrl, identity) : new Map<string, XdsResource>();
       for (const resource of set.get(typeUrl)?.values() ?? []) {
         resources.set(resource.name, pooled ? this.intern(resource) : resource);
       }

@@ -15,6 +15,7 @@ import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../resource';
 import { AdsSession } from './ads-session';
+import { DerivedResources } from './derived-resources';
 import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
 import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot, TypeSnapshot } from './snapshot-cache';
@@ -178,8 +179,8 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
     } else {
       const picked = [...state.names].filter((name) => type.resources.has(name)).sort();
       // A subscription to every resource of the type (a sidecar's EDS and RDS, typically) is the type itself, version included.
-      // Not for listeners: a proxyless server's listener answers to names other than its own (server-listeners.ts).
-      const everything = typeUrl !== TypeUrl.Listener && picked.length === type.resources.size;
+      // Only when every picked name is one translation built: a map may also answer other names (derived-resources.ts).
+      const everything = picked.length === type.resources.size && picked.every((name) => builtBy(type, name));
       const resources = everything ? type.resources : new Map(picked.map((name) => [name, type.resources.get(name)!]));
       desired = everything ? type : { version: versionOf(resources.values()), resources };
       state.picked = { type, names: state.names, desired };
@@ -207,4 +208,9 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
     }
     return true;
   }
+}
+
+/** Whether translation built `name` (rather than the map answering it, derived-resources.ts). */
+function builtBy(type: TypeSnapshot, name: string): boolean {
+  return type.resources instanceof DerivedResources ? type.resources.built(name) : type.resources.has(name);
 }

@@ -69,6 +69,8 @@ export class XdsClientProcess {
     nodeId: string;
     target: string;
     intervalMs?: number;
+    /** Each call's deadline (default 10 s). */
+    deadlineMs?: number;
     zone?: string;
     /** Workload certificate files: the client then speaks mTLS to callees in permissive or strict mode. */
     certificates?: CertificateFiles;
@@ -82,7 +84,7 @@ export class XdsClientProcess {
       certificates: opts.certificates,
       refreshIntervalSeconds: 1,
     });
-    const child = spawn(process.execPath, [script, opts.target, String(opts.intervalMs ?? 25)], {
+    const child = spawn(process.execPath, [script, opts.target, String(opts.intervalMs ?? 25), String(opts.deadlineMs ?? 10_000)], {
       cwd: ROOT,
       env: {
         ...process.env,
