@@ -166,7 +166,11 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
       );
       timings.push(['undeclared target → calls fail', failed - t0]);
       expect(undeclared.results.filter((r) => r.ok)).toEqual([]);
-      expect(undeclared.results[0]).toMatchObject({ ok: false, code: status.UNAVAILABLE, details: expect.stringContaining(UNDECLARED('c')) });
+      expect(undeclared.results[0]).toMatchObject({
+        ok: false,
+        code: status.UNAVAILABLE,
+        details: expect.stringContaining(UNDECLARED('c')),
+      });
     } finally {
       await undeclared.stop();
     }

@@ -47,7 +47,12 @@ export function undeclaredTargetListener(target: string): Listener {
           {
             name: target,
             domains: ['*'],
-            routes: [{ match: { pathSpecifier: { $case: 'prefix', value: '/' } }, action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: cluster } } } }],
+            routes: [
+              {
+                match: { pathSpecifier: { $case: 'prefix', value: '/' } },
+                action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: cluster } } },
+              },
+            ],
           },
         ],
       },
