@@ -33,8 +33,12 @@ function httpFilter(name: string, typedConfig: Any, isOptional = false): HttpFil
   return HttpFilter.fromPartial({ name, configType: { $case: 'typedConfig', value: typedConfig }, isOptional });
 }
 
+// Filters that every listener carries alike are encoded once (encoded messages are never mutated).
+let router: HttpFilter | undefined;
+const extAuthzFilters = new Map<string, HttpFilter>();
+
 export function routerFilter(): HttpFilter {
-  return httpFilter(FILTER.router, packAny(Router, Router.fromPartial({})));
+  return (router ??= httpFilter(FILTER.router, packAny(Router, Router.fromPartial({}))));
 }
 
 /** Matches requests whose mesh token jwt_authn verified (its payload is in dynamic metadata). */
@@ -52,6 +56,13 @@ function meshTokenVerified() {
  * only requests without a verified mesh token (edge traffic) are sent to authz.
  */
 export function extAuthzFilter(timeoutMs: number, skipVerifiedMeshCalls = false): HttpFilter {
+  const key = `${timeoutMs}|${skipVerifiedMeshCalls}`;
+  let filter = extAuthzFilters.get(key);
+  if (!filter) extAuthzFilters.set(key, (filter = encodeExtAuthzFilter(timeoutMs, skipVerifiedMeshCalls)));
+  return filter;
+}
+
+function encodeExtAuthzFilter(timeoutMs: number, skipVerifiedMeshCalls: boolean): HttpFilter {
   return httpFilter(
     FILTER.extAuthz,
     packAny(

@@ -10,6 +10,7 @@ import {
   HttpConnectionManager_PathWithEscapedSlashesAction,
   type HttpFilter,
 } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy';
 import { spiffeIdOf } from '@trellis/mesh-schema';
 import type { MeshTokens, ServiceModel, TranslatorSettings } from '../model';
@@ -40,6 +41,9 @@ import {
   statPrefix,
 } from './names';
 import { proxylessDownstreamTls, sidecarDownstreamTls } from './workload-tls';
+
+/** Encoded once: it has no settings. */
+let tlsInspector: Any | undefined;
 
 /**
  * A sidecar's HTTP connection manager for `service`'s traffic. `explicitProxy`: also accept absolute-form
@@ -124,12 +128,7 @@ export function inboundListener(
   };
   return Listener.fromPartial({
     ...base,
-    listenerFilters: [
-      {
-        name: FILTER.tlsInspector,
-        configType: { $case: 'typedConfig', value: packAny(TlsInspector, TlsInspector.fromPartial({})) },
-      },
-    ],
+    listenerFilters: [{ name: FILTER.tlsInspector, configType: { $case: 'typedConfig', value: (tlsInspector ??= packAny(TlsInspector, TlsInspector.fromPartial({}))) } }],
     filterChains: strict ? [mtlsChain] : [mtlsChain, plaintextChain],
   });
 }

@@ -5,15 +5,13 @@
 // translation meant to emit, so it also catches a builder that names the wrong
 // resource. References are remembered per resource object: shared resources are
 // decoded once, not once per identity.
-import { TypeUrl, unpackAnyAs } from '@trellis/envoy-types';
-import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
-import { SocketAddress_Protocol, type Address } from '@trellis/envoy-types/envoy/config/core/v3/address';
-import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
-import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { TypeUrl } from '@trellis/envoy-types';
+import { SocketAddress_Protocol } from '@trellis/envoy-types/envoy/config/core/v3/address';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { ResourceSet, XdsResource } from './xds-resource';
 
-interface References {
+export interface References {
   /** Route configuration names fetched over RDS. */
   routes: string[];
   /** ClusterLoadAssignment names fetched over EDS. */
@@ -49,7 +47,8 @@ export function snapshotInconsistencies(set: ResourceSet): string[] {
   return problems;
 }
 
-function references(resource: XdsResource): References {
+/** What a listener or cluster refers to and binds, read from its bytes (remembered per resource object). */
+export function references(resource: XdsResource): References {
   let refs = referencesOf.get(resource);
   if (!refs) {
     refs = resource.typeUrl === TypeUrl.Listener ? listenerReferences(resource.any) : clusterReferences(resource.any);
@@ -58,35 +57,116 @@ function references(resource: XdsResource): References {
   return refs;
 }
 
-function listenerReferences(any: Any): References {
-  const listener = unpackAnyAs(Listener, any);
-  const managers: Any[] = [];
-  if (listener.apiListener?.apiListener) managers.push(listener.apiListener.apiListener);
-  for (const chain of listener.filterChains) {
-    for (const filter of chain.filters) {
-      if (filter.configType?.$case === 'typedConfig' && filter.configType.value.typeUrl.endsWith('.HttpConnectionManager')) {
-        managers.push(filter.configType.value);
-      }
-    }
+// The references are read from the wire format directly, field by field, skipping
+// everything else: decoding a whole listener and its connection managers cost more
+// than building it. Field numbers are those of the v3 protos named beside them.
+const HCM_TYPE_SUFFIX = '.HttpConnectionManager';
+const EDS = 3; // Cluster.DiscoveryType.EDS
+
+/** Calls `visit` with each field's number and a reader at its value; `visit` consumes the value or returns false to skip it. */
+function eachField(bytes: Uint8Array, visit: (field: number, wireType: WireType, reader: BinaryReader) => boolean): void {
+  const reader = new BinaryReader(bytes);
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (!visit(field, wireType, reader)) reader.skip(wireType, field);
   }
-  const routes = managers.flatMap((m) => {
-    const spec = unpackAnyAs(HttpConnectionManager, m).routeSpecifier;
-    return spec?.$case === 'rds' ? [spec.value.routeConfigName] : [];
+}
+
+function listenerReferences(any: Any): References {
+  const routes: string[] = [];
+  let bind: string | undefined;
+  eachField(any.value, (field, wireType, reader) => {
+    if (wireType !== WireType.LengthDelimited) return false;
+    if (field === 2) bind = bindAddress(reader.bytes()); // Listener.address
+    else if (field === 3) // Listener.filter_chains → FilterChain.filters → Filter.typed_config
+      eachField(reader.bytes(), (f, w, chain) => {
+        if (f !== 3 || w !== WireType.LengthDelimited) return false;
+        eachField(chain.bytes(), (g, x, filter) => {
+          if (g !== 4 || x !== WireType.LengthDelimited) return false;
+          routes.push(...rdsRoutes(filter.bytes()));
+          return true;
+        });
+        return true;
+      });
+    else if (field === 19) // Listener.api_listener → ApiListener.api_listener
+      eachField(reader.bytes(), (f, w, api) => {
+        if (f !== 1 || w !== WireType.LengthDelimited) return false;
+        routes.push(...rdsRoutes(api.bytes()));
+        return true;
+      });
+    else return false;
+    return true;
   });
-  const bind = bindAddress(listener.address);
   return { routes, endpoints: [], ...(bind !== undefined ? { bind } : {}) };
 }
 
-function bindAddress(address: Address | undefined): string | undefined {
-  const socket = address?.address?.$case === 'socketAddress' ? address.address.value : undefined;
+/** The route configuration an Any names over RDS when it holds an HttpConnectionManager (its `rds.route_config_name`). */
+function rdsRoutes(anyBytes: Uint8Array): string[] {
+  let typeUrl = '';
+  let value: Uint8Array | undefined;
+  eachField(anyBytes, (field, wireType, reader) => {
+    if (wireType !== WireType.LengthDelimited) return false;
+    if (field === 1) typeUrl = reader.string();
+    else if (field === 2) value = reader.bytes();
+    else return false;
+    return true;
+  });
+  if (!typeUrl.endsWith(HCM_TYPE_SUFFIX) || !value) return [];
+  let route: string | undefined;
+  eachField(value, (field, wireType, hcm) => {
+    if (field !== 3 || wireType !== WireType.LengthDelimited) return false; // HttpConnectionManager.rds
+    route = '';
+    eachField(hcm.bytes(), (f, w, rds) => {
+      if (f !== 2 || w !== WireType.LengthDelimited) return false; // Rds.route_config_name
+      route = rds.string();
+      return true;
+    });
+    return true;
+  });
+  return route === undefined ? [] : [route];
+}
+
+/** `protocol address:port` of Address.socket_address (SocketAddress: protocol 1, address 2, port_value 3, named_port 4). */
+function bindAddress(addressBytes: Uint8Array): string | undefined {
+  let socket: Uint8Array | undefined;
+  eachField(addressBytes, (field, wireType, reader) => {
+    if (field !== 1 || wireType !== WireType.LengthDelimited) return false;
+    socket = reader.bytes();
+    return true;
+  });
   if (!socket) return undefined;
-  return `${socket.protocol === SocketAddress_Protocol.UDP ? 'udp' : 'tcp'} ${socket.address}:${socket.portSpecifier?.value ?? ''}`;
+  let protocol = 0;
+  let address = '';
+  let port: number | string = '';
+  eachField(socket, (field, wireType, reader) => {
+    if (field === 1 && wireType === WireType.Varint) protocol = reader.int32();
+    else if (field === 2 && wireType === WireType.LengthDelimited) address = reader.string();
+    else if (field === 3 && wireType === WireType.Varint) port = reader.uint32();
+    else if (field === 4 && wireType === WireType.LengthDelimited) port = reader.string();
+    else return false;
+    return true;
+  });
+  return `${protocol === SocketAddress_Protocol.UDP ? 'udp' : 'tcp'} ${address}:${port}`;
 }
 
 function clusterReferences(any: Any): References {
-  const cluster = unpackAnyAs(Cluster, any);
-  const eds = cluster.clusterDiscoveryType?.$case === 'type' && cluster.clusterDiscoveryType.value === Cluster_DiscoveryType.EDS;
-  return { routes: [], endpoints: eds ? [cluster.edsClusterConfig?.serviceName || cluster.name] : [] };
+  let name = '';
+  let type: number | undefined;
+  let serviceName = '';
+  eachField(any.value, (field, wireType, reader) => {
+    if (field === 1 && wireType === WireType.LengthDelimited) name = reader.string(); // Cluster.name
+    else if (field === 2 && wireType === WireType.Varint) type = reader.int32(); // Cluster.type
+    else if (field === 3 && wireType === WireType.LengthDelimited)
+      // Cluster.eds_cluster_config → EdsClusterConfig.service_name
+      eachField(reader.bytes(), (f, w, eds) => {
+        if (f !== 2 || w !== WireType.LengthDelimited) return false;
+        serviceName = eds.string();
+        return true;
+      });
+    else return false;
+    return true;
+  });
+  return { routes: [], endpoints: type === EDS ? [serviceName || name] : [] };
 }
 
 /**
