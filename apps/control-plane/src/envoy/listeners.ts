@@ -128,7 +128,12 @@ export function inboundListener(
   };
   return Listener.fromPartial({
     ...base,
-    listenerFilters: [{ name: FILTER.tlsInspector, configType: { $case: 'typedConfig', value: (tlsInspector ??= packAny(TlsInspector, TlsInspector.fromPartial({}))) } }],
+    listenerFilters: [
+      {
+        name: FILTER.tlsInspector,
+        configType: { $case: 'typedConfig', value: (tlsInspector ??= packAny(TlsInspector, TlsInspector.fromPartial({}))) },
+      },
+    ],
     filterChains: strict ? [mtlsChain] : [mtlsChain, plaintextChain],
   });
 }

@@ -72,7 +72,10 @@ describe('references', () => {
             for (const type of [TypeUrl.Listener, TypeUrl.Cluster])
               for (const resource of set.get(type)!.values()) {
                 compared++;
-                expect({ name: resource.name, refs: references(resource) }).toEqual({ name: resource.name, refs: decodedReferences(resource) });
+                expect({ name: resource.name, refs: references(resource) }).toEqual({
+                  name: resource.name,
+                  refs: decodedReferences(resource),
+                });
               }
           }
         }

@@ -77,8 +77,10 @@ function listenerReferences(any: Any): References {
   let bind: string | undefined;
   eachField(any.value, (field, wireType, reader) => {
     if (wireType !== WireType.LengthDelimited) return false;
-    if (field === 2) bind = bindAddress(reader.bytes()); // Listener.address
-    else if (field === 3) // Listener.filter_chains → FilterChain.filters → Filter.typed_config
+    if (field === 2)
+      bind = bindAddress(reader.bytes()); // Listener.address
+    else if (field === 3)
+      // Listener.filter_chains → FilterChain.filters → Filter.typed_config
       eachField(reader.bytes(), (f, w, chain) => {
         if (f !== 3 || w !== WireType.LengthDelimited) return false;
         eachField(chain.bytes(), (g, x, filter) => {
@@ -88,7 +90,8 @@ function listenerReferences(any: Any): References {
         });
         return true;
       });
-    else if (field === 19) // Listener.api_listener → ApiListener.api_listener
+    else if (field === 19)
+      // Listener.api_listener → ApiListener.api_listener
       eachField(reader.bytes(), (f, w, api) => {
         if (f !== 1 || w !== WireType.LengthDelimited) return false;
         routes.push(...rdsRoutes(api.bytes()));
@@ -154,8 +157,10 @@ function clusterReferences(any: Any): References {
   let type: number | undefined;
   let serviceName = '';
   eachField(any.value, (field, wireType, reader) => {
-    if (field === 1 && wireType === WireType.LengthDelimited) name = reader.string(); // Cluster.name
-    else if (field === 2 && wireType === WireType.Varint) type = reader.int32(); // Cluster.type
+    if (field === 1 && wireType === WireType.LengthDelimited)
+      name = reader.string(); // Cluster.name
+    else if (field === 2 && wireType === WireType.Varint)
+      type = reader.int32(); // Cluster.type
     else if (field === 3 && wireType === WireType.LengthDelimited)
       // Cluster.eds_cluster_config → EdsClusterConfig.service_name
       eachField(reader.bytes(), (f, w, eds) => {
