@@ -66,11 +66,7 @@ export function stdoutJsonAccessLog(tags: Record<string, string>): AccessLog {
     name: 'envoy.access_loggers.stdout',
     configType: {
       $case: 'typedConfig',
-      value: {
-        $type: 'google.protobuf.Any',
-        typeUrl: typeUrlOf(StdoutAccessLog),
-        value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-      },
+      value: { typeUrl: typeUrlOf(StdoutAccessLog), value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) },
     },
   });
 }
