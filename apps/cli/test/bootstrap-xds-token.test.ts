@@ -50,13 +50,13 @@ describe('trellis bootstrap: the xDS token from authz over mTLS with the workloa
     return certDir;
   }
 
-  async function bootstrap(args: string[]): Promise<{ code: number | null; output: string; bootstrap?: string }> {
+  async function bootstrap(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; output: string; bootstrap?: string }> {
     const out = join(dir, `bootstrap-${Math.random().toString(36).slice(2)}.yaml`);
     const run = AppProcess.start(
       'bootstrap',
       bundle('cli'),
       ['--control-plane', controlPlaneUrl, 'bootstrap', 'orders', '--app-port', '8080', '--retry-for', '0', '--out', out, ...args],
-      {},
+      env,
     );
     const code = await run.exited;
     return { code, output: run.recentOutput(50), bootstrap: await readFile(out, 'utf8').catch(() => undefined) };
@@ -167,21 +167,28 @@ describe('trellis bootstrap: the xDS token from authz over mTLS with the workloa
   }, 120_000);
 
   describe('as the Helm sidecar init container, before any agent: --mesh-ca obtains the certificate first', () => {
-    /** The init container's settings as trellis-sidecar renders them (tools/deploy-tests/src/helm.test.ts checks those). */
-    const initContainer = (certDir: string, secretFile: string) => [
-      '--mesh-ca',
-      httpUrl,
-      '--credential-file',
-      secretFile,
-      '--authz',
-      mtlsUrl,
-      '--certificate-dir',
-      certDir,
-    ];
+    /**
+     * The init container's environment as trellis-sidecar renders it (tools/deploy-tests/src/helm.test.ts checks the
+     * chart renders these names), with the pod's paths and Service URLs replaced by this test's.
+     */
+    const initContainerEnv = (certDir: string, credentials: string): Record<string, string> => ({
+      TRELLIS_MESH_CA_URL: httpUrl,
+      TRELLIS_AUTHZ_URL: mtlsUrl,
+      TRELLIS_CERTIFICATE_DIR: certDir,
+      CREDENTIALS_DIRECTORY: credentials,
+      TRELLIS_SERVICE_SECRET_FILE: join(credentials, 'authz-secret'),
+    });
+    /** The projected authzSecret: its key mounted as the file authz-secret. */
+    async function credentialsDirectory(name: string, secret: string): Promise<string> {
+      const credentials = join(dir, name);
+      await mkdir(credentials, { recursive: true });
+      await writeFile(join(credentials, 'authz-secret'), `${secret}\n`);
+      return credentials;
+    }
 
-    it('an empty certificate volume: the certificate from the mesh CA, then the xDS token over mTLS with it, then the SDS files', async () => {
+    it('an empty volume: certificate from the mesh CA, xDS token over mTLS with it, SDS files; then the agent renews in that volume', async () => {
       const certDir = join(dir, 'pod-volume');
-      const result = await bootstrap(initContainer(certDir, join(dir, 'orders.secret')));
+      const result = await bootstrap([], initContainerEnv(certDir, await credentialsDirectory('pod-credentials', SECRET)));
       expect(result.code === 0 ? 'ok' : result.output).toBe('ok');
       const token = /x-trellis-xds-token: (\S+)/.exec(result.bootstrap ?? '')?.[1];
       const { payload } = await jwtVerify(token!, createRemoteJWKSet(new URL(`${httpUrl}/.well-known/jwks.json`)), {
@@ -199,12 +206,44 @@ describe('trellis bootstrap: the xDS token from authz over mTLS with the workloa
         'trellis-trust-bundle.sds.json',
         'trellis-workload-certificate.sds.json',
       ]);
+
+      // Then the pod's agent container starts on the same volume and takes the certificate over.
+      const agent = AppProcess.start(
+        'agent',
+        bundle('cli'),
+        ['agent', '--port=8080', '--health-check=none', '--registry=http://127.0.0.1:9', '--http-host=127.0.0.1', '--http-port=0'],
+        {
+          TRELLIS_SERVICE: 'orders',
+          TRELLIS_INSTANCE_ID: 'orders-7d9f-abcde',
+          TRELLIS_ADDRESS: '127.0.0.1',
+          TRELLIS_AUTHZ_URL: httpUrl,
+          TRELLIS_CERTIFICATE_DIR: certDir,
+          TRELLIS_SERVICE_SECRET_FILE: join(dir, 'pod-credentials', 'authz-secret'),
+        },
+      );
+      try {
+        const renewed = await eventually(
+          "the agent's own certificate in the volume",
+          async () => {
+            const pem = await readFile(files.certificateFile, 'utf8').catch(() => '');
+            return pem && new X509Certificate(pem).serialNumber !== leaf.serialNumber ? new X509Certificate(pem) : undefined;
+          },
+          60_000,
+          [agent, authz],
+        );
+        expect(renewed.subjectAltName).toContain(`URI:spiffe://${TRUST_DOMAIN}/svc/orders`);
+        expect(renewed.checkPrivateKey(createPrivateKey(await readFile(files.privateKeyFile, 'utf8')))).toBe(true);
+        // The SDS files Envoy watches still name the files, now the agent's.
+        expect((await readdir(certDir)).filter((f) => f.endsWith('.sds.json')).length).toBe(2);
+      } finally {
+        await agent.stop();
+      }
     }, 120_000);
 
     it('attack: a wrong service secret gets no certificate, hence no token and no bootstrap, and is not retried', async () => {
-      await writeFile(join(dir, 'wrong.secret'), 'not-the-orders-secret-0000\n');
       const certDir = join(dir, 'wrong-volume');
-      const result = await bootstrap([...initContainer(certDir, join(dir, 'wrong.secret')), '--retry-for', '2m']);
+      const credentials = await credentialsDirectory('wrong-credentials', 'not-the-orders-secret-0000');
+      const result = await bootstrap(['--retry-for', '2m'], initContainerEnv(certDir, credentials));
       expect(result.code).toBe(1);
       expect(result.output).toMatch(/workload certificate of orders: the mesh CA refused a certificate for orders: 401/);
       expect(result.output).not.toMatch(/retrying in/);
