@@ -50,7 +50,10 @@ describe('trellis bootstrap: the xDS token from authz over mTLS with the workloa
     return certDir;
   }
 
-  async function bootstrap(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; output: string; bootstrap?: string }> {
+  async function bootstrap(
+    args: string[],
+    env: Record<string, string> = {},
+  ): Promise<{ code: number | null; output: string; bootstrap?: string }> {
     const out = join(dir, `bootstrap-${Math.random().toString(36).slice(2)}.yaml`);
     const run = AppProcess.start(
       'bootstrap',
