@@ -191,19 +191,37 @@ export class ServiceCatalog {
     return (await this.reads()).instances(service);
   }
 
-  /** Instances belong to a registered service; only its team, its own credential (or admin) may register them. */
+  /**
+   * Instances belong to a registered service; only its team, its own credential (or admin) may
+   * register them. The registration's txn requires the service, so only a team's right needs
+   * the record. When the view's version says the team owns it, the txn requires that very
+   * version (one etcd round trip after the lease); otherwise — the view has none, it says
+   * another team, or the record changed meanwhile — it is read from etcd and decided on that.
+   */
   async registerInstance(principal: Principal, service: string, input: InstanceRegistration): Promise<InstanceRecord> {
     this.authorizeInstances(principal, service);
-    const owner = found(await this.store.getService(service), service);
-    this.authorizeInstances(principal, service, owner.value.spec.team);
     const { ttlSeconds, ...rest } = input;
-    const { record } = await this.store
-      .registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds, { requireService: true })
-      .catch((err: unknown) => {
-        if (err instanceof NotFoundError) throw problems.notFound(`service "${service}" is not registered`);
-        throw err;
-      });
-    return record;
+    const register = async (requireService: true | { modRevision: string }) =>
+      (await this.store.registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds, { requireService }))
+        .record;
+    try {
+      if (principal.kind !== 'team') return await register(true);
+      const seen = this.view.service(service);
+      if (seen?.value.spec.team === principal.team) {
+        try {
+          return await register({ modRevision: seen.modRevision });
+        } catch (err) {
+          if (!(err instanceof RevisionMismatchError)) throw err;
+        }
+      }
+      const owner = found(await this.store.getService(service), service);
+      this.authorizeInstances(principal, service, owner.value.spec.team);
+      return await register({ modRevision: owner.modRevision });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw problems.notFound(`service "${service}" is not registered`);
+      if (err instanceof RevisionMismatchError) throw problems.conflict(`service "${service}" changed while registering; retry`);
+      throw err;
+    }
   }
 
   async heartbeatInstance(principal: Principal, service: string, id: string): Promise<void> {

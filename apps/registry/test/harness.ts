@@ -32,6 +32,8 @@ export interface TestRegistry {
   client: EtcdClient;
   layout: KeyLayout;
   store: MeshStore;
+  /** The JWKS the team tokens verify against (for a second replica). */
+  jwksUrl: string;
   /** A team JWT signed by the key the JWKS endpoint serves. */
   teamToken(
     team: string,
@@ -93,6 +95,7 @@ export async function startRegistry(
     client,
     layout,
     store,
+    jwksUrl,
     teamToken: (team, tokenOpts = {}) => {
       const jwt = new SignJWT({ team })
         .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })

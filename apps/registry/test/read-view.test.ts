@@ -5,7 +5,7 @@ import { connectEtcd, type EtcdClient } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startTcpProxy, type TcpProxy } from '@trellis/testing';
 import { startRegistry as startRegistryApp, type RegistryDeps, type RegistryService } from '../src/registry';
-import { ADMIN_TOKEN, call, spec, startRegistry, type TestRegistry } from './harness';
+import { ADMIN_TOKEN, AUDIENCE, call, ISSUER, spec, startRegistry, type TestRegistry } from './harness';
 
 let registry: TestRegistry;
 
@@ -23,12 +23,12 @@ const admin = { token: ADMIN_TOKEN };
 async function startReplica(etcd: EtcdClient, opts: Partial<RegistryDeps> = {}): Promise<{ service: RegistryService; url: string }> {
   const service = await startRegistryApp({
     config: {
+      TRELLIS_AUTH_ISSUER: ISSUER,
+      TRELLIS_AUTH_JWKS_URL: registry.jwksUrl,
       TRELLIS_HOST: '127.0.0.1',
       TRELLIS_HTTP_PORT: 0,
       TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
-      TRELLIS_AUTH_JWKS_URL: undefined,
-      TRELLIS_AUTH_ISSUER: undefined,
-      TRELLIS_AUTH_AUDIENCE: 'trellis-registry',
+      TRELLIS_AUTH_AUDIENCE: AUDIENCE,
       TRELLIS_SERVICE_CREDENTIALS: undefined,
       TRELLIS_CSRF_SECRET: 'test-csrf-secret-0123456789abcdef0123456789',
       TRELLIS_READS_REQUIRE_AUTH: false,
@@ -216,5 +216,28 @@ describe("while the view's watch is cut off from etcd", () => {
     expect(read.headers.get('x-trellis-view-age')).toBe('0.000'); // read from etcd: current
     expect((await call(url, 'GET', '/api/v1/topology')).body.nodes.map((n: { name: string }) => n.name)).toContain('bypassed');
     expect((await call(url, 'GET', '/metrics')).text).toMatch(/trellis_registry_view_fallbacks_total [2-9]/);
+  }, 90_000);
+  // The attack: a team keeps registering instances of a service an admin moved to another team, counting on
+  // a replica whose view has not seen the move. The registration's txn requires the version the view held.
+  it('an instance registration is never decided on a stale owner: the old team is refused, the new one admitted', async () => {
+    const { url } = await cutOffReplica(60_000);
+    const created = await registry.store.createService(spec('moving', { team: 'alpha' }), 'admin');
+    const deadline = Date.now() + 30_000;
+    while ((await call(url, 'GET', '/api/v1/services/moving')).status !== 200) {
+      if (Date.now() > deadline) throw new Error('the replica never saw the service');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    proxy.pause();
+    await registry.store.updateService(spec('moving', { team: 'beta' }), 'admin', { ifModRevision: created.modRevision });
+    const body = { id: 'sneaky-1', address: '10.0.0.7', port: 8080, platform: 'vm', ttlSeconds: 60 };
+    const refused = await call(url, 'POST', '/api/v1/services/moving/instances', { token: await registry.teamToken('alpha'), json: body });
+    expect(refused.status).toBe(403);
+    expect(await registry.store.listInstances('moving')).toEqual([]);
+    const admitted = await call(url, 'POST', '/api/v1/services/moving/instances', {
+      token: await registry.teamToken('beta'),
+      json: { ...body, id: 'rightful-1' },
+    });
+    expect(admitted.status).toBe(201);
+    expect((await registry.store.listInstances('moving')).map((i) => i.id)).toEqual(['rightful-1']);
   }, 90_000);
 });

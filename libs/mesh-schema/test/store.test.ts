@@ -28,6 +28,21 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The same etcd client, with every KV call it makes (range, put, txn, deleteRange) recorded in `calls`. */
+function countingKv(real: Etcd3, calls: string[]): Etcd3 {
+  const kv = new Proxy(real.kv, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls.push(String(property));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return new Proxy(real, { get: (target, property, receiver) => (property === 'kv' ? kv : Reflect.get(target, property, receiver)) });
+}
+
 describe('services', () => {
   it('creates generation 1 with a create history entry, and refuses a second create', async () => {
     const created = await store.createService(aService('checkout'), 'team-a');
@@ -101,6 +116,38 @@ describe('services', () => {
     expect(updates.map((u) => u.value.generation).sort()).toEqual([2, 3, 4, 5]);
     const history = await store.listHistory('search');
     expect(history.map((h) => h.generation)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('creates a never-used name in one etcd round trip, and a deleted one in two, continuing its generations', async () => {
+    const calls: string[] = [];
+    const counted = countingKv(client, calls);
+    const counting = new MeshStore(counted, layout);
+    const created = await counting.createService(aService('tally'), 'team-a');
+    expect(created.value.generation).toBe(1);
+    expect(calls).toEqual(['txn']);
+
+    await store.deleteService('tally', 'team-a');
+    calls.length = 0;
+    const again = await counting.createService(aService('tally', { port: 9100 }), 'team-b');
+    // The first txn fails on the history left by the deleted service and returns its last key.
+    expect(calls).toEqual(['txn', 'txn']);
+    expect(again.value.generation).toBe(3);
+    expect((await store.listHistory('tally')).map((h) => [h.generation, h.action])).toEqual([
+      [1, 'create'],
+      [2, 'delete'],
+      [3, 'create'],
+    ]);
+    calls.length = 0;
+    await expect(counting.createService(aService('tally'), 'team-c')).rejects.toBeInstanceOf(AlreadyExistsError);
+    expect(calls).toEqual(['txn']);
+  });
+
+  it('lets exactly one of several concurrent creates of a new name win', async () => {
+    const results = await Promise.allSettled([1, 2, 3, 4].map((i) => store.createService(aService('racer', { port: 9000 + i }), `writer-${i}`)));
+    const won = results.filter((r) => r.status === 'fulfilled');
+    expect(won).toHaveLength(1);
+    expect(results.filter((r) => r.status === 'rejected').every((r) => r.reason instanceof AlreadyExistsError)).toBe(true);
+    expect((await store.listHistory('racer')).map((h) => h.generation)).toEqual([1]);
   });
 
   it('keeps history through update, rollback, delete and re-create', async () => {
@@ -221,6 +268,21 @@ describe('deleting a service', () => {
       NotFoundError,
     );
     expect(await store.listInstances('never-there')).toEqual([]);
+  });
+
+  it('refuses a registration that requires a version of the service once it changed, naming the current one', async () => {
+    const v1 = await store.createService(aService('versioned'), 't');
+    const v2 = await store.updateService(aService('versioned', { port: 9200 }), 't');
+    await expect(
+      store.registerInstance(anInstance('versioned', 'v-1'), 30, { requireService: { modRevision: v1.modRevision } }),
+    ).rejects.toMatchObject({ name: 'RevisionMismatchError', actualModRevision: v2.modRevision });
+    expect(await store.listInstances('versioned')).toEqual([]);
+    await store.registerInstance(anInstance('versioned', 'v-1'), 30, { requireService: { modRevision: v2.modRevision } });
+    expect((await store.listInstances('versioned')).map((i) => i.id)).toEqual(['v-1']);
+    await store.deleteService('versioned', 't');
+    await expect(
+      store.registerInstance(anInstance('versioned', 'v-2'), 30, { requireService: { modRevision: v2.modRevision } }),
+    ).rejects.toBeInstanceOf(NotFoundError);
   });
 
   it("releases a first host claim with the host's last service, never an admin's assignment", async () => {

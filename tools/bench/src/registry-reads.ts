@@ -204,7 +204,9 @@ async function orchestrate(): Promise<void> {
     for (const [name, times] of Object.entries({
       'etcd put (floor)': writes.etcdPut,
       'GET /healthz, one at a time (HTTP round trip)': writes.http,
-      'PUT /api/v1/services/{name} (If-Match)': writes.registry,
+      'PUT /api/v1/services/{name} (If-Match)': writes.replace,
+      'POST /api/v1/services (create)': writes.create,
+      'POST /api/v1/services/{name}/instances': writes.register,
     })) {
       const p = percentiles(times);
       console.log(`| ${name} | ${ms(p.p50)} | ${ms(p.p99)} | ${(p.p50 / put.p50).toFixed(2)}× | ${(p.p99 / put.p99).toFixed(2)}× |`);
@@ -225,42 +227,52 @@ async function orchestrate(): Promise<void> {
 }
 
 /**
- * Sequential service replacements through the registry, bare etcd puts of the same size, and
- * bare HTTP round trips to the registry (what any write through HTTP pays), alternating in blocks.
+ * Sequential writes through the registry — replacing a service (PUT with If-Match), creating one
+ * (POST), registering an instance (POST, a lease grant and a txn) — against bare etcd puts of the
+ * same size and bare HTTP round trips to the registry (what any write through HTTP pays),
+ * alternating in blocks of 10.
  */
 async function measureWrites(base: string, client: ReturnType<Awaited<ReturnType<typeof startEtcd>>['client']>, prefix: string) {
-  const registry: number[] = [];
-  const etcdPut: number[] = [];
-  const http: number[] = [];
+  const times = { etcdPut: [] as number[], http: [] as number[], replace: [] as number[], create: [] as number[], register: [] as number[] };
   let failed = 0;
   const name = serviceName(0);
   let etag = (await fetch(`${base}/api/v1/services/${name}`)).headers.get('etag')!;
   const value = Buffer.from(JSON.stringify(serviceSpec(0, 'x'.repeat(64))));
+  const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+  const timed = async (into: number[], expected: number, request: () => Promise<Response>): Promise<Response> => {
+    const t0 = performance.now();
+    const res = await request();
+    await res.arrayBuffer();
+    into.push(performance.now() - t0);
+    if (res.status !== expected) failed++;
+    return res;
+  };
   for (let done = 0; done < WRITES; done += 10) {
     for (let k = 0; k < 10; k++) {
       const t0 = performance.now();
       await client.put(`${prefix}bench/put-${k}`).value(value);
-      etcdPut.push(performance.now() - t0);
+      times.etcdPut.push(performance.now() - t0);
     }
+    for (let k = 0; k < 10; k++) await timed(times.http, 200, () => fetch(`${base}/healthz`));
     for (let k = 0; k < 10; k++) {
-      const t0 = performance.now();
-      await (await fetch(`${base}/healthz`)).arrayBuffer();
-      http.push(performance.now() - t0);
-    }
-    for (let k = 0; k < 10; k++) {
-      const t0 = performance.now();
-      const res = await fetch(`${base}/api/v1/services/${name}`, {
-        method: 'PUT',
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', 'if-match': etag },
-        body: JSON.stringify(serviceSpec(0, `write ${done + k}`)),
-      });
-      await res.arrayBuffer();
-      registry.push(performance.now() - t0);
-      if (res.status !== 200) failed++;
+      const body = JSON.stringify(serviceSpec(0, `write ${done + k}`));
+      const res = await timed(times.replace, 200, () =>
+        fetch(`${base}/api/v1/services/${name}`, { method: 'PUT', headers: { ...headers, 'if-match': etag }, body }),
+      );
       etag = res.headers.get('etag') ?? etag;
     }
+    for (let k = 0; k < 10; k++) {
+      // A name never used before, calling two of the seeded services.
+      const body = JSON.stringify({ ...serviceSpec(done + k), name: `new-${done + k}` });
+      await timed(times.create, 201, () => fetch(`${base}/api/v1/services`, { method: 'POST', headers, body }));
+    }
+    for (let k = 0; k < 10; k++) {
+      const service = serviceName((done + k) % SERVICES);
+      const body = JSON.stringify({ id: `${service}-w${done + k}`, address: '10.0.0.2', port: 8080, platform: 'vm', ttlSeconds: 3600 });
+      await timed(times.register, 201, () => fetch(`${base}/api/v1/services/${service}/instances`, { method: 'POST', headers, body }));
+    }
   }
-  return { registry, etcdPut, http, failed };
+  return { ...times, failed };
 }
 
 function median(xs: number[]): number {

@@ -50,6 +50,14 @@ export const rangeUnchangedSince = (prefix: string, revision: string): ICompare 
   mod_revision: (BigInt(revision) + 1n).toString(),
 });
 export const absent = (key: string): ICompare => ({ key: Buffer.from(key), target: 'Create', result: 'Equal', create_revision: 0 });
+/** No key exists under `prefix` (etcd compares every key in the range; an empty range compares as absent). */
+export const noKeyUnder = (prefix: string): ICompare => ({
+  key: Buffer.from(prefix),
+  range_end: Buffer.from(prefixEnd(prefix)),
+  target: 'Create',
+  result: 'Equal',
+  create_revision: 0,
+});
 
 export class EtcdRecords {
   readonly logger: Pick<Logger, 'warn'> | undefined;

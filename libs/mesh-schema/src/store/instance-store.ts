@@ -2,7 +2,7 @@
 // (with a tombstone, so readers can tell it from a lease expiry).
 import type { IKeyValue } from 'etcd3';
 import { decodeKv, encodeValue } from '../codec';
-import { NotFoundError } from '../errors';
+import { NotFoundError, RevisionMismatchError } from '../errors';
 import { DEREGISTRATION_TTL_SECONDS, InstanceDeregistration, InstanceRecord, type InstanceRecordInput } from '../records';
 import { MAX_RACE_RETRIES, modRevisionIs, put, validateFirst, type EtcdRecords } from './etcd-records';
 
@@ -16,12 +16,14 @@ export class InstanceStore {
    * Puts the instance under a fresh lease of `ttlSeconds`; it disappears unless heartbeats
    * refresh that lease. With `requireService`, the txn also requires the service record to
    * exist (NotFoundError otherwise), so a registration racing the service's deletion
-   * cannot leave an instance behind it.
+   * cannot leave an instance behind it. `requireService: { modRevision }` requires that very
+   * version of it — the one the caller decided ownership on — and a newer one is a
+   * RevisionMismatchError, so the caller can decide again.
    */
   async registerInstance(
     input: RegisterInstanceInput,
     ttlSeconds: number,
-    opts: { requireService?: boolean } = {},
+    opts: { requireService?: boolean | { modRevision: string } } = {},
   ): Promise<{ record: InstanceRecord; leaseId: string }> {
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1)
       throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
@@ -37,15 +39,24 @@ export class InstanceStore {
       // The tombstone of an earlier deregistration goes with it: this registration's
       // lease may lapse later, and that must read as an expiry, not a deregistration.
       const serviceKey = this.records.layout.service(valid.service);
+      const required = opts.requireService;
       const res = await this.records.txn({
-        compare: opts.requireService ? [{ key: Buffer.from(serviceKey), target: 'Version', result: 'Greater', version: 0 }] : [],
+        compare: !required
+          ? []
+          : required === true
+            ? [{ key: Buffer.from(serviceKey), target: 'Version', result: 'Greater', version: 0 }]
+            : [modRevisionIs(serviceKey, required.modRevision)],
         success: [
           { request_put: { key: Buffer.from(key), value: record.bytes, lease: lease.ID, prev_kv: true } },
           { request_delete_range: { key: Buffer.from(this.records.layout.deregistration(valid.service, valid.id)) } },
         ],
-        failure: [],
+        failure: [{ request_range: { key: Buffer.from(serviceKey), keys_only: true } }],
       });
-      if (!res.succeeded) throw new NotFoundError(serviceKey, `service "${valid.service}"`);
+      if (!res.succeeded) {
+        const now = res.responses[0]?.response_range.kvs[0];
+        if (now && typeof required === 'object') throw new RevisionMismatchError(serviceKey, required.modRevision, now.mod_revision);
+        throw new NotFoundError(serviceKey, `service "${valid.service}"`);
+      }
       previousLease = res.responses[0]?.response_put?.prev_kv?.lease;
     } catch (err) {
       await this.records.revokeLease(lease.ID);

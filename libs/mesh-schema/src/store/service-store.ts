@@ -21,7 +21,7 @@ import {
   type HistoryAction,
   type ServiceSpecInput,
 } from '../records';
-import { absent, MAX_RACE_RETRIES, modRevisionIs, put, rangeUnchangedSince, validateFirst, type EtcdRecords } from './etcd-records';
+import { absent, MAX_RACE_RETRIES, modRevisionIs, noKeyUnder, put, rangeUnchangedSince, validateFirst, type EtcdRecords } from './etcd-records';
 
 export interface UpdateServiceOptions {
   /** Write only if the record's modRevision is still this (the ETag the caller read). */
@@ -70,9 +70,14 @@ export class ServiceStore {
   ): Promise<Versioned<ServiceRecord>> {
     const validSpec = validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
     const key = this.records.layout.service(validSpec.name);
+    const historyPrefix = this.records.layout.historyOf(spec.name);
     const at = this.records.now().toISOString();
+    // A name never used before has no history: the first attempt assumes generation 1 and
+    // guards on an empty history prefix, so creating a new service is one etcd round trip.
+    // Otherwise the failed txn returns the last history key and the next attempt continues it.
+    let lastGeneration: number | undefined;
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
-      const generation = (await this.lastGeneration(spec.name)) + 1;
+      const generation = (lastGeneration ?? 0) + 1;
       const record = encodeValue(ServiceRecord, key, {
         spec: validSpec,
         generation,
@@ -92,12 +97,28 @@ export class ServiceStore {
       });
       const host = await this.hostClaimGuard(validSpec, actor, at);
       const res = await this.records.txn({
-        compare: [absent(key), absent(historyKey), ...host.guards],
+        compare: [absent(key), lastGeneration === undefined ? noKeyUnder(historyPrefix) : absent(historyKey), ...host.guards],
         success: [put(key, record.bytes), put(historyKey, history), ...host.ops],
+        failure: [
+          { request_range: { key: Buffer.from(key) } },
+          {
+            request_range: {
+              key: Buffer.from(historyPrefix),
+              range_end: Buffer.from(prefixEnd(historyPrefix)),
+              limit: 1,
+              sort_order: 'Descend',
+              sort_target: 'Key',
+              keys_only: true,
+            },
+          },
+        ],
       });
       if (res.succeeded) return { value: record.value, modRevision: res.header.revision, createRevision: res.header.revision };
-      if (await this.records.getKv(key)) throw new AlreadyExistsError(key, `service "${spec.name}"`);
-      // Another writer took this generation's history slot, or the host's claim changed; read again.
+      if (res.responses[0]?.response_range.kvs[0]) throw new AlreadyExistsError(key, `service "${spec.name}"`);
+      // The name has history (a deleted service), another writer took this generation's
+      // history slot, or the host's claim changed: continue after the last generation now stored.
+      const last = res.responses[1]?.response_range.kvs[0];
+      lastGeneration = last ? this.generationOfHistoryKey(last.key.toString('utf8')) : 0;
     }
     throw new Error(`createService(${spec.name}): gave up after ${MAX_RACE_RETRIES} conflicting attempts`);
   }
@@ -272,9 +293,10 @@ export class ServiceStore {
       sort_target: 'Key',
     });
     const kv = res.kvs[0];
-    if (!kv) return 0;
-    // The key carries the generation, so even a corrupt last entry cannot stall new changes.
-    const key = kv.key.toString('utf8');
+    return kv ? this.generationOfHistoryKey(kv.key.toString('utf8')) : 0;
+  }
+  /** The key carries the generation, so even a corrupt last entry cannot stall new changes. */
+  private generationOfHistoryKey(key: string): number {
     const generation = Number(this.records.layout.parse(key)?.id);
     if (!Number.isSafeInteger(generation) || generation < 1)
       throw new InvalidRecordError(key, ['history key does not end in a generation number']);
