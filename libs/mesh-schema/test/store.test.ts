@@ -143,7 +143,9 @@ describe('services', () => {
   });
 
   it('lets exactly one of several concurrent creates of a new name win', async () => {
-    const results = await Promise.allSettled([1, 2, 3, 4].map((i) => store.createService(aService('racer', { port: 9000 + i }), `writer-${i}`)));
+    const results = await Promise.allSettled(
+      [1, 2, 3, 4].map((i) => store.createService(aService('racer', { port: 9000 + i }), `writer-${i}`)),
+    );
     const won = results.filter((r) => r.status === 'fulfilled');
     expect(won).toHaveLength(1);
     expect(results.filter((r) => r.status === 'rejected').every((r) => r.reason instanceof AlreadyExistsError)).toBe(true);

@@ -233,7 +233,13 @@ async function orchestrate(): Promise<void> {
  * alternating in blocks of 10.
  */
 async function measureWrites(base: string, client: ReturnType<Awaited<ReturnType<typeof startEtcd>>['client']>, prefix: string) {
-  const times = { etcdPut: [] as number[], http: [] as number[], replace: [] as number[], create: [] as number[], register: [] as number[] };
+  const times = {
+    etcdPut: [] as number[],
+    http: [] as number[],
+    replace: [] as number[],
+    create: [] as number[],
+    register: [] as number[],
+  };
   let failed = 0;
   const name = serviceName(0);
   let etag = (await fetch(`${base}/api/v1/services/${name}`)).headers.get('etag')!;

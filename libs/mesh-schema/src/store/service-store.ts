@@ -21,7 +21,16 @@ import {
   type HistoryAction,
   type ServiceSpecInput,
 } from '../records';
-import { absent, MAX_RACE_RETRIES, modRevisionIs, noKeyUnder, put, rangeUnchangedSince, validateFirst, type EtcdRecords } from './etcd-records';
+import {
+  absent,
+  MAX_RACE_RETRIES,
+  modRevisionIs,
+  noKeyUnder,
+  put,
+  rangeUnchangedSince,
+  validateFirst,
+  type EtcdRecords,
+} from './etcd-records';
 
 export interface UpdateServiceOptions {
   /** Write only if the record's modRevision is still this (the ETag the caller read). */
