@@ -10,6 +10,7 @@ import { service as healthService } from 'grpc-health-check';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { KeyLayout, MeshStore, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { mintMeshToken } from '../src/tokens/mint';
 import { FakeCloudflareTeam } from './support/cloudflare-team';
 import {
   counterValue,
@@ -204,6 +205,40 @@ describe('authz', () => {
         await waitFor(async () => (await raw.get(redisKey)) !== forged, 30_000);
         await raw.del(redisKey);
         expect(bearer(okHeaders(await replica.check(outbound('checkout', 'stock'))))).toBe(token);
+      } finally {
+        raw.disconnect();
+        await replica.stop();
+      }
+    });
+  });
+
+  describe('attack: Redis cache poisoning with genuine tokens of authz (a Redis writer replays what it saw)', () => {
+    // Each is signed by authz's own key, so only its claims can give it away.
+    const plants: [string, () => Promise<string>][] = [
+      ['checkout→orders (another audience)', async () => bearer(okHeaders(await a.check(outbound('checkout', 'orders'))))],
+      ['orders→stock (another caller)', async () => bearer(okHeaders(await a.check(outbound('orders', 'stock'))))],
+      ["checkout's xDS token (aud trellis-xds)", () => signedByAuthz(XDS_TOKEN_AUDIENCE, Date.now())],
+      ['checkout→stock, expired an hour ago', () => signedByAuthz('stock', Date.now() - 3_600_000)],
+    ];
+    /** What authz itself signs for checkout (the xDS token endpoint's or an old pair token), as a replayed copy. */
+    const signedByAuthz = async (audience: string, at: number) =>
+      (await mintMeshToken(a.authz.keyRing.signer()!, { issuer: 'trellis', subject: 'checkout', audience, ttlSeconds: 900 }, at)).token;
+    it.each(plants)('planted under checkout→stock: %s is deleted, counted and never handed out', async (_what, plant) => {
+      const prefix = `replay-${createHash('sha256').update(_what).digest('hex').slice(0, 8)}:`;
+      const replica = await startTestAuthz(etcd, redis, keys, { TRELLIS_REDIS_KEY_PREFIX: prefix });
+      const { Redis } = await import('ioredis');
+      const raw = new Redis(redis.url);
+      try {
+        const planted = await plant();
+        const redisKey = `${prefix}checkout:stock:${replica.authz.keyRing.signer()!.kid}`;
+        await raw.set(redisKey, planted, 'PX', 600_000);
+        await redisConnected(replica.authz);
+        const token = bearer(okHeaders(await replica.check(outbound('checkout', 'stock'))));
+        expect(token).not.toBe(planted);
+        const { payload } = await jwtVerify(token, await jwks(), { issuer: 'trellis', audience: 'stock' });
+        expect(payload.sub).toBe('checkout');
+        expect(await counterValue(replica.authz, 'trellis_authz_token_cache_total', { layer: 'redis', result: 'rejected' })).toBe(1);
+        await waitFor(async () => (await raw.get(redisKey)) !== planted, 30_000);
       } finally {
         raw.disconnect();
         await replica.stop();

@@ -1,7 +1,7 @@
 // The assembled control plane over a real etcd, driven by a raw ADS client:
 // NACK handling as people see it (etcd status, metrics), replica determinism,
 // stream authentication and the HTTP side.
-import { randomUUID } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomUUID, verify } from 'node:crypto';
 import { credentials, makeGenericClientConstructor, Metadata, status as GrpcStatus, type ServiceDefinition } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -239,6 +239,51 @@ describe('control plane over etcd', () => {
       const closed = await client.closedWith();
       expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
       expect(closed.details).toMatch(reason);
+    });
+
+    it('attack (#12 point 3): a key with e = 1 written into etcd is dropped, so its "signature" of an xDS token opens no stream', async () => {
+      // With e = 1, s^e mod n = s: the PKCS#1 v1.5 encoding of the hash is its own signature.
+      const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const n = publicKey.export({ format: 'jwk' }).n!;
+      const kid = 'attacker-e1';
+      const now = Math.floor(Date.now() / 1000);
+      const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const claims = { iss: 'trellis', sub: 'a', aud: XDS_TOKEN_AUDIENCE, iat: now, exp: now + 600 };
+      const signingInput = `${encode({ alg: 'RS256', kid, typ: 'JWT' })}.${encode(claims)}`;
+      const digestInfo = Buffer.concat([
+        Buffer.from('3031300d060960864801650304020105000420', 'hex'),
+        createHash('sha256').update(signingInput).digest(),
+      ]);
+      const encoded = Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(256 - 3 - digestInfo.length, 0xff), Buffer.from([0]), digestInfo]);
+      const forged = `${signingInput}.${encoded.toString('base64url')}`;
+      // The forgery is real: a verifier that trusts the key accepts it.
+      expect(
+        verify('sha256', Buffer.from(signingInput), createPublicKey({ key: { kty: 'RSA', n, e: 'AQ' }, format: 'jwk' }), encoded),
+      ).toBe(true);
+      // Written past authz (anyone with write access to authz/keys/), then a good key after it: once that one is
+      // mirrored, the control plane has read the weak one too.
+      const at = new Date(Date.now() - 60_000).toISOString();
+      const weak = { kid, jwk: { kty: 'RSA', kid, alg: 'RS256', use: 'sig', n, e: 'AQ' }, publishedAt: at, activeFrom: at };
+      await h.etcd.client().put(h.layout.authzKey(kid)).value(JSON.stringify(weak));
+      const { publicKey: good } = await generateKeyPair('RS256');
+      const goodJwk = await exportJWK(good);
+      await h.store.putAuthzKey({
+        kid: 'k-after',
+        jwk: { kty: 'RSA', kid: 'k-after', alg: 'RS256', use: 'sig', n: goodJwk.n!, e: goodJwk.e! },
+        publishedAt: at,
+        activeFrom: at,
+      });
+      await eventually('the key written after it mirrored', () => secure.cp.watcher.state.authzKeys.has('k-after') || undefined);
+      expect(secure.cp.watcher.state.authzKeys.has(kid)).toBe(false);
+
+      const client = open(secure.xdsAddress, bearer(forged));
+      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+      const closed = await client.closedWith();
+      expect(closed.code).toBe(GrpcStatus.UNAUTHENTICATED);
+      expect(closed.details).toMatch(/invalid token: unknown-kid/);
+      const bootstrap = await fetch(`${secure.httpUrl}/bootstrap/a?app_port=18081`, { headers: { authorization: `Bearer ${forged}` } });
+      expect(bootstrap.status).toBe(401);
+      for (const written of [kid, 'k-after']) await h.etcd.client().delete().key(h.layout.authzKey(written));
     });
 
     it('attack (#12 point 8): the debug endpoints answer only the admin token', async () => {
