@@ -1,12 +1,7 @@
 // Attacks on the registry, performed against the real app and a real etcd, each
 // asserting it is refused (docs/security.md lists them).
 import { generateKeyPairSync } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { SignJWT } from 'jose';
 import { startSlowLoris } from '@trellis/testing';
-import { Authenticator } from '../src/auth';
 import { call, ADMIN_TOKEN, serviceCredential, spec, startRegistry, type TestRegistry } from './harness';
 
 describe('registry attacks', () => {
@@ -154,30 +149,37 @@ describe('registry attacks', () => {
   });
 
   describe('weak keys in the team JWKS', () => {
-    // (jose itself refuses RSA keys under 2048 bits; the exponent is ours to check.)
-    it.each([
-      ['an RSA key with e = 3', { modulusLength: 2048, publicExponent: 3 }],
-      ['an RSA key with e = 17', { modulusLength: 2048, publicExponent: 17 }],
-    ])('refuses a team token signed with %s the JWKS serves', async (_what, params) => {
-      const { privateKey, publicKey } = generateKeyPairSync('rsa', params);
-      const jwks = { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'weak', alg: 'RS256', use: 'sig' }] };
-      const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks)));
-      server.listen(0, '127.0.0.1');
-      await once(server, 'listening');
-      try {
-        const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
-        const authenticator = Authenticator.fromConfig({ TRELLIS_AUTH_JWKS_URL: url, TRELLIS_AUTH_AUDIENCE: 'trellis-registry' });
-        const token = await new SignJWT({ team: 'web' })
-          .setProtectedHeader({ alg: 'RS256', kid: 'weak' })
-          .setAudience('trellis-registry')
-          .setIssuedAt()
-          .setExpirationTime('5m')
-          .sign(privateKey);
-        expect(await authenticator.verify(token)).toMatchObject({ ok: false, reason: 'invalid' });
-      } finally {
-        server.close();
-      }
-    });
+    // The registry's own JWKS endpoint serves the keys (a compromised or spoofed IdP); the tokens they sign are
+    // otherwise perfect. jose itself refuses RSA keys under 2048 bits; the exponent is ours to check.
+    const weakKeys = [3, 17].map((publicExponent) => ({
+      kid: `weak-e${publicExponent}`,
+      ...generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent }),
+    }));
+    let idp: TestRegistry;
+    beforeAll(async () => {
+      idp = await startRegistry();
+      // Served before the registry first fetches the JWKS, so no token is refused merely for an unknown kid.
+      for (const { kid, publicKey } of weakKeys)
+        idp.serveTeamKey({ ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' });
+    }, 60_000);
+    afterAll(() => idp?.close());
+
+    it.each(weakKeys.map((key) => [key.kid, key] as const))(
+      'refuses a team token signed with %s the JWKS serves, changing nothing',
+      async (kid, key) => {
+        const before = await idp.snapshot();
+        const token = await idp.teamToken('web', { signWith: key });
+        const refused = await call(idp.url, 'POST', '/api/v1/services', { token, json: spec(`svc-${kid}`, { team: 'web' }) });
+        expect(refused.status).toBe(401);
+        expect(await idp.snapshot()).toEqual(before);
+        // The IdP's good key, served alongside, is accepted: only the key was wrong.
+        const good = await call(idp.url, 'POST', '/api/v1/services', {
+          token: await idp.teamToken('web'),
+          json: spec(`ok-${kid}`, { team: 'web' }),
+        });
+        expect(good.status).toBe(201);
+      },
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 // A real registry for integration tests: a real etcd (one per test file), the
 // registry started as main.ts starts it (startRegistry) on 127.0.0.1:0, and a
 // real JWKS endpoint serving the key that signs the team tokens the tests use.
+import type { KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -42,8 +43,12 @@ export interface TestRegistry {
       audience?: string;
       /** `iat` (seconds) */ issuedAt?: number;
       /** `exp` (seconds); null: none */ expiresAt?: number | null;
+      /** Another key the JWKS serves (serveTeamKey), in place of the suite's own. */
+      signWith?: { kid: string; privateKey: KeyObject };
     },
   ): Promise<string>;
+  /** Makes the JWKS endpoint serve this public key too (an attacker's, or a weak one). */
+  serveTeamKey(jwk: Record<string, unknown>): void;
   /** Every key under this suite's prefix with its value: "etcd unchanged" means this is equal before and after. */
   snapshot(): Promise<Record<string, string>>;
   close(): Promise<void>;
@@ -58,9 +63,9 @@ export async function startRegistry(
   const store = new MeshStore(client, layout);
 
   const { publicKey, privateKey } = await generateKeyPair('RS256');
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'test-key', alg: 'RS256', use: 'sig' };
+  const jwks: Record<string, unknown>[] = [{ ...(await exportJWK(publicKey)), kid: 'test-key', alg: 'RS256', use: 'sig' }];
   const jwksServer = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: jwks }));
   });
   jwksServer.listen(0, '127.0.0.1');
   await once(jwksServer, 'listening');
@@ -98,14 +103,16 @@ export async function startRegistry(
     jwksUrl,
     teamToken: (team, tokenOpts = {}) => {
       const jwt = new SignJWT({ team })
-        .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })
+        .setProtectedHeader({ alg: 'RS256', kid: tokenOpts.signWith?.kid ?? 'test-key' })
         .setSubject(`ci-${team}`)
         .setIssuer(ISSUER)
         .setAudience(tokenOpts.audience ?? AUDIENCE)
         .setIssuedAt(tokenOpts.issuedAt);
-      if (tokenOpts.expiresAt === null) return jwt.sign(privateKey);
-      return jwt.setExpirationTime(tokenOpts.expiresAt ?? tokenOpts.expiresIn ?? '5m').sign(privateKey);
+      const key = tokenOpts.signWith?.privateKey ?? privateKey;
+      if (tokenOpts.expiresAt === null) return jwt.sign(key);
+      return jwt.setExpirationTime(tokenOpts.expiresAt ?? tokenOpts.expiresIn ?? '5m').sign(key);
     },
+    serveTeamKey: (jwk) => void jwks.push(jwk),
     async snapshot() {
       const all = await client.getAll().prefix(etcd.prefix).strings();
       return all;
