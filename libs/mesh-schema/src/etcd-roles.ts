@@ -69,7 +69,8 @@ export async function applyEtcdRoles(client: Etcd3, layout: KeyLayout, setup: Et
     const role = client.role(name);
     await ignoreExists(() => role.create());
     const current = await role.permissions();
-    if (current.length > 0) await role.revoke(current.map(({ permission, range }) => ({ permission, range })));
+    // One by one: etcd3's revoke of an array grants each permission again instead.
+    for (const { permission, range } of current) await role.revoke({ permission, range });
     await role.grant(grants[app].map(({ prefix, permission }) => ({ permission, range: new Range(prefix, prefixEnd(prefix)) })));
     const password = setup.passwords[app];
     if (password !== undefined) {

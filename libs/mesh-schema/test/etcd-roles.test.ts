@@ -2,9 +2,9 @@
 // credentials can do what it needs and nothing that would let it forge tokens
 // or rewrite the topology.
 import { generateKeyPairSync } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
+import { Range, type Etcd3 } from 'etcd3';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
-import { applyEtcdRoles, connectEtcd, etcdRoleName, KeyLayout, MeshStore, MeshWatcher, type EtcdApp } from '../src';
+import { applyEtcdRoles, connectEtcd, etcdRoleName, KeyLayout, MeshStore, MeshWatcher, prefixEnd, type EtcdApp } from '../src';
 
 const PASSWORDS: Record<EtcdApp, string> = {
   registry: 'registry-etcd-secret-01',
@@ -103,5 +103,15 @@ describe('etcd roles (auth enabled)', () => {
     } finally {
       await watcher.close();
     }
+  });
+
+  it('run again, takes back a permission the role held beyond its grants (an older, wider role, or one granted by hand)', async () => {
+    const root = as('root').client;
+    const wider = [layout.services(), `${layout.prefix}history/`].map((p) => ({ permission: 'Readwrite' as const, range: new Range(p, prefixEnd(p)) }));
+    for (const grant of wider) await root.role(etcdRoleName('control-plane')).grant(grant);
+    await as('control-plane').store.createService(service('widened'), 'cp');
+
+    await applyEtcdRoles(root, layout, { rootPassword: 'root-etcd-secret-01', passwords: PASSWORDS });
+    await expect(as('control-plane').store.createService(service('narrowed'), 'cp')).rejects.toThrow(permissionDenied);
   });
 });
