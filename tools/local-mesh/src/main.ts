@@ -55,7 +55,7 @@ Trellis is up.
   control plane      xDS ${mesh.controlPlane.xdsAddress}   config dump: TRELLIS_TOKEN=<admin token> npx trellis config-dump front-1  (${mesh.controlPlane.httpUrl}/debug/*: Bearer <admin token>)
   authz              gRPC ${mesh.authz.grpcAddress} and tokens ${mesh.authz.mtlsUrl}/v1/token (mTLS: dev CA in ${join(dataDir, 'ca')})   JWKS ${mesh.authz.httpUrl}/.well-known/jwks.json
   metrics            ${mesh.registryUrl}/metrics  ${mesh.controlPlane.httpUrl}/metrics  ${mesh.authz.httpUrl}/metrics
-  etcd ${mesh.etcdEndpoint}   redis ${mesh.redisUrl}
+  etcd ${mesh.etcdEndpoint} (auth on; each app its own user, passwords in ${join(dataDir, 'etcd-users')})   redis ${mesh.redisUrl}
 Demo traffic (edge → front → service-a → service-b, service-c) every 2 s; Ctrl-C stops everything.
 ${
   mesh.mtls

@@ -41,6 +41,8 @@ export interface LocalMesh {
   etcdEndpoint: string;
   redisUrl: string;
   adminToken: string;
+  /** The TRELLIS_ETCD_* variables `app` runs with (its own etcd user): for another process of that app. */
+  etcdEnv(app: AppName): NodeJS.ProcessEnv;
   registryUrl: string;
   controlPlane: { xdsAddress: string; httpUrl: string };
   /** grpcAddress and mtlsUrl speak mTLS only: callers present a workload certificate from the dev root (`<dataDir>/ca`). */
@@ -92,6 +94,11 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
       TRELLIS_HOST: '127.0.0.1',
       TRELLIS_LOG_LEVEL: process.env['TRELLIS_LOG_LEVEL'] ?? 'info',
     };
+    // As in production: each app has its own etcd user with the least it needs, and etcd auth is on.
+    const etcdUsersDir = join(options.dataDir, 'etcd-users');
+    const etcdUsers = ensureEtcdPasswords(etcdUsersDir);
+    await setUpEtcdRoles({ ...common, ...etcdUsers.setupEnv }, options.onLine, etcdUsersDir);
+    const etcdEnv = (app: AppName): NodeJS.ProcessEnv => ({ ...common, ...etcdUsers.appEnv[app] });
     const keysDir = ensureSigningKey(join(options.dataDir, 'authz-keys'));
     const pki = options.mtls ? await ensureDevPki(options.dataDir) : undefined;
 
@@ -152,7 +159,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           name: app,
           command: process.execPath,
           args: ['--enable-source-maps', main],
-          env: { ...common, ...env, ...options.appEnv?.[app] },
+          env: { ...etcdEnv(app), ...env, ...options.appEnv?.[app] },
           onLine: options.onLine,
         });
         started.push(proc);
@@ -181,6 +188,7 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
       etcdEndpoint: infra.etcdEndpoint,
       redisUrl: infra.redisUrl,
       adminToken,
+      etcdEnv,
       registryUrl: `http://127.0.0.1:${ports.registryHttp}`,
       controlPlane: { xdsAddress: `127.0.0.1:${ports.xds}`, httpUrl: `http://127.0.0.1:${ports.controlPlaneHttp}` },
       authz: {
@@ -198,6 +206,39 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
     await stop();
     throw err;
   }
+}
+
+/** Passwords of etcd's root and of each app's user, made once and kept in the data folder (0600). */
+function ensureEtcdPasswords(dir: string): { setupEnv: NodeJS.ProcessEnv; appEnv: Record<AppName, NodeJS.ProcessEnv> } {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = (user: string) => {
+    const path = join(dir, `${user}.password`);
+    if (!existsSync(path)) writeFileSync(path, randomBytes(24).toString('base64url'), { mode: 0o600 });
+    return path;
+  };
+  const user = (app: AppName) => ({ TRELLIS_ETCD_USERNAME: `trellis-${app}`, TRELLIS_ETCD_PASSWORD_FILE: file(app) });
+  return {
+    setupEnv: {
+      TRELLIS_ETCD_ROOT_PASSWORD_FILE: file('root'),
+      TRELLIS_ETCD_REGISTRY_PASSWORD_FILE: file('registry'),
+      TRELLIS_ETCD_CONTROL_PLANE_PASSWORD_FILE: file('control-plane'),
+      TRELLIS_ETCD_AUTHZ_PASSWORD_FILE: file('authz'),
+    },
+    appEnv: { registry: user('registry'), 'control-plane': user('control-plane'), authz: user('authz') },
+  };
+}
+
+/** `registry setup-etcd-roles`: the same step the Helm hook Job and the VM docs run; safe to run on every start. */
+async function setUpEtcdRoles(env: NodeJS.ProcessEnv, onLine: LocalMeshOptions['onLine'], passwordsDir: string): Promise<void> {
+  const main = join(WORKSPACE_ROOT, 'dist/apps/registry/main.js');
+  if (!existsSync(main)) throw new Error(`${main} is missing: build it with \`npx nx run-many -t build -p registry control-plane authz\``);
+  const setup = startProcess({ name: 'setup-etcd-roles', command: process.execPath, args: [main, 'setup-etcd-roles'], env, onLine });
+  const code = await setup.exited;
+  if (code !== 0)
+    throw new Error(
+      `registry setup-etcd-roles exited with ${code} (etcd keeps the root password of the run that enabled auth: ` +
+        `if ${passwordsDir} was deleted since, delete the whole data folder to start over):\n${setup.recentOutput.join('\n')}`,
+    );
 }
 
 /** The dev mesh's RSA signing key; production mounts one from a Secret or systemd credential. */

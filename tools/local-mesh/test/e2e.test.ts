@@ -10,7 +10,7 @@ import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/ser
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { HopClient, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { demoCertificateDir, startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
-import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from '../src/mesh';
+import { startLocalMesh, WORKSPACE_ROOT, type AppName, type LocalMesh } from '../src/mesh';
 import { freePort } from '../src/ports';
 import { httpOk, startProcess, waitUntil } from '../src/processes';
 
@@ -221,6 +221,57 @@ describe('east-west', () => {
   });
 });
 
+describe('etcd as the trust root (#12 point 4): the local mesh runs etcd with auth and each app as its own user', () => {
+  // etcd's JSON gateway (/v3/...): the test needs no etcd client of its own.
+  type EtcdAnswer = { error?: string; message?: string; token?: string; kvs?: unknown[] };
+  const b64 = (text: string) => Buffer.from(text).toString('base64');
+  const etcd = async (path: string, body: unknown, token?: string) => {
+    const res = await fetch(`${mesh.etcdEndpoint}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: token } : {}) },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as EtcdAnswer };
+  };
+  const passwordFileOf = (app: AppName) => mesh.etcdEnv(app)['TRELLIS_ETCD_PASSWORD_FILE']!;
+  const login = async (app: AppName) => {
+    const env = mesh.etcdEnv(app);
+    const res = await etcd('/v3/auth/authenticate', {
+      name: env['TRELLIS_ETCD_USERNAME'],
+      password: readFileSync(passwordFileOf(app), 'utf8').trim(),
+    });
+    expect(res.body.token).toEqual(expect.any(String));
+    return res.body.token!;
+  };
+  const refused = (res: { status: number; body: EtcdAnswer }, reason: RegExp) => {
+    expect(res.status).not.toBe(200);
+    expect(res.body.message ?? res.body.error).toMatch(reason);
+  };
+  const forgedKey = { key: b64('/trellis/authz/keys/forged'), value: b64('{"kid":"forged"}') };
+  const forgedService = { key: b64('/trellis/services/forged'), value: b64('{}') };
+  /** Read as authz's user (it reads the whole prefix): what an attempt left behind. */
+  const stored = async (key: string) => (await etcd('/v3/kv/range', { key }, await login('authz'))).body.kvs ?? [];
+
+  it('gives each app its own etcd user, with a password only its owner can read', () => {
+    const users = (['registry', 'control-plane', 'authz'] as const).map((app) => mesh.etcdEnv(app)['TRELLIS_ETCD_USERNAME']);
+    expect(users).toEqual(['trellis-registry', 'trellis-control-plane', 'trellis-authz']);
+    for (const app of ['registry', 'control-plane', 'authz'] as const) expect(statSync(passwordFileOf(app)).mode & 0o077).toBe(0);
+  });
+
+  it('refuses an anonymous write of a verification key', async () => {
+    refused(await etcd('/v3/kv/put', forgedKey), /user name is empty|permission denied|not authenticated/i);
+    expect(await stored(forgedKey.key)).toEqual([]);
+  });
+
+  it("refuses the registry's and the control plane's users a key write, and the control plane's a service write", async () => {
+    refused(await etcd('/v3/kv/put', forgedKey, await login('registry')), /permission denied/i);
+    refused(await etcd('/v3/kv/put', forgedKey, await login('control-plane')), /permission denied/i);
+    refused(await etcd('/v3/kv/put', forgedService, await login('control-plane')), /permission denied/i);
+    expect(await stored(forgedKey.key)).toEqual([]);
+    expect(await stored(forgedService.key)).toEqual([]);
+  });
+});
+
 describe('Done when (#11): a process without a workload certificate obtains no token from authz and no service config from the control plane (production defaults)', () => {
   const outboundAtoB = {
     attributes: {
@@ -288,8 +339,7 @@ describe('Done when (#11): a process without a workload certificate obtains no t
       command: process.execPath,
       args: [join(WORKSPACE_ROOT, 'dist/apps/control-plane/main.js')],
       env: {
-        TRELLIS_ETCD_ENDPOINTS: mesh.etcdEndpoint,
-        TRELLIS_HOST: '127.0.0.1',
+        ...mesh.etcdEnv('control-plane'),
         TRELLIS_XDS_PORT: String(xdsPort),
         TRELLIS_HTTP_PORT: String(httpPort),
         TRELLIS_LOG_LEVEL: 'warn',
