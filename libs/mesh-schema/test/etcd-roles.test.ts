@@ -107,7 +107,10 @@ describe('etcd roles (auth enabled)', () => {
 
   it('run again, takes back a permission the role held beyond its grants (an older, wider role, or one granted by hand)', async () => {
     const root = as('root').client;
-    const wider = [layout.services(), `${layout.prefix}history/`].map((p) => ({ permission: 'Readwrite' as const, range: new Range(p, prefixEnd(p)) }));
+    const wider = [layout.services(), `${layout.prefix}history/`].map((p) => ({
+      permission: 'Readwrite' as const,
+      range: new Range(p, prefixEnd(p)),
+    }));
     for (const grant of wider) await root.role(etcdRoleName('control-plane')).grant(grant);
     await as('control-plane').store.createService(service('widened'), 'cp');
 
