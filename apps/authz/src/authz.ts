@@ -205,11 +205,18 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   health.addCheck('registry', () => watcher.ready);
   health.addCheck('signingKey', () => keyRing.signer() !== undefined);
 
-  const grpc = await startGrpcServer(checks, health, config.TRELLIS_HOST, config.TRELLIS_GRPC_PORT, {
-    tls,
-    requireClientCertificate: !config.TRELLIS_ALLOW_INSECURE_CALLERS,
-    trustDomain: () => trustDomain,
-  });
+  const grpc = await startGrpcServer(
+    checks,
+    health,
+    config.TRELLIS_HOST,
+    config.TRELLIS_GRPC_PORT,
+    {
+      tls,
+      requireClientCertificate: !config.TRELLIS_ALLOW_INSECURE_CALLERS,
+      trustDomain: () => trustDomain,
+    },
+    logger,
+  );
   const http = await listenHttp(
     createHttpApp({
       health,

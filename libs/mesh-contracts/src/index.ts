@@ -7,3 +7,4 @@ export * from './public-keys';
 export * from './secrets';
 export * from './sidecar-certificates';
 export * from './token-claims';
+export * from './trace-context';

@@ -14,5 +14,5 @@ export { createLogger, type Logger } from './logger';
 export { causeChain, installProcessGuards, runMain } from './main';
 export { createMetricsRegistry } from './metrics';
 export { fieldPath, PROBLEM_TYPE_BASE, ProblemError, sendProblem, zodFieldErrors, type FieldError, type Problem } from './problem';
-export { parseTraceparent, REQUEST_ID_HEADER, requestIdFor, requestIds, TRACEPARENT_HEADER } from './request-id';
+export { parseTraceparent, REQUEST_ID_HEADER, requestIdFor, requestIdIn, requestIds, TRACEPARENT_HEADER } from './request-id';
 export { closeInOrder, installShutdown, runShutdownSteps, type ShutdownStep } from './shutdown';

@@ -27,7 +27,7 @@ describe('requestIdFor', () => {
   });
 
   it('parses a W3C traceparent', () => {
-    expect(parseTraceparent(TRACEPARENT)).toEqual({ traceId: TRACE_ID, parentId: '00f067aa0ba902b7' });
+    expect(parseTraceparent(TRACEPARENT)).toEqual({ traceId: TRACE_ID, parentId: '00f067aa0ba902b7', flags: 1 });
     expect(parseTraceparent(`ff-${TRACE_ID}-00f067aa0ba902b7-01`)).toBeUndefined();
   });
 });

@@ -1,6 +1,7 @@
 // CheckService decisions with in-memory fakes for the registry view and the key
 // store (pure logic; the real etcd/Redis path is covered in test/authz.test.ts).
-import { status } from '@grpc/grpc-js';
+import { Writable } from 'node:stream';
+import { Metadata, status } from '@grpc/grpc-js';
 import { CheckRequest, CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import type { ServiceRecord, ServiceSpecInput } from '@trellis/mesh-schema';
 import type { PeerIdentity } from '@trellis/pki';
@@ -15,7 +16,7 @@ import { generateSigningKey } from '../keys/signing-key';
 import { AuthzMetrics } from '../metrics';
 import { MeshTokenIssuer } from '../tokens/token-issuer';
 import { MeshTokenVerifier } from '../tokens/token-verifier';
-import { decodeCheckAttributes } from './check-attributes';
+import { decodeCheckAttributes, type CheckAttributes } from './check-attributes';
 import { CheckService } from './check-service';
 import { MeshPolicy, type MeshView } from './mesh-policy';
 
@@ -106,5 +107,92 @@ describe('CheckService', () => {
     await keyRing.setLocalKeys([]);
     const response = await run(outbound('a', 'b'));
     expect(response.status).toMatchObject({ code: status.UNAVAILABLE, message: expect.stringMatching(/^no-signing-key/) });
+  });
+
+  describe('request ids in the log', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const loggingService = (level: string) => {
+      lines.length = 0;
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+          done();
+        },
+      });
+      const internals = service as unknown as { tokens: MeshTokenIssuer; verifier: MeshTokenVerifier; access: CloudflareAccessVerifier };
+      return new CheckService(
+        new MeshPolicy(view),
+        internals.tokens,
+        internals.verifier,
+        internals.access,
+        metrics,
+        createLogger('authz', level, sink),
+      );
+    };
+    /** Attributes that count how often the HTTP attributes (where the request id lives) are decoded. */
+    const counted = (request: Parameters<typeof checkRequest>[0]) => {
+      const attributes = decodeCheckAttributes(wire(request));
+      const reads = { http: 0 };
+      const http = attributes.http.bind(attributes);
+      const wrapped: CheckAttributes = { ...attributes, http: () => (reads.http++, http()) };
+      return { attributes: wrapped, reads };
+    };
+    const flush = () => new Promise((resolve) => setImmediate(resolve));
+    const peerA: PeerIdentity = { kind: 'service', service: 'a' };
+
+    it("logs a denial with the request's x-request-id", async () => {
+      const checks = loggingService('info');
+      await checks.check(decodeCheckAttributes(wire({ ...outbound('b', 'a'), headers: { 'x-request-id': 'req-denied-1' } })), {
+        kind: 'service',
+        service: 'b',
+      });
+      await flush();
+      expect(lines).toEqual([expect.objectContaining({ msg: 'request denied', reason: 'undeclared', requestId: 'req-denied-1' })]);
+    });
+
+    it("logs a denial with the Check call's gRPC metadata id when the request carries none", async () => {
+      const checks = loggingService('info');
+      const metadata = new Metadata();
+      metadata.set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+      await checks.check(decodeCheckAttributes(wire(outbound('b', 'a'))), { kind: 'service', service: 'b' }, metadata);
+      await flush();
+      expect(lines).toEqual([expect.objectContaining({ reason: 'undeclared', requestId: '4bf92f3577b34da6a3ce929d0e0e4736' })]);
+    });
+
+    it('at info level, an allowed Check logs nothing and never reads the HTTP attributes for an id', async () => {
+      const checks = loggingService('info');
+      const { attributes, reads } = counted({ ...outbound('a', 'b'), headers: { 'x-request-id': 'req-ok-1' } });
+      expect(CheckResponse.decode(await checks.check(attributes, peerA)).status?.code).toBe(status.OK);
+      const hit = checks.check(attributes, peerA);
+      expect(Buffer.isBuffer(hit)).toBe(true);
+      await flush();
+      expect(reads.http).toBe(0);
+      expect(lines.filter((l) => l['msg'] === 'request allowed')).toEqual([]);
+    });
+
+    it('at debug level, an allowed Check is logged with its request id', async () => {
+      const checks = loggingService('debug');
+      const { attributes } = counted({ ...outbound('a', 'b'), headers: { 'x-request-id': 'req-ok-2' } });
+      await checks.check(attributes, peerA);
+      await flush();
+      expect(lines.filter((l) => l['msg'] === 'request allowed')).toEqual([
+        expect.objectContaining({ requestId: 'req-ok-2', direction: 'outbound', source: 'a', destination: 'b', peer: 'a' }),
+      ]);
+    });
+
+    it('logs an unexpected failure with the request id, and still denies', async () => {
+      const checks = loggingService('info');
+      (checks as unknown as { policy: { allowsCall(): never } }).policy.allowsCall = () => {
+        throw new Error('boom');
+      };
+      const response = CheckResponse.decode(
+        await checks.check(decodeCheckAttributes(wire({ ...outbound('a', 'b'), headers: { 'x-request-id': 'req-err-1' } })), peerA),
+      );
+      expect(response.status?.code).toBe(status.UNAVAILABLE);
+      await flush();
+      expect(lines).toEqual(
+        expect.arrayContaining([expect.objectContaining({ level: 50, msg: 'check failed unexpectedly; denying', requestId: 'req-err-1' })]),
+      );
+    });
   });
 });

@@ -30,6 +30,7 @@ import type { CheckAttributes } from './check-attributes';
 import { allow, forbid, misconfigured, toCheckResponse, unauthenticated, unavailable, type Decision } from './decision';
 import { DenialLog } from './denial-log';
 import type { MeshPolicy } from './mesh-policy';
+import { checkRequestId, type CallMetadata } from './request-id';
 
 export class CheckService {
   // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.
@@ -54,23 +55,24 @@ export class CheckService {
 
   /**
    * The encoded CheckResponse; synchronous when the answer is at hand (a cached token, a denial). Never rejects.
-   * `peer` is the identity of the connection's verified client certificate, undefined without one.
+   * `peer` is the identity of the connection's verified client certificate, undefined without one; `metadata`
+   * the Check call's own, a last place to find the request id in (request-id.ts).
    */
-  check(attributes: CheckAttributes, peer: PeerIdentity | undefined): Buffer | Promise<Buffer> {
+  check(attributes: CheckAttributes, peer: PeerIdentity | undefined, metadata?: CallMetadata): Buffer | Promise<Buffer> {
     const started = performance.now();
     const direction = directionOf(attributes.contextExtensions[CONTEXT_DIRECTION]);
     let decision: Decision | Promise<Decision>;
     try {
       decision = this.decide(direction, attributes, peer);
     } catch (err) {
-      decision = this.internalError(err, direction);
+      decision = this.internalError(err, direction, attributes, metadata);
     }
     if (decision instanceof Promise) {
       return decision
-        .catch((err: unknown) => this.internalError(err, direction))
-        .then((d) => this.respond(d, direction, attributes, peer, started));
+        .catch((err: unknown) => this.internalError(err, direction, attributes, metadata))
+        .then((d) => this.respond(d, direction, attributes, peer, metadata, started));
     }
-    return this.respond(decision, direction, attributes, peer, started);
+    return this.respond(decision, direction, attributes, peer, metadata, started);
   }
 
   private respond(
@@ -78,18 +80,13 @@ export class CheckService {
     direction: Direction,
     attributes: CheckAttributes,
     peer: PeerIdentity | undefined,
+    metadata: CallMetadata | undefined,
     started: number,
   ): Buffer {
     this.metrics.countCheck(direction, decision.allow ? 'ok' : 'denied', decision.reason);
-    if (!decision.allow) {
-      const context = attributes.contextExtensions;
-      this.denials.denied(decision.reason, {
-        direction,
-        source: context[CONTEXT_SOURCE],
-        destination: context[CONTEXT_DESTINATION],
-        peer: peerName(peer),
-      });
-    }
+    // A log line, and the request id in it, is built only once it is known the line is written.
+    if (!decision.allow) this.denials.denied(decision.reason, () => logFields(direction, attributes, peer, metadata));
+    else if (this.logger.isLevelEnabled('debug')) this.logger.debug(logFields(direction, attributes, peer, metadata), 'request allowed');
     const bytes = this.encode(decision);
     this.metrics.observeCheckDuration(direction, (performance.now() - started) / 1000);
     return bytes;
@@ -114,8 +111,8 @@ export class CheckService {
     return bytes;
   }
 
-  private internalError(err: unknown, direction: Direction): Decision {
-    this.logger.error({ err, direction }, 'check failed unexpectedly; denying');
+  private internalError(err: unknown, direction: Direction, attributes: CheckAttributes, metadata: CallMetadata | undefined): Decision {
+    this.logger.error({ err, requestId: checkRequestId(attributes, metadata), direction }, 'check failed unexpectedly; denying');
     return unavailable('internal-error', 'authz could not decide');
   }
 
@@ -216,6 +213,17 @@ const MAX_ENCODED_DENIALS = 1_024;
 function encodeResponse(decision: Decision): Buffer {
   const written = CheckResponse.encode(toCheckResponse(decision)).finish();
   return Buffer.from(written.buffer, written.byteOffset, written.byteLength);
+}
+
+function logFields(direction: Direction, attributes: CheckAttributes, peer: PeerIdentity | undefined, metadata: CallMetadata | undefined) {
+  const context = attributes.contextExtensions;
+  return {
+    requestId: checkRequestId(attributes, metadata),
+    direction,
+    source: context[CONTEXT_SOURCE],
+    destination: context[CONTEXT_DESTINATION],
+    peer: peerName(peer),
+  };
 }
 
 function peerName(peer: PeerIdentity | undefined): string | undefined {

@@ -1,15 +1,22 @@
-// The per-connection identity cache leans on where grpc-js keeps a call's HTTP/2
+// Request ids on the gRPC server (below); and: the per-connection identity cache leans on where grpc-js keeps a call's HTTP/2
 // session (no public accessor); a real grpc-js server and client check it is still
 // there: one session per connection, the same one for every call on it.
+import { Writable } from 'node:stream';
 import {
   credentials,
   makeGenericClientConstructor,
+  Metadata,
   Server,
   ServerCredentials,
   type ServerUnaryCall,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { sessionOfCall } from './grpc-server';
+import { service as healthService } from 'grpc-health-check';
+import { AuthorizationClient, CheckRequest, CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { createLogger, Health } from '@trellis/runtime';
+import { stopGrpcServer } from '@trellis/runtime/grpc';
+import type { CheckService } from '../check/check-service';
+import { sessionOfCall, startGrpcServer } from './grpc-server';
 
 const definition = {
   echo: {
@@ -63,5 +70,77 @@ describe('sessionOfCall', () => {
     expect(sessions.every((s) => typeof s === 'object' && s !== null)).toBe(true);
     expect(sessions[0]).toBe(sessions[1]);
     expect(sessions[2]).not.toBe(sessions[0]);
+  });
+});
+
+describe('request ids on the authz gRPC server', () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const seen: Array<Metadata | undefined> = [];
+  let started: { server: Server; port: number };
+
+  beforeAll(async () => {
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    // Only what the handler hands over is looked at here; CheckService itself is check-service.test.ts.
+    const checks = {
+      check: (_attributes: unknown, _peer: unknown, metadata?: Metadata) => {
+        seen.push(metadata);
+        return Buffer.from(CheckResponse.encode(CheckResponse.fromPartial({ status: { code: 0 } })).finish());
+      },
+    } as unknown as CheckService;
+    const health = new Health();
+    started = await startGrpcServer(
+      checks,
+      health,
+      '127.0.0.1',
+      0,
+      { tls: undefined, requireClientCertificate: false, trustDomain: () => 'trellis.local' },
+      createLogger('authz', 'debug', sink),
+    );
+  });
+  afterAll(() => stopGrpcServer(started.server, 1000));
+
+  const withHeaders = (headers: Record<string, string>) => {
+    const metadata = new Metadata();
+    for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
+    return metadata;
+  };
+
+  it('echoes and logs the request id of a health check', async () => {
+    const Health = makeGenericClientConstructor(healthService, 'grpc.health.v1.Health');
+    const client = new Health(`127.0.0.1:${started.port}`, credentials.createInsecure()) as unknown as {
+      Check(r: object, m: Metadata, cb: (e: Error | null) => void): { on(e: 'metadata', l: (m: Metadata) => void): void };
+      close(): void;
+    };
+    const echoed = await new Promise<Metadata>((resolve, reject) => {
+      let headers: Metadata | undefined;
+      client
+        .Check({ service: '' }, withHeaders({ 'x-request-id': 'probe-7' }), (err) => (err ? reject(err) : resolve(headers!)))
+        .on('metadata', (m) => (headers = m));
+    });
+    client.close();
+    expect(echoed.get('x-request-id')).toEqual(['probe-7']);
+    for (let i = 0; i < 100 && !lines.some((l) => l['requestId'] === 'probe-7'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(lines.find((l) => l['requestId'] === 'probe-7')).toMatchObject({ method: '/grpc.health.v1.Health/Check', code: 'OK' });
+  });
+
+  it('hands a Check its call metadata and leaves the Check itself to CheckService (no interceptor line, no echo)', async () => {
+    const client = new AuthorizationClient(`127.0.0.1:${started.port}`, credentials.createInsecure());
+    const echoed = await new Promise<Metadata>((resolve, reject) => {
+      let headers: Metadata | undefined;
+      client
+        .check(CheckRequest.fromPartial({}), withHeaders({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }), (err) =>
+          err ? reject(err) : resolve(headers!),
+        )
+        .on('metadata', (m) => (headers = m));
+    });
+    client.close();
+    expect(seen.at(-1)?.get('traceparent')).toEqual(['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']);
+    expect(echoed.get('x-request-id')).toEqual([]);
+    expect(lines.some((l) => l['method'] === '/envoy.service.auth.v3.Authorization/Check')).toBe(false);
   });
 });

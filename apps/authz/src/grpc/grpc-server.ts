@@ -4,17 +4,30 @@
 // certificates are verified against the trust bundle by the TLS layer (required
 // unless insecure callers are allowed), and each Check is decided knowing the
 // identity its certificate proves.
+//
+// Request ids: a Check finds its own, from the request it decides, and only when
+// it logs (check/request-id.ts); every other call (the health service) gets the
+// runtime's request-id interceptor: id from metadata or generated, echoed, logged.
 import type { Http2Session } from 'node:http2';
-import { experimental, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  experimental,
+  Server,
+  ServerCredentials,
+  type sendUnaryData,
+  type ServerInterceptingCall,
+  type ServerInterceptor,
+  type ServerUnaryCall,
+} from '@grpc/grpc-js';
 import { AuthorizationService, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { identityOfPeerCertificate, type PeerIdentity } from '@trellis/pki';
-import type { Health } from '@trellis/runtime';
-import { bindGrpcServer, serveGrpcHealth } from '@trellis/runtime/grpc';
+import type { Health, Logger } from '@trellis/runtime';
+import { bindGrpcServer, requestIdInterceptor, serveGrpcHealth } from '@trellis/runtime/grpc';
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
 import type { ServingTls } from '../tls/serving-tls';
 
 export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization';
+const CHECK_PATH = AuthorizationService.check.path;
 
 /**
  * The generated service definition with the wire handled by CheckService: requests
@@ -53,6 +66,17 @@ export interface GrpcTransport {
   trustDomain: () => string;
 }
 
+/**
+ * The runtime's request-id interceptor for every method but Check, which it would slow down (an
+ * intercepting call per Check, a log line per call) and which reads its id where Envoy puts it.
+ */
+export function requestIdsExceptCheck(logger: Logger): ServerInterceptor {
+  const interceptor = requestIdInterceptor(logger);
+  // A Check is handed straight through: grpc-js chains interceptors by reduce, so returning the call it
+  // was given adds nothing to the call (the type asks for a ServerInterceptingCall, the chain needs only the interface).
+  return (method, call) => (method.path === CHECK_PATH ? (call as ServerInterceptingCall) : interceptor(method, call));
+}
+
 /** The Authorization service and the gRPC health service (following `health`), bound to `host:port`. */
 export async function startGrpcServer(
   checks: CheckService,
@@ -60,13 +84,14 @@ export async function startGrpcServer(
   host: string,
   port: number,
   transport: GrpcTransport,
+  logger: Logger,
 ): Promise<AuthzGrpcServer> {
-  const server = new Server(GRPC_SERVER_OPTIONS);
+  const server = new Server({ ...GRPC_SERVER_OPTIONS, interceptors: [requestIdsExceptCheck(logger)] });
 
   server.addService(AUTHORIZATION_SERVICE_ON_THE_WIRE, {
     check: (call: ServerUnaryCall<CheckAttributes, Buffer>, callback: sendUnaryData<Buffer>) => {
       // check() never rejects: every failure is already a denial.
-      const response = checks.check(call.request, peerIdentity(call, transport.trustDomain));
+      const response = checks.check(call.request, peerIdentity(call, transport.trustDomain), call.metadata);
       if (Buffer.isBuffer(response)) callback(null, response);
       else void response.then((bytes) => callback(null, bytes));
     },
