@@ -18,3 +18,15 @@ export {
   type WorkloadCertificateOptions,
   type WorkloadProof,
 } from './workload-certificate';
+export {
+  callTraceOf,
+  currentCallTrace,
+  isSampled,
+  outgoingTraceHeaders,
+  traceContextInterceptor,
+  traceContextServerInterceptor,
+  type CallLogger,
+  type CallTrace,
+  type TraceContextOptions,
+  type TraceContextServerOptions,
+} from './trace-context';
