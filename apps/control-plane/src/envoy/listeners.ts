@@ -66,6 +66,8 @@ function httpConnectionManager(
       httpFilters,
       accessLog: [stdoutJsonAccessLog(logTags)],
       tracing: sidecarTracing(service),
+      // Echo x-request-id to the client on every answer, a denial by ext_authz or RBAC included.
+      alwaysSetRequestIdInResponse: true,
       // Filters (ext_authz, RBAC) and routes see the path the app will: RFC 3986 normalised,
       // slashes merged, escaped slashes refused. authz refuses any other form at the edge.
       normalizePath: true,

@@ -307,7 +307,7 @@ describe('buildProxyResources for Envoy sidecars', () => {
     expect(names(set, TypeUrl.RouteConfiguration)).toEqual(['outbound|http']);
   });
 
-  it('gives every sidecar HTTP connection manager a tracer, so a W3C traceparent is injected (nothing sampled, nothing exported)', () => {
+  it('gives every sidecar HTTP connection manager a tracer, so a W3C traceparent is injected (nothing sampled, nothing exported), and echoes x-request-id', () => {
     const model = twoInstances().service('b', { port: 9000, mtls: 'permissive' }).model();
     const hcms = (['a', 'b'] as const).flatMap((service) =>
       [...buildProxyResources(model, envoy(service)).get(TypeUrl.Listener)!.values()].flatMap((resource) =>
@@ -331,6 +331,8 @@ describe('buildProxyResources for Envoy sidecars', () => {
         httpService: undefined,
       });
       expect(hcm.tracing?.randomSampling?.value).toBe(0);
+      // The request id goes back to the client too, on denials (ext_authz, RBAC) as on upstream answers.
+      expect(hcm.alwaysSetRequestIdInResponse).toBe(true);
     }
   });
 
