@@ -81,7 +81,7 @@ describe('outgoingTraceHeaders (client side)', () => {
     expect(Object.keys(headers)).toEqual(['traceparent']);
   });
 
-  it("keeps a valid traceparent and an x-request-id the application set itself, and replaces an invalid one", () => {
+  it('keeps a valid traceparent and an x-request-id the application set itself, and replaces an invalid one', () => {
     expect(outgoingTraceHeaders(metadata({ traceparent: TRACEPARENT }), handling)).toEqual({});
     expect(outgoingTraceHeaders(metadata({ 'x-request-id': 'own' }), handling)['x-request-id']).toBeUndefined();
     expect(outgoingTraceHeaders(metadata({ traceparent: 'garbage' }), handling)['traceparent']).toContain(TRACE_ID);

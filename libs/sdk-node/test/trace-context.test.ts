@@ -44,7 +44,9 @@ const call = (client: HopClient, origin: string, metadata = new Metadata()) =>
   new Promise<{ reply: CallReply; headers: Metadata }>((resolve, reject) => {
     let headers = new Metadata();
     client
-      .call({ origin }, metadata, (err: ServiceError | null, reply?: CallReply) => (err ? reject(err) : resolve({ reply: reply!, headers })))
+      .call({ origin }, metadata, (err: ServiceError | null, reply?: CallReply) =>
+        err ? reject(err) : resolve({ reply: reply!, headers }),
+      )
       .on('metadata', (m: Metadata) => (headers = m));
   });
 
@@ -55,10 +57,7 @@ async function startHop(name: string, next: Hop | undefined, serverLogger: CallL
     ? new HopClient(`127.0.0.1:${next.port}`, credentials.createInsecure(), { interceptors: [traceContextInterceptor()] })
     : undefined;
   server.addService(HopService, {
-    call: (
-      request: { request: CallRequest; metadata: Metadata },
-      callback: (err: ServiceError | null, reply?: CallReply) => void,
-    ) => {
+    call: (request: { request: CallRequest; metadata: Metadata }, callback: (err: ServiceError | null, reply?: CallReply) => void) => {
       void (async () => {
         await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
         const trace = currentCallTrace();
@@ -71,7 +70,9 @@ async function startHop(name: string, next: Hop | undefined, serverLogger: CallL
         });
         const downstream = client ? (await call(client, request.request.origin)).reply.hops : [];
         callback(null, CallReply.fromPartial({ hops: [{ service: name }, ...downstream] }));
-      })().catch((err: Error) => callback({ name: 'Error', message: err.message, code: status.INTERNAL, details: err.message, metadata: new Metadata() }));
+      })().catch((err: Error) =>
+        callback({ name: 'Error', message: err.message, code: status.INTERNAL, details: err.message, metadata: new Metadata() }),
+      );
     },
   });
   const port = await new Promise<number>((resolve, reject) =>

@@ -3,9 +3,10 @@ import { DenialLog } from './denial-log';
 describe('DenialLog', () => {
   it('logs at most N lines per reason per second and reports what it left out', () => {
     const lines: Record<string, unknown>[] = [];
-    const logger = { info: (fields: Record<string, unknown>) => lines.push(fields), isLevelEnabled: () => true } as unknown as ConstructorParameters<
-      typeof DenialLog
-    >[0];
+    const logger = {
+      info: (fields: Record<string, unknown>) => lines.push(fields),
+      isLevelEnabled: () => true,
+    } as unknown as ConstructorParameters<typeof DenialLog>[0];
     let now = 0;
     const log = new DenialLog(logger, 2, () => now);
     let built = 0;

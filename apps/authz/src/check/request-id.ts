@@ -21,7 +21,10 @@ export function checkRequestId(attributes: CheckAttributes, metadata: CallMetada
   return (
     (headers && requestIdIn(headers)) ??
     (metadata &&
-      requestIdIn({ [REQUEST_ID_HEADER]: firstString(metadata, REQUEST_ID_HEADER), [TRACEPARENT_HEADER]: firstString(metadata, TRACEPARENT_HEADER) })) ??
+      requestIdIn({
+        [REQUEST_ID_HEADER]: firstString(metadata, REQUEST_ID_HEADER),
+        [TRACEPARENT_HEADER]: firstString(metadata, TRACEPARENT_HEADER),
+      })) ??
     randomUUID()
   );
 }

@@ -133,8 +133,10 @@ describe('request ids on the authz gRPC server', () => {
     const echoed = await new Promise<Metadata>((resolve, reject) => {
       let headers: Metadata | undefined;
       client
-        .check(CheckRequest.fromPartial({}), withHeaders({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }), (err) =>
-          err ? reject(err) : resolve(headers!),
+        .check(
+          CheckRequest.fromPartial({}),
+          withHeaders({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }),
+          (err) => (err ? reject(err) : resolve(headers!)),
         )
         .on('metadata', (m) => (headers = m));
     });
