@@ -17,6 +17,7 @@ export {
   type KeptAliveLease,
 } from './etcd-client';
 export { MeshStore, type MeshStoreOptions, type RegisterInstanceInput, type UpdateServiceOptions } from './store';
+export type { ProxyStatusRef, StreamProxyStatus } from './store/proxy-status-store';
 export {
   applyKvEvent,
   buildMeshState,

@@ -106,6 +106,9 @@ export class MeshStore {
   deleteProxyStatus(...args: Parameters<ProxyStatusStore['deleteProxyStatus']>): ReturnType<ProxyStatusStore['deleteProxyStatus']> {
     return this.proxyStatus.deleteProxyStatus(...args);
   }
+  writeProxyStatuses(...args: Parameters<ProxyStatusStore['writeProxyStatuses']>): ReturnType<ProxyStatusStore['writeProxyStatuses']> {
+    return this.proxyStatus.writeProxyStatuses(...args);
+  }
   listProxyStatuses(...args: Parameters<ProxyStatusStore['listProxyStatuses']>): ReturnType<ProxyStatusStore['listProxyStatuses']> {
     return this.proxyStatus.listProxyStatuses(...args);
   }

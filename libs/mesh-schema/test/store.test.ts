@@ -443,4 +443,32 @@ describe('mesh settings, authz keys and proxy status', () => {
     ).rejects.toBeInstanceOf(InvalidRecordError);
     await client.leaseClient.leaseRevoke({ ID: lease.ID });
   });
+
+  it('writes and deletes many proxy statuses in one txn, leaving out an invalid one', async () => {
+    const lease = await client.leaseClient.leaseGrant({ TTL: 30 });
+    const at = '2026-01-01T00:00:00Z';
+    const status = (nodeId: string) => ({
+      service: 'batch',
+      nodeId,
+      controlPlane: 'cp-0',
+      stream: `cp-0/${nodeId}`,
+      connectedAt: at,
+      updatedAt: at,
+      types: { cds: { lastSentVersion: 'v1', lastAckedVersion: 'v1' } },
+    });
+    await store.writeProxyStatuses([status('pod-1'), status('pod-2')], [], lease.ID);
+    const invalid = { ...status('pod-4'), types: { rds: { lastNack: { version: 'v2', error: 'x', at, meshRevision: 'latest' } } } };
+    const { invalid: left } = await store.writeProxyStatuses(
+      [status('pod-3'), invalid],
+      [{ service: 'batch', nodeId: 'pod-1', stream: 'cp-0/pod-1' }],
+      lease.ID,
+    );
+    expect(left.map((l) => l.status)).toEqual([invalid]);
+    expect(left[0]!.error).toBeInstanceOf(InvalidRecordError);
+    const stored = await store.listProxyStatuses('batch');
+    expect(stored.map((s) => s.nodeId).sort()).toEqual(['pod-2', 'pod-3']);
+    expect(stored.find((s) => s.nodeId === 'pod-2')).toEqual(status('pod-2'));
+    await client.leaseClient.leaseRevoke({ ID: lease.ID });
+    expect(await store.listProxyStatuses('batch')).toEqual([]);
+  });
 });

@@ -1,6 +1,7 @@
 // ProxyStatusWriter against a real etcd: closing while a flush is under way must not
 // leave a lease (and the records written under it) behind.
 import { connectEtcd, KeyLayout, MeshStore, type EtcdClient } from '@trellis/mesh-schema';
+import { TypeUrl } from '@trellis/envoy-types';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
 import { ProxyStatusWriter } from './proxy-status-writer';
@@ -35,4 +36,46 @@ it('close() waits for a flush under way, then revokes the lease it granted', asy
   expect((await client.leaseClient.leaseLeases()).leases.length).toBe(leasesBefore);
   expect(await store.listProxyStatuses('a')).toEqual([]);
   expect(warnings).toEqual([]);
+});
+
+it('writes many streams in batched txns within the flush budget, and removes a closed stream’s record', async () => {
+  const layout = new KeyLayout(etcd.prefix);
+  const store = new MeshStore(client, layout);
+  const results: string[] = [];
+  const writer = new ProxyStatusWriter({
+    client,
+    store,
+    controlPlaneId: 'cp-batch',
+    logger: createLogger('test', 'silent'),
+    leaseTtlSeconds: 60,
+    maxWritesPerFlush: 100,
+    onWrite: (result) => results.push(result),
+  });
+  const streams = Array.from({ length: 150 }, (_, i) => ({
+    streamId: i + 1,
+    nodeId: `many-${i}`,
+    identity: { service: 'many', kind: 'envoy' as const },
+    protocol: 'sotw' as const,
+    connectedAt: new Date(),
+  }));
+  for (const stream of streams) {
+    writer.onStreamOpen(stream);
+    writer.onResponse(stream, { typeUrl: TypeUrl.Cluster, version: 'v1', meshRevision: '7' });
+    writer.onAck(stream, TypeUrl.Cluster, 'v1');
+  }
+  await writer.flush();
+  expect(results).toEqual(Array(100).fill('ok')); // the budget holds across txns
+  await writer.flush();
+  const stored = await store.listProxyStatuses('many');
+  expect(stored).toHaveLength(150);
+  expect(stored.every((s) => s.types.cds?.lastAckedVersion === 'v1' && s.meshRevision === '7')).toBe(true);
+
+  writer.onStreamClosed(streams[0]!);
+  writer.onAck(streams[1]!, TypeUrl.Cluster, 'v2');
+  await writer.flush();
+  const after = await store.listProxyStatuses('many');
+  expect(after.map((s) => s.nodeId)).not.toContain('many-0');
+  expect(after.find((s) => s.nodeId === 'many-1')?.types.cds?.lastAckedVersion).toBe('v2');
+  await writer.close();
+  expect(await store.listProxyStatuses('many')).toEqual([]);
 });

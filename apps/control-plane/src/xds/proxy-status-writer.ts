@@ -3,8 +3,10 @@
 // records vanish with the replica. A record belongs to the stream that wrote it: a
 // second stream claiming a node id that is already streaming gets its own record,
 // and its updates or its end never touch the first's. Bounded and rate-limited:
-// changes only mark a record dirty; a flush every `intervalMs` writes at most
-// `maxWritesPerFlush`.
+// changes only mark a record dirty (cheap: an ACK is one field set, the time kept as
+// a number); a flush every `intervalMs` writes at most `maxWritesPerFlush` records,
+// up to WRITES_PER_TXN of them in one etcd txn. The registry needs the records
+// eventually right, not one etcd write per ACK.
 import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
 import {
   keptAliveLease,
@@ -13,6 +15,8 @@ import {
   type KeptAliveLease,
   type MeshStore,
   type ProxyStatus,
+  type ProxyStatusRef,
+  type StreamProxyStatus,
 } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
@@ -28,15 +32,13 @@ export interface ProxyStatusWriterOptions {
   onWrite?: (result: 'ok' | 'error') => void;
 }
 
-interface Tracked {
-  status: ProxyStatus & { stream: string };
-}
+/** Records per etcd txn: well under etcd's default limit of 128 operations. */
+export const WRITES_PER_TXN = 64;
 
-/** Which stream's record: the etcd key is the store's business. */
-interface ProxyRef {
-  service: string;
-  nodeId: string;
-  stream: string;
+interface Tracked {
+  status: StreamProxyStatus;
+  /** When the status last changed (ms since epoch); `status.updatedAt` is set from it when written. */
+  updatedAtMs: number;
 }
 
 export class ProxyStatusWriter implements XdsCallbacks {
@@ -44,7 +46,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
   private readonly tracked = new Map<number, Tracked>();
   private readonly dirty = new Set<number>();
   /** Streams that closed; their records are deleted at the next flush. */
-  private readonly gone = new Map<number, ProxyRef>();
+  private readonly gone = new Map<number, ProxyStatusRef>();
   private lease: KeptAliveLease | undefined;
   private leaseId: string | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -63,6 +65,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
     const now = new Date().toISOString();
     const controlPlane = this.options.controlPlaneId.slice(0, 256);
     this.tracked.set(stream.streamId, {
+      updatedAtMs: Date.now(),
       status: {
         service: stream.identity.service,
         nodeId: stream.nodeId.slice(0, 256),
@@ -119,31 +122,23 @@ export class ProxyStatusWriter implements XdsCallbacks {
 
   private async flushOnce(): Promise<void> {
     try {
-      const budget = this.options.maxWritesPerFlush ?? 200;
-      let writes = 0;
-      // Deletions first: a closed stream's record must not outlive it behind a backlog of updates.
-      for (const [key, proxy] of [...this.gone]) {
-        if (writes >= budget || this.closed) break;
-        writes++;
-        this.gone.delete(key);
-        await this.write(
-          () => this.options.store.deleteProxyStatus(proxy.service, proxy.nodeId, proxy.stream),
-          () => this.gone.set(key, proxy),
-        );
-      }
-      if (this.dirty.size > 0 && writes < budget) {
-        const leaseId = await this.ensureLease();
-        for (const key of [...this.dirty]) {
-          if (writes >= budget || this.closed) break;
-          writes++;
-          this.dirty.delete(key);
+      let budget = this.options.maxWritesPerFlush ?? 200;
+      while (budget > 0 && !this.closed && (this.gone.size > 0 || this.dirty.size > 0)) {
+        const room = Math.min(budget, WRITES_PER_TXN);
+        const leaseId = this.dirty.size > 0 && this.gone.size < room ? await this.ensureLease() : undefined;
+        // Deletions first: a closed stream's record must not outlive it behind a backlog of updates.
+        const deletes = take(this.gone, room);
+        const taken = leaseId === undefined ? [] : take(this.dirty, room - deletes.length);
+        budget -= deletes.length + taken.length;
+        const puts: [number, StreamProxyStatus][] = [];
+        for (const [key] of taken) {
           const tracked = this.tracked.get(key);
           if (!tracked) continue;
-          await this.write(
-            () => this.options.store.putProxyStatus(tracked.status, leaseId),
-            () => this.tracked.has(key) && this.dirty.add(key),
-          );
+          tracked.status.updatedAt = new Date(tracked.updatedAtMs).toISOString();
+          puts.push([key, tracked.status]);
         }
+        if (deletes.length + puts.length === 0) continue;
+        await this.write(deletes, puts, leaseId);
       }
     } catch (err) {
       this.options.logger.warn({ err }, 'proxy status flush failed; will retry');
@@ -170,18 +165,30 @@ export class ProxyStatusWriter implements XdsCallbacks {
     const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
     const type = (tracked.status.types[short] ??= {});
     change(type, tracked.status);
-    tracked.status.updatedAt = new Date().toISOString();
+    tracked.updatedAtMs = Date.now();
     this.dirty.add(stream.streamId);
   }
 
-  /** One etcd operation; on failure the key is queued again and the flush stops (etcd is likely away). */
-  private async write(op: () => Promise<unknown>, requeue: () => unknown): Promise<void> {
+  /** One etcd txn; on failure every record in it is queued again and the flush stops (etcd is likely away). */
+  private async write(deletes: [number, ProxyStatusRef][], puts: [number, StreamProxyStatus][], leaseId: string | undefined): Promise<void> {
+    const count = (result: 'ok' | 'error', n: number): void => {
+      for (let i = 0; i < n; i++) this.options.onWrite?.(result);
+    };
     try {
-      await op();
-      this.options.onWrite?.('ok');
+      const { invalid } = await this.options.store.writeProxyStatuses(
+        puts.map(([, status]) => status),
+        deletes.map(([, ref]) => ref),
+        leaseId,
+      );
+      // Built from what the proxy sent (node id, NACK text) and cut to size: never expected, and never retried.
+      for (const { status, error } of invalid)
+        this.options.logger.warn({ err: error, service: status.service, nodeId: status.nodeId }, 'proxy status left out: invalid record');
+      count('ok', deletes.length + puts.length - invalid.length);
+      count('error', invalid.length);
     } catch (err) {
-      this.options.onWrite?.('error');
-      requeue();
+      count('error', deletes.length + puts.length);
+      for (const [key, ref] of deletes) this.gone.set(key, ref);
+      for (const [key] of puts) if (this.tracked.has(key)) this.dirty.add(key);
       throw err;
     }
   }
@@ -216,4 +223,15 @@ export function boundedNackError(error: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is replaced
   const clean = error.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ' ');
   return clean.length <= MAX_NACK_ERROR_CHARS ? clean : `${clean.slice(0, MAX_NACK_ERROR_CHARS - 1)}…`;
+}
+
+/** Removes and returns the first `n` entries (insertion order: the longest waiting first). */
+function take<K, V>(from: Map<K, V> | Set<K>, n: number): [K, V][] {
+  const taken: [K, V][] = [];
+  for (const entry of from.entries()) {
+    if (taken.length >= n) break;
+    taken.push(entry as [K, V]);
+  }
+  for (const [key] of taken) from.delete(key);
+  return taken;
 }

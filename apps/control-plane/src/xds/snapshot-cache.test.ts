@@ -46,10 +46,16 @@ describe('SnapshotCache', () => {
     const ra = wa.snapshot!.types.get(TypeUrl.Cluster)!.resources.get('shared')!;
     const rc = wc.snapshot!.types.get(TypeUrl.Cluster)!.resources.get('shared')!;
     expect(ra.any.value).toBe(rc.any.value);
-    expect(cache.stats()).toMatchObject({ identities: 2, pooledResources: 1 });
+    const bytes = ra.any.value.length;
+    expect(cache.stats()).toEqual({ identities: 2, streams: 2, pooledResources: 1, pooledBytes: bytes });
+    const second = cache.watch({ service: 'a', kind: 'envoy' }, () => {});
+    expect(cache.stats()).toEqual({ identities: 2, streams: 3, pooledResources: 1, pooledBytes: bytes });
+    second.cancel();
+    second.cancel(); // a second cancel of the same watch changes nothing
     wa.cancel();
+    expect(cache.stats()).toEqual({ identities: 1, streams: 1, pooledResources: 1, pooledBytes: bytes });
     wc.cancel();
-    expect(cache.stats()).toMatchObject({ identities: 0, pooledResources: 0 });
+    expect(cache.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
   });
 
   it('keeps the last good snapshot when translation throws', () => {

@@ -102,7 +102,8 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
     }
     if (request.resourceNames.includes('*')) state.wildcard = true;
     else if (request.resourceNames.length > 0) state.wildcard = false;
-    state.names = new Set(request.resourceNames.filter((name) => name !== '*'));
+    // An ACK repeats the subscription: keep the same set, so the picked part of the snapshot stays valid (see desired).
+    if (!sameNames(state.names, request.resourceNames)) state.names = new Set(request.resourceNames.filter((name) => name !== '*'));
 
     this.pumpSoon();
     return true;
@@ -213,4 +214,15 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
 /** Whether translation built `name` (rather than the map answering it, derived-resources.ts). */
 function builtBy(type: TypeSnapshot, name: string): boolean {
   return type.resources instanceof DerivedResources ? type.resources.built(name) : type.resources.has(name);
+}
+
+/** Whether a request's resource names (besides the wildcard) are exactly the set held. */
+function sameNames(held: ReadonlySet<string>, names: readonly string[]): boolean {
+  let count = 0;
+  for (const name of names) {
+    if (name === '*') continue;
+    if (!held.has(name)) return false;
+    count++;
+  }
+  return count === held.size;
 }

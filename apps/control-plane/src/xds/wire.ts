@@ -1,34 +1,160 @@
-// Encoding of ADS responses that reuses each resource's bytes. Snapshots share
-// one `Any` object per distinct resource, so the length-delimited `resources`
-// field of a DiscoveryResponse is encoded once per resource and then only
-// concatenated for every stream that receives it; the per-stream part (version,
-// type URL, nonce, control plane) stays small. Protobuf allows fields in any order.
-import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { Any } from '@trellis/envoy-types/google/protobuf/any';
+// Encoding of ADS responses straight into one buffer. A response is mostly its
+// resources' bytes, which snapshots share across streams (one `Any` per distinct
+// resource): they are copied once, into the response, with a few bytes of framing
+// written around them — no protobuf writer, no intermediate copies, nothing kept
+// per resource. The output is byte-for-byte what the generated encoders produce
+// (same field order, proto3 defaults left out); `wire.test.ts` holds them to it.
+// A Delta response using fields Trellis never sets falls back to the generated encoder.
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
-import { DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import type { ControlPlane } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import {
+  DeltaDiscoveryResponse,
+  type DiscoveryResponse,
+  type Resource,
+} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 
-const RESOURCES_FIELD_TAG = (2 << 3) | 2; // field 2, length-delimited
+// Field tags (field number << 3 | wire type 2, length-delimited; 0 for varint).
+const enum Tag {
+  Field1 = (1 << 3) | 2,
+  Field2 = (2 << 3) | 2,
+  Field3Varint = 3 << 3,
+  Field3 = (3 << 3) | 2,
+  Field4 = (4 << 3) | 2,
+  Field5 = (5 << 3) | 2,
+  Field6 = (6 << 3) | 2,
+  Field7 = (7 << 3) | 2,
+}
 
-const encodedResourceFields = new WeakMap<Any, Buffer>();
+function varintSize(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+}
 
-function resourceField(any: Any): Buffer {
-  let field = encodedResourceFields.get(any);
-  if (!field) {
-    const bytes = Any.encode(any, new BinaryWriter().uint32(RESOURCES_FIELD_TAG).fork()).join().finish();
-    field = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    encodedResourceFields.set(any, field);
+/** Size of a length-delimited field (one-byte tag) with a payload of `n` bytes. */
+function fieldSize(n: number): number {
+  return 1 + varintSize(n) + n;
+}
+
+/** A field's size when present, 0 when proto3 leaves it out (empty). */
+function stringFieldSize(s: string): number {
+  return s === '' ? 0 : fieldSize(Buffer.byteLength(s));
+}
+
+function anySize(any: Any): number {
+  return stringFieldSize(any.typeUrl) + (any.value.length === 0 ? 0 : fieldSize(any.value.length));
+}
+
+function controlPlaneSize(cp: ControlPlane): number {
+  return stringFieldSize(cp.identifier);
+}
+
+class Out {
+  private pos = 0;
+  constructor(readonly buf: Buffer) {}
+
+  varint(n: number): this {
+    while (n >= 0x80) {
+      this.buf[this.pos++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    this.buf[this.pos++] = n;
+    return this;
   }
-  return field;
+
+  /** Tag and length of a length-delimited field whose payload follows. */
+  open(tag: Tag, length: number): this {
+    this.buf[this.pos++] = tag;
+    return this.varint(length);
+  }
+
+  /** A singular string: left out when empty. */
+  string(tag: Tag, s: string): this {
+    return s === '' ? this : this.element(tag, s);
+  }
+
+  /** An element of a repeated string: always written. */
+  element(tag: Tag, s: string): this {
+    this.open(tag, Buffer.byteLength(s));
+    this.pos += this.buf.write(s, this.pos, 'utf8');
+    return this;
+  }
+
+  bytes(tag: Tag, bytes: Uint8Array): this {
+    if (bytes.length === 0) return this;
+    this.open(tag, bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+    return this;
+  }
+
+  any(tag: Tag, any: Any, size = anySize(any)): this {
+    return this.open(tag, size).string(Tag.Field1, any.typeUrl).bytes(Tag.Field2, any.value);
+  }
+
+  controlPlane(tag: Tag, cp: ControlPlane): this {
+    return this.open(tag, controlPlaneSize(cp)).string(Tag.Field1, cp.identifier);
+  }
+
+  done(): Buffer {
+    if (this.pos !== this.buf.length) throw new Error(`encoded ${this.pos} bytes into a ${this.buf.length}-byte response`);
+    return this.buf;
+  }
 }
 
 export function encodeDiscoveryResponse(response: DiscoveryResponse): Buffer {
-  const head = DiscoveryResponse.encode({ ...response, resources: [] }).finish();
-  return Buffer.concat([head, ...response.resources.map(resourceField)]);
+  const anySizes = response.resources.map(anySize);
+  let size = stringFieldSize(response.versionInfo) + stringFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
+  for (const n of anySizes) size += fieldSize(n);
+  if (response.canary) size += 2;
+  if (response.controlPlane) size += fieldSize(controlPlaneSize(response.controlPlane));
+  const out = new Out(Buffer.allocUnsafe(size)).string(Tag.Field1, response.versionInfo);
+  response.resources.forEach((any, i) => out.any(Tag.Field2, any, anySizes[i]));
+  if (response.canary) out.varint(Tag.Field3Varint).varint(1);
+  out.string(Tag.Field4, response.typeUrl).string(Tag.Field5, response.nonce);
+  if (response.controlPlane) out.controlPlane(Tag.Field6, response.controlPlane);
+  return out.done();
 }
 
-/** The ADS service definition with the sharing encoder for state-of-the-world responses. */
+/** The Delta resource fields Trellis sets (name, version, the resource); the others need the generated encoder. */
+function plainResource(r: Resource): boolean {
+  return r.resourceName === undefined && r.ttl === undefined && r.cacheControl === undefined && r.metadata === undefined;
+}
+
+function resourceSize(r: Resource): number {
+  let size = stringFieldSize(r.name) + stringFieldSize(r.version);
+  for (const alias of r.aliases) size += fieldSize(Buffer.byteLength(alias));
+  if (r.resource) size += fieldSize(anySize(r.resource));
+  return size;
+}
+
+export function encodeDeltaDiscoveryResponse(response: DeltaDiscoveryResponse): Buffer {
+  if (response.removedResourceNames.length > 0 || !response.resources.every(plainResource)) {
+    const bytes = DeltaDiscoveryResponse.encode(response).finish();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  const resourceSizes = response.resources.map(resourceSize);
+  let size = stringFieldSize(response.systemVersionInfo) + stringFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
+  for (const n of resourceSizes) size += fieldSize(n);
+  for (const name of response.removedResources) size += fieldSize(Buffer.byteLength(name));
+  if (response.controlPlane) size += fieldSize(controlPlaneSize(response.controlPlane));
+  const out = new Out(Buffer.allocUnsafe(size)).string(Tag.Field1, response.systemVersionInfo);
+  response.resources.forEach((r, i) => {
+    // The generated encoder's order: name (3), aliases (4), version (1), resource (2).
+    out.open(Tag.Field2, resourceSizes[i]!).string(Tag.Field3, r.name);
+    for (const alias of r.aliases) out.element(Tag.Field4, alias);
+    out.string(Tag.Field1, r.version);
+    if (r.resource) out.any(Tag.Field2, r.resource);
+  });
+  out.string(Tag.Field4, response.typeUrl);
+  for (const name of response.removedResources) out.element(Tag.Field6, name);
+  out.string(Tag.Field5, response.nonce);
+  if (response.controlPlane) out.controlPlane(Tag.Field7, response.controlPlane);
+  return out.done();
+}
+
+/** The ADS service definition with these encoders for both response types. */
 export const AdsServiceDefinition = {
   ...AggregatedDiscoveryServiceService,
   streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, responseSerialize: encodeDiscoveryResponse },
+  deltaAggregatedResources: { ...AggregatedDiscoveryServiceService.deltaAggregatedResources, responseSerialize: encodeDeltaDiscoveryResponse },
 } as const;

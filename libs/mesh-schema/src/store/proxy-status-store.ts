@@ -1,8 +1,20 @@
 // Proxy status: what each xDS stream last ACKed or NACKed, under the control
 // plane replica's lease, one key per stream.
+import type { IRequestOp } from 'etcd3';
 import { encodeValue } from '../codec';
+import { InvalidRecordError } from '../errors';
 import { ProxyStatus } from '../records';
-import { validateFirst, type EtcdRecords } from './etcd-records';
+import { put, validateFirst, type EtcdRecords } from './etcd-records';
+
+/** A stream's status record: the status and the stream it belongs to. */
+export type StreamProxyStatus = ProxyStatus & { stream: string };
+
+/** Which stream's record (the etcd key is the store's business). */
+export interface ProxyStatusRef {
+  service: string;
+  nodeId: string;
+  stream: string;
+}
 
 export class ProxyStatusStore {
   constructor(private readonly records: EtcdRecords) {}
@@ -19,6 +31,33 @@ export class ProxyStatusStore {
   /** Removes one stream's proxy status (it closed); a status that is already gone is fine. */
   async deleteProxyStatus(service: string, nodeId: string, stream: string): Promise<void> {
     await this.records.deleteKv({ key: Buffer.from(this.records.layout.proxyStatus(service, nodeId, stream)) });
+  }
+  /**
+   * Writes several streams' statuses and removes several closed streams' records in one
+   * etcd txn: one round trip for a whole flush of the control plane's status writer, not
+   * one per stream. A status that fails the schema is left out (returned with the reason);
+   * the rest is written. At most etcd's txn limit (128 operations by default) in one call.
+   */
+  async writeProxyStatuses(
+    puts: readonly StreamProxyStatus[],
+    deletes: readonly ProxyStatusRef[],
+    leaseId: string | undefined,
+  ): Promise<{ invalid: { status: StreamProxyStatus; error: InvalidRecordError }[] }> {
+    const invalid: { status: StreamProxyStatus; error: InvalidRecordError }[] = [];
+    const ops: IRequestOp[] = deletes.map((ref) => ({
+      request_delete_range: { key: Buffer.from(this.records.layout.proxyStatus(ref.service, ref.nodeId, ref.stream)) },
+    }));
+    for (const status of puts) {
+      try {
+        const { value, bytes } = encodeValue(ProxyStatus, `proxy status ${JSON.stringify(`${status.service}/${status.nodeId}`)}`, status);
+        ops.push(put(this.records.layout.proxyStatus(value.service, value.nodeId, status.stream), bytes, leaseId));
+      } catch (error) {
+        if (!(error instanceof InvalidRecordError)) throw error;
+        invalid.push({ status, error });
+      }
+    }
+    if (ops.length > 0) await this.records.txn({ compare: [], success: ops });
+    return { invalid };
   }
   async listProxyStatuses(service?: string): Promise<ProxyStatus[]> {
     const prefix = service === undefined ? this.records.layout.proxyStatuses() : this.records.layout.proxyStatusesOf(service);
