@@ -170,7 +170,11 @@ export class ProxyStatusWriter implements XdsCallbacks {
   }
 
   /** One etcd txn; on failure every record in it is queued again and the flush stops (etcd is likely away). */
-  private async write(deletes: [number, ProxyStatusRef][], puts: [number, StreamProxyStatus][], leaseId: string | undefined): Promise<void> {
+  private async write(
+    deletes: [number, ProxyStatusRef][],
+    puts: [number, StreamProxyStatus][],
+    leaseId: string | undefined,
+  ): Promise<void> {
     const count = (result: 'ok' | 'error', n: number): void => {
       for (let i = 0; i < n; i++) this.options.onWrite?.(result);
     };

@@ -34,7 +34,14 @@ describe('encodeDiscoveryResponse', () => {
   it('writes the generated encoder bytes for any response (property)', () => {
     fc.assert(
       fc.property(
-        fc.record({ versionInfo: text, resources: fc.array(any, { maxLength: 5 }), canary: fc.boolean(), typeUrl: text, nonce: text, controlPlane }),
+        fc.record({
+          versionInfo: text,
+          resources: fc.array(any, { maxLength: 5 }),
+          canary: fc.boolean(),
+          typeUrl: text,
+          nonce: text,
+          controlPlane,
+        }),
         (fields) => {
           const response = DiscoveryResponse.fromPartial(fields);
           expect(encodeDiscoveryResponse(response)).toEqual(generated(response));

@@ -8,11 +8,7 @@
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import type { ControlPlane } from '@trellis/envoy-types/envoy/config/core/v3/base';
-import {
-  DeltaDiscoveryResponse,
-  type DiscoveryResponse,
-  type Resource,
-} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { DeltaDiscoveryResponse, type DiscoveryResponse, type Resource } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 
 // Field tags (field number << 3 | wire type 2, length-delimited; 0 for varint).
 const enum Tag {
@@ -156,5 +152,8 @@ export function encodeDeltaDiscoveryResponse(response: DeltaDiscoveryResponse): 
 export const AdsServiceDefinition = {
   ...AggregatedDiscoveryServiceService,
   streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, responseSerialize: encodeDiscoveryResponse },
-  deltaAggregatedResources: { ...AggregatedDiscoveryServiceService.deltaAggregatedResources, responseSerialize: encodeDeltaDiscoveryResponse },
+  deltaAggregatedResources: {
+    ...AggregatedDiscoveryServiceService.deltaAggregatedResources,
+    responseSerialize: encodeDeltaDiscoveryResponse,
+  },
 } as const;
