@@ -1025,6 +1025,26 @@ describe('Helm charts', () => {
         expect(mtls.protocol).toBe('https:');
       });
 
+      it('with xdsCaFile: the bootstrap asks for xDS over TLS, verified with that CA as Envoy sees it (the mesh bundle here)', () => {
+        const { env } = initContainer([
+          ...withAgent,
+          '--set',
+          'trellisSidecar.authzSecret.name=orders-authz',
+          '--set',
+          `trellisSidecar.xdsCaFile=${WORKLOAD_DIR}/ca.pem`,
+        ]);
+        // `trellis bootstrap --ca-file`: /bootstrap/<service>?ca_file=…; with client certificates the workload certificate over SDS.
+        expect(env['TRELLIS_XDS_CA_FILE']).toBe(`${WORKLOAD_DIR}/ca.pem`);
+        expect(initContainer([])['env']['TRELLIS_XDS_CA_FILE']).toBeUndefined();
+        const relative = withConsumer((dir) => {
+          const schema = { type: 'object', properties: { trellisSidecar: byPath.get('trellis-sidecar')!.schema } };
+          writeFileSync(join(dir, 'values.schema.json'), JSON.stringify(schema));
+          return run(['template', 'trellis', '--kube-version', '1.30.0', dir, '--set', 'trellisSidecar.xdsCaFile=ca.pem']);
+        });
+        expect(relative.ok).toBe(false);
+        expect(relative.output).toMatch(/xdsCaFile/);
+      });
+
       it('refuses authzSecret without the agent: nobody would renew the certificate the init container obtains', () => {
         const result = withConsumer((dir) =>
           run(['template', 'trellis', '--kube-version', '1.30.0', dir, '--set', 'trellisSidecar.authzSecret.name=orders-authz']),

@@ -31,6 +31,7 @@ application starts only once the mesh is ready for it, and stops before Envoy.
   "nativeSidecar" true
   "readyPort" 15021
   "xdsTokenSecret" ""
+  "xdsCaFile" ""
   "resources" (dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "256Mi"))
   "agent" (dict "enabled" false "image" "trellis/cli:0.1.0" "registryUrl" "http://trellis-registry.trellis.svc:8080" "port" 0 "healthCheck" "" "drainSeconds" 10 "ttlSeconds" 15)
 }}
@@ -157,6 +158,12 @@ volumeMounts:
     # The Envoy container's startup probe asks GET /ready here.
     - name: TRELLIS_ENVOY_READY_PORT
       value: {{ $s.readyPort | quote }}
+    {{- with $s.xdsCaFile }}
+    # xDS over TLS: the CA of the control plane's serving certificate, as Envoy sees it; with a control
+    # plane that requires client certificates, Envoy presents the workload certificate (SDS) instead of a token.
+    - name: TRELLIS_XDS_CA_FILE
+      value: {{ . | quote }}
+    {{- end }}
     {{- if $authz.name }}
     # The mesh CA (authz's HTTP port): the first workload certificate, into trellis-workload.
     - name: TRELLIS_MESH_CA_URL
@@ -276,7 +283,7 @@ preStop:
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
-# The workload certificate (the agent writes and renews it) and the SDS files naming it (the init container).
+# The workload certificate (the init container obtains the first, the agent renews it) and the SDS files naming it.
 - name: trellis-workload
   emptyDir:
     medium: Memory
