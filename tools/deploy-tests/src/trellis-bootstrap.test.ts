@@ -172,7 +172,7 @@ describe('trellis bootstrap', () => {
     expect(Object.fromEntries(requests[0]!.searchParams)).toMatchObject({ admin_port: '15100', outbound_port: '15101' });
     const bad = await run('orders', { TRELLIS_NODE_ID: 'orders.vm-1', TRELLIS_OUTBOUND_PORT: '70000' });
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain('--outbound-port must be a port, got "70000"');
+    expect(bad.stderr).toContain('--outbound-port (TRELLIS_OUTBOUND_PORT) must be a port from 1 to 65535, got "70000"');
   });
 
   it('fills in the xDS token from the xds-token credential when the control plane wants one', async () => {

@@ -54,6 +54,24 @@ describe('agent configuration: workload certificate and xDS relay', () => {
     );
   });
 
+  it("takes the sidecar's own admin, outbound and ready ports as trellis bootstrap does: flags, else the unit's environment", () => {
+    const envoy = { envoyBootstrap: '/run/trellis/envoy.yaml', appPort: '8080', controlPlane: 'http://cp:18080' };
+    expect(resolve({ ...envoy, adminPort: '15100', outboundPort: '15101', readyPort: '15102' }).envoy?.sidecar).toEqual({
+      adminPort: 15100,
+      outboundPort: 15101,
+      readyPort: 15102,
+    });
+    // The environment file a VM's sidecar units share records the ports; a flag wins over it.
+    const fromEnv = resolve(
+      { ...envoy, adminPort: '15200' },
+      { TRELLIS_ENVOY_ADMIN_PORT: '15100', TRELLIS_OUTBOUND_PORT: '15101', TRELLIS_XDS_CA_FILE: '/etc/trellis/xds/ca.crt' },
+    );
+    expect(fromEnv.envoy?.sidecar).toEqual({ adminPort: 15200, outboundPort: 15101, tls: { caFile: '/etc/trellis/xds/ca.crt' } });
+    expect(resolve(envoy).envoy?.sidecar).toEqual({});
+    expect(problems({ ...envoy, outboundPort: '70000' })).toMatch(/--outbound-port \(TRELLIS_OUTBOUND_PORT\) must be a port from 1 to 65535, got "70000"/);
+    expect(problems({ ...envoy }, { TRELLIS_ENVOY_READY_PORT: 'ready' })).toMatch(/--ready-port \(TRELLIS_ENVOY_READY_PORT\) must be a port/);
+  });
+
   it('serves the relay on loopback or a Unix socket only, and only with a certificate to reach the control plane', () => {
     const withCert = { certificateDir: '/run/trellis/certs', authz: 'http://authz:8181', xdsServer: 'cp.internal:18000' };
     expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', grpcBootstrap: '/run/trellis/grpc.json' }).xdsRelay).toEqual({

@@ -5,12 +5,13 @@ import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { InstanceId, Labels, ServiceName } from '@trellis/mesh-schema';
+import { resolveSidecarBootstrapOptions, type SidecarBootstrapFlags, type SidecarBootstrapOptions } from '../bootstrap/sidecar-options';
 import { parseHealthCheck, type HealthCheckSpec } from './health-probe';
 import type { Registration } from './registration';
 import { parseRelayAddress, type RelayAddress } from './xds-relay';
 
 /** What commander hands over (strings as typed); every field may also come from the environment. */
-export interface AgentFlags {
+export interface AgentFlags extends SidecarBootstrapFlags {
   service?: string;
   instanceId?: string;
   address?: string;
@@ -73,6 +74,8 @@ export interface AgentConfig {
     /** authz's mTLS URL: xDS tokens asked with the workload certificate (needs `certificate`). */
     authzMtlsUrl?: string;
     staticTokenFile?: string;
+    /** Admin, outbound and ready ports and xDS TLS files, as `trellis bootstrap` takes them. */
+    sidecar: SidecarBootstrapOptions;
   };
   /** The workload certificate from the mesh CA, kept in `dir` (libs/sdk-node's certificate-files layout). */
   certificate?: {
@@ -165,10 +168,12 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
     if (authzMtlsUrl && !pick(flags.certificateDir, 'TRELLIS_CERTIFICATE_DIR'))
       problems.push('--authz-mtls needs --certificate-dir: the workload certificate is what authz takes the service from');
     const staticTokenFile = pick(flags.xdsTokenFile, 'TRELLIS_XDS_TOKEN_FILE') ?? credentialPath(env, 'xds-token');
+    const sidecar = resolveSidecarBootstrapOptions(flags, env, problems);
     envoy = {
       bootstrapPath,
       appPort,
       controlPlaneUrl,
+      sidecar,
       ...(authzUrl ? { authzUrl } : {}),
       ...(authzMtlsUrl ? { authzMtlsUrl } : {}),
       ...(staticTokenFile ? { staticTokenFile } : {}),

@@ -171,6 +171,7 @@ function keepBootstrapFresh(config: AgentConfig, logger: Logger): { first: Promi
             nodeId: config.registration.id,
             appPort: envoy.appPort,
             locality: config.registration.locality,
+            ...envoy.sidecar,
           },
           {
             // Production: authz's mTLS port and the workload certificate; the credential only for a local-development authz.

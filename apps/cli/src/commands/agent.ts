@@ -3,12 +3,13 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { AgentConfigError, resolveAgentConfig, type AgentFlags } from '../agent/agent-config';
 import { runAgent } from '../agent/run-agent';
+import { addSidecarBootstrapOptions } from '../bootstrap/sidecar-options';
 import { CliError } from '../output';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function registerAgentCommand(program: Command): void {
-  program
+  const command = program
     .command('agent')
     .summary('run beside one instance: register it while healthy, heartbeat, drain on SIGTERM')
     .description(
@@ -74,7 +75,8 @@ export function registerAgentCommand(program: Command): void {
         'TRELLIS_ENVOY_BOOTSTRAP',
       ),
     )
-    .addOption(new Option('--app-port <port>', 'with --envoy-bootstrap: where the app listens on 127.0.0.1').env('TRELLIS_APP_PORT'))
+    .addOption(new Option('--app-port <port>', 'with --envoy-bootstrap: where the app listens on 127.0.0.1').env('TRELLIS_APP_PORT'));
+  addSidecarBootstrapOptions(command, 'with --envoy-bootstrap: ')
     .addOption(
       new Option('--authz <url>', "authz's HTTP URL: the mesh CA (--certificate-dir), xDS tokens (--envoy-bootstrap)").env(
         'TRELLIS_AUTHZ_URL',

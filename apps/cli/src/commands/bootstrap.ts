@@ -10,10 +10,11 @@ import { SIDECAR_CERTIFICATE_DIR } from '@trellis/mesh-schema';
 import { certificateFilesIn, type WorkloadProof } from '@trellis/sdk-node';
 import { renderEnvoyBootstrapRetrying, writeAtomically, writeSidecarSdsFiles, type XdsTokenAuthz } from '../bootstrap/envoy-bootstrap';
 import { obtainFirstCertificateRetrying } from '../bootstrap/first-certificate';
+import { addSidecarBootstrapOptions, resolveSidecarBootstrapOptions, type SidecarBootstrapFlags } from '../bootstrap/sidecar-options';
 import { resolveContext } from '../context';
 import { CliError } from '../output';
 
-interface BootstrapFlags {
+interface BootstrapFlags extends SidecarBootstrapFlags {
   appPort: string;
   node?: string;
   out?: string;
@@ -21,12 +22,6 @@ interface BootstrapFlags {
   region?: string;
   zone?: string;
   subZone?: string;
-  adminPort?: string;
-  outboundPort?: string;
-  readyPort?: string;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
   authz?: string;
   credentialFile?: string;
   xdsTokenFile?: string;
@@ -37,7 +32,7 @@ interface BootstrapFlags {
 }
 
 export function registerBootstrapCommand(program: Command): void {
-  program
+  const command = program
     .command('bootstrap')
     .summary("render an Envoy sidecar's bootstrap (fills in its xDS token)")
     .description(
@@ -63,26 +58,8 @@ export function registerBootstrapCommand(program: Command): void {
     .addOption(new Option('--format <format>', 'yaml or json').choices(['yaml', 'json']).default('yaml'))
     .addOption(new Option('--region <region>').env('TRELLIS_REGION'))
     .addOption(new Option('--zone <zone>').env('TRELLIS_ZONE'))
-    .addOption(new Option('--sub-zone <subZone>').env('TRELLIS_SUB_ZONE'))
-    .addOption(
-      new Option('--admin-port <port>', "Envoy's admin port on 127.0.0.1 (default the mesh's, 15000)").env('TRELLIS_ENVOY_ADMIN_PORT'),
-    )
-    .addOption(
-      new Option(
-        '--outbound-port <port>',
-        "the outbound listener's port on 127.0.0.1, where the app sends its calls (default the mesh's, 15001); " +
-          'each sidecar on one host needs its own admin and outbound port',
-      ).env('TRELLIS_OUTBOUND_PORT'),
-    )
-    .addOption(
-      new Option(
-        '--ready-port <port>',
-        'serve GET /ready on this port of every address, answering 200 once Envoy has loaded its listeners (a startup probe)',
-      ).env('TRELLIS_ENVOY_READY_PORT'),
-    )
-    .addOption(new Option('--ca-file <path>', 'xDS over TLS: the CA file on the sidecar host').env('TRELLIS_XDS_CA_FILE'))
-    .addOption(new Option('--cert-file <path>', 'xDS over TLS: the client certificate').env('TRELLIS_XDS_CERT_FILE'))
-    .addOption(new Option('--key-file <path>', 'xDS over TLS: the client key').env('TRELLIS_XDS_KEY_FILE'))
+    .addOption(new Option('--sub-zone <subZone>').env('TRELLIS_SUB_ZONE'));
+  addSidecarBootstrapOptions(command)
     .addOption(
       new Option(
         '--authz <url>',
@@ -127,15 +104,9 @@ export function registerBootstrapCommand(program: Command): void {
       const appPort = Number(flags.appPort);
       if (!Number.isInteger(appPort) || appPort < 1 || appPort > 65535)
         throw new CliError(`--app-port must be a port, got "${flags.appPort}"`, 2);
-      const port = (flag: string, value: string | undefined): number | undefined => {
-        if (value === undefined || value === '') return undefined;
-        const n = Number(value);
-        if (!Number.isInteger(n) || n < 1 || n > 65535) throw new CliError(`${flag} must be a port, got "${value}"`, 2);
-        return n;
-      };
-      const adminPort = port('--admin-port', flags.adminPort);
-      const outboundPort = port('--outbound-port', flags.outboundPort);
-      const readyPort = port('--ready-port', flags.readyPort);
+      const problems: string[] = [];
+      const sidecar = resolveSidecarBootstrapOptions(flags, process.env, problems);
+      if (problems.length > 0) throw new CliError(problems.join('\n'), 2);
       const retryForMs = parseDuration(flags.retryFor);
       if (retryForMs === undefined) throw new CliError(`--retry-for must be a duration like 90s or 2m, got "${flags.retryFor}"`, 2);
       const credentials = process.env['CREDENTIALS_DIRECTORY'];
@@ -192,10 +163,7 @@ export function registerBootstrapCommand(program: Command): void {
           appPort,
           format: flags.format,
           locality: { region: flags.region, zone: flags.zone, subZone: flags.subZone },
-          ...(adminPort ? { adminPort } : {}),
-          ...(outboundPort ? { outboundPort } : {}),
-          ...(readyPort ? { readyPort } : {}),
-          tls: { caFile: flags.caFile, certFile: flags.certFile, keyFile: flags.keyFile },
+          ...sidecar,
         },
         {
           ...(authz ? { authz } : {}),
