@@ -33,9 +33,7 @@ describe('trellis agent --envoy-bootstrap takes the sidecar ports trellis bootst
       TRELLIS_HTTP_PORT: String(httpPort),
       TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
     });
-    await eventually('control plane ready', async () => (await fetch(`${controlPlaneUrl}/readyz`)).ok || undefined, 60_000, [
-      controlPlane,
-    ]);
+    await eventually('control plane ready', async () => (await fetch(`${controlPlaneUrl}/readyz`)).ok || undefined, 60_000, [controlPlane]);
   }, 180_000);
   afterAll(async () => {
     await controlPlane?.stop();
@@ -52,7 +50,18 @@ describe('trellis agent --envoy-bootstrap takes the sidecar ports trellis bootst
     const run = AppProcess.start(
       'bootstrap',
       bundle('cli'),
-      ['--control-plane', controlPlaneUrl, 'bootstrap', 'orders', '--app-port=8080', '--node=orders-1', ...locality, '--retry-for=0', '--out', oneShot],
+      [
+        '--control-plane',
+        controlPlaneUrl,
+        'bootstrap',
+        'orders',
+        '--app-port=8080',
+        '--node=orders-1',
+        ...locality,
+        '--retry-for=0',
+        '--out',
+        oneShot,
+      ],
       ports,
     );
     expect((await run.exited) === 0 ? 'ok' : run.recentOutput(30)).toBe('ok');

@@ -68,8 +68,12 @@ describe('agent configuration: workload certificate and xDS relay', () => {
     );
     expect(fromEnv.envoy?.sidecar).toEqual({ adminPort: 15200, outboundPort: 15101, tls: { caFile: '/etc/trellis/xds/ca.crt' } });
     expect(resolve(envoy).envoy?.sidecar).toEqual({});
-    expect(problems({ ...envoy, outboundPort: '70000' })).toMatch(/--outbound-port \(TRELLIS_OUTBOUND_PORT\) must be a port from 1 to 65535, got "70000"/);
-    expect(problems({ ...envoy }, { TRELLIS_ENVOY_READY_PORT: 'ready' })).toMatch(/--ready-port \(TRELLIS_ENVOY_READY_PORT\) must be a port/);
+    expect(problems({ ...envoy, outboundPort: '70000' })).toMatch(
+      /--outbound-port \(TRELLIS_OUTBOUND_PORT\) must be a port from 1 to 65535, got "70000"/,
+    );
+    expect(problems({ ...envoy }, { TRELLIS_ENVOY_READY_PORT: 'ready' })).toMatch(
+      /--ready-port \(TRELLIS_ENVOY_READY_PORT\) must be a port/,
+    );
   });
 
   it('serves the relay on loopback or a Unix socket only, and only with a certificate to reach the control plane', () => {

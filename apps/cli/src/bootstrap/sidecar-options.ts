@@ -72,7 +72,8 @@ export function resolveSidecarBootstrapOptions(
     const raw = pick(flags[key], name);
     if (raw === undefined || raw === '') continue;
     const port = Number(raw);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) problems.push(`${flag} (${name}) must be a port from 1 to 65535, got "${raw}"`);
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      problems.push(`${flag} (${name}) must be a port from 1 to 65535, got "${raw}"`);
     else options[key] = port;
   }
   const tls: NonNullable<SidecarBootstrapOptions['tls']> = {};
