@@ -61,11 +61,15 @@ describe('buildProxyResources with a TranslationMemo', () => {
   it('encodes a shared cluster once for all its callers, and forgets what two models no longer use', () => {
     const memo = new TranslationMemo();
     const model = mesh().model();
-    for (const service of ['a1', 'a2', 'a3']) buildProxyResources(model, { service, kind: 'envoy' }, memo);
-    // Shared: b's two subset clusters, their endpoints, db's cluster and endpoints, the authz cluster — built once, hit twice.
+    const sets = ['a1', 'a2', 'a3'].map((service) => buildProxyResources(model, { service, kind: 'envoy' }, memo));
+    // Shared: b's two subset clusters, their endpoints, db's cluster and endpoints, the authz cluster — built once.
+    // A callee's clusters and endpoints are made once per model for every caller without an override
+    // (not even looked up again); the authz cluster is hit twice.
     // Per identity: inbound listener and routes, outbound listener and routes, db's TCP listener — built once each.
     expect(memo.misses).toBe(7 + 3 * 5);
-    expect(memo.hits).toBe(7 * 2);
+    expect(memo.hits).toBe(2);
+    for (const type of [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment])
+      for (const [name, resource] of sets[0]!.get(type)!) for (const set of sets) expect(set.get(type)!.get(name)).toBe(resource);
     // The next model after a new endpoint in b's v1 subset rebuilds only that subset's endpoints:
     // routes are keyed by b's subsets and weights, not its endpoints.
     const before = memo.misses;

@@ -131,8 +131,27 @@ function routeDependency(dep: DependencyModel): RouteDependency {
   return projected;
 }
 
+// A callee's clusters and endpoints as every caller without a policy override of its
+// own gets them (its dependency's policy is then the callee's very policy object):
+// made once per model and callee, so a change to a service that thousands call
+// translates its clusters once, not once per caller. Proxyless cluster names carry the
+// caller's declaration epoch, so those are kept per epoch.
+const sharedUpstreams = new WeakMap<MeshModel, WeakMap<ServiceModel, Map<string, XdsResource[]>>>();
+
 /** Clusters and endpoints of one dependency: one per upstream (the whole service, or each weighted subset). */
-function upstreamResources(model: MeshModel, { dep, callee }: Dep, proxyless: boolean, make: Make): XdsResource[] {
+function upstreamResources(model: MeshModel, d: Dep, proxyless: boolean, make: Make): XdsResource[] {
+  if (d.dep.policy !== d.callee.policy) return translateUpstreams(model, d, proxyless, make);
+  let byCallee = sharedUpstreams.get(model);
+  if (!byCallee) sharedUpstreams.set(model, (byCallee = new WeakMap()));
+  let variants = byCallee.get(d.callee);
+  if (!variants) byCallee.set(d.callee, (variants = new Map()));
+  const variant = proxyless ? `proxyless|${d.dep.since}` : 'sidecar';
+  let resources = variants.get(variant);
+  if (!resources) variants.set(variant, (resources = translateUpstreams(model, d, proxyless, make)));
+  return resources;
+}
+
+function translateUpstreams(model: MeshModel, { dep, callee }: Dep, proxyless: boolean, make: Make): XdsResource[] {
   const connectTimeoutMs = model.settings.connectTimeoutMs;
   // A TCP listener cannot split by weight here: it always uses the whole service.
   const upstreams = callee.protocol === 'tcp' ? [{ subset: undefined, localities: callee.localities }] : callee.upstreams;

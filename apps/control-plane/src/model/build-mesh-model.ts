@@ -1,7 +1,6 @@
 // Registry records → mesh model. Pure: the same state and settings always give
 // the same model, sorted by name, so everything derived from it is deterministic.
 import { callersByService, compareStrings } from '@trellis/mesh-contracts';
-import { createHash } from 'node:crypto';
 import {
   DEFAULT_TRUST_DOMAIN,
   dependencySince,
@@ -26,6 +25,7 @@ import type {
   TranslatorSettings,
   UpstreamModel,
 } from './mesh-model';
+import { canonicalDigest } from '../resource/canonical-digest';
 
 /**
  * The part of the watcher's MeshState the model reads. MeshWatcher.state
@@ -63,7 +63,7 @@ export function buildMeshModel(
   const tokenDropped: DroppedInput[] = [];
   const tokens = tokensOf(state, settings, tokenDropped);
   const trustDomain = state.meshSettings?.trustDomain ?? DEFAULT_TRUST_DOMAIN;
-  const sharedDigest = digest(JSON.stringify([tokens, trustDomain, settings]));
+  const sharedDigest = canonicalDigest([tokens, trustDomain, settings]);
   // What every proxy shares changed: every fingerprint changes, so start over.
   const previous =
     previousModel && previousModel.sharedDigest === sharedDigest && sameSettings(previousModel.settings, settings)
@@ -72,14 +72,16 @@ export function buildMeshModel(
   const base = previous?.index ?? EMPTY_INDEX;
   const dirty = previous ? (changed ?? changedServices(state, base)) : allServiceNames(state);
 
-  const records = new Map(base.records);
-  const instances = new Map(base.instances);
-  const declares = new Map(base.declares);
-  const declaredBy = new Map(base.declaredBy);
-  const memo = new Map(previous?.memo ?? []);
-  const services = new Map(previous?.services ?? []);
-  const identityFingerprints = new Map(previous?.identityFingerprints ?? []);
-  const droppedOf = new Map(base.droppedOf);
+  // The previous model's maps, copied only when this build changes them: a change that
+  // leaves a map alone (most changes leave most of them) costs no pass over the mesh.
+  const records = new CopyOnWrite(base.records);
+  const instances = new CopyOnWrite(base.instances);
+  const declares = new CopyOnWrite(base.declares);
+  const declaredBy = new CopyOnWrite(base.declaredBy);
+  const memo = new CopyOnWrite<string, ServiceMemo>(previous?.memo ?? new Map());
+  const services = new CopyOnWrite<string, ServiceModel>(previous?.services ?? new Map());
+  const fingerprints = new CopyOnWrite<string, string>(previous?.identityFingerprints ?? new Map());
+  const droppedOf = new CopyOnWrite(base.droppedOf);
 
   // 1. The changed services' own records, instances and declarations.
   const callersChanged = new Set<string>();
@@ -99,9 +101,9 @@ export function buildMeshModel(
       for (const callee of declaredBefore) if (!declared.includes(callee)) edit(callee).delete(name);
       for (const callee of declared) if (!declaredBefore.includes(callee)) edit(callee).add(name);
       for (const callee of new Set([...declared, ...declaredBefore])) callersChanged.add(callee);
+      if (record) declares.set(name, declared);
     }
-    if (record) declares.set(name, declared);
-    else declares.delete(name);
+    if (!record) declares.delete(name);
 
     if (!record || record.spec.name !== name) {
       memo.delete(name);
@@ -136,7 +138,7 @@ export function buildMeshModel(
       mtls: spec.mtls ?? 'off',
       inbound: spec.port !== settings.outboundPort && spec.port !== settings.adminPort,
       dependencies: services.get(name)?.dependencies ?? [],
-      callers: callersOf(name, records, declaredBy),
+      callers: callersOf(name, records.current, declaredBy.current),
       upstreams: entry.upstreams,
       localities: entry.localities,
       modRevision: stored.modRevision,
@@ -155,23 +157,23 @@ export function buildMeshModel(
       if (service.dependencies !== entry.dependencies.models) services.set(name, { ...service, dependencies: entry.dependencies.models });
       continue;
     }
-    const resolved = resolveDependencies(entry.record, service, services, settings);
+    const resolved = resolveDependencies(entry.record, service, services.current, settings);
     memo.set(name, { ...entry, dependencies: { calleeRecords, ...resolved } });
     services.set(name, { ...service, dependencies: resolved.models });
   }
   // A service registered since the previous model goes in its place: the model lists services by name.
-  const sortedServices = added ? new Map([...services].sort(([a], [b]) => compare(a, b))) : services;
+  const sortedServices = added ? new Map([...services.current].sort(([a], [b]) => compare(a, b))) : services.current;
 
   // 4. Fingerprints of every identity whose inputs may have changed.
   const touched = new Set([...reresolve, ...callersChanged]);
   for (const name of touched) {
     const service = sortedServices.get(name);
     if (!service) {
-      identityFingerprints.delete(name);
+      fingerprints.delete(name);
       continue;
     }
-    const deps = service.dependencies.map((d) => `${d.service}=${memo.get(d.service)!.exposedDigest}`).join(',');
-    identityFingerprints.set(name, digest(`${sharedDigest}|${memo.get(name)!.specDigest}|${service.callers.join(',')}|${deps}`));
+    const deps = service.dependencies.map((d) => [d.service, memo.get(d.service)!.exposedDigest]);
+    fingerprints.set(name, canonicalDigest([sharedDigest, memo.get(name)!.specDigest, service.callers, deps]));
   }
 
   // 5. Dropped inputs, kept per service name so a change re-derives only its own.
@@ -184,7 +186,7 @@ export function buildMeshModel(
     if (drops) droppedOf.set(name, drops);
     else droppedOf.delete(name);
   }
-  const serviceDropped = dropsChanged ? assembleDrops(droppedOf) : base.serviceDropped;
+  const serviceDropped = dropsChanged ? assembleDrops(droppedOf.current) : base.serviceDropped;
 
   return {
     sharedDigest,
@@ -192,18 +194,19 @@ export function buildMeshModel(
     revision: state.revision,
     settings,
     services: sortedServices,
-    tokens,
+    // Equal tokens stay the same object, so what translation builds from them is reused as it is.
+    tokens: previous ? previous.tokens : tokens,
     dropped: [...invalidDropped, ...serviceDropped, ...tokenDropped],
-    identityFingerprints,
-    memo,
+    identityFingerprints: fingerprints.current,
+    memo: memo.current,
     index: {
       generation: ++generations,
       ...(previous ? { touched: { since: base.generation, services: touched } } : {}),
-      records,
-      instances,
-      declares,
-      declaredBy,
-      droppedOf,
+      records: records.current,
+      instances: instances.current,
+      declares: declares.current,
+      declaredBy: declaredBy.current,
+      droppedOf: droppedOf.current,
       serviceDropped,
     },
   };
@@ -275,11 +278,55 @@ function changedServices(state: MeshStateView, index: MeshIndex): Set<string> {
 }
 
 /**
- * Copy-on-write sets in a map copied from the previous model's: a set is copied
- * the first time this build edits it (the previous model's stays untouched), then
- * edited in place. Empty sets are removed at the end of the build by the caller.
+ * A map a build edits, starting as the previous model's, which is never changed:
+ * the first change that makes a difference copies it, and `current` is then the
+ * copy. Setting a key to the value it has, or deleting an absent key, is no change.
  */
-function setEditor(map: Map<string, ReadonlySet<string>>): (key: string) => Set<string> {
+class CopyOnWrite<K, V> {
+  private map: ReadonlyMap<K, V>;
+  private owned = false;
+
+  constructor(base: ReadonlyMap<K, V>) {
+    this.map = base;
+  }
+
+  /** What the map holds now (the previous model's map itself while unchanged). */
+  get current(): ReadonlyMap<K, V> {
+    return this.map;
+  }
+
+  get(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
+  has(key: K): boolean {
+    return this.map.has(key);
+  }
+
+  set(key: K, value: V): void {
+    if (this.map.get(key) === value && (value !== undefined || this.map.has(key))) return;
+    this.own().set(key, value);
+  }
+
+  delete(key: K): void {
+    if (this.map.has(key)) this.own().delete(key);
+  }
+
+  private own(): Map<K, V> {
+    if (!this.owned) {
+      this.map = new Map(this.map);
+      this.owned = true;
+    }
+    return this.map as Map<K, V>;
+  }
+}
+
+/**
+ * Copy-on-write sets in a copy-on-write map: a set is copied the first time this
+ * build edits it (the previous model's stays untouched), then edited in place.
+ * Empty sets are removed at the end of the build by the caller.
+ */
+function setEditor(map: CopyOnWrite<string, ReadonlySet<string>>): (key: string) => Set<string> {
   const owned = new Set<string>();
   return (key) => {
     if (!owned.has(key)) {
@@ -302,19 +349,15 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
     localities,
     upstreams,
     dropped,
-    exposedDigest: digest(
-      JSON.stringify([
-        spec.protocol,
-        spec.port,
-        spec.policy,
-        spec.mtls ?? 'off',
-        upstreams,
-        upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
-      ]),
-    ),
-    specDigest: digest(
-      JSON.stringify([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off']),
-    ),
+    exposedDigest: canonicalDigest([
+      spec.protocol,
+      spec.port,
+      spec.policy,
+      spec.mtls ?? 'off',
+      upstreams,
+      upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
+    ]),
+    specDigest: canonicalDigest([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off']),
   };
 }
 
@@ -495,10 +538,6 @@ function sameInstances(before: ReadonlyMap<string, InstanceRecord>, now: Readonl
   if (now.size !== before.size) return false;
   for (const [id, record] of now) if (before.get(id) !== record) return false;
   return true;
-}
-
-function digest(text: string): string {
-  return createHash('sha1').update(text).digest('base64');
 }
 
 /** The mesh's string order, with an absent value (the whole-service upstream) first. */
