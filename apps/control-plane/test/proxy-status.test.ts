@@ -115,6 +115,43 @@ describe('proxy status in etcd', () => {
     clients.splice(clients.indexOf(real), 1);
   });
 
+  it('attack: the same takeover over Delta xDS: the impostor NACKs and leaves, the SotW stream of the real node keeps its record', async () => {
+    await h.store.createService({ name: 'back', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    const real = AdsTestClient.open(h.xdsAddress, 'sotw');
+    clients.push(real);
+    real.send({ node: testNode('back', 'back-1'), typeUrl: TypeUrl.Cluster });
+    real.ack(TypeUrl.Cluster, await real.next());
+    const genuine = await eventually('the real back-1 recorded', async () => {
+      const [s] = await h.store.listProxyStatuses('back');
+      return s?.types.cds?.lastAckedVersion ? s : undefined;
+    });
+
+    const impostor = AdsTestClient.open(h.xdsAddress, 'delta');
+    impostor.send({ node: testNode('back', 'back-1'), typeUrl: TypeUrl.Cluster, resourceNamesSubscribe: ['*'] });
+    const pushed = await impostor.next();
+    impostor.send({
+      typeUrl: TypeUrl.Cluster,
+      responseNonce: pushed.nonce,
+      errorDetail: { code: 3, message: `<img src=x onerror=alert(1)>\r\n${'y'.repeat(100_000)}` },
+    });
+    const both = await eventually('the impostor kept apart, with its NACK', async () => {
+      const all = await h.store.listProxyStatuses('back');
+      return all.length === 2 && all.some((s) => s.types.cds?.lastNack) ? all : undefined;
+    });
+    expect(both).toContainEqual(genuine);
+    const stored = both.find((s) => s.stream !== genuine.stream)!;
+    expect(stored.types.cds!.lastNack!.error.length).toBeLessThanOrEqual(1024);
+    expect(stored.types.cds!.lastNack!.error).not.toContain('\r');
+
+    impostor.close();
+    await eventually('only the impostor’s record removed', async () => {
+      const all = await h.store.listProxyStatuses('back');
+      return all.length === 1 && all[0]!.stream === genuine.stream ? true : undefined;
+    });
+    real.close();
+    clients.splice(clients.indexOf(real), 1);
+  });
+
   it('writes within the budget, deletes on disconnect, and vanishes with the replica', async () => {
     for (let i = 0; i < 3; i++) {
       const c = AdsTestClient.open(h.xdsAddress, 'sotw');

@@ -84,6 +84,36 @@ describe('registry attacks', () => {
       );
     });
 
+    it('refuses a rollback to a generation on a host that now belongs to another team, and the restore of a deleted one', async () => {
+      const search = await r.teamToken('search');
+      const web = await r.teamToken('web');
+      // search's service starts on a host nobody owns, then moves off it; an admin gives the host to web.
+      const docs = spec('docs-ui', { team: 'search', ingress: { host: 'docs.example.com' } });
+      const created = await call(r.url, 'POST', '/api/v1/services', { token: search, json: docs });
+      expect(created.status).toBe(201);
+      const moved = await call(r.url, 'PUT', '/api/v1/services/docs-ui', {
+        token: search,
+        json: { ...docs, ingress: { host: 'search-docs.example.com' } },
+        headers: { 'if-match': created.headers.get('etag')! },
+      });
+      expect(moved.status).toBe(200);
+      expect((await call(r.url, 'PUT', '/api/v1/hosts/docs.example.com', { token: ADMIN_TOKEN, json: { team: 'web' } })).status).toBe(200);
+      const portalDocs = spec('portal-docs', { team: 'web', ingress: { host: 'docs.example.com' } });
+      expect((await call(r.url, 'POST', '/api/v1/services', { token: web, json: portalDocs })).status).toBe(201);
+
+      const before = await r.snapshot();
+      const rollback = await call(r.url, 'POST', '/api/v1/services/docs-ui/rollback', { token: search, json: { generation: 1 } });
+      expect(rollback.status).toBe(409);
+      expect(rollback.body).toMatchObject({ host: 'docs.example.com', owner: 'web' });
+      expect(await r.snapshot()).toEqual(before);
+      // Deleted, then restored from the generation on web's host: refused the same way.
+      expect((await call(r.url, 'DELETE', '/api/v1/services/docs-ui', { token: search })).status).toBe(204);
+      const afterDelete = await r.snapshot();
+      const restore = await call(r.url, 'POST', '/api/v1/services/docs-ui/rollback', { token: search, json: { generation: 1 } });
+      expect(restore.status).toBe(409);
+      expect(await r.snapshot()).toEqual(afterDelete);
+    });
+
     it('lets only one of two teams racing for a new host win', async () => {
       const [a, b] = await Promise.all([r.teamToken('team-a'), r.teamToken('team-b')]);
       const claim = (token: string, name: string, team: string) =>
