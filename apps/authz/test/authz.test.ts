@@ -9,6 +9,7 @@ import { credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js
 import { service as healthService } from 'grpc-health-check';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { KeyLayout, MeshStore, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
+import { generateRootCa, issueServerCertificate } from '@trellis/pki';
 import { startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { mintMeshToken } from '../src/tokens/mint';
 import { FakeCloudflareTeam } from './support/cloudflare-team';
@@ -274,6 +275,65 @@ describe('authz', () => {
         await bad.stop();
         await raw.call('ACL', 'DELUSER', user);
         raw.disconnect();
+      }
+    });
+  });
+
+  describe('Redis over TLS (rediss://)', () => {
+    let tlsDir: string;
+    let tlsRedis: TestRedis;
+    let otherRoot: string;
+    beforeAll(async () => {
+      tlsDir = await mkdtemp(join(tmpdir(), 'authz-redis-tls-'));
+      const root = await generateRootCa({ commonName: 'redis roots' });
+      const server = await issueServerCertificate(root, { commonName: 'redis', ipAddresses: ['127.0.0.1'] });
+      otherRoot = (await generateRootCa({ commonName: 'someone else' })).certificatePem;
+      await writeFile(join(tlsDir, 'ca.crt'), root.certificatePem);
+      await writeFile(join(tlsDir, 'other-ca.crt'), otherRoot);
+      await writeFile(join(tlsDir, 'tls.crt'), server.certificatePem);
+      await writeFile(join(tlsDir, 'tls.key'), server.keyPem, { mode: 0o600 });
+      tlsRedis = await startRedis({
+        tls: { certFile: join(tlsDir, 'tls.crt'), keyFile: join(tlsDir, 'tls.key'), caFile: join(tlsDir, 'ca.crt') },
+      });
+    }, 60_000);
+    afterAll(async () => {
+      await tlsRedis?.close();
+      if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
+    });
+
+    it('shares tokens over TLS, verifying the server against TRELLIS_REDIS_TLS_CA_FILE', async () => {
+      const replica = await startTestAuthz(etcd, tlsRedis, keys, {
+        TRELLIS_REDIS_URL: tlsRedis.tlsUrl!,
+        TRELLIS_REDIS_TLS_CA_FILE: join(tlsDir, 'ca.crt'),
+      });
+      const { Redis } = await import('ioredis');
+      const raw = new Redis(tlsRedis.url);
+      try {
+        await redisConnected(replica.authz);
+        expect((await replica.check(outbound('checkout', 'orders'))).status?.code).toBe(status.OK);
+        const kid = replica.authz.keyRing.signer()!.kid;
+        await waitFor(async () => (await raw.keys(`*checkout:orders:${kid}`)).length === 1, 30_000);
+      } finally {
+        raw.disconnect();
+        await replica.stop();
+      }
+    });
+
+    it('attack: a Redis whose certificate does not chain to the configured roots (an impostor) gets nothing; decisions go on', async () => {
+      const replica = await startTestAuthz(etcd, tlsRedis, keys, {
+        TRELLIS_REDIS_URL: tlsRedis.tlsUrl!,
+        TRELLIS_REDIS_TLS_CA_FILE: join(tlsDir, 'other-ca.crt'),
+        TRELLIS_REDIS_KEY_PREFIX: 'impostor:',
+      });
+      const { Redis } = await import('ioredis');
+      const raw = new Redis(tlsRedis.url);
+      try {
+        expect((await replica.check(outbound('checkout', 'payments'))).status?.code).toBe(status.OK);
+        await waitFor(async () => (await counterValue(replica.authz, 'trellis_authz_redis_errors_total')) > 0, 30_000);
+        expect(await raw.keys('impostor:*')).toEqual([]);
+      } finally {
+        raw.disconnect();
+        await replica.stop();
       }
     });
   });

@@ -17,6 +17,8 @@ export interface TestRedis {
   readonly url: string;
   /** The logical database this suite owns (flushed at start and at close). */
   readonly db: number;
+  /** With `tls`: `rediss://host:tlsPort/<db>`, the same server over TLS (the plain `url` stays open for probes). */
+  readonly tlsUrl?: string;
   /** Whether stop/start work (false against a shared server or a container). */
   readonly canRestart: boolean;
   /** Stops the server, keeping its port and data. */
@@ -28,6 +30,11 @@ export interface TestRedis {
 
 export interface StartRedisOptions {
   startTimeoutMs?: number;
+  /**
+   * Also serve TLS with this certificate (client certificates optional). Always the local
+   * `redis-server` binary: a shared server or a container has no certificate of the test's.
+   */
+  tls?: { certFile: string; keyFile: string; /** Roots for the client certificates some clients present. */ caFile: string };
 }
 
 const REDIS_IMAGE = 'redis:7.2-alpine';
@@ -37,9 +44,9 @@ const CLAIM_TTL_SECONDS = 3_600;
 
 export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedis> {
   const shared = process.env['TRELLIS_TEST_REDIS_URL'];
-  if (shared) return sharedRedis(shared);
-  if (await dockerAvailable()) return containerRedis();
-  return withPortRetry(() => localRedis(opts.startTimeoutMs ?? 60_000));
+  if (shared && !opts.tls) return sharedRedis(shared);
+  if (!opts.tls && (await dockerAvailable())) return containerRedis();
+  return withPortRetry(() => localRedis(opts.startTimeoutMs ?? 60_000, opts.tls));
 }
 
 function withDb(url: string, db: number): string {
@@ -94,11 +101,26 @@ async function containerRedis(): Promise<TestRedis> {
   };
 }
 
-async function localRedis(startTimeoutMs: number): Promise<TestRedis> {
+async function localRedis(startTimeoutMs: number, tls: StartRedisOptions['tls']): Promise<TestRedis> {
   const binary = requireBinary('redis-server');
   const port = await freePort();
+  const tlsPort = tls ? await freePort() : undefined;
   const dir = await mkdtemp(join(tmpdir(), 'trellis-redis-'));
   const url = `redis://127.0.0.1:${port}/0`;
+  const tlsArgs = tls
+    ? [
+        '--tls-port',
+        String(tlsPort),
+        '--tls-cert-file',
+        tls.certFile,
+        '--tls-key-file',
+        tls.keyFile,
+        '--tls-ca-cert-file',
+        tls.caFile,
+        '--tls-auth-clients',
+        'optional',
+      ]
+    : [];
   const proc = new ManagedProcess(`redis-server on 127.0.0.1:${port}`, binary, [
     '--bind',
     '127.0.0.1',
@@ -115,6 +137,7 @@ async function localRedis(startTimeoutMs: number): Promise<TestRedis> {
     'no',
     '--loglevel',
     'warning',
+    ...tlsArgs,
   ]);
   const start = async () => {
     proc.start();
@@ -129,6 +152,7 @@ async function localRedis(startTimeoutMs: number): Promise<TestRedis> {
   }
   return {
     url,
+    ...(tlsPort ? { tlsUrl: `rediss://127.0.0.1:${tlsPort}/0` } : {}),
     db: 0,
     canRestart: true,
     stop: () => proc.stop(),
