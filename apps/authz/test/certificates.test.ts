@@ -36,19 +36,26 @@ class LocalCluster {
   }
 
   /** What the kubelet projects into a pod (`serviceAccountToken` volume source). */
-  static async token(key: CryptoKey, namespace: string, name: string, audience = 'trellis-ca'): Promise<string> {
+  static async token(
+    key: CryptoKey,
+    namespace: string,
+    name: string,
+    audience = 'trellis-ca',
+    times: { issuedAt?: number; lifetimeSeconds?: number } = {},
+  ): Promise<string> {
+    const iat = times.issuedAt ?? Math.floor(Date.now() / 1000);
     return new SignJWT({ 'kubernetes.io': { namespace, serviceaccount: { name, uid: '6d1b…' }, pod: { name: `${name}-0` } } })
       .setProtectedHeader({ alg: 'RS256', kid: 'cluster-1' })
       .setIssuer(K8S_ISSUER)
       .setSubject(`system:serviceaccount:${namespace}:${name}`)
       .setAudience(audience)
-      .setIssuedAt()
-      .setExpirationTime('10m')
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + (times.lifetimeSeconds ?? 600))
       .sign(key);
   }
 
-  tokenFor(namespace: string, name: string, audience?: string): Promise<string> {
-    return LocalCluster.token(this.key, namespace, name, audience);
+  tokenFor(namespace: string, name: string, audience?: string, times?: { issuedAt?: number; lifetimeSeconds?: number }): Promise<string> {
+    return LocalCluster.token(this.key, namespace, name, audience, times);
   }
 
   stop(): Promise<void> {
@@ -187,6 +194,17 @@ describe('authz mesh CA: POST /v1/certificate', () => {
     expect((await post({ csr: csrPem, service: 'orders' }, `Bearer ${forged}`)).status).toBe(401);
     // A token without the service to act as.
     expect((await post({ csr: csrPem }, `Bearer ${await cluster.tokenFor('shop', 'orders')}`)).status).toBe(403);
+  });
+
+  // A projected token authz checks offline: one claiming years would outlive its pod and any leak of it.
+  it.each([
+    ['issued 10 years in the future', { issuedAt: Math.floor(Date.now() / 1000) + 10 * 365 * 86_400 }],
+    ['valid for 100 years', { lifetimeSeconds: 100 * 365 * 86_400 }],
+    ['valid for a day and an hour', { lifetimeSeconds: 90_000 }],
+  ])('attack (#12 point 5): a ServiceAccount token %s, otherwise right, gets no certificate', async (_what, times) => {
+    const { csrPem } = await generateWorkloadKey('orders');
+    const token = await cluster.tokenFor('shop', 'orders', undefined, times);
+    expect((await post({ csr: csrPem, service: 'orders' }, `Bearer ${token}`)).status).toBe(401);
   });
 
   it('hands out both roots once the operator adds the next one to the bundle (CA rotation)', async () => {

@@ -3,8 +3,15 @@
 // else is refused) verified against the cluster's OIDC JWKS. The service record
 // names which namespace/ServiceAccount may act as the service.
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import { rejectingWeakKeys } from '@trellis/mesh-contracts';
+import { rejectingWeakKeys, tokenTimeProblem } from '@trellis/mesh-contracts';
 import type { KubernetesServiceAccount } from '@trellis/mesh-schema';
+
+/**
+ * The longest life a ServiceAccount token may claim here. Projected tokens live
+ * `expirationSeconds` (the kubelet's default is an hour, renewed at 80 %); authz checks
+ * them offline, so a leaked one stays good as long as it claims, even after its pod is gone.
+ */
+export const MAX_KUBERNETES_TOKEN_LIFETIME_SECONDS = 86_400;
 
 export interface KubernetesIdentityOptions {
   /** The cluster's service-account issuer (`--service-account-issuer`). */
@@ -32,8 +39,13 @@ export class KubernetesIdentity {
         audience: this.options.audience,
         algorithms: ['RS256', 'ES256'],
         clockTolerance: this.options.clockSkewSeconds,
-        requiredClaims: ['exp', 'sub'],
+        requiredClaims: ['exp', 'iat', 'sub'],
       });
+      const times = tokenTimeProblem(payload, {
+        clockSkewSeconds: this.options.clockSkewSeconds,
+        maxLifetimeSeconds: MAX_KUBERNETES_TOKEN_LIFETIME_SECONDS,
+      });
+      if (times) return { ok: false, reason: times.detail };
       const k8s = payload['kubernetes.io'] as { namespace?: unknown; serviceaccount?: { name?: unknown } } | undefined;
       const namespace = k8s?.namespace;
       const name = k8s?.serviceaccount?.name;
