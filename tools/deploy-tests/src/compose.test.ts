@@ -45,6 +45,17 @@ const mountAt = (name: string, target: string) => {
   return found && { source: found[0]!, readOnly: found[2] === 'ro' };
 };
 const authzConfig = loadAppConfig('authz', env('authz')) as Record<string, unknown>;
+/**
+ * Whether compose starts `name` only after `step` has completed: some chain of depends_on
+ * leads there and ends in service_completed_successfully (every condition orders the start).
+ */
+const startsAfterCompletionOf = (name: string, step: string, seen = new Set<string>()): boolean => {
+  if (seen.has(name)) return false;
+  seen.add(name);
+  return Object.entries(services[name]?.depends_on ?? {}).some(([dep, { condition }]) =>
+    dep === step ? condition === 'service_completed_successfully' : startsAfterCompletionOf(dep, step, seen),
+  );
+};
 
 describe('docker compose demo', () => {
   it('builds the three apps and the CLI (agents, bootstrap fetches) from their Dockerfiles at the repository root', () => {
@@ -167,6 +178,11 @@ describe('docker compose demo', () => {
         [`${service}-agent`]: { condition: 'service_healthy' },
         'control-plane': { condition: 'service_healthy' },
       });
+    });
+
+    it('fetches its bootstrap only once the seed step has declared the services (the control plane 404s a service it does not know)', () => {
+      expect(startsAfterCompletionOf(`${service}-bootstrap`, 'seed')).toBe(true);
+      expect(startsAfterCompletionOf('seed', `${service}-bootstrap`)).toBe(false);
     });
 
     it("sidecar shares the app's network namespace, starts only from the fetched bootstrap, reads the certificate read-only", () => {

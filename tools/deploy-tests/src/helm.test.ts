@@ -596,6 +596,34 @@ describe('Helm charts', () => {
       expect(noHost.output).toContain('registry: ingress.host is required');
     });
 
+    it('every Secret the charts use can be the operator’s own: with all of them named in values, none is rendered or made up', () => {
+      const umbrella = byPath.get('trellis')!;
+      const valuesFile = join(umbrella.dir, 'ci/all-features-values.yaml');
+      const docs = render([umbrella.dir, '-f', valuesFile]) as unknown[];
+      // Every Secret a manifest names: volumes, projected sources, env and envFrom, Ingress and HTTPProxy TLS, CA secrets.
+      const referenced = new Set<string>();
+      const walk = (node: unknown): void => {
+        if (Array.isArray(node)) return node.forEach(walk);
+        if (!node || typeof node !== 'object') return;
+        for (const [key, value] of Object.entries(node)) {
+          if ((key === 'secretName' || key === 'caSecret') && typeof value === 'string') referenced.add(value);
+          const name = (value as { name?: unknown } | null)?.name;
+          if (['secret', 'secretKeyRef', 'secretRef'].includes(key) && typeof name === 'string') referenced.add(name);
+          walk(value);
+        }
+      };
+      walk(docs);
+      const named = new Set<string>();
+      const strings = (node: unknown): void => {
+        if (typeof node === 'string') named.add(node);
+        else if (node && typeof node === 'object') Object.values(node).forEach(strings);
+      };
+      strings(parse(readFileSync(valuesFile, 'utf8')));
+      expect((docs as Manifest[]).filter((d) => d.kind === 'Secret').map((d) => d.metadata.name)).toEqual([]);
+      expect(referenced.size).toBeGreaterThan(10);
+      expect([...referenced].filter((name) => !named.has(name)).sort()).toEqual([]);
+    });
+
     it('extra volumes and containers, ServiceMonitor TLS and relabelings, xDS mTLS and a Redis client certificate come from values', () => {
       const umbrella = byPath.get('trellis')!;
       const docs = render([umbrella.dir, '-f', join(umbrella.dir, 'ci/all-features-values.yaml')]) as unknown as Array<{

@@ -478,51 +478,55 @@ function processesWith(marker: string): Map<number, string> {
 }
 
 describe('npm start and signals', () => {
-  it('SIGTERM to its process group during startup stops every process it started; TRELLIS_ADMIN_TOKEN is the admin token', async () => {
-    const data = mkdtempSync(join(tmpdir(), 'trellis-start-signal-'));
-    const marker = `TRELLIS_LOCAL_DATA_DIR=${data}`;
-    const adminToken = 'local-admin-token-from-the-environment';
-    // As `npm start` runs in a terminal: its own process group.
-    const start = spawn(process.execPath, [join(localMeshDir, 'main.js')], {
-      env: { ...process.env, TRELLIS_LOCAL_DATA_DIR: data, TRELLIS_ADMIN_TOKEN: adminToken },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let output = '';
-    start.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-    start.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-    const exited = new Promise<number | null>((resolve) => start.once('exit', (code) => resolve(code)));
-    try {
-      // Mid-startup: etcd, Redis and authz are running, the rest of the mesh is still to come.
-      const authz = await converge(
-        'authz starts under npm start',
-        async () => {
-          const pid = [...processesWith(marker)].find(([, cmd]) => cmd.includes('dist/apps/authz/main.js'))?.[0];
-          if (!pid) throw new Error(`authz not started yet:\n${output}`);
-          return pid;
-        },
-        60_000,
-      );
-      expect(output).not.toContain('Trellis is up');
-      expect(readFileSync(`/proc/${authz}/environ`, 'latin1').split('\0')).toContain(`TRELLIS_ADMIN_TOKEN=${adminToken}`);
-      const started = processesWith(marker);
-      expect([...started.values()].some((cmd) => /\betcd\b/.test(cmd))).toBe(true);
+  // SIGINT is Ctrl-C in a terminal (to the whole group: the children see it too); SIGTERM a supervisor's stop.
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    '%s to its process group during startup stops every process it started; TRELLIS_ADMIN_TOKEN is the admin token',
+    async (signal) => {
+      const data = mkdtempSync(join(tmpdir(), 'trellis-start-signal-'));
+      const marker = `TRELLIS_LOCAL_DATA_DIR=${data}`;
+      const adminToken = 'local-admin-token-from-the-environment';
+      // As `npm start` runs in a terminal: its own process group.
+      const start = spawn(process.execPath, [join(localMeshDir, 'main.js')], {
+        env: { ...process.env, TRELLIS_LOCAL_DATA_DIR: data, TRELLIS_ADMIN_TOKEN: adminToken },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      let output = '';
+      start.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+      start.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+      const exited = new Promise<number | null>((resolve) => start.once('exit', (code) => resolve(code)));
+      try {
+        // Mid-startup: etcd, Redis and authz are running, the rest of the mesh is still to come.
+        const authz = await converge(
+          'authz starts under npm start',
+          async () => {
+            const pid = [...processesWith(marker)].find(([, cmd]) => cmd.includes('dist/apps/authz/main.js'))?.[0];
+            if (!pid) throw new Error(`authz not started yet:\n${output}`);
+            return pid;
+          },
+          60_000,
+        );
+        expect(output).not.toContain('Trellis is up');
+        expect(readFileSync(`/proc/${authz}/environ`, 'latin1').split('\0')).toContain(`TRELLIS_ADMIN_TOKEN=${adminToken}`);
+        const started = processesWith(marker);
+        expect([...started.values()].some((cmd) => /\betcd\b/.test(cmd))).toBe(true);
 
-      process.kill(-start.pid!, 'SIGTERM');
-      expect(await exited).toBe(0);
-      await converge(
-        'every process npm start started is gone',
-        async () => {
-          const left = processesWith(marker);
-          if (left.size > 0) throw new Error(`still running: ${[...left.values()].join(' | ')}`);
-        },
-        30_000,
-      );
-      expect(output).toContain('Stopped.');
-    } finally {
-      if (start.exitCode === null) process.kill(-start.pid!, 'SIGKILL');
-      for (const pid of processesWith(marker).keys()) process.kill(pid, 'SIGKILL');
-      rmSync(data, { recursive: true, force: true });
-    }
-  });
+        process.kill(-start.pid!, signal);
+        expect(await exited).toBe(0);
+        await converge(
+          'every process npm start started is gone',
+          async () => {
+            const left = processesWith(marker);
+            if (left.size > 0) throw new Error(`still running: ${[...left.values()].join(' | ')}`);
+          },
+          30_000,
+        );
+        expect(output).toContain('Stopped.');
+      } finally {
+        if (start.exitCode === null) process.kill(-start.pid!, 'SIGKILL');
+        for (const pid of processesWith(marker).keys()) process.kill(pid, 'SIGKILL');
+        rmSync(data, { recursive: true, force: true });
+      }
+    },
+  );
 });
