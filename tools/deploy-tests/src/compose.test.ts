@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { SIDECAR_CERTIFICATE_DIR } from '@trellis/mesh-contracts';
-import { ServiceCredentials } from '@trellis/mesh-schema';
+import { ServiceCredentials, ServiceSpec } from '@trellis/mesh-schema';
 import { appVariables, loadAppConfig } from './app-env';
 import { APPS, DEPLOY_DIR, WORKSPACE_ROOT, readWorkspaceFile } from './workspace';
 
@@ -95,6 +95,13 @@ describe('docker compose demo', () => {
       expect(mountAt('registry', env('registry')['TRELLIS_SERVICE_CREDENTIALS']!)).toEqual({ source: './credentials', readOnly: true });
       expect(readdirSync(join(COMPOSE_DIR, 'credentials')).sort()).toEqual([...meshServices].sort());
       return expect(ServiceCredentials.load(join(COMPOSE_DIR, 'credentials')).then((c) => c.size)).resolves.toBe(meshServices.length);
+    });
+
+    it('the seed step registers specs the registry accepts (its own schema)', () => {
+      for (const spec of topology.services) {
+        const parsed = ServiceSpec.safeParse(spec);
+        expect(parsed.success ? spec.name : `${spec.name}: ${JSON.stringify(parsed.error.issues)}`).toBe(spec.name);
+      }
     });
 
     it('the services behind sidecars are strict; front, which takes curl in plaintext, is permissive', () => {
