@@ -48,6 +48,11 @@ export interface StartEtcdOptions {
   startTimeoutMs?: number;
   /** A server of this suite's own even when a shared etcd is configured (e.g. to enable auth on it). */
   exclusive?: boolean;
+  /**
+   * More etcd flags (e.g. `--auth-token=jwt,…`). Implies `exclusive`, and runs the local
+   * `etcd` binary even where Docker answers: flags may name files on this machine.
+   */
+  extraArgs?: string[];
 }
 
 const ETCD_IMAGE = 'quay.io/coreos/etcd:v3.5.17';
@@ -55,7 +60,7 @@ const ETCD_IMAGE = 'quay.io/coreos/etcd:v3.5.17';
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> {
   const prefix = `/trellis-test/${randomBytes(6).toString('hex')}/`;
   const shared = process.env['TRELLIS_TEST_ETCD_ENDPOINTS'];
-  if (shared && !opts.exclusive)
+  if (shared && !opts.exclusive && !opts.extraArgs)
     return sharedEtcd(
       shared
         .split(',')
@@ -63,8 +68,8 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
         .filter(Boolean),
       prefix,
     );
-  if (await dockerAvailable()) return containerEtcd(prefix);
-  return withPortRetry(() => localEtcd(prefix, opts.startTimeoutMs ?? 60_000));
+  if (!opts.extraArgs && (await dockerAvailable())) return containerEtcd(prefix);
+  return withPortRetry(() => localEtcd(prefix, opts.startTimeoutMs ?? 60_000, opts.extraArgs ?? []));
 }
 
 /**
@@ -160,7 +165,7 @@ async function containerEtcd(prefix: string): Promise<TestEtcd> {
   });
 }
 
-async function localEtcd(prefix: string, startTimeoutMs: number): Promise<TestEtcd> {
+async function localEtcd(prefix: string, startTimeoutMs: number, extraArgs: string[]): Promise<TestEtcd> {
   const binary = requireBinary('etcd');
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const dataDir = await mkdtemp(join(tmpdir(), 'trellis-etcd-'));
@@ -183,6 +188,7 @@ async function localEtcd(prefix: string, startTimeoutMs: number): Promise<TestEt
     '--quota-backend-bytes=268435456',
     '--logger=zap',
     '--log-level=error',
+    ...extraArgs,
   ]);
   const healthy = async () => {
     const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1_000) });
