@@ -34,6 +34,16 @@ describe('loadControlPlaneConfig', () => {
     expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: 'cp-0:18000,cp-1' })).toThrow(/TRELLIS_XDS_ADVERTISE_ADDRESS/);
   });
 
+  it('leaves span export off unless a collector is named, and bounds the sampling percentage', () => {
+    expect(loadControlPlaneConfig({}).TRELLIS_TRACING_OTLP_ADDRESS).toBeUndefined();
+    expect(loadControlPlaneConfig({ TRELLIS_TRACING_OTLP_ADDRESS: 'otel-collector.observability:4317' })).toMatchObject({
+      TRELLIS_TRACING_OTLP_ADDRESS: { host: 'otel-collector.observability', port: 4317 },
+      TRELLIS_TRACING_SAMPLING_PERCENT: 1,
+    });
+    expect(() => loadControlPlaneConfig({ TRELLIS_TRACING_SAMPLING_PERCENT: '150' })).toThrow(/TRELLIS_TRACING_SAMPLING_PERCENT/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_TRACING_OTLP_ADDRESS: 'collector' })).toThrow(/TRELLIS_TRACING_OTLP_ADDRESS/);
+  });
+
   it('names the variable that is wrong', () => {
     expect(() => loadControlPlaneConfig({ TRELLIS_AUTHZ_ADDRESS: 'no-port' })).toThrow(/TRELLIS_AUTHZ_ADDRESS: must be host:port/);
     expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'maybe' })).toThrow(/TRELLIS_XDS_ALLOW_INSECURE_CLIENTS/);

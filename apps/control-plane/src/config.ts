@@ -29,6 +29,13 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
    */
   TRELLIS_AUTHZ_TLS: env.bool(true),
   /**
+   * An OpenTelemetry collector's OTLP/gRPC address (host:port) sidecars send spans to. Unset (the
+   * default): sidecars propagate traceparent and record nothing.
+   */
+  TRELLIS_TRACING_OTLP_ADDRESS: HostPort.optional(),
+  /** With a collector: the share of requests without a caller's sampling decision that are recorded. */
+  TRELLIS_TRACING_SAMPLING_PERCENT: z.coerce.number().min(0).max(100).default(1),
+  /**
    * The xDS addresses of every control-plane replica as sidecars reach them,
    * comma-separated (rendered into /bootstrap, so a sidecar fails over to another
    * replica at once); default 127.0.0.1:<xds port>.

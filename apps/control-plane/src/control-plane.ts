@@ -52,7 +52,9 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_CERT_FILE'
   | 'TRELLIS_XDS_TLS_KEY_FILE'
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
->;
+> &
+  // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out.
+  Partial<Pick<ControlPlaneConfig, 'TRELLIS_TRACING_OTLP_ADDRESS' | 'TRELLIS_TRACING_SAMPLING_PERCENT'>>;
 
 export interface ControlPlaneDeps {
   config: ControlPlaneOptions;
@@ -94,6 +96,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     ...DEFAULT_TRANSLATOR_SETTINGS,
     authzCluster: config.TRELLIS_AUTHZ_ADDRESS,
     authzTls: config.TRELLIS_AUTHZ_TLS,
+    tracing: config.TRELLIS_TRACING_OTLP_ADDRESS
+      ? { collector: config.TRELLIS_TRACING_OTLP_ADDRESS, samplingPercent: config.TRELLIS_TRACING_SAMPLING_PERCENT ?? 1 }
+      : undefined,
   };
 
   const watcher = MeshWatcher.start(etcd, layout, { logger, onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }) });

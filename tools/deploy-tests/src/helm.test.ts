@@ -286,6 +286,23 @@ describe('Helm charts', () => {
       expect(Object.keys(authz.templates).filter((file) => /\bTRELLIS_CA_DEV_ROOT_DIR\b/.test(authz.templates[file]!))).toEqual([]);
     });
 
+    it('control-plane: sidecars send spans to an OTLP collector only when tracing.otlpAddress is set', () => {
+      const dir = byPath.get('trellis/charts/control-plane')!.dir;
+      const envOf = (args: string[]) => {
+        const docs = render([dir, ...args]) as unknown as Array<{ kind: string; spec: Record<string, any> }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+        const container = docs.find((d) => d.kind === 'Deployment')!.spec['template'].spec.containers[0] as Container;
+        return Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+      };
+      expect(Object.keys(envOf([])).filter((name) => name.startsWith('TRELLIS_TRACING_'))).toEqual([]);
+      expect(envOf(['--set', 'tracing.otlpAddress=otel-collector.observability:4317', '--set-json', 'tracing.samplingPercent=2.5'])).toMatchObject({
+        TRELLIS_TRACING_OTLP_ADDRESS: 'otel-collector.observability:4317',
+        TRELLIS_TRACING_SAMPLING_PERCENT: '2.5',
+      });
+      const refused = run(['template', 'trellis', '--kube-version', '1.30.0', dir, '--set', 'tracing.otlpAddress=collector']);
+      expect(refused.ok).toBe(false);
+      expect(refused.output).toContain('otlpAddress');
+    });
+
     it('authz with the mesh CA: the CA Secret mounted as the files authz reads, the mTLS port in the Service, pod and NetworkPolicy', () => {
       const dir = byPath.get('trellis/charts/authz')!.dir;
       const docs = render([dir, '--set', 'ca.existingSecret=mesh-ca', '--set', 'ca.trustBundleKey=ca.crt']) as unknown as Array<{

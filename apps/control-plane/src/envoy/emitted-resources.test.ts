@@ -3,6 +3,7 @@
 // validate.rules constraints (read from the protos by ProtoValidator).
 import { TypeUrl, unpackAny } from '@trellis/envoy-types';
 import { ProtoValidator } from '@trellis/envoy-types/validation';
+import { DEFAULT_TRANSLATOR_SETTINGS } from '../model';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from './proxy-resources';
 import { snapshotInconsistencies, type ProxyKind } from '../resource';
@@ -115,6 +116,20 @@ describe.each(cases)('resources for %s (%s)', (service, kind) => {
       const known = [clusters, loads, set.get(TypeUrl.Listener)!, set.get(TypeUrl.RouteConfiguration)!];
       expect({ clusterName, known: known.some((names) => names.has(clusterName!)) }).toEqual({ clusterName, known: true });
     }
+  });
+});
+
+describe('with an OTLP collector for spans', () => {
+  const settings = { ...DEFAULT_TRANSLATOR_SETTINGS, tracing: { collector: { host: 'otel-collector.observability', port: 4317 }, samplingPercent: 2.5 } };
+  const mesh = richMesh().model(settings);
+
+  it.each(['orders', 'frontend', 'payments'])("%s's sidecar resources meet every validate.rules constraint", (service) => {
+    const set = buildProxyResources(mesh, { service, kind: 'envoy' });
+    expect(set.get(TypeUrl.Cluster)!.has('trellis-otel-collector')).toBe(true);
+    for (const resource of [...set.values()].flatMap((byName) => [...byName.values()])) {
+      expect({ resource: resource.name, violations: validator.validateAny(resource.any) }).toEqual({ resource: resource.name, violations: [] });
+    }
+    expect(snapshotInconsistencies(set)).toEqual([]);
   });
 });
 

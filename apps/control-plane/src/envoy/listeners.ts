@@ -13,7 +13,7 @@ import {
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy';
 import { spiffeIdOf } from '@trellis/mesh-schema';
-import type { MeshTokens, ServiceModel, TranslatorSettings } from '../model';
+import type { MeshTokens, ServiceModel, TracingSettings, TranslatorSettings } from '../model';
 import { adsConfigSource, socketAddress, stdoutJsonAccessLog } from './common';
 import {
   extAuthzFilter,
@@ -51,6 +51,7 @@ let tlsInspector: Any | undefined;
  */
 function httpConnectionManager(
   service: string,
+  tracing: TracingSettings | undefined,
   name: string,
   routeName: string,
   httpFilters: HttpFilter[],
@@ -65,7 +66,7 @@ function httpConnectionManager(
       routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: routeName } },
       httpFilters,
       accessLog: [stdoutJsonAccessLog(logTags)],
-      tracing: sidecarTracing(service),
+      tracing: sidecarTracing(service, tracing),
       // Echo x-request-id to the client on every answer, a denial by ext_authz or RBAC included.
       alwaysSetRequestIdInResponse: true,
       // Filters (ext_authz, RBAC) and routes see the path the app will: RFC 3986 normalised,
@@ -107,7 +108,7 @@ function tcpProxy(name: string, cluster: string, logTags: Record<string, string>
 export function inboundListener(
   service: Pick<ServiceModel, 'name' | 'protocol' | 'port' | 'ingress' | 'callers' | 'policy' | 'mtls'>,
   tokens: MeshTokens,
-  settings: Pick<TranslatorSettings, 'authzTimeoutMs'>,
+  settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'tracing'>,
   trustDomain: string,
 ): Listener {
   const name = inboundListenerName(service.name);
@@ -144,7 +145,7 @@ export function inboundListener(
 function inboundFilters(
   service: Pick<ServiceModel, 'name' | 'protocol' | 'ingress' | 'callers' | 'policy'>,
   tokens: MeshTokens,
-  settings: Pick<TranslatorSettings, 'authzTimeoutMs'>,
+  settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'tracing'>,
   peer?: (caller: string) => string,
 ): Array<DeepPartial<Filter>> {
   const name = inboundListenerName(service.name);
@@ -172,7 +173,7 @@ function inboundFilters(
       name: FILTER.httpConnectionManager,
       configType: {
         $case: 'typedConfig',
-        value: httpConnectionManager(service.name, name, inboundRouteName(service.name), httpFilters, logTags),
+        value: httpConnectionManager(service.name, settings.tracing, name, inboundRouteName(service.name), httpFilters, logTags),
       },
     },
   ];
@@ -181,7 +182,7 @@ function inboundFilters(
 /** The app's single HTTP egress point, 127.0.0.1:<outboundPort>; routes pick the dependency by Host. */
 export function outboundHttpListener(
   source: Pick<ServiceModel, 'name'>,
-  settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'outboundPort'>,
+  settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'outboundPort' | 'tracing'>,
   perRouteRateLimit: boolean,
 ): Listener {
   const httpFilters = [extAuthzFilter(settings.authzTimeoutMs)];
@@ -200,7 +201,7 @@ export function outboundHttpListener(
             name: FILTER.httpConnectionManager,
             configType: {
               $case: 'typedConfig',
-              value: httpConnectionManager(source.name, OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true),
+              value: httpConnectionManager(source.name, settings.tracing, OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true),
             },
           },
         ],

@@ -111,6 +111,8 @@ export function undeclaredDependencyReason(caller: string, target?: string): str
 
 /** The ext_authz gRPC cluster every sidecar carries. */
 export const AUTHZ_CLUSTER_NAME = 'trellis-authz';
+/** The OTLP collector sidecars send spans to, when one is configured. */
+export const TRACING_COLLECTOR_CLUSTER_NAME = 'trellis-otel-collector';
 
 /** The local application, defined statically by the bootstrap (its port is per node, not per service). */
 export const LOCAL_APP_CLUSTER_NAME = 'local-app';

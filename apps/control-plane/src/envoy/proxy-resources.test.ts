@@ -9,6 +9,7 @@ import { JwtAuthentication } from '@trellis/envoy-types/envoy/extensions/filters
 import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { OpenTelemetryConfig } from '@trellis/envoy-types/envoy/config/trace/v3/opentelemetry';
+import { DEFAULT_TRANSLATOR_SETTINGS } from '../model';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from './proxy-resources';
 import type { ProxyIdentity, ResourceSet } from '../resource';
@@ -334,6 +335,27 @@ describe('buildProxyResources for Envoy sidecars', () => {
       // The request id goes back to the client too, on denials (ext_authz, RBAC) as on upstream answers.
       expect(hcm.alwaysSetRequestIdInResponse).toBe(true);
     }
+  });
+
+  it('sends spans to the OTLP collector when one is configured: a cluster for it and the sampling asked for', () => {
+    const settings = { ...DEFAULT_TRANSLATOR_SETTINGS, tracing: { collector: { host: 'otel-collector.observability', port: 4317 }, samplingPercent: 5 } };
+    const model = twoInstances().model(settings);
+    const set = buildProxyResources(model, envoy('a'));
+    const collector = get(set, TypeUrl.Cluster, 'trellis-otel-collector', Cluster);
+    expect(JSON.stringify(collector.loadAssignment)).toContain('"address":"otel-collector.observability"');
+    expect(JSON.stringify(collector.loadAssignment)).toContain('"portSpecifier":{"$case":"portValue","value":4317}');
+    expect(JSON.stringify(collector.typedExtensionProtocolOptions)).toContain('HttpProtocolOptions');
+    for (const name of ['inbound|a', 'outbound|http']) {
+      const tracing = hcmOf(get(set, TypeUrl.Listener, name, Listener)).tracing!;
+      expect(tracing.randomSampling?.value).toBe(5);
+      if (tracing.provider?.configType?.$case !== 'typedConfig') throw new Error('tracer without a typed config');
+      const otel = unpackAnyAs(OpenTelemetryConfig, tracing.provider.configType.value);
+      expect(otel.grpcService?.targetSpecifier).toEqual({ $case: 'envoyGrpc', value: expect.objectContaining({ clusterName: 'trellis-otel-collector' }) });
+    }
+    // Off by default: no collector cluster.
+    expect(buildProxyResources(twoInstances().model(), envoy('a')).get(TypeUrl.Cluster)!.has('trellis-otel-collector')).toBe(false);
+    // Proxyless clients get none either way.
+    expect(buildProxyResources(model, proxyless('a')).get(TypeUrl.Cluster)!.has('trellis-otel-collector')).toBe(false);
   });
 
   it('gives proxyless clients and servers no tracer (grpc-js-xds has none; the SDK propagates traceparent)', () => {

@@ -6,7 +6,7 @@ import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
-import type { DependencyModel, LocalityEndpoints, MeshModel, MeshTokens, ServiceModel, TranslatorSettings } from '../model';
+import type { DependencyModel, LocalityEndpoints, MeshModel, MeshTokens, ServiceModel, TracingSettings, TranslatorSettings } from '../model';
 import {
   emptyResourceSet,
   makeResource,
@@ -21,6 +21,7 @@ import { componentSpiffeIdOf, spiffeIdOf } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
 import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
 import { meshSni, outboundClusterName, proxylessClusterName } from './names';
+import { tracingCollectorCluster } from './tracing';
 import {
   inboundRouteConfig,
   outboundRouteConfig,
@@ -58,6 +59,8 @@ const build = {
     makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, i.clusterName, loadAssignment(i.clusterName, i.localities)),
   authzCluster: (i: { host: string; port: number; connectTimeoutMs: number; peer?: { spiffeId: string; sni: string } }) =>
     cluster(authzCluster(i.host, i.port, i.connectTimeoutMs, i.peer)),
+  tracingCollectorCluster: (i: { tracing: TracingSettings; connectTimeoutMs: number }) =>
+    cluster(tracingCollectorCluster(i.tracing, i.connectTimeoutMs)),
   proxylessListener: (i: { callee: string; since: number }) => listener(proxylessApiListener({ name: i.callee }, i.since)),
   proxylessRoutes: (i: { dep: RouteDependency; since: number; callee: RouteTarget }) =>
     routes(proxylessRouteConfig({ policy: i.dep.policy, since: i.since }, i.callee)),
@@ -247,6 +250,16 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
       return { host, port, connectTimeoutMs: settings.connectTimeoutMs, ...(peer ? { peer } : {}) };
     });
     resources.push(make(build.authzCluster, authzInput));
+  }
+  // Where the tracer of every HTTP connection manager sends its spans, when a collector is configured.
+  if (settings.tracing) {
+    const tracing = settings.tracing;
+    resources.push(
+      make(
+        build.tracingCollectorCluster,
+        reused(settings, 'tracing', [settings], () => ({ tracing, connectTimeoutMs: settings.connectTimeoutMs })),
+      ),
+    );
   }
   return resources;
 }

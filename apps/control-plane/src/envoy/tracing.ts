@@ -4,23 +4,53 @@
 // trace id, its own span as the parent) or starts one. Istio does the same: a
 // tracing provider on every sidecar HCM. Without a collector nothing is recorded
 // (sampling 0 %) but the context still travels, so applications and their logs
-// can follow a request across hops.
+// can follow a request across hops. With one (TRELLIS_TRACING_OTLP_ADDRESS) each
+// sidecar sends its spans there over OTLP/gRPC, through a cluster of its own.
 import { packAny } from '@trellis/envoy-types';
+import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { OpenTelemetryConfig } from '@trellis/envoy-types/envoy/config/trace/v3/opentelemetry';
 import type { HttpConnectionManager_Tracing } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { DeepPartial } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
+import type { TracingSettings } from '../model';
+import { duration, http2ProtocolOptions, socketAddress } from './common';
+import { TRACING_COLLECTOR_CLUSTER_NAME } from './names';
 
 export const OPENTELEMETRY_TRACER = 'envoy.tracers.opentelemetry';
 
-/** The tracer of a sidecar HCM of `service`: propagation only (no exporter, nothing sampled). */
-export function sidecarTracing(service: string): DeepPartial<HttpConnectionManager_Tracing> {
+/**
+ * The tracer of a sidecar HCM of `service`: propagation only (no exporter, nothing sampled), or,
+ * with `tracing`, spans sent to the collector for the share of new traces it asks for (a caller's
+ * sampled flag is followed either way).
+ */
+export function sidecarTracing(service: string, tracing: TracingSettings | undefined): DeepPartial<HttpConnectionManager_Tracing> {
+  const otel = OpenTelemetryConfig.fromPartial({
+    serviceName: service,
+    ...(tracing
+      ? { grpcService: { targetSpecifier: { $case: 'envoyGrpc', value: { clusterName: TRACING_COLLECTOR_CLUSTER_NAME } }, timeout: duration(1000) } }
+      : {}),
+  });
   return {
-    provider: {
-      name: OPENTELEMETRY_TRACER,
-      configType: { $case: 'typedConfig', value: packAny(OpenTelemetryConfig, OpenTelemetryConfig.fromPartial({ serviceName: service })) },
-    },
-    // Nothing to export to, so nothing is sampled; the context is injected regardless.
-    randomSampling: { value: 0 },
-    clientSampling: { value: 0 },
+    provider: { name: OPENTELEMETRY_TRACER, configType: { $case: 'typedConfig', value: packAny(OpenTelemetryConfig, otel) } },
+    // Without a collector nothing is sampled; the context is injected regardless.
+    randomSampling: { value: tracing?.samplingPercent ?? 0 },
+    // x-client-trace-id forces a trace only when there is somewhere to send it.
+    clientSampling: { value: tracing ? 100 : 0 },
   };
+}
+
+/** The OTLP/gRPC collector's cluster: a DNS name is resolved by Envoy, an IP literal used as is. */
+export function tracingCollectorCluster(tracing: TracingSettings, connectTimeoutMs: number): Cluster {
+  const { host, port } = tracing.collector;
+  const isIp = /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+  return Cluster.fromPartial({
+    name: TRACING_COLLECTOR_CLUSTER_NAME,
+    clusterDiscoveryType: { $case: 'type', value: isIp ? Cluster_DiscoveryType.STATIC : Cluster_DiscoveryType.STRICT_DNS },
+    connectTimeout: duration(connectTimeoutMs),
+    lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
+    typedExtensionProtocolOptions: http2ProtocolOptions(),
+    loadAssignment: {
+      clusterName: TRACING_COLLECTOR_CLUSTER_NAME,
+      endpoints: [{ lbEndpoints: [{ hostIdentifier: { $case: 'endpoint', value: { address: socketAddress(host, port) } } }] }],
+    },
+  });
 }

@@ -22,6 +22,14 @@ export interface TranslatorSettings {
   connectTimeoutMs: number;
   /** Mesh token issuer used until `mesh/settings` exists (authz writes it at start). */
   defaultTokenIssuer: string;
+  /** Where sidecars send spans (OTLP over gRPC) and how many; undefined: trace context only, nothing recorded. */
+  tracing?: TracingSettings | undefined;
+}
+
+export interface TracingSettings {
+  collector: { host: string; port: number };
+  /** Share of requests without a sampling decision that start a recorded trace, 0-100. */
+  samplingPercent: number;
 }
 
 export const DEFAULT_TRANSLATOR_SETTINGS: TranslatorSettings = {
