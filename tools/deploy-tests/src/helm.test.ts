@@ -294,7 +294,9 @@ describe('Helm charts', () => {
         return Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
       };
       expect(Object.keys(envOf([])).filter((name) => name.startsWith('TRELLIS_TRACING_'))).toEqual([]);
-      expect(envOf(['--set', 'tracing.otlpAddress=otel-collector.observability:4317', '--set-json', 'tracing.samplingPercent=2.5'])).toMatchObject({
+      expect(
+        envOf(['--set', 'tracing.otlpAddress=otel-collector.observability:4317', '--set-json', 'tracing.samplingPercent=2.5']),
+      ).toMatchObject({
         TRELLIS_TRACING_OTLP_ADDRESS: 'otel-collector.observability:4317',
         TRELLIS_TRACING_SAMPLING_PERCENT: '2.5',
       });

@@ -120,14 +120,20 @@ describe.each(cases)('resources for %s (%s)', (service, kind) => {
 });
 
 describe('with an OTLP collector for spans', () => {
-  const settings = { ...DEFAULT_TRANSLATOR_SETTINGS, tracing: { collector: { host: 'otel-collector.observability', port: 4317 }, samplingPercent: 2.5 } };
+  const settings = {
+    ...DEFAULT_TRANSLATOR_SETTINGS,
+    tracing: { collector: { host: 'otel-collector.observability', port: 4317 }, samplingPercent: 2.5 },
+  };
   const mesh = richMesh().model(settings);
 
   it.each(['orders', 'frontend', 'payments'])("%s's sidecar resources meet every validate.rules constraint", (service) => {
     const set = buildProxyResources(mesh, { service, kind: 'envoy' });
     expect(set.get(TypeUrl.Cluster)!.has('trellis-otel-collector')).toBe(true);
     for (const resource of [...set.values()].flatMap((byName) => [...byName.values()])) {
-      expect({ resource: resource.name, violations: validator.validateAny(resource.any) }).toEqual({ resource: resource.name, violations: [] });
+      expect({ resource: resource.name, violations: validator.validateAny(resource.any) }).toEqual({
+        resource: resource.name,
+        violations: [],
+      });
     }
     expect(snapshotInconsistencies(set)).toEqual([]);
   });

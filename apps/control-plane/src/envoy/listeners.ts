@@ -201,7 +201,15 @@ export function outboundHttpListener(
             name: FILTER.httpConnectionManager,
             configType: {
               $case: 'typedConfig',
-              value: httpConnectionManager(source.name, settings.tracing, OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true),
+              value: httpConnectionManager(
+                source.name,
+                settings.tracing,
+                OUTBOUND_HTTP_NAME,
+                OUTBOUND_HTTP_NAME,
+                httpFilters,
+                logTags,
+                true,
+              ),
             },
           },
         ],

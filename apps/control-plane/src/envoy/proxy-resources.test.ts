@@ -338,7 +338,10 @@ describe('buildProxyResources for Envoy sidecars', () => {
   });
 
   it('sends spans to the OTLP collector when one is configured: a cluster for it and the sampling asked for', () => {
-    const settings = { ...DEFAULT_TRANSLATOR_SETTINGS, tracing: { collector: { host: 'otel-collector.observability', port: 4317 }, samplingPercent: 5 } };
+    const settings = {
+      ...DEFAULT_TRANSLATOR_SETTINGS,
+      tracing: { collector: { host: 'otel-collector.observability', port: 4317 }, samplingPercent: 5 },
+    };
     const model = twoInstances().model(settings);
     const set = buildProxyResources(model, envoy('a'));
     const collector = get(set, TypeUrl.Cluster, 'trellis-otel-collector', Cluster);
@@ -350,7 +353,10 @@ describe('buildProxyResources for Envoy sidecars', () => {
       expect(tracing.randomSampling?.value).toBe(5);
       if (tracing.provider?.configType?.$case !== 'typedConfig') throw new Error('tracer without a typed config');
       const otel = unpackAnyAs(OpenTelemetryConfig, tracing.provider.configType.value);
-      expect(otel.grpcService?.targetSpecifier).toEqual({ $case: 'envoyGrpc', value: expect.objectContaining({ clusterName: 'trellis-otel-collector' }) });
+      expect(otel.grpcService?.targetSpecifier).toEqual({
+        $case: 'envoyGrpc',
+        value: expect.objectContaining({ clusterName: 'trellis-otel-collector' }),
+      });
     }
     // Off by default: no collector cluster.
     expect(buildProxyResources(twoInstances().model(), envoy('a')).get(TypeUrl.Cluster)!.has('trellis-otel-collector')).toBe(false);

@@ -6,7 +6,15 @@ import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
-import type { DependencyModel, LocalityEndpoints, MeshModel, MeshTokens, ServiceModel, TracingSettings, TranslatorSettings } from '../model';
+import type {
+  DependencyModel,
+  LocalityEndpoints,
+  MeshModel,
+  MeshTokens,
+  ServiceModel,
+  TracingSettings,
+  TranslatorSettings,
+} from '../model';
 import {
   emptyResourceSet,
   makeResource,

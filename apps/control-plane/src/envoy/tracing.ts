@@ -26,7 +26,12 @@ export function sidecarTracing(service: string, tracing: TracingSettings | undef
   const otel = OpenTelemetryConfig.fromPartial({
     serviceName: service,
     ...(tracing
-      ? { grpcService: { targetSpecifier: { $case: 'envoyGrpc', value: { clusterName: TRACING_COLLECTOR_CLUSTER_NAME } }, timeout: duration(1000) } }
+      ? {
+          grpcService: {
+            targetSpecifier: { $case: 'envoyGrpc', value: { clusterName: TRACING_COLLECTOR_CLUSTER_NAME } },
+            timeout: duration(1000),
+          },
+        }
       : {}),
   });
   return {
