@@ -110,7 +110,7 @@ async function main(): Promise<void> {
         [...downstream].map(
           ([dep, client]) =>
             new Promise<HopRecord[]>((resolve, reject) =>
-              client.call({ origin: call.request.origin }, new Metadata(), { deadline: Date.now() + 3_000 }, (err, reply) =>
+              client.call({ origin: call.request.origin }, new Metadata(), { deadline: Date.now() + 5_000 }, (err, reply) =>
                 err ? reject(Object.assign(new Error(`${dep}: ${err.details || err.message}`), { code: err.code })) : resolve(reply!.hops),
               ),
             ),

@@ -104,7 +104,7 @@ export async function startDemo(
     processes,
     callEntry: () =>
       new Promise((resolve, reject) =>
-        entryClient.call({ origin: 'edge' }, new Metadata(), { deadline: Date.now() + 5_000 }, (err, reply) =>
+        entryClient.call({ origin: 'edge' }, new Metadata(), { deadline: Date.now() + 10_000 }, (err, reply) =>
           err ? reject(new Error(err.details || err.message)) : resolve(reply!.hops),
         ),
       ),

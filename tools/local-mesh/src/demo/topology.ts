@@ -40,7 +40,9 @@ export function demoServiceSpec(service: DemoService, port = DEMO_SERVICE_PORT, 
     protocol: 'grpc',
     port,
     dependencies: service.dependencies.map((name) => ({ service: name })),
-    policy: { timeoutMs: 2_000, retries: { attempts: 2, retryOn: ['unavailable'] } },
+    // 4 s leaves a retry time after the SDK's keepalive (1 s) drops a connection that a
+    // busy host answered late; with 2 s, one slow ping on a loaded laptop failed a call.
+    policy: { timeoutMs: 4_000, retries: { attempts: 2, retryOn: ['unavailable'] } },
     ...(demoMtlsMode(service, mtls) !== 'off' ? { mtls: demoMtlsMode(service, mtls) } : {}),
   };
 }

@@ -1,6 +1,6 @@
 // The fault suite's steady traffic: a meshed proxyless service (grpc-js-xds
 // configured by the control plane, A→B tokens from authz through @trellis/sdk-node)
-// calling xds:///LOAD_TARGET LOAD_RATE times a second, each call with a 5 s
+// calling xds:///LOAD_TARGET LOAD_RATE times a second, each call with a 10 s
 // deadline. Every second it prints one line: calls that succeeded and failed in
 // that second, by gRPC status code.
 import { credentials, Metadata } from '@grpc/grpc-js';
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
 
   let window = { ok: 0, failed: 0, codes: {} as Record<string, number>, errors: [] as string[] };
   setInterval(() => {
-    client.call({ origin: service }, new Metadata(), { deadline: Date.now() + 5_000 }, (err) => {
+    client.call({ origin: service }, new Metadata(), { deadline: Date.now() + 10_000 }, (err) => {
       if (!err) return void window.ok++;
       window.failed++;
       window.codes[err.code] = (window.codes[err.code] ?? 0) + 1;
