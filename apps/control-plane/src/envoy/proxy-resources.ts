@@ -25,7 +25,7 @@ import {
   type TranslationMemo,
   type XdsResource,
 } from '../resource';
-import { componentSpiffeIdOf, spiffeIdOf } from '@trellis/mesh-schema';
+import { componentSpiffeIdOf, spiffeIdOf, type TrafficPolicy } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
 import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
 import { meshSni, outboundClusterName, proxylessClusterName } from './names';
@@ -126,19 +126,25 @@ function reused<I>(anchor: object, slot: string, parts: readonly unknown[], make
   return input;
 }
 
-// What a route reads of a dependency (routes.ts RouteDependency), projected once per
-// dependency model: a change a route does not read (a callee's circuit breaker) then
-// gives an equal input, so every caller's routes stay encoded as they were.
-const routeDependencies = new WeakMap<DependencyModel, RouteDependency>();
+// What a route reads of a dependency (routes.ts RouteDependency): it depends only on
+// the dependency's policy object and the caller's rate-limit override, so it is
+// projected once per policy object — every caller without an override shares the
+// callee's — and a change a route does not read (a callee's circuit breaker) gives an
+// equal input, so every caller's routes stay encoded as they were.
+const routeDependencies = new WeakMap<TrafficPolicy, { plain?: RouteDependency; limited: WeakMap<object, RouteDependency> }>();
 function routeDependency(dep: DependencyModel): RouteDependency {
-  let projected = routeDependencies.get(dep);
-  if (!projected) {
-    const policy: RoutePolicy = {};
-    for (const field of ROUTE_POLICY_FIELDS) if (dep.policy[field] !== undefined) Object.assign(policy, { [field]: dep.policy[field] });
-    const rateLimit = dep.override?.rateLimit;
-    projected = rateLimit !== undefined ? { policy, override: { rateLimit } } : { policy };
-    routeDependencies.set(dep, projected);
-  }
+  let byPolicy = routeDependencies.get(dep.policy);
+  if (!byPolicy) routeDependencies.set(dep.policy, (byPolicy = { limited: new WeakMap() }));
+  const rateLimit = dep.override?.rateLimit;
+  if (rateLimit === undefined) return (byPolicy.plain ??= { policy: routePolicy(dep.policy) });
+  let projected = byPolicy.limited.get(rateLimit);
+  if (!projected) byPolicy.limited.set(rateLimit, (projected = { policy: routePolicy(dep.policy), override: { rateLimit } }));
+  return projected;
+}
+
+function routePolicy(policy: TrafficPolicy): RoutePolicy {
+  const projected: RoutePolicy = {};
+  for (const field of ROUTE_POLICY_FIELDS) if (policy[field] !== undefined) Object.assign(projected, { [field]: policy[field] });
   return projected;
 }
 
