@@ -166,6 +166,9 @@ describe('east-west', () => {
     expect(byService.get('service-b')).toMatchObject({ caller: 'service-a', tokenAudience: 'service-b' });
     expect(byService.get('service-c')).toMatchObject({ caller: 'service-a', tokenAudience: 'service-c' });
     for (const hop of hops.filter((h) => h.caller)) expect(hop.tokenKeyId).not.toBe('');
+    // One W3C trace across the hops: front started it, the SDK's interceptors carried it on.
+    expect(hops[0]!.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(new Set(hops.map((h) => h.traceId))).toEqual(new Set([hops[0]!.traceId]));
   });
 
   it('spreads calls across both service-b instances', async () => {

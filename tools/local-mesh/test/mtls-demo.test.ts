@@ -66,6 +66,10 @@ it('every hop behind the entry point shows the caller its certificate proves, ma
   expect(byService.get('service-b')).toMatchObject({ caller: 'service-a', peerIdentity: 'service-a' });
   expect(byService.get('service-c')).toMatchObject({ caller: 'service-a', peerIdentity: 'service-a' });
   expect(describeHops(hops)).toContain('front → service-a [service-a-1] mTLS peer=front (verified certificate)');
+  // front started a W3C trace for the edge's request; service-a, -b and -c continued it (@trellis/sdk-node).
+  const [traceId] = hops.map((h) => h.traceId);
+  expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+  expect(hops.map((h) => h.traceId)).toEqual(hops.map(() => traceId));
 });
 
 it("each instance's certificate comes from the mesh CA and names its service", () => {

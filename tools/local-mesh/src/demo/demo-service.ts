@@ -11,11 +11,14 @@ import {
   CALLER_KEY_ID_METADATA_KEY,
   CALLER_METADATA_KEY,
   certificateFilesIn,
+  currentCallTrace,
   meshServerInterceptor,
   meshTokenInterceptor,
   MeshTokenClient,
   MeshTokenVerifier,
   PROXYLESS_CHANNEL_OPTIONS,
+  traceContextInterceptor,
+  traceContextServerInterceptor,
 } from '@trellis/sdk-node';
 import { HealthImplementation } from 'grpc-health-check';
 import { CallReply, HopClient, HopService, type CallRequest, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
@@ -81,19 +84,24 @@ async function main(): Promise<void> {
       dep,
       new HopClient(`xds:///${dep}`, channelCredentials, {
         ...PROXYLESS_CHANNEL_OPTIONS,
-        interceptors: [meshTokenInterceptor(tokens, dep)],
+        // A child traceparent of the call being handled, then the A→B token.
+        interceptors: [traceContextInterceptor(), meshTokenInterceptor(tokens, dep)],
       }),
     ]),
   );
 
-  const interceptors = cfg.isPublic
-    ? []
-    : [
-        meshServerInterceptor(
-          new MeshTokenVerifier({ service: cfg.service, issuer: cfg.issuer, keys: `${cfg.authzUrl}/.well-known/jwks.json` }),
-          (reason) => log('refused a call', { reason }),
-        ),
-      ];
+  // The caller's trace (or a new one at the entry point) for everything the handler does, then the token check.
+  const interceptors = [
+    traceContextServerInterceptor(),
+    ...(cfg.isPublic
+      ? []
+      : [
+          meshServerInterceptor(
+            new MeshTokenVerifier({ service: cfg.service, issuer: cfg.issuer, keys: `${cfg.authzUrl}/.well-known/jwks.json` }),
+            (reason) => log('refused a call', { reason }),
+          ),
+        ]),
+  ];
   const server = mtls ? new xds.XdsServer({ interceptors }) : new Server({ interceptors });
   server.addService(HopService, {
     call: (call: ServerUnaryCall<CallRequest, CallReply>, callback: sendUnaryData<CallReply>) => {
@@ -105,6 +113,7 @@ async function main(): Promise<void> {
         tokenKeyId: String(call.metadata.get(CALLER_KEY_ID_METADATA_KEY)[0] ?? ''),
         // Who the TLS handshake proved, apart from what the token says.
         peerIdentity: mtls ? (serviceOfPeerCertificate(call.getAuthContext().sslPeerCertificate, trustDomain) ?? '') : '',
+        traceId: currentCallTrace()?.traceId ?? '',
       };
       Promise.all(
         [...downstream].map(

@@ -199,11 +199,12 @@ export function demoCertificateDir(mesh: Pick<LocalMesh, 'dataDir'>, instance: s
   return join(mesh.dataDir, 'demo', 'certificates', instance);
 }
 
-/** `edge → front [front-1]`, `front → service-a [service-a-1] mTLS peer=front (verified certificate) token sub=front aud=… kid=…` */
+/** `edge → front [front-1] plaintext trace=…`, `front → service-a [service-a-1] mTLS peer=front (verified certificate) token sub=front aud=… kid=…` */
 export function describeHops(hops: HopRecord[]): string {
   return hops
     .map((h) => {
-      if (!h.caller && !h.peerIdentity) return `edge → ${h.service} [${h.instance}] plaintext`;
+      // The entry point started the request's trace; every hop after it continues the same one.
+      if (!h.caller && !h.peerIdentity) return `edge → ${h.service} [${h.instance}] plaintext trace=${h.traceId.slice(0, 8)}…`;
       const peer = h.peerIdentity ? `mTLS peer=${h.peerIdentity} (verified certificate)` : 'plaintext';
       return `${h.caller || h.peerIdentity} → ${h.service} [${h.instance}] ${peer} token sub=${h.caller} aud=${h.tokenAudience} kid=${h.tokenKeyId.slice(0, 8)}…`;
     })
