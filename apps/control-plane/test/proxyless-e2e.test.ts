@@ -175,6 +175,24 @@ describe('proxyless gRPC client (grpc-js-xds) against the control plane', () => 
       await undeclared.stop();
     }
 
+    // A declared TCP dependency cannot be called over gRPC: its calls fail saying so, naming it (once the
+    // control plane has seen the declaration; until then the client is told it is undeclared).
+    await h.store.createService({ name: 'db', team: 'core', protocol: 'tcp', port: 5432 }, 'test');
+    await h.store.updateService({ ...a, dependencies: [{ service: 'b' }, { service: 'db' }] }, 'test');
+    t0 = Date.now();
+    const tcp = await XdsClientProcess.start({ xdsAddress: h.xdsAddress, service: 'a', nodeId: 'a-proxyless-3', target: 'db' });
+    try {
+      await tcp.waitFor('a call to the TCP dependency failing with the reason', t0, (rs) =>
+        rs.find(
+          (r) =>
+            r.code === status.UNAVAILABLE && r.details?.includes('db, a dependency of a, is a tcp service: gRPC calls cannot reach it'),
+        ),
+      );
+      expect(tcp.results.filter((r) => r.ok)).toEqual([]);
+    } finally {
+      await tcp.stop();
+    }
+
     // The proxy's status reached etcd for the registry to show.
     const statuses = await eventually('proxy status in etcd', async () => {
       const list = await h.store.listProxyStatuses('a');

@@ -89,14 +89,19 @@ export function proxylessRouteName(service: string): string {
   return `proxyless|${service}`;
 }
 
-/** Cluster and endpoints a proxyless client gets for a target its service did not declare (undeclared-target.ts). */
-export function undeclaredTargetClusterName(target: string): string {
-  return `undeclared|${target}`;
+/** Cluster and endpoints of a target a proxyless client may not call through xDS (refused-target.ts). */
+export function refusedTargetClusterName(target: string): string {
+  return `refused|${target}`;
 }
 
-/** The target an undeclared-target cluster name names; undefined for any other name (the target is checked by the caller). */
-export function parseUndeclaredTargetClusterName(name: string): string | undefined {
-  return name.startsWith('undeclared|') ? name.slice('undeclared|'.length) : undefined;
+/** The target a refused-target cluster name names; undefined for any other name (the target is checked by the caller). */
+export function parseRefusedTargetClusterName(name: string): string | undefined {
+  return name.startsWith('refused|') ? name.slice('refused|'.length) : undefined;
+}
+
+/** Why a proxyless client's call to a declared TCP dependency fails: gRPC cannot carry raw TCP. */
+export function tcpDependencyReason(caller: string, target: string): string {
+  return `trellis: ${target}, a dependency of ${caller}, is a tcp service: gRPC calls cannot reach it through xds:///${target}`;
 }
 
 /**

@@ -28,7 +28,8 @@ import {
 import { componentSpiffeIdOf, spiffeIdOf, type TrafficPolicy } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
 import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
-import { meshSni, outboundClusterName, proxylessClusterName } from './names';
+import { meshSni, outboundClusterName, proxylessClusterName, tcpDependencyReason } from './names';
+import { refusedTargetCluster, refusedTargetEndpoints, refusedTargetListener } from './refused-target';
 import { tracingCollectorCluster } from './tracing';
 import {
   inboundRouteConfig,
@@ -74,6 +75,12 @@ const build = {
     routes(proxylessRouteConfig({ policy: i.dep.policy, since: i.since }, i.callee)),
   proxylessServerListener: (i: { service: Pick<ServiceModel, 'name' | 'mtls' | 'callers'>; trustDomain: string; port: number }) =>
     listener(proxylessServerListener(i.service, i.trustDomain, '0.0.0.0', i.port)),
+  refusedListener: (i: { target: string }) => listener(refusedTargetListener(i.target)),
+  refusedCluster: (i: { target: string }) => cluster(refusedTargetCluster(i.target)),
+  refusedEndpoints: (i: { target: string; reason: string }) => {
+    const assignment = refusedTargetEndpoints(i.target, i.reason);
+    return makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, assignment.clusterName, assignment);
+  },
 } satisfies Record<string, ResourceBuilder<never>>;
 
 /** Builds a resource, or takes it from the memo when the same builder had an equal input. */
@@ -279,7 +286,8 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
 }
 
 /**
- * A gRPC service without a sidecar: an API listener per gRPC-capable dependency, and
+ * A gRPC service without a sidecar: an API listener per gRPC-capable dependency (one that
+ * refuses calls, with the reason, per TCP dependency), and
  * the server listener its XdsServer asks for — built for 0.0.0.0:<service port> and
  * answered for whatever address it binds (xds/derived-resources.ts). Nothing secret.
  */
@@ -289,7 +297,16 @@ function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[]
     service.inbound && service.protocol !== 'tcp'
       ? [make(build.proxylessServerListener, { service: { name, mtls, callers }, trustDomain: model.trustDomain, port: service.port })]
       : [];
+  // A declared TCP dependency dialed as xds:///<name> fails at once, saying gRPC cannot reach it (refused-target.ts).
+  const tcp = deps
+    .filter((d) => d.callee.protocol === 'tcp')
+    .flatMap(({ callee: { name: target } }) => [
+      make(build.refusedListener, { target }),
+      make(build.refusedCluster, { target }),
+      make(build.refusedEndpoints, { target, reason: tcpDependencyReason(name, target) }),
+    ]);
   return server.concat(
+    tcp,
     deps
       .filter((d) => d.callee.protocol !== 'tcp')
       .flatMap((d) => [

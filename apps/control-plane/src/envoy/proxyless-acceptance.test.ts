@@ -15,7 +15,7 @@ import { decodeSingleResource, HTTP_CONNECTION_MANGER_TYPE_URL } from '@grpc/grp
 import { MeshFixture } from '../model/mesh-fixture';
 import { WORKLOAD_CERT_PROVIDER } from './names';
 import { buildProxyResources } from './proxy-resources';
-import { undeclaredTargetResource } from './undeclared-target';
+import { undeclaredTargetResource } from './refused-target';
 
 const DECODERS: Partial<Record<XdsTypeUrl, XdsResourceType>> = {
   [TypeUrl.Listener]: ListenerResourceType.get(),
@@ -88,6 +88,8 @@ describe('proxyless resources through grpc-js-xds validation', () => {
       }
     }
     expect([...set.get(TypeUrl.Listener)!.keys()]).toEqual([
+      // db is a TCP dependency: its listener routes to a cluster that refuses every call, saying why.
+      'db',
       'grpc/server?xds.resource.listening_address=0.0.0.0:9300',
       'ledger',
       'payments',
@@ -112,7 +114,18 @@ describe('proxyless resources through grpc-js-xds validation', () => {
       'outbound|payments|canary~1',
       'outbound|payments|stable~1',
       'outbound|search~1',
+      'refused|db',
     ]);
+    expect(decoded.get(`${TypeUrl.ClusterLoadAssignment} refused|db`)).toMatchObject({
+      policy: {
+        drop_overloads: [
+          {
+            category: 'trellis: db, a dependency of checkout, is a tcp service: gRPC calls cannot reach it through xds:///db',
+            drop_percentage: { numerator: 100, denominator: 'HUNDRED' },
+          },
+        ],
+      },
+    });
     const routes = JSON.stringify(decoded.get(`${TypeUrl.RouteConfiguration} proxyless|payments`));
     expect(routes).toContain('outbound|payments|canary');
     expect(routes).toContain('"num_retries"');
@@ -127,9 +140,9 @@ describe('proxyless resources through grpc-js-xds validation', () => {
     };
     const listener = decode(TypeUrl.Listener, 'payments') as unknown as Listener__Output;
     const hcm = decodeSingleResource(HTTP_CONNECTION_MANGER_TYPE_URL, listener.api_listener!.api_listener!.value!);
-    expect(JSON.stringify(hcm.route_config)).toContain('"cluster":"undeclared|payments"');
-    expect(decode(TypeUrl.Cluster, 'undeclared|payments')).toMatchObject({ type: 'EDS', edsServiceName: 'undeclared|payments' });
-    expect(decode(TypeUrl.ClusterLoadAssignment, 'undeclared|payments')).toMatchObject({
+    expect(JSON.stringify(hcm.route_config)).toContain('"cluster":"refused|payments"');
+    expect(decode(TypeUrl.Cluster, 'refused|payments')).toMatchObject({ type: 'EDS', edsServiceName: 'refused|payments' });
+    expect(decode(TypeUrl.ClusterLoadAssignment, 'refused|payments')).toMatchObject({
       policy: {
         drop_overloads: [
           {

@@ -25,9 +25,9 @@ describe('DerivedResources', () => {
     const endpoints = resourcesOf(TypeUrl.ClusterLoadAssignment, proxylessA);
     for (const target of ['c', 'no-such-service']) {
       expect(listeners.get(target)).toMatchObject({ name: target, typeUrl: TypeUrl.Listener });
-      expect(clusters.get(`undeclared|${target}`)).toMatchObject({ typeUrl: TypeUrl.Cluster });
+      expect(clusters.get(`refused|${target}`)).toMatchObject({ typeUrl: TypeUrl.Cluster });
       // The drop category is the reason the client's call reports.
-      const assignment = ClusterLoadAssignment.decode(endpoints.get(`undeclared|${target}`)!.any.value);
+      const assignment = ClusterLoadAssignment.decode(endpoints.get(`refused|${target}`)!.any.value);
       expect(assignment.policy?.dropOverloads).toMatchObject([
         {
           category: `trellis: a has not declared a dependency on ${target}; declare it in the registry to call xds:///${target}`,
@@ -47,7 +47,7 @@ describe('DerivedResources', () => {
     const clusters = resourcesOf(TypeUrl.Cluster, proxylessA);
     for (const name of ['', 'Not_A_Name', 'b.example.com', 'trellis-xds', 'x'.repeat(64)]) {
       expect(listeners.get(name)).toBeUndefined();
-      expect(clusters.get(`undeclared|${name}`)).toBeUndefined();
+      expect(clusters.get(`refused|${name}`)).toBeUndefined();
     }
     expect(clusters.get('c')).toBeUndefined();
     expect(resourcesOf(TypeUrl.Listener, { service: 'a', kind: 'envoy' }).get('c')).toBeUndefined();

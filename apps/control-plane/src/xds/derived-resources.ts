@@ -8,7 +8,7 @@
 // - A proxyless client asks for `<target>` (and then its cluster and endpoints)
 //   when it dials `xds:///<target>`. A target its service did not declare gets
 //   resources that fail its calls at once naming the missing dependency
-//   (envoy/undeclared-target.ts).
+//   (envoy/refused-target.ts).
 // Derived resources are made on first use and kept with the snapshot (so their
 // version follows the snapshot's content); they are not part of the map's own
 // entries, so a wildcard subscription and the type's version see only what

@@ -1,8 +1,9 @@
-// What a proxyless client gets when it dials `xds:///<target>` and its service did
-// not declare <target>: instead of no listener (grpc-js-xds then waits 15 s for it
+// What a proxyless client gets when it dials `xds:///<target>` and may not call
+// <target> that way — its service did not declare it, or declared a TCP service,
+// which gRPC cannot call: instead of no listener (grpc-js-xds then waits 15 s for it
 // and fails with an anonymous UNAVAILABLE), a listener, cluster and endpoints that
 // fail every call at once with UNAVAILABLE "Call dropped by load balancing policy.
-// Category: trellis: <caller> has not declared a dependency on <target>; …".
+// Category: <reason>", the reason naming both services.
 //
 // Why a drop (gRFC A28 `drop_overloads`): the drop category is the one text
 // grpc-js-xds 1.14 hands to the failed call unchanged. A direct response is NACKed,
@@ -14,8 +15,9 @@
 // the picker only over a locality with an endpoint, so there is one: 127.0.0.1 port 0,
 // where no call goes and a connection attempt is refused without leaving the host.
 //
-// It is answered for any well-formed service name, declared elsewhere or not existing
-// at all, so the answer tells a client nothing about which services exist.
+// An undeclared target is answered for any well-formed service name, registered or
+// not (xds/derived-resources.ts), so the answer tells a client nothing about which
+// services exist; a declared TCP dependency is translated (proxy-resources.ts).
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
@@ -28,15 +30,15 @@ import { makeResource, type XdsResource } from '../resource';
 import { adsConfigSource, socketAddress } from './common';
 import { routerFilter } from './filters';
 import {
-  parseUndeclaredTargetClusterName,
+  parseRefusedTargetClusterName,
   proxylessListenerName,
+  refusedTargetClusterName,
   statPrefix,
   undeclaredDependencyReason,
-  undeclaredTargetClusterName,
 } from './names';
 
-export function undeclaredTargetListener(target: string): Listener {
-  const cluster = undeclaredTargetClusterName(target);
+export function refusedTargetListener(target: string): Listener {
+  const cluster = refusedTargetClusterName(target);
   const hcm = HttpConnectionManager.fromPartial({
     statPrefix: statPrefix(cluster),
     routeSpecifier: {
@@ -62,8 +64,8 @@ export function undeclaredTargetListener(target: string): Listener {
   return Listener.fromPartial({ name: proxylessListenerName(target), apiListener: { apiListener: packAny(HttpConnectionManager, hcm) } });
 }
 
-export function undeclaredTargetCluster(target: string): Cluster {
-  const name = undeclaredTargetClusterName(target);
+export function refusedTargetCluster(target: string): Cluster {
+  const name = refusedTargetClusterName(target);
   return Cluster.fromPartial({
     name,
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
@@ -72,10 +74,10 @@ export function undeclaredTargetCluster(target: string): Cluster {
   });
 }
 
-/** Depends on the caller: the drop category is the reason, naming both services. */
-export function undeclaredTargetEndpoints(caller: string, target: string): ClusterLoadAssignment {
+/** The drop category is `reason`: what the client's call reports. */
+export function refusedTargetEndpoints(target: string, reason: string): ClusterLoadAssignment {
   return ClusterLoadAssignment.fromPartial({
-    clusterName: undeclaredTargetClusterName(target),
+    clusterName: refusedTargetClusterName(target),
     endpoints: [
       {
         locality: {},
@@ -84,31 +86,26 @@ export function undeclaredTargetEndpoints(caller: string, target: string): Clust
       },
     ],
     policy: {
-      dropOverloads: [
-        {
-          category: undeclaredDependencyReason(caller, target),
-          dropPercentage: { numerator: 100, denominator: FractionalPercent_DenominatorType.HUNDRED },
-        },
-      ],
+      dropOverloads: [{ category: reason, dropPercentage: { numerator: 100, denominator: FractionalPercent_DenominatorType.HUNDRED } }],
     },
   });
 }
 
 /**
  * The resource of `typeUrl` named `name` that a proxyless client of `caller` asks for
- * on its way to an undeclared target, or undefined when the name is not one of those.
- * Asked only for names the caller's translated resources do not have.
+ * on its way to a target it did not declare, or undefined when the name is not one of
+ * those. Asked only for names the caller's translated resources do not have.
  */
 export function undeclaredTargetResource(typeUrl: XdsTypeUrl, caller: string, name: string): XdsResource | undefined {
-  const target = typeUrl === TypeUrl.Listener ? name : parseUndeclaredTargetClusterName(name);
+  const target = typeUrl === TypeUrl.Listener ? name : parseRefusedTargetClusterName(name);
   if (target === undefined || !ServiceName.safeParse(target).success) return undefined;
   switch (typeUrl) {
     case TypeUrl.Listener:
-      return makeResource(typeUrl, Listener, name, undeclaredTargetListener(target));
+      return makeResource(typeUrl, Listener, name, refusedTargetListener(target));
     case TypeUrl.Cluster:
-      return makeResource(typeUrl, Cluster, name, undeclaredTargetCluster(target));
+      return makeResource(typeUrl, Cluster, name, refusedTargetCluster(target));
     case TypeUrl.ClusterLoadAssignment:
-      return makeResource(typeUrl, ClusterLoadAssignment, name, undeclaredTargetEndpoints(caller, target));
+      return makeResource(typeUrl, ClusterLoadAssignment, name, refusedTargetEndpoints(target, undeclaredDependencyReason(caller, target)));
     default:
       return undefined;
   }
