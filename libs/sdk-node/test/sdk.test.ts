@@ -6,6 +6,7 @@ import { HealthImplementation, service as healthService } from 'grpc-health-chec
 import { CallReply, HopClient, HopService, type CallRequest } from '@trellis/envoy-types/trellis/demo/v1/hop';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
@@ -30,6 +31,8 @@ interface Claims {
   /** Seconds since the epoch. */
   issuedAt?: number;
   expiresAt?: number;
+  /** Sign with the RSA key of public exponent 3 the JWKS also serves (kid weak-e3), not the good one. */
+  weakKey?: boolean;
 }
 
 interface FakeAuthz {
@@ -42,20 +45,22 @@ interface FakeAuthz {
 async function startTokenEndpoint(declared: Record<string, string[]>, secrets: Record<string, string>): Promise<FakeAuthz> {
   const { privateKey, publicKey } = await generateKeyPair('RS256');
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+  const weak = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 });
+  const weakJwk = { ...weak.publicKey.export({ format: 'jwk' }), kid: 'weak-e3', alg: 'RS256', use: 'sig' };
   const sign = (c: Claims) =>
     new SignJWT({})
-      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .setProtectedHeader({ alg: 'RS256', kid: c.weakKey ? 'weak-e3' : 'k1' })
       .setIssuer(c.iss ?? ISSUER)
       .setSubject(c.sub)
       .setAudience(c.aud)
       .setIssuedAt(c.issuedAt)
       .setExpirationTime(c.expiresAt ?? c.expiresIn ?? '15m')
-      .sign(privateKey);
+      .sign(c.weakKey ? weak.privateKey : privateKey);
   const state = { mints: 0 };
   const server: HttpServer = createServer((req, res) => {
     if (req.url === '/.well-known/jwks.json') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ keys: [jwk] }));
+      res.end(JSON.stringify({ keys: [jwk, weakJwk] }));
       return;
     }
     let body = '';
@@ -287,6 +292,15 @@ describe('attack: a validly signed token the serving process cannot carry (#12 p
       )) as ServiceError;
       expect(refused.code).toBe(status.UNAUTHENTICATED);
     }
+    expect(exited).toBeUndefined();
+  });
+
+  it('attack (#12 point 3): refuses a token signed by an RSA key with e = 3 that the JWKS serves', async () => {
+    const refused = (await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b', weakKey: true })).catch(
+      (e: ServiceError) => e,
+    )) as ServiceError;
+    expect(refused).toMatchObject({ code: status.UNAUTHENTICATED, details: expect.stringContaining('exponent') });
+    expect((await callWith(ports.strict, await authz.sign({ sub: 'a', aud: 'b' }))).hops[0]).toMatchObject({ caller: 'a' });
     expect(exited).toBeUndefined();
   });
 
