@@ -1,5 +1,6 @@
 // Proxy status records in etcd: one per connected proxy, written within a
 // per-flush budget, deleted on disconnect, all gone when the replica stops.
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
@@ -150,6 +151,20 @@ describe('proxy status in etcd', () => {
     });
     real.close();
     clients.splice(clients.indexOf(real), 1);
+  });
+
+  it('attack: a node id carrying terminal escapes or line breaks is refused, so `trellis proxy-status` never prints it', async () => {
+    await h.store.createService({ name: 'esc', team: 'core', protocol: 'http', port: 8080 }, 'test');
+    for (const id of ['esc-1\u001b]0;owned\u0007\u001b[2J', 'esc-1\r\nesc-2 SYNCED', 'esc-1\u0000']) {
+      const client = AdsTestClient.open(h.xdsAddress, 'sotw');
+      client.send({ node: testNode('esc', id), typeUrl: TypeUrl.Cluster });
+      const closed = await client.closedWith();
+      client.close();
+      expect(closed.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+      expect(closed.details).toMatch(/node.id/);
+    }
+    await h.cp.statusWriter.flush();
+    expect(await h.store.listProxyStatuses('esc')).toEqual([]);
   });
 
   it('writes within the budget, deletes on disconnect, and vanishes with the replica', async () => {

@@ -208,6 +208,9 @@ export class AdsServer {
 export function identityOf(node: Node | undefined): ProxyIdentity | string {
   if (!node) return 'the first request on a stream must carry node';
   if (!node.id) return 'node.id is required (a unique instance id)';
+  // It is stored and shown (registry UI, `trellis proxy-status` in a terminal): no line breaks or escape sequences.
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\x00-\x1f\x7f]/.test(node.id)) return 'node.id must not contain control characters (line breaks, escapes)';
   if (!SERVICE_NAME.test(node.cluster))
     return `node.cluster must be the proxy's service name (a DNS label), got ${JSON.stringify(node.cluster)}`;
   const kind = proxyKindOf(node.userAgentName);
