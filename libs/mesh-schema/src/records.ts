@@ -480,7 +480,11 @@ export const ProxyStatus = z
   .object({
     service: ServiceName,
     // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-    nodeId: z.string().min(1).max(256).regex(/^[^\x00-\x1f\x7f]+$/, 'must not contain control characters'),
+    nodeId: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[^\x00-\x1f\x7f]+$/, 'must not contain control characters'),
     controlPlane: z.string().max(256),
     /** The stream that wrote it (`<control plane id>/<stream number>`); absent in records of older replicas. */
     stream: z.string().min(1).max(300).optional(),
