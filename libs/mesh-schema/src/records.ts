@@ -470,6 +470,10 @@ const XdsTypeStatus = z
 /** Longest NACK error kept: enough to name the resource and field, never a page of attacker text. */
 export const MAX_NACK_ERROR_CHARS = 1024;
 
+// A node id is the proxy's own text, shown in the registry and printed by `trellis proxy-status`.
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+const NO_CONTROL_CHARACTERS = /^[^\x00-\x1f\x7f]+$/;
+
 /**
  * Stored at `proxies/<service>/<nodeId>/<stream>` by the control plane replica serving
  * it, under that replica's lease. A record belongs to the stream that wrote it: a
@@ -479,12 +483,7 @@ export const MAX_NACK_ERROR_CHARS = 1024;
 export const ProxyStatus = z
   .object({
     service: ServiceName,
-    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-    nodeId: z
-      .string()
-      .min(1)
-      .max(256)
-      .regex(/^[^\x00-\x1f\x7f]+$/, 'must not contain control characters'),
+    nodeId: z.string().min(1).max(256).regex(NO_CONTROL_CHARACTERS, 'must not contain control characters'),
     controlPlane: z.string().max(256),
     /** The stream that wrote it (`<control plane id>/<stream number>`); absent in records of older replicas. */
     stream: z.string().min(1).max(300).optional(),
