@@ -5,7 +5,7 @@
 // no insecure callers), control plane and registry. Kubernetes itself (scheduling, volumes,
 // probes) and Envoy are not part of it: helm.test.ts checks the pod's shape, the real-Envoy
 // suite Envoy's side.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { parseAllDocuments } from 'yaml';
 import { generateRootCa } from '@trellis/pki';
 import { freePort, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { findCharts, findHelm } from './helm-charts';
-import { WORKSPACE_ROOT } from './workspace';
+import { answersOk, bundleApp, eventually, Proc, removeBundles } from './processes';
 
 interface Container {
   name: string;
@@ -30,42 +30,6 @@ const SECRET = 'orders-secret-0123456789';
 const POD = 'orders-7d9f-abcde';
 const ADMIN = 'admin-token-0123456789abcdef';
 
-/** A started bundle: its output for failure messages, and its exit. */
-class Proc {
-  output = '';
-  readonly exited: Promise<number | null>;
-  private constructor(private readonly child: ChildProcess) {
-    child.stdout!.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-16_384)));
-    child.stderr!.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-16_384)));
-    this.exited = new Promise((resolve) => child.once('exit', resolve));
-  }
-  static start(main: string, args: string[], env: Record<string, string>): Proc {
-    const proc = new Proc(
-      spawn(process.execPath, [main, ...args], { env: { PATH: process.env['PATH'], ...env }, stdio: ['ignore', 'pipe', 'pipe'] }),
-    );
-    running.push(proc);
-    return proc;
-  }
-  async stop(): Promise<void> {
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-}
-const running: Proc[] = [];
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | false>, procs: Proc[], timeoutMs = 60_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value) return value;
-    if (Date.now() > until)
-      throw new Error(`${what}: not within ${timeoutMs} ms\n${procs.map((p) => p.output.slice(-2000)).join('\n---\n')}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
 withHelm('the Helm sidecar pod, as rendered, against a production authz', () => {
   let etcd: TestEtcd;
   let redis: TestRedis;
@@ -74,16 +38,10 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
   const ports: Record<string, number> = {};
   let appPortServer: Server;
 
-  const bundle = (app: string) => {
-    const out = join(WORKSPACE_ROOT, 'tmp/test-bundles', `${app}-pod-${process.pid}`);
-    execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app, out], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
-    return (bundles[app] = join(out, 'main.js'));
-  };
-
   beforeAll(async () => {
     [etcd, redis] = await Promise.all([startEtcd(), startRedis()]);
     dir = mkdtempSync(join(tmpdir(), 'helm-sidecar-pod-'));
-    for (const app of ['authz', 'control-plane', 'registry', 'cli']) bundle(app);
+    for (const app of ['authz', 'control-plane', 'registry', 'cli']) bundles[app] = bundleApp(app);
     for (const name of ['authzHttp', 'authzMtls', 'authzGrpc', 'cpHttp', 'xds', 'registry', 'app', 'agent']) ports[name] = await freePort();
     // The operator's mesh CA, as authz.ca.existingSecret mounts it.
     const root = await generateRootCa({ commonName: 'mesh root' });
@@ -92,7 +50,7 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
     mkdirSync(join(dir, 'credentials'));
     writeFileSync(join(dir, 'credentials/orders'), `${SECRET}\n`);
     const common = { TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','), TRELLIS_ETCD_PREFIX: etcd.prefix, TRELLIS_HOST: '127.0.0.1' };
-    const authz = Proc.start(bundles['authz']!, [], {
+    const authz = Proc.start('authz', bundles['authz']!, [], {
       ...common,
       TRELLIS_HTTP_PORT: String(ports['authzHttp']),
       TRELLIS_MTLS_PORT: String(ports['authzMtls']),
@@ -103,14 +61,14 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
       TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
       TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'credentials'),
     });
-    await eventually('authz ready', async () => (await fetch(`http://127.0.0.1:${ports['authzHttp']}/readyz`)).ok, [authz]);
-    const controlPlane = Proc.start(bundles['control-plane']!, [], {
+    await eventually('authz ready', async () => answersOk(`http://127.0.0.1:${ports['authzHttp']}/readyz`), [authz]);
+    const controlPlane = Proc.start('control-plane', bundles['control-plane']!, [], {
       ...common,
       TRELLIS_HTTP_PORT: String(ports['cpHttp']),
       TRELLIS_XDS_PORT: String(ports['xds']),
       TRELLIS_AUTHZ_ADDRESS: `127.0.0.1:${ports['authzGrpc']}`,
     });
-    const registry = Proc.start(bundles['registry']!, [], {
+    const registry = Proc.start('registry', bundles['registry']!, [], {
       ...common,
       TRELLIS_HTTP_PORT: String(ports['registry']),
       TRELLIS_ADMIN_TOKEN: ADMIN,
@@ -119,7 +77,7 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
     await eventually(
       'control plane and registry ready',
       async () =>
-        (await fetch(`http://127.0.0.1:${ports['cpHttp']}/readyz`)).ok && (await fetch(`http://127.0.0.1:${ports['registry']}/readyz`)).ok,
+        (await answersOk(`http://127.0.0.1:${ports['cpHttp']}/readyz`)) && answersOk(`http://127.0.0.1:${ports['registry']}/readyz`),
       [controlPlane, registry],
     );
     const created = await fetch(`http://127.0.0.1:${ports['registry']}/api/v1/services`, {
@@ -134,9 +92,9 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
 
   afterAll(async () => {
     appPortServer?.close();
-    await Promise.all(running.map((p) => p.stop()));
+    await Proc.stopAll();
     await Promise.all([etcd?.stop(), redis?.stop()]);
-    for (const main of Object.values(bundles)) rmSync(join(main, '..'), { recursive: true, force: true });
+    removeBundles();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -200,7 +158,7 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
       const volumes = podVolumes(podDir, SECRET);
       const init = containers.find((c) => c.name === 'trellis-bootstrap')!;
       const initArgs = init.args!.map((a) => a.replace('/etc/trellis-envoy', volumes['/etc/trellis-envoy']));
-      const initRun = Proc.start(bundles['cli']!, initArgs, hostEnv(init, volumes));
+      const initRun = Proc.start('init container', bundles['cli']!, initArgs, hostEnv(init, volumes));
       expect((await initRun.exited) === 0 ? 'ok' : initRun.output).toBe('ok');
 
       const bootstrap = readFileSync(join(volumes['/etc/trellis-envoy'], 'bootstrap.yaml'), 'utf8');
@@ -217,7 +175,7 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
       ).toEqual(['trellis-trust-bundle.sds.json', 'trellis-workload-certificate.sds.json']);
 
       const agent = containers.find((c) => c.name === 'trellis-agent')!;
-      const agentRun = Proc.start(bundles['cli']!, agent.args!, {
+      const agentRun = Proc.start('agent', bundles['cli']!, agent.args!, {
         ...hostEnv(agent, volumes),
         TRELLIS_AGENT_HTTP_HOST: '127.0.0.1',
         TRELLIS_AGENT_HTTP_PORT: String(ports['agent']),
@@ -225,7 +183,7 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
       try {
         await eventually(
           'the agent ready: registered, with its own certificate',
-          async () => (await fetch(`http://127.0.0.1:${ports['agent']}/readyz`)).ok,
+          async () => answersOk(`http://127.0.0.1:${ports['agent']}/readyz`),
           [agentRun],
         );
         const renewed = new X509Certificate(readFileSync(join(workload, 'cert.pem'), 'utf8'));
@@ -249,6 +207,7 @@ withHelm('the Helm sidecar pod, as rendered, against a production authz', () => 
     const volumes = podVolumes(podDir, 'not-the-orders-secret-0000');
     const init = containers.find((c) => c.name === 'trellis-bootstrap')!;
     const initRun = Proc.start(
+      'init container',
       bundles['cli']!,
       init.args!.map((a) => a.replace('/etc/trellis-envoy', volumes['/etc/trellis-envoy'])),
       hostEnv(init, volumes),
