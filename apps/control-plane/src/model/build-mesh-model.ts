@@ -25,7 +25,7 @@ import type {
   TranslatorSettings,
   UpstreamModel,
 } from './mesh-model';
-import { canonicalDigest } from '../resource/canonical-digest';
+import { canonicalDigest, digestText } from '../resource/canonical-digest';
 
 /**
  * The part of the watcher's MeshState the model reads. MeshWatcher.state
@@ -172,8 +172,9 @@ export function buildMeshModel(
       fingerprints.delete(name);
       continue;
     }
-    const deps = service.dependencies.map((d) => [d.service, memo.get(d.service)!.exposedDigest]);
-    fingerprints.set(name, canonicalDigest([sharedDigest, memo.get(name)!.specDigest, service.callers, deps]));
+    // Digests joined, not a fresh array digested: nothing here is digested twice, so nothing is remembered.
+    const deps = service.dependencies.map((d) => `${JSON.stringify(d.service)}=${memo.get(d.service)!.exposedDigest}`).join(',');
+    fingerprints.set(name, digestText(`${sharedDigest}|${memo.get(name)!.specDigest}|${canonicalDigest(service.callers)}|${deps}`));
   }
 
   // 5. Dropped inputs, kept per service name so a change re-derives only its own.

@@ -1,4 +1,4 @@
-import { canonicalDigest } from './canonical-digest';
+import { canonicalDigest, digestText } from './canonical-digest';
 
 describe('canonicalDigest', () => {
   it('ignores key order and tells apart every difference in content', () => {
@@ -34,5 +34,16 @@ describe('canonicalDigest', () => {
   it('gives an equal digest for an equal copy, so fresh projections of unchanged data still hit', () => {
     const endpoints = Array.from({ length: 100 }, (_, i) => ({ address: `10.0.0.${i}`, port: 80, weight: 1 }));
     expect(canonicalDigest({ endpoints })).toBe(canonicalDigest({ endpoints: structuredClone(endpoints) }));
+  });
+});
+
+describe('digestText', () => {
+  it('keeps a short text as it is and hashes a long one, as canonicalDigest does', () => {
+    expect(digestText('a|b')).toBe('a|b');
+    const long = 'x'.repeat(300);
+    expect(digestText(long)).toMatch(/^#[A-Za-z0-9_-]{43}$/);
+    // The same rule: a value's digest is digestText of its canonical text.
+    expect(canonicalDigest([long])).toBe(digestText(`[${JSON.stringify(long)},]`));
+    expect(digestText(long)).not.toBe(digestText(`${long}y`));
   });
 });

@@ -68,11 +68,20 @@ function digestOf(value: unknown): string {
     for (const key of Object.keys(record).sort()) text += `${JSON.stringify(key)}:${within(key, record[key])},`;
     text += '}';
   }
-  // A short canonical text is its own digest (cheaper than hashing, and as exact);
-  // a long one is hashed. '#' keeps a hash apart from any canonical text.
-  const digest = text.length <= INLINE_MAX ? text : `#${createHash('sha256').update(text).digest('base64url')}`;
+  const digest = digestText(text);
   digests.set(value, digest);
   return digest;
+}
+
+/**
+ * The digest of a text made of digests (e.g. `a|b|c`), by the same rule as
+ * canonicalDigest's: a short text is its own digest (cheaper than hashing, and as
+ * exact), a long one is hashed; '#' keeps a hash apart from any canonical text.
+ * For values built only to be digested once: nothing is remembered for them (a
+ * throwaway array would otherwise grow the identity cache on every call).
+ */
+export function digestText(text: string): string {
+  return text.length <= INLINE_MAX ? text : `#${createHash('sha256').update(text).digest('base64url')}`;
 }
 
 /** The digest of an array item (by index) or an object field (by key). */

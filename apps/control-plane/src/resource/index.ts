@@ -3,7 +3,7 @@
 // the memo translation shares resources through, and the consistency check a
 // snapshot passes before it is published. Both stages import this; neither
 // imports the other.
-export { canonicalDigest } from './canonical-digest';
+export { canonicalDigest, digestText } from './canonical-digest';
 export { endpointsNameOf, snapshotInconsistencies } from './consistency';
 export { TranslationMemo, type ResourceBuilder } from './translation-memo';
 export * from './xds-resource';
