@@ -14,11 +14,14 @@ import { build } from 'esbuild';
 import type { AddressInfo } from 'node:net';
 import {
   CALLER_METADATA_KEY,
+  currentCallTrace,
   meshServerInterceptor,
   meshTokenInterceptor,
   MeshTokenClient,
   MeshTokenError,
   MeshTokenVerifier,
+  traceContextInterceptor,
+  traceContextServerInterceptor,
 } from '../src';
 
 const ISSUER = 'trellis-test';
@@ -132,6 +135,8 @@ describe('grpc interceptors', () => {
   let server: Server;
   let port: number;
   const rejections: string[] = [];
+  /** The request id of the call each rejection was reported in (the trace context interceptor runs first). */
+  const rejectedRequestIds: Array<string | undefined> = [];
 
   beforeAll(async () => {
     authz = await startTokenEndpoint({ a: ['b'], c: ['b'], x: ['z'] }, { a: 'sa', c: 'sc', x: 'sx' });
@@ -141,13 +146,25 @@ describe('grpc interceptors', () => {
       keys: `${authz.url}/.well-known/jwks.json`,
       isAllowedCaller: (caller) => caller === 'a',
     });
-    server = new Server({ interceptors: [meshServerInterceptor(verifier, (reason) => rejections.push(reason))] });
+    server = new Server({
+      interceptors: [
+        traceContextServerInterceptor(),
+        meshServerInterceptor(verifier, (reason) => {
+          rejections.push(reason);
+          rejectedRequestIds.push(currentCallTrace()?.requestId);
+        }),
+      ],
+    });
     new HealthImplementation({ '': 'SERVING' }).addToServer(server);
     server.addService(HopService, {
       call: (call: { request: CallRequest; metadata: Metadata }, callback: (err: null, reply: CallReply) => void) => {
         callback(
           null,
-          CallReply.fromPartial({ hops: [{ service: 'b', caller: String(call.metadata.get(CALLER_METADATA_KEY)[0] ?? '') }] }),
+          CallReply.fromPartial({
+            hops: [
+              { service: 'b', caller: String(call.metadata.get(CALLER_METADATA_KEY)[0] ?? ''), traceId: currentCallTrace()?.traceId ?? '' },
+            ],
+          }),
         );
       },
     });
@@ -171,6 +188,22 @@ describe('grpc interceptors', () => {
     const reply = await call(client);
     expect(reply.hops[0]).toMatchObject({ service: 'b', caller: 'a' });
     client.close();
+  });
+
+  it("with the trace context interceptor first, the handler and a rejection both see the call's trace", async () => {
+    const tokens = new MeshTokenClient({ authzUrl: authz.url, service: 'a', secret: 'sa' });
+    const client = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure(), {
+      interceptors: [traceContextInterceptor(), meshTokenInterceptor(tokens, 'b')],
+    });
+    const reply = await call(client);
+    expect(reply.hops[0]).toMatchObject({ service: 'b', caller: 'a', traceId: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    client.close();
+    const refused = new HopClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const md = new Metadata();
+    md.set('x-request-id', 'req-refused-1');
+    await expect(call(refused, md)).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    expect(rejectedRequestIds).toContain('req-refused-1');
+    refused.close();
   });
 
   it('a call without a token is refused with UNAUTHENTICATED, and a forged caller header is ignored', async () => {
