@@ -1,6 +1,6 @@
 // Supported runtimes: what the images and sidecars run, and what the bundles install.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -28,6 +28,14 @@ describe('supported runtimes', () => {
     const pkg = JSON.parse(readWorkspaceFile('package.json')) as { engines: { node: string }; devDependencies: Record<string, string> };
     expect(pkg.engines.node).toBe('>=24');
     expect(pkg.devDependencies['@types/node']).toMatch(/^\^24\./);
+  });
+
+  // The README promises 20.19+ runs everything; `.ci/run` runs `npm ci` and `npm test` on whatever Node the machine has.
+  it("CI keeps testing on the machine's Node: engines only advises (npm is not engine-strict), and the floor is 20.19", () => {
+    const npmrc = existsSync(join(WORKSPACE_ROOT, '.npmrc')) ? readWorkspaceFile('.npmrc') : '';
+    expect(npmrc).not.toMatch(/^\s*engine-strict\s*=\s*true/m);
+    const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+    expect({ node: process.versions.node, supported: major > 20 || (major === 20 && minor >= 19) }).toMatchObject({ supported: true });
   });
 
   it('@grpc/grpc-js-xds is a development dependency: no app bundle imports it', () => {
