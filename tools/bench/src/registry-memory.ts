@@ -1,0 +1,298 @@
+// The registry's memory over a long run of writes (see ../registry-memory.mjs): does it level off,
+// or grow with every write? Two roles in one file, each its own process:
+//   (no role)         orchestrator: etcd, the write/read churn, the samples, the heap comparison
+//   --role registry   the registry (startRegistry) against that etcd, run with --expose-gc; on
+//                     request it collects garbage and reports process.memoryUsage(), or writes a
+//                     heap snapshot (the harness does this, not the registry: no endpoint for it)
+// The churn, per step: create a service (a new name every time, as a month of real use brings),
+// replace it (If-Match), register two instances under 5 s leases, heartbeat one, deregister the
+// other, read it back through the API and the UI pages, and delete it — the service deletes take
+// their instances along; every fourth service is left standing a while, its instance to expire,
+// so the view keeps a small live population beside the churn (a bounded one: memory that
+// follows the data is not a leak). Samples are taken after forced GC at
+// each checkpoint; the heap snapshots of the first and last checkpoints are compared by constructor.
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { writeHeapSnapshot } from 'node:v8';
+import { connectEtcd, KeyLayout } from '@trellis/mesh-schema';
+import { createLogger } from '@trellis/runtime';
+import { startEtcd } from '@trellis/testing';
+import { startRegistry } from '../../../apps/registry/src/registry';
+import { compareHeapSnapshots, summarizeHeapSnapshot } from './heap-snapshot';
+
+const { values: args } = parseArgs({
+  options: {
+    role: { type: 'string' },
+    // Writes (HTTP requests that change state) at which memory is sampled.
+    checkpoints: { type: 'string', default: '1000,5000,20000' },
+    concurrency: { type: 'string', default: '8' },
+    // Also write heap snapshots at the first and the last checkpoint and compare them (slow; and
+    // writing one raises the RSS of every later sample, so the RSS column then means little).
+    'heap-snapshots': { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
+    'etcd-endpoints': { type: 'string' },
+    'etcd-prefix': { type: 'string' },
+    'snapshot-dir': { type: 'string' },
+  },
+});
+
+const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+const CHECKPOINTS = (args.smoke ? '100,300' : args.checkpoints).split(',').map(Number);
+const CONCURRENCY = Number(args.concurrency);
+
+interface MemorySample {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+type ToRegistry = { type: 'measure' } | { type: 'snapshot'; path: string };
+type FromRegistry = { type: 'ready'; port: number } | { type: 'measured'; memory: MemorySample } | { type: 'snapshot-written' };
+
+// ---- role: registry ----
+async function registryRole(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('the registry role needs --expose-gc');
+  const etcd = connectEtcd({ endpoints: [args['etcd-endpoints']!] });
+  const registry = await startRegistry({
+    config: {
+      TRELLIS_HOST: '127.0.0.1',
+      TRELLIS_HTTP_PORT: 0,
+      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      TRELLIS_AUTH_JWKS_URL: undefined,
+      TRELLIS_AUTH_ISSUER: undefined,
+      TRELLIS_AUTH_AUDIENCE: 'trellis-registry',
+      TRELLIS_SERVICE_CREDENTIALS: undefined,
+      TRELLIS_CSRF_SECRET: 'bench-csrf-secret-0123456789abcdef0123456789',
+      TRELLIS_READS_REQUIRE_AUTH: false,
+      TRELLIS_MAX_BODY_BYTES: 64 * 1024,
+      TRELLIS_SECURE_COOKIES: false,
+    },
+    etcd,
+    layout: new KeyLayout(args['etcd-prefix']!),
+    logger: createLogger('registry', 'warn'),
+  });
+  while (!(await registry.health.recheck())) await new Promise((resolve) => setTimeout(resolve, 100));
+  const send = (message: FromRegistry) => process.send!(message);
+  process.on('message', (message: ToRegistry) => {
+    if (message.type === 'measure') {
+      // Twice: the first pass may only queue finalizers whose objects the second frees.
+      gc();
+      gc();
+      const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+      send({ type: 'measured', memory: { rss, heapUsed, heapTotal, external, arrayBuffers } });
+    } else {
+      writeHeapSnapshot(message.path);
+      send({ type: 'snapshot-written' });
+    }
+  });
+  send({ type: 'ready', port: registry.httpPort });
+  await new Promise((resolve) => process.once('SIGTERM', resolve));
+  await registry.close();
+  etcd.close();
+  process.exit(0);
+}
+
+// ---- orchestrator ----
+async function orchestrate(): Promise<void> {
+  console.log(
+    `registry memory: checkpoints at ${CHECKPOINTS.join(', ')} writes, ${CONCURRENCY} chains; ` +
+      `${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}${args.smoke ? ' (smoke)' : ''}`,
+  );
+  const etcd = await startEtcd();
+  const snapshotDir = mkdtempSync(join(tmpdir(), 'registry-memory-'));
+  let registry: ChildProcess | undefined;
+  try {
+    registry = fork(process.argv[1]!, ['--role', 'registry', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: ['--expose-gc', '--enable-source-maps'],
+    });
+    const child = registry;
+    const ask = async <T extends FromRegistry['type']>(message: ToRegistry, answer: T): Promise<Extract<FromRegistry, { type: T }>> => {
+      const reply = new Promise<Extract<FromRegistry, { type: T }>>((resolve) => {
+        const onMessage = (m: FromRegistry) => {
+          if (m.type !== answer) return;
+          child.off('message', onMessage);
+          resolve(m as Extract<FromRegistry, { type: T }>);
+        };
+        child.on('message', onMessage);
+      });
+      child.send(message);
+      return reply;
+    };
+    const [ready] = (await Promise.race([
+      once(registry, 'message'),
+      once(registry, 'exit').then(([code]) => {
+        throw new Error(`the registry exited (${String(code)}) before it was ready`);
+      }),
+    ])) as [FromRegistry & { type: 'ready' }];
+    const churn = new Churn(`http://127.0.0.1:${ready.port}`);
+    await churn.createAnchors();
+
+    const rows: { writes: number; memory: MemorySample; series: number }[] = [];
+    // Metric series: a label taking a service name, path or id would grow with the churn.
+    const series = async () =>
+      (await (await fetch(`http://127.0.0.1:${ready.port}/metrics`)).text()).split('\n').filter((l) => l && !l.startsWith('#')).length;
+    rows.push({ writes: 0, memory: (await ask({ type: 'measure' }, 'measured')).memory, series: await series() });
+    const snapshots: string[] = [];
+    for (const [i, checkpoint] of CHECKPOINTS.entries()) {
+      await churn.runUntil(checkpoint, CONCURRENCY);
+      // Leases of the last steps expire before the sample, so what is sampled is steady state.
+      await churn.waitForExpiries();
+      rows.push({ writes: churn.writes, memory: (await ask({ type: 'measure' }, 'measured')).memory, series: await series() });
+      if (args['heap-snapshots'] && (i === 0 || i === CHECKPOINTS.length - 1)) {
+        const path = join(snapshotDir, `after-${checkpoint}.heapsnapshot`);
+        await ask({ type: 'snapshot', path }, 'snapshot-written');
+        snapshots.push(path);
+      }
+      console.log(`${churn.writes} writes, ${churn.reads} reads, ${churn.failures.length} failures`);
+    }
+
+    const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+    console.log('\nafter forced GC (MiB):');
+    console.log('| writes | rss | heap used | heap total | external | array buffers | metric series |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const { writes, memory: m, series: n } of rows) {
+      console.log(
+        `| ${writes} | ${mib(m.rss)} | ${mib(m.heapUsed)} | ${mib(m.heapTotal)} | ${mib(m.external)} | ${mib(m.arrayBuffers)} | ${n} |`,
+      );
+    }
+    if (snapshots.length === 2) {
+      const [before, after] = snapshots.map((path) => summarizeHeapSnapshot(JSON.parse(readFileSync(path, 'utf8'))));
+      console.log(
+        `\nheap snapshot, after ${CHECKPOINTS.at(-1)} writes against after ${CHECKPOINTS[0]}: constructors that grew most (self size)`,
+      );
+      console.log('| constructor | count before | count after | KiB before | KiB after |');
+      console.log('| --- | --- | --- | --- | --- |');
+      for (const g of compareHeapSnapshots(before!, after!).slice(0, 20)) {
+        console.log(
+          `| ${g.name} | ${g.before.count} | ${g.after.count} | ${(g.before.size / 1024).toFixed(0)} | ${(g.after.size / 1024).toFixed(0)} |`,
+        );
+      }
+    }
+    if (churn.failures.length > 0) {
+      console.error(`FAILED: ${churn.failures.length} requests failed, e.g. ${churn.failures.slice(0, 5).join('; ')}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    registry?.kill('SIGTERM');
+    if (registry) await once(registry, 'exit');
+    rmSync(snapshotDir, { recursive: true, force: true });
+    await etcd.close();
+  }
+}
+
+const LEASE_SECONDS = 5;
+
+/** The write/read churn against one registry; counts writes (state-changing requests) and failures. */
+class Churn {
+  writes = 0;
+  reads = 0;
+  readonly failures: string[] = [];
+  private next = 0;
+  private lastWriteAt = Date.now();
+  private readonly auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+  constructor(private readonly base: string) {}
+
+  async runUntil(writes: number, chains: number): Promise<void> {
+    await Promise.all(
+      Array.from({ length: chains }, async () => {
+        while (this.writes < writes) await this.step(this.next++);
+      }),
+    );
+  }
+
+  async waitForExpiries(): Promise<void> {
+    const wait = this.lastWriteAt + (LEASE_SECONDS + 2) * 1000 - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+
+  private async step(n: number): Promise<void> {
+    const name = `soak-${n}`;
+    const path = `/api/v1/services/${name}`;
+    const spec = (description: string) => ({
+      name,
+      team: `team-${n % 7}`,
+      protocol: 'http',
+      port: 8080,
+      description,
+      dependencies: [{ service: `anchor-${n % 2}` }],
+    });
+    const created = await this.write('POST', '/api/v1/services', spec('created'), 201);
+    if (!created) return;
+    const etag = created.headers.get('etag') ?? `"${((await created.json()) as { modRevision: string }).modRevision}"`;
+    await this.write('PUT', path, spec(`replaced at step ${n}`), 200, { 'if-match': etag });
+    const instance = (id: string) => ({ id, address: '10.0.0.1', port: 8080, platform: 'vm', ttlSeconds: LEASE_SECONDS });
+    await this.write('POST', `${path}/instances`, instance(`${name}-a`), 201);
+    await this.write('POST', `${path}/instances`, instance(`${name}-b`), 201);
+    await this.write('PUT', `${path}/instances/${name}-a/heartbeat`, undefined, 204);
+    await this.write('DELETE', `${path}/instances/${name}-b`, undefined, 204);
+    for (const read of [
+      path,
+      `${path}/instances`,
+      `${path}/history`,
+      '/api/v1/services',
+      `/api/v1/services?q=soak-${n % 10}`,
+      '/api/v1/topology',
+      `/ui/services/${name}`,
+      '/ui/services',
+      `/ui/services/${name}/history`,
+      `/api/v1/no-such-route-${n}`, // a path nobody declared: its metric label must not be the path
+    ]) {
+      const res = await fetch(this.base + read);
+      await res.arrayBuffer();
+      this.reads++;
+      if (res.status !== 200 && !(read.includes('no-such-route') && res.status === 404)) this.failures.push(`GET ${read}: ${res.status}`);
+    }
+    // Every fourth service stays a while, its heartbeated instance left to expire; it goes 40 steps
+    // later, so about ten stand at any time. The others go at once.
+    if (n % 4 !== 0) await this.write('DELETE', path, undefined, 204);
+    else if (n >= 40) await this.write('DELETE', `/api/v1/services/soak-${n - 40}`, undefined, 204);
+  }
+
+  /** The two services every churned one calls; they stay. */
+  async createAnchors(): Promise<void> {
+    for (const name of ['anchor-0', 'anchor-1']) {
+      await this.write(
+        'POST',
+        '/api/v1/services',
+        { name, team: 'anchors', protocol: 'http', port: 8080, description: '', dependencies: [] },
+        201,
+      );
+    }
+  }
+
+  private async write(method: string, path: string, body: unknown, expected: number, headers: Record<string, string> = {}) {
+    const res = await fetch(this.base + path, {
+      method,
+      headers: { ...this.auth, ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    this.writes++;
+    this.lastWriteAt = Date.now();
+    if (res.status !== expected) {
+      this.failures.push(`${method} ${path}: ${res.status} ${(await res.text()).slice(0, 200)}`);
+      return undefined;
+    }
+    return res;
+  }
+}
+
+if (args.role === 'registry') {
+  registryRole().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+} else {
+  orchestrate().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
