@@ -133,7 +133,10 @@ describe('systemd units', () => {
   });
 
   it("envoy/example.env records the sidecar's own admin and outbound ports, under the names `trellis bootstrap` reads", () => {
-    const source = readFileSync(join(DEPLOY_DIR, '../apps/cli/src/commands/bootstrap.ts'), 'utf8');
+    // The command's own options, and the sidecar options it shares with `trellis agent --envoy-bootstrap`.
+    const source = ['commands/bootstrap.ts', 'bootstrap/sidecar-options.ts']
+      .map((file) => readFileSync(join(DEPLOY_DIR, '../apps/cli/src', file), 'utf8'))
+      .join('\n');
     const known = new Set([...source.matchAll(/'(TRELLIS_[A-Z_]+)'/g)].map((m) => m[1]!));
     const env = parseEnvFile(read('envoy/example.env'));
     expect(env).toMatchObject({ TRELLIS_ENVOY_ADMIN_PORT: '15000', TRELLIS_OUTBOUND_PORT: '15001' });
