@@ -406,6 +406,7 @@ function dropsOf(
   settings: TranslatorSettings,
 ): ServiceDrops | undefined {
   const record = state.services.get(name)?.value;
+  if (record && entry && nothingDropped(name, record, entry, state, settings)) return undefined;
   const drops: ServiceDrops = { unregisteredDependencies: [], unregisteredInstances: [], own: [], dependencies: [] };
   for (const dep of record?.spec.dependencies ?? []) {
     if (!state.services.has(dep.service)) {
@@ -433,6 +434,14 @@ function dropsOf(
     drops.dependencies.push(...(entry.dependencies?.dropped ?? []));
   }
   return Object.values(drops).every((list) => list.length === 0) ? undefined : drops;
+}
+
+/** The usual case, checked without building anything: dropsOf would find nothing to drop. */
+function nothingDropped(name: string, record: ServiceRecord, entry: ServiceMemo, state: MeshStateView, settings: TranslatorSettings): boolean {
+  const { spec } = record;
+  if (spec.name !== name || entry.dropped.length > 0 || (entry.dependencies?.dropped.length ?? 0) > 0) return false;
+  if (spec.port === settings.outboundPort || spec.port === settings.adminPort) return false;
+  return spec.dependencies.every((dep) => state.services.has(dep.service));
 }
 
 /** Unregistered dependencies, orphan instances, services, then dependencies: each kind by service name. */
