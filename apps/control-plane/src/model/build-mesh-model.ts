@@ -437,7 +437,13 @@ function dropsOf(
 }
 
 /** The usual case, checked without building anything: dropsOf would find nothing to drop. */
-function nothingDropped(name: string, record: ServiceRecord, entry: ServiceMemo, state: MeshStateView, settings: TranslatorSettings): boolean {
+function nothingDropped(
+  name: string,
+  record: ServiceRecord,
+  entry: ServiceMemo,
+  state: MeshStateView,
+  settings: TranslatorSettings,
+): boolean {
   const { spec } = record;
   if (spec.name !== name || entry.dropped.length > 0 || (entry.dependencies?.dropped.length ?? 0) > 0) return false;
   if (spec.port === settings.outboundPort || spec.port === settings.adminPort) return false;
