@@ -4,7 +4,7 @@ import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener
 import { buildProxyResources } from '../envoy';
 import { MeshFixture } from '../model/mesh-fixture';
 import type { ProxyIdentity } from '../resource';
-import { DerivedResources } from './derived-resources';
+import { DerivedResources, MAX_UNDECLARED_TARGETS } from './derived-resources';
 
 function resourcesOf(typeUrl: XdsTypeUrl, identity: ProxyIdentity): DerivedResources {
   const model = new MeshFixture()
@@ -52,6 +52,16 @@ describe('DerivedResources', () => {
     expect(clusters.get('c')).toBeUndefined();
     expect(resourcesOf(TypeUrl.Listener, { service: 'a', kind: 'envoy' }).get('c')).toBeUndefined();
     expect(resourcesOf(TypeUrl.RouteConfiguration, proxylessA).get('c')).toBeUndefined();
+  });
+
+  it('answers a bounded number of undeclared targets: a stream naming thousands buys no more work', () => {
+    const listeners = resourcesOf(TypeUrl.Listener, proxylessA);
+    const answered = Array.from({ length: MAX_UNDECLARED_TARGETS + 100 }, (_, i) => listeners.get(`made-up-${i}`)).filter(Boolean);
+    expect(answered).toHaveLength(MAX_UNDECLARED_TARGETS);
+    // Those already answered keep their answer; what translation built and server listeners are not capped.
+    expect(listeners.get('made-up-0')).toBeDefined();
+    expect(listeners.get('b')).toBeDefined();
+    expect(listeners.get('grpc/server?xds.resource.listening_address=10.9.9.9:9100')).toBeDefined();
   });
 
   it('rebinds the service’s server listener to the address a proxyless server asks for', () => {

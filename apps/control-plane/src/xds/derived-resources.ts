@@ -21,12 +21,20 @@ import { makeResource, type ProxyIdentity, type XdsResource } from '../resource'
 /** Derived resources remembered per snapshot and type; past it they are made again on each ask. */
 const MAX_DERIVED = 1024;
 
+/**
+ * Undeclared targets answered per snapshot and type. A service's clients dial a few; a stream
+ * naming thousands of made-up targets (one request may carry ~500,000 names) must not buy a
+ * resource each. Past the cap a target gets no answer, as before: grpc-js-xds's 15 s timeout.
+ */
+export const MAX_UNDECLARED_TARGETS = 256;
+
 /** The types whose names a proxy may ask for beyond what translation built. */
 export const DERIVED_TYPES: ReadonlySet<XdsTypeUrl> = new Set([TypeUrl.Listener, TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]);
 
 export class DerivedResources extends Map<string, XdsResource> {
   private template: XdsResource | undefined;
   private readonly derived = new Map<string, XdsResource | null>();
+  private undeclaredTargets = 0;
 
   /** `identity` absent: only server listeners are derived (tests of the protocol alone). */
   constructor(
@@ -77,7 +85,9 @@ export class DerivedResources extends Map<string, XdsResource> {
 
   private undeclaredTarget(name: string): XdsResource | undefined {
     // Envoy sidecars subscribe to every listener and cluster (wildcard) and never dial a target by name.
-    if (this.identity?.kind !== 'proxyless') return undefined;
-    return undeclaredTargetResource(this.typeUrl, this.identity.service, name);
+    if (this.identity?.kind !== 'proxyless' || this.undeclaredTargets >= MAX_UNDECLARED_TARGETS) return undefined;
+    const resource = undeclaredTargetResource(this.typeUrl, this.identity.service, name);
+    if (resource) this.undeclaredTargets++;
+    return resource;
   }
 }
