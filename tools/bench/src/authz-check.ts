@@ -1,10 +1,12 @@
-// The benchmark proper (see authz-check.mjs). Three roles in one file:
+// The benchmark proper (see authz-check.mjs). Four roles in one file:
 //   (no role)      orchestrator: starts each server as a child, loads it with h2load (hit, deny) and a
 //                  grpc-js client (misses), compares
 //   --role echo    a bare grpc-js server (authz's server options) answering the Check path with the request bytes
 //   --role authz   authz (startAuthz) against a real etcd and Redis: checkout → orders declared (token
 //                  cached: the hit), payments undeclared (the deny), caller-<i> → orders (the misses)
+//   --role seed    writes those services to etcd, from its own process, before authz starts
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -13,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
-import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { connectEtcd, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, startRedis } from '@trellis/testing';
 import { startAuthz } from '../../../apps/authz/src/authz';
@@ -40,6 +42,9 @@ const { values: args } = parseArgs({
     'echo-response-bytes': { type: 'string', default: '0' },
     // Directory for CPU profiles of both servers (node --cpu-prof), written when they exit.
     'cpu-prof': { type: 'string' },
+    // For --role seed.
+    'etcd-endpoints': { type: 'string' },
+    'etcd-prefix': { type: 'string' },
   },
 });
 
@@ -74,7 +79,33 @@ async function authzServer(): Promise<void> {
   const keys = await KeyDir.create();
   await keys.addKey('key');
   const client = etcd.client();
-  const store = new MeshStore(client, new KeyLayout(etcd.prefix));
+  // The registry's writes come from another process, as in a mesh: authz itself only loads the
+  // snapshot and follows the watch (writing thousands of records in this process would shape its
+  // heap in ways a deployed authz never sees).
+  const seeder = spawn(
+    process.execPath,
+    [process.argv[1]!, '--role', 'seed', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix, '--misses', String(MISSES)],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  const [code] = (await once(seeder, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`seeding the registry failed (${String(code)})`);
+  const config = loadAuthzConfig(authzTestEnv(etcd, redis, keys));
+  const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
+  await authz.whenReady();
+  announce({ grpcPort: authz.grpcPort, httpPort: authz.httpPort });
+  await untilTerminated();
+  await authz.close();
+  client.close();
+  await Promise.all([etcd.close(), redis.close()]);
+  await keys.remove();
+}
+
+/** The services the benchmark decides on, written by their own process (see authzServer). */
+async function seedServer(): Promise<void> {
+  const client = connectEtcd({ endpoints: [args['etcd-endpoints']!] });
+  const store = new MeshStore(client, new KeyLayout(args['etcd-prefix']!));
   const base = { team: 'bench', protocol: 'grpc' as const, port: 8080 };
   await store.createService({ ...base, name: 'orders' }, 'bench');
   await store.createService({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }] }, 'bench');
@@ -88,15 +119,7 @@ async function authzServer(): Promise<void> {
       ),
     );
   }
-  const config = loadAuthzConfig(authzTestEnv(etcd, redis, keys));
-  const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
-  await authz.whenReady();
-  announce({ grpcPort: authz.grpcPort, httpPort: authz.httpPort });
-  await untilTerminated();
-  await authz.close();
   client.close();
-  await Promise.all([etcd.close(), redis.close()]);
-  await keys.remove();
 }
 
 function announce(ports: Record<string, number>): void {
@@ -365,7 +388,9 @@ async function orchestrate(): Promise<void> {
 }
 
 const role = args.role;
-(role === 'echo' ? echoServer() : role === 'authz' ? authzServer() : orchestrate()).catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+(role === 'echo' ? echoServer() : role === 'authz' ? authzServer() : role === 'seed' ? seedServer() : orchestrate()).catch(
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
