@@ -2,7 +2,7 @@
 // the shared cache, Redis failure, key rotation, inbound validation, the edge,
 // the token endpoint and the ops endpoints.
 import { createHash, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor, status } from '@grpc/grpc-js';
@@ -248,6 +248,40 @@ describe('authz', () => {
   });
 
   describe('Redis with an ACL user', () => {
+    it('works with exactly the ACL docs/security.md gives: a poisoned entry is deleted, the breaker can probe, no command refused', async () => {
+      // The permissions as documented (the key pattern aside), so the documentation cannot drift from what authz runs.
+      const documented = /`ACL SETUSER trellis-authz on >… ~trellis:authz:\* ([^`]+)`/.exec(
+        await readFile(join(__dirname, '../../../docs/security.md'), 'utf8'),
+      );
+      expect(documented).not.toBeNull();
+      const { Redis } = await import('ioredis');
+      const raw = new Redis(redis.url);
+      const user = `trellis-authz-doc-${process.pid}`;
+      const passwordFile = join(credsDir, 'redis-password-doc');
+      await writeFile(passwordFile, 'doc-acl-secret-0123456789\n');
+      await raw.call('ACL', 'SETUSER', user, 'on', '>doc-acl-secret-0123456789', '~docacl:*', ...documented![1]!.split(/\s+/));
+      const replica = await startTestAuthz(etcd, redis, keys, {
+        TRELLIS_REDIS_USERNAME: user,
+        TRELLIS_REDIS_PASSWORD_FILE: passwordFile,
+        TRELLIS_REDIS_KEY_PREFIX: 'docacl:',
+      });
+      try {
+        await redisConnected(replica.authz);
+        const redisKey = `docacl:checkout:stock:${replica.authz.keyRing.signer()!.kid}`;
+        await raw.set(redisKey, 'planted.by.attacker', 'PX', 600_000);
+        expect((await replica.check(outbound('checkout', 'stock'))).status?.code).toBe(status.OK);
+        await waitFor(async () => (await raw.get(redisKey)) !== 'planted.by.attacker', 30_000);
+        expect(await counterValue(replica.authz, 'trellis_authz_token_cache_total', { layer: 'redis', result: 'rejected' })).toBe(1);
+        // The compare-and-delete script and the breaker's PING both ran as that user.
+        await expect(replica.authz.redis.ping()).resolves.toBe('PONG');
+        expect(await counterValue(replica.authz, 'trellis_authz_redis_errors_total')).toBe(0);
+      } finally {
+        await replica.stop();
+        await raw.call('ACL', 'DELUSER', user);
+        raw.disconnect();
+      }
+    });
+
     it('authenticates as the configured ACL user (password from a file); wrong credentials cost Redis, never a decision', async () => {
       const { Redis } = await import('ioredis');
       const raw = new Redis(redis.url);
