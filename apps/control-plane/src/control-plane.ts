@@ -53,8 +53,10 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_KEY_FILE'
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 > &
-  // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out.
-  Partial<Pick<ControlPlaneConfig, 'TRELLIS_TRACING_OTLP_ADDRESS' | 'TRELLIS_TRACING_SAMPLING_PERCENT'>>;
+  // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise.
+  Partial<
+    Pick<ControlPlaneConfig, 'TRELLIS_TRACING_OTLP_ADDRESS' | 'TRELLIS_TRACING_SAMPLING_PERCENT' | 'TRELLIS_XDS_FANOUT_SLICE_MS'>
+  >;
 
 export interface ControlPlaneDeps {
   config: ControlPlaneOptions;
@@ -111,6 +113,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     },
     // A set that names a resource it does not hold is a translation bug: never publish it.
     check: snapshotInconsistencies,
+    // A change reaching thousands of identities is handed out in slices, serving ACKs and new streams in between.
+    ...(config.TRELLIS_XDS_FANOUT_SLICE_MS ? { fanOutSliceMs: config.TRELLIS_XDS_FANOUT_SLICE_MS } : {}),
     onInconsistent: (identity, problems) => {
       metrics.inconsistentSnapshots.inc();
       logger.error(

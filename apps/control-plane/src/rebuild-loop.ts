@@ -121,9 +121,16 @@ export class RebuildLoop {
     }
     const affected = reset || !prev ? 'all' : servicesAffected(prev, next);
     this.current = next;
-    const result = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    metrics.observeRebuild(seconds, { ...result, reset });
+    const update = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
+    // The cache may hand the snapshots out over later event-loop turns (fanOutSliceMs): measured to the end of that.
+    void update.settled.then((result) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.observeRebuild(seconds, { ...result, reset });
+      logger.debug(
+        { revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 },
+        'mesh rebuilt',
+      );
+    });
     metrics.droppedInputs.set(next.dropped.length);
     metrics.meshRevision.set(Number(next.revision));
     const stats = cache.stats();
@@ -134,10 +141,6 @@ export class RebuildLoop {
     if (next.dropped.length > 0 && JSON.stringify(next.dropped) !== JSON.stringify(prev?.dropped ?? []))
       logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
     this.deps.onRebuilt();
-    logger.debug(
-      { revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 },
-      'mesh rebuilt',
-    );
   }
 
   /** Returns true when endpoints are retained or were released by this observation. */

@@ -49,6 +49,8 @@ const { values: args } = parseArgs({
     'settle-ms': { type: 'string', default: '1500' },
     // The control plane's TRELLIS_XDS_DEBOUNCE_MS (its default: 100); 0 shows the cost without the deliberate hold-off.
     'debounce-ms': { type: 'string', default: '100' },
+    // The control plane's TRELLIS_XDS_FANOUT_SLICE_MS (its default: 20; 0: the whole fan-out in one event-loop turn).
+    'fanout-slice-ms': { type: 'string' },
     // Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).
     'cpu-prof-dir': { type: 'string' },
     // Set by the orchestrator for the server roles.
@@ -162,6 +164,7 @@ async function controlPlaneRole(): Promise<void> {
     TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
     TRELLIS_CONTROL_PLANE_ID: 'cp-bench',
     TRELLIS_XDS_DEBOUNCE_MS: args['debounce-ms'],
+    ...(args['fanout-slice-ms'] === undefined ? {} : { TRELLIS_XDS_FANOUT_SLICE_MS: args['fanout-slice-ms'] }),
     // The clients multiplex their streams over --connections (a real Envoy opens one connection each);
     // the floor's grpc-js server takes any number per connection.
     TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION: String(Math.min(1000, Math.ceil(PROXIES / Math.max(1, Math.min(CONNECTIONS, PROXIES))))),
@@ -552,6 +555,7 @@ function commonArgs(): string[] {
     String(CONNECTIONS),
     '--debounce-ms',
     args['debounce-ms']!,
+    ...(args['fanout-slice-ms'] === undefined ? [] : ['--fanout-slice-ms', args['fanout-slice-ms']]),
   ];
 }
 

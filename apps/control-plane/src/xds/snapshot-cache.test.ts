@@ -26,12 +26,12 @@ describe('SnapshotCache', () => {
 
     const result = cache.setModel(fakeModel({ a: [makeCluster('x', 9)], b: [makeCluster('y')] }), new Set(['a']), meta('2'));
     expect(calls).toEqual(['a']);
-    expect(result).toEqual({ rebuilt: 1, changed: 1 });
+    expect(result).toMatchObject({ rebuilt: 1, changed: 1 });
     expect(seenA).toEqual(['2']);
     expect(seenB).toEqual([]);
 
     // Same content again: rebuilt, but nobody is told.
-    expect(cache.setModel(fakeModel({ a: [makeCluster('x', 9)], b: [makeCluster('y')] }), 'all', meta('3'))).toEqual({
+    expect(cache.setModel(fakeModel({ a: [makeCluster('x', 9)], b: [makeCluster('y')] }), 'all', meta('3'))).toMatchObject({
       rebuilt: 2,
       changed: 0,
     });
@@ -94,7 +94,7 @@ describe('SnapshotCache', () => {
       'all',
       meta('2'),
     );
-    expect(result).toEqual({ rebuilt: 1, changed: 0 });
+    expect(result).toMatchObject({ rebuilt: 1, changed: 0 });
     expect(reported).toEqual([
       ['listeners "l" and "m" both bind tcp 127.0.0.1:8080', 'cluster "c" uses endpoints "c", which are not in the snapshot'],
     ]);
@@ -104,5 +104,58 @@ describe('SnapshotCache', () => {
     // Consistent again: published.
     cache.setModel(fakeModel({ a: [...good, makeRoute('r', 'c')] }), 'all', meta('3'));
     expect(seen).toEqual(['3']);
+  });
+});
+
+describe('SnapshotCache with a sliced fan-out', () => {
+  const identity = (service: string) => ({ service, kind: 'envoy' as const });
+  const model = (timeout: number) => fakeModel({ a: [makeCluster('x', timeout)], b: [makeCluster('y', timeout)], c: [makeCluster('z', timeout)] });
+
+  /** A cache whose every slice rebuilds one identity (the budget is spent after the first). */
+  function slicedCache(): { cache: SnapshotCache<FakeModel>; seen: Record<string, string[]> } {
+    const cache = new SnapshotCache<FakeModel>(translateFake, { fanOutSliceMs: 0 });
+    cache.setModel(model(1), 'all', meta('1'));
+    const seen: Record<string, string[]> = { a: [], b: [], c: [] };
+    for (const service of ['a', 'b', 'c']) cache.watch(identity(service), (s) => seen[service]!.push(s.meshRevision));
+    return { cache, seen };
+  }
+
+  it('tells the first identities’ streams before the later ones are rebuilt, and settles with the whole count', async () => {
+    const { cache, seen } = slicedCache();
+    const update = cache.setModel(model(2), 'all', meta('2'));
+    expect(update).toMatchObject({ rebuilt: 1, changed: 1 });
+    expect(seen).toEqual({ a: ['2'], b: [], c: [] });
+    await expect(update.settled).resolves.toEqual({ rebuilt: 3, changed: 3 });
+    expect(seen).toEqual({ a: ['2'], b: ['2'], c: ['2'] });
+  });
+
+  it('builds identities left over from an earlier fan-out from the newest model, and settles both', async () => {
+    const { cache, seen } = slicedCache();
+    const first = cache.setModel(model(2), 'all', meta('2'));
+    const second = cache.setModel(model(3), new Set(['a']), meta('3'));
+    const [a, b] = await Promise.all([first.settled, second.settled]);
+    expect(a).toEqual({ rebuilt: 3, changed: 3 });
+    expect(b).toMatchObject({ rebuilt: 3 });
+    // b and c waited for their turn: they went straight to the newest model.
+    expect(seen).toEqual({ a: ['2', '3'], b: ['3'], c: ['3'] });
+    expect(cache.snapshotOf(identity('c'))!.types.get(TypeUrl.Cluster)!.resources.get('z')!.hash).toBe(makeCluster('z', 3).hash);
+  });
+
+  it('gives a new stream of an identity still waiting its turn the current snapshot at once', () => {
+    const { cache } = slicedCache();
+    cache.setModel(model(2), 'all', meta('2'));
+    const watch = cache.watch(identity('c'), () => {});
+    expect(watch.snapshot?.meshRevision).toBe('2');
+  });
+
+  it('settles when an identity waiting its turn loses its last stream', async () => {
+    const cache = new SnapshotCache<FakeModel>(translateFake, { fanOutSliceMs: 0 });
+    cache.setModel(model(1), 'all', meta('1'));
+    cache.watch(identity('a'), () => {});
+    const c = cache.watch(identity('c'), () => {});
+    const update = cache.setModel(model(2), 'all', meta('2'));
+    c.cancel();
+    await expect(update.settled).resolves.toEqual({ rebuilt: 1, changed: 1 });
+    expect(cache.stats()).toMatchObject({ identities: 1, streams: 1 });
   });
 });

@@ -39,6 +39,15 @@ export interface SnapshotCacheOptions {
    */
   check?: (set: ResourceSet) => string[];
   onInconsistent?: (identity: ProxyIdentity, problems: string[]) => void;
+  /**
+   * Spread a rebuild over event-loop turns of about this many milliseconds. Each slice
+   * translates identities and hands each new snapshot to its streams at once, so the
+   * first streams are pushed (and the proxies decode) while later identities are still
+   * being translated, and ACKs and new streams are served in between instead of waiting
+   * for the whole fan-out (cf. Istio's push queue). Unset: `setModel` does all of it
+   * before it returns (protocol tests rely on that).
+   */
+  fanOutSliceMs?: number;
 }
 export type SnapshotListener = (snapshot: ProxySnapshot) => void;
 
@@ -47,6 +56,19 @@ export interface CacheUpdateResult {
   rebuilt: number;
   /** Identities whose snapshot actually changed (and whose streams were told). */
   changed: number;
+}
+
+/** What `setModel` returns: so far, and once every affected identity has its new snapshot. */
+export interface CacheUpdate extends CacheUpdateResult {
+  /** Resolves when the fan-out is over: at once without `fanOutSliceMs`; a later model's fan-out finishes this one's identities. */
+  settled: Promise<CacheUpdateResult>;
+}
+
+/** One `setModel`'s identities still to rebuild, and what it found so far. */
+interface FanOut {
+  remaining: Set<Entry>;
+  result: CacheUpdateResult;
+  resolve: (result: CacheUpdateResult) => void;
 }
 
 interface Entry {
@@ -78,6 +100,10 @@ export class SnapshotCache<M> implements SnapshotSource {
   /** Kept as things change, so stats() (read after every rebuild) costs nothing at 5,000 streams. */
   private streams = 0;
   private pooledBytes = 0;
+  /** Identities waiting for a slice of the fan-out (with `fanOutSliceMs`), oldest first. */
+  private readonly stale = new Set<Entry>();
+  private readonly fanOuts = new Set<FanOut>();
+  private nextSlice: NodeJS.Immediate | undefined;
 
   private readonly options: SnapshotCacheOptions;
 
@@ -101,20 +127,68 @@ export class SnapshotCache<M> implements SnapshotSource {
    * Installs a new model. Only watched identities whose service is in `affected`
    * are recomputed; listeners hear about a snapshot only when a version changed.
    */
-  setModel(model: M, affected: ReadonlySet<string> | 'all', meta: ModelMeta): CacheUpdateResult {
+  setModel(model: M, affected: ReadonlySet<string> | 'all', meta: ModelMeta): CacheUpdate {
     this.model = model;
     this.meta = meta;
-    const changed: Entry[] = [];
-    let rebuilt = 0;
-    for (const entry of this.entries.values()) {
-      if (affected !== 'all' && !affected.has(entry.identity.service) && entry.snapshot) continue;
-      rebuilt++;
-      if (this.rebuild(entry)) changed.push(entry);
+    const due = [...this.entries.values()].filter(
+      (entry) => affected === 'all' || affected.has(entry.identity.service) || !entry.snapshot || this.stale.has(entry),
+    );
+    if (this.options.fanOutSliceMs === undefined) {
+      const changed = due.filter((entry) => this.rebuild(entry));
+      for (const entry of changed) notify(entry);
+      const result = { rebuilt: due.length, changed: changed.length };
+      return { ...result, settled: Promise.resolve(result) };
     }
-    for (const entry of changed) {
-      for (const listener of entry.listeners) listener(entry.snapshot!);
+    // Identities left over from an earlier model's fan-out are built from this one, in this one's turn.
+    for (const entry of due) {
+      this.stale.delete(entry);
+      this.stale.add(entry);
     }
-    return { rebuilt, changed: changed.length };
+    let resolve!: (result: CacheUpdateResult) => void;
+    const settled = new Promise<CacheUpdateResult>((r) => (resolve = r));
+    const fanOut: FanOut = { remaining: new Set(due), result: { rebuilt: 0, changed: 0 }, resolve };
+    this.fanOuts.add(fanOut);
+    this.slice();
+    if (fanOut.remaining.size === 0) this.finish(fanOut);
+    return { ...fanOut.result, settled };
+  }
+
+  /** Rebuilds stale identities for one slice, telling each one's streams at once; schedules the next slice. */
+  private slice(): void {
+    const until = performance.now() + (this.options.fanOutSliceMs ?? 0);
+    for (const entry of this.stale) {
+      this.refresh(entry);
+      if (performance.now() >= until) break;
+    }
+    if (this.stale.size > 0)
+      this.nextSlice ??= setImmediate(() => {
+        this.nextSlice = undefined;
+        this.slice();
+      });
+  }
+
+  /** Rebuilds a stale identity now and tells its streams if it changed. */
+  private refresh(entry: Entry): void {
+    this.stale.delete(entry);
+    const changed = this.rebuild(entry);
+    if (changed) notify(entry);
+    for (const fanOut of this.fanOuts) {
+      if (!fanOut.remaining.delete(entry)) continue;
+      fanOut.result.rebuilt++;
+      if (changed) fanOut.result.changed++;
+      if (fanOut.remaining.size === 0) this.finish(fanOut);
+    }
+  }
+
+  /** An identity whose last stream closed is no longer waited for. */
+  private forget(entry: Entry): void {
+    this.stale.delete(entry);
+    for (const fanOut of this.fanOuts) if (fanOut.remaining.delete(entry) && fanOut.remaining.size === 0) this.finish(fanOut);
+  }
+
+  private finish(fanOut: FanOut): void {
+    this.fanOuts.delete(fanOut);
+    fanOut.resolve({ ...fanOut.result });
   }
 
   /** Subscribes to an identity's snapshot; the first watcher builds it. */
@@ -125,6 +199,9 @@ export class SnapshotCache<M> implements SnapshotSource {
       entry = { identity, snapshot: undefined, listeners: new Set() };
       this.entries.set(key, entry);
       if (this.model !== undefined) this.rebuild(entry);
+    } else if (this.stale.has(entry)) {
+      // A new stream gets the current model's snapshot, not the one its identity had before this fan-out.
+      this.refresh(entry);
     }
     if (!entry.listeners.has(listener)) this.streams++;
     entry.listeners.add(listener);
@@ -137,6 +214,7 @@ export class SnapshotCache<M> implements SnapshotSource {
           // Nobody connected with this identity: free its snapshot (memory follows connected proxies).
           if (owned.snapshot) this.release(owned.snapshot);
           this.entries.delete(key);
+          this.forget(owned);
         }
       },
     };
@@ -223,6 +301,10 @@ export class SnapshotCache<M> implements SnapshotSource {
       }
     }
   }
+}
+
+function notify(entry: Entry): void {
+  for (const listener of entry.listeners) listener(entry.snapshot!);
 }
 
 function sameContent(a: ReadonlyMap<string, XdsResource>, b: ReadonlyMap<string, XdsResource>): boolean {

@@ -92,6 +92,10 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
         names: new Set(),
         sent: undefined,
         ackedVersion: undefined,
+        // Every field from the start: one object shape for all, which the per-pump code reads fast.
+        ackedAt: undefined,
+        resend: false,
+        picked: undefined,
       };
       if (request.versionInfo !== '') {
         // Reconnect: the client already holds this version; send only if ours differs.
