@@ -109,7 +109,8 @@ describe('SnapshotCache', () => {
 
 describe('SnapshotCache with a sliced fan-out', () => {
   const identity = (service: string) => ({ service, kind: 'envoy' as const });
-  const model = (timeout: number) => fakeModel({ a: [makeCluster('x', timeout)], b: [makeCluster('y', timeout)], c: [makeCluster('z', timeout)] });
+  const model = (timeout: number) =>
+    fakeModel({ a: [makeCluster('x', timeout)], b: [makeCluster('y', timeout)], c: [makeCluster('z', timeout)] });
 
   /** A cache whose every slice rebuilds one identity (the budget is spent after the first). */
   function slicedCache(): { cache: SnapshotCache<FakeModel>; seen: Record<string, string[]> } {
