@@ -34,6 +34,8 @@ const { values: args } = parseArgs({
     // writing one raises the RSS of every later sample, so the RSS column then means little).
     'heap-snapshots': { type: 'boolean', default: false },
     smoke: { type: 'boolean', default: false },
+    // V8 flags for the registry process, e.g. '--max-semi-space-size=4' (space-separated).
+    'registry-node-options': { type: 'string', default: '' },
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
     'snapshot-dir': { type: 'string' },
@@ -45,6 +47,8 @@ const CHECKPOINTS = (args.smoke ? '100,300' : args.checkpoints).split(',').map(N
 const CONCURRENCY = Number(args.concurrency);
 
 interface MemorySample {
+  /** Highest RSS since the process started, before this sample's GC. */
+  peakRss: number;
   rss: number;
   heapUsed: number;
   heapTotal: number;
@@ -82,11 +86,12 @@ async function registryRole(): Promise<void> {
   const send = (message: FromRegistry) => process.send!(message);
   process.on('message', (message: ToRegistry) => {
     if (message.type === 'measure') {
+      const peakRss = process.resourceUsage().maxRSS * 1024;
       // Twice: the first pass may only queue finalizers whose objects the second frees.
       gc();
       gc();
       const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
-      send({ type: 'measured', memory: { rss, heapUsed, heapTotal, external, arrayBuffers } });
+      send({ type: 'measured', memory: { peakRss, rss, heapUsed, heapTotal, external, arrayBuffers } });
     } else {
       writeHeapSnapshot(message.path);
       send({ type: 'snapshot-written' });
@@ -103,6 +108,7 @@ async function registryRole(): Promise<void> {
 async function orchestrate(): Promise<void> {
   console.log(
     `registry memory: checkpoints at ${CHECKPOINTS.join(', ')} writes, ${CONCURRENCY} chains; ` +
+      `${args['registry-node-options'] ? `registry node options ${args['registry-node-options']}; ` : ''}` +
       `${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}${args.smoke ? ' (smoke)' : ''}`,
   );
   const etcd = await startEtcd();
@@ -111,7 +117,7 @@ async function orchestrate(): Promise<void> {
   try {
     registry = fork(process.argv[1]!, ['--role', 'registry', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: ['--expose-gc', '--enable-source-maps'],
+      execArgv: ['--expose-gc', '--enable-source-maps', ...args['registry-node-options'].split(' ').filter(Boolean)],
     });
     const child = registry;
     const ask = async <T extends FromRegistry['type']>(message: ToRegistry, answer: T): Promise<Extract<FromRegistry, { type: T }>> => {
@@ -155,12 +161,12 @@ async function orchestrate(): Promise<void> {
     }
 
     const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
-    console.log('\nafter forced GC (MiB):');
-    console.log('| writes | rss | heap used | heap total | external | array buffers | metric series |');
-    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    console.log('\nafter forced GC (MiB; peak RSS: the highest since the start, before that GC):');
+    console.log('| writes | peak rss | rss | heap used | heap total | external | array buffers | metric series |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const { writes, memory: m, series: n } of rows) {
       console.log(
-        `| ${writes} | ${mib(m.rss)} | ${mib(m.heapUsed)} | ${mib(m.heapTotal)} | ${mib(m.external)} | ${mib(m.arrayBuffers)} | ${n} |`,
+        `| ${writes} | ${mib(m.peakRss)} | ${mib(m.rss)} | ${mib(m.heapUsed)} | ${mib(m.heapTotal)} | ${mib(m.external)} | ${mib(m.arrayBuffers)} | ${n} |`,
       );
     }
     if (snapshots.length === 2) {
