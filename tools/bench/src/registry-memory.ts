@@ -112,6 +112,7 @@ async function orchestrate(): Promise<void> {
       `${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}${args.smoke ? ' (smoke)' : ''}`,
   );
   const etcd = await startEtcd();
+  const etcdClient = etcd.client();
   const snapshotDir = mkdtempSync(join(tmpdir(), 'registry-memory-'));
   let registry: ChildProcess | undefined;
   try {
@@ -141,17 +142,29 @@ async function orchestrate(): Promise<void> {
     const churn = new Churn(`http://127.0.0.1:${ready.port}`);
     await churn.createAnchors();
 
-    const rows: { writes: number; memory: MemorySample; series: number }[] = [];
+    const rows: { writes: number; memory: MemorySample; series: number; tombstones: number }[] = [];
+    // Deregistration tombstones live 600 s and the view holds them meanwhile: data with an expiry, counted beside the heap.
+    const tombstones = () => etcdClient.getAll().prefix(new KeyLayout(etcd.prefix).deregistrations()).count();
     // Metric series: a label taking a service name, path or id would grow with the churn.
     const series = async () =>
       (await (await fetch(`http://127.0.0.1:${ready.port}/metrics`)).text()).split('\n').filter((l) => l && !l.startsWith('#')).length;
-    rows.push({ writes: 0, memory: (await ask({ type: 'measure' }, 'measured')).memory, series: await series() });
+    rows.push({
+      writes: 0,
+      memory: (await ask({ type: 'measure' }, 'measured')).memory,
+      series: await series(),
+      tombstones: await tombstones(),
+    });
     const snapshots: string[] = [];
     for (const [i, checkpoint] of CHECKPOINTS.entries()) {
       await churn.runUntil(checkpoint, CONCURRENCY);
       // Leases of the last steps expire before the sample, so what is sampled is steady state.
       await churn.waitForExpiries();
-      rows.push({ writes: churn.writes, memory: (await ask({ type: 'measure' }, 'measured')).memory, series: await series() });
+      rows.push({
+        writes: churn.writes,
+        memory: (await ask({ type: 'measure' }, 'measured')).memory,
+        series: await series(),
+        tombstones: await tombstones(),
+      });
       if (args['heap-snapshots'] && (i === 0 || i === CHECKPOINTS.length - 1)) {
         const path = join(snapshotDir, `after-${checkpoint}.heapsnapshot`);
         await ask({ type: 'snapshot', path }, 'snapshot-written');
@@ -162,11 +175,11 @@ async function orchestrate(): Promise<void> {
 
     const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
     console.log('\nafter forced GC (MiB; peak RSS: the highest since the start, before that GC):');
-    console.log('| writes | peak rss | rss | heap used | heap total | external | array buffers | metric series |');
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
-    for (const { writes, memory: m, series: n } of rows) {
+    console.log('| writes | peak rss | rss | heap used | heap total | external | array buffers | metric series | tombstones |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const { writes, memory: m, series: n, tombstones: t } of rows) {
       console.log(
-        `| ${writes} | ${mib(m.peakRss)} | ${mib(m.rss)} | ${mib(m.heapUsed)} | ${mib(m.heapTotal)} | ${mib(m.external)} | ${mib(m.arrayBuffers)} | ${n} |`,
+        `| ${writes} | ${mib(m.peakRss)} | ${mib(m.rss)} | ${mib(m.heapUsed)} | ${mib(m.heapTotal)} | ${mib(m.external)} | ${mib(m.arrayBuffers)} | ${n} | ${t} |`,
       );
     }
     if (snapshots.length === 2) {
@@ -190,6 +203,7 @@ async function orchestrate(): Promise<void> {
     registry?.kill('SIGTERM');
     if (registry) await once(registry, 'exit');
     rmSync(snapshotDir, { recursive: true, force: true });
+    etcdClient.close();
     await etcd.close();
   }
 }
