@@ -4,7 +4,9 @@
 // grpc-js-xds app run by the agent gets its configuration through the relay and
 // calls its dependency. Attacks: a client going straight to the control plane
 // without a certificate, and a local client asking the relay for another
-// service's configuration (SotW and Delta).
+// service's configuration (SotW and Delta). More streams through one relay than
+// the control plane allows on one connection (its default cap, 16) all get their
+// configuration: the relay spreads them over upstream connections.
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,7 +23,11 @@ import {
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { generateRootCa, issueServerCertificate, type RootCa } from '@trellis/pki';
+import { createLogger, createMetricsRegistry } from '@trellis/runtime';
+import { certificateFilesIn } from '@trellis/sdk-node';
 import { freePort, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { createAgentMetrics } from '../src/agent/metrics';
+import { XdsRelay } from '../src/agent/xds-relay';
 import { AppProcess, bundle, bundleScript, eventually, removeBundles } from './support/built-apps';
 
 jest.setTimeout(300_000);
@@ -208,5 +214,89 @@ describe('trellis agent --xds-relay: proxyless apps reach an mTLS-only control p
     // The relay's own service still gets its config on SotW.
     const own = await firstAnswer(relayAddress, credentials.createInsecure(), 'sotw', 'a');
     expect(own.ok).toBe(true);
+  });
+
+  describe('more streams than one control-plane connection takes', () => {
+    /** An in-process relay as service a, to the real control plane, with the certificate the agent above holds. */
+    const startRelay = async (maxStreamsPerUpstream: number) => {
+      const files = certificateFilesIn(join(dir, 'certs'));
+      await eventually('the agent holds a certificate', async () => (await readFile(files.certificateFile)).length > 0, 60_000, [agent]);
+      const metrics = createAgentMetrics(createMetricsRegistry('agent'));
+      const relay = new XdsRelay({
+        service: 'a',
+        listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+        upstream: xdsAddress,
+        credentials: async () =>
+          credentials.createSsl(
+            await readFile(files.caCertificateFile),
+            await readFile(files.privateKeyFile),
+            await readFile(files.certificateFile),
+          ),
+        logger: createLogger('agent', 'silent'),
+        metrics,
+        maxStreamsPerUpstream,
+      });
+      await relay.start();
+      const upstreams = async () => (await metrics.xdsRelayUpstreams.get()).values[0]?.value ?? 0;
+      return { relay, upstreams };
+    };
+
+    /** 20 SotW streams from 4 client connections (5 each), all held open until every one has its first answer or error. */
+    const openTwenty = async (target: string) => {
+      const clients = Array.from(
+        { length: 4 },
+        () => new AggregatedDiscoveryServiceClient(target, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+      );
+      const streams = clients.flatMap((client) => Array.from({ length: 5 }, () => client.streamAggregatedResources()));
+      const outcomes = await Promise.all(
+        streams.map(
+          (stream, i) =>
+            new Promise<Outcome<DiscoveryResponse>>((resolve) => {
+              const timer = setTimeout(() => resolve({ ok: false, code: -1, details: 'no answer within 60 s' }), 60_000);
+              stream.on('data', (response: DiscoveryResponse) => {
+                clearTimeout(timer);
+                resolve({ ok: true, response });
+              });
+              stream.on('error', (err: ServiceError) => {
+                clearTimeout(timer);
+                resolve({ ok: false, code: err.code, details: err.details });
+              });
+              stream.write(DiscoveryRequest.fromPartial({ node: { id: `a-probe-${i}`, cluster: 'a' }, typeUrl: TypeUrl.Cluster }));
+            }),
+        ),
+      );
+      const close = () => {
+        for (const stream of streams) stream.cancel();
+        for (const client of clients) client.close();
+      };
+      return { outcomes, close };
+    };
+
+    it('20 streams through the relay all get their clusters, over 3 upstream connections that close when the streams end', async () => {
+      const { relay, upstreams } = await startRelay(8);
+      try {
+        const { outcomes, close } = await openTwenty(relay.target);
+        expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+        for (const o of outcomes) expect((o as { response: DiscoveryResponse }).response.typeUrl).toBe(TypeUrl.Cluster);
+        expect(await upstreams()).toBe(3); // 8 + 8 + 4
+        close();
+        await eventually('the upstream connections close', async () => (await upstreams()) === 0, 30_000);
+      } finally {
+        await relay.stop();
+      }
+    });
+
+    it('(the cap this works around) 20 streams on one upstream connection: the control plane refuses those past 16', async () => {
+      const { relay } = await startRelay(100);
+      try {
+        const { outcomes, close } = await openTwenty(relay.target);
+        close();
+        const refused = outcomes.filter((o) => !o.ok);
+        expect(refused.length).toBe(4);
+        for (const o of refused) expect(o).toMatchObject({ ok: false, code: status.RESOURCE_EXHAUSTED });
+      } finally {
+        await relay.stop();
+      }
+    });
   });
 });

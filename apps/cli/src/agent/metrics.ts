@@ -14,6 +14,7 @@ export interface AgentMetrics {
   trustBundleRoots: Gauge;
   xdsRelayStreams: Gauge<'variant'>;
   xdsRelayRefused: Counter<'reason'>;
+  xdsRelayUpstreams: Gauge;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -77,6 +78,11 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
       name: 'trellis_agent_xds_relay_refused_total',
       help: 'Streams the xDS relay refused, by reason (node: another service or no node; not-local; no-certificate)',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    xdsRelayUpstreams: new Gauge({
+      name: 'trellis_agent_xds_relay_upstream_connections',
+      help: 'Connections the xDS relay holds to the control plane (streams are spread over them under its per-connection cap)',
       registers: [registry],
     }),
   };

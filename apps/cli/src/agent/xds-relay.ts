@@ -3,7 +3,10 @@
 // to this relay on loopback or a Unix socket, and the agent holds the mTLS
 // connection to the control plane with the workload certificate. Each
 // downstream ADS stream (SotW or Delta) gets one upstream stream; messages pass
-// byte for byte in both directions. The relay reads one thing: the node in each
+// byte for byte in both directions. Upstream streams are spread over a pool of
+// connections, at most `maxStreamsPerUpstream` on each, because the control
+// plane caps streams per connection (TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION): on
+// one connection the 17th app process on a host would be refused. The relay reads one thing: the node in each
 // request, which must name this agent's service — a local process cannot borrow
 // the agent's certificate to get another service's configuration.
 import { chmod, rm } from 'node:fs/promises';
@@ -93,18 +96,25 @@ export interface XdsRelayOptions {
   serverName?: string;
   logger: Logger;
   metrics: AgentMetrics;
+  /** Streams per upstream connection before another is opened (default 8: half the control plane's default cap, so
+   * a stream that ended here but not yet there cannot tip a connection over it). */
+  maxStreamsPerUpstream?: number;
 }
 
-/** One upstream channel and the streams on it; retired channels close when their last stream ends. */
+export const DEFAULT_MAX_STREAMS_PER_UPSTREAM = 8;
+
+/** One upstream connection and the streams on it; it closes when its last stream ends. */
 interface Upstream {
-  client: Client;
+  client: Promise<Client>;
   streams: number;
+  /** Takes no new streams: made with a replaced certificate, or its certificate could not be read. */
   retired: boolean;
 }
 
 export class XdsRelay {
   private server: Server | undefined;
-  private upstream: Promise<Upstream> | undefined;
+  private readonly upstreams = new Set<Upstream>();
+  private nextChannelId = 0;
   private boundTarget = '';
 
   constructor(private readonly options: XdsRelayOptions) {}
@@ -134,35 +144,60 @@ export class XdsRelay {
 
   /** New streams use a channel with the current certificate; open ones keep theirs until they end. */
   renewCredentials(): void {
-    const previous = this.upstream;
-    this.upstream = undefined;
-    void previous?.then((u) => {
-      u.retired = true;
-      if (u.streams === 0) u.client.close();
-    });
+    for (const u of this.upstreams) u.retired = true;
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-    const upstream = await this.upstream?.catch(() => undefined);
-    upstream?.client.close();
+    for (const u of [...this.upstreams]) this.close(u);
   }
 
-  private channel(): Promise<Upstream> {
-    this.upstream ??= this.options.credentials().then((creds) => ({
-      client: new Client(this.options.upstream, creds, {
-        ...(this.options.serverName ? { 'grpc.ssl_target_name_override': this.options.serverName } : {}),
-        'grpc.keepalive_time_ms': 30_000,
-        'grpc.keepalive_timeout_ms': 10_000,
-      }),
-      streams: 0,
-      retired: false,
-    }));
-    // A failure to read the certificate is retried by the next stream.
-    this.upstream.catch(() => (this.upstream = undefined));
-    return this.upstream;
+  /** A place for one more stream: a live connection below the limit, or a new one. Counted at once, so a burst of
+   * streams opening together fills connections in turn instead of all picking the same one. */
+  private acquire(): Upstream {
+    const limit = this.options.maxStreamsPerUpstream ?? DEFAULT_MAX_STREAMS_PER_UPSTREAM;
+    let upstream = [...this.upstreams].find((u) => !u.retired && u.streams < limit);
+    if (!upstream) {
+      const created: Upstream = {
+        client: this.options.credentials().then(
+          (creds) =>
+            new Client(this.options.upstream, creds, {
+              ...(this.options.serverName ? { 'grpc.ssl_target_name_override': this.options.serverName } : {}),
+              'grpc.keepalive_time_ms': 30_000,
+              'grpc.keepalive_timeout_ms': 10_000,
+              // grpc-js shares one subchannel (one HTTP/2 connection) among channels with equal options and target;
+              // a local pool and a distinct option give each channel its own connection.
+              'grpc.use_local_subchannel_pool': 1,
+              'trellis.relay_channel': this.nextChannelId++,
+            }),
+        ),
+        streams: 0,
+        retired: false,
+      };
+      // A failure to read the certificate fails the streams waiting on it; the next stream tries a new connection.
+      created.client.catch(() => (created.retired = true));
+      this.upstreams.add(created);
+      this.options.metrics.xdsRelayUpstreams.set(this.upstreams.size);
+      upstream = created;
+    }
+    upstream.streams++;
+    return upstream;
+  }
+
+  private release(upstream: Upstream): void {
+    upstream.streams--;
+    if (upstream.streams === 0) this.close(upstream);
+  }
+
+  private close(upstream: Upstream): void {
+    if (!this.upstreams.delete(upstream)) return;
+    this.options.metrics.xdsRelayUpstreams.set(this.upstreams.size);
+    upstream.client.then(
+      (c) => c.close(),
+      () => undefined,
+    );
   }
 
   private relay(variant: Variant, down: ServerDuplexStream<Buffer, Buffer>): void {
@@ -185,10 +220,7 @@ export class XdsRelay {
       if (finished) return;
       finished = true;
       metrics.xdsRelayStreams.dec({ variant });
-      if (upstream) {
-        upstream.streams--;
-        if (upstream.retired && upstream.streams === 0) upstream.client.close();
-      }
+      if (upstream) this.release(upstream);
     };
     metrics.xdsRelayStreams.inc({ variant });
 
@@ -211,12 +243,11 @@ export class XdsRelay {
       pending.push(message);
       if (pending.length > 1) return; // the upstream stream is being opened
       down.pause();
-      this.channel().then(
-        (u) => {
+      upstream = this.acquire();
+      upstream.client.then(
+        (client) => {
           if (finished) return;
-          upstream = u;
-          u.streams++;
-          up = u.client.makeBidiStreamRequest(ADS_METHODS[variant], bytes.serialize, bytes.deserialize, new Metadata());
+          up = client.makeBidiStreamRequest(ADS_METHODS[variant], bytes.serialize, bytes.deserialize, new Metadata());
           this.pipeUpstream(variant, up, down, finish);
           for (const m of pending.splice(0)) up.write(m);
           if (downEnded) up.end();
