@@ -81,8 +81,13 @@ describe('agent configuration: workload certificate and xDS relay', () => {
     expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', grpcBootstrap: '/run/trellis/grpc.json' }).xdsRelay).toEqual({
       listen: { kind: 'tcp', host: '127.0.0.1', port: 15010 },
       upstream: 'cp.internal:18000',
+      maxStreamsPerUpstream: 8,
       grpcBootstrapPath: '/run/trellis/grpc.json',
     });
+    expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayStreamsPerConnection: '4' }).xdsRelay?.maxStreamsPerUpstream).toBe(4);
+    expect(problems({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayStreamsPerConnection: '0' })).toMatch(
+      /xDS relay streams per connection \(TRELLIS_XDS_RELAY_STREAMS_PER_CONNECTION\) must be a whole number from 1 to 1000, got "0"/,
+    );
     expect(resolve({ ...withCert, xdsRelay: 'unix:/run/trellis/xds.sock' }).xdsRelay?.listen).toEqual({
       kind: 'unix',
       path: '/run/trellis/xds.sock',

@@ -8,7 +8,7 @@ import { InstanceId, Labels, ServiceName } from '@trellis/mesh-schema';
 import { resolveSidecarBootstrapOptions, type SidecarBootstrapFlags, type SidecarBootstrapOptions } from '../bootstrap/sidecar-options';
 import { parseHealthCheck, type HealthCheckSpec } from './health-probe';
 import type { Registration } from './registration';
-import { parseRelayAddress, type RelayAddress } from './xds-relay';
+import { DEFAULT_MAX_STREAMS_PER_UPSTREAM, parseRelayAddress, type RelayAddress } from './xds-relay';
 
 /** What commander hands over (strings as typed); every field may also come from the environment. */
 export interface AgentFlags extends SidecarBootstrapFlags {
@@ -47,6 +47,7 @@ export interface AgentFlags extends SidecarBootstrapFlags {
   xdsServer?: string;
   xdsServerCaFile?: string;
   xdsServerName?: string;
+  xdsRelayStreamsPerConnection?: string;
   grpcBootstrap?: string;
 }
 
@@ -93,6 +94,8 @@ export interface AgentConfig {
     /** CA of the control plane's serving certificate (default: the mesh trust bundle, ca.pem). */
     serverCaFile?: string;
     serverName?: string;
+    /** Relayed streams per control-plane connection before the relay opens another (below the control plane's cap). */
+    maxStreamsPerUpstream: number;
     /** Where to write the grpc-js-xds bootstrap naming the relay (handed to the app as GRPC_XDS_BOOTSTRAP). */
     grpcBootstrapPath?: string;
   };
@@ -211,12 +214,21 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
     const serverCaFile = pick(flags.xdsServerCaFile, 'TRELLIS_XDS_SERVER_CA_FILE');
     const serverName = pick(flags.xdsServerName, 'TRELLIS_XDS_SERVER_NAME');
     const grpcBootstrapPath = pick(flags.grpcBootstrap, 'TRELLIS_GRPC_BOOTSTRAP');
+    const maxStreamsPerUpstream = int(
+      flags.xdsRelayStreamsPerConnection,
+      'TRELLIS_XDS_RELAY_STREAMS_PER_CONNECTION',
+      DEFAULT_MAX_STREAMS_PER_UPSTREAM,
+      1,
+      1000,
+      'xDS relay streams per connection',
+    );
     if (listen)
       xdsRelay = {
         listen,
         upstream,
         ...(serverCaFile ? { serverCaFile } : {}),
         ...(serverName ? { serverName } : {}),
+        maxStreamsPerUpstream,
         ...(grpcBootstrapPath ? { grpcBootstrapPath } : {}),
       };
   } else if (pick(flags.grpcBootstrap, 'TRELLIS_GRPC_BOOTSTRAP')) {

@@ -218,6 +218,7 @@ function createRelay(config: AgentConfig, logger: Logger, metrics: AgentMetrics)
     listen: relay.listen,
     upstream: relay.upstream,
     ...(relay.serverName ? { serverName: relay.serverName } : {}),
+    maxStreamsPerUpstream: relay.maxStreamsPerUpstream,
     credentials: async () => {
       const [ca, key, cert] = await Promise.all([
         readFile(relay.serverCaFile ?? files.caCertificateFile),

@@ -127,6 +127,12 @@ export function registerAgentCommand(program: Command): void {
       ),
     )
     .addOption(
+      new Option(
+        '--xds-relay-streams-per-connection <n>',
+        "with --xds-relay: streams per control-plane connection before another is opened; keep it below the control plane's cap (default 8)",
+      ).env('TRELLIS_XDS_RELAY_STREAMS_PER_CONNECTION'),
+    )
+    .addOption(
       new Option('--grpc-bootstrap <path>', 'with --xds-relay: write the grpc-js-xds bootstrap here; the app gets GRPC_XDS_BOOTSTRAP').env(
         'TRELLIS_GRPC_BOOTSTRAP',
       ),
