@@ -84,7 +84,9 @@ describe('agent configuration: workload certificate and xDS relay', () => {
       maxStreamsPerUpstream: 8,
       grpcBootstrapPath: '/run/trellis/grpc.json',
     });
-    expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayStreamsPerConnection: '4' }).xdsRelay?.maxStreamsPerUpstream).toBe(4);
+    expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayStreamsPerConnection: '4' }).xdsRelay?.maxStreamsPerUpstream).toBe(
+      4,
+    );
     expect(problems({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayStreamsPerConnection: '0' })).toMatch(
       /xDS relay streams per connection \(TRELLIS_XDS_RELAY_STREAMS_PER_CONNECTION\) must be a whole number from 1 to 1000, got "0"/,
     );
