@@ -107,6 +107,25 @@ describe('SnapshotCache', () => {
   });
 });
 
+describe('SnapshotCache type reuse', () => {
+  it('keeps an unchanged type of a rebuilt identity as it was, and the pool counts stay balanced', () => {
+    const cache = new SnapshotCache<FakeModel>(translateFake);
+    const listener = makeListener('l');
+    cache.setModel(fakeModel({ a: [makeCluster('x'), listener] }), 'all', meta('1'));
+    const watch = cache.watch({ service: 'a', kind: 'envoy' }, () => {});
+    const before = watch.snapshot!;
+    cache.setModel(fakeModel({ a: [makeCluster('x', 9), listener] }), 'all', meta('2'));
+    const after = cache.snapshotOf({ service: 'a', kind: 'envoy' })!;
+    expect(after.types.get(TypeUrl.Listener)).toBe(before.types.get(TypeUrl.Listener));
+    expect(after.types.get(TypeUrl.Cluster)!.version).not.toBe(before.types.get(TypeUrl.Cluster)!.version);
+    // The same content again: nothing changes, nothing leaks.
+    cache.setModel(fakeModel({ a: [makeCluster('x', 9), listener] }), 'all', meta('3'));
+    expect(cache.stats()).toMatchObject({ pooledResources: 2 });
+    watch.cancel();
+    expect(cache.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
+  });
+});
+
 describe('SnapshotCache with a sliced fan-out', () => {
   const identity = (service: string) => ({ service, kind: 'envoy' as const });
   const model = (timeout: number) =>

@@ -269,10 +269,10 @@ export class SnapshotCache<M> implements SnapshotSource {
       for (const resource of set.get(typeUrl)?.values() ?? []) {
         resources.set(resource.name, pooled ? this.intern(resource) : resource);
       }
-      // Most types of a rebuilt identity are unchanged: keep their version instead of hashing again.
+      // Most types of a rebuilt identity are unchanged: keep the type as it was (its version unhashed, and the
+      // sessions' picks from it valid); the pool counts its resources once more, as it would a new map of them.
       const before = prev?.types.get(typeUrl);
-      const version = before && sameContent(before.resources, resources) ? before.version : versionOf(resources.values());
-      types.set(typeUrl, { version, resources });
+      types.set(typeUrl, before && sameContent(before.resources, resources) ? before : { version: versionOf(resources.values()), resources });
     }
     return { identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
   }
