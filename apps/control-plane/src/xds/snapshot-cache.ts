@@ -272,7 +272,10 @@ export class SnapshotCache<M> implements SnapshotSource {
       // Most types of a rebuilt identity are unchanged: keep the type as it was (its version unhashed, and the
       // sessions' picks from it valid); the pool counts its resources once more, as it would a new map of them.
       const before = prev?.types.get(typeUrl);
-      types.set(typeUrl, before && sameContent(before.resources, resources) ? before : { version: versionOf(resources.values()), resources });
+      types.set(
+        typeUrl,
+        before && sameContent(before.resources, resources) ? before : { version: versionOf(resources.values()), resources },
+      );
     }
     return { identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
   }
