@@ -62,9 +62,19 @@ export async function signingKeyFromKeyObject(privateKey: KeyObject, source: str
   return { kid, alg, privateKey, publicKey, publicJwk, source };
 }
 
-/** A fresh key for local development and tests. */
+/**
+ * A fresh key for local development and tests. Generated as PEM and parsed again
+ * rather than used as the KeyObject Node returns: that object shares a mutex with
+ * Node's key-generation job, and if the job is garbage-collected while
+ * asymmetricKeyDetails holds that mutex (Node 20), the process deadlocks — seen
+ * once as a test worker blocked forever in ~KeyGenJob under GetRsaKeyDetail.
+ */
 export async function generateSigningKey(alg: SigningAlg = 'RS256', source = 'generated'): Promise<SigningKey> {
+  const privateKeyEncoding = { type: 'pkcs8', format: 'pem' } as const;
+  const publicKeyEncoding = { type: 'spki', format: 'pem' } as const;
   const { privateKey } =
-    alg === 'RS256' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return signingKeyFromKeyObject(privateKey, source);
+    alg === 'RS256'
+      ? generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding, publicKeyEncoding })
+      : generateKeyPairSync('ec', { namedCurve: 'prime256v1', privateKeyEncoding, publicKeyEncoding });
+  return signingKeyFromKeyObject(createPrivateKey(privateKey), source);
 }
