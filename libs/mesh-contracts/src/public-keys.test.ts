@@ -1,20 +1,26 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
 import { rejectingWeakKeys, WeakKeyError, weakJwkReason, weakKeyReason } from './public-keys';
 
+// Keys are generated as PEM and parsed again: asymmetricKeyDetails on the KeyObject
+// generation returns can deadlock Node 20 (see generateSigningKey in authz).
+const PEM = { publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } } as const;
+
 describe('weakKeyReason', () => {
   it('accepts RSA ≥ 2048 bits with e = 65537, EC P-256 and P-384, Ed25519', () => {
-    expect(weakKeyReason(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey)).toBeUndefined();
-    expect(weakKeyReason(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey)).toBeUndefined();
-    expect(weakKeyReason(generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey)).toBeUndefined();
-    expect(weakKeyReason(generateKeyPairSync('ed25519').publicKey)).toBeUndefined();
+    expect(weakKeyReason(createPublicKey(generateKeyPairSync('rsa', { modulusLength: 2048, ...PEM }).publicKey))).toBeUndefined();
+    expect(weakKeyReason(createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1', ...PEM }).publicKey))).toBeUndefined();
+    expect(weakKeyReason(createPublicKey(generateKeyPairSync('ec', { namedCurve: 'secp384r1', ...PEM }).publicKey))).toBeUndefined();
+    expect(weakKeyReason(createPublicKey(generateKeyPairSync('ed25519', PEM).publicKey))).toBeUndefined();
   });
 
   it('refuses short RSA moduli, exponents other than 65537 and other curves', () => {
-    expect(weakKeyReason(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey)).toMatch(/1024 bits/);
-    expect(weakKeyReason(generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }).publicKey)).toMatch(/exponent 3/);
-    expect(weakKeyReason(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey)).toMatch(/secp256k1/);
-    expect(weakKeyReason(generateKeyPairSync('ec', { namedCurve: 'secp521r1' }).publicKey)).toMatch(/secp521r1/);
+    expect(weakKeyReason(createPublicKey(generateKeyPairSync('rsa', { modulusLength: 1024, ...PEM }).publicKey))).toMatch(/1024 bits/);
+    expect(
+      weakKeyReason(createPublicKey(generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3, ...PEM }).publicKey)),
+    ).toMatch(/exponent 3/);
+    expect(weakKeyReason(createPublicKey(generateKeyPairSync('ec', { namedCurve: 'secp256k1', ...PEM }).publicKey))).toMatch(/secp256k1/);
+    expect(weakKeyReason(createPublicKey(generateKeyPairSync('ec', { namedCurve: 'secp521r1', ...PEM }).publicKey))).toMatch(/secp521r1/);
   });
 
   it('refuses a JWK with e = 1 (every "signature" would verify) and one that is not a key', () => {
@@ -29,7 +35,7 @@ describe('rejectingWeakKeys', () => {
   it('passes strong KeyObjects and CryptoKeys through and throws WeakKeyError for weak ones', async () => {
     const strong = await generateKeyPair('ES256');
     await expect(rejectingWeakKeys(async () => strong.publicKey)()).resolves.toBe(strong.publicKey);
-    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey;
+    const weak = createPublicKey(generateKeyPairSync('rsa', { modulusLength: 1024, ...PEM }).publicKey);
     await expect(rejectingWeakKeys(() => weak)()).rejects.toBeInstanceOf(WeakKeyError);
     await expect(rejectingWeakKeys(() => new Uint8Array(32))()).rejects.toBeInstanceOf(WeakKeyError);
     expect(await exportJWK(strong.publicKey)).toMatchObject({ crv: 'P-256' });
