@@ -18,10 +18,9 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
-import { connectEtcd, KeyLayout } from '@trellis/mesh-schema';
-import { createLogger } from '@trellis/runtime';
+import { KeyLayout } from '@trellis/mesh-schema';
 import { startEtcd } from '@trellis/testing';
-import { startRegistry } from '../../../apps/registry/src/registry';
+import { BENCH_ADMIN_TOKEN, startBenchRegistry } from './bench-registry';
 import { compareHeapSnapshots, summarizeHeapSnapshot } from './heap-snapshot';
 
 const { values: args } = parseArgs({
@@ -42,7 +41,7 @@ const { values: args } = parseArgs({
   },
 });
 
-const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+const ADMIN_TOKEN = BENCH_ADMIN_TOKEN;
 const CHECKPOINTS = (args.smoke ? '100,300' : args.checkpoints).split(',').map(Number);
 const CONCURRENCY = Number(args.concurrency);
 
@@ -63,26 +62,7 @@ type FromRegistry = { type: 'ready'; port: number } | { type: 'measured'; memory
 async function registryRole(): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('the registry role needs --expose-gc');
-  const etcd = connectEtcd({ endpoints: [args['etcd-endpoints']!] });
-  const registry = await startRegistry({
-    config: {
-      TRELLIS_HOST: '127.0.0.1',
-      TRELLIS_HTTP_PORT: 0,
-      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
-      TRELLIS_AUTH_JWKS_URL: undefined,
-      TRELLIS_AUTH_ISSUER: undefined,
-      TRELLIS_AUTH_AUDIENCE: 'trellis-registry',
-      TRELLIS_SERVICE_CREDENTIALS: undefined,
-      TRELLIS_CSRF_SECRET: 'bench-csrf-secret-0123456789abcdef0123456789',
-      TRELLIS_READS_REQUIRE_AUTH: false,
-      TRELLIS_MAX_BODY_BYTES: 64 * 1024,
-      TRELLIS_SECURE_COOKIES: false,
-    },
-    etcd,
-    layout: new KeyLayout(args['etcd-prefix']!),
-    logger: createLogger('registry', 'warn'),
-  });
-  while (!(await registry.health.recheck())) await new Promise((resolve) => setTimeout(resolve, 100));
+  const { registry, etcd } = await startBenchRegistry(args['etcd-endpoints']!, args['etcd-prefix']!);
   const send = (message: FromRegistry) => process.send!(message);
   process.on('message', (message: ToRegistry) => {
     if (message.type === 'measure') {

@@ -11,10 +11,9 @@ import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { connectEtcd, KeyLayout, MeshStore, type ServiceSpecInput } from '@trellis/mesh-schema';
-import { createLogger } from '@trellis/runtime';
+import { KeyLayout, MeshStore, type ServiceSpecInput } from '@trellis/mesh-schema';
 import { startEtcd } from '@trellis/testing';
-import { startRegistry } from '../../../apps/registry/src/registry';
+import { BENCH_ADMIN_TOKEN, startBenchRegistry } from './bench-registry';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,7 +41,7 @@ const DURATION_S = SMOKE ? 1 : Number(args.duration);
 const RATE = SMOKE ? 100 : Number(args.rate);
 const CONNECTIONS = Number(args.connections);
 const WRITES = SMOKE ? 10 : Number(args.writes);
-const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+const ADMIN_TOKEN = BENCH_ADMIN_TOKEN;
 
 const serviceName = (i: number): string => `svc-${i}`;
 const serviceSpec = (i: number, description = ''): ServiceSpecInput => ({
@@ -56,27 +55,7 @@ const serviceSpec = (i: number, description = ''): ServiceSpecInput => ({
 
 // ---- role: registry ----
 async function registryRole(): Promise<void> {
-  const etcd = connectEtcd({ endpoints: [args['etcd-endpoints']!] });
-  const registry = await startRegistry({
-    config: {
-      TRELLIS_HOST: '127.0.0.1',
-      TRELLIS_HTTP_PORT: 0,
-      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
-      TRELLIS_AUTH_JWKS_URL: undefined,
-      TRELLIS_AUTH_ISSUER: undefined,
-      TRELLIS_AUTH_AUDIENCE: 'trellis-registry',
-      TRELLIS_SERVICE_CREDENTIALS: undefined,
-      TRELLIS_CSRF_SECRET: 'bench-csrf-secret-0123456789abcdef0123456789',
-      TRELLIS_READS_REQUIRE_AUTH: false,
-      TRELLIS_MAX_BODY_BYTES: 64 * 1024,
-      TRELLIS_SECURE_COOKIES: false,
-    },
-    etcd,
-    layout: new KeyLayout(args['etcd-prefix']!),
-    logger: createLogger('registry', 'warn'),
-  });
-  // Readiness is evaluated on request (no push): ask until etcd answers and the view holds its snapshot.
-  while (!(await registry.health.recheck())) await new Promise((resolve) => setTimeout(resolve, 100));
+  const { registry, etcd } = await startBenchRegistry(args['etcd-endpoints']!, args['etcd-prefix']!);
   process.send!({ type: 'ready', port: registry.httpPort });
   await new Promise((resolve) => process.once('SIGTERM', resolve));
   await registry.close();
