@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { freePort, startEtcd, type TestEtcd } from '@trellis/testing';
-import { AppProcess, bundle, eventually, removeBundles } from './support/built-apps';
+import { AppProcess, bundle, eventually, removeBundles, unregisteredOrdersAgentArgs } from './support/built-apps';
 
 describe('trellis agent --envoy-bootstrap takes the sidecar ports trellis bootstrap takes', () => {
   let etcd: TestEtcd;
@@ -77,14 +77,8 @@ describe('trellis agent --envoy-bootstrap takes the sidecar ports trellis bootst
       'agent',
       bundle('cli'),
       [
-        'agent',
-        '--service=orders',
-        '--instance-id=orders-1',
-        '--address=127.0.0.1',
-        '--port=9080',
+        ...unregisteredOrdersAgentArgs(9080),
         ...locality,
-        '--health-check=none',
-        '--registry=http://127.0.0.1:9',
         `--envoy-bootstrap=${fromAgent}`,
         '--app-port=8080',
         `--control-plane=${controlPlaneUrl}`,

@@ -16,7 +16,7 @@ import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, MeshCa } from '@trellis/pki';
 import { certificateFilesIn, writeCertificateFiles } from '@trellis/sdk-node';
 import { freePort, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
-import { AppProcess, bundle, eventually, removeBundles } from './support/built-apps';
+import { AppProcess, bundle, eventually, removeBundles, unregisteredOrdersAgentArgs } from './support/built-apps';
 
 const TRUST_DOMAIN = 'bootstrap.example';
 const SECRET = 'orders-secret-0123456789';
@@ -134,13 +134,7 @@ describe('trellis bootstrap: the xDS token from authz over mTLS with the workloa
       'agent',
       bundle('cli'),
       [
-        'agent',
-        '--service=orders',
-        '--instance-id=orders-1',
-        '--address=127.0.0.1',
-        '--port=50051',
-        '--health-check=none',
-        '--registry=http://127.0.0.1:9',
+        ...unregisteredOrdersAgentArgs(50051),
         `--credential-file=${join(dir, 'orders.secret')}`,
         `--authz=${httpUrl}`,
         `--authz-mtls=${mtlsUrl}`,

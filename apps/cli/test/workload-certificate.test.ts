@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateRootCa, pemCertificates, type RootCa } from '@trellis/pki';
 import { freePort, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
-import { AppProcess, bundle, eventually, removeBundles } from './support/built-apps';
+import { AppProcess, bundle, eventually, removeBundles, unregisteredOrdersAgentArgs } from './support/built-apps';
 
 jest.setTimeout(420_000);
 
@@ -82,13 +82,7 @@ describe('trellis agent: the workload certificate from the mesh CA', () => {
       'agent',
       bundle('cli'),
       [
-        'agent',
-        '--service=orders',
-        '--instance-id=orders-1',
-        '--address=127.0.0.1',
-        '--port=50051',
-        '--health-check=none',
-        '--registry=http://127.0.0.1:9',
+        ...unregisteredOrdersAgentArgs(50051),
         `--credential-file=${join(dir, 'orders.secret')}`,
         `--authz=${authzUrl}`,
         `--certificate-dir=${certDir()}`,

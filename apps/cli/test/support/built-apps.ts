@@ -22,6 +22,22 @@ export function bundle(app: string): string {
   return main;
 }
 
+/**
+ * `trellis agent` for orders-1 with no registry to reach (registering is retried in
+ * the background): what the certificate and bootstrap tests start before their own flags.
+ */
+export function unregisteredOrdersAgentArgs(port: number): string[] {
+  return [
+    'agent',
+    '--service=orders',
+    '--instance-id=orders-1',
+    '--address=127.0.0.1',
+    `--port=${port}`,
+    '--health-check=none',
+    '--registry=http://127.0.0.1:9',
+  ];
+}
+
 /** Bundles a script of this directory (a child process's code); npm packages stay external. */
 export async function bundleScript(script: 'xds-caller'): Promise<string> {
   const outfile = join(WORKSPACE_ROOT, 'tmp/test-bundles', `${script}-${process.pid}`, 'main.js');
