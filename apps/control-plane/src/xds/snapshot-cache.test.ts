@@ -38,6 +38,21 @@ describe('SnapshotCache', () => {
     expect(seenA).toEqual(['2']);
   });
 
+  it('asks an affected-services test only about watched services, once each', () => {
+    const cache = new SnapshotCache<FakeModel>(translateFake);
+    const model = (v: number) => fakeModel({ a: [makeCluster('x', v)], b: [makeCluster('y', v)], c: [makeCluster('z', v)] });
+    cache.setModel(model(1), 'all', meta('1'));
+    const seen: string[] = [];
+    cache.watch({ service: 'a', kind: 'envoy' }, (s) => seen.push(`a@${s.meshRevision}`));
+    cache.watch({ service: 'a', kind: 'proxyless' }, (s) => seen.push(`a/p@${s.meshRevision}`));
+    cache.watch({ service: 'b', kind: 'envoy' }, (s) => seen.push(`b@${s.meshRevision}`));
+    const asked: string[] = [];
+    const result = cache.setModel(model(2), (service) => (asked.push(service), service === 'a'), meta('2'));
+    expect(asked.sort()).toEqual(['a', 'b']);
+    expect(result).toMatchObject({ rebuilt: 2, changed: 2 });
+    expect(seen.sort()).toEqual(['a/p@2', 'a@2']);
+  });
+
   it('shares one encoded resource between identities with the same content and frees it with the last watcher', () => {
     const cache = new SnapshotCache<FakeModel>(translateFake);
     cache.setModel(fakeModel({ a: [makeCluster('shared')], c: [makeCluster('shared')] }), 'all', meta('1'));

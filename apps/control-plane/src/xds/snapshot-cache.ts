@@ -28,6 +28,13 @@ export interface ModelMeta {
 
 export type Translate<M> = (model: M, identity: ProxyIdentity) => ResourceSet;
 
+/**
+ * Which services' identities a new model may change: every one, a set, or a test asked
+ * only for the services that have a connected proxy (so work such as comparing
+ * fingerprints is done for those alone).
+ */
+export type AffectedServices = 'all' | ReadonlySet<string> | ((service: string) => boolean);
+
 export interface SnapshotCacheOptions {
   /** Translation threw: the identity keeps its last good snapshot. */
   onTranslateError?: (identity: ProxyIdentity, err: unknown) => void;
@@ -125,13 +132,22 @@ export class SnapshotCache<M> implements SnapshotSource {
 
   /**
    * Installs a new model. Only watched identities whose service is in `affected`
-   * are recomputed; listeners hear about a snapshot only when a version changed.
+   * are recomputed (a test is asked once per watched service, never for others);
+   * listeners hear about a snapshot only when a version changed.
    */
-  setModel(model: M, affected: ReadonlySet<string> | 'all', meta: ModelMeta): CacheUpdate {
+  setModel(model: M, affected: AffectedServices, meta: ModelMeta): CacheUpdate {
     this.model = model;
     this.meta = meta;
+    const answers = new Map<string, boolean>();
+    const isAffected = (service: string): boolean => {
+      if (affected === 'all') return true;
+      if (typeof affected !== 'function') return affected.has(service);
+      let answer = answers.get(service);
+      if (answer === undefined) answers.set(service, (answer = affected(service)));
+      return answer;
+    };
     const due = [...this.entries.values()].filter(
-      (entry) => affected === 'all' || affected.has(entry.identity.service) || !entry.snapshot || this.stale.has(entry),
+      (entry) => !entry.snapshot || this.stale.has(entry) || isAffected(entry.identity.service),
     );
     if (this.options.fanOutSliceMs === undefined) {
       const changed = due.filter((entry) => this.rebuild(entry));
