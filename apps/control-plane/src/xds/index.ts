@@ -4,7 +4,14 @@ export { AdsServer, identityOf, type ActiveStream, type AdsServerOptions } from 
 export { composeCallbacks, type SentResponse, type StreamInfo, type XdsCallbacks, type XdsProtocol } from './callbacks';
 export { ProxyStatusWriter, type ProxyStatusWriterOptions } from './proxy-status-writer';
 export { xdsServerCredentials, type XdsTlsFiles } from './server-credentials';
-export { SnapshotCache, identityKey, type AffectedServices, type ProxySnapshot, type SnapshotSource, type TypeSnapshot } from './snapshot-cache';
+export {
+  SnapshotCache,
+  identityKey,
+  type AffectedServices,
+  type ProxySnapshot,
+  type SnapshotSource,
+  type TypeSnapshot,
+} from './snapshot-cache';
 export {
   createStreamAuthenticator,
   serviceOfCertificate,
