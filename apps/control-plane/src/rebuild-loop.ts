@@ -7,14 +7,7 @@ import type { MeshUpdate, MeshWatcher } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import { Debouncer } from './debounce';
 import type { ControlPlaneMetrics } from './metrics';
-import {
-  buildMeshModel,
-  EndpointRetention,
-  servicesAffected,
-  type MeshModel,
-  type RetainedEndpoint,
-  type TranslatorSettings,
-} from './model';
+import { affectedTest, buildMeshModel, EndpointRetention, type MeshModel, type RetainedEndpoint, type TranslatorSettings } from './model';
 import type { SnapshotCache } from './xds';
 
 export interface RebuildLoopDeps {
@@ -119,7 +112,8 @@ export class RebuildLoop {
       this.servicesChanged = 'unknown';
       throw err;
     }
-    const affected = reset || !prev ? 'all' : servicesAffected(prev, next);
+    // Asked by the cache only about services with a connected proxy: nothing is compared for the others.
+    const affected = reset || !prev ? 'all' : affectedTest(prev, next);
     this.current = next;
     const update = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
     // The cache may hand the snapshots out over later event-loop turns (fanOutSliceMs): measured to the end of that.
@@ -127,7 +121,7 @@ export class RebuildLoop {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.observeRebuild(seconds, { ...result, reset });
       logger.debug(
-        { revision: next.revision, affected: affected === 'all' ? 'all' : affected.size, ...result, ms: seconds * 1000 },
+        { revision: next.revision, ...(affected === 'all' ? { affected: 'all' } : {}), ...result, ms: seconds * 1000 },
         'mesh rebuilt',
       );
     });

@@ -6,16 +6,18 @@ import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
-import type {
-  DependencyModel,
-  LocalityEndpoints,
-  MeshModel,
-  MeshTokens,
-  ServiceModel,
-  TracingSettings,
-  TranslatorSettings,
+import {
+  dependencyPolicy,
+  type DependencyModel,
+  type LocalityEndpoints,
+  type MeshModel,
+  type MeshTokens,
+  type ServiceModel,
+  type TracingSettings,
+  type TranslatorSettings,
 } from '../model';
 import {
+  canonicalDigest,
   emptyResourceSet,
   makeResource,
   toResourceSet,
@@ -96,7 +98,10 @@ export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo
   if (!service) return emptyResourceSet();
   const generation = memo?.use(model);
   const make: Make = generation ? (builder, input) => generation.get(builder, input) : (builder, input) => builder(input);
-  const deps = service.dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }));
+  const deps = service.dependencies.map((dep): Dep => {
+    const callee = model.services.get(dep.service)!;
+    return { dep, callee, policy: dependencyPolicy(callee, dep) };
+  });
   return toResourceSet(
     proxy.kind === 'envoy'
       ? sidecarResources(model, service, deps, make, proxy.outboundPort)
@@ -104,7 +109,8 @@ export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo
   );
 }
 
-type Dep = { dep: DependencyModel; callee: ServiceModel };
+/** A dependency as translation reads it: what the caller declared, the callee, and the effective policy of the two. */
+type Dep = { dep: DependencyModel; callee: ServiceModel; policy: TrafficPolicy };
 
 // Model objects are never mutated, so a projection made once per object serves
 // every caller, and its digest is computed once (canonicalDigest remembers it).
@@ -134,18 +140,18 @@ function reused<I>(anchor: object, slot: string, parts: readonly unknown[], make
 }
 
 // What a route reads of a dependency (routes.ts RouteDependency): it depends only on
-// the dependency's policy object and the caller's rate-limit override, so it is
-// projected once per policy object — every caller without an override shares the
+// the dependency's effective policy object and the caller's rate-limit override, so it
+// is projected once per policy object — every caller without an override shares the
 // callee's — and a change a route does not read (a callee's circuit breaker) gives an
 // equal input, so every caller's routes stay encoded as they were.
 const routeDependencies = new WeakMap<TrafficPolicy, { plain?: RouteDependency; limited: WeakMap<object, RouteDependency> }>();
-function routeDependency(dep: DependencyModel): RouteDependency {
-  let byPolicy = routeDependencies.get(dep.policy);
-  if (!byPolicy) routeDependencies.set(dep.policy, (byPolicy = { limited: new WeakMap() }));
+function routeDependency({ dep, policy }: Dep): RouteDependency {
+  let byPolicy = routeDependencies.get(policy);
+  if (!byPolicy) routeDependencies.set(policy, (byPolicy = { limited: new WeakMap() }));
   const rateLimit = dep.override?.rateLimit;
-  if (rateLimit === undefined) return (byPolicy.plain ??= { policy: routePolicy(dep.policy) });
+  if (rateLimit === undefined) return (byPolicy.plain ??= { policy: routePolicy(policy) });
   let projected = byPolicy.limited.get(rateLimit);
-  if (!projected) byPolicy.limited.set(rateLimit, (projected = { policy: routePolicy(dep.policy), override: { rateLimit } }));
+  if (!projected) byPolicy.limited.set(rateLimit, (projected = { policy: routePolicy(policy), override: { rateLimit } }));
   return projected;
 }
 
@@ -164,7 +170,7 @@ const sharedUpstreams = new WeakMap<MeshModel, WeakMap<ServiceModel, Map<string,
 
 /** Clusters and endpoints of one dependency: one per upstream (the whole service, or each weighted subset). */
 function upstreamResources(model: MeshModel, d: Dep, proxyless: boolean, make: Make): XdsResource[] {
-  if (d.dep.policy !== d.callee.policy) return translateUpstreams(model, d, proxyless, make);
+  if (d.policy !== d.callee.policy) return translateUpstreams(model, d, proxyless, make);
   let byCallee = sharedUpstreams.get(model);
   if (!byCallee) sharedUpstreams.set(model, (byCallee = new WeakMap()));
   let variants = byCallee.get(d.callee);
@@ -175,14 +181,14 @@ function upstreamResources(model: MeshModel, d: Dep, proxyless: boolean, make: M
   return resources;
 }
 
-function translateUpstreams(model: MeshModel, { dep, callee }: Dep, proxyless: boolean, make: Make): XdsResource[] {
+function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, proxyless: boolean, make: Make): XdsResource[] {
   const connectTimeoutMs = model.settings.connectTimeoutMs;
   // A TCP listener cannot split by weight here: it always uses the whole service.
   const upstreams = callee.protocol === 'tcp' ? [{ subset: undefined, localities: callee.localities }] : callee.upstreams;
   return upstreams.flatMap((upstream) => {
     const edsName = outboundClusterName(callee.name, upstream.subset);
     const name = proxyless ? proxylessClusterName(callee.name, upstream.subset, dep.since) : edsName;
-    const input: ClusterInput = { name, edsServiceName: edsName, protocol: callee.protocol, policy: dep.policy, connectTimeoutMs };
+    const input: ClusterInput = { name, edsServiceName: edsName, protocol: callee.protocol, policy, connectTimeoutMs };
     // Callers speak mTLS to a callee that accepts it; its certificate must name the callee.
     if (callee.mtls !== 'off') {
       input.peerSpiffeId = spiffeIdOf(model.trustDomain, callee.name);
@@ -199,6 +205,19 @@ function translateUpstreams(model: MeshModel, { dep, callee }: Dep, proxyless: b
       ),
     ];
   });
+}
+
+// A caller's outbound routes input is reused while the digests of what its routes
+// read are the same: a callee change routes do not read (a circuit breaker) projects
+// a new RouteDependency and RouteTarget of equal content, once per callee, and every
+// caller keeps its input object, whose digest is known, instead of digesting a new one.
+function outboundRoutesInput(
+  service: ServiceModel,
+  httpDeps: Dep[],
+): { source: string; deps: Array<{ dep: RouteDependency; callee: RouteTarget }> } {
+  const deps = httpDeps.map((d) => ({ dep: routeDependency(d), callee: routeTarget(d.callee) }));
+  const digests = deps.flatMap((d) => [canonicalDigest(d.dep), canonicalDigest(d.callee)]);
+  return reused(service, 'outboundRoutes', [service.name, ...digests], () => ({ source: service.name, deps }));
 }
 
 function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make, outboundPort?: number): XdsResource[] {
@@ -248,10 +267,7 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
           perRouteRateLimit,
         })),
       ),
-      make(build.outboundRoutes, {
-        source: service.name,
-        deps: httpDeps.map((d) => ({ dep: routeDependency(d.dep), callee: routeTarget(d.callee) })),
-      }),
+      make(build.outboundRoutes, outboundRoutesInput(service, httpDeps)),
     );
   }
   for (const d of deps) {
@@ -311,7 +327,7 @@ function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[]
       .filter((d) => d.callee.protocol !== 'tcp')
       .flatMap((d) => [
         make(build.proxylessListener, { callee: d.callee.name, since: d.dep.since }),
-        make(build.proxylessRoutes, { dep: routeDependency(d.dep), since: d.dep.since, callee: routeTarget(d.callee) }),
+        make(build.proxylessRoutes, { dep: routeDependency(d), since: d.dep.since, callee: routeTarget(d.callee) }),
         ...upstreamResources(model, d, true, make),
       ]),
   );

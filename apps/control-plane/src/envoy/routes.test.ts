@@ -4,6 +4,7 @@ import type { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route
 import { LocalRateLimit } from '@trellis/envoy-types/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
 import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
+import { dependencyPolicy, type DependencyModel, type MeshModel } from '../model';
 import { MeshFixture } from '../model/mesh-fixture';
 import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig } from './routes';
 
@@ -33,8 +34,13 @@ const model = new MeshFixture()
     ],
   })
   .model();
+/** A dependency with its effective policy, as translation gives it to the route builders. */
+function resolved(model: MeshModel, dep: DependencyModel): DependencyModel & { policy: TrafficPolicy } {
+  return { ...dep, policy: dependencyPolicy(model.services.get(dep.service)!, dep) };
+}
+
 const a = model.services.get('a')!;
-const deps = a.dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }));
+const deps = a.dependencies.map((dep) => ({ dep: resolved(model, dep), callee: model.services.get(dep.service)! }));
 
 describe('outboundRouteConfig', () => {
   const routes = outboundRouteConfig(a, deps);
@@ -93,7 +99,7 @@ describe('proxylessRouteConfig', () => {
       .service('b', { port: 9000 })
       .service('a', { dependencies: [{ service: 'b' }] })
       .model();
-    const dep = plain.services.get('a')!.dependencies[0]!;
+    const dep = resolved(plain, plain.services.get('a')!.dependencies[0]!);
     expect(actionOf(proxylessRouteConfig(dep, plain.services.get('b')!)).retryPolicy).toMatchObject({
       retryOn: 'unavailable',
       numRetries: 2,
@@ -133,7 +139,7 @@ describe('ring_hash routes carry a hash policy', () => {
       .service('b', { protocol: 'grpc', policy })
       .service('a', { dependencies: [{ service: 'b' }] })
       .model();
-    const dep = model.services.get('a')!.dependencies[0]!;
+    const dep = resolved(model, model.services.get('a')!.dependencies[0]!);
     const callee = model.services.get('b')!;
     const config = kind === 'envoy' ? outboundRouteConfig({ name: 'a' }, [{ dep, callee }]) : proxylessRouteConfig(dep, callee);
     const action = config.virtualHosts[0]!.routes[0]!.action;

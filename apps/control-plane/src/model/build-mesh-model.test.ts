@@ -1,5 +1,5 @@
 import { DEFAULT_TRANSLATOR_SETTINGS } from './mesh-model';
-import { buildMeshModel, mergePolicy, servicesAffected } from './build-mesh-model';
+import { buildMeshModel, dependencyPolicy, identityFingerprint, mergePolicy, servicesAffected } from './build-mesh-model';
 import { MeshFixture } from './mesh-fixture';
 
 describe('buildMeshModel', () => {
@@ -46,9 +46,13 @@ describe('buildMeshModel', () => {
       .service('a', { dependencies: [{ service: 'b', policy: { timeoutMs: 250 } }] })
       .model();
     const dep = model.services.get('a')!.dependencies[0]!;
-    expect(dep.policy.timeoutMs).toBe(250);
-    expect(dep.policy.retries?.attempts).toBe(2);
+    const policy = dependencyPolicy(model.services.get('b')!, dep);
+    expect(policy.timeoutMs).toBe(250);
+    expect(policy.retries?.attempts).toBe(2);
     expect(dep.override).toEqual({ timeoutMs: 250 });
+    // The caller's model holds only what it declared; the same pair of policies gives the same object.
+    expect(dep).not.toHaveProperty('policy');
+    expect(dependencyPolicy(model.services.get('b')!, dep)).toBe(policy);
     expect(mergePolicy({ timeoutMs: 1 }, undefined)).toEqual({ timeoutMs: 1 });
   });
 
@@ -206,11 +210,26 @@ describe('buildMeshModel with the previous model', () => {
       const state = mesh.state();
       const incremental = buildMeshModel(state, DEFAULT_TRANSLATOR_SETTINGS, previous);
       const full = buildMeshModel(state, DEFAULT_TRANSLATOR_SETTINGS);
-      expect(incremental.identityFingerprints).toEqual(full.identityFingerprints);
+      for (const name of full.services.keys()) expect(identityFingerprint(incremental, name)).toBe(identityFingerprint(full, name));
       expect(incremental.services).toEqual(full.services);
       expect(incremental.dropped).toEqual(full.dropped);
       previous = incremental;
     }
+  });
+});
+
+describe('the callers list of a changed service', () => {
+  it('follows a declaring record that now names another service, though its dependencies stay the same', () => {
+    const mesh = new MeshFixture().service('hub').service('a', { dependencies: [{ service: 'hub' }] });
+    const before = mesh.model();
+    mesh.service('hub', { policy: { timeoutMs: 5 } });
+    const misnamed = mesh.services.get('a')!;
+    mesh.services.set('a', { ...misnamed, value: { ...misnamed.value, spec: { ...misnamed.value.spec, name: 'other' } } });
+    const state = mesh.state();
+    const incremental = buildMeshModel(state, DEFAULT_TRANSLATOR_SETTINGS, before, new Set(['hub', 'a']));
+    const full = buildMeshModel(state, DEFAULT_TRANSLATOR_SETTINGS);
+    expect(full.services.get('hub')!.callers).toEqual(['other']);
+    expect(incremental.services).toEqual(full.services);
   });
 });
 

@@ -80,7 +80,6 @@ export function buildMeshModel(
   const declaredBy = new CopyOnWrite(base.declaredBy);
   const memo = new CopyOnWrite<string, ServiceMemo>(previous?.memo ?? new Map());
   const services = new CopyOnWrite<string, ServiceModel>(previous?.services ?? new Map());
-  const fingerprints = new CopyOnWrite<string, string>(previous?.identityFingerprints ?? new Map());
   const droppedOf = new CopyOnWrite(base.droppedOf);
 
   // 1. The changed services' own records, instances and declarations.
@@ -126,8 +125,13 @@ export function buildMeshModel(
       services.delete(name);
       continue;
     }
-    if (!services.has(name)) added = true;
+    const before = services.get(name);
+    if (!before) added = true;
     const spec = entry.record.spec;
+    // The callers list reads the records that declare this service: unless one of them changed, it is the one before
+    // (a change to a service 3,000 services call does not sort and re-digest their names).
+    const declaring = declaredBy.get(name);
+    const sameCallers = previous && before && !callersChanged.has(name) && !(declaring && intersects(declaring, dirty));
     services.set(name, {
       name,
       team: spec.team,
@@ -138,44 +142,43 @@ export function buildMeshModel(
       mtls: spec.mtls ?? 'off',
       inbound: spec.port !== settings.outboundPort && spec.port !== settings.adminPort,
       dependencies: services.get(name)?.dependencies ?? [],
-      callers: callersOf(name, records.current, declaredBy.current),
+      callers: sameCallers ? before.callers : callersOf(name, records.current, declaredBy.current),
       upstreams: entry.upstreams,
       localities: entry.localities,
       modRevision: stored.modRevision,
     });
   }
 
-  // 3. Dependencies, resolved against the callee's policy: the changed services and every service that declares one.
+  // 3. Dependencies: the changed services, and the callers of a changed service that came, went, or changed
+  // protocol or port — all resolving reads of a callee. Its policy is applied at translation (dependencyPolicy),
+  // so a policy or endpoint change leaves its callers' models alone; their configs change through `exposed`.
   const reresolve = new Set(dirty);
-  for (const name of dirty) for (const caller of declaredBy.get(name) ?? []) reresolve.add(caller);
+  const exposed = new Set<string>();
+  for (const name of dirty) {
+    const before = previous?.memo.get(name);
+    const after = memo.get(name);
+    if (before?.exposedDigest === after?.exposedDigest) continue;
+    exposed.add(name);
+    if (calleeShape(before) !== calleeShape(after)) for (const caller of declaredBy.get(name) ?? []) reresolve.add(caller);
+  }
   for (const name of reresolve) {
     const service = services.get(name);
     const entry = memo.get(name);
     if (!service || !entry) continue;
-    const calleeRecords = entry.record.spec.dependencies.map((dep) => memo.get(dep.service)?.record);
-    if (entry.dependencies && sameRefs(entry.dependencies.calleeRecords, calleeRecords)) {
+    const calleeShapes = entry.record.spec.dependencies.map((dep) => calleeShape(memo.get(dep.service)));
+    if (entry.dependencies && sameRefs(entry.dependencies.calleeShapes, calleeShapes)) {
       if (service.dependencies !== entry.dependencies.models) services.set(name, { ...service, dependencies: entry.dependencies.models });
       continue;
     }
     const resolved = resolveDependencies(entry.record, service, services.current, settings);
-    memo.set(name, { ...entry, dependencies: { calleeRecords, ...resolved } });
+    memo.set(name, { ...entry, dependencies: { calleeShapes, ...resolved } });
     services.set(name, { ...service, dependencies: resolved.models });
   }
   // A service registered since the previous model goes in its place: the model lists services by name.
   const sortedServices = added ? new Map([...services.current].sort(([a], [b]) => compare(a, b))) : services.current;
 
-  // 4. Fingerprints of every identity whose inputs may have changed.
+  // 4. The identities whose own inputs were looked at again (fingerprints are computed when asked: identityFingerprint).
   const touched = new Set([...reresolve, ...callersChanged]);
-  for (const name of touched) {
-    const service = sortedServices.get(name);
-    if (!service) {
-      fingerprints.delete(name);
-      continue;
-    }
-    // Digests joined, not a fresh array digested: nothing here is digested twice, so nothing is remembered.
-    const deps = service.dependencies.map((d) => `${JSON.stringify(d.service)}=${memo.get(d.service)!.exposedDigest}`).join(',');
-    fingerprints.set(name, digestText(`${sharedDigest}|${memo.get(name)!.specDigest}|${canonicalDigest(service.callers)}|${deps}`));
-  }
 
   // 5. Dropped inputs, kept per service name so a change re-derives only its own.
   let dropsChanged = !previous;
@@ -198,11 +201,10 @@ export function buildMeshModel(
     // Equal tokens stay the same object, so what translation builds from them is reused as it is.
     tokens: previous ? previous.tokens : tokens,
     dropped: [...invalidDropped, ...serviceDropped, ...tokenDropped],
-    identityFingerprints: fingerprints.current,
     memo: memo.current,
     index: {
       generation: ++generations,
-      ...(previous ? { touched: { since: base.generation, services: touched } } : {}),
+      ...(previous ? { touched: { since: base.generation, services: touched, exposed } } : {}),
       records: records.current,
       instances: instances.current,
       declares: declares.current,
@@ -213,26 +215,55 @@ export function buildMeshModel(
   };
 }
 
-/** Identities (service names) whose proxies' config may differ between two models. */
-export function servicesAffected(prev: MeshModel | undefined, next: MeshModel): Set<string> {
-  const affected = new Set<string>();
+const fingerprintsOf = new WeakMap<MeshModel, Map<string, string | undefined>>();
+
+/**
+ * A digest of everything the proxies of one service are configured from — what every
+ * proxy shares, the service's own spec and callers, and what it sees of each callee
+ * (its exposed digest); equal digest, equal config. Undefined for a service not in
+ * the model. Computed when first asked and remembered per model, so only identities
+ * with a connected proxy ever get one.
+ */
+export function identityFingerprint(model: MeshModel, name: string): string | undefined {
+  let known = fingerprintsOf.get(model);
+  if (!known) fingerprintsOf.set(model, (known = new Map()));
+  if (known.has(name)) return known.get(name);
+  const service = model.services.get(name);
+  let fingerprint: string | undefined;
+  if (service) {
+    // Digests joined, not a fresh array digested: nothing here is digested twice, so nothing is remembered.
+    const deps = service.dependencies.map((d) => `${JSON.stringify(d.service)}=${model.memo.get(d.service)!.exposedDigest}`).join(',');
+    fingerprint = digestText(`${model.sharedDigest}|${model.memo.get(name)!.specDigest}|${canonicalDigest(service.callers)}|${deps}`);
+  }
+  known.set(name, fingerprint);
+  return fingerprint;
+}
+
+/**
+ * Whether the proxies of a service may need a different config in `next` than in
+ * `prev` (their fingerprints differ), asked per service: the snapshot cache asks
+ * only about services with a connected proxy. For a model built from `prev`, a
+ * service it looked at again is compared; any other service kept its model object,
+ * so its fingerprint differs exactly when one of its dependencies' exposed digests
+ * does — no digest is computed for it (a change to a service 3,000 services call).
+ */
+export function affectedTest(prev: MeshModel | undefined, next: MeshModel): (service: string) => boolean {
+  const differs = (name: string): boolean => (prev ? identityFingerprint(prev, name) : undefined) !== identityFingerprint(next, name);
   const touched = next.index.touched;
-  if (prev && touched && touched.since === prev.index.generation) {
-    // Built from `prev`: only the services it looked at again can differ.
-    for (const name of touched.services) {
-      if (prev.identityFingerprints.get(name) !== next.identityFingerprints.get(name)) affected.add(name);
-    }
-    return affected;
-  }
-  for (const [name, digest] of next.identityFingerprints) {
-    if (prev?.identityFingerprints.get(name) !== digest) affected.add(name);
-  }
-  if (prev) {
-    for (const name of prev.identityFingerprints.keys()) {
-      if (!next.identityFingerprints.has(name)) affected.add(name);
-    }
-  }
-  return affected;
+  if (!prev || !touched || touched.since !== prev.index.generation) return differs;
+  const { services, exposed } = touched;
+  return (name) => {
+    if (services.has(name)) return differs(name);
+    if (exposed.size === 0) return false;
+    return next.services.get(name)?.dependencies.some((d) => exposed.has(d.service)) ?? false;
+  };
+}
+
+/** Every service whose proxies' config may differ between two models (affectedTest asked about every service of both). */
+export function servicesAffected(prev: MeshModel | undefined, next: MeshModel): Set<string> {
+  const test = affectedTest(prev, next);
+  const names = new Set([...(prev?.services.keys() ?? []), ...next.services.keys()]);
+  return new Set([...names].filter(test));
 }
 
 let generations = 0;
@@ -362,6 +393,11 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
   };
 }
 
+/** What resolving a dependency reads of its callee: whether it is in the model, its protocol and port. */
+function calleeShape(entry: ServiceMemo | undefined): string | undefined {
+  return entry && `${entry.record.spec.protocol}:${entry.record.spec.port}`;
+}
+
 function resolveDependencies(
   record: ServiceRecord,
   service: ServiceModel,
@@ -389,7 +425,6 @@ function resolveDependencies(
     return [
       {
         service: dep.service,
-        policy: mergePolicy(callee.policy, dep.policy),
         ...(dep.policy ? { override: dep.policy } : {}),
         since: dependencySince(record, dep.service),
       },
@@ -455,6 +490,24 @@ function assembleDrops(droppedOf: ReadonlyMap<string, ServiceDrops>): DroppedInp
   const names = [...droppedOf.keys()].sort(compare);
   const kinds = ['unregisteredDependencies', 'unregisteredInstances', 'own', 'dependencies'] as const;
   return kinds.flatMap((kind) => names.flatMap((name) => droppedOf.get(name)![kind]));
+}
+
+const mergedPolicies = new WeakMap<TrafficPolicy, WeakMap<TrafficPolicy, TrafficPolicy>>();
+
+/**
+ * A dependency's effective policy: the callee's, with the caller's override applied
+ * field by field. Without an override it is the callee's very policy object; with
+ * one, the same object for the same pair of policy objects, so what translation
+ * projects from it per object is shared by every caller alike.
+ */
+export function dependencyPolicy(callee: Pick<ServiceModel, 'policy'>, dep: Pick<DependencyModel, 'override'>): TrafficPolicy {
+  const override = dep.override;
+  if (!override) return callee.policy;
+  let byOverride = mergedPolicies.get(callee.policy);
+  if (!byOverride) mergedPolicies.set(callee.policy, (byOverride = new WeakMap()));
+  let merged = byOverride.get(override);
+  if (!merged) byOverride.set(override, (merged = mergePolicy(callee.policy, override)));
+  return merged;
 }
 
 /** Field-by-field: what the caller set wins, the rest comes from the callee. */
@@ -543,6 +596,12 @@ function tokensOf(state: MeshStateView, settings: TranslatorSettings, dropped: D
 
 function sameSettings(a: TranslatorSettings, b: TranslatorSettings): boolean {
   return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+function intersects(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+  for (const item of small) if (large.has(item)) return true;
+  return false;
 }
 
 function sameRefs(a: readonly unknown[], b: readonly unknown[]): boolean {

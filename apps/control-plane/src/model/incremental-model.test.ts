@@ -6,53 +6,25 @@
 // second generated mesh over the same service names.
 import fc from 'fast-check';
 import { meshArbitrary, meshStateOf, propertyRuns, type GeneratedMesh } from '@trellis/mesh-schema/testing';
-import { buildMeshModel, servicesAffected, type MeshStateView } from './build-mesh-model';
+import { buildMeshModel, identityFingerprint, servicesAffected, type MeshStateView } from './build-mesh-model';
+import { changed, opArbitrary } from './mesh-changes';
 import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel } from './mesh-model';
-
-type Op = 'take-service' | 'drop-service' | 'take-instances' | 'drop-instances';
-const opArbitrary = fc.array(fc.tuple(fc.nat(), fc.constantFrom<Op>('take-service', 'drop-service', 'take-instances', 'drop-instances')), {
-  maxLength: 6,
-});
-
-/** Applies the operations to a copy of `from`, drawing new values from `other`; returns the state and the names touched. */
-function changed(from: MeshStateView, other: MeshStateView, ops: Array<[number, Op]>): { state: MeshStateView; names: Set<string> } {
-  const services = new Map(from.services);
-  const instances = new Map(from.instances);
-  const names = new Set<string>();
-  const pick = <T>(keys: Iterable<T>, n: number): T | undefined => {
-    const list = [...keys];
-    return list.length === 0 ? undefined : list[n % list.length];
-  };
-  for (const [n, op] of ops) {
-    const name =
-      op === 'take-service'
-        ? pick(other.services.keys(), n)
-        : op === 'drop-service'
-          ? pick(services.keys(), n)
-          : op === 'take-instances'
-            ? pick(other.instances.keys(), n)
-            : pick(instances.keys(), n);
-    if (name === undefined) continue;
-    names.add(name);
-    if (op === 'take-service') services.set(name, other.services.get(name)!);
-    else if (op === 'drop-service') services.delete(name);
-    else if (op === 'take-instances') instances.set(name, new Map(other.instances.get(name)!));
-    else instances.delete(name);
-  }
-  return { state: { ...from, revision: '8', services, instances }, names };
-}
 
 function expectSameModel(actual: MeshModel, expected: MeshModel): void {
   expect([...actual.services.keys()]).toEqual([...expected.services.keys()]);
   expect(actual.services).toEqual(expected.services);
   expect(actual.dropped).toEqual(expected.dropped);
-  expect(actual.identityFingerprints).toEqual(expected.identityFingerprints);
+  expect(fingerprints(actual)).toEqual(fingerprints(expected));
+}
+
+function fingerprints(model: MeshModel): Map<string, string | undefined> {
+  return new Map([...model.services.keys()].map((name) => [name, identityFingerprint(model, name)]));
 }
 
 /** Every identity whose fingerprint differs, found the slow way. */
 function affectedByComparison(prev: MeshModel, next: MeshModel): Set<string> {
-  const names = new Set([...prev.identityFingerprints.keys(), ...next.identityFingerprints.keys()]);
-  return new Set([...names].filter((name) => prev.identityFingerprints.get(name) !== next.identityFingerprints.get(name)));
+  const names = new Set([...prev.services.keys(), ...next.services.keys()]);
+  return new Set([...names].filter((name) => identityFingerprint(prev, name) !== identityFingerprint(next, name)));
 }
 
 describe('the incremental mesh model', () => {
@@ -82,7 +54,7 @@ describe('the incremental mesh model', () => {
     );
   });
 
-  it('looks again only at the changed service and the services that declare it', () => {
+  it('looks again only at the changed service, and finds its callers from the index', () => {
     const state = meshStateOf({ services: [], instances: [], authzKeys: [], meshSettings: undefined } as unknown as GeneratedMesh);
     const spec = (name: string, dependencies: string[]) => ({
       spec: {
@@ -112,9 +84,13 @@ describe('the incremental mesh model', () => {
       before,
       new Set(['hub']),
     );
-    expect(after.index.touched?.services).toEqual(new Set(['hub', 'a', 'b']));
+    // Only hub's own model is new: its callers hold what they declared, hub's policy is applied at translation.
+    expect(after.index.touched?.services).toEqual(new Set(['hub']));
+    expect(after.index.touched?.exposed).toEqual(new Set(['hub']));
     expect(servicesAffected(before, after)).toEqual(new Set(['hub', 'a', 'b']));
-    // Untouched services keep their model objects (and so their memoised digests).
+    // Every other service keeps its model object (and so its memoised digests), callers included.
+    expect(after.services.get('a')).toBe(before.services.get('a'));
+    expect(after.services.get('b')).toBe(before.services.get('b'));
     expect(after.services.get('c')).toBe(before.services.get('c'));
     expect(after.services.get('d')).toBe(before.services.get('d'));
   });

@@ -67,11 +67,15 @@ export interface UpstreamModel {
   localities: LocalityEndpoints[];
 }
 
+/**
+ * What a caller declared of one dependency, and nothing of the callee: the callee's
+ * policy lives once in the callee's model, and translation applies `override` over
+ * it (dependencyPolicy), so a change to a callee that thousands call changes one
+ * ServiceModel, not every caller's.
+ */
 export interface DependencyModel {
   service: string;
-  /** The callee's policy with the caller's per-dependency override applied field by field. */
-  policy: TrafficPolicy;
-  /** Only what the caller set itself; a local rate limit here limits this caller's outbound calls. */
+  /** Only what the caller set itself, applied over the callee's policy field by field; a local rate limit here limits this caller's outbound calls. */
   override?: TrafficPolicy;
   /** The caller's generation since which it has declared this dependency without a break (ServiceRecord.dependencySince). */
   since: number;
@@ -128,8 +132,6 @@ export interface MeshModel {
   trustDomain: string;
   /** Inputs left out of the model, each with why (shown in logs and /debug). */
   dropped: DroppedInput[];
-  /** Per service: a digest of everything its proxies' config is built from. Equal digest, equal config. */
-  identityFingerprints: ReadonlyMap<string, string>;
   /** Digest of what every proxy shares: mesh tokens, trust domain and translator settings. */
   sharedDigest: string;
   /** Per-service parts with the exact records they were built from, for reuse by the next build. */
@@ -142,8 +144,13 @@ export interface MeshModel {
 export interface MeshIndex {
   /** Unique per model, so a model built from another can say from which. */
   generation: number;
-  /** Set when built from a previous model: the services whose fingerprint may differ from that model's. */
-  touched?: { since: number; services: ReadonlySet<string> };
+  /**
+   * Set when built from a previous model: the services whose own inputs were looked at
+   * again (their identity fingerprint may differ from that model's), and the services
+   * whose exposed part changed or that came or went (their callers' fingerprints may
+   * differ). No other identity's config can differ.
+   */
+  touched?: { since: number; services: ReadonlySet<string>; exposed: ReadonlySet<string> };
   /** Every stored service record by key (also one naming another service), as this model read it. */
   records: ReadonlyMap<string, ServiceRecord>;
   /** A copy of the instances of every service name that has some. */
@@ -177,6 +184,9 @@ export interface ServiceMemo {
   exposedDigest: string;
   /** Digest of the service's own spec as its proxies use it. */
   specDigest: string;
-  /** Resolved dependencies and the callee records they were resolved against (set once per build). */
-  dependencies?: { calleeRecords: ReadonlyArray<ServiceRecord | undefined>; models: DependencyModel[]; dropped: DroppedInput[] };
+  /**
+   * Resolved dependencies and what they were resolved from of each declared callee:
+   * whether it is in the model, its protocol and its port (calleeShape), nothing else.
+   */
+  dependencies?: { calleeShapes: ReadonlyArray<string | undefined>; models: DependencyModel[]; dropped: DroppedInput[] };
 }
