@@ -221,9 +221,38 @@ function outboundRoutesInput(
 }
 
 function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make, outboundPort?: number): XdsResource[] {
-  const { settings, tokens } = model;
+  const httpDeps = deps.filter((d) => d.callee.protocol !== 'tcp');
+  const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
   // A sidecar that shares its host with another binds its own outbound port (node metadata).
-  const outboundSettings = outboundPort && outboundPort !== settings.outboundPort ? { ...settings, outboundPort } : settings;
+  const port = outboundPort ?? model.settings.outboundPort;
+  // Its own resources read only its service model, what every proxy shares and two facts about its
+  // dependencies: kept per service model object, so a change to a callee assembles only the dependency part.
+  const resources = [
+    ...reused(service, `own|${port}`, [model.tokens, model.settings, model.trustDomain, httpDeps.length > 0, perRouteRateLimit], () =>
+      ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
+    ),
+  ];
+  if (httpDeps.length > 0) resources.push(make(build.outboundRoutes, outboundRoutesInput(service, httpDeps)));
+  for (const d of deps) {
+    if (d.callee.protocol === 'tcp') {
+      resources.push(make(build.tcpListener, { source: service.name, callee: { name: d.callee.name, port: d.callee.port } }));
+    }
+    resources.push(...upstreamResources(model, d, false, make));
+  }
+  return resources;
+}
+
+/** Inbound listener and routes, the outbound listener, the authz and tracing clusters: what no dependency changes. */
+function ownSidecarResources(
+  model: MeshModel,
+  service: ServiceModel,
+  httpDeps: boolean,
+  perRouteRateLimit: boolean,
+  outboundPort: number,
+  make: Make,
+): XdsResource[] {
+  const { settings, tokens } = model;
+  const outboundSettings = outboundPort !== settings.outboundPort ? { ...settings, outboundPort } : settings;
   const resources: XdsResource[] = [];
   const own = reused(
     service.callers,
@@ -254,30 +283,20 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
         reused(own, 'routes', [own], () => ({ service: own })),
       ),
     );
-
-  const httpDeps = deps.filter((d) => d.callee.protocol !== 'tcp');
-  if (httpDeps.length > 0) {
-    const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
+  if (httpDeps) {
     resources.push(
       make(
         build.outboundListener,
-        reused(own, `outbound|${perRouteRateLimit}`, [service.name, outboundSettings, perRouteRateLimit], () => ({
+        reused(own, `outbound|${perRouteRateLimit}|${outboundPort}`, [service.name, settings, outboundPort, perRouteRateLimit], () => ({
           source: service.name,
           settings: outboundSettings,
           perRouteRateLimit,
         })),
       ),
-      make(build.outboundRoutes, outboundRoutesInput(service, httpDeps)),
     );
   }
-  for (const d of deps) {
-    if (d.callee.protocol === 'tcp') {
-      resources.push(make(build.tcpListener, { source: service.name, callee: { name: d.callee.name, port: d.callee.port } }));
-    }
-    resources.push(...upstreamResources(model, d, false, make));
-  }
   // ext_authz runs on the outbound listener and on a public service's inbound one.
-  if (httpDeps.length > 0 || (service.inbound && service.ingress && service.protocol !== 'tcp')) {
+  if (httpDeps || (service.inbound && service.ingress && service.protocol !== 'tcp')) {
     const authzInput = reused(settings, `authz|${trustDomain}`, [settings, trustDomain], () => {
       const { host, port } = settings.authzCluster;
       // SNI only when authz is reached by name (an IP literal is no server name).
