@@ -10,7 +10,7 @@
 // once and never changed, and its unchanged parts are carried over by identity
 // from one model to the next, so a callee's thousands of endpoints are digested
 // once, not once per caller.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 const digests = new WeakMap<object, string>();
 
@@ -81,7 +81,7 @@ function digestOf(value: unknown): string {
  * throwaway array would otherwise grow the identity cache on every call).
  */
 export function digestText(text: string): string {
-  return text.length <= INLINE_MAX ? text : `#${createHash('sha256').update(text).digest('base64url')}`;
+  return text.length <= INLINE_MAX ? text : `#${hash('sha256', text, 'base64url')}`;
 }
 
 /** The digest of an array item (by index) or an object field (by key). */

@@ -3,7 +3,7 @@
 // across identities by `hash` and derives versions from it, so equal content
 // always means an equal version.
 import { byName } from '@trellis/mesh-contracts';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { packAny, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { MessageType, UnknownMessage } from '@trellis/envoy-types/typeRegistry';
@@ -38,7 +38,7 @@ export function proxyKindOf(userAgentName: string | undefined): ProxyKind {
 export function makeResource<M extends UnknownMessage>(typeUrl: XdsTypeUrl, type: MessageType<M>, name: string, message: M): XdsResource {
   const any = packAny(type, message);
   if (any.typeUrl !== typeUrl) throw new Error(`makeResource: ${name} is ${any.typeUrl}, expected ${typeUrl}`);
-  return { name, typeUrl, any, hash: createHash('sha256').update(any.value).digest('hex') };
+  return { name, typeUrl, any, hash: hash('sha256', any.value, 'hex') };
 }
 
 /** An empty ResourceSet with every type present, in push order. */
