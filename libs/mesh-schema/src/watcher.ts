@@ -174,7 +174,9 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
 
   private startWatch(): void {
     const resumeFrom = () => (BigInt(this.currentState.revision) + 1n).toString();
-    const watcher = this.watchStreams.watch().prefix(this.layout.prefix).withPreviousKV().startRevision(resumeFrom()).watcher();
+    // Without previous values: the mirror applies each event from its own key and value, and the
+    // control plane's own proxy-status writes, which this range also carries, cost half the bytes.
+    const watcher = this.watchStreams.watch().prefix(this.layout.prefix).startRevision(resumeFrom()).watcher();
     this.watcher = watcher;
     const current = () => this.watcher === watcher && !this.closed;
     // etcd3 would resume from its own (header) revision; resume from ours instead.
