@@ -1,3 +1,5 @@
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import fc from 'fast-check';
 import { Cluster, Cluster_DiscoveryType } from './generated/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from './generated/envoy/config/endpoint/v3/endpoint';
 import { Listener } from './generated/envoy/config/listener/v3/listener';
@@ -107,4 +109,50 @@ describe('generated Envoy types', () => {
     expect(() => unpackAnyAs(Listener, any)).toThrow(/expected type.googleapis.com\/envoy.config.listener.v3.Listener/);
     expect(() => unpackAny({ typeUrl: 'type.googleapis.com/no.such.Type', value: Buffer.alloc(0) })).toThrow(/no generated type/);
   });
+
+  it('packs the same bytes as a fresh encode, whatever was packed before (one writer is reused)', () => {
+    const cluster = (name: string, endpoints: number) =>
+      ClusterLoadAssignment.fromPartial({
+        clusterName: name,
+        endpoints: [
+          {
+            lbEndpoints: Array.from({ length: endpoints }, (_, i) => ({
+              endpoint: {
+                address: {
+                  address: {
+                    $case: 'socketAddress',
+                    value: { address: `10.0.${i >> 8}.${i & 255}`, portSpecifier: { $case: 'portValue', value: 8080 } },
+                  },
+                },
+              },
+            })),
+          },
+        ],
+      });
+    const fresh = (m: ClusterLoadAssignment) => Buffer.from(ClusterLoadAssignment.encode(m).finish());
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.string({ maxLength: 20 }), fc.nat({ max: 300 }), fc.boolean()), { maxLength: 12 }), (packs) => {
+        for (const [name, endpoints, throwFirst] of packs) {
+          // A pack that throws half-way must not leave its bytes in the next one.
+          if (throwFirst) expect(() => packAny(halfWritten, {} as never)).toThrow('half written');
+          const m = cluster(name, endpoints);
+          expect(packAny(ClusterLoadAssignment, m).value).toEqual(fresh(m));
+        }
+      }),
+      { numRuns: Number(process.env.TRELLIS_PROPERTY_RUNS ?? 100) },
+    );
+  });
 });
+
+/** A message type whose encoder fails after writing part of a message. */
+const halfWritten = {
+  $type: 'test.HalfWritten',
+  encode(_message: unknown, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    writer.uint32(10).fork().string('partial');
+    throw new Error('half written');
+  },
+  decode: () => ({}),
+  fromJSON: () => ({}),
+  toJSON: () => ({}),
+  fromPartial: () => ({}),
+} as unknown as Parameters<typeof packAny>[0];

@@ -1,3 +1,4 @@
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import type { Any } from './generated/google/protobuf/any';
 import { messageTypeRegistry, type MessageType, type UnknownMessage } from './generated/typeRegistry';
 
@@ -9,9 +10,24 @@ export function typeUrlOf(type: { readonly $type?: string | undefined }): string
   return TYPE_URL_PREFIX + type.$type;
 }
 
+/** Messages larger than this are encoded by a writer of their own, which is then dropped (the shared one stays small). */
+const SHARED_WRITER_MAX_BYTES = 1 << 20;
+/**
+ * One writer for every pack when none is under way. A new writer starts at 128 bytes and
+ * doubles into a fresh ArrayBuffer until the message fits; translating a listener packs a
+ * dozen nested configs, and that growth was most of the encoding's cost. `finish()` copies
+ * the bytes out and resets the writer, keeping its grown buffer.
+ */
+let idleWriter: BinaryWriter | undefined;
+
 /** Packs a message into `google.protobuf.Any` with its Envoy type URL. */
 export function packAny<M extends UnknownMessage>(type: MessageType<M>, message: M): Any {
-  const bytes = type.encode(message).finish();
+  // Taken while in use: a pack during this one (none today) gets a writer of its own.
+  const writer = idleWriter ?? new BinaryWriter();
+  idleWriter = undefined;
+  // A throwing encode leaves its writer half-written: it is not handed back.
+  const bytes = type.encode(message, writer).finish();
+  if (bytes.byteLength <= SHARED_WRITER_MAX_BYTES) idleWriter = writer;
   return { $type: 'google.protobuf.Any', typeUrl: typeUrlOf(type), value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
