@@ -5,7 +5,7 @@
 // and one set to `undefined` differ (a miss at worst, never a wrong hit).
 //
 // Short canonical texts are their own digest; longer ones are hashed (sha256).
-// Digests of objects are remembered by identity. That is sound only for values
+// Hashed digests of objects are remembered by identity. That is sound only for values
 // that are never mutated after they are first digested: the mesh model is built
 // once and never changed, and its unchanged parts are carried over by identity
 // from one model to the next, so a callee's thousands of endpoints are digested
@@ -69,7 +69,9 @@ function digestOf(value: unknown): string {
     text += '}';
   }
   const digest = digestText(text);
-  digests.set(value, digest);
+  // Only hashed digests are remembered: a short text is its own digest and cheaper to make again than a
+  // WeakMap entry (setting one, in a map holding the model's objects, cost more than the whole walk).
+  if (digest !== text) digests.set(value, digest);
   return digest;
 }
 
