@@ -13,7 +13,11 @@ describe('registry-reads benchmark, smoke mode', () => {
       'GET /api/v1/topology',
       'etcd put (floor)',
       'GET /healthz, one at a time (HTTP round trip)',
+      'etcd txn: guarded record + history puts (context)',
+      'etcd lease grant, then put on it (context)',
       'PUT /api/v1/services/{name} (If-Match)',
+      'POST /api/v1/services (create)',
+      'POST /api/v1/services/{name}/instances',
     ]) {
       expect(output).toContain(`| ${row} |`);
     }

@@ -7,6 +7,7 @@
 // sequential etcd puts from the same process, alternating.
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -24,7 +25,11 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '10' },
     rate: { type: 'string', default: '1000' },
     connections: { type: 'string', default: '10' },
+    // Writes of each kind per write round, and the rounds (alternating, as the reads).
     writes: { type: 'string', default: '300' },
+    'write-rounds': { type: 'string' },
+    // Only the write phase (no read rounds).
+    'writes-only': { type: 'boolean', default: false },
     // Seconds, tiny sizes, one round: what `npm test` runs so the benchmark cannot rot.
     smoke: { type: 'boolean', default: false },
     // Directory for a CPU profile of the registry process (node --cpu-prof), written when it exits.
@@ -41,6 +46,8 @@ const DURATION_S = SMOKE ? 1 : Number(args.duration);
 const RATE = SMOKE ? 100 : Number(args.rate);
 const CONNECTIONS = Number(args.connections);
 const WRITES = SMOKE ? 10 : Number(args.writes);
+const WRITE_ROUNDS = SMOKE ? 1 : Number(args['write-rounds'] ?? args.rounds);
+const WRITES_ONLY = args['writes-only'];
 const ADMIN_TOKEN = BENCH_ADMIN_TOKEN;
 
 const serviceName = (i: number): string => `svc-${i}`;
@@ -95,6 +102,56 @@ function percentiles(times: number[]): { p50: number; p99: number; max: number }
   return { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
 }
 
+type ReadResults = Record<string, { fixed: Latencies[]; saturated: Latencies[] }>;
+
+/** Read rounds: each target at the fixed rate and at saturation, alternating, after a warm-up of each. */
+async function measureReads(base: string): Promise<ReadResults> {
+  const targets = {
+    '/healthz (floor)': `${base}/healthz`,
+    'GET /api/v1/services/{name}': `${base}/api/v1/services/${serviceName(Math.floor(SERVICES / 2))}`,
+    'GET /api/v1/topology': `${base}/api/v1/topology`,
+  };
+  const topologyBytes = (await (await fetch(targets['GET /api/v1/topology'])).arrayBuffer()).byteLength;
+  console.log(`topology response: ${(topologyBytes / 1024).toFixed(0)} KiB`);
+  // Warm-up: JIT, the view's derived values, keep-alive connections.
+  for (const url of Object.values(targets)) await load(url, undefined);
+
+  const results: ReadResults = {};
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [name, url] of Object.entries(targets)) {
+      const entry = (results[name] ??= { fixed: [], saturated: [] });
+      entry.fixed.push(await load(url, RATE));
+      entry.saturated.push(await load(url, undefined));
+    }
+    console.log(`round ${round}/${ROUNDS} done`);
+  }
+
+  return results;
+}
+
+function printReads(results: ReadResults): void {
+  const floor = results['/healthz (floor)']!;
+  const med = (xs: Latencies[], key: keyof Latencies) => median(xs.map((x) => x[key]));
+  console.log(`\nreads at ${RATE} req/s (median of ${ROUNDS} round(s); ratio to the floor of the same round, median):`);
+  console.log('| target | p50 | p99 | p99 / floor p99 | errors |');
+  console.log('| --- | --- | --- | --- | --- |');
+  for (const [name, r] of Object.entries(results)) {
+    const ratioP99 = median(r.fixed.map((x, i) => x.p99 / floor.fixed[i]!.p99));
+    console.log(
+      `| ${name} | ${ms(med(r.fixed, 'p50'))} | ${ms(med(r.fixed, 'p99'))} | ${ratioP99.toFixed(2)}× | ${sum(r.fixed.map((x) => x.errors))} |`,
+    );
+  }
+  console.log(`\nreads at saturation (${CONNECTIONS} connections):`);
+  console.log('| target | req/s | req/s / floor | p50 | p99 | errors |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const [name, r] of Object.entries(results)) {
+    const ratioRps = median(r.saturated.map((x, i) => x.rps / floor.saturated[i]!.rps));
+    console.log(
+      `| ${name} | ${med(r.saturated, 'rps').toFixed(0)} | ${(ratioRps * 100).toFixed(0)} % | ${ms(med(r.saturated, 'p50'))} | ${ms(med(r.saturated, 'p99'))} | ${sum(r.saturated.map((x) => x.errors))} |`,
+    );
+  }
+}
+
 async function orchestrate(): Promise<void> {
   console.log(
     `registry reads: ${SERVICES} services, ${ROUNDS} round(s) × ${DURATION_S} s per target, ${CONNECTIONS} connections, fixed rate ${RATE} req/s; ` +
@@ -134,62 +191,10 @@ async function orchestrate(): Promise<void> {
     ])) as [{ port: number }];
     const base = `http://127.0.0.1:${ready.port}`;
 
-    const targets = {
-      '/healthz (floor)': `${base}/healthz`,
-      'GET /api/v1/services/{name}': `${base}/api/v1/services/${serviceName(Math.floor(SERVICES / 2))}`,
-      'GET /api/v1/topology': `${base}/api/v1/topology`,
-    };
-    const topologyBytes = (await (await fetch(targets['GET /api/v1/topology'])).arrayBuffer()).byteLength;
-    console.log(`topology response: ${(topologyBytes / 1024).toFixed(0)} KiB`);
-    // Warm-up: JIT, the view's derived values, keep-alive connections.
-    for (const url of Object.values(targets)) await load(url, undefined);
-
-    const results: Record<string, { fixed: Latencies[]; saturated: Latencies[] }> = {};
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const [name, url] of Object.entries(targets)) {
-        const entry = (results[name] ??= { fixed: [], saturated: [] });
-        entry.fixed.push(await load(url, RATE));
-        entry.saturated.push(await load(url, undefined));
-      }
-      console.log(`round ${round}/${ROUNDS} done`);
-    }
-
+    const results = WRITES_ONLY ? {} : await measureReads(base);
     const writes = await measureWrites(base, client, etcd.prefix);
-
-    const floor = results['/healthz (floor)']!;
-    const med = (xs: Latencies[], key: keyof Latencies) => median(xs.map((x) => x[key]));
-    console.log(`\nreads at ${RATE} req/s (median of ${ROUNDS} round(s); ratio to the floor of the same round, median):`);
-    console.log('| target | p50 | p99 | p99 / floor p99 | errors |');
-    console.log('| --- | --- | --- | --- | --- |');
-    for (const [name, r] of Object.entries(results)) {
-      const ratioP99 = median(r.fixed.map((x, i) => x.p99 / floor.fixed[i]!.p99));
-      console.log(
-        `| ${name} | ${ms(med(r.fixed, 'p50'))} | ${ms(med(r.fixed, 'p99'))} | ${ratioP99.toFixed(2)}× | ${sum(r.fixed.map((x) => x.errors))} |`,
-      );
-    }
-    console.log(`\nreads at saturation (${CONNECTIONS} connections):`);
-    console.log('| target | req/s | req/s / floor | p50 | p99 | errors |');
-    console.log('| --- | --- | --- | --- | --- | --- |');
-    for (const [name, r] of Object.entries(results)) {
-      const ratioRps = median(r.saturated.map((x, i) => x.rps / floor.saturated[i]!.rps));
-      console.log(
-        `| ${name} | ${med(r.saturated, 'rps').toFixed(0)} | ${(ratioRps * 100).toFixed(0)} % | ${ms(med(r.saturated, 'p50'))} | ${ms(med(r.saturated, 'p99'))} | ${sum(r.saturated.map((x) => x.errors))} |`,
-      );
-    }
-    console.log(`\nwrites, sequential, ${WRITES} each (alternating in blocks of 10):`);
-    console.log('| operation | p50 | p99 | p50 / etcd put | p99 / etcd put |');
-    console.log('| --- | --- | --- | --- | --- |');
-    const put = percentiles(writes.etcdPut);
-    for (const [name, times] of Object.entries({
-      'etcd put (floor)': writes.etcdPut,
-      'GET /healthz, one at a time (HTTP round trip)': writes.http,
-      'PUT /api/v1/services/{name} (If-Match)': writes.replace,
-      'POST /api/v1/services (create)': writes.create,
-      'POST /api/v1/services/{name}/instances': writes.register,
-    })) {
-      const p = percentiles(times);
-      console.log(`| ${name} | ${ms(p.p50)} | ${ms(p.p99)} | ${(p.p50 / put.p50).toFixed(2)}× | ${(p.p99 / put.p99).toFixed(2)}× |`);
-    }
+    if (!WRITES_ONLY) printReads(results);
+    printWrites(writes.rounds);
     const readErrors = Object.values(results)
       .flatMap((r) => [...r.fixed, ...r.saturated])
       .reduce((n, x) => n + x.errors, 0);
@@ -205,59 +210,155 @@ async function orchestrate(): Promise<void> {
   }
 }
 
+/** What the write phase times, in the order each round runs its blocks. */
+const WRITE_OPS = {
+  etcdPut: 'etcd put (floor)',
+  guardedTxn: 'etcd txn: guarded record + history puts (context)',
+  leasePut: 'etcd lease grant, then put on it (context)',
+  http: 'GET /healthz, one at a time (HTTP round trip)',
+  replace: 'PUT /api/v1/services/{name} (If-Match)',
+  replaceFetch: 'the same PUT sent with fetch() (context: client cost)',
+  create: 'POST /api/v1/services (create)',
+  register: 'POST /api/v1/services/{name}/instances',
+} as const;
+type WriteOp = keyof typeof WRITE_OPS;
+type WriteRound = Record<WriteOp, number[]>;
+
 /**
  * Sequential writes through the registry — replacing a service (PUT with If-Match), creating one
- * (POST), registering an instance (POST, a lease grant and a txn) — against bare etcd puts of the
- * same size and bare HTTP round trips to the registry (what any write through HTTP pays),
- * alternating in blocks of 10.
+ * (POST), registering an instance (POST) — against bare etcd puts of a value of the same size
+ * from this process's etcd client (the floor), alternating in blocks of 10, one request at a
+ * time, every HTTP request on one keep-alive connection. For context, in the same blocks: a
+ * bare HTTP round trip to the registry, the guarded txn a replace commits (record and history
+ * entry under a modRevision compare) and a lease grant followed by a put on that lease (what
+ * a registration needs at the least without a granted lease at hand).
  */
-async function measureWrites(base: string, client: ReturnType<Awaited<ReturnType<typeof startEtcd>>['client']>, prefix: string) {
-  const times = {
-    etcdPut: [] as number[],
-    http: [] as number[],
-    replace: [] as number[],
-    create: [] as number[],
-    register: [] as number[],
-  };
+async function measureWrites(
+  base: string,
+  client: ReturnType<Awaited<ReturnType<typeof startEtcd>>['client']>,
+  prefix: string,
+): Promise<{ rounds: WriteRound[]; failed: number }> {
+  const rounds: WriteRound[] = [];
   let failed = 0;
+  let written = 0;
   const name = serviceName(0);
   let etag = (await fetch(`${base}/api/v1/services/${name}`)).headers.get('etag')!;
   const value = Buffer.from(JSON.stringify(serviceSpec(0, 'x'.repeat(64))));
   const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
-  const timed = async (into: number[], expected: number, request: () => Promise<Response>): Promise<Response> => {
+  // One keep-alive connection, as the etcd client keeps one; node:http rather than fetch(),
+  // whose WHATWG streams cost the client ~0.4 ms a request (the replaceFetch row shows it).
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const send = (method: string, path: string, extra: Record<string, string> = {}, body?: string) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders }>((resolve, reject) => {
+      const req = httpRequest(`${base}${path}`, {
+        method,
+        agent,
+        headers: body === undefined ? extra : { ...headers, ...extra, 'content-length': String(Buffer.byteLength(body)) },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        res.on('data', () => undefined);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+        res.on('error', reject);
+      });
+      req.end(body);
+    });
+  const timed = async <R extends { status: number }>(into: number[], expected: number, request: () => Promise<R>): Promise<R> => {
     const t0 = performance.now();
     const res = await request();
-    await res.arrayBuffer();
     into.push(performance.now() - t0);
     if (res.status !== expected) failed++;
     return res;
   };
-  for (let done = 0; done < WRITES; done += 10) {
+  const txnKey = `${prefix}bench/txn`;
+  let txnRevision = (await client.put(txnKey).value(value).exec()).header.revision;
+  const fresh = () => Object.fromEntries(Object.keys(WRITE_OPS).map((op) => [op, []])) as unknown as WriteRound;
+  // One block of each operation: 10 of each, one at a time, in WRITE_OPS order.
+  const block = async (times: WriteRound): Promise<void> => {
     for (let k = 0; k < 10; k++) {
       const t0 = performance.now();
       await client.put(`${prefix}bench/put-${k}`).value(value);
       times.etcdPut.push(performance.now() - t0);
     }
-    for (let k = 0; k < 10; k++) await timed(times.http, 200, () => fetch(`${base}/healthz`));
     for (let k = 0; k < 10; k++) {
-      const body = JSON.stringify(serviceSpec(0, `write ${done + k}`));
-      const res = await timed(times.replace, 200, () =>
-        fetch(`${base}/api/v1/services/${name}`, { method: 'PUT', headers: { ...headers, 'if-match': etag }, body }),
-      );
+      const t0 = performance.now();
+      const res = await client.kv.txn({
+        compare: [{ key: Buffer.from(txnKey), target: 'Mod', result: 'Equal', mod_revision: txnRevision }],
+        success: [
+          { request_put: { key: Buffer.from(txnKey), value } },
+          { request_put: { key: Buffer.from(`${prefix}bench/history/${written + k}`), value } },
+        ],
+        failure: [{ request_range: { key: Buffer.from(txnKey) } }],
+      });
+      times.guardedTxn.push(performance.now() - t0);
+      if (!res.succeeded) failed++;
+      txnRevision = res.header.revision;
+    }
+    for (let k = 0; k < 10; k++) {
+      const t0 = performance.now();
+      const lease = await client.leaseClient.leaseGrant({ TTL: 60 });
+      await client.kv.put({ key: Buffer.from(`${prefix}bench/leased-${k}`), value, lease: lease.ID });
+      times.leasePut.push(performance.now() - t0);
+    }
+    for (let k = 0; k < 10; k++) await timed(times.http, 200, () => send('GET', '/healthz'));
+    for (let k = 0; k < 10; k++) {
+      const body = JSON.stringify(serviceSpec(0, `write ${written + k}`));
+      const res = await timed(times.replace, 200, () => send('PUT', `/api/v1/services/${name}`, { 'if-match': etag }, body));
+      etag = (res.headers.etag as string | undefined) ?? etag;
+    }
+    for (let k = 0; k < 10; k++) {
+      const body = JSON.stringify(serviceSpec(0, `fetch ${written + k}`));
+      const res = await timed(times.replaceFetch, 200, async () => {
+        const r = await fetch(`${base}/api/v1/services/${name}`, { method: 'PUT', headers: { ...headers, 'if-match': etag }, body });
+        await r.arrayBuffer();
+        return r;
+      });
       etag = res.headers.get('etag') ?? etag;
     }
     for (let k = 0; k < 10; k++) {
       // A name never used before, calling two of the seeded services.
-      const body = JSON.stringify({ ...serviceSpec(done + k), name: `new-${done + k}` });
-      await timed(times.create, 201, () => fetch(`${base}/api/v1/services`, { method: 'POST', headers, body }));
+      const body = JSON.stringify({ ...serviceSpec(written + k), name: `new-${written + k}` });
+      await timed(times.create, 201, () => send('POST', '/api/v1/services', {}, body));
     }
     for (let k = 0; k < 10; k++) {
-      const service = serviceName((done + k) % SERVICES);
-      const body = JSON.stringify({ id: `${service}-w${done + k}`, address: '10.0.0.2', port: 8080, platform: 'vm', ttlSeconds: 3600 });
-      await timed(times.register, 201, () => fetch(`${base}/api/v1/services/${service}/instances`, { method: 'POST', headers, body }));
+      const service = serviceName((written + k) % SERVICES);
+      const body = JSON.stringify({ id: `${service}-w${written + k}`, address: '10.0.0.2', port: 8080, platform: 'vm', ttlSeconds: 3600 });
+      await timed(times.register, 201, () => send('POST', `/api/v1/services/${service}/instances`, {}, body));
     }
+    written += 10;
+  };
+  // Warm-up (JIT, connections), not counted.
+  for (let k = 0; k < 3; k++) await block(fresh());
+  for (let round = 0; round < WRITE_ROUNDS; round++) {
+    const times = fresh();
+    for (let done = 0; done < WRITES; done += 10) await block(times);
+    rounds.push(times);
+    console.log(`write round ${round + 1}/${WRITE_ROUNDS} done`);
   }
-  return { ...times, failed };
+  agent.destroy();
+  return { rounds, failed };
+}
+
+/** Per round: each operation's p50 and p99 and their ratios to the same round's etcd put; then the per-round medians. */
+function printWrites(rounds: WriteRound[]): void {
+  const ops = Object.keys(WRITE_OPS) as WriteOp[];
+  const stats = rounds.map(
+    (round) => Object.fromEntries(ops.map((op) => [op, percentiles(round[op])])) as Record<WriteOp, ReturnType<typeof percentiles>>,
+  );
+  console.log(`\nwrites, sequential, ${WRITES} of each per round (alternating in blocks of 10), ${rounds.length} round(s):`);
+  console.log(`| operation | ${rounds.map((_, i) => `round ${i + 1} p50 / p99`).join(' | ')} |`);
+  console.log(`| --- | ${rounds.map(() => '---').join(' | ')} |`);
+  for (const op of ops) console.log(`| ${WRITE_OPS[op]} | ${stats.map((s) => `${ms(s[op].p50)} / ${ms(s[op].p99)}`).join(' | ')} |`);
+  console.log('\nper-round median (ratios taken to the etcd put of the same round):');
+  console.log('| operation | p50 | p99 | p50 / etcd put | p99 / etcd put |');
+  console.log('| --- | --- | --- | --- | --- |');
+  for (const op of ops) {
+    const p50 = median(stats.map((s) => s[op].p50));
+    const p99 = median(stats.map((s) => s[op].p99));
+    const r50 = median(stats.map((s) => s[op].p50 / s.etcdPut.p50));
+    const r99 = median(stats.map((s) => s[op].p99 / s.etcdPut.p99));
+    console.log(`| ${WRITE_OPS[op]} | ${ms(p50)} | ${ms(p99)} | ${r50.toFixed(2)}× | ${r99.toFixed(2)}× |`);
+  }
 }
 
 function median(xs: number[]): number {
