@@ -2,7 +2,7 @@
 // and startAuthz, so tests start it on port 0 against a real etcd and main.ts
 // only reads config and runs the shutdown steps it returns.
 import type { Registry as MetricsRegistry } from 'prom-client';
-import { MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import { LeasePool, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import {
   closeHttpServer,
   closeInOrder,
@@ -59,7 +59,7 @@ export interface RegistryService {
   store: MeshStore;
   /** What GETs of services, instances and topology are served from. */
   view: RegistryView;
-  /** Shutdown in order: close HTTP (in-flight requests finish), then the view's watch. Not `etcd`. */
+  /** Shutdown in order: close HTTP (in-flight requests finish), revoke pooled leases, close the view's watch. Not `etcd`. */
   shutdownSteps: ShutdownStep[];
   /** Readiness goes false, then the shutdown steps run once. */
   close(): Promise<void>;
@@ -80,7 +80,9 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   });
   const view = new RegistryView(watcher, deps.viewCatchUpMs !== undefined ? { catchUpMs: deps.viewCatchUpMs } : {});
   registerViewGauges(metricsRegistry, view);
-  const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision) });
+  // Instance registrations take a lease granted ahead: one etcd round trip instead of two.
+  const leasePool = new LeasePool(etcd, { logger });
+  const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision), leasePool });
   addEtcdReadiness(health, etcd, layout, metrics, logger);
   health.addCheck('view', () => view.ready);
 
@@ -114,6 +116,8 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
 
   const shutdownSteps: ShutdownStep[] = [
     { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
+    // After HTTP: no registration can take one any more. Before etcd closes.
+    { name: 'revoke pooled leases', run: () => leasePool.close() },
     { name: 'close the mesh view', run: () => view.close() },
   ];
   return {

@@ -16,7 +16,14 @@ export {
   type EtcdConnectionOptions,
   type KeptAliveLease,
 } from './etcd-client';
-export { MeshStore, type MeshStoreOptions, type RegisterInstanceInput, type UpdateServiceOptions } from './store';
+export {
+  LeasePool,
+  MeshStore,
+  type LeasePoolOptions,
+  type MeshStoreOptions,
+  type RegisterInstanceInput,
+  type UpdateServiceOptions,
+} from './store';
 export type { ProxyStatusRef, StreamProxyStatus } from './store/proxy-status-store';
 export {
   applyKvEvent,

@@ -11,6 +11,7 @@ import { ProxyStatusStore } from './store/proxy-status-store';
 import { ServiceStore } from './store/service-store';
 
 export type { MeshStoreOptions } from './store/etcd-records';
+export { LeasePool, type LeasePoolOptions } from './store/lease-pool';
 export type { RegisterInstanceInput } from './store/instance-store';
 export type { UpdateServiceOptions } from './store/service-store';
 

@@ -7,6 +7,7 @@ import { decodeKv, encodeValue, type Versioned } from '../codec';
 import { prefixEnd, rangePrefix } from '../etcd-client';
 import { InvalidRecordError } from '../errors';
 import type { KeyLayout } from '../keys';
+import type { LeasePool } from './lease-pool';
 
 export interface MeshStoreOptions {
   /** Where skipped invalid records are reported. */
@@ -19,6 +20,8 @@ export interface MeshStoreOptions {
    * for the mirror to reach it, so a writer reads its own writes.
    */
   onCommit?: (revision: string) => void;
+  /** Leases granted ahead for instance registrations (the registry's); without it each registration grants its own. */
+  leasePool?: LeasePool;
 }
 
 /**
@@ -59,10 +62,27 @@ export const noKeyUnder = (prefix: string): ICompare => ({
   create_revision: 0,
 });
 
+/** Restarts a lease's countdown at its full TTL; false when etcd no longer has the lease. */
+export async function keepAliveOnce(client: Etcd3, leaseId: string): Promise<boolean> {
+  const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + 5_000 });
+  try {
+    const res = await new Promise<{ TTL: string }>((resolve, reject) => {
+      stream.on('data', resolve);
+      stream.on('error', reject);
+      stream.on('end', () => reject(new Error(`lease keep-alive stream for ${leaseId} ended without a reply`)));
+      stream.write({ ID: leaseId });
+    });
+    return Number(res.TTL) > 0;
+  } finally {
+    stream.end();
+  }
+}
+
 export class EtcdRecords {
   readonly logger: Pick<Logger, 'warn'> | undefined;
   readonly now: () => Date;
   private readonly onCommit: ((revision: string) => void) | undefined;
+  readonly leasePool: LeasePool | undefined;
 
   constructor(
     readonly client: Etcd3,
@@ -72,6 +92,7 @@ export class EtcdRecords {
     this.logger = opts.logger;
     this.now = opts.now ?? (() => new Date());
     this.onCommit = opts.onCommit;
+    this.leasePool = opts.leasePool;
   }
 
   // Every write goes through these three, so each committed revision is reported once.
@@ -107,19 +128,8 @@ export class EtcdRecords {
     }
     return out;
   }
-  async keepAliveOnce(leaseId: string): Promise<boolean> {
-    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + 5_000 });
-    try {
-      const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-        stream.on('data', resolve);
-        stream.on('error', reject);
-        stream.on('end', () => reject(new Error(`lease keep-alive stream for ${leaseId} ended without a reply`)));
-        stream.write({ ID: leaseId });
-      });
-      return Number(res.TTL) > 0;
-    } finally {
-      stream.end();
-    }
+  keepAliveOnce(leaseId: string): Promise<boolean> {
+    return keepAliveOnce(this.client, leaseId);
   }
   async revokeLease(leaseId: string): Promise<void> {
     try {

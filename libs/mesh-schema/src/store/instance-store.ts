@@ -1,6 +1,6 @@
 // Instances under their leases: registration, heartbeat, drain, deregistration
 // (with a tombstone, so readers can tell it from a lease expiry).
-import type { IKeyValue } from 'etcd3';
+import { EtcdLeaseInvalidError, type IKeyValue } from 'etcd3';
 import { decodeKv, encodeValue } from '../codec';
 import { NotFoundError, RevisionMismatchError } from '../errors';
 import { DEREGISTRATION_TTL_SECONDS, InstanceDeregistration, InstanceRecord, type InstanceRecordInput } from '../records';
@@ -13,8 +13,9 @@ export class InstanceStore {
   constructor(private readonly records: EtcdRecords) {}
 
   /**
-   * Puts the instance under a fresh lease of `ttlSeconds`; it disappears unless heartbeats
-   * refresh that lease. With `requireService`, the txn also requires the service record to
+   * Puts the instance under a lease of its own of `ttlSeconds` (granted now, or taken from
+   * the lease pool and refreshed in the same round trip as the txn); it disappears unless
+   * heartbeats refresh that lease. With `requireService`, the txn also requires the service record to
    * exist (NotFoundError otherwise), so a registration racing the service's deletion
    * cannot leave an instance behind it. `requireService: { modRevision }` requires that very
    * version of it — the one the caller decided ownership on — and a newer one is a
@@ -33,39 +34,82 @@ export class InstanceStore {
     });
     const key = this.records.layout.instance(valid.service, valid.id);
     const record = encodeValue(InstanceRecord, key, valid);
-    const lease = await this.records.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
-    let previousLease: string | undefined;
+    const putOn = (leaseId: string) => this.putOnLease(key, record.bytes, valid, leaseId, opts.requireService);
+    /** The leases the key was on before (a re-registration): ours no more, revoked at the end. */
+    const replaced: string[] = [];
+    let leaseId: string | undefined;
+    const pool = this.records.leasePool;
     try {
-      // The tombstone of an earlier deregistration goes with it: this registration's
-      // lease may lapse later, and that must read as an expiry, not a deregistration.
-      const serviceKey = this.records.layout.service(valid.service);
-      const required = opts.requireService;
-      const res = await this.records.txn({
-        compare: !required
-          ? []
-          : required === true
-            ? [{ key: Buffer.from(serviceKey), target: 'Version', result: 'Greater', version: 0 }]
-            : [modRevisionIs(serviceKey, required.modRevision)],
-        success: [
-          { request_put: { key: Buffer.from(key), value: record.bytes, lease: lease.ID, prev_kv: true } },
-          { request_delete_range: { key: Buffer.from(this.records.layout.deregistration(valid.service, valid.id)) } },
-        ],
-        failure: [{ request_range: { key: Buffer.from(serviceKey), keys_only: true } }],
-      });
-      if (!res.succeeded) {
-        const now = res.responses[0]?.response_range.kvs[0];
-        if (now && typeof required === 'object') throw new RevisionMismatchError(serviceKey, required.modRevision, now.mod_revision);
-        throw new NotFoundError(serviceKey, `service "${valid.service}"`);
+      const pooled = pool?.take(ttlSeconds);
+      if (pool && pooled !== undefined) {
+        // Its countdown restarts with a keep-alive sent alongside the txn, so the instance
+        // expires ttlSeconds after registering, as on a lease granted for it.
+        const refreshed = pool.refresh(pooled).catch(() => false);
+        let put = false;
+        try {
+          replaced.push(await putOn(pooled));
+          put = true;
+        } catch (err) {
+          await refreshed;
+          await this.records.revokeLease(pooled);
+          // A lease that lapsed in the pool is no reason to refuse: grant one below.
+          if (!(err instanceof EtcdLeaseInvalidError)) throw err;
+        }
+        // Put on it, but etcd did not confirm the refresh: register again on a fresh lease
+        // below, which moves the key there; this one is then revoked with the replaced ones.
+        if (put && (await refreshed)) leaseId = pooled;
+        else if (put) replaced.push(pooled);
       }
-      previousLease = res.responses[0]?.response_put?.prev_kv?.lease;
-    } catch (err) {
-      await this.records.revokeLease(lease.ID);
-      throw err;
+      if (leaseId === undefined) {
+        const lease = await this.records.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+        try {
+          replaced.push(await putOn(lease.ID));
+        } catch (err) {
+          await this.records.revokeLease(lease.ID);
+          throw err;
+        }
+        leaseId = lease.ID;
+      }
+    } finally {
+      pool?.refill(ttlSeconds);
     }
     // Registering again (a restarted VM, a re-sent registration) moves the key to the
     // new lease; the old one holds nothing of ours any more, so do not leave it to idle out.
-    if (previousLease && previousLease !== '0' && previousLease !== lease.ID) await this.records.revokeLease(previousLease);
-    return { record: record.value, leaseId: lease.ID };
+    for (const old of new Set(replaced)) if (old && old !== '0' && old !== leaseId) await this.records.revokeLease(old);
+    return { record: record.value, leaseId };
+  }
+  /**
+   * The registration's txn: the record on `leaseId`, its tombstone gone, under the
+   * service guard. Returns the lease the key was on before ('' when it was absent).
+   */
+  private async putOnLease(
+    key: string,
+    bytes: Buffer,
+    valid: InstanceRecord,
+    leaseId: string,
+    required: boolean | { modRevision: string } | undefined,
+  ): Promise<string> {
+    // The tombstone of an earlier deregistration goes with it: this registration's
+    // lease may lapse later, and that must read as an expiry, not a deregistration.
+    const serviceKey = this.records.layout.service(valid.service);
+    const res = await this.records.txn({
+      compare: !required
+        ? []
+        : required === true
+          ? [{ key: Buffer.from(serviceKey), target: 'Version', result: 'Greater', version: 0 }]
+          : [modRevisionIs(serviceKey, required.modRevision)],
+      success: [
+        { request_put: { key: Buffer.from(key), value: bytes, lease: leaseId, prev_kv: true } },
+        { request_delete_range: { key: Buffer.from(this.records.layout.deregistration(valid.service, valid.id)) } },
+      ],
+      failure: [{ request_range: { key: Buffer.from(serviceKey), keys_only: true } }],
+    });
+    if (!res.succeeded) {
+      const now = res.responses[0]?.response_range.kvs[0];
+      if (now && typeof required === 'object') throw new RevisionMismatchError(serviceKey, required.modRevision, now.mod_revision);
+      throw new NotFoundError(serviceKey, `service "${valid.service}"`);
+    }
+    return res.responses[0]?.response_put?.prev_kv?.lease ?? '';
   }
   /** Refreshes the lease the instance's key is bound to; false when the instance (or its lease) is gone. */
   async heartbeatInstance(service: string, id: string): Promise<boolean> {

@@ -1,0 +1,170 @@
+// Leases granted ahead of the registrations that need them, so registering an instance
+// is one etcd round trip (the txn) instead of two (a grant, then the txn).
+//
+// A pooled lease is kept alive by the pool until it is handed out; the registration
+// then refreshes it once alongside its txn, so its countdown starts at the
+// registration, as a lease granted for it would. From then on it is the instance's:
+// the pool never touches it again, and it lapses when the instance's heartbeats stop.
+// Pools exist only for TTLs in recent use, hold a few leases each, are revoked when
+// idle and on close, and after a crash lapse on their own within their TTL.
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from '@trellis/runtime';
+import { keepAliveOnce } from './etcd-records';
+
+export interface LeasePoolOptions {
+  /** Leases kept ready per TTL (default 4). */
+  perTtl?: number;
+  /** Distinct TTLs pooled at once; registrations with another TTL get a fresh grant (default 8). */
+  maxTtls?: number;
+  /** A TTL's pool is revoked after this long without a registration taking from it (default 10 min). */
+  idleMs?: number;
+  /**
+   * How often pooled leases are refreshed (default a third of their TTL): a lease handed
+   * out always has most of its TTL left, and its refresh at hand-out restores the rest.
+   */
+  keepAliveEveryMs?: (ttlSeconds: number) => number;
+  logger?: Pick<Logger, 'warn'>;
+}
+
+interface TtlPool {
+  ttl: number;
+  ready: string[];
+  lastTaken: number;
+  /** Grants under way, so a burst of takes does not over-fill the pool. */
+  granting: number;
+  timer: NodeJS.Timeout;
+}
+
+export class LeasePool {
+  private readonly pools = new Map<number, TtlPool>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closed = false;
+  private readonly perTtl: number;
+  private readonly maxTtls: number;
+  private readonly idleMs: number;
+  private readonly keepAliveEveryMs: (ttlSeconds: number) => number;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly opts: LeasePoolOptions = {},
+  ) {
+    this.perTtl = opts.perTtl ?? 4;
+    this.maxTtls = opts.maxTtls ?? 8;
+    this.idleMs = opts.idleMs ?? 10 * 60_000;
+    this.keepAliveEveryMs = opts.keepAliveEveryMs ?? ((ttl) => (ttl * 1000) / 3);
+  }
+
+  /**
+   * A pooled lease of `ttlSeconds`, now the caller's, or undefined (grant one yourself).
+   * The caller must `refresh` it alongside the write that uses it, and call `refill` once
+   * that write is done.
+   */
+  take(ttlSeconds: number): string | undefined {
+    if (this.closed) return undefined;
+    let pool = this.pools.get(ttlSeconds);
+    if (!pool) {
+      if (this.pools.size >= this.maxTtls) return undefined;
+      pool = this.startPool(ttlSeconds);
+    }
+    pool.lastTaken = Date.now();
+    return pool.ready.pop();
+  }
+
+  /**
+   * Grants what the pool for `ttlSeconds` lacks, in the background. Called after the
+   * registration's write rather than at `take`, so the grants (each an etcd raft write)
+   * do not compete with it.
+   */
+  refill(ttlSeconds: number): void {
+    const pool = this.pools.get(ttlSeconds);
+    if (pool) this.fill(pool);
+  }
+
+  /** Restarts a taken lease's countdown at its full TTL; false when etcd no longer has it. */
+  refresh(leaseId: string): Promise<boolean> {
+    return keepAliveOnce(this.client, leaseId);
+  }
+
+  /** The leases waiting in the pool, by TTL (tests and diagnostics). */
+  pooled(): Map<number, string[]> {
+    return new Map([...this.pools].map(([ttl, pool]) => [ttl, [...pool.ready]]));
+  }
+
+  /** Stops refilling and revokes every lease still waiting, once grants under way have landed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const pool of this.pools.values()) clearInterval(pool.timer);
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    const leases = [...this.pools.values()].flatMap((pool) => pool.ready.splice(0));
+    this.pools.clear();
+    await Promise.all(leases.map((lease) => this.revoke(lease)));
+  }
+
+  private startPool(ttl: number): TtlPool {
+    const pool: TtlPool = {
+      ttl,
+      ready: [],
+      lastTaken: Date.now(),
+      granting: 0,
+      timer: setInterval(() => this.maintain(pool), this.keepAliveEveryMs(ttl)),
+    };
+    pool.timer.unref();
+    this.pools.set(ttl, pool);
+    return pool;
+  }
+
+  private fill(pool: TtlPool): void {
+    while (!this.closed && pool.ready.length + pool.granting < this.perTtl) {
+      pool.granting += 1;
+      this.track(
+        this.client.leaseClient
+          .leaseGrant({ TTL: pool.ttl })
+          .then(async ({ ID }) => {
+            if (this.closed || this.pools.get(pool.ttl) !== pool) await this.revoke(ID);
+            else pool.ready.push(ID);
+          })
+          .catch((err: unknown) => this.opts.logger?.warn({ err, ttlSeconds: pool.ttl }, 'could not grant a lease for the pool'))
+          .finally(() => (pool.granting -= 1)),
+      );
+    }
+  }
+
+  /** Keeps the waiting leases alive, dropping any etcd lost; an idle pool is revoked. */
+  private maintain(pool: TtlPool): void {
+    if (Date.now() - pool.lastTaken > this.idleMs) {
+      clearInterval(pool.timer);
+      this.pools.delete(pool.ttl);
+      for (const lease of pool.ready.splice(0)) this.track(this.revoke(lease));
+      return;
+    }
+    for (const lease of [...pool.ready]) {
+      this.track(
+        this.refresh(lease)
+          .catch(() => false)
+          .then((alive) => {
+            if (alive) return;
+            // Lapsed (etcd was away longer than the TTL) or unreachable: never hand it out.
+            // Taken meanwhile, it is the registration's, whose own refresh decides.
+            const at = pool.ready.indexOf(lease);
+            if (at < 0) return;
+            pool.ready.splice(at, 1);
+            return this.revoke(lease);
+          }),
+      );
+    }
+  }
+
+  private async revoke(leaseId: string): Promise<void> {
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: leaseId });
+    } catch (err) {
+      if (!/lease not found/i.test((err as Error).message))
+        this.opts.logger?.warn({ err, leaseId }, 'could not revoke a pooled lease; it lapses within its TTL');
+    }
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+  }
+}

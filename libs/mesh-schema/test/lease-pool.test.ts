@@ -1,0 +1,129 @@
+// The lease pool against a real etcd: registrations on pooled leases expire exactly as
+// on leases granted for them, and no lease outlives the pool that granted it.
+import type { Etcd3 } from 'etcd3';
+import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { KeyLayout } from '../src/keys';
+import { LeasePool, MeshStore } from '../src/store';
+import { aService, anInstance } from './fixtures';
+
+let etcd: TestEtcd;
+let client: Etcd3;
+let layout: KeyLayout;
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  client = etcd.client();
+  layout = new KeyLayout(etcd.prefix);
+  await new MeshStore(client, layout).createService(aService('pool'), 'team-a');
+});
+afterAll(async () => {
+  await etcd?.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Seconds etcd says the lease has left; -1 once it no longer exists. */
+const remaining = async (leaseId: string) => Number((await client.leaseClient.leaseTimeToLive({ ID: leaseId })).TTL);
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** A pool and a store registering through it; the first registration of a TTL fills its pool. */
+async function pooledStore(ttl: number, opts: ConstructorParameters<typeof LeasePool>[1] = {}) {
+  const pool = new LeasePool(client, { perTtl: 2, ...opts });
+  const store = new MeshStore(client, layout, { leasePool: pool });
+  await store.registerInstance(anInstance('pool', `primer-${ttl}`), ttl, { requireService: true });
+  const ready = await until('the pool to fill', async () => {
+    const leases = pool.pooled().get(ttl) ?? [];
+    return leases.length === 2 ? leases : undefined;
+  });
+  return { pool, store, ready };
+}
+
+describe('lease pool', () => {
+  it('registers on a pooled lease whose countdown restarts at the registration', async () => {
+    // Never refreshed while pooled, so a pooled lease visibly ages before it is taken.
+    const { pool, store, ready } = await pooledStore(30, { keepAliveEveryMs: () => 3_600_000 });
+    const aged = await until('a pooled lease to age', async () => {
+      const left = await remaining(ready[ready.length - 1]!);
+      return left <= 26 ? left : undefined;
+    });
+    const { leaseId } = await store.registerInstance(anInstance('pool', 'aged'), 30, { requireService: true });
+    expect(ready).toContain(leaseId);
+    expect(await remaining(leaseId)).toBeGreaterThan(aged);
+    const ttl = await client.leaseClient.leaseTimeToLive({ ID: leaseId, keys: true });
+    expect(Number(ttl.grantedTTL)).toBe(30);
+    expect(ttl.keys.map((k) => k.toString())).toEqual([layout.instance('pool', 'aged')]);
+    await pool.close();
+  });
+
+  it('lets an instance on a pooled lease expire when its heartbeats stop, and never keeps it alive', async () => {
+    // The pool refreshes what it holds every 500 ms; a lease it handed out must lapse all the same.
+    const { pool, store } = await pooledStore(2, { keepAliveEveryMs: () => 500 });
+    const { leaseId } = await store.registerInstance(anInstance('pool', 'silent'), 2, { requireService: true });
+    await until('the silent instance to expire', async () =>
+      (await store.listInstances('pool')).some((i) => i.id === 'silent') ? undefined : true,
+    );
+    expect(await remaining(leaseId)).toBe(-1);
+    expect(await store.heartbeatInstance('pool', 'silent')).toBe(false);
+    await pool.close();
+  });
+
+  it('registers on a fresh lease when the pooled one lapsed behind its back', async () => {
+    const { pool, store, ready } = await pooledStore(30, { keepAliveEveryMs: () => 3_600_000 });
+    for (const lease of ready) await client.leaseClient.leaseRevoke({ ID: lease });
+    const { leaseId } = await store.registerInstance(anInstance('pool', 'after-lapse'), 30, { requireService: true });
+    expect(ready).not.toContain(leaseId);
+    expect(await remaining(leaseId)).toBeGreaterThan(0);
+    expect((await store.listInstances('pool')).map((i) => i.id)).toContain('after-lapse');
+    await pool.close();
+  });
+
+  it('revokes a pooled lease whose registration is refused, and every waiting lease on close', async () => {
+    const { pool, store, ready } = await pooledStore(30);
+    await expect(store.registerInstance(anInstance('no-such-service', 'x'), 30, { requireService: true })).rejects.toThrow(
+      /no-such-service/,
+    );
+    // The refused registration took the newest lease and must not have left it behind.
+    const taken = ready[ready.length - 1]!;
+    await until('the refused lease to be revoked', async () => ((await remaining(taken)) === -1 ? true : undefined));
+    const waiting = await until('the pool to fill again', async () => {
+      const leases = pool.pooled().get(30) ?? [];
+      return leases.length === 2 ? leases : undefined;
+    });
+    await pool.close();
+    for (const lease of waiting) expect(await remaining(lease)).toBe(-1);
+    expect(pool.pooled().size).toBe(0);
+    // A closed pool hands out nothing: registrations grant their own.
+    const { leaseId } = await store.registerInstance(anInstance('pool', 'after-close'), 30, { requireService: true });
+    expect(await remaining(leaseId)).toBeGreaterThan(0);
+  });
+
+  it('revokes an idle pool and hands no lease out twice to concurrent registrations', async () => {
+    const { pool, store } = await pooledStore(30, { keepAliveEveryMs: () => 200 });
+    const registered = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => store.registerInstance(anInstance('pool', `burst-${i}`), 30, { requireService: true })),
+    );
+    expect(new Set(registered.map((r) => r.leaseId)).size).toBe(6);
+    for (const { leaseId } of registered) expect(await remaining(leaseId)).toBeGreaterThan(0);
+    await pool.close();
+
+    const idle = new LeasePool(client, { perTtl: 2, keepAliveEveryMs: () => 200, idleMs: 300 });
+    await new MeshStore(client, layout, { leasePool: idle }).registerInstance(anInstance('pool', 'idle'), 30, { requireService: true });
+    // Every lease the pool is seen holding until it drops itself must then be revoked.
+    const seen = new Set<string>();
+    await until('the idle pool to be dropped', async () => {
+      for (const lease of idle.pooled().get(30) ?? []) seen.add(lease);
+      return idle.pooled().has(30) ? undefined : true;
+    });
+    for (const lease of seen) await until('an idle lease to be revoked', async () => ((await remaining(lease)) === -1 ? true : undefined));
+    await idle.close();
+  });
+});
