@@ -21,6 +21,7 @@ import {
   type HistoryAction,
   type ServiceSpecInput,
 } from '../records';
+import { HistoryEntryOfCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
 import {
   absent,
   MAX_RACE_RETRIES,
@@ -87,7 +88,7 @@ export class ServiceStore {
     let lastGeneration: number | undefined;
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
       const generation = (lastGeneration ?? 0) + 1;
-      const record = encodeValue(ServiceRecord, key, {
+      const record = encodeValue(ServiceRecordOfCheckedSpec, key, {
         spec: validSpec,
         generation,
         created: { actor, at },
@@ -138,7 +139,7 @@ export class ServiceStore {
       const generation = current.generation + 1;
       // A corrupt record lost its creation metadata; this change becomes its creation.
       const created = current.created ?? { actor, at };
-      const record = encodeValue(ServiceRecord, key, {
+      const record = encodeValue(ServiceRecordOfCheckedSpec, key, {
         spec: validSpec,
         generation,
         created,
@@ -288,8 +289,9 @@ export class ServiceStore {
     }
     return { guards: [modRevisionIs(key, kv.mod_revision)], ops: [{ request_delete_range: { key: Buffer.from(key) } }] };
   }
-  private historyEntry(key: string, entry: z.input<typeof HistoryEntry>): Buffer {
-    return encodeValue(HistoryEntry, key, entry).bytes;
+  /** `entry.spec` is ServiceSpec's output (or null): see checked-spec.ts. */
+  private historyEntry(key: string, entry: z.input<typeof HistoryEntryOfCheckedSpec>): Buffer {
+    return encodeValue(HistoryEntryOfCheckedSpec, key, entry).bytes;
   }
   /** Highest generation in the service's history (0 when it never existed). */
   private async lastGeneration(name: string): Promise<number> {

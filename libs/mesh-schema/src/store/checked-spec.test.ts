@@ -1,0 +1,55 @@
+// The fast path (record and history schemas taking a parsed spec as it is) against the
+// reference (the full schemas), on every spec the registry accepts.
+import fc from 'fast-check';
+import { encodeValue } from '../codec';
+import { HistoryEntry, ServiceRecord } from '../records';
+import { meshArbitrary, propertyRuns } from '../testing/arbitraries';
+import { HistoryEntryOfCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
+
+const change = fc.record({
+  generation: fc.integer({ min: 1, max: 1_000_000 }),
+  actor: fc.string({ maxLength: 40 }),
+  at: fc.date({ min: new Date('2000-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((d) => d.toISOString()),
+  action: fc.constantFrom('create' as const, 'update' as const, 'rollback' as const),
+});
+
+describe('service record and history entry of a checked spec', () => {
+  it('encode to the same bytes as the full schemas', () => {
+    fc.assert(
+      fc.property(meshArbitrary, change, ({ services }, { generation, actor, at, action }) => {
+        for (const { spec } of services) {
+          const record = {
+            spec,
+            generation,
+            created: { actor, at },
+            updated: { actor, at },
+            dependencySince: Object.fromEntries(spec.dependencies.map((d) => [d.service, generation])),
+          };
+          const fastRecord = encodeValue(ServiceRecordOfCheckedSpec, 'k', record);
+          const fullRecord = encodeValue(ServiceRecord, 'k', record);
+          expect(fastRecord.bytes.equals(fullRecord.bytes)).toBe(true);
+          expect(fastRecord.value).toEqual(fullRecord.value);
+
+          const entry = { service: spec.name, generation, action, actor, at, spec };
+          expect(encodeValue(HistoryEntryOfCheckedSpec, 'k', entry).bytes.equals(encodeValue(HistoryEntry, 'k', entry).bytes)).toBe(true);
+        }
+        const deletion = { service: 'gone', generation, action: 'delete' as const, actor, at, spec: null };
+        expect(encodeValue(HistoryEntryOfCheckedSpec, 'k', deletion).bytes.equals(encodeValue(HistoryEntry, 'k', deletion).bytes)).toBe(
+          true,
+        );
+      }),
+      { numRuns: propertyRuns(100) },
+    );
+  });
+
+  it('still checks everything but the spec', () => {
+    const spec = { name: 'a', team: 't', description: '', protocol: 'http' as const, port: 1, dependencies: [], policy: {} };
+    const at = '2026-01-01T00:00:00.000Z';
+    expect(() =>
+      encodeValue(ServiceRecordOfCheckedSpec, 'k', { spec, generation: 0, created: { actor: 'x', at }, updated: { actor: 'x', at } }),
+    ).toThrow(/generation/);
+    expect(() =>
+      encodeValue(HistoryEntryOfCheckedSpec, 'k', { service: 'a', generation: 1, action: 'update', actor: 'x', at: 'yesterday', spec }),
+    ).toThrow(/at/);
+  });
+});
