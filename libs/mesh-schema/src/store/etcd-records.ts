@@ -62,22 +62,6 @@ export const noKeyUnder = (prefix: string): ICompare => ({
   create_revision: 0,
 });
 
-/** Restarts a lease's countdown at its full TTL; false when etcd no longer has the lease. */
-export async function keepAliveOnce(client: Etcd3, leaseId: string): Promise<boolean> {
-  const stream = await client.leaseClient.leaseKeepAlive({ deadline: Date.now() + 5_000 });
-  try {
-    const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-      stream.on('data', resolve);
-      stream.on('error', reject);
-      stream.on('end', () => reject(new Error(`lease keep-alive stream for ${leaseId} ended without a reply`)));
-      stream.write({ ID: leaseId });
-    });
-    return Number(res.TTL) > 0;
-  } finally {
-    stream.end();
-  }
-}
-
 export class EtcdRecords {
   readonly logger: Pick<Logger, 'warn'> | undefined;
   readonly now: () => Date;
@@ -128,8 +112,19 @@ export class EtcdRecords {
     }
     return out;
   }
-  keepAliveOnce(leaseId: string): Promise<boolean> {
-    return keepAliveOnce(this.client, leaseId);
+  async keepAliveOnce(leaseId: string): Promise<boolean> {
+    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + 5_000 });
+    try {
+      const res = await new Promise<{ TTL: string }>((resolve, reject) => {
+        stream.on('data', resolve);
+        stream.on('error', reject);
+        stream.on('end', () => reject(new Error(`lease keep-alive stream for ${leaseId} ended without a reply`)));
+        stream.write({ ID: leaseId });
+      });
+      return Number(res.TTL) > 0;
+    } finally {
+      stream.end();
+    }
   }
   async revokeLease(leaseId: string): Promise<void> {
     try {

@@ -9,10 +9,10 @@
 // idle and on close, and after a crash lapse on their own within their TTL.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from '@trellis/runtime';
-import { keepAliveOnce } from './etcd-records';
+import { LeaseKeepAliveStream } from './lease-keep-alive';
 
 export interface LeasePoolOptions {
-  /** Leases kept ready per TTL (default 4). */
+  /** Leases kept ready per TTL (default 8). */
   perTtl?: number;
   /** Distinct TTLs pooled at once; registrations with another TTL get a fresh grant (default 8). */
   maxTtls?: number;
@@ -43,15 +43,18 @@ export class LeasePool {
   private readonly maxTtls: number;
   private readonly idleMs: number;
   private readonly keepAliveEveryMs: (ttlSeconds: number) => number;
+  /** Refreshes of pooled and just-taken leases, as messages on one stream. */
+  private readonly keepAlive: LeaseKeepAliveStream;
 
   constructor(
     private readonly client: Etcd3,
     private readonly opts: LeasePoolOptions = {},
   ) {
-    this.perTtl = opts.perTtl ?? 4;
+    this.perTtl = opts.perTtl ?? 8;
     this.maxTtls = opts.maxTtls ?? 8;
     this.idleMs = opts.idleMs ?? 10 * 60_000;
     this.keepAliveEveryMs = opts.keepAliveEveryMs ?? ((ttl) => (ttl * 1000) / 3);
+    this.keepAlive = new LeaseKeepAliveStream(client);
   }
 
   /**
@@ -82,7 +85,7 @@ export class LeasePool {
 
   /** Restarts a taken lease's countdown at its full TTL; false when etcd no longer has it. */
   refresh(leaseId: string): Promise<boolean> {
-    return keepAliveOnce(this.client, leaseId);
+    return this.keepAlive.refresh(leaseId);
   }
 
   /** The leases waiting in the pool, by TTL (tests and diagnostics). */
@@ -98,6 +101,7 @@ export class LeasePool {
     const leases = [...this.pools.values()].flatMap((pool) => pool.ready.splice(0));
     this.pools.clear();
     await Promise.all(leases.map((lease) => this.revoke(lease)));
+    this.keepAlive.close();
   }
 
   private startPool(ttl: number): TtlPool {
@@ -113,7 +117,12 @@ export class LeasePool {
     return pool;
   }
 
+  /**
+   * Tops the pool up once it is down to half, all grants at once: etcd commits concurrent
+   * grants in one batch (one disk sync), so a registration costs a fraction of a grant.
+   */
   private fill(pool: TtlPool): void {
+    if (pool.ready.length + pool.granting > this.perTtl / 2) return;
     while (!this.closed && pool.ready.length + pool.granting < this.perTtl) {
       pool.granting += 1;
       this.track(
