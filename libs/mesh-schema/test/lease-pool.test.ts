@@ -4,6 +4,7 @@ import type { Etcd3 } from 'etcd3';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
 import { KeyLayout } from '../src/keys';
 import { LeasePool, MeshStore } from '../src/store';
+import { LeaseKeepAliveStream } from '../src/store/lease-keep-alive';
 import { aService, anInstance } from './fixtures';
 
 let etcd: TestEtcd;
@@ -125,5 +126,24 @@ describe('lease pool', () => {
     });
     for (const lease of seen) await until('an idle lease to be revoked', async () => ((await remaining(lease)) === -1 ? true : undefined));
     await idle.close();
+  });
+});
+
+describe('lease keep-alive stream', () => {
+  it('answers each refresh for its own lease on one stream, false for a lease etcd no longer has', async () => {
+    const stream = new LeaseKeepAliveStream(client);
+    const [a, b, gone] = await Promise.all([30, 30, 30].map(async (TTL) => (await client.leaseClient.leaseGrant({ TTL })).ID));
+    await client.leaseClient.leaseRevoke({ ID: gone! });
+    expect(await Promise.all([stream.refresh(a!), stream.refresh(gone!), stream.refresh(b!), stream.refresh(a!)])).toEqual([
+      true,
+      false,
+      true,
+      true,
+    ]);
+    stream.close();
+    // Closed, it opens a new stream for the next refresh.
+    expect(await stream.refresh(b!)).toBe(true);
+    stream.close();
+    await Promise.all([a, b].map((ID) => client.leaseClient.leaseRevoke({ ID: ID! })));
   });
 });

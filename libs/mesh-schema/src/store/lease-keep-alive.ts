@@ -24,8 +24,10 @@ export class LeaseKeepAliveStream {
   /** Restarts the lease's countdown at its full TTL; false when etcd no longer has the lease. */
   refresh(leaseId: string): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
+      const stream = this.open();
+      // No answer in time: the stream is stuck; replacing it fails what waits on it.
       const timer = setTimeout(
-        () => this.reset(new Error(`lease keep-alive for ${leaseId} got no answer in ${this.timeoutMs} ms`)),
+        () => this.reset(new Error(`lease keep-alive for ${leaseId} got no answer in ${this.timeoutMs} ms`), stream),
         this.timeoutMs,
       );
       const waiter: Waiter = {
@@ -35,9 +37,9 @@ export class LeaseKeepAliveStream {
       const queue = this.waiting.get(leaseId);
       if (queue) queue.push(waiter);
       else this.waiting.set(leaseId, [waiter]);
-      this.open().then(
-        (stream) => stream.write({ ID: leaseId }),
-        (err: Error) => this.reset(err),
+      stream.then(
+        (open) => open.write({ ID: leaseId }),
+        (err: Error) => this.reset(err, stream),
       );
     });
   }
@@ -48,39 +50,36 @@ export class LeaseKeepAliveStream {
   }
 
   private open(): Promise<KeepAliveStream> {
-    this.stream ??= this.client.leaseClient.leaseKeepAlive().then((stream) => {
+    if (this.stream) return this.stream;
+    const opening = this.client.leaseClient.leaseKeepAlive().then((stream) => {
       stream.on('data', (res: ILeaseKeepAliveResponse) => {
         const queue = this.waiting.get(res.ID);
         const waiter = queue?.shift();
         if (queue?.length === 0) this.waiting.delete(res.ID);
         waiter?.resolve(Number(res.TTL) > 0);
       });
-      stream.on('error', (err: Error) => this.reset(err, stream));
-      stream.on('end', () => this.reset(new Error('lease keep-alive stream ended'), stream));
+      stream.on('error', (err: Error) => this.reset(err, opening));
+      stream.on('end', () => this.reset(new Error('lease keep-alive stream ended'), opening));
       return stream;
     });
-    return this.stream;
+    this.stream = opening;
+    return opening;
   }
 
-  /** Fails every waiting refresh and drops the stream (the next refresh opens another). */
-  private reset(err: Error, only?: KeepAliveStream): void {
+  /**
+   * Drops the stream (`only`: if it is still the current one) and fails every refresh
+   * sent on it; the next refresh opens another.
+   */
+  private reset(err: Error, only?: Promise<KeepAliveStream>): void {
     const current = this.stream;
-    if (!current) return;
-    void current.then(
-      (stream) => {
-        if (only && stream !== only) return;
-        this.fail(current, err);
-        stream.end();
-      },
-      () => this.fail(current, err),
-    );
-  }
-
-  private fail(stream: Promise<KeepAliveStream>, err: Error): void {
-    if (this.stream !== stream) return;
+    if (!current || (only && only !== current)) return;
     this.stream = undefined;
     const waiters = [...this.waiting.values()].flat();
     this.waiting.clear();
     for (const waiter of waiters) waiter.reject(err);
+    current.then(
+      (stream) => stream.end(),
+      () => undefined,
+    );
   }
 }
