@@ -154,7 +154,10 @@ function printReads(results: ReadResults): void {
 
 async function orchestrate(): Promise<void> {
   console.log(
-    `registry reads: ${SERVICES} services, ${ROUNDS} round(s) × ${DURATION_S} s per target, ${CONNECTIONS} connections, fixed rate ${RATE} req/s; ` +
+    (WRITES_ONLY
+      ? `registry writes: ${SERVICES} services; `
+      : `registry reads: ${SERVICES} services, ${ROUNDS} round(s) × ${DURATION_S} s per target, ${CONNECTIONS} connections, fixed rate ${RATE} req/s; `) +
+      `writes: ${WRITE_ROUNDS} round(s) × ${WRITES} of each; ` +
       `${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}${SMOKE ? ' (smoke)' : ''}`,
   );
   const etcd = await startEtcd();
