@@ -13,7 +13,7 @@ import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '@trellis/env
 import { endpointsNameOf, type XdsResource } from '../resource';
 import { AdsSession } from './ads-session';
 import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
-import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';
+import { nackReason, servedTypeUrl, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot } from './snapshot-cache';
 
 /** A resource's version in Delta xDS: its content hash, shortened. */
@@ -73,8 +73,8 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
   }
 
   handleRequest(request: DeltaDiscoveryRequest): boolean {
-    if (!isXdsTypeUrl(request.typeUrl)) return false;
-    const typeUrl = request.typeUrl;
+    const typeUrl = servedTypeUrl(request.typeUrl);
+    if (typeUrl === undefined) return false;
     let state = this.types.get(typeUrl);
 
     if (request.responseNonce !== '') {

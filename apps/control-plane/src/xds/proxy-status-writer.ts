@@ -89,28 +89,31 @@ export class ProxyStatusWriter implements XdsCallbacks {
   }
 
   onResponse(stream: StreamInfo, response: { typeUrl: XdsTypeUrl; version: string; meshRevision: string }): void {
-    this.update(stream, response.typeUrl, (t, status) => {
-      t.lastSentVersion = response.version;
-      status.meshRevision = response.meshRevision.slice(0, 32);
-    });
+    const tracked = this.tracked.get(stream.streamId);
+    if (!tracked) return;
+    typeStatus(tracked.status, response.typeUrl).lastSentVersion = response.version;
+    if (tracked.status.meshRevision !== response.meshRevision) tracked.status.meshRevision = response.meshRevision.slice(0, 32);
+    this.touch(stream.streamId, tracked);
   }
 
   onAck(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string): void {
-    this.update(stream, typeUrl, (t) => {
-      t.lastAckedVersion = version;
-    });
+    const tracked = this.tracked.get(stream.streamId);
+    if (!tracked) return;
+    typeStatus(tracked.status, typeUrl).lastAckedVersion = version;
+    this.touch(stream.streamId, tracked);
   }
 
   onNack(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, error: string, meshRevision: string): void {
-    this.update(stream, typeUrl, (t) => {
-      t.lastNack = {
-        version,
-        error: boundedNackError(error),
-        at: new Date().toISOString(),
-        // Kept here because the record-level meshRevision moves on with the next push.
-        ...(meshRevision ? { meshRevision } : {}),
-      };
-    });
+    const tracked = this.tracked.get(stream.streamId);
+    if (!tracked) return;
+    typeStatus(tracked.status, typeUrl).lastNack = {
+      version,
+      error: boundedNackError(error),
+      at: new Date().toISOString(),
+      // Kept here because the record-level meshRevision moves on with the next push.
+      ...(meshRevision ? { meshRevision } : {}),
+    };
+    this.touch(stream.streamId, tracked);
   }
 
   /** Writes what is dirty now (also called by tests); while a flush runs, waits for that one. */
@@ -155,18 +158,10 @@ export class ProxyStatusWriter implements XdsCallbacks {
     if (lease) await lease.revoke().catch((err: unknown) => this.options.logger.warn({ err }, 'proxy status lease revoke failed'));
   }
 
-  private update(
-    stream: StreamInfo,
-    typeUrl: XdsTypeUrl,
-    change: (t: NonNullable<ProxyStatus['types']['lds']>, status: ProxyStatus) => void,
-  ): void {
-    const tracked = this.tracked.get(stream.streamId);
-    if (!tracked) return;
-    const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
-    const type = (tracked.status.types[short] ??= {});
-    change(type, tracked.status);
+  /** Every response and ACK lands here (thousands a second in a connection storm): a field, a number, a set entry. */
+  private touch(streamId: number, tracked: Tracked): void {
     tracked.updatedAtMs = Date.now();
-    this.dirty.add(stream.streamId);
+    this.dirty.add(streamId);
   }
 
   /** One etcd txn; on failure every record in it is queued again and the flush stops (etcd is likely away). */
@@ -217,6 +212,14 @@ export class ProxyStatusWriter implements XdsCallbacks {
     }
     return this.leaseId;
   }
+}
+
+type TypeStatus = NonNullable<ProxyStatus['types']['lds']>;
+
+/** The record's entry for one xDS type, made on first use. */
+function typeStatus(status: ProxyStatus, typeUrl: XdsTypeUrl): TypeStatus {
+  const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
+  return (status.types[short] ??= {});
 }
 
 /**

@@ -1,10 +1,11 @@
 import { TypeUrl } from '@trellis/envoy-types';
-import { isXdsTypeUrl, nackReason, PumpScheduler, sentResponse } from './session-common';
+import { nackReason, servedTypeUrl, PumpScheduler, sentResponse } from './session-common';
 
 describe('session-common', () => {
-  it('knows the served types', () => {
-    expect(isXdsTypeUrl(TypeUrl.ClusterLoadAssignment)).toBe(true);
-    expect(isXdsTypeUrl('type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig')).toBe(false);
+  it('knows the served types, and answers a decoded type URL with the shared constant', () => {
+    const decoded = Buffer.from(TypeUrl.ClusterLoadAssignment).toString('utf8');
+    expect(servedTypeUrl(decoded)).toBe(TypeUrl.ClusterLoadAssignment);
+    expect(servedTypeUrl('type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig')).toBeUndefined();
   });
 
   it('reads a NACK as its message, else its code', () => {

@@ -6,7 +6,8 @@ import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { XdsResource } from '../resource';
 import type { SentResponse } from './callbacks';
 
-const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
+/** Each served type URL, by itself: a lookup returns the constant, not the string just decoded from the request. */
+const KNOWN_TYPES = new Map<string, XdsTypeUrl>(ADS_PUSH_ORDER.map((typeUrl) => [typeUrl, typeUrl]));
 
 /**
  * Types where an empty first subscription means "everything" (legacy wildcard);
@@ -14,8 +15,13 @@ const KNOWN_TYPES = new Set<string>(ADS_PUSH_ORDER);
  */
 export const WILDCARD_TYPES = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
 
-export function isXdsTypeUrl(typeUrl: string): typeUrl is XdsTypeUrl {
-  return KNOWN_TYPES.has(typeUrl);
+/**
+ * The served type a request names, as the shared constant (undefined for a type not served).
+ * A request's type URL is a fresh ~60-character string; the session state, metric labels and
+ * status records it indexes are then looked up with a string whose hash is already known.
+ */
+export function servedTypeUrl(typeUrl: string): XdsTypeUrl | undefined {
+  return KNOWN_TYPES.get(typeUrl);
 }
 
 /** The reason a NACK gives, for logs and the proxy status. */

@@ -17,7 +17,7 @@ import type { XdsResource } from '../resource';
 import { AdsSession } from './ads-session';
 import { DerivedResources } from './derived-resources';
 import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
-import { isXdsTypeUrl, nackReason, sentResponse, WILDCARD_TYPES } from './session-common';
+import { nackReason, servedTypeUrl, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot, TypeSnapshot } from './snapshot-cache';
 import { versionOf } from './versions';
 
@@ -62,8 +62,8 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
 
   /** Returns false when the request names a type this server does not serve. */
   handleRequest(request: DiscoveryRequest): boolean {
-    if (!isXdsTypeUrl(request.typeUrl)) return false;
-    const typeUrl = request.typeUrl;
+    const typeUrl = servedTypeUrl(request.typeUrl);
+    if (typeUrl === undefined) return false;
     let state = this.types.get(typeUrl);
 
     if (request.responseNonce !== '') {
