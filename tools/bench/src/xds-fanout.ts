@@ -107,7 +107,7 @@ const hubSpec = (maxConnections: number): ServiceSpecInput => ({
 // ---- messages between the orchestrator and the clients process (IPC) ----
 type ToClients = { type: 'arm' } | { type: 'collect' } | { type: 'close' };
 type FromClients =
-  | { type: 'connected'; ms: number }
+  | { type: 'connected'; ms: number; /** The clients process's CPU time until then. */ cpuSeconds: number }
   | { type: 'armed' }
   | { type: 'all-affected-received' }
   | {
@@ -380,6 +380,7 @@ async function clientsRole(): Promise<void> {
   let bytes = 0;
   const affectedCount = Array.from({ length: PROXIES }, (_, p) => callsHub(proxyService(p))).filter(Boolean).length;
   const started = now();
+  const cpuAtStart = process.cpuUsage();
   for (let p = 0; p < PROXIES; p++) {
     const service = proxyService(p);
     const proxy: Proxy = { affected: callsHub(service), versions: new Map(), clusterVersionBefore: '', arrivals: [], answered: new Set() };
@@ -390,7 +391,7 @@ async function clientsRole(): Promise<void> {
       if (proxy.answered.size < connectTypes.length) {
         proxy.answered.add(typeUrl);
         if (proxy.answered.size === connectTypes.length && ++connected === PROXIES)
-          tell({ type: 'connected', ms: now() - started } satisfies FromClients);
+          tell({ type: 'connected', ms: now() - started, cpuSeconds: cpuSecondsSince(cpuAtStart) } satisfies FromClients);
         return;
       }
       if (!armed) return;
@@ -460,6 +461,9 @@ interface RoundResult {
 interface PhaseResult {
   name: string;
   connectMs: number;
+  /** CPU time of the server, and of the clients process, from the clients' start to the last stream's first full push. */
+  connectServerCpuSeconds: number;
+  connectClientCpuSeconds: number;
   rounds: RoundResult[];
   /** Server process CPU-seconds spent during the rounds, per round (one change each). */
   cpuSecondsPerChange: number;
@@ -575,6 +579,11 @@ async function runPhase(
   ready: Extract<FromServer, { type: 'ready' }>,
   store: MeshStore,
 ): Promise<PhaseResult> {
+  const stats = async (): Promise<Extract<FromServer, { type: 'stats' }>> => {
+    server.send({ type: 'stats' });
+    return server.next('stats', 30_000);
+  };
+  const beforeConnect = await stats();
   const clients = Child.fork('clients', [
     '--role',
     'clients',
@@ -584,12 +593,13 @@ async function runPhase(
     `127.0.0.1:${ready.grpcPort}`,
     ...commonArgs(),
   ]);
-  const stats = async (): Promise<Extract<FromServer, { type: 'stats' }>> => {
-    server.send({ type: 'stats' });
-    return server.next('stats', 30_000);
-  };
   try {
-    const { ms: connectMs } = await clients.next<Extract<FromClients, { type: 'connected' }>>('connected', 600_000);
+    const { ms: connectMs, cpuSeconds: connectClientCpuSeconds } = await clients.next<Extract<FromClients, { type: 'connected' }>>(
+      'connected',
+      600_000,
+    );
+    // CPU time is what the load on a shared machine stretches least: the work itself, not the wait for a core.
+    const connectServerCpuSeconds = (await stats()).cpuSeconds - beforeConnect.cpuSeconds;
     console.log(
       `${name} [${profile}]: ${PROXIES} streams had their first full push (${typesOf(profile).length} types) in ${(connectMs / 1000).toFixed(1)} s`,
     );
@@ -640,6 +650,8 @@ async function runPhase(
     return {
       name,
       connectMs,
+      connectServerCpuSeconds,
+      connectClientCpuSeconds,
       rounds,
       cpuSecondsPerChange: (after.cpuSeconds - before.cpuSeconds) / Math.max(1, ROUNDS),
       idleCpuSecondsPerChange: (idleRate * ((now() - roundsFrom) / 1000)) / Math.max(1, ROUNDS),
@@ -740,6 +752,13 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
   }
   rows.push(
     ['first full push to all', fmt(floor.connectMs), fmt(cp.connectMs), ratio(cp.connectMs, floor.connectMs)],
+    [
+      '  server CPU-s during it',
+      floor.connectServerCpuSeconds.toFixed(2),
+      cp.connectServerCpuSeconds.toFixed(2),
+      ratio(cp.connectServerCpuSeconds, floor.connectServerCpuSeconds),
+    ],
+    ['  clients CPU-s during it', floor.connectClientCpuSeconds.toFixed(2), cp.connectClientCpuSeconds.toFixed(2), '—'],
     ['responses per change', perChange(floor, 'responses').toFixed(0), perChange(cp, 'responses').toFixed(0), '—'],
     ['resource bytes per change', kib(perChange(floor, 'bytes')), kib(perChange(cp, 'bytes')), '—'],
     [
@@ -827,3 +846,8 @@ const role = args.role;
     process.exit(1);
   },
 );
+
+function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+}
