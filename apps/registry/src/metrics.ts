@@ -10,6 +10,7 @@ export interface RegistryMetrics {
   serviceChanges: Counter<'action'>;
   viewFallbacks: Counter;
   invalidRecords: Counter<'kind'>;
+  leasePoolTakes: Counter<'result'>;
 }
 
 /** What the metrics read from the in-memory view at scrape time. */
@@ -62,7 +63,32 @@ export function createRegistryMetrics(registry: Registry): RegistryMetrics {
       labelNames: ['kind'],
       registers: [registry],
     }),
+    leasePoolTakes: leasePoolTakes(registry),
   };
+}
+
+function leasePoolTakes(registry: Registry): Counter<'result'> {
+  const counter = new Counter({
+    name: 'trellis_registry_lease_pool_takes_total',
+    help: 'Instance registrations by where their lease came from: the pool of leases granted ahead (pooled), or a grant of their own because none was waiting (empty).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  // Both series from the start, so they do not appear with the first registration of each kind.
+  for (const result of ['pooled', 'empty']) counter.inc({ result }, 0);
+  return counter;
+}
+
+/** Leases granted ahead and waiting for registrations, read when scraped. */
+export function registerLeasePoolGauge(registry: Registry, pool: { readonly size: number }): void {
+  new Gauge({
+    name: 'trellis_registry_lease_pool_leases',
+    help: 'Leases granted ahead and kept alive, waiting for instance registrations (revoked when idle and on shutdown).',
+    registers: [registry],
+    collect() {
+      this.set(pool.size);
+    },
+  });
 }
 
 /** Gauges of the view, read when scraped. */

@@ -16,7 +16,7 @@ import {
 import { createApp } from './app';
 import { Authenticator } from './auth';
 import type { RegistryEnv } from './config';
-import { createRegistryMetrics, registerViewGauges } from './metrics';
+import { createRegistryMetrics, registerLeasePoolGauge, registerViewGauges } from './metrics';
 import { addEtcdReadiness } from './readiness';
 import { RegistryView } from './view';
 
@@ -81,7 +81,8 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const view = new RegistryView(watcher, deps.viewCatchUpMs !== undefined ? { catchUpMs: deps.viewCatchUpMs } : {});
   registerViewGauges(metricsRegistry, view);
   // Instance registrations take a lease granted ahead: one etcd round trip instead of two.
-  const leasePool = new LeasePool(etcd, { logger });
+  const leasePool = new LeasePool(etcd, { logger, onTake: (result) => metrics.leasePoolTakes.inc({ result }) });
+  registerLeasePoolGauge(metricsRegistry, leasePool);
   const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision), leasePool });
   addEtcdReadiness(health, etcd, layout, metrics, logger);
   health.addCheck('view', () => view.ready);

@@ -108,11 +108,15 @@ describe('lease pool', () => {
   });
 
   it('revokes an idle pool and hands no lease out twice to concurrent registrations', async () => {
-    const { pool, store } = await pooledStore(30, { keepAliveEveryMs: () => 200 });
+    const takes: string[] = [];
+    const { pool, store } = await pooledStore(30, { keepAliveEveryMs: () => 200, onTake: (result) => takes.push(result) });
+    takes.length = 0; // the primer's
     const registered = await Promise.all(
       Array.from({ length: 6 }, (_, i) => store.registerInstance(anInstance('pool', `burst-${i}`), 30, { requireService: true })),
     );
     expect(new Set(registered.map((r) => r.leaseId)).size).toBe(6);
+    // Two were waiting; the other four granted their own.
+    expect(takes.sort()).toEqual(['empty', 'empty', 'empty', 'empty', 'pooled', 'pooled']);
     for (const { leaseId } of registered) expect(await remaining(leaseId)).toBeGreaterThan(0);
     await pool.close();
 

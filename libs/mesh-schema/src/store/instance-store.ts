@@ -58,7 +58,13 @@ export class InstanceStore {
         // Put on it, but etcd did not confirm the refresh: register again on a fresh lease
         // below, which moves the key there; this one is then revoked with the replaced ones.
         if (put && (await refreshed)) leaseId = pooled;
-        else if (put) replaced.push(pooled);
+        else {
+          if (put) replaced.push(pooled);
+          this.records.logger?.warn(
+            { leaseId: pooled, instance: `${valid.service}/${valid.id}` },
+            'a pooled lease had lapsed or could not be refreshed; registering on a fresh lease',
+          );
+        }
       }
       if (leaseId === undefined) {
         const lease = await this.records.client.leaseClient.leaseGrant({ TTL: ttlSeconds });

@@ -24,6 +24,8 @@ export interface LeasePoolOptions {
    */
   keepAliveEveryMs?: (ttlSeconds: number) => number;
   logger?: Pick<Logger, 'warn'>;
+  /** Each `take`: a lease was waiting (`pooled`) or the caller grants its own (`empty`). */
+  onTake?: (result: 'pooled' | 'empty') => void;
 }
 
 interface TtlPool {
@@ -66,11 +68,16 @@ export class LeasePool {
     if (this.closed) return undefined;
     let pool = this.pools.get(ttlSeconds);
     if (!pool) {
-      if (this.pools.size >= this.maxTtls) return undefined;
+      if (this.pools.size >= this.maxTtls) {
+        this.opts.onTake?.('empty');
+        return undefined;
+      }
       pool = this.startPool(ttlSeconds);
     }
     pool.lastTaken = Date.now();
-    return pool.ready.pop();
+    const lease = pool.ready.pop();
+    this.opts.onTake?.(lease === undefined ? 'empty' : 'pooled');
+    return lease;
   }
 
   /**
@@ -86,6 +93,13 @@ export class LeasePool {
   /** Restarts a taken lease's countdown at its full TTL; false when etcd no longer has it. */
   refresh(leaseId: string): Promise<boolean> {
     return this.keepAlive.refresh(leaseId);
+  }
+
+  /** How many leases wait in the pool, over every TTL (a gauge). */
+  get size(): number {
+    let size = 0;
+    for (const pool of this.pools.values()) size += pool.ready.length;
+    return size;
   }
 
   /** The leases waiting in the pool, by TTL (tests and diagnostics). */
