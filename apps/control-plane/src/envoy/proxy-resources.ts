@@ -126,8 +126,10 @@ function routeTarget(callee: ServiceModel): RouteTarget {
 
 // A builder input made of the very same parts as last time is the same object as
 // last time, so its memo key (canonicalDigest remembers digests by object) is not
-// computed again for every identity on every rebuild. `make` must build the input
-// from `parts` alone; it is reused only when every part is identical (===).
+// computed again for every identity on every rebuild; the same holds for resources
+// (and lists of them) kept per model object. `make` must build its result from
+// `parts` alone (or from what has the same digest); it is reused only when every
+// part is identical (===).
 const inputs = new WeakMap<object, Map<string, { parts: readonly unknown[]; input: unknown }>>();
 function reused<I>(anchor: object, slot: string, parts: readonly unknown[], make: () => I): I {
   let slots = inputs.get(anchor);
@@ -207,17 +209,22 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
   });
 }
 
-// A caller's outbound routes input is reused while the digests of what its routes
-// read are the same: a callee change routes do not read (a circuit breaker) projects
-// a new RouteDependency and RouteTarget of equal content, once per callee, and every
-// caller keeps its input object, whose digest is known, instead of digesting a new one.
-function outboundRoutesInput(
-  service: ServiceModel,
-  httpDeps: Dep[],
-): { source: string; deps: Array<{ dep: RouteDependency; callee: RouteTarget }> } {
+// A caller's outbound routes are kept while the digests of what they read are the
+// same: a callee change routes do not read (a circuit breaker) projects a new
+// RouteDependency and RouteTarget of equal content, digested once per callee, and
+// every caller keeps its resource without a memo look-up or a digest of its own.
+function outboundRoutes(service: ServiceModel, httpDeps: Dep[], make: Make): XdsResource {
   const deps = httpDeps.map((d) => ({ dep: routeDependency(d), callee: routeTarget(d.callee) }));
-  const digests = deps.flatMap((d) => [canonicalDigest(d.dep), canonicalDigest(d.callee)]);
-  return reused(service, 'outboundRoutes', [service.name, ...digests], () => ({ source: service.name, deps }));
+  const digests = deps.flatMap((d) => [projectionDigest(d.dep), projectionDigest(d.callee)]);
+  return reused(service, 'outboundRoutes', [service.name, ...digests], () => make(build.outboundRoutes, { source: service.name, deps }));
+}
+
+// A route projection is made once per policy or callee object and shared by its callers: so is its digest.
+const projectionDigests = new WeakMap<object, string>();
+function projectionDigest(projection: object): string {
+  let digest = projectionDigests.get(projection);
+  if (digest === undefined) projectionDigests.set(projection, (digest = canonicalDigest(projection)));
+  return digest;
 }
 
 function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make, outboundPort?: number): XdsResource[] {
@@ -232,7 +239,7 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
       ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
     ),
   ];
-  if (httpDeps.length > 0) resources.push(make(build.outboundRoutes, outboundRoutesInput(service, httpDeps)));
+  if (httpDeps.length > 0) resources.push(outboundRoutes(service, httpDeps, make));
   for (const d of deps) {
     if (d.callee.protocol === 'tcp') {
       resources.push(make(build.tcpListener, { source: service.name, callee: { name: d.callee.name, port: d.callee.port } }));
