@@ -12,11 +12,12 @@
 import { CONTEXT_DESTINATION, CONTEXT_SOURCE } from '@trellis/mesh-schema';
 import type { PeerIdentity } from '@trellis/pki';
 import type { Direction } from '../metrics';
+import type { RouteContext } from './check-attributes';
 import { forbid, unauthenticated, type CallerIdentityDenial, type Decision } from './decision';
 
 export type CallerIdentityResult =
   /** `contextExtensions` with the source the certificate proves (outbound). */
-  { ok: true; contextExtensions: Readonly<Record<string, string>> } | { ok: false; reason: CallerIdentityDenial; decision: Decision };
+  { ok: true; contextExtensions: RouteContext } | { ok: false; reason: CallerIdentityDenial; decision: Decision };
 
 /**
  * Checks the Check's sender against what it asks. `peer` is undefined when the
@@ -24,7 +25,7 @@ export type CallerIdentityResult =
  */
 export function authorizeCaller(
   direction: Direction,
-  context: Readonly<Record<string, string>>,
+  context: RouteContext,
   peer: PeerIdentity | undefined,
   allowInsecureCallers: boolean,
 ): CallerIdentityResult {

@@ -6,7 +6,7 @@
 // The request path is built for the cache hit: the wire bytes are read only as
 // far as needed (check-attributes.ts), a cached token is found synchronously,
 // and its encoded response is reused.
-import { isCallDirection } from '@trellis/mesh-contracts';
+import { isCallDirection, type CallDecision } from '@trellis/mesh-contracts';
 import type { PeerIdentity } from '@trellis/pki';
 import type { Logger } from '@trellis/runtime';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
@@ -33,9 +33,14 @@ import type { MeshPolicy } from './mesh-policy';
 import { checkRequestId, type CallMetadata } from './request-id';
 
 export class CheckService {
-  // Wire encodings of allow responses, per cached token: a cache hit skips re-encoding ~1 KB.
-  private readonly encodedResponses = new WeakMap<MintedToken, Buffer>();
-  // Wire encodings of denials, by everything they say: a caller refused again and again
+  // Decisions that recur Check after Check — the allow for each cached token, the refusal of each
+  // undeclared pair — are built once and kept with their wire encoding: a repeat costs lookups, no encode.
+  private readonly encoded = new WeakMap<Decision, Buffer>();
+  private readonly tokenDecisions = new WeakMap<MintedToken, Decision>();
+  // source → destination → the policy's refusal. Bounded: a hostile caller can name any pair.
+  private readonly policyDenials = new Map<string, Map<string, Decision>>();
+  private policyDenialCount = 0;
+  // Wire encodings of other denials, by everything they say: a caller refused again and again
   // (a misconfigured or hostile client) costs a lookup, not an encode. Bounded: the
   // message names the services, so distinct denials are as many as distinct pairs.
   private readonly encodedDenials = new Map<string, Buffer>();
@@ -93,22 +98,51 @@ export class CheckService {
   }
 
   private encode(decision: Decision): Buffer {
-    if (!decision.allow) {
-      const key = `${decision.grpcCode} ${decision.httpStatus} ${decision.reason} ${decision.message}`;
-      let denial = this.encodedDenials.get(key);
-      if (!denial) {
-        denial = encodeResponse(decision);
-        if (this.encodedDenials.size >= MAX_ENCODED_DENIALS) this.encodedDenials.delete(this.encodedDenials.keys().next().value!);
-        this.encodedDenials.set(key, denial);
-      }
-      return denial;
+    const kept = this.encoded.get(decision);
+    if (kept) return kept;
+    if (decision.allow) return encodeResponse(decision);
+    const key = `${decision.grpcCode} ${decision.httpStatus} ${decision.reason} ${decision.message}`;
+    let denial = this.encodedDenials.get(key);
+    if (!denial) {
+      denial = encodeResponse(decision);
+      if (this.encodedDenials.size >= MAX_ENCODED_DENIALS) this.encodedDenials.delete(this.encodedDenials.keys().next().value!);
+      this.encodedDenials.set(key, denial);
     }
-    const memo = decision.memo as MintedToken | undefined;
-    const cached = memo && this.encodedResponses.get(memo);
-    if (cached) return cached;
-    const bytes = encodeResponse(decision);
-    if (memo) this.encodedResponses.set(memo, bytes);
-    return bytes;
+    return denial;
+  }
+
+  /** `decision`, encoded now and kept for as long as the caller keeps the decision object. */
+  private kept(decision: Decision): Decision {
+    this.encoded.set(decision, encodeResponse(decision));
+    return decision;
+  }
+
+  /** The allow that adds `minted` upstream: one decision per cached token. */
+  private withToken(minted: MintedToken): Decision {
+    return this.tokenDecisions.get(minted) ?? this.keepTokenDecision(minted);
+  }
+
+  private keepTokenDecision(minted: MintedToken): Decision {
+    const decision = this.kept(allow({ authorization: `Bearer ${minted.token}` }));
+    this.tokenDecisions.set(minted, decision);
+    return decision;
+  }
+
+  /** The registry's refusal of `source` → `destination`, one decision per pair and reason. */
+  private policyDenial(source: string, destination: string, reason: CallRefusal): Decision {
+    let byDestination = this.policyDenials.get(source);
+    const known = byDestination?.get(destination);
+    if (known && known.reason === reason) return known;
+    if (this.policyDenialCount >= MAX_ENCODED_DENIALS) {
+      this.policyDenials.clear();
+      this.policyDenialCount = 0;
+      byDestination = undefined;
+    }
+    if (!byDestination) this.policyDenials.set(source, (byDestination = new Map()));
+    if (!byDestination.has(destination)) this.policyDenialCount += 1;
+    const decision = this.kept(forbid(reason, `${source} has not declared a dependency on ${destination}`));
+    byDestination.set(destination, decision);
+    return decision;
   }
 
   private internalError(err: unknown, direction: Direction, attributes: CheckAttributes, metadata: CallMetadata | undefined): Decision {
@@ -144,13 +178,16 @@ export class CheckService {
       return misconfigured('missing-context', `outbound checks need ${CONTEXT_SOURCE} and ${CONTEXT_DESTINATION} service names`);
     }
     const call = this.policy.allowsCall(source, destination);
-    if (!call.allowed) return forbid(call.reason, `${source} has not declared a dependency on ${destination}`);
+    if (!call.allowed) return this.policyDenial(source, destination, call.reason);
     const cached = this.tokens.cachedToken(source, destination);
-    if (cached) return withToken(cached);
-    return this.tokens.tokenFor(source, destination).then(withToken, (err: unknown) => {
-      if (err instanceof NoSigningKeyError) return unavailable('no-signing-key', 'no signing key is active');
-      throw err;
-    });
+    if (cached) return this.withToken(cached);
+    return this.tokens.tokenFor(source, destination).then(
+      (minted) => this.withToken(minted),
+      (err: unknown) => {
+        if (err instanceof NoSigningKeyError) return unavailable('no-signing-key', 'no signing key is active');
+        throw err;
+      },
+    );
   }
 
   /** At B's sidecar, for proxies that validate through ext_authz rather than jwt_authn. */
@@ -210,6 +247,8 @@ export interface CheckServiceOptions {
 
 const MAX_ENCODED_DENIALS = 1_024;
 
+type CallRefusal = Extract<CallDecision, { allowed: false }>['reason'];
+
 function encodeResponse(decision: Decision): Buffer {
   const written = CheckResponse.encode(toCheckResponse(decision)).finish();
   return Buffer.from(written.buffer, written.byteOffset, written.byteLength);
@@ -230,8 +269,6 @@ function peerName(peer: PeerIdentity | undefined): string | undefined {
   if (!peer) return undefined;
   return peer.kind === 'service' ? peer.service : peer.kind === 'component' ? `trellis/${peer.component}` : 'unknown';
 }
-
-const withToken = (minted: MintedToken): Decision => allow({ authorization: `Bearer ${minted.token}` }, [], minted);
 
 function directionOf(value: string | undefined): Direction {
   return isCallDirection(value) ? value : 'unknown';

@@ -45,17 +45,14 @@ export type Decision =
       reason: 'allowed';
       headers: Readonly<Record<string, string>>;
       removeHeaders?: readonly string[];
-      /** An object that lives exactly as long as this decision stays the same (the cached token): its wire encoding is reused. */
-      memo?: object;
     }
   | { allow: false; reason: DenyReason; grpcCode: GrpcStatus; httpStatus: number; message: string };
 
-export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = [], memo?: object): Decision => ({
+export const allow = (headers: Record<string, string> = {}, removeHeaders: string[] = []): Decision => ({
   allow: true,
   reason: 'allowed',
   headers,
   removeHeaders,
-  memo,
 });
 
 /** 403: the caller is known and not allowed. */

@@ -8,6 +8,7 @@ import type { KeyRing } from '../keys/key-ring';
 import type { SigningKey } from '../keys/signing-key';
 import type { AuthzMetrics, MintedKind } from '../metrics';
 import { mintMeshToken, type MintedToken } from './mint';
+import { PairTokenMemory } from './pair-token-memory';
 import type { SharedTokenCache } from './redis-token-cache';
 import { SingleFlight } from './single-flight';
 import { verifyMeshToken } from '@trellis/mesh-contracts';
@@ -34,9 +35,8 @@ export class NoSigningKeyError extends Error {
 }
 
 export class MeshTokenIssuer {
-  private readonly memory = new Map<string, CachedToken>();
+  private readonly memory: PairTokenMemory<CachedToken>;
   private readonly flights = new SingleFlight<CachedToken>();
-  private readonly maxMemoryEntries: number;
   private readonly marginMs: number;
   private readonly memoryHits: { inc(): void };
   private readonly memoryMisses: { inc(): void };
@@ -50,7 +50,7 @@ export class MeshTokenIssuer {
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
   ) {
-    this.maxMemoryEntries = options.maxMemoryEntries ?? 10_000;
+    this.memory = new PairTokenMemory(options.maxMemoryEntries ?? 10_000);
     this.marginMs = (options.ttlSeconds - options.cacheTtlSeconds) * 1000;
     this.memoryHits = metrics.tokenCacheCounter('memory', 'hit');
     this.memoryMisses = metrics.tokenCacheCounter('memory', 'miss');
@@ -60,7 +60,7 @@ export class MeshTokenIssuer {
   cachedToken(source: string, destination: string): MintedToken | undefined {
     const signer = this.keyRing.signer();
     if (!signer) return undefined;
-    const cached = this.memory.get(`${source}:${destination}:${signer.kid}`);
+    const cached = this.memory.get(source, destination, signer.kid);
     if (cached && cached.issuer === this.issuer() && cached.useUntil > this.clock()) {
       this.memoryHits.inc();
       return cached;
@@ -80,7 +80,7 @@ export class MeshTokenIssuer {
     return this.flights.run(key, async () => {
       const entry =
         (await this.fromShared(key, source, destination, signer, issuer)) ?? (await this.mint(key, source, destination, issuer));
-      this.remember(key, entry);
+      this.memory.set(source, destination, signer.kid, entry);
       return entry;
     });
   }
@@ -165,12 +165,6 @@ export class MeshTokenIssuer {
     this.metrics.tokensMinted.inc({ alg: signer.alg, kind });
     this.logger.debug({ subject, audience, kid: minted.kid, kind }, 'token minted');
     return minted;
-  }
-
-  private remember(key: string, entry: CachedToken): void {
-    this.memory.delete(key);
-    this.memory.set(key, entry);
-    if (this.memory.size > this.maxMemoryEntries) this.memory.delete(this.memory.keys().next().value!);
   }
 }
 
