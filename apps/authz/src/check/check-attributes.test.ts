@@ -48,7 +48,9 @@ describe('decodeCheckAttributes', () => {
   });
 
   it('hands out the same string object for the same value, Check after Check', () => {
-    const bytes = CheckRequest.encode(checkRequest({ context: { 'trellis.source': 'checkout', 'trellis.destination': 'orders' } })).finish();
+    const bytes = CheckRequest.encode(
+      checkRequest({ context: { 'trellis.source': 'checkout', 'trellis.destination': 'orders' } }),
+    ).finish();
     const [first, second] = [decodeCheckAttributes(bytes), decodeCheckAttributes(Buffer.from(bytes))];
     expect(second.contextExtensions[CONTEXT_SOURCE]).toBe('checkout');
     expect(Object.is(first.contextExtensions[CONTEXT_SOURCE], second.contextExtensions[CONTEXT_SOURCE])).toBe(true);
@@ -98,9 +100,13 @@ const piece: fc.Arbitrary<Piece> = fc.oneof(
     weight: 6,
     arbitrary: fc.oneof(
       // A well-formed entry of a route key, the common case.
-      fc
-        .tuple(fc.constantFrom(...ROUTE_KEYS.map(utf8)), valueBytes)
-        .map(([key, value]): Piece => ({ kind: 'extension', fields: [{ field: 1, value: key }, { field: 2, value }] })),
+      fc.tuple(fc.constantFrom(...ROUTE_KEYS.map(utf8)), valueBytes).map(([key, value]): Piece => ({
+        kind: 'extension',
+        fields: [
+          { field: 1, value: key },
+          { field: 2, value },
+        ],
+      })),
       fc.array(entryField, { maxLength: 5 }).map((fields): Piece => ({ kind: 'extension', fields })),
     ),
   },
@@ -142,7 +148,15 @@ function attributeContextBytes(pieces: readonly Piece[]): Uint8Array {
       }
       case 'request': {
         const http = new BinaryWriter();
-        for (const [key, value] of p.headers) http.tag(3, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string(key).tag(2, WireType.LengthDelimited).string(value).join();
+        for (const [key, value] of p.headers)
+          http
+            .tag(3, WireType.LengthDelimited)
+            .fork()
+            .tag(1, WireType.LengthDelimited)
+            .string(key)
+            .tag(2, WireType.LengthDelimited)
+            .string(value)
+            .join();
         if (p.path !== undefined) http.tag(4, WireType.LengthDelimited).string(p.path);
         if (p.host !== undefined) http.tag(5, WireType.LengthDelimited).string(p.host);
         if (p.extra) http.tag(2, WireType.LengthDelimited).string('GET').tag(99, WireType.Varint).uint32(7);
@@ -174,8 +188,16 @@ function checkRequestBytes(pieces: readonly Piece[], outerNoise: Uint8Array | un
 const damage = fc.oneof(
   fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
   fc.record({ kind: fc.constant('overwrite' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), byte: fc.nat(255) }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), bytes: fc.uint8Array({ minLength: 1, maxLength: 6 }) }),
-  fc.record({ kind: fc.constant('delete' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), count: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    bytes: fc.uint8Array({ minLength: 1, maxLength: 6 }),
+  }),
+  fc.record({
+    kind: fc.constant('delete' as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    count: fc.integer({ min: 1, max: 4 }),
+  }),
 );
 type Damage = typeof damage extends fc.Arbitrary<infer D> ? D : never;
 function damaged(bytes: Uint8Array, hits: readonly Damage[]): Buffer {
