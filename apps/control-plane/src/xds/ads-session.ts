@@ -75,10 +75,13 @@ export abstract class AdsSession<Response> {
   private pump(): void {
     const snapshot = this.snapshot;
     if (!snapshot || this.closed) return;
+    // Asked once per pump, for listeners and routes alike: it reads only the clusters' and endpoints' state, which
+    // pushing listeners does not change.
+    let routingWaits: boolean | undefined;
     for (const typeUrl of ADS_PUSH_ORDER) {
       if (this.blocked) return;
       if (typeUrl === TypeUrl.Secret && !this.secretsAllowed) continue;
-      if (ROUTING_TYPES.has(typeUrl) && this.clustersInFlight(snapshot)) continue;
+      if (ROUTING_TYPES.has(typeUrl) && (routingWaits ??= this.clustersInFlight(snapshot))) continue;
       this.pushType(typeUrl, snapshot);
     }
   }
