@@ -26,6 +26,7 @@ import type {
   UpstreamModel,
 } from './mesh-model';
 import { canonicalDigest, digestText } from '../resource/canonical-digest';
+import { OverlayMap } from './overlay-map';
 
 /**
  * The part of the watcher's MeshState the model reads. MeshWatcher.state
@@ -311,8 +312,10 @@ function changedServices(state: MeshStateView, index: MeshIndex): Set<string> {
 
 /**
  * A map a build edits, starting as the previous model's, which is never changed:
- * the first change that makes a difference copies it, and `current` is then the
- * copy. Setting a key to the value it has, or deleting an absent key, is no change.
+ * the first change that makes a difference lays an overlay over it (OverlayMap: the
+ * edits, reading through to the previous map, not a copy of it), and `current` is
+ * then the overlay. Setting a key to the value it has, or deleting an absent key, is
+ * no change.
  */
 class CopyOnWrite<K, V> {
   private map: ReadonlyMap<K, V>;
@@ -344,12 +347,12 @@ class CopyOnWrite<K, V> {
     if (this.map.has(key)) this.own().delete(key);
   }
 
-  private own(): Map<K, V> {
+  private own(): Map<K, V> | OverlayMap<K, V> {
     if (!this.owned) {
-      this.map = new Map(this.map);
+      this.map = OverlayMap.over(this.map);
       this.owned = true;
     }
-    return this.map as Map<K, V>;
+    return this.map as Map<K, V> | OverlayMap<K, V>;
   }
 }
 

@@ -12,7 +12,7 @@ import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel } from './mesh-model';
 
 function expectSameModel(actual: MeshModel, expected: MeshModel): void {
   expect([...actual.services.keys()]).toEqual([...expected.services.keys()]);
-  expect(actual.services).toEqual(expected.services);
+  expect(new Map(actual.services)).toEqual(new Map(expected.services));
   expect(actual.dropped).toEqual(expected.dropped);
   expect(fingerprints(actual)).toEqual(fingerprints(expected));
 }
