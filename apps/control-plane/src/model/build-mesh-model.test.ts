@@ -174,6 +174,13 @@ describe('servicesAffected', () => {
     expect(servicesAffected(before, mesh.model())).toEqual(new Set(['c', 'd']));
   });
 
+  it('is a caller whose dependency was dropped and declared again in one batch (its proxyless cluster names change)', () => {
+    const mesh = base();
+    const before = mesh.model();
+    mesh.service('a', { dependencies: [{ service: 'b' }] }, { generation: 3, dependencySince: { b: 3 } });
+    expect(servicesAffected(before, mesh.model())).toEqual(new Set(['a']));
+  });
+
   it('is everything when the keys rotate', () => {
     const mesh = base();
     const before = mesh.model();

@@ -392,7 +392,16 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
       upstreams,
       upstreams.length === 1 && upstreams[0]!.subset === undefined ? null : localities,
     ]),
-    specDigest: canonicalDigest([spec.protocol, spec.port, spec.policy, spec.ingress ?? null, spec.dependencies, spec.mtls ?? 'off']),
+    // With the generation since which each dependency is declared: proxyless cluster names carry it.
+    specDigest: canonicalDigest([
+      spec.protocol,
+      spec.port,
+      spec.policy,
+      spec.ingress ?? null,
+      spec.dependencies,
+      spec.dependencies.map((dep) => dependencySince(record, dep.service)),
+      spec.mtls ?? 'off',
+    ]),
   };
 }
 
