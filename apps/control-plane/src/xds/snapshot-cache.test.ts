@@ -146,17 +146,54 @@ describe('SnapshotCache with a sliced fan-out', () => {
   const model = (timeout: number) =>
     fakeModel({ a: [makeCluster('x', timeout)], b: [makeCluster('y', timeout)], c: [makeCluster('z', timeout)] });
 
+  /** Until every watched identity of `services` has its first snapshot (built in slices). */
+  async function built(cache: SnapshotCache<FakeModel>, services: string[]): Promise<void> {
+    while (services.some((service) => !cache.snapshotOf(identity(service)))) await new Promise((r) => setImmediate(r));
+  }
+
   /** A cache whose every slice rebuilds one identity (the budget is spent after the first). */
-  function slicedCache(): { cache: SnapshotCache<FakeModel>; seen: Record<string, string[]> } {
+  async function slicedCache(): Promise<{ cache: SnapshotCache<FakeModel>; seen: Record<string, string[]> }> {
     const cache = new SnapshotCache<FakeModel>(translateFake, { fanOutSliceMs: 0 });
     cache.setModel(model(1), 'all', meta('1'));
     const seen: Record<string, string[]> = { a: [], b: [], c: [] };
     for (const service of ['a', 'b', 'c']) cache.watch(identity(service), (s) => seen[service]!.push(s.meshRevision));
+    await built(cache, ['a', 'b', 'c']);
+    expect(seen).toEqual({ a: ['1'], b: ['1'], c: ['1'] });
+    for (const service of ['a', 'b', 'c']) seen[service] = [];
     return { cache, seen };
   }
 
+  it('builds the identities of new streams in slices, telling each stream when its own is built', async () => {
+    const cache = new SnapshotCache<FakeModel>(translateFake, { fanOutSliceMs: 0 });
+    cache.setModel(model(1), 'all', meta('1'));
+    const seen: string[] = [];
+    const watches = ['a', 'b', 'c'].map((service) => cache.watch(identity(service), () => seen.push(service)));
+    // Nothing is translated inside watch: a storm of new streams does not hold up the event loop.
+    expect(watches.map((w) => w.snapshot)).toEqual([undefined, undefined, undefined]);
+    // A second stream of an identity still waiting for its first build is told with the first.
+    cache.watch(identity('a'), () => seen.push('a again'));
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(['a', 'a again']);
+    await built(cache, ['a', 'b', 'c']);
+    expect(seen).toEqual(['a', 'a again', 'b', 'c']);
+    expect(cache.snapshotOf(identity('c'))!.types.get(TypeUrl.Cluster)!.resources.get('z')!.hash).toBe(makeCluster('z', 1).hash);
+    expect(cache.stats()).toMatchObject({ identities: 3, streams: 4 });
+  });
+
+  it('forgets an identity whose only stream closed before its first build', async () => {
+    const translated: string[] = [];
+    const cache = new SnapshotCache<FakeModel>((m, i) => (translated.push(i.service), translateFake(m, i)), { fanOutSliceMs: 0 });
+    cache.setModel(model(1), 'all', meta('1'));
+    cache.watch(identity('a'), () => {});
+    cache.watch(identity('b'), () => {}).cancel();
+    await built(cache, ['a']);
+    await new Promise((r) => setImmediate(r));
+    expect(translated).toEqual(['a']);
+    expect(cache.stats()).toMatchObject({ identities: 1, streams: 1 });
+  });
+
   it('tells the first identities’ streams before the later ones are rebuilt, and settles with the whole count', async () => {
-    const { cache, seen } = slicedCache();
+    const { cache, seen } = await slicedCache();
     const update = cache.setModel(model(2), 'all', meta('2'));
     expect(update).toMatchObject({ rebuilt: 1, changed: 1 });
     expect(seen).toEqual({ a: ['2'], b: [], c: [] });
@@ -165,7 +202,7 @@ describe('SnapshotCache with a sliced fan-out', () => {
   });
 
   it('builds identities left over from an earlier fan-out from the newest model, and settles both', async () => {
-    const { cache, seen } = slicedCache();
+    const { cache, seen } = await slicedCache();
     const first = cache.setModel(model(2), 'all', meta('2'));
     const second = cache.setModel(model(3), new Set(['a']), meta('3'));
     const [a, b] = await Promise.all([first.settled, second.settled]);
@@ -176,8 +213,8 @@ describe('SnapshotCache with a sliced fan-out', () => {
     expect(cache.snapshotOf(identity('c'))!.types.get(TypeUrl.Cluster)!.resources.get('z')!.hash).toBe(makeCluster('z', 3).hash);
   });
 
-  it('gives a new stream of an identity still waiting its turn the current snapshot at once', () => {
-    const { cache } = slicedCache();
+  it('gives a new stream of an identity still waiting its turn the current snapshot at once', async () => {
+    const { cache } = await slicedCache();
     cache.setModel(model(2), 'all', meta('2'));
     const watch = cache.watch(identity('c'), () => {});
     expect(watch.snapshot?.meshRevision).toBe('2');
@@ -188,6 +225,7 @@ describe('SnapshotCache with a sliced fan-out', () => {
     cache.setModel(model(1), 'all', meta('1'));
     cache.watch(identity('a'), () => {});
     const c = cache.watch(identity('c'), () => {});
+    await built(cache, ['a', 'c']);
     const update = cache.setModel(model(2), 'all', meta('2'));
     c.cancel();
     await expect(update.settled).resolves.toEqual({ rebuilt: 1, changed: 1 });

@@ -169,6 +169,13 @@ export class SnapshotCache<M> implements SnapshotSource {
     return { ...fanOut.result, settled };
   }
 
+  private scheduleSlice(): void {
+    this.nextSlice ??= setImmediate(() => {
+      this.nextSlice = undefined;
+      this.slice();
+    });
+  }
+
   /** Rebuilds stale identities for one slice, telling each one's streams at once; schedules the next slice. */
   private slice(): void {
     const until = performance.now() + (this.options.fanOutSliceMs ?? 0);
@@ -176,11 +183,7 @@ export class SnapshotCache<M> implements SnapshotSource {
       this.refresh(entry);
       if (performance.now() >= until) break;
     }
-    if (this.stale.size > 0)
-      this.nextSlice ??= setImmediate(() => {
-        this.nextSlice = undefined;
-        this.slice();
-      });
+    if (this.stale.size > 0) this.scheduleSlice();
   }
 
   /** Rebuilds a stale identity now and tells its streams if it changed. */
@@ -207,15 +210,25 @@ export class SnapshotCache<M> implements SnapshotSource {
     fanOut.resolve({ ...fanOut.result });
   }
 
-  /** Subscribes to an identity's snapshot; the first watcher builds it. */
+  /**
+   * Subscribes to an identity's snapshot; the first watcher builds it — at once, or with
+   * `fanOutSliceMs` in the next slice (the listener hears of it then). A connection storm
+   * (thousands of streams whose first requests arrive together) is then translated slice by
+   * slice with ACKs read in between, so the first proxies finish their exchange while later
+   * identities are still being translated, instead of all waiting for the whole storm.
+   */
   watch(identity: ProxyIdentity, listener: SnapshotListener): { snapshot: ProxySnapshot | undefined; cancel: () => void } {
     const key = identityKey(identity);
     let entry = this.entries.get(key);
     if (!entry) {
       entry = { identity, snapshot: undefined, listeners: new Set() };
       this.entries.set(key, entry);
-      if (this.model !== undefined) this.rebuild(entry);
-    } else if (this.stale.has(entry)) {
+      if (this.model !== undefined && this.options.fanOutSliceMs === undefined) this.rebuild(entry);
+      else if (this.model !== undefined) {
+        this.stale.add(entry);
+        this.scheduleSlice();
+      }
+    } else if (this.stale.has(entry) && entry.snapshot) {
       // A new stream gets the current model's snapshot, not the one its identity had before this fan-out.
       this.refresh(entry);
     }
