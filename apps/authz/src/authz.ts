@@ -3,6 +3,7 @@
 // parts with a life of their own start in their modules: the signing keys
 // (keys/signing-keys.ts), the Redis client (tokens/redis-client.ts), the gRPC
 // server with its health service (grpc/grpc-server.ts).
+import { setFlagsFromString } from 'node:v8';
 import type { Registry } from 'prom-client';
 import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
@@ -284,4 +285,22 @@ function servingTlsSourceOf(config: AuthzConfig, ca: ReloadingCa | undefined): S
   if (config.TRELLIS_TLS_CERT_FILE && config.TRELLIS_TLS_KEY_FILE)
     return tlsFilesSource(config.TRELLIS_TLS_CERT_FILE, config.TRELLIS_TLS_KEY_FILE, config.TRELLIS_TLS_CLIENT_CA_FILE ?? meshCa);
   return ca ? selfIssuedSource(meshCa, config.TRELLIS_TLS_CLIENT_CA_FILE) : undefined;
+}
+
+/**
+ * V8 settings for the authz process, applied by main.ts before anything starts.
+ *
+ * Allocation-site pretenuring: when objects from one allocation site survive
+ * scavenges in bulk (loading the registry snapshot through the etcd watch, thousands
+ * of records through grpc-js), V8 starts allocating from that site straight into the
+ * old generation. Sites the Check path shares with that work (grpc-js's per-call
+ * objects) then fill the old generation with per-call garbage, and mark-compacts run
+ * every second or so. Whether it happens depends on the timing of the start: one
+ * authz process served 15,500 cache-hit Checks per CPU-second, the same code without
+ * pretenuring 22,500
+ * (docs/benchmarks.md, authz). Every per-call object of a Check dies young: they
+ * belong in the young generation, always.
+ */
+export function tuneV8ForChecks(): void {
+  setFlagsFromString('--no-allocation-site-pretenuring');
 }

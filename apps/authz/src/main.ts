@@ -2,8 +2,10 @@
 // down gracefully on SIGTERM; everything else lives in startAuthz.
 import { connectEtcd, etcdOptionsFromEnv } from '@trellis/mesh-schema';
 import { createLogger, installShutdown, runMain } from '@trellis/runtime';
-import { startAuthz } from './authz';
+import { startAuthz, tuneV8ForChecks } from './authz';
 import { loadAuthzConfig } from './config';
+
+tuneV8ForChecks();
 
 runMain('authz', async () => {
   const config = loadAuthzConfig();

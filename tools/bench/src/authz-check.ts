@@ -18,7 +18,7 @@ import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/externa
 import { connectEtcd, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, startRedis } from '@trellis/testing';
-import { startAuthz } from '../../../apps/authz/src/authz';
+import { startAuthz, tuneV8ForChecks } from '../../../apps/authz/src/authz';
 import { loadAuthzConfig } from '../../../apps/authz/src/config';
 import { GRPC_SERVER_OPTIONS } from '../../../apps/authz/src/grpc/grpc-server';
 import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../../apps/authz/test/support/harness';
@@ -55,7 +55,8 @@ const MISSES = SMOKE ? 50 : Number(args.misses);
 const callerName = (i: number): string => `caller-${i}`;
 
 async function echoServer(): Promise<void> {
-  // The same server options as authz, so the difference measured is the Check itself.
+  // The same V8 settings and server options as authz, so the difference measured is the Check itself.
+  tuneV8ForChecks();
   const server = new Server(GRPC_SERVER_OPTIONS);
   const identity = (b: Buffer) => b;
   const fixed = Number(args['echo-response-bytes']) > 0 ? Buffer.alloc(Number(args['echo-response-bytes']), 0x61) : undefined;
@@ -75,6 +76,8 @@ async function echoServer(): Promise<void> {
 }
 
 async function authzServer(): Promise<void> {
+  // As authz's main.ts does (tuneV8ForChecks in authz.ts).
+  tuneV8ForChecks();
   const [etcd, redis] = await Promise.all([startEtcd(), startRedis()]);
   const keys = await KeyDir.create();
   await keys.addKey('key');
