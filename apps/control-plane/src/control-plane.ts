@@ -166,6 +166,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     onWrite: (result) => metrics.statusWrites.inc({ result }),
   });
   statusWriter.start();
+  metrics.readStatusBacklogFrom(() => statusWriter.backlog);
 
   const streamLog: XdsCallbacks = {
     onNack: (s, typeUrl, version, error, meshRevision) =>

@@ -19,6 +19,8 @@ export interface ControlPlaneMetrics {
   cacheResources: Gauge;
   cacheBytes: Gauge;
   statusWrites: Counter<'result'>;
+  /** Where the status backlog gauge reads its value at scrape time (the proxy-status writer, once it exists). */
+  readStatusBacklogFrom(source: () => number): void;
   meshRevision: Gauge;
   retainedEndpoints: Gauge;
   retentionsEngaged: Counter;
@@ -26,6 +28,15 @@ export interface ControlPlaneMetrics {
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
   const registers = [registry];
+  let statusBacklog = (): number => 0;
+  new Gauge({
+    name: `${P}proxy_status_backlog`,
+    help: 'Proxy status records changed but not yet written to etcd (writes are rate-limited; a backlog drains at the flush budget)',
+    registers,
+    collect() {
+      this.set(statusBacklog());
+    },
+  });
   const connected = new Gauge({ name: `${P}xds_connected_proxies`, help: 'Open xDS streams', labelNames: ['protocol', 'kind'], registers });
   const pushes = new Counter({
     name: `${P}xds_pushes_total`,
@@ -144,6 +155,9 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       labelNames: ['result'],
       registers,
     }),
+    readStatusBacklogFrom: (source) => {
+      statusBacklog = source;
+    },
     meshRevision: new Gauge({ name: `${P}mesh_revision`, help: 'etcd revision of the mesh model being served', registers }),
     retainedEndpoints: new Gauge({
       name: `${P}retained_endpoints`,

@@ -32,6 +32,7 @@ import { startControlPlane } from '../../../apps/control-plane/src/control-plane
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 
 const { values: args } = parseArgs({
+  allowNegative: true,
   options: {
     role: { type: 'string' },
     // clusters | envoy | delta, or several separated by commas (each runs against the floor and the control plane).
@@ -47,6 +48,13 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '50' },
     // How long to keep listening after the last affected stream got its push, to catch extra pushes.
     'settle-ms': { type: 'string', default: '1500' },
+    // Untimed changes before the measured rounds, on both servers: the first change after the
+    // connection storm also runs the change path's code for the first time (V8 compiles it then).
+    'warmup-rounds': { type: 'string', default: '1' },
+    // Start each round only when the control plane has written the previous one's proxy statuses
+    // (its proxy_status_backlog gauge at 0), so a round measures one change, not also the last
+    // one's rate-limited status writes. --no-status-drain measures them overlapped.
+    'status-drain': { type: 'boolean', default: true },
     // The control plane's TRELLIS_XDS_DEBOUNCE_MS (its default: 100); 0 shows the cost without the deliberate hold-off.
     'debounce-ms': { type: 'string', default: '100' },
     // The control plane's TRELLIS_XDS_FANOUT_SLICE_MS (its default: 20; 0: the whole fan-out in one event-loop turn).
@@ -82,6 +90,9 @@ const ROUNDS = Number(args.rounds);
 const HUB_EVERY = Number(args['hub-every']);
 const CONNECTIONS = Number(args.connections);
 const SETTLE_MS = Number(args['settle-ms']);
+const WARMUP_ROUNDS = Number(args['warmup-rounds']);
+/** Longest wait for the control plane's status backlog to drain before a round (200 records/s by default). */
+const STATUS_DRAIN_TIMEOUT_MS = 120_000;
 /** The types a profile's streams wait for before they count as connected. */
 const typesOf = (profile: Profile): string[] =>
   profile === 'clusters'
@@ -570,6 +581,18 @@ async function rebuildSeconds(httpPort: number): Promise<{ sum: number; count: n
   return { sum: read('sum'), count: read('count') };
 }
 
+/** Waits until the control plane has no proxy status left to write (the floor writes none). */
+async function drainStatusBacklog(httpPort: number | undefined): Promise<void> {
+  if (!httpPort || !args['status-drain']) return;
+  const deadline = Date.now() + STATUS_DRAIN_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    if (Number(/^trellis_control_plane_proxy_status_backlog ([\d.e+-]+)/m.exec(text)?.[1] ?? 0) === 0) return;
+    await sleep(250);
+  }
+  console.error(`the control plane's proxy status backlog did not drain within ${STATUS_DRAIN_TIMEOUT_MS / 1000} s; measuring anyway`);
+}
+
 let hubWrites = 0;
 
 async function runPhase(
@@ -604,6 +627,37 @@ async function runPhase(
       `${name} [${profile}]: ${PROXIES} streams had their first full push (${typesOf(profile).length} types) in ${(connectMs / 1000).toFixed(1)} s`,
     );
     await sleep(SETTLE_MS);
+    /** One change of `hub` and what the clients saw of it. */
+    const runRound = async (label: string): Promise<RoundResult> => {
+      await drainStatusBacklog(ready.httpPort);
+      clients.send({ type: 'arm' });
+      await clients.next('armed', 10_000);
+      const t0 = now();
+      await store.updateService(hubSpec(1000 + ++hubWrites), 'bench');
+      await clients
+        .next('all-affected-received', ROUND_TIMEOUT_MS)
+        .catch((err: Error) => console.error(`${name} ${label}: ${err.message}`));
+      await sleep(SETTLE_MS); // catch extra pushes; let ACKs drain
+      clients.send({ type: 'collect' });
+      const r = await clients.next<Extract<FromClients, { type: 'round' }>>('round', 30_000);
+      const latenciesMs = r.arrivals.map((at) => at - t0).sort((a, b) => a - b);
+      console.log(
+        `${name} [${profile}] ${label}: p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
+          `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version; ` +
+          `${r.responses} responses, ${kib(r.bytes)} of resources`,
+      );
+      return {
+        latenciesMs,
+        missing: r.missing,
+        extraToAffected: r.extraToAffected,
+        toUnaffected: r.toUnaffected,
+        staleVersion: r.staleVersion,
+        responses: r.responses,
+        bytes: r.bytes,
+      };
+    };
+    for (let w = 0; w < WARMUP_ROUNDS; w++) await runRound(`warm-up ${w + 1} (not counted)`);
+    await drainStatusBacklog(ready.httpPort);
     const rebuildBefore = ready.httpPort ? await rebuildSeconds(ready.httpPort) : undefined;
     // The server's CPU while nothing changes (keepalives, status flushes, probes), to take out of the per-change figure.
     const idleStart = await stats();
@@ -615,31 +669,7 @@ async function runPhase(
     const rounds: RoundResult[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       if (round > 0) await sleep(SETTLE_MS); // let ACKs and proxy-status writes of the previous round drain
-      clients.send({ type: 'arm' });
-      await clients.next('armed', 10_000);
-      const t0 = now();
-      await store.updateService(hubSpec(1000 + ++hubWrites), 'bench');
-      await clients
-        .next('all-affected-received', ROUND_TIMEOUT_MS)
-        .catch((err: Error) => console.error(`${name} round ${round + 1}: ${err.message}`));
-      await sleep(SETTLE_MS);
-      clients.send({ type: 'collect' });
-      const r = await clients.next<Extract<FromClients, { type: 'round' }>>('round', 30_000);
-      const latenciesMs = r.arrivals.map((at) => at - t0).sort((a, b) => a - b);
-      rounds.push({
-        latenciesMs,
-        missing: r.missing,
-        extraToAffected: r.extraToAffected,
-        toUnaffected: r.toUnaffected,
-        staleVersion: r.staleVersion,
-        responses: r.responses,
-        bytes: r.bytes,
-      });
-      console.log(
-        `${name} [${profile}] round ${round + 1}: p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
-          `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version; ` +
-          `${r.responses} responses, ${kib(r.bytes)} of resources`,
-      );
+      rounds.push(await runRound(`round ${round + 1}`));
     }
     const after = await stats();
     const rebuildAfter = ready.httpPort ? await rebuildSeconds(ready.httpPort) : undefined;

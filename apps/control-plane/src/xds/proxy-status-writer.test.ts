@@ -63,15 +63,19 @@ it('writes many streams in batched txns within the flush budget, and removes a c
     writer.onResponse(stream, { typeUrl: TypeUrl.Cluster, version: 'v1', meshRevision: '7' });
     writer.onAck(stream, TypeUrl.Cluster, 'v1');
   }
+  expect(writer.backlog).toBe(150);
   await writer.flush();
   expect(results).toEqual(Array(100).fill('ok')); // the budget holds across txns
+  expect(writer.backlog).toBe(50);
   await writer.flush();
+  expect(writer.backlog).toBe(0);
   const stored = await store.listProxyStatuses('many');
   expect(stored).toHaveLength(150);
   expect(stored.every((s) => s.types.cds?.lastAckedVersion === 'v1' && s.meshRevision === '7')).toBe(true);
 
   writer.onStreamClosed(streams[0]!);
   writer.onAck(streams[1]!, TypeUrl.Cluster, 'v2');
+  expect(writer.backlog).toBe(2); // one record to delete, one to rewrite
   await writer.flush();
   const after = await store.listProxyStatuses('many');
   expect(after.map((s) => s.nodeId)).not.toContain('many-0');

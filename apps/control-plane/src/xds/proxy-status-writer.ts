@@ -56,6 +56,11 @@ export class ProxyStatusWriter implements XdsCallbacks {
 
   constructor(private readonly options: ProxyStatusWriterOptions) {}
 
+  /** Records waiting for a flush: changed or ended streams not yet written. */
+  get backlog(): number {
+    return this.dirty.size + this.gone.size;
+  }
+
   start(): void {
     this.timer = setInterval(() => void this.flush(), this.options.intervalMs ?? 1000);
     this.timer.unref();
