@@ -298,7 +298,7 @@ function servingTlsSourceOf(config: AuthzConfig, ca: ReloadingCa | undefined): S
  * every second or so. Whether it happens depends on the timing of the start: one
  * authz process served 15,500 cache-hit Checks per CPU-second, the same code without
  * pretenuring 22,500
- * (docs/benchmarks.md, authz). Every per-call object of a Check dies young: they
+ * (docs/benchmarks-history.md, authz). Every per-call object of a Check dies young: they
  * belong in the young generation, always.
  */
 export function tuneV8ForChecks(): void {
