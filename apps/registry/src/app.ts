@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import express from 'express';
 import type { RequestHandler } from 'express';
+import helmet from 'helmet';
 import type { MeshStore } from '@trellis/mesh-schema';
 import type { Health, Logger } from '@trellis/runtime';
 import { opsRouter, requestIds } from '@trellis/runtime';
@@ -14,7 +15,6 @@ import { ServiceCatalog } from './catalog';
 import { jsonBody, notFoundHandler, problemErrorHandler, requestMetrics } from './http';
 import type { RegistryMetrics } from './metrics';
 import { buildOpenApiDocument } from './openapi';
-import { registryHelmetOptions, securityHeaders } from './security-headers';
 import { instrumentStore } from './store';
 import { apiDocsRouter } from './ui/api-docs';
 import { uiRouter } from './ui/router';
@@ -50,7 +50,24 @@ export function createApp(options: AppOptions): express.Express {
   app.set('query parser', 'simple');
   app.use(requestIds(logger));
   app.use(requestMetrics(metrics, logger));
-  app.use(securityHeaders(registryHelmetOptions(options.secureCookies ?? false)));
+  const https = options.secureCookies ?? false;
+  app.use(
+    helmet({
+      // Over plain HTTP (local meshes, behind a TLS-terminating proxy that says so) upgrading would break the forms.
+      strictTransportSecurity: https,
+      contentSecurityPolicy: {
+        directives: {
+          upgradeInsecureRequests: https ? [] : null,
+          defaultSrc: ["'none'"],
+          styleSrc: ["'self'"],
+          imgSrc: ["'self'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+          baseUri: ["'none'"],
+        },
+      },
+    }),
+  );
 
   app.use(opsRouter(health, metricsRegistry));
   app.get('/openapi.json', (_req, res) => {
