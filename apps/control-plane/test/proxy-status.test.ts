@@ -185,6 +185,11 @@ describe('proxy status in etcd', () => {
     const statuses = await h.store.listProxyStatuses('a');
     expect(statuses.map((s) => s.nodeId).sort()).toEqual(['a-status-0', 'a-status-1', 'a-status-2']);
     expect(statuses.every((s) => s.controlPlane === 'cp-test' && s.types.cds?.lastSentVersion)).toBe(true);
+    // Every record written: the backlog gauge says so (writer.backlog's counting: proxy-status-writer.test.ts).
+    await eventually('the status backlog gauge at 0', async () => {
+      const text = await (await fetch(`${h.httpUrl}/metrics`)).text();
+      return /^trellis_control_plane_proxy_status_backlog 0$/m.test(text) ? true : undefined;
+    });
 
     clients.shift()!.close();
     await eventually('the closed stream’s status gone', async () =>
