@@ -8,6 +8,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -34,6 +35,8 @@ const { values: args } = parseArgs({
     smoke: { type: 'boolean', default: false },
     // Directory for a CPU profile of the registry process (node --cpu-prof), written when it exits.
     'registry-cpu-prof': { type: 'string' },
+    // V8 flags for the registry process, e.g. '--max-semi-space-size=4' (space-separated).
+    'registry-node-options': { type: 'string', default: '' },
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
   },
@@ -184,7 +187,10 @@ async function orchestrate(): Promise<void> {
 
     registry = fork(process.argv[1]!, ['--role', 'registry', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: args['registry-cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['registry-cpu-prof']}`] : [],
+      execArgv: [
+        ...(args['registry-cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['registry-cpu-prof']}`] : []),
+        ...args['registry-node-options'].split(' ').filter(Boolean),
+      ],
     });
     const [ready] = (await Promise.race([
       once(registry, 'message'),
@@ -195,9 +201,9 @@ async function orchestrate(): Promise<void> {
     const base = `http://127.0.0.1:${ready.port}`;
 
     const results = WRITES_ONLY ? {} : await measureReads(base);
-    const writes = await measureWrites(base, client, etcd.prefix);
+    const writes = await measureWrites(base, client, etcd.prefix, registry.pid!);
     if (!WRITES_ONLY) printReads(results);
-    printWrites(writes.rounds);
+    printWrites(writes.rounds, writes.cpu);
     const readErrors = Object.values(results)
       .flatMap((r) => [...r.fixed, ...r.saturated])
       .reduce((n, x) => n + x.errors, 0);
@@ -226,6 +232,20 @@ const WRITE_OPS = {
 } as const;
 type WriteOp = keyof typeof WRITE_OPS;
 type WriteRound = Record<WriteOp, number[]>;
+/** The registry process's CPU time (user + system, ms) spent during each operation's blocks of a round. */
+type WriteCpu = Record<WriteOp, number>;
+
+/** CPU time (user + system) a process has used, in ms, from /proc (10 ms ticks: summed over many blocks). */
+function processCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return NaN; // not Linux
+  }
+}
+const CLOCK_TICKS_PER_S = 100;
 
 /**
  * Sequential writes through the registry — replacing a service (PUT with If-Match), creating one
@@ -240,8 +260,10 @@ async function measureWrites(
   base: string,
   client: ReturnType<Awaited<ReturnType<typeof startEtcd>>['client']>,
   prefix: string,
-): Promise<{ rounds: WriteRound[]; failed: number }> {
+  registryPid: number,
+): Promise<{ rounds: WriteRound[]; cpu: WriteCpu[]; failed: number }> {
   const rounds: WriteRound[] = [];
+  const cpu: WriteCpu[] = [];
   let failed = 0;
   let written = 0;
   const name = serviceName(0);
@@ -277,12 +299,20 @@ async function measureWrites(
   let txnRevision = (await client.put(txnKey).value(value).exec()).header.revision;
   const fresh = () => Object.fromEntries(Object.keys(WRITE_OPS).map((op) => [op, []])) as unknown as WriteRound;
   // One block of each operation: 10 of each, one at a time, in WRITE_OPS order.
-  const block = async (times: WriteRound): Promise<void> => {
+  const block = async (times: WriteRound, used: WriteCpu): Promise<void> => {
+    // The registry's CPU time during each operation's 10 requests (its watch applying the puts, for the etcd rows).
+    let mark = processCpuMs(registryPid);
+    const charge = (op: WriteOp): void => {
+      const now = processCpuMs(registryPid);
+      used[op] += now - mark;
+      mark = now;
+    };
     for (let k = 0; k < 10; k++) {
       const t0 = performance.now();
       await client.put(`${prefix}bench/put-${k}`).value(value);
       times.etcdPut.push(performance.now() - t0);
     }
+    charge('etcdPut');
     for (let k = 0; k < 10; k++) {
       const t0 = performance.now();
       const res = await client.kv.txn({
@@ -297,18 +327,22 @@ async function measureWrites(
       if (!res.succeeded) failed++;
       txnRevision = res.header.revision;
     }
+    charge('guardedTxn');
     for (let k = 0; k < 10; k++) {
       const t0 = performance.now();
       const lease = await client.leaseClient.leaseGrant({ TTL: 60 });
       await client.kv.put({ key: Buffer.from(`${prefix}bench/leased-${k}`), value, lease: lease.ID });
       times.leasePut.push(performance.now() - t0);
     }
+    charge('leasePut');
     for (let k = 0; k < 10; k++) await timed(times.http, 200, () => send('GET', '/healthz'));
+    charge('http');
     for (let k = 0; k < 10; k++) {
       const body = JSON.stringify(serviceSpec(0, `write ${written + k}`));
       const res = await timed(times.replace, 200, () => send('PUT', `/api/v1/services/${name}`, { 'if-match': etag }, body));
       etag = (res.headers.etag as string | undefined) ?? etag;
     }
+    charge('replace');
     for (let k = 0; k < 10; k++) {
       const body = JSON.stringify(serviceSpec(0, `fetch ${written + k}`));
       const res = await timed(times.replaceFetch, 200, async () => {
@@ -318,32 +352,38 @@ async function measureWrites(
       });
       etag = res.headers.get('etag') ?? etag;
     }
+    charge('replaceFetch');
     for (let k = 0; k < 10; k++) {
       // A name never used before, calling two of the seeded services.
       const body = JSON.stringify({ ...serviceSpec(written + k), name: `new-${written + k}` });
       await timed(times.create, 201, () => send('POST', '/api/v1/services', {}, body));
     }
+    charge('create');
     for (let k = 0; k < 10; k++) {
       const service = serviceName((written + k) % SERVICES);
       const body = JSON.stringify({ id: `${service}-w${written + k}`, address: '10.0.0.2', port: 8080, platform: 'vm', ttlSeconds: 3600 });
       await timed(times.register, 201, () => send('POST', `/api/v1/services/${service}/instances`, {}, body));
     }
+    charge('register');
     written += 10;
   };
   // Warm-up (JIT, connections), not counted.
-  for (let k = 0; k < 3; k++) await block(fresh());
+  const noCpu = () => Object.fromEntries(Object.keys(WRITE_OPS).map((op) => [op, 0])) as unknown as WriteCpu;
+  for (let k = 0; k < 3; k++) await block(fresh(), noCpu());
   for (let round = 0; round < WRITE_ROUNDS; round++) {
     const times = fresh();
-    for (let done = 0; done < WRITES; done += 10) await block(times);
+    const used = noCpu();
+    for (let done = 0; done < WRITES; done += 10) await block(times, used);
     rounds.push(times);
+    cpu.push(used);
     console.log(`write round ${round + 1}/${WRITE_ROUNDS} done`);
   }
   agent.destroy();
-  return { rounds, failed };
+  return { rounds, cpu, failed };
 }
 
 /** Per round: each operation's p50 and p99 and their ratios to the same round's etcd put; then the per-round medians. */
-function printWrites(rounds: WriteRound[]): void {
+function printWrites(rounds: WriteRound[], cpu: WriteCpu[]): void {
   const ops = Object.keys(WRITE_OPS) as WriteOp[];
   const stats = rounds.map(
     (round) => Object.fromEntries(ops.map((op) => [op, percentiles(round[op])])) as Record<WriteOp, ReturnType<typeof percentiles>>,
@@ -353,14 +393,15 @@ function printWrites(rounds: WriteRound[]): void {
   console.log(`| --- | ${rounds.map(() => '---').join(' | ')} |`);
   for (const op of ops) console.log(`| ${WRITE_OPS[op]} | ${stats.map((s) => `${ms(s[op].p50)} / ${ms(s[op].p99)}`).join(' | ')} |`);
   console.log('\nper-round median (ratios taken to the etcd put of the same round):');
-  console.log('| operation | p50 | p99 | p50 / etcd put | p99 / etcd put |');
-  console.log('| --- | --- | --- | --- | --- |');
+  console.log('| operation | p50 | p99 | p50 / etcd put | p99 / etcd put | registry CPU per request |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
   for (const op of ops) {
     const p50 = median(stats.map((s) => s[op].p50));
     const p99 = median(stats.map((s) => s[op].p99));
     const r50 = median(stats.map((s) => s[op].p50 / s.etcdPut.p50));
     const r99 = median(stats.map((s) => s[op].p99 / s.etcdPut.p99));
-    console.log(`| ${WRITE_OPS[op]} | ${ms(p50)} | ${ms(p99)} | ${r50.toFixed(2)}× | ${r99.toFixed(2)}× |`);
+    const cpuMs = median(cpu.map((used, i) => used[op] / rounds[i]![op].length));
+    console.log(`| ${WRITE_OPS[op]} | ${ms(p50)} | ${ms(p99)} | ${r50.toFixed(2)}× | ${r99.toFixed(2)}× | ${ms(cpuMs)} |`);
   }
 }
 
