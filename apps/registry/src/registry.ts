@@ -2,7 +2,7 @@
 // and startAuthz, so tests start it on port 0 against a real etcd and main.ts
 // only reads config and runs the shutdown steps it returns.
 import type { Registry as MetricsRegistry } from 'prom-client';
-import { LeasePool, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import { LeasePool, MeshStore, MeshWatcher, ServiceCredentials, WrittenValues, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import {
   closeHttpServer,
   closeInOrder,
@@ -73,17 +73,20 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const metrics = createRegistryMetrics(metricsRegistry);
   // Ready while etcd answers and the view holds a snapshot: evaluated on each /readyz (no gRPC health to push to).
   const health = new Health();
-  // The same watch the control plane and authz run; the view serves reads from it.
+  // The same watch the control plane and authz run; the view serves reads from it. The
+  // records this process writes come back on it: the store hands them over already checked.
+  const writtenValues = new WrittenValues();
   const watcher = MeshWatcher.start(deps.watchEtcd ?? etcd, layout, {
     logger,
     onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }),
+    writtenValues,
   });
   const view = new RegistryView(watcher, deps.viewCatchUpMs !== undefined ? { catchUpMs: deps.viewCatchUpMs } : {});
   registerViewGauges(metricsRegistry, view);
   // Instance registrations take a lease granted ahead: one etcd round trip instead of two.
   const leasePool = new LeasePool(etcd, { logger, onTake: (result) => metrics.leasePoolTakes.inc({ result }) });
   registerLeasePoolGauge(metricsRegistry, leasePool);
-  const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision), leasePool });
+  const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision), leasePool, writtenValues });
   addEtcdReadiness(health, etcd, layout, metrics, logger);
   health.addCheck('view', () => view.ready);
 

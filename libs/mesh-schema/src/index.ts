@@ -36,6 +36,8 @@ export {
   type MeshState,
 } from './state';
 export { MeshWatcher, type MeshUpdate, type MeshWatcherEvents, type MeshWatcherOptions } from './watcher';
+export { WrittenValues } from './written-values';
+export { CheckedServiceSpec } from './store/checked-spec';
 export { ServiceCredentials } from './service-credentials';
 export { EtcdProbe, type EtcdProbeOptions } from './etcd-probe';
 export { applyEtcdRoles, etcdGrants, etcdRoleName, ETCD_APPS, type EtcdApp, type EtcdGrant, type EtcdRolesSetup } from './etcd-roles';

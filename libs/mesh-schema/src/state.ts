@@ -52,6 +52,8 @@ export interface KvEvent {
   value: Buffer;
   modRevision: string;
   createRevision: string;
+  /** `value` as the key's record schema reads it, when already known (WrittenValues): not parsed again. */
+  decoded?: unknown;
 }
 
 export type InvalidRecordHandler = (record: InvalidRecord) => void;
@@ -186,7 +188,7 @@ function decodeOwned<S extends z.ZodType>(
   mismatch = 'value does not match its key',
 ): z.output<S> | undefined {
   try {
-    const value = decodeValue(schema, ev.key, ev.value);
+    const value = ev.decoded !== undefined ? (ev.decoded as z.output<S>) : decodeValue(schema, ev.key, ev.value);
     if (matchesKey && !matchesKey(value)) throw new InvalidRecordError(ev.key, [mismatch]);
     return value;
   } catch (err) {

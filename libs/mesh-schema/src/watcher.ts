@@ -12,6 +12,7 @@ import type { Logger } from '@trellis/runtime';
 import { isStaleAuthTokenRefusal, rangePrefix, refreshAuthToken } from './etcd-client';
 import type { KeyLayout } from './keys';
 import { applyKvEvent, buildMeshState, emptyMeshState, type InvalidRecord, type KvEvent, type MeshChange, type MeshState } from './state';
+import type { WrittenValues } from './written-values';
 
 export interface MeshUpdate {
   /** The revision `state` now reflects. */
@@ -29,6 +30,8 @@ export interface MeshWatcherOptions {
    * left out of the mirror (`state.invalid` lists it) and the watch goes on.
    */
   onInvalid?: (record: InvalidRecord) => void;
+  /** What this process's MeshStore is writing (the same object as its `writtenValues`): its echo is not parsed again. */
+  writtenValues?: WrittenValues;
 }
 
 export interface MeshWatcherEvents {
@@ -68,6 +71,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   private rejectReady!: (err: Error) => void;
   private readonly logger: MeshWatcherOptions['logger'];
   private readonly onInvalidRecord: MeshWatcherOptions['onInvalid'];
+  private readonly writtenValues: WrittenValues | undefined;
   /** key → mod revision of the unusable values already reported, so each is logged and counted once. */
   private readonly reported = new Map<string, string>();
 
@@ -80,6 +84,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     this.watchStreams = client.namespace('');
     this.logger = opts.logger;
     this.onInvalidRecord = opts.onInvalid;
+    this.writtenValues = opts.writtenValues;
     this.readyPromise = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -250,15 +255,19 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     for (const ev of res.events) {
       const rev = BigInt(ev.kv.mod_revision);
       if (rev <= applied) continue; // replayed after a reconnect: already applied
+      const type = ev.type === 'Put' ? 'put' : 'delete';
+      const key = ev.kv.key.toString('utf8');
+      const decoded = type === 'put' ? this.writtenValues?.take(key, ev.kv.value) : undefined;
       const change = applyKvEvent(
         this.currentState,
         this.layout,
         {
-          type: ev.type === 'Put' ? 'put' : 'delete',
-          key: ev.kv.key.toString('utf8'),
+          type,
+          key,
           value: ev.kv.value,
           modRevision: ev.kv.mod_revision,
           createRevision: ev.kv.create_revision,
+          ...(decoded !== undefined ? { decoded } : {}),
         },
         this.onInvalid,
       );

@@ -7,6 +7,7 @@ import { KeyLayout } from '../src/keys';
 import type { MeshChange } from '../src/state';
 import { MeshStore } from '../src/store';
 import { MeshWatcher, type MeshUpdate } from '../src/watcher';
+import { WrittenValues } from '../src/written-values';
 import { aService, anInstance } from './fixtures';
 
 let etcd: TestEtcd;
@@ -38,7 +39,7 @@ afterAll(async () => {
 });
 
 /** Starts a watcher and records every update it emits. */
-function watch(client: Etcd3 = watchClient) {
+function watch(client: Etcd3 = watchClient, writtenValues?: WrittenValues) {
   const invalidKeys: string[] = [];
   const reported: string[] = [];
   const errors: unknown[] = [];
@@ -48,7 +49,11 @@ function watch(client: Etcd3 = watchClient) {
     warn() {},
     error: (o: { key?: string; err?: unknown }) => void (o.key ? invalidKeys.push(o.key) : errors.push(o.err)),
   };
-  const watcher = MeshWatcher.start(client, layout, { logger, onInvalid: (record) => reported.push(record.key) });
+  const watcher = MeshWatcher.start(client, layout, {
+    logger,
+    onInvalid: (record) => reported.push(record.key),
+    ...(writtenValues ? { writtenValues } : {}),
+  });
   watchers.push(watcher);
   const updates: MeshUpdate[] = [];
   const statuses: boolean[] = [];
@@ -134,6 +139,34 @@ it('loads a snapshot, then emits every change once and in order', async () => {
   await eventually('all changes', () => w.changes().length >= expected.length);
   expect(w.changes()).toEqual(expected);
   expect(w.watcher.state.revision).toBe(expected.at(-1)!.modRevision);
+  expect(w.watcher.state).toEqual(await freshState());
+});
+
+it("takes its own store's writes as the store checked them, and parses every other value", async () => {
+  const writtenValues = new WrittenValues();
+  const ownStore = new MeshStore(writer, layout, { writtenValues });
+  const w = watch(watchClient, writtenValues);
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+
+  // Back to back: the update's entry is taken while the create's echo may still be on its way.
+  const created = await ownStore.createService(aService('own', { dependencies: [{ service: 'other' }] }), 'a');
+  const updated = await ownStore.updateService(aService('own', { port: 9090 }), 'a', { ifModRevision: created.modRevision });
+  const { record: instance } = await ownStore.registerInstance(anInstance('own', 'vm-1'), 30);
+  await eventually('the instance', () => w.watcher.state.instances.get('own')?.has('vm-1') ?? false);
+  // The very objects the store wrote: nothing was parsed again.
+  expect(w.watcher.state.services.get('own')?.value).toBe(updated.value);
+  expect(w.watcher.state.instances.get('own')?.get('vm-1')).toBe(instance);
+  expect(Object.isFrozen(updated.value.spec)).toBe(true);
+  expect(writtenValues.size).toBe(0);
+
+  // Another writer's bytes at the same keys, and a value nobody may use, are parsed as usual.
+  await store.updateService(aService('own', { port: 7070 }), 'b', { ifModRevision: updated.modRevision });
+  await writer.put(layout.instance('own', 'vm-1')).value('{"not":"an instance"}');
+  await eventually('the other writes', () => w.watcher.state.invalid.has(layout.instance('own', 'vm-1')));
+  expect(w.watcher.state.services.get('own')?.value.spec.port).toBe(7070);
+  expect(w.watcher.state.instances.has('own')).toBe(false);
+  expect(w.reported).toEqual([layout.instance('own', 'vm-1')]);
   expect(w.watcher.state).toEqual(await freshState());
 });
 

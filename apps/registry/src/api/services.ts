@@ -1,7 +1,7 @@
 // /api/v1/services: the service definitions, their history and rollback.
 import { Router } from 'express';
 import type { Response } from 'express';
-import { ServiceName, ServiceSpec } from '@trellis/mesh-schema';
+import { CheckedServiceSpec, ServiceName } from '@trellis/mesh-schema';
 import type { ServiceRecord, Versioned } from '@trellis/mesh-schema';
 import { z } from 'zod';
 import { principalOf } from '../auth';
@@ -31,7 +31,8 @@ export function servicesRouter(catalog: ServiceCatalog, guards: RouteGuards): Ro
   });
 
   router.post('/services', ...write, ...json, async (req, res) => {
-    const spec = parseWith(ServiceSpec, req.body);
+    // Checked once: the store takes CheckedServiceSpec's output as it is.
+    const spec = parseWith(CheckedServiceSpec, req.body);
     const created = await catalog.create(principalOf(res), spec);
     res.location(`/api/v1/services/${spec.name}`);
     sendService(res, 201, created);
@@ -52,7 +53,7 @@ export function servicesRouter(catalog: ServiceCatalog, guards: RouteGuards): Ro
     const body: unknown = req.body;
     // The name may be left out of the body; when given it must match the path.
     const withName = isObject(body) && !('name' in body) ? { ...body, name } : body;
-    const spec = parseWith(ServiceSpec, withName);
+    const spec = parseWith(CheckedServiceSpec, withName);
     if (spec.name !== name) throw problems.validation([{ field: 'name', message: `must match the path ("${name}")` }]);
     const { created, service } = await catalog.put(principalOf(res), spec, ifMatch);
     if (created) res.location(`/api/v1/services/${name}`);

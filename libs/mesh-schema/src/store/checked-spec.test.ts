@@ -2,9 +2,9 @@
 // reference (the full schemas), on every spec the registry accepts.
 import fc from 'fast-check';
 import { encodeValue } from '../codec';
-import { HistoryEntry, ServiceRecord } from '../records';
+import { HistoryEntry, ServiceRecord, ServiceSpec } from '../records';
 import { meshArbitrary, propertyRuns } from '../testing/arbitraries';
-import { HistoryEntryOfCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
+import { CheckedServiceSpec, HistoryEntryOfCheckedSpec, isCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
 
 const change = fc.record({
   generation: fc.integer({ min: 1, max: 1_000_000 }),
@@ -51,5 +51,39 @@ describe('service record and history entry of a checked spec', () => {
     expect(() =>
       encodeValue(HistoryEntryOfCheckedSpec, 'k', { service: 'a', generation: 1, action: 'update', actor: 'x', at: 'yesterday', spec }),
     ).toThrow(/at/);
+  });
+});
+
+describe('CheckedServiceSpec', () => {
+  const field = fc.constantFrom('name', 'team', 'description', 'protocol', 'port', 'dependencies', 'policy', 'ingress', 'mtls', 'extra');
+
+  it('accepts and refuses exactly what ServiceSpec does, with the same value and the same issues', () => {
+    fc.assert(
+      fc.property(meshArbitrary, field, fc.anything(), fc.boolean(), ({ services }, key, junk, damage) => {
+        for (const { spec } of services) {
+          const input: unknown = damage ? { ...spec, [key]: junk } : { ...spec };
+          const reference = ServiceSpec.safeParse(input);
+          const checked = CheckedServiceSpec.safeParse(input);
+          expect(checked.success).toBe(reference.success);
+          if (reference.success && checked.success) {
+            expect(checked.data).toStrictEqual(reference.data);
+            expect(isCheckedSpec(checked.data)).toBe(true);
+          } else expect(checked.error?.issues).toEqual(reference.error?.issues);
+        }
+      }),
+      { numRuns: propertyRuns(100) },
+    );
+  });
+
+  it('marks only its own output, frozen so it stays what was checked', () => {
+    const input = { name: 'a', team: 't', protocol: 'http', port: 80, dependencies: [{ service: 'b' }] };
+    const spec = CheckedServiceSpec.parse(input);
+    expect(isCheckedSpec(spec)).toBe(true);
+    expect(() => {
+      (spec.dependencies as { service: string }[]).push({ service: 'a' }); // would depend on itself
+    }).toThrow(TypeError);
+    expect(isCheckedSpec(ServiceSpec.parse(input))).toBe(false);
+    expect(isCheckedSpec({ ...spec })).toBe(false);
+    expect(isCheckedSpec(input)).toBe(false);
   });
 });

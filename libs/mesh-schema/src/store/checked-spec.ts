@@ -4,10 +4,28 @@
 // a write validates the spec once and the rest of the record in full. Byte-for-byte the
 // same as the full schemas (checked-spec.test.ts); never for a spec that was not parsed.
 import { z } from 'zod';
-import { HistoryEntry, ServiceRecord, type ServiceSpec } from '../records';
+import { HistoryEntry, ServiceRecord, ServiceSpec } from '../records';
+import { deepFreeze } from '../written-values';
 
 /** A value ServiceSpec returned, taken as it is. */
 const CheckedSpec = z.custom<ServiceSpec>();
 
 export const ServiceRecordOfCheckedSpec = ServiceRecord.extend({ spec: CheckedSpec });
 export const HistoryEntryOfCheckedSpec = HistoryEntry.extend({ spec: CheckedSpec.nullable() });
+
+/** Specs CheckedServiceSpec produced: frozen, so they are still what ServiceSpec made of them. */
+const checkedSpecs = new WeakSet<object>();
+
+/**
+ * ServiceSpec, whose output (frozen) the store then takes without parsing it again: the
+ * registry parses a request's spec with it, so a write checks the spec once. Only this
+ * schema's output is recognised; any other spec, whatever it looks like, is checked.
+ */
+export const CheckedServiceSpec = ServiceSpec.transform((spec) => {
+  checkedSpecs.add(deepFreeze(spec));
+  return spec;
+});
+
+export function isCheckedSpec(spec: unknown): spec is ServiceSpec {
+  return typeof spec === 'object' && spec !== null && checkedSpecs.has(spec);
+}

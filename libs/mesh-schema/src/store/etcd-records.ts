@@ -7,6 +7,7 @@ import { decodeKv, encodeValue, type Versioned } from '../codec';
 import { prefixEnd, rangePrefix } from '../etcd-client';
 import { InvalidRecordError } from '../errors';
 import type { KeyLayout } from '../keys';
+import type { WrittenValues } from '../written-values';
 import type { LeasePool } from './lease-pool';
 
 export interface MeshStoreOptions {
@@ -22,6 +23,12 @@ export interface MeshStoreOptions {
   onCommit?: (revision: string) => void;
   /** Leases granted ahead for instance registrations (the registry's); without it each registration grants its own. */
   leasePool?: LeasePool;
+  /**
+   * Where service and instance records are remembered, checked, just before they are
+   * written: the same object as this process's MeshWatcher's, whose mirror then takes
+   * them instead of parsing the watch event's bytes again.
+   */
+  writtenValues?: WrittenValues;
 }
 
 /**
@@ -67,6 +74,7 @@ export class EtcdRecords {
   readonly now: () => Date;
   private readonly onCommit: ((revision: string) => void) | undefined;
   readonly leasePool: LeasePool | undefined;
+  readonly writtenValues: WrittenValues | undefined;
 
   constructor(
     readonly client: Etcd3,
@@ -77,6 +85,7 @@ export class EtcdRecords {
     this.now = opts.now ?? (() => new Date());
     this.onCommit = opts.onCommit;
     this.leasePool = opts.leasePool;
+    this.writtenValues = opts.writtenValues;
   }
 
   // Every write goes through these three, so each committed revision is reported once.

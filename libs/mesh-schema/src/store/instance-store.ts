@@ -33,8 +33,10 @@ export class InstanceStore {
       registeredAt: input.registeredAt ?? this.records.now().toISOString(),
     });
     const key = this.records.layout.instance(valid.service, valid.id);
-    const record = encodeValue(InstanceRecord, key, valid);
-    const putOn = (leaseId: string) => this.putOnLease(key, record.bytes, valid, leaseId, opts.requireService);
+    // InstanceRecord's output parses to itself: these are the bytes encodeValue would write (instance-store.test.ts).
+    const bytes = Buffer.from(JSON.stringify(valid));
+    this.records.writtenValues?.remember(key, bytes, valid);
+    const putOn = (leaseId: string) => this.putOnLease(key, bytes, valid, leaseId, opts.requireService);
     /** The leases the key was on before (a re-registration): ours no more, revoked at the end. */
     const replaced: string[] = [];
     let leaseId: string | undefined;
@@ -82,7 +84,7 @@ export class InstanceStore {
     // Registering again (a restarted VM, a re-sent registration) moves the key to the
     // new lease; the old one holds nothing of ours any more, so do not leave it to idle out.
     for (const old of new Set(replaced)) if (old && old !== '0' && old !== leaseId) await this.records.revokeLease(old);
-    return { record: record.value, leaseId };
+    return { record: valid, leaseId };
   }
   /**
    * The registration's txn: the record on `leaseId`, its tombstone gone, under the

@@ -21,7 +21,7 @@ import {
   type HistoryAction,
   type ServiceSpecInput,
 } from '../records';
-import { HistoryEntryOfCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
+import { HistoryEntryOfCheckedSpec, isCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
 import {
   absent,
   MAX_RACE_RETRIES,
@@ -78,7 +78,7 @@ export class ServiceStore {
     actor: string,
     opts: { restoredGeneration?: number } = {},
   ): Promise<Versioned<ServiceRecord>> {
-    const validSpec = validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
+    const validSpec = isCheckedSpec(spec) ? spec : validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
     const key = this.records.layout.service(validSpec.name);
     const historyPrefix = this.records.layout.historyOf(spec.name);
     const at = this.records.now().toISOString();
@@ -95,6 +95,7 @@ export class ServiceStore {
         updated: { actor, at },
         dependencySince: nextDependencySince(validSpec, generation, undefined),
       });
+      this.records.writtenValues?.remember(key, record.bytes, record.value);
       const historyKey = this.records.layout.history(spec.name, generation);
       const history = this.historyEntry(historyKey, {
         service: spec.name,
@@ -133,7 +134,7 @@ export class ServiceStore {
     throw new Error(`createService(${spec.name}): gave up after ${MAX_RACE_RETRIES} conflicting attempts`);
   }
   async updateService(spec: ServiceSpecInput, actor: string, opts: UpdateServiceOptions = {}): Promise<Versioned<ServiceRecord>> {
-    const validSpec = validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
+    const validSpec = isCheckedSpec(spec) ? spec : validateFirst(ServiceSpec, `service ${JSON.stringify(spec.name)}`, spec);
     const key = this.records.layout.service(validSpec.name);
     return this.changeService(spec.name, opts.ifModRevision, opts.known, async (current, at) => {
       const generation = current.generation + 1;
@@ -146,6 +147,7 @@ export class ServiceStore {
         updated: { actor, at },
         dependencySince: nextDependencySince(validSpec, generation, current.record),
       });
+      this.records.writtenValues?.remember(key, record.bytes, record.value);
       const historyKey = this.records.layout.history(spec.name, generation);
       const history = this.historyEntry(historyKey, {
         service: spec.name,

@@ -1,0 +1,64 @@
+// WrittenValues: the records a process is writing, already checked, kept for its own
+// watch mirror so that the echo of a write does not parse the same bytes again.
+// Decoding is a pure function of a key's bytes, so an entry stands for exactly those
+// bytes at exactly that key, whoever wrote them and whichever arrives first, the
+// txn's answer or the watch event; any other bytes there are decoded as usual.
+// The registry spends a full schema parse per write on its own echo otherwise.
+
+interface Written {
+  bytes: Buffer;
+  value: unknown;
+}
+
+/** Entries held at most: a write's echo comes within milliseconds; what stays (a write etcd refused) ages out. */
+const DEFAULT_CAPACITY = 256;
+
+export class WrittenValues {
+  private readonly entries = new Map<string, Written>();
+
+  constructor(private readonly capacity = DEFAULT_CAPACITY) {}
+
+  /**
+   * `bytes` are about to be written at `key`: `JSON.stringify(value)` of a value the
+   * record's schema produced, so parsing them gives `value` back — unless it holds what
+   * JSON does not carry (a property set to undefined, -0), which is then not remembered.
+   * The value is frozen: the mirror will hold it, so nobody may change it.
+   */
+  remember(key: string, bytes: Buffer, value: object): void {
+    this.entries.delete(key);
+    if (!survivesJson(value)) return;
+    this.entries.set(key, { bytes, value: deepFreeze(value) });
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  /**
+   * The value remembered for these very bytes at `key`, if any, which is then used up.
+   * Other bytes there leave the entry: they may be the echo of an earlier write to the
+   * same key, with this write's echo still to come.
+   */
+  take(key: string, bytes: Buffer): unknown {
+    const entry = this.entries.get(key);
+    if (entry === undefined || !entry.bytes.equals(bytes)) return undefined;
+    this.entries.delete(key);
+    return entry.value;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+function survivesJson(value: unknown): boolean {
+  if (value === undefined || Object.is(value, -0)) return false;
+  if (typeof value !== 'object' || value === null) return true;
+  for (const child of Object.values(value)) if (!survivesJson(child)) return false;
+  return true;
+}
+
+/** Freezes `value` and everything it holds. */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
+  Object.freeze(value);
+  for (const child of Object.values(value)) deepFreeze(child);
+  return value;
+}
