@@ -83,11 +83,14 @@ export class LeasePool {
   /**
    * Grants what the pool for `ttlSeconds` lacks, in the background. Called after the
    * registration's write rather than at `take`, so the grants (each an etcd raft write)
-   * do not compete with it.
+   * do not compete with it; and started on the next turn of the event loop, so building
+   * their calls (a few hundred microseconds of gRPC each) does not delay its answer either.
    */
   refill(ttlSeconds: number): void {
-    const pool = this.pools.get(ttlSeconds);
-    if (pool) this.fill(pool);
+    setImmediate(() => {
+      const pool = this.pools.get(ttlSeconds);
+      if (pool) this.fill(pool);
+    });
   }
 
   /** Restarts a taken lease's countdown at its full TTL; false when etcd no longer has it. */
