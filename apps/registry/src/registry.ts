@@ -2,7 +2,15 @@
 // and startAuthz, so tests start it on port 0 against a real etcd and main.ts
 // only reads config and runs the shutdown steps it returns.
 import type { Registry as MetricsRegistry } from 'prom-client';
-import { LeasePool, MeshStore, MeshWatcher, ServiceCredentials, WrittenValues, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import {
+  LeasePool,
+  MeshStore,
+  MeshWatcher,
+  ServiceCredentials,
+  WrittenValues,
+  type EtcdClient,
+  type KeyLayout,
+} from '@trellis/mesh-schema';
 import {
   closeHttpServer,
   closeInOrder,
