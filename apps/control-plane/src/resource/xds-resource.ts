@@ -54,12 +54,22 @@ export function emptyResourceSet(): ResourceSet {
 
 /** Builds a ResourceSet from resources in any order; each type's map is sorted by name. Duplicate names are a bug. */
 export function toResourceSet(resources: readonly XdsResource[]): ResourceSet {
+  // Grouped by type first, then each group sorted: an identity has a handful of resources per type (a change
+  // re-assembles hundreds of identities' sets), so this sorts a few small lists instead of the whole set.
+  const groups = new Map<XdsTypeUrl, XdsResource[]>();
+  for (const resource of resources) {
+    const group = groups.get(resource.typeUrl);
+    if (group) group.push(resource);
+    else groups.set(resource.typeUrl, [resource]);
+  }
   const set = emptyResourceSet();
-  const sorted = [...resources].sort(byName);
-  for (const resource of sorted) {
-    const byName = set.get(resource.typeUrl)!;
-    if (byName.has(resource.name)) throw new Error(`duplicate ${resource.typeUrl} resource "${resource.name}"`);
-    byName.set(resource.name, resource);
+  for (const [typeUrl, group] of groups) {
+    if (group.length > 1) group.sort(byName);
+    const byType = set.get(typeUrl)!;
+    for (const resource of group) {
+      if (byType.has(resource.name)) throw new Error(`duplicate ${resource.typeUrl} resource "${resource.name}"`);
+      byType.set(resource.name, resource);
+    }
   }
   return set;
 }

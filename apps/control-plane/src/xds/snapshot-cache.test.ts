@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import { TypeUrl } from '@trellis/envoy-types';
+import { propertyRuns } from '@trellis/mesh-schema/testing';
 import {
   fakeModel,
   makeCluster,
@@ -8,7 +10,7 @@ import {
   translateFake,
   type FakeModel,
 } from '../../test/support/resources';
-import { snapshotInconsistencies } from '../resource';
+import { snapshotInconsistencies, type XdsResource } from '../resource';
 import { SnapshotCache } from './snapshot-cache';
 
 const meta = (revision: string) => ({ revision, changedAt: Date.now() });
@@ -138,6 +140,66 @@ describe('SnapshotCache type reuse', () => {
     expect(cache.stats()).toMatchObject({ pooledResources: 2 });
     watch.cancel();
     expect(cache.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
+  });
+
+  it('gives a rebuilt identity what a fresh build gives, keeping unchanged types, with balanced pool counts (property)', () => {
+    // Random resources per type; each step some of a service's resources change content or go away.
+    const resource = fc.tuple(fc.constantFrom('c', 'e', 'l', 'r'), fc.constantFrom('p', 'q', 's', 't'), fc.integer({ min: 1, max: 3 }));
+    const made = new Map<string, XdsResource>();
+    const make = ([kind, name, v]: [string, string, number]): XdsResource => {
+      const key = `${kind}/${name}/${v}`;
+      let r = made.get(key);
+      if (!r) {
+        r =
+          kind === 'c'
+            ? makeCluster(name, v)
+            : kind === 'e'
+              ? makeEndpoints(name, `10.0.0.${v}:80`)
+              : kind === 'l'
+                ? makeListener(name, 10000 + v)
+                : makeRoute(name, `cluster-${v}`);
+        made.set(key, r);
+      }
+      // A copy now and then: equal content in another object, as a new translation makes it.
+      return v === 3 ? { ...r } : r;
+    };
+    const set = fc.uniqueArray(resource, { selector: ([kind, name]) => kind + name, maxLength: 8 });
+    const step = fc.record({ a: set, b: set });
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 6 }), (steps) => {
+        const cache = new SnapshotCache<FakeModel>(translateFake);
+        const watches = ['a', 'b'].map((service) => cache.watch({ service, kind: 'envoy' }, () => {}));
+        steps.forEach((m, i) => {
+          const before = ['a', 'b'].map((service) => cache.snapshotOf({ service, kind: 'envoy' }));
+          const model = fakeModel({ a: m.a.map(make), b: m.b.map(make) });
+          cache.setModel(model, 'all', meta(String(i + 2)));
+          const fresh = new SnapshotCache<FakeModel>(translateFake);
+          fresh.setModel(model, 'all', meta('fresh'));
+          ['a', 'b'].forEach((service, j) => {
+            const kept = cache.snapshotOf({ service, kind: 'envoy' })!;
+            const built = fresh.peek({ service, kind: 'envoy' })!;
+            for (const [typeUrl, type] of built.types) {
+              const got = kept.types.get(typeUrl)!;
+              expect(got.version).toBe(type.version);
+              expect([...got.resources].map(([name, r]) => [name, r.hash])).toEqual([...type.resources].map(([name, r]) => [name, r.hash]));
+              // A type whose content did not change is the very object the identity had.
+              const prior = before[j]?.types.get(typeUrl);
+              if (prior?.version === type.version) expect(got).toBe(prior);
+            }
+          });
+          // The pool holds exactly the resources some snapshot holds.
+          const held = new Set<string>();
+          for (const service of ['a', 'b'])
+            for (const type of cache.snapshotOf({ service, kind: 'envoy' })!.types.values())
+              for (const r of type.resources.values()) held.add(r.hash);
+          expect(cache.stats().pooledResources).toBe(held.size);
+        });
+        // Every resource the snapshots hold is counted once per holder: the last watcher frees them all.
+        for (const watch of watches) watch.cancel();
+        expect(cache.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
+      }),
+      { numRuns: propertyRuns(100) },
+    );
   });
 });
 

@@ -293,18 +293,22 @@ export class SnapshotCache<M> implements SnapshotSource {
   private toSnapshot(identity: ProxyIdentity, set: ResourceSet, pooled = false, prev?: ProxySnapshot): ProxySnapshot {
     const types = new Map<XdsTypeUrl, TypeSnapshot>();
     for (const typeUrl of ADS_PUSH_ORDER) {
+      const built = set.get(typeUrl) ?? NO_RESOURCES;
+      // Most types of a rebuilt identity are unchanged: keep the type as it was (its version unhashed, and the
+      // sessions' picks from it valid), without a new map; the pool counts its resources once more, as it
+      // would those of a new map.
+      const before = prev?.types.get(typeUrl);
+      if (before && sameContent(before.resources, built)) {
+        if (pooled) for (const resource of before.resources.values()) this.retain(resource);
+        types.set(typeUrl, before);
+        continue;
+      }
       // Also answers names translation does not build: a proxyless server's per-address listener, an undeclared target (derived-resources.ts).
       const resources = DERIVED_TYPES.has(typeUrl) ? new DerivedResources(typeUrl, identity) : new Map<string, XdsResource>();
-      for (const resource of set.get(typeUrl)?.values() ?? []) {
+      for (const resource of built.values()) {
         resources.set(resource.name, pooled ? this.intern(resource) : resource);
       }
-      // Most types of a rebuilt identity are unchanged: keep the type as it was (its version unhashed, and the
-      // sessions' picks from it valid); the pool counts its resources once more, as it would a new map of them.
-      const before = prev?.types.get(typeUrl);
-      types.set(
-        typeUrl,
-        before && sameContent(before.resources, resources) ? before : { version: versionOf(resources.values()), resources },
-      );
+      types.set(typeUrl, { version: versionOf(resources.values()), resources });
     }
     return { identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
   }
@@ -320,6 +324,12 @@ export class SnapshotCache<M> implements SnapshotSource {
     if (pooled.resource.name !== resource.name) return resource; // never expected; then simply not shared
     pooled.refs++;
     return pooled.resource;
+  }
+
+  /** One more holder of a resource already pooled (a kept type's, whose map holds the pooled copies). */
+  private retain(resource: XdsResource): void {
+    const pooled = this.pool.get(resource.hash);
+    if (pooled?.resource === resource) pooled.refs++;
   }
 
   private release(snapshot: ProxySnapshot): void {
@@ -339,10 +349,15 @@ function notify(entry: Entry): void {
   for (const listener of entry.listeners) listener(entry.snapshot!);
 }
 
+const NO_RESOURCES: ReadonlyMap<string, XdsResource> = new Map();
+
+/** Whether `a` holds what translation built in `b` (sizes count built resources only, never derived ones). */
 function sameContent(a: ReadonlyMap<string, XdsResource>, b: ReadonlyMap<string, XdsResource>): boolean {
   if (a.size !== b.size) return false;
   for (const [name, resource] of b) {
-    if (a.get(name)?.hash !== resource.hash) return false;
+    const held = a.get(name);
+    // Kept resources are mostly the very same objects (the pooled copy, or a resource kept per model object).
+    if (held !== resource && held?.hash !== resource.hash) return false;
   }
   return true;
 }
