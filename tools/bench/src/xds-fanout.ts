@@ -119,8 +119,8 @@ const hubSpec = (maxConnections: number): ServiceSpecInput => ({
 type ToClients = { type: 'arm' } | { type: 'collect' } | { type: 'close' };
 type FromClients =
   | { type: 'connected'; ms: number; /** The clients process's CPU time until then. */ cpuSeconds: number }
-  | { type: 'armed' }
-  | { type: 'all-affected-received' }
+  | { type: 'armed'; /** The clients process's CPU time so far. */ cpuSeconds: number }
+  | { type: 'all-affected-received'; cpuSeconds: number }
   | {
       type: 'round';
       arrivals: number[];
@@ -132,9 +132,11 @@ type FromClients =
       responses: number;
       bytes: number;
     };
-type ToServer = { type: 'stats' };
+type ToServer = { type: 'stats' } | { type: 'cpu' };
 type FromServer =
   | { type: 'ready'; grpcPort: number; httpPort?: number }
+  /** Process CPU time so far, without resetting the event-loop delay that `stats` reports. */
+  | { type: 'cpu'; cpuSeconds: number }
   | {
       type: 'stats';
       /** Process CPU time (user + system) so far. */
@@ -151,6 +153,10 @@ function serveStats(): void {
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   process.on('message', (message: ToServer) => {
+    if (message.type === 'cpu') {
+      tell({ type: 'cpu', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }) });
+      return;
+    }
     if (message.type !== 'stats') return;
     const cpu = process.cpuUsage();
     tell({
@@ -410,7 +416,7 @@ async function clientsRole(): Promise<void> {
       bytes += size;
       proxy.arrivals.push(at);
       if (proxy.affected && proxy.arrivals.length === 1 && ++affectedReceived === affectedCount)
-        tell({ type: 'all-affected-received' } satisfies FromClients);
+        tell({ type: 'all-affected-received', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }) } satisfies FromClients);
     });
   }
   process.on('message', (message: ToClients) => {
@@ -423,7 +429,7 @@ async function clientsRole(): Promise<void> {
       responses = 0;
       bytes = 0;
       armed = true;
-      tell({ type: 'armed' } satisfies FromClients);
+      tell({ type: 'armed', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }) } satisfies FromClients);
     } else if (message.type === 'collect') {
       armed = false;
       const result: Extract<FromClients, { type: 'round' }> = {
@@ -459,8 +465,21 @@ async function clientsRole(): Promise<void> {
 }
 
 // ---- orchestrator ----
+/**
+ * CPU-seconds from just before the write until every affected stream had its push: the
+ * server's, the clients process's, and the rest of the machine's (every core's busy time
+ * minus those two: etcd, the orchestrator and whatever else runs on the machine). A
+ * round whose latency grew while the server's CPU did not waited for a core.
+ */
+interface PropagationCpu {
+  server: number;
+  clients: number;
+  others: number;
+}
+
 interface RoundResult {
   latenciesMs: number[];
+  cpu?: PropagationCpu;
   missing: number;
   extraToAffected: number;
   toUnaffected: number;
@@ -606,6 +625,10 @@ async function runPhase(
     server.send({ type: 'stats' });
     return server.next('stats', 30_000);
   };
+  const serverCpu = async (): Promise<number> => {
+    server.send({ type: 'cpu' });
+    return (await server.next<Extract<FromServer, { type: 'cpu' }>>('cpu', 30_000)).cpuSeconds;
+  };
   const beforeConnect = await stats();
   const clients = Child.fork('clients', [
     '--role',
@@ -631,12 +654,21 @@ async function runPhase(
     const runRound = async (label: string): Promise<RoundResult> => {
       await drainStatusBacklog(ready.httpPort);
       clients.send({ type: 'arm' });
-      await clients.next('armed', 10_000);
+      const armed = await clients.next<Extract<FromClients, { type: 'armed' }>>('armed', 10_000);
+      const serverBefore = await serverCpu();
+      const machineBefore = machineBusySeconds();
       const t0 = now();
       await store.updateService(hubSpec(1000 + ++hubWrites), 'bench');
-      await clients
-        .next('all-affected-received', ROUND_TIMEOUT_MS)
+      const reached = await clients
+        .next<Extract<FromClients, { type: 'all-affected-received' }>>('all-affected-received', ROUND_TIMEOUT_MS)
         .catch((err: Error) => console.error(`${name} ${label}: ${err.message}`));
+      let cpu: PropagationCpu | undefined;
+      if (reached) {
+        const machine = machineBusySeconds() - machineBefore;
+        const server = (await serverCpu()) - serverBefore;
+        const clientsCpu = reached.cpuSeconds - armed.cpuSeconds;
+        cpu = { server, clients: clientsCpu, others: Math.max(0, machine - server - clientsCpu) };
+      }
       await sleep(SETTLE_MS); // catch extra pushes; let ACKs drain
       clients.send({ type: 'collect' });
       const r = await clients.next<Extract<FromClients, { type: 'round' }>>('round', 30_000);
@@ -644,10 +676,12 @@ async function runPhase(
       console.log(
         `${name} [${profile}] ${label}: p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
           `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version; ` +
-          `${r.responses} responses, ${kib(r.bytes)} of resources`,
+          `${r.responses} responses, ${kib(r.bytes)} of resources` +
+          (cpu ? `; CPU-s until all had it: server ${cpu.server.toFixed(3)}, clients ${cpu.clients.toFixed(3)}, rest of the machine ${cpu.others.toFixed(3)}` : ''),
       );
       return {
         latenciesMs,
+        ...(cpu ? { cpu } : {}),
         missing: r.missing,
         extraToAffected: r.extraToAffected,
         toUnaffected: r.toUnaffected,
@@ -798,6 +832,12 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
       ratio(cp.cpuSecondsPerChange, floor.cpuSecondsPerChange),
     ],
     ['  of which idle (same time, no change)', floor.idleCpuSecondsPerChange.toFixed(3), cp.idleCpuSecondsPerChange.toFixed(3), '—'],
+    ...(['server', 'clients', 'others'] as const).map((who): [string, string, string, string] => [
+      who === 'server' ? 'CPU-s write → all affected reached: server' : `  ${who === 'clients' ? 'clients process' : 'rest of the machine'}`,
+      propagationCpu(floor, who),
+      propagationCpu(cp, who),
+      '—',
+    ]),
     ['server peak RSS, MiB', floor.maxRssMiB.toFixed(0), cp.maxRssMiB.toFixed(0), ratio(cp.maxRssMiB, floor.maxRssMiB)],
     [
       'event-loop delay p99 / max, ms',
@@ -834,6 +874,17 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
     failed ||= !ok;
   }
   return failed;
+}
+
+/** Median over the rounds of one party's CPU-seconds while a change propagated. */
+function propagationCpu(phase: PhaseResult, who: keyof PropagationCpu): string {
+  const values = phase.rounds.flatMap((r) => (r.cpu ? [r.cpu[who]] : []));
+  return values.length > 0 ? median(values)!.toFixed(3) : '—';
+}
+
+/** Busy time of every core so far, in seconds (what `top` counts as used: all but idle and iowait). */
+function machineBusySeconds(): number {
+  return cpus().reduce((sum, { times }) => sum + (times.user + times.nice + times.sys + times.irq) / 1000, 0);
 }
 
 function kib(bytes: number): string {
