@@ -677,7 +677,9 @@ async function runPhase(
         `${name} [${profile}] ${label}: p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
           `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version; ` +
           `${r.responses} responses, ${kib(r.bytes)} of resources` +
-          (cpu ? `; CPU-s until all had it: server ${cpu.server.toFixed(3)}, clients ${cpu.clients.toFixed(3)}, rest of the machine ${cpu.others.toFixed(3)}` : ''),
+          (cpu
+            ? `; CPU-s until all had it: server ${cpu.server.toFixed(3)}, clients ${cpu.clients.toFixed(3)}, rest of the machine ${cpu.others.toFixed(3)}`
+            : ''),
       );
       return {
         latenciesMs,
@@ -833,7 +835,9 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
     ],
     ['  of which idle (same time, no change)', floor.idleCpuSecondsPerChange.toFixed(3), cp.idleCpuSecondsPerChange.toFixed(3), '—'],
     ...(['server', 'clients', 'others'] as const).map((who): [string, string, string, string] => [
-      who === 'server' ? 'CPU-s write → all affected reached: server' : `  ${who === 'clients' ? 'clients process' : 'rest of the machine'}`,
+      who === 'server'
+        ? 'CPU-s write → all affected reached: server'
+        : `  ${who === 'clients' ? 'clients process' : 'rest of the machine'}`,
       propagationCpu(floor, who),
       propagationCpu(cp, who),
       '—',
