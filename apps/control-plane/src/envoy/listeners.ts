@@ -2,7 +2,7 @@
 import { packAny } from '@trellis/envoy-types';
 import { TrafficDirection } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
-import type { DeepPartial, Filter, FilterChain } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
+import type { DeepPartial, Filter, FilterChain, ListenerFilter } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
 import { TlsInspector } from '@trellis/envoy-types/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector';
 import {
   HttpConnectionManager,
@@ -118,27 +118,28 @@ export function inboundListener(
 
   const strict = service.mtls === 'strict';
   const peer = strict ? (caller: string) => spiffeIdOf(trustDomain, caller) : undefined;
+  const mtlsFilters = inboundFilters(service, tokens, settings, peer);
   const mtlsChain: DeepPartial<FilterChain> = {
     name: inboundFilterChainName(service.name, 'mtls'),
     filterChainMatch: { transportProtocol: 'tls' },
     transportSocket: sidecarDownstreamTls(service.protocol, strict),
-    filters: inboundFilters(service, tokens, settings, peer),
+    filters: mtlsFilters,
   };
+  if (strict) return Listener.fromPartial({ ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain] });
+  // Permissive: without a peer the TLS chain's filters are the plaintext chain's, encoded once for both.
   const plaintextChain: DeepPartial<FilterChain> = {
     name: inboundFilterChainName(service.name, 'plaintext'),
     filterChainMatch: { transportProtocol: 'raw_buffer' },
-    filters: inboundFilters(service, tokens, settings),
+    filters: mtlsFilters,
   };
-  return Listener.fromPartial({
-    ...base,
-    listenerFilters: [
-      {
-        name: FILTER.tlsInspector,
-        configType: { $case: 'typedConfig', value: (tlsInspector ??= packAny(TlsInspector, TlsInspector.fromPartial({}))) },
-      },
-    ],
-    filterChains: strict ? [mtlsChain] : [mtlsChain, plaintextChain],
-  });
+  return Listener.fromPartial({ ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain, plaintextChain] });
+}
+
+function tlsInspectorFilter(): DeepPartial<ListenerFilter> {
+  return {
+    name: FILTER.tlsInspector,
+    configType: { $case: 'typedConfig', value: (tlsInspector ??= packAny(TlsInspector, TlsInspector.fromPartial({}))) },
+  };
 }
 
 /** The network filters of one inbound chain; `peer` (strict mTLS) turns a caller into the SPIFFE ID its certificate must carry. */

@@ -85,6 +85,11 @@ const build = {
   },
 } satisfies Record<string, ResourceBuilder<never>>;
 
+// Resources that name the identity's own service (its listeners, its routes, a TCP dependency's
+// listener) can be equal only to its own earlier ones, which `reused` keeps per model object:
+// they are built directly, without the memo's digest of their input (most of their cost in a
+// connection storm, where every one of them is new). The memo is for what callers share.
+
 /** Builds a resource, or takes it from the memo when the same builder had an equal input. */
 type Make = <I>(builder: ResourceBuilder<I>, input: I) => XdsResource;
 
@@ -212,11 +217,11 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
 // A caller's outbound routes are kept while the digests of what they read are the
 // same: a callee change routes do not read (a circuit breaker) projects a new
 // RouteDependency and RouteTarget of equal content, digested once per callee, and
-// every caller keeps its resource without a memo look-up or a digest of its own.
-function outboundRoutes(service: ServiceModel, httpDeps: Dep[], make: Make): XdsResource {
+// every caller keeps its resource without a digest of its own.
+function outboundRoutes(service: ServiceModel, httpDeps: Dep[]): XdsResource {
   const deps = httpDeps.map((d) => ({ dep: routeDependency(d), callee: routeTarget(d.callee) }));
   const digests = deps.flatMap((d) => [projectionDigest(d.dep), projectionDigest(d.callee)]);
-  return reused(service, 'outboundRoutes', [service.name, ...digests], () => make(build.outboundRoutes, { source: service.name, deps }));
+  return reused(service, 'outboundRoutes', [service.name, ...digests], () => build.outboundRoutes({ source: service.name, deps }));
 }
 
 // A route projection is made once per policy or callee object and shared by its callers: so is its digest.
@@ -239,10 +244,10 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
       ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
     ),
   ];
-  if (httpDeps.length > 0) resources.push(outboundRoutes(service, httpDeps, make));
+  if (httpDeps.length > 0) resources.push(outboundRoutes(service, httpDeps));
   for (const d of deps) {
     if (d.callee.protocol === 'tcp') {
-      resources.push(make(build.tcpListener, { source: service.name, callee: { name: d.callee.name, port: d.callee.port } }));
+      resources.push(build.tcpListener({ source: service.name, callee: { name: d.callee.name, port: d.callee.port } }));
     }
     resources.push(...upstreamResources(model, d, false, make));
   }
@@ -278,22 +283,15 @@ function ownSidecarResources(
   const trustDomain = model.trustDomain;
   if (service.inbound)
     resources.push(
-      make(
-        build.inboundListener,
+      build.inboundListener(
         reused(own, 'listener', [own, tokens, settings, trustDomain], () => ({ service: own, tokens, settings, trustDomain })),
       ),
     );
   if (service.inbound && service.protocol !== 'tcp')
-    resources.push(
-      make(
-        build.inboundRoutes,
-        reused(own, 'routes', [own], () => ({ service: own })),
-      ),
-    );
+    resources.push(build.inboundRoutes(reused(own, 'routes', [own], () => ({ service: own }))));
   if (httpDeps) {
     resources.push(
-      make(
-        build.outboundListener,
+      build.outboundListener(
         reused(own, `outbound|${perRouteRateLimit}|${outboundPort}`, [service.name, settings, outboundPort, perRouteRateLimit], () => ({
           source: service.name,
           settings: outboundSettings,
@@ -337,7 +335,7 @@ function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[]
   const { name, mtls, callers } = service;
   const server =
     service.inbound && service.protocol !== 'tcp'
-      ? [make(build.proxylessServerListener, { service: { name, mtls, callers }, trustDomain: model.trustDomain, port: service.port })]
+      ? [build.proxylessServerListener({ service: { name, mtls, callers }, trustDomain: model.trustDomain, port: service.port })]
       : [];
   // A declared TCP dependency dialed as xds:///<name> fails at once, saying gRPC cannot reach it (refused-target.ts).
   const tcp = deps

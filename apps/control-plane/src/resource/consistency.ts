@@ -5,7 +5,6 @@
 // translation meant to emit, so it also catches a builder that names the wrong
 // resource. References are remembered per resource object: shared resources are
 // decoded once, not once per identity.
-import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { TypeUrl } from '@trellis/envoy-types';
 import { SocketAddress_Protocol } from '@trellis/envoy-types/envoy/config/core/v3/address';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
@@ -59,42 +58,137 @@ export function references(resource: XdsResource): References {
 
 // The references are read from the wire format directly, field by field, skipping
 // everything else: decoding a whole listener and its connection managers cost more
-// than building it. Field numbers are those of the v3 protos named beside them.
+// than building it. The scan works on offsets into the one buffer (no reader or
+// sub-array per nested message: a listener is checked once per identity in a
+// connection storm). Field numbers are those of the v3 protos named beside them.
 const HCM_TYPE_SUFFIX = '.HttpConnectionManager';
 const EDS = 3; // Cluster.DiscoveryType.EDS
 
-/** Calls `visit` with each field's number and a reader at its value; `visit` consumes the value or returns false to skip it. */
-function eachField(bytes: Uint8Array, visit: (field: number, wireType: WireType, reader: BinaryReader) => boolean): void {
-  const reader = new BinaryReader(bytes);
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    if (!visit(field, wireType, reader)) reader.skip(wireType, field);
+const enum Wire {
+  Varint = 0,
+  Bit64 = 1,
+  LengthDelimited = 2,
+  StartGroup = 3,
+  EndGroup = 4,
+  Bit32 = 5,
+}
+
+/** A position in an encoded message: `pos` moves as fields are read. */
+class Scan {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+
+  static of(bytes: Uint8Array): Scan {
+    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return new Scan(buf, 0, buf.length);
+  }
+
+  /** A varint's low 32 bits (as int32 and uint32 read them); the rest of a longer one is consumed. */
+  varint(): number {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (this.pos >= this.end) throw new Error('premature end of a varint');
+      const byte = this.buf[this.pos++]!;
+      if (shift < 32) value |= (byte & 0x7f) << shift;
+      if (byte < 0x80) return value;
+      if (shift >= 63) throw new Error('invalid varint');
+    }
+  }
+
+  /** The nested message (or bytes) of a length-delimited field, as a scan of its own; this one moves past it. */
+  nested(): Scan {
+    const length = this.varint();
+    const start = this.pos;
+    if (length > this.end - start) throw new Error('premature end of a length-delimited field');
+    this.pos += length;
+    return new Scan(this.buf, start, start + length);
+  }
+
+  string(): string {
+    const field = this.nested();
+    return this.buf.toString('utf8', field.pos, field.end);
+  }
+
+  skip(wireType: number, fieldNo: number): void {
+    switch (wireType) {
+      case Wire.Varint:
+        this.varint();
+        return;
+      case Wire.Bit64:
+        this.advance(8);
+        return;
+      case Wire.LengthDelimited:
+        this.nested();
+        return;
+      case Wire.Bit32:
+        this.advance(4);
+        return;
+      case Wire.StartGroup:
+        for (;;) {
+          const [field, wire] = this.tag();
+          if (wire === Wire.EndGroup) {
+            if (field !== fieldNo) throw new Error('invalid end group tag');
+            return;
+          }
+          this.skip(wire, field);
+        }
+      default:
+        throw new Error(`cannot skip wire type ${wireType}`);
+    }
+  }
+
+  tag(): [field: number, wireType: number] {
+    const tag = this.varint() >>> 0;
+    const field = tag >>> 3;
+    if (field === 0) throw new Error('illegal tag: field no 0');
+    return [field, tag & 7];
+  }
+
+  private advance(n: number): void {
+    if (n > this.end - this.pos) throw new Error('premature end of a fixed-size field');
+    this.pos += n;
+  }
+}
+
+/** Calls `visit` with each field's number and the scan at its value; `visit` consumes the value or returns false to skip it. */
+function eachField(scan: Scan, visit: (field: number, wireType: number, scan: Scan) => boolean): void {
+  while (scan.pos < scan.end) {
+    const [field, wireType] = scan.tag();
+    if (!visit(field, wireType, scan)) scan.skip(wireType, field);
   }
 }
 
 function listenerReferences(any: Any): References {
   const routes: string[] = [];
   let bind: string | undefined;
-  eachField(any.value, (field, wireType, reader) => {
-    if (wireType !== WireType.LengthDelimited) return false;
+  eachField(Scan.of(any.value), (field, wireType, listener) => {
+    if (wireType !== Wire.LengthDelimited) return false;
     if (field === 2)
-      bind = bindAddress(reader.bytes()); // Listener.address
+      bind = bindAddress(listener.nested()); // Listener.address
     else if (field === 3)
       // Listener.filter_chains → FilterChain.filters → Filter.typed_config
-      eachField(reader.bytes(), (f, w, chain) => {
-        if (f !== 3 || w !== WireType.LengthDelimited) return false;
-        eachField(chain.bytes(), (g, x, filter) => {
-          if (g !== 4 || x !== WireType.LengthDelimited) return false;
-          routes.push(...rdsRoutes(filter.bytes()));
+      eachField(listener.nested(), (f, w, chain) => {
+        if (f !== 3 || w !== Wire.LengthDelimited) return false;
+        eachField(chain.nested(), (g, x, filter) => {
+          if (g !== 4 || x !== Wire.LengthDelimited) return false;
+          const route = rdsRoute(filter.nested());
+          if (route !== undefined) routes.push(route);
           return true;
         });
         return true;
       });
     else if (field === 19)
       // Listener.api_listener → ApiListener.api_listener
-      eachField(reader.bytes(), (f, w, api) => {
-        if (f !== 1 || w !== WireType.LengthDelimited) return false;
-        routes.push(...rdsRoutes(api.bytes()));
+      eachField(listener.nested(), (f, w, api) => {
+        if (f !== 1 || w !== Wire.LengthDelimited) return false;
+        const route = rdsRoute(api.nested());
+        if (route !== undefined) routes.push(route);
         return true;
       });
     else return false;
@@ -104,67 +198,67 @@ function listenerReferences(any: Any): References {
 }
 
 /** The route configuration an Any names over RDS when it holds an HttpConnectionManager (its `rds.route_config_name`). */
-function rdsRoutes(anyBytes: Uint8Array): string[] {
+function rdsRoute(any: Scan): string | undefined {
   let typeUrl = '';
-  let value: Uint8Array | undefined;
-  eachField(anyBytes, (field, wireType, reader) => {
-    if (wireType !== WireType.LengthDelimited) return false;
-    if (field === 1) typeUrl = reader.string();
-    else if (field === 2) value = reader.bytes();
+  let value: Scan | undefined;
+  eachField(any, (field, wireType, scan) => {
+    if (wireType !== Wire.LengthDelimited) return false;
+    if (field === 1) typeUrl = scan.string();
+    else if (field === 2) value = scan.nested();
     else return false;
     return true;
   });
-  if (!typeUrl.endsWith(HCM_TYPE_SUFFIX) || !value) return [];
+  if (!typeUrl.endsWith(HCM_TYPE_SUFFIX) || !value) return undefined;
   let route: string | undefined;
   eachField(value, (field, wireType, hcm) => {
-    if (field !== 3 || wireType !== WireType.LengthDelimited) return false; // HttpConnectionManager.rds
+    if (field !== 3 || wireType !== Wire.LengthDelimited) return false; // HttpConnectionManager.rds
     route = '';
-    eachField(hcm.bytes(), (f, w, rds) => {
-      if (f !== 2 || w !== WireType.LengthDelimited) return false; // Rds.route_config_name
+    eachField(hcm.nested(), (f, w, rds) => {
+      if (f !== 2 || w !== Wire.LengthDelimited) return false; // Rds.route_config_name
       route = rds.string();
       return true;
     });
     return true;
   });
-  return route === undefined ? [] : [route];
+  return route;
 }
 
 /** `protocol address:port` of Address.socket_address (SocketAddress: protocol 1, address 2, port_value 3, named_port 4). */
-function bindAddress(addressBytes: Uint8Array): string | undefined {
-  let socket: Uint8Array | undefined;
-  eachField(addressBytes, (field, wireType, reader) => {
-    if (field !== 1 || wireType !== WireType.LengthDelimited) return false;
-    socket = reader.bytes();
+function bindAddress(address: Scan): string | undefined {
+  let socket: Scan | undefined;
+  eachField(address, (field, wireType, scan) => {
+    if (field !== 1 || wireType !== Wire.LengthDelimited) return false;
+    socket = scan.nested();
     return true;
   });
   if (!socket) return undefined;
   let protocol = 0;
-  let address = '';
+  let host = '';
   let port: number | string = '';
-  eachField(socket, (field, wireType, reader) => {
-    if (field === 1 && wireType === WireType.Varint) protocol = reader.int32();
-    else if (field === 2 && wireType === WireType.LengthDelimited) address = reader.string();
-    else if (field === 3 && wireType === WireType.Varint) port = reader.uint32();
-    else if (field === 4 && wireType === WireType.LengthDelimited) port = reader.string();
+  eachField(socket, (field, wireType, scan) => {
+    if (field === 1 && wireType === Wire.Varint) protocol = scan.varint() | 0;
+    else if (field === 2 && wireType === Wire.LengthDelimited) host = scan.string();
+    else if (field === 3 && wireType === Wire.Varint) port = scan.varint() >>> 0;
+    else if (field === 4 && wireType === Wire.LengthDelimited) port = scan.string();
     else return false;
     return true;
   });
-  return `${protocol === SocketAddress_Protocol.UDP ? 'udp' : 'tcp'} ${address}:${port}`;
+  return `${protocol === SocketAddress_Protocol.UDP ? 'udp' : 'tcp'} ${host}:${port}`;
 }
 
 function clusterReferences(any: Any): References {
-  let name = '';
   let type: number | undefined;
+  let name = '';
   let serviceName = '';
-  eachField(any.value, (field, wireType, reader) => {
-    if (field === 1 && wireType === WireType.LengthDelimited)
-      name = reader.string(); // Cluster.name
-    else if (field === 2 && wireType === WireType.Varint)
-      type = reader.int32(); // Cluster.type
-    else if (field === 3 && wireType === WireType.LengthDelimited)
+  eachField(Scan.of(any.value), (field, wireType, cluster) => {
+    if (field === 1 && wireType === Wire.LengthDelimited)
+      name = cluster.string(); // Cluster.name
+    else if (field === 2 && wireType === Wire.Varint)
+      type = cluster.varint() | 0; // Cluster.type
+    else if (field === 3 && wireType === Wire.LengthDelimited)
       // Cluster.eds_cluster_config → EdsClusterConfig.service_name
-      eachField(reader.bytes(), (f, w, eds) => {
-        if (f !== 2 || w !== WireType.LengthDelimited) return false;
+      eachField(cluster.nested(), (f, w, eds) => {
+        if (f !== 2 || w !== Wire.LengthDelimited) return false;
         serviceName = eds.string();
         return true;
       });
