@@ -47,6 +47,8 @@ export const ACCESS_LOG_FIELDS: Readonly<Record<string, string>> = {
 
 /** The fields' Struct entries, encoded once: each listener only adds its tags in front. */
 let accessLogFieldEntries: Uint8Array | undefined;
+/** One writer for every access log (a new one grows from nothing each time); `finish()` copies the bytes out and resets it. */
+const accessLogWriter = new BinaryWriter();
 
 /**
  * One JSON line per request on stdout, tagged with where in the mesh it was logged.
@@ -59,9 +61,14 @@ export function stdoutJsonAccessLog(tags: Record<string, string>): AccessLog {
   for (const tag of Object.keys(tags)) if (tag in ACCESS_LOG_FIELDS) throw new Error(`access log tag "${tag}" is a field name`);
   accessLogFieldEntries ??= Struct.encode(Struct.wrap(ACCESS_LOG_FIELDS)).finish();
   // StdoutAccessLog.log_format (1) → SubstitutionFormatString.json_format (2) → Struct entries.
-  const writer = new BinaryWriter().uint32(10).fork().uint32(18).fork();
-  Struct.encode(Struct.wrap(tags), writer).raw(accessLogFieldEntries).join().join();
-  const bytes = writer.finish();
+  let bytes: Uint8Array;
+  try {
+    accessLogWriter.uint32(10).fork().uint32(18).fork();
+    bytes = Struct.encode(Struct.wrap(tags), accessLogWriter).raw(accessLogFieldEntries).join().join().finish();
+  } catch (err) {
+    accessLogWriter.finish(); // drop what a failed encoding left in the shared writer
+    throw err;
+  }
   return AccessLog.fromPartial({
     name: 'envoy.access_loggers.stdout',
     configType: {

@@ -91,8 +91,10 @@ export function extAuthzContext(direction: CallDirection, { source, destination 
   return packAny(ExtAuthzPerRoute, ExtAuthzPerRoute.fromPartial({ override: { $case: 'checkSettings', value: { contextExtensions } } }));
 }
 
+/** The same for every route that turns ext_authz off (every sidecar's `undeclared` route): encoded once. */
+let disabled: Any | undefined;
 export function extAuthzDisabled(): Any {
-  return packAny(ExtAuthzPerRoute, ExtAuthzPerRoute.fromPartial({ override: { $case: 'disabled', value: true } }));
+  return (disabled ??= packAny(ExtAuthzPerRoute, ExtAuthzPerRoute.fromPartial({ override: { $case: 'disabled', value: true } })));
 }
 
 /**

@@ -6,8 +6,6 @@ import type { DeepPartial, Filter, FilterChain, ListenerFilter } from '@trellis/
 import { TlsInspector } from '@trellis/envoy-types/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector';
 import {
   HttpConnectionManager,
-  HttpConnectionManager_CodecType,
-  HttpConnectionManager_PathWithEscapedSlashesAction,
   type HttpFilter,
 } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
@@ -25,6 +23,7 @@ import {
   routerFilter,
 } from './filters';
 import { healthProbeOf } from './health-probe';
+import { encodeSidecarHttpConnectionManager } from './sidecar-hcm';
 import { sidecarTracing } from './tracing';
 import {
   FILTER,
@@ -57,26 +56,15 @@ function httpConnectionManager(
   httpFilters: HttpFilter[],
   logTags: Record<string, string>,
   explicitProxy = false,
-) {
-  return packAny(
-    HttpConnectionManager,
-    HttpConnectionManager.fromPartial({
-      statPrefix: statPrefix(name),
-      codecType: HttpConnectionManager_CodecType.AUTO,
-      routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: routeName } },
-      httpFilters,
-      accessLog: [stdoutJsonAccessLog(logTags)],
-      tracing: sidecarTracing(service, tracing),
-      // Echo x-request-id to the client on every answer, a denial by ext_authz or RBAC included.
-      alwaysSetRequestIdInResponse: true,
-      // Filters (ext_authz, RBAC) and routes see the path the app will: RFC 3986 normalised,
-      // slashes merged, escaped slashes refused. authz refuses any other form at the edge.
-      normalizePath: true,
-      mergeSlashes: true,
-      pathWithEscapedSlashesAction: HttpConnectionManager_PathWithEscapedSlashesAction.REJECT_REQUEST,
-      ...(explicitProxy ? { httpProtocolOptions: { allowAbsoluteUrl: true } } : {}),
-    }),
-  );
+): Any {
+  return encodeSidecarHttpConnectionManager({
+    statPrefix: statPrefix(name),
+    routeName,
+    httpFilters,
+    accessLog: stdoutJsonAccessLog(logTags),
+    tracing: sidecarTracing(service, tracing),
+    explicitProxy,
+  });
 }
 
 function tcpProxy(name: string, cluster: string, logTags: Record<string, string>) {
