@@ -1,11 +1,12 @@
 // The benchmark proper (see authz-check.mjs). Four roles in one file:
 //   (no role)      orchestrator: starts each server as a child, loads it with h2load (hit, deny) and a
 //                  grpc-js client (misses), compares
-//   --role echo    a bare grpc-js server (authz's server options) answering the Check path with the request bytes
+//   --role echo    a bare grpc-js server (authz's server options) answering the Check path with fixed bytes:
+//                  the very response authz gives on that path (the floor), or the request bytes (--floor request)
 //   --role authz   authz (startAuthz) against a real etcd and Redis: checkout → orders declared (token
 //                  cached: the hit), payments undeclared (the deny), caller-<i> → orders (the misses)
 //   --role seed    writes those services to etcd, from its own process, before authz starts
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -38,10 +39,20 @@ const { values: args } = parseArgs({
     'miss-concurrency': { type: 'string', default: '8' },
     // Seconds, tiny sizes: what `npm test` runs so the benchmark cannot rot.
     smoke: { type: 'boolean', default: false },
-    // Answer with this many bytes instead of the request (e.g. the size of authz's OK response, to separate the cost of the bigger reply).
+    // What the floor answers: `authz` (default), the bytes authz answers on the same path, the least a Check server
+    // must send; `request`, the request bytes (255, where authz's OK carries a ~650-byte token: the floor before 2026-12-06).
+    floor: { type: 'string', default: 'authz' },
+    // Answer with this many bytes instead (overrides --floor; to measure what the size of the reply costs).
     'echo-response-bytes': { type: 'string', default: '0' },
+    // For --role echo: the file whose bytes the server answers every Check with.
+    'answer-file': { type: 'string' },
     // Directory for CPU profiles of both servers (node --cpu-prof), written when they exit.
     'cpu-prof': { type: 'string' },
+    // Count each server's scavenges and mark-compacts per round (node --trace-gc in the servers).
+    'trace-gc': { type: 'boolean', default: false },
+    // Bytes each server allocates per request over the measured rounds (V8's sampling heap profiler, objects a
+    // scavenge collects included): a load-independent measure of the work per Check. Slows the servers while on.
+    'alloc-profile': { type: 'boolean', default: false },
     // For --role seed.
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
@@ -59,7 +70,12 @@ async function echoServer(): Promise<void> {
   tuneV8ForChecks();
   const server = new Server(GRPC_SERVER_OPTIONS);
   const identity = (b: Buffer) => b;
-  const fixed = Number(args['echo-response-bytes']) > 0 ? Buffer.alloc(Number(args['echo-response-bytes']), 0x61) : undefined;
+  const fixed =
+    Number(args['echo-response-bytes']) > 0
+      ? Buffer.alloc(Number(args['echo-response-bytes']), 0x61)
+      : args['answer-file']
+        ? readFileSync(args['answer-file'])
+        : undefined;
   server.register(
     CHECK_PATH,
     (call: { request: Buffer }, callback: (e: null, r: Buffer) => void) => callback(null, fixed ?? call.request),
@@ -71,6 +87,7 @@ async function echoServer(): Promise<void> {
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
   announce({ grpcPort: port });
+  await profileAllocationsOnSignal();
   await untilTerminated();
   server.forceShutdown();
 }
@@ -98,6 +115,7 @@ async function authzServer(): Promise<void> {
   const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
   await authz.whenReady();
   announce({ grpcPort: authz.grpcPort, httpPort: authz.httpPort });
+  await profileAllocationsOnSignal();
   await untilTerminated();
   await authz.close();
   client.close();
@@ -125,6 +143,39 @@ async function seedServer(): Promise<void> {
   client.close();
 }
 
+/**
+ * --alloc-profile: V8's sampling heap profiler from SIGUSR1 to SIGUSR2 (the measured rounds), objects that die
+ * young included; the sampled total goes to stdout as `ALLOCATED <bytes>`.
+ */
+async function profileAllocationsOnSignal(): Promise<void> {
+  if (!args['alloc-profile']) return;
+  const { Session } = await import('node:inspector');
+  const session = new Session();
+  session.connect();
+  const post = <T>(method: string, params: object = {}) =>
+    new Promise<T>((resolve, reject) => session.post(method, params, (err, result) => (err ? reject(err) : resolve(result as T))));
+  await post('HeapProfiler.enable');
+  process.on('SIGUSR1', () => {
+    void post('HeapProfiler.startSampling', {
+      samplingInterval: 4096,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  });
+  process.on('SIGUSR2', () => {
+    void post<{ profile: { head: SampledNode } }>('HeapProfiler.stopSampling').then(({ profile }) =>
+      process.stdout.write(`ALLOCATED ${sampledBytes(profile.head)}\n`),
+    );
+  });
+}
+
+interface SampledNode {
+  selfSize: number;
+  children: SampledNode[];
+}
+
+const sampledBytes = (node: SampledNode): number => node.children.reduce((sum, child) => sum + sampledBytes(child), node.selfSize);
+
 function announce(ports: Record<string, number>): void {
   process.stdout.write(`READY ${JSON.stringify(ports)}\n`);
 }
@@ -134,22 +185,38 @@ function untilTerminated(): Promise<void> {
 }
 
 interface Started {
+  name: string;
   child: ChildProcess;
   ports: { grpcPort: number; httpPort?: number };
+  /** Counted from the server's --trace-gc output (--trace-gc). */
+  gc: { scavenges: number; markCompacts: number };
+  /** Resolves with the next `ALLOCATED` report (--alloc-profile). */
+  nextAllocated: () => Promise<number>;
 }
 
-function startRole(role: string): Promise<Started> {
-  const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!, '--misses', String(MISSES)];
-  const profile = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=${role}.cpuprofile`] : [];
-  const child = spawn(process.execPath, [...profile, process.argv[1]!, ...roleArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+function startRole(role: string, name: string = role, extra: string[] = []): Promise<Started> {
+  const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!, '--misses', String(MISSES), ...extra];
+  if (args['alloc-profile']) roleArgs.push('--alloc-profile');
+  const profile = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const traceGc = args['trace-gc'] ? ['--trace-gc'] : [];
+  const child = spawn(process.execPath, [...traceGc, ...profile, process.argv[1]!, ...roleArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const gc = { scavenges: 0, markCompacts: 0 };
+  const allocated: ((bytes: number) => void)[] = [];
+  const nextAllocated = () => new Promise<number>((resolve) => allocated.push(resolve));
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
-      const line = out.split('\n').find((l) => l.startsWith('READY '));
-      if (line) resolve({ child, ports: JSON.parse(line.slice(6)) });
+      const lines = out.split('\n');
+      out = lines.pop()!;
+      for (const line of lines) {
+        if (line.startsWith('READY ')) resolve({ name, child, ports: JSON.parse(line.slice(6)), gc, nextAllocated });
+        else if (line.startsWith('ALLOCATED ')) allocated.shift()?.(Number(line.slice(10)));
+        else if (line.includes(' ms: Scavenge')) gc.scavenges += 1;
+        else if (line.includes(' ms: Mark-Compact')) gc.markCompacts += 1;
+      }
     });
-    child.once('exit', (code) => reject(new Error(`${role} server exited with ${code} before it was ready`)));
+    child.once('exit', (code) => reject(new Error(`${name} server exited with ${code} before it was ready`)));
   });
 }
 
@@ -166,6 +233,12 @@ interface LoadResult {
   succeeded: number;
   failed: number;
   meanLatencyMs: number;
+  /** CPU seconds of the server and of h2load over the load: which side was short of CPU. */
+  serverCpu: number;
+  loaderCpu: number;
+  /** The server's GCs over the load (--trace-gc; zero without it). */
+  scavenges: number;
+  markCompacts: number;
 }
 
 /** utime + stime of a process, in seconds (Linux /proc; USER_HZ is 100 on every mainstream kernel). */
@@ -174,39 +247,69 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-function h2load(server: Started, bodyFile: string, requests: number): LoadResult {
+/** utime + stime of this process's waited-for children (h2load), in seconds. */
+function childrenCpuSeconds(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+/** A command's output; the event loop keeps running meanwhile, so the servers' stdout (GC lines) keeps being read. */
+function run(command: string, argv: string[]): Promise<{ stdout: string; stderr: string; error?: Error }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('error', (error) => resolve({ stdout, stderr, error }));
+    child.once('close', () => resolve({ stdout, stderr }));
+  });
+}
+
+async function h2load(server: Started, bodyFile: string, requests: number): Promise<LoadResult> {
   const port = server.ports.grpcPort;
   const cpuBefore = cpuSeconds(server.child.pid!);
-  const run = spawnSync(
-    'h2load',
-    [
-      '-n',
-      String(requests),
-      '-c',
-      args.clients!,
-      '-m',
-      args.streams!,
-      '-t',
-      '1',
-      '-H',
-      'content-type: application/grpc',
-      '-H',
-      'te: trailers',
-      '-d',
-      bodyFile,
-      `http://127.0.0.1:${port}${CHECK_PATH}`,
-    ],
-    { encoding: 'utf8' },
-  );
-  if (run.error) throw new Error(`h2load: ${run.error.message} (Debian: apt-get install nghttp2-client)`);
+  const loaderCpuBefore = childrenCpuSeconds();
+  const gcBefore = { ...server.gc };
+  const h2 = await run('h2load', [
+    '-n',
+    String(requests),
+    '-c',
+    args.clients!,
+    '-m',
+    args.streams!,
+    '-t',
+    '1',
+    '-H',
+    'content-type: application/grpc',
+    '-H',
+    'te: trailers',
+    '-d',
+    bodyFile,
+    `http://127.0.0.1:${port}${CHECK_PATH}`,
+  ]);
+  if (h2.error) throw new Error(`h2load: ${h2.error.message} (Debian: apt-get install nghttp2-client)`);
   const cpu = cpuSeconds(server.child.pid!) - cpuBefore;
-  const text = run.stdout;
+  const loaderCpu = childrenCpuSeconds() - loaderCpuBefore;
+  // The last GC lines of the load may still be in the server's stdout buffer: give them a moment when counting.
+  if (args['trace-gc']) await new Promise((resolve) => setTimeout(resolve, 200));
+  const text = h2.stdout;
   const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(text)?.[1]);
   const [, succeeded, failed] = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed/.exec(text) ?? [];
   const mean = /time for request:\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(\w+)/.exec(text);
   const meanLatencyMs = mean ? Number(mean[1]) * (mean[2] === 'us' ? 0.001 : mean[2] === 's' ? 1000 : 1) : NaN;
-  if (!Number.isFinite(rps)) throw new Error(`could not read h2load's output:\n${text}\n${run.stderr}`);
-  return { rps, rpsPerCpu: Number(succeeded) / cpu, succeeded: Number(succeeded), failed: Number(failed), meanLatencyMs };
+  if (!Number.isFinite(rps)) throw new Error(`could not read h2load's output:\n${text}\n${h2.stderr}`);
+  return {
+    rps,
+    rpsPerCpu: Number(succeeded) / cpu,
+    succeeded: Number(succeeded),
+    failed: Number(failed),
+    meanLatencyMs,
+    serverCpu: cpu,
+    loaderCpu,
+    scavenges: server.gc.scavenges - gcBefore.scavenges,
+    markCompacts: server.gc.markCompacts - gcBefore.markCompacts,
+  };
 }
 
 /** Sums of a metric's series whose labels match `labels` (e.g. `result="ok"`), from authz's /metrics. */
@@ -303,50 +406,81 @@ async function orchestrate(): Promise<void> {
   const hitFile = join(dir, 'hit.bin');
   const denyFile = join(dir, 'deny.bin');
   const hit = grpcFrame('checkout', 'orders');
+  const deny = grpcFrame('checkout', 'payments');
   writeFileSync(hitFile, hit.frame);
-  writeFileSync(denyFile, grpcFrame('checkout', 'payments').frame);
+  writeFileSync(denyFile, deny.frame);
+  const fixedBytes = Number(args['echo-response-bytes']);
+  const floorKind = fixedBytes > 0 ? `${fixedBytes} bytes` : args.floor === 'request' ? 'the request' : "authz's response on the same path";
 
   console.log(
-    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, echo answers ${Number(args['echo-response-bytes']) > 0 ? `${args['echo-response-bytes']} bytes` : 'with the request'}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}`,
+    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}`,
   );
-  const [echo, authz] = [await startRole('echo'), await startRole('authz')];
+  // authz first: the floors answer with its responses. One floor process per path, so each answers with fixed
+  // bytes and does nothing else; the miss floor is the hit's (every miss ends in an OK with a token).
+  const authz = await startRole('authz');
+  const servers: Started[] = [authz];
   const httpPort = authz.ports.httpPort!;
-  const best = { echo: 0, hit: 0, deny: 0 };
-  const perCpu = { echo: [] as number[], hit: [] as number[], deny: [] as number[] };
-  // Other work on the machine changes from minute to minute: compare each authz run with the echo run just before it.
+  const best = { 'floor-hit': 0, hit: 0, 'floor-deny': 0, deny: 0 };
+  const perCpu = { 'floor-hit': [] as number[], hit: [] as number[], 'floor-deny': [] as number[], deny: [] as number[] };
+  // Other work on the machine changes from minute to minute: compare each authz run with the floor run just before it.
   const ratios = { hit: [] as number[], deny: [] as number[] };
   try {
-    // Warm up both (JIT, connection setup) and mint the one token the hit path needs.
-    h2load(echo, hitFile, Math.min(20_000, REQUESTS));
-    h2load(authz, hitFile, Math.min(20_000, REQUESTS));
-    h2load(authz, denyFile, Math.min(20_000, REQUESTS));
-    const [okBytes, denyBytes] = [
-      (await oneCheck(authz.ports.grpcPort, hit.message)).length,
-      (await oneCheck(authz.ports.grpcPort, grpcFrame('checkout', 'payments').message)).length,
+    // Warm up authz (JIT, connection setup) and mint the one token the hit path needs.
+    await h2load(authz, hitFile, Math.min(20_000, REQUESTS));
+    await h2load(authz, denyFile, Math.min(20_000, REQUESTS));
+    const [okResponse, denyResponse] = [
+      await oneCheck(authz.ports.grpcPort, hit.message),
+      await oneCheck(authz.ports.grpcPort, deny.message),
     ];
+    const floorArgs = (response: Buffer, name: string): string[] => {
+      if (args.floor === 'request') return [];
+      const file = join(dir, `${name}.answer`);
+      writeFileSync(file, response);
+      return ['--answer-file', file];
+    };
+    const floorHit = await startRole('echo', 'floor-hit', floorArgs(okResponse, 'ok'));
+    servers.push(floorHit);
+    const floorDeny = await startRole('echo', 'floor-deny', floorArgs(denyResponse, 'deny'));
+    servers.push(floorDeny);
+    await h2load(floorHit, hitFile, Math.min(20_000, REQUESTS));
+    await h2load(floorDeny, denyFile, Math.min(20_000, REQUESTS));
+    const floorBytes = async (server: Started, request: Buffer) => (await oneCheck(server.ports.grpcPort, request)).length;
     console.log(
-      `authz answers: OK (with the token header) ${okBytes} bytes, deny ${denyBytes} bytes; echo ${Number(args['echo-response-bytes']) || hit.message.length} bytes`,
+      `authz answers: OK (with the token header) ${okResponse.length} bytes, deny ${denyResponse.length} bytes; ` +
+        `the floors: ${await floorBytes(floorHit, hit.message)} and ${await floorBytes(floorDeny, deny.message)} bytes`,
     );
     const okBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'result="ok"');
     const deniedBefore = await metricSum(httpPort, 'trellis_authz_checks_total', 'reason="undeclared"');
     const mintedBefore = await metricSum(httpPort, 'trellis_authz_tokens_minted_total');
+    const allocated = args['alloc-profile'] ? servers.map((server) => server.nextAllocated()) : [];
+    for (const server of servers) if (args['alloc-profile']) server.child.kill('SIGUSR1');
     for (let round = 1; round <= ROUNDS; round++) {
-      let echoRps = 0;
+      let floorRps = 0;
       for (const [name, server, file] of [
-        ['echo', echo, hitFile],
+        ['floor-hit', floorHit, hitFile],
         ['hit', authz, hitFile],
+        ['floor-deny', floorDeny, denyFile],
         ['deny', authz, denyFile],
       ] as const) {
-        const result = h2load(server, file, REQUESTS);
+        const result = await h2load(server, file, REQUESTS);
         if (result.failed > 0) throw new Error(`${name}: ${result.failed} requests failed`);
         best[name] = Math.max(best[name], result.rps);
-        if (name === 'echo') echoRps = result.rps;
-        else ratios[name].push(result.rps / echoRps);
+        if (name === 'floor-hit' || name === 'floor-deny') floorRps = result.rps;
+        else ratios[name].push(result.rps / floorRps);
         perCpu[name].push(result.rpsPerCpu);
+        const gc = args['trace-gc'] ? `  GC: ${result.scavenges} scavenges, ${result.markCompacts} mark-compacts` : '';
         console.log(
-          `round ${round} ${name.padEnd(5)} ${result.rps.toFixed(0).padStart(7)} req/s  ${result.rpsPerCpu.toFixed(0).padStart(7)} req/CPU-s  mean ${result.meanLatencyMs.toFixed(2)} ms  ${result.succeeded} ok`,
+          `round ${round} ${name.padEnd(10)} ${result.rps.toFixed(0).padStart(7)} req/s  ${result.rpsPerCpu.toFixed(0).padStart(7)} req/CPU-s  mean ${result.meanLatencyMs.toFixed(2)} ms  ${result.succeeded} ok  CPU-s: server ${result.serverCpu.toFixed(2)}, h2load ${result.loaderCpu.toFixed(2)}${gc}`,
         );
       }
+    }
+    if (args['alloc-profile']) {
+      for (const server of servers) server.child.kill('SIGUSR2');
+      const bytes = await Promise.all(allocated);
+      servers.forEach((server, i) => {
+        const served = REQUESTS * ROUNDS * (server === authz ? 2 : 1);
+        console.log(`${server.name}: ${(bytes[i]! / served / 1024).toFixed(2)} KiB allocated per request (${served} requests, sampled)`);
+      });
     }
     // Every measured hit must have been an allowed Check served from cache, every deny a refusal.
     const allowed = (await metricSum(httpPort, 'trellis_authz_checks_total', 'result="ok"')) - okBefore;
@@ -358,26 +492,27 @@ async function orchestrate(): Promise<void> {
     if (mintedWhileMeasuring !== 0) throw new Error('the measured run minted tokens: not a cache-hit benchmark');
     if (allowed !== REQUESTS * ROUNDS || denied !== REQUESTS * ROUNDS) throw new Error('a measured Check was not decided as it should be');
 
-    // The miss path: each Check a pair never seen before; echo answers the same requests as the floor.
+    // The miss path: each Check a pair never seen before; the hit's floor answers the same requests.
     const missBodies = Array.from({ length: MISSES }, (_, i) => grpcFrame(callerName(i), 'orders').message);
     const concurrency = Number(args['miss-concurrency']);
-    const echoMiss = await unaryLoad(echo.ports.grpcPort, missBodies, concurrency);
+    const echoMiss = await unaryLoad(floorHit.ports.grpcPort, missBodies, concurrency);
     const mintedBeforeMisses = await metricSum(httpPort, 'trellis_authz_tokens_minted_total');
     const authzMiss = await unaryLoad(authz.ports.grpcPort, missBodies, concurrency);
     const mintedForMisses = (await metricSum(httpPort, 'trellis_authz_tokens_minted_total')) - mintedBeforeMisses;
     if (mintedForMisses !== MISSES) throw new Error(`the miss phase minted ${mintedForMisses} tokens for ${MISSES} new pairs`);
 
-    console.log(`\ncache hit and deny (h2load), authz / echo:`);
-    console.log('| | echo | hit | hit / echo | deny | deny / echo |');
-    console.log('| --- | --- | --- | --- | --- | --- |');
+    console.log(`\ncache hit and deny (h2load), authz / the floor answering the same bytes:`);
+    console.log('| | floor (hit) | hit | hit / floor | floor (deny) | deny | deny / floor |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
     console.log(
-      `| per round, median | — | — | **${pct(median(ratios.hit))}** (${ratios.hit.map((r) => (100 * r).toFixed(0)).join(', ')}) | — | **${pct(median(ratios.deny))}** (${ratios.deny.map((r) => (100 * r).toFixed(0)).join(', ')}) |`,
+      `| per round, median | — | — | **${pct(median(ratios.hit))}** (${ratios.hit.map((r) => (100 * r).toFixed(0)).join(', ')}) | — | — | **${pct(median(ratios.deny))}** (${ratios.deny.map((r) => (100 * r).toFixed(0)).join(', ')}) |`,
     );
     console.log(
-      `| best wall clock, req/s | ${best.echo.toFixed(0)} | ${best.hit.toFixed(0)} | ${pct(best.hit / best.echo)} | ${best.deny.toFixed(0)} | ${pct(best.deny / best.echo)} |`,
+      `| best wall clock, req/s | ${best['floor-hit'].toFixed(0)} | ${best.hit.toFixed(0)} | ${pct(best.hit / best['floor-hit'])} | ${best['floor-deny'].toFixed(0)} | ${best.deny.toFixed(0)} | ${pct(best.deny / best['floor-deny'])} |`,
     );
+    const cpu = (name: keyof typeof perCpu) => median(perCpu[name]);
     console.log(
-      `| per server CPU-second, median | ${median(perCpu.echo).toFixed(0)} | ${median(perCpu.hit).toFixed(0)} | ${pct(median(perCpu.hit) / median(perCpu.echo))} | ${median(perCpu.deny).toFixed(0)} | ${pct(median(perCpu.deny) / median(perCpu.echo))} |`,
+      `| per server CPU-second, median | ${cpu('floor-hit').toFixed(0)} | ${cpu('hit').toFixed(0)} | ${pct(cpu('hit') / cpu('floor-hit'))} | ${cpu('floor-deny').toFixed(0)} | ${cpu('deny').toFixed(0)} | ${pct(cpu('deny') / cpu('floor-deny'))} |`,
     );
     console.log(`\nmiss (${MISSES} new pairs, ${concurrency} in flight, grpc-js client; every one minted):`);
     console.log('| | Checks/s | p50 | p99 |');
@@ -385,7 +520,7 @@ async function orchestrate(): Promise<void> {
     console.log(`| echo (floor) | ${echoMiss.rps.toFixed(0)} | ${echoMiss.p50.toFixed(2)} ms | ${echoMiss.p99.toFixed(2)} ms |`);
     console.log(`| authz, miss | ${authzMiss.rps.toFixed(0)} | ${authzMiss.p50.toFixed(2)} ms | ${authzMiss.p99.toFixed(2)} ms |`);
   } finally {
-    await Promise.all([stopRole(echo), stopRole(authz)]);
+    await Promise.all(servers.map(stopRole));
     rmSync(dir, { recursive: true, force: true });
   }
 }
