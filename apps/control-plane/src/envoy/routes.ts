@@ -1,7 +1,7 @@
 // Mesh model → RouteConfiguration.
 import { HeaderValueOption_HeaderAppendAction } from '@trellis/envoy-types/envoy/config/core/v3/base';
-import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
-import { RetryPolicy, RouteAction, VirtualHost, WeightedCluster } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
+import { RouteConfiguration, type DeepPartial } from '@trellis/envoy-types/envoy/config/route/v3/route';
+import { RetryPolicy, RouteAction, WeightedCluster, type VirtualHost } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { ServiceModel, UpstreamModel } from '../model';
@@ -134,7 +134,7 @@ export function outboundRouteConfig(
   source: Pick<ServiceModel, 'name'>,
   deps: ReadonlyArray<{ dep: RouteDependency; callee: RouteTarget }>,
 ): RouteConfiguration {
-  const virtualHosts = deps.map(({ dep, callee }) => {
+  const virtualHosts = deps.map(({ dep, callee }): DeepPartial<VirtualHost> => {
     const typedPerFilterConfig: Record<string, Any> = {
       [FILTER.extAuthz]: extAuthzContext('outbound', { source: source.name, destination: callee.name }),
     };
@@ -144,7 +144,7 @@ export function outboundRouteConfig(
         dep.override.rateLimit,
       );
     }
-    return VirtualHost.fromPartial({
+    return {
       name: callee.name,
       domains: domainsOf(callee),
       routes: [
@@ -155,28 +155,27 @@ export function outboundRouteConfig(
           typedPerFilterConfig,
         },
       ],
-    });
+    };
   });
-  virtualHosts.push(
-    VirtualHost.fromPartial({
-      name: 'undeclared',
-      domains: ['*'],
-      routes: [
-        {
-          name: 'undeclared',
-          match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-          action: {
-            $case: 'directResponse',
-            value: {
-              status: 404,
-              body: { specifier: { $case: 'inlineString', value: `${undeclaredDependencyReason(source.name)}\n` } },
-            },
+  virtualHosts.push({
+    name: 'undeclared',
+    domains: ['*'],
+    routes: [
+      {
+        name: 'undeclared',
+        match: { pathSpecifier: { $case: 'prefix', value: '/' } },
+        action: {
+          $case: 'directResponse',
+          value: {
+            status: 404,
+            body: { specifier: { $case: 'inlineString', value: `${undeclaredDependencyReason(source.name)}\n` } },
           },
-          typedPerFilterConfig: { [FILTER.extAuthz]: extAuthzDisabled() },
         },
-      ],
-    }),
-  );
+        typedPerFilterConfig: { [FILTER.extAuthz]: extAuthzDisabled() },
+      },
+    ],
+  });
+  // Plain partials, copied once here (a VirtualHost.fromPartial of each would copy them twice).
   return RouteConfiguration.fromPartial({ name: OUTBOUND_HTTP_NAME, virtualHosts, validateClusters: false });
 }
 
