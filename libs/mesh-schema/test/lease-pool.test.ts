@@ -133,6 +133,26 @@ describe('lease pool', () => {
   });
 });
 
+describe('lease pool at its default size', () => {
+  it("registers a rolling deploy's burst of replicas on pooled leases, one round trip each", async () => {
+    const takes: string[] = [];
+    const pool = new LeasePool(client, { onTake: (result) => takes.push(result) });
+    const store = new MeshStore(client, layout, { leasePool: pool });
+    await store.registerInstance(anInstance('pool', 'deploy-primer'), 30, { requireService: true });
+    await until('the default pool to fill', async () => ((pool.pooled().get(30)?.length ?? 0) === 32 ? true : undefined));
+    takes.length = 0; // the primer's
+    const registered = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => store.registerInstance(anInstance('pool', `replica-${i}`), 30, { requireService: true })),
+    );
+    expect(takes).toEqual(Array<string>(24).fill('pooled'));
+    expect(new Set(registered.map((r) => r.leaseId)).size).toBe(24);
+    for (const { leaseId } of registered) expect(await remaining(leaseId)).toBeGreaterThan(0);
+    // The pool refills to its size and no further.
+    await until('the pool to refill', async () => ((pool.pooled().get(30)?.length ?? 0) === 32 ? true : undefined));
+    await pool.close();
+  });
+});
+
 describe('lease keep-alive stream', () => {
   it('answers each refresh for its own lease on one stream, false for a lease etcd no longer has', async () => {
     const stream = new LeaseKeepAliveStream(client);
