@@ -228,16 +228,16 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
         removals.push(name);
       }
     }
-    // Clusters that go away stay until listeners and routes no longer point at them.
-    const removeGone = typeUrl !== TypeUrl.Cluster || this.routingSettled(snapshot);
-    if (removeGone) {
-      for (const name of state.client.keys()) {
-        const subscribed = state.wildcard || state.names.has(name);
-        if (subscribed && !available.has(name) && !state.rejectedRemovals.has(name)) removals.push(name);
-      }
+    const gone: string[] = [];
+    for (const name of state.client.keys()) {
+      const subscribed = state.wildcard || state.names.has(name);
+      if (subscribed && !available.has(name) && !state.rejectedRemovals.has(name)) gone.push(name);
     }
+    // Clusters that go away stay until listeners and routes no longer point at them. Asked only when one went:
+    // every pump asks for the clusters' changes, and the answer costs the routing types' changes.
+    if (gone.length > 0 && (typeUrl !== TypeUrl.Cluster || this.routingSettled(snapshot))) removals.push(...gone);
     upserts.sort(byName);
-    return { upserts, removals: [...new Set(removals)].sort() };
+    return { upserts, removals: removals.length === 0 ? removals : [...new Set(removals)].sort() };
   }
 
   private routingSettled(snapshot: ProxySnapshot): boolean {
