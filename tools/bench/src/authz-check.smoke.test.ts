@@ -2,6 +2,9 @@
 // misses), so the tool cannot rot. It exits non-zero when a cache-hit Check minted a
 // token, a Check was decided otherwise than expected, or a miss did not mint; the
 // timings it prints are not looked at.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runBenchmark } from './run-benchmark';
 
 describe('authz-check benchmark, smoke mode', () => {
@@ -11,6 +14,30 @@ describe('authz-check benchmark, smoke mode', () => {
     expect(output).toMatch(/^authz: 2000 Checks allowed and 2000 denied as undeclared .*tokens minted while measuring: 0$/m);
     for (const row of ['| per round, median |', '| per server CPU-second, median |', '| echo (floor) |', '| authz, miss |']) {
       expect(output).toContain(row);
+    }
+  }, 600_000);
+
+  it("runs the diagnostic floors inside authz's process, answering its bytes, and writes its heap profile", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'authz-bench-heap-'));
+    try {
+      const { code, output } = await runBenchmark('authz-check', [
+        '--smoke',
+        '--floor',
+        'in-process',
+        '--alloc-profile',
+        '--heap-profile-dir',
+        dir,
+      ]);
+      if (code !== 0) throw new Error(`authz-check --smoke --floor in-process exited with ${code}:\n${output}`);
+      const answers =
+        /^authz answers: OK \(with the token header\) (\d+) bytes, deny (\d+) bytes; the floors: (\d+) and (\d+) bytes$/m.exec(output);
+      expect(answers).not.toBeNull();
+      expect([answers![3], answers![4]]).toEqual([answers![1], answers![2]]);
+      // One process served the floors and authz: 4 loads of 2,000.
+      expect(output).toMatch(/^authz: [\d.]+ KiB allocated per request \(8000 requests, sampled\)$/m);
+      expect(existsSync(join(dir, 'authz.heapprofile'))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 600_000);
 });

@@ -40,7 +40,8 @@ const { values: args } = parseArgs({
     // Seconds, tiny sizes: what `npm test` runs so the benchmark cannot rot.
     smoke: { type: 'boolean', default: false },
     // What the floor answers: `authz` (default), the bytes authz answers on the same path, the least a Check server
-    // must send; `request`, the request bytes (255, where authz's OK carries a ~650-byte token: the floor before 2026-12-06).
+    // must send; `request`, the request bytes (255, where authz's OK carries a ~650-byte token: the floor before 2026-12-06);
+    // `in-process`, authz's bytes from bare servers inside authz's own process (a diagnostic: what the process costs).
     floor: { type: 'string', default: 'authz' },
     // Answer with this many bytes instead (overrides --floor; to measure what the size of the reply costs).
     'echo-response-bytes': { type: 'string', default: '0' },
@@ -53,6 +54,15 @@ const { values: args } = parseArgs({
     // Bytes each server allocates per request over the measured rounds (V8's sampling heap profiler, objects a
     // scavenge collects included): a load-independent measure of the work per Check. Slows the servers while on.
     'alloc-profile': { type: 'boolean', default: false },
+    // With --alloc-profile: also write each server's sampled heap profile to DIR/<server>.heapprofile (Chrome
+    // DevTools' Memory tab reads it), to see where the bytes are allocated.
+    'heap-profile-dir': { type: 'string' },
+    // Extra node/V8 options for the floors' and for authz's processes (e.g. --no-turbo-escape: what escape
+    // analysis saves each server).
+    'floor-node-options': { type: 'string', default: '' },
+    'authz-node-options': { type: 'string', default: '' },
+    // For the roles: the name their heap profile is written under.
+    name: { type: 'string' },
     // For --role seed.
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
@@ -68,14 +78,23 @@ const callerName = (i: number): string => `caller-${i}`;
 async function echoServer(): Promise<void> {
   // The same V8 settings and server options as authz, so the difference measured is the Check itself.
   tuneV8ForChecks();
-  const server = new Server(GRPC_SERVER_OPTIONS);
-  const identity = (b: Buffer) => b;
   const fixed =
     Number(args['echo-response-bytes']) > 0
       ? Buffer.alloc(Number(args['echo-response-bytes']), 0x61)
       : args['answer-file']
         ? readFileSync(args['answer-file'])
         : undefined;
+  const { server, port } = await serveFixedAnswer(fixed);
+  announce({ grpcPort: port });
+  await profileAllocationsOnSignal();
+  await untilTerminated();
+  server.forceShutdown();
+}
+
+/** A bare grpc-js server with authz's options answering the Check path with `fixed` (undefined: the request). */
+async function serveFixedAnswer(fixed: Buffer | undefined): Promise<{ server: Server; port: number }> {
+  const server = new Server(GRPC_SERVER_OPTIONS);
+  const identity = (b: Buffer) => b;
   server.register(
     CHECK_PATH,
     (call: { request: Buffer }, callback: (e: null, r: Buffer) => void) => callback(null, fixed ?? call.request),
@@ -86,10 +105,7 @@ async function echoServer(): Promise<void> {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  announce({ grpcPort: port });
-  await profileAllocationsOnSignal();
-  await untilTerminated();
-  server.forceShutdown();
+  return { server, port };
 }
 
 async function authzServer(): Promise<void> {
@@ -114,9 +130,24 @@ async function authzServer(): Promise<void> {
   const config = loadAuthzConfig(authzTestEnv(etcd, redis, keys));
   const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
   await authz.whenReady();
-  announce({ grpcPort: authz.grpcPort, httpPort: authz.httpPort });
+  // --floor in-process: the floors run inside authz's process (same heap, same JIT state, same etcd and Redis
+  // clients beside them), answering authz's own bytes: what the process, rather than the Check, costs.
+  const floors: Server[] = [];
+  const floorPorts: Record<string, number> = {};
+  if (args.floor === 'in-process') {
+    for (const [name, destination] of [
+      ['floorHitPort', 'orders'],
+      ['floorDenyPort', 'payments'],
+    ] as const) {
+      const { server, port } = await serveFixedAnswer(await oneCheck(authz.grpcPort, grpcFrame('checkout', destination).message));
+      floors.push(server);
+      floorPorts[name] = port;
+    }
+  }
+  announce({ grpcPort: authz.grpcPort, httpPort: authz.httpPort, ...floorPorts });
   await profileAllocationsOnSignal();
   await untilTerminated();
+  for (const floor of floors) floor.forceShutdown();
   await authz.close();
   client.close();
   await Promise.all([etcd.close(), redis.close()]);
@@ -163,9 +194,11 @@ async function profileAllocationsOnSignal(): Promise<void> {
     });
   });
   process.on('SIGUSR2', () => {
-    void post<{ profile: { head: SampledNode } }>('HeapProfiler.stopSampling').then(({ profile }) =>
-      process.stdout.write(`ALLOCATED ${sampledBytes(profile.head)}\n`),
-    );
+    void post<{ profile: { head: SampledNode } }>('HeapProfiler.stopSampling').then(({ profile }) => {
+      const dir = args['heap-profile-dir'];
+      if (dir) writeFileSync(join(dir, `${args.name ?? args.role}.heapprofile`), JSON.stringify(profile));
+      process.stdout.write(`ALLOCATED ${sampledBytes(profile.head)}\n`);
+    });
   });
 }
 
@@ -187,7 +220,7 @@ function untilTerminated(): Promise<void> {
 interface Started {
   name: string;
   child: ChildProcess;
-  ports: { grpcPort: number; httpPort?: number };
+  ports: { grpcPort: number; httpPort?: number; floorHitPort?: number; floorDenyPort?: number };
   /** Counted from the server's --trace-gc output (--trace-gc). */
   gc: { scavenges: number; markCompacts: number };
   /** Resolves with the next `ALLOCATED` report (--alloc-profile). */
@@ -196,10 +229,14 @@ interface Started {
 
 function startRole(role: string, name: string = role, extra: string[] = []): Promise<Started> {
   const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!, '--misses', String(MISSES), ...extra];
-  if (args['alloc-profile']) roleArgs.push('--alloc-profile');
+  if (args['alloc-profile']) roleArgs.push('--alloc-profile', '--name', name);
+  if (args['alloc-profile'] && args['heap-profile-dir']) roleArgs.push('--heap-profile-dir', args['heap-profile-dir']);
+  const nodeOptions = (role === 'authz' ? args['authz-node-options']! : args['floor-node-options']!).split(' ').filter(Boolean);
   const profile = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
   const traceGc = args['trace-gc'] ? ['--trace-gc'] : [];
-  const child = spawn(process.execPath, [...traceGc, ...profile, process.argv[1]!, ...roleArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeOptions, ...traceGc, ...profile, process.argv[1]!, ...roleArgs], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const gc = { scavenges: 0, markCompacts: 0 };
   const allocated: ((bytes: number) => void)[] = [];
   const nextAllocated = () => new Promise<number>((resolve) => allocated.push(resolve));
@@ -410,14 +447,21 @@ async function orchestrate(): Promise<void> {
   writeFileSync(hitFile, hit.frame);
   writeFileSync(denyFile, deny.frame);
   const fixedBytes = Number(args['echo-response-bytes']);
-  const floorKind = fixedBytes > 0 ? `${fixedBytes} bytes` : args.floor === 'request' ? 'the request' : "authz's response on the same path";
+  const floorKind =
+    fixedBytes > 0
+      ? `${fixedBytes} bytes`
+      : args.floor === 'request'
+        ? 'the request'
+        : args.floor === 'in-process'
+          ? "authz's response on the same path, from inside authz's process"
+          : "authz's response on the same path";
 
   console.log(
     `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}`,
   );
   // authz first: the floors answer with its responses. One floor process per path, so each answers with fixed
   // bytes and does nothing else; the miss floor is the hit's (every miss ends in an OK with a token).
-  const authz = await startRole('authz');
+  const authz = await startRole('authz', 'authz', args.floor === 'in-process' ? ['--floor', 'in-process'] : []);
   const servers: Started[] = [authz];
   const httpPort = authz.ports.httpPort!;
   const best = { 'floor-hit': 0, hit: 0, 'floor-deny': 0, deny: 0 };
@@ -438,10 +482,17 @@ async function orchestrate(): Promise<void> {
       writeFileSync(file, response);
       return ['--answer-file', file];
     };
-    const floorHit = await startRole('echo', 'floor-hit', floorArgs(okResponse, 'ok'));
-    servers.push(floorHit);
-    const floorDeny = await startRole('echo', 'floor-deny', floorArgs(denyResponse, 'deny'));
-    servers.push(floorDeny);
+    const inProcess = (name: string, port: number | undefined): Started => ({ ...authz, name, ports: { grpcPort: port! } });
+    const floorHit =
+      args.floor === 'in-process'
+        ? inProcess('floor-hit', authz.ports.floorHitPort)
+        : await startRole('echo', 'floor-hit', floorArgs(okResponse, 'ok'));
+    const floorDeny =
+      args.floor === 'in-process'
+        ? inProcess('floor-deny', authz.ports.floorDenyPort)
+        : await startRole('echo', 'floor-deny', floorArgs(denyResponse, 'deny'));
+    // In-process floors share authz's process: its allocation profile covers them too.
+    if (args.floor !== 'in-process') servers.push(floorHit, floorDeny);
     await h2load(floorHit, hitFile, Math.min(20_000, REQUESTS));
     await h2load(floorDeny, denyFile, Math.min(20_000, REQUESTS));
     const floorBytes = async (server: Started, request: Buffer) => (await oneCheck(server.ports.grpcPort, request)).length;
@@ -478,7 +529,7 @@ async function orchestrate(): Promise<void> {
       for (const server of servers) server.child.kill('SIGUSR2');
       const bytes = await Promise.all(allocated);
       servers.forEach((server, i) => {
-        const served = REQUESTS * ROUNDS * (server === authz ? 2 : 1);
+        const served = REQUESTS * ROUNDS * (server !== authz ? 1 : args.floor === 'in-process' ? 4 : 2);
         console.log(`${server.name}: ${(bytes[i]! / served / 1024).toFixed(2)} KiB allocated per request (${served} requests, sampled)`);
       });
     }
