@@ -40,4 +40,15 @@ describe('authz-check benchmark, smoke mode', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 600_000);
+
+  it("runs the diagnostic floors in a worker thread of authz's process, answering its bytes", async () => {
+    const { code, output } = await runBenchmark('authz-check', ['--smoke', '--floor', 'in-worker']);
+    if (code !== 0) throw new Error(`authz-check --smoke --floor in-worker exited with ${code}:\n${output}`);
+    const answers = /^authz answers: OK \(with the token header\) (\d+) bytes, deny (\d+) bytes; the floors: (\d+) and (\d+) bytes$/m.exec(
+      output,
+    );
+    expect(answers).not.toBeNull();
+    expect([answers![3], answers![4]]).toEqual([answers![1], answers![2]]);
+    expect(output).toMatch(/^authz: 2000 Checks allowed and 2000 denied as undeclared .*tokens minted while measuring: 0$/m);
+  }, 600_000);
 });

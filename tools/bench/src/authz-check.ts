@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { connectEtcd, KeyLayout, MeshStore } from '@trellis/mesh-schema';
@@ -41,7 +42,8 @@ const { values: args } = parseArgs({
     smoke: { type: 'boolean', default: false },
     // What the floor answers: `authz` (default), the bytes authz answers on the same path, the least a Check server
     // must send; `request`, the request bytes (255, where authz's OK carries a ~650-byte token: the floor before 2026-12-06);
-    // `in-process`, authz's bytes from bare servers inside authz's own process (a diagnostic: what the process costs).
+    // `in-process`, authz's bytes from bare servers inside authz's own process (a diagnostic: what the process costs);
+    // `in-worker`, the same from a worker thread of authz's process (its own isolate: heap, JIT).
     floor: { type: 'string', default: 'authz' },
     // Answer with this many bytes instead (overrides --floor; to measure what the size of the reply costs).
     'echo-response-bytes': { type: 'string', default: '0' },
@@ -73,6 +75,8 @@ const SMOKE = args.smoke;
 const REQUESTS = SMOKE ? 2_000 : Number(args.requests);
 const ROUNDS = SMOKE ? 1 : Number(args.rounds);
 const MISSES = SMOKE ? 50 : Number(args.misses);
+/** --floor in-process or in-worker: the floors are served from authz's process. */
+const FLOORS_IN_AUTHZ = args.floor === 'in-process' || args.floor === 'in-worker';
 const callerName = (i: number): string => `caller-${i}`;
 
 async function echoServer(): Promise<void> {
@@ -132,26 +136,44 @@ async function authzServer(): Promise<void> {
   await authz.whenReady();
   // --floor in-process: the floors run inside authz's process (same heap, same JIT state, same etcd and Redis
   // clients beside them), answering authz's own bytes: what the process, rather than the Check, costs.
+  // --floor in-worker: the same in a worker thread of authz's process (an isolate of its own: own heap and JIT).
   const floors: Server[] = [];
+  const workers: Worker[] = [];
   const floorPorts: Record<string, number> = {};
-  if (args.floor === 'in-process') {
+  if (FLOORS_IN_AUTHZ) {
     for (const [name, destination] of [
       ['floorHitPort', 'orders'],
       ['floorDenyPort', 'payments'],
     ] as const) {
-      const { server, port } = await serveFixedAnswer(await oneCheck(authz.grpcPort, grpcFrame('checkout', destination).message));
-      floors.push(server);
-      floorPorts[name] = port;
+      const answer = await oneCheck(authz.grpcPort, grpcFrame('checkout', destination).message);
+      if (args.floor === 'in-worker') {
+        const worker = new Worker(process.argv[1]!, { argv: ['--role', 'floor-worker'], workerData: answer });
+        workers.push(worker);
+        floorPorts[name] = ((await once(worker, 'message')) as [number])[0];
+      } else {
+        const { server, port } = await serveFixedAnswer(answer);
+        floors.push(server);
+        floorPorts[name] = port;
+      }
     }
   }
   announce({ grpcPort: authz.grpcPort, httpPort: authz.httpPort, ...floorPorts });
   await profileAllocationsOnSignal();
   await untilTerminated();
   for (const floor of floors) floor.forceShutdown();
+  await Promise.all(workers.map((worker) => worker.terminate()));
   await authz.close();
   client.close();
   await Promise.all([etcd.close(), redis.close()]);
   await keys.remove();
+}
+
+/** --floor in-worker: a bare server answering the bytes it is given, in a worker thread of authz's process. */
+async function floorWorker(): Promise<void> {
+  tuneV8ForChecks();
+  const answer = workerData as Uint8Array;
+  const { port } = await serveFixedAnswer(Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength));
+  parentPort!.postMessage(port);
 }
 
 /** The services the benchmark decides on, written by their own process (see authzServer). */
@@ -452,8 +474,8 @@ async function orchestrate(): Promise<void> {
       ? `${fixedBytes} bytes`
       : args.floor === 'request'
         ? 'the request'
-        : args.floor === 'in-process'
-          ? "authz's response on the same path, from inside authz's process"
+        : FLOORS_IN_AUTHZ
+          ? `authz's response on the same path, from inside authz's process (${args.floor})`
           : "authz's response on the same path";
 
   console.log(
@@ -461,7 +483,7 @@ async function orchestrate(): Promise<void> {
   );
   // authz first: the floors answer with its responses. One floor process per path, so each answers with fixed
   // bytes and does nothing else; the miss floor is the hit's (every miss ends in an OK with a token).
-  const authz = await startRole('authz', 'authz', args.floor === 'in-process' ? ['--floor', 'in-process'] : []);
+  const authz = await startRole('authz', 'authz', FLOORS_IN_AUTHZ ? ['--floor', args.floor!] : []);
   const servers: Started[] = [authz];
   const httpPort = authz.ports.httpPort!;
   const best = { 'floor-hit': 0, hit: 0, 'floor-deny': 0, deny: 0 };
@@ -483,16 +505,14 @@ async function orchestrate(): Promise<void> {
       return ['--answer-file', file];
     };
     const inProcess = (name: string, port: number | undefined): Started => ({ ...authz, name, ports: { grpcPort: port! } });
-    const floorHit =
-      args.floor === 'in-process'
-        ? inProcess('floor-hit', authz.ports.floorHitPort)
-        : await startRole('echo', 'floor-hit', floorArgs(okResponse, 'ok'));
-    const floorDeny =
-      args.floor === 'in-process'
-        ? inProcess('floor-deny', authz.ports.floorDenyPort)
-        : await startRole('echo', 'floor-deny', floorArgs(denyResponse, 'deny'));
+    const floorHit = FLOORS_IN_AUTHZ
+      ? inProcess('floor-hit', authz.ports.floorHitPort)
+      : await startRole('echo', 'floor-hit', floorArgs(okResponse, 'ok'));
+    const floorDeny = FLOORS_IN_AUTHZ
+      ? inProcess('floor-deny', authz.ports.floorDenyPort)
+      : await startRole('echo', 'floor-deny', floorArgs(denyResponse, 'deny'));
     // In-process floors share authz's process: its allocation profile covers them too.
-    if (args.floor !== 'in-process') servers.push(floorHit, floorDeny);
+    if (!FLOORS_IN_AUTHZ) servers.push(floorHit, floorDeny);
     await h2load(floorHit, hitFile, Math.min(20_000, REQUESTS));
     await h2load(floorDeny, denyFile, Math.min(20_000, REQUESTS));
     const floorBytes = async (server: Started, request: Buffer) => (await oneCheck(server.ports.grpcPort, request)).length;
@@ -529,7 +549,7 @@ async function orchestrate(): Promise<void> {
       for (const server of servers) server.child.kill('SIGUSR2');
       const bytes = await Promise.all(allocated);
       servers.forEach((server, i) => {
-        const served = REQUESTS * ROUNDS * (server !== authz ? 1 : args.floor === 'in-process' ? 4 : 2);
+        const served = REQUESTS * ROUNDS * (server !== authz ? 1 : FLOORS_IN_AUTHZ ? 4 : 2);
         console.log(`${server.name}: ${(bytes[i]! / served / 1024).toFixed(2)} KiB allocated per request (${served} requests, sampled)`);
       });
     }
@@ -577,9 +597,16 @@ async function orchestrate(): Promise<void> {
 }
 
 const role = args.role;
-(role === 'echo' ? echoServer() : role === 'authz' ? authzServer() : role === 'seed' ? seedServer() : orchestrate()).catch(
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+(role === 'echo'
+  ? echoServer()
+  : role === 'authz'
+    ? authzServer()
+    : role === 'seed'
+      ? seedServer()
+      : role === 'floor-worker'
+        ? floorWorker()
+        : orchestrate()
+).catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
