@@ -139,11 +139,10 @@ export class AdsServer {
       info = { streamId, nodeId: first.node!.id, identity, protocol, connectedAt: new Date() };
       const send = (response: DiscoveryResponse | DeltaDiscoveryResponse): boolean =>
         (call as ServerDuplexStream<unknown, unknown>).write(response);
-      const gate = cache.afterFanOut && ((run: () => void) => cache.afterFanOut!(run));
       session =
         protocol === 'sotw'
-          ? new SotwSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated, gate)
-          : new DeltaSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated, gate);
+          ? new SotwSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated)
+          : new DeltaSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated);
       const activeInfo = info;
       this.active.set(streamId, {
         info: activeInfo,

@@ -41,40 +41,22 @@ export function sentResponse(
   return { typeUrl, version, nonce, resources: resources.length, sent: resources, bytes, meshRevision };
 }
 
-/**
- * Where a session's request-driven pump may be held back: it calls `run` now, or later
- * (the snapshot cache holds it while a change is fanned out: SnapshotSource.afterFanOut).
- */
-export type PumpGate = (run: () => void) => void;
-
 /** When a session's pump runs besides right away: soon, or after a wait; never after close. */
 export class PumpScheduler {
   private immediate: NodeJS.Immediate | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** A run handed to the gate and not yet done: it pumps whatever arrived meanwhile. */
-  private gated = false;
-  private closed = false;
 
-  constructor(
-    private readonly pump: () => void,
-    private readonly gate?: PumpGate,
-  ) {}
+  constructor(private readonly pump: () => void) {}
 
   /**
    * After the requests that arrived together are all read (an ACK and the
    * subscription it triggers, e.g. a CDS ACK and the EDS request for the new
-   * clusters), so the next response is decided once; and through the gate, if any.
+   * clusters), so the next response is decided once.
    */
   soon(): void {
-    if (this.gated) return;
     this.immediate ??= setImmediate(() => {
       this.immediate = undefined;
-      if (!this.gate) return this.pump();
-      this.gated = true;
-      this.gate(() => {
-        this.gated = false;
-        if (!this.closed) this.pump();
-      });
+      this.pump();
     });
   }
 
@@ -87,7 +69,6 @@ export class PumpScheduler {
   }
 
   close(): void {
-    this.closed = true;
     if (this.immediate) clearImmediate(this.immediate);
     if (this.timer) clearTimeout(this.timer);
   }

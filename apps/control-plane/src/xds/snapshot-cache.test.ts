@@ -282,20 +282,6 @@ describe('SnapshotCache with a sliced fan-out', () => {
     expect(watch.snapshot?.meshRevision).toBe('2');
   });
 
-  it('holds answers to requests until a change has reached every affected identity, and runs them at once otherwise', async () => {
-    const { cache, seen } = await slicedCache();
-    const ran: string[] = [];
-    cache.afterFanOut(() => ran.push('idle'));
-    expect(ran).toEqual(['idle']);
-    const update = cache.setModel(model(2), 'all', meta('2'));
-    cache.afterFanOut(() => ran.push(`held while a:${seen.a!.length} b:${seen.b!.length} c:${seen.c!.length}`));
-    expect(ran).toEqual(['idle']);
-    await update.settled;
-    while (ran.length < 2) await new Promise((r) => setImmediate(r));
-    // Run only after the last identity was told.
-    expect(ran).toEqual(['idle', 'held while a:1 b:1 c:1']);
-  });
-
   it('settles when an identity waiting its turn loses its last stream', async () => {
     const cache = new SnapshotCache<FakeModel>(translateFake, { fanOutSliceMs: 0 });
     cache.setModel(model(1), 'all', meta('1'));

@@ -92,15 +92,7 @@ interface Pooled {
 /** What a stream needs from the cache: its identity's snapshot now and whenever it changes. */
 export interface SnapshotSource {
   watch(identity: ProxyIdentity, listener: SnapshotListener): { snapshot: ProxySnapshot | undefined; cancel: () => void };
-  /** Runs `run` now, or once the change being fanned out has reached every affected identity (sessions answer requests through it). */
-  afterFanOut?(run: () => void): void;
 }
-
-/**
- * How long answers to requests may wait for a fan-out (a stream of changes, each with a
- * fan-out of its own, must not keep ACKs and EDS requests unanswered for longer).
- */
-const MAX_HOLD_MS = 100;
 
 export function identityKey(identity: ProxyIdentity): string {
   return `${identity.kind}/${identity.service}${identity.outboundPort ? `:${identity.outboundPort}` : ''}`;
@@ -119,9 +111,6 @@ export class SnapshotCache<M> implements SnapshotSource {
   private readonly stale = new Set<Entry>();
   private readonly fanOuts = new Set<FanOut>();
   private nextSlice: NodeJS.Immediate | undefined;
-  /** Answers to requests waiting for the fan-out (afterFanOut), and the deadline that releases them regardless. */
-  private held: Array<() => void> = [];
-  private holdDeadline: NodeJS.Timeout | undefined;
 
   private readonly options: SnapshotCacheOptions;
 
@@ -219,27 +208,6 @@ export class SnapshotCache<M> implements SnapshotSource {
   private finish(fanOut: FanOut): void {
     this.fanOuts.delete(fanOut);
     fanOut.resolve({ ...fanOut.result });
-    // In the next turn: the last slice's pushes are written out first.
-    if (this.fanOuts.size === 0 && this.held.length > 0) setImmediate(() => this.releaseHeld());
-  }
-
-  /**
-   * Runs `run` at once when no change is being fanned out; otherwise once every identity the change
-   * affects has its new snapshot (at most MAX_HOLD_MS later). Sessions answer requests through this, so
-   * during a change the pushes to all affected streams go out before the first ones' follow-up
-   * requests (their ACKs, Envoy's EDS re-requests) are answered: those answers would otherwise take
-   * turns with the later slices and delay the last stream's push. Requests are still read meanwhile.
-   */
-  afterFanOut(run: () => void): void {
-    if (this.fanOuts.size === 0) return run();
-    this.held.push(run);
-    this.holdDeadline ??= setTimeout(() => this.releaseHeld(), MAX_HOLD_MS);
-  }
-
-  private releaseHeld(): void {
-    clearTimeout(this.holdDeadline);
-    this.holdDeadline = undefined;
-    for (const run of this.held.splice(0)) run();
   }
 
   /**
