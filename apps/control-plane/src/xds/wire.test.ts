@@ -1,10 +1,11 @@
-// The hand-written response encoders must produce exactly the generated encoders' bytes.
+// The hand-written response encoders must produce exactly the generated encoders' bytes,
+// and the hand-written request decoder exactly the generated decoder's message (or its error).
 import fc from 'fast-check';
-import { TypeUrl } from '@trellis/envoy-types';
+import { ADS_PUSH_ORDER, TypeUrl } from '@trellis/envoy-types';
 import { propertyRuns } from '@trellis/mesh-schema/testing';
-import { DeltaDiscoveryResponse, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { makeCluster } from '../../test/support/resources';
-import { encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from './wire';
+import { decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from './wire';
 
 const generated = (response: DiscoveryResponse): Buffer => Buffer.from(DiscoveryResponse.encode(response).finish());
 const generatedDelta = (response: DeltaDiscoveryResponse): Buffer => Buffer.from(DeltaDiscoveryResponse.encode(response).finish());
@@ -89,5 +90,81 @@ describe('encodeDeltaDiscoveryResponse', () => {
       nonce: '3',
     });
     expect(encodeDeltaDiscoveryResponse(response)).toEqual(generatedDelta(response));
+  });
+});
+
+describe('decodeDiscoveryRequest', () => {
+  /** The generated decoder's answer: the message, or the error it throws. */
+  const generatedDecode = (bytes: Buffer): unknown => {
+    try {
+      return DiscoveryRequest.decode(bytes);
+    } catch (err) {
+      return { threw: String(err) };
+    }
+  };
+  const handDecode = (bytes: Buffer): unknown => {
+    try {
+      return decodeDiscoveryRequest(bytes);
+    } catch (err) {
+      return { threw: String(err) };
+    }
+  };
+  const encode = (request: DiscoveryRequest): Buffer => Buffer.from(DiscoveryRequest.encode(request).finish());
+  // ASCII and other text, long enough for multi-byte lengths; type URLs served, near-misses of them and others.
+  const name = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 40 }), fc.string({ minLength: 120, maxLength: 300 }));
+  const typeUrl = fc.oneof(
+    fc.constantFrom(...ADS_PUSH_ORDER),
+    fc.constantFrom(...ADS_PUSH_ORDER).map((url) => `${url.slice(0, -1)}x`),
+    name,
+  );
+  const common = { versionInfo: name, resourceNames: fc.array(name, { maxLength: 6 }), typeUrl, responseNonce: name };
+  // Half in the shape sidecars send after their first request (the fast path), half with every other field too.
+  const request = fc.oneof(
+    fc.record(common),
+    fc.record({
+      ...common,
+      node: fc.option(fc.record({ id: name, cluster: name, userAgentName: name }), { nil: undefined }),
+      errorDetail: fc.option(fc.record({ code: fc.integer({ min: 0, max: 16 }), message: name }), { nil: undefined }),
+      resourceLocators: fc.array(fc.record({ name }), { maxLength: 2 }),
+    }),
+  );
+
+  it('reads a sidecar ACK as the generated decoder does, type URL as the shared constant', () => {
+    const bytes = encode(
+      DiscoveryRequest.fromPartial({ versionInfo: 'a1b2c3d4e5f60718', resourceNames: ['outbound|8080||hub'], typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: '3' }),
+    );
+    const decoded = decodeDiscoveryRequest(bytes);
+    expect(decoded).toEqual(DiscoveryRequest.decode(bytes));
+    expect(decoded.typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
+  });
+
+  it('gives the generated decoder message for any request (property)', () => {
+    fc.assert(
+      fc.property(request, (fields) => {
+        const bytes = encode(DiscoveryRequest.fromPartial(fields));
+        expect(decodeDiscoveryRequest(bytes)).toEqual(DiscoveryRequest.decode(bytes));
+      }),
+      { numRuns: propertyRuns(300) },
+    );
+  });
+
+  it('gives the generated decoder answer for cut, extended and arbitrary bytes (property)', () => {
+    const mangled = fc.oneof(
+      // A request cut anywhere.
+      fc.tuple(request, fc.nat()).map(([fields, at]) => {
+        const bytes = encode(DiscoveryRequest.fromPartial(fields));
+        return bytes.subarray(0, at % (bytes.length + 1));
+      }),
+      // A request with arbitrary bytes after it (unknown fields, bad tags, groups).
+      fc.tuple(request, fc.uint8Array({ maxLength: 12 })).map(([fields, tail]) => Buffer.concat([encode(DiscoveryRequest.fromPartial(fields)), tail])),
+      // Arbitrary bytes, often starting with a tag the fast path reads.
+      fc.tuple(fc.constantFrom(0x0a, 0x1a, 0x22, 0x2a, 0x12), fc.uint8Array({ maxLength: 40 })).map(([tag, rest]) => Buffer.from([tag, ...rest])),
+    );
+    fc.assert(
+      fc.property(mangled, (bytes) => {
+        expect(handDecode(Buffer.from(bytes))).toEqual(generatedDecode(Buffer.from(bytes)));
+      }),
+      { numRuns: propertyRuns(500) },
+    );
   });
 });

@@ -5,10 +5,19 @@
 // per resource. The output is byte-for-byte what the generated encoders produce
 // (same field order, proto3 defaults left out); `wire.test.ts` holds them to it.
 // A Delta response using fields Trellis never sets falls back to the generated encoder.
+// SotW requests are read by hand too (every stream sends ~8 of them in a first push):
+// the common shape (version, names, type URL, nonce; ASCII) straight from the bytes,
+// anything else (a node, an error detail, unknown fields, non-ASCII text) by the generated decoder.
+import { ADS_PUSH_ORDER } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import type { ControlPlane } from '@trellis/envoy-types/envoy/config/core/v3/base';
-import { DeltaDiscoveryResponse, type DiscoveryResponse, type Resource } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import {
+  DeltaDiscoveryResponse,
+  DiscoveryRequest,
+  type DiscoveryResponse,
+  type Resource,
+} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 
 // Field tags (field number << 3 | wire type 2, length-delimited; 0 for varint).
 const enum Tag {
@@ -148,10 +157,92 @@ export function encodeDeltaDiscoveryResponse(response: DeltaDiscoveryResponse): 
   return out.done();
 }
 
-/** The ADS service definition with these encoders for both response types. */
+/** The served type URLs by length (no two share one): a request naming one gets the shared constant, no new string. */
+const SERVED_TYPE_URLS = new Map(ADS_PUSH_ORDER.map((typeUrl) => [typeUrl.length, typeUrl]));
+
+/** The text of `buf[start, end)` when it is all ASCII (then UTF-8 and Latin-1 agree), else undefined. */
+function asciiText(buf: Buffer, start: number, end: number): string | undefined {
+  if (end - start > 32) {
+    for (let i = start; i < end; i++) if (buf[i]! > 0x7f) return undefined;
+    return buf.toString('latin1', start, end);
+  }
+  // Short text (versions, nonces, most names) is built in JS: cheaper than a call into the runtime.
+  let text = '';
+  for (let i = start; i < end; i++) {
+    const byte = buf[i]!;
+    if (byte > 0x7f) return undefined;
+    text += String.fromCharCode(byte);
+  }
+  return text;
+}
+
+function typeUrlText(buf: Buffer, start: number, end: number): string | undefined {
+  const served = SERVED_TYPE_URLS.get(end - start);
+  if (served !== undefined && sameAscii(buf, start, served)) return served;
+  return asciiText(buf, start, end);
+}
+
+/** Whether the bytes at `start` spell `text` (ASCII, the length already checked); compared from the end, where type URLs differ. */
+function sameAscii(buf: Buffer, start: number, text: string): boolean {
+  for (let i = text.length - 1; i >= 0; i--) if (buf[start + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * A SotW request, equal to what the generated `DiscoveryRequest.decode` returns. Only version, resource names,
+ * type URL and nonce in ASCII are read here; a request with any other field (the node of a stream's first request,
+ * a NACK's error detail, resource locators, unknown fields) or other text goes to the generated decoder whole.
+ */
+export function decodeDiscoveryRequest(buf: Buffer): DiscoveryRequest {
+  return readCommonRequest(buf) ?? DiscoveryRequest.decode(buf);
+}
+
+function readCommonRequest(buf: Buffer): DiscoveryRequest | undefined {
+  const request: DiscoveryRequest = {
+    $type: DiscoveryRequest.$type,
+    versionInfo: '',
+    node: undefined,
+    resourceNames: [],
+    resourceLocators: [],
+    typeUrl: '',
+    responseNonce: '',
+    errorDetail: undefined,
+  };
+  const end = buf.length;
+  let pos = 0;
+  while (pos < end) {
+    const tag = buf[pos++]!;
+    // Fields 1, 3, 4, 5, length-delimited (one-byte tags); anything else is the generated decoder's.
+    if (tag !== Tag.Field1 && tag !== Tag.Field3 && tag !== Tag.Field4 && tag !== Tag.Field5) return undefined;
+    // The length, a varint of at most 3 bytes here (requests are small); a longer one is the generated decoder's.
+    let length = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (shift > 14 || pos >= end) return undefined;
+      const byte = buf[pos++]!;
+      length |= (byte & 0x7f) << shift;
+      if (byte < 0x80) break;
+    }
+    const start = pos;
+    pos += length;
+    if (pos > end) return undefined;
+    const text = tag === Tag.Field4 ? typeUrlText(buf, start, pos) : asciiText(buf, start, pos);
+    if (text === undefined) return undefined;
+    if (tag === Tag.Field1) request.versionInfo = text;
+    else if (tag === Tag.Field3) request.resourceNames.push(text);
+    else if (tag === Tag.Field4) request.typeUrl = text;
+    else request.responseNonce = text;
+  }
+  return request;
+}
+
+/** The ADS service definition with these encoders for both response types and the SotW request decoder. */
 export const AdsServiceDefinition = {
   ...AggregatedDiscoveryServiceService,
-  streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, responseSerialize: encodeDiscoveryResponse },
+  streamAggregatedResources: {
+    ...AggregatedDiscoveryServiceService.streamAggregatedResources,
+    requestDeserialize: decodeDiscoveryRequest,
+    responseSerialize: encodeDiscoveryResponse,
+  },
   deltaAggregatedResources: {
     ...AggregatedDiscoveryServiceService.deltaAggregatedResources,
     responseSerialize: encodeDeltaDiscoveryResponse,
