@@ -1,7 +1,7 @@
 // Every control-plane metric, in one place. Names follow trellis_control_plane_…
 // with _total/_seconds suffixes; labels are bounded (xDS type, protocol, proxy
 // kind, result) — never a node id or service name.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Metric, type Registry } from 'prom-client';
 import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { XdsCallbacks } from './xds/callbacks';
 
@@ -38,13 +38,11 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     },
   });
   const connected = new Gauge({ name: `${P}xds_connected_proxies`, help: 'Open xDS streams', labelNames: ['protocol', 'kind'], registers });
-  const pushes = new Counter({
-    name: `${P}xds_pushes_total`,
-    help: 'xDS responses sent (cf. pilot_xds_pushes)',
-    labelNames: ['type'],
-    registers,
-  });
-  const acks = new Counter({ name: `${P}xds_acks_total`, help: 'xDS responses acknowledged', labelNames: ['type'], registers });
+  // What every response and ACK records (a first push to 5,000 sidecars makes ~100,000 such records) is tallied per
+  // type here and rendered at scrape time, the same series as prom-client's labelled metrics, which hash and check
+  // the label set on every call.
+  const pushes = new ByTypeCounter(registry, { name: `${P}xds_pushes_total`, help: 'xDS responses sent (cf. pilot_xds_pushes)' });
+  const acks = new ByTypeCounter(registry, { name: `${P}xds_acks_total`, help: 'xDS responses acknowledged' });
   const rejects = new Counter({
     name: `${P}xds_rejects_total`,
     help: 'xDS responses rejected by a proxy (NACK; cf. pilot_total_xds_rejects)',
@@ -63,26 +61,20 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     labelNames: ['reason'],
     registers,
   });
-  const convergence = new Histogram({
+  const convergence = new ByTypeHistogram(registry, {
     name: `${P}proxy_convergence_seconds`,
     help: 'From the etcd change being seen to the proxy ACKing the config built from it (cf. pilot_proxy_convergence_time)',
-    labelNames: ['type'],
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers,
   });
-  const resources = new Histogram({
+  const resources = new ByTypeHistogram(registry, {
     name: `${P}xds_response_resources`,
     help: 'Resources per xDS response',
-    labelNames: ['type'],
     buckets: [0, 1, 2, 5, 10, 25, 50, 100, 250, 1000],
-    registers,
   });
-  const bytes = new Histogram({
+  const bytes = new ByTypeHistogram(registry, {
     name: `${P}xds_response_bytes`,
     help: 'Encoded resource bytes per xDS response',
-    labelNames: ['type'],
     buckets: [256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304],
-    registers,
   });
   const rebuild = new Histogram({
     name: `${P}rebuild_seconds`,
@@ -105,13 +97,13 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       onStreamClosed: (s) => connected.dec({ protocol: s.protocol, kind: s.identity.kind }),
       onStreamRejected: (code) => refused.inc({ reason: code }),
       onResponse: (_s, r) => {
-        pushes.inc({ type: type(r.typeUrl) });
-        resources.observe({ type: type(r.typeUrl) }, r.resources);
-        bytes.observe({ type: type(r.typeUrl) }, r.bytes);
+        pushes.inc(r.typeUrl);
+        resources.observe(r.typeUrl, r.resources);
+        bytes.observe(r.typeUrl, r.bytes);
       },
       onAck: (_s, typeUrl, _version, changedAt) => {
-        acks.inc({ type: type(typeUrl) });
-        if (changedAt > 0) convergence.observe({ type: type(typeUrl) }, Math.max(0, Date.now() - changedAt) / 1000);
+        acks.inc(typeUrl);
+        if (changedAt > 0) convergence.observe(typeUrl, Math.max(0, Date.now() - changedAt) / 1000);
       },
       onNack: (_s, typeUrl) => rejects.inc({ type: type(typeUrl) }),
       onStaleRequest: (_s, typeUrl) => stale.inc({ type: type(typeUrl) }),
@@ -170,4 +162,119 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       registers,
     }),
   };
+}
+
+/**
+ * A counter whose one label is the xDS type: counted in a number per type, handed to a prom-client
+ * counter (the series scraped) when the registry collects it.
+ */
+class ByTypeCounter {
+  private readonly pending = new Map<XdsTypeUrl, number>();
+
+  constructor(registry: Registry, options: { name: string; help: string }) {
+    const pending = this.pending;
+    new Counter({
+      ...options,
+      labelNames: ['type'],
+      registers: [registry],
+      collect() {
+        for (const [typeUrl, n] of pending) this.inc({ type: TYPE_SHORT_NAME[typeUrl] }, n);
+        pending.clear();
+      },
+    });
+  }
+
+  inc(typeUrl: XdsTypeUrl): void {
+    this.pending.set(typeUrl, (this.pending.get(typeUrl) ?? 0) + 1);
+  }
+}
+
+interface TypeTally {
+  /** Observations per bucket (not cumulative), in the order of the bounds. */
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram whose one label is the xDS type: an observation adds to numbers kept per type. The registry
+ * renders it as it renders a prom-client histogram with these buckets (the same lines, labels in the same
+ * order), so nothing downstream can tell them apart.
+ */
+export class ByTypeHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly name: string;
+  readonly help: string;
+  private readonly bounds: readonly number[];
+  private tallies = new Map<XdsTypeUrl, TypeTally>();
+
+  constructor(registry: Registry, options: { name: string; help: string; buckets: readonly number[] }) {
+    this.name = options.name;
+    this.help = options.help;
+    this.bounds = [...options.buckets].sort((a, b) => a - b);
+    // The registry asks a metric only for its name, get() and reset(); its type names prom-client's four classes.
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  observe(typeUrl: XdsTypeUrl, value: number): void {
+    let tally = this.tallies.get(typeUrl);
+    if (!tally) this.tallies.set(typeUrl, (tally = { buckets: this.bounds.map(() => 0), sum: 0, count: 0 }));
+    tally.sum += value;
+    tally.count++;
+    // The first bound at or above the value (as prom-client's findBound); above them all, only +Inf counts it.
+    const bounds = this.bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        tally.buckets[i]!++;
+        break;
+      }
+    }
+  }
+
+  /** prom-client's histogram export for the text format: cumulative buckets, +Inf, sum and count per type, types in first-use order. */
+  getForPromString(): Promise<HistogramExport> {
+    const values: HistogramValue[] = [];
+    const bucketName = `${this.name}_bucket`;
+    for (const [typeUrl, tally] of this.tallies) {
+      const sharedLabels = { type: TYPE_SHORT_NAME[typeUrl] };
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += tally.buckets[i]!;
+        values.push({ labels: { le }, sharedLabels, value: cumulative, metricName: bucketName, exemplar: null });
+      });
+      values.push({ labels: { le: '+Inf' }, sharedLabels, value: tally.count, metricName: bucketName, exemplar: null });
+      values.push({ labels: {}, sharedLabels, value: tally.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: {}, sharedLabels, value: tally.count, metricName: `${this.name}_count` });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
+  }
+
+  /** The same with the type among each value's labels (prom-client's JSON form). */
+  async get(): Promise<HistogramExport> {
+    const exported = await this.getForPromString();
+    const values = exported.values.map(({ labels, sharedLabels, ...rest }) => ({ ...rest, labels: { ...labels, ...sharedLabels } }));
+    return { ...exported, values };
+  }
+
+  reset(): void {
+    this.tallies = new Map();
+  }
+}
+
+interface HistogramValue {
+  labels: { le?: number | string; type?: string };
+  sharedLabels?: { type: string };
+  value: number;
+  metricName: string;
+  /** Buckets carry none (exemplars are off), as prom-client's say. */
+  exemplar?: null;
+}
+
+interface HistogramExport {
+  name: string;
+  help: string;
+  type: string;
+  values: HistogramValue[];
+  aggregator: string;
 }
