@@ -20,13 +20,21 @@ describe('ByTypeHistogram', () => {
         const ours = new Registry();
         const reference = new Registry();
         const histogram = new ByTypeHistogram(ours, { name: 'x_bytes', help: 'Bytes', buckets: BUCKETS });
-        const promHistogram = new Histogram({ name: 'x_bytes', help: 'Bytes', labelNames: ['type'], buckets: BUCKETS, registers: [reference] });
+        const promHistogram = new Histogram({
+          name: 'x_bytes',
+          help: 'Bytes',
+          labelNames: ['type'],
+          buckets: BUCKETS,
+          registers: [reference],
+        });
         for (const { typeUrl, value } of observations) {
           histogram.observe(typeUrl, value);
           promHistogram.observe({ type: TYPE_SHORT_NAME[typeUrl] }, value);
         }
         expect(await ours.metrics()).toBe(await reference.metrics());
-        expect(JSON.parse(JSON.stringify(await ours.getMetricsAsJSON()))).toEqual(JSON.parse(JSON.stringify(await reference.getMetricsAsJSON())));
+        expect(JSON.parse(JSON.stringify(await ours.getMetricsAsJSON()))).toEqual(
+          JSON.parse(JSON.stringify(await reference.getMetricsAsJSON())),
+        );
         ours.resetMetrics();
         reference.resetMetrics();
         expect(await ours.metrics()).toBe(await reference.metrics());
@@ -37,11 +45,22 @@ describe('ByTypeHistogram', () => {
 });
 
 describe('control plane xDS metrics', () => {
-  const stream: StreamInfo = { streamId: 1, nodeId: 'a-1', identity: { service: 'a', kind: 'envoy' }, protocol: 'sotw', connectedAt: new Date() };
+  const stream: StreamInfo = {
+    streamId: 1,
+    nodeId: 'a-1',
+    identity: { service: 'a', kind: 'envoy' },
+    protocol: 'sotw',
+    connectedAt: new Date(),
+  };
 
   it('count responses and ACKs per type as the prom-client counters and histograms would (property)', async () => {
     const events = fc.array(
-      fc.record({ ack: fc.boolean(), typeUrl: fc.constantFrom(...ADS_PUSH_ORDER), resources: fc.nat({ max: 300 }), bytes: fc.nat({ max: 1 << 22 }) }),
+      fc.record({
+        ack: fc.boolean(),
+        typeUrl: fc.constantFrom(...ADS_PUSH_ORDER),
+        resources: fc.nat({ max: 300 }),
+        bytes: fc.nat({ max: 1 << 22 }),
+      }),
       { maxLength: 40 },
     );
     await fc.assert(
@@ -52,7 +71,13 @@ describe('control plane xDS metrics', () => {
         const name = (suffix: string) => `trellis_control_plane_${suffix}`;
         const pushes = new Counter({ name: name('xds_pushes_total'), help: 'h', labelNames: ['type'], registers: [reference] });
         const acks = new Counter({ name: name('xds_acks_total'), help: 'h', labelNames: ['type'], registers: [reference] });
-        const resources = new Histogram({ name: name('xds_response_resources'), help: 'h', labelNames: ['type'], buckets: BUCKETS, registers: [reference] });
+        const resources = new Histogram({
+          name: name('xds_response_resources'),
+          help: 'h',
+          labelNames: ['type'],
+          buckets: BUCKETS,
+          registers: [reference],
+        });
         const bytes = new Histogram({
           name: name('xds_response_bytes'),
           help: 'h',
@@ -70,7 +95,15 @@ describe('control plane xDS metrics', () => {
             metrics.onAck!(stream, e.typeUrl, 'v', 0);
             acks.inc({ type });
           } else {
-            metrics.onResponse!(stream, { typeUrl: e.typeUrl, version: 'v', nonce: '1', resources: e.resources, sent: [], bytes: e.bytes, meshRevision: '1' });
+            metrics.onResponse!(stream, {
+              typeUrl: e.typeUrl,
+              version: 'v',
+              nonce: '1',
+              resources: e.resources,
+              sent: [],
+              bytes: e.bytes,
+              meshRevision: '1',
+            });
             pushes.inc({ type });
             resources.observe({ type }, e.resources);
             bytes.observe({ type }, e.bytes);

@@ -111,7 +111,11 @@ describe('decodeDiscoveryRequest', () => {
   };
   const encode = (request: DiscoveryRequest): Buffer => Buffer.from(DiscoveryRequest.encode(request).finish());
   // ASCII and other text, long enough for multi-byte lengths; type URLs served, near-misses of them and others.
-  const name = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 40 }), fc.string({ minLength: 120, maxLength: 300 }));
+  const name = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.string({ unit: 'binary', maxLength: 40 }),
+    fc.string({ minLength: 120, maxLength: 300 }),
+  );
   const typeUrl = fc.oneof(
     fc.constantFrom(...ADS_PUSH_ORDER),
     fc.constantFrom(...ADS_PUSH_ORDER).map((url) => `${url.slice(0, -1)}x`),
@@ -131,7 +135,12 @@ describe('decodeDiscoveryRequest', () => {
 
   it('reads a sidecar ACK as the generated decoder does, type URL as the shared constant', () => {
     const bytes = encode(
-      DiscoveryRequest.fromPartial({ versionInfo: 'a1b2c3d4e5f60718', resourceNames: ['outbound|8080||hub'], typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: '3' }),
+      DiscoveryRequest.fromPartial({
+        versionInfo: 'a1b2c3d4e5f60718',
+        resourceNames: ['outbound|8080||hub'],
+        typeUrl: TypeUrl.ClusterLoadAssignment,
+        responseNonce: '3',
+      }),
     );
     const decoded = decodeDiscoveryRequest(bytes);
     expect(decoded).toEqual(DiscoveryRequest.decode(bytes));
@@ -156,9 +165,13 @@ describe('decodeDiscoveryRequest', () => {
         return bytes.subarray(0, at % (bytes.length + 1));
       }),
       // A request with arbitrary bytes after it (unknown fields, bad tags, groups).
-      fc.tuple(request, fc.uint8Array({ maxLength: 12 })).map(([fields, tail]) => Buffer.concat([encode(DiscoveryRequest.fromPartial(fields)), tail])),
+      fc
+        .tuple(request, fc.uint8Array({ maxLength: 12 }))
+        .map(([fields, tail]) => Buffer.concat([encode(DiscoveryRequest.fromPartial(fields)), tail])),
       // Arbitrary bytes, often starting with a tag the fast path reads.
-      fc.tuple(fc.constantFrom(0x0a, 0x1a, 0x22, 0x2a, 0x12), fc.uint8Array({ maxLength: 40 })).map(([tag, rest]) => Buffer.from([tag, ...rest])),
+      fc
+        .tuple(fc.constantFrom(0x0a, 0x1a, 0x22, 0x2a, 0x12), fc.uint8Array({ maxLength: 40 }))
+        .map(([tag, rest]) => Buffer.from([tag, ...rest])),
     );
     fc.assert(
       fc.property(mangled, (bytes) => {
