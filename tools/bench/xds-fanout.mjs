@@ -6,7 +6,8 @@
 // the first full push to all streams, responses and resource bytes per change, and
 // each server's CPU-seconds per change, peak RSS and event-loop delay.
 //   node tools/bench/xds-fanout.mjs [--profile envoy|clusters|delta[,…]] [--services 10000] [--proxies 5000]
-//        [--rounds 5] [--hub-every 3] [--connections 50] [--debounce-ms 100] [--cpu-prof-dir DIR] [--smoke]
+//        [--rounds 5] [--hub-every 3] [--connections 50] [--debounce-ms 100] [--cpu-prof-dir DIR] [--trace-gc]
+//        [--cp-node-options=…] [--floor-node-options=…] [--clients-node-options=…] [--smoke]
 // Profiles: envoy (SotW sidecars: CDS+LDS, then EDS/RDS, ACKs), clusters (SotW, CDS only), delta
 // (the envoy subscriptions over Delta ADS). --smoke: tiny sizes and every profile, in seconds (npm test runs it).
 // Needs etcd. Bundles src/xds-fanout.ts with esbuild (it imports startControlPlane

@@ -13,7 +13,7 @@
 // Times cross processes as performance.timeOrigin + performance.now() (wall-clock based, sub-ms).
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { credentials, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
@@ -61,6 +61,14 @@ const { values: args } = parseArgs({
     'fanout-slice-ms': { type: 'string' },
     // Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).
     'cpu-prof-dir': { type: 'string' },
+    // Each process (server and clients) records its garbage collections (perf_hooks 'gc' entries, time-stamped
+    // on the shared clock); per round the table lists those that fell between the write and the last
+    // affected stream's push, with the server's array-buffer and heap memory before the round.
+    'trace-gc': { type: 'boolean', default: false },
+    // node/V8 options for one side's processes (e.g. '--trace-gc --max-semi-space-size=32').
+    'cp-node-options': { type: 'string', default: '' },
+    'floor-node-options': { type: 'string', default: '' },
+    'clients-node-options': { type: 'string', default: '' },
     // Set by the orchestrator for the server roles.
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
@@ -116,11 +124,31 @@ const hubSpec = (maxConnections: number): ServiceSpecInput => ({
 });
 
 // ---- messages between the orchestrator and the clients process (IPC) ----
-type ToClients = { type: 'arm' } | { type: 'collect' } | { type: 'close' };
+type ToClients = { type: 'arm' } | { type: 'collect' } | { type: 'close' } | GcQuery;
+/** The GCs a process ran between two times on the shared clock (--trace-gc). */
+interface GcQuery {
+  type: 'gc';
+  from: number;
+  to: number;
+}
+interface GcEvent {
+  /** Start on the shared clock, duration of the main thread's pause, and V8's kind. */
+  at: number;
+  ms: number;
+  kind: 'scavenge' | 'mark-compact' | 'incremental' | 'weak';
+}
+interface GcReply {
+  type: 'gc';
+  events: GcEvent[];
+  /** Memory at the time of the reply. */
+  arrayBuffersMiB: number;
+  heapUsedMiB: number;
+}
 type FromClients =
   | { type: 'connected'; ms: number; /** The clients process's CPU time until then. */ cpuSeconds: number }
   | { type: 'armed'; /** The clients process's CPU time so far. */ cpuSeconds: number }
-  | { type: 'all-affected-received'; cpuSeconds: number }
+  | { type: 'all-affected-received'; cpuSeconds: number; at: number }
+  | GcReply
   | {
       type: 'round';
       arrivals: number[];
@@ -132,11 +160,12 @@ type FromClients =
       responses: number;
       bytes: number;
     };
-type ToServer = { type: 'stats' } | { type: 'cpu' };
+type ToServer = { type: 'stats' } | { type: 'cpu' } | GcQuery;
 type FromServer =
   | { type: 'ready'; grpcPort: number; httpPort?: number }
   /** Process CPU time so far, without resetting the event-loop delay that `stats` reports. */
-  | { type: 'cpu'; cpuSeconds: number }
+  | { type: 'cpu'; cpuSeconds: number; /** Longest event-loop delay since the previous `cpu`. */ loopDelayMaxMs: number }
+  | GcReply
   | {
       type: 'stats';
       /** Process CPU time (user + system) so far. */
@@ -148,13 +177,49 @@ type FromServer =
       loopDelayMaxMs: number;
     };
 
-/** Answers the orchestrator's `stats` requests (server roles). */
+/** Time-stamped GCs of this process (--trace-gc), answered per time window. */
+function recordGc(): (query: GcQuery) => GcReply {
+  const events: GcEvent[] = [];
+  if (args['trace-gc']) {
+    const kinds: Record<number, GcEvent['kind']> = {
+      [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+      [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+      [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+      [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak',
+    };
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        const kind = kinds[(entry as unknown as { detail?: { kind?: number } }).detail?.kind ?? -1];
+        if (kind) events.push({ at: performance.timeOrigin + entry.startTime, ms: entry.duration, kind });
+      }
+    }).observe({ entryTypes: ['gc'] });
+  }
+  return ({ from, to }) => {
+    const memory = process.memoryUsage();
+    return {
+      type: 'gc',
+      events: events.filter((e) => e.at >= from && e.at <= to),
+      arrayBuffersMiB: memory.arrayBuffers / 2 ** 20,
+      heapUsedMiB: memory.heapUsed / 2 ** 20,
+    };
+  };
+}
+
+/** Answers the orchestrator's `stats`, `cpu` and `gc` requests (server roles). */
 function serveStats(): void {
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
+  const roundDelay = monitorEventLoopDelay({ resolution: 10 });
+  roundDelay.enable();
+  const gcIn = recordGc();
   process.on('message', (message: ToServer) => {
+    if (message.type === 'gc') {
+      tell(gcIn(message));
+      return;
+    }
     if (message.type === 'cpu') {
-      tell({ type: 'cpu', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }) });
+      tell({ type: 'cpu', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }), loopDelayMaxMs: roundDelay.max / 1e6 });
+      roundDelay.reset();
       return;
     }
     if (message.type !== 'stats') return;
@@ -416,11 +481,14 @@ async function clientsRole(): Promise<void> {
       bytes += size;
       proxy.arrivals.push(at);
       if (proxy.affected && proxy.arrivals.length === 1 && ++affectedReceived === affectedCount)
-        tell({ type: 'all-affected-received', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }) } satisfies FromClients);
+        tell({ type: 'all-affected-received', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }), at } satisfies FromClients);
     });
   }
+  const gcIn = recordGc();
   process.on('message', (message: ToClients) => {
-    if (message.type === 'arm') {
+    if (message.type === 'gc') {
+      tell(gcIn(message));
+    } else if (message.type === 'arm') {
       for (const proxy of proxies) {
         proxy.arrivals = [];
         proxy.clusterVersionBefore = proxy.versions.get(TypeUrl.Cluster) ?? '';
@@ -477,9 +545,20 @@ interface PropagationCpu {
   others: number;
 }
 
+/** What each process's GCs did from the write until every affected stream had its push (--trace-gc). */
+interface PropagationGc {
+  server: GcEvent[];
+  clients: GcEvent[];
+  /** The server's memory just before the write, and once every affected stream had its push. */
+  serverBefore: Omit<GcReply, 'type' | 'events'>;
+  serverReached: Omit<GcReply, 'type' | 'events'>;
+  serverLoopDelayMaxMs: number;
+}
+
 interface RoundResult {
   latenciesMs: number[];
   cpu?: PropagationCpu;
+  gc?: PropagationGc;
   missing: number;
   extraToAffected: number;
   toUnaffected: number;
@@ -505,6 +584,8 @@ interface PhaseResult {
   loopDelayMaxMs: number;
   /** Control plane only: rebuilds during the rounds and their mean duration. */
   rebuild?: { count: number; meanMs: number };
+  /** Every GC of the server and of the clients process over the rounds (--trace-gc). */
+  gc?: { server: GcEvent[]; clients: GcEvent[] };
 }
 
 class Child {
@@ -590,7 +671,13 @@ function commonArgs(): string[] {
     '--debounce-ms',
     args['debounce-ms']!,
     ...(args['fanout-slice-ms'] === undefined ? [] : ['--fanout-slice-ms', args['fanout-slice-ms']]),
+    ...(args['trace-gc'] ? ['--trace-gc'] : []),
   ];
+}
+
+/** The node/V8 options given for one side's processes. */
+function nodeOptions(side: 'cp' | 'floor' | 'clients'): string[] {
+  return args[`${side}-node-options`]!.split(' ').filter(Boolean);
 }
 
 async function rebuildSeconds(httpPort: number): Promise<{ sum: number; count: number }> {
@@ -625,20 +712,20 @@ async function runPhase(
     server.send({ type: 'stats' });
     return server.next('stats', 30_000);
   };
-  const serverCpu = async (): Promise<number> => {
+  const serverCpu = async (): Promise<Extract<FromServer, { type: 'cpu' }>> => {
     server.send({ type: 'cpu' });
-    return (await server.next<Extract<FromServer, { type: 'cpu' }>>('cpu', 30_000)).cpuSeconds;
+    return server.next<Extract<FromServer, { type: 'cpu' }>>('cpu', 30_000);
+  };
+  const gcOf = async (child: Child, from: number, to: number): Promise<GcReply> => {
+    child.send({ type: 'gc', from, to });
+    return child.next<GcReply>('gc', 30_000);
   };
   const beforeConnect = await stats();
-  const clients = Child.fork('clients', [
-    '--role',
+  const clients = Child.fork(
     'clients',
-    '--profile',
-    profile,
-    '--target',
-    `127.0.0.1:${ready.grpcPort}`,
-    ...commonArgs(),
-  ]);
+    ['--role', 'clients', '--profile', profile, '--target', `127.0.0.1:${ready.grpcPort}`, ...commonArgs()],
+    nodeOptions('clients'),
+  );
   try {
     const { ms: connectMs, cpuSeconds: connectClientCpuSeconds } = await clients.next<Extract<FromClients, { type: 'connected' }>>(
       'connected',
@@ -655,7 +742,8 @@ async function runPhase(
       await drainStatusBacklog(ready.httpPort);
       clients.send({ type: 'arm' });
       const armed = await clients.next<Extract<FromClients, { type: 'armed' }>>('armed', 10_000);
-      const serverBefore = await serverCpu();
+      const serverMemory = args['trace-gc'] ? memoryOf(await gcOf(server, 0, 0)) : undefined;
+      const serverBefore = (await serverCpu()).cpuSeconds;
       const machineBefore = machineBusySeconds();
       const t0 = now();
       await store.updateService(hubSpec(1000 + ++hubWrites), 'bench');
@@ -663,11 +751,23 @@ async function runPhase(
         .next<Extract<FromClients, { type: 'all-affected-received' }>>('all-affected-received', ROUND_TIMEOUT_MS)
         .catch((err: Error) => console.error(`${name} ${label}: ${err.message}`));
       let cpu: PropagationCpu | undefined;
+      let gc: PropagationGc | undefined;
       if (reached) {
         const machine = machineBusySeconds() - machineBefore;
-        const server = (await serverCpu()) - serverBefore;
+        const serverAfter = await serverCpu();
+        const serverCpuSeconds = serverAfter.cpuSeconds - serverBefore;
         const clientsCpu = reached.cpuSeconds - armed.cpuSeconds;
-        cpu = { server, clients: clientsCpu, others: Math.max(0, machine - server - clientsCpu) };
+        cpu = { server: serverCpuSeconds, clients: clientsCpu, others: Math.max(0, machine - serverCpuSeconds - clientsCpu) };
+        if (serverMemory) {
+          const serverGc = await gcOf(server, t0, reached.at);
+          gc = {
+            server: serverGc.events,
+            serverReached: memoryOf(serverGc),
+            clients: (await gcOf(clients, t0, reached.at)).events,
+            serverBefore: serverMemory,
+            serverLoopDelayMaxMs: serverAfter.loopDelayMaxMs,
+          };
+        }
       }
       await sleep(SETTLE_MS); // catch extra pushes; let ACKs drain
       clients.send({ type: 'collect' });
@@ -679,11 +779,18 @@ async function runPhase(
           `${r.responses} responses, ${kib(r.bytes)} of resources` +
           (cpu
             ? `; CPU-s until all had it: server ${cpu.server.toFixed(3)}, clients ${cpu.clients.toFixed(3)}, rest of the machine ${cpu.others.toFixed(3)}`
+            : '') +
+          (gc
+            ? `\n    GCs until all had it: server ${gcSummary(gc.server, t0)}; clients ${gcSummary(gc.clients, t0)}; ` +
+              `server event-loop delay max ${fmt(gc.serverLoopDelayMaxMs)} ms; server before the write: array buffers ` +
+              `${gc.serverBefore.arrayBuffersMiB.toFixed(1)} MiB, heap used ${gc.serverBefore.heapUsedMiB.toFixed(1)} MiB; ` +
+              `when all had it: ${gc.serverReached.arrayBuffersMiB.toFixed(1)} / ${gc.serverReached.heapUsedMiB.toFixed(1)} MiB`
             : ''),
       );
       return {
         latenciesMs,
         ...(cpu ? { cpu } : {}),
+        ...(gc ? { gc } : {}),
         missing: r.missing,
         extraToAffected: r.extraToAffected,
         toUnaffected: r.toUnaffected,
@@ -708,6 +815,10 @@ async function runPhase(
       rounds.push(await runRound(`round ${round + 1}`));
     }
     const after = await stats();
+    const roundsTo = now();
+    const gcOverRounds = args['trace-gc']
+      ? { server: (await gcOf(server, roundsFrom, roundsTo)).events, clients: (await gcOf(clients, roundsFrom, roundsTo)).events }
+      : undefined;
     const rebuildAfter = ready.httpPort ? await rebuildSeconds(ready.httpPort) : undefined;
     const rebuilds =
       rebuildBefore && rebuildAfter
@@ -724,6 +835,7 @@ async function runPhase(
       maxRssMiB: after.maxRssMiB,
       loopDelayP99Ms: after.loopDelayP99Ms,
       loopDelayMaxMs: after.loopDelayMaxMs,
+      ...(gcOverRounds ? { gc: gcOverRounds } : {}),
       ...(rebuilds ? { rebuild: { count: rebuilds.count, meanMs: rebuilds.count > 0 ? (1000 * rebuilds.sum) / rebuilds.count : 0 } } : {}),
     };
   } finally {
@@ -764,7 +876,7 @@ async function orchestrate(): Promise<void> {
     const serverArgs = ['--etcd-endpoints', etcd.endpoints.join(','), '--etcd-prefix', etcd.prefix, ...commonArgs()];
 
     // The floor first, then the control plane: both react to every hub write, so they do not run side by side.
-    const floor = Child.fork('floor', ['--role', 'floor', ...serverArgs]);
+    const floor = Child.fork('floor', ['--role', 'floor', ...serverArgs], nodeOptions('floor'));
     children.push(floor);
     const floorReady = await floor.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
     const floorResults: PhaseResult[] = [];
@@ -772,7 +884,7 @@ async function orchestrate(): Promise<void> {
     await floor.stop();
 
     const profile = args['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof-dir']] : [];
-    const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], profile);
+    const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], [...nodeOptions('cp'), ...profile]);
     children.push(cp);
     const cpReady = await cp.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
     const cpResults: PhaseResult[] = [];
@@ -853,6 +965,20 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log(`\n[${profile}] hub write → push received, ms (debounce ${debounce} ms)`);
   for (const row of rows) console.log(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '));
+  // A round is slow when its p99 is over twice the floor's (median over the floor's rounds).
+  const floorRoundP99 = per(floor, 0.99);
+  if (floorRoundP99 !== undefined) {
+    const slow = (phase: PhaseResult) => phase.rounds.filter((r) => (pct(r.latenciesMs, 0.99) ?? Infinity) > 2 * floorRoundP99).length;
+    console.log(
+      `rounds with p99 over 2× the floor's median round (${fmt(2 * floorRoundP99)} ms): floor ${slow(floor)}/${floor.rounds.length}, ` +
+        `control plane ${slow(cp)}/${cp.rounds.length}`,
+    );
+  }
+  for (const phase of [floor, cp])
+    if (phase.gc)
+      console.log(
+        `GCs over the ${phase.rounds.length} rounds, ${phase.name}: server ${gcSummary(phase.gc.server)}; clients ${gcSummary(phase.gc.clients)}`,
+      );
   if (cp.rebuild)
     console.log(
       `control plane rebuilds during the rounds: ${cp.rebuild.count}, mean ${cp.rebuild.meanMs.toFixed(1)} ms ` +
@@ -878,6 +1004,23 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
     failed ||= !ok;
   }
   return failed;
+}
+
+function memoryOf({ arrayBuffersMiB, heapUsedMiB }: GcReply): PropagationGc['serverBefore'] {
+  return { arrayBuffersMiB, heapUsedMiB };
+}
+
+/** "2 scavenges (31 ms), 1 mark-compact (85 ms, at +40 ms)": a process's GCs in a window starting at t0. */
+function gcSummary(events: GcEvent[], t0?: number): string {
+  const parts = (['scavenge', 'incremental', 'mark-compact', 'weak'] as const).flatMap((kind) => {
+    const of = events.filter((e) => e.kind === kind);
+    if (of.length === 0) return [];
+    const ms = of.reduce((sum, e) => sum + e.ms, 0);
+    const when = t0 !== undefined && kind !== 'scavenge' ? `, at ${of.map((e) => `+${(e.at - t0).toFixed(0)}`).join(' ')} ms` : '';
+    const name = kind === 'incremental' ? 'incremental marking start' : kind === 'weak' ? 'weak callbacks' : kind;
+    return [`${of.length} ${name}${of.length === 1 || kind === 'weak' ? '' : 's'} (${fmt(ms)} ms${when})`];
+  });
+  return parts.length > 0 ? parts.join(', ') : 'none';
 }
 
 /** Median over the rounds of one party's CPU-seconds while a change propagated. */
