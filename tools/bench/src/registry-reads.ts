@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { KeyLayout, MeshStore, type ServiceSpecInput } from '@trellis/mesh-schema';
 import { startEtcd } from '@trellis/testing';
-import { BENCH_ADMIN_TOKEN, startBenchRegistry } from './bench-registry';
+import { BENCH_ADMIN_TOKEN, startBenchRegistry, startBenchTeamIdp } from './bench-registry';
 
 const { values: args } = parseArgs({
   options: {
@@ -39,6 +39,7 @@ const { values: args } = parseArgs({
     'registry-node-options': { type: 'string', default: '' },
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
+    'team-jwks-url': { type: 'string' },
   },
 });
 
@@ -65,7 +66,7 @@ const serviceSpec = (i: number, description = ''): ServiceSpecInput => ({
 
 // ---- role: registry ----
 async function registryRole(): Promise<void> {
-  const { registry, etcd } = await startBenchRegistry(args['etcd-endpoints']!, args['etcd-prefix']!);
+  const { registry, etcd } = await startBenchRegistry(args['etcd-endpoints']!, args['etcd-prefix']!, args['team-jwks-url']);
   process.send!({ type: 'ready', port: registry.httpPort });
   await new Promise((resolve) => process.once('SIGTERM', resolve));
   await registry.close();
@@ -167,6 +168,7 @@ async function orchestrate(): Promise<void> {
   const client = etcd.client();
   const layout = new KeyLayout(etcd.prefix);
   const store = new MeshStore(client, layout);
+  const idp = await startBenchTeamIdp();
   let registry: ChildProcess | undefined;
   try {
     // Seed: S services, each calling two others, one instance each (leases that outlive the run).
@@ -185,7 +187,8 @@ async function orchestrate(): Promise<void> {
     }
     console.log(`seeded ${SERVICES} services and instances in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
-    registry = fork(process.argv[1]!, ['--role', 'registry', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix], {
+    const registryArgs = ['--role', 'registry', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix, '--team-jwks-url', idp.jwksUrl];
+    registry = fork(process.argv[1]!, registryArgs, {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       execArgv: [
         ...(args['registry-cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['registry-cpu-prof']}`] : []),
@@ -201,7 +204,7 @@ async function orchestrate(): Promise<void> {
     const base = `http://127.0.0.1:${ready.port}`;
 
     const results = WRITES_ONLY ? {} : await measureReads(base);
-    const writes = await measureWrites(base, client, etcd.prefix, registry.pid!);
+    const writes = await measureWrites(base, client, etcd.prefix, registry.pid!, await idp.teamToken(serviceSpec(0).team));
     if (!WRITES_ONLY) printReads(results);
     printWrites(writes.rounds, writes.cpu);
     const readErrors = Object.values(results)
@@ -215,6 +218,7 @@ async function orchestrate(): Promise<void> {
     registry?.kill('SIGTERM');
     if (registry) await once(registry, 'exit');
     client.close();
+    idp.close();
     await etcd.close();
   }
 }
@@ -226,6 +230,7 @@ const WRITE_OPS = {
   leasePut: 'etcd lease grant, then put on it (context)',
   http: 'GET /healthz, one at a time (HTTP round trip)',
   replace: 'PUT /api/v1/services/{name} (If-Match)',
+  replaceTeam: 'the same PUT with a team JWT (RS256), not the admin token',
   replaceFetch: 'the same PUT sent with fetch() (context: client cost)',
   create: 'POST /api/v1/services (create)',
   register: 'POST /api/v1/services/{name}/instances',
@@ -261,6 +266,7 @@ async function measureWrites(
   client: ReturnType<Awaited<ReturnType<typeof startEtcd>>['client']>,
   prefix: string,
   registryPid: number,
+  teamToken: string,
 ): Promise<{ rounds: WriteRound[]; cpu: WriteCpu[]; failed: number }> {
   const rounds: WriteRound[] = [];
   const cpu: WriteCpu[] = [];
@@ -343,6 +349,14 @@ async function measureWrites(
       etag = (res.headers.etag as string | undefined) ?? etag;
     }
     charge('replace');
+    for (let k = 0; k < 10; k++) {
+      // One token for the whole run, as a CI job or a person presents theirs on every write.
+      const body = JSON.stringify(serviceSpec(0, `team ${written + k}`));
+      const auth = { authorization: `Bearer ${teamToken}`, 'if-match': etag };
+      const res = await timed(times.replaceTeam, 200, () => send('PUT', `/api/v1/services/${name}`, auth, body));
+      etag = (res.headers.etag as string | undefined) ?? etag;
+    }
+    charge('replaceTeam');
     for (let k = 0; k < 10; k++) {
       const body = JSON.stringify(serviceSpec(0, `fetch ${written + k}`));
       const res = await timed(times.replaceFetch, 200, async () => {
