@@ -10,7 +10,7 @@
 // leaked agent secret cannot touch definitions or other services. Anything
 // unverifiable is refused.
 import { matchesSecretDigest, secretDigest, tokenTimeProblem } from '@trellis/mesh-contracts';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTVerifyGetKey } from 'jose';
 import { rejectingWeakKeys, TeamName, WeakKeyError, type ServiceCredentials } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
@@ -38,21 +38,43 @@ export interface AuthenticatorOptions {
   serviceCredentials?: ServiceCredentials;
   /** Longest life (exp - iat) a team token may claim; default DEFAULT_TEAM_TOKEN_MAX_LIFETIME_SECONDS. */
   maxTokenLifetimeSeconds?: number;
+  /** Team tokens remembered as verified (see Authenticator.verify); default DEFAULT_VERIFIED_TEAM_TOKENS. */
+  verifiedTokens?: number;
+  /** Clock of the verified-token memory, in ms (tests). The token checks themselves use jose's clock. */
+  now?: () => number;
 }
 
 /** A day: what identity providers issue for CI and people; a token claiming years was not minted by one. */
 export const DEFAULT_TEAM_TOKEN_MAX_LIFETIME_SECONDS = 86_400;
 /** Clock skew allowed between the identity provider and the registry. */
 const TEAM_TOKEN_CLOCK_SKEW_SECONDS = 60;
+/** Team tokens remembered as verified: the distinct tokens (CI jobs, people) writing at one time, with room to spare. */
+export const DEFAULT_VERIFIED_TEAM_TOKENS = 1024;
+
+type TeamPrincipal = Extract<Principal, { kind: 'team' }>;
+
+interface VerifiedTeamToken {
+  principal: TeamPrincipal;
+  /** The token's `exp`, in ms: it is taken from memory strictly before (jose would still accept it up to the skew after). */
+  expiresAtMs: number;
+  /** The key the JWKS gave for it; the memory holds only while the JWKS still gives this very key. */
+  key: unknown;
+}
 
 export class Authenticator {
   private readonly adminDigest?: Buffer;
   /** The team JWKS, refusing weak keys (RSA e != 65537 or < 2048 bits, odd EC curves). */
   private readonly teamKeys?: JWTVerifyGetKey;
+  /** Team tokens verified before, by the exact token string, oldest first. */
+  private readonly verifiedTeamTokens = new Map<string, VerifiedTeamToken>();
+  private readonly verifiedTokensMax: number;
+  private readonly now: () => number;
 
   constructor(private readonly options: AuthenticatorOptions) {
     if (options.adminToken) this.adminDigest = secretDigest(options.adminToken);
     if (options.jwks) this.teamKeys = rejectingWeakKeys(options.jwks) as JWTVerifyGetKey;
+    this.verifiedTokensMax = options.verifiedTokens ?? DEFAULT_VERIFIED_TEAM_TOKENS;
+    this.now = options.now ?? Date.now;
   }
 
   static fromConfig(
@@ -105,8 +127,13 @@ export class Authenticator {
         ? { ok: false, reason: 'invalid', detail: 'the token is not valid' }
         : { ok: false, reason: 'unconfigured', detail: 'no admin token or JWKS is configured, so the registry accepts no writes' };
     }
+    const remembered = await this.verifiedBefore(token, this.teamKeys);
+    if (remembered) return { ok: true, principal: remembered };
     try {
-      const { payload } = await jwtVerify(token, this.teamKeys, {
+      let key: unknown;
+      const teamKeys = this.teamKeys;
+      const keyOf: JWTVerifyGetKey = async (header, input) => (key = await teamKeys(header, input));
+      const { payload } = await jwtVerify(token, keyOf, {
         audience: this.options.audience,
         ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
         algorithms: ['RS256', 'ES256', 'EdDSA', 'PS256'],
@@ -122,7 +149,10 @@ export class Authenticator {
       const team = TeamName.safeParse(payload['team']);
       if (!team.success) return { ok: false, reason: 'no-team', detail: 'the token has no valid "team" claim' };
       const subject = typeof payload.sub === 'string' ? payload.sub : team.data;
-      return { ok: true, principal: { kind: 'team', team: team.data, subject, actor: `team:${team.data}` } };
+      // Frozen: a remembered principal is handed to every later request with the token.
+      const principal: TeamPrincipal = Object.freeze({ kind: 'team', team: team.data, subject, actor: `team:${team.data}` });
+      this.rememberVerified(token, { principal, expiresAtMs: payload.exp! * 1000, key });
+      return { ok: true, principal };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: 'expired', detail: 'the token has expired' };
       if (err instanceof WeakKeyError)
@@ -133,6 +163,41 @@ export class Authenticator {
       }
       return { ok: false, reason: 'invalid', detail: 'the token is not valid' };
     }
+  }
+
+  /**
+   * A team token this registry verified before, presented again (a CI job or a person writes
+   * with one token many times): its signature check — a WebCrypto RSA/ECDSA verification
+   * through the thread pool, 0.1-0.2 ms a request — is not repeated while the token has not
+   * expired and the JWKS, asked again, gives the very key that verified it. Nothing else can
+   * change the answer: the claims checked are the token's own (the string is the cache key, so
+   * the signed bytes are the same), and every time check that passed stays passed before `exp`.
+   * So a key withdrawn from the JWKS refuses its tokens exactly when it would without this
+   * memory; refusals are never remembered.
+   */
+  private async verifiedBefore(token: string, teamKeys: JWTVerifyGetKey): Promise<TeamPrincipal | undefined> {
+    const entry = this.verifiedTeamTokens.get(token);
+    if (!entry) return undefined;
+    if (this.now() < entry.expiresAtMs) {
+      try {
+        const [protectedHeader = '', payload = '', signature = ''] = token.split('.');
+        // The same string passed jwtVerify: a compact JWS whose header names an accepted algorithm.
+        const header = decodeProtectedHeader(token) as Parameters<JWTVerifyGetKey>[0];
+        const key: unknown = await teamKeys(header, { protected: protectedHeader, payload, signature });
+        if (key === entry.key) return entry.principal;
+      } catch {
+        // The JWKS no longer gives a key for it (or cannot be fetched): verify it in full.
+      }
+    }
+    this.verifiedTeamTokens.delete(token);
+    return undefined;
+  }
+
+  private rememberVerified(token: string, entry: VerifiedTeamToken): void {
+    if (this.verifiedTokensMax <= 0 || entry.key === undefined || !(this.now() < entry.expiresAtMs)) return;
+    this.verifiedTeamTokens.delete(token);
+    this.verifiedTeamTokens.set(token, entry);
+    if (this.verifiedTeamTokens.size > this.verifiedTokensMax) this.verifiedTeamTokens.delete(this.verifiedTeamTokens.keys().next().value!);
   }
 }
 
