@@ -187,7 +187,16 @@ async function orchestrate(): Promise<void> {
     }
     console.log(`seeded ${SERVICES} services and instances in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
-    const registryArgs = ['--role', 'registry', '--etcd-endpoints', etcd.endpoints[0]!, '--etcd-prefix', etcd.prefix, '--team-jwks-url', idp.jwksUrl];
+    const registryArgs = [
+      '--role',
+      'registry',
+      '--etcd-endpoints',
+      etcd.endpoints[0]!,
+      '--etcd-prefix',
+      etcd.prefix,
+      '--team-jwks-url',
+      idp.jwksUrl,
+    ];
     registry = fork(process.argv[1]!, registryArgs, {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       execArgv: [
