@@ -59,6 +59,8 @@ const { values: args } = parseArgs({
     'debounce-ms': { type: 'string', default: '100' },
     // The control plane's TRELLIS_XDS_FANOUT_SLICE_MS (its default: 20; 0: the whole fan-out in one event-loop turn).
     'fanout-slice-ms': { type: 'string' },
+    // The control plane's TRELLIS_XDS_FANOUT_FIRST_SLICE_MS (its default: 1; the slices then double up to --fanout-slice-ms).
+    'fanout-first-slice-ms': { type: 'string' },
     // Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).
     'cpu-prof-dir': { type: 'string' },
     // Each process (server and clients) records its garbage collections (perf_hooks 'gc' entries, time-stamped
@@ -247,6 +249,7 @@ async function controlPlaneRole(): Promise<void> {
     TRELLIS_CONTROL_PLANE_ID: 'cp-bench',
     TRELLIS_XDS_DEBOUNCE_MS: args['debounce-ms'],
     ...(args['fanout-slice-ms'] === undefined ? {} : { TRELLIS_XDS_FANOUT_SLICE_MS: args['fanout-slice-ms'] }),
+    ...(args['fanout-first-slice-ms'] === undefined ? {} : { TRELLIS_XDS_FANOUT_FIRST_SLICE_MS: args['fanout-first-slice-ms'] }),
     // The clients multiplex their streams over --connections (a real Envoy opens one connection each);
     // the floor's grpc-js server takes any number per connection.
     TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION: String(Math.min(1000, Math.ceil(PROXIES / Math.max(1, Math.min(CONNECTIONS, PROXIES))))),
@@ -672,6 +675,7 @@ function commonArgs(): string[] {
     args['debounce-ms']!,
     ...(args['fanout-slice-ms'] === undefined ? [] : ['--fanout-slice-ms', args['fanout-slice-ms']]),
     ...(args['trace-gc'] ? ['--trace-gc'] : []),
+    ...(args['fanout-first-slice-ms'] === undefined ? [] : ['--fanout-first-slice-ms', args['fanout-first-slice-ms']]),
   ];
 }
 
@@ -774,7 +778,7 @@ async function runPhase(
       const r = await clients.next<Extract<FromClients, { type: 'round' }>>('round', 30_000);
       const latenciesMs = r.arrivals.map((at) => at - t0).sort((a, b) => a - b);
       console.log(
-        `${name} [${profile}] ${label}: p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
+        `${name} [${profile}] ${label}: first ${fmt(latenciesMs[0])} p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
           `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version; ` +
           `${r.responses} responses, ${kib(r.bytes)} of resources` +
           (cpu
@@ -921,6 +925,8 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
     ['p50, all rounds', fmt(pct(f, 0.5)), fmt(pct(c, 0.5)), ratio(pct(c, 0.5), pct(f, 0.5))],
     ['p99, all rounds', fmt(pct(f, 0.99)), fmt(pct(c, 0.99)), ratio(pct(c, 0.99), pct(f, 0.99))],
     ['max', fmt(f.at(-1)), fmt(c.at(-1)), ratio(c.at(-1), f.at(-1))],
+    // When the first affected stream had its push: the server's part before anything leaves, the clients' reading after.
+    ['first push, median of rounds', fmt(per(floor, 0)), fmt(per(cp, 0)), ratio(per(cp, 0), per(floor, 0))],
     ['p50, median of rounds', fmt(per(floor, 0.5)), fmt(per(cp, 0.5)), ratio(per(cp, 0.5), per(floor, 0.5))],
     ['p99, median of rounds', fmt(per(floor, 0.99)), fmt(per(cp, 0.99)), ratio(per(cp, 0.99), per(floor, 0.99))],
   ];
