@@ -54,7 +54,15 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 > &
   // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise.
-  Partial<Pick<ControlPlaneConfig, 'TRELLIS_TRACING_OTLP_ADDRESS' | 'TRELLIS_TRACING_SAMPLING_PERCENT' | 'TRELLIS_XDS_FANOUT_SLICE_MS' | 'TRELLIS_XDS_FANOUT_FIRST_SLICE_MS'>>;
+  Partial<
+    Pick<
+      ControlPlaneConfig,
+      | 'TRELLIS_TRACING_OTLP_ADDRESS'
+      | 'TRELLIS_TRACING_SAMPLING_PERCENT'
+      | 'TRELLIS_XDS_FANOUT_SLICE_MS'
+      | 'TRELLIS_XDS_FANOUT_FIRST_SLICE_MS'
+    >
+  >;
 
 export interface ControlPlaneDeps {
   config: ControlPlaneOptions;

@@ -349,10 +349,11 @@ describe('SnapshotCache with a sliced fan-out', () => {
         async (first, max, models, steps) => {
           let clock = 0;
           let tick = 0;
-          const sliced = new SnapshotCache<FakeModel>(
-            (m, i) => ((clock += steps[tick++ % steps.length]!), translateFake(m, i)),
-            { fanOutSliceMs: max, fanOutFirstSliceMs: first, now: () => clock },
-          );
+          const sliced = new SnapshotCache<FakeModel>((m, i) => ((clock += steps[tick++ % steps.length]!), translateFake(m, i)), {
+            fanOutSliceMs: max,
+            fanOutFirstSliceMs: first,
+            now: () => clock,
+          });
           const reference = new SnapshotCache<FakeModel>(translateFake);
           sliced.setModel(model(models[0]!), 'all', meta('0'));
           reference.setModel(model(models[0]!), 'all', meta('0'));
