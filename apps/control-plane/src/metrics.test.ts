@@ -1,7 +1,10 @@
 // The per-type counters and histograms every response and ACK records must scrape exactly as the
 // prom-client metrics they replace: the same text lines and the same JSON, for any observations.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import fc from 'fast-check';
 import { Counter, Histogram, Registry } from 'prom-client';
+import { createMetricsRegistry } from '@trellis/runtime';
 import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
 import { propertyRuns } from '@trellis/mesh-schema/testing';
 import { ByTypeHistogram, createControlPlaneMetrics } from './metrics';
@@ -115,5 +118,19 @@ describe('control plane xDS metrics', () => {
       }),
       { numRuns: propertyRuns(100) },
     );
+  });
+
+  const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((p) => existsSync(p));
+  (promtool ? it : it.skip)('pass promtool check metrics once recorded (where promtool is installed)', async () => {
+    const registry = createMetricsRegistry('control-plane');
+    const metrics = createControlPlaneMetrics(registry).callbacks;
+    for (const typeUrl of ADS_PUSH_ORDER) {
+      metrics.onResponse!(stream, { typeUrl, version: 'v', nonce: '1', resources: 3, sent: [], bytes: 5000, meshRevision: '1' });
+      metrics.onAck!(stream, typeUrl, 'v', Date.now() - 20);
+    }
+    const text = await registry.metrics();
+    expect(text).toMatch(/^trellis_control_plane_proxy_convergence_seconds_count\{type="cds"\} 1$/m);
+    const checked = spawnSync(promtool!, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(checked.status === 0 ? 'ok' : `${checked.stdout}${checked.stderr}`).toBe('ok');
   });
 });
