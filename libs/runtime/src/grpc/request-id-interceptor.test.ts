@@ -12,6 +12,15 @@ interface HealthClient {
     metadata: Metadata,
     cb: (err: ServiceError | null, res: { status: string }) => void,
   ): { on(event: 'metadata', listener: (m: Metadata) => void): void };
+  Watch(
+    req: { service: string },
+    metadata: Metadata,
+  ): {
+    on(event: 'metadata', listener: (m: Metadata) => void): void;
+    on(event: 'data', listener: (res: { status: string }) => void): void;
+    on(event: 'error', listener: (err: ServiceError) => void): void;
+    cancel(): void;
+  };
   close(): void;
 }
 const HealthClientCtor = makeGenericClientConstructor(healthService, 'grpc.health.v1.Health');
@@ -74,5 +83,20 @@ describe('requestIdInterceptor', () => {
     expect(String(id)).toMatch(/^[0-9a-f-]{36}$/);
     expect(headers.get('traceparent')).toEqual([]);
     expect(await logged(String(id))).toBeDefined();
+  });
+
+  it('passes a stream\'s messages through and sends its headers, with the id, before the first message', async () => {
+    const metadata = new Metadata();
+    metadata.set('x-request-id', 'watch-7');
+    const call = client.Watch({ service: '' }, metadata);
+    call.on('error', () => undefined); // the CANCELLED our cancel() causes
+    let headers: Metadata | undefined;
+    const first = await new Promise<{ status: string }>((resolve) => {
+      call.on('metadata', (m) => (headers = m));
+      call.on('data', resolve);
+    });
+    call.cancel();
+    expect(first.status).toBeDefined();
+    expect(headers?.get('x-request-id')).toEqual(['watch-7']);
   });
 });
