@@ -1,7 +1,9 @@
 // ProxyStatusWriter against a real etcd: closing while a flush is under way must not
 // leave a lease (and the records written under it) behind.
 import { connectEtcd, KeyLayout, MeshStore, type EtcdClient } from '@trellis/mesh-schema';
-import { TypeUrl } from '@trellis/envoy-types';
+import fc from 'fast-check';
+import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import { propertyRuns } from '@trellis/mesh-schema/testing';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
 import { ProxyStatusWriter } from './proxy-status-writer';
@@ -82,4 +84,57 @@ it('writes many streams in batched txns within the flush budget, and removes a c
   expect(after.find((s) => s.nodeId === 'many-1')?.types.cds?.lastAckedVersion).toBe('v2');
   await writer.close();
   expect(await store.listProxyStatuses('many')).toEqual([]);
+});
+
+it('stores per type what each stream was last sent, ACKed and NACKed, for any order of events (property)', async () => {
+  const layout = new KeyLayout(etcd.prefix);
+  const store = new MeshStore(client, layout);
+  const event = fc.record({
+    stream: fc.integer({ min: 1, max: 3 }),
+    kind: fc.constantFrom('response' as const, 'ack' as const, 'nack' as const),
+    typeUrl: fc.constantFrom(...ADS_PUSH_ORDER),
+    version: fc.constantFrom('v1', 'v2', 'v3'),
+  });
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(event, { maxLength: 25 }), async (events) => {
+      const service = `prop-${++run}`;
+      const writer = new ProxyStatusWriter({ client, store, controlPlaneId: 'cp-prop', logger: createLogger('test', 'silent'), leaseTtlSeconds: 60 });
+      const streams = [1, 2, 3].map((streamId) => ({
+        streamId,
+        nodeId: `${service}-${streamId}`,
+        identity: { service, kind: 'envoy' as const },
+        protocol: 'sotw' as const,
+        connectedAt: new Date(),
+      }));
+      for (const stream of streams) writer.onStreamOpen(stream);
+      // The reference: each stream's record types, keyed by short name in the order first touched.
+      const expected = new Map<number, Record<string, Record<string, unknown>>>(streams.map((s) => [s.streamId, {}]));
+      for (const e of events) {
+        const stream = streams[e.stream - 1]!;
+        const types = expected.get(e.stream)!;
+        const entry = (types[TYPE_SHORT_NAME[e.typeUrl as XdsTypeUrl]] ??= {});
+        if (e.kind === 'response') {
+          writer.onResponse(stream, { typeUrl: e.typeUrl, version: e.version, meshRevision: '9' });
+          entry['lastSentVersion'] = e.version;
+        } else if (e.kind === 'ack') {
+          writer.onAck(stream, e.typeUrl, e.version);
+          entry['lastAckedVersion'] = e.version;
+        } else {
+          writer.onNack(stream, e.typeUrl, e.version, 'bad config', '9');
+          entry['lastNack'] = { version: e.version, error: 'bad config', meshRevision: '9' };
+        }
+      }
+      await writer.flush();
+      const stored = await store.listProxyStatuses(service);
+      expect(stored).toHaveLength(3);
+      for (const record of stored) {
+        const streamId = Number(record.nodeId.slice(service.length + 1));
+        expect(JSON.stringify(Object.keys(record.types))).toBe(JSON.stringify(Object.keys(expected.get(streamId)!)));
+        expect(record.types).toMatchObject(expected.get(streamId)!);
+      }
+      await writer.close();
+    }),
+    { numRuns: propertyRuns(15) },
+  );
 });

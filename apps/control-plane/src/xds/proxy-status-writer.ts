@@ -7,7 +7,7 @@
 // a number); a flush every `intervalMs` writes at most `maxWritesPerFlush` records,
 // up to WRITES_PER_TXN of them in one etcd txn. The registry needs the records
 // eventually right, not one etcd write per ACK.
-import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
+import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
 import {
   keptAliveLease,
   MAX_NACK_ERROR_CHARS,
@@ -39,7 +39,16 @@ interface Tracked {
   status: StreamProxyStatus;
   /** When the status last changed (ms since epoch); `status.updatedAt` is set from it when written. */
   updatedAtMs: number;
+  /**
+   * The record's entry per xDS type, at the type's TYPE_SLOT: every response and ACK finds it by index. The record's
+   * `types` object takes its keys in the order the stream's types were first answered, so looking an entry up there
+   * by short name meets objects of many shapes (in a first push, the most expensive line of the writer).
+   */
+  slots: (TypeStatus | undefined)[];
 }
+
+/** Each served type's index into `Tracked.slots`. */
+const TYPE_SLOT = new Map<XdsTypeUrl, number>(ADS_PUSH_ORDER.map((typeUrl, i) => [typeUrl, i]));
 
 export class ProxyStatusWriter implements XdsCallbacks {
   /** By stream number: one record per stream. */
@@ -71,6 +80,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
     const controlPlane = this.options.controlPlaneId.slice(0, 256);
     this.tracked.set(stream.streamId, {
       updatedAtMs: Date.now(),
+      slots: ADS_PUSH_ORDER.map(() => undefined),
       status: {
         service: stream.identity.service,
         nodeId: stream.nodeId.slice(0, 256),
@@ -96,7 +106,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
   onResponse(stream: StreamInfo, response: { typeUrl: XdsTypeUrl; version: string; meshRevision: string }): void {
     const tracked = this.tracked.get(stream.streamId);
     if (!tracked) return;
-    typeStatus(tracked.status, response.typeUrl).lastSentVersion = response.version;
+    typeStatus(tracked, response.typeUrl).lastSentVersion = response.version;
     if (tracked.status.meshRevision !== response.meshRevision) tracked.status.meshRevision = response.meshRevision.slice(0, 32);
     this.touch(stream.streamId, tracked);
   }
@@ -104,14 +114,14 @@ export class ProxyStatusWriter implements XdsCallbacks {
   onAck(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string): void {
     const tracked = this.tracked.get(stream.streamId);
     if (!tracked) return;
-    typeStatus(tracked.status, typeUrl).lastAckedVersion = version;
+    typeStatus(tracked, typeUrl).lastAckedVersion = version;
     this.touch(stream.streamId, tracked);
   }
 
   onNack(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string, error: string, meshRevision: string): void {
     const tracked = this.tracked.get(stream.streamId);
     if (!tracked) return;
-    typeStatus(tracked.status, typeUrl).lastNack = {
+    typeStatus(tracked, typeUrl).lastNack = {
       version,
       error: boundedNackError(error),
       at: new Date().toISOString(),
@@ -222,9 +232,15 @@ export class ProxyStatusWriter implements XdsCallbacks {
 type TypeStatus = NonNullable<ProxyStatus['types']['lds']>;
 
 /** The record's entry for one xDS type, made on first use. */
-function typeStatus(status: ProxyStatus, typeUrl: XdsTypeUrl): TypeStatus {
-  const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
-  return (status.types[short] ??= {});
+function typeStatus(tracked: Tracked, typeUrl: XdsTypeUrl): TypeStatus {
+  const slot = TYPE_SLOT.get(typeUrl)!;
+  let entry = tracked.slots[slot];
+  if (entry === undefined) {
+    const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
+    entry = tracked.status.types[short] ??= {};
+    tracked.slots[slot] = entry;
+  }
+  return entry;
 }
 
 /**
