@@ -99,7 +99,13 @@ it('stores per type what each stream was last sent, ACKed and NACKed, for any or
   await fc.assert(
     fc.asyncProperty(fc.array(event, { maxLength: 25 }), async (events) => {
       const service = `prop-${++run}`;
-      const writer = new ProxyStatusWriter({ client, store, controlPlaneId: 'cp-prop', logger: createLogger('test', 'silent'), leaseTtlSeconds: 60 });
+      const writer = new ProxyStatusWriter({
+        client,
+        store,
+        controlPlaneId: 'cp-prop',
+        logger: createLogger('test', 'silent'),
+        leaseTtlSeconds: 60,
+      });
       const streams = [1, 2, 3].map((streamId) => ({
         streamId,
         nodeId: `${service}-${streamId}`,

@@ -85,7 +85,7 @@ describe('requestIdInterceptor', () => {
     expect(await logged(String(id))).toBeDefined();
   });
 
-  it('passes a stream\'s messages through and sends its headers, with the id, before the first message', async () => {
+  it("passes a stream's messages through and sends its headers, with the id, before the first message", async () => {
     const metadata = new Metadata();
     metadata.set('x-request-id', 'watch-7');
     const call = client.Watch({ service: '' }, metadata);
