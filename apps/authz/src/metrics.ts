@@ -29,6 +29,8 @@ export class AuthzMetrics {
   readonly recordsDropped: Counter<'kind'>;
   readonly callerIdentityDenials: Counter<'direction' | 'reason'>;
   readonly tlsReloads: Counter<'result'>;
+  readonly checkWorkerRestarts: Counter;
+  readonly checkWorkerCalls: Counter<'kind'>;
 
   // Per-Check counts are tallied in plain numbers and handed to prom-client at
   // scrape time: prom-client hashes the label set on every inc(), which costs more
@@ -155,6 +157,17 @@ export class AuthzMetrics {
       name: 'trellis_authz_tls_reloads_total',
       help: "Refreshes of authz's serving certificate and client trust bundle by result (changed, unchanged, error: the previous material stays in use)",
       labelNames: ['result'],
+      registers,
+    });
+    this.checkWorkerRestarts = new Counter({
+      name: 'trellis_authz_check_worker_restarts_total',
+      help: 'Times the Check worker thread died and was restarted (Checks fail closed in between)',
+      registers,
+    });
+    this.checkWorkerCalls = new Counter({
+      name: 'trellis_authz_check_worker_calls_total',
+      help: 'What the Check worker asked the main thread, by kind (token: not in its memory; verify: an inbound token; access: a Cloudflare Access token); a cache hit or a policy denial asks nothing',
+      labelNames: ['kind'],
       registers,
     });
   }

@@ -48,9 +48,9 @@ export class CheckService {
 
   constructor(
     private readonly policy: MeshPolicy,
-    private readonly tokens: MeshTokenIssuer,
-    private readonly verifier: MeshTokenVerifier,
-    private readonly access: CloudflareAccessVerifier,
+    private readonly tokens: CheckTokens,
+    private readonly verifier: InboundVerifier,
+    private readonly access: AccessVerifier,
     private readonly metrics: AuthzMetrics,
     private readonly logger: Logger,
     private readonly options: CheckServiceOptions = { allowInsecureCallers: false },
@@ -239,6 +239,15 @@ export class CheckService {
     );
   }
 }
+
+/**
+ * What a Check needs of the token issuer and the verifiers. On the main thread these are the
+ * objects themselves; in the Check worker (check-worker/) the worker's token memory and calls to
+ * the main thread, which owns Redis, the signing keys and the Access certs.
+ */
+export type CheckTokens = Pick<MeshTokenIssuer, 'cachedToken' | 'tokenFor'>;
+export type InboundVerifier = Pick<MeshTokenVerifier, 'verify'>;
+export type AccessVerifier = Pick<CloudflareAccessVerifier, 'verify'>;
 
 export interface CheckServiceOptions {
   /** Local development only: a Check without a client certificate is decided on the route's context extensions alone. */

@@ -24,7 +24,6 @@ import type { Health, Logger } from '@trellis/runtime';
 import { bindGrpcServer, requestIdInterceptor, serveGrpcHealth } from '@trellis/runtime/grpc';
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
-import type { ServingTls } from '../tls/serving-tls';
 
 export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization';
 const CHECK_PATH = AuthorizationService.check.path;
@@ -58,8 +57,8 @@ export interface AuthzGrpcServer {
 }
 
 export interface GrpcTransport {
-  /** authz's certificate and client roots; undefined: plaintext (local development only). */
-  tls: ServingTls | undefined;
+  /** authz's certificate and client roots (ServingTls; in the Check worker, what it is handed); undefined: plaintext (local development only). */
+  tls: experimental.CertificateProvider | undefined;
   /** Refuse a TLS handshake without a valid client certificate. */
   requireClientCertificate: boolean;
   /** The mesh's trust domain, in which a client certificate names a service. */

@@ -21,7 +21,8 @@ export interface TokenIssuerOptions {
   maxMemoryEntries?: number;
 }
 
-interface CachedToken extends MintedToken {
+/** A token as the in-process cache keeps it (also what the Check worker is handed: check-worker/worker-tokens.ts). */
+export interface CachedToken extends MintedToken {
   issuer: string;
   /** Epoch ms after which it is no longer handed out. */
   useUntil: number;
@@ -57,7 +58,7 @@ export class MeshTokenIssuer {
   }
 
   /** The in-process cache alone, synchronously: the hot path of a Check. Undefined on a miss. */
-  cachedToken(source: string, destination: string): MintedToken | undefined {
+  cachedToken(source: string, destination: string): CachedToken | undefined {
     const signer = this.keyRing.signer();
     if (!signer) return undefined;
     const cached = this.memory.get(source, destination, signer.kid);
@@ -69,7 +70,7 @@ export class MeshTokenIssuer {
   }
 
   /** A token for `source` calling `destination`; throws NoSigningKeyError when nothing may sign. */
-  async tokenFor(source: string, destination: string): Promise<MintedToken> {
+  async tokenFor(source: string, destination: string): Promise<CachedToken> {
     const hit = this.cachedToken(source, destination);
     if (hit) return hit;
     const signer = this.keyRing.signer();
