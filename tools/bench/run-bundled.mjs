@@ -5,13 +5,15 @@ import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nodeBundleOptions, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
+import { appWorkerEntryPoints, nodeBundleOptions, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 export async function runBundled(name) {
   const outfile = join(WORKSPACE_ROOT, `dist/tools/bench/${name}.js`);
   await build(nodeBundleOptions({ entryPoints: [join(here, `src/${name}.ts`)], outfile }));
+  // The apps' worker-thread scripts beside it: the apps started in-process look for them next to their bundle.
+  await build(nodeBundleOptions({ entryPoints: appWorkerEntryPoints('authz'), outdir: dirname(outfile) }));
   const { status } = spawnSync(process.execPath, ['--enable-source-maps', outfile, ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(status ?? 1);
 }

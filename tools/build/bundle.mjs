@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // `nx build <app>`: bundles apps/<app>/src/main.ts and the workspace libs it uses
-// into dist/apps/<app>/main.js, started with `node dist/apps/<app>/main.js`.
+// into dist/apps/<app>/main.js, started with `node dist/apps/<app>/main.js`; each
+// src/<name>.worker.ts beside it (a worker thread's script) into <name>.worker.js.
 // npm packages stay external; a package.json listing exactly the ones the bundle
 // imports is written beside it, so an image installs only those
 // (`npm install --omit=dev` in dist/apps/<app>).
 import { build } from 'esbuild';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { nodeBundleOptions, WORKSPACE_ROOT as root } from './node-bundle.mjs';
+import { appWorkerEntryPoints, nodeBundleOptions, WORKSPACE_ROOT as root } from './node-bundle.mjs';
 import { pruneLockfile } from './prune-lockfile.mjs';
 
 const [app, outArg] = process.argv.slice(2);
@@ -18,9 +19,8 @@ if (!app) {
 const outDir = outArg ? resolve(outArg) : join(root, 'dist/apps', app);
 const rootPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
-const result = await build(
-  nodeBundleOptions({ entryPoints: [join(root, 'apps', app, 'src/main.ts')], outfile: join(outDir, 'main.js'), metafile: true }),
-);
+const entryPoints = { main: join(root, 'apps', app, 'src/main.ts'), ...appWorkerEntryPoints(app) };
+const result = await build(nodeBundleOptions({ entryPoints, outdir: outDir, metafile: true }));
 
 // What the emitted bundle requires (after tree-shaking), not every import of every input.
 const used = new Set();

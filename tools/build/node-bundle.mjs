@@ -1,6 +1,7 @@
 // The one set of esbuild settings for everything Trellis runs with `node`: the apps
 // (tools/build/bundle.mjs) and the local-mesh tool. npm packages stay external
 // (several load .proto files or workers at run time); workspace libs are bundled.
+import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,4 +20,15 @@ export function nodeBundleOptions(extra) {
     logLevel: 'warning',
     ...extra,
   };
+}
+
+/**
+ * The worker-thread scripts of an app (`apps/<app>/src/<name>.worker.ts`) by output name (`<name>.worker`):
+ * bundled beside whatever starts them, which finds them next to its own file.
+ */
+export function appWorkerEntryPoints(app) {
+  const srcDir = join(WORKSPACE_ROOT, 'apps', app, 'src');
+  const entries = {};
+  for (const file of readdirSync(srcDir)) if (file.endsWith('.worker.ts')) entries[file.slice(0, -'.ts'.length)] = join(srcDir, file);
+  return entries;
 }

@@ -2,7 +2,9 @@
 // on port 0 against real etcd and Redis, and main.ts only reads config. The
 // parts with a life of their own start in their modules: the signing keys
 // (keys/signing-keys.ts), the Redis client (tokens/redis-client.ts), the gRPC
-// server with its health service (grpc/grpc-server.ts).
+// server with its health service (grpc/grpc-server.ts), or the Check worker that
+// runs that server in a thread of its own (check-worker/check-worker.ts).
+import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { Registry } from 'prom-client';
 import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
@@ -12,10 +14,11 @@ import { stopGrpcServer } from '@trellis/runtime/grpc';
 import { caSourceFromConfig, ReloadingCa } from './ca/ca-source';
 import { KubernetesIdentity } from './ca/kubernetes-identity';
 import { CheckService } from './check/check-service';
+import { CheckWorker } from './check-worker/check-worker';
 import { MeshPolicy } from './check/mesh-policy';
 import type { AuthzConfig } from './config';
 import { CloudflareAccessVerifier, type CloudflareAccessOptions } from './edge/cloudflare-access';
-import { startGrpcServer } from './grpc/grpc-server';
+import { startGrpcServer, type AuthzGrpcServer } from './grpc/grpc-server';
 import { selfIssuedSource, ServingTls, tlsFilesSource, type ServingTlsSource } from './tls/serving-tls';
 import { certificateRouter } from './http/certificate-route';
 import { createHttpApp, createMtlsApp } from './http/http-app';
@@ -40,6 +43,11 @@ export interface AuthzDeps {
   /** Overrides for the Cloudflare Access verifier (tests shorten the refetch cooldown). */
   edge?: Partial<CloudflareAccessOptions>;
   clock?: () => number;
+  /**
+   * The Check worker's script (default: check.worker.js beside authz's bundle; tests build one:
+   * test/support/check-worker-script.ts) and its first restart delay (default 100 ms).
+   */
+  checkWorker?: { script?: string; restartDelayMs?: number };
 }
 
 export interface Authz {
@@ -48,7 +56,10 @@ export interface Authz {
   /** The mTLS port (POST /v1/token with a client certificate); undefined without TLS (local development). */
   mtlsPort: number | undefined;
   health: Health;
+  /** The main thread's metrics; `allMetrics()` adds the Check worker's. */
   registry: Registry;
+  /** Everything /metrics shows: the main thread's registry with the Check worker's counts added. */
+  allMetrics(): Promise<Registry>;
   metrics: AuthzMetrics;
   keyRing: KeyRing;
   /** The shared token cache's client (tests wait for it to connect; the decision never does). */
@@ -63,12 +74,16 @@ export interface Authz {
   whenReady(): Promise<void>;
   /** Shutdown in order: stop key reloads, drain gRPC, close HTTP, stop the watch, close Redis. Not `etcd`. */
   shutdownSteps: ShutdownStep[];
+  /** The thread serving Checks (TRELLIS_CHECK_WORKER, the default); undefined when the main thread serves them. */
+  checkWorker: CheckWorker | undefined;
   /** Readiness goes false, then the shutdown steps run once. */
   close(): Promise<void>;
 }
 
 const GRPC_DRAIN_MS = 5_000;
 const HTTP_DRAIN_MS = 5_000;
+/** How long the Check worker waits for the main thread (a token miss, an inbound or Access verification) before denying (503). */
+const CHECK_WORKER_CALL_TIMEOUT_MS = 5_000;
 
 export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const { config, logger } = deps;
@@ -77,7 +92,12 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const metrics = new AuthzMetrics(registry);
   // Ready (and gRPC SERVING) with the registry snapshot loaded and a key that can sign; rechecked on each change of either.
   const health = new Health();
-  const recheck = () => void health.recheck();
+  // Each possible change of signer also goes to the Check worker, once it runs.
+  const onRecheck: Array<() => void> = [];
+  const recheck = () => {
+    void health.recheck();
+    for (const listener of onRecheck) listener();
+  };
   const layout = new KeyLayout(config.TRELLIS_ETCD_PREFIX);
   const store = new MeshStore(deps.etcd, layout);
 
@@ -136,9 +156,6 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     { issuer, clockSkewSeconds: settings.clockSkewSeconds, maxLifetimeSeconds: config.TRELLIS_TOKEN_TTL_SECONDS },
     clock,
   );
-  const checks = new CheckService(policy, tokens, verifier, access, metrics, logger, {
-    allowInsecureCallers: config.TRELLIS_ALLOW_INSECURE_CALLERS,
-  });
 
   const credentials = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS
     ? await ServiceCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)
@@ -206,22 +223,54 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   health.addCheck('registry', () => watcher.ready);
   health.addCheck('signingKey', () => keyRing.signer() !== undefined);
 
-  const grpc = await startGrpcServer(
-    checks,
-    health,
-    config.TRELLIS_HOST,
-    config.TRELLIS_GRPC_PORT,
-    {
-      tls,
-      requireClientCertificate: !config.TRELLIS_ALLOW_INSECURE_CALLERS,
-      trustDomain: () => trustDomain,
-    },
-    logger,
-  );
+  const requireClientCertificate = !config.TRELLIS_ALLOW_INSECURE_CALLERS;
+  const worker = config.TRELLIS_CHECK_WORKER
+    ? await CheckWorker.start({
+        script: deps.checkWorker?.script ?? join(__dirname, 'check.worker.js'),
+        restartDelayMs: deps.checkWorker?.restartDelayMs,
+        settings: {
+          host: config.TRELLIS_HOST,
+          port: config.TRELLIS_GRPC_PORT,
+          logLevel: logger.level,
+          allowInsecureCallers: config.TRELLIS_ALLOW_INSECURE_CALLERS,
+          requireClientCertificate,
+          trustDomain,
+          tls: tls?.material,
+          callTimeoutMs: CHECK_WORKER_CALL_TIMEOUT_MS,
+        },
+        watcher,
+        signer: () => ({ type: 'signer', kid: keyRing.signer()?.kid, issuer: issuer() }),
+        answerers: { tokens, verifier, access },
+        tls,
+        health,
+        metrics,
+        logger,
+      })
+    : undefined;
+  if (worker) {
+    health.addCheck('checkWorker', () => worker.serving);
+    onRecheck.push(() => worker.pushSigner());
+  }
+  const grpc: AuthzGrpcServer | undefined = worker
+    ? undefined
+    : await startGrpcServer(
+        new CheckService(policy, tokens, verifier, access, metrics, logger, {
+          allowInsecureCallers: config.TRELLIS_ALLOW_INSECURE_CALLERS,
+        }),
+        health,
+        config.TRELLIS_HOST,
+        config.TRELLIS_GRPC_PORT,
+        { tls, requireClientCertificate, trustDomain: () => trustDomain },
+        logger,
+      );
+  const grpcPort = worker?.grpcPort ?? grpc!.port;
+  // With the worker, /metrics adds its Check counts to the main thread's.
+  const allMetrics = () => (worker ? worker.withWorkerMetrics(registry) : Promise.resolve(registry));
+  const metricsSource = { contentType: registry.contentType, metrics: async () => (await allMetrics()).metrics() };
   const http = await listenHttp(
     createHttpApp({
       health,
-      registry,
+      registry: metricsSource,
       keyRing,
       policy,
       tokens,
@@ -239,18 +288,21 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     ? await listenMtls(createMtlsApp({ policy, tokens, metrics, logger, trustDomain: () => trustDomain }), tls, {
         host: config.TRELLIS_HOST,
         port: config.TRELLIS_MTLS_PORT,
-        requireClientCertificate: !config.TRELLIS_ALLOW_INSECURE_CALLERS,
+        requireClientCertificate,
         limits: { headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS },
       })
     : undefined;
   recheck();
 
-  logger.info({ grpcPort: grpc.port, httpPort: http.port, mtlsPort: mtls?.port, issuer: settings.mesh.tokenIssuer }, 'authz listening');
+  logger.info(
+    { grpcPort, checkWorker: worker !== undefined, httpPort: http.port, mtlsPort: mtls?.port, issuer: settings.mesh.tokenIssuer },
+    'authz listening',
+  );
 
   const shutdownSteps: ShutdownStep[] = [
     keys.shutdownStep,
     { name: 'stop CA and TLS reloads', run: () => clearInterval(tlsReloadTimer) },
-    { name: 'stop gRPC', run: () => stopGrpcServer(grpc.server, GRPC_DRAIN_MS) },
+    { name: 'stop gRPC', run: () => (worker ? worker.stop(GRPC_DRAIN_MS) : stopGrpcServer(grpc!.server, GRPC_DRAIN_MS)) },
     { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
     { name: 'close mTLS', run: () => (mtls ? closeHttpServer(mtls.server, HTTP_DRAIN_MS) : undefined) },
     { name: 'stop etcd watch', run: () => watcher.close() },
@@ -259,17 +311,19 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   ];
 
   return {
-    grpcPort: grpc.port,
+    grpcPort,
     httpPort: http.port,
     mtlsPort: mtls?.port,
     health,
     registry,
+    allMetrics,
     metrics,
     keyRing,
     redis: redis.client,
     ca,
     tls,
     reloadKeys: keys.reload,
+    checkWorker: worker,
     async whenReady() {
       await watcher.whenReady();
       await health.whenReady();

@@ -99,6 +99,11 @@ export const authzEnvSchema = etcdEnvSchema
      * and POST /v1/token on the HTTP port accepts the service credential alone.
      */
     TRELLIS_ALLOW_INSECURE_CALLERS: env.bool(false),
+    /**
+     * Serve Checks from a worker thread whose isolate does nothing else (check-worker/): the default. false: on the
+     * main thread, beside the etcd and Redis clients and the HTTP servers (one thread less; slower per Check).
+     */
+    TRELLIS_CHECK_WORKER: env.bool(true),
     /** Kubernetes ServiceAccount tokens as proof of identity: the cluster's issuer and JWKS URL, and the audience tokens must carry. */
     TRELLIS_K8S_TOKEN_ISSUER: z.string().min(1).optional(),
     TRELLIS_K8S_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),

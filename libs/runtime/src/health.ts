@@ -88,8 +88,11 @@ export class Health {
   }
 }
 
+/** What `/metrics` serves: a prom-client registry, or anything that renders one's text (authz adds its Check worker's). */
+export type MetricsSource = Pick<Registry, 'contentType' | 'metrics'>;
+
 /** `/healthz`, `/readyz` and `/metrics` as an express router. */
-export function opsRouter(health: Health, metrics: Registry): Router {
+export function opsRouter(health: Health, metrics: MetricsSource): Router {
   const router = express.Router();
   router.get('/healthz', (_req: Request, res: Response) => {
     res.json({ status: 'ok' });

@@ -1,7 +1,7 @@
 // The lifecycle kit every app shares. The gRPC half is `@trellis/runtime/grpc`, so an app
 // without gRPC (the registry) does not bundle grpc-js.
 export { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, type EtcdEnv } from './config';
-export { Health, opsRouter, type ReadinessCheck, type ReadinessListener } from './health';
+export { Health, opsRouter, type MetricsSource, type ReadinessCheck, type ReadinessListener } from './health';
 export {
   closeHttpServer,
   DEFAULT_HEADERS_TIMEOUT_MS,

@@ -45,6 +45,8 @@ const { values: args } = parseArgs({
     // `in-process`, authz's bytes from bare servers inside authz's own process (a diagnostic: what the process costs);
     // `in-worker`, the same from a worker thread of authz's process (its own isolate: heap, JIT).
     floor: { type: 'string', default: 'authz' },
+    // authz's TRELLIS_CHECK_WORKER: `true` (its default) serves Checks from a worker thread, `false` from the main thread.
+    'check-worker': { type: 'string', default: 'true' },
     // Answer with this many bytes instead (overrides --floor; to measure what the size of the reply costs).
     'echo-response-bytes': { type: 'string', default: '0' },
     // For --role echo: the file whose bytes the server answers every Check with.
@@ -131,7 +133,7 @@ async function authzServer(): Promise<void> {
   );
   const [code] = (await once(seeder, 'exit')) as [number | null];
   if (code !== 0) throw new Error(`seeding the registry failed (${String(code)})`);
-  const config = loadAuthzConfig(authzTestEnv(etcd, redis, keys));
+  const config = loadAuthzConfig({ ...authzTestEnv(etcd, redis, keys), TRELLIS_CHECK_WORKER: args['check-worker']! });
   const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
   await authz.whenReady();
   // --floor in-process: the floors run inside authz's process (same heap, same JIT state, same etcd and Redis
@@ -479,11 +481,20 @@ async function orchestrate(): Promise<void> {
           : "authz's response on the same path";
 
   console.log(
-    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}`,
+    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}; authz serves Checks ${args['check-worker'] === 'false' ? 'on its main thread' : 'from its Check worker thread'}`,
   );
+  // The heap profiler samples the main thread's isolate only.
+  if (args['alloc-profile'] && args['check-worker'] !== 'false')
+    console.log(
+      "note: --alloc-profile samples authz's main thread, not its Check worker: add --check-worker false for the Check's allocations",
+    );
   // authz first: the floors answer with its responses. One floor process per path, so each answers with fixed
   // bytes and does nothing else; the miss floor is the hit's (every miss ends in an OK with a token).
-  const authz = await startRole('authz', 'authz', FLOORS_IN_AUTHZ ? ['--floor', args.floor!] : []);
+  const authz = await startRole('authz', 'authz', [
+    '--check-worker',
+    args['check-worker']!,
+    ...(FLOORS_IN_AUTHZ ? ['--floor', args.floor!] : []),
+  ]);
   const servers: Started[] = [authz];
   const httpPort = authz.ports.httpPort!;
   const best = { 'floor-hit': 0, hit: 0, 'floor-deny': 0, deny: 0 };

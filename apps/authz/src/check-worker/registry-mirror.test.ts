@@ -62,7 +62,8 @@ describe('RegistryMirror', () => {
           const changes: MeshChange[] = [];
           let reset = false;
           for (const o of batch) {
-            if (o.kind === 'put') state.services.set(o.name, { value: recordOf(o.name, o.dependencies, o.ingress), modRevision: '2' } as never);
+            if (o.kind === 'put')
+              state.services.set(o.name, { value: recordOf(o.name, o.dependencies, o.ingress), modRevision: '2' } as never);
             if (o.kind === 'delete') state.services.delete(o.name);
             if (o.kind === 'reset') reset = true;
             if (o.kind === 'instance') changes.push({ kind: 'instance', type: 'put', service: o.name, id: 'i-1', modRevision: '2' });
@@ -79,7 +80,13 @@ describe('RegistryMirror', () => {
 
   it('sends nothing for changes a Check does not read, and follows readiness', () => {
     const state = emptyState();
-    expect(registryMessageOf({ revision: '2', reset: false, changes: [{ kind: 'authzKey', type: 'put', id: 'k', modRevision: '2' }] }, state, true)).toBeUndefined();
+    expect(
+      registryMessageOf(
+        { revision: '2', reset: false, changes: [{ kind: 'authzKey', type: 'put', id: 'k', modRevision: '2' }] },
+        state,
+        true,
+      ),
+    ).toBeUndefined();
     const mirror = new RegistryMirror();
     expect(mirror.ready).toBe(false);
     mirror.apply(registrySnapshotOf(state, false));

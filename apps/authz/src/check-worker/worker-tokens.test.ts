@@ -64,9 +64,15 @@ describe('WorkerTokens', () => {
     expect(new Set((await burst).map((t) => t.token))).toEqual(new Set(['t.k1']));
     expect(main.calls).toHaveLength(1);
 
-    const refusing = new WorkerTokens(mainThread(() => ({ ok: false, error: 'no-signing-key', message: 'no signing key is active' })), metrics());
+    const refusing = new WorkerTokens(
+      mainThread(() => ({ ok: false, error: 'no-signing-key', message: 'no signing key is active' })),
+      metrics(),
+    );
     await expect(refusing.tokenFor('a', 'b')).rejects.toBeInstanceOf(NoSigningKeyError);
-    const failing = new WorkerTokens(mainThread(() => ({ ok: false, error: 'failed', message: 'boom' })), metrics());
+    const failing = new WorkerTokens(
+      mainThread(() => ({ ok: false, error: 'failed', message: 'boom' })),
+      metrics(),
+    );
     await expect(failing.tokenFor('a', 'b')).rejects.toThrow('boom');
   });
 });
@@ -106,8 +112,15 @@ describe('answerWorkerCall', () => {
       access: { valid: false, reason: 'certs-unavailable' },
     });
     const noKey = { ...answerers, tokens: { tokenFor: () => Promise.reject(new NoSigningKeyError()) } };
-    expect(await answerWorkerCall({ kind: 'token', source: 'a', destination: 'b' }, noKey)).toMatchObject({ ok: false, error: 'no-signing-key' });
+    expect(await answerWorkerCall({ kind: 'token', source: 'a', destination: 'b' }, noKey)).toMatchObject({
+      ok: false,
+      error: 'no-signing-key',
+    });
     const broken = { ...answerers, verifier: { verify: () => Promise.reject(new Error('boom')) } };
-    expect(await answerWorkerCall({ kind: 'verify', token: 't', audience: 'b' }, broken)).toEqual({ ok: false, error: 'failed', message: 'boom' });
+    expect(await answerWorkerCall({ kind: 'verify', token: 't', audience: 'b' }, broken)).toEqual({
+      ok: false,
+      error: 'failed',
+      message: 'boom',
+    });
   });
 });

@@ -5,10 +5,9 @@
 // development (TRELLIS_ALLOW_INSECURE_CALLERS).
 import type { TLSSocket } from 'node:tls';
 import express, { type Express, type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
-import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { identityOfPeerCertificate } from '@trellis/pki';
-import { opsRouter, ProblemError, requestIds, sendProblem, type Health, type Logger } from '@trellis/runtime';
+import { opsRouter, ProblemError, requestIds, sendProblem, type Health, type Logger, type MetricsSource } from '@trellis/runtime';
 import { DNS_LABEL, XDS_TOKEN_AUDIENCE, type ServiceCredentials } from '@trellis/mesh-schema';
 import type { MeshPolicy } from '../check/mesh-policy';
 import type { KeyRing } from '../keys/key-ring';
@@ -26,7 +25,7 @@ interface TokenDeps {
 
 export interface HttpAppDeps extends TokenDeps {
   health: Health;
-  registry: Registry;
+  registry: MetricsSource;
   keyRing: KeyRing;
   /** The service credentials; POST /v1/token takes them only with `allowInsecureCallers`. */
   credentials: ServiceCredentials | undefined;

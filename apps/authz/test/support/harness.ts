@@ -11,6 +11,7 @@ import { createLogger } from '@trellis/runtime';
 import type { TestEtcd, TestRedis } from '@trellis/testing';
 import { startAuthz, type Authz, type AuthzDeps } from '../../src/authz';
 import { loadAuthzConfig } from '../../src/config';
+import { checkWorkerScript } from './check-worker-script';
 
 export class KeyDir {
   private constructor(readonly path: string) {}
@@ -68,7 +69,7 @@ export async function startTestAuthz(
   redis: TestRedis,
   keys: KeyDir,
   env: Record<string, string> = {},
-  extra: Partial<Pick<AuthzDeps, 'edge'>> = {},
+  extra: Partial<Pick<AuthzDeps, 'edge' | 'checkWorker'>> = {},
 ): Promise<StartedAuthz> {
   const config = loadAuthzConfig({ ...authzTestEnv(etcd, redis, keys), ...env });
   const etcdClient = etcd.client();
@@ -77,6 +78,7 @@ export async function startTestAuthz(
     logger: createLogger('authz', process.env['TRELLIS_LOG_LEVEL'] ?? 'silent'),
     etcd: etcdClient,
     ...extra,
+    checkWorker: config.TRELLIS_CHECK_WORKER ? { script: await checkWorkerScript(), ...extra.checkWorker } : undefined,
   });
   await authz.whenReady();
   const client = new AuthorizationClient(`127.0.0.1:${authz.grpcPort}`, credentials.createInsecure());
@@ -148,7 +150,7 @@ export function deniedReason(response: CheckResponse): { code: number | undefine
 
 /** The value of one series of a counter, 0 when absent. */
 export async function counterValue(authz: Authz, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = authz.registry.getSingleMetric(name);
+  const metric = (await authz.allMetrics()).getSingleMetric(name);
   if (!metric) throw new Error(`no metric ${name}`);
   const { values } = await metric.get();
   return values.filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((sum, v) => sum + v.value, 0);
