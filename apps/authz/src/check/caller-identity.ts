@@ -9,7 +9,7 @@
 //             own sidecar naming itself
 // Without a verified certificate nothing is decided, unless the operator runs
 // authz for local development (TRELLIS_ALLOW_INSECURE_CALLERS).
-import { CONTEXT_DESTINATION, CONTEXT_SOURCE } from '@trellis/mesh-schema';
+import { CONTEXT_DESTINATION, CONTEXT_SOURCE } from '@trellis/mesh-contracts';
 import type { PeerIdentity } from '@trellis/pki';
 import type { Direction } from '../metrics';
 import type { RouteContext } from './check-attributes';

@@ -9,7 +9,7 @@
 // skipped. The HTTP request attributes are read only when asked (inbound and
 // edge Checks, log lines). Field numbers are those of
 // envoy/service/auth/v3/{external_auth,attribute_context}.proto.
-import { CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE } from '@trellis/mesh-schema';
+import { CONTEXT_DESTINATION, CONTEXT_DIRECTION, CONTEXT_SOURCE } from '@trellis/mesh-contracts';
 import { StringInterner } from './interned-strings';
 
 export interface HttpAttributes {

@@ -6,7 +6,6 @@
 // The request path is built for the cache hit: the wire bytes are read only as
 // far as needed (check-attributes.ts), a cached token is found synchronously,
 // and its encoded response is reused.
-import { isCallDirection, type CallDecision } from '@trellis/mesh-contracts';
 import type { PeerIdentity } from '@trellis/pki';
 import type { Logger } from '@trellis/runtime';
 import { CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
@@ -18,7 +17,9 @@ import {
   CONTEXT_DIRECTION,
   CONTEXT_SOURCE,
   DNS_LABEL,
-} from '@trellis/mesh-schema';
+  isCallDirection,
+  type CallDecision,
+} from '@trellis/mesh-contracts';
 import { accessTokenFrom, type CloudflareAccessVerifier } from '../edge/cloudflare-access';
 import { checkRequestPath } from '../edge/request-path';
 import type { AuthzMetrics, Direction } from '../metrics';

@@ -8,7 +8,7 @@
 // encoded responses reused across Checks, and the sidecar echoes it to the
 // client instead (always_set_request_id_in_response).
 import { randomUUID } from 'node:crypto';
-import { REQUEST_ID_HEADER, requestIdIn, TRACEPARENT_HEADER } from '@trellis/mesh-schema';
+import { REQUEST_ID_HEADER, requestIdIn, TRACEPARENT_HEADER } from '@trellis/mesh-contracts';
 import type { CheckAttributes } from './check-attributes';
 
 /** The part of grpc-js's Metadata read here. */

@@ -2,7 +2,6 @@
 // signature — the last two behind single-flight so concurrent misses for one
 // pair mint once. Keyed by (A, B, kid): a key rotation starts new entries.
 // xDS tokens (aud = XDS_TOKEN_AUDIENCE) are signed fresh each time instead.
-import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { KeyRing } from '../keys/key-ring';
 import type { SigningKey } from '../keys/signing-key';
@@ -11,7 +10,7 @@ import { mintMeshToken, type MintedToken } from './mint';
 import { PairTokenMemory } from './pair-token-memory';
 import type { SharedTokenCache } from './redis-token-cache';
 import { SingleFlight } from './single-flight';
-import { verifyMeshToken } from '@trellis/mesh-contracts';
+import { verifyMeshToken, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-contracts';
 
 export interface TokenIssuerOptions {
   ttlSeconds: number;
