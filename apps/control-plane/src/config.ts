@@ -71,8 +71,6 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   TRELLIS_XDS_DEBOUNCE_MAX_MS: env.int(500, 0, 60_000),
   /** A rebuild is handed to the streams in slices of about this long, serving ACKs in between; 0: all in one event-loop turn. */
   TRELLIS_XDS_FANOUT_SLICE_MS: env.int(20, 0, 10_000),
-  /** …the first of them this long (the first pushes leave sooner), each next one twice the last, up to the slice above. */
-  TRELLIS_XDS_FANOUT_FIRST_SLICE_MS: env.int(1, 1, 10_000),
   /**
    * Endpoint retention (src/model/endpoint-retention.ts): endpoints lost to a
    * mass lease expiry — more than this share of a service's endpoints within the

@@ -54,15 +54,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 > &
   // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise.
-  Partial<
-    Pick<
-      ControlPlaneConfig,
-      | 'TRELLIS_TRACING_OTLP_ADDRESS'
-      | 'TRELLIS_TRACING_SAMPLING_PERCENT'
-      | 'TRELLIS_XDS_FANOUT_SLICE_MS'
-      | 'TRELLIS_XDS_FANOUT_FIRST_SLICE_MS'
-    >
-  >;
+  Partial<Pick<ControlPlaneConfig, 'TRELLIS_TRACING_OTLP_ADDRESS' | 'TRELLIS_TRACING_SAMPLING_PERCENT' | 'TRELLIS_XDS_FANOUT_SLICE_MS'>>;
 
 export interface ControlPlaneDeps {
   config: ControlPlaneOptions;
@@ -121,7 +113,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     check: snapshotInconsistencies,
     // A change reaching thousands of identities is handed out in slices, serving ACKs and new streams in between.
     ...(config.TRELLIS_XDS_FANOUT_SLICE_MS ? { fanOutSliceMs: config.TRELLIS_XDS_FANOUT_SLICE_MS } : {}),
-    ...(config.TRELLIS_XDS_FANOUT_FIRST_SLICE_MS ? { fanOutFirstSliceMs: config.TRELLIS_XDS_FANOUT_FIRST_SLICE_MS } : {}),
     onInconsistent: (identity, problems) => {
       metrics.inconsistentSnapshots.inc();
       logger.error(

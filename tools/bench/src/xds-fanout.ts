@@ -59,8 +59,6 @@ const { values: args } = parseArgs({
     'debounce-ms': { type: 'string', default: '100' },
     // The control plane's TRELLIS_XDS_FANOUT_SLICE_MS (its default: 20; 0: the whole fan-out in one event-loop turn).
     'fanout-slice-ms': { type: 'string' },
-    // The control plane's TRELLIS_XDS_FANOUT_FIRST_SLICE_MS (its default: 1; the slices then double up to --fanout-slice-ms).
-    'fanout-first-slice-ms': { type: 'string' },
     // Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).
     'cpu-prof-dir': { type: 'string' },
     // Each process (server and clients) records its garbage collections (perf_hooks 'gc' entries, time-stamped
@@ -249,7 +247,6 @@ async function controlPlaneRole(): Promise<void> {
     TRELLIS_CONTROL_PLANE_ID: 'cp-bench',
     TRELLIS_XDS_DEBOUNCE_MS: args['debounce-ms'],
     ...(args['fanout-slice-ms'] === undefined ? {} : { TRELLIS_XDS_FANOUT_SLICE_MS: args['fanout-slice-ms'] }),
-    ...(args['fanout-first-slice-ms'] === undefined ? {} : { TRELLIS_XDS_FANOUT_FIRST_SLICE_MS: args['fanout-first-slice-ms'] }),
     // The clients multiplex their streams over --connections (a real Envoy opens one connection each);
     // the floor's grpc-js server takes any number per connection.
     TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION: String(Math.min(1000, Math.ceil(PROXIES / Math.max(1, Math.min(CONNECTIONS, PROXIES))))),
@@ -675,7 +672,6 @@ function commonArgs(): string[] {
     args['debounce-ms']!,
     ...(args['fanout-slice-ms'] === undefined ? [] : ['--fanout-slice-ms', args['fanout-slice-ms']]),
     ...(args['trace-gc'] ? ['--trace-gc'] : []),
-    ...(args['fanout-first-slice-ms'] === undefined ? [] : ['--fanout-first-slice-ms', args['fanout-first-slice-ms']]),
   ];
 }
 

@@ -11,7 +11,7 @@ import {
   type FakeModel,
 } from '../../test/support/resources';
 import { snapshotInconsistencies, type XdsResource } from '../resource';
-import { nextSliceMs, SnapshotCache } from './snapshot-cache';
+import { SnapshotCache } from './snapshot-cache';
 
 const meta = (revision: string) => ({ revision, changedAt: Date.now() });
 
@@ -292,91 +292,5 @@ describe('SnapshotCache with a sliced fan-out', () => {
     c.cancel();
     await expect(update.settled).resolves.toEqual({ rebuilt: 1, changed: 1 });
     expect(cache.stats()).toMatchObject({ identities: 1, streams: 1 });
-  });
-
-  it('starts a fan-out with a short slice and doubles each next one up to the full slice', () => {
-    const schedule: number[] = [];
-    let last: number | undefined;
-    for (let i = 0; i < 7; i++) schedule.push((last = nextSliceMs(last, 1, 20)));
-    expect(schedule).toEqual([1, 2, 4, 8, 16, 20, 20]);
-    // A first slice as long as the others: every slice the same (the schedule before the first slice existed).
-    expect(nextSliceMs(undefined, 20, 20)).toBe(20);
-    expect(nextSliceMs(20, 20, 20)).toBe(20);
-  });
-
-  it('rebuilds as many identities per slice as the growing budget allows, and starts short again for the next change', async () => {
-    // A clock that advances 1 ms per translated identity: a slice of n ms rebuilds n identities.
-    let clock = 0;
-    const services = 'abcdefghijklmnopqrst'.split('');
-    const timeouts = (t: number) => fakeModel(Object.fromEntries(services.map((s) => [s, [makeCluster(`c-${s}`, t)]])));
-    const cache = new SnapshotCache<FakeModel>((m, i) => (clock++, translateFake(m, i)), {
-      fanOutSliceMs: 8,
-      fanOutFirstSliceMs: 1,
-      now: () => clock,
-    });
-    cache.setModel(timeouts(1), 'all', meta('1'));
-    let told = 0;
-    for (const service of services) cache.watch(identity(service), () => told++);
-    await built(cache, services);
-    for (const revision of ['2', '3']) {
-      told = 0;
-      const update = cache.setModel(timeouts(Number(revision)), 'all', meta(revision));
-      // The first slice ran inside setModel: one identity's streams are told (their pushes leave at the end of this turn).
-      const totals = [told];
-      // Each later slice is the next turn's.
-      while (totals.at(-1)! < services.length) {
-        await new Promise((r) => setImmediate(r));
-        totals.push(told);
-      }
-      // Slices of 1, 2, 4, 8 and the 5 left.
-      expect(totals).toEqual([1, 3, 7, 15, 20]);
-      await expect(update.settled).resolves.toEqual({ rebuilt: 20, changed: 20 });
-    }
-  });
-
-  it('tells every stream the same snapshots whatever the slices, as an unsliced cache (property)', async () => {
-    const services = 'abcdefgh'.split('');
-    const model = (t: number[]) => fakeModel(Object.fromEntries(services.map((s, i) => [s, [makeCluster(`c-${s}`, t[i]!)]])));
-    await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: 4 }),
-        fc.integer({ min: 1, max: 16 }),
-        fc.array(fc.array(fc.integer({ min: 1, max: 3 }), { minLength: services.length, maxLength: services.length }), {
-          minLength: 1,
-          maxLength: 5,
-        }),
-        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 16 }),
-        async (first, max, models, steps) => {
-          let clock = 0;
-          let tick = 0;
-          const sliced = new SnapshotCache<FakeModel>((m, i) => ((clock += steps[tick++ % steps.length]!), translateFake(m, i)), {
-            fanOutSliceMs: max,
-            fanOutFirstSliceMs: first,
-            now: () => clock,
-          });
-          const reference = new SnapshotCache<FakeModel>(translateFake);
-          sliced.setModel(model(models[0]!), 'all', meta('0'));
-          reference.setModel(model(models[0]!), 'all', meta('0'));
-          for (const service of services) {
-            sliced.watch(identity(service), () => {});
-            reference.watch(identity(service), () => {});
-          }
-          await built(sliced, services);
-          // Changes may arrive while an earlier one is still being fanned out.
-          const updates = models.slice(1).map((t, i) => {
-            reference.setModel(model(t), 'all', meta(String(i + 1)));
-            return sliced.setModel(model(t), 'all', meta(String(i + 1))).settled;
-          });
-          await Promise.all(updates);
-          for (const service of services) {
-            const got = sliced.snapshotOf(identity(service))!;
-            const want = reference.snapshotOf(identity(service))!;
-            // (The revision may differ: an identity whose turn came after a later change skipped the content in between.)
-            for (const [typeUrl, type] of want.types) expect(got.types.get(typeUrl)!.version).toBe(type.version);
-          }
-        },
-      ),
-      { numRuns: propertyRuns(100) },
-    );
   });
 });

@@ -55,16 +55,6 @@ export interface SnapshotCacheOptions {
    * before it returns (protocol tests rely on that).
    */
   fanOutSliceMs?: number;
-  /**
-   * The first slice of a fan-out, when shorter than `fanOutSliceMs`; each next slice is twice
-   * the last, up to `fanOutSliceMs`. grpc-js writes a slice's responses only once its turn
-   * ends, so a short first slice gets the first streams' pushes out (and the proxies reading)
-   * after about this long instead of a whole slice, while a large fan-out soon runs in full
-   * slices again (few extra turns).
-   */
-  fanOutFirstSliceMs?: number;
-  /** The clock slices are measured with (tests); performance.now by default. */
-  now?: () => number;
 }
 export type SnapshotListener = (snapshot: ProxySnapshot) => void;
 
@@ -121,8 +111,6 @@ export class SnapshotCache<M> implements SnapshotSource {
   private readonly stale = new Set<Entry>();
   private readonly fanOuts = new Set<FanOut>();
   private nextSlice: NodeJS.Immediate | undefined;
-  /** How long the next slice may run: undefined at a fan-out's start (the first slice), then growing while it lasts. */
-  private sliceMs: number | undefined;
 
   private readonly options: SnapshotCacheOptions;
 
@@ -190,15 +178,11 @@ export class SnapshotCache<M> implements SnapshotSource {
 
   /** Rebuilds stale identities for one slice, telling each one's streams at once; schedules the next slice. */
   private slice(): void {
-    const { fanOutSliceMs = 0, fanOutFirstSliceMs = fanOutSliceMs, now = performance.now.bind(performance) } = this.options;
-    const budget = nextSliceMs(this.sliceMs, fanOutFirstSliceMs, fanOutSliceMs);
-    const until = now() + budget;
+    const until = performance.now() + (this.options.fanOutSliceMs ?? 0);
     for (const entry of this.stale) {
       this.refresh(entry);
-      if (now() >= until) break;
+      if (performance.now() >= until) break;
     }
-    // The next fan-out starts with a short slice again.
-    this.sliceMs = this.stale.size > 0 ? budget : undefined;
     if (this.stale.size > 0) this.scheduleSlice();
   }
 
@@ -359,11 +343,6 @@ export class SnapshotCache<M> implements SnapshotSource {
       }
     }
   }
-}
-
-/** A fan-out slice's length: the first slice's, then twice the last one's, never more than `maxMs`. */
-export function nextSliceMs(lastMs: number | undefined, firstMs: number, maxMs: number): number {
-  return Math.min(lastMs === undefined ? firstMs : 2 * lastMs, maxMs);
 }
 
 function notify(entry: Entry): void {
