@@ -1,13 +1,13 @@
 // The Check worker's token cache: the tokens the main thread handed it, by (source,
-// destination, kid), handed out under the same rule as MeshTokenIssuer.cachedToken
-// (signed by the key that signs now, for the current issuer, before its useUntil).
+// destination, kid), handed out under MeshTokenIssuer's rule (usableToken: signed by the key that
+// signs now, for the current issuer, before its useUntil).
 // A miss asks the main thread, which looks in its own memory, then Redis, then signs
 // (single-flight there too); the reply is kept here. Concurrent misses for one pair
 // in the worker share one call.
 import type { AuthzMetrics } from '../metrics';
 import { PairTokenMemory } from '../tokens/pair-token-memory';
 import { SingleFlight } from '../tokens/single-flight';
-import { NoSigningKeyError, type CachedToken } from '../tokens/token-issuer';
+import { NoSigningKeyError, usableToken, type CachedToken } from '../tokens/token-issuer';
 import type { CheckTokens } from '../check/check-service';
 import { MainThreadCallError, type MainThreadCalls } from './main-thread-calls';
 import type { SignerMessage } from './protocol';
@@ -36,12 +36,9 @@ export class WorkerTokens implements CheckTokens {
   cachedToken(source: string, destination: string): CachedToken | undefined {
     const signer = this.signer;
     if (signer?.kid === undefined) return undefined;
-    const cached = this.memory.get(source, destination, signer.kid);
-    if (cached && cached.issuer === signer.issuer && cached.useUntil > this.clock()) {
-      this.memoryHits.inc();
-      return cached;
-    }
-    return undefined;
+    const cached = usableToken(this.memory, source, destination, signer.kid, signer.issuer, this.clock());
+    if (cached) this.memoryHits.inc();
+    return cached;
   }
 
   async tokenFor(source: string, destination: string): Promise<CachedToken> {

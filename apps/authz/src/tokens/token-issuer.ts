@@ -27,6 +27,23 @@ export interface CachedToken extends MintedToken {
   useUntil: number;
 }
 
+/**
+ * The rule for handing out a remembered token, the one place it lives (MeshTokenIssuer and the
+ * Check worker's WorkerTokens both use it): signed by the key that signs now, for the issuer
+ * configured now, and before its useUntil.
+ */
+export function usableToken(
+  memory: PairTokenMemory<CachedToken>,
+  source: string,
+  destination: string,
+  kid: string,
+  issuer: string,
+  now: number,
+): CachedToken | undefined {
+  const cached = memory.get(source, destination, kid);
+  return cached && cached.issuer === issuer && cached.useUntil > now ? cached : undefined;
+}
+
 export class NoSigningKeyError extends Error {
   constructor() {
     super('no signing key is active');
@@ -60,12 +77,9 @@ export class MeshTokenIssuer {
   cachedToken(source: string, destination: string): CachedToken | undefined {
     const signer = this.keyRing.signer();
     if (!signer) return undefined;
-    const cached = this.memory.get(source, destination, signer.kid);
-    if (cached && cached.issuer === this.issuer() && cached.useUntil > this.clock()) {
-      this.memoryHits.inc();
-      return cached;
-    }
-    return undefined;
+    const cached = usableToken(this.memory, source, destination, signer.kid, this.issuer(), this.clock());
+    if (cached) this.memoryHits.inc();
+    return cached;
   }
 
   /** A token for `source` calling `destination`; throws NoSigningKeyError when nothing may sign. */
