@@ -168,18 +168,24 @@ function record(row: Record<string, unknown>): void {
 }
 
 beforeAll(async () => {
+  // Each stage's time, so a set-up that runs out of time says where (the hook's timeout alone does not).
+  const from = Date.now();
+  const stage = (what: string) => process.stdout.write(`[faults] set-up: ${what} after ${Date.now() - from} ms\n`);
   for (const app of ['registry', 'control-plane', 'authz', 'cli'])
     execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
   const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
     .toString()
     .trim();
+  stage('apps bundled');
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-faults-'));
   creds = writeDemoCredentials(dataDir);
   const quiet = process.env['FAULTS_VERBOSE']
     ? (name: string, line: string) => process.stdout.write(`[${name}] ${line}\n`)
     : () => undefined;
   mesh = await startLocalMesh({ dataDir, preferConventionalPorts: false, onLine: quiet, serviceCredentials: creds.file });
+  stage('mesh started');
   demo = await startDemo(mesh, creds, { demoServiceScript: join(outDir, 'demo-service.js'), onLine: quiet });
+  stage('demo started');
   // The load caller is front (it declared service-a): every call is front → service-a → service-b, service-c.
   load = startProcess({
     name: 'load',
@@ -200,6 +206,7 @@ beforeAll(async () => {
     },
   });
   await steadyLoad('steady traffic front → service-a → service-b, service-c', 5, 120_000);
+  stage('steady traffic');
 }, 300_000);
 
 afterAll(async () => {
