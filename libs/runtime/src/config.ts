@@ -56,6 +56,18 @@ export const httpLimitsEnv = {
   TRELLIS_HTTP_REQUEST_TIMEOUT_MS: env.int(30_000, 1_000, 600_000),
 };
 
+/**
+ * Limits of every app's TLS listener (spread into its schema): how long a connection may take
+ * over its TLS handshake and, on a gRPC port, to send its HTTP/2 preface after it (both absolute,
+ * from accept and from the handshake's end), and how many connections may be that far at once
+ * (more are closed at accept). See tls-guard.ts and docs/security.md.
+ */
+export const tlsLimitsEnv = {
+  TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: env.int(10_000, 1_000, 120_000),
+  TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: env.int(10_000, 1_000, 120_000),
+  TRELLIS_TLS_MAX_PENDING_CONNECTIONS: env.int(1_000, 1, 1_000_000),
+};
+
 /** Variables every app that talks to etcd accepts. */
 export const etcdEnvSchema = z.object({
   TRELLIS_ETCD_ENDPOINTS: env

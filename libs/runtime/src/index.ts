@@ -1,6 +1,6 @@
 // The lifecycle kit every app shares. The gRPC half is `@trellis/runtime/grpc`, so an app
 // without gRPC (the registry) does not bundle grpc-js.
-export { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, type EtcdEnv } from './config';
+export { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, tlsLimitsEnv, type EtcdEnv } from './config';
 export { Health, opsRouter, type MetricsSource, type ReadinessCheck, type ReadinessListener } from './health';
 export {
   closeHttpServer,
@@ -15,4 +15,13 @@ export { causeChain, installProcessGuards, runMain } from './main';
 export { createMetricsRegistry } from './metrics';
 export { fieldPath, PROBLEM_TYPE_BASE, ProblemError, sendProblem, zodFieldErrors, type FieldError, type Problem } from './problem';
 export { parseTraceparent, REQUEST_ID_HEADER, requestIdFor, requestIdIn, requestIds, TRACEPARENT_HEADER } from './request-id';
+export {
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
+  guardTlsServer,
+  type TlsConnectionLimits,
+  type TlsGuard,
+  type TlsGuardOptions,
+  type TlsRefusal,
+} from './tls-guard';
 export { closeInOrder, installShutdown, runShutdownSteps, type ShutdownStep } from './shutdown';

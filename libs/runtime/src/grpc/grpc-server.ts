@@ -1,22 +1,167 @@
 // The gRPC side of every app that has one: bind, a health service that follows
 // readiness, graceful stop.
-import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { createServer as createTlsServer, type SecureContextOptions, type TlsOptions, type TLSSocket } from 'node:tls';
+import { experimental, ServerCredentials, type Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Health } from '../health';
+import {
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
+  guardTlsServer,
+  type TlsConnectionLimits,
+  type TlsGuard,
+  type TlsRefusal,
+} from '../tls-guard';
+import { http2PrefaceProgress } from './http2-preface';
 
-/** Binds `server` to `host:port` (IPv6 literals allowed); resolves with the bound port. */
+export const DEFAULT_HTTP2_PREFACE_TIMEOUT_MS = 10_000;
+
+/** What a TLS connection may cost before it is through its handshake and HTTP/2 preface. */
+export interface GrpcTlsLimits extends TlsConnectionLimits {
+  /** From the handshake's end to the client's HTTP/2 preface (the magic and its first SETTINGS), absolute. */
+  prefaceTimeoutMs: number;
+}
+
+export const DEFAULT_GRPC_TLS_LIMITS: GrpcTlsLimits = {
+  handshakeTimeoutMs: DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+  prefaceTimeoutMs: DEFAULT_HTTP2_PREFACE_TIMEOUT_MS,
+  maxPendingConnections: DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
+};
+
+export interface GrpcBindOptions {
+  /** Applies to TLS credentials only. */
+  tlsLimits?: GrpcTlsLimits;
+  /** Each connection the TLS guard closes (a metric). */
+  onTlsRefused?: (reason: TlsRefusal) => void;
+}
+
+/** What stopGrpcServer closes besides the grpc-js server: the TLS listeners bindGrpcServer opened for it. */
+const tlsListenersOf = new WeakMap<Server, Array<{ close(): void }>>();
+const guards = new WeakMap<Server, TlsGuard[]>();
+
+/**
+ * Binds `server` to `host:port` (IPv6 literals allowed); resolves with the bound port. With TLS
+ * credentials the port is a guarded listener (listenGuardedTls): short absolute deadlines for the
+ * handshake and the HTTP/2 preface, and a cap on connections not yet through them.
+ */
 export function bindGrpcServer(
   server: Server,
   host: string,
   port: number,
   credentials: ServerCredentials = ServerCredentials.createInsecure(),
+  options: GrpcBindOptions = {},
 ): Promise<number> {
+  if (credentials._isSecure()) return listenGuardedTls(server, host, port, credentials, options);
   const address = `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
   return new Promise((resolve, reject) => server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound))));
 }
 
+/** Connections accepted on `server`'s TLS ports and not yet through their handshake and preface (a gauge). */
+export function pendingTlsConnections(server: Server): number {
+  return (guards.get(server) ?? []).reduce((sum, guard) => sum + guard.pending, 0);
+}
+
+/**
+ * grpc-js terminates TLS in http2.createSecureServer with Node's defaults (an idle 120 s handshake
+ * timeout, no preface deadline, no cap), none of which its options reach. So the port's TLS is
+ * terminated here, by a tls.Server built from the same credentials (their options, and every
+ * certificate update they announce), and a connection reaches grpc-js (its connection injector,
+ * plaintext HTTP/2 over the TLS socket) only once it has sent its HTTP/2 preface. grpc-js reads the
+ * peer certificate from the TLS socket as before (getAuthContext).
+ */
+async function listenGuardedTls(
+  server: Server,
+  host: string,
+  port: number,
+  credentials: ServerCredentials,
+  options: GrpcBindOptions,
+): Promise<number> {
+  const limits = options.tlsLimits ?? DEFAULT_GRPC_TLS_LIMITS;
+  const interceptors = credentials._getInterceptors();
+  const plaintext = ServerCredentials.createInsecure();
+  const injector = server.createConnectionInjector(
+    interceptors.length > 0 ? experimental.createServerCredentialsWithInterceptors(plaintext, interceptors) : plaintext,
+  );
+  const context = credentials._getSecureContextOptions();
+  const tlsServer = createTlsServer({
+    ...(credentials._getConstructorOptions() as TlsOptions),
+    ...context,
+    ALPNProtocols: ['h2'],
+  });
+  // As grpc-js does: no connection while the credentials have no certificate yet (a provider's first update is asynchronous).
+  let loaded = context !== null;
+  const onContext = (update: SecureContextOptions | null) => {
+    if (update) tlsServer.setSecureContext(update);
+    loaded = update !== null;
+  };
+  credentials._addWatcher(onContext);
+  tlsServer.prependListener('connection', (raw) => {
+    if (!loaded) raw.destroy();
+  });
+  const guard = guardTlsServer(tlsServer, {
+    ...limits,
+    onRefused: options.onTlsRefused,
+    afterHandshake: {
+      timeoutMs: limits.prefaceTimeoutMs,
+      refusal: 'preface_timeout',
+      start: (socket, done) =>
+        awaitHttp2Preface(socket, () => {
+          done();
+          injector.injectConnection(socket);
+        }),
+    },
+  });
+  // A TLS socket's errors after its handshake are its owner's to handle (nodejs/node#35824); HTTP/2 closes it.
+  tlsServer.on('secureConnection', (socket: TLSSocket) => socket.on('error', () => undefined));
+
+  await new Promise<void>((resolve, reject) => {
+    tlsServer.once('error', reject);
+    tlsServer.listen(port, host.replace(/^\[(.*)\]$/, '$1'), () => {
+      tlsServer.off('error', reject);
+      resolve();
+    });
+  });
+  const close = () => {
+    tlsServer.close();
+    guard.closePending();
+    credentials._removeWatcher(onContext);
+  };
+  tlsListenersOf.set(server, [...(tlsListenersOf.get(server) ?? []), { close }]);
+  guards.set(server, [...(guards.get(server) ?? []), guard]);
+  const address = tlsServer.address();
+  return typeof address === 'object' && address !== null ? address.port : port;
+}
+
+/**
+ * Reads `socket` until its HTTP/2 client preface is complete (or is not HTTP/2 at all, which HTTP/2
+ * answers), then puts the bytes back (node:http2 reads a socket's buffered data when a session starts
+ * on it: nodejs/node#35475) and calls `then`.
+ */
+function awaitHttp2Preface(socket: TLSSocket, then: () => void): void {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let needs = 0; // known once the SETTINGS header is in; until then every chunk is looked at
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    received += chunk.length;
+    if (received < needs) return;
+    const progress = http2PrefaceProgress(Buffer.concat(chunks, received));
+    if (progress.state === 'incomplete') {
+      needs = progress.needs ?? 0;
+      return;
+    }
+    socket.pause();
+    socket.off('data', onData);
+    socket.unshift(Buffer.concat(chunks, received));
+    then();
+  };
+  socket.on('data', onData);
+}
+
 /** Stops accepting calls, lets in-flight ones finish for up to `graceMs`, then cuts the rest. */
 export function stopGrpcServer(server: Server, graceMs: number): Promise<void> {
+  for (const listener of tlsListenersOf.get(server) ?? []) listener.close();
+  tlsListenersOf.delete(server);
   return new Promise((resolve) => {
     const force = setTimeout(() => {
       server.forceShutdown();

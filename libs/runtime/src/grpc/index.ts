@@ -1,2 +1,12 @@
-export { bindGrpcServer, serveGrpcHealth, stopGrpcServer } from './grpc-server';
+export {
+  bindGrpcServer,
+  DEFAULT_GRPC_TLS_LIMITS,
+  DEFAULT_HTTP2_PREFACE_TIMEOUT_MS,
+  pendingTlsConnections,
+  serveGrpcHealth,
+  stopGrpcServer,
+  type GrpcBindOptions,
+  type GrpcTlsLimits,
+} from './grpc-server';
+export { http2PrefaceProgress, type Http2PrefaceProgress } from './http2-preface';
 export { requestIdInterceptor } from './request-id-interceptor';
