@@ -44,6 +44,19 @@ describe('loadControlPlaneConfig', () => {
     expect(() => loadControlPlaneConfig({ TRELLIS_TRACING_OTLP_ADDRESS: 'collector' })).toThrow(/TRELLIS_TRACING_OTLP_ADDRESS/);
   });
 
+  it('bounds what a TLS connection on the xDS port may cost before it is through (10 s, 10 s, 1,000 by default)', () => {
+    expect(loadControlPlaneConfig({})).toMatchObject({
+      TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: 10_000,
+      TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 10_000,
+      TRELLIS_TLS_MAX_PENDING_CONNECTIONS: 1_000,
+    });
+    expect(loadControlPlaneConfig({ TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '5000' }).TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS).toBe(5_000);
+    // Not Node's 120 s back again, nor a deadline no real client meets.
+    expect(() => loadControlPlaneConfig({ TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '300000' })).toThrow(/TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: '10' })).toThrow(/TRELLIS_HTTP2_PREFACE_TIMEOUT_MS/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_TLS_MAX_PENDING_CONNECTIONS: '0' })).toThrow(/TRELLIS_TLS_MAX_PENDING_CONNECTIONS/);
+  });
+
   it('names the variable that is wrong', () => {
     expect(() => loadControlPlaneConfig({ TRELLIS_AUTHZ_ADDRESS: 'no-port' })).toThrow(/TRELLIS_AUTHZ_ADDRESS: must be host:port/);
     expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'maybe' })).toThrow(/TRELLIS_XDS_ALLOW_INSECURE_CLIENTS/);

@@ -1,6 +1,6 @@
 // The control plane's configuration: TRELLIS_* variables, validated at start.
 import { hostname } from 'node:os';
-import { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig } from '@trellis/runtime';
+import { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, tlsLimitsEnv } from '@trellis/runtime';
 import { z } from 'zod';
 
 const HostPort = z
@@ -14,6 +14,8 @@ const HostPort = z
 
 export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   ...httpLimitsEnv,
+  /** The xDS port with TLS: handshake and HTTP/2 preface deadlines, cap on connections not yet through them. */
+  ...tlsLimitsEnv,
   TRELLIS_HOST: env.host('0.0.0.0'),
   /** xDS gRPC (ADS, SotW and Delta). */
   TRELLIS_XDS_PORT: env.port(18000),

@@ -6,7 +6,14 @@ import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { EtcdProbe, MeshStore, MeshWatcher, secretDigest, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
-import { bindGrpcServer, requestIdInterceptor, serveGrpcHealth, stopGrpcServer } from '@trellis/runtime/grpc';
+import {
+  bindGrpcServer,
+  grpcTlsLimitsFrom,
+  pendingTlsConnections,
+  requestIdInterceptor,
+  serveGrpcHealth,
+  stopGrpcServer,
+} from '@trellis/runtime/grpc';
 import type { ControlPlaneConfig } from './config';
 import { buildProxyResources } from './envoy';
 import { createHttpApp } from './http/app';
@@ -53,8 +60,19 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_KEY_FILE'
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 > &
-  // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise.
-  Partial<Pick<ControlPlaneConfig, 'TRELLIS_TRACING_OTLP_ADDRESS' | 'TRELLIS_TRACING_SAMPLING_PERCENT' | 'TRELLIS_XDS_FANOUT_SLICE_MS'>>;
+  // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise;
+  // the TLS limits have the runtime's defaults.
+  Partial<
+    Pick<
+      ControlPlaneConfig,
+      | 'TRELLIS_TRACING_OTLP_ADDRESS'
+      | 'TRELLIS_TRACING_SAMPLING_PERCENT'
+      | 'TRELLIS_XDS_FANOUT_SLICE_MS'
+      | 'TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS'
+      | 'TRELLIS_HTTP2_PREFACE_TIMEOUT_MS'
+      | 'TRELLIS_TLS_MAX_PENDING_CONNECTIONS'
+    >
+  >;
 
 export interface ControlPlaneDeps {
   config: ControlPlaneOptions;
@@ -206,7 +224,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   });
   grpcServer.addService(AdsServiceDefinition, ads.implementation());
   serveGrpcHealth(grpcServer, health, [ADS_SERVICE_NAME]);
-  const xdsPort = await bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials);
+  const xdsPort = await bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials, {
+    tlsLimits: grpcTlsLimitsFrom(config),
+    onTlsRefused: (reason) => metrics.tlsRefused.inc({ reason }),
+  });
+  metrics.readTlsPendingFrom(() => pendingTlsConnections(grpcServer));
 
   const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? [{ host: '127.0.0.1', port: xdsPort }];
   const app = createHttpApp({

@@ -24,11 +24,24 @@ export interface ControlPlaneMetrics {
   meshRevision: Gauge;
   retainedEndpoints: Gauge;
   retentionsEngaged: Counter;
+  /** Connections the xDS port's TLS guard closed before they were through their handshake and HTTP/2 preface. */
+  tlsRefused: Counter<'reason'>;
+  /** Where the pending-TLS-connections gauge reads its value at scrape time (the xDS server, once bound). */
+  readTlsPendingFrom(source: () => number): void;
 }
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
   const registers = [registry];
   let statusBacklog = (): number => 0;
+  let tlsPending = (): number => 0;
+  new Gauge({
+    name: `${P}xds_tls_pending_connections`,
+    help: 'Connections to the xDS port not yet through their TLS handshake and HTTP/2 preface (capped by TRELLIS_TLS_MAX_PENDING_CONNECTIONS)',
+    registers,
+    collect() {
+      this.set(tlsPending());
+    },
+  });
   new Gauge({
     name: `${P}proxy_status_backlog`,
     help: 'Proxy status records changed but not yet written to etcd (writes are rate-limited; a backlog drains at the flush budget)',
@@ -161,6 +174,15 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       help: 'Times a service lost most of its endpoints to lease expiry at once and retention kept them',
       registers,
     }),
+    tlsRefused: new Counter({
+      name: `${P}xds_tls_connections_refused_total`,
+      help: 'Connections to the xDS port closed before their TLS handshake and HTTP/2 preface were through (too_many_pending, handshake_timeout, handshake_failed, preface_timeout)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    readTlsPendingFrom: (source) => {
+      tlsPending = source;
+    },
   };
 }
 

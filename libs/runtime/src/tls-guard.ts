@@ -1,9 +1,11 @@
-// What a connection that has not yet proven anything may cost a TLS listener. Node's own
-// handshakeTimeout is an idle timer (a client trickling its ClientHello a byte at a time
-// resets it; 120 s by default), and nothing caps how many such connections are open at
-// once. guardTlsServer gives each connection an absolute deadline from accept to the end
-// of its handshake (and, for gRPC, to its HTTP/2 preface), and closes new connections at
-// accept while too many are still that far.
+// What a connection that has not yet proven anything may cost a TLS listener. grpc-js's
+// TLS ports get Node's defaults, which its options do not reach: a 120 s handshake timeout,
+// no deadline between the handshake and the first HTTP/2 bytes, no cap on how many such
+// connections are open at once. guardTlsServer keeps the per-connection bookkeeping all three
+// need: a deadline from accept to the end of the handshake (the role of Node's
+// handshakeTimeout), an optional further step with its own deadline (for gRPC, the HTTP/2
+// preface), and a count of connections not through them, beyond which a new connection is
+// closed at accept.
 import type { Socket } from 'node:net';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 

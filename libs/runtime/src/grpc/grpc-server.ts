@@ -28,6 +28,19 @@ export const DEFAULT_GRPC_TLS_LIMITS: GrpcTlsLimits = {
   maxPendingConnections: DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
 };
 
+/** The limits an app's `tlsLimitsEnv` variables set; the defaults where an embedder leaves one out. */
+export function grpcTlsLimitsFrom(config: {
+  TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS?: number | undefined;
+  TRELLIS_HTTP2_PREFACE_TIMEOUT_MS?: number | undefined;
+  TRELLIS_TLS_MAX_PENDING_CONNECTIONS?: number | undefined;
+}): GrpcTlsLimits {
+  return {
+    handshakeTimeoutMs: config.TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS ?? DEFAULT_GRPC_TLS_LIMITS.handshakeTimeoutMs,
+    prefaceTimeoutMs: config.TRELLIS_HTTP2_PREFACE_TIMEOUT_MS ?? DEFAULT_GRPC_TLS_LIMITS.prefaceTimeoutMs,
+    maxPendingConnections: config.TRELLIS_TLS_MAX_PENDING_CONNECTIONS ?? DEFAULT_GRPC_TLS_LIMITS.maxPendingConnections,
+  };
+}
+
 export interface GrpcBindOptions {
   /** Applies to TLS credentials only. */
   tlsLimits?: GrpcTlsLimits;
@@ -62,8 +75,8 @@ export function pendingTlsConnections(server: Server): number {
 }
 
 /**
- * grpc-js terminates TLS in http2.createSecureServer with Node's defaults (an idle 120 s handshake
- * timeout, no preface deadline, no cap), none of which its options reach. So the port's TLS is
+ * grpc-js terminates TLS in http2.createSecureServer with Node's defaults (a 120 s handshake timeout,
+ * no preface deadline, no cap), none of which its options reach. So the port's TLS is
  * terminated here, by a tls.Server built from the same credentials (their options, and every
  * certificate update they announce), and a connection reaches grpc-js (its connection injector,
  * plaintext HTTP/2 over the TLS socket) only once it has sent its HTTP/2 preface. grpc-js reads the

@@ -1,7 +1,7 @@
 // The attacks a TLS gRPC port must survive, performed against a real grpc-js server bound by
 // bindGrpcServer: connections that never finish their handshake (silent, or trickling a
 // ClientHello), that finish it and never send the HTTP/2 preface, and a flood of either.
-// Each is closed by the server well before Node's 120 s; a real mTLS client is served meanwhile.
+// Each is closed by the server well before Node's default 120 s; a real mTLS client is served meanwhile.
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
@@ -145,8 +145,8 @@ describe('a TLS gRPC port bound by bindGrpcServer', () => {
   it('closes a connection that trickles its ClientHello, though each byte arrives within the deadline', async () => {
     const { port, refusals } = await started();
     const trickling = await rawConnection(port);
-    // A TLS record header announcing a 512-byte handshake message, then a byte every 200 ms: Node's own
-    // handshakeTimeout is an idle timer that every byte resets, so only an absolute deadline ends this.
+    // A TLS record header announcing a 512-byte handshake message, then a byte every 200 ms: never idle,
+    // so only a deadline counted from accept ends it.
     trickling.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
     const drip = setInterval(() => trickling.writable && trickling.write(Buffer.from([0x01])), 200);
     try {

@@ -2,6 +2,7 @@ export {
   bindGrpcServer,
   DEFAULT_GRPC_TLS_LIMITS,
   DEFAULT_HTTP2_PREFACE_TIMEOUT_MS,
+  grpcTlsLimitsFrom,
   pendingTlsConnections,
   serveGrpcHealth,
   stopGrpcServer,
