@@ -52,7 +52,9 @@ describe('the xDS port under TLS attacks', () => {
   const handshaken = () =>
     new Promise<Socket>((resolve, reject) => {
       const { cert, key } = pki.client('a');
-      const socket = connectTls({ host: '127.0.0.1', port: h.cp.xdsPort, ca: pki.ca, cert, key, ALPNProtocols: ['h2'] }, () => resolve(socket));
+      const socket = connectTls({ host: '127.0.0.1', port: h.cp.xdsPort, ca: pki.ca, cert, key, ALPNProtocols: ['h2'] }, () =>
+        resolve(socket),
+      );
       sockets.push(socket);
       socket.once('error', reject);
     });
@@ -98,7 +100,10 @@ describe('the xDS port under TLS attacks', () => {
     before.ack(TypeUrl.Cluster, first);
     const loris = await startSlowLoris({ port: h.cp.xdsPort, sockets: MAX_PENDING * 3, mode: 'tls-handshake' });
     try {
-      await eventually('connections over the cap to be refused', async () => (await refused('too_many_pending')) >= MAX_PENDING || undefined);
+      await eventually(
+        'connections over the cap to be refused',
+        async () => (await refused('too_many_pending')) >= MAX_PENDING || undefined,
+      );
       // The flood holds the cap, yet the stream through its handshake and preface before it is served: a change reaches it.
       await h.store.createService({ name: 'b', team: 'core', protocol: 'http', port: 8080 }, 'test');
       const a = (await h.store.getService('a'))!.value.spec;

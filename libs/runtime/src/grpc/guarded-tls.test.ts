@@ -67,7 +67,9 @@ function mtlsClient(port: number): WhoClientInstance {
 }
 
 const who = (client: WhoClientInstance) =>
-  new Promise<string>((resolve, reject) => client.who(Buffer.alloc(0), (err, response) => (err ? reject(err) : resolve(response.toString()))));
+  new Promise<string>((resolve, reject) =>
+    client.who(Buffer.alloc(0), (err, response) => (err ? reject(err) : resolve(response.toString()))),
+  );
 
 /** Resolves when `socket` is closed (by either side), rejects if it is still open after `withinMs`. */
 function closed(socket: Socket, withinMs = CLOSED_WITHIN_MS): Promise<void> {
@@ -92,7 +94,14 @@ const rawConnection = (port: number) => opened(connectTcp(port, '127.0.0.1'));
 /** A connection through its mTLS handshake (ALPN h2), which then sends `first` and nothing more. */
 function handshakenConnection(port: number, first?: Buffer): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connectTls({ host: '127.0.0.1', port, ca: certs.ca, cert: certs.client.cert, key: certs.client.key, ALPNProtocols: ['h2'] });
+    const socket = connectTls({
+      host: '127.0.0.1',
+      port,
+      ca: certs.ca,
+      cert: certs.client.cert,
+      key: certs.client.key,
+      ALPNProtocols: ['h2'],
+    });
     socket.once('secureConnect', () => {
       if (first) socket.write(first);
       resolve(socket);
