@@ -10,7 +10,7 @@ import type { Registry } from 'prom-client';
 import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
-import { stopGrpcServer } from '@trellis/runtime/grpc';
+import { grpcTlsLimitsFrom, pendingTlsConnections, stopGrpcServer } from '@trellis/runtime/grpc';
 import { caSourceFromConfig, ReloadingCa } from './ca/ca-source';
 import { KubernetesIdentity } from './ca/kubernetes-identity';
 import { CheckService } from './check/check-service';
@@ -224,6 +224,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   health.addCheck('signingKey', () => keyRing.signer() !== undefined);
 
   const requireClientCertificate = !config.TRELLIS_ALLOW_INSECURE_CALLERS;
+  const tlsLimits = grpcTlsLimitsFrom(config);
   const worker = config.TRELLIS_CHECK_WORKER
     ? await CheckWorker.start({
         script: deps.checkWorker?.script ?? join(__dirname, 'check.worker.js'),
@@ -237,6 +238,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
           trustDomain,
           tls: tls?.material,
           callTimeoutMs: CHECK_WORKER_CALL_TIMEOUT_MS,
+          tlsLimits,
         },
         watcher,
         signer: () => ({ type: 'signer', kid: keyRing.signer()?.kid, issuer: issuer() }),
@@ -260,9 +262,16 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         health,
         config.TRELLIS_HOST,
         config.TRELLIS_GRPC_PORT,
-        { tls, requireClientCertificate, trustDomain: () => trustDomain },
+        {
+          tls,
+          requireClientCertificate,
+          trustDomain: () => trustDomain,
+          tlsLimits,
+          onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'grpc', reason }),
+        },
         logger,
       );
+  if (grpc) metrics.readTlsPendingFrom('grpc', () => pendingTlsConnections(grpc.server));
   const grpcPort = worker?.grpcPort ?? grpc!.port;
   // With the worker, /metrics adds its Check counts to the main thread's.
   const allMetrics = () => (worker ? worker.withWorkerMetrics(registry) : Promise.resolve(registry));
@@ -290,8 +299,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         port: config.TRELLIS_MTLS_PORT,
         requireClientCertificate,
         limits: { headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS },
+        tlsLimits: { handshakeTimeoutMs: tlsLimits.handshakeTimeoutMs, maxPendingConnections: tlsLimits.maxPendingConnections },
+        onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'mtls', reason }),
       })
     : undefined;
+  if (mtls) metrics.readTlsPendingFrom('mtls', () => mtls.guard.pending);
   recheck();
 
   logger.info(

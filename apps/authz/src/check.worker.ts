@@ -9,7 +9,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { createLogger, Health } from '@trellis/runtime';
-import { stopGrpcServer } from '@trellis/runtime/grpc';
+import { pendingTlsConnections, stopGrpcServer } from '@trellis/runtime/grpc';
 import { CheckService } from './check/check-service';
 import { MeshPolicy } from './check/mesh-policy';
 import { MainThreadCalls } from './check-worker/main-thread-calls';
@@ -76,9 +76,16 @@ async function runCheckWorker(port: MessagePort, settings: CheckWorkerSettings):
     health,
     settings.host,
     settings.port,
-    { tls, requireClientCertificate: settings.requireClientCertificate, trustDomain: () => settings.trustDomain },
+    {
+      tls,
+      requireClientCertificate: settings.requireClientCertificate,
+      trustDomain: () => settings.trustDomain,
+      tlsLimits: settings.tlsLimits,
+      onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'grpc', reason }),
+    },
     logger,
   );
+  metrics.readTlsPendingFrom('grpc', () => pendingTlsConnections(grpc.server));
   serving.stop = async (drainMs) => {
     health.startDraining();
     await stopGrpcServer(grpc.server, drainMs);

@@ -14,6 +14,9 @@ describe('loadAuthzConfig', () => {
       TRELLIS_CLOCK_SKEW_SECONDS: 30,
       TRELLIS_ETCD_PREFIX: '/trellis/',
       TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: 'https://{teamDomain}/cdn-cgi/access/certs',
+      TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: 10_000,
+      TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 10_000,
+      TRELLIS_TLS_MAX_PENDING_CONNECTIONS: 1_000,
     });
   });
 
@@ -24,6 +27,9 @@ describe('loadAuthzConfig', () => {
     [{ TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE: 'https://example.com/certs' }, 'TRELLIS_CLOUDFLARE_CERTS_URL_TEMPLATE'],
     [{ TRELLIS_SIGNING_KEY_EPHEMERAL: 'maybe' }, 'TRELLIS_SIGNING_KEY_EPHEMERAL'],
     [{ TRELLIS_TOKEN_TTL_SECONDS: '120', TRELLIS_CLOCK_SKEW_SECONDS: '90' }, 'TRELLIS_CLOCK_SKEW_SECONDS'],
+    [{ TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '300000' }, 'TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS'],
+    [{ TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 'soon' }, 'TRELLIS_HTTP2_PREFACE_TIMEOUT_MS'],
+    [{ TRELLIS_TLS_MAX_PENDING_CONNECTIONS: '0' }, 'TRELLIS_TLS_MAX_PENDING_CONNECTIONS'],
   ])('names the variable of a bad value: %j', (env, variable) => {
     let error: unknown;
     try {

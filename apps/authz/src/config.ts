@@ -1,6 +1,6 @@
 // authz configuration: TRELLIS_* environment variables, validated at start.
 import { MAX_MESH_TOKEN_LIFETIME_SECONDS, MESH_TOKEN_RENEW_BEFORE_SECONDS } from '@trellis/mesh-contracts';
-import { env, etcdEnvSchema, httpLimitsEnv, loadConfig } from '@trellis/runtime';
+import { env, etcdEnvSchema, httpLimitsEnv, loadConfig, tlsLimitsEnv } from '@trellis/runtime';
 import { z } from 'zod';
 
 /** `host:port,host:port`, as ioredis takes Sentinel and Cluster nodes. */
@@ -27,6 +27,8 @@ const redisNodeList = z
 export const authzEnvSchema = etcdEnvSchema
   .extend({
     ...httpLimitsEnv,
+    /** The gRPC port with TLS: handshake and HTTP/2 preface deadlines, cap on connections not yet through them; the mTLS port: the handshake's. */
+    ...tlsLimitsEnv,
     TRELLIS_HOST: env.host('0.0.0.0'),
     TRELLIS_GRPC_PORT: env.port(9191),
     TRELLIS_HTTP_PORT: env.port(8181),

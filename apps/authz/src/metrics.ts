@@ -11,6 +11,8 @@ export type CacheLayer = 'memory' | 'redis';
 export type CacheResult = 'hit' | 'miss' | 'error' | 'skipped';
 /** mesh: A→B tokens for calls; xds: a sidecar's credential for its xDS stream. */
 export type MintedKind = 'mesh' | 'xds';
+/** authz's TLS ports: the ext_authz gRPC port and the HTTPS token port. */
+export type TlsPort = 'grpc' | 'mtls';
 
 export class AuthzMetrics {
   readonly checks: Counter<'direction' | 'result' | 'reason'>;
@@ -31,6 +33,10 @@ export class AuthzMetrics {
   readonly tlsReloads: Counter<'result'>;
   readonly checkWorkerRestarts: Counter;
   readonly checkWorkerCalls: Counter<'kind'>;
+  /** Connections a TLS port's guard closed before they were through (grpc: handshake and HTTP/2 preface; mtls: handshake). */
+  readonly tlsRefused: Counter<'port' | 'reason'>;
+  /** Where the pending-TLS-connections gauge reads each port's count at scrape time. */
+  private readonly tlsPending = new Map<TlsPort, () => number>();
 
   // Per-Check counts are tallied in plain numbers and handed to prom-client at
   // scrape time: prom-client hashes the label set on every inc(), which costs more
@@ -170,6 +176,26 @@ export class AuthzMetrics {
       labelNames: ['kind'],
       registers,
     });
+    this.tlsRefused = new Counter({
+      name: 'trellis_authz_tls_connections_refused_total',
+      help: 'Connections to a TLS port (grpc, mtls) closed before they were through their handshake (and on grpc the HTTP/2 preface): too_many_pending, handshake_timeout, handshake_failed, preface_timeout',
+      labelNames: ['port', 'reason'],
+      registers,
+    });
+    const tlsPending = this.tlsPending;
+    new Gauge({
+      name: 'trellis_authz_tls_pending_connections',
+      help: 'Connections to a TLS port (grpc, mtls) not yet through their handshake (and on grpc the HTTP/2 preface); capped by TRELLIS_TLS_MAX_PENDING_CONNECTIONS',
+      labelNames: ['port'],
+      registers,
+      collect() {
+        for (const [port, source] of tlsPending) this.set({ port }, source());
+      },
+    });
+  }
+
+  readTlsPendingFrom(port: TlsPort, source: () => number): void {
+    this.tlsPending.set(port, source);
   }
 
   countCheck(direction: Direction, result: 'ok' | 'denied', reason: DecisionReason): void {

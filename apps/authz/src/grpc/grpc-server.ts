@@ -20,8 +20,8 @@ import {
 } from '@grpc/grpc-js';
 import { AuthorizationService, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { identityOfPeerCertificate, type PeerIdentity } from '@trellis/pki';
-import type { Health, Logger } from '@trellis/runtime';
-import { bindGrpcServer, requestIdInterceptor, serveGrpcHealth } from '@trellis/runtime/grpc';
+import type { Health, Logger, TlsRefusal } from '@trellis/runtime';
+import { bindGrpcServer, requestIdInterceptor, serveGrpcHealth, type GrpcTlsLimits } from '@trellis/runtime/grpc';
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
 
@@ -63,6 +63,10 @@ export interface GrpcTransport {
   requireClientCertificate: boolean;
   /** The mesh's trust domain, in which a client certificate names a service. */
   trustDomain: () => string;
+  /** With TLS: what a connection may cost before it is through its handshake and HTTP/2 preface (default: the runtime's). */
+  tlsLimits?: GrpcTlsLimits;
+  /** Each connection the TLS guard closes (a metric). */
+  onTlsRefused?: (reason: TlsRefusal) => void;
 }
 
 /**
@@ -100,7 +104,10 @@ export async function startGrpcServer(
     ? // One provider for both roles, so grpc-js's argument order cannot mix them up.
       experimental.createCertificateProviderServerCredentials(transport.tls, transport.tls, transport.requireClientCertificate)
     : ServerCredentials.createInsecure();
-  return { server, port: await bindGrpcServer(server, host, port, credentials) };
+  return {
+    server,
+    port: await bindGrpcServer(server, host, port, credentials, { tlsLimits: transport.tlsLimits, onTlsRefused: transport.onTlsRefused }),
+  };
 }
 
 /**

@@ -5,12 +5,24 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
-import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, type HttpLimits } from '@trellis/runtime';
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
+  guardTlsServer,
+  type HttpLimits,
+  type TlsConnectionLimits,
+  type TlsGuard,
+  type TlsRefusal,
+} from '@trellis/runtime';
 import type { ServingTls, TlsMaterial } from '../tls/serving-tls';
 
 export interface ListeningMtlsServer {
   server: Server;
   port: number;
+  /** Connections not yet through their handshake (a gauge). */
+  guard: TlsGuard;
 }
 
 const contextOf = (material: TlsMaterial) => ({
@@ -22,7 +34,15 @@ const contextOf = (material: TlsMaterial) => ({
 export async function listenMtls(
   handler: RequestListener,
   tls: ServingTls,
-  options: { host: string; port: number; requireClientCertificate: boolean; limits?: HttpLimits },
+  options: {
+    host: string;
+    port: number;
+    requireClientCertificate: boolean;
+    limits?: HttpLimits;
+    /** The handshake's deadline from accept, and the cap on connections still in it (as on the gRPC port). */
+    tlsLimits?: TlsConnectionLimits;
+    onTlsRefused?: (reason: TlsRefusal) => void;
+  },
 ): Promise<ListeningMtlsServer> {
   // The same slow-client limits as every HTTP listener (@trellis/runtime's listenHttp).
   const headersTimeout = options.limits?.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
@@ -32,8 +52,6 @@ export async function listenMtls(
       requestCert: true,
       rejectUnauthorized: options.requireClientCertificate,
       minVersion: 'TLSv1.2',
-      // A client trickling its ClientHello is a slow loris before HTTP starts (Node's default waits 120 s).
-      handshakeTimeout: headersTimeout,
       headersTimeout,
       requestTimeout: Math.max(options.limits?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeout),
       connectionsCheckingInterval: Math.min(1_000, headersTimeout),
@@ -41,6 +59,13 @@ export async function listenMtls(
     handler,
   );
   server.keepAliveTimeout = 65_000;
+  // A client trickling its ClientHello is a slow loris before HTTP starts (Node's default waits 120 s);
+  // so is a flood of them, which the cap on connections still in their handshake bounds.
+  const guard = guardTlsServer(server, {
+    handshakeTimeoutMs: options.tlsLimits?.handshakeTimeoutMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+    maxPendingConnections: options.tlsLimits?.maxPendingConnections ?? DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
+    onRefused: options.onTlsRefused,
+  });
   tls.onChange((material) => server.setSecureContext(contextOf(material)));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -49,5 +74,5 @@ export async function listenMtls(
       resolve();
     });
   });
-  return { server, port: (server.address() as AddressInfo).port };
+  return { server, port: (server.address() as AddressInfo).port, guard };
 }

@@ -1,0 +1,175 @@
+// Attacks on authz's TLS ports before any request is read, against a real authz (etcd, Redis,
+// the mesh CA, the Check worker owning the ext_authz port, production defaults): sockets that
+// never finish the handshake (silent, or trickling a ClientHello), that finish it and never
+// send the HTTP/2 preface, and floods over the cap of pending connections. Each is closed well
+// before Node's default 120 s and counted; a sidecar's Checks are answered meanwhile.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { AuthorizationClient, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
+import { componentSpiffeIdOf, KeyLayout, MeshStore } from '@trellis/mesh-schema';
+import { generateRootCa, generateWorkloadKey, spiffeServerIdentityCheck, type RootCa } from '@trellis/pki';
+import { startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { checkRequest, counterValue, KeyDir, okHeaders, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
+
+jest.setTimeout(180_000);
+
+const TRUST_DOMAIN = 'shop.example';
+const SECRET = 'service-a-secret-0123456789';
+const MAX_PENDING = 20;
+
+describe('authz: TLS ports under attacks before any request', () => {
+  let etcd: TestEtcd;
+  let redis: TestRedis;
+  let keys: KeyDir;
+  let dir: string;
+  let root: RootCa;
+  let a: StartedAuthz;
+  let certificate: { keyPem: string; chainPem: string };
+  const clients: AuthorizationClient[] = [];
+  const sockets: Socket[] = [];
+
+  /** A sidecar of service-a: its own connection (a fresh channel) to the ext_authz port with its workload certificate. */
+  function sidecar(): AuthorizationClient {
+    const client = new AuthorizationClient(
+      `127.0.0.1:${a.authz.grpcPort}`,
+      credentials.createSsl(Buffer.from(root.certificatePem), Buffer.from(certificate.keyPem), Buffer.from(certificate.chainPem), {
+        checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(TRUST_DOMAIN, 'authz')),
+      }),
+      { 'grpc.use_local_subchannel_pool': 1 },
+    );
+    clients.push(client);
+    return client;
+  }
+  const check = (client: AuthorizationClient) =>
+    new Promise<CheckResponse>((resolve, reject) =>
+      client.check(checkRequest(outbound('service-a', 'service-b')), new Metadata(), { deadline: Date.now() + 30_000 }, (err, response) =>
+        err ? reject(err) : resolve(response!),
+      ),
+    );
+  const refused = (port: string, reason: string) => counterValue(a.authz, 'trellis_authz_tls_connections_refused_total', { port, reason });
+  /** Resolves once `port` has refused at least `count` connections for `reason` (the server accepts after the client connects). */
+  async function refusedAtLeast(port: string, reason: string, count: number): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while ((await refused(port, reason)) < count) {
+      if (Date.now() > deadline) throw new Error(`${port}: fewer than ${count} ${reason} refusals after 60 s (${await refused(port, reason)})`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  const closed = (socket: Socket) =>
+    new Promise<void>((resolve, reject) => {
+      if (socket.destroyed) return resolve();
+      const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
+      socket.on('error', () => undefined);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  const silent = (port: number) =>
+    new Promise<Socket>((resolve, reject) => {
+      const socket = connectTcp(port, '127.0.0.1', () => resolve(socket));
+      sockets.push(socket);
+      socket.once('error', reject);
+    });
+  /** Through the mTLS handshake with service-a's certificate (ALPN h2), then not a byte. */
+  const handshaken = () =>
+    new Promise<Socket>((resolve, reject) => {
+      const socket = connectTls(
+        {
+          host: '127.0.0.1',
+          port: a.authz.grpcPort,
+          ca: root.certificatePem,
+          key: certificate.keyPem,
+          cert: certificate.chainPem,
+          ALPNProtocols: ['h2'],
+          checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(TRUST_DOMAIN, 'authz')),
+        },
+        () => resolve(socket),
+      );
+      sockets.push(socket);
+      socket.once('error', reject);
+    });
+
+  beforeAll(async () => {
+    [etcd, redis, keys] = await Promise.all([startEtcd(), startRedis(), KeyDir.create()]);
+    await keys.addKey('first');
+    dir = await mkdtemp(join(tmpdir(), 'authz-tls-limits-'));
+    root = await generateRootCa({ commonName: 'operator root' });
+    await writeFile(join(dir, 'ca.crt'), root.certificatePem);
+    await writeFile(join(dir, 'ca.key'), root.keyPem, { mode: 0o600 });
+    await writeFile(join(dir, 'bundle.crt'), root.certificatePem);
+    await writeFile(join(dir, 'callers'), `service-a:${SECRET}\n`);
+    const store = new MeshStore(etcd.client(), new KeyLayout(etcd.prefix));
+    const base = { team: 'shop', protocol: 'http' as const, port: 8080 };
+    await store.createService({ ...base, name: 'service-a', dependencies: [{ service: 'service-b' }] }, 'test');
+    await store.createService({ ...base, name: 'service-b' }, 'test');
+    a = await startTestAuthz(etcd, redis, keys, {
+      TRELLIS_ALLOW_INSECURE_CALLERS: 'false',
+      TRELLIS_TRUST_DOMAIN: TRUST_DOMAIN,
+      TRELLIS_CA_CERT_FILE: join(dir, 'ca.crt'),
+      TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
+      TRELLIS_CA_TRUST_BUNDLE_FILE: join(dir, 'bundle.crt'),
+      TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'callers'),
+      TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '3000',
+      TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: '3000',
+      TRELLIS_TLS_MAX_PENDING_CONNECTIONS: String(MAX_PENDING),
+    });
+    const key = await generateWorkloadKey('service-a');
+    const res = await fetch(`http://127.0.0.1:${a.authz.httpPort}/v1/certificate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`service-a:${SECRET}`).toString('base64')}` },
+      body: JSON.stringify({ csr: key.csrPem }),
+    });
+    expect(res.status).toBe(200);
+    certificate = { keyPem: key.keyPem, chainPem: ((await res.json()) as { certificateChain: string }).certificateChain };
+  });
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    for (const socket of sockets) socket.destroy();
+    await a?.stop();
+    await Promise.all([etcd?.stop(), redis?.stop(), keys?.remove(), dir && rm(dir, { recursive: true, force: true })]);
+  });
+
+  it('the ext_authz port closes silent, trickling and preface-less connections, and answers Checks meanwhile', async () => {
+    const quiet = await Promise.all([silent(a.authz.grpcPort), silent(a.authz.grpcPort), handshaken(), handshaken()]);
+    const loris = await startSlowLoris({ port: a.authz.grpcPort, sockets: 4, mode: 'tls-handshake', intervalMs: 200 });
+    try {
+      expect(okHeaders(await check(sidecar()))['authorization']).toMatch(/^Bearer /);
+      await Promise.all(quiet.map(closed));
+      await loris.allClosed(60_000);
+    } finally {
+      loris.stop();
+    }
+    expect(await refused('grpc', 'handshake_timeout')).toBeGreaterThanOrEqual(6);
+    expect(await refused('grpc', 'preface_timeout')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the ext_authz port closes connections over the cap at accept; a sidecar connected before keeps its Checks answered', async () => {
+    const before = sidecar();
+    expect(okHeaders(await check(before))['authorization']).toMatch(/^Bearer /);
+    const loris = await startSlowLoris({ port: a.authz.grpcPort, sockets: MAX_PENDING * 3, mode: 'tls-handshake' });
+    try {
+      await refusedAtLeast('grpc', 'too_many_pending', MAX_PENDING);
+      expect(okHeaders(await check(before))['authorization']).toMatch(/^Bearer /);
+      await loris.allClosed(60_000);
+    } finally {
+      loris.stop();
+    }
+    expect(okHeaders(await check(sidecar()))['authorization']).toMatch(/^Bearer /); // the flood is over: a new sidecar connects
+  });
+
+  it('the mTLS token port closes a flood over the cap at accept, and the rest at the handshake deadline', async () => {
+    const loris = await startSlowLoris({ port: a.authz.mtlsPort!, sockets: MAX_PENDING * 3, mode: 'tls-handshake' });
+    try {
+      await refusedAtLeast('mtls', 'too_many_pending', MAX_PENDING);
+      await loris.allClosed(60_000);
+    } finally {
+      loris.stop();
+    }
+    expect(await refused('mtls', 'handshake_timeout')).toBeGreaterThanOrEqual(1);
+  });
+});
