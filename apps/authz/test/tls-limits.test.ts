@@ -55,7 +55,8 @@ describe('authz: TLS ports under attacks before any request', () => {
   async function refusedAtLeast(port: string, reason: string, count: number): Promise<void> {
     const deadline = Date.now() + 60_000;
     while ((await refused(port, reason)) < count) {
-      if (Date.now() > deadline) throw new Error(`${port}: fewer than ${count} ${reason} refusals after 60 s (${await refused(port, reason)})`);
+      if (Date.now() > deadline)
+        throw new Error(`${port}: fewer than ${count} ${reason} refusals after 60 s (${await refused(port, reason)})`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
