@@ -10,7 +10,9 @@ import { appWorkerEntryPoints, nodeBundleOptions, WORKSPACE_ROOT } from '../buil
 const here = dirname(fileURLToPath(import.meta.url));
 
 export async function runBundled(name) {
-  const outfile = join(WORKSPACE_ROOT, `dist/tools/bench/${name}.js`);
+  // Each benchmark in its own folder: the smoke tests run at once under `npm test`, and one rebuilding a
+  // shared check.worker.js while another's authz starts its Check worker made that start read a half-written file.
+  const outfile = join(WORKSPACE_ROOT, `dist/tools/bench/${name}/${name}.js`);
   await build(nodeBundleOptions({ entryPoints: [join(here, `src/${name}.ts`)], outfile }));
   // The apps' worker-thread scripts beside it: the apps started in-process look for them next to their bundle.
   await build(nodeBundleOptions({ entryPoints: appWorkerEntryPoints('authz'), outdir: dirname(outfile) }));

@@ -33,4 +33,10 @@ describe('freePort', () => {
     for (const p of ports) expect(p).toBeGreaterThan(0);
     expect(new Set(ports).size).toBe(3);
   });
+
+  it('never hands out a port twice, though the OS may give a released one to the next bind', async () => {
+    const ports: number[] = [];
+    for (let i = 0; i < 300; i++) ports.push(await freePort());
+    expect(new Set(ports).size).toBe(300);
+  });
 });

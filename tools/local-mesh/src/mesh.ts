@@ -233,7 +233,17 @@ async function setUpEtcdRoles(env: NodeJS.ProcessEnv, onLine: LocalMeshOptions['
   const main = join(WORKSPACE_ROOT, 'dist/apps/registry/main.js');
   if (!existsSync(main)) throw new Error(`${main} is missing: build it with \`npx nx run-many -t build -p registry control-plane authz\``);
   const setup = startProcess({ name: 'setup-etcd-roles', command: process.execPath, args: [main, 'setup-etcd-roles'], env, onLine });
-  const code = await setup.exited;
+  // A deadline like every other wait of the start: a hung step fails with its output instead of stalling the caller.
+  const timeoutMs = 60_000;
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    setup.exited,
+    new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs))),
+  ]).finally(() => clearTimeout(timer));
+  if (code === 'timeout') {
+    await setup.stop();
+    throw new Error(`registry setup-etcd-roles did not finish within ${timeoutMs} ms:\n${setup.recentOutput.join('\n')}`);
+  }
   if (code !== 0)
     throw new Error(
       `registry setup-etcd-roles exited with ${code} (etcd keeps the root password of the run that enabled auth: ` +

@@ -3,7 +3,7 @@
 // gRPC app with no SDK runs under the agent, and a proxyless grpc-js-xds caller calls
 // it 25 times a second through the mesh. Short TTLs and generous deadlines; nothing
 // here asserts how long anything took.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
@@ -15,6 +15,7 @@ import { writeDemoCredentials, type DemoCredentials } from '../src/demo/demo';
 import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from '../src/mesh';
 import { freePort } from '../src/ports';
 import { startProcess, type ManagedProcess } from '../src/processes';
+import { LOCAL_MESH_BUNDLES } from './build-once';
 
 jest.setTimeout(180_000);
 
@@ -26,7 +27,6 @@ interface CallWindow {
 }
 
 let dataDir: string;
-let outDir: string;
 let mesh: LocalMesh;
 let creds: DemoCredentials;
 let caller: ManagedProcess;
@@ -92,7 +92,7 @@ async function startAgent(id: string, unhealthyFile: string): Promise<ManagedPro
       '--http-port=0',
       '--',
       process.execPath,
-      join(outDir, 'plain-app.js'),
+      join(LOCAL_MESH_BUNDLES, 'plain-app.js'),
     ],
     env: {
       TRELLIS_REGISTRY_URL: mesh.registryUrl,
@@ -118,12 +118,6 @@ async function appPidOf(agent: ManagedProcess): Promise<number> {
 }
 
 beforeAll(async () => {
-  for (const app of ['registry', 'control-plane', 'authz', 'cli']) {
-    execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
-  }
-  outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
-    .toString()
-    .trim();
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-agent-e2e-'));
   const services = [
     { name: 'echo', team: 'echo', dependencies: [], instances: 0 },
@@ -143,7 +137,7 @@ beforeAll(async () => {
   caller = startProcess({
     name: 'caller',
     command: process.execPath,
-    args: [join(outDir, 'proxyless-caller.js')],
+    args: [join(LOCAL_MESH_BUNDLES, 'proxyless-caller.js')],
     env: { CALLER_SERVICE: 'caller', CALLER_TARGET: 'echo', CALLER_RATE: '25', TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress },
     onLine: (name, line) => {
       verbose(name, line);

@@ -9,7 +9,7 @@ import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/
 import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { HopClient, type HopRecord } from '@trellis/envoy-types/trellis/demo/v1/hop';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -21,6 +21,7 @@ import { demoCertificateDir, startDemo, writeDemoCredentials, type Demo, type De
 import { startLocalMesh, WORKSPACE_ROOT, type AppName, type LocalMesh } from '../src/mesh';
 import { freePort } from '../src/ports';
 import { httpOk, startProcess, waitUntil } from '../src/processes';
+import { LOCAL_MESH_BUNDLES } from './build-once';
 
 // Generous: the whole mesh starts as processes, and a loaded machine is slow, not wrong.
 jest.setTimeout(300_000);
@@ -33,8 +34,6 @@ let mesh: LocalMesh;
 let demo: Demo;
 let creds: DemoCredentials;
 let cloudflare: { server: Server; key: CryptoKey; kid: string };
-/** Where the bundled `npm start` entry (main.js) is. */
-let localMeshDir: string;
 const log: string[] = [];
 
 /** Polls `attempt` until it returns a value (not throwing); returns it with the time it took. */
@@ -123,13 +122,6 @@ async function startCloudflareStandIn(): Promise<{ server: Server; key: CryptoKe
 }
 
 beforeAll(async () => {
-  for (const app of ['registry', 'control-plane', 'authz', 'cli']) {
-    execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
-  }
-  const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
-    .toString()
-    .trim();
-  localMeshDir = outDir;
   const cf = await startCloudflareStandIn();
   cloudflare = cf;
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-e2e-'));
@@ -146,7 +138,7 @@ beforeAll(async () => {
       },
     },
   });
-  demo = await startDemo(mesh, creds, { demoServiceScript: join(outDir, 'demo-service.js'), onLine: quiet });
+  demo = await startDemo(mesh, creds, { demoServiceScript: join(LOCAL_MESH_BUNDLES, 'demo-service.js'), onLine: quiet });
 });
 
 afterAll(async () => {
@@ -489,7 +481,7 @@ describe('npm start and signals', () => {
       const marker = `TRELLIS_LOCAL_DATA_DIR=${data}`;
       const adminToken = 'local-admin-token-from-the-environment';
       // As `npm start` runs in a terminal: its own process group.
-      const start = spawn(process.execPath, [join(localMeshDir, 'main.js')], {
+      const start = spawn(process.execPath, [join(LOCAL_MESH_BUNDLES, 'main.js')], {
         env: { ...process.env, TRELLIS_LOCAL_DATA_DIR: data, TRELLIS_ADMIN_TOKEN: adminToken },
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,

@@ -13,13 +13,13 @@ import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/
 import { componentSpiffeIdOf, DEFAULT_TRUST_DOMAIN } from '@trellis/mesh-contracts';
 import { spiffeServerIdentityCheck } from '@trellis/pki';
 import { certificateFilesIn, MeshTokenClient } from '@trellis/sdk-node';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { demoCertificateDir, startDemo, writeDemoCredentials, type Demo, type DemoCredentials } from '../src/demo/demo';
-import { startLocalMesh, WORKSPACE_ROOT, type AppName, type LocalMesh } from '../src/mesh';
+import { startLocalMesh, type AppName, type LocalMesh } from '../src/mesh';
 import { startProcess, type ManagedProcess } from '../src/processes';
+import { LOCAL_MESH_BUNDLES } from './build-once';
 
 const SOAK = process.env['TRELLIS_FAULTS_SOAK'] === '1';
 const PLAN = SOAK
@@ -171,12 +171,6 @@ beforeAll(async () => {
   // Each stage's time, so a set-up that runs out of time says where (the hook's timeout alone does not).
   const from = Date.now();
   const stage = (what: string) => process.stdout.write(`[faults] set-up: ${what} after ${Date.now() - from} ms\n`);
-  for (const app of ['registry', 'control-plane', 'authz', 'cli'])
-    execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
-  const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
-    .toString()
-    .trim();
-  stage('apps bundled');
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-faults-'));
   creds = writeDemoCredentials(dataDir);
   const quiet = process.env['FAULTS_VERBOSE']
@@ -184,13 +178,13 @@ beforeAll(async () => {
     : () => undefined;
   mesh = await startLocalMesh({ dataDir, preferConventionalPorts: false, onLine: quiet, serviceCredentials: creds.file });
   stage('mesh started');
-  demo = await startDemo(mesh, creds, { demoServiceScript: join(outDir, 'demo-service.js'), onLine: quiet });
+  demo = await startDemo(mesh, creds, { demoServiceScript: join(LOCAL_MESH_BUNDLES, 'demo-service.js'), onLine: quiet });
   stage('demo started');
   // The load caller is front (it declared service-a): every call is front → service-a → service-b, service-c.
   load = startProcess({
     name: 'load',
     command: process.execPath,
-    args: ['--enable-source-maps', join(outDir, 'load-caller.js')],
+    args: ['--enable-source-maps', join(LOCAL_MESH_BUNDLES, 'load-caller.js')],
     env: {
       LOAD_SERVICE: 'front',
       LOAD_TARGET: 'service-a',

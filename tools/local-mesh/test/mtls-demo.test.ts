@@ -4,13 +4,13 @@
 // TLS handshake proved next to the one the mesh token names.
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { HopClient } from '@trellis/envoy-types/trellis/demo/v1/hop';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { demoCertificateDir, describeHops, startDemo, writeDemoCredentials, type Demo } from '../src/demo/demo';
-import { startLocalMesh, WORKSPACE_ROOT, type LocalMesh } from '../src/mesh';
+import { startLocalMesh, type LocalMesh } from '../src/mesh';
+import { LOCAL_MESH_BUNDLES } from './build-once';
 
 jest.setTimeout(300_000);
 
@@ -38,17 +38,11 @@ async function eventually<T>(what: string, attempt: () => Promise<T>, timeoutMs 
 }
 
 beforeAll(async () => {
-  for (const app of ['registry', 'control-plane', 'authz', 'cli']) {
-    execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/build/bundle.mjs'), app], { cwd: WORKSPACE_ROOT, stdio: 'pipe' });
-  }
-  const outDir = execFileSync(process.execPath, [join(WORKSPACE_ROOT, 'tools/local-mesh/bundle.mjs')], { cwd: WORKSPACE_ROOT })
-    .toString()
-    .trim();
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-mtls-demo-'));
   const creds = writeDemoCredentials(dataDir);
   const onLine = process.env['E2E_VERBOSE'] ? (name: string, line: string) => process.stdout.write(`[${name}] ${line}\n`) : () => undefined;
   mesh = await startLocalMesh({ dataDir, preferConventionalPorts: false, serviceCredentials: creds.file, mtls: true, onLine });
-  demo = await startDemo(mesh, creds, { demoServiceScript: join(outDir, 'demo-service.js'), onLine });
+  demo = await startDemo(mesh, creds, { demoServiceScript: join(LOCAL_MESH_BUNDLES, 'demo-service.js'), onLine });
 });
 
 afterAll(async () => {

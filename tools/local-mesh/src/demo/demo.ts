@@ -45,6 +45,11 @@ export async function startDemo(
 ): Promise<Demo> {
   const topology = options.topology ?? DEMO_TOPOLOGY;
   const { mtls } = mesh;
+  // Each registry call has a deadline (fetch alone waits 300 s for an answer): a stuck one fails the start, saying which.
+  const fetch = (url: string, init: RequestInit = {}) =>
+    globalThis.fetch(url, { ...init, signal: AbortSignal.timeout(30_000) }).catch((err: Error) => {
+      throw new Error(`${init.method ?? 'GET'} ${url}: ${err.message}`, { cause: err });
+    });
   for (const service of topology) {
     const url = `${mesh.registryUrl}/api/v1/services/${service.name}`;
     const headers = { authorization: `Bearer ${mesh.adminToken}`, 'content-type': 'application/json' };
