@@ -2,7 +2,7 @@
 import { packAny } from '@trellis/envoy-types';
 import { TrafficDirection } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
-import type { DeepPartial, Filter, FilterChain, ListenerFilter } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
+import { Filter, ListenerFilter } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
 import { TlsInspector } from '@trellis/envoy-types/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector';
 import {
   HttpConnectionManager,
@@ -23,7 +23,13 @@ import {
   routerFilter,
 } from './filters';
 import { healthProbeOf } from './health-probe';
-import { encodeSidecarHttpConnectionManager } from './sidecar-hcm';
+import {
+  encodeSidecarListener,
+  sidecarListener,
+  type SidecarFilterChainParts,
+  type SidecarListenerParts,
+  type SidecarNetworkFilter,
+} from './sidecar-listener';
 import { sidecarTracing } from './tracing';
 import {
   FILTER,
@@ -41,9 +47,6 @@ import {
 } from './names';
 import { proxylessDownstreamTls, sidecarDownstreamTls } from './workload-tls';
 
-/** Encoded once: it has no settings. */
-let tlsInspector: Any | undefined;
-
 /**
  * A sidecar's HTTP connection manager for `service`'s traffic. `explicitProxy`: also accept absolute-form
  * requests, so an app can use the listener as its HTTP_PROXY.
@@ -56,26 +59,26 @@ function httpConnectionManager(
   httpFilters: HttpFilter[],
   logTags: Record<string, string>,
   explicitProxy = false,
-): Any {
-  return encodeSidecarHttpConnectionManager({
-    statPrefix: statPrefix(name),
-    routeName,
-    httpFilters,
-    accessLog: stdoutJsonAccessLog(logTags),
-    tracing: sidecarTracing(service, tracing),
-    explicitProxy,
-  });
+): SidecarNetworkFilter {
+  return {
+    hcm: {
+      statPrefix: statPrefix(name),
+      routeName,
+      httpFilters,
+      accessLog: stdoutJsonAccessLog(logTags),
+      tracing: sidecarTracing(service, tracing),
+      explicitProxy,
+    },
+  };
 }
 
-function tcpProxy(name: string, cluster: string, logTags: Record<string, string>) {
-  return packAny(
-    TcpProxy,
-    TcpProxy.fromPartial({
-      statPrefix: statPrefix(name),
-      clusterSpecifier: { $case: 'cluster', value: cluster },
-      accessLog: [stdoutJsonAccessLog(logTags)],
-    }),
-  );
+function tcpProxyFilter(name: string, cluster: string, logTags: Record<string, string>): Filter {
+  const proxy = TcpProxy.fromPartial({
+    statPrefix: statPrefix(name),
+    clusterSpecifier: { $case: 'cluster', value: cluster },
+    accessLog: [stdoutJsonAccessLog(logTags)],
+  });
+  return Filter.fromPartial({ name: FILTER.tcpProxy, configType: { $case: 'typedConfig', value: packAny(TcpProxy, proxy) } });
 }
 
 /**
@@ -93,41 +96,52 @@ function tcpProxy(name: string, cluster: string, logTags: Record<string, string>
  * strict share the listener filters, so a switch between them changes only the
  * filter chains and Envoy drains just those.
  */
-export function inboundListener(
+export function inboundListener(...args: Parameters<typeof inboundListenerParts>): Listener {
+  return sidecarListener(inboundListenerParts(...args));
+}
+
+/** The same listener, encoded (what a sidecar is sent): byte for byte `packAny(Listener, inboundListener(…))`. */
+export function encodeInboundListener(...args: Parameters<typeof inboundListenerParts>): Any {
+  return encodeSidecarListener(inboundListenerParts(...args));
+}
+
+function inboundListenerParts(
   service: Pick<ServiceModel, 'name' | 'protocol' | 'port' | 'ingress' | 'callers' | 'policy' | 'mtls'>,
   tokens: MeshTokens,
   settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'tracing'>,
   trustDomain: string,
-): Listener {
+): SidecarListenerParts {
   const name = inboundListenerName(service.name);
-  const base = { name, address: socketAddress('0.0.0.0', service.port), trafficDirection: TrafficDirection.INBOUND };
+  const base = { name, host: '0.0.0.0', port: service.port, trafficDirection: TrafficDirection.INBOUND };
   if (service.mtls === 'off')
-    return Listener.fromPartial({ ...base, filterChains: [{ name, filters: inboundFilters(service, tokens, settings) }] });
+    return { ...base, listenerFilters: [], filterChains: [{ name, filters: inboundFilters(service, tokens, settings) }] };
 
   const strict = service.mtls === 'strict';
   const peer = strict ? (caller: string) => spiffeIdOf(trustDomain, caller) : undefined;
   const mtlsFilters = inboundFilters(service, tokens, settings, peer);
-  const mtlsChain: DeepPartial<FilterChain> = {
+  const mtlsChain: SidecarFilterChainParts = {
     name: inboundFilterChainName(service.name, 'mtls'),
-    filterChainMatch: { transportProtocol: 'tls' },
+    transportProtocol: 'tls',
     transportSocket: sidecarDownstreamTls(service.protocol, strict),
     filters: mtlsFilters,
   };
-  if (strict) return Listener.fromPartial({ ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain] });
-  // Permissive: without a peer the TLS chain's filters are the plaintext chain's, encoded once for both.
-  const plaintextChain: DeepPartial<FilterChain> = {
+  if (strict) return { ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain] };
+  // Permissive: without a peer the TLS chain's filters are the plaintext chain's.
+  const plaintextChain: SidecarFilterChainParts = {
     name: inboundFilterChainName(service.name, 'plaintext'),
-    filterChainMatch: { transportProtocol: 'raw_buffer' },
+    transportProtocol: 'raw_buffer',
     filters: mtlsFilters,
   };
-  return Listener.fromPartial({ ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain, plaintextChain] });
+  return { ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain, plaintextChain] };
 }
 
-function tlsInspectorFilter(): DeepPartial<ListenerFilter> {
-  return {
+/** Made once: it has no settings. */
+let tlsInspector: ListenerFilter | undefined;
+function tlsInspectorFilter(): ListenerFilter {
+  return (tlsInspector ??= ListenerFilter.fromPartial({
     name: FILTER.tlsInspector,
-    configType: { $case: 'typedConfig', value: (tlsInspector ??= packAny(TlsInspector, TlsInspector.fromPartial({}))) },
-  };
+    configType: { $case: 'typedConfig', value: packAny(TlsInspector, TlsInspector.fromPartial({})) },
+  }));
 }
 
 /** The network filters of one inbound chain; `peer` (strict mTLS) turns a caller into the SPIFFE ID its certificate must carry. */
@@ -136,16 +150,13 @@ function inboundFilters(
   tokens: MeshTokens,
   settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'tracing'>,
   peer?: (caller: string) => string,
-): Array<DeepPartial<Filter>> {
+): SidecarNetworkFilter[] {
   const name = inboundListenerName(service.name);
   const logTags = { trellis_direction: 'inbound', trellis_service: service.name };
   if (service.protocol === 'tcp') {
-    const proxy = {
-      name: FILTER.tcpProxy,
-      configType: { $case: 'typedConfig' as const, value: tcpProxy(name, LOCAL_APP_CLUSTER_NAME, logTags) },
-    };
+    const proxy = { filter: tcpProxyFilter(name, LOCAL_APP_CLUSTER_NAME, logTags) };
     // No token travels over raw TCP: in strict mode the certificate is the caller's only proof.
-    return peer ? [networkPeerCertificateRbacFilter(statPrefix(`${name}_rbac`), service.callers.map(peer)), proxy] : [proxy];
+    return peer ? [{ filter: networkPeerCertificateRbacFilter(statPrefix(`${name}_rbac`), service.callers.map(peer)) }, proxy] : [proxy];
   }
   const isPublic = service.ingress !== undefined;
   const httpFilters: HttpFilter[] = [];
@@ -157,73 +168,60 @@ function inboundFilters(
   httpFilters.push(rbacFilter(tokens.keyIds.length > 0 ? service.callers : [], isPublic, probe, peer));
   if (service.policy.rateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${name}_ratelimit`), service.policy.rateLimit));
   httpFilters.push(routerFilter());
-  return [
-    {
-      name: FILTER.httpConnectionManager,
-      configType: {
-        $case: 'typedConfig',
-        value: httpConnectionManager(service.name, settings.tracing, name, inboundRouteName(service.name), httpFilters, logTags),
-      },
-    },
-  ];
+  return [httpConnectionManager(service.name, settings.tracing, name, inboundRouteName(service.name), httpFilters, logTags)];
 }
 
 /** The app's single HTTP egress point, 127.0.0.1:<outboundPort>; routes pick the dependency by Host. */
-export function outboundHttpListener(
+export function outboundHttpListener(...args: Parameters<typeof outboundHttpListenerParts>): Listener {
+  return sidecarListener(outboundHttpListenerParts(...args));
+}
+
+/** The same listener, encoded: byte for byte `packAny(Listener, outboundHttpListener(…))`. */
+export function encodeOutboundHttpListener(...args: Parameters<typeof outboundHttpListenerParts>): Any {
+  return encodeSidecarListener(outboundHttpListenerParts(...args));
+}
+
+function outboundHttpListenerParts(
   source: Pick<ServiceModel, 'name'>,
   settings: Pick<TranslatorSettings, 'authzTimeoutMs' | 'outboundPort' | 'tracing'>,
   perRouteRateLimit: boolean,
-): Listener {
+): SidecarListenerParts {
   const httpFilters = [extAuthzFilter(settings.authzTimeoutMs)];
   if (perRouteRateLimit) httpFilters.push(localRateLimitFilter(statPrefix(`${OUTBOUND_HTTP_NAME}_ratelimit`)));
   httpFilters.push(routerFilter());
   const logTags = { trellis_direction: 'outbound', trellis_service: source.name };
-  return Listener.fromPartial({
+  const hcm = httpConnectionManager(source.name, settings.tracing, OUTBOUND_HTTP_NAME, OUTBOUND_HTTP_NAME, httpFilters, logTags, true);
+  return {
     name: OUTBOUND_HTTP_NAME,
-    address: socketAddress('127.0.0.1', settings.outboundPort),
+    host: '127.0.0.1',
+    port: settings.outboundPort,
     trafficDirection: TrafficDirection.OUTBOUND,
-    filterChains: [
-      {
-        name: OUTBOUND_HTTP_NAME,
-        filters: [
-          {
-            name: FILTER.httpConnectionManager,
-            configType: {
-              $case: 'typedConfig',
-              value: httpConnectionManager(
-                source.name,
-                settings.tracing,
-                OUTBOUND_HTTP_NAME,
-                OUTBOUND_HTTP_NAME,
-                httpFilters,
-                logTags,
-                true,
-              ),
-            },
-          },
-        ],
-      },
-    ],
-  });
+    listenerFilters: [],
+    filterChains: [{ name: OUTBOUND_HTTP_NAME, filters: [hcm] }],
+  };
 }
 
 /** A TCP dependency on 127.0.0.1:<its port>. No token travels over raw TCP. */
-export function outboundTcpListener(source: Pick<ServiceModel, 'name'>, callee: Pick<ServiceModel, 'name' | 'port'>): Listener {
+export function outboundTcpListener(...args: Parameters<typeof outboundTcpListenerParts>): Listener {
+  return sidecarListener(outboundTcpListenerParts(...args));
+}
+
+/** The same listener, encoded: byte for byte `packAny(Listener, outboundTcpListener(…))`. */
+export function encodeOutboundTcpListener(...args: Parameters<typeof outboundTcpListenerParts>): Any {
+  return encodeSidecarListener(outboundTcpListenerParts(...args));
+}
+
+function outboundTcpListenerParts(source: Pick<ServiceModel, 'name'>, callee: Pick<ServiceModel, 'name' | 'port'>): SidecarListenerParts {
   const name = outboundTcpListenerName(callee.name);
   const logTags = { trellis_direction: 'outbound', trellis_service: source.name, trellis_destination: callee.name };
-  return Listener.fromPartial({
+  return {
     name,
-    address: socketAddress('127.0.0.1', callee.port),
+    host: '127.0.0.1',
+    port: callee.port,
     trafficDirection: TrafficDirection.OUTBOUND,
-    filterChains: [
-      {
-        name,
-        filters: [
-          { name: FILTER.tcpProxy, configType: { $case: 'typedConfig', value: tcpProxy(name, outboundClusterName(callee.name), logTags) } },
-        ],
-      },
-    ],
-  });
+    listenerFilters: [],
+    filterChains: [{ name, filters: [{ filter: tcpProxyFilter(name, outboundClusterName(callee.name), logTags) }] }],
+  };
 }
 
 /** What `xds:///<callee>` resolves to in a proxyless gRPC client: an API listener with only the router. */

@@ -6,6 +6,7 @@ import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import {
   dependencyPolicy,
   type DependencyModel,
@@ -19,6 +20,7 @@ import {
 import {
   canonicalDigest,
   emptyResourceSet,
+  encodedResource,
   makeResource,
   toResourceSet,
   type ProxyIdentity,
@@ -29,8 +31,22 @@ import {
 } from '../resource';
 import { componentSpiffeIdOf, spiffeIdOf, type TrafficPolicy } from '@trellis/mesh-schema';
 import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
-import { inboundListener, outboundHttpListener, outboundTcpListener, proxylessApiListener, proxylessServerListener } from './listeners';
-import { meshSni, outboundClusterName, proxylessClusterName, tcpDependencyReason } from './names';
+import {
+  encodeInboundListener,
+  encodeOutboundHttpListener,
+  encodeOutboundTcpListener,
+  proxylessApiListener,
+  proxylessServerListener,
+} from './listeners';
+import {
+  inboundListenerName,
+  meshSni,
+  OUTBOUND_HTTP_NAME,
+  outboundClusterName,
+  outboundTcpListenerName,
+  proxylessClusterName,
+  tcpDependencyReason,
+} from './names';
 import { refusedTargetCluster, refusedTargetEndpoints, refusedTargetListener } from './refused-target';
 import { tracingCollectorCluster } from './tracing';
 import {
@@ -44,10 +60,12 @@ import {
 } from './routes';
 
 const listener = (l: Listener) => makeResource(TypeUrl.Listener, Listener, l.name, l);
+/** A sidecar listener written by its encoder (sidecar-listener.ts), without the message object. */
+const encodedListener = (name: string, any: Any) => encodedResource(TypeUrl.Listener, name, any);
 const routes = (r: RouteConfiguration) => makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, r.name, r);
 const cluster = (c: Cluster) => makeResource(TypeUrl.Cluster, Cluster, c.name, c);
 
-type InboundService = Parameters<typeof inboundListener>[0] & Parameters<typeof inboundRouteConfig>[0];
+type InboundService = Parameters<typeof encodeInboundListener>[0] & Parameters<typeof inboundRouteConfig>[0];
 
 // Every resource a proxy gets comes from one of these, each a function of one
 // plain-data input and nothing else. The memo keys a resource by its builder and
@@ -56,14 +74,14 @@ type InboundService = Parameters<typeof inboundListener>[0] & Parameters<typeof 
 // subsets and weights, not its endpoints), so unrelated changes still hit.
 const build = {
   inboundListener: (i: { service: InboundService; tokens: MeshTokens; settings: TranslatorSettings; trustDomain: string }) =>
-    listener(inboundListener(i.service, i.tokens, i.settings, i.trustDomain)),
+    encodedListener(inboundListenerName(i.service.name), encodeInboundListener(i.service, i.tokens, i.settings, i.trustDomain)),
   inboundRoutes: (i: { service: InboundService }) => routes(inboundRouteConfig(i.service)),
   outboundListener: (i: { source: string; settings: TranslatorSettings; perRouteRateLimit: boolean }) =>
-    listener(outboundHttpListener({ name: i.source }, i.settings, i.perRouteRateLimit)),
+    encodedListener(OUTBOUND_HTTP_NAME, encodeOutboundHttpListener({ name: i.source }, i.settings, i.perRouteRateLimit)),
   outboundRoutes: (i: { source: string; deps: Array<{ dep: RouteDependency; callee: RouteTarget }> }) =>
     routes(outboundRouteConfig({ name: i.source }, i.deps)),
   tcpListener: (i: { source: string; callee: { name: string; port: number } }) =>
-    listener(outboundTcpListener({ name: i.source }, i.callee)),
+    encodedListener(outboundTcpListenerName(i.callee.name), encodeOutboundTcpListener({ name: i.source }, i.callee)),
   sidecarCluster: (i: ClusterInput) => cluster(sidecarCluster(i)),
   proxylessCluster: (i: ClusterInput) => cluster(proxylessCluster(i)),
   endpoints: (i: { clusterName: string; localities: readonly LocalityEndpoints[] }) =>

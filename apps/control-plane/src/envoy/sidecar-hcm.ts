@@ -83,22 +83,39 @@ const writer = new BinaryWriter();
 
 /** `packAny(HttpConnectionManager, sidecarHttpConnectionManager(parts))`, byte for byte. */
 export function encodeSidecarHttpConnectionManager(parts: SidecarHcmParts): Any {
-  const c = encodedConstants();
   let bytes: Uint8Array;
   try {
-    // The generated encoder's field order; proto3 leaves empty strings out.
-    if (parts.statPrefix !== '') writer.uint32(STAT_PREFIX).string(parts.statPrefix);
-    writer.uint32(RDS).fork().uint32(RDS_CONFIG_SOURCE).bytes(c.configSource);
-    if (parts.routeName !== '') writer.uint32(RDS_ROUTE_CONFIG_NAME).string(parts.routeName);
-    writer.join();
-    for (const filter of parts.httpFilters) HttpFilter.encode(filter, writer.uint32(HTTP_FILTERS).fork()).join();
-    HttpConnectionManager_Tracing.encode(HttpConnectionManager_Tracing.fromPartial(parts.tracing), writer.uint32(TRACING).fork()).join();
-    if (parts.explicitProxy) writer.uint32(HTTP_PROTOCOL_OPTIONS).bytes(c.explicitProxy);
-    AccessLog.encode(parts.accessLog, writer.uint32(ACCESS_LOG).fork()).join();
-    bytes = writer.raw(c.fixed).finish();
+    bytes = writeSidecarHttpConnectionManager(parts, writer).finish();
   } catch (err) {
     writer.finish(); // drop what a failed encoding left in the shared writer
     throw err;
   }
-  return { $type: 'google.protobuf.Any', typeUrl: c.typeUrl, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+  return {
+    $type: 'google.protobuf.Any',
+    typeUrl: encodedConstants().typeUrl,
+    value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  };
+}
+
+/** The type URL of an encoded connection manager (what an `Any` holding one names). */
+export function httpConnectionManagerTypeUrl(): string {
+  return encodedConstants().typeUrl;
+}
+
+/**
+ * Writes the connection manager's fields (the message's body, without a tag or length) into `w`:
+ * what a listener holding one writes in place, inside its own filter's `Any`, instead of copying it in.
+ */
+export function writeSidecarHttpConnectionManager(parts: SidecarHcmParts, w: BinaryWriter): BinaryWriter {
+  const c = encodedConstants();
+  // The generated encoder's field order; proto3 leaves empty strings out.
+  if (parts.statPrefix !== '') w.uint32(STAT_PREFIX).string(parts.statPrefix);
+  w.uint32(RDS).fork().uint32(RDS_CONFIG_SOURCE).bytes(c.configSource);
+  if (parts.routeName !== '') w.uint32(RDS_ROUTE_CONFIG_NAME).string(parts.routeName);
+  w.join();
+  for (const filter of parts.httpFilters) HttpFilter.encode(filter, w.uint32(HTTP_FILTERS).fork()).join();
+  HttpConnectionManager_Tracing.encode(HttpConnectionManager_Tracing.fromPartial(parts.tracing), w.uint32(TRACING).fork()).join();
+  if (parts.explicitProxy) w.uint32(HTTP_PROTOCOL_OPTIONS).bytes(c.explicitProxy);
+  AccessLog.encode(parts.accessLog, w.uint32(ACCESS_LOG).fork()).join();
+  return w.raw(c.fixed);
 }

@@ -36,7 +36,11 @@ export function proxyKindOf(userAgentName: string | undefined): ProxyKind {
 
 /** Encodes a message once and wraps it as an XdsResource. */
 export function makeResource<M extends UnknownMessage>(typeUrl: XdsTypeUrl, type: MessageType<M>, name: string, message: M): XdsResource {
-  const any = packAny(type, message);
+  return encodedResource(typeUrl, name, packAny(type, message));
+}
+
+/** Wraps a message already encoded (by a builder that writes its bytes itself) as an XdsResource. */
+export function encodedResource(typeUrl: XdsTypeUrl, name: string, any: Any): XdsResource {
   if (any.typeUrl !== typeUrl) throw new Error(`makeResource: ${name} is ${any.typeUrl}, expected ${typeUrl}`);
   return { name, typeUrl, any, hash: hash('sha256', any.value, 'hex') };
 }
