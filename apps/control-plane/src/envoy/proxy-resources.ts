@@ -50,8 +50,8 @@ import {
 import { refusedTargetCluster, refusedTargetEndpoints, refusedTargetListener } from './refused-target';
 import { tracingCollectorCluster } from './tracing';
 import {
+  encodeOutboundRouteConfig,
   inboundRouteConfig,
-  outboundRouteConfig,
   proxylessRouteConfig,
   ROUTE_POLICY_FIELDS,
   type RouteDependency,
@@ -79,7 +79,7 @@ const build = {
   outboundListener: (i: { source: string; settings: TranslatorSettings; perRouteRateLimit: boolean }) =>
     encodedListener(OUTBOUND_HTTP_NAME, encodeOutboundHttpListener({ name: i.source }, i.settings, i.perRouteRateLimit)),
   outboundRoutes: (i: { source: string; deps: Array<{ dep: RouteDependency; callee: RouteTarget }> }) =>
-    routes(outboundRouteConfig({ name: i.source }, i.deps)),
+    encodedResource(TypeUrl.RouteConfiguration, OUTBOUND_HTTP_NAME, encodeOutboundRouteConfig({ name: i.source }, i.deps)),
   tcpListener: (i: { source: string; callee: { name: string; port: number } }) =>
     encodedListener(outboundTcpListenerName(i.callee.name), encodeOutboundTcpListener({ name: i.source }, i.callee)),
   sidecarCluster: (i: ClusterInput) => cluster(sidecarCluster(i)),

@@ -1,12 +1,25 @@
-import { unpackAnyAs } from '@trellis/envoy-types';
+import { packAny, TypeUrl, unpackAnyAs } from '@trellis/envoy-types';
 import type { RouteAction } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
-import type { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
+import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
 import { LocalRateLimit } from '@trellis/envoy-types/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
 import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
-import { dependencyPolicy, type DependencyModel, type MeshModel } from '../model';
+import { meshArbitrary, meshStateOf, propertyRuns } from '@trellis/mesh-schema/testing';
+import fc from 'fast-check';
+import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, dependencyPolicy, type DependencyModel, type MeshModel } from '../model';
 import { MeshFixture } from '../model/mesh-fixture';
-import { inboundRouteConfig, outboundRouteConfig, proxylessRouteConfig } from './routes';
+import { OUTBOUND_HTTP_NAME } from './names';
+import { buildProxyResources } from './proxy-resources';
+import {
+  encodeOutboundRouteConfig,
+  inboundRouteConfig,
+  outboundRouteConfig,
+  proxylessRouteConfig,
+  ROUTE_POLICY_FIELDS,
+  type RouteDependency,
+  type RoutePolicy,
+  type RouteTarget,
+} from './routes';
 
 function actionOf(routes: RouteConfiguration, vhost = 0): RouteAction {
   const action = routes.virtualHosts[vhost]!.routes[0]!.action;
@@ -165,5 +178,67 @@ describe('ring_hash routes carry a hash policy', () => {
       { policySpecifier: { $case: 'header' } },
     ]);
     expect(routeOf({ loadBalancing: 'ring_hash' }, 'proxyless')).toEqual([]);
+  });
+});
+
+// The fast path (written into a writer around constant bytes) against the reference (the whole
+// RouteConfiguration built and encoded by the generated code).
+describe('encodeOutboundRouteConfig', () => {
+  const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
+  /** A caller's HTTP dependencies as translation projects them for its routes (proxy-resources.ts). */
+  function routeDeps(model: MeshModel, service: string): Array<{ dep: RouteDependency; callee: RouteTarget }> {
+    return model.services
+      .get(service)!
+      .dependencies.map((dep) => ({ dep, callee: model.services.get(dep.service)! }))
+      .filter(({ callee }) => callee.protocol !== 'tcp')
+      .map(({ dep, callee }) => {
+        const policy = dependencyPolicy(callee, dep);
+        const projected: RoutePolicy = {};
+        for (const field of ROUTE_POLICY_FIELDS) if (policy[field] !== undefined) Object.assign(projected, { [field]: policy[field] });
+        const rateLimit = dep.override?.rateLimit;
+        return {
+          dep: { policy: projected, ...(rateLimit !== undefined ? { override: { rateLimit } } : {}) },
+          callee: { name: callee.name, port: callee.port, upstreams: callee.upstreams.map(({ subset, weight }) => ({ subset, weight })) },
+        };
+      });
+  }
+
+  it('encodes byte for byte what the generated encoder gives for the routes of generated meshes, from any caller name', () => {
+    let compared = 0;
+    fc.assert(
+      fc.property(meshArbitrary, fc.string({ maxLength: 30 }), (mesh, otherName) => {
+        const generated = buildMeshModel(meshStateOf(mesh), DEFAULT_TRANSLATOR_SETTINGS);
+        for (const service of generated.services.keys()) {
+          const deps = routeDeps(generated, service);
+          for (const source of [{ name: service }, { name: otherName }]) {
+            const reference = packAny(RouteConfiguration, outboundRouteConfig(source, deps));
+            // Twice: the second time every route action comes from what the first remembered.
+            for (let i = 0; i < 2; i++) {
+              const fast = encodeOutboundRouteConfig(source, deps);
+              expect(fast.typeUrl).toBe(reference.typeUrl);
+              expect(hex(fast.value)).toBe(hex(reference.value));
+            }
+          }
+          // What a sidecar is sent.
+          const sent = buildProxyResources(generated, { service, kind: 'envoy' }).get(TypeUrl.RouteConfiguration)!.get(OUTBOUND_HTTP_NAME);
+          if (deps.length > 0) {
+            expect(hex(sent!.any.value)).toBe(hex(packAny(RouteConfiguration, outboundRouteConfig({ name: service }, deps)).value));
+            compared++;
+          } else expect(sent).toBeUndefined();
+        }
+      }),
+      { numRuns: propertyRuns(100) },
+    );
+    expect(compared).toBeGreaterThan(50);
+  });
+
+  it('the model fixture: a rate limit override and weighted subsets', () => {
+    const deps = routeDeps(model, 'a');
+    expect(hex(encodeOutboundRouteConfig({ name: 'a' }, deps).value)).toBe(
+      hex(packAny(RouteConfiguration, outboundRouteConfig({ name: 'a' }, deps)).value),
+    );
+    expect(deps[1]!.dep.override?.rateLimit).toBeDefined();
+    expect(deps[1]!.callee.upstreams).toHaveLength(2);
   });
 });

@@ -1,8 +1,18 @@
 // Mesh model → RouteConfiguration.
 import { HeaderValueOption_HeaderAppendAction } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { RouteConfiguration, type DeepPartial } from '@trellis/envoy-types/envoy/config/route/v3/route';
-import { RetryPolicy, RouteAction, WeightedCluster, type VirtualHost } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
-import type { Any } from '@trellis/envoy-types/google/protobuf/any';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { typeUrlOf } from '@trellis/envoy-types';
+import {
+  RetryPolicy,
+  Route,
+  RouteAction,
+  RouteMatch,
+  VirtualHost,
+  WeightedCluster,
+} from '@trellis/envoy-types/envoy/config/route/v3/route_components';
+import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import { Any as AnyMessage, type Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { ServiceModel, UpstreamModel } from '../model';
 import { duration } from './common';
@@ -10,6 +20,9 @@ import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filte
 import { healthProbeOf, probeRouteMatch } from './health-probe';
 import {
   CALLER_HEADER,
+  CONTEXT_DESTINATION,
+  CONTEXT_DIRECTION,
+  CONTEXT_SOURCE,
   FILTER,
   inboundRouteName,
   LOCAL_APP_CLUSTER_NAME,
@@ -177,6 +190,144 @@ export function outboundRouteConfig(
   });
   // Plain partials, copied once here (a VirtualHost.fromPartial of each would copy them twice).
   return RouteConfiguration.fromPartial({ name: OUTBOUND_HTTP_NAME, virtualHosts, validateClusters: false });
+}
+
+// The outbound routes, encoded. Every sidecar has its own (the ext_authz context of each
+// route names the caller, the 404 names it too), so a connection storm encodes one per
+// identity: they are written straight into a writer around bytes encoded once (a route's
+// match, the undeclared host's fixed parts) and a route action encoded once per
+// dependency projection and callee (shared by every caller of the callee), instead of
+// building the RouteConfiguration object graph to encode it. Byte for byte
+// `packAny(RouteConfiguration, outboundRouteConfig(…))` (routes.test.ts holds the two to it
+// on generated input).
+
+// Field tags (field number << 3 | wire type) of the fields written below.
+const CONFIG_NAME = (1 << 3) | 2;
+const CONFIG_VIRTUAL_HOSTS = (2 << 3) | 2;
+const HOST_NAME = (1 << 3) | 2;
+const HOST_DOMAINS = (2 << 3) | 2;
+const HOST_ROUTES = (3 << 3) | 2;
+const ROUTE_NAME = (14 << 3) | 2;
+const ROUTE_MATCH = (1 << 3) | 2;
+const ROUTE_ROUTE = (2 << 3) | 2;
+const ROUTE_DIRECT_RESPONSE = (7 << 3) | 2;
+const ROUTE_TYPED_PER_FILTER_CONFIG = (13 << 3) | 2;
+const MAP_KEY = (1 << 3) | 2;
+const MAP_VALUE = (2 << 3) | 2;
+const ANY_TYPE_URL = (1 << 3) | 2;
+const ANY_VALUE = (2 << 3) | 2;
+const PER_ROUTE_CHECK_SETTINGS = (2 << 3) | 2;
+const CHECK_CONTEXT_EXTENSIONS = (1 << 3) | 2;
+const DIRECT_STATUS = (1 << 3) | 0;
+const DIRECT_BODY = (2 << 3) | 2;
+const DATA_INLINE_STRING = (3 << 3) | 2;
+
+let constants:
+  | {
+      typeUrl: string;
+      perRouteTypeUrl: string;
+      prefixMatch: Uint8Array;
+      undeclared: Uint8Array;
+      undeclaredRoute: Uint8Array;
+      authzOff: Uint8Array;
+      tail: Uint8Array;
+    }
+  | undefined;
+function encodedConstants(): NonNullable<typeof constants> {
+  const prefix = { pathSpecifier: { $case: 'prefix' as const, value: '/' } };
+  return (constants ??= {
+    typeUrl: typeUrlOf(RouteConfiguration),
+    perRouteTypeUrl: typeUrlOf(ExtAuthzPerRoute),
+    prefixMatch: RouteMatch.encode(RouteMatch.fromPartial(prefix)).finish(),
+    // The undeclared host's name and domains, its route's name and match, and that route's ext_authz entry:
+    // each message's fields before, and after, the one that varies (the generated encoders' order).
+    undeclared: VirtualHost.encode(VirtualHost.fromPartial({ name: 'undeclared', domains: ['*'] })).finish(),
+    undeclaredRoute: Route.encode(Route.fromPartial({ name: 'undeclared', match: prefix })).finish(),
+    authzOff: Route.encode(Route.fromPartial({ typedPerFilterConfig: { [FILTER.extAuthz]: extAuthzDisabled() } })).finish(),
+    tail: RouteConfiguration.encode(RouteConfiguration.fromPartial({ validateClusters: false })).finish(),
+  });
+}
+
+/** A dependency's route action, encoded once per route projection and callee (both made once per model object and shared). */
+const routeActions = new WeakMap<RoutePolicy, WeakMap<RouteTarget, Uint8Array>>();
+function encodedRouteAction(callee: RouteTarget, policy: RoutePolicy): Uint8Array {
+  let byCallee = routeActions.get(policy);
+  if (!byCallee) routeActions.set(policy, (byCallee = new WeakMap()));
+  let bytes = byCallee.get(callee);
+  if (!bytes) byCallee.set(callee, (bytes = RouteAction.encode(routeAction(callee, policy, false)).finish()));
+  return bytes;
+}
+
+/** One writer for every encoding (they never overlap); `finish()` copies the bytes out. */
+const writer = new BinaryWriter();
+
+/**
+ * `packAny(RouteConfiguration, outboundRouteConfig(source, deps))`, byte for byte. The projections in `deps`
+ * are never mutated (each route action is remembered per projection object).
+ */
+export function encodeOutboundRouteConfig(
+  source: Pick<ServiceModel, 'name'>,
+  deps: ReadonlyArray<{ dep: RouteDependency; callee: RouteTarget }>,
+): Any {
+  const c = encodedConstants();
+  let bytes: Uint8Array;
+  try {
+    bytes = writeOutboundRoutes(source.name, deps, c, writer).finish();
+  } catch (err) {
+    writer.finish(); // drop what a failed encoding left in the shared writer
+    throw err;
+  }
+  return { $type: 'google.protobuf.Any', typeUrl: c.typeUrl, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+// The generated encoders' field order; proto3 leaves empty strings out.
+function writeOutboundRoutes(
+  source: string,
+  deps: ReadonlyArray<{ dep: RouteDependency; callee: RouteTarget }>,
+  c: NonNullable<typeof constants>,
+  w: BinaryWriter,
+): BinaryWriter {
+  w.uint32(CONFIG_NAME).string(OUTBOUND_HTTP_NAME);
+  for (const { dep, callee } of deps) {
+    w.uint32(CONFIG_VIRTUAL_HOSTS).fork();
+    if (callee.name !== '') w.uint32(HOST_NAME).string(callee.name);
+    for (const domain of domainsOf(callee)) w.uint32(HOST_DOMAINS).string(domain);
+    w.uint32(HOST_ROUTES).fork();
+    if (callee.name !== '') w.uint32(ROUTE_NAME).string(callee.name);
+    w.uint32(ROUTE_MATCH).bytes(c.prefixMatch);
+    w.uint32(ROUTE_ROUTE).bytes(encodedRouteAction(callee, dep.policy));
+    // typed_per_filter_config, in the reference's key order: ext_authz's context, then the caller's own rate limit.
+    w.uint32(ROUTE_TYPED_PER_FILTER_CONFIG).fork().uint32(MAP_KEY).string(FILTER.extAuthz).uint32(MAP_VALUE).fork();
+    w.uint32(ANY_TYPE_URL).string(c.perRouteTypeUrl).uint32(ANY_VALUE).fork().uint32(PER_ROUTE_CHECK_SETTINGS).fork();
+    contextExtension(w, CONTEXT_DIRECTION, 'outbound');
+    contextExtension(w, CONTEXT_DESTINATION, callee.name);
+    contextExtension(w, CONTEXT_SOURCE, source);
+    w.join().join().join().join();
+    if (dep.override?.rateLimit) {
+      const limit = localRateLimitConfig(statPrefix(`outbound_${callee.name}_ratelimit`), dep.override.rateLimit);
+      w.uint32(ROUTE_TYPED_PER_FILTER_CONFIG).fork().uint32(MAP_KEY).string(FILTER.localRateLimit);
+      AnyMessage.encode(limit, w.uint32(MAP_VALUE).fork()).join().join();
+    }
+    w.join().join();
+  }
+  // Anything else: a 404 naming the cause, without a call to authz.
+  w.uint32(CONFIG_VIRTUAL_HOSTS).fork().raw(c.undeclared).uint32(HOST_ROUTES).fork().raw(c.undeclaredRoute);
+  w.uint32(ROUTE_DIRECT_RESPONSE).fork().uint32(DIRECT_STATUS).uint32(404);
+  w.uint32(DIRECT_BODY)
+    .fork()
+    .uint32(DATA_INLINE_STRING)
+    .string(`${undeclaredDependencyReason(source)}\n`)
+    .join()
+    .join();
+  w.raw(c.authzOff).join().join();
+  return w.raw(c.tail);
+}
+
+function contextExtension(w: BinaryWriter, key: string, value: string): void {
+  w.uint32(CHECK_CONTEXT_EXTENSIONS).fork();
+  if (key !== '') w.uint32(MAP_KEY).string(key);
+  if (value !== '') w.uint32(MAP_VALUE).string(value);
+  w.join();
 }
 
 /**
