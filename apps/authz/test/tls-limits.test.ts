@@ -76,17 +76,17 @@ describe('authz: TLS ports under attacks before any request', () => {
       sockets.push(socket);
       socket.once('error', reject);
     });
-  /** Through the mTLS handshake with service-a's certificate (ALPN h2), then not a byte. */
-  const handshaken = () =>
+  /** Through the mTLS handshake with service-a's certificate (ALPN h2 on the gRPC port), then not a byte. */
+  const handshaken = (port = a.authz.grpcPort) =>
     new Promise<Socket>((resolve, reject) => {
       const socket = connectTls(
         {
           host: '127.0.0.1',
-          port: a.authz.grpcPort,
+          port,
           ca: root.certificatePem,
           key: certificate.keyPem,
           cert: certificate.chainPem,
-          ALPNProtocols: ['h2'],
+          ...(port === a.authz.grpcPort ? { ALPNProtocols: ['h2'] } : {}),
           checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(TRUST_DOMAIN, 'authz')),
         },
         () => resolve(socket),
@@ -118,6 +118,7 @@ describe('authz: TLS ports under attacks before any request', () => {
       TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '3000',
       TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: '3000',
       TRELLIS_TLS_MAX_PENDING_CONNECTIONS: String(MAX_PENDING),
+      TRELLIS_HTTP_HEADERS_TIMEOUT_MS: '3000',
     });
     const key = await generateWorkloadKey('service-a');
     const res = await fetch(`http://127.0.0.1:${a.authz.httpPort}/v1/certificate`, {
@@ -172,5 +173,9 @@ describe('authz: TLS ports under attacks before any request', () => {
       loris.stop();
     }
     expect(await refused('mtls', 'handshake_timeout')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('the mTLS token port closes a connection that finishes its handshake and never sends a request', async () => {
+    await closed(await handshaken(a.authz.mtlsPort!));
   });
 });

@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { closeHttpServer, listenHttp } from './http-server';
 
 /** A GET through `agent` that resolves with the status, or the error when the connection is cut. */
@@ -22,6 +23,59 @@ describe('listenHttp', () => {
       await expect(listenHttp((_req, res) => res.end(), '127.0.0.1', first.port)).rejects.toMatchObject({ code: 'EADDRINUSE' });
     } finally {
       await closeHttpServer(first.server, 1_000);
+    }
+  });
+});
+
+describe('listenHttp against connections that send nothing', () => {
+  const closed = (socket: Socket) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
+      socket.on('error', () => undefined);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  const open = (port: number) =>
+    new Promise<Socket>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => resolve(socket));
+      socket.once('error', reject);
+    });
+
+  it('attack: closes a connection that never sends a byte (no request, so no request timeout sees it); serves others meanwhile', async () => {
+    const { server, port } = await listenHttp((_req, res) => res.end('ok'), '127.0.0.1', 0, { headersTimeoutMs: 1_000 });
+    try {
+      const silent = await open(port);
+      const gone = closed(silent);
+      expect(await get(port, '/')).toBe(200);
+      await gone;
+    } finally {
+      await closeHttpServer(server, 1_000);
+    }
+  });
+
+  it('leaves a request whose handler is slower than the headers timeout, and the keep-alive connection after it, alone', async () => {
+    const { server, port } = await listenHttp(
+      (req, res) => {
+        if (req.url === '/slow') setTimeout(() => res.end('late'), 2_500);
+        else res.end('ok');
+      },
+      '127.0.0.1',
+      0,
+      { headersTimeoutMs: 1_000 },
+    );
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      let sockets = 0;
+      server.on('connection', () => sockets++);
+      expect(await get(port, '/slow', agent)).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 2_500)); // idle longer than the headers timeout
+      expect(await get(port, '/', agent)).toBe(200);
+      expect(sockets).toBe(1); // the same keep-alive connection served both
+    } finally {
+      agent.destroy();
+      await closeHttpServer(server, 1_000);
     }
   });
 });

@@ -1,6 +1,8 @@
 // The HTTP side of every app: listen, report the bound port, close gracefully.
-import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 
 export interface ListeningHttpServer {
   server: Server;
@@ -43,6 +45,7 @@ export async function listenHttp(
   // Outlive the idle timeouts of scrapers and load balancers, so they never reuse a socket we just closed.
   // (An idle keep-alive socket is this timeout's business; headersTimeout counts from a request's first byte.)
   server.keepAliveTimeout = 65_000;
+  closeSilentConnections(server, headersTimeout);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -51,6 +54,23 @@ export async function listenHttp(
     });
   });
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/**
+ * Node starts headersTimeout and requestTimeout at a request's first byte, so a connection that
+ * sends nothing at all is no request and is held until the client leaves (a silent slow loris).
+ * Until its first request arrives, each connection gets an idle timeout of `ms` (Node closes a
+ * socket whose timeout fires and nobody handles it); from then on the request timeouts and
+ * keepAliveTimeout govern it, as before. On an HTTPS server it starts at the handshake's end.
+ */
+export function closeSilentConnections(server: Server | HttpsServer, ms: number): void {
+  const firstRequestSeen = new WeakSet<Socket>();
+  server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => socket.setTimeout(ms));
+  server.on('request', (req: IncomingMessage) => {
+    if (firstRequestSeen.has(req.socket)) return;
+    firstRequestSeen.add(req.socket);
+    req.socket.setTimeout(0);
+  });
 }
 
 /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then cuts what is left. */

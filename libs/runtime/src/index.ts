@@ -4,6 +4,7 @@ export { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, tlsLimitsEn
 export { Health, opsRouter, type MetricsSource, type ReadinessCheck, type ReadinessListener } from './health';
 export {
   closeHttpServer,
+  closeSilentConnections,
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   listenHttp,

@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
 import {
+  closeSilentConnections,
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
@@ -59,6 +60,7 @@ export async function listenMtls(
     handler,
   );
   server.keepAliveTimeout = 65_000;
+  closeSilentConnections(server, headersTimeout);
   // A client trickling its ClientHello is a slow loris before HTTP starts (Node's default waits 120 s);
   // so is a flood of them, which the cap on connections still in their handshake bounds.
   const guard = guardTlsServer(server, {

@@ -7,9 +7,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { certificateFilesIn, proxylessBootstrap } from '@trellis/sdk-node';
-import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { createLogger, createMetricsRegistry, Health, opsRouter, type Logger } from '@trellis/runtime';
+import { createLogger, createMetricsRegistry, Health, listenHttp, opsRouter, type ListeningHttpServer, type Logger } from '@trellis/runtime';
 import { basicCredential, renderEnvoyBootstrap, writeAtomically, writeSidecarSdsFiles } from '../bootstrap/envoy-bootstrap';
 import { createRegistryClient } from '../registry/registry-client';
 import { Agent } from './agent';
@@ -49,14 +48,15 @@ export async function runAgent(config: AgentConfig, command: string[]): Promise<
   });
   health.addCheck('registered', () => agent.serving);
 
-  let server: ReturnType<express.Express['listen']> | undefined;
+  let server: ListeningHttpServer['server'] | undefined;
   if (config.http) {
     const app = express();
     app.disable('x-powered-by');
     app.use(opsRouter(health, metricsRegistry));
-    server = app.listen(config.http.port, config.http.host);
-    await once(server, 'listening');
-    logger.info({ host: config.http.host, port: (server.address() as AddressInfo).port }, 'agent health and metrics listening');
+    // The apps' listener, with their slow-client limits (Node's own wait 60 s for headers, forever for a silent socket).
+    const listening = await listenHttp(app, config.http.host, config.http.port);
+    server = listening.server;
+    logger.info({ host: config.http.host, port: listening.port }, 'agent health and metrics listening');
   }
 
   // The app and its sidecar read the certificate files from their start: have them first.
