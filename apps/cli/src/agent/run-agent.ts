@@ -8,7 +8,15 @@ import { dirname } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { certificateFilesIn, proxylessBootstrap } from '@trellis/sdk-node';
 import express from 'express';
-import { createLogger, createMetricsRegistry, Health, listenHttp, opsRouter, type ListeningHttpServer, type Logger } from '@trellis/runtime';
+import {
+  createLogger,
+  createMetricsRegistry,
+  Health,
+  listenHttp,
+  opsRouter,
+  type ListeningHttpServer,
+  type Logger,
+} from '@trellis/runtime';
 import { basicCredential, renderEnvoyBootstrap, writeAtomically, writeSidecarSdsFiles } from '../bootstrap/envoy-bootstrap';
 import { createRegistryClient } from '../registry/registry-client';
 import { Agent } from './agent';
