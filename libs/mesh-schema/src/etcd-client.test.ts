@@ -1,12 +1,37 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { etcdOptionsFromEnv, prefixEnd } from './etcd-client';
+import { ExponentialBackoff } from 'cockatiel';
+import { etcdOptionsFromEnv, prefixEnd, WatchReconnectBackoff } from './etcd-client';
 
 describe('prefixEnd', () => {
   it('is the smallest key after the prefix range', () => {
     expect(prefixEnd('/a/').toString()).toBe('/a0');
     expect(prefixEnd('ab')).toEqual(Buffer.from('ac'));
+  });
+});
+
+describe('WatchReconnectBackoff', () => {
+  interface Step {
+    duration: number;
+    next(): Step | undefined;
+  }
+  const steps = (durations: number[]): Step => {
+    const at = (i: number): Step => ({ duration: durations[i]!, next: () => (i + 1 < durations.length ? at(i + 1) : undefined) });
+    return at(0);
+  };
+
+  it('waits as its backoff says while a watch is attached', () => {
+    const first = new WatchReconnectBackoff(steps([0, 100, 400]), () => false).next()!;
+    expect([first.duration, first.next()!.duration, first.next()!.next()]).toEqual([100, 400, undefined]);
+  });
+
+  it('reopens at once when no watch is left, so no timer outlives a closed client', () => {
+    let idle = false;
+    const backoff = new WatchReconnectBackoff(new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }), () => idle).next()!.next()!;
+    expect(backoff.duration).toBeGreaterThan(0);
+    idle = true;
+    expect([backoff.duration, backoff.next()!.duration]).toEqual([0, 0]);
   });
 });
 

@@ -47,10 +47,13 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
       // else to go, so a breaker would only delay noticing that etcd is back.
       host: () =>
         multiHost ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }) : noop,
-      // Watch streams reconnect quickly (0.1 s … 2 s), not after etcd3's default up to 30 s.
+      // Watch streams reconnect quickly (0.1 s … 2 s), not after etcd3's default up to 30 s;
+      // at once when no watch is left (see WatchReconnectBackoff).
       // etcd3 calls `.next()` on this to (re)start the sequence, as with its own
       // default (an ExponentialBackoff); its type asks for a started backoff.
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }) as unknown as IBackoff<unknown>,
+      watchBackoff: new WatchReconnectBackoff(new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }), () =>
+        watchesIdle(client),
+      ) as unknown as IBackoff<unknown>,
     },
   };
   if (opts.tls) {
@@ -58,7 +61,43 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
     options.credentials = { rootCertificate: (opts.tls.ca ?? null) as Buffer, privateKey: opts.tls.key, certChain: opts.tls.cert };
   }
   if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
-  return new Etcd3(options);
+  const client = new Etcd3(options);
+  return client;
+}
+
+/** What etcd3's watch backoff is asked for: a delay, and the next one. */
+interface WatchBackoffStep {
+  readonly duration: number;
+  next(context?: unknown): WatchBackoffStep | undefined;
+}
+
+/**
+ * The delay before etcd3 reopens its watch stream, 0 while no watch is attached. etcd3
+ * (1.1.2) schedules a reopen whenever the stream ends, also when it ended it itself
+ * because the last watch was cancelled or the client closed; that reopen finds no watch
+ * and does nothing, but its timer (up to the 2 s maximum) kept a process that had closed
+ * everything alive (jest: "did not exit one second after the test run has completed").
+ */
+export class WatchReconnectBackoff implements WatchBackoffStep {
+  constructor(
+    private readonly inner: { readonly duration?: number; next(context?: unknown): WatchBackoffStep | undefined },
+    private readonly idle: () => boolean,
+  ) {}
+
+  get duration(): number {
+    return this.idle() ? 0 : (this.inner.duration ?? 0);
+  }
+
+  next(): WatchReconnectBackoff | undefined {
+    const next = this.inner.next(undefined);
+    return next && new WatchReconnectBackoff(next, this.idle);
+  }
+}
+
+/** Whether `client` has no watch attached: etcd3 keeps them in its (private) watch manager; false if that is not there. */
+function watchesIdle(client: Etcd3): boolean {
+  const manager = (client as unknown as { watchManager?: { watchers?: unknown[] } }).watchManager;
+  return Array.isArray(manager?.watchers) && manager.watchers.length === 0;
 }
 
 /** Connection options from `etcdEnvSchema` values: reads the TLS and password files. */
