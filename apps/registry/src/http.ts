@@ -158,15 +158,21 @@ export function parseIfMatch(header: string | undefined): string | undefined {
 
 /**
  * A write's JSON answer: the status, headers and bytes `res.json` sends, without express's
- * `send` — its Content-Type charset parsing, ETag generation and freshness check serve
- * GETs and cost a write ~15 µs (docs/benchmarks.md, registry). Not for GETs: a 304 for a
- * matching If-None-Match is `send`'s. The app sets no JSON replacer, spaces or escaping.
+ * `send` — its Content-Type charset parsing and freshness check serve GETs and cost a write
+ * ~15 µs (docs/benchmarks.md, registry). Without an ETag set, express's own ETag function
+ * makes the one `send` would. Not for GETs: a 304 for a matching If-None-Match is `send`'s.
+ * The app sets no JSON replacer, spaces or escaping.
  */
 export function sendWriteJson(res: Response, status: number, value: object): void {
   const body = JSON.stringify(value);
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
+  const etagOfBody = res.app.get('etag fn') as ((body: string, encoding: BufferEncoding) => string | undefined) | undefined;
+  if (!res.getHeader('ETag') && typeof etagOfBody === 'function') {
+    const etag = etagOfBody(body, 'utf8');
+    if (etag) res.setHeader('ETag', etag);
+  }
   res.end(body);
 }
 

@@ -5,7 +5,7 @@ import { Router } from 'express';
 import { InstanceId, ServiceName } from '@trellis/mesh-schema';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
-import { parseParam, parseWith, setViewAge, type RouteGuards } from '../http';
+import { parseParam, parseWith, sendWriteJson, setViewAge, type RouteGuards } from '../http';
 import { InstanceRegistration } from './schemas';
 
 export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): Router {
@@ -24,10 +24,9 @@ export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): R
     const name = parseParam(ServiceName, req.params['name'], 'name');
     const registration = parseWith(InstanceRegistration, req.body);
     const record = await catalog.registerInstance(principalOf(res), name, registration);
-    res
-      .status(201)
-      .location(`/api/v1/services/${name}/instances/${record.id}`)
-      .json({ ...record, ttlSeconds: registration.ttlSeconds, heartbeat: `/api/v1/services/${name}/instances/${record.id}/heartbeat` });
+    res.location(`/api/v1/services/${name}/instances/${record.id}`);
+    const heartbeat = `/api/v1/services/${name}/instances/${record.id}/heartbeat`;
+    sendWriteJson(res, 201, { ...record, ttlSeconds: registration.ttlSeconds, heartbeat });
   });
 
   router.put('/services/:name/instances/:id/heartbeat', ...write, async (req, res) => {
