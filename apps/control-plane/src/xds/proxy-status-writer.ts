@@ -88,6 +88,9 @@ export class ProxyStatusWriter implements XdsCallbacks {
         stream: `${controlPlane}/${stream.streamId}`,
         connectedAt: stream.connectedAt.toISOString(),
         updatedAt: now,
+        // Every key in the schema's order from the start: the store then serializes the record as it is
+        // (ProxyStatusEncoder) instead of parsing it with the schema again at every write.
+        meshRevision: undefined,
         types: {},
       },
     });
@@ -237,7 +240,7 @@ function typeStatus(tracked: Tracked, typeUrl: XdsTypeUrl): TypeStatus {
   let entry = tracked.slots[slot];
   if (entry === undefined) {
     const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
-    entry = tracked.status.types[short] ??= {};
+    entry = tracked.status.types[short] ??= { lastSentVersion: undefined, lastAckedVersion: undefined, lastNack: undefined };
     tracked.slots[slot] = entry;
   }
   return entry;

@@ -1,10 +1,10 @@
 // Proxy status: what each xDS stream last ACKed or NACKed, under the control
 // plane replica's lease, one key per stream.
 import type { IRequestOp } from 'etcd3';
-import { encodeValue } from '../codec';
 import { InvalidRecordError } from '../errors';
 import { ProxyStatus } from '../records';
-import { put, validateFirst, type EtcdRecords } from './etcd-records';
+import { put, type EtcdRecords } from './etcd-records';
+import { ProxyStatusEncoder } from './proxy-status-encoder';
 
 /** A stream's status record: the status and the stream it belongs to. */
 export type StreamProxyStatus = ProxyStatus & { stream: string };
@@ -17,6 +17,9 @@ export interface ProxyStatusRef {
 }
 
 export class ProxyStatusStore {
+  /** Parses a record with the schema once; its later writes check only what can have changed. */
+  private readonly encoder = new ProxyStatusEncoder();
+
   constructor(private readonly records: EtcdRecords) {}
 
   /**
@@ -24,9 +27,9 @@ export class ProxyStatusStore {
    * replica is), at a key of its own stream: another stream's record is never touched.
    */
   async putProxyStatus(status: ProxyStatus & { stream: string }, leaseId: string): Promise<void> {
-    const valid = validateFirst(ProxyStatus, `proxy status ${JSON.stringify(`${status.service}/${status.nodeId}`)}`, status);
-    const key = this.records.layout.proxyStatus(valid.service, valid.nodeId, status.stream);
-    await this.records.putKv({ key: Buffer.from(key), value: encodeValue(ProxyStatus, key, status).bytes, lease: leaseId });
+    const bytes = this.encoder.encode(status);
+    const key = this.records.layout.proxyStatus(status.service, status.nodeId, status.stream);
+    await this.records.putKv({ key: Buffer.from(key), value: bytes, lease: leaseId });
   }
   /** Removes one stream's proxy status (it closed); a status that is already gone is fine. */
   async deleteProxyStatus(service: string, nodeId: string, stream: string): Promise<void> {
@@ -49,8 +52,8 @@ export class ProxyStatusStore {
     }));
     for (const status of puts) {
       try {
-        const { value, bytes } = encodeValue(ProxyStatus, `proxy status ${JSON.stringify(`${status.service}/${status.nodeId}`)}`, status);
-        ops.push(put(this.records.layout.proxyStatus(value.service, value.nodeId, status.stream), bytes, leaseId));
+        const bytes = this.encoder.encode(status);
+        ops.push(put(this.records.layout.proxyStatus(status.service, status.nodeId, status.stream), bytes, leaseId));
       } catch (error) {
         if (!(error instanceof InvalidRecordError)) throw error;
         invalid.push({ status, error });
@@ -64,3 +67,4 @@ export class ProxyStatusStore {
     return (await this.records.listVersioned(ProxyStatus, prefix)).map((v) => v.value);
   }
 }
+
