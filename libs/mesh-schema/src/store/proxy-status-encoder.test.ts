@@ -27,10 +27,17 @@ const time = fc.oneof(
   ),
 );
 const text = (maxLength: number) => fc.oneof(fc.string({ maxLength }), fc.string({ minLength: maxLength - 2, maxLength: maxLength + 2 }));
-const revision = fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }).map(String), fc.string({ maxLength: 22 }), fc.constant('12345678901234567890'));
+const revision = fc.oneof(
+  fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }).map(String),
+  fc.string({ maxLength: 22 }),
+  fc.constant('12345678901234567890'),
+);
 const nodeId = fc.oneof(fc.string({ minLength: 1, maxLength: 40 }), fc.constantFrom('', 'a\nb', 'x'.repeat(256), 'x'.repeat(257)));
 const service = fc.oneof(fc.constantFrom('a', 'svc-1', 'checkout'), fc.constantFrom('', 'Bad_Name', '-x'));
-const typeName = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('lds', 'rds', 'cds', 'eds', 'sds') }, fc.constantFrom('xds', '__proto__x'));
+const typeName = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom('lds', 'rds', 'cds', 'eds', 'sds') },
+  fc.constantFrom('xds', '__proto__x'),
+);
 
 const initial = fc.record({
   service,
@@ -52,7 +59,10 @@ const change = fc.oneof(
       op: fc.constant('version' as const),
       type: typeName,
       field: fc.constantFrom('lastSentVersion', 'lastAckedVersion'),
-      value: fc.oneof({ weight: 5, arbitrary: fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 16, maxLength: 16 }) }, text(128)),
+      value: fc.oneof(
+        { weight: 5, arbitrary: fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 16, maxLength: 16 }) },
+        text(128),
+      ),
     }),
   },
   {
@@ -61,7 +71,10 @@ const change = fc.oneof(
       op: fc.constant('nack' as const),
       type: typeName,
       version: text(128),
-      error: fc.oneof(fc.string({ maxLength: 60 }), fc.integer({ min: 4090, max: 4100 }).map((n) => 'e'.repeat(n))),
+      error: fc.oneof(
+        fc.string({ maxLength: 60 }),
+        fc.integer({ min: 4090, max: 4100 }).map((n) => 'e'.repeat(n)),
+      ),
       at: time,
       meshRevision: fc.option(revision, { nil: undefined }),
     }),
@@ -76,7 +89,13 @@ const change = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('extra' as const), where: fc.constantFrom('record', 'type', 'nack') }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('reorder' as const) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('odd' as const), what: fc.constantFrom('typesArray', 'undefinedEntry', 'nullNack', 'typesMissing') }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('odd' as const),
+      what: fc.constantFrom('typesArray', 'undefinedEntry', 'nullNack', 'typesMissing'),
+    }),
+  },
 );
 
 type Change = typeof change extends fc.Arbitrary<infer T> ? T : never;
@@ -96,7 +115,12 @@ function apply(status: Mutable, c: Change): void {
       break;
     case 'nack': {
       const entry = (status.types[c.type] ??= {});
-      entry.lastNack = { version: c.version, error: c.error, at: c.at, ...(c.meshRevision !== undefined ? { meshRevision: c.meshRevision } : {}) };
+      entry.lastNack = {
+        version: c.version,
+        error: c.error,
+        at: c.at,
+        ...(c.meshRevision !== undefined ? { meshRevision: c.meshRevision } : {}),
+      };
       break;
     }
     case 'skeleton':

@@ -67,4 +67,3 @@ export class ProxyStatusStore {
     return (await this.records.listVersioned(ProxyStatus, prefix)).map((v) => v.value);
   }
 }
-
