@@ -115,10 +115,10 @@ describe('authz: TLS ports under attacks before any request', () => {
       TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
       TRELLIS_CA_TRUST_BUNDLE_FILE: join(dir, 'bundle.crt'),
       TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'callers'),
-      TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '3000',
-      TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: '3000',
+      TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '5000',
+      TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: '5000',
       TRELLIS_TLS_MAX_PENDING_CONNECTIONS: String(MAX_PENDING),
-      TRELLIS_HTTP_HEADERS_TIMEOUT_MS: '3000',
+      TRELLIS_HTTP_HEADERS_TIMEOUT_MS: '5000',
     });
     const key = await generateWorkloadKey('service-a');
     const res = await fetch(`http://127.0.0.1:${a.authz.httpPort}/v1/certificate`, {

@@ -66,8 +66,8 @@ describe('the xDS port under TLS attacks', () => {
       TRELLIS_XDS_TLS_CERT_FILE: pki.serverCertFile,
       TRELLIS_XDS_TLS_KEY_FILE: pki.serverKeyFile,
       TRELLIS_XDS_TLS_CLIENT_CA_FILE: pki.caFile,
-      TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: 3_000,
-      TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 3_000,
+      TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: 5_000,
+      TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 5_000,
       TRELLIS_TLS_MAX_PENDING_CONNECTIONS: MAX_PENDING,
     });
     await h.store.createService({ name: 'a', team: 'core', protocol: 'http', port: 8080 }, 'test');

@@ -28,7 +28,7 @@ type WhoClientInstance = InstanceType<typeof WhoClient> & {
 };
 
 /** Generous against a loaded machine, and still far below Node's 120 s. */
-const LIMITS: GrpcTlsLimits = { handshakeTimeoutMs: 2_000, prefaceTimeoutMs: 2_000, maxPendingConnections: 4 };
+const LIMITS: GrpcTlsLimits = { handshakeTimeoutMs: 5_000, prefaceTimeoutMs: 5_000, maxPendingConnections: 4 };
 const CLOSED_WITHIN_MS = 60_000;
 
 let certs: TestCertificates;
