@@ -51,6 +51,12 @@ const APP_ENTRY_POINTS_FOR_TOOLS = [
   'apps/control-plane/src/control-plane',
   'apps/control-plane/src/config',
   'apps/control-plane/src/bootstrap',
+  // xds-change-path: the change path's own modules (model, translation, cache, sessions, metrics), without etcd or gRPC.
+  'apps/control-plane/src/envoy',
+  'apps/control-plane/src/metrics',
+  'apps/control-plane/src/model',
+  'apps/control-plane/src/resource',
+  'apps/control-plane/src/xds',
   'apps/registry/src/config',
   'apps/registry/src/registry',
   'apps/authz/src/authz',

@@ -6,12 +6,15 @@
 // key — or one deleted and set again — at the end, in the order set.
 
 const DELETED = Symbol('deleted');
+/** An edit whose value is `undefined`: so a read needs one lookup per map to tell an edit from none. */
+const UNDEFINED = Symbol('undefined');
+type Edit<V> = V | typeof DELETED | typeof UNDEFINED;
 
 /** Chains longer than this are copied flat once, so a read looks at a few maps at most. */
 const MAX_DEPTH = 8;
 
 export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
-  private readonly edits = new Map<K, V | typeof DELETED>();
+  private readonly edits = new Map<K, Edit<V>>();
   /** Keys iterated after the base's, in the order they were set (a Set keeps insertion order). */
   private readonly appended = new Set<K>();
   private count: number;
@@ -40,16 +43,30 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
     return this.count;
   }
 
+  // Reads walk the chain in a loop (one lookup per overlay) rather than recursing through each base's get: the
+  // model's service map is read for every affected identity and its dependencies on every change.
   get(key: K): V | undefined {
     const edited = this.edits.get(key);
-    if (edited !== undefined || this.edits.has(key)) return edited === DELETED ? undefined : edited;
-    return this.base.get(key);
+    if (edited !== undefined) return edited === DELETED || edited === UNDEFINED ? undefined : edited;
+    let map = this.base;
+    while (map instanceof OverlayMap) {
+      const edited = (map as OverlayMap<K, V>).edits.get(key);
+      if (edited !== undefined) return edited === DELETED || edited === UNDEFINED ? undefined : edited;
+      map = (map as OverlayMap<K, V>).base;
+    }
+    return map.get(key);
   }
 
   has(key: K): boolean {
     const edited = this.edits.get(key);
-    if (edited !== undefined || this.edits.has(key)) return edited !== DELETED;
-    return this.base.has(key);
+    if (edited !== undefined) return edited !== DELETED;
+    let map = this.base;
+    while (map instanceof OverlayMap) {
+      const edited = (map as OverlayMap<K, V>).edits.get(key);
+      if (edited !== undefined) return edited !== DELETED;
+      map = (map as OverlayMap<K, V>).base;
+    }
+    return map.has(key);
   }
 
   /** Building only. */
@@ -58,7 +75,7 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
       this.appended.add(key);
       this.count++;
     }
-    this.edits.set(key, value);
+    this.edits.set(key, value === undefined ? UNDEFINED : value);
     return this;
   }
 
@@ -74,13 +91,11 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
   *entries(): MapIterator<[K, V]> {
     for (const [key, value] of this.base) {
       if (this.appended.has(key)) continue;
-      if (!this.edits.has(key)) yield [key, value];
-      else {
-        const edited = this.edits.get(key)!;
-        if (edited !== DELETED) yield [key, edited];
-      }
+      const edited = this.edits.get(key);
+      if (edited === undefined) yield [key, value];
+      else if (edited !== DELETED) yield [key, valueOf(edited)];
     }
-    for (const key of this.appended) yield [key, this.edits.get(key) as V];
+    for (const key of this.appended) yield [key, valueOf(this.edits.get(key)!)];
   }
 
   *keys(): MapIterator<K> {
@@ -98,4 +113,8 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
   forEach(callback: (value: V, key: K, map: ReadonlyMap<K, V>) => void, thisArg?: unknown): void {
     for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
   }
+}
+
+function valueOf<V>(edit: Edit<V>): V {
+  return (edit === UNDEFINED ? undefined : edit) as V;
 }

@@ -20,4 +20,5 @@ export {
   type StreamAuthResult,
 } from './stream-auth';
 export { versionOf } from './versions';
-export { AdsServiceDefinition, encodeDiscoveryResponse } from './wire';
+export { AdsServiceDefinition, decodeDiscoveryRequest, encodeDiscoveryResponse } from './wire';
+export { SotwSession } from './sotw-session';

@@ -3,6 +3,7 @@
 // and what observers are told about a response. Make-before-break rules live
 // in push-order.ts.
 import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { XdsResource } from '../resource';
 import type { SentResponse } from './callbacks';
 
@@ -36,9 +37,32 @@ export function sentResponse(
   nonce: string,
   resources: readonly XdsResource[],
   meshRevision: string,
+  bytes = resources.reduce((sum, r) => sum + r.any.value.length, 0),
 ): SentResponse {
-  const bytes = resources.reduce((sum, r) => sum + r.any.value.length, 0);
   return { typeUrl, version, nonce, resources: resources.length, sent: resources, bytes, meshRevision };
+}
+
+/** A SotW response's resources in order, their `Any`s and their size: what every response with them sends. */
+export interface ResponseResources {
+  readonly resources: readonly XdsResource[];
+  /** One array for every response with these resources: the encoder writes their bytes once (wire.ts). */
+  readonly anys: readonly Any[];
+  readonly bytes: number;
+}
+
+// Snapshot maps are never changed once handed out, and a type is shared by the streams of an identity
+// (and by sidecar identities of equal content): listed once per map, not once per response.
+const listed = new WeakMap<ReadonlyMap<string, XdsResource>, ResponseResources>();
+
+/** The resources of a map (its built ones, in its order) as responses send them. */
+export function responseResources(map: ReadonlyMap<string, XdsResource>): ResponseResources {
+  let found = listed.get(map);
+  if (!found) {
+    const resources = [...map.values()];
+    const bytes = resources.reduce((sum, r) => sum + r.any.value.length, 0);
+    listed.set(map, (found = { resources, anys: Object.freeze(resources.map((r) => r.any)), bytes }));
+  }
+  return found;
 }
 
 /** When a session's pump runs besides right away: soon, or after a wait; never after close. */

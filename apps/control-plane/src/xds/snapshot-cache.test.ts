@@ -142,7 +142,7 @@ describe('SnapshotCache type reuse', () => {
     expect(cache.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
   });
 
-  it('gives a rebuilt identity what a fresh build gives, keeping unchanged types, with balanced pool counts (property)', () => {
+  it("gives a rebuilt identity what a fresh build gives, keeping unchanged types, sharing sidecars' equal clusters and endpoints, with balanced pool counts (property)", () => {
     // Random resources per type; each step some of a service's resources change content or go away.
     const resource = fc.tuple(fc.constantFrom('c', 'e', 'l', 'r'), fc.constantFrom('p', 'q', 's', 't'), fc.integer({ min: 1, max: 3 }));
     const made = new Map<string, XdsResource>();
@@ -169,6 +169,7 @@ describe('SnapshotCache type reuse', () => {
       fc.property(fc.array(step, { minLength: 1, maxLength: 6 }), (steps) => {
         const cache = new SnapshotCache<FakeModel>(translateFake);
         const watches = ['a', 'b'].map((service) => cache.watch({ service, kind: 'envoy' }, () => {}));
+        watches.push(cache.watch({ service: 'a', kind: 'proxyless' }, () => {}));
         steps.forEach((m, i) => {
           const before = ['a', 'b'].map((service) => cache.snapshotOf({ service, kind: 'envoy' }));
           const model = fakeModel({ a: m.a.map(make), b: m.b.map(make) });
@@ -187,11 +188,20 @@ describe('SnapshotCache type reuse', () => {
               if (prior?.version === type.version) expect(got).toBe(prior);
             }
           });
+          // Sidecars of different services holding equal clusters or endpoints hold one type.
+          const [a, b] = ['a', 'b'].map((service) => cache.snapshotOf({ service, kind: 'envoy' })!);
+          for (const typeUrl of [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]) {
+            const [ta, tb] = [a!.types.get(typeUrl)!, b!.types.get(typeUrl)!];
+            if (ta.version === tb.version) expect(ta).toBe(tb);
+          }
+          // A proxyless identity's types are its own (its derived names depend on its service).
+          const proxyless = cache.snapshotOf({ service: 'a', kind: 'proxyless' })!;
+          for (const [typeUrl, type] of proxyless.types)
+            if (type.resources.size > 0) expect([a, b].some((s) => s!.types.get(typeUrl) === type)).toBe(false);
           // The pool holds exactly the resources some snapshot holds.
           const held = new Set<string>();
-          for (const service of ['a', 'b'])
-            for (const type of cache.snapshotOf({ service, kind: 'envoy' })!.types.values())
-              for (const r of type.resources.values()) held.add(r.hash);
+          for (const snapshot of [a, b, proxyless])
+            for (const type of snapshot!.types.values()) for (const r of type.resources.values()) held.add(r.hash);
           expect(cache.stats().pooledResources).toBe(held.size);
         });
         // Every resource the snapshots hold is counted once per holder: the last watcher frees them all.

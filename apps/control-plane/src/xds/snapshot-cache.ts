@@ -1,7 +1,7 @@
 // What each proxy identity should have (cf. go-control-plane pkg/cache): one
 // snapshot per identity that has a connected proxy, rebuilt only when the model
 // change touches its service. Streams subscribe and are told when theirs changes.
-import { ADS_PUSH_ORDER, type XdsTypeUrl } from '@trellis/envoy-types';
+import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { ProxyIdentity, ResourceSet, XdsResource } from '../resource';
 import { DERIVED_TYPES, DerivedResources } from './derived-resources';
 import { versionOf } from './versions';
@@ -89,6 +89,12 @@ interface Pooled {
   refs: number;
 }
 
+interface HeldType {
+  holders: number;
+  /** Its key in `sharedTypes`, when shared. */
+  sharedKey: string | undefined;
+}
+
 /** What a stream needs from the cache: its identity's snapshot now and whenever it changes. */
 export interface SnapshotSource {
   watch(identity: ProxyIdentity, listener: SnapshotListener): { snapshot: ProxySnapshot | undefined; cancel: () => void };
@@ -104,6 +110,18 @@ export class SnapshotCache<M> implements SnapshotSource {
   private readonly entries = new Map<string, Entry>();
   /** Encoded resources shared by every snapshot that holds the same content. */
   private readonly pool = new Map<string, Pooled>();
+  /**
+   * Types held by pooled snapshots, with how many snapshots hold each: a type's resources count once in the
+   * pool however many snapshots hold it (kept from an identity's previous snapshot, or shared by identities).
+   */
+  private readonly held = new Map<TypeSnapshot, HeldType>();
+  /**
+   * Sidecars' clusters and endpoints by content (type URL and their resources' hashes in name order), shared by
+   * every sidecar identity that holds that content: a callee's change gives its hundreds of callers the same
+   * clusters, made into a type (a map, a version hash) once instead of once per caller, and the sessions then
+   * encode those resources once (session-common.ts responseResources).
+   */
+  private readonly sharedTypes = new Map<string, TypeSnapshot>();
   /** Kept as things change, so stats() (read after every rebuild) costs nothing at 5,000 streams. */
   private streams = 0;
   private pooledBytes = 0;
@@ -292,48 +310,80 @@ export class SnapshotCache<M> implements SnapshotSource {
 
   private toSnapshot(identity: ProxyIdentity, set: ResourceSet, pooled = false, prev?: ProxySnapshot): ProxySnapshot {
     const types = new Map<XdsTypeUrl, TypeSnapshot>();
+    // A sidecar's derived names depend on content alone (derived-resources.ts), so its types can be shared by content.
+    const sidecar = pooled && identity.kind === 'envoy';
     for (const typeUrl of ADS_PUSH_ORDER) {
       const built = set.get(typeUrl) ?? NO_RESOURCES;
       // Most types of a rebuilt identity are unchanged: keep the type as it was (its version unhashed, and the
-      // sessions' picks from it valid), without a new map; the pool counts its resources once more, as it
-      // would those of a new map.
+      // sessions' picks from it valid), without a new map.
       const before = prev?.types.get(typeUrl);
-      if (before && sameContent(before.resources, built)) {
-        if (pooled) for (const resource of before.resources.values()) this.retain(resource);
-        types.set(typeUrl, before);
-        continue;
-      }
-      // Also answers names translation does not build: a proxyless server's per-address listener, an undeclared target (derived-resources.ts).
-      const resources = DERIVED_TYPES.has(typeUrl) ? new DerivedResources(typeUrl, identity) : new Map<string, XdsResource>();
-      for (const resource of built.values()) {
-        resources.set(resource.name, pooled ? this.intern(resource) : resource);
-      }
-      types.set(typeUrl, { version: versionOf(resources.values()), resources });
+      let type: TypeSnapshot;
+      if (before && sameContent(before.resources, built)) type = before;
+      else if (sidecar && SHARED_TYPES.has(typeUrl)) type = this.sharedType(typeUrl, built, identity);
+      else type = this.newType(typeUrl, built, identity, pooled);
+      if (pooled) this.track(type).holders++;
+      types.set(typeUrl, type);
     }
     return { identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
   }
 
-  /** The pooled copy of a resource with the same content; the hash covers the name, which Envoy encodes in every resource. */
+  private newType(typeUrl: XdsTypeUrl, built: ReadonlyMap<string, XdsResource>, identity: ProxyIdentity, pooled: boolean): TypeSnapshot {
+    // Also answers names translation does not build: a proxyless server's per-address listener, an undeclared target (derived-resources.ts).
+    const resources = DERIVED_TYPES.has(typeUrl) ? new DerivedResources(typeUrl, identity) : new Map<string, XdsResource>();
+    for (const resource of built.values()) {
+      resources.set(resource.name, pooled ? this.intern(resource) : resource);
+    }
+    return { version: versionOf(resources.values()), resources };
+  }
+
+  /** The type of this content another sidecar identity holds, or a new one made shareable. */
+  private sharedType(typeUrl: XdsTypeUrl, built: ReadonlyMap<string, XdsResource>, identity: ProxyIdentity): TypeSnapshot {
+    // Translation sorts each type by name (and the hash covers the name): equal keys are equal contents.
+    let key: string = typeUrl;
+    for (const resource of built.values()) key += `\n${resource.hash}`;
+    const known = this.sharedTypes.get(key);
+    if (known) return known;
+    const type = this.newType(typeUrl, built, identity, true);
+    this.sharedTypes.set(key, type);
+    this.track(type).sharedKey = key;
+    return type;
+  }
+
+  /** A type's holders; the first time a type is seen its resources are retained in the pool. */
+  private track(type: TypeSnapshot): HeldType {
+    let held = this.held.get(type);
+    if (!held) {
+      this.held.set(type, (held = { holders: 0, sharedKey: undefined }));
+      for (const resource of type.resources.values()) this.retain(resource);
+    }
+    return held;
+  }
+
+  /** The pooled copy of a resource with the same content (counted once more); the hash covers the name, which Envoy encodes in every resource. */
   private intern(resource: XdsResource): XdsResource {
     const pooled = this.pool.get(resource.hash);
     if (!pooled) {
-      this.pool.set(resource.hash, { resource, refs: 1 });
+      this.pool.set(resource.hash, { resource, refs: 0 });
       this.pooledBytes += resource.any.value.length;
       return resource;
     }
     if (pooled.resource.name !== resource.name) return resource; // never expected; then simply not shared
-    pooled.refs++;
     return pooled.resource;
   }
 
-  /** One more holder of a resource already pooled (a kept type's, whose map holds the pooled copies). */
+  /** One more type holds a resource already pooled (a new type's or a kept type's, whose maps hold the pooled copies). */
   private retain(resource: XdsResource): void {
     const pooled = this.pool.get(resource.hash);
     if (pooled?.resource === resource) pooled.refs++;
   }
 
+  /** A snapshot is dropped: a type no other snapshot holds frees its resources (and stops being shared). */
   private release(snapshot: ProxySnapshot): void {
     for (const type of snapshot.types.values()) {
+      const held = this.held.get(type);
+      if (!held || --held.holders > 0) continue;
+      this.held.delete(type);
+      if (held.sharedKey !== undefined) this.sharedTypes.delete(held.sharedKey);
       for (const resource of type.resources.values()) {
         const pooled = this.pool.get(resource.hash);
         if (pooled?.resource === resource && --pooled.refs <= 0) {
@@ -350,6 +400,9 @@ function notify(entry: Entry): void {
 }
 
 const NO_RESOURCES: ReadonlyMap<string, XdsResource> = new Map();
+
+/** What sidecars of different services can hold alike (a callee's clusters and endpoints); listeners and routes name their own service. */
+const SHARED_TYPES: ReadonlySet<XdsTypeUrl> = new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]);
 
 /** Whether `a` holds what translation built in `b` (sizes count built resources only, never derived ones). */
 function sameContent(a: ReadonlyMap<string, XdsResource>, b: ReadonlyMap<string, XdsResource>): boolean {

@@ -12,12 +12,13 @@
 // - nothing is sent when the version a proxy holds is already the current one.
 import { compareStrings } from '@trellis/mesh-contracts';
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { XdsResource } from '../resource';
 import { AdsSession } from './ads-session';
 import { DerivedResources } from './derived-resources';
 import { convergenceStart, endpointsPending, endpointWaitMs, ROUTING_TYPES } from './push-order';
-import { nackReason, servedTypeUrl, sentResponse, WILDCARD_TYPES } from './session-common';
+import { nackReason, responseResources, servedTypeUrl, sentResponse, WILDCARD_TYPES } from './session-common';
 import type { ProxySnapshot, TypeSnapshot } from './snapshot-cache';
 import { versionOf } from './versions';
 
@@ -127,7 +128,7 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
 
   private respond(typeUrl: XdsTypeUrl, state: TypeState, desired: Desired, snapshot: ProxySnapshot): void {
     const nonce = this.nextNonce();
-    const resources = [...desired.resources.values()];
+    const { resources, anys, bytes } = responseResources(desired.resources);
     state.resend = false;
     if (typeUrl === TypeUrl.ClusterLoadAssignment) this.clustersReplaced = false;
     state.sent = {
@@ -141,13 +142,14 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
     this.transmit(
       {
         versionInfo: desired.version,
-        resources: resources.map((r) => r.any),
+        // The shared array (never changed): the encoder writes these resources' bytes once for every stream.
+        resources: anys as Any[],
         canary: false,
         typeUrl,
         nonce,
         controlPlane: { identifier: this.controlPlaneId },
       },
-      sentResponse(typeUrl, desired.version, nonce, resources, snapshot.meshRevision),
+      sentResponse(typeUrl, desired.version, nonce, resources, snapshot.meshRevision, bytes),
     );
   }
 

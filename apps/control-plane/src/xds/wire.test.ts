@@ -51,6 +51,21 @@ describe('encodeDiscoveryResponse', () => {
       { numRuns: propertyRuns(200) },
     );
   });
+  it('writes the generated encoder bytes for responses sharing one frozen resource array, whose bytes it keeps (property)', () => {
+    // Sessions hand every response with the same resources the same frozen array; from its second response on the
+    // encoder copies the resources' kept bytes. Each response around them differs (version, nonce, canary, control plane).
+    const around = fc.record({ versionInfo: text, canary: fc.boolean(), typeUrl: text, nonce: text, controlPlane });
+    fc.assert(
+      fc.property(fc.array(any, { maxLength: 5 }), fc.array(around, { minLength: 1, maxLength: 4 }), (anys, responses) => {
+        const shared = Object.freeze(anys.map((a) => ({ $type: 'google.protobuf.Any' as const, ...a })));
+        for (const fields of responses) {
+          const response = DiscoveryResponse.fromPartial({ ...fields, resources: [...shared] });
+          expect(encodeDiscoveryResponse({ ...response, resources: shared as never })).toEqual(generated(response));
+        }
+      }),
+      { numRuns: propertyRuns(200) },
+    );
+  });
 });
 
 describe('encodeDeltaDiscoveryResponse', () => {

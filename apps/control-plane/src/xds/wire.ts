@@ -84,6 +84,17 @@ class Out {
     return this;
   }
 
+  get position(): number {
+    return this.pos;
+  }
+
+  /** Bytes already encoded (fields and all). */
+  raw(bytes: Uint8Array): this {
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+    return this;
+  }
+
   bytes(tag: Tag, bytes: Uint8Array): this {
     if (bytes.length === 0) return this;
     this.open(tag, bytes.length);
@@ -106,14 +117,49 @@ class Out {
   }
 }
 
+/**
+ * The encoded resources (field 2, repeated) of SotW responses by their `Any` array: sessions hand every response
+ * with the same resources the same array (session-common.ts responseResources), e.g. the clusters of a callee's
+ * hundreds of callers after a change, so the second response with an array keeps its resources' bytes and later
+ * ones copy them whole. `null`: seen once (an array used once, like most of a first push's, costs no copy). Only
+ * frozen arrays are remembered: their content cannot change.
+ */
+const encodedResources = new WeakMap<readonly Any[], Buffer | null>();
+
 export function encodeDiscoveryResponse(response: DiscoveryResponse): Buffer {
+  // Only a frozen array cannot change between two responses.
+  const known = Object.isFrozen(response.resources) ? encodedResources.get(response.resources) : null;
+  if (known) return encodeWithResources(response, known);
   const anySizes = response.resources.map(anySize);
   let size = stringFieldSize(response.versionInfo) + stringFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
-  for (const n of anySizes) size += fieldSize(n);
+  let resourcesSize = 0;
+  for (const n of anySizes) resourcesSize += fieldSize(n);
+  size += resourcesSize;
   if (response.canary) size += 2;
   if (response.controlPlane) size += fieldSize(controlPlaneSize(response.controlPlane));
   const out = new Out(Buffer.allocUnsafe(size)).string(Tag.Field1, response.versionInfo);
+  const start = out.position;
   response.resources.forEach((any, i) => out.any(Tag.Field2, any, anySizes[i]));
+  if (known === null && resourcesSize > 0 && Object.isFrozen(response.resources)) {
+    // Its own memory, not a view of the response (which would keep the whole allocation pool slab alive).
+    const bytes = Buffer.allocUnsafeSlow(resourcesSize);
+    out.buf.copy(bytes, 0, start, start + resourcesSize);
+    encodedResources.set(response.resources, bytes);
+  } else if (known === undefined && resourcesSize > 0) encodedResources.set(response.resources, null);
+  return finishResponse(out, response);
+}
+
+/** The same bytes as above, with the resources' encoding copied in. */
+function encodeWithResources(response: DiscoveryResponse, resources: Buffer): Buffer {
+  let size = stringFieldSize(response.versionInfo) + resources.length + stringFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
+  if (response.canary) size += 2;
+  if (response.controlPlane) size += fieldSize(controlPlaneSize(response.controlPlane));
+  const out = new Out(Buffer.allocUnsafe(size)).string(Tag.Field1, response.versionInfo).raw(resources);
+  return finishResponse(out, response);
+}
+
+/** The fields after the resources. */
+function finishResponse(out: Out, response: DiscoveryResponse): Buffer {
   if (response.canary) out.varint(Tag.Field3Varint).varint(1);
   out.string(Tag.Field4, response.typeUrl).string(Tag.Field5, response.nonce);
   if (response.controlPlane) out.controlPlane(Tag.Field6, response.controlPlane);

@@ -1,0 +1,245 @@
+// The control plane's change path in one process, without etcd or sockets: the benchmark
+// mesh of xds-fanout.ts (hub and S services, every n-th calling hub), P SotW sidecar
+// sessions fed by the real snapshot cache, translation, consistency check, metrics
+// callbacks, status writer bookkeeping and response encoding (grpc-js serializes a write
+// in the call), and simulated Envoys that ACK and re-request EDS. Per change of hub's
+// circuit-breaker limit it times, on this one thread (CPU = wall time here):
+//   - to last CDS: the model update, affected identities, translation, snapshots, the
+//     sessions' pumps and the encoding, until the last affected stream's CDS is encoded;
+//   - after: the ACKs and EDS requests that follow, until nothing is left to answer.
+//   node tools/bench/xds-change-path.mjs [--services 1000] [--proxies 1000] [--rounds 60] [--hub-every 3]
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { parseArgs } from 'node:util';
+import { TypeUrl } from '@trellis/envoy-types';
+import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { ServiceRecord, ServiceSpec, type ServiceSpecInput } from '@trellis/mesh-schema';
+import { createMetricsRegistry } from '@trellis/runtime';
+import { buildProxyResources } from '../../../apps/control-plane/src/envoy';
+import { createControlPlaneMetrics } from '../../../apps/control-plane/src/metrics';
+import {
+  affectedTest,
+  buildMeshModel,
+  DEFAULT_TRANSLATOR_SETTINGS,
+  type MeshModel,
+  type MeshStateView,
+} from '../../../apps/control-plane/src/model';
+import { snapshotInconsistencies, TranslationMemo, type ProxyIdentity } from '../../../apps/control-plane/src/resource';
+import {
+  composeCallbacks,
+  decodeDiscoveryRequest,
+  encodeDiscoveryResponse,
+  ProxyStatusWriter,
+  SnapshotCache,
+  SotwSession,
+} from '../../../apps/control-plane/src/xds';
+
+const { values: args } = parseArgs({
+  options: {
+    services: { type: 'string', default: '1000' },
+    proxies: { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '60' },
+    'hub-every': { type: 'string', default: '3' },
+    'slice-ms': { type: 'string', default: '20' },
+    /** Tiny sizes, a few rounds: what npm test runs so the tool cannot rot. */
+    smoke: { type: 'boolean', default: false },
+    /** Write a V8 CPU profile of the rounds (not the first push) to this file. */
+    'cpu-prof': { type: 'string' },
+  },
+});
+const SERVICES = args.smoke ? 40 : Number(args.services);
+const PROXIES = args.smoke ? 30 : Number(args.proxies);
+const ROUNDS = args.smoke ? 3 : Number(args.rounds);
+const HUB_EVERY = Number(args['hub-every']);
+const SLICE_MS = Number(args['slice-ms']);
+
+const at = '2026-01-01T00:00:00.000Z';
+let revision = 10;
+function record(spec: ServiceSpecInput, generation = 1): { value: ServiceRecord; modRevision: string } {
+  const value = ServiceRecord.parse({
+    spec: ServiceSpec.parse(spec),
+    generation,
+    created: { actor: 'bench', at },
+    updated: { actor: 'bench', at },
+  });
+  return { value, modRevision: String(++revision) };
+}
+const hubSpec = (maxConnections: number): ServiceSpecInput => ({
+  name: 'hub',
+  team: 'core',
+  protocol: 'http',
+  port: 8080,
+  policy: { circuitBreaker: { maxConnections } },
+});
+const services = new Map<string, { value: ServiceRecord; modRevision: string }>();
+services.set('hub', record(hubSpec(1000)));
+for (let i = 0; i < SERVICES; i++) {
+  const dependency = i % HUB_EVERY === 0 ? 'hub' : `svc-${(i + 1) % SERVICES}`;
+  services.set(
+    `svc-${i}`,
+    record({ name: `svc-${i}`, team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: dependency }] }),
+  );
+}
+let state: MeshStateView = {
+  revision: String(revision),
+  services,
+  instances: new Map(),
+  authzKeys: new Map(),
+  meshSettings: { tokenIssuer: 'trellis', clockSkewSeconds: 30 } as never,
+};
+
+// The control plane's defaults (loadControlPlaneConfig's, as the fan-out benchmark runs it).
+const settings = DEFAULT_TRANSLATOR_SETTINGS;
+const memo = new TranslationMemo();
+const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), {
+  check: snapshotInconsistencies,
+  onTranslateError: (_identity, err) => {
+    throw err;
+  },
+  onInconsistent: (_identity, problems) => {
+    throw new Error(problems.join('; '));
+  },
+  ...(SLICE_MS > 0 ? { fanOutSliceMs: SLICE_MS } : {}),
+});
+const metrics = createControlPlaneMetrics(createMetricsRegistry('control-plane'));
+const statusWriter = new ProxyStatusWriter({
+  client: undefined as never,
+  store: undefined as never,
+  controlPlaneId: 'cp-bench',
+  logger: undefined as never,
+});
+const callbacks = composeCallbacks(metrics.callbacks, statusWriter);
+
+/** Field 1 (the name) of an encoded Cluster / Listener / RouteConfiguration / ClusterLoadAssignment. */
+function nameOf(bytes: Uint8Array): string {
+  let pos = 1;
+  let length = 0;
+  for (let shift = 0; ; shift += 7) {
+    const byte = bytes[pos++]!;
+    length |= (byte & 0x7f) << shift;
+    if (byte < 0x80) break;
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset + pos, length).toString('utf8');
+}
+
+/** Responses on their way to the Envoys, read once the server is done with the change. */
+const outbound: { session: SotwSession; response: DiscoveryResponse }[] = [];
+/** The Envoy: ACK everything; after clusters, endpoints for them (the bench's client reads the names from the bytes). */
+function readResponse(session: SotwSession, response: DiscoveryResponse): void {
+  request(session, { typeUrl: response.typeUrl, versionInfo: response.versionInfo, responseNonce: response.nonce });
+  if (response.typeUrl === TypeUrl.Cluster)
+    request(session, { typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: response.resources.map((any) => nameOf(any.value)) });
+}
+
+/** Requests on their way to the server, delivered a turn later (the network). */
+const inbound: { session: SotwSession; bytes: Buffer }[] = [];
+let cdsSent = 0;
+let lastCdsAt = 0;
+let lastCdsCpu = 0;
+let affectedStreams = Infinity;
+const cpuMs = (): number => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
+let bytesOut = 0;
+
+function request(session: SotwSession, fields: Partial<DiscoveryRequest>): void {
+  const message = DiscoveryRequest.fromPartial(fields);
+  inbound.push({ session, bytes: Buffer.from(DiscoveryRequest.encode(message).finish()) });
+}
+
+const sessions: SotwSession[] = [];
+const identities: ProxyIdentity[] = [];
+for (let p = 0; p < PROXIES; p++) {
+  const identity = { service: `svc-${p % SERVICES}`, kind: 'envoy' as const };
+  const info = { streamId: p + 1, nodeId: `node-${p}`, identity, protocol: 'sotw' as const, connectedAt: new Date() };
+  const send = (response: DiscoveryResponse): boolean => {
+    // grpc-js serializes a message when it is written; the Envoy reads it later (the clients are another process).
+    bytesOut += encodeDiscoveryResponse(response).length;
+    if (response.typeUrl === TypeUrl.Cluster) {
+      cdsSent++;
+      lastCdsAt = performance.now();
+      if (cdsSent === affectedStreams) lastCdsCpu = cpuMs();
+    }
+    outbound.push({ session, response });
+    return true;
+  };
+  const session: SotwSession = new SotwSession(info, send, callbacks, 'cp-bench', false);
+  callbacks.onStreamOpen(info);
+  sessions.push(session);
+  identities.push(identity);
+  request(session, { typeUrl: TypeUrl.Cluster });
+  request(session, { typeUrl: TypeUrl.Listener });
+}
+
+/** Delivers requests until none is left (each delivery is a turn, pumps run in between). */
+async function drain(): Promise<void> {
+  for (;;) {
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    for (const { session, response } of outbound.splice(0)) readResponse(session, response);
+    if (inbound.length === 0) return;
+    for (const { session, bytes } of inbound.splice(0)) session.handleRequest(decodeDiscoveryRequest(bytes));
+  }
+}
+
+async function main(): Promise<void> {
+  let model = buildMeshModel(state, settings);
+  void cache.setModel(model, 'all', { revision: state.revision, changedAt: Date.now() });
+  for (const [p, session] of sessions.entries()) {
+    const watch = cache.watch(identities[p]!, (snapshot) => session.setSnapshot(snapshot));
+    if (watch.snapshot) session.setSnapshot(watch.snapshot);
+  }
+  await drain();
+  // Listeners' routes: the Envoy asks for RDS after LDS (the bench does; kept out of the timed part).
+  affectedStreams = identities.filter((identity) => Number(identity.service.slice(4)) % HUB_EVERY === 0).length;
+  console.log(`${SERVICES} services, ${PROXIES} streams (${affectedStreams} affected), ${ROUNDS} rounds, slice ${SLICE_MS} ms`);
+
+  const profiler = args['cpu-prof'] ? new Session() : undefined;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
+  const toLast: number[] = [];
+  const cpuToLast: number[] = [];
+  const after: number[] = [];
+  const bytesPerChange: number[] = [];
+  for (let round = 0; round < ROUNDS + 3; round++) {
+    const services2 = new Map(state.services);
+    services2.set('hub', record(hubSpec(1001 + round), round + 2));
+    const next: MeshStateView = { ...state, revision: String(revision), services: services2 };
+    cdsSent = 0;
+    bytesOut = 0;
+    const started = performance.now();
+    const startedCpu = cpuMs();
+    const built = buildMeshModel(next, settings, model, new Set(['hub']));
+    const affected = affectedTest(model, built);
+    const update = cache.setModel(built, affected, { revision: next.revision, changedAt: Date.now() });
+    await update.settled;
+    // Every affected stream gets its new clusters once, no other stream gets any.
+    if (cdsSent !== affectedStreams) throw new Error(`round ${round}: ${cdsSent} CDS responses for ${affectedStreams} affected streams`);
+    const last = lastCdsAt - started;
+    const drained = performance.now();
+    await drain();
+    const rest = performance.now() - drained;
+    model = built;
+    state = next;
+    if (round >= 3) {
+      toLast.push(last);
+      cpuToLast.push(lastCdsCpu - startedCpu);
+      after.push(rest);
+      bytesPerChange.push(bytesOut);
+    }
+  }
+  if (profiler) writeFileSync(args['cpu-prof']!, JSON.stringify((await profiler.post('Profiler.stop')).profile));
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const q = (xs: number[], f: number): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * f)]!;
+  console.log(
+    `to last CDS: CPU median ${median(cpuToLast).toFixed(2)} ms (p10 ${q(cpuToLast, 0.1).toFixed(2)}, p90 ${q(cpuToLast, 0.9).toFixed(2)}); wall median ${median(toLast).toFixed(2)} ms (p10 ${q(toLast, 0.1).toFixed(2)}, p90 ${q(toLast, 0.9).toFixed(2)}); ` +
+      `after (ACKs, EDS): median ${median(after).toFixed(2)} ms; bytes out per change ${median(bytesPerChange)}`,
+  );
+  process.exit(0);
+}
+
+void main();
