@@ -70,12 +70,47 @@ export function stdoutJsonAccessLog(tags: Record<string, string>): AccessLog {
     throw err;
   }
   return AccessLog.fromPartial({
-    name: 'envoy.access_loggers.stdout',
+    name: STDOUT_ACCESS_LOGGER,
     configType: {
       $case: 'typedConfig',
       value: { typeUrl: typeUrlOf(StdoutAccessLog), value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) },
     },
   });
+}
+
+// Field tags of the access log written in place below (AccessLog, Any, StdoutAccessLog,
+// SubstitutionFormatString, Struct, Struct.FieldsEntry, Value).
+const ACCESS_LOG_NAME = (1 << 3) | 2;
+const ACCESS_LOG_TYPED_CONFIG = (4 << 3) | 2;
+const ANY_TYPE_URL = (1 << 3) | 2;
+const ANY_VALUE = (2 << 3) | 2;
+const STDOUT_LOG_FORMAT = (1 << 3) | 2;
+const FORMAT_JSON = (2 << 3) | 2;
+const STRUCT_FIELDS = (1 << 3) | 2;
+const ENTRY_KEY = (1 << 3) | 2;
+const ENTRY_VALUE = (2 << 3) | 2;
+const VALUE_STRING = (3 << 3) | 2;
+const STDOUT_ACCESS_LOGGER = 'envoy.access_loggers.stdout';
+let stdoutTypeUrl: string | undefined;
+
+/**
+ * Writes the body of `AccessLog.encode(stdoutJsonAccessLog(tags))` into `w`, byte for byte (common.test.ts):
+ * what a connection manager written in place (sidecar-hcm.ts) holds, without the message and its copies.
+ */
+export function writeStdoutJsonAccessLog(tags: Record<string, string>, w: BinaryWriter): BinaryWriter {
+  for (const tag of Object.keys(tags)) if (tag in ACCESS_LOG_FIELDS) throw new Error(`access log tag "${tag}" is a field name`);
+  accessLogFieldEntries ??= Struct.encode(Struct.wrap(ACCESS_LOG_FIELDS)).finish();
+  stdoutTypeUrl ??= typeUrlOf(StdoutAccessLog);
+  w.uint32(ACCESS_LOG_NAME).string(STDOUT_ACCESS_LOGGER);
+  w.uint32(ACCESS_LOG_TYPED_CONFIG).fork().uint32(ANY_TYPE_URL).string(stdoutTypeUrl);
+  w.uint32(ANY_VALUE).fork().uint32(STDOUT_LOG_FORMAT).fork().uint32(FORMAT_JSON).fork();
+  // Struct.wrap and Struct.encode's order: the tags' own key order.
+  for (const [key, value] of Object.entries(tags)) {
+    w.uint32(STRUCT_FIELDS).fork();
+    if (key !== '') w.uint32(ENTRY_KEY).string(key);
+    w.uint32(ENTRY_VALUE).fork().uint32(VALUE_STRING).string(value).join().join();
+  }
+  return w.raw(accessLogFieldEntries).join().join().join().join();
 }
 
 /** Upstream protocol options: HTTP/2 to grpc and http2 services, HTTP/1.1 otherwise. */

@@ -30,7 +30,6 @@ import {
   type SidecarListenerParts,
   type SidecarNetworkFilter,
 } from './sidecar-listener';
-import { sidecarTracing } from './tracing';
 import {
   FILTER,
   inboundFilterChainName,
@@ -65,8 +64,9 @@ function httpConnectionManager(
       statPrefix: statPrefix(name),
       routeName,
       httpFilters,
-      accessLog: stdoutJsonAccessLog(logTags),
-      tracing: sidecarTracing(service, tracing),
+      logTags,
+      service,
+      tracing,
       explicitProxy,
     },
   };

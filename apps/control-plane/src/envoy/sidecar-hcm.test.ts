@@ -2,10 +2,9 @@ import { packAny } from '@trellis/envoy-types';
 import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import { propertyRuns } from '@trellis/mesh-schema/testing';
 import fc from 'fast-check';
-import { stdoutJsonAccessLog } from './common';
+import { ACCESS_LOG_FIELDS } from './common';
 import { extAuthzFilter, localRateLimitFilter, rbacFilter, routerFilter } from './filters';
 import { encodeSidecarHttpConnectionManager, sidecarHttpConnectionManager, type SidecarHcmParts } from './sidecar-hcm';
-import { sidecarTracing } from './tracing';
 
 // The fast path (written into a writer around constant bytes) against the reference
 // (the whole message built and encoded by the generated code) on generated input.
@@ -32,7 +31,16 @@ describe('encodeSidecarHttpConnectionManager', () => {
       routeName: name,
       httpFilters: fc.array(filter, { maxLength: 5 }),
       service: name,
-      tags: fc.dictionary(fc.constantFrom('trellis_direction', 'trellis_service', 'trellis_destination'), name),
+      // The mesh's tag names, and any other key that is not a field's (empty, numeric, non-ASCII).
+      tags: fc.dictionary(
+        fc
+          .oneof(
+            fc.constantFrom('trellis_direction', 'trellis_service', 'trellis_destination', '', '7', '10'),
+            fc.string({ maxLength: 12 }),
+          )
+          .filter((k) => !(k in ACCESS_LOG_FIELDS)),
+        name,
+      ),
       tracing,
       explicitProxy: fc.boolean(),
     })
@@ -40,8 +48,9 @@ describe('encodeSidecarHttpConnectionManager', () => {
       statPrefix: p.statPrefix,
       routeName: p.routeName,
       httpFilters: p.httpFilters,
-      accessLog: stdoutJsonAccessLog(p.tags),
-      tracing: sidecarTracing(p.service, p.tracing),
+      logTags: p.tags,
+      service: p.service,
+      tracing: p.tracing,
       explicitProxy: p.explicitProxy,
     }));
 
@@ -57,14 +66,29 @@ describe('encodeSidecarHttpConnectionManager', () => {
     );
   });
 
+  it('leaves out a tracer config with nothing in it, as the generated encoder does (no service name, no collector)', () => {
+    const p: SidecarHcmParts = {
+      statPrefix: '',
+      routeName: '',
+      httpFilters: [],
+      logTags: {},
+      service: '',
+      tracing: undefined,
+      explicitProxy: false,
+    };
+    const reference = packAny(HttpConnectionManager, sidecarHttpConnectionManager(p));
+    expect(Buffer.from(encodeSidecarHttpConnectionManager(p).value).toString('hex')).toBe(Buffer.from(reference.value).toString('hex'));
+  });
+
   it('decodes to the connection manager a sidecar needs', () => {
     const hcm = HttpConnectionManager.decode(
       encodeSidecarHttpConnectionManager({
         statPrefix: 'outbound_http',
         routeName: 'outbound_http',
         httpFilters: [extAuthzFilter(500), routerFilter()],
-        accessLog: stdoutJsonAccessLog({ trellis_service: 'a' }),
-        tracing: sidecarTracing('a', undefined),
+        logTags: { trellis_service: 'a' },
+        service: 'a',
+        tracing: undefined,
         explicitProxy: true,
       }).value,
     );

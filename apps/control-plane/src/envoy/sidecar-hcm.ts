@@ -8,27 +8,29 @@
 // generated input).
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { typeUrlOf } from '@trellis/envoy-types';
-import { AccessLog } from '@trellis/envoy-types/envoy/config/accesslog/v3/accesslog';
 import { ConfigSource } from '@trellis/envoy-types/envoy/config/core/v3/config_source';
 import { Http1ProtocolOptions } from '@trellis/envoy-types/envoy/config/core/v3/protocol';
 import {
   HttpConnectionManager,
   HttpConnectionManager_CodecType,
   HttpConnectionManager_PathWithEscapedSlashesAction,
-  HttpConnectionManager_Tracing,
   HttpFilter,
 } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
-import type { DeepPartial } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
-import { adsConfigSource } from './common';
+import type { TracingSettings } from '../model';
+import { adsConfigSource, stdoutJsonAccessLog, writeStdoutJsonAccessLog } from './common';
+import { sidecarTracing, writeSidecarTracing } from './tracing';
 
 /** What differs between sidecar connection managers. */
 export interface SidecarHcmParts {
   statPrefix: string;
   routeName: string;
   httpFilters: readonly HttpFilter[];
-  accessLog: AccessLog;
-  tracing: DeepPartial<HttpConnectionManager_Tracing>;
+  /** The access log's tags (stdoutJsonAccessLog). */
+  logTags: Record<string, string>;
+  /** The service the tracer names, and the mesh's tracing settings (sidecarTracing). */
+  service: string;
+  tracing: TracingSettings | undefined;
   /** Also accept absolute-form requests, so an app can use the listener as its HTTP_PROXY. */
   explicitProxy: boolean;
 }
@@ -40,8 +42,8 @@ export function sidecarHttpConnectionManager(parts: SidecarHcmParts): HttpConnec
     codecType: HttpConnectionManager_CodecType.AUTO,
     routeSpecifier: { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: parts.routeName } },
     httpFilters: [...parts.httpFilters],
-    accessLog: [parts.accessLog],
-    tracing: parts.tracing,
+    accessLog: [stdoutJsonAccessLog(parts.logTags)],
+    tracing: sidecarTracing(parts.service, parts.tracing),
     ...FIXED,
     ...(parts.explicitProxy ? { httpProtocolOptions: { allowAbsoluteUrl: true } } : {}),
   });
@@ -114,8 +116,8 @@ export function writeSidecarHttpConnectionManager(parts: SidecarHcmParts, w: Bin
   if (parts.routeName !== '') w.uint32(RDS_ROUTE_CONFIG_NAME).string(parts.routeName);
   w.join();
   for (const filter of parts.httpFilters) HttpFilter.encode(filter, w.uint32(HTTP_FILTERS).fork()).join();
-  HttpConnectionManager_Tracing.encode(HttpConnectionManager_Tracing.fromPartial(parts.tracing), w.uint32(TRACING).fork()).join();
+  writeSidecarTracing(parts.service, parts.tracing, w.uint32(TRACING).fork()).join();
   if (parts.explicitProxy) w.uint32(HTTP_PROTOCOL_OPTIONS).bytes(c.explicitProxy);
-  AccessLog.encode(parts.accessLog, w.uint32(ACCESS_LOG).fork()).join();
+  writeStdoutJsonAccessLog(parts.logTags, w.uint32(ACCESS_LOG).fork()).join();
   return w.raw(c.fixed);
 }

@@ -7,7 +7,6 @@ import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { meshArbitrary, meshStateOf, propertyRuns } from '@trellis/mesh-schema/testing';
 import fc from 'fast-check';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS, type TranslatorSettings } from '../model';
-import { stdoutJsonAccessLog } from './common';
 import { extAuthzFilter, networkPeerCertificateRbacFilter, rbacFilter, routerFilter } from './filters';
 import {
   encodeInboundListener,
@@ -20,7 +19,6 @@ import {
 import { buildProxyResources } from './proxy-resources';
 import type { SidecarHcmParts } from './sidecar-hcm';
 import { encodeSidecarListener, sidecarListener, type SidecarListenerParts, type SidecarNetworkFilter } from './sidecar-listener';
-import { sidecarTracing } from './tracing';
 import { sidecarDownstreamTls } from './workload-tls';
 
 const hex = (any: Any) => Buffer.from(any.value).toString('hex');
@@ -53,8 +51,9 @@ describe('encodeSidecarListener', () => {
       statPrefix: p.statPrefix,
       routeName: p.routeName,
       httpFilters: [extAuthzFilter(500), rbacFilter(p.callers, false), routerFilter()],
-      accessLog: stdoutJsonAccessLog({ trellis_direction: 'inbound', trellis_service: p.service }),
-      tracing: sidecarTracing(p.service, p.tracing),
+      logTags: { trellis_direction: 'inbound', trellis_service: p.service },
+      service: p.service,
+      tracing: p.tracing,
       explicitProxy: p.explicitProxy,
     }));
   const filter: fc.Arbitrary<SidecarNetworkFilter> = fc.oneof(

@@ -6,10 +6,11 @@
 // (sampling 0 %) but the context still travels, so applications and their logs
 // can follow a request across hops. With one (TRELLIS_TRACING_OTLP_ADDRESS) each
 // sidecar sends its spans there over OTLP/gRPC, through a cluster of its own.
-import { packAny } from '@trellis/envoy-types';
+import type { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { packAny, typeUrlOf } from '@trellis/envoy-types';
 import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { OpenTelemetryConfig } from '@trellis/envoy-types/envoy/config/trace/v3/opentelemetry';
-import type { HttpConnectionManager_Tracing } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
+import { HttpConnectionManager_Tracing } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { DeepPartial } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
 import type { TracingSettings } from '../model';
 import { duration, http2ProtocolOptions, socketAddress } from './common';
@@ -23,7 +24,18 @@ export const OPENTELEMETRY_TRACER = 'envoy.tracers.opentelemetry';
  * sampled flag is followed either way).
  */
 export function sidecarTracing(service: string, tracing: TracingSettings | undefined): DeepPartial<HttpConnectionManager_Tracing> {
-  const otel = OpenTelemetryConfig.fromPartial({
+  const otel = otelConfig(service, tracing);
+  return {
+    provider: { name: OPENTELEMETRY_TRACER, configType: { $case: 'typedConfig', value: packAny(OpenTelemetryConfig, otel) } },
+    // Without a collector nothing is sampled; the context is injected regardless.
+    randomSampling: { value: tracing?.samplingPercent ?? 0 },
+    // x-client-trace-id forces a trace only when there is somewhere to send it.
+    clientSampling: { value: tracing ? 100 : 0 },
+  };
+}
+
+function otelConfig(service: string, tracing: TracingSettings | undefined): OpenTelemetryConfig {
+  return OpenTelemetryConfig.fromPartial({
     serviceName: service,
     ...(tracing
       ? {
@@ -34,13 +46,51 @@ export function sidecarTracing(service: string, tracing: TracingSettings | undef
         }
       : {}),
   });
-  return {
-    provider: { name: OPENTELEMETRY_TRACER, configType: { $case: 'typedConfig', value: packAny(OpenTelemetryConfig, otel) } },
-    // Without a collector nothing is sampled; the context is injected regardless.
-    randomSampling: { value: tracing?.samplingPercent ?? 0 },
-    // x-client-trace-id forces a trace only when there is somewhere to send it.
-    clientSampling: { value: tracing ? 100 : 0 },
-  };
+}
+
+// Field tags of the tracer written in place below (Tracing, Tracing.Http, Any, OpenTelemetryConfig).
+const TRACING_PROVIDER = (9 << 3) | 2;
+const PROVIDER_NAME = (1 << 3) | 2;
+const PROVIDER_TYPED_CONFIG = (3 << 3) | 2;
+const ANY_TYPE_URL = (1 << 3) | 2;
+const ANY_VALUE = (2 << 3) | 2;
+const OTEL_SERVICE_NAME = (2 << 3) | 2;
+
+/** What every sidecar's tracer under the same settings shares: the fields before the provider, and the exporter's. */
+interface EncodedTracing {
+  sampling: Uint8Array;
+  exporter: Uint8Array;
+}
+const encodedTracings = new WeakMap<TracingSettings, EncodedTracing>();
+let untraced: EncodedTracing | undefined;
+let otelTypeUrl: string | undefined;
+
+/**
+ * Writes the body of `HttpConnectionManager_Tracing.encode(fromPartial(sidecarTracing(service, tracing)))` into `w`,
+ * byte for byte (sidecar-hcm.test.ts): only the service name varies between sidecars under the same settings.
+ */
+export function writeSidecarTracing(service: string, tracing: TracingSettings | undefined, w: BinaryWriter): BinaryWriter {
+  let encoded = tracing ? encodedTracings.get(tracing) : untraced;
+  if (!encoded) {
+    const { provider: _provider, ...sampling } = sidecarTracing('', tracing);
+    encoded = {
+      // The generated encoders' order: sampling before the provider; the exporter before the service name.
+      sampling: HttpConnectionManager_Tracing.encode(HttpConnectionManager_Tracing.fromPartial(sampling)).finish(),
+      exporter: OpenTelemetryConfig.encode(otelConfig('', tracing)).finish(),
+    };
+    if (tracing) encodedTracings.set(tracing, encoded);
+    else untraced = encoded;
+  }
+  otelTypeUrl ??= typeUrlOf(OpenTelemetryConfig);
+  w.raw(encoded.sampling).uint32(TRACING_PROVIDER).fork().uint32(PROVIDER_NAME).string(OPENTELEMETRY_TRACER);
+  w.uint32(PROVIDER_TYPED_CONFIG).fork().uint32(ANY_TYPE_URL).string(otelTypeUrl);
+  // An Any leaves an empty value out.
+  if (encoded.exporter.length > 0 || service !== '') {
+    w.uint32(ANY_VALUE).fork().raw(encoded.exporter);
+    if (service !== '') w.uint32(OTEL_SERVICE_NAME).string(service);
+    w.join();
+  }
+  return w.join().join();
 }
 
 /** The OTLP/gRPC collector's cluster: a DNS name is resolved by Envoy, an IP literal used as is. */
