@@ -2,7 +2,7 @@ import { request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import fc from 'fast-check';
-import { sendWriteJson } from './http';
+import { jsonBody, sendWriteJson } from './http';
 
 // sendWriteJson skips express's `send`: it must put the same status, headers and bytes on the wire as res.json.
 describe('sendWriteJson', () => {
@@ -76,5 +76,83 @@ describe('sendWriteJson', () => {
     const fast = await post('/fast', { status: 201, value: { description: 'Zürich → 東京 🚀' }, etag: true });
     expect(fast.headers).toEqual(expect.arrayContaining(['Content-Length', String(fast.body.length)]));
     expect(JSON.parse(fast.body.toString('utf8'))).toEqual({ description: 'Zürich → 東京 🚀' });
+  });
+});
+
+// jsonBody reads a plain JSON request itself: the body it hands on, and the errors, must be body-parser's.
+describe('jsonBody', () => {
+  const LIMIT = 300;
+  let server: Server;
+  let port: number;
+
+  beforeAll(async () => {
+    const app = express();
+    const [requireJson, readJson] = jsonBody(LIMIT);
+    const bodyParser = express.json({ limit: LIMIT, strict: true, type: ['application/json', 'application/*+json'] });
+    const echo: express.RequestHandler = (req, res) => {
+      res.json({ body: 'body' in req ? ((req.body as unknown) ?? '(undefined)') : '(absent)' });
+    };
+    app.post('/body-parser', requireJson!, bodyParser, echo);
+    app.post('/json-body', requireJson!, readJson!, echo);
+    app.use(((err, _req, res, _next) => {
+      const { type, status, limit } = err as { type?: string; status?: number; limit?: number };
+      res.status(299).json({ error: { type: type ?? '(none)', status: status ?? '(none)', limit: limit ?? '(none)' } });
+    }) as express.ErrorRequestHandler);
+    server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+  function send(path: string, contentType: string | undefined, bytes: Buffer): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string | number> = { 'content-length': bytes.length };
+      if (contentType !== undefined) headers['content-type'] = contentType;
+      const req = request({ host: '127.0.0.1', port, path, method: 'POST', headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8') }));
+      });
+      req.on('error', reject);
+      req.end(bytes);
+    });
+  }
+
+  const whitespace = fc.string({ unit: fc.constantFrom(' ', '\t', '\n', '\r'), maxLength: 3 });
+  const bodies = fc.oneof(
+    fc.tuple(whitespace, fc.jsonValue({ maxDepth: 3 }), whitespace).map(([a, v, b]) => Buffer.from(a + JSON.stringify(v) + b)),
+    fc.jsonValue({ maxDepth: 3 }).map((v) => Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(v))])),
+    fc
+      .string({ unit: fc.constantFrom('{', '}', '[', ']', '"', ',', ':', ' ', '1', 'a', '\\', '\n', '\uFEFF', 'é') })
+      .map((s) => Buffer.from(s)),
+    fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)),
+    fc.constant(Buffer.alloc(0)),
+  );
+  const contentTypes = fc.constantFrom(
+    'application/json',
+    'application/merge-patch+json',
+    'Application/JSON',
+    'application/json; charset=utf-8',
+    'application/json; charset=latin1',
+    'text/plain',
+    undefined,
+  );
+
+  it('hands on what body-parser would, or fails with the same error type and status', async () => {
+    await fc.assert(
+      fc.asyncProperty(contentTypes, bodies, async (contentType, bytes) => {
+        const expected = await send('/body-parser', contentType, bytes);
+        const actual = await send('/json-body', contentType, bytes);
+        expect(actual).toEqual(expected);
+      }),
+      { numRuns: Number(process.env['TRELLIS_PROPERTY_RUNS'] ?? 300) },
+    );
+  });
+
+  it('leaves a body over the limit to body-parser: 413', async () => {
+    const big = Buffer.from(JSON.stringify({ description: 'x'.repeat(LIMIT) }));
+    const actual = await send('/json-body', 'application/json', big);
+    expect(JSON.parse(actual.body)).toEqual({ error: { type: 'entity.too.large', status: 413, limit: LIMIT } });
   });
 });
