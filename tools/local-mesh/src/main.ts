@@ -38,7 +38,8 @@ async function main(): Promise<void> {
   console.log('Starting the Trellis local mesh (data in %s)…', dataDir);
   mesh = await startLocalMesh({
     dataDir,
-    preferConventionalPorts: true,
+    // Any free ports with TRELLIS_LOCAL_PORTS=any: a second mesh on the machine (the end-to-end suite's) takes none of these.
+    preferConventionalPorts: process.env['TRELLIS_LOCAL_PORTS'] !== 'any',
     adminToken: process.env['TRELLIS_ADMIN_TOKEN'] || undefined,
     onLine,
     serviceCredentials: creds.file,

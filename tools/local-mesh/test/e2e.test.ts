@@ -482,7 +482,8 @@ describe('npm start and signals', () => {
       const adminToken = 'local-admin-token-from-the-environment';
       // As `npm start` runs in a terminal: its own process group.
       const start = spawn(process.execPath, [join(LOCAL_MESH_BUNDLES, 'main.js')], {
-        env: { ...process.env, TRELLIS_LOCAL_DATA_DIR: data, TRELLIS_ADMIN_TOKEN: adminToken },
+        // Its own data and ports: another `npm start` or suite on the machine keeps the conventional ones.
+        env: { ...process.env, TRELLIS_LOCAL_DATA_DIR: data, TRELLIS_ADMIN_TOKEN: adminToken, TRELLIS_LOCAL_PORTS: 'any' },
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       });
