@@ -40,6 +40,7 @@ import {
 } from './listeners';
 import {
   inboundListenerName,
+  inboundRouteName,
   meshSni,
   OUTBOUND_HTTP_NAME,
   outboundClusterName,
@@ -50,8 +51,8 @@ import {
 import { refusedTargetCluster, refusedTargetEndpoints, refusedTargetListener } from './refused-target';
 import { tracingCollectorCluster } from './tracing';
 import {
+  encodeInboundRouteConfig,
   encodeOutboundRouteConfig,
-  inboundRouteConfig,
   proxylessRouteConfig,
   ROUTE_POLICY_FIELDS,
   type RouteDependency,
@@ -65,7 +66,7 @@ const encodedListener = (name: string, any: Any) => encodedResource(TypeUrl.List
 const routes = (r: RouteConfiguration) => makeResource(TypeUrl.RouteConfiguration, RouteConfiguration, r.name, r);
 const cluster = (c: Cluster) => makeResource(TypeUrl.Cluster, Cluster, c.name, c);
 
-type InboundService = Parameters<typeof encodeInboundListener>[0] & Parameters<typeof inboundRouteConfig>[0];
+type InboundService = Parameters<typeof encodeInboundListener>[0] & Parameters<typeof encodeInboundRouteConfig>[0];
 
 // Every resource a proxy gets comes from one of these, each a function of one
 // plain-data input and nothing else. The memo keys a resource by its builder and
@@ -75,7 +76,8 @@ type InboundService = Parameters<typeof encodeInboundListener>[0] & Parameters<t
 const build = {
   inboundListener: (i: { service: InboundService; tokens: MeshTokens; settings: TranslatorSettings; trustDomain: string }) =>
     encodedListener(inboundListenerName(i.service.name), encodeInboundListener(i.service, i.tokens, i.settings, i.trustDomain)),
-  inboundRoutes: (i: { service: InboundService }) => routes(inboundRouteConfig(i.service)),
+  inboundRoutes: (i: { service: InboundService }) =>
+    encodedResource(TypeUrl.RouteConfiguration, inboundRouteName(i.service.name), encodeInboundRouteConfig(i.service)),
   outboundListener: (i: { source: string; settings: TranslatorSettings; perRouteRateLimit: boolean }) =>
     encodedListener(OUTBOUND_HTTP_NAME, encodeOutboundHttpListener({ name: i.source }, i.settings, i.perRouteRateLimit)),
   outboundRoutes: (i: { source: string; deps: Array<{ dep: RouteDependency; callee: RouteTarget }> }) =>

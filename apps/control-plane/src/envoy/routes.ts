@@ -17,7 +17,7 @@ import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { ServiceModel, UpstreamModel } from '../model';
 import { duration } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
-import { healthProbeOf, probeRouteMatch } from './health-probe';
+import { healthProbeOf, probeRouteMatch, type HealthProbe } from './health-probe';
 import {
   CALLER_HEADER,
   CONTEXT_DESTINATION,
@@ -346,40 +346,13 @@ export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy'
         name: service.name,
         domains: ['*'],
         routes: [
-          ...(probe
-            ? [
-                {
-                  name: `${service.name}-health`,
-                  match: probeRouteMatch(probe),
-                  action: {
-                    $case: 'route' as const,
-                    value: { clusterSpecifier: { $case: 'cluster' as const, value: LOCAL_APP_CLUSTER_NAME } },
-                  },
-                  typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzDisabled() } : {},
-                  requestHeadersToRemove: [CALLER_HEADER],
-                },
-              ]
-            : []),
+          ...(probe ? [probeRoute(service, probe)] : []),
           {
             name: service.name,
             match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-            action: {
-              $case: 'route',
-              value: {
-                clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME },
-                ...(service.policy.timeoutMs !== undefined ? { timeout: duration(service.policy.timeoutMs) } : {}),
-              },
-            },
+            action: { $case: 'route', value: localAppAction(service.policy.timeoutMs) },
             typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzContext('edge', { destination: service.name }) } : {},
-            // Removal runs before addition, so a client cannot pass its own value through; without a verified token the header is absent.
-            requestHeadersToRemove: [CALLER_HEADER],
-            requestHeadersToAdd: [
-              {
-                header: { key: CALLER_HEADER, value: `%DYNAMIC_METADATA(${FILTER.jwtAuthn}:${MESH_TOKEN_METADATA_KEY}:sub)%` },
-                appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
-                keepEmptyValue: false,
-              },
-            ],
+            ...ROUTE_REQUEST_HEADER_RULES,
           },
         ],
       },
@@ -387,6 +360,95 @@ export function inboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy'
     // local-app comes from the bootstrap, not CDS.
     validateClusters: false,
   });
+}
+
+/** The service's own health-check request: to the app, with no caller header and no edge check. */
+function probeRoute(service: Pick<ServiceModel, 'name' | 'ingress'>, probe: HealthProbe): DeepPartial<Route> {
+  return {
+    name: `${service.name}-health`,
+    match: probeRouteMatch(probe),
+    action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME } } },
+    typedPerFilterConfig: service.ingress ? { [FILTER.extAuthz]: extAuthzDisabled() } : {},
+    requestHeadersToRemove: [CALLER_HEADER],
+  };
+}
+
+function localAppAction(timeoutMs: number | undefined): DeepPartial<RouteAction> {
+  return {
+    clusterSpecifier: { $case: 'cluster', value: LOCAL_APP_CLUSTER_NAME },
+    ...(timeoutMs !== undefined ? { timeout: duration(timeoutMs) } : {}),
+  };
+}
+
+/** The app is told the verified caller, never a value the client sent. */
+function inboundHeaderRules(): Pick<DeepPartial<Route>, 'requestHeadersToRemove' | 'requestHeadersToAdd'> {
+  return {
+    // Removal runs before addition, so a client cannot pass its own value through; without a verified token the header is absent.
+    requestHeadersToRemove: [CALLER_HEADER],
+    requestHeadersToAdd: [
+      {
+        header: { key: CALLER_HEADER, value: `%DYNAMIC_METADATA(${FILTER.jwtAuthn}:${MESH_TOKEN_METADATA_KEY}:sub)%` },
+        appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+        keepEmptyValue: false,
+      },
+    ],
+  };
+}
+
+// The inbound routes, encoded: the same writer around bytes encoded once (the main route's
+// match, header rules and the local-app action per timeout). Byte for byte
+// `packAny(RouteConfiguration, inboundRouteConfig(service))` (routes.test.ts).
+const ROUTE_REQUEST_HEADER_RULES = inboundHeaderRules();
+const localAppActions = new Map<number | undefined, Uint8Array>();
+let inboundConstants: { tail: Uint8Array; wildcard: Uint8Array } | undefined;
+
+/** `packAny(RouteConfiguration, inboundRouteConfig(service))`, byte for byte. */
+export function encodeInboundRouteConfig(service: Pick<ServiceModel, 'name' | 'policy' | 'ingress' | 'protocol'>): Any {
+  const c = encodedConstants();
+  let bytes: Uint8Array;
+  try {
+    bytes = writeInboundRoutes(service, c, writer).finish();
+  } catch (err) {
+    writer.finish(); // drop what a failed encoding left in the shared writer
+    throw err;
+  }
+  return { $type: 'google.protobuf.Any', typeUrl: c.typeUrl, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+function writeInboundRoutes(
+  service: Pick<ServiceModel, 'name' | 'policy' | 'ingress' | 'protocol'>,
+  c: NonNullable<typeof constants>,
+  w: BinaryWriter,
+): BinaryWriter {
+  inboundConstants ??= {
+    tail: Route.encode(Route.fromPartial(ROUTE_REQUEST_HEADER_RULES)).finish(),
+    wildcard: VirtualHost.encode(VirtualHost.fromPartial({ domains: ['*'] })).finish(),
+  };
+  const name = service.name;
+  const probe = healthProbeOf(service);
+  const configName = inboundRouteName(name);
+  if (configName !== '') w.uint32(CONFIG_NAME).string(configName);
+  w.uint32(CONFIG_VIRTUAL_HOSTS).fork();
+  if (name !== '') w.uint32(HOST_NAME).string(name);
+  w.raw(inboundConstants.wildcard);
+  // The service's own health check: rare, and built by the reference's own function.
+  if (probe) w.uint32(HOST_ROUTES).bytes(Route.encode(Route.fromPartial(probeRoute(service, probe))).finish());
+  w.uint32(HOST_ROUTES).fork();
+  if (name !== '') w.uint32(ROUTE_NAME).string(name);
+  w.uint32(ROUTE_MATCH).bytes(c.prefixMatch);
+  const timeoutMs = service.policy.timeoutMs;
+  let action = localAppActions.get(timeoutMs);
+  if (!action) localAppActions.set(timeoutMs, (action = RouteAction.encode(RouteAction.fromPartial(localAppAction(timeoutMs))).finish()));
+  w.uint32(ROUTE_ROUTE).bytes(action);
+  if (service.ingress) {
+    w.uint32(ROUTE_TYPED_PER_FILTER_CONFIG).fork().uint32(MAP_KEY).string(FILTER.extAuthz).uint32(MAP_VALUE).fork();
+    w.uint32(ANY_TYPE_URL).string(c.perRouteTypeUrl).uint32(ANY_VALUE).fork().uint32(PER_ROUTE_CHECK_SETTINGS).fork();
+    contextExtension(w, CONTEXT_DIRECTION, 'edge');
+    contextExtension(w, CONTEXT_DESTINATION, name);
+    w.join().join().join().join();
+  }
+  w.raw(inboundConstants.tail).join().join();
+  return w.raw(c.tail);
 }
 
 /** A proxyless client's route to one dependency: the virtual host's domain is the xds:/// target. */
