@@ -1,6 +1,8 @@
 // HTTP filters of the sidecar listeners, and their per-route settings.
 import type { CallDirection } from '@trellis/mesh-contracts';
-import { packAny } from '@trellis/envoy-types';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { packAny, typeUrlOf } from '@trellis/envoy-types';
+import { MetadataMatcher } from '@trellis/envoy-types/envoy/type/matcher/v3/metadata';
 import { ApiVersion } from '@trellis/envoy-types/envoy/config/core/v3/config_source';
 import { Policy, Principal, RBAC_Action } from '@trellis/envoy-types/envoy/config/rbac/v3/rbac';
 import { ExtAuthz, ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
@@ -162,10 +164,19 @@ export function rbacFilter(
   probe?: HealthProbe,
   callerSpiffeId?: (caller: string) => string,
 ): HttpFilter {
-  const meshToken = (...keys: string[]) => ({
-    filter: FILTER.jwtAuthn,
-    path: [MESH_TOKEN_METADATA_KEY, ...keys].map((key) => ({ segment: { $case: 'key' as const, value: key } })),
-  });
+  // The common shape (declared callers by their tokens, nothing else) is written around constant bytes.
+  if (!admitEdge && !probe && !callerSpiffeId) return httpFilter(FILTER.rbac, encodeMeshCallersRbac(callers));
+  return httpFilter(FILTER.rbac, packAny(RBAC, rbacConfig(callers, admitEdge, probe, callerSpiffeId)));
+}
+
+/** The RBAC config of `rbacFilter`, the plain way (the reference `encodeMeshCallersRbac` is held to). */
+export function rbacConfig(
+  callers: readonly string[],
+  admitEdge: boolean,
+  probe?: HealthProbe,
+  callerSpiffeId?: (caller: string) => string,
+): RBAC {
+  const meshToken = meshTokenPath;
   const policies: Record<string, Policy> = {};
   if (callers.length > 0) {
     policies['mesh-callers'] = Policy.fromPartial({
@@ -219,7 +230,62 @@ export function rbacFilter(
       principals: [{ identifier: { $case: 'any', value: true } }],
     });
   }
-  return httpFilter(FILTER.rbac, packAny(RBAC, RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } })));
+  return RBAC.fromPartial({ rules: { action: RBAC_Action.ALLOW, policies } });
+}
+
+// Field tags of the RBAC config written below (RBAC filter, RBAC rules, policies map entry,
+// Policy, Principal, MetadataMatcher, ValueMatcher, StringMatcher).
+const RBAC_RULES = (1 << 3) | 2;
+const RULES_POLICIES = (2 << 3) | 2;
+const ENTRY_KEY = (1 << 3) | 2;
+const ENTRY_VALUE = (2 << 3) | 2;
+const POLICY_PRINCIPALS = (2 << 3) | 2;
+const PRINCIPAL_METADATA = (7 << 3) | 2;
+const METADATA_VALUE = (3 << 3) | 2;
+const VALUE_STRING_MATCH = (3 << 3) | 2;
+const STRING_EXACT = (1 << 3) | 2;
+
+let meshCallersConstants: { typeUrl: string; permissions: Uint8Array; subject: Uint8Array } | undefined;
+const rbacWriter = new BinaryWriter();
+
+/**
+ * `packAny(RBAC, rbacConfig(callers, false))`, byte for byte (filters.test.ts): every inbound listener has one
+ * naming its own callers, so they are written around the bytes all of them share (the permission, the
+ * token-subject matcher's filter and path) instead of building the policy's object graph.
+ */
+export function encodeMeshCallersRbac(callers: readonly string[]): Any {
+  const c = (meshCallersConstants ??= {
+    typeUrl: typeUrlOf(RBAC),
+    permissions: Policy.encode(Policy.fromPartial({ permissions: [{ rule: { $case: 'any', value: true } }] })).finish(),
+    subject: MetadataMatcher.encode(MetadataMatcher.fromPartial(meshTokenPath('sub'))).finish(),
+  });
+  let bytes: Uint8Array;
+  try {
+    const w = rbacWriter.uint32(RBAC_RULES).fork();
+    // ALLOW is the zero action, which proto3 leaves out; no callers, no policy (deny all).
+    if (callers.length > 0) {
+      w.uint32(RULES_POLICIES).fork().uint32(ENTRY_KEY).string('mesh-callers').uint32(ENTRY_VALUE).fork().raw(c.permissions);
+      for (const sub of callers) {
+        w.uint32(POLICY_PRINCIPALS).fork().uint32(PRINCIPAL_METADATA).fork().raw(c.subject);
+        w.uint32(METADATA_VALUE).fork().uint32(VALUE_STRING_MATCH).fork().uint32(STRING_EXACT).string(sub).join().join();
+        w.join().join();
+      }
+      w.join().join();
+    }
+    bytes = w.join().finish();
+  } catch (err) {
+    rbacWriter.finish(); // drop what a failed encoding left in the shared writer
+    throw err;
+  }
+  return { $type: 'google.protobuf.Any', typeUrl: c.typeUrl, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+/** Where jwt_authn put the verified mesh token's payload, and a key in it. */
+function meshTokenPath(...keys: string[]) {
+  return {
+    filter: FILTER.jwtAuthn,
+    path: [MESH_TOKEN_METADATA_KEY, ...keys].map((key) => ({ segment: { $case: 'key' as const, value: key } })),
+  };
 }
 
 /** Admits peers whose verified client certificate carries one of these SPIFFE IDs; none: no policy (deny all). */
