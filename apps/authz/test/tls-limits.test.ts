@@ -65,6 +65,7 @@ describe('authz: TLS ports under attacks before any request', () => {
       if (socket.destroyed) return resolve();
       const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
       socket.on('error', () => undefined);
+      socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
       socket.once('close', () => {
         clearTimeout(timer);
         resolve();

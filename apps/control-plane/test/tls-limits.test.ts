@@ -37,6 +37,7 @@ describe('the xDS port under TLS attacks', () => {
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
       socket.on('error', () => undefined);
+      socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
       socket.once('close', () => {
         clearTimeout(timer);
         resolve();

@@ -32,6 +32,7 @@ describe('listenHttp against connections that send nothing', () => {
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
       socket.on('error', () => undefined);
+      socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
       socket.once('close', () => {
         clearTimeout(timer);
         resolve();

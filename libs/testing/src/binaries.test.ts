@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,5 +39,19 @@ describe('freePort', () => {
     const ports: number[] = [];
     for (let i = 0; i < 300; i++) ports.push(await freePort());
     expect(new Set(ports).size).toBe(300);
+  });
+
+  it('hands out no port an outgoing connection could take as its source port meanwhile (Linux: below ip_local_port_range)', async () => {
+    let rangeStart: number;
+    try {
+      rangeStart = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    } catch {
+      return; // not Linux: the OS's pick is all there is
+    }
+    for (let i = 0; i < 50; i++) {
+      const port = await freePort();
+      expect(port).toBeGreaterThanOrEqual(10_000);
+      expect(port).toBeLessThan(rangeStart);
+    }
   });
 });

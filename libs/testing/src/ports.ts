@@ -1,3 +1,5 @@
+import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /**
@@ -7,23 +9,48 @@ import { createServer } from 'node:net';
  */
 const handedOut = new Set<number>();
 
-/** A loopback TCP port the OS just handed out (bound to port 0, then released); never one this process handed out before. */
+/** The lowest port handed out; below it live the conventional ports (etcd 2379, Redis 6379, 8080…). */
+const LOWEST_PORT = 10_000;
+
+/**
+ * Linux gives outgoing connections their source ports from this range (32768–60999 by default).
+ * A port from bind(0) comes from it too, so between its release and the server's bind any process's
+ * connect() may take it (EADDRINUSE in a fresh-clone CI run). Ports below the range are safe from that.
+ */
+function ephemeralRangeStart(): number | undefined {
+  try {
+    const start = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(start) && start - LOWEST_PORT >= 2_000 ? start : undefined;
+  } catch {
+    return undefined; // not Linux: what the OS picks
+  }
+}
+const belowEphemeral = ephemeralRangeStart();
+
+/**
+ * A loopback TCP port free right now (bound, then released), outside the range outgoing connections
+ * take their source ports from where the OS says what that is; never one this process handed out before.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await bindAndRelease(host);
-    if (handedOut.has(port)) continue;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const asked = belowEphemeral !== undefined && attempt < 90 ? randomInt(LOWEST_PORT, belowEphemeral) : 0;
+    const port = await bindAndRelease(host, asked).catch((error: NodeJS.ErrnoException) => {
+      if (asked !== 0 && (error.code === 'EADDRINUSE' || error.code === 'EACCES')) return undefined;
+      throw error;
+    });
+    if (port === undefined || handedOut.has(port)) continue;
     handedOut.add(port);
     return port;
   }
   throw new Error('no free port this process has not handed out already');
 }
 
-function bindAndRelease(host: string): Promise<number> {
+function bindAndRelease(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.once('error', reject);
-    server.listen(0, host, () => {
+    server.listen(port, host, () => {
       const address = server.address();
       if (address === null || typeof address === 'string') {
         server.close();

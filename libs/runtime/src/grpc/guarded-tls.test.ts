@@ -77,6 +77,7 @@ function closed(socket: Socket, withinMs = CLOSED_WITHIN_MS): Promise<void> {
     if (socket.destroyed) return resolve();
     const timer = setTimeout(() => reject(new Error(`still open after ${withinMs} ms`)), withinMs);
     socket.on('error', () => undefined);
+    socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
     socket.once('close', () => {
       clearTimeout(timer);
       resolve();
