@@ -1,6 +1,8 @@
 // The gRPC side of every app that has one: bind, a health service that follows
 // readiness, graceful stop.
-import { createServer as createTlsServer, type SecureContextOptions, type TlsOptions, type TLSSocket } from 'node:tls';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type SecureContextOptions, type TlsOptions, type TLSSocket } from 'node:tls';
 import { experimental, ServerCredentials, type Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Health } from '../health';
@@ -95,54 +97,97 @@ async function listenGuardedTls(
   const injector = server.createConnectionInjector(
     interceptors.length > 0 ? experimental.createServerCredentialsWithInterceptors(plaintext, interceptors) : plaintext,
   );
-  const context = credentials._getSecureContextOptions();
-  const tlsServer = createTlsServer({
-    ...(credentials._getConstructorOptions() as TlsOptions),
-    ...context,
-    ALPNProtocols: ['h2'],
-  });
+  // The credentials' latest certificate material: a listener opened later starts from it.
+  let context = credentials._getSecureContextOptions();
+  const listeners: Array<{ tlsServer: TlsServer; guard: TlsGuard }> = [];
   // As grpc-js does: no connection while the credentials have no certificate yet (a provider's first update is asynchronous).
   let loaded = context !== null;
   const onContext = (update: SecureContextOptions | null) => {
-    if (update) tlsServer.setSecureContext(update);
+    if (update) {
+      context = update;
+      for (const { tlsServer } of listeners) tlsServer.setSecureContext(update);
+    }
     loaded = update !== null;
   };
   credentials._addWatcher(onContext);
-  tlsServer.prependListener('connection', (raw) => {
-    if (!loaded) raw.destroy();
-  });
-  const guard = guardTlsServer(tlsServer, {
-    ...limits,
-    onRefused: options.onTlsRefused,
-    afterHandshake: {
-      timeoutMs: limits.prefaceTimeoutMs,
-      refusal: 'preface_timeout',
-      start: (socket, done) =>
-        awaitHttp2Preface(socket, () => {
-          done();
-          injector.injectConnection(socket);
-        }),
-    },
-  });
-  // A TLS socket's errors after its handshake are its owner's to handle (nodejs/node#35824); HTTP/2 closes it.
-  tlsServer.on('secureConnection', (socket: TLSSocket) => socket.on('error', () => undefined));
 
-  await new Promise<void>((resolve, reject) => {
+  const open = (): { tlsServer: TlsServer; guard: TlsGuard } => {
+    const tlsServer = createTlsServer({
+      ...(credentials._getConstructorOptions() as TlsOptions),
+      ...context,
+      ALPNProtocols: ['h2'],
+    });
+    tlsServer.prependListener('connection', (raw) => {
+      if (!loaded) raw.destroy();
+    });
+    const guard = guardTlsServer(tlsServer, {
+      ...limits,
+      onRefused: options.onTlsRefused,
+      afterHandshake: {
+        timeoutMs: limits.prefaceTimeoutMs,
+        refusal: 'preface_timeout',
+        start: (socket, done) =>
+          awaitHttp2Preface(socket, () => {
+            done();
+            injector.injectConnection(socket);
+          }),
+      },
+    });
+    // A TLS socket's errors after its handshake are its owner's to handle (nodejs/node#35824); HTTP/2 closes it.
+    tlsServer.on('secureConnection', (socket: TLSSocket) => socket.on('error', () => undefined));
+    return { tlsServer, guard };
+  };
+
+  // Every address the host resolves to, as grpc-js binds them (e.g. both 127.0.0.1 and ::1 for
+  // localhost), on one port: the first address's when asked for port 0. Bound if any one is.
+  let boundPort = port;
+  let firstError: unknown;
+  for (const address of await addressesOf(host)) {
+    const listener = open();
+    listeners.push(listener); // from now on, certificate updates reach it
+    try {
+      await listen(listener.tlsServer, boundPort, address);
+    } catch (error) {
+      listeners.splice(listeners.indexOf(listener), 1);
+      listener.tlsServer.close();
+      listener.guard.closePending();
+      firstError ??= error;
+      continue;
+    }
+    const bound = listener.tlsServer.address();
+    if (boundPort === 0 && typeof bound === 'object' && bound !== null) boundPort = bound.port;
+  }
+  if (listeners.length === 0) {
+    credentials._removeWatcher(onContext);
+    throw firstError ?? new Error(`${host} resolves to no address`);
+  }
+  const close = () => {
+    for (const { tlsServer, guard } of listeners) {
+      tlsServer.close();
+      guard.closePending();
+    }
+    credentials._removeWatcher(onContext);
+  };
+  tlsListenersOf.set(server, [...(tlsListenersOf.get(server) ?? []), { close }]);
+  guards.set(server, [...(guards.get(server) ?? []), ...listeners.map(({ guard }) => guard)]);
+  return boundPort;
+}
+
+/** The addresses to listen on for `host`: an IP literal (brackets or not) as it is, a name's every address. */
+export async function addressesOf(host: string, resolve = (name: string) => lookup(name, { all: true })): Promise<string[]> {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare) !== 0) return [bare];
+  return [...new Set((await resolve(bare)).map(({ address }) => address))];
+}
+
+function listen(tlsServer: TlsServer, port: number, address: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     tlsServer.once('error', reject);
-    tlsServer.listen(port, host.replace(/^\[(.*)\]$/, '$1'), () => {
+    tlsServer.listen(port, address, () => {
       tlsServer.off('error', reject);
       resolve();
     });
   });
-  const close = () => {
-    tlsServer.close();
-    guard.closePending();
-    credentials._removeWatcher(onContext);
-  };
-  tlsListenersOf.set(server, [...(tlsListenersOf.get(server) ?? []), { close }]);
-  guards.set(server, [...(guards.get(server) ?? []), guard]);
-  const address = tlsServer.address();
-  return typeof address === 'object' && address !== null ? address.port : port;
 }
 
 /**

@@ -7,7 +7,8 @@ import { connect as connectTls } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
 import type { TlsRefusal } from '../tls-guard';
 import { createTestCertificates, type TestCertificates } from '../../test/fixtures/test-certificates';
-import { bindGrpcServer, pendingTlsConnections, stopGrpcServer, type GrpcTlsLimits } from './grpc-server';
+import { lookup } from 'node:dns/promises';
+import { addressesOf, bindGrpcServer, pendingTlsConnections, stopGrpcServer, type GrpcTlsLimits } from './grpc-server';
 import { HTTP2_CLIENT_MAGIC } from './http2-preface';
 
 jest.setTimeout(120_000);
@@ -42,7 +43,7 @@ interface Started {
   refusals: TlsRefusal[];
 }
 
-async function start(limits: GrpcTlsLimits = LIMITS): Promise<Started> {
+async function start(limits: GrpcTlsLimits = LIMITS, host = '127.0.0.1'): Promise<Started> {
   const server = new Server();
   server.addService(
     { who: WHO },
@@ -53,16 +54,16 @@ async function start(limits: GrpcTlsLimits = LIMITS): Promise<Started> {
   );
   const refusals: TlsRefusal[] = [];
   const tls = ServerCredentials.createSsl(certs.ca, [{ cert_chain: certs.server.cert, private_key: certs.server.key }], true);
-  const port = await bindGrpcServer(server, '127.0.0.1', 0, tls, { tlsLimits: limits, onTlsRefused: (reason) => refusals.push(reason) });
+  const port = await bindGrpcServer(server, host, 0, tls, { tlsLimits: limits, onTlsRefused: (reason) => refusals.push(reason) });
   return { server, port, refusals };
 }
 
-function mtlsClient(port: number): WhoClientInstance {
+function mtlsClient(port: number, address = '127.0.0.1'): WhoClientInstance {
   return new WhoClient(
-    `127.0.0.1:${port}`,
+    `${address.includes(':') ? `[${address}]` : address}:${port}`,
     credentials.createSsl(certs.ca, certs.client.key, certs.client.cert),
-    // A fresh connection per client, so each one proves the port still accepts.
-    { 'grpc.use_local_subchannel_pool': 1 },
+    // A fresh connection per client, so each one proves the port still accepts; the server's certificate names 127.0.0.1.
+    { 'grpc.use_local_subchannel_pool': 1, 'grpc.ssl_target_name_override': '127.0.0.1' },
   ) as WhoClientInstance;
 }
 
@@ -217,5 +218,35 @@ describe('a TLS gRPC port bound by bindGrpcServer', () => {
     await stopGrpcServer(server, 1_000);
     await gone;
     await expect(rawConnection(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
+
+describe('the addresses a guarded TLS port listens on', () => {
+  it('takes an IP literal as it is, with or without brackets, and every distinct address of a name', async () => {
+    const resolve = async () => [
+      { address: '127.0.0.1', family: 4 },
+      { address: '::1', family: 6 },
+      { address: '127.0.0.1', family: 4 },
+    ];
+    expect(await addressesOf('0.0.0.0', resolve)).toEqual(['0.0.0.0']);
+    expect(await addressesOf('[::1]', resolve)).toEqual(['::1']);
+    expect(await addressesOf('::', resolve)).toEqual(['::']);
+    expect(await addressesOf('localhost', resolve)).toEqual(['127.0.0.1', '::1']);
+  });
+
+  it('serves mTLS on every address a host name resolves to, as grpc-js binds them (localhost)', async () => {
+    const { server, port } = await start(LIMITS, 'localhost');
+    try {
+      for (const { address } of await lookup('localhost', { all: true })) {
+        const client = mtlsClient(port, address);
+        try {
+          expect(await who(client)).toBe('URI:spiffe://trellis.local/svc/a');
+        } finally {
+          client.close();
+        }
+      }
+    } finally {
+      await stopGrpcServer(server, 1_000);
+    }
   });
 });
