@@ -2,7 +2,13 @@
 // readiness, graceful stop.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { createServer as createTlsServer, type Server as TlsServer, type SecureContextOptions, type TlsOptions, type TLSSocket } from 'node:tls';
+import {
+  createServer as createTlsServer,
+  type Server as TlsServer,
+  type SecureContextOptions,
+  type TlsOptions,
+  type TLSSocket,
+} from 'node:tls';
 import { experimental, ServerCredentials, type Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Health } from '../health';
