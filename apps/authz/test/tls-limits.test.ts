@@ -12,7 +12,7 @@ import { credentials, Metadata } from '@grpc/grpc-js';
 import { AuthorizationClient, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { componentSpiffeIdOf, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, spiffeServerIdentityCheck, type RootCa } from '@trellis/pki';
-import { startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { socketClosed, startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { checkRequest, counterValue, KeyDir, okHeaders, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
 
 jest.setTimeout(180_000);
@@ -60,17 +60,7 @@ describe('authz: TLS ports under attacks before any request', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-  const closed = (socket: Socket) =>
-    new Promise<void>((resolve, reject) => {
-      if (socket.destroyed) return resolve();
-      const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
-      socket.on('error', () => undefined);
-      socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  const closed = (socket: Socket) => socketClosed(socket);
   const silent = (port: number) =>
     new Promise<Socket>((resolve, reject) => {
       const socket = connectTcp(port, '127.0.0.1', () => resolve(socket));

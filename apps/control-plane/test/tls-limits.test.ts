@@ -6,7 +6,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
-import { startSlowLoris } from '@trellis/testing';
+import { socketClosed, startSlowLoris } from '@trellis/testing';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 import { createTestPki, type TestPki } from './support/test-pki';
@@ -33,16 +33,7 @@ describe('the xDS port under TLS attacks', () => {
     const line = text.split('\n').find((l) => l.startsWith(`trellis_control_plane_xds_tls_connections_refused_total{reason="${reason}"}`));
     return line ? Number(line.split(' ').pop()) : 0;
   };
-  const closed = (socket: Socket) =>
-    new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
-      socket.on('error', () => undefined);
-      socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  const closed = (socket: Socket) => socketClosed(socket);
   const silent = () =>
     new Promise<Socket>((resolve, reject) => {
       const socket = connectTcp(h.cp.xdsPort, '127.0.0.1', () => resolve(socket));

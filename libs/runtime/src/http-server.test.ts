@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { socketClosed } from '@trellis/testing';
 import { closeHttpServer, listenHttp } from './http-server';
 
 /** A GET through `agent` that resolves with the status, or the error when the connection is cut. */
@@ -28,16 +29,6 @@ describe('listenHttp', () => {
 });
 
 describe('listenHttp against connections that send nothing', () => {
-  const closed = (socket: Socket) =>
-    new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('still open after 60 s')), 60_000);
-      socket.on('error', () => undefined);
-      socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
   const open = (port: number) =>
     new Promise<Socket>((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => resolve(socket));
@@ -48,7 +39,7 @@ describe('listenHttp against connections that send nothing', () => {
     const { server, port } = await listenHttp((_req, res) => res.end('ok'), '127.0.0.1', 0, { headersTimeoutMs: 1_000 });
     try {
       const silent = await open(port);
-      const gone = closed(silent);
+      const gone = socketClosed(silent);
       expect(await get(port, '/')).toBe(200);
       await gone;
     } finally {

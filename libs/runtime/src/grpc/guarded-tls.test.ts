@@ -5,6 +5,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
+import { socketClosed } from '@trellis/testing';
 import type { TlsRefusal } from '../tls-guard';
 import { createTestCertificates, type TestCertificates } from '../../test/fixtures/test-certificates';
 import { lookup } from 'node:dns/promises';
@@ -72,19 +73,7 @@ const who = (client: WhoClientInstance) =>
     client.who(Buffer.alloc(0), (err, response) => (err ? reject(err) : resolve(response.toString()))),
   );
 
-/** Resolves when `socket` is closed (by either side), rejects if it is still open after `withinMs`. */
-function closed(socket: Socket, withinMs = CLOSED_WITHIN_MS): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (socket.destroyed) return resolve();
-    const timer = setTimeout(() => reject(new Error(`still open after ${withinMs} ms`)), withinMs);
-    socket.on('error', () => undefined);
-    socket.resume(); // read, or the server's FIN is never seen (a paused socket stays 'open')
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
+const closed = (socket: Socket, withinMs = CLOSED_WITHIN_MS) => socketClosed(socket, withinMs);
 
 const opened = (socket: Socket) =>
   new Promise<Socket>((resolve, reject) => {
