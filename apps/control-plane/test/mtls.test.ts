@@ -3,9 +3,9 @@
 import { credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { SDS_WORKLOAD_CERTIFICATE, SIDECAR_CERTIFICATE_DIR, sidecarSdsPath } from '@trellis/mesh-schema';
+import { createTestPki, type TestPki } from '@trellis/testing';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
-import { createTestPki, type TestPki } from './support/test-pki';
 
 jest.setTimeout(120_000);
 
@@ -28,8 +28,8 @@ describe('xDS over mTLS', () => {
     pki = createTestPki();
     h = await startControlPlaneHarness({
       TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false,
-      TRELLIS_XDS_TLS_CERT_FILE: pki.serverCertFile,
-      TRELLIS_XDS_TLS_KEY_FILE: pki.serverKeyFile,
+      TRELLIS_XDS_TLS_CERT_FILE: pki.server.certFile,
+      TRELLIS_XDS_TLS_KEY_FILE: pki.server.keyFile,
       TRELLIS_XDS_TLS_CLIENT_CA_FILE: pki.caFile,
       TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
     });

@@ -6,10 +6,9 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
-import { socketClosed, startSlowLoris } from '@trellis/testing';
+import { createTestPki, socketClosed, startSlowLoris, type TestPki } from '@trellis/testing';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
-import { createTestPki, type TestPki } from './support/test-pki';
 
 jest.setTimeout(180_000);
 
@@ -55,8 +54,8 @@ describe('the xDS port under TLS attacks', () => {
     pki = createTestPki();
     h = await startControlPlaneHarness({
       TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: false,
-      TRELLIS_XDS_TLS_CERT_FILE: pki.serverCertFile,
-      TRELLIS_XDS_TLS_KEY_FILE: pki.serverKeyFile,
+      TRELLIS_XDS_TLS_CERT_FILE: pki.server.certFile,
+      TRELLIS_XDS_TLS_KEY_FILE: pki.server.keyFile,
       TRELLIS_XDS_TLS_CLIENT_CA_FILE: pki.caFile,
       TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: 5_000,
       TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 5_000,

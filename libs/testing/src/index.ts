@@ -7,3 +7,4 @@ export { startSlowLoris, type SlowLoris, type SlowLorisOptions } from './slow-lo
 export { socketClosed } from './sockets';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy';
 export { dockerAvailable } from './docker';
+export { createTestPki, type TestKeyPair, type TestPki } from './test-pki';

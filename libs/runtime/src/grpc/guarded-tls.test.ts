@@ -5,9 +5,8 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
-import { socketClosed } from '@trellis/testing';
+import { createTestPki, socketClosed, type TestPki } from '@trellis/testing';
 import type { TlsRefusal } from '../tls-guard';
-import { createTestCertificates, type TestCertificates } from '../../test/fixtures/test-certificates';
 import { lookup } from 'node:dns/promises';
 import { addressesOf, bindGrpcServer, pendingTlsConnections, stopGrpcServer, type GrpcTlsLimits } from './grpc-server';
 import { HTTP2_CLIENT_MAGIC } from './http2-preface';
@@ -33,10 +32,11 @@ type WhoClientInstance = InstanceType<typeof WhoClient> & {
 const LIMITS: GrpcTlsLimits = { handshakeTimeoutMs: 5_000, prefaceTimeoutMs: 5_000, maxPendingConnections: 4 };
 const CLOSED_WITHIN_MS = 60_000;
 
-let certs: TestCertificates;
+let pki: TestPki;
 beforeAll(() => {
-  certs = createTestCertificates();
+  pki = createTestPki();
 });
+afterAll(() => pki?.remove());
 
 interface Started {
   server: Server;
@@ -54,7 +54,7 @@ async function start(limits: GrpcTlsLimits = LIMITS, host = '127.0.0.1'): Promis
     },
   );
   const refusals: TlsRefusal[] = [];
-  const tls = ServerCredentials.createSsl(certs.ca, [{ cert_chain: certs.server.cert, private_key: certs.server.key }], true);
+  const tls = ServerCredentials.createSsl(pki.ca, [{ cert_chain: pki.server.cert, private_key: pki.server.key }], true);
   const port = await bindGrpcServer(server, host, 0, tls, { tlsLimits: limits, onTlsRefused: (reason) => refusals.push(reason) });
   return { server, port, refusals };
 }
@@ -62,9 +62,9 @@ async function start(limits: GrpcTlsLimits = LIMITS, host = '127.0.0.1'): Promis
 function mtlsClient(port: number, address = '127.0.0.1'): WhoClientInstance {
   return new WhoClient(
     `${address.includes(':') ? `[${address}]` : address}:${port}`,
-    credentials.createSsl(certs.ca, certs.client.key, certs.client.cert),
-    // A fresh connection per client, so each one proves the port still accepts; the server's certificate names 127.0.0.1.
-    { 'grpc.use_local_subchannel_pool': 1, 'grpc.ssl_target_name_override': '127.0.0.1' },
+    credentials.createSsl(pki.ca, pki.client('a').key, pki.client('a').cert),
+    // A fresh connection per client, so each one proves the port still accepts; the certificate names localhost (not an IP: RFC 6066).
+    { 'grpc.use_local_subchannel_pool': 1, 'grpc.ssl_target_name_override': 'localhost' },
   ) as WhoClientInstance;
 }
 
@@ -88,9 +88,9 @@ function handshakenConnection(port: number, first?: Buffer): Promise<Socket> {
     const socket = connectTls({
       host: '127.0.0.1',
       port,
-      ca: certs.ca,
-      cert: certs.client.cert,
-      key: certs.client.key,
+      ca: pki.ca,
+      cert: pki.client('a').cert,
+      key: pki.client('a').key,
       ALPNProtocols: ['h2'],
     });
     socket.once('secureConnect', () => {
@@ -193,7 +193,7 @@ describe('a TLS gRPC port bound by bindGrpcServer', () => {
 
   it('closes a failed handshake (no client certificate) and counts it', async () => {
     const { port, refusals } = await started();
-    const anonymous = connectTls({ host: '127.0.0.1', port, ca: certs.ca, ALPNProtocols: ['h2'] });
+    const anonymous = connectTls({ host: '127.0.0.1', port, ca: pki.ca, ALPNProtocols: ['h2'] });
     await closed(anonymous);
     await until(() => refusals.length > 0, 'the refusal to be counted');
     expect(refusals).toEqual(['handshake_failed']);
