@@ -10,13 +10,13 @@ import type { Registry } from 'prom-client';
 import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
-import { grpcTlsLimitsFrom, pendingTlsConnections, stopGrpcServer } from '@trellis/runtime/grpc';
+import { grpcConnectionLimitsFrom, grpcTlsLimitsFrom, pendingTlsConnections, stopGrpcServer } from '@trellis/runtime/grpc';
 import { caSourceFromConfig, ReloadingCa } from './ca/ca-source';
 import { KubernetesIdentity } from './ca/kubernetes-identity';
 import { CheckService } from './check/check-service';
 import { CheckWorker } from './check-worker/check-worker';
 import { MeshPolicy } from './check/mesh-policy';
-import type { AuthzConfig } from './config';
+import { DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS, type AuthzConfig } from './config';
 import { CloudflareAccessVerifier, type CloudflareAccessOptions } from './edge/cloudflare-access';
 import { startGrpcServer, type AuthzGrpcServer } from './grpc/grpc-server';
 import { selfIssuedSource, ServingTls, tlsFilesSource, type ServingTlsSource } from './tls/serving-tls';
@@ -225,6 +225,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
 
   const requireClientCertificate = !config.TRELLIS_ALLOW_INSECURE_CALLERS;
   const tlsLimits = grpcTlsLimitsFrom(config);
+  const connectionLimits = grpcConnectionLimitsFrom(config, { maxConnectionAgeMs: DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS });
   const worker = config.TRELLIS_CHECK_WORKER
     ? await CheckWorker.start({
         script: deps.checkWorker?.script ?? join(__dirname, 'check.worker.js'),
@@ -239,6 +240,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
           tls: tls?.material,
           callTimeoutMs: CHECK_WORKER_CALL_TIMEOUT_MS,
           tlsLimits,
+          connectionLimits,
         },
         watcher,
         signer: () => ({ type: 'signer', kid: keyRing.signer()?.kid, issuer: issuer() }),
@@ -267,6 +269,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
           requireClientCertificate,
           trustDomain: () => trustDomain,
           tlsLimits,
+          connectionLimits,
           onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'grpc', reason }),
         },
         logger,

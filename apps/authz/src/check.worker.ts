@@ -81,6 +81,7 @@ async function runCheckWorker(port: MessagePort, settings: CheckWorkerSettings):
       requireClientCertificate: settings.requireClientCertificate,
       trustDomain: () => settings.trustDomain,
       tlsLimits: settings.tlsLimits,
+      connectionLimits: settings.connectionLimits,
       onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'grpc', reason }),
     },
     logger,

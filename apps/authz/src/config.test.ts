@@ -17,6 +17,10 @@ describe('loadAuthzConfig', () => {
       TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: 10_000,
       TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 10_000,
       TRELLIS_TLS_MAX_PENDING_CONNECTIONS: 1_000,
+      // Idle connections close after 5 minutes; no age limit (config.ts says why).
+      TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: 300_000,
+      TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 0,
+      TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 10_000,
     });
   });
 
@@ -30,6 +34,8 @@ describe('loadAuthzConfig', () => {
     [{ TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '300000' }, 'TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS'],
     [{ TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 'soon' }, 'TRELLIS_HTTP2_PREFACE_TIMEOUT_MS'],
     [{ TRELLIS_TLS_MAX_PENDING_CONNECTIONS: '0' }, 'TRELLIS_TLS_MAX_PENDING_CONNECTIONS'],
+    [{ TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: '10' }, 'TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS'],
+    [{ TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 'forever' }, 'TRELLIS_GRPC_MAX_CONNECTION_AGE_MS'],
   ])('names the variable of a bad value: %j', (env, variable) => {
     let error: unknown;
     try {

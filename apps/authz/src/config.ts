@@ -1,6 +1,6 @@
 // authz configuration: TRELLIS_* environment variables, validated at start.
 import { MAX_MESH_TOKEN_LIFETIME_SECONDS, MESH_TOKEN_RENEW_BEFORE_SECONDS } from '@trellis/mesh-contracts';
-import { env, etcdEnvSchema, httpLimitsEnv, loadConfig, tlsLimitsEnv } from '@trellis/runtime';
+import { env, etcdEnvSchema, grpcConnectionEnv, httpLimitsEnv, loadConfig, tlsLimitsEnv } from '@trellis/runtime';
 import { z } from 'zod';
 
 /** `host:port,host:port`, as ioredis takes Sentinel and Cluster nodes. */
@@ -24,11 +24,21 @@ const redisNodeList = z
       ),
   );
 
+/**
+ * No age limit on the ext_authz port unless asked for: grpc-js sends its second GOAWAY at once, not a
+ * round trip after the first (gRFC A9), so a Check already on the wire then is refused, and Envoy's
+ * ext_authz client does not retry it. Behind an L4 load balancer that pins sidecars to old replicas,
+ * TRELLIS_GRPC_MAX_CONNECTION_AGE_MS trades that rare failed Check for rebalancing.
+ */
+export const DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS = 0;
+
 export const authzEnvSchema = etcdEnvSchema
   .extend({
     ...httpLimitsEnv,
     /** The gRPC port with TLS: handshake and HTTP/2 preface deadlines, cap on connections not yet through them; the mTLS port: the handshake's. */
     ...tlsLimitsEnv,
+    /** The gRPC port's connections: closed after 5 minutes without a call; no age limit by default. */
+    ...grpcConnectionEnv({ maxConnectionAgeMs: DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS }),
     TRELLIS_HOST: env.host('0.0.0.0'),
     TRELLIS_GRPC_PORT: env.port(9191),
     TRELLIS_HTTP_PORT: env.port(8181),

@@ -21,6 +21,7 @@ import {
   deniedReason,
   KeyDir,
   okHeaders,
+  operatorCaEnv,
   outbound,
   startTestAuthz,
   type DeepCheck,
@@ -142,15 +143,8 @@ describe('authz: the caller is the client certificate (production defaults)', ()
     await store.createService({ ...base, name: 'service-b' }, 'test');
     await store.createService({ ...base, name: 'service-c' }, 'test');
     await store.createService({ ...base, name: 'shop', ingress: { host: 'shop.example.com', pathPrefix: '/' } }, 'test');
-    a = await startTestAuthz(etcd, redis, keys, {
-      // The production default: no insecure callers.
-      TRELLIS_ALLOW_INSECURE_CALLERS: 'false',
-      TRELLIS_TRUST_DOMAIN: TRUST_DOMAIN,
-      TRELLIS_CA_CERT_FILE: join(dir, 'ca.crt'),
-      TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
-      TRELLIS_CA_TRUST_BUNDLE_FILE: join(dir, 'bundle.crt'),
-      TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'callers'),
-    });
+    // The production default: no insecure callers.
+    a = await startTestAuthz(etcd, redis, keys, operatorCaEnv(dir, TRUST_DOMAIN));
   });
   afterAll(async () => {
     for (const client of clients) client.close();

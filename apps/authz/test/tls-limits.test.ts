@@ -2,18 +2,21 @@
 // the mesh CA, the Check worker owning the ext_authz port, production defaults): sockets that
 // never finish the handshake (silent, or trickling a ClientHello), that finish it and never
 // send the HTTP/2 preface, and floods over the cap of pending connections. Each is closed well
-// before Node's default 120 s and counted; a sidecar's Checks are answered meanwhile.
+// before Node's default 120 s and counted; a sidecar's Checks are answered meanwhile. After them, on
+// an authz with a small idle limit (gRFC A9): a connection through its handshake and preface that
+// makes no call is closed, where keepalive (which it answers) kept it before; a sidecar whose
+// connection idled out gets its next Check answered on a new one.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { connectivityState, credentials, Metadata } from '@grpc/grpc-js';
 import { AuthorizationClient, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { componentSpiffeIdOf, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, spiffeServerIdentityCheck, type RootCa } from '@trellis/pki';
-import { socketClosed, startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
-import { checkRequest, counterValue, KeyDir, okHeaders, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
+import { eventually, openHttp2Session, socketClosed, startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { checkRequest, counterValue, KeyDir, okHeaders, operatorCaEnv, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
 
 jest.setTimeout(180_000);
 
@@ -33,9 +36,9 @@ describe('authz: TLS ports under attacks before any request', () => {
   const sockets: Socket[] = [];
 
   /** A sidecar of service-a: its own connection (a fresh channel) to the ext_authz port with its workload certificate. */
-  function sidecar(): AuthorizationClient {
+  function sidecar(port = a.authz.grpcPort): AuthorizationClient {
     const client = new AuthorizationClient(
-      `127.0.0.1:${a.authz.grpcPort}`,
+      `127.0.0.1:${port}`,
       credentials.createSsl(Buffer.from(root.certificatePem), Buffer.from(certificate.keyPem), Buffer.from(certificate.chainPem), {
         checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(TRUST_DOMAIN, 'authz')),
       }),
@@ -100,12 +103,7 @@ describe('authz: TLS ports under attacks before any request', () => {
     await store.createService({ ...base, name: 'service-a', dependencies: [{ service: 'service-b' }] }, 'test');
     await store.createService({ ...base, name: 'service-b' }, 'test');
     a = await startTestAuthz(etcd, redis, keys, {
-      TRELLIS_ALLOW_INSECURE_CALLERS: 'false',
-      TRELLIS_TRUST_DOMAIN: TRUST_DOMAIN,
-      TRELLIS_CA_CERT_FILE: join(dir, 'ca.crt'),
-      TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
-      TRELLIS_CA_TRUST_BUNDLE_FILE: join(dir, 'bundle.crt'),
-      TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'callers'),
+      ...operatorCaEnv(dir, TRUST_DOMAIN),
       TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '5000',
       TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: '5000',
       TRELLIS_TLS_MAX_PENDING_CONNECTIONS: String(MAX_PENDING),
@@ -168,5 +166,36 @@ describe('authz: TLS ports under attacks before any request', () => {
 
   it('the mTLS token port closes a connection that finishes its handshake and never sends a request', async () => {
     await closed(await handshaken(a.authz.mtlsPort!));
+  });
+  describe('with an idle limit on the ext_authz port', () => {
+    const IDLE_MS = 1_000;
+    let idle: StartedAuthz;
+    beforeAll(async () => {
+      // A second replica on the same etcd, Redis and CA, with the limit small.
+      idle = await startTestAuthz(etcd, redis, keys, { ...operatorCaEnv(dir, TRUST_DOMAIN), TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: String(IDLE_MS) });
+    });
+    afterAll(() => idle?.stop());
+
+    it('closes a connection through its handshake and HTTP/2 preface that makes no call (GOAWAY NO_ERROR)', async () => {
+      const { session, goaways } = await openHttp2Session(`https://127.0.0.1:${idle.authz.grpcPort}`, {
+        ca: root.certificatePem,
+        key: certificate.keyPem,
+        cert: certificate.chainPem,
+        checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(TRUST_DOMAIN, 'authz')),
+      });
+      try {
+        await eventually('the idle connection to be closed', () => session.closed || session.destroyed, 60_000);
+        expect(goaways[0]).toMatchObject({ code: 0 });
+      } finally {
+        session.destroy();
+      }
+    });
+
+    it("answers a sidecar's Check on a new connection once its last one idled out", async () => {
+      const client = sidecar(idle.authz.grpcPort);
+      expect(okHeaders(await check(client))['authorization']).toMatch(/^Bearer /);
+      await eventually('the idle connection to be closed', () => client.getChannel().getConnectivityState(false) !== connectivityState.READY, 60_000);
+      expect(okHeaders(await check(client))['authorization']).toMatch(/^Bearer /);
+    });
   });
 });

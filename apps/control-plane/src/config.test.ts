@@ -57,6 +57,22 @@ describe('loadControlPlaneConfig', () => {
     expect(() => loadControlPlaneConfig({ TRELLIS_TLS_MAX_PENDING_CONNECTIONS: '0' })).toThrow(/TRELLIS_TLS_MAX_PENDING_CONNECTIONS/);
   });
 
+  it('closes idle xDS connections after 5 minutes and ages them out after 30 (10 s grace); 0 turns either off', () => {
+    expect(loadControlPlaneConfig({})).toMatchObject({
+      TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: 300_000,
+      TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 1_800_000,
+      TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 10_000,
+    });
+    expect(loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: '0', TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: '0' })).toMatchObject({
+      TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: 0,
+      TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 0,
+    });
+    // Under a second would close connections between calls.
+    expect(() => loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: '500' })).toThrow(/TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: '-1' })).toThrow(/TRELLIS_GRPC_MAX_CONNECTION_AGE_MS/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 'soon' })).toThrow(/TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS/);
+  });
+
   it('names the variable that is wrong', () => {
     expect(() => loadControlPlaneConfig({ TRELLIS_AUTHZ_ADDRESS: 'no-port' })).toThrow(/TRELLIS_AUTHZ_ADDRESS: must be host:port/);
     expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'maybe' })).toThrow(/TRELLIS_XDS_ALLOW_INSECURE_CLIENTS/);

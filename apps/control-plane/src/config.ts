@@ -1,6 +1,6 @@
 // The control plane's configuration: TRELLIS_* variables, validated at start.
 import { hostname } from 'node:os';
-import { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig, tlsLimitsEnv } from '@trellis/runtime';
+import { ConfigError, env, etcdEnvSchema, grpcConnectionEnv, httpLimitsEnv, loadConfig, tlsLimitsEnv } from '@trellis/runtime';
 import { z } from 'zod';
 
 const HostPort = z
@@ -12,10 +12,18 @@ const HostPort = z
   })
   .refine((hp) => hp.port >= 1 && hp.port <= 65535, 'port must be 1-65535');
 
+/**
+ * xDS connections are sent GOAWAY after 30 minutes (±10 %), as istiod's are: each proxy then reconnects,
+ * through the load balancer, so after a scale-out the new replicas take their share within the half hour.
+ */
+export const DEFAULT_XDS_MAX_CONNECTION_AGE_MS = 1_800_000;
+
 export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   ...httpLimitsEnv,
   /** The xDS port with TLS: handshake and HTTP/2 preface deadlines, cap on connections not yet through them. */
   ...tlsLimitsEnv,
+  /** The xDS port's connections: closed after 5 minutes without a stream, GOAWAY at 30 minutes' age and cut 10 s later. */
+  ...grpcConnectionEnv({ maxConnectionAgeMs: DEFAULT_XDS_MAX_CONNECTION_AGE_MS }),
   TRELLIS_HOST: env.host('0.0.0.0'),
   /** xDS gRPC (ADS, SotW and Delta). */
   TRELLIS_XDS_PORT: env.port(18000),

@@ -8,13 +8,15 @@ import { EtcdProbe, MeshStore, MeshWatcher, secretDigest, type EtcdClient, type 
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
 import {
   bindGrpcServer,
+  grpcConnectionLimitsFrom,
+  grpcConnectionOptions,
   grpcTlsLimitsFrom,
   pendingTlsConnections,
   requestIdInterceptor,
   serveGrpcHealth,
   stopGrpcServer,
 } from '@trellis/runtime/grpc';
-import type { ControlPlaneConfig } from './config';
+import { DEFAULT_XDS_MAX_CONNECTION_AGE_MS, type ControlPlaneConfig } from './config';
 import { buildProxyResources } from './envoy';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
@@ -61,7 +63,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 > &
   // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise;
-  // the TLS limits have the runtime's defaults.
+  // the TLS limits have the runtime's defaults, the connection limits the schema's.
   Partial<
     Pick<
       ControlPlaneConfig,
@@ -71,6 +73,9 @@ export type ControlPlaneOptions = Pick<
       | 'TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS'
       | 'TRELLIS_HTTP2_PREFACE_TIMEOUT_MS'
       | 'TRELLIS_TLS_MAX_PENDING_CONNECTIONS'
+      | 'TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS'
+      | 'TRELLIS_GRPC_MAX_CONNECTION_AGE_MS'
+      | 'TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS'
     >
   >;
 
@@ -219,6 +224,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.max_send_message_length': 64 * 1024 * 1024,
     // HTTP/2's own ceiling, above the ADS cap so health checks still fit; the ADS server refuses the excess with a status.
     'grpc.max_concurrent_streams': config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION + 8,
+    // An open ADS stream keeps its connection from the idle limit; the age moves proxies across replicas (config.ts).
+    ...grpcConnectionOptions(grpcConnectionLimitsFrom(config, { maxConnectionAgeMs: DEFAULT_XDS_MAX_CONNECTION_AGE_MS })),
     // Every call (an xDS stream, a health check) gets a request id: echoed, and logged when it ends.
     interceptors: [requestIdInterceptor(logger)],
   });

@@ -68,6 +68,31 @@ export const tlsLimitsEnv = {
   TRELLIS_TLS_MAX_PENDING_CONNECTIONS: env.int(1_000, 1, 1_000_000),
 };
 
+/** Five minutes: a silent client is let go soon, a client between bursts of calls rarely reconnects. */
+export const DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS = 300_000;
+/** As istiod's: time for a response in flight to arrive, short enough that the client soon moves. */
+export const DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS = 10_000;
+
+/** A limit in milliseconds that 0 turns off; otherwise at least a second (less would close connections between calls). */
+const limitMsOrOff = (defaultMs: number, maxMs: number) =>
+  env.int(defaultMs, 0, maxMs).refine((ms) => ms === 0 || ms >= 1_000, 'must be 0 (no limit) or at least 1000');
+
+/**
+ * Connection management of an app's gRPC server (gRFC A9; spread into its schema with the app's
+ * default age). A connection with no call open for TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS is closed
+ * (GOAWAY, then close): an open stream, such as an ADS stream, keeps its connection. A connection
+ * older than TRELLIS_GRPC_MAX_CONNECTION_AGE_MS (±10 % jitter) is sent GOAWAY, so its client opens
+ * a new one, through a load balancer perhaps to another replica; what still runs on the old one is
+ * cut TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS later. 0 turns the idle limit or the age off.
+ */
+export function grpcConnectionEnv(defaults: { maxConnectionAgeMs: number }) {
+  return {
+    TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: limitMsOrOff(DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS, 86_400_000),
+    TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: limitMsOrOff(defaults.maxConnectionAgeMs, 86_400_000),
+    TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: env.int(DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, 0, 3_600_000),
+  };
+}
+
 /** Variables every app that talks to etcd accepts. */
 export const etcdEnvSchema = z.object({
   TRELLIS_ETCD_ENDPOINTS: env

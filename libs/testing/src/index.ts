@@ -1,7 +1,9 @@
 export { findBinary, INSTALL_HINT } from './binaries';
 export { ManagedProcess, waitUntil } from './child-process';
+export { eventually } from './eventually';
 export { startEtcd, type StartEtcdOptions, type TestEtcd } from './etcd';
 export { freePort } from './ports';
+export { openHttp2Session, type ReceivedGoaway } from './http2-session';
 export { startRedis, type StartRedisOptions, type TestRedis } from './redis';
 export { startSlowLoris, type SlowLoris, type SlowLorisOptions } from './slow-loris';
 export { socketClosed } from './sockets';

@@ -5,7 +5,7 @@
 // cache hit or a policy denial alone. What it cannot answer it asks the main thread
 // for (WorkerCall), with the same results a Check on the main thread would get.
 import type { ServiceRecord } from '@trellis/mesh-schema';
-import type { GrpcTlsLimits } from '@trellis/runtime/grpc';
+import type { GrpcConnectionLimits, GrpcTlsLimits } from '@trellis/runtime/grpc';
 import type { TokenVerification } from '@trellis/mesh-contracts';
 import type { AccessApplication, AccessVerification } from '../edge/cloudflare-access';
 import type { TlsMaterial } from '../tls/serving-tls';
@@ -26,6 +26,8 @@ export interface CheckWorkerSettings {
   callTimeoutMs: number;
   /** With TLS: the gRPC port's handshake and preface deadlines and its cap on pending connections. */
   tlsLimits: GrpcTlsLimits;
+  /** The gRPC port's idle and age limits (gRFC A9). */
+  connectionLimits: GrpcConnectionLimits;
 }
 
 /**

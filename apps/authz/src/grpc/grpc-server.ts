@@ -21,7 +21,14 @@ import {
 import { AuthorizationService, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { identityOfPeerCertificate, type PeerIdentity } from '@trellis/pki';
 import type { Health, Logger, TlsRefusal } from '@trellis/runtime';
-import { bindGrpcServer, requestIdInterceptor, serveGrpcHealth, type GrpcTlsLimits } from '@trellis/runtime/grpc';
+import {
+  bindGrpcServer,
+  grpcConnectionOptions,
+  requestIdInterceptor,
+  serveGrpcHealth,
+  type GrpcConnectionLimits,
+  type GrpcTlsLimits,
+} from '@trellis/runtime/grpc';
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
 
@@ -65,6 +72,8 @@ export interface GrpcTransport {
   trustDomain: () => string;
   /** With TLS: what a connection may cost before it is through its handshake and HTTP/2 preface (default: the runtime's). */
   tlsLimits?: GrpcTlsLimits;
+  /** Idle and age limits of every connection (gRFC A9); absent: none. */
+  connectionLimits?: GrpcConnectionLimits;
   /** Each connection the TLS guard closes (a metric). */
   onTlsRefused?: (reason: TlsRefusal) => void;
 }
@@ -89,7 +98,11 @@ export async function startGrpcServer(
   transport: GrpcTransport,
   logger: Logger,
 ): Promise<AuthzGrpcServer> {
-  const server = new Server({ ...GRPC_SERVER_OPTIONS, interceptors: [requestIdsExceptCheck(logger)] });
+  const server = new Server({
+    ...GRPC_SERVER_OPTIONS,
+    ...grpcConnectionOptions(transport.connectionLimits ?? {}),
+    interceptors: [requestIdsExceptCheck(logger)],
+  });
 
   server.addService(AUTHORIZATION_SERVICE_ON_THE_WIRE, {
     check: (call: ServerUnaryCall<CheckAttributes, Buffer>, callback: sendUnaryData<Buffer>) => {

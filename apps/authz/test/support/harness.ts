@@ -45,6 +45,21 @@ export interface DeepCheck {
   path?: string;
 }
 
+/**
+ * Production's strict mTLS, with an operator's CA in `dir` (ca.crt, ca.key, bundle.crt) and the token
+ * endpoint's callers file (`callers`): no insecure callers; certificates name services of `trustDomain`.
+ */
+export function operatorCaEnv(dir: string, trustDomain: string): Record<string, string> {
+  return {
+    TRELLIS_ALLOW_INSECURE_CALLERS: 'false',
+    TRELLIS_TRUST_DOMAIN: trustDomain,
+    TRELLIS_CA_CERT_FILE: join(dir, 'ca.crt'),
+    TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
+    TRELLIS_CA_TRUST_BUNDLE_FILE: join(dir, 'bundle.crt'),
+    TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'callers'),
+  };
+}
+
 /** authz's environment for a test etcd and Redis: loopback, ephemeral ports, the given key directory. */
 export function authzTestEnv(etcd: TestEtcd, redis: TestRedis, keys: KeyDir): Record<string, string> {
   return {

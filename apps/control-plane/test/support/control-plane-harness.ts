@@ -2,7 +2,7 @@
 // registry's store to make changes with.
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
-import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../src/control-plane';
 import { unpackAny } from '@trellis/envoy-types';
 import { ProtoValidator } from '@trellis/envoy-types/validation';
@@ -110,13 +110,5 @@ export async function startControlPlaneHarness(
   };
 }
 
-/** Resolves once `predicate` holds, polling every 20 ms; the deadline is generous so a loaded machine is slow, not failing. */
-export async function eventually<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Polls until a probe holds (generous deadlines: a loaded machine is slow, not failing); shared by every control-plane test. */
+export { eventually } from '@trellis/testing';

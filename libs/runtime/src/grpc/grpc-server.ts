@@ -9,8 +9,9 @@ import {
   type TlsOptions,
   type TLSSocket,
 } from 'node:tls';
-import { experimental, ServerCredentials, type Server } from '@grpc/grpc-js';
+import { experimental, ServerCredentials, type ChannelOptions, type Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS } from '../config';
 import type { Health } from '../health';
 import {
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
@@ -47,6 +48,46 @@ export function grpcTlsLimitsFrom(config: {
     prefaceTimeoutMs: config.TRELLIS_HTTP2_PREFACE_TIMEOUT_MS ?? DEFAULT_GRPC_TLS_LIMITS.prefaceTimeoutMs,
     maxPendingConnections: config.TRELLIS_TLS_MAX_PENDING_CONNECTIONS ?? DEFAULT_GRPC_TLS_LIMITS.maxPendingConnections,
   };
+}
+
+/** gRFC A9 connection management of a gRPC server (grpcConnectionEnv says what each does); 0 or absent: no limit. */
+export interface GrpcConnectionLimits {
+  maxConnectionIdleMs?: number;
+  maxConnectionAgeMs?: number;
+  /** After the age's GOAWAY; absent: DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS. 0: none (cut at the GOAWAY). */
+  maxConnectionAgeGraceMs?: number;
+}
+
+/** The limits an app's grpcConnectionEnv variables set; the defaults (its own age) where an embedder leaves one out. */
+export function grpcConnectionLimitsFrom(
+  config: {
+    TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS?: number | undefined;
+    TRELLIS_GRPC_MAX_CONNECTION_AGE_MS?: number | undefined;
+    TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS?: number | undefined;
+  },
+  defaults: { maxConnectionAgeMs: number },
+): GrpcConnectionLimits {
+  return {
+    maxConnectionIdleMs: config.TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS ?? DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS,
+    maxConnectionAgeMs: config.TRELLIS_GRPC_MAX_CONNECTION_AGE_MS ?? defaults.maxConnectionAgeMs,
+    maxConnectionAgeGraceMs: config.TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+  };
+}
+
+/**
+ * The grpc-js server options for `limits`, for `new Server(...)` (grpc-js reads them there and applies
+ * them to every connection, the guarded TLS port's injected ones too). A limit of 0 is left out: grpc-js
+ * would read 0 as "at once", and it reads an absent one as none. An age always comes with a grace:
+ * without one grpc-js never cuts a GOAWAY'd connection whose stream stays open, and an ADS stream always does.
+ */
+export function grpcConnectionOptions(limits: GrpcConnectionLimits): ChannelOptions {
+  const options: ChannelOptions = {};
+  if (limits.maxConnectionIdleMs) options['grpc.max_connection_idle_ms'] = limits.maxConnectionIdleMs;
+  if (limits.maxConnectionAgeMs) {
+    options['grpc.max_connection_age_ms'] = limits.maxConnectionAgeMs;
+    options['grpc.max_connection_age_grace_ms'] = limits.maxConnectionAgeGraceMs ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS;
+  }
+  return options;
 }
 
 export interface GrpcBindOptions {
