@@ -15,8 +15,26 @@ import { connectivityState, credentials, Metadata } from '@grpc/grpc-js';
 import { AuthorizationClient, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { componentSpiffeIdOf, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, spiffeServerIdentityCheck, type RootCa } from '@trellis/pki';
-import { eventually, openHttp2Session, socketClosed, startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
-import { checkRequest, counterValue, KeyDir, okHeaders, operatorCaEnv, outbound, startTestAuthz, type StartedAuthz } from './support/harness';
+import {
+  eventually,
+  openHttp2Session,
+  socketClosed,
+  startEtcd,
+  startRedis,
+  startSlowLoris,
+  type TestEtcd,
+  type TestRedis,
+} from '@trellis/testing';
+import {
+  checkRequest,
+  counterValue,
+  KeyDir,
+  okHeaders,
+  operatorCaEnv,
+  outbound,
+  startTestAuthz,
+  type StartedAuthz,
+} from './support/harness';
 
 jest.setTimeout(180_000);
 
@@ -172,7 +190,10 @@ describe('authz: TLS ports under attacks before any request', () => {
     let idle: StartedAuthz;
     beforeAll(async () => {
       // A second replica on the same etcd, Redis and CA, with the limit small.
-      idle = await startTestAuthz(etcd, redis, keys, { ...operatorCaEnv(dir, TRUST_DOMAIN), TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: String(IDLE_MS) });
+      idle = await startTestAuthz(etcd, redis, keys, {
+        ...operatorCaEnv(dir, TRUST_DOMAIN),
+        TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: String(IDLE_MS),
+      });
     });
     afterAll(() => idle?.stop());
 
@@ -194,7 +215,11 @@ describe('authz: TLS ports under attacks before any request', () => {
     it("answers a sidecar's Check on a new connection once its last one idled out", async () => {
       const client = sidecar(idle.authz.grpcPort);
       expect(okHeaders(await check(client))['authorization']).toMatch(/^Bearer /);
-      await eventually('the idle connection to be closed', () => client.getChannel().getConnectivityState(false) !== connectivityState.READY, 60_000);
+      await eventually(
+        'the idle connection to be closed',
+        () => client.getChannel().getConnectivityState(false) !== connectivityState.READY,
+        60_000,
+      );
       expect(okHeaders(await check(client))['authorization']).toMatch(/^Bearer /);
     });
   });

@@ -70,7 +70,9 @@ describe('loadControlPlaneConfig', () => {
     // Under a second would close connections between calls.
     expect(() => loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: '500' })).toThrow(/TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS/);
     expect(() => loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: '-1' })).toThrow(/TRELLIS_GRPC_MAX_CONNECTION_AGE_MS/);
-    expect(() => loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 'soon' })).toThrow(/TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS/);
+    expect(() => loadControlPlaneConfig({ TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 'soon' })).toThrow(
+      /TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS/,
+    );
   });
 
   it('names the variable that is wrong', () => {

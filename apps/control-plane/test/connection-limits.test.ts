@@ -57,7 +57,12 @@ describe('the xDS port closes idle connections, never one with an open ADS strea
 
   it('closes a connection through its mTLS handshake and HTTP/2 preface that opens no stream (GOAWAY NO_ERROR)', async () => {
     const { cert, key } = pki.client('a');
-    const { session, goaways } = await openHttp2Session(`https://127.0.0.1:${h.cp.xdsPort}`, { ca: pki.ca, cert, key, servername: 'localhost' });
+    const { session, goaways } = await openHttp2Session(`https://127.0.0.1:${h.cp.xdsPort}`, {
+      ca: pki.ca,
+      cert,
+      key,
+      servername: 'localhost',
+    });
     sessions.push(session);
     await eventually('the idle connection to be closed', () => session.closed || session.destroyed, WITHIN_MS);
     expect(goaways[0]).toMatchObject({ code: 0 });

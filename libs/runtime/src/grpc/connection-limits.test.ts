@@ -140,7 +140,11 @@ describe.each(TRANSPORTS)('gRPC connection limits ($name)', (transport) => {
     expect(await roundTrip(stream)).toBe(peer); // the same stream, on the same connection
     stream.end();
     // The connection is now idle: the server closes it and the channel notices.
-    await eventually('the channel to lose its connection', () => c.getChannel().getConnectivityState(false) !== connectivityState.READY, WITHIN_MS);
+    await eventually(
+      'the channel to lose its connection',
+      () => c.getChannel().getConnectivityState(false) !== connectivityState.READY,
+      WITHIN_MS,
+    );
     // A new call connects again, transparently.
     const again = c.echo();
     again.on('error', () => undefined);
