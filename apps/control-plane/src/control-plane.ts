@@ -63,7 +63,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 > &
   // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise;
-  // the TLS limits have the runtime's defaults, the connection limits the schema's.
+  // the TLS limits have the runtime's defaults, the connection limits the schema's, the status writer's deferral its own.
   Partial<
     Pick<
       ControlPlaneConfig,
@@ -76,6 +76,7 @@ export type ControlPlaneOptions = Pick<
       | 'TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS'
       | 'TRELLIS_GRPC_MAX_CONNECTION_AGE_MS'
       | 'TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS'
+      | 'TRELLIS_PROXY_STATUS_MAX_DEFER_MS'
     >
   >;
 
@@ -187,6 +188,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     intervalMs: config.TRELLIS_PROXY_STATUS_INTERVAL_MS,
     maxWritesPerFlush: config.TRELLIS_PROXY_STATUS_MAX_WRITES,
     onWrite: (result) => metrics.statusWrites.inc({ result }),
+    // Records wait while the fan-out translates: in a connection storm the status writes' etcd txns, their JSON and the
+    // watch's echo of them would otherwise share the one thread with the first pushes.
+    pushActivity: () => cache.pushActivity(),
+    maxDeferMs: config.TRELLIS_PROXY_STATUS_MAX_DEFER_MS,
+    onDeferred: () => metrics.statusFlushesDeferred.inc(),
   });
   statusWriter.start();
   metrics.readStatusBacklogFrom(() => statusWriter.backlog);

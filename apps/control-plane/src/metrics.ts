@@ -19,6 +19,7 @@ export interface ControlPlaneMetrics {
   cacheResources: Gauge;
   cacheBytes: Gauge;
   statusWrites: Counter<'result'>;
+  statusFlushesDeferred: Counter;
   /** Where the status backlog gauge reads its value at scrape time (the proxy-status writer, once it exists). */
   readStatusBacklogFrom(source: () => number): void;
   meshRevision: Gauge;
@@ -158,6 +159,11 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       name: `${P}proxy_status_writes_total`,
       help: 'Proxy status writes to etcd',
       labelNames: ['result'],
+      registers,
+    }),
+    statusFlushesDeferred: new Counter({
+      name: `${P}proxy_status_flushes_deferred_total`,
+      help: 'Proxy status flushes that waited for the xDS fan-out to finish translating (the backlog waits with them)',
       registers,
     }),
     readStatusBacklogFrom: (source) => {

@@ -200,3 +200,68 @@ describe('proxy status in etcd', () => {
     expect(await h.store.listProxyStatuses('a')).toEqual([]);
   });
 });
+
+describe('proxy status under a connection storm', () => {
+  const SERVICES = 60;
+  const STREAMS = 240;
+  let h: ControlPlaneHarness;
+  const clients: AdsTestClient<'sotw'>[] = [];
+
+  beforeAll(async () => {
+    // Flushes fall due every 100 ms with room for 20 records, so the storm's records queue behind its pushes; and a
+    // 1 ms fan-out slice keeps the identities' first translations spread over many event-loop turns meanwhile.
+    h = await startControlPlaneHarness({
+      TRELLIS_PROXY_STATUS_INTERVAL_MS: 100,
+      TRELLIS_PROXY_STATUS_MAX_WRITES: 20,
+      TRELLIS_XDS_FANOUT_SLICE_MS: 1,
+    });
+    for (let i = 0; i < SERVICES; i++) {
+      await h.store.createService(
+        { name: `storm-${i}`, team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: `storm-${(i + 1) % SERVICES}` }] },
+        'test',
+      );
+    }
+    await eventually('the model to hold every service', () => ((h.cp.model()?.services.size ?? 0) >= SERVICES ? true : undefined));
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await h?.stop();
+  });
+
+  it('every stream of the storm gets its record in etcd, with what it was sent and ACKed, and the backlog drains to 0', async () => {
+    const streams = Array.from({ length: STREAMS }, (_, p) => {
+      const service = `storm-${p % SERVICES}`;
+      const client = AdsTestClient.open(h.xdsAddress, 'sotw');
+      clients.push(client);
+      client.send({ node: testNode(service, `${service}-${p}`), typeUrl: TypeUrl.Cluster });
+      return { service, nodeId: `${service}-${p}`, client };
+    });
+    const acked = await Promise.all(
+      streams.map(async ({ client }) => {
+        const response = await client.next(60_000);
+        client.ack(TypeUrl.Cluster, response);
+        return response.versionInfo;
+      }),
+    );
+
+    const records = await eventually(
+      'a record of every stream with its ACK',
+      async () => {
+        const all = (await Promise.all(Array.from({ length: SERVICES }, (_, i) => h.store.listProxyStatuses(`storm-${i}`)))).flat();
+        const byNode = new Map(all.map((r) => [r.nodeId, r]));
+        return streams.every(({ nodeId }, p) => byNode.get(nodeId)?.types.cds?.lastAckedVersion === acked[p]) ? byNode : undefined;
+      },
+      60_000,
+    );
+    expect(records.size).toBe(STREAMS);
+    for (const [p, { nodeId, service }] of streams.entries()) {
+      expect(records.get(nodeId)).toMatchObject({ service, controlPlane: 'cp-test', types: { cds: { lastSentVersion: acked[p] } } });
+    }
+    const metrics = await eventually('the status backlog gauge at 0', async () => {
+      const text = await (await fetch(`${h.httpUrl}/metrics`)).text();
+      return /^trellis_control_plane_proxy_status_backlog 0$/m.test(text) ? text : undefined;
+    });
+    // How many flushes yielded depends on the machine's speed; the counter is there for operators to read.
+    expect(metrics).toMatch(/^trellis_control_plane_proxy_status_flushes_deferred_total \d+$/m);
+  });
+});

@@ -6,7 +6,8 @@ import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, TypeUrl, type XdsTypeUrl } from '@trel
 import { propertyRuns } from '@trellis/mesh-schema/testing';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd, type TestEtcd } from '@trellis/testing';
-import { ProxyStatusWriter } from './proxy-status-writer';
+import { ProxyStatusWriter, statusFlushYields } from './proxy-status-writer';
+import type { PushActivity } from './snapshot-cache';
 
 let etcd: TestEtcd;
 let client: EtcdClient;
@@ -144,3 +145,124 @@ it('stores per type what each stream was last sent, ACKed and NACKed, for any or
     { numRuns: propertyRuns(15) },
   );
 });
+
+describe('statusFlushYields: a due flush yields to the xDS fan-out', () => {
+  const policy = { settleMs: 250, maxDeferMs: 10_000 };
+  const idle: PushActivity = { pendingBuilds: 0, msSinceBuild: Infinity };
+
+  it('yields while identities wait for translation or one was built within settleMs, never past maxDeferMs', () => {
+    expect(statusFlushYields(idle, 0, policy)).toBe(false);
+    expect(statusFlushYields({ pendingBuilds: 0, msSinceBuild: 250 }, 0, policy)).toBe(false);
+    expect(statusFlushYields({ pendingBuilds: 0, msSinceBuild: 249 }, 0, policy)).toBe(true);
+    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: Infinity }, 0, policy)).toBe(true);
+    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0 }, 9_999, policy)).toBe(true);
+    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0 }, 10_000, policy)).toBe(false);
+    // maxDeferMs 0: flushes never yield.
+    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0 }, 0, { settleMs: 250, maxDeferMs: 0 })).toBe(false);
+  });
+
+  it('is the rule for any activity and deferral (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 10_000 }),
+        fc.oneof(fc.double({ min: 0, max: 5_000, noNaN: true }), fc.constant(Infinity)),
+        fc.nat({ max: 20_000 }),
+        fc.nat({ max: 2_000 }),
+        fc.nat({ max: 20_000 }),
+        (pendingBuilds, msSinceBuild, deferredForMs, settleMs, maxDeferMs) => {
+          const yields = statusFlushYields({ pendingBuilds, msSinceBuild }, deferredForMs, { settleMs, maxDeferMs });
+          const busy = pendingBuilds > 0 || msSinceBuild < settleMs;
+          expect(yields).toBe(busy && deferredForMs < maxDeferMs);
+        },
+      ),
+      { numRuns: propertyRuns(200) },
+    );
+  });
+});
+
+it('a flush due while the fan-out translates waits, keeps every record in the backlog, and writes them all once it is over', async () => {
+  const layout = new KeyLayout(etcd.prefix);
+  const store = new MeshStore(client, layout);
+  let activity: PushActivity = { pendingBuilds: 5_000, msSinceBuild: 0 };
+  let deferred = 0;
+  const writer = new ProxyStatusWriter({
+    client,
+    store,
+    controlPlaneId: 'cp-yield',
+    logger: createLogger('test', 'silent'),
+    leaseTtlSeconds: 60,
+    intervalMs: 100,
+    maxWritesPerFlush: 40,
+    pushActivity: () => activity,
+    maxDeferMs: 600_000,
+    onDeferred: () => deferred++,
+  });
+  const streams = Array.from({ length: 100 }, (_, i) => ({
+    streamId: i + 1,
+    nodeId: `yield-${i}`,
+    identity: { service: 'yield', kind: 'envoy' as const },
+    protocol: 'sotw' as const,
+    connectedAt: new Date(),
+  }));
+  writer.start();
+  try {
+    for (const stream of streams) {
+      writer.onStreamOpen(stream);
+      writer.onResponse(stream, { typeUrl: TypeUrl.Cluster, version: 'v1', meshRevision: '7' });
+    }
+    await eventually('three flushes yielding', () => deferred >= 3);
+    expect(writer.backlog).toBe(100);
+    expect(await store.listProxyStatuses('yield')).toEqual([]);
+    // Changes made meanwhile land in the records they belong to; a stream that ends is deleted, not written.
+    for (const stream of streams) writer.onAck(stream, TypeUrl.Cluster, 'v1');
+    writer.onStreamClosed(streams[0]!);
+    expect(writer.backlog).toBe(100);
+
+    activity = { pendingBuilds: 0, msSinceBuild: Infinity };
+    await eventually('every record written', () => writer.backlog === 0);
+    const stored = await store.listProxyStatuses('yield');
+    expect(stored.map((s) => s.nodeId).sort()).toEqual(streams.slice(1).map((s) => s.nodeId).sort());
+    expect(stored.every((s) => s.types.cds?.lastSentVersion === 'v1' && s.types.cds.lastAckedVersion === 'v1')).toBe(true);
+  } finally {
+    await writer.close();
+  }
+});
+
+it('flushes that have yielded for maxDeferMs write anyway: a fan-out that never ends does not starve the records', async () => {
+  const layout = new KeyLayout(etcd.prefix);
+  const store = new MeshStore(client, layout);
+  let deferred = 0;
+  const writer = new ProxyStatusWriter({
+    client,
+    store,
+    controlPlaneId: 'cp-starve',
+    logger: createLogger('test', 'silent'),
+    leaseTtlSeconds: 60,
+    intervalMs: 100,
+    maxWritesPerFlush: 10,
+    pushActivity: () => ({ pendingBuilds: 1, msSinceBuild: 0 }),
+    maxDeferMs: 300,
+    onDeferred: () => deferred++,
+  });
+  writer.start();
+  try {
+    for (let i = 0; i < 25; i++) {
+      writer.onStreamOpen({ streamId: i + 1, nodeId: `starve-${i}`, identity: { service: 'starve', kind: 'envoy' }, protocol: 'sotw', connectedAt: new Date() });
+    }
+    await eventually('every record written while the fan-out stays busy', () => writer.backlog === 0);
+    expect(await store.listProxyStatuses('starve')).toHaveLength(25);
+    expect(deferred).toBeGreaterThan(0);
+  } finally {
+    await writer.close();
+  }
+});
+
+async function eventually<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

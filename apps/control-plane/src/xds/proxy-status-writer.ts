@@ -6,7 +6,10 @@
 // changes only mark a record dirty (cheap: an ACK is one field set, the time kept as
 // a number); a flush every `intervalMs` writes at most `maxWritesPerFlush` records,
 // up to WRITES_PER_TXN of them in one etcd txn. The registry needs the records
-// eventually right, not one etcd write per ACK.
+// eventually right, not one etcd write per ACK. Records are observability, below
+// configuration: a flush that falls due while the xDS fan-out has identities to
+// translate (a connection storm, a change) yields to it, up to `maxDeferMs` in a row
+// (statusFlushYields); nothing is dropped, the records wait in the backlog as they are.
 import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
 import {
   keptAliveLease,
@@ -20,6 +23,7 @@ import {
 } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import type { StreamInfo, XdsCallbacks } from './callbacks';
+import type { PushActivity } from './snapshot-cache';
 
 export interface ProxyStatusWriterOptions {
   client: EtcdClient;
@@ -30,6 +34,29 @@ export interface ProxyStatusWriterOptions {
   maxWritesPerFlush?: number;
   leaseTtlSeconds?: number;
   onWrite?: (result: 'ok' | 'error') => void;
+  /** What the xDS fan-out is doing (SnapshotCache.pushActivity); without it flushes never yield. */
+  pushActivity?: () => PushActivity;
+  /** Longest run of flushes yielding to pushes before one writes anyway (0: never yield). */
+  maxDeferMs?: number;
+  /** A flush yields this long after the fan-out last built an identity (a storm's streams arrive between slices). */
+  settleMs?: number;
+  /** Each flush that yielded to pushes. */
+  onDeferred?: () => void;
+}
+
+export interface StatusFlushPolicy {
+  settleMs: number;
+  maxDeferMs: number;
+}
+
+/**
+ * Whether a status flush that is due now yields to xDS pushes: while identities wait to be translated (new streams'
+ * first pushes, a change's fan-out) or one was built within `settleMs`, unless flushes have already yielded for
+ * `maxDeferMs` in a row — a control plane that never settles still writes its records, one flush per `maxDeferMs`.
+ */
+export function statusFlushYields(activity: PushActivity, deferredForMs: number, policy: StatusFlushPolicy): boolean {
+  if (deferredForMs >= policy.maxDeferMs) return false;
+  return activity.pendingBuilds > 0 || activity.msSinceBuild < policy.settleMs;
 }
 
 /** Records per etcd txn: well under etcd's default limit of 128 operations. */
@@ -62,6 +89,8 @@ export class ProxyStatusWriter implements XdsCallbacks {
   /** The flush under way; close() waits for it so no write races the lease revocation or the etcd client closing. */
   private inFlight: Promise<void> | undefined;
   private closed = false;
+  /** When the current run of flushes yielding to pushes began (Date.now()), if one is under way. */
+  private deferredSince: number | undefined;
 
   constructor(private readonly options: ProxyStatusWriterOptions) {}
 
@@ -71,7 +100,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.flush(), this.options.intervalMs ?? 1000);
+    this.timer = setInterval(() => this.tick(), this.options.intervalMs ?? 1000);
     this.timer.unref();
   }
 
@@ -132,6 +161,21 @@ export class ProxyStatusWriter implements XdsCallbacks {
       ...(meshRevision ? { meshRevision } : {}),
     };
     this.touch(stream.streamId, tracked);
+  }
+
+  /** A flush falls due: it writes, or yields to the xDS pushes under way (statusFlushYields). */
+  private tick(): void {
+    const { pushActivity, maxDeferMs = 10_000, settleMs = 250 } = this.options;
+    if (pushActivity && this.backlog > 0) {
+      const now = Date.now();
+      if (statusFlushYields(pushActivity(), now - (this.deferredSince ?? now), { settleMs, maxDeferMs })) {
+        this.deferredSince ??= now;
+        this.options.onDeferred?.();
+        return;
+      }
+    }
+    this.deferredSince = undefined;
+    void this.flush();
   }
 
   /** Writes what is dirty now (also called by tests); while a flush runs, waits for that one. */

@@ -252,6 +252,22 @@ describe('SnapshotCache with a sliced fan-out', () => {
     expect(cache.stats()).toMatchObject({ identities: 3, streams: 4 });
   });
 
+  it('reports the identities waiting for a slice and the time since one was built (pushActivity)', async () => {
+    const cache = new SnapshotCache<FakeModel>(translateFake, { fanOutSliceMs: 0 });
+    cache.setModel(model(1), 'all', meta('1'));
+    expect(cache.pushActivity()).toEqual({ pendingBuilds: 0, msSinceBuild: Infinity });
+    for (const service of ['a', 'b', 'c']) cache.watch(identity(service), () => {});
+    expect(cache.pushActivity().pendingBuilds).toBe(3);
+    await built(cache, ['a', 'b', 'c']);
+    const after = cache.pushActivity();
+    expect(after.pendingBuilds).toBe(0);
+    expect(after.msSinceBuild).toBeGreaterThanOrEqual(0);
+    expect(after.msSinceBuild).toBeLessThan(Infinity);
+    // A change's fan-out counts too: the identities not yet rebuilt wait.
+    cache.setModel(model(2), 'all', meta('2'));
+    expect(cache.pushActivity().pendingBuilds).toBe(2);
+  });
+
   it('forgets an identity whose only stream closed before its first build', async () => {
     const translated: string[] = [];
     const cache = new SnapshotCache<FakeModel>((m, i) => (translated.push(i.service), translateFake(m, i)), { fanOutSliceMs: 0 });

@@ -58,6 +58,14 @@ export interface SnapshotCacheOptions {
 }
 export type SnapshotListener = (snapshot: ProxySnapshot) => void;
 
+/** SnapshotCache.pushActivity(). */
+export interface PushActivity {
+  /** Identities waiting to be translated and pushed. */
+  pendingBuilds: number;
+  /** Since a slice last built an identity (Infinity if none ever did). */
+  msSinceBuild: number;
+}
+
 export interface CacheUpdateResult {
   /** Identities whose resources were recomputed. */
   rebuilt: number;
@@ -129,6 +137,8 @@ export class SnapshotCache<M> implements SnapshotSource {
   private readonly stale = new Set<Entry>();
   private readonly fanOuts = new Set<FanOut>();
   private nextSlice: NodeJS.Immediate | undefined;
+  /** When a slice last built an identity (performance.now()); see pushActivity(). */
+  private lastBuildAt = -Infinity;
 
   private readonly options: SnapshotCacheOptions;
 
@@ -146,6 +156,16 @@ export class SnapshotCache<M> implements SnapshotSource {
 
   get revision(): string {
     return this.meta.revision;
+  }
+
+  /**
+   * What the fan-out has in hand, for background work that yields to pushes (the proxy-status writer): identities
+   * waiting for a slice (new streams' first translations, a change's affected identities) and the time since a slice
+   * last built one. In a connection storm the slices can catch up with the streams read so far for a moment while
+   * more are on their way, so the time says a storm is still going when nothing waits.
+   */
+  pushActivity(): PushActivity {
+    return { pendingBuilds: this.stale.size, msSinceBuild: performance.now() - this.lastBuildAt };
   }
 
   /**
@@ -199,7 +219,8 @@ export class SnapshotCache<M> implements SnapshotSource {
     const until = performance.now() + (this.options.fanOutSliceMs ?? 0);
     for (const entry of this.stale) {
       this.refresh(entry);
-      if (performance.now() >= until) break;
+      this.lastBuildAt = performance.now();
+      if (this.lastBuildAt >= until) break;
     }
     if (this.stale.size > 0) this.scheduleSlice();
   }
