@@ -221,7 +221,12 @@ it('a flush due while the fan-out translates waits, keeps every record in the ba
     activity = { pendingBuilds: 0, msSinceBuild: Infinity };
     await eventually('every record written', () => writer.backlog === 0);
     const stored = await store.listProxyStatuses('yield');
-    expect(stored.map((s) => s.nodeId).sort()).toEqual(streams.slice(1).map((s) => s.nodeId).sort());
+    expect(stored.map((s) => s.nodeId).sort()).toEqual(
+      streams
+        .slice(1)
+        .map((s) => s.nodeId)
+        .sort(),
+    );
     expect(stored.every((s) => s.types.cds?.lastSentVersion === 'v1' && s.types.cds.lastAckedVersion === 'v1')).toBe(true);
   } finally {
     await writer.close();
@@ -247,7 +252,13 @@ it('flushes that have yielded for maxDeferMs write anyway: a fan-out that never 
   writer.start();
   try {
     for (let i = 0; i < 25; i++) {
-      writer.onStreamOpen({ streamId: i + 1, nodeId: `starve-${i}`, identity: { service: 'starve', kind: 'envoy' }, protocol: 'sotw', connectedAt: new Date() });
+      writer.onStreamOpen({
+        streamId: i + 1,
+        nodeId: `starve-${i}`,
+        identity: { service: 'starve', kind: 'envoy' },
+        protocol: 'sotw',
+        connectedAt: new Date(),
+      });
     }
     await eventually('every record written while the fan-out stays busy', () => writer.backlog === 0);
     expect(await store.listProxyStatuses('starve')).toHaveLength(25);
@@ -257,7 +268,11 @@ it('flushes that have yielded for maxDeferMs write anyway: a fan-out that never 
   }
 });
 
-async function eventually<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+async function eventually<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
