@@ -14,6 +14,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
@@ -30,6 +32,7 @@ import { createLogger } from '@trellis/runtime';
 import { startEtcd } from '@trellis/testing';
 import { startControlPlane } from '../../../apps/control-plane/src/control-plane';
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
+import type { XdsCallbacks } from '../../../apps/control-plane/src/xds';
 
 const { values: args } = parseArgs({
   allowNegative: true,
@@ -65,6 +68,11 @@ const { values: args } = parseArgs({
     // on the shared clock); per round the table lists those that fell between the write and the last
     // affected stream's push, with the server's array-buffer and heap memory before the round.
     'trace-gc': { type: 'boolean', default: false },
+    // The control plane time-stamps one change's path on the shared clock (the watch's update, the model and the
+    // fan-out's start and end, its first and last CDS written, the EDS answers and ACKs before the last affected stream
+    // had its push), with its process CPU at each; with --cpu-prof-dir the rounds' windows are written beside the
+    // profile (rounds.json, CPU-profile clock) so a profile can be read for the rounds alone.
+    'trace-rounds': { type: 'boolean', default: false },
     // node/V8 options for one side's processes (e.g. '--trace-gc --max-semi-space-size=32').
     'cp-node-options': { type: 'string', default: '' },
     'floor-node-options': { type: 'string', default: '' },
@@ -160,12 +168,19 @@ type FromClients =
       responses: number;
       bytes: number;
     };
-type ToServer = { type: 'stats' } | { type: 'cpu' } | GcQuery;
+type ToServer = { type: 'stats' } | { type: 'cpu' } | GcQuery | { type: 'trace'; from: number; to: number };
+/** One change's path in the control plane (--trace-rounds): shared-clock times and process CPU-ms at each. */
+interface TraceMark {
+  what: string;
+  at: number;
+  cpuMs: number;
+}
 type FromServer =
   | { type: 'ready'; grpcPort: number; httpPort?: number }
   /** Process CPU time so far, without resetting the event-loop delay that `stats` reports. */
   | { type: 'cpu'; cpuSeconds: number; /** Longest event-loop delay since the previous `cpu`. */ loopDelayMaxMs: number }
   | GcReply
+  | { type: 'trace'; marks: TraceMark[]; counts: Record<string, number> }
   | {
       type: 'stats';
       /** Process CPU time (user + system) so far. */
@@ -205,8 +220,39 @@ function recordGc(): (query: GcQuery) => GcReply {
   };
 }
 
+/** A control plane's marks along each change's path (--trace-rounds), answered per time window. */
+class RoundTrace {
+  private readonly marks: TraceMark[] = [];
+  /** The rounds' windows (from each `cpu` request to the next) on the CPU profile's clock, microseconds. */
+  readonly windows: number[] = [];
+
+  mark(what: string, withCpu = true): void {
+    let cpuMs = 0;
+    if (withCpu) {
+      const cpu = process.cpuUsage();
+      cpuMs = (cpu.user + cpu.system) / 1000;
+    }
+    this.marks.push({ what, at: now(), cpuMs });
+  }
+
+  window(): void {
+    this.windows.push(Number(process.hrtime.bigint() / 1000n));
+  }
+
+  between(from: number, to: number): Extract<FromServer, { type: 'trace' }> {
+    const cut = this.marks.findIndex((m) => m.at >= from);
+    this.marks.splice(0, cut < 0 ? this.marks.length : cut);
+    const marks = this.marks.filter((m) => m.at <= to);
+    const counts: Record<string, number> = {};
+    for (const m of marks) counts[m.what] = (counts[m.what] ?? 0) + 1;
+    // Only the first and last of each kind go back.
+    const kept = marks.filter((m, i) => marks.findIndex((x) => x.what === m.what) === i || marks.findLastIndex((x) => x.what === m.what) === i);
+    return { type: 'trace', marks: kept, counts };
+  }
+}
+
 /** Answers the orchestrator's `stats`, `cpu` and `gc` requests (server roles). */
-function serveStats(): void {
+function serveStats(trace?: RoundTrace): void {
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   const roundDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -217,7 +263,13 @@ function serveStats(): void {
       tell(gcIn(message));
       return;
     }
+    if (message.type === 'trace') {
+      if (trace) tell(trace.between(message.from, message.to));
+      return;
+    }
     if (message.type === 'cpu') {
+      trace?.window();
+      trace?.mark('cpu request');
       tell({ type: 'cpu', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }), loopDelayMaxMs: roundDelay.max / 1e6 });
       roundDelay.reset();
       return;
@@ -236,6 +288,8 @@ function serveStats(): void {
 }
 
 // ---- role: control plane ----
+const traceCallbacks: XdsCallbacks = {};
+
 async function controlPlaneRole(): Promise<void> {
   const config = loadControlPlaneConfig({
     TRELLIS_ETCD_ENDPOINTS: args['etcd-endpoints'],
@@ -257,16 +311,51 @@ async function controlPlaneRole(): Promise<void> {
     etcd,
     layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX),
     logger: createLogger('control-plane', 'warn'),
+    // Filled in by --trace-rounds once the control plane runs.
+    callbacks: traceCallbacks,
   });
   await cp.watcher.whenReady();
   while (!cp.cache.ready) await sleep(50);
-  serveStats();
+  const trace = args['trace-rounds'] ? traceControlPlane(cp) : undefined;
+  serveStats(trace);
   tell({ type: 'ready', grpcPort: cp.xdsPort, httpPort: cp.httpPort } satisfies FromServer);
   await untilTerminated();
+  if (trace && args['cpu-prof-dir']) writeFileSync(join(args['cpu-prof-dir'], `rounds-${process.pid}.json`), JSON.stringify(trace.windows));
   await cp.close();
   etcd.close();
   // Exit now rather than when the last handle closes (a --cpu-prof profile is written on exit).
   process.exit(0);
+}
+
+/** Marks along the change path: the watch's update, the cache's fan-out, each response written and each ACK read. */
+function traceControlPlane(cp: Awaited<ReturnType<typeof startControlPlane>>): RoundTrace {
+  const trace = new RoundTrace();
+  cp.watcher.prependListener('update', () => trace.mark('watch update'));
+  const setModel = cp.cache.setModel.bind(cp.cache);
+  cp.cache.setModel = (...a) => {
+    trace.mark('fan-out start');
+    const update = setModel(...a);
+    trace.mark('fan-out first turn end');
+    // HTTP/2 sends what the turn wrote in the check phase, just before the JS immediates: this one runs right after.
+    setImmediate(() => trace.mark('sockets written'));
+    void update.settled.then(() => trace.mark('fan-out settled'));
+    return update;
+  };
+  const short = new Map<string, string>([
+    [TypeUrl.Cluster, 'CDS'],
+    [TypeUrl.ClusterLoadAssignment, 'EDS'],
+    [TypeUrl.Listener, 'LDS'],
+    [TypeUrl.RouteConfiguration, 'RDS'],
+  ]);
+  // Process CPU only at the first CDS of a round (reading it costs ~10 us, too much to do per response).
+  let lastCds = 0;
+  traceCallbacks.onResponse = (_stream, response) => {
+    const cds = response.typeUrl === TypeUrl.Cluster;
+    trace.mark(`${short.get(response.typeUrl) ?? response.typeUrl} written`, cds && now() - lastCds > 200);
+    if (cds) lastCds = now();
+  };
+  traceCallbacks.onAck = (_stream, typeUrl) => trace.mark(`${short.get(typeUrl) ?? typeUrl} ACK read`, false);
+  return trace;
 }
 
 // ---- role: floor ----
@@ -672,12 +761,31 @@ function commonArgs(): string[] {
     args['debounce-ms']!,
     ...(args['fanout-slice-ms'] === undefined ? [] : ['--fanout-slice-ms', args['fanout-slice-ms']]),
     ...(args['trace-gc'] ? ['--trace-gc'] : []),
+    ...(args['trace-rounds'] ? ['--trace-rounds'] : []),
+    ...(args['cpu-prof-dir'] ? ['--cpu-prof-dir', args['cpu-prof-dir']] : []),
   ];
 }
 
 /** The node/V8 options given for one side's processes. */
 function nodeOptions(side: 'cp' | 'floor' | 'clients'): string[] {
   return args[`${side}-node-options`]!.split(' ').filter(Boolean);
+}
+
+/** The control plane's marks from the write until every affected stream had its push, one line (--trace-rounds). */
+async function traceOf(server: Child, from: number, to: number): Promise<string> {
+  server.send({ type: 'trace', from: from - 50, to });
+  const { marks, counts } = await server.next<Extract<FromServer, { type: 'trace' }>>('trace', 30_000);
+  const base = marks.find((m) => m.what === 'cpu request');
+  const at = (m: TraceMark) => `${m.at >= from ? '+' : ''}${(m.at - from).toFixed(1)}${m.cpuMs && base ? ` [${(m.cpuMs - base.cpuMs).toFixed(1)}]` : ''}`;
+  const seen: string[] = [];
+  for (const m of marks) if (m.what !== 'cpu request' && !seen.includes(m.what)) seen.push(m.what);
+  return seen
+    .map((what) => {
+      const of = marks.filter((m) => m.what === what);
+      const n = counts[what] ?? 0;
+      return n === 1 ? `${what} ${at(of[0]!)}` : `${what} ${n}× ${at(of[0]!)} … ${at(of.at(-1)!)}`;
+    })
+    .join('; ');
 }
 
 async function rebuildSeconds(httpPort: number): Promise<{ sum: number; count: number }> {
@@ -769,6 +877,7 @@ async function runPhase(
           };
         }
       }
+      const traced = reached && args['trace-rounds'] && ready.httpPort ? await traceOf(server, t0, reached.at) : undefined;
       await sleep(SETTLE_MS); // catch extra pushes; let ACKs drain
       clients.send({ type: 'collect' });
       const r = await clients.next<Extract<FromClients, { type: 'round' }>>('round', 30_000);
@@ -785,7 +894,8 @@ async function runPhase(
               `server event-loop delay max ${fmt(gc.serverLoopDelayMaxMs)} ms; server before the write: array buffers ` +
               `${gc.serverBefore.arrayBuffersMiB.toFixed(1)} MiB, heap used ${gc.serverBefore.heapUsedMiB.toFixed(1)} MiB; ` +
               `when all had it: ${gc.serverReached.arrayBuffersMiB.toFixed(1)} / ${gc.serverReached.heapUsedMiB.toFixed(1)} MiB`
-            : ''),
+            : '') +
+          (traced ? `\n    trace (ms after the write [server CPU-ms since just before it]): ${traced}` : ''),
       );
       return {
         latenciesMs,
