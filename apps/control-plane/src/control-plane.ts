@@ -173,7 +173,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       share: config.TRELLIS_ENDPOINT_RETENTION_SHARE,
       windowMs: config.TRELLIS_ENDPOINT_RETENTION_WINDOW_MS,
     },
-    onRebuilt: () => void health.recheck(),
+    // A rebuild can only make readiness true (the first snapshot served); once ready, rechecking after every
+    // rebuild would only probe etcd again (a linearizable read) while the change's responses wait to be written.
+    onRebuilt: () => {
+      if (!health.isReady) void health.recheck();
+    },
   });
   watcher.on('status', ({ live }) => {
     void health.recheck();

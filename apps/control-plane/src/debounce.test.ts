@@ -38,4 +38,25 @@ describe('Debouncer', () => {
     expect(runs[0]! - start).toBeLessThanOrEqual(500);
     d.close();
   });
+
+  it('with no hold-off runs once for the triggers of one turn, in an immediate rather than a timer (real timers)', async () => {
+    jest.useRealTimers();
+    let runs = 0;
+    const d = new Debouncer(
+      () => void runs++,
+      0,
+      500,
+      () => {},
+    );
+    d.trigger();
+    d.trigger();
+    d.trigger();
+    // Immediates run in the order they were set: the debouncer's comes before this one.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(runs).toBe(1);
+    d.trigger();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(runs).toBe(2);
+    d.close();
+  });
 });

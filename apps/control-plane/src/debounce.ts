@@ -4,6 +4,8 @@
 export class Debouncer {
   private firstAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** A run due at once (no hold-off left): after the events read in this turn, without a timer's 1 ms floor. */
+  private immediate: NodeJS.Immediate | undefined;
   private running = false;
   private again = false;
   private closed = false;
@@ -23,18 +25,24 @@ export class Debouncer {
       return;
     }
     this.firstAt ??= now;
+    if (this.immediate) return;
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     const delay = Math.max(0, Math.min(this.holdOffMs, this.firstAt + this.maxMs - now));
-    this.timer = setTimeout(() => void this.run(), delay);
+    // setTimeout(0) waits for the next loop's timers (at least 1 ms); an immediate runs once this turn's I/O is read.
+    if (delay === 0) this.immediate = setImmediate(() => void this.run());
+    else this.timer = setTimeout(() => void this.run(), delay);
   }
 
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
   }
 
   private async run(): Promise<void> {
     this.timer = undefined;
+    this.immediate = undefined;
     const firstAt = this.firstAt ?? Date.now();
     this.firstAt = undefined;
     this.running = true;
