@@ -253,9 +253,13 @@ export function affectedTest(prev: MeshModel | undefined, next: MeshModel): (ser
   const touched = next.index.touched;
   if (!prev || !touched || touched.since !== prev.index.generation) return differs;
   const { services, exposed } = touched;
+  // A service depends on an exposed one only if its record declares it: for a change to a few services, a lookup in
+  // each one's declarers answers the many services that call none of them, without reading their models.
+  const declarers = exposed.size <= 8 ? [...exposed].map((callee) => next.index.declaredBy.get(callee)) : undefined;
+  const declaresExposed = (name: string): boolean => declarers === undefined || declarers.some((names) => names?.has(name));
   return (name) => {
     if (services.has(name)) return differs(name);
-    if (exposed.size === 0) return false;
+    if (exposed.size === 0 || !declaresExposed(name)) return false;
     return next.services.get(name)?.dependencies.some((d) => exposed.has(d.service)) ?? false;
   };
 }

@@ -55,6 +55,74 @@ describe('SnapshotCache', () => {
     expect(seen.sort()).toEqual(['a/p@2', 'a@2']);
   });
 
+  it('rebuilds exactly the watched identities without a snapshot or of an affected service, whatever the form of `affected` (property)', () => {
+    // The reference is the rule itself, read from outside: every watched identity with no snapshot yet, or whose
+    // service the change affects (a set, a test, or all), is translated once; no other is.
+    const services = ['a', 'b', 'c', 'd'];
+    const identity = fc.record({ service: fc.constantFrom(...services), kind: fc.constantFrom('envoy' as const, 'proxyless' as const) });
+    const op = fc.oneof(
+      fc.record({ op: fc.constant('watch' as const), identity }),
+      fc.record({ op: fc.constant('cancel' as const), index: fc.nat() }),
+      fc.record({
+        op: fc.constant('model' as const),
+        affected: fc.oneof(fc.constant('all' as const), fc.subarray(services), fc.subarray(services).map((s) => ({ test: s }))),
+        // Services whose translation throws in this model (their identities stay without a snapshot, or keep the last).
+        failing: fc.subarray(services),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+        let failing = new Set<string>();
+        const translated: string[] = [];
+        const cache = new SnapshotCache<FakeModel>(
+          (model, id) => {
+            translated.push(`${id.kind}/${id.service}`);
+            if (failing.has(id.service)) throw new Error('translation failed');
+            return translateFake(model, id);
+          },
+          () => {},
+        );
+        const watches: { key: string; id: { service: string; kind: 'envoy' | 'proxyless' }; cancel: () => void }[] = [];
+        let version = 0;
+        for (const o of ops) {
+          if (o.op === 'watch') {
+            watches.push({ key: `${o.identity.kind}/${o.identity.service}`, id: o.identity, cancel: cache.watch(o.identity, () => {}).cancel });
+          } else if (o.op === 'cancel') {
+            if (watches.length > 0) watches.splice(o.index % watches.length, 1)[0]!.cancel();
+          } else {
+            failing = new Set(o.failing);
+            version++;
+            const isAffected = (service: string) =>
+              o.affected === 'all' ? true : Array.isArray(o.affected) ? o.affected.includes(service) : o.affected.test.includes(service);
+            const expected = [...new Set(watches.map((w) => w.key))]
+              .filter((key) => {
+                const w = watches.find((x) => x.key === key)!;
+                return cache.snapshotOf(w.id) === undefined || isAffected(w.id.service);
+              })
+              .sort();
+            translated.length = 0;
+            const asked: string[] = [];
+            const affected =
+              o.affected === 'all'
+                ? 'all'
+                : Array.isArray(o.affected)
+                  ? new Set(o.affected)
+                  : (service: string) => (asked.push(service), isAffected(service));
+            const model = fakeModel(Object.fromEntries(services.map((s) => [s, [makeCluster(s, version)]])));
+            const result = cache.setModel(model, affected, meta(String(version)));
+            expect([...translated].sort()).toEqual(expected);
+            expect(result.rebuilt).toBe(expected.length);
+            // A test is asked once per watched service, about no other.
+            if (typeof affected === 'function') expect(asked.sort()).toEqual([...new Set(watches.map((w) => w.id.service))].sort());
+          }
+        }
+        for (const w of watches) w.cancel();
+        expect(cache.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
+      }),
+      { numRuns: propertyRuns(200) },
+    );
+  });
+
   it('shares one encoded resource between identities with the same content and frees it with the last watcher', () => {
     const cache = new SnapshotCache<FakeModel>(translateFake);
     cache.setModel(fakeModel({ a: [makeCluster('shared')], c: [makeCluster('shared')] }), 'all', meta('1'));

@@ -116,6 +116,13 @@ export class SnapshotCache<M> implements SnapshotSource {
   private model: M | undefined;
   private meta: ModelMeta = { revision: '0', changedAt: 0 };
   private readonly entries = new Map<string, Entry>();
+  /**
+   * The entries by service (a service's sidecars, proxyless clients and outbound-port variants): a change asks
+   * about each watched service once, without a pass over every entry and a memo of the answers.
+   */
+  private readonly byService = new Map<string, Set<Entry>>();
+  /** Entries without a snapshot (their identity's translation failed, or no model yet): rebuilt with any model. */
+  private readonly unbuilt = new Set<Entry>();
   /** Encoded resources shared by every snapshot that holds the same content. */
   private readonly pool = new Map<string, Pooled>();
   /**
@@ -176,17 +183,7 @@ export class SnapshotCache<M> implements SnapshotSource {
   setModel(model: M, affected: AffectedServices, meta: ModelMeta): CacheUpdate {
     this.model = model;
     this.meta = meta;
-    const answers = new Map<string, boolean>();
-    const isAffected = (service: string): boolean => {
-      if (affected === 'all') return true;
-      if (typeof affected !== 'function') return affected.has(service);
-      let answer = answers.get(service);
-      if (answer === undefined) answers.set(service, (answer = affected(service)));
-      return answer;
-    };
-    const due = [...this.entries.values()].filter(
-      (entry) => !entry.snapshot || this.stale.has(entry) || isAffected(entry.identity.service),
-    );
+    const due = this.due(affected);
     if (this.options.fanOutSliceMs === undefined) {
       const changed = due.filter((entry) => this.rebuild(entry));
       for (const entry of changed) notify(entry);
@@ -205,6 +202,30 @@ export class SnapshotCache<M> implements SnapshotSource {
     this.slice();
     if (fanOut.remaining.size === 0) this.finish(fanOut);
     return { ...fanOut.result, settled };
+  }
+
+  /** The entries a new model must rebuild: those without a snapshot, those left over from a fan-out, then the affected. */
+  private due(affected: AffectedServices): Entry[] {
+    if (affected === 'all') return [...this.entries.values()];
+    const due = new Set<Entry>();
+    const add = (entries: ReadonlySet<Entry> | undefined): void => {
+      if (entries) for (const entry of entries) due.add(entry);
+    };
+    add(this.unbuilt);
+    add(this.stale);
+    // forEach: a for-of over the map's entries would allocate a pair per watched service.
+    if (typeof affected === 'function') {
+      this.byService.forEach((entries, service) => {
+        if (affected(service)) add(entries);
+      });
+    } else if (affected.size < this.byService.size) {
+      for (const service of affected) add(this.byService.get(service));
+    } else {
+      this.byService.forEach((entries, service) => {
+        if (affected.has(service)) add(entries);
+      });
+    }
+    return [...due];
   }
 
   private scheduleSlice(): void {
@@ -262,6 +283,10 @@ export class SnapshotCache<M> implements SnapshotSource {
     if (!entry) {
       entry = { identity, snapshot: undefined, listeners: new Set() };
       this.entries.set(key, entry);
+      let ofService = this.byService.get(identity.service);
+      if (!ofService) this.byService.set(identity.service, (ofService = new Set()));
+      ofService.add(entry);
+      this.unbuilt.add(entry);
       if (this.model !== undefined && this.options.fanOutSliceMs === undefined) this.rebuild(entry);
       else if (this.model !== undefined) {
         this.stale.add(entry);
@@ -282,6 +307,10 @@ export class SnapshotCache<M> implements SnapshotSource {
           // Nobody connected with this identity: free its snapshot (memory follows connected proxies).
           if (owned.snapshot) this.release(owned.snapshot);
           this.entries.delete(key);
+          const ofService = this.byService.get(owned.identity.service);
+          ofService?.delete(owned);
+          if (ofService?.size === 0) this.byService.delete(owned.identity.service);
+          this.unbuilt.delete(owned);
           this.forget(owned);
         }
       },
@@ -325,6 +354,7 @@ export class SnapshotCache<M> implements SnapshotSource {
       return false;
     }
     entry.snapshot = next;
+    this.unbuilt.delete(entry);
     if (prev) this.release(prev);
     return true;
   }
