@@ -246,7 +246,9 @@ class RoundTrace {
     const counts: Record<string, number> = {};
     for (const m of marks) counts[m.what] = (counts[m.what] ?? 0) + 1;
     // Only the first and last of each kind go back.
-    const kept = marks.filter((m, i) => marks.findIndex((x) => x.what === m.what) === i || marks.findLastIndex((x) => x.what === m.what) === i);
+    const kept = marks.filter(
+      (m, i) => marks.findIndex((x) => x.what === m.what) === i || marks.findLastIndex((x) => x.what === m.what) === i,
+    );
     return { type: 'trace', marks: kept, counts };
   }
 }
@@ -776,7 +778,8 @@ async function traceOf(server: Child, from: number, to: number): Promise<string>
   server.send({ type: 'trace', from: from - 50, to });
   const { marks, counts } = await server.next<Extract<FromServer, { type: 'trace' }>>('trace', 30_000);
   const base = marks.find((m) => m.what === 'cpu request');
-  const at = (m: TraceMark) => `${m.at >= from ? '+' : ''}${(m.at - from).toFixed(1)}${m.cpuMs && base ? ` [${(m.cpuMs - base.cpuMs).toFixed(1)}]` : ''}`;
+  const at = (m: TraceMark) =>
+    `${m.at >= from ? '+' : ''}${(m.at - from).toFixed(1)}${m.cpuMs && base ? ` [${(m.cpuMs - base.cpuMs).toFixed(1)}]` : ''}`;
   const seen: string[] = [];
   for (const m of marks) if (m.what !== 'cpu request' && !seen.includes(m.what)) seen.push(m.what);
   return seen

@@ -65,7 +65,11 @@ describe('SnapshotCache', () => {
       fc.record({ op: fc.constant('cancel' as const), index: fc.nat() }),
       fc.record({
         op: fc.constant('model' as const),
-        affected: fc.oneof(fc.constant('all' as const), fc.subarray(services), fc.subarray(services).map((s) => ({ test: s }))),
+        affected: fc.oneof(
+          fc.constant('all' as const),
+          fc.subarray(services),
+          fc.subarray(services).map((s) => ({ test: s })),
+        ),
         // Services whose translation throws in this model (their identities stay without a snapshot, or keep the last).
         failing: fc.subarray(services),
       }),
@@ -86,7 +90,11 @@ describe('SnapshotCache', () => {
         let version = 0;
         for (const o of ops) {
           if (o.op === 'watch') {
-            watches.push({ key: `${o.identity.kind}/${o.identity.service}`, id: o.identity, cancel: cache.watch(o.identity, () => {}).cancel });
+            watches.push({
+              key: `${o.identity.kind}/${o.identity.service}`,
+              id: o.identity,
+              cancel: cache.watch(o.identity, () => {}).cancel,
+            });
           } else if (o.op === 'cancel') {
             if (watches.length > 0) watches.splice(o.index % watches.length, 1)[0]!.cancel();
           } else {
