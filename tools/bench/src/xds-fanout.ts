@@ -927,6 +927,9 @@ async function runPhase(
       if (round > 0) await sleep(SETTLE_MS); // let ACKs and proxy-status writes of the previous round drain
       rounds.push(await runRound(`round ${round + 1}`));
     }
+    // The last change's proxy-status writes belong to its cost as the earlier changes' do:
+    // each of those was written before the next round started.
+    await drainStatusBacklog(ready.httpPort);
     const after = await stats();
     const roundsTo = now();
     const gcOverRounds = args['trace-gc']
