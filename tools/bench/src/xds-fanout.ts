@@ -338,8 +338,9 @@ function traceControlPlane(cp: Awaited<ReturnType<typeof startControlPlane>>): R
     trace.mark('fan-out start');
     const update = setModel(...a);
     trace.mark('fan-out first turn end');
-    // HTTP/2 sends what the turn wrote in the check phase, just before the JS immediates: this one runs right after.
-    setImmediate(() => trace.mark('sockets written'));
+    // HTTP/2 sends what the turn wrote in the next check phase (native immediates), and grpc-js's write callbacks run
+    // there too, before the JS immediates: this one runs once the sockets have the turn's responses and the callbacks ran.
+    setImmediate(() => trace.mark('HTTP/2 writes done'));
     void update.settled.then(() => trace.mark('fan-out settled'));
     return update;
   };
