@@ -10,7 +10,7 @@ import { service as healthService } from 'grpc-health-check';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { KeyLayout, MeshStore, XDS_TOKEN_AUDIENCE } from '@trellis/mesh-schema';
 import { generateRootCa, issueServerCertificate } from '@trellis/pki';
-import { startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { eventually, startEtcd, startRedis, startSlowLoris, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { mintMeshToken } from '../src/tokens/mint';
 import { FakeCloudflareTeam } from './support/cloudflare-team';
 import {
@@ -166,7 +166,10 @@ describe('authz', () => {
           { team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }] },
           'test',
         );
-        await waitFor(async () => (await replica.check(outbound('payments', 'stock'))).status?.code === status.OK);
+        await eventually(
+          'payments → stock allowed',
+          async () => (await replica.check(outbound('payments', 'stock'))).status?.code === status.OK,
+        );
         const token = bearer(okHeaders(await replica.check(outbound('payments', 'stock'))));
         expect(token).not.toBe(planted);
         expect((await jwtVerify(token, await jwks(), { audience: 'stock' })).payload.sub).toBe('payments');
@@ -203,7 +206,7 @@ describe('authz', () => {
         expect((await jwtVerify(token, await jwks(), { audience: 'stock' })).payload.sub).toBe('checkout');
         expect(await counterValue(replica.authz, 'trellis_authz_token_cache_total', { layer: 'redis', result: 'rejected' })).toBe(1);
         // The forged entry is gone (replaced by the token authz minted), and memory never held it.
-        await waitFor(async () => (await raw.get(redisKey)) !== forged, 30_000);
+        await eventually('the forged entry replaced', async () => (await raw.get(redisKey)) !== forged);
         await raw.del(redisKey);
         expect(bearer(okHeaders(await replica.check(outbound('checkout', 'stock'))))).toBe(token);
       } finally {
@@ -239,7 +242,7 @@ describe('authz', () => {
         const { payload } = await jwtVerify(token, await jwks(), { issuer: 'trellis', audience: 'stock' });
         expect(payload.sub).toBe('checkout');
         expect(await counterValue(replica.authz, 'trellis_authz_token_cache_total', { layer: 'redis', result: 'rejected' })).toBe(1);
-        await waitFor(async () => (await raw.get(redisKey)) !== planted, 30_000);
+        await eventually('the planted entry replaced', async () => (await raw.get(redisKey)) !== planted);
       } finally {
         raw.disconnect();
         await replica.stop();
@@ -270,7 +273,7 @@ describe('authz', () => {
         const redisKey = `docacl:checkout:stock:${replica.authz.keyRing.signer()!.kid}`;
         await raw.set(redisKey, 'planted.by.attacker', 'PX', 600_000);
         expect((await replica.check(outbound('checkout', 'stock'))).status?.code).toBe(status.OK);
-        await waitFor(async () => (await raw.get(redisKey)) !== 'planted.by.attacker', 30_000);
+        await eventually('the planted entry replaced', async () => (await raw.get(redisKey)) !== 'planted.by.attacker');
         expect(await counterValue(replica.authz, 'trellis_authz_token_cache_total', { layer: 'redis', result: 'rejected' })).toBe(1);
         // The compare-and-delete script and the breaker's PING both ran as that user.
         await expect(replica.authz.redis.ping()).resolves.toBe('PONG');
@@ -296,7 +299,7 @@ describe('authz', () => {
         await redisConnected(good.authz);
         expect((await good.check(outbound('checkout', 'payments'))).status?.code).toBe(status.OK);
         const kid = good.authz.keyRing.signer()!.kid;
-        await waitFor(async () => (await raw.get(`acl:checkout:payments:${kid}`)) !== null, 30_000);
+        await eventually('the ACL entry cached in Redis', async () => (await raw.get(`acl:checkout:payments:${kid}`)) !== null);
       } finally {
         await good.stop();
       }
@@ -346,7 +349,7 @@ describe('authz', () => {
         await redisConnected(replica.authz);
         expect((await replica.check(outbound('checkout', 'orders'))).status?.code).toBe(status.OK);
         const kid = replica.authz.keyRing.signer()!.kid;
-        await waitFor(async () => (await raw.keys(`*checkout:orders:${kid}`)).length === 1, 30_000);
+        await eventually('one cached entry for checkout → orders', async () => (await raw.keys(`*checkout:orders:${kid}`)).length === 1);
       } finally {
         raw.disconnect();
         await replica.stop();
@@ -363,7 +366,7 @@ describe('authz', () => {
       const raw = new Redis(tlsRedis.url);
       try {
         expect((await replica.check(outbound('checkout', 'payments'))).status?.code).toBe(status.OK);
-        await waitFor(async () => (await counterValue(replica.authz, 'trellis_authz_redis_errors_total')) > 0, 30_000);
+        await eventually('a Redis error counted', async () => (await counterValue(replica.authz, 'trellis_authz_redis_errors_total')) > 0);
         expect(await raw.keys('impostor:*')).toEqual([]);
       } finally {
         raw.disconnect();
@@ -391,7 +394,7 @@ describe('authz', () => {
           { team: 'shop', protocol: 'http', port: 8080, name: 'stock', dependencies: [{ service: 'payments' }] },
           'test',
         );
-        await waitFor(async () => (await a.check(outbound('stock', 'payments'))).status?.code === status.OK);
+        await eventually('stock → payments allowed', async () => (await a.check(outbound('stock', 'payments'))).status?.code === status.OK);
         const fresh = await a.check(outbound('stock', 'payments'));
         expect(fresh.status?.code).toBe(status.OK);
         expect(await counterValue(a.authz, 'trellis_authz_redis_errors_total')).toBeGreaterThan(0);
@@ -435,9 +438,9 @@ describe('authz', () => {
       const at = new Date(Date.now() - 60_000).toISOString();
       const record = { kid, jwk: { kty: 'RSA', kid, alg: 'RS256', use: 'sig', n: jwk.n, e: 'AQ' }, publishedAt: at, activeFrom: at };
       await etcd.client().put(new KeyLayout(etcd.prefix).authzKey(kid)).value(JSON.stringify(record));
-      await waitFor(
+      await eventually(
+        'the bad key record dropped',
         async () => (await counterValue(a.authz, 'trellis_authz_records_dropped_total', { kind: 'authzKey' })) > dropped,
-        30_000,
       );
       const response = await a.check({
         context: { 'trellis.direction': 'inbound', 'trellis.destination': 'orders' },
@@ -537,7 +540,10 @@ describe('authz', () => {
         { team: 'shop', protocol: 'http', port: 8080, name: 'aaa-hijack', ingress: { host: 'shop.example.com', pathPrefix: '/admin' } },
         'test',
       );
-      await waitFor(async () => (await edge('/admin/x', {}, 'aaa-hijack')).status?.code === status.OK, 30_000);
+      await eventually(
+        'the aaa-hijack ingress route allowed',
+        async () => (await edge('/admin/x', {}, 'aaa-hijack')).status?.code === status.OK,
+      );
       expect(deniedReason(await edge('/admin/users'))).toMatchObject({ http: 401, reason: 'access-missing' });
       // A route that names no destination is not guessed from host and path.
       const unnamed = await a.check({ context: { 'trellis.direction': 'edge' }, host: 'shop.example.com', path: '/admin' });
@@ -770,7 +776,7 @@ describe('authz', () => {
         { team: 'shop', protocol: 'http', port: 8080, name: 'payments', dependencies: [{ service: 'stock' }, { service: 'orders' }] },
         'test',
       );
-      await waitFor(async () => (await a.check(outbound('payments', 'orders'))).status?.code === status.OK, 15_000);
+      await eventually('payments → orders allowed', async () => (await a.check(outbound('payments', 'orders'))).status?.code === status.OK);
     }, 120_000);
   });
 
@@ -810,11 +816,3 @@ describe('authz', () => {
     });
   });
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

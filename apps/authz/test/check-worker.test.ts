@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
-import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { eventually, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
 import {
   counterValue,
   deniedReason,
@@ -110,7 +110,12 @@ describe('authz Check worker', () => {
       await store.updateService({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }, { service: 'payments' }] }, 'test');
       await waitForOk(a, 'checkout', 'payments');
       await store.updateService({ ...base, name: 'checkout', dependencies: [{ service: 'orders' }] }, 'test');
-      await waitFor(async () => deniedOrUndefined(await a.check(outbound('checkout', 'payments'))) === 'undeclared');
+      await eventually(
+        'checkout → payments denied as undeclared',
+        async () => deniedOrUndefined(await a.check(outbound('checkout', 'payments'))) === 'undeclared',
+        60_000,
+        { intervalMs: 100 },
+      );
       expect(okHeaders(await a.check(outbound('checkout', 'orders')))['authorization']).toMatch(/^Bearer /);
     });
 
@@ -155,10 +160,19 @@ describe('authz Check worker', () => {
       } satisfies Partial<ServiceError>);
       expect(await counterValue(a.authz, 'trellis_authz_check_worker_restarts_total')).toBe(restarts + 1);
 
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${a.authz.httpPort}/readyz`)).status === 200);
+      await eventually('authz ready', async () => (await fetch(`http://127.0.0.1:${a.authz.httpPort}/readyz`)).status === 200, 60_000, {
+        intervalMs: 100,
+      });
       expect(a.authz.checkWorker!.grpcPort).toBe(port);
       // The new worker has the registry and asks the main thread for the token it lost with its memory.
-      await waitFor(async () => (await a.check(outbound('checkout', 'orders')).catch(() => undefined)) !== undefined);
+      await eventually(
+        'a check answered',
+        async () => (await a.check(outbound('checkout', 'orders')).catch(() => undefined)) !== undefined,
+        60_000,
+        {
+          intervalMs: 100,
+        },
+      );
       expect(okHeaders(await a.check(outbound('checkout', 'orders')))['authorization']).toBe(token);
       expect(deniedReason(await a.check(outbound('checkout', 'payments'))).reason).toBe('undeclared');
     });
@@ -177,21 +191,18 @@ describe('authz Check worker', () => {
 
 async function waitForOk(a: StartedAuthz, source: string, destination: string) {
   let last: Awaited<ReturnType<StartedAuthz['check']>> | undefined;
-  await waitFor(async () => {
-    last = await a.check(outbound(source, destination));
-    return last.status?.code === status.OK;
-  });
+  await eventually(
+    `${source} → ${destination} allowed`,
+    async () => {
+      last = await a.check(outbound(source, destination));
+      return last.status?.code === status.OK;
+    },
+    60_000,
+    { intervalMs: 100 },
+  );
   return last!;
 }
 
 function deniedOrUndefined(response: Awaited<ReturnType<StartedAuthz['check']>>): string | undefined {
   return response.status?.code === status.OK ? undefined : deniedReason(response).reason;
-}
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met within the deadline');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }

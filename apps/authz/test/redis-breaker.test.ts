@@ -3,20 +3,12 @@
 // half-open trial) — the gauge must not read "open" until the next Check.
 import { Registry } from 'prom-client';
 import { createLogger } from '@trellis/runtime';
-import { startRedis, type TestRedis } from '@trellis/testing';
+import { eventually, startRedis, type TestRedis } from '@trellis/testing';
 import { AuthzMetrics } from '../src/metrics';
 import { createRedisClient, type RedisClient } from '../src/tokens/redis-client';
 import { RedisTokenCache } from '../src/tokens/redis-token-cache';
 
 jest.setTimeout(120_000);
-
-async function until(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('Redis breaker', () => {
   let redis: TestRedis;
@@ -30,7 +22,7 @@ describe('Redis breaker', () => {
     client = createRedisClient({ TRELLIS_REDIS_URL: redis.url, TRELLIS_REDIS_COMMAND_TIMEOUT_MS: 500 });
     metrics = new AuthzMetrics(new Registry());
     cache = new RedisTokenCache(client, { keyPrefix: 'breaker:', cooldownMs: 500 }, metrics, createLogger('authz', 'silent'));
-    await until('Redis connected', () => client.status === 'ready');
+    await eventually('Redis connected', () => client.status === 'ready', 60_000);
   });
   afterAll(async () => {
     cache?.close();
@@ -44,17 +36,21 @@ describe('Redis breaker', () => {
     await redis.stop();
     try {
       // Reads fail (or are skipped once open) and each answers at once: the caller mints instead.
-      await until('the breaker open', async () => {
-        expect(['error', 'skipped']).toContain((await cache.get('k')).result);
-        return cache.breakerState === 'open';
-      });
+      await eventually(
+        'the breaker open',
+        async () => {
+          expect(['error', 'skipped']).toContain((await cache.get('k')).result);
+          return cache.breakerState === 'open';
+        },
+        60_000,
+      );
       expect(await gauge()).toBe(1);
     } finally {
       await redis.start();
     }
     const back = Date.now();
     // No get/set/delete from here on: only the breaker's own probe can close it.
-    await until('the breaker closed by its probe', async () => cache.breakerState === 'closed' && (await gauge()) === 0);
+    await eventually('the breaker closed by its probe', async () => cache.breakerState === 'closed' && (await gauge()) === 0, 60_000);
     console.log(`Redis breaker closed ${Date.now() - back} ms after Redis came back, with no read`);
     expect(await cache.get('k')).toEqual({ result: 'miss' });
   });

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
 import { applyEtcdRoles, connectEtcd, etcdRoleName, keptAliveLease, KeyLayout, MeshStore, MeshWatcher, type EtcdApp } from '../src';
 import { aService } from './fixtures';
 
@@ -22,6 +22,8 @@ const PASSWORDS: Record<EtcdApp, string> = {
 };
 const JWT_TTL_SECONDS = 2;
 
+/** Waits across the restart: a call that fails while etcd comes back means "not yet". */
+const etcdComingBack = { retryErrors: true, intervalMs: 100 };
 const keyDir = mkdtempSync(join(tmpdir(), 'etcd-jwt-'));
 afterAll(() => rmSync(keyDir, { recursive: true, force: true }));
 
@@ -33,19 +35,6 @@ function jwtTokenArgs(): string[] {
   writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
   writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   return [`--auth-token=jwt,pub-key=${pub},priv-key=${priv},sign-method=RS256,ttl=${JWT_TTL_SECONDS}s`];
-}
-
-async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // etcd still coming back: try again
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe.each([
@@ -109,22 +98,32 @@ describe.each([
       const renewalsBeforeRestart = renewals;
 
       // A write after the restart (the registry's own client logs in again: a unary call).
-      await eventually('the registry to write after the restart', async () => {
-        if (!(await registry.getService('after'))) await registry.createService(aService('after'), 'test');
-        return true;
-      });
-      await eventually('the mirror to see the write made after the restart', () => watcher.state.services.has('after'));
-      await eventually('the mirror to be live again', () => watcher.live);
+      await eventually(
+        'the registry to write after the restart',
+        async () => {
+          if (!(await registry.getService('after'))) await registry.createService(aService('after'), 'test');
+          return true;
+        },
+        60_000,
+        etcdComingBack,
+      );
+      await eventually(
+        'the mirror to see the write made after the restart',
+        () => watcher.state.services.has('after'),
+        60_000,
+        etcdComingBack,
+      );
+      await eventually('the mirror to be live again', () => watcher.live, 60_000, etcdComingBack);
 
       // Renewed by etcd after its restart, several times, so over more than one TTL.
-      await eventually('lease renewals after the restart', () => renewals >= renewalsBeforeRestart + 6);
+      await eventually('lease renewals after the restart', () => renewals >= renewalsBeforeRestart + 6, 60_000, etcdComingBack);
       const leased = await as('root').kv.range({ key: Buffer.from(leasedKey) });
       expect(leased.kvs.map((kv) => kv.key.toString())).toEqual([leasedKey]);
       expect(lost).toEqual([]);
 
       // And the watch keeps flowing: another write arrives too.
       await registry.createService(aService('later'), 'test');
-      await eventually('the mirror to see a second write', () => watcher.state.services.has('later'));
+      await eventually('the mirror to see a second write', () => watcher.state.services.has('later'), 60_000, etcdComingBack);
     } finally {
       await lease.revoke().catch(() => undefined);
       await watcher.close();

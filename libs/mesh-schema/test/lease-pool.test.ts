@@ -1,7 +1,7 @@
 // The lease pool against a real etcd: registrations on pooled leases expire exactly as
 // on leases granted for them, and no lease outlives the pool that granted it.
 import type { Etcd3 } from 'etcd3';
-import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
 import { KeyLayout } from '../src/keys';
 import { LeasePool, MeshStore } from '../src/store';
 import { LeaseKeepAliveStream } from '../src/store/lease-keep-alive';
@@ -21,20 +21,11 @@ afterAll(async () => {
   await etcd?.close();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Seconds etcd says the lease has left; -1 once it no longer exists. */
 const remaining = async (leaseId: string) => Number((await client.leaseClient.leaseTimeToLive({ ID: leaseId })).TTL);
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+/** Waits on etcd's lease clock: a minute, probing etcd every 100 ms. */
+const until = <T>(what: string, probe: () => Promise<T | undefined | false>) => eventually(what, probe, 60_000, { intervalMs: 100 });
 
 /** A pool and a store registering through it; the first registration of a TTL fills its pool. */
 async function pooledStore(ttl: number, opts: ConstructorParameters<typeof LeasePool>[1] = {}) {
@@ -69,9 +60,7 @@ describe('lease pool', () => {
     // The pool refreshes what it holds every 500 ms; a lease it handed out must lapse all the same.
     const { pool, store } = await pooledStore(2, { keepAliveEveryMs: () => 500 });
     const { leaseId } = await store.registerInstance(anInstance('pool', 'silent'), 2, { requireService: true });
-    await until('the silent instance to expire', async () =>
-      (await store.listInstances('pool')).some((i) => i.id === 'silent') ? undefined : true,
-    );
+    await until('the silent instance to expire', async () => !(await store.listInstances('pool')).some((i) => i.id === 'silent'));
     expect(await remaining(leaseId)).toBe(-1);
     expect(await store.heartbeatInstance('pool', 'silent')).toBe(false);
     await pool.close();
@@ -94,7 +83,7 @@ describe('lease pool', () => {
     );
     // The refused registration took the newest lease and must not have left it behind.
     const taken = ready[ready.length - 1]!;
-    await until('the refused lease to be revoked', async () => ((await remaining(taken)) === -1 ? true : undefined));
+    await until('the refused lease to be revoked', async () => (await remaining(taken)) === -1);
     const waiting = await until('the pool to fill again', async () => {
       const leases = pool.pooled().get(30) ?? [];
       return leases.length === 2 ? leases : undefined;
@@ -126,9 +115,9 @@ describe('lease pool', () => {
     const seen = new Set<string>();
     await until('the idle pool to be dropped', async () => {
       for (const lease of idle.pooled().get(30) ?? []) seen.add(lease);
-      return idle.pooled().has(30) ? undefined : true;
+      return !idle.pooled().has(30);
     });
-    for (const lease of seen) await until('an idle lease to be revoked', async () => ((await remaining(lease)) === -1 ? true : undefined));
+    for (const lease of seen) await until('an idle lease to be revoked', async () => (await remaining(lease)) === -1);
     await idle.close();
   });
 });
@@ -139,7 +128,7 @@ describe('lease pool at its default size', () => {
     const pool = new LeasePool(client, { onTake: (result) => takes.push(result) });
     const store = new MeshStore(client, layout, { leasePool: pool });
     await store.registerInstance(anInstance('pool', 'deploy-primer'), 30, { requireService: true });
-    await until('the default pool to fill', async () => ((pool.pooled().get(30)?.length ?? 0) === 32 ? true : undefined));
+    await until('the default pool to fill', async () => (pool.pooled().get(30)?.length ?? 0) === 32);
     takes.length = 0; // the primer's
     const registered = await Promise.all(
       Array.from({ length: 24 }, (_, i) => store.registerInstance(anInstance('pool', `replica-${i}`), 30, { requireService: true })),
@@ -148,7 +137,7 @@ describe('lease pool at its default size', () => {
     expect(new Set(registered.map((r) => r.leaseId)).size).toBe(24);
     for (const { leaseId } of registered) expect(await remaining(leaseId)).toBeGreaterThan(0);
     // The pool refills to its size and no further.
-    await until('the pool to refill', async () => ((pool.pooled().get(30)?.length ?? 0) === 32 ? true : undefined));
+    await until('the pool to refill', async () => (pool.pooled().get(30)?.length ?? 0) === 32);
     await pool.close();
   });
 });

@@ -1,7 +1,7 @@
 // MeshWatcher against a real etcd: every change exactly once and in order,
 // across connection loss, an etcd restart, and a compaction of its resume point.
 import type { Etcd3 } from 'etcd3';
-import { startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
+import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
 import { connectEtcd } from '../src/etcd-client';
 import { KeyLayout } from '../src/keys';
 import type { MeshChange } from '../src/state';
@@ -61,14 +61,6 @@ function watch(client: Etcd3 = watchClient, writtenValues?: WrittenValues) {
   watcher.on('status', (s) => statuses.push(s.live));
   const changes = () => updates.filter((u) => !u.reset).flatMap((u) => u.changes);
   return { watcher, updates, statuses, changes, invalidKeys, reported, errors };
-}
-
-async function eventually(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 // Raw writes that return their revision, so the expected change sequence comes from etcd itself.
@@ -281,7 +273,7 @@ it('resumes from what it applied, not from the revision stamped on a partial cat
   await eventually('watcher notices the second cut', () => !w.watcher.live);
   proxy.resume();
 
-  await eventually('the whole backlog', () => w.changes().length >= backlog.length, 30_000);
+  await eventually('the whole backlog', () => w.changes().length >= backlog.length);
   expect(w.changes()).toEqual(backlog);
   expect(w.updates.filter((u) => u.reset)).toHaveLength(1);
 }, 120_000);

@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import { UnsecuredJWT } from 'jose';
 import { MESH_TOKEN_RENEW_BEFORE_SECONDS } from '@trellis/mesh-contracts';
 import { generateRootCa, generateWorkloadKey, MeshCa } from '@trellis/pki';
+import { eventually } from '@trellis/testing';
 import { certificateFilesIn, writeCertificateFiles, type CertificateMaterial } from './certificate-files';
 import { MeshTokenClient } from './token-client';
 
@@ -46,17 +47,6 @@ beforeEach(() => {
 const client = (errors: Error[] = []) =>
   new MeshTokenClient({ authzUrl: url, service: 'a', secret: 's', now: () => clock, onRenewError: (_a, e) => errors.push(e) });
 const settle = () => new Promise((r) => setTimeout(r, 50));
-/** Background renewals are real HTTP requests: on a loaded machine they take their time. */
-async function eventually(what: string, condition: () => boolean, opts: { poll?: () => Promise<void> } = {}): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    await opts.poll?.();
-    if (condition()) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not within 20 s`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 it('keeps using the held token through an authz outage inside the renewal window, and renews once authz is back', async () => {
   const errors: Error[] = [];
   const c = client(errors);
@@ -71,8 +61,10 @@ it('keeps using the held token through an authz outage inside the renewal window
   clock += 3_000;
   expect(await c.getToken('b')).toBe(first); // still the held one: the renewal runs in the background
   let renewed = first;
-  await eventually('the renewed token held', () => renewed !== first && issued === 2, {
-    poll: async () => void (renewed = await c.getToken('b')),
+  // Background renewals are real HTTP requests: on a loaded machine they take their time.
+  await eventually('the renewed token held', async () => {
+    renewed = await c.getToken('b');
+    return renewed !== first && issued === 2;
   });
   expect(renewed).not.toBe(first);
 });

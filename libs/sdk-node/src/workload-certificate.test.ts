@@ -7,6 +7,7 @@ import { lstat, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateRootCa, MeshCa, pemCertificates, type RootCa } from '@trellis/pki';
+import { eventually } from '@trellis/testing';
 import { chainsToBundle, renewalDelay, WorkloadCertificate } from './workload-certificate';
 
 /** POST /v1/certificate and GET /v1/trust-bundle, as authz answers them; `down` answers 503. */
@@ -56,16 +57,6 @@ class CaEndpoint {
   stop(): Promise<void> {
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -119,7 +110,7 @@ describe('WorkloadCertificate', () => {
     const errors: number[] = [];
     const w = keeper({ onError: (_err, { retryInMs }) => errors.push(retryInMs) });
     const first = w.keepRenewed();
-    await until('three failed attempts', () => (errors.length >= 3 ? true : undefined));
+    await eventually('three failed attempts', () => errors.length >= 3);
     endpoint.down = false;
     const issued = await first;
     expect(issued.spiffeId).toBe('spiffe://shop.example/svc/orders');
@@ -141,9 +132,7 @@ describe('WorkloadCertificate', () => {
     const keyBefore = await readFile(join(dir, 'key.pem'), 'utf8');
 
     endpoint.bundle = rootA.certificatePem + rootB.certificatePem;
-    await until('the two-root bundle on disk', async () =>
-      pemCertificates(await readFile(join(dir, 'ca.pem'), 'utf8')).length === 2 ? true : undefined,
-    );
+    await eventually('the two-root bundle on disk', async () => pemCertificates(await readFile(join(dir, 'ca.pem'), 'utf8')).length === 2);
     expect(await readFile(join(dir, 'key.pem'), 'utf8')).toBe(keyBefore);
     expect(new X509Certificate(await readFile(join(dir, 'cert.pem'))).serialNumber).toBe(first.serialNumber);
 
@@ -153,10 +142,9 @@ describe('WorkloadCertificate', () => {
       { trustDomain: 'shop.example', lifetimeSeconds: 3600 },
     );
     endpoint.bundle = rootB.certificatePem;
-    await until('a root-B certificate', async () => {
-      const cert = await readFile(join(dir, 'cert.pem'), 'utf8');
-      return chainsToBundle(cert, rootB.certificatePem) ? true : undefined;
-    });
+    await eventually('a root-B certificate', async () =>
+      chainsToBundle(await readFile(join(dir, 'cert.pem'), 'utf8'), rootB.certificatePem),
+    );
     expect(await readFile(join(dir, 'ca.pem'), 'utf8')).toBe(rootB.certificatePem);
     expect(await readFile(join(dir, 'key.pem'), 'utf8')).not.toBe(keyBefore);
     expect(changes).toEqual([2, 1]);

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import { propertyRuns } from '@trellis/mesh-schema/testing';
 import { createLogger } from '@trellis/runtime';
-import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
 import { ProxyStatusWriter, statusFlushYields } from './proxy-status-writer';
 import type { PushActivity } from './snapshot-cache';
 
@@ -210,7 +210,7 @@ it('a flush due while the fan-out translates waits, keeps every record in the ba
       writer.onStreamOpen(stream);
       writer.onResponse(stream, { typeUrl: TypeUrl.Cluster, version: 'v1', meshRevision: '7' });
     }
-    await eventually('three flushes yielding', () => deferred >= 3);
+    await eventually('three flushes yielding', () => deferred >= 3, 60_000);
     expect(writer.backlog).toBe(100);
     expect(await store.listProxyStatuses('yield')).toEqual([]);
     // Changes made meanwhile land in the records they belong to; a stream that ends is deleted, not written.
@@ -219,7 +219,7 @@ it('a flush due while the fan-out translates waits, keeps every record in the ba
     expect(writer.backlog).toBe(100);
 
     activity = { pendingBuilds: 0, msSinceBuild: Infinity };
-    await eventually('every record written', () => writer.backlog === 0);
+    await eventually('every record written', () => writer.backlog === 0, 60_000);
     const stored = await store.listProxyStatuses('yield');
     expect(stored.map((s) => s.nodeId).sort()).toEqual(
       streams
@@ -260,24 +260,10 @@ it('flushes that have yielded for maxDeferMs write anyway: a fan-out that never 
         connectedAt: new Date(),
       });
     }
-    await eventually('every record written while the fan-out stays busy', () => writer.backlog === 0);
+    await eventually('every record written while the fan-out stays busy', () => writer.backlog === 0, 60_000);
     expect(await store.listProxyStatuses('starve')).toHaveLength(25);
     expect(deferred).toBeGreaterThan(0);
   } finally {
     await writer.close();
   }
 });
-
-async function eventually<T>(
-  what: string,
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -5,7 +5,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
-import { createTestPki, socketClosed, type TestPki } from '@trellis/testing';
+import { createTestPki, eventually, socketClosed, type TestPki } from '@trellis/testing';
 import type { TlsRefusal } from '../tls-guard';
 import { lookup } from 'node:dns/promises';
 import { addressesOf, bindGrpcServer, pendingTlsConnections, stopGrpcServer, type GrpcTlsLimits } from './grpc-server';
@@ -101,14 +101,6 @@ function handshakenConnection(port: number, first?: Buffer): Promise<Socket> {
   });
 }
 
-async function until(condition: () => boolean, what: string, withinMs = CLOSED_WITHIN_MS): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe('a TLS gRPC port bound by bindGrpcServer', () => {
   const stops: Array<() => Promise<void>> = [];
   const clients: WhoClientInstance[] = [];
@@ -179,7 +171,7 @@ describe('a TLS gRPC port bound by bindGrpcServer', () => {
     expect(await who(before)).toBe('URI:spiffe://trellis.local/svc/a'); // connected before the flood
 
     const stalled = await Promise.all([rawConnection(port), rawConnection(port), handshakenConnection(port)]);
-    await until(() => pendingTlsConnections(server) === 3, 'three pending connections');
+    await eventually('three pending connections', () => pendingTlsConnections(server) === 3, CLOSED_WITHIN_MS);
     const extra = await rawConnection(port);
     await closed(extra);
     expect(refusals).toEqual(['too_many_pending']);
@@ -187,7 +179,7 @@ describe('a TLS gRPC port bound by bindGrpcServer', () => {
     expect(await who(before)).toBe('URI:spiffe://trellis.local/svc/a'); // its connection is through: not pending
 
     for (const socket of stalled) socket.destroy(); // the flood ends: the port accepts again
-    await until(() => pendingTlsConnections(server) === 0, 'the pending connections to be released');
+    await eventually('the pending connections to be released', () => pendingTlsConnections(server) === 0, CLOSED_WITHIN_MS);
     expect(await who(client(port))).toBe('URI:spiffe://trellis.local/svc/a');
   });
 
@@ -195,14 +187,14 @@ describe('a TLS gRPC port bound by bindGrpcServer', () => {
     const { port, refusals } = await started();
     const anonymous = connectTls({ host: '127.0.0.1', port, ca: pki.ca, ALPNProtocols: ['h2'] });
     await closed(anonymous);
-    await until(() => refusals.length > 0, 'the refusal to be counted');
+    await eventually('the refusal to be counted', () => refusals.length > 0, CLOSED_WITHIN_MS);
     expect(refusals).toEqual(['handshake_failed']);
   });
 
   it('stops accepting, and closes pending connections, when the server stops', async () => {
     const { port, server } = await start({ ...LIMITS, handshakeTimeoutMs: 60_000 });
     const pending = await rawConnection(port);
-    await until(() => pendingTlsConnections(server) === 1, 'the pending connection');
+    await eventually('the pending connection', () => pendingTlsConnections(server) === 1, CLOSED_WITHIN_MS);
     const gone = closed(pending, 10_000);
     await stopGrpcServer(server, 1_000);
     await gone;
