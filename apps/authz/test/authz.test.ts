@@ -592,11 +592,10 @@ describe('authz', () => {
             stored('poison', { ingress: { host: 'poison.example.com', cloudflareAccess: { teamDomain: 'm.3', audience: ACCESS_AUD } } }),
           );
         await client.put(layout().service('garbage')).value('{"spec":');
-        const deadline = Date.now() + 30_000;
-        while ((await counterValue(a.authz, 'trellis_authz_records_dropped_total', { kind: 'service' })) < before + 2) {
-          if (Date.now() > deadline) throw new Error('authz never counted the two poison records');
-          await new Promise((r) => setTimeout(r, 50));
-        }
+        await eventually(
+          'authz to count the two poison records',
+          async () => (await counterValue(a.authz, 'trellis_authz_records_dropped_total', { kind: 'service' })) >= before + 2,
+        );
         // Still serving: the mesh Check, the edge Check for other hosts, readiness.
         expect((await a.check(outbound('checkout', 'orders'))).status?.code).toBe(status.OK);
         const edge = await a.check({

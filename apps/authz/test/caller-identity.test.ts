@@ -68,7 +68,8 @@ describe('authz: the caller is the client certificate (production defaults)', ()
       certificate ? Buffer.from(certificate.chainPem) : null,
       { checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(TRUST_DOMAIN, 'authz')) },
     );
-    const client = new AuthorizationClient(`127.0.0.1:${a.authz.grpcPort}`, channel);
+    // The SPIFFE pin checks the server; the name is only SNI, and an IP there is deprecated (DEP0123).
+    const client = new AuthorizationClient(`127.0.0.1:${a.authz.grpcPort}`, channel, { 'grpc.ssl_target_name_override': 'localhost' });
     clients.push(client);
     return client;
   }

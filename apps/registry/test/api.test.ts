@@ -1,5 +1,6 @@
 // The REST API against a real etcd: every endpoint, optimistic concurrency,
 // dependents, history and rollback, instance leases, authorisation.
+import { eventually } from '@trellis/testing';
 import { ADMIN_TOKEN, call, serviceCredential, spec, startRegistry } from './harness';
 import type { TestRegistry } from './harness';
 
@@ -307,11 +308,9 @@ describe('instances', () => {
     const ids = async () => (await call(url, 'GET', '/api/v1/services/orders/instances')).body.items.map((i: { id: string }) => i.id);
     expect(await ids()).toContain('short-lived');
     // Generous: etcd expires the lease on its own clock, and a loaded machine is slow, not wrong.
-    const deadline = Date.now() + 60_000;
-    while ((await ids()).includes('short-lived')) {
-      if (Date.now() > deadline) throw new Error('instance still registered 60 s after its 5 s lease');
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    await eventually('the instance on a 5 s lease to expire', async () => !(await ids()).includes('short-lived'), 60_000, {
+      intervalMs: 500,
+    });
     expect((await call(url, 'PUT', '/api/v1/services/orders/instances/short-lived/heartbeat', admin)).status).toBe(404);
   }, 120_000);
 });

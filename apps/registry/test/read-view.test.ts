@@ -3,7 +3,7 @@
 // registry replica with its own etcd client) show up as the watch delivers them.
 import { connectEtcd, type EtcdClient } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
-import { startTcpProxy, type TcpProxy } from '@trellis/testing';
+import { eventually, startTcpProxy, type TcpProxy } from '@trellis/testing';
 import { startRegistry as startRegistryApp, type RegistryDeps, type RegistryService } from '../src/registry';
 import { ADMIN_TOKEN, AUDIENCE, call, ISSUER, spec, startRegistry, type TestRegistry } from './harness';
 
@@ -184,11 +184,9 @@ describe("while the view's watch is cut off from etcd", () => {
     clients.push(direct, watched);
     const replica = await startReplica(direct, { watchEtcd: watched, viewCatchUpMs });
     replicas.push(replica.service);
-    const deadline = Date.now() + 60_000;
-    while ((await call(replica.url, 'GET', '/readyz')).status !== 200) {
-      if (Date.now() > deadline) throw new Error('the replica never became ready');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await eventually('the replica ready', async () => (await call(replica.url, 'GET', '/readyz')).status === 200, 60_000, {
+      intervalMs: 100,
+    });
     return replica;
   }
 
@@ -222,11 +220,14 @@ describe("while the view's watch is cut off from etcd", () => {
   it('an instance registration is never decided on a stale owner: the old team is refused, the new one admitted', async () => {
     const { url } = await cutOffReplica(60_000);
     const created = await registry.store.createService(spec('moving', { team: 'alpha' }), 'admin');
-    const deadline = Date.now() + 30_000;
-    while ((await call(url, 'GET', '/api/v1/services/moving')).status !== 200) {
-      if (Date.now() > deadline) throw new Error('the replica never saw the service');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await eventually(
+      'the replica to see the service',
+      async () => (await call(url, 'GET', '/api/v1/services/moving')).status === 200,
+      30_000,
+      {
+        intervalMs: 100,
+      },
+    );
     proxy.pause();
     await registry.store.updateService(spec('moving', { team: 'beta' }), 'admin', { ifModRevision: created.modRevision });
     const body = { id: 'sneaky-1', address: '10.0.0.7', port: 8080, platform: 'vm', ttlSeconds: 60 };

@@ -1,6 +1,6 @@
 // EtcdProbe against a real etcd that is frozen (SIGSTOP) and thawed: the watch
 // stream would not notice for 40 s; the probe says so within its deadline.
-import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
 import { connectEtcd } from '../src/etcd-client';
 import { EtcdProbe } from '../src/etcd-probe';
 import { KeyLayout } from '../src/keys';
@@ -34,11 +34,7 @@ it('fails a check within its deadline while etcd is frozen, and passes again onc
     console.log(`frozen etcd noticed by the probe after ${Date.now() - t0} ms`);
     await etcd.resume();
     // Generous: a loaded machine may take a while to schedule the thawed etcd.
-    const deadline = Date.now() + 30_000;
-    while (!(await probe.check())) {
-      if (Date.now() > deadline) throw new Error('etcd still not answering 30 s after it was thawed');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await eventually('the thawed etcd to answer the probe', () => probe.check(), 30_000, { intervalMs: 200 });
     expect(changes).toEqual([true, false, true]);
   } finally {
     probe.stop();

@@ -4,6 +4,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { eventually as pollUntil } from '@trellis/testing';
 import { WORKSPACE_ROOT } from './workspace';
 
 /** apps/<app> bundled under tmp/ (so its npm imports resolve), once per test file; remove with removeBundles(). */
@@ -66,21 +67,16 @@ export class Proc {
   }
 }
 
-/** Polls `probe` until it returns something truthy; on timeout the watched processes' output says why. */
-export async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false>,
-  watched: Proc[],
-  timeoutMs = 60_000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value) return value;
-    if (Date.now() > until)
-      throw new Error(`${what}: not within ${timeoutMs} ms\n${watched.map((p) => `--- ${p.name}\n${p.output.slice(-2000)}`).join('\n')}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+/**
+ * `eventually` from @trellis/testing for processes under test: a probe that throws (a port not yet listening) is
+ * "not yet", polled every 250 ms, and a timeout shows the watched processes' output.
+ */
+export function eventually<T>(what: string, probe: () => Promise<T | undefined | false>, watched: Proc[], timeoutMs = 60_000): Promise<T> {
+  return pollUntil(what, probe, timeoutMs, {
+    intervalMs: 250,
+    retryErrors: true,
+    diagnose: () => watched.map((p) => `--- ${p.name}\n${p.output.slice(-2000)}`).join('\n'),
+  });
 }
 
 /** GET url answers 2xx. */

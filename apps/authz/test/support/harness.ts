@@ -8,7 +8,7 @@ import { credentials } from '@grpc/grpc-js';
 import type { AttributeContext } from '@trellis/envoy-types/envoy/service/auth/v3/attribute_context';
 import { AuthorizationClient, type CheckRequest, type CheckResponse } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { createLogger } from '@trellis/runtime';
-import type { TestEtcd, TestRedis } from '@trellis/testing';
+import { eventually, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { startAuthz, type Authz, type AuthzDeps } from '../../src/authz';
 import { loadAuthzConfig } from '../../src/config';
 import { checkWorkerScript } from './check-worker-script';
@@ -173,9 +173,7 @@ export async function counterValue(authz: Authz, name: string, labels: Record<st
 
 /** Resolves once authz's Redis client is connected: a Check before that mints instead of asking Redis (on purpose). */
 export async function redisConnected(authz: Authz): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (authz.redis.status !== 'ready') {
-    if (Date.now() > deadline) throw new Error(`authz's Redis client is still ${authz.redis.status} after 30 s`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await eventually("authz's Redis client ready", () => authz.redis.status === 'ready', 30_000, {
+    diagnose: () => `it is ${authz.redis.status}`,
+  });
 }

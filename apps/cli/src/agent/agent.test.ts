@@ -1,6 +1,7 @@
 // The agent's decisions against an in-memory registry and a health check the test
 // flips; the end-to-end suite (tools/local-mesh) runs it against the real mesh.
 import { createLogger } from '@trellis/runtime';
+import { eventually } from '@trellis/testing';
 import { Registry } from 'prom-client';
 import { Agent } from './agent';
 import type { HealthProbe, ProbeResult } from './health-probe';
@@ -60,14 +61,9 @@ class FlippableProbe implements HealthProbe {
   close() {}
 }
 
-const until = async (what: string, condition: () => boolean) => {
-  // Generous: a loaded machine is slow, not wrong; the wait ends as soon as the condition holds.
-  const deadline = Date.now() + 60_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+// Generous: a loaded machine is slow, not wrong; the wait ends as soon as the condition holds. Polled often, as
+// some states (draining) last only the agent's short drain.
+const until = (what: string, condition: () => boolean) => eventually(what, condition, 60_000, { intervalMs: 10 });
 
 function startAgent(registry: FakeRegistry, probe: FlippableProbe, drainMs = 50) {
   const agent = new Agent({

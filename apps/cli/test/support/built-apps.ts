@@ -6,6 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
 import { join, resolve } from 'node:path';
+import { eventually as pollUntil } from '@trellis/testing';
 
 export const WORKSPACE_ROOT = resolve(__dirname, '../../../..');
 
@@ -135,21 +136,19 @@ export class AppProcess {
   }
 }
 
-/** Polls until `probe` gives a value; generous deadline, the processes' output in the error. */
-export async function eventually<T>(
+/**
+ * `eventually` from @trellis/testing with this suite's defaults: a probe that throws (an app not yet listening) is
+ * "not yet", polled every 200 ms, and a timeout shows the processes' recent output.
+ */
+export function eventually<T>(
   what: string,
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 60_000,
   processes: AppProcess[] = [],
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await Promise.resolve()
-      .then(probe)
-      .catch(() => undefined);
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${processes.map((p) => p.recentOutput()).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  return pollUntil(what, probe, timeoutMs, {
+    intervalMs: 200,
+    retryErrors: true,
+    diagnose: () => processes.map((p) => p.recentOutput()).join('\n'),
+  });
 }

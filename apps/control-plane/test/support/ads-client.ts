@@ -50,8 +50,13 @@ export class AdsTestClient<P extends Protocol> {
     metadata = new Metadata(),
     channel: ChannelCredentials = credentials.createInsecure(),
   ): AdsTestClient<P> {
-    // Its own connection, as each proxy has: the server caps streams per connection.
-    const client = new AggregatedDiscoveryServiceClient(address, channel, { 'grpc.use_local_subchannel_pool': 1 });
+    // Its own connection, as each proxy has: the server caps streams per connection. Over TLS it names the
+    // server localhost, which createTestPki's server certificate covers: left to itself grpc-js would send
+    // the address's IP as the TLS server name, which Node deprecates (DEP0123). Plaintext ignores it.
+    const client = new AggregatedDiscoveryServiceClient(address, channel, {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.ssl_target_name_override': 'localhost',
+    });
     const call = (protocol === 'sotw'
       ? client.streamAggregatedResources(metadata)
       : client.deltaAggregatedResources(metadata)) as unknown as ClientDuplexStream<Req<P>, Res<P>>;
