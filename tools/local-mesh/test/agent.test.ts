@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { eventually as pollUntil } from '@trellis/testing';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoCredentials, type DemoCredentials } from '../src/demo/demo';
@@ -34,15 +35,9 @@ const windows: CallWindow[] = [];
 const agents = new Map<string, ManagedProcess>();
 const verbose = process.env['E2E_VERBOSE'] ? (name: string, line: string) => process.stdout.write(`[${name}] ${line}\n`) : () => undefined;
 
-async function eventually<T>(what: string, attempt: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await attempt().catch(() => undefined);
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms\n${recentOutput()}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+/** Waits on the mesh's processes: a call failing while they start is "not yet"; a timeout shows their output. */
+const eventually = <T>(what: string, attempt: () => Promise<T | undefined | false>, timeoutMs = 60_000) =>
+  pollUntil(what, attempt, timeoutMs, { intervalMs: 250, retryErrors: true, diagnose: recentOutput });
 
 function recentOutput(): string {
   return [...mesh.processes, caller, ...agents.values()]

@@ -13,6 +13,7 @@ import { AuthorizationClient, CheckRequest, type CheckResponse } from '@trellis/
 import { componentSpiffeIdOf, DEFAULT_TRUST_DOMAIN } from '@trellis/mesh-contracts';
 import { spiffeServerIdentityCheck } from '@trellis/pki';
 import { certificateFilesIn, MeshTokenClient } from '@trellis/sdk-node';
+import { eventually } from '@trellis/testing';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,20 +69,9 @@ function callsBetween(from: number, to: number): { ok: number; failed: number; c
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (last error: ${String(last)})`);
-    await sleep(100);
-  }
-}
+/** Waits on the mesh: a call failing while a process is down or restarting means "not yet". */
+const until = <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000) =>
+  eventually(what, probe, timeoutMs, { intervalMs: 100, retryErrors: true });
 
 /** Waits for `n` whole seconds of load with no failed call; returns when they began. */
 async function steadyLoad(what: string, n = 3, timeoutMs = 90_000): Promise<number> {

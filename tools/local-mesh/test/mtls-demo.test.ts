@@ -4,6 +4,7 @@
 // TLS handshake proved next to the one the mesh token names.
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { HopClient } from '@trellis/envoy-types/trellis/demo/v1/hop';
+import { eventually } from '@trellis/testing';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,25 +18,6 @@ jest.setTimeout(300_000);
 let dataDir: string;
 let mesh: LocalMesh;
 let demo: Demo;
-
-async function eventually<T>(what: string, attempt: () => Promise<T>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      const output = [...(mesh?.processes ?? []), ...(demo?.processes ?? [])]
-        .map((p) => `--- ${p.name}\n${p.recentOutput.slice(-8).join('\n')}`)
-        .join('\n');
-      throw new Error(`${what}: not within ${timeoutMs} ms; last error: ${String(last)}\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'trellis-mtls-demo-'));
@@ -52,7 +34,14 @@ afterAll(async () => {
 });
 
 it('every hop behind the entry point shows the caller its certificate proves, matching its token', async () => {
-  const hops = await eventually('demo traffic over mTLS', () => demo.callEntry());
+  const hops = await eventually('demo traffic over mTLS', () => demo.callEntry(), 90_000, {
+    intervalMs: 250,
+    retryErrors: true,
+    diagnose: () =>
+      [...(mesh?.processes ?? []), ...(demo?.processes ?? [])]
+        .map((p) => `--- ${p.name}\n${p.recentOutput.slice(-8).join('\n')}`)
+        .join('\n'),
+  });
   process.stdout.write(`[mtls-demo]\n    ${describeHops(hops)}\n`);
   const byService = new Map(hops.map((h) => [h.service, h]));
   expect(byService.get('front')).toMatchObject({ caller: '', peerIdentity: '' });
