@@ -17,7 +17,7 @@ import {
   stopGrpcServer,
 } from '@trellis/runtime/grpc';
 import { DEFAULT_XDS_MAX_CONNECTION_AGE_MS, type ControlPlaneConfig } from './config';
-import { buildProxyResources } from './envoy';
+import { buildProxyResources, sharedUpstreamsChange } from './envoy';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
 import { createControlPlaneMetrics } from './metrics';
@@ -135,6 +135,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     },
     // A set that names a resource it does not hold is a translation bug: never publish it.
     check: snapshotInconsistencies,
+    // Callers whose only change is a callee's shared clusters or endpoints take them without a translation each.
+    sharedTypesChange: sharedUpstreamsChange,
     // A change reaching thousands of identities is handed out in slices, serving ACKs and new streams in between.
     ...(config.TRELLIS_XDS_FANOUT_SLICE_MS ? { fanOutSliceMs: config.TRELLIS_XDS_FANOUT_SLICE_MS } : {}),
     onInconsistent: (identity, problems) => {

@@ -15,7 +15,7 @@ import { TypeUrl } from '@trellis/envoy-types';
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { ServiceRecord, ServiceSpec, type ServiceSpecInput } from '@trellis/mesh-schema';
 import { createMetricsRegistry } from '@trellis/runtime';
-import { buildProxyResources } from '../../../apps/control-plane/src/envoy';
+import { buildProxyResources, sharedUpstreamsChange } from '../../../apps/control-plane/src/envoy';
 import { createControlPlaneMetrics } from '../../../apps/control-plane/src/metrics';
 import {
   affectedTest,
@@ -93,6 +93,7 @@ const settings = DEFAULT_TRANSLATOR_SETTINGS;
 const memo = new TranslationMemo();
 const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), {
   check: snapshotInconsistencies,
+  sharedTypesChange: sharedUpstreamsChange,
   onTranslateError: (_identity, err) => {
     throw err;
   },

@@ -1,4 +1,4 @@
-export { buildProxyResources } from './proxy-resources';
+export { buildProxyResources, sharedUpstreamsChange } from './proxy-resources';
 export * from './names';
 export { rebindProxylessServerListener } from './listeners';
 export { undeclaredTargetResource } from './refused-target';

@@ -376,3 +376,42 @@ function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[]
       ]),
   );
 }
+
+/**
+ * When a sidecar's translation under `next` can differ from its translation under `prev` only in its clusters and
+ * endpoints, and there only by the shared upstreams (upstreamResources) of callees that changed: those callees'
+ * names, sorted and joined (a sidecar with the same clusters and endpoints under `prev` and the same answer gets
+ * the same ones under `next`); otherwise undefined (translate it). What each sidecar resource reads, above:
+ * - its own listeners and routes, the authz and tracing clusters: its service model, the model's tokens, settings
+ *   and trust domain, its outbound port, and of its dependencies only whether one is HTTP and whether one overrides
+ *   a rate limit (sidecarResources' `own`);
+ * - its outbound routes: its name and, per HTTP dependency, the route projection of the dependency's policy and
+ *   the callee's name, port and upstream subsets and weights (outboundRoutes);
+ * - a TCP dependency's listener: the callee's name and port;
+ * - a dependency's clusters and endpoints: the callee (protocol, upstreams, localities, mTLS), its policy merged
+ *   with the caller's override, the settings and trust domain; without an override, the shared upstreams.
+ * So the shortcut holds when the settings, tokens, trust domain and the sidecar's own service model are the very
+ * objects they were, and every callee that is not the very object it was keeps its protocol, port and route
+ * projections, and is declared without an override. Property test: cluster-only-shortcut.test.ts.
+ */
+export function sharedUpstreamsChange(prev: MeshModel, next: MeshModel, proxy: ProxyIdentity): string | undefined {
+  if (proxy.kind !== 'envoy') return undefined;
+  if (prev.settings !== next.settings || prev.tokens !== next.tokens || prev.trustDomain !== next.trustDomain) return undefined;
+  const service = next.services.get(proxy.service);
+  if (!service || prev.services.get(proxy.service) !== service) return undefined;
+  const changed: string[] = [];
+  for (const dep of service.dependencies) {
+    const before = prev.services.get(dep.service);
+    const after = next.services.get(dep.service);
+    if (!before || !after) return undefined;
+    if (before === after) continue;
+    if (dep.override !== undefined || before.protocol !== after.protocol || before.port !== after.port) return undefined;
+    if (before.policy !== after.policy && projectionDigest(routeDependency({ dep, callee: before, policy: before.policy })) !==
+        projectionDigest(routeDependency({ dep, callee: after, policy: after.policy })))
+      return undefined;
+    if (routeTarget(before) !== routeTarget(after) && projectionDigest(routeTarget(before)) !== projectionDigest(routeTarget(after)))
+      return undefined;
+    changed.push(dep.service);
+  }
+  return changed.length > 0 ? changed.sort().join('\n') : undefined;
+}

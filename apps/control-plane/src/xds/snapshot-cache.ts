@@ -35,7 +35,7 @@ export type Translate<M> = (model: M, identity: ProxyIdentity) => ResourceSet;
  */
 export type AffectedServices = 'all' | ReadonlySet<string> | ((service: string) => boolean);
 
-export interface SnapshotCacheOptions {
+export interface SnapshotCacheOptions<M = unknown> {
   /** Translation threw: the identity keeps its last good snapshot. */
   onTranslateError?: (identity: ProxyIdentity, err: unknown) => void;
   /**
@@ -55,6 +55,14 @@ export interface SnapshotCacheOptions {
    * before it returns (protocol tests rely on that).
    */
   fanOutSliceMs?: number;
+  /**
+   * Given the previous model (whose translation an identity's snapshot is) and the new one: a key when its new
+   * translation can differ from that snapshot only in its clusters and endpoints, and those follow from the ones it
+   * holds and the key alone (the control plane passes sharedUpstreamsChange: a callee's shared clusters changed). Then one
+   * identity per (clusters, endpoints, key) is translated and checked, and the others holding the same take its
+   * new clusters and endpoints with the rest of their snapshot as it was: what their translation would give.
+   */
+  sharedTypesChange?: (from: M, to: M, identity: ProxyIdentity) => string | undefined;
 }
 export type SnapshotListener = (snapshot: ProxySnapshot) => void;
 
@@ -80,16 +88,29 @@ export interface CacheUpdate extends CacheUpdateResult {
 }
 
 /** One `setModel`'s identities still to rebuild, and what it found so far. */
-interface FanOut {
-  remaining: Set<Entry>;
+interface FanOut<M> {
+  remaining: Set<Entry<M>>;
   result: CacheUpdateResult;
   resolve: (result: CacheUpdateResult) => void;
 }
 
-interface Entry {
+interface Entry<M> {
   identity: ProxyIdentity;
   snapshot: ProxySnapshot | undefined;
+  /** The snapshot is its translation of the model (false after a translation failed or was inconsistent: it is older). */
+  current: boolean;
+  /**
+   * While it waits to be rebuilt: the previous model, when the snapshot was its translation (it was current then, and
+   * not left over from an earlier fan-out). Dropped at the rebuild, so no model outlives its fan-out here.
+   */
+  from: M | undefined;
   listeners: Set<SnapshotListener>;
+}
+
+/** The clusters and endpoints a translated identity got, for the others that held what it held (sharedTypesChange). */
+interface SharedChange {
+  clusters: TypeSnapshot;
+  endpoints: TypeSnapshot;
 }
 
 interface Pooled {
@@ -115,14 +136,14 @@ export function identityKey(identity: ProxyIdentity): string {
 export class SnapshotCache<M> implements SnapshotSource {
   private model: M | undefined;
   private meta: ModelMeta = { revision: '0', changedAt: 0 };
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new Map<string, Entry<M>>();
   /**
    * The entries by service (a service's sidecars, proxyless clients and outbound-port variants): a change asks
    * about each watched service once, without a pass over every entry and a memo of the answers.
    */
-  private readonly byService = new Map<string, Set<Entry>>();
+  private readonly byService = new Map<string, Set<Entry<M>>>();
   /** Entries without a snapshot (their identity's translation failed, or no model yet): rebuilt with any model. */
-  private readonly unbuilt = new Set<Entry>();
+  private readonly unbuilt = new Set<Entry<M>>();
   /** Encoded resources shared by every snapshot that holds the same content. */
   private readonly pool = new Map<string, Pooled>();
   /**
@@ -141,18 +162,23 @@ export class SnapshotCache<M> implements SnapshotSource {
   private streams = 0;
   private pooledBytes = 0;
   /** Identities waiting for a slice of the fan-out (with `fanOutSliceMs`), oldest first. */
-  private readonly stale = new Set<Entry>();
-  private readonly fanOuts = new Set<FanOut>();
+  private readonly stale = new Set<Entry<M>>();
+  private readonly fanOuts = new Set<FanOut<M>>();
   private nextSlice: NodeJS.Immediate | undefined;
   /** When a slice last built an identity (performance.now()); see pushActivity(). */
   private lastBuildAt = -Infinity;
+  /**
+   * This model's answers for sharedTypesChange from the previous one, by the clusters and endpoints an identity held
+   * and the key: the types the first such identity's translation gave. Cleared with each new model.
+   */
+  private readonly sharedChanges = new Map<TypeSnapshot, Map<TypeSnapshot, Map<string, SharedChange>>>();
 
-  private readonly options: SnapshotCacheOptions;
+  private readonly options: SnapshotCacheOptions<M>;
 
   /** The second argument may be `onTranslateError` alone (the earlier signature). */
   constructor(
     private readonly translate: Translate<M>,
-    options: SnapshotCacheOptions | NonNullable<SnapshotCacheOptions['onTranslateError']> = {},
+    options: SnapshotCacheOptions<M> | NonNullable<SnapshotCacheOptions<M>['onTranslateError']> = {},
   ) {
     this.options = typeof options === 'function' ? { onTranslateError: options } : options;
   }
@@ -181,9 +207,14 @@ export class SnapshotCache<M> implements SnapshotSource {
    * listeners hear about a snapshot only when a version changed.
    */
   setModel(model: M, affected: AffectedServices, meta: ModelMeta): CacheUpdate {
+    const previous = this.model;
     this.model = model;
     this.meta = meta;
+    this.sharedChanges.clear();
     const due = this.due(affected);
+    // An identity unaffected by the models since its last translation still holds the translation of the previous one.
+    if (this.options.sharedTypesChange)
+      for (const entry of due) entry.from = entry.current && entry.snapshot && !this.stale.has(entry) ? previous : undefined;
     if (this.options.fanOutSliceMs === undefined) {
       const changed = due.filter((entry) => this.rebuild(entry));
       for (const entry of changed) notify(entry);
@@ -197,7 +228,7 @@ export class SnapshotCache<M> implements SnapshotSource {
     }
     let resolve!: (result: CacheUpdateResult) => void;
     const settled = new Promise<CacheUpdateResult>((r) => (resolve = r));
-    const fanOut: FanOut = { remaining: new Set(due), result: { rebuilt: 0, changed: 0 }, resolve };
+    const fanOut: FanOut<M> = { remaining: new Set(due), result: { rebuilt: 0, changed: 0 }, resolve };
     this.fanOuts.add(fanOut);
     this.slice();
     if (fanOut.remaining.size === 0) this.finish(fanOut);
@@ -205,10 +236,10 @@ export class SnapshotCache<M> implements SnapshotSource {
   }
 
   /** The entries a new model must rebuild: those without a snapshot, those left over from a fan-out, then the affected. */
-  private due(affected: AffectedServices): Entry[] {
+  private due(affected: AffectedServices): Entry<M>[] {
     if (affected === 'all') return [...this.entries.values()];
-    const due = new Set<Entry>();
-    const add = (entries: ReadonlySet<Entry> | undefined): void => {
+    const due = new Set<Entry<M>>();
+    const add = (entries: ReadonlySet<Entry<M>> | undefined): void => {
       if (entries) for (const entry of entries) due.add(entry);
     };
     add(this.unbuilt);
@@ -247,7 +278,7 @@ export class SnapshotCache<M> implements SnapshotSource {
   }
 
   /** Rebuilds a stale identity now and tells its streams if it changed. */
-  private refresh(entry: Entry): void {
+  private refresh(entry: Entry<M>): void {
     this.stale.delete(entry);
     const changed = this.rebuild(entry);
     if (changed) notify(entry);
@@ -260,12 +291,12 @@ export class SnapshotCache<M> implements SnapshotSource {
   }
 
   /** An identity whose last stream closed is no longer waited for. */
-  private forget(entry: Entry): void {
+  private forget(entry: Entry<M>): void {
     this.stale.delete(entry);
     for (const fanOut of this.fanOuts) if (fanOut.remaining.delete(entry) && fanOut.remaining.size === 0) this.finish(fanOut);
   }
 
-  private finish(fanOut: FanOut): void {
+  private finish(fanOut: FanOut<M>): void {
     this.fanOuts.delete(fanOut);
     fanOut.resolve({ ...fanOut.result });
   }
@@ -281,7 +312,7 @@ export class SnapshotCache<M> implements SnapshotSource {
     const key = identityKey(identity);
     let entry = this.entries.get(key);
     if (!entry) {
-      entry = { identity, snapshot: undefined, listeners: new Set() };
+      entry = { identity, snapshot: undefined, current: false, from: undefined, listeners: new Set() };
       this.entries.set(key, entry);
       let ofService = this.byService.get(identity.service);
       if (!ofService) this.byService.set(identity.service, (ofService = new Set()));
@@ -333,7 +364,57 @@ export class SnapshotCache<M> implements SnapshotSource {
   }
 
   /** Returns true when the entry's snapshot changed. */
-  private rebuild(entry: Entry): boolean {
+  private rebuild(entry: Entry<M>): boolean {
+    const from = entry.from;
+    entry.from = undefined;
+    const held = entry.snapshot;
+    const key = from !== undefined && held ? this.options.sharedTypesChange?.(from, this.model as M, entry.identity) : undefined;
+    if (key === undefined) return this.translated(entry);
+    const clusters = held!.types.get(TypeUrl.Cluster)!;
+    const endpoints = held!.types.get(TypeUrl.ClusterLoadAssignment)!;
+    let byEndpoints = this.sharedChanges.get(clusters);
+    if (!byEndpoints) this.sharedChanges.set(clusters, (byEndpoints = new Map()));
+    let byKey = byEndpoints.get(endpoints);
+    if (!byKey) byEndpoints.set(endpoints, (byKey = new Map()));
+    const known = byKey.get(key);
+    // Still held by some snapshot (the one translated may have lost its last stream since): else translate.
+    if (known && this.held.has(known.clusters) && this.held.has(known.endpoints)) return this.adopt(entry, known);
+    const changed = this.translated(entry);
+    if (entry.current) {
+      const types = entry.snapshot!.types;
+      byKey.set(key, { clusters: types.get(TypeUrl.Cluster)!, endpoints: types.get(TypeUrl.ClusterLoadAssignment)! });
+    }
+    return changed;
+  }
+
+  /**
+   * The snapshot an identity's translation gives when sharedTypesChange answered: its listeners, routes and the
+   * rest as they were (the very types toSnapshot keeps for equal content), the clusters and endpoints another
+   * identity's translation gave (the very shared types toSnapshot finds by content). The check passes as it did:
+   * it relates listeners to routes (as they were, checked when built) and clusters to endpoints (as checked then).
+   */
+  private adopt(entry: Entry<M>, change: SharedChange): boolean {
+    const prev = entry.snapshot!;
+    const types = new Map<XdsTypeUrl, TypeSnapshot>();
+    for (const [typeUrl, kept] of prev.types) {
+      const type = typeUrl === TypeUrl.Cluster ? change.clusters : typeUrl === TypeUrl.ClusterLoadAssignment ? change.endpoints : kept;
+      this.track(type).holders++;
+      types.set(typeUrl, type);
+    }
+    const next: ProxySnapshot = { identity: entry.identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
+    entry.current = true;
+    if (sameVersions(prev, next)) {
+      this.release(next);
+      return false;
+    }
+    entry.snapshot = next;
+    this.release(prev);
+    return true;
+  }
+
+  /** Translates and checks an identity's resources; returns true when its snapshot changed. */
+  private translated(entry: Entry<M>): boolean {
+    entry.current = false;
     let set: ResourceSet;
     try {
       set = this.translate(this.model as M, entry.identity);
@@ -349,6 +430,7 @@ export class SnapshotCache<M> implements SnapshotSource {
     }
     const prev = entry.snapshot;
     const next = this.toSnapshot(entry.identity, set, true, prev);
+    entry.current = true;
     if (prev && sameVersions(prev, next)) {
       this.release(next);
       return false;
@@ -446,7 +528,7 @@ export class SnapshotCache<M> implements SnapshotSource {
   }
 }
 
-function notify(entry: Entry): void {
+function notify<M>(entry: Entry<M>): void {
   for (const listener of entry.listeners) listener(entry.snapshot!);
 }
 
