@@ -406,8 +406,11 @@ export function sharedUpstreamsChange(prev: MeshModel, next: MeshModel, proxy: P
     if (!before || !after) return undefined;
     if (before === after) continue;
     if (dep.override !== undefined || before.protocol !== after.protocol || before.port !== after.port) return undefined;
-    if (before.policy !== after.policy && projectionDigest(routeDependency({ dep, callee: before, policy: before.policy })) !==
-        projectionDigest(routeDependency({ dep, callee: after, policy: after.policy })))
+    if (
+      before.policy !== after.policy &&
+      projectionDigest(routeDependency({ dep, callee: before, policy: before.policy })) !==
+        projectionDigest(routeDependency({ dep, callee: after, policy: after.policy }))
+    )
       return undefined;
     if (routeTarget(before) !== routeTarget(after) && projectionDigest(routeTarget(before)) !== projectionDigest(routeTarget(after)))
       return undefined;

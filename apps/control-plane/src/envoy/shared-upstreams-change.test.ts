@@ -102,7 +102,12 @@ function compareWithTranslation(
 
 function stateOf(specs: ServiceSpecInput[]): MeshStateView {
   const records = specs.map((spec) =>
-    ServiceRecord.parse({ spec: ServiceSpec.parse(spec), generation: 1, created: { actor: 'test', at: RECORD_TIME }, updated: { actor: 'test', at: RECORD_TIME } }),
+    ServiceRecord.parse({
+      spec: ServiceSpec.parse(spec),
+      generation: 1,
+      created: { actor: 'test', at: RECORD_TIME },
+      updated: { actor: 'test', at: RECORD_TIME },
+    }),
   );
   return meshStateOf({ services: records, instances: [], authzKeys: [] });
 }
@@ -134,7 +139,13 @@ describe('shared upstreams change (the snapshot cache shortcut)', () => {
   });
 
   it("takes a callee's new circuit breaker for callers without an override and translates one that overrides it, or a route change", () => {
-    const hub = (policy: ServiceSpecInput['policy']): ServiceSpecInput => ({ name: 'hub', team: 'core', protocol: 'http', port: 8080, policy });
+    const hub = (policy: ServiceSpecInput['policy']): ServiceSpecInput => ({
+      name: 'hub',
+      team: 'core',
+      protocol: 'http',
+      port: 8080,
+      policy,
+    });
     const caller = (name: string, dependencies: ServiceSpecInput['dependencies']): ServiceSpecInput => ({
       name,
       team: 'core',
