@@ -78,7 +78,8 @@ async function callDirect(
           // Any mesh certificate will do for this probe; the identity check is the server's side here.
           { checkServerIdentity: () => undefined },
         );
-  const client = new WhoClient(`127.0.0.1:${port}`, creds) as unknown as Who;
+  // No server identity is checked; over TLS the name is SNI only, and an IP there is deprecated (DEP0123).
+  const client = new WhoClient(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': 'localhost' }) as unknown as Who;
   try {
     return await new Promise((resolve) =>
       client.who(Buffer.alloc(0), { deadline: Date.now() + 5_000 }, (err, res) =>

@@ -98,7 +98,8 @@ function check(request: Parameters<typeof CheckRequest.fromPartial>[0], as: stri
     own ? readFileSync(own.certificateFile) : null,
     { checkServerIdentity: spiffeServerIdentityCheck(componentSpiffeIdOf(DEFAULT_TRUST_DOMAIN, 'authz')) },
   );
-  const client = new AuthorizationClient(mesh.authz.grpcAddress, channel);
+  // authz is checked by its SPIFFE ID; the name is SNI only, and an IP there is deprecated (DEP0123).
+  const client = new AuthorizationClient(mesh.authz.grpcAddress, channel, { 'grpc.ssl_target_name_override': 'localhost' });
   return new Promise((resolve, reject) =>
     client.check(CheckRequest.fromPartial(request), new Metadata(), { deadline: Date.now() + 30_000 }, (err, res) => {
       client.close();
