@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { startEtcd, startRedis } from '../src';
+import { eventually, startEtcd, startRedis } from '../src';
 import { redisCommands } from '../src/resp';
 
 describe('startEtcd', () => {
@@ -90,9 +90,7 @@ describe('leak protection', () => {
         );
       expect(await healthy()).toBe(true);
       child.kill('SIGKILL');
-      const deadline = Date.now() + 60_000;
-      while ((await healthy()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      expect(await healthy()).toBe(false);
+      await eventually('the server to die with its test process', async () => !(await healthy()), 60_000, { intervalMs: 100 });
     } finally {
       child.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true });
