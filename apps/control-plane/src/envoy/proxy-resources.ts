@@ -392,7 +392,7 @@ function proxylessResources(model: MeshModel, service: ServiceModel, deps: Dep[]
  *   with the caller's override, the settings and trust domain; without an override, the shared upstreams.
  * So the shortcut holds when the settings, tokens, trust domain and the sidecar's own service model are the very
  * objects they were, and every callee that is not the very object it was keeps its protocol, port and route
- * projections, and is declared without an override. Property test: cluster-only-shortcut.test.ts.
+ * projections, and is declared without an override. Property test: shared-upstreams-change.test.ts.
  */
 export function sharedUpstreamsChange(prev: MeshModel, next: MeshModel, proxy: ProxyIdentity): string | undefined {
   if (proxy.kind !== 'envoy') return undefined;
