@@ -157,3 +157,29 @@ never generates a CA (docs/security.md: the operator's PKI owns the root).
 {{- fail "trellis-authz: contour.enabled needs tls.existingSecret: authz's serving certificate from the mesh CA with the URI SAN spiffe://<trustDomain>/trellis/authz and the DNS SAN in contour.validation.subjectName (Contour validates only DNS SANs; authz's self-issued certificate has none)" -}}
 {{- end -}}
 {{- end }}
+
+{{/*
+Limits on the wire (values `limits`): the HTTP and mTLS ports' request deadlines, the gRPC and mTLS ports'
+TLS deadlines and pending-connection cap, and the gRPC port's connection idle and age limits. Whole numbers are printed as such
+(a large one would otherwise reach the app as 1.8e+06, which it refuses).
+*/}}
+{{- define "trellis-authz.limitsEnv" -}}
+{{- with .Values.limits }}
+- name: TRELLIS_HTTP_HEADERS_TIMEOUT_MS
+  value: {{ .http.headersTimeoutMs | int64 | quote }}
+- name: TRELLIS_HTTP_REQUEST_TIMEOUT_MS
+  value: {{ .http.requestTimeoutMs | int64 | quote }}
+- name: TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS
+  value: {{ .tls.handshakeTimeoutMs | int64 | quote }}
+- name: TRELLIS_HTTP2_PREFACE_TIMEOUT_MS
+  value: {{ .tls.http2PrefaceTimeoutMs | int64 | quote }}
+- name: TRELLIS_TLS_MAX_PENDING_CONNECTIONS
+  value: {{ .tls.maxPendingConnections | int64 | quote }}
+- name: TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS
+  value: {{ .grpc.maxConnectionIdleMs | int64 | quote }}
+- name: TRELLIS_GRPC_MAX_CONNECTION_AGE_MS
+  value: {{ .grpc.maxConnectionAgeMs | int64 | quote }}
+- name: TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS
+  value: {{ .grpc.maxConnectionAgeGraceMs | int64 | quote }}
+{{- end }}
+{{- end }}

@@ -148,3 +148,29 @@ passwordKey: {{ dig "auth" "passwordKey" "" $local | default (dig "auth" "passwo
 {{- define "trellis-control-plane.xdsAdvertiseAddress" -}}
 {{- default (printf "%s.%s.svc:%v" (include "trellis-control-plane.fullname" .) .Release.Namespace .Values.service.xdsPort) .Values.xds.advertiseAddress }}
 {{- end }}
+
+{{/*
+Limits on the wire (values `limits`): the HTTP port's request deadlines, the xDS port's TLS deadlines and
+pending-connection cap, and its gRPC connection idle and age limits. Whole numbers are printed as such
+(a large one would otherwise reach the app as 1.8e+06, which it refuses).
+*/}}
+{{- define "trellis-control-plane.limitsEnv" -}}
+{{- with .Values.limits }}
+- name: TRELLIS_HTTP_HEADERS_TIMEOUT_MS
+  value: {{ .http.headersTimeoutMs | int64 | quote }}
+- name: TRELLIS_HTTP_REQUEST_TIMEOUT_MS
+  value: {{ .http.requestTimeoutMs | int64 | quote }}
+- name: TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS
+  value: {{ .tls.handshakeTimeoutMs | int64 | quote }}
+- name: TRELLIS_HTTP2_PREFACE_TIMEOUT_MS
+  value: {{ .tls.http2PrefaceTimeoutMs | int64 | quote }}
+- name: TRELLIS_TLS_MAX_PENDING_CONNECTIONS
+  value: {{ .tls.maxPendingConnections | int64 | quote }}
+- name: TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS
+  value: {{ .grpc.maxConnectionIdleMs | int64 | quote }}
+- name: TRELLIS_GRPC_MAX_CONNECTION_AGE_MS
+  value: {{ .grpc.maxConnectionAgeMs | int64 | quote }}
+- name: TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS
+  value: {{ .grpc.maxConnectionAgeGraceMs | int64 | quote }}
+{{- end }}
+{{- end }}

@@ -143,3 +143,16 @@ passwordKey: {{ dig "auth" "passwordKey" "" $local | default (dig "auth" "passwo
         path: password
 {{- end }}
 {{- end }}
+
+{{/*
+Limits on the wire (values `limits`): the HTTP port's request deadlines. Whole numbers are printed as such
+(a large one would otherwise reach the app as 1.8e+06, which it refuses).
+*/}}
+{{- define "trellis-registry.limitsEnv" -}}
+{{- with .Values.limits }}
+- name: TRELLIS_HTTP_HEADERS_TIMEOUT_MS
+  value: {{ .http.headersTimeoutMs | int64 | quote }}
+- name: TRELLIS_HTTP_REQUEST_TIMEOUT_MS
+  value: {{ .http.requestTimeoutMs | int64 | quote }}
+{{- end }}
+{{- end }}
