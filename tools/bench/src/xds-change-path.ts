@@ -33,6 +33,7 @@ import {
   SnapshotCache,
   SotwSession,
 } from '../../../apps/control-plane/src/xds';
+import { BenchMesh, hubSpec, resourceName } from './bench-mesh';
 
 const { values: args } = parseArgs({
   options: {
@@ -64,21 +65,12 @@ function record(spec: ServiceSpecInput, generation = 1): { value: ServiceRecord;
   });
   return { value, modRevision: String(++revision) };
 }
-const hubSpec = (maxConnections: number): ServiceSpecInput => ({
-  name: 'hub',
-  team: 'core',
-  protocol: 'http',
-  port: 8080,
-  policy: { circuitBreaker: { maxConnections } },
-});
+const mesh = new BenchMesh(SERVICES, HUB_EVERY);
 const services = new Map<string, { value: ServiceRecord; modRevision: string }>();
 services.set('hub', record(hubSpec(1000)));
 for (let i = 0; i < SERVICES; i++) {
-  const dependency = i % HUB_EVERY === 0 ? 'hub' : `svc-${(i + 1) % SERVICES}`;
-  services.set(
-    `svc-${i}`,
-    record({ name: `svc-${i}`, team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: dependency }] }),
-  );
+  const spec = mesh.serviceSpec(i);
+  services.set(spec.name, record(spec));
 }
 let state: MeshStateView = {
   revision: String(revision),
@@ -111,25 +103,13 @@ const statusWriter = new ProxyStatusWriter({
 });
 const callbacks = composeCallbacks(metrics.callbacks, statusWriter);
 
-/** Field 1 (the name) of an encoded Cluster / Listener / RouteConfiguration / ClusterLoadAssignment. */
-function nameOf(bytes: Uint8Array): string {
-  let pos = 1;
-  let length = 0;
-  for (let shift = 0; ; shift += 7) {
-    const byte = bytes[pos++]!;
-    length |= (byte & 0x7f) << shift;
-    if (byte < 0x80) break;
-  }
-  return Buffer.from(bytes.buffer, bytes.byteOffset + pos, length).toString('utf8');
-}
-
 /** Responses on their way to the Envoys, read once the server is done with the change. */
 const outbound: { session: SotwSession; response: DiscoveryResponse }[] = [];
 /** The Envoy: ACK everything; after clusters, endpoints for them (the bench's client reads the names from the bytes). */
 function readResponse(session: SotwSession, response: DiscoveryResponse): void {
   request(session, { typeUrl: response.typeUrl, versionInfo: response.versionInfo, responseNonce: response.nonce });
   if (response.typeUrl === TypeUrl.Cluster)
-    request(session, { typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: response.resources.map((any) => nameOf(any.value)) });
+    request(session, { typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: response.resources.map((any) => resourceName(any.value)) });
 }
 
 /** Requests on their way to the server, delivered a turn later (the network). */
@@ -152,7 +132,7 @@ function request(session: SotwSession, fields: Partial<DiscoveryRequest>): void 
 const sessions: SotwSession[] = [];
 const identities: ProxyIdentity[] = [];
 for (let p = 0; p < PROXIES; p++) {
-  const identity = { service: `svc-${p % SERVICES}`, kind: 'envoy' as const };
+  const identity = { service: mesh.proxyService(p), kind: 'envoy' as const };
   const info = { streamId: p + 1, nodeId: `node-${p}`, identity, protocol: 'sotw' as const, connectedAt: new Date() };
   const send = (response: DiscoveryResponse): boolean => {
     // grpc-js serializes a message when it is written; the Envoy reads it later (the clients are another process).
@@ -193,7 +173,7 @@ async function main(): Promise<void> {
   }
   await drain();
   // Listeners' routes: the Envoy asks for RDS after LDS (the bench does; kept out of the timed part).
-  affectedStreams = identities.filter((identity) => Number(identity.service.slice(4)) % HUB_EVERY === 0).length;
+  affectedStreams = mesh.affectedProxies(PROXIES);
   console.log(`${SERVICES} services, ${PROXIES} streams (${affectedStreams} affected), ${ROUNDS} rounds, slice ${SLICE_MS} ms`);
 
   const profiler = args['cpu-prof'] ? new Session() : undefined;

@@ -27,12 +27,13 @@ import {
   DiscoveryRequest,
   DiscoveryResponse,
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
-import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore, type ServiceSpecInput } from '@trellis/mesh-schema';
+import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { startEtcd } from '@trellis/testing';
 import { startControlPlane } from '../../../apps/control-plane/src/control-plane';
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 import type { XdsCallbacks } from '../../../apps/control-plane/src/xds';
+import { BenchMesh, hubSpec, resourceName } from './bench-mesh';
 
 const { values: args } = parseArgs({
   allowNegative: true,
@@ -119,17 +120,7 @@ const ROUND_TIMEOUT_MS = 60_000;
 const IDLE_MS = args.smoke ? 500 : 3_000;
 
 const now = (): number => performance.timeOrigin + performance.now();
-const serviceName = (i: number): string => `svc-${i}`;
-const callsHub = (service: string): boolean => Number(service.slice(4)) % HUB_EVERY === 0;
-/** Proxy p runs as an instance of service p mod S. */
-const proxyService = (p: number): string => serviceName(p % SERVICES);
-const hubSpec = (maxConnections: number): ServiceSpecInput => ({
-  name: 'hub',
-  team: 'core',
-  protocol: 'http',
-  port: 8080,
-  policy: { circuitBreaker: { maxConnections } },
-});
+const mesh = new BenchMesh(SERVICES, HUB_EVERY);
 
 // ---- messages between the orchestrator and the clients process (IPC) ----
 type ToClients = { type: 'arm' } | { type: 'collect' } | { type: 'close' } | GcQuery;
@@ -376,7 +367,7 @@ async function floorRole(): Promise<void> {
       call.on('data', (request: DiscoveryRequest) => {
         // A subscription's first request carries no nonce; later ones are ACKs.
         if (request.responseNonce !== '') return;
-        if (request.node && callsHub(request.node.cluster)) affectedSotw.add(call);
+        if (request.node && mesh.callsHub(request.node.cluster)) affectedSotw.add(call);
         call.write(DiscoveryResponse.fromPartial({ versionInfo: '0', typeUrl: request.typeUrl, nonce: String(++nonce) }));
       });
       call.on('error', () => affectedSotw.delete(call));
@@ -388,7 +379,7 @@ async function floorRole(): Promise<void> {
     deltaAggregatedResources: (call: Delta) => {
       call.on('data', (request: DeltaDiscoveryRequest) => {
         if (request.responseNonce !== '') return;
-        if (request.node && callsHub(request.node.cluster)) affectedDelta.add(call);
+        if (request.node && mesh.callsHub(request.node.cluster)) affectedDelta.add(call);
         call.write(DeltaDiscoveryResponse.fromPartial({ systemVersionInfo: '0', typeUrl: request.typeUrl, nonce: String(++nonce) }));
       });
       call.on('error', () => affectedDelta.delete(call));
@@ -419,23 +410,6 @@ async function floorRole(): Promise<void> {
 }
 
 // ---- role: clients ----
-
-/**
- * The name of an encoded Listener, Cluster, RouteConfiguration or ClusterLoadAssignment: field 1 of each.
- * Read from the bytes, so the client decodes nothing (its cost would count against both servers alike).
- */
-function resourceName(bytes: Uint8Array): string {
-  if (bytes[0] !== 0x0a) return '';
-  let length = 0;
-  let shift = 0;
-  let i = 1;
-  for (; i < bytes.length; i++) {
-    length |= (bytes[i]! & 0x7f) << shift;
-    shift += 7;
-    if ((bytes[i]! & 0x80) === 0) break;
-  }
-  return Buffer.from(bytes.buffer, bytes.byteOffset + i + 1, length).toString('utf8');
-}
 
 interface Proxy {
   affected: boolean;
@@ -552,12 +526,12 @@ async function clientsRole(): Promise<void> {
   let affectedReceived = 0;
   let responses = 0;
   let bytes = 0;
-  const affectedCount = Array.from({ length: PROXIES }, (_, p) => callsHub(proxyService(p))).filter(Boolean).length;
+  const affectedCount = mesh.affectedProxies(PROXIES);
   const started = now();
   const cpuAtStart = process.cpuUsage();
   for (let p = 0; p < PROXIES; p++) {
-    const service = proxyService(p);
-    const proxy: Proxy = { affected: callsHub(service), versions: new Map(), clusterVersionBefore: '', arrivals: [], answered: new Set() };
+    const service = mesh.proxyService(p);
+    const proxy: Proxy = { affected: mesh.callsHub(service), versions: new Map(), clusterVersionBefore: '', arrivals: [], answered: new Set() };
     proxies.push(proxy);
     const node = Node.fromPartial({ id: `${service}-${p}`, cluster: service, userAgentName: 'envoy' });
     open(proxy, node, (typeUrl, size) => {
@@ -962,7 +936,7 @@ async function runPhase(
 }
 
 async function orchestrate(): Promise<void> {
-  const affected = Array.from({ length: PROXIES }, (_, p) => callsHub(proxyService(p))).filter(Boolean).length;
+  const affected = mesh.affectedProxies(PROXIES);
   console.log(
     `${SERVICES} services (every ${HUB_EVERY}${HUB_EVERY === 2 ? 'nd' : HUB_EVERY === 3 ? 'rd' : 'th'} calls hub), ${PROXIES} SotW ADS streams over ${CONNECTIONS} connections ` +
       `(${affected} affected by a hub change), ${ROUNDS} rounds; ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}`,
@@ -980,13 +954,7 @@ async function orchestrate(): Promise<void> {
     let next = 0;
     await Promise.all(
       Array.from({ length: 32 }, async () => {
-        for (let i = next++; i < SERVICES; i = next++) {
-          const dependency = callsHub(serviceName(i)) ? 'hub' : serviceName((i + 1) % SERVICES);
-          await store.createService(
-            { name: serviceName(i), team: 'core', protocol: 'http', port: 8080, dependencies: [{ service: dependency }] },
-            'bench',
-          );
-        }
+        for (let i = next++; i < SERVICES; i = next++) await store.createService(mesh.serviceSpec(i), 'bench');
       }),
     );
     console.log(`registered ${SERVICES + 1} services in ${((now() - seeding) / 1000).toFixed(1)} s`);
