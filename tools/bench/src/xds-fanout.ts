@@ -531,7 +531,13 @@ async function clientsRole(): Promise<void> {
   const cpuAtStart = process.cpuUsage();
   for (let p = 0; p < PROXIES; p++) {
     const service = mesh.proxyService(p);
-    const proxy: Proxy = { affected: mesh.callsHub(service), versions: new Map(), clusterVersionBefore: '', arrivals: [], answered: new Set() };
+    const proxy: Proxy = {
+      affected: mesh.callsHub(service),
+      versions: new Map(),
+      clusterVersionBefore: '',
+      arrivals: [],
+      answered: new Set(),
+    };
     proxies.push(proxy);
     const node = Node.fromPartial({ id: `${service}-${p}`, cluster: service, userAgentName: 'envoy' });
     open(proxy, node, (typeUrl, size) => {
