@@ -82,6 +82,7 @@ describe('agent configuration: workload certificate and xDS relay', () => {
       listen: { kind: 'tcp', host: '127.0.0.1', port: 15010 },
       upstream: 'cp.internal:18000',
       maxStreamsPerUpstream: 8,
+      limits: { maxStreams: 64, maxStreamsPerConnection: 16, maxConnections: 64, maxConnectionIdleMs: 300_000 },
       grpcBootstrapPath: '/run/trellis/grpc.json',
     });
     expect(resolve({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayStreamsPerConnection: '4' }).xdsRelay?.maxStreamsPerUpstream).toBe(
@@ -89,6 +90,25 @@ describe('agent configuration: workload certificate and xDS relay', () => {
     );
     expect(problems({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayStreamsPerConnection: '0' })).toMatch(
       /xDS relay streams per connection \(TRELLIS_XDS_RELAY_STREAMS_PER_CONNECTION\) must be a whole number from 1 to 1000, got "0"/,
+    );
+    expect(
+      resolve(
+        { ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayMaxStreams: '32', xdsRelayIdleTimeout: '0' },
+        { TRELLIS_XDS_RELAY_MAX_CLIENT_STREAMS: '2', TRELLIS_XDS_RELAY_MAX_CONNECTIONS: '8' },
+      ).xdsRelay?.limits,
+    ).toEqual({ maxStreams: 32, maxStreamsPerConnection: 2, maxConnections: 8, maxConnectionIdleMs: 0 });
+    expect(problems({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayMaxStreams: '0' })).toMatch(
+      /xDS relay max streams \(TRELLIS_XDS_RELAY_MAX_STREAMS\) must be a whole number from 1 to 10000, got "0"/,
+    );
+    expect(problems({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayMaxClientStreams: '1001' })).toMatch(
+      /TRELLIS_XDS_RELAY_MAX_CLIENT_STREAMS\) must be a whole number from 1 to 1000/,
+    );
+    expect(problems({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayMaxConnections: 'many' })).toMatch(
+      /TRELLIS_XDS_RELAY_MAX_CONNECTIONS\) must be a whole number/,
+    );
+    // Below a second it would close connections between streams.
+    expect(problems({ ...withCert, xdsRelay: '127.0.0.1:15010', xdsRelayIdleTimeout: '500ms' })).toMatch(
+      /TRELLIS_XDS_RELAY_IDLE_TIMEOUT\) must be 0 \(never\) or at least 1s/,
     );
     expect(resolve({ ...withCert, xdsRelay: 'unix:/run/trellis/xds.sock' }).xdsRelay?.listen).toEqual({
       kind: 'unix',

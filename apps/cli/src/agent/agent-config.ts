@@ -8,7 +8,13 @@ import { InstanceId, Labels, ServiceName } from '@trellis/mesh-schema';
 import { resolveSidecarBootstrapOptions, type SidecarBootstrapFlags, type SidecarBootstrapOptions } from '../bootstrap/sidecar-options';
 import { parseHealthCheck, type HealthCheckSpec } from './health-probe';
 import type { Registration } from './registration';
-import { DEFAULT_MAX_STREAMS_PER_UPSTREAM, parseRelayAddress, type RelayAddress } from './xds-relay';
+import {
+  DEFAULT_MAX_STREAMS_PER_UPSTREAM,
+  DEFAULT_RELAY_LIMITS,
+  parseRelayAddress,
+  type RelayAddress,
+  type RelayLimits,
+} from './xds-relay';
 
 /** What commander hands over (strings as typed); every field may also come from the environment. */
 export interface AgentFlags extends SidecarBootstrapFlags {
@@ -48,6 +54,10 @@ export interface AgentFlags extends SidecarBootstrapFlags {
   xdsServerCaFile?: string;
   xdsServerName?: string;
   xdsRelayStreamsPerConnection?: string;
+  xdsRelayMaxStreams?: string;
+  xdsRelayMaxClientStreams?: string;
+  xdsRelayMaxConnections?: string;
+  xdsRelayIdleTimeout?: string;
   grpcBootstrap?: string;
 }
 
@@ -96,6 +106,8 @@ export interface AgentConfig {
     serverName?: string;
     /** Relayed streams per control-plane connection before the relay opens another (below the control plane's cap). */
     maxStreamsPerUpstream: number;
+    /** What local apps may hold of the relay (the rest of RelayLimits keeps its defaults). */
+    limits: Pick<RelayLimits, 'maxStreams' | 'maxStreamsPerConnection' | 'maxConnections' | 'maxConnectionIdleMs'>;
     /** Where to write the grpc-js-xds bootstrap naming the relay (handed to the app as GRPC_XDS_BOOTSTRAP). */
     grpcBootstrapPath?: string;
   };
@@ -222,6 +234,41 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
       1000,
       'xDS relay streams per connection',
     );
+    const limits = {
+      maxStreams: int(
+        flags.xdsRelayMaxStreams,
+        'TRELLIS_XDS_RELAY_MAX_STREAMS',
+        DEFAULT_RELAY_LIMITS.maxStreams,
+        1,
+        10_000,
+        'xDS relay max streams',
+      ),
+      maxStreamsPerConnection: int(
+        flags.xdsRelayMaxClientStreams,
+        'TRELLIS_XDS_RELAY_MAX_CLIENT_STREAMS',
+        DEFAULT_RELAY_LIMITS.maxStreamsPerConnection,
+        1,
+        1000,
+        'xDS relay max client streams',
+      ),
+      maxConnections: int(
+        flags.xdsRelayMaxConnections,
+        'TRELLIS_XDS_RELAY_MAX_CONNECTIONS',
+        DEFAULT_RELAY_LIMITS.maxConnections,
+        1,
+        10_000,
+        'xDS relay max connections',
+      ),
+      maxConnectionIdleMs: seconds(
+        flags.xdsRelayIdleTimeout,
+        'TRELLIS_XDS_RELAY_IDLE_TIMEOUT',
+        DEFAULT_RELAY_LIMITS.maxConnectionIdleMs / 1000,
+        'xDS relay idle timeout',
+      ),
+    };
+    // As the apps' TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: less than a second would close connections between streams.
+    if (limits.maxConnectionIdleMs !== 0 && limits.maxConnectionIdleMs < 1000)
+      problems.push(`xDS relay idle timeout (TRELLIS_XDS_RELAY_IDLE_TIMEOUT) must be 0 (never) or at least 1s`);
     if (listen)
       xdsRelay = {
         listen,
@@ -229,6 +276,7 @@ export function resolveAgentConfig(flags: AgentFlags, env: NodeJS.ProcessEnv = p
         ...(serverCaFile ? { serverCaFile } : {}),
         ...(serverName ? { serverName } : {}),
         maxStreamsPerUpstream,
+        limits,
         ...(grpcBootstrapPath ? { grpcBootstrapPath } : {}),
       };
   } else if (pick(flags.grpcBootstrap, 'TRELLIS_GRPC_BOOTSTRAP')) {

@@ -15,6 +15,7 @@ export interface AgentMetrics {
   xdsRelayStreams: Gauge<'variant'>;
   xdsRelayRefused: Counter<'reason'>;
   xdsRelayUpstreams: Gauge;
+  xdsRelayConnectionsRefused: Counter<'reason'>;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -76,13 +77,19 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     }),
     xdsRelayRefused: new Counter({
       name: 'trellis_agent_xds_relay_refused_total',
-      help: 'Streams the xDS relay refused, by reason (node: another service or no node; not-local; no-certificate)',
+      help: 'Streams the xDS relay refused, by reason (node: another service or no node; not-local; no-certificate; too-many-streams, too-many-streams-per-connection; first-request-timeout)',
       labelNames: ['reason'],
       registers: [registry],
     }),
     xdsRelayUpstreams: new Gauge({
       name: 'trellis_agent_xds_relay_upstream_connections',
       help: 'Connections the xDS relay holds to the control plane (streams are spread over them under its per-connection cap)',
+      registers: [registry],
+    }),
+    xdsRelayConnectionsRefused: new Counter({
+      name: 'trellis_agent_xds_relay_connections_refused_total',
+      help: 'Client connections the xDS relay closed, by reason (too_many_connections at accept; preface_timeout: no HTTP/2 preface in time)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

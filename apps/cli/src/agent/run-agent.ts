@@ -227,6 +227,7 @@ function createRelay(config: AgentConfig, logger: Logger, metrics: AgentMetrics)
     upstream: relay.upstream,
     ...(relay.serverName ? { serverName: relay.serverName } : {}),
     maxStreamsPerUpstream: relay.maxStreamsPerUpstream,
+    limits: relay.limits,
     credentials: async () => {
       const [ca, key, cert] = await Promise.all([
         readFile(relay.serverCaFile ?? files.caCertificateFile),

@@ -8,8 +8,12 @@
 // plane caps streams per connection (TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION): on
 // one connection the 17th app process on a host would be refused. The relay reads one thing: the node in each
 // request, which must name this agent's service — a local process cannot borrow
-// the agent's certificate to get another service's configuration.
+// the agent's certificate to get another service's configuration. Every relayed stream
+// is a stream on the control plane, so what local clients may hold is capped (RelayLimits):
+// streams in all and per connection, connections, and the time a connection or a stream may
+// stay silent.
 import { chmod, rm } from 'node:fs/promises';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import {
   Client,
   Metadata,
@@ -24,6 +28,7 @@ import {
 } from '@grpc/grpc-js';
 import { DeltaDiscoveryRequest, DiscoveryRequest } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { Logger } from '@trellis/runtime';
+import { awaitHttp2Preface, grpcConnectionOptions, stopGrpcServer } from '@trellis/runtime/grpc';
 import type { AgentMetrics } from './metrics';
 
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -43,6 +48,9 @@ const passThrough = (path: string) => ({
   responseSerialize: bytes.serialize,
   responseDeserialize: bytes.deserialize,
 });
+/** How long stop() lets open streams end (their apps are stopping too) before it cuts them. */
+const STOP_GRACE_MS = 5_000;
+
 const RELAY_SERVICE: ServiceDefinition = { sotw: passThrough(ADS_METHODS.sotw), delta: passThrough(ADS_METHODS.delta) };
 
 /** Where the relay listens: a loopback host:port or `unix:/path`; anything else is refused. */
@@ -99,9 +107,47 @@ export interface XdsRelayOptions {
   /** Streams per upstream connection before another is opened (default 8: half the control plane's default cap, so
    * a stream that ended here but not yet there cannot tip a connection over it). */
   maxStreamsPerUpstream?: number;
+  /** DEFAULT_RELAY_LIMITS where left out. */
+  limits?: Partial<RelayLimits>;
 }
 
 export const DEFAULT_MAX_STREAMS_PER_UPSTREAM = 8;
+
+/**
+ * What local clients may hold of the relay. Each relayed stream is one on the control plane, on a
+ * connection the relay opens with the agent's certificate, so without a cap any process that can reach
+ * the socket could open streams and control-plane connections without end.
+ */
+export interface RelayLimits {
+  /** Streams the relay carries in all (so at most maxStreams / maxStreamsPerUpstream upstream connections); more are refused with RESOURCE_EXHAUSTED. */
+  maxStreams: number;
+  /** Streams one client connection may hold (Envoy and grpc-js-xds open one ADS stream per connection); more are refused with RESOURCE_EXHAUSTED. */
+  maxStreamsPerConnection: number;
+  /** Client connections open at once; a further one is closed at accept. */
+  maxConnections: number;
+  /** From accept to the client's HTTP/2 preface; a connection that has not sent it by then is closed. */
+  prefaceTimeoutMs: number;
+  /** From a stream's opening to its first request; then it is ended with DEADLINE_EXCEEDED. */
+  firstRequestTimeoutMs: number;
+  /** A client connection with no stream open for this long is closed (GOAWAY); an open ADS stream keeps it. 0: never. */
+  maxConnectionIdleMs: number;
+}
+
+/**
+ * A node's local apps are a handful of processes with one ADS stream each: 64 streams (8 control-plane
+ * connections) is far above that. Per connection, the deadlines and the idle limit: the control plane's.
+ */
+export const DEFAULT_RELAY_LIMITS: RelayLimits = {
+  maxStreams: 64,
+  maxStreamsPerConnection: 16,
+  maxConnections: 64,
+  prefaceTimeoutMs: 10_000,
+  firstRequestTimeoutMs: 10_000,
+  maxConnectionIdleMs: 300_000,
+};
+
+/** Why the relay closed a client connection (a metric label). */
+export type RelayConnectionRefusal = 'too_many_connections' | 'preface_timeout';
 
 /** One upstream connection and the streams on it; it closes when its last stream ends. */
 interface Upstream {
@@ -113,11 +159,21 @@ interface Upstream {
 
 export class XdsRelay {
   private server: Server | undefined;
+  private listener: NetServer | undefined;
   private readonly upstreams = new Set<Upstream>();
   private nextChannelId = 0;
   private boundTarget = '';
+  private readonly limits: RelayLimits;
+  /** Streams carried now, in all and per client connection (by peer). */
+  private streams = 0;
+  private readonly streamsPerConnection = new Map<string, number>();
+  /** Client connections accepted and not yet through their HTTP/2 preface. */
+  private readonly pending = new Set<Socket>();
+  private nextConnectionId = 0;
 
-  constructor(private readonly options: XdsRelayOptions) {}
+  constructor(private readonly options: XdsRelayOptions) {
+    this.limits = { ...DEFAULT_RELAY_LIMITS, ...options.limits };
+  }
 
   /** The address apps put in their bootstrap. */
   get target(): string {
@@ -125,21 +181,74 @@ export class XdsRelay {
   }
 
   async start(): Promise<void> {
-    const server = new Server();
+    const { limits } = this;
+    const server = new Server({
+      // A frozen client (a stopped process) is found by its unanswered pings and its connection closed.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      // HTTP/2's own ceiling, above the cap so that the excess is refused with a status rather than queued by the client.
+      'grpc.max_concurrent_streams': limits.maxStreamsPerConnection + 4,
+      ...grpcConnectionOptions({ maxConnectionIdleMs: limits.maxConnectionIdleMs }),
+    });
     server.addService(RELAY_SERVICE, {
       sotw: (call: ServerDuplexStream<Buffer, Buffer>) => this.relay('sotw', call),
       delta: (call: ServerDuplexStream<Buffer, Buffer>) => this.relay('delta', call),
     });
+    // The relay accepts connections itself and hands each to grpc-js once it has sent its HTTP/2 preface:
+    // grpc-js's own listener holds a connection that never speaks for ever, and caps none.
+    const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    const listener = createNetServer((socket) => this.accept(socket, (s) => injector.injectConnection(s)));
+    listener.maxConnections = limits.maxConnections;
+    listener.on('drop', () => this.refuseConnection('too_many_connections'));
     const { listen } = this.options;
     if (listen.kind === 'unix') await rm(listen.path, { force: true });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(relayTarget(listen), ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    );
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      const ready = () => {
+        listener.off('error', reject);
+        resolve();
+      };
+      if (listen.kind === 'unix') listener.listen(listen.path, ready);
+      else listener.listen(listen.port, listen.host.replace(/^\[|\]$/g, ''), ready);
+    });
     // Only the agent's user (and its group: the app's, in a pod or a shared group on a VM) may connect.
     if (listen.kind === 'unix') await chmod(listen.path, 0o660);
     this.server = server;
+    this.listener = listener;
+    const bound = listener.address();
+    const port = typeof bound === 'object' && bound !== null ? bound.port : listen.kind === 'tcp' ? listen.port : 0;
     this.boundTarget = listen.kind === 'unix' ? relayTarget(listen) : `${listen.host}:${port}`;
-    this.options.logger.info({ relay: this.boundTarget, upstream: this.options.upstream }, 'xDS relay listening');
+    this.options.logger.info({ relay: this.boundTarget, upstream: this.options.upstream, limits }, 'xDS relay listening');
+  }
+
+  /** A client connection: handed to grpc-js once it has sent its HTTP/2 preface, closed if it has not in time. */
+  private accept(socket: Socket, inject: (socket: Socket) => void): void {
+    // grpc-js names a Unix-socket peer "unknown", the same for every connection; streams are counted per
+    // connection by peer, so each gets a name of its own (`unix:<n>`).
+    if (this.options.listen.kind === 'unix')
+      Object.defineProperties(socket, { remoteAddress: { value: 'unix' }, remotePort: { value: this.nextConnectionId++ } });
+    this.pending.add(socket);
+    const deadline = setTimeout(() => {
+      this.refuseConnection('preface_timeout');
+      socket.destroy();
+    }, this.limits.prefaceTimeoutMs);
+    const settle = () => {
+      clearTimeout(deadline);
+      this.pending.delete(socket);
+    };
+    socket.once('close', settle);
+    // Errors before the handoff are this listener's to swallow (the connection just closes); HTTP/2 handles later ones.
+    socket.on('error', () => undefined);
+    awaitHttp2Preface(socket, () => {
+      settle();
+      socket.off('close', settle);
+      inject(socket);
+    });
+  }
+
+  private refuseConnection(reason: RelayConnectionRefusal): void {
+    this.options.metrics.xdsRelayConnectionsRefused.inc({ reason });
+    this.options.logger.warn({ reason }, 'xDS relay closed a client connection');
   }
 
   /** New streams use a channel with the current certificate; open ones keep theirs until they end. */
@@ -150,7 +259,10 @@ export class XdsRelay {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (server) await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    this.listener?.close();
+    this.listener = undefined;
+    for (const socket of this.pending) socket.destroy();
+    if (server) await stopGrpcServer(server, STOP_GRACE_MS);
     for (const u of [...this.upstreams]) this.close(u);
   }
 
@@ -208,8 +320,25 @@ export class XdsRelay {
       down.emit('error', { code, details } as Partial<ServiceError>);
     };
     // On a Unix socket every peer is local (grpc-js reports it as "unknown"); on TCP the peer must be loopback.
-    if (this.options.listen.kind === 'tcp' && !isLocalPeer(down.getPeer()))
+    const peer = down.getPeer();
+    if (this.options.listen.kind === 'tcp' && !isLocalPeer(peer))
       return refuse(status.PERMISSION_DENIED, 'not-local', 'the xDS relay serves local clients only');
+    const { maxStreams, maxStreamsPerConnection, firstRequestTimeoutMs } = this.limits;
+    if (this.streams >= maxStreams)
+      return refuse(
+        status.RESOURCE_EXHAUSTED,
+        'too-many-streams',
+        `the xDS relay carries ${maxStreams} streams already (at most ${maxStreams})`,
+      );
+    const onConnection = this.streamsPerConnection.get(peer) ?? 0;
+    if (onConnection >= maxStreamsPerConnection)
+      return refuse(
+        status.RESOURCE_EXHAUSTED,
+        'too-many-streams-per-connection',
+        `too many xDS streams on one connection (at most ${maxStreamsPerConnection})`,
+      );
+    this.streams++;
+    this.streamsPerConnection.set(peer, onConnection + 1);
 
     let up: ClientDuplexStream<Buffer, Buffer> | undefined;
     let upstream: Upstream | undefined;
@@ -219,13 +348,24 @@ export class XdsRelay {
     const finish = () => {
       if (finished) return;
       finished = true;
+      clearTimeout(firstRequestTimer);
+      this.streams--;
+      const left = (this.streamsPerConnection.get(peer) ?? 1) - 1;
+      if (left > 0) this.streamsPerConnection.set(peer, left);
+      else this.streamsPerConnection.delete(peer);
       metrics.xdsRelayStreams.dec({ variant });
       if (upstream) this.release(upstream);
     };
     metrics.xdsRelayStreams.inc({ variant });
+    // A silent stream holds a place under both caps: it gets the control plane's deadline for a first request.
+    const firstRequestTimer = setTimeout(() => {
+      finish();
+      refuse(status.DEADLINE_EXCEEDED, 'first-request-timeout', `no request within ${firstRequestTimeoutMs} ms of opening the stream`);
+    }, firstRequestTimeoutMs);
 
     let first = true;
     down.on('data', (message: Buffer) => {
+      clearTimeout(firstRequestTimer);
       const why = refusal(variant, message, service, first);
       first = false;
       if (why) {

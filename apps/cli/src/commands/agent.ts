@@ -133,6 +133,30 @@ export function registerAgentCommand(program: Command): void {
       ).env('TRELLIS_XDS_RELAY_STREAMS_PER_CONNECTION'),
     )
     .addOption(
+      new Option(
+        '--xds-relay-max-streams <n>',
+        'with --xds-relay: streams the relay carries in all (each is one on the control plane); more are refused (default 64)',
+      ).env('TRELLIS_XDS_RELAY_MAX_STREAMS'),
+    )
+    .addOption(
+      new Option(
+        '--xds-relay-max-client-streams <n>',
+        'with --xds-relay: streams one app connection may hold (grpc-js-xds and Envoy open one); more are refused (default 16)',
+      ).env('TRELLIS_XDS_RELAY_MAX_CLIENT_STREAMS'),
+    )
+    .addOption(
+      new Option(
+        '--xds-relay-max-connections <n>',
+        'with --xds-relay: app connections open at once; more are closed at accept (default 64)',
+      ).env('TRELLIS_XDS_RELAY_MAX_CONNECTIONS'),
+    )
+    .addOption(
+      new Option(
+        '--xds-relay-idle-timeout <duration>',
+        'with --xds-relay: an app connection with no stream open this long is closed; 0: never (default 5m)',
+      ).env('TRELLIS_XDS_RELAY_IDLE_TIMEOUT'),
+    )
+    .addOption(
       new Option('--grpc-bootstrap <path>', 'with --xds-relay: write the grpc-js-xds bootstrap here; the app gets GRPC_XDS_BOOTSTRAP').env(
         'TRELLIS_GRPC_BOOTSTRAP',
       ),

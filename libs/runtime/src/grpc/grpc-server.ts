@@ -1,7 +1,7 @@
 // The gRPC side of every app that has one: bind, a health service that follows
 // readiness, graceful stop.
 import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import {
   createServer as createTlsServer,
   type Server as TlsServer,
@@ -240,9 +240,10 @@ function listen(tlsServer: TlsServer, port: number, address: string): Promise<vo
 /**
  * Reads `socket` until its HTTP/2 client preface is complete (or is not HTTP/2 at all, which HTTP/2
  * answers), then puts the bytes back (node:http2 reads a socket's buffered data when a session starts
- * on it: nodejs/node#35475) and calls `then`.
+ * on it: nodejs/node#35475) and calls `then`. For a listener that hands connections to grpc-js's
+ * connection injector only once they speak HTTP/2 (here; the agent's xDS relay).
  */
-function awaitHttp2Preface(socket: TLSSocket, then: () => void): void {
+export function awaitHttp2Preface(socket: Socket, then: () => void): void {
   const chunks: Buffer[] = [];
   let received = 0;
   let needs = 0; // known once the SETTINGS header is in; until then every chunk is looked at

@@ -1,4 +1,5 @@
 export {
+  awaitHttp2Preface,
   bindGrpcServer,
   DEFAULT_GRPC_TLS_LIMITS,
   DEFAULT_HTTP2_PREFACE_TIMEOUT_MS,
