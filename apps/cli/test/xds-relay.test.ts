@@ -286,14 +286,19 @@ describe('trellis agent --xds-relay: proxyless apps reach an mTLS-only control p
       }
     });
 
-    it('(the cap this works around) 20 streams on one upstream connection: the control plane refuses those past 16', async () => {
-      const { relay } = await startRelay(100);
+    it('(the cap this works around) 20 streams on one upstream connection: the control plane refuses those past 16; the next stream goes to a new connection', async () => {
+      const { relay, upstreams } = await startRelay(100);
       try {
         const { outcomes, close } = await openTwenty(relay.target);
-        close();
         const refused = outcomes.filter((o) => !o.ok);
         expect(refused.length).toBe(4);
         for (const o of refused) expect(o).toMatchObject({ ok: false, code: status.RESOURCE_EXHAUSTED });
+        // A relay set above the control plane's cap learns it from the refusal: the full connection takes no more
+        // streams, so an app retrying (as grpc-js-xds does) is served on a new one.
+        const retry = await firstAnswer(relay.target, credentials.createInsecure(), 'sotw', 'a');
+        expect(retry.ok).toBe(true);
+        expect(await upstreams()).toBe(2);
+        close();
       } finally {
         await relay.stop();
       }

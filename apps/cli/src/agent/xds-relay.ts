@@ -388,7 +388,7 @@ export class XdsRelay {
         (client) => {
           if (finished) return;
           up = client.makeBidiStreamRequest(ADS_METHODS[variant], bytes.serialize, bytes.deserialize, new Metadata());
-          this.pipeUpstream(variant, up, down, finish);
+          this.pipeUpstream(variant, up, down, finish, upstream!);
           for (const m of pending.splice(0)) up.write(m);
           if (downEnded) up.end();
           down.resume();
@@ -419,6 +419,7 @@ export class XdsRelay {
     up: ClientDuplexStream<Buffer, Buffer>,
     down: ServerDuplexStream<Buffer, Buffer>,
     finish: () => void,
+    upstream: Upstream,
   ): void {
     up.on('data', (message: Buffer) => {
       if (!down.write(message)) {
@@ -427,6 +428,9 @@ export class XdsRelay {
       }
     });
     up.on('error', (err: ServiceError) => {
+      // The control plane's cap on streams per connection (TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION) is below what
+      // this relay puts on one: the connection takes no new streams, so the app's retry opens another.
+      if (err.code === status.RESOURCE_EXHAUSTED) upstream.retired = true;
       finish();
       if (err.code !== status.CANCELLED)
         this.options.logger.info({ variant, code: err.code, details: err.details }, 'the control plane ended an xDS stream');
