@@ -173,13 +173,24 @@ function reused<I>(anchor: object, slot: string, parts: readonly unknown[], make
 // equal input, so every caller's routes stay encoded as they were.
 const routeDependencies = new WeakMap<TrafficPolicy, { plain?: RouteDependency; limited: WeakMap<object, RouteDependency> }>();
 function routeDependency({ dep, policy }: Dep): RouteDependency {
-  let byPolicy = routeDependencies.get(policy);
-  if (!byPolicy) routeDependencies.set(policy, (byPolicy = { limited: new WeakMap() }));
   const rateLimit = dep.override?.rateLimit;
-  if (rateLimit === undefined) return (byPolicy.plain ??= { policy: routePolicy(policy) });
+  if (rateLimit === undefined) return plainRouteDependency(policy);
+  const byPolicy = routeDependenciesOf(policy);
   let projected = byPolicy.limited.get(rateLimit);
   if (!projected) byPolicy.limited.set(rateLimit, (projected = { policy: routePolicy(policy), override: { rateLimit } }));
   return projected;
+}
+
+/** A dependency's route projection without a rate-limit override: its policy's alone. */
+function plainRouteDependency(policy: TrafficPolicy): RouteDependency {
+  const byPolicy = routeDependenciesOf(policy);
+  return (byPolicy.plain ??= { policy: routePolicy(policy) });
+}
+
+function routeDependenciesOf(policy: TrafficPolicy): { plain?: RouteDependency; limited: WeakMap<object, RouteDependency> } {
+  let byPolicy = routeDependencies.get(policy);
+  if (!byPolicy) routeDependencies.set(policy, (byPolicy = { limited: new WeakMap() }));
+  return byPolicy;
 }
 
 function routePolicy(policy: TrafficPolicy): RoutePolicy {
@@ -401,20 +412,39 @@ export function sharedUpstreamsChange(prev: MeshModel, next: MeshModel, proxy: P
   if (!service || prev.services.get(proxy.service) !== service) return undefined;
   const changed: string[] = [];
   for (const dep of service.dependencies) {
-    const before = prev.services.get(dep.service);
-    const after = next.services.get(dep.service);
-    if (!before || !after) return undefined;
-    if (before === after) continue;
-    if (dep.override !== undefined || before.protocol !== after.protocol || before.port !== after.port) return undefined;
-    if (
-      before.policy !== after.policy &&
-      projectionDigest(routeDependency({ dep, callee: before, policy: before.policy })) !==
-        projectionDigest(routeDependency({ dep, callee: after, policy: after.policy }))
-    )
-      return undefined;
-    if (routeTarget(before) !== routeTarget(after) && projectionDigest(routeTarget(before)) !== projectionDigest(routeTarget(after)))
-      return undefined;
+    const verdict = calleeVerdict(prev, next, dep.service);
+    if (verdict === 'same') continue;
+    if (verdict === 'other' || dep.override !== undefined) return undefined;
     changed.push(dep.service);
   }
   return changed.length > 0 ? changed.sort().join('\n') : undefined;
+}
+
+/**
+ * What a callee's change from `prev` to `next` is to a caller that declares it without an override: the very same
+ * model, a change its callers see only in its shared upstreams, or anything else (gone, new, or a protocol, port or
+ * route projection changed). It reads nothing of the caller, so it is judged once per model pair and callee, not once
+ * for each of the callee's hundreds of callers (keyed by `prev`: a pair is forgotten with its earlier model).
+ */
+type CalleeVerdict = 'same' | 'shared' | 'other';
+const calleeVerdicts = new WeakMap<MeshModel, { next: MeshModel; verdicts: Map<string, CalleeVerdict> }>();
+
+function calleeVerdict(prev: MeshModel, next: MeshModel, callee: string): CalleeVerdict {
+  let pair = calleeVerdicts.get(prev);
+  if (pair?.next !== next) calleeVerdicts.set(prev, (pair = { next, verdicts: new Map() }));
+  let verdict = pair.verdicts.get(callee);
+  if (verdict === undefined) pair.verdicts.set(callee, (verdict = judgeCallee(prev.services.get(callee), next.services.get(callee))));
+  return verdict;
+}
+
+function judgeCallee(before: ServiceModel | undefined, after: ServiceModel | undefined): CalleeVerdict {
+  if (!before || !after) return 'other';
+  if (before === after) return 'same';
+  if (before.protocol !== after.protocol || before.port !== after.port) return 'other';
+  // Without an override a dependency's route projection is its callee's policy's (routeDependency).
+  if (before.policy !== after.policy && projectionDigest(plainRouteDependency(before.policy)) !== projectionDigest(plainRouteDependency(after.policy)))
+    return 'other';
+  if (routeTarget(before) !== routeTarget(after) && projectionDigest(routeTarget(before)) !== projectionDigest(routeTarget(after)))
+    return 'other';
+  return 'shared';
 }

@@ -395,20 +395,22 @@ export class SnapshotCache<M> implements SnapshotSource {
    */
   private adopt(entry: Entry<M>, change: SharedChange): boolean {
     const prev = entry.snapshot!;
-    const types = new Map<XdsTypeUrl, TypeSnapshot>();
-    for (const [typeUrl, kept] of prev.types) {
-      const type = typeUrl === TypeUrl.Cluster ? change.clusters : typeUrl === TypeUrl.ClusterLoadAssignment ? change.endpoints : kept;
-      this.track(type).holders++;
-      types.set(typeUrl, type);
-    }
-    const next: ProxySnapshot = { identity: entry.identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
+    const clusters = prev.types.get(TypeUrl.Cluster)!;
+    const endpoints = prev.types.get(TypeUrl.ClusterLoadAssignment)!;
     entry.current = true;
-    if (sameVersions(prev, next)) {
-      this.release(next);
-      return false;
-    }
-    entry.snapshot = next;
-    this.release(prev);
+    // The other types are the very ones held: their versions are equal, and the holder counts of the types kept
+    // do not move (one snapshot of this identity holds them before and after), so only these two are counted.
+    if (change.clusters.version === clusters.version && change.endpoints.version === endpoints.version) return false;
+    // forEach: the Map constructor's generic iteration costs more than these few sets.
+    const types = new Map<XdsTypeUrl, TypeSnapshot>();
+    prev.types.forEach((kept, typeUrl) =>
+      types.set(typeUrl, typeUrl === TypeUrl.Cluster ? change.clusters : typeUrl === TypeUrl.ClusterLoadAssignment ? change.endpoints : kept),
+    );
+    this.track(change.clusters).holders++;
+    this.track(change.endpoints).holders++;
+    entry.snapshot = { identity: entry.identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
+    this.releaseType(clusters);
+    this.releaseType(endpoints);
     return true;
   }
 
@@ -512,17 +514,20 @@ export class SnapshotCache<M> implements SnapshotSource {
 
   /** A snapshot is dropped: a type no other snapshot holds frees its resources (and stops being shared). */
   private release(snapshot: ProxySnapshot): void {
-    for (const type of snapshot.types.values()) {
-      const held = this.held.get(type);
-      if (!held || --held.holders > 0) continue;
-      this.held.delete(type);
-      if (held.sharedKey !== undefined) this.sharedTypes.delete(held.sharedKey);
-      for (const resource of type.resources.values()) {
-        const pooled = this.pool.get(resource.hash);
-        if (pooled?.resource === resource && --pooled.refs <= 0) {
-          this.pool.delete(resource.hash);
-          this.pooledBytes -= resource.any.value.length;
-        }
+    for (const type of snapshot.types.values()) this.releaseType(type);
+  }
+
+  /** One snapshot fewer holds a type. */
+  private releaseType(type: TypeSnapshot): void {
+    const held = this.held.get(type);
+    if (!held || --held.holders > 0) return;
+    this.held.delete(type);
+    if (held.sharedKey !== undefined) this.sharedTypes.delete(held.sharedKey);
+    for (const resource of type.resources.values()) {
+      const pooled = this.pool.get(resource.hash);
+      if (pooled?.resource === resource && --pooled.refs <= 0) {
+        this.pool.delete(resource.hash);
+        this.pooledBytes -= resource.any.value.length;
       }
     }
   }
