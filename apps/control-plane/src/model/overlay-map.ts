@@ -33,10 +33,41 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
    */
   static over<K, V>(base: ReadonlyMap<K, V>): Map<K, V> | OverlayMap<K, V> {
     if (base instanceof OverlayMap) {
-      if (base.depth >= MAX_DEPTH || base.edits.size * 4 > base.count) return new Map(base);
+      if (base.depth >= MAX_DEPTH || base.edits.size * 4 > base.count) return base.flat();
       return new OverlayMap(base, base.depth + 1);
     }
     return base.size === 0 ? new Map() : new OverlayMap(base, 1);
+  }
+
+  /**
+   * A plain copy reading and iterating as this map does: the map at the bottom of the chain copied once, then each
+   * overlay's edits replayed on it from the bottom up (a copy through the chain's iterators would pass every key
+   * through every overlay's generator: at 1,000 services and a depth of 8, milliseconds in the change that lays it).
+   */
+  private flat(): Map<K, V> {
+    const chain: OverlayMap<K, V>[] = [];
+    let map: ReadonlyMap<K, V> = this;
+    while (map instanceof OverlayMap) {
+      chain.push(map as OverlayMap<K, V>);
+      map = (map as OverlayMap<K, V>).base;
+    }
+    const flat = new Map(map);
+    for (let i = chain.length - 1; i >= 0; i--) chain[i]!.replay(flat);
+    return flat;
+  }
+
+  /** This overlay's edits applied to a copy of its base: edited keys in their place, appended keys at the end in order. */
+  private replay(flat: Map<K, V>): void {
+    this.edits.forEach((edit, key) => {
+      if (this.appended.has(key)) return;
+      if (edit === DELETED) flat.delete(key);
+      else flat.set(key, valueOf(edit));
+    });
+    for (const key of this.appended) {
+      // A key deleted and set again moves to the end, as iterating the overlay has it.
+      flat.delete(key);
+      flat.set(key, valueOf(this.edits.get(key)!));
+    }
   }
 
   get size(): number {
