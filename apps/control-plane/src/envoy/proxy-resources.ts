@@ -442,7 +442,10 @@ function judgeCallee(before: ServiceModel | undefined, after: ServiceModel | und
   if (before === after) return 'same';
   if (before.protocol !== after.protocol || before.port !== after.port) return 'other';
   // Without an override a dependency's route projection is its callee's policy's (routeDependency).
-  if (before.policy !== after.policy && projectionDigest(plainRouteDependency(before.policy)) !== projectionDigest(plainRouteDependency(after.policy)))
+  if (
+    before.policy !== after.policy &&
+    projectionDigest(plainRouteDependency(before.policy)) !== projectionDigest(plainRouteDependency(after.policy))
+  )
     return 'other';
   if (routeTarget(before) !== routeTarget(after) && projectionDigest(routeTarget(before)) !== projectionDigest(routeTarget(after)))
     return 'other';

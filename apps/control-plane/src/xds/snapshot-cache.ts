@@ -404,7 +404,10 @@ export class SnapshotCache<M> implements SnapshotSource {
     // forEach: the Map constructor's generic iteration costs more than these few sets.
     const types = new Map<XdsTypeUrl, TypeSnapshot>();
     prev.types.forEach((kept, typeUrl) =>
-      types.set(typeUrl, typeUrl === TypeUrl.Cluster ? change.clusters : typeUrl === TypeUrl.ClusterLoadAssignment ? change.endpoints : kept),
+      types.set(
+        typeUrl,
+        typeUrl === TypeUrl.Cluster ? change.clusters : typeUrl === TypeUrl.ClusterLoadAssignment ? change.endpoints : kept,
+      ),
     );
     this.track(change.clusters).holders++;
     this.track(change.endpoints).holders++;
