@@ -45,8 +45,8 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
    * through every overlay's generator: at 1,000 services and a depth of 8, milliseconds in the change that lays it).
    */
   private flat(): Map<K, V> {
-    const chain: OverlayMap<K, V>[] = [];
-    let map: ReadonlyMap<K, V> = this;
+    const chain: OverlayMap<K, V>[] = [this];
+    let map = this.base;
     while (map instanceof OverlayMap) {
       chain.push(map as OverlayMap<K, V>);
       map = (map as OverlayMap<K, V>).base;
