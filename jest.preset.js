@@ -32,6 +32,7 @@ module.exports = function preset(projectDir, displayName) {
       '^@trellis/mesh-contracts$': path.join(root, 'libs/mesh-contracts/src/index.ts'),
       '^@trellis/runtime$': path.join(root, 'libs/runtime/src/index.ts'),
       '^@trellis/runtime/grpc$': path.join(root, 'libs/runtime/src/grpc/index.ts'),
+      '^@trellis/runtime/tls$': path.join(root, 'libs/runtime/src/tls.ts'),
       '^@trellis/sdk-node$': path.join(root, 'libs/sdk-node/src/index.ts'),
       '^@trellis/testing$': path.join(root, 'libs/testing/src/index.ts'),
     },

@@ -4,7 +4,7 @@
 // all along; nothing A sends may fail while B moves from permissive to strict,
 // while both renew their certificates, and while the CA rotates to a new root.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net';
 import { connect, type PeerCertificate } from 'node:tls';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor, status, type ServiceError } from '@grpc/grpc-js';
 import { generateRootCa, generateWorkloadKey, MeshCa, type RootCa } from '@trellis/pki';
 import { certificateFilesIn, proxylessBootstrap, writeCertificateFiles, type CertificateFiles } from '@trellis/sdk-node';
+import { socketClosed } from '@trellis/testing';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 import { WhoService } from './support/who-service';
 import { bundle, XdsClientProcess, type CallResult } from './support/xds-client-process';
@@ -30,8 +31,17 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Short TLS deadlines for b (the SDK's TRELLIS_TLS_* settings), so the attack below ends in seconds. */
+const B_TLS_LIMITS = { TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: '5000', TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: '5000' };
+
+interface WhoServer {
+  child: ChildProcess;
+  /** Each connection b's TLS limits closed, by reason, as b reports them. */
+  tlsRefused: string[];
+}
+
 /** The proxyless Who server for service b in its own process; resolves once its control-plane listener is in force. */
-async function startWhoServer(xdsAddress: string, instanceId: string, port: number, certificates: CertificateFiles): Promise<ChildProcess> {
+async function startWhoServer(xdsAddress: string, instanceId: string, port: number, certificates: CertificateFiles): Promise<WhoServer> {
   const script = await bundle('xds-who-server');
   const bootstrap = proxylessBootstrap({
     xdsServer: xdsAddress,
@@ -42,22 +52,39 @@ async function startWhoServer(xdsAddress: string, instanceId: string, port: numb
   });
   const child = spawn(process.execPath, [script, instanceId, `127.0.0.1:${port}`], {
     cwd: ROOT_DIR,
-    env: { ...process.env, GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap), GRPC_XDS_EXPERIMENTAL_RBAC: 'true' },
+    env: { ...process.env, ...B_TLS_LIMITS, GRPC_XDS_BOOTSTRAP_CONFIG: JSON.stringify(bootstrap), GRPC_XDS_EXPERIMENTAL_RBAC: 'true' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+  const tlsRefused: string[] = [];
+  let serving = false;
+  let buffered = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop()!;
+    for (const line of lines) {
+      const event = JSON.parse(line) as { serving?: number; tlsRefused?: string };
+      if (event.serving !== undefined) serving = true;
+      if (event.tlsRefused) tlsRefused.push(event.tlsRefused);
+    }
+  });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`b's XdsServer did not start serving: ${stderr}`)), 60_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('"serving"')) {
-        clearTimeout(timer);
-        resolve();
-      }
+    const poll = setInterval(() => {
+      if (!serving) return;
+      clearTimeout(timer);
+      clearInterval(poll);
+      resolve();
+    }, 50);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      reject(new Error(`b's XdsServer exited (${code}): ${stderr}`));
     });
-    child.once('exit', (code) => reject(new Error(`b's XdsServer exited (${code}): ${stderr}`)));
   });
-  return child;
+  return { child, tlsRefused };
 }
 
 type Who = { who(req: Buffer, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Buffer) => void): void; close(): void };
@@ -106,13 +133,32 @@ function servedCertificate(port: number, ca: string): Promise<PeerCertificate> {
   });
 }
 
+/** A TCP connection to b that sends nothing. */
+function tcpConnection(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** A connection through its TLS handshake with b (ALPN h2, no client certificate) that then sends nothing. */
+function handshakenConnection(port: number, ca: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined }, () =>
+      resolve(socket),
+    );
+    socket.once('error', reject);
+  });
+}
+
 describe('proxyless mTLS (grpc-js-xds) with mesh CA certificates', () => {
   let h: ControlPlaneHarness;
   let dir: string;
   let rootA: RootCa;
   let caA: MeshCa;
   let port: number;
-  let b: ChildProcess | undefined;
+  let b: WhoServer | undefined;
   let a: XdsClientProcess | undefined;
   const files = (name: string) => certificateFilesIn(join(dir, name));
 
@@ -163,9 +209,9 @@ describe('proxyless mTLS (grpc-js-xds) with mesh CA certificates', () => {
   });
   afterAll(async () => {
     await a?.stop();
-    if (b && b.exitCode === null) {
-      const exited = new Promise((resolve) => b!.once('exit', resolve));
-      b.kill('SIGTERM');
+    if (b && b.child.exitCode === null) {
+      const exited = new Promise((resolve) => b!.child.once('exit', resolve));
+      b.child.kill('SIGTERM');
       await exited;
     }
     await h?.stop();
@@ -182,6 +228,31 @@ describe('proxyless mTLS (grpc-js-xds) with mesh CA certificates', () => {
       },
       60_000,
     );
+  });
+
+  it("attack: silent connections to B's TLS port are closed after its deadlines, while A and a new mTLS call are served", async () => {
+    const t0 = Date.now();
+    const ca = rootA.certificatePem;
+    const refusedBefore = b!.tlsRefused.length;
+    // Three TCP connections that never start a TLS handshake, one through it that never sends the HTTP/2 preface.
+    const silent = await Promise.all([1, 2, 3].map(() => tcpConnection(port)));
+    const quiet = await handshakenConnection(port, ca);
+    const gone = Promise.all([...silent, quiet].map((socket) => socketClosed(socket, 60_000)));
+    // While they hold their sockets, a new connection is served (permissive: TLS without a client certificate).
+    expect(await callDirect(port, { ca })).toEqual({ ok: true, answer: 'b-1|' });
+    await gone;
+    await eventually(
+      'b to report the four connections its TLS limits closed',
+      () => (b!.tlsRefused.length - refusedBefore >= 4 ? true : undefined),
+      60_000,
+    );
+    expect(b!.tlsRefused.slice(refusedBefore).sort()).toEqual([
+      'handshake_timeout',
+      'handshake_timeout',
+      'handshake_timeout',
+      'preface_timeout',
+    ]);
+    expect(failuresSince(t0)).toEqual([]);
   });
 
   it('permissive admits a client without a certificate; strict refuses it — and A loses no call over the switch', async () => {

@@ -68,7 +68,7 @@ export function guardTlsServer(server: TlsServer, options: TlsGuardOptions): Tls
   // Runs after tls.Server's own listener has wrapped `raw` in a TLSSocket; destroying `raw` closes both.
   server.on('connection', (raw: Socket) => {
     if (pending.size >= options.maxPendingConnections) return refuse('too_many_pending', raw);
-    const key = connectionKey(raw);
+    const key = tlsConnectionKey(raw);
     if (key === undefined) return raw.destroy(); // already gone
     const connection: PendingConnection = {
       raw,
@@ -79,7 +79,7 @@ export function guardTlsServer(server: TlsServer, options: TlsGuardOptions): Tls
   });
 
   server.on('secureConnection', (socket: TLSSocket) => {
-    const key = connectionKey(socket);
+    const key = tlsConnectionKey(socket);
     const connection = key === undefined ? undefined : pending.get(key);
     if (key === undefined || connection === undefined) return socket.destroy(); // not one this guard accepted: fail closed
     clearTimeout(connection.deadline);
@@ -109,7 +109,8 @@ export function guardTlsServer(server: TlsServer, options: TlsGuardOptions): Tls
   };
 }
 
-function connectionKey(socket: Socket): string | undefined {
+/** A connection's TCP 4-tuple: the same for a raw socket and the TLSSocket wrapping it; undefined once it is gone. */
+export function tlsConnectionKey(socket: Socket): string | undefined {
   const { remoteAddress, remotePort, localAddress, localPort } = socket;
   if (remoteAddress === undefined || remotePort === undefined) return undefined;
   return `${remoteAddress}|${remotePort}|${localAddress ?? ''}|${localPort ?? ''}`;

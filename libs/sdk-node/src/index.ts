@@ -30,3 +30,12 @@ export {
   type TraceContextOptions,
   type TraceContextServerOptions,
 } from './trace-context';
+export {
+  createProxylessServer,
+  limitProxylessTls,
+  pendingProxylessTlsConnections,
+  type ProxylessServerOptions,
+  type ProxylessTlsLimits,
+  type ProxylessTlsOptions,
+  type TlsRefusal,
+} from './proxyless-server';

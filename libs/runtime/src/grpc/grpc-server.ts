@@ -13,42 +13,11 @@ import { experimental, ServerCredentials, type ChannelOptions, type Server } fro
 import { HealthImplementation } from 'grpc-health-check';
 import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS } from '../config';
 import type { Health } from '../health';
-import {
-  DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
-  DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
-  guardTlsServer,
-  type TlsConnectionLimits,
-  type TlsGuard,
-  type TlsRefusal,
-} from '../tls-guard';
+import { guardTlsServer, type TlsGuard, type TlsRefusal } from '../tls-guard';
 import { http2PrefaceProgress } from './http2-preface';
+import { DEFAULT_GRPC_TLS_LIMITS, type GrpcTlsLimits } from './tls-limits';
 
-export const DEFAULT_HTTP2_PREFACE_TIMEOUT_MS = 10_000;
-
-/** What a TLS connection may cost before it is through its handshake and HTTP/2 preface. */
-export interface GrpcTlsLimits extends TlsConnectionLimits {
-  /** From the handshake's end to the client's HTTP/2 preface (the magic and its first SETTINGS), absolute. */
-  prefaceTimeoutMs: number;
-}
-
-export const DEFAULT_GRPC_TLS_LIMITS: GrpcTlsLimits = {
-  handshakeTimeoutMs: DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
-  prefaceTimeoutMs: DEFAULT_HTTP2_PREFACE_TIMEOUT_MS,
-  maxPendingConnections: DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
-};
-
-/** The limits an app's `tlsLimitsEnv` variables set; the defaults where an embedder leaves one out. */
-export function grpcTlsLimitsFrom(config: {
-  TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS?: number | undefined;
-  TRELLIS_HTTP2_PREFACE_TIMEOUT_MS?: number | undefined;
-  TRELLIS_TLS_MAX_PENDING_CONNECTIONS?: number | undefined;
-}): GrpcTlsLimits {
-  return {
-    handshakeTimeoutMs: config.TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS ?? DEFAULT_GRPC_TLS_LIMITS.handshakeTimeoutMs,
-    prefaceTimeoutMs: config.TRELLIS_HTTP2_PREFACE_TIMEOUT_MS ?? DEFAULT_GRPC_TLS_LIMITS.prefaceTimeoutMs,
-    maxPendingConnections: config.TRELLIS_TLS_MAX_PENDING_CONNECTIONS ?? DEFAULT_GRPC_TLS_LIMITS.maxPendingConnections,
-  };
-}
+export type { GrpcTlsLimits } from './tls-limits';
 
 /** gRFC A9 connection management of a gRPC server (grpcConnectionEnv says what each does); 0 or absent: no limit. */
 export interface GrpcConnectionLimits {

@@ -11,6 +11,7 @@ import {
   CALLER_KEY_ID_METADATA_KEY,
   CALLER_METADATA_KEY,
   certificateFilesIn,
+  createProxylessServer,
   currentCallTrace,
   meshServerInterceptor,
   meshTokenInterceptor,
@@ -102,7 +103,10 @@ async function main(): Promise<void> {
           ),
         ]),
   ];
-  const server = mtls ? new xds.XdsServer({ interceptors }) : new Server({ interceptors });
+  // With mTLS, the SDK's XdsServer: its TLS has the mesh's limits (a silent connection is closed in seconds, not 120 s).
+  const server = mtls
+    ? await createProxylessServer({ interceptors, onTlsRefused: (reason) => log('closed a TLS connection', { reason }) })
+    : new Server({ interceptors });
   server.addService(HopService, {
     call: (call: ServerUnaryCall<CallRequest, CallReply>, callback: sendUnaryData<CallReply>) => {
       const own: HopRecord = {
