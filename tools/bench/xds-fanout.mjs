@@ -7,9 +7,12 @@
 // each server's CPU-seconds per change, peak RSS and event-loop delay.
 //   node tools/bench/xds-fanout.mjs [--profile envoy|clusters|delta[,…]] [--services 10000] [--proxies 5000]
 //        [--rounds 5] [--hub-every 3] [--connections 50] [--debounce-ms 100] [--cpu-prof-dir DIR] [--trace-gc]
+//        [--max-connection-age-ms MS] [--max-connection-age-grace-ms MS]
 //        [--cp-node-options=…] [--floor-node-options=…] [--clients-node-options=…] [--smoke]
 // Profiles: envoy (SotW sidecars: CDS+LDS, then EDS/RDS, ACKs), clusters (SotW, CDS only), delta
 // (the envoy subscriptions over Delta ADS). --smoke: tiny sizes and every profile, in seconds (npm test runs it).
+// The simulated Envoys reconnect and re-subscribe, as Envoy does, when the control plane sends GOAWAY at its max
+// connection age (30 min by default; --max-connection-age-ms sets it); the summary counts their reconnects.
 // Needs etcd. Bundles src/xds-fanout.ts with esbuild (it imports startControlPlane
 // and @trellis/testing) and runs it; exits non-zero only if a push is missing, extra or stale.
 import { runBundled } from './run-bundled.mjs';

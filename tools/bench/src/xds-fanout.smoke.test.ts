@@ -1,6 +1,7 @@
 // The fan-out benchmark at tiny sizes (`--smoke`: 40 services, 30 streams, 2 rounds, every
 // profile), so the tool cannot rot. It exits non-zero when a push is missing, extra or stale;
-// the timings it prints are not looked at.
+// the timings it prints are not looked at. A second run ages the control plane's connections out
+// so that the simulated Envoys reconnect during the rounds.
 import { runBenchmark } from './run-benchmark';
 const PROFILES = ['clusters', 'envoy', 'delta'];
 
@@ -17,5 +18,30 @@ describe('xds-fanout benchmark, smoke mode', () => {
     }
     expect(output).toMatch(/^server peak RSS, MiB/m);
     expect(output).toMatch(/^resource bytes per change/m);
+  }, 600_000);
+
+  it('reconnects and re-subscribes as Envoy does when the control plane sends GOAWAY at its max connection age, every round still judged', async () => {
+    // Connections aged 1 s (±10 %) and cut at the GOAWAY: each profile's streams are cut while it runs, and again
+    // after each reconnect. The status backlog is not waited for (every reconnect adds records to write).
+    const { code, output } = await runBenchmark('xds-fanout', [
+      '--smoke',
+      '--max-connection-age-ms',
+      '1000',
+      '--max-connection-age-grace-ms',
+      '0',
+      '--no-status-drain',
+    ]);
+    if (code !== 0) throw new Error(`xds-fanout --smoke with a 1 s max connection age exited with ${code}:\n${output}`);
+    for (const profile of PROFILES) {
+      const summary = new RegExp(
+        `^control plane \\[${profile}\\]: 20/20 affected streams reached, 0 missing, 0 extra to affected, 0 to unaffected, ` +
+          `0 without a new cluster version; (\\d+) streams reconnected — correct$`,
+        'm',
+      ).exec(output);
+      expect(summary).not.toBeNull();
+      expect(Number(summary![1])).toBeGreaterThan(0);
+      // The floor sets no connection age: its streams stay.
+      expect(output).toMatch(new RegExp(`^floor \\[${profile}\\]: 20/20 .*; 0 streams reconnected — correct$`, 'm'));
+    }
   }, 600_000);
 });

@@ -17,7 +17,15 @@ import { monitorEventLoopDelay, performance, PerformanceObserver, constants as p
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { credentials, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream } from '@grpc/grpc-js';
+import {
+  credentials,
+  Server,
+  ServerCredentials,
+  status as GrpcStatus,
+  type ClientDuplexStream,
+  type ServerDuplexStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { AggregatedDiscoveryServiceClient, AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
@@ -63,6 +71,10 @@ const { values: args } = parseArgs({
     'debounce-ms': { type: 'string', default: '100' },
     // The control plane's TRELLIS_XDS_FANOUT_SLICE_MS (its default: 20; 0: the whole fan-out in one event-loop turn).
     'fanout-slice-ms': { type: 'string' },
+    // The control plane's TRELLIS_GRPC_MAX_CONNECTION_AGE_MS and _GRACE_MS (its defaults: 30 min ±10 %, 10 s): a
+    // connection that old is sent GOAWAY and cut after the grace; its simulated Envoys reconnect and re-subscribe.
+    'max-connection-age-ms': { type: 'string' },
+    'max-connection-age-grace-ms': { type: 'string' },
     // Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).
     'cpu-prof-dir': { type: 'string' },
     // Each process (server and clients) records its garbage collections (perf_hooks 'gc' entries, time-stamped
@@ -158,6 +170,9 @@ type FromClients =
       /** Responses and resource bytes received by all streams since `arm`. */
       responses: number;
       bytes: number;
+      /** Streams reopened since `arm`, and since the clients started. */
+      reconnects: number;
+      reconnectsTotal: number;
     };
 type ToServer = { type: 'stats' } | { type: 'cpu' } | GcQuery | { type: 'trace'; from: number; to: number };
 /** One change's path in the control plane (--trace-rounds): shared-clock times and process CPU-ms at each. */
@@ -294,6 +309,10 @@ async function controlPlaneRole(): Promise<void> {
     TRELLIS_CONTROL_PLANE_ID: 'cp-bench',
     TRELLIS_XDS_DEBOUNCE_MS: args['debounce-ms'],
     ...(args['fanout-slice-ms'] === undefined ? {} : { TRELLIS_XDS_FANOUT_SLICE_MS: args['fanout-slice-ms'] }),
+    ...(args['max-connection-age-ms'] === undefined ? {} : { TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: args['max-connection-age-ms'] }),
+    ...(args['max-connection-age-grace-ms'] === undefined
+      ? {}
+      : { TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: args['max-connection-age-grace-ms'] }),
     // The clients multiplex their streams over --connections (a real Envoy opens one connection each);
     // the floor's grpc-js server takes any number per connection.
     TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION: String(Math.min(1000, Math.ceil(PROXIES / Math.max(1, Math.min(CONNECTIONS, PROXIES))))),
@@ -419,17 +438,67 @@ interface Proxy {
   clusterVersionBefore: string;
   arrivals: number[];
   answered: Set<string>;
+  /** Streams opened again after their connection went away (the server's GOAWAY at its max connection age). */
+  reconnects: number;
 }
 
 /** One stream in the profile's shape; calls `received` for every response with its resource bytes. */
 type OpenStream = (proxy: Proxy, node: Node, received: (typeUrl: string, bytes: number) => void) => void;
 
+/** Envoy's xDS stream retry (GrpcStream: RetryInitialDelayMs 500, RetryMaxDelayMs 30000, jittered exponential). */
+const RETRY_INITIAL_DELAY_MS = 500;
+const RETRY_MAX_DELAY_MS = 30_000;
+
+/**
+ * A stream ended by its connection going away rather than by the server's answer: UNAVAILABLE (a dropped
+ * connection), or the cut of a connection the server sent GOAWAY at its max connection age, once the grace is
+ * over: grpc-js's server destroys the session, which a grpc-js client reads as RST_STREAM NO_ERROR without a
+ * gRPC status and reports as INTERNAL.
+ */
+function connectionWentAway(err: ServiceError): boolean {
+  return (
+    err.code === GrpcStatus.UNAVAILABLE ||
+    (err.code === GrpcStatus.INTERNAL && err.details.startsWith('Received RST_STREAM with code 0 (Call ended without gRPC status)'))
+  );
+}
+
+/**
+ * Keeps a proxy's xDS stream open as Envoy does: a stream whose connection went away (the server's GOAWAY at
+ * its max connection age, a dropped connection) is opened again on the same channel after a jittered exponential
+ * backoff, reset by a response, and `open(true)` re-subscribes on it. Any other error ends the process.
+ */
+function keepOpen<Request, Response>(
+  proxy: Proxy,
+  node: Node,
+  open: (resubscribe: boolean) => ClientDuplexStream<Request, Response>,
+): void {
+  let failures = 0;
+  const connect = (resubscribe: boolean): void => {
+    const call = open(resubscribe);
+    call.on('data', () => (failures = 0));
+    call.on('error', (err: ServiceError) => {
+      if (!connectionWentAway(err)) {
+        console.error(`${node.id}: stream failed: ${err.message}`);
+        process.exit(2);
+      }
+      proxy.reconnects++;
+      const ceiling = Math.min(RETRY_MAX_DELAY_MS, RETRY_INITIAL_DELAY_MS * 2 ** failures++);
+      setTimeout(() => connect(true), Math.random() * ceiling);
+    });
+  };
+  connect(false);
+}
+
 const sotwStream =
   (profile: 'clusters' | 'envoy', channelFor: () => AggregatedDiscoveryServiceClient): OpenStream =>
   (proxy, node, received) => {
-    const call = channelFor().streamAggregatedResources() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+    // One connection per proxy, as an Envoy has: a reconnect opens its stream on the same channel.
+    const channel = channelFor();
     const subscribed = new Map<string, string[]>();
     const last = new Map<string, { version: string; nonce: string }>();
+    /** Types re-requested on a new stream whose answer has not come: an answer with the version held is not a push. */
+    const resubscribed = new Set<string>();
+    let call: ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
     const request = (typeUrl: string, names: string[], withNode = false): void => {
       const held = last.get(typeUrl);
       call.write(
@@ -442,70 +511,128 @@ const sotwStream =
         }),
       );
     };
-    call.on('data', (response: DiscoveryResponse) => {
-      const typeUrl = response.typeUrl;
-      last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
-      proxy.versions.set(typeUrl, response.versionInfo);
-      // ACK every response, as Envoy does.
-      request(typeUrl, subscribed.get(typeUrl) ?? []);
-      received(
-        typeUrl,
-        response.resources.reduce((sum, r) => sum + r.value.length, 0),
-      );
-      if (profile !== 'envoy') return;
-      // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
-      // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
-      const follow =
-        typeUrl === TypeUrl.Cluster ? TypeUrl.ClusterLoadAssignment : typeUrl === TypeUrl.Listener ? TypeUrl.RouteConfiguration : undefined;
-      if (!follow) return;
-      const names = response.resources.map((r) => resourceName(r.value)).sort();
-      const before = subscribed.get(follow);
-      if (before && before.join() === names.join() && follow !== TypeUrl.ClusterLoadAssignment) return;
-      subscribed.set(follow, names);
-      request(follow, names);
+    keepOpen(proxy, node, (resubscribe) => {
+      call = channel.streamAggregatedResources() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+      call.on('data', (response: DiscoveryResponse) => {
+        const typeUrl = response.typeUrl;
+        const resent = resubscribed.delete(typeUrl) && last.get(typeUrl)?.version === response.versionInfo;
+        last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
+        proxy.versions.set(typeUrl, response.versionInfo);
+        // ACK every response, as Envoy does.
+        request(typeUrl, subscribed.get(typeUrl) ?? []);
+        // What the proxy held already, answering its re-subscription: nothing changed, so Envoy re-creates nothing.
+        if (resent) return;
+        received(
+          typeUrl,
+          response.resources.reduce((sum, r) => sum + r.value.length, 0),
+        );
+        if (profile !== 'envoy') return;
+        // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
+        // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
+        const follow =
+          typeUrl === TypeUrl.Cluster
+            ? TypeUrl.ClusterLoadAssignment
+            : typeUrl === TypeUrl.Listener
+              ? TypeUrl.RouteConfiguration
+              : undefined;
+        if (!follow) return;
+        const names = response.resources.map((r) => resourceName(r.value)).sort();
+        const before = subscribed.get(follow);
+        if (before && before.join() === names.join() && follow !== TypeUrl.ClusterLoadAssignment) return;
+        subscribed.set(follow, names);
+        resubscribed.delete(follow);
+        request(follow, names);
+      });
+      if (resubscribe) {
+        // A new stream: every subscription again, with the versions held and no nonce (nonces belong to a stream).
+        let first = true;
+        for (const [typeUrl, names] of subscribed) {
+          const held = last.get(typeUrl);
+          if (held) held.nonce = '';
+          resubscribed.add(typeUrl);
+          request(typeUrl, names, first);
+          first = false;
+        }
+      } else {
+        subscribed.set(TypeUrl.Cluster, []);
+        request(TypeUrl.Cluster, [], true);
+        if (profile === 'envoy') {
+          subscribed.set(TypeUrl.Listener, []);
+          request(TypeUrl.Listener, []);
+        }
+      }
+      return call;
     });
-    call.on('error', (err) => {
-      console.error(`${node.id}: stream failed: ${err.message}`);
-      process.exit(2);
-    });
-    subscribed.set(TypeUrl.Cluster, []);
-    request(TypeUrl.Cluster, [], true);
-    if (profile === 'envoy') {
-      subscribed.set(TypeUrl.Listener, []);
-      request(TypeUrl.Listener, []);
-    }
   };
 
 const deltaStream =
   (channelFor: () => AggregatedDiscoveryServiceClient): OpenStream =>
   (proxy, node, received) => {
-    const call = channelFor().deltaAggregatedResources() as ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+    const channel = channelFor();
+    /** Names of the endpoints and routes subscribed to (clusters and listeners are wildcard subscriptions). */
     const subscribed = new Map<string, Set<string>>();
-    call.on('data', (response: DeltaDiscoveryResponse) => {
-      const typeUrl = response.typeUrl;
-      proxy.versions.set(typeUrl, response.systemVersionInfo);
-      call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl, responseNonce: response.nonce }));
-      received(
-        typeUrl,
-        response.resources.reduce((sum, r) => sum + (r.resource?.value.length ?? 0), 0),
-      );
-      const follow =
-        typeUrl === TypeUrl.Cluster ? TypeUrl.ClusterLoadAssignment : typeUrl === TypeUrl.Listener ? TypeUrl.RouteConfiguration : undefined;
-      if (!follow) return;
-      // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
-      let names = subscribed.get(follow);
-      const first = !names;
-      if (!names) subscribed.set(follow, (names = new Set()));
-      const added = response.resources.map((r) => r.name).filter((name) => !names.has(name));
-      for (const name of added) names.add(name);
-      if (first || added.length > 0) call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: follow, resourceNamesSubscribe: added }));
+    /** The version of every resource held, per type: what a new stream's requests tell the server. */
+    const held = new Map<string, Map<string, string>>();
+    const resubscribed = new Set<string>();
+    keepOpen(proxy, node, (resubscribe) => {
+      const call = channel.deltaAggregatedResources() as ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+      call.on('data', (response: DeltaDiscoveryResponse) => {
+        const typeUrl = response.typeUrl;
+        let versions = held.get(typeUrl);
+        if (!versions) held.set(typeUrl, (versions = new Map()));
+        const resent =
+          resubscribed.delete(typeUrl) &&
+          response.resources.every((r) => versions.get(r.name) === r.version) &&
+          response.removedResources.every((name) => !versions.has(name));
+        for (const r of response.resources) versions.set(r.name, r.version);
+        for (const name of response.removedResources) versions.delete(name);
+        proxy.versions.set(typeUrl, response.systemVersionInfo);
+        call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl, responseNonce: response.nonce }));
+        // The server's first answer on a new stream, with nothing the proxy did not hold: not a push.
+        if (resent) return;
+        received(
+          typeUrl,
+          response.resources.reduce((sum, r) => sum + (r.resource?.value.length ?? 0), 0),
+        );
+        const follow =
+          typeUrl === TypeUrl.Cluster
+            ? TypeUrl.ClusterLoadAssignment
+            : typeUrl === TypeUrl.Listener
+              ? TypeUrl.RouteConfiguration
+              : undefined;
+        if (!follow) return;
+        // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
+        let names = subscribed.get(follow);
+        const first = !names;
+        if (!names) subscribed.set(follow, (names = new Set()));
+        const added = response.resources.map((r) => r.name).filter((name) => !names.has(name));
+        for (const name of added) names.add(name);
+        if (first || added.length > 0) {
+          resubscribed.delete(follow);
+          call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: follow, resourceNamesSubscribe: added }));
+        }
+      });
+      if (resubscribe) {
+        // A new stream: each subscription again with the versions held, so the server sends only what differs.
+        let first = true;
+        for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener, ...subscribed.keys()]) {
+          resubscribed.add(typeUrl);
+          call.write(
+            DeltaDiscoveryRequest.fromPartial({
+              ...(first ? { node } : {}),
+              typeUrl,
+              resourceNamesSubscribe: [...(subscribed.get(typeUrl) ?? [])],
+              initialResourceVersions: Object.fromEntries(held.get(typeUrl) ?? []),
+            }),
+          );
+          first = false;
+        }
+      } else {
+        call.write(DeltaDiscoveryRequest.fromPartial({ node, typeUrl: TypeUrl.Cluster }));
+        call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Listener }));
+      }
+      return call;
     });
-    call.on('error', (err) => {
-      console.error(`${node.id}: stream failed: ${err.message}`);
-      process.exit(2);
-    });
-    call.write(DeltaDiscoveryRequest.fromPartial({ node, typeUrl: TypeUrl.Cluster }));
-    call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Listener }));
   };
 
 async function clientsRole(): Promise<void> {
@@ -537,6 +664,7 @@ async function clientsRole(): Promise<void> {
       clusterVersionBefore: '',
       arrivals: [],
       answered: new Set(),
+      reconnects: 0,
     };
     proxies.push(proxy);
     const node = Node.fromPartial({ id: `${service}-${p}`, cluster: service, userAgentName: 'envoy' });
@@ -556,6 +684,8 @@ async function clientsRole(): Promise<void> {
         tell({ type: 'all-affected-received', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }), at } satisfies FromClients);
     });
   }
+  const reconnects = (): number => proxies.reduce((sum, proxy) => sum + proxy.reconnects, 0);
+  let reconnectsAtArm = 0;
   const gcIn = recordGc();
   process.on('message', (message: ToClients) => {
     if (message.type === 'gc') {
@@ -568,6 +698,7 @@ async function clientsRole(): Promise<void> {
       affectedReceived = 0;
       responses = 0;
       bytes = 0;
+      reconnectsAtArm = reconnects();
       armed = true;
       tell({ type: 'armed', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }) } satisfies FromClients);
     } else if (message.type === 'collect') {
@@ -581,7 +712,10 @@ async function clientsRole(): Promise<void> {
         staleVersion: 0,
         responses,
         bytes,
+        reconnects: 0,
+        reconnectsTotal: reconnects(),
       };
+      result.reconnects = result.reconnectsTotal - reconnectsAtArm;
       for (const proxy of proxies) {
         if (!proxy.affected) {
           result.toUnaffected += proxy.arrivals.length;
@@ -637,10 +771,14 @@ interface RoundResult {
   staleVersion: number;
   responses: number;
   bytes: number;
+  /** Streams reopened during the round (after the server's GOAWAY at its max connection age). */
+  reconnects: number;
 }
 
 interface PhaseResult {
   name: string;
+  /** Streams reopened from the clients' start to the last round's end. */
+  reconnects: number;
   connectMs: number;
   /** CPU time of the server, and of the clients process, from the clients' start to the last stream's first full push. */
   connectServerCpuSeconds: number;
@@ -743,6 +881,8 @@ function commonArgs(): string[] {
     '--debounce-ms',
     args['debounce-ms']!,
     ...(args['fanout-slice-ms'] === undefined ? [] : ['--fanout-slice-ms', args['fanout-slice-ms']]),
+    ...(args['max-connection-age-ms'] === undefined ? [] : ['--max-connection-age-ms', args['max-connection-age-ms']]),
+    ...(args['max-connection-age-grace-ms'] === undefined ? [] : ['--max-connection-age-grace-ms', args['max-connection-age-grace-ms']]),
     ...(args['trace-gc'] ? ['--trace-gc'] : []),
     ...(args['trace-rounds'] ? ['--trace-rounds'] : []),
     ...(args['cpu-prof-dir'] ? ['--cpu-prof-dir', args['cpu-prof-dir']] : []),
@@ -829,6 +969,7 @@ async function runPhase(
       `${name} [${profile}]: ${PROXIES} streams had their first full push (${typesOf(profile).length} types) in ${(connectMs / 1000).toFixed(1)} s`,
     );
     await sleep(SETTLE_MS);
+    let reconnectsTotal = 0;
     /** One change of `hub` and what the clients saw of it. */
     const runRound = async (label: string): Promise<RoundResult> => {
       await drainStatusBacklog(ready.httpPort);
@@ -865,11 +1006,13 @@ async function runPhase(
       await sleep(SETTLE_MS); // catch extra pushes; let ACKs drain
       clients.send({ type: 'collect' });
       const r = await clients.next<Extract<FromClients, { type: 'round' }>>('round', 30_000);
+      reconnectsTotal = r.reconnectsTotal;
       const latenciesMs = r.arrivals.map((at) => at - t0).sort((a, b) => a - b);
       console.log(
         `${name} [${profile}] ${label}: first ${fmt(latenciesMs[0])} p50 ${fmt(pct(latenciesMs, 0.5))} p99 ${fmt(pct(latenciesMs, 0.99))} max ${fmt(latenciesMs.at(-1))} ms; ` +
           `${latenciesMs.length} pushed, ${r.missing} missing, ${r.extraToAffected} extra, ${r.toUnaffected} to unaffected, ${r.staleVersion} same version; ` +
           `${r.responses} responses, ${kib(r.bytes)} of resources` +
+          (r.reconnects > 0 ? `; ${r.reconnects} streams reconnected` : '') +
           (cpu
             ? `; CPU-s until all had it: server ${cpu.server.toFixed(3)}, clients ${cpu.clients.toFixed(3)}, rest of the machine ${cpu.others.toFixed(3)}`
             : '') +
@@ -891,6 +1034,7 @@ async function runPhase(
         staleVersion: r.staleVersion,
         responses: r.responses,
         bytes: r.bytes,
+        reconnects: r.reconnects,
       };
     };
     for (let w = 0; w < WARMUP_ROUNDS; w++) await runRound(`warm-up ${w + 1} (not counted)`);
@@ -923,6 +1067,7 @@ async function runPhase(
         : undefined;
     return {
       name,
+      reconnects: reconnectsTotal,
       connectMs,
       connectServerCpuSeconds,
       connectClientCpuSeconds,
@@ -1092,7 +1237,8 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
     const ok = totals.missing === 0 && totals.extra === 0 && totals.unaffected === 0 && totals.stale === 0;
     console.log(
       `${phase.name} [${profile}]: ${totals.pushed}/${affected * phase.rounds.length} affected streams reached, ${totals.missing} missing, ` +
-        `${totals.extra} extra to affected, ${totals.unaffected} to unaffected, ${totals.stale} without a new cluster version — ${ok ? 'correct' : 'FAILED'}`,
+        `${totals.extra} extra to affected, ${totals.unaffected} to unaffected, ${totals.stale} without a new cluster version; ` +
+        `${phase.reconnects} streams reconnected — ${ok ? 'correct' : 'FAILED'}`,
     );
     failed ||= !ok;
   }
