@@ -4,7 +4,7 @@
 // returns; tests start it on port 0.
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { EtcdProbe, MeshStore, MeshWatcher, secretDigest, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import { EtcdProbe, MeshStore, MeshWatcher, secretDigest, XDS_MAX_MESSAGE_BYTES, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
 import {
   bindGrpcServer,
@@ -233,7 +233,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': XDS_MAX_MESSAGE_BYTES,
     // HTTP/2's own ceiling, above the ADS cap so health checks still fit; the ADS server refuses the excess with a status.
     'grpc.max_concurrent_streams': config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION + 8,
     // An open ADS stream keeps its connection from the idle limit; the age moves proxies across replicas (config.ts).

@@ -15,6 +15,13 @@ export const XDS_TOKEN_AUDIENCE = 'trellis-xds';
  */
 export const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/**
+ * The largest xDS message on the wire: the control plane sends responses up to this size (a big mesh's CDS
+ * or EDS exceeds grpc-js's default 4 MiB receive limit), and whatever carries or receives them (the agent's
+ * xDS relay) must accept as much, or a response the control plane sent fails on the way.
+ */
+export const XDS_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
 /** Service names that stand for a Trellis component, never a registered service. */
 export const RESERVED_SERVICE_NAMES: ReadonlySet<string> = new Set([XDS_TOKEN_AUDIENCE]);
 

@@ -27,8 +27,9 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { DeltaDiscoveryRequest, DiscoveryRequest } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { XDS_MAX_MESSAGE_BYTES } from '@trellis/mesh-contracts';
 import type { Logger } from '@trellis/runtime';
-import { awaitHttp2Preface, grpcConnectionOptions, stopGrpcServer } from '@trellis/runtime/grpc';
+import { awaitHttp2Preface, grpcConnectionOptions, listenOnEveryAddress, stopGrpcServer, type HostResolver } from '@trellis/runtime/grpc';
 import type { AgentMetrics } from './metrics';
 
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -109,6 +110,8 @@ export interface XdsRelayOptions {
   maxStreamsPerUpstream?: number;
   /** DEFAULT_RELAY_LIMITS where left out. */
   limits?: Partial<RelayLimits>;
+  /** How `localhost` becomes the addresses listened on: every address dns.lookup gives where left out. */
+  resolveHost?: HostResolver;
 }
 
 export const DEFAULT_MAX_STREAMS_PER_UPSTREAM = 8;
@@ -159,7 +162,8 @@ interface Upstream {
 
 export class XdsRelay {
   private server: Server | undefined;
-  private listener: NetServer | undefined;
+  /** One listener per address the host resolves to (localhost: 127.0.0.1 and ::1), or the Unix socket's. */
+  private listeners: NetServer[] = [];
   private readonly upstreams = new Set<Upstream>();
   private nextChannelId = 0;
   private boundTarget = '';
@@ -169,6 +173,8 @@ export class XdsRelay {
   private readonly streamsPerConnection = new Map<string, number>();
   /** Client connections accepted and not yet through their HTTP/2 preface. */
   private readonly pending = new Set<Socket>();
+  /** Client connections open, on all listeners (maxConnections holds for them together). */
+  private connections = 0;
   private nextConnectionId = 0;
 
   constructor(private readonly options: XdsRelayOptions) {
@@ -188,6 +194,8 @@ export class XdsRelay {
       'grpc.keepalive_timeout_ms': 10_000,
       // HTTP/2's own ceiling, above the cap so that the excess is refused with a status rather than queued by the client.
       'grpc.max_concurrent_streams': limits.maxStreamsPerConnection + 4,
+      // Responses pass as they came from the control plane, which sends up to XDS_MAX_MESSAGE_BYTES.
+      'grpc.max_send_message_length': XDS_MAX_MESSAGE_BYTES,
       ...grpcConnectionOptions({ maxConnectionIdleMs: limits.maxConnectionIdleMs }),
     });
     server.addService(RELAY_SERVICE, {
@@ -197,32 +205,46 @@ export class XdsRelay {
     // The relay accepts connections itself and hands each to grpc-js once it has sent its HTTP/2 preface:
     // grpc-js's own listener holds a connection that never speaks for ever, and caps none.
     const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    const listener = createNetServer((socket) => this.accept(socket, (s) => injector.injectConnection(s)));
-    listener.maxConnections = limits.maxConnections;
-    listener.on('drop', () => this.refuseConnection('too_many_connections'));
+    const open = () => {
+      const listener = createNetServer((socket) => this.accept(socket, (s) => injector.injectConnection(s)));
+      this.listeners.push(listener);
+      return listener;
+    };
     const { listen } = this.options;
-    if (listen.kind === 'unix') await rm(listen.path, { force: true });
-    await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      const ready = () => {
-        listener.off('error', reject);
-        resolve();
-      };
-      if (listen.kind === 'unix') listener.listen(listen.path, ready);
-      else listener.listen(listen.port, listen.host.replace(/^\[|\]$/g, ''), ready);
-    });
-    // Only the agent's user (and its group: the app's, in a pod or a shared group on a VM) may connect.
-    if (listen.kind === 'unix') await chmod(listen.path, 0o660);
+    let port = 0;
+    if (listen.kind === 'unix') {
+      await rm(listen.path, { force: true });
+      await listenOn(open(), listen.path);
+      // Only the agent's user (and its group: the app's, in a pod or a shared group on a VM) may connect.
+      await chmod(listen.path, 0o660);
+    } else {
+      // Every address the host resolves to (localhost: 127.0.0.1 and ::1), as grpc-js bound them.
+      port = await listenOnEveryAddress(listen.host, listen.port, open, {
+        discard: (listener) => this.listeners.splice(this.listeners.indexOf(listener), 1),
+        resolve: this.options.resolveHost,
+      });
+    }
     this.server = server;
-    this.listener = listener;
-    const bound = listener.address();
-    const port = typeof bound === 'object' && bound !== null ? bound.port : listen.kind === 'tcp' ? listen.port : 0;
     this.boundTarget = listen.kind === 'unix' ? relayTarget(listen) : `${listen.host}:${port}`;
     this.options.logger.info({ relay: this.boundTarget, upstream: this.options.upstream, limits }, 'xDS relay listening');
   }
 
   /** A client connection: handed to grpc-js once it has sent its HTTP/2 preface, closed if it has not in time. */
   private accept(socket: Socket, inject: (socket: Socket) => void): void {
+    if (this.connections >= this.limits.maxConnections) {
+      this.refuseConnection('too_many_connections');
+      socket.destroy();
+      return;
+    }
+    this.connections++;
+    // Its place is free once the client's end is read (this side then closes too) or the connection closes.
+    let counted = true;
+    const free = () => {
+      if (counted) this.connections--;
+      counted = false;
+    };
+    socket.once('end', free);
+    socket.once('close', free);
     // grpc-js names a Unix-socket peer "unknown", the same for every connection; streams are counted per
     // connection by peer, so each gets a name of its own (`unix:<n>`).
     if (this.options.listen.kind === 'unix')
@@ -259,8 +281,7 @@ export class XdsRelay {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    this.listener?.close();
-    this.listener = undefined;
+    for (const listener of this.listeners.splice(0)) listener.close();
     for (const socket of this.pending) socket.destroy();
     if (server) await stopGrpcServer(server, STOP_GRACE_MS);
     for (const u of [...this.upstreams]) this.close(u);
@@ -279,6 +300,8 @@ export class XdsRelay {
               ...(this.options.serverName ? { 'grpc.ssl_target_name_override': this.options.serverName } : {}),
               'grpc.keepalive_time_ms': 30_000,
               'grpc.keepalive_timeout_ms': 10_000,
+              // The control plane sends responses up to this size; grpc-js would refuse those above 4 MiB.
+              'grpc.max_receive_message_length': XDS_MAX_MESSAGE_BYTES,
               // grpc-js shares one subchannel (one HTTP/2 connection) among channels with equal options and target;
               // a local pool and a distinct option give each channel its own connection.
               'grpc.use_local_subchannel_pool': 1,
@@ -443,4 +466,14 @@ export class XdsRelay {
       down.end();
     });
   }
+}
+
+function listenOn(listener: NetServer, path: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(path, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
 }

@@ -1,7 +1,7 @@
 // The gRPC side of every app that has one: bind, a health service that follows
 // readiness, graceful stop.
 import { lookup } from 'node:dns/promises';
-import { isIP, type Socket } from 'node:net';
+import { isIP, type Server as NetServer, type Socket } from 'node:net';
 import {
   createServer as createTlsServer,
   type Server as TlsServer,
@@ -154,29 +154,26 @@ async function listenGuardedTls(
     return { tlsServer, guard };
   };
 
-  // Every address the host resolves to, as grpc-js binds them (e.g. both 127.0.0.1 and ::1 for
-  // localhost), on one port: the first address's when asked for port 0. Bound if any one is.
-  let boundPort = port;
-  let firstError: unknown;
-  for (const address of await addressesOf(host)) {
-    const listener = open();
-    listeners.push(listener); // from now on, certificate updates reach it
-    try {
-      await listen(listener.tlsServer, boundPort, address);
-    } catch (error) {
-      listeners.splice(listeners.indexOf(listener), 1);
-      listener.tlsServer.close();
-      listener.guard.closePending();
-      firstError ??= error;
-      continue;
-    }
-    const bound = listener.tlsServer.address();
-    if (boundPort === 0 && typeof bound === 'object' && bound !== null) boundPort = bound.port;
-  }
-  if (listeners.length === 0) {
+  const boundPort = await listenOnEveryAddress(
+    host,
+    port,
+    () => {
+      const listener = open();
+      listeners.push(listener); // from now on, certificate updates reach it
+      return listener.tlsServer;
+    },
+    {
+      discard: (tlsServer) => {
+        const listener = listeners.find((l) => l.tlsServer === tlsServer)!;
+        listeners.splice(listeners.indexOf(listener), 1);
+        listener.tlsServer.close();
+        listener.guard.closePending();
+      },
+    },
+  ).catch((error: unknown) => {
     credentials._removeWatcher(onContext);
-    throw firstError ?? new Error(`${host} resolves to no address`);
-  }
+    throw error;
+  });
   const close = () => {
     for (const { tlsServer, guard } of listeners) {
       tlsServer.close();
@@ -189,18 +186,54 @@ async function listenGuardedTls(
   return boundPort;
 }
 
+/** How a host name becomes addresses: dns.lookup's every address by default. */
+export type HostResolver = (name: string) => Promise<Array<{ address: string }>>;
+
 /** The addresses to listen on for `host`: an IP literal (brackets or not) as it is, a name's every address. */
-export async function addressesOf(host: string, resolve = (name: string) => lookup(name, { all: true })): Promise<string[]> {
+export async function addressesOf(host: string, resolve: HostResolver = (name) => lookup(name, { all: true })): Promise<string[]> {
   const bare = host.replace(/^\[(.*)\]$/, '$1');
   if (isIP(bare) !== 0) return [bare];
   return [...new Set((await resolve(bare)).map(({ address }) => address))];
 }
 
-function listen(tlsServer: TlsServer, port: number, address: string): Promise<void> {
+/**
+ * Listens on every address `host` resolves to, as grpc-js binds a name (localhost: 127.0.0.1 and ::1),
+ * one listener from `open` per address, all on one port: the first address's when asked for port 0.
+ * An address that cannot be bound (no IPv6 on the host) is left out, its listener passed to `discard`;
+ * fails only if none can be. Resolves with the port.
+ */
+export async function listenOnEveryAddress<L extends NetServer>(
+  host: string,
+  port: number,
+  open: () => L,
+  options: { discard?: (listener: L) => void; resolve?: HostResolver } = {},
+): Promise<number> {
+  const discard = options.discard ?? ((listener: L) => listener.close());
+  let boundPort = port;
+  let opened = 0;
+  let firstError: unknown;
+  for (const address of await addressesOf(host, options.resolve)) {
+    const listener = open();
+    try {
+      await listen(listener, boundPort, address);
+    } catch (error) {
+      discard(listener);
+      firstError ??= error;
+      continue;
+    }
+    opened++;
+    const bound = listener.address();
+    if (boundPort === 0 && typeof bound === 'object' && bound !== null) boundPort = bound.port;
+  }
+  if (opened === 0) throw firstError ?? new Error(`${host} resolves to no address`);
+  return boundPort;
+}
+
+function listen(listener: NetServer, port: number, address: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    tlsServer.once('error', reject);
-    tlsServer.listen(port, address, () => {
-      tlsServer.off('error', reject);
+    listener.once('error', reject);
+    listener.listen(port, address, () => {
+      listener.off('error', reject);
       resolve();
     });
   });

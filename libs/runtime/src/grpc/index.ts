@@ -3,11 +3,13 @@ export {
   bindGrpcServer,
   grpcConnectionLimitsFrom,
   grpcConnectionOptions,
+  listenOnEveryAddress,
   pendingTlsConnections,
   serveGrpcHealth,
   stopGrpcServer,
   type GrpcBindOptions,
   type GrpcConnectionLimits,
+  type HostResolver,
 } from './grpc-server';
 export {
   DEFAULT_GRPC_TLS_LIMITS,
