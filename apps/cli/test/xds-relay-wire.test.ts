@@ -5,14 +5,7 @@
 // real grpc-js server with the control plane's send limit answering every request with one response
 // over 4 MiB: building a mesh whose CDS exceeds 4 MiB in etcd would take minutes on a loaded machine,
 // and what is under test is the relay's channel options, not the control plane's translation.
-import {
-  credentials,
-  Server,
-  ServerCredentials,
-  type ClientDuplexStream,
-  type ServerDuplexStream,
-  type ServiceError,
-} from '@grpc/grpc-js';
+import { credentials, Server, ServerCredentials, type ClientDuplexStream, type ServerDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';

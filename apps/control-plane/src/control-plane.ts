@@ -4,7 +4,15 @@
 // returns; tests start it on port 0.
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
-import { EtcdProbe, MeshStore, MeshWatcher, secretDigest, XDS_MAX_MESSAGE_BYTES, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
+import {
+  EtcdProbe,
+  MeshStore,
+  MeshWatcher,
+  secretDigest,
+  XDS_MAX_MESSAGE_BYTES,
+  type EtcdClient,
+  type KeyLayout,
+} from '@trellis/mesh-schema';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
 import {
   bindGrpcServer,
