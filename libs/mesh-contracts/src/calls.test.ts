@@ -1,4 +1,5 @@
-import { byName, callersByService, isCallDirection, mayCall } from './calls';
+import fc from 'fast-check';
+import { byName, callersByService, compareStrings, isCallDirection, mayCall, sortInPlace } from './calls';
 import { matchesSecretDigest, secretDigest } from './secrets';
 
 const services = [
@@ -53,5 +54,25 @@ describe('secrets', () => {
     expect(matchesSecretDigest('s3cret', digest)).toBe(true);
     expect(matchesSecretDigest('s3cret ', digest)).toBe(false);
     expect(matchesSecretDigest('', digest)).toBe(false);
+  });
+});
+
+describe('sortInPlace', () => {
+  it('gives what Array.prototype.sort gives (equal items keep their order), sorted or not', () => {
+    // Few distinct names, so equal ones are common; half the inputs arrive sorted already.
+    const items = fc.array(fc.record({ name: fc.constantFrom('a', 'b', 'B', 'ab', 'é', ''), id: fc.nat() }), { maxLength: 12 });
+    fc.assert(
+      fc.property(items, fc.boolean(), (list, presorted) => {
+        const input = presorted ? [...list].sort(byName) : list;
+        const expected = [...input].sort(byName);
+        const copy = [...input];
+        expect(sortInPlace(copy, byName)).toBe(copy);
+        expect(copy).toEqual(expected);
+        // Strings: the same order as sort() without a comparator (code units).
+        const names = input.map((item) => item.name);
+        expect(sortInPlace([...names], compareStrings)).toEqual([...names].sort());
+      }),
+      { numRuns: Number(process.env['TRELLIS_PROPERTY_RUNS'] ?? 200) },
+    );
   });
 });

@@ -11,6 +11,7 @@
 // from one model to the next, so a callee's thousands of endpoints are digested
 // once, not once per caller.
 import { hash } from 'node:crypto';
+import { compareStrings, sortInPlace } from '@trellis/mesh-contracts';
 
 const digests = new WeakMap<object, string>();
 
@@ -65,7 +66,7 @@ function digestOf(value: unknown): string {
     if (proto !== null && Object.getPrototypeOf(proto) !== null) throw new NotPlainData(value.constructor?.name ?? 'object');
     const record = value as Record<string, unknown>;
     text = '{';
-    for (const key of Object.keys(record).sort()) text += `${JSON.stringify(key)}:${within(key, record[key])},`;
+    for (const key of sortInPlace(Object.keys(record), compareStrings)) text += `${JSON.stringify(key)}:${within(key, record[key])},`;
     text += '}';
   }
   const digest = digestText(text);

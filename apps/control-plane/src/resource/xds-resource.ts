@@ -2,7 +2,7 @@
 // proxy identity, and a ResourceSet per identity. The cache shares resources
 // across identities by `hash` and derives versions from it, so equal content
 // always means an equal version.
-import { byName } from '@trellis/mesh-contracts';
+import { byName, sortInPlace } from '@trellis/mesh-contracts';
 import { hash } from 'node:crypto';
 import { packAny, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
@@ -68,7 +68,7 @@ export function toResourceSet(resources: readonly XdsResource[]): ResourceSet {
   }
   const set = emptyResourceSet();
   for (const [typeUrl, group] of groups) {
-    if (group.length > 1) group.sort(byName);
+    sortInPlace(group, byName);
     const byType = set.get(typeUrl)!;
     for (const resource of group) {
       if (byType.has(resource.name)) throw new Error(`duplicate ${resource.typeUrl} resource "${resource.name}"`);

@@ -10,7 +10,7 @@
 //   routes change, and clusters that disappear stay until listeners and routes
 //   that could still reference them are acknowledged;
 // - nothing is sent when the version a proxy holds is already the current one.
-import { compareStrings } from '@trellis/mesh-contracts';
+import { compareStrings, sortInPlace } from '@trellis/mesh-contracts';
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
@@ -184,7 +184,10 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
       // Asked again with the same subscription and snapshot (every pump asks): no new hashing.
       desired = state.picked.desired;
     } else {
-      const picked = [...state.names].filter((name) => type.resources.has(name)).sort();
+      const picked = sortInPlace(
+        [...state.names].filter((name) => type.resources.has(name)),
+        compareStrings,
+      );
       // A subscription to every resource of the type (a sidecar's EDS and RDS, typically) is the type itself, version included.
       // Only when every picked name is one translation built: a map may also answer other names (derived-resources.ts).
       const everything = picked.length === type.resources.size && picked.every((name) => builtBy(type, name));
