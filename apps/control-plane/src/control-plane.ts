@@ -242,6 +242,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
     'grpc.max_send_message_length': XDS_MAX_MESSAGE_BYTES,
+    // Nothing here serves channelz, and its bookkeeping (a tracker per call, a timestamp per message) is ~5 % of
+    // grpc-js's server CPU in a connection storm; the connection limits and metrics do not read it.
+    'grpc.enable_channelz': 0,
     // HTTP/2's own ceiling, above the ADS cap so health checks still fit; the ADS server refuses the excess with a status.
     'grpc.max_concurrent_streams': config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION + 8,
     // An open ADS stream keeps its connection from the idle limit; the age moves proxies across replicas (config.ts).

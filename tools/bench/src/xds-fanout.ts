@@ -380,7 +380,8 @@ async function floorRole(): Promise<void> {
   const affectedSotw = new Set<Sotw>();
   const affectedDelta = new Set<Delta>();
   let nonce = 0;
-  const server = new Server();
+  // Channelz off, as the control plane runs: the floor is the least a grpc-js server can spend.
+  const server = new Server({ 'grpc.enable_channelz': 0 });
   server.addService(AggregatedDiscoveryServiceService, {
     streamAggregatedResources: (call: Sotw) => {
       call.on('data', (request: DiscoveryRequest) => {
