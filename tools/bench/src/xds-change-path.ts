@@ -10,7 +10,7 @@
 //   node tools/bench/xds-change-path.mjs [--services 1000] [--proxies 1000] [--rounds 60] [--hub-every 3]
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { TypeUrl } from '@trellis/envoy-types';
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
@@ -169,9 +169,9 @@ async function drain(): Promise<void> {
 const gcs = { minor: 0, major: 0 };
 new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) {
-    const kind = (entry.detail as { kind?: number } | undefined)?.kind;
-    if (kind === 1) gcs.minor++;
-    else if (kind === 2 || kind === 4) gcs.major++;
+    const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcs.minor++;
+    else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcs.major++;
   }
 }).observe({ entryTypes: ['gc'] });
 
