@@ -36,6 +36,8 @@ module.exports = function preset(projectDir, displayName) {
       '^@trellis/sdk-node$': path.join(root, 'libs/sdk-node/src/index.ts'),
       '^@trellis/testing$': path.join(root, 'libs/testing/src/index.ts'),
     },
+    // A TLS client that sends an IP address as its server name fails its test file (DEP0123).
+    setupFilesAfterEnv: [path.join(root, 'tools/test/no-ip-tls-server-name.js')],
     // Generous: on a loaded machine a correct test is slow, not failing; each wait inside has its own deadline.
     testTimeout: 120_000,
   };

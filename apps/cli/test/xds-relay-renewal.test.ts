@@ -48,7 +48,7 @@ describe('xDS relay: certificate renewal', () => {
   beforeAll(async () => {
     root = await generateRootCa({ commonName: 'mesh root' });
     dir = await mkdtemp(join(tmpdir(), 'relay-renewal-'));
-    const serving = await issueServerCertificate(root, { commonName: 'cp', ipAddresses: ['127.0.0.1'] });
+    const serving = await issueServerCertificate(root, { commonName: 'cp', dnsNames: ['localhost'] });
     upstream = new Server();
     upstream.register(
       ADS_METHODS.sotw,
@@ -77,6 +77,8 @@ describe('xDS relay: certificate renewal', () => {
       service: 'a',
       listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
       upstream: `127.0.0.1:${port}`,
+      // The certificate names localhost: an IP as the TLS server name is DEP0123.
+      serverName: 'localhost',
       credentials: async () =>
         credentials.createSsl(
           await readFile(files.caCertificateFile),

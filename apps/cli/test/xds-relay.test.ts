@@ -43,7 +43,7 @@ function firstAnswer(
   variant: 'sotw' | 'delta',
   cluster: string,
 ): Promise<Outcome<DiscoveryResponse | DeltaDiscoveryResponse>> {
-  const client = new AggregatedDiscoveryServiceClient(address, creds);
+  const client = new AggregatedDiscoveryServiceClient(address, creds, { 'grpc.ssl_target_name_override': 'localhost' });
   const node = { id: `${cluster}-probe`, cluster };
   const stream = variant === 'sotw' ? client.streamAggregatedResources() : client.deltaAggregatedResources();
   return new Promise<Outcome<DiscoveryResponse | DeltaDiscoveryResponse>>((resolve) => {
@@ -83,7 +83,12 @@ describe('trellis agent --xds-relay: proxyless apps reach an mTLS-only control p
     [etcd, redis] = await Promise.all([startEtcd(), startRedis()]);
     dir = await mkdtemp(join(tmpdir(), 'agent-relay-'));
     root = await generateRootCa({ commonName: 'mesh root' });
-    const serving = await issueServerCertificate(root, { commonName: 'control-plane', ipAddresses: ['127.0.0.1'] });
+    // The relay and the probes name the control plane localhost: an IP as the TLS server name is DEP0123.
+    const serving = await issueServerCertificate(root, {
+      commonName: 'control-plane',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
     const keys = join(dir, 'keys');
     await mkdir(keys);
     await Promise.all([
@@ -158,6 +163,7 @@ describe('trellis agent --xds-relay: proxyless apps reach an mTLS-only control p
         `--certificate-dir=${join(dir, 'certs')}`,
         `--xds-relay=${relayAddress}`,
         `--xds-server=${xdsAddress}`,
+        '--xds-server-name=localhost',
         `--grpc-bootstrap=${join(dir, 'grpc-bootstrap.json')}`,
         '--http-port=off',
         '--',
@@ -226,6 +232,7 @@ describe('trellis agent --xds-relay: proxyless apps reach an mTLS-only control p
         service: 'a',
         listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
         upstream: xdsAddress,
+        serverName: 'localhost',
         credentials: async () =>
           credentials.createSsl(
             await readFile(files.caCertificateFile),

@@ -13,7 +13,7 @@
 // streams in all and per connection, connections, and the time a connection or a stream may
 // stay silent.
 import { chmod, rm } from 'node:fs/promises';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import {
   Client,
   Metadata,
@@ -227,6 +227,14 @@ export class XdsRelay {
     this.server = server;
     this.boundTarget = listen.kind === 'unix' ? relayTarget(listen) : `${listen.host}:${port}`;
     this.options.logger.info({ relay: this.boundTarget, upstream: this.options.upstream, limits }, 'xDS relay listening');
+    if (!this.options.serverName && isIP(hostOf(this.options.upstream)) !== 0) {
+      // grpc-js sends the IP as the TLS server name, which RFC 6066 forbids and Node warns about (DEP0123).
+      // The certificate is still checked against the address; a name it holds is the proper fix.
+      this.options.logger.warn(
+        { upstream: this.options.upstream },
+        "the control plane's address is an IP: give --xds-server-name (TRELLIS_XDS_SERVER_NAME), a name in its certificate, to send as the TLS server name",
+      );
+    }
   }
 
   /** A client connection: handed to grpc-js once it has sent its HTTP/2 preface, closed if it has not in time. */
@@ -476,4 +484,9 @@ function listenOn(listener: NetServer, path: string): Promise<void> {
       resolve();
     });
   });
+}
+
+/** The host of a host:port address, without an IPv6 literal's brackets. */
+function hostOf(address: string): string {
+  return address.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
 }

@@ -192,6 +192,8 @@ export function startDemoInstance(
       TRELLIS_CERTIFICATE_DIR: demoCertificateDir(mesh, name),
       TRELLIS_AUTHZ_MTLS_URL: mesh.authz.mtlsUrl,
       TRELLIS_XDS_SERVER: mesh.controlPlane.xdsAddress,
+      // The agent's relay names the control plane as its certificate does (an IP as the TLS server name is DEP0123).
+      TRELLIS_XDS_SERVER_NAME: 'localhost',
       ...(relay ? { DEMO_MTLS: 'true', DEMO_HEALTH_PORT: String(relay.healthPort) } : {}),
       ...instance.env,
     },
