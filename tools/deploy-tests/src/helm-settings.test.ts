@@ -1,11 +1,15 @@
 // The app settings each Helm chart carries as typed values (limits on the wire, xDS stream limits, proxy
-// status, endpoint retention, the Check worker): each value reaches its variable in the container, the
-// chart's defaults are the app's own (read back with the app's config loader), and a value the app would
-// refuse is refused by values.schema.json — by Ajv here and by `helm template` itself.
+// status, endpoint retention, the Check worker, token lifetimes, …): each value reaches its variable in the
+// container, the chart's defaults are the app's own (read back with the app's config loader), and a value
+// the app would refuse is refused by values.schema.json — by Ajv here and by `helm template` itself.
+// Secrets come from Kubernetes Secrets only: a secretKeyRef for a variable, a Secret volume for a file.
+// Every variable an app reads is rendered by its chart or listed in NOT_VALUES with the reason.
 import Ajv from 'ajv';
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { loadAppConfig } from './app-env';
+import { appVariables, loadAppConfig, mentionedVariables } from './app-env';
 import { findCharts, findHelm, type Chart } from './helm-charts';
 import type { AppName } from './workspace';
 
@@ -72,10 +76,21 @@ const TLS_AND_GRPC: Setting[] = [
 ];
 
 const SETTINGS: Record<AppName, Setting[]> = {
-  registry: HTTP,
+  registry: [
+    ...HTTP,
+    // The largest allowed reaches the app as digits.
+    {
+      value: 'auth.maxTokenLifetimeSeconds',
+      variable: 'TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS',
+      set: '2592000',
+      becomes: '2592000',
+      bad: ['59', '2592001'],
+    },
+  ],
   'control-plane': [
     ...HTTP,
     ...TLS_AND_GRPC,
+    { value: 'authz.tls', variable: 'TRELLIS_AUTHZ_TLS', set: 'false', becomes: 'false', bad: ['"maybe"'] },
     {
       value: 'xds.maxStreamsPerConnection',
       variable: 'TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION',
@@ -100,8 +115,55 @@ const SETTINGS: Record<AppName, Setting[]> = {
     ...HTTP,
     ...TLS_AND_GRPC,
     { value: 'checkWorker', variable: 'TRELLIS_CHECK_WORKER', set: 'false', becomes: 'false', bad: ['"maybe"'] },
+    {
+      value: 'kubernetesIdentity.tokenAudience',
+      variable: 'TRELLIS_K8S_TOKEN_AUDIENCE',
+      set: '"mesh-ca"',
+      becomes: 'mesh-ca',
+      bad: [JSON.stringify('a'.repeat(257))],
+    },
   ],
 };
+
+/** Variables an app reads that its chart deliberately does not render, and why. */
+const NOT_VALUES: Record<AppName, Record<string, string>> = {
+  registry: {
+    // libs/runtime's shared variables for apps with a TLS or gRPC port; the registry has neither.
+    TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS: 'no TLS port',
+    TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: 'no TLS port',
+    TRELLIS_TLS_MAX_PENDING_CONNECTIONS: 'no TLS port',
+    TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: 'no gRPC port',
+    TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 'no gRPC port',
+    TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 'no gRPC port',
+  },
+  'control-plane': {},
+  authz: {
+    // The chart always mounts a key directory (signingKeys.existingSecret or the generated one): a Secret
+    // with one key is that variable's key, re-read on rotation, which an environment variable is not.
+    TRELLIS_SIGNING_KEY: 'a key in the environment: signingKeys.existingSecret holds it as a file',
+    TRELLIS_SIGNING_KEY_EPHEMERAL: 'applies only when no key is found, and the chart always has one',
+    TRELLIS_CA_DEV_ROOT_DIR: 'local development only',
+  },
+};
+
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+}
+interface Container {
+  name: string;
+  env?: EnvVar[];
+  volumeMounts?: Array<{ name: string; mountPath: string; subPath?: string }>;
+}
+interface Volume {
+  name: string;
+  secret?: { secretName: string; items?: Array<{ key: string; path: string }> };
+}
+interface PodSpec {
+  containers: Container[];
+  volumes?: Volume[];
+}
 
 const charts = new Map(findCharts().map((c) => [c.path, c]));
 const chartOf = (app: AppName) => charts.get(`trellis/charts/${app}`)!;
@@ -146,21 +208,19 @@ const helm = findHelm();
 (helm ? describe : describe.skip)('with Helm', () => {
   const template = (dir: string, args: string[]) =>
     spawnSync(helm, ['template', 'trellis', '--kube-version', '1.30.0', dir, ...args], { encoding: 'utf8' });
-  /** The env of the app container of the one Deployment `helm template` renders for `app`. */
-  const containerEnv = (app: AppName, args: string[], dir = chartOf(app).dir): Record<string, string> => {
+  /** The app container of the one Deployment `helm template` renders for `app`, and the pod's volumes. */
+  const appContainer = (app: AppName, args: string[], dir = chartOf(app).dir): { container: Container; volumes: Volume[] } => {
     const result = template(dir, args);
     expect(result.status === 0 ? 'ok' : `${result.stdout}${result.stderr}`).toBe('ok');
     const deployment = parseAllDocuments(result.stdout)
-      .map(
-        (d) =>
-          d.toJS() as {
-            kind: string;
-            metadata: { name: string };
-            spec: { template: { spec: { containers: Array<{ name: string; env?: Array<{ name: string; value?: string }> }> } } };
-          },
-      )
+      .map((d) => d.toJS() as { kind: string; metadata: { name: string }; spec: { template: { spec: PodSpec } } })
       .find((d) => d?.kind === 'Deployment' && d.metadata.name === `trellis-${app}`)!;
-    const container = deployment.spec.template.spec.containers.find((c) => c.name === app)!;
+    const pod = deployment.spec.template.spec;
+    return { container: pod.containers.find((c) => c.name === app)!, volumes: pod.volumes ?? [] };
+  };
+  /** The plain-value env of the app container. */
+  const containerEnv = (app: AppName, args: string[], dir = chartOf(app).dir): Record<string, string> => {
+    const { container } = appContainer(app, args, dir);
     return Object.fromEntries((container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
   };
   const configOf = (app: AppName, env: Record<string, string>) => loadAppConfig(app, env) as Record<string, unknown>;
@@ -222,5 +282,123 @@ const helm = findHelm();
         charts.get('trellis')!.dir,
       )['TRELLIS_GRPC_MAX_CONNECTION_AGE_MS'],
     ).toBe('3600000');
+  });
+
+  describe('secrets come from Kubernetes Secrets', () => {
+    /** The Secret volume mounted where `path` lies, and the file it maps there. */
+    const secretFileOf = ({ container, volumes }: { container: Container; volumes: Volume[] }, path: string) => {
+      const mount = container.volumeMounts!.find((m) => path === m.mountPath || path.startsWith(`${m.mountPath}/`))!;
+      expect(mount.subPath).toBeUndefined(); // a directory mount: a rotated Secret reaches the pod
+      const volume = volumes.find((v) => v.name === mount.name)!;
+      return { secretName: volume.secret?.secretName, items: volume.secret?.items, file: path.slice(mount.mountPath.length + 1) };
+    };
+    const variable = (container: Container, name: string) => container.env!.find((e) => e.name === name);
+
+    it("control plane: the admin token is a secretKeyRef to the Secret named, absent without one", () => {
+      const { container } = appContainer('control-plane', [
+        '--set',
+        'adminToken.existingSecret=registry-auth',
+        '--set',
+        'adminToken.key=token',
+      ]);
+      expect(variable(container, 'TRELLIS_ADMIN_TOKEN')).toEqual({
+        name: 'TRELLIS_ADMIN_TOKEN',
+        valueFrom: { secretKeyRef: { name: 'registry-auth', key: 'token' } },
+      });
+      expect(variable(appContainer('control-plane', []).container, 'TRELLIS_ADMIN_TOKEN')).toBeUndefined();
+    });
+
+    it('registry: service credentials are a Secret mounted as a directory, the variable its path', () => {
+      const rendered = appContainer('registry', ['--set', 'serviceCredentials.existingSecret=agent-credentials']);
+      const path = variable(rendered.container, 'TRELLIS_SERVICE_CREDENTIALS')!.value!;
+      expect(secretFileOf(rendered, path)).toEqual({ secretName: 'agent-credentials', items: undefined, file: '' });
+      expect(variable(appContainer('registry', []).container, 'TRELLIS_SERVICE_CREDENTIALS')).toBeUndefined();
+    });
+
+    it("authz: the client roots are a Secret's key mounted as a file, the variable its path", () => {
+      const rendered = appContainer('authz', [
+        ...required('authz'),
+        '--set',
+        'tls.clientCaSecret=edge-roots',
+        '--set',
+        'tls.clientCaKey=roots.pem',
+      ]);
+      const path = variable(rendered.container, 'TRELLIS_TLS_CLIENT_CA_FILE')!.value!;
+      const { secretName, items, file } = secretFileOf(rendered, path);
+      expect({ secretName, items }).toEqual({ secretName: 'edge-roots', items: [{ key: 'roots.pem', path: file }] });
+      expect(variable(appContainer('authz', required('authz')).container, 'TRELLIS_TLS_CLIENT_CA_FILE')).toBeUndefined();
+    });
+
+    it('no variable holding a secret is ever a plain value', () => {
+      const secrets = ['TRELLIS_ADMIN_TOKEN', 'TRELLIS_CSRF_SECRET', 'TRELLIS_SIGNING_KEY', 'TRELLIS_REDIS_PASSWORD', 'TRELLIS_ETCD_PASSWORD'];
+      const renders: Array<[AppName, string[]]> = [
+        ['registry', ['--set', 'auth.existingSecret=registry-auth']],
+        ['control-plane', ['--set', 'adminToken.existingSecret=registry-auth']],
+        ['authz', [...required('authz'), '--set', 'redis.passwordSecret=redis-auth']],
+      ];
+      for (const [app, args] of renders) {
+        const env = appContainer(app, args).container.env!;
+        for (const e of env.filter((e) => secrets.includes(e.name)))
+          expect({ app, name: e.name, secretKeyRef: e.value === undefined && e.valueFrom?.secretKeyRef !== undefined }).toEqual({
+            app,
+            name: e.name,
+            secretKeyRef: true,
+          });
+      }
+    });
+  });
+
+  describe('authz: Kubernetes ServiceAccount tokens as identity', () => {
+    it('the issuer and JWKS URL reach the app together, and it accepts them', () => {
+      const env = containerEnv('authz', [
+        ...required('authz'),
+        '--set',
+        'kubernetesIdentity.tokenIssuer=https://kubernetes.default.svc.cluster.local',
+        '--set',
+        'kubernetesIdentity.jwksUrl=https://oidc.example.com/openid/v1/jwks',
+      ]);
+      expect(env).toMatchObject({
+        TRELLIS_K8S_TOKEN_ISSUER: 'https://kubernetes.default.svc.cluster.local',
+        TRELLIS_K8S_JWKS_URL: 'https://oidc.example.com/openid/v1/jwks',
+        TRELLIS_K8S_TOKEN_AUDIENCE: 'trellis-ca',
+      });
+      expect(configOf('authz', env)['TRELLIS_K8S_JWKS_URL']).toBe('https://oidc.example.com/openid/v1/jwks');
+    });
+
+    it('helm template refuses one without the other, as the app does', () => {
+      const result = template(chartOf('authz').dir, [...required('authz'), '--set', 'kubernetesIdentity.tokenIssuer=https://issuer']);
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain('kubernetesIdentity');
+      expect(() => loadAppConfig('authz', { TRELLIS_K8S_TOKEN_ISSUER: 'https://issuer' })).toThrow('TRELLIS_K8S_JWKS_URL');
+    });
+  });
+
+  it.each(apps)('%s chart: every variable the app reads is rendered, or NOT_VALUES says why not', (app) => {
+    const dir = join(chartOf(app).dir, 'templates');
+    const templates = readdirSync(dir)
+      .map((name) => readFileSync(join(dir, name), 'utf8'))
+      .join('\n');
+    const rendered = mentionedVariables(templates);
+    const missing = [...appVariables(app)].filter((v) => !rendered.has(v) && !(v in NOT_VALUES[app]));
+    expect(missing).toEqual([]);
+  });
+});
+
+describe.each(apps)('%s chart: secrets and paired values in the schema', (app) => {
+  const chart = chartOf(app);
+  const BAD: Record<AppName, Array<[path: string, value: unknown]>> = {
+    registry: [['serviceCredentials.existingSecret', 'Not_A_Secret_Name']],
+    'control-plane': [
+      ['adminToken.existingSecret', 'Not_A_Secret_Name'],
+      ['adminToken.key', ''],
+    ],
+    authz: [
+      ['tls.clientCaSecret', 'Not_A_Secret_Name'],
+      ['kubernetesIdentity.tokenIssuer', 'https://issuer'], // without jwksUrl
+      ['kubernetesIdentity.jwksUrl', 'ftp://issuer/jwks'],
+    ],
+  };
+  it.each(BAD[app])('refuses %s = %j', (path, value) => {
+    expect(schemaErrors(chart, withValue(chart.values, path, value))).not.toEqual([]);
   });
 });
