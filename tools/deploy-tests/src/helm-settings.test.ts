@@ -294,7 +294,7 @@ const helm = findHelm();
     };
     const variable = (container: Container, name: string) => container.env!.find((e) => e.name === name);
 
-    it("control plane: the admin token is a secretKeyRef to the Secret named, absent without one", () => {
+    it('control plane: the admin token is a secretKeyRef to the Secret named, absent without one', () => {
       const { container } = appContainer('control-plane', [
         '--set',
         'adminToken.existingSecret=registry-auth',
@@ -330,7 +330,13 @@ const helm = findHelm();
     });
 
     it('no variable holding a secret is ever a plain value', () => {
-      const secrets = ['TRELLIS_ADMIN_TOKEN', 'TRELLIS_CSRF_SECRET', 'TRELLIS_SIGNING_KEY', 'TRELLIS_REDIS_PASSWORD', 'TRELLIS_ETCD_PASSWORD'];
+      const secrets = [
+        'TRELLIS_ADMIN_TOKEN',
+        'TRELLIS_CSRF_SECRET',
+        'TRELLIS_SIGNING_KEY',
+        'TRELLIS_REDIS_PASSWORD',
+        'TRELLIS_ETCD_PASSWORD',
+      ];
       const renders: Array<[AppName, string[]]> = [
         ['registry', ['--set', 'auth.existingSecret=registry-auth']],
         ['control-plane', ['--set', 'adminToken.existingSecret=registry-auth']],
