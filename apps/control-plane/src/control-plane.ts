@@ -240,7 +240,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const grpcServer = new GrpcServer({
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    // No ping policing: grpc-js reads none of gRPC core's enforcement options (docs/security.md, "Limits on the wire").
     'grpc.max_send_message_length': XDS_MAX_MESSAGE_BYTES,
     // Nothing here serves channelz, and its bookkeeping (a tracker per call, a timestamp per message) is ~5 % of
     // grpc-js's server CPU in a connection storm; the connection limits and metrics do not read it.
