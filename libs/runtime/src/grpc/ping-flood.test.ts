@@ -99,7 +99,10 @@ describe('a client flooding a grpc-js server with PINGs', () => {
   beforeAll(async () => {
     // The control plane's keepalive options (apps/control-plane/src/control-plane.ts).
     server = new Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
-    server.addService({ echo: ECHO }, { echo: (call: { request: Buffer }, done: (e: null, r: Buffer) => void) => done(null, call.request) });
+    server.addService(
+      { echo: ECHO },
+      { echo: (call: { request: Buffer }, done: (e: null, r: Buffer) => void) => done(null, call.request) },
+    );
     port = await bindGrpcServer(server, '127.0.0.1', 0);
   });
   afterAll(async () => {
