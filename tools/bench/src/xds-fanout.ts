@@ -90,6 +90,9 @@ const { values: args } = parseArgs({
     'cp-node-options': { type: 'string', default: '' },
     'floor-node-options': { type: 'string', default: '' },
     'clients-node-options': { type: 'string', default: '' },
+    // The simulated Envoys' HTTP/2 flow-control windows, stream and connection (ENVOY_HTTP2_WINDOW_BYTES: Envoy's
+    // default); 0: grpc-js's default, HTTP/2's 64 KiB, which this benchmark used until 2026-12-07.
+    'clients-window-bytes': { type: 'string' },
     // Set by the orchestrator for the server roles.
     'etcd-endpoints': { type: 'string' },
     'etcd-prefix': { type: 'string' },
@@ -128,6 +131,18 @@ const typesOf = (profile: Profile): string[] =>
     ? [TypeUrl.Cluster]
     : [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener, TypeUrl.RouteConfiguration];
 const ROUND_TIMEOUT_MS = 60_000;
+/**
+ * Envoy's HTTP/2 flow-control windows, which its xDS client (envoy_grpc, over Envoy's own HTTP/2 codec) gets
+ * when the xDS cluster leaves them unset, as Trellis's bootstrap does (`http2_protocol_options: {}`,
+ * apps/control-plane/src/bootstrap/render-bootstrap.ts): Http2ProtocolOptions' initial_stream_window_size
+ * "defaults to 268435456 (256 * 1024 * 1024)" and initial_connection_window_size "has the same
+ * minimum/maximum/default" (Envoy's API reference, config.core.v3.Http2ProtocolOptions,
+ * https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto, generated from
+ * envoyproxy/data-plane-api envoy/config/core/v3/protocol.proto). grpc-js's default is
+ * HTTP/2's 64 KiB, which made the server wait for WINDOW_UPDATEs on big responses where an Envoy would not.
+ */
+const ENVOY_HTTP2_WINDOW_BYTES = 256 * 1024 * 1024;
+const CLIENTS_WINDOW_BYTES = Number(args['clients-window-bytes'] ?? ENVOY_HTTP2_WINDOW_BYTES);
 /** How long the servers' idle CPU is measured before the rounds. */
 const IDLE_MS = args.smoke ? 500 : 3_000;
 
@@ -641,8 +656,13 @@ async function clientsRole(): Promise<void> {
   const profile = args.profile as Profile;
   const channels = Array.from(
     { length: Math.max(1, Math.min(CONNECTIONS, PROXIES)) },
-    // A local subchannel pool per client gives each its own TCP connection.
-    () => new AggregatedDiscoveryServiceClient(target, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+    // A local subchannel pool per client gives each its own TCP connection. grpc-js sets both the stream and the
+    // connection window from 'grpc-node.flow_control_window'.
+    () =>
+      new AggregatedDiscoveryServiceClient(target, credentials.createInsecure(), {
+        'grpc.use_local_subchannel_pool': 1,
+        ...(CLIENTS_WINDOW_BYTES > 0 ? { 'grpc-node.flow_control_window': CLIENTS_WINDOW_BYTES } : {}),
+      }),
   );
   let nextChannel = 0;
   const channelFor = (): AggregatedDiscoveryServiceClient => channels[nextChannel++ % channels.length]!;
@@ -887,6 +907,8 @@ function commonArgs(): string[] {
     ...(args['trace-gc'] ? ['--trace-gc'] : []),
     ...(args['trace-rounds'] ? ['--trace-rounds'] : []),
     ...(args['cpu-prof-dir'] ? ['--cpu-prof-dir', args['cpu-prof-dir']] : []),
+    '--clients-window-bytes',
+    String(CLIENTS_WINDOW_BYTES),
   ];
 }
 
@@ -1091,7 +1113,8 @@ async function orchestrate(): Promise<void> {
   const affected = mesh.affectedProxies(PROXIES);
   console.log(
     `${SERVICES} services (every ${HUB_EVERY}${HUB_EVERY === 2 ? 'nd' : HUB_EVERY === 3 ? 'rd' : 'th'} calls hub), ${PROXIES} SotW ADS streams over ${CONNECTIONS} connections ` +
-      `(${affected} affected by a hub change), ${ROUNDS} rounds; ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}`,
+      `(${affected} affected by a hub change), ${ROUNDS} rounds; clients' HTTP/2 windows ` +
+      `${CLIENTS_WINDOW_BYTES > 0 ? kib(CLIENTS_WINDOW_BYTES) : '64 KiB (grpc-js default)'}; ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}`,
   );
   const etcd = await startEtcd();
   const layout = new KeyLayout(etcd.prefix);
