@@ -461,6 +461,12 @@ interface Proxy {
 /** One stream in the profile's shape; calls `received` for every response with its resource bytes. */
 type OpenStream = (proxy: Proxy, node: Node, received: (typeUrl: string, bytes: number) => void) => void;
 
+/** What a sidecar subscribes to after a type's answer: the endpoints of its clusters, the routes of its listeners. */
+const FOLLOWS = new Map<string, string>([
+  [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment],
+  [TypeUrl.Listener, TypeUrl.RouteConfiguration],
+]);
+
 /** Envoy's xDS stream retry (GrpcStream: RetryInitialDelayMs 500, RetryMaxDelayMs 30000, jittered exponential). */
 const RETRY_INITIAL_DELAY_MS = 500;
 const RETRY_MAX_DELAY_MS = 30_000;
@@ -545,12 +551,7 @@ const sotwStream =
         if (profile !== 'envoy') return;
         // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
         // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
-        const follow =
-          typeUrl === TypeUrl.Cluster
-            ? TypeUrl.ClusterLoadAssignment
-            : typeUrl === TypeUrl.Listener
-              ? TypeUrl.RouteConfiguration
-              : undefined;
+        const follow = FOLLOWS.get(typeUrl);
         if (!follow) return;
         const names = response.resources.map((r) => resourceName(r.value)).sort();
         const before = subscribed.get(follow);
@@ -610,12 +611,7 @@ const deltaStream =
           typeUrl,
           response.resources.reduce((sum, r) => sum + (r.resource?.value.length ?? 0), 0),
         );
-        const follow =
-          typeUrl === TypeUrl.Cluster
-            ? TypeUrl.ClusterLoadAssignment
-            : typeUrl === TypeUrl.Listener
-              ? TypeUrl.RouteConfiguration
-              : undefined;
+        const follow = FOLLOWS.get(typeUrl);
         if (!follow) return;
         // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
         let names = subscribed.get(follow);
