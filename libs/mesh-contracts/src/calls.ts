@@ -64,15 +64,29 @@ export function compareStrings(a: string, b: string): number {
 }
 
 /**
- * `array.sort(compare)` (in place, returned), skipped when the array is already in order: the sort is stable,
- * so it would leave such an array as it is. V8's sort allocates its work state (about a kilobyte) on every
- * call, even for two items, and the hot paths' lists (a type's resources, an object's keys, the names a proxy
- * asks for) mostly arrive sorted.
+ * `array.sort(compare)` (in place, returned) without V8's sort for short lists: its work state (about a
+ * kilobyte) is allocated on every call, even for two items, and the hot paths sort many short lists (a
+ * type's resources, an object's keys, the names a proxy asks for), most of them already in order. Up to
+ * SHORT_SORT items an insertion sort (stable, as Array.prototype.sort is: equal items keep their order)
+ * does it in place; an array in order costs one pass.
  */
 export function sortInPlace<T>(array: T[], compare: (a: T, b: T) => number): T[] {
-  for (let i = 1; i < array.length; i++) if (compare(array[i - 1]!, array[i]!) > 0) return array.sort(compare);
+  if (array.length > SHORT_SORT) return array.sort(compare);
+  for (let i = 1; i < array.length; i++) {
+    const item = array[i]!;
+    let j = i - 1;
+    if (compare(array[j]!, item) <= 0) continue;
+    // Shift the strictly greater ones up: an equal item stays before this one.
+    do {
+      array[j + 1] = array[j]!;
+      j--;
+    } while (j >= 0 && compare(array[j]!, item) > 0);
+    array[j + 1] = item;
+  }
   return array;
 }
+
+const SHORT_SORT = 16;
 
 /** Sorts anything with a `name` by it: resources, services, endpoints. */
 export function byName(a: { readonly name: string }, b: { readonly name: string }): number {
