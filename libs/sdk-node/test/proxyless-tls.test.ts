@@ -7,20 +7,12 @@
 import { createServer, connect as connectTcp, type Server as NetServer, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials, experimental, makeGenericClientConstructor, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
-import { createTestPki, eventually, socketClosed, type TestPki } from '@trellis/testing';
+import { createTestPki, eventually, socketClosed, type TestPki, rawBytesMethod } from '@trellis/testing';
 import { limitProxylessTls, pendingProxylessTlsConnections, type ProxylessTlsLimits, type TlsRefusal } from '../src';
 
 jest.setTimeout(120_000);
 
-const WHO = {
-  path: '/test.Who/Who',
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: (value: Buffer) => value,
-  requestDeserialize: (bytes: Buffer) => bytes,
-  responseSerialize: (value: Buffer) => value,
-  responseDeserialize: (bytes: Buffer) => bytes,
-} as const;
+const WHO = rawBytesMethod('/test.Who/Who');
 const WhoClient = makeGenericClientConstructor({ who: WHO }, 'test.Who');
 type WhoClientInstance = InstanceType<typeof WhoClient> & {
   who(request: Buffer, callback: (err: ServiceError | null, response: Buffer) => void): void;

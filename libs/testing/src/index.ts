@@ -10,3 +10,4 @@ export { socketClosed } from './sockets';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy';
 export { dockerAvailable } from './docker';
 export { createTestPki, type TestKeyPair, type TestPki } from './test-pki';
+export { rawBytesMethod } from './raw-grpc';

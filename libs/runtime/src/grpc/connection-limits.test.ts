@@ -15,21 +15,13 @@ import {
   type ClientDuplexStream,
   type ServerDuplexStream,
 } from '@grpc/grpc-js';
-import { createTestPki, eventually, openHttp2Session, type TestPki } from '@trellis/testing';
+import { createTestPki, eventually, openHttp2Session, type TestPki, rawBytesMethod } from '@trellis/testing';
 import { bindGrpcServer, grpcConnectionOptions, stopGrpcServer, type GrpcConnectionLimits } from './grpc-server';
 
 jest.setTimeout(120_000);
 
 /** A bidirectional stream that answers each message with the peer (address:port) the server sees it from. */
-const ECHO = {
-  path: '/test.Echo/Echo',
-  requestStream: true,
-  responseStream: true,
-  requestSerialize: (value: Buffer) => value,
-  requestDeserialize: (bytes: Buffer) => bytes,
-  responseSerialize: (value: Buffer) => value,
-  responseDeserialize: (bytes: Buffer) => bytes,
-} as const;
+const ECHO = rawBytesMethod('/test.Echo/Echo', 'bidi');
 const EchoClient = makeGenericClientConstructor({ echo: ECHO }, 'test.Echo');
 type EchoClientInstance = InstanceType<typeof EchoClient> & { echo(): ClientDuplexStream<Buffer, Buffer> };
 

@@ -5,7 +5,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
-import { createTestPki, eventually, socketClosed, type TestPki } from '@trellis/testing';
+import { createTestPki, eventually, socketClosed, type TestPki, rawBytesMethod } from '@trellis/testing';
 import type { TlsRefusal } from '../tls-guard';
 import { lookup } from 'node:dns/promises';
 import { addressesOf, bindGrpcServer, pendingTlsConnections, stopGrpcServer, type GrpcTlsLimits } from './grpc-server';
@@ -14,15 +14,7 @@ import { HTTP2_CLIENT_MAGIC } from './http2-preface';
 jest.setTimeout(120_000);
 
 // The peer's certificate as the handler sees it (what authz and the control plane read the caller's identity from).
-const WHO = {
-  path: '/test.Who/Who',
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: (value: Buffer) => value,
-  requestDeserialize: (bytes: Buffer) => bytes,
-  responseSerialize: (value: Buffer) => value,
-  responseDeserialize: (bytes: Buffer) => bytes,
-} as const;
+const WHO = rawBytesMethod('/test.Who/Who');
 const WhoClient = makeGenericClientConstructor({ who: WHO }, 'test.Who');
 type WhoClientInstance = InstanceType<typeof WhoClient> & {
   who(request: Buffer, callback: (err: ServiceError | null, response: Buffer) => void): void;

@@ -9,20 +9,12 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor, Server } from '@grpc/grpc-js';
-import { eventually } from '@trellis/testing';
+import { eventually, rawBytesMethod } from '@trellis/testing';
 import { bindGrpcServer, stopGrpcServer } from './grpc-server';
 
 jest.setTimeout(120_000);
 
-const ECHO = {
-  path: '/test.Echo/Echo',
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: (value: Buffer) => value,
-  requestDeserialize: (bytes: Buffer) => bytes,
-  responseSerialize: (value: Buffer) => value,
-  responseDeserialize: (bytes: Buffer) => bytes,
-} as const;
+const ECHO = rawBytesMethod('/test.Echo/Echo');
 const EchoClient = makeGenericClientConstructor({ echo: ECHO }, 'test.Echo');
 
 const PREFACE = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), frame(4, 0, Buffer.alloc(0))]);
