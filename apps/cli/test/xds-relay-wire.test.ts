@@ -11,6 +11,7 @@ import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/ser
 import { DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { XDS_MAX_MESSAGE_BYTES } from '@trellis/mesh-contracts';
 import { createLogger, createMetricsRegistry } from '@trellis/runtime';
+import { rawBytesMethod } from '@trellis/testing';
 import { createAgentMetrics } from '../src/agent/metrics';
 import { ADS_METHODS, XdsRelay } from '../src/agent/xds-relay';
 import { eventually } from './support/built-apps';
@@ -23,22 +24,12 @@ const LARGE_RESOURCE_BYTES = 6 * 1024 * 1024;
 /** What `localhost` resolves to on a dual-stack host. */
 const DUAL_STACK_LOCALHOST = ['127.0.0.1', '::1'];
 
-const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
-
 /** A control plane's ADS as far as the relay sees it: one large CDS response to each request. */
 async function startLargeResponseUpstream(): Promise<{ server: Server; address: string }> {
   const server = new Server({ 'grpc.max_send_message_length': XDS_MAX_MESSAGE_BYTES });
   server.addService(
     {
-      sotw: {
-        path: ADS_METHODS.sotw,
-        requestStream: true,
-        responseStream: true,
-        requestSerialize: bytes.serialize,
-        requestDeserialize: bytes.deserialize,
-        responseSerialize: bytes.serialize,
-        responseDeserialize: bytes.deserialize,
-      },
+      sotw: rawBytesMethod(ADS_METHODS.sotw, 'bidi'),
     },
     {
       sotw: (call: ServerDuplexStream<Buffer, Buffer>) => {
