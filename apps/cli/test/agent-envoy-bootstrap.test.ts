@@ -8,8 +8,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
-import { freePort, startEtcd, type TestEtcd } from '@trellis/testing';
-import { AppProcess, bundle, eventually, removeBundles, unregisteredOrdersAgentArgs } from './support/built-apps';
+import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { AppProcess, bundle, eventually, removeBundles, startDevControlPlane, unregisteredOrdersAgentArgs } from './support/built-apps';
 
 describe('trellis agent --envoy-bootstrap takes the sidecar ports trellis bootstrap takes', () => {
   let etcd: TestEtcd;
@@ -22,18 +22,8 @@ describe('trellis agent --envoy-bootstrap takes the sidecar ports trellis bootst
     dir = await mkdtemp(join(tmpdir(), 'agent-envoy-bootstrap-'));
     const store = new MeshStore(etcd.client(), new KeyLayout(etcd.prefix));
     await store.createService({ name: 'orders', team: 'shop', protocol: 'http', port: 9080 }, 'test');
-    const [xdsPort, httpPort] = [await freePort(), await freePort()];
-    controlPlaneUrl = `http://127.0.0.1:${httpPort}`;
     // Local-development settings: /bootstrap is open, so the test needs no authz.
-    controlPlane = AppProcess.start('control-plane', bundle('control-plane'), [], {
-      TRELLIS_HOST: '127.0.0.1',
-      TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
-      TRELLIS_ETCD_PREFIX: etcd.prefix,
-      TRELLIS_XDS_PORT: String(xdsPort),
-      TRELLIS_HTTP_PORT: String(httpPort),
-      TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
-    });
-    await eventually('control plane ready', async () => (await fetch(`${controlPlaneUrl}/readyz`)).ok || undefined, 60_000, [controlPlane]);
+    ({ process: controlPlane, httpUrl: controlPlaneUrl } = await startDevControlPlane(etcd));
   }, 180_000);
   afterAll(async () => {
     await controlPlane?.stop();

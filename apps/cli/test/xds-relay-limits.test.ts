@@ -17,10 +17,10 @@ import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/ser
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger, createMetricsRegistry } from '@trellis/runtime';
-import { freePort, startEtcd, type TestEtcd } from '@trellis/testing';
+import { startEtcd, type TestEtcd } from '@trellis/testing';
 import { createAgentMetrics, type AgentMetrics } from '../src/agent/metrics';
 import { XdsRelay, type RelayLimits } from '../src/agent/xds-relay';
-import { AppProcess, bundle, eventually, removeBundles } from './support/built-apps';
+import { eventually, removeBundles, startDevControlPlane, type AppProcess } from './support/built-apps';
 
 jest.setTimeout(300_000);
 
@@ -78,19 +78,7 @@ describe('the xDS relay holds local clients to its limits', () => {
     dir = await mkdtemp(join(tmpdir(), 'relay-limits-'));
     const store = new MeshStore(etcd.client(), new KeyLayout(etcd.prefix));
     await store.createService({ name: 'a', team: 'shop', protocol: 'grpc', port: 50051 }, 'test');
-    const [xdsPort, httpPort] = [await freePort(), await freePort()];
-    xdsAddress = `127.0.0.1:${xdsPort}`;
-    controlPlane = AppProcess.start('control-plane', bundle('control-plane'), [], {
-      TRELLIS_HOST: '127.0.0.1',
-      TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
-      TRELLIS_ETCD_PREFIX: etcd.prefix,
-      TRELLIS_XDS_PORT: String(xdsPort),
-      TRELLIS_HTTP_PORT: String(httpPort),
-      TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
-    });
-    await eventually('control plane ready', async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok || undefined, 60_000, [
-      controlPlane,
-    ]);
+    ({ process: controlPlane, xdsAddress } = await startDevControlPlane(etcd));
   });
   afterEach(async () => {
     for (const stream of opened.splice(0)) stream.cancel();

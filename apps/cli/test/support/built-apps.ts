@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
 import { join, resolve } from 'node:path';
-import { eventually as pollUntil } from '@trellis/testing';
+import { eventually as pollUntil, freePort, type TestEtcd } from '@trellis/testing';
 
 export const WORKSPACE_ROOT = resolve(__dirname, '../../../..');
 
@@ -151,4 +151,20 @@ export function eventually<T>(
     retryErrors: true,
     diagnose: () => processes.map((p) => p.recentOutput()).join('\n'),
   });
+}
+
+/** A control plane as local development runs it (insecure xDS clients allowed, /bootstrap open) on free ports, once ready. */
+export async function startDevControlPlane(etcd: TestEtcd): Promise<{ process: AppProcess; xdsAddress: string; httpUrl: string }> {
+  const [xdsPort, httpPort] = [await freePort(), await freePort()];
+  const httpUrl = `http://127.0.0.1:${httpPort}`;
+  const controlPlane = AppProcess.start('control-plane', bundle('control-plane'), [], {
+    TRELLIS_HOST: '127.0.0.1',
+    TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
+    TRELLIS_ETCD_PREFIX: etcd.prefix,
+    TRELLIS_XDS_PORT: String(xdsPort),
+    TRELLIS_HTTP_PORT: String(httpPort),
+    TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true',
+  });
+  await eventually('control plane ready', async () => (await fetch(`${httpUrl}/readyz`)).ok || undefined, 60_000, [controlPlane]);
+  return { process: controlPlane, xdsAddress: `127.0.0.1:${xdsPort}`, httpUrl };
 }
