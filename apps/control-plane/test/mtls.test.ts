@@ -3,7 +3,7 @@
 import { credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { SDS_WORKLOAD_CERTIFICATE, SIDECAR_CERTIFICATE_DIR, sidecarSdsPath } from '@trellis/mesh-schema';
-import { createTestPki, type TestPki } from '@trellis/testing';
+import { createTestPki, eventually, type TestPki } from '@trellis/testing';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 
@@ -62,9 +62,18 @@ describe('xDS over mTLS', () => {
   });
 
   it("renders bootstraps that reach xDS over TLS with the sidecar's certificate, and no token", async () => {
-    const res = await fetch(
-      `${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&cert_file=/run/creds/a.crt&key_file=/run/creds/a.key&format=json`,
-      asAdmin,
+    // The control plane knows `a` once its watch has applied the create (a 404 until then).
+    const res = await eventually(
+      'the bootstrap of a',
+      async () => {
+        const r = await fetch(
+          `${h.httpUrl}/bootstrap/a?node=a-1&app_port=18081&cert_file=/run/creds/a.crt&key_file=/run/creds/a.key&format=json`,
+          asAdmin,
+        );
+        return r.status === 404 ? undefined : r;
+      },
+      60_000,
+      { intervalMs: 200 },
     );
     expect(res.status).toBe(200);
     const text = await res.text();
