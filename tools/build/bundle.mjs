@@ -5,10 +5,10 @@
 // npm packages stay external; a package.json listing exactly the ones the bundle
 // imports is written beside it, so an image installs only those
 // (`npm install --omit=dev` in dist/apps/<app>).
-import { build } from 'esbuild';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { appWorkerEntryPoints, nodeBundleOptions, WORKSPACE_ROOT as root } from './node-bundle.mjs';
+import { writeFileAtomically } from './atomic-write.mjs';
+import { appWorkerEntryPoints, buildNodeBundle, WORKSPACE_ROOT as root } from './node-bundle.mjs';
 import { pruneLockfile } from './prune-lockfile.mjs';
 
 const [app, outArg] = process.argv.slice(2);
@@ -20,7 +20,7 @@ const outDir = outArg ? resolve(outArg) : join(root, 'dist/apps', app);
 const rootPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 const entryPoints = { main: join(root, 'apps', app, 'src/main.ts'), ...appWorkerEntryPoints(app) };
-const result = await build(nodeBundleOptions({ entryPoints, outdir: outDir, metafile: true }));
+const result = await buildNodeBundle({ entryPoints, outdir: outDir, metafile: true });
 
 // What the emitted bundle requires (after tree-shaking), not every import of every input.
 const used = new Set();
@@ -39,10 +39,10 @@ for (const name of [...used].sort()) {
     throw new Error(`${app} imports ${name}, which package.json does not list`);
 }
 const bundlePackage = { name: `@trellis/${app}`, version: rootPackage.version, private: true, main: 'main.js', dependencies };
-writeFileSync(join(outDir, 'package.json'), JSON.stringify(bundlePackage, null, 2) + '\n');
+writeFileAtomically(join(outDir, 'package.json'), JSON.stringify(bundlePackage, null, 2) + '\n');
 // The image installs with `npm ci` from this: the workspace's pins, only what the bundle needs.
 const rootLock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8'));
-writeFileSync(join(outDir, 'package-lock.json'), JSON.stringify(pruneLockfile(rootLock, bundlePackage), null, 2) + '\n');
+writeFileAtomically(join(outDir, 'package-lock.json'), JSON.stringify(pruneLockfile(rootLock, bundlePackage), null, 2) + '\n');
 console.log(`built ${join(outDir, 'main.js')} (${Object.keys(dependencies).length} runtime dependencies)`);
 
 function isBuiltin(name) {

@@ -1,9 +1,11 @@
 // The one set of esbuild settings for everything Trellis runs with `node`: the apps
 // (tools/build/bundle.mjs) and the local-mesh tool. npm packages stay external
 // (several load .proto files or workers at run time); workspace libs are bundled.
+import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFilesAtomically } from './atomic-write.mjs';
 
 export const WORKSPACE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -20,6 +22,17 @@ export function nodeBundleOptions(extra) {
     logLevel: 'warning',
     ...extra,
   };
+}
+
+/**
+ * Builds with `nodeBundleOptions(extra)` and writes the outputs atomically (atomic-write.mjs): esbuild
+ * itself rewrites a file in place, so a process starting from it meanwhile could load half a bundle.
+ * Returns esbuild's result (its metafile when asked for).
+ */
+export async function buildNodeBundle(extra) {
+  const result = await build({ ...nodeBundleOptions(extra), write: false });
+  writeFilesAtomically(result.outputFiles);
+  return result;
 }
 
 /**

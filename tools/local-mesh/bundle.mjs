@@ -1,27 +1,24 @@
 // Bundles the local-mesh tool (its main, the demo service, the agent suite's fixtures) into dist/tools/local-mesh.
-import { build } from 'esbuild';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nodeBundleOptions, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
+import { buildNodeBundle, WORKSPACE_ROOT } from '../build/node-bundle.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 export async function bundleLocalMesh() {
   const outdir = join(WORKSPACE_ROOT, 'dist/tools/local-mesh');
-  await build(
-    nodeBundleOptions({
-      entryPoints: {
-        main: join(here, 'src/main.ts'),
-        'demo-service': join(here, 'src/demo/demo-service.ts'),
-        // The agent end-to-end suite's plain app and proxyless caller.
-        'plain-app': join(here, 'src/agent-e2e/plain-app.ts'),
-        'proxyless-caller': join(here, 'src/agent-e2e/proxyless-caller.ts'),
-        // The fault suite's steady meshed traffic.
-        'load-caller': join(here, 'src/faults/load-caller.ts'),
-      },
-      outdir,
-    }),
-  );
+  await buildNodeBundle({
+    entryPoints: {
+      main: join(here, 'src/main.ts'),
+      'demo-service': join(here, 'src/demo/demo-service.ts'),
+      // The agent end-to-end suite's plain app and proxyless caller.
+      'plain-app': join(here, 'src/agent-e2e/plain-app.ts'),
+      'proxyless-caller': join(here, 'src/agent-e2e/proxyless-caller.ts'),
+      // The fault suite's steady meshed traffic.
+      'load-caller': join(here, 'src/faults/load-caller.ts'),
+    },
+    outdir,
+  });
   return outdir;
 }
 
