@@ -1,8 +1,12 @@
 import { Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { HealthStatus } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import { CodecClientType } from '@trellis/envoy-types/envoy/type/v3/http';
-import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
-import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster } from './clusters';
+import { packAny } from '@trellis/envoy-types';
+import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { TrafficPolicy, type Protocol } from '@trellis/mesh-schema';
+import { accepted, propertyRuns, trafficPolicyArbitrary } from '@trellis/mesh-schema/testing';
+import fc from 'fast-check';
+import { authzCluster, encodeSidecarCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
 
 const base = { name: 'outbound|b', connectTimeoutMs: 1500 };
 
@@ -84,6 +88,48 @@ describe('sidecarCluster', () => {
     const check = { intervalMs: 5000, timeoutMs: 250, unhealthyThreshold: 2, healthyThreshold: 1, path: '/healthz' };
     const [healthCheck] = sidecarCluster({ ...base, protocol, policy: { healthCheck: check } }).healthChecks;
     expect(healthCheck!.healthChecker).toMatchObject({ $case: 'httpHealthCheck', value: { path: '/healthz', codecClientType: codec } });
+  });
+});
+
+// The fast path (written around the policy's bytes, encoded once per policy) against the reference (the whole
+// message built and encoded by the generated code) on generated input.
+describe('encodeSidecarCluster', () => {
+  const hex = (any: { value: Uint8Array }) => Buffer.from(any.value).toString('hex');
+  const expectReference = (input: ClusterInput) => {
+    const reference = packAny(Cluster, sidecarCluster(input));
+    const fast = encodeSidecarCluster(input);
+    expect(fast.typeUrl).toBe(reference.typeUrl);
+    expect(hex(fast)).toBe(hex(reference));
+  };
+  const name = fc.string({ maxLength: 40 });
+  const input: fc.Arbitrary<ClusterInput> = fc
+    .record({
+      name,
+      protocol: fc.constantFrom<Protocol>('http', 'http2', 'grpc', 'tcp'),
+      policy: trafficPolicyArbitrary.map((p) => accepted(TrafficPolicy, p)).filter((p): p is TrafficPolicy => p !== undefined),
+      connectTimeoutMs: fc.oneof(fc.integer({ min: 0, max: 3_600_000 }), fc.constantFrom(1000, 1500)),
+      peer: fc.option(fc.record({ spiffeId: fc.string({ minLength: 1, maxLength: 40 }), sni: fc.option(name, { nil: undefined }) }), {
+        nil: undefined,
+      }),
+    })
+    .map(({ peer, ...rest }) => ({ ...rest, ...(peer ? { peerSpiffeId: peer.spiffeId, peerSni: peer.sni } : {}) }));
+
+  it('encodes byte for byte what the generated encoder gives for the whole message, for each callee sharing a policy', () => {
+    fc.assert(
+      fc.property(input, name, (i, other) => {
+        expectReference(i);
+        // The same policy object again (its bytes now kept), under another name.
+        expectReference({ ...i, name: other });
+      }),
+      { numRuns: propertyRuns(300) },
+    );
+  });
+
+  it('shares the bytes of equal plain policies (distinct objects) without mixing up their balancing, protocol or timeout', () => {
+    for (const protocol of ['http', 'grpc'] as const)
+      for (const loadBalancing of [undefined, 'ring_hash'] as const)
+        for (const connectTimeoutMs of [1000, 2500])
+          expectReference({ name: 'svc-1', protocol, policy: loadBalancing ? { loadBalancing } : {}, connectTimeoutMs });
   });
 });
 

@@ -1,7 +1,10 @@
 // Mesh model → Cluster and ClusterLoadAssignment.
-import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { typeUrlOf } from '@trellis/envoy-types';
+import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy, type DeepPartial } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { OutlierDetection } from '@trellis/envoy-types/envoy/config/cluster/v3/outlier_detection';
-import { RoutingPriority } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { RoutingPriority, TransportSocket } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { ConfigSource } from '@trellis/envoy-types/envoy/config/core/v3/config_source';
 import { HealthStatus } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import {
   HealthCheck,
@@ -11,6 +14,7 @@ import {
 } from '@trellis/envoy-types/envoy/config/core/v3/health_check';
 import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { CodecClientType } from '@trellis/envoy-types/envoy/type/v3/http';
+import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { Protocol, TrafficPolicy } from '@trellis/mesh-schema';
 import type { LocalityEndpoints } from '../model';
 import { adsConfigSource, duration, http2ProtocolOptions, socketAddress } from './common';
@@ -42,13 +46,21 @@ export interface ClusterInput {
  * policy; mTLS toward a callee that takes it (its health checks ride the same TLS).
  */
 export function sidecarCluster({ name, protocol, policy, connectTimeoutMs, peerSpiffeId, peerSni }: ClusterInput): Cluster {
-  const breaker = policy.circuitBreaker;
-  const outlier = policy.outlierDetection;
-  const check = policy.healthCheck;
   return Cluster.fromPartial({
     name,
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
     edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: name },
+    ...sidecarClusterPolicy(protocol, policy, connectTimeoutMs),
+    ...(peerSpiffeId ? { transportSocket: sidecarUpstreamTls({ spiffeId: peerSpiffeId, sni: peerSni ?? '', protocol }) } : {}),
+  });
+}
+
+/** The fields of a sidecar cluster that its policy, protocol and connect timeout decide (all but its names and TLS). */
+function sidecarClusterPolicy(protocol: Protocol, policy: TrafficPolicy, connectTimeoutMs: number): DeepPartial<Cluster> {
+  const breaker = policy.circuitBreaker;
+  const outlier = policy.outlierDetection;
+  const check = policy.healthCheck;
+  return {
     connectTimeout: duration(connectTimeoutMs),
     lbPolicy: LB_POLICY[policy.loadBalancing ?? 'round_robin'],
     typedExtensionProtocolOptions: protocol === 'grpc' || protocol === 'http2' ? http2ProtocolOptions() : {},
@@ -78,8 +90,73 @@ export function sidecarCluster({ name, protocol, policy, connectTimeoutMs, peerS
         }
       : {}),
     healthChecks: check ? [healthCheck(protocol, check)] : [],
-    ...(peerSpiffeId ? { transportSocket: sidecarUpstreamTls({ spiffeId: peerSpiffeId, sni: peerSni ?? '', protocol }) } : {}),
-  });
+  };
+}
+
+// A connection storm translates the clusters of every callee that some caller calls (at 10,000 services,
+// thousands called by one caller each), and a sidecar cluster is its name twice around fields its callee's
+// policy decides: those are encoded once per policy and written in between, instead of building and encoding
+// the whole Cluster object graph per callee. Byte for byte `packAny(Cluster, sidecarCluster(input))`
+// (clusters.test.ts). Field tags (field number << 3 | wire type), in the generated encoder's order: name,
+// discovery type, EDS config, then the policy's fields (connect timeout … outlier detection), then TLS.
+const CLUSTER_NAME = (1 << 3) | 2;
+const CLUSTER_TYPE = (2 << 3) | 0;
+const CLUSTER_EDS_CONFIG = (3 << 3) | 2;
+const EDS_CONFIG_SOURCE = (1 << 3) | 2;
+const EDS_SERVICE_NAME = (2 << 3) | 2;
+const CLUSTER_TRANSPORT_SOCKET = (24 << 3) | 2;
+
+let clusterConstants: { typeUrl: string; configSource: Uint8Array } | undefined;
+/** The policy fields' bytes by policy object, then by protocol and connect timeout. */
+const encodedPolicies = new WeakMap<TrafficPolicy, Map<string, Uint8Array>>();
+/**
+ * The same for a policy without a circuit breaker, outlier detection or health check (most services'): those
+ * bytes depend only on the protocol, the load balancing and the connect timeout, so callees with equal such
+ * policies (distinct objects) share them. A few hundred keys at most (4 protocols, 5 balancings, the timeouts
+ * the settings ever had); cleared if a long-lived process ever gathers more.
+ */
+const plainPolicies = new Map<string, Uint8Array>();
+const PLAIN_POLICIES_MAX = 256;
+/** One writer for every cluster (they never overlap); `finish()` copies the bytes out. */
+const clusterWriter = new BinaryWriter();
+
+/** `packAny(Cluster, sidecarCluster(input))`, byte for byte, written around bytes its callee's policy shares. */
+export function encodeSidecarCluster({ name, protocol, policy, connectTimeoutMs, peerSpiffeId, peerSni }: ClusterInput): Any {
+  const c = (clusterConstants ??= { typeUrl: typeUrlOf(Cluster), configSource: ConfigSource.encode(adsConfigSource()).finish() });
+  const policyFields = encodedSidecarClusterPolicy(protocol, policy, connectTimeoutMs);
+  let bytes: Uint8Array;
+  try {
+    const w = clusterWriter;
+    if (name !== '') w.uint32(CLUSTER_NAME).string(name);
+    w.uint32(CLUSTER_TYPE).int32(Cluster_DiscoveryType.EDS);
+    w.uint32(CLUSTER_EDS_CONFIG).fork().uint32(EDS_CONFIG_SOURCE).bytes(c.configSource);
+    if (name !== '') w.uint32(EDS_SERVICE_NAME).string(name);
+    w.join().raw(policyFields);
+    if (peerSpiffeId) {
+      const tls = sidecarUpstreamTls({ spiffeId: peerSpiffeId, sni: peerSni ?? '', protocol });
+      TransportSocket.encode(tls, w.uint32(CLUSTER_TRANSPORT_SOCKET).fork()).join();
+    }
+    bytes = w.finish();
+  } catch (err) {
+    clusterWriter.finish(); // drop what a failed encoding left in the shared writer
+    throw err;
+  }
+  return { $type: 'google.protobuf.Any', typeUrl: c.typeUrl, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+}
+
+function encodedSidecarClusterPolicy(protocol: Protocol, policy: TrafficPolicy, connectTimeoutMs: number): Uint8Array {
+  const plain = !policy.circuitBreaker && !policy.outlierDetection && !policy.healthCheck;
+  const key = plain ? `${protocol}|${connectTimeoutMs}|${policy.loadBalancing}` : `${protocol}|${connectTimeoutMs}`;
+  let byKey = plain ? plainPolicies : encodedPolicies.get(policy);
+  if (!byKey) encodedPolicies.set(policy, (byKey = new Map()));
+  let bytes = byKey.get(key);
+  if (!bytes) {
+    if (plain && plainPolicies.size >= PLAIN_POLICIES_MAX) plainPolicies.clear();
+    // Only these fields set: their encoding is exactly their part of the whole cluster's.
+    bytes = Cluster.encode(Cluster.fromPartial(sidecarClusterPolicy(protocol, policy, connectTimeoutMs))).finish();
+    byKey.set(key, bytes);
+  }
+  return bytes;
 }
 
 function healthCheck(protocol: Protocol, check: NonNullable<TrafficPolicy['healthCheck']>): HealthCheck {

@@ -30,7 +30,7 @@ import {
   type XdsResource,
 } from '../resource';
 import { componentSpiffeIdOf, spiffeIdOf, type TrafficPolicy } from '@trellis/mesh-schema';
-import { authzCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
+import { authzCluster, encodeSidecarCluster, loadAssignment, proxylessCluster, type ClusterInput } from './clusters';
 import {
   encodeInboundListener,
   encodeOutboundHttpListener,
@@ -84,7 +84,7 @@ const build = {
     encodedResource(TypeUrl.RouteConfiguration, OUTBOUND_HTTP_NAME, encodeOutboundRouteConfig({ name: i.source }, i.deps)),
   tcpListener: (i: { source: string; callee: { name: string; port: number } }) =>
     encodedListener(outboundTcpListenerName(i.callee.name), encodeOutboundTcpListener({ name: i.source }, i.callee)),
-  sidecarCluster: (i: ClusterInput) => cluster(sidecarCluster(i)),
+  sidecarCluster: (i: ClusterInput) => encodedResource(TypeUrl.Cluster, i.name, encodeSidecarCluster(i)),
   proxylessCluster: (i: ClusterInput) => cluster(proxylessCluster(i)),
   endpoints: (i: { clusterName: string; localities: readonly LocalityEndpoints[] }) =>
     makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, i.clusterName, loadAssignment(i.clusterName, i.localities)),

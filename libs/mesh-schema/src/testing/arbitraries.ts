@@ -39,7 +39,8 @@ const path = fc.oneof(
   fc.constantFrom('/', '/healthz', '/grpc.health.v1.Health/Check', '/%2e%2e/x'),
 );
 
-const policy = fc.record(
+/** A traffic policy as a service spec or a dependency override may give it (raw input: parse it with TrafficPolicy). */
+export const trafficPolicyArbitrary = fc.record(
   {
     timeoutMs: millis,
     retries: fc.record(
@@ -123,9 +124,13 @@ const specOf = (name: string) =>
       dependencies: fc
         .subarray(POOL.filter((n) => n !== name) as string[])
         .chain((deps) =>
-          fc.tuple(...deps.map((service) => fc.record({ service: fc.constant(service), policy }, { requiredKeys: ['service'] }))),
+          fc.tuple(
+            ...deps.map((service) =>
+              fc.record({ service: fc.constant(service), policy: trafficPolicyArbitrary }, { requiredKeys: ['service'] }),
+            ),
+          ),
         ),
-      policy,
+      policy: trafficPolicyArbitrary,
       trafficSplit,
       ingress,
       mtls: fc.constantFrom('off', 'permissive', 'strict'),

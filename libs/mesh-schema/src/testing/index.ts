@@ -1,2 +1,2 @@
 // Test-only entry point (@trellis/mesh-schema/testing): never imported by app code.
-export { accepted, meshArbitrary, meshStateOf, propertyRuns, RECORD_TIME, type GeneratedMesh } from './arbitraries';
+export { accepted, meshArbitrary, meshStateOf, propertyRuns, RECORD_TIME, trafficPolicyArbitrary, type GeneratedMesh } from './arbitraries';
