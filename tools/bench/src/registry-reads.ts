@@ -29,6 +29,8 @@ const { values: args } = parseArgs({
     // Writes of each kind per write round, and the rounds (alternating, as the reads).
     writes: { type: 'string', default: '300' },
     'write-rounds': { type: 'string' },
+    // Blocks of 10 of every write kind before the write rounds, not counted (JIT warm-up).
+    'write-warmup': { type: 'string', default: '60' },
     // Only the write phase (no read rounds).
     'writes-only': { type: 'boolean', default: false },
     // Seconds, tiny sizes, one round: what `npm test` runs so the benchmark cannot rot.
@@ -51,6 +53,11 @@ const RATE = SMOKE ? 100 : Number(args.rate);
 const CONNECTIONS = Number(args.connections);
 const WRITES = SMOKE ? 10 : Number(args.writes);
 const WRITE_ROUNDS = SMOKE ? 1 : Number(args['write-rounds'] ?? args.rounds);
+// The registry's write path (etcd client calls, schemas, the store) is still being optimized by
+// V8 well past a few blocks: with 3 warm-up blocks, `--trace-opt` showed ~800, ~280 and ~150
+// TurboFan compilations during the first three rounds of 200 and 10-40 a round from the fourth
+// on, and those first rounds' ratios were 0.3-0.7x higher. 60 blocks (~10 s) reach that steady state.
+const WRITE_WARMUP_BLOCKS = SMOKE ? 1 : Number(args['write-warmup']);
 const WRITES_ONLY = args['writes-only'];
 const ADMIN_TOKEN = BENCH_ADMIN_TOKEN;
 
@@ -161,7 +168,7 @@ async function orchestrate(): Promise<void> {
     (WRITES_ONLY
       ? `registry writes: ${SERVICES} services; `
       : `registry reads: ${SERVICES} services, ${ROUNDS} round(s) × ${DURATION_S} s per target, ${CONNECTIONS} connections, fixed rate ${RATE} req/s; `) +
-      `writes: ${WRITE_ROUNDS} round(s) × ${WRITES} of each; ` +
+      `writes: ${WRITE_ROUNDS} round(s) × ${WRITES} of each after ${WRITE_WARMUP_BLOCKS * 10} of each to warm up; ` +
       `${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}${SMOKE ? ' (smoke)' : ''}`,
   );
   const etcd = await startEtcd();
@@ -392,7 +399,7 @@ async function measureWrites(
   };
   // Warm-up (JIT, connections), not counted.
   const noCpu = () => Object.fromEntries(Object.keys(WRITE_OPS).map((op) => [op, 0])) as unknown as WriteCpu;
-  for (let k = 0; k < 3; k++) await block(fresh(), noCpu());
+  for (let k = 0; k < WRITE_WARMUP_BLOCKS; k++) await block(fresh(), noCpu());
   for (let round = 0; round < WRITE_ROUNDS; round++) {
     const times = fresh();
     const used = noCpu();
