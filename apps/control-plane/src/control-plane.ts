@@ -35,6 +35,7 @@ import { snapshotInconsistencies, TranslationMemo } from './resource';
 import {
   AdsServer,
   AdsServiceDefinition,
+  backstopAgeMs,
   composeCallbacks,
   createStreamAuthenticator,
   ProxyStatusWriter,
@@ -219,6 +220,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       ),
     onStreamClosed: (s) => logger.info({ nodeId: s.nodeId, service: s.identity.service, streamId: s.streamId }, 'xds stream closed'),
   };
+  const connectionLimits = grpcConnectionLimitsFrom(config, { maxConnectionAgeMs: DEFAULT_XDS_MAX_CONNECTION_AGE_MS });
   const ads = new AdsServer({
     cache,
     callbacks: composeCallbacks(metrics.callbacks, statusWriter, streamLog, deps.callbacks ?? {}),
@@ -229,6 +231,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID,
     maxStreamsPerConnection: config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION,
     firstRequestTimeoutMs: config.TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS,
+    connectionAge: connectionLimits.maxConnectionAgeMs
+      ? { maxAgeMs: connectionLimits.maxConnectionAgeMs, graceMs: connectionLimits.maxConnectionAgeGraceMs ?? 0 }
+      : undefined,
     logger,
   });
 
@@ -247,8 +252,12 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.enable_channelz': 0,
     // HTTP/2's own ceiling, above the ADS cap so health checks still fit; the ADS server refuses the excess with a status.
     'grpc.max_concurrent_streams': config.TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION + 8,
-    // An open ADS stream keeps its connection from the idle limit; the age moves proxies across replicas (config.ts).
-    ...grpcConnectionOptions(grpcConnectionLimitsFrom(config, { maxConnectionAgeMs: DEFAULT_XDS_MAX_CONNECTION_AGE_MS })),
+    // An open ADS stream keeps its connection from the idle limit; the age moves proxies across replicas (config.ts). The ADS
+    // server ages connections with ADS streams itself, ending the streams with a status; grpc-js's age comes later, as a backstop.
+    ...grpcConnectionOptions({
+      ...connectionLimits,
+      maxConnectionAgeMs: connectionLimits.maxConnectionAgeMs && backstopAgeMs(connectionLimits.maxConnectionAgeMs),
+    }),
     // Every call (an xDS stream, a health check) gets a request id: echoed, and logged when it ends.
     interceptors: [requestIdInterceptor(logger)],
   });

@@ -2,12 +2,15 @@
 // small: a client through mTLS and the HTTP/2 preface that then stays silent is closed after the idle
 // limit, where before keepalive (which it answers) kept it forever; a sidecar's open ADS stream is never
 // idle, however quiet, and keeps getting its config. Past the age limit a client gets GOAWAY `max_age`,
-// and a proxyless client (grpc-js-xds) whose stream is cut after the grace reopens it on a new
+// and its open ADS streams end with UNAVAILABLE and a reason right after it (not cut at the grace, which
+// grpc-js clients read as INTERNAL); a proxyless client (grpc-js-xds) reopens its stream on a new
 // connection, its calls unaffected and its config still flowing.
-import type { ClientHttp2Session } from 'node:http2';
-import { credentials } from '@grpc/grpc-js';
+import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
+import { credentials, status } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
+import { DiscoveryRequest } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { createTestPki, openHttp2Session, startEtcd, type TestEtcd, type TestPki } from '@trellis/testing';
+import { MAX_AGE_REASON } from '../src/xds/connection-age';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { eventually, startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
 import { startWhoServer } from './support/who-service';
@@ -117,6 +120,49 @@ describe('the xDS port ages connections out, and a proxyless client follows to a
     const { session, goaways } = await openHttp2Session(`http://${h.xdsAddress}`);
     try {
       await eventually('a GOAWAY', () => goaways.length > 0, WITHIN_MS);
+      expect(goaways[0]).toEqual({ code: 0, data: 'max_age' });
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('ends an open ADS stream at the age with UNAVAILABLE and the reason, which a grpc-js client reads as such', async () => {
+    const sidecar = AdsTestClient.open(h.xdsAddress, 'sotw');
+    try {
+      sidecar.send({ node: testNode('e', 'e-aged'), typeUrl: TypeUrl.Cluster });
+      await sidecar.next(WITHIN_MS);
+      // Not the grace's cut, for which grpc-js makes a status up ("Connection dropped", or INTERNAL "Received RST_STREAM with code 0").
+      expect(await sidecar.closedWith(WITHIN_MS)).toMatchObject({ code: status.UNAVAILABLE, details: MAX_AGE_REASON });
+    } finally {
+      sidecar.close();
+    }
+  });
+
+  it("sends the connection's GOAWAY before the stream's status, so the client's next stream goes to a new connection", async () => {
+    const { session, goaways } = await openHttp2Session(`http://${h.xdsAddress}`);
+    try {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      const message = Buffer.from(
+        DiscoveryRequest.encode(DiscoveryRequest.fromPartial({ node: testNode('e', 'e-raw'), typeUrl: TypeUrl.Cluster })).finish(),
+      );
+      const frame = Buffer.alloc(5 + message.length);
+      frame.writeUInt32BE(message.length, 1);
+      message.copy(frame, 5);
+      stream.write(frame);
+      stream.resume();
+      const ended = await new Promise<{ trailers: IncomingHttpHeaders; goawaysBefore: number }>((resolve, reject) => {
+        stream.once('trailers', (trailers: IncomingHttpHeaders) => resolve({ trailers, goawaysBefore: goaways.length }));
+        stream.once('error', reject);
+        setTimeout(() => reject(new Error('no status')), WITHIN_MS).unref();
+      });
+      expect(ended.trailers['grpc-status']).toBe(String(status.UNAVAILABLE));
+      expect(decodeURIComponent(String(ended.trailers['grpc-message']))).toBe(MAX_AGE_REASON);
+      expect(ended.goawaysBefore).toBeGreaterThan(0);
       expect(goaways[0]).toEqual({ code: 0, data: 'max_age' });
     } finally {
       session.destroy();

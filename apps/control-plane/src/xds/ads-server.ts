@@ -14,6 +14,7 @@ import type { Logger } from '@trellis/runtime';
 import { OUTBOUND_PORT_METADATA } from '../envoy/names';
 import { proxyKindOf, type ProxyIdentity } from '../resource';
 import type { StreamInfo, StreamRejection, XdsCallbacks, XdsProtocol } from './callbacks';
+import { ConnectionAges, http2SessionOf, MAX_AGE_REASON, type ConnectionAgeLimits } from './connection-age';
 import { DeltaSession } from './delta-session';
 import type { SnapshotSource } from './snapshot-cache';
 import { SotwSession } from './sotw-session';
@@ -38,6 +39,8 @@ export interface AdsServerOptions {
   maxStreamsPerConnection: number;
   /** A stream that sends no first request within this is ended (a silent stream holds a slot for nothing). */
   firstRequestTimeoutMs: number;
+  /** Ends each connection's ADS streams with UNAVAILABLE at its age (connection-age.ts); absent: no age here. */
+  connectionAge?: ConnectionAgeLimits;
   logger: Logger;
 }
 
@@ -53,8 +56,15 @@ export class AdsServer {
   /** Open streams per connection (peer address), counted from the moment they open. */
   private readonly perConnection = new Map<string, number>();
   private readonly unknownTypesLogged = new Set<string>();
+  private readonly ages: ConnectionAges | undefined;
 
-  constructor(private readonly options: AdsServerOptions) {}
+  constructor(private readonly options: AdsServerOptions) {
+    this.ages =
+      options.connectionAge &&
+      new ConnectionAges(options.connectionAge, (streams) =>
+        options.logger.info({ streams }, 'xds connection reached its max age: GOAWAY sent, its streams ended UNAVAILABLE'),
+      );
+  }
 
   /** The grpc-js service implementation to add to a `grpc.Server`. */
   implementation(): AggregatedDiscoveryServiceServer {
@@ -96,6 +106,7 @@ export class AdsServer {
       if (released) return;
       released = true;
       clearTimeout(firstRequestTimer);
+      untrackAge?.();
       const left = (this.perConnection.get(peer) ?? 1) - 1;
       if (left > 0) this.perConnection.set(peer, left);
       else this.perConnection.delete(peer);
@@ -116,6 +127,15 @@ export class AdsServer {
       call.emit('error', { code, details: reason });
       release();
     };
+
+    // Not a refusal: the proxy reconnects (perhaps to another replica) and keeps its config meanwhile.
+    const endUnavailable = (reason: string): void => {
+      if (finished) return;
+      call.emit('error', { code: GrpcStatus.UNAVAILABLE, details: reason });
+      cleanup();
+    };
+    const connection = this.ages && http2SessionOf(call as ServerDuplexStream<unknown, unknown>);
+    const untrackAge = connection && this.ages!.track(connection, () => endUnavailable(MAX_AGE_REASON));
 
     const cleanup = (): void => {
       release();
@@ -146,11 +166,7 @@ export class AdsServer {
       const activeInfo = info;
       this.active.set(streamId, {
         info: activeInfo,
-        close: () => {
-          // Not a refusal: the proxy reconnects (to another replica) and keeps its config meanwhile.
-          call.emit('error', { code: GrpcStatus.UNAVAILABLE, details: 'control plane shutting down' });
-          cleanup();
-        },
+        close: () => endUnavailable('control plane shutting down'),
       });
       callbacks.onStreamOpen(activeInfo);
       logger.info(

@@ -1,6 +1,7 @@
 // The serving side: per-identity snapshots, the ADS server (SotW and Delta),
 // stream authentication and the proxy status writer.
 export { AdsServer, identityOf, type ActiveStream, type AdsServerOptions } from './ads-server';
+export { backstopAgeMs, type ConnectionAgeLimits } from './connection-age';
 export { composeCallbacks, type SentResponse, type StreamInfo, type XdsCallbacks, type XdsProtocol } from './callbacks';
 export { ProxyStatusWriter, type ProxyStatusWriterOptions } from './proxy-status-writer';
 export { xdsServerCredentials, type XdsTlsFiles } from './server-credentials';
