@@ -3,10 +3,20 @@ import { HealthStatus } from '@trellis/envoy-types/envoy/config/core/v3/health_c
 import { CodecClientType } from '@trellis/envoy-types/envoy/type/v3/http';
 import { packAny } from '@trellis/envoy-types';
 import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
+import { ClusterLoadAssignment } from '@trellis/envoy-types/envoy/config/endpoint/v3/endpoint';
 import { TrafficPolicy, type Protocol } from '@trellis/mesh-schema';
 import { accepted, propertyRuns, trafficPolicyArbitrary } from '@trellis/mesh-schema/testing';
 import fc from 'fast-check';
-import { authzCluster, encodeSidecarCluster, loadAssignment, proxylessCluster, sidecarCluster, type ClusterInput } from './clusters';
+import type { LocalityEndpoints } from '../model';
+import {
+  authzCluster,
+  encodeLoadAssignment,
+  encodeSidecarCluster,
+  loadAssignment,
+  proxylessCluster,
+  sidecarCluster,
+  type ClusterInput,
+} from './clusters';
 
 const base = { name: 'outbound|b', connectTimeoutMs: 1500 };
 
@@ -130,6 +140,42 @@ describe('encodeSidecarCluster', () => {
       for (const loadBalancing of [undefined, 'ring_hash'] as const)
         for (const connectTimeoutMs of [1000, 2500])
           expectReference({ name: 'svc-1', protocol, policy: loadBalancing ? { loadBalancing } : {}, connectTimeoutMs });
+  });
+});
+
+// The same for endpoints: written in place against the generated encoding of loadAssignment's message.
+describe('encodeLoadAssignment', () => {
+  const text = fc.oneof(fc.constant(''), fc.string({ maxLength: 20 }));
+  const weight = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 0xffffffff }));
+  const endpoint = fc.record(
+    {
+      instanceId: text,
+      address: fc.oneof(text, fc.constantFrom('10.0.0.1', 'fd00::1', 'db.internal')),
+      port: fc.integer({ min: 0, max: 65535 }),
+      weight,
+      draining: fc.constant(true as const),
+    },
+    { requiredKeys: ['instanceId', 'address', 'port', 'weight'] },
+  );
+  const localities: fc.Arbitrary<LocalityEndpoints[]> = fc.array(
+    fc.record({
+      locality: fc.record({ region: text, zone: text, subZone: text }),
+      weight,
+      endpoints: fc.array(endpoint, { maxLength: 4 }),
+    }),
+    { maxLength: 4 },
+  );
+
+  it('encodes byte for byte what the generated encoder gives for the whole message', () => {
+    fc.assert(
+      fc.property(text, localities, (name, groups) => {
+        const reference = packAny(ClusterLoadAssignment, loadAssignment(name, groups));
+        const fast = encodeLoadAssignment(name, groups);
+        expect(fast.typeUrl).toBe(reference.typeUrl);
+        expect(Buffer.from(fast.value).toString('hex')).toBe(Buffer.from(reference.value).toString('hex'));
+      }),
+      { numRuns: propertyRuns(300) },
+    );
   });
 });
 

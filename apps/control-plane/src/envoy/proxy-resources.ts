@@ -30,7 +30,7 @@ import {
   type XdsResource,
 } from '../resource';
 import { componentSpiffeIdOf, spiffeIdOf, type TrafficPolicy } from '@trellis/mesh-schema';
-import { authzCluster, encodeSidecarCluster, loadAssignment, proxylessCluster, type ClusterInput } from './clusters';
+import { authzCluster, encodeLoadAssignment, encodeSidecarCluster, proxylessCluster, type ClusterInput } from './clusters';
 import {
   encodeInboundListener,
   encodeOutboundHttpListener,
@@ -87,7 +87,7 @@ const build = {
   sidecarCluster: (i: ClusterInput) => encodedResource(TypeUrl.Cluster, i.name, encodeSidecarCluster(i)),
   proxylessCluster: (i: ClusterInput) => cluster(proxylessCluster(i)),
   endpoints: (i: { clusterName: string; localities: readonly LocalityEndpoints[] }) =>
-    makeResource(TypeUrl.ClusterLoadAssignment, ClusterLoadAssignment, i.clusterName, loadAssignment(i.clusterName, i.localities)),
+    encodedResource(TypeUrl.ClusterLoadAssignment, i.clusterName, encodeLoadAssignment(i.clusterName, i.localities)),
   authzCluster: (i: { host: string; port: number; connectTimeoutMs: number; peer?: { spiffeId: string; sni: string } }) =>
     cluster(authzCluster(i.host, i.port, i.connectTimeoutMs, i.peer)),
   tracingCollectorCluster: (i: { tracing: TracingSettings; connectTimeoutMs: number }) =>
