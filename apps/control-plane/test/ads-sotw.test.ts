@@ -109,23 +109,47 @@ describe('SotW ADS', () => {
     expect(await client.drain()).toEqual([]);
   });
 
-  it('sends nothing new to a reconnecting proxy that already holds the current versions', async () => {
+  it('answers a reconnecting proxy that holds the current versions once per type, at those versions, then stays quiet', async () => {
     const last = await subscribeAll();
+    const version = (typeUrl: string) => last.get(typeUrl)!.versionInfo;
     client.close();
     client = AdsTestClient.open(harness.address, 'sotw');
-    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster, versionInfo: last.get(TypeUrl.Cluster)!.versionInfo });
-    client.send({
-      typeUrl: TypeUrl.ClusterLoadAssignment,
-      resourceNames: ['b'],
-      versionInfo: last.get(TypeUrl.ClusterLoadAssignment)!.versionInfo,
-    });
-    client.send({ typeUrl: TypeUrl.Listener, versionInfo: last.get(TypeUrl.Listener)!.versionInfo });
-    client.send({
-      typeUrl: TypeUrl.RouteConfiguration,
-      resourceNames: ['outbound'],
-      versionInfo: last.get(TypeUrl.RouteConfiguration)!.versionInfo,
-    });
+    // Envoy re-sends every subscription on the new stream with the version it holds and no nonce.
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster, versionInfo: version(TypeUrl.Cluster) });
+    client.send({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['b'], versionInfo: version(TypeUrl.ClusterLoadAssignment) });
+    client.send({ typeUrl: TypeUrl.Listener, versionInfo: version(TypeUrl.Listener) });
+    client.send({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['outbound'], versionInfo: version(TypeUrl.RouteConfiguration) });
+    const acksBefore = harness.events.filter((e) => e.event === 'onAck').length;
+
+    // Make-before-break as on a first push: listeners and routes once clusters and endpoints are acknowledged.
+    for (const expected of [
+      [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment],
+      [TypeUrl.Listener, TypeUrl.RouteConfiguration],
+    ]) {
+      const batch = [await client.next(), await client.next()];
+      expect(batch.map((r) => r.typeUrl).sort()).toEqual([...expected].sort());
+      for (const r of batch) {
+        expect(r.versionInfo).toBe(version(r.typeUrl));
+        expect(r.resources).toEqual(last.get(r.typeUrl)!.resources);
+        const names = r.typeUrl === TypeUrl.ClusterLoadAssignment ? ['b'] : r.typeUrl === TypeUrl.RouteConfiguration ? ['outbound'] : [];
+        client.send({ typeUrl: r.typeUrl, resourceNames: names, versionInfo: r.versionInfo, responseNonce: r.nonce });
+      }
+    }
     expect(await client.drain(500)).toEqual([]);
+    expect(harness.events.filter((e) => e.event === 'onAck').length - acksBefore).toBe(4);
+    expect(harness.events.some((e) => e.event === 'onNack' || e.event === 'onStaleRequest')).toBe(false);
+  });
+
+  it('answers a reconnecting proxy that holds an older version with the current one', async () => {
+    const last = await subscribeAll();
+    client.close();
+    harness.setModel(fakeModel({ a: [makeCluster('b', 9), makeEndpoints('b', '10.0.0.1:80'), makeListener('outbound')] }));
+    client = AdsTestClient.open(harness.address, 'sotw');
+    client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster, versionInfo: last.get(TypeUrl.Cluster)!.versionInfo });
+    const cds = await client.next();
+    expect(cds.versionInfo).toBe(versionOf([makeCluster('b', 9)]));
+    client.ack(TypeUrl.Cluster, cds);
+    expect(await client.drain()).toEqual([]);
   });
 
   it('pushes make-before-break: clusters and endpoints, then listeners and routes, then removes what is gone', async () => {

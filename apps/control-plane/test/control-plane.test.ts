@@ -78,7 +78,7 @@ describe('control plane over etcd', () => {
     expect(await metric('trellis_control_plane_proxy_convergence_seconds_count{type="cds"}')).toMatch(/ [1-9]\d*$/);
   });
 
-  it('gives a proxy the same versions on another replica, so moving over sends nothing', async () => {
+  it('gives a proxy the same versions on another replica, so moving over brings nothing new: the answers repeat what it holds', async () => {
     const first = open(h.xdsAddress);
     first.send({ node: testNode('a', 'a-envoy-move'), typeUrl: TypeUrl.Cluster });
     const cds = await first.next();
@@ -92,6 +92,13 @@ describe('control plane over etcd', () => {
       const moved = open(replica.xdsAddress);
       moved.send({ node: testNode('a', 'a-envoy-move'), typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo });
       moved.send({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo });
+      // Each re-subscription is answered (it confirms the new stream), at the version the proxy already holds.
+      const cdsAgain = await moved.next();
+      expect(cdsAgain).toMatchObject({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, resources: cds.resources });
+      moved.ack(TypeUrl.Cluster, cdsAgain);
+      const ldsAgain = await moved.next();
+      expect(ldsAgain).toMatchObject({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, resources: lds.resources });
+      moved.ack(TypeUrl.Listener, ldsAgain);
       expect(await moved.drain(600)).toEqual([]);
     } finally {
       await replica.stop();

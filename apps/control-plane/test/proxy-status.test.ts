@@ -68,6 +68,45 @@ describe('proxy status in etcd', () => {
     );
   });
 
+  it('a proxy reconnecting with the versions it holds is answered on its new stream, and that stream is recorded in sync', async () => {
+    const first = AdsTestClient.open(h.xdsAddress, 'sotw');
+    clients.push(first);
+    first.send({ node: testNode('a', 'a-reconnect'), typeUrl: TypeUrl.Cluster });
+    first.send({ typeUrl: TypeUrl.Listener });
+    const held = new Map<string, string>();
+    for (let i = 0; i < 2; i++) {
+      const r = await first.next();
+      held.set(r.typeUrl, r.versionInfo);
+      first.ack(r.typeUrl, r);
+    }
+    first.close();
+    clients.splice(clients.indexOf(first), 1);
+
+    // Envoy's re-subscription: the versions held, no nonce. Before, nothing came back (same versions) and the
+    // new stream's record said nothing was sent; Envoy, reset only by a response, kept growing its backoff.
+    const again = AdsTestClient.open(h.xdsAddress, 'sotw');
+    clients.push(again);
+    again.send({ node: testNode('a', 'a-reconnect'), typeUrl: TypeUrl.Cluster, versionInfo: held.get(TypeUrl.Cluster) });
+    again.send({ typeUrl: TypeUrl.Listener, versionInfo: held.get(TypeUrl.Listener) });
+    for (let i = 0; i < 2; i++) {
+      const r = await again.next();
+      expect(r.versionInfo).toBe(held.get(r.typeUrl));
+      again.ack(r.typeUrl, r);
+    }
+    const record = await eventually('the new stream recorded with both types acknowledged', async () => {
+      const [s] = (await h.store.listProxyStatuses('a')).filter((s) => s.nodeId === 'a-reconnect');
+      return s?.types.cds?.lastAckedVersion && s.types.lds?.lastAckedVersion ? s : undefined;
+    });
+    expect(record.types.cds).toMatchObject({ lastSentVersion: held.get(TypeUrl.Cluster), lastAckedVersion: held.get(TypeUrl.Cluster) });
+    expect(record.types.lds).toMatchObject({ lastSentVersion: held.get(TypeUrl.Listener), lastAckedVersion: held.get(TypeUrl.Listener) });
+    expect(await again.drain()).toEqual([]);
+    again.close();
+    clients.splice(clients.indexOf(again), 1);
+    await eventually('the reconnected stream’s status deleted', async () =>
+      (await h.store.listProxyStatuses('a')).some((s) => s.nodeId === 'a-reconnect') ? undefined : true,
+    );
+  });
+
   it('attack: a second stream claiming a streaming node id neither replaces nor deletes its record; its NACK text is bounded', async () => {
     await h.store.createService({ name: 'front', team: 'core', protocol: 'http', port: 8080 }, 'test');
     const real = AdsTestClient.open(h.xdsAddress, 'sotw');

@@ -9,7 +9,8 @@
 // - make-before-break: clusters and endpoints are answered before listeners and
 //   routes change, and clusters that disappear stay until listeners and routes
 //   that could still reference them are acknowledged;
-// - nothing is sent when the version a proxy holds is already the current one.
+// - nothing is sent when the version a proxy holds is already the current one, except
+//   that the first request of each type on a stream is always answered (a reconnect).
 import { compareStrings, sortInPlace } from '@trellis/mesh-contracts';
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
@@ -40,7 +41,7 @@ interface TypeState {
   sent: Sent | undefined;
   ackedVersion: string | undefined;
   ackedAt?: number;
-  /** Answer the next time even if the version is unchanged (see clustersReplaced). */
+  /** Answer the next time even if the version is unchanged (a reconnect; see clustersReplaced). */
   resend?: boolean;
   /** The subscribed part of the last snapshot's type, kept while neither changes. */
   picked?: { type: TypeSnapshot; names: Set<string>; desired: Desired };
@@ -99,9 +100,12 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
         picked: undefined,
       };
       if (request.versionInfo !== '') {
-        // Reconnect: the client already holds this version; send only if ours differs.
+        // Reconnect: the client already holds this version. It is answered even so, at the same version if
+        // nothing changed (as Istio does): Envoy resets its reconnect backoff only on a response, and the
+        // answer and its ACK confirm the new stream (its status record reads SYNCED, not NOT SENT).
         state.sent = { version: request.versionInfo, nonce: '', resources: new Map(), changedAt: 0, meshRevision: '', inFlight: false };
         state.ackedVersion = request.versionInfo;
+        state.resend = true;
       }
       this.types.set(typeUrl, state);
     }
