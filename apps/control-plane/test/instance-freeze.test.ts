@@ -5,15 +5,25 @@
 // connection, the calls on it end UNAVAILABLE before any response and the
 // route's default retry sends them to the other instance: no call fails. After
 // SIGCONT the instance gets calls again.
+//
+// The one call that may fail: one whose response the instance had already begun
+// when it froze. A grpc-js server writes a unary response's headers and message
+// together and its trailers in a second write ~1-4 ms later (strace); a freeze in
+// between leaves the client with a started response and no status, and gRPC never
+// retries a call once response headers arrived (gRFC A6: the call is committed,
+// the server has handled it). Keepalive then ends it UNAVAILABLE "Connection
+// dropped". CI saw this once in ~10 runs (1 call of 881).
+import { status } from '@grpc/grpc-js';
 import { ManagedProcess, waitUntil } from '@trellis/testing';
 import { startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
-import { bundle, streakOf, XdsClientProcess } from './support/xds-client-process';
+import { bundle, streakOf, XdsClientProcess, type CallResult } from './support/xds-client-process';
 
 jest.setTimeout(180_000);
 
 const CLIENTS = 2;
 const LEASE_TTL_SECONDS = 60;
 const FREEZE_MS = 12_000;
+const STEADY_MS = 3_000;
 
 async function startWhoProcess(instanceId: string): Promise<{ process: ManagedProcess; port: number }> {
   const script = await bundle('who-server-process');
@@ -41,7 +51,7 @@ describe('an instance frozen under proxyless traffic', () => {
     await h?.stop();
   });
 
-  it('moves calls to the other instance with none failed, and back after SIGCONT', async () => {
+  it('moves calls to the other instance with none failed but one the freeze cut off mid-response, and back after SIGCONT', async () => {
     // The policy's outlier detection reaches the clients too (as failure-percentage ejection).
     await h.store.createService(
       {
@@ -77,8 +87,16 @@ describe('an instance frozen under proxyless traffic', () => {
       await c.waitFor('calls reaching b-2', t0, (rs) => rs.find((r) => r.instance === 'b-2'), 60_000);
     }
 
+    // The rate both instances answer at on this machine now: the freeze's rate is judged against it, not
+    // against a fixed number a loaded machine cannot reach.
+    const steadyFrom = Date.now();
+    await new Promise((r) => setTimeout(r, STEADY_MS));
     const frozenAt = Date.now();
+    const steadyRate =
+      clients.flatMap((c) => c.results.filter((r) => r.ok && r.t >= steadyFrom && r.t < frozenAt)).length /
+      ((frozenAt - steadyFrom) / 1000);
     await instances[0]!.freeze();
+    const stoppedBy = Date.now();
     await new Promise((r) => setTimeout(r, FREEZE_MS));
     // Still registered throughout: only the clients moved the traffic.
     expect((await h.store.listInstances('b')).map((i) => i.id).sort()).toEqual(['b-1', 'b-2']);
@@ -101,15 +119,22 @@ describe('an instance frozen under proxyless traffic', () => {
 
     const during = clients.flatMap((c) => c.results.filter((r) => r.t >= frozenAt));
     const failed = during.filter((r) => !r.ok);
+    // Cut off mid-response by the freeze (see the top): begun before b-1 stopped, its response begun by
+    // b-1, ended UNAVAILABLE. Each client has one call in flight, so at most one such call per client.
+    const cutOffMidResponse = (r: CallResult) => r.code === status.UNAVAILABLE && r.responseStartedBy === 'b-1' && r.start <= stoppedBy;
     // Calls answered while b-1 was frozen: by b-2 only (a frozen process answers nothing).
     const frozenWindow = clients.flatMap((c) => c.results.filter((r) => r.ok && r.t > frozenAt + 500 && r.t < thawedAt));
     const seconds = (thawedAt - frozenAt) / 1000;
     console.log(
-      `instance frozen ${thawedAt - frozenAt} ms: ${frozenWindow.length} calls answered while frozen (${(frozenWindow.length / seconds).toFixed(0)}/s), ` +
-        `${failed.length} failed of ${during.length}; b-1 served again ${Math.max(...backAt) - thawedAt} ms after SIGCONT`,
+      `instance frozen ${thawedAt - frozenAt} ms: ${frozenWindow.length} calls answered while frozen (${(frozenWindow.length / seconds).toFixed(0)}/s, ` +
+        `${steadyRate.toFixed(0)}/s before), ` +
+        `${failed.length} failed of ${during.length} (${failed.filter(cutOffMidResponse).length} cut off mid-response by the freeze); ` +
+        `b-1 served again ${Math.max(...backAt) - thawedAt} ms after SIGCONT`,
     );
-    expect(failed).toEqual([]);
-    expect(frozenWindow.length / seconds).toBeGreaterThanOrEqual(20);
+    expect(failed.filter((r) => !cutOffMidResponse(r))).toEqual([]);
+    for (const c of clients) expect(c.results.filter((r) => r.t >= frozenAt && !r.ok).length).toBeLessThanOrEqual(1);
+    // Calls keep flowing at the pace of the calls before (a call hung to its 10 s deadline would stall its client).
+    expect(frozenWindow.length / seconds).toBeGreaterThanOrEqual(steadyRate / 2);
     expect(new Set(frozenWindow.map((r) => r.instance))).toEqual(new Set(['b-2']));
     expect(h.emitted.problems).toEqual([]);
   });

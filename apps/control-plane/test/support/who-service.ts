@@ -1,6 +1,6 @@
 // A one-method gRPC service for end-to-end tests: `Who` answers with the id of
 // the instance that served the call, so tests can see where traffic goes.
-import { Server, ServerCredentials, type ServiceDefinition } from '@grpc/grpc-js';
+import { Metadata, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -16,11 +16,22 @@ export const WhoService: ServiceDefinition = {
   },
 };
 
+/**
+ * The response header naming the instance: a client sees who began answering a call even when
+ * the call then fails (its trailers never came).
+ */
+export const WHO_INSTANCE_HEADER = 'who-instance';
+
 /** Starts a Who server on 127.0.0.1:0 answering with `instanceId`. */
 export async function startWhoServer(instanceId: string): Promise<{ port: number; stop(): Promise<void> }> {
   const server = new Server();
   server.addService(WhoService, {
-    who: (_call: unknown, callback: (err: null, res: Buffer) => void) => callback(null, Buffer.from(instanceId)),
+    who: (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+      const headers = new Metadata();
+      headers.set(WHO_INSTANCE_HEADER, instanceId);
+      call.sendMetadata(headers);
+      callback(null, Buffer.from(instanceId));
+    },
   });
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),

@@ -37,13 +37,18 @@ export function bundle(script: 'xds-call-loop' | 'xds-who-server' | 'who-server-
 }
 
 export interface CallResult {
+  /** When the call ended. */
   t: number;
+  /** When the call began. */
+  start: number;
   ok: boolean;
   instance?: string;
   /** The caller the server verified from this client's certificate (xds-who-server). */
   caller?: string;
   code?: number;
   details?: string;
+  /** A failed call whose response had begun: the instance that began it (a plain Who server's header). */
+  responseStartedBy?: string;
 }
 
 export class XdsClientProcess {
