@@ -11,6 +11,9 @@
 //        [--cp-node-options=…] [--floor-node-options=…] [--clients-node-options=…] [--smoke]
 // Profiles: envoy (SotW sidecars: CDS+LDS, then EDS/RDS, ACKs), clusters (SotW, CDS only), delta
 // (the envoy subscriptions over Delta ADS). --smoke: tiny sizes and every profile, in seconds (npm test runs it).
+// What the simulated Envoys read of a response (src/xds-wire.ts scans the wire format, no full decode): its type,
+// version, nonce, each resource's byte length, and for CDS and LDS the resources' names (the EDS and RDS follow-ups);
+// Delta also each resource's name and version and the removed names. Every response is ACKed, its version and nonce echoed.
 // The simulated Envoys reconnect and re-subscribe, as Envoy does, when the control plane sends GOAWAY at its max
 // connection age (30 min by default; --max-connection-age-ms sets it); the summary counts their reconnects.
 // Needs etcd. Bundles src/xds-fanout.ts with esbuild (it imports startControlPlane

@@ -10,6 +10,8 @@
 //                                the clusters and RDS for the listeners it got, ACKs, and after a CDS update
 //                                the EDS request again (Envoy re-creates changed clusters)
 //                      delta     the same subscriptions over Delta ADS
+//                    reading of each response only what an ACK, the follow-ups and the round's accounting need
+//                    (xds-wire.ts): one process simulates thousands of Envoys, so its cost per response is kept low
 // Times cross processes as performance.timeOrigin + performance.now() (wall-clock based, sub-ms).
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -19,16 +21,18 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   credentials,
+  makeGenericClientConstructor,
   Server,
   ServerCredentials,
   status as GrpcStatus,
+  type Client,
   type ClientDuplexStream,
   type ServerDuplexStream,
   type ServiceError,
 } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
-import { AggregatedDiscoveryServiceClient, AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import {
   DeltaDiscoveryRequest,
   DeltaDiscoveryResponse,
@@ -37,11 +41,12 @@ import {
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
-import { startEtcd } from '@trellis/testing';
+import { rawBytesMethod, startEtcd } from '@trellis/testing';
 import { startControlPlane } from '../../../apps/control-plane/src/control-plane';
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 import type { XdsCallbacks } from '../../../apps/control-plane/src/xds';
-import { BenchMesh, hubSpec, resourceName } from './bench-mesh';
+import { BenchMesh, hubSpec } from './bench-mesh';
+import { DeltaResponse, encodeDeltaDiscoveryRequest, encodeDiscoveryRequest, SotwResponse } from './xds-wire';
 
 const { values: args } = parseArgs({
   allowNegative: true,
@@ -461,6 +466,22 @@ interface Proxy {
 /** One stream in the profile's shape; calls `received` for every response with its resource bytes. */
 type OpenStream = (proxy: Proxy, node: Node, received: (typeUrl: string, bytes: number) => void) => void;
 
+/**
+ * The simulated Envoys' ADS client: raw bytes both ways. xds-wire.ts reads of each response only what an ACK, the
+ * follow-up subscriptions and the round's accounting need, and writes the requests (see its header).
+ */
+const RawAdsClient = makeGenericClientConstructor(
+  {
+    streamAggregatedResources: rawBytesMethod(AggregatedDiscoveryServiceService.streamAggregatedResources.path, 'bidi'),
+    deltaAggregatedResources: rawBytesMethod(AggregatedDiscoveryServiceService.deltaAggregatedResources.path, 'bidi'),
+  },
+  'AggregatedDiscoveryService',
+);
+interface RawAdsClient extends Client {
+  streamAggregatedResources(): ClientDuplexStream<Buffer, Buffer>;
+  deltaAggregatedResources(): ClientDuplexStream<Buffer, Buffer>;
+}
+
 /** What a sidecar subscribes to after a type's answer: the endpoints of its clusters, the routes of its listeners. */
 const FOLLOWS = new Map<string, string>([
   [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment],
@@ -489,11 +510,7 @@ function connectionWentAway(err: ServiceError): boolean {
  * its max connection age, a dropped connection) is opened again on the same channel after a jittered exponential
  * backoff, reset by a response, and `open(true)` re-subscribes on it. Any other error ends the process.
  */
-function keepOpen<Request, Response>(
-  proxy: Proxy,
-  node: Node,
-  open: (resubscribe: boolean) => ClientDuplexStream<Request, Response>,
-): void {
+function keepOpen(proxy: Proxy, node: Node, open: (resubscribe: boolean) => ClientDuplexStream<Buffer, Buffer>): void {
   let failures = 0;
   const connect = (resubscribe: boolean): void => {
     const call = open(resubscribe);
@@ -511,21 +528,26 @@ function keepOpen<Request, Response>(
   connect(false);
 }
 
+/** Every response of the process is read into these, one at a time (a stream's handler is done with it before the next). */
+const sotwResponse = new SotwResponse();
+const deltaResponse = new DeltaResponse();
+
 const sotwStream =
-  (profile: 'clusters' | 'envoy', channelFor: () => AggregatedDiscoveryServiceClient): OpenStream =>
+  (profile: 'clusters' | 'envoy', channelFor: () => RawAdsClient): OpenStream =>
   (proxy, node, received) => {
     // One connection per proxy, as an Envoy has: a reconnect opens its stream on the same channel.
     const channel = channelFor();
+    const nodeBytes = Node.encode(node).finish();
     const subscribed = new Map<string, string[]>();
     const last = new Map<string, { version: string; nonce: string }>();
     /** Types re-requested on a new stream whose answer has not come: an answer with the version held is not a push. */
     const resubscribed = new Set<string>();
-    let call: ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+    let call: ClientDuplexStream<Buffer, Buffer>;
     const request = (typeUrl: string, names: string[], withNode = false): void => {
       const held = last.get(typeUrl);
       call.write(
-        DiscoveryRequest.fromPartial({
-          ...(withNode ? { node } : {}),
+        encodeDiscoveryRequest({
+          node: withNode ? nodeBytes : undefined,
           typeUrl,
           resourceNames: names,
           versionInfo: held?.version ?? '',
@@ -534,26 +556,30 @@ const sotwStream =
       );
     };
     keepOpen(proxy, node, (resubscribe) => {
-      call = channel.streamAggregatedResources() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
-      call.on('data', (response: DiscoveryResponse) => {
+      call = channel.streamAggregatedResources();
+      call.on('data', (bytes: Buffer) => {
+        const response = sotwResponse.read(bytes);
         const typeUrl = response.typeUrl;
-        const resent = resubscribed.delete(typeUrl) && last.get(typeUrl)?.version === response.versionInfo;
-        last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
+        // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
+        // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
+        const follow = profile === 'envoy' ? FOLLOWS.get(typeUrl) : undefined;
+        const names = follow ? response.names() : undefined;
+        const resourceBytes = response.resourceBytes;
+        const held = last.get(typeUrl);
+        const resent = resubscribed.delete(typeUrl) && held?.version === response.versionInfo;
+        if (held) {
+          held.version = response.versionInfo;
+          held.nonce = response.nonce;
+        } else {
+          last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
+        }
         proxy.versions.set(typeUrl, response.versionInfo);
         // ACK every response, as Envoy does.
         request(typeUrl, subscribed.get(typeUrl) ?? []);
         // What the proxy held already, answering its re-subscription: nothing changed, so Envoy re-creates nothing.
         if (resent) return;
-        received(
-          typeUrl,
-          response.resources.reduce((sum, r) => sum + r.value.length, 0),
-        );
-        if (profile !== 'envoy') return;
-        // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
-        // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
-        const follow = FOLLOWS.get(typeUrl);
-        if (!follow) return;
-        const names = response.resources.map((r) => resourceName(r.value)).sort();
+        received(typeUrl, resourceBytes);
+        if (!follow || !names) return;
         const before = subscribed.get(follow);
         if (before && before.join() === names.join() && follow !== TypeUrl.ClusterLoadAssignment) return;
         subscribed.set(follow, names);
@@ -583,45 +609,46 @@ const sotwStream =
   };
 
 const deltaStream =
-  (channelFor: () => AggregatedDiscoveryServiceClient): OpenStream =>
+  (channelFor: () => RawAdsClient): OpenStream =>
   (proxy, node, received) => {
     const channel = channelFor();
+    const nodeBytes = Node.encode(node).finish();
     /** Names of the endpoints and routes subscribed to (clusters and listeners are wildcard subscriptions). */
     const subscribed = new Map<string, Set<string>>();
     /** The version of every resource held, per type: what a new stream's requests tell the server. */
     const held = new Map<string, Map<string, string>>();
     const resubscribed = new Set<string>();
     keepOpen(proxy, node, (resubscribe) => {
-      const call = channel.deltaAggregatedResources() as ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
-      call.on('data', (response: DeltaDiscoveryResponse) => {
+      const call = channel.deltaAggregatedResources();
+      call.on('data', (bytes: Buffer) => {
+        const response = deltaResponse.read(bytes);
         const typeUrl = response.typeUrl;
         let versions = held.get(typeUrl);
         if (!versions) held.set(typeUrl, (versions = new Map()));
         const resent =
           resubscribed.delete(typeUrl) &&
-          response.resources.every((r) => versions.get(r.name) === r.version) &&
-          response.removedResources.every((name) => !versions.has(name));
-        for (const r of response.resources) versions.set(r.name, r.version);
-        for (const name of response.removedResources) versions.delete(name);
+          response.names.every((name, i) => versions.get(name) === response.versions[i]) &&
+          response.removed.every((name) => !versions.has(name));
+        for (let i = 0; i < response.names.length; i++) versions.set(response.names[i]!, response.versions[i]!);
+        for (const name of response.removed) versions.delete(name);
         proxy.versions.set(typeUrl, response.systemVersionInfo);
-        call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl, responseNonce: response.nonce }));
+        // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
+        const follow = FOLLOWS.get(typeUrl);
+        const before = follow ? subscribed.get(follow) : undefined;
+        const added = follow ? response.names.filter((name) => !before?.has(name)) : [];
+        const resourceBytes = response.resourceBytes;
+        call.write(encodeDeltaDiscoveryRequest({ typeUrl, responseNonce: response.nonce }));
         // The server's first answer on a new stream, with nothing the proxy did not hold: not a push.
         if (resent) return;
-        received(
-          typeUrl,
-          response.resources.reduce((sum, r) => sum + (r.resource?.value.length ?? 0), 0),
-        );
-        const follow = FOLLOWS.get(typeUrl);
+        received(typeUrl, resourceBytes);
         if (!follow) return;
-        // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
-        let names = subscribed.get(follow);
+        let names = before;
         const first = !names;
         if (!names) subscribed.set(follow, (names = new Set()));
-        const added = response.resources.map((r) => r.name).filter((name) => !names.has(name));
         for (const name of added) names.add(name);
         if (first || added.length > 0) {
           resubscribed.delete(follow);
-          call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: follow, resourceNamesSubscribe: added }));
+          call.write(encodeDeltaDiscoveryRequest({ typeUrl: follow, resourceNamesSubscribe: added }));
         }
       });
       if (resubscribe) {
@@ -630,18 +657,18 @@ const deltaStream =
         for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener, ...subscribed.keys()]) {
           resubscribed.add(typeUrl);
           call.write(
-            DeltaDiscoveryRequest.fromPartial({
-              ...(first ? { node } : {}),
+            encodeDeltaDiscoveryRequest({
+              node: first ? nodeBytes : undefined,
               typeUrl,
-              resourceNamesSubscribe: [...(subscribed.get(typeUrl) ?? [])],
-              initialResourceVersions: Object.fromEntries(held.get(typeUrl) ?? []),
+              resourceNamesSubscribe: subscribed.get(typeUrl),
+              initialResourceVersions: held.get(typeUrl),
             }),
           );
           first = false;
         }
       } else {
-        call.write(DeltaDiscoveryRequest.fromPartial({ node, typeUrl: TypeUrl.Cluster }));
-        call.write(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Listener }));
+        call.write(encodeDeltaDiscoveryRequest({ node: nodeBytes, typeUrl: TypeUrl.Cluster }));
+        call.write(encodeDeltaDiscoveryRequest({ typeUrl: TypeUrl.Listener }));
       }
       return call;
     });
@@ -655,13 +682,13 @@ async function clientsRole(): Promise<void> {
     // A local subchannel pool per client gives each its own TCP connection. grpc-js sets both the stream and the
     // connection window from 'grpc-node.flow_control_window'.
     () =>
-      new AggregatedDiscoveryServiceClient(target, credentials.createInsecure(), {
+      new RawAdsClient(target, credentials.createInsecure(), {
         'grpc.use_local_subchannel_pool': 1,
         ...(CLIENTS_WINDOW_BYTES > 0 ? { 'grpc-node.flow_control_window': CLIENTS_WINDOW_BYTES } : {}),
-      }),
+      }) as unknown as RawAdsClient,
   );
   let nextChannel = 0;
-  const channelFor = (): AggregatedDiscoveryServiceClient => channels[nextChannel++ % channels.length]!;
+  const channelFor = (): RawAdsClient => channels[nextChannel++ % channels.length]!;
   const open = profile === 'delta' ? deltaStream(channelFor) : sotwStream(profile, channelFor);
   const connectTypes = typesOf(profile);
   const proxies: Proxy[] = [];
