@@ -33,12 +33,8 @@ import {
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
-import {
-  DeltaDiscoveryRequest,
-  DeltaDiscoveryResponse,
-  DiscoveryRequest,
-  DiscoveryResponse,
-} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import type { DeltaDiscoveryRequest, DiscoveryRequest } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { DeltaDiscoveryResponse, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { rawBytesMethod, startEtcd } from '@trellis/testing';
