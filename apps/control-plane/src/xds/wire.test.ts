@@ -1,11 +1,18 @@
 // The hand-written response encoders must produce exactly the generated encoders' bytes,
 // and the hand-written request decoder exactly the generated decoder's message (or its error).
+import { credentials, Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { ADS_PUSH_ORDER, TypeUrl } from '@trellis/envoy-types';
 import { propertyRuns } from '@trellis/mesh-schema/testing';
-import { DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
+import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import {
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  DiscoveryRequest,
+  DiscoveryResponse,
+} from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { makeCluster } from '../../test/support/resources';
-import { decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from './wire';
+import { AdsServiceDefinition, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from './wire';
 
 const generated = (response: DiscoveryResponse): Buffer => Buffer.from(DiscoveryResponse.encode(response).finish());
 const generatedDelta = (response: DeltaDiscoveryResponse): Buffer => Buffer.from(DeltaDiscoveryResponse.encode(response).finish());
@@ -105,6 +112,85 @@ describe('encodeDeltaDiscoveryResponse', () => {
       nonce: '3',
     });
     expect(encodeDeltaDiscoveryResponse(response)).toEqual(generatedDelta(response));
+  });
+});
+
+describe('AdsServiceDefinition on a grpc-js server', () => {
+  // Its serializers write every response into one scratch buffer, which is only sound while grpc-js copies each
+  // serialized message before it serializes the next: many different responses written in one go (none waiting for
+  // the transport) must each arrive as sent, on SotW and Delta streams at once.
+  let server: Server;
+  let client: AggregatedDiscoveryServiceClient;
+  const count = 300;
+  // Sizes from a few bytes to past the scratch's initial 64 KiB (it grows) and past its 1 MiB limit (a buffer of its own).
+  const sizeOf = (i: number): number => (i % 50 === 7 ? 70_000 + i : i % 97 === 3 ? (1 << 20) + i : (i * 37) % 3000);
+  const value = (i: number): Buffer => Buffer.alloc(sizeOf(i), i % 251);
+  const sotw = (i: number): DiscoveryResponse =>
+    DiscoveryResponse.fromPartial({
+      versionInfo: `v${i}`,
+      resources: [{ typeUrl: TypeUrl.Cluster, value: value(i) }],
+      typeUrl: TypeUrl.Cluster,
+      nonce: String(i),
+      controlPlane: { identifier: 'cp' },
+    });
+  const delta = (i: number): DeltaDiscoveryResponse =>
+    DeltaDiscoveryResponse.fromPartial({
+      systemVersionInfo: `v${i}`,
+      resources: [{ name: `r${i}`, version: String(i), resource: { typeUrl: TypeUrl.Cluster, value: value(i + 1) } }],
+      typeUrl: TypeUrl.Cluster,
+      nonce: String(i),
+    });
+
+  beforeAll(async () => {
+    server = new Server();
+    server.addService(AdsServiceDefinition, {
+      streamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) =>
+        call.once('data', () => {
+          for (let i = 0; i < count; i++) call.write(sotw(i));
+        }),
+      deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
+        call.once('data', () => {
+          for (let i = 0; i < count; i++) call.write(delta(i));
+        }),
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    client = new AggregatedDiscoveryServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 4 << 20,
+    });
+  });
+
+  afterAll(async () => {
+    client.close();
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  });
+
+  const receive = <T>(stream: NodeJS.EventEmitter & { write(m: unknown): boolean; cancel(): void }, first: unknown): Promise<T[]> =>
+    new Promise((resolve, reject) => {
+      const got: T[] = [];
+      stream.on('data', (message: T) => {
+        got.push(message);
+        if (got.length === count) {
+          stream.cancel();
+          resolve(got);
+        }
+      });
+      stream.on('error', (err: { code?: number }) => {
+        if (got.length < count) reject(err);
+      });
+      stream.write(first);
+    });
+
+  it('delivers every SotW and Delta response of a burst as written', async () => {
+    const [sotwGot, deltaGot] = await Promise.all([
+      receive<DiscoveryResponse>(client.streamAggregatedResources(), DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster })),
+      receive<DeltaDiscoveryResponse>(client.deltaAggregatedResources(), DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster })),
+    ]);
+    // Compared as bytes (jest's deep equality walks a megabyte buffer byte by byte, slowly).
+    const sotwWrong = sotwGot.map((response, i) => i).filter((i) => !generated(sotwGot[i]!).equals(generated(sotw(i))));
+    const deltaWrong = deltaGot.map((response, i) => i).filter((i) => !generatedDelta(deltaGot[i]!).equals(generatedDelta(delta(i))));
+    expect({ sotwWrong, deltaWrong }).toEqual({ sotwWrong: [], deltaWrong: [] });
   });
 });
 
