@@ -188,8 +188,8 @@ describe('AdsServiceDefinition on a grpc-js server', () => {
       receive<DeltaDiscoveryResponse>(client.deltaAggregatedResources(), DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster })),
     ]);
     // Compared as bytes (jest's deep equality walks a megabyte buffer byte by byte, slowly).
-    const sotwWrong = sotwGot.map((response, i) => i).filter((i) => !generated(sotwGot[i]!).equals(generated(sotw(i))));
-    const deltaWrong = deltaGot.map((response, i) => i).filter((i) => !generatedDelta(deltaGot[i]!).equals(generatedDelta(delta(i))));
+    const sotwWrong = sotwGot.map((_, i) => i).filter((i) => !generated(sotwGot[i]!).equals(generated(sotw(i))));
+    const deltaWrong = deltaGot.map((_, i) => i).filter((i) => !generatedDelta(deltaGot[i]!).equals(generatedDelta(delta(i))));
     expect({ sotwWrong, deltaWrong }).toEqual({ sotwWrong: [], deltaWrong: [] });
   });
 });
