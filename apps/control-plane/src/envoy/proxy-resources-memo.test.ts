@@ -1,6 +1,6 @@
 import { TypeUrl } from '@trellis/envoy-types';
 import { MeshFixture } from '../model/mesh-fixture';
-import { buildMeshModel } from '../model';
+import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS } from '../model';
 import { buildProxyResources } from './proxy-resources';
 import type { ProxyIdentity, ResourceSet } from '../resource';
 import { TranslationMemo } from '../resource';
@@ -60,15 +60,16 @@ describe('buildProxyResources with a TranslationMemo', () => {
 
   it('encodes a shared cluster once for all its callers, and forgets what two models no longer use', () => {
     const memo = new TranslationMemo();
-    const model = mesh().model();
+    // Settings of its own: what is kept per settings object (the authz cluster) is then built in this test.
+    const model = mesh().model({ ...DEFAULT_TRANSLATOR_SETTINGS });
     const sets = ['a1', 'a2', 'a3'].map((service) => buildProxyResources(model, { service, kind: 'envoy' }, memo));
     // Shared: b's two subset clusters, their endpoints, db's cluster and endpoints, the authz cluster — built once.
-    // A callee's clusters and endpoints are made once per model for every caller without an override
-    // (not even looked up again); the authz cluster is hit twice.
+    // A callee's clusters and endpoints are made once per model for every caller without an override, and the
+    // authz cluster once per settings object: neither is looked up again for the next caller.
     // Per identity: inbound listener and routes, outbound listener and routes, db's TCP listener — each names
     // its service, so it is built directly, never looked up in the memo.
     expect(memo.misses).toBe(7);
-    expect(memo.hits).toBe(2);
+    expect(memo.hits).toBe(0);
     for (const type of [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment])
       for (const [name, resource] of sets[0]!.get(type)!) for (const set of sets) expect(set.get(type)!.get(name)).toBe(resource);
     // The next model after a new endpoint in b's v1 subset rebuilds only that subset's endpoints:

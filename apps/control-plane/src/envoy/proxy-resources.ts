@@ -331,25 +331,26 @@ function ownSidecarResources(
       ),
     );
   }
-  // ext_authz runs on the outbound listener and on a public service's inbound one.
+  // ext_authz runs on the outbound listener and on a public service's inbound one. This cluster and the tracing
+  // collector's read only the settings (and the trust domain): each is kept per settings object, so a connection
+  // storm does not digest their inputs again for every identity to find them in the memo.
   if (httpDeps || (service.inbound && service.ingress && service.protocol !== 'tcp')) {
-    const authzInput = reused(settings, `authz|${trustDomain}`, [settings, trustDomain], () => {
+    const authz = reused(settings, `authz|${trustDomain}`, [settings, trustDomain], () => {
       const { host, port } = settings.authzCluster;
       // SNI only when authz is reached by name (an IP literal is no server name).
       const peer = settings.authzTls
         ? { spiffeId: componentSpiffeIdOf(trustDomain, 'authz'), sni: isIP(host) === 0 && host.length <= 253 ? host : '' }
         : undefined;
-      return { host, port, connectTimeoutMs: settings.connectTimeoutMs, ...(peer ? { peer } : {}) };
+      return make(build.authzCluster, { host, port, connectTimeoutMs: settings.connectTimeoutMs, ...(peer ? { peer } : {}) });
     });
-    resources.push(make(build.authzCluster, authzInput));
+    resources.push(authz);
   }
   // Where the tracer of every HTTP connection manager sends its spans, when a collector is configured.
   if (settings.tracing) {
     const tracing = settings.tracing;
     resources.push(
-      make(
-        build.tracingCollectorCluster,
-        reused(settings, 'tracing', [settings], () => ({ tracing, connectTimeoutMs: settings.connectTimeoutMs })),
+      reused(settings, 'tracing', [settings], () =>
+        make(build.tracingCollectorCluster, { tracing, connectTimeoutMs: settings.connectTimeoutMs }),
       ),
     );
   }
