@@ -61,8 +61,8 @@ describe.each([...APPS])('apps/%s/Dockerfile', (app) => {
   it('builds from what tools/build/bundle.mjs writes (main.js and package.json in dist/apps/<app>)', () => {
     const bundler = readWorkspaceFile('tools/build/bundle.mjs');
     expect(bundler).toContain("join(root, 'dist/apps', app)");
-    expect(bundler).toMatch(/writeFileSync\(join\(outDir, 'package\.json'\)/);
-    expect(bundler).toMatch(/writeFileSync\(join\(outDir, 'package-lock\.json'\), JSON\.stringify\(pruneLockfile\(/);
+    expect(bundler).toMatch(/writeFileAtomically\(join\(outDir, 'package\.json'\)/);
+    expect(bundler).toMatch(/writeFileAtomically\(join\(outDir, 'package-lock\.json'\), JSON\.stringify\(pruneLockfile\(/);
   });
 });
 
