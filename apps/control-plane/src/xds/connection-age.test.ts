@@ -1,6 +1,7 @@
 // The ADS server's connection age without a transport (a fake HTTP/2 session; the real one, with
 // grpc-js clients, is test/connection-limits.test.ts): one age per connection, from its first ADS
-// stream; at it the GOAWAY, then every ADS stream still open on it ends; the grace's cut after.
+// stream; at it the GOAWAY, then every ADS stream still open on it ends; the grace's cut after (none
+// without a grace: the client closes the connection).
 import { EventEmitter } from 'node:events';
 import type { ServerHttp2Session } from 'node:http2';
 import { backstopAgeMs, ConnectionAges } from './connection-age';
@@ -45,7 +46,7 @@ describe('ConnectionAges', () => {
     releaseB(); // b ended otherwise
 
     jest.advanceTimersByTime(1_100 - 500);
-    expect(session.calls).toEqual([`goaway 0 ${2 ** 31 - 1} max_age`, 'end a', 'end c', 'close']);
+    expect(session.calls).toEqual([`goaway 0 ${2 ** 31 - 1} max_age`, 'end a', 'end c']);
     expect(aged).toEqual([2]);
     jest.advanceTimersByTime(500);
     expect(session.calls.at(-1)).toBe('destroy');
@@ -64,6 +65,9 @@ describe('ConnectionAges', () => {
     expect(ended).toEqual([]);
     jest.advanceTimersByTime(1_600 - 1_399);
     expect(ended).toEqual(['second']);
+    // No grace: the GOAWAY and the streams' statuses, no cut under them.
+    jest.advanceTimersByTime(10_000);
+    expect(second.calls).toEqual([`goaway 0 ${2 ** 31 - 1} max_age`]);
   });
 
   it("gives grpc-js's own age, the backstop, a range wholly after this one's (±10 % each)", () => {
