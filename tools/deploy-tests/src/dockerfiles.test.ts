@@ -41,7 +41,7 @@ describe.each([...APPS])('apps/%s/Dockerfile', (app) => {
 
   it('copies the build output and the installed packages, and starts main.js', () => {
     expect(all(runtime, 'COPY')).toEqual([`--from=deps --chown=0:0 /app/node_modules ./node_modules`, `--chown=0:0 dist/apps/${app}/ ./`]);
-    expect(all(runtime, 'CMD')).toEqual(['["--enable-source-maps", "main.js"]']);
+    expect(all(runtime, 'CMD')).toEqual(['["main.js"]']);
     expect(all(runtime, 'WORKDIR')).toEqual(['/app']);
   });
 
@@ -83,7 +83,7 @@ describe('apps/cli/Dockerfile', () => {
     const image = runtime.from.replace(/^\$\{(\w+)\}$/, (_m, name: string) => argDefault(args, name) ?? '');
     expect(image).toBe(`gcr.io/distroless/nodejs${SUPPORTED_NODE}-debian12:nonroot`);
     expect(all(runtime, 'COPY')).toEqual([`--from=deps --chown=0:0 /app/node_modules ./node_modules`, `--chown=0:0 dist/apps/cli/ ./`]);
-    expect(all(runtime, 'ENTRYPOINT')).toEqual(['["/nodejs/bin/node", "--enable-source-maps", "/app/main.js"]']);
+    expect(all(runtime, 'ENTRYPOINT')).toEqual(['["/nodejs/bin/node", "/app/main.js"]']);
     expect(all(runtime, 'USER')).toEqual(['65532:65532']);
     expect(all(runtime, 'EXPOSE')).toEqual(['15020']);
   });

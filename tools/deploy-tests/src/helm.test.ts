@@ -437,7 +437,7 @@ describe('Helm charts', () => {
       const job = docs.find((d) => d.kind === 'Job' && d.metadata.name === 'trellis-registry-etcd-roles')!;
       expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
       const [container] = job.spec.template.spec.containers;
-      expect(container!.args).toEqual(['--enable-source-maps', 'main.js', 'setup-etcd-roles']);
+      expect(container!.args).toEqual(['main.js', 'setup-etcd-roles']);
       const env = Object.fromEntries(container!.env!.map((e) => [e.name, e.value]));
       expect(env).toMatchObject({
         TRELLIS_ETCD_ROOT_PASSWORD_FILE: '/etc/trellis/etcd-roles/root-password',

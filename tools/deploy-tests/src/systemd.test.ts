@@ -84,7 +84,7 @@ describe('systemd units', () => {
 
   it.each(appUnits)('$file runs the app under /usr/bin/node without MemoryDenyWriteExecute (V8 JIT)', ({ app, file }) => {
     const unit = parseUnit(read(file));
-    expect(directiveValues(unit, 'Service', 'ExecStart')).toEqual([`/usr/bin/node --enable-source-maps /opt/trellis/${app}/main.js`]);
+    expect(directiveValues(unit, 'Service', 'ExecStart')).toEqual([`/usr/bin/node /opt/trellis/${app}/main.js`]);
     expect(directiveValues(unit, 'Service', 'EnvironmentFile')).toEqual([`/etc/trellis/${app}.env`]);
     expect(directiveValues(unit, 'Service', 'MemoryDenyWriteExecute')).toEqual([]);
   });
@@ -121,7 +121,7 @@ describe('systemd units', () => {
   it('the Envoy sidecar fetches its bootstrap with `trellis bootstrap`, named after the service, in a sandbox Node can run in', () => {
     const unit = parseUnit(read('trellis-envoy@.service'));
     expect(directiveValues(unit, 'Service', 'ExecStartPre')).toEqual([
-      '/usr/bin/node --enable-source-maps /opt/trellis/cli/main.js bootstrap %i --out %t/trellis-envoy/%i/bootstrap.yaml',
+      '/usr/bin/node /opt/trellis/cli/main.js bootstrap %i --out %t/trellis-envoy/%i/bootstrap.yaml',
     ]);
     // ExecStartPre= runs in the unit's sandbox: V8's JIT dies under MemoryDenyWriteExecute=yes.
     expect(directiveValues(unit, 'Service', 'MemoryDenyWriteExecute')).toEqual([]);
@@ -165,7 +165,7 @@ describe('systemd units', () => {
   it('the agent runs `trellis agent` beside its app unit, stops before it, and authenticates with the service credential', () => {
     const unit = parseUnit(read('trellis-agent@.service'));
     const service = (key: string) => directiveValues(unit, 'Service', key);
-    expect(service('ExecStart')).toEqual(['/usr/bin/node --enable-source-maps /opt/trellis/cli/main.js agent']);
+    expect(service('ExecStart')).toEqual(['/usr/bin/node /opt/trellis/cli/main.js agent']);
     expect(service('MemoryDenyWriteExecute')).toEqual([]);
     // Ordered after the app: systemd stops it first, so it drains while the app still serves.
     expect(directiveValues(unit, 'Unit', 'After')).toEqual(['network-online.target %i.service']);
