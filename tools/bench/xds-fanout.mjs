@@ -11,9 +11,12 @@
 //        [--cp-node-options=…] [--floor-node-options=…] [--clients-node-options=…] [--smoke]
 // Profiles: envoy (SotW sidecars: CDS+LDS, then EDS/RDS, ACKs), clusters (SotW, CDS only), delta
 // (the envoy subscriptions over Delta ADS). --smoke: tiny sizes and every profile, in seconds (npm test runs it).
-// What the simulated Envoys read of a response (src/xds-wire.ts scans the wire format, no full decode): its type,
-// version, nonce, each resource's byte length, and for CDS and LDS the resources' names (the EDS and RDS follow-ups);
-// Delta also each resource's name and version and the removed names. Every response is ACKed, its version and nonce echoed.
+// The simulated Envoys are one process, so they are kept cheap per response, the same for both servers: their gRPC
+// client is node:http2 with gRPC's framing (src/grpc-wire-client.ts: headers, 5-byte message prefix, trailers' status,
+// Envoy's 256 MiB windows), not grpc-js's client. Of a response they read (src/xds-wire.ts scans the wire format, no
+// full decode) its type, version, nonce, each resource's byte length, and for CDS and LDS the resources' names (the
+// EDS and RDS follow-ups); Delta also each resource's name and version and the removed names. Every response is
+// ACKed, its version and nonce echoed.
 // The simulated Envoys reconnect and re-subscribe, as Envoy does, when the control plane sends GOAWAY at its max
 // connection age (30 min by default; --max-connection-age-ms sets it); the summary counts their reconnects.
 // Needs etcd. Bundles src/xds-fanout.ts with esbuild (it imports startControlPlane

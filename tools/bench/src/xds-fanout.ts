@@ -10,26 +10,18 @@
 //                                the clusters and RDS for the listeners it got, ACKs, and after a CDS update
 //                                the EDS request again (Envoy re-creates changed clusters)
 //                      delta     the same subscriptions over Delta ADS
-//                    reading of each response only what an ACK, the follow-ups and the round's accounting need
-//                    (xds-wire.ts): one process simulates thousands of Envoys, so its cost per response is kept low
+//                    over node:http2 with gRPC's framing (grpc-wire-client.ts), reading of each response only what
+//                    an ACK, the follow-ups and the round's accounting need (xds-wire.ts): one process simulates
+//                    thousands of Envoys, so its cost per response is kept low
 // Times cross processes as performance.timeOrigin + performance.now() (wall-clock based, sub-ms).
 import { fork, type ChildProcess } from 'node:child_process';
+import { constants as http2Constants } from 'node:http2';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  credentials,
-  makeGenericClientConstructor,
-  Server,
-  ServerCredentials,
-  status as GrpcStatus,
-  type Client,
-  type ClientDuplexStream,
-  type ServerDuplexStream,
-  type ServiceError,
-} from '@grpc/grpc-js';
+import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
@@ -37,12 +29,13 @@ import type { DeltaDiscoveryRequest, DiscoveryRequest } from '@trellis/envoy-typ
 import { DeltaDiscoveryResponse, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
-import { rawBytesMethod, startEtcd } from '@trellis/testing';
+import { startEtcd } from '@trellis/testing';
 import { startControlPlane } from '../../../apps/control-plane/src/control-plane';
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 import type { XdsCallbacks } from '../../../apps/control-plane/src/xds';
 import { BenchMesh, hubSpec } from './bench-mesh';
-import { DeltaResponse, encodeDeltaDiscoveryRequest, encodeDiscoveryRequest, SotwResponse } from './xds-wire';
+import { GrpcConnection, type GrpcStream, type StreamEnd } from './grpc-wire-client';
+import { DeltaResponse, deltaDiscoveryRequestMessage, discoveryRequestMessage, SotwResponse } from './xds-wire';
 
 const { values: args } = parseArgs({
   allowNegative: true,
@@ -462,22 +455,6 @@ interface Proxy {
 /** One stream in the profile's shape; calls `received` for every response with its resource bytes. */
 type OpenStream = (proxy: Proxy, node: Node, received: (typeUrl: string, bytes: number) => void) => void;
 
-/**
- * The simulated Envoys' ADS client: raw bytes both ways. xds-wire.ts reads of each response only what an ACK, the
- * follow-up subscriptions and the round's accounting need, and writes the requests (see its header).
- */
-const RawAdsClient = makeGenericClientConstructor(
-  {
-    streamAggregatedResources: rawBytesMethod(AggregatedDiscoveryServiceService.streamAggregatedResources.path, 'bidi'),
-    deltaAggregatedResources: rawBytesMethod(AggregatedDiscoveryServiceService.deltaAggregatedResources.path, 'bidi'),
-  },
-  'AggregatedDiscoveryService',
-);
-interface RawAdsClient extends Client {
-  streamAggregatedResources(): ClientDuplexStream<Buffer, Buffer>;
-  deltaAggregatedResources(): ClientDuplexStream<Buffer, Buffer>;
-}
-
 /** What a sidecar subscribes to after a type's answer: the endpoints of its clusters, the routes of its listeners. */
 const FOLLOWS = new Map<string, string>([
   [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment],
@@ -489,60 +466,79 @@ const RETRY_INITIAL_DELAY_MS = 500;
 const RETRY_MAX_DELAY_MS = 30_000;
 
 /**
- * A stream ended by its connection going away rather than by the server's answer: UNAVAILABLE (a dropped
- * connection), or the cut of a connection the server sent GOAWAY at its max connection age, once the grace is
- * over: grpc-js's server destroys the session, which a grpc-js client reads as RST_STREAM NO_ERROR without a
- * gRPC status and reports as INTERNAL.
+ * A stream ended by its connection going away rather than by the server's answer: UNAVAILABLE (what the control
+ * plane ends its streams with at a connection's max age), or no status at all: the stream reset with NO_ERROR,
+ * REFUSED_STREAM or CANCEL, or cut with its connection (the cut of a connection the server sent GOAWAY, once the
+ * grace is over).
  */
-function connectionWentAway(err: ServiceError): boolean {
-  return (
-    err.code === GrpcStatus.UNAVAILABLE ||
-    (err.code === GrpcStatus.INTERNAL && err.details.startsWith('Received RST_STREAM with code 0 (Call ended without gRPC status)'))
-  );
+function connectionWentAway(end: StreamEnd): boolean {
+  if (end.status !== undefined) return end.status === GrpcStatus.UNAVAILABLE;
+  return [http2Constants.NGHTTP2_NO_ERROR, http2Constants.NGHTTP2_REFUSED_STREAM, http2Constants.NGHTTP2_CANCEL].includes(end.rstCode);
 }
+
+const describeEnd = (end: StreamEnd): string =>
+  end.status !== undefined
+    ? `gRPC status ${end.status} ${end.details}`
+    : `reset with HTTP/2 code ${end.rstCode}${end.error ? ` (${end.error.message})` : ''}`;
 
 /**
  * Keeps a proxy's xDS stream open as Envoy does: a stream whose connection went away (the server's GOAWAY at
- * its max connection age, a dropped connection) is opened again on the same channel after a jittered exponential
- * backoff, reset by a response, and `open(true)` re-subscribes on it. Any other error ends the process.
+ * its max connection age, a dropped connection) is opened again on the same connection (a new one if it is gone)
+ * after a jittered exponential backoff, reset by a response, and `subscribe(stream, true)` re-subscribes on it.
+ * Any other end stops the process.
  */
-function keepOpen(proxy: Proxy, node: Node, open: (resubscribe: boolean) => ClientDuplexStream<Buffer, Buffer>): void {
+function keepOpen(
+  proxy: Proxy,
+  node: Node,
+  connection: GrpcConnection,
+  path: string,
+  onResponse: (message: Buffer, stream: GrpcStream) => void,
+  subscribe: (stream: GrpcStream, resubscribe: boolean) => void,
+): void {
   let failures = 0;
   const connect = (resubscribe: boolean): void => {
-    const call = open(resubscribe);
-    call.on('data', () => (failures = 0));
-    call.on('error', (err: ServiceError) => {
-      if (!connectionWentAway(err)) {
-        console.error(`${node.id}: stream failed: ${err.message}`);
-        process.exit(2);
-      }
-      proxy.reconnects++;
-      const ceiling = Math.min(RETRY_MAX_DELAY_MS, RETRY_INITIAL_DELAY_MS * 2 ** failures++);
-      setTimeout(() => connect(true), Math.random() * ceiling);
-    });
+    const stream = connection.open(
+      path,
+      (message) => {
+        failures = 0;
+        onResponse(message, stream);
+      },
+      (end) => {
+        if (!connectionWentAway(end)) {
+          console.error(`${node.id}: stream ended: ${describeEnd(end)}`);
+          process.exit(2);
+        }
+        proxy.reconnects++;
+        const ceiling = Math.min(RETRY_MAX_DELAY_MS, RETRY_INITIAL_DELAY_MS * 2 ** failures++);
+        setTimeout(() => connect(true), Math.random() * ceiling);
+      },
+    );
+    subscribe(stream, resubscribe);
   };
   connect(false);
 }
+
+const SOTW_PATH = AggregatedDiscoveryServiceService.streamAggregatedResources.path;
+const DELTA_PATH = AggregatedDiscoveryServiceService.deltaAggregatedResources.path;
 
 /** Every response of the process is read into these, one at a time (a stream's handler is done with it before the next). */
 const sotwResponse = new SotwResponse();
 const deltaResponse = new DeltaResponse();
 
 const sotwStream =
-  (profile: 'clusters' | 'envoy', channelFor: () => RawAdsClient): OpenStream =>
+  (profile: 'clusters' | 'envoy', connectionFor: () => GrpcConnection): OpenStream =>
   (proxy, node, received) => {
-    // One connection per proxy, as an Envoy has: a reconnect opens its stream on the same channel.
-    const channel = channelFor();
+    // One connection per proxy, as an Envoy has: a reconnect opens its stream on the same connection.
+    const connection = connectionFor();
     const nodeBytes = Node.encode(node).finish();
     const subscribed = new Map<string, string[]>();
     const last = new Map<string, { version: string; nonce: string }>();
     /** Types re-requested on a new stream whose answer has not come: an answer with the version held is not a push. */
     const resubscribed = new Set<string>();
-    let call: ClientDuplexStream<Buffer, Buffer>;
-    const request = (typeUrl: string, names: string[], withNode = false): void => {
+    const request = (stream: GrpcStream, typeUrl: string, names: string[], withNode = false): void => {
       const held = last.get(typeUrl);
-      call.write(
-        encodeDiscoveryRequest({
+      stream.write(
+        discoveryRequestMessage({
           node: withNode ? nodeBytes : undefined,
           typeUrl,
           resourceNames: names,
@@ -551,37 +547,36 @@ const sotwStream =
         }),
       );
     };
-    keepOpen(proxy, node, (resubscribe) => {
-      call = channel.streamAggregatedResources();
-      call.on('data', (bytes: Buffer) => {
-        const response = sotwResponse.read(bytes);
-        const typeUrl = response.typeUrl;
-        // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
-        // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
-        const follow = profile === 'envoy' ? FOLLOWS.get(typeUrl) : undefined;
-        const names = follow ? response.names() : undefined;
-        const resourceBytes = response.resourceBytes;
-        const held = last.get(typeUrl);
-        const resent = resubscribed.delete(typeUrl) && held?.version === response.versionInfo;
-        if (held) {
-          held.version = response.versionInfo;
-          held.nonce = response.nonce;
-        } else {
-          last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
-        }
-        proxy.versions.set(typeUrl, response.versionInfo);
-        // ACK every response, as Envoy does.
-        request(typeUrl, subscribed.get(typeUrl) ?? []);
-        // What the proxy held already, answering its re-subscription: nothing changed, so Envoy re-creates nothing.
-        if (resent) return;
-        received(typeUrl, resourceBytes);
-        if (!follow || !names) return;
-        const before = subscribed.get(follow);
-        if (before && before.join() === names.join() && follow !== TypeUrl.ClusterLoadAssignment) return;
-        subscribed.set(follow, names);
-        resubscribed.delete(follow);
-        request(follow, names);
-      });
+    const onResponse = (message: Buffer, stream: GrpcStream): void => {
+      const response = sotwResponse.read(message);
+      const typeUrl = response.typeUrl;
+      // Then what an Envoy sidecar asks next: endpoints of the clusters, routes of the listeners
+      // (Trellis names a listener's route configuration after it), and after new clusters the endpoints again.
+      const follow = profile === 'envoy' ? FOLLOWS.get(typeUrl) : undefined;
+      const names = follow ? response.names() : undefined;
+      const resourceBytes = response.resourceBytes;
+      const held = last.get(typeUrl);
+      const resent = resubscribed.delete(typeUrl) && held?.version === response.versionInfo;
+      if (held) {
+        held.version = response.versionInfo;
+        held.nonce = response.nonce;
+      } else {
+        last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
+      }
+      proxy.versions.set(typeUrl, response.versionInfo);
+      // ACK every response, as Envoy does.
+      request(stream, typeUrl, subscribed.get(typeUrl) ?? []);
+      // What the proxy held already, answering its re-subscription: nothing changed, so Envoy re-creates nothing.
+      if (resent) return;
+      received(typeUrl, resourceBytes);
+      if (!follow || !names) return;
+      const before = subscribed.get(follow);
+      if (before && before.join() === names.join() && follow !== TypeUrl.ClusterLoadAssignment) return;
+      subscribed.set(follow, names);
+      resubscribed.delete(follow);
+      request(stream, follow, names);
+    };
+    keepOpen(proxy, node, connection, SOTW_PATH, onResponse, (stream, resubscribe) => {
       if (resubscribe) {
         // A new stream: every subscription again, with the versions held and no nonce (nonces belong to a stream).
         let first = true;
@@ -589,71 +584,69 @@ const sotwStream =
           const held = last.get(typeUrl);
           if (held) held.nonce = '';
           resubscribed.add(typeUrl);
-          request(typeUrl, names, first);
+          request(stream, typeUrl, names, first);
           first = false;
         }
       } else {
         subscribed.set(TypeUrl.Cluster, []);
-        request(TypeUrl.Cluster, [], true);
+        request(stream, TypeUrl.Cluster, [], true);
         if (profile === 'envoy') {
           subscribed.set(TypeUrl.Listener, []);
-          request(TypeUrl.Listener, []);
+          request(stream, TypeUrl.Listener, []);
         }
       }
-      return call;
     });
   };
 
 const deltaStream =
-  (channelFor: () => RawAdsClient): OpenStream =>
+  (connectionFor: () => GrpcConnection): OpenStream =>
   (proxy, node, received) => {
-    const channel = channelFor();
+    const connection = connectionFor();
     const nodeBytes = Node.encode(node).finish();
     /** Names of the endpoints and routes subscribed to (clusters and listeners are wildcard subscriptions). */
     const subscribed = new Map<string, Set<string>>();
     /** The version of every resource held, per type: what a new stream's requests tell the server. */
     const held = new Map<string, Map<string, string>>();
     const resubscribed = new Set<string>();
-    keepOpen(proxy, node, (resubscribe) => {
-      const call = channel.deltaAggregatedResources();
-      call.on('data', (bytes: Buffer) => {
-        const response = deltaResponse.read(bytes);
-        const typeUrl = response.typeUrl;
-        let versions = held.get(typeUrl);
-        if (!versions) held.set(typeUrl, (versions = new Map()));
-        const resent =
-          resubscribed.delete(typeUrl) &&
-          response.names.every((name, i) => versions.get(name) === response.versions[i]) &&
-          response.removed.every((name) => !versions.has(name));
-        for (let i = 0; i < response.names.length; i++) versions.set(response.names[i]!, response.versions[i]!);
-        for (const name of response.removed) versions.delete(name);
-        proxy.versions.set(typeUrl, response.systemVersionInfo);
-        // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
-        const follow = FOLLOWS.get(typeUrl);
-        const before = follow ? subscribed.get(follow) : undefined;
-        const added = follow ? response.names.filter((name) => !before?.has(name)) : [];
-        const resourceBytes = response.resourceBytes;
-        call.write(encodeDeltaDiscoveryRequest({ typeUrl, responseNonce: response.nonce }));
-        // The server's first answer on a new stream, with nothing the proxy did not hold: not a push.
-        if (resent) return;
-        received(typeUrl, resourceBytes);
-        if (!follow) return;
-        let names = before;
-        const first = !names;
-        if (!names) subscribed.set(follow, (names = new Set()));
-        for (const name of added) names.add(name);
-        if (first || added.length > 0) {
-          resubscribed.delete(follow);
-          call.write(encodeDeltaDiscoveryRequest({ typeUrl: follow, resourceNamesSubscribe: added }));
-        }
-      });
+    const onResponse = (message: Buffer, stream: GrpcStream): void => {
+      const response = deltaResponse.read(message);
+      const typeUrl = response.typeUrl;
+      let versions = held.get(typeUrl);
+      if (!versions) held.set(typeUrl, (versions = new Map()));
+      const resent =
+        resubscribed.delete(typeUrl) &&
+        response.names.every((name, i) => versions.get(name) === response.versions[i]) &&
+        response.removed.every((name) => !versions.has(name));
+      for (let i = 0; i < response.names.length; i++) versions.set(response.names[i]!, response.versions[i]!);
+      for (const name of response.removed) versions.delete(name);
+      proxy.versions.set(typeUrl, response.systemVersionInfo);
+      // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
+      const follow = FOLLOWS.get(typeUrl);
+      const before = follow ? subscribed.get(follow) : undefined;
+      const added = follow ? response.names.filter((name) => !before?.has(name)) : [];
+      const resourceBytes = response.resourceBytes;
+      stream.write(deltaDiscoveryRequestMessage({ typeUrl, responseNonce: response.nonce }));
+      // The server's first answer on a new stream, with nothing the proxy did not hold: not a push.
+      if (resent) return;
+      received(typeUrl, resourceBytes);
+      if (!follow) return;
+      let names = before;
+      const first = !names;
+      if (!names) subscribed.set(follow, (names = new Set()));
+      for (const name of added) names.add(name);
+      if (first || added.length > 0) {
+        resubscribed.delete(follow);
+        stream.write(deltaDiscoveryRequestMessage({ typeUrl: follow, resourceNamesSubscribe: added }));
+      }
+    };
+    keepOpen(proxy, node, connection, DELTA_PATH, onResponse, (stream, resubscribe) => {
       if (resubscribe) {
         // A new stream: each subscription again with the versions held, so the server sends only what differs.
         let first = true;
         for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener, ...subscribed.keys()]) {
           resubscribed.add(typeUrl);
-          call.write(
-            encodeDeltaDiscoveryRequest({
+          stream.write(
+            deltaDiscoveryRequestMessage({
               node: first ? nodeBytes : undefined,
               typeUrl,
               resourceNamesSubscribe: subscribed.get(typeUrl),
@@ -663,29 +656,23 @@ const deltaStream =
           first = false;
         }
       } else {
-        call.write(encodeDeltaDiscoveryRequest({ node: nodeBytes, typeUrl: TypeUrl.Cluster }));
-        call.write(encodeDeltaDiscoveryRequest({ typeUrl: TypeUrl.Listener }));
+        stream.write(deltaDiscoveryRequestMessage({ node: nodeBytes, typeUrl: TypeUrl.Cluster }));
+        stream.write(deltaDiscoveryRequestMessage({ typeUrl: TypeUrl.Listener }));
       }
-      return call;
     });
   };
 
 async function clientsRole(): Promise<void> {
   const target = args.target!;
   const profile = args.profile as Profile;
-  const channels = Array.from(
+  // One HTTP/2 connection each, with Envoy's flow-control windows (or HTTP/2's default with --clients-window-bytes 0).
+  const connections = Array.from(
     { length: Math.max(1, Math.min(CONNECTIONS, PROXIES)) },
-    // A local subchannel pool per client gives each its own TCP connection. grpc-js sets both the stream and the
-    // connection window from 'grpc-node.flow_control_window'.
-    () =>
-      new RawAdsClient(target, credentials.createInsecure(), {
-        'grpc.use_local_subchannel_pool': 1,
-        ...(CLIENTS_WINDOW_BYTES > 0 ? { 'grpc-node.flow_control_window': CLIENTS_WINDOW_BYTES } : {}),
-      }) as unknown as RawAdsClient,
+    () => new GrpcConnection(target, CLIENTS_WINDOW_BYTES),
   );
-  let nextChannel = 0;
-  const channelFor = (): RawAdsClient => channels[nextChannel++ % channels.length]!;
-  const open = profile === 'delta' ? deltaStream(channelFor) : sotwStream(profile, channelFor);
+  let nextConnection = 0;
+  const connectionFor = (): GrpcConnection => connections[nextConnection++ % connections.length]!;
+  const open = profile === 'delta' ? deltaStream(connectionFor) : sotwStream(profile, connectionFor);
   const connectTypes = typesOf(profile);
   const proxies: Proxy[] = [];
   let armed = false;
@@ -772,7 +759,7 @@ async function clientsRole(): Promise<void> {
       }
       tell(result);
     } else {
-      for (const channel of channels) channel.close();
+      for (const connection of connections) connection.close();
       process.exit(0);
     }
   });

@@ -9,7 +9,14 @@ import {
   DiscoveryRequest,
   DiscoveryResponse,
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
-import { DeltaResponse, encodeDeltaDiscoveryRequest, encodeDiscoveryRequest, SotwResponse } from './xds-wire';
+import { DeltaResponse, deltaDiscoveryRequestMessage, discoveryRequestMessage, GRPC_PREFIX_BYTES, SotwResponse } from './xds-wire';
+
+/** The message behind gRPC's prefix, checking the prefix: uncompressed, the message's length. */
+function unprefixed(message: Buffer): Buffer {
+  expect(message[0]).toBe(0);
+  expect(message.readUInt32BE(1)).toBe(message.length - GRPC_PREFIX_BYTES);
+  return message.subarray(GRPC_PREFIX_BYTES);
+}
 
 const cluster = (name: string): Any =>
   Any.fromPartial({
@@ -85,10 +92,10 @@ describe('DeltaResponse', () => {
   });
 });
 
-describe('request encoding', () => {
+describe('request messages', () => {
   const node = Node.fromPartial({ id: 'svc-3-3', cluster: 'svc-3', userAgentName: 'envoy' });
 
-  it('writes a DiscoveryRequest byte for byte as ts-proto does', () => {
+  it('writes a DiscoveryRequest byte for byte as ts-proto does, behind the gRPC prefix', () => {
     for (const request of [
       { node, typeUrl: TypeUrl.Cluster, resourceNames: [], versionInfo: '', responseNonce: '' },
       {
@@ -99,7 +106,9 @@ describe('request encoding', () => {
       },
     ]) {
       const expected = DiscoveryRequest.encode(DiscoveryRequest.fromPartial(request)).finish();
-      const actual = encodeDiscoveryRequest({ ...request, node: request.node ? Node.encode(request.node).finish() : undefined });
+      const actual = unprefixed(
+        discoveryRequestMessage({ ...request, node: request.node ? Node.encode(request.node).finish() : undefined }),
+      );
       expect(actual).toEqual(Buffer.from(expected));
       expect(DiscoveryRequest.decode(actual)).toEqual(DiscoveryRequest.fromPartial(request));
     }
@@ -121,7 +130,9 @@ describe('request encoding', () => {
         initialResourceVersions: request.initialResourceVersions ? Object.fromEntries(request.initialResourceVersions) : undefined,
       };
       const expected = DeltaDiscoveryRequest.encode(DeltaDiscoveryRequest.fromPartial(partial)).finish();
-      const actual = encodeDeltaDiscoveryRequest({ ...request, node: request.node ? Node.encode(request.node).finish() : undefined });
+      const actual = unprefixed(
+        deltaDiscoveryRequestMessage({ ...request, node: request.node ? Node.encode(request.node).finish() : undefined }),
+      );
       expect(actual).toEqual(Buffer.from(expected));
     }
   });

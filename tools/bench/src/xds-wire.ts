@@ -6,7 +6,8 @@
 //   DeltaDiscoveryResponse  type_url, system_version_info, nonce; per resource its name, version and the byte
 //                           length of its Any's value; removed_resources
 // Every other field is skipped. Requests are written field by field in ts-proto's order, so their bytes are those
-// of DiscoveryRequest.encode / DeltaDiscoveryRequest.encode (xds-wire.test.ts checks both directions against ts-proto).
+// of DiscoveryRequest.encode / DeltaDiscoveryRequest.encode (xds-wire.test.ts checks both directions against ts-proto),
+// behind gRPC's 5-byte message prefix (grpc-wire-client.ts writes them as they are).
 // The simulator is one process for thousands of streams: a full ts-proto decode of every response (each resource's
 // bytes copied into a Buffer of its own) cost it more CPU than the server spent on the same change.
 import { TypeUrl } from '@trellis/envoy-types';
@@ -196,17 +197,25 @@ export class DeltaResponse {
 
 // ---- requests ----
 
+/** gRPC's length prefix of a message: a compressed flag and 4 bytes of length. */
+export const GRPC_PREFIX_BYTES = 5;
+
 const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
-/** Writes fields into one Buffer sized in a first pass (sizes are summed by the same calls with `buf` unset). */
+/**
+ * Writes a gRPC message (the 5-byte prefix: uncompressed, length) into one Buffer sized in a first pass (sizes are
+ * summed by the same calls with `buf` unset).
+ */
 class RequestWriter {
   size = 0;
   private buf: Buffer | undefined;
   private pos = 0;
 
   begin(size: number): void {
-    this.buf = Buffer.allocUnsafe(size);
-    this.pos = 0;
+    this.buf = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + size);
+    this.buf[0] = 0;
+    this.buf.writeUInt32BE(size, 1);
+    this.pos = GRPC_PREFIX_BYTES;
   }
 
   finish(): Buffer {
@@ -277,8 +286,8 @@ function encode(fields: (w: RequestWriter) => void): Buffer {
   return writer.finish();
 }
 
-/** A SotW DiscoveryRequest: a subscription, or the ACK of a response (its version_info and nonce echoed). */
-export function encodeDiscoveryRequest(request: {
+/** A SotW DiscoveryRequest, as a gRPC message: a subscription, or the ACK of a response (its version_info and nonce echoed). */
+export function discoveryRequestMessage(request: {
   node?: Uint8Array;
   typeUrl: string;
   resourceNames: readonly string[];
@@ -294,8 +303,8 @@ export function encodeDiscoveryRequest(request: {
   });
 }
 
-/** A DeltaDiscoveryRequest: a subscription (with the versions held, on a new stream), or the ACK of a response. */
-export function encodeDeltaDiscoveryRequest(request: {
+/** A DeltaDiscoveryRequest, as a gRPC message: a subscription (with the versions held, on a new stream), or the ACK of a response. */
+export function deltaDiscoveryRequestMessage(request: {
   node?: Uint8Array;
   typeUrl: string;
   resourceNamesSubscribe?: Iterable<string>;

@@ -1,0 +1,155 @@
+// The simulated Envoys' gRPC client: bidirectional streams of raw messages straight on node:http2, as Envoy's own
+// gRPC client sits on its HTTP/2 codec. One process simulates thousands of Envoys, and grpc-js's client call path
+// (interceptors, a retrying call, filters and a promise per message, object-mode streams, channelz) cost it more
+// CPU per response than the servers it measures spent. What it keeps of gRPC: the request headers, the 5-byte
+// length prefix of each message (uncompressed), the status from the trailers, and Envoy's flow-control windows.
+import { connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+
+/**
+ * How a stream ended: with a gRPC status (trailers, or a trailers-only response), or without one: reset by the server
+ * (its RST_STREAM code) or cut with its connection (CANCEL, as node:http2 reports a stream of a closed session).
+ */
+export type StreamEnd = { status: number; details: string } | { status: undefined; rstCode: number; error?: Error };
+
+export interface GrpcStream {
+  /** Writes one gRPC message, its 5-byte prefix included (xds-wire.ts writes requests that way). */
+  write(message: Buffer): void;
+}
+
+/** One HTTP/2 connection to the target, opened again for new streams once it has gone away (GOAWAY, closed). */
+export class GrpcConnection {
+  private session: ClientHttp2Session | undefined;
+
+  constructor(
+    private readonly authority: string,
+    /** Per-stream and connection flow-control window; 0 keeps HTTP/2's 64 KiB. */
+    private readonly windowBytes: number,
+  ) {}
+
+  /** Opens a stream on `path`; `onMessage` gets each message (a view valid during the call), `onEnd` how it ended. */
+  open(path: string, onMessage: (message: Buffer) => void, onEnd: (end: StreamEnd) => void): GrpcStream {
+    const headers = {
+      [h2.HTTP2_HEADER_METHOD]: 'POST',
+      [h2.HTTP2_HEADER_PATH]: path,
+      [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+      [h2.HTTP2_HEADER_TE]: 'trailers',
+    };
+    let stream: ClientHttp2Stream;
+    try {
+      stream = this.current().request(headers);
+    } catch {
+      // The connection went away before its GOAWAY or close event was handled: a new one.
+      this.session = undefined;
+      stream = this.current().request(headers);
+    }
+    const reader = new MessageReader(onMessage);
+    let end: StreamEnd | undefined;
+    const statusFrom = (headers: Record<string, string | string[] | undefined>): void => {
+      const status = headers['grpc-status'];
+      if (status === undefined) return;
+      const message = String(headers['grpc-message'] ?? '');
+      let details = message;
+      try {
+        details = decodeURIComponent(message);
+      } catch {
+        // Left percent-encoded.
+      }
+      end = { status: Number(status), details };
+    };
+    stream.on('response', statusFrom);
+    stream.on('trailers', statusFrom);
+    stream.on('data', (chunk: Buffer) => reader.push(chunk));
+    let error: Error | undefined;
+    stream.on('error', (err: Error) => (error = err));
+    stream.on('close', () =>
+      onEnd(end ?? { status: undefined, rstCode: stream.rstCode ?? h2.NGHTTP2_CANCEL, ...(error ? { error } : {}) }),
+    );
+    return {
+      write: (message) => {
+        if (!stream.closed && !stream.destroyed) stream.write(message);
+      },
+    };
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+
+  private current(): ClientHttp2Session {
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    const session = connect(`http://${this.authority}`, {
+      ...(this.windowBytes > 0 ? { settings: { initialWindowSize: this.windowBytes } } : {}),
+      // As grpc-js: Node's default session memory limit (10 MB) refuses new streams under load.
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
+    });
+    if (this.windowBytes > 0) session.once('remoteSettings', () => session.setLocalWindowSize(this.windowBytes));
+    const forget = (): void => {
+      if (this.session === session) this.session = undefined;
+    };
+    // A GOAWAY takes no new streams: the next one opens a connection of its own; the streams still on it end by themselves.
+    session.on('goaway', forget);
+    session.on('close', forget);
+    // Its streams see the error too and end without a status.
+    session.on('error', forget);
+    this.session = session;
+    return session;
+  }
+}
+
+/** Cuts a stream's DATA into gRPC messages: a message inside one chunk is handed on as a view, one across chunks is gathered. */
+export class MessageReader {
+  private readonly prefix = Buffer.alloc(5);
+  private prefixHave = 0;
+  private body: Buffer | undefined;
+  private bodyHave = 0;
+
+  constructor(private readonly onMessage: (message: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.body) {
+        const n = Math.min(this.body.length - this.bodyHave, chunk.length - pos);
+        chunk.copy(this.body, this.bodyHave, pos, pos + n);
+        this.bodyHave += n;
+        pos += n;
+        if (this.bodyHave === this.body.length) {
+          const body = this.body;
+          this.body = undefined;
+          this.onMessage(body);
+        }
+        continue;
+      }
+      let length: number;
+      if (this.prefixHave === 0 && chunk.length - pos >= 5) {
+        length = this.messageLength(chunk, pos);
+        pos += 5;
+        if (chunk.length - pos >= length) {
+          this.onMessage(chunk.subarray(pos, pos + length));
+          pos += length;
+          continue;
+        }
+      } else {
+        const n = Math.min(5 - this.prefixHave, chunk.length - pos);
+        chunk.copy(this.prefix, this.prefixHave, pos, pos + n);
+        this.prefixHave += n;
+        pos += n;
+        if (this.prefixHave < 5) continue;
+        this.prefixHave = 0;
+        length = this.messageLength(this.prefix, 0);
+      }
+      this.body = Buffer.allocUnsafe(length);
+      this.bodyHave = 0;
+      if (length === 0) {
+        this.body = undefined;
+        this.onMessage(Buffer.alloc(0));
+      }
+    }
+  }
+
+  private messageLength(buf: Buffer, at: number): number {
+    if (buf[at] !== 0) throw new Error('a compressed gRPC message (this client asks for none)');
+    return buf.readUInt32BE(at + 1);
+  }
+}
