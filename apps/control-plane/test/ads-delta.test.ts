@@ -46,6 +46,22 @@ describe('Delta ADS', () => {
     expect(await client.drain(400)).toEqual([]);
   });
 
+  it('answers a reconnecting client with what changed while it was away: differing versions and what is gone, nothing it holds', async () => {
+    // The xDS protocol's reconnect: initial_resource_versions tells what the client holds; the server sends only the
+    // difference (Istio does the same since its ztunnel reconnects resent everything), and answers even when it is empty.
+    client.send({
+      node: testNode('a'),
+      typeUrl: TypeUrl.Cluster,
+      initialResourceVersions: { b: resourceVersion(makeCluster('b', 7)), c: resourceVersion(makeCluster('c')), gone: 'f00' },
+    });
+    const answer = await client.next();
+    expect(answer.resources.map((r) => [r.name, r.version])).toEqual([['b', resourceVersion(makeCluster('b'))]]);
+    expect(answer.removedResources).toEqual(['gone']);
+    client.send({ typeUrl: TypeUrl.Cluster, responseNonce: answer.nonce });
+    expect(await client.drain(400)).toEqual([]);
+    expect(harness.events.filter((e) => e.event === 'onAck')).toHaveLength(1);
+  });
+
   it('answers the first request of each type even when there is nothing to send, then only changes', async () => {
     client.send({ node: testNode('nobody'), typeUrl: TypeUrl.Cluster });
     const cds = await client.next();
