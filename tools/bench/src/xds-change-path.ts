@@ -27,9 +27,9 @@ import {
 } from '../../../apps/control-plane/src/model';
 import { snapshotInconsistencies, TranslationMemo, type ProxyIdentity } from '../../../apps/control-plane/src/resource';
 import {
+  AdsServiceDefinition,
   composeCallbacks,
   decodeDiscoveryRequest,
-  encodeDiscoveryResponse,
   ProxyStatusWriter,
   SnapshotCache,
   SotwSession,
@@ -104,6 +104,9 @@ const statusWriter = new ProxyStatusWriter({
 });
 const callbacks = composeCallbacks(metrics.callbacks, statusWriter);
 
+/** What the control plane's grpc-js server serializes each response with (its service definition's serializer). */
+const serializeResponse = AdsServiceDefinition.streamAggregatedResources.responseSerialize;
+
 /** Responses on their way to the Envoys, read once the server is done with the change. */
 const outbound: { session: SotwSession; response: DiscoveryResponse }[] = [];
 /** The Envoy: ACK everything; after clusters, endpoints for them (the bench's client reads the names from the bytes). */
@@ -137,7 +140,7 @@ for (let p = 0; p < PROXIES; p++) {
   const info = { streamId: p + 1, nodeId: `node-${p}`, identity, protocol: 'sotw' as const, connectedAt: new Date() };
   const send = (response: DiscoveryResponse): boolean => {
     // grpc-js serializes a message when it is written; the Envoy reads it later (the clients are another process).
-    bytesOut += encodeDiscoveryResponse(response).length;
+    bytesOut += serializeResponse(response).length;
     if (response.typeUrl === TypeUrl.Cluster) {
       cdsSent++;
       lastCdsAt = performance.now();
