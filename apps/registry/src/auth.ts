@@ -34,8 +34,11 @@ export interface AuthenticatorOptions {
   jwks?: JWTVerifyGetKey;
   issuer?: string;
   audience: string;
-  /** Per-service secrets instance agents present; absent means service credentials are not accepted. */
-  serviceCredentials?: ServiceCredentials;
+  /**
+   * Per-service secrets instance agents present, asked on every request (so a reloaded set
+   * applies at once); absent means service credentials are not accepted.
+   */
+  serviceCredentials?: Pick<ServiceCredentials, 'authenticate'>;
   /** Longest life (exp - iat) a team token may claim; default DEFAULT_TEAM_TOKEN_MAX_LIFETIME_SECONDS. */
   maxTokenLifetimeSeconds?: number;
   /** Team tokens remembered as verified (see Authenticator.verify); default DEFAULT_VERIFIED_TEAM_TOKENS. */
@@ -85,7 +88,7 @@ export class Authenticator {
       TRELLIS_AUTH_AUDIENCE: string;
       TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS?: number;
     },
-    serviceCredentials?: ServiceCredentials,
+    serviceCredentials?: Pick<ServiceCredentials, 'authenticate'>,
   ): Authenticator {
     return new Authenticator({
       adminToken: config.TRELLIS_ADMIN_TOKEN,

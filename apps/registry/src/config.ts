@@ -21,6 +21,11 @@ export const registryEnvSchema = etcdEnvSchema.extend({
    * service's agent register, heartbeat, drain and deregister that service's instances only.
    */
   TRELLIS_SERVICE_CREDENTIALS: z.string().min(1).optional(),
+  /**
+   * How often TRELLIS_SERVICE_CREDENTIALS is read again (SIGHUP reads it at once): a credential
+   * removed from it is refused, and one added accepted, within this time, with no restart.
+   */
+  TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS: env.int(5, 1, 3_600),
   /** Signs the web form's CSRF tokens; unset, a random per-process secret is used (forms break across replicas). */
   TRELLIS_CSRF_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   TRELLIS_READS_REQUIRE_AUTH: env.bool(false),

@@ -11,6 +11,7 @@ export interface RegistryMetrics {
   viewFallbacks: Counter;
   invalidRecords: Counter<'kind'>;
   leasePoolTakes: Counter<'result'>;
+  serviceCredentialsReloads: Counter<'result'>;
 }
 
 /** What the metrics read from the in-memory view at scrape time. */
@@ -64,7 +65,31 @@ export function createRegistryMetrics(registry: Registry): RegistryMetrics {
       registers: [registry],
     }),
     leasePoolTakes: leasePoolTakes(registry),
+    serviceCredentialsReloads: serviceCredentialsReloads(registry),
   };
+}
+
+function serviceCredentialsReloads(registry: Registry): Counter<'result'> {
+  const counter = new Counter({
+    name: 'trellis_registry_service_credentials_reloads_total',
+    help: 'New contents of TRELLIS_SERVICE_CREDENTIALS read since start, by result: applied (ok), or refused keeping the last good set (invalid).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const result of ['ok', 'invalid']) counter.inc({ result }, 0);
+  return counter;
+}
+
+/** The service credentials in force, read when scraped. */
+export function registerServiceCredentialsGauge(registry: Registry, credentials: { readonly size: number }): void {
+  new Gauge({
+    name: 'trellis_registry_service_credentials',
+    help: "Service credentials (instance agents' secrets) the registry accepts, from the last good TRELLIS_SERVICE_CREDENTIALS.",
+    registers: [registry],
+    collect() {
+      this.set(credentials.size);
+    },
+  });
 }
 
 function leasePoolTakes(registry: Registry): Counter<'result'> {

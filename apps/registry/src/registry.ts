@@ -6,9 +6,10 @@ import {
   LeasePool,
   MeshStore,
   MeshWatcher,
-  ServiceCredentials,
+  ReloadingServiceCredentials,
   WrittenValues,
   type EtcdClient,
+  type ServiceCredentials,
   type KeyLayout,
 } from '@trellis/mesh-schema';
 import {
@@ -24,7 +25,13 @@ import {
 import { createApp } from './app';
 import { Authenticator } from './auth';
 import type { RegistryEnv } from './config';
-import { createRegistryMetrics, registerLeasePoolGauge, registerViewGauges } from './metrics';
+import {
+  createRegistryMetrics,
+  registerLeasePoolGauge,
+  registerServiceCredentialsGauge,
+  registerViewGauges,
+  type RegistryMetrics,
+} from './metrics';
 import { addEtcdReadiness } from './readiness';
 import { RegistryView } from './view';
 
@@ -43,7 +50,13 @@ export type RegistryOptions = Pick<
   | 'TRELLIS_SECURE_COOKIES'
 > &
   Partial<
-    Pick<RegistryEnv, 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS' | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS' | 'TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS'>
+    Pick<
+      RegistryEnv,
+      | 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS'
+      | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS'
+      | 'TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS'
+      | 'TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS'
+    >
   >;
 
 export interface RegistryDeps {
@@ -52,7 +65,7 @@ export interface RegistryDeps {
   etcd: EtcdClient;
   layout: KeyLayout;
   logger: Logger;
-  /** Instance-agent credentials instead of reading TRELLIS_SERVICE_CREDENTIALS (tests). */
+  /** Fixed instance-agent credentials instead of reading TRELLIS_SERVICE_CREDENTIALS (tests). */
   serviceCredentials?: ServiceCredentials;
   /** The client the view's watch runs on (default `etcd`); tests cut it off on its own. */
   watchEtcd?: EtcdClient;
@@ -69,11 +82,15 @@ export interface RegistryService {
   view: RegistryView;
   /** Shutdown in order: close HTTP (in-flight requests finish), revoke pooled leases, close the view's watch. Not `etcd`. */
   shutdownSteps: ShutdownStep[];
+  /** Reads TRELLIS_SERVICE_CREDENTIALS again now (SIGHUP); nothing when it is unset. */
+  reloadServiceCredentials(): Promise<void>;
   /** Readiness goes false, then the shutdown steps run once. */
   close(): Promise<void>;
 }
 
 const HTTP_DRAIN_MS = 5_000;
+/** The config default of TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS, for embedders that leave it out. */
+const DEFAULT_SERVICE_CREDENTIALS_RELOAD_SECONDS = 5;
 
 export async function startRegistry(deps: RegistryDeps): Promise<RegistryService> {
   const { config, etcd, layout, logger } = deps;
@@ -98,7 +115,9 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   addEtcdReadiness(health, etcd, layout, metrics, logger);
   health.addCheck('view', () => view.ready);
 
-  const serviceCredentials = deps.serviceCredentials ?? (await loadServiceCredentials(config.TRELLIS_SERVICE_CREDENTIALS));
+  const reloadingCredentials = deps.serviceCredentials ? undefined : await loadServiceCredentials(config, metrics, logger);
+  const serviceCredentials = deps.serviceCredentials ?? reloadingCredentials;
+  if (serviceCredentials) registerServiceCredentialsGauge(metricsRegistry, serviceCredentials);
   const authenticator = Authenticator.fromConfig(config, serviceCredentials);
   if (!authenticator.acceptsAnyToken)
     logger.warn('neither TRELLIS_ADMIN_TOKEN nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
@@ -131,6 +150,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     // After HTTP: no registration can take one any more. Before etcd closes.
     { name: 'revoke pooled leases', run: () => leasePool.close() },
     { name: 'close the mesh view', run: () => view.close() },
+    { name: 'stop reloading service credentials', run: async () => reloadingCredentials?.close() },
   ];
   return {
     httpPort: http.port,
@@ -139,13 +159,34 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     store,
     view,
     shutdownSteps,
+    reloadServiceCredentials: async () => void (await reloadingCredentials?.reload()),
     close: closeInOrder(health, shutdownSteps),
   };
 }
 
-async function loadServiceCredentials(source: string | undefined): Promise<ServiceCredentials | undefined> {
-  if (!source) return undefined;
-  return ServiceCredentials.load(source).catch((err: Error) => {
+/**
+ * TRELLIS_SERVICE_CREDENTIALS, followed without a restart so that revoking a leaked agent
+ * secret (removing it from the Secret) takes seconds, not a rollout. A new content that does
+ * not parse keeps the last good set (see ReloadingServiceCredentials): logged and counted.
+ */
+async function loadServiceCredentials(
+  config: Pick<RegistryOptions, 'TRELLIS_SERVICE_CREDENTIALS' | 'TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS'>,
+  metrics: RegistryMetrics,
+  logger: Logger,
+): Promise<ReloadingServiceCredentials | undefined> {
+  const path = config.TRELLIS_SERVICE_CREDENTIALS;
+  if (!path) return undefined;
+  const reloadSeconds = config.TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS ?? DEFAULT_SERVICE_CREDENTIALS_RELOAD_SECONDS;
+  const credentials = await ReloadingServiceCredentials.start(path, {
+    pollMs: reloadSeconds * 1000,
+    onReload: (result, { size, error }) => {
+      metrics.serviceCredentialsReloads.inc({ result });
+      if (result === 'ok') logger.info({ path, credentials: size }, 'service credentials reloaded');
+      else logger.error({ path, reason: error?.message, credentials: size }, 'service credentials not reloaded: keeping the last good set');
+    },
+  }).catch((err: Error) => {
     throw new ConfigError([`TRELLIS_SERVICE_CREDENTIALS: ${err.message}`]);
   });
+  logger.info({ path, credentials: credentials.size, reloadSeconds }, 'service credentials loaded');
+  return credentials;
 }

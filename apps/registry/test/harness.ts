@@ -55,7 +55,15 @@ export interface TestRegistry {
 }
 
 export async function startRegistry(
-  opts: { readsRequireAuth?: boolean; maxBodyBytes?: number; headersTimeoutMs?: number; requestTimeoutMs?: number } = {},
+  opts: {
+    readsRequireAuth?: boolean;
+    maxBodyBytes?: number;
+    headersTimeoutMs?: number;
+    requestTimeoutMs?: number;
+    /** TRELLIS_SERVICE_CREDENTIALS, read (and followed) as in production, in place of SERVICE_SECRETS. */
+    serviceCredentialsPath?: string;
+    serviceCredentialsReloadSeconds?: number;
+  } = {},
 ): Promise<TestRegistry> {
   const etcd = await startEtcd();
   const client = etcd.client();
@@ -79,7 +87,8 @@ export async function startRegistry(
       TRELLIS_AUTH_JWKS_URL: jwksUrl,
       TRELLIS_AUTH_ISSUER: ISSUER,
       TRELLIS_AUTH_AUDIENCE: AUDIENCE,
-      TRELLIS_SERVICE_CREDENTIALS: undefined,
+      TRELLIS_SERVICE_CREDENTIALS: opts.serviceCredentialsPath,
+      TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS: opts.serviceCredentialsReloadSeconds,
       TRELLIS_CSRF_SECRET: 'test-csrf-secret-0123456789abcdef0123456789',
       TRELLIS_READS_REQUIRE_AUTH: opts.readsRequireAuth ?? false,
       TRELLIS_MAX_BODY_BYTES: opts.maxBodyBytes ?? 64 * 1024,
@@ -90,7 +99,7 @@ export async function startRegistry(
     etcd: client,
     layout,
     logger: createLogger('registry', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent'),
-    serviceCredentials: ServiceCredentials.fromEntries(Object.entries(SERVICE_SECRETS)),
+    ...(opts.serviceCredentialsPath ? {} : { serviceCredentials: ServiceCredentials.fromEntries(Object.entries(SERVICE_SECRETS)) }),
   });
   const url = `http://127.0.0.1:${registry.httpPort}`;
 

@@ -38,6 +38,11 @@ export {
 export { MeshWatcher, type MeshUpdate, type MeshWatcherEvents, type MeshWatcherOptions } from './watcher';
 export { WrittenValues } from './written-values';
 export { CheckedServiceSpec } from './store/checked-spec';
-export { ServiceCredentials } from './service-credentials';
+export {
+  ReloadingServiceCredentials,
+  ServiceCredentials,
+  type CredentialsReloadResult,
+  type ReloadingServiceCredentialsOptions,
+} from './service-credentials';
 export { EtcdProbe, type EtcdProbeOptions } from './etcd-probe';
 export { applyEtcdRoles, etcdGrants, etcdRoleName, ETCD_APPS, type EtcdApp, type EtcdGrant, type EtcdRolesSetup } from './etcd-roles';
