@@ -234,6 +234,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     connectionAge: connectionLimits.maxConnectionAgeMs
       ? { maxAgeMs: connectionLimits.maxConnectionAgeMs, graceMs: connectionLimits.maxConnectionAgeGraceMs ?? 0 }
       : undefined,
+    onConnectionAged: () => metrics.connectionsAged.inc(),
     logger,
   });
 

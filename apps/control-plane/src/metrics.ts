@@ -27,6 +27,8 @@ export interface ControlPlaneMetrics {
   retentionsEngaged: Counter;
   /** Connections the xDS port's TLS guard closed before they were through their handshake and HTTP/2 preface. */
   tlsRefused: Counter<'reason'>;
+  /** xDS connections that reached their max age: GOAWAY sent, their ADS streams ended UNAVAILABLE (connection-age.ts). */
+  connectionsAged: Counter;
   /** Where the pending-TLS-connections gauge reads its value at scrape time (the xDS server, once bound). */
   readTlsPendingFrom(source: () => number): void;
 }
@@ -184,6 +186,11 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       name: `${P}xds_tls_connections_refused_total`,
       help: 'Connections to the xDS port closed before their TLS handshake and HTTP/2 preface were through (too_many_pending, handshake_timeout, handshake_failed, preface_timeout)',
       labelNames: ['reason'],
+      registers,
+    }),
+    connectionsAged: new Counter({
+      name: `${P}xds_connections_aged_total`,
+      help: 'xDS connections that reached their max connection age: sent GOAWAY, their ADS streams ended with UNAVAILABLE',
       registers,
     }),
     readTlsPendingFrom: (source) => {

@@ -133,6 +133,8 @@ describe('the xDS port ages connections out, and a proxyless client follows to a
       await sidecar.next(WITHIN_MS);
       // Not the grace's cut, for which grpc-js makes a status up ("Connection dropped", or INTERNAL "Received RST_STREAM with code 0").
       expect(await sidecar.closedWith(WITHIN_MS)).toMatchObject({ code: status.UNAVAILABLE, details: MAX_AGE_REASON });
+      const metrics = await (await fetch(`${h.httpUrl}/metrics`)).text();
+      expect(Number(/^trellis_control_plane_xds_connections_aged_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     } finally {
       sidecar.close();
     }

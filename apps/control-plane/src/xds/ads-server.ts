@@ -41,6 +41,8 @@ export interface AdsServerOptions {
   firstRequestTimeoutMs: number;
   /** Ends each connection's ADS streams with UNAVAILABLE at its age (connection-age.ts); absent: no age here. */
   connectionAge?: ConnectionAgeLimits;
+  /** A connection reached its age; `streams` ADS streams were ended on it (a metric). */
+  onConnectionAged?: (streams: number) => void;
   logger: Logger;
 }
 
@@ -61,9 +63,10 @@ export class AdsServer {
   constructor(private readonly options: AdsServerOptions) {
     this.ages =
       options.connectionAge &&
-      new ConnectionAges(options.connectionAge, (streams) =>
-        options.logger.info({ streams }, 'xds connection reached its max age: GOAWAY sent, its streams ended UNAVAILABLE'),
-      );
+      new ConnectionAges(options.connectionAge, (streams) => {
+        options.onConnectionAged?.(streams);
+        options.logger.info({ streams }, 'xds connection reached its max age: GOAWAY sent, its streams ended UNAVAILABLE');
+      });
   }
 
   /** The grpc-js service implementation to add to a `grpc.Server`. */
