@@ -1,5 +1,5 @@
 export { findBinary, INSTALL_HINT } from './binaries';
-export { ManagedProcess, waitUntil } from './child-process';
+export { ManagedProcess, waitUntil, withPortRetry } from './child-process';
 export { eventually } from './eventually';
 export { startEtcd, type StartEtcdOptions, type TestEtcd } from './etcd';
 export { freePort } from './ports';

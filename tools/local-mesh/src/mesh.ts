@@ -5,6 +5,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { issueServerCertificate, loadOrCreateDevRoot } from '@trellis/pki';
+import { withPortRetry } from '@trellis/testing';
 import { startInfra } from './infra';
 import { freePort } from './ports';
 import { httpOk, startProcess, waitUntil, type ManagedProcess, type StartOptions } from './processes';
@@ -80,14 +81,9 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
     });
     started.push(...infra.processes);
 
-    const ports = {
-      registryHttp: await port(8080),
-      xds: await port(18000),
-      controlPlaneHttp: await port(18080),
-      authzGrpc: await port(9191),
-      authzHttp: await port(8181),
-      authzMtls: await port(8443),
-    };
+    // Each app's ports are picked just before it starts, and picked afresh when another process
+    // bound one in between (the app exits with EADDRINUSE): a free port is only free until bound.
+    const ports = { registryHttp: 0, xds: 0, controlPlaneHttp: 0, authzGrpc: 0, authzHttp: 0, authzMtls: 0 };
     const adminToken = options.adminToken ?? randomBytes(24).toString('base64url');
     const common = {
       TRELLIS_ETCD_ENDPOINTS: infra.etcdEndpoint,
@@ -102,10 +98,15 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
     const keysDir = ensureSigningKey(join(options.dataDir, 'authz-keys'));
     const pki = options.mtls ? await ensureDevPki(options.dataDir) : undefined;
 
-    const apps: Array<{ app: AppName; env: NodeJS.ProcessEnv; readyUrl: string }> = [
+    const apps: Array<{ app: AppName; pickPorts(): Promise<void>; env(): NodeJS.ProcessEnv; readyUrl(): string }> = [
       {
         app: 'authz',
-        env: {
+        async pickPorts() {
+          ports.authzGrpc = await port(9191);
+          ports.authzHttp = await port(8181);
+          ports.authzMtls = await port(8443);
+        },
+        env: () => ({
           TRELLIS_GRPC_PORT: String(ports.authzGrpc),
           TRELLIS_HTTP_PORT: String(ports.authzHttp),
           TRELLIS_MTLS_PORT: String(ports.authzMtls),
@@ -115,12 +116,16 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           TRELLIS_SIGNING_KEYS_DIR: keysDir,
           TRELLIS_ADMIN_TOKEN: adminToken,
           ...(options.serviceCredentials ? { TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: options.serviceCredentials } : {}),
-        },
-        readyUrl: `http://127.0.0.1:${ports.authzHttp}/readyz`,
+        }),
+        readyUrl: () => `http://127.0.0.1:${ports.authzHttp}/readyz`,
       },
       {
         app: 'control-plane',
-        env: {
+        async pickPorts() {
+          ports.xds = await port(18000);
+          ports.controlPlaneHttp = await port(18080);
+        },
+        env: () => ({
           TRELLIS_XDS_PORT: String(ports.xds),
           TRELLIS_HTTP_PORT: String(ports.controlPlaneHttp),
           TRELLIS_AUTHZ_ADDRESS: `127.0.0.1:${ports.authzGrpc}`,
@@ -135,22 +140,25 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
               }
             : // Without workload identity, proxyless clients (grpc-js-xds) cannot present credentials.
               { TRELLIS_XDS_ALLOW_INSECURE_CLIENTS: 'true' }),
-        },
-        readyUrl: `http://127.0.0.1:${ports.controlPlaneHttp}/readyz`,
+        }),
+        readyUrl: () => `http://127.0.0.1:${ports.controlPlaneHttp}/readyz`,
       },
       {
         app: 'registry',
-        env: {
+        async pickPorts() {
+          ports.registryHttp = await port(8080);
+        },
+        env: () => ({
           TRELLIS_HTTP_PORT: String(ports.registryHttp),
           TRELLIS_ADMIN_TOKEN: adminToken,
           TRELLIS_CSRF_SECRET: randomBytes(32).toString('hex'),
           ...(options.serviceCredentials ? { TRELLIS_SERVICE_CREDENTIALS: options.serviceCredentials } : {}),
-        },
-        readyUrl: `http://127.0.0.1:${ports.registryHttp}/readyz`,
+        }),
+        readyUrl: () => `http://127.0.0.1:${ports.registryHttp}/readyz`,
       },
     ];
     const starters = new Map<string, () => Promise<ManagedProcess>>(Object.entries(infra.starters));
-    for (const { app, env, readyUrl } of apps) {
+    for (const { app, pickPorts, env, readyUrl } of apps) {
       const main = join(WORKSPACE_ROOT, 'dist/apps', app, 'main.js');
       if (!existsSync(main))
         throw new Error(`${main} is missing: build it with \`npx nx run-many -t build -p registry control-plane authz\``);
@@ -159,15 +167,26 @@ export async function startLocalMesh(options: LocalMeshOptions): Promise<LocalMe
           name: app,
           command: process.execPath,
           args: ['--enable-source-maps', main],
-          env: { ...etcdEnv(app), ...env, ...options.appEnv?.[app] },
+          env: { ...etcdEnv(app), ...env(), ...options.appEnv?.[app] },
           onLine: options.onLine,
         });
         started.push(proc);
-        await waitUntil(`${app} /readyz`, () => httpOk(readyUrl), { process: proc, timeoutMs: 60_000 });
+        try {
+          await waitUntil(`${app} /readyz`, () => httpOk(readyUrl()), { process: proc, timeoutMs: 60_000 });
+        } catch (err) {
+          // Not left in `started`: restart() and stop() act on the process that did start.
+          await proc.stop();
+          started.splice(started.indexOf(proc), 1);
+          throw err;
+        }
         return proc;
       };
       starters.set(app, startApp);
-      await startApp();
+      // A restart (fault injection) keeps the ports: callers already hold the addresses.
+      await withPortRetry(async () => {
+        await pickPorts();
+        return startApp();
+      });
     }
     const restart = async (name: string): Promise<ManagedProcess> => {
       const start = starters.get(name);
