@@ -155,15 +155,35 @@ function routeTarget(callee: ServiceModel): RouteTarget {
 // (and lists of them) kept per model object. `make` must build its result from
 // `parts` alone (or from what has the same digest); it is reused only when every
 // part is identical (===).
-const inputs = new WeakMap<object, Map<string, { parts: readonly unknown[]; input: unknown }>>();
+//
+// An anchor has one to three slots, so its entries are a short chain held in the WeakMap itself
+// rather than a Map per anchor: a connection storm meets every anchor for the first time, and a
+// Map per anchor (with its hash table) was most of `reused`'s cost and a good part of the garbage.
+interface ReusedInput {
+  readonly slot: string;
+  parts: readonly unknown[];
+  input: unknown;
+  readonly next: ReusedInput | undefined;
+}
+const inputs = new WeakMap<object, ReusedInput>();
 function reused<I>(anchor: object, slot: string, parts: readonly unknown[], make: () => I): I {
-  let slots = inputs.get(anchor);
-  if (!slots) inputs.set(anchor, (slots = new Map()));
-  const known = slots.get(slot);
-  if (known && known.parts.length === parts.length && known.parts.every((part, i) => part === parts[i])) return known.input as I;
+  let known = inputs.get(anchor);
+  while (known !== undefined && known.slot !== slot) known = known.next;
+  if (known !== undefined && sameParts(known.parts, parts)) return known.input as I;
   const input = make();
-  slots.set(slot, { parts, input });
+  // The chain is read again: `make` may have reused other slots of the same anchor.
+  if (known === undefined) inputs.set(anchor, { slot, parts, input, next: inputs.get(anchor) });
+  else {
+    known.parts = parts;
+    known.input = input;
+  }
   return input;
+}
+
+function sameParts(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 // What a route reads of a dependency (routes.ts RouteDependency): it depends only on

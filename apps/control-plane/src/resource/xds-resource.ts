@@ -45,35 +45,30 @@ export function encodedResource(typeUrl: XdsTypeUrl, name: string, any: Any): Xd
   return { name, typeUrl, any, hash: hash('sha256', any.value, 'hex') };
 }
 
+const PUSH_ORDER: readonly XdsTypeUrl[] = [
+  TypeUrl.Secret,
+  TypeUrl.Cluster,
+  TypeUrl.ClusterLoadAssignment,
+  TypeUrl.Listener,
+  TypeUrl.RouteConfiguration,
+];
+
 /** An empty ResourceSet with every type present, in push order. */
 export function emptyResourceSet(): ResourceSet {
-  return new Map<XdsTypeUrl, Map<string, XdsResource>>([
-    [TypeUrl.Secret, new Map()],
-    [TypeUrl.Cluster, new Map()],
-    [TypeUrl.ClusterLoadAssignment, new Map()],
-    [TypeUrl.Listener, new Map()],
-    [TypeUrl.RouteConfiguration, new Map()],
-  ]);
+  const set: ResourceSet = new Map();
+  for (const typeUrl of PUSH_ORDER) set.set(typeUrl, new Map());
+  return set;
 }
 
 /** Builds a ResourceSet from resources in any order; each type's map is sorted by name. Duplicate names are a bug. */
 export function toResourceSet(resources: readonly XdsResource[]): ResourceSet {
-  // Grouped by type first, then each group sorted: an identity has a handful of resources per type (a change
-  // re-assembles hundreds of identities' sets), so this sorts a few small lists instead of the whole set.
-  const groups = new Map<XdsTypeUrl, XdsResource[]>();
-  for (const resource of resources) {
-    const group = groups.get(resource.typeUrl);
-    if (group) group.push(resource);
-    else groups.set(resource.typeUrl, [resource]);
-  }
+  // Sorted by name as one list, then each put in its type's map in that order: an identity has a handful of
+  // resources, and a connection storm assembles thousands of sets, so this allocates no per-type groups.
   const set = emptyResourceSet();
-  for (const [typeUrl, group] of groups) {
-    sortInPlace(group, byName);
-    const byType = set.get(typeUrl)!;
-    for (const resource of group) {
-      if (byType.has(resource.name)) throw new Error(`duplicate ${resource.typeUrl} resource "${resource.name}"`);
-      byType.set(resource.name, resource);
-    }
+  for (const resource of sortInPlace(resources.slice(), byName)) {
+    const byType = set.get(resource.typeUrl)!;
+    if (byType.has(resource.name)) throw new Error(`duplicate ${resource.typeUrl} resource "${resource.name}"`);
+    byType.set(resource.name, resource);
   }
   return set;
 }
