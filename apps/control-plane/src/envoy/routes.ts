@@ -15,7 +15,7 @@ import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/
 import { Any as AnyMessage, type Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { ServiceModel, UpstreamModel } from '../model';
-import { duration } from './common';
+import { duration, utf8 } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
 import { healthProbeOf, probeRouteMatch, type HealthProbe } from './health-probe';
 import {
@@ -225,7 +225,7 @@ const DATA_INLINE_STRING = (3 << 3) | 2;
 let constants:
   | {
       typeUrl: string;
-      perRouteTypeUrl: string;
+      perRouteTypeUrl: Uint8Array;
       prefixMatch: Uint8Array;
       undeclared: Uint8Array;
       undeclaredRoute: Uint8Array;
@@ -237,7 +237,7 @@ function encodedConstants(): NonNullable<typeof constants> {
   const prefix = { pathSpecifier: { $case: 'prefix' as const, value: '/' } };
   return (constants ??= {
     typeUrl: typeUrlOf(RouteConfiguration),
-    perRouteTypeUrl: typeUrlOf(ExtAuthzPerRoute),
+    perRouteTypeUrl: utf8(typeUrlOf(ExtAuthzPerRoute)),
     prefixMatch: RouteMatch.encode(RouteMatch.fromPartial(prefix)).finish(),
     // The undeclared host's name and domains, its route's name and match, and that route's ext_authz entry:
     // each message's fields before, and after, the one that varies (the generated encoders' order).
@@ -298,7 +298,7 @@ function writeOutboundRoutes(
     w.uint32(ROUTE_ROUTE).bytes(encodedRouteAction(callee, dep.policy));
     // typed_per_filter_config, in the reference's key order: ext_authz's context, then the caller's own rate limit.
     w.uint32(ROUTE_TYPED_PER_FILTER_CONFIG).fork().uint32(MAP_KEY).string(FILTER.extAuthz).uint32(MAP_VALUE).fork();
-    w.uint32(ANY_TYPE_URL).string(c.perRouteTypeUrl).uint32(ANY_VALUE).fork().uint32(PER_ROUTE_CHECK_SETTINGS).fork();
+    w.uint32(ANY_TYPE_URL).bytes(c.perRouteTypeUrl).uint32(ANY_VALUE).fork().uint32(PER_ROUTE_CHECK_SETTINGS).fork();
     contextExtension(w, CONTEXT_DIRECTION, 'outbound');
     contextExtension(w, CONTEXT_DESTINATION, callee.name);
     contextExtension(w, CONTEXT_SOURCE, source);
@@ -442,7 +442,7 @@ function writeInboundRoutes(
   w.uint32(ROUTE_ROUTE).bytes(action);
   if (service.ingress) {
     w.uint32(ROUTE_TYPED_PER_FILTER_CONFIG).fork().uint32(MAP_KEY).string(FILTER.extAuthz).uint32(MAP_VALUE).fork();
-    w.uint32(ANY_TYPE_URL).string(c.perRouteTypeUrl).uint32(ANY_VALUE).fork().uint32(PER_ROUTE_CHECK_SETTINGS).fork();
+    w.uint32(ANY_TYPE_URL).bytes(c.perRouteTypeUrl).uint32(ANY_VALUE).fork().uint32(PER_ROUTE_CHECK_SETTINGS).fork();
     contextExtension(w, CONTEXT_DIRECTION, 'edge');
     contextExtension(w, CONTEXT_DESTINATION, name);
     w.join().join().join().join();

@@ -15,7 +15,7 @@ import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener
 import { Filter, FilterChainMatch, ListenerFilter } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
 import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
-import { socketAddress } from './common';
+import { socketAddress, utf8 } from './common';
 import { FILTER } from './names';
 import {
   httpConnectionManagerTypeUrl,
@@ -87,6 +87,8 @@ const ANY_VALUE = (2 << 3) | 2;
 const addresses = new Map<string, Uint8Array>();
 const chainMatches = new Map<string, Uint8Array>();
 let listenerTypeUrl: string | undefined;
+/** The connection manager filter's name and its Any's type URL, as bytes (common.ts utf8). */
+let hcmFilter: { name: Uint8Array; typeUrl: Uint8Array } | undefined;
 
 function encodedAddress(host: string, port: number): Uint8Array {
   const key = `${host}|${port}`;
@@ -128,8 +130,9 @@ function writeListener(parts: SidecarListenerParts, w: BinaryWriter): BinaryWrit
     for (const f of chain.filters) {
       w.uint32(CHAIN_FILTERS).fork();
       if ('hcm' in f) {
-        w.uint32(FILTER_NAME).string(FILTER.httpConnectionManager);
-        w.uint32(FILTER_TYPED_CONFIG).fork().uint32(ANY_TYPE_URL).string(httpConnectionManagerTypeUrl());
+        hcmFilter ??= { name: utf8(FILTER.httpConnectionManager), typeUrl: utf8(httpConnectionManagerTypeUrl()) };
+        w.uint32(FILTER_NAME).bytes(hcmFilter.name);
+        w.uint32(FILTER_TYPED_CONFIG).fork().uint32(ANY_TYPE_URL).bytes(hcmFilter.typeUrl);
         writeSidecarHttpConnectionManager(f.hcm, w.uint32(ANY_VALUE).fork()).join();
         w.join();
       } else {

@@ -13,7 +13,7 @@ import { OpenTelemetryConfig } from '@trellis/envoy-types/envoy/config/trace/v3/
 import { HttpConnectionManager_Tracing } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
 import type { DeepPartial } from '@trellis/envoy-types/envoy/config/listener/v3/listener_components';
 import type { TracingSettings } from '../model';
-import { duration, http2ProtocolOptions, socketAddress } from './common';
+import { duration, http2ProtocolOptions, socketAddress, utf8 } from './common';
 import { TRACING_COLLECTOR_CLUSTER_NAME } from './names';
 
 export const OPENTELEMETRY_TRACER = 'envoy.tracers.opentelemetry';
@@ -63,7 +63,7 @@ interface EncodedTracing {
 }
 const encodedTracings = new WeakMap<TracingSettings, EncodedTracing>();
 let untraced: EncodedTracing | undefined;
-let otelTypeUrl: string | undefined;
+let otelTypeUrl: Uint8Array | undefined;
 
 /**
  * Writes the body of `HttpConnectionManager_Tracing.encode(fromPartial(sidecarTracing(service, tracing)))` into `w`,
@@ -81,9 +81,9 @@ export function writeSidecarTracing(service: string, tracing: TracingSettings | 
     if (tracing) encodedTracings.set(tracing, encoded);
     else untraced = encoded;
   }
-  otelTypeUrl ??= typeUrlOf(OpenTelemetryConfig);
+  otelTypeUrl ??= utf8(typeUrlOf(OpenTelemetryConfig));
   w.raw(encoded.sampling).uint32(TRACING_PROVIDER).fork().uint32(PROVIDER_NAME).string(OPENTELEMETRY_TRACER);
-  w.uint32(PROVIDER_TYPED_CONFIG).fork().uint32(ANY_TYPE_URL).string(otelTypeUrl);
+  w.uint32(PROVIDER_TYPED_CONFIG).fork().uint32(ANY_TYPE_URL).bytes(otelTypeUrl);
   // An Any leaves an empty value out.
   if (encoded.exporter.length > 0 || service !== '') {
     w.uint32(ANY_VALUE).fork().raw(encoded.exporter);
