@@ -119,10 +119,31 @@ describe('proxylessRouteConfig', () => {
       numRetries: 2,
     });
     expect(actionOf(proxylessRouteConfig(deps[1]!.dep, deps[1]!.callee)).retryPolicy).toBeUndefined();
-    // Sidecars keep Envoy's own default (no retry policy unless one is declared).
-    expect(
-      actionOf(outboundRouteConfig(plain.services.get('a')!, [{ dep, callee: plain.services.get('b')! }])).retryPolicy,
-    ).toBeUndefined();
+  });
+});
+
+describe('sidecar default retries', () => {
+  const plain = new MeshFixture()
+    .service('b', { port: 9000 })
+    .service('g', { protocol: 'grpc', port: 9001 })
+    .service('a', { dependencies: [{ service: 'b' }, { service: 'g' }] })
+    .model();
+  const plainA = plain.services.get('a')!;
+
+  it("retry twice, with Envoy's default backoff, only where the request never reached the app, when the policy names no retries", () => {
+    for (const dependency of plainA.dependencies) {
+      const action = actionOf(
+        outboundRouteConfig(plainA, [{ dep: resolved(plain, dependency), callee: plain.services.get(dependency.service)! }]),
+      );
+      expect(action.retryPolicy).toMatchObject({ retryOn: 'connect-failure,refused-stream,reset-before-request', numRetries: 2 });
+      expect(action.retryPolicy!.retryBackOff).toBeUndefined();
+      expect(action.retryPolicy!.perTryTimeout).toBeUndefined();
+    }
+  });
+
+  it('give way to a declared policy, and to zero attempts (no retries at all)', () => {
+    expect(actionOf(outboundRouteConfig(a, deps)).retryPolicy).toMatchObject({ retryOn: '5xx,unavailable,reset', numRetries: 3 });
+    expect(actionOf(outboundRouteConfig(a, deps), 1).retryPolicy).toBeUndefined();
   });
 });
 

@@ -76,7 +76,10 @@ function clusterSpecifier(callee: RouteTarget, clusterName: ClusterNamer): Route
   };
 }
 
-function retryPolicy(retries: NonNullable<TrafficPolicy['retries']>, proxyless: boolean): RetryPolicy | undefined {
+/** A declared retry policy, or one of the defaults below (whose conditions the schema need not offer). */
+type Retries = Omit<NonNullable<TrafficPolicy['retries']>, 'retryOn'> & { retryOn: ReadonlyArray<string> };
+
+function retryPolicy(retries: Retries, proxyless: boolean): RetryPolicy | undefined {
   const retryOn = proxyless ? retries.retryOn.filter((r) => GRPC_RETRY_ON.has(r)) : retries.retryOn;
   if (retries.attempts === 0 || retryOn.length === 0) return undefined;
   return RetryPolicy.fromPartial({
@@ -110,7 +113,22 @@ function hashPolicy(policy: RoutePolicy, proxyless: boolean): RouteActionInput['
  * within the call's deadline and only before the response has started, so a
  * deadline-bound call moves to another instance instead of failing.
  */
-const PROXYLESS_DEFAULT_RETRIES: NonNullable<TrafficPolicy['retries']> = { attempts: 2, retryOn: ['unavailable'] };
+const PROXYLESS_DEFAULT_RETRIES: Retries = { attempts: 2, retryOn: ['unavailable'] };
+
+/**
+ * What a sidecar route retries when the policy names no retries: only failures
+ * where the request never reached the callee's app, so a replay is safe even for
+ * a non-idempotent POST. Envoy's default backoff (25 ms base, jittered) applies.
+ * - `connect-failure`: no connection was made (refused or timed out: an instance
+ *   restarting, drained or frozen).
+ * - `refused-stream`: the upstream answered HTTP/2 REFUSED_STREAM, which promises
+ *   it did not process the stream.
+ * - `reset-before-request`: the connection was reset before the request headers
+ *   were sent (a pooled connection the instance closed; Envoy 1.31 or later).
+ * Not `unavailable` (Istio's default has it): that status comes from the app or a
+ * proxy in front of it, after the request may have had effects.
+ */
+const SIDECAR_DEFAULT_RETRIES: Retries = { attempts: 2, retryOn: ['connect-failure', 'refused-stream', 'reset-before-request'] };
 
 function routeAction(
   callee: RouteTarget,
@@ -118,8 +136,8 @@ function routeAction(
   proxyless: boolean,
   clusterName: ClusterNamer = outboundClusterName,
 ): RouteAction {
-  const retries = policy.retries ?? (proxyless ? PROXYLESS_DEFAULT_RETRIES : undefined);
-  const retry = retries ? retryPolicy(retries, proxyless) : undefined;
+  // A declared policy wins, including `attempts: 0` (no retries).
+  const retry = retryPolicy(policy.retries ?? (proxyless ? PROXYLESS_DEFAULT_RETRIES : SIDECAR_DEFAULT_RETRIES), proxyless);
   return RouteAction.fromPartial({
     clusterSpecifier: clusterSpecifier(callee, clusterName),
     hashPolicy: hashPolicy(policy, proxyless) ?? [],
