@@ -7,7 +7,14 @@
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { Registry } from 'prom-client';
-import { DEFAULT_TRUST_DOMAIN, KeyLayout, MeshStore, MeshWatcher, ServiceCredentials, type EtcdClient } from '@trellis/mesh-schema';
+import {
+  DEFAULT_TRUST_DOMAIN,
+  KeyLayout,
+  MeshStore,
+  MeshWatcher,
+  ReloadingServiceCredentials,
+  type EtcdClient,
+} from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
 import { grpcConnectionLimitsFrom, grpcTlsLimitsFrom, pendingTlsConnections, stopGrpcServer } from '@trellis/runtime/grpc';
@@ -157,8 +164,22 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     clock,
   );
 
-  const credentials = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS
-    ? await ServiceCredentials.load(config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS)
+  // Followed without a restart, as the registry follows the same Secret: a revoked credential buys no certificate
+  // within the reload period; a new content that does not parse keeps the last good set (ReloadingServiceCredentials).
+  const credentialsPath = config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS;
+  const credentials = credentialsPath
+    ? await ReloadingServiceCredentials.start(credentialsPath, {
+        pollMs: config.TRELLIS_TOKEN_ENDPOINT_CREDENTIALS_RELOAD_SECONDS * 1000,
+        onReload: (result, { size, error }) => {
+          metrics.serviceCredentialsReloads.inc({ result });
+          if (result === 'ok') logger.info({ path: credentialsPath, credentials: size }, 'service credentials reloaded');
+          else
+            logger.error(
+              { path: credentialsPath, reason: error?.message, credentials: size },
+              'service credentials not reloaded: keeping the last good set',
+            );
+        },
+      })
     : undefined;
   if (!credentials) logger.info('POST /v1/token is disabled: TRELLIS_TOKEN_ENDPOINT_CREDENTIALS is not set');
 
@@ -317,6 +338,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const shutdownSteps: ShutdownStep[] = [
     keys.shutdownStep,
     { name: 'stop CA and TLS reloads', run: () => clearInterval(tlsReloadTimer) },
+    { name: 'stop service credential reloads', run: () => credentials?.close() },
     { name: 'stop gRPC', run: () => (worker ? worker.stop(GRPC_DRAIN_MS) : stopGrpcServer(grpc!.server, GRPC_DRAIN_MS)) },
     { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
     { name: 'close mTLS', run: () => (mtls ? closeHttpServer(mtls.server, HTTP_DRAIN_MS) : undefined) },

@@ -83,6 +83,8 @@ export const authzEnvSchema = etcdEnvSchema
     TRELLIS_KEY_RELOAD_SECONDS: env.int(60, 1, 3_600),
     /** File of `service:secret` lines (or a directory of files named by service) that authenticate `POST /v1/token`. */
     TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: z.string().min(1).optional(),
+    /** How often that path is read again: a credential removed from it buys no certificate after this long, no restart. */
+    TRELLIS_TOKEN_ENDPOINT_CREDENTIALS_RELOAD_SECONDS: env.int(5, 1, 3_600),
     /** SPIFFE trust domain of workload certificates (written to mesh/settings if absent; the stored value wins). */
     TRELLIS_TRUST_DOMAIN: z
       .string()

@@ -31,6 +31,7 @@ export class AuthzMetrics {
   readonly recordsDropped: Counter<'kind'>;
   readonly callerIdentityDenials: Counter<'direction' | 'reason'>;
   readonly tlsReloads: Counter<'result'>;
+  readonly serviceCredentialsReloads: Counter<'result'>;
   readonly checkWorkerRestarts: Counter;
   readonly checkWorkerCalls: Counter<'kind'>;
   /** Connections a TLS port's guard closed before they were through (grpc: handshake and HTTP/2 preface; mtls: handshake). */
@@ -165,6 +166,13 @@ export class AuthzMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.serviceCredentialsReloads = new Counter({
+      name: 'trellis_authz_service_credentials_reloads_total',
+      help: 'New contents of TRELLIS_TOKEN_ENDPOINT_CREDENTIALS read since start, by result: applied (ok), or refused keeping the last good set (invalid)',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['ok', 'invalid']) this.serviceCredentialsReloads.inc({ result }, 0);
     this.checkWorkerRestarts = new Counter({
       name: 'trellis_authz_check_worker_restarts_total',
       help: 'Times the Check worker thread died and was restarted (Checks fail closed in between)',

@@ -6,7 +6,7 @@
 // record does not name.
 import { createServer, type Server } from 'node:http';
 import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
@@ -14,7 +14,7 @@ import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { generateRootCa, generateWorkloadKey, type RootCa } from '@trellis/pki';
 // After @trellis/pki, which loads the reflect-metadata runtime @peculiar/x509 needs and sets its crypto provider.
 import * as x509 from '@peculiar/x509';
-import { startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
+import { eventually, startEtcd, startRedis, type TestEtcd, type TestRedis } from '@trellis/testing';
 import { counterValue, KeyDir, startTestAuthz, type StartedAuthz } from './support/harness';
 
 const K8S_ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -107,6 +107,7 @@ describe('authz mesh CA: POST /v1/certificate', () => {
       TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
       TRELLIS_CA_TRUST_BUNDLE_FILE: join(dir, 'bundle.crt'),
       TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(dir, 'callers'),
+      TRELLIS_TOKEN_ENDPOINT_CREDENTIALS_RELOAD_SECONDS: '1',
       TRELLIS_K8S_TOKEN_ISSUER: K8S_ISSUER,
       TRELLIS_K8S_JWKS_URL: cluster.jwksUrl,
     });
@@ -217,5 +218,29 @@ describe('authz mesh CA: POST /v1/certificate', () => {
     const res = await post({ csr: csrPem }, basic('orders', 'orders-secret-0123456789'));
     const body = (await res.json()) as { trustBundle: string };
     expect(body.trustBundle.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+  });
+
+  // Last: it takes stock's credential away. The file is replaced by a rename (a new inode), as an editor or a
+  // Secret update does; authz follows it without a restart.
+  it('attack: a credential removed from the file buys no certificate; a broken file does not bring it back', async () => {
+    const replaceCallers = async (content: string) => {
+      await writeFile(join(dir, 'callers.next'), content);
+      await rename(join(dir, 'callers.next'), join(dir, 'callers'));
+    };
+    const { csrPem } = await generateWorkloadKey('stock');
+    const stockAsks = () => post({ csr: csrPem }, basic('stock', 'stock-secret-0123456789'));
+    expect((await stockAsks()).status).toBe(200);
+
+    await replaceCallers('orders:orders-secret-0123456789\n');
+    await eventually('the revoked stock credential to be refused', async () => (await stockAsks()).status === 401);
+
+    await replaceCallers('orders:orders-secret-0123456789\nstock:stock-secret-0123456789\nnot an entry\n');
+    await eventually(
+      'the broken file to be counted invalid',
+      async () => (await counterValue(a.authz, 'trellis_authz_service_credentials_reloads_total', { result: 'invalid' })) === 1,
+    );
+    expect((await stockAsks()).status).toBe(401);
+    const { csrPem: ordersCsr } = await generateWorkloadKey('orders');
+    expect((await post({ csr: ordersCsr }, basic('orders', 'orders-secret-0123456789'))).status).toBe(200);
   });
 });

@@ -16,7 +16,8 @@ import { problems } from './problem';
 export interface CertificateRouteDeps {
   /** Undefined: no CA is configured and both endpoints answer 404. */
   ca: () => MeshCa | undefined;
-  credentials: ServiceCredentials | undefined;
+  /** Asked on every request: a reloaded set applies at once. */
+  credentials: Pick<ServiceCredentials, 'authenticate'> | undefined;
   kubernetes: KubernetesIdentity | undefined;
   services: () => ReadonlyMap<string, { readonly value: ServiceRecord }>;
   metrics: AuthzMetrics;

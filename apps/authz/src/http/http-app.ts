@@ -28,7 +28,8 @@ export interface HttpAppDeps extends TokenDeps {
   registry: MetricsSource;
   keyRing: KeyRing;
   /** The service credentials; POST /v1/token takes them only with `allowInsecureCallers`. */
-  credentials: ServiceCredentials | undefined;
+  /** Asked on every request: a reloaded set applies at once. */
+  credentials: Pick<ServiceCredentials, 'authenticate'> | undefined;
   /** Local development only: POST /v1/token on this port accepts the service credential alone. */
   allowInsecureCallers: boolean;
   /** The mesh CA's endpoints (certificate-route.ts). */
