@@ -77,6 +77,11 @@ export interface Authz {
   tls: ServingTls | undefined;
   /** Re-reads the key source and publishes/retires keys (also runs on a timer). */
   reloadKeys(): Promise<void>;
+  /**
+   * Re-reads every file authz follows, now: the signing keys, the mesh CA and authz's own TLS, the token endpoint's
+   * credentials (SIGHUP, `systemctl reload`). Each keeps what it had when its new content does not load.
+   */
+  reloadFiles(): Promise<void>;
   /** Resolves when the first registry snapshot is loaded and a key can sign. */
   whenReady(): Promise<void>;
   /** Shutdown in order: stop key reloads, drain gRPC, close HTTP, stop the watch, close Redis. Not `etcd`. */
@@ -218,10 +223,11 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   }
   // A rotated Secret updates the CA and TLS files too: re-read them on the key reload period, the CA first (authz's
   // own certificate follows its trust bundle).
-  const tlsReloadTimer =
-    ca || tls
-      ? setInterval(() => void (ca ? ca.reload() : Promise.resolve()).then(() => tls?.refresh()), config.TRELLIS_KEY_RELOAD_SECONDS * 1000)
-      : undefined;
+  const reloadCaAndTls = async () => {
+    await ca?.reload();
+    await tls?.refresh();
+  };
+  const tlsReloadTimer = ca || tls ? setInterval(() => void reloadCaAndTls(), config.TRELLIS_KEY_RELOAD_SECONDS * 1000) : undefined;
   tlsReloadTimer?.unref();
   const kubernetes =
     config.TRELLIS_K8S_TOKEN_ISSUER && config.TRELLIS_K8S_JWKS_URL
@@ -360,6 +366,10 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     ca,
     tls,
     reloadKeys: keys.reload,
+    async reloadFiles() {
+      const results = await Promise.allSettled([keys.reload(), reloadCaAndTls(), credentials?.reload()]);
+      for (const r of results) if (r.status === 'rejected') logger.error({ err: r.reason }, 'reloading a file on request failed');
+    },
     checkWorker: worker,
     async whenReady() {
       await watcher.whenReady();

@@ -12,6 +12,8 @@ runMain('authz', async () => {
   const logger = createLogger('authz', config.TRELLIS_LOG_LEVEL);
   const etcd = connectEtcd(etcdOptionsFromEnv(config));
   const authz = await startAuthz({ config, logger, etcd });
+  // SIGHUP (systemctl reload, or by hand after a rotation): read keys, CA, TLS and credentials now, not at the next poll.
+  process.on('SIGHUP', () => void authz.reloadFiles());
   installShutdown({
     logger,
     health: authz.health,

@@ -220,6 +220,44 @@ describe('authz mesh CA: POST /v1/certificate', () => {
     expect(body.trustBundle.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
   });
 
+  // SIGHUP's path (main.ts): with every poll an hour away, a rotation applies as soon as reloadFiles() returns.
+  it('reloadFiles (SIGHUP) applies a credentials rotation and a new trust bundle at once, without waiting for a poll', async () => {
+    const own = await mkdtemp(join(tmpdir(), 'authz-hup-'));
+    await writeFile(join(own, 'callers'), 'orders:orders-secret-0123456789\nstock:stock-secret-0123456789\n');
+    await writeFile(join(own, 'bundle.crt'), root.certificatePem);
+    const b = await startTestAuthz(etcd, redis, keys, {
+      TRELLIS_TRUST_DOMAIN: 'shop.example',
+      TRELLIS_CA_CERT_FILE: join(dir, 'ca.crt'),
+      TRELLIS_CA_KEY_FILE: join(dir, 'ca.key'),
+      TRELLIS_CA_TRUST_BUNDLE_FILE: join(own, 'bundle.crt'),
+      TRELLIS_TOKEN_ENDPOINT_CREDENTIALS: join(own, 'callers'),
+      TRELLIS_TOKEN_ENDPOINT_CREDENTIALS_RELOAD_SECONDS: '3600',
+      TRELLIS_KEY_RELOAD_SECONDS: '3600',
+    });
+    try {
+      const { csrPem } = await generateWorkloadKey('stock');
+      const stockAsks = () =>
+        fetch(`http://127.0.0.1:${b.authz.httpPort}/v1/certificate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: basic('stock', 'stock-secret-0123456789') },
+          body: JSON.stringify({ csr: csrPem }),
+        });
+      expect((await stockAsks()).status).toBe(200);
+      const next = await generateRootCa({ commonName: 'next root for SIGHUP' });
+      await writeFile(join(own, 'callers.next'), 'orders:orders-secret-0123456789\n');
+      await rename(join(own, 'callers.next'), join(own, 'callers'));
+      await writeFile(join(own, 'bundle.crt'), `${root.certificatePem}${next.certificatePem}`);
+
+      await b.authz.reloadFiles();
+      expect((await stockAsks()).status).toBe(401);
+      const bundle = await (await fetch(`http://127.0.0.1:${b.authz.httpPort}/v1/trust-bundle`)).text();
+      expect(bundle.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    } finally {
+      await b.stop();
+      await rm(own, { recursive: true, force: true });
+    }
+  });
+
   // Last: it takes stock's credential away. The file is replaced by a rename (a new inode), as an editor or a
   // Secret update does; authz follows it without a restart.
   it('attack: a credential removed from the file buys no certificate; a broken file does not bring it back', async () => {
