@@ -42,6 +42,8 @@ export const ENTRY_PROTOS = [
   'envoy/extensions/transport_sockets/tls/v3/secret.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  // Sidecar retries move off the hosts already tried (RetryPolicy.retry_host_predicate).
+  'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
   'envoy/service/secret/v3/sds.proto',
   'envoy/service/auth/v3/external_auth.proto',
   // The sidecars' tracer: it injects W3C traceparent (HttpConnectionManager.tracing.provider).

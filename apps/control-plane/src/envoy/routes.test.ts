@@ -1,8 +1,9 @@
 import { packAny, TypeUrl, unpackAnyAs } from '@trellis/envoy-types';
-import type { RouteAction } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
+import type { RetryPolicy, RouteAction } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
 import { RouteConfiguration } from '@trellis/envoy-types/envoy/config/route/v3/route';
 import { LocalRateLimit } from '@trellis/envoy-types/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit';
 import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import { PreviousHostsPredicate } from '@trellis/envoy-types/envoy/extensions/retry/host/previous_hosts/v3/previous_hosts';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import { meshArbitrary, meshStateOf, propertyRuns } from '@trellis/mesh-schema/testing';
 import fc from 'fast-check';
@@ -144,6 +145,57 @@ describe('sidecar default retries', () => {
   it('give way to a declared policy, and to zero attempts (no retries at all)', () => {
     expect(actionOf(outboundRouteConfig(a, deps)).retryPolicy).toMatchObject({ retryOn: '5xx,unavailable,reset', numRetries: 3 });
     expect(actionOf(outboundRouteConfig(a, deps), 1).retryPolicy).toBeUndefined();
+  });
+});
+
+describe('sidecar retries move to another host', () => {
+  /** The retry policy of a's route to b, for b's policy, as a sidecar or a proxyless client gets it. */
+  const retryOf = (policy: TrafficPolicy, kind: 'envoy' | 'proxyless' = 'envoy') => {
+    const model = new MeshFixture()
+      .service('b', { protocol: 'grpc', policy })
+      .service('a', { dependencies: [{ service: 'b' }] })
+      .model();
+    const dep = resolved(model, model.services.get('a')!.dependencies[0]!);
+    const callee = model.services.get('b')!;
+    return actionOf(kind === 'envoy' ? outboundRouteConfig({ name: 'a' }, [{ dep, callee }]) : proxylessRouteConfig(dep, callee))
+      .retryPolicy;
+  };
+  const previousHosts = (retry: RetryPolicy | undefined) =>
+    retry?.retryHostPredicate.map((p) => ({
+      name: p.name,
+      typeUrl: p.configType?.value.typeUrl,
+      config: p.configType && unpackAnyAs(PreviousHostsPredicate, p.configType.value),
+      maxAttempts: retry.hostSelectionRetryMaxAttempts,
+    }));
+  const PREVIOUS_HOSTS = [
+    {
+      name: 'envoy.retry_host_predicates.previous_hosts',
+      typeUrl: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+      config: PreviousHostsPredicate.fromPartial({}),
+      maxAttempts: '5',
+    },
+  ];
+
+  it('skipping hosts already tried (re-picking up to 5 times), by default and with a declared policy', () => {
+    expect(previousHosts(retryOf({}))).toEqual(PREVIOUS_HOSTS);
+    expect(previousHosts(retryOf({ retries: { attempts: 3, retryOn: ['5xx'] } }))).toEqual(PREVIOUS_HOSTS);
+    expect(retryOf({ retries: { attempts: 0, retryOn: ['5xx'] } })).toBeUndefined();
+  });
+
+  it('except under ring_hash, whose retries keep to the hashed host', () => {
+    const retry = retryOf({ loadBalancing: 'ring_hash', hashOn: { header: 'x-user' } });
+    expect(retry).toMatchObject({ retryOn: 'connect-failure,refused-stream,reset-before-request', numRetries: 2 });
+    expect(retry!.retryHostPredicate).toEqual([]);
+    expect(retry!.hostSelectionRetryMaxAttempts).toBe('0');
+  });
+
+  it('and proxyless clients, which ignore host predicates (gRFC A44), get none', () => {
+    for (const policy of [{}, { retries: { attempts: 3, retryOn: ['unavailable' as const] } }]) {
+      const retry = retryOf(policy, 'proxyless');
+      expect(retry).toMatchObject({ retryOn: 'unavailable' });
+      expect(retry!.retryHostPredicate).toEqual([]);
+      expect(retry!.hostSelectionRetryMaxAttempts).toBe('0');
+    }
   });
 });
 

@@ -2,7 +2,7 @@
 import { HeaderValueOption_HeaderAppendAction } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { RouteConfiguration, type DeepPartial } from '@trellis/envoy-types/envoy/config/route/v3/route';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
-import { typeUrlOf } from '@trellis/envoy-types';
+import { packAny, typeUrlOf } from '@trellis/envoy-types';
 import {
   RetryPolicy,
   Route,
@@ -12,6 +12,7 @@ import {
   WeightedCluster,
 } from '@trellis/envoy-types/envoy/config/route/v3/route_components';
 import { ExtAuthzPerRoute } from '@trellis/envoy-types/envoy/extensions/filters/http/ext_authz/v3/ext_authz';
+import { PreviousHostsPredicate } from '@trellis/envoy-types/envoy/extensions/retry/host/previous_hosts/v3/previous_hosts';
 import { Any as AnyMessage, type Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { ServiceModel, UpstreamModel } from '../model';
@@ -79,13 +80,37 @@ function clusterSpecifier(callee: RouteTarget, clusterName: ClusterNamer): Route
 /** A declared retry policy, or one of the defaults below (whose conditions the schema need not offer). */
 type Retries = Omit<NonNullable<TrafficPolicy['retries']>, 'retryOn'> & { retryOn: ReadonlyArray<string> };
 
-function retryPolicy(retries: Retries, proxyless: boolean): RetryPolicy | undefined {
+/**
+ * A sidecar's retry goes to a host not tried yet for the request: without it the
+ * load balancer may pick the instance that just refused or reset the connection
+ * again. Envoy re-picks up to 5 times (Istio's default) before settling for a tried
+ * host, e.g. when every instance has been tried. Proxyless clients do not get it:
+ * grpc-js-xds reads only retry_on, num_retries and retry_back_off (gRFC A44), and
+ * its retries pick again through the load balancer anyway.
+ */
+const RETRY_PREVIOUS_HOSTS = {
+  retryHostPredicate: [
+    {
+      name: 'envoy.retry_host_predicates.previous_hosts',
+      configType: { $case: 'typedConfig' as const, value: packAny(PreviousHostsPredicate, PreviousHostsPredicate.fromPartial({})) },
+    },
+  ],
+  hostSelectionRetryMaxAttempts: '5',
+};
+
+/**
+ * `hashed`: the route picks hosts by ring_hash. Its retries stay on the hashed host,
+ * as Istio's do: the affinity is what the service asked for, and outlier detection
+ * ejects a host that keeps failing, after which the ring picks the next one.
+ */
+function retryPolicy(retries: Retries, proxyless: boolean, hashed: boolean): RetryPolicy | undefined {
   const retryOn = proxyless ? retries.retryOn.filter((r) => GRPC_RETRY_ON.has(r)) : retries.retryOn;
   if (retries.attempts === 0 || retryOn.length === 0) return undefined;
   return RetryPolicy.fromPartial({
     retryOn: retryOn.join(','),
     numRetries: retries.attempts,
     ...(retries.perTryTimeoutMs !== undefined && !proxyless ? { perTryTimeout: duration(retries.perTryTimeoutMs) } : {}),
+    ...(!proxyless && !hashed ? RETRY_PREVIOUS_HOSTS : {}),
   });
 }
 
@@ -137,7 +162,11 @@ function routeAction(
   clusterName: ClusterNamer = outboundClusterName,
 ): RouteAction {
   // A declared policy wins, including `attempts: 0` (no retries).
-  const retry = retryPolicy(policy.retries ?? (proxyless ? PROXYLESS_DEFAULT_RETRIES : SIDECAR_DEFAULT_RETRIES), proxyless);
+  const retry = retryPolicy(
+    policy.retries ?? (proxyless ? PROXYLESS_DEFAULT_RETRIES : SIDECAR_DEFAULT_RETRIES),
+    proxyless,
+    policy.loadBalancing === 'ring_hash',
+  );
   return RouteAction.fromPartial({
     clusterSpecifier: clusterSpecifier(callee, clusterName),
     hashPolicy: hashPolicy(policy, proxyless) ?? [],
