@@ -4,7 +4,8 @@ import { TypeUrl } from '@trellis/envoy-types';
 import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import type { DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { versionOf } from '../src/xds/versions';
-import { AdsTestClient, testNode } from './support/ads-client';
+import { AdsTestClient, envoyNode, testNode } from './support/ads-client';
+import { OUTBOUND_PORT_METADATA } from '../src/envoy/names';
 import { startAdsHarness, type AdsHarness } from './support/ads-harness';
 import { fakeModel, makeCluster, makeEndpoints, makeListener, makeRoute } from './support/resources';
 
@@ -220,6 +221,15 @@ describe('SotW ADS', () => {
       responseNonce: again.nonce,
     });
     expect(await client.drain()).toEqual([]);
+  });
+
+  it("serves a stream whose first request carries an Envoy's whole node (build version, hundreds of extensions)", async () => {
+    client.send({ node: envoyNode('a', { id: 'a-7f9c', metadata: { [OUTBOUND_PORT_METADATA]: 15001 } }), typeUrl: TypeUrl.Cluster });
+    const cds = await client.next();
+    expect(names(cds)).toEqual(['b']);
+    const opened = harness.events.find((e) => e.event === 'onStreamOpen')!.args[0] as { nodeId: string; identity: unknown };
+    expect(opened.nodeId).toBe('a-7f9c');
+    expect(opened.identity).toEqual({ service: 'a', kind: 'envoy', outboundPort: 15001 });
   });
 
   it('refuses a stream whose first request has no usable node', async () => {

@@ -6,12 +6,15 @@
 // (same field order, proto3 defaults left out); `wire.test.ts` holds them to it.
 // A Delta response using fields Trellis never sets falls back to the generated encoder.
 // SotW requests are read by hand too (every stream sends ~8 of them in a first push):
-// the common shape (version, names, type URL, nonce; ASCII) straight from the bytes,
-// anything else (a node, an error detail, unknown fields, non-ASCII text) by the generated decoder.
+// the common shape (version, names, type URL, nonce; ASCII) straight from the bytes, and of
+// the first request's node only what the control plane reads (an Envoy's node also lists every
+// extension compiled into it: ~50 KB the generated decoder would turn into objects per stream);
+// anything else (an error detail, unknown fields, non-ASCII text) by the generated decoder.
 import { ADS_PUSH_ORDER } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
-import type { ControlPlane } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { Node, type ControlPlane } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { Struct } from '@trellis/envoy-types/google/protobuf/struct';
 import {
   DeltaDiscoveryResponse,
   DiscoveryRequest,
@@ -278,12 +281,97 @@ function sameAscii(buf: Buffer, start: number, text: string): boolean {
 }
 
 /**
- * A SotW request, equal to what the generated `DiscoveryRequest.decode` returns. Only version, resource names,
- * type URL and nonce in ASCII are read here; a request with any other field (the node of a stream's first request,
- * a NACK's error detail, resource locators, unknown fields) or other text goes to the generated decoder whole.
+ * A SotW request, equal to what the generated `DiscoveryRequest.decode` returns, except that its node carries only
+ * the fields the control plane reads (`NODE_FIELDS_READ`; the others at their defaults). Version, resource names,
+ * type URL, nonce and the node's fields are read here when in ASCII; a request with any other field (a NACK's error
+ * detail, resource locators, unknown fields) or other text goes to the generated decoder whole, so its error for
+ * bad bytes is the generated decoder's. The node's other fields are skipped by their framing, not decoded: their
+ * content is never checked (nothing reads it).
  */
 export function decodeDiscoveryRequest(buf: Buffer): DiscoveryRequest {
-  return readCommonRequest(buf) ?? DiscoveryRequest.decode(buf);
+  return readCommonRequest(buf) ?? projectNode(DiscoveryRequest.decode(buf));
+}
+
+/**
+ * Of a proxy's node, what the control plane reads: its id, its cluster (the service), its metadata (the outbound
+ * port) and user agent name (ads-server.ts `identityOf`). An Envoy's node also carries its build version and every
+ * extension compiled into it, with their type URLs (hundreds of entries); those, its locality, client features,
+ * listening addresses and dynamic parameters are left at their defaults. Field numbers of envoy.config.core.v3.Node.
+ */
+export const NODE_FIELDS_READ = { id: 1, cluster: 2, metadata: 3, userAgentName: 6 } as const;
+
+/** `request` with its node cut down to `NODE_FIELDS_READ`, as the hand-written reader gives it. */
+export function projectNode(request: DiscoveryRequest): DiscoveryRequest {
+  if (request.node) {
+    const { id, cluster, metadata, userAgentName } = request.node;
+    request.node = Node.fromPartial({ id, cluster, userAgentName });
+    request.node.metadata = metadata;
+  }
+  return request;
+}
+
+/** Reads a varint of at most `maxBytes` bytes at `pos`: [value, next position], or undefined when longer or cut. */
+function readVarint(buf: Buffer, pos: number, end: number, maxBytes: number): [number, number] | undefined {
+  let value = 0;
+  for (let i = 0; i < maxBytes; i++) {
+    if (pos >= end) return undefined;
+    const byte = buf[pos++]!;
+    // Multiplication, not shifts: a 5-byte length would overflow 32-bit shifts into a negative number.
+    value += (byte & 0x7f) * 2 ** (7 * i);
+    if (byte < 0x80) return [value, pos];
+  }
+  return undefined;
+}
+
+/**
+ * The node in `buf[start, end)`, cut down to `NODE_FIELDS_READ`, or undefined for anything the generated decoder
+ * should judge: non-ASCII text, groups, a bad tag or length, metadata it cannot decode. Later occurrences of a
+ * field replace earlier ones, as in the generated decoder.
+ */
+function readNode(buf: Buffer, start: number, end: number): Node | undefined {
+  let id = '';
+  let cluster = '';
+  let userAgentName = '';
+  let metadata: { [key: string]: unknown } | undefined;
+  let pos = start;
+  while (pos < end) {
+    const tagRead = readVarint(buf, pos, end, 5);
+    if (!tagRead || tagRead[0] === 0) return undefined;
+    const [tag, afterTag] = tagRead;
+    pos = afterTag;
+    const wireType = tag % 8;
+    if (wireType === 0) {
+      const skipped = readVarint(buf, pos, end, 10);
+      if (!skipped) return undefined;
+      pos = skipped[1];
+    } else if (wireType === 1) pos += 8;
+    else if (wireType === 5) pos += 4;
+    else if (wireType === 2) {
+      const lengthRead = readVarint(buf, pos, end, 5);
+      if (!lengthRead) return undefined;
+      const fieldStart = lengthRead[1];
+      pos = fieldStart + lengthRead[0];
+      if (pos > end) return undefined;
+      const field = (tag - wireType) / 8;
+      if (field === NODE_FIELDS_READ.metadata) {
+        try {
+          metadata = Struct.unwrap(Struct.decode(buf.subarray(fieldStart, pos)));
+        } catch {
+          return undefined;
+        }
+      } else if (field === NODE_FIELDS_READ.id || field === NODE_FIELDS_READ.cluster || field === NODE_FIELDS_READ.userAgentName) {
+        const text = asciiText(buf, fieldStart, pos);
+        if (text === undefined) return undefined;
+        if (field === NODE_FIELDS_READ.id) id = text;
+        else if (field === NODE_FIELDS_READ.cluster) cluster = text;
+        else userAgentName = text;
+      }
+    } else return undefined; // groups (3, 4) and the invalid wire types 6 and 7
+    if (pos > end) return undefined;
+  }
+  const node = Node.fromPartial({ id, cluster, userAgentName });
+  node.metadata = metadata;
+  return node;
 }
 
 function readCommonRequest(buf: Buffer): DiscoveryRequest | undefined {
@@ -301,9 +389,10 @@ function readCommonRequest(buf: Buffer): DiscoveryRequest | undefined {
   let pos = 0;
   while (pos < end) {
     const tag = buf[pos++]!;
-    // Fields 1, 3, 4, 5, length-delimited (one-byte tags); anything else is the generated decoder's.
-    if (tag !== Tag.Field1 && tag !== Tag.Field3 && tag !== Tag.Field4 && tag !== Tag.Field5) return undefined;
-    // The length, a varint of at most 3 bytes here (requests are small); a longer one is the generated decoder's.
+    // Fields 1 to 5, length-delimited (one-byte tags); anything else is the generated decoder's.
+    if (tag !== Tag.Field1 && tag !== Tag.Field2 && tag !== Tag.Field3 && tag !== Tag.Field4 && tag !== Tag.Field5) return undefined;
+    // The length, a varint of at most 3 bytes here (up to 2 MiB: an Envoy's node is ~50 KB); a longer one is the
+    // generated decoder's.
     let length = 0;
     for (let shift = 0; ; shift += 7) {
       if (shift > 14 || pos >= end) return undefined;
@@ -314,6 +403,12 @@ function readCommonRequest(buf: Buffer): DiscoveryRequest | undefined {
     const start = pos;
     pos += length;
     if (pos > end) return undefined;
+    if (tag === Tag.Field2) {
+      const node = readNode(buf, start, pos);
+      if (!node) return undefined;
+      request.node = node;
+      continue;
+    }
     const text = tag === Tag.Field4 ? typeUrlText(buf, start, pos) : asciiText(buf, start, pos);
     if (text === undefined) return undefined;
     if (tag === Tag.Field1) request.versionInfo = text;
