@@ -6,6 +6,7 @@ import {
   isUrlHostName,
   MeshSettings,
   ProxyStatus,
+  RetryOn,
   ServiceName,
   ServiceSpec,
   TrafficSplit,
@@ -88,6 +89,18 @@ describe('ServiceSpec', () => {
     expect(ServiceSpec.safeParse(spec({ description: 'x'.repeat(1025) })).success).toBe(false);
     expect(ServiceSpec.safeParse(spec({ policy: { healthCheck: { path: '/health\n' } } })).success).toBe(false);
     expect(ServiceSpec.safeParse(spec({ policy: { healthCheck: { path: '/healthz' } } })).success).toBe(true);
+  });
+
+  it('accepts every Envoy retry condition it lists, reset-before-request included, once each, and refuses others', () => {
+    const retries = (retryOn: string[]) => spec({ policy: { retries: { attempts: 2, retryOn: retryOn as never } } });
+    expect(ServiceSpec.parse(retries(['reset-before-request', 'connect-failure'])).policy.retries?.retryOn).toEqual([
+      'reset-before-request',
+      'connect-failure',
+    ]);
+    expect(ServiceSpec.safeParse(retries([...RetryOn.options])).success).toBe(true);
+    expect(issues(ServiceSpec.safeParse(retries(['reset-before-connect'])))).toEqual([
+      expect.stringMatching(/^policy\.retries\.retryOn\.0: /),
+    ]);
   });
 
   it('checks ingress hosts and Access audiences', () => {

@@ -65,24 +65,38 @@ export type Protocol = z.infer<typeof Protocol>;
 
 const Millis = (max: number) => z.number().int().positive().max(max);
 
-export const RetryOn = z.enum([
-  '5xx',
-  'gateway-error',
-  'reset',
-  'connect-failure',
-  'retriable-4xx',
-  'refused-stream',
-  'cancelled',
-  'deadline-exceeded',
-  'resource-exhausted',
-  'unavailable',
-]);
+/**
+ * Envoy's retry_on conditions a policy may name. The gRPC ones (cancelled …
+ * unavailable) match the response's grpc-status and are the only ones proxyless
+ * clients honour; the others apply to Envoy sidecars only.
+ */
+export const RetryOn = z
+  .enum([
+    '5xx',
+    'gateway-error',
+    'reset',
+    // The connection was reset before the request headers were sent: the callee never saw the request. Envoy 1.31+.
+    'reset-before-request',
+    'connect-failure',
+    'retriable-4xx',
+    'refused-stream',
+    'cancelled',
+    'deadline-exceeded',
+    'resource-exhausted',
+    'unavailable',
+  ])
+  .describe(
+    "When to retry, as Envoy's retry_on. Envoy sidecars: 5xx, gateway-error (502/503/504), reset (any reset or timeout, " +
+      'also after the request was sent), reset-before-request (reset before the request was sent; Envoy 1.31+), ' +
+      'connect-failure, retriable-4xx (409), refused-stream (HTTP/2 REFUSED_STREAM). Sidecars and proxyless gRPC clients: ' +
+      'the grpc-status cancelled, deadline-exceeded, resource-exhausted, unavailable.',
+  );
 
 export const RetryPolicy = z
   .object({
     attempts: z.number().int().min(0).max(10),
     perTryTimeoutMs: Millis(600_000).optional(),
-    retryOn: z.array(RetryOn).min(1).max(10).default(['connect-failure', 'refused-stream', 'unavailable']),
+    retryOn: z.array(RetryOn).min(1).max(RetryOn.options.length).default(['connect-failure', 'refused-stream', 'unavailable']),
   })
   .strict();
 

@@ -142,6 +142,24 @@ describe('sidecar default retries', () => {
     }
   });
 
+  it('emit a declared reset-before-request as is to sidecars, and leave it out for proxyless clients', () => {
+    const model = new MeshFixture()
+      .service('b', {
+        protocol: 'grpc',
+        port: 9000,
+        policy: { retries: { attempts: 3, retryOn: ['reset-before-request', 'unavailable'] } },
+      })
+      .service('a', { dependencies: [{ service: 'b' }] })
+      .model();
+    const dep = resolved(model, model.services.get('a')!.dependencies[0]!);
+    const callee = model.services.get('b')!;
+    expect(actionOf(outboundRouteConfig({ name: 'a' }, [{ dep, callee }])).retryPolicy).toMatchObject({
+      retryOn: 'reset-before-request,unavailable',
+      numRetries: 3,
+    });
+    expect(actionOf(proxylessRouteConfig(dep, callee)).retryPolicy).toMatchObject({ retryOn: 'unavailable', numRetries: 3 });
+  });
+
   it('give way to a declared policy, and to zero attempts (no retries at all)', () => {
     expect(actionOf(outboundRouteConfig(a, deps)).retryPolicy).toMatchObject({ retryOn: '5xx,unavailable,reset', numRetries: 3 });
     expect(actionOf(outboundRouteConfig(a, deps), 1).retryPolicy).toBeUndefined();

@@ -77,8 +77,8 @@ function clusterSpecifier(callee: RouteTarget, clusterName: ClusterNamer): Route
   };
 }
 
-/** A declared retry policy, or one of the defaults below (whose conditions the schema need not offer). */
-type Retries = Omit<NonNullable<TrafficPolicy['retries']>, 'retryOn'> & { retryOn: ReadonlyArray<string> };
+/** A declared retry policy, or one of the defaults below. */
+type Retries = Readonly<NonNullable<TrafficPolicy['retries']>>;
 
 /**
  * A sidecar's retry goes to a host not tried yet for the request: without it the
