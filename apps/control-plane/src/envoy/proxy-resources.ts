@@ -123,10 +123,14 @@ export function buildProxyResources(model: MeshModel, proxy: ProxyIdentity, memo
   if (!service) return emptyResourceSet();
   const generation = memo?.use(model);
   const make: Make = generation ? (builder, input) => generation.get(builder, input) : (builder, input) => builder(input);
-  const deps = service.dependencies.map((dep): Dep => {
+  // Plain loops, here and in sidecarResources and outboundRoutes: an array from `map` or `filter` has another
+  // elements kind when TurboFan inlines the call than when the builtin runs it, and the functions it is handed
+  // to were deoptimized ("wrong map") in every connection storm once the caller was optimized.
+  const deps: Dep[] = [];
+  for (const dep of service.dependencies) {
     const callee = model.services.get(dep.service)!;
-    return { dep, callee, policy: dependencyPolicy(callee, dep) };
-  });
+    deps.push({ dep, callee, policy: dependencyPolicy(callee, dep) });
+  }
   return toResourceSet(
     proxy.kind === 'envoy'
       ? sidecarResources(model, service, deps, make, proxy.outboundPort)
@@ -143,7 +147,9 @@ const routeTargets = new WeakMap<ServiceModel, RouteTarget>();
 function routeTarget(callee: ServiceModel): RouteTarget {
   let target = routeTargets.get(callee);
   if (!target) {
-    target = { name: callee.name, port: callee.port, upstreams: callee.upstreams.map(({ subset, weight }) => ({ subset, weight })) };
+    const upstreams: Array<{ subset: string | undefined; weight: number }> = [];
+    for (const { subset, weight } of callee.upstreams) upstreams.push({ subset, weight });
+    target = { name: callee.name, port: callee.port, upstreams };
     routeTargets.set(callee, target);
   }
   return target;
@@ -269,10 +275,15 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
 // same: a callee change routes do not read (a circuit breaker) projects a new
 // RouteDependency and RouteTarget of equal content, digested once per callee, and
 // every caller keeps its resource without a digest of its own.
-function outboundRoutes(service: ServiceModel, httpDeps: Dep[]): XdsResource {
-  const deps = httpDeps.map((d) => ({ dep: routeDependency(d), callee: routeTarget(d.callee) }));
-  const digests = deps.flatMap((d) => [projectionDigest(d.dep), projectionDigest(d.callee)]);
-  return reused(service, 'outboundRoutes', [service.name, ...digests], () => build.outboundRoutes({ source: service.name, deps }));
+function outboundRoutes(service: ServiceModel, httpDeps: readonly Dep[]): XdsResource {
+  const deps: Array<{ dep: RouteDependency; callee: RouteTarget }> = [];
+  const parts: unknown[] = [service.name];
+  for (const d of httpDeps) {
+    const projected = { dep: routeDependency(d), callee: routeTarget(d.callee) };
+    deps.push(projected);
+    parts.push(projectionDigest(projected.dep), projectionDigest(projected.callee));
+  }
+  return reused(service, 'outboundRoutes', parts, () => build.outboundRoutes({ source: service.name, deps }));
 }
 
 // A route projection is made once per policy or callee object and shared by its callers: so is its digest.
@@ -284,23 +295,28 @@ function projectionDigest(projection: object): string {
 }
 
 function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], make: Make, outboundPort?: number): XdsResource[] {
-  const httpDeps = deps.filter((d) => d.callee.protocol !== 'tcp');
-  const perRouteRateLimit = httpDeps.some((d) => d.dep.override?.rateLimit !== undefined);
+  const httpDeps: Dep[] = [];
+  let perRouteRateLimit = false;
+  for (const d of deps) {
+    if (d.callee.protocol === 'tcp') continue;
+    httpDeps.push(d);
+    if (d.dep.override?.rateLimit !== undefined) perRouteRateLimit = true;
+  }
   // A sidecar that shares its host with another binds its own outbound port (node metadata).
   const port = outboundPort ?? model.settings.outboundPort;
   // Its own resources read only its service model, what every proxy shares and two facts about its
   // dependencies: kept per service model object, so a change to a callee assembles only the dependency part.
-  const resources = [
-    ...reused(service, `own|${port}`, [model.tokens, model.settings, model.trustDomain, httpDeps.length > 0, perRouteRateLimit], () =>
-      ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
-    ),
-  ];
+  const own = reused(service, `own|${port}`, [model.tokens, model.settings, model.trustDomain, httpDeps.length > 0, perRouteRateLimit], () =>
+    ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
+  );
+  const resources: XdsResource[] = [];
+  for (const resource of own) resources.push(resource);
   if (httpDeps.length > 0) resources.push(outboundRoutes(service, httpDeps));
   for (const d of deps) {
     if (d.callee.protocol === 'tcp') {
       resources.push(build.tcpListener({ source: service.name, callee: { name: d.callee.name, port: d.callee.port } }));
     }
-    resources.push(...upstreamResources(model, d, false, make));
+    for (const resource of upstreamResources(model, d, false, make)) resources.push(resource);
   }
   return resources;
 }

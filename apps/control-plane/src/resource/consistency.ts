@@ -124,34 +124,34 @@ class Scan {
         this.advance(8);
         return;
       case Wire.LengthDelimited:
-        this.nested();
+        this.advance(this.varint());
         return;
       case Wire.Bit32:
         this.advance(4);
         return;
       case Wire.StartGroup:
         for (;;) {
-          const [field, wire] = this.tag();
-          if (wire === Wire.EndGroup) {
-            if (field !== fieldNo) throw new Error('invalid end group tag');
+          const tag = this.tag();
+          if ((tag & 7) === Wire.EndGroup) {
+            if (tag >>> 3 !== fieldNo) throw new Error('invalid end group tag');
             return;
           }
-          this.skip(wire, field);
+          this.skip(tag & 7, tag >>> 3);
         }
       default:
         throw new Error(`cannot skip wire type ${wireType}`);
     }
   }
 
-  tag(): [field: number, wireType: number] {
+  /** A field's tag: its number is `tag >>> 3`, its wire type `tag & 7` (a number, not a pair: one per field scanned). */
+  tag(): number {
     const tag = this.varint() >>> 0;
-    const field = tag >>> 3;
-    if (field === 0) throw new Error('illegal tag: field no 0');
-    return [field, tag & 7];
+    if (tag >>> 3 === 0) throw new Error('illegal tag: field no 0');
+    return tag;
   }
 
   private advance(n: number): void {
-    if (n > this.end - this.pos) throw new Error('premature end of a fixed-size field');
+    if (n > this.end - this.pos) throw new Error('premature end of a field');
     this.pos += n;
   }
 }
@@ -159,8 +159,8 @@ class Scan {
 /** Calls `visit` with each field's number and the scan at its value; `visit` consumes the value or returns false to skip it. */
 function eachField(scan: Scan, visit: (field: number, wireType: number, scan: Scan) => boolean): void {
   while (scan.pos < scan.end) {
-    const [field, wireType] = scan.tag();
-    if (!visit(field, wireType, scan)) scan.skip(wireType, field);
+    const tag = scan.tag();
+    if (!visit(tag >>> 3, tag & 7, scan)) scan.skip(tag & 7, tag >>> 3);
   }
 }
 
