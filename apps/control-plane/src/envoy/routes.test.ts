@@ -325,6 +325,54 @@ describe('encodeOutboundRouteConfig', () => {
     expect(compared).toBeGreaterThan(50);
   });
 
+  it("writes a one-cluster route's callee name before the action its policy encoded once, for any callees sharing a policy", () => {
+    const policyArbitrary: fc.Arbitrary<RoutePolicy> = fc.record(
+      {
+        timeoutMs: fc.integer({ min: 0, max: 120_000 }),
+        retries: fc.record(
+          {
+            attempts: fc.integer({ min: 0, max: 5 }),
+            perTryTimeoutMs: fc.integer({ min: 1, max: 10_000 }),
+            retryOn: fc.subarray(['5xx', 'reset', 'connect-failure', 'unavailable', 'cancelled'], { minLength: 1 }),
+          },
+          { requiredKeys: ['attempts', 'retryOn'] },
+        ),
+        loadBalancing: fc.constantFrom('round_robin' as const, 'ring_hash' as const),
+        hashOn: fc.oneof(
+          fc.record({ header: fc.string({ minLength: 1 }) }),
+          fc.record({ cookie: fc.string({ minLength: 1 }) }),
+          fc.constant({ sourceIp: true as const }),
+        ),
+      },
+      { requiredKeys: [] },
+    );
+    const calleeArbitrary: fc.Arbitrary<RouteTarget> = fc.record({
+      name: fc.string({ unit: 'grapheme', maxLength: 80 }),
+      port: fc.integer({ min: 1, max: 65535 }),
+      upstreams: fc.oneof(
+        fc.constant([{ subset: undefined, weight: 100 }]),
+        fc.constant([
+          { subset: 'blue', weight: 60 },
+          { subset: 'green', weight: 40 },
+        ]),
+      ),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(policyArbitrary, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.tuple(calleeArbitrary, fc.nat()), { minLength: 1, maxLength: 6 }),
+        fc.string({ maxLength: 30 }),
+        (policies, callees, source) => {
+          // Callees share the policy objects (as every caller of a callee without an override shares its projection).
+          const deps = callees.map(([callee, i]) => ({ dep: { policy: policies[i % policies.length]! }, callee }));
+          const reference = packAny(RouteConfiguration, outboundRouteConfig({ name: source }, deps));
+          expect(hex(encodeOutboundRouteConfig({ name: source }, deps).value)).toBe(hex(reference.value));
+        },
+      ),
+      { numRuns: propertyRuns(200) },
+    );
+  });
+
   it('the model fixture: a rate limit override and weighted subsets', () => {
     const deps = routeDeps(model, 'a');
     expect(hex(encodeOutboundRouteConfig({ name: 'a' }, deps).value)).toBe(

@@ -257,6 +257,7 @@ const HOST_ROUTES = (3 << 3) | 2;
 const ROUTE_NAME = (14 << 3) | 2;
 const ROUTE_MATCH = (1 << 3) | 2;
 const ROUTE_ROUTE = (2 << 3) | 2;
+const ACTION_CLUSTER = (1 << 3) | 2;
 const ROUTE_DIRECT_RESPONSE = (7 << 3) | 2;
 const ROUTE_TYPED_PER_FILTER_CONFIG = (13 << 3) | 2;
 const MAP_KEY = (1 << 3) | 2;
@@ -305,6 +306,24 @@ function encodedRouteAction(callee: RouteTarget, policy: RoutePolicy): Uint8Arra
   return bytes;
 }
 
+/**
+ * A route action to the callee's one cluster (no weighted subsets) is its cluster's name followed by what the policy
+ * adds (timeout, retries, hash policy): the generated encoder writes `cluster` (field 1) first, so the rest is encoded
+ * once per route projection and every callee with that policy (thousands in a connection storm, most with the
+ * default policy) gets only its name written, instead of a RouteAction built and encoded per callee.
+ */
+const policyActions = new WeakMap<RoutePolicy, Uint8Array>();
+function writeRouteAction(w: BinaryWriter, callee: RouteTarget, policy: RoutePolicy): void {
+  const upstreams = callee.upstreams;
+  if (upstreams.length !== 1 || upstreams[0]!.subset !== undefined) {
+    w.uint32(ROUTE_ROUTE).bytes(encodedRouteAction(callee, policy));
+    return;
+  }
+  let rest = policyActions.get(policy);
+  if (!rest) policyActions.set(policy, (rest = RouteAction.encode({ ...routeAction(callee, policy, false), clusterSpecifier: undefined }).finish()));
+  w.uint32(ROUTE_ROUTE).fork().uint32(ACTION_CLUSTER).string(outboundClusterName(callee.name)).raw(rest).join();
+}
+
 /** One writer for every encoding (they never overlap); `finish()` copies the bytes out. */
 const writer = new BinaryWriter();
 
@@ -342,7 +361,7 @@ function writeOutboundRoutes(
     w.uint32(HOST_ROUTES).fork();
     if (callee.name !== '') w.uint32(ROUTE_NAME).string(callee.name);
     w.uint32(ROUTE_MATCH).bytes(c.prefixMatch);
-    w.uint32(ROUTE_ROUTE).bytes(encodedRouteAction(callee, dep.policy));
+    writeRouteAction(w, callee, dep.policy);
     // typed_per_filter_config, in the reference's key order: ext_authz's context, then the caller's own rate limit.
     w.uint32(ROUTE_TYPED_PER_FILTER_CONFIG).fork().uint32(MAP_KEY).string(FILTER.extAuthz).uint32(MAP_VALUE).fork();
     w.uint32(ANY_TYPE_URL).bytes(c.perRouteTypeUrl).uint32(ANY_VALUE).fork().uint32(PER_ROUTE_CHECK_SETTINGS).fork();
