@@ -306,8 +306,11 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   const port = outboundPort ?? model.settings.outboundPort;
   // Its own resources read only its service model, what every proxy shares and two facts about its
   // dependencies: kept per service model object, so a change to a callee assembles only the dependency part.
-  const own = reused(service, `own|${port}`, [model.tokens, model.settings, model.trustDomain, httpDeps.length > 0, perRouteRateLimit], () =>
-    ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
+  const own = reused(
+    service,
+    `own|${port}`,
+    [model.tokens, model.settings, model.trustDomain, httpDeps.length > 0, perRouteRateLimit],
+    () => ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
   );
   const resources: XdsResource[] = [];
   for (const resource of own) resources.push(resource);

@@ -320,7 +320,8 @@ function writeRouteAction(w: BinaryWriter, callee: RouteTarget, policy: RoutePol
     return;
   }
   let rest = policyActions.get(policy);
-  if (!rest) policyActions.set(policy, (rest = RouteAction.encode({ ...routeAction(callee, policy, false), clusterSpecifier: undefined }).finish()));
+  if (!rest)
+    policyActions.set(policy, (rest = RouteAction.encode({ ...routeAction(callee, policy, false), clusterSpecifier: undefined }).finish()));
   w.uint32(ROUTE_ROUTE).fork().uint32(ACTION_CLUSTER).string(outboundClusterName(callee.name)).raw(rest).join();
 }
 
