@@ -65,6 +65,8 @@ const { values: args } = parseArgs({
     // analysis saves each server).
     'floor-node-options': { type: 'string', default: '' },
     'authz-node-options': { type: 'string', default: '' },
+    // Settings for authz's config on top of the benchmark's ('TRELLIS_X=1 TRELLIS_Y=off'), e.g. what a default costs.
+    'authz-env': { type: 'string', default: '' },
     // For the roles: the name their heap profile is written under.
     name: { type: 'string' },
     // For --role seed.
@@ -133,7 +135,11 @@ async function authzServer(): Promise<void> {
   );
   const [code] = (await once(seeder, 'exit')) as [number | null];
   if (code !== 0) throw new Error(`seeding the registry failed (${String(code)})`);
-  const config = loadAuthzConfig({ ...authzTestEnv(etcd, redis, keys), TRELLIS_CHECK_WORKER: args['check-worker']! });
+  const config = loadAuthzConfig({
+    ...authzTestEnv(etcd, redis, keys),
+    TRELLIS_CHECK_WORKER: args['check-worker']!,
+    ...authzEnvOverrides(),
+  });
   const authz = await startAuthz({ config, logger: createLogger('authz', 'warn'), etcd: client });
   await authz.whenReady();
   // --floor in-process: the floors run inside authz's process (same heap, same JIT state, same etcd and Redis
@@ -168,6 +174,18 @@ async function authzServer(): Promise<void> {
   client.close();
   await Promise.all([etcd.close(), redis.close()]);
   await keys.remove();
+}
+
+/** --authz-env 'TRELLIS_A=1 TRELLIS_B=2': variables for authz's config, over the benchmark's own. */
+function authzEnvOverrides(): Record<string, string> {
+  const entries = args['authz-env']!.split(/\s+/).filter(Boolean);
+  return Object.fromEntries(
+    entries.map((entry) => {
+      const match = /^(TRELLIS_[A-Z0-9_]+)=(.*)$/.exec(entry);
+      if (!match) throw new Error(`--authz-env: "${entry}" is not TRELLIS_NAME=value`);
+      return [match[1]!, match[2]!];
+    }),
+  );
 }
 
 /** --floor in-worker: a bare server answering the bytes it is given, in a worker thread of authz's process. */
@@ -256,7 +274,13 @@ function startRole(role: string, name: string = role, extra: string[] = []): Pro
   if (args['alloc-profile']) roleArgs.push('--alloc-profile', '--name', name);
   if (args['alloc-profile'] && args['heap-profile-dir']) roleArgs.push('--heap-profile-dir', args['heap-profile-dir']);
   const nodeOptions = (role === 'authz' ? args['authz-node-options']! : args['floor-node-options']!).split(' ').filter(Boolean);
-  const profile = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  // authz's process has two isolates (the main thread, the Check worker): one fixed name would have the second
+  // profile written overwrite the first, so authz's go to DIR/authz/ under node's own names (…<pid>.<thread id>…).
+  const profile = !args['cpu-prof']
+    ? []
+    : role === 'authz'
+      ? ['--cpu-prof', `--cpu-prof-dir=${join(args['cpu-prof'], name)}`]
+      : ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=${name}.cpuprofile`];
   const traceGc = args['trace-gc'] ? ['--trace-gc'] : [];
   const child = spawn(process.execPath, [...nodeOptions, ...traceGc, ...profile, process.argv[1]!, ...roleArgs], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -481,7 +505,7 @@ async function orchestrate(): Promise<void> {
           : "authz's response on the same path";
 
   console.log(
-    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}; authz serves Checks ${args['check-worker'] === 'false' ? 'on its main thread' : 'from its Check worker thread'}`,
+    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}; authz serves Checks ${args['check-worker'] === 'false' ? 'on its main thread' : 'from its Check worker thread'}${args['authz-env'] ? `; authz with ${args['authz-env']}` : ''}`,
   );
   // The heap profiler samples the main thread's isolate only.
   if (args['alloc-profile'] && args['check-worker'] !== 'false')
@@ -493,6 +517,8 @@ async function orchestrate(): Promise<void> {
   const authz = await startRole('authz', 'authz', [
     '--check-worker',
     args['check-worker']!,
+    '--authz-env',
+    args['authz-env']!,
     ...(FLOORS_IN_AUTHZ ? ['--floor', args.floor!] : []),
   ]);
   const servers: Started[] = [authz];
