@@ -21,5 +21,5 @@ export {
   type StreamAuthResult,
 } from './stream-auth';
 export { versionOf } from './versions';
-export { AdsServiceDefinition, decodeDiscoveryRequest, encodeDiscoveryResponse } from './wire';
+export { AdsServiceDefinition, decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDiscoveryResponse } from './wire';
 export { SotwSession } from './sotw-session';

@@ -19,6 +19,7 @@ import { OUTBOUND_PORT_METADATA } from '../envoy/names';
 import { identityOf } from './ads-server';
 import {
   AdsServiceDefinition,
+  decodeDeltaDiscoveryRequest,
   decodeDiscoveryRequest,
   encodeDeltaDiscoveryResponse,
   encodeDiscoveryResponse,
@@ -206,66 +207,74 @@ describe('AdsServiceDefinition on a grpc-js server', () => {
   });
 });
 
+/** A decoder's answer: the message, or the error it throws. */
+function answer<R>(decode: () => R): R | { threw: string } {
+  try {
+    return decode();
+  } catch (err) {
+    return { threw: String(err) };
+  }
+}
+
+// ASCII and other text, long enough for multi-byte lengths (mostly ASCII: a request is read by hand only when all of
+// its up to ~20 strings are); type URLs served, near-misses of them and others.
+const name = fc.oneof(
+  { arbitrary: fc.string({ maxLength: 40 }), weight: 12 },
+  { arbitrary: fc.string({ unit: 'binary', maxLength: 40 }), weight: 1 },
+  { arbitrary: fc.string({ minLength: 120, maxLength: 300 }), weight: 1 },
+);
+const typeUrl = fc.oneof(
+  fc.constantFrom(...ADS_PUSH_ORDER),
+  fc.constantFrom(...ADS_PUSH_ORDER).map((url) => `${url.slice(0, -1)}x`),
+  name,
+);
+const common = { versionInfo: name, resourceNames: fc.array(name, { maxLength: 6 }), typeUrl, responseNonce: name };
+// Nodes with the fields the control plane reads and those it skips (an Envoy's build version, extensions, ...).
+const json = fc.oneof(fc.integer({ min: 1, max: 65535 }), name, fc.boolean(), fc.constant(null));
+const node = fc.record(
+  {
+    id: name,
+    cluster: name,
+    userAgentName: name,
+    metadata: fc.dictionary(name, fc.oneof(json, fc.array(json, { maxLength: 3 }), fc.dictionary(name, json, { maxKeys: 2 })), {
+      maxKeys: 3,
+    }),
+    locality: fc.record({ region: name, zone: name }),
+    userAgentVersionType: fc.oneof(
+      fc.record({ $case: fc.constant('userAgentVersion' as const), value: name }),
+      fc.record({
+        $case: fc.constant('userAgentBuildVersion' as const),
+        value: fc.record({ version: fc.record({ majorNumber: fc.nat(), minorNumber: fc.nat(), patch: fc.nat() }) }),
+      }),
+    ),
+    extensions: fc.array(fc.record({ name, category: name, typeUrls: fc.array(name, { maxLength: 2 }), disabled: fc.boolean() }), {
+      maxLength: 4,
+    }),
+    clientFeatures: fc.array(name, { maxLength: 3 }),
+    listeningAddresses: fc.array(
+      fc.record({ address: fc.constant({ $case: 'pipe' as const, value: { path: '/tmp/envoy.sock', mode: 0 } }) }),
+      {
+        maxLength: 1,
+      },
+    ),
+  },
+  { requiredKeys: [] },
+);
+
+/**
+ * For cut, extended and arbitrary bytes: the hand-written decoder gives the generated decoder's answer, except where
+ * the generated one fails inside a node field the control plane skips (framed, never decoded): then it reads the request.
+ */
+function agreesOnBadBytes<R extends { node?: unknown }>(hand: R | { threw: string }, generated: R | { threw: string }): void {
+  if ('threw' in generated && !('threw' in hand)) expect(hand.node).toBeDefined();
+  else expect(hand).toEqual(generated);
+}
+
 describe('decodeDiscoveryRequest', () => {
   /** The generated decoder's answer: the message (its node cut down as the control plane reads it), or the error it throws. */
-  const generatedDecode = (bytes: Buffer): unknown => {
-    try {
-      return projectNode(DiscoveryRequest.decode(bytes));
-    } catch (err) {
-      return { threw: String(err) };
-    }
-  };
-  const handDecode = (bytes: Buffer): unknown => {
-    try {
-      return decodeDiscoveryRequest(bytes);
-    } catch (err) {
-      return { threw: String(err) };
-    }
-  };
+  const generatedDecode = (bytes: Buffer) => answer(() => projectNode(DiscoveryRequest.decode(bytes)));
+  const handDecode = (bytes: Buffer) => answer(() => decodeDiscoveryRequest(bytes));
   const encode = (request: DiscoveryRequest): Buffer => Buffer.from(DiscoveryRequest.encode(request).finish());
-  // ASCII and other text, long enough for multi-byte lengths; type URLs served, near-misses of them and others.
-  const name = fc.oneof(
-    fc.string({ maxLength: 40 }),
-    fc.string({ unit: 'binary', maxLength: 40 }),
-    fc.string({ minLength: 120, maxLength: 300 }),
-  );
-  const typeUrl = fc.oneof(
-    fc.constantFrom(...ADS_PUSH_ORDER),
-    fc.constantFrom(...ADS_PUSH_ORDER).map((url) => `${url.slice(0, -1)}x`),
-    name,
-  );
-  const common = { versionInfo: name, resourceNames: fc.array(name, { maxLength: 6 }), typeUrl, responseNonce: name };
-  // Nodes with the fields the control plane reads and those it skips (an Envoy's build version, extensions, ...).
-  const json = fc.oneof(fc.integer({ min: 1, max: 65535 }), name, fc.boolean(), fc.constant(null));
-  const node = fc.record(
-    {
-      id: name,
-      cluster: name,
-      userAgentName: name,
-      metadata: fc.dictionary(name, fc.oneof(json, fc.array(json, { maxLength: 3 }), fc.dictionary(name, json, { maxKeys: 2 })), {
-        maxKeys: 3,
-      }),
-      locality: fc.record({ region: name, zone: name }),
-      userAgentVersionType: fc.oneof(
-        fc.record({ $case: fc.constant('userAgentVersion' as const), value: name }),
-        fc.record({
-          $case: fc.constant('userAgentBuildVersion' as const),
-          value: fc.record({ version: fc.record({ majorNumber: fc.nat(), minorNumber: fc.nat(), patch: fc.nat() }) }),
-        }),
-      ),
-      extensions: fc.array(fc.record({ name, category: name, typeUrls: fc.array(name, { maxLength: 2 }), disabled: fc.boolean() }), {
-        maxLength: 4,
-      }),
-      clientFeatures: fc.array(name, { maxLength: 3 }),
-      listeningAddresses: fc.array(
-        fc.record({ address: fc.constant({ $case: 'pipe' as const, value: { path: '/tmp/envoy.sock', mode: 0 } }) }),
-        {
-          maxLength: 1,
-        },
-      ),
-    },
-    { requiredKeys: [] },
-  );
   // In the shapes sidecars send (an ACK, a first request with its node: the fast path) and with every other field too.
   const request = fc.oneof(
     fc.record(common),
@@ -348,17 +357,78 @@ describe('decodeDiscoveryRequest', () => {
         .map(([tag, rest]) => Buffer.from([tag, ...rest])),
     );
     fc.assert(
-      fc.property(mangled, (bytes) => {
-        const hand = handDecode(Buffer.from(bytes));
-        const generatedAnswer = generatedDecode(Buffer.from(bytes));
-        // Where the generated decoder fails inside a node field the control plane skips (framed, never decoded),
-        // the hand-written one reads the request; everywhere else the two agree, errors included.
-        if ('threw' in (generatedAnswer as object) && !('threw' in (hand as object))) {
-          expect((hand as DiscoveryRequest).node).toBeDefined();
-        } else {
-          expect(hand).toEqual(generatedAnswer);
-        }
+      fc.property(mangled, (bytes) => agreesOnBadBytes(handDecode(Buffer.from(bytes)), generatedDecode(Buffer.from(bytes)))),
+      { numRuns: propertyRuns(500) },
+    );
+  });
+});
+
+describe('decodeDeltaDiscoveryRequest', () => {
+  const generatedDecode = (bytes: Buffer) => answer(() => projectNode(DeltaDiscoveryRequest.decode(bytes)));
+  const handDecode = (bytes: Buffer) => answer(() => decodeDeltaDiscoveryRequest(bytes));
+  const encode = (request: DeltaDiscoveryRequest): Buffer => Buffer.from(DeltaDiscoveryRequest.encode(request).finish());
+  const common = {
+    typeUrl,
+    resourceNamesSubscribe: fc.array(name, { maxLength: 4 }),
+    resourceNamesUnsubscribe: fc.array(name, { maxLength: 2 }),
+    initialResourceVersions: fc.dictionary(name, name, { maxKeys: 4 }),
+    responseNonce: name,
+  };
+  // An ACK, a first request (node, subscriptions, what a reconnecting proxy holds), and every other field too.
+  const request = fc.oneof(
+    fc.record(common),
+    fc.record({ ...common, node }),
+    fc.record({
+      ...common,
+      node: fc.option(node, { nil: undefined }),
+      errorDetail: fc.option(fc.record({ code: fc.integer({ min: 0, max: 16 }), message: name }), { nil: undefined }),
+      resourceLocatorsSubscribe: fc.array(fc.record({ name }), { maxLength: 2 }),
+    }),
+  );
+
+  it("reads a Delta first request with an Envoy's node and a sidecar's ACK as the generated decoder does", () => {
+    const first = encode(
+      DeltaDiscoveryRequest.fromPartial({
+        node: envoyNode('checkout', { metadata: { [OUTBOUND_PORT_METADATA]: 15001 } }),
+        typeUrl: TypeUrl.Cluster,
+        initialResourceVersions: { 'outbound|8080||hub': 'a1b2', hub: '' },
       }),
+    );
+    const decoded = decodeDeltaDiscoveryRequest(first);
+    expect(decoded).toEqual(projectNode(DeltaDiscoveryRequest.decode(first)));
+    expect(identityOf(decoded.node)).toEqual({ service: 'checkout', kind: 'envoy', outboundPort: 15001 });
+    const ack = encode(DeltaDiscoveryRequest.fromPartial({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: '4' }));
+    expect(decodeDeltaDiscoveryRequest(ack)).toEqual(DeltaDiscoveryRequest.decode(ack));
+    expect(decodeDeltaDiscoveryRequest(ack).typeUrl).toBe(TypeUrl.ClusterLoadAssignment);
+  });
+
+  it('gives the generated decoder message for any request (property)', () => {
+    fc.assert(
+      fc.property(request, (fields) => {
+        const bytes = encode(DeltaDiscoveryRequest.fromPartial(fields));
+        expect(decodeDeltaDiscoveryRequest(bytes)).toEqual(projectNode(DeltaDiscoveryRequest.decode(bytes)));
+      }),
+      { numRuns: propertyRuns(300) },
+    );
+  });
+
+  it('gives the generated decoder answer for cut, extended and arbitrary bytes (property)', () => {
+    const mangled = fc.oneof(
+      fc.tuple(request, fc.nat()).map(([fields, at]) => {
+        const bytes = encode(DeltaDiscoveryRequest.fromPartial(fields));
+        return bytes.subarray(0, at % (bytes.length + 1));
+      }),
+      fc
+        .tuple(request, fc.uint8Array({ maxLength: 12 }))
+        .map(([fields, tail]) => Buffer.concat([encode(DeltaDiscoveryRequest.fromPartial(fields)), tail])),
+      // Arbitrary bytes, often starting with a tag the fast path reads (a map entry's among them).
+      fc
+        .tuple(fc.constantFrom(0x0a, 0x12, 0x1a, 0x22, 0x2a, 0x32), fc.uint8Array({ maxLength: 40 }))
+        .map(([tag, rest]) => Buffer.from([tag, ...rest])),
+      fc.uint8Array({ maxLength: 12 }).map((entry) => Buffer.from([0x2a, entry.length, ...entry])),
+    );
+    fc.assert(
+      fc.property(mangled, (bytes) => agreesOnBadBytes(handDecode(Buffer.from(bytes)), generatedDecode(Buffer.from(bytes)))),
       { numRuns: propertyRuns(500) },
     );
   });

@@ -5,17 +5,19 @@
 // per resource. The output is byte-for-byte what the generated encoders produce
 // (same field order, proto3 defaults left out); `wire.test.ts` holds them to it.
 // A Delta response using fields Trellis never sets falls back to the generated encoder.
-// SotW requests are read by hand too (every stream sends ~8 of them in a first push):
-// the common shape (version, names, type URL, nonce; ASCII) straight from the bytes, and of
-// the first request's node only what the control plane reads (an Envoy's node also lists every
-// extension compiled into it: ~50 KB the generated decoder would turn into objects per stream);
-// anything else (an error detail, unknown fields, non-ASCII text) by the generated decoder.
+// SotW and Delta requests are read by hand too (every stream sends ~8 of them in a first push):
+// the common shape (version, names, type URL, nonce, Delta's initial versions; ASCII) straight
+// from the bytes, and of the first request's node only what the control plane reads (an Envoy's
+// node also lists every extension compiled into it: ~50 KB the generated decoder would turn into
+// objects per stream); anything else (an error detail, locators, unknown fields, non-ASCII text)
+// by the generated decoder.
 import { ADS_PUSH_ORDER } from '@trellis/envoy-types';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { Node, type ControlPlane } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { Struct } from '@trellis/envoy-types/google/protobuf/struct';
 import {
+  DeltaDiscoveryRequest,
   DeltaDiscoveryResponse,
   DiscoveryRequest,
   type DiscoveryResponse,
@@ -300,8 +302,8 @@ export function decodeDiscoveryRequest(buf: Buffer): DiscoveryRequest {
  */
 export const NODE_FIELDS_READ = { id: 1, cluster: 2, metadata: 3, userAgentName: 6 } as const;
 
-/** `request` with its node cut down to `NODE_FIELDS_READ`, as the hand-written reader gives it. */
-export function projectNode(request: DiscoveryRequest): DiscoveryRequest {
+/** `request` with its node cut down to `NODE_FIELDS_READ`, as the hand-written readers give it. */
+export function projectNode<R extends DiscoveryRequest | DeltaDiscoveryRequest>(request: R): R {
   if (request.node) {
     const { id, cluster, metadata, userAgentName } = request.node;
     request.node = Node.fromPartial({ id, cluster, userAgentName });
@@ -420,8 +422,85 @@ function readCommonRequest(buf: Buffer): DiscoveryRequest | undefined {
 }
 
 /**
+ * A Delta request, equal to what the generated `DeltaDiscoveryRequest.decode` returns, its node cut down as for SotW
+ * (`decodeDiscoveryRequest`). Node, type URL, subscribed and unsubscribed names, initial resource versions and nonce
+ * are read here when in ASCII; anything else (a NACK's error detail, resource locators, unknown fields, other text)
+ * goes to the generated decoder whole.
+ */
+export function decodeDeltaDiscoveryRequest(buf: Buffer): DeltaDiscoveryRequest {
+  return readCommonDeltaRequest(buf) ?? projectNode(DeltaDiscoveryRequest.decode(buf));
+}
+
+// DeltaDiscoveryRequest's fields, all length-delimited: node 1, type URL 2, names subscribed 3 and unsubscribed 4,
+// initial resource versions 5 (map entries: key 1, value 2), nonce 6.
+function readCommonDeltaRequest(buf: Buffer): DeltaDiscoveryRequest | undefined {
+  const request: DeltaDiscoveryRequest = {
+    $type: DeltaDiscoveryRequest.$type,
+    node: undefined,
+    typeUrl: '',
+    resourceNamesSubscribe: [],
+    resourceNamesUnsubscribe: [],
+    resourceLocatorsSubscribe: [],
+    resourceLocatorsUnsubscribe: [],
+    initialResourceVersions: {},
+    responseNonce: '',
+    errorDetail: undefined,
+  };
+  const end = buf.length;
+  let pos = 0;
+  while (pos < end) {
+    const tag = buf[pos++]!;
+    if (tag !== Tag.Field1 && tag !== Tag.Field2 && tag !== Tag.Field3 && tag !== Tag.Field4 && tag !== Tag.Field5 && tag !== Tag.Field6)
+      return undefined;
+    const lengthRead = readVarint(buf, pos, end, 3);
+    if (!lengthRead) return undefined;
+    const start = lengthRead[1];
+    pos = start + lengthRead[0];
+    if (pos > end) return undefined;
+    if (tag === Tag.Field1) {
+      const node = readNode(buf, start, pos);
+      if (!node) return undefined;
+      request.node = node;
+    } else if (tag === Tag.Field5) {
+      const entry = readVersionEntry(buf, start, pos);
+      if (!entry) return undefined;
+      request.initialResourceVersions[entry[0]] = entry[1];
+    } else {
+      const text = tag === Tag.Field2 ? typeUrlText(buf, start, pos) : asciiText(buf, start, pos);
+      if (text === undefined) return undefined;
+      if (tag === Tag.Field2) request.typeUrl = text;
+      else if (tag === Tag.Field3) request.resourceNamesSubscribe.push(text);
+      else if (tag === Tag.Field4) request.resourceNamesUnsubscribe.push(text);
+      else request.responseNonce = text;
+    }
+  }
+  return request;
+}
+
+/** An initial-resource-versions map entry: [name, version] ('' for either left out), or undefined for anything else. */
+function readVersionEntry(buf: Buffer, start: number, end: number): [string, string] | undefined {
+  let key = '';
+  let value = '';
+  let pos = start;
+  while (pos < end) {
+    const tag = buf[pos++]!;
+    if (tag !== Tag.Field1 && tag !== Tag.Field2) return undefined;
+    const lengthRead = readVarint(buf, pos, end, 3);
+    if (!lengthRead) return undefined;
+    const fieldStart = lengthRead[1];
+    pos = fieldStart + lengthRead[0];
+    if (pos > end) return undefined;
+    const text = asciiText(buf, fieldStart, pos);
+    if (text === undefined) return undefined;
+    if (tag === Tag.Field1) key = text;
+    else value = text;
+  }
+  return [key, value];
+}
+
+/**
  * The ADS service definition with these encoders for both response types (into the scratch buffer grpc-js copies
- * from, `transient`) and the SotW request decoder.
+ * from, `transient`) and the request decoders.
  */
 export const AdsServiceDefinition = {
   ...AggregatedDiscoveryServiceService,
@@ -432,6 +511,7 @@ export const AdsServiceDefinition = {
   },
   deltaAggregatedResources: {
     ...AggregatedDiscoveryServiceService.deltaAggregatedResources,
+    requestDeserialize: decodeDeltaDiscoveryRequest,
     responseSerialize: (response: DeltaDiscoveryResponse): Buffer => encodeDeltaDiscoveryResponse(response, transient),
   },
 } as const;
