@@ -17,7 +17,14 @@ import {
 } from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
 import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
-import { grpcConnectionLimitsFrom, grpcTlsLimitsFrom, pendingTlsConnections, stopGrpcServer } from '@trellis/runtime/grpc';
+import {
+  grpcConnectionLimitsFrom,
+  grpcTlsLimitsFrom,
+  pendingTlsConnections,
+  ServingTls,
+  stopGrpcServer,
+  type TlsMaterialSource,
+} from '@trellis/runtime/grpc';
 import { caSourceFromConfig, ReloadingCa } from './ca/ca-source';
 import { KubernetesIdentity } from './ca/kubernetes-identity';
 import { CheckService } from './check/check-service';
@@ -26,7 +33,7 @@ import { MeshPolicy } from './check/mesh-policy';
 import { DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS, type AuthzConfig } from './config';
 import { CloudflareAccessVerifier, type CloudflareAccessOptions } from './edge/cloudflare-access';
 import { startGrpcServer, type AuthzGrpcServer } from './grpc/grpc-server';
-import { selfIssuedSource, ServingTls, tlsFilesSource, type ServingTlsSource } from './tls/serving-tls';
+import { operatorFilesSource, selfIssuedSource } from './tls/serving-tls';
 import { certificateRouter } from './http/certificate-route';
 import { createHttpApp, createMtlsApp } from './http/http-app';
 import { listenMtls } from './http/mtls-server';
@@ -207,7 +214,9 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
 
   // Callers prove who they are with client certificates: authz needs its own certificate and the roots to verify theirs.
   const tlsSource = servingTlsSourceOf(config, ca);
-  const tls = tlsSource ? await ServingTls.start(tlsSource, metrics, logger) : undefined;
+  const tls = tlsSource
+    ? await ServingTls.start(tlsSource, { name: 'authz', logger, onRefresh: (result) => metrics.tlsReloads.inc({ result }) })
+    : undefined;
   if (!tls) {
     if (!config.TRELLIS_ALLOW_INSECURE_CALLERS)
       throw new Error(
@@ -381,10 +390,10 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
 }
 
 /** Where authz's serving certificate comes from: the operator's files, else its own mesh CA; undefined when neither is configured. */
-function servingTlsSourceOf(config: AuthzConfig, ca: ReloadingCa | undefined): ServingTlsSource | undefined {
+function servingTlsSourceOf(config: AuthzConfig, ca: ReloadingCa | undefined): TlsMaterialSource | undefined {
   const meshCa = () => ca?.ca;
   if (config.TRELLIS_TLS_CERT_FILE && config.TRELLIS_TLS_KEY_FILE)
-    return tlsFilesSource(config.TRELLIS_TLS_CERT_FILE, config.TRELLIS_TLS_KEY_FILE, config.TRELLIS_TLS_CLIENT_CA_FILE ?? meshCa);
+    return operatorFilesSource(config.TRELLIS_TLS_CERT_FILE, config.TRELLIS_TLS_KEY_FILE, config.TRELLIS_TLS_CLIENT_CA_FILE ?? meshCa);
   return ca ? selfIssuedSource(meshCa, config.TRELLIS_TLS_CLIENT_CA_FILE) : undefined;
 }
 

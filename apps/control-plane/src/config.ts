@@ -17,6 +17,8 @@ const HostPort = z
  * through the load balancer, so after a scale-out the new replicas take their share within the half hour.
  */
 export const DEFAULT_XDS_MAX_CONNECTION_AGE_MS = 1_800_000;
+/** How often the xDS port's TLS files are read again when TRELLIS_XDS_TLS_RELOAD_SECONDS is not set. */
+export const DEFAULT_XDS_TLS_RELOAD_SECONDS = 60;
 
 export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   ...httpLimitsEnv,
@@ -68,6 +70,11 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   TRELLIS_XDS_TLS_CERT_FILE: z.string().min(1).optional(),
   TRELLIS_XDS_TLS_KEY_FILE: z.string().min(1).optional(),
   TRELLIS_XDS_TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
+  /**
+   * How often those files are read again (SIGHUP reads them at once): a rotated certificate or CA serves new
+   * connections within this time, no restart; established streams keep theirs. Files that do not load keep the last good ones.
+   */
+  TRELLIS_XDS_TLS_RELOAD_SECONDS: env.int(DEFAULT_XDS_TLS_RELOAD_SECONDS, 1, 3_600),
   /**
    * Bearer token for /debug/* and any /bootstrap (the registry's admin token). Unset:
    * /debug answers loopback only, and a bootstrap needs the service's xDS token.

@@ -23,8 +23,9 @@ import {
   requestIdInterceptor,
   serveGrpcHealth,
   stopGrpcServer,
+  type ServingTls,
 } from '@trellis/runtime/grpc';
-import { DEFAULT_XDS_MAX_CONNECTION_AGE_MS, type ControlPlaneConfig } from './config';
+import { DEFAULT_XDS_MAX_CONNECTION_AGE_MS, DEFAULT_XDS_TLS_RELOAD_SECONDS, type ControlPlaneConfig } from './config';
 import { buildProxyResources, sharedUpstreamsChange } from './envoy';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
@@ -40,6 +41,7 @@ import {
   createStreamAuthenticator,
   ProxyStatusWriter,
   SnapshotCache,
+  startXdsTls,
   xdsServerCredentials,
   xdsTokenRefusal,
   type XdsCallbacks,
@@ -86,6 +88,7 @@ export type ControlPlaneOptions = Pick<
       | 'TRELLIS_GRPC_MAX_CONNECTION_AGE_MS'
       | 'TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS'
       | 'TRELLIS_PROXY_STATUS_MAX_DEFER_MS'
+      | 'TRELLIS_XDS_TLS_RELOAD_SECONDS'
     >
   >;
 
@@ -108,6 +111,10 @@ export interface ControlPlane {
   readonly ads: AdsServer;
   readonly watcher: MeshWatcher;
   readonly statusWriter: ProxyStatusWriter;
+  /** The xDS port's certificate and client CA (undefined: plaintext). */
+  readonly xdsTls: ServingTls | undefined;
+  /** Reads the files read at start again now (SIGHUP): the xDS port's TLS files. Never throws; a failure keeps what serves. */
+  reloadFiles(): Promise<void>;
   /** The model being served (undefined before the first snapshot). */
   model(): MeshModel | undefined;
   /** In order: stop rebuilding, end streams (proxies reconnect elsewhere) and stop gRPC, close HTTP, revoke the status lease, stop the watch. Not `etcd`. */
@@ -238,11 +245,20 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     logger,
   });
 
-  const credentials = xdsServerCredentials({
-    certFile: config.TRELLIS_XDS_TLS_CERT_FILE,
-    keyFile: config.TRELLIS_XDS_TLS_KEY_FILE,
-    clientCaFile: config.TRELLIS_XDS_TLS_CLIENT_CA_FILE,
-  });
+  const xdsTls = await startXdsTls(
+    {
+      certFile: config.TRELLIS_XDS_TLS_CERT_FILE,
+      keyFile: config.TRELLIS_XDS_TLS_KEY_FILE,
+      clientCaFile: config.TRELLIS_XDS_TLS_CLIENT_CA_FILE,
+    },
+    { logger, onRefresh: (result) => metrics.xdsTlsReloads.inc({ result }) },
+  );
+  // A rotated Secret (cert-manager, a mesh CA) or a file swapped in place: read again on the poll period and on SIGHUP.
+  const tlsReloadTimer = xdsTls
+    ? setInterval(() => void xdsTls.refresh(), (config.TRELLIS_XDS_TLS_RELOAD_SECONDS ?? DEFAULT_XDS_TLS_RELOAD_SECONDS) * 1000)
+    : undefined;
+  tlsReloadTimer?.unref();
+  const credentials = xdsServerCredentials(xdsTls);
   const grpcServer = new GrpcServer({
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
@@ -305,6 +321,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     {
       name: 'stop rebuilding',
       run: () => {
+        clearInterval(tlsReloadTimer);
         etcdProbe.stop();
         return rebuilds.close();
       },
@@ -330,6 +347,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     ads,
     watcher,
     statusWriter,
+    xdsTls,
+    async reloadFiles() {
+      await xdsTls?.refresh();
+    },
     model: () => rebuilds.model,
     shutdownSteps,
     close: closeInOrder(health, shutdownSteps),

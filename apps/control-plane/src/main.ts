@@ -9,6 +9,8 @@ runMain('control-plane', async () => {
   const logger = createLogger('control-plane', config.TRELLIS_LOG_LEVEL);
   const etcd = connectEtcd(etcdOptionsFromEnv(config));
   const controlPlane = await startControlPlane({ config, etcd, layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX), logger });
+  // systemctl reload (ExecReload) / kill -HUP: the xDS port's TLS files now, not at the next poll.
+  process.on('SIGHUP', () => void controlPlane.reloadFiles());
   installShutdown({
     logger,
     health: controlPlane.health,

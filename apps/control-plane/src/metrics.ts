@@ -27,6 +27,8 @@ export interface ControlPlaneMetrics {
   retentionsEngaged: Counter;
   /** Connections the xDS port's TLS guard closed before they were through their handshake and HTTP/2 preface. */
   tlsRefused: Counter<'reason'>;
+  /** Reloads of the xDS port's certificate, key and client CA files (changed, unchanged, error: the previous ones keep serving). */
+  xdsTlsReloads: Counter<'result'>;
   /** xDS connections that reached their max age: GOAWAY sent, their ADS streams ended UNAVAILABLE (connection-age.ts). */
   connectionsAged: Counter;
   /** Where the pending-TLS-connections gauge reads its value at scrape time (the xDS server, once bound). */
@@ -186,6 +188,12 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       name: `${P}xds_tls_connections_refused_total`,
       help: 'Connections to the xDS port closed before their TLS handshake and HTTP/2 preface were through (too_many_pending, handshake_timeout, handshake_failed, preface_timeout)',
       labelNames: ['reason'],
+      registers,
+    }),
+    xdsTlsReloads: new Counter({
+      name: `${P}xds_tls_reloads_total`,
+      help: "Reloads of the xDS port's TLS files by result (changed, unchanged, error: the previous certificate and client CA keep serving)",
+      labelNames: ['result'],
       registers,
     }),
     connectionsAged: new Counter({

@@ -2,11 +2,12 @@
 // removed from the mounted Secret is refused within the reload period, one added is
 // accepted, and a broken Secret neither brings a revoked credential back nor accepts a
 // new one. The Secret is updated the way the kubelet does it: new files in a fresh
-// directory, then an atomic swap of the `..data` symlink the visible names point through.
-import { mkdir, mkdtemp, readdir, readlink, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+// directory, then an atomic swap of the `..data` symlink the visible names point through
+// (@trellis/testing's updateSecretVolume).
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually } from '@trellis/testing';
+import { eventually, updateSecretVolume } from '@trellis/testing';
 import { ADMIN_TOKEN, call, serviceCredential, spec, startRegistry, type TestRegistry } from './harness';
 
 const admin = { token: ADMIN_TOKEN };
@@ -19,20 +20,6 @@ const SECRETS = {
 type Service = keyof typeof SECRETS;
 const agent = (service: Service) => ({ headers: serviceCredential(service, SECRETS[service]) });
 const instance = (id: string) => ({ id, address: '10.0.0.9', port: 8080, platform: 'vm', ttlSeconds: 60 });
-
-/** Writes a Secret volume's new content as the kubelet's AtomicWriter does. */
-async function updateSecretVolume(dir: string, files: Record<string, string>): Promise<void> {
-  const previous = await readlink(join(dir, '..data')).catch(() => undefined);
-  const version = `..${Date.now()}_${Math.random().toString(36).slice(2)}`;
-  await mkdir(join(dir, version));
-  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, version, name), content);
-  await symlink(version, join(dir, '..data_tmp'));
-  await rename(join(dir, '..data_tmp'), join(dir, '..data'));
-  const visible = (await readdir(dir)).filter((name) => !name.startsWith('.'));
-  for (const name of Object.keys(files)) if (!visible.includes(name)) await symlink(join('..data', name), join(dir, name));
-  for (const name of visible) if (!(name in files)) await unlink(join(dir, name));
-  if (previous) await rm(join(dir, previous), { recursive: true });
-}
 
 const secretsOf = (...services: Service[]) => Object.fromEntries(services.map((service) => [service, `${SECRETS[service]}\n`]));
 

@@ -11,3 +11,4 @@ export { startTcpProxy, type TcpProxy } from './tcp-proxy';
 export { dockerAvailable } from './docker';
 export { createTestPki, type TestKeyPair, type TestPki } from './test-pki';
 export { rawBytesMethod } from './raw-grpc';
+export { updateSecretVolume } from './secret-volume';

@@ -10,7 +10,7 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type
 import type { MeshWatcher } from '@trellis/mesh-schema';
 import type { Health, Logger } from '@trellis/runtime';
 import type { AuthzMetrics } from '../metrics';
-import type { ServingTls } from '../tls/serving-tls';
+import type { ServingTls } from '@trellis/runtime/grpc';
 import type { CheckWorkerSettings, MainToWorker, SignerMessage, WorkerToMain } from './protocol';
 import { registryMessageOf, registrySnapshotOf } from './registry-mirror';
 import { answerWorkerCall, type CallAnswerers } from './worker-calls';

@@ -5,10 +5,9 @@
 // cache hit or a policy denial alone. What it cannot answer it asks the main thread
 // for (WorkerCall), with the same results a Check on the main thread would get.
 import type { ServiceRecord } from '@trellis/mesh-schema';
-import type { GrpcConnectionLimits, GrpcTlsLimits } from '@trellis/runtime/grpc';
+import type { GrpcConnectionLimits, GrpcTlsLimits, TlsMaterial } from '@trellis/runtime/grpc';
 import type { TokenVerification } from '@trellis/mesh-contracts';
 import type { AccessApplication, AccessVerification } from '../edge/cloudflare-access';
-import type { TlsMaterial } from '../tls/serving-tls';
 import type { CachedToken } from '../tokens/token-issuer';
 
 /** What the worker is started with (workerData). */

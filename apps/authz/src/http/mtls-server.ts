@@ -17,7 +17,7 @@ import {
   type TlsGuard,
   type TlsRefusal,
 } from '@trellis/runtime';
-import type { ServingTls, TlsMaterial } from '../tls/serving-tls';
+import type { ServingTls, TlsMaterial } from '@trellis/runtime/grpc';
 
 export interface ListeningMtlsServer {
   server: Server;

@@ -4,7 +4,7 @@ export { AdsServer, identityOf, type ActiveStream, type AdsServerOptions } from 
 export { backstopAgeMs, type ConnectionAgeLimits } from './connection-age';
 export { composeCallbacks, type SentResponse, type StreamInfo, type XdsCallbacks, type XdsProtocol } from './callbacks';
 export { ProxyStatusWriter, type ProxyStatusWriterOptions } from './proxy-status-writer';
-export { xdsServerCredentials, type XdsTlsFiles } from './server-credentials';
+export { startXdsTls, xdsServerCredentials, type XdsTlsFiles } from './server-credentials';
 export {
   SnapshotCache,
   identityKey,

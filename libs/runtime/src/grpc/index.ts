@@ -20,3 +20,15 @@ export {
 } from './tls-limits';
 export { http2PrefaceProgress, type Http2PrefaceProgress } from './http2-preface';
 export { requestIdInterceptor } from './request-id-interceptor';
+export {
+  caUpdateOf,
+  checkTlsMaterial,
+  identityUpdateOf,
+  ServingTls,
+  tlsFilesSource,
+  type ServingTlsOptions,
+  type TlsFiles,
+  type TlsMaterial,
+  type TlsMaterialSource,
+  type TlsRefreshResult,
+} from './serving-tls';
