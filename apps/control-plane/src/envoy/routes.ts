@@ -16,6 +16,7 @@ import { PreviousHostsPredicate } from '@trellis/envoy-types/envoy/extensions/re
 import { Any as AnyMessage, type Any } from '@trellis/envoy-types/google/protobuf/any';
 import type { TrafficPolicy } from '@trellis/mesh-schema';
 import type { ServiceModel, UpstreamModel } from '../model';
+import { canonicalDigest } from '../resource';
 import { duration, utf8 } from './common';
 import { extAuthzContext, extAuthzDisabled, localRateLimitConfig } from './filters';
 import { healthProbeOf, probeRouteMatch, type HealthProbe } from './health-probe';
@@ -309,19 +310,26 @@ function encodedRouteAction(callee: RouteTarget, policy: RoutePolicy): Uint8Arra
 /**
  * A route action to the callee's one cluster (no weighted subsets) is its cluster's name followed by what the policy
  * adds (timeout, retries, hash policy): the generated encoder writes `cluster` (field 1) first, so the rest is encoded
- * once per route projection and every callee with that policy (thousands in a connection storm, most with the
- * default policy) gets only its name written, instead of a RouteAction built and encoded per callee.
+ * once per distinct route policy, and every callee (thousands in a connection storm, most with the default policy)
+ * gets only its name written, instead of a RouteAction built and encoded per callee. Kept by the policy's canonical
+ * digest, not by object: every callee's policy is an object of its own, but few contents are distinct. Bounded:
+ * started afresh when it holds POLICY_ACTIONS_MAX of them (records are untrusted input).
  */
-const policyActions = new WeakMap<RoutePolicy, Uint8Array>();
+const policyActions = new Map<string, Uint8Array>();
+const POLICY_ACTIONS_MAX = 1024;
 function writeRouteAction(w: BinaryWriter, callee: RouteTarget, policy: RoutePolicy): void {
   const upstreams = callee.upstreams;
   if (upstreams.length !== 1 || upstreams[0]!.subset !== undefined) {
     w.uint32(ROUTE_ROUTE).bytes(encodedRouteAction(callee, policy));
     return;
   }
-  let rest = policyActions.get(policy);
-  if (!rest)
-    policyActions.set(policy, (rest = RouteAction.encode({ ...routeAction(callee, policy, false), clusterSpecifier: undefined }).finish()));
+  const key = canonicalDigest(policy);
+  let rest = policyActions.get(key);
+  if (!rest) {
+    if (policyActions.size >= POLICY_ACTIONS_MAX) policyActions.clear();
+    rest = RouteAction.encode({ ...routeAction(callee, policy, false), clusterSpecifier: undefined }).finish();
+    policyActions.set(key, rest);
+  }
   w.uint32(ROUTE_ROUTE).fork().uint32(ACTION_CLUSTER).string(outboundClusterName(callee.name)).raw(rest).join();
 }
 
