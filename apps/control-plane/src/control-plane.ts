@@ -219,18 +219,17 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   statusWriter.start();
   metrics.readStatusBacklogFrom(() => statusWriter.backlog);
 
-  const streamLog: XdsCallbacks = {
+  const nackLog: XdsCallbacks = {
     onNack: (s, typeUrl, version, error, meshRevision) =>
       logger.warn(
         { nodeId: s.nodeId, service: s.identity.service, typeUrl, version, meshRevision, error },
         'proxy rejected config (NACK); holding that version back',
       ),
-    onStreamClosed: (s) => logger.info({ nodeId: s.nodeId, service: s.identity.service, streamId: s.streamId }, 'xds stream closed'),
   };
   const connectionLimits = grpcConnectionLimitsFrom(config, { maxConnectionAgeMs: DEFAULT_XDS_MAX_CONNECTION_AGE_MS });
   const ads = new AdsServer({
     cache,
-    callbacks: composeCallbacks(metrics.callbacks, statusWriter, streamLog, deps.callbacks ?? {}),
+    callbacks: composeCallbacks(metrics.callbacks, statusWriter, nackLog, deps.callbacks ?? {}),
     authenticate: createStreamAuthenticator({
       allowInsecure: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS,
       keys: () => watcher.state,

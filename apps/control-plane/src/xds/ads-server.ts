@@ -1,7 +1,7 @@
 // The Aggregated Discovery Service on @grpc/grpc-js: stream setup (first request,
 // node identity, credentials), then a protocol session per stream fed by the
 // snapshot cache. Protocol rules live in the sessions, not here.
-import { status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
+import { status as GrpcStatus, type Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import type {
   DeltaDiscoveryRequest,
@@ -10,7 +10,7 @@ import type {
   DiscoveryResponse,
 } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { AggregatedDiscoveryServiceServer } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
-import type { Logger } from '@trellis/runtime';
+import { REQUEST_ID_HEADER, type Logger } from '@trellis/runtime';
 import { OUTBOUND_PORT_METADATA } from '../envoy/names';
 import { proxyKindOf, type ProxyIdentity } from '../resource';
 import type { StreamInfo, StreamRejection, XdsCallbacks, XdsProtocol } from './callbacks';
@@ -19,6 +19,7 @@ import { DeltaSession } from './delta-session';
 import type { SnapshotSource } from './snapshot-cache';
 import { SotwSession } from './sotw-session';
 import type { StreamAuthenticator } from './stream-auth';
+import { StreamLog } from './stream-log';
 
 const REJECTION_CODES = new Map<GrpcStatus, StreamRejection>([
   [GrpcStatus.INVALID_ARGUMENT, 'invalid_argument'],
@@ -59,8 +60,11 @@ export class AdsServer {
   private readonly perConnection = new Map<string, number>();
   private readonly unknownTypesLogged = new Set<string>();
   private readonly ages: ConnectionAges | undefined;
+  /** Streams opened and closed, one by one while few, counted in a storm (stream-log.ts). */
+  private readonly streamLog: StreamLog;
 
   constructor(private readonly options: AdsServerOptions) {
+    this.streamLog = new StreamLog(options.logger);
     this.ages =
       options.connectionAge &&
       new ConnectionAges(options.connectionAge, (streams) => {
@@ -84,6 +88,7 @@ export class AdsServer {
   /** Ends every stream with UNAVAILABLE so proxies reconnect to another replica. */
   closeAll(): void {
     for (const stream of this.active.values()) stream.close();
+    this.streamLog.flush();
   }
 
   private serve(protocol: 'sotw', call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void;
@@ -149,6 +154,8 @@ export class AdsServer {
       if (info) {
         this.active.delete(streamId);
         callbacks.onStreamClosed(info);
+        const closed = info;
+        this.streamLog.closed(() => ({ streamId, requestId: requestIdOf(call), nodeId: closed.nodeId, service: closed.identity.service }));
         info = undefined;
       }
     };
@@ -172,10 +179,15 @@ export class AdsServer {
         close: () => endUnavailable('control plane shutting down'),
       });
       callbacks.onStreamOpen(activeInfo);
-      logger.info(
-        { streamId, protocol, nodeId: activeInfo.nodeId, service: identity.service, kind: identity.kind, auth: auth.method },
-        'xds stream opened',
-      );
+      this.streamLog.opened(() => ({
+        streamId,
+        requestId: requestIdOf(call),
+        protocol,
+        nodeId: activeInfo.nodeId,
+        service: identity.service,
+        kind: identity.kind,
+        auth: auth.method,
+      }));
       const watch = cache.watch(identity, (snapshot) => session!.setSnapshot(snapshot));
       cancelWatch = watch.cancel;
       if (watch.snapshot) session.setSnapshot(watch.snapshot);
@@ -221,6 +233,11 @@ export class AdsServer {
       this.options.logger.warn({ typeUrl: request.typeUrl }, 'xds request for a type this control plane does not serve; ignored');
     }
   }
+}
+
+/** The call's request id (requestIdInterceptor sets it in the metadata), to find the stream's other lines. */
+function requestIdOf(call: { metadata: Metadata }): string | undefined {
+  return call.metadata.get(REQUEST_ID_HEADER)[0]?.toString();
 }
 
 /** The proxy identity from a stream's first request, or why it cannot be used. */
