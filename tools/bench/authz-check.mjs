@@ -5,7 +5,7 @@
 //   node tools/bench/authz-check.mjs [--requests 100000] [--clients 8] [--streams 32] [--rounds 2] [--misses 2000] [--cpu-prof DIR] [--smoke]
 //   diagnostics: [--trace-gc] [--alloc-profile [--heap-profile-dir DIR]] [--floor authz|request|in-process]
 //   [--floor-node-options '...'] [--authz-node-options '...'] [--check-worker true|false] [--authz-env 'TRELLIS_X=v ...']
-//   [--cpu-prof DIR: authz's profiles (main thread and Check worker) in DIR/authz/]
+//   [--floor-connection-limits] [--cpu-prof DIR: authz's profiles (main thread and Check worker) in DIR/authz/]
 // Needs h2load (Debian: nghttp2-client), etcd and redis-server. Bundles
 // src/authz-check.ts with esbuild (it imports startAuthz and the test harness) and runs it.
 import { runBundled } from './run-bundled.mjs';

@@ -19,9 +19,10 @@ import { Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { connectEtcd, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
+import { grpcConnectionLimitsFrom, grpcConnectionOptions } from '@trellis/runtime/grpc';
 import { startEtcd, startRedis } from '@trellis/testing';
 import { startAuthz, tuneV8ForChecks } from '../../../apps/authz/src/authz';
-import { loadAuthzConfig } from '../../../apps/authz/src/config';
+import { DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS, loadAuthzConfig } from '../../../apps/authz/src/config';
 import { GRPC_SERVER_OPTIONS } from '../../../apps/authz/src/grpc/grpc-server';
 import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../../apps/authz/test/support/harness';
 
@@ -67,6 +68,9 @@ const { values: args } = parseArgs({
     'authz-node-options': { type: 'string', default: '' },
     // Settings for authz's config on top of the benchmark's ('TRELLIS_X=1 TRELLIS_Y=off'), e.g. what a default costs.
     'authz-env': { type: 'string', default: '' },
+    // The floors also get authz's default gRPC connection limits (gRFC A9: a 300 s idle limit, which grpc-js tracks
+    // with a 'close' listener on every stream): what authz's server pays per call that the default floor does not.
+    'floor-connection-limits': { type: 'boolean', default: false },
     // For the roles: the name their heap profile is written under.
     name: { type: 'string' },
     // For --role seed.
@@ -101,7 +105,10 @@ async function echoServer(): Promise<void> {
 
 /** A bare grpc-js server with authz's options answering the Check path with `fixed` (undefined: the request). */
 async function serveFixedAnswer(fixed: Buffer | undefined): Promise<{ server: Server; port: number }> {
-  const server = new Server(GRPC_SERVER_OPTIONS);
+  const connectionLimits = args['floor-connection-limits']
+    ? grpcConnectionOptions(grpcConnectionLimitsFrom({}, { maxConnectionAgeMs: DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS }))
+    : {};
+  const server = new Server({ ...GRPC_SERVER_OPTIONS, ...connectionLimits });
   const identity = (b: Buffer) => b;
   server.register(
     CHECK_PATH,
@@ -155,7 +162,10 @@ async function authzServer(): Promise<void> {
     ] as const) {
       const answer = await oneCheck(authz.grpcPort, grpcFrame('checkout', destination).message);
       if (args.floor === 'in-worker') {
-        const worker = new Worker(process.argv[1]!, { argv: ['--role', 'floor-worker'], workerData: answer });
+        const worker = new Worker(process.argv[1]!, {
+          argv: ['--role', 'floor-worker', ...(args['floor-connection-limits'] ? ['--floor-connection-limits'] : [])],
+          workerData: answer,
+        });
         workers.push(worker);
         floorPorts[name] = ((await once(worker, 'message')) as [number])[0];
       } else {
@@ -271,6 +281,7 @@ interface Started {
 
 function startRole(role: string, name: string = role, extra: string[] = []): Promise<Started> {
   const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!, '--misses', String(MISSES), ...extra];
+  if (args['floor-connection-limits']) roleArgs.push('--floor-connection-limits');
   if (args['alloc-profile']) roleArgs.push('--alloc-profile', '--name', name);
   if (args['alloc-profile'] && args['heap-profile-dir']) roleArgs.push('--heap-profile-dir', args['heap-profile-dir']);
   const nodeOptions = (role === 'authz' ? args['authz-node-options']! : args['floor-node-options']!).split(' ').filter(Boolean);
@@ -503,9 +514,10 @@ async function orchestrate(): Promise<void> {
         : FLOORS_IN_AUTHZ
           ? `authz's response on the same path, from inside authz's process (${args.floor})`
           : "authz's response on the same path";
+  const floorOptions = args['floor-connection-limits'] ? " with authz's server options and its default connection limits" : '';
 
   console.log(
-    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}; authz serves Checks ${args['check-worker'] === 'false' ? 'on its main thread' : 'from its Check worker thread'}${args['authz-env'] ? `; authz with ${args['authz-env']}` : ''}`,
+    `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}${floorOptions}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}; authz serves Checks ${args['check-worker'] === 'false' ? 'on its main thread' : 'from its Check worker thread'}${args['authz-env'] ? `; authz with ${args['authz-env']}` : ''}`,
   );
   // The heap profiler samples the main thread's isolate only.
   if (args['alloc-profile'] && args['check-worker'] !== 'false')
