@@ -77,8 +77,10 @@ const { values: args } = parseArgs({
     'trace-gc': { type: 'boolean', default: false },
     // The control plane time-stamps one change's path on the shared clock (the watch's update, the model and the
     // fan-out's start and end, its first and last CDS written, the EDS answers and ACKs before the last affected stream
-    // had its push), with its process CPU at each; with --cpu-prof-dir the rounds' windows are written beside the
-    // profile (rounds.json, CPU-profile clock) so a profile can be read for the rounds alone.
+    // had its push), with its process CPU at each; the floor its own (the watch's put, its first and last write, the end
+    // of that turn, its HTTP/2 writes done, the ACKs), so each round shows where the two servers' paths part; with
+    // --cpu-prof-dir the rounds' windows are written beside the profile (rounds.json, CPU-profile clock) so a profile
+    // can be read for the rounds alone.
     'trace-rounds': { type: 'boolean', default: false },
     // node/V8 options for one side's processes (e.g. '--trace-gc --max-semi-space-size=32').
     'cp-node-options': { type: 'string', default: '' },
@@ -140,7 +142,9 @@ const CLIENTS_WINDOW_BYTES = Number(args['clients-window-bytes'] ?? ENVOY_HTTP2_
 /** How long the servers' idle CPU is measured before the rounds. */
 const IDLE_MS = args.smoke ? 500 : 3_000;
 
-const now = (): number => performance.timeOrigin + performance.now();
+// performance.timeOrigin is a getter that calls into the runtime; it does not change, so it is read once.
+const TIME_ORIGIN = performance.timeOrigin;
+const now = (): number => TIME_ORIGIN + performance.now();
 const mesh = new BenchMesh(SERVICES, HUB_EVERY);
 
 // ---- messages between the orchestrator and the clients process (IPC) ----
@@ -235,19 +239,27 @@ function recordGc(): (query: GcQuery) => GcReply {
   };
 }
 
-/** A control plane's marks along each change's path (--trace-rounds), answered per time window. */
+/** The xDS types the round traces name, with their short names. */
+const TRACED_TYPES: [string, string][] = [
+  [TypeUrl.Cluster, 'CDS'],
+  [TypeUrl.ClusterLoadAssignment, 'EDS'],
+  [TypeUrl.Listener, 'LDS'],
+  [TypeUrl.RouteConfiguration, 'RDS'],
+];
+
+/** A server's marks along each change's path (--trace-rounds), answered per time window. */
 class RoundTrace {
   private readonly marks: TraceMark[] = [];
   /** The rounds' windows (from each `cpu` request to the next) on the CPU profile's clock, microseconds. */
   readonly windows: number[] = [];
 
-  mark(what: string, withCpu = true): void {
+  mark(what: string, withCpu = true, at = now()): void {
     let cpuMs = 0;
     if (withCpu) {
       const cpu = process.cpuUsage();
       cpuMs = (cpu.user + cpu.system) / 1000;
     }
-    this.marks.push({ what, at: now(), cpuMs });
+    this.marks.push({ what, at, cpuMs });
   }
 
   window(): void {
@@ -363,20 +375,18 @@ function traceControlPlane(cp: Awaited<ReturnType<typeof startControlPlane>>): R
     void update.settled.then(() => trace.mark('fan-out settled'));
     return update;
   };
-  const short = new Map<string, string>([
-    [TypeUrl.Cluster, 'CDS'],
-    [TypeUrl.ClusterLoadAssignment, 'EDS'],
-    [TypeUrl.Listener, 'LDS'],
-    [TypeUrl.RouteConfiguration, 'RDS'],
-  ]);
+  // The labels built once: the marks run inside the path they time, once per response and ACK.
+  const written = new Map(TRACED_TYPES.map(([typeUrl, short]) => [typeUrl, `${short} written`]));
+  const acked = new Map(TRACED_TYPES.map(([typeUrl, short]) => [typeUrl, `${short} ACK read`]));
   // Process CPU only at the first CDS of a round (reading it costs ~10 us, too much to do per response).
   let lastCds = 0;
   traceCallbacks.onResponse = (_stream, response) => {
+    const at = now();
     const cds = response.typeUrl === TypeUrl.Cluster;
-    trace.mark(`${short.get(response.typeUrl) ?? response.typeUrl} written`, cds && now() - lastCds > 200);
-    if (cds) lastCds = now();
+    trace.mark(written.get(response.typeUrl) ?? `${response.typeUrl} written`, cds && at - lastCds > 200, at);
+    if (cds) lastCds = at;
   };
-  traceCallbacks.onAck = (_stream, typeUrl) => trace.mark(`${short.get(typeUrl) ?? typeUrl} ACK read`, false);
+  traceCallbacks.onAck = (_stream, typeUrl) => trace.mark(acked.get(typeUrl) ?? `${typeUrl} ACK read`, false);
   return trace;
 }
 
@@ -389,13 +399,18 @@ async function floorRole(): Promise<void> {
   const affectedSotw = new Set<Sotw>();
   const affectedDelta = new Set<Delta>();
   let nonce = 0;
+  // The same marks as the control plane's where the floor does the same: its path is the yardstick for the other's.
+  const trace = args['trace-rounds'] ? new RoundTrace() : undefined;
   // Channelz off, as the control plane runs: the floor is the least a grpc-js server can spend.
   const server = new Server({ 'grpc.enable_channelz': 0 });
   server.addService(AggregatedDiscoveryServiceService, {
     streamAggregatedResources: (call: Sotw) => {
       call.on('data', (request: DiscoveryRequest) => {
         // A subscription's first request carries no nonce; later ones are ACKs.
-        if (request.responseNonce !== '') return;
+        if (request.responseNonce !== '') {
+          if (request.typeUrl === TypeUrl.Cluster) trace?.mark('CDS ACK read', false);
+          return;
+        }
         if (request.node && mesh.callsHub(request.node.cluster)) affectedSotw.add(call);
         call.write(DiscoveryResponse.fromPartial({ versionInfo: '0', typeUrl: request.typeUrl, nonce: String(++nonce) }));
       });
@@ -407,7 +422,10 @@ async function floorRole(): Promise<void> {
     },
     deltaAggregatedResources: (call: Delta) => {
       call.on('data', (request: DeltaDiscoveryRequest) => {
-        if (request.responseNonce !== '') return;
+        if (request.responseNonce !== '') {
+          if (request.typeUrl === TypeUrl.Cluster) trace?.mark('CDS ACK read', false);
+          return;
+        }
         if (request.node && mesh.callsHub(request.node.cluster)) affectedDelta.add(call);
         call.write(DeltaDiscoveryResponse.fromPartial({ systemVersionInfo: '0', typeUrl: request.typeUrl, nonce: String(++nonce) }));
       });
@@ -423,13 +441,27 @@ async function floorRole(): Promise<void> {
   );
   const watcher = await etcd.watch().key(layout.service('hub')).create();
   watcher.on('put', (kv) => {
+    trace?.mark('watch update');
     const version = kv.mod_revision;
     const sotw = DiscoveryResponse.fromPartial({ versionInfo: version, typeUrl: TypeUrl.Cluster, nonce: String(++nonce) });
-    for (const call of affectedSotw) call.write(sotw);
+    let first = true;
+    for (const call of affectedSotw) {
+      call.write(sotw);
+      trace?.mark('CDS written', first);
+      first = false;
+    }
     const delta = DeltaDiscoveryResponse.fromPartial({ systemVersionInfo: version, typeUrl: TypeUrl.Cluster, nonce: String(++nonce) });
-    for (const call of affectedDelta) call.write(delta);
+    for (const call of affectedDelta) {
+      call.write(delta);
+      trace?.mark('CDS written', first);
+      first = false;
+    }
+    if (!trace) return;
+    trace.mark('writes turn end');
+    // As for the control plane's fan-out: HTTP/2 sends the turn's writes in the next check phase, before this runs.
+    setImmediate(() => trace.mark('HTTP/2 writes done'));
   });
-  serveStats();
+  serveStats(trace);
   tell({ type: 'ready', grpcPort: port } satisfies FromServer);
   await untilTerminated();
   await watcher.cancel();
@@ -1031,7 +1063,7 @@ async function runPhase(
           };
         }
       }
-      const traced = reached && args['trace-rounds'] && ready.httpPort ? await traceOf(server, t0, reached.at) : undefined;
+      const traced = reached && args['trace-rounds'] ? await traceOf(server, t0, reached.at) : undefined;
       await sleep(SETTLE_MS); // catch extra pushes; let ACKs drain
       clients.send({ type: 'collect' });
       const r = await clients.next<Extract<FromClients, { type: 'round' }>>('round', 30_000);
