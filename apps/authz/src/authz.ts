@@ -148,7 +148,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   void watcher.whenReady().then(recheck, () => undefined);
   const issuer = () => watcher.state.meshSettings?.tokenIssuer ?? settings.mesh.tokenIssuer;
 
-  const redis = startRedis(config, logger);
+  const redis = startRedis(config, logger, (result) => metrics.redisFilesReloads.inc({ result }));
   const sharedCache = new RedisTokenCache(redis.client, { keyPrefix: config.TRELLIS_REDIS_KEY_PREFIX }, metrics, logger);
   const tokens = new MeshTokenIssuer(
     keyRing,
@@ -231,13 +231,14 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     logger.warn('client certificates are optional (TRELLIS_ALLOW_INSECURE_CALLERS): never in production');
   }
   // A rotated Secret updates the CA and TLS files too: re-read them on the key reload period, the CA first (authz's
-  // own certificate follows its trust bundle).
+  // own certificate follows its trust bundle), and the Redis password and TLS files (used from the next reconnect).
   const reloadCaAndTls = async () => {
     await ca?.reload();
     await tls?.refresh();
+    redis.reloadFiles();
   };
-  const tlsReloadTimer = ca || tls ? setInterval(() => void reloadCaAndTls(), config.TRELLIS_KEY_RELOAD_SECONDS * 1000) : undefined;
-  tlsReloadTimer?.unref();
+  const tlsReloadTimer = setInterval(() => void reloadCaAndTls(), config.TRELLIS_KEY_RELOAD_SECONDS * 1000);
+  tlsReloadTimer.unref();
   const kubernetes =
     config.TRELLIS_K8S_TOKEN_ISSUER && config.TRELLIS_K8S_JWKS_URL
       ? new KubernetesIdentity({

@@ -31,6 +31,7 @@ export class AuthzMetrics {
   readonly recordsDropped: Counter<'kind'>;
   readonly callerIdentityDenials: Counter<'direction' | 'reason'>;
   readonly tlsReloads: Counter<'result'>;
+  readonly redisFilesReloads: Counter<'result'>;
   readonly serviceCredentialsReloads: Counter<'result'>;
   readonly checkWorkerRestarts: Counter;
   readonly checkWorkerCalls: Counter<'kind'>;
@@ -163,6 +164,12 @@ export class AuthzMetrics {
     this.tlsReloads = new Counter({
       name: 'trellis_authz_tls_reloads_total',
       help: "Refreshes of authz's serving certificate and client trust bundle by result (changed, unchanged, error: the previous material stays in use)",
+      labelNames: ['result'],
+      registers,
+    });
+    this.redisFilesReloads = new Counter({
+      name: 'trellis_authz_redis_files_reloads_total',
+      help: 'Reloads of the Redis password and TLS files by result (changed: the next Redis connection uses them, unchanged, error: the previous ones stay)',
       labelNames: ['result'],
       registers,
     });

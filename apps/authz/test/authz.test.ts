@@ -314,6 +314,42 @@ describe('authz', () => {
         raw.disconnect();
       }
     });
+    // A password rotation as an operator does it: the ACL user takes the new password (here the old one is dropped at
+    // once), the file is rewritten, SIGHUP (reloadFiles) reads it; the connection is then cut, and authz's reconnect
+    // authenticates with the new password, no restart.
+    it('follows a rotated TRELLIS_REDIS_PASSWORD_FILE from the next reconnect, without a restart', async () => {
+      const { Redis } = await import('ioredis');
+      const raw = new Redis(redis.url);
+      const user = `trellis-authz-rotate-${process.pid}`;
+      const passwordFile = join(credsDir, 'redis-password-rotate');
+      await writeFile(passwordFile, 'old-acl-secret-0123456789\n');
+      await raw.call('ACL', 'SETUSER', user, 'on', '>old-acl-secret-0123456789', '~rotate:*', '+@all');
+      const replica = await startTestAuthz(etcd, redis, keys, {
+        TRELLIS_REDIS_USERNAME: user,
+        TRELLIS_REDIS_PASSWORD_FILE: passwordFile,
+        TRELLIS_REDIS_KEY_PREFIX: 'rotate:',
+      });
+      try {
+        await redisConnected(replica.authz);
+        await raw.call('ACL', 'SETUSER', user, 'resetpass', '>new-acl-secret-0123456789');
+        await writeFile(passwordFile, 'new-acl-secret-0123456789\n');
+        await replica.authz.reloadFiles();
+        expect(await counterValue(replica.authz, 'trellis_authz_redis_files_reloads_total', { result: 'changed' })).toBe(1);
+
+        await raw.call('CLIENT', 'KILL', 'USER', user);
+        await eventually('authz reconnected to Redis as its user, with the new password', async () =>
+          replica.authz.redis.call('ACL', 'WHOAMI').then(
+            (whoami) => (whoami === user ? true : undefined),
+            () => undefined,
+          ),
+        );
+        expect(await counterValue(replica.authz, 'trellis_authz_redis_files_reloads_total', { result: 'error' })).toBe(0);
+      } finally {
+        await replica.stop();
+        await raw.call('ACL', 'DELUSER', user);
+        raw.disconnect();
+      }
+    });
   });
 
   describe('Redis over TLS (rediss://)', () => {

@@ -1,4 +1,6 @@
-import { redisConnection } from './redis-client';
+import { Cluster, Redis } from 'ioredis';
+import { createTestPki, type TestPki } from '@trellis/testing';
+import { redisConnection, reloadRedisFiles } from './redis-client';
 
 const base = { TRELLIS_REDIS_URL: 'redis://127.0.0.1:6379', TRELLIS_REDIS_COMMAND_TIMEOUT_MS: 50 };
 const files: Record<string, string> = { '/run/redis/password': 'from-file\n', '/run/redis/ca.pem': 'CA PEM' };
@@ -59,5 +61,79 @@ describe('redisConnection', () => {
       read,
     );
     expect(cluster).toMatchObject({ mode: 'cluster', nodes: sentinels, options: { redisOptions: { username: 'authz', password: 'pw' } } });
+  });
+});
+
+describe('reloadRedisFiles', () => {
+  let pki: TestPki;
+  let other: TestPki;
+  beforeAll(() => {
+    pki = createTestPki();
+    other = createTestPki();
+  });
+  afterAll(() => {
+    pki?.remove();
+    other?.remove();
+  });
+
+  const config = {
+    ...base,
+    TRELLIS_REDIS_URL: 'rediss://redis.internal:6380',
+    TRELLIS_REDIS_USERNAME: 'authz',
+    TRELLIS_REDIS_PASSWORD_FILE: '/run/redis/password',
+    TRELLIS_REDIS_TLS_CA_FILE: '/run/redis/ca.pem',
+    TRELLIS_REDIS_TLS_CERT_FILE: '/run/redis/client.pem',
+    TRELLIS_REDIS_TLS_KEY_FILE: '/run/redis/client-key.pem',
+  };
+  const filesOf = (p: TestPki, password: string): Record<string, string> => ({
+    '/run/redis/password': `${password}\n`,
+    '/run/redis/ca.pem': p.ca.toString(),
+    '/run/redis/client.pem': p.client('authz').cert.toString(),
+    '/run/redis/client-key.pem': p.client('authz').key.toString(),
+  });
+  const reader = (content: Record<string, string>) => (path: string) => {
+    if (!(path in content)) throw new Error(`ENOENT: ${path}`);
+    return content[path]!;
+  };
+
+  it('puts a new password and TLS files into the options the next connection reads; the same files are unchanged', () => {
+    const client = new Redis({ ...redisConnection(config, reader(filesOf(pki, 'old-password'))).options, lazyConnect: true });
+    try {
+      expect(reloadRedisFiles(config, client, reader(filesOf(pki, 'old-password')))).toBe('unchanged');
+      expect(reloadRedisFiles(config, client, reader(filesOf(other, 'new-password')))).toBe('changed');
+      expect(client.options).toMatchObject({
+        password: 'new-password',
+        tls: { ca: other.ca.toString(), cert: other.client('authz').cert.toString() },
+      });
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('changes nothing when a file cannot be read or the key is not the certificate’s', () => {
+    const client = new Redis({ ...redisConnection(config, reader(filesOf(pki, 'old-password'))).options, lazyConnect: true });
+    try {
+      const missing = filesOf(other, 'new-password');
+      delete missing['/run/redis/password'];
+      expect(() => reloadRedisFiles(config, client, reader(missing))).toThrow(/ENOENT/);
+      const mismatched = { ...filesOf(other, 'new-password'), '/run/redis/client-key.pem': pki.client('authz').key.toString() };
+      expect(() => reloadRedisFiles(config, client, reader(mismatched))).toThrow(/key values mismatch/);
+      expect(client.options).toMatchObject({ password: 'old-password', tls: { ca: pki.ca.toString() } });
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('updates a cluster’s options for the node connections it opens next', () => {
+    const clusterConfig = { ...config, TRELLIS_REDIS_CLUSTER_NODES: [{ host: 'r1', port: 6379 }] };
+    const connection = redisConnection(clusterConfig, reader(filesOf(pki, 'old-password')));
+    if (connection.mode !== 'cluster') throw new Error('expected a cluster connection');
+    const cluster = new Cluster(connection.nodes, { ...connection.options, lazyConnect: true });
+    try {
+      expect(reloadRedisFiles(clusterConfig, cluster, reader(filesOf(other, 'new-password')))).toBe('changed');
+      expect(cluster.options.redisOptions).toMatchObject({ password: 'new-password', tls: { ca: other.ca.toString() } });
+    } finally {
+      cluster.disconnect();
+    }
   });
 });

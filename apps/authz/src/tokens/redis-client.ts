@@ -4,6 +4,7 @@
 // network can write to is still a denial-of-service lever, so production setups
 // should use an ACL user and TLS.
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger, ShutdownStep } from '@trellis/runtime';
 import type { AuthzConfig } from '../config';
@@ -98,11 +99,73 @@ export function createRedisClient(config: RedisConfig): RedisClient {
   return connection.mode === 'cluster' ? new Cluster(connection.nodes, connection.options) : new Redis(connection.options);
 }
 
-/** The client authz runs with: connectivity logged once per change, closed by its shutdown step. */
-export function startRedis(config: RedisConfig, logger: Logger): { client: RedisClient; shutdownStep: ShutdownStep } {
+/** What a reload of the Redis files did: changed (the next connection uses them), unchanged, error (the previous ones stay). */
+export type RedisFilesReloadResult = 'changed' | 'unchanged' | 'error';
+
+/** The options fields the password and TLS files set (the rest of a connection's options never change). */
+const SECRET_FIELDS = ['password', 'sentinelPassword', 'tls', 'sentinelTLS'] as const;
+type RedisSecrets = Pick<RedisOptions, (typeof SECRET_FIELDS)[number]>;
+
+function secretsOf(options: RedisOptions): RedisSecrets {
+  return Object.fromEntries(SECRET_FIELDS.filter((f) => options[f] !== undefined).map((f) => [f, options[f]]));
+}
+
+/**
+ * Reads TRELLIS_REDIS_PASSWORD_FILE and the TLS files again into `client`'s options. Redis checks
+ * AUTH and TLS when a connection opens only, so open connections carry on, and ioredis reads
+ * these options at each (re)connect: a rotated password (an ACL user with the old and new one
+ * during the change) or client certificate, or a CA with the server's new root, is used from the
+ * next reconnect on, without a restart. A file that cannot be read, or a key that is not its
+ * certificate's, changes nothing (the connection would fail; the last good files may still work).
+ */
+export function reloadRedisFiles(
+  config: RedisConfig,
+  client: RedisClient,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): RedisFilesReloadResult {
+  const connection = redisConnection(config, readFile);
+  const next = secretsOf(connection.mode === 'cluster' ? (connection.options.redisOptions ?? {}) : connection.options);
+  if (next.tls) createSecureContext(next.tls); // throws on a key that is not the certificate's, or unreadable PEM
+  // A cluster's node connections each hold their own copy of redisOptions; new nodes start from the cluster's.
+  const targets: RedisOptions[] =
+    client instanceof Cluster ? [client.options.redisOptions ?? {}, ...client.nodes().map((node) => node.options)] : [client.options];
+  if (targets.every((options) => sameSecrets(secretsOf(options), next))) return 'unchanged';
+  for (const options of targets) Object.assign(options, next);
+  return 'changed';
+}
+
+function sameSecrets(a: RedisSecrets, b: RedisSecrets): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The client authz runs with: connectivity logged once per change, closed by its shutdown step; its files reloadable. */
+export function startRedis(
+  config: RedisConfig,
+  logger: Logger,
+  onReload?: (result: RedisFilesReloadResult) => void,
+): { client: RedisClient; shutdownStep: ShutdownStep; reloadFiles(): void } {
   const client = createRedisClient(config);
   logConnectivity(client, logger);
-  return { client, shutdownStep: { name: 'close Redis', run: () => void client.disconnect() } };
+  const hasFiles =
+    config.TRELLIS_REDIS_PASSWORD_FILE !== undefined ||
+    config.TRELLIS_REDIS_TLS_CA_FILE !== undefined ||
+    config.TRELLIS_REDIS_TLS_CERT_FILE !== undefined;
+  return {
+    client,
+    shutdownStep: { name: 'close Redis', run: () => void client.disconnect() },
+    reloadFiles() {
+      if (!hasFiles) return;
+      let result: RedisFilesReloadResult;
+      try {
+        result = reloadRedisFiles(config, client);
+        if (result === 'changed') logger.info('Redis password or TLS files changed; the next Redis connection uses them');
+      } catch (err) {
+        result = 'error';
+        logger.error({ err }, 'reloading the Redis password or TLS files failed; keeping the current ones');
+      }
+      onReload?.(result);
+    },
+  };
 }
 
 /** Logs Redis connectivity once per change, not once per reconnect attempt (tokens are minted locally meanwhile). */
