@@ -106,17 +106,19 @@ export function utf8(text: string): Uint8Array {
  * what a connection manager written in place (sidecar-hcm.ts) holds, without the message and its copies.
  */
 export function writeStdoutJsonAccessLog(tags: Record<string, string>, w: BinaryWriter): BinaryWriter {
-  for (const tag of Object.keys(tags)) if (tag in ACCESS_LOG_FIELDS) throw new Error(`access log tag "${tag}" is a field name`);
+  // One list of the keys (no [key, value] pair per tag: two connection managers per sidecar write these).
+  const keys = Object.keys(tags);
+  for (const tag of keys) if (tag in ACCESS_LOG_FIELDS) throw new Error(`access log tag "${tag}" is a field name`);
   accessLogFieldEntries ??= Struct.encode(Struct.wrap(ACCESS_LOG_FIELDS)).finish();
   stdoutTypeUrl ??= utf8(typeUrlOf(StdoutAccessLog));
   w.uint32(ACCESS_LOG_NAME).string(STDOUT_ACCESS_LOGGER);
   w.uint32(ACCESS_LOG_TYPED_CONFIG).fork().uint32(ANY_TYPE_URL).bytes(stdoutTypeUrl);
   w.uint32(ANY_VALUE).fork().uint32(STDOUT_LOG_FORMAT).fork().uint32(FORMAT_JSON).fork();
   // Struct.wrap and Struct.encode's order: the tags' own key order.
-  for (const [key, value] of Object.entries(tags)) {
+  for (const key of keys) {
     w.uint32(STRUCT_FIELDS).fork();
     if (key !== '') w.uint32(ENTRY_KEY).string(key);
-    w.uint32(ENTRY_VALUE).fork().uint32(VALUE_STRING).string(value).join().join();
+    w.uint32(ENTRY_VALUE).fork().uint32(VALUE_STRING).string(tags[key]!).join().join();
   }
   return w.raw(accessLogFieldEntries).join().join().join().join();
 }

@@ -112,9 +112,8 @@ function inboundListenerParts(
   trustDomain: string,
 ): SidecarListenerParts {
   const name = inboundListenerName(service.name);
-  const base = { name, host: '0.0.0.0', port: service.port, trafficDirection: TrafficDirection.INBOUND };
   if (service.mtls === 'off')
-    return { ...base, listenerFilters: [], filterChains: [{ name, filters: inboundFilters(service, tokens, settings) }] };
+    return inboundParts(name, service.port, NO_LISTENER_FILTERS, [{ name, filters: inboundFilters(service, tokens, settings) }]);
 
   const strict = service.mtls === 'strict';
   const peer = strict ? (caller: string) => spiffeIdOf(trustDomain, caller) : undefined;
@@ -125,15 +124,28 @@ function inboundListenerParts(
     transportSocket: sidecarDownstreamTls(service.protocol, strict),
     filters: mtlsFilters,
   };
-  if (strict) return { ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain] };
+  if (strict) return inboundParts(name, service.port, [tlsInspectorFilter()], [mtlsChain]);
   // Permissive: without a peer the TLS chain's filters are the plaintext chain's.
   const plaintextChain: SidecarFilterChainParts = {
     name: inboundFilterChainName(service.name, 'plaintext'),
     transportProtocol: 'raw_buffer',
     filters: mtlsFilters,
   };
-  return { ...base, listenerFilters: [tlsInspectorFilter()], filterChains: [mtlsChain, plaintextChain] };
+  return inboundParts(name, service.port, [tlsInspectorFilter()], [mtlsChain, plaintextChain]);
 }
+
+/** An inbound listener's parts, as one object literal (no copy of shared fields spread into each variant). */
+function inboundParts(
+  name: string,
+  port: number,
+  listenerFilters: readonly ListenerFilter[],
+  filterChains: readonly SidecarFilterChainParts[],
+): SidecarListenerParts {
+  return { name, host: '0.0.0.0', port, trafficDirection: TrafficDirection.INBOUND, listenerFilters, filterChains };
+}
+
+/** Shared by every listener without listener filters (parts are never mutated). */
+const NO_LISTENER_FILTERS: readonly ListenerFilter[] = [];
 
 /** Made once: it has no settings. */
 let tlsInspector: ListenerFilter | undefined;
@@ -196,7 +208,7 @@ function outboundHttpListenerParts(
     host: '127.0.0.1',
     port: settings.outboundPort,
     trafficDirection: TrafficDirection.OUTBOUND,
-    listenerFilters: [],
+    listenerFilters: NO_LISTENER_FILTERS,
     filterChains: [{ name: OUTBOUND_HTTP_NAME, filters: [hcm] }],
   };
 }
@@ -219,7 +231,7 @@ function outboundTcpListenerParts(source: Pick<ServiceModel, 'name'>, callee: Pi
     host: '127.0.0.1',
     port: callee.port,
     trafficDirection: TrafficDirection.OUTBOUND,
-    listenerFilters: [],
+    listenerFilters: NO_LISTENER_FILTERS,
     filterChains: [{ name, filters: [{ filter: tcpProxyFilter(name, outboundClusterName(callee.name), logTags) }] }],
   };
 }

@@ -306,9 +306,10 @@ function sidecarResources(model: MeshModel, service: ServiceModel, deps: Dep[], 
   const port = outboundPort ?? model.settings.outboundPort;
   // Its own resources read only its service model, what every proxy shares and two facts about its
   // dependencies: kept per service model object, so a change to a callee assembles only the dependency part.
+  // Slots name the variants one anchor holds at once; the common one is a constant (no string built per identity).
   const own = reused(
     service,
-    `own|${port}`,
+    port === model.settings.outboundPort ? 'own' : `own|${port}`,
     [model.tokens, model.settings, model.trustDomain, httpDeps.length > 0, perRouteRateLimit],
     () => ownSidecarResources(model, service, httpDeps.length > 0, perRouteRateLimit, port, make),
   );
@@ -362,11 +363,16 @@ function ownSidecarResources(
   if (httpDeps) {
     resources.push(
       build.outboundListener(
-        reused(own, `outbound|${perRouteRateLimit}|${outboundPort}`, [service.name, settings, outboundPort, perRouteRateLimit], () => ({
-          source: service.name,
-          settings: outboundSettings,
-          perRouteRateLimit,
-        })),
+        reused(
+          own,
+          outboundSlot(perRouteRateLimit, outboundPort, settings),
+          [service.name, settings, outboundPort, perRouteRateLimit],
+          () => ({
+            source: service.name,
+            settings: outboundSettings,
+            perRouteRateLimit,
+          }),
+        ),
       ),
     );
   }
@@ -374,7 +380,8 @@ function ownSidecarResources(
   // collector's read only the settings (and the trust domain): each is kept per settings object, so a connection
   // storm does not digest their inputs again for every identity to find them in the memo.
   if (httpDeps || (service.inbound && service.ingress && service.protocol !== 'tcp')) {
-    const authz = reused(settings, `authz|${trustDomain}`, [settings, trustDomain], () => {
+    // One slot: a new trust domain (a mesh settings change) replaces the cluster kept for the old one.
+    const authz = reused(settings, 'authz', [settings, trustDomain], () => {
       const { host, port } = settings.authzCluster;
       // SNI only when authz is reached by name (an IP literal is no server name).
       const peer = settings.authzTls
@@ -394,6 +401,11 @@ function ownSidecarResources(
     );
   }
   return resources;
+}
+
+function outboundSlot(perRouteRateLimit: boolean, outboundPort: number, settings: TranslatorSettings): string {
+  if (outboundPort === settings.outboundPort) return perRouteRateLimit ? 'outbound|limited' : 'outbound';
+  return `outbound|${perRouteRateLimit}|${outboundPort}`;
 }
 
 /**

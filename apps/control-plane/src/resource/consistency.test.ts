@@ -2,11 +2,12 @@ import { MeshFixture } from '../model/mesh-fixture';
 import { buildProxyResources } from '../envoy/proxy-resources';
 import { makeCluster, makeEndpoints, makeListener } from '../../test/support/resources';
 import fc from 'fast-check';
-import { TypeUrl, unpackAnyAs } from '@trellis/envoy-types';
+import { packAny, TypeUrl, unpackAnyAs } from '@trellis/envoy-types';
 import { Cluster, Cluster_DiscoveryType } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
 import { SocketAddress_Protocol } from '@trellis/envoy-types/envoy/config/core/v3/address';
 import { Listener } from '@trellis/envoy-types/envoy/config/listener/v3/listener';
 import { HttpConnectionManager } from '@trellis/envoy-types/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager';
+import { TcpProxy } from '@trellis/envoy-types/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy';
 import type { Any } from '@trellis/envoy-types/google/protobuf/any';
 import { meshArbitrary, meshStateOf, propertyRuns } from '@trellis/mesh-schema/testing';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS } from '../model';
@@ -83,6 +84,70 @@ describe('references', () => {
       { numRuns: propertyRuns(100) },
     );
     expect(compared).toBeGreaterThan(200);
+  });
+
+  it('agrees with a full decode on arbitrary listeners: several chains and filters, API listeners, other filter types', () => {
+    const manager = fc.oneof(
+      fc.string().map((routeConfigName) =>
+        packAny(
+          HttpConnectionManager,
+          HttpConnectionManager.fromPartial({
+            statPrefix: 's',
+            routeSpecifier: { $case: 'rds', value: { routeConfigName, configSource: { initialFetchTimeout: { seconds: '1' } } } },
+          }),
+        ),
+      ),
+      fc
+        .string()
+        .map((name) =>
+          packAny(HttpConnectionManager, HttpConnectionManager.fromPartial({ routeSpecifier: { $case: 'routeConfig', value: { name } } })),
+        ),
+    );
+    const filter = fc.oneof(
+      manager,
+      fc
+        .string()
+        .map((statPrefix) => packAny(TcpProxy, TcpProxy.fromPartial({ statPrefix, clusterSpecifier: { $case: 'cluster', value: 'c' } }))),
+    );
+    const socket = fc.record({
+      protocol: fc.constantFrom(SocketAddress_Protocol.TCP, SocketAddress_Protocol.UDP),
+      address: fc.string(),
+      portSpecifier: fc.oneof(
+        fc.nat({ max: 65535 }).map((value) => ({ $case: 'portValue' as const, value })),
+        fc.string().map((value) => ({ $case: 'namedPort' as const, value })),
+      ),
+    });
+    const listener = fc.record({
+      name: fc.string(),
+      address: fc.option(
+        socket.map((value) => ({ address: { $case: 'socketAddress' as const, value } })),
+        { nil: undefined },
+      ),
+      filterChains: fc.array(
+        fc.record({
+          name: fc.string(),
+          filters: fc.array(
+            fc.record({ name: fc.string(), configType: filter.map((value) => ({ $case: 'typedConfig' as const, value })) }),
+            { maxLength: 3 },
+          ),
+        }),
+        { maxLength: 3 },
+      ),
+      // An API listener holds a connection manager (the decode above reads it as one).
+      apiListener: fc.option(
+        manager.map((apiListener) => ({ apiListener })),
+        { nil: undefined },
+      ),
+    });
+    fc.assert(
+      fc.property(listener, (fields) => {
+        const resource = makeResource(TypeUrl.Listener, Listener, fields.name, Listener.fromPartial(fields));
+        // In wire order (filter chains, then the API listener); the decode lists the API listener first.
+        const sorted = ({ routes, ...rest }: References) => ({ ...rest, routes: [...routes].sort() });
+        expect(sorted(references(resource))).toEqual(sorted(decodedReferences(resource)));
+      }),
+      { numRuns: propertyRuns(300) },
+    );
   });
 
   it('reads a UDP bind and a named port', () => {

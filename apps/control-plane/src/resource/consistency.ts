@@ -156,93 +156,124 @@ class Scan {
   }
 }
 
-/** Calls `visit` with each field's number and the scan at its value; `visit` consumes the value or returns false to skip it. */
-function eachField(scan: Scan, visit: (field: number, wireType: number, scan: Scan) => boolean): void {
-  while (scan.pos < scan.end) {
-    const tag = scan.tag();
-    if (!visit(tag >>> 3, tag & 7, scan)) scan.skip(tag & 7, tag >>> 3);
-  }
-}
+// Tags (field number << 3 | wire type) of the fields the check reads, all length-delimited but the varints
+// named so. A field of the right number with another wire type is skipped, as a decoder would reject it.
+const fieldTag = (field: number, wireType: Wire): number => (field << 3) | wireType;
+const LISTENER_ADDRESS = fieldTag(2, Wire.LengthDelimited);
+const LISTENER_FILTER_CHAINS = fieldTag(3, Wire.LengthDelimited);
+const LISTENER_API_LISTENER = fieldTag(19, Wire.LengthDelimited);
+const CHAIN_FILTERS = fieldTag(3, Wire.LengthDelimited);
+const FILTER_TYPED_CONFIG = fieldTag(4, Wire.LengthDelimited);
+const API_LISTENER = fieldTag(1, Wire.LengthDelimited);
+const ANY_TYPE_URL = fieldTag(1, Wire.LengthDelimited);
+const ANY_VALUE = fieldTag(2, Wire.LengthDelimited);
+const HCM_RDS = fieldTag(3, Wire.LengthDelimited);
+const RDS_ROUTE_CONFIG_NAME = fieldTag(2, Wire.LengthDelimited);
+const ADDRESS_SOCKET = fieldTag(1, Wire.LengthDelimited);
+const SOCKET_PROTOCOL = fieldTag(1, Wire.Varint);
+const SOCKET_ADDRESS = fieldTag(2, Wire.LengthDelimited);
+const SOCKET_PORT_VALUE = fieldTag(3, Wire.Varint);
+const SOCKET_NAMED_PORT = fieldTag(4, Wire.LengthDelimited);
+const CLUSTER_NAME = fieldTag(1, Wire.LengthDelimited);
+const CLUSTER_TYPE = fieldTag(2, Wire.Varint);
+const CLUSTER_EDS_CONFIG = fieldTag(3, Wire.LengthDelimited);
+const EDS_SERVICE_NAME = fieldTag(2, Wire.LengthDelimited);
+
+// Each reader below is a loop over one message's fields (no callback per message: a connection storm checks
+// thousands of listeners, each read once); a field it does not read is skipped, a repeated one read again
+// (the last value of a singular field wins, as in a decoder).
 
 function listenerReferences(any: Any): References {
   const routes: string[] = [];
   let bind: string | undefined;
-  eachField(Scan.of(any.value), (field, wireType, listener) => {
-    if (wireType !== Wire.LengthDelimited) return false;
-    if (field === 2)
-      bind = bindAddress(listener.nested()); // Listener.address
-    else if (field === 3)
-      // Listener.filter_chains → FilterChain.filters → Filter.typed_config
-      eachField(listener.nested(), (f, w, chain) => {
-        if (f !== 3 || w !== Wire.LengthDelimited) return false;
-        eachField(chain.nested(), (g, x, filter) => {
-          if (g !== 4 || x !== Wire.LengthDelimited) return false;
-          const route = rdsRoute(filter.nested());
-          if (route !== undefined) routes.push(route);
-          return true;
-        });
-        return true;
-      });
-    else if (field === 19)
-      // Listener.api_listener → ApiListener.api_listener
-      eachField(listener.nested(), (f, w, api) => {
-        if (f !== 1 || w !== Wire.LengthDelimited) return false;
-        const route = rdsRoute(api.nested());
-        if (route !== undefined) routes.push(route);
-        return true;
-      });
-    else return false;
-    return true;
-  });
+  const listener = Scan.of(any.value);
+  while (listener.pos < listener.end) {
+    const t = listener.tag();
+    if (t === LISTENER_ADDRESS) bind = bindAddress(listener.nested());
+    else if (t === LISTENER_FILTER_CHAINS) chainRoutes(listener.nested(), routes);
+    else if (t === LISTENER_API_LISTENER) {
+      // ApiListener.api_listener: an Any.
+      const api = listener.nested();
+      while (api.pos < api.end) {
+        const u = api.tag();
+        if (u === API_LISTENER) pushRoute(rdsRoute(api.nested()), routes);
+        else api.skip(u & 7, u >>> 3);
+      }
+    } else listener.skip(t & 7, t >>> 3);
+  }
   return { routes, endpoints: [], ...(bind !== undefined ? { bind } : {}) };
+}
+
+/** FilterChain.filters → Filter.typed_config: the route configurations its connection managers name. */
+function chainRoutes(chain: Scan, routes: string[]): void {
+  while (chain.pos < chain.end) {
+    const t = chain.tag();
+    if (t !== CHAIN_FILTERS) {
+      chain.skip(t & 7, t >>> 3);
+      continue;
+    }
+    const filter = chain.nested();
+    while (filter.pos < filter.end) {
+      const u = filter.tag();
+      if (u === FILTER_TYPED_CONFIG) pushRoute(rdsRoute(filter.nested()), routes);
+      else filter.skip(u & 7, u >>> 3);
+    }
+  }
+}
+
+function pushRoute(route: string | undefined, routes: string[]): void {
+  if (route !== undefined) routes.push(route);
 }
 
 /** The route configuration an Any names over RDS when it holds an HttpConnectionManager (its `rds.route_config_name`). */
 function rdsRoute(any: Scan): string | undefined {
   let typeUrl = '';
   let value: Scan | undefined;
-  eachField(any, (field, wireType, scan) => {
-    if (wireType !== Wire.LengthDelimited) return false;
-    if (field === 1) typeUrl = scan.string();
-    else if (field === 2) value = scan.nested();
-    else return false;
-    return true;
-  });
+  while (any.pos < any.end) {
+    const t = any.tag();
+    if (t === ANY_TYPE_URL) typeUrl = any.string();
+    else if (t === ANY_VALUE) value = any.nested();
+    else any.skip(t & 7, t >>> 3);
+  }
   if (!typeUrl.endsWith(HCM_TYPE_SUFFIX) || !value) return undefined;
   let route: string | undefined;
-  eachField(value, (field, wireType, hcm) => {
-    if (field !== 3 || wireType !== Wire.LengthDelimited) return false; // HttpConnectionManager.rds
+  while (value.pos < value.end) {
+    const t = value.tag();
+    if (t !== HCM_RDS) {
+      value.skip(t & 7, t >>> 3);
+      continue;
+    }
     route = '';
-    eachField(hcm.nested(), (f, w, rds) => {
-      if (f !== 2 || w !== Wire.LengthDelimited) return false; // Rds.route_config_name
-      route = rds.string();
-      return true;
-    });
-    return true;
-  });
+    const rds = value.nested();
+    while (rds.pos < rds.end) {
+      const u = rds.tag();
+      if (u === RDS_ROUTE_CONFIG_NAME) route = rds.string();
+      else rds.skip(u & 7, u >>> 3);
+    }
+  }
   return route;
 }
 
 /** `protocol address:port` of Address.socket_address (SocketAddress: protocol 1, address 2, port_value 3, named_port 4). */
 function bindAddress(address: Scan): string | undefined {
   let socket: Scan | undefined;
-  eachField(address, (field, wireType, scan) => {
-    if (field !== 1 || wireType !== Wire.LengthDelimited) return false;
-    socket = scan.nested();
-    return true;
-  });
+  while (address.pos < address.end) {
+    const t = address.tag();
+    if (t === ADDRESS_SOCKET) socket = address.nested();
+    else address.skip(t & 7, t >>> 3);
+  }
   if (!socket) return undefined;
   let protocol = 0;
   let host = '';
   let port: number | string = '';
-  eachField(socket, (field, wireType, scan) => {
-    if (field === 1 && wireType === Wire.Varint) protocol = scan.varint() | 0;
-    else if (field === 2 && wireType === Wire.LengthDelimited) host = scan.string();
-    else if (field === 3 && wireType === Wire.Varint) port = scan.varint() >>> 0;
-    else if (field === 4 && wireType === Wire.LengthDelimited) port = scan.string();
-    else return false;
-    return true;
-  });
+  while (socket.pos < socket.end) {
+    const t = socket.tag();
+    if (t === SOCKET_PROTOCOL) protocol = socket.varint() | 0;
+    else if (t === SOCKET_ADDRESS) host = socket.string();
+    else if (t === SOCKET_PORT_VALUE) port = socket.varint() >>> 0;
+    else if (t === SOCKET_NAMED_PORT) port = socket.string();
+    else socket.skip(t & 7, t >>> 3);
+  }
   return `${protocol === SocketAddress_Protocol.UDP ? 'udp' : 'tcp'} ${host}:${port}`;
 }
 
@@ -250,21 +281,21 @@ function clusterReferences(any: Any): References {
   let type: number | undefined;
   let name = '';
   let serviceName = '';
-  eachField(Scan.of(any.value), (field, wireType, cluster) => {
-    if (field === 1 && wireType === Wire.LengthDelimited)
-      name = cluster.string(); // Cluster.name
-    else if (field === 2 && wireType === Wire.Varint)
-      type = cluster.varint() | 0; // Cluster.type
-    else if (field === 3 && wireType === Wire.LengthDelimited)
+  const cluster = Scan.of(any.value);
+  while (cluster.pos < cluster.end) {
+    const t = cluster.tag();
+    if (t === CLUSTER_NAME) name = cluster.string();
+    else if (t === CLUSTER_TYPE) type = cluster.varint() | 0;
+    else if (t === CLUSTER_EDS_CONFIG) {
       // Cluster.eds_cluster_config → EdsClusterConfig.service_name
-      eachField(cluster.nested(), (f, w, eds) => {
-        if (f !== 2 || w !== Wire.LengthDelimited) return false;
-        serviceName = eds.string();
-        return true;
-      });
-    else return false;
-    return true;
-  });
+      const eds = cluster.nested();
+      while (eds.pos < eds.end) {
+        const u = eds.tag();
+        if (u === EDS_SERVICE_NAME) serviceName = eds.string();
+        else eds.skip(u & 7, u >>> 3);
+      }
+    } else cluster.skip(t & 7, t >>> 3);
+  }
   return { routes: [], endpoints: type === EDS ? [serviceName || name] : [] };
 }
 
