@@ -5,10 +5,7 @@
 // etcd watch event (the floor), measured in the same run, ratio printed; next to it
 // the first full push to all streams, responses and resource bytes per change, and
 // each server's CPU-seconds per change, peak RSS and event-loop delay.
-//   node tools/bench/xds-fanout.mjs [--profile envoy|clusters|delta[,…]] [--services 10000] [--proxies 5000]
-//        [--rounds 5] [--hub-every 3] [--connections 50] [--debounce-ms 100] [--cpu-prof-dir DIR] [--trace-gc]
-//        [--max-connection-age-ms MS] [--max-connection-age-grace-ms MS]
-//        [--cp-node-options=…] [--floor-node-options=…] [--clients-node-options=…] [--smoke]
+//   node tools/bench/xds-fanout.mjs [options]     (--help lists them, from src/xds-fanout.ts's option table)
 // Profiles: envoy (SotW sidecars: CDS+LDS, then EDS/RDS, ACKs), clusters (SotW, CDS only), delta
 // (the envoy subscriptions over Delta ADS). --smoke: tiny sizes and every profile, in seconds (npm test runs it).
 // The simulated Envoys are one process, so they are kept cheap per response, the same for both servers: their gRPC

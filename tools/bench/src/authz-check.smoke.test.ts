@@ -5,9 +5,15 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runBenchmark } from './run-benchmark';
+import { benchmarkHelp, runBenchmark } from './run-benchmark';
 
 describe('authz-check benchmark, smoke mode', () => {
+  it('--help prints the usage and its options and exits 0', async () => {
+    const { code, usage, options } = await benchmarkHelp('authz-check');
+    expect({ code, usage }).toEqual({ code: 0, usage: 'Usage: node tools/bench/authz-check.mjs [options]' });
+    expect(options).toEqual(expect.arrayContaining(['smoke', 'requests', 'floor', 'authz-env', 'role', 'help']));
+  }, 120_000);
+
   it('measures the cache hit, the deny and the miss path against the echo floor', async () => {
     const { code, output } = await runBenchmark('authz-check', ['--smoke']);
     if (code !== 0) throw new Error(`authz-check --smoke exited with ${code}:\n${output}`);

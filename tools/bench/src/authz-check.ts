@@ -13,7 +13,6 @@ import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
@@ -25,59 +24,100 @@ import { startAuthz, tuneV8ForChecks } from '../../../apps/authz/src/authz';
 import { DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS, loadAuthzConfig } from '../../../apps/authz/src/config';
 import { GRPC_SERVER_OPTIONS } from '../../../apps/authz/src/grpc/grpc-server';
 import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../../apps/authz/test/support/harness';
+import { parseBenchArgs } from './bench-cli';
 
 const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
-const { values: args } = parseArgs({
-  options: {
-    role: { type: 'string' },
-    requests: { type: 'string', default: '100000' },
-    clients: { type: 'string', default: '8' },
-    streams: { type: 'string', default: '32' },
-    rounds: { type: 'string', default: '2' },
-    // Checks of the miss path: each one a caller → orders pair never seen before (Redis GET miss, RS256 sign, SET).
-    misses: { type: 'string', default: '2000' },
-    // Concurrent Checks in flight during the miss phase (one grpc-js client, for echo and authz alike).
-    'miss-concurrency': { type: 'string', default: '8' },
-    // Seconds, tiny sizes: what `npm test` runs so the benchmark cannot rot.
-    smoke: { type: 'boolean', default: false },
-    // What the floor answers: `authz` (default), the bytes authz answers on the same path, the least a Check server
-    // must send; `request`, the request bytes (255, where authz's OK carries a ~650-byte token: the floor before 2026-12-06);
-    // `in-process`, authz's bytes from bare servers inside authz's own process (a diagnostic: what the process costs);
-    // `in-worker`, the same from a worker thread of authz's process (its own isolate: heap, JIT).
-    floor: { type: 'string', default: 'authz' },
-    // authz's TRELLIS_CHECK_WORKER: `true` (its default) serves Checks from a worker thread, `false` from the main thread.
-    'check-worker': { type: 'string', default: 'true' },
-    // Answer with this many bytes instead (overrides --floor; to measure what the size of the reply costs).
-    'echo-response-bytes': { type: 'string', default: '0' },
-    // For --role echo: the file whose bytes the server answers every Check with.
-    'answer-file': { type: 'string' },
-    // Directory for CPU profiles of both servers (node --cpu-prof), written when they exit.
-    'cpu-prof': { type: 'string' },
-    // Count each server's scavenges and mark-compacts per round (node --trace-gc in the servers).
-    'trace-gc': { type: 'boolean', default: false },
-    // Bytes each server allocates per request over the measured rounds (V8's sampling heap profiler, objects a
-    // scavenge collects included): a load-independent measure of the work per Check. Slows the servers while on.
-    'alloc-profile': { type: 'boolean', default: false },
-    // With --alloc-profile: also write each server's sampled heap profile to DIR/<server>.heapprofile (Chrome
-    // DevTools' Memory tab reads it), to see where the bytes are allocated.
-    'heap-profile-dir': { type: 'string' },
-    // Extra node/V8 options for the floors' and for authz's processes (e.g. --no-turbo-escape: what escape
-    // analysis saves each server).
-    'floor-node-options': { type: 'string', default: '' },
-    'authz-node-options': { type: 'string', default: '' },
-    // Settings for authz's config on top of the benchmark's ('TRELLIS_X=1 TRELLIS_Y=off'), e.g. what a default costs.
-    'authz-env': { type: 'string', default: '' },
-    // The floors also get authz's default gRPC connection limits (gRFC A9: a 300 s idle limit, which grpc-js tracks
-    // with a 'close' listener on every stream): what authz's server pays per call that the default floor does not.
-    'floor-connection-limits': { type: 'boolean', default: false },
-    // For the roles: the name their heap profile is written under.
-    name: { type: 'string' },
-    // For --role seed.
-    'etcd-endpoints': { type: 'string' },
-    'etcd-prefix': { type: 'string' },
+const args = parseBenchArgs(
+  {
+    name: 'authz-check',
+    summary:
+      'ext_authz Check throughput against a bare grpc-js unary handler (the floor), measured in the same run with the same ' +
+      'load (h2load), ratios printed: the cache hit and the deny path; then the miss path (a pair never seen: Redis miss, ' +
+      'RS256 sign, SET) against the same floor. Needs h2load (Debian: nghttp2-client), etcd and redis-server.',
   },
-});
+  {
+    requests: { type: 'string', default: '100000', help: 'Checks per h2load run.' },
+    clients: { type: 'string', default: '8', help: "h2load's clients (-c)." },
+    streams: { type: 'string', default: '32', help: "h2load's concurrent streams per client (-m)." },
+    rounds: { type: 'string', default: '2', help: 'Rounds, each alternating the floor and authz.' },
+    misses: {
+      type: 'string',
+      default: '2000',
+      help: 'Checks of the miss path: each one a caller → orders pair never seen before (Redis GET miss, RS256 sign, SET).',
+    },
+    'miss-concurrency': {
+      type: 'string',
+      default: '8',
+      help: 'Concurrent Checks in flight during the miss phase (one grpc-js client, for echo and authz alike).',
+    },
+    smoke: { type: 'boolean', default: false, help: 'Seconds, tiny sizes: what `npm test` runs so the benchmark cannot rot.' },
+    floor: {
+      type: 'string',
+      default: 'authz',
+      help:
+        'What the floor answers: authz, the bytes authz answers on the same path (the least a Check server must send); request, ' +
+        "the request bytes (255, where authz's OK carries a ~650-byte token: the floor before 2026-12-06); in-process, authz's " +
+        "bytes from bare servers inside authz's own process (a diagnostic: what the process costs); in-worker, the same from a " +
+        "worker thread of authz's process (its own isolate: heap, JIT).",
+    },
+    'floor-connection-limits': {
+      type: 'boolean',
+      default: false,
+      help:
+        "The floors also get authz's default gRPC connection limits (gRFC A9: a 300 s idle limit, which grpc-js tracks with " +
+        "a 'close' listener on every stream): what authz's server pays per call that the default floor does not.",
+    },
+    'check-worker': {
+      type: 'string',
+      default: 'true',
+      help: "authz's TRELLIS_CHECK_WORKER: true (its default) serves Checks from a worker thread, false from the main thread.",
+    },
+    'echo-response-bytes': {
+      type: 'string',
+      default: '0',
+      help: 'Let the floor answer with this many bytes instead (overrides --floor; what the size of the reply costs).',
+    },
+    'cpu-prof': {
+      type: 'string',
+      help: "Directory for CPU profiles of both servers (node --cpu-prof), written when they exit; authz's main thread and Check worker in DIR/authz/.",
+    },
+    'trace-gc': {
+      type: 'boolean',
+      default: false,
+      help: "Count each server's scavenges and mark-compacts per round (node --trace-gc in the servers).",
+    },
+    'alloc-profile': {
+      type: 'boolean',
+      default: false,
+      help:
+        "Bytes each server allocates per request over the measured rounds (V8's sampling heap profiler, objects a scavenge " +
+        'collects included): a load-independent measure of the work per Check. Slows the servers while on.',
+    },
+    'heap-profile-dir': {
+      type: 'string',
+      help:
+        "With --alloc-profile: also write each server's sampled heap profile to DIR/<server>.heapprofile (Chrome DevTools' " +
+        'Memory tab reads it), to see where the bytes are allocated.',
+    },
+    'floor-node-options': {
+      type: 'string',
+      default: '',
+      help: "Extra node/V8 options for the floors' processes (e.g. --no-turbo-escape: what escape analysis saves each server).",
+    },
+    'authz-node-options': { type: 'string', default: '', help: "Extra node/V8 options for authz's process." },
+    'authz-env': {
+      type: 'string',
+      default: '',
+      help: "Settings for authz's config on top of the benchmark's ('TRELLIS_X=1 TRELLIS_Y=off'), e.g. what a default costs.",
+    },
+    role: { type: 'string', internal: true, help: 'echo, authz, seed or floor-worker: be that process (or worker thread).' },
+    'answer-file': { type: 'string', internal: true, help: 'For --role echo: the file whose bytes the server answers every Check with.' },
+    name: { type: 'string', internal: true, help: 'For the roles: the name their heap profile is written under.' },
+    'etcd-endpoints': { type: 'string', internal: true, help: "For --role seed: the orchestrator's etcd." },
+    'etcd-prefix': { type: 'string', internal: true, help: 'For --role seed: the key prefix.' },
+  },
+);
 
 const SMOKE = args.smoke;
 const REQUESTS = SMOKE ? 2_000 : Number(args.requests);

@@ -16,30 +16,45 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
 import { KeyLayout } from '@trellis/mesh-schema';
 import { startEtcd } from '@trellis/testing';
+import { parseBenchArgs } from './bench-cli';
 import { BENCH_ADMIN_TOKEN, startBenchRegistry } from './bench-registry';
 import { compareHeapSnapshots, summarizeHeapSnapshot } from './heap-snapshot';
 
-const { values: args } = parseArgs({
-  options: {
-    role: { type: 'string' },
-    // Writes (HTTP requests that change state) at which memory is sampled.
-    checkpoints: { type: 'string', default: '1000,5000,20000' },
-    concurrency: { type: 'string', default: '8' },
-    // Also write heap snapshots at the first and the last checkpoint and compare them (slow; and
-    // writing one raises the RSS of every later sample, so the RSS column then means little).
-    'heap-snapshots': { type: 'boolean', default: false },
-    smoke: { type: 'boolean', default: false },
-    // V8 flags for the registry process, e.g. '--max-semi-space-size=4' (space-separated).
-    'registry-node-options': { type: 'string', default: '' },
-    'etcd-endpoints': { type: 'string' },
-    'etcd-prefix': { type: 'string' },
-    'snapshot-dir': { type: 'string' },
+const args = parseBenchArgs(
+  {
+    name: 'registry-memory',
+    summary:
+      "The registry's memory over a long churn of writes and reads: RSS and heap after forced GC at checkpoints, and the " +
+      'heap snapshots of the first and last checkpoints compared by constructor. Needs etcd.',
   },
-});
+  {
+    checkpoints: {
+      type: 'string',
+      default: '1000,5000,20000',
+      help: 'Writes (HTTP requests that change state) at which memory is sampled.',
+    },
+    concurrency: { type: 'string', default: '8', help: 'Chains of churn steps running at once.' },
+    'heap-snapshots': {
+      type: 'boolean',
+      default: false,
+      help:
+        'Also write heap snapshots at the first and the last checkpoint and compare them (slow; and writing one raises ' +
+        'the RSS of every later sample, so the RSS column then means little).',
+    },
+    smoke: { type: 'boolean', default: false, help: 'Seconds, tiny sizes (checkpoints at 100 and 300 writes): what `npm test` runs.' },
+    'registry-node-options': {
+      type: 'string',
+      default: '',
+      help: "V8 flags for the registry process, e.g. '--max-semi-space-size=4' (space-separated).",
+    },
+    role: { type: 'string', internal: true, help: 'registry: run the registry process.' },
+    'etcd-endpoints': { type: 'string', internal: true, help: "The orchestrator's etcd, for the registry process." },
+    'etcd-prefix': { type: 'string', internal: true, help: 'The key prefix the registry process uses.' },
+  },
+);
 
 const ADMIN_TOKEN = BENCH_ADMIN_TOKEN;
 const CHECKPOINTS = (args.smoke ? '100,300' : args.checkpoints).split(',').map(Number);

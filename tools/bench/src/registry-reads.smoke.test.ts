@@ -1,9 +1,15 @@
 // The registry benchmark at tiny sizes (`--smoke`: 20 services, 1 s per load, 10 writes), so
 // the tool cannot rot. It exits non-zero when a read or a write fails; the timings it prints
 // are not looked at.
-import { runBenchmark } from './run-benchmark';
+import { benchmarkHelp, runBenchmark } from './run-benchmark';
 
 describe('registry-reads benchmark, smoke mode', () => {
+  it('--help prints the usage and its options and exits 0', async () => {
+    const { code, usage, options } = await benchmarkHelp('registry-reads');
+    expect({ code, usage }).toEqual({ code: 0, usage: 'Usage: node tools/bench/registry-reads.mjs [options]' });
+    expect(options).toEqual(expect.arrayContaining(['smoke', 'services', 'rate', 'writes-only', 'role', 'help']));
+  }, 120_000);
+
   it('loads the view-served reads and the floor, writes through the registry and etcd, and prints every row', async () => {
     const { code, output } = await runBenchmark('registry-reads', ['--smoke']);
     if (code !== 0) throw new Error(`registry-reads --smoke exited with ${code}:\n${output}`);

@@ -11,39 +11,49 @@ import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:ht
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { KeyLayout, MeshStore, type ServiceSpecInput } from '@trellis/mesh-schema';
 import { startEtcd } from '@trellis/testing';
+import { parseBenchArgs } from './bench-cli';
 import { BENCH_ADMIN_TOKEN, startBenchRegistry, startBenchTeamIdp } from './bench-registry';
 
-const { values: args } = parseArgs({
-  options: {
-    role: { type: 'string' },
-    services: { type: 'string', default: '1000' },
-    rounds: { type: 'string', default: '3' },
-    // Seconds per autocannon run.
-    duration: { type: 'string', default: '10' },
-    rate: { type: 'string', default: '1000' },
-    connections: { type: 'string', default: '10' },
-    // Writes of each kind per write round, and the rounds (alternating, as the reads).
-    writes: { type: 'string', default: '300' },
-    'write-rounds': { type: 'string' },
-    // Blocks of 10 of every write kind before the write rounds, not counted (JIT warm-up).
-    'write-warmup': { type: 'string', default: '60' },
-    // Only the write phase (no read rounds).
-    'writes-only': { type: 'boolean', default: false },
-    // Seconds, tiny sizes, one round: what `npm test` runs so the benchmark cannot rot.
-    smoke: { type: 'boolean', default: false },
-    // Directory for a CPU profile of the registry process (node --cpu-prof), written when it exits.
-    'registry-cpu-prof': { type: 'string' },
-    // V8 flags for the registry process, e.g. '--max-semi-space-size=4' (space-separated).
-    'registry-node-options': { type: 'string', default: '' },
-    'etcd-endpoints': { type: 'string' },
-    'etcd-prefix': { type: 'string' },
-    'team-jwks-url': { type: 'string' },
+const args = parseBenchArgs(
+  {
+    name: 'registry-reads',
+    summary:
+      "Registry reads from memory (GET /api/v1/services/{name} and /api/v1/topology) against the same process's /healthz " +
+      "floor, and registry writes against etcd's own put latency, measured in the same run with autocannon. Needs etcd.",
   },
-});
+  {
+    services: { type: 'string', default: '1000', help: 'Services seeded before the reads.' },
+    rounds: { type: 'string', default: '3', help: 'Read rounds, each alternating the three targets.' },
+    duration: { type: 'string', default: '10', help: 'Seconds per autocannon run.' },
+    rate: { type: 'string', default: '1000', help: 'The fixed request rate of the rate-limited runs, requests/s.' },
+    connections: { type: 'string', default: '10', help: "autocannon's connections." },
+    writes: { type: 'string', default: '300', help: 'Writes of each kind per write round.' },
+    'write-rounds': { type: 'string', help: 'Write rounds, alternating as the reads (default: --rounds).' },
+    'write-warmup': {
+      type: 'string',
+      default: '60',
+      help: 'Blocks of 10 of every write kind before the write rounds, not counted (JIT warm-up).',
+    },
+    'writes-only': { type: 'boolean', default: false, help: 'Only the write phase (no read rounds).' },
+    smoke: { type: 'boolean', default: false, help: 'Seconds, tiny sizes (20 services, one 1 s round): what `npm test` runs.' },
+    'registry-cpu-prof': {
+      type: 'string',
+      help: 'Directory for a CPU profile of the registry process (node --cpu-prof), written when it exits.',
+    },
+    'registry-node-options': {
+      type: 'string',
+      default: '',
+      help: "V8 flags for the registry process, e.g. '--max-semi-space-size=4' (space-separated).",
+    },
+    role: { type: 'string', internal: true, help: 'registry: run the registry process.' },
+    'etcd-endpoints': { type: 'string', internal: true, help: "The orchestrator's etcd, for the registry process." },
+    'etcd-prefix': { type: 'string', internal: true, help: 'The key prefix the registry process uses.' },
+    'team-jwks-url': { type: 'string', internal: true, help: "The benchmark's team identity provider, for the registry process." },
+  },
+);
 
 const SMOKE = args.smoke;
 const SERVICES = SMOKE ? 20 : Number(args.services);

@@ -14,3 +14,13 @@ export function runBenchmark(name: string, args: string[]): Promise<{ code: numb
     child.on('close', (code) => resolve({ code, output }));
   });
 }
+
+/** `<name>.mjs --help`: its exit code and what it printed (the usage and every option, from its option table). */
+export async function benchmarkHelp(name: string): Promise<{ code: number | null; usage: string | undefined; options: string[] }> {
+  const { code, output } = await runBenchmark(name, ['--help']);
+  return {
+    code,
+    usage: /^Usage: .*$/m.exec(output)?.[0],
+    options: [...output.matchAll(/^ {2}--(?:\[no-\])?([a-z0-9-]+)/gm)].map((m) => m[1]!),
+  };
+}

@@ -7,11 +7,10 @@
 //   - to last CDS: the model update, affected identities, translation, snapshots, the
 //     sessions' pumps and the encoding, until the last affected stream's CDS is encoded;
 //   - after: the ACKs and EDS requests that follow, until nothing is left to answer.
-//   node tools/bench/xds-change-path.mjs [--services 1000] [--proxies 1000] [--rounds 60] [--hub-every 3]
+//   node tools/bench/xds-change-path.mjs [options]     (--help lists them)
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { TypeUrl } from '@trellis/envoy-types';
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { ServiceRecord, ServiceSpec, type ServiceSpecInput } from '@trellis/mesh-schema';
@@ -34,21 +33,30 @@ import {
   SnapshotCache,
   SotwSession,
 } from '../../../apps/control-plane/src/xds';
+import { parseBenchArgs } from './bench-cli';
 import { BenchMesh, hubSpec, resourceName } from './bench-mesh';
 
-const { values: args } = parseArgs({
-  options: {
-    services: { type: 'string', default: '1000' },
-    proxies: { type: 'string', default: '1000' },
-    rounds: { type: 'string', default: '60' },
-    'hub-every': { type: 'string', default: '3' },
-    'slice-ms': { type: 'string', default: '20' },
-    /** Tiny sizes, a few rounds: what npm test runs so the tool cannot rot. */
-    smoke: { type: 'boolean', default: false },
-    /** Write a V8 CPU profile of the rounds (not the first push) to this file. */
-    'cpu-prof': { type: 'string' },
+const args = parseBenchArgs(
+  {
+    name: 'xds-change-path',
+    summary:
+      "The control plane's change path in one process (no etcd, no sockets): per change of hub's record, the CPU time " +
+      "until the last affected stream's CDS is encoded, then for the ACKs and EDS requests that follow; median of rounds.",
   },
-});
+  {
+    services: { type: 'string', default: '1000', help: 'Services in the benchmark mesh (besides hub).' },
+    proxies: { type: 'string', default: '1000', help: 'Simulated sidecar streams, one identity each.' },
+    rounds: { type: 'string', default: '60', help: 'Changes of hub, each timed.' },
+    'hub-every': { type: 'string', default: '3', help: 'Every n-th service declares hub as a dependency (the rest call their neighbour).' },
+    'slice-ms': {
+      type: 'string',
+      default: '20',
+      help: "The fan-out's time slice in ms (TRELLIS_XDS_FANOUT_SLICE_MS); 0: the whole fan-out in one turn.",
+    },
+    smoke: { type: 'boolean', default: false, help: 'Seconds, tiny sizes (40 services, 30 streams, 3 rounds): what `npm test` runs.' },
+    'cpu-prof': { type: 'string', help: 'Write a V8 CPU profile of the rounds (not the first push) to this file.' },
+  },
+);
 const SERVICES = args.smoke ? 40 : Number(args.services);
 const PROXIES = args.smoke ? 30 : Number(args.proxies);
 const ROUNDS = args.smoke ? 3 : Number(args.rounds);

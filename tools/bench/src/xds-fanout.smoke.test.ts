@@ -2,10 +2,16 @@
 // profile), so the tool cannot rot. It exits non-zero when a push is missing, extra or stale;
 // the timings it prints are not looked at. A second run ages the control plane's connections out
 // so that the simulated Envoys reconnect during the rounds.
-import { runBenchmark } from './run-benchmark';
+import { benchmarkHelp, runBenchmark } from './run-benchmark';
 const PROFILES = ['clusters', 'envoy', 'delta'];
 
 describe('xds-fanout benchmark, smoke mode', () => {
+  it('--help prints the usage and its options and exits 0', async () => {
+    const { code, usage, options } = await benchmarkHelp('xds-fanout');
+    expect({ code, usage }).toEqual({ code: 0, usage: 'Usage: node tools/bench/xds-fanout.mjs [options]' });
+    expect(options).toEqual(expect.arrayContaining(['smoke', 'profile', 'status-drain', 'debounce-ms', 'role', 'help']));
+  }, 120_000);
+
   it('reaches every affected stream exactly as it should, in every profile, on the floor and the control plane', async () => {
     const { code, output } = await runBenchmark('xds-fanout', ['--smoke']);
     if (code !== 0) throw new Error(`xds-fanout --smoke exited with ${code}:\n${output}`);

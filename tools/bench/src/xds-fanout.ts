@@ -20,7 +20,6 @@ import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
@@ -33,68 +32,118 @@ import { startEtcd } from '@trellis/testing';
 import { startControlPlane } from '../../../apps/control-plane/src/control-plane';
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 import type { XdsCallbacks } from '../../../apps/control-plane/src/xds';
+import { parseBenchArgs } from './bench-cli';
 import { BenchMesh, hubSpec } from './bench-mesh';
 import { GrpcConnection, type GrpcStream, type StreamEnd } from './grpc-wire-client';
 import { DeltaResponse, deltaDiscoveryRequestMessage, discoveryRequestMessage, SotwResponse } from './xds-wire';
 
-const { values: args } = parseArgs({
-  allowNegative: true,
-  options: {
-    role: { type: 'string' },
-    // clusters | envoy | delta, or several separated by commas (each runs against the floor and the control plane).
-    profile: { type: 'string', default: 'envoy' },
-    // Seconds, tiny sizes, every profile: what `npm test` runs (tools/bench/src/xds-fanout.smoke.test.ts) so the tool cannot rot.
-    smoke: { type: 'boolean', default: false },
-    services: { type: 'string', default: '10000' },
-    proxies: { type: 'string', default: '5000' },
-    rounds: { type: 'string', default: '5' },
-    // Every n-th service declares `hub` as a dependency (the rest call their neighbour).
-    'hub-every': { type: 'string', default: '3' },
-    // TCP connections the client process spreads its streams over.
-    connections: { type: 'string', default: '50' },
-    // How long to keep listening after the last affected stream got its push, to catch extra pushes.
-    'settle-ms': { type: 'string', default: '1500' },
-    // Untimed changes before the measured rounds, on both servers: the first change after the
-    // connection storm also runs the change path's code for the first time (V8 compiles it then).
-    'warmup-rounds': { type: 'string', default: '1' },
-    // Start each round only when the control plane has written the previous one's proxy statuses
-    // (its proxy_status_backlog gauge at 0), so a round measures one change, not also the last
-    // one's rate-limited status writes. --no-status-drain measures them overlapped.
-    'status-drain': { type: 'boolean', default: true },
-    // The control plane's TRELLIS_XDS_DEBOUNCE_MS (its default: 100); 0 shows the cost without the deliberate hold-off.
-    'debounce-ms': { type: 'string', default: '100' },
-    // The control plane's TRELLIS_XDS_FANOUT_SLICE_MS (its default: 20; 0: the whole fan-out in one event-loop turn).
-    'fanout-slice-ms': { type: 'string' },
-    // The control plane's TRELLIS_GRPC_MAX_CONNECTION_AGE_MS and _GRACE_MS (its defaults: 30 min ±10 %, 10 s): a
-    // connection that old is sent GOAWAY and cut after the grace; its simulated Envoys reconnect and re-subscribe.
-    'max-connection-age-ms': { type: 'string' },
-    'max-connection-age-grace-ms': { type: 'string' },
-    // Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).
-    'cpu-prof-dir': { type: 'string' },
-    // Each process (server and clients) records its garbage collections (perf_hooks 'gc' entries, time-stamped
-    // on the shared clock); per round the table lists those that fell between the write and the last
-    // affected stream's push, with the server's array-buffer and heap memory before the round.
-    'trace-gc': { type: 'boolean', default: false },
-    // The control plane time-stamps one change's path on the shared clock (the watch's update, the model and the
-    // fan-out's start and end, its first and last CDS written, the EDS answers and ACKs before the last affected stream
-    // had its push), with its process CPU at each; the floor its own (the watch's put, its first and last write, the end
-    // of that turn, its HTTP/2 writes done, the ACKs), so each round shows where the two servers' paths part; with
-    // --cpu-prof-dir the rounds' windows are written beside the profile (rounds.json, CPU-profile clock) so a profile
-    // can be read for the rounds alone.
-    'trace-rounds': { type: 'boolean', default: false },
-    // node/V8 options for one side's processes (e.g. '--trace-gc --max-semi-space-size=32').
-    'cp-node-options': { type: 'string', default: '' },
-    'floor-node-options': { type: 'string', default: '' },
-    'clients-node-options': { type: 'string', default: '' },
-    // The simulated Envoys' HTTP/2 flow-control windows, stream and connection (ENVOY_HTTP2_WINDOW_BYTES: Envoy's
-    // default); 0: grpc-js's default, HTTP/2's 64 KiB, which this benchmark used until 2026-12-07.
-    'clients-window-bytes': { type: 'string' },
-    // Set by the orchestrator for the server roles.
-    'etcd-endpoints': { type: 'string' },
-    'etcd-prefix': { type: 'string' },
-    target: { type: 'string' },
+const args = parseBenchArgs(
+  {
+    name: 'xds-fanout',
+    allowNegative: true,
+    summary:
+      'Control-plane fan-out: the time from the etcd write of one change to `hub` until each affected ADS stream has its ' +
+      'new version, against a bare grpc-js bidi-stream server pushing one small message per affected stream on the same etcd ' +
+      'watch event (the floor), measured in the same run, ratio printed; next to it the first full push, bytes per change, each ' +
+      "server's CPU-seconds per change, peak RSS and event-loop delay. Needs etcd. Exits non-zero only if a push is missing, " +
+      'extra or stale.',
   },
-});
+  {
+    profile: {
+      type: 'string',
+      default: 'envoy',
+      help:
+        'envoy (SotW sidecars: CDS+LDS, then EDS/RDS, ACKs), clusters (SotW, CDS only) or delta (the envoy subscriptions over ' +
+        'Delta ADS), or several separated by commas (each runs against the floor and the control plane).',
+    },
+    smoke: {
+      type: 'boolean',
+      default: false,
+      help: 'Seconds, tiny sizes, every profile: what `npm test` runs (src/xds-fanout.smoke.test.ts) so the tool cannot rot.',
+    },
+    services: { type: 'string', default: '10000', help: 'Services in the benchmark mesh (besides hub).' },
+    proxies: { type: 'string', default: '5000', help: 'Simulated proxies, one ADS stream each.' },
+    rounds: { type: 'string', default: '5', help: 'Changes of hub, each timed, per profile and server.' },
+    'hub-every': { type: 'string', default: '3', help: 'Every n-th service declares hub as a dependency (the rest call their neighbour).' },
+    connections: { type: 'string', default: '50', help: 'TCP connections the client process spreads its streams over.' },
+    'settle-ms': {
+      type: 'string',
+      default: '1500',
+      help: 'How long to keep listening after the last affected stream got its push, to catch extra pushes.',
+    },
+    'warmup-rounds': {
+      type: 'string',
+      default: '1',
+      help:
+        'Untimed changes before the measured rounds, on both servers: the first change after the connection storm also runs ' +
+        "the change path's code for the first time (V8 compiles it then).",
+    },
+    'status-drain': {
+      type: 'boolean',
+      default: true,
+      help:
+        "Start each round only when the control plane has written the previous one's proxy statuses (its " +
+        "proxy_status_backlog gauge at 0), so a round measures one change, not also the last one's rate-limited status " +
+        'writes; --no-status-drain measures them overlapped.',
+    },
+    'debounce-ms': {
+      type: 'string',
+      default: '100',
+      help: "The control plane's TRELLIS_XDS_DEBOUNCE_MS (its default: 100); 0 shows the cost without the deliberate hold-off.",
+    },
+    'fanout-slice-ms': {
+      type: 'string',
+      help: "The control plane's TRELLIS_XDS_FANOUT_SLICE_MS (its default: 20; 0: the whole fan-out in one event-loop turn).",
+    },
+    'max-connection-age-ms': {
+      type: 'string',
+      help:
+        "The control plane's TRELLIS_GRPC_MAX_CONNECTION_AGE_MS (its default: 30 min ±10 %): a connection that old is sent " +
+        'GOAWAY and cut after the grace; its simulated Envoys reconnect and re-subscribe.',
+    },
+    'max-connection-age-grace-ms': {
+      type: 'string',
+      help: "The control plane's TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS (its default: 10 s).",
+    },
+    'cpu-prof-dir': { type: 'string', help: 'Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).' },
+    'trace-gc': {
+      type: 'boolean',
+      default: false,
+      help:
+        "Each process (server and clients) records its garbage collections (perf_hooks 'gc' entries, time-stamped on the " +
+        "shared clock); per round the table lists those between the write and the last affected stream's push, with the " +
+        "server's array-buffer and heap memory before the round.",
+    },
+    'trace-rounds': {
+      type: 'boolean',
+      default: false,
+      help:
+        "The control plane time-stamps one change's path on the shared clock (the watch's update, the model, the fan-out's " +
+        'start and end, its first and last CDS written, the EDS answers and ACKs before the last affected stream had its ' +
+        "push), with its process CPU at each; the floor its own (the watch's put, its first and last write, the end of that " +
+        "turn, its HTTP/2 writes done, the ACKs), so each round shows where the two servers' paths part; with --cpu-prof-dir " +
+        "the rounds' windows are written beside the profile " +
+        '(rounds.json, CPU-profile clock) so a profile can be read for the rounds alone.',
+    },
+    'cp-node-options': {
+      type: 'string',
+      default: '',
+      help: "node/V8 options for the control plane's process (e.g. '--trace-gc --max-semi-space-size=32').",
+    },
+    'floor-node-options': { type: 'string', default: '', help: "node/V8 options for the floor's process." },
+    'clients-node-options': { type: 'string', default: '', help: "node/V8 options for the simulated proxies' process." },
+    'clients-window-bytes': {
+      type: 'string',
+      help:
+        "The simulated Envoys' HTTP/2 flow-control windows, stream and connection (default: Envoy's 256 MiB); 0: HTTP/2's " +
+        '64 KiB, which this benchmark used until 2026-12-07.',
+    },
+    role: { type: 'string', internal: true, help: 'cp, floor or clients: be that process.' },
+    'etcd-endpoints': { type: 'string', internal: true, help: "The orchestrator's etcd, for the server roles." },
+    'etcd-prefix': { type: 'string', internal: true, help: 'The key prefix the server roles use.' },
+    target: { type: 'string', internal: true, help: 'For --role clients: the server to connect to.' },
+  },
+);
 
 if (args.smoke) {
   Object.assign(args, {
