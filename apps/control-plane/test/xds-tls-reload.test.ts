@@ -4,19 +4,34 @@
 // (and presents a certificate from it) connects, one that trusts only the old CA is
 // refused, and a stream opened before the swap keeps being served. A broken or
 // mismatched file is refused and the last good certificate keeps serving (TLS, never
-// plaintext). One control plane polls every second; the other's poll is an hour away,
-// so only reloadFiles() (what main.ts runs on SIGHUP) can apply its rotation.
+// plaintext). Two control planes poll every second; the third's poll is an hour away,
+// so only reloadFiles() can apply its rotation; the last is main.ts run as a process,
+// sent SIGHUP.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
-import { createTestPki, eventually, startEtcd, updateSecretVolume, type TestEtcd, type TestPki } from '@trellis/testing';
+import {
+  createTestPki,
+  eventually,
+  freePort,
+  ManagedProcess,
+  startEtcd,
+  updateSecretVolume,
+  waitUntil,
+  type TestEtcd,
+  type TestPki,
+} from '@trellis/testing';
 import { AdsTestClient, testNode } from './support/ads-client';
 import { startControlPlaneHarness, type ControlPlaneHarness } from './support/control-plane-harness';
+import { bundle } from './support/xds-client-process';
 
 jest.setTimeout(180_000);
+
+/** A control plane's xDS address: the in-process harness, or main.ts run as a process. */
+type XdsServer = Pick<ControlPlaneHarness, 'xdsAddress'>;
 
 /** The Secret's content for `pki`: the server pair and the CA its clients' certificates chain to. */
 const secretOf = (pki: TestPki, overrides: Partial<Record<'tls.crt' | 'tls.key' | 'ca.crt', Buffer | string>> = {}) => ({
@@ -40,14 +55,14 @@ describe("the xDS port's TLS files, rotated without a restart", () => {
   const clients: AdsTestClient<'sotw'>[] = [];
 
   /** An xDS client of service `a` that trusts only `trusts`' CA and presents `presents`' certificate for `a`. */
-  const open = (h: ControlPlaneHarness, trusts: TestPki, presents: TestPki = trusts) => {
+  const open = (h: XdsServer, trusts: TestPki, presents: TestPki = trusts) => {
     const own = presents.client('a');
     const client = AdsTestClient.open(h.xdsAddress, 'sotw', undefined, credentials.createSsl(trusts.ca, own.key, own.cert));
     clients.push(client);
     return client;
   };
   /** Whether a new connection from such a client is served: a Cluster response, or the stream's status when it is refused. */
-  const connect = async (h: ControlPlaneHarness, trusts: TestPki, presents: TestPki = trusts) => {
+  const connect = async (h: XdsServer, trusts: TestPki, presents: TestPki = trusts) => {
     const client = open(h, trusts, presents);
     client.send({ node: testNode('a', `a-${clients.length}`), typeUrl: TypeUrl.Cluster });
     const outcome = await Promise.race([
@@ -160,5 +175,54 @@ describe("the xDS port's TLS files, rotated without a restart", () => {
     await h.cp.reloadFiles();
     expect((await connect(h, newPki)).served).toBe(true);
     expect(await connect(h, oldPki)).toMatchObject({ served: false, status: { code: GrpcStatus.UNAVAILABLE } });
+  });
+
+  // main.ts's SIGHUP handler, in the process: the rotation applies (the poll is an hour away) and the process lives
+  // on (Node's default for SIGHUP is to exit).
+  it('SIGHUP to the control-plane process (systemctl reload) applies a rotation at once; the process keeps serving', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cp-xds-tls-process-'));
+    dirs.push(dir);
+    await updateSecretVolume(dir, secretOf(oldPki));
+    const [xdsPort, httpPort] = [await freePort(), await freePort()];
+    const env = {
+      TRELLIS_ETCD_ENDPOINTS: etcd.endpoints.join(','),
+      TRELLIS_ETCD_PREFIX: etcd.prefix,
+      TRELLIS_HOST: '127.0.0.1',
+      TRELLIS_XDS_PORT: String(xdsPort),
+      TRELLIS_HTTP_PORT: String(httpPort),
+      TRELLIS_CONTROL_PLANE_ID: 'cp-tls-process',
+      TRELLIS_XDS_TLS_CERT_FILE: join(dir, 'tls.crt'),
+      TRELLIS_XDS_TLS_KEY_FILE: join(dir, 'tls.key'),
+      TRELLIS_XDS_TLS_CLIENT_CA_FILE: join(dir, 'ca.crt'),
+      TRELLIS_XDS_TLS_RELOAD_SECONDS: '3600',
+      TRELLIS_LOG_LEVEL: 'warn',
+    };
+    // ManagedProcess passes no environment of its own: go through env(1), which execs node (the signal reaches it).
+    const cp = new ManagedProcess('control-plane', '/usr/bin/env', [
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      process.execPath,
+      await bundle('control-plane-process'),
+    ]);
+    try {
+      cp.start();
+      await waitUntil('control plane /readyz', async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok, cp);
+      const server = { xdsAddress: `127.0.0.1:${xdsPort}` };
+      expect((await connect(server, oldPki)).served).toBe(true);
+
+      await updateSecretVolume(dir, secretOf(newPki));
+      expect(cp.signal('SIGHUP')).toBe(true);
+      await eventually(
+        'a client trusting only the new CA is served',
+        async () => ((await connect(server, newPki)).served ? true : undefined),
+        60_000,
+        {
+          intervalMs: 500,
+        },
+      );
+      expect(await connect(server, oldPki)).toMatchObject({ served: false, status: { code: GrpcStatus.UNAVAILABLE } });
+      expect(cp.running).toBe(true);
+    } finally {
+      await cp.stop();
+    }
   });
 });
