@@ -30,8 +30,13 @@ import {
 const generated = (response: DiscoveryResponse): Buffer => Buffer.from(DiscoveryResponse.encode(response).finish());
 const generatedDelta = (response: DeltaDiscoveryResponse): Buffer => Buffer.from(DeltaDiscoveryResponse.encode(response).finish());
 
-// Strings with multi-byte characters, and byte strings long enough for multi-byte length prefixes.
-const text = fc.string({ unit: 'binary', maxLength: 40 });
+// Strings with multi-byte characters (lone surrogates included), ASCII ones around the length up to which the encoder
+// writes ASCII in JS (64), and long ones of both kinds.
+const text = fc.oneof(
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.string({ minLength: 60, maxLength: 70 }),
+  fc.string({ unit: 'binary', minLength: 60, maxLength: 130 }),
+);
 const any = fc.record({ typeUrl: text, value: fc.uint8Array({ maxLength: 400 }).map((bytes) => Buffer.from(bytes)) });
 const controlPlane = fc.option(fc.record({ identifier: text }), { nil: undefined });
 

@@ -45,33 +45,53 @@ function fieldSize(n: number): number {
   return 1 + varintSize(n) + n;
 }
 
+/** Texts up to this many UTF-16 units are measured and written in JS when they are ASCII (see textLength). */
+const SHORT_TEXT = 64;
+
+/**
+ * A text's UTF-8 length. Versions (16 hex digits), nonces (a few base-36 digits) and most names are short and ASCII:
+ * their length is their string length, found and (Out.text) written in JS, where a call into the runtime
+ * (Buffer.byteLength, then Buffer.write) costs more than these few characters — twice per text and response.
+ * Anything else by Buffer.byteLength (UTF-8 of a non-ASCII text is always longer than its string).
+ */
+function textLength(s: string): number {
+  if (s.length > SHORT_TEXT) return Buffer.byteLength(s);
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s);
+  return s.length;
+}
+
 /** A field's size when present, 0 when proto3 leaves it out (empty). */
 function stringFieldSize(s: string): number {
-  return s === '' ? 0 : fieldSize(Buffer.byteLength(s));
+  return s === '' ? 0 : fieldSize(textLength(s));
 }
 
 /**
- * The UTF-8 bytes of `Any` type URLs: every resource of a type carries the same one, so each resource costs a
- * lookup instead of a length count and a text encoding. Bounded: only the served types are expected.
+ * The UTF-8 bytes of the texts every response repeats: type URLs (the response's and each `Any`'s) and the control
+ * plane's identifier. Each costs a lookup instead of a length count and a text encoding. Bounded: only the served
+ * types and one identifier are expected.
  */
-const anyTypeUrls = new Map<string, Buffer>();
+const repeatedTexts = new Map<string, Buffer>();
 
-function typeUrlBytesOf(typeUrl: string): Buffer {
-  let bytes = anyTypeUrls.get(typeUrl);
+function repeatedTextBytes(text: string): Buffer {
+  let bytes = repeatedTexts.get(text);
   if (!bytes) {
-    bytes = Buffer.from(typeUrl, 'utf8');
-    if (anyTypeUrls.size < 64) anyTypeUrls.set(typeUrl, bytes);
+    bytes = Buffer.from(text, 'utf8');
+    if (repeatedTexts.size < 64) repeatedTexts.set(text, bytes);
   }
   return bytes;
 }
 
+/** The size of a field holding a repeated text (repeatedTextBytes), 0 when empty. */
+function repeatedTextFieldSize(s: string): number {
+  return s === '' ? 0 : fieldSize(repeatedTextBytes(s).length);
+}
+
 function anySize(any: Any): number {
-  const typeUrl = any.typeUrl === '' ? 0 : fieldSize(typeUrlBytesOf(any.typeUrl).length);
-  return typeUrl + (any.value.length === 0 ? 0 : fieldSize(any.value.length));
+  return repeatedTextFieldSize(any.typeUrl) + (any.value.length === 0 ? 0 : fieldSize(any.value.length));
 }
 
 function controlPlaneSize(cp: ControlPlane): number {
-  return stringFieldSize(cp.identifier);
+  return repeatedTextFieldSize(cp.identifier);
 }
 
 /** Where an encoder writes a message of `size` bytes. */
@@ -122,9 +142,20 @@ class Out {
 
   /** An element of a repeated string: always written. */
   element(tag: Tag, s: string): this {
-    this.open(tag, Buffer.byteLength(s));
-    this.pos += this.buf.write(s, this.pos, 'utf8');
+    const length = textLength(s);
+    this.open(tag, length);
+    if (length === s.length && length <= SHORT_TEXT) {
+      // ASCII (textLength): each character is its byte.
+      for (let i = 0; i < length; i++) this.buf[this.pos++] = s.charCodeAt(i);
+    } else {
+      this.pos += this.buf.write(s, this.pos, 'utf8');
+    }
     return this;
+  }
+
+  /** A text every response repeats (repeatedTextBytes): left out when empty. */
+  repeatedText(tag: Tag, s: string): this {
+    return s === '' ? this : this.bytes(tag, repeatedTextBytes(s));
   }
 
   get position(): number {
@@ -148,12 +179,11 @@ class Out {
 
   any(tag: Tag, any: Any, size = anySize(any)): this {
     this.open(tag, size);
-    if (any.typeUrl !== '') this.bytes(Tag.Field1, typeUrlBytesOf(any.typeUrl));
-    return this.bytes(Tag.Field2, any.value);
+    return this.repeatedText(Tag.Field1, any.typeUrl).bytes(Tag.Field2, any.value);
   }
 
   controlPlane(tag: Tag, cp: ControlPlane): this {
-    return this.open(tag, controlPlaneSize(cp)).string(Tag.Field1, cp.identifier);
+    return this.open(tag, controlPlaneSize(cp)).repeatedText(Tag.Field1, cp.identifier);
   }
 
   done(): Buffer {
@@ -179,7 +209,7 @@ export function encodeDiscoveryResponse(response: DiscoveryResponse, allocate: A
   const known = Object.isFrozen(response.resources) ? encodedResources.get(response.resources) : null;
   if (known) return encodeWithResources(response, known, allocate);
   const anySizes = response.resources.map(anySize);
-  let size = stringFieldSize(response.versionInfo) + stringFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
+  let size = stringFieldSize(response.versionInfo) + repeatedTextFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
   let resourcesSize = 0;
   for (const n of anySizes) resourcesSize += fieldSize(n);
   size += resourcesSize;
@@ -199,7 +229,8 @@ export function encodeDiscoveryResponse(response: DiscoveryResponse, allocate: A
 
 /** The same bytes as above, with the resources' encoding copied in. */
 function encodeWithResources(response: DiscoveryResponse, resources: Buffer, allocate: Allocate): Buffer {
-  let size = stringFieldSize(response.versionInfo) + resources.length + stringFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
+  let size =
+    stringFieldSize(response.versionInfo) + resources.length + repeatedTextFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
   if (response.canary) size += 2;
   if (response.controlPlane) size += fieldSize(controlPlaneSize(response.controlPlane));
   const out = new Out(allocate(size)).string(Tag.Field1, response.versionInfo).raw(resources);
@@ -209,7 +240,7 @@ function encodeWithResources(response: DiscoveryResponse, resources: Buffer, all
 /** The fields after the resources. */
 function finishResponse(out: Out, response: DiscoveryResponse): Buffer {
   if (response.canary) out.varint(Tag.Field3Varint).varint(1);
-  out.string(Tag.Field4, response.typeUrl).string(Tag.Field5, response.nonce);
+  out.repeatedText(Tag.Field4, response.typeUrl).string(Tag.Field5, response.nonce);
   if (response.controlPlane) out.controlPlane(Tag.Field6, response.controlPlane);
   return out.done();
 }
@@ -221,7 +252,7 @@ function plainResource(r: Resource): boolean {
 
 function resourceSize(r: Resource): number {
   let size = stringFieldSize(r.name) + stringFieldSize(r.version);
-  for (const alias of r.aliases) size += fieldSize(Buffer.byteLength(alias));
+  for (const alias of r.aliases) size += fieldSize(textLength(alias));
   if (r.resource) size += fieldSize(anySize(r.resource));
   return size;
 }
@@ -232,9 +263,9 @@ export function encodeDeltaDiscoveryResponse(response: DeltaDiscoveryResponse, a
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
   const resourceSizes = response.resources.map(resourceSize);
-  let size = stringFieldSize(response.systemVersionInfo) + stringFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
+  let size = stringFieldSize(response.systemVersionInfo) + repeatedTextFieldSize(response.typeUrl) + stringFieldSize(response.nonce);
   for (const n of resourceSizes) size += fieldSize(n);
-  for (const name of response.removedResources) size += fieldSize(Buffer.byteLength(name));
+  for (const name of response.removedResources) size += fieldSize(textLength(name));
   if (response.controlPlane) size += fieldSize(controlPlaneSize(response.controlPlane));
   const out = new Out(allocate(size)).string(Tag.Field1, response.systemVersionInfo);
   response.resources.forEach((r, i) => {
@@ -244,7 +275,7 @@ export function encodeDeltaDiscoveryResponse(response: DeltaDiscoveryResponse, a
     out.string(Tag.Field1, r.version);
     if (r.resource) out.any(Tag.Field2, r.resource);
   });
-  out.string(Tag.Field4, response.typeUrl);
+  out.repeatedText(Tag.Field4, response.typeUrl);
   for (const name of response.removedResources) out.element(Tag.Field6, name);
   out.string(Tag.Field5, response.nonce);
   if (response.controlPlane) out.controlPlane(Tag.Field7, response.controlPlane);
