@@ -28,9 +28,12 @@ describe('xds-fanout benchmark, smoke mode', () => {
 
   it('reconnects and re-subscribes as Envoy does when the control plane sends GOAWAY at its max connection age, every round still judged', async () => {
     // Connections aged 1 s (±10 %) and cut at the GOAWAY: each profile's streams are cut while it runs, and again
-    // after each reconnect. The status backlog is not waited for (every reconnect adds records to write).
+    // after each reconnect. The status backlog is not waited for (every reconnect adds records to write). Every
+    // first request, reconnects' too, carries a node with an Envoy's extras (--node-extensions).
     const { code, output } = await runBenchmark('xds-fanout', [
       '--smoke',
+      '--node-extensions',
+      '40',
       '--max-connection-age-ms',
       '1000',
       '--max-connection-age-grace-ms',
