@@ -673,6 +673,7 @@ describe('Helm charts', () => {
         TRELLIS_XDS_TLS_CERT_FILE: '/etc/trellis/xds-tls/tls.crt',
         TRELLIS_XDS_TLS_KEY_FILE: '/etc/trellis/xds-tls/tls.key',
         TRELLIS_XDS_TLS_CLIENT_CA_FILE: '/etc/trellis/xds-tls/ca.crt',
+        TRELLIS_XDS_TLS_RELOAD_SECONDS: '60',
       });
       expect(controlPlane.volumes).toContainEqual(
         expect.objectContaining({ name: 'xds-tls', secret: expect.objectContaining({ secretName: 'xds-tls' }) }),
