@@ -1,8 +1,10 @@
 // State-of-the-world ADS against the real gRPC server with a raw client.
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, status as GrpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
+import { DiscoveryRequest, DiscoveryResponse as DiscoveryResponseMessage } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Cluster } from '@trellis/envoy-types/envoy/config/cluster/v3/cluster';
-import type { DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { versionOf } from '../src/xds/versions';
 import { AdsTestClient, envoyNode, testNode } from './support/ads-client';
 import { OUTBOUND_PORT_METADATA } from '../src/envoy/names';
@@ -15,7 +17,7 @@ const base = () =>
     other: [makeCluster('x')],
   });
 
-const names = (r: DiscoveryResponse) => r.resources.map((any) => Cluster.decode(any.value).name);
+const names = (r: DiscoveryResponseMessage) => r.resources.map((any) => Cluster.decode(any.value).name);
 
 describe('SotW ADS', () => {
   let harness: AdsHarness;
@@ -31,8 +33,8 @@ describe('SotW ADS', () => {
   });
 
   /** Subscribes to CDS+EDS+LDS+RDS and ACKs everything; returns the last response per type. */
-  async function subscribeAll(): Promise<Map<string, DiscoveryResponse>> {
-    const last = new Map<string, DiscoveryResponse>();
+  async function subscribeAll(): Promise<Map<string, DiscoveryResponseMessage>> {
+    const last = new Map<string, DiscoveryResponseMessage>();
     client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
     const cds = await client.next();
     last.set(cds.typeUrl, cds);
@@ -230,6 +232,52 @@ describe('SotW ADS', () => {
     const opened = harness.events.find((e) => e.event === 'onStreamOpen')!.args[0] as { nodeId: string; identity: unknown };
     expect(opened.nodeId).toBe('a-7f9c');
     expect(opened.identity).toEqual({ service: 'a', kind: 'envoy', outboundPort: 15001 });
+  });
+
+  it('ends a stream whose request bytes are no DiscoveryRequest with INTERNAL and a reason, and serves the next one; skipped node fields are not judged', async () => {
+    // Raw bytes on the wire, as a hostile or broken client sends them: the ADS server's own deserializer reads them.
+    const raw = new Client(harness.address, credentials.createInsecure());
+    const open = (bytes: Buffer): Promise<{ error?: ServiceError; response?: DiscoveryResponseMessage }> =>
+      new Promise((resolve) => {
+        const call: ClientDuplexStream<Buffer, Buffer> = raw.makeBidiStreamRequest(
+          AggregatedDiscoveryServiceService.streamAggregatedResources.path,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          new Metadata(),
+        );
+        call.on('data', (response: Buffer) => {
+          resolve({ response: DiscoveryResponseMessage.decode(response) });
+          call.cancel();
+        });
+        call.on('error', (error: ServiceError) => resolve({ error }));
+        call.write(bytes);
+      });
+    const nodeBytes = Buffer.from(Node.encode(testNode('a')).finish());
+    const request = (node: Buffer): Buffer =>
+      Buffer.concat([
+        Buffer.from([0x12, node.length]),
+        node,
+        Buffer.from(DiscoveryRequest.encode(DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.Cluster })).finish()),
+      ]);
+    try {
+      // A node whose length runs past the request; a node whose id runs past the node; a field with wire type 7.
+      for (const bad of [
+        Buffer.from([0x12, 0x50, 0x0a, 0x01, 0x61]),
+        request(Buffer.from([0x0a, 0x40, 0x61])),
+        Buffer.from([0x0f, 0x01]),
+      ]) {
+        const { error } = await open(bad);
+        expect(error?.code).toBe(GrpcStatus.INTERNAL);
+        expect(error?.details).toMatch(/deserializing request/);
+      }
+      // Extensions (node field 9) framed right but holding no Extension: never read, so the stream is served.
+      const { response } = await open(request(Buffer.concat([nodeBytes, Buffer.from([0x4a, 0x03, 0x7f, 0x7f, 0x7f])])));
+      expect(response && names(response)).toEqual(['b']);
+      client.send({ node: testNode('a'), typeUrl: TypeUrl.Cluster });
+      expect(names(await client.next())).toEqual(['b']);
+    } finally {
+      raw.close();
+    }
   });
 
   it('refuses a stream whose first request has no usable node', async () => {
