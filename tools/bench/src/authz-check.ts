@@ -85,7 +85,9 @@ const args = parseBenchArgs(
     'trace-gc': {
       type: 'boolean',
       default: false,
-      help: "Count each server's scavenges and mark-compacts per round (node --trace-gc in the servers).",
+      help:
+        "Count each server's scavenges and mark-compacts per round (node --trace-gc in the servers), and report each isolate's " +
+        'live heap after its mark-compacts (authz has two: its main thread and its Check worker).',
     },
     'alloc-profile': {
       type: 'boolean',
@@ -315,6 +317,10 @@ interface Started {
   ports: { grpcPort: number; httpPort?: number; floorHitPort?: number; floorDenyPort?: number };
   /** Counted from the server's --trace-gc output (--trace-gc). */
   gc: { scavenges: number; markCompacts: number };
+  /** Per isolate (--trace-gc's `[pid:isolate]`): its scavenges, and its heap in MB after each mark-compact. */
+  isolates: Map<string, { scavenges: number; liveAfterMarkCompactMb: number[] }>;
+  /** The process's resident set right after it was ready, before any Check, in bytes. */
+  idleRss: number;
   /** Resolves with the next `ALLOCATED` report (--alloc-profile). */
   nextAllocated: () => Promise<number>;
 }
@@ -337,6 +343,13 @@ function startRole(role: string, name: string = role, extra: string[] = []): Pro
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const gc = { scavenges: 0, markCompacts: 0 };
+  const isolates: Started['isolates'] = new Map();
+  const isolateOf = (line: string) => {
+    const id = /^\[\d+:(0x[0-9a-f]+)\]/.exec(line)?.[1] ?? '?';
+    let isolate = isolates.get(id);
+    if (!isolate) isolates.set(id, (isolate = { scavenges: 0, liveAfterMarkCompactMb: [] }));
+    return isolate;
+  };
   const allocated: ((bytes: number) => void)[] = [];
   const nextAllocated = () => new Promise<number>((resolve) => allocated.push(resolve));
   return new Promise((resolve, reject) => {
@@ -346,10 +359,17 @@ function startRole(role: string, name: string = role, extra: string[] = []): Pro
       const lines = out.split('\n');
       out = lines.pop()!;
       for (const line of lines) {
-        if (line.startsWith('READY ')) resolve({ name, child, ports: JSON.parse(line.slice(6)), gc, nextAllocated });
+        if (line.startsWith('READY '))
+          resolve({ name, child, ports: JSON.parse(line.slice(6)), gc, isolates, idleRss: residentBytes(child.pid!).rss, nextAllocated });
         else if (line.startsWith('ALLOCATED ')) allocated.shift()?.(Number(line.slice(10)));
-        else if (line.includes(' ms: Scavenge')) gc.scavenges += 1;
-        else if (line.includes(' ms: Mark-Compact')) gc.markCompacts += 1;
+        else if (line.includes(' ms: Scavenge')) {
+          gc.scavenges += 1;
+          isolateOf(line).scavenges += 1;
+        } else if (line.includes(' ms: Mark-Compact')) {
+          gc.markCompacts += 1;
+          const after = /Mark-Compact [\d.]+ \([\d.]+\) -> ([\d.]+) \(/.exec(line);
+          if (after) isolateOf(line).liveAfterMarkCompactMb.push(Number(after[1]));
+        }
       }
     });
     child.once('exit', (code) => reject(new Error(`${name} server exited with ${code} before it was ready`)));
@@ -375,6 +395,33 @@ interface LoadResult {
   /** The server's GCs over the load (--trace-gc; zero without it). */
   scavenges: number;
   markCompacts: number;
+}
+
+/** A process's resident set now and at its peak (VmRSS, VmHWM of Linux's /proc/<pid>/status), in bytes. */
+function residentBytes(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024;
+  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
+}
+
+/**
+ * What each server holds: its resident set idle (ready, before any Check), after the rounds and at its peak,
+ * and with --trace-gc each isolate's heap after its mark-compacts (the live heap; the isolate with the most
+ * scavenges over the run is the one that served the Checks: authz's Check worker, unless --check-worker false).
+ */
+function reportFootprint(servers: Started[]): void {
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+  for (const server of servers) {
+    const { rss, peak } = residentBytes(server.child.pid!);
+    console.log(`${server.name}: RSS idle ${mib(server.idleRss)} MiB, after the rounds ${mib(rss)} MiB, peak ${mib(peak)} MiB`);
+    const isolates = [...server.isolates.entries()].sort((a, b) => b[1].scavenges - a[1].scavenges);
+    isolates.forEach(([id, isolate], i) => {
+      const live = isolate.liveAfterMarkCompactMb;
+      const which = isolates.length > 1 && i === 0 ? ' (served the Checks: most scavenges)' : '';
+      const range = live.length > 0 ? `median ${median(live).toFixed(1)} MB (min ${Math.min(...live)}, max ${Math.max(...live)})` : 'none';
+      console.log(`  isolate ${id}${which}: ${isolate.scavenges} scavenges, ${live.length} mark-compacts, heap after them ${range}`);
+    });
+  }
 }
 
 /** utime + stime of a process, in seconds (Linux /proc; USER_HZ is 100 on every mainstream kernel). */
@@ -679,6 +726,8 @@ async function orchestrate(): Promise<void> {
     console.log('| --- | --- | --- | --- |');
     console.log(`| echo (floor) | ${echoMiss.rps.toFixed(0)} | ${echoMiss.p50.toFixed(2)} ms | ${echoMiss.p99.toFixed(2)} ms |`);
     console.log(`| authz, miss | ${authzMiss.rps.toFixed(0)} | ${authzMiss.p50.toFixed(2)} ms | ${authzMiss.p99.toFixed(2)} ms |`);
+    console.log('');
+    reportFootprint(servers);
   } finally {
     await Promise.all(servers.map(stopRole));
     rmSync(dir, { recursive: true, force: true });
