@@ -11,13 +11,8 @@ export {
   type GrpcConnectionLimits,
   type HostResolver,
 } from './grpc-server';
-export {
-  DEFAULT_GRPC_TLS_LIMITS,
-  DEFAULT_HTTP2_PREFACE_TIMEOUT_MS,
-  grpcTlsLimitsFrom,
-  grpcTlsLimitsFromEnv,
-  type GrpcTlsLimits,
-} from './tls-limits';
+export { DEFAULT_GRPC_TLS_LIMITS, DEFAULT_HTTP2_PREFACE_TIMEOUT_MS, grpcTlsLimitsFrom, type GrpcTlsLimits } from './tls-limits';
+export { grpcTlsLimitsFromEnv } from './tls-limits-env';
 export { http2PrefaceProgress, type Http2PrefaceProgress } from './http2-preface';
 export { requestIdInterceptor } from './request-id-interceptor';
 export {
