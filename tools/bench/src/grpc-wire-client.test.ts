@@ -1,5 +1,10 @@
-// The simulated Envoys' gRPC message framing (grpc-wire-client.ts): messages cut out of DATA chunks however they split.
-import { MessageReader } from './grpc-wire-client';
+// The simulated Envoys' gRPC client (grpc-wire-client.ts): messages cut out of DATA chunks however they split, and
+// which ends of a stream count as its connection going away (a reconnect), against a real node:http2 server.
+import { once } from 'node:events';
+import { constants as h2, createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { status } from '@grpc/grpc-js';
+import { connectionWentAway, GrpcConnection, MessageReader, type StreamEnd } from './grpc-wire-client';
 
 const framed = (body: string): Buffer => {
   const message = Buffer.from(body);
@@ -35,5 +40,85 @@ describe('MessageReader', () => {
     const compressed = framed('z');
     compressed[0] = 1;
     expect(() => readAll([compressed])).toThrow(/compressed/);
+  });
+});
+
+describe('connectionWentAway, on how a real node:http2 server ended the stream', () => {
+  let server: Http2Server;
+  let port: number;
+  let opened: (stream: ServerHttp2Stream) => void = () => undefined;
+  beforeAll(async () => {
+    server = createServer();
+    // The server's own side of a reset or of a faulty close is not what these tests look at.
+    server.on('session', (session) => session.on('error', () => undefined));
+    server.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      opened(stream);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    server.close();
+    await once(server, 'close');
+  });
+
+  /** Opens a stream on a new connection, lets the server end it with `end`, and returns how the client saw it end. */
+  async function endedBy(end: (stream: ServerHttp2Stream, session: ServerHttp2Session) => void): Promise<StreamEnd> {
+    const connection = new GrpcConnection(`127.0.0.1:${port}`, 0);
+    const atServer = new Promise<ServerHttp2Stream>((resolve) => (opened = resolve));
+    const ended = new Promise<StreamEnd>((resolve) => connection.open('/test.Service/Stream', () => undefined, resolve));
+    const stream = await atServer;
+    const session = stream.session as ServerHttp2Session;
+    end(stream, session);
+    try {
+      return await ended;
+    } finally {
+      connection.close();
+      session.destroy();
+    }
+  }
+  const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
+  const withStatus = (code: number) => (stream: ServerHttp2Stream) =>
+    stream.respond(
+      { ...GRPC_HEADERS, 'grpc-status': String(code), 'grpc-message': 'max%20connection%20age%20reached' },
+      { endStream: true },
+    );
+  const reset = (code: number) => (stream: ServerHttp2Stream) => {
+    stream.respond(GRPC_HEADERS);
+    stream.close(code);
+  };
+  const cut = (goawayFirst: boolean, error?: Error) => (stream: ServerHttp2Stream, session: ServerHttp2Session) => {
+    stream.respond(GRPC_HEADERS);
+    if (goawayFirst) session.goaway(h2.NGHTTP2_NO_ERROR, 2 ** 31 - 1, Buffer.from('max_age'));
+    session.destroy(error);
+  };
+
+  it("is true for UNAVAILABLE, which the control plane ends its streams with at a connection's max age", async () => {
+    const end = await endedBy(withStatus(status.UNAVAILABLE));
+    expect(end).toEqual({ status: status.UNAVAILABLE, details: 'max connection age reached' });
+    expect(connectionWentAway(end)).toBe(true);
+  });
+
+  it('is true for a stream cut with its connection, closed cleanly, with or without a GOAWAY first (the grace)', async () => {
+    for (const end of [await endedBy(cut(false)), await endedBy(cut(true))]) {
+      expect(end).toMatchObject({ status: undefined, connectionGone: true });
+      expect(connectionWentAway(end)).toBe(true);
+    }
+  });
+
+  it('is false for any other status, for a reset of the stream alone, and for a connection closed with an error', async () => {
+    const others = {
+      INTERNAL: await endedBy(withStatus(status.INTERNAL)),
+      RESOURCE_EXHAUSTED: await endedBy(withStatus(status.RESOURCE_EXHAUSTED)),
+      'RST_STREAM NO_ERROR': await endedBy(reset(h2.NGHTTP2_NO_ERROR)),
+      'RST_STREAM REFUSED_STREAM': await endedBy(reset(h2.NGHTTP2_REFUSED_STREAM)),
+      'RST_STREAM CANCEL': await endedBy(reset(h2.NGHTTP2_CANCEL)),
+      'connection closed with an error': await endedBy(cut(false, new Error('a fault'))),
+    };
+    expect(others['RST_STREAM CANCEL']).toMatchObject({ rstCode: h2.NGHTTP2_CANCEL, connectionGone: false });
+    expect(others['connection closed with an error']).toMatchObject({ connectionGone: true, error: { code: 'ERR_HTTP2_SESSION_ERROR' } });
+    expect(Object.entries(others).filter(([, end]) => connectionWentAway(end))).toEqual([]);
   });
 });

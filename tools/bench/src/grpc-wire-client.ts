@@ -4,12 +4,26 @@
 // CPU per response than the servers it measures spent. What it keeps of gRPC: the request headers, the 5-byte
 // length prefix of each message (uncompressed), the status from the trailers, and Envoy's flow-control windows.
 import { connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { status } from '@grpc/grpc-js';
 
 /**
  * How a stream ended: with a gRPC status (trailers, or a trailers-only response), or without one: reset by the server
- * (its RST_STREAM code) or cut with its connection (CANCEL, as node:http2 reports a stream of a closed session).
+ * (its RST_STREAM code), or cut with its connection (`connectionGone`; node:http2 then reports CANCEL).
  */
-export type StreamEnd = { status: number; details: string } | { status: undefined; rstCode: number; error?: Error };
+export type StreamEnd =
+  { status: number; details: string } | { status: undefined; rstCode: number; connectionGone: boolean; error?: Error };
+
+/**
+ * The stream ended because its connection went away, as a client should reconnect after: UNAVAILABLE (what the
+ * control plane ends its ADS streams with at a connection's max age, and at shutdown), or cut without a status
+ * with its connection, closed cleanly (what the age's grace still finds running; grpc-js's max-age backstop).
+ * Anything else is the server's answer or a fault: another status, a reset of the stream alone (RST_STREAM
+ * NO_ERROR, REFUSED_STREAM, CANCEL: a server must end a gRPC stream with a status, and nothing in the control
+ * plane's path refuses one), or a connection closed with an error.
+ */
+export function connectionWentAway(end: StreamEnd): boolean {
+  return end.status === undefined ? end.connectionGone && end.error === undefined : end.status === status.UNAVAILABLE;
+}
 
 export interface GrpcStream {
   /** Writes one gRPC message, its 5-byte prefix included (xds-wire.ts writes requests that way). */
@@ -34,13 +48,15 @@ export class GrpcConnection {
       [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
       [h2.HTTP2_HEADER_TE]: 'trailers',
     };
+    let session = this.current();
     let stream: ClientHttp2Stream;
     try {
-      stream = this.current().request(headers);
+      stream = session.request(headers);
     } catch {
       // The connection went away before its GOAWAY or close event was handled: a new one.
       this.session = undefined;
-      stream = this.current().request(headers);
+      session = this.current();
+      stream = session.request(headers);
     }
     const reader = new MessageReader(onMessage);
     let end: StreamEnd | undefined;
@@ -62,7 +78,15 @@ export class GrpcConnection {
     let error: Error | undefined;
     stream.on('error', (err: Error) => (error = err));
     stream.on('close', () =>
-      onEnd(end ?? { status: undefined, rstCode: stream.rstCode ?? h2.NGHTTP2_CANCEL, ...(error ? { error } : {}) }),
+      onEnd(
+        end ?? {
+          status: undefined,
+          rstCode: stream.rstCode ?? h2.NGHTTP2_CANCEL,
+          // A session destroyed under its streams closes them first, with `destroyed` already set.
+          connectionGone: session.destroyed,
+          ...(error ? { error } : {}),
+        },
+      ),
     );
     return {
       write: (message) => {

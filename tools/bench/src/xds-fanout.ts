@@ -15,12 +15,11 @@
 //                    thousands of Envoys, so its cost per response is kept low
 // Times cross processes as performance.timeOrigin + performance.now() (wall-clock based, sub-ms).
 import { fork, type ChildProcess } from 'node:child_process';
-import { constants as http2Constants } from 'node:http2';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
@@ -34,7 +33,7 @@ import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, type XdsCallbacks } from '../../../apps/control-plane/src/xds';
 import { parseBenchArgs } from './bench-cli';
 import { BenchMesh, hubSpec } from './bench-mesh';
-import { GrpcConnection, type GrpcStream, type StreamEnd } from './grpc-wire-client';
+import { connectionWentAway, GrpcConnection, type GrpcStream, type StreamEnd } from './grpc-wire-client';
 import { DeltaResponse, deltaDiscoveryRequestMessage, discoveryRequestMessage, SotwResponse } from './xds-wire';
 
 const args = parseBenchArgs(
@@ -568,21 +567,10 @@ const FOLLOWS = new Map<string, string>([
 const RETRY_INITIAL_DELAY_MS = 500;
 const RETRY_MAX_DELAY_MS = 30_000;
 
-/**
- * A stream ended by its connection going away rather than by the server's answer: UNAVAILABLE (what the control
- * plane ends its streams with at a connection's max age), or no status at all: the stream reset with NO_ERROR,
- * REFUSED_STREAM or CANCEL, or cut with its connection (the cut of a connection the server sent GOAWAY, once the
- * grace is over).
- */
-function connectionWentAway(end: StreamEnd): boolean {
-  if (end.status !== undefined) return end.status === GrpcStatus.UNAVAILABLE;
-  return [http2Constants.NGHTTP2_NO_ERROR, http2Constants.NGHTTP2_REFUSED_STREAM, http2Constants.NGHTTP2_CANCEL].includes(end.rstCode);
-}
-
 const describeEnd = (end: StreamEnd): string =>
   end.status !== undefined
     ? `gRPC status ${end.status} ${end.details}`
-    : `reset with HTTP/2 code ${end.rstCode}${end.error ? ` (${end.error.message})` : ''}`;
+    : `${end.connectionGone ? 'cut with its connection' : 'reset'}, HTTP/2 code ${end.rstCode}${end.error ? ` (${end.error.message})` : ''}`;
 
 /**
  * Keeps a proxy's xDS stream open as Envoy does: a stream whose connection went away (the server's GOAWAY at
