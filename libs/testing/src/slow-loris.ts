@@ -35,7 +35,7 @@ export async function startSlowLoris(opts: SlowLorisOptions): Promise<SlowLoris>
   const interval = opts.intervalMs ?? 500;
   const sockets = new Set<Socket>();
   const replies: string[] = [];
-  let closedWaiters: (() => void)[] = [];
+  const closedWaiters: (() => void)[] = [];
   const path = opts.path ?? '/healthz';
   const start =
     opts.mode === 'headers'
@@ -92,7 +92,7 @@ export async function startSlowLoris(opts: SlowLorisOptions): Promise<SlowLoris>
     },
     stop() {
       for (const socket of sockets) socket.destroy();
-      closedWaiters = [];
+      // Their close events settle any allClosed() wait (and clear its timer).
     },
   };
 }

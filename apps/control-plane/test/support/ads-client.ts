@@ -62,9 +62,11 @@ export function envoyNode(
 
 export class AdsTestClient<P extends Protocol> {
   private readonly responses: Res<P>[] = [];
-  private waiters: ((r: Res<P>) => void)[] = [];
+  // Each wait holds its deadline timer so that whatever settles it (a response, the stream's end, close()) also
+  // clears the timer: a 30 s timer left behind keeps jest from exiting after the run.
+  private waiters: Wait<Res<P>>[] = [];
   private ended: ServiceError | undefined;
-  private endWaiters: ((e: ServiceError) => void)[] = [];
+  private endWaiters: Wait<ServiceError>[] = [];
 
   private constructor(
     private readonly client: AggregatedDiscoveryServiceClient,
@@ -73,12 +75,22 @@ export class AdsTestClient<P extends Protocol> {
   ) {
     call.on('data', (response: Res<P>) => {
       const waiter = this.waiters.shift();
-      if (waiter) waiter(response);
-      else this.responses.push(response);
+      if (waiter) {
+        clearTimeout(waiter.timer);
+        waiter.resolve(response);
+      } else this.responses.push(response);
     });
     call.on('error', (err: ServiceError) => {
       this.ended = err;
-      for (const w of this.endWaiters.splice(0)) w(err);
+      for (const w of this.endWaiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.resolve(err);
+      }
+      // No response comes after the stream's end: a pending next() fails now rather than at its deadline.
+      for (const w of this.waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(streamEnded(err));
+      }
     });
   }
 
@@ -123,14 +135,15 @@ export class AdsTestClient<P extends Protocol> {
   next(timeoutMs = 30_000): Promise<Res<P>> {
     const queued = this.responses.shift();
     if (queued) return Promise.resolve(queued);
+    if (this.ended) return Promise.reject(streamEnded(this.ended));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`no response within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const waiter = (r: Res<P>): void => {
-        clearTimeout(timer);
-        resolve(r);
+      const waiter: Wait<Res<P>> = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          reject(new Error(`no response within ${timeoutMs} ms`));
+        }, timeoutMs),
       };
       this.waiters.push(waiter);
     });
@@ -146,16 +159,35 @@ export class AdsTestClient<P extends Protocol> {
   closedWith(timeoutMs = 30_000): Promise<{ code: GrpcStatus; details: string }> {
     if (this.ended) return Promise.resolve(this.ended);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('stream still open')), timeoutMs);
-      this.endWaiters.push((e) => {
-        clearTimeout(timer);
-        resolve(e);
-      });
+      const waiter: Wait<ServiceError> = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.endWaiters = this.endWaiters.filter((w) => w !== waiter);
+          reject(new Error(`stream still open after ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.endWaiters.push(waiter);
     });
   }
 
+  /**
+   * Cancels the stream. A wait still pending (the loser of a race between next() and closedWith()) is dropped
+   * unsettled, its timer cleared: the test has moved on, and a rejection nobody awaits would fail the suite.
+   */
   close(): void {
+    for (const w of [...this.waiters.splice(0), ...this.endWaiters.splice(0)]) clearTimeout(w.timer);
     this.call.cancel();
     this.client.close();
   }
+}
+
+interface Wait<T> {
+  resolve(value: T): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+function streamEnded(status: ServiceError): Error {
+  return new Error(`stream ended (${status.code} ${status.details}) before a response`);
 }
