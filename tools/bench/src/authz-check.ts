@@ -318,7 +318,7 @@ interface Started {
   /** Counted from the server's --trace-gc output (--trace-gc). */
   gc: { scavenges: number; markCompacts: number };
   /** Per isolate (--trace-gc's `[pid:isolate]`): its scavenges, and its heap in MB after each mark-compact. */
-  isolates: Map<string, { scavenges: number; liveAfterMarkCompactMb: number[] }>;
+  isolates: Map<string, { scavenges: number; scavengeMs: number; liveAfterMarkCompactMb: number[]; markCompactMs: number }>;
   /** The process's resident set right after it was ready, before any Check, in bytes. */
   idleRss: number;
   /** Resolves with the next `ALLOCATED` report (--alloc-profile). */
@@ -347,7 +347,7 @@ function startRole(role: string, name: string = role, extra: string[] = []): Pro
   const isolateOf = (line: string) => {
     const id = /^\[\d+:(0x[0-9a-f]+)\]/.exec(line)?.[1] ?? '?';
     let isolate = isolates.get(id);
-    if (!isolate) isolates.set(id, (isolate = { scavenges: 0, liveAfterMarkCompactMb: [] }));
+    if (!isolate) isolates.set(id, (isolate = { scavenges: 0, scavengeMs: 0, liveAfterMarkCompactMb: [], markCompactMs: 0 }));
     return isolate;
   };
   const allocated: ((bytes: number) => void)[] = [];
@@ -364,11 +364,15 @@ function startRole(role: string, name: string = role, extra: string[] = []): Pro
         else if (line.startsWith('ALLOCATED ')) allocated.shift()?.(Number(line.slice(10)));
         else if (line.includes(' ms: Scavenge')) {
           gc.scavenges += 1;
-          isolateOf(line).scavenges += 1;
+          const isolate = isolateOf(line);
+          isolate.scavenges += 1;
+          isolate.scavengeMs += pauseMs(line);
         } else if (line.includes(' ms: Mark-Compact')) {
           gc.markCompacts += 1;
+          const isolate = isolateOf(line);
           const after = /Mark-Compact [\d.]+ \([\d.]+\) -> ([\d.]+) \(/.exec(line);
-          if (after) isolateOf(line).liveAfterMarkCompactMb.push(Number(after[1]));
+          if (after) isolate.liveAfterMarkCompactMb.push(Number(after[1]));
+          isolate.markCompactMs += pauseMs(line);
         }
       }
     });
@@ -397,6 +401,13 @@ interface LoadResult {
   markCompacts: number;
 }
 
+/**
+ * The thread's time in one GC from its --trace-gc line: the pause (`…MB, 12.34 / 0.00 ms`) and, for a
+ * mark-compact, its incremental marking steps before it (`(+ 15.2 ms in 33 steps since start of marking…`).
+ */
+const pauseMs = (line: string): number =>
+  Number(/MB, ([\d.]+) \/ [\d.]+ ms/.exec(line)?.[1] ?? 0) + Number(/\(\+ ([\d.]+) ms in \d+ steps/.exec(line)?.[1] ?? 0);
+
 /** A process's resident set now and at its peak (VmRSS, VmHWM of Linux's /proc/<pid>/status), in bytes. */
 function residentBytes(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -419,7 +430,10 @@ function reportFootprint(servers: Started[]): void {
       const live = isolate.liveAfterMarkCompactMb;
       const which = isolates.length > 1 && i === 0 ? ' (served the Checks: most scavenges)' : '';
       const range = live.length > 0 ? `median ${median(live).toFixed(1)} MB (min ${Math.min(...live)}, max ${Math.max(...live)})` : 'none';
-      console.log(`  isolate ${id}${which}: ${isolate.scavenges} scavenges, ${live.length} mark-compacts, heap after them ${range}`);
+      console.log(
+        `  isolate ${id}${which}: ${isolate.scavenges} scavenges (${isolate.scavengeMs.toFixed(0)} ms), ` +
+          `${live.length} mark-compacts (${isolate.markCompactMs.toFixed(0)} ms), heap after them ${range}`,
+      );
     });
   }
 }
