@@ -31,8 +31,8 @@ export interface AppOptions {
   logger: Logger;
   readsRequireAuth?: boolean;
   maxBodyBytes?: number;
-  /** Signs CSRF tokens; a random one is made when absent (fine for one replica). */
-  csrfSecret?: string;
+  /** Signs CSRF tokens (a fixed one, or one followed from a file); a random one is made when absent (fine for one replica). */
+  csrfSecret?: string | { readonly current: string };
   /** The UI is reached over HTTPS: Secure cookies, HSTS, upgrade-insecure-requests. */
   secureCookies?: boolean;
 }
@@ -41,7 +41,7 @@ export function createApp(options: AppOptions): express.Express {
   const { authenticator, health, metricsRegistry, metrics, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
   const catalog = new ServiceCatalog(instrumentStore(options.store, metrics), options.view, metrics, logger);
-  const sessions = new UiSessions(options.csrfSecret ? Buffer.from(options.csrfSecret) : randomBytes(32), options.secureCookies ?? false);
+  const sessions = new UiSessions(csrfSecretSource(options.csrfSecret), options.secureCookies ?? false);
   const openApiDocument = buildOpenApiDocument();
 
   const app = express();
@@ -90,4 +90,16 @@ export function createApp(options: AppOptions): express.Express {
   app.use(notFoundHandler);
   app.use(problemErrorHandler(logger));
   return app;
+}
+
+function csrfSecretSource(secret: AppOptions['csrfSecret']): () => Buffer {
+  if (secret === undefined || secret === '') {
+    const random = randomBytes(32);
+    return () => random;
+  }
+  if (typeof secret === 'string') {
+    const fixed = Buffer.from(secret);
+    return () => fixed;
+  }
+  return () => Buffer.from(secret.current);
 }

@@ -29,7 +29,8 @@ export type AuthFailureReason = 'missing' | 'invalid' | 'expired' | 'no-team' | 
 export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: AuthFailureReason; detail: string };
 
 export interface AuthenticatorOptions {
-  adminToken?: string;
+  /** A fixed token, or one followed from a file (TRELLIS_ADMIN_TOKEN_FILE): asked on every request. */
+  adminToken?: string | { readonly current: string };
   /** Key source for team JWTs; absent means team tokens are not accepted. */
   jwks?: JWTVerifyGetKey;
   issuer?: string;
@@ -65,7 +66,8 @@ interface VerifiedTeamToken {
 }
 
 export class Authenticator {
-  private readonly adminDigest?: Buffer;
+  /** The admin token's digest, made again when a reloaded token differs from the one it was made of. */
+  private admin?: { token: string; digest: Buffer };
   /** The team JWKS, refusing weak keys (RSA e != 65537 or < 2048 bits, odd EC curves). */
   private readonly teamKeys?: JWTVerifyGetKey;
   /** Team tokens verified before, by the exact token string, oldest first. */
@@ -74,7 +76,6 @@ export class Authenticator {
   private readonly now: () => number;
 
   constructor(private readonly options: AuthenticatorOptions) {
-    if (options.adminToken) this.adminDigest = secretDigest(options.adminToken);
     if (options.jwks) this.teamKeys = rejectingWeakKeys(options.jwks) as JWTVerifyGetKey;
     this.verifiedTokensMax = options.verifiedTokens ?? DEFAULT_VERIFIED_TEAM_TOKENS;
     this.now = options.now ?? Date.now;
@@ -89,9 +90,11 @@ export class Authenticator {
       TRELLIS_AUTH_MAX_TOKEN_LIFETIME_SECONDS?: number;
     },
     serviceCredentials?: Pick<ServiceCredentials, 'authenticate'>,
+    /** TRELLIS_ADMIN_TOKEN_FILE, followed: in place of TRELLIS_ADMIN_TOKEN. */
+    adminTokenFile?: { readonly current: string },
   ): Authenticator {
     return new Authenticator({
-      adminToken: config.TRELLIS_ADMIN_TOKEN,
+      adminToken: adminTokenFile ?? config.TRELLIS_ADMIN_TOKEN,
       jwks: config.TRELLIS_AUTH_JWKS_URL ? createRemoteJWKSet(new URL(config.TRELLIS_AUTH_JWKS_URL)) : undefined,
       issuer: config.TRELLIS_AUTH_ISSUER,
       audience: config.TRELLIS_AUTH_AUDIENCE,
@@ -101,7 +104,7 @@ export class Authenticator {
   }
 
   get acceptsAnyToken(): boolean {
-    return this.adminDigest !== undefined || this.options.jwks !== undefined;
+    return this.options.adminToken !== undefined || this.options.jwks !== undefined;
   }
 
   /**
@@ -124,9 +127,10 @@ export class Authenticator {
   async verify(token: string | undefined): Promise<AuthResult> {
     if (!token) return { ok: false, reason: 'missing', detail: 'a bearer token is required' };
     // Compare digests so the comparison takes the same time whatever the token length.
-    if (this.adminDigest && matchesSecretDigest(token, this.adminDigest)) return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
+    const adminDigest = this.adminDigest();
+    if (adminDigest && matchesSecretDigest(token, adminDigest)) return { ok: true, principal: { kind: 'admin', actor: 'admin' } };
     if (!this.teamKeys) {
-      return this.adminDigest
+      return adminDigest
         ? { ok: false, reason: 'invalid', detail: 'the token is not valid' }
         : { ok: false, reason: 'unconfigured', detail: 'no admin token or JWKS is configured, so the registry accepts no writes' };
     }
@@ -178,6 +182,14 @@ export class Authenticator {
    * So a key withdrawn from the JWKS refuses its tokens exactly when it would without this
    * memory; refusals are never remembered.
    */
+  private adminDigest(): Buffer | undefined {
+    const source = this.options.adminToken;
+    const token = typeof source === 'string' ? source : source?.current;
+    if (!token) return undefined;
+    if (this.admin?.token !== token) this.admin = { token, digest: secretDigest(token) };
+    return this.admin.digest;
+  }
+
   private async verifiedBefore(token: string, teamKeys: JWTVerifyGetKey): Promise<TeamPrincipal | undefined> {
     const entry = this.verifiedTeamTokens.get(token);
     if (!entry) return undefined;

@@ -9,6 +9,11 @@ export const registryEnvSchema = etcdEnvSchema.extend({
   TRELLIS_LOG_LEVEL: env.logLevel(),
   /** Bootstrap/automation token with every right; unset means no admin token is accepted. */
   TRELLIS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /**
+   * Instead of TRELLIS_ADMIN_TOKEN: a file holding it, read again on the TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS
+   * poll and on SIGHUP, so a rotation needs no restart. A broken or emptied file keeps the last good token.
+   */
+  TRELLIS_ADMIN_TOKEN_FILE: z.string().min(1).optional(),
   /** JWKS that verifies team tokens (JWTs carrying a `team` claim). Unset: only the admin token can write. */
   TRELLIS_AUTH_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   TRELLIS_AUTH_ISSUER: z.string().min(1).optional(),
@@ -28,6 +33,8 @@ export const registryEnvSchema = etcdEnvSchema.extend({
   TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS: env.int(5, 1, 3_600),
   /** Signs the web form's CSRF tokens; unset, a random per-process secret is used (forms break across replicas). */
   TRELLIS_CSRF_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** Instead of TRELLIS_CSRF_SECRET: a file holding it, followed as TRELLIS_ADMIN_TOKEN_FILE is. */
+  TRELLIS_CSRF_SECRET_FILE: z.string().min(1).optional(),
   TRELLIS_READS_REQUIRE_AUTH: env.bool(false),
   TRELLIS_MAX_BODY_BYTES: env.int(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Set when browsers reach the UI over HTTPS: Secure cookies, HSTS and upgrade-insecure-requests. */

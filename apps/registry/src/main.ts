@@ -13,8 +13,8 @@ else
     const logger = createLogger('registry', config.TRELLIS_LOG_LEVEL);
     const etcd = connectEtcd(etcdOptionsFromEnv(config));
     const registry = await startRegistry({ config, etcd, layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX), logger });
-    // SIGHUP (systemctl reload, or by hand after editing the file): read the service credentials now.
-    process.on('SIGHUP', () => void registry.reloadServiceCredentials());
+    // SIGHUP (systemctl reload, or by hand after editing a file): read the service credentials and secret files now.
+    process.on('SIGHUP', () => void registry.reloadFiles());
     installShutdown({
       logger,
       health: registry.health,

@@ -12,6 +12,7 @@ export interface RegistryMetrics {
   invalidRecords: Counter<'kind'>;
   leasePoolTakes: Counter<'result'>;
   serviceCredentialsReloads: Counter<'result'>;
+  secretFileReloads: Counter<'secret' | 'result'>;
 }
 
 /** What the metrics read from the in-memory view at scrape time. */
@@ -66,6 +67,12 @@ export function createRegistryMetrics(registry: Registry): RegistryMetrics {
     }),
     leasePoolTakes: leasePoolTakes(registry),
     serviceCredentialsReloads: serviceCredentialsReloads(registry),
+    secretFileReloads: new Counter({
+      name: 'trellis_registry_secret_file_reloads_total',
+      help: 'New contents of TRELLIS_ADMIN_TOKEN_FILE (admin_token) and TRELLIS_CSRF_SECRET_FILE (csrf_secret) read since start, by result: applied (ok), or refused keeping the last good secret (invalid).',
+      labelNames: ['secret', 'result'],
+      registers: [registry],
+    }),
   };
 }
 

@@ -33,6 +33,7 @@ import {
   type RegistryMetrics,
 } from './metrics';
 import { addEtcdReadiness } from './readiness';
+import { ReloadingSecretFile } from './secret-file';
 import { RegistryView } from './view';
 
 export type RegistryOptions = Pick<
@@ -40,11 +41,13 @@ export type RegistryOptions = Pick<
   | 'TRELLIS_HOST'
   | 'TRELLIS_HTTP_PORT'
   | 'TRELLIS_ADMIN_TOKEN'
+  | 'TRELLIS_ADMIN_TOKEN_FILE'
   | 'TRELLIS_AUTH_JWKS_URL'
   | 'TRELLIS_AUTH_ISSUER'
   | 'TRELLIS_AUTH_AUDIENCE'
   | 'TRELLIS_SERVICE_CREDENTIALS'
   | 'TRELLIS_CSRF_SECRET'
+  | 'TRELLIS_CSRF_SECRET_FILE'
   | 'TRELLIS_READS_REQUIRE_AUTH'
   | 'TRELLIS_MAX_BODY_BYTES'
   | 'TRELLIS_SECURE_COOKIES'
@@ -82,8 +85,8 @@ export interface RegistryService {
   view: RegistryView;
   /** Shutdown in order: close HTTP (in-flight requests finish), revoke pooled leases, close the view's watch. Not `etcd`. */
   shutdownSteps: ShutdownStep[];
-  /** Reads TRELLIS_SERVICE_CREDENTIALS again now (SIGHUP); nothing when it is unset. */
-  reloadServiceCredentials(): Promise<void>;
+  /** Reads TRELLIS_SERVICE_CREDENTIALS, TRELLIS_ADMIN_TOKEN_FILE and TRELLIS_CSRF_SECRET_FILE again now (SIGHUP); those set. */
+  reloadFiles(): Promise<void>;
   /** Readiness goes false, then the shutdown steps run once. */
   close(): Promise<void>;
 }
@@ -118,13 +121,17 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const reloadingCredentials = deps.serviceCredentials ? undefined : await loadServiceCredentials(config, metrics, logger);
   const serviceCredentials = deps.serviceCredentials ?? reloadingCredentials;
   if (serviceCredentials) registerServiceCredentialsGauge(metricsRegistry, serviceCredentials);
-  const authenticator = Authenticator.fromConfig(config, serviceCredentials);
+  const reloadSeconds = config.TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS ?? DEFAULT_SERVICE_CREDENTIALS_RELOAD_SECONDS;
+  const adminTokenFile = await loadSecretFile('admin token', 'TRELLIS_ADMIN_TOKEN', config, 16, reloadSeconds, metrics, logger);
+  const csrfSecretFile = await loadSecretFile('CSRF secret', 'TRELLIS_CSRF_SECRET', config, 32, reloadSeconds, metrics, logger);
+  const secretFiles = [adminTokenFile, csrfSecretFile].filter((file) => file !== undefined);
+  const authenticator = Authenticator.fromConfig(config, serviceCredentials, adminTokenFile);
   if (!authenticator.acceptsAnyToken)
-    logger.warn('neither TRELLIS_ADMIN_TOKEN nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
+    logger.warn('neither TRELLIS_ADMIN_TOKEN(_FILE) nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
   if (config.TRELLIS_AUTH_JWKS_URL && !config.TRELLIS_AUTH_ISSUER)
     logger.warn('TRELLIS_AUTH_ISSUER is not set: team tokens from any issuer the JWKS verifies are accepted');
-  if (!config.TRELLIS_CSRF_SECRET)
-    logger.warn('TRELLIS_CSRF_SECRET is not set: using a per-process secret, so web forms fail across replicas and restarts');
+  if (!config.TRELLIS_CSRF_SECRET && !csrfSecretFile)
+    logger.warn('TRELLIS_CSRF_SECRET(_FILE) is not set: using a per-process secret, so web forms fail across replicas and restarts');
 
   const app = createApp({
     store,
@@ -136,7 +143,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     logger,
     readsRequireAuth: config.TRELLIS_READS_REQUIRE_AUTH,
     maxBodyBytes: config.TRELLIS_MAX_BODY_BYTES,
-    csrfSecret: config.TRELLIS_CSRF_SECRET,
+    csrfSecret: csrfSecretFile ?? config.TRELLIS_CSRF_SECRET,
     secureCookies: config.TRELLIS_SECURE_COOKIES,
   });
   const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
@@ -151,6 +158,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     { name: 'revoke pooled leases', run: () => leasePool.close() },
     { name: 'close the mesh view', run: () => view.close() },
     { name: 'stop reloading service credentials', run: async () => reloadingCredentials?.close() },
+    { name: 'stop reloading secret files', run: async () => secretFiles.forEach((file) => file.close()) },
   ];
   return {
     httpPort: http.port,
@@ -159,7 +167,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     store,
     view,
     shutdownSteps,
-    reloadServiceCredentials: async () => void (await reloadingCredentials?.reload()),
+    reloadFiles: async () => void (await Promise.all([reloadingCredentials?.reload(), ...secretFiles.map((file) => file.reload())])),
     close: closeInOrder(health, shutdownSteps),
   };
 }
@@ -189,4 +197,38 @@ async function loadServiceCredentials(
   });
   logger.info({ path, credentials: credentials.size, reloadSeconds }, 'service credentials loaded');
   return credentials;
+}
+
+/**
+ * `<name>_FILE`, followed on the service credentials' poll and on SIGHUP, so that rotating the admin token or the
+ * CSRF secret is a file update. Setting both `<name>` and `<name>_FILE` is refused (which one rules would be a
+ * guess). A new content that is empty, short or unreadable keeps the last good secret (fail closed: never an
+ * empty token), logged and counted in trellis_registry_secret_file_reloads_total{result="invalid"}.
+ */
+async function loadSecretFile(
+  what: string,
+  name: 'TRELLIS_ADMIN_TOKEN' | 'TRELLIS_CSRF_SECRET',
+  config: Pick<RegistryOptions, 'TRELLIS_ADMIN_TOKEN' | 'TRELLIS_ADMIN_TOKEN_FILE' | 'TRELLIS_CSRF_SECRET' | 'TRELLIS_CSRF_SECRET_FILE'>,
+  minLength: number,
+  reloadSeconds: number,
+  metrics: RegistryMetrics,
+  logger: Logger,
+): Promise<ReloadingSecretFile | undefined> {
+  const path = config[`${name}_FILE`];
+  if (!path) return undefined;
+  if (config[name]) throw new ConfigError([`${name} and ${name}_FILE are both set: set one`]);
+  const secret = name === 'TRELLIS_ADMIN_TOKEN' ? 'admin_token' : 'csrf_secret';
+  const file = await ReloadingSecretFile.start(path, {
+    minLength,
+    pollMs: reloadSeconds * 1000,
+    onReload: (result, error) => {
+      metrics.secretFileReloads.inc({ secret, result });
+      if (result === 'ok') logger.info({ path }, `${what} reloaded`);
+      else logger.error({ path, reason: error?.message }, `${what} not reloaded: keeping the last good one`);
+    },
+  }).catch((err: Error) => {
+    throw new ConfigError([`${name}_FILE: ${err.message}`]);
+  });
+  logger.info({ path, reloadSeconds }, `${what} read from its file`);
+  return file;
 }

@@ -51,6 +51,8 @@ export interface TestRegistry {
   serveTeamKey(jwk: Record<string, unknown>): void;
   /** Every key under this suite's prefix with its value: "etcd unchanged" means this is equal before and after. */
   snapshot(): Promise<Record<string, string>>;
+  /** What SIGHUP does in production: reads the followed files now. */
+  reloadFiles(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -63,6 +65,10 @@ export async function startRegistry(
     /** TRELLIS_SERVICE_CREDENTIALS, read (and followed) as in production, in place of SERVICE_SECRETS. */
     serviceCredentialsPath?: string;
     serviceCredentialsReloadSeconds?: number;
+    /** TRELLIS_ADMIN_TOKEN_FILE in place of TRELLIS_ADMIN_TOKEN (followed on the same poll). */
+    adminTokenFile?: string;
+    /** TRELLIS_CSRF_SECRET_FILE in place of TRELLIS_CSRF_SECRET. */
+    csrfSecretFile?: string;
   } = {},
 ): Promise<TestRegistry> {
   const etcd = await startEtcd();
@@ -83,13 +89,15 @@ export async function startRegistry(
     config: {
       TRELLIS_HOST: '127.0.0.1',
       TRELLIS_HTTP_PORT: 0,
-      TRELLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      TRELLIS_ADMIN_TOKEN: opts.adminTokenFile ? undefined : ADMIN_TOKEN,
+      TRELLIS_ADMIN_TOKEN_FILE: opts.adminTokenFile,
       TRELLIS_AUTH_JWKS_URL: jwksUrl,
       TRELLIS_AUTH_ISSUER: ISSUER,
       TRELLIS_AUTH_AUDIENCE: AUDIENCE,
       TRELLIS_SERVICE_CREDENTIALS: opts.serviceCredentialsPath,
       TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS: opts.serviceCredentialsReloadSeconds,
-      TRELLIS_CSRF_SECRET: 'test-csrf-secret-0123456789abcdef0123456789',
+      TRELLIS_CSRF_SECRET: opts.csrfSecretFile ? undefined : 'test-csrf-secret-0123456789abcdef0123456789',
+      TRELLIS_CSRF_SECRET_FILE: opts.csrfSecretFile,
       TRELLIS_READS_REQUIRE_AUTH: opts.readsRequireAuth ?? false,
       TRELLIS_MAX_BODY_BYTES: opts.maxBodyBytes ?? 64 * 1024,
       TRELLIS_SECURE_COOKIES: false,
@@ -126,6 +134,7 @@ export async function startRegistry(
       const all = await client.getAll().prefix(etcd.prefix).strings();
       return all;
     },
+    reloadFiles: () => registry.reloadFiles(),
     async close() {
       await registry.close();
       await new Promise<void>((resolve) => jwksServer.close(() => resolve()));

@@ -18,7 +18,7 @@ describe('parseCookies', () => {
 });
 
 describe('UiSessions CSRF', () => {
-  const sessions = new UiSessions(Buffer.from('s'.repeat(32)), false);
+  const sessions = new UiSessions(() => Buffer.from('s'.repeat(32)), false);
 
   it('issues a nonce cookie and accepts the token signed for it', () => {
     const { cookies, res } = fakeResponse();

@@ -39,7 +39,8 @@ export function parseCookies(header: string | undefined): Map<string, string> {
 
 export class UiSessions {
   constructor(
-    private readonly csrfSecret: Buffer,
+    /** Asked per token: a secret reloaded from TRELLIS_CSRF_SECRET_FILE signs (and checks) from then on. */
+    private readonly csrfSecret: () => Buffer,
     private readonly secureCookies: boolean,
   ) {}
 
@@ -101,7 +102,7 @@ export class UiSessions {
     const bound = createHash('sha256')
       .update(session ?? '')
       .digest('base64url');
-    return createHmac('sha256', this.csrfSecret)
+    return createHmac('sha256', this.csrfSecret())
       .update(`${nonce}.${session === undefined ? '-' : bound}`)
       .digest('base64url');
   }
