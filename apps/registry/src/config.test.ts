@@ -26,4 +26,13 @@ describe('loadRegistryConfig', () => {
     expect(() => loadRegistryConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadRegistryConfig({ [name]: value })).toThrow(name);
   });
+
+  it.each([
+    ['TRELLIS_ADMIN_TOKEN', '0123456789abcdef'],
+    ['TRELLIS_CSRF_SECRET', '0123456789abcdef0123456789abcdef'],
+  ])('refuses %s set together with its _FILE form, naming both', (name, value) => {
+    const both = { [name]: value, [`${name}_FILE`]: '/etc/trellis/secret' };
+    expect(() => loadRegistryConfig(both)).toThrow(ConfigError);
+    expect(() => loadRegistryConfig(both)).toThrow(`${name} and ${name}_FILE are both set`);
+  });
 });

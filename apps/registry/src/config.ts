@@ -1,5 +1,5 @@
 // The registry's configuration: TRELLIS_* variables, validated at start.
-import { env, etcdEnvSchema, httpLimitsEnv, loadConfig } from '@trellis/runtime';
+import { ConfigError, env, etcdEnvSchema, httpLimitsEnv, loadConfig } from '@trellis/runtime';
 import { z } from 'zod';
 
 export const registryEnvSchema = etcdEnvSchema.extend({
@@ -44,5 +44,9 @@ export const registryEnvSchema = etcdEnvSchema.extend({
 export type RegistryEnv = z.infer<typeof registryEnvSchema>;
 
 export function loadRegistryConfig(source: NodeJS.ProcessEnv = process.env): RegistryEnv {
-  return loadConfig(registryEnvSchema, source);
+  const config = loadConfig(registryEnvSchema, source);
+  // Which of the two would rule is a guess: refuse it, naming both.
+  const both = (['TRELLIS_ADMIN_TOKEN', 'TRELLIS_CSRF_SECRET'] as const).filter((name) => config[name] && config[`${name}_FILE`]);
+  if (both.length > 0) throw new ConfigError(both.map((name) => `${name} and ${name}_FILE are both set: set one`));
+  return config;
 }

@@ -99,6 +99,16 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const { config, etcd, layout, logger } = deps;
   const metricsRegistry = createMetricsRegistry('registry');
   const metrics = createRegistryMetrics(metricsRegistry);
+  // The secret files first: one that does not load refuses the start before anything runs that would need stopping.
+  const reloadSeconds = config.TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS ?? DEFAULT_SERVICE_CREDENTIALS_RELOAD_SECONDS;
+  const adminTokenFile = await loadSecretFile('admin token', 'TRELLIS_ADMIN_TOKEN', config, 16, reloadSeconds, metrics, logger);
+  const csrfSecretFile = await loadSecretFile('CSRF secret', 'TRELLIS_CSRF_SECRET', config, 32, reloadSeconds, metrics, logger).catch(
+    (err: Error) => {
+      adminTokenFile?.close();
+      throw err;
+    },
+  );
+  const secretFiles = [adminTokenFile, csrfSecretFile].filter((file) => file !== undefined);
   // Ready while etcd answers and the view holds a snapshot: evaluated on each /readyz (no gRPC health to push to).
   const health = new Health();
   // The same watch the control plane and authz run; the view serves reads from it. The
@@ -121,10 +131,6 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const reloadingCredentials = deps.serviceCredentials ? undefined : await loadServiceCredentials(config, metrics, logger);
   const serviceCredentials = deps.serviceCredentials ?? reloadingCredentials;
   if (serviceCredentials) registerServiceCredentialsGauge(metricsRegistry, serviceCredentials);
-  const reloadSeconds = config.TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS ?? DEFAULT_SERVICE_CREDENTIALS_RELOAD_SECONDS;
-  const adminTokenFile = await loadSecretFile('admin token', 'TRELLIS_ADMIN_TOKEN', config, 16, reloadSeconds, metrics, logger);
-  const csrfSecretFile = await loadSecretFile('CSRF secret', 'TRELLIS_CSRF_SECRET', config, 32, reloadSeconds, metrics, logger);
-  const secretFiles = [adminTokenFile, csrfSecretFile].filter((file) => file !== undefined);
   const authenticator = Authenticator.fromConfig(config, serviceCredentials, adminTokenFile);
   if (!authenticator.acceptsAnyToken)
     logger.warn('neither TRELLIS_ADMIN_TOKEN(_FILE) nor TRELLIS_AUTH_JWKS_URL is set: every write will be refused');
