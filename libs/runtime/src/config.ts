@@ -1,7 +1,6 @@
 // Configuration comes from TRELLIS_* environment variables, validated with zod
 // at start. A bad value stops the process with a message naming the variable.
 import { z } from 'zod';
-import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS } from './grpc/connection-defaults';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -68,6 +67,11 @@ export const tlsLimitsEnv = {
   TRELLIS_HTTP2_PREFACE_TIMEOUT_MS: env.int(10_000, 1_000, 120_000),
   TRELLIS_TLS_MAX_PENDING_CONNECTIONS: env.int(1_000, 1, 1_000_000),
 };
+
+/** Five minutes: a silent client is let go soon, a client between bursts of calls rarely reconnects. */
+export const DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS = 300_000;
+/** As istiod's: time for a response in flight to arrive, short enough that the client soon moves. */
+export const DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS = 10_000;
 
 /** A limit in milliseconds that 0 turns off; otherwise at least a second (less would close connections between calls). */
 const limitMsOrOff = (defaultMs: number, maxMs: number) =>

@@ -1,8 +1,7 @@
 // The lifecycle kit every app shares. The gRPC half is `@trellis/runtime/grpc`, so an app
 // without gRPC (the registry) does not bundle grpc-js.
 export { ConfigError, env, etcdEnvSchema, grpcConnectionEnv, httpLimitsEnv, loadConfig, tlsLimitsEnv, type EtcdEnv } from './config';
-export { Health, type ReadinessCheck, type ReadinessListener } from './health';
-export { opsRouter, type MetricsSource } from './ops-router';
+export { Health, opsRouter, type MetricsSource, type ReadinessCheck, type ReadinessListener } from './health';
 export {
   closeHttpServer,
   closeSilentConnections,

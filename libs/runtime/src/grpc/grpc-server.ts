@@ -11,7 +11,7 @@ import {
 } from 'node:tls';
 import { experimental, ServerCredentials, type ChannelOptions, type Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS } from './connection-defaults';
+import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS } from '../config';
 import type { Health } from '../health';
 import { guardTlsServer, type TlsGuard, type TlsRefusal } from '../tls-guard';
 import { http2PrefaceProgress } from './http2-preface';

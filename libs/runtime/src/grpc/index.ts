@@ -11,8 +11,13 @@ export {
   type GrpcConnectionLimits,
   type HostResolver,
 } from './grpc-server';
-export { DEFAULT_GRPC_TLS_LIMITS, DEFAULT_HTTP2_PREFACE_TIMEOUT_MS, grpcTlsLimitsFrom, type GrpcTlsLimits } from './tls-limits';
-export { grpcTlsLimitsFromEnv } from './tls-limits-env';
+export {
+  DEFAULT_GRPC_TLS_LIMITS,
+  DEFAULT_HTTP2_PREFACE_TIMEOUT_MS,
+  grpcTlsLimitsFrom,
+  grpcTlsLimitsFromEnv,
+  type GrpcTlsLimits,
+} from './tls-limits';
 export { http2PrefaceProgress, type Http2PrefaceProgress } from './http2-preface';
 export { requestIdInterceptor } from './request-id-interceptor';
 export {
