@@ -135,6 +135,10 @@ const NOT_VALUES: Record<AppName, Record<string, string>> = {
     TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: 'no gRPC port',
     TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 'no gRPC port',
     TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 'no gRPC port',
+    // The chart passes both from its Secret's optional keys as TRELLIS_ADMIN_TOKEN / TRELLIS_CSRF_SECRET;
+    // mounting them as files would stop pods whose Secret lacks a key (docs/security.md, Rotation).
+    TRELLIS_ADMIN_TOKEN_FILE: 'the chart sets TRELLIS_ADMIN_TOKEN from its Secret; rotation is a rollout',
+    TRELLIS_CSRF_SECRET_FILE: 'the chart sets TRELLIS_CSRF_SECRET from its Secret; rotation is a rollout',
   },
   'control-plane': {},
   authz: {
