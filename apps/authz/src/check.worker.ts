@@ -9,12 +9,11 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { createLogger, Health } from '@trellis/runtime';
-import { pendingTlsConnections, stopGrpcServer } from '@trellis/runtime/grpc';
+import { pendingTlsConnections, stopGrpcServer, TlsMaterialProvider } from '@trellis/runtime/grpc';
 import { CheckService } from './check/check-service';
 import { MeshPolicy } from './check/mesh-policy';
 import { MainThreadCalls } from './check-worker/main-thread-calls';
 import type { CheckWorkerSettings, MainToWorker, WorkerToMain } from './check-worker/protocol';
-import { PushedTls } from './check-worker/pushed-tls';
 import { RegistryMirror } from './check-worker/registry-mirror';
 import { accessVerifierVia, inboundVerifierVia } from './check-worker/worker-calls';
 import { WorkerTokens } from './check-worker/worker-tokens';
@@ -37,7 +36,7 @@ async function runCheckWorker(port: MessagePort, settings: CheckWorkerSettings):
   let mainReady = false;
   const health = new Health();
   health.addCheck('authz', () => mainReady);
-  const tls = settings.tls ? new PushedTls(settings.tls) : undefined;
+  const tls = settings.tls ? new TlsMaterialProvider(settings.tls) : undefined;
 
   // Set once the gRPC server is up; a stop before that has nothing to drain.
   const serving: { stop?: (drainMs: number) => Promise<void> } = {};

@@ -21,11 +21,10 @@ export {
 export { http2PrefaceProgress, type Http2PrefaceProgress } from './http2-preface';
 export { requestIdInterceptor } from './request-id-interceptor';
 export {
-  caUpdateOf,
   checkTlsMaterial,
-  identityUpdateOf,
   ServingTls,
   tlsFilesSource,
+  TlsMaterialProvider,
   type ServingTlsOptions,
   type TlsFiles,
   type TlsMaterial,

@@ -77,58 +77,25 @@ export interface ServingTlsOptions {
 }
 
 /**
- * The current material, handed to grpc-js as a certificate provider (the identity and,
- * when the material has client roots, the roots) and to any other listener.
+ * TLS material as a grpc-js certificate provider: the identity and, when the material has
+ * client roots, the roots, handed to each listener when it registers and on every update().
+ * ServingTls feeds it from its source; authz's Check worker from the main thread's messages.
  */
-export class ServingTls implements experimental.CertificateProvider {
+export class TlsMaterialProvider implements experimental.CertificateProvider {
   private readonly caListeners = new Set<experimental.CaCertificateUpdateListener>();
   private readonly identityListeners = new Set<experimental.IdentityCertificateUpdateListener>();
-  private readonly changeListeners = new Set<(material: TlsMaterial) => void>();
-  private refreshing?: Promise<TlsRefreshResult>;
 
-  private constructor(
-    private current: TlsMaterial,
-    private readonly source: TlsMaterialSource,
-    private readonly options: ServingTlsOptions,
-  ) {}
-
-  /** Reads the source once; its errors throw (a server must not start without the TLS it was configured with). */
-  static async start(source: TlsMaterialSource, options: ServingTlsOptions): Promise<ServingTls> {
-    const material = await source.next(undefined);
-    checkTlsMaterial(material);
-    options.logger.info(
-      { source: source.describe, ...describe(material) },
-      material.clientCaPem === undefined ? `${options.name} serves TLS` : `${options.name} serves TLS and verifies client certificates`,
-    );
-    return new ServingTls(material, source, options);
-  }
+  constructor(private current: TlsMaterial) {}
 
   get material(): TlsMaterial {
     return this.current;
   }
 
-  /**
-   * grpc-js server credentials that follow this material (bindGrpcServer applies each change to its TLS listeners).
-   * Client certificates are asked for when the material has client roots, and required when `requireClientCertificate`.
-   */
-  serverCredentials(requireClientCertificate: boolean): ServerCredentials {
-    // grpc-js 1.14 declares the parameters as (ca, identity) but hands them to its constructor as (identity, ca):
-    // the first is the identity provider, the second (null: no client certificates asked for) the roots.
-    return experimental.createCertificateProviderServerCredentials(
-      this,
-      this.current.clientCaPem === undefined ? null : this,
-      requireClientCertificate,
-    );
-  }
-
-  /** Reads the source again (the poll, SIGHUP); keeps the current material when that fails. Concurrent calls share one read. */
-  refresh(): Promise<TlsRefreshResult> {
-    this.refreshing ??= this.readAgain().finally(() => (this.refreshing = undefined));
-    return this.refreshing;
-  }
-
-  onChange(listener: (material: TlsMaterial) => void): void {
-    this.changeListeners.add(listener);
+  /** New connections use `material`; established ones keep the handshake they made. */
+  update(material: TlsMaterial): void {
+    this.current = material;
+    for (const listener of this.caListeners) listener(caUpdateOf(material));
+    for (const listener of this.identityListeners) listener(identityUpdateOf(material));
   }
 
   addCaCertificateListener(listener: experimental.CaCertificateUpdateListener): void {
@@ -149,21 +116,71 @@ export class ServingTls implements experimental.CertificateProvider {
   removeIdentityCertificateListener(listener: experimental.IdentityCertificateUpdateListener): void {
     this.identityListeners.delete(listener);
   }
+}
+
+/**
+ * The current material from a source that refresh() reads again, handed to grpc-js as a
+ * certificate provider (TlsMaterialProvider) and to any other listener (onChange).
+ */
+export class ServingTls extends TlsMaterialProvider {
+  private readonly changeListeners = new Set<(material: TlsMaterial) => void>();
+  private refreshing?: Promise<TlsRefreshResult>;
+
+  private constructor(
+    material: TlsMaterial,
+    private readonly source: TlsMaterialSource,
+    private readonly options: ServingTlsOptions,
+  ) {
+    super(material);
+  }
+
+  /** Reads the source once; its errors throw (a server must not start without the TLS it was configured with). */
+  static async start(source: TlsMaterialSource, options: ServingTlsOptions): Promise<ServingTls> {
+    const material = await source.next(undefined);
+    checkTlsMaterial(material);
+    options.logger.info(
+      { source: source.describe, ...describe(material) },
+      material.clientCaPem === undefined ? `${options.name} serves TLS` : `${options.name} serves TLS and verifies client certificates`,
+    );
+    return new ServingTls(material, source, options);
+  }
+
+  /**
+   * grpc-js server credentials that follow this material (bindGrpcServer applies each change to its TLS listeners).
+   * Client certificates are asked for when the material has client roots, and required when `requireClientCertificate`.
+   */
+  serverCredentials(requireClientCertificate: boolean): ServerCredentials {
+    // grpc-js 1.14 declares the parameters as (ca, identity) but hands them to its constructor as (identity, ca):
+    // the first is the identity provider, the second (null: no client certificates asked for) the roots.
+    return experimental.createCertificateProviderServerCredentials(
+      this,
+      this.material.clientCaPem === undefined ? null : this,
+      requireClientCertificate,
+    );
+  }
+
+  /** Reads the source again (the poll, SIGHUP); keeps the current material when that fails. Concurrent calls share one read. */
+  refresh(): Promise<TlsRefreshResult> {
+    this.refreshing ??= this.readAgain().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  onChange(listener: (material: TlsMaterial) => void): void {
+    this.changeListeners.add(listener);
+  }
 
   private async readAgain(): Promise<TlsRefreshResult> {
     const { name, logger, onRefresh } = this.options;
     let result: TlsRefreshResult;
     try {
-      const next = await this.source.next(this.current);
-      if (next === this.current) {
+      const next = await this.source.next(this.material);
+      if (next === this.material) {
         result = 'unchanged';
       } else {
         checkTlsMaterial(next);
-        this.current = next;
         result = 'changed';
         logger.info(describe(next), `${name}: the serving certificate or client roots changed; new connections use them`);
-        for (const listener of this.caListeners) listener(caUpdateOf(next));
-        for (const listener of this.identityListeners) listener(identityUpdateOf(next));
+        this.update(next);
         for (const listener of this.changeListeners) listener(next);
       }
     } catch (err) {
