@@ -52,6 +52,8 @@ export interface AuthzDeps {
   logger: Logger;
   /** The caller owns the client and closes it after `close()`. */
   etcd: EtcdClient;
+  /** The client certificate (PEM) the etcd client presents, if any: exported as its expiry. */
+  etcdClientCert?: Buffer;
   /** Keys to sign with instead of reading them from the configured source (tests). */
   signingKeys?: () => Promise<SigningKey[]>;
   /** Overrides for the Cloudflare Access verifier (tests shorten the refetch cooldown). */
@@ -109,6 +111,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const clock = deps.clock ?? Date.now;
   const registry = createMetricsRegistry('authz');
   const metrics = new AuthzMetrics(registry);
+  if (deps.etcdClientCert) metrics.registerEtcdClientCertExpiry(deps.etcdClientCert);
   // Ready (and gRPC SERVING) with the registry snapshot loaded and a key that can sign; rechecked on each change of either.
   const health = new Health();
   // Each possible change of signer also goes to the Check worker, once it runs.

@@ -10,8 +10,9 @@ tuneV8ForChecks();
 runMain('authz', async () => {
   const config = loadAuthzConfig();
   const logger = createLogger('authz', config.TRELLIS_LOG_LEVEL);
-  const etcd = connectEtcd(etcdOptionsFromEnv(config));
-  const authz = await startAuthz({ config, logger, etcd });
+  const etcdOptions = etcdOptionsFromEnv(config);
+  const etcd = connectEtcd(etcdOptions);
+  const authz = await startAuthz({ config, logger, etcd, etcdClientCert: etcdOptions.tls?.cert });
   // SIGHUP (systemctl reload, or by hand after a rotation): read keys, CA, TLS and credentials now, not at the next poll.
   process.on('SIGHUP', () => void authz.reloadFiles());
   installShutdown({

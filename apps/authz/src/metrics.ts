@@ -1,6 +1,7 @@
 // Every metric authz exports, in one place. Labels are bounded enums: never a
 // service pair, node id or token subject.
 import type { CallDirection } from '@trellis/mesh-contracts';
+import { registerCertificateExpiryGauge } from '@trellis/runtime';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { DecisionReason } from './check/decision';
 import { TalliedHistogram } from './tallied-histogram';
@@ -207,6 +208,19 @@ export class AuthzMetrics {
         for (const [port, source] of tlsPending) this.set({ port }, source());
       },
     });
+  }
+
+  /** When the etcd client certificate expires; registered only where there is one (an unset gauge would read 0). */
+  registerEtcdClientCertExpiry(certPem: Buffer): void {
+    registerCertificateExpiryGauge(
+      this.registry,
+      {
+        name: 'trellis_authz_etcd_client_cert_expiry_timestamp_seconds',
+        help: 'When the client certificate this process presents to etcd (TRELLIS_ETCD_CERT_FILE, read at start) expires, as a Unix time; a renewed file takes effect at the next restart.',
+      },
+      certPem,
+      'TRELLIS_ETCD_CERT_FILE',
+    );
   }
 
   readTlsPendingFrom(port: TlsPort, source: () => number): void {

@@ -29,7 +29,7 @@ import { DEFAULT_XDS_MAX_CONNECTION_AGE_MS, DEFAULT_XDS_TLS_RELOAD_SECONDS, type
 import { buildProxyResources, sharedUpstreamsChange } from './envoy';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
-import { createControlPlaneMetrics } from './metrics';
+import { createControlPlaneMetrics, registerEtcdClientCertExpiry } from './metrics';
 import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel, type TranslatorSettings } from './model';
 import { RebuildLoop } from './rebuild-loop';
 import { snapshotInconsistencies, TranslationMemo } from './resource';
@@ -95,6 +95,8 @@ export type ControlPlaneOptions = Pick<
 export interface ControlPlaneDeps {
   config: ControlPlaneOptions;
   etcd: EtcdClient;
+  /** The client certificate (PEM) the etcd client presents, if any: exported as its expiry. */
+  etcdClientCert?: Buffer;
   layout: KeyLayout;
   logger: Logger;
   registry?: Registry;
@@ -131,6 +133,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const { config, etcd, layout, logger } = deps;
   const registry = deps.registry ?? createMetricsRegistry('control-plane');
   const metrics = createControlPlaneMetrics(registry);
+  if (deps.etcdClientCert) registerEtcdClientCertExpiry(registry, deps.etcdClientCert);
   const health = new Health();
   const settings: TranslatorSettings = {
     ...DEFAULT_TRANSLATOR_SETTINGS,

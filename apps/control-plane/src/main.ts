@@ -7,8 +7,15 @@ import { startControlPlane } from './control-plane';
 runMain('control-plane', async () => {
   const config = loadControlPlaneConfig();
   const logger = createLogger('control-plane', config.TRELLIS_LOG_LEVEL);
-  const etcd = connectEtcd(etcdOptionsFromEnv(config));
-  const controlPlane = await startControlPlane({ config, etcd, layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX), logger });
+  const etcdOptions = etcdOptionsFromEnv(config);
+  const etcd = connectEtcd(etcdOptions);
+  const controlPlane = await startControlPlane({
+    config,
+    etcd,
+    etcdClientCert: etcdOptions.tls?.cert,
+    layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX),
+    logger,
+  });
   // systemctl reload (ExecReload) / kill -HUP: the xDS port's TLS files now, not at the next poll.
   process.on('SIGHUP', () => void controlPlane.reloadFiles());
   installShutdown({

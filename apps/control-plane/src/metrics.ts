@@ -3,6 +3,7 @@
 // kind, result) — never a node id or service name.
 import { Counter, Gauge, Histogram, type Metric, type Registry } from 'prom-client';
 import { TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
+import { registerCertificateExpiryGauge } from '@trellis/runtime';
 import type { XdsCallbacks } from './xds/callbacks';
 
 const P = 'trellis_control_plane_';
@@ -205,6 +206,19 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       tlsPending = source;
     },
   };
+}
+
+/** When the etcd client certificate expires; registered only where there is one (an unset gauge would read 0). */
+export function registerEtcdClientCertExpiry(registry: Registry, certPem: Buffer): void {
+  registerCertificateExpiryGauge(
+    registry,
+    {
+      name: `${P}etcd_client_cert_expiry_timestamp_seconds`,
+      help: 'When the client certificate this process presents to etcd (TRELLIS_ETCD_CERT_FILE, read at start) expires, as a Unix time; a renewed file takes effect at the next restart.',
+    },
+    certPem,
+    'TRELLIS_ETCD_CERT_FILE',
+  );
 }
 
 /**

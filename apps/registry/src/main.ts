@@ -11,8 +11,15 @@ else
   runMain('registry', async () => {
     const config = loadRegistryConfig();
     const logger = createLogger('registry', config.TRELLIS_LOG_LEVEL);
-    const etcd = connectEtcd(etcdOptionsFromEnv(config));
-    const registry = await startRegistry({ config, etcd, layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX), logger });
+    const etcdOptions = etcdOptionsFromEnv(config);
+    const etcd = connectEtcd(etcdOptions);
+    const registry = await startRegistry({
+      config,
+      etcd,
+      etcdClientCert: etcdOptions.tls?.cert,
+      layout: new KeyLayout(config.TRELLIS_ETCD_PREFIX),
+      logger,
+    });
     // SIGHUP (systemctl reload, or by hand after editing a file): read the service credentials and secret files now.
     process.on('SIGHUP', () => void registry.reloadFiles());
     installShutdown({

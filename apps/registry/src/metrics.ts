@@ -1,4 +1,5 @@
 // Every metric the registry exports, in one place.
+import { registerCertificateExpiryGauge } from '@trellis/runtime';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 
@@ -109,6 +110,19 @@ function leasePoolTakes(registry: Registry): Counter<'result'> {
   // Both series from the start, so they do not appear with the first registration of each kind.
   for (const result of ['pooled', 'empty']) counter.inc({ result }, 0);
   return counter;
+}
+
+/** When the etcd client certificate expires; registered only where there is one (an unset gauge would read 0). */
+export function registerEtcdClientCertExpiry(registry: Registry, certPem: Buffer): void {
+  registerCertificateExpiryGauge(
+    registry,
+    {
+      name: 'trellis_registry_etcd_client_cert_expiry_timestamp_seconds',
+      help: 'When the client certificate this process presents to etcd (TRELLIS_ETCD_CERT_FILE, read at start) expires, as a Unix time; a renewed file takes effect at the next restart.',
+    },
+    certPem,
+    'TRELLIS_ETCD_CERT_FILE',
+  );
 }
 
 /** Leases granted ahead and waiting for registrations, read when scraped. */

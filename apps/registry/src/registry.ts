@@ -28,6 +28,7 @@ import type { RegistryEnv } from './config';
 import {
   createRegistryMetrics,
   registerLeasePoolGauge,
+  registerEtcdClientCertExpiry,
   registerServiceCredentialsGauge,
   registerViewGauges,
   type RegistryMetrics,
@@ -66,6 +67,8 @@ export interface RegistryDeps {
   config: RegistryOptions;
   /** The caller owns the client and closes it after `close()`. */
   etcd: EtcdClient;
+  /** The client certificate (PEM) the etcd client presents, if any: exported as its expiry. */
+  etcdClientCert?: Buffer;
   layout: KeyLayout;
   logger: Logger;
   /** Fixed instance-agent credentials instead of reading TRELLIS_SERVICE_CREDENTIALS (tests). */
@@ -99,6 +102,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const { config, etcd, layout, logger } = deps;
   const metricsRegistry = createMetricsRegistry('registry');
   const metrics = createRegistryMetrics(metricsRegistry);
+  if (deps.etcdClientCert) registerEtcdClientCertExpiry(metricsRegistry, deps.etcdClientCert);
   // The secret files first: one that does not load refuses the start before anything runs that would need stopping.
   const reloadSeconds = config.TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS ?? DEFAULT_SERVICE_CREDENTIALS_RELOAD_SECONDS;
   const adminTokenFile = await loadSecretFile('admin token', 'TRELLIS_ADMIN_TOKEN', config, 16, reloadSeconds, metrics, logger);

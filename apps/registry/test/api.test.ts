@@ -1,19 +1,24 @@
 // The REST API against a real etcd: every endpoint, optimistic concurrency,
 // dependents, history and rollback, instance leases, authorisation.
-import { eventually } from '@trellis/testing';
+import { X509Certificate } from 'node:crypto';
+import { createTestPki, eventually, type TestPki } from '@trellis/testing';
 import { ADMIN_TOKEN, call, serviceCredential, spec, startRegistry } from './harness';
 import type { TestRegistry } from './harness';
 
 let registry: TestRegistry;
 let url: string;
+// A real client certificate for etcd, as TRELLIS_ETCD_CERT_FILE would hold: /metrics tells when it expires.
+let pki: TestPki;
 
 beforeAll(async () => {
-  registry = await startRegistry();
+  pki = createTestPki();
+  registry = await startRegistry({ etcdClientCert: pki.client('registry').cert });
   url = registry.url;
 }, 120_000);
 
 afterAll(async () => {
   await registry?.close();
+  pki?.remove();
 });
 
 const admin = { token: ADMIN_TOKEN };
@@ -456,6 +461,8 @@ describe('documents and operations', () => {
     expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="missing"\} [1-9]/);
     expect(metrics.text).toMatch(/trellis_registry_auth_failures_total\{reason="forbidden"\} [1-9]/);
     expect(metrics.text).toMatch(/trellis_registry_service_changes_total\{action="rollback"\} 2/); // pricing and coupons
+    const notAfter = Date.parse(new X509Certificate(pki.client('registry').cert).validTo) / 1000;
+    expect(metrics.text).toContain(`\ntrellis_registry_etcd_client_cert_expiry_timestamp_seconds ${notAfter}\n`);
   });
 
   it('answers unknown routes with a 404 problem', async () => {

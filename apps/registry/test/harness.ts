@@ -69,6 +69,8 @@ export async function startRegistry(
     adminTokenFile?: string;
     /** TRELLIS_CSRF_SECRET_FILE in place of TRELLIS_CSRF_SECRET. */
     csrfSecretFile?: string;
+    /** The client certificate main.ts hands over from TRELLIS_ETCD_CERT_FILE (the test etcd itself runs without TLS). */
+    etcdClientCert?: Buffer;
   } = {},
 ): Promise<TestRegistry> {
   const etcd = await startEtcd();
@@ -105,6 +107,7 @@ export async function startRegistry(
       TRELLIS_HTTP_REQUEST_TIMEOUT_MS: opts.requestTimeoutMs,
     },
     etcd: client,
+    etcdClientCert: opts.etcdClientCert,
     layout,
     logger: createLogger('registry', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent'),
     ...(opts.serviceCredentialsPath ? {} : { serviceCredentials: ServiceCredentials.fromEntries(Object.entries(SERVICE_SECRETS)) }),

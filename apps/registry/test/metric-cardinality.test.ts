@@ -71,3 +71,7 @@ it('keeps the same metric series however many names, ids and paths it is asked a
   // And none of them names what the rounds made up.
   expect((await registrySeries()).filter((series) => /card-|no-such|not-a-token/.test(series))).toEqual([]);
 }, 120_000);
+
+it('exports no etcd client certificate expiry where etcd is reached without one (an unset gauge would read as long expired)', async () => {
+  expect((await registrySeries()).filter((series) => series.startsWith('trellis_registry_etcd_client_cert'))).toEqual([]);
+});
