@@ -228,6 +228,8 @@ async function loadSecretFile(
   if (!path) return undefined;
   if (config[name]) throw new ConfigError([`${name} and ${name}_FILE are both set: set one`]);
   const secret = name === 'TRELLIS_ADMIN_TOKEN' ? 'admin_token' : 'csrf_secret';
+  // Both series from the start: the first refusal is a step from 0 that increase() sees, not a series that appears at 1.
+  for (const result of ['ok', 'invalid']) metrics.secretFileReloads.inc({ secret, result }, 0);
   const file = await ReloadingSecretFile.start(path, {
     minLength,
     pollMs: reloadSeconds * 1000,

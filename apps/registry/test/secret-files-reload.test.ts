@@ -41,6 +41,8 @@ describe('the admin token and the CSRF secret, followed from their files', () =>
   });
 
   it('after a rotation refuses the old admin token and accepts the new one; an emptied or short file keeps the new one', async () => {
+    // Exported at 0 from the start, so an alert's increase() counts the first refusal.
+    for (const secret of ['admin_token', 'csrf_secret']) expect(await reloads(secret, 'invalid')).toBe(0);
     expect((await createService(OLD_TOKEN, 'before-rotation')).status).toBe(201);
     expect((await createService(NEW_TOKEN, 'too-early')).status).toBe(401);
 

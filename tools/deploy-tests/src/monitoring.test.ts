@@ -56,7 +56,7 @@ const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as Dashboard;
 const dashboardExprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
 
 describe('alert rules (deploy/helm/trellis/files/prometheus-rules.yaml)', () => {
-  it('alert on NACKs, stale proxies, slow convergence, authz deny spikes, an open Redis breaker, an unreachable etcd, an expiring etcd client certificate and files that do not reload', () => {
+  it('alert on NACKs, stale proxies, slow convergence, authz deny spikes, an open Redis breaker, an unreachable etcd, an expiring etcd client certificate, files that do not reload and secret files refused', () => {
     expect(rules.groups.flatMap((g) => g.rules.map((r) => r.alert))).toEqual([
       'TrellisXdsRejected',
       'TrellisProxiesStale',
@@ -67,6 +67,7 @@ describe('alert rules (deploy/helm/trellis/files/prometheus-rules.yaml)', () => 
       'TrellisEtcdUnreachable',
       'TrellisEtcdClientCertificateExpiring',
       'TrellisFilesReloadFailing',
+      'TrellisSecretFilesRefused',
     ]);
   });
 
