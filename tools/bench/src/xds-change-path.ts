@@ -117,11 +117,43 @@ const serializeResponse = AdsServiceDefinition.streamAggregatedResources.respons
 
 /** Responses on their way to the Envoys, read once the server is done with the change. */
 const outbound: { session: SotwSession; response: DiscoveryResponse }[] = [];
-/** The Envoy: ACK everything; after clusters, endpoints for them (the bench's client reads the names from the bytes). */
+/** What each simulated Envoy holds per type: its subscription and the last response's version and nonce. */
+interface Held {
+  names: string[];
+  versionInfo: string;
+  responseNonce: string;
+}
+const held = new Map<SotwSession, Map<string, Held>>();
+
+/**
+ * The Envoy: ACK everything; after clusters, endpoints for them (the bench's client reads the names from the bytes).
+ * Every request carries the type's subscription and the version and nonce last received, as Envoy's (and
+ * xds-fanout's clients') do: an ACK repeats the subscription, and the endpoints asked for again after new clusters
+ * name the last endpoints response.
+ */
 function readResponse(session: SotwSession, response: DiscoveryResponse): void {
-  request(session, { typeUrl: response.typeUrl, versionInfo: response.versionInfo, responseNonce: response.nonce });
-  if (response.typeUrl === TypeUrl.Cluster)
-    request(session, { typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: response.resources.map((any) => resourceName(any.value)) });
+  const types = held.get(session)!;
+  const type = types.get(response.typeUrl) ?? { names: [], versionInfo: '', responseNonce: '' };
+  types.set(response.typeUrl, type);
+  type.versionInfo = response.versionInfo;
+  type.responseNonce = response.nonce;
+  request(session, {
+    typeUrl: response.typeUrl,
+    resourceNames: type.names,
+    versionInfo: type.versionInfo,
+    responseNonce: type.responseNonce,
+  });
+  if (response.typeUrl === TypeUrl.Cluster) {
+    const endpoints = types.get(TypeUrl.ClusterLoadAssignment) ?? { names: [], versionInfo: '', responseNonce: '' };
+    types.set(TypeUrl.ClusterLoadAssignment, endpoints);
+    endpoints.names = response.resources.map((any) => resourceName(any.value));
+    request(session, {
+      typeUrl: TypeUrl.ClusterLoadAssignment,
+      resourceNames: endpoints.names,
+      versionInfo: endpoints.versionInfo,
+      responseNonce: endpoints.responseNonce,
+    });
+  }
 }
 
 /** Requests on their way to the server, delivered a turn later (the network). */
@@ -160,6 +192,7 @@ for (let p = 0; p < PROXIES; p++) {
   const session: SotwSession = new SotwSession(info, send, callbacks, 'cp-bench', false);
   callbacks.onStreamOpen(info);
   sessions.push(session);
+  held.set(session, new Map());
   identities.push(identity);
   request(session, { typeUrl: TypeUrl.Cluster });
   request(session, { typeUrl: TypeUrl.Listener });
