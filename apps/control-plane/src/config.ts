@@ -107,8 +107,8 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   TRELLIS_PROXY_STATUS_INTERVAL_MS: env.int(1000, 100, 60_000),
   TRELLIS_PROXY_STATUS_MAX_WRITES: env.int(200, 1, 10_000),
   /**
-   * Longest a status flush waits while the xDS fan-out translates (a connection storm, a change) before it writes
-   * anyway; 0: flushes never wait.
+   * Longest a status flush waits while the xDS fan-out translates or streams are being answered (a connection storm,
+   * a change) before it writes anyway; 0: flushes never wait.
    */
   TRELLIS_PROXY_STATUS_MAX_DEFER_MS: env.int(10_000, 0, 600_000),
 });

@@ -6,7 +6,7 @@ import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, TypeUrl, type XdsTypeUrl } from '@trel
 import { propertyRuns } from '@trellis/mesh-schema/testing';
 import { createLogger } from '@trellis/runtime';
 import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
-import { ProxyStatusWriter, statusFlushYields } from './proxy-status-writer';
+import { ProxyStatusWriter, statusFlushYields, type FlushActivity } from './proxy-status-writer';
 import type { PushActivity } from './snapshot-cache';
 
 let etcd: TestEtcd;
@@ -146,38 +146,93 @@ it('stores per type what each stream was last sent, ACKed and NACKed, for any or
   );
 });
 
-describe('statusFlushYields: a due flush yields to the xDS fan-out', () => {
+describe('statusFlushYields: a due flush yields to the xDS fan-out and the streams being answered', () => {
   const policy = { settleMs: 250, maxDeferMs: 10_000 };
-  const idle: PushActivity = { pendingBuilds: 0, msSinceBuild: Infinity };
+  const idle: FlushActivity = { pendingBuilds: 0, msSinceBuild: Infinity, msSinceResponse: Infinity };
 
-  it('yields while identities wait for translation or one was built within settleMs, never past maxDeferMs', () => {
+  it('yields while identities wait for translation, or one was built or a response written within settleMs, never past maxDeferMs', () => {
     expect(statusFlushYields(idle, 0, policy)).toBe(false);
-    expect(statusFlushYields({ pendingBuilds: 0, msSinceBuild: 250 }, 0, policy)).toBe(false);
-    expect(statusFlushYields({ pendingBuilds: 0, msSinceBuild: 249 }, 0, policy)).toBe(true);
-    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: Infinity }, 0, policy)).toBe(true);
-    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0 }, 9_999, policy)).toBe(true);
-    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0 }, 10_000, policy)).toBe(false);
+    expect(statusFlushYields({ ...idle, msSinceBuild: 250 }, 0, policy)).toBe(false);
+    expect(statusFlushYields({ ...idle, msSinceBuild: 249 }, 0, policy)).toBe(true);
+    expect(statusFlushYields({ ...idle, pendingBuilds: 4_000 }, 0, policy)).toBe(true);
+    // Every identity built, its streams still asking for endpoints and routes.
+    expect(statusFlushYields({ ...idle, msSinceBuild: 900, msSinceResponse: 249 }, 0, policy)).toBe(true);
+    expect(statusFlushYields({ ...idle, msSinceBuild: 900, msSinceResponse: 250 }, 0, policy)).toBe(false);
+    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0, msSinceResponse: 0 }, 9_999, policy)).toBe(true);
+    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0, msSinceResponse: 0 }, 10_000, policy)).toBe(false);
     // maxDeferMs 0: flushes never yield.
-    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0 }, 0, { settleMs: 250, maxDeferMs: 0 })).toBe(false);
+    expect(statusFlushYields({ pendingBuilds: 4_000, msSinceBuild: 0, msSinceResponse: 0 }, 0, { settleMs: 250, maxDeferMs: 0 })).toBe(
+      false,
+    );
   });
 
   it('is the rule for any activity and deferral (property)', () => {
+    const msSince = fc.oneof(fc.double({ min: 0, max: 5_000, noNaN: true }), fc.constant(Infinity));
     fc.assert(
       fc.property(
         fc.nat({ max: 10_000 }),
-        fc.oneof(fc.double({ min: 0, max: 5_000, noNaN: true }), fc.constant(Infinity)),
+        msSince,
+        msSince,
         fc.nat({ max: 20_000 }),
         fc.nat({ max: 2_000 }),
         fc.nat({ max: 20_000 }),
-        (pendingBuilds, msSinceBuild, deferredForMs, settleMs, maxDeferMs) => {
-          const yields = statusFlushYields({ pendingBuilds, msSinceBuild }, deferredForMs, { settleMs, maxDeferMs });
-          const busy = pendingBuilds > 0 || msSinceBuild < settleMs;
+        (pendingBuilds, msSinceBuild, msSinceResponse, deferredForMs, settleMs, maxDeferMs) => {
+          const yields = statusFlushYields({ pendingBuilds, msSinceBuild, msSinceResponse }, deferredForMs, { settleMs, maxDeferMs });
+          const busy = pendingBuilds > 0 || msSinceBuild < settleMs || msSinceResponse < settleMs;
           expect(yields).toBe(busy && deferredForMs < maxDeferMs);
         },
       ),
       { numRuns: propertyRuns(200) },
     );
   });
+});
+
+it('a flush due while streams are still being answered waits; once the responses stop, every record is written', async () => {
+  const layout = new KeyLayout(etcd.prefix);
+  const store = new MeshStore(client, layout);
+  let deferred = 0;
+  const writer = new ProxyStatusWriter({
+    client,
+    store,
+    controlPlaneId: 'cp-answering',
+    logger: createLogger('test', 'silent'),
+    leaseTtlSeconds: 60,
+    intervalMs: 100,
+    // Long enough that the probe below, answering a stream at every poll, keeps the writer waiting on a loaded machine.
+    settleMs: 5_000,
+    // The fan-out has built every identity: only the responses hold the flushes back.
+    pushActivity: () => ({ pendingBuilds: 0, msSinceBuild: Infinity }),
+    maxDeferMs: 600_000,
+    onDeferred: () => deferred++,
+  });
+  const streams = Array.from({ length: 20 }, (_, i) => ({
+    streamId: i + 1,
+    nodeId: `answering-${i}`,
+    identity: { service: 'answering', kind: 'envoy' as const },
+    protocol: 'sotw' as const,
+    connectedAt: new Date(),
+  }));
+  writer.start();
+  try {
+    for (const stream of streams) writer.onStreamOpen(stream);
+    let next = 0;
+    await eventually(
+      'three flushes yielding to the responses',
+      () => {
+        writer.onResponse(streams[next++ % streams.length]!, { typeUrl: TypeUrl.ClusterLoadAssignment, version: 'e1', meshRevision: '7' });
+        return deferred >= 3;
+      },
+      60_000,
+    );
+    expect(writer.backlog).toBe(20);
+    expect(await store.listProxyStatuses('answering')).toEqual([]);
+
+    await eventually('every record written once the streams are answered', () => writer.backlog === 0, 60_000);
+    await writer.flush(); // the backlog counts records not yet taken: the last txn may still be in flight
+    expect(await store.listProxyStatuses('answering')).toHaveLength(20);
+  } finally {
+    await writer.close();
+  }
 });
 
 it('a flush due while the fan-out translates waits, keeps every record in the backlog, and writes them all once it is over', async () => {

@@ -8,8 +8,9 @@
 // up to WRITES_PER_TXN of them in one etcd txn. The registry needs the records
 // eventually right, not one etcd write per ACK. Records are observability, below
 // configuration: a flush that falls due while the xDS fan-out has identities to
-// translate (a connection storm, a change) yields to it, up to `maxDeferMs` in a row
-// (statusFlushYields); nothing is dropped, the records wait in the backlog as they are.
+// translate (a connection storm, a change) or streams are still being answered yields
+// to it, up to `maxDeferMs` in a row (statusFlushYields); nothing is dropped, the
+// records wait in the backlog as they are.
 import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, type XdsTypeUrl } from '@trellis/envoy-types';
 import {
   keptAliveLease,
@@ -38,7 +39,10 @@ export interface ProxyStatusWriterOptions {
   pushActivity?: () => PushActivity;
   /** Longest run of flushes yielding to pushes before one writes anyway (0: never yield). */
   maxDeferMs?: number;
-  /** A flush yields this long after the fan-out last built an identity (a storm's streams arrive between slices). */
+  /**
+   * A flush yields this long after the fan-out last built an identity (a storm's streams arrive between slices) and
+   * after the last xDS response (a storm's streams ask for endpoints and routes after their identities are built).
+   */
   settleMs?: number;
   /** Each flush that yielded to pushes. */
   onDeferred?: () => void;
@@ -49,14 +53,21 @@ export interface StatusFlushPolicy {
   maxDeferMs: number;
 }
 
+/** What the pushes are doing when a flush falls due: the fan-out's activity and the streams'. */
+export interface FlushActivity extends PushActivity {
+  /** Since the last xDS response was written (Infinity if none ever was). */
+  msSinceResponse: number;
+}
+
 /**
  * Whether a status flush that is due now yields to xDS pushes: while identities wait to be translated (new streams'
- * first pushes, a change's fan-out) or one was built within `settleMs`, unless flushes have already yielded for
+ * first pushes, a change's fan-out), one was built within `settleMs` or a response was written within `settleMs`
+ * (the storm's streams still asking for endpoints and routes, ACKing), unless flushes have already yielded for
  * `maxDeferMs` in a row — a control plane that never settles still writes its records, one flush per `maxDeferMs`.
  */
-export function statusFlushYields(activity: PushActivity, deferredForMs: number, policy: StatusFlushPolicy): boolean {
+export function statusFlushYields(activity: FlushActivity, deferredForMs: number, policy: StatusFlushPolicy): boolean {
   if (deferredForMs >= policy.maxDeferMs) return false;
-  return activity.pendingBuilds > 0 || activity.msSinceBuild < policy.settleMs;
+  return activity.pendingBuilds > 0 || activity.msSinceBuild < policy.settleMs || activity.msSinceResponse < policy.settleMs;
 }
 
 /** Records per etcd txn: well under etcd's default limit of 128 operations. */
@@ -91,6 +102,8 @@ export class ProxyStatusWriter implements XdsCallbacks {
   private closed = false;
   /** When the current run of flushes yielding to pushes began (Date.now()), if one is under way. */
   private deferredSince: number | undefined;
+  /** When the last xDS response was written (Date.now()). */
+  private lastResponseAt = -Infinity;
 
   constructor(private readonly options: ProxyStatusWriterOptions) {}
 
@@ -136,11 +149,13 @@ export class ProxyStatusWriter implements XdsCallbacks {
   }
 
   onResponse(stream: StreamInfo, response: { typeUrl: XdsTypeUrl; version: string; meshRevision: string }): void {
+    const now = Date.now();
+    this.lastResponseAt = now;
     const tracked = this.tracked.get(stream.streamId);
     if (!tracked) return;
     typeStatus(tracked, response.typeUrl).lastSentVersion = response.version;
     if (tracked.status.meshRevision !== response.meshRevision) tracked.status.meshRevision = response.meshRevision.slice(0, 32);
-    this.touch(stream.streamId, tracked);
+    this.touch(stream.streamId, tracked, now);
   }
 
   onAck(stream: StreamInfo, typeUrl: XdsTypeUrl, version: string): void {
@@ -168,7 +183,8 @@ export class ProxyStatusWriter implements XdsCallbacks {
     const { pushActivity, maxDeferMs = 10_000, settleMs = 250 } = this.options;
     if (pushActivity && this.backlog > 0) {
       const now = Date.now();
-      if (statusFlushYields(pushActivity(), now - (this.deferredSince ?? now), { settleMs, maxDeferMs })) {
+      const activity = { ...pushActivity(), msSinceResponse: now - this.lastResponseAt };
+      if (statusFlushYields(activity, now - (this.deferredSince ?? now), { settleMs, maxDeferMs })) {
         this.deferredSince ??= now;
         this.options.onDeferred?.();
         return;
@@ -221,8 +237,8 @@ export class ProxyStatusWriter implements XdsCallbacks {
   }
 
   /** Every response and ACK lands here (thousands a second in a connection storm): a field, a number, a set entry. */
-  private touch(streamId: number, tracked: Tracked): void {
-    tracked.updatedAtMs = Date.now();
+  private touch(streamId: number, tracked: Tracked, now = Date.now()): void {
+    tracked.updatedAtMs = now;
     this.dirty.add(streamId);
   }
 
