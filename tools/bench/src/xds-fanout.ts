@@ -17,7 +17,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
@@ -261,6 +261,8 @@ type FromServer =
       type: 'stats';
       /** Process CPU time (user + system) so far. */
       cpuSeconds: number;
+      /** The main thread's alone (JavaScript, and GC pauses), where the OS tells it (Linux); the rest is V8's other threads. */
+      mainThreadCpuSeconds: number | undefined;
       /** Peak resident set so far. */
       maxRssMiB: number;
       /** Event-loop delay since the previous `stats`. */
@@ -365,6 +367,7 @@ function serveStats(trace?: RoundTrace): void {
     tell({
       type: 'stats',
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      mainThreadCpuSeconds: mainThreadCpuSeconds(),
       maxRssMiB: process.resourceUsage().maxRSS / 1024,
       loopDelayP99Ms: delay.percentile(99) / 1e6,
       loopDelayMaxMs: delay.max / 1e6,
@@ -941,6 +944,8 @@ interface PhaseResult {
   connectMs: number;
   /** CPU time of the server, and of the clients process, from the clients' start to the last stream's first full push. */
   connectServerCpuSeconds: number;
+  /** The part of it on the server's main thread (undefined where the OS does not tell). */
+  connectServerMainThreadCpuSeconds: number | undefined;
   connectClientCpuSeconds: number;
   rounds: RoundResult[];
   /** Server process CPU-seconds spent during the rounds, per round (one change each). */
@@ -1127,7 +1132,12 @@ async function runPhase(
       600_000,
     );
     // CPU time is what the load on a shared machine stretches least: the work itself, not the wait for a core.
-    const connectServerCpuSeconds = (await stats()).cpuSeconds - beforeConnect.cpuSeconds;
+    const afterConnect = await stats();
+    const connectServerCpuSeconds = afterConnect.cpuSeconds - beforeConnect.cpuSeconds;
+    const connectServerMainThreadCpuSeconds =
+      afterConnect.mainThreadCpuSeconds === undefined || beforeConnect.mainThreadCpuSeconds === undefined
+        ? undefined
+        : afterConnect.mainThreadCpuSeconds - beforeConnect.mainThreadCpuSeconds;
     console.log(
       `${name} [${profile}]: ${PROXIES} streams had their first full push (${typesOf(profile).length} types) in ${(connectMs / 1000).toFixed(1)} s`,
     );
@@ -1233,6 +1243,7 @@ async function runPhase(
       reconnects: reconnectsTotal,
       connectMs,
       connectServerCpuSeconds,
+      connectServerMainThreadCpuSeconds,
       connectClientCpuSeconds,
       rounds,
       cpuSecondsPerChange: (after.cpuSeconds - before.cpuSeconds) / Math.max(1, ROUNDS),
@@ -1338,6 +1349,16 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
       cp.connectServerCpuSeconds.toFixed(2),
       ratio(cp.connectServerCpuSeconds, floor.connectServerCpuSeconds),
     ],
+    ...(floor.connectServerMainThreadCpuSeconds === undefined || cp.connectServerMainThreadCpuSeconds === undefined
+      ? []
+      : [
+          [
+            '    of which its main thread',
+            floor.connectServerMainThreadCpuSeconds.toFixed(2),
+            cp.connectServerMainThreadCpuSeconds.toFixed(2),
+            ratio(cp.connectServerMainThreadCpuSeconds, floor.connectServerMainThreadCpuSeconds),
+          ] as [string, string, string, string],
+        ]),
     ['  clients CPU-s during it', floor.connectClientCpuSeconds.toFixed(2), cp.connectClientCpuSeconds.toFixed(2), '—'],
     ['responses per change', perChange(floor, 'responses').toFixed(0), perChange(cp, 'responses').toFixed(0), '—'],
     ['resource bytes per change', kib(perChange(floor, 'bytes')), kib(perChange(cp, 'bytes')), '—'],
@@ -1477,6 +1498,24 @@ const role = args.role;
     process.exit(1);
   },
 );
+
+/**
+ * This process's main thread's CPU time (Linux: /proc, in clock ticks of 10 ms), or undefined elsewhere. The process's
+ * CPU time also counts V8's compiler and GC helper threads, which the main thread's profile does not show.
+ */
+function mainThreadCpuSeconds(): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may hold spaces and parentheses): state is the 3rd, utime and stime the 14th and 15th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+/** USER_HZ: what /proc counts CPU time in on every Linux Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 function cpuSecondsSince(start: NodeJS.CpuUsage): number {
   const used = process.cpuUsage(start);
