@@ -32,7 +32,7 @@ export interface AppOptions {
   readsRequireAuth?: boolean;
   maxBodyBytes?: number;
   /** Signs CSRF tokens (a fixed one, or one followed from a file); a random one is made when absent (fine for one replica). */
-  csrfSecret?: string | { readonly current: string };
+  csrfSecret?: string | { readonly current: string | undefined };
   /** The UI is reached over HTTPS: Secure cookies, HSTS, upgrade-insecure-requests. */
   secureCookies?: boolean;
 }
@@ -93,13 +93,12 @@ export function createApp(options: AppOptions): express.Express {
 }
 
 function csrfSecretSource(secret: AppOptions['csrfSecret']): () => Buffer {
-  if (secret === undefined || secret === '') {
-    const random = randomBytes(32);
-    return () => random;
-  }
+  // No secret (or a file not there yet): one of this process's own.
+  const random = randomBytes(32);
+  if (secret === undefined || secret === '') return () => random;
   if (typeof secret === 'string') {
     const fixed = Buffer.from(secret);
     return () => fixed;
   }
-  return () => Buffer.from(secret.current);
+  return () => (secret.current === undefined ? random : Buffer.from(secret.current));
 }

@@ -30,7 +30,7 @@ export type AuthResult = { ok: true; principal: Principal } | { ok: false; reaso
 
 export interface AuthenticatorOptions {
   /** A fixed token, or one followed from a file (TRELLIS_ADMIN_TOKEN_FILE): asked on every request. */
-  adminToken?: string | { readonly current: string };
+  adminToken?: string | { readonly current: string | undefined };
   /** Key source for team JWTs; absent means team tokens are not accepted. */
   jwks?: JWTVerifyGetKey;
   issuer?: string;
@@ -91,7 +91,7 @@ export class Authenticator {
     },
     serviceCredentials?: Pick<ServiceCredentials, 'authenticate'>,
     /** TRELLIS_ADMIN_TOKEN_FILE, followed: in place of TRELLIS_ADMIN_TOKEN. */
-    adminTokenFile?: { readonly current: string },
+    adminTokenFile?: { readonly current: string | undefined },
   ): Authenticator {
     return new Authenticator({
       adminToken: adminTokenFile ?? config.TRELLIS_ADMIN_TOKEN,

@@ -19,6 +19,7 @@ import {
   createMetricsRegistry,
   Health,
   listenHttp,
+  ReloadingSecretFile,
   type Logger,
   type ShutdownStep,
 } from '@trellis/runtime';
@@ -34,7 +35,6 @@ import {
   type RegistryMetrics,
 } from './metrics';
 import { addEtcdReadiness } from './readiness';
-import { ReloadingSecretFile } from './secret-file';
 import { RegistryView } from './view';
 
 export type RegistryOptions = Pick<
@@ -213,7 +213,9 @@ async function loadServiceCredentials(
  * `<name>_FILE`, followed on the service credentials' poll and on SIGHUP, so that rotating the admin token or the
  * CSRF secret is a file update. Setting both `<name>` and `<name>_FILE` is refused (which one rules would be a
  * guess). A new content that is empty, short or unreadable keeps the last good secret (fail closed: never an
- * empty token), logged and counted in trellis_registry_secret_file_reloads_total{result="invalid"}.
+ * empty token), logged and counted in trellis_registry_secret_file_reloads_total{result="invalid"}. A file absent
+ * from its directory is a Secret's optional key not given: no secret until it appears (the Helm chart mounts its
+ * Secret, whose `admin-token` key is optional).
  */
 async function loadSecretFile(
   what: string,
@@ -233,6 +235,7 @@ async function loadSecretFile(
   const file = await ReloadingSecretFile.start(path, {
     minLength,
     pollMs: reloadSeconds * 1000,
+    optional: true,
     onReload: (result, error) => {
       metrics.secretFileReloads.inc({ secret, result });
       if (result === 'ok') logger.info({ path }, `${what} reloaded`);
@@ -241,6 +244,7 @@ async function loadSecretFile(
   }).catch((err: Error) => {
     throw new ConfigError([`${name}_FILE: ${err.message}`]);
   });
-  logger.info({ path, reloadSeconds }, `${what} read from its file`);
+  if (file.current === undefined) logger.warn({ path, reloadSeconds }, `${what}: its file is not there (yet); none until it appears`);
+  else logger.info({ path, reloadSeconds }, `${what} read from its file`);
   return file;
 }

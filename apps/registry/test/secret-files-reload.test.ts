@@ -102,3 +102,43 @@ describe('the admin token and the CSRF secret, followed from their files', () =>
     expect((await logIn(await loginForm())).status).toBe(303);
   });
 });
+
+describe('a Secret without the optional admin-token key (the Helm chart mounts its Secret as files)', () => {
+  let dir: string;
+  let registry: TestRegistry;
+  const createService = (token: string, name: string) => call(registry.url, 'PUT', `/api/v1/services/${name}`, { token, json: spec(name) });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'registry-secrets-'));
+    await updateSecretVolume(dir, { 'csrf-secret': `${OLD_CSRF}\n` });
+    registry = await startRegistry({
+      adminTokenFile: join(dir, 'admin-token'),
+      csrfSecretFile: join(dir, 'csrf-secret'),
+      serviceCredentialsReloadSeconds: 1,
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await registry?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('starts with no admin token, refusing every bearer, and accepts one once the Secret gains the key', async () => {
+    expect((await createService(NEW_TOKEN, 'no-admin-token-yet')).status).toBe(401);
+    expect(
+      (
+        await call(registry.url, 'PUT', '/api/v1/services/empty-bearer', {
+          headers: { authorization: 'Bearer ' },
+          json: spec('empty-bearer'),
+        })
+      ).status,
+    ).toBe(401);
+
+    await updateSecretVolume(dir, { 'admin-token': `${NEW_TOKEN}\n`, 'csrf-secret': `${OLD_CSRF}\n` });
+    await eventually(
+      'the added admin token to be accepted',
+      async () => (await createService(NEW_TOKEN, 'admin-token-added')).status === 201,
+    );
+    expect(await metric(registry, 'trellis_registry_secret_file_reloads_total{secret="admin_token",result="ok"}')).toBe(1);
+    expect(await metric(registry, 'trellis_registry_secret_file_reloads_total{secret="admin_token",result="invalid"}')).toBe(0);
+  });
+});

@@ -26,4 +26,5 @@ export {
   type TlsGuardOptions,
   type TlsRefusal,
 } from './tls-guard';
+export { parseSecretFile, ReloadingSecretFile, type SecretFileOptions, type SecretReloadResult } from './secret-file';
 export { closeInOrder, installShutdown, runShutdownSteps, type ShutdownStep } from './shutdown';

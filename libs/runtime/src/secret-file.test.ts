@@ -41,6 +41,33 @@ describe('ReloadingSecretFile', () => {
     await expect(start()).rejects.toThrow('the file is empty');
   });
 
+  it('optional: starts without a secret while the file is absent from its directory, and takes it when it appears', async () => {
+    const startOptional = (at: string) =>
+      ReloadingSecretFile.start(at, { minLength: 16, pollMs: 3_600_000, optional: true, onReload: (r, e) => seen.push([r, e?.message]) });
+    // A wrong directory is still a wrong path.
+    await expect(startOptional(join(dir, 'no-such-dir', 'secret'))).rejects.toThrow('ENOENT');
+    // Present but broken is still broken.
+    await writeFile(path, 'short\n');
+    await expect(startOptional(path)).rejects.toThrow('at least 16 characters');
+    await unlink(path);
+
+    file = await startOptional(path);
+    expect(file.current).toBeUndefined();
+    await file.reload();
+    expect(seen).toEqual([]); // still absent: nothing to report
+    await writeFile(path, 'short\n');
+    await file.reload();
+    expect(file.current).toBeUndefined(); // never a broken secret
+    await writeFile(path, 'arrived-secret-0123456789\n');
+    await file.reload();
+    expect(file.current).toBe('arrived-secret-0123456789');
+    // Once there, a deletion keeps the last good one, as without `optional`.
+    await unlink(path);
+    await file.reload();
+    expect(file.current).toBe('arrived-secret-0123456789');
+    expect(seen.map(([result]) => result)).toEqual(['invalid', 'ok', 'invalid']);
+  });
+
   it('applies a new secret; keeps the last good one on an empty, short or deleted file, reporting each once', async () => {
     await writeFile(path, 'first-secret-0123456789\n');
     file = await start();
