@@ -26,6 +26,7 @@ export interface ModelMeta {
   changedAt: number;
 }
 
+/** A new set per call (as buildProxyResources gives): the cache keeps its maps, a sidecar's as its types' own. */
 export type Translate<M> = (model: M, identity: ProxyIdentity) => ResourceSet;
 
 /**
@@ -457,7 +458,8 @@ export class SnapshotCache<M> implements SnapshotSource {
       const before = prev?.types.get(typeUrl);
       let type: TypeSnapshot;
       if (before && sameContent(before.resources, built)) type = before;
-      else if (sidecar && SHARED_TYPES.has(typeUrl)) type = this.sharedType(typeUrl, built, identity);
+      // An empty type (a sidecar without secrets) is one type for every sidecar, as its clusters are for a callee's callers.
+      else if (sidecar && (built.size === 0 || SHARED_TYPES.has(typeUrl))) type = this.sharedType(typeUrl, built, identity);
       else type = this.newType(typeUrl, built, identity, pooled);
       if (pooled) this.track(type).holders++;
       types.set(typeUrl, type);
@@ -465,17 +467,35 @@ export class SnapshotCache<M> implements SnapshotSource {
     return { identity, meshRevision: this.meta.revision, changedAt: this.meta.changedAt, types };
   }
 
-  private newType(typeUrl: XdsTypeUrl, built: ReadonlyMap<string, XdsResource>, identity: ProxyIdentity, pooled: boolean): TypeSnapshot {
-    // Also answers names translation does not build: a proxyless server's per-address listener, an undeclared target (derived-resources.ts).
-    const resources = DERIVED_TYPES.has(typeUrl) ? new DerivedResources(typeUrl, identity) : new Map<string, XdsResource>();
-    for (const resource of built.values()) {
-      resources.set(resource.name, pooled ? this.intern(resource) : resource);
+  /**
+   * A type of what translation built; pooled: its resources are the pool's copies, and it is tracked. A sidecar's
+   * type is translation's own map (a new one per translation: `Translate`), the pooled copies swapped in place: a
+   * sidecar asks only for names translation built (derived-resources.ts derives for proxyless clients), so a
+   * connection storm does not copy every identity's resources into new maps.
+   */
+  private newType(typeUrl: XdsTypeUrl, built: Map<string, XdsResource>, identity: ProxyIdentity, pooled: boolean): TypeSnapshot {
+    let resources: Map<string, XdsResource>;
+    if (identity.kind === 'envoy') {
+      resources = built;
+      // Keyed by name (toResourceSet); setting a key the map holds keeps its place.
+      if (pooled)
+        for (const resource of resources.values()) {
+          const kept = this.intern(resource);
+          if (kept !== resource) resources.set(resource.name, kept);
+        }
+    } else {
+      // Also answers names translation does not build: a proxyless server's per-address listener, an undeclared target (derived-resources.ts).
+      resources = DERIVED_TYPES.has(typeUrl) ? new DerivedResources(typeUrl, identity) : new Map<string, XdsResource>();
+      for (const resource of built.values()) resources.set(resource.name, pooled ? this.intern(resource) : resource);
     }
-    return { version: versionOf(resources.values()), resources };
+    const type = { version: versionOf(resources.values()), resources };
+    // Its resources were just counted in the pool by intern (track would look each up again).
+    if (pooled) this.held.set(type, { holders: 0, sharedKey: undefined });
+    return type;
   }
 
   /** The type of this content another sidecar identity holds, or a new one made shareable. */
-  private sharedType(typeUrl: XdsTypeUrl, built: ReadonlyMap<string, XdsResource>, identity: ProxyIdentity): TypeSnapshot {
+  private sharedType(typeUrl: XdsTypeUrl, built: Map<string, XdsResource>, identity: ProxyIdentity): TypeSnapshot {
     // Translation sorts each type by name (and the hash covers the name): equal keys are equal contents.
     let key: string = typeUrl;
     for (const resource of built.values()) key += `\n${resource.hash}`;
@@ -497,15 +517,16 @@ export class SnapshotCache<M> implements SnapshotSource {
     return held;
   }
 
-  /** The pooled copy of a resource with the same content (counted once more); the hash covers the name, which Envoy encodes in every resource. */
+  /** The pooled copy of a resource with the same content, counted once more for the type taking it; the hash covers the name, which Envoy encodes in every resource. */
   private intern(resource: XdsResource): XdsResource {
     const pooled = this.pool.get(resource.hash);
     if (!pooled) {
-      this.pool.set(resource.hash, { resource, refs: 0 });
+      this.pool.set(resource.hash, { resource, refs: 1 });
       this.pooledBytes += resource.any.value.length;
       return resource;
     }
     if (pooled.resource.name !== resource.name) return resource; // never expected; then simply not shared
+    pooled.refs++;
     return pooled.resource;
   }
 
@@ -540,7 +561,8 @@ function notify<M>(entry: Entry<M>): void {
   for (const listener of entry.listeners) listener(entry.snapshot!);
 }
 
-const NO_RESOURCES: ReadonlyMap<string, XdsResource> = new Map();
+/** What a type translation left out holds (never added to: a sidecar's empty type holds this very map). */
+const NO_RESOURCES: Map<string, XdsResource> = new Map();
 
 /** What sidecars of different services can hold alike (a callee's clusters and endpoints); listeners and routes name their own service. */
 const SHARED_TYPES: ReadonlySet<XdsTypeUrl> = new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]);

@@ -96,6 +96,11 @@ export function fakeModel(entries: Record<string, XdsResource[]>): FakeModel {
   return new Map(Object.entries(entries).map(([service, resources]) => [service, toResourceSet(resources)]));
 }
 
+/** The model's set for the service, as a new set per call as translation gives one (the cache keeps the maps it gets). */
 export function translateFake(model: FakeModel, identity: { service: string }): ResourceSet {
-  return model.get(identity.service) ?? toResourceSet([]);
+  const set = model.get(identity.service);
+  if (!set) return toResourceSet([]);
+  const copy: ResourceSet = new Map();
+  for (const [typeUrl, resources] of set) copy.set(typeUrl, new Map(resources));
+  return copy;
 }
