@@ -135,10 +135,10 @@ const NOT_VALUES: Record<AppName, Record<string, string>> = {
     TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: 'no gRPC port',
     TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 'no gRPC port',
     TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 'no gRPC port',
-    // The chart passes both from its Secret's optional keys as TRELLIS_ADMIN_TOKEN / TRELLIS_CSRF_SECRET;
-    // mounting them as files would stop pods whose Secret lacks a key (docs/security.md, Rotation).
-    TRELLIS_ADMIN_TOKEN_FILE: 'the chart sets TRELLIS_ADMIN_TOKEN from its Secret; rotation is a rollout',
-    TRELLIS_CSRF_SECRET_FILE: 'the chart sets TRELLIS_CSRF_SECRET from its Secret; rotation is a rollout',
+    // The chart mounts its auth Secret and sets the _FILE forms, which the registry follows (a rotation
+    // needs no rollout); the environment forms would be read at start only.
+    TRELLIS_ADMIN_TOKEN: 'the chart sets TRELLIS_ADMIN_TOKEN_FILE, followed without a restart',
+    TRELLIS_CSRF_SECRET: 'the chart sets TRELLIS_CSRF_SECRET_FILE, followed without a restart',
   },
   'control-plane': {},
   authz: {
@@ -162,7 +162,7 @@ interface Container {
 }
 interface Volume {
   name: string;
-  secret?: { secretName: string; items?: Array<{ key: string; path: string }> };
+  secret?: { secretName: string; items?: Array<{ key: string; path: string }>; optional?: boolean };
 }
 interface PodSpec {
   containers: Container[];
@@ -317,6 +317,27 @@ const helm = findHelm();
       const path = variable(rendered.container, 'TRELLIS_SERVICE_CREDENTIALS')!.value!;
       expect(secretFileOf(rendered, path)).toEqual({ secretName: 'agent-credentials', items: undefined, file: '' });
       expect(variable(appContainer('registry', []).container, 'TRELLIS_SERVICE_CREDENTIALS')).toBeUndefined();
+    });
+
+    it('registry: the admin token and CSRF secret are the auth Secret mounted as a directory, the variables their paths', () => {
+      for (const [args, secretName] of [
+        [[], 'trellis-registry-auth'],
+        [['--set', 'auth.existingSecret=registry-auth'], 'registry-auth'],
+      ] as const) {
+        const rendered = appContainer('registry', [...args]);
+        const files = ['TRELLIS_ADMIN_TOKEN_FILE', 'TRELLIS_CSRF_SECRET_FILE'].map((name) =>
+          secretFileOf(rendered, variable(rendered.container, name)!.value!),
+        );
+        expect(files).toEqual([
+          { secretName, items: undefined, file: 'admin-token' },
+          { secretName, items: undefined, file: 'csrf-secret' },
+        ]);
+        // Both keys are optional (the generated Secret has no admin-token): a missing one is an absent file, which the
+        // registry takes as not given; so is a missing Secret, as with the secretKeyRefs before.
+        expect(rendered.volumes.find((v) => v.secret?.secretName === secretName)!.secret).toMatchObject({ optional: true });
+        expect(variable(rendered.container, 'TRELLIS_ADMIN_TOKEN')).toBeUndefined();
+        expect(variable(rendered.container, 'TRELLIS_CSRF_SECRET')).toBeUndefined();
+      }
     });
 
     it("authz: the client roots are a Secret's key mounted as a file, the variable its path", () => {

@@ -411,7 +411,7 @@ describe('Helm charts', () => {
       // The Deployments read the Secrets the Jobs create.
       const deployments = JSON.stringify(docs.filter((d) => d.kind === 'Deployment'));
       expect(deployments).toContain('"secretName":"trellis-authz-signing-keys"');
-      expect(deployments).toContain('"name":"trellis-registry-auth","key":"csrf-secret"');
+      expect(deployments).toContain('"secretName":"trellis-registry-auth"');
     });
 
     it('etcdRoles: a pre-install/pre-upgrade hook Job runs `main.js setup-etcd-roles` with the four passwords (#12 point 4)', () => {
