@@ -1,6 +1,7 @@
 // Request ids on the gRPC server (below); and: the per-connection identity cache leans on where grpc-js keeps a call's HTTP/2
 // session (no public accessor); a real grpc-js server and client check it is still
 // there: one session per connection, the same one for every call on it.
+import type { Http2Session } from 'node:http2';
 import { Writable } from 'node:stream';
 import {
   credentials,
@@ -17,6 +18,7 @@ import { createLogger, Health } from '@trellis/runtime';
 import { stopGrpcServer } from '@trellis/runtime/grpc';
 import type { CheckService } from '../check/check-service';
 import { sessionOfCall, startGrpcServer } from './grpc-server';
+import { StreamsById, streamsOf } from './session-streams';
 
 const definition = {
   echo: {
@@ -140,6 +142,12 @@ describe('request ids on the authz gRPC server', () => {
         )
         .on('metadata', (m) => (headers = m));
     });
+    // The connection's first Check gave its session the streams registry of session-streams.ts (grpc-js keeps its
+    // sessions in a private map per HTTP/2 server: read here only, to see the swap reach a real grpc-js server's session).
+    const servers = (started.server as unknown as { http2Servers: Map<unknown, { sessions: Set<Http2Session> }> }).http2Servers;
+    const sessions = [...servers.values()].flatMap((server) => [...server.sessions]);
+    expect(sessions.length).toBeGreaterThan(0);
+    expect(sessions.some((session) => streamsOf(session) instanceof StreamsById)).toBe(true);
     client.close();
     expect(seen.at(-1)?.get('traceparent')).toEqual(['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']);
     expect(echoed.get('x-request-id')).toEqual([]);
