@@ -20,6 +20,7 @@ import {
   grpcConnectionOptions,
   grpcTlsLimitsFrom,
   pendingTlsConnections,
+  releaseDecodedReadBuffers,
   requestIdInterceptor,
   serveGrpcHealth,
   stopGrpcServer,
@@ -261,6 +262,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     : undefined;
   tlsReloadTimer?.unref();
   const credentials = xdsServerCredentials(xdsTls);
+  // Else every stream waiting for its first push keeps the read buffers under its first request (an Envoy's: ~52 KB).
+  if (!releaseDecodedReadBuffers())
+    logger.warn('grpc-js message decoder not as expected: each xDS stream keeps the read buffers of its last request');
   const grpcServer = new GrpcServer({
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,

@@ -1,6 +1,8 @@
 // The hand-written response encoders must produce exactly the generated encoders' bytes,
 // and the hand-written request decoder the generated decoder's message (its node cut down to
 // the fields the control plane reads) or its error.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { credentials, Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { ADS_PUSH_ORDER, TypeUrl } from '@trellis/envoy-types';
@@ -436,5 +438,39 @@ describe('decodeDeltaDiscoveryRequest', () => {
       fc.property(mangled, (bytes) => agreesOnBadBytes(handDecode(Buffer.from(bytes)), generatedDecode(Buffer.from(bytes)))),
       { numRuns: propertyRuns(500) },
     );
+  });
+});
+
+describe('the request readers', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+
+  // A session keeps what the first request's reader returned (node id, cluster, metadata) for the stream's life:
+  // none of it may be a view of, or a string sliced from, the ~52 KB the request arrived in.
+  it("return nothing that keeps an Envoy's first request's bytes alive", async () => {
+    const node = envoyNode('checkout', {
+      id: `checkout-${'7f9c'.repeat(10)}`,
+      metadata: { [OUTBOUND_PORT_METADATA]: 15001, team: 'payments' },
+    });
+    const read = [(buffer: Buffer) => decodeDiscoveryRequest(buffer).node, (buffer: Buffer) => decodeDeltaDiscoveryRequest(buffer).node];
+    const encoded = [
+      Buffer.from(DiscoveryRequest.encode(DiscoveryRequest.fromPartial({ node, typeUrl: TypeUrl.Cluster })).finish()),
+      Buffer.from(DeltaDiscoveryRequest.encode(DeltaDiscoveryRequest.fromPartial({ node, typeUrl: TypeUrl.Cluster })).finish()),
+    ];
+    for (const [i, readNode] of read.entries()) {
+      let kept: Node | undefined;
+      const requestBytes = (() => {
+        // In a buffer of its own, as the message grpc-js hands the deserializer.
+        const bytes = new ArrayBuffer(encoded[i]!.length);
+        Buffer.from(bytes).set(encoded[i]!);
+        kept = readNode(Buffer.from(bytes));
+        return new WeakRef(bytes);
+      })();
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+      expect(requestBytes.deref()).toBeUndefined();
+      expect(identityOf(kept)).toEqual({ service: 'checkout', kind: 'envoy', outboundPort: 15001 });
+      expect(kept!.id).toBe(node.id);
+    }
   });
 });

@@ -18,6 +18,7 @@ export {
   grpcTlsLimitsFromEnv,
   type GrpcTlsLimits,
 } from './tls-limits';
+export { releaseDecodedReadBuffers } from './decoder-read-buffers';
 export { http2PrefaceProgress, type Http2PrefaceProgress } from './http2-preface';
 export { requestIdInterceptor } from './request-id-interceptor';
 export {
