@@ -462,14 +462,17 @@ export function sharedUpstreamsChange(prev: MeshModel, next: MeshModel, proxy: P
   if (prev.settings !== next.settings || prev.tokens !== next.tokens || prev.trustDomain !== next.trustDomain) return undefined;
   const service = next.services.get(proxy.service);
   if (!service || prev.services.get(proxy.service) !== service) return undefined;
-  const changed: string[] = [];
+  // The key names the changed callees in order; mostly one (a single callee's change reaches its hundreds of callers).
+  let key: string | undefined;
+  let changed: string[] | undefined;
   for (const dep of service.dependencies) {
     const verdict = calleeVerdict(prev, next, dep.service);
     if (verdict === 'same') continue;
     if (verdict === 'other' || dep.override !== undefined) return undefined;
-    changed.push(dep.service);
+    if (key === undefined) key = dep.service;
+    else (changed ??= [key]).push(dep.service);
   }
-  return changed.length > 0 ? changed.sort().join('\n') : undefined;
+  return changed ? changed.sort().join('\n') : key;
 }
 
 /**

@@ -199,15 +199,12 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
       desired = everything ? type : { version: versionOf(resources.values()), resources };
       state.picked = { type, names: state.names, desired };
     }
-    if (typeUrl === TypeUrl.Cluster && state.sent && !this.routingSettled(snapshot)) {
-      // Keep clusters that are going away until no listener or route can still point at them.
+    // Keep clusters that are going away until no listener or route can still point at them. Every pump asks for
+    // clusters: whether listeners and routes settled is asked only when some cluster goes.
+    if (typeUrl === TypeUrl.Cluster && state.sent && someGone(state.sent.resources, desired.resources) && !this.routingSettled(snapshot)) {
       const kept = [...state.sent.resources.values()].filter((r) => !desired.resources.has(r.name));
-      if (kept.length > 0) {
-        const resources = new Map(
-          [...desired.resources, ...kept.map((r) => [r.name, r] as const)].sort(([a], [b]) => compareStrings(a, b)),
-        );
-        desired = { version: versionOf(resources.values()), resources };
-      }
+      const resources = new Map([...desired.resources, ...kept.map((r) => [r.name, r] as const)].sort(([a], [b]) => compareStrings(a, b)));
+      desired = { version: versionOf(resources.values()), resources };
     }
     return desired;
   }
@@ -227,6 +224,13 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
 /** Whether translation built `name` (rather than the map answering it, derived-resources.ts). */
 function builtBy(type: TypeSnapshot, name: string): boolean {
   return type.resources instanceof DerivedResources ? type.resources.built(name) : type.resources.has(name);
+}
+
+/** Whether a resource held is absent from the map now (the same map: none). */
+function someGone(held: ReadonlyMap<string, XdsResource>, now: ReadonlyMap<string, XdsResource>): boolean {
+  if (held === now) return false;
+  for (const name of held.keys()) if (!now.has(name)) return true;
+  return false;
 }
 
 /** Whether a request's resource names (besides the wildcard) are exactly the set held. */
