@@ -12,9 +12,9 @@ import type { ResourceSet, XdsResource } from './xds-resource';
 
 export interface References {
   /** Route configuration names fetched over RDS. */
-  routes: string[];
+  routes: readonly string[];
   /** ClusterLoadAssignment names fetched over EDS. */
-  endpoints: string[];
+  endpoints: readonly string[];
   /** `protocol address:port` a listener binds (API listeners bind nothing). */
   bind?: string;
 }
@@ -24,27 +24,37 @@ const referencesOf = new WeakMap<XdsResource, References>();
 /** What is wrong with a set, one sentence per problem; empty when it is consistent. */
 export function snapshotInconsistencies(set: ResourceSet): string[] {
   const problems: string[] = [];
-  const routes = set.get(TypeUrl.RouteConfiguration) ?? new Map();
-  const endpoints = set.get(TypeUrl.ClusterLoadAssignment) ?? new Map();
-  const bound = new Map<string, string>();
-  for (const listener of set.get(TypeUrl.Listener)?.values() ?? []) {
+  const routes = set.get(TypeUrl.RouteConfiguration) ?? NOTHING;
+  const endpoints = set.get(TypeUrl.ClusterLoadAssignment) ?? NOTHING;
+  // Addresses bound so far: a sidecar has two or three listeners, so the map is made for a second bind only.
+  let firstBind: string | undefined;
+  let firstBound = '';
+  let bound: Map<string, string> | undefined;
+  for (const listener of set.get(TypeUrl.Listener)?.values() ?? NOTHING.values()) {
     const refs = references(listener);
     for (const name of refs.routes) {
       if (!routes.has(name)) problems.push(`listener "${listener.name}" uses route configuration "${name}", which is not in the snapshot`);
     }
-    if (refs.bind !== undefined) {
-      const other = bound.get(refs.bind);
-      if (other !== undefined) problems.push(`listeners "${other}" and "${listener.name}" both bind ${refs.bind}`);
-      else bound.set(refs.bind, listener.name);
+    if (refs.bind === undefined) continue;
+    if (firstBind === undefined) {
+      firstBind = refs.bind;
+      firstBound = listener.name;
+      continue;
     }
+    bound ??= new Map([[firstBind, firstBound]]);
+    const other = bound.get(refs.bind);
+    if (other !== undefined) problems.push(`listeners "${other}" and "${listener.name}" both bind ${refs.bind}`);
+    else bound.set(refs.bind, listener.name);
   }
-  for (const cluster of set.get(TypeUrl.Cluster)?.values() ?? []) {
+  for (const cluster of set.get(TypeUrl.Cluster)?.values() ?? NOTHING.values()) {
     for (const name of references(cluster).endpoints) {
       if (!endpoints.has(name)) problems.push(`cluster "${cluster.name}" uses endpoints "${name}", which are not in the snapshot`);
     }
   }
   return problems;
 }
+
+const NOTHING: ReadonlyMap<string, XdsResource> = new Map();
 
 /** What a listener or cluster refers to and binds, read from its bytes (remembered per resource object). */
 export function references(resource: XdsResource): References {
@@ -58,10 +68,11 @@ export function references(resource: XdsResource): References {
 
 // The references are read from the wire format directly, field by field, skipping
 // everything else: decoding a whole listener and its connection managers cost more
-// than building it. The scan works on offsets into the one buffer (no reader or
-// sub-array per nested message: a listener is checked once per identity in a
-// connection storm). Field numbers are those of the v3 protos named beside them.
-const HCM_TYPE_SUFFIX = '.HttpConnectionManager';
+// than building it. The scan is one cursor over the one buffer, narrowed to a nested
+// message while it is read (no reader, sub-array or cursor per nested message: a
+// listener is checked once per identity in a connection storm). Field numbers are
+// those of the v3 protos named beside them.
+const HCM_TYPE_SUFFIX = Buffer.from('.HttpConnectionManager', 'latin1');
 const EDS = 3; // Cluster.DiscoveryType.EDS
 
 const enum Wire {
@@ -73,20 +84,23 @@ const enum Wire {
   Bit32 = 5,
 }
 
-/** A position in an encoded message: `pos` moves as fields are read. */
+/** A position in an encoded message (`pos` moves as fields are read) and the end of the message being read. */
 class Scan {
-  pos: number;
-  constructor(
-    readonly buf: Buffer,
-    start: number,
-    readonly end: number,
-  ) {
-    this.pos = start;
+  buf: Buffer = Buffer.alloc(0);
+  pos = 0;
+  end = 0;
+
+  /** Starts reading `bytes` as one message. */
+  reset(bytes: Uint8Array): this {
+    this.buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.pos = 0;
+    this.end = this.buf.length;
+    return this;
   }
 
-  static of(bytes: Uint8Array): Scan {
-    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return new Scan(buf, 0, buf.length);
+  /** Drops the buffer (a scan kept between checks holds no resource's bytes). */
+  release(): void {
+    this.buf = EMPTY;
   }
 
   /** A varint's low 32 bits (as int32 and uint32 read them); the rest of a longer one is consumed. */
@@ -101,18 +115,38 @@ class Scan {
     }
   }
 
-  /** The nested message (or bytes) of a length-delimited field, as a scan of its own; this one moves past it. */
-  nested(): Scan {
+  /**
+   * Narrows the scan to the nested message (or bytes) of a length-delimited field: reads it up to `end`, then
+   * `leave(outer)` with what this returned moves past it.
+   */
+  enter(): number {
     const length = this.varint();
-    const start = this.pos;
-    if (length > this.end - start) throw new Error('premature end of a length-delimited field');
-    this.pos += length;
-    return new Scan(this.buf, start, start + length);
+    if (length > this.end - this.pos) throw new Error('premature end of a length-delimited field');
+    const outer = this.end;
+    this.end = this.pos + length;
+    return outer;
+  }
+
+  /** Past the nested message entered last (whatever of it was not read), back in the message around it. */
+  leave(outer: number): void {
+    this.pos = this.end;
+    this.end = outer;
   }
 
   string(): string {
-    const field = this.nested();
-    return this.buf.toString('utf8', field.pos, field.end);
+    const outer = this.enter();
+    const text = this.buf.toString('utf8', this.pos, this.end);
+    this.leave(outer);
+    return text;
+  }
+
+  /** Whether a length-delimited field's bytes end with `suffix` (a text field compared without decoding it); moves past it. */
+  endsWith(suffix: Uint8Array): boolean {
+    const outer = this.enter();
+    const from = this.end - suffix.length;
+    const ends = from >= this.pos && this.buf.compare(suffix, 0, suffix.length, from, this.end) === 0;
+    this.leave(outer);
+    return ends;
   }
 
   skip(wireType: number, fieldNo: number): void {
@@ -156,6 +190,10 @@ class Scan {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+/** The one scan: the readers below never run inside one another's scan. */
+const scan = new Scan();
+
 // Tags (field number << 3 | wire type) of the fields the check reads, all length-delimited but the varints
 // named so. A field of the right number with another wire type is skipped, as a decoder would reject it.
 const fieldTag = (field: number, wireType: Wire): number => (field << 3) | wireType;
@@ -181,43 +219,65 @@ const EDS_SERVICE_NAME = fieldTag(2, Wire.LengthDelimited);
 
 // Each reader below is a loop over one message's fields (no callback per message: a connection storm checks
 // thousands of listeners, each read once); a field it does not read is skipped, a repeated one read again
-// (the last value of a singular field wins, as in a decoder).
+// (the last value of a singular field wins, as in a decoder). A nested message is read between enter() and
+// leave(); a reader of one is handed the scan narrowed to it.
+
+/** Shared by every reference without endpoints (never added to). */
+const NO_NAMES: readonly string[] = [];
 
 function listenerReferences(any: Any): References {
   const routes: string[] = [];
   let bind: string | undefined;
-  const listener = Scan.of(any.value);
-  while (listener.pos < listener.end) {
-    const t = listener.tag();
-    if (t === LISTENER_ADDRESS) bind = bindAddress(listener.nested());
-    else if (t === LISTENER_FILTER_CHAINS) chainRoutes(listener.nested(), routes);
-    else if (t === LISTENER_API_LISTENER) {
-      // ApiListener.api_listener: an Any.
-      const api = listener.nested();
-      while (api.pos < api.end) {
-        const u = api.tag();
-        if (u === API_LISTENER) pushRoute(rdsRoute(api.nested()), routes);
-        else api.skip(u & 7, u >>> 3);
-      }
-    } else listener.skip(t & 7, t >>> 3);
+  const s = scan.reset(any.value);
+  try {
+    while (s.pos < s.end) {
+      const t = s.tag();
+      if (t === LISTENER_ADDRESS) {
+        const outer = s.enter();
+        bind = bindAddress(s);
+        s.leave(outer);
+      } else if (t === LISTENER_FILTER_CHAINS) {
+        const outer = s.enter();
+        chainRoutes(s, routes);
+        s.leave(outer);
+      } else if (t === LISTENER_API_LISTENER) {
+        // ApiListener.api_listener: an Any.
+        const api = s.enter();
+        while (s.pos < s.end) {
+          const u = s.tag();
+          if (u === API_LISTENER) {
+            const outer = s.enter();
+            pushRoute(rdsRoute(s), routes);
+            s.leave(outer);
+          } else s.skip(u & 7, u >>> 3);
+        }
+        s.leave(api);
+      } else s.skip(t & 7, t >>> 3);
+    }
+  } finally {
+    s.release();
   }
-  return { routes, endpoints: [], ...(bind !== undefined ? { bind } : {}) };
+  return bind !== undefined ? { routes, endpoints: NO_NAMES, bind } : { routes, endpoints: NO_NAMES };
 }
 
 /** FilterChain.filters → Filter.typed_config: the route configurations its connection managers name. */
-function chainRoutes(chain: Scan, routes: string[]): void {
-  while (chain.pos < chain.end) {
-    const t = chain.tag();
+function chainRoutes(s: Scan, routes: string[]): void {
+  while (s.pos < s.end) {
+    const t = s.tag();
     if (t !== CHAIN_FILTERS) {
-      chain.skip(t & 7, t >>> 3);
+      s.skip(t & 7, t >>> 3);
       continue;
     }
-    const filter = chain.nested();
-    while (filter.pos < filter.end) {
-      const u = filter.tag();
-      if (u === FILTER_TYPED_CONFIG) pushRoute(rdsRoute(filter.nested()), routes);
-      else filter.skip(u & 7, u >>> 3);
+    const filter = s.enter();
+    while (s.pos < s.end) {
+      const u = s.tag();
+      if (u === FILTER_TYPED_CONFIG) {
+        const outer = s.enter();
+        pushRoute(rdsRoute(s), routes);
+        s.leave(outer);
+      } else s.skip(u & 7, u >>> 3);
     }
+    s.leave(filter);
   }
 }
 
@@ -226,54 +286,74 @@ function pushRoute(route: string | undefined, routes: string[]): void {
 }
 
 /** The route configuration an Any names over RDS when it holds an HttpConnectionManager (its `rds.route_config_name`). */
-function rdsRoute(any: Scan): string | undefined {
-  let typeUrl = '';
-  let value: Scan | undefined;
-  while (any.pos < any.end) {
-    const t = any.tag();
-    if (t === ANY_TYPE_URL) typeUrl = any.string();
-    else if (t === ANY_VALUE) value = any.nested();
-    else any.skip(t & 7, t >>> 3);
+function rdsRoute(s: Scan): string | undefined {
+  let manager = false;
+  // The value's bytes, read once the type URL is known (it may come after them).
+  let valueStart = -1;
+  let valueEnd = -1;
+  while (s.pos < s.end) {
+    const t = s.tag();
+    if (t === ANY_TYPE_URL) manager = s.endsWith(HCM_TYPE_SUFFIX);
+    else if (t === ANY_VALUE) {
+      const outer = s.enter();
+      valueStart = s.pos;
+      valueEnd = s.end;
+      s.leave(outer);
+    } else s.skip(t & 7, t >>> 3);
   }
-  if (!typeUrl.endsWith(HCM_TYPE_SUFFIX) || !value) return undefined;
+  if (!manager || valueStart < 0) return undefined;
+  const any = s.end;
+  s.pos = valueStart;
+  s.end = valueEnd;
   let route: string | undefined;
-  while (value.pos < value.end) {
-    const t = value.tag();
+  while (s.pos < s.end) {
+    const t = s.tag();
     if (t !== HCM_RDS) {
-      value.skip(t & 7, t >>> 3);
+      s.skip(t & 7, t >>> 3);
       continue;
     }
     route = '';
-    const rds = value.nested();
-    while (rds.pos < rds.end) {
-      const u = rds.tag();
-      if (u === RDS_ROUTE_CONFIG_NAME) route = rds.string();
-      else rds.skip(u & 7, u >>> 3);
+    const rds = s.enter();
+    while (s.pos < s.end) {
+      const u = s.tag();
+      if (u === RDS_ROUTE_CONFIG_NAME) route = s.string();
+      else s.skip(u & 7, u >>> 3);
     }
+    s.leave(rds);
   }
+  s.end = any;
   return route;
 }
 
 /** `protocol address:port` of Address.socket_address (SocketAddress: protocol 1, address 2, port_value 3, named_port 4). */
-function bindAddress(address: Scan): string | undefined {
-  let socket: Scan | undefined;
-  while (address.pos < address.end) {
-    const t = address.tag();
-    if (t === ADDRESS_SOCKET) socket = address.nested();
-    else address.skip(t & 7, t >>> 3);
+function bindAddress(s: Scan): string | undefined {
+  let socketStart = -1;
+  let socketEnd = -1;
+  while (s.pos < s.end) {
+    const t = s.tag();
+    if (t === ADDRESS_SOCKET) {
+      const outer = s.enter();
+      socketStart = s.pos;
+      socketEnd = s.end;
+      s.leave(outer);
+    } else s.skip(t & 7, t >>> 3);
   }
-  if (!socket) return undefined;
+  if (socketStart < 0) return undefined;
+  const address = s.end;
+  s.pos = socketStart;
+  s.end = socketEnd;
   let protocol = 0;
   let host = '';
   let port: number | string = '';
-  while (socket.pos < socket.end) {
-    const t = socket.tag();
-    if (t === SOCKET_PROTOCOL) protocol = socket.varint() | 0;
-    else if (t === SOCKET_ADDRESS) host = socket.string();
-    else if (t === SOCKET_PORT_VALUE) port = socket.varint() >>> 0;
-    else if (t === SOCKET_NAMED_PORT) port = socket.string();
-    else socket.skip(t & 7, t >>> 3);
+  while (s.pos < s.end) {
+    const t = s.tag();
+    if (t === SOCKET_PROTOCOL) protocol = s.varint() | 0;
+    else if (t === SOCKET_ADDRESS) host = s.string();
+    else if (t === SOCKET_PORT_VALUE) port = s.varint() >>> 0;
+    else if (t === SOCKET_NAMED_PORT) port = s.string();
+    else s.skip(t & 7, t >>> 3);
   }
+  s.end = address;
   return `${protocol === SocketAddress_Protocol.UDP ? 'udp' : 'tcp'} ${host}:${port}`;
 }
 
@@ -281,22 +361,27 @@ function clusterReferences(any: Any): References {
   let type: number | undefined;
   let name = '';
   let serviceName = '';
-  const cluster = Scan.of(any.value);
-  while (cluster.pos < cluster.end) {
-    const t = cluster.tag();
-    if (t === CLUSTER_NAME) name = cluster.string();
-    else if (t === CLUSTER_TYPE) type = cluster.varint() | 0;
-    else if (t === CLUSTER_EDS_CONFIG) {
-      // Cluster.eds_cluster_config → EdsClusterConfig.service_name
-      const eds = cluster.nested();
-      while (eds.pos < eds.end) {
-        const u = eds.tag();
-        if (u === EDS_SERVICE_NAME) serviceName = eds.string();
-        else eds.skip(u & 7, u >>> 3);
-      }
-    } else cluster.skip(t & 7, t >>> 3);
+  const s = scan.reset(any.value);
+  try {
+    while (s.pos < s.end) {
+      const t = s.tag();
+      if (t === CLUSTER_NAME) name = s.string();
+      else if (t === CLUSTER_TYPE) type = s.varint() | 0;
+      else if (t === CLUSTER_EDS_CONFIG) {
+        // Cluster.eds_cluster_config → EdsClusterConfig.service_name
+        const eds = s.enter();
+        while (s.pos < s.end) {
+          const u = s.tag();
+          if (u === EDS_SERVICE_NAME) serviceName = s.string();
+          else s.skip(u & 7, u >>> 3);
+        }
+        s.leave(eds);
+      } else s.skip(t & 7, t >>> 3);
+    }
+  } finally {
+    s.release();
   }
-  return { routes: [], endpoints: type === EDS ? [serviceName || name] : [] };
+  return { routes: NO_NAMES, endpoints: type === EDS ? [serviceName || name] : NO_NAMES };
 }
 
 /**
