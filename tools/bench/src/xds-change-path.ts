@@ -6,7 +6,8 @@
 // circuit-breaker limit it times, on this one thread (CPU = wall time here):
 //   - to last CDS: the model update, affected identities, translation, snapshots, the
 //     sessions' pumps and the encoding, until the last affected stream's CDS is encoded;
-//   - after: the ACKs and EDS requests that follow, until nothing is left to answer.
+//   - after: the ACKs and EDS requests that follow, until nothing is left to answer (the server's CPU:
+//     the simulated Envoys' reading of responses and writing of requests, timed apart, left out).
 //   node tools/bench/xds-change-path.mjs [options]     (--help lists them)
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -198,12 +199,17 @@ for (let p = 0; p < PROXIES; p++) {
   request(session, { typeUrl: TypeUrl.Listener });
 }
 
+/** CPU the simulated Envoys spent reading responses and writing requests (one thread with the server). */
+let envoysCpu = 0;
+
 /** Delivers requests until none is left (each delivery is a turn, pumps run in between). */
 async function drain(): Promise<void> {
   for (;;) {
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
+    const readingFrom = cpuMs();
     for (const { session, response } of outbound.splice(0)) readResponse(session, response);
+    envoysCpu += cpuMs() - readingFrom;
     if (inbound.length === 0) return;
     for (const { session, bytes } of inbound.splice(0)) session.handleRequest(decodeDiscoveryRequest(bytes));
   }
@@ -250,6 +256,7 @@ async function main(): Promise<void> {
   const toLast: number[] = [];
   const cpuToLast: number[] = [];
   const after: number[] = [];
+  const afterServerCpu: number[] = [];
   const bytesPerChange: number[] = [];
   for (let round = 0; round < ROUNDS + 3; round++) {
     const services2 = new Map(state.services);
@@ -267,14 +274,18 @@ async function main(): Promise<void> {
     if (cdsSent !== affectedStreams) throw new Error(`round ${round}: ${cdsSent} CDS responses for ${affectedStreams} affected streams`);
     const last = lastCdsAt - started;
     const drained = performance.now();
+    const drainedCpu = cpuMs();
+    envoysCpu = 0;
     await drain();
     const rest = performance.now() - drained;
+    const restServerCpu = cpuMs() - drainedCpu - envoysCpu;
     model = built;
     state = next;
     if (round >= 3) {
       toLast.push(last);
       cpuToLast.push(lastCdsCpu - startedCpu);
       after.push(rest);
+      afterServerCpu.push(restServerCpu);
       bytesPerChange.push(bytesOut);
     }
   }
@@ -283,7 +294,8 @@ async function main(): Promise<void> {
   const q = (xs: number[], f: number): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * f)]!;
   console.log(
     `to last CDS: CPU median ${median(cpuToLast).toFixed(2)} ms (p10 ${q(cpuToLast, 0.1).toFixed(2)}, p90 ${q(cpuToLast, 0.9).toFixed(2)}); wall median ${median(toLast).toFixed(2)} ms (p10 ${q(toLast, 0.1).toFixed(2)}, p90 ${q(toLast, 0.9).toFixed(2)}); ` +
-      `after (ACKs, EDS): median ${median(after).toFixed(2)} ms; bytes out per change ${median(bytesPerChange)}`,
+      `after (ACKs, EDS): server CPU median ${median(afterServerCpu).toFixed(2)} ms (p10 ${q(afterServerCpu, 0.1).toFixed(2)}, p90 ${q(afterServerCpu, 0.9).toFixed(2)}), ` +
+      `wall median ${median(after).toFixed(2)} ms (with the simulated Envoys); bytes out per change ${median(bytesPerChange)}`,
   );
   process.exit(0);
 }
