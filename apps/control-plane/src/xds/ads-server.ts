@@ -169,10 +169,11 @@ export class AdsServer {
       info = { streamId, nodeId: first.node!.id, identity, protocol, connectedAt: new Date() };
       const send = (response: DiscoveryResponse | DeltaDiscoveryResponse): boolean =>
         (call as ServerDuplexStream<unknown, unknown>).write(response);
+      const gate = cache.afterFanOut && ((run: () => void) => cache.afterFanOut!(run));
       session =
         protocol === 'sotw'
-          ? new SotwSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated)
-          : new DeltaSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated);
+          ? new SotwSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated, gate)
+          : new DeltaSession(info, send, callbacks, this.options.controlPlaneId, auth.authenticated, gate);
       const activeInfo = info;
       this.active.set(streamId, {
         info: activeInfo,

@@ -7,7 +7,7 @@
 import { ADS_PUSH_ORDER, TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import type { SentResponse, StreamInfo, XdsCallbacks } from './callbacks';
 import { ROUTING_TYPES } from './push-order';
-import { PumpScheduler } from './session-common';
+import { PumpScheduler, type PumpGate } from './session-common';
 import type { ProxySnapshot } from './snapshot-cache';
 
 export abstract class AdsSession<Response> {
@@ -15,7 +15,7 @@ export abstract class AdsSession<Response> {
   private blocked = false;
   private closed = false;
   private nonces = 0;
-  private readonly pumps = new PumpScheduler(() => this.pump());
+  private readonly pumps: PumpScheduler;
 
   constructor(
     protected readonly stream: StreamInfo,
@@ -24,7 +24,11 @@ export abstract class AdsSession<Response> {
     protected readonly controlPlaneId: string,
     /** False for clients admitted without credentials: they never receive secrets. */
     private readonly secretsAllowed: boolean,
-  ) {}
+    /** Where answers to requests wait while a change is fanned out (SnapshotCache.afterFanOut); pushes never do. */
+    gate?: PumpGate,
+  ) {
+    this.pumps = new PumpScheduler(() => this.pump(), gate);
+  }
 
   setSnapshot(snapshot: ProxySnapshot): void {
     this.snapshot = snapshot;

@@ -37,6 +37,33 @@ describe('PumpScheduler', () => {
     expect(pump).toHaveBeenCalledTimes(1);
   });
 
+  it('asks the gate before a pump and runs one pump for everything that arrived while the gate held it', async () => {
+    const pump = jest.fn();
+    const held: Array<() => void> = [];
+    const pumps = new PumpScheduler(pump, (run) => held.push(run));
+    pumps.soon();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(held).toHaveLength(1);
+    expect(pump).not.toHaveBeenCalled();
+    // More requests while held: no second run is queued, the held one pumps them all.
+    pumps.soon();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(held).toHaveLength(1);
+    held.shift()!();
+    expect(pump).toHaveBeenCalledTimes(1);
+    // A gate that lets it go at once pumps at once.
+    const direct = new PumpScheduler(pump, (run) => run());
+    direct.soon();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(pump).toHaveBeenCalledTimes(2);
+    // Let go after close: nothing runs.
+    pumps.soon();
+    await new Promise((resolve) => setImmediate(resolve));
+    pumps.close();
+    held.shift()!();
+    expect(pump).toHaveBeenCalledTimes(2);
+  });
+
   it('keeps the first pending wait and runs nothing after close', async () => {
     const pump = jest.fn();
     const pumps = new PumpScheduler(pump);

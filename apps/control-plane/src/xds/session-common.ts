@@ -65,22 +65,37 @@ export function responseResources(map: ReadonlyMap<string, XdsResource>): Respon
   return found;
 }
 
+/**
+ * Where a session's request-driven pump may wait: it calls `run` now, or later (the snapshot cache
+ * holds it while a change is being fanned out: SnapshotCache.afterFanOut).
+ */
+export type PumpGate = (run: () => void) => void;
+
 /** When a session's pump runs besides right away: soon, or after a wait; never after close. */
 export class PumpScheduler {
   private immediate: NodeJS.Immediate | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** A run handed to the gate and not yet done: it pumps whatever arrives meanwhile. */
+  private gated = false;
+  private closed = false;
 
-  constructor(private readonly pump: () => void) {}
+  constructor(
+    private readonly pump: () => void,
+    private readonly gate?: PumpGate,
+  ) {}
 
   /**
    * After the requests that arrived together are all read (an ACK and the
    * subscription it triggers, e.g. a CDS ACK and the EDS request for the new
-   * clusters), so the next response is decided once.
+   * clusters), so the next response is decided once; and through the gate, if any.
    */
   soon(): void {
+    if (this.gated) return;
     this.immediate ??= setImmediate(() => {
       this.immediate = undefined;
-      this.pump();
+      if (!this.gate) return this.pump();
+      this.gated = true;
+      this.gate(this.release);
     });
   }
 
@@ -93,7 +108,13 @@ export class PumpScheduler {
   }
 
   close(): void {
+    this.closed = true;
     if (this.immediate) clearImmediate(this.immediate);
     if (this.timer) clearTimeout(this.timer);
   }
+
+  private readonly release = (): void => {
+    this.gated = false;
+    if (!this.closed) this.pump();
+  };
 }

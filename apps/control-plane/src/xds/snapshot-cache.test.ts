@@ -302,6 +302,12 @@ describe('SnapshotCache with a sliced fan-out', () => {
     while (services.some((service) => !cache.snapshotOf(identity(service)))) await new Promise((r) => setImmediate(r));
   }
 
+  /** Until `done` holds (a generous bound: this waits for correctness, it times nothing). */
+  async function until(done: () => boolean): Promise<void> {
+    for (const deadline = Date.now() + 30_000; !done(); await new Promise((r) => setImmediate(r)))
+      if (Date.now() > deadline) throw new Error('gave up waiting');
+  }
+
   /** A cache whose every slice rebuilds one identity (the budget is spent after the first). */
   async function slicedCache(): Promise<{ cache: SnapshotCache<FakeModel>; seen: Record<string, string[]> }> {
     const cache = new SnapshotCache<FakeModel>(translateFake, { fanOutSliceMs: 0 });
@@ -385,6 +391,42 @@ describe('SnapshotCache with a sliced fan-out', () => {
     cache.setModel(model(2), 'all', meta('2'));
     const watch = cache.watch(identity('c'), () => {});
     expect(watch.snapshot?.meshRevision).toBe('2');
+  });
+
+  it('holds answers to requests until a change has reached every affected identity, and runs them at once otherwise', async () => {
+    const { cache, seen } = await slicedCache();
+    const ran: string[] = [];
+    cache.afterFanOut(() => ran.push('idle'));
+    expect(ran).toEqual(['idle']);
+    const update = cache.setModel(model(2), 'all', meta('2'));
+    cache.afterFanOut(() => ran.push(`a:${seen.a!.length} b:${seen.b!.length} c:${seen.c!.length}`));
+    cache.afterFanOut(() => ran.push('second'));
+    expect(ran).toEqual(['idle']);
+    await update.settled;
+    await until(() => ran.length === 3);
+    // Only after the last identity was told, in the order they came.
+    expect(ran).toEqual(['idle', 'a:1 b:1 c:1', 'second']);
+  });
+
+  it('runs a held answer within MAX_FAN_OUT_HOLD_MS although changes keep coming', async () => {
+    const { cache } = await slicedCache();
+    let revision = 2;
+    let fanningOut = true;
+    // A new change every turn: some identity always waits for its slice, so the fan-outs never all end.
+    const changes = async () => {
+      while (fanningOut) {
+        cache.setModel(model(revision), 'all', meta(String(revision++)));
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    const running = changes();
+    let waitingThen: number | undefined;
+    cache.afterFanOut(() => (waitingThen = cache.pushActivity().pendingBuilds));
+    await until(() => waitingThen !== undefined);
+    fanningOut = false;
+    await running;
+    // It ran by the deadline, while identities still waited for their slice.
+    expect(waitingThen).toBeGreaterThan(0);
   });
 
   it('settles when an identity waiting its turn loses its last stream', async () => {

@@ -51,9 +51,10 @@ export interface SnapshotCacheOptions<M = unknown> {
    * Spread a rebuild over event-loop turns of about this many milliseconds. Each slice
    * translates identities and hands each new snapshot to its streams at once, so the
    * first streams are pushed (and the proxies decode) while later identities are still
-   * being translated, and ACKs and new streams are served in between instead of waiting
-   * for the whole fan-out (cf. Istio's push queue). Unset: `setModel` does all of it
-   * before it returns (protocol tests rely on that).
+   * being translated, and requests are read and new streams served in between instead of
+   * waiting for the whole fan-out (cf. Istio's push queue); answers to requests wait for a
+   * change's last slice (afterFanOut). Unset: `setModel` does all of it before it returns
+   * (protocol tests rely on that).
    */
   fanOutSliceMs?: number;
   /**
@@ -128,7 +129,15 @@ interface HeldType {
 /** What a stream needs from the cache: its identity's snapshot now and whenever it changes. */
 export interface SnapshotSource {
   watch(identity: ProxyIdentity, listener: SnapshotListener): { snapshot: ProxySnapshot | undefined; cancel: () => void };
+  /** Runs `run` now, or once the change being fanned out has reached every affected identity (sessions answer requests through it). */
+  afterFanOut?(run: () => void): void;
 }
+
+/**
+ * The longest a session's answer to requests waits for a change's fan-out (afterFanOut): a stream of changes,
+ * each with its fan-out, must not keep ACKs and EDS requests unanswered for longer.
+ */
+export const MAX_FAN_OUT_HOLD_MS = 100;
 
 export function identityKey(identity: ProxyIdentity): string {
   return `${identity.kind}/${identity.service}${identity.outboundPort ? `:${identity.outboundPort}` : ''}`;
@@ -166,6 +175,9 @@ export class SnapshotCache<M> implements SnapshotSource {
   private readonly stale = new Set<Entry<M>>();
   private readonly fanOuts = new Set<FanOut<M>>();
   private nextSlice: NodeJS.Immediate | undefined;
+  /** Answers to requests waiting for the changes being fanned out (afterFanOut), and the deadline that runs them regardless. */
+  private waiting: Array<() => void> = [];
+  private waitDeadline: NodeJS.Timeout | undefined;
   /** When a slice last built an identity (performance.now()); see pushActivity(). */
   private lastBuildAt = -Infinity;
   /**
@@ -300,6 +312,27 @@ export class SnapshotCache<M> implements SnapshotSource {
   private finish(fanOut: FanOut<M>): void {
     this.fanOuts.delete(fanOut);
     fanOut.resolve({ ...fanOut.result });
+    // In the next turn, so the last slice's pushes are written out first.
+    if (this.fanOuts.size === 0 && this.waiting.length > 0) setImmediate(() => this.runWaiting());
+  }
+
+  /**
+   * Runs `run` at once when no change is being fanned out; else once every identity the changes affect has its new
+   * snapshot, or after MAX_FAN_OUT_HOLD_MS at most. Sessions answer requests through this (a stream's pushes of new
+   * snapshots never wait): while a change reaches its affected streams slice by slice, the first ones' CDS ACKs and
+   * EDS re-requests are still read, but their answers no longer take turns with the later slices and delay the last
+   * streams' pushes. Each session's own responses keep their order: it decides them when it pumps, from its state.
+   */
+  afterFanOut(run: () => void): void {
+    if (this.fanOuts.size === 0) return run();
+    this.waiting.push(run);
+    this.waitDeadline ??= setTimeout(() => this.runWaiting(), MAX_FAN_OUT_HOLD_MS);
+  }
+
+  private runWaiting(): void {
+    clearTimeout(this.waitDeadline);
+    this.waitDeadline = undefined;
+    for (const run of this.waiting.splice(0)) run();
   }
 
   /**
