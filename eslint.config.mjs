@@ -62,6 +62,8 @@ const APP_ENTRY_POINTS_FOR_TOOLS = [
   'apps/authz/src/authz',
   'apps/authz/src/config',
   'apps/authz/src/grpc/grpc-server',
+  // authz-check --floor-streams-by-id: the floors keep streams as authz's gRPC server does.
+  'apps/authz/src/grpc/session-streams',
   'apps/authz/src/keys/load-signing-keys',
   'apps/authz/test/support/harness',
   'apps/cli/src/program',

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
-import { Client, credentials, Server, ServerCredentials } from '@grpc/grpc-js';
+import { Client, credentials, Server, ServerCredentials, type ServerUnaryCall } from '@grpc/grpc-js';
 import { CheckRequest } from '@trellis/envoy-types/envoy/service/auth/v3/external_auth';
 import { connectEtcd, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
@@ -22,7 +22,8 @@ import { grpcConnectionLimitsFrom, grpcConnectionOptions } from '@trellis/runtim
 import { startEtcd, startRedis } from '@trellis/testing';
 import { startAuthz, tuneV8ForChecks } from '../../../apps/authz/src/authz';
 import { DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS, loadAuthzConfig } from '../../../apps/authz/src/config';
-import { GRPC_SERVER_OPTIONS } from '../../../apps/authz/src/grpc/grpc-server';
+import { GRPC_SERVER_OPTIONS, sessionOfCall } from '../../../apps/authz/src/grpc/grpc-server';
+import { keepStreamsById } from '../../../apps/authz/src/grpc/session-streams';
 import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../../apps/authz/test/support/harness';
 import { parseBenchArgs } from './bench-cli';
 
@@ -67,6 +68,13 @@ const args = parseBenchArgs(
       help:
         "The floors also get authz's default gRPC connection limits (gRFC A9: a 300 s idle limit, which grpc-js tracks with " +
         "a 'close' listener on every stream): what authz's server pays per call that the default floor does not.",
+    },
+    'floor-streams-by-id': {
+      type: 'boolean',
+      default: false,
+      help:
+        "The floors also keep each connection's streams by id, as authz does since f159008 (apps/authz/src/grpc/session-streams.ts): " +
+        "without it a floor's rounds turn to promoting every call after their first mark-compact, authz's do not.",
     },
     'check-worker': {
       type: 'string',
@@ -152,9 +160,21 @@ async function serveFixedAnswer(fixed: Buffer | undefined): Promise<{ server: Se
     : {};
   const server = new Server({ ...GRPC_SERVER_OPTIONS, ...connectionLimits });
   const identity = (b: Buffer) => b;
+  const swapped = new WeakSet<object>();
+  const streamsById = args['floor-streams-by-id'];
   server.register(
     CHECK_PATH,
-    (call: { request: Buffer }, callback: (e: null, r: Buffer) => void) => callback(null, fixed ?? call.request),
+    (call: ServerUnaryCall<Buffer, Buffer>, callback: (e: null, r: Buffer) => void) => {
+      if (streamsById) {
+        // As authz's first Check on a connection does (grpc-server.ts, peerIdentity).
+        const session = sessionOfCall(call);
+        if (session && !swapped.has(session)) {
+          swapped.add(session);
+          keepStreamsById(session);
+        }
+      }
+      callback(null, fixed ?? call.request);
+    },
     identity,
     identity,
     'unary',
@@ -205,7 +225,12 @@ async function authzServer(): Promise<void> {
       const answer = await oneCheck(authz.grpcPort, grpcFrame('checkout', destination).message);
       if (args.floor === 'in-worker') {
         const worker = new Worker(process.argv[1]!, {
-          argv: ['--role', 'floor-worker', ...(args['floor-connection-limits'] ? ['--floor-connection-limits'] : [])],
+          argv: [
+            '--role',
+            'floor-worker',
+            ...(args['floor-connection-limits'] ? ['--floor-connection-limits'] : []),
+            ...(args['floor-streams-by-id'] ? ['--floor-streams-by-id'] : []),
+          ],
           workerData: answer,
         });
         workers.push(worker);
@@ -328,6 +353,7 @@ interface Started {
 function startRole(role: string, name: string = role, extra: string[] = []): Promise<Started> {
   const roleArgs = ['--role', role, '--echo-response-bytes', args['echo-response-bytes']!, '--misses', String(MISSES), ...extra];
   if (args['floor-connection-limits']) roleArgs.push('--floor-connection-limits');
+  if (args['floor-streams-by-id']) roleArgs.push('--floor-streams-by-id');
   if (args['alloc-profile']) roleArgs.push('--alloc-profile', '--name', name);
   if (args['alloc-profile'] && args['heap-profile-dir']) roleArgs.push('--heap-profile-dir', args['heap-profile-dir']);
   const nodeOptions = (role === 'authz' ? args['authz-node-options']! : args['floor-node-options']!).split(' ').filter(Boolean);
@@ -615,7 +641,9 @@ async function orchestrate(): Promise<void> {
         : FLOORS_IN_AUTHZ
           ? `authz's response on the same path, from inside authz's process (${args.floor})`
           : "authz's response on the same path";
-  const floorOptions = args['floor-connection-limits'] ? " with authz's server options and its default connection limits" : '';
+  const floorOptions =
+    (args['floor-connection-limits'] ? " with authz's server options and its default connection limits" : '') +
+    (args['floor-streams-by-id'] ? ", each connection's streams kept by id as authz keeps them" : '');
 
   console.log(
     `h2load -n ${REQUESTS} -c ${args.clients} -m ${args.streams} -t 1, ${ROUNDS} round(s), CheckRequest ${hit.message.length} bytes, the floor answers ${floorKind}${floorOptions}; ${MISSES} misses${SMOKE ? ' (smoke)' : ''}; authz serves Checks ${args['check-worker'] === 'false' ? 'on its main thread' : 'from its Check worker thread'}${args['authz-env'] ? `; authz with ${args['authz-env']}` : ''}`,
