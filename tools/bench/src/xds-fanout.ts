@@ -137,6 +137,13 @@ const args = parseBenchArgs(
       default: '',
       help: "node/V8 options for the control plane's process (e.g. '--trace-gc --max-semi-space-size=32').",
     },
+    'cp-env': {
+      type: 'string',
+      default: '',
+      help:
+        "Environment variables for the control plane's process, 'NAME=value ...' (e.g. glibc's " +
+        "'MALLOC_MMAP_THRESHOLD_=32768', with which freed large buffers go back to the system at once).",
+    },
     'floor-node-options': { type: 'string', default: '', help: "node/V8 options for the floor's process." },
     'clients-node-options': { type: 'string', default: '', help: "node/V8 options for the simulated proxies' process." },
     'clients-window-bytes': {
@@ -979,10 +986,14 @@ class Child {
     this.exited = new Promise((resolve) => process.once('exit', resolve));
   }
 
-  static fork(name: string, roleArgs: string[], execArgv: string[] = []): Child {
+  static fork(name: string, roleArgs: string[], execArgv: string[] = [], env: Record<string, string> = {}): Child {
     return new Child(
       name,
-      fork(process.argv[1]!, roleArgs, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...execArgv] }),
+      fork(process.argv[1]!, roleArgs, {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        execArgv: [...process.execArgv, ...execArgv],
+        env: { ...process.env, ...env },
+      }),
     );
   }
 
@@ -1060,6 +1071,18 @@ function commonArgs(): string[] {
 /** The node/V8 options given for one side's processes. */
 function nodeOptions(side: 'cp' | 'floor' | 'clients'): string[] {
   return args[`${side}-node-options`]!.split(' ').filter(Boolean);
+}
+
+/** --cp-env 'A=1 B=2': variables for the control plane's process, over the benchmark's own. */
+function controlPlaneEnv(): Record<string, string> {
+  const entries = args['cp-env']!.split(/\s+/).filter(Boolean);
+  return Object.fromEntries(
+    entries.map((entry) => {
+      const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(entry);
+      if (!match) throw new Error(`--cp-env: "${entry}" is not NAME=value`);
+      return [match[1]!, match[2]!];
+    }),
+  );
 }
 
 /** The control plane's marks from the write until every affected stream had its push, one line (--trace-rounds). */
@@ -1262,10 +1285,12 @@ async function runPhase(
 
 async function orchestrate(): Promise<void> {
   const affected = mesh.affectedProxies(PROXIES);
+  const cpEnv = controlPlaneEnv();
   console.log(
     `${SERVICES} services (every ${HUB_EVERY}${HUB_EVERY === 2 ? 'nd' : HUB_EVERY === 3 ? 'rd' : 'th'} calls hub), ${PROXIES} SotW ADS streams over ${CONNECTIONS} connections ` +
       `(${affected} affected by a hub change), ${ROUNDS} rounds; clients' HTTP/2 windows ` +
-      `${CLIENTS_WINDOW_BYTES > 0 ? kib(CLIENTS_WINDOW_BYTES) : '64 KiB (grpc-js default)'}; ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}`,
+      `${CLIENTS_WINDOW_BYTES > 0 ? kib(CLIENTS_WINDOW_BYTES) : '64 KiB (grpc-js default)'}; ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}` +
+      (args['cp-env'] ? `; the control plane with ${args['cp-env']}` : ''),
   );
   const etcd = await startEtcd();
   const layout = new KeyLayout(etcd.prefix);
@@ -1295,7 +1320,7 @@ async function orchestrate(): Promise<void> {
     await floor.stop();
 
     const profile = args['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof-dir']] : [];
-    const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], [...nodeOptions('cp'), ...profile]);
+    const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], [...nodeOptions('cp'), ...profile], cpEnv);
     children.push(cp);
     const cpReady = await cp.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
     const cpResults: PhaseResult[] = [];
