@@ -34,6 +34,15 @@ describe('loadControlPlaneConfig', () => {
     expect(() => loadControlPlaneConfig({ TRELLIS_XDS_ADVERTISE_ADDRESS: 'cp-0:18000,cp-1' })).toThrow(/TRELLIS_XDS_ADVERTISE_ADDRESS/);
   });
 
+  it('takes the admin token or a file holding it, never both (which would rule is a guess)', () => {
+    expect(loadControlPlaneConfig({ TRELLIS_ADMIN_TOKEN_FILE: '/run/secrets/admin-token' }).TRELLIS_ADMIN_TOKEN_FILE).toBe(
+      '/run/secrets/admin-token',
+    );
+    expect(() =>
+      loadControlPlaneConfig({ TRELLIS_ADMIN_TOKEN: 'cp-admin-token-0123456789', TRELLIS_ADMIN_TOKEN_FILE: '/run/secrets/admin-token' }),
+    ).toThrow('TRELLIS_ADMIN_TOKEN and TRELLIS_ADMIN_TOKEN_FILE are both set: set one');
+  });
+
   it('leaves span export off unless a collector is named, and bounds the sampling percentage', () => {
     expect(loadControlPlaneConfig({}).TRELLIS_TRACING_OTLP_ADDRESS).toBeUndefined();
     expect(loadControlPlaneConfig({ TRELLIS_TRACING_OTLP_ADDRESS: 'otel-collector.observability:4317' })).toMatchObject({

@@ -80,6 +80,11 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
    * /debug answers loopback only, and a bootstrap needs the service's xDS token.
    */
   TRELLIS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /**
+   * Instead of TRELLIS_ADMIN_TOKEN: a file holding it, read again on the TRELLIS_XDS_TLS_RELOAD_SECONDS poll and
+   * on SIGHUP, so a rotation needs no restart. A broken or emptied file keeps the last good token.
+   */
+  TRELLIS_ADMIN_TOKEN_FILE: z.string().min(1).optional(),
   /** This replica's name in proxy status records. */
   TRELLIS_CONTROL_PLANE_ID: z.string().min(1).max(256).default(`${hostname()}-${process.pid}`),
   /** Debounce of registry changes: wait this long after the last change… */
@@ -129,5 +134,9 @@ function checkTls(config: ControlPlaneConfig): ControlPlaneConfig {
 }
 
 export function loadControlPlaneConfig(source: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
-  return checkTls(loadConfig(controlPlaneEnvSchema, source));
+  const config = checkTls(loadConfig(controlPlaneEnvSchema, source));
+  // Which of the two would rule is a guess: refuse it, naming both.
+  if (config.TRELLIS_ADMIN_TOKEN && config.TRELLIS_ADMIN_TOKEN_FILE)
+    throw new ConfigError(['TRELLIS_ADMIN_TOKEN and TRELLIS_ADMIN_TOKEN_FILE are both set: set one']);
+  return config;
 }

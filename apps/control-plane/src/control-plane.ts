@@ -4,16 +4,18 @@
 // returns; tests start it on port 0.
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
+import { EtcdProbe, MeshStore, MeshWatcher, XDS_MAX_MESSAGE_BYTES, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
 import {
-  EtcdProbe,
-  MeshStore,
-  MeshWatcher,
-  secretDigest,
-  XDS_MAX_MESSAGE_BYTES,
-  type EtcdClient,
-  type KeyLayout,
-} from '@trellis/mesh-schema';
-import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
+  closeHttpServer,
+  closeInOrder,
+  ConfigError,
+  createMetricsRegistry,
+  Health,
+  listenHttp,
+  ReloadingSecretFile,
+  type Logger,
+  type ShutdownStep,
+} from '@trellis/runtime';
 import {
   bindGrpcServer,
   grpcConnectionLimitsFrom,
@@ -28,9 +30,10 @@ import {
 } from '@trellis/runtime/grpc';
 import { DEFAULT_XDS_MAX_CONNECTION_AGE_MS, DEFAULT_XDS_TLS_RELOAD_SECONDS, type ControlPlaneConfig } from './config';
 import { buildProxyResources, sharedUpstreamsChange } from './envoy';
+import { adminDigestSource } from './http/access';
 import { createHttpApp } from './http/app';
 import type { XdsTransport } from './http/bootstrap-route';
-import { createControlPlaneMetrics, registerEtcdClientCertExpiry } from './metrics';
+import { createControlPlaneMetrics, registerEtcdClientCertExpiry, type ControlPlaneMetrics } from './metrics';
 import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel, type TranslatorSettings } from './model';
 import { RebuildLoop } from './rebuild-loop';
 import { snapshotInconsistencies, TranslationMemo } from './resource';
@@ -61,6 +64,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_DEBOUNCE_MS'
   | 'TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION'
   | 'TRELLIS_ADMIN_TOKEN'
+  | 'TRELLIS_ADMIN_TOKEN_FILE'
   | 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS'
   | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS'
   | 'TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS'
@@ -135,6 +139,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const registry = deps.registry ?? createMetricsRegistry('control-plane');
   const metrics = createControlPlaneMetrics(registry);
   if (deps.etcdClientCert) registerEtcdClientCertExpiry(registry, deps.etcdClientCert);
+  // Before anything that would need stopping: a file that does not load refuses the start.
+  const adminTokenFile = await loadAdminTokenFile(config, metrics, logger);
   const health = new Health();
   const settings: TranslatorSettings = {
     ...DEFAULT_TRANSLATOR_SETTINGS,
@@ -302,7 +308,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     retained: () => rebuilds.retained(),
     xdsAddresses: advertise,
     xdsTransport: xdsTransportOf(config),
-    adminDigest: config.TRELLIS_ADMIN_TOKEN ? secretDigest(config.TRELLIS_ADMIN_TOKEN) : undefined,
+    adminDigest: adminDigestSource(config.TRELLIS_ADMIN_TOKEN ?? adminTokenFile),
     bootstrapOpen: config.TRELLIS_XDS_ALLOW_INSECURE_CLIENTS && config.TRELLIS_XDS_TLS_CLIENT_CA_FILE === undefined,
     serviceTokenRefusal: (token, service) => xdsTokenRefusal(token, service, watcher.state),
     logger,
@@ -328,6 +334,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       name: 'stop rebuilding',
       run: () => {
         clearInterval(tlsReloadTimer);
+        adminTokenFile?.close();
         etcdProbe.stop();
         return rebuilds.close();
       },
@@ -355,12 +362,42 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     statusWriter,
     xdsTls,
     async reloadFiles() {
-      await xdsTls?.refresh();
+      await Promise.all([xdsTls?.refresh(), adminTokenFile?.reload()]);
     },
     model: () => rebuilds.model,
     shutdownSteps,
     close: closeInOrder(health, shutdownSteps),
   };
+}
+
+/**
+ * TRELLIS_ADMIN_TOKEN_FILE, followed on the TLS files' poll and on SIGHUP, so that rotating the admin token (the
+ * registry's, usually the same Secret) is a file update. A new content that is empty, short or unreadable keeps the
+ * last good token (fail closed: never an empty one), logged and counted.
+ */
+async function loadAdminTokenFile(
+  config: ControlPlaneOptions,
+  metrics: ControlPlaneMetrics,
+  logger: Logger,
+): Promise<ReloadingSecretFile | undefined> {
+  const path = config.TRELLIS_ADMIN_TOKEN_FILE;
+  if (!path) return undefined;
+  if (config.TRELLIS_ADMIN_TOKEN) throw new ConfigError(['TRELLIS_ADMIN_TOKEN and TRELLIS_ADMIN_TOKEN_FILE are both set: set one']);
+  // Both series from the start: the first refusal is a step from 0 that increase() sees.
+  for (const result of ['ok', 'invalid'] as const) metrics.adminTokenReloads.inc({ result }, 0);
+  const file = await ReloadingSecretFile.start(path, {
+    minLength: 16,
+    pollMs: (config.TRELLIS_XDS_TLS_RELOAD_SECONDS ?? DEFAULT_XDS_TLS_RELOAD_SECONDS) * 1000,
+    onReload: (result, error) => {
+      metrics.adminTokenReloads.inc({ result });
+      if (result === 'ok') logger.info({ path }, 'admin token reloaded');
+      else logger.error({ path, reason: error?.message }, 'admin token not reloaded: keeping the last good one');
+    },
+  }).catch((err: Error) => {
+    throw new ConfigError([`TRELLIS_ADMIN_TOKEN_FILE: ${err.message}`]);
+  });
+  logger.info({ path }, 'admin token read from its file');
+  return file;
 }
 
 /**

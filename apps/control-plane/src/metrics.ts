@@ -28,6 +28,8 @@ export interface ControlPlaneMetrics {
   retentionsEngaged: Counter;
   /** Connections the xDS port's TLS guard closed before they were through their handshake and HTTP/2 preface. */
   tlsRefused: Counter<'reason'>;
+  /** New contents of TRELLIS_ADMIN_TOKEN_FILE: applied (ok) or refused keeping the last good token (invalid). */
+  adminTokenReloads: Counter<'result'>;
   /** Reloads of the xDS port's certificate, key and client CA files (changed, unchanged, error: the previous ones keep serving). */
   xdsTlsReloads: Counter<'result'>;
   /** xDS connections that reached their max age: GOAWAY sent, their ADS streams ended UNAVAILABLE (connection-age.ts). */
@@ -194,6 +196,12 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     xdsTlsReloads: new Counter({
       name: `${P}xds_tls_reloads_total`,
       help: "Reloads of the xDS port's TLS files by result (changed, unchanged, error: the previous certificate and client CA keep serving)",
+      labelNames: ['result'],
+      registers,
+    }),
+    adminTokenReloads: new Counter({
+      name: `${P}admin_token_reloads_total`,
+      help: 'New contents of TRELLIS_ADMIN_TOKEN_FILE read since start, by result: applied (ok), or refused keeping the last good token (invalid)',
       labelNames: ['result'],
       registers,
     }),

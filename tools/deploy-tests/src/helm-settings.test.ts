@@ -140,7 +140,10 @@ const NOT_VALUES: Record<AppName, Record<string, string>> = {
     TRELLIS_ADMIN_TOKEN: 'the chart sets TRELLIS_ADMIN_TOKEN_FILE, followed without a restart',
     TRELLIS_CSRF_SECRET: 'the chart sets TRELLIS_CSRF_SECRET_FILE, followed without a restart',
   },
-  'control-plane': {},
+  'control-plane': {
+    // The chart mounts adminToken.existingSecret's key and sets the _FILE form, followed without a restart.
+    TRELLIS_ADMIN_TOKEN: 'the chart sets TRELLIS_ADMIN_TOKEN_FILE, followed without a restart',
+  },
   authz: {
     // The chart always mounts a key directory (signingKeys.existingSecret or the generated one): a Secret
     // with one key is that variable's key, re-read on rotation, which an environment variable is not.
@@ -298,18 +301,16 @@ const helm = findHelm();
     };
     const variable = (container: Container, name: string) => container.env!.find((e) => e.name === name);
 
-    it('control plane: the admin token is a secretKeyRef to the Secret named, absent without one', () => {
-      const { container } = appContainer('control-plane', [
-        '--set',
-        'adminToken.existingSecret=registry-auth',
-        '--set',
-        'adminToken.key=token',
-      ]);
-      expect(variable(container, 'TRELLIS_ADMIN_TOKEN')).toEqual({
-        name: 'TRELLIS_ADMIN_TOKEN',
-        valueFrom: { secretKeyRef: { name: 'registry-auth', key: 'token' } },
-      });
-      expect(variable(appContainer('control-plane', []).container, 'TRELLIS_ADMIN_TOKEN')).toBeUndefined();
+    it("control plane: the admin token is the named Secret's key mounted as a file, the variable its path; absent without one", () => {
+      const rendered = appContainer('control-plane', ['--set', 'adminToken.existingSecret=registry-auth', '--set', 'adminToken.key=token']);
+      const path = variable(rendered.container, 'TRELLIS_ADMIN_TOKEN_FILE')!.value!;
+      const { secretName, items, file } = secretFileOf(rendered, path);
+      expect({ secretName, items }).toEqual({ secretName: 'registry-auth', items: [{ key: 'token', path: file }] });
+      expect(variable(rendered.container, 'TRELLIS_ADMIN_TOKEN')).toBeUndefined();
+      // Followed on the same poll as the xDS TLS files, rendered for it even without TLS.
+      expect(variable(rendered.container, 'TRELLIS_XDS_TLS_RELOAD_SECONDS')?.value).toBe('60');
+      const without = appContainer('control-plane', []).container;
+      expect([variable(without, 'TRELLIS_ADMIN_TOKEN_FILE'), variable(without, 'TRELLIS_ADMIN_TOKEN')]).toEqual([undefined, undefined]);
     });
 
     it('registry: service credentials are a Secret mounted as a directory, the variable its path', () => {

@@ -26,8 +26,8 @@ export interface HttpAppDeps {
   xdsAddresses: ReadonlyArray<{ host: string; port: number }>;
   /** How rendered bootstraps reach xDS: TLS (with client certificates), or an xDS token placeholder. */
   xdsTransport: XdsTransport;
-  /** Digest of TRELLIS_ADMIN_TOKEN (see ./access.ts); undefined: /debug answers loopback only. */
-  adminDigest?: Buffer;
+  /** Digest of the admin token as it stands (see ./access.ts); undefined: /debug answers loopback only. */
+  adminDigest: () => Buffer | undefined;
   /** xDS admits clients without credentials (local development): a bootstrap then protects nothing more. */
   bootstrapOpen: boolean;
   /** Why an xDS token does not prove a service (for /bootstrap); undefined when it does. */
