@@ -112,7 +112,13 @@ const args = parseBenchArgs(
       type: 'string',
       help: "The control plane's TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS (its default: 10 s).",
     },
-    'cpu-prof-dir': { type: 'string', help: 'Write a V8 CPU profile of the control plane process into this directory (node --cpu-prof).' },
+    'cpu-prof-dir': {
+      type: 'string',
+      help:
+        "Write a V8 CPU profile of each server process, the floor's and the control plane's, into this directory (node " +
+        "--cpu-prof), and beside each, marks-<pid>.json: when each first full push started and ended on the profile's clock " +
+        '(microseconds), so the two profiles can be read for the push alone.',
+    },
     'trace-gc': {
       type: 'boolean',
       default: false,
@@ -251,7 +257,11 @@ type FromClients =
       reconnects: number;
       reconnectsTotal: number;
     };
-type ToServer = { type: 'stats' } | { type: 'cpu' } | GcQuery | { type: 'trace'; from: number; to: number };
+type ToServer =
+  | { type: 'stats'; /** Noted on the CPU profile's clock (--cpu-prof-dir). */ mark?: 'push start' | 'push end' }
+  | { type: 'cpu' }
+  | GcQuery
+  | { type: 'trace'; from: number; to: number };
 /** One change's path in the control plane (--trace-rounds): shared-clock times and process CPU-ms at each. */
 interface TraceMark {
   what: string;
@@ -346,6 +356,14 @@ class RoundTrace {
   }
 }
 
+/** Times of the orchestrator's marks on the CPU profile's clock, microseconds (--cpu-prof-dir). */
+const profileMarks: Record<string, number[]> = {};
+
+/** Writes the marks beside the profile the process writes when it exits (--cpu-prof-dir). */
+function writeProfileMarks(): void {
+  if (args['cpu-prof-dir']) writeFileSync(join(args['cpu-prof-dir'], `marks-${process.pid}.json`), JSON.stringify(profileMarks));
+}
+
 /** Answers the orchestrator's `stats`, `cpu` and `gc` requests (server roles). */
 function serveStats(trace?: RoundTrace): void {
   const delay = monitorEventLoopDelay({ resolution: 10 });
@@ -370,6 +388,7 @@ function serveStats(trace?: RoundTrace): void {
       return;
     }
     if (message.type !== 'stats') return;
+    if (message.mark) (profileMarks[message.mark] ??= []).push(Number(process.hrtime.bigint() / 1000n));
     const cpu = process.cpuUsage();
     tell({
       type: 'stats',
@@ -421,6 +440,7 @@ async function controlPlaneRole(): Promise<void> {
   tell({ type: 'ready', grpcPort: cp.xdsPort, httpPort: cp.httpPort } satisfies FromServer);
   await untilTerminated();
   if (trace && args['cpu-prof-dir']) writeFileSync(join(args['cpu-prof-dir'], `rounds-${process.pid}.json`), JSON.stringify(trace.windows));
+  writeProfileMarks();
   await cp.close();
   etcd.close();
   // Exit now rather than when the last handle closes (a --cpu-prof profile is written on exit).
@@ -547,6 +567,7 @@ async function floorRole(): Promise<void> {
   await watcher.cancel();
   server.forceShutdown();
   etcd.close();
+  writeProfileMarks();
   process.exit(0);
 }
 
@@ -1131,8 +1152,8 @@ async function runPhase(
   ready: Extract<FromServer, { type: 'ready' }>,
   store: MeshStore,
 ): Promise<PhaseResult> {
-  const stats = async (): Promise<Extract<FromServer, { type: 'stats' }>> => {
-    server.send({ type: 'stats' });
+  const stats = async (mark?: 'push start' | 'push end'): Promise<Extract<FromServer, { type: 'stats' }>> => {
+    server.send({ type: 'stats', ...(mark ? { mark } : {}) });
     return server.next('stats', 30_000);
   };
   const serverCpu = async (): Promise<Extract<FromServer, { type: 'cpu' }>> => {
@@ -1143,7 +1164,7 @@ async function runPhase(
     child.send({ type: 'gc', from, to });
     return child.next<GcReply>('gc', 30_000);
   };
-  const beforeConnect = await stats();
+  const beforeConnect = await stats('push start');
   const clients = Child.fork(
     'clients',
     ['--role', 'clients', '--profile', profile, '--target', `127.0.0.1:${ready.grpcPort}`, ...commonArgs()],
@@ -1155,7 +1176,7 @@ async function runPhase(
       600_000,
     );
     // CPU time is what the load on a shared machine stretches least: the work itself, not the wait for a core.
-    const afterConnect = await stats();
+    const afterConnect = await stats('push end');
     const connectServerCpuSeconds = afterConnect.cpuSeconds - beforeConnect.cpuSeconds;
     const connectServerMainThreadCpuSeconds =
       afterConnect.mainThreadCpuSeconds === undefined || beforeConnect.mainThreadCpuSeconds === undefined
@@ -1312,14 +1333,14 @@ async function orchestrate(): Promise<void> {
     const serverArgs = ['--etcd-endpoints', etcd.endpoints.join(','), '--etcd-prefix', etcd.prefix, ...commonArgs()];
 
     // The floor first, then the control plane: both react to every hub write, so they do not run side by side.
-    const floor = Child.fork('floor', ['--role', 'floor', ...serverArgs], nodeOptions('floor'));
+    const profile = args['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof-dir']] : [];
+    const floor = Child.fork('floor', ['--role', 'floor', ...serverArgs], [...nodeOptions('floor'), ...profile]);
     children.push(floor);
     const floorReady = await floor.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
     const floorResults: PhaseResult[] = [];
     for (const profile of profiles) floorResults.push(await runPhase('floor', profile, floor, floorReady, store));
     await floor.stop();
 
-    const profile = args['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof-dir']] : [];
     const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], [...nodeOptions('cp'), ...profile], cpEnv);
     children.push(cp);
     const cpReady = await cp.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
