@@ -12,3 +12,4 @@ export { dockerAvailable } from './docker';
 export { createTestPki, type TestKeyPair, type TestPki } from './test-pki';
 export { rawBytesMethod } from './raw-grpc';
 export { updateSecretVolume } from './secret-volume';
+export { envoyBuildNodeFields } from './envoy-node';

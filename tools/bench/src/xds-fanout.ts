@@ -27,7 +27,7 @@ import type { DeltaDiscoveryRequest, DiscoveryRequest } from '@trellis/envoy-typ
 import { DeltaDiscoveryResponse, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
-import { startEtcd } from '@trellis/testing';
+import { envoyBuildNodeFields, startEtcd } from '@trellis/testing';
 import { startControlPlane } from '../../../apps/control-plane/src/control-plane';
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, type XdsCallbacks } from '../../../apps/control-plane/src/xds';
@@ -640,14 +640,6 @@ function keepOpen(
   connect(false);
 }
 
-const ENVOY_EXTENSION_CATEGORIES = [
-  'envoy.filters.http',
-  'envoy.filters.network',
-  'envoy.filters.listener',
-  'envoy.access_loggers',
-  'envoy.clusters',
-];
-
 /** The part of an Envoy's node that is the same on every proxy of a build (encoded once; a node is id and cluster plus this). */
 let envoyNodeTail: Uint8Array | undefined;
 
@@ -659,27 +651,7 @@ let envoyNodeTail: Uint8Array | undefined;
 function nodeBytesOf(node: Node): Uint8Array {
   const own = Node.encode(node).finish();
   if (NODE_EXTENSIONS === 0) return own;
-  envoyNodeTail ??= Node.encode(
-    Node.fromPartial({
-      locality: { region: 'eu-west-1', zone: 'eu-west-1a' },
-      userAgentVersionType: {
-        $case: 'userAgentBuildVersion',
-        value: {
-          version: { majorNumber: 1, minorNumber: 31, patch: 2 },
-          metadata: { 'revision.sha': '5a2b0c1d', 'revision.status': 'Clean', 'build.type': 'RELEASE', 'ssl.version': 'BoringSSL' },
-        },
-      },
-      extensions: Array.from({ length: NODE_EXTENSIONS }, (_, i) => {
-        const category = ENVOY_EXTENSION_CATEGORIES[i % ENVOY_EXTENSION_CATEGORIES.length]!;
-        return {
-          name: `${category}.extension_${i}`,
-          category,
-          typeUrls: [`envoy.extensions.${category.slice(6)}.extension_${i}.v3.Config`],
-        };
-      }),
-      clientFeatures: ['envoy.lb.does_not_support_overprovisioning', 'fully-qualified-type-url', 'envoy.lrs.supports_send_all_clusters'],
-    }),
-  ).finish();
+  envoyNodeTail ??= Node.encode(Node.fromPartial(envoyBuildNodeFields(NODE_EXTENSIONS))).finish();
   return Buffer.concat([own, envoyNodeTail]);
 }
 

@@ -4,6 +4,7 @@ import type { status as GrpcStatus } from '@grpc/grpc-js';
 import { credentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceClient } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
+import { envoyBuildNodeFields } from '@trellis/testing';
 import {
   DeltaDiscoveryRequest,
   DiscoveryRequest,
@@ -22,42 +23,15 @@ export function testNode(service: string, id = `${service}-1`, userAgentName = '
   return Node.fromPartial({ id, cluster: service, userAgentName });
 }
 
-const EXTENSION_CATEGORIES = [
-  'envoy.filters.http',
-  'envoy.filters.network',
-  'envoy.filters.listener',
-  'envoy.access_loggers',
-  'envoy.clusters',
-];
-
 /**
- * A node as an Envoy sends it on a stream's first request: besides id, cluster and metadata, its locality, build
- * version and every extension compiled into it with the config types each takes (an official build lists hundreds:
- * the request is ~50 KB), and its client features.
+ * A node as an Envoy sends it on a stream's first request: besides id, cluster and metadata, what every Envoy of a
+ * build adds (envoyBuildNodeFields: locality, build version, `extensions` extensions, client features; ~50 KB at 450).
  */
 export function envoyNode(
   service: string,
   { id = `${service}-1`, extensions = 450, metadata = {} as { [key: string]: unknown } } = {},
 ): Node {
-  return Node.fromPartial({
-    id,
-    cluster: service,
-    userAgentName: 'envoy',
-    metadata,
-    locality: { region: 'eu-west-1', zone: 'eu-west-1a' },
-    userAgentVersionType: {
-      $case: 'userAgentBuildVersion',
-      value: {
-        version: { majorNumber: 1, minorNumber: 31, patch: 2 },
-        metadata: { 'revision.sha': '5a2b0c1d', 'revision.status': 'Clean', 'build.type': 'RELEASE', 'ssl.version': 'BoringSSL' },
-      },
-    },
-    extensions: Array.from({ length: extensions }, (_, i) => {
-      const category = EXTENSION_CATEGORIES[i % EXTENSION_CATEGORIES.length]!;
-      return { name: `${category}.extension_${i}`, category, typeUrls: [`envoy.extensions.${category.slice(6)}.extension_${i}.v3.Config`] };
-    }),
-    clientFeatures: ['envoy.lb.does_not_support_overprovisioning', 'fully-qualified-type-url', 'envoy.lrs.supports_send_all_clusters'],
-  });
+  return Node.fromPartial({ ...envoyBuildNodeFields(extensions), id, cluster: service, userAgentName: 'envoy', metadata });
 }
 
 export class AdsTestClient<P extends Protocol> {
