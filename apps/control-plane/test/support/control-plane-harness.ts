@@ -3,7 +3,7 @@
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
 import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
-import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../src/control-plane';
+import { startControlPlane, type ControlPlane, type ControlPlaneDeps, type ControlPlaneOptions } from '../../src/control-plane';
 import { unpackAny } from '@trellis/envoy-types';
 import { ProtoValidator } from '@trellis/envoy-types/validation';
 // Importing the resource modules registers their types for unpackAny.
@@ -62,6 +62,8 @@ export async function startControlPlaneHarness(
   overrides: Partial<ControlPlaneOptions> = {},
   callbacks?: XdsCallbacks,
   etcd?: TestEtcd,
+  /** What main.ts hands over besides config: the etcd client certificate it read (the test etcd runs without TLS). */
+  deps: Pick<ControlPlaneDeps, 'etcdClientCert'> = {},
 ): Promise<ControlPlaneHarness> {
   const ownEtcd = !etcd;
   const testEtcd = etcd ?? (await startEtcd());
@@ -89,6 +91,7 @@ export async function startControlPlaneHarness(
   const cp = await startControlPlane({
     config: { ...TEST_CONTROL_PLANE_OPTIONS, ...overrides },
     etcd: testEtcd.client(),
+    etcdClientCert: deps.etcdClientCert,
     layout,
     logger: createLogger('control-plane', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent'),
     callbacks: callbacks ? composeCallbacks(tap, callbacks) : tap,
