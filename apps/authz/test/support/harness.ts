@@ -84,7 +84,7 @@ export async function startTestAuthz(
   redis: TestRedis,
   keys: KeyDir,
   env: Record<string, string> = {},
-  extra: Partial<Pick<AuthzDeps, 'edge' | 'checkWorker'>> = {},
+  extra: Partial<Pick<AuthzDeps, 'edge' | 'checkWorker' | 'etcdClientCert'>> = {},
 ): Promise<StartedAuthz> {
   const config = loadAuthzConfig({ ...authzTestEnv(etcd, redis, keys), ...env });
   const etcdClient = etcd.client();
