@@ -76,7 +76,9 @@ const cases: Case[] = [
   {
     what: 'generated types importing a library',
     filePath: 'libs/envoy-types/src/fixture.ts',
-    code: "import { createLogger } from '@trellis/runtime';\nexport const log = createLogger;\n",
+    // mesh-contracts depends on no library of ours, even through its tests: with a library that does
+    // (runtime's tests use @trellis/testing, which uses the generated types) nx reports the cycle instead.
+    code: "import { XDS_TOKEN_AUDIENCE } from '@trellis/mesh-contracts';\nexport const audience = XDS_TOKEN_AUDIENCE;\n",
     error: /type:generated/,
   },
   {
