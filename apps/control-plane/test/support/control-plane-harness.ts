@@ -67,6 +67,22 @@ export async function startControlPlaneHarness(
 ): Promise<ControlPlaneHarness> {
   const ownEtcd = !etcd;
   const testEtcd = etcd ?? (await startEtcd());
+  try {
+    return await startOn(testEtcd, ownEtcd, overrides, callbacks, deps);
+  } catch (err) {
+    // An etcd this harness started is its to stop: left running, it kept jest from exiting after the failure.
+    if (ownEtcd) await testEtcd.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startOn(
+  testEtcd: TestEtcd,
+  ownEtcd: boolean,
+  overrides: Partial<ControlPlaneOptions>,
+  callbacks: XdsCallbacks | undefined,
+  deps: Pick<ControlPlaneDeps, 'etcdClientCert'>,
+): Promise<ControlPlaneHarness> {
   const layout = new KeyLayout(testEtcd.prefix);
   const store = new MeshStore(testEtcd.client(), layout);
   await store.ensureMeshSettings({ tokenIssuer: 'trellis', clockSkewSeconds: 30 });
@@ -96,8 +112,13 @@ export async function startControlPlaneHarness(
     logger: createLogger('control-plane', process.env['TRELLIS_TEST_LOG_LEVEL'] ?? 'silent'),
     callbacks: callbacks ? composeCallbacks(tap, callbacks) : tap,
   });
-  await cp.watcher.whenReady();
-  await eventually('the first mesh snapshot served', () => (cp.cache.ready && cp.watcher.live) || undefined);
+  try {
+    await cp.watcher.whenReady();
+    await eventually('the first mesh snapshot served', () => (cp.cache.ready && cp.watcher.live) || undefined);
+  } catch (err) {
+    await cp.close().catch(() => undefined);
+    throw err;
+  }
   return {
     emitted,
     etcd: testEtcd,
