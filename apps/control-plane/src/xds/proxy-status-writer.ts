@@ -79,14 +79,20 @@ interface Tracked {
   updatedAtMs: number;
   /**
    * The record's entry per xDS type, at the type's TYPE_SLOT: every response and ACK finds it by index. The record's
-   * `types` object takes its keys in the order the stream's types were first answered, so looking an entry up there
-   * by short name meets objects of many shapes (in a first push, the most expensive line of the writer).
+   * `types` object is made from them when the record is written (recordTypes), not kept up to date here: adding a
+   * type's key to it as the type is first answered, in whatever order that happens, met objects of many shapes
+   * (a megamorphic keyed store with a new hidden class, once per stream and type: in a first push, the writer's
+   * most expensive line).
    */
   slots: (TypeStatus | undefined)[];
+  /** A type got its first entry since `status.types` was last made. */
+  typesAdded: boolean;
 }
 
 /** Each served type's index into `Tracked.slots`. */
 const TYPE_SLOT = new Map<XdsTypeUrl, number>(ADS_PUSH_ORDER.map((typeUrl, i) => [typeUrl, i]));
+/** The record's key for each slot. */
+const SLOT_KEY = ADS_PUSH_ORDER.map((typeUrl) => TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types']);
 
 export class ProxyStatusWriter implements XdsCallbacks {
   /** By stream number: one record per stream. */
@@ -123,6 +129,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
     this.tracked.set(stream.streamId, {
       updatedAtMs: Date.now(),
       slots: ADS_PUSH_ORDER.map(() => undefined),
+      typesAdded: false,
       status: {
         service: stream.identity.service,
         nodeId: stream.nodeId.slice(0, 256),
@@ -216,6 +223,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
           const tracked = this.tracked.get(key);
           if (!tracked) continue;
           tracked.status.updatedAt = new Date(tracked.updatedAtMs).toISOString();
+          if (tracked.typesAdded) recordTypes(tracked);
           puts.push([key, tracked.status]);
         }
         if (deletes.length + puts.length === 0) continue;
@@ -294,16 +302,26 @@ export class ProxyStatusWriter implements XdsCallbacks {
 
 type TypeStatus = NonNullable<ProxyStatus['types']['lds']>;
 
-/** The record's entry for one xDS type, made on first use. */
+/** The record's entry for one xDS type, made on first use (it joins the record's `types` when that is next written). */
 function typeStatus(tracked: Tracked, typeUrl: XdsTypeUrl): TypeStatus {
   const slot = TYPE_SLOT.get(typeUrl)!;
   let entry = tracked.slots[slot];
   if (entry === undefined) {
-    const short = TYPE_SHORT_NAME[typeUrl] as keyof ProxyStatus['types'];
-    entry = tracked.status.types[short] ??= { lastSentVersion: undefined, lastAckedVersion: undefined, lastNack: undefined };
+    entry = { lastSentVersion: undefined, lastAckedVersion: undefined, lastNack: undefined };
     tracked.slots[slot] = entry;
+    tracked.typesAdded = true;
   }
   return entry;
+}
+
+/** The record's `types` from the stream's entries, keyed by short name in push order (the entries are shared, not copied). */
+function recordTypes(tracked: Tracked): void {
+  const types: ProxyStatus['types'] = {};
+  tracked.slots.forEach((entry, slot) => {
+    if (entry) types[SLOT_KEY[slot]!] = entry;
+  });
+  tracked.status.types = types;
+  tracked.typesAdded = false;
 }
 
 /**
