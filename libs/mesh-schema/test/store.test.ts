@@ -471,4 +471,33 @@ describe('mesh settings, authz keys and proxy status', () => {
     await client.leaseClient.leaseRevoke({ ID: lease.ID });
     expect(await store.listProxyStatuses('batch')).toEqual([]);
   });
+
+  it("writes a record object kept across writes at its stream's key, also after its node id and stream change", async () => {
+    const lease = await client.leaseClient.leaseGrant({ TTL: 30 });
+    const at = '2026-01-01T00:00:00.000Z';
+    // As the status writer does: one object per stream, changed in place between writes.
+    const record = {
+      service: 'batch',
+      nodeId: 'pod-1',
+      controlPlane: 'cp-0',
+      stream: 'cp-0/1',
+      connectedAt: at,
+      updatedAt: at,
+      meshRevision: undefined as string | undefined,
+      types: { cds: { lastSentVersion: 'v1', lastAckedVersion: undefined as string | undefined } },
+    };
+    await store.writeProxyStatuses([record], [], lease.ID);
+    record.types.cds.lastAckedVersion = 'v1';
+    await store.writeProxyStatuses([record], [], lease.ID);
+    const keys = async () => (await client.getAll().prefix(layout.proxyStatusesOf('batch')).keys()).sort();
+    expect(await keys()).toEqual([layout.proxyStatus('batch', 'pod-1', 'cp-0/1')]);
+    expect((await store.listProxyStatuses('batch'))[0]?.types.cds?.lastAckedVersion).toBe('v1');
+    record.nodeId = 'pod-2';
+    record.stream = 'cp-0/2';
+    await store.writeProxyStatuses([record], [], lease.ID);
+    expect(await keys()).toEqual([layout.proxyStatus('batch', 'pod-1', 'cp-0/1'), layout.proxyStatus('batch', 'pod-2', 'cp-0/2')].sort());
+    const second = JSON.parse((await client.get(layout.proxyStatus('batch', 'pod-2', 'cp-0/2')).string())!);
+    expect(second).toMatchObject({ nodeId: 'pod-2', stream: 'cp-0/2' });
+    await client.leaseClient.leaseRevoke({ ID: lease.ID });
+  });
 });

@@ -42,8 +42,9 @@ export function validateFirst<S extends z.ZodType>(schema: S, what: string, valu
 /** Attempts of an unconditional read-modify-write before giving up on a contended key. */
 export const MAX_RACE_RETRIES = 10;
 
-export const put = (key: string, value: Buffer, lease?: string): IRequestOp => ({
-  request_put: { key: Buffer.from(key), value, ...(lease ? { lease } : {}) },
+/** `key` as bytes is written as it is (etcd3 only reads it): a caller may keep a key it writes often. */
+export const put = (key: string | Buffer, value: Buffer, lease?: string): IRequestOp => ({
+  request_put: { key: typeof key === 'string' ? Buffer.from(key) : key, value, ...(lease ? { lease } : {}) },
 });
 export const modRevisionIs = (key: string, revision: string): ICompare => ({
   key: Buffer.from(key),

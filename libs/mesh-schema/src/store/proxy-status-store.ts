@@ -16,9 +16,23 @@ export interface ProxyStatusRef {
   stream: string;
 }
 
+/** A record's etcd key as written, and the fields it was built from. */
+interface RecordKey {
+  service: string;
+  nodeId: string;
+  stream: string;
+  bytes: Buffer;
+}
+
 export class ProxyStatusStore {
   /** Parses a record with the schema once; its later writes check only what can have changed. */
   private readonly encoder = new ProxyStatusEncoder();
+  /**
+   * Each record object's key, built once: a writer keeps one object per stream and writes it at every flush its
+   * stream is dirty in (at 5,000 streams, a change rewrites the records of every affected stream), and the key's
+   * escaping, string and bytes were part of what each change left in the old generation.
+   */
+  private readonly keys = new WeakMap<object, RecordKey>();
 
   constructor(private readonly records: EtcdRecords) {}
 
@@ -52,8 +66,8 @@ export class ProxyStatusStore {
     }));
     for (const status of puts) {
       try {
-        const bytes = this.encoder.encode(status);
-        ops.push(put(this.records.layout.proxyStatus(status.service, status.nodeId, status.stream), bytes, leaseId));
+        const value = this.encoder.encode(status);
+        ops.push(put(this.keyOf(status), value, leaseId));
       } catch (error) {
         if (!(error instanceof InvalidRecordError)) throw error;
         invalid.push({ status, error });
@@ -61,6 +75,16 @@ export class ProxyStatusStore {
     }
     if (ops.length > 0) await this.records.txn({ compare: [], success: ops });
     return { invalid };
+  }
+  /** The record's key, reused while the record's service, node id and stream are the strings it was built from. */
+  private keyOf(status: StreamProxyStatus): Buffer {
+    const known = this.keys.get(status);
+    if (known !== undefined && known.service === status.service && known.nodeId === status.nodeId && known.stream === status.stream)
+      return known.bytes;
+    const { service, nodeId, stream } = status;
+    const bytes = Buffer.from(this.records.layout.proxyStatus(service, nodeId, stream));
+    this.keys.set(status, { service, nodeId, stream, bytes });
+    return bytes;
   }
   async listProxyStatuses(service?: string): Promise<ProxyStatus[]> {
     const prefix = service === undefined ? this.records.layout.proxyStatuses() : this.records.layout.proxyStatusesOf(service);
