@@ -74,6 +74,12 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   private readonly writtenValues: WrittenValues | undefined;
   /** key → mod revision of the unusable values already reported, so each is logged and counted once. */
   private readonly reported = new Map<string, string>();
+  /**
+   * The proxy-status range as bytes. The watched range carries every status record the control planes write (after
+   * each change, one per affected stream, thousands at 5,000 streams) and the mirror holds none: their events are
+   * told by the key's first bytes, without a key string, a parse or an event object each.
+   */
+  private readonly proxyStatusKeys: Buffer;
 
   private constructor(
     private readonly client: Etcd3,
@@ -82,6 +88,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   ) {
     super();
     this.watchStreams = client.namespace('');
+    this.proxyStatusKeys = Buffer.from(layout.proxyStatuses());
     this.logger = opts.logger;
     this.onInvalidRecord = opts.onInvalid;
     this.writtenValues = opts.writtenValues;
@@ -255,6 +262,8 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     for (const ev of res.events) {
       const rev = BigInt(ev.kv.mod_revision);
       if (rev <= applied) continue; // replayed after a reconnect: already applied
+      if (rev > last) last = rev;
+      if (startsWith(ev.kv.key, this.proxyStatusKeys)) continue;
       const type = ev.type === 'Put' ? 'put' : 'delete';
       const key = ev.kv.key.toString('utf8');
       const decoded = type === 'put' ? this.writtenValues?.take(key, ev.kv.value) : undefined;
@@ -272,7 +281,6 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
         this.onInvalid,
       );
       if (change) changes.push(change);
-      if (rev > last) last = rev;
     }
     if (last === applied) return;
     this.cancelsInARow = 0;
@@ -346,4 +354,8 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       this.logger?.debug({ err }, 'cancelling the mesh watch failed (stream already gone)');
     }
   }
+}
+
+function startsWith(bytes: Buffer, prefix: Buffer): boolean {
+  return bytes.length >= prefix.length && prefix.compare(bytes, 0, prefix.length) === 0;
 }

@@ -198,6 +198,31 @@ it('ignores history and proxy keys, and skips invalid values without stopping', 
   expect([...w.watcher.state.invalid.keys()].sort()).toEqual([...bad].sort());
 });
 
+it('passes over proxy-status records, valid or not, and still reports their revision', async () => {
+  const w = watch();
+  const revisions: string[] = [];
+  w.watcher.on('revision', (revision) => revisions.push(revision));
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  const before = await putService('before', 1);
+  // A status writer's flush: one txn of records (one of them not even JSON) and a deletion.
+  const txn = writer.if(layout.proxyStatus('svc', 'pod-1', 'cp-0/1'), 'Create', '==', 0);
+  const flushed = await txn
+    .then(
+      writer.put(layout.proxyStatus('svc', 'pod-1', 'cp-0/1')).value('{"nodeId":"pod-1"}'),
+      writer.put(layout.proxyStatus('svc', 'pod-2', 'cp-0/2')).value('not json'),
+      writer.delete().key(layout.proxyStatus('svc', 'pod-3', 'cp-0/3')),
+    )
+    .commit();
+  await eventually("the flush's revision", () => revisions.includes(flushed.header.revision));
+  const after = await putService('after', 1);
+  await eventually('change after the flush', () => w.changes().some((c) => c.service === 'after'));
+  expect(w.changes()).toEqual([before, after]);
+  expect(w.invalidKeys).toEqual([]);
+  expect(w.reported).toEqual([]);
+  expect(w.watcher.state.invalid.size).toBe(0);
+});
+
 it('keeps watching when an update listener throws, and reports an unusable value once across reloads', async () => {
   const w = watch();
   w.watcher.on('update', () => {
