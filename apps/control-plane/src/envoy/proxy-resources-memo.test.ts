@@ -1,6 +1,7 @@
 import { TypeUrl } from '@trellis/envoy-types';
 import { MeshFixture } from '../model/mesh-fixture';
 import { buildMeshModel, DEFAULT_TRANSLATOR_SETTINGS } from '../model';
+import { outboundClusterName } from './names';
 import { buildProxyResources } from './proxy-resources';
 import type { ProxyIdentity, ResourceSet } from '../resource';
 import { TranslationMemo } from '../resource';
@@ -58,27 +59,37 @@ describe('buildProxyResources with a TranslationMemo', () => {
     }
   });
 
-  it('encodes a shared cluster once for all its callers, and forgets what two models no longer use', () => {
+  it("encodes a shared cluster once for all its callers, keeps an unchanged callee's across models, and forgets what two models no longer use", () => {
     const memo = new TranslationMemo();
     // Settings of its own: what is kept per settings object (the authz cluster) is then built in this test.
-    const model = mesh().model({ ...DEFAULT_TRANSLATOR_SETTINGS });
+    const fixture = mesh();
+    const model = fixture.model({ ...DEFAULT_TRANSLATOR_SETTINGS });
     const sets = ['a1', 'a2', 'a3'].map((service) => buildProxyResources(model, { service, kind: 'envoy' }, memo));
-    // Shared: b's two subset clusters, their endpoints, db's cluster and endpoints, the authz cluster — built once.
-    // A callee's clusters and endpoints are made once per model for every caller without an override, and the
-    // authz cluster once per settings object: neither is looked up again for the next caller.
-    // Per identity: inbound listener and routes, outbound listener and routes, db's TCP listener — each names
-    // its service, so it is built directly, never looked up in the memo.
-    expect(memo.misses).toBe(7);
+    // Only the authz cluster goes through the memo (once per settings object). A callee's clusters and endpoints
+    // (b's two subset clusters and their endpoints, db's cluster and endpoints) are kept on the callee's model
+    // object for every sidecar caller without an override, and built without a digest. Per identity: inbound
+    // listener and routes, outbound listener and routes, db's TCP listener — each names its service, so it is
+    // built directly, never looked up in the memo.
+    expect(memo.misses).toBe(1);
     expect(memo.hits).toBe(0);
     for (const type of [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment])
       for (const [name, resource] of sets[0]!.get(type)!) for (const set of sets) expect(set.get(type)!.get(name)).toBe(resource);
-    // The next model after a new endpoint in b's v1 subset rebuilds only that subset's endpoints:
-    // routes are keyed by b's subsets and weights, not its endpoints.
-    const before = memo.misses;
-    const changed = mesh().instance('b', 'b-9', '10.0.0.9', 9000, { labels: { v: '1' } });
-    const next = buildMeshModel(changed.state(), model.settings, model);
-    for (const service of ['a1', 'a2', 'a3']) buildProxyResources(next, { service, kind: 'envoy' }, memo);
-    expect(memo.misses - before).toBe(1);
+    // The next model after a new endpoint in b's v1 subset: db is the same model object, so its cluster and
+    // endpoints are the very resources of before; of b's (a new object) only that subset's endpoints differ in
+    // content; the routes read b's subsets and weights, not its endpoints, and stay the very resources.
+    fixture.instance('b', 'b-9', '10.0.0.9', 9000, { labels: { v: '1' } });
+    const next = buildMeshModel(fixture.state(), model.settings, model);
+    const nextSets = ['a1', 'a2', 'a3'].map((service) => buildProxyResources(next, { service, kind: 'envoy' }, memo));
+    const differing: string[] = [];
+    for (const [i, set] of nextSets.entries())
+      for (const [type, resources] of set)
+        for (const [name, resource] of resources) {
+          const before = sets[i]!.get(type)!.get(name)!;
+          const dbUpstream = name === outboundClusterName('db') && type !== TypeUrl.Listener;
+          if (dbUpstream || type === TypeUrl.RouteConfiguration) expect(resource).toBe(before);
+          if (resource.hash !== before.hash) differing.push(`${type} ${name}`);
+        }
+    expect(new Set(differing)).toEqual(new Set([`${TypeUrl.ClusterLoadAssignment} ${outboundClusterName('b', 'v1')}`]));
     const other = new MeshFixture().service('z').model();
     memo.use(other);
     memo.use(new MeshFixture().service('y').model());

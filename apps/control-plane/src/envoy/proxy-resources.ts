@@ -226,22 +226,30 @@ function routePolicy(policy: TrafficPolicy): RoutePolicy {
 }
 
 // A callee's clusters and endpoints as every caller without a policy override of its
-// own gets them (its dependency's policy is then the callee's very policy object):
-// made once per model and callee, so a change to a service that thousands call
-// translates its clusters once, not once per caller. Proxyless cluster names carry the
-// caller's declaration epoch, so those are kept per epoch.
-const sharedUpstreams = new WeakMap<MeshModel, WeakMap<ServiceModel, Map<string, XdsResource[]>>>();
+// own gets them (its dependency's policy is then the callee's very policy object), so a
+// change to a service that thousands call translates its clusters once, not once per caller.
+// A sidecar's are a function of the callee's model object (never mutated, and carried over
+// from one model to the next while the callee is unchanged), the settings and the trust domain:
+// they are kept on that object and built directly, without the memo's digest of each input (a
+// connection storm meets every callee for the first time, and the digests were a tenth of its
+// translation garbage); a changed callee is a new object and is built again. Proxyless cluster
+// names carry the caller's declaration epoch, so those are kept per model and epoch.
+const sharedProxylessUpstreams = new WeakMap<MeshModel, WeakMap<ServiceModel, Map<number, XdsResource[]>>>();
+
+/** Builds a resource from its input, without the memo. */
+const direct: Make = (builder, input) => builder(input);
 
 /** Clusters and endpoints of one dependency: one per upstream (the whole service, or each weighted subset). */
 function upstreamResources(model: MeshModel, d: Dep, proxyless: boolean, make: Make): XdsResource[] {
   if (d.policy !== d.callee.policy) return translateUpstreams(model, d, proxyless, make);
-  let byCallee = sharedUpstreams.get(model);
-  if (!byCallee) sharedUpstreams.set(model, (byCallee = new WeakMap()));
-  let variants = byCallee.get(d.callee);
-  if (!variants) byCallee.set(d.callee, (variants = new Map()));
-  const variant = proxyless ? `proxyless|${d.dep.since}` : 'sidecar';
-  let resources = variants.get(variant);
-  if (!resources) variants.set(variant, (resources = translateUpstreams(model, d, proxyless, make)));
+  if (!proxyless)
+    return reused(d.callee, 'sidecarUpstreams', [model.settings, model.trustDomain], () => translateUpstreams(model, d, false, direct));
+  let byCallee = sharedProxylessUpstreams.get(model);
+  if (!byCallee) sharedProxylessUpstreams.set(model, (byCallee = new WeakMap()));
+  let byEpoch = byCallee.get(d.callee);
+  if (!byEpoch) byCallee.set(d.callee, (byEpoch = new Map()));
+  let resources = byEpoch.get(d.dep.since);
+  if (!resources) byEpoch.set(d.dep.since, (resources = translateUpstreams(model, d, true, make)));
   return resources;
 }
 
@@ -262,10 +270,13 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
       make(proxyless ? build.proxylessCluster : build.sidecarCluster, input),
       make(
         build.endpoints,
-        reused(upstream.localities, edsName, [edsName, upstream.localities], () => ({
-          clusterName: edsName,
-          localities: upstream.localities,
-        })),
+        // Through the memo the same input object keeps its digest (canonicalDigest remembers it by object).
+        make === direct
+          ? { clusterName: edsName, localities: upstream.localities }
+          : reused(upstream.localities, edsName, [edsName, upstream.localities], () => ({
+              clusterName: edsName,
+              localities: upstream.localities,
+            })),
       ),
     ];
   });

@@ -1,6 +1,8 @@
 // A content-keyed memo of encoded resources that many proxies share (a callee's
-// clusters and endpoints, the authz cluster, proxyless routes), so a rebuild of
-// thousands of identities encodes and hashes each only once.
+// clusters and endpoints under a caller's policy override or for proxyless clients,
+// the authz cluster, proxyless routes), so a rebuild of thousands of identities encodes
+// and hashes each only once. (A sidecar's clusters of a callee without an override are
+// kept on the callee's model object instead: envoy/proxy-resources.ts upstreamResources.)
 //
 // The key cannot miss an input: it is the builder itself plus a digest of the
 // canonical form of the one argument the builder receives. Builders are
