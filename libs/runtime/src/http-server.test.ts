@@ -1,5 +1,6 @@
-import { Agent, request } from 'node:http';
+import { Agent, IncomingMessage, request, ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import express from 'express';
 import { socketClosed } from '@trellis/testing';
 import { closeHttpServer, listenHttp } from './http-server';
 
@@ -24,6 +25,78 @@ describe('listenHttp', () => {
       await expect(listenHttp((_req, res) => res.end(), '127.0.0.1', first.port)).rejects.toMatchObject({ code: 'EADDRINUSE' });
     } finally {
       await closeHttpServer(first.server, 1_000);
+    }
+  });
+});
+
+describe('listenHttp with an express app', () => {
+  it("makes each request and response with the app's own prototypes, so express has none to change, and the app answers as before", async () => {
+    const app = express();
+    app.use(express.json());
+    app.post('/things/:id', (req, res) => {
+      res
+        .status(201)
+        .set('x-seen', String(req.get('x-sent')))
+        .json({ id: req.params.id, body: req.body as unknown });
+    });
+    const { server, port } = await listenHttp(app, '127.0.0.1', 0);
+    const prototypes: { request: object | null; response: object | null }[] = [];
+    // Ahead of express's own listener: what Node made, before express touched it.
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      prototypes.push({ request: Object.getPrototypeOf(req) as object, response: Object.getPrototypeOf(res) as object });
+    });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const answer = await new Promise<{ status: number; seen: unknown; body: string }>((resolve, reject) => {
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port,
+              path: `/things/t${i}`,
+              method: 'POST',
+              agent,
+              headers: { 'content-type': 'application/json', 'x-sent': `v${i}` },
+            },
+            (res) => {
+              let body = '';
+              res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, seen: res.headers['x-seen'], body }));
+            },
+          );
+          req.on('error', reject);
+          req.end(JSON.stringify({ n: i }));
+        });
+        expect(answer).toEqual({ status: 201, seen: `v${i}`, body: JSON.stringify({ id: `t${i}`, body: { n: i } }) });
+      }
+      expect(prototypes).toHaveLength(2);
+      for (const { request: requestPrototype, response: responsePrototype } of prototypes) {
+        expect(requestPrototype).toBe(app.request);
+        expect(responsePrototype).toBe(app.response);
+      }
+    } finally {
+      agent.destroy();
+      await closeHttpServer(server, 1_000);
+    }
+  });
+
+  it("gives any other handler Node's own request and response", async () => {
+    const seen: object[] = [];
+    const { server, port } = await listenHttp(
+      (req, res) => {
+        seen.push(Object.getPrototypeOf(req) as object, Object.getPrototypeOf(res) as object);
+        res.end('ok');
+      },
+      '127.0.0.1',
+      0,
+    );
+    try {
+      expect(await get(port, '/')).toBe(200);
+      expect(seen).toHaveLength(2);
+      expect(seen[0]).toBe(IncomingMessage.prototype);
+      expect(seen[1]).toBe(ServerResponse.prototype);
+    } finally {
+      await closeHttpServer(server, 1_000);
     }
   });
 });
