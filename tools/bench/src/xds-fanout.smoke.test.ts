@@ -23,6 +23,9 @@ describe('xds-fanout benchmark, smoke mode', () => {
       expect(output).toMatch(new RegExp(`\\[${profile}\\] hub write → push received`));
     }
     expect(output).toMatch(/^server peak RSS, MiB/m);
+    // When the peak came and what it was made of, for each server.
+    expect(output).toMatch(/^ {2}sampled, storm and first push +\d+ = \d+ heap \+ \d+ ext \(\d+ AB\) \+ -?\d+ rest +\d+ = \d+ heap/m);
+    expect(output).toMatch(/^ {2}sampled, after it \(to the last round\) +\d+ = /m);
     expect(output).toMatch(/^resource bytes per change/m);
   }, 600_000);
 

@@ -282,10 +282,53 @@ type FromServer =
       mainThreadCpuSeconds: number | undefined;
       /** Peak resident set so far. */
       maxRssMiB: number;
+      /** The largest sampled resident set since the previous `stats`, and what it was made of then. */
+      peakMemory: MemorySplit;
       /** Event-loop delay since the previous `stats`. */
       loopDelayP99Ms: number;
       loopDelayMaxMs: number;
     };
+
+/** A sample of a server's memory, MiB: its resident set and what V8 tells of it (the rest is code and native memory). */
+interface MemorySplit {
+  rssMiB: number;
+  /** V8's heap, as reserved (heapTotal). */
+  heapMiB: number;
+  /** Memory outside V8's heap that V8 knows of (external), array buffers (Node's Buffers: socket reads, messages) among it. */
+  externalMiB: number;
+  arrayBuffersMiB: number;
+}
+
+const MEMORY_SAMPLE_MS = 100;
+
+/**
+ * Samples this process's memory every 100 ms and keeps the sample with the largest resident set, so the table can say
+ * when the peak came (the connection storm and first push, or the rounds) and what it was made of: V8's heap, memory
+ * V8 knows of outside it, or the rest (code, native allocations, and freed memory the C allocator kept).
+ */
+function samplePeakMemory(): () => MemorySplit {
+  const sample = (): MemorySplit => {
+    const m = process.memoryUsage();
+    return {
+      rssMiB: m.rss / 2 ** 20,
+      heapMiB: m.heapTotal / 2 ** 20,
+      externalMiB: m.external / 2 ** 20,
+      arrayBuffersMiB: m.arrayBuffers / 2 ** 20,
+    };
+  };
+  let peak = sample();
+  setInterval(() => {
+    const s = sample();
+    if (s.rssMiB > peak.rssMiB) peak = s;
+  }, MEMORY_SAMPLE_MS).unref();
+  // The peak since the previous call.
+  return () => {
+    const s = sample();
+    const taken = s.rssMiB > peak.rssMiB ? s : peak;
+    peak = s;
+    return taken;
+  };
+}
 
 /** Time-stamped GCs of this process (--trace-gc), answered per time window. */
 function recordGc(): (query: GcQuery) => GcReply {
@@ -371,6 +414,7 @@ function serveStats(trace?: RoundTrace): void {
   const roundDelay = monitorEventLoopDelay({ resolution: 10 });
   roundDelay.enable();
   const gcIn = recordGc();
+  const peakMemory = samplePeakMemory();
   process.on('message', (message: ToServer) => {
     if (message.type === 'gc') {
       tell(gcIn(message));
@@ -395,6 +439,7 @@ function serveStats(trace?: RoundTrace): void {
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       mainThreadCpuSeconds: mainThreadCpuSeconds(),
       maxRssMiB: process.resourceUsage().maxRSS / 1024,
+      peakMemory: peakMemory(),
       loopDelayP99Ms: delay.percentile(99) / 1e6,
       loopDelayMaxMs: delay.max / 1e6,
     });
@@ -954,6 +999,10 @@ interface PhaseResult {
   idleCpuSecondsPerChange: number;
   /** Server peak RSS by the end of the rounds (includes the first push). */
   maxRssMiB: number;
+  /** The largest sampled RSS from the clients' start to the last stream's first full push (the connection storm). */
+  connectPeakMemory: MemorySplit;
+  /** The largest sampled RSS after that, to the end of the rounds. */
+  roundsPeakMemory: MemorySplit;
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
   /** Control plane only: rebuilds during the rounds and their mean duration. */
@@ -1265,6 +1314,8 @@ async function runPhase(
       cpuSecondsPerChange: (after.cpuSeconds - before.cpuSeconds) / Math.max(1, ROUNDS),
       idleCpuSecondsPerChange: (idleRate * ((now() - roundsFrom) / 1000)) / Math.max(1, ROUNDS),
       maxRssMiB: after.maxRssMiB,
+      connectPeakMemory: afterConnect.peakMemory,
+      roundsPeakMemory: [idleStart, before, after].map((s) => s.peakMemory).reduce((a, b) => (b.rssMiB > a.rssMiB ? b : a)),
       loopDelayP99Ms: after.loopDelayP99Ms,
       loopDelayMaxMs: after.loopDelayMaxMs,
       ...(gcOverRounds ? { gc: gcOverRounds } : {}),
@@ -1336,6 +1387,13 @@ async function orchestrate(): Promise<void> {
   process.exit(failed ? 1 : 0);
 }
 
+/** "RSS = heap + external (array buffers) + rest", MiB: the rest is code, native allocations and what the C allocator kept. */
+function memorySplit(m: MemorySplit): string {
+  const rest = m.rssMiB - m.heapMiB - m.externalMiB;
+  const mib = (x: number): string => x.toFixed(0);
+  return `${mib(m.rssMiB)} = ${mib(m.heapMiB)} heap + ${mib(m.externalMiB)} ext (${mib(m.arrayBuffersMiB)} AB) + ${mib(rest)} rest`;
+}
+
 /** Prints one profile's table; returns true if a push was missing, extra or stale. */
 function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected: number): boolean {
   const all = (phase: PhaseResult) => phase.rounds.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
@@ -1396,6 +1454,9 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
       '—',
     ]),
     ['server peak RSS, MiB', floor.maxRssMiB.toFixed(0), cp.maxRssMiB.toFixed(0), ratio(cp.maxRssMiB, floor.maxRssMiB)],
+    // Sampled every 100 ms: "RSS = V8 heap + external (of which array buffers) + the rest" at each part's largest sample.
+    ['  sampled, storm and first push', memorySplit(floor.connectPeakMemory), memorySplit(cp.connectPeakMemory), '—'],
+    ['  sampled, after it (to the last round)', memorySplit(floor.roundsPeakMemory), memorySplit(cp.roundsPeakMemory), '—'],
     [
       'event-loop delay p99 / max, ms',
       `${fmt(floor.loopDelayP99Ms)} / ${fmt(floor.loopDelayMaxMs)}`,
