@@ -37,6 +37,15 @@ describe('versionOf', () => {
     expect(versionOf([])).toBe(versionOf([]));
   });
 
+  it('equals the streaming hash for types longer than its first buffer, and for non-ASCII names after ASCII ones', () => {
+    const many = Array.from({ length: 300 }, (_, i) => res(`outbound|svc-${i}|${'subset-'.repeat(i % 7)}é${i}`, `${i}`.padStart(64, 'f')));
+    expect(versionOf(many)).toBe(streamedVersion(many));
+    const mixed = [res('a-ascii', '0'.repeat(64)), res('b-ünïcode-\u{1F600}', '1'.repeat(64)), res('c', '2')];
+    expect(versionOf(mixed)).toBe(streamedVersion(mixed));
+    // The buffer grown once is still right for short types after it.
+    expect(versionOf([res('a', '1')])).toBe(streamedVersion([res('a', '1')]));
+  });
+
   it('equals the streaming hash of names and content hashes (versions stay what proxies already hold)', () => {
     expect(versionOf([res('b', 'ff'), res('a', '00')])).toBe('738fbab6ac4a9a15');
     fc.assert(
