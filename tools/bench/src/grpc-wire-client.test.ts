@@ -3,7 +3,7 @@
 import { once } from 'node:events';
 import { constants as h2, createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { status } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { connectionWentAway, GrpcConnection, MessageReader, type StreamEnd } from './grpc-wire-client';
 
 const framed = (body: string): Buffer => {
@@ -89,9 +89,18 @@ describe('connectionWentAway, on how a real node:http2 server ended the stream',
     stream.respond(GRPC_HEADERS);
     stream.close(code);
   };
+  const goaway = (session: ServerHttp2Session): void => session.goaway(h2.NGHTTP2_NO_ERROR, 2 ** 31 - 1, Buffer.from('max_age'));
+  /** The GOAWAY, then in a later turn (once the client may have read it) `then`: as the age's grace, or another end. */
+  const afterGoaway =
+    (then: (stream: ServerHttp2Stream, session: ServerHttp2Session) => void) =>
+    (stream: ServerHttp2Stream, session: ServerHttp2Session) => {
+      stream.respond(GRPC_HEADERS);
+      goaway(session);
+      setTimeout(() => then(stream, session), 50);
+    };
   const cut = (goawayFirst: boolean, error?: Error) => (stream: ServerHttp2Stream, session: ServerHttp2Session) => {
     stream.respond(GRPC_HEADERS);
-    if (goawayFirst) session.goaway(h2.NGHTTP2_NO_ERROR, 2 ** 31 - 1, Buffer.from('max_age'));
+    if (goawayFirst) goaway(session);
     session.destroy(error);
   };
 
@@ -108,6 +117,45 @@ describe('connectionWentAway, on how a real node:http2 server ended the stream',
     }
   });
 
+  it("is true for the cut at the end of a GOAWAY'd connection's grace, which node:http2 sends as a reset with NO_ERROR", async () => {
+    const end = await endedBy(afterGoaway((_stream, session) => session.destroy()));
+    expect(end).toMatchObject({ status: undefined, afterGoaway: true });
+    // Whether the client read the resets before the socket's close decides which; both are the connection going away.
+    if (!(end as { connectionGone: boolean }).connectionGone) expect(end).toMatchObject({ rstCode: h2.NGHTTP2_NO_ERROR });
+    expect(connectionWentAway(end)).toBe(true);
+  });
+
+  it("is true for every stream grpc-js's own max connection age cuts (the control plane's backstop), the grace 0", async () => {
+    const grpcServer = new Server({ 'grpc.max_connection_age_ms': 100, 'grpc.max_connection_age_grace_ms': 0 });
+    const bytes = (b: Buffer): Buffer => b;
+    grpcServer.register(
+      '/test.Service/Stream',
+      (call: ServerDuplexStream<Buffer, Buffer>) => call.on('data', () => undefined),
+      bytes,
+      bytes,
+      'bidi',
+    );
+    const grpcPort = await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    try {
+      const ends: StreamEnd[] = [];
+      for (let i = 0; i < 10; i++) {
+        const connection = new GrpcConnection(`127.0.0.1:${grpcPort}`, 0);
+        ends.push(
+          ...(await Promise.all(
+            [1, 2, 3].map(() => new Promise<StreamEnd>((resolve) => connection.open('/test.Service/Stream', () => undefined, resolve))),
+          )),
+        );
+        connection.close();
+      }
+      // Mostly reset with NO_ERROR on the live connection (what a CI run's simulated Envoy stopped at), some cut with it.
+      expect(ends.filter((end) => !connectionWentAway(end))).toEqual([]);
+    } finally {
+      grpcServer.forceShutdown();
+    }
+  });
+
   it('is false for any other status, for a reset of the stream alone, and for a connection closed with an error', async () => {
     const others = {
       INTERNAL: await endedBy(withStatus(status.INTERNAL)),
@@ -116,7 +164,12 @@ describe('connectionWentAway, on how a real node:http2 server ended the stream',
       'RST_STREAM REFUSED_STREAM': await endedBy(reset(h2.NGHTTP2_REFUSED_STREAM)),
       'RST_STREAM CANCEL': await endedBy(reset(h2.NGHTTP2_CANCEL)),
       'connection closed with an error': await endedBy(cut(false, new Error('a fault'))),
+      // Going away is no licence for any reset: a fault's code still stops the run.
+      'RST_STREAM INTERNAL_ERROR after a GOAWAY': await endedBy(afterGoaway((stream) => stream.close(h2.NGHTTP2_INTERNAL_ERROR))),
+      'RST_STREAM CANCEL after a GOAWAY': await endedBy(afterGoaway((stream) => stream.close(h2.NGHTTP2_CANCEL))),
     };
+    expect(others['RST_STREAM NO_ERROR']).toMatchObject({ rstCode: h2.NGHTTP2_NO_ERROR, connectionGone: false, afterGoaway: false });
+    expect(others['RST_STREAM INTERNAL_ERROR after a GOAWAY']).toMatchObject({ connectionGone: false, afterGoaway: true });
     expect(others['RST_STREAM CANCEL']).toMatchObject({ rstCode: h2.NGHTTP2_CANCEL, connectionGone: false });
     expect(others['connection closed with an error']).toMatchObject({ connectionGone: true, error: { code: 'ERR_HTTP2_SESSION_ERROR' } });
     expect(Object.entries(others).filter(([, end]) => connectionWentAway(end))).toEqual([]);

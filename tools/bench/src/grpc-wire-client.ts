@@ -9,21 +9,32 @@ import { status } from '@grpc/grpc-js';
 /**
  * How a stream ended: with a gRPC status (trailers, or a trailers-only response), or without one: reset by the server
  * (its RST_STREAM code), or cut with its connection (`connectionGone`; node:http2 then reports CANCEL).
+ * `afterGoaway`: the server had sent its connection a GOAWAY (NO_ERROR: going away, not a protocol error) by then.
  */
 export type StreamEnd =
-  { status: number; details: string } | { status: undefined; rstCode: number; connectionGone: boolean; error?: Error };
+  | { status: number; details: string }
+  | { status: undefined; rstCode: number; connectionGone: boolean; afterGoaway: boolean; error?: Error };
 
 /**
  * The stream ended because its connection went away, as a client should reconnect after: UNAVAILABLE (what the
- * control plane ends its ADS streams with at a connection's max age, and at shutdown), or cut without a status
- * with its connection, closed cleanly (what the age's grace still finds running; grpc-js's max-age backstop).
- * Anything else is the server's answer or a fault: another status, a reset of the stream alone (RST_STREAM
- * NO_ERROR, REFUSED_STREAM, CANCEL: a server must end a gRPC stream with a status, and nothing in the control
- * plane's path refuses one), or a connection closed with an error.
+ * control plane ends its ADS streams with at a connection's max age, and at shutdown); cut without a status with
+ * its connection, closed cleanly; or, once the server sent the connection its GOAWAY, reset with NO_ERROR or
+ * REFUSED_STREAM. That last is how the cut at the end of a GOAWAY'd connection mostly arrives: node:http2's
+ * session.destroy() (the age's grace; grpc-js's max-age backstop) resets each open stream with the GOAWAY's code,
+ * NO_ERROR, before it closes the socket, and the client reads the resets before the close; a stream the closing
+ * server would not take is refused. Envoy retries a reset stream as it does any other failure of its xDS stream.
+ * Anything else is the server's answer or a fault: another status, a reset on a connection not going away
+ * (a server must end a gRPC stream with a status, and nothing in the control plane's path refuses one), a
+ * CANCEL or other code, or a connection closed with an error.
  */
 export function connectionWentAway(end: StreamEnd): boolean {
-  return end.status === undefined ? end.connectionGone && end.error === undefined : end.status === status.UNAVAILABLE;
+  if (end.status !== undefined) return end.status === status.UNAVAILABLE;
+  if (end.connectionGone) return end.error === undefined;
+  return end.afterGoaway && (end.rstCode === h2.NGHTTP2_NO_ERROR || end.rstCode === h2.NGHTTP2_REFUSED_STREAM);
 }
+
+/** Sessions the server sent a GOAWAY with NO_ERROR (its max connection age, its shutdown). */
+const goneAway = new WeakSet<ClientHttp2Session>();
 
 export interface GrpcStream {
   /** Writes one gRPC message, its 5-byte prefix included (xds-wire.ts writes requests that way). */
@@ -84,6 +95,7 @@ export class GrpcConnection {
           rstCode: stream.rstCode ?? h2.NGHTTP2_CANCEL,
           // A session destroyed under its streams closes them first, with `destroyed` already set.
           connectionGone: session.destroyed,
+          afterGoaway: goneAway.has(session),
           ...(error ? { error } : {}),
         },
       ),
@@ -112,7 +124,10 @@ export class GrpcConnection {
       if (this.session === session) this.session = undefined;
     };
     // A GOAWAY takes no new streams: the next one opens a connection of its own; the streams still on it end by themselves.
-    session.on('goaway', forget);
+    session.on('goaway', (code: number) => {
+      if (code === h2.NGHTTP2_NO_ERROR) goneAway.add(session);
+      forget();
+    });
     session.on('close', forget);
     // Its streams see the error too and end without a status.
     session.on('error', forget);

@@ -646,13 +646,14 @@ const RETRY_MAX_DELAY_MS = 30_000;
 const describeEnd = (end: StreamEnd): string =>
   end.status !== undefined
     ? `gRPC status ${end.status} ${end.details}`
-    : `${end.connectionGone ? 'cut with its connection' : 'reset'}, HTTP/2 code ${end.rstCode}${end.error ? ` (${end.error.message})` : ''}`;
+    : `${end.connectionGone ? 'cut with its connection' : 'reset'}${end.afterGoaway ? " after the server's GOAWAY" : ''}, ` +
+      `HTTP/2 code ${end.rstCode}${end.error ? ` (${end.error.message})` : ''}`;
 
 /**
- * Keeps a proxy's xDS stream open as Envoy does: a stream whose connection went away (the server's GOAWAY at
- * its max connection age, a dropped connection) is opened again on the same connection (a new one if it is gone)
- * after a jittered exponential backoff, reset by a response, and `subscribe(stream, true)` re-subscribes on it.
- * Any other end stops the process.
+ * Keeps a proxy's xDS stream open as Envoy does: a stream whose connection went away (connectionWentAway: the
+ * server's GOAWAY at its max connection age, then UNAVAILABLE or the cut; a dropped connection) is opened again on
+ * the same connection (a new one if it is gone) after a jittered exponential backoff, reset by a response, and
+ * `subscribe(stream, true)` re-subscribes on it. Any other end stops the process.
  */
 function keepOpen(
   proxy: Proxy,
@@ -894,6 +895,8 @@ async function clientsRole(): Promise<void> {
   const reconnects = (): number => proxies.reduce((sum, proxy) => sum + proxy.reconnects, 0);
   let reconnectsAtArm = 0;
   const gcIn = recordGc();
+  // The orchestrator is gone (however it ended): nobody to report to, and the streams would keep the process alive.
+  process.once('disconnect', () => process.exit(1));
   process.on('message', (message: ToClients) => {
     if (message.type === 'gc') {
       tell(gcIn(message));
@@ -1025,6 +1028,9 @@ class Child {
       if (waiter) waiter(m);
       else this.inbox.push(m);
     });
+    // A message sent as it exits fails after the send returned: not a crash of the orchestrator (which would leave the
+    // servers it started running), the wait for the answer fails, naming the exit.
+    process.on('error', (err) => console.error(`${name}: ${err.message}`));
     this.exited = new Promise((resolve) => process.once('exit', resolve));
   }
 
@@ -1040,6 +1046,8 @@ class Child {
   }
 
   send(message: ToClients | ToServer): void {
+    if (!this.process.connected)
+      throw new Error(`${this.name} exited (${this.process.exitCode ?? this.process.signalCode ?? 'its channel closed'})`);
     this.process.send(message);
   }
 
@@ -1566,8 +1574,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Until the orchestrator stops this process: SIGTERM, or its channel closing (the orchestrator is gone, however it ended). */
 function untilTerminated(): Promise<void> {
-  return new Promise((resolve) => process.once('SIGTERM', () => resolve()));
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('disconnect', () => resolve());
+  });
 }
 
 const role = args.role;
