@@ -117,7 +117,8 @@ const args = parseBenchArgs(
       help:
         "Write a V8 CPU profile of each server process, the floor's and the control plane's, into this directory (node " +
         "--cpu-prof), and beside each, marks-<pid>.json: when each first full push started and ended on the profile's clock " +
-        '(microseconds), so the two profiles can be read for the push alone.',
+        '(microseconds), so the two profiles can be read for the push alone: node tools/bench/cpu-profile-owners.mjs --dir DIR ' +
+        "splits each server's main thread in the push by owner (GC, translation, sessions, grpc-js's read and write paths, …).",
     },
     'trace-gc': {
       type: 'boolean',
