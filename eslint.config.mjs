@@ -62,8 +62,9 @@ const APP_ENTRY_POINTS_FOR_TOOLS = [
   'apps/authz/src/authz',
   'apps/authz/src/config',
   'apps/authz/src/grpc/grpc-server',
-  // authz-check --floor-streams-by-id: the floors keep streams as authz's gRPC server does.
+  // authz-check --floor-streams-by-id: the floors keep streams, and count them for the idle limit, as authz's gRPC server does.
   'apps/authz/src/grpc/session-streams',
+  'apps/authz/src/grpc/idle-limit',
   'apps/authz/src/keys/load-signing-keys',
   'apps/authz/test/support/harness',
   'apps/cli/src/program',

@@ -23,6 +23,7 @@ import { startEtcd, startRedis } from '@trellis/testing';
 import { startAuthz, tuneV8ForChecks } from '../../../apps/authz/src/authz';
 import { DEFAULT_AUTHZ_MAX_CONNECTION_AGE_MS, loadAuthzConfig } from '../../../apps/authz/src/config';
 import { GRPC_SERVER_OPTIONS, sessionOfCall } from '../../../apps/authz/src/grpc/grpc-server';
+import { countOpenStreamsByRegistry } from '../../../apps/authz/src/grpc/idle-limit';
 import { keepStreamsById } from '../../../apps/authz/src/grpc/session-streams';
 import { authzTestEnv, checkRequest, KeyDir, outbound } from '../../../apps/authz/test/support/harness';
 import { parseBenchArgs } from './bench-cli';
@@ -166,11 +167,13 @@ async function serveFixedAnswer(fixed: Buffer | undefined): Promise<{ server: Se
     CHECK_PATH,
     (call: ServerUnaryCall<Buffer, Buffer>, callback: (e: null, r: Buffer) => void) => {
       if (streamsById) {
-        // As authz's first Check on a connection does (grpc-server.ts, peerIdentity).
+        // As authz's first Check on a connection does (grpc-server.ts, peerIdentity): with --floor-connection-limits
+        // the registry also counts the connection's open streams for the idle limit (idle-limit.ts).
         const session = sessionOfCall(call);
         if (session && !swapped.has(session)) {
           swapped.add(session);
-          keepStreamsById(session);
+          const streams = keepStreamsById(session);
+          if (streams) countOpenStreamsByRegistry(server, session, streams);
         }
       }
       callback(null, fixed ?? call.request);

@@ -31,6 +31,7 @@ import {
 } from '@trellis/runtime/grpc';
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
+import { countOpenStreamsByRegistry } from './idle-limit';
 import { keepStreamsById } from './session-streams';
 
 export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization';
@@ -108,7 +109,7 @@ export async function startGrpcServer(
   server.addService(AUTHORIZATION_SERVICE_ON_THE_WIRE, {
     check: (call: ServerUnaryCall<CheckAttributes, Buffer>, callback: sendUnaryData<Buffer>) => {
       // check() never rejects: every failure is already a denial.
-      const response = checks.check(call.request, peerIdentity(call, transport.trustDomain), call.metadata);
+      const response = checks.check(call.request, peerIdentity(server, call, transport.trustDomain), call.metadata);
       if (Buffer.isBuffer(response)) callback(null, response);
       else void response.then((bytes) => callback(null, bytes));
     },
@@ -128,15 +129,17 @@ export async function startGrpcServer(
  * The identity of the call's verified client certificate; undefined without one (grpc-js reports only
  * verified peers). Reading the certificate costs ~40 µs — as much as the rest of a cache-hit Check — and
  * a connection's certificate never changes, so the answer is kept per HTTP/2 session; the first Check
- * on a session also gives it a streams registry that does not fill the old generation (session-streams.ts).
+ * on a session also gives it a streams registry that does not fill the old generation (session-streams.ts),
+ * which from then on also counts its open streams for the idle limit (idle-limit.ts).
  */
-function peerIdentity(call: ServerUnaryCall<unknown, unknown>, trustDomain: () => string): PeerIdentity | undefined {
+function peerIdentity(server: Server, call: ServerUnaryCall<unknown, unknown>, trustDomain: () => string): PeerIdentity | undefined {
   const domain = trustDomain();
   const session = sessionOfCall(call);
   const cached = session && identitiesBySession.get(session);
   if (cached && cached.trustDomain === domain) return cached.identity;
   // The connection's first Check: its streams are kept by id from now on (session-streams.ts says why).
-  if (session && !cached) keepStreamsById(session);
+  const streams = session && !cached ? keepStreamsById(session) : undefined;
+  if (session && streams) countOpenStreamsByRegistry(server, session, streams);
   const certificate = call.getAuthContext().sslPeerCertificate;
   const identity = certificate ? identityOfPeerCertificate(certificate, domain) : undefined;
   if (session) identitiesBySession.set(session, { trustDomain: domain, identity });

@@ -17,6 +17,21 @@ describe('StreamsById', () => {
     expect(streams.size).toBe(1);
   });
 
+  it('says when the last stream leaves, each time it does', () => {
+    const streams = new StreamsById<string>();
+    let emptied = 0;
+    streams.onEmpty = () => (emptied += 1);
+    streams.set(1, 'a').set(3, 'b');
+    streams.delete(1);
+    streams.delete(7);
+    expect(emptied).toBe(0);
+    streams.delete(3);
+    expect(emptied).toBe(1);
+    streams.set(5, 'c');
+    streams.delete(5);
+    expect(emptied).toBe(2);
+  });
+
   it('visits in id order and, as a Map does, skips a stream an earlier visit deleted', () => {
     const streams = new StreamsById<string>();
     streams.set(5, 'c').set(1, 'a').set(3, 'b');
@@ -45,7 +60,7 @@ describe('keepStreamsById on a node:http2 session', () => {
     server.on('session', (session) => sessions.push(session));
     server.on('stream', (stream, headers) => {
       // The first stream swaps the registry while it is in it, as authz's first Check on a connection does.
-      if (!(streamsOf(stream.session!) instanceof StreamsById)) expect(keepStreamsById(stream.session!)).toBe(true);
+      if (!(streamsOf(stream.session!) instanceof StreamsById)) expect(keepStreamsById(stream.session!)).toBeInstanceOf(StreamsById);
       if (headers[':path'] === '/hold') held.push(stream);
       else stream.respond({ ':status': 200 }, { endStream: true });
     });
@@ -111,6 +126,6 @@ describe('keepStreamsById on a node:http2 session', () => {
   });
 
   it('changes nothing on an object that is not laid out as a session', () => {
-    expect(keepStreamsById({} as Http2Session)).toBe(false);
+    expect(keepStreamsById({} as Http2Session)).toBeUndefined();
   });
 });

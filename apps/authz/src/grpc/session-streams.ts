@@ -16,6 +16,8 @@ import type { Http2Session } from 'node:http2';
 export class StreamsById<S> {
   private byId: Record<number, S> = Object.create(null) as Record<number, S>;
   private count = 0;
+  /** Called each time the last open stream leaves (idle-limit.ts starts the connection's idle clock there). */
+  onEmpty: (() => void) | undefined = undefined;
 
   get size(): number {
     return this.count;
@@ -35,6 +37,7 @@ export class StreamsById<S> {
     if (this.byId[id] === undefined) return false;
     delete this.byId[id];
     this.count -= 1;
+    if (this.count === 0) this.onEmpty?.();
     return true;
   }
 
@@ -48,18 +51,18 @@ export class StreamsById<S> {
 }
 
 /**
- * Gives `session` a StreamsById in place of node:http2's Map, with the streams it holds now.
- * False, and nothing changed, where the session's state is not laid out as in Node 20
+ * Gives `session` a StreamsById in place of node:http2's Map, with the streams it holds now, and
+ * returns it. Undefined, and nothing changed, where the session's state is not laid out as in Node 20
  * (session-streams.test.ts fails first on a Node that changed it).
  */
-export function keepStreamsById(session: Http2Session): boolean {
+export function keepStreamsById(session: Http2Session): StreamsById<unknown> | undefined {
   const state = sessionState(session);
   const streams = state?.streams;
-  if (!state || Object.prototype.toString.call(streams) !== '[object Map]') return false;
+  if (!state || Object.prototype.toString.call(streams) !== '[object Map]') return undefined;
   const byId = new StreamsById<unknown>();
   (streams as Map<number, unknown>).forEach((stream, id) => byId.set(id, stream));
   state.streams = byId;
-  return true;
+  return byId;
 }
 
 /** The registry `session` keeps its streams in (tests). */
