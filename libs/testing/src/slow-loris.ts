@@ -52,16 +52,20 @@ export async function startSlowLoris(opts: SlowLorisOptions): Promise<SlowLoris>
       { length: opts.sockets },
       (_, i) =>
         new Promise<void>((resolve, reject) => {
+          let timer: NodeJS.Timeout | undefined;
+          let n = 0;
           const socket = connect(opts.port, host, () => {
             socket.write(start);
+            // Trickling starts after the request line: a socket still connecting is writable and
+            // buffers, so on a loaded machine an earlier tick would send its bytes before it (a
+            // malformed request the server rightly answers 400, not the slow one under test).
+            timer = setInterval(() => {
+              if (socket.writable) socket.write(trickle(i, n++));
+            }, interval);
             resolve();
           });
           sockets.add(socket);
           let reply = '';
-          let n = 0;
-          const timer = setInterval(() => {
-            if (socket.writable) socket.write(trickle(i, n++));
-          }, interval);
           socket.on('data', (d: Buffer) => (reply += d.toString('latin1')));
           socket.on('error', () => undefined); // a reset is one way of being closed
           socket.once('error', reject);
