@@ -311,6 +311,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
           tlsLimits,
           connectionLimits,
           onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'grpc', reason }),
+          onStreamsKept: (streams) => metrics.grpcConnections.inc({ streams }),
         },
         logger,
       );

@@ -82,6 +82,7 @@ async function runCheckWorker(port: MessagePort, settings: CheckWorkerSettings):
       tlsLimits: settings.tlsLimits,
       connectionLimits: settings.connectionLimits,
       onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'grpc', reason }),
+      onStreamsKept: (streams) => metrics.grpcConnections.inc({ streams }),
     },
     logger,
   );

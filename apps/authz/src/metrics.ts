@@ -4,6 +4,7 @@ import type { CallDirection } from '@trellis/mesh-contracts';
 import { registerCertificateExpiryGauge } from '@trellis/runtime';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { DecisionReason } from './check/decision';
+import type { StreamsKeptIn } from './grpc/session-streams';
 import { TalliedHistogram } from './tallied-histogram';
 
 /** The check's direction as a metric label: a CallDirection, or `unknown` when the context named none we know. */
@@ -38,6 +39,8 @@ export class AuthzMetrics {
   readonly checkWorkerCalls: Counter<'kind'>;
   /** Connections a TLS port's guard closed before they were through (grpc: handshake and HTTP/2 preface; mtls: handshake). */
   readonly tlsRefused: Counter<'port' | 'reason'>;
+  /** Connections by where their streams are kept from their first Check (grpc/session-streams.ts). */
+  readonly grpcConnections: Counter<'streams'>;
   /** Where the pending-TLS-connections gauge reads each port's count at scrape time. */
   private readonly tlsPending = new Map<TlsPort, () => number>();
 
@@ -198,6 +201,13 @@ export class AuthzMetrics {
       labelNames: ['port', 'reason'],
       registers,
     });
+    this.grpcConnections = new Counter({
+      name: 'trellis_authz_grpc_connections_total',
+      help: "gRPC connections that had a Check, by where their streams are kept from the first: by_id (node:http2's per-session Map swapped for an id-keyed registry, less GC under load), node_map (this Node version lays the session out otherwise: left in node's Map)",
+      labelNames: ['streams'],
+      registers,
+    });
+    for (const streams of ['by_id', 'node_map'] satisfies StreamsKeptIn[]) this.grpcConnections.inc({ streams }, 0);
     const tlsPending = this.tlsPending;
     new Gauge({
       name: 'trellis_authz_tls_pending_connections',

@@ -126,6 +126,9 @@ describe('authz Check worker', () => {
       expect(Number(line?.split(' ').pop())).toBeGreaterThanOrEqual(1);
       expect(text).toContain('process_start_time_seconds');
       expect(text).toMatch(/^trellis_authz_check_duration_seconds_count\{direction="outbound"\} [1-9]/m);
+      // The worker's connection had its streams registry swapped (grpc/session-streams.ts) on this Node; the other series is there at 0.
+      expect(text).toMatch(/^trellis_authz_grpc_connections_total\{streams="by_id"\} [1-9]/m);
+      expect(text).toMatch(/^trellis_authz_grpc_connections_total\{streams="node_map"\} 0$/m);
       const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((p) => existsSync(p));
       if (promtool) {
         const checked = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });

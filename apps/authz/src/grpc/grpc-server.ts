@@ -32,7 +32,7 @@ import {
 import { decodeCheckAttributes, type CheckAttributes } from '../check/check-attributes';
 import type { CheckService } from '../check/check-service';
 import { countOpenStreamsByRegistry } from './idle-limit';
-import { keepStreamsById } from './session-streams';
+import { keepStreamsByIdReporting, type StreamsById, type StreamsKeptIn } from './session-streams';
 
 export const AUTHORIZATION_SERVICE_NAME = 'envoy.service.auth.v3.Authorization';
 const CHECK_PATH = AuthorizationService.check.path;
@@ -78,6 +78,8 @@ export interface GrpcTransport {
   connectionLimits?: GrpcConnectionLimits;
   /** Each connection the TLS guard closes (a metric). */
   onTlsRefused?: (reason: TlsRefusal) => void;
+  /** Each connection's first Check: where its streams are kept from then on (session-streams.ts; a metric). */
+  onStreamsKept?: (where: StreamsKeptIn) => void;
 }
 
 /**
@@ -106,10 +108,11 @@ export async function startGrpcServer(
     interceptors: [requestIdsExceptCheck(logger)],
   });
 
+  const keepStreams = keepStreamsByIdReporting(logger, transport.onStreamsKept ?? (() => undefined));
   server.addService(AUTHORIZATION_SERVICE_ON_THE_WIRE, {
     check: (call: ServerUnaryCall<CheckAttributes, Buffer>, callback: sendUnaryData<Buffer>) => {
       // check() never rejects: every failure is already a denial.
-      const response = checks.check(call.request, peerIdentity(server, call, transport.trustDomain), call.metadata);
+      const response = checks.check(call.request, peerIdentity(server, call, transport.trustDomain, keepStreams), call.metadata);
       if (Buffer.isBuffer(response)) callback(null, response);
       else void response.then((bytes) => callback(null, bytes));
     },
@@ -132,13 +135,18 @@ export async function startGrpcServer(
  * on a session also gives it a streams registry that does not fill the old generation (session-streams.ts),
  * which from then on also counts its open streams for the idle limit (idle-limit.ts).
  */
-function peerIdentity(server: Server, call: ServerUnaryCall<unknown, unknown>, trustDomain: () => string): PeerIdentity | undefined {
+function peerIdentity(
+  server: Server,
+  call: ServerUnaryCall<unknown, unknown>,
+  trustDomain: () => string,
+  keepStreams: (session: Http2Session) => StreamsById<unknown> | undefined,
+): PeerIdentity | undefined {
   const domain = trustDomain();
   const session = sessionOfCall(call);
   const cached = session && identitiesBySession.get(session);
   if (cached && cached.trustDomain === domain) return cached.identity;
   // The connection's first Check: its streams are kept by id from now on (session-streams.ts says why).
-  const streams = session && !cached ? keepStreamsById(session) : undefined;
+  const streams = session && !cached ? keepStreams(session) : undefined;
   if (session && streams) countOpenStreamsByRegistry(server, session, streams);
   const certificate = call.getAuthContext().sslPeerCertificate;
   const identity = certificate ? identityOfPeerCertificate(certificate, domain) : undefined;

@@ -4,7 +4,8 @@
 import { once } from 'node:events';
 import { connect, createServer, type ClientHttp2Session, type Http2Server, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { keepStreamsById, StreamsById, streamsOf } from './session-streams';
+import { createLogger } from '@trellis/runtime';
+import { keepStreamsById, keepStreamsByIdReporting, StreamsById, streamsOf, type StreamsKeptIn } from './session-streams';
 
 describe('StreamsById', () => {
   it('gets, sets and deletes by id, counting what it holds', () => {
@@ -127,5 +128,45 @@ describe('keepStreamsById on a node:http2 session', () => {
 
   it('changes nothing on an object that is not laid out as a session', () => {
     expect(keepStreamsById({} as Http2Session)).toBeUndefined();
+  });
+});
+
+describe('keepStreamsByIdReporting', () => {
+  it('reports each connection by_id on a real session, node_map where the layout differs, and warns once per process naming the Node version', async () => {
+    const logs: string[] = [];
+    const logger = createLogger('authz', 'info', { write: (line: string) => void logs.push(line) });
+    const kept: StreamsKeptIn[] = [];
+    const keep = keepStreamsByIdReporting(logger, (where) => kept.push(where));
+
+    const server = createServer();
+    server.on('stream', (stream) => {
+      keep(stream.session!);
+      stream.respond({ ':status': 200 }, { endStream: true });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const answered = client.request({ ':path': '/' });
+      answered.resume();
+      await once(answered, 'close');
+    } finally {
+      client.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    expect(kept).toEqual(['by_id']);
+    expect(logs).toEqual([]);
+
+    // Node laying sessions out otherwise (another major): authz serves on, each connection counted, one warning.
+    keep({} as Http2Session);
+    keep({} as Http2Session);
+    expect(kept).toEqual(['by_id', 'node_map', 'node_map']);
+    expect(logs.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({
+        level: 40,
+        nodeVersion: process.version,
+        msg: expect.stringMatching(/not laid out as session-streams.ts expects/),
+      }),
+    ]);
   });
 });

@@ -11,6 +11,7 @@
 // a plain dictionary object have no such links: its replaced backing stores are not referenced.
 // The commit that added this file has the measurements (promoted bytes, mark-compacts per run).
 import type { Http2Session } from 'node:http2';
+import type { Logger } from '@trellis/runtime';
 
 /** What node:http2 does with a session's streams registry: get, set, delete, size, forEach (lib/internal/http2/core.js). */
 export class StreamsById<S> {
@@ -63,6 +64,36 @@ export function keepStreamsById(session: Http2Session): StreamsById<unknown> | u
   (streams as Map<number, unknown>).forEach((stream, id) => byId.set(id, stream));
   state.streams = byId;
   return byId;
+}
+
+/** Where a connection's streams are kept from its first Check on: swapped (by_id), or left in node:http2's Map. */
+export type StreamsKeptIn = 'by_id' | 'node_map';
+
+let layoutWarned = false;
+
+/**
+ * keepStreamsById for a connection's first Check, reporting where its streams are kept (a metric). Where Node lays
+ * the session out otherwise (another Node major in the image), authz still serves, with the GC cost this file
+ * describes: said once per process (per isolate: a restarted Check worker says it again), naming the Node version,
+ * so that it is seen and session-streams.ts updated.
+ */
+export function keepStreamsByIdReporting(
+  logger: Logger,
+  kept: (where: StreamsKeptIn) => void,
+): (session: Http2Session) => StreamsById<unknown> | undefined {
+  return (session) => {
+    const byId = keepStreamsById(session);
+    kept(byId ? 'by_id' : 'node_map');
+    if (!byId && !layoutWarned) {
+      layoutWarned = true;
+      logger.warn(
+        { nodeVersion: process.version },
+        "node:http2 session state not laid out as session-streams.ts expects: each connection's streams stay in node's Map " +
+          '(more garbage collection under load; see trellis_authz_grpc_connections_total)',
+      );
+    }
+    return byId;
+  };
 }
 
 /** The registry `session` keeps its streams in (tests). */
