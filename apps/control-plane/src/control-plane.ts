@@ -2,6 +2,7 @@
 // mesh model → per-identity snapshots) → ADS streams, plus the HTTP side. main.ts
 // reads the configuration, calls startControlPlane and runs the shutdown steps it
 // returns; tests start it on port 0.
+import type { Server as HttpServer } from 'node:http';
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { EtcdProbe, MeshStore, MeshWatcher, XDS_MAX_MESSAGE_BYTES, type EtcdClient, type KeyLayout } from '@trellis/mesh-schema';
@@ -254,20 +255,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     logger,
   });
 
-  const xdsTls = await startXdsTls(
-    {
-      certFile: config.TRELLIS_XDS_TLS_CERT_FILE,
-      keyFile: config.TRELLIS_XDS_TLS_KEY_FILE,
-      clientCaFile: config.TRELLIS_XDS_TLS_CLIENT_CA_FILE,
-    },
-    { logger, onRefresh: (result) => metrics.xdsTlsReloads.inc({ result }) },
-  );
-  // A rotated Secret (cert-manager, a mesh CA) or a file swapped in place: read again on the poll period and on SIGHUP.
-  const tlsReloadTimer = xdsTls
-    ? setInterval(() => void xdsTls.refresh(), (config.TRELLIS_XDS_TLS_RELOAD_SECONDS ?? DEFAULT_XDS_TLS_RELOAD_SECONDS) * 1000)
-    : undefined;
-  tlsReloadTimer?.unref();
-  const credentials = xdsServerCredentials(xdsTls);
   // Else every stream waiting for its first push keeps the read buffers under its first request (an Envoy's: ~52 KB).
   if (!releaseDecodedReadBuffers())
     logger.warn('grpc-js message decoder not as expected: each xDS stream keeps the read buffers of its last request');
@@ -292,10 +279,60 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   });
   grpcServer.addService(AdsServiceDefinition, ads.implementation());
   serveGrpcHealth(grpcServer, health, [ADS_SERVICE_NAME]);
-  const xdsPort = await bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials, {
-    tlsLimits: grpcTlsLimitsFrom(config),
-    onTlsRefused: (reason) => metrics.tlsRefused.inc({ reason }),
-  });
+  // Set as they start; the shutdown steps stop what has.
+  const started: { tlsReloadTimer?: NodeJS.Timeout; httpServer?: HttpServer } = {};
+  const shutdownSteps: ShutdownStep[] = [
+    {
+      name: 'stop rebuilding',
+      run: () => {
+        clearInterval(started.tlsReloadTimer);
+        adminTokenFile?.close();
+        etcdProbe.stop();
+        return rebuilds.close();
+      },
+    },
+    {
+      // Streams never end on their own: end them (proxies reconnect to another replica), then drain unary calls.
+      name: 'end xDS streams and stop gRPC',
+      run: async () => {
+        ads.closeAll();
+        await stopGrpcServer(grpcServer, GRPC_DRAIN_MS);
+      },
+    },
+    { name: 'close HTTP', run: () => (started.httpServer ? closeHttpServer(started.httpServer, HTTP_DRAIN_MS) : undefined) },
+    { name: 'flush proxy status and revoke its lease', run: () => statusWriter.close() },
+    { name: 'stop etcd watch', run: () => watcher.close() },
+  ];
+  const close = closeInOrder(health, shutdownSteps);
+  // A start that fails after this point (a port taken, a TLS file that does not load) stops what it started, then fails.
+  const stoppingOnFailure = <T>(starting: Promise<T>): Promise<T> =>
+    starting.catch(async (err: unknown) => {
+      await close().catch((stopErr: unknown) => logger.error({ err: stopErr }, 'stopping after a failed start failed'));
+      throw err;
+    });
+
+  const xdsTls = await stoppingOnFailure(
+    startXdsTls(
+      {
+        certFile: config.TRELLIS_XDS_TLS_CERT_FILE,
+        keyFile: config.TRELLIS_XDS_TLS_KEY_FILE,
+        clientCaFile: config.TRELLIS_XDS_TLS_CLIENT_CA_FILE,
+      },
+      { logger, onRefresh: (result) => metrics.xdsTlsReloads.inc({ result }) },
+    ),
+  );
+  // A rotated Secret (cert-manager, a mesh CA) or a file swapped in place: read again on the poll period and on SIGHUP.
+  started.tlsReloadTimer = xdsTls
+    ? setInterval(() => void xdsTls.refresh(), (config.TRELLIS_XDS_TLS_RELOAD_SECONDS ?? DEFAULT_XDS_TLS_RELOAD_SECONDS) * 1000)
+    : undefined;
+  started.tlsReloadTimer?.unref();
+  const credentials = xdsServerCredentials(xdsTls);
+  const xdsPort = await stoppingOnFailure(
+    bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials, {
+      tlsLimits: grpcTlsLimitsFrom(config),
+      onTlsRefused: (reason) => metrics.tlsRefused.inc({ reason }),
+    }),
+  );
   metrics.readTlsPendingFrom(() => pendingTlsConnections(grpcServer));
 
   const advertise = config.TRELLIS_XDS_ADVERTISE_ADDRESS ?? [{ host: '127.0.0.1', port: xdsPort }];
@@ -313,10 +350,14 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     serviceTokenRefusal: (token, service) => xdsTokenRefusal(token, service, watcher.state),
     logger,
   });
-  const { server: httpServer, port: httpPort } = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
-    headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
-    requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
-  });
+  const listening = await stoppingOnFailure(
+    listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
+      headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
+    }),
+  );
+  started.httpServer = listening.server;
+  const httpPort = listening.port;
   logger.info(
     {
       xdsPort,
@@ -329,28 +370,6 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'control plane listening',
   );
 
-  const shutdownSteps: ShutdownStep[] = [
-    {
-      name: 'stop rebuilding',
-      run: () => {
-        clearInterval(tlsReloadTimer);
-        adminTokenFile?.close();
-        etcdProbe.stop();
-        return rebuilds.close();
-      },
-    },
-    {
-      // Streams never end on their own: end them (proxies reconnect to another replica), then drain unary calls.
-      name: 'end xDS streams and stop gRPC',
-      run: async () => {
-        ads.closeAll();
-        await stopGrpcServer(grpcServer, GRPC_DRAIN_MS);
-      },
-    },
-    { name: 'close HTTP', run: () => closeHttpServer(httpServer, HTTP_DRAIN_MS) },
-    { name: 'flush proxy status and revoke its lease', run: () => statusWriter.close() },
-    { name: 'stop etcd watch', run: () => watcher.close() },
-  ];
   return {
     xdsPort,
     httpPort,
@@ -366,7 +385,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     },
     model: () => rebuilds.model,
     shutdownSteps,
-    close: closeInOrder(health, shutdownSteps),
+    close,
   };
 }
 
