@@ -6,7 +6,6 @@
 import type { MeshUpdate, MeshWatcher } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
 import { Debouncer } from './debounce';
-import { collectGarbageNow } from './full-gc';
 import type { ControlPlaneMetrics } from './metrics';
 import { affectedTest, buildMeshModel, EndpointRetention, type MeshModel, type RetainedEndpoint, type TranslatorSettings } from './model';
 import type { SnapshotCache } from './xds';
@@ -116,9 +115,6 @@ export class RebuildLoop {
     // Asked by the cache only about services with a connected proxy: nothing is compared for the others.
     const affected = reset || !prev ? 'all' : affectedTest(prev, next);
     this.current = next;
-    // Once, between reading the mesh and the first full push: what the read left behind is collected now, and V8's
-    // next collection limit is set from the model, not from a mark-compact early in the read (full-gc.ts).
-    if (!prev) collectGarbageNow();
     const update = cache.setModel(next, affected, { revision: next.revision, changedAt: firstChangeAt });
     // The cache may hand the snapshots out over later event-loop turns (fanOutSliceMs): measured to the end of that.
     void update.settled.then((result) => {
