@@ -1,6 +1,7 @@
 // startRegistry: the registry wired together — embeddable like startControlPlane
 // and startAuthz, so tests start it on port 0 against a real etcd and main.ts
 // only reads config and runs the shutdown steps it returns.
+import type { Server as HttpServer } from 'node:http';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import {
   LeasePool,
@@ -156,20 +157,27 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     csrfSecret: csrfSecretFile ?? config.TRELLIS_CSRF_SECRET,
     secureCookies: config.TRELLIS_SECURE_COOKIES,
   });
-  const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
-    headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
-    requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
-  });
-  logger.info({ host: config.TRELLIS_HOST, port: http.port, etcdPrefix: layout.prefix }, 'registry listening');
-
+  // Set once listening; the shutdown steps close it if it is.
+  const started: { httpServer?: HttpServer } = {};
   const shutdownSteps: ShutdownStep[] = [
-    { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
+    { name: 'close HTTP', run: () => (started.httpServer ? closeHttpServer(started.httpServer, HTTP_DRAIN_MS) : undefined) },
     // After HTTP: no registration can take one any more. Before etcd closes.
     { name: 'revoke pooled leases', run: () => leasePool.close() },
     { name: 'close the mesh view', run: () => view.close() },
     { name: 'stop reloading service credentials', run: async () => reloadingCredentials?.close() },
     { name: 'stop reloading secret files', run: async () => secretFiles.forEach((file) => file.close()) },
   ];
+  const close = closeInOrder(health, shutdownSteps);
+  // The port taken: what started above (the view's watch, the lease pool, the files' polls) is stopped, then the start fails.
+  const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
+    headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
+  }).catch(async (err: unknown) => {
+    await close().catch((stopErr: unknown) => logger.error({ err: stopErr }, 'stopping after a failed start failed'));
+    throw err;
+  });
+  started.httpServer = http.server;
+  logger.info({ host: config.TRELLIS_HOST, port: http.port, etcdPrefix: layout.prefix }, 'registry listening');
   return {
     httpPort: http.port,
     health,
@@ -178,7 +186,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     view,
     shutdownSteps,
     reloadFiles: async () => void (await Promise.all([reloadingCredentials?.reload(), ...secretFiles.map((file) => file.reload())])),
-    close: closeInOrder(health, shutdownSteps),
+    close,
   };
 }
 
