@@ -4,23 +4,9 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
-import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
+import { activeResources, nothingLeftOpenSince, startEtcd, type TestEtcd } from '@trellis/testing';
 import { startControlPlane, type ControlPlaneOptions } from '../src/control-plane';
 import { TEST_CONTROL_PLANE_OPTIONS } from './support/control-plane-harness';
-
-/** What keeps this process alive, by kind (servers, sockets, ref'd timers): process.getActiveResourcesInfo. */
-function activeResources(): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const kind of process.getActiveResourcesInfo()) counts.set(kind, (counts.get(kind) ?? 0) + 1);
-  return counts;
-}
-
-/** Kinds with more active now than in `before`, and how many more. */
-function addedSince(before: Map<string, number>): Record<string, number> {
-  const added: Record<string, number> = {};
-  for (const [kind, count] of activeResources()) if (count > (before.get(kind) ?? 0)) added[kind] = count - (before.get(kind) ?? 0);
-  return added;
-}
 
 let etcd: TestEtcd;
 beforeAll(async () => {
@@ -50,14 +36,7 @@ describe.each([
       await expect(startControlPlane({ config, etcd: client, layout, logger: createLogger('control-plane', 'silent') })).rejects.toThrow(
         /EADDRINUSE|in use|No address added/,
       );
-      // Closing takes a few turns (the watch's cancel, the status lease's revoke): a correctness wait, not a timing.
-      await eventually(
-        'nothing the control plane started left open',
-        () => Object.keys(addedSince(before)).length === 0 || undefined,
-        30_000,
-      ).catch((err: Error) => {
-        throw new Error(`${err.message}; still open: ${JSON.stringify(addedSince(before))}`);
-      });
+      await nothingLeftOpenSince(before, 'nothing the control plane started left open');
     } finally {
       client.close();
       taken.close();

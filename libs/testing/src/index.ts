@@ -13,3 +13,4 @@ export { createTestPki, type TestKeyPair, type TestPki } from './test-pki';
 export { rawBytesMethod } from './raw-grpc';
 export { updateSecretVolume } from './secret-volume';
 export { envoyBuildNodeFields } from './envoy-node';
+export { activeResources, nothingLeftOpenSince, resourcesAddedSince, type ActiveResources } from './active-resources';
