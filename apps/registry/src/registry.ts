@@ -104,7 +104,8 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const metricsRegistry = createMetricsRegistry('registry');
   const metrics = createRegistryMetrics(metricsRegistry);
   if (deps.etcdClientCert) registerEtcdClientCertExpiry(metricsRegistry, deps.etcdClientCert);
-  // The secret files first: one that does not load refuses the start before anything runs that would need stopping.
+  // The secret files and the service credentials first: one that does not load refuses the start before anything runs
+  // that would need stopping (the view's watch, the lease pool).
   const reloadSeconds = config.TRELLIS_SERVICE_CREDENTIALS_RELOAD_SECONDS ?? DEFAULT_SERVICE_CREDENTIALS_RELOAD_SECONDS;
   const adminTokenFile = await loadSecretFile('admin token', 'TRELLIS_ADMIN_TOKEN', config, 16, reloadSeconds, metrics, logger);
   const csrfSecretFile = await loadSecretFile('CSRF secret', 'TRELLIS_CSRF_SECRET', config, 32, reloadSeconds, metrics, logger).catch(
@@ -114,6 +115,12 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
     },
   );
   const secretFiles = [adminTokenFile, csrfSecretFile].filter((file) => file !== undefined);
+  const reloadingCredentials = deps.serviceCredentials
+    ? undefined
+    : await loadServiceCredentials(config, metrics, logger).catch((err: Error) => {
+        secretFiles.forEach((file) => file.close());
+        throw err;
+      });
   // Ready while etcd answers and the view holds a snapshot: evaluated on each /readyz (no gRPC health to push to).
   const health = new Health();
   // The same watch the control plane and authz run; the view serves reads from it. The
@@ -133,7 +140,6 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   addEtcdReadiness(health, etcd, layout, metrics, logger);
   health.addCheck('view', () => view.ready);
 
-  const reloadingCredentials = deps.serviceCredentials ? undefined : await loadServiceCredentials(config, metrics, logger);
   const serviceCredentials = deps.serviceCredentials ?? reloadingCredentials;
   if (serviceCredentials) registerServiceCredentialsGauge(metricsRegistry, serviceCredentials);
   const authenticator = Authenticator.fromConfig(config, serviceCredentials, adminTokenFile);
