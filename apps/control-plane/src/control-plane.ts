@@ -9,6 +9,7 @@ import { EtcdProbe, MeshStore, MeshWatcher, XDS_MAX_MESSAGE_BYTES, type EtcdClie
 import {
   closeHttpServer,
   closeInOrder,
+  stoppingOnFailure,
   ConfigError,
   createMetricsRegistry,
   Health,
@@ -305,13 +306,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   ];
   const close = closeInOrder(health, shutdownSteps);
   // A start that fails after this point (a port taken, a TLS file that does not load) stops what it started, then fails.
-  const stoppingOnFailure = <T>(starting: Promise<T>): Promise<T> =>
-    starting.catch(async (err: unknown) => {
-      await close().catch((stopErr: unknown) => logger.error({ err: stopErr }, 'stopping after a failed start failed'));
-      throw err;
-    });
+  const stopOnFailure = stoppingOnFailure(close, logger);
 
-  const xdsTls = await stoppingOnFailure(
+  const xdsTls = await stopOnFailure(
     startXdsTls(
       {
         certFile: config.TRELLIS_XDS_TLS_CERT_FILE,
@@ -327,7 +324,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     : undefined;
   started.tlsReloadTimer?.unref();
   const credentials = xdsServerCredentials(xdsTls);
-  const xdsPort = await stoppingOnFailure(
+  const xdsPort = await stopOnFailure(
     bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials, {
       tlsLimits: grpcTlsLimitsFrom(config),
       onTlsRefused: (reason) => metrics.tlsRefused.inc({ reason }),
@@ -350,7 +347,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     serviceTokenRefusal: (token, service) => xdsTokenRefusal(token, service, watcher.state),
     logger,
   });
-  const listening = await stoppingOnFailure(
+  const listening = await stopOnFailure(
     listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
       headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,

@@ -16,6 +16,7 @@ import {
 import {
   closeHttpServer,
   closeInOrder,
+  stoppingOnFailure,
   ConfigError,
   createMetricsRegistry,
   Health,
@@ -175,13 +176,15 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   ];
   const close = closeInOrder(health, shutdownSteps);
   // The port taken: what started above (the view's watch, the lease pool, the files' polls) is stopped, then the start fails.
-  const http = await listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
-    headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
-    requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
-  }).catch(async (err: unknown) => {
-    await close().catch((stopErr: unknown) => logger.error({ err: stopErr }, 'stopping after a failed start failed'));
-    throw err;
-  });
+  const http = await stoppingOnFailure(
+    close,
+    logger,
+  )(
+    listenHttp(app, config.TRELLIS_HOST, config.TRELLIS_HTTP_PORT, {
+      headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS,
+    }),
+  );
   started.httpServer = http.server;
   logger.info({ host: config.TRELLIS_HOST, port: http.port, etcdPrefix: layout.prefix }, 'registry listening');
   return {

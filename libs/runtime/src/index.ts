@@ -27,4 +27,4 @@ export {
   type TlsRefusal,
 } from './tls-guard';
 export { parseSecretFile, ReloadingSecretFile, type SecretFileOptions, type SecretReloadResult } from './secret-file';
-export { closeInOrder, installShutdown, runShutdownSteps, type ShutdownStep } from './shutdown';
+export { closeInOrder, installShutdown, runShutdownSteps, stoppingOnFailure, type ShutdownStep } from './shutdown';

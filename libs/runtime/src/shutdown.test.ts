@@ -1,6 +1,6 @@
 import { Health } from './health';
 import { createLogger } from './logger';
-import { closeInOrder, installShutdown, runShutdownSteps, type ShutdownStep } from './shutdown';
+import { closeInOrder, installShutdown, runShutdownSteps, stoppingOnFailure, type ShutdownStep } from './shutdown';
 
 const recording = (log: string[], name: string, fail = false): ShutdownStep => ({
   name,
@@ -37,6 +37,30 @@ describe('closeInOrder', () => {
     const close = closeInOrder(new Health(), [recording(log, 'grpc', true), recording(log, 'redis')]);
     await expect(close()).rejects.toThrow('shutdown steps failed: grpc');
     expect(log).toEqual(['grpc', 'redis']);
+  });
+});
+
+describe('stoppingOnFailure', () => {
+  it('passes a start through untouched, and on a failed one stops first, then rejects with the start error', async () => {
+    const events: string[] = [];
+    const close = () => {
+      events.push('close');
+      return Promise.resolve();
+    };
+    const guard = stoppingOnFailure(close, { error: () => events.push('logged') });
+    await expect(guard(Promise.resolve(7))).resolves.toBe(7);
+    expect(events).toEqual([]);
+    const bind = new Error('EADDRINUSE');
+    await expect(guard(Promise.reject(bind))).rejects.toBe(bind);
+    expect(events).toEqual(['close']);
+  });
+
+  it("keeps the start's error when stopping fails too, and logs the stop's", async () => {
+    const logged: unknown[] = [];
+    const guard = stoppingOnFailure(() => Promise.reject(new Error('revoke failed')), { error: (obj: unknown) => logged.push(obj) });
+    const bind = new Error('EADDRINUSE');
+    await expect(guard(Promise.reject(bind))).rejects.toBe(bind);
+    expect(logged).toEqual([{ err: new Error('revoke failed') }]);
   });
 });
 

@@ -44,6 +44,19 @@ export function closeInOrder(health: Health, steps: readonly ShutdownStep[]): ()
 }
 
 /**
+ * For an app's start: a step that fails (a port taken, a file that does not load) first stops what
+ * the start had started, with `close`, then rejects with its own error, so nothing it opened keeps the
+ * process alive. A failure of `close` itself is logged, not thrown over the start's error.
+ */
+export function stoppingOnFailure(close: () => Promise<void>, logger: Pick<Logger, 'error'>): <T>(starting: Promise<T>) => Promise<T> {
+  return (starting) =>
+    starting.catch(async (err: unknown) => {
+      await close().catch((stopErr: unknown) => logger.error({ err: stopErr }, 'stopping after a failed start failed'));
+      throw err;
+    });
+}
+
+/**
  * Graceful shutdown on SIGTERM/SIGINT: readiness goes false first, then after
  * `drainMs` the steps run in order (stop accepting, drain, close clients), then exit.
  * Returns the function so tests and the local mesh can trigger it directly.
