@@ -12,6 +12,8 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { TypeUrl } from '@trellis/envoy-types';
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { ServiceRecord, ServiceSpec, type ServiceSpecInput } from '@trellis/mesh-schema';
@@ -61,6 +63,15 @@ const args = parseBenchArgs(
       default: false,
       help: "Report the first push's allocation, sampled by V8's heap profiler (objects that die young included); the sampling slows the push, so compare CPU without it.",
     },
+    'alloc-kept': {
+      type: 'string',
+      default: 'all',
+      help:
+        "With --alloc-profile, which of the push's allocations count: all; scavenged (those that outlived a scavenge: " +
+        'promoted, or alive at the end); retained (alive after a full GC at the end). Scavenged minus retained is what was ' +
+        'promoted only to die. The largest allocation sites (function and caller) are listed.',
+    },
+    'alloc-profile-out': { type: 'string', help: "With --alloc-profile: write V8's sampling heap profile to this file." },
   },
 );
 const SERVICES = args.smoke ? 40 : Number(args.services);
@@ -68,6 +79,8 @@ const PROXIES = args.smoke ? 30 : Number(args.proxies);
 const ROUNDS = args.smoke ? 3 : Number(args.rounds);
 const HUB_EVERY = Number(args['hub-every']);
 const SLICE_MS = Number(args['slice-ms']);
+const ALLOC_KEPT = args['alloc-kept'];
+if (!['all', 'scavenged', 'retained'].includes(ALLOC_KEPT!)) throw new Error(`--alloc-kept: all, scavenged or retained, not ${ALLOC_KEPT}`);
 
 const at = '2026-01-01T00:00:00.000Z';
 let revision = 10;
@@ -245,6 +258,33 @@ new PerformanceObserver((list) => {
   }
 }).observe({ entryTypes: ['gc'] });
 
+interface SamplingHeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  id: number;
+  children: SamplingHeapNode[];
+}
+interface SamplingHeapProfile {
+  head: SamplingHeapNode;
+  samples: { size: number; nodeId: number }[];
+}
+
+/** Sampled bytes by allocating function and its caller (bundle lines), largest first. */
+function allocationSites(profile: SamplingHeapProfile): [string, number][] {
+  const bySite = new Map<string, number>();
+  const frame = (n: SamplingHeapNode): string =>
+    `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}`;
+  const visit = (node: SamplingHeapNode, parent: SamplingHeapNode | undefined): void => {
+    if (node.selfSize > 0) {
+      const site = `${frame(node)} <- ${parent ? frame(parent) : '-'}`;
+      bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) visit(child, node);
+  };
+  visit(profile.head, undefined);
+  return [...bySite].sort((a, b) => b[1] - a[1]);
+}
+
 async function main(): Promise<void> {
   // The first push: every identity translated, every stream answered CDS and LDS, then EDS, and every ACK read.
   const allocations = args['alloc-profile'] ? new Session() : undefined;
@@ -252,8 +292,8 @@ async function main(): Promise<void> {
     allocations.connect();
     await allocations.post('HeapProfiler.startSampling', {
       samplingInterval: 4096,
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true,
+      includeObjectsCollectedByMajorGC: ALLOC_KEPT !== 'retained',
+      includeObjectsCollectedByMinorGC: ALLOC_KEPT === 'all',
     } as never);
   }
   const firstCpu = cpuMs();
@@ -279,9 +319,17 @@ async function main(): Promise<void> {
       `the check ${spent.check.toFixed(0)} ms`,
   );
   if (allocations) {
-    const { profile } = (await allocations.post('HeapProfiler.stopSampling')) as unknown as { profile: { samples: { size: number }[] } };
+    if (ALLOC_KEPT === 'retained') {
+      // A full GC without a command-line flag (as jest's leak detector takes it): what the push left alive stays sampled.
+      setFlagsFromString('--expose-gc');
+      (runInNewContext('gc') as () => void)();
+    }
+    const { profile } = (await allocations.post('HeapProfiler.stopSampling')) as unknown as { profile: SamplingHeapProfile };
     const bytes = profile.samples.reduce((sum, sample) => sum + sample.size, 0);
-    console.log(`  allocated (sampled): ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+    console.log(`  allocated (sampled, ${ALLOC_KEPT}): ${(bytes / 2 ** 20).toFixed(1)} MiB; the largest sites:`);
+    if (args['alloc-profile-out']) writeFileSync(args['alloc-profile-out'], JSON.stringify(profile));
+    for (const [site, siteBytes] of allocationSites(profile).slice(0, 25))
+      console.log(`    ${(siteBytes / 2 ** 20).toFixed(2).padStart(7)} MiB  ${site}`);
     allocations.disconnect();
   }
   // Listeners' routes: the Envoy asks for RDS after LDS (the bench does; kept out of the timed part).
