@@ -19,7 +19,7 @@ export interface EtcdGrant {
 /** The etcd role (and user) name of an app. */
 export const etcdRoleName = (app: EtcdApp): string => `trellis-${app}`;
 
-/** What each app may do, as key-prefix grants. Readers of the whole prefix hold a MeshWatcher (one watch over it). */
+/** What each app may do, as key-prefix grants. Readers of the whole prefix hold a MeshWatcher (one watch over all of it but the status records). */
 export function etcdGrants(layout: KeyLayout): Record<EtcdApp, EtcdGrant[]> {
   const all = layout.prefix;
   return {
@@ -33,10 +33,12 @@ export function etcdGrants(layout: KeyLayout): Record<EtcdApp, EtcdGrant[]> {
       { prefix: layout.deregistrations(), permission: 'Readwrite' },
       { prefix: layout.hostClaims(), permission: 'Readwrite' },
     ],
-    // Reads everything (the mesh model); writes only proxy status.
+    // Reads everything (the mesh model); writes only proxy status. The legacy range is for replicas of a version
+    // before the status range still running in a rolling upgrade (their records go with their leases).
     'control-plane': [
       { prefix: all, permission: 'Read' },
       { prefix: layout.proxyStatuses(), permission: 'Readwrite' },
+      { prefix: layout.legacyProxyStatuses(), permission: 'Readwrite' },
     ],
     // Reads the mesh (its watcher watches the whole prefix); writes its keys and the mesh settings.
     authz: [

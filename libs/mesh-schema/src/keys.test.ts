@@ -23,9 +23,36 @@ describe('KeyLayout', () => {
       layout.proxyStatus('cart', 'sidecar~10.0.0.1~cart/pod.ns', 'cp-0/17'),
       { kind: 'proxyStatus', service: 'cart', id: 'sidecar~10.0.0.1~cart/pod.ns' },
     ],
+    [
+      'legacy proxy status',
+      '/mesh/proxies/cart/sidecar~10.0.0.1~cart%2Fpod.ns/cp-0%2F17',
+      { kind: 'proxyStatus', service: 'cart', id: 'sidecar~10.0.0.1~cart/pod.ns' },
+    ],
   ])('round-trips a %s key through parse', (_what, key, parsed) => {
     expect(key.startsWith('/mesh/')).toBe(true);
     expect(layout.parse(key)).toEqual(parsed);
+  });
+
+  it('puts the status records after every key of the mesh: the mesh watch ends where they begin', () => {
+    const { start, end } = layout.meshWatchRange();
+    const inWatch = (key: string) =>
+      Buffer.compare(Buffer.from(key), Buffer.from(start)) >= 0 && Buffer.compare(Buffer.from(key), Buffer.from(end)) < 0;
+    const highest = '\u00ff'.repeat(3);
+    const mesh = [
+      layout.service('zzzz'),
+      layout.instance('zzzz', highest),
+      layout.deregistration('zzzz', highest),
+      layout.history('zzzz', 9_999_999_999),
+      layout.meshSettings(),
+      layout.authzKey(highest),
+      layout.hostClaim(highest),
+      `${layout.legacyProxyStatusesOf('zzzz')}${highest}/${highest}`,
+    ];
+    for (const key of mesh) expect([key, inWatch(key)]).toEqual([key, true]);
+    expect(end).toBe(layout.statusRecords());
+    expect(layout.proxyStatuses().startsWith(layout.statusRecords())).toBe(true);
+    expect(inWatch(layout.proxyStatus('a', 'n', 's'))).toBe(false);
+    expect(inWatch(layout.proxyStatus('zzzz', highest, highest))).toBe(false);
   });
 
   it('pads history generations so keys sort in generation order', () => {
@@ -40,6 +67,8 @@ describe('KeyLayout', () => {
     expect(layout.history('a', 1).startsWith(layout.historyOf('a'))).toBe(true);
     expect(layout.authzKey('k').startsWith(layout.authzKeys())).toBe(true);
     expect(layout.proxyStatus('a', 'n', 's').startsWith(layout.proxyStatusesOf('a'))).toBe(true);
+    expect(layout.proxyStatusesOf('a').startsWith(layout.proxyStatuses())).toBe(true);
+    expect(layout.legacyProxyStatusesOf('a').startsWith(layout.legacyProxyStatuses())).toBe(true);
   });
 
   it.each(['', 'a/b', '..', '.', 'a\u0000', 'a\nb', 'a\u007f'])('refuses the segment %j', (bad) => {
@@ -57,6 +86,9 @@ describe('KeyLayout', () => {
       '/mesh/instances/a/b/c',
       '/mesh/instances/a/',
       '/mesh/proxies//n',
+      '/mesh/status/proxies/a/n',
+      '/mesh/status/other/a/n/s',
+      '/mesh/status/a',
       '/mesh/mesh/other',
       '/mesh/authz/other/k',
       '/mesh/unknown/a',

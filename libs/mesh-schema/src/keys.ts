@@ -49,7 +49,7 @@ export class KeyLayout {
   hostClaim(host: string): string {
     return `${this.hostClaims()}${segment(host)}`;
   }
-  /** One record per xDS stream: two streams claiming the same node id never share a key. */
+  /** One record per xDS stream: two streams claiming the same node id never share a key. Outside the mesh watch (statusRecords). */
   proxyStatus(service: string, nodeId: string, stream: string): string {
     // Node ids are free-form (Envoy accepts any string): encode so they stay one segment.
     return `${this.proxyStatusesOf(service)}${encodeURIComponent(nodeId)}/${encodeURIComponent(stream)}`;
@@ -77,11 +77,35 @@ export class KeyLayout {
   hostClaims(): string {
     return `${this.prefix}hosts/`;
   }
+  /**
+   * What replicas write about their own work (proxy status): observability that no mesh watcher mirrors. It sorts
+   * after every other key of the layout, so the mesh watch's range ends where it begins (meshWatchRange) and etcd
+   * never sends a watcher these writes — thousands after each change at 5,000 proxies, once to every control plane,
+   * registry and authz replica.
+   */
+  statusRecords(): string {
+    return `${this.prefix}status/`;
+  }
   proxyStatuses(): string {
-    return `${this.prefix}proxies/`;
+    return `${this.statusRecords()}proxies/`;
   }
   proxyStatusesOf(service: string): string {
     return `${this.proxyStatuses()}${segment(service)}/`;
+  }
+  /**
+   * Where replicas before the move to statusRecords wrote proxy status (`proxies/<service>/…`). Such records live
+   * only as long as their replica's lease: read beside the new ones while a rolling upgrade still runs old
+   * replicas, passed over by the mesh watch by their key's bytes.
+   */
+  legacyProxyStatuses(): string {
+    return `${this.prefix}proxies/`;
+  }
+  legacyProxyStatusesOf(service: string): string {
+    return `${this.legacyProxyStatuses()}${segment(service)}/`;
+  }
+  /** The mesh watch: every key under the prefix that sorts before the status records. */
+  meshWatchRange(): { start: string; end: string } {
+    return { start: this.prefix, end: this.statusRecords() };
   }
 
   /** What a key under the prefix names; undefined for keys Trellis does not own. */
@@ -104,8 +128,12 @@ export class KeyLayout {
         return parts.length === 3 && parts[1] === 'keys' ? { kind: 'authzKey', id: parts[2]! } : undefined;
       case 'hosts':
         return parts.length === 2 ? { kind: 'hostClaim', id: parts[1]! } : undefined;
+      case 'status':
+        return parts.length === 5 && parts[1] === 'proxies'
+          ? { kind: 'proxyStatus', service: parts[2]!, id: decodeURIComponent(parts[3]!) }
+          : undefined;
       case 'proxies':
-        // Four parts (node id, stream); three in records of older replicas.
+        // legacyProxyStatuses: four parts (node id, stream); three in records of still older replicas.
         return parts.length === 3 || parts.length === 4
           ? { kind: 'proxyStatus', service: parts[1]!, id: decodeURIComponent(parts[2]!) }
           : undefined;

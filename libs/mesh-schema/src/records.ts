@@ -489,7 +489,7 @@ export const MAX_NACK_ERROR_CHARS = 1024;
 const NO_CONTROL_CHARACTERS = /^[^\x00-\x1f\x7f]+$/;
 
 /**
- * Stored at `proxies/<service>/<nodeId>/<stream>` by the control plane replica serving
+ * Stored at `status/proxies/<service>/<nodeId>/<stream>` by the control plane replica serving
  * it, under that replica's lease. A record belongs to the stream that wrote it: a
  * second stream claiming the same node id gets its own record and never replaces or
  * deletes the first's.

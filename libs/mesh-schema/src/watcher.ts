@@ -39,7 +39,7 @@ export interface MeshWatcherEvents {
   status: [{ live: boolean }];
   /**
    * The mirror reached this revision. Also for events that change nothing it holds
-   * (history, host claims, proxy status): a reader waiting for its own write's
+   * (history, host claims): a reader waiting for its own write's
    * revision learns the write arrived even when no `update` follows.
    */
   revision: [string];
@@ -75,11 +75,12 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   /** key → mod revision of the unusable values already reported, so each is logged and counted once. */
   private readonly reported = new Map<string, string>();
   /**
-   * The proxy-status range as bytes. The watched range carries every status record the control planes write (after
-   * each change, one per affected stream, thousands at 5,000 streams) and the mirror holds none: their events are
-   * told by the key's first bytes, without a key string, a parse or an event object each.
+   * Where replicas before the status records moved out of the watched range (KeyLayout.statusRecords) write proxy
+   * status, as bytes: during a rolling upgrade their writes still arrive (one per affected stream after each change),
+   * and the mirror holds none, so their events are told by the key's first bytes, without a key string, a parse or an
+   * event object each.
    */
-  private readonly proxyStatusKeys: Buffer;
+  private readonly legacyProxyStatusKeys: Buffer;
 
   private constructor(
     private readonly client: Etcd3,
@@ -88,7 +89,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   ) {
     super();
     this.watchStreams = client.namespace('');
-    this.proxyStatusKeys = Buffer.from(layout.proxyStatuses());
+    this.legacyProxyStatusKeys = Buffer.from(layout.legacyProxyStatuses());
     this.logger = opts.logger;
     this.onInvalidRecord = opts.onInvalid;
     this.writtenValues = opts.writtenValues;
@@ -186,9 +187,9 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
 
   private startWatch(): void {
     const resumeFrom = () => (BigInt(this.currentState.revision) + 1n).toString();
-    // Without previous values: the mirror applies each event from its own key and value, and the
-    // control plane's own proxy-status writes, which this range also carries, cost half the bytes.
-    const watcher = this.watchStreams.watch().prefix(this.layout.prefix).startRevision(resumeFrom()).watcher();
+    // The prefix up to the status records (meshWatchRange): the control planes' proxy-status writes are never sent.
+    // Without previous values: the mirror applies each event from its own key and value.
+    const watcher = this.watchStreams.watch().inRange(this.layout.meshWatchRange()).startRevision(resumeFrom()).watcher();
     this.watcher = watcher;
     const current = () => this.watcher === watcher && !this.closed;
     // etcd3 would resume from its own (header) revision; resume from ours instead.
@@ -263,7 +264,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       const rev = BigInt(ev.kv.mod_revision);
       if (rev <= applied) continue; // replayed after a reconnect: already applied
       if (rev > last) last = rev;
-      if (startsWith(ev.kv.key, this.proxyStatusKeys)) continue;
+      if (startsWith(ev.kv.key, this.legacyProxyStatusKeys)) continue;
       const type = ev.type === 'Put' ? 'put' : 'delete';
       const key = ev.kv.key.toString('utf8');
       const decoded = type === 'put' ? this.writtenValues?.take(key, ev.kv.value) : undefined;

@@ -77,8 +77,11 @@ describe('etcd roles (auth enabled)', () => {
       { service: 'web', nodeId: 'web-1', controlPlane: 'cp', stream: 'cp/1', connectedAt: at, updatedAt: at, types: {} },
       lease.ID,
     );
+    // Where a replica of the version before the status range writes, during a rolling upgrade.
+    await client.put(`${layout.legacyProxyStatusesOf('web')}web-0/cp-old%2F1`).value('{}').lease(lease.ID).exec();
     await expect(store.createService(service('evil'), 'cp')).rejects.toThrow(permissionDenied);
     await expect(store.putAuthzKey(attackerKey)).rejects.toThrow(permissionDenied);
+    await expect(client.put(`${layout.statusRecords()}other/x`).value('{}').exec()).rejects.toThrow(permissionDenied);
     const watcher = MeshWatcher.start(client, layout);
     try {
       await watcher.whenReady();

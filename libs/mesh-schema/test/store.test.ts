@@ -418,6 +418,34 @@ describe('mesh settings, authz keys and proxy status', () => {
     expect(await store.listProxyStatuses()).toEqual([]);
   });
 
+  it('lists the records replicas of the version before the status range still write (a rolling upgrade)', async () => {
+    const lease = await client.leaseClient.leaseGrant({ TTL: 30 });
+    const status = (nodeId: string, stream: string) => ({
+      service: 'orders',
+      nodeId,
+      controlPlane: stream.split('/')[0]!,
+      stream,
+      connectedAt: '2026-01-01T00:00:00Z',
+      updatedAt: '2026-01-01T00:00:01Z',
+      types: { cds: { lastSentVersion: '3', lastAckedVersion: '3' } },
+    });
+    await store.putProxyStatus(status('orders/pod-1', 'cp-new/1'), lease.ID);
+    // What an old replica writes: proxies/<service>/<node id>/<stream>, under its own lease.
+    const old = status('orders/pod-2', 'cp-old/7');
+    const oldKey = `${layout.legacyProxyStatusesOf('orders')}${encodeURIComponent(old.nodeId)}/${encodeURIComponent(old.stream)}`;
+    await client.put(oldKey).value(JSON.stringify(old)).lease(lease.ID).exec();
+    await client
+      .put(`${layout.legacyProxyStatusesOf('orders')}broken/cp-old%2F8`)
+      .value('{"nodeId":')
+      .lease(lease.ID)
+      .exec();
+    const listed = (await store.listProxyStatuses('orders')).sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+    expect(listed).toEqual([status('orders/pod-1', 'cp-new/1'), old]);
+    expect(await store.listProxyStatuses()).toHaveLength(2);
+    await client.leaseClient.leaseRevoke({ ID: lease.ID });
+    expect(await store.listProxyStatuses('orders')).toEqual([]);
+  });
+
   it('deletes one proxy status and keeps a rejected config’s mesh revision', async () => {
     const lease = await client.leaseClient.leaseGrant({ TTL: 30 });
     const at = '2026-01-01T00:00:00Z';

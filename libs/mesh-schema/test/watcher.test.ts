@@ -198,7 +198,7 @@ it('ignores history and proxy keys, and skips invalid values without stopping', 
   expect([...w.watcher.state.invalid.keys()].sort()).toEqual([...bad].sort());
 });
 
-it('passes over proxy-status records, valid or not, and still reports their revision', async () => {
+it('is never sent proxy-status records: a status flush reaches no watcher', async () => {
   const w = watch();
   const revisions: string[] = [];
   w.watcher.on('revision', (revision) => revisions.push(revision));
@@ -206,12 +206,40 @@ it('passes over proxy-status records, valid or not, and still reports their revi
   await eventually('watch connected', () => w.watcher.live);
   const before = await putService('before', 1);
   // A status writer's flush: one txn of records (one of them not even JSON) and a deletion.
-  const txn = writer.if(layout.proxyStatus('svc', 'pod-1', 'cp-0/1'), 'Create', '==', 0);
-  const flushed = await txn
+  const flushed = await writer
+    .if(layout.proxyStatus('svc', 'pod-1', 'cp-0/1'), 'Create', '==', 0)
     .then(
       writer.put(layout.proxyStatus('svc', 'pod-1', 'cp-0/1')).value('{"nodeId":"pod-1"}'),
       writer.put(layout.proxyStatus('svc', 'pod-2', 'cp-0/2')).value('not json'),
       writer.delete().key(layout.proxyStatus('svc', 'pod-3', 'cp-0/3')),
+    )
+    .commit();
+  const after = await putService('after', 1);
+  await eventually('change after the flush', () => w.changes().some((c) => c.service === 'after'));
+  expect(w.changes()).toEqual([before, after]);
+  // etcd sent the service writes' events and nothing at the flush's revision.
+  expect(revisions).toContain(before.modRevision);
+  expect(revisions).toContain(after.modRevision);
+  expect(revisions).not.toContain(flushed.header.revision);
+  expect(w.invalidKeys).toEqual([]);
+  expect(w.watcher.state.invalid.size).toBe(0);
+});
+
+it("passes over a replica's proxy-status records at the legacy keys, valid or not, and still reports their revision", async () => {
+  const w = watch();
+  const revisions: string[] = [];
+  w.watcher.on('revision', (revision) => revisions.push(revision));
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  const before = await putService('before', 1);
+  // What a replica of the version before the status range writes during a rolling upgrade.
+  const legacy = (node: string, stream: string) => `${layout.legacyProxyStatusesOf('svc')}${node}/${encodeURIComponent(stream)}`;
+  const flushed = await writer
+    .if(legacy('pod-1', 'cp-0/1'), 'Create', '==', 0)
+    .then(
+      writer.put(legacy('pod-1', 'cp-0/1')).value('{"nodeId":"pod-1"}'),
+      writer.put(legacy('pod-2', 'cp-0/2')).value('not json'),
+      writer.delete().key(legacy('pod-3', 'cp-0/3')),
     )
     .commit();
   await eventually("the flush's revision", () => revisions.includes(flushed.header.revision));

@@ -86,8 +86,14 @@ export class ProxyStatusStore {
     this.keys.set(status, { service, nodeId, stream, bytes });
     return bytes;
   }
+  /** Every stream's record, also those replicas before the move to the status range still write (legacyProxyStatuses). */
   async listProxyStatuses(service?: string): Promise<ProxyStatus[]> {
-    const prefix = service === undefined ? this.records.layout.proxyStatuses() : this.records.layout.proxyStatusesOf(service);
-    return (await this.records.listVersioned(ProxyStatus, prefix)).map((v) => v.value);
+    const { layout } = this.records;
+    const prefixes =
+      service === undefined
+        ? [layout.proxyStatuses(), layout.legacyProxyStatuses()]
+        : [layout.proxyStatusesOf(service), layout.legacyProxyStatusesOf(service)];
+    const listed = await Promise.all(prefixes.map((prefix) => this.records.listVersioned(ProxyStatus, prefix)));
+    return listed.flat().map((v) => v.value);
   }
 }
