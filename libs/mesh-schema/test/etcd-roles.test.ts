@@ -78,7 +78,11 @@ describe('etcd roles (auth enabled)', () => {
       lease.ID,
     );
     // Where a replica of the version before the status range writes, during a rolling upgrade.
-    await client.put(`${layout.legacyProxyStatusesOf('web')}web-0/cp-old%2F1`).value('{}').lease(lease.ID).exec();
+    await client
+      .put(`${layout.legacyProxyStatusesOf('web')}web-0/cp-old%2F1`)
+      .value('{}')
+      .lease(lease.ID)
+      .exec();
     await expect(store.createService(service('evil'), 'cp')).rejects.toThrow(permissionDenied);
     await expect(store.putAuthzKey(attackerKey)).rejects.toThrow(permissionDenied);
     await expect(client.put(`${layout.statusRecords()}other/x`).value('{}').exec()).rejects.toThrow(permissionDenied);
