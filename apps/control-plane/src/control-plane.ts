@@ -328,6 +328,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     bindGrpcServer(grpcServer, config.TRELLIS_HOST, config.TRELLIS_XDS_PORT, credentials, {
       tlsLimits: grpcTlsLimitsFrom(config),
       onTlsRefused: (reason) => metrics.tlsRefused.inc({ reason }),
+      listenBacklog: connectionLimits.listenBacklog,
     }),
   );
   metrics.readTlsPendingFrom(() => pendingTlsConnections(grpcServer));

@@ -73,6 +73,13 @@ export const DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS = 300_000;
 /** As istiod's: time for a response in flight to arrive, short enough that the client soon moves. */
 export const DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS = 10_000;
 
+/**
+ * listen(2)'s backlog of a gRPC port: room for every proxy of a cell reconnecting at once (after a restart,
+ * within its backoff) while the process is busy serving the first ones. Node's own 511 overflows at a few
+ * thousand; the kernel caps the value at net.core.somaxconn (4096 by default since Linux 5.4).
+ */
+export const DEFAULT_GRPC_LISTEN_BACKLOG = 4096;
+
 /** A limit in milliseconds that 0 turns off; otherwise at least a second (less would close connections between calls). */
 const limitMsOrOff = (defaultMs: number, maxMs: number) =>
   env.int(defaultMs, 0, maxMs).refine((ms) => ms === 0 || ms >= 1_000, 'must be 0 (no limit) or at least 1000');
@@ -84,12 +91,15 @@ const limitMsOrOff = (defaultMs: number, maxMs: number) =>
  * older than TRELLIS_GRPC_MAX_CONNECTION_AGE_MS (±10 % jitter) is sent GOAWAY, so its client opens
  * a new one, through a load balancer perhaps to another replica; what still runs on the old one is
  * cut TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS later. 0 turns the idle limit or the age off.
+ * TRELLIS_GRPC_LISTEN_BACKLOG is how many connections the kernel completes and holds before the
+ * process accepts them (DEFAULT_GRPC_LISTEN_BACKLOG says why it is larger than Node's).
  */
 export function grpcConnectionEnv(defaults: { maxConnectionAgeMs: number }) {
   return {
     TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: limitMsOrOff(DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS, 86_400_000),
     TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: limitMsOrOff(defaults.maxConnectionAgeMs, 86_400_000),
     TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: env.int(DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, 0, 3_600_000),
+    TRELLIS_GRPC_LISTEN_BACKLOG: env.int(DEFAULT_GRPC_LISTEN_BACKLOG, 1, 65_535),
   };
 }
 

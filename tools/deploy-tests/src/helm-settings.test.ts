@@ -73,6 +73,13 @@ const TLS_AND_GRPC: Setting[] = [
     becomes: '0',
     bad: ['3600001'],
   },
+  {
+    value: 'limits.grpc.listenBacklog',
+    variable: 'TRELLIS_GRPC_LISTEN_BACKLOG',
+    set: '8192',
+    becomes: '8192',
+    bad: ['0', '65536'],
+  },
 ];
 
 const SETTINGS: Record<AppName, Setting[]> = {
@@ -135,6 +142,7 @@ const NOT_VALUES: Record<AppName, Record<string, string>> = {
     TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS: 'no gRPC port',
     TRELLIS_GRPC_MAX_CONNECTION_AGE_MS: 'no gRPC port',
     TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS: 'no gRPC port',
+    TRELLIS_GRPC_LISTEN_BACKLOG: 'no gRPC port',
     // The chart mounts its auth Secret and sets the _FILE forms, which the registry follows (a rotation
     // needs no rollout); the environment forms would be read at start only.
     TRELLIS_ADMIN_TOKEN: 'the chart sets TRELLIS_ADMIN_TOKEN_FILE, followed without a restart',

@@ -124,7 +124,11 @@ export async function startGrpcServer(
     : ServerCredentials.createInsecure();
   return {
     server,
-    port: await bindGrpcServer(server, host, port, credentials, { tlsLimits: transport.tlsLimits, onTlsRefused: transport.onTlsRefused }),
+    port: await bindGrpcServer(server, host, port, credentials, {
+      tlsLimits: transport.tlsLimits,
+      onTlsRefused: transport.onTlsRefused,
+      listenBacklog: transport.connectionLimits?.listenBacklog,
+    }),
   };
 }
 

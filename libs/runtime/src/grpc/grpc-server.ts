@@ -1,7 +1,7 @@
 // The gRPC side of every app that has one: bind, a health service that follows
 // readiness, graceful stop.
 import { lookup } from 'node:dns/promises';
-import { isIP, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import {
   createServer as createTlsServer,
   type Server as TlsServer,
@@ -11,7 +11,7 @@ import {
 } from 'node:tls';
 import { experimental, ServerCredentials, type ChannelOptions, type Server } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS } from '../config';
+import { DEFAULT_GRPC_LISTEN_BACKLOG, DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS } from '../config';
 import type { Health } from '../health';
 import { guardTlsServer, type TlsGuard, type TlsRefusal } from '../tls-guard';
 import { http2PrefaceProgress } from './http2-preface';
@@ -25,6 +25,8 @@ export interface GrpcConnectionLimits {
   maxConnectionAgeMs?: number;
   /** After the age's GOAWAY; absent: DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS. 0: none (cut at the GOAWAY). */
   maxConnectionAgeGraceMs?: number;
+  /** The port's listen backlog (GrpcBindOptions.listenBacklog); bindGrpcServer takes it, grpc-js's options do not. */
+  listenBacklog?: number;
 }
 
 /** The limits an app's grpcConnectionEnv variables set; the defaults (its own age) where an embedder leaves one out. */
@@ -33,6 +35,7 @@ export function grpcConnectionLimitsFrom(
     TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS?: number | undefined;
     TRELLIS_GRPC_MAX_CONNECTION_AGE_MS?: number | undefined;
     TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS?: number | undefined;
+    TRELLIS_GRPC_LISTEN_BACKLOG?: number | undefined;
   },
   defaults: { maxConnectionAgeMs: number },
 ): GrpcConnectionLimits {
@@ -40,6 +43,7 @@ export function grpcConnectionLimitsFrom(
     maxConnectionIdleMs: config.TRELLIS_GRPC_MAX_CONNECTION_IDLE_MS ?? DEFAULT_GRPC_MAX_CONNECTION_IDLE_MS,
     maxConnectionAgeMs: config.TRELLIS_GRPC_MAX_CONNECTION_AGE_MS ?? defaults.maxConnectionAgeMs,
     maxConnectionAgeGraceMs: config.TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+    listenBacklog: config.TRELLIS_GRPC_LISTEN_BACKLOG ?? DEFAULT_GRPC_LISTEN_BACKLOG,
   };
 }
 
@@ -64,16 +68,25 @@ export interface GrpcBindOptions {
   tlsLimits?: GrpcTlsLimits;
   /** Each connection the TLS guard closes (a metric). */
   onTlsRefused?: (reason: TlsRefusal) => void;
+  /**
+   * listen(2)'s backlog: connections the kernel completes and holds until the process accepts them (Linux caps it
+   * at net.core.somaxconn). Absent: DEFAULT_GRPC_LISTEN_BACKLOG (grpc-js's bindAsync always uses Node's 511). A connect storm beyond it
+   * (every Envoy of a cell reconnecting at once) overflows the queue; Linux then answers with SYN cookies and drops
+   * the handshake's ACK, and a client that sends more than one segment before it is accepted is reset.
+   */
+  listenBacklog?: number;
 }
 
-/** What stopGrpcServer closes besides the grpc-js server: the TLS listeners bindGrpcServer opened for it. */
-const tlsListenersOf = new WeakMap<Server, Array<{ close(): void }>>();
+/** What stopGrpcServer closes besides the grpc-js server: the listeners bindGrpcServer opened for it. */
+const listenersOf = new WeakMap<Server, Array<{ close(): void }>>();
 const guards = new WeakMap<Server, TlsGuard[]>();
 
 /**
- * Binds `server` to `host:port` (IPv6 literals allowed); resolves with the bound port. With TLS
- * credentials the port is a guarded listener (listenGuardedTls): short absolute deadlines for the
- * handshake and the HTTP/2 preface, and a cap on connections not yet through them.
+ * Binds `server` to `host:port` (IPv6 literals allowed); resolves with the bound port. The port's
+ * listeners are this module's, not grpc-js's bindAsync (whose listen backlog is Node's fixed 511):
+ * each accepted connection goes to grpc-js through its connection injector. With TLS credentials the
+ * port is a guarded listener (listenGuardedTls): short absolute deadlines for the handshake and the
+ * HTTP/2 preface, and a cap on connections not yet through them.
  */
 export function bindGrpcServer(
   server: Server,
@@ -83,8 +96,43 @@ export function bindGrpcServer(
   options: GrpcBindOptions = {},
 ): Promise<number> {
   if (credentials._isSecure()) return listenGuardedTls(server, host, port, credentials, options);
-  const address = `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
-  return new Promise((resolve, reject) => server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound))));
+  return listenPlaintext(server, host, port, credentials, options.listenBacklog ?? DEFAULT_GRPC_LISTEN_BACKLOG);
+}
+
+/** Plaintext HTTP/2 straight to grpc-js: a listener per address of `host`, each connection injected as accepted. */
+async function listenPlaintext(
+  server: Server,
+  host: string,
+  port: number,
+  credentials: ServerCredentials,
+  backlog: number,
+): Promise<number> {
+  const injector = server.createConnectionInjector(credentials);
+  const listeners: NetServer[] = [];
+  const boundPort = await listenOnEveryAddress(
+    host,
+    port,
+    () => {
+      const listener = createNetServer((socket) => injector.injectConnection(socket));
+      listeners.push(listener);
+      return listener;
+    },
+    {
+      backlog,
+      discard: (listener) => {
+        listeners.splice(listeners.indexOf(listener), 1);
+        listener.close();
+      },
+    },
+  ).catch((error: unknown) => {
+    injector.destroy();
+    throw error;
+  });
+  const close = () => {
+    for (const listener of listeners) listener.close();
+  };
+  listenersOf.set(server, [...(listenersOf.get(server) ?? []), { close }]);
+  return boundPort;
 }
 
 /** Connections accepted on `server`'s TLS ports and not yet through their handshake and preface (a gauge). */
@@ -169,6 +217,7 @@ async function listenGuardedTls(
         listener.tlsServer.close();
         listener.guard.closePending();
       },
+      backlog: options.listenBacklog ?? DEFAULT_GRPC_LISTEN_BACKLOG,
     },
   ).catch((error: unknown) => {
     credentials._removeWatcher(onContext);
@@ -181,7 +230,7 @@ async function listenGuardedTls(
     }
     credentials._removeWatcher(onContext);
   };
-  tlsListenersOf.set(server, [...(tlsListenersOf.get(server) ?? []), { close }]);
+  listenersOf.set(server, [...(listenersOf.get(server) ?? []), { close }]);
   guards.set(server, [...(guards.get(server) ?? []), ...listeners.map(({ guard }) => guard)]);
   return boundPort;
 }
@@ -206,7 +255,7 @@ export async function listenOnEveryAddress<L extends NetServer>(
   host: string,
   port: number,
   open: () => L,
-  options: { discard?: (listener: L) => void; resolve?: HostResolver } = {},
+  options: { discard?: (listener: L) => void; resolve?: HostResolver; backlog?: number | undefined } = {},
 ): Promise<number> {
   const discard = options.discard ?? ((listener: L) => listener.close());
   let boundPort = port;
@@ -215,7 +264,7 @@ export async function listenOnEveryAddress<L extends NetServer>(
   for (const address of await addressesOf(host, options.resolve)) {
     const listener = open();
     try {
-      await listen(listener, boundPort, address);
+      await listen(listener, boundPort, address, options.backlog);
     } catch (error) {
       discard(listener);
       firstError ??= error;
@@ -229,10 +278,10 @@ export async function listenOnEveryAddress<L extends NetServer>(
   return boundPort;
 }
 
-function listen(listener: NetServer, port: number, address: string): Promise<void> {
+function listen(listener: NetServer, port: number, address: string, backlog: number | undefined): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
-    listener.listen(port, address, () => {
+    listener.listen({ port, host: address, ...(backlog === undefined ? {} : { backlog }) }, () => {
       listener.off('error', reject);
       resolve();
     });
@@ -268,8 +317,8 @@ export function awaitHttp2Preface(socket: Socket, then: () => void): void {
 
 /** Stops accepting calls, lets in-flight ones finish for up to `graceMs`, then cuts the rest. */
 export function stopGrpcServer(server: Server, graceMs: number): Promise<void> {
-  for (const listener of tlsListenersOf.get(server) ?? []) listener.close();
-  tlsListenersOf.delete(server);
+  for (const listener of listenersOf.get(server) ?? []) listener.close();
+  listenersOf.delete(server);
   return new Promise((resolve) => {
     const force = setTimeout(() => {
       server.forceShutdown();

@@ -181,5 +181,7 @@ TLS deadlines and pending-connection cap, and the gRPC port's connection idle an
   value: {{ .grpc.maxConnectionAgeMs | int64 | quote }}
 - name: TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS
   value: {{ .grpc.maxConnectionAgeGraceMs | int64 | quote }}
+- name: TRELLIS_GRPC_LISTEN_BACKLOG
+  value: {{ .grpc.listenBacklog | int64 | quote }}
 {{- end }}
 {{- end }}

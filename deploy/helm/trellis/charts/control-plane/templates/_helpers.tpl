@@ -172,5 +172,7 @@ pending-connection cap, and its gRPC connection idle and age limits. Whole numbe
   value: {{ .grpc.maxConnectionAgeMs | int64 | quote }}
 - name: TRELLIS_GRPC_MAX_CONNECTION_AGE_GRACE_MS
   value: {{ .grpc.maxConnectionAgeGraceMs | int64 | quote }}
+- name: TRELLIS_GRPC_LISTEN_BACKLOG
+  value: {{ .grpc.listenBacklog | int64 | quote }}
 {{- end }}
 {{- end }}
