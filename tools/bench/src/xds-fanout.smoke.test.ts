@@ -27,6 +27,9 @@ describe('xds-fanout benchmark, smoke mode', () => {
     expect(output).toMatch(/^ {2}sampled, storm and first push +\d+ = \d+ heap \+ \d+ ext \(\d+ AB\) \+ -?\d+ rest +\d+ = \d+ heap/m);
     expect(output).toMatch(/^ {2}sampled, after it \(to the last round\) +\d+ = /m);
     expect(output).toMatch(/^resource bytes per change/m);
+    // The idle part per change as what it is made of: a rate and each server's own round length.
+    expect(output).toMatch(/^ {4}= idle CPU-ms per second +\d+\.\d +\d+\.\d +\d+\.\d+×$/m);
+    expect(output).toMatch(/^ {4}× seconds per change +\d+\.\d +\d+\.\d +—$/m);
   }, 600_000);
 
   it('reconnects and re-subscribes as Envoy does when the control plane sends GOAWAY at its max connection age, every round still judged', async () => {

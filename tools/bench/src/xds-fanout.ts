@@ -1008,6 +1008,10 @@ interface PhaseResult {
   cpuSecondsPerChange: number;
   /** What the server spends per round's duration when nothing changes (measured just before the rounds). */
   idleCpuSecondsPerChange: number;
+  /** The server's CPU-ms per second when nothing changes: idleCpuSecondsPerChange is this times secondsPerChange. */
+  idleCpuMsPerSecond: number;
+  /** Wall time per round: the change, the settle time and (control plane) the wait for its status writes. */
+  secondsPerChange: number;
   /** Server peak RSS by the end of the rounds (includes the first push). */
   maxRssMiB: number;
   /** The largest sampled RSS from the clients' start to the last stream's first full push (the connection storm). */
@@ -1315,6 +1319,7 @@ async function runPhase(
     await drainStatusBacklog(server);
     const after = await stats();
     const roundsTo = now();
+    const secondsPerChange = (roundsTo - roundsFrom) / 1000 / Math.max(1, ROUNDS);
     const gcOverRounds = args['trace-gc']
       ? { server: (await gcOf(server, roundsFrom, roundsTo)).events, clients: (await gcOf(clients, roundsFrom, roundsTo)).events }
       : undefined;
@@ -1332,7 +1337,9 @@ async function runPhase(
       connectClientCpuSeconds,
       rounds,
       cpuSecondsPerChange: (after.cpuSeconds - before.cpuSeconds) / Math.max(1, ROUNDS),
-      idleCpuSecondsPerChange: (idleRate * ((now() - roundsFrom) / 1000)) / Math.max(1, ROUNDS),
+      idleCpuSecondsPerChange: idleRate * secondsPerChange,
+      idleCpuMsPerSecond: idleRate * 1000,
+      secondsPerChange,
       maxRssMiB: after.maxRssMiB,
       connectPeakMemory: afterConnect.peakMemory,
       roundsPeakMemory: [idleStart, before, after].map((s) => s.peakMemory).reduce((a, b) => (b.rssMiB > a.rssMiB ? b : a)),
@@ -1465,6 +1472,15 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
       ratio(cp.cpuSecondsPerChange, floor.cpuSecondsPerChange),
     ],
     ['  of which idle (same time, no change)', floor.idleCpuSecondsPerChange.toFixed(3), cp.idleCpuSecondsPerChange.toFixed(3), '—'],
+    // The idle part is a rate times a round's length, and the control plane's rounds are longer (they wait for its
+    // rate-limited status writes): compare the rates.
+    [
+      '    = idle CPU-ms per second',
+      floor.idleCpuMsPerSecond.toFixed(1),
+      cp.idleCpuMsPerSecond.toFixed(1),
+      ratio(cp.idleCpuMsPerSecond, floor.idleCpuMsPerSecond),
+    ],
+    ['    × seconds per change', floor.secondsPerChange.toFixed(1), cp.secondsPerChange.toFixed(1), '—'],
     ...(['server', 'clients', 'others'] as const).map((who): [string, string, string, string] => [
       who === 'server'
         ? 'CPU-s write → all affected reached: server'
