@@ -6,7 +6,7 @@ import { ADS_PUSH_ORDER, TYPE_SHORT_NAME, TypeUrl, type XdsTypeUrl } from '@trel
 import { propertyRuns } from '@trellis/mesh-schema/testing';
 import { createLogger } from '@trellis/runtime';
 import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
-import { ProxyStatusWriter, statusFlushYields, type FlushActivity } from './proxy-status-writer';
+import { ProxyStatusWriter, statusFlushYields, WRITES_PER_TXN, type FlushActivity } from './proxy-status-writer';
 import type { PushActivity } from './snapshot-cache';
 
 let etcd: TestEtcd;
@@ -92,6 +92,46 @@ it('writes many streams in batched txns within the flush budget, and removes a c
   expect(grown?.meshRevision).toBe('8');
   await writer.close();
   expect(await store.listProxyStatuses('many')).toEqual([]);
+});
+
+it('writes txns of WRITES_PER_TXN records, and halves them while an etcd with a lower --max-txn-ops refuses them', async () => {
+  const small = await startEtcd({ extraArgs: ['--max-txn-ops=48'] });
+  const smallClient = connectEtcd({ endpoints: small.endpoints });
+  try {
+    const store = new MeshStore(smallClient, new KeyLayout(small.prefix));
+    const warnings: { writesPerTxn?: number }[] = [];
+    const results: string[] = [];
+    const logger = createLogger('test', 'silent');
+    logger.warn = ((obj: { writesPerTxn?: number }) => void warnings.push(obj)) as typeof logger.warn;
+    const writer = new ProxyStatusWriter({
+      client: smallClient,
+      store,
+      controlPlaneId: 'cp-small',
+      logger,
+      leaseTtlSeconds: 60,
+      maxWritesPerFlush: 1_000,
+      onWrite: (result) => results.push(result),
+    });
+    for (let i = 1; i <= 300; i++)
+      writer.onStreamOpen({
+        streamId: i,
+        nodeId: `n-${i}`,
+        identity: { service: 'small', kind: 'envoy' },
+        protocol: 'sotw',
+        connectedAt: new Date(),
+      });
+    await writer.flush();
+    // 128 refused, 64 refused, then txns of 32: every record in one flush, within the budget.
+    expect(warnings.map((w) => w.writesPerTxn)).toEqual([WRITES_PER_TXN / 2, WRITES_PER_TXN / 4]);
+    expect(writer.backlog).toBe(0);
+    expect(await store.listProxyStatuses('small')).toHaveLength(300);
+    expect(results.filter((r) => r === 'ok')).toHaveLength(300);
+    expect(results.filter((r) => r === 'error')).toHaveLength(WRITES_PER_TXN + WRITES_PER_TXN / 2);
+    await writer.close();
+  } finally {
+    smallClient.close();
+    await small.close();
+  }
 });
 
 it('stores per type what each stream was last sent, ACKed and NACKed, for any order of events (property)', async () => {

@@ -70,8 +70,17 @@ export function statusFlushYields(activity: FlushActivity, deferredForMs: number
   return activity.pendingBuilds > 0 || activity.msSinceBuild < policy.settleMs || activity.msSinceResponse < policy.settleMs;
 }
 
-/** Records per etcd txn: well under etcd's default limit of 128 operations. */
-export const WRITES_PER_TXN = 64;
+/**
+ * Records per etcd txn: etcd's default limit of operations in one txn (--max-txn-ops). Each txn is one unary call,
+ * and a call costs the writer ~0.9 ms of CPU beside ~15 us a record (etcd3 against a local etcd: 29 us a record in
+ * txns of 64, 22 in txns of 128). An etcd with a lower limit refuses the txn; the writer then halves its txns.
+ */
+export const WRITES_PER_TXN = 128;
+
+/** etcd's refusal of a txn with more operations than its --max-txn-ops. */
+export function isTooManyTxnOps(err: unknown): boolean {
+  return err instanceof Error && /too many operations in txn request/i.test(err.message);
+}
 
 interface Tracked {
   status: StreamProxyStatus;
@@ -110,6 +119,8 @@ export class ProxyStatusWriter implements XdsCallbacks {
   private deferredSince: number | undefined;
   /** When the last xDS response was written (Date.now()). */
   private lastResponseAt = -Infinity;
+  /** Records per txn: WRITES_PER_TXN, halved each time etcd refuses a txn as too large. */
+  private writesPerTxn = WRITES_PER_TXN;
 
   constructor(private readonly options: ProxyStatusWriterOptions) {}
 
@@ -212,7 +223,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
     try {
       let budget = this.options.maxWritesPerFlush ?? 200;
       while (budget > 0 && !this.closed && (this.gone.size > 0 || this.dirty.size > 0)) {
-        const room = Math.min(budget, WRITES_PER_TXN);
+        const room = Math.min(budget, this.writesPerTxn);
         const leaseId = this.dirty.size > 0 && this.gone.size < room ? await this.ensureLease() : undefined;
         // Deletions first: a closed stream's record must not outlive it behind a backlog of updates.
         const deletes = take(this.gone, room);
@@ -227,7 +238,17 @@ export class ProxyStatusWriter implements XdsCallbacks {
           puts.push([key, tracked.status]);
         }
         if (deletes.length + puts.length === 0) continue;
-        await this.write(deletes, puts, leaseId);
+        try {
+          await this.write(deletes, puts, leaseId);
+        } catch (err) {
+          // The records are queued again; this flush goes on with smaller txns.
+          if (!isTooManyTxnOps(err) || this.writesPerTxn === 1) throw err;
+          this.writesPerTxn = Math.max(1, Math.floor(this.writesPerTxn / 2));
+          this.options.logger.warn(
+            { err, writesPerTxn: this.writesPerTxn },
+            'etcd refused a proxy status txn as too large (its --max-txn-ops); writing smaller txns',
+          );
+        }
       }
     } catch (err) {
       this.options.logger.warn({ err }, 'proxy status flush failed; will retry');
