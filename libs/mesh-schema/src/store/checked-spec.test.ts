@@ -4,7 +4,13 @@ import fc from 'fast-check';
 import { encodeValue } from '../codec';
 import { HistoryEntry, ServiceRecord, ServiceSpec } from '../records';
 import { meshArbitrary, propertyRuns } from '../testing/arbitraries';
-import { CheckedServiceSpec, HistoryEntryOfCheckedSpec, isCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
+import {
+  CheckedServiceSpec,
+  HistoryEntryOfCheckedSpec,
+  historyEntryOfRecord,
+  isCheckedSpec,
+  ServiceRecordOfCheckedSpec,
+} from './checked-spec';
 
 const change = fc.record({
   generation: fc.integer({ min: 1, max: 1_000_000 }),
@@ -32,6 +38,11 @@ describe('service record and history entry of a checked spec', () => {
 
           const entry = { service: spec.name, generation, action, actor, at, spec };
           expect(encodeValue(HistoryEntryOfCheckedSpec, 'k', entry).bytes.equals(encodeValue(HistoryEntry, 'k', entry).bytes)).toBe(true);
+          // A create's or an update's entry made from the record, unchecked: the full schema's bytes.
+          if (action !== 'rollback') {
+            const ofRecord = historyEntryOfRecord(fastRecord.value, action);
+            expect(ofRecord.toString()).toBe(encodeValue(HistoryEntry, 'k', entry).bytes.toString());
+          }
         }
         const deletion = { service: 'gone', generation, action: 'delete' as const, actor, at, spec: null };
         expect(encodeValue(HistoryEntryOfCheckedSpec, 'k', deletion).bytes.equals(encodeValue(HistoryEntry, 'k', deletion).bytes)).toBe(

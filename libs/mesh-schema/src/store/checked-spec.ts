@@ -13,6 +13,25 @@ const CheckedSpec = z.custom<ServiceSpec>();
 export const ServiceRecordOfCheckedSpec = ServiceRecord.extend({ spec: CheckedSpec });
 export const HistoryEntryOfCheckedSpec = HistoryEntry.extend({ spec: CheckedSpec.nullable() });
 
+/**
+ * The history entry of a create or an update, as the bytes `encodeValue(HistoryEntryOfCheckedSpec)`
+ * writes, from the record ServiceRecordOfCheckedSpec has just produced for that change: each
+ * of the entry's fields is one of the record's, checked by that parse (the service is the
+ * spec's name, a ServiceName; the generation; the actor and time are the record's `updated`),
+ * so it is not checked a second time. Keys in the schema's order, as zod outputs them.
+ */
+export function historyEntryOfRecord(record: ServiceRecord, action: 'create' | 'update'): Buffer {
+  const entry: HistoryEntry = {
+    service: record.spec.name,
+    generation: record.generation,
+    action,
+    actor: record.updated.actor,
+    at: record.updated.at,
+    spec: record.spec,
+  };
+  return Buffer.from(JSON.stringify(entry));
+}
+
 /** Specs CheckedServiceSpec produced: frozen, so they are still what ServiceSpec made of them. */
 const checkedSpecs = new WeakSet<object>();
 

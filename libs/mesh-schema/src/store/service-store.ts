@@ -21,7 +21,7 @@ import {
   type HistoryAction,
   type ServiceSpecInput,
 } from '../records';
-import { HistoryEntryOfCheckedSpec, isCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
+import { HistoryEntryOfCheckedSpec, historyEntryOfRecord, isCheckedSpec, ServiceRecordOfCheckedSpec } from './checked-spec';
 import {
   absent,
   MAX_RACE_RETRIES,
@@ -97,15 +97,18 @@ export class ServiceStore {
       });
       this.records.writtenValues?.remember(key, record.bytes, record.value);
       const historyKey = this.records.layout.history(spec.name, generation);
-      const history = this.historyEntry(historyKey, {
-        service: spec.name,
-        generation,
-        action: opts.restoredGeneration !== undefined ? 'rollback' : 'create',
-        actor,
-        at,
-        spec: record.value.spec,
-        ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
-      });
+      const history =
+        opts.restoredGeneration === undefined
+          ? historyEntryOfRecord(record.value, 'create')
+          : this.historyEntry(historyKey, {
+              service: spec.name,
+              generation,
+              action: 'rollback',
+              actor,
+              at,
+              spec: record.value.spec,
+              restoredGeneration: opts.restoredGeneration,
+            });
       const host = await this.hostClaimGuard(validSpec, actor, at);
       const res = await this.records.txn({
         compare: [absent(key), lastGeneration === undefined ? noKeyUnder(historyPrefix) : absent(historyKey), ...host.guards],
@@ -149,15 +152,19 @@ export class ServiceStore {
       });
       this.records.writtenValues?.remember(key, record.bytes, record.value);
       const historyKey = this.records.layout.history(spec.name, generation);
-      const history = this.historyEntry(historyKey, {
-        service: spec.name,
-        generation,
-        action: opts.action ?? 'update',
-        actor,
-        at,
-        spec: validSpec,
-        ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
-      });
+      const action = opts.action ?? 'update';
+      const history =
+        action === 'update' && opts.restoredGeneration === undefined
+          ? historyEntryOfRecord(record.value, 'update')
+          : this.historyEntry(historyKey, {
+              service: spec.name,
+              generation,
+              action,
+              actor,
+              at,
+              spec: validSpec,
+              ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
+            });
       const host = await this.hostClaimGuard(validSpec, actor, at);
       return { ops: [put(key, record.bytes), put(historyKey, history), ...host.ops], result: record.value, guards: host.guards };
     }).then(({ result, revision, current }) => ({ value: result, modRevision: revision, createRevision: current.createRevision }));
