@@ -2,7 +2,8 @@ import { request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import fc from 'fast-check';
-import { jsonBody, sendWriteJson } from './http';
+import { WrittenValues, writtenJsonOf } from '@trellis/mesh-schema';
+import { jsonBody, jsonWithFields, sendWriteJson, type AnswerFields } from './http';
 
 // sendWriteJson skips express's `send`: it must put the same status, headers and bytes on the wire as res.json.
 describe('sendWriteJson', () => {
@@ -16,13 +17,27 @@ describe('sendWriteJson', () => {
     const respond =
       (fast: boolean): express.RequestHandler =>
       (req, res) => {
-        const { status, value, etag } = req.body as { status: number; value: object; etag: boolean };
+        const {
+          status,
+          value,
+          etag,
+          fields = {},
+          written,
+        } = req.body as {
+          status: number;
+          value: object;
+          etag: boolean;
+          fields?: AnswerFields;
+          written?: boolean;
+        };
         res.setHeader('X-Before', 'set earlier, by middleware');
         res.location('/api/v1/services/x');
         // A service write sets its own ETag; without one (a registration) express makes one from the body.
         if (etag) res.setHeader('ETag', '"42"');
-        if (fast) sendWriteJson(res, status, value);
-        else res.status(status).json(value);
+        // A record the store wrote: its bytes are kept, and the answer is made from them.
+        if (written) new WrittenValues().remember('/k', Buffer.from(JSON.stringify(value)), value);
+        if (fast) sendWriteJson(res, status, value, fields);
+        else res.status(status).json({ ...value, ...fields });
       };
     app.post('/express', respond(false));
     app.post('/fast', respond(true));
@@ -59,6 +74,21 @@ describe('sendWriteJson', () => {
       fc.asyncProperty(fc.constantFrom(200, 201), value, fc.boolean(), async (status, body, etag) => {
         const viaExpress = await post('/express', { status, value: body, etag });
         const fast = await post('/fast', { status, value: body, etag });
+        expect(fast.status).toBe(status);
+        expect(fast.headers).toEqual(viaExpress.headers);
+        expect(fast.body.equals(viaExpress.body)).toBe(true);
+      }),
+      { numRuns: Number(process.env['TRELLIS_PROPERTY_RUNS'] ?? 100) },
+    );
+  });
+
+  it('answers exactly as res.json does with fields added, for records written or not', async () => {
+    const value = fc.dictionary(fc.string({ unit: 'grapheme' }), fc.jsonValue(), { maxKeys: 8 });
+    const fields = fc.dictionary(fc.constantFrom('modRevision', 'ttlSeconds', 'heartbeat', 'id', '7'), fc.oneof(fc.string(), fc.integer()));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(200, 201), value, fc.boolean(), fields, fc.boolean(), async (status, body, etag, added, written) => {
+        const viaExpress = await post('/express', { status, value: body, etag, fields: added, written });
+        const fast = await post('/fast', { status, value: body, etag, fields: added, written });
         expect(fast.status).toBe(status);
         expect(fast.headers).toEqual(viaExpress.headers);
         expect(fast.body.equals(viaExpress.body)).toBe(true);
@@ -154,5 +184,43 @@ describe('jsonBody', () => {
     const big = Buffer.from(JSON.stringify({ description: 'x'.repeat(LIMIT) }));
     const actual = await send('/json-body', 'application/json', big);
     expect(JSON.parse(actual.body)).toEqual({ error: { type: 'entity.too.large', status: 413, limit: LIMIT } });
+  });
+});
+
+describe('jsonWithFields', () => {
+  const stringified = (value: object, fields: AnswerFields) => JSON.stringify({ ...value, ...fields });
+
+  it('is JSON.stringify of the value with the fields spread after it, for any record written or not', () => {
+    const value = fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 8 });
+    // Names the record may have too, and array indexes, which JavaScript orders first.
+    const fields = fc.dictionary(
+      fc.oneof(fc.constantFrom('modRevision', 'a', '0', '12', '01'), fc.string()),
+      fc.oneof(fc.string(), fc.integer()),
+    );
+    fc.assert(
+      fc.property(value, fields, fc.boolean(), (record, added, written) => {
+        if (written) new WrittenValues().remember('/k', Buffer.from(JSON.stringify(record)), record);
+        expect(jsonWithFields(record, added).toString()).toBe(stringified(record, added));
+      }),
+      { numRuns: Number(process.env['TRELLIS_PROPERTY_RUNS'] ?? 300) },
+    );
+  });
+
+  it('answers a written record from the bytes the store wrote, with the fields appended', () => {
+    const record = { service: 'orders', id: 'i-1', port: 8080, labels: { zone: 'a' } };
+    const bytes = Buffer.from(JSON.stringify(record));
+    new WrittenValues().remember('/instances/orders/i-1', bytes, record);
+    expect(writtenJsonOf(record)).toBe(bytes);
+    const answer = jsonWithFields(record, { ttlSeconds: 30, heartbeat: '/hb' });
+    expect(Buffer.isBuffer(answer)).toBe(true);
+    expect(answer.toString()).toBe('{"service":"orders","id":"i-1","port":8080,"labels":{"zone":"a"},"ttlSeconds":30,"heartbeat":"/hb"}');
+    // No fields: the written bytes themselves.
+    expect(jsonWithFields(record, {})).toBe(bytes);
+  });
+
+  it('serializes a field the record already has in place, as spreading does', () => {
+    const record = { modRevision: 'stale', a: 1 };
+    new WrittenValues().remember('/k', Buffer.from(JSON.stringify(record)), record);
+    expect(jsonWithFields(record, { modRevision: '9' })).toBe('{"modRevision":"9","a":1}');
   });
 });

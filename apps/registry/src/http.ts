@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import express from 'express';
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { ProblemError, sendProblem, zodFieldErrors, type Logger } from '@trellis/runtime';
-import { InvalidRecordError, MeshStoreError } from '@trellis/mesh-schema';
+import { InvalidRecordError, MeshStoreError, writtenJsonOf } from '@trellis/mesh-schema';
 import type { z } from 'zod';
 import type { RegistryMetrics } from './metrics';
 import { EtcdUnavailableError } from './store';
@@ -231,24 +231,49 @@ export function parseIfMatch(header: string | undefined): string | undefined {
 }
 
 /**
- * A write's JSON answer: the status, headers and bytes `res.json` sends, without express's
- * `send` — its Content-Type charset parsing and freshness check serve GETs and cost a write
- * ~15 µs (docs/benchmarks.md, registry). Without an ETag set, express's own ETag function
- * makes the one `send` would. Not for GETs: a 304 for a matching If-None-Match is `send`'s.
- * The app sets no JSON replacer, spaces or escaping.
+ * A write's JSON answer, `{ ...value, ...fields }`: the status, headers and bytes `res.json`
+ * sends, without express's `send` — its Content-Type charset parsing and freshness check
+ * serve GETs and cost a write ~15 µs (docs/benchmarks.md, registry). Without an ETag set,
+ * express's own ETag function makes the one `send` would. Not for GETs: a 304 for a
+ * matching If-None-Match is `send`'s. The app sets no JSON replacer, spaces or escaping.
  */
-export function sendWriteJson(res: Response, status: number, value: object): void {
-  const body = JSON.stringify(value);
+export function sendWriteJson(res: Response, status: number, value: object, fields: AnswerFields = {}): void {
+  const body = jsonWithFields(value, fields);
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(body));
-  const etagOfBody = res.app.get('etag fn') as ((body: string, encoding: BufferEncoding) => string | undefined) | undefined;
+  res.setHeader('Content-Length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
+  const etagOfBody = res.app.get('etag fn') as ((body: string | Buffer, encoding: BufferEncoding) => string | undefined) | undefined;
   if (!res.getHeader('ETag') && typeof etagOfBody === 'function') {
     const etag = etagOfBody(body, 'utf8');
     if (etag) res.setHeader('ETag', etag);
   }
   res.end(body);
 }
+
+/** What a write's answer adds to the record it wrote (its revision, a registration's TTL and heartbeat path). */
+export type AnswerFields = Readonly<Record<string, string | number>>;
+
+/**
+ * `JSON.stringify({ ...value, ...fields })`. For a record this process has just written the
+ * store kept the bytes it wrote (`writtenJsonOf`: `JSON.stringify(value)`), and the answer
+ * is those bytes with the fields appended before the closing brace — the same JSON, as
+ * spreading puts new keys last — so the record is not serialized a second time. Anything
+ * else (no bytes, an empty record, a field the record has or one whose name is an array
+ * index, which would sort first) is serialized as it is.
+ */
+export function jsonWithFields(value: object, fields: AnswerFields): string | Buffer {
+  const written = writtenJsonOf(value);
+  const names = Object.keys(fields);
+  if (written === undefined || written.length <= 2 || names.some((name) => Object.hasOwn(value, name) || ARRAY_INDEX.test(name))) {
+    return JSON.stringify(names.length === 0 ? value : { ...value, ...fields });
+  }
+  if (names.length === 0) return written;
+  // `{"a":1}` + `{"modRevision":"42"}` → `{"a":1` + `,` + `"modRevision":"42"}`.
+  return Buffer.concat([written.subarray(0, written.length - 1), Buffer.from(`,${JSON.stringify(fields).slice(1)}`)]);
+}
+
+/** Property names JavaScript orders before all others (integer keys up to 2^32 - 2). */
+const ARRAY_INDEX = /^(?:0|[1-9]\d*)$/;
 
 export function etagOf(modRevision: string): string {
   return `"${modRevision}"`;

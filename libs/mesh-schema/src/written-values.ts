@@ -28,6 +28,7 @@ export class WrittenValues {
     this.entries.delete(key);
     if (!survivesJson(value)) return;
     this.entries.set(key, { bytes, value: deepFreeze(value) });
+    writtenJson.set(value, bytes);
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
   }
 
@@ -46,6 +47,19 @@ export class WrittenValues {
   get size(): number {
     return this.entries.size;
   }
+}
+
+/** Values remembered (frozen) and the bytes written for them, `JSON.stringify(value)`: see writtenJsonOf. */
+const writtenJson = new WeakMap<object, Buffer>();
+
+/**
+ * `JSON.stringify(value)` for a value a WrittenValues remembered, as the bytes that were
+ * written (the value is frozen, so they stay its JSON); undefined for any other value. A
+ * write's answer is the record it wrote: the registry sends these bytes rather than
+ * serializing the record a second time.
+ */
+export function writtenJsonOf(value: object): Buffer | undefined {
+  return writtenJson.get(value);
 }
 
 function survivesJson(value: unknown): boolean {

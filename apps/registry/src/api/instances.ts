@@ -26,7 +26,7 @@ export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): R
     const record = await catalog.registerInstance(principalOf(res), name, registration);
     res.location(`/api/v1/services/${name}/instances/${record.id}`);
     const heartbeat = `/api/v1/services/${name}/instances/${record.id}/heartbeat`;
-    sendWriteJson(res, 201, { ...record, ttlSeconds: registration.ttlSeconds, heartbeat });
+    sendWriteJson(res, 201, record, { ttlSeconds: registration.ttlSeconds, heartbeat });
   });
 
   router.put('/services/:name/instances/:id/heartbeat', ...write, async (req, res) => {

@@ -21,7 +21,8 @@ function sendService(res: Response, status: number, service: Versioned<ServiceRe
 /** A created, replaced or rolled-back service: the same answer as sendService, sent the cheaper way a write can be. */
 function sendWrittenService(res: Response, status: number, service: Versioned<ServiceRecord>): void {
   res.setHeader('ETag', etagOf(service.modRevision));
-  sendWriteJson(res, status, serviceResource(service));
+  // serviceResource's JSON, from the bytes the store wrote when it has them.
+  sendWriteJson(res, status, service.value, { modRevision: service.modRevision });
 }
 
 export function servicesRouter(catalog: ServiceCatalog, guards: RouteGuards): Router {
