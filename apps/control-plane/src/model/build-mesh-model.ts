@@ -79,8 +79,8 @@ export function buildMeshModel(
   const instances = new CopyOnWrite(base.instances);
   const declares = new CopyOnWrite(base.declares);
   const declaredBy = new CopyOnWrite(base.declaredBy);
-  const memo = new CopyOnWrite<string, ServiceMemo>(previous?.memo ?? new Map());
-  const services = new CopyOnWrite<string, ServiceModel>(previous?.services ?? new Map());
+  const memo = new CopyOnWrite<string, ServiceMemo>(previous?.memo ?? OverlayMap.of());
+  const services = new CopyOnWrite<string, ServiceModel>(previous?.services ?? OverlayMap.of());
   const droppedOf = new CopyOnWrite(base.droppedOf);
 
   // 1. The changed services' own records, instances and declarations.
@@ -133,21 +133,17 @@ export function buildMeshModel(
     // (a change to a service 3,000 services call does not sort and re-digest their names).
     const declaring = declaredBy.get(name);
     const sameCallers = previous && before && !callersChanged.has(name) && !(declaring && intersects(declaring, dirty));
-    services.set(name, {
+    services.set(
       name,
-      team: spec.team,
-      protocol: spec.protocol,
-      port: spec.port,
-      policy: spec.policy,
-      ...(spec.ingress ? { ingress: spec.ingress } : {}),
-      mtls: spec.mtls ?? 'off',
-      inbound: spec.port !== settings.outboundPort && spec.port !== settings.adminPort,
-      dependencies: services.get(name)?.dependencies ?? [],
-      callers: sameCallers ? before.callers : callersOf(name, records.current, declaredBy.current),
-      upstreams: entry.upstreams,
-      localities: entry.localities,
-      modRevision: stored.modRevision,
-    });
+      serviceModel(
+        spec,
+        settings,
+        services.get(name)?.dependencies ?? [],
+        sameCallers ? before.callers : callersOf(name, records.current, declaredBy.current),
+        entry,
+        stored.modRevision,
+      ),
+    );
   }
 
   // 3. Dependencies: the changed services, and the callers of a changed service that came, went, or changed
@@ -168,15 +164,15 @@ export function buildMeshModel(
     if (!service || !entry) continue;
     const calleeShapes = entry.record.spec.dependencies.map((dep) => calleeShape(memo.get(dep.service)));
     if (entry.dependencies && sameRefs(entry.dependencies.calleeShapes, calleeShapes)) {
-      if (service.dependencies !== entry.dependencies.models) services.set(name, { ...service, dependencies: entry.dependencies.models });
+      if (service.dependencies !== entry.dependencies.models) services.set(name, withDependencies(service, entry.dependencies.models));
       continue;
     }
     const resolved = resolveDependencies(entry.record, service, services.current, settings);
-    memo.set(name, { ...entry, dependencies: { calleeShapes, ...resolved } });
-    services.set(name, { ...service, dependencies: resolved.models });
+    memo.set(name, memoWithDependencies(entry, { calleeShapes, models: resolved.models, dropped: resolved.dropped }));
+    services.set(name, withDependencies(service, resolved.models));
   }
   // A service registered since the previous model goes in its place: the model lists services by name.
-  const sortedServices = added ? new Map([...services.current].sort(([a], [b]) => compare(a, b))) : services.current;
+  const sortedServices = added ? OverlayMap.of([...services.current].sort(([a], [b]) => compare(a, b))) : services.current;
 
   // 4. The identities whose own inputs were looked at again (fingerprints are computed when asked: identityFingerprint).
   const touched = new Set([...reresolve, ...callersChanged]);
@@ -205,7 +201,7 @@ export function buildMeshModel(
     memo: memo.current,
     index: {
       generation: ++generations,
-      ...(previous ? { touched: { since: base.generation, services: touched, exposed } } : {}),
+      touched: previous ? { since: base.generation, services: touched, exposed } : undefined,
       records: records.current,
       instances: instances.current,
       declares: declares.current,
@@ -275,11 +271,12 @@ let generations = 0;
 
 const EMPTY_INDEX: MeshIndex = {
   generation: 0,
-  records: new Map(),
-  instances: new Map(),
-  declares: new Map(),
-  declaredBy: new Map(),
-  droppedOf: new Map(),
+  touched: undefined,
+  records: OverlayMap.of(),
+  instances: OverlayMap.of(),
+  declares: OverlayMap.of(),
+  declaredBy: OverlayMap.of(),
+  droppedOf: OverlayMap.of(),
   serviceDropped: [],
 };
 
@@ -351,12 +348,12 @@ class CopyOnWrite<K, V> {
     if (this.map.has(key)) this.own().delete(key);
   }
 
-  private own(): Map<K, V> | OverlayMap<K, V> {
+  private own(): OverlayMap<K, V> {
     if (!this.owned) {
       this.map = OverlayMap.over(this.map);
       this.owned = true;
     }
-    return this.map as Map<K, V> | OverlayMap<K, V>;
+    return this.map as OverlayMap<K, V>;
   }
 }
 
@@ -388,6 +385,7 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
     localities,
     upstreams,
     dropped,
+    dependencies: undefined,
     exposedDigest: canonicalDigest([
       spec.protocol,
       spec.port,
@@ -406,6 +404,65 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
       spec.dependencies.map((dep) => dependencySince(record, dep.service)),
       spec.mtls ?? 'off',
     ]),
+  };
+}
+
+// Model objects are made by these alone, every field always present and in one order (undefined where absent): a
+// change's code then meets the shapes the start-up build showed it, and V8 keeps what it optimised (see OverlayMap).
+
+function serviceModel(
+  spec: ServiceRecord['spec'],
+  settings: TranslatorSettings,
+  dependencies: DependencyModel[],
+  callers: string[],
+  entry: ServiceMemo,
+  modRevision: string,
+): ServiceModel {
+  return {
+    name: spec.name,
+    team: spec.team,
+    protocol: spec.protocol,
+    port: spec.port,
+    policy: spec.policy,
+    ingress: spec.ingress,
+    mtls: spec.mtls ?? 'off',
+    inbound: spec.port !== settings.outboundPort && spec.port !== settings.adminPort,
+    dependencies,
+    callers,
+    upstreams: entry.upstreams,
+    localities: entry.localities,
+    modRevision,
+  };
+}
+
+function withDependencies(service: ServiceModel, dependencies: DependencyModel[]): ServiceModel {
+  return {
+    name: service.name,
+    team: service.team,
+    protocol: service.protocol,
+    port: service.port,
+    policy: service.policy,
+    ingress: service.ingress,
+    mtls: service.mtls,
+    inbound: service.inbound,
+    dependencies,
+    callers: service.callers,
+    upstreams: service.upstreams,
+    localities: service.localities,
+    modRevision: service.modRevision,
+  };
+}
+
+function memoWithDependencies(entry: ServiceMemo, dependencies: NonNullable<ServiceMemo['dependencies']>): ServiceMemo {
+  return {
+    record: entry.record,
+    instances: entry.instances,
+    localities: entry.localities,
+    upstreams: entry.upstreams,
+    dropped: entry.dropped,
+    dependencies,
+    exposedDigest: entry.exposedDigest,
+    specDigest: entry.specDigest,
   };
 }
 

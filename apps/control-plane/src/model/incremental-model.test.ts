@@ -9,6 +9,7 @@ import { meshArbitrary, meshStateOf, propertyRuns, type GeneratedMesh } from '@t
 import { buildMeshModel, identityFingerprint, servicesAffected, type MeshStateView } from './build-mesh-model';
 import { changed, opArbitrary } from './mesh-changes';
 import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel } from './mesh-model';
+import { OverlayMap } from './overlay-map';
 
 function expectSameModel(actual: MeshModel, expected: MeshModel): void {
   expect([...actual.services.keys()]).toEqual([...expected.services.keys()]);
@@ -19,6 +20,22 @@ function expectSameModel(actual: MeshModel, expected: MeshModel): void {
 
 function fingerprints(model: MeshModel): Map<string, string | undefined> {
   return new Map([...model.services.keys()].map((name) => [name, identityFingerprint(model, name)]));
+}
+
+/**
+ * Adds what V8's hidden classes follow of a model to `shapes`: the model's, its index's, each service model's and each
+ * memo entry's own keys in order; and checks that each of its maps is an OverlayMap. The change path is optimised on
+ * the first change after start-up; a later model of another shape would throw that code away.
+ */
+function addShapes(model: MeshModel, shapes: Record<'model' | 'index' | 'services' | 'memo', Set<string>>): void {
+  const keys = (o: object): string => Object.keys(o).join(',');
+  const { index } = model;
+  for (const map of [model.services, model.memo, index.records, index.instances, index.declares, index.declaredBy, index.droppedOf])
+    expect(map).toBeInstanceOf(OverlayMap);
+  shapes.model.add(keys(model));
+  shapes.index.add(keys(index));
+  for (const service of model.services.values()) shapes.services.add(keys(service));
+  for (const entry of model.memo.values()) shapes.memo.add(keys(entry));
 }
 
 /** Every identity whose fingerprint differs, found the slow way. */
@@ -51,6 +68,34 @@ describe('the incremental mesh model', () => {
         }
       }),
       { numRuns: propertyRuns(200) },
+    );
+  });
+
+  it('gives every model the shapes of the start-up model: maps of one class, objects with the same fields in one order', () => {
+    fc.assert(
+      fc.property(meshArbitrary, meshArbitrary, opArbitrary, opArbitrary, (a, b, first, second) => {
+        const settings = DEFAULT_TRANSLATOR_SETTINGS;
+        const initial = meshStateOf(a);
+        const other = { ...meshStateOf(b), meshSettings: initial.meshSettings, authzKeys: initial.authzKeys };
+        const shapes = { model: new Set<string>(), index: new Set<string>(), services: new Set<string>(), memo: new Set<string>() };
+        let previous = buildMeshModel(initial, settings);
+        addShapes(previous, shapes);
+        let state: MeshStateView = initial;
+        for (const ops of [first, second]) {
+          const next = changed(state, other, ops);
+          const fromEvents = buildMeshModel(next.state, settings, previous, next.names);
+          addShapes(fromEvents, shapes);
+          addShapes(buildMeshModel(next.state, settings, previous), shapes);
+          addShapes(buildMeshModel(next.state, settings), shapes);
+          previous = fromEvents;
+          state = next.state;
+        }
+        expect(shapes.model.size).toBe(1);
+        expect(shapes.index.size).toBe(1);
+        expect(shapes.services.size).toBeLessThanOrEqual(1);
+        expect(shapes.memo.size).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: propertyRuns(100) },
     );
   });
 

@@ -145,12 +145,12 @@ export interface MeshIndex {
   /** Unique per model, so a model built from another can say from which. */
   generation: number;
   /**
-   * Set when built from a previous model: the services whose own inputs were looked at
+   * Set when built from a previous model (undefined, not absent, otherwise: every model's index has one shape): the services whose own inputs were looked at
    * again (their identity fingerprint may differ from that model's), and the services
    * whose exposed part changed or that came or went (their callers' fingerprints may
    * differ). No other identity's config can differ.
    */
-  touched?: { since: number; services: ReadonlySet<string>; exposed: ReadonlySet<string> };
+  touched: { since: number; services: ReadonlySet<string>; exposed: ReadonlySet<string> } | undefined;
   /** Every stored service record by key (also one naming another service), as this model read it. */
   records: ReadonlyMap<string, ServiceRecord>;
   /** A copy of the instances of every service name that has some. */
@@ -186,7 +186,7 @@ export interface ServiceMemo {
   specDigest: string;
   /**
    * Resolved dependencies and what they were resolved from of each declared callee:
-   * whether it is in the model, its protocol and its port (calleeShape), nothing else.
+   * whether it is in the model, its protocol and its port (calleeShape), nothing else. Undefined until resolved.
    */
-  dependencies?: { calleeShapes: ReadonlyArray<string | undefined>; models: DependencyModel[]; dropped: DroppedInput[] };
+  dependencies: { calleeShapes: ReadonlyArray<string | undefined>; models: DependencyModel[]; dropped: DroppedInput[] } | undefined;
 }

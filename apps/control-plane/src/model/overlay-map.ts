@@ -14,46 +14,64 @@ type Edit<V> = V | typeof DELETED | typeof UNDEFINED;
 const MAX_DEPTH = 8;
 
 export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
+  /** This overlay's edits over `base` (a bottom's stay empty: it is built by editing `bottom` itself). */
   private readonly edits = new Map<K, Edit<V>>();
   /** Keys iterated after the base's, in the order they were set (a Set keeps insertion order). */
   private readonly appended = new Set<K>();
+  /**
+   * The edits of every overlay from this one down, newest first; a bottom has none. Reads look in each, then in
+   * `bottom`: one loop, the same code and field types at every depth, so what V8 optimised while reading a model of
+   * one depth still holds for the next model's (xds-fanout's round 1 was the first change to read a depth of two).
+   */
+  private readonly layers: readonly Map<K, Edit<V>>[];
+  /** The plain map at the bottom of the chain, only ever edited while its own model is built. */
+  private readonly bottom: Map<K, V>;
   private count: number;
 
   private constructor(
-    private readonly base: ReadonlyMap<K, V>,
+    /** The map this one was laid over; undefined for a bottom. */
+    private readonly base: OverlayMap<K, V> | undefined,
+    bottom: Map<K, V>,
     readonly depth: number,
   ) {
-    this.count = base.size;
+    this.bottom = bottom;
+    this.layers = base ? [this.edits, ...base.layers] : [];
+    this.count = base ? base.count : bottom.size;
   }
 
   /**
-   * An editable map holding what `base` holds: an overlay over it, or a plain copy when
-   * `base` is already the top of a long chain or mostly edits (amortised: a copy every
-   * few builds, not one per build). The caller edits it only while building.
+   * A map holding these entries, in their order, at the bottom of a chain (depth 0): what a build from scratch and a
+   * sort make, so every model's maps are of this one class, whatever the build they came from.
    */
-  static over<K, V>(base: ReadonlyMap<K, V>): Map<K, V> | OverlayMap<K, V> {
-    if (base instanceof OverlayMap) {
-      if (base.depth >= MAX_DEPTH || base.edits.size * 4 > base.count) return base.flat();
-      return new OverlayMap(base, base.depth + 1);
-    }
-    return base.size === 0 ? new Map() : new OverlayMap(base, 1);
+  static of<K, V>(entries?: Iterable<readonly [K, V]>): OverlayMap<K, V> {
+    return new OverlayMap<K, V>(undefined, new Map(entries), 0);
   }
 
   /**
-   * A plain copy reading and iterating as this map does: the map at the bottom of the chain copied once, then each
-   * overlay's edits replayed on it from the bottom up (a copy through the chain's iterators would pass every key
-   * through every overlay's generator: at 1,000 services and a depth of 8, milliseconds in the change that lays it).
+   * An editable map holding what `base` holds: an overlay over it, or a plain copy at the bottom of a new chain when
+   * `base` is empty, a plain map, the top of a long chain or mostly edits (amortised: a copy every few builds, not one
+   * per build). The caller edits it only while building.
    */
-  private flat(): Map<K, V> {
+  static over<K, V>(base: ReadonlyMap<K, V>): OverlayMap<K, V> {
+    if (!(base instanceof OverlayMap)) return OverlayMap.of(base);
+    const overlay = base as OverlayMap<K, V>;
+    if (overlay.count === 0) return OverlayMap.of();
+    if (overlay.depth >= MAX_DEPTH || overlay.edits.size * 4 > overlay.count) return overlay.flat();
+    return new OverlayMap(overlay, overlay.bottom, overlay.depth + 1);
+  }
+
+  /**
+   * A copy at the bottom of a new chain, reading and iterating as this map does: the plain map at the bottom copied
+   * once, then each overlay's edits replayed on it from the bottom up (a copy through the chain's iterators would pass
+   * every key through every overlay's generator: at 1,000 services and a depth of 8, milliseconds in the change that
+   * lays it).
+   */
+  private flat(): OverlayMap<K, V> {
     const chain: OverlayMap<K, V>[] = [this];
-    let map = this.base;
-    while (map instanceof OverlayMap) {
-      chain.push(map as OverlayMap<K, V>);
-      map = (map as OverlayMap<K, V>).base;
-    }
-    const flat = new Map(map);
+    for (let map = this.base; map?.base !== undefined; map = map.base) chain.push(map);
+    const flat = new Map(this.bottom);
     for (let i = chain.length - 1; i >= 0; i--) chain[i]!.replay(flat);
-    return flat;
+    return new OverlayMap<K, V>(undefined, flat, 0);
   }
 
   /** This overlay's edits applied to a copy of its base: edited keys in their place, appended keys at the end in order. */
@@ -74,34 +92,33 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
     return this.count;
   }
 
-  // Reads walk the chain in a loop (one lookup per overlay) rather than recursing through each base's get: the
-  // model's service map is read for every affected identity and its dependencies on every change.
+  // One lookup per overlay, then the bottom: the model's service map is read for every affected identity and its
+  // dependencies on every change.
   get(key: K): V | undefined {
-    const edited = this.edits.get(key);
-    if (edited !== undefined) return edited === DELETED || edited === UNDEFINED ? undefined : edited;
-    let map = this.base;
-    while (map instanceof OverlayMap) {
-      const edited = (map as OverlayMap<K, V>).edits.get(key);
+    const layers = this.layers;
+    for (let i = 0; i < layers.length; i++) {
+      const edited = layers[i]!.get(key);
       if (edited !== undefined) return edited === DELETED || edited === UNDEFINED ? undefined : edited;
-      map = (map as OverlayMap<K, V>).base;
     }
-    return map.get(key);
+    return this.bottom.get(key);
   }
 
   has(key: K): boolean {
-    const edited = this.edits.get(key);
-    if (edited !== undefined) return edited !== DELETED;
-    let map = this.base;
-    while (map instanceof OverlayMap) {
-      const edited = (map as OverlayMap<K, V>).edits.get(key);
+    const layers = this.layers;
+    for (let i = 0; i < layers.length; i++) {
+      const edited = layers[i]!.get(key);
       if (edited !== undefined) return edited !== DELETED;
-      map = (map as OverlayMap<K, V>).base;
     }
-    return map.has(key);
+    return this.bottom.has(key);
   }
 
   /** Building only. */
   set(key: K, value: V): this {
+    if (this.base === undefined) {
+      this.bottom.set(key, value);
+      this.count = this.bottom.size;
+      return this;
+    }
     if (!this.has(key)) {
       this.appended.add(key);
       this.count++;
@@ -112,6 +129,11 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
 
   /** Building only. */
   delete(key: K): boolean {
+    if (this.base === undefined) {
+      const deleted = this.bottom.delete(key);
+      this.count = this.bottom.size;
+      return deleted;
+    }
     if (!this.has(key)) return false;
     this.edits.set(key, DELETED);
     this.appended.delete(key);
@@ -120,7 +142,13 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
   }
 
   *entries(): MapIterator<[K, V]> {
-    for (const [key, value] of this.base) {
+    if (this.base === undefined) {
+      yield* this.bottom;
+      return;
+    }
+    // The base's entries straight from its plain map when it is the bottom: no generator in between.
+    const below: Iterable<[K, V]> = this.base.base === undefined ? this.bottom : this.base;
+    for (const [key, value] of below) {
       if (this.appended.has(key)) continue;
       const edited = this.edits.get(key);
       if (edited === undefined) yield [key, value];
