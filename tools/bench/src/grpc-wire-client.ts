@@ -112,6 +112,30 @@ export class GrpcConnection {
     this.session = undefined;
   }
 
+  /** Whether a connection is open (or opening) for new streams. */
+  isOpen(): boolean {
+    return this.session !== undefined && !this.session.closed && !this.session.destroyed;
+  }
+
+  /**
+   * Calls `then` once, when the current connection has the server's SETTINGS (the server accepted it: a kernel
+   * completes the TCP handshake before then) or has gone; at once if there is none.
+   */
+  whenAnswered(then: () => void): void {
+    const session = this.session;
+    if (!session || session.closed || session.destroyed) return then();
+    let called = false;
+    const once = (): void => {
+      if (called) return;
+      called = true;
+      session.off('remoteSettings', once);
+      session.off('close', once);
+      then();
+    };
+    session.once('remoteSettings', once);
+    session.once('close', once);
+  }
+
   private current(): ClientHttp2Session {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     const session = connect(`http://${this.authority}`, {

@@ -32,6 +32,17 @@ describe('xds-fanout benchmark, smoke mode', () => {
     expect(output).toMatch(/^ {4}× seconds per change +\d+\.\d +\d+\.\d +—$/m);
   }, 600_000);
 
+  it('with --connect-concurrency, opens the connections one at a time as each is answered, every stream still judged', async () => {
+    const { code, output } = await runBenchmark('xds-fanout', ['--smoke', '--connect-concurrency', '1']);
+    if (code !== 0) throw new Error(`xds-fanout --smoke --connect-concurrency 1 exited with ${code}:\n${output}`);
+    expect(output).toMatch(/ over 3 connections \(at most 1 being set up at once\) /);
+    for (const profile of PROFILES) {
+      for (const server of ['floor', 'control plane']) {
+        expect(output).toMatch(new RegExp(`^${server} \\[${profile}\\]: 20/20 affected streams reached, 0 missing.* — correct$`, 'm'));
+      }
+    }
+  }, 600_000);
+
   it('reconnects and re-subscribes as Envoy does when the control plane sends GOAWAY at its max connection age, every round still judged', async () => {
     // Connections aged 1 s (±10 %) and cut at the GOAWAY: each profile's streams are cut while it runs, and again
     // after each reconnect. The status backlog is not waited for (every reconnect adds records to write). Every

@@ -19,7 +19,7 @@ import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
 import { Node } from '@trellis/envoy-types/envoy/config/core/v3/base';
 import { AggregatedDiscoveryServiceService } from '@trellis/envoy-types/envoy/service/discovery/v3/ads';
@@ -27,6 +27,7 @@ import type { DeltaDiscoveryRequest, DiscoveryRequest } from '@trellis/envoy-typ
 import { DeltaDiscoveryResponse, DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { connectEtcd, etcdOptionsFromEnv, KeyLayout, MeshStore } from '@trellis/mesh-schema';
 import { createLogger } from '@trellis/runtime';
+import { bindGrpcServer } from '@trellis/runtime/grpc';
 import { envoyBuildNodeFields, startEtcd } from '@trellis/testing';
 import { startControlPlane } from '../../../apps/control-plane/src/control-plane';
 import { loadControlPlaneConfig } from '../../../apps/control-plane/src/config';
@@ -65,6 +66,14 @@ const args = parseBenchArgs(
     rounds: { type: 'string', default: '5', help: 'Changes of hub, each timed, per profile and server.' },
     'hub-every': { type: 'string', default: '3', help: 'Every n-th service declares hub as a dependency (the rest call their neighbour).' },
     connections: { type: 'string', default: '50', help: 'TCP connections the client process spreads its streams over.' },
+    'connect-concurrency': {
+      type: 'string',
+      default: '0',
+      help:
+        'At most this many connections being set up at once (connected and not yet answered with the server\'s HTTP/2 ' +
+        'SETTINGS, i.e. not yet accepted), as a fleet arrives when its Envoys cannot all connect at once; the next ' +
+        'connection (and its streams) opens as one is answered. 0: every connection at once, as before.',
+    },
     'node-extensions': {
       type: 'string',
       default: '0',
@@ -187,6 +196,9 @@ const PROXIES = Number(args.proxies);
 const ROUNDS = Number(args.rounds);
 const HUB_EVERY = Number(args['hub-every']);
 const CONNECTIONS = Number(args.connections);
+const CONNECT_CONCURRENCY = Number(args['connect-concurrency']);
+if (!Number.isInteger(CONNECT_CONCURRENCY) || CONNECT_CONCURRENCY < 0)
+  throw new Error(`--connect-concurrency: ${args['connect-concurrency']} is not a whole number of connections (0: no limit)`);
 const NODE_EXTENSIONS = Number(args['node-extensions']);
 const SETTLE_MS = Number(args['settle-ms']);
 const WARMUP_ROUNDS = Number(args['warmup-rounds']);
@@ -589,9 +601,9 @@ async function floorRole(): Promise<void> {
       });
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  // Bound as the control plane's xDS port is (its listen backlog, TRELLIS_GRPC_LISTEN_BACKLOG's default): with grpc-js's
+  // bindAsync (Node's 511) the floor's own storm was reset at --connections 5000 with real-sized nodes.
+  const port = await bindGrpcServer(server, '127.0.0.1', 0);
   const watcher = await etcd.watch().key(layout.service('hub')).create();
   watcher.on('put', (kv) => {
     trace?.mark('watch update');
@@ -872,7 +884,7 @@ async function clientsRole(): Promise<void> {
   const affectedCount = mesh.affectedProxies(PROXIES);
   const started = now();
   const cpuAtStart = process.cpuUsage();
-  for (let p = 0; p < PROXIES; p++) {
+  const openProxy = (p: number): void => {
     const service = mesh.proxyService(p);
     const proxy: Proxy = {
       affected: mesh.callsHub(service),
@@ -899,6 +911,27 @@ async function clientsRole(): Promise<void> {
       if (proxy.affected && proxy.arrivals.length === 1 && ++affectedReceived === affectedCount)
         tell({ type: 'all-affected-received', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }), at } satisfies FromClients);
     });
+  };
+  // Proxy p's stream is on connection p mod C (connectionFor's round robin, opened in order).
+  if (CONNECT_CONCURRENCY === 0) {
+    for (let p = 0; p < PROXIES; p++) openProxy(p);
+  } else {
+    let next = 0;
+    let settingUp = 0;
+    const openMore = (): void => {
+      while (next < PROXIES && settingUp < CONNECT_CONCURRENCY) {
+        const connection = connections[next % connections.length]!;
+        const opensConnection = !connection.isOpen();
+        openProxy(next++);
+        if (!opensConnection) continue;
+        settingUp++;
+        connection.whenAnswered(() => {
+          settingUp--;
+          openMore();
+        });
+      }
+    };
+    openMore();
   }
   const reconnects = (): number => proxies.reduce((sum, proxy) => sum + proxy.reconnects, 0);
   let reconnectsAtArm = 0;
@@ -1115,6 +1148,8 @@ function commonArgs(): string[] {
     String(HUB_EVERY),
     '--connections',
     String(CONNECTIONS),
+    '--connect-concurrency',
+    String(CONNECT_CONCURRENCY),
     '--node-extensions',
     String(NODE_EXTENSIONS),
     '--debounce-ms',
@@ -1359,6 +1394,7 @@ async function orchestrate(): Promise<void> {
   const cpEnv = controlPlaneEnv();
   console.log(
     `${SERVICES} services (every ${HUB_EVERY}${HUB_EVERY === 2 ? 'nd' : HUB_EVERY === 3 ? 'rd' : 'th'} calls hub), ${PROXIES} SotW ADS streams over ${CONNECTIONS} connections ` +
+      (CONNECT_CONCURRENCY > 0 ? `(at most ${CONNECT_CONCURRENCY} being set up at once) ` : '') +
       `(${affected} affected by a hub change), ${ROUNDS} rounds; clients' HTTP/2 windows ` +
       `${CLIENTS_WINDOW_BYTES > 0 ? kib(CLIENTS_WINDOW_BYTES) : '64 KiB (grpc-js default)'}; ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)}` +
       (args['cp-env'] ? `; the control plane with ${args['cp-env']}` : ''),
