@@ -70,7 +70,7 @@ const args = parseBenchArgs(
       type: 'string',
       default: '0',
       help:
-        'At most this many connections being set up at once (connected and not yet answered with the server\'s HTTP/2 ' +
+        "At most this many connections being set up at once (connected and not yet answered with the server's HTTP/2 " +
         'SETTINGS, i.e. not yet accepted), as a fleet arrives when its Envoys cannot all connect at once; the next ' +
         'connection (and its streams) opens as one is answered. 0: every connection at once, as before.',
     },
