@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import express from 'express';
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { ProblemError, sendProblem, zodFieldErrors, type Logger } from '@trellis/runtime';
-import { InvalidRecordError, MeshStoreError, writtenJsonOf } from '@trellis/mesh-schema';
+import { InvalidRecordError, MeshStoreError, takeWrittenJson } from '@trellis/mesh-schema';
 import type { z } from 'zod';
 import type { RegistryMetrics } from './metrics';
 import { EtcdUnavailableError } from './store';
@@ -266,14 +266,14 @@ export type AnswerFields = Readonly<Record<string, string | number>>;
 
 /**
  * `JSON.stringify({ ...value, ...fields })`. For a record this process has just written the
- * store kept the bytes it wrote (`writtenJsonOf`: `JSON.stringify(value)`), and the answer
+ * store kept the bytes it wrote (`takeWrittenJson`: `JSON.stringify(value)`), and the answer
  * is those bytes with the fields appended before the closing brace — the same JSON, as
  * spreading puts new keys last — so the record is not serialized a second time. Anything
  * else (no bytes, an empty record, a field the record has or one whose name is an array
  * index, which would sort first) is serialized as it is.
  */
 export function jsonWithFields(value: object, fields: AnswerFields): string | Buffer {
-  const written = writtenJsonOf(value);
+  const written = takeWrittenJson(value);
   const names = Object.keys(fields);
   if (written === undefined || written.length <= 2 || names.some((name) => Object.hasOwn(value, name) || ARRAY_INDEX.test(name))) {
     return JSON.stringify(names.length === 0 ? value : { ...value, ...fields });

@@ -36,7 +36,7 @@ export {
   type MeshState,
 } from './state';
 export { MeshWatcher, type MeshUpdate, type MeshWatcherEvents, type MeshWatcherOptions } from './watcher';
-export { WrittenValues, writtenJsonOf } from './written-values';
+export { takeWrittenJson, WrittenValues } from './written-values';
 export { CheckedServiceSpec } from './store/checked-spec';
 export {
   ReloadingServiceCredentials,

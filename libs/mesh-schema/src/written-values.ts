@@ -49,17 +49,20 @@ export class WrittenValues {
   }
 }
 
-/** Values remembered (frozen) and the bytes written for them, `JSON.stringify(value)`: see writtenJsonOf. */
+/** Values remembered (frozen) and the bytes written for them, `JSON.stringify(value)`: see takeWrittenJson. */
 const writtenJson = new WeakMap<object, Buffer>();
 
 /**
  * `JSON.stringify(value)` for a value a WrittenValues remembered, as the bytes that were
- * written (the value is frozen, so they stay its JSON); undefined for any other value. A
- * write's answer is the record it wrote: the registry sends these bytes rather than
+ * written (the value is frozen, so they stay its JSON), once: they are forgotten here, so a
+ * record the watch mirror keeps for long does not keep its bytes too. Undefined for any other
+ * value. A write's answer is the record it wrote: the registry sends these bytes rather than
  * serializing the record a second time.
  */
-export function writtenJsonOf(value: object): Buffer | undefined {
-  return writtenJson.get(value);
+export function takeWrittenJson(value: object): Buffer | undefined {
+  const bytes = writtenJson.get(value);
+  if (bytes !== undefined) writtenJson.delete(value);
+  return bytes;
 }
 
 function survivesJson(value: unknown): boolean {
