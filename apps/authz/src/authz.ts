@@ -16,7 +16,17 @@ import {
   type EtcdClient,
 } from '@trellis/mesh-schema';
 import { MeshCa } from '@trellis/pki';
-import { closeHttpServer, closeInOrder, createMetricsRegistry, Health, listenHttp, type Logger, type ShutdownStep } from '@trellis/runtime';
+import {
+  closeHttpServer,
+  closeInOrder,
+  createMetricsRegistry,
+  Health,
+  listenHttp,
+  stoppingOnFailure,
+  type ListeningHttpServer,
+  type Logger,
+  type ShutdownStep,
+} from '@trellis/runtime';
 import {
   grpcConnectionLimitsFrom,
   grpcTlsLimitsFrom,
@@ -36,10 +46,10 @@ import { startGrpcServer, type AuthzGrpcServer } from './grpc/grpc-server';
 import { operatorFilesSource, selfIssuedSource } from './tls/serving-tls';
 import { certificateRouter } from './http/certificate-route';
 import { createHttpApp, createMtlsApp } from './http/http-app';
-import { listenMtls } from './http/mtls-server';
+import { listenMtls, type ListeningMtlsServer } from './http/mtls-server';
 import type { KeyRing } from './keys/key-ring';
 import type { SigningKey } from './keys/signing-key';
-import { startSigningKeys } from './keys/signing-keys';
+import { startSigningKeys, type SigningKeys } from './keys/signing-keys';
 import { AuthzMetrics } from './metrics';
 import { startRedis, type RedisClient } from './tokens/redis-client';
 import { RedisTokenCache } from './tokens/redis-token-cache';
@@ -107,13 +117,56 @@ const HTTP_DRAIN_MS = 5_000;
 const CHECK_WORKER_CALL_TIMEOUT_MS = 5_000;
 
 export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
+  // Ready (and gRPC SERVING) with the registry snapshot loaded and a key that can sign; rechecked on each change of either.
+  const health = new Health();
+  const started: StartedParts = {};
+  const shutdownSteps = shutdownStepsOf(started);
+  const close = closeInOrder(health, shutdownSteps);
+  // A start that fails part way (a port taken, a file that does not load, no way to verify callers) stops what it had
+  // started, then rejects with its own failure: nothing it opened keeps the process alive.
+  const authz = await stoppingOnFailure(close, deps.logger)(startParts(deps, health, started));
+  return { ...authz, shutdownSteps, close };
+}
+
+/** What startAuthz has started so far: its shutdown steps stop these, after a start that finished or one that failed part way. */
+interface StartedParts {
+  keys?: SigningKeys;
+  tlsReloadTimer?: NodeJS.Timeout;
+  credentials?: ReloadingServiceCredentials;
+  worker?: CheckWorker;
+  grpc?: AuthzGrpcServer;
+  http?: ListeningHttpServer;
+  mtls?: ListeningMtlsServer;
+  watcher?: MeshWatcher;
+  sharedCache?: RedisTokenCache;
+  redis?: { shutdownStep: ShutdownStep };
+}
+
+/** Shutdown in order: stop key reloads, drain gRPC, close HTTP, stop the watch, close Redis; each only if it started. */
+function shutdownStepsOf(started: StartedParts): ShutdownStep[] {
+  return [
+    { name: 'stop key reloads', run: () => started.keys?.shutdownStep.run() },
+    { name: 'stop CA and TLS reloads', run: () => clearInterval(started.tlsReloadTimer) },
+    { name: 'stop service credential reloads', run: () => started.credentials?.close() },
+    {
+      name: 'stop gRPC',
+      run: () => (started.grpc ? stopGrpcServer(started.grpc.server, GRPC_DRAIN_MS) : started.worker?.stop(GRPC_DRAIN_MS)),
+    },
+    { name: 'close HTTP', run: () => (started.http ? closeHttpServer(started.http.server, HTTP_DRAIN_MS) : undefined) },
+    { name: 'close mTLS', run: () => (started.mtls ? closeHttpServer(started.mtls.server, HTTP_DRAIN_MS) : undefined) },
+    { name: 'stop etcd watch', run: () => started.watcher?.close() },
+    { name: 'stop Redis probes', run: () => started.sharedCache?.close() },
+    { name: 'close Redis', run: () => started.redis?.shutdownStep.run() },
+  ];
+}
+
+/** Everything of startAuthz but its shutdown; each part with a life of its own goes into `started` as it starts. */
+async function startParts(deps: AuthzDeps, health: Health, started: StartedParts): Promise<Omit<Authz, 'shutdownSteps' | 'close'>> {
   const { config, logger } = deps;
   const clock = deps.clock ?? Date.now;
   const registry = createMetricsRegistry('authz');
   const metrics = new AuthzMetrics(registry);
   if (deps.etcdClientCert) metrics.registerEtcdClientCertExpiry(deps.etcdClientCert);
-  // Ready (and gRPC SERVING) with the registry snapshot loaded and a key that can sign; rechecked on each change of either.
-  const health = new Health();
   // Each possible change of signer also goes to the Check worker, once it runs.
   const onRecheck: Array<() => void> = [];
   const recheck = () => {
@@ -134,12 +187,14 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     readKeys: deps.signingKeys,
     onSignerMayChange: recheck,
   });
+  started.keys = keys;
   const { keyRing } = keys;
 
   const watcher = MeshWatcher.start(deps.etcd, layout, {
     logger,
     onInvalid: (record) => metrics.recordsDropped.inc({ kind: record.kind }),
   });
+  started.watcher = watcher;
   const policy = new MeshPolicy(watcher);
   watcher.on('update', (update) => {
     // Another replica published or retired a key: take its view (a re-list, not the event, so the schedule sees everything).
@@ -152,7 +207,9 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   const issuer = () => watcher.state.meshSettings?.tokenIssuer ?? settings.mesh.tokenIssuer;
 
   const redis = startRedis(config, logger, (result) => metrics.redisFilesReloads.inc({ result }));
+  started.redis = redis;
   const sharedCache = new RedisTokenCache(redis.client, { keyPrefix: config.TRELLIS_REDIS_KEY_PREFIX }, metrics, logger);
+  started.sharedCache = sharedCache;
   const tokens = new MeshTokenIssuer(
     keyRing,
     sharedCache,
@@ -196,6 +253,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         },
       })
     : undefined;
+  started.credentials = credentials;
   if (!credentials) logger.info('POST /v1/token is disabled: TRELLIS_TOKEN_ENDPOINT_CREDENTIALS is not set');
 
   // The mesh CA, when one is configured (never generated silently: see ca/ca-source.ts).
@@ -242,6 +300,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
   };
   const tlsReloadTimer = setInterval(() => void reloadCaAndTls(), config.TRELLIS_KEY_RELOAD_SECONDS * 1000);
   tlsReloadTimer.unref();
+  started.tlsReloadTimer = tlsReloadTimer;
   const kubernetes =
     config.TRELLIS_K8S_TOKEN_ISSUER && config.TRELLIS_K8S_JWKS_URL
       ? new KubernetesIdentity({
@@ -291,6 +350,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         logger,
       })
     : undefined;
+  started.worker = worker;
   if (worker) {
     health.addCheck('checkWorker', () => worker.serving);
     onRecheck.push(() => worker.pushSigner());
@@ -315,6 +375,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         },
         logger,
       );
+  started.grpc = grpc;
   if (grpc) metrics.readTlsPendingFrom('grpc', () => pendingTlsConnections(grpc.server));
   const grpcPort = worker?.grpcPort ?? grpc!.port;
   // With the worker, /metrics adds its Check counts to the main thread's.
@@ -337,6 +398,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     config.TRELLIS_HTTP_PORT,
     { headersTimeoutMs: config.TRELLIS_HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: config.TRELLIS_HTTP_REQUEST_TIMEOUT_MS },
   );
+  started.http = http;
   const mtls = tls
     ? await listenMtls(createMtlsApp({ policy, tokens, metrics, logger, trustDomain: () => trustDomain }), tls, {
         host: config.TRELLIS_HOST,
@@ -347,6 +409,7 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
         onTlsRefused: (reason) => metrics.tlsRefused.inc({ port: 'mtls', reason }),
       })
     : undefined;
+  started.mtls = mtls;
   if (mtls) metrics.readTlsPendingFrom('mtls', () => mtls.guard.pending);
   recheck();
 
@@ -354,18 +417,6 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
     { grpcPort, checkWorker: worker !== undefined, httpPort: http.port, mtlsPort: mtls?.port, issuer: settings.mesh.tokenIssuer },
     'authz listening',
   );
-
-  const shutdownSteps: ShutdownStep[] = [
-    keys.shutdownStep,
-    { name: 'stop CA and TLS reloads', run: () => clearInterval(tlsReloadTimer) },
-    { name: 'stop service credential reloads', run: () => credentials?.close() },
-    { name: 'stop gRPC', run: () => (worker ? worker.stop(GRPC_DRAIN_MS) : stopGrpcServer(grpc!.server, GRPC_DRAIN_MS)) },
-    { name: 'close HTTP', run: () => closeHttpServer(http.server, HTTP_DRAIN_MS) },
-    { name: 'close mTLS', run: () => (mtls ? closeHttpServer(mtls.server, HTTP_DRAIN_MS) : undefined) },
-    { name: 'stop etcd watch', run: () => watcher.close() },
-    { name: 'stop Redis probes', run: () => sharedCache.close() },
-    redis.shutdownStep,
-  ];
 
   return {
     grpcPort,
@@ -389,8 +440,6 @@ export async function startAuthz(deps: AuthzDeps): Promise<Authz> {
       await watcher.whenReady();
       await health.whenReady();
     },
-    shutdownSteps,
-    close: closeInOrder(health, shutdownSteps),
   };
 }
 

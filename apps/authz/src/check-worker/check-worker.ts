@@ -175,12 +175,22 @@ export class CheckWorker {
             return;
         }
       });
-      worker.on('error', (err) => deps.logger.error({ err }, 'the Check worker failed'));
+      // What ended the worker, if anything threw: the reason a first worker gives authz's start (its port taken, say).
+      let failure: Error | undefined;
+      worker.on('error', (err) => {
+        failure ??= err;
+        deps.logger.error({ err }, 'the Check worker failed');
+      });
       worker.on('exit', (code) => {
         if (this.current === worker) this.current = undefined;
         this.isServing = false;
         void deps.health.recheck();
-        if (!served) reject(new Error(`the Check worker exited (code ${code}) before it served`));
+        if (!served)
+          reject(
+            new Error(`the Check worker exited (code ${code}) before it served${failure ? `: ${failure.message}` : ''}`, {
+              cause: failure,
+            }),
+          );
         // A first worker that never served fails authz's start instead (startAuthz rejects).
         if (this.stopping || !this.everServed) return;
         deps.metrics.checkWorkerRestarts.inc();
