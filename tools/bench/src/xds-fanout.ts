@@ -92,7 +92,9 @@ const args = parseBenchArgs(
       default: '1',
       help:
         'Untimed changes before the measured rounds, on both servers: the first change after the connection storm also runs ' +
-        "the change path's code for the first time (V8 compiles it then).",
+        "the change path's code for the first time (V8 compiles it then). Before the storm the bench polls the control " +
+        "plane's GET /readyz over HTTP until it answers 200, and asks it once more before the warm-up, as a deployment's " +
+        'readiness probe does from its start and every few seconds after.',
     },
     'status-drain': {
       type: 'boolean',
@@ -1200,6 +1202,35 @@ async function traceOf(server: Child, from: number, to: number): Promise<string>
     .join('; ');
 }
 
+/**
+ * Polls the control plane's GET /readyz until it answers 200, as a deployment's readiness probe (kubelet, systemd)
+ * does from its start, before any proxy connects (and then every few seconds: runPhase asks once more after the first
+ * full push). Without it the bench's first HTTP request to the control plane was its /metrics read right before
+ * round 1: the first HTTP/1 writes through Node's stream code, which until then had seen only gRPC streams,
+ * recompiled it in round 1 (~30-50 ms of CPU), a cost no probed and scraped control plane pays in a change.
+ */
+async function untilReadyOverHttp(httpPort: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const status = await readyzStatus(httpPort);
+    if (status === 200) return;
+    if (Date.now() > deadline)
+      throw new Error(`the control plane's GET /readyz did not answer 200 within 60 s (last: ${status ?? 'no answer'})`);
+    await sleep(100);
+  }
+}
+
+/** One GET /readyz: its status, or undefined when nothing answered. */
+async function readyzStatus(httpPort: number): Promise<number | undefined> {
+  return fetch(`http://127.0.0.1:${httpPort}/readyz`).then(
+    async (response) => {
+      await response.arrayBuffer();
+      return response.status;
+    },
+    () => undefined,
+  );
+}
+
 async function rebuildSeconds(httpPort: number): Promise<{ sum: number; count: number }> {
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
   const read = (what: string) =>
@@ -1334,6 +1365,9 @@ async function runPhase(
         reconnects: r.reconnects,
       };
     };
+    // A deployment's readiness probe keeps asking (kubelet's default period is 10 s): some of its requests come after
+    // the first full push and before any change, as this one does.
+    if (ready.httpPort) await readyzStatus(ready.httpPort);
     for (let w = 0; w < WARMUP_ROUNDS; w++) await runRound(`warm-up ${w + 1} (not counted)`);
     await drainStatusBacklog(server);
     const rebuildBefore = ready.httpPort ? await rebuildSeconds(ready.httpPort) : undefined;
@@ -1430,6 +1464,7 @@ async function orchestrate(): Promise<void> {
     const cp = Child.fork('control plane', ['--role', 'cp', ...serverArgs], [...nodeOptions('cp'), ...profile], cpEnv);
     children.push(cp);
     const cpReady = await cp.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
+    if (cpReady.httpPort) await untilReadyOverHttp(cpReady.httpPort);
     const cpResults: PhaseResult[] = [];
     for (const p of profiles) cpResults.push(await runPhase('control plane', p, cp, cpReady, store));
     await cp.stop();
