@@ -32,21 +32,12 @@ export async function listenHttp(
   port: number,
   limits: HttpLimits = {},
 ): Promise<ListeningHttpServer> {
-  const headersTimeout = limits.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
-  const server = createServer(
-    {
-      headersTimeout,
-      requestTimeout: Math.max(limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeout),
-      // Node checks the two timeouts on this interval (30 s by default, which would let a slow socket live that much longer).
-      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
-      ...messageClassesOf(handler),
-    },
-    handler,
-  );
+  const options = httpServerOptions(handler, limits);
+  const server = createServer(options, handler);
   // Outlive the idle timeouts of scrapers and load balancers, so they never reuse a socket we just closed.
   // (An idle keep-alive socket is this timeout's business; headersTimeout counts from a request's first byte.)
   server.keepAliveTimeout = 65_000;
-  closeSilentConnections(server, headersTimeout);
+  closeSilentConnections(server, options.headersTimeout);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -55,6 +46,24 @@ export async function listenHttp(
     });
   });
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/**
+ * The options of every HTTP server an app runs, plain (listenHttp) or HTTPS (authz's mTLS port): the
+ * slow-client limits, and for an express app request and response classes of its own prototypes.
+ */
+export function httpServerOptions(
+  handler: RequestListener,
+  limits: HttpLimits = {},
+): ServerOptions & { headersTimeout: number; requestTimeout: number } {
+  const headersTimeout = limits.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  return {
+    headersTimeout,
+    requestTimeout: Math.max(limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeout),
+    // Node checks the two timeouts on this interval (30 s by default, which would let a slow socket live that much longer).
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+    ...messageClassesOf(handler),
+  };
 }
 
 /**

@@ -8,6 +8,7 @@ export {
   closeSilentConnections,
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
+  httpServerOptions,
   listenHttp,
   type HttpLimits,
   type ListeningHttpServer,

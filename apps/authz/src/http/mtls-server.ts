@@ -7,11 +7,10 @@ import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
 import {
   closeSilentConnections,
-  DEFAULT_HEADERS_TIMEOUT_MS,
-  DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_TLS_MAX_PENDING_CONNECTIONS,
   guardTlsServer,
+  httpServerOptions,
   type HttpLimits,
   type TlsConnectionLimits,
   type TlsGuard,
@@ -45,22 +44,21 @@ export async function listenMtls(
     onTlsRefused?: (reason: TlsRefusal) => void;
   },
 ): Promise<ListeningMtlsServer> {
-  // The same slow-client limits as every HTTP listener (@trellis/runtime's listenHttp).
-  const headersTimeout = options.limits?.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  // As every HTTP listener (@trellis/runtime's listenHttp): the same slow-client limits, and for an express app
+  // requests and responses made with its prototypes, so express's per-request setPrototypeOf changes no hidden class.
+  const httpOptions = httpServerOptions(handler, options.limits);
   const server = createServer(
     {
       ...contextOf(tls.material),
       requestCert: true,
       rejectUnauthorized: options.requireClientCertificate,
       minVersion: 'TLSv1.2',
-      headersTimeout,
-      requestTimeout: Math.max(options.limits?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, headersTimeout),
-      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+      ...httpOptions,
     },
     handler,
   );
   server.keepAliveTimeout = 65_000;
-  closeSilentConnections(server, headersTimeout);
+  closeSilentConnections(server, httpOptions.headersTimeout);
   // A client trickling its ClientHello is a slow loris before HTTP starts (Node's default waits 120 s);
   // so is a flood of them, which the cap on connections still in their handshake bounds.
   const guard = guardTlsServer(server, {
