@@ -284,7 +284,10 @@ export class ByTypeHistogram {
 
   observe(typeUrl: XdsTypeUrl, value: number): void {
     let tally = this.tallies.get(typeUrl);
-    if (!tally) this.tallies.set(typeUrl, (tally = { buckets: this.bounds.map(() => 0), sum: 0, count: 0 }));
+    // The sum starts as -0, which V8 stores as a double: the field has that representation from the first tally
+    // on, so the first fractional (seconds) or large (bytes) sum does not change the tallies' layout and
+    // deoptimise observe() and its callers in the first changes after start-up. -0 renders as "0".
+    if (!tally) this.tallies.set(typeUrl, (tally = { buckets: this.bounds.map(() => 0), sum: -0, count: 0 }));
     tally.sum += value;
     tally.count++;
     // The first bound at or above the value (as prom-client's findBound); above them all, only +Inf counts it.
