@@ -76,6 +76,16 @@ async function putService(name: string, port: number): Promise<MeshChange> {
   const res = await writer.kv.put({ key: Buffer.from(layout.service(name)), value: json(record) });
   return { kind: 'service', type: 'put', service: name, modRevision: res.header.revision };
 }
+/** A watcher that is live and records each revision it reports, and a service written after it went live. */
+async function liveWatchWithAServiceWritten() {
+  const w = watch();
+  const revisions: string[] = [];
+  w.watcher.on('revision', (revision) => revisions.push(revision));
+  await w.watcher.whenReady();
+  await eventually('watch connected', () => w.watcher.live);
+  const before = await putService('before', 1);
+  return { w, revisions, before };
+}
 async function putInstance(service: string, id: string): Promise<MeshChange> {
   const record = { ...anInstance(service, id), labels: {}, locality: { region: '', zone: '', subZone: '' }, weight: 1, registeredAt: now };
   const res = await writer.kv.put({ key: Buffer.from(layout.instance(service, id)), value: json(record) });
@@ -199,12 +209,7 @@ it('ignores history and proxy keys, and skips invalid values without stopping', 
 });
 
 it('is never sent proxy-status records: a status flush reaches no watcher', async () => {
-  const w = watch();
-  const revisions: string[] = [];
-  w.watcher.on('revision', (revision) => revisions.push(revision));
-  await w.watcher.whenReady();
-  await eventually('watch connected', () => w.watcher.live);
-  const before = await putService('before', 1);
+  const { w, revisions, before } = await liveWatchWithAServiceWritten();
   // A status writer's flush: one txn of records (one of them not even JSON) and a deletion.
   const flushed = await writer
     .if(layout.proxyStatus('svc', 'pod-1', 'cp-0/1'), 'Create', '==', 0)
@@ -226,12 +231,7 @@ it('is never sent proxy-status records: a status flush reaches no watcher', asyn
 });
 
 it("passes over a replica's proxy-status records at the legacy keys, valid or not, and still reports their revision", async () => {
-  const w = watch();
-  const revisions: string[] = [];
-  w.watcher.on('revision', (revision) => revisions.push(revision));
-  await w.watcher.whenReady();
-  await eventually('watch connected', () => w.watcher.live);
-  const before = await putService('before', 1);
+  const { w, revisions, before } = await liveWatchWithAServiceWritten();
   // What a replica of the version before the status range writes during a rolling upgrade.
   const legacy = (node: string, stream: string) => `${layout.legacyProxyStatusesOf('svc')}${node}/${encodeURIComponent(stream)}`;
   const flushed = await writer

@@ -1,7 +1,7 @@
 import { Agent, IncomingMessage, request, ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import express from 'express';
-import { socketClosed } from '@trellis/testing';
+import { postJson, recordRequestPrototypes, socketClosed } from '@trellis/testing';
 import { closeHttpServer, listenHttp } from './http-server';
 
 /** A GET through `agent` that resolves with the status, or the error when the connection is cut. */
@@ -40,34 +40,17 @@ describe('listenHttp with an express app', () => {
         .json({ id: req.params.id, body: req.body as unknown });
     });
     const { server, port } = await listenHttp(app, '127.0.0.1', 0);
-    const prototypes: { request: object | null; response: object | null }[] = [];
-    // Ahead of express's own listener: what Node made, before express touched it.
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      prototypes.push({ request: Object.getPrototypeOf(req) as object, response: Object.getPrototypeOf(res) as object });
-    });
+    const prototypes = recordRequestPrototypes(server);
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
       for (let i = 0; i < 2; i++) {
-        const answer = await new Promise<{ status: number; seen: unknown; body: string }>((resolve, reject) => {
-          const req = request(
-            {
-              host: '127.0.0.1',
-              port,
-              path: `/things/t${i}`,
-              method: 'POST',
-              agent,
-              headers: { 'content-type': 'application/json', 'x-sent': `v${i}` },
-            },
-            (res) => {
-              let body = '';
-              res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-              res.on('end', () => resolve({ status: res.statusCode ?? 0, seen: res.headers['x-seen'], body }));
-            },
-          );
-          req.on('error', reject);
-          req.end(JSON.stringify({ n: i }));
-        });
-        expect(answer).toEqual({ status: 201, seen: `v${i}`, body: JSON.stringify({ id: `t${i}`, body: { n: i } }) });
+        const answer = await postJson(
+          request,
+          { host: '127.0.0.1', port, path: `/things/t${i}`, agent, headers: { 'x-sent': `v${i}` } },
+          { n: i },
+          'x-seen',
+        );
+        expect(answer).toEqual({ status: 201, header: `v${i}`, body: JSON.stringify({ id: `t${i}`, body: { n: i } }) });
       }
       expect(prototypes).toHaveLength(2);
       for (const { request: requestPrototype, response: responsePrototype } of prototypes) {

@@ -14,3 +14,4 @@ export { rawBytesMethod } from './raw-grpc';
 export { updateSecretVolume } from './secret-volume';
 export { envoyBuildNodeFields } from './envoy-node';
 export { activeResources, nothingLeftOpenSince, resourcesAddedSince, type ActiveResources } from './active-resources';
+export { postJson, recordRequestPrototypes } from './node-prototypes';

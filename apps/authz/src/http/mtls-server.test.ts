@@ -1,9 +1,8 @@
 import { Agent, request } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import { closeHttpServer, createLogger } from '@trellis/runtime';
 import { ServingTls, tlsFilesSource } from '@trellis/runtime/grpc';
-import { createTestPki, type TestPki } from '@trellis/testing';
+import { createTestPki, postJson, recordRequestPrototypes, type TestPki } from '@trellis/testing';
 import { listenMtls } from './mtls-server';
 
 describe('listenMtls with an express app', () => {
@@ -28,37 +27,20 @@ describe('listenMtls with an express app', () => {
         .json({ id: req.params.id, body: req.body as unknown, clientAuthorized: (req.socket as { authorized?: boolean }).authorized });
     });
     const { server, port } = await listenMtls(app, tls, { host: '127.0.0.1', port: 0, requireClientCertificate: true });
-    const prototypes: { request: object | null; response: object | null }[] = [];
-    // Ahead of express's own listener: what Node made, before express touched it.
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      prototypes.push({ request: Object.getPrototypeOf(req) as object, response: Object.getPrototypeOf(res) as object });
-    });
+    const prototypes = recordRequestPrototypes(server);
     const client = pki.client('orders');
     const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: pki.ca, cert: client.cert, key: client.key });
     try {
       for (let i = 0; i < 2; i++) {
-        const answer = await new Promise<{ status: number; seen: unknown; body: string }>((resolve, reject) => {
-          const req = request(
-            {
-              host: '127.0.0.1',
-              port,
-              path: `/v1/things/t${i}`,
-              method: 'POST',
-              agent,
-              headers: { 'content-type': 'application/json', 'x-sent': `v${i}` },
-            },
-            (res) => {
-              let body = '';
-              res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-              res.on('end', () => resolve({ status: res.statusCode ?? 0, seen: res.headers['x-seen'], body }));
-            },
-          );
-          req.on('error', reject);
-          req.end(JSON.stringify({ n: i }));
-        });
+        const answer = await postJson(
+          request,
+          { host: '127.0.0.1', port, path: `/v1/things/t${i}`, agent, headers: { 'x-sent': `v${i}` } },
+          { n: i },
+          'x-seen',
+        );
         expect(answer).toEqual({
           status: 201,
-          seen: `v${i}`,
+          header: `v${i}`,
           body: JSON.stringify({ id: `t${i}`, body: { n: i }, clientAuthorized: true }),
         });
       }
