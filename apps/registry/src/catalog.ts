@@ -3,6 +3,7 @@
 // rollback. Throws ProblemErrors; knows nothing about HTTP requests.
 import { AlreadyExistsError, HasDependentsError, HostOwnedError, NotFoundError, RevisionMismatchError } from '@trellis/mesh-schema';
 import type {
+  CheckedInstanceRegistration,
   HistoryEntry,
   HostClaim,
   InstanceRecord,
@@ -17,7 +18,7 @@ import type { Principal } from './auth';
 import { assertCanChange } from './auth';
 import type { RegistryMetrics } from './metrics';
 import { problems } from './problem';
-import type { InstanceRegistration, ServiceListQuery } from './api/schemas';
+import type { ServiceListQuery } from './api/schemas';
 import { storeReads, viewReads, type MeshReads } from './reads';
 import type { Topology } from './topology';
 import type { RegistryView } from './view';
@@ -198,11 +199,11 @@ export class ServiceCatalog {
    * version (one etcd round trip after the lease); otherwise — the view has none, it says
    * another team, or the record changed meanwhile — it is read from etcd and decided on that.
    */
-  async registerInstance(principal: Principal, service: string, input: InstanceRegistration): Promise<InstanceRecord> {
+  async registerInstance(principal: Principal, service: string, input: CheckedInstanceRegistration): Promise<InstanceRecord> {
     this.authorizeInstances(principal, service);
-    const { ttlSeconds, ...rest } = input;
+    const { ttlSeconds, instance } = input;
     const register = async (requireService: true | { modRevision: string }) =>
-      (await this.store.registerInstance({ ...rest, service, registeredAt: new Date().toISOString() }, ttlSeconds, { requireService }))
+      (await this.store.registerInstance({ service, instance, registeredAt: new Date().toISOString() }, ttlSeconds, { requireService }))
         .record;
     try {
       if (principal.kind !== 'team') return await register(true);

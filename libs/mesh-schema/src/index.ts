@@ -39,6 +39,12 @@ export { MeshWatcher, type MeshUpdate, type MeshWatcherEvents, type MeshWatcherO
 export { takeWrittenJson, WrittenValues } from './written-values';
 export { CheckedServiceSpec } from './store/checked-spec';
 export {
+  CheckedInstanceRegistration,
+  InstanceRegistration,
+  type CheckedInstanceFields,
+  type InstanceFields,
+} from './store/checked-instance';
+export {
   ReloadingServiceCredentials,
   ServiceCredentials,
   type CredentialsReloadResult,

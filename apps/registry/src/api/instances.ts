@@ -2,11 +2,10 @@
 // lease) and keep it alive with heartbeats; when they stop, the lease expires
 // and the instance disappears. An agent stopping its instance drains it first.
 import { Router } from 'express';
-import { InstanceId, ServiceName } from '@trellis/mesh-schema';
+import { CheckedInstanceRegistration, InstanceId, ServiceName } from '@trellis/mesh-schema';
 import { principalOf } from '../auth';
 import type { ServiceCatalog } from '../catalog';
 import { parseParam, parseWith, sendWriteJson, setViewAge, type RouteGuards } from '../http';
-import { InstanceRegistration } from './schemas';
 
 export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): Router {
   const router = Router();
@@ -22,7 +21,7 @@ export function instancesRouter(catalog: ServiceCatalog, guards: RouteGuards): R
 
   router.post('/services/:name/instances', ...write, ...json, async (req, res) => {
     const name = parseParam(ServiceName, req.params['name'], 'name');
-    const registration = parseWith(InstanceRegistration, req.body);
+    const registration = parseWith(CheckedInstanceRegistration, req.body);
     const record = await catalog.registerInstance(principalOf(res), name, registration);
     res.location(`/api/v1/services/${name}/instances/${record.id}`);
     const heartbeat = `/api/v1/services/${name}/instances/${record.id}/heartbeat`;

@@ -20,14 +20,8 @@ export const ServiceResource = ServiceRecord.extend({ modRevision: z.string() })
 
 export const ServiceList = z.object({ items: z.array(ServiceResource), revision: z.string().optional() });
 
-/** A registration always starts serving: draining is set through `/drain`, and registering again clears it. */
-export const InstanceRegistration = InstanceRecord.omit({ service: true, registeredAt: true, drainingSince: true })
-  .extend({
-    /** Lease TTL: the instance disappears this long after its last heartbeat. */
-    ttlSeconds: z.number().int().min(5).max(3600),
-  })
-  .strict();
-export type InstanceRegistration = z.infer<typeof InstanceRegistration>;
+/** A registration's body; the route parses it with CheckedInstanceRegistration, so the store checks it no more. */
+export { InstanceRegistration } from '@trellis/mesh-schema';
 
 export const InstanceResource = InstanceRecord.extend({ ttlSeconds: z.number().int().optional() });
 

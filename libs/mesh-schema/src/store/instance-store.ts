@@ -4,10 +4,17 @@ import { EtcdLeaseInvalidError, type IKeyValue } from 'etcd3';
 import { decodeKv, encodeValue } from '../codec';
 import { NotFoundError, RevisionMismatchError } from '../errors';
 import { DEREGISTRATION_TTL_SECONDS, InstanceDeregistration, InstanceRecord, type InstanceRecordInput } from '../records';
-import { MAX_RACE_RETRIES, modRevisionIs, put, validateFirst, type EtcdRecords } from './etcd-records';
+import { instanceRecordOf, type CheckedInstanceInput } from './checked-instance';
+import { MAX_RACE_RETRIES, modRevisionIs, put, type EtcdRecords } from './etcd-records';
 
-/** An instance to register; `registeredAt` defaults to now. */
-export type RegisterInstanceInput = Omit<InstanceRecordInput, 'registeredAt'> & { registeredAt?: string };
+/**
+ * An instance to register; `registeredAt` defaults to now. Either the whole record, checked
+ * here, or a registration's fields as CheckedInstanceRegistration produced them, which are not
+ * checked again.
+ */
+export type RegisterInstanceInput =
+  | (Omit<InstanceRecordInput, 'registeredAt'> & { registeredAt?: string })
+  | (Omit<CheckedInstanceInput, 'registeredAt'> & { registeredAt?: string });
 
 export class InstanceStore {
   constructor(private readonly records: EtcdRecords) {}
@@ -28,10 +35,9 @@ export class InstanceStore {
   ): Promise<{ record: InstanceRecord; leaseId: string }> {
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1)
       throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
-    const valid = validateFirst(InstanceRecord, `instance ${JSON.stringify(`${input.service}/${input.id}`)}`, {
-      ...input,
-      registeredAt: input.registeredAt ?? this.records.now().toISOString(),
-    });
+    const registeredAt = input.registeredAt ?? this.records.now().toISOString();
+    const id = 'instance' in input ? input.instance.id : input.id;
+    const valid = instanceRecordOf({ ...input, registeredAt }, `instance ${JSON.stringify(`${input.service}/${id}`)}`);
     const key = this.records.layout.instance(valid.service, valid.id);
     // InstanceRecord's output parses to itself: these are the bytes encodeValue would write (instance-store.test.ts).
     const bytes = Buffer.from(JSON.stringify(valid));
