@@ -244,20 +244,18 @@ export function parseIfMatch(header: string | undefined): string | undefined {
 /**
  * A write's JSON answer, `{ ...value, ...fields }`: the status, headers and bytes `res.json`
  * sends, without express's `send` — its Content-Type charset parsing and freshness check
- * serve GETs and cost a write ~15 µs (docs/benchmarks.md, registry). Without an ETag set,
- * express's own ETag function makes the one `send` would. Not for GETs: a 304 for a
- * matching If-None-Match is `send`'s. The app sets no JSON replacer, spaces or escaping.
+ * serve GETs and cost a write ~15 µs (docs/benchmarks.md, registry). The only ETag is the one
+ * the route sets (a service's revision, for If-Match): express's weak ETag of the body (a
+ * SHA-1 per answer) would tag a registration's 201, which no request can send back —
+ * instances take no If-Match or If-None-Match, and the API declares no ETag there. Not for
+ * GETs: a 304 for a matching If-None-Match is `send`'s. The app sets no JSON replacer, spaces
+ * or escaping.
  */
 export function sendWriteJson(res: Response, status: number, value: object, fields: AnswerFields = {}): void {
   const body = jsonWithFields(value, fields);
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', typeof body === 'string' ? Buffer.byteLength(body) : body.length);
-  const etagOfBody = res.app.get('etag fn') as ((body: string | Buffer, encoding: BufferEncoding) => string | undefined) | undefined;
-  if (!res.getHeader('ETag') && typeof etagOfBody === 'function') {
-    const etag = etagOfBody(body, 'utf8');
-    if (etag) res.setHeader('ETag', etag);
-  }
   res.end(body);
 }
 
