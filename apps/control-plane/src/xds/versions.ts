@@ -27,7 +27,9 @@ export function versionOf(resources: Iterable<XdsResource>): string {
     text[at++] = 0x0a;
   }
   seen.length = 0;
-  return hash('sha256', text.subarray(0, at), 'hex').slice(0, 16);
+  // The first 8 bytes as hex, a string of its own: the 64-character hex digest sliced to 16 would be a view that
+  // keeps the whole digest alive for as long as the version is held (every type of every snapshot).
+  return hash('sha256', text.subarray(0, at), 'buffer').toString('hex', 0, 8);
 }
 
 /** versionOf's list of the resources it read (emptied before it returns, so it holds none). */
