@@ -373,6 +373,9 @@ function setEditor(map: CopyOnWrite<string, ReadonlySet<string>>): (key: string)
   };
 }
 
+/** The instances of a service without any (never added to). */
+const NO_INSTANCES: ReadonlyMap<string, InstanceRecord> = new Map();
+
 function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, InstanceRecord> | undefined): ServiceMemo {
   const spec = record.spec;
   const instances = sortedInstances(byId);
@@ -381,7 +384,8 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
   const upstreams = upstreamsOf(record, instances, localities, dropped);
   return {
     record,
-    instances: new Map(byId ?? []),
+    // The index's own copy of the service's instances (step 1), which no build edits: held, not copied again.
+    instances: byId ?? NO_INSTANCES,
     localities,
     upstreams,
     dropped,
@@ -481,9 +485,11 @@ function resolveDependencies(
   const deps = [...record.spec.dependencies].sort((a, b) => compare(a.service, b.service));
   // A TCP dependency is reached on 127.0.0.1:<its port>, so that port must be free in the caller's sidecar.
   const portsInUse = new Set([settings.outboundPort, settings.adminPort, service.port]);
-  const models = deps.flatMap((dep): DependencyModel[] => {
+  // map, not flatMap: an array of exactly its length, which the model keeps per service (flatMap's grows as push
+  // does, to 16 slots and more for one dependency).
+  const models = deps.map((dep): DependencyModel | undefined => {
     const callee = services.get(dep.service);
-    if (!callee) return [];
+    if (!callee) return undefined;
     if (callee.protocol === 'tcp') {
       if (portsInUse.has(callee.port)) {
         dropped.push({
@@ -491,19 +497,17 @@ function resolveDependencies(
           name: `${service.name}→${callee.name}`,
           reason: `TCP port ${callee.port} is already taken in ${service.name}'s sidecar`,
         });
-        return [];
+        return undefined;
       }
       portsInUse.add(callee.port);
     }
-    return [
-      {
-        service: dep.service,
-        ...(dep.policy ? { override: dep.policy } : {}),
-        since: dependencySince(record, dep.service),
-      },
-    ];
+    return {
+      service: dep.service,
+      ...(dep.policy ? { override: dep.policy } : {}),
+      since: dependencySince(record, dep.service),
+    };
   });
-  return { models, dropped };
+  return { models: models.includes(undefined) ? models.filter((m) => m !== undefined) : (models as DependencyModel[]), dropped };
 }
 
 /** What is left out on account of one service name, by the four kinds `dropped` lists in turn; undefined when nothing is. */
