@@ -19,11 +19,20 @@ export function resourcesAddedSince(before: ActiveResources): Record<string, num
 }
 
 /**
- * Waits until nothing is active beyond `before`; rejects naming what is still open. Closing takes
- * a few turns (a watch's cancel, a lease's revoke): a correctness wait, not a timing.
+ * Waits until nothing is active beyond `before`, looks again `settleMs` later and waits for that too;
+ * rejects naming what is still open. Closing takes a few turns (a watch's cancel, a lease's revoke), and
+ * a start that failed may open something a moment later (a retry timer, a reconnect) which one clean look
+ * would miss; the second look finds it if it stays. It is a wait, not a timing: the test process's own
+ * short-lived timers come and go, so a look that meets one simply looks again.
  */
-export async function nothingLeftOpenSince(before: ActiveResources, what: string, timeoutMs = 30_000): Promise<void> {
-  await eventually(what, () => Object.keys(resourcesAddedSince(before)).length === 0 || undefined, timeoutMs).catch((err: Error) => {
-    throw new Error(`${err.message}; still open: ${JSON.stringify(resourcesAddedSince(before))}`);
-  });
+export async function nothingLeftOpenSince(before: ActiveResources, what: string, timeoutMs = 30_000, settleMs = 1_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const nothingAdded = () => Object.keys(resourcesAddedSince(before)).length === 0 || undefined;
+  try {
+    await eventually(what, nothingAdded, timeoutMs);
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    await eventually(`${what} ${settleMs} ms after nothing was`, nothingAdded, Math.max(deadline - Date.now(), 1_000));
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; still open: ${JSON.stringify(resourcesAddedSince(before))}`);
+  }
 }
