@@ -193,6 +193,7 @@ async function startParts(deps: AuthzDeps, health: Health, started: StartedParts
   const watcher = MeshWatcher.start(deps.etcd, layout, {
     logger,
     onInvalid: (record) => metrics.recordsDropped.inc({ kind: record.kind }),
+    onDisconnect: (code) => metrics.etcdWatchDisconnects.inc({ code }),
   });
   started.watcher = watcher;
   const policy = new MeshPolicy(watcher);

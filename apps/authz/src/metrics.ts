@@ -31,6 +31,7 @@ export class AuthzMetrics {
   readonly certificateRequests: Counter<'result'>;
   readonly certificatesIssued: Counter<'method'>;
   readonly recordsDropped: Counter<'kind'>;
+  readonly etcdWatchDisconnects: Counter<'code'>;
   readonly callerIdentityDenials: Counter<'direction' | 'reason'>;
   readonly tlsReloads: Counter<'result'>;
   readonly redisFilesReloads: Counter<'result'>;
@@ -157,6 +158,12 @@ export class AuthzMetrics {
       name: 'trellis_authz_records_dropped_total',
       help: 'etcd records (or parts of them) authz cannot use and leaves out, by kind (service, instance, meshSettings, authzKey, accessTeamDomain)',
       labelNames: ['kind'],
+      registers,
+    });
+    this.etcdWatchDisconnects = new Counter({
+      name: 'trellis_authz_etcd_watch_disconnects_total',
+      help: "Times the connected mesh watch on etcd broke, by gRPC status (unavailable: the connection dropped, e.g. a keepalive ping unanswered; resource_exhausted: etcd's GOAWAY too_many_pings; ended: etcd ended the stream); each reconnects and resumes from its revision",
+      labelNames: ['code'],
       registers,
     });
     this.callerIdentityDenials = new Counter({

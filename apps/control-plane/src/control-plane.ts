@@ -153,7 +153,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       : undefined,
   };
 
-  const watcher = MeshWatcher.start(etcd, layout, { logger, onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }) });
+  const watcher = MeshWatcher.start(etcd, layout, {
+    logger,
+    onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }),
+    onDisconnect: (code) => metrics.etcdWatchDisconnects.inc({ code }),
+  });
   // Resources many identities share (a callee's clusters and endpoints) are encoded once per model.
   const memo = new TranslationMemo();
   const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), {

@@ -16,6 +16,7 @@ export interface ControlPlaneMetrics {
   inconsistentSnapshots: Counter;
   droppedInputs: Gauge;
   invalidRecords: Counter<'kind'>;
+  etcdWatchDisconnects: Counter<'code'>;
   cacheIdentities: Gauge;
   cacheResources: Gauge;
   cacheBytes: Gauge;
@@ -147,6 +148,12 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     droppedInputs: new Gauge({
       name: `${P}model_dropped_inputs`,
       help: 'Registry inputs left out of the mesh model (see /debug/model)',
+      registers,
+    }),
+    etcdWatchDisconnects: new Counter({
+      name: `${P}etcd_watch_disconnects_total`,
+      help: "Times the connected mesh watch on etcd broke, by gRPC status (unavailable: the connection dropped, e.g. a keepalive ping unanswered; resource_exhausted: etcd's GOAWAY too_many_pings; ended: etcd ended the stream); each reconnects and resumes from its revision",
+      labelNames: ['code'],
       registers,
     }),
     invalidRecords: new Counter({

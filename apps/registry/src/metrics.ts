@@ -11,6 +11,7 @@ export interface RegistryMetrics {
   serviceChanges: Counter<'action'>;
   viewFallbacks: Counter;
   invalidRecords: Counter<'kind'>;
+  etcdWatchDisconnects: Counter<'code'>;
   leasePoolTakes: Counter<'result'>;
   serviceCredentialsReloads: Counter<'result'>;
   secretFileReloads: Counter<'secret' | 'result'>;
@@ -64,6 +65,12 @@ export function createRegistryMetrics(registry: Registry): RegistryMetrics {
       name: 'trellis_registry_invalid_records_total',
       help: 'Stored values left out of the in-memory view because they are unusable, by record kind (each counted once per revision).',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    etcdWatchDisconnects: new Counter({
+      name: 'trellis_registry_etcd_watch_disconnects_total',
+      help: "Times the connected mesh watch on etcd broke, by gRPC status (unavailable: the connection dropped, e.g. a keepalive ping unanswered; resource_exhausted: etcd's GOAWAY too_many_pings; ended: etcd ended the stream); each reconnects and resumes from its revision",
+      labelNames: ['code'],
       registers: [registry],
     }),
     leasePoolTakes: leasePoolTakes(registry),

@@ -130,6 +130,7 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const watcher = MeshWatcher.start(deps.watchEtcd ?? etcd, layout, {
     logger,
     onInvalid: (record) => metrics.invalidRecords.inc({ kind: record.kind }),
+    onDisconnect: (code) => metrics.etcdWatchDisconnects.inc({ code }),
     writtenValues,
   });
   const view = new RegistryView(watcher, deps.viewCatchUpMs !== undefined ? { catchUpMs: deps.viewCatchUpMs } : {});

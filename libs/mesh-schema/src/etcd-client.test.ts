@@ -2,12 +2,25 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExponentialBackoff } from 'cockatiel';
-import { etcdOptionsFromEnv, prefixEnd, WatchReconnectBackoff } from './etcd-client';
+import { EtcdWatchStreamEnded, GRPCResourceExhastedError, GRPCUnavailableError } from 'etcd3';
+import { etcdOptionsFromEnv, etcdStreamErrorCode, prefixEnd, WatchReconnectBackoff } from './etcd-client';
 
 describe('prefixEnd', () => {
   it('is the smallest key after the prefix range', () => {
     expect(prefixEnd('/a/').toString()).toBe('/a0');
     expect(prefixEnd('ab')).toEqual(Buffer.from('ac'));
+  });
+});
+
+describe('etcdStreamErrorCode', () => {
+  it('names the gRPC status of a broken watch stream, and nothing unbounded', () => {
+    expect(etcdStreamErrorCode(new GRPCUnavailableError('14 UNAVAILABLE: Connection dropped'))).toBe('unavailable');
+    expect(etcdStreamErrorCode(new GRPCResourceExhastedError('8 RESOURCE_EXHAUSTED: Bandwidth exhausted or memory limit exceeded'))).toBe(
+      'resource_exhausted',
+    );
+    expect(etcdStreamErrorCode(new EtcdWatchStreamEnded())).toBe('ended');
+    expect(etcdStreamErrorCode(new Error('99 NOT_A_STATUS: x'))).toBe('other');
+    expect(etcdStreamErrorCode(new Error('connect ECONNREFUSED 127.0.0.1:2379'))).toBe('other');
   });
 });
 

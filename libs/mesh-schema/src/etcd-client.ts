@@ -2,7 +2,15 @@
 // default 5 s host circuit breaker keeps failing calls after etcd is back).
 import { readFileSync } from 'node:fs';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
-import { Etcd3, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, isRecoverableError, type IKeyValue, type IOptions } from 'etcd3';
+import {
+  Etcd3,
+  EtcdInvalidAuthTokenError,
+  EtcdPermissionDeniedError,
+  EtcdWatchStreamEnded,
+  isRecoverableError,
+  type IKeyValue,
+  type IOptions,
+} from 'etcd3';
 import type { EtcdEnv } from '@trellis/runtime';
 
 export interface EtcdConnectionOptions {
@@ -14,10 +22,28 @@ export interface EtcdConnectionOptions {
   callTimeoutMs?: number;
   /** Largest response accepted. Default 64 MiB; ranges are paginated well below it anyway. */
   maxReceiveMessageBytes?: number;
+  /**
+   * HTTP/2 keepalive of the connection (see ETCD_KEEPALIVE). Tests ping sooner; etcd refuses
+   * pings more often than its `--grpc-keepalive-min-time` (5 s by default) with GOAWAY.
+   */
+  keepalive?: { timeMs?: number; timeoutMs?: number };
 }
 
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Keepalive pings find an etcd that stopped answering with its socket still open (frozen,
+ * partitioned away), so that a watch moves to another member; readiness does not wait for
+ * them (the status probe). The timeout is long because grpc-js judges a ping by a timer, and
+ * Node runs due timers before it reads sockets: an event-loop iteration that starts just after
+ * a ping and outlasts the timeout drops the connection though etcd answered at once, and
+ * every call on it fails with "14 UNAVAILABLE: Connection dropped". With 10 s a control plane
+ * busy with its first push at 10,000 services / 5,000 streams on a machine at load ~15 lost its
+ * watch 8 times (libs/mesh-schema/test/etcd-busy-loop.test.ts performs it). 60 s is six times
+ * that stall; a silent etcd is still left within 90 s (30 s to the ping, 60 s to its timeout).
+ */
+export const ETCD_KEEPALIVE = { timeMs: 30_000, timeoutMs: 60_000 } as const;
 
 export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
   if (opts.endpoints.length === 0) throw new Error('at least one etcd endpoint is required');
@@ -29,8 +55,8 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     grpcOptions: {
       'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_BYTES,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_time_ms': opts.keepalive?.timeMs ?? ETCD_KEEPALIVE.timeMs,
+      'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? ETCD_KEEPALIVE.timeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       // Reconnect to a returning etcd within seconds, not grpc's default of up to 2 minutes.
       'grpc.initial_reconnect_backoff_ms': 200,
@@ -208,6 +234,39 @@ export function isStaleAuthTokenRefusal(err: unknown): boolean {
  */
 export async function refreshAuthToken(client: EtcdClient, readableKey: string): Promise<void> {
   await client.kv.range({ key: Buffer.from(readableKey), limit: 1, keys_only: true, serializable: true });
+}
+
+/** gRPC's status codes by number (fixed by the protocol), as metric label values. */
+const GRPC_STATUS_NAMES = [
+  'ok',
+  'cancelled',
+  'unknown',
+  'invalid_argument',
+  'deadline_exceeded',
+  'not_found',
+  'already_exists',
+  'permission_denied',
+  'resource_exhausted',
+  'failed_precondition',
+  'aborted',
+  'out_of_range',
+  'unimplemented',
+  'internal',
+  'unavailable',
+  'data_loss',
+  'unauthenticated',
+] as const;
+
+/**
+ * Why an etcd watch stream broke, as a bounded label: the gRPC status of `err` ("unavailable" for
+ * "14 UNAVAILABLE: Connection dropped", "resource_exhausted" for etcd's GOAWAY "too_many_pings"),
+ * "ended" for a stream that ended without one, "other" for anything else.
+ */
+export function etcdStreamErrorCode(err: Error): string {
+  if (err instanceof EtcdWatchStreamEnded) return 'ended';
+  // etcd3 re-wraps grpc-js's errors keeping their message, "<code> <NAME>: <details>".
+  const code = /^(\d{1,2}) [A-Z_]+:/.exec(err.message)?.[1];
+  return (code !== undefined && GRPC_STATUS_NAMES[Number(code)]) || 'other';
 }
 
 /** Resolves when etcd answers a status call; rejects with the reason otherwise (readiness checks). */

@@ -7,7 +7,9 @@ export { type Versioned, describeIssues } from './codec';
 export {
   connectEtcd,
   etcdOptionsFromEnv,
+  ETCD_KEEPALIVE,
   etcdStatus,
+  etcdStreamErrorCode,
   keptAliveLease,
   prefixEnd,
   rangePrefix,

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IWatchResponse, Namespace, Watcher } from 'etcd3';
 import type { Logger } from '@trellis/runtime';
-import { isStaleAuthTokenRefusal, rangePrefix, refreshAuthToken } from './etcd-client';
+import { etcdStreamErrorCode, isStaleAuthTokenRefusal, rangePrefix, refreshAuthToken } from './etcd-client';
 import type { KeyLayout } from './keys';
 import { applyKvEvent, buildMeshState, emptyMeshState, type InvalidRecord, type KvEvent, type MeshChange, type MeshState } from './state';
 import type { WrittenValues } from './written-values';
@@ -30,6 +30,12 @@ export interface MeshWatcherOptions {
    * left out of the mirror (`state.invalid` lists it) and the watch goes on.
    */
   onInvalid?: (record: InvalidRecord) => void;
+  /**
+   * Called once each time the connected watch stream breaks (its connection dropped, etcd sent
+   * GOAWAY), with a bounded reason (etcdStreamErrorCode), after it is logged: apps count it in a
+   * metric. The watch then reconnects and resumes after the last revision applied.
+   */
+  onDisconnect?: (code: string) => void;
   /** What this process's MeshStore is writing (the same object as its `writtenValues`): its echo is not parsed again. */
   writtenValues?: WrittenValues;
 }
@@ -71,6 +77,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
   private rejectReady!: (err: Error) => void;
   private readonly logger: MeshWatcherOptions['logger'];
   private readonly onInvalidRecord: MeshWatcherOptions['onInvalid'];
+  private readonly onDisconnect: MeshWatcherOptions['onDisconnect'];
   private readonly writtenValues: WrittenValues | undefined;
   /** key → mod revision of the unusable values already reported, so each is logged and counted once. */
   private readonly reported = new Map<string, string>();
@@ -92,6 +99,7 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
     this.legacyProxyStatusKeys = Buffer.from(layout.legacyProxyStatuses());
     this.logger = opts.logger;
     this.onInvalidRecord = opts.onInvalid;
+    this.onDisconnect = opts.onDisconnect;
     this.writtenValues = opts.writtenValues;
     this.readyPromise = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
@@ -203,8 +211,11 @@ export class MeshWatcher extends EventEmitter<MeshWatcherEvents> {
       })
       .on('disconnected', (err: Error) => {
         if (!current()) return;
+        const wasLive = this.isLive;
         this.logger?.warn({ err: err.message, resumeFrom: resumeFrom() }, 'mesh watch disconnected; reconnecting');
         this.setLive(false);
+        // etcd3 reports one break twice (the stream's error, then its end), and a failed reconnect again: count the break once.
+        if (wasLive) this.onDisconnect?.(etcdStreamErrorCode(err));
       })
       .on('data', (res: IWatchResponse) => {
         if (current()) this.applyResponse(res);

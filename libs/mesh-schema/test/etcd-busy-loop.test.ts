@@ -1,0 +1,107 @@
+// A busy process keeps its etcd watch. grpc-js times a keepalive ping with a timer, and Node
+// runs due timers before it reads sockets: when the event loop is busy from just after a ping
+// until past the ping's timeout, the connection is dropped though etcd answered at once
+// ("14 UNAVAILABLE: Connection dropped", as a control plane at load ~15 lost its watch 8 times
+// during a first push). Here this process is kept busy in synchronous turns against a real etcd.
+import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
+import { connectEtcd, type EtcdClient, type EtcdConnectionOptions } from '../src/etcd-client';
+import { KeyLayout } from '../src/keys';
+import { MeshStore } from '../src/store';
+import { MeshWatcher } from '../src/watcher';
+import { aService } from './fixtures';
+
+jest.setTimeout(180_000);
+
+/** Each synchronous turn; a ping's answer is read only turns after it was sent (see `proxy`). */
+const TURN_MS = 5_000;
+/** The timeout that dropped the watch before ETCD_KEEPALIVE's: a ping in a stretch of busy turns outlasts it. */
+const SHORT_TIMEOUT_MS = 10_000;
+
+let etcd: TestEtcd;
+/**
+ * The watch's way to etcd, in this process: a ping and its answer each wait for this process to
+ * read and forward them, as over a network they take longer than the moment between sending
+ * the ping and the turn that follows. Without it, on loopback the answer sometimes arrives in time.
+ */
+let proxy: TcpProxy;
+let layout: KeyLayout;
+let store: MeshStore;
+const clients: EtcdClient[] = [];
+const watchers: MeshWatcher[] = [];
+
+beforeAll(async () => {
+  // Pings every second: etcd sends GOAWAY "too_many_pings" to pings closer than --grpc-keepalive-min-time (5 s by default).
+  etcd = await startEtcd({ extraArgs: ['--grpc-keepalive-min-time=1s'] });
+  const target = new URL(etcd.endpoints[0]!);
+  proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
+  layout = new KeyLayout(etcd.prefix);
+  store = new MeshStore(etcd.client(), layout);
+});
+afterEach(async () => {
+  await Promise.all(watchers.splice(0).map((w) => w.close()));
+  for (const c of clients.splice(0)) c.close();
+});
+afterAll(async () => {
+  await proxy?.close();
+  await etcd?.close();
+});
+
+/** A mesh watch through the proxy with this keepalive, pinging every second; records its disconnects. */
+async function watchThroughProxy(keepalive: EtcdConnectionOptions['keepalive']) {
+  const client = connectEtcd({ endpoints: [`http://${proxy.host}:${proxy.port}`], keepalive });
+  clients.push(client);
+  const disconnects: string[] = [];
+  const watcher = MeshWatcher.start(client, layout, { onDisconnect: (code) => disconnects.push(code) });
+  watchers.push(watcher);
+  const resets: boolean[] = [];
+  watcher.on('update', (u) => resets.push(u.reset));
+  await watcher.whenReady();
+  await eventually('watch connected', () => watcher.live);
+  return { watcher, disconnects, resets };
+}
+
+/**
+ * Keeps this process busy: `turns` synchronous turns of TURN_MS, each started by setImmediate so
+ * that the loop runs its timers and reads its sockets between them, as a busy server's does.
+ * Stops early once `stop()` says so; resolves with the number of turns run.
+ */
+function busyTurns(turns: number, stop: () => boolean = () => false): Promise<number> {
+  return new Promise((resolve) => {
+    let run = 0;
+    const turn = () => {
+      if (run === turns || stop()) return resolve(run);
+      run += 1;
+      const end = Date.now() + TURN_MS;
+      while (Date.now() < end) {
+        // busy, as a long fan-out or first push is
+      }
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+  });
+}
+
+it('with a keepalive timeout shorter than a busy stretch, the watch is dropped though etcd answered (the fault)', async () => {
+  const { watcher, disconnects, resets } = await watchThroughProxy({ timeMs: 1_000, timeoutMs: SHORT_TIMEOUT_MS });
+  await busyTurns(8, () => disconnects.length > 0);
+  expect(disconnects).toEqual(['unavailable']);
+
+  // It recovers as before: the watch resumes from its revision (no second snapshot).
+  await store.createService(aService('after-the-drop'), 'test');
+  await eventually('change after the drop', () => watcher.state.services.has('after-the-drop'), 60_000);
+  expect(watcher.live).toBe(true);
+  expect(resets).toEqual([true, false]);
+});
+
+it('with the production keepalive, the same busy stretch keeps the watch', async () => {
+  const { watcher, disconnects, resets } = await watchThroughProxy({ timeMs: 1_000 });
+  const statuses: boolean[] = [];
+  watcher.on('status', ({ live }) => statuses.push(live));
+  expect(await busyTurns(5)).toBe(5);
+
+  await store.createService(aService('after-the-busy-stretch'), 'test');
+  await eventually('change after the busy stretch', () => watcher.state.services.has('after-the-busy-stretch'), 60_000);
+  expect(disconnects).toEqual([]);
+  expect(statuses).toEqual([]);
+  expect(resets).toEqual([true, false]);
+});
