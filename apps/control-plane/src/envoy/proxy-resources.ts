@@ -197,13 +197,14 @@ function sameParts(a: readonly unknown[], b: readonly unknown[]): boolean {
 // is projected once per policy object — every caller without an override shares the
 // callee's — and a change a route does not read (a callee's circuit breaker) gives an
 // equal input, so every caller's routes stay encoded as they were.
-const routeDependencies = new WeakMap<TrafficPolicy, { plain?: RouteDependency; limited: WeakMap<object, RouteDependency> }>();
+// `limited` is made for the first override only: most policies have none, and one is kept per policy object.
+const routeDependencies = new WeakMap<TrafficPolicy, { plain?: RouteDependency; limited?: WeakMap<object, RouteDependency> }>();
 function routeDependency({ dep, policy }: Dep): RouteDependency {
   const rateLimit = dep.override?.rateLimit;
   if (rateLimit === undefined) return plainRouteDependency(policy);
-  const byPolicy = routeDependenciesOf(policy);
-  let projected = byPolicy.limited.get(rateLimit);
-  if (!projected) byPolicy.limited.set(rateLimit, (projected = { policy: routePolicy(policy), override: { rateLimit } }));
+  const limited = (routeDependenciesOf(policy).limited ??= new WeakMap());
+  let projected = limited.get(rateLimit);
+  if (!projected) limited.set(rateLimit, (projected = { policy: routePolicy(policy), override: { rateLimit } }));
   return projected;
 }
 
@@ -213,9 +214,10 @@ function plainRouteDependency(policy: TrafficPolicy): RouteDependency {
   return (byPolicy.plain ??= { policy: routePolicy(policy) });
 }
 
-function routeDependenciesOf(policy: TrafficPolicy): { plain?: RouteDependency; limited: WeakMap<object, RouteDependency> } {
+function routeDependenciesOf(policy: TrafficPolicy): { plain?: RouteDependency; limited?: WeakMap<object, RouteDependency> } {
   let byPolicy = routeDependencies.get(policy);
-  if (!byPolicy) routeDependencies.set(policy, (byPolicy = { limited: new WeakMap() }));
+  // Both fields from the start: one object shape for every policy.
+  if (!byPolicy) routeDependencies.set(policy, (byPolicy = { plain: undefined, limited: undefined }));
   return byPolicy;
 }
 
@@ -411,7 +413,8 @@ function ownSidecarResources(
       ),
     );
   }
-  return resources;
+  // Kept per service model object (reused): a copy of exactly its length, not the list push grew to 17 slots.
+  return resources.slice();
 }
 
 function outboundSlot(perRouteRateLimit: boolean, outboundPort: number, settings: TranslatorSettings): string {

@@ -291,7 +291,12 @@ function callersOf(
   declaredBy: ReadonlyMap<string, ReadonlySet<string>>,
 ): string[] {
   const declaring = [...(declaredBy.get(name) ?? [])].map((caller) => records.get(caller)!.spec);
-  return callersByService([records.get(name)!.spec, ...declaring]).get(name) ?? [];
+  // A copy of exactly its length: the model keeps it per service, and the list was grown as push grows one (16+ slots).
+  return (
+    callersByService([records.get(name)!.spec, ...declaring])
+      .get(name)
+      ?.slice() ?? []
+  );
 }
 
 function allServiceNames(state: MeshStateView): Set<string> {
