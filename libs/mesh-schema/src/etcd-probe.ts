@@ -1,9 +1,27 @@
 // EtcdProbe: asks etcd for a linearizable read with a short deadline (on each
 // check(), and every second once started), so readiness follows a frozen or
 // leaderless etcd within seconds. A
-// watch stream alone notices only when gRPC keepalive gives up (30 + 10 s), and
-// a status call through the client's retry policy takes several deadlines.
+// watch stream alone notices only when gRPC keepalive gives up (ETCD_KEEPALIVE: up
+// to 30 + 60 s), and a status call through the client's retry policy takes several
+// deadlines. A busy process is not a silent etcd: the deadline is judged only after
+// this process has read its sockets (afterSocketsRead).
 import type { EtcdClient } from './etcd-client';
+
+/**
+ * How much longer than the probe's own deadline the gRPC call may run: it only bounds a call
+ * etcd never answers, since grpc-js's deadline is a plain timer and would fail a probe whose
+ * answer waits unread behind a busy turn.
+ */
+const CALL_DEADLINE_SLACK_MS = 30_000;
+
+/**
+ * Resolves `ms` from now, and not before this process has read its sockets twice since: Node
+ * runs due timers before its poll phase, so after a long synchronous turn a plain timer fires
+ * before an answer already received is read. setImmediate callbacks run after the poll phase.
+ */
+function afterSocketsRead(ms: number, onTimer: (timer: NodeJS.Timeout) => void): Promise<void> {
+  return new Promise((resolve) => onTimer(setTimeout(() => setImmediate(() => setImmediate(resolve)), ms)));
+}
 
 export interface EtcdProbeOptions {
   /** Between probes. Default 1 s. */
@@ -67,14 +85,14 @@ export class EtcdProbe {
 
   private async runProbe(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = Date.now() + this.timeoutMs + CALL_DEADLINE_SLACK_MS;
     try {
       // Linearizable (serializable: false): answered only through a leader with quorum.
       // Raced against a timer: the client's retry policy may try several times.
       await Promise.race([
         this.client.kv.range({ key: Buffer.from(this.opts.key), count_only: true, serializable: false }, { deadline }),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`etcd did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+        afterSocketsRead(this.timeoutMs, (t) => (timer = t)).then(() => {
+          throw new Error(`etcd did not answer within ${this.timeoutMs} ms`);
         }),
       ]);
       this.set(true);
