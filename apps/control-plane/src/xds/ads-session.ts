@@ -16,6 +16,10 @@ export abstract class AdsSession<Response> {
   private closed = false;
   private nonces = 0;
   private readonly pumps: PumpScheduler;
+  /** The stream's start as a number: every response compares it with its snapshot's change (convergenceStart). */
+  protected readonly connectedAtMs: number;
+  /** Every response's `control_plane`: one object per stream, not one per response (the encoder only reads it). */
+  protected readonly controlPlane: { identifier: string };
 
   constructor(
     protected readonly stream: StreamInfo,
@@ -28,6 +32,8 @@ export abstract class AdsSession<Response> {
     gate?: PumpGate,
   ) {
     this.pumps = new PumpScheduler(() => this.pump(), gate);
+    this.connectedAtMs = stream.connectedAt.getTime();
+    this.controlPlane = { identifier: controlPlaneId };
   }
 
   setSnapshot(snapshot: ProxySnapshot): void {

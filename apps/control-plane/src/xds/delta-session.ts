@@ -169,7 +169,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
       upserts,
       removals: changes.removals,
       systemVersion,
-      changedAt: convergenceStart(snapshot, this.stream),
+      changedAt: convergenceStart(snapshot, this.connectedAtMs),
       meshRevision: snapshot.meshRevision,
     };
     this.transmit(
@@ -189,7 +189,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryResponse> {
         removedResources: changes.removals,
         removedResourceNames: [],
         nonce,
-        controlPlane: { identifier: this.controlPlaneId },
+        controlPlane: this.controlPlane,
       },
       sentResponse(typeUrl, systemVersion, nonce, changes.upserts, snapshot.meshRevision),
     );

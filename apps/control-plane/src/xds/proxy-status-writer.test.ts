@@ -134,7 +134,7 @@ it('writes txns of WRITES_PER_TXN records, and halves them while an etcd with a 
   }
 });
 
-it('stores per type what each stream was last sent, ACKed and NACKed, for any order of events (property)', async () => {
+it('stores per type what each stream was last sent, ACKed and NACKed, for any order of events and flushes between them (property)', async () => {
   const layout = new KeyLayout(etcd.prefix);
   const store = new MeshStore(client, layout);
   const event = fc.record({
@@ -145,7 +145,7 @@ it('stores per type what each stream was last sent, ACKed and NACKed, for any or
   });
   let run = 0;
   await fc.assert(
-    fc.asyncProperty(fc.array(event, { maxLength: 25 }), async (events) => {
+    fc.asyncProperty(fc.array(event, { maxLength: 25 }), fc.nat(), async (events, cutAt) => {
       const service = `prop-${++run}`;
       const writer = new ProxyStatusWriter({
         client,
@@ -164,7 +164,14 @@ it('stores per type what each stream was last sent, ACKed and NACKed, for any or
       for (const stream of streams) writer.onStreamOpen(stream);
       // The reference: each stream's record types, keyed by short name (the record lists them in push order).
       const expected = new Map<number, Record<string, Record<string, unknown>>>(streams.map((s) => [s.streamId, {}]));
-      for (const e of events) {
+      // A flush part way: what it wrote leaves the backlog, and a record changed after it is queued (and written) again.
+      const cut = cutAt % (events.length + 1);
+      const touchedAfterCut = new Set(events.slice(cut).map((e) => e.stream));
+      for (const [i, e] of events.entries()) {
+        if (i === cut) {
+          await writer.flush();
+          expect(writer.backlog).toBe(0);
+        }
         const stream = streams[e.stream - 1]!;
         const types = expected.get(e.stream)!;
         const entry = (types[TYPE_SHORT_NAME[e.typeUrl as XdsTypeUrl]] ??= {});
@@ -179,7 +186,9 @@ it('stores per type what each stream was last sent, ACKed and NACKed, for any or
           entry['lastNack'] = { version: e.version, error: 'bad config', meshRevision: '9' };
         }
       }
+      expect(writer.backlog).toBe(cut === events.length ? 3 : touchedAfterCut.size);
       await writer.flush();
+      expect(writer.backlog).toBe(0);
       const stored = await store.listProxyStatuses(service);
       expect(stored).toHaveLength(3);
       for (const record of stored) {

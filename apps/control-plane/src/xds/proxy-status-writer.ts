@@ -96,6 +96,11 @@ interface Tracked {
   slots: (TypeStatus | undefined)[];
   /** A type got its first entry since `status.types` was last made. */
   typesAdded: boolean;
+  /**
+   * In the writer's `dirty` set (kept equal to `dirty.has(stream)` by markDirty and every take from the set): a storm's
+   * responses and ACKs find their record already waiting and skip the set.
+   */
+  dirty: boolean;
 }
 
 /** Each served type's index into `Tracked.slots`. */
@@ -135,26 +140,29 @@ export class ProxyStatusWriter implements XdsCallbacks {
   }
 
   onStreamOpen(stream: StreamInfo): void {
-    const now = new Date().toISOString();
     const controlPlane = this.options.controlPlaneId.slice(0, 256);
-    this.tracked.set(stream.streamId, {
-      updatedAtMs: Date.now(),
+    // The stream's status changes first as it opens: one date, formatted once (a flush writes updatedAt from updatedAtMs).
+    const connectedAt = stream.connectedAt.toISOString();
+    const tracked: Tracked = {
+      updatedAtMs: stream.connectedAt.getTime(),
       slots: ADS_PUSH_ORDER.map(() => undefined),
       typesAdded: false,
+      dirty: false,
       status: {
         service: stream.identity.service,
         nodeId: stream.nodeId.slice(0, 256),
         controlPlane,
         stream: `${controlPlane}/${stream.streamId}`,
-        connectedAt: stream.connectedAt.toISOString(),
-        updatedAt: now,
+        connectedAt,
+        updatedAt: connectedAt,
         // Every key in the schema's order from the start: the store then serializes the record as it is
         // (ProxyStatusEncoder) instead of parsing it with the schema again at every write.
         meshRevision: undefined,
         types: {},
       },
-    });
-    this.dirty.add(stream.streamId);
+    };
+    this.tracked.set(stream.streamId, tracked);
+    this.markDirty(stream.streamId, tracked);
   }
 
   onStreamClosed(stream: StreamInfo): void {
@@ -233,6 +241,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
         for (const [key] of taken) {
           const tracked = this.tracked.get(key);
           if (!tracked) continue;
+          tracked.dirty = false;
           tracked.status.updatedAt = new Date(tracked.updatedAtMs).toISOString();
           if (tracked.typesAdded) recordTypes(tracked);
           puts.push([key, tracked.status]);
@@ -268,6 +277,12 @@ export class ProxyStatusWriter implements XdsCallbacks {
   /** Every response and ACK lands here (thousands a second in a connection storm): a field, a number, a set entry. */
   private touch(streamId: number, tracked: Tracked, now = Date.now()): void {
     tracked.updatedAtMs = now;
+    if (!tracked.dirty) this.markDirty(streamId, tracked);
+  }
+
+  /** Queues a record for the next flush (a record already queued keeps its place: the longest waiting go first). */
+  private markDirty(streamId: number, tracked: Tracked): void {
+    tracked.dirty = true;
     this.dirty.add(streamId);
   }
 
@@ -294,7 +309,10 @@ export class ProxyStatusWriter implements XdsCallbacks {
     } catch (err) {
       count('error', deletes.length + puts.length);
       for (const [key, ref] of deletes) this.gone.set(key, ref);
-      for (const [key] of puts) if (this.tracked.has(key)) this.dirty.add(key);
+      for (const [key] of puts) {
+        const tracked = this.tracked.get(key);
+        if (tracked) this.markDirty(key, tracked);
+      }
       throw err;
     }
   }
@@ -308,7 +326,7 @@ export class ProxyStatusWriter implements XdsCallbacks {
       this.options.logger.warn({ err }, 'proxy status lease lost; re-registering all statuses');
       this.lease = undefined;
       this.leaseId = undefined;
-      for (const key of this.tracked.keys()) this.dirty.add(key);
+      this.tracked.forEach((tracked, key) => this.markDirty(key, tracked));
     });
     this.lease = lease;
     try {

@@ -3,7 +3,6 @@
 // listeners and routes that point at them, and removals last.
 import { TypeUrl, type XdsTypeUrl } from '@trellis/envoy-types';
 import { endpointsNameOf, type XdsResource } from '../resource';
-import type { StreamInfo } from './callbacks';
 import type { ProxySnapshot } from './snapshot-cache';
 
 /** How long listeners and routes wait for a client to ask for a new cluster's endpoints. */
@@ -45,6 +44,6 @@ export function endpointsPending(
  * the snapshot was first seen — but only for changes made while this stream was
  * connected (a fresh stream catching up is not convergence).
  */
-export function convergenceStart(snapshot: ProxySnapshot, stream: StreamInfo): number {
-  return snapshot.changedAt >= stream.connectedAt.getTime() ? snapshot.changedAt : 0;
+export function convergenceStart(snapshot: ProxySnapshot, streamConnectedAtMs: number): number {
+  return snapshot.changedAt >= streamConnectedAtMs ? snapshot.changedAt : 0;
 }

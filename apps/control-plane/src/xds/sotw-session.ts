@@ -140,7 +140,7 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
       version: desired.version,
       nonce,
       resources: desired.resources,
-      changedAt: convergenceStart(snapshot, this.stream),
+      changedAt: convergenceStart(snapshot, this.connectedAtMs),
       meshRevision: snapshot.meshRevision,
       inFlight: true,
     };
@@ -152,7 +152,7 @@ export class SotwSession extends AdsSession<DiscoveryResponse> {
         canary: false,
         typeUrl,
         nonce,
-        controlPlane: { identifier: this.controlPlaneId },
+        controlPlane: this.controlPlane,
       },
       sentResponse(typeUrl, desired.version, nonce, resources, snapshot.meshRevision, bytes),
     );
