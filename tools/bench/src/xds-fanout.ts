@@ -163,7 +163,13 @@ const args = parseBenchArgs(
         "'MALLOC_MMAP_THRESHOLD_=32768', with which freed large buffers go back to the system at once).",
     },
     'floor-node-options': { type: 'string', default: '', help: "node/V8 options for the floor's process." },
-    'clients-node-options': { type: 'string', default: '', help: "node/V8 options for the simulated proxies' process." },
+    'clients-node-options': {
+      type: 'string',
+      default: '',
+      help:
+        "node/V8 options for the simulated proxies' process, after its own young generation of at least 16 MB " +
+        "(CLIENTS_V8_OPTIONS; '--min-semi-space-size=0' gives it V8's default back).",
+    },
     'clients-window-bytes': {
       type: 'string',
       help:
@@ -646,7 +652,12 @@ interface Proxy {
   versions: Map<string, string>;
   /** Cluster versions before the round, for the "got a new version" check. */
   clusterVersionBefore: string;
-  arrivals: number[];
+  /**
+   * Responses since the round was armed, and when the first came: two numbers per proxy, not an array made anew for
+   * each of 5,000 proxies every round (the clients process's allocation decides its GC, and with it slow rounds).
+   */
+  arrivals: number;
+  firstArrivalAt: number;
   answered: Set<string>;
   /** Streams opened again after their connection went away (the server's GOAWAY at its max connection age). */
   reconnects: number;
@@ -723,6 +734,13 @@ function nodeBytesOf(node: Node): Uint8Array {
   return Buffer.concat([own, envoyNodeTail]);
 }
 
+/** Whether two sorted name lists are the same. */
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const SOTW_PATH = AggregatedDiscoveryServiceService.streamAggregatedResources.path;
 const DELTA_PATH = AggregatedDiscoveryServiceService.deltaAggregatedResources.path;
 
@@ -761,13 +779,15 @@ const sotwStream =
       const resourceBytes = response.resourceBytes;
       const held = last.get(typeUrl);
       const resent = resubscribed.delete(typeUrl) && held?.version === response.versionInfo;
+      // What a proxy holds lives from one change to the next, so V8 moves it to the old generation; a string or list
+      // equal to the one held is dropped young instead of replacing it (a replaced one is old garbage: mark-compacts).
       if (held) {
-        held.version = response.versionInfo;
+        if (held.version !== response.versionInfo) held.version = response.versionInfo;
         held.nonce = response.nonce;
       } else {
         last.set(typeUrl, { version: response.versionInfo, nonce: response.nonce });
       }
-      proxy.versions.set(typeUrl, response.versionInfo);
+      if (proxy.versions.get(typeUrl) !== response.versionInfo) proxy.versions.set(typeUrl, response.versionInfo);
       // ACK every response, as Envoy does.
       request(stream, typeUrl, subscribed.get(typeUrl) ?? []);
       // What the proxy held already, answering its re-subscription: nothing changed, so Envoy re-creates nothing.
@@ -775,10 +795,11 @@ const sotwStream =
       received(typeUrl, resourceBytes);
       if (!follow || !names) return;
       const before = subscribed.get(follow);
-      if (before && before.join() === names.join() && follow !== TypeUrl.ClusterLoadAssignment) return;
-      subscribed.set(follow, names);
+      const same = before !== undefined && sameNames(before, names);
+      if (same && follow !== TypeUrl.ClusterLoadAssignment) return;
+      if (!same) subscribed.set(follow, names);
       resubscribed.delete(follow);
-      request(stream, follow, names);
+      request(stream, follow, same ? before : names);
     };
     keepOpen(proxy, node, connection, SOTW_PATH, onResponse, (stream, resubscribe) => {
       if (resubscribe) {
@@ -820,9 +841,13 @@ const deltaStream =
         resubscribed.delete(typeUrl) &&
         response.names.every((name, i) => versions.get(name) === response.versions[i]) &&
         response.removed.every((name) => !versions.has(name));
-      for (let i = 0; i < response.names.length; i++) versions.set(response.names[i]!, response.versions[i]!);
+      // As for SotW: a version equal to the one held is not stored again (what is held is old-generation memory).
+      for (let i = 0; i < response.names.length; i++) {
+        const name = response.names[i]!;
+        if (versions.get(name) !== response.versions[i]) versions.set(name, response.versions[i]!);
+      }
       for (const name of response.removed) versions.delete(name);
-      proxy.versions.set(typeUrl, response.systemVersionInfo);
+      if (proxy.versions.get(typeUrl) !== response.systemVersionInfo) proxy.versions.set(typeUrl, response.systemVersionInfo);
       // Subscribe to the endpoints and routes of new clusters and listeners (the server resends endpoints of re-created clusters itself).
       const follow = FOLLOWS.get(typeUrl);
       const before = follow ? subscribed.get(follow) : undefined;
@@ -892,7 +917,8 @@ async function clientsRole(): Promise<void> {
       affected: mesh.callsHub(service),
       versions: new Map(),
       clusterVersionBefore: '',
-      arrivals: [],
+      arrivals: 0,
+      firstArrivalAt: 0,
       answered: new Set(),
       reconnects: 0,
     };
@@ -909,8 +935,8 @@ async function clientsRole(): Promise<void> {
       if (!armed) return;
       responses++;
       bytes += size;
-      proxy.arrivals.push(at);
-      if (proxy.affected && proxy.arrivals.length === 1 && ++affectedReceived === affectedCount)
+      if (proxy.arrivals++ === 0) proxy.firstArrivalAt = at;
+      if (proxy.affected && proxy.arrivals === 1 && ++affectedReceived === affectedCount)
         tell({ type: 'all-affected-received', cpuSeconds: cpuSecondsSince({ user: 0, system: 0 }), at } satisfies FromClients);
     });
   };
@@ -945,7 +971,7 @@ async function clientsRole(): Promise<void> {
       tell(gcIn(message));
     } else if (message.type === 'arm') {
       for (const proxy of proxies) {
-        proxy.arrivals = [];
+        proxy.arrivals = 0;
         proxy.clusterVersionBefore = proxy.versions.get(TypeUrl.Cluster) ?? '';
       }
       affectedReceived = 0;
@@ -971,16 +997,16 @@ async function clientsRole(): Promise<void> {
       result.reconnects = result.reconnectsTotal - reconnectsAtArm;
       for (const proxy of proxies) {
         if (!proxy.affected) {
-          result.toUnaffected += proxy.arrivals.length;
+          result.toUnaffected += proxy.arrivals;
           continue;
         }
-        if (proxy.arrivals.length === 0) {
+        if (proxy.arrivals === 0) {
           result.missing++;
           continue;
         }
-        result.arrivals.push(proxy.arrivals[0]!);
+        result.arrivals.push(proxy.firstArrivalAt);
         // The clusters profile gets exactly one response; a sidecar also gets the endpoints of its re-created cluster.
-        if (profile === 'clusters') result.extraToAffected += proxy.arrivals.length - 1;
+        if (profile === 'clusters') result.extraToAffected += proxy.arrivals - 1;
         if (proxy.versions.get(TypeUrl.Cluster) === proxy.clusterVersionBefore) result.staleVersion++;
       }
       tell(result);
@@ -1167,9 +1193,21 @@ function commonArgs(): string[] {
   ];
 }
 
-/** The node/V8 options given for one side's processes. */
+/**
+ * The simulated Envoys' process keeps a young generation of at least 16 MB (V8's default grows to 16 MB and shrinks
+ * back to 1 MB). An Envoy receiving xDS collects no garbage; the simulator's garbage should at least die young. Left
+ * to V8, the clients idle ~9 s between the control plane's rounds (its status writes), V8 shrinks their young
+ * generation to ~1 MB, and a round's ~8 MB of short-lived per-message objects (node:http2's, the ACKs) then ran ~8
+ * scavenges, each moving what was in flight to the old generation (~2.5 MB a round): a mark-compact every 2-3 rounds,
+ * 0.1-0.15 CPU-s in the round it fell in, the slow rounds of the 10,000 / 5,000 runs. With the floor (a round every
+ * ~3 s) the young generation stayed large. --max-semi-space-size=64 (a larger ceiling, not a floor) was worse.
+ */
+const CLIENTS_V8_OPTIONS = ['--min-semi-space-size=16'];
+
+/** The node/V8 options given for one side's processes (the clients' own first: a later flag overrides). */
 function nodeOptions(side: 'cp' | 'floor' | 'clients'): string[] {
-  return args[`${side}-node-options`]!.split(' ').filter(Boolean);
+  const given = args[`${side}-node-options`]!.split(' ').filter(Boolean);
+  return side === 'clients' ? [...CLIENTS_V8_OPTIONS, ...given] : given;
 }
 
 /** --cp-env 'A=1 B=2': variables for the control plane's process, over the benchmark's own. */
