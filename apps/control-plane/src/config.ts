@@ -106,6 +106,12 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
    * stream per connection); more are refused with RESOURCE_EXHAUSTED.
    */
   TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION: env.int(16, 1, 1_000),
+  /**
+   * The largest request a stream may send, in bytes (gRPC's and istiod's default, 4 MiB; an Envoy's first request is
+   * ~52 KB). A request is held until its last byte arrives, so one connection can make the control plane hold at
+   * most its streams times this; a larger request is refused with RESOURCE_EXHAUSTED at its 5-byte length prefix.
+   */
+  TRELLIS_XDS_MAX_REQUEST_BYTES: env.int(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
   /** A stream that sends no first request within this is ended with DEADLINE_EXCEEDED. */
   TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS: env.int(10_000, 100, 300_000),
   /** How often proxy statuses are written to etcd, and how many per round. */

@@ -65,6 +65,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_CONTROL_PLANE_ID'
   | 'TRELLIS_XDS_DEBOUNCE_MS'
   | 'TRELLIS_XDS_MAX_STREAMS_PER_CONNECTION'
+  | 'TRELLIS_XDS_MAX_REQUEST_BYTES'
   | 'TRELLIS_ADMIN_TOKEN'
   | 'TRELLIS_ADMIN_TOKEN_FILE'
   | 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS'
@@ -268,6 +269,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     'grpc.keepalive_timeout_ms': 10_000,
     // No ping policing: grpc-js reads none of gRPC core's enforcement options (docs/security.md, "Limits on the wire").
     'grpc.max_send_message_length': XDS_MAX_MESSAGE_BYTES,
+    // With the streams cap, what one connection can make us hold: grpc-js refuses a larger message at its prefix.
+    'grpc.max_receive_message_length': config.TRELLIS_XDS_MAX_REQUEST_BYTES,
     // Nothing here serves channelz, and its bookkeeping (a tracker per call, a timestamp per message) is ~5 % of
     // grpc-js's server CPU in a connection storm; the connection limits and metrics do not read it.
     'grpc.enable_channelz': 0,

@@ -105,6 +105,13 @@ const SETTINGS: Record<AppName, Setting[]> = {
       becomes: '32',
       bad: ['0', '1001'],
     },
+    {
+      value: 'xds.maxRequestBytes',
+      variable: 'TRELLIS_XDS_MAX_REQUEST_BYTES',
+      set: '1048576',
+      becomes: '1048576',
+      bad: ['65535', '67108865'],
+    },
     { value: 'xds.firstRequestTimeoutMs', variable: 'TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS', set: '2000', becomes: '2000', bad: ['99'] },
     { value: 'xds.fanoutSliceMs', variable: 'TRELLIS_XDS_FANOUT_SLICE_MS', set: '0', becomes: '0', bad: ['10001'] },
     { value: 'proxyStatus.maxDeferMs', variable: 'TRELLIS_PROXY_STATUS_MAX_DEFER_MS', set: '0', becomes: '0', bad: ['600001', '-1'] },
