@@ -5,6 +5,7 @@
 // to 30 + 60 s), and a status call through the client's retry policy takes several
 // deadlines. A busy process is not a silent etcd: the deadline is judged only after
 // this process has read its sockets (afterSocketsRead).
+import { afterSocketsRead } from '@trellis/runtime';
 import type { EtcdClient } from './etcd-client';
 
 /**
@@ -13,15 +14,6 @@ import type { EtcdClient } from './etcd-client';
  * answer waits unread behind a busy turn.
  */
 const CALL_DEADLINE_SLACK_MS = 30_000;
-
-/**
- * Resolves `ms` from now, and not before this process has read its sockets twice since: Node
- * runs due timers before its poll phase, so after a long synchronous turn a plain timer fires
- * before an answer already received is read. setImmediate callbacks run after the poll phase.
- */
-function afterSocketsRead(ms: number, onTimer: (timer: NodeJS.Timeout) => void): Promise<void> {
-  return new Promise((resolve) => onTimer(setTimeout(() => setImmediate(() => setImmediate(resolve)), ms)));
-}
 
 export interface EtcdProbeOptions {
   /** Between probes. Default 1 s. */
@@ -84,22 +76,22 @@ export class EtcdProbe {
   }
 
   private async runProbe(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+    let cancelTimeout: (() => void) | undefined;
     const deadline = Date.now() + this.timeoutMs + CALL_DEADLINE_SLACK_MS;
     try {
       // Linearizable (serializable: false): answered only through a leader with quorum.
-      // Raced against a timer: the client's retry policy may try several times.
+      // Raced against a timeout: the client's retry policy may try several times.
       await Promise.race([
         this.client.kv.range({ key: Buffer.from(this.opts.key), count_only: true, serializable: false }, { deadline }),
-        afterSocketsRead(this.timeoutMs, (t) => (timer = t)).then(() => {
-          throw new Error(`etcd did not answer within ${this.timeoutMs} ms`);
+        new Promise<never>((_, reject) => {
+          cancelTimeout = afterSocketsRead(this.timeoutMs, () => reject(new Error(`etcd did not answer within ${this.timeoutMs} ms`)));
         }),
       ]);
       this.set(true);
     } catch (err) {
       this.set(false, err as Error);
     } finally {
-      clearTimeout(timer);
+      cancelTimeout?.();
     }
   }
 

@@ -2,11 +2,13 @@
 // runs due timers before it reads sockets: when the event loop is busy from just after a ping
 // until past the ping's timeout, the connection is dropped though etcd answered at once
 // ("14 UNAVAILABLE: Connection dropped", as a control plane at load ~15 lost its watch 8 times
-// during a first push). Here this process is kept busy in synchronous turns against a real etcd.
-import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
+// during a first push); the lease keep-alive's and the readiness probe's (etcd-probe.test.ts)
+// deadlines were timers too. Here this process is kept busy in synchronous turns against a real etcd.
+import { busyTurns, eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
 import { connectEtcd, type EtcdClient, type EtcdConnectionOptions } from '../src/etcd-client';
 import { KeyLayout } from '../src/keys';
 import { MeshStore } from '../src/store';
+import { LeaseKeepAliveStream } from '../src/store/lease-keep-alive';
 import { MeshWatcher } from '../src/watcher';
 import { aService } from './fixtures';
 
@@ -60,30 +62,9 @@ async function watchThroughProxy(keepalive: EtcdConnectionOptions['keepalive']) 
   return { watcher, disconnects, resets };
 }
 
-/**
- * Keeps this process busy: `turns` synchronous turns of TURN_MS, each started by setImmediate so
- * that the loop runs its timers and reads its sockets between them, as a busy server's does.
- * Stops early once `stop()` says so; resolves with the number of turns run.
- */
-function busyTurns(turns: number, stop: () => boolean = () => false): Promise<number> {
-  return new Promise((resolve) => {
-    let run = 0;
-    const turn = () => {
-      if (run === turns || stop()) return resolve(run);
-      run += 1;
-      const end = Date.now() + TURN_MS;
-      while (Date.now() < end) {
-        // busy, as a long fan-out or first push is
-      }
-      setImmediate(turn);
-    };
-    setImmediate(turn);
-  });
-}
-
 it('with a keepalive timeout shorter than a busy stretch, the watch is dropped though etcd answered (the fault)', async () => {
   const { watcher, disconnects, resets } = await watchThroughProxy({ timeMs: 1_000, timeoutMs: SHORT_TIMEOUT_MS });
-  await busyTurns(8, () => disconnects.length > 0);
+  await busyTurns(8, TURN_MS, () => disconnects.length > 0);
   expect(disconnects).toEqual(['unavailable']);
 
   // It recovers as before: the watch resumes from its revision (no second snapshot).
@@ -97,11 +78,28 @@ it('with the production keepalive, the same busy stretch keeps the watch', async
   const { watcher, disconnects, resets } = await watchThroughProxy({ timeMs: 1_000 });
   const statuses: boolean[] = [];
   watcher.on('status', ({ live }) => statuses.push(live));
-  expect(await busyTurns(5)).toBe(5);
+  expect(await busyTurns(5, TURN_MS)).toBe(5);
 
   await store.createService(aService('after-the-busy-stretch'), 'test');
   await eventually('change after the busy stretch', () => watcher.state.services.has('after-the-busy-stretch'), 60_000);
   expect(disconnects).toEqual([]);
   expect(statuses).toEqual([]);
   expect(resets).toEqual([true, false]);
+});
+
+it('a lease refresh answered during a busy stretch is not taken for a stuck stream', async () => {
+  const client = connectEtcd({ endpoints: etcd.endpoints });
+  clients.push(client);
+  const lease = await client.leaseClient.leaseGrant({ TTL: 60 });
+  // A deadline shorter than each turn: the answer arrives during a turn and is read after it.
+  const keepAlive = new LeaseKeepAliveStream(client, 1_000);
+  try {
+    expect(await keepAlive.refresh(lease.ID)).toBe(true); // the stream is open
+    const refreshed = keepAlive.refresh(lease.ID);
+    await busyTurns(3, 2_000);
+    expect(await refreshed).toBe(true);
+  } finally {
+    keepAlive.close();
+    await client.leaseClient.leaseRevoke({ ID: lease.ID });
+  }
 });

@@ -1,7 +1,7 @@
 // EtcdProbe against a real etcd that is frozen (SIGSTOP) and thawed: the watch
 // stream would not notice for up to 90 s; the probe says so within its deadline. A busy
 // event loop (turns longer than the deadline) is not taken for a silent etcd.
-import { eventually, startEtcd, type TestEtcd } from '@trellis/testing';
+import { busyTurns, eventually, startEtcd, type TestEtcd } from '@trellis/testing';
 import { connectEtcd } from '../src/etcd-client';
 import { EtcdProbe } from '../src/etcd-probe';
 import { KeyLayout } from '../src/keys';
@@ -42,23 +42,6 @@ it('fails a check within its deadline while etcd is frozen, and passes again onc
     client.close();
   }
 });
-
-/** `turns` synchronous turns of `turnMs`, each started by setImmediate (timers run and sockets are read between them). */
-function busyTurns(turns: number, turnMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    let run = 0;
-    const turn = () => {
-      if (run === turns) return resolve();
-      run += 1;
-      const end = Date.now() + turnMs;
-      while (Date.now() < end) {
-        // busy, as an overloaded first push is
-      }
-      setImmediate(turn);
-    };
-    setImmediate(turn);
-  });
-}
 
 it('does not take a busy event loop for a silent etcd', async () => {
   const client = connectEtcd({ endpoints: etcd.endpoints });

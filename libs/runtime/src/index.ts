@@ -1,5 +1,6 @@
 // The lifecycle kit every app shares. The gRPC half is `@trellis/runtime/grpc`, so an app
 // without gRPC (the registry) does not bundle grpc-js.
+export { afterSocketsRead } from './after-sockets-read';
 export { certificateNotAfterSeconds, registerCertificateExpiryGauge } from './certificate-expiry';
 export { ConfigError, env, etcdEnvSchema, grpcConnectionEnv, httpLimitsEnv, loadConfig, tlsLimitsEnv, type EtcdEnv } from './config';
 export { Health, opsRouter, type MetricsSource, type ReadinessCheck, type ReadinessListener } from './health';

@@ -1,4 +1,5 @@
 export { findBinary, INSTALL_HINT } from './binaries';
+export { busyTurns } from './busy-loop';
 export { ManagedProcess, waitUntil, withPortRetry } from './child-process';
 export { eventually } from './eventually';
 export { startEtcd, type StartEtcdOptions, type TestEtcd } from './etcd';

@@ -2,6 +2,7 @@
 // a stream already open, instead of a stream opened and closed per refresh (what a
 // heartbeat does). etcd answers every request on the stream with its lease's ID.
 import type { Etcd3, IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
+import { afterSocketsRead } from '@trellis/runtime';
 
 type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>;
 
@@ -25,14 +26,14 @@ export class LeaseKeepAliveStream {
   refresh(leaseId: string): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       const stream = this.open();
-      // No answer in time: the stream is stuck; replacing it fails what waits on it.
-      const timer = setTimeout(
-        () => this.reset(new Error(`lease keep-alive for ${leaseId} got no answer in ${this.timeoutMs} ms`), stream),
-        this.timeoutMs,
+      // No answer in time: the stream is stuck; replacing it fails what waits on it. Judged
+      // after this process read its sockets: a busy turn is not a stuck stream.
+      const cancelTimeout = afterSocketsRead(this.timeoutMs, () =>
+        this.reset(new Error(`lease keep-alive for ${leaseId} got no answer in ${this.timeoutMs} ms`), stream),
       );
       const waiter: Waiter = {
-        resolve: (alive) => (clearTimeout(timer), resolve(alive)),
-        reject: (err) => (clearTimeout(timer), reject(err)),
+        resolve: (alive) => (cancelTimeout(), resolve(alive)),
+        reject: (err) => (cancelTimeout(), reject(err)),
       };
       const queue = this.waiting.get(leaseId);
       if (queue) queue.push(waiter);
