@@ -92,11 +92,11 @@ it('a lease refresh answered during a busy stretch is not taken for a stuck stre
   clients.push(client);
   const lease = await client.leaseClient.leaseGrant({ TTL: 60 });
   // A deadline shorter than each turn: the answer arrives during a turn and is read after it.
-  const keepAlive = new LeaseKeepAliveStream(client, 1_000);
+  const keepAlive = new LeaseKeepAliveStream(client, 3_000);
   try {
     expect(await keepAlive.refresh(lease.ID)).toBe(true); // the stream is open
     const refreshed = keepAlive.refresh(lease.ID);
-    await busyTurns(3, 2_000);
+    await busyTurns(2, 5_000);
     expect(await refreshed).toBe(true);
   } finally {
     keepAlive.close();

@@ -43,11 +43,11 @@ async function pingThenBusy(startTimer: (ms: number, onTimeout: () => void) => v
 }
 
 it('reads an answer that arrived during a busy turn before calling the timeout', async () => {
-  expect(await pingThenBusy((ms, fn) => afterSocketsRead(ms, fn), 1_000)).toEqual(['answer', 'timeout']);
+  expect(await pingThenBusy((ms, fn) => afterSocketsRead(ms, fn), 2_000)).toEqual(['answer', 'timeout']);
 });
 
 it('(a plain timer fires first: what it replaces)', async () => {
-  expect(await pingThenBusy((ms, fn) => setTimeout(fn, ms), 1_000)).toEqual(['timeout', 'answer']);
+  expect(await pingThenBusy((ms, fn) => setTimeout(fn, ms), 2_000)).toEqual(['timeout', 'answer']);
 });
 
 it('is not called once cancelled, also between its timer and its call', async () => {
