@@ -172,6 +172,8 @@ interface ReusedInput {
   readonly next: ReusedInput | undefined;
 }
 const inputs = new WeakMap<object, ReusedInput>();
+/** The parts of a slot whose anchor and slot name already say everything its input is made of (parts are kept per entry). */
+const NO_PARTS: readonly unknown[] = [];
 function reused<I>(anchor: object, slot: string, parts: readonly unknown[], make: () => I): I {
   let known = inputs.get(anchor);
   while (known !== undefined && known.slot !== slot) known = known.next;
@@ -275,7 +277,7 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
         // Through the memo the same input object keeps its digest (canonicalDigest remembers it by object).
         make === direct
           ? { clusterName: edsName, localities: upstream.localities }
-          : reused(upstream.localities, edsName, [edsName, upstream.localities], () => ({
+          : reused(upstream.localities, edsName, NO_PARTS, () => ({
               clusterName: edsName,
               localities: upstream.localities,
             })),
@@ -289,13 +291,14 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
 // RouteDependency and RouteTarget of equal content, digested once per callee, and
 // every caller keeps its resource without a digest of its own.
 function outboundRoutes(service: ServiceModel, httpDeps: readonly Dep[]): XdsResource {
-  const deps: Array<{ dep: RouteDependency; callee: RouteTarget }> = [];
-  const parts: unknown[] = [service.name];
-  for (const d of httpDeps) {
-    const projected = { dep: routeDependency(d), callee: routeTarget(d.callee) };
-    deps.push(projected);
-    parts.push(projectionDigest(projected.dep), projectionDigest(projected.callee));
-  }
+  const deps = httpDeps.map((d) => ({ dep: routeDependency(d), callee: routeTarget(d.callee) }));
+  // Kept with the routes (reused): an array of exactly its length, not one push grew to 17 slots.
+  const parts = new Array<unknown>(1 + 2 * deps.length);
+  parts[0] = service.name;
+  deps.forEach((projected, i) => {
+    parts[1 + 2 * i] = projectionDigest(projected.dep);
+    parts[2 + 2 * i] = projectionDigest(projected.callee);
+  });
   return reused(service, 'outboundRoutes', parts, () => build.outboundRoutes({ source: service.name, deps }));
 }
 
@@ -372,7 +375,7 @@ function ownSidecarResources(
       ),
     );
   if (service.inbound && service.protocol !== 'tcp')
-    resources.push(build.inboundRoutes(reused(own, 'routes', [own], () => ({ service: own }))));
+    resources.push(build.inboundRoutes(reused(own, 'routes', NO_PARTS, () => ({ service: own }))));
   if (httpDeps) {
     resources.push(
       build.outboundListener(
