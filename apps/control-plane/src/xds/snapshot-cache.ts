@@ -120,7 +120,15 @@ interface Pooled {
   refs: number;
 }
 
-interface HeldType {
+/**
+ * A type as the cache makes it, with what it counts of it: a field of the type rather than an entry in a Map by type
+ * (a connection storm makes ~17,000 types at 5,000 streams; the Map's entries, their objects and its growth were kept
+ * or thrown away with them).
+ */
+interface CachedType extends TypeSnapshot {
+  /** Its resources are counted in the pool; false once no pooled snapshot holds it any more (or never pooled). */
+  held: boolean;
+  /** How many pooled snapshots hold it. */
   holders: number;
   /** Its key in `sharedTypes`, when shared. */
   sharedKey: string | undefined;
@@ -156,11 +164,6 @@ export class SnapshotCache<M> implements SnapshotSource {
   private readonly unbuilt = new Set<Entry<M>>();
   /** Encoded resources shared by every snapshot that holds the same content. */
   private readonly pool = new Map<string, Pooled>();
-  /**
-   * Types held by pooled snapshots, with how many snapshots hold each: a type's resources count once in the
-   * pool however many snapshots hold it (kept from an identity's previous snapshot, or shared by identities).
-   */
-  private readonly held = new Map<TypeSnapshot, HeldType>();
   /**
    * Sidecars' clusters and endpoints by content (type URL and their resources' hashes in name order), shared by
    * every sidecar identity that holds that content: a callee's change gives its hundreds of callers the same
@@ -412,7 +415,7 @@ export class SnapshotCache<M> implements SnapshotSource {
     if (!byKey) byEndpoints.set(endpoints, (byKey = new Map()));
     const known = byKey.get(key);
     // Still held by some snapshot (the one translated may have lost its last stream since): else translate.
-    if (known && this.held.has(known.clusters) && this.held.has(known.endpoints)) return this.adopt(entry, known);
+    if (known && (known.clusters as CachedType).held && (known.endpoints as CachedType).held) return this.adopt(entry, known);
     const changed = this.translated(entry);
     if (entry.current) {
       const types = entry.snapshot!.types;
@@ -521,9 +524,8 @@ export class SnapshotCache<M> implements SnapshotSource {
       resources = DERIVED_TYPES.has(typeUrl) ? new DerivedResources(typeUrl, identity) : new Map<string, XdsResource>();
       for (const resource of built.values()) resources.set(resource.name, pooled ? this.intern(resource) : resource);
     }
-    const type = { version: versionOf(resources.values()), resources };
-    // Its resources were just counted in the pool by intern (track would look each up again).
-    if (pooled) this.held.set(type, { holders: 0, sharedKey: undefined });
+    // Pooled: its resources were just counted in the pool by intern (track would look each up again).
+    const type: CachedType = { version: versionOf(resources.values()), resources, held: pooled, holders: 0, sharedKey: undefined };
     return type;
   }
 
@@ -540,14 +542,19 @@ export class SnapshotCache<M> implements SnapshotSource {
     return type;
   }
 
-  /** A type's holders; the first time a type is seen its resources are retained in the pool. */
-  private track(type: TypeSnapshot): HeldType {
-    let held = this.held.get(type);
-    if (!held) {
-      this.held.set(type, (held = { holders: 0, sharedKey: undefined }));
+  /**
+   * A type (every type is one the cache made) with its holders; the first time it is held (again) its resources are
+   * retained in the pool. Types held by pooled snapshots count their resources once in the pool however many snapshots
+   * hold them (kept from an identity's previous snapshot, or shared by identities).
+   */
+  private track(type: TypeSnapshot): CachedType {
+    const cached = type as CachedType;
+    if (!cached.held) {
+      cached.held = true;
+      cached.holders = 0;
       for (const resource of type.resources.values()) this.retain(resource);
     }
-    return held;
+    return cached;
   }
 
   /** The pooled copy of a resource with the same content, counted once more for the type taking it; the hash covers the name, which Envoy encodes in every resource. */
@@ -576,10 +583,11 @@ export class SnapshotCache<M> implements SnapshotSource {
 
   /** One snapshot fewer holds a type. */
   private releaseType(type: TypeSnapshot): void {
-    const held = this.held.get(type);
-    if (!held || --held.holders > 0) return;
-    this.held.delete(type);
+    const held = type as CachedType;
+    if (!held.held || --held.holders > 0) return;
+    held.held = false;
     if (held.sharedKey !== undefined) this.sharedTypes.delete(held.sharedKey);
+    held.sharedKey = undefined;
     for (const resource of type.resources.values()) {
       const pooled = this.pool.get(resource.hash);
       if (pooled?.resource === resource && --pooled.refs <= 0) {
