@@ -1,17 +1,18 @@
 // One way to connect to etcd, with a fault policy chosen on purpose (etcd3's
 // default 5 s host circuit breaker keeps failing calls after etcd is back).
 import { readFileSync } from 'node:fs';
-import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff } from 'cockatiel';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, noop, retry, type IBackoff, type IPolicy } from 'cockatiel';
 import {
   Etcd3,
   EtcdInvalidAuthTokenError,
   EtcdPermissionDeniedError,
   EtcdWatchStreamEnded,
+  GRPCDeadlineExceededError,
   isRecoverableError,
   type IKeyValue,
   type IOptions,
 } from 'etcd3';
-import type { EtcdEnv } from '@trellis/runtime';
+import { afterSocketsRead, type EtcdEnv } from '@trellis/runtime';
 
 export interface EtcdConnectionOptions {
   /** `http://` or `https://` client URLs; calls spread over them and fail over. */
@@ -31,6 +32,13 @@ export interface EtcdConnectionOptions {
 
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+/**
+ * How much longer than the call timeout grpc-js's own deadline is: that deadline is a plain timer,
+ * which fails a call whose answer waits unread behind a long synchronous turn (and a retried create
+ * then meets its own first attempt: "already exists"). The call timeout is judged by
+ * withSocketAwareDeadline instead; grpc-js's deadline only ends a call etcd never answers.
+ */
+const GRPC_DEADLINE_SLACK_MS = 30_000;
 
 /**
  * Keepalive pings find an etcd that stopped answering with its socket still open (frozen,
@@ -52,7 +60,7 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
   const options: IOptions = {
     hosts: opts.endpoints,
     dialTimeout: callTimeoutMs,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs + GRPC_DEADLINE_SLACK_MS }),
     grpcOptions: {
       'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_BYTES,
       'grpc.keepalive_time_ms': opts.keepalive?.timeMs ?? ETCD_KEEPALIVE.timeMs,
@@ -71,8 +79,12 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
       }),
       // With several endpoints, skip a dead one briefly; with one there is nowhere
       // else to go, so a breaker would only delay noticing that etcd is back.
+      // Each attempt on a host ends after the call timeout, judged after this process read its sockets.
       host: () =>
-        multiHost ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }) : noop,
+        withSocketAwareDeadline(
+          multiHost ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(3) }) : noop,
+          callTimeoutMs,
+        ),
       // Watch streams reconnect quickly (0.1 s … 2 s), not after etcd3's default up to 30 s;
       // at once when no watch is left (see WatchReconnectBackoff).
       // etcd3 calls `.next()` on this to (re)start the sequence, as with its own
@@ -89,6 +101,31 @@ export function connectEtcd(opts: EtcdConnectionOptions): Etcd3 {
   if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
   const client = new Etcd3(options);
   return client;
+}
+
+/**
+ * `policy`, with every attempt failed as a gRPC DEADLINE_EXCEEDED (recoverable: etcd3 resets the host's
+ * channels and the retry policy tries again, as for grpc-js's own deadline) when it has not settled
+ * `timeoutMs` after it started and after this process has since read its sockets (afterSocketsRead).
+ * Attempts that return a stream settle at once.
+ */
+export function withSocketAwareDeadline<P extends IPolicy>(policy: P, timeoutMs: number): P {
+  const execute: IPolicy['execute'] = (fn, signal) =>
+    policy.execute(
+      (context) =>
+        new Promise((resolve, reject) => {
+          const cancel = afterSocketsRead(timeoutMs, () =>
+            reject(new GRPCDeadlineExceededError(`4 DEADLINE_EXCEEDED: etcd did not answer within ${timeoutMs} ms`)),
+          );
+          Promise.resolve()
+            .then(() => fn(context))
+            .then(resolve, reject)
+            .finally(cancel);
+        }),
+      signal,
+    );
+  // The policy's own events and state stay reachable through the prototype.
+  return Object.assign(Object.create(policy) as P, { execute });
 }
 
 /** What etcd3's watch backoff is asked for: a delay, and the next one. */

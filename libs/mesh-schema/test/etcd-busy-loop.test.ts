@@ -103,3 +103,14 @@ it('a lease refresh answered during a busy stretch is not taken for a stuck stre
     await client.leaseClient.leaseRevoke({ ID: lease.ID });
   }
 });
+
+it('a create-only txn answered during a busy turn longer than the call timeout is not retried into its own conflict', async () => {
+  const client = connectEtcd({ endpoints: etcd.endpoints, callTimeoutMs: 2_000 });
+  clients.push(client);
+  const key = `${etcd.prefix}created-while-busy`;
+  await client.get(key); // the connection is up
+  // Sent now; etcd applies it and answers during the turn. A retry after a false timeout would find the key.
+  const created = client.if(key, 'Create', '==', 0).then(client.put(key).value('v')).commit();
+  await busyTurns(1, 5_000);
+  expect((await created).succeeded).toBe(true);
+});

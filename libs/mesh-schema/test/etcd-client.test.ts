@@ -1,5 +1,6 @@
 // connectEtcd's fault policy and rangePrefix's pagination against a real etcd.
 import { startEtcd, type TestEtcd } from '@trellis/testing';
+import { GRPCDeadlineExceededError } from 'etcd3';
 import { connectEtcd, rangePrefix } from '../src/etcd-client';
 
 let etcd: TestEtcd;
@@ -51,3 +52,17 @@ it('works again as soon as etcd is back (no circuit breaker held open)', async (
     client.close();
   }
 });
+
+it('still fails a call to a frozen etcd at the call timeout (its own deadline, not the longer gRPC one)', async () => {
+  if (!etcd.canRestart) return void console.warn('skipped: this etcd cannot be frozen here');
+  const client = connectEtcd({ endpoints: etcd.endpoints, callTimeoutMs: 1_000 });
+  try {
+    await client.put(`${etcd.prefix}frozen`).value('1');
+    await etcd.pause();
+    // Three attempts of 1 s each, well inside this test's 20 s; grpc-js's own deadline would be 31 s.
+    await expect(client.get(`${etcd.prefix}frozen`).string()).rejects.toBeInstanceOf(GRPCDeadlineExceededError);
+  } finally {
+    await etcd.resume();
+    client.close();
+  }
+}, 20_000);
