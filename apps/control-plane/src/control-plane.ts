@@ -180,7 +180,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       );
     },
   });
-  // A frozen etcd keeps the watch stream open until gRPC keepalive gives up (40 s);
+  // A frozen etcd keeps the watch stream open until gRPC keepalive gives up (up to 90 s, ETCD_KEEPALIVE);
   // a linearizable read with a short deadline, every second, notices within seconds.
   const etcdProbe = new EtcdProbe(etcd, {
     key: layout.meshSettings(),
