@@ -147,8 +147,8 @@ const routeTargets = new WeakMap<ServiceModel, RouteTarget>();
 function routeTarget(callee: ServiceModel): RouteTarget {
   let target = routeTargets.get(callee);
   if (!target) {
-    const upstreams: Array<{ subset: string | undefined; weight: number }> = [];
-    for (const { subset, weight } of callee.upstreams) upstreams.push({ subset, weight });
+    // map: a list of exactly its length (kept per callee), not one push grew to 17 slots.
+    const upstreams = callee.upstreams.map(({ subset, weight }) => ({ subset, weight }));
     target = { name: callee.name, port: callee.port, upstreams };
     routeTargets.set(callee, target);
   }
@@ -261,7 +261,7 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
   const connectTimeoutMs = model.settings.connectTimeoutMs;
   // A TCP listener cannot split by weight here: it always uses the whole service.
   const upstreams = callee.protocol === 'tcp' ? [{ subset: undefined, localities: callee.localities }] : callee.upstreams;
-  return upstreams.flatMap((upstream) => {
+  const resources = upstreams.flatMap((upstream) => {
     const edsName = outboundClusterName(callee.name, upstream.subset);
     const name = proxyless ? proxylessClusterName(callee.name, upstream.subset, dep.since) : edsName;
     const input: ClusterInput = { name, edsServiceName: edsName, protocol: callee.protocol, policy, connectTimeoutMs };
@@ -284,6 +284,9 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
       ),
     ];
   });
+  // Kept per callee (reused, and per model for proxyless clients): a copy of exactly its length, not the list flatMap
+  // grew to 17 slots.
+  return resources.slice();
 }
 
 // A caller's outbound routes are kept while the digests of what they read are the
