@@ -112,6 +112,14 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
    * most its streams times this; a larger request is refused with RESOURCE_EXHAUSTED at its 5-byte length prefix.
    */
   TRELLIS_XDS_MAX_REQUEST_BYTES: env.int(4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
+  /**
+   * The xDS port's keepalive: a ping every TIME on each connection, closed if unanswered within TIMEOUT (a dead
+   * proxy's streams and status go). grpc-js judges the answer with a timer, and Node runs due timers before it
+   * reads sockets, so a turn busier than TIMEOUT (a first push on a loaded host) would drop every healthy proxy
+   * whose ping was in flight, and they would all reconnect at once: the timeout is long.
+   */
+  TRELLIS_XDS_KEEPALIVE_TIME_MS: env.int(30_000, 1_000, 3_600_000),
+  TRELLIS_XDS_KEEPALIVE_TIMEOUT_MS: env.int(60_000, 1_000, 600_000),
   /** A stream that sends no first request within this is ended with DEADLINE_EXCEEDED. */
   TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS: env.int(10_000, 100, 300_000),
   /** How often proxy statuses are written to etcd, and how many per round. */

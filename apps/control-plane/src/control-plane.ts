@@ -71,6 +71,8 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_HTTP_HEADERS_TIMEOUT_MS'
   | 'TRELLIS_HTTP_REQUEST_TIMEOUT_MS'
   | 'TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS'
+  | 'TRELLIS_XDS_KEEPALIVE_TIME_MS'
+  | 'TRELLIS_XDS_KEEPALIVE_TIMEOUT_MS'
   | 'TRELLIS_XDS_DEBOUNCE_MAX_MS'
   | 'TRELLIS_PROXY_STATUS_INTERVAL_MS'
   | 'TRELLIS_PROXY_STATUS_MAX_WRITES'
@@ -265,8 +267,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   if (!releaseDecodedReadBuffers())
     logger.warn('grpc-js message decoder not as expected: each xDS stream keeps the read buffers of its last request');
   const grpcServer = new GrpcServer({
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
+    // A long timeout: a busy turn must not drop healthy proxies (config.ts).
+    'grpc.keepalive_time_ms': config.TRELLIS_XDS_KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': config.TRELLIS_XDS_KEEPALIVE_TIMEOUT_MS,
     // No ping policing: grpc-js reads none of gRPC core's enforcement options (docs/security.md, "Limits on the wire").
     'grpc.max_send_message_length': XDS_MAX_MESSAGE_BYTES,
     // With the streams cap, what one connection can make us hold: grpc-js refuses a larger message at its prefix.

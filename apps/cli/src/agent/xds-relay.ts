@@ -306,8 +306,10 @@ export class XdsRelay {
           (creds) =>
             new Client(this.options.upstream, creds, {
               ...(this.options.serverName ? { 'grpc.ssl_target_name_override': this.options.serverName } : {}),
+              // The control plane answers a ping only between its turns: a busy one (a first push on a loaded host) must
+              // not make every agent reconnect at once, so the answer may take a minute (the control plane's own, too).
               'grpc.keepalive_time_ms': 30_000,
-              'grpc.keepalive_timeout_ms': 10_000,
+              'grpc.keepalive_timeout_ms': 60_000,
               // The control plane sends responses up to this size; grpc-js would refuse those above 4 MiB.
               'grpc.max_receive_message_length': XDS_MAX_MESSAGE_BYTES,
               // grpc-js shares one subchannel (one HTTP/2 connection) among channels with equal options and target;
