@@ -378,6 +378,9 @@ function setEditor(map: CopyOnWrite<string, ReadonlySet<string>>): (key: string)
   };
 }
 
+/** What a memo keeps when nothing was dropped: one list for every service (frozen: never added to), not an empty list each. */
+const NOTHING_DROPPED: readonly DroppedInput[] = Object.freeze([]);
+
 /** The instances of a service without any (never added to). */
 const NO_INSTANCES: ReadonlyMap<string, InstanceRecord> = new Map();
 
@@ -393,7 +396,7 @@ function serviceMemoOf(record: ServiceRecord, byId: ReadonlyMap<string, Instance
     instances: byId ?? NO_INSTANCES,
     localities,
     upstreams,
-    dropped,
+    dropped: dropped.length > 0 ? dropped : NOTHING_DROPPED,
     dependencies: undefined,
     exposedDigest: canonicalDigest([
       spec.protocol,
@@ -485,7 +488,7 @@ function resolveDependencies(
   service: ServiceModel,
   services: ReadonlyMap<string, ServiceModel>,
   settings: TranslatorSettings,
-): { models: DependencyModel[]; dropped: DroppedInput[] } {
+): { models: DependencyModel[]; dropped: readonly DroppedInput[] } {
   const dropped: DroppedInput[] = [];
   const deps = [...record.spec.dependencies].sort((a, b) => compare(a.service, b.service));
   // A TCP dependency is reached on 127.0.0.1:<its port>, so that port must be free in the caller's sidecar.
@@ -512,7 +515,10 @@ function resolveDependencies(
       since: dependencySince(record, dep.service),
     };
   });
-  return { models: models.includes(undefined) ? models.filter((m) => m !== undefined) : (models as DependencyModel[]), dropped };
+  return {
+    models: models.includes(undefined) ? models.filter((m) => m !== undefined) : (models as DependencyModel[]),
+    dropped: dropped.length > 0 ? dropped : NOTHING_DROPPED,
+  };
 }
 
 /** What is left out on account of one service name, by the four kinds `dropped` lists in turn; undefined when nothing is. */

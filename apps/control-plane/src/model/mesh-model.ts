@@ -179,7 +179,7 @@ export interface ServiceMemo {
   instances: ReadonlyMap<string, InstanceRecord>;
   localities: LocalityEndpoints[];
   upstreams: UpstreamModel[];
-  dropped: DroppedInput[];
+  dropped: readonly DroppedInput[];
   /** Digest of what callers see: protocol, port, policy, upstreams and (when they are subsets) every endpoint. */
   exposedDigest: string;
   /** Digest of the service's own spec as its proxies use it. */
@@ -188,5 +188,6 @@ export interface ServiceMemo {
    * Resolved dependencies and what they were resolved from of each declared callee:
    * whether it is in the model, its protocol and its port (calleeShape), nothing else. Undefined until resolved.
    */
-  dependencies: { calleeShapes: ReadonlyArray<string | undefined>; models: DependencyModel[]; dropped: DroppedInput[] } | undefined;
+  dependencies:
+    { calleeShapes: ReadonlyArray<string | undefined>; models: DependencyModel[]; dropped: readonly DroppedInput[] } | undefined;
 }
