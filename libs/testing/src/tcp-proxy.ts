@@ -8,6 +8,8 @@ export interface TcpProxy {
   readonly host: string;
   readonly port: number;
   readonly paused: boolean;
+  /** While set, what the server sends is read and thrown away: a network that loses the answers, not the requests. */
+  dropReplies: boolean;
   /** Destroys every open connection and drops new ones until resume(). */
   pause(): void;
   resume(): void;
@@ -17,6 +19,7 @@ export interface TcpProxy {
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let paused = false;
+  let dropReplies = false;
   const server = createServer((downstream) => {
     if (paused) {
       downstream.destroy();
@@ -32,7 +35,10 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       });
     }
     downstream.pipe(upstream);
-    upstream.pipe(downstream);
+    upstream.on('data', (chunk: Buffer) => {
+      if (!dropReplies) downstream.write(chunk);
+    });
+    upstream.once('end', () => downstream.end());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -45,6 +51,12 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     port: address.port,
     get paused() {
       return paused;
+    },
+    get dropReplies() {
+      return dropReplies;
+    },
+    set dropReplies(drop: boolean) {
+      dropReplies = drop;
     },
     pause() {
       paused = true;

@@ -128,7 +128,12 @@ export class ServiceStore {
         ],
       });
       if (res.succeeded) return { value: record.value, modRevision: res.header.revision, createRevision: res.header.revision };
-      if (res.responses[0]?.response_range.kvs[0]) throw new AlreadyExistsError(key, `service "${spec.name}"`);
+      const existing = res.responses[0]?.response_range.kvs[0];
+      // The very bytes this call wrote (its actor, its time to the millisecond): an attempt etcd applied whose answer
+      // was lost (a dropped connection), and etcd3's retry found it. The create succeeded; answering 409 would be false.
+      if (existing?.value.equals(record.bytes))
+        return { value: record.value, modRevision: existing.mod_revision, createRevision: existing.create_revision };
+      if (existing) throw new AlreadyExistsError(key, `service "${spec.name}"`);
       // The name has history (a deleted service), another writer took this generation's
       // history slot, or the host's claim changed: continue after the last generation now stored.
       const last = res.responses[1]?.response_range.kvs[0];

@@ -1,0 +1,59 @@
+// A write etcd applied whose answer was lost. etcd3 retries a call that failed with a recoverable error (a dropped
+// connection, a deadline) on a new connection; for a create, that second attempt finds the key the first one wrote.
+// Here the network between the store and etcd loses etcd's answers until the create is in etcd, then drops the
+// connection, as a broken link or a restarting proxy does.
+import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
+import { AlreadyExistsError } from '../src/errors';
+import { connectEtcd, type EtcdClient } from '../src/etcd-client';
+import { KeyLayout } from '../src/keys';
+import { MeshStore } from '../src/store';
+import { aService } from './fixtures';
+
+jest.setTimeout(120_000);
+
+let etcd: TestEtcd;
+let proxy: TcpProxy;
+let client: EtcdClient;
+let layout: KeyLayout;
+let store: MeshStore;
+/** Straight to etcd, not through the proxy: what etcd holds. */
+let direct: MeshStore;
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  const target = new URL(etcd.endpoints[0]!);
+  proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
+  client = connectEtcd({ endpoints: [`http://${proxy.host}:${proxy.port}`], callTimeoutMs: 2_000 });
+  layout = new KeyLayout(etcd.prefix);
+  store = new MeshStore(client, layout);
+  direct = new MeshStore(etcd.client(), layout);
+  await store.listServices(); // the connection is up
+});
+afterAll(async () => {
+  client?.close();
+  await proxy?.close();
+  await etcd?.close();
+});
+
+it('a create applied by etcd whose answer was lost succeeds on the retry, once', async () => {
+  proxy.dropReplies = true;
+  const created = store.createService(aService('answer-lost'), 'alice');
+  await eventually('the create applied in etcd', async () => (await direct.getService('answer-lost')) !== undefined, 60_000, {
+    intervalMs: 50,
+  });
+  proxy.dropReplies = false;
+  proxy.pause(); // the connection drops; etcd3 retries on a new one
+  proxy.resume();
+
+  const answer = await created;
+  const stored = (await direct.getService('answer-lost'))!;
+  expect(answer.value).toEqual(stored.value);
+  expect(answer.modRevision).toBe(stored.modRevision);
+  expect(stored.value.generation).toBe(1);
+  expect((await direct.listHistory('answer-lost')).map((h) => h.action)).toEqual(['create']);
+});
+
+it('a create of a name another call created is still refused', async () => {
+  await direct.createService(aService('taken'), 'bob');
+  await expect(store.createService(aService('taken'), 'alice')).rejects.toThrow(AlreadyExistsError);
+});
