@@ -53,6 +53,31 @@ it('a create applied by etcd whose answer was lost succeeds on the retry, once',
   expect((await direct.listHistory('answer-lost')).map((h) => h.action)).toEqual(['create']);
 });
 
+/** Runs `write` while etcd's answers are lost, until `applied` sees it in etcd; then the connection drops. */
+async function withAnswerLost<T>(write: () => Promise<T>, applied: () => Promise<boolean>): Promise<T> {
+  proxy.dropReplies = true;
+  const written = write();
+  await eventually('the write applied in etcd', applied, 60_000, { intervalMs: 50 });
+  proxy.dropReplies = false;
+  proxy.pause(); // the connection drops; etcd3 retries on a new one
+  proxy.resume();
+  return written;
+}
+
+it('an update applied by etcd whose answer was lost succeeds on the retry, once, and meets its own If-Match', async () => {
+  const before = await direct.createService(aService('update-lost'), 'bob');
+  // The record the client read (as the registry's view gives it): the update's first etcd call is its txn.
+  const answer = await withAnswerLost(
+    () => store.updateService(aService('update-lost', { port: 9090 }), 'alice', { ifModRevision: before.modRevision, known: before }),
+    async () => (await direct.getService('update-lost'))!.value.generation > 1,
+  );
+  const stored = (await direct.getService('update-lost'))!;
+  expect(answer.value).toEqual(stored.value);
+  expect(answer.modRevision).toBe(stored.modRevision);
+  expect(stored.value.generation).toBe(2);
+  expect((await direct.listHistory('update-lost')).map((h) => h.action)).toEqual(['create', 'update']);
+});
+
 it('a create of a name another call created is still refused', async () => {
   await direct.createService(aService('taken'), 'bob');
   await expect(store.createService(aService('taken'), 'alice')).rejects.toThrow(AlreadyExistsError);

@@ -171,7 +171,12 @@ export class ServiceStore {
               ...(opts.restoredGeneration !== undefined ? { restoredGeneration: opts.restoredGeneration } : {}),
             });
       const host = await this.hostClaimGuard(validSpec, actor, at);
-      return { ops: [put(key, record.bytes), put(historyKey, history), ...host.ops], result: record.value, guards: host.guards };
+      return {
+        ops: [put(key, record.bytes), put(historyKey, history), ...host.ops],
+        result: record.value,
+        guards: host.guards,
+        written: record.bytes,
+      };
     }).then(({ result, revision, current }) => ({ value: result, modRevision: revision, createRevision: current.createRevision }));
   }
   /**
@@ -338,8 +343,11 @@ export class ServiceStore {
     name: string,
     ifModRevision: string | undefined,
     known: Versioned<ServiceRecord> | undefined,
-    /** `guards`: further txn conditions; when one fails the change is read and built again. */
-    build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R; guards?: ICompare[] }>,
+    /**
+     * `guards`: further txn conditions; when one fails the change is read and built again. `written`: the record's
+     * bytes the change puts at the service's key, if it puts one.
+     */
+    build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R; guards?: ICompare[]; written?: Buffer }>,
   ): Promise<{ result: R; revision: string; current: CurrentService; responses: ITxnResponse['responses'] }> {
     const key = this.records.layout.service(name);
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
@@ -347,18 +355,20 @@ export class ServiceStore {
         attempt === 0 && known && known.modRevision === ifModRevision
           ? knownService(known)
           : await this.readCurrentService(key, name, ifModRevision);
-      const { ops, result, guards = [] } = await build(current, this.records.now().toISOString());
+      const { ops, result, guards = [], written } = await build(current, this.records.now().toISOString());
       const res = await this.records.txn({
         compare: [modRevisionIs(key, current.modRevision), ...guards],
         success: ops,
         failure: [{ request_range: { key: Buffer.from(key) } }],
       });
       if (res.succeeded) return { result, revision: res.header.revision, current, responses: res.responses };
-      const recordChanged = res.responses[0]?.response_range.kvs[0]?.mod_revision !== current.modRevision;
-      if (ifModRevision !== undefined && recordChanged) {
-        const now = res.responses[0]?.response_range.kvs[0];
-        throw new RevisionMismatchError(key, ifModRevision, now?.mod_revision);
-      }
+      const stored = res.responses[0]?.response_range.kvs[0];
+      // The very bytes this attempt wrote (its actor, its time to the millisecond): etcd applied it, its answer was lost
+      // (a dropped connection) and etcd3's retry found it. Building again would apply the change twice, or answer a
+      // client's If-Match with a mismatch against its own write.
+      if (written && stored?.value.equals(written)) return { result, revision: stored.mod_revision, current, responses: [] };
+      const recordChanged = stored?.mod_revision !== current.modRevision;
+      if (ifModRevision !== undefined && recordChanged) throw new RevisionMismatchError(key, ifModRevision, stored?.mod_revision);
     }
     throw new Error(`service "${name}": gave up after ${MAX_RACE_RETRIES} conflicting writes`);
   }
