@@ -1,6 +1,6 @@
 import { actions, lintTemplates } from './helm-template-lint';
 
-const values = { image: { repository: 'r', tag: '' }, podAnnotations: {}, extra: null };
+const values = { image: { repository: 'r', tag: '' }, podAnnotations: {}, extra: null, maxBytes: 65536 };
 
 describe('actions', () => {
   it('strips trim markers and skips comments', () => {
@@ -31,6 +31,15 @@ describe('lintTemplates', () => {
       'a.yaml: 1 block(s) not closed with "end"',
       'b.yaml: an "end" closes no block',
       'b.yaml: .Values.image.tag.more: "image.tag" is not a map in values.yaml',
+    ]);
+  });
+
+  it('reports a whole number quoted without int64, which Helm would render as 1e+06 from 1000000 up', () => {
+    const files = {
+      'env.yaml': 'a: {{ .Values.maxBytes | quote }}\nb: {{ .Values.maxBytes | int64 | quote }}\nf: {{ .Values.maxBytes | float64 | quote }}\nc: {{ .Values.image.tag | quote }}',
+    };
+    expect(lintTemplates(files, values).map((p) => `${p.file}: ${p.message}`)).toEqual([
+      'env.yaml: .Values.maxBytes: a whole number quoted without "| int64" (Helm holds it as a float: 1000000 renders "1e+06")',
     ]);
   });
 });

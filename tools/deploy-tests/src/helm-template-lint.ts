@@ -2,7 +2,10 @@
 // `helm lint` / `helm template` are the real checks; deploy/README.md shows them).
 // It catches what breaks a render most often: unbalanced actions or blocks, an
 // `include` of a template nobody defines, and `.Values.x.y` paths that the chart's
-// values.yaml does not have (a typo renders as an empty string, silently).
+// values.yaml does not have (a typo renders as an empty string, silently), and a
+// whole number quoted without `int64`: Helm reads values as float64, so a value
+// of 1000000 or more renders as "1e+06" and the app refuses the setting
+// (`float64` says a fraction is meant, as for a sampling percentage).
 
 export interface TemplateProblem {
   file: string;
@@ -63,7 +66,7 @@ export function lintTemplates(files: Record<string, string>, values: unknown): T
       }
       for (const m of action.matchAll(/(?:^|[\s($])\$?\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)) {
         const path = m[1]!.slice(1).split('.');
-        const problem = missingValue(values, path);
+        const problem = missingValue(values, path) ?? quotedWithoutInt(action, valueAt(values, path));
         if (problem) problems.push({ file, message: `.Values.${path.join('.')}: ${problem}` });
       }
     }
@@ -83,4 +86,19 @@ function missingValue(values: unknown, path: string[]): string | undefined {
     current = map[path[i]!];
   }
   return undefined;
+}
+
+/** The default of `path` in values.yaml (undefined when it has none). */
+function valueAt(values: unknown, path: string[]): unknown {
+  let current: unknown = values;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string, unknown>)[key];
+  }
+  return current;
+}
+
+function quotedWithoutInt(action: string, value: unknown): string | undefined {
+  if (!Number.isInteger(value) || !/\|\s*quote\b/.test(action) || /\|\s*(?:int|int64|float64)\b/.test(action)) return undefined;
+  return 'a whole number quoted without "| int64" (Helm holds it as a float: 1000000 renders "1e+06")';
 }
