@@ -36,7 +36,8 @@ describe('lintTemplates', () => {
 
   it('reports a whole number quoted without int64, which Helm would render as 1e+06 from 1000000 up', () => {
     const files = {
-      'env.yaml': 'a: {{ .Values.maxBytes | quote }}\nb: {{ .Values.maxBytes | int64 | quote }}\nf: {{ .Values.maxBytes | float64 | quote }}\nc: {{ .Values.image.tag | quote }}',
+      'env.yaml':
+        'a: {{ .Values.maxBytes | quote }}\nb: {{ .Values.maxBytes | int64 | quote }}\nf: {{ .Values.maxBytes | float64 | quote }}\nc: {{ .Values.image.tag | quote }}',
     };
     expect(lintTemplates(files, values).map((p) => `${p.file}: ${p.message}`)).toEqual([
       'env.yaml: .Values.maxBytes: a whole number quoted without "| int64" (Helm holds it as a float: 1000000 renders "1e+06")',
