@@ -3,11 +3,11 @@
 // Here the network between the store and etcd loses etcd's answers until the create is in etcd, then drops the
 // connection, as a broken link or a restarting proxy does.
 import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
-import { AlreadyExistsError } from '../src/errors';
+import { AlreadyExistsError, NotFoundError } from '../src/errors';
 import { connectEtcd, type EtcdClient } from '../src/etcd-client';
 import { KeyLayout } from '../src/keys';
 import { MeshStore } from '../src/store';
-import { aService } from './fixtures';
+import { aService, anInstance } from './fixtures';
 
 jest.setTimeout(120_000);
 
@@ -81,4 +81,58 @@ it('an update applied by etcd whose answer was lost succeeds on the retry, once,
 it('a create of a name another call created is still refused', async () => {
   await direct.createService(aService('taken'), 'bob');
   await expect(store.createService(aService('taken'), 'alice')).rejects.toThrow(AlreadyExistsError);
+});
+
+/**
+ * Loses etcd's answers from the store's next txn on (the reads a write makes first are answered), until `applied`
+ * sees the write in etcd; then the connection drops and etcd3 retries the txn on a new one.
+ */
+async function withTxnAnswerLost<T>(write: () => Promise<T>, applied: () => Promise<boolean>): Promise<T> {
+  const txn = client.kv.txn.bind(client.kv);
+  const spy = jest.spyOn(client.kv, 'txn').mockImplementationOnce((req, options) => {
+    proxy.dropReplies = true;
+    return txn(req, options);
+  });
+  try {
+    const written = write();
+    await eventually('the txn sent', async () => proxy.dropReplies, 60_000, { intervalMs: 20 });
+    await eventually('the write applied in etcd', applied, 60_000, { intervalMs: 50 });
+    proxy.dropReplies = false;
+    proxy.pause();
+    proxy.resume();
+    return await written;
+  } finally {
+    proxy.dropReplies = false;
+    spy.mockRestore();
+  }
+}
+
+const leaseTtl = async (lease: string) => Number((await etcd.client().leaseClient.leaseTimeToLive({ ID: lease })).TTL);
+
+describe('a service delete applied by etcd whose answer was lost', () => {
+  it.each([
+    ['without If-Match', false],
+    ['with the If-Match of the record it deleted', true],
+  ])('%s succeeds on the retry, once, and revokes the instances’ leases', async (_, withIfMatch) => {
+    const name = withIfMatch ? 'delete-lost-if-match' : 'delete-lost';
+    const before = await direct.createService(aService(name), 'bob');
+    const { leaseId } = await direct.registerInstance(anInstance(name, 'i-1'), 60);
+    await withTxnAnswerLost(
+      () => store.deleteService(name, 'alice', withIfMatch ? { ifModRevision: before.modRevision } : {}),
+      async () => (await direct.getService(name)) === undefined,
+    );
+    const history = await direct.listHistory(name);
+    expect(history.map((h) => [h.action, h.actor])).toEqual([
+      ['create', 'bob'],
+      ['delete', 'alice'],
+    ]);
+    expect(await direct.listInstances(name)).toEqual([]);
+    expect(await leaseTtl(leaseId)).toBe(-1); // revoked, not left to lapse
+  });
+
+  it('that another call deleted is still not found', async () => {
+    await direct.createService(aService('deleted-by-another'), 'bob');
+    await direct.deleteService('deleted-by-another', 'bob');
+    await expect(store.deleteService('deleted-by-another', 'alice')).rejects.toThrow(NotFoundError);
+  });
 });

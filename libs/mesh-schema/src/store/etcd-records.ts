@@ -96,6 +96,10 @@ export class EtcdRecords {
     if (res.succeeded && wrote) this.onCommit?.(res.header.revision);
     return res;
   }
+  /** A write of this store that etcd committed at `revision`, whose answer was lost and that a retry found. */
+  committedEarlier(revision: string): void {
+    this.onCommit?.(revision);
+  }
   async putKv(req: IPutRequest): Promise<void> {
     const res = await this.client.kv.put(req);
     this.onCommit?.(res.header.revision);

@@ -131,8 +131,10 @@ export class ServiceStore {
       const existing = res.responses[0]?.response_range.kvs[0];
       // The very bytes this call wrote (its actor, its time to the millisecond): an attempt etcd applied whose answer
       // was lost (a dropped connection), and etcd3's retry found it. The create succeeded; answering 409 would be false.
-      if (existing?.value.equals(record.bytes))
+      if (existing?.value.equals(record.bytes)) {
+        this.records.committedEarlier(existing.mod_revision);
         return { value: record.value, modRevision: existing.mod_revision, createRevision: existing.create_revision };
+      }
       if (existing) throw new AlreadyExistsError(key, `service "${spec.name}"`);
       // The name has history (a deleted service), another writer took this generation's
       // history slot, or the host's claim changed: continue after the last generation now stored.
@@ -175,7 +177,7 @@ export class ServiceStore {
         ops: [put(key, record.bytes), put(historyKey, history), ...host.ops],
         result: record.value,
         guards: host.guards,
-        written: record.bytes,
+        written: { key, value: record.bytes },
       };
     }).then(({ result, revision, current }) => ({ value: result, modRevision: revision, createRevision: current.createRevision }));
   }
@@ -191,7 +193,7 @@ export class ServiceStore {
   async deleteService(name: string, actor: string, opts: { ifModRevision?: string; refuseIfDepended?: boolean } = {}): Promise<void> {
     const key = this.records.layout.service(name);
     const instances = this.records.layout.instancesOf(name);
-    const { responses } = await this.changeService(name, opts.ifModRevision, undefined, async (current, at) => {
+    const { responses, revision: deleted } = await this.changeService(name, opts.ifModRevision, undefined, async (current, at) => {
       const { revision, kvs } = await rangePrefix(this.records.client, this.records.layout.services());
       const others = kvs
         .flatMap((kv) => {
@@ -220,10 +222,31 @@ export class ServiceStore {
         { request_delete_range: { key: Buffer.from(instances), range_end: prefixEnd(instances), prev_kv: true } },
         ...host.ops,
       ];
-      return { ops, result: undefined, guards: [rangeUnchangedSince(this.records.layout.services(), revision), ...host.guards] };
+      return {
+        ops,
+        result: undefined,
+        guards: [rangeUnchangedSince(this.records.layout.services(), revision), ...host.guards],
+        // The delete entry carries this call's actor and time to the millisecond: found on a retry, it is this delete.
+        written: { key: historyKey, value: history },
+      };
     });
-    const leases = new Set((responses[2]?.response_delete_range?.prev_kvs ?? []).map((kv) => kv.lease).filter((l) => l !== '0'));
+    const deletedInstances = responses
+      ? (responses[2]?.response_delete_range?.prev_kvs ?? [])
+      : await this.instancesJustBefore(name, instances, deleted);
+    const leases = new Set(deletedInstances.map((kv) => kv.lease).filter((l) => l !== '0'));
     await Promise.all([...leases].map((lease) => this.records.revokeLease(lease)));
+  }
+  /**
+   * The instances a delete committed at `revision` removed, read as they were just before it (a delete whose answer,
+   * with its prev_kvs, was lost). Empty when etcd compacted that revision away: their leases then lapse within their TTL.
+   */
+  private async instancesJustBefore(name: string, instances: string, revision: string): Promise<IKeyValue[]> {
+    try {
+      return (await rangePrefix(this.records.client, instances, (BigInt(revision) - 1n).toString())).kvs;
+    } catch (err) {
+      this.records.logger?.warn({ service: name, revision, err }, "cannot read a deleted service's instances; their leases lapse");
+      return [];
+    }
   }
   async listHistory(name: string): Promise<HistoryEntry[]> {
     return (await this.listHistoryVersioned(name)).map((e) => e.value);
@@ -344,11 +367,20 @@ export class ServiceStore {
     ifModRevision: string | undefined,
     known: Versioned<ServiceRecord> | undefined,
     /**
-     * `guards`: further txn conditions; when one fails the change is read and built again. `written`: the record's
-     * bytes the change puts at the service's key, if it puts one.
+     * `guards`: further txn conditions; when one fails the change is read and built again. `written`: a key the change
+     * puts and the bytes it puts there, unique to this call (its actor and time): the record, or a delete's history entry.
      */
-    build: (current: CurrentService, at: string) => Promise<{ ops: IRequestOp[]; result: R; guards?: ICompare[]; written?: Buffer }>,
-  ): Promise<{ result: R; revision: string; current: CurrentService; responses: ITxnResponse['responses'] }> {
+    build: (
+      current: CurrentService,
+      at: string,
+    ) => Promise<{ ops: IRequestOp[]; result: R; guards?: ICompare[]; written?: { key: string; value: Buffer } }>,
+  ): Promise<{
+    result: R;
+    revision: string;
+    current: CurrentService;
+    /** The txn's responses; undefined when its answer was lost and a retry found the change applied. */
+    responses: ITxnResponse['responses'] | undefined;
+  }> {
     const key = this.records.layout.service(name);
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
       const current =
@@ -359,14 +391,21 @@ export class ServiceStore {
       const res = await this.records.txn({
         compare: [modRevisionIs(key, current.modRevision), ...guards],
         success: ops,
-        failure: [{ request_range: { key: Buffer.from(key) } }],
+        failure: [
+          { request_range: { key: Buffer.from(key) } },
+          ...(written && written.key !== key ? [{ request_range: { key: Buffer.from(written.key) } }] : []),
+        ],
       });
       if (res.succeeded) return { result, revision: res.header.revision, current, responses: res.responses };
       const stored = res.responses[0]?.response_range.kvs[0];
       // The very bytes this attempt wrote (its actor, its time to the millisecond): etcd applied it, its answer was lost
-      // (a dropped connection) and etcd3's retry found it. Building again would apply the change twice, or answer a
-      // client's If-Match with a mismatch against its own write.
-      if (written && stored?.value.equals(written)) return { result, revision: stored.mod_revision, current, responses: [] };
+      // (a dropped connection) and etcd3's retry found it. Building again would apply the change twice, answer a
+      // client's If-Match with a mismatch against its own write, or a delete with "not found".
+      const mine = written?.key === key ? stored : res.responses[1]?.response_range.kvs[0];
+      if (written && mine?.value.equals(written.value)) {
+        this.records.committedEarlier(mine.mod_revision);
+        return { result, revision: mine.mod_revision, current, responses: undefined };
+      }
       const recordChanged = stored?.mod_revision !== current.modRevision;
       if (ifModRevision !== undefined && recordChanged) throw new RevisionMismatchError(key, ifModRevision, stored?.mod_revision);
     }
