@@ -17,7 +17,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, type ServerDuplexStream } from '@grpc/grpc-js';
 import { TypeUrl } from '@trellis/envoy-types';
@@ -36,6 +36,9 @@ import { parseBenchArgs } from './bench-cli';
 import { BenchMesh, hubSpec } from './bench-mesh';
 import { connectionWentAway, GrpcConnection, type GrpcStream, type StreamEnd } from './grpc-wire-client';
 import { DeltaResponse, deltaDiscoveryRequestMessage, discoveryRequestMessage, SotwResponse } from './xds-wire';
+
+/** The thread ids alive at start-up (Linux; empty elsewhere), read before anything could start libuv's pool (threadCpuSeconds). */
+const STARTUP_THREADS: ReadonlySet<string> = new Set(taskIds());
 
 const args = parseBenchArgs(
   {
@@ -302,8 +305,8 @@ type FromServer =
       type: 'stats';
       /** Process CPU time (user + system) so far. */
       cpuSeconds: number;
-      /** The main thread's alone (JavaScript, and GC pauses), where the OS tells it (Linux); the rest is V8's other threads. */
-      mainThreadCpuSeconds: number | undefined;
+      /** CPU time by thread group (threadCpuSeconds), where the OS tells it (Linux). */
+      threadCpuSeconds: ThreadCpu | undefined;
       /** Peak resident set so far. */
       maxRssMiB: number;
       /** The largest sampled resident set since the previous `stats`, and what it was made of then. */
@@ -465,7 +468,7 @@ function serveStats(trace?: RoundTrace, statusBacklog: () => number = () => 0): 
     tell({
       type: 'stats',
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
-      mainThreadCpuSeconds: mainThreadCpuSeconds(),
+      threadCpuSeconds: threadCpuSeconds(),
       maxRssMiB: process.resourceUsage().maxRSS / 1024,
       peakMemory: peakMemory(),
       loopDelayP99Ms: delay.percentile(99) / 1e6,
@@ -1061,8 +1064,8 @@ interface PhaseResult {
   connectMs: number;
   /** CPU time of the server, and of the clients process, from the clients' start to the last stream's first full push. */
   connectServerCpuSeconds: number;
-  /** The part of it on the server's main thread (undefined where the OS does not tell). */
-  connectServerMainThreadCpuSeconds: number | undefined;
+  /** The same split by the server's threads (undefined where the OS does not tell). */
+  connectServerThreadCpuSeconds: ThreadCpu | undefined;
   connectClientCpuSeconds: number;
   rounds: RoundResult[];
   /** Server process CPU-seconds spent during the rounds, per round (one change each). */
@@ -1327,10 +1330,10 @@ async function runPhase(
     // CPU time is what the load on a shared machine stretches least: the work itself, not the wait for a core.
     const afterConnect = await stats('push end');
     const connectServerCpuSeconds = afterConnect.cpuSeconds - beforeConnect.cpuSeconds;
-    const connectServerMainThreadCpuSeconds =
-      afterConnect.mainThreadCpuSeconds === undefined || beforeConnect.mainThreadCpuSeconds === undefined
+    const connectServerThreadCpuSeconds =
+      afterConnect.threadCpuSeconds === undefined || beforeConnect.threadCpuSeconds === undefined
         ? undefined
-        : afterConnect.mainThreadCpuSeconds - beforeConnect.mainThreadCpuSeconds;
+        : threadCpuBetween(beforeConnect.threadCpuSeconds, afterConnect.threadCpuSeconds);
     console.log(
       `${name} [${profile}]: ${PROXIES} streams had their first full push (${typesOf(profile).length} types) in ${(connectMs / 1000).toFixed(1)} s`,
     );
@@ -1440,7 +1443,7 @@ async function runPhase(
       reconnects: reconnectsTotal,
       connectMs,
       connectServerCpuSeconds,
-      connectServerMainThreadCpuSeconds,
+      connectServerThreadCpuSeconds,
       connectClientCpuSeconds,
       rounds,
       cpuSecondsPerChange: (after.cpuSeconds - before.cpuSeconds) / Math.max(1, ROUNDS),
@@ -1561,16 +1564,14 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
       cp.connectServerCpuSeconds.toFixed(2),
       ratio(cp.connectServerCpuSeconds, floor.connectServerCpuSeconds),
     ],
-    ...(floor.connectServerMainThreadCpuSeconds === undefined || cp.connectServerMainThreadCpuSeconds === undefined
+    ...(floor.connectServerThreadCpuSeconds === undefined || cp.connectServerThreadCpuSeconds === undefined
       ? []
-      : [
-          [
-            '    of which its main thread',
-            floor.connectServerMainThreadCpuSeconds.toFixed(2),
-            cp.connectServerMainThreadCpuSeconds.toFixed(2),
-            ratio(cp.connectServerMainThreadCpuSeconds, floor.connectServerMainThreadCpuSeconds),
-          ] as [string, string, string, string],
-        ]),
+      : THREAD_GROUPS.map(({ key, label }): [string, string, string, string] => [
+          `    ${label}`,
+          floor.connectServerThreadCpuSeconds![key].toFixed(2),
+          cp.connectServerThreadCpuSeconds![key].toFixed(2),
+          ratio(cp.connectServerThreadCpuSeconds![key], floor.connectServerThreadCpuSeconds![key]),
+        ])),
     ['  clients CPU-s during it', floor.connectClientCpuSeconds.toFixed(2), cp.connectClientCpuSeconds.toFixed(2), '—'],
     ['responses per change', perChange(floor, 'responses').toFixed(0), perChange(cp, 'responses').toFixed(0), '—'],
     ['resource bytes per change', kib(perChange(floor, 'bytes')), kib(perChange(cp, 'bytes')), '—'],
@@ -1728,22 +1729,56 @@ const role = args.role;
 );
 
 /**
- * This process's main thread's CPU time (Linux: /proc, in clock ticks of 10 ms), or undefined elsewhere. The process's
- * CPU time also counts V8's compiler and GC helper threads, which the main thread's profile does not show.
+ * A server's CPU time by thread, in groups a CPU profile cannot tell apart (it samples the main thread only):
+ *   main      JavaScript, and the main thread's part of every GC
+ *   platform  the threads Node starts before any JavaScript runs: V8's platform workers (--v8-pool-size, default 4),
+ *             which run the GC's parallel and concurrent work (scavenge helpers, concurrent marking and sweeping) and
+ *             the optimizing compiler (concurrent recompilation), beside Node's delayed-task and signal threads (idle)
+ *   later     threads started after: libuv's thread pool (fs, dns, crypto and zlib work), worker threads
+ * Node 20 does not name its threads (every one is "node"), so the platform threads are those alive when this module
+ * is first evaluated, before anything could start libuv's pool.
  */
-function mainThreadCpuSeconds(): number | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'latin1');
-  } catch {
-    return undefined;
-  }
-  // Fields after the command name (which may hold spaces and parentheses): state is the 3rd, utime and stime the 14th and 15th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+interface ThreadCpu {
+  main: number;
+  platform: number;
+  later: number;
 }
-/** USER_HZ: what /proc counts CPU time in on every Linux Node runs on. */
-const CLOCK_TICKS_PER_SECOND = 100;
+const THREAD_GROUPS: { key: keyof ThreadCpu; label: string }[] = [
+  { key: 'main', label: 'of which its main thread' },
+  { key: 'platform', label: "V8's platform threads (GC helpers, compiler)" },
+  { key: 'later', label: "threads started later (libuv's pool)" },
+];
+
+function taskIds(): string[] {
+  try {
+    return readdirSync('/proc/self/task');
+  } catch {
+    return [];
+  }
+}
+
+/** This process's CPU time so far by thread group, seconds (Linux: each thread's schedstat, in ns), or undefined elsewhere. */
+function threadCpuSeconds(): ThreadCpu | undefined {
+  const ids = taskIds();
+  if (ids.length === 0) return undefined;
+  const cpu: ThreadCpu = { main: 0, platform: 0, later: 0 };
+  for (const id of ids) {
+    let schedstat: string;
+    try {
+      schedstat = readFileSync(`/proc/self/task/${id}/schedstat`, 'latin1');
+    } catch {
+      continue; // the thread ended between the listing and the read
+    }
+    // "time on a CPU (ns) time waiting for one (ns) timeslices"
+    const seconds = Number(schedstat.slice(0, schedstat.indexOf(' '))) / 1e9;
+    cpu[id === String(process.pid) ? 'main' : STARTUP_THREADS.has(id) ? 'platform' : 'later'] += seconds;
+  }
+  return cpu;
+}
+
+function threadCpuBetween(before: ThreadCpu, after: ThreadCpu): ThreadCpu {
+  return { main: after.main - before.main, platform: after.platform - before.platform, later: after.later - before.later };
+}
 
 function cpuSecondsSince(start: NodeJS.CpuUsage): number {
   const used = process.cpuUsage(start);
