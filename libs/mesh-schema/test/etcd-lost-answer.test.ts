@@ -136,3 +136,25 @@ describe('a service delete applied by etcd whose answer was lost', () => {
     await expect(store.deleteService('deleted-by-another', 'alice')).rejects.toThrow(NotFoundError);
   });
 });
+
+it('a heartbeat whose lease refresh etcd applied but whose answer was lost reports the instance alive', async () => {
+  const { leaseId } = await direct.registerInstance(anInstance('heartbeat-lost', 'i-1'), 30);
+  // Some of the lease's time passes, so that its refresh shows in etcd.
+  await eventually('the lease counting down', async () => (await leaseTtl(leaseId)) <= 28, 60_000, { intervalMs: 200 });
+  const keepAlive = client.leaseClient.leaseKeepAlive.bind(client.leaseClient);
+  const spy = jest.spyOn(client.leaseClient, 'leaseKeepAlive').mockImplementationOnce((options) => {
+    proxy.dropReplies = true; // from the refresh on: the instance's read before it is answered
+    return keepAlive(options);
+  });
+  try {
+    const alive = store.heartbeatInstance('heartbeat-lost', 'i-1');
+    await eventually('the refresh applied in etcd', async () => (await leaseTtl(leaseId)) >= 29, 60_000, { intervalMs: 50 });
+    proxy.dropReplies = false;
+    proxy.pause();
+    proxy.resume();
+    await expect(alive).resolves.toBe(true);
+  } finally {
+    proxy.dropReplies = false;
+    spy.mockRestore();
+  }
+});

@@ -1,6 +1,17 @@
 // The etcd side every record family shares: one client, one key layout, and the
 // three write paths (txn, put, delete) that report each committed revision once.
-import type { Etcd3, ICompare, IDeleteRangeRequest, IKeyValue, IPutRequest, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
+import {
+  castGrpcError,
+  isRecoverableError,
+  type Etcd3,
+  type ICompare,
+  type IDeleteRangeRequest,
+  type IKeyValue,
+  type IPutRequest,
+  type IRequestOp,
+  type ITxnRequest,
+  type ITxnResponse,
+} from 'etcd3';
 import type { z } from 'zod';
 import type { Logger } from '@trellis/runtime';
 import { decodeKv, encodeValue, type Versioned } from '../codec';
@@ -38,6 +49,9 @@ export interface MeshStoreOptions {
 export function validateFirst<S extends z.ZodType>(schema: S, what: string, value: z.input<S>): z.output<S> {
   return encodeValue(schema, what, value).value;
 }
+
+/** Attempts of a lease refresh, as etcd3's retry policy makes of a unary call (etcd-client.ts). */
+const KEEP_ALIVE_ATTEMPTS = 3;
 
 /** Attempts of an unconditional read-modify-write before giving up on a contended key. */
 export const MAX_RACE_RETRIES = 10;
@@ -126,12 +140,26 @@ export class EtcdRecords {
     }
     return out;
   }
+  /**
+   * Restarts the lease's countdown; false when etcd no longer has it. A refresh is idempotent, so one that failed
+   * recoverably (the connection dropped, no answer in time) is sent again on a new stream, as etcd3 retries a unary
+   * call: etcd may have applied it and only its answer was lost, and the lease is then alive.
+   */
   async keepAliveOnce(leaseId: string): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.keepAliveOnStream(leaseId);
+      } catch (err) {
+        if (attempt >= KEEP_ALIVE_ATTEMPTS || !isRecoverableError(err as Error)) throw err;
+      }
+    }
+  }
+  private async keepAliveOnStream(leaseId: string): Promise<boolean> {
     const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + 5_000 });
     try {
       const res = await new Promise<{ TTL: string }>((resolve, reject) => {
         stream.on('data', resolve);
-        stream.on('error', reject);
+        stream.on('error', (err: Error) => reject(castGrpcError(err)));
         stream.on('end', () => reject(new Error(`lease keep-alive stream for ${leaseId} ended without a reply`)));
         stream.write({ ID: leaseId });
       });
