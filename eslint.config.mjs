@@ -57,6 +57,8 @@ const APP_ENTRY_POINTS_FOR_TOOLS = [
   'apps/control-plane/src/model',
   'apps/control-plane/src/resource',
   'apps/control-plane/src/xds',
+  // xds-change-path --rehearse: the control plane's start-up rehearsal, as it runs it.
+  'apps/control-plane/src/change-rehearsal',
   'apps/registry/src/config',
   'apps/registry/src/registry',
   'apps/authz/src/authz',

@@ -94,6 +94,11 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
   /** A rebuild is handed to the streams in slices of about this long, serving ACKs in between; 0: all in one event-loop turn. */
   TRELLIS_XDS_FANOUT_SLICE_MS: env.int(20, 0, 10_000),
   /**
+   * After the first model is served, run a few synthetic changes through the change path on throwaway state
+   * (change-rehearsal.ts), so V8 has compiled it before the first real change; false turns it off.
+   */
+  TRELLIS_XDS_CHANGE_REHEARSAL: env.bool(true),
+  /**
    * Endpoint retention (src/model/endpoint-retention.ts): endpoints lost to a
    * mass lease expiry — more than this share of a service's endpoints within the
    * window, or all of them — are kept this many seconds (0 turns it off).

@@ -48,6 +48,8 @@ import {
   ProxyStatusWriter,
   SnapshotCache,
   startXdsTls,
+  type SnapshotCacheOptions,
+  type Translate,
   xdsServerCredentials,
   xdsTokenRefusal,
   type XdsCallbacks,
@@ -83,7 +85,7 @@ export type ControlPlaneOptions = Pick<
   | 'TRELLIS_XDS_TLS_KEY_FILE'
   | 'TRELLIS_XDS_TLS_CLIENT_CA_FILE'
 > &
-  // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice likewise;
+  // Tracing is off unless asked for: embedders (tests, the local mesh) may leave it out; the fan-out slice and the start-up rehearsal (on) likewise;
   // the TLS limits have the runtime's defaults, the connection limits the schema's, the status writer's deferral its own.
   Partial<
     Pick<
@@ -91,6 +93,7 @@ export type ControlPlaneOptions = Pick<
       | 'TRELLIS_TRACING_OTLP_ADDRESS'
       | 'TRELLIS_TRACING_SAMPLING_PERCENT'
       | 'TRELLIS_XDS_FANOUT_SLICE_MS'
+      | 'TRELLIS_XDS_CHANGE_REHEARSAL'
       | 'TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS'
       | 'TRELLIS_HTTP2_PREFACE_TIMEOUT_MS'
       | 'TRELLIS_TLS_MAX_PENDING_CONNECTIONS'
@@ -162,18 +165,24 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     onDisconnect: (code) => metrics.etcdWatchDisconnects.inc({ code }),
   });
   // Resources many identities share (a callee's clusters and endpoints) are encoded once per model.
-  const memo = new TranslationMemo();
-  const cache = new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), {
-    onTranslateError: (identity, err) => {
-      metrics.translateErrors.inc();
-      logger.error({ err, service: identity.service, kind: identity.kind }, 'translation failed; proxies keep their last good config');
-    },
+  const translateWith =
+    (memo: TranslationMemo): Translate<MeshModel> =>
+    (m, identity) =>
+      buildProxyResources(m, identity, memo);
+  const cacheOptions: SnapshotCacheOptions<MeshModel> = {
     // A set that names a resource it does not hold is a translation bug: never publish it.
     check: snapshotInconsistencies,
     // Callers whose only change is a callee's shared clusters or endpoints take them without a translation each.
     sharedTypesChange: sharedUpstreamsChange,
     // A change reaching thousands of identities is handed out in slices, serving ACKs and new streams in between.
     ...(config.TRELLIS_XDS_FANOUT_SLICE_MS ? { fanOutSliceMs: config.TRELLIS_XDS_FANOUT_SLICE_MS } : {}),
+  };
+  const cache = new SnapshotCache<MeshModel>(translateWith(new TranslationMemo()), {
+    ...cacheOptions,
+    onTranslateError: (identity, err) => {
+      metrics.translateErrors.inc();
+      logger.error({ err, service: identity.service, kind: identity.kind }, 'translation failed; proxies keep their last good config');
+    },
     onInconsistent: (identity, problems) => {
       metrics.inconsistentSnapshots.inc();
       logger.error(
@@ -182,6 +191,12 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       );
     },
   });
+  // The start-up rehearsal's cache: the same translation and options, its own memo (the served one's generations
+  // stay those of served models), no metric or log.
+  const rehearsalCache =
+    (config.TRELLIS_XDS_CHANGE_REHEARSAL ?? true)
+      ? () => new SnapshotCache<MeshModel>(translateWith(new TranslationMemo()), cacheOptions)
+      : undefined;
   // A frozen etcd keeps the watch stream open until gRPC keepalive gives up (up to 90 s, ETCD_KEEPALIVE);
   // a linearizable read with a short deadline, every second, notices within seconds.
   const etcdProbe = new EtcdProbe(etcd, {
@@ -215,6 +230,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     onRebuilt: () => {
       if (!health.isReady) void health.recheck();
     },
+    rehearsalCache,
   });
   watcher.on('status', ({ live }) => {
     void health.recheck();

@@ -5,9 +5,18 @@
 // period, and the end of that period triggers a rebuild of its own.
 import type { MeshUpdate, MeshWatcher } from '@trellis/mesh-schema';
 import type { Logger } from '@trellis/runtime';
+import { rehearseChanges } from './change-rehearsal';
 import { Debouncer } from './debounce';
 import type { ControlPlaneMetrics } from './metrics';
-import { affectedTest, buildMeshModel, EndpointRetention, type MeshModel, type RetainedEndpoint, type TranslatorSettings } from './model';
+import {
+  affectedTest,
+  buildMeshModel,
+  EndpointRetention,
+  type MeshModel,
+  type MeshStateView,
+  type RetainedEndpoint,
+  type TranslatorSettings,
+} from './model';
 import type { SnapshotCache } from './xds';
 
 export interface RebuildLoopDeps {
@@ -22,6 +31,11 @@ export interface RebuildLoopDeps {
   retention: { graceSeconds: number; share: number; windowMs: number };
   /** After each rebuild (readiness may have changed). */
   onRebuilt: () => void;
+  /**
+   * A cache for the start-up rehearsal alone (change-rehearsal.ts), made as `cache` is with its own translation
+   * memo; undefined: no rehearsal.
+   */
+  rehearsalCache?: () => SnapshotCache<MeshModel>;
 }
 
 export class RebuildLoop {
@@ -40,7 +54,14 @@ export class RebuildLoop {
    */
   private servicesChanged: Set<string> | 'unknown' = 'unknown';
   private retentionTimer: NodeJS.Timeout | undefined;
+  /** Updates seen: a rehearsal stops when a real change arrives. */
+  private updates = 0;
+  private closed = false;
+  private rehearsalStarted = false;
+  /** Settles when the start-up rehearsal has ended (at once if none runs). */
+  rehearsed: Promise<void> = Promise.resolve();
   private readonly onUpdate = (update: MeshUpdate): void => {
+    this.updates++;
     if (update.reset) {
       this.pendingReset = true;
       this.instancesChanged = 'all';
@@ -87,6 +108,7 @@ export class RebuildLoop {
 
   /** Stops rebuilding; the cache keeps serving the last model. */
   close(): void {
+    this.closed = true;
     this.deps.watcher.off('update', this.onUpdate);
     this.debouncer.close();
     clearTimeout(this.retentionTimer);
@@ -112,6 +134,9 @@ export class RebuildLoop {
       this.servicesChanged = 'unknown';
       throw err;
     }
+    const updates = this.updates;
+    const rehearse = !prev && !this.rehearsalStarted && this.deps.rehearsalCache !== undefined;
+    this.rehearsalStarted ||= rehearse;
     // Asked by the cache only about services with a connected proxy: nothing is compared for the others.
     const affected = reset || !prev ? 'all' : affectedTest(prev, next);
     this.current = next;
@@ -120,6 +145,8 @@ export class RebuildLoop {
     void update.settled.then((result) => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.observeRebuild(seconds, { ...result, reset });
+      // Once the first model is served: its change path, rehearsed before the first real change needs it.
+      if (rehearse) this.rehearsed = this.rehearse(next, view, updates);
       logger.debug(
         { revision: next.revision, ...(affected === 'all' ? { affected: 'all' } : {}), ...result, ms: seconds * 1000 },
         'mesh rebuilt',
@@ -135,6 +162,25 @@ export class RebuildLoop {
     if (next.dropped.length > 0 && JSON.stringify(next.dropped) !== JSON.stringify(prev?.dropped ?? []))
       logger.warn({ dropped: next.dropped.slice(0, 20), count: next.dropped.length }, 'registry inputs left out of the mesh model');
     this.deps.onRebuilt();
+  }
+
+  /** The start-up rehearsal (change-rehearsal.ts) from the model first served; `updates`: those seen when it was built. */
+  private async rehearse(model: MeshModel, state: MeshStateView, updates: number): Promise<void> {
+    const { cache, settings, logger, rehearsalCache } = this.deps;
+    try {
+      const result = await rehearseChanges({
+        model,
+        state,
+        settings,
+        newCache: rehearsalCache!,
+        interrupted: () => this.closed || this.updates !== updates || this.current !== model,
+        busy: () => cache.pushActivity().pendingBuilds > 0,
+      });
+      logger.info(result, 'change path rehearsed on throwaway state');
+    } catch (err) {
+      // Nothing served depends on it: the first real changes only run colder.
+      logger.warn({ err }, 'change path rehearsal failed; nothing served is affected');
+    }
   }
 
   /** Returns true when endpoints are retained or were released by this observation. */

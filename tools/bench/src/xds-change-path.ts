@@ -18,6 +18,7 @@ import { TypeUrl } from '@trellis/envoy-types';
 import { DiscoveryRequest, type DiscoveryResponse } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import { ServiceRecord, ServiceSpec, type ServiceSpecInput } from '@trellis/mesh-schema';
 import { createMetricsRegistry } from '@trellis/runtime';
+import { rehearseChanges } from '../../../apps/control-plane/src/change-rehearsal';
 import { buildProxyResources, sharedUpstreamsChange } from '../../../apps/control-plane/src/envoy';
 import { createControlPlaneMetrics } from '../../../apps/control-plane/src/metrics';
 import {
@@ -56,6 +57,14 @@ const args = parseBenchArgs(
       default: '20',
       help: "The fan-out's time slice in ms (TRELLIS_XDS_FANOUT_SLICE_MS); 0: the whole fan-out in one turn.",
     },
+    rehearse: {
+      type: 'boolean',
+      default: false,
+      help:
+        "After the first push, run the control plane's start-up rehearsal of the change path (change-rehearsal.ts, " +
+        'TRELLIS_XDS_CHANGE_REHEARSAL) before the first change; compare the first changes with and without it.',
+    },
+    'rehearsal-identities': { type: 'string', default: '1024', help: 'With --rehearse: the identities its cache translates.' },
     smoke: { type: 'boolean', default: false, help: 'Seconds, tiny sizes (40 services, 30 streams, 3 rounds): what `npm test` runs.' },
     'cpu-prof': { type: 'string', help: 'Write a V8 CPU profile of the rounds (not the first push) to this file.' },
     'alloc-profile': {
@@ -332,6 +341,25 @@ async function main(): Promise<void> {
       console.log(`    ${(siteBytes / 2 ** 20).toFixed(2).padStart(7)} MiB  ${site}`);
     allocations.disconnect();
   }
+  if (args.rehearse) {
+    // As the control plane makes its rehearsal's cache: the same translation and options, a memo of its own.
+    const rehearsalMemo = new TranslationMemo();
+    const rehearsal = await rehearseChanges({
+      model,
+      state,
+      settings,
+      newCache: () =>
+        new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, rehearsalMemo), {
+          check: snapshotInconsistencies,
+          sharedTypesChange: sharedUpstreamsChange,
+          ...(SLICE_MS > 0 ? { fanOutSliceMs: SLICE_MS } : {}),
+        }),
+      interrupted: () => false,
+      maxIdentities: Number(args['rehearsal-identities']),
+      busy: () => cache.pushActivity().pendingBuilds > 0,
+    });
+    console.log(`rehearsal: ${JSON.stringify(rehearsal)}`);
+  }
   // Listeners' routes: the Envoy asks for RDS after LDS (the bench does; kept out of the timed part).
   affectedStreams = mesh.affectedProxies(PROXIES);
   console.log(`${SERVICES} services, ${PROXIES} streams (${affectedStreams} affected), ${ROUNDS} rounds, slice ${SLICE_MS} ms`);
@@ -347,6 +375,8 @@ async function main(): Promise<void> {
   const after: number[] = [];
   const afterServerCpu: number[] = [];
   const bytesPerChange: number[] = [];
+  /** The first changes after start-up, each (the warm-up rounds the medians leave out). */
+  const firstChanges: string[] = [];
   for (let round = 0; round < ROUNDS + 3; round++) {
     const services2 = new Map(state.services);
     services2.set('hub', record(hubSpec(1001 + round), round + 2));
@@ -370,6 +400,7 @@ async function main(): Promise<void> {
     const restServerCpu = cpuMs() - drainedCpu - envoysCpu;
     model = built;
     state = next;
+    if (round < 3) firstChanges.push(`${(lastCdsCpu - startedCpu).toFixed(1)} + ${restServerCpu.toFixed(1)}`);
     if (round >= 3) {
       toLast.push(last);
       cpuToLast.push(lastCdsCpu - startedCpu);
@@ -378,6 +409,7 @@ async function main(): Promise<void> {
       bytesPerChange.push(bytesOut);
     }
   }
+  console.log(`changes 1-3 after start (server CPU ms: to last CDS + after): ${firstChanges.join(', ')}`);
   if (profiler) writeFileSync(args['cpu-prof']!, JSON.stringify((await profiler.post('Profiler.stop')).profile));
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const q = (xs: number[], f: number): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * f)]!;

@@ -10,7 +10,9 @@ export {
   identityKey,
   type AffectedServices,
   type ProxySnapshot,
+  type SnapshotCacheOptions,
   type SnapshotSource,
+  type Translate,
   type TypeSnapshot,
 } from './snapshot-cache';
 export {
