@@ -158,3 +158,52 @@ it('a heartbeat whose lease refresh etcd applied but whose answer was lost repor
     spy.mockRestore();
   }
 });
+
+describe('an instance registration whose txn etcd applied but whose answer was lost', () => {
+  const instanceKv = async (service: string, id: string) =>
+    (await etcd.client().kv.range({ key: Buffer.from(layout.instance(service, id)) })).kvs[0];
+
+  it('succeeds on the retry, on the lease it was granted', async () => {
+    await direct.createService(aService('register-lost'), 'bob');
+    const registered = await withTxnAnswerLost(
+      () => store.registerInstance(anInstance('register-lost', 'i-1'), 60, { requireService: true }),
+      async () => (await instanceKv('register-lost', 'i-1')) !== undefined,
+    );
+    expect((await instanceKv('register-lost', 'i-1'))!.lease).toBe(registered.leaseId);
+    expect(await leaseTtl(registered.leaseId)).toBeGreaterThan(0);
+  });
+
+  it('a re-registration revokes the lease the instance was on before', async () => {
+    await direct.createService(aService('reregister-lost'), 'bob');
+    const first = await direct.registerInstance(anInstance('reregister-lost', 'i-1'), 60);
+    const again = await withTxnAnswerLost(
+      () => store.registerInstance(anInstance('reregister-lost', 'i-1', { port: 9090 }), 60, { requireService: true }),
+      async () => (await instanceKv('reregister-lost', 'i-1'))?.lease !== first.leaseId,
+    );
+    expect((await instanceKv('reregister-lost', 'i-1'))!.lease).toBe(again.leaseId);
+    expect(await leaseTtl(first.leaseId)).toBe(-1); // revoked, not left to lapse
+  });
+});
+
+describe('an instance deregistration etcd applied whose answer was lost', () => {
+  it('succeeds on the retry, keeps its tombstone and revokes the instance’s lease', async () => {
+    await direct.createService(aService('deregister-lost'), 'bob');
+    const { leaseId } = await direct.registerInstance(anInstance('deregister-lost', 'i-1'), 60);
+    const deregistered = await withTxnAnswerLost(
+      () => store.deregisterInstance('deregister-lost', 'i-1'),
+      async () => (await direct.listInstances('deregister-lost')).length === 0,
+    );
+    expect(deregistered).toBe(true);
+    const tombstone = (await etcd.client().kv.range({ key: Buffer.from(layout.deregistration('deregister-lost', 'i-1')) })).kvs[0];
+    expect(tombstone).toBeDefined();
+    expect(await leaseTtl(tombstone!.lease)).toBeGreaterThan(0);
+    expect(await leaseTtl(leaseId)).toBe(-1);
+  });
+
+  it('of an instance another call deregistered is still not found', async () => {
+    await direct.createService(aService('deregistered-by-another'), 'bob');
+    await direct.registerInstance(anInstance('deregistered-by-another', 'i-1'), 60);
+    await direct.deregisterInstance('deregistered-by-another', 'i-1');
+    await expect(store.deregisterInstance('deregistered-by-another', 'i-1')).resolves.toBe(false);
+  });
+});

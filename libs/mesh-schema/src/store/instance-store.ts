@@ -123,7 +123,31 @@ export class InstanceStore {
       if (now && typeof required === 'object') throw new RevisionMismatchError(serviceKey, required.modRevision, now.mod_revision);
       throw new NotFoundError(serviceKey, `service "${valid.service}"`);
     }
-    return res.responses[0]?.response_put?.prev_kv?.lease ?? '';
+    const prev = res.responses[0]?.response_put?.prev_kv;
+    // On this very lease (granted or taken for this call), the key was put by an earlier attempt of this txn that etcd
+    // applied and whose answer was lost (etcd3 retried it): the lease replaced is the one the key was on before that.
+    return prev?.lease === leaseId ? this.leaseBefore(key, prev, valid) : (prev?.lease ?? '');
+  }
+  /**
+   * The lease `key` was on before it was put onto `ours.lease` (read at the revisions before; '' when it was absent).
+   * Also '' when etcd compacted those revisions away: that lease then lapses within its TTL.
+   */
+  private async leaseBefore(key: string, ours: IKeyValue, valid: InstanceRecord): Promise<string> {
+    let kv: IKeyValue | undefined = ours;
+    try {
+      for (let attempt = 0; kv?.lease === ours.lease && attempt < MAX_RACE_RETRIES; attempt++) {
+        if (kv.version === '1') return ''; // created by this call
+        const before = (BigInt(kv.mod_revision) - 1n).toString();
+        kv = (await this.records.client.kv.range({ key: Buffer.from(key), revision: before })).kvs[0];
+      }
+    } catch (err) {
+      this.records.logger?.warn(
+        { instance: `${valid.service}/${valid.id}`, err },
+        'cannot read the lease a re-registration replaced; it lapses within its TTL',
+      );
+      return '';
+    }
+    return kv?.lease === ours.lease ? '' : (kv?.lease ?? '');
   }
   /** Refreshes the lease the instance's key is bound to; false when the instance (or its lease) is gone. */
   async heartbeatInstance(service: string, id: string): Promise<boolean> {
@@ -162,24 +186,43 @@ export class InstanceStore {
     const tombstoneKey = this.records.layout.deregistration(service, id);
     const tombstone = encodeValue(InstanceDeregistration, tombstoneKey, { service, id, at: this.records.now().toISOString() });
     const lease = await this.records.client.leaseClient.leaseGrant({ TTL: DEREGISTRATION_TTL_SECONDS });
-    let prev: IKeyValue | undefined;
+    /** The instance's lease, once this call deleted it ('0' when it had none or it can no longer be read). */
+    let deleted: string | undefined;
     try {
       const res = await this.records.txn({
         compare: [{ key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 }],
         success: [{ request_delete_range: { key: Buffer.from(key), prev_kv: true } }, put(tombstoneKey, tombstone.bytes, lease.ID)],
-        failure: [],
+        failure: [{ request_range: { key: Buffer.from(tombstoneKey) } }],
       });
-      prev = res.succeeded ? res.responses[0]?.response_delete_range?.prev_kvs[0] : undefined;
+      if (res.succeeded) deleted = res.responses[0]?.response_delete_range?.prev_kvs[0]?.lease;
+      else {
+        const found = res.responses[0]?.response_range.kvs[0];
+        // A tombstone on the lease granted for this call: an earlier attempt that etcd applied, whose answer was lost
+        // (etcd3 retried the txn). Revoking that lease as for an instance already gone would remove the tombstone too.
+        if (found?.lease === lease.ID) {
+          this.records.committedEarlier(found.mod_revision);
+          deleted = await this.leaseAt(key, (BigInt(found.mod_revision) - 1n).toString(), `${service}/${id}`);
+        }
+      }
     } catch (err) {
       await this.records.revokeLease(lease.ID);
       throw err;
     }
-    if (!prev) {
+    if (deleted === undefined) {
       await this.records.revokeLease(lease.ID);
       return false;
     }
-    if (prev.lease !== '0') await this.records.revokeLease(prev.lease);
+    if (deleted !== '0') await this.records.revokeLease(deleted);
     return true;
+  }
+  /** The lease `key` was on at `revision`; '0' when it was absent or etcd compacted that revision away (it then lapses). */
+  private async leaseAt(key: string, revision: string, instance: string): Promise<string> {
+    try {
+      return (await this.records.client.kv.range({ key: Buffer.from(key), revision })).kvs[0]?.lease ?? '0';
+    } catch (err) {
+      this.records.logger?.warn({ instance, revision, err }, "cannot read a deregistered instance's lease; it lapses within its TTL");
+      return '0';
+    }
   }
   async listInstances(service?: string): Promise<InstanceRecord[]> {
     const prefix = service === undefined ? this.records.layout.instances() : this.records.layout.instancesOf(service);
