@@ -30,6 +30,20 @@ describe('xds-fanout benchmark, smoke mode', () => {
     // The idle part per change as what it is made of: a rate and each server's own round length.
     expect(output).toMatch(/^ {4}= idle CPU-ms per second +\d+\.\d +\d+\.\d +\d+\.\d+×$/m);
     expect(output).toMatch(/^ {4}× seconds per change +\d+\.\d +\d+\.\d +—$/m);
+    // The first push's server CPU by thread group (Linux, where the tests run).
+    expect(output).toMatch(/^ {4}of which its main thread +\d+\.\d\d +\d+\.\d\d /m);
+    expect(output).toMatch(/^ {4}V8's platform threads \(GC helpers, compiler\) +\d+\.\d\d +\d+\.\d\d /m);
+  }, 600_000);
+
+  it("with --floor in-process, serves the floor's streams from a control-plane process, every stream still judged", async () => {
+    const { code, output } = await runBenchmark('xds-fanout', ['--smoke', '--floor', 'in-process', '--floor-heap-mib', '4']);
+    if (code !== 0) throw new Error(`xds-fanout --smoke --floor in-process exited with ${code}:\n${output}`);
+    expect(output).toMatch(/floor \(grpc-js in a control-plane process\) \+ 4 MiB kept/);
+    for (const profile of PROFILES) {
+      for (const server of ['floor', 'control plane']) {
+        expect(output).toMatch(new RegExp(`^${server} \\[${profile}\\]: 20/20 affected streams reached, 0 missing.* — correct$`, 'm'));
+      }
+    }
   }, 600_000);
 
   it('with --connect-concurrency, opens the connections one at a time as each is answered, every stream still judged', async () => {

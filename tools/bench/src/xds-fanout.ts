@@ -179,7 +179,31 @@ const args = parseBenchArgs(
         "The simulated Envoys' HTTP/2 flow-control windows, stream and connection (default: Envoy's 256 MiB); 0: HTTP/2's " +
         '64 KiB, which this benchmark used until 2026-12-07.',
     },
+    floor: {
+      type: 'string',
+      default: 'process',
+      help:
+        "process: the floor's grpc-js server in its own process (the bare floor, the default). in-process (a diagnostic, " +
+        "not the floor the table's ratios are judged by): the same server inside a control-plane process (started with " +
+        '--cp-node-options and --cp-env, its model loaded, its watch, HTTP server and timers running, no proxy connected ' +
+        "to it), so the floor's grpc-js work runs on the control plane's heap, JIT state and event loop; set against the " +
+        "bare floor in another run, it separates what grpc-js costs in the control plane's process from Trellis's own work.",
+    },
+    'floor-heap-mib': {
+      type: 'string',
+      default: '0',
+      help:
+        "A diagnostic: about this many MiB of small live objects kept in the floor's process (either --floor), so its GC " +
+        "marks and its heap grows as a control plane's holding its model and snapshots (~120 MiB live after the first " +
+        'push at 10,000 / 5,000). 0: none.',
+    },
     role: { type: 'string', internal: true, help: 'cp, floor or clients: be that process.' },
+    'serve-floor': {
+      type: 'boolean',
+      default: false,
+      internal: true,
+      help: "For --role cp: serve the floor's streams beside the control plane (--floor in-process).",
+    },
     'etcd-endpoints': { type: 'string', internal: true, help: "The orchestrator's etcd, for the server roles." },
     'etcd-prefix': { type: 'string', internal: true, help: 'The key prefix the server roles use.' },
     target: { type: 'string', internal: true, help: 'For --role clients: the server to connect to.' },
@@ -212,6 +236,12 @@ if (!Number.isInteger(CONNECT_CONCURRENCY) || CONNECT_CONCURRENCY < 0)
   throw new Error(`--connect-concurrency: ${args['connect-concurrency']} is not a whole number of connections (0: no limit)`);
 const NODE_EXTENSIONS = Number(args['node-extensions']);
 const SETTLE_MS = Number(args['settle-ms']);
+if (args.floor !== 'process' && args.floor !== 'in-process') throw new Error(`--floor: ${args.floor} is not process or in-process`);
+/** --floor in-process: the floor's server runs in a control-plane process (a diagnostic; see the option's help). */
+const FLOOR_IN_PROCESS = args.floor === 'in-process';
+const FLOOR_NAME =
+  (FLOOR_IN_PROCESS ? 'floor (grpc-js in a control-plane process)' : 'floor (bare grpc-js)') +
+  (Number(args['floor-heap-mib']) > 0 ? ` + ${args['floor-heap-mib']} MiB kept` : '');
 const WARMUP_ROUNDS = Number(args['warmup-rounds']);
 /** Longest wait for the control plane's status backlog to drain before a round (200 records/s by default). */
 const STATUS_DRAIN_TIMEOUT_MS = 120_000;
@@ -511,11 +541,25 @@ async function controlPlaneRole(): Promise<void> {
   });
   await cp.watcher.whenReady();
   while (!cp.cache.ready) await sleep(50);
-  const trace = args['trace-rounds'] ? traceControlPlane(cp) : undefined;
-  serveStats(trace, () => cp.statusWriter.backlog);
-  tell({ type: 'ready', grpcPort: cp.xdsPort, httpPort: cp.httpPort } satisfies FromServer);
-  await untilTerminated();
-  if (trace && args['cpu-prof-dir']) writeFileSync(join(args['cpu-prof-dir'], `rounds-${process.pid}.json`), JSON.stringify(trace.windows));
+  if (args['serve-floor']) {
+    // --floor in-process: this process is the floor phase's server. The control plane runs as it would (its model,
+    // its etcd watch, its HTTP server and timers), no proxy connects to it, and the floor's server beside it takes
+    // the streams, on the same heap, the same JIT state and the same event loop.
+    const trace = args['trace-rounds'] ? new RoundTrace() : undefined;
+    const floor = await startFloor(trace);
+    floorBallast.push(heapBallast(Number(args['floor-heap-mib'])));
+    serveStats(trace);
+    tell({ type: 'ready', grpcPort: floor.port } satisfies FromServer);
+    await untilTerminated();
+    await floor.close();
+  } else {
+    const trace = args['trace-rounds'] ? traceControlPlane(cp) : undefined;
+    serveStats(trace, () => cp.statusWriter.backlog);
+    tell({ type: 'ready', grpcPort: cp.xdsPort, httpPort: cp.httpPort } satisfies FromServer);
+    await untilTerminated();
+    if (trace && args['cpu-prof-dir'])
+      writeFileSync(join(args['cpu-prof-dir'], `rounds-${process.pid}.json`), JSON.stringify(trace.windows));
+  }
   writeProfileMarks();
   await cp.close();
   etcd.close();
@@ -555,6 +599,23 @@ function traceControlPlane(cp: Awaited<ReturnType<typeof startControlPlane>>): R
 
 // ---- role: floor ----
 async function floorRole(): Promise<void> {
+  const trace = args['trace-rounds'] ? new RoundTrace() : undefined;
+  const floor = await startFloor(trace);
+  floorBallast.push(heapBallast(Number(args['floor-heap-mib'])));
+  serveStats(trace);
+  tell({ type: 'ready', grpcPort: floor.port } satisfies FromServer);
+  await untilTerminated();
+  await floor.close();
+  writeProfileMarks();
+  process.exit(0);
+}
+
+/**
+ * The floor's server: a bare grpc-js ADS server on its own etcd client, answering each stream's first request of each
+ * type with an empty response and each put of `hub` with one small response to every affected stream. Its own
+ * process (--role floor), or beside a running control plane in the control plane's process (--floor in-process).
+ */
+async function startFloor(trace: RoundTrace | undefined): Promise<{ port: number; close: () => Promise<void> }> {
   const layout = new KeyLayout(args['etcd-prefix']!);
   const etcd = connectEtcd({ endpoints: args['etcd-endpoints']!.split(',') });
   type Sotw = ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
@@ -562,8 +623,7 @@ async function floorRole(): Promise<void> {
   const affectedSotw = new Set<Sotw>();
   const affectedDelta = new Set<Delta>();
   let nonce = 0;
-  // The same marks as the control plane's where the floor does the same: its path is the yardstick for the other's.
-  const trace = args['trace-rounds'] ? new RoundTrace() : undefined;
+  // The same marks as the control plane's where the floor does the same (trace): its path is the yardstick for the other's.
   // Channelz off, as the control plane runs: the floor is the least a grpc-js server can spend.
   const server = new Server({ 'grpc.enable_channelz': 0 });
   // Requests read as the control plane reads them (wire.ts): of a node only what is used (here its cluster), not an
@@ -637,14 +697,34 @@ async function floorRole(): Promise<void> {
     // As for the control plane's fan-out: HTTP/2 sends the turn's writes in the next check phase, before this runs.
     setImmediate(() => trace.mark('HTTP/2 writes done'));
   });
-  serveStats(trace);
-  tell({ type: 'ready', grpcPort: port } satisfies FromServer);
-  await untilTerminated();
-  await watcher.cancel();
-  server.forceShutdown();
-  etcd.close();
-  writeProfileMarks();
-  process.exit(0);
+  return {
+    port,
+    close: async () => {
+      await watcher.cancel();
+      server.forceShutdown();
+      etcd.close();
+    },
+  };
+}
+
+/**
+ * --floor-heap-mib: about this many MiB of small live objects kept in the floor's process for its whole life, so its
+ * garbage collector marks and its heap limit grows as in a process holding a control plane's model and snapshots.
+ * Objects of a few fields with a string each (a model's shape), linked from Maps of 1,000 (one large array would be
+ * marked as one object).
+ */
+/** What --floor-heap-mib keeps alive for the process's life. */
+const floorBallast: unknown[] = [];
+function heapBallast(mib: number): Map<number, unknown>[] {
+  if (!Number.isFinite(mib) || mib < 0) throw new Error(`--floor-heap-mib: ${args['floor-heap-mib']} is not a size in MiB`);
+  // ~125 bytes an entry (measured: the object of 5 fields, its string, the Map's slot).
+  const entries = Math.round((mib * 2 ** 20) / 125);
+  const maps: Map<number, unknown>[] = [];
+  for (let i = 0; i < entries; i++) {
+    if (i % 1000 === 0) maps.push(new Map());
+    maps.at(-1)!.set(i, { name: `svc-${i}`, version: i, weight: i % 100, port: 8080, enabled: true });
+  }
+  return maps;
 }
 
 // ---- role: clients ----
@@ -1183,6 +1263,8 @@ function commonArgs(): string[] {
     String(CONNECT_CONCURRENCY),
     '--node-extensions',
     String(NODE_EXTENSIONS),
+    '--floor-heap-mib',
+    args['floor-heap-mib']!,
     '--debounce-ms',
     args['debounce-ms']!,
     ...(args['fanout-slice-ms'] === undefined ? [] : ['--fanout-slice-ms', args['fanout-slice-ms']]),
@@ -1495,7 +1577,14 @@ async function orchestrate(): Promise<void> {
 
     // The floor first, then the control plane: both react to every hub write, so they do not run side by side.
     const profile = args['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof-dir']] : [];
-    const floor = Child.fork('floor', ['--role', 'floor', ...serverArgs], [...nodeOptions('floor'), ...profile]);
+    const floor = FLOOR_IN_PROCESS
+      ? Child.fork(
+          'floor (in a control-plane process)',
+          ['--role', 'cp', '--serve-floor', ...serverArgs],
+          [...nodeOptions('cp'), ...profile],
+          cpEnv,
+        )
+      : Child.fork('floor', ['--role', 'floor', ...serverArgs], [...nodeOptions('floor'), ...profile]);
     children.push(floor);
     const floorReady = await floor.next<Extract<FromServer, { type: 'ready' }>>('ready', 600_000);
     const floorResults: PhaseResult[] = [];
@@ -1543,7 +1632,7 @@ function report(profile: Profile, floor: PhaseResult, cp: PhaseResult, affected:
   const c = all(cp);
   const debounce = Number(args['debounce-ms']);
   const rows: [string, string, string, string][] = [
-    ['', 'floor (bare grpc-js)', 'control plane', 'control plane / floor'],
+    ['', FLOOR_NAME, 'control plane', 'control plane / floor'],
     ['p50, all rounds', fmt(pct(f, 0.5)), fmt(pct(c, 0.5)), ratio(pct(c, 0.5), pct(f, 0.5))],
     ['p99, all rounds', fmt(pct(f, 0.99)), fmt(pct(c, 0.99)), ratio(pct(c, 0.99), pct(f, 0.99))],
     ['max', fmt(f.at(-1)), fmt(c.at(-1)), ratio(c.at(-1), f.at(-1))],
