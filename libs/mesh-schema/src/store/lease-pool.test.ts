@@ -1,7 +1,8 @@
 // The pool's refill bookkeeping, against a fake lease client that answers (or refuses) every
 // grant at once. Expiry and revocation against a real etcd: test/lease-pool.test.ts.
 import type { Etcd3 } from 'etcd3';
-import { LeasePool } from './lease-pool';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LeasePool, refillWhen } from './lease-pool';
 
 /** A lease client whose grants answer on the next microtask: every grant started is counted. */
 function fakeClient(outcome: 'grant' | 'refuse') {
@@ -28,6 +29,22 @@ async function until(what: string, check: () => boolean): Promise<void> {
   }
   throw new Error(`never: ${what}`);
 }
+
+describe('refillWhen', () => {
+  it.each([
+    [32, 32, 'not-yet'],
+    [17, 32, 'not-yet'],
+    [16, 32, 'when-quiet'],
+    [9, 32, 'when-quiet'],
+    [8, 32, 'now'],
+    [0, 32, 'now'],
+    [2, 2, 'not-yet'],
+    [1, 2, 'when-quiet'],
+    [0, 2, 'now'],
+  ] as const)('a pool holding %i of %i refills %s', (held, perTtl, when) => {
+    expect(refillWhen(held, perTtl)).toBe(when);
+  });
+});
 
 describe('LeasePool refills', () => {
   it('keeps 32 leases ready by default, so a burst of 32 registrations all take pooled ones', async () => {
@@ -66,6 +83,46 @@ describe('LeasePool refills', () => {
     expect(afterFirst).toBeLessThan(16);
     await until('the pool to fill', () => pool.size === 16);
     expect(fake.started()).toBe(16);
+    await pool.close();
+  });
+
+  it('holds a refill of a half-full pool back while registrations continue, and refills a nearly empty one at once', async () => {
+    const fake = fakeClient('grant');
+    // Registrations never pause for an hour in this test.
+    const pool = new LeasePool(fake.client, { perTtl: 8, refillQuietMs: 3_600_000 });
+    pool.take(30);
+    pool.refill(30);
+    await until('the pool to fill', () => pool.size === 8);
+    for (let i = 0; i < 4; i++) {
+      expect(pool.take(30)).toBeDefined();
+      pool.refill(30);
+    }
+    for (let i = 0; i < 50; i++) await turn();
+    expect(fake.started()).toBe(8); // down to half: waits for a pause
+    for (let i = 0; i < 2; i++) {
+      expect(pool.take(30)).toBeDefined();
+      pool.refill(30);
+    }
+    // Down to a quarter: refills now, back to its size.
+    await until('the pool to refill', () => pool.size === 8);
+    expect(fake.started()).toBe(14);
+    await pool.close();
+  });
+
+  it('refills a half-full pool once no registration has taken from it for the quiet window', async () => {
+    const fake = fakeClient('grant');
+    const pool = new LeasePool(fake.client, { perTtl: 8, refillQuietMs: 20 });
+    pool.take(30);
+    pool.refill(30);
+    await until('the pool to fill', () => pool.size === 8);
+    for (let i = 0; i < 4; i++) expect(pool.take(30)).toBeDefined();
+    for (let i = 0; i < 3; i++) pool.refill(30);
+    // One registration is still under way: however long that lasts, no grant competes with it.
+    await sleep(100);
+    expect(fake.started()).toBe(8);
+    pool.refill(30);
+    await until('the pool to refill after the pause', () => pool.size === 8);
+    expect(fake.started()).toBe(12);
     await pool.close();
   });
 
