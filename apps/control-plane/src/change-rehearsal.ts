@@ -58,7 +58,7 @@ const BUSY_POLL_MS = 20;
  * dependency (the change that reaches most proxies) loses an instance and gets it back, its policy changes (its
  * callers' clusters alone: the shared-upstreams path) and changes back, its record is written again unchanged,
  * and one of its callers stops declaring it and declares it again. Records go through the schema, as the
- * watcher's do, so the model sees the shapes real records have.
+ * watcher's are (from JSON text), so the model sees the shapes real records have.
  */
 export function rehearsalChanges(state: MeshStateView, model: MeshModel): RehearsedChange[] {
   const target = mostDeclared(model);
@@ -69,6 +69,8 @@ export function rehearsalChanges(state: MeshStateView, model: MeshModel): Rehear
     current = edit(current);
     changes.push({ name, state: current, changed: new Set([changed]) });
   };
+  // From JSON text, as the watcher decodes a stored value: zod then sees the objects JSON.parse makes.
+  const parsed = (value: unknown): ServiceRecord => ServiceRecord.parse(JSON.parse(JSON.stringify(value)));
   const withRecord = (service: string, value: ServiceRecord) => (s: MeshStateView) => {
     const services = new Map(s.services);
     services.set(service, { value, modRevision: s.services.get(service)!.modRevision });
@@ -92,7 +94,7 @@ export function rehearsalChanges(state: MeshStateView, model: MeshModel): Rehear
   const record = state.services.get(target)?.value;
   if (record) {
     const limit = record.spec.policy.circuitBreaker?.maxConnections;
-    const tuned = ServiceRecord.parse({
+    const tuned = parsed({
       ...record,
       generation: record.generation + 1,
       spec: {
@@ -104,23 +106,19 @@ export function rehearsalChanges(state: MeshStateView, model: MeshModel): Rehear
       },
     });
     step('its policy tuned', withRecord(target, tuned), target);
-    step('its policy back', withRecord(target, ServiceRecord.parse({ ...record, generation: record.generation + 2 })), target);
-    step('its record written again', withRecord(target, ServiceRecord.parse({ ...record, generation: record.generation + 2 })), target);
+    step('its policy back', withRecord(target, parsed({ ...record, generation: record.generation + 2 })), target);
+    step('its record written again', withRecord(target, parsed({ ...record, generation: record.generation + 2 })), target);
   }
   const caller = [...(model.index.declaredBy.get(target) ?? [])].find((name) => state.services.has(name));
   const callerRecord = caller === undefined ? undefined : state.services.get(caller)?.value;
   if (caller !== undefined && callerRecord) {
-    const without = ServiceRecord.parse({
+    const without = parsed({
       ...callerRecord,
       generation: callerRecord.generation + 1,
       spec: { ...callerRecord.spec, dependencies: callerRecord.spec.dependencies.filter((d) => d.service !== target) },
     });
     step('a caller stops declaring it', withRecord(caller, without), caller);
-    step(
-      'the caller declares it again',
-      withRecord(caller, ServiceRecord.parse({ ...callerRecord, generation: callerRecord.generation + 2 })),
-      caller,
-    );
+    step('the caller declares it again', withRecord(caller, parsed({ ...callerRecord, generation: callerRecord.generation + 2 })), caller);
   }
   return changes;
 }

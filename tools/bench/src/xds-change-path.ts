@@ -122,30 +122,31 @@ const settings = DEFAULT_TRANSLATOR_SETTINGS;
 const memo = new TranslationMemo();
 /** Time spent translating and checking identities: this thread's wall time (its CPU when no other process competes for the core). */
 const spent = { translation: 0, check: 0 };
-const cache = new SnapshotCache<MeshModel>(
-  (m, identity) => {
+/** One closure site for the served cache and the rehearsal's, as the control plane has (control-plane.ts translateWith). */
+const translateWith =
+  (translationMemo: TranslationMemo) =>
+  (m: MeshModel, identity: ProxyIdentity): ReturnType<typeof buildProxyResources> => {
     const started = performance.now();
-    const set = buildProxyResources(m, identity, memo);
+    const set = buildProxyResources(m, identity, translationMemo);
     spent.translation += performance.now() - started;
     return set;
+  };
+const cache = new SnapshotCache<MeshModel>(translateWith(memo), {
+  check: (set) => {
+    const started = performance.now();
+    const problems = snapshotInconsistencies(set);
+    spent.check += performance.now() - started;
+    return problems;
   },
-  {
-    check: (set) => {
-      const started = performance.now();
-      const problems = snapshotInconsistencies(set);
-      spent.check += performance.now() - started;
-      return problems;
-    },
-    sharedTypesChange: sharedUpstreamsChange,
-    onTranslateError: (_identity, err) => {
-      throw err;
-    },
-    onInconsistent: (_identity, problems) => {
-      throw new Error(problems.join('; '));
-    },
-    ...(SLICE_MS > 0 ? { fanOutSliceMs: SLICE_MS } : {}),
+  sharedTypesChange: sharedUpstreamsChange,
+  onTranslateError: (_identity, err) => {
+    throw err;
   },
-);
+  onInconsistent: (_identity, problems) => {
+    throw new Error(problems.join('; '));
+  },
+  ...(SLICE_MS > 0 ? { fanOutSliceMs: SLICE_MS } : {}),
+});
 const metrics = createControlPlaneMetrics(createMetricsRegistry('control-plane'));
 const statusWriter = new ProxyStatusWriter({
   client: undefined as never,
@@ -343,13 +344,12 @@ async function main(): Promise<void> {
   }
   if (args.rehearse) {
     // As the control plane makes its rehearsal's cache: the same translation and options, a memo of its own.
-    const rehearsalMemo = new TranslationMemo();
     const rehearsal = await rehearseChanges({
       model,
       state,
       settings,
       newCache: () =>
-        new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, rehearsalMemo), {
+        new SnapshotCache<MeshModel>(translateWith(new TranslationMemo()), {
           check: snapshotInconsistencies,
           sharedTypesChange: sharedUpstreamsChange,
           ...(SLICE_MS > 0 ? { fanOutSliceMs: SLICE_MS } : {}),
