@@ -6,7 +6,7 @@ import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } fr
 import { AlreadyExistsError, NotFoundError } from '../src/errors';
 import { connectEtcd, type EtcdClient } from '../src/etcd-client';
 import { KeyLayout } from '../src/keys';
-import { MeshStore } from '../src/store';
+import { LeasePool, MeshStore } from '../src/store';
 import { aService, anInstance } from './fixtures';
 
 jest.setTimeout(120_000);
@@ -182,6 +182,36 @@ describe('an instance registration whose txn etcd applied but whose answer was l
     );
     expect((await instanceKv('reregister-lost', 'i-1'))!.lease).toBe(again.leaseId);
     expect(await leaseTtl(first.leaseId)).toBe(-1); // revoked, not left to lapse
+  });
+
+  it('a re-registration on a pooled lease (the registry’s path) ends on one live lease, every other revoked', async () => {
+    await direct.createService(aService('reregister-pooled'), 'bob');
+    const pool = new LeasePool(client, { perTtl: 2 });
+    const pooled = new MeshStore(client, layout, { leasePool: pool });
+    try {
+      const first = await pooled.registerInstance(anInstance('reregister-pooled', 'i-1'), 60, { requireService: true });
+      const ready = await eventually(
+        'the pool to fill',
+        async () => (pool.pooled().get(60)?.length === 2 ? pool.pooled().get(60) : undefined),
+        60_000,
+        {
+          intervalMs: 50,
+        },
+      );
+      const taken = ready[ready.length - 1]!;
+      const again = await withTxnAnswerLost(
+        () => pooled.registerInstance(anInstance('reregister-pooled', 'i-1', { port: 9090 }), 60, { requireService: true }),
+        async () => (await instanceKv('reregister-pooled', 'i-1'))?.lease !== first.leaseId,
+      );
+      expect((await instanceKv('reregister-pooled', 'i-1'))!.lease).toBe(again.leaseId);
+      expect(await leaseTtl(again.leaseId)).toBeGreaterThan(0);
+      // The pooled lease it was put on first is the instance's, or revoked once the instance moved to a fresh one
+      // (its refresh, sent alongside the txn, may have lost its answer too).
+      const others = [first.leaseId, taken].filter((lease) => lease !== again.leaseId);
+      expect(await Promise.all(others.map(leaseTtl))).toEqual(others.map(() => -1));
+    } finally {
+      await pool.close();
+    }
   });
 });
 
