@@ -237,3 +237,29 @@ describe('an instance deregistration etcd applied whose answer was lost', () => 
     await expect(store.deregisterInstance('deregistered-by-another', 'i-1')).resolves.toBe(false);
   });
 });
+
+it('a registration whose lease grant etcd applied but whose answer was lost leaves no second lease behind', async () => {
+  await direct.createService(aService('grant-lost'), 'bob');
+  const leases = async () => new Set((await etcd.client().leaseClient.leaseLeases()).leases.map((l) => String(l.ID)));
+  const before = await leases();
+  const grant = client.leaseClient.leaseGrant.bind(client.leaseClient);
+  const spy = jest.spyOn(client.leaseClient, 'leaseGrant').mockImplementationOnce((req, options) => {
+    proxy.dropReplies = true;
+    return grant(req, options);
+  });
+  try {
+    const registered = store.registerInstance(anInstance('grant-lost', 'i-1'), 60, { requireService: true });
+    await eventually('the grant applied in etcd', async () => [...(await leases())].some((l) => !before.has(l)), 60_000, {
+      intervalMs: 50,
+    });
+    proxy.dropReplies = false;
+    proxy.pause();
+    proxy.resume();
+    const { leaseId } = await registered;
+    const added = [...(await leases())].filter((l) => !before.has(l));
+    expect(added).toEqual([leaseId]);
+  } finally {
+    proxy.dropReplies = false;
+    spy.mockRestore();
+  }
+});

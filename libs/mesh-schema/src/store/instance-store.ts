@@ -6,6 +6,7 @@ import { NotFoundError, RevisionMismatchError } from '../errors';
 import { DEREGISTRATION_TTL_SECONDS, InstanceDeregistration, InstanceRecord, type InstanceRecordInput } from '../records';
 import { instanceRecordOf, type CheckedInstanceInput } from './checked-instance';
 import { MAX_RACE_RETRIES, modRevisionIs, put, type EtcdRecords } from './etcd-records';
+import { grantLease } from './lease-grant';
 
 /**
  * An instance to register; `registeredAt` defaults to now. Either the whole record, checked
@@ -75,14 +76,14 @@ export class InstanceStore {
         }
       }
       if (leaseId === undefined) {
-        const lease = await this.records.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+        const granted = await grantLease(this.records.client, ttlSeconds);
         try {
-          replaced.push(await putOn(lease.ID));
+          replaced.push(await putOn(granted));
         } catch (err) {
-          await this.records.revokeLease(lease.ID);
+          await this.records.revokeLease(granted);
           throw err;
         }
-        leaseId = lease.ID;
+        leaseId = granted;
       }
     } finally {
       pool?.refill(ttlSeconds);
@@ -185,13 +186,13 @@ export class InstanceStore {
     const key = this.records.layout.instance(service, id);
     const tombstoneKey = this.records.layout.deregistration(service, id);
     const tombstone = encodeValue(InstanceDeregistration, tombstoneKey, { service, id, at: this.records.now().toISOString() });
-    const lease = await this.records.client.leaseClient.leaseGrant({ TTL: DEREGISTRATION_TTL_SECONDS });
+    const tombstoneLease = await grantLease(this.records.client, DEREGISTRATION_TTL_SECONDS);
     /** The instance's lease, once this call deleted it ('0' when it had none or it can no longer be read). */
     let deleted: string | undefined;
     try {
       const res = await this.records.txn({
         compare: [{ key: Buffer.from(key), target: 'Version', result: 'Greater', version: 0 }],
-        success: [{ request_delete_range: { key: Buffer.from(key), prev_kv: true } }, put(tombstoneKey, tombstone.bytes, lease.ID)],
+        success: [{ request_delete_range: { key: Buffer.from(key), prev_kv: true } }, put(tombstoneKey, tombstone.bytes, tombstoneLease)],
         failure: [{ request_range: { key: Buffer.from(tombstoneKey) } }],
       });
       if (res.succeeded) deleted = res.responses[0]?.response_delete_range?.prev_kvs[0]?.lease;
@@ -199,17 +200,17 @@ export class InstanceStore {
         const found = res.responses[0]?.response_range.kvs[0];
         // A tombstone on the lease granted for this call: an earlier attempt that etcd applied, whose answer was lost
         // (etcd3 retried the txn). Revoking that lease as for an instance already gone would remove the tombstone too.
-        if (found?.lease === lease.ID) {
+        if (found?.lease === tombstoneLease) {
           this.records.committedEarlier(found.mod_revision);
           deleted = await this.leaseAt(key, (BigInt(found.mod_revision) - 1n).toString(), `${service}/${id}`);
         }
       }
     } catch (err) {
-      await this.records.revokeLease(lease.ID);
+      await this.records.revokeLease(tombstoneLease);
       throw err;
     }
     if (deleted === undefined) {
-      await this.records.revokeLease(lease.ID);
+      await this.records.revokeLease(tombstoneLease);
       return false;
     }
     if (deleted !== '0') await this.records.revokeLease(deleted);

@@ -14,6 +14,7 @@
 // nearly empty refills at once, so that sustained registrations never fall back to a grant each.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from '@trellis/runtime';
+import { grantLease } from './lease-grant';
 import { LeaseKeepAliveStream } from './lease-keep-alive';
 
 export interface LeasePoolOptions {
@@ -215,9 +216,8 @@ export class LeasePool {
       if (this.closed || this.pools.get(pool.ttl) !== pool || pool.ready.length + pool.granting >= this.perTtl) return;
       pool.granting += 1;
       this.track(
-        this.client.leaseClient
-          .leaseGrant({ TTL: pool.ttl })
-          .then(async ({ ID }) => {
+        grantLease(this.client, pool.ttl)
+          .then(async (ID) => {
             if (this.closed || this.pools.get(pool.ttl) !== pool) await this.revoke(ID);
             else pool.ready.push(ID);
           })
