@@ -203,8 +203,8 @@ export class ServiceCatalog {
     this.authorizeInstances(principal, service);
     const { ttlSeconds, instance } = input;
     const register = async (requireService: true | { modRevision: string }) =>
-      (await this.store.registerInstance({ service, instance, registeredAt: new Date().toISOString() }, ttlSeconds, { requireService }))
-        .record;
+      // Registered now, by the store's clock.
+      (await this.store.registerInstance({ service, instance }, ttlSeconds, { requireService })).record;
     try {
       if (principal.kind !== 'team') return await register(true);
       const seen = this.view.service(service);

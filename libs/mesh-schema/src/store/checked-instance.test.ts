@@ -78,6 +78,26 @@ describe('a registration checked once', () => {
     );
   });
 
+  it("takes a time from a clock's toISOString unchecked, and still checks the service", () => {
+    const { instance } = CheckedInstanceRegistration.parse({ id: 'i-1', address: '10.0.0.1', port: 80, platform: 'vm', ttlSeconds: 30 });
+    // Any time a store's clock can give (Date's four-digit years) is one the full schema accepts.
+    const clock = fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59.999Z'), noInvalidDate: true });
+    fc.assert(
+      fc.property(clock, service, (date, svc) => {
+        const at = date.toISOString();
+        let full: InstanceRecord | undefined;
+        try {
+          full = encodeValue(InstanceRecord, 'k', { ...instance, service: svc, registeredAt: at }).value;
+        } catch (err) {
+          expect(err).toBeInstanceOf(InvalidRecordError);
+        }
+        if (full) expect(instanceRecordOf({ service: svc, instance, registeredAt: at }, 'k', true)).toStrictEqual(full);
+        else expect(() => instanceRecordOf({ service: svc, instance, registeredAt: at }, 'k', true)).toThrow(InvalidRecordError);
+      }),
+      { numRuns: propertyRuns(300) },
+    );
+  });
+
   it('names the bad service or time as the full schema does', () => {
     const { instance } = CheckedInstanceRegistration.parse({ id: 'i-1', address: '10.0.0.1', port: 80, platform: 'vm', ttlSeconds: 30 });
     for (const [svc, at] of [

@@ -38,7 +38,11 @@ export class InstanceStore {
       throw new RangeError(`instance lease TTL must be a whole number of seconds >= 1, got ${ttlSeconds}`);
     const registeredAt = input.registeredAt ?? this.records.now().toISOString();
     const id = 'instance' in input ? input.instance.id : input.id;
-    const valid = instanceRecordOf({ ...input, registeredAt }, `instance ${JSON.stringify(`${input.service}/${id}`)}`);
+    const valid = instanceRecordOf(
+      { ...input, registeredAt },
+      `instance ${JSON.stringify(`${input.service}/${id}`)}`,
+      input.registeredAt === undefined,
+    );
     const key = this.records.layout.instance(valid.service, valid.id);
     // InstanceRecord's output parses to itself: these are the bytes encodeValue would write (instance-store.test.ts).
     const bytes = Buffer.from(JSON.stringify(valid));
