@@ -58,6 +58,10 @@ describe('rehearsalChanges', () => {
       ['the instance registered again', ['hub']],
       ['its policy tuned', ['hub']],
       ['its policy back', ['hub']],
+      ['its policy tuned', ['hub']],
+      ['its policy back', ['hub']],
+      ['its policy tuned', ['hub']],
+      ['its policy back', ['hub']],
       ['its record written again', ['hub']],
       ['a caller stops declaring it', ['caller-0']],
       ['the caller declares it again', ['caller-0']],
@@ -66,8 +70,9 @@ describe('rehearsalChanges', () => {
     expect(changes[1]!.state.instances.get('hub')!.size).toBe(2);
     expect(changes[2]!.state.services.get('hub')!.value.spec.policy.circuitBreaker?.maxConnections).toBe(99);
     expect(changes[3]!.state.services.get('hub')!.value.spec.policy).toEqual(state.services.get('hub')!.value.spec.policy);
-    expect(changes[5]!.state.services.get('caller-0')!.value.spec.dependencies).toEqual([]);
-    expect(changes[6]!.state.services.get('caller-0')!.value.spec.dependencies).toEqual(
+    expect(changes[4]!.state.services.get('hub')!.value.spec.policy.circuitBreaker?.maxConnections).toBe(98);
+    expect(changes[9]!.state.services.get('caller-0')!.value.spec.dependencies).toEqual([]);
+    expect(changes[10]!.state.services.get('caller-0')!.value.spec.dependencies).toEqual(
       state.services.get('caller-0')!.value.spec.dependencies,
     );
     expect({ services: [...state.services.entries()], instances: [...state.instances.entries()] }).toEqual(before);
@@ -126,7 +131,7 @@ describe('rehearseChanges', () => {
       busy: () => false,
     });
 
-    expect(result).toMatchObject({ changes: 7, identities: 7 });
+    expect(result).toMatchObject({ changes: 11, identities: 7 });
     expect(result.stopped).toBeUndefined();
     expect(servedView(served, model, memo)).toEqual(before);
     // The very objects, not equal copies.
