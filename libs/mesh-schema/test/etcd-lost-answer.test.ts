@@ -16,6 +16,8 @@ let proxy: TcpProxy;
 let client: EtcdClient;
 let layout: KeyLayout;
 let store: MeshStore;
+/** The revisions the store reported as committed (what the registry's view waits for: read-your-writes). */
+const committed: string[] = [];
 /** Straight to etcd, not through the proxy: what etcd holds. */
 let direct: MeshStore;
 
@@ -25,7 +27,7 @@ beforeAll(async () => {
   proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
   client = connectEtcd({ endpoints: [`http://${proxy.host}:${proxy.port}`], callTimeoutMs: 2_000 });
   layout = new KeyLayout(etcd.prefix);
-  store = new MeshStore(client, layout);
+  store = new MeshStore(client, layout, { onCommit: (revision) => committed.push(revision) });
   direct = new MeshStore(etcd.client(), layout);
   await store.listServices(); // the connection is up
 });
@@ -128,6 +130,7 @@ describe('a service delete applied by etcd whose answer was lost', () => {
     ]);
     expect(await direct.listInstances(name)).toEqual([]);
     expect(await leaseTtl(leaseId)).toBe(-1); // revoked, not left to lapse
+    expect(committed).toContain((await direct.listHistoryVersioned(name))[1]!.modRevision);
   });
 
   it('that another call deleted is still not found', async () => {
@@ -262,4 +265,17 @@ it('a registration whose lease grant etcd applied but whose answer was lost leav
     proxy.dropReplies = false;
     spy.mockRestore();
   }
+});
+
+it('a drain etcd applied whose answer was lost answers with the drained record it wrote', async () => {
+  await direct.createService(aService('drain-lost'), 'bob');
+  await direct.registerInstance(anInstance('drain-lost', 'i-1'), 60);
+  const drained = await withTxnAnswerLost(
+    () => store.drainInstance('drain-lost', 'i-1'),
+    async () => (await direct.listInstances('drain-lost'))[0]?.drainingSince !== undefined,
+  );
+  const [stored] = await direct.listInstances('drain-lost');
+  expect(drained).toEqual(stored);
+  const kv = (await etcd.client().kv.range({ key: Buffer.from(layout.instance('drain-lost', 'i-1')) })).kvs[0]!;
+  expect(committed).toContain(kv.mod_revision);
 });

@@ -172,7 +172,12 @@ export class InstanceStore {
       const kv = await this.records.getKv(key);
       if (!kv) return undefined;
       const current = decodeKv(InstanceRecord, kv).value;
-      if (current.drainingSince) return current;
+      if (current.drainingSince) {
+        // Maybe this call's own drain, applied by etcd with its answer lost (etcd3 retried the txn into a failed
+        // compare): a read after this answer waits for it, as after a drain answered at once.
+        this.records.committedEarlier(kv.mod_revision);
+        return current;
+      }
       const drained = encodeValue(InstanceRecord, key, { ...current, drainingSince: this.records.now().toISOString() });
       const lease = kv.lease === '0' ? undefined : kv.lease;
       // Conditional on the record not having changed (a re-registration moves it to a new lease).
