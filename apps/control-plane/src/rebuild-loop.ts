@@ -38,6 +38,9 @@ export interface RebuildLoopDeps {
   rehearsalCache?: () => SnapshotCache<MeshModel>;
 }
 
+/** The start-up rehearsal waits until the served cache has built no identity for this long (a first push is over). */
+const REHEARSAL_QUIET_MS = 100;
+
 export class RebuildLoop {
   private current: MeshModel | undefined;
   // A watch reset since the last rebuild: build from scratch, not from the previous model.
@@ -174,7 +177,11 @@ export class RebuildLoop {
         settings,
         newCache: rehearsalCache!,
         interrupted: () => this.closed || this.updates !== updates || this.current !== model,
-        busy: () => cache.pushActivity().pendingBuilds > 0,
+        // A connection storm's streams arrive in waves: a slice that built an identity lately says one is still going.
+        busy: () => {
+          const activity = cache.pushActivity();
+          return activity.pendingBuilds > 0 || activity.msSinceBuild < REHEARSAL_QUIET_MS;
+        },
       });
       logger.info(result, 'change path rehearsed on throwaway state');
     } catch (err) {
