@@ -1,7 +1,8 @@
 // A write etcd applied whose answer was lost. etcd3 retries a call that failed with a recoverable error (a dropped
-// connection, a deadline) on a new connection; for a create, that second attempt finds the key the first one wrote.
-// Here the network between the store and etcd loses etcd's answers until the create is in etcd, then drops the
-// connection, as a broken link or a restarting proxy does.
+// connection, a deadline) on a new connection; that second attempt meets the first one's write (a create finds its key,
+// a delete finds the record gone, a grant would grant again). Here the network between the store and real etcd loses
+// etcd's answers from the write's etcd call on until the write is in etcd, then drops the connection, as a broken link
+// or a restarting proxy does; every write must answer as the write that happened, once.
 import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
 import { AlreadyExistsError, NotFoundError } from '../src/errors';
 import { connectEtcd, type EtcdClient } from '../src/etcd-client';
@@ -37,34 +38,55 @@ afterAll(async () => {
   await etcd?.close();
 });
 
-it('a create applied by etcd whose answer was lost succeeds on the retry, once', async () => {
-  proxy.dropReplies = true;
-  const created = store.createService(aService('answer-lost'), 'alice');
-  await eventually('the create applied in etcd', async () => (await direct.getService('answer-lost')) !== undefined, 60_000, {
-    intervalMs: 50,
-  });
-  proxy.dropReplies = false;
-  proxy.pause(); // the connection drops; etcd3 retries on a new one
-  proxy.resume();
+/**
+ * Where the lost answers start: the write's next call of this method (still made to etcd; the spy only marks it).
+ * Calls before it, such as the reads a delete makes first, are answered.
+ */
+type LostCall = { on: typeof client.kv; method: 'txn' } | { on: typeof client.leaseClient; method: 'leaseGrant' | 'leaseKeepAlive' };
 
-  const answer = await created;
+/**
+ * Runs `write`, losing etcd's answers from its first `from` call on (the reads a write makes first are answered), until
+ * `applied` sees the write in etcd; then the connection drops, as a broken link or a restarting proxy drops it, and
+ * etcd3 retries on a new one.
+ */
+async function withAnswerLost<T>(
+  write: () => Promise<T>,
+  applied: () => Promise<boolean>,
+  from: LostCall = { on: client.kv, method: 'txn' },
+): Promise<T> {
+  const target = from.on as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const call = target[from.method]!.bind(target);
+  const spy = jest.spyOn(target, from.method).mockImplementationOnce((...args: unknown[]) => {
+    proxy.dropReplies = true;
+    return call(...args);
+  });
+  try {
+    const written = write();
+    await eventually(`the ${from.method} sent`, async () => proxy.dropReplies, 60_000, { intervalMs: 20 });
+    await eventually('the write applied in etcd', applied, 60_000, { intervalMs: 50 });
+    proxy.dropReplies = false;
+    proxy.pause();
+    proxy.resume();
+    return await written;
+  } finally {
+    proxy.dropReplies = false;
+    spy.mockRestore();
+  }
+}
+
+const leaseTtl = async (lease: string) => Number((await etcd.client().leaseClient.leaseTimeToLive({ ID: lease })).TTL);
+
+it('a create applied by etcd whose answer was lost succeeds on the retry, once', async () => {
+  const answer = await withAnswerLost(
+    () => store.createService(aService('answer-lost'), 'alice'),
+    async () => (await direct.getService('answer-lost')) !== undefined,
+  );
   const stored = (await direct.getService('answer-lost'))!;
   expect(answer.value).toEqual(stored.value);
   expect(answer.modRevision).toBe(stored.modRevision);
   expect(stored.value.generation).toBe(1);
   expect((await direct.listHistory('answer-lost')).map((h) => h.action)).toEqual(['create']);
 });
-
-/** Runs `write` while etcd's answers are lost, until `applied` sees it in etcd; then the connection drops. */
-async function withAnswerLost<T>(write: () => Promise<T>, applied: () => Promise<boolean>): Promise<T> {
-  proxy.dropReplies = true;
-  const written = write();
-  await eventually('the write applied in etcd', applied, 60_000, { intervalMs: 50 });
-  proxy.dropReplies = false;
-  proxy.pause(); // the connection drops; etcd3 retries on a new one
-  proxy.resume();
-  return written;
-}
 
 it('an update applied by etcd whose answer was lost succeeds on the retry, once, and meets its own If-Match', async () => {
   const before = await direct.createService(aService('update-lost'), 'bob');
@@ -85,32 +107,6 @@ it('a create of a name another call created is still refused', async () => {
   await expect(store.createService(aService('taken'), 'alice')).rejects.toThrow(AlreadyExistsError);
 });
 
-/**
- * Loses etcd's answers from the store's next txn on (the reads a write makes first are answered), until `applied`
- * sees the write in etcd; then the connection drops and etcd3 retries the txn on a new one.
- */
-async function withTxnAnswerLost<T>(write: () => Promise<T>, applied: () => Promise<boolean>): Promise<T> {
-  const txn = client.kv.txn.bind(client.kv);
-  const spy = jest.spyOn(client.kv, 'txn').mockImplementationOnce((req, options) => {
-    proxy.dropReplies = true;
-    return txn(req, options);
-  });
-  try {
-    const written = write();
-    await eventually('the txn sent', async () => proxy.dropReplies, 60_000, { intervalMs: 20 });
-    await eventually('the write applied in etcd', applied, 60_000, { intervalMs: 50 });
-    proxy.dropReplies = false;
-    proxy.pause();
-    proxy.resume();
-    return await written;
-  } finally {
-    proxy.dropReplies = false;
-    spy.mockRestore();
-  }
-}
-
-const leaseTtl = async (lease: string) => Number((await etcd.client().leaseClient.leaseTimeToLive({ ID: lease })).TTL);
-
 describe('a service delete applied by etcd whose answer was lost', () => {
   it.each([
     ['without If-Match', false],
@@ -119,7 +115,7 @@ describe('a service delete applied by etcd whose answer was lost', () => {
     const name = withIfMatch ? 'delete-lost-if-match' : 'delete-lost';
     const before = await direct.createService(aService(name), 'bob');
     const { leaseId } = await direct.registerInstance(anInstance(name, 'i-1'), 60);
-    await withTxnAnswerLost(
+    await withAnswerLost(
       () => store.deleteService(name, 'alice', withIfMatch ? { ifModRevision: before.modRevision } : {}),
       async () => (await direct.getService(name)) === undefined,
     );
@@ -144,22 +140,12 @@ it('a heartbeat whose lease refresh etcd applied but whose answer was lost repor
   const { leaseId } = await direct.registerInstance(anInstance('heartbeat-lost', 'i-1'), 30);
   // Some of the lease's time passes, so that its refresh shows in etcd.
   await eventually('the lease counting down', async () => (await leaseTtl(leaseId)) <= 28, 60_000, { intervalMs: 200 });
-  const keepAlive = client.leaseClient.leaseKeepAlive.bind(client.leaseClient);
-  const spy = jest.spyOn(client.leaseClient, 'leaseKeepAlive').mockImplementationOnce((options) => {
-    proxy.dropReplies = true; // from the refresh on: the instance's read before it is answered
-    return keepAlive(options);
-  });
-  try {
-    const alive = store.heartbeatInstance('heartbeat-lost', 'i-1');
-    await eventually('the refresh applied in etcd', async () => (await leaseTtl(leaseId)) >= 29, 60_000, { intervalMs: 50 });
-    proxy.dropReplies = false;
-    proxy.pause();
-    proxy.resume();
-    await expect(alive).resolves.toBe(true);
-  } finally {
-    proxy.dropReplies = false;
-    spy.mockRestore();
-  }
+  const alive = await withAnswerLost(
+    () => store.heartbeatInstance('heartbeat-lost', 'i-1'),
+    async () => (await leaseTtl(leaseId)) >= 29,
+    { on: client.leaseClient, method: 'leaseKeepAlive' },
+  );
+  expect(alive).toBe(true);
 });
 
 describe('an instance registration whose txn etcd applied but whose answer was lost', () => {
@@ -168,7 +154,7 @@ describe('an instance registration whose txn etcd applied but whose answer was l
 
   it('succeeds on the retry, on the lease it was granted', async () => {
     await direct.createService(aService('register-lost'), 'bob');
-    const registered = await withTxnAnswerLost(
+    const registered = await withAnswerLost(
       () => store.registerInstance(anInstance('register-lost', 'i-1'), 60, { requireService: true }),
       async () => (await instanceKv('register-lost', 'i-1')) !== undefined,
     );
@@ -179,7 +165,7 @@ describe('an instance registration whose txn etcd applied but whose answer was l
   it('a re-registration revokes the lease the instance was on before', async () => {
     await direct.createService(aService('reregister-lost'), 'bob');
     const first = await direct.registerInstance(anInstance('reregister-lost', 'i-1'), 60);
-    const again = await withTxnAnswerLost(
+    const again = await withAnswerLost(
       () => store.registerInstance(anInstance('reregister-lost', 'i-1', { port: 9090 }), 60, { requireService: true }),
       async () => (await instanceKv('reregister-lost', 'i-1'))?.lease !== first.leaseId,
     );
@@ -202,7 +188,7 @@ describe('an instance registration whose txn etcd applied but whose answer was l
         },
       );
       const taken = ready[ready.length - 1]!;
-      const again = await withTxnAnswerLost(
+      const again = await withAnswerLost(
         () => pooled.registerInstance(anInstance('reregister-pooled', 'i-1', { port: 9090 }), 60, { requireService: true }),
         async () => (await instanceKv('reregister-pooled', 'i-1'))?.lease !== first.leaseId,
       );
@@ -222,7 +208,7 @@ describe('an instance deregistration etcd applied whose answer was lost', () => 
   it('succeeds on the retry, keeps its tombstone and revokes the instance’s lease', async () => {
     await direct.createService(aService('deregister-lost'), 'bob');
     const { leaseId } = await direct.registerInstance(anInstance('deregister-lost', 'i-1'), 60);
-    const deregistered = await withTxnAnswerLost(
+    const deregistered = await withAnswerLost(
       () => store.deregisterInstance('deregister-lost', 'i-1'),
       async () => (await direct.listInstances('deregister-lost')).length === 0,
     );
@@ -245,32 +231,18 @@ it('a registration whose lease grant etcd applied but whose answer was lost leav
   await direct.createService(aService('grant-lost'), 'bob');
   const leases = async () => new Set((await etcd.client().leaseClient.leaseLeases()).leases.map((l) => String(l.ID)));
   const before = await leases();
-  const grant = client.leaseClient.leaseGrant.bind(client.leaseClient);
-  const spy = jest.spyOn(client.leaseClient, 'leaseGrant').mockImplementationOnce((req, options) => {
-    proxy.dropReplies = true;
-    return grant(req, options);
-  });
-  try {
-    const registered = store.registerInstance(anInstance('grant-lost', 'i-1'), 60, { requireService: true });
-    await eventually('the grant applied in etcd', async () => [...(await leases())].some((l) => !before.has(l)), 60_000, {
-      intervalMs: 50,
-    });
-    proxy.dropReplies = false;
-    proxy.pause();
-    proxy.resume();
-    const { leaseId } = await registered;
-    const added = [...(await leases())].filter((l) => !before.has(l));
-    expect(added).toEqual([leaseId]);
-  } finally {
-    proxy.dropReplies = false;
-    spy.mockRestore();
-  }
+  const { leaseId } = await withAnswerLost(
+    () => store.registerInstance(anInstance('grant-lost', 'i-1'), 60, { requireService: true }),
+    async () => [...(await leases())].some((l) => !before.has(l)),
+    { on: client.leaseClient, method: 'leaseGrant' },
+  );
+  expect([...(await leases())].filter((l) => !before.has(l))).toEqual([leaseId]);
 });
 
 it('a drain etcd applied whose answer was lost answers with the drained record it wrote', async () => {
   await direct.createService(aService('drain-lost'), 'bob');
   await direct.registerInstance(anInstance('drain-lost', 'i-1'), 60);
-  const drained = await withTxnAnswerLost(
+  const drained = await withAnswerLost(
     () => store.drainInstance('drain-lost', 'i-1'),
     async () => (await direct.listInstances('drain-lost'))[0]?.drainingSince !== undefined,
   );
