@@ -11,11 +11,8 @@ import { snapshotInconsistencies, TranslationMemo, type ProxyIdentity } from './
 import { SnapshotCache, type SnapshotCacheOptions } from './xds';
 
 const settings = DEFAULT_TRANSLATOR_SETTINGS;
-const cacheOptions: SnapshotCacheOptions<MeshModel> = {
-  check: snapshotInconsistencies,
-  sharedTypesChange: sharedUpstreamsChange,
-  fanOutSliceMs: 5,
-};
+/** As the control plane makes the rehearsal's cache (no fan-out slices); the served ones below add theirs. */
+const cacheOptions: SnapshotCacheOptions<MeshModel> = { check: snapshotInconsistencies, sharedTypesChange: sharedUpstreamsChange };
 const newCache = (memo = new TranslationMemo(), options = cacheOptions): SnapshotCache<MeshModel> =>
   new SnapshotCache<MeshModel>((m, identity) => buildProxyResources(m, identity, memo), options);
 
@@ -103,7 +100,6 @@ describe('rehearseChanges', () => {
     const metrics = createControlPlaneMetrics(registry);
     const served = newCache(memo, {
       ...cacheOptions,
-      fanOutSliceMs: undefined,
       onTranslateError: () => metrics.translateErrors.inc(),
       onInconsistent: () => metrics.inconsistentSnapshots.inc(),
     });
@@ -194,7 +190,7 @@ describe('RebuildLoop with the start-up rehearsal', () => {
   it('serves a real change that arrives during the rehearsal, and the rehearsal stops', async () => {
     const f = mesh();
     const watcher = new FakeWatcher(f.state());
-    const served = newCache();
+    const served = newCache(new TranslationMemo(), { ...cacheOptions, fanOutSliceMs: 5 });
     const logged: Array<{ msg: string; fields: Record<string, unknown> }> = [];
     const logger = createLogger('test', 'silent');
     logger.info = ((fields: Record<string, unknown>, msg: string) => void logged.push({ fields, msg })) as unknown as typeof logger.info;
@@ -231,7 +227,7 @@ describe('RebuildLoop with the start-up rehearsal', () => {
       const stopped = logged.find((l) => l.msg === 'change path rehearsed on throwaway state');
       expect(stopped?.fields).toMatchObject({ stopped: 'real change' });
       // What is served is the translation of the real change's model, as a cache of its own makes it.
-      const fresh = newCache(new TranslationMemo(), { ...cacheOptions, fanOutSliceMs: undefined });
+      const fresh = newCache();
       fresh.watch({ service: 'caller-2', kind: 'envoy' }, () => undefined);
       fresh.setModel(loop.model!, 'all', { revision: loop.model!.revision, changedAt: 0 });
       await waitFor(() => served.snapshotOf({ service: 'caller-2', kind: 'envoy' })?.meshRevision === loop.model!.revision);

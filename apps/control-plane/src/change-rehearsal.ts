@@ -23,7 +23,10 @@ export interface RehearsalOptions {
   model: MeshModel;
   state: MeshStateView;
   settings: TranslatorSettings;
-  /** A new cache for the rehearsal alone, made as the served one is (the same translation and options, its own memo). */
+  /**
+   * A new cache for the rehearsal alone, made as the served one is (the same translation and options, its own memo)
+   * but without fan-out slices: each step is then one turn's work, and nothing of it runs once the rehearsal stopped.
+   */
   newCache: () => SnapshotCache<MeshModel>;
   /** True once a real change has arrived (or the loop closed): the rehearsal stops at its next step. */
   interrupted: () => boolean;
@@ -50,6 +53,8 @@ export interface RehearsalResult {
 
 export const DEFAULT_REHEARSAL_IDENTITIES = 1024;
 export const DEFAULT_REHEARSAL_CPU_MS = 300;
+/** Identities the rehearsal's cache translates a turn. */
+const WATCH_BATCH = 64;
 /** Times the most-declared service's policy is tuned and put back. */
 const POLICY_CHANGES = 3;
 /** How often a rehearsal waiting for a push looks again. */
@@ -185,12 +190,18 @@ export async function rehearseChanges(options: RehearsalOptions): Promise<Rehear
 
   const cache = options.newCache();
   const ignore = (): void => undefined;
-  const watches = identities.map((identity) => cache.watch(identity, ignore));
+  const watches: Array<{ cancel: () => void }> = [];
   let done = 0;
   try {
-    if (!(await turn())) return result(0, identities.length, 'real change');
     let model = options.model;
-    await timed(() => cache.setModel(model, 'all', { revision: model.revision, changedAt: Date.now() }).settled);
+    cache.setModel(model, 'all', { revision: model.revision, changedAt: Date.now() });
+    // Its identities a batch a turn: the cache (made without fan-out slices) translates each as it is watched.
+    for (let i = 0; i < identities.length; i += WATCH_BATCH) {
+      if (!(await turn())) return result(0, watches.length, 'real change');
+      await timed(async () => {
+        for (const identity of identities.slice(i, i + WATCH_BATCH)) watches.push(cache.watch(identity, ignore));
+      });
+    }
     for (const change of changes) {
       if (!(await turn())) return result(done, identities.length, 'real change');
       if (cpuMs >= maxCpuMs) return result(done, identities.length, 'cpu budget');

@@ -192,10 +192,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
     },
   });
   // The start-up rehearsal's cache: the same translation and options, its own memo (the served one's generations
-  // stay those of served models), no metric or log.
+  // stay those of served models), no metric or log, no fan-out slices (a step of the rehearsal is one turn's work).
+  const { fanOutSliceMs: _sliced, ...rehearsalOptions } = cacheOptions;
   const rehearsalCache =
     (config.TRELLIS_XDS_CHANGE_REHEARSAL ?? true)
-      ? () => new SnapshotCache<MeshModel>(translateWith(new TranslationMemo()), cacheOptions)
+      ? () => new SnapshotCache<MeshModel>(translateWith(new TranslationMemo()), rehearsalOptions)
       : undefined;
   // A frozen etcd keeps the watch stream open until gRPC keepalive gives up (up to 90 s, ETCD_KEEPALIVE);
   // a linearizable read with a short deadline, every second, notices within seconds.

@@ -343,7 +343,7 @@ async function main(): Promise<void> {
     allocations.disconnect();
   }
   if (args.rehearse) {
-    // As the control plane makes its rehearsal's cache: the same translation and options, a memo of its own.
+    // As the control plane makes its rehearsal's cache: the same translation and options, a memo of its own, no slices.
     const rehearsal = await rehearseChanges({
       model,
       state,
@@ -352,7 +352,6 @@ async function main(): Promise<void> {
         new SnapshotCache<MeshModel>(translateWith(new TranslationMemo()), {
           check: snapshotInconsistencies,
           sharedTypesChange: sharedUpstreamsChange,
-          ...(SLICE_MS > 0 ? { fanOutSliceMs: SLICE_MS } : {}),
         }),
       interrupted: () => false,
       maxIdentities: Number(args['rehearsal-identities']),
