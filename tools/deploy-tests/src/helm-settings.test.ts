@@ -115,6 +115,7 @@ const SETTINGS: Record<AppName, Setting[]> = {
     { value: 'xds.firstRequestTimeoutMs', variable: 'TRELLIS_XDS_FIRST_REQUEST_TIMEOUT_MS', set: '2000', becomes: '2000', bad: ['99'] },
     { value: 'xds.keepaliveTimeMs', variable: 'TRELLIS_XDS_KEEPALIVE_TIME_MS', set: '20000', becomes: '20000', bad: ['999'] },
     { value: 'xds.keepaliveTimeoutMs', variable: 'TRELLIS_XDS_KEEPALIVE_TIMEOUT_MS', set: '90000', becomes: '90000', bad: ['600001'] },
+    { value: 'xds.changeRehearsal', variable: 'TRELLIS_XDS_CHANGE_REHEARSAL', set: 'false', becomes: 'false', bad: ['"maybe"'] },
     { value: 'xds.fanoutSliceMs', variable: 'TRELLIS_XDS_FANOUT_SLICE_MS', set: '0', becomes: '0', bad: ['10001'] },
     { value: 'proxyStatus.maxDeferMs', variable: 'TRELLIS_PROXY_STATUS_MAX_DEFER_MS', set: '0', becomes: '0', bad: ['600001', '-1'] },
     { value: 'endpointRetention.seconds', variable: 'TRELLIS_ENDPOINT_RETENTION_SECONDS', set: '0', becomes: '0', bad: ['3601'] },
