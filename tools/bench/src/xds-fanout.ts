@@ -545,13 +545,7 @@ async function controlPlaneRole(): Promise<void> {
     // --floor in-process: this process is the floor phase's server. The control plane runs as it would (its model,
     // its etcd watch, its HTTP server and timers), no proxy connects to it, and the floor's server beside it takes
     // the streams, on the same heap, the same JIT state and the same event loop.
-    const trace = args['trace-rounds'] ? new RoundTrace() : undefined;
-    const floor = await startFloor(trace);
-    floorBallast.push(heapBallast(Number(args['floor-heap-mib'])));
-    serveStats(trace);
-    tell({ type: 'ready', grpcPort: floor.port } satisfies FromServer);
-    await untilTerminated();
-    await floor.close();
+    await serveFloorUntilTerminated();
   } else {
     const trace = args['trace-rounds'] ? traceControlPlane(cp) : undefined;
     serveStats(trace, () => cp.statusWriter.backlog);
@@ -599,6 +593,13 @@ function traceControlPlane(cp: Awaited<ReturnType<typeof startControlPlane>>): R
 
 // ---- role: floor ----
 async function floorRole(): Promise<void> {
+  await serveFloorUntilTerminated();
+  writeProfileMarks();
+  process.exit(0);
+}
+
+/** The floor's server, ready to the orchestrator, until it is told to stop (its own process, or --floor in-process). */
+async function serveFloorUntilTerminated(): Promise<void> {
   const trace = args['trace-rounds'] ? new RoundTrace() : undefined;
   const floor = await startFloor(trace);
   floorBallast.push(heapBallast(Number(args['floor-heap-mib'])));
@@ -606,8 +607,6 @@ async function floorRole(): Promise<void> {
   tell({ type: 'ready', grpcPort: floor.port } satisfies FromServer);
   await untilTerminated();
   await floor.close();
-  writeProfileMarks();
-  process.exit(0);
 }
 
 /**
