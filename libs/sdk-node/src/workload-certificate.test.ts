@@ -147,6 +147,9 @@ describe('WorkloadCertificate', () => {
     );
     expect(await readFile(join(dir, 'ca.pem'), 'utf8')).toBe(rootB.certificatePem);
     expect(await readFile(join(dir, 'key.pem'), 'utf8')).not.toBe(keyBefore);
+    // The files are swapped before the old version's directory is removed and the change
+    // is reported, so a reader can see the new certificate a few turns before the callback.
+    await eventually('the one-root bundle reported', () => changes.length >= 2);
     expect(changes).toEqual([2, 1]);
   });
 
