@@ -13,6 +13,7 @@ export interface RegistryMetrics {
   invalidRecords: Counter<'kind'>;
   etcdWatchDisconnects: Counter<'code'>;
   leasePoolTakes: Counter<'result'>;
+  leaseKeepAliveStreamsDropped: Counter<'reason'>;
   serviceCredentialsReloads: Counter<'result'>;
   secretFileReloads: Counter<'secret' | 'result'>;
 }
@@ -74,6 +75,12 @@ export function createRegistryMetrics(registry: Registry): RegistryMetrics {
       registers: [registry],
     }),
     leasePoolTakes: leasePoolTakes(registry),
+    leaseKeepAliveStreamsDropped: new Counter({
+      name: 'trellis_registry_lease_keepalive_streams_dropped_total',
+      help: 'Times the one lease keep-alive stream (heartbeats and pooled leases) was dropped, by reason: a refresh unanswered in time (timeout), or an error or end from etcd or the connection (broken); the refreshes waiting on it are sent again on a new stream.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
     serviceCredentialsReloads: serviceCredentialsReloads(registry),
     secretFileReloads: new Counter({
       name: 'trellis_registry_secret_file_reloads_total',

@@ -136,7 +136,12 @@ export async function startRegistry(deps: RegistryDeps): Promise<RegistryService
   const view = new RegistryView(watcher, deps.viewCatchUpMs !== undefined ? { catchUpMs: deps.viewCatchUpMs } : {});
   registerViewGauges(metricsRegistry, view);
   // Instance registrations take a lease granted ahead: one etcd round trip instead of two.
-  const leasePool = new LeasePool(etcd, { logger, onTake: (result) => metrics.leasePoolTakes.inc({ result }) });
+  // Heartbeats refresh their leases on the pool's keep-alive stream too (MeshStore below): one stream for all of them.
+  const leasePool = new LeasePool(etcd, {
+    logger,
+    onTake: (result) => metrics.leasePoolTakes.inc({ result }),
+    onKeepAliveStreamDropped: (reason) => metrics.leaseKeepAliveStreamsDropped.inc({ reason }),
+  });
   registerLeasePoolGauge(metricsRegistry, leasePool);
   const store = new MeshStore(etcd, layout, { logger, onCommit: (revision) => view.noteWrite(revision), leasePool, writtenValues });
   addEtcdReadiness(health, etcd, layout, metrics, logger);

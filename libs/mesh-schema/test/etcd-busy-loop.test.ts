@@ -10,7 +10,7 @@ import { KeyLayout } from '../src/keys';
 import { MeshStore } from '../src/store';
 import { LeaseKeepAliveStream } from '../src/store/lease-keep-alive';
 import { MeshWatcher } from '../src/watcher';
-import { aService } from './fixtures';
+import { aService, anInstance } from './fixtures';
 
 jest.setTimeout(180_000);
 
@@ -92,7 +92,7 @@ it('a lease refresh answered during a busy stretch is not taken for a stuck stre
   clients.push(client);
   const lease = await client.leaseClient.leaseGrant({ TTL: 60 });
   // A deadline shorter than each turn: the answer arrives during a turn and is read after it.
-  const keepAlive = new LeaseKeepAliveStream(client, 3_000);
+  const keepAlive = new LeaseKeepAliveStream(client, { timeoutMs: 3_000 });
   try {
     expect(await keepAlive.refresh(lease.ID)).toBe(true); // the stream is open
     const refreshed = keepAlive.refresh(lease.ID);
@@ -102,6 +102,21 @@ it('a lease refresh answered during a busy stretch is not taken for a stuck stre
     keepAlive.close();
     await client.leaseClient.leaseRevoke({ ID: lease.ID });
   }
+});
+
+it('a heartbeat answered during busy turns longer than its keep-alive timeout reports the instance alive', async () => {
+  // Through the proxy: the answer is forwarded between two turns and read after the next, as over a network.
+  const client = connectEtcd({ endpoints: [`http://${proxy.host}:${proxy.port}`] });
+  clients.push(client);
+  const proxied = new MeshStore(client, layout);
+  await proxied.registerInstance(anInstance('busy-heartbeat', 'i-1'), 60);
+  expect(await proxied.heartbeatInstance('busy-heartbeat', 'i-1')).toBe(true); // the connection is up
+  // Each turn outlasts the keep-alive's 5 s timeout. A heartbeat timed by a plain deadline timer failed each attempt
+  // here before reading etcd's answer, and the registry answered 503 to a live instance.
+  let settled = false;
+  const alive = proxied.heartbeatInstance('busy-heartbeat', 'i-1').finally(() => (settled = true));
+  await busyTurns(8, 6_000, () => settled);
+  await expect(alive).resolves.toBe(true);
 });
 
 it('a create-only txn answered during a busy turn longer than the call timeout is not retried into its own conflict', async () => {

@@ -143,6 +143,29 @@ describe('lease pool at its default size', () => {
 });
 
 describe('lease keep-alive stream', () => {
+  it("heartbeats share one stream, the lease pool's when the store has one", async () => {
+    const pool = new LeasePool(client, { perTtl: 2 });
+    const stores = [new MeshStore(client, layout), new MeshStore(client, layout, { leasePool: pool })];
+    try {
+      for (const [s, store] of stores.entries())
+        for (let i = 0; i < 10; i++) await store.registerInstance(anInstance('pool', `heartbeat-${s}-${i}`), 30, { requireService: true });
+      const heartbeatAll = () =>
+        Promise.all(
+          stores.flatMap((store, s) => Array.from({ length: 10 }, (_, i) => store.heartbeatInstance('pool', `heartbeat-${s}-${i}`))),
+        );
+      expect(await heartbeatAll()).toEqual(Array<boolean>(20).fill(true)); // each store's stream is open
+      const opened = jest.spyOn(client.leaseClient, 'leaseKeepAlive');
+      try {
+        for (let round = 0; round < 2; round++) expect(await heartbeatAll()).toEqual(Array<boolean>(20).fill(true));
+        expect(opened).not.toHaveBeenCalled();
+      } finally {
+        opened.mockRestore();
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('answers each refresh for its own lease on one stream, false for a lease etcd no longer has', async () => {
     const stream = new LeaseKeepAliveStream(client);
     const [a, b, gone] = await Promise.all([30, 30, 30].map(async (TTL) => (await client.leaseClient.leaseGrant({ TTL })).ID));

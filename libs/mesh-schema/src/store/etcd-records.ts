@@ -1,8 +1,6 @@
 // The etcd side every record family shares: one client, one key layout, and the
 // three write paths (txn, put, delete) that report each committed revision once.
 import {
-  castGrpcError,
-  isRecoverableError,
   type Etcd3,
   type ICompare,
   type IDeleteRangeRequest,
@@ -19,6 +17,7 @@ import { prefixEnd, rangePrefix } from '../etcd-client';
 import { InvalidRecordError } from '../errors';
 import type { KeyLayout } from '../keys';
 import type { WrittenValues } from '../written-values';
+import { LeaseKeepAliveStream } from './lease-keep-alive';
 import type { LeasePool } from './lease-pool';
 
 export interface MeshStoreOptions {
@@ -49,9 +48,6 @@ export interface MeshStoreOptions {
 export function validateFirst<S extends z.ZodType>(schema: S, what: string, value: z.input<S>): z.output<S> {
   return encodeValue(schema, what, value).value;
 }
-
-/** Attempts of a lease refresh, as etcd3's retry policy makes of a unary call (etcd-client.ts). */
-const KEEP_ALIVE_ATTEMPTS = 3;
 
 /** Attempts of an unconditional read-modify-write before giving up on a contended key. */
 export const MAX_RACE_RETRIES = 10;
@@ -90,6 +86,11 @@ export class EtcdRecords {
   private readonly onCommit: ((revision: string) => void) | undefined;
   readonly leasePool: LeasePool | undefined;
   readonly writtenValues: WrittenValues | undefined;
+  /**
+   * Where heartbeats refresh leases: one long-lived stream, the lease pool's when there is one (the registry's), so
+   * the registry keeps one keep-alive stream for every heartbeat and pooled lease rather than a stream per heartbeat.
+   */
+  private readonly keepAlive: Pick<LeaseKeepAliveStream, 'refresh'>;
 
   constructor(
     readonly client: Etcd3,
@@ -101,6 +102,7 @@ export class EtcdRecords {
     this.onCommit = opts.onCommit;
     this.leasePool = opts.leasePool;
     this.writtenValues = opts.writtenValues;
+    this.keepAlive = opts.leasePool ?? new LeaseKeepAliveStream(client);
   }
 
   // Every write goes through these three, so each committed revision is reported once.
@@ -141,32 +143,11 @@ export class EtcdRecords {
     return out;
   }
   /**
-   * Restarts the lease's countdown; false when etcd no longer has it. A refresh is idempotent, so one that failed
-   * recoverably (the connection dropped, no answer in time) is sent again on a new stream, as etcd3 retries a unary
-   * call: etcd may have applied it and only its answer was lost, and the lease is then alive.
+   * Restarts the lease's countdown; false when etcd no longer has it. A refresh whose answer was lost (the connection
+   * dropped, no answer in time) is sent again on a new stream: etcd may have applied it, and the lease is then alive.
    */
-  async keepAliveOnce(leaseId: string): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.keepAliveOnStream(leaseId);
-      } catch (err) {
-        if (attempt >= KEEP_ALIVE_ATTEMPTS || !isRecoverableError(err as Error)) throw err;
-      }
-    }
-  }
-  private async keepAliveOnStream(leaseId: string): Promise<boolean> {
-    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + 5_000 });
-    try {
-      const res = await new Promise<{ TTL: string }>((resolve, reject) => {
-        stream.on('data', resolve);
-        stream.on('error', (err: Error) => reject(castGrpcError(err)));
-        stream.on('end', () => reject(new Error(`lease keep-alive stream for ${leaseId} ended without a reply`)));
-        stream.write({ ID: leaseId });
-      });
-      return Number(res.TTL) > 0;
-    } finally {
-      stream.end();
-    }
+  keepAliveOnce(leaseId: string): Promise<boolean> {
+    return this.keepAlive.refresh(leaseId);
   }
   async revokeLease(leaseId: string): Promise<void> {
     try {

@@ -15,7 +15,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from '@trellis/runtime';
 import { grantLease } from './lease-grant';
-import { LeaseKeepAliveStream } from './lease-keep-alive';
+import { LeaseKeepAliveStream, type LeaseKeepAliveOptions } from './lease-keep-alive';
 
 export interface LeasePoolOptions {
   /**
@@ -40,6 +40,8 @@ export interface LeasePoolOptions {
   logger?: Pick<Logger, 'warn'>;
   /** Each `take`: a lease was waiting (`pooled`) or the caller grants its own (`empty`). */
   onTake?: (result: 'pooled' | 'empty') => void;
+  /** Each time the keep-alive stream (pooled leases' and, in a MeshStore given this pool, heartbeats') was dropped. */
+  onKeepAliveStreamDropped?: LeaseKeepAliveOptions['onStreamDropped'];
 }
 
 const DEFAULT_PER_TTL = 32;
@@ -84,7 +86,7 @@ export class LeasePool {
   private readonly idleMs: number;
   private readonly refillQuietMs: number;
   private readonly keepAliveEveryMs: (ttlSeconds: number) => number;
-  /** Refreshes of pooled and just-taken leases, as messages on one stream. */
+  /** Refreshes of pooled, just-taken and heartbeating leases, as messages on one stream. */
   private readonly keepAlive: LeaseKeepAliveStream;
 
   constructor(
@@ -96,7 +98,7 @@ export class LeasePool {
     this.idleMs = opts.idleMs ?? 10 * 60_000;
     this.refillQuietMs = opts.refillQuietMs ?? DEFAULT_REFILL_QUIET_MS;
     this.keepAliveEveryMs = opts.keepAliveEveryMs ?? ((ttl) => (ttl * 1000) / 3);
-    this.keepAlive = new LeaseKeepAliveStream(client);
+    this.keepAlive = new LeaseKeepAliveStream(client, { onStreamDropped: opts.onKeepAliveStreamDropped });
   }
 
   /**
@@ -137,7 +139,7 @@ export class LeasePool {
     else if (when === 'when-quiet' && !pool.quietRefill) this.refillWhenQuiet(pool, this.refillQuietMs);
   }
 
-  /** Restarts a taken lease's countdown at its full TTL; false when etcd no longer has it. */
+  /** Restarts a taken (or any) lease's countdown at its full TTL; false when etcd no longer has it. */
   refresh(leaseId: string): Promise<boolean> {
     return this.keepAlive.refresh(leaseId);
   }
