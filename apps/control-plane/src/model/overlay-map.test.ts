@@ -2,6 +2,7 @@
 // iterates exactly as plain Map copies edited the same way, and never changes the map
 // it was laid over.
 import fc from 'fast-check';
+import { setFlagsFromString } from 'node:v8';
 import { propertyRuns } from '@trellis/mesh-schema/testing';
 import { OverlayMap } from './overlay-map';
 
@@ -62,5 +63,32 @@ describe('OverlayMap', () => {
     expect(depths).toContain(0);
     expect(map.get('k0')).toBe(20);
     expect(map.size).toBe(100);
+  });
+
+  it('reads an overlay with the code V8 optimised while reading bottoms only (as the first change follows start-up)', () => {
+    // V8's own view: natives syntax, parsed only in functions made after the flag is set.
+    setFlagsFromString('--allow-natives-syntax');
+    const prepare = new Function('fn', '%PrepareFunctionForOptimization(fn)') as (fn: unknown) => void;
+    const optimiseOnNextCall = new Function('fn', '%OptimizeFunctionOnNextCall(fn)') as (fn: unknown) => void;
+    // V8's OptimizationStatus: bit 6 is "TurboFan code is what runs".
+    const turbofanned = (fn: unknown) => ((new Function('fn', 'return %GetOptimizationStatus(fn)')(fn) as number) & (1 << 6)) !== 0;
+    const bottom = OverlayMap.of([
+      ['a', 1],
+      ['b', 2],
+    ]);
+    const overlay = OverlayMap.over(OverlayMap.over(bottom));
+    overlay.set('c', 3);
+    overlay.delete('b');
+    for (const read of [OverlayMap.prototype.get, OverlayMap.prototype.has]) {
+      prepare(read);
+      for (const key of ['a', 'z']) read.call(bottom, key);
+      optimiseOnNextCall(read);
+      read.call(bottom, 'a');
+      expect(turbofanned(read)).toBe(true);
+      for (const key of ['a', 'b', 'c', 'z']) read.call(overlay, key);
+      expect(turbofanned(read)).toBe(true);
+    }
+    expect([overlay.get('a'), overlay.get('b'), overlay.get('c')]).toEqual([1, undefined, 3]);
+    expect([overlay.has('a'), overlay.has('b'), overlay.has('c')]).toEqual([true, false, true]);
   });
 });

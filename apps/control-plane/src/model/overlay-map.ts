@@ -19,9 +19,10 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
   /** Keys iterated after the base's, in the order they were set (a Set keeps insertion order). */
   private readonly appended = new Set<K>();
   /**
-   * The edits of every overlay from this one down, newest first; a bottom has none. Reads look in each, then in
-   * `bottom`: one loop, the same code and field types at every depth, so what V8 optimised while reading a model of
-   * one depth still holds for the next model's (xds-fanout's round 1 was the first change to read a depth of two).
+   * The edits of every overlay from this one down, newest first, then `bottom` (a bottom's list is itself alone).
+   * Reads look in each: one loop that runs at every depth, so what V8 learnt and optimised while reading the start-up
+   * model (all bottoms) holds for the first change's overlays. An empty list at the bottom was another array kind to
+   * V8 than an overlay's and left the loop's body unrun: the first change deoptimised every read optimised before it.
    */
   private readonly layers: readonly Map<K, Edit<V>>[];
   /** The plain map at the bottom of the chain, only ever edited while its own model is built. */
@@ -35,7 +36,7 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
     readonly depth: number,
   ) {
     this.bottom = bottom;
-    this.layers = base ? [this.edits, ...base.layers] : [];
+    this.layers = base ? [this.edits, ...base.layers] : [bottom];
     this.count = base ? base.count : bottom.size;
   }
 
@@ -100,7 +101,7 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
       const edited = layers[i]!.get(key);
       if (edited !== undefined) return edited === DELETED || edited === UNDEFINED ? undefined : edited;
     }
-    return this.bottom.get(key);
+    return undefined;
   }
 
   has(key: K): boolean {
@@ -109,6 +110,7 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
       const edited = layers[i]!.get(key);
       if (edited !== undefined) return edited !== DELETED;
     }
+    // Not edited, not in the bottom, or in the bottom with the value `undefined`.
     return this.bottom.has(key);
   }
 
