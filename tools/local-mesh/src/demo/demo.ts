@@ -97,7 +97,8 @@ export async function startDemo(
       }
     }
     // The agent says when its instance is registered (after its health check passed); a crash fails the start with its output.
-    for (const proc of processes) await proc.waitForLine(/"msg":"instance registered"/, 30_000);
+    // Generous: on a loaded machine a demo app took 20 s to start serving (faults.test.ts timed out at 30 s, load 14).
+    for (const proc of processes) await proc.waitForLine(/"msg":"instance registered"/, 120_000);
   } catch (err) {
     await stopAll();
     throw err;
