@@ -24,6 +24,7 @@ describe('registry-reads benchmark, smoke mode', () => {
       'PUT /api/v1/services/{name} (If-Match)',
       'POST /api/v1/services (create)',
       'POST /api/v1/services/{name}/instances',
+      'PUT /api/v1/services/{name}/instances/{id}/heartbeat',
     ]) {
       expect(output).toContain(`| ${row} |`);
     }

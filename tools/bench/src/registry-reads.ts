@@ -233,9 +233,15 @@ async function orchestrate(): Promise<void> {
     const base = `http://127.0.0.1:${ready.port}`;
 
     const results = WRITES_ONLY ? {} : await measureReads(base);
+    const streamsBefore = await etcdKeepAliveStreamsStarted(etcd.endpoints[0]!);
     const writes = await measureWrites(base, client, etcd.prefix, registry.pid!, await idp.teamToken(serviceSpec(0).team));
+    const streams = (await etcdKeepAliveStreamsStarted(etcd.endpoints[0]!)) - streamsBefore;
     if (!WRITES_ONLY) printReads(results);
     printWrites(writes.rounds, writes.cpu);
+    const heartbeats = (WRITE_WARMUP_BLOCKS + WRITE_ROUNDS * Math.ceil(WRITES / 10)) * 10;
+    console.log(
+      `\netcd LeaseKeepAlive streams started during the write phase (etcd's grpc_server_started_total): ${streams} for ${heartbeats} heartbeats`,
+    );
     const readErrors = Object.values(results)
       .flatMap((r) => [...r.fixed, ...r.saturated])
       .reduce((n, x) => n + x.errors, 0);
@@ -252,6 +258,17 @@ async function orchestrate(): Promise<void> {
   }
 }
 
+/** LeaseKeepAlive streams etcd has seen opened (its own /metrics); NaN when it does not serve them. */
+async function etcdKeepAliveStreamsStarted(endpoint: string): Promise<number> {
+  try {
+    const text = await (await fetch(`${endpoint}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('grpc_server_started_total{') && l.includes('grpc_method="LeaseKeepAlive"'));
+    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  } catch {
+    return NaN;
+  }
+}
+
 /** What the write phase times, in the order each round runs its blocks. */
 const WRITE_OPS = {
   etcdPut: 'etcd put (floor)',
@@ -263,6 +280,7 @@ const WRITE_OPS = {
   replaceFetch: 'the same PUT sent with fetch() (context: client cost)',
   create: 'POST /api/v1/services (create)',
   register: 'POST /api/v1/services/{name}/instances',
+  heartbeat: 'PUT /api/v1/services/{name}/instances/{id}/heartbeat',
 } as const;
 type WriteOp = keyof typeof WRITE_OPS;
 type WriteRound = Record<WriteOp, number[]>;
@@ -288,7 +306,8 @@ const CLOCK_TICKS_PER_S = 100;
  * time, every HTTP request on one keep-alive connection. For context, in the same blocks: a
  * bare HTTP round trip to the registry, the guarded txn a replace commits (record and history
  * entry under a modRevision compare) and a lease grant followed by a put on that lease (what
- * a registration needs at the least without a granted lease at hand).
+ * a registration needs at the least without a granted lease at hand). Last, a heartbeat of each
+ * instance the block registered (a read and a lease refresh).
  */
 async function measureWrites(
   base: string,
@@ -411,6 +430,13 @@ async function measureWrites(
     // the registrations' CPU, not in the next block's etcd put floor.
     await sleep(REGISTRATION_SETTLE_MS);
     charge('register');
+    for (let k = 0; k < 10; k++) {
+      // The instances this block registered, as their agents heartbeat them.
+      const service = serviceName((written + k) % SERVICES);
+      const path = `/api/v1/services/${service}/instances/${service}-w${written + k}/heartbeat`;
+      await timed(times.heartbeat, 204, () => send('PUT', path, { authorization: `Bearer ${ADMIN_TOKEN}` }));
+    }
+    charge('heartbeat');
     written += 10;
   };
   // Warm-up (JIT, connections), not counted.
