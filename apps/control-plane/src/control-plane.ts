@@ -24,6 +24,7 @@ import {
   grpcConnectionOptions,
   grpcTlsLimitsFrom,
   pendingTlsConnections,
+  readRequestsAsTheyArrive,
   releaseDecodedReadBuffers,
   requestIdInterceptor,
   serveGrpcHealth,
@@ -45,6 +46,7 @@ import {
   backstopAgeMs,
   composeCallbacks,
   createStreamAuthenticator,
+  NODE_TRIMMING_READERS,
   ProxyStatusWriter,
   SnapshotCache,
   startXdsTls,
@@ -283,6 +285,9 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   // Else every stream waiting for its first push keeps the read buffers under its first request (an Envoy's: ~52 KB).
   if (!releaseDecodedReadBuffers())
     logger.warn('grpc-js message decoder not as expected: each xDS stream keeps the read buffers of its last request');
+  // Else each xDS request is held whole until its last byte: in a connection storm, every first request (~52 KB).
+  if (!readRequestsAsTheyArrive(NODE_TRIMMING_READERS))
+    logger.warn('grpc-js server call not as expected: xDS requests are held whole until their last byte');
   const grpcServer = new GrpcServer({
     // A long timeout: a busy turn must not drop healthy proxies (config.ts).
     'grpc.keepalive_time_ms': config.TRELLIS_XDS_KEEPALIVE_TIME_MS,

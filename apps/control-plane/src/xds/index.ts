@@ -22,6 +22,7 @@ export {
   type StreamAuthenticator,
   type StreamAuthResult,
 } from './stream-auth';
+export { NODE_TRIMMING_READERS } from './node-trim';
 export { versionOf } from './versions';
 export { AdsServiceDefinition, decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDiscoveryResponse } from './wire';
 export { SotwSession } from './sotw-session';

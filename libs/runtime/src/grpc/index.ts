@@ -19,6 +19,7 @@ export {
   type GrpcTlsLimits,
 } from './tls-limits';
 export { releaseDecodedReadBuffers } from './decoder-read-buffers';
+export { readRequestsAsTheyArrive, ReadingDecoder, type RequestReader } from './request-readers';
 export { http2PrefaceProgress, type Http2PrefaceProgress } from './http2-preface';
 export { requestIdInterceptor } from './request-id-interceptor';
 export {
