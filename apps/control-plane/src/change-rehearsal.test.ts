@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { TypeUrl } from '@trellis/envoy-types';
+import { DiscoveryRequest } from '@trellis/envoy-types/envoy/service/discovery/v3/discovery';
 import type { MeshUpdate, MeshWatcher } from '@trellis/mesh-schema';
 import { createLogger, createMetricsRegistry } from '@trellis/runtime';
 import { rehearsalChanges, rehearseChanges } from './change-rehearsal';
@@ -8,7 +10,7 @@ import { DEFAULT_TRANSLATOR_SETTINGS, type MeshModel, type MeshStateView } from 
 import { MeshFixture } from './model/mesh-fixture';
 import { RebuildLoop } from './rebuild-loop';
 import { snapshotInconsistencies, TranslationMemo, type ProxyIdentity } from './resource';
-import { SnapshotCache, type SnapshotCacheOptions } from './xds';
+import { SnapshotCache, SotwSession, type SnapshotCacheOptions, type XdsCallbacks } from './xds';
 
 const settings = DEFAULT_TRANSLATOR_SETTINGS;
 /** As the control plane makes the rehearsal's cache (no fan-out slices); the served ones below add theirs. */
@@ -91,52 +93,60 @@ describe('rehearsalChanges', () => {
 });
 
 describe('rehearseChanges', () => {
-  it('runs every change through the change path and leaves the served snapshots, versions, metrics, memo and model as they were', async () => {
-    const f = mesh();
-    const state = f.state();
-    const model = f.model();
-    const memo = new TranslationMemo();
-    const registry = createMetricsRegistry('control-plane');
-    const metrics = createControlPlaneMetrics(registry);
-    const served = newCache(memo, {
-      ...cacheOptions,
-      onTranslateError: () => metrics.translateErrors.inc(),
-      onInconsistent: () => metrics.inconsistentSnapshots.inc(),
-    });
-    const heard: string[] = [];
-    for (const identity of identities) served.watch(identity, (s) => heard.push(s.identity.service));
-    served.setModel(model, 'all', { revision: model.revision, changedAt: 1 });
-    heard.length = 0;
-    const before = servedView(served, model, memo);
-    // The process's own series (heap, CPU) move with any work; the control plane's are what the pipeline counts.
-    const ours = async (): Promise<string> =>
-      (await registry.metrics())
-        .split('\n')
-        .filter((line) => line.includes('trellis_'))
-        .join('\n');
-    const metricsBefore = await ours();
-    expect(metricsBefore).toContain('trellis_control_plane_');
+  it.each([
+    ['without streams', false],
+    ['with throwaway streams', true],
+  ])(
+    'runs every change through the change path (%s) and leaves the served snapshots, versions, metrics, memo and model as they were',
+    async (_name, streams) => {
+      const f = mesh();
+      const state = f.state();
+      const model = f.model();
+      const memo = new TranslationMemo();
+      const registry = createMetricsRegistry('control-plane');
+      const metrics = createControlPlaneMetrics(registry);
+      const served = newCache(memo, {
+        ...cacheOptions,
+        onTranslateError: () => metrics.translateErrors.inc(),
+        onInconsistent: () => metrics.inconsistentSnapshots.inc(),
+      });
+      const heard: string[] = [];
+      for (const identity of identities) served.watch(identity, (s) => heard.push(s.identity.service));
+      served.setModel(model, 'all', { revision: model.revision, changedAt: 1 });
+      heard.length = 0;
+      const before = servedView(served, model, memo);
+      // The process's own series (heap, CPU) move with any work; the control plane's are what the pipeline counts.
+      const ours = async (): Promise<string> =>
+        (await registry.metrics())
+          .split('\n')
+          .filter((line) => line.includes('trellis_'))
+          .join('\n');
+      const metricsBefore = await ours();
+      expect(metricsBefore).toContain('trellis_control_plane_');
 
-    let made: SnapshotCache<MeshModel> | undefined;
-    const result = await rehearseChanges({
-      model,
-      state,
-      settings,
-      newCache: () => (made = newCache()),
-      interrupted: () => false,
-      busy: () => false,
-    });
+      let made: SnapshotCache<MeshModel> | undefined;
+      const result = await rehearseChanges({
+        model,
+        state,
+        settings,
+        newCache: () => (made = newCache()),
+        interrupted: () => false,
+        busy: () => false,
+        streams,
+        controlPlaneId: 'cp-test',
+      });
 
-    expect(result).toMatchObject({ changes: 11, identities: 7 });
-    expect(result.stopped).toBeUndefined();
-    expect(servedView(served, model, memo)).toEqual(before);
-    // The very objects, not equal copies.
-    servedView(served, model, memo).snapshots.forEach((s, i) => expect(s).toBe(before.snapshots[i]));
-    expect(await ours()).toBe(metricsBefore);
-    expect(heard).toEqual([]);
-    // Its own cache gave its identities up at the end: nothing of it stays reachable through a watch.
-    expect(made!.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
-  });
+      expect(result).toMatchObject({ changes: 11, identities: 7, streams: streams ? 7 : 0 });
+      expect(result.stopped).toBeUndefined();
+      expect(servedView(served, model, memo)).toEqual(before);
+      // The very objects, not equal copies.
+      servedView(served, model, memo).snapshots.forEach((s, i) => expect(s).toBe(before.snapshots[i]));
+      expect(await ours()).toBe(metricsBefore);
+      expect(heard).toEqual([]);
+      // Its own cache gave its identities up at the end: nothing of it stays reachable through a watch.
+      expect(made!.stats()).toEqual({ identities: 0, streams: 0, pooledResources: 0, pooledBytes: 0 });
+    },
+  );
 
   it('stops at the step after a real change arrives, and waits while the served cache is busy', async () => {
     const f = mesh();
@@ -237,6 +247,95 @@ describe('RebuildLoop with the start-up rehearsal', () => {
       expect(versions(served)).toEqual(versions(fresh));
       expect(heard.at(-1)).toBe(Number(loop.model!.revision));
     } finally {
+      loop.close();
+    }
+  });
+});
+
+describe('RebuildLoop with the stream rehearsal', () => {
+  it('serves a proxy that connects during the rehearsal as a fresh cache would, and its observers hear of no rehearsal stream', async () => {
+    const f = mesh();
+    const watcher = new FakeWatcher(f.state());
+    const served = newCache(new TranslationMemo(), { ...cacheOptions, fanOutSliceMs: 5 });
+    const logged: Array<{ msg: string; fields: Record<string, unknown> }> = [];
+    const logger = createLogger('test', 'silent');
+    logger.info = ((fields: Record<string, unknown>, msg: string) => void logged.push({ fields, msg })) as unknown as typeof logger.info;
+    // The real proxy: a SotW session on the served cache, its observers recording every stream they hear of.
+    const identity: ProxyIdentity = { service: 'caller-4', kind: 'envoy' };
+    const heardOf = new Set<number>();
+    const responses = new Map<string, string>();
+    const callbacks: Required<XdsCallbacks> = {
+      onStreamOpen: (s) => heardOf.add(s.streamId),
+      onStreamClosed: (s) => heardOf.add(s.streamId),
+      onStreamRejected: () => undefined,
+      onResponse: (s, sent) => {
+        heardOf.add(s.streamId);
+        responses.set(sent.typeUrl, sent.version);
+        // ACKed a turn later, as a proxy does (listeners wait for the clusters' ACK; the endpoints are not asked for).
+        const ack = { typeUrl: sent.typeUrl, versionInfo: sent.version, responseNonce: sent.nonce, resourceNames: [] };
+        setImmediate(() => session.handleRequest(DiscoveryRequest.fromPartial(ack)));
+      },
+      onAck: (s) => heardOf.add(s.streamId),
+      onNack: (s) => heardOf.add(s.streamId),
+      onStaleRequest: (s) => heardOf.add(s.streamId),
+    };
+    const info = { streamId: 1, nodeId: 'real-1', identity, protocol: 'sotw' as const, connectedAt: new Date() };
+    const session = new SotwSession(
+      info,
+      () => true,
+      callbacks,
+      'cp-test',
+      false,
+      (run) => served.afterFanOut(run),
+    );
+    let connected: { cancel: () => void } | undefined;
+    let rehearsalModels = 0;
+    const loop = new RebuildLoop({
+      watcher: watcher as unknown as MeshWatcher,
+      cache: served,
+      settings,
+      metrics: createControlPlaneMetrics(createMetricsRegistry('control-plane')),
+      logger,
+      debounceMs: 0,
+      debounceMaxMs: 0,
+      retention: { graceSeconds: 0, share: 0.5, windowMs: 10_000 },
+      onRebuilt: () => undefined,
+      rehearsalCache: () => {
+        const cache = newCache();
+        const setModel = cache.setModel.bind(cache);
+        jest.spyOn(cache, 'setModel').mockImplementation((...args) => {
+          // The proxy connects once the rehearsal's streams had their first responses and one change went through.
+          if (++rehearsalModels === 3) {
+            const watch = served.watch(identity, (snapshot) => session.setSnapshot(snapshot));
+            connected = watch;
+            if (watch.snapshot) session.setSnapshot(watch.snapshot);
+            for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener])
+              session.handleRequest(DiscoveryRequest.fromPartial({ typeUrl, resourceNames: [] }));
+          }
+          return setModel(...args);
+        });
+        return cache;
+      },
+      rehearsalStreams: { controlPlaneId: 'cp-test' },
+    });
+    try {
+      watcher.emitUpdate({ revision: watcher.state.revision, reset: true, changes: [] });
+      await waitFor(() => loop.model !== undefined && rehearsalModels >= 3);
+      await loop.rehearsed;
+      await waitFor(() => responses.has(TypeUrl.Cluster) && responses.has(TypeUrl.Listener));
+      const rehearsed = logged.find((l) => l.msg === 'change path rehearsed on throwaway state');
+      expect(rehearsed?.fields).toMatchObject({ streams: 7 });
+      const fresh = newCache();
+      fresh.watch(identity, () => undefined);
+      fresh.setModel(loop.model!, 'all', { revision: loop.model!.revision, changedAt: 0 });
+      const servedSnapshot = served.snapshotOf(identity)!;
+      expect(responses.get(TypeUrl.Cluster)).toBe(fresh.snapshotOf(identity)!.types.get(TypeUrl.Cluster)!.version);
+      expect(responses.get(TypeUrl.Listener)).toBe(fresh.snapshotOf(identity)!.types.get(TypeUrl.Listener)!.version);
+      expect(servedSnapshot.meshRevision).toBe(loop.model!.revision);
+      expect([...heardOf]).toEqual([1]);
+    } finally {
+      session.close();
+      connected?.cancel();
       loop.close();
     }
   });

@@ -4,11 +4,13 @@
 // plane's first real changes after start-up (or a replica restarted in a rollout) were its slowest.
 // Here a few synthetic changes derived from the served model run through the same functions, on
 // throwaway state: a model built over the served one (models are never edited once built), a cache of
-// its own with no stream, no metric, no log of the pipeline and nothing written anywhere.
+// its own with no real stream, no metric, no log of the pipeline and nothing written anywhere. With `streams`,
+// each identity it watches also gets a throwaway ADS session and an in-process client (stream-rehearsal.ts).
 import { ServiceRecord } from '@trellis/mesh-schema';
 import type { InstanceRecord } from '@trellis/mesh-schema';
 import { affectedTest, buildMeshModel, type MeshModel, type MeshStateView, type TranslatorSettings } from './model';
 import type { ProxyIdentity } from './resource';
+import { RehearsalStreams } from './stream-rehearsal';
 import type { SnapshotCache } from './xds';
 
 /** One synthetic change: the state after it and the services its events would name. */
@@ -36,6 +38,13 @@ export interface RehearsalOptions {
   maxIdentities?: number;
   /** Stops after the step that crosses this much CPU (this process's, during the steps). */
   maxCpuMs?: number;
+  /**
+   * Whether each identity the rehearsal's cache watches gets a throwaway ADS session and in-process client
+   * (stream-rehearsal.ts), so the first responses, ACKs, EDS re-requests and change-only pushes run too.
+   */
+  streams?: boolean;
+  /** The `control_plane.identifier` the rehearsal's sessions write, as the served ones do. */
+  controlPlaneId?: string;
 }
 
 export interface RehearsalResult {
@@ -43,6 +52,8 @@ export interface RehearsalResult {
   changes: number;
   /** Identities the rehearsal's cache held (fewer than asked when their translation took half the budget). */
   identities: number;
+  /** Throwaway ADS sessions the rehearsal ran (one per identity, or none). */
+  streams: number;
   /** This process's CPU during the rehearsal's steps (waits for a push left out). */
   cpuMs: number;
   /** From start to end, waits included. */
@@ -160,6 +171,8 @@ export async function rehearseChanges(options: RehearsalOptions): Promise<Rehear
   const result = (changes: number, identities: number, stopped?: RehearsalResult['stopped']): RehearsalResult => ({
     changes,
     identities,
+    // One per identity watched, when it runs streams.
+    streams: options.streams ? identities : 0,
     cpuMs: Math.round(cpuMs),
     wallMs: Math.round(performance.now() - startedAt),
     ...(stopped ? { stopped } : {}),
@@ -189,6 +202,7 @@ export async function rehearseChanges(options: RehearsalOptions): Promise<Rehear
   }
 
   const cache = options.newCache();
+  const streams = options.streams ? new RehearsalStreams(options.controlPlaneId ?? 'trellis-rehearsal', cache) : undefined;
   const ignore = (): void => undefined;
   const watches: Array<{ cancel: () => void }> = [];
   let done = 0;
@@ -201,7 +215,14 @@ export async function rehearseChanges(options: RehearsalOptions): Promise<Rehear
     for (let i = 0; i < identities.length && (i === 0 || cpuMs < maxCpuMs / 2); i += WATCH_BATCH) {
       if (!(await turn())) return result(0, watches.length, 'real change');
       await timed(async () => {
-        for (const identity of identities.slice(i, i + WATCH_BATCH)) watches.push(cache.watch(identity, ignore));
+        for (const identity of identities.slice(i, i + WATCH_BATCH)) {
+          const feed = streams?.open(identity);
+          const watch = cache.watch(identity, feed ?? ignore);
+          watches.push(watch);
+          if (feed && watch.snapshot) feed(watch.snapshot);
+        }
+        // Their first responses, ACKs and the EDS and RDS requests that follow, as a connecting proxy's.
+        await streams?.settle();
       });
     }
     for (const change of changes) {
@@ -211,13 +232,15 @@ export async function rehearseChanges(options: RehearsalOptions): Promise<Rehear
         const next = buildMeshModel(change.state, options.settings, model, change.changed);
         const affected = affectedTest(model, next);
         model = next;
-        return cache.setModel(next, affected, { revision: next.revision, changedAt: Date.now() }).settled;
+        // The change-only pushes and their ACKs (and the EDS requests Envoy sends for re-created clusters).
+        return cache.setModel(next, affected, { revision: next.revision, changedAt: Date.now() }).settled.then(() => streams?.settle());
       });
       done++;
     }
     return result(done, watches.length);
   } finally {
-    // Its snapshots and pooled resources go with its last watch; nothing else holds them.
+    // Its snapshots and pooled resources go with its last watch and its sessions; nothing else holds them.
+    streams?.close();
     for (const watch of watches) watch.cancel();
   }
 }

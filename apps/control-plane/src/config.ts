@@ -99,6 +99,12 @@ export const controlPlaneEnvSchema = etcdEnvSchema.extend({
    */
   TRELLIS_XDS_CHANGE_REHEARSAL: env.bool(true),
   /**
+   * The rehearsal also runs throwaway ADS sessions, one per identity it translates, with in-process clients that
+   * answer as Envoy does (stream-rehearsal.ts: no socket, metric or status), so the sessions' code and the wire
+   * encoder are compiled before the first proxy connects; false leaves the rehearsal without streams.
+   */
+  TRELLIS_XDS_STREAM_REHEARSAL: env.bool(true),
+  /**
    * Endpoint retention (src/model/endpoint-retention.ts): endpoints lost to a
    * mass lease expiry — more than this share of a service's endpoints within the
    * window, or all of them — are kept this many seconds (0 turns it off).

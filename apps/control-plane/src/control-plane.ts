@@ -96,6 +96,7 @@ export type ControlPlaneOptions = Pick<
       | 'TRELLIS_TRACING_SAMPLING_PERCENT'
       | 'TRELLIS_XDS_FANOUT_SLICE_MS'
       | 'TRELLIS_XDS_CHANGE_REHEARSAL'
+      | 'TRELLIS_XDS_STREAM_REHEARSAL'
       | 'TRELLIS_TLS_HANDSHAKE_TIMEOUT_MS'
       | 'TRELLIS_HTTP2_PREFACE_TIMEOUT_MS'
       | 'TRELLIS_TLS_MAX_PENDING_CONNECTIONS'
@@ -234,6 +235,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       if (!health.isReady) void health.recheck();
     },
     rehearsalCache,
+    rehearsalStreams: (config.TRELLIS_XDS_STREAM_REHEARSAL ?? true) ? { controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID } : undefined,
   });
   watcher.on('status', ({ live }) => {
     void health.recheck();

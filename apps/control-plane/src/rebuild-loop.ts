@@ -36,6 +36,8 @@ export interface RebuildLoopDeps {
    * memo; undefined: no rehearsal.
    */
   rehearsalCache?: () => SnapshotCache<MeshModel>;
+  /** Throwaway ADS sessions in the rehearsal (stream-rehearsal.ts), writing this control plane's id; undefined: none. */
+  rehearsalStreams?: { controlPlaneId: string };
 }
 
 /** The start-up rehearsal waits until the served cache has built no identity for this long (a first push is over). */
@@ -169,13 +171,15 @@ export class RebuildLoop {
 
   /** The start-up rehearsal (change-rehearsal.ts) from the model first served; `updates`: those seen when it was built. */
   private async rehearse(model: MeshModel, state: MeshStateView, updates: number): Promise<void> {
-    const { cache, settings, logger, rehearsalCache } = this.deps;
+    const { cache, settings, logger, rehearsalCache, rehearsalStreams } = this.deps;
     try {
       const result = await rehearseChanges({
         model,
         state,
         settings,
         newCache: rehearsalCache!,
+        streams: rehearsalStreams !== undefined,
+        controlPlaneId: rehearsalStreams?.controlPlaneId,
         interrupted: () => this.closed || this.updates !== updates || this.current !== model,
         // A connection storm's streams arrive in waves: a slice that built an identity lately says one is still going.
         busy: () => {

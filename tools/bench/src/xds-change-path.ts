@@ -65,6 +65,11 @@ const args = parseBenchArgs(
         'TRELLIS_XDS_CHANGE_REHEARSAL) before the first change; compare the first changes with and without it.',
     },
     'rehearsal-identities': { type: 'string', default: '1024', help: 'With --rehearse: the identities its cache translates.' },
+    'rehearse-streams': {
+      type: 'boolean',
+      default: false,
+      help: 'With --rehearse: also its throwaway ADS sessions, one per identity (stream-rehearsal.ts, TRELLIS_XDS_STREAM_REHEARSAL).',
+    },
     smoke: { type: 'boolean', default: false, help: 'Seconds, tiny sizes (40 services, 30 streams, 3 rounds): what `npm test` runs.' },
     'cpu-prof': { type: 'string', help: 'Write a V8 CPU profile of the rounds (not the first push) to this file.' },
     'alloc-profile': {
@@ -355,6 +360,8 @@ async function main(): Promise<void> {
         }),
       interrupted: () => false,
       maxIdentities: Number(args['rehearsal-identities']),
+      streams: args['rehearse-streams'],
+      controlPlaneId: 'bench',
       busy: () => cache.pushActivity().pendingBuilds > 0,
     });
     console.log(`rehearsal: ${JSON.stringify(rehearsal)}`);

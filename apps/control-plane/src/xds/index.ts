@@ -26,3 +26,4 @@ export { NODE_TRIMMING_READERS } from './node-trim';
 export { versionOf } from './versions';
 export { AdsServiceDefinition, decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDiscoveryResponse } from './wire';
 export { SotwSession } from './sotw-session';
+export { DeltaSession } from './delta-session';
