@@ -294,14 +294,19 @@ function translateUpstreams(model: MeshModel, { dep, callee, policy }: Dep, prox
 // RouteDependency and RouteTarget of equal content, digested once per callee, and
 // every caller keeps its resource without a digest of its own.
 function outboundRoutes(service: ServiceModel, httpDeps: readonly Dep[]): XdsResource {
-  const deps = httpDeps.map((d) => ({ dep: routeDependency(d), callee: routeTarget(d.callee) }));
-  // Kept with the routes (reused): an array of exactly its length, not one push grew to 17 slots.
-  const parts = new Array<unknown>(1 + 2 * deps.length);
+  // Both kept with the routes (reused): arrays of exactly their length, not ones push grew to 17 slots, filled by a
+  // plain loop: `map` made `deps` another elements kind when TurboFan inlined it, and writeOutboundRoutes, optimised
+  // on one kind, was deoptimized ("wrong map") in every connection storm.
+  const deps = new Array<{ dep: RouteDependency; callee: RouteTarget }>(httpDeps.length);
+  const parts = new Array<unknown>(1 + 2 * httpDeps.length);
   parts[0] = service.name;
-  deps.forEach((projected, i) => {
+  for (let i = 0; i < httpDeps.length; i++) {
+    const d = httpDeps[i]!;
+    const projected = { dep: routeDependency(d), callee: routeTarget(d.callee) };
+    deps[i] = projected;
     parts[1 + 2 * i] = projectionDigest(projected.dep);
     parts[2 + 2 * i] = projectionDigest(projected.callee);
-  });
+  }
   return reused(service, 'outboundRoutes', parts, () => build.outboundRoutes({ source: service.name, deps }));
 }
 
