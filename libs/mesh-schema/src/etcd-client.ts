@@ -12,6 +12,7 @@ import {
   type IKeyValue,
   type IOptions,
 } from 'etcd3';
+import { ReplicaLease } from './store/replica-lease';
 import { afterSocketsRead, type EtcdEnv } from '@trellis/runtime';
 
 export interface EtcdConnectionOptions {
@@ -245,11 +246,16 @@ export interface KeptAliveLease {
   revoke(): Promise<void>;
   /** etcd forgot the lease (for example after a long outage): whatever it held is gone. */
   on(event: 'lost', listener: (err: Error) => void): unknown;
+  /** etcd answered a refresh: the lease is alive for its full TTL again. */
+  on(event: 'keepaliveSucceeded', listener: () => void): unknown;
 }
 
-/** A replica's lease: what is written under it disappears when the replica stops renewing it. */
+/**
+ * A replica's lease: what is written under it disappears when the replica stops renewing it. Granted under an ID chosen
+ * here, so a grant whose answer was lost leaves no orphan lease behind (replica-lease.ts).
+ */
 export function keptAliveLease(client: EtcdClient, ttlSeconds: number): KeptAliveLease {
-  return client.lease(ttlSeconds, { autoKeepAlive: true });
+  return new ReplicaLease(client, ttlSeconds);
 }
 
 /**

@@ -5,7 +5,8 @@
 // or a restarting proxy does; every write must answer as the write that happened, once.
 import { eventually, startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '@trellis/testing';
 import { AlreadyExistsError, NotFoundError } from '../src/errors';
-import { connectEtcd, type EtcdClient } from '../src/etcd-client';
+import { LeaseClient } from 'etcd3';
+import { connectEtcd, keptAliveLease, type EtcdClient, type KeptAliveLease } from '../src/etcd-client';
 import { KeyLayout } from '../src/keys';
 import { LeasePool, MeshStore } from '../src/store';
 import { aService, anInstance } from './fixtures';
@@ -42,7 +43,7 @@ afterAll(async () => {
  * Where the lost answers start: the write's next call of this method (still made to etcd; the spy only marks it).
  * Calls before it, such as the reads a delete makes first, are answered.
  */
-type LostCall = { on: typeof client.kv; method: 'txn' } | { on: typeof client.leaseClient; method: 'leaseGrant' | 'leaseKeepAlive' };
+type LostCall = { on: typeof client.kv; method: 'txn' } | { on: LeaseClient; method: 'leaseGrant' | 'leaseKeepAlive' };
 
 /**
  * Runs `write`, losing etcd's answers from its first `from` call on (the reads a write makes first are answered), until
@@ -55,10 +56,11 @@ async function withAnswerLost<T>(
   from: LostCall = { on: client.kv, method: 'txn' },
 ): Promise<T> {
   const target = from.on as unknown as Record<string, (...args: unknown[]) => unknown>;
-  const call = target[from.method]!.bind(target);
-  const spy = jest.spyOn(target, from.method).mockImplementationOnce((...args: unknown[]) => {
+  const call = target[from.method]!;
+  // Called on whatever `this` the caller calls it on (a prototype's spy sees each instance).
+  const spy = jest.spyOn(target, from.method).mockImplementationOnce(function (this: unknown, ...args: unknown[]) {
     proxy.dropReplies = true;
-    return call(...args);
+    return call.apply(this, args);
   });
   try {
     const written = write();
@@ -74,6 +76,8 @@ async function withAnswerLost<T>(
   }
 }
 
+/** Every lease etcd holds. */
+const leases = async () => new Set((await etcd.client().leaseClient.leaseLeases()).leases.map((l) => String(l.ID)));
 const leaseTtl = async (lease: string) => Number((await etcd.client().leaseClient.leaseTimeToLive({ ID: lease })).TTL);
 
 it('a create applied by etcd whose answer was lost succeeds on the retry, once', async () => {
@@ -229,7 +233,6 @@ describe('an instance deregistration etcd applied whose answer was lost', () => 
 
 it('a registration whose lease grant etcd applied but whose answer was lost leaves no second lease behind', async () => {
   await direct.createService(aService('grant-lost'), 'bob');
-  const leases = async () => new Set((await etcd.client().leaseClient.leaseLeases()).leases.map((l) => String(l.ID)));
   const before = await leases();
   const { leaseId } = await withAnswerLost(
     () => store.registerInstance(anInstance('grant-lost', 'i-1'), 60, { requireService: true }),
@@ -250,4 +253,25 @@ it('a drain etcd applied whose answer was lost answers with the drained record i
   expect(drained).toEqual(stored);
   const kv = (await etcd.client().kv.range({ key: Buffer.from(layout.instance('drain-lost', 'i-1')) })).kvs[0]!;
   expect(committed).toContain(kv.mod_revision);
+});
+
+it('a replica lease whose grant etcd applied but whose answer was lost leaves no second lease behind, and is kept alive', async () => {
+  const before = await leases();
+  let lease: KeptAliveLease | undefined;
+  try {
+    // On every LeaseClient's grant: a replica lease may hold its own.
+    const leaseId = await withAnswerLost(
+      () => (lease = keptAliveLease(client, 3)).grant(),
+      async () => [...(await leases())].some((l) => !before.has(l)),
+      { on: LeaseClient.prototype, method: 'leaseGrant' },
+    );
+    expect([...(await leases())].filter((l) => !before.has(l))).toEqual([leaseId]);
+    // Refreshed in the background past its TTL.
+    let renewals = 0;
+    lease!.on('keepaliveSucceeded', () => (renewals += 1));
+    await eventually('renewals over more than a TTL', async () => renewals >= 4, 60_000, { intervalMs: 100 });
+    expect(await leaseTtl(leaseId)).toBeGreaterThan(0);
+  } finally {
+    await lease?.revoke();
+  }
 });
