@@ -102,7 +102,7 @@ describe('NodeTrimmingReader', () => {
     );
   });
 
-  it('never reads bad bytes as something the whole request does not decode to (property)', () => {
+  it('reads bad bytes as the whole request, or refuses them, or reads a node whose skipped fields were bad (property)', () => {
     const node = Buffer.from(Node.encode(Node.fromPartial({ id: 'a-1', cluster: 'a', clientFeatures: ['x'] })).finish());
     const bytes = fc.oneof(
       fc.uint8Array({ maxLength: 60 }).map((b) => Buffer.from(b)),
@@ -121,7 +121,12 @@ describe('NodeTrimmingReader', () => {
     fc.assert(
       fc.property(bytes, fc.array(fc.nat({ max: 60 }), { maxLength: 4 }), (whole, cuts) => {
         const trimmed = answer(() => decodeDiscoveryRequest(readInChunks(new NodeTrimmingReader(NODE_FIELD.sotw), whole, cuts)));
-        if (!('threw' in trimmed)) expect(trimmed).toEqual(decodeDiscoveryRequest(whole));
+        const read = answer(() => decodeDiscoveryRequest(whole));
+        if ('threw' in trimmed) return;
+        // Where the generated decoder fails inside a node field nothing reads, the trimmed request no longer holds it
+        // (wire.ts's own reader skips such fields by their framing too): then it reads the request's node.
+        if ('threw' in read) expect(trimmed.node).toBeDefined();
+        else expect(trimmed).toEqual(read);
       }),
       { numRuns: propertyRuns(1_000) },
     );
