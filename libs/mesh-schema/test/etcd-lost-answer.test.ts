@@ -177,6 +177,28 @@ describe('an instance registration whose txn etcd applied but whose answer was l
     expect(await leaseTtl(first.leaseId)).toBe(-1); // revoked, not left to lapse
   });
 
+  it('a re-registration whose service changed before the retry stays registered, and says so', async () => {
+    const service = await direct.createService(aService('reregister-changed'), 'bob');
+    const first = await direct.registerInstance(anInstance('reregister-changed', 'i-1'), 60);
+    // Applied, and then the service is updated before etcd3 retries the txn: the retry fails its guard.
+    const again = await withAnswerLost(
+      () =>
+        store.registerInstance(anInstance('reregister-changed', 'i-1', { port: 9090 }), 60, {
+          requireService: { modRevision: service.modRevision },
+        }),
+      async () => {
+        if ((await instanceKv('reregister-changed', 'i-1'))?.lease === first.leaseId) return false;
+        await direct.updateService(aService('reregister-changed', { port: 9091 }), 'carol', { ifModRevision: service.modRevision });
+        return true;
+      },
+    );
+    const kv = (await instanceKv('reregister-changed', 'i-1'))!;
+    expect(kv.lease).toBe(again.leaseId);
+    expect(await leaseTtl(again.leaseId)).toBeGreaterThan(0);
+    expect(await leaseTtl(first.leaseId)).toBe(-1); // revoked, not left to lapse
+    expect(committed).toContain(kv.mod_revision);
+  });
+
   it('a re-registration on a pooled lease (the registry’s path) ends on one live lease, every other revoked', async () => {
     await direct.createService(aService('reregister-pooled'), 'bob');
     const pool = new LeasePool(client, { perTtl: 2 });

@@ -121,9 +121,16 @@ export class InstanceStore {
         { request_put: { key: Buffer.from(key), value: bytes, lease: leaseId, prev_kv: true } },
         { request_delete_range: { key: Buffer.from(this.records.layout.deregistration(valid.service, valid.id)) } },
       ],
-      failure: [{ request_range: { key: Buffer.from(serviceKey), keys_only: true } }],
+      failure: [{ request_range: { key: Buffer.from(serviceKey), keys_only: true } }, { request_range: { key: Buffer.from(key) } }],
     });
     if (!res.succeeded) {
+      const mine = res.responses[1]?.response_range.kvs[0];
+      // Our record on this very lease: an earlier attempt of this txn that etcd applied, whose answer was lost, before
+      // the service changed (etcd3 retried it into the guard). The registration happened: answer as it, never undo it.
+      if (mine?.lease === leaseId && mine.value.equals(bytes)) {
+        this.records.committedEarlier(mine.mod_revision);
+        return this.leaseBefore(key, mine, valid);
+      }
       const now = res.responses[0]?.response_range.kvs[0];
       if (now && typeof required === 'object') throw new RevisionMismatchError(serviceKey, required.modRevision, now.mod_revision);
       throw new NotFoundError(serviceKey, `service "${valid.service}"`);
