@@ -235,7 +235,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       if (!health.isReady) void health.recheck();
     },
     rehearsalCache,
-    rehearsalStreams: (config.TRELLIS_XDS_STREAM_REHEARSAL ?? true) ? { controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID } : undefined,
+    rehearsalStreams: (config.TRELLIS_XDS_STREAM_REHEARSAL ?? false) ? { controlPlaneId: config.TRELLIS_CONTROL_PLANE_ID } : undefined,
   });
   watcher.on('status', ({ live }) => {
     void health.recheck();
