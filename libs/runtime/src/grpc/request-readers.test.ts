@@ -4,7 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { StreamDecoder } from '@grpc/grpc-js/build/src/stream-decoder';
 import { stopGrpcServer } from './grpc-server';
-import { readRequestsAsTheyArrive, ReadingDecoder, type RequestReader } from './request-readers';
+import { readRequestsAsTheyArrive, ReadingDecoder, WHOLE_MESSAGE_BYTES, type RequestReader } from './request-readers';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -72,6 +72,24 @@ describe('ReadingDecoder', () => {
       expect(got).toHaveLength(4);
       expect(got).toEqual(want);
     }
+  });
+
+  it('copies a short message that arrives whole without its reader, and reads a longer or split one with it', () => {
+    let read = 0;
+    const reader: RequestReader = {
+      read: (_chunk, start, end) => void (read += end - start),
+      finish: () => Buffer.from('read'),
+    };
+    const short = framed(Buffer.alloc(WHOLE_MESSAGE_BYTES, 2));
+    const long = framed(Buffer.alloc(WHOLE_MESSAGE_BYTES + 1, 3));
+    const decoder = new ReadingDecoder(-1, reader);
+    expect(decoder.write(Buffer.concat([short, short]))).toEqual([short, short]);
+    expect(read).toBe(0);
+    expect(decoder.write(long)).toEqual([framed(Buffer.from('read'))]);
+    expect(read).toBe(WHOLE_MESSAGE_BYTES + 1);
+    // Split across chunks, a short message is read as it arrives too: nothing is held partial.
+    expect([...decoder.write(short.subarray(0, 100)), ...decoder.write(short.subarray(100))]).toEqual([framed(Buffer.from('read'))]);
+    expect(read).toBe(2 * WHOLE_MESSAGE_BYTES + 1);
   });
 
   it("refuses a message over the limit at its prefix, in grpc-js's words", () => {
