@@ -161,6 +161,8 @@ const NOT_VALUES: Record<AppName, Record<string, string>> = {
   'control-plane': {
     // The chart mounts adminToken.existingSecret's key and sets the _FILE form, followed without a restart.
     TRELLIS_ADMIN_TOKEN: 'the chart sets TRELLIS_ADMIN_TOKEN_FILE, followed without a restart',
+    // Measured and left off (docs/benchmarks.md): a diagnostic for the benchmarks, not an operator's setting yet.
+    TRELLIS_XDS_STREAM_REHEARSAL: 'an experiment, off: it slowed round 1 at 1,000 / 1,000 in 4 of 5 pairs',
   },
   authz: {
     // The chart always mounts a key directory (signingKeys.existingSecret or the generated one): a Secret
